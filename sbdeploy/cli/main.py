@@ -1,0 +1,43 @@
+"""The typer app: registers every command and turns sbdeploy errors into exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from sbdeploy.cli import zoo
+from sbdeploy.cli._render import err_console
+from sbdeploy.errors import SbdeployError
+
+app = typer.Typer(
+    name="sbdeploy",
+    help="Spatial-bottleneck networks from PyTorch to verified, fast inference engines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("zoo")(zoo.zoo)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from sbdeploy import __version__
+
+        print(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Console entry point: run the app, map SbdeployError to a message and its exit code."""
+    try:
+        app()
+    except SbdeployError as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)

@@ -1,0 +1,41 @@
+"""Exception types. Each message says what went wrong and what to do next.
+
+The CLI turns any :class:`SbdeployError` into one red line on stderr and a non-zero
+exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SbdeployError(Exception):
+    """Base of every error that is the user's to fix (bad input, missing backend...)."""
+
+    exit_code = 2
+
+
+class UnknownModelError(SbdeployError, ValueError):
+    """A model name or option that the registry does not know."""
+
+
+class CheckpointError(SbdeployError):
+    """A checkpoint folder that is missing, corrupt, or does not match its config."""
+
+
+class OnnxModelError(SbdeployError):
+    """An ONNX file that cannot be read, checked, or run."""
+
+
+class InputError(SbdeployError, ValueError):
+    """An inference input of the wrong name, shape or dtype."""
+
+
+class BackendUnavailableError(SbdeployError):
+    """A backend (TensorRT, CUDA, pycuda...) that this machine cannot run."""
+
+
+class EngineMismatchError(SbdeployError):
+    """An engine built for another GPU or TensorRT version."""
+
+
+class ConfigError(SbdeployError, ValueError):
+    """An option value that is out of range or unknown (sampling set, size, batch...)."""

@@ -1,0 +1,91 @@
+"""ImageNet ResNets in torchvision's layout (post-activation) and their SB variants.
+
+ResNet-18/34 use basic blocks, ResNet-50/101 bottleneck blocks (stride on the 3x3).
+State-dict keys of the baselines match torchvision's ``resnetNN``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from sbdeploy.models._registry import register_model
+from sbdeploy.nn.blocks import BasicBlock, Bottleneck, SBBasicBlock, SBBottleneck
+
+
+class ResNet(nn.Module):
+    """torchvision ResNet: 7x7/2 stem, 3x3/2 max pool, four stages, pool, fc."""
+
+    def __init__(
+        self, block: type[nn.Module], layers: tuple[int, int, int, int], *, num_classes: int = 1000, in_chans: int = 3, **block_options: str
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        make_block = partial(block, **block_options)
+        in_planes = 64
+        for index, (planes, count) in enumerate(zip((64, 128, 256, 512), layers), start=1):
+            blocks = []
+            for i in range(count):
+                blocks.append(make_block(in_planes, planes, 2 if index > 1 and i == 0 else 1))
+                in_planes = planes * block.expansion
+            setattr(self, f"layer{index}", nn.Sequential(*blocks))
+        self.fc = nn.Linear(in_planes, num_classes)
+        self.num_features = in_planes
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.fc(torch.flatten(x.mean(dim=(2, 3), keepdim=True), 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@register_model("imagenet")
+def resnet18(*, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
+    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes=num_classes, in_chans=in_chans)
+
+
+@register_model("imagenet", baseline="resnet18")
+def resnet18_sb(*, num_classes: int = 1000, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
+    return ResNet(SBBasicBlock, (2, 2, 2, 2), num_classes=num_classes, in_chans=in_chans, sampling=sampling)
+
+
+@register_model("imagenet")
+def resnet34(*, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
+    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans)
+
+
+@register_model("imagenet", baseline="resnet34")
+def resnet34_sb(*, num_classes: int = 1000, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
+    return ResNet(SBBasicBlock, (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans, sampling=sampling)
+
+
+@register_model("imagenet")
+def resnet50(*, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
+    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans)
+
+
+@register_model("imagenet", baseline="resnet50")
+def resnet50_sb(*, num_classes: int = 1000, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
+    return ResNet(SBBottleneck, (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans, sampling=sampling)
+
+
+@register_model("imagenet")
+def resnet101(*, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
+    return ResNet(Bottleneck, (3, 4, 23, 3), num_classes=num_classes, in_chans=in_chans)
+
+
+@register_model("imagenet", baseline="resnet101")
+def resnet101_sb(*, num_classes: int = 1000, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
+    return ResNet(SBBottleneck, (3, 4, 23, 3), num_classes=num_classes, in_chans=in_chans, sampling=sampling)
