@@ -1,0 +1,204 @@
+"""Checkpoints as a folder: ``model.safetensors`` (weights) + ``config.json`` (everything else).
+
+Loading never unpickles: weights are read with safetensors, the config is plain JSON,
+and the model is rebuilt from the registry. Every way a checkpoint can be broken
+(missing files, corrupt or truncated weights, a pickle under a safetensors name,
+weights that do not fit the architecture) raises :class:`CheckpointError` with a
+message naming the file and the fix. Writes go to a temporary name and are renamed
+into place, so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+from torch import nn
+
+from sbdeploy.errors import CheckpointError, SbdeployError
+from sbdeploy.models import create_model, model_info
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "sbdeploy-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """What ``config.json`` holds: enough to rebuild, feed and describe the model."""
+
+    arch: str  # registry name, e.g. "cifar_resnet20_sb"
+    options: dict[str, Any]  # builder options: num_classes, in_chans, sampling (SB only)
+    input_size: tuple[int, int]  # (H, W) the model was trained at
+    mean: tuple[float, ...]  # per-channel normalization applied before the model
+    std: tuple[float, ...]
+    class_names: tuple[str, ...]
+    dataset: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)  # e.g. test_accuracy, epochs, train_time_s
+    training: dict[str, Any] = field(default_factory=dict)  # the recipe used
+    sbdeploy_version: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.options.get("num_classes", len(self.class_names)))
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.options.get("in_chans", 3))
+
+    @property
+    def sampling(self) -> str | None:
+        return self.options.get("sampling")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_size"] = list(self.input_size)
+        data["mean"], data["std"], data["class_names"] = list(self.mean), list(self.std), list(self.class_names)
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, **data}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: Path) -> CheckpointConfig:
+        if data.get("format") != FORMAT:
+            raise CheckpointError(f"{source} is not an sbdeploy checkpoint config (no \"format\": \"{FORMAT}\")")
+        if data.get("format_version", 0) > FORMAT_VERSION:
+            raise CheckpointError(f"{source} was written by a newer sbdeploy (format {data['format_version']}); upgrade sbdeploy")
+        try:
+            return cls(
+                arch=str(data["arch"]),
+                options=dict(data.get("options", {})),
+                input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
+                mean=tuple(float(v) for v in data["mean"]),
+                std=tuple(float(v) for v in data["std"]),
+                class_names=tuple(str(v) for v in data["class_names"]),
+                dataset=str(data.get("dataset", "")),
+                metrics=dict(data.get("metrics", {})),
+                training=dict(data.get("training", {})),
+                sbdeploy_version=str(data.get("sbdeploy_version", "")),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise CheckpointError(f"{source} lacks or mangles a required field ({error!r}); re-export the checkpoint") from None
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model in eval mode and its config."""
+
+    path: Path
+    model: nn.Module
+    config: CheckpointConfig
+    weights_sha256: str
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(folder: str | Path, model: nn.Module, config: CheckpointConfig) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``folder`` (atomically, each)."""
+    from sbdeploy import __version__
+
+    folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if not config.sbdeploy_version:
+        config = CheckpointConfig(**{**asdict(config), "sbdeploy_version": __version__})
+    atomic_write_bytes(folder / WEIGHTS_FILE, save_safetensors_bytes(state, metadata={"format": "pt", "arch": config.arch}))
+    atomic_write_bytes(folder / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
+    return folder
+
+
+def read_config(folder: str | Path) -> CheckpointConfig:
+    """Read and check ``config.json`` of a checkpoint folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder {folder} does not exist (expected a folder with {WEIGHTS_FILE} and {CONFIG_FILE})")
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; a checkpoint folder holds {WEIGHTS_FILE} and {CONFIG_FILE}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON ({error}); restore it from the training run") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    return CheckpointConfig.from_json(data, path)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; CheckpointError (never unpickling) when it is not one."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; a checkpoint folder holds {WEIGHTS_FILE} and {CONFIG_FILE}")
+    data = path.read_bytes()
+    if data[:1] == b"\x80" or data[:2] == b"PK":  # pickle protocol 2+ or torch.save zip
+        raise CheckpointError(
+            f"{path} is a pickle / torch.save archive, not safetensors; sbdeploy never unpickles files. "
+            "Convert it where you trust it: safetensors.torch.save_file(torch.load(...), 'model.safetensors')"
+        )
+    try:
+        return load_safetensors_bytes(data)
+    except (SafetensorError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({error}); it may be truncated or corrupt") from None
+
+
+def build_model(config: CheckpointConfig) -> nn.Module:
+    """A fresh model of the checkpoint's architecture and options."""
+    try:
+        return create_model(config.arch, **config.options)
+    except SbdeployError as error:
+        raise CheckpointError(f"config.json names a model sbdeploy cannot build: {error}") from None
+
+
+def load_checkpoint(folder: str | Path) -> Checkpoint:
+    """Load a checkpoint folder and return the model in eval mode with its config."""
+    folder = Path(folder)
+    config = read_config(folder)
+    weights_path = folder / WEIGHTS_FILE
+    state = read_weights(weights_path)
+    model = build_model(config)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            details.append(f"{len(wrong)} of wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+        raise CheckpointError(
+            f"{weights_path} does not match the architecture in config.json ({config.arch}, {config.options}): "
+            + "; ".join(details)
+            + ". Check that both files come from the same training run."
+        )
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return Checkpoint(path=folder, model=model, config=config, weights_sha256=sha256_file(weights_path))
