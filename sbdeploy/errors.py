@@ -39,3 +39,7 @@ class EngineMismatchError(SbdeployError):
 
 class ConfigError(SbdeployError, ValueError):
     """An option value that is out of range or unknown (sampling set, size, batch...)."""
+
+
+class ArtifactError(SbdeployError):
+    """A model artifact (ONNX file, engine, engine sidecar) that is missing, unreadable or unusable here."""
