@@ -1,0 +1,71 @@
+"""``sbdeploy triton-repo``: a Triton model repository from ONNX files and TensorRT engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sbdeploy.cli._render import console, err_console, print_json
+
+
+def triton_repo(
+    artifacts: Annotated[list[Path], typer.Argument(help="ONNX files and TensorRT engines (.engine/.plan + .json sidecar).")],
+    out: Annotated[Path, typer.Option("--out", help="The model repository folder.")],
+    name: Annotated[str | None, typer.Option(help="Model name (single artifact; default: the file stem).")] = None,
+    max_batch: Annotated[
+        int | None, typer.Option(help="max_batch_size (default: the engine profile's max; 32 for a dynamic ONNX batch).", min=0)
+    ] = None,
+    instances: Annotated[int, typer.Option(help="Instances per model (instance_group count).", min=1)] = 1,
+    preferred_batch: Annotated[
+        list[int] | None, typer.Option(help="Preferred batch size of the dynamic batcher (repeatable).", min=1)
+    ] = None,
+    queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher max queue delay in microseconds.", min=0)] = 100,
+    onnx_device: Annotated[str, typer.Option(help="Instance kind of ONNX models: cpu or gpu.")] = "cpu",
+    onnx_trt_fp16: Annotated[
+        bool, typer.Option("--onnx-trt-fp16", help="ONNX models: TensorRT accelerator in fp16 (GPU instances).")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace model folders that already exist.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Write a Triton model repository: config.pbtxt, version 1 and a README per artifact."""
+    from sbdeploy.errors import ConfigError
+    from sbdeploy.serve.triton_repo import TritonOptions, write_triton_repo
+
+    if onnx_device not in ("cpu", "gpu"):
+        raise ConfigError(f"--onnx-device must be cpu or gpu, got {onnx_device!r}")
+    options = TritonOptions(
+        max_batch=max_batch,
+        instances=instances,
+        preferred_batch=tuple(preferred_batch or ()),
+        queue_delay_us=queue_delay_us,
+        onnx_device="gpu" if onnx_device == "gpu" else "cpu",
+        onnx_trt_fp16=onnx_trt_fp16,
+    )
+    repo = write_triton_repo(artifacts, out, name=name, options=options, force=force)
+    if as_json:
+        print_json(
+            {
+                "repository": str(repo.root),
+                "validated_with": repo.validated_with,
+                "models": [
+                    {"name": m.name, "platform": m.platform, "folder": str(m.folder),
+                     "max_batch_size": m.max_batch_size, "notes": list(m.notes)}
+                    for m in repo.models
+                ],
+            }
+        )
+        return
+    table = Table(title=f"Triton model repository {repo.root}")
+    for column in ("model", "platform", "max_batch_size", "notes"):
+        table.add_column(column)
+    for m in repo.models:
+        table.add_row(m.name, m.platform, str(m.max_batch_size), "; ".join(m.notes) or "-")
+    console.print(table)
+    if repo.validated_with:
+        console.print(f"configs checked against {repo.validated_with}")
+    else:
+        err_console.print("[yellow]configs not checked: tritonclient is absent (pip install sbdeploy[serve])[/]")
+    console.print(f"serve with: tritonserver --model-repository {repo.root.resolve()}")

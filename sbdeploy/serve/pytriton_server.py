@@ -1,0 +1,317 @@
+"""A live Triton server on loopback: an sbdeploy ONNX Runtime runner behind PyTriton's bundled Triton.
+
+PyTriton (``nvidia-pytriton``) ships a Triton Inference Server binary and serves a
+Python callable through Triton's Python backend, with Triton's dynamic batcher in
+front. It pins ``numpy<2`` (pytriton#93; with numpy 2 its responses come back empty),
+while sbdeploy's environment has numpy 2. So the server runs in its own process,
+started with a *PyTriton interpreter*: ``scripts/setup.sh`` makes ``.venv-triton``,
+a small venv with PyTriton and numpy 1.x that sees the main ``.venv`` (torch,
+onnxruntime, sbdeploy) behind its own packages through a ``.pth`` file.
+
+:class:`PyTritonServer` (used by the tests and ``scripts/bench_triton.py``) starts
+that process on free ports bound to 127.0.0.1 only, waits until the model is ready
+(bounded), and stops the process group on exit. ``python -m
+sbdeploy.serve.pytriton_server`` is the process itself (:func:`main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sbdeploy.errors import BackendUnavailableError
+
+PYTHON_ENV_VAR = "SBDEPLOY_PYTRITON_PYTHON"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the served model is batched and run."""
+
+    model_name: str = "sbdeploy"
+    max_batch: int = 16  # Triton max_batch_size of the bound model
+    queue_delay_us: int = 100  # dynamic batcher max queue delay
+    instances: int = 1  # model instances (one ONNX Runtime session each)
+    threads: int | None = None  # intra-op threads per session (None: ONNX Runtime's default)
+    startup_timeout_s: float = 90.0  # give up when the model is not ready by then
+    stop_timeout_s: float = 30.0  # then kill the process group
+
+
+def find_pytriton_python() -> Path | None:
+    """The interpreter that can run PyTriton here, or None.
+
+    Looked up in order: ``$SBDEPLOY_PYTRITON_PYTHON``; ``.venv-triton/bin/python`` of this
+    source checkout (made by ``scripts/setup.sh``); the current interpreter when it has
+    PyTriton and numpy 1.x.
+    """
+    env = os.environ.get(PYTHON_ENV_VAR)
+    if env:
+        return Path(env) if Path(env).is_file() else None
+    local = _REPO_ROOT / ".venv-triton" / "bin" / "python"
+    if local.is_file():
+        return local
+    if importlib.util.find_spec("pytriton") is not None:
+        import numpy as np
+
+        if int(np.__version__.split(".")[0]) < 2:
+            return Path(sys.executable)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PyTritonServer:
+    """Context manager: serve one ONNX file behind Triton on 127.0.0.1, stop it on exit.
+
+    Args:
+        onnx_path: the model (input and output names and shapes are read from it).
+        options: batching and runtime options.
+        python: the PyTriton interpreter (default: :func:`find_pytriton_python`).
+        log_path: where the server's output goes (default: a temporary file).
+    """
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        options: ServeOptions | None = None,
+        *,
+        python: str | Path | None = None,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.onnx_path = Path(onnx_path).resolve()
+        self.options = options or ServeOptions()
+        found = Path(python) if python else find_pytriton_python()
+        if found is None:
+            raise BackendUnavailableError(
+                "no PyTriton interpreter: run scripts/setup.sh (it makes .venv-triton) "
+                f"or set {PYTHON_ENV_VAR} to a python that has nvidia-pytriton and numpy<2"
+            )
+        self.python = found
+        self._own_log = log_path is None
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="pytriton.", suffix=".log")[1])
+        self.http_port = self.grpc_port = self.metrics_port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> PyTritonServer:
+        o = self.options
+        self.http_port, self.grpc_port, self.metrics_port = _free_port(), _free_port(), _free_port()
+        command = [
+            str(self.python), "-m", "sbdeploy.serve.pytriton_server", str(self.onnx_path),
+            "--model-name", o.model_name, "--max-batch", str(o.max_batch),
+            "--queue-delay-us", str(o.queue_delay_us), "--instances", str(o.instances),
+            "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+            "--metrics-port", str(self.metrics_port),
+        ]  # fmt: skip
+        if o.threads is not None:
+            command += ["--threads", str(o.threads)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None
+        url = f"http://{self.http_url}/v2/models/{self.options.model_name}/ready"
+        deadline = time.monotonic() + self.options.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise BackendUnavailableError(
+                    f"the PyTriton server exited with code {self._process.returncode} before the model was ready; "
+                    f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.25)
+        raise BackendUnavailableError(
+            f"the PyTriton server was not ready after {self.options.startup_timeout_s:.0f} s; "
+            f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        """Ask the server to stop (SIGINT), then kill its process group after ``stop_timeout_s``."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=self.options.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the group is ours: start_new_session made it
+            process.wait(timeout=10)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+        if self._own_log and exc is None:
+            self.log_path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- the server process
+
+
+class _PlainOrtRunner:
+    """Stand-in for ``sbdeploy.backends.ort.OrtRunner`` while that module is not merged (same calls)."""
+
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        self.path, self.threads = path, threads
+
+    def __enter__(self) -> _PlainOrtRunner:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
+        self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self._session
+
+    def infer(self, feed: dict[str, Any]) -> dict[str, Any]:
+        names = [o.name for o in self._session.get_outputs()]
+        return dict(zip(names, self._session.run(names, feed)))
+
+
+def _open_runner(path: Path, threads: int | None) -> Any:
+    try:
+        from sbdeploy.backends.ort import OrtRunner
+    except ImportError:
+        return _PlainOrtRunner(path, threads=threads)
+    return OrtRunner(path, provider="cpu", threads=threads)
+
+
+def _use_matching_libpython() -> None:
+    """Let Triton's Python-backend stub load this interpreter's libpython.
+
+    The stub links ``libpython3.X.so``; the loader would otherwise find the system's
+    (e.g. Debian's 3.11.2) while the standard library is this interpreter's (e.g.
+    pyenv's 3.11.7), and the stub fails inside ``multiprocessing``.
+    """
+    libdir, library = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY")
+    if libdir and library and (Path(libdir) / library).exists():
+        current = os.environ.get("LD_LIBRARY_PATH")
+        os.environ["LD_LIBRARY_PATH"] = libdir + (os.pathsep + current if current else "")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve one ONNX file behind Triton until SIGINT/SIGTERM or until the parent process goes away."""
+    parser = argparse.ArgumentParser(prog="python -m sbdeploy.serve.pytriton_server", description=main.__doc__)
+    parser.add_argument("onnx", type=Path)
+    parser.add_argument("--model-name", default="sbdeploy")
+    parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--queue-delay-us", type=int, default=100)
+    parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--grpc-port", type=int, required=True)
+    parser.add_argument("--metrics-port", type=int, required=True)
+    args = parser.parse_args(argv)
+
+    _use_matching_libpython()
+    import numpy as np
+    from pytriton.decorators import batch
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+
+    from sbdeploy.serve.triton_repo import read_onnx_artifact
+
+    spec = read_onnx_artifact(args.onnx)
+    runners = [_open_runner(args.onnx, args.threads) for _ in range(args.instances)]
+    for runner in runners:
+        runner.__enter__()
+
+    def make_infer(runner: Any) -> Any:
+        @batch
+        def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+            return runner.infer(inputs)
+
+        return infer
+
+    def tensors(items: Any) -> list[Any]:
+        return [Tensor(name=t.name, dtype=t.dtype, shape=tuple(-1 if d is None else d for d in t.shape[1:])) for t in items]
+
+    config = TritonConfig(
+        http_address="127.0.0.1", http_port=args.http_port,
+        grpc_address="127.0.0.1", grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port, allow_metrics=False, exit_timeout_secs=10,
+    )  # fmt: skip
+    stop = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    parent = os.getppid()
+    with tempfile.TemporaryDirectory(prefix="sbdeploy-pytriton.") as tmp, Triton(
+        config=config,
+        workspace=Path(tmp) / "workspace",  # PyTriton makes (and removes) the folder itself
+        # PyTriton's defaults, less "statistics": the benchmark reads the batch sizes Triton formed.
+        security_config=TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"]),
+    ) as triton:
+        triton.bind(
+            model_name=args.model_name,
+            infer_func=[make_infer(r) for r in runners],
+            inputs=tensors(spec.inputs),
+            outputs=tensors(spec.outputs),
+            config=ModelConfig(
+                max_batch_size=args.max_batch,
+                batcher=DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us),
+            ),
+            strict=True,
+        )
+        triton.run()
+        print(f"serving {args.onnx} as {args.model_name!r} on http {args.http_port}, grpc {args.grpc_port}", flush=True)
+        while not stop and os.getppid() == parent and triton.is_alive():
+            time.sleep(0.2)
+    for runner in runners:
+        runner.__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    main()

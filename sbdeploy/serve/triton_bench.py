@@ -1,0 +1,170 @@
+"""Concurrent clients against a Triton server: latency, throughput, and agreement with direct inference.
+
+:func:`bench_triton` opens one ``tritonclient.http`` client per thread; each sends
+batch-1 requests (bounded in count and time) for images whose expected outputs were
+computed by direct inference, records every request's latency and compares every
+response. One :class:`LevelResult` per concurrency level: p50/p90/p99 latency,
+throughput, and the largest deviation from direct inference.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    """What one concurrency level measured."""
+
+    concurrency: int
+    requests: int
+    seconds: float
+    throughput_rps: float  # requests (= images) per second, all clients together
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_abs_diff: float  # largest |served - direct| over every output element
+    mismatches: int  # responses outside the tolerance
+    batches: dict[int, int]  # executions per batch size that Triton's dynamic batcher formed (server statistics)
+
+
+@dataclass(frozen=True)
+class TritonBenchReport:
+    """All levels of one run, and the tolerance the responses were checked against."""
+
+    url: str
+    model: str
+    atol: float
+    rtol: float
+    levels: tuple[LevelResult, ...]
+
+    def __bool__(self) -> bool:
+        """True when every response matched direct inference and every level ran."""
+        return all(level.mismatches == 0 and level.requests > 0 for level in self.levels)
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "all_match": bool(self)}
+
+
+def bench_triton(
+    url: str,
+    model: str,
+    images: np.ndarray,
+    expected: np.ndarray,
+    *,
+    input_name: str = "input",
+    output_name: str = "logits",
+    concurrency: Sequence[int] = (1, 4, 16),
+    requests_per_client: int = 20,
+    time_limit_s: float = 30.0,
+    warmup_requests: int = 4,
+    atol: float = 1e-4,
+    rtol: float = 1e-4,
+) -> TritonBenchReport:
+    """Measure ``model`` at ``url`` (``host:port`` of Triton's HTTP endpoint) at each concurrency.
+
+    Args:
+        images: ``N x ...`` inputs; request ``i`` of a client sends one of them as a batch of 1.
+        expected: ``N x ...`` outputs of direct inference on the same images.
+        requests_per_client: requests each client sends per level (fewer when ``time_limit_s`` runs out).
+        time_limit_s: per-level bound on the time spent sending.
+        atol, rtol: a response matches when ``|served - expected| <= atol + rtol * |expected|``.
+    """
+    import tritonclient.http as httpclient
+
+    if len(images) != len(expected) or len(images) == 0:
+        raise ValueError("images and expected must be non-empty and of the same length")
+    dtype = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16", np.dtype(np.float64): "FP64"}[images.dtype]
+
+    def request(client: Any, k: int) -> np.ndarray:
+        x = images[k : k + 1]
+        feed = httpclient.InferInput(input_name, list(x.shape), dtype)
+        feed.set_data_from_numpy(x)
+        result = client.infer(model, [feed], outputs=[httpclient.InferRequestedOutput(output_name)])
+        return result.as_numpy(output_name)[0]
+
+    def new_client() -> Any:
+        return httpclient.InferenceServerClient(url, connection_timeout=10, network_timeout=30)
+
+    with new_client() as client:
+        for k in range(warmup_requests):
+            request(client, k % len(images))
+        levels = []
+        for level in concurrency:
+            before = _executed_batches(client, model)
+            result = _run_level(level, new_client, request, images, expected, requests_per_client, time_limit_s, atol, rtol)
+            after = _executed_batches(client, model)
+            batches = {b: n - before.get(b, 0) for b, n in sorted(after.items()) if n > before.get(b, 0)}
+            levels.append(LevelResult(**{**asdict(result), "batches": batches}))
+    return TritonBenchReport(url, model, atol, rtol, tuple(levels))
+
+
+def _executed_batches(client: Any, model: str) -> dict[int, int]:
+    """Executions per batch size so far, from Triton's statistics extension."""
+    stats = client.get_inference_statistics(model)["model_stats"][0]
+    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", [])}
+
+
+def _run_level(
+    level: int,
+    new_client: Callable[[], Any],
+    request: Callable[[Any, int], np.ndarray],
+    images: np.ndarray,
+    expected: np.ndarray,
+    requests_per_client: int,
+    time_limit_s: float,
+    atol: float,
+    rtol: float,
+) -> LevelResult:
+    """``level`` clients, each on its own thread and connection, released together by a barrier."""
+    latencies: list[list[float]] = [[] for _ in range(level)]
+    diffs = [0.0] * level
+    mismatches = [0] * level
+    errors: list[BaseException] = []
+    start = threading.Barrier(level + 1)
+    deadline = time.monotonic() + time_limit_s
+
+    def client_loop(c: int) -> None:
+        try:
+            with new_client() as client:
+                start.wait()
+                for i in range(requests_per_client):
+                    if time.monotonic() > deadline:
+                        break
+                    k = (c * requests_per_client + i) % len(images)
+                    t0 = time.perf_counter()
+                    served = request(client, k)
+                    latencies[c].append(time.perf_counter() - t0)
+                    if served.shape != expected[k].shape:
+                        mismatches[c] += 1
+                        continue
+                    diff = np.abs(served.astype(np.float64) - expected[k])
+                    diffs[c] = max(diffs[c], float(diff.max()))
+                    mismatches[c] += int(np.any(diff > atol + rtol * np.abs(expected[k])))
+        except BaseException as error:  # re-raised below, once every thread has ended
+            errors.append(error)
+            start.abort()
+
+    threads = [threading.Thread(target=client_loop, args=(c,), daemon=True) for c in range(level)]
+    for t in threads:
+        t.start()
+    try:
+        start.wait(timeout=60)
+    except threading.BrokenBarrierError:
+        pass
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join(timeout=max(1.0, deadline - time.monotonic()) + 60)
+    seconds = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"a client failed at concurrency {level}: {errors[0]!r}") from errors[0]
+    flat = np.array([x for per_client in latencies for x in per_client]) * 1e3
+    p50, p90, p99 = (float(v) for v in np.percentile(flat, [50, 90, 99])) if flat.size else (float("nan"),) * 3
+    throughput = flat.size / seconds if seconds > 0 else 0.0
+    return LevelResult(level, int(flat.size), seconds, throughput, p50, p90, p99, max(diffs), sum(mismatches), {})
