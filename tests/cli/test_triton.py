@@ -1,0 +1,56 @@
+"""`sbdeploy triton-repo` run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.serve._artifacts import fake_engine, tiny_onnx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sbdeploy(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sbdeploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_writes_a_repository(tmp_path: Path) -> None:
+    onnx_path = tiny_onnx(tmp_path / "tiny.onnx")
+    engine = fake_engine(tmp_path / "tiny_trt.engine", [(1, 4, 8)])
+    out = tmp_path / "repo"
+    result = sbdeploy(
+        "triton-repo", str(onnx_path), str(engine), "--out", str(out),
+        "--preferred-batch", "2", "--preferred-batch", "4", "--instances", "2", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [(m["name"], m["platform"], m["max_batch_size"]) for m in report["models"]] == [
+        ("tiny", "onnxruntime_onnx", 32),
+        ("tiny_trt", "tensorrt_plan", 8),
+    ]
+    for name, model_file in (("tiny", "model.onnx"), ("tiny_trt", "model.plan")):
+        assert (out / name / "config.pbtxt").is_file() and (out / name / "1" / model_file).is_file()
+    if report["validated_with"] is None:
+        pytest.skip("tritonclient absent: the configs were written but not checked")
+    assert "preferred_batch_size: [ 2, 4 ]" in (out / "tiny_trt" / "config.pbtxt").read_text()
+
+
+def test_max_batch_beyond_the_profile_is_one_clear_error(tmp_path: Path) -> None:
+    engine = fake_engine(tmp_path / "m.engine", [(1, 8, 16)])
+    result = sbdeploy("triton-repo", str(engine), "--out", str(tmp_path / "repo"), "--max-batch", "64")
+    assert result.returncode == 2
+    assert "--max-batch 64 is outside" in result.stderr and "1..16" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "repo").exists()
+
+
+def test_missing_sidecar_is_one_clear_error(tmp_path: Path) -> None:
+    engine = fake_engine(tmp_path / "m.engine", [(1, 8, 16)])
+    engine.with_name("m.engine.json").unlink()
+    result = sbdeploy("triton-repo", str(engine), "--out", str(tmp_path / "repo"))
+    assert result.returncode == 2 and "sidecar m.engine.json is missing" in result.stderr
+    assert "Traceback" not in result.stderr

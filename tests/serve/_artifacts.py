@@ -1,0 +1,59 @@
+"""Small artifacts for the serving tests: ONNX files (a real zoo network, or a tiny Gemm) and engine sidecars."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def export_resnet20(path: Path) -> Path:
+    """cifar_resnet20_sb as ONNX with a dynamic batch (the export branch's I/O names)."""
+    import torch
+
+    import sbdeploy
+
+    model = sbdeploy.create_model("cifar_resnet20_sb").eval()
+    torch.onnx.export(
+        model, (torch.randn(1, 3, 32, 32),), str(path), input_names=["input"], output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
+    )  # fmt: skip
+    return path
+
+
+def tiny_onnx(path: Path, *, batch: int | str = "batch", size: int = 8, classes: int = 10) -> Path:
+    """input (batch x 3 x size x size, float32) -> Flatten -> Gemm -> logits (batch x classes)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    features = 3 * size * size
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((features, classes)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "w"], ["logits"])],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.metadata_props.add(key="sbdeploy.arch", value="tiny")
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def fake_engine(path: Path, profiles: list[tuple[int, int, int]], *, size: int = 32, version: str = "10.13.0.35") -> Path:
+    """Engine bytes (not a real plan: TensorRT cannot run here) and its sidecar, one profile per (min, opt, max) batch."""
+    path.write_bytes(b"not a real TensorRT plan: only the sidecar is read")
+    sidecar = {
+        "tensorrt_version": version,
+        "gpu": {"name": "NVIDIA L4", "compute_capability": "8.9"},
+        "inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 3, size, size]}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 10]}],
+        "profiles": [
+            {"input": {k: [b, 3, size, size] for k, b in zip(("min", "opt", "max"), p)}} for p in profiles
+        ],
+    }
+    path.with_name(path.name + ".json").write_text(json.dumps(sidecar))
+    return path

@@ -1,0 +1,175 @@
+"""triton_repo: configs from artifacts, checked with Triton's own ModelConfig protobuf and Triton's rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from sbdeploy.errors import ArtifactError, ConfigError
+from sbdeploy.serve.triton_repo import TritonOptions, check_model_config, sidecar_path, write_triton_repo
+from tests.serve._artifacts import export_resnet20, fake_engine, tiny_onnx
+
+pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient absent: pip install sbdeploy[serve]")
+
+
+@pytest.fixture(scope="module")
+def resnet20(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_resnet20(tmp_path_factory.mktemp("onnx") / "cifar_resnet20_sb.onnx")
+
+
+def parse(folder: Path):
+    return check_model_config((folder / "config.pbtxt").read_text())
+
+
+def test_onnx_model_folder_matches_the_graph(resnet20: Path, tmp_path: Path) -> None:
+    options = TritonOptions(instances=2, preferred_batch=(4, 8), queue_delay_us=250)
+    repo = write_triton_repo([resnet20], tmp_path / "repo", options=options)
+    (model,) = repo.models
+    assert repo.validated_with and "tritonclient" in repo.validated_with
+    folder = tmp_path / "repo" / "cifar_resnet20_sb"
+    assert model.folder == folder and (folder / "1" / "model.onnx").read_bytes() == resnet20.read_bytes()
+    config = parse(folder)
+    graph = onnx.load(str(resnet20)).graph
+    assert config.name == "cifar_resnet20_sb" and config.platform == "onnxruntime_onnx"
+    assert config.max_batch_size == 32
+    # Names and non-batch dims straight from the graph.
+    for ours, theirs in ((config.input, graph.input), (config.output, graph.output)):
+        assert [t.name for t in ours] == [t.name for t in theirs]
+        for t, v in zip(ours, theirs):
+            assert list(t.dims) == [d.dim_value for d in v.type.tensor_type.shape.dim[1:]]
+            assert t.data_type == pb2.TYPE_FP32
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 250
+    assert [(g.count, g.kind) for g in config.instance_group] == [(2, pb2.ModelInstanceGroup.KIND_CPU)]
+    assert sorted(w.batch_size for w in config.model_warmup) == [1, 32]
+    assert all(list(w.inputs["input"].dims) == [3, 32, 32] and w.inputs["input"].random_data for w in config.model_warmup)
+    assert "cifar_resnet20_sb.onnx" in (folder / "README.md").read_text()
+    assert [p.name for p in (tmp_path / "repo").iterdir()] == ["cifar_resnet20_sb"]  # no temp folders left
+
+
+def test_onnx_tensorrt_fp16_accelerator(tmp_path: Path) -> None:
+    onnx_path = tiny_onnx(tmp_path / "tiny.onnx")
+    write_triton_repo([onnx_path], tmp_path / "repo", options=TritonOptions(onnx_trt_fp16=True, max_batch=8))
+    config = parse(tmp_path / "repo" / "tiny")
+    (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accelerator.name == "tensorrt" and dict(accelerator.parameters) == {"precision_mode": "FP16"}
+    assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_GPU
+    assert config.max_batch_size == 8 and list(config.input[0].dims) == [3, 8, 8]
+
+
+def test_engine_uses_sidecar_and_profile(tmp_path: Path) -> None:
+    engine = fake_engine(tmp_path / "r20.engine", [(1, 8, 16)], version="10.13.0.35")
+    repo = write_triton_repo([engine], tmp_path / "repo", name="r20_trt")
+    folder = repo.models[0].folder
+    config = parse(folder)
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 16  # the profile's max
+    assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_GPU
+    assert (folder / "1" / "model.plan").read_bytes() == engine.read_bytes()
+    assert "10.13.0.35" in (folder / "README.md").read_text()
+    assert sorted(w.batch_size for w in config.model_warmup) == [1, 16]
+
+
+@pytest.mark.parametrize(
+    ("profiles", "covered"),
+    [([(1, 4, 8)], 8), ([(1, 2, 4), (5, 8, 16)], 16), ([(1, 2, 4), (8, 8, 16)], 4), ([(2, 4, 8), (1, 1, 1)], 8)],
+)
+def test_max_batch_is_what_the_profiles_cover_from_one(tmp_path: Path, profiles, covered: int) -> None:
+    engine = fake_engine(tmp_path / "m.engine", profiles)
+    assert write_triton_repo([engine], tmp_path / "repo").models[0].max_batch_size == covered
+    with pytest.raises(ConfigError, match=f"1..{covered}"):
+        write_triton_repo([engine], tmp_path / "repo2", options=TritonOptions(max_batch=covered + 1))
+    assert not (tmp_path / "repo2").exists()  # refused before anything was written
+
+
+def test_engine_profile_not_starting_at_one_is_refused(tmp_path: Path) -> None:
+    engine = fake_engine(tmp_path / "m.engine", [(4, 8, 16)])
+    with pytest.raises(ConfigError, match="batch 1"):
+        write_triton_repo([engine], tmp_path / "repo")
+    config = parse(write_triton_repo([engine], tmp_path / "repo", options=TritonOptions(max_batch=0)).models[0].folder)
+    assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
+    assert list(config.input[0].dims) == [-1, 3, 32, 32]  # with max_batch_size 0 the dims carry the batch
+
+
+def test_fixed_batch_onnx_cannot_be_batched(tmp_path: Path) -> None:
+    onnx_path = tiny_onnx(tmp_path / "fixed4.onnx", batch=4)
+    with pytest.raises(ConfigError, match="fixed batch of 4"):
+        write_triton_repo([onnx_path], tmp_path / "repo", options=TritonOptions(max_batch=4))
+    model = write_triton_repo([onnx_path], tmp_path / "repo").models[0]
+    config = parse(model.folder)
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [4, 3, 8, 8]
+    assert not config.HasField("dynamic_batching") and any("no dynamic batching" in n for n in model.notes)
+    assert config.model_warmup[0].batch_size == 1 and list(config.model_warmup[0].inputs["input"].dims) == [4, 3, 8, 8]
+
+
+def test_existing_folder_needs_force(tmp_path: Path) -> None:
+    onnx_path = tiny_onnx(tmp_path / "tiny.onnx")
+    write_triton_repo([onnx_path], tmp_path / "repo", options=TritonOptions(max_batch=4))
+    with pytest.raises(ConfigError, match="--force"):
+        write_triton_repo([onnx_path], tmp_path / "repo", options=TritonOptions(max_batch=8))
+    assert parse(tmp_path / "repo" / "tiny").max_batch_size == 4
+    write_triton_repo([onnx_path], tmp_path / "repo", options=TritonOptions(max_batch=8), force=True)
+    assert parse(tmp_path / "repo" / "tiny").max_batch_size == 8
+    assert [p.name for p in (tmp_path / "repo").iterdir()] == ["tiny"]
+
+
+def test_bad_artifacts_are_refused(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 10)
+    with pytest.raises(ArtifactError, match="not a readable ONNX"):
+        write_triton_repo([corrupt], tmp_path / "repo")
+    engine = fake_engine(tmp_path / "m.engine", [(1, 1, 8)])
+    sidecar_path(engine).write_text("{not json")
+    with pytest.raises(ArtifactError, match="sidecar"):
+        write_triton_repo([engine], tmp_path / "repo")
+    sidecar_path(engine).unlink()
+    with pytest.raises(ArtifactError, match="sidecar .* is missing"):
+        write_triton_repo([engine], tmp_path / "repo")
+    with pytest.raises(ArtifactError, match="unknown artifact type"):
+        write_triton_repo([Path(__file__)], tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_bad_options_are_refused(tmp_path: Path) -> None:
+    onnx_path = tiny_onnx(tmp_path / "tiny.onnx")
+    with pytest.raises(ConfigError, match="preferred"):
+        write_triton_repo([onnx_path], tmp_path / "r", options=TritonOptions(max_batch=4, preferred_batch=(8,)))
+    with pytest.raises(ConfigError, match="folder"):
+        write_triton_repo([onnx_path], tmp_path / "r", name="bad/name")
+    with pytest.raises(ConfigError, match="same model name"):
+        write_triton_repo([onnx_path, onnx_path], tmp_path / "r")
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda t: t.replace("max_batch_size: 8", "max_batch_size: 8\nnot_a_field: 1"), "does not parse"),
+        (lambda t: t.replace("TYPE_FP32", "TYPE_FLOAT32", 1), "does not parse"),
+        (lambda t: t.replace("dims: [ 10 ]", "dims: [ 0 ]"), "-1 or positive"),
+        (lambda t: t.replace("max_queue_delay_microseconds: 100", "preferred_batch_size: [ 9 ]"), "preferred_batch_size 9"),
+        (lambda t: t.replace("\n  batch_size: 8", "\n  batch_size: 9"), "warm-up"),
+        (lambda t: t.replace("max_batch_size: 8", "max_batch_size: 0"), "dynamic_batching needs"),
+        (lambda t: t.replace("onnxruntime_onnx", "tensorrt_plan"), "KIND_GPU"),
+        (lambda t: t.replace("dims: [ 3, 8, 8 ]\n      random_data", "dims: [ 3, 8, 7 ]\n      random_data"), "do not fit"),
+    ],
+)
+def test_check_model_config_catches_what_triton_refuses(tmp_path: Path, edit, problem: str) -> None:
+    onnx_path = tiny_onnx(tmp_path / "tiny.onnx")
+    text = write_triton_repo([onnx_path], tmp_path / "repo", options=TritonOptions(max_batch=8)).models[0].config_text
+    check_model_config(text)  # the generated one passes
+    edited = edit(text)
+    assert edited != text
+    with pytest.raises(ConfigError, match=problem):
+        check_model_config(edited)
+
+
+def test_copied_onnx_runs_like_the_original(resnet20: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    model = write_triton_repo([resnet20], tmp_path / "repo", name="r20").models[0]
+    x = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
+    np.testing.assert_array_equal(run(model.folder / "1" / "model.onnx"), run(resnet20))
+    assert model.notes == ()
