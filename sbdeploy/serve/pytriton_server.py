@@ -216,7 +216,8 @@ class _PlainOrtRunner:
         return dict(zip(names, self._session.run(names, feed)))
 
 
-def _open_runner(path: Path, threads: int | None) -> Any:
+def open_ort_runner(path: Path, threads: int | None = None) -> Any:
+    """sbdeploy's ONNX Runtime CPU runner (a context manager with ``infer(feed) -> outputs``)."""
     try:
         from sbdeploy.backends.ort import OrtRunner
     except ImportError:
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     from sbdeploy.serve.triton_repo import read_onnx_artifact
 
     spec = read_onnx_artifact(args.onnx)
-    runners = [_open_runner(args.onnx, args.threads) for _ in range(args.instances)]
+    runners = [open_ort_runner(args.onnx, args.threads) for _ in range(args.instances)]
     for runner in runners:
         runner.__enter__()
 
