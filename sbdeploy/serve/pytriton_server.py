@@ -46,6 +46,7 @@ class ServeOptions:
     model_name: str = "sbdeploy"
     max_batch: int = 16  # Triton max_batch_size of the bound model
     queue_delay_us: int = 100  # dynamic batcher max queue delay
+    preferred_batch: tuple[int, ...] = ()  # dynamic batcher preferred batch sizes
     instances: int = 1  # model instances (one ONNX Runtime session each)
     threads: int | None = None  # intra-op threads per session (None: ONNX Runtime's default)
     startup_timeout_s: float = 90.0  # give up when the model is not ready by then
@@ -111,6 +112,30 @@ class PyTritonServer:
         self.http_port = self.grpc_port = self.metrics_port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def from_model_folder(cls, folder: str | Path, **kwargs: Any) -> PyTritonServer:
+        """Serve an ``onnxruntime_onnx`` folder written by ``sbdeploy triton-repo`` with its config's batching.
+
+        PyTriton's bundled Triton has only the Python backend, so the folder's ``1/model.onnx``
+        runs in sbdeploy's ONNX Runtime runner; name, max_batch_size, dynamic batching and
+        instance count come from the folder's ``config.pbtxt`` (parsed with Triton's ModelConfig).
+        """
+        from sbdeploy.errors import ConfigError
+        from sbdeploy.serve.triton_repo import check_model_config
+
+        folder = Path(folder)
+        config = check_model_config((folder / "config.pbtxt").read_text())
+        if config.platform != "onnxruntime_onnx" or config.max_batch_size < 1:
+            raise ConfigError(f"{folder}: only batching onnxruntime_onnx models can be served here")
+        options = ServeOptions(
+            model_name=config.name,
+            max_batch=config.max_batch_size,
+            queue_delay_us=config.dynamic_batching.max_queue_delay_microseconds,
+            preferred_batch=tuple(config.dynamic_batching.preferred_batch_size),
+            instances=sum(g.count for g in config.instance_group) or 1,
+        )
+        return cls(folder / "1" / (config.default_model_filename or "model.onnx"), options, **kwargs)
+
     @property
     def http_url(self) -> str:
         return f"127.0.0.1:{self.http_port}"
@@ -137,6 +162,8 @@ class PyTritonServer:
         ]  # fmt: skip
         if o.threads is not None:
             command += ["--threads", str(o.threads)]
+        for size in o.preferred_batch:
+            command += ["--preferred-batch", str(size)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
         with self.log_path.open("wb") as log:
@@ -245,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-name", default="sbdeploy")
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--queue-delay-us", type=int, default=100)
+    parser.add_argument("--preferred-batch", type=int, action="append", default=[])
     parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--http-port", type=int, required=True)
@@ -302,7 +330,10 @@ def main(argv: list[str] | None = None) -> None:
             outputs=tensors(spec.outputs),
             config=ModelConfig(
                 max_batch_size=args.max_batch,
-                batcher=DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us),
+                batcher=DynamicBatcher(
+                    max_queue_delay_microseconds=args.queue_delay_us,
+                    preferred_batch_size=args.preferred_batch or None,
+                ),
             ),
             strict=True,
         )

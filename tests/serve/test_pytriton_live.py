@@ -1,4 +1,4 @@
-"""A live Triton (PyTriton's bundled server) serving the ONNX Runtime runner, hit by concurrent tritonclient clients.
+"""A live Triton (PyTriton's bundled server) serving a `triton-repo` ONNX model folder, hit by concurrent clients.
 
 Needs the PyTriton interpreter that scripts/setup.sh makes (.venv-triton) and
 tritonclient (sbdeploy[serve]); skipped with the reason otherwise. The server binds
@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from sbdeploy.serve.pytriton_server import PyTritonServer, ServeOptions, find_pytriton_python
+from sbdeploy.serve.triton_repo import TritonOptions, write_triton_repo
 from tests.serve._artifacts import export_resnet20
 
 pytest.importorskip("tritonclient.http", reason="tritonclient absent: pip install sbdeploy[serve]")
@@ -33,9 +34,13 @@ def onnx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(onnx_path: Path) -> Iterator[PyTritonServer]:
+def server(onnx_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PyTritonServer]:
+    """The model folder that `triton-repo` writes, served with its own config's batching."""
     # A 2 ms queue delay gives the batcher room to group the concurrent requests.
-    with PyTritonServer(onnx_path, ServeOptions(model_name="r20", max_batch=16, queue_delay_us=2000)) as live:
+    options = TritonOptions(max_batch=16, queue_delay_us=2000, preferred_batch=(4, 8))
+    repo = write_triton_repo([onnx_path], tmp_path_factory.mktemp("repo"), name="r20", options=options)
+    with PyTritonServer.from_model_folder(repo.models[0].folder) as live:
+        assert live.options == ServeOptions(model_name="r20", max_batch=16, queue_delay_us=2000, preferred_batch=(4, 8))
         yield live
 
 
