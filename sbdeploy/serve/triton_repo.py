@@ -190,30 +190,36 @@ def _dims(value: Any, what: str) -> tuple[int, ...]:
     return tuple(value)
 
 
+SIDECAR_FORMAT = "sbdeploy-engine-sidecar"  # the "format" field of sbdeploy.backends.tensorrt.sidecar
+SIDECAR_FORMAT_VERSION = 1
+
+
 def read_engine_artifact(path: Path) -> ArtifactSpec:
     """Inputs, outputs, TensorRT version, GPU and profiles from the engine's JSON sidecar.
 
-    Sidecar fields read (written by ``sbdeploy.backends.tensorrt.sidecar``):
-    ``tensorrt_version``; ``gpu`` (a name, or an object with ``name`` and
-    ``compute_capability``); ``inputs`` and ``outputs`` (lists of ``{name, dtype,
-    shape}``, ``-1`` for a dynamic dim); ``profiles`` (a list, one object per profile
-    mapping each input name to ``{min, opt, max}`` shapes).
+    The sidecar is the one ``sbdeploy build-engine`` writes (``sbdeploy.backends.tensorrt.sidecar``,
+    format 1); the fields read are ``built_on`` (``tensorrt_version``, ``gpu_name``,
+    ``compute_capability``), ``inputs`` and ``outputs`` (``name``, ``shape`` with -1 for a
+    dynamic dim, numpy ``dtype`` name), ``profiles`` (per profile: input name ->
+    ``{min, opt, max}``) and ``engine_sha256``, which must match the engine file: a stale
+    sidecar would describe another engine.
     """
     side = sidecar_path(path)
     if not side.is_file():
         raise ArtifactError(
             f"{path}: its sidecar {side.name} is missing; Triton's config needs the engine's I/O and profiles, "
-            "rebuild the engine with `sbdeploy build` (which writes both)"
+            "rebuild the engine with `sbdeploy build-engine` (which writes both)"
         )
     try:
         data = json.loads(side.read_text())
-        version = str(data["tensorrt_version"])
-        gpu_field = data.get("gpu")
-        if isinstance(gpu_field, dict):
-            cc = gpu_field.get("compute_capability")
-            gpu = str(gpu_field.get("name", "?")) + (f" (compute {cc})" if cc else "")
-        else:
-            gpu = None if gpu_field is None else str(gpu_field)
+        if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+            raise ValueError(f"its format is not {SIDECAR_FORMAT!r}")
+        if int(data.get("format_version", 0)) > SIDECAR_FORMAT_VERSION:
+            raise ValueError(f"format version {data['format_version']} is newer than this sbdeploy reads")
+        built_on = data["built_on"]
+        version = str(built_on["tensorrt_version"])
+        gpu = f"{built_on['gpu_name']} (compute capability {built_on['compute_capability']})"
+        engine_sha256 = str(data["engine_sha256"])
 
         def tensors(key: str) -> tuple[IOTensor, ...]:
             items = []
@@ -228,7 +234,15 @@ def read_engine_artifact(path: Path) -> ArtifactSpec:
             for p in data.get("profiles", [])
         ]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ArtifactError(f"{side}: not a readable sbdeploy engine sidecar ({type(error).__name__}: {error})") from None
+        raise ArtifactError(
+            f"{side}: not a readable sbdeploy engine sidecar ({type(error).__name__}: {error}); "
+            "rebuild the engine with `sbdeploy build-engine`"
+        ) from None
+    if _sha256(path) != engine_sha256:
+        raise ArtifactError(
+            f"{path} does not match its sidecar {side.name} (engine sha256 differs): the engine was replaced or "
+            "truncated after the build; rebuild it with `sbdeploy build-engine`"
+        )
     if not inputs or not outputs:
         raise ArtifactError(f"{side}: lists no inputs or no outputs")
     fixed, dynamic = _batch_of(inputs, outputs, str(side))

@@ -68,7 +68,8 @@ def test_engine_uses_sidecar_and_profile(tmp_path: Path) -> None:
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 16  # the profile's max
     assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_GPU
     assert (folder / "1" / "model.plan").read_bytes() == engine.read_bytes()
-    assert "10.13.0.35" in (folder / "README.md").read_text()
+    readme = (folder / "README.md").read_text()
+    assert "TensorRT version: **10.13.0.35**" in readme and "NVIDIA L4 (compute capability 8.9)" in readme
     assert sorted(w.batch_size for w in config.model_warmup) == [1, 16]
 
 
@@ -121,8 +122,14 @@ def test_bad_artifacts_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="not a readable ONNX"):
         write_triton_repo([corrupt], tmp_path / "repo")
     engine = fake_engine(tmp_path / "m.engine", [(1, 1, 8)])
+    engine.write_bytes(b"another engine")  # the sidecar now describes a different file
+    with pytest.raises(ArtifactError, match="does not match its sidecar"):
+        write_triton_repo([engine], tmp_path / "repo")
     sidecar_path(engine).write_text("{not json")
-    with pytest.raises(ArtifactError, match="sidecar"):
+    with pytest.raises(ArtifactError, match="not a readable sbdeploy engine sidecar"):
+        write_triton_repo([engine], tmp_path / "repo")
+    sidecar_path(engine).write_text('{"format": "something-else"}')
+    with pytest.raises(ArtifactError, match="format is not"):
         write_triton_repo([engine], tmp_path / "repo")
     sidecar_path(engine).unlink()
     with pytest.raises(ArtifactError, match="sidecar .* is missing"):
