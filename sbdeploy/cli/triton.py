@@ -28,6 +28,12 @@ def triton_repo(
         bool, typer.Option("--onnx-trt-fp16", help="ONNX models: TensorRT accelerator in fp16 (GPU instances).")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace model folders that already exist.")] = False,
+    check_with_triton: Annotated[
+        bool,
+        typer.Option(
+            "--check-with-triton", help="Also let PyTriton's bundled tritonserver validate the configs (needs .venv-triton)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Write a Triton model repository: config.pbtxt, version 1 and a README per artifact."""
@@ -45,11 +51,21 @@ def triton_repo(
         onnx_trt_fp16=onnx_trt_fp16,
     )
     repo = write_triton_repo(artifacts, out, name=name, options=options, force=force)
+    verdicts: dict[str, str | None] = {}
+    if check_with_triton:
+        from sbdeploy.serve.pytriton_server import check_with_tritonserver
+
+        every = check_with_tritonserver(repo.root)
+        verdicts = {m.name: every[m.name] for m in repo.models}
+        refused = {n: v for n, v in verdicts.items() if v is not None}
+        if refused:
+            raise ConfigError(f"tritonserver refused the config of {', '.join(f'{n}: {v}' for n, v in refused.items())}")
     if as_json:
         print_json(
             {
                 "repository": str(repo.root),
                 "validated_with": repo.validated_with,
+                "accepted_by_tritonserver": sorted(verdicts) if check_with_triton else None,
                 "models": [
                     {"name": m.name, "platform": m.platform, "folder": str(m.folder),
                      "max_batch_size": m.max_batch_size, "notes": list(m.notes)}
@@ -66,6 +82,8 @@ def triton_repo(
     console.print(table)
     if repo.validated_with:
         console.print(f"configs checked against {repo.validated_with}")
+    if check_with_triton:
+        console.print(f"tritonserver (PyTriton's) accepted the configs of {', '.join(sorted(verdicts))}")
     else:
         err_console.print("[yellow]configs not checked: tritonclient is absent (pip install sbdeploy[serve])[/]")
     console.print(f"serve with: tritonserver --model-repository {repo.root.resolve()}")

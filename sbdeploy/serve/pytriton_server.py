@@ -217,6 +217,75 @@ class PyTritonServer:
             self.log_path.unlink(missing_ok=True)
 
 
+def tritonserver_binary(python: str | Path | None = None) -> Path:
+    """The ``tritonserver`` executable that PyTriton bundles, found through the PyTriton interpreter."""
+    python = python or find_pytriton_python()
+    if python is None:
+        raise BackendUnavailableError(
+            "no PyTriton interpreter: run scripts/setup.sh (it makes .venv-triton) "
+            f"or set {PYTHON_ENV_VAR} to a python that has nvidia-pytriton"
+        )
+    code = "import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parent / 'tritonserver' / 'bin' / 'tritonserver')"
+    found = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60)
+    binary = Path(found.stdout.strip())
+    if found.returncode != 0 or not binary.is_file():
+        raise BackendUnavailableError(f"{python} has no PyTriton tritonserver ({found.stderr.strip()[-300:]})")
+    return binary
+
+
+def check_with_tritonserver(repository: str | Path, *, python: str | Path | None = None, timeout_s: float = 60.0) -> dict[str, str | None]:
+    """Let a real Triton (PyTriton's bundled 2.x server) read and validate every model config of ``repository``.
+
+    Triton validates each ``config.pbtxt`` when it polls the repository, before it looks
+    for the model's backend. The bundled server has no TensorRT or ONNX Runtime backend,
+    so a valid model then fails with "unable to find backend library"; an invalid one
+    fails the poll with Triton's own message. The server binds 127.0.0.1 on free ports,
+    gets an empty backend directory and is stopped as soon as every model has a verdict.
+
+    Returns:
+        model folder name -> None when Triton accepted its config, else Triton's error.
+    """
+    repository = Path(repository).resolve()
+    names = sorted(p.name for p in repository.iterdir() if p.is_dir() and not p.name.startswith("."))
+    binary = tritonserver_binary(python)
+    verdicts: dict[str, str | None] = {}
+    with tempfile.TemporaryDirectory(prefix="sbdeploy-tritonserver.") as tmp:
+        log_path = Path(tmp) / "tritonserver.log"
+        (Path(tmp) / "backends").mkdir()
+        command = [
+            str(binary), f"--model-repository={repository}", "--disable-auto-complete-config",
+            "--exit-on-error=false", "--allow-metrics=false", f"--backend-directory={Path(tmp) / 'backends'}",
+            "--http-address=127.0.0.1", f"--http-port={_free_port()}",
+            "--grpc-address=127.0.0.1", f"--grpc-port={_free_port()}",
+        ]  # fmt: skip
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout_s
+            while len(verdicts) < len(names) and time.monotonic() < deadline and process.poll() is None:
+                time.sleep(0.2)
+                for line in log_path.read_text(errors="replace").splitlines():
+                    for name in names:
+                        if f'"loading: {name}:' in line:
+                            verdicts.setdefault(name, None)
+                        elif f"Poll failed for model directory '{name}':" in line:
+                            verdicts[name] = line.split(f"'{name}':", 1)[1].strip().rstrip('"')
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)  # our own session's group
+                    process.wait(timeout=10)
+        missing = [n for n in names if n not in verdicts]
+        if missing:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+            raise BackendUnavailableError(f"tritonserver gave no verdict on {missing} within {timeout_s:.0f} s:\n{tail}")
+    return verdicts
+
+
 # --------------------------------------------------------------------------- the server process
 
 

@@ -39,6 +39,17 @@ def test_writes_a_repository(tmp_path: Path) -> None:
     assert "preferred_batch_size: [ 2, 4 ]" in (out / "tiny_trt" / "config.pbtxt").read_text()
 
 
+def test_check_with_triton(tmp_path: Path) -> None:
+    from sbdeploy.serve.pytriton_server import find_pytriton_python
+
+    if find_pytriton_python() is None:
+        pytest.skip("no PyTriton interpreter: run scripts/setup.sh (makes .venv-triton)")
+    engine = fake_engine(tmp_path / "m.engine", [(1, 8, 16)])
+    result = sbdeploy("triton-repo", str(engine), "--out", str(tmp_path / "repo"), "--check-with-triton", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["accepted_by_tritonserver"] == ["m"]
+
+
 def test_max_batch_beyond_the_profile_is_one_clear_error(tmp_path: Path) -> None:
     engine = fake_engine(tmp_path / "m.engine", [(1, 8, 16)])
     result = sbdeploy("triton-repo", str(engine), "--out", str(tmp_path / "repo"), "--max-batch", "64")
