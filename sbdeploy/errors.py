@@ -39,3 +39,7 @@ class EngineMismatchError(SbdeployError):
 
 class ConfigError(SbdeployError, ValueError):
     """An option value that is out of range or unknown (sampling set, size, batch...)."""
+
+
+class EngineBuildError(SbdeployError):
+    """TensorRT could not build an engine from a parsed network (no kernel, out of memory...)."""
