@@ -1,4 +1,4 @@
-"""Dead-node and identity elimination, no-op Slice removal and merging of chained Slices.
+"""Dead-node and identity elimination, Slice clean-up, Constant nodes lifted to initializers.
 
 Uses onnx-ir's common passes (``IdentityEliminationPass``, ``RemoveUnusedNodesPass``,
 ``RemoveUnusedOpsetsPass``) and onnxscript's rules that drop a ``Slice`` keeping its
@@ -69,7 +69,12 @@ def merge_slices(model_ir) -> int:  # noqa: ANN001  (onnx_ir.Model)
 def eliminate(model: onnx.ModelProto) -> onnx.ModelProto:
     """Remove Identity nodes, no-op Slices and nodes whose outputs nobody reads; merge Slices."""
     import onnx_ir as ir
-    from onnx_ir.passes.common import IdentityEliminationPass, RemoveUnusedNodesPass, RemoveUnusedOpsetsPass
+    from onnx_ir.passes.common import (
+        IdentityEliminationPass,
+        LiftConstantsToInitializersPass,
+        RemoveUnusedNodesPass,
+        RemoveUnusedOpsetsPass,
+    )
     from onnxscript.rewriter import rewrite
     from onnxscript.rewriter.rules.common import collapse_slice2_rule, collapse_slice_rule
 
@@ -77,6 +82,7 @@ def eliminate(model: onnx.ModelProto) -> onnx.ModelProto:
     IdentityEliminationPass()(model_ir)
     model_ir = rewrite(model_ir, pattern_rewrite_rules=[collapse_slice_rule, collapse_slice2_rule])
     merge_slices(model_ir)
+    LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model_ir)
     RemoveUnusedNodesPass()(model_ir)
     RemoveUnusedOpsetsPass()(model_ir)
     return ir.serde.serialize_model(model_ir)
