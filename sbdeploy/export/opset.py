@@ -6,7 +6,8 @@ only. The ops sbdeploy's graphs use change little between 13 and 18, so this mod
 converts exactly those, and refuses anything else with a clear error:
 
 * ``Pad`` 18 without an ``axes`` input is ``Pad`` 13;
-* ``Split`` 18 with ``num_outputs`` becomes ``Split`` 13 with constant ``split`` sizes;
+* ``Split`` 18 with ``num_outputs`` becomes ``Split`` 13 with constant ``split`` sizes
+  (with a ``split`` input it is already ``Split`` 13);
 * ``ReduceMean`` / ``ReduceMax`` / ``ReduceMin`` / ``ReduceProd`` 18 with constant ``axes``
   input take ``axes`` as an attribute again;
 * ops whose later versions only widened their type lists (``Relu``, ``Add``, ...) are kept.
@@ -57,7 +58,9 @@ def downgrade_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
         if node.op_type == "Pad":
             if len(node.input) > 3 and node.input[3]:
                 raise ConfigError(f"Pad {node.name} has an axes input, which opset {target} lacks; use opset 18")
-        elif node.op_type == "Split" and "num_outputs" in attrs:
+        elif node.op_type == "Split" and "num_outputs" not in attrs:
+            pass  # sizes given as the ``split`` input: the same as Split 13
+        elif node.op_type == "Split":
             shapes = shapes if shapes is not None else _shape_of(model)
             axis = helper.get_attribute_value(attrs["axis"]) if "axis" in attrs else 0
             dims = shapes.get(node.input[0])
