@@ -141,6 +141,63 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float | Non
 
 RunnerFactory = Callable[[Artifact], Runner]
 
+DYNAMIC_BATCHES = (1, 2, 8)
+"""Random-batch sizes tried on an ONNX model with a dynamic batch."""
+
+
+def onnx_precision(model: object) -> str:
+    """``int8`` with Q/DQ nodes, ``fp16`` with float16 weights, else ``fp32``."""
+    import onnx
+
+    assert isinstance(model, onnx.ModelProto)
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def onnx_artifact(path: str | Path, backend: str = "ort-cpu") -> Artifact:
+    """Describe an ONNX file for validation: precision from its graph, batch sizes from its input."""
+    from sbdeploy.export import load_onnx
+
+    model = load_onnx(path)
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    if dim.HasField("dim_value") and dim.dim_value > 0:
+        sizes, max_batch = (dim.dim_value,), dim.dim_value
+    else:
+        sizes, max_batch = DYNAMIC_BATCHES, 32
+    return Artifact(backend=backend, path=Path(path), precision=onnx_precision(model), batch_sizes=sizes, max_batch=max_batch)
+
+
+def engine_artifact(path: str | Path) -> Artifact:
+    """Describe a TensorRT engine from its sidecar: precision and the profile's min/opt/max batch."""
+    from sbdeploy.backends.tensorrt.sidecar import read_sidecar, sidecar_path
+    from sbdeploy.errors import EngineMismatchError
+
+    sidecar = read_sidecar(path)
+    if sidecar is None:
+        raise EngineMismatchError(f"{sidecar_path(path)} is missing; validate needs the sidecar that `sbdeploy build-engine` writes")
+    profile = next(iter(sidecar.profiles[0].values()))
+    sizes = tuple(sorted({profile["min"][0], profile["opt"][0], profile["max"][0]}))
+    return Artifact(backend="trt", path=Path(path), precision=sidecar.requested_precision, batch_sizes=sizes, max_batch=sizes[-1])
+
+
+def dataset_case(source: str, config: object, *, limit: int | None = None) -> InputCase:
+    """The test split of a data source, resized and normalized as the checkpoint expects."""
+    from sbdeploy.checkpoint import CheckpointConfig
+    from sbdeploy.data import open_source, to_float
+
+    assert isinstance(config, CheckpointConfig)
+    data = open_source(source, size=config.input_size[0])
+    images = to_float(data.test_images).numpy()
+    labels = data.test_labels.numpy()
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    if images.shape[1] != config.in_chans:
+        raise ConfigError(f"data source {source!r} has {images.shape[1]} channels but the model takes {config.in_chans}")
+    return InputCase(f"{data.source} test", normalize(images, config.mean, config.std), labels.astype(np.int64))
+
 
 def validate(
     checkpoint: str | Path | Checkpoint,
