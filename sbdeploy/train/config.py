@@ -56,7 +56,7 @@ class TrainConfig:
 
     def milestone_epochs(self) -> tuple[int, ...]:
         """0-based epochs at which the learning rate drops (milestones that fall on epoch 0 are skipped)."""
-        return tuple(e for e in (round(m * self.epochs) for m in self.milestones) if e > 0)
+        return tuple(e for e in (int(m * self.epochs) for m in self.milestones) if e > 0)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -37,6 +37,20 @@ class DistContext:
         if self.distributed:
             dist.barrier()
 
+    def average_buffers(self, model: torch.nn.Module) -> None:
+        """Average floating-point buffers (BatchNorm running statistics) over the replicas.
+
+        DDP keeps parameters in step but each replica updates its running statistics from
+        its own shard; averaging them at the end of an epoch makes every replica (and the
+        checkpoint) hold the statistics of the whole batch stream.
+        """
+        if not self.distributed:
+            return
+        for buffer in model.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer)
+                buffer.div_(self.world_size)
+
     def all_sum(self, values: list[float]) -> list[float]:
         """Sum of ``values`` over the processes (in float64)."""
         if not self.distributed:

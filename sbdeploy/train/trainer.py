@@ -103,6 +103,7 @@ class TrainResult:
     wall_time_s: float  # training time of all runs of this checkpoint (resumes added up)
     world_size: int
     rank: int
+    model: nn.Module  # the trained network (unwrapped from DDP), in train mode, on the training device
     history: tuple[EpochStats, ...] = field(default_factory=tuple)
 
 
@@ -277,6 +278,7 @@ def train(
                     elapsed = time.perf_counter() - epoch_start
                     hooks.on_step(StepStats(epoch, step + 1, steps, loss_sum / seen, correct / seen, seen * ctx.world_size / elapsed))
             epoch_time = time.perf_counter() - epoch_start
+            ctx.average_buffers(model)
             loss_total, correct_total, seen_total = ctx.all_sum([loss_sum, float(correct), float(seen)])
             test_acc = top5 = None
             if ctx.is_main:
@@ -307,7 +309,7 @@ def train(
             out=out, arch=arch, options=options, epochs=config.epochs, start_epoch=start_epoch,
             test_accuracy=last.test_accuracy, test_top5=last.test_top5,
             wall_time_s=wall_before + time.perf_counter() - run_start, world_size=ctx.world_size, rank=ctx.rank,
-            history=tuple(history),
+            model=model, history=tuple(history),
         )
     finally:
         distributed.teardown(ctx)
