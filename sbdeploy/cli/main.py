@@ -6,7 +6,11 @@ import sys
 
 import typer
 
+<<<<<<< HEAD
 from sbdeploy.cli import export, zoo
+=======
+from sbdeploy.cli import train, zoo
+>>>>>>> refs/heads/train
 from sbdeploy.cli._render import err_console
 from sbdeploy.errors import SbdeployError
 
@@ -18,8 +22,13 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("zoo")(zoo.zoo)
+<<<<<<< HEAD
 app.command("export")(export.export)
 app.command("check")(export.check)
+=======
+app.command("train")(train.train)
+app.command("evaluate")(train.evaluate)
+>>>>>>> refs/heads/train
 
 
 @app.callback()
@@ -38,7 +47,7 @@ def main() -> None:
     try:
         app()
     except SbdeployError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)  # one line, unwrapped
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
