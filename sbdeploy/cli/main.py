@@ -6,11 +6,7 @@ import sys
 
 import typer
 
-<<<<<<< HEAD
-from sbdeploy.cli import export, zoo
-=======
-from sbdeploy.cli import train, zoo
->>>>>>> refs/heads/train
+from sbdeploy.cli import bench, export, train, validate, zoo
 from sbdeploy.cli._render import err_console
 from sbdeploy.errors import SbdeployError
 
@@ -22,13 +18,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("zoo")(zoo.zoo)
-<<<<<<< HEAD
-app.command("export")(export.export)
-app.command("check")(export.check)
-=======
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
->>>>>>> refs/heads/train
+app.command("export")(export.export)
+app.command("check")(export.check)
+app.command("validate")(validate.validate)
+app.command("bench")(bench.bench)
 
 
 @app.callback()
