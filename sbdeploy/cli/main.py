@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from sbdeploy.cli import bench, export, train, validate, zoo
+from sbdeploy.cli import bench, export, pipeline, train, validate, zoo
 from sbdeploy.cli._render import err_console
 from sbdeploy.errors import SbdeployError
 
@@ -24,6 +24,7 @@ app.command("export")(export.export)
 app.command("check")(export.check)
 app.command("validate")(validate.validate)
 app.command("bench")(bench.bench)
+app.command("pipeline")(pipeline.pipeline)
 
 
 @app.callback()
