@@ -21,23 +21,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sbdeploy.serve.pytriton_server import PyTritonServer, ServeOptions, open_ort_runner  # noqa: E402
+from sbdeploy.backends.ort import OrtRunner  # noqa: E402
+from sbdeploy.serve.pytriton_server import PyTritonServer, ServeOptions  # noqa: E402
 from sbdeploy.serve.triton_bench import bench_triton  # noqa: E402
 from sbdeploy.serve.triton_repo import read_onnx_artifact  # noqa: E402
 
 
 def export_default(folder: Path, arch: str) -> Path:
-    import torch
+    from sbdeploy.export import export_onnx
 
-    import sbdeploy
-
-    path = folder / f"{arch}.onnx"
-    model = sbdeploy.create_model(arch).eval()
-    torch.onnx.export(
-        model, (torch.randn(1, 3, 32, 32),), str(path), input_names=["input"], output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
-    )  # fmt: skip
-    return path
+    return export_onnx(arch, folder / f"{arch}.onnx").path
 
 
 def main() -> None:
@@ -60,7 +53,7 @@ def main() -> None:
         (inp,), (out,) = spec.inputs, spec.outputs
         shape = tuple(d if d is not None else 32 for d in inp.shape[1:])
         images = np.random.default_rng(0).standard_normal((64, *shape)).astype(inp.dtype)
-        with open_ort_runner(onnx_path) as runner:
+        with OrtRunner(onnx_path, provider="cpu") as runner:
             expected = np.concatenate([runner.infer({inp.name: images[i : i + 1]})[out.name] for i in range(len(images))])
         options = ServeOptions(
             model_name="model", max_batch=args.max_batch, queue_delay_us=args.queue_delay_us,

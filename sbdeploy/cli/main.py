@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from sbdeploy.cli import triton, zoo
+from sbdeploy.cli import bench, export, pipeline, train, triton, validate, zoo
 from sbdeploy.cli._render import err_console
 from sbdeploy.errors import SbdeployError
 
@@ -18,6 +18,13 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("zoo")(zoo.zoo)
+app.command("train")(train.train)
+app.command("evaluate")(train.evaluate)
+app.command("export")(export.export)
+app.command("check")(export.check)
+app.command("validate")(validate.validate)
+app.command("bench")(bench.bench)
+app.command("pipeline")(pipeline.pipeline)
 app.command("triton-repo")(triton.triton_repo)
 
 
@@ -37,7 +44,7 @@ def main() -> None:
     try:
         app()
     except SbdeployError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)  # one line, unwrapped
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

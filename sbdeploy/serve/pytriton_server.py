@@ -1,4 +1,4 @@
-"""A live Triton server on loopback: an sbdeploy ONNX Runtime runner behind PyTriton's bundled Triton.
+"""A live Triton server on loopback: the sbdeploy ONNX Runtime runner (OrtRunner) behind PyTriton's bundled Triton.
 
 PyTriton (``nvidia-pytriton``) ships a Triton Inference Server binary and serves a
 Python callable through Triton's Python backend, with Triton's dynamic batcher in
@@ -289,38 +289,6 @@ def check_with_tritonserver(repository: str | Path, *, python: str | Path | None
 # --------------------------------------------------------------------------- the server process
 
 
-class _PlainOrtRunner:
-    """Stand-in for ``sbdeploy.backends.ort.OrtRunner`` while that module is not merged (same calls)."""
-
-    def __init__(self, path: Path, *, threads: int | None = None) -> None:
-        self.path, self.threads = path, threads
-
-    def __enter__(self) -> _PlainOrtRunner:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if self.threads is not None:
-            options.intra_op_num_threads = self.threads
-        self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        del self._session
-
-    def infer(self, feed: dict[str, Any]) -> dict[str, Any]:
-        names = [o.name for o in self._session.get_outputs()]
-        return dict(zip(names, self._session.run(names, feed)))
-
-
-def open_ort_runner(path: Path, threads: int | None = None) -> Any:
-    """sbdeploy's ONNX Runtime CPU runner (a context manager with ``infer(feed) -> outputs``)."""
-    try:
-        from sbdeploy.backends.ort import OrtRunner
-    except ImportError:
-        return _PlainOrtRunner(path, threads=threads)
-    return OrtRunner(path, provider="cpu", threads=threads)
-
-
 def _use_matching_libpython() -> None:
     """Let Triton's Python-backend stub load this interpreter's libpython.
 
@@ -355,10 +323,11 @@ def main(argv: list[str] | None = None) -> None:
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
+    from sbdeploy.backends.ort import OrtRunner
     from sbdeploy.serve.triton_repo import read_onnx_artifact
 
     spec = read_onnx_artifact(args.onnx)
-    runners = [open_ort_runner(args.onnx, args.threads) for _ in range(args.instances)]
+    runners = [OrtRunner(args.onnx, provider="cpu", threads=args.threads) for _ in range(args.instances)]
     for runner in runners:
         runner.__enter__()
 

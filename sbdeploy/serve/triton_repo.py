@@ -190,59 +190,43 @@ def _dims(value: Any, what: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-SIDECAR_FORMAT = "sbdeploy-engine-sidecar"  # the "format" field of sbdeploy.backends.tensorrt.sidecar
-SIDECAR_FORMAT_VERSION = 1
-
-
 def read_engine_artifact(path: Path) -> ArtifactSpec:
-    """Inputs, outputs, TensorRT version, GPU and profiles from the engine's JSON sidecar.
+    """Inputs, outputs, TensorRT version, GPU and profiles from the engine's sidecar.
 
-    The sidecar is the one ``sbdeploy build-engine`` writes (``sbdeploy.backends.tensorrt.sidecar``,
-    format 1); the fields read are ``built_on`` (``tensorrt_version``, ``gpu_name``,
-    ``compute_capability``), ``inputs`` and ``outputs`` (``name``, ``shape`` with -1 for a
-    dynamic dim, numpy ``dtype`` name), ``profiles`` (per profile: input name ->
-    ``{min, opt, max}``) and ``engine_sha256``, which must match the engine file: a stale
-    sidecar would describe another engine.
+    The sidecar (``NAME.engine.json``, :mod:`sbdeploy.backends.tensorrt.sidecar`) is read
+    and its ``engine_sha256`` checked against the engine file: a stale sidecar would
+    describe another engine.
     """
+    from sbdeploy.backends.tensorrt.sidecar import check_engine_hash, read_sidecar
+
     side = sidecar_path(path)
-    if not side.is_file():
+    sidecar = read_sidecar(path)  # EngineMismatchError when corrupt
+    if sidecar is None:
         raise ArtifactError(
             f"{path}: its sidecar {side.name} is missing; Triton's config needs the engine's I/O and profiles, "
             "rebuild the engine with `sbdeploy build-engine` (which writes both)"
         )
+    check_engine_hash(path, sidecar)
+    version = sidecar.built_on.tensorrt_version
+    gpu = f"{sidecar.built_on.gpu_name} (compute capability {sidecar.built_on.compute_capability})"
     try:
-        data = json.loads(side.read_text())
-        if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-            raise ValueError(f"its format is not {SIDECAR_FORMAT!r}")
-        if int(data.get("format_version", 0)) > SIDECAR_FORMAT_VERSION:
-            raise ValueError(f"format version {data['format_version']} is newer than this sbdeploy reads")
-        built_on = data["built_on"]
-        version = str(built_on["tensorrt_version"])
-        gpu = f"{built_on['gpu_name']} (compute capability {built_on['compute_capability']})"
-        engine_sha256 = str(data["engine_sha256"])
 
-        def tensors(key: str) -> tuple[IOTensor, ...]:
-            items = []
-            for t in data[key]:
-                shape = _dims(t["shape"], f"{side.name}: {key} {t['name']!r} shape")
-                items.append(IOTensor(str(t["name"]), np.dtype(t["dtype"]), tuple(None if d < 0 else d for d in shape)))
-            return tuple(items)
+        def tensors(items: list[dict[str, Any]]) -> tuple[IOTensor, ...]:
+            return tuple(
+                IOTensor(str(t["name"]), np.dtype(t["dtype"]), tuple(None if d < 0 else d for d in _dims(t["shape"], f"{side.name}: {t['name']!r} shape")))
+                for t in items
+            )
 
-        inputs, outputs = tensors("inputs"), tensors("outputs")
+        inputs, outputs = tensors(sidecar.inputs), tensors(sidecar.outputs)
         profiles = [
             {name: {k: _dims(p[name][k], f"{side.name}: profile {name!r} {k}") for k in ("min", "opt", "max")} for name in p}
-            for p in data.get("profiles", [])
+            for p in sidecar.profiles
         ]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         raise ArtifactError(
-            f"{side}: not a readable sbdeploy engine sidecar ({type(error).__name__}: {error}); "
+            f"{side}: inputs, outputs or profiles are malformed ({type(error).__name__}: {error}); "
             "rebuild the engine with `sbdeploy build-engine`"
         ) from None
-    if _sha256(path) != engine_sha256:
-        raise ArtifactError(
-            f"{path} does not match its sidecar {side.name} (engine sha256 differs): the engine was replaced or "
-            "truncated after the build; rebuild it with `sbdeploy build-engine`"
-        )
     if not inputs or not outputs:
         raise ArtifactError(f"{side}: lists no inputs or no outputs")
     fixed, dynamic = _batch_of(inputs, outputs, str(side))

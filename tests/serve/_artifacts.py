@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
 
 def export_resnet20(path: Path) -> Path:
-    """cifar_resnet20_sb as ONNX with a dynamic batch (the export branch's I/O names)."""
-    import torch
+    """cifar_resnet20_sb (random weights) exported by ``sbdeploy export``'s library function, dynamic batch."""
+    from sbdeploy.export import export_onnx
 
-    import sbdeploy
-
-    model = sbdeploy.create_model("cifar_resnet20_sb").eval()
-    torch.onnx.export(
-        model, (torch.randn(1, 3, 32, 32),), str(path), input_names=["input"], output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
-    )  # fmt: skip
-    return path
+    return export_onnx("cifar_resnet20_sb", path).path
 
 
 def tiny_onnx(path: Path, *, batch: int | str = "batch", size: int = 8, classes: int = 10) -> Path:
@@ -47,27 +39,22 @@ def tiny_onnx(path: Path, *, batch: int | str = "batch", size: int = 8, classes:
 def fake_engine(path: Path, profiles: list[tuple[int, int, int]], *, size: int = 32, version: str = "10.13.0.35") -> Path:
     """Engine bytes (not a real plan: TensorRT cannot run here) and its sidecar, one profile per (min, opt, max) batch.
 
-    The sidecar has the fields and layout of ``sbdeploy.backends.tensorrt.sidecar.EngineSidecar.to_json()``.
+    The sidecar is written by sbdeploy's own sidecar module, as ``build-engine`` does.
     """
+    from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, MachineInfo, write_sidecar
+
     path.write_bytes(b"not a real TensorRT plan: only the sidecar is read")
-    sidecar = {
-        "format": "sbdeploy-engine-sidecar",
-        "format_version": 1,
-        "built_on": {
-            "tensorrt_version": version, "gpu_name": "NVIDIA L4", "compute_capability": "8.9",
-            "cuda_version": "12.8", "driver_version": "12.9",
-        },
-        "requested_precision": "fp16",
-        "actual_precisions": {"fp16": 40, "fp32": 2},
-        "profiles": [{"input": {k: [b, 3, size, size] for k, b in zip(("min", "opt", "max"), p)}} for p in profiles],
-        "builder_options": {},
-        "onnx_sha256": "0" * 64,
-        "engine_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "build_time_s": 1.0,
-        "inputs": [{"name": "input", "shape": [-1, 3, size, size], "dtype": "float32"}],
-        "outputs": [{"name": "logits", "shape": [-1, 10], "dtype": "float32"}],
-        "built_at": "2026-11-25T00:00:00Z",
-        "sbdeploy_version": "0.1.0",
-    }  # fmt: skip
-    path.with_name(path.name + ".json").write_text(json.dumps(sidecar))
+    sidecar = EngineSidecar(
+        built_on=MachineInfo(version, "NVIDIA L4", "8.9", "12.8", "12.9"),
+        requested_precision="fp16",
+        actual_precisions={"fp16": 40, "fp32": 2},
+        profiles=[{"input": {k: [b, 3, size, size] for k, b in zip(("min", "opt", "max"), p)}} for p in profiles],
+        builder_options={},
+        onnx_sha256="0" * 64,
+        engine_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        build_time_s=1.0,
+        inputs=[{"name": "input", "shape": [-1, 3, size, size], "dtype": "float32"}],
+        outputs=[{"name": "logits", "shape": [-1, 10], "dtype": "float32"}],
+    )
+    write_sidecar(path, sidecar)
     return path

@@ -45,10 +45,11 @@ def server(onnx_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def direct(onnx_path: Path, images: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
+    """Batch-1 outputs of sbdeploy's ONNX Runtime CPU runner, outside Triton."""
+    from sbdeploy.backends.ort import OrtRunner
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(["logits"], {"input": images[i : i + 1]})[0] for i in range(len(images))])
+    with OrtRunner(onnx_path, provider="cpu") as runner:
+        return np.concatenate([runner.infer({"input": images[i : i + 1]})["logits"] for i in range(len(images))])
 
 
 def test_concurrent_clients_get_direct_inference_results(server: PyTritonServer, onnx_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from sbdeploy.errors import ArtifactError, ConfigError
+from sbdeploy.errors import ArtifactError, ConfigError, EngineMismatchError
 from sbdeploy.serve.triton_repo import TritonOptions, check_model_config, sidecar_path, write_triton_repo
 from tests.serve._artifacts import export_resnet20, fake_engine, tiny_onnx
 
@@ -123,13 +123,13 @@ def test_bad_artifacts_are_refused(tmp_path: Path) -> None:
         write_triton_repo([corrupt], tmp_path / "repo")
     engine = fake_engine(tmp_path / "m.engine", [(1, 1, 8)])
     engine.write_bytes(b"another engine")  # the sidecar now describes a different file
-    with pytest.raises(ArtifactError, match="does not match its sidecar"):
+    with pytest.raises(EngineMismatchError, match="does not match its sidecar"):
         write_triton_repo([engine], tmp_path / "repo")
     sidecar_path(engine).write_text("{not json")
-    with pytest.raises(ArtifactError, match="not a readable sbdeploy engine sidecar"):
+    with pytest.raises(EngineMismatchError, match="not valid JSON"):
         write_triton_repo([engine], tmp_path / "repo")
     sidecar_path(engine).write_text('{"format": "something-else"}')
-    with pytest.raises(ArtifactError, match="format is not"):
+    with pytest.raises(EngineMismatchError, match="not an sbdeploy engine sidecar"):
         write_triton_repo([engine], tmp_path / "repo")
     sidecar_path(engine).unlink()
     with pytest.raises(ArtifactError, match="sidecar .* is missing"):
