@@ -179,11 +179,6 @@ def read_onnx_artifact(path: Path) -> ArtifactSpec:
     return ArtifactSpec(path, "onnx", inputs, outputs, max_batch, fixed_batch=fixed, metadata=metadata)
 
 
-def sidecar_path(engine: Path) -> Path:
-    """``model.engine`` -> ``model.engine.json``."""
-    return engine.with_name(engine.name + ".json")
-
-
 def _dims(value: Any, what: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(isinstance(d, int) for d in value):
         raise ArtifactError(f"{what} must be a list of integers, got {value!r}")
@@ -212,10 +207,11 @@ def read_engine_artifact(path: Path) -> ArtifactSpec:
     try:
 
         def tensors(items: list[dict[str, Any]]) -> tuple[IOTensor, ...]:
-            return tuple(
-                IOTensor(str(t["name"]), np.dtype(t["dtype"]), tuple(None if d < 0 else d for d in _dims(t["shape"], f"{side.name}: {t['name']!r} shape")))
-                for t in items
-            )
+            specs = []
+            for t in items:
+                shape = _dims(t["shape"], f"{side.name}: {t['name']!r} shape")
+                specs.append(IOTensor(str(t["name"]), np.dtype(t["dtype"]), tuple(None if d < 0 else d for d in shape)))
+            return tuple(specs)
 
         inputs, outputs = tensors(sidecar.inputs), tensors(sidecar.outputs)
         profiles = [
@@ -244,8 +240,9 @@ def read_engine_artifact(path: Path) -> ArtifactSpec:
             ranges.append((max(p[t.name]["min"][0] for t in inputs), min(p[t.name]["max"][0] for t in inputs)))
         max_batch = _covered_from_one(ranges)
     opt = {name: s["opt"] for name, s in profiles[0].items()} if profiles else {}
-    return ArtifactSpec(path, "tensorrt", inputs, outputs, max_batch, fixed_batch=fixed, opt_shapes=opt,
-                        tensorrt_version=version, gpu=gpu)
+    return ArtifactSpec(
+        path, "tensorrt", inputs, outputs, max_batch, fixed_batch=fixed, opt_shapes=opt, tensorrt_version=version, gpu=gpu
+    )
 
 
 def _covered_from_one(ranges: Sequence[tuple[int, int]]) -> int:
@@ -292,7 +289,7 @@ def _scalar(value: Any) -> str:
 
 def resolve_max_batch(spec: ArtifactSpec, requested: int | None) -> int:
     """The ``max_batch_size`` to write, or a ConfigError saying why ``requested`` cannot work."""
-    where = f"{spec.path.name}"
+    where = spec.path.name
     if requested is not None and requested < 0:
         raise ConfigError(f"--max-batch must be >= 0, got {requested}")
     if spec.fixed_batch is not None and spec.fixed_batch != 1:
