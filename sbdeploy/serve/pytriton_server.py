@@ -17,6 +17,7 @@ sbdeploy.serve.pytriton_server`` is the process itself (:func:`main`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import signal
@@ -327,9 +328,6 @@ def main(argv: list[str] | None = None) -> None:
     from sbdeploy.serve.triton_repo import read_onnx_artifact
 
     spec = read_onnx_artifact(args.onnx)
-    runners = [OrtRunner(args.onnx, provider="cpu", threads=args.threads) for _ in range(args.instances)]
-    for runner in runners:
-        runner.__enter__()
 
     def make_infer(runner: Any) -> Any:
         @batch
@@ -355,12 +353,21 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     parent = os.getppid()
-    with tempfile.TemporaryDirectory(prefix="sbdeploy-pytriton.") as tmp, Triton(
-        config=config,
-        workspace=Path(tmp) / "workspace",  # PyTriton makes (and removes) the folder itself
-        # PyTriton's defaults, less "statistics": the benchmark reads the batch sizes Triton formed.
-        security_config=TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"]),
-    ) as triton:
+    with contextlib.ExitStack() as stack:
+        runners = [
+            stack.enter_context(OrtRunner(args.onnx, provider="cpu", threads=args.threads)) for _ in range(args.instances)
+        ]
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="sbdeploy-pytriton."))
+        triton = stack.enter_context(
+            Triton(
+                config=config,
+                workspace=Path(tmp) / "workspace",  # PyTriton makes (and removes) the folder itself
+                # PyTriton's defaults, less "statistics": the benchmark reads the batch sizes Triton formed.
+                security_config=TritonSecurityConfig(
+                    restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"]
+                ),
+            )
+        )
         triton.bind(
             model_name=args.model_name,
             infer_func=[make_infer(r) for r in runners],
@@ -379,8 +386,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"serving {args.onnx} as {args.model_name!r} on http {args.http_port}, grpc {args.grpc_port}", flush=True)
         while not stop and os.getppid() == parent and triton.is_alive():
             time.sleep(0.2)
-    for runner in runners:
-        runner.__exit__(None, None, None)
 
 
 if __name__ == "__main__":
