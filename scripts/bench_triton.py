@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,13 @@ def main() -> None:
         (inp,), (out,) = spec.inputs, spec.outputs
         shape = tuple(d if d is not None else 32 for d in inp.shape[1:])
         images = np.random.default_rng(0).standard_normal((64, *shape)).astype(inp.dtype)
+        outputs, direct_ms = [], []
         with OrtRunner(onnx_path, provider="cpu") as runner:
-            expected = np.concatenate([runner.infer({inp.name: images[i : i + 1]})[out.name] for i in range(len(images))])
+            for i in range(len(images)):
+                t0 = time.perf_counter()
+                outputs.append(runner.infer({inp.name: images[i : i + 1]})[out.name])
+                direct_ms.append((time.perf_counter() - t0) * 1e3)
+        expected = np.concatenate(outputs)
         options = ServeOptions(
             model_name="model", max_batch=args.max_batch, queue_delay_us=args.queue_delay_us,
             instances=args.instances, threads=args.threads,
@@ -65,7 +71,8 @@ def main() -> None:
                 concurrency=args.concurrency, requests_per_client=args.requests, time_limit_s=args.time_limit,
             )  # fmt: skip
     if args.json:
-        print(json.dumps({"onnx": str(args.onnx or args.arch), **report.to_dict()}, indent=2, default=str))
+        direct = {"p50_ms": float(np.median(direct_ms)), "requests": len(direct_ms)}
+        print(json.dumps({"onnx": str(args.onnx or args.arch), "direct_batch1": direct, **report.to_dict()}, indent=2, default=str))
         return
     print(f"{onnx_path.name} behind Triton (PyTriton), dynamic batching max {args.max_batch}, "
           f"queue delay {args.queue_delay_us} us, {args.instances} instance(s); batch-1 requests over HTTP")  # fmt: skip
@@ -73,6 +80,7 @@ def main() -> None:
     for lv in report.levels:
         print(f"{lv.concurrency:>7} {lv.requests:>8} {lv.throughput_rps:>7.1f} {lv.p50_ms:>7.2f} {lv.p90_ms:>7.2f} "
               f"{lv.p99_ms:>7.2f} {lv.max_abs_diff:>9.1e}  {lv.batches}")  # fmt: skip
+    print(f"direct OrtRunner, batch 1, in process (no Triton): p50 {np.median(direct_ms):.2f} ms over {len(direct_ms)} calls")
     print(f"responses match direct inference (atol {report.atol}, rtol {report.rtol}): {'yes' if report else 'NO'}")
     sys.exit(0 if report else 1)
 
