@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from sbdeploy.cli import zoo
+from sbdeploy.cli import export, zoo
 from sbdeploy.cli._render import err_console
 from sbdeploy.errors import SbdeployError
 
@@ -18,6 +18,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("zoo")(zoo.zoo)
+app.command("export")(export.export)
+app.command("check")(export.check)
 
 
 @app.callback()

@@ -9,6 +9,12 @@
   stride-``2s`` convolution of a shifted input and one stride-2 transposed convolution
   placed back at offset ``(a, b)``; the subgroup outputs are summed.
 
+* :func:`sb_grouped` is the export lowering: the same strided form with all subgroups
+  in ONE grouped convolution (``groups`` = number of subgroups) and ONE grouped
+  transposed convolution, the shifts written as pads and slices; eval mode only.
+  :data:`LOWERINGS` names every form; :func:`lowering_mode` swaps one into every SB of a
+  network (what ``sbdeploy export`` traces).
+
 Between the two convolutions an optional point-wise ``mid`` module (BN + ReLU in the
 SB regular block) runs on the sampled positions only. Both forms hand it the sampled
 values of all subgroups packed into one ``[N, C, 1, L]`` tensor, so a BatchNorm in
@@ -121,11 +127,88 @@ def sb_fast(
     y = None
     for (a, b), za in zip(parities, z):
         u = F.conv_transpose2d(za, w2, stride=2)  # covers grid rows a-1 .. a-1+u_h-1
-        top, left = a - 1, b - 1
-        u = F.pad(u, (left, out_w - left - u.shape[3], top, out_h - top - u.shape[2]))
+        u = u[:, :, 1 - a : 1 - a + out_h, 1 - b : 1 - b + out_w]  # onto the grid; it always reaches its end
         y = u if y is None else y + u
     assert y is not None, "every sampling set keeps position (0, 0)"
     return y
+
+
+def _apply_tiled(mid: nn.Module, z: Tensor, groups: int) -> Tensor:
+    """Run an eval-mode channel-wise ``mid`` on ``groups`` stacked copies of its channels."""
+    for m in mid if isinstance(mid, nn.Sequential) else (mid,):
+        if isinstance(m, nn.BatchNorm2d):
+            if m.training:
+                raise ConfigError("the grouped SB lowering is for inference: call model.eval() first")
+            weight = None if m.weight is None else m.weight.repeat(groups)
+            bias = None if m.bias is None else m.bias.repeat(groups)
+            z = F.batch_norm(
+                z, m.running_mean.repeat(groups), m.running_var.repeat(groups), weight, bias, False, 0.0, m.eps
+            )
+        elif isinstance(m, nn.ReLU):
+            z = F.relu(z)
+        elif not isinstance(m, nn.Identity):
+            raise ConfigError(
+                f"the grouped SB lowering needs a channel-wise mid module (BatchNorm2d, ReLU); got {type(m).__name__}"
+            )
+    return z
+
+
+def sb_grouped(
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None
+) -> Tensor:
+    """Export form: one grouped stride-2s conv and one grouped stride-2 deconv for all subgroups.
+
+    Subgroup ``(a, b)`` reads the zero-padded input shifted by ``(s*a, s*b)``; the shifted
+    views are cropped (or zero-padded) to one common size and stacked on the channel axis,
+    so ``Conv(groups=G)`` with W1 repeated G times computes every subgroup at once. A
+    subgroup with fewer rows or columns than the largest (odd grid sizes) gets spurious
+    outputs in its last row/column (their windows overlap real data, so they are not zero):
+    they are zeroed after ``mid`` and before the deconv. ``ConvTranspose(groups=G)`` with
+    W2 repeated undoes the sampling; subgroup ``(a, b)``'s output is cropped by
+    ``(1 - a, 1 - b)`` onto the grid and the subgroups are summed. ``mid`` must be
+    channel-wise (eval-mode BN, ReLU): it runs on all stacked channels at once.
+    """
+    out_h, out_w = conv_output_size(x.shape[2], stride), conv_output_size(x.shape[3], stride)
+    sizes = {
+        (a, b): (subgroup_size(out_h, a), subgroup_size(out_w, b)) for a, b in SAMPLINGS[resolve_sampling(sampling)]
+    }
+    parities = [p for p, (h, w) in sizes.items() if h > 0 and w > 0]
+    groups = len(parities)
+    max_h, max_w = sizes[(0, 0)]  # parity 0 has the most rows and columns
+    rows, cols = 2 * stride * (max_h - 1) + 3, 2 * stride * (max_w - 1) + 3  # input window of max_h x max_w
+    extra_h = max(0, max(stride * a for a, _ in parities) + rows - (x.shape[2] + 2))
+    extra_w = max(0, max(stride * b for _, b in parities) + cols - (x.shape[3] + 2))
+    padded = F.pad(x, (1, 1 + extra_w, 1, 1 + extra_h))
+    shifted = [padded[:, :, stride * a : stride * a + rows, stride * b : stride * b + cols] for a, b in parities]
+    channels = w1.shape[0]
+    z = F.conv2d(torch.cat(shifted, dim=1) if groups > 1 else shifted[0], w1.repeat(groups, 1, 1, 1),
+                 stride=2 * stride, groups=groups)
+    if mid is not None:
+        z = _apply_tiled(mid, z, groups)
+    if any(sizes[p] != (max_h, max_w) for p in parities):
+        chunks = z.split(channels, dim=1)
+        z = torch.cat(
+            [
+                F.pad(c[:, :, : sizes[p][0], : sizes[p][1]], (0, max_w - sizes[p][1], 0, max_h - sizes[p][0]))
+                if sizes[p] != (max_h, max_w)
+                else c
+                for p, c in zip(parities, chunks)
+            ],
+            dim=1,
+        )
+    u = F.conv_transpose2d(z, w2.repeat(groups, 1, 1, 1), stride=2, groups=groups)  # rows a-1 .. a-1+2*max_h
+    out_channels = w2.shape[1]
+    y = None
+    for g, (a, b) in enumerate(parities):
+        part = u[:, g * out_channels : (g + 1) * out_channels, 1 - a : 1 - a + out_h, 1 - b : 1 - b + out_w]
+        y = part if y is None else y + part
+    assert y is not None, "every sampling set keeps position (0, 0)"
+    return y
+
+
+LOWERINGS = {"grouped": sb_grouped, "separate": sb_fast, "reference": sb_reference}
+"""Every form of the SB, by name: ``grouped`` (export default), ``separate`` (one conv/deconv
+pair per subgroup, :func:`sb_fast`) and ``reference`` (dense masked)."""
 
 
 class SpatialBottleneck(nn.Module):
@@ -162,10 +245,15 @@ class SpatialBottleneck(nn.Module):
         self.deconv = nn.ConvTranspose2d(mid_channels, out_channels, 3, padding=1, bias=False)
         self.mid = mid
         self.use_reference = False  # set by reference_mode()
+        self.lowering: str | None = None  # set by lowering_mode(); None = sb_fast
 
     def forward(self, x: Tensor) -> Tensor:
         if self.use_reference:
             return self.reference_forward(x)
+        if self.lowering is not None:
+            return LOWERINGS[self.lowering](
+                x, self.conv.weight, self.deconv.weight, stride=self.stride, sampling=self.sampling, mid=self.mid
+            )
         return sb_fast(
             x, self.conv.weight, self.deconv.weight, stride=self.stride, sampling=self.sampling, mid=self.mid
         )
@@ -191,3 +279,18 @@ def reference_mode(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for sb in sbs:
             sb.use_reference = False
+
+
+@contextlib.contextmanager
+def lowering_mode(module: nn.Module, lowering: str) -> Iterator[nn.Module]:
+    """Within the block, every SB inside ``module`` runs the named form of :data:`LOWERINGS`."""
+    if lowering not in LOWERINGS:
+        raise ConfigError(f"unknown SB lowering {lowering!r}; choose one of {', '.join(LOWERINGS)}")
+    sbs = [m for m in module.modules() if isinstance(m, SpatialBottleneck)]
+    for sb in sbs:
+        sb.lowering = lowering
+    try:
+        yield module
+    finally:
+        for sb in sbs:
+            sb.lowering = None

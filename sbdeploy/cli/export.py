@@ -1,0 +1,122 @@
+"""``sbdeploy export`` (checkpoint or zoo name -> ONNX) and ``sbdeploy check`` (TensorRT compatibility)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sbdeploy.cli._render import console, err_console, print_json
+from sbdeploy.errors import ConfigError
+
+
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"--input-size must be H or HxW (e.g. 32 or 97x75), got {text!r}") from None
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise ConfigError(f"--input-size must be H or HxW with positive integers, got {text!r}")
+    return (values[0], values[-1])
+
+
+def _parse_batch(text: str) -> str | int:
+    if text == "dynamic":
+        return "dynamic"
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--batch must be 'dynamic' or a positive integer, got {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"--batch must be a positive integer, got {value}")
+    return value
+
+
+def _render_trt(report) -> None:  # noqa: ANN001  (TrtCheckReport)
+    verdict = "[green]ok[/]" if report else "[bold red]unsupported nodes[/]"
+    console.print(
+        f"TensorRT check ({report.source}): {verdict}, {len(report.errors)} error(s), "
+        f"{len(report.warnings)} warning(s), {report.nodes} nodes, opset {report.opset}",
+        highlight=False,
+    )
+    for issue in report.issues:
+        colour = "red" if issue.severity == "error" else "yellow"
+        console.print(f"  [{colour}]{issue.severity}[/] {issue.op_type} {issue.node}: {issue.message}", highlight=False)
+
+
+def export(
+    source: Annotated[str, typer.Argument(help="Checkpoint folder, or a zoo name (random weights).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.", dir_okay=False)],
+    opset: Annotated[int, typer.Option(help="Target ONNX opset (13 or newer).", min=13)] = 17,
+    batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
+    input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW; default: the checkpoint's.")] = None,
+    lowering: Annotated[str, typer.Option(help="SB lowering: grouped (one grouped pair per SB) or separate.")] = "grouped",
+    passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: all structural passes.")] = None,
+    sampling: Annotated[str | None, typer.Option(help="Sampling set, for a zoo name only.")] = None,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Fail when the TensorRT check finds errors.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Export a checkpoint (or zoo network) to ONNX with SB lowered to strided conv/deconv pairs."""
+    from sbdeploy.export import export_onnx
+    from sbdeploy.passes import DEFAULT_PASSES
+
+    pass_names = DEFAULT_PASSES if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
+    result = export_onnx(
+        source,
+        output,
+        opset=opset,
+        batch=_parse_batch(batch),
+        input_size=_parse_size(input_size),
+        lowering=lowering,
+        passes=pass_names,
+        options={"sampling": sampling} if sampling else None,
+    )
+    if as_json:
+        print_json(
+            {
+                "path": str(result.path),
+                "sha256": result.sha256,
+                "metadata": result.metadata,
+                "passes": [r.to_dict() for r in result.pass_reports],
+                "ops": result.ops,
+                "trt_check": result.trt_check.to_dict(),
+                "warnings": list(result.warnings),
+            }
+        )
+    else:
+        for warning in result.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        table = Table(title=f"passes on {result.metadata['arch']} (lowering {result.metadata['lowering']})")
+        for column in ("pass", "nodes before", "nodes after", "changed ops (before -> after)"):
+            table.add_column(column, justify="left" if column in ("pass", "changed ops (before -> after)") else "right")
+        for r in result.pass_reports:
+            changed = ", ".join(f"{op} {a}->{b}" for op, (a, b) in r.changed_ops().items()) or "-"
+            table.add_row(r.name, str(r.nodes_before), str(r.nodes_after), changed)
+        console.print(table)
+        console.print("ops: " + ", ".join(f"{op} {n}" for op, n in result.ops.items()), highlight=False)
+        _render_trt(result.trt_check)
+        console.print(f"wrote {result.path} (sha256 {result.sha256[:16]}...)", highlight=False)
+    if check and not result.trt_check:
+        raise typer.Exit(1)
+
+
+def check(
+    path: Annotated[Path, typer.Argument(help="ONNX file to check.", dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Check an ONNX file against TensorRT's ONNX parser support list (exit 1 on errors)."""
+    from sbdeploy.export import load_onnx
+    from sbdeploy.passes.trt_check import check_trt_compat
+
+    report = check_trt_compat(load_onnx(path))
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _render_trt(report)
+    if not report:
+        raise typer.Exit(1)

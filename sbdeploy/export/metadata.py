@@ -1,0 +1,62 @@
+"""sbdeploy's metadata in an ONNX file's ``metadata_props``: write and read back.
+
+Each field is one ``metadata_props`` entry ``sbdeploy.<field>`` whose value is JSON, so
+any ONNX tool shows it and :func:`read_metadata` restores the types.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from sbdeploy.errors import OnnxModelError
+
+PREFIX = "sbdeploy."
+
+
+def write_metadata(model: onnx.ModelProto, metadata: Mapping[str, Any]) -> None:
+    """Replace the model's sbdeploy entries by ``metadata`` (other entries are kept), in key order."""
+    kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]
+    del model.metadata_props[:]
+    for key, value in kept:
+        model.metadata_props.add(key=key, value=value)
+    for key in sorted(metadata):
+        model.metadata_props.add(key=PREFIX + key, value=json.dumps(metadata[key], sort_keys=True))
+
+
+def read_metadata(model_or_path: onnx.ModelProto | str | Path) -> dict[str, Any]:
+    """sbdeploy's metadata of an ONNX model or file; ``{}`` when it was not exported by sbdeploy.
+
+    Raises:
+        OnnxModelError: the file is missing or is not a readable ONNX model.
+    """
+    if isinstance(model_or_path, onnx.ModelProto):
+        model = model_or_path
+    else:
+        model = load_onnx(model_or_path)
+    out: dict[str, Any] = {}
+    for prop in model.metadata_props:
+        if prop.key.startswith(PREFIX):
+            try:
+                out[prop.key[len(PREFIX) :]] = json.loads(prop.value)
+            except json.JSONDecodeError:
+                out[prop.key[len(PREFIX) :]] = prop.value
+    return out
+
+
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    """Load an ONNX file (weights included); OnnxModelError when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise OnnxModelError(f"{path} does not exist; export one with `sbdeploy export`")
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # onnx raises protobuf DecodeError, ValueError, OSError...
+        raise OnnxModelError(f"{path} is not a readable ONNX model ({type(error).__name__}: {error})") from None
+    if model.ir_version == 0 or not model.graph.node:
+        raise OnnxModelError(f"{path} is not an ONNX model (no IR version or no nodes); is it the right file?")
+    return model

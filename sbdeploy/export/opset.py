@@ -1,0 +1,102 @@
+"""Down-conversion of an exported graph from opset 18 (the torch exporter's minimum) to 13-17.
+
+onnx's own version converter has no 18 -> 17 adapter for ``Pad`` or ``Split`` (it
+stops with "No Adapter ... for Pad"), and onnxscript's converter handles 18 and newer
+only. The ops sbdeploy's graphs use change little between 13 and 18, so this module
+converts exactly those, and refuses anything else with a clear error:
+
+* ``Pad`` 18 without an ``axes`` input is ``Pad`` 13;
+* ``Split`` 18 with ``num_outputs`` becomes ``Split`` 13 with constant ``split`` sizes
+  (with a ``split`` input it is already ``Split`` 13);
+* ``ReduceMean`` / ``ReduceMax`` / ``ReduceMin`` / ``ReduceProd`` 18 with constant ``axes``
+  input take ``axes`` as an attribute again;
+* ops whose later versions only widened their type lists (``Relu``, ``Add``, ...) are kept.
+
+The result is validated by ``onnx.checker`` against the target opset's schemas.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from sbdeploy.errors import ConfigError
+
+_TYPE_ONLY_CHANGES = frozenset(
+    {"Add", "Sub", "Mul", "Div", "Relu", "Identity", "Reshape", "BatchNormalization", "Sum", "Max", "Min", "Clip"}
+)
+_AXES_TO_ATTRIBUTE = frozenset({"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"})
+
+
+def _shape_of(model: onnx.ModelProto) -> dict[str, list[int | None]]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    out = {}
+    for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+        out[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+    return out
+
+
+def downgrade_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
+    """Return a copy of ``model`` (default-domain opset 18) rewritten for opset ``target`` (13-17)."""
+    source = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if source is None or source == target:
+        return model
+    if source != 18 or not 13 <= target < 18:
+        raise ConfigError(f"opset conversion {source} -> {target} is not supported; export with opset 18 or newer")
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    shapes: dict[str, list[int | None]] | None = None
+    new_initializers = []
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        since = onnx.defs.get_schema(node.op_type, 18, "").since_version
+        if since <= target:
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type == "Pad":
+            if len(node.input) > 3 and node.input[3]:
+                raise ConfigError(f"Pad {node.name} has an axes input, which opset {target} lacks; use opset 18")
+        elif node.op_type == "Split" and "num_outputs" not in attrs:
+            pass  # sizes given as the ``split`` input: the same as Split 13
+        elif node.op_type == "Split":
+            shapes = shapes if shapes is not None else _shape_of(model)
+            axis = helper.get_attribute_value(attrs["axis"]) if "axis" in attrs else 0
+            dims = shapes.get(node.input[0])
+            size = dims[axis] if dims else None
+            count = helper.get_attribute_value(attrs["num_outputs"])
+            if size is None:
+                raise ConfigError(f"Split {node.name} splits a dynamic axis; opset {target} needs static sizes, use opset 18")
+            chunk = -(-size // count)
+            sizes = np.array([min(chunk, size - i * chunk) for i in range(count)], dtype=np.int64)
+            name = f"{node.name}_split_sizes"
+            new_initializers.append(numpy_helper.from_array(sizes, name))
+            node.attribute.remove(attrs["num_outputs"])
+            node.input.append(name)
+        elif node.op_type in _AXES_TO_ATTRIBUTE:
+            if "noop_with_empty_axes" in attrs:
+                if helper.get_attribute_value(attrs["noop_with_empty_axes"]):
+                    raise ConfigError(f"{node.op_type} {node.name} uses noop_with_empty_axes; use opset 18")
+                node.attribute.remove(attrs["noop_with_empty_axes"])
+            if len(node.input) > 1 and node.input[1]:
+                if node.input[1] not in constants:
+                    raise ConfigError(f"{node.op_type} {node.name} has run-time axes; use opset 18")
+                axes = constants[node.input[1]].astype(np.int64).tolist()
+                del node.input[1:]
+                node.attribute.append(helper.make_attribute("axes", axes))
+        elif node.op_type not in _TYPE_ONLY_CHANGES:
+            raise ConfigError(f"{node.op_type} changed after opset {target} and sbdeploy cannot convert it; use opset 18")
+    model.graph.initializer.extend(new_initializers)
+    used = {name for node in model.graph.node for name in node.input}
+    kept = [i for i in model.graph.initializer if i.name in used]  # e.g. Reduce axes now attributes
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = target
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as error:
+        raise ConfigError(f"the graph does not convert to opset {target} ({error}); use opset 18") from None
+    return model

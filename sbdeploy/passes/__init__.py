@@ -1,0 +1,70 @@
+"""ONNX graph passes, each usable alone, and :func:`run_passes` that applies a list with reports.
+
+Passes take and return an ``onnx.ModelProto`` (never modified in place):
+
+* ``fold_constants`` (:mod:`.constant_folding`), ``eliminate`` (:mod:`.cleanup`: dead
+  nodes, identities, redundant and chained Slices), ``fold_bn`` (:mod:`.bn_folding`),
+  ``shape_inference`` (:mod:`.shape_inference`) — the structural passes, by name;
+* :func:`to_fp16` and :func:`quantize_int8` — precision passes with their own options;
+* :mod:`.trt_check` — not a pass: TensorRT-parser compatibility of a graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import onnx
+
+from sbdeploy.errors import ConfigError
+from sbdeploy.passes._base import PassReport, op_counts
+from sbdeploy.passes.bn_folding import fold_batchnorm
+from sbdeploy.passes.cleanup import eliminate
+from sbdeploy.passes.constant_folding import fold_constants
+from sbdeploy.passes.fp16 import DEFAULT_FP32_OPS, to_fp16
+from sbdeploy.passes.int8 import quantize_int8
+from sbdeploy.passes.shape_inference import infer_shapes
+
+PASSES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
+    "fold_constants": fold_constants,
+    "eliminate": eliminate,
+    "fold_bn": fold_batchnorm,
+    "shape_inference": infer_shapes,
+}
+"""The structural passes by name, in the order export runs them."""
+
+DEFAULT_PASSES: tuple[str, ...] = tuple(PASSES)
+
+
+def run_pass(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, PassReport]:
+    """Apply one named pass; return the new model and its report."""
+    if name not in PASSES:
+        raise ConfigError(f"unknown pass {name!r}; choose from {', '.join(PASSES)}")
+    before = op_counts(model)
+    out = PASSES[name](model)
+    return out, PassReport(name=name, ops_before=before, ops_after=op_counts(out))
+
+
+def run_passes(model: onnx.ModelProto, names: Sequence[str] = DEFAULT_PASSES) -> tuple[onnx.ModelProto, list[PassReport]]:
+    """Apply the named passes in order; return the final model and one report per pass."""
+    reports = []
+    for name in names:
+        model, report = run_pass(model, name)
+        reports.append(report)
+    return model, reports
+
+
+__all__ = [
+    "DEFAULT_FP32_OPS",
+    "DEFAULT_PASSES",
+    "PASSES",
+    "PassReport",
+    "eliminate",
+    "fold_batchnorm",
+    "fold_constants",
+    "infer_shapes",
+    "op_counts",
+    "quantize_int8",
+    "run_pass",
+    "run_passes",
+    "to_fp16",
+]

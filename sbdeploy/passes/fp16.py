@@ -1,0 +1,34 @@
+"""fp16 pass: weights and compute in float16, graph inputs and outputs kept float32.
+
+Uses onnxruntime's float16 converter (``onnxruntime.transformers.float16``, the
+maintained copy of onnxconverter-common's) with ``keep_io_types=True``: Cast nodes at
+the graph boundary, so callers still feed and read float32. Op types listed in
+``keep_fp32_ops`` stay in float32 (Casts around them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import onnx
+
+DEFAULT_FP32_OPS: tuple[str, ...] = ("ReduceMean", "GlobalAveragePool", "Softmax", "LogSoftmax")
+"""Reductions and softmax keep float32 by default: long sums are where fp16 loses the most."""
+
+
+def to_fp16(model: onnx.ModelProto, *, keep_fp32_ops: Sequence[str] = DEFAULT_FP32_OPS) -> onnx.ModelProto:
+    """Return a float16 copy of ``model`` whose inputs and outputs stay float32.
+
+    Args:
+        model: a float32 model.
+        keep_fp32_ops: op types to leave in float32.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    converted = convert_float_to_float16(
+        onnx.ModelProto.FromString(model.SerializeToString()),
+        keep_io_types=True,
+        op_block_list=list(keep_fp32_ops),
+        disable_shape_infer=False,
+    )
+    return converted

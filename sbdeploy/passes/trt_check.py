@@ -1,0 +1,170 @@
+"""TensorRT compatibility check of an ONNX graph, against the ONNX parser's support list.
+
+The support list is onnx-tensorrt's ``docs/operators.md`` as of the ONNX-TensorRT 10.1 GA
+release (github.com/onnx/onnx-tensorrt, commit 96e7811, June 2024: "TensorRT 10.0
+supports operators in the inclusive range of opset 9 to opset 20"), encoded below as a
+table of op names. Each node's op type, domain and the attributes/inputs that the list
+restricts are checked; the known traps are reported as warnings:
+
+* ``ConvTranspose`` with ``output_shape`` (TensorRT and recent onnxruntime disagree,
+  onnx-tensorrt #1042): use explicit pads;
+* ``Pad`` / ``Slice`` / ``Squeeze`` / ``Unsqueeze`` / ``Reduce*`` whose ``axes`` (or pads,
+  starts, ends) are computed at run time rather than initializers;
+* a grouped ``Conv``/``ConvTranspose`` in float16: TensorRT 11.2's strongly typed
+  builder may find no kernel (TensorRT #4838; 10.16 builds it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+SUPPORT_LIST_SOURCE = "onnx/onnx-tensorrt docs/operators.md @ 96e7811 (ONNX-TensorRT 10.1 GA)"
+OPSET_RANGE = (9, 20)
+
+# Op types marked "Y" in the support matrix.
+SUPPORTED_OPS = frozenset(
+    """
+    Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike
+    Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DeformConv DepthToSpace
+    DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements
+    GatherND Gelu Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample
+    GroupNormalization GRU HardSigmoid HardSwish Hardmax Identity If ImageScaler InstanceNormalization IsInf
+    IsNaN LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax Loop LRN LSTM LpNormalization LpPool
+    MatMul Max MaxPool Mean MeanVarianceNormalization Min Mish Mod Mul Neg NonMaxSuppression NonZero Not
+    OneHot Or Pad ParametricSoftplus Pow PRelu QuantizeLinear RandomNormal RandomNormalLike RandomUniform
+    RandomUniformLike Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean
+    ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RNN RoiAlign Round
+    ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice
+    Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK
+    Transpose Trilu Unsqueeze Upsample Where Xor
+    """.split()
+)
+
+# Op types the matrix marks "N" (listed to give a precise message).
+UNSUPPORTED_OPS = frozenset(
+    """
+    AffineGrid Bernoulli BitShift BitwiseAnd BitwiseNot BitwiseOr BitwiseXor BlackmanWindow Col2Im
+    CenterCropPad Compress ConcatFromSequence ConvInteger DFT Det DynamicQuantizeLinear HammingWindow
+    HannWindow ImageDecoder MatMulInteger MaxRoiPool MaxUnpool MelWeightMatrix Multinomial
+    NegativeLogLikelihoodLoss Optional OptionalGetElement OptionalHasElement QLinearConv QLinearMatMul
+    RegexFullMatch STFT SequenceAt SequenceConstruct SequenceEmpty SequenceErase SequenceInsert
+    SequenceLength SequenceMap SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer
+    StringSplit TfIdfVectorizer Unique
+    """.split()
+)
+
+# Inputs that must be initializers (input index -> what), per op type.
+_CONSTANT_INPUTS: dict[str, dict[int, str]] = {
+    "Conv": {1: "weights W"},
+    "ConvTranspose": {1: "weights W"},
+    "Pad": {1: "pads", 3: "axes"},
+    "Slice": {1: "starts", 2: "ends", 3: "axes", 4: "steps"},
+    "Squeeze": {1: "axes"},
+    "Unsqueeze": {1: "axes"},
+    "ReduceMean": {1: "axes"},
+    "ReduceSum": {1: "axes"},
+    "ReduceMax": {1: "axes"},
+    "ReduceMin": {1: "axes"},
+    "CumSum": {1: "axis"},
+    "TopK": {1: "K"},
+}
+
+
+@dataclass(frozen=True)
+class TrtIssue:
+    """One finding: ``error`` (the parser will reject the node) or ``warning`` (a known trap)."""
+
+    severity: str
+    node: str
+    op_type: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TrtCheckReport:
+    """Every finding of :func:`check_trt_compat`; ``bool(report)`` is True when nothing is an error."""
+
+    source: str
+    opset: int
+    nodes: int
+    issues: tuple[TrtIssue, ...] = field(default_factory=tuple)
+
+    @property
+    def errors(self) -> list[TrtIssue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[TrtIssue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    def __bool__(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "support_list": self.source,
+            "opset": self.opset,
+            "nodes": self.nodes,
+            "ok": bool(self),
+            "issues": [vars(i) for i in self.issues],
+        }
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _is_fp16_weight(name: str, initializers: dict[str, onnx.TensorProto], producers: dict[str, onnx.NodeProto]) -> bool:
+    if name in initializers:
+        return initializers[name].data_type == onnx.TensorProto.FLOAT16
+    node = producers.get(name)
+    if node is not None and node.op_type == "Cast":
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        return to == onnx.TensorProto.FLOAT16
+    return False
+
+
+def check_trt_compat(model: onnx.ModelProto | str | Path) -> TrtCheckReport:
+    """Check every node of ``model`` against TensorRT's ONNX parser support list."""
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model), load_external_data=False)
+    graph = model.graph
+    initializers = {i.name: i for i in graph.initializer}
+    constants = set(initializers) | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    producers = {o: n for n in graph.node for o in n.output}
+    value_types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
+    opset = _opset(model)
+    issues: list[TrtIssue] = []
+    if not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
+        issues.append(TrtIssue("warning", "", "", f"opset {opset} is outside {OPSET_RANGE[0]}-{OPSET_RANGE[1]}, the range of the support list"))
+    for node in graph.node:
+        name, op = node.name or f"<{node.op_type}>", node.op_type
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.domain not in ("", "ai.onnx"):
+            issues.append(TrtIssue("error", name, op, f"custom domain {node.domain!r}: TensorRT's ONNX parser has no importer for it"))
+            continue
+        if op in UNSUPPORTED_OPS or op not in SUPPORTED_OPS:
+            issues.append(TrtIssue("error", name, op, f"{op} is not supported by TensorRT's ONNX parser"))
+            continue
+        for index, what in _CONSTANT_INPUTS.get(op, {}).items():
+            if index < len(node.input) and node.input[index] and node.input[index] not in constants:
+                producer = producers.get(node.input[index])
+                if op in ("Conv", "ConvTranspose") and producer is not None and producer.op_type == "DequantizeLinear":
+                    continue  # Q/DQ weights: DequantizeLinear of an initializer
+                severity = "error" if op in ("Conv", "ConvTranspose") else "warning"
+                issues.append(TrtIssue(severity, name, op, f"{what} is computed at run time; the parser needs an initializer"))
+        if op == "ConvTranspose" and "output_shape" in attrs:
+            issues.append(TrtIssue("warning", name, op, "output_shape attribute: TensorRT and recent onnxruntime disagree on it (onnx-tensorrt #1042); use explicit pads"))
+        if op in ("Conv", "ConvTranspose") and int(attrs.get("group", 1)) > 1 and len(node.input) > 1:
+            if _is_fp16_weight(node.input[1], initializers, producers) or value_types.get(node.input[0]) == onnx.TensorProto.FLOAT16:
+                issues.append(TrtIssue("warning", name, op, f"grouped (group={attrs['group']}) float16 {op}: TensorRT 11.2 strongly typed may find no kernel (TensorRT #4838; 10.16 builds it)"))
+        if op in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[2] in initializers:
+            zero = onnx.numpy_helper.to_array(initializers[node.input[2]])
+            if zero.any():
+                issues.append(TrtIssue("error", name, op, "non-zero zero point: TensorRT's Q/DQ must be symmetric"))
+        if op == "Pad" and attrs.get("mode", b"constant") not in (b"constant", "constant", b"reflect", "reflect", b"edge", "edge"):
+            issues.append(TrtIssue("warning", name, op, f"Pad mode {attrs['mode']!r} may be unsupported"))
+    return TrtCheckReport(source=SUPPORT_LIST_SOURCE, opset=opset, nodes=len(graph.node), issues=tuple(issues))

@@ -1,0 +1,56 @@
+"""Small members of every zoo family, for whole-network export tests.
+
+Each family is built with its registered network class at the smallest depth the class
+allows (one block per stage), so a test exercises the family's stem, every SB block
+type with and without downsampling, the shortcut kind and the head, at a fraction of
+the registered networks' export time. The registered networks themselves are exported
+in ``test_export_zoo.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from sbdeploy.models.pyramidnet import PyramidNet
+from sbdeploy.models.resnet_cifar import CifarResNet
+from sbdeploy.models.resnet_imagenet import ResNet
+from sbdeploy.nn.blocks import (
+    SBBasicBlock,
+    SBBottleneck,
+    SBPreActBasicBlock,
+    SBPreActBottleneck,
+    SBPyramidBasicBlock,
+    SBPyramidBottleneck,
+)
+
+# name -> (builder(sampling), default size, odd size)
+FAMILIES: dict[str, tuple[Callable[[str], nn.Module], tuple[int, int], tuple[int, int]]] = {
+    "cifar_preact_basic": (lambda s: CifarResNet(SBPreActBasicBlock, 8, sampling=s), (32, 32), (33, 35)),
+    "cifar_preact_bottleneck": (lambda s: CifarResNet(SBPreActBottleneck, 11, sampling=s), (32, 32), (33, 35)),
+    "imagenet_basic": (lambda s: ResNet(SBBasicBlock, (1, 1, 1, 1), num_classes=10, sampling=s), (224, 224), (97, 75)),
+    "imagenet_bottleneck": (lambda s: ResNet(SBBottleneck, (1, 1, 1, 1), num_classes=10, sampling=s), (224, 224), (97, 75)),
+    "pyramid_basic": (lambda s: PyramidNet(SBPyramidBasicBlock, 8, 12, sampling=s), (32, 32), (33, 35)),
+    "pyramid_bottleneck": (lambda s: PyramidNet(SBPyramidBottleneck, 11, 12, sampling=s), (32, 32), (33, 35)),
+}
+
+
+def randomize_bn(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm non-trivial statistics and affine parameters (in place)."""
+    generator = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=generator) - 0.5)
+    return module
+
+
+def build(family: str, sampling: str, seed: int = 0) -> nn.Module:
+    """The family's small member with fixed-seed weights and randomized BN, in eval mode."""
+    torch.manual_seed(seed)
+    return randomize_bn(FAMILIES[family][0](sampling), seed).eval()
