@@ -200,7 +200,7 @@ def prepare_model(model: onnx.ModelProto, options: BuildOptions, calibration: np
 
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
     return PreparedModel(
-        quantize_int8(model, calibration),
+        quantize_int8(model, calibration, batch_size=min(32, len(calibration))),
         "strongly-typed",
         (f"QDQ model made by sbdeploy.passes.quantize_int8 from {len(calibration)} calibration inputs",),
     )
