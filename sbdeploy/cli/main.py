@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
-from sbdeploy.cli import export, zoo
+from sbdeploy.cli import build_engine, doctor, export, zoo
 from sbdeploy.cli._render import err_console
 from sbdeploy.errors import SbdeployError
 
@@ -20,6 +21,8 @@ app = typer.Typer(
 app.command("zoo")(zoo.zoo)
 app.command("export")(export.export)
 app.command("check")(export.check)
+app.command("build-engine")(build_engine.build_engine)
+app.command("doctor")(doctor.doctor)
 
 
 @app.callback()
@@ -38,7 +41,7 @@ def main() -> None:
     try:
         app()
     except SbdeployError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

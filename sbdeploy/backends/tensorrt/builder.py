@@ -339,12 +339,14 @@ def build_engine(
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     options.validate()
+    model = load_onnx(onnx_path)  # the user's input is checked first, on any machine
+    profiles, notes = compute_profiles(model, options)
+    if options.precision == "int8" and calibration is None and not has_qdq(model):
+        prepare_model(model, options)  # raises the ConfigError about calibration data
     _compat.require_tensorrt()
     import tensorrt as trt
 
     machine = current_machine()
-    model = load_onnx(onnx_path)
-    profiles, notes = compute_profiles(model, options)
     prepared = prepare_model(model, options, calibration)
     report = progress or (lambda phase, step, total: None)
 
