@@ -75,7 +75,8 @@ def _nvidia_smi() -> tuple[str | None, str | None, str | None]:
 
 def diagnose() -> DoctorReport:
     """Probe this machine (never raises)."""
-    from sbdeploy.backends.tensorrt._compat import NO_PYCUDA, NO_TENSORRT, tensorrt_available
+    from sbdeploy.backends.tensorrt._compat import NO_PYCUDA, NO_TENSORRT, require_tensorrt, tensorrt_available
+    from sbdeploy.errors import BackendUnavailableError
 
     torch_version = torch_cuda = None
     torch_gpu: tuple[str, str] | None = None
@@ -99,13 +100,12 @@ def diagnose() -> DoctorReport:
         pass
 
     trt_version = None
+    trt_problem = NO_TENSORRT
     if tensorrt_available():
         try:
-            import tensorrt
-
-            trt_version = tensorrt.__version__
-        except (ImportError, OSError):
-            trt_version = None
+            trt_version = require_tensorrt()
+        except BackendUnavailableError as error:  # installed but unusable (libraries missing, unsupported version)
+            trt_problem = str(error)
     pycuda_version = _version("pycuda") if importlib.util.find_spec("pycuda") is not None else None
 
     gpu_name, capability, driver = _nvidia_smi()
@@ -136,7 +136,7 @@ def diagnose() -> DoctorReport:
             reason = f"{provider} on {gpu_name}"
         backends.append(BackendStatus(name, provider in providers and has_gpu, reason))
     if trt_version is None:
-        trt_reason = NO_TENSORRT
+        trt_reason = trt_problem
     elif pycuda_version is None:
         trt_reason = NO_PYCUDA
     elif not has_gpu:
