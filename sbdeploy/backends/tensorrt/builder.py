@@ -260,7 +260,7 @@ def _make_logger(messages: list[str]) -> trt.ILogger:
 
     class _Logger(trt.ILogger):
         def __init__(self) -> None:
-            super().__init__()
+            trt.ILogger.__init__(self)  # pybind11 trampolines need the base initialised explicitly
 
         def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
             if severity <= trt.ILogger.Severity.WARNING:
@@ -274,7 +274,7 @@ def _make_progress_monitor(progress: ProgressCallback) -> trt.IProgressMonitor:
 
     class _Monitor(trt.IProgressMonitor):
         def __init__(self) -> None:
-            super().__init__()
+            trt.IProgressMonitor.__init__(self)
             self.steps: dict[str, int] = {}
 
         def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
@@ -385,7 +385,8 @@ def build_engine(
     if not config.set_timing_cache(cache, False):
         notes.append(f"timing cache {options.timing_cache} is from another TensorRT/GPU; starting a fresh one")
         config.set_timing_cache(config.create_timing_cache(b""), False)
-    config.progress_monitor = _make_progress_monitor(report)
+    monitor = _make_progress_monitor(report)  # held here: TensorRT calls it during the build
+    config.progress_monitor = monitor
 
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
