@@ -381,9 +381,13 @@ def build_engine(
     config.add_optimization_profile(profile)
 
     cache_bytes = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    if not config.set_timing_cache(cache, False):
-        notes.append(f"timing cache {options.timing_cache} is from another TensorRT/GPU; starting a fresh one")
+    try:
+        cache = config.create_timing_cache(cache_bytes)
+        loaded = cache is not None and config.set_timing_cache(cache, False)
+    except (RuntimeError, TypeError, ValueError):  # a truncated or foreign file
+        loaded = False
+    if not loaded:
+        notes.append(f"timing cache {options.timing_cache} is unreadable or from another TensorRT/GPU; started a fresh one")
         config.set_timing_cache(config.create_timing_cache(b""), False)
     monitor = _make_progress_monitor(report)  # held here: TensorRT calls it during the build
     config.progress_monitor = monitor
