@@ -61,6 +61,8 @@ class TrtRunner(Runner):
     def __init__(self, engine_path: str | Path) -> None:
         super().__init__()
         self.engine_path = Path(engine_path)
+        self._runtime: trt.Runtime | None = None  # kept with its logger for as long as the engine lives
+        self._logger: trt.ILogger | None = None
         self._engine: trt.ICudaEngine | None = None
         self._context: trt.IExecutionContext | None = None
         self._stream: cuda.Stream | None = None
@@ -116,6 +118,7 @@ class TrtRunner(Runner):
             self._host[name] = cuda.pagelocked_empty(volume, dtype)
             self._device[name] = cuda.mem_alloc(max(volume * dtype.itemsize, 1))
             context.set_tensor_address(name, int(self._device[name]))
+        self._logger, self._runtime = logger, runtime
         self._engine, self._context, self._stream = engine, context, stream
 
     def input_specs(self) -> list[TensorSpec]:
@@ -155,5 +158,6 @@ class TrtRunner(Runner):
         for allocation in self._device.values():
             allocation.free()
         self._device, self._host = {}, {}
-        self._context = self._engine = self._stream = None
+        self._context = self._engine = self._stream = None  # the context goes before the engine, the engine before the runtime
+        self._runtime = self._logger = None
         self._specs, self._ranges, self._outputs = [], {}, []
