@@ -305,7 +305,9 @@ def _read_back_precisions(serialized: bytes, profiles: list[ProfileShape], logge
         context.set_input_shape(shape.name, _compat.to_dims(shape.opt))
     inspector = engine.create_engine_inspector()
     inspector.execution_context = context
-    return precisions_from_layer_info(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+    del inspector, context, engine  # released before the runtime that made them
+    return precisions_from_layer_info(info)
 
 
 def _describe(tensor: trt.ITensor) -> dict[str, Any]:
