@@ -43,3 +43,7 @@ class ConfigError(SbdeployError, ValueError):
 
 class EngineBuildError(SbdeployError):
     """TensorRT could not build an engine from a parsed network (no kernel, out of memory...)."""
+
+
+class DataError(SbdeployError):
+    """A data source that cannot be found, parsed or used with the model (SOURCE strings, folders)."""

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from sbdeploy.cli import build_engine, doctor, export, zoo
+from sbdeploy.cli import bench, build_engine, doctor, export, pipeline, train, validate, zoo
 from sbdeploy.cli._render import err_console
 from sbdeploy.errors import SbdeployError
 
@@ -19,8 +19,13 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("zoo")(zoo.zoo)
+app.command("train")(train.train)
+app.command("evaluate")(train.evaluate)
 app.command("export")(export.export)
 app.command("check")(export.check)
+app.command("validate")(validate.validate)
+app.command("bench")(bench.bench)
+app.command("pipeline")(pipeline.pipeline)
 app.command("build-engine")(build_engine.build_engine)
 app.command("doctor")(doctor.doctor)
 
@@ -41,7 +46,7 @@ def main() -> None:
     try:
         app()
     except SbdeployError as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)  # one line; "[gpu]" is text, not markup
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
