@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
-from sbdeploy.cli import bench, export, pipeline, train, triton, validate, zoo
+from sbdeploy.cli import bench, build_engine, doctor, export, pipeline, train, triton, validate, zoo
 from sbdeploy.cli._render import err_console
 from sbdeploy.errors import SbdeployError
 
@@ -25,6 +26,8 @@ app.command("check")(export.check)
 app.command("validate")(validate.validate)
 app.command("bench")(bench.bench)
 app.command("pipeline")(pipeline.pipeline)
+app.command("build-engine")(build_engine.build_engine)
+app.command("doctor")(doctor.doctor)
 app.command("triton-repo")(triton.triton_repo)
 
 
@@ -44,7 +47,7 @@ def main() -> None:
     try:
         app()
     except SbdeployError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)  # one line, unwrapped
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)  # one line; "[gpu]" is text, not markup
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -29,3 +29,15 @@ def test_unknown_name_and_option(sb_onnx: Path) -> None:
         get_runner("onnx", sb_onnx)
     with pytest.raises(ConfigError, match="does not take these options"):
         get_runner("ort-cpu", sb_onnx, thread=2)
+
+
+def test_backends_import_without_optional_libraries() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sbdeploy.backends, sbdeploy.backends.tensorrt.runner, sbdeploy.backends.tensorrt.builder; "
+        "print(sorted(m for m in ('onnxruntime', 'tensorrt', 'pycuda', 'onnx') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -200,7 +200,7 @@ def prepare_model(model: onnx.ModelProto, options: BuildOptions, calibration: np
 
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
     return PreparedModel(
-        quantize_int8(model, calibration),
+        quantize_int8(model, calibration, batch_size=min(32, len(calibration))),
         "strongly-typed",
         (f"QDQ model made by sbdeploy.passes.quantize_int8 from {len(calibration)} calibration inputs",),
     )
@@ -260,7 +260,7 @@ def _make_logger(messages: list[str]) -> trt.ILogger:
 
     class _Logger(trt.ILogger):
         def __init__(self) -> None:
-            super().__init__()
+            trt.ILogger.__init__(self)  # pybind11 trampolines need the base initialised explicitly
 
         def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
             if severity <= trt.ILogger.Severity.WARNING:
@@ -274,7 +274,7 @@ def _make_progress_monitor(progress: ProgressCallback) -> trt.IProgressMonitor:
 
     class _Monitor(trt.IProgressMonitor):
         def __init__(self) -> None:
-            super().__init__()
+            trt.IProgressMonitor.__init__(self)
             self.steps: dict[str, int] = {}
 
         def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
@@ -305,7 +305,9 @@ def _read_back_precisions(serialized: bytes, profiles: list[ProfileShape], logge
         context.set_input_shape(shape.name, _compat.to_dims(shape.opt))
     inspector = engine.create_engine_inspector()
     inspector.execution_context = context
-    return precisions_from_layer_info(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+    del inspector, context, engine  # released before the runtime that made them
+    return precisions_from_layer_info(info)
 
 
 def _describe(tensor: trt.ITensor) -> dict[str, Any]:
@@ -339,12 +341,14 @@ def build_engine(
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     options.validate()
+    model = load_onnx(onnx_path)  # the user's input is checked first, on any machine
+    profiles, notes = compute_profiles(model, options)
+    if options.precision == "int8" and calibration is None and not has_qdq(model):
+        prepare_model(model, options)  # raises the ConfigError about calibration data
     _compat.require_tensorrt()
     import tensorrt as trt
 
     machine = current_machine()
-    model = load_onnx(onnx_path)
-    profiles, notes = compute_profiles(model, options)
     prepared = prepare_model(model, options, calibration)
     report = progress or (lambda phase, step, total: None)
 
@@ -379,11 +383,16 @@ def build_engine(
     config.add_optimization_profile(profile)
 
     cache_bytes = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    if not config.set_timing_cache(cache, False):
-        notes.append(f"timing cache {options.timing_cache} is from another TensorRT/GPU; starting a fresh one")
+    try:
+        cache = config.create_timing_cache(cache_bytes)
+        loaded = cache is not None and config.set_timing_cache(cache, False)
+    except (RuntimeError, TypeError, ValueError):  # a truncated or foreign file
+        loaded = False
+    if not loaded:
+        notes.append(f"timing cache {options.timing_cache} is unreadable or from another TensorRT/GPU; started a fresh one")
         config.set_timing_cache(config.create_timing_cache(b""), False)
-    config.progress_monitor = _make_progress_monitor(report)
+    monitor = _make_progress_monitor(report)  # held here: TensorRT calls it during the build
+    config.progress_monitor = monitor
 
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)

@@ -11,6 +11,7 @@ profile first), binds tensor addresses and runs ``execute_async_v3``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,19 +27,24 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
 
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+@dataclass(frozen=True)
 class ProfileRange:
     """The min and max shape an engine input accepts (profile 0)."""
 
-    def __init__(self, name: str, min_shape: tuple[int, ...], max_shape: tuple[int, ...]) -> None:
-        self.name, self.min, self.max = name, min_shape, max_shape
+    name: str
+    min: tuple[int, ...]
+    max: tuple[int, ...]
 
     def check(self, shape: tuple[int, ...]) -> None:
         """InputError unless every dimension of ``shape`` lies within [min, max]."""
         if len(shape) != len(self.min) or any(not lo <= d <= hi for d, lo, hi in zip(shape, self.min, self.max)):
-            fmt = lambda s: "x".join(map(str, s))  # noqa: E731
             raise InputError(
-                f"trt: input {self.name!r} of shape {fmt(shape)} is outside the engine's profile "
-                f"(min {fmt(self.min)}, max {fmt(self.max)}); split the batch, or rebuild with "
+                f"trt: input {self.name!r} of shape {_fmt(shape)} is outside the engine's profile "
+                f"(min {_fmt(self.min)}, max {_fmt(self.max)}); split the batch, or rebuild with "
                 f"sbdeploy build-engine --min-batch/--max-batch covering {shape[0] if shape else '?'}"
             )
 
@@ -55,6 +61,8 @@ class TrtRunner(Runner):
     def __init__(self, engine_path: str | Path) -> None:
         super().__init__()
         self.engine_path = Path(engine_path)
+        self._runtime: trt.Runtime | None = None  # kept with its logger for as long as the engine lives
+        self._logger: trt.ILogger | None = None
         self._engine: trt.ICudaEngine | None = None
         self._context: trt.IExecutionContext | None = None
         self._stream: cuda.Stream | None = None
@@ -110,6 +118,7 @@ class TrtRunner(Runner):
             self._host[name] = cuda.pagelocked_empty(volume, dtype)
             self._device[name] = cuda.mem_alloc(max(volume * dtype.itemsize, 1))
             context.set_tensor_address(name, int(self._device[name]))
+        self._logger, self._runtime = logger, runtime
         self._engine, self._context, self._stream = engine, context, stream
 
     def input_specs(self) -> list[TensorSpec]:
@@ -149,5 +158,6 @@ class TrtRunner(Runner):
         for allocation in self._device.values():
             allocation.free()
         self._device, self._host = {}, {}
-        self._context = self._engine = self._stream = None
+        self._context = self._engine = self._stream = None  # the context goes before the engine, the engine before the runtime
+        self._runtime = self._logger = None
         self._specs, self._ranges, self._outputs = [], {}, []
