@@ -42,13 +42,3 @@ def test_write_report_produces_every_file(tmp_path) -> None:
         assert (tmp_path / "bench" / png).read_bytes()[:8] == PNG_MAGIC
     assert not list((tmp_path / "bench").glob(".*tmp"))  # no temporary files left
 
-
-def test_atomic_write_gives_the_usual_file_mode(tmp_path) -> None:
-    import os
-
-    from sbdeploy._io import atomic_write_bytes
-
-    atomic_write_bytes(tmp_path / "f.txt", b"x")
-    mask = os.umask(0)
-    os.umask(mask)
-    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~mask
