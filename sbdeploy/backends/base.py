@@ -48,6 +48,7 @@ class Runner(abc.ABC):
 
     def __init__(self) -> None:
         self.is_active = False
+        self.notes: list[str] = []  # what a report should say about this run (e.g. a CUDA-graph fallback)
 
     def __enter__(self) -> Runner:
         self._activate()

@@ -71,7 +71,6 @@ class TrtRunner(Runner):
         super().__init__()
         self.engine_path = Path(engine_path)
         self.cuda_graph = cuda_graph
-        self.notes: list[str] = []  # what the user should know about this run (e.g. a failed graph capture)
         self._graph: CapturedGraph | None = None
         self._graph_shapes: tuple[tuple[int, ...], ...] | None = None  # the input shapes it was captured at
         self._runtime: trt.Runtime | None = None  # kept with its logger for as long as the engine lives
