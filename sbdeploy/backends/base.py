@@ -103,6 +103,8 @@ class Runner(abc.ABC):
         run in milliseconds where the backend can tell it apart, else None. This
         default runs :meth:`infer` and returns None.
         """
+        if not self.is_active:
+            raise RuntimeError(f"{self.name}: use the runner inside a `with` block before calling timed_call()")
         self.check_feed(feed)
 
         def run() -> float | None:
