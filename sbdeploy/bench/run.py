@@ -249,7 +249,8 @@ def run_bench(
                     stage = f"{backend} batch {batch}"
                     report_round = (lambda n, s=stage: on_progress(s, n, plan.iters or 0)) if on_progress else None
                     stats = measure_interleaved(fns, plan, on_round=report_round)
-                    notes += [n for r in runners for n in r.notes if n not in notes]
+                    for m, r in zip(models, runners):
+                        notes += [f"{m.label}: {n}" for n in r.notes if f"{m.label}: {n}" not in notes]
                 rows += [BenchRow(m.label, backend, batch, m.macs, m.baseline, stats[m.label]) for m in models]
     settings = {
         "models": [m.label for m in models], "backends": list(backends), "batches": list(batches),
