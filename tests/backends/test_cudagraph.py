@@ -57,9 +57,9 @@ def test_trt_runner_falls_back_to_enqueue_with_a_note() -> None:
     runner = TrtRunner("unused.engine", cuda_graph=True)
     context = _Context()
     runner._context, runner._stream = context, SimpleNamespace(handle=7)
-    runner._execute(((1, 3, 32, 32),))
+    runner._execute((("input", (1, 3, 32, 32)),))
     assert context.enqueues == [7]  # the plain run; the capture failed before TensorRT was called again
     assert not runner.uses_cuda_graph and not runner.cuda_graph
     assert len(runner.notes) == 1 and "CUDA graph capture failed" in runner.notes[0] and "driver" in runner.notes[0]
-    runner._execute(((1, 3, 32, 32),))
+    runner._execute((("input", (1, 3, 32, 32)),))
     assert context.enqueues == [7, 7] and len(runner.notes) == 1  # no retry, no second note

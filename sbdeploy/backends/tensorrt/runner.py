@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
 
+# Input name -> shape, sorted by name: the key a CUDA graph is captured at.
+_Shapes = tuple[tuple[str, tuple[int, ...]], ...]
+
+
 def _fmt(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
@@ -72,7 +76,7 @@ class TrtRunner(Runner):
         self.engine_path = Path(engine_path)
         self.cuda_graph = cuda_graph
         self._graph: CapturedGraph | None = None
-        self._graph_shapes: tuple[tuple[int, ...], ...] | None = None  # the input shapes it was captured at
+        self._graph_shapes: _Shapes | None = None  # the input shapes it was captured at
         self._runtime: trt.Runtime | None = None  # kept with its logger for as long as the engine lives
         self._logger: trt.ILogger | None = None
         self._engine: trt.ICudaEngine | None = None
@@ -177,7 +181,7 @@ class TrtRunner(Runner):
             cuda.memcpy_htod_async(self._device[name], host, stream)
         if events is not None:
             events[0].record(stream)
-        self._execute(tuple(tuple(a.shape) for a in feed.values()))
+        self._execute(tuple(sorted((name, tuple(array.shape)) for name, array in feed.items())))
         if events is not None:
             events[1].record(stream)
         outputs: dict[str, Any] = {}
@@ -193,7 +197,7 @@ class TrtRunner(Runner):
         assert self._context is not None and self._stream is not None
         return self._context.execute_async_v3(self._stream.handle)
 
-    def _execute(self, shapes: tuple[tuple[int, ...], ...]) -> None:
+    def _execute(self, shapes: _Shapes) -> None:
         """Enqueue the engine on the stream, or launch its CUDA graph captured at these shapes."""
         assert self._stream is not None
         if self._graph is not None and self._graph_shapes == shapes:
