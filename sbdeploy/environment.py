@@ -49,7 +49,7 @@ def package_version(name: str) -> str | None:
         return None
 
 
-PACKAGES = ("onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda", "numpy", "sbdeploy")
+PACKAGES = ("onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda", "cuda-bindings", "numpy", "sbdeploy")
 
 
 def collect_environment() -> Environment:

@@ -1,11 +1,13 @@
-"""``sbdeploy pipeline`` end to end on a checkpoint, with small settings."""
+"""``sbdeploy pipeline`` end to end on the shipped trained model, with small settings (the README's main job)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
+
+SHIPPED_SB, SHIPPED_BASELINE = REPO / "models" / "digits_resnet20_sb", REPO / "models" / "digits_resnet20"
 
 EXPECTED = {
     "model.onnx", "model.fp16.onnx", "validate.json", "validate.md", "bench.json", "bench.csv", "bench.md",
@@ -13,9 +15,12 @@ EXPECTED = {
 }
 
 
-def test_pipeline_produces_the_folder(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_pipeline_on_the_shipped_model(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = run_cli("pipeline", str(tiny_checkpoint), "--out", str(out), "--fp16", "--batch", "1", "--iters", "2", "--warmup", "1", "--limit", "32", "--threads", "1")
+    result = run_cli(
+        "pipeline", str(SHIPPED_SB), "--baseline", str(SHIPPED_BASELINE), "--out", str(out), "--fp16",
+        "--batch", "1", "--iters", "2", "--warmup", "1", "--limit", "64", "--threads", "1",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert EXPECTED <= {p.name for p in out.iterdir()}
     summary = json.loads((out / "summary.json").read_text())
@@ -24,3 +29,8 @@ def test_pipeline_produces_the_folder(tiny_checkpoint: Path, tmp_path: Path) -> 
     validation = json.loads((out / "validate.json").read_text())
     assert {c["precision"] for c in validation["checks"]} == {"fp32", "fp16"} and validation["passed"]
     assert "TensorRT is not installed" in (out / "summary.md").read_text()
+    accuracy = {a["backend"]: a["top1"] for a in validation["accuracy"]}
+    assert accuracy["torch"] >= 0.95 and abs(accuracy["ort-cpu fp32"] - accuracy["torch"]) < 1e-9
+    bench = json.loads((out / "bench.json").read_text())
+    pairs = {(r["model"], r["baseline"]) for r in bench["rows"]}
+    assert ("digits_resnet20_sb", "digits_resnet20") in pairs

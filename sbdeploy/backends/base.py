@@ -5,11 +5,17 @@ engine), ``infer(feed) -> outputs`` runs one batch, ``__exit__`` frees it. The b
 class checks every feed against :meth:`Runner.input_specs` (names, ranks, fixed
 dimensions, dtypes) before the backend sees it, so every backend refuses bad input
 with the same clear :class:`InputError`.
+
+For benchmarks, :meth:`Runner.timed_call` prepares one feed and returns a callable
+that runs it once; GPU runners override it so the callable also returns the device
+compute time in milliseconds (CUDA events, or a device-resident IOBinding run),
+which ``sbdeploy bench`` reports beside the end-to-end time.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -18,6 +24,8 @@ import numpy as np
 from sbdeploy.errors import InputError
 
 Feed = dict[str, np.ndarray]
+# One timed inference: runs to completion, returns device compute ms or None (see Runner.timed_call).
+TimedCall = Callable[[], "float | None"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Runner(abc.ABC):
 
     def __init__(self) -> None:
         self.is_active = False
+        self.notes: list[str] = []  # what a report should say about this run (e.g. a CUDA-graph fallback)
 
     def __enter__(self) -> Runner:
         self._activate()
@@ -85,6 +94,24 @@ class Runner(abc.ABC):
             raise RuntimeError(f"{self.name}: use the runner inside a `with` block before calling infer()")
         self.check_feed(feed)
         return self._infer(feed)
+
+    def timed_call(self, feed: Feed) -> TimedCall:
+        """A callable that runs ``feed`` once, end to end, for the benchmark loop.
+
+        The feed is checked here, once. The callable's wall time is the end-to-end
+        latency (host copies included); it returns the device compute time of that
+        run in milliseconds where the backend can tell it apart, else None. This
+        default runs :meth:`infer` and returns None.
+        """
+        if not self.is_active:
+            raise RuntimeError(f"{self.name}: use the runner inside a `with` block before calling timed_call()")
+        self.check_feed(feed)
+
+        def run() -> float | None:
+            self.infer(feed)
+            return None
+
+        return run
 
     @abc.abstractmethod
     def _activate(self) -> None: ...

@@ -3,6 +3,10 @@
 It is the reference every other backend is compared against. It takes an
 ``nn.Module`` or a checkpoint folder (loaded with :func:`sbdeploy.load_checkpoint`,
 never unpickled) and uses the ONNX export's names: input ``input``, output ``logits``.
+
+On CUDA, :meth:`TorchRunner.timed_call` times the forward alone with CUDA events
+(``torch.cuda.Event(enable_timing=True)``) inside a run that, like :meth:`infer`,
+copies the input to the device and the logits back.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sbdeploy.backends.base import Feed, Runner, TensorSpec
+from sbdeploy.backends.base import Feed, Runner, TensorSpec, TimedCall
 from sbdeploy.errors import BackendUnavailableError, ConfigError
 
 INPUT_NAME = "input"
@@ -76,6 +80,29 @@ class TorchRunner(Runner):
         with torch.inference_mode():
             logits = self._model(torch.from_numpy(np.ascontiguousarray(feed[INPUT_NAME])).to(self.device))
         return {OUTPUT_NAME: logits.float().cpu().numpy()}
+
+    def timed_call(self, feed: Feed) -> TimedCall:
+        """One end-to-end run (H2D, forward, D2H) per call; on CUDA it returns the forward's event time in ms."""
+        if self.device == "cpu":
+            return super().timed_call(feed)
+        if not self.is_active:
+            raise RuntimeError(f"{self.name}: use the runner inside a `with` block before calling timed_call()")
+        self.check_feed(feed)
+        assert self._model is not None
+        model, host = self._model, torch.from_numpy(np.ascontiguousarray(feed[INPUT_NAME]))
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def run() -> float:
+            with torch.inference_mode(), torch.cuda.device(self.device):
+                x = host.to(self.device)
+                start.record()
+                logits = model(x)
+                end.record()
+                logits.float().cpu()  # the D2H copy waits for the forward (same stream)
+            end.synchronize()
+            return float(start.elapsed_time(end))
+
+        return run
 
     def _deactivate(self) -> None:
         self._model = None

@@ -10,6 +10,7 @@ so SB and baseline see the same machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,23 +76,105 @@ def resolve_models(specs: Sequence[str | Path], *, add_baselines: bool = True, i
     return models
 
 
-def _artifact(model: BenchModel, backend: str, batch: int, workdir: Path, lowering: str | None) -> nn.Module | Path:
-    if backend.startswith("torch"):
-        return model.module
-    if backend == "trt":
+@dataclass(frozen=True)
+class ArtifactPlan:
+    """One file to make before timing: an ONNX export, or a TensorRT engine built from one.
+
+    Attributes:
+        kind: ``"onnx"`` or ``"engine"``.
+        model: the model's label.
+        filename: the file's name in the work folder (its identity: equal names are built once).
+        lowering: the SB lowering of the ONNX export.
+        precision: ``"fp32"`` or ``"fp16"`` (fp16 ONNX keeps fp32 inputs and outputs).
+        profile: an engine's batch profile (min, opt, max), covering every batch size timed.
+        source: an engine's ONNX filename.
+        backends: the backends that run this file.
+    """
+
+    kind: str
+    model: str
+    filename: str
+    lowering: str
+    precision: str
+    profile: tuple[int, int, int] | None = None
+    source: str | None = None
+    backends: tuple[str, ...] = ()
+
+
+def engine_profile(batches: Sequence[int]) -> tuple[int, int, int]:
+    """The batch profile of the one engine that serves every batch size: min 1, opt = max = the largest batch.
+
+    TensorRT tunes its kernels at the opt shape; the largest batch is where
+    throughput matters most, and smaller batches still run (at their own shapes).
+    """
+    if not batches or min(batches) < 1:
+        raise ConfigError(f"batch sizes must be >= 1, got {list(batches)}")
+    return 1, max(batches), max(batches)
+
+
+def plan_artifacts(
+    models: Sequence[str], backends: Sequence[str], batches: Sequence[int], *, lowering: str | None = None, fp16: bool = False
+) -> tuple[list[ArtifactPlan], dict[tuple[str, str], str]]:
+    """Which ONNX files and engines a bench run needs, each made once.
+
+    One ONNX export per (model, lowering, precision), shared by the ``ort-*`` backends
+    and the engine build; one engine per model for ``trt``, whose profile covers every
+    batch size (:func:`engine_profile`), so it is built once and reused for all of them.
+    With ``fp16``, ``ort-*`` run an fp16 ONNX and ``trt`` an fp16 engine (built from the
+    fp32 ONNX by the builder's own fp16 pass); the torch backends stay fp32.
+
+    Returns:
+        The plans in build order (an engine after its ONNX), and (model, backend) -> filename.
+    """
+    plans: dict[str, ArtifactPlan] = {}
+    uses: dict[tuple[str, str], str] = {}
+
+    def add(plan: ArtifactPlan, backend: str) -> str:
+        known = plans.get(plan.filename, plan)
+        plans[plan.filename] = dataclasses.replace(known, backends=(*known.backends, backend))
+        return plan.filename
+
+    for model in models:
+        for backend in backends:
+            if backend.startswith("torch"):
+                continue
+            low = lowering or DEFAULT_LOWERING[backend]
+            onnx_precision = "fp16" if fp16 and backend != "trt" else "fp32"
+            onnx_name = add(ArtifactPlan("onnx", model, f"{model}.{low}.{onnx_precision}.onnx", low, onnx_precision), backend)
+            if backend == "trt":
+                precision = "fp16" if fp16 else "fp32"
+                engine = ArtifactPlan(
+                    "engine", model, f"{model}.{low}.{precision}.engine", low, precision, engine_profile(batches), onnx_name
+                )
+                onnx_name = add(engine, backend)
+            uses[(model, backend)] = onnx_name
+    return list(plans.values()), uses
+
+
+def _make_artifact(
+    plan: ArtifactPlan, model: BenchModel, workdir: Path, on_progress: Callable[[str, int, int], None] | None
+) -> None:
+    """Write ``plan.filename`` into ``workdir`` (its ONNX source is already there)."""
+    path = workdir / plan.filename
+    if plan.kind == "engine":
         from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
 
-        onnx_path = _artifact(model, "ort-cpu", batch, workdir, lowering)
-        engine = workdir / f"{model.label}.b{batch}.engine"
-        build_engine(onnx_path, engine, BuildOptions(min_batch=batch, opt_batch=batch, max_batch=batch))
-        return engine
+        assert plan.profile is not None and plan.source is not None
+        lo, opt, hi = plan.profile
+        options = BuildOptions(precision="fp16" if plan.precision == "fp16" else "fp32", min_batch=lo, opt_batch=opt, max_batch=hi)
+        report = (lambda phase, step, total: on_progress(f"{plan.model} engine: {phase}", step, total)) if on_progress else None
+        build_engine(workdir / plan.source, path, options, progress=report)
+        return
     from sbdeploy.export import export_module
 
-    path = workdir / f"{model.label}.{lowering or DEFAULT_LOWERING[backend]}.onnx"
-    if not path.exists():
-        proto, _ = export_module(model.module, in_chans=model.in_chans, input_size=model.input_size, lowering=lowering or DEFAULT_LOWERING[backend])
-        path.write_bytes(proto.SerializeToString())
-    return path
+    if on_progress:
+        on_progress(f"exporting {plan.filename}", 0, 0)
+    proto, _ = export_module(model.module, in_chans=model.in_chans, input_size=model.input_size, lowering=plan.lowering)
+    if plan.precision == "fp16":
+        from sbdeploy.passes import to_fp16
+
+        proto = to_fp16(proto)
+    path.write_bytes(proto.SerializeToString())
 
 
 def run_bench(
@@ -104,6 +187,8 @@ def run_bench(
     input_size: tuple[int, int] | None = None,
     lowering: str | None = None,
     add_baselines: bool = True,
+    fp16: bool = False,
+    cuda_graph: bool = False,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchReport:
     """Time every model on every backend at every batch size.
@@ -117,7 +202,10 @@ def run_bench(
         input_size: H, W for every model (default: each model's own).
         lowering: SB lowering of the ONNX exports (default per backend).
         add_baselines: also time the baseline of every SB model.
-        on_progress: called as ``(stage, done, total)`` after each timed round.
+        fp16: fp16 ONNX for ``ort-*`` and fp16 engines for ``trt`` (torch stays fp32).
+        cuda_graph: ``trt`` replays each enqueue as a CUDA graph (noted in the report when capture fails).
+        on_progress: called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)
+            and after each timed round.
     """
     import torch
 
@@ -131,25 +219,45 @@ def run_bench(
     models = resolve_models(specs, add_baselines=add_baselines, input_size=input_size)
     if threads is not None:
         torch.set_num_threads(threads)
+    plans, uses = plan_artifacts([m.label for m in models], backends, batches, lowering=lowering, fp16=fp16)
+    by_label = {m.label: m for m in models}
     rows: list[BenchRow] = []
+    notes: list[str] = []
+    if fp16 and any(b.startswith("torch") for b in backends):
+        notes.append("--fp16 applies to ort-* and trt; the torch backends ran in fp32")
+    if cuda_graph and "trt" not in backends:
+        notes.append("--cuda-graph applies to trt only")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="sbdeploy-bench-") as tmp:
+        workdir = Path(tmp)
+        for plan_ in plans:
+            _make_artifact(plan_, by_label[plan_.model], workdir, on_progress)
         for backend in backends:
             for batch in batches:
                 fns = {}
                 with contextlib.ExitStack() as stack:
+                    runners: list[Runner] = []
                     for m in models:
-                        opts = {"threads": threads} if backend == "ort-cpu" and threads else {}
-                        runner: Runner = stack.enter_context(get_runner(backend, _artifact(m, backend, batch, Path(tmp), lowering), **opts))
+                        artifact = m.module if backend.startswith("torch") else workdir / uses[(m.label, backend)]
+                        opts: dict[str, object] = {"threads": threads} if backend == "ort-cpu" and threads else {}
+                        if backend == "trt" and cuda_graph:
+                            opts["cuda_graph"] = True
+                        runner: Runner = stack.enter_context(get_runner(backend, artifact, **opts))
+                        runners.append(runner)
                         feed = {runner.input_specs()[0].name: rng.standard_normal((batch, m.in_chans, *m.input_size), dtype=np.float32)}
-                        fns[m.label] = (lambda r=runner, f=feed: (r.infer(f), None)[1])
+                        fns[m.label] = runner.timed_call(feed)
                     stage = f"{backend} batch {batch}"
                     report_round = (lambda n, s=stage: on_progress(s, n, plan.iters or 0)) if on_progress else None
                     stats = measure_interleaved(fns, plan, on_round=report_round)
+                    for m, r in zip(models, runners):
+                        notes += [f"{m.label}: {n}" for n in r.notes if f"{m.label}: {n}" not in notes]
                 rows += [BenchRow(m.label, backend, batch, m.macs, m.baseline, stats[m.label]) for m in models]
     settings = {
         "models": [m.label for m in models], "backends": list(backends), "batches": list(batches),
         "warmup": plan.warmup_s if plan.warmup_s is not None else plan.warmup_iters, "iters": plan.iters,
         "duration_s": plan.duration_s, "threads": threads, "lowering": lowering or "per backend default",
+        "fp16": fp16, "cuda_graph": cuda_graph,
+        "engines": {p.model: {"profile": list(p.profile or ()), "precision": p.precision} for p in plans if p.kind == "engine"},
+        "notes": notes,
     }
     return BenchReport(rows=with_speedups(rows), environment=collect_environment(), settings=settings)

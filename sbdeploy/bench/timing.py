@@ -2,8 +2,10 @@
 
 Callables are timed round-robin (A, B, C, B, C, A, ...: the order rotates every round)
 so that a noisy machine slows every candidate alike and their ratio stays honest. A
-callable may return the device compute time of its run in milliseconds (a TensorRT
-runner timing with CUDA events); that is then reported beside the end-to-end time.
+callable may return the device compute time of its run in milliseconds; that is then
+reported beside the end-to-end time. The bench gets its callables from
+:meth:`sbdeploy.backends.base.Runner.timed_call`: CUDA events for ``torch-cuda`` and
+``trt``, a device-bound IOBinding run for ``ort-cuda``/``ort-trt``, None on the CPU.
 """
 
 from __future__ import annotations

@@ -44,6 +44,10 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
         table.add_row(*cells)
     console.print(table)
     console.print("speedup = baseline median / SB median (same backend, batch); efficiency = speedup x MAC ratio", style="dim")
+    if any(r.stats.compute_median_ms is not None for r in report.rows):
+        console.print("GPU ms = median device compute time (CUDA events or a device-bound run), without host copies", style="dim")
+    for note in report.settings.get("notes") or []:
+        console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
 
 
 def bench(
@@ -57,6 +61,8 @@ def bench(
     input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW for every model.")] = None,
     lowering: Annotated[str | None, typer.Option(help="SB lowering of the ONNX exports (default per backend).")] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Do not add the baselines of SB models.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="fp16 ONNX for ort-*, fp16 engines for trt (torch stays fp32).")] = False,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="trt: replay inference as a CUDA graph (needs cuda-python).")] = False,
     report: Annotated[Path | None, typer.Option(help="Folder for bench.json/.csv/.md and the PNG plots.", file_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -77,7 +83,7 @@ def bench(
 
         result = run_bench(
             model, backends=names, batches=batches, plan=plan, threads=threads, input_size=_parse_size(input_size),
-            lowering=lowering, add_baselines=not no_baselines, on_progress=on_progress,
+            lowering=lowering, add_baselines=not no_baselines, fp16=fp16, cuda_graph=cuda_graph, on_progress=on_progress,
         )
     if report is not None:
         for path in write_report(result, report):

@@ -7,6 +7,7 @@ runs DistributedDataParallel; only rank 0 draws progress bars and writes the che
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -15,8 +16,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from sbdeploy.cli._render import console, err_console, print_json
-from sbdeploy.data.source import SOURCE_HELP
+from sbdeploy.data import SOURCE_HELP, open_source
 from sbdeploy.errors import ConfigError
+from sbdeploy.train import EpochStats, StepStats, TrainCallbacks, TrainConfig, evaluate_checkpoint
+from sbdeploy.train import train as run_training
 
 SOURCE_OPTION_HELP = f"Data SOURCE: {SOURCE_HELP}."
 
@@ -28,7 +31,7 @@ def _parse_milestones(text: str) -> tuple[float, ...]:
         raise ConfigError(f"--milestones takes comma-separated fractions such as 0.5,0.75, got {text!r}") from None
 
 
-class _Bars:
+class _Bars(TrainCallbacks):
     """TrainCallbacks drawing one rich progress bar per epoch and a summary line after it."""
 
     def __init__(self, progress: Progress) -> None:
@@ -38,14 +41,14 @@ class _Bars:
     def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.task = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=steps, stats="")
 
-    def on_step(self, stats) -> None:  # type: ignore[no-untyped-def]
+    def on_step(self, stats: StepStats) -> None:
         assert self.task is not None
         self.progress.update(
             self.task, completed=stats.step,
             stats=f"loss {stats.loss:.3f}  acc {stats.accuracy:6.2%}  {stats.images_per_s:,.0f} img/s",
         )
 
-    def on_epoch_end(self, stats) -> None:  # type: ignore[no-untyped-def]
+    def on_epoch_end(self, stats: EpochStats) -> None:
         assert self.task is not None
         top5 = f"  top-5 {stats.test_top5:6.2%}" if stats.test_top5 is not None else ""
         self.progress.update(
@@ -86,19 +89,12 @@ def train(
     75% of training, batch 128, 4-pixel reflect padding + random crop (+ horizontal flip on
     CIFAR). Run under `torchrun --nproc_per_node=K` for DistributedDataParallel.
     """
-    from sbdeploy.data import open_source
-    from sbdeploy.train import TrainConfig
-    from sbdeploy.train import train as run_training
-    from sbdeploy.train.trainer import TrainCallbacks
-
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
         milestones=_parse_milestones(milestones), gamma=gamma, pad=pad, flip=flip, seed=seed, sync_bn=sync_bn,
         max_steps_per_epoch=max_steps,
     )
     dataset = open_source(data, size=size)
-    import os
-
     main_process = os.environ.get("RANK", "0") == "0"
     show = main_process and not quiet and not as_json
     progress = Progress(
@@ -108,7 +104,7 @@ def train(
     with progress:
         callbacks = _Bars(progress) if show else TrainCallbacks()
         result = run_training(model, dataset, out, config, sampling=sampling, resume=resume, overwrite=overwrite,
-                              device=device, callbacks=callbacks)  # type: ignore[arg-type]
+                              device=device, callbacks=callbacks)
     if not main_process:
         return
     summary = {
@@ -135,8 +131,6 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Accuracy (top-1, and top-5 with more than 5 classes) of a checkpoint on a split of --data."""
-    from sbdeploy.train import evaluate_checkpoint
-
     result = evaluate_checkpoint(checkpoint, data, split=split, batch_size=batch_size, device=device)
     acc = result.accuracy
     if as_json:

@@ -50,8 +50,8 @@ def _read(paths: list[Path], size: int, mode: str) -> torch.Tensor:
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as image:
-                image = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-                out[i] = np.asarray(image).reshape(size, size, -1)
+                resized = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+                out[i] = np.asarray(resized).reshape(size, size, -1)
         except (UnidentifiedImageError, OSError) as error:
             raise DataError(f"{path} is not a readable image ({error}); remove it from the folder") from None
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()

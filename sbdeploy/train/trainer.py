@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, TensorDataset
 
 from sbdeploy.checkpoint import (
     CONFIG_FILE,
@@ -224,7 +224,9 @@ def train(
         per_rank = config.batch_size // ctx.world_size
         torch.manual_seed(config.seed)
         model = create_model(arch, **options)
-        start_epoch, momentum, previous = 0, {}, {}
+        start_epoch = 0
+        momentum: dict[str, torch.Tensor] = {}
+        previous: dict[str, Any] = {}
         if resume:
             start_epoch, momentum, previous = _load_state(out, model, arch, options, recipe)
         model.to(ctx.device)
@@ -239,8 +241,8 @@ def train(
         for name, p in model.named_parameters():
             if name in momentum:
                 optimizer.state[p]["momentum_buffer"] = momentum[name].to(ctx.device)
-        sampler = DistributedSampler(
-            range(len(data.train_labels)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
+        sampler: DistributedSampler[Any] = DistributedSampler(
+            TensorDataset(data.train_labels), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
         )
         mean, std = stats_tensors(data.mean, data.std, ctx.device)
         steps = math.ceil(len(sampler) / per_rank)

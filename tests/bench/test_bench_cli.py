@@ -47,3 +47,19 @@ def test_trt_backend_without_tensorrt_is_one_clear_line() -> None:
     result = run_cli("bench", "-m", "cifar_resnet20", "--backends", "trt", "--batch", "1", "--iters", "1")
     assert result.returncode == 2
     assert "TensorRT is not installed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fp16_and_cuda_graph_flags(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    result = run_cli(
+        "bench", "-m", "cifar_resnet20", "--no-baselines", "--backends", "ort-cpu", "--batch", "1", "--warmup", "1",
+        "--iters", "2", "--threads", "1", "--input-size", "16", "--fp16", "--cuda-graph", "--report", str(out),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads((out / "bench.json").read_text())
+    assert data["settings"]["fp16"] is True and data["settings"]["cuda_graph"] is True
+    assert data["settings"]["notes"] == ["--cuda-graph applies to trt only"]  # said once, in the report and on screen
+    assert "--cuda-graph applies to trt only" in result.stdout
+    assert [r["compute_median_ms"] for r in data["rows"]] == [None]  # ORT on the CPU has no separate compute time
+    assert "| GPU ms |" in (out / "bench.md").read_text()
+

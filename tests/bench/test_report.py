@@ -41,3 +41,4 @@ def test_write_report_produces_every_file(tmp_path) -> None:
     for png in ("latency_vs_macs.png", "speedup.png"):
         assert (tmp_path / "bench" / png).read_bytes()[:8] == PNG_MAGIC
     assert not list((tmp_path / "bench").glob(".*tmp"))  # no temporary files left
+

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import save_file
 
 from sbdeploy.checkpoint import read_weights
+
+TIME_LIMIT_S = 240
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -36,7 +44,13 @@ def _worker(rank: int, port: int, folder: str) -> None:
 
 
 def test_two_gloo_processes_hold_identical_replicas(tmp_path: Path) -> None:
-    mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    context = mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + TIME_LIMIT_S
+    while not context.join(timeout=1):  # raises if a worker failed
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"2-process DDP training did not finish in {TIME_LIMIT_S} s")
     rank0, rank1 = (read_weights(tmp_path / f"rank{r}.safetensors") for r in (0, 1))
     saved = read_weights(tmp_path / "ckpt" / "model.safetensors")
     assert rank0.keys() == rank1.keys() == saved.keys()
@@ -49,3 +63,18 @@ def test_two_gloo_processes_hold_identical_replicas(tmp_path: Path) -> None:
 
     fresh = sbdeploy.create_model("cifar_resnet20", num_classes=10, in_chans=3).state_dict()
     assert not torch.equal(fresh["conv1.weight"], rank0["conv1.weight"])
+
+
+@pytest.mark.slow
+def test_cli_under_torchrun(tmp_path: Path) -> None:
+    """The same `sbdeploy train` command, launched by torchrun with two CPU processes."""
+    out = tmp_path / "ckpt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sbdeploy", "train",
+               "cifar_resnet20_sb", "--data", "synthetic", "--size", "8", "--epochs", "1", "--max-steps", "2",
+               "--batch-size", "32", "--out", str(out), "--json"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TIME_LIMIT_S)
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads(run.stdout[run.stdout.index("{"):])
+    assert summary["processes"] == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["metrics"]["world_size"] == 2 and config["metrics"]["epochs"] == 1

@@ -7,6 +7,13 @@ turned into the same kind of message. Buffers are sized once for the profile's
 largest shapes: device memory from ``cuda.mem_alloc``, page-locked host memory for
 the asynchronous copies. Each batch sets its input shapes (checked against the
 profile first), binds tensor addresses and runs ``execute_async_v3``.
+
+With ``cuda_graph=True`` the first run at each input shape enqueues normally, then
+captures ``execute_async_v3`` into a CUDA graph (:mod:`.cudagraph`); later runs at
+that shape launch the graph. When capture fails, the runner says why in
+:attr:`TrtRunner.notes` and goes on enqueueing. :meth:`TrtRunner.timed_call` records
+CUDA events on the runner's stream around the enqueue (or graph launch): the compute
+time, apart from the end-to-end run with its host-to-device and device-to-host copies.
 """
 
 from __future__ import annotations
@@ -17,14 +24,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sbdeploy.backends.base import Feed, Runner, TensorSpec
+from sbdeploy.backends.base import Feed, Runner, TensorSpec, TimedCall
 from sbdeploy.backends.tensorrt import _compat
+from sbdeploy.backends.tensorrt.cudagraph import CapturedGraph, GraphCaptureError
 from sbdeploy.backends.tensorrt.sidecar import check_compatible, check_engine_hash, current_machine, read_sidecar
 from sbdeploy.errors import EngineMismatchError, InputError
 
 if TYPE_CHECKING:
     import pycuda.driver as cuda
     import tensorrt as trt
+
+
+# Input name -> shape, sorted by name: the key a CUDA graph is captured at.
+_Shapes = tuple[tuple[str, tuple[int, ...]], ...]
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
@@ -54,13 +66,17 @@ class TrtRunner(Runner):
 
     Args:
         engine_path: the ``.engine`` plan file; ``NAME.engine.json`` beside it is checked first.
+        cuda_graph: replay ``execute_async_v3`` as a CUDA graph, captured once per input shape.
     """
 
     name = "trt"
 
-    def __init__(self, engine_path: str | Path) -> None:
+    def __init__(self, engine_path: str | Path, *, cuda_graph: bool = False) -> None:
         super().__init__()
         self.engine_path = Path(engine_path)
+        self.cuda_graph = cuda_graph
+        self._graph: CapturedGraph | None = None
+        self._graph_shapes: _Shapes | None = None  # the input shapes it was captured at
         self._runtime: trt.Runtime | None = None  # kept with its logger for as long as the engine lives
         self._logger: trt.ILogger | None = None
         self._engine: trt.ICudaEngine | None = None
@@ -130,6 +146,28 @@ class TrtRunner(Runner):
         return {name: (r.min, r.max) for name, r in self._ranges.items()}
 
     def _infer(self, feed: Feed) -> Feed:
+        return self._run(feed)
+
+    def timed_call(self, feed: Feed) -> TimedCall:
+        """One end-to-end run per call (copies in, enqueue or graph launch, copies out, sync).
+
+        Returns the milliseconds between two CUDA events recorded on the stream around
+        the enqueue (or graph launch): the GPU compute time without the copies.
+        """
+        import pycuda.driver as cuda
+
+        if not self.is_active:
+            raise RuntimeError("trt: use the runner inside a `with` block before calling timed_call()")
+        self.check_feed(feed)
+        events = (cuda.Event(), cuda.Event())
+
+        def run() -> float:
+            self._run(feed, events)
+            return events[1].time_since(events[0])
+
+        return run
+
+    def _run(self, feed: Feed, events: tuple[cuda.Event, cuda.Event] | None = None) -> Feed:
         import pycuda.driver as cuda
 
         assert self._context is not None and self._stream is not None
@@ -141,8 +179,11 @@ class TrtRunner(Runner):
             host = self._host[name][: array.size]
             host[:] = array.ravel()
             cuda.memcpy_htod_async(self._device[name], host, stream)
-        if not context.execute_async_v3(stream.handle):
-            raise RuntimeError(f"trt: execute_async_v3 failed for {self.engine_path}: {'; '.join(self._messages[-3:])}")
+        if events is not None:
+            events[0].record(stream)
+        self._execute(tuple(sorted((name, tuple(array.shape)) for name, array in feed.items())))
+        if events is not None:
+            events[1].record(stream)
         outputs: dict[str, Any] = {}
         for name in self._outputs:
             shape = _compat.dims(context.get_tensor_shape(name))
@@ -152,9 +193,41 @@ class TrtRunner(Runner):
         stream.synchronize()
         return {name: host.reshape(shape).copy() for name, (host, shape) in outputs.items()}
 
+    def _enqueue(self) -> bool:
+        assert self._context is not None and self._stream is not None
+        return self._context.execute_async_v3(self._stream.handle)
+
+    def _execute(self, shapes: _Shapes) -> None:
+        """Enqueue the engine on the stream, or launch its CUDA graph captured at these shapes."""
+        assert self._stream is not None
+        if self._graph is not None and self._graph_shapes == shapes:
+            self._graph.launch(self._stream.handle)
+            return
+        if not self._enqueue():
+            raise RuntimeError(f"trt: execute_async_v3 failed for {self.engine_path}: {'; '.join(self._messages[-3:])}")
+        if self.cuda_graph:  # after a plain enqueue at these shapes, as TensorRT asks
+            self._drop_graph()
+            try:
+                self._graph = CapturedGraph.capture(self._stream.handle, self._enqueue)
+                self._graph_shapes = shapes
+            except GraphCaptureError as error:
+                self.cuda_graph = False
+                self.notes.append(f"trt: CUDA graph capture failed ({error}); running without CUDA graphs")
+
+    @property
+    def uses_cuda_graph(self) -> bool:
+        """True once a CUDA graph has been captured and is being replayed."""
+        return self._graph is not None
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None:
+            self._graph.destroy()
+        self._graph, self._graph_shapes = None, None
+
     def _deactivate(self) -> None:
         if self._stream is not None:
             self._stream.synchronize()
+        self._drop_graph()  # the graph holds the buffers' addresses: freed before them
         for allocation in self._device.values():
             allocation.free()
         self._device, self._host = {}, {}

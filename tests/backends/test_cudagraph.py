@@ -1,0 +1,65 @@
+"""The CUDA-graph fallback, for real where there is no GPU: cuda-python's own errors, and the TensorRT runner's reaction.
+
+``cuda-bindings`` installs and imports without a GPU; its runtime calls then return
+errors (no driver), which is exactly the path a failed capture takes on a GPU. The
+runner's part is checked with a stand-in for TensorRT's execution context (TensorRT
+cannot be installed here): the first run enqueues, the capture fails, the runner says
+so in ``notes`` and keeps enqueueing. Replay on a real GPU is in test_gpu_timing.py.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from sbdeploy.backends.tensorrt.cudagraph import CapturedGraph, GraphCaptureError, cuda_python_available
+from sbdeploy.backends.tensorrt.runner import TrtRunner
+
+pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings is a dev dependency (pip install -e .[dev])")
+
+
+def _driver_present() -> bool:
+    from cuda.bindings import runtime
+
+    error, count = runtime.cudaGetDeviceCount()
+    return error == runtime.cudaError_t.cudaSuccess and count > 0
+
+
+needs_no_gpu = pytest.mark.skipif(cuda_python_available() and _driver_present(), reason="checks the no-driver path")
+
+
+def test_cuda_python_is_found() -> None:
+    assert cuda_python_available()
+
+
+@needs_no_gpu
+def test_capture_without_a_driver_is_a_clear_error_and_enqueues_nothing() -> None:
+    enqueued: list[int] = []
+    with pytest.raises(GraphCaptureError, match="cudaStreamBeginCapture failed: .*driver"):
+        CapturedGraph.capture(0, lambda: enqueued.append(1) is None)
+    assert not enqueued
+
+
+class _Context:
+    """Stands in for TensorRT's IExecutionContext: counts execute_async_v3 calls."""
+
+    def __init__(self) -> None:
+        self.enqueues: list[int] = []
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        self.enqueues.append(stream_handle)
+        return True
+
+
+@needs_no_gpu
+def test_trt_runner_falls_back_to_enqueue_with_a_note() -> None:
+    runner = TrtRunner("unused.engine", cuda_graph=True)
+    context = _Context()
+    runner._context, runner._stream = context, SimpleNamespace(handle=7)
+    runner._execute((("input", (1, 3, 32, 32)),))
+    assert context.enqueues == [7]  # the plain run; the capture failed before TensorRT was called again
+    assert not runner.uses_cuda_graph and not runner.cuda_graph
+    assert len(runner.notes) == 1 and "CUDA graph capture failed" in runner.notes[0] and "driver" in runner.notes[0]
+    runner._execute((("input", (1, 3, 32, 32)),))
+    assert context.enqueues == [7, 7] and len(runner.notes) == 1  # no retry, no second note

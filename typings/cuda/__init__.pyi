@@ -1,0 +1,1 @@
+# cuda-python (NVIDIA): only ``cuda.bindings.runtime`` is used, for CUDA graphs (sbdeploy/backends/tensorrt/cudagraph.py).
