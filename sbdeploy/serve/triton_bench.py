@@ -99,8 +99,13 @@ def bench_triton(
         for level in concurrency:
             before = _executed_batches(client, model)
             result = _run_level(level, new_client, request, images, expected, requests_per_client, time_limit_s, atol, rtol)
-            after = _executed_batches(client, model)
-            batches = {b: n - before.get(b, 0) for b, n in sorted(after.items()) if n > before.get(b, 0)}
+            # Triton may record a batch's statistics just after sending its responses: poll briefly.
+            for _ in range(50):
+                after = _executed_batches(client, model)
+                batches = {b: n - before.get(b, 0) for b, n in sorted(after.items()) if n > before.get(b, 0)}
+                if sum(b * n for b, n in batches.items()) >= result.requests:
+                    break
+                time.sleep(0.1)
             levels.append(LevelResult(**{**asdict(result), "batches": batches}))
     return TritonBenchReport(url, model, atol, rtol, tuple(levels))
 

@@ -66,12 +66,12 @@ def test_concurrent_clients_get_direct_inference_results(server: PyTritonServer,
             f"p99={level.p99_ms:.1f}ms {level.throughput_rps:.0f} req/s max|diff|={level.max_abs_diff:.2e} "
             f"batches={level.batches}"
         )
-    assert [lv.requests for lv in report.levels] == [6, 24, 96]
-    assert report, f"responses differ from direct inference: {[lv.mismatches for lv in report.levels]}"
+    assert [lv.requests for lv in report.levels] == [6, 24, 96], report.levels
+    assert report, f"responses differ from direct inference: {report.levels}"
     # Every request was executed by Triton, and the dynamic batcher grouped some of the 16 concurrent ones.
     for level in report.levels:
-        assert sum(b * n for b, n in level.batches.items()) == level.requests
-    assert max(report.levels[-1].batches) > 1
+        assert sum(b * n for b, n in level.batches.items()) == level.requests, level
+    assert max(report.levels[-1].batches) > 1, report.levels[-1]
 
 
 def test_wrong_input_shape_is_refused_by_triton(server: PyTritonServer) -> None:
