@@ -188,6 +188,7 @@ def sb_phase_deconv(
     weight = w2.transpose(0, 1)  # ConvTranspose [in, out, k, k] -> Conv [out, in, k, k]
     phases = []
     for index, (r, c) in enumerate(PHASES):
+        # residual first: ORT's NCHWc pass turns each ``acc + conv`` into a Conv with a sum input
         acc = None if residual is None else residual[index]
         for number, ((a, b), za) in enumerate(zip(parities, z)):
             part = _tap_conv(za, weight, deconv_taps(r, a), deconv_taps(c, b), out_size,
@@ -198,8 +199,19 @@ def sb_phase_deconv(
 
 
 def to_phases(x: Tensor) -> list[Tensor]:
-    """Split an even-sized ``[N, C, H, W]`` tensor into its phases ``x[:, :, p::2, q::2]``."""
-    return [x[:, :, p::2, q::2] for p, q in PHASES]
+    """Split an even-sized ``[N, C, H, W]`` tensor into its phases ``x[:, :, p::2, q::2]``.
+
+    Written as depthwise stride-2 2x2 convolutions with one-hot kernels (exact: each
+    output is one input times 1.0) rather than strided slices, so that ONNX Runtime keeps
+    the phases in its blocked layout and fuses what follows.
+    """
+    channels = x.shape[1]
+    phases = []
+    for p, q in PHASES:
+        pick = x.new_zeros(channels, 1, 2, 2)
+        pick[:, :, p, q] = 1.0
+        phases.append(F.conv2d(x, pick, stride=2, groups=channels))
+    return phases
 
 
 def from_phases(phases: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
