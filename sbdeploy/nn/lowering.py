@@ -205,7 +205,7 @@ def to_phases(x: Tensor) -> list[Tensor]:
     output is one input times 1.0) rather than strided slices, so that ONNX Runtime keeps
     the phases in its blocked layout and fuses what follows.
     """
-    channels = x.shape[1]
+    channels = int(x.shape[1])
     phases = []
     for p, q in PHASES:
         pick = x.new_zeros(channels, 1, 2, 2)
