@@ -222,27 +222,46 @@ def from_phases(phases: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
     return y
 
 
+def _fold_post(w2: Tensor, post: nn.BatchNorm2d | None) -> tuple[Tensor, Tensor | None]:
+    """Deconv weight and bias with an eval-mode BN that follows the SB folded in."""
+    if post is None:
+        return w2, None
+    folded = fold_mid(post)
+    assert folded.scale is not None and folded.bias is not None
+    return w2 * folded.scale[None, :, None, None], folded.bias
+
+
 def sb_subpixel(
-    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
+    post: nn.BatchNorm2d | None = None,
 ) -> Tensor:
-    """Strided convs with ``mid`` folded in, sub-pixel deconv, one interleave (eval mode)."""
+    """Strided convs with ``mid`` folded in, sub-pixel deconv, one interleave (eval mode).
+
+    ``post``: an eval-mode BatchNorm2d applied to the SB output, folded into the deconv.
+    """
     out_h, out_w = conv_output_size(int(x.shape[2]), stride), conv_output_size(int(x.shape[3]), stride)
     parities = _parities(sampling, out_h, out_w)
     z = sb_conv_strided(x, w1, stride=stride, parities=parities, folded=fold_mid(mid))
     half = ((out_h + 1) // 2, (out_w + 1) // 2)
-    return from_phases(sb_phase_deconv(z, w2, parities=parities, out_size=half), (out_h, out_w))
+    w2, bias = _fold_post(w2, post)
+    return from_phases(sb_phase_deconv(z, w2, parities=parities, out_size=half, bias=bias), (out_h, out_w))
 
 
 def sb_strided(
-    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
+    post: nn.BatchNorm2d | None = None,
 ) -> Tensor:
-    """Per parity one strided Conv (``mid`` folded in) and one stride-2 ConvTranspose (eval mode)."""
+    """Per parity one strided Conv (``mid`` folded in) and one stride-2 ConvTranspose (eval mode).
+
+    ``post``: an eval-mode BatchNorm2d applied to the SB output, folded into the deconv.
+    """
     out_h, out_w = conv_output_size(int(x.shape[2]), stride), conv_output_size(int(x.shape[3]), stride)
     parities = _parities(sampling, out_h, out_w)
     z = sb_conv_strided(x, w1, stride=stride, parities=parities, folded=fold_mid(mid))
+    w2, bias = _fold_post(w2, post)
     y = None
-    for (a, b), za in zip(parities, z):
-        u = F.conv_transpose2d(za, w2, stride=2)  # covers grid rows a-1 .. a-1+2*rows
+    for number, ((a, b), za) in enumerate(zip(parities, z)):
+        u = F.conv_transpose2d(za, w2, bias if number == 0 else None, stride=2)  # grid rows a-1 .. a-1+2*rows
         u = u[:, :, 1 - a : 1 - a + out_h, 1 - b : 1 - b + out_w]
         y = u if y is None else y + u
     assert y is not None, "every sampling set keeps position (0, 0)"

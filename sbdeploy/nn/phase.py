@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbdeploy.errors import ConfigError
-from sbdeploy.nn.blocks import SBBasicBlock, SBPreActBasicBlock
+from sbdeploy.nn.blocks import SBBasicBlock, SBBottleneck, SBPreActBasicBlock, SBPreActBottleneck, SBPyramidBottleneck
 from sbdeploy.nn.lowering import (
     DEPLOY_LOWERINGS,
     _parities,
@@ -49,17 +49,18 @@ TARGETS: dict[str, tuple[str, bool]] = {
 class LoweredSB(nn.Module):
     """An eval-mode SB that runs a named deploy lowering (shares the original parameters)."""
 
-    def __init__(self, sb: SpatialBottleneck, lowering: str) -> None:
+    def __init__(self, sb: SpatialBottleneck, lowering: str, post: nn.BatchNorm2d | None = None) -> None:
         super().__init__()
         if lowering not in DEPLOY_LOWERINGS:
             raise ConfigError(f"unknown deploy lowering {lowering!r}; choose one of {', '.join(DEPLOY_LOWERINGS)}")
         self.sb = sb
         self.lowering = lowering
+        self.post = post  # an eval-mode BN right after the SB, folded into its deconv
 
     def forward(self, x: Tensor) -> Tensor:
         sb = self.sb
         return DEPLOY_LOWERINGS[self.lowering](
-            x, sb.conv.weight, sb.deconv.weight, stride=sb.stride, sampling=sb.sampling, mid=sb.mid
+            x, sb.conv.weight, sb.deconv.weight, stride=sb.stride, sampling=sb.sampling, mid=sb.mid, post=self.post
         )
 
 
@@ -150,6 +151,14 @@ def _group_runs(seq: nn.Sequential) -> nn.Sequential | None:
     return nn.Sequential(*items) if changed else None
 
 
+_SB_THEN_BN: dict[type, tuple[tuple[str, str], ...]] = {
+    SBBottleneck: (("conv2", "bn2"),),  # torchvision: ReLU(BN2(SB(.)))
+    SBPreActBottleneck: (("conv2", "bn3"),),  # pre-activation: ReLU(BN3(SB(.)))
+    SBPyramidBottleneck: (("conv2", "bn3"),),
+}
+"""Blocks whose linear SB feeds a BatchNorm directly: (SB attribute, BN attribute)."""
+
+
 def deploy_form(model: nn.Module, target: str = "ort-cpu") -> nn.Module:
     """Eval-mode copy of ``model`` lowered for ``target`` (``ort-cpu``, ``ort-cuda`` or ``trt``).
 
@@ -160,7 +169,14 @@ def deploy_form(model: nn.Module, target: str = "ort-cpu") -> nn.Module:
         raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     lowering, use_phases = TARGETS[target]
     deployed = copy.deepcopy(model).eval()
-    _replace_children(deployed, lambda m: LoweredSB(m, lowering) if isinstance(m, SpatialBottleneck) else None)
+    for block in list(deployed.modules()):  # a linear SB followed by a BN: fold the BN into the deconv
+        for sb_name, bn_name in _SB_THEN_BN.get(type(block), ()):
+            setattr(block, sb_name, LoweredSB(getattr(block, sb_name), lowering, post=getattr(block, bn_name)))
+            setattr(block, bn_name, nn.Identity())
+    _replace_children(  # an SB already lowered above stays as it is
+        deployed,
+        lambda m: LoweredSB(m, lowering) if isinstance(m, SpatialBottleneck) else (m if isinstance(m, LoweredSB) else None),
+    )
     if use_phases:
         _replace_children(deployed, lambda m: _group_runs(m) if isinstance(m, nn.Sequential) else None)
     return deployed

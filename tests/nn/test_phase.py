@@ -8,7 +8,7 @@ from torch import nn
 
 from sbdeploy.errors import ConfigError
 from sbdeploy.models import create_model
-from sbdeploy.nn.blocks import SBPreActBottleneck
+from sbdeploy.nn.blocks import SBBottleneck, SBPreActBottleneck
 from sbdeploy.nn.phase import LoweredSB, PhaseRun, deploy_form
 from sbdeploy.nn.sb import SAMPLINGS, SpatialBottleneck, reference_mode
 
@@ -75,3 +75,13 @@ def test_deploy_form_leaves_the_model_alone_and_refuses_unknown_targets() -> Non
     assert not any(isinstance(m, (PhaseRun, LoweredSB)) for m in model.modules())
     with pytest.raises(ConfigError, match="unknown target"):
         deploy_form(model, "tpu")
+
+
+@pytest.mark.parametrize("target", ["ort-cpu", "trt"])
+def test_bn_after_a_linear_sb_is_folded_into_it(target: str) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 1), nn.Sequential(SBBottleneck(16, 4, stride=2), SBBottleneck(16, 4)))
+    deployed = _check(_randomize(model), (11, 12), target)
+    lowered = [m for m in deployed.modules() if isinstance(m, LoweredSB)]
+    assert len(lowered) == 2 and all(m.post is not None for m in lowered)
+    assert all(isinstance(b.bn2, nn.Identity) for b in deployed.modules() if isinstance(b, SBBottleneck))
