@@ -61,6 +61,8 @@ def fold_mid(mid: nn.Module | None) -> FoldedMid:
         if isinstance(m, nn.BatchNorm2d) and scale is None and not relu:
             if m.training:
                 raise ConfigError("the deploy lowerings are for inference: call model.eval() first")
+            if m.running_var is None or m.running_mean is None:
+                raise ConfigError("the deploy lowerings fold BatchNorm2d with running statistics only")
             scale = torch.rsqrt(m.running_var + m.eps)
             if m.weight is not None:
                 scale = scale * m.weight
@@ -194,6 +196,7 @@ def sb_phase_deconv(
             part = _tap_conv(za, weight, deconv_taps(r, a), deconv_taps(c, b), out_size,
                              bias=bias if number == 0 else None)
             acc = part if acc is None else acc + part
+        assert acc is not None, "every sampling set keeps position (0, 0)"
         phases.append(acc)
     return phases
 

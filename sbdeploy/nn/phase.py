@@ -65,8 +65,9 @@ class LoweredSB(nn.Module):
 
 
 def _sb_of(block: nn.Module) -> SpatialBottleneck:
-    sb = block.sb
-    return sb.sb if isinstance(sb, LoweredSB) else sb
+    sb = block.sb.sb if isinstance(block.sb, LoweredSB) else block.sb
+    assert isinstance(sb, SpatialBottleneck)
+    return sb
 
 
 def phase_eligible(block: nn.Module) -> bool:
@@ -93,6 +94,7 @@ def _block_on_phases(block: nn.Module, phases: list[Tensor]) -> list[Tensor]:
         z = sb_phase_conv(inner, sb.conv.weight, parities=parities, folded=folded)
         return sb_phase_deconv(z, sb.deconv.weight, parities=parities, out_size=size, residual=phases)
     # post-activation: ReLU(x + BN2(SB(x))); BN2 folds into the deconv weights and a bias
+    assert isinstance(block.bn2, nn.BatchNorm2d)
     post = fold_mid(block.bn2)
     assert post.scale is not None and post.bias is not None
     z = sb_phase_conv(phases, sb.conv.weight, parities=parities, folded=folded)
