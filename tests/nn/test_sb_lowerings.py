@@ -18,7 +18,7 @@ from sbdeploy.nn.sb import LOWERINGS, SAMPLINGS, SpatialBottleneck, lowering_mod
 from tests.nn.test_sb import randomize_bn
 
 TOL = 1e-10
-SIZES = [(1, 1), (1, 2), (2, 3), (3, 2), (4, 4), (5, 5), (6, 7), (7, 9), (8, 6), (9, 9)]
+SIZES = [(1, 1), (2, 3), (3, 2), (4, 4), (5, 5), (7, 9), (8, 6)]
 SB_BLOCKS = [
     blocks.SBPreActBasicBlock,
     blocks.SBPreActBottleneck,
@@ -29,7 +29,7 @@ SB_BLOCKS = [
 ]
 
 
-@pytest.mark.parametrize("lowering", list(LOWERINGS))
+@pytest.mark.parametrize("lowering", [name for name in LOWERINGS if name != "reference"])
 @pytest.mark.parametrize("sampling", list(SAMPLINGS))
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("with_mid", [False, True], ids=["linear", "bn_relu"])
