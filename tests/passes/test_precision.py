@@ -62,8 +62,15 @@ def test_fp16_keep_list(exported) -> None:  # noqa: ANN001
     fp32 = exported[0]
     kept = to_fp16(fp32, keep_fp32_ops=("Gemm",))
     gemm = next(n for n in kept.graph.node if n.op_type == "Gemm")
+    producers = {o: n for n in kept.graph.node for o in n.output}
     weights = {i.name: i.data_type for i in kept.graph.initializer}
-    assert weights[gemm.input[1]] == onnx.TensorProto.FLOAT
+    for name in gemm.input[:2]:  # the Gemm computes in float32: fp32 initializer or a Cast to float
+        cast = producers.get(name)
+        assert weights.get(name) == onnx.TensorProto.FLOAT or (
+            cast is not None and cast.op_type == "Cast" and cast.attribute[0].i == onnx.TensorProto.FLOAT
+        )
+    conv = next(n for n in kept.graph.node if n.op_type == "Conv")
+    assert weights[conv.input[1]] == onnx.TensorProto.FLOAT16
 
 
 def test_int8_qdq_accuracy_within_one_point(exported) -> None:  # noqa: ANN001
@@ -71,7 +78,8 @@ def test_int8_qdq_accuracy_within_one_point(exported) -> None:  # noqa: ANN001
     int8 = quantize_int8(fp32, x_train[:256])
     ops = {n.op_type for n in int8.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    zero_points = {n.input[2] for n in int8.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2}
+    qdq = [n for n in int8.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    zero_points = {n.input[2] for n in qdq if len(n.input) > 2}
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in int8.graph.initializer}
     assert zero_points and all(not inits[z].any() and inits[z].dtype == np.int8 for z in zero_points)
     acc32 = float((predict(fp32, x).argmax(1) == y).mean())
