@@ -28,7 +28,10 @@ def _committed_checkpoint() -> Path | None:
     given = os.environ.get("SBDEPLOY_TEST_DIGITS_CHECKPOINT")  # reuse one trained earlier
     if given:
         return Path(given)
-    for config in sorted((REPO / "models").glob("*/config.json")):
+    shipped = REPO / "models" / "digits_resnet20_sb"  # trained by `sbdeploy train` (branch train)
+    for config in [shipped / "config.json", *sorted((REPO / "models").glob("*/config.json"))]:
+        if not config.is_file():
+            continue
         cfg = read_config(config.parent)
         if cfg.arch.endswith("_sb") and cfg.in_chans == 1 and "digits" in cfg.dataset:
             return config.parent
