@@ -39,3 +39,11 @@ class EngineMismatchError(SbdeployError):
 
 class ConfigError(SbdeployError, ValueError):
     """An option value that is out of range or unknown (sampling set, size, batch...)."""
+
+
+class EngineBuildError(SbdeployError):
+    """TensorRT could not build an engine from a parsed network (no kernel, out of memory...)."""
+
+
+class DataError(SbdeployError):
+    """A data source that cannot be found, parsed or used with the model (SOURCE strings, folders)."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
-from sbdeploy.cli import export, zoo
+from sbdeploy.cli import bench, build_engine, doctor, export, pipeline, train, validate, zoo
 from sbdeploy.cli._render import err_console
 from sbdeploy.errors import SbdeployError
 
@@ -18,8 +19,15 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("zoo")(zoo.zoo)
+app.command("train")(train.train)
+app.command("evaluate")(train.evaluate)
 app.command("export")(export.export)
 app.command("check")(export.check)
+app.command("validate")(validate.validate)
+app.command("bench")(bench.bench)
+app.command("pipeline")(pipeline.pipeline)
+app.command("build-engine")(build_engine.build_engine)
+app.command("doctor")(doctor.doctor)
 
 
 @app.callback()
@@ -38,7 +46,7 @@ def main() -> None:
     try:
         app()
     except SbdeployError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)  # one line; "[gpu]" is text, not markup
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -1,0 +1,165 @@
+"""The ONNX Runtime runner: the embedded default backend (CPU), and its CUDA and TensorRT providers.
+
+``OrtRunner(path, provider="cpu")`` needs nothing beyond the ``onnxruntime`` wheel.
+``"cuda"`` and ``"tensorrt"`` need ``onnxruntime-gpu`` on a machine with an NVIDIA GPU;
+when the asked provider is not available (or ONNX Runtime silently falls back to the
+CPU), the runner refuses with :class:`BackendUnavailableError` instead of measuring
+the wrong thing. Input and output specs are read from the session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sbdeploy.backends.base import Feed, Runner, TensorSpec
+from sbdeploy.errors import BackendUnavailableError, ConfigError, OnnxModelError
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+# ONNX Runtime's type strings -> numpy dtypes.
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class OrtTensorrtOptions:
+    """Options of ONNX Runtime's TensorRT execution provider (ignored by the other providers)."""
+
+    fp16: bool = False  # trt_fp16_enable: let TensorRT pick fp16 kernels
+    engine_cache_dir: Path | None = None  # trt_engine_cache_path: reuse built engines across sessions
+    timing_cache_dir: Path | None = None  # trt_timing_cache_path: reuse kernel timings across builds
+    opt_level: int = 3  # trt_builder_optimization_level, 0..5
+    workspace_mib: int | None = None  # trt_max_workspace_size
+
+    def provider_options(self) -> dict[str, str]:
+        """The provider options as ONNX Runtime takes them (strings)."""
+        if not 0 <= self.opt_level <= 5:
+            raise ConfigError(f"TensorRT optimization level must be 0..5, got {self.opt_level}")
+        options = {"trt_fp16_enable": str(self.fp16), "trt_builder_optimization_level": str(self.opt_level)}
+        if self.engine_cache_dir is not None:
+            options |= {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(self.engine_cache_dir)}
+        if self.timing_cache_dir is not None:
+            options |= {"trt_timing_cache_enable": "True", "trt_timing_cache_path": str(self.timing_cache_dir)}
+        if self.workspace_mib is not None:
+            options["trt_max_workspace_size"] = str(self.workspace_mib << 20)
+        return options
+
+
+class OrtRunner(Runner):
+    """Runs an ONNX file with ONNX Runtime.
+
+    Args:
+        path: the ``.onnx`` file.
+        provider: ``"cpu"`` (default), ``"cuda"`` or ``"tensorrt"``.
+        threads: intra-op threads (``None``: ONNX Runtime's default, one per core).
+        trt_options: options of the TensorRT provider.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        provider: str = "cpu",
+        threads: int | None = None,
+        trt_options: OrtTensorrtOptions | None = None,
+    ) -> None:
+        super().__init__()
+        if provider not in PROVIDERS:
+            raise ConfigError(f"unknown ONNX Runtime provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        self.name = f"ort-{'trt' if provider == 'tensorrt' else provider}"
+        self.path = Path(path)
+        self.provider = provider
+        self.threads = threads
+        self.trt_options = trt_options or OrtTensorrtOptions()
+        self._session: onnxruntime.InferenceSession | None = None
+
+    def _providers(self) -> list[str | tuple[str, dict[str, str]]]:
+        if self.provider == "cpu":
+            return ["CPUExecutionProvider"]
+        if self.provider == "cuda":
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return [
+            ("TensorrtExecutionProvider", self.trt_options.provider_options()),
+            "CUDAExecutionProvider",
+            "CPUExecutionProvider",
+        ]
+
+    def _activate(self) -> None:
+        import onnxruntime as ort
+
+        wanted = PROVIDERS[self.provider]
+        available = ort.get_available_providers()
+        if wanted not in available:
+            raise BackendUnavailableError(
+                f"{self.name}: ONNX Runtime {ort.__version__} here has no {wanted} (available: {', '.join(available)}); "
+                "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use the embedded default --backends ort-cpu"
+            )
+        if not self.path.is_file():
+            raise OnnxModelError(f"{self.path} does not exist; export one with `sbdeploy export`")
+        options = ort.SessionOptions()
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
+        try:
+            session = ort.InferenceSession(str(self.path), sess_options=options, providers=self._providers())
+        except Exception as error:  # onnxruntime raises its own untyped exceptions for bad files
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise OnnxModelError(
+                f"ONNX Runtime cannot load {self.path} ({first_line}); the file is corrupt or not an ONNX model: re-export it"
+            ) from None
+        if session.get_providers()[0] != wanted:
+            raise BackendUnavailableError(
+                f"{self.name}: ONNX Runtime could not start {wanted} (it fell back to {session.get_providers()[0]}); "
+                "check the CUDA/cuDNN/TensorRT libraries, or use --backends ort-cpu"
+            )
+        self._session = session
+
+    @staticmethod
+    def _spec(arg: Any) -> TensorSpec:
+        dtype = _ORT_DTYPES.get(arg.type)
+        if dtype is None:
+            raise OnnxModelError(f"input/output {arg.name!r} has type {arg.type}, which sbdeploy does not feed")
+        shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in arg.shape)
+        return TensorSpec(arg.name, shape, np.dtype(dtype))
+
+    def input_specs(self) -> list[TensorSpec]:
+        assert self._session is not None, "input_specs() needs an active runner"
+        return [self._spec(a) for a in self._session.get_inputs()]
+
+    def output_specs(self) -> list[TensorSpec]:
+        assert self._session is not None, "output_specs() needs an active runner"
+        return [self._spec(a) for a in self._session.get_outputs()]
+
+    @property
+    def session(self) -> onnxruntime.InferenceSession:
+        """The live session (for IOBinding or profiling); valid inside the ``with`` block."""
+        assert self._session is not None, "session needs an active runner"
+        return self._session
+
+    def _infer(self, feed: Feed) -> Feed:
+        assert self._session is not None
+        names = [o.name for o in self._session.get_outputs()]
+        return dict(zip(names, self._session.run(names, feed)))
+
+    def _deactivate(self) -> None:
+        self._session = None

@@ -1,0 +1,430 @@
+"""ONNX -> TensorRT engine: model preparation, optimization profiles, the build, the sidecar.
+
+Everything that does not need TensorRT is a plain function tested on the CPU:
+:func:`prepare_model` (the fp16 / int8 ONNX passes that TensorRT's strongly typed
+mode needs), :func:`compute_profiles` (min/opt/max shapes from the ONNX inputs and
+the batch options), :func:`precisions_from_layer_info` (the actual precisions,
+read back from the engine inspector's JSON). :func:`build_engine` strings them
+together around TensorRT: parse (errors node by node), configure, build with a
+progress callback, load and save the timing cache, and write the plan bytes and
+``NAME.engine.json`` atomically.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from sbdeploy.backends.tensorrt import _compat
+from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, current_machine, sidecar_path, write_sidecar
+from sbdeploy.checkpoint import atomic_write_bytes, sha256_file
+from sbdeploy.errors import ConfigError, EngineBuildError, OnnxModelError
+
+if TYPE_CHECKING:
+    import onnx
+    import tensorrt as trt
+
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+# Called as progress(phase, step, num_steps); step == num_steps when a phase ends.
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build one engine (the flags of ``sbdeploy build-engine``)."""
+
+    precision: Precision = "fp32"  # fp16: the fp16 ONNX pass first; int8: the QDQ model of the int8 pass
+    min_batch: int = 1  # the optimization profile's batch range
+    opt_batch: int = 8
+    max_batch: int = 32
+    timing_cache: Path | None = None  # loaded before the build, saved back after it
+    opt_level: int = 3  # builder_optimization_level, 0 (fast build) .. 5 (slow build, maybe faster engine)
+    workspace_mib: int | None = None  # memory pool limit for tactics; None: TensorRT's default (all GPU memory)
+    tf32: bool = True  # TensorRT's default; --no-tf32 for strict fp32 parity
+    version_compatible: bool = False  # runs on later TensorRT versions of the same major, a little slower
+    fp16_flag: bool = False  # TensorRT 10.x only: weakly typed network + BuilderFlag.FP16 instead of an fp16 ONNX
+
+    def validate(self) -> None:
+        """Raise ConfigError on an impossible combination."""
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ConfigError(
+                f"batch sizes must satisfy 1 <= min <= opt <= max, got min {self.min_batch}, opt {self.opt_batch}, max {self.max_batch}"
+            )
+        if not 0 <= self.opt_level <= 5:
+            raise ConfigError(f"--opt-level must be 0..5, got {self.opt_level}")
+        if self.workspace_mib is not None and self.workspace_mib < 1:
+            raise ConfigError(f"--workspace must be a positive number of MiB, got {self.workspace_mib}")
+        if self.fp16_flag and self.precision != "fp16":
+            raise ConfigError("--fp16-flag only makes sense with --fp16")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["timing_cache"] = str(self.timing_cache) if self.timing_cache else None
+        return data
+
+
+@dataclass(frozen=True)
+class ProfileShape:
+    """One input's min/opt/max shape in an optimization profile."""
+
+    name: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def to_json(self) -> dict[str, list[int]]:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """The ONNX model handed to TensorRT, and how it got there."""
+
+    model: onnx.ModelProto
+    route: str  # "strongly-typed" or "fp16-flag" (10.x only)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What :func:`build_engine` wrote."""
+
+    engine_path: Path
+    sidecar_path: Path
+    sidecar: EngineSidecar
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """Read an ONNX file; OnnxModelError when it is missing or not ONNX."""
+    import onnx
+
+    if not path.is_file():
+        raise OnnxModelError(f"{path} does not exist; export one with `sbdeploy export`")
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # onnx raises DecodeError, ValueError... for bad bytes
+        raise OnnxModelError(f"{path} is not a readable ONNX model ({type(error).__name__}); re-export it") from None
+    if not model.graph.node:
+        raise OnnxModelError(f"{path} holds no graph nodes; it is not an exported model: re-export it")
+    return model
+
+
+def onnx_input_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
+    """Graph inputs (initializers excluded) -> shape, ``None`` for a symbolic or unknown dimension."""
+    initializers = {i.name for i in model.graph.initializer}
+    shapes = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims)
+    return shapes
+
+
+def compute_profiles(model: onnx.ModelProto, options: BuildOptions) -> tuple[list[ProfileShape], list[str]]:
+    """One optimization profile: the batch (first) dimension spans min/opt/max; the others must be fixed.
+
+    Returns:
+        The profile's shapes, and notes for the user (e.g. a fixed batch that overrides the options).
+    """
+    options.validate()
+    profiles, notes = [], []
+    for name, shape in onnx_input_shapes(model).items():
+        if not shape:
+            raise ConfigError(f"input {name!r} is a scalar or has no shape; sbdeploy builds engines for image batches")
+        rest = shape[1:]
+        if any(d is None for d in rest):
+            dims = "x".join("?" if d is None else str(d) for d in shape)
+            raise ConfigError(
+                f"input {name!r} has shape {dims}: only the batch dimension may be dynamic; "
+                "export the ONNX with a fixed input size (sbdeploy export --input-size H W)"
+            )
+        fixed = tuple(int(d) for d in rest if d is not None)
+        batch = shape[0]
+        if batch is None:
+            lo, mid, hi = options.min_batch, options.opt_batch, options.max_batch
+        else:
+            lo = mid = hi = batch
+            if (options.min_batch, options.opt_batch, options.max_batch) != (batch, batch, batch):
+                notes.append(f"input {name!r} has a fixed batch of {batch}; the engine takes exactly that batch")
+        profiles.append(ProfileShape(name, (lo, *fixed), (mid, *fixed), (hi, *fixed)))
+    if not profiles:
+        raise OnnxModelError("the ONNX graph has no inputs")
+    return profiles, notes
+
+
+def has_qdq(model: onnx.ModelProto) -> bool:
+    """True when the graph already holds QuantizeLinear/DequantizeLinear pairs (an int8 QDQ model)."""
+    ops = {n.op_type for n in model.graph.node}
+    return {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def prepare_model(model: onnx.ModelProto, options: BuildOptions, calibration: np.ndarray | None = None) -> PreparedModel:
+    """The ONNX model TensorRT should parse for ``options.precision``.
+
+    TensorRT 11 (and 10 in the strongly typed mode sbdeploy uses) takes the precision
+    from the ONNX types: fp32 is the model as is; fp16 is the output of
+    :func:`sbdeploy.passes.to_fp16` (fp32 inputs and outputs kept); int8 is a QDQ model,
+    either given (already quantized) or made by :func:`sbdeploy.passes.quantize_int8`
+    from ``calibration`` (a float32 batch of representative inputs).
+    """
+    options.validate()
+    if options.precision == "fp32":
+        return PreparedModel(model, "strongly-typed")
+    if options.precision == "fp16":
+        if options.fp16_flag:
+            return PreparedModel(model, "fp16-flag", ("TensorRT 10.x BuilderFlag.FP16: TensorRT picks fp16 kernels per layer",))
+        from sbdeploy.passes import to_fp16
+
+        return PreparedModel(to_fp16(model), "strongly-typed", ("ONNX converted to fp16 by sbdeploy.passes.to_fp16",))
+    if has_qdq(model):
+        return PreparedModel(model, "strongly-typed", ("the ONNX model already holds QDQ nodes; used as is",))
+    if calibration is None:
+        raise ConfigError(
+            "--int8 needs calibration data (--calibration FILE.npy, a float32 array N x C x H x W of real inputs) "
+            "or an ONNX model that already holds QuantizeLinear/DequantizeLinear nodes"
+        )
+    from sbdeploy.passes import quantize_int8
+
+    calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+    return PreparedModel(
+        quantize_int8(model, calibration, batch_size=min(32, len(calibration))),
+        "strongly-typed",
+        (f"QDQ model made by sbdeploy.passes.quantize_int8 from {len(calibration)} calibration inputs",),
+    )
+
+
+def _precision_of(datatype: str) -> str:
+    """Engine-inspector ``Format/Datatype`` text -> fp32/fp16/bf16/fp8/int8/..., "unknown" when absent."""
+    text = datatype.lower()
+    for keyword, precision in (
+        ("int8", "int8"),
+        ("fp8", "fp8"),
+        ("bf16", "bf16"),
+        ("fp16", "fp16"),
+        ("half", "fp16"),
+        ("fp32", "fp32"),
+        ("float", "fp32"),
+        ("int32", "int32"),
+        ("int64", "int64"),
+        ("bool", "bool"),
+    ):
+        if keyword in text:
+            return precision
+    return "unknown"
+
+
+def precisions_from_layer_info(info: dict[str, Any] | str) -> dict[str, int]:
+    """Layers per output precision, from ``EngineInspector.get_engine_information(JSON)``.
+
+    Needs an engine built with DETAILED profiling verbosity (sbdeploy's default) and an
+    inspector whose execution context has its input shapes set; otherwise TensorRT
+    reports only layer names and every layer counts as "unknown".
+    """
+    data = json.loads(info) if isinstance(info, str) else info
+    counts: Counter[str] = Counter()
+    for layer in data.get("Layers", []):
+        if not isinstance(layer, dict):  # LAYER_NAMES_ONLY verbosity: a list of names
+            counts["unknown"] += 1
+            continue
+        outputs = layer.get("Outputs") or layer.get("Inputs") or [{}]
+        counts[_precision_of(str(outputs[0].get("Format/Datatype", "")))] += 1
+    return dict(sorted(counts.items()))
+
+
+def format_parser_errors(errors: list[tuple[int, str, str, str]], path: Path) -> str:
+    """One line per parser error: node index, name, operator, description."""
+    lines = [f"TensorRT's ONNX parser rejected {path} ({len(errors)} error{'s' if len(errors) != 1 else ''}):"]
+    for node, name, op, desc in errors:
+        where = f"node {node} ({name or '?'}, {op or '?'})" if node >= 0 else "model"
+        lines.append(f"  {where}: {desc}")
+    lines.append("Check the op against onnx-tensorrt's operators.md, or re-export with another opset.")
+    return "\n".join(lines)
+
+
+def _make_logger(messages: list[str]) -> trt.ILogger:
+    """A TensorRT logger that keeps warnings and errors (for messages) and drops the rest."""
+    import tensorrt as trt
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)  # pybind11 trampolines need the base initialised explicitly
+
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            if severity <= trt.ILogger.Severity.WARNING:
+                messages.append(f"[{severity.name}] {msg}")
+
+    return _Logger()
+
+
+def _make_progress_monitor(progress: ProgressCallback) -> trt.IProgressMonitor:
+    import tensorrt as trt
+
+    class _Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
+            self.steps[phase_name] = num_steps
+            progress(phase_name, 0, num_steps)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            progress(phase_name, step + 1, self.steps.get(phase_name, step + 1))
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            total = self.steps.pop(phase_name, 1)
+            progress(phase_name, total, total)
+
+    return _Monitor()
+
+
+def _read_back_precisions(serialized: bytes, profiles: list[ProfileShape], logger: trt.ILogger) -> dict[str, int]:
+    """Deserialize the fresh engine and count its layers' precisions at the opt shapes."""
+    import tensorrt as trt
+
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(serialized)
+    if engine is None:
+        return {"unknown": 0}
+    context = engine.create_execution_context()
+    for shape in profiles:
+        context.set_input_shape(shape.name, _compat.to_dims(shape.opt))
+    inspector = engine.create_engine_inspector()
+    inspector.execution_context = context
+    info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+    del inspector, context, engine  # released before the runtime that made them
+    return precisions_from_layer_info(info)
+
+
+def _describe(tensor: trt.ITensor) -> dict[str, Any]:
+    """Name, shape (-1: dynamic) and numpy dtype name of a network input or output."""
+    import tensorrt as trt
+
+    return {"name": tensor.name, "shape": list(_compat.dims(tensor.shape)), "dtype": np.dtype(trt.nptype(tensor.dtype)).name}
+
+
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    options: BuildOptions,
+    *,
+    calibration: np.ndarray | None = None,
+    progress: ProgressCallback | None = None,
+) -> BuildResult:
+    """Build a TensorRT engine from an ONNX file and write it with its sidecar.
+
+    Args:
+        onnx_path: the fp32 ONNX export (``input`` -> ``logits``, dynamic batch).
+        engine_path: where the plan goes; ``NAME.engine.json`` is written beside it.
+        options: precision, batch profile, caches and builder settings.
+        calibration: float32 inputs for the int8 pass (only for ``precision="int8"`` on a model without QDQ).
+        progress: called as ``progress(phase, step, num_steps)`` while TensorRT builds.
+
+    Raises:
+        BackendUnavailableError: no TensorRT or no GPU here.
+        OnnxModelError: unreadable ONNX, or the parser rejected nodes (listed one by one).
+        EngineBuildError: TensorRT found no way to build the network.
+    """
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    options.validate()
+    model = load_onnx(onnx_path)  # the user's input is checked first, on any machine
+    profiles, notes = compute_profiles(model, options)
+    if options.precision == "int8" and calibration is None and not has_qdq(model):
+        prepare_model(model, options)  # raises the ConfigError about calibration data
+    _compat.require_tensorrt()
+    import tensorrt as trt
+
+    machine = current_machine()
+    prepared = prepare_model(model, options, calibration)
+    report = progress or (lambda phase, step, total: None)
+
+    messages: list[str] = []
+    logger = _make_logger(messages)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_compat.network_flags(strongly_typed=prepared.route != "fp16-flag"))
+    parser = trt.OnnxParser(network, logger)
+    report("parse ONNX", 0, 1)
+    if not parser.parse(prepared.model.SerializeToString(), str(onnx_path.parent)):
+        errors = []
+        for i in range(parser.num_errors):
+            error = parser.get_error(i)
+            errors.append((int(error.node()), str(error.node_name()), str(error.node_operator()), str(error.desc())))
+        raise OnnxModelError(format_parser_errors(errors, onnx_path))
+    report("parse ONNX", 1, 1)
+
+    config = builder.create_builder_config()
+    config.builder_optimization_level = options.opt_level
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    if options.workspace_mib is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    if not options.tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if prepared.route == "fp16-flag":
+        _compat.enable_fp16_flag(config)
+    profile = builder.create_optimization_profile()
+    for shape in profiles:
+        profile.set_shape(shape.name, _compat.to_dims(shape.min), _compat.to_dims(shape.opt), _compat.to_dims(shape.max))
+    config.add_optimization_profile(profile)
+
+    cache_bytes = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.is_file() else b""
+    try:
+        cache = config.create_timing_cache(cache_bytes)
+        loaded = cache is not None and config.set_timing_cache(cache, False)
+    except (RuntimeError, TypeError, ValueError):  # a truncated or foreign file
+        loaded = False
+    if not loaded:
+        notes.append(f"timing cache {options.timing_cache} is unreadable or from another TensorRT/GPU; started a fresh one")
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+    monitor = _make_progress_monitor(report)  # held here: TensorRT calls it during the build
+    config.progress_monitor = monitor
+
+    start = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    build_time = time.perf_counter() - start
+    if serialized is None:
+        details = "; ".join(m for m in messages if m.startswith(("[ERROR]", "[INTERNAL_ERROR]"))) or "no details logged"
+        raise EngineBuildError(f"TensorRT could not build {onnx_path} ({options.precision}): {details}")
+    plan = bytes(memoryview(serialized))
+
+    if options.timing_cache is not None:
+        atomic_write_bytes(options.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+    report("read back precisions", 0, 1)
+    actual = _read_back_precisions(plan, profiles, logger)
+    report("read back precisions", 1, 1)
+
+    atomic_write_bytes(engine_path, plan)
+    from sbdeploy import __version__
+
+    sidecar = EngineSidecar(
+        built_on=machine,
+        requested_precision=options.precision,
+        actual_precisions=actual,
+        profiles=[{p.name: p.to_json() for p in profiles}],
+        builder_options={**options.to_json(), "route": prepared.route, "notes": [*prepared.notes, *notes]},
+        onnx_sha256=sha256_file(onnx_path),
+        engine_sha256=sha256_file(engine_path),
+        build_time_s=round(build_time, 3),
+        inputs=[_describe(network.get_input(i)) for i in range(network.num_inputs)],
+        outputs=[_describe(network.get_output(i)) for i in range(network.num_outputs)],
+        built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        sbdeploy_version=__version__,
+    )
+    write_sidecar(engine_path, sidecar)
+    warnings = tuple(notes) + tuple(m for m in messages if m.startswith("[WARNING]"))[:5]
+    return BuildResult(engine_path, sidecar_path(engine_path), sidecar, warnings)

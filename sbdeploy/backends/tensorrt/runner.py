@@ -1,0 +1,163 @@
+"""The TensorRT runner: a plan file -> ``infer(feed)``, with pycuda buffers and one CUDA stream.
+
+Before deserializing, the runner reads the engine's sidecar and refuses an engine
+built for another TensorRT version or GPU (naming both sides and the rebuild
+command); without a sidecar (an engine from trtexec) TensorRT's own refusal is
+turned into the same kind of message. Buffers are sized once for the profile's
+largest shapes: device memory from ``cuda.mem_alloc``, page-locked host memory for
+the asynchronous copies. Each batch sets its input shapes (checked against the
+profile first), binds tensor addresses and runs ``execute_async_v3``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sbdeploy.backends.base import Feed, Runner, TensorSpec
+from sbdeploy.backends.tensorrt import _compat
+from sbdeploy.backends.tensorrt.sidecar import check_compatible, check_engine_hash, current_machine, read_sidecar
+from sbdeploy.errors import EngineMismatchError, InputError
+
+if TYPE_CHECKING:
+    import pycuda.driver as cuda
+    import tensorrt as trt
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+@dataclass(frozen=True)
+class ProfileRange:
+    """The min and max shape an engine input accepts (profile 0)."""
+
+    name: str
+    min: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def check(self, shape: tuple[int, ...]) -> None:
+        """InputError unless every dimension of ``shape`` lies within [min, max]."""
+        if len(shape) != len(self.min) or any(not lo <= d <= hi for d, lo, hi in zip(shape, self.min, self.max)):
+            raise InputError(
+                f"trt: input {self.name!r} of shape {_fmt(shape)} is outside the engine's profile "
+                f"(min {_fmt(self.min)}, max {_fmt(self.max)}); split the batch, or rebuild with "
+                f"sbdeploy build-engine --min-batch/--max-batch covering {shape[0] if shape else '?'}"
+            )
+
+
+class TrtRunner(Runner):
+    """Runs a serialized TensorRT engine (profile 0) on device 0.
+
+    Args:
+        engine_path: the ``.engine`` plan file; ``NAME.engine.json`` beside it is checked first.
+    """
+
+    name = "trt"
+
+    def __init__(self, engine_path: str | Path) -> None:
+        super().__init__()
+        self.engine_path = Path(engine_path)
+        self._runtime: trt.Runtime | None = None  # kept with its logger for as long as the engine lives
+        self._logger: trt.ILogger | None = None
+        self._engine: trt.ICudaEngine | None = None
+        self._context: trt.IExecutionContext | None = None
+        self._stream: cuda.Stream | None = None
+        self._specs: list[TensorSpec] = []
+        self._ranges: dict[str, ProfileRange] = {}
+        self._outputs: list[str] = []
+        self._device: dict[str, cuda.DeviceAllocation] = {}
+        self._host: dict[str, np.ndarray] = {}
+        self._messages: list[str] = []
+
+    def _activate(self) -> None:
+        _compat.require_tensorrt()
+        _compat.require_pycuda()
+        import pycuda.driver as cuda
+        import tensorrt as trt
+
+        if not self.engine_path.is_file():
+            raise EngineMismatchError(f"{self.engine_path} does not exist; build it with `sbdeploy build-engine MODEL.onnx`")
+        sidecar = read_sidecar(self.engine_path)
+        if sidecar is not None:
+            check_compatible(self.engine_path, sidecar, current_machine())
+            check_engine_hash(self.engine_path, sidecar)
+
+        from sbdeploy.backends.tensorrt.builder import _make_logger
+
+        logger = _make_logger(self._messages)
+        runtime = trt.Runtime(logger)
+        engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        if engine is None:
+            details = "; ".join(self._messages[-3:]) or "no details logged"
+            raise EngineMismatchError(
+                f"TensorRT {trt.__version__} cannot load {self.engine_path} ({details}); it was probably built for "
+                f"another TensorRT version or GPU: rebuild it here with sbdeploy build-engine MODEL.onnx -o {self.engine_path}"
+            )
+        context = engine.create_execution_context()
+        stream = cuda.Stream()
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                min_shape, _, max_shape = (_compat.dims(d) for d in engine.get_tensor_profile_shape(name, 0))
+                self._ranges[name] = ProfileRange(name, min_shape, max_shape)
+                shape = tuple(d if d >= 0 else None for d in _compat.dims(engine.get_tensor_shape(name)))
+                self._specs.append(TensorSpec(name, shape, dtype))
+                context.set_input_shape(name, _compat.to_dims(max_shape))
+            else:
+                self._outputs.append(name)
+        # With every input at its largest shape, the output shapes are their largest too.
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            volume = int(np.prod(_compat.dims(context.get_tensor_shape(name)), dtype=np.int64))
+            self._host[name] = cuda.pagelocked_empty(volume, dtype)
+            self._device[name] = cuda.mem_alloc(max(volume * dtype.itemsize, 1))
+            context.set_tensor_address(name, int(self._device[name]))
+        self._logger, self._runtime = logger, runtime
+        self._engine, self._context, self._stream = engine, context, stream
+
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._specs)
+
+    @property
+    def profile(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Input name -> (min shape, max shape) of the engine's profile (valid once active)."""
+        return {name: (r.min, r.max) for name, r in self._ranges.items()}
+
+    def _infer(self, feed: Feed) -> Feed:
+        import pycuda.driver as cuda
+
+        assert self._context is not None and self._stream is not None
+        context, stream = self._context, self._stream
+        for name, array in feed.items():
+            self._ranges[name].check(array.shape)
+            if not context.set_input_shape(name, _compat.to_dims(array.shape)):
+                raise InputError(f"trt: TensorRT refused shape {array.shape} for input {name!r}")
+            host = self._host[name][: array.size]
+            host[:] = array.ravel()
+            cuda.memcpy_htod_async(self._device[name], host, stream)
+        if not context.execute_async_v3(stream.handle):
+            raise RuntimeError(f"trt: execute_async_v3 failed for {self.engine_path}: {'; '.join(self._messages[-3:])}")
+        outputs: dict[str, Any] = {}
+        for name in self._outputs:
+            shape = _compat.dims(context.get_tensor_shape(name))
+            host = self._host[name][: int(np.prod(shape, dtype=np.int64))]
+            cuda.memcpy_dtoh_async(host, self._device[name], stream)
+            outputs[name] = (host, shape)
+        stream.synchronize()
+        return {name: host.reshape(shape).copy() for name, (host, shape) in outputs.items()}
+
+    def _deactivate(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+        for allocation in self._device.values():
+            allocation.free()
+        self._device, self._host = {}, {}
+        self._context = self._engine = self._stream = None  # the context goes before the engine, the engine before the runtime
+        self._runtime = self._logger = None
+        self._specs, self._ranges, self._outputs = [], {}, []

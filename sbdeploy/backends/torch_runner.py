@@ -1,0 +1,83 @@
+"""The PyTorch runner: the training code itself, in eval mode, on the CPU or a CUDA device.
+
+It is the reference every other backend is compared against. It takes an
+``nn.Module`` or a checkpoint folder (loaded with :func:`sbdeploy.load_checkpoint`,
+never unpickled) and uses the ONNX export's names: input ``input``, output ``logits``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from sbdeploy.backends.base import Feed, Runner, TensorSpec
+from sbdeploy.errors import BackendUnavailableError, ConfigError
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+class TorchRunner(Runner):
+    """Runs a PyTorch model in eval mode under ``torch.inference_mode``.
+
+    Args:
+        model: a module, or the path of a checkpoint folder.
+        device: ``"cpu"`` or ``"cuda"`` (``"cuda:N"`` also works).
+        input_shape: expected input shape, ``None`` for a dynamic dimension. Defaults to
+            ``(batch, in_chans, H, W)`` from a checkpoint's config, or rank 4 with every
+            dimension dynamic for a bare module.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | str | Path,
+        *,
+        device: str = "cpu",
+        input_shape: tuple[int | None, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+            raise ConfigError(f"torch runner: device must be 'cpu' or 'cuda', got {device!r}")
+        self.name = f"torch-{device.split(':')[0]}"
+        self.device = device
+        self._source = model
+        self._input_shape = input_shape
+        self._model: nn.Module | None = None
+
+    def _activate(self) -> None:
+        if self.device != "cpu" and not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"torch runner: device {self.device!r} asked but this torch ({torch.__version__}) sees no CUDA device; "
+                "use device='cpu' (backend 'torch')"
+            )
+        if isinstance(self._source, nn.Module):
+            model = self._source
+            default_shape: tuple[int | None, ...] = (None, None, None, None)
+        else:
+            from sbdeploy.checkpoint import load_checkpoint
+
+            checkpoint = load_checkpoint(self._source)
+            model = checkpoint.model
+            h, w = checkpoint.config.input_size
+            default_shape = (None, checkpoint.config.in_chans, h, w)
+        if self._input_shape is None:
+            self._input_shape = default_shape
+        self._model = model.eval().to(self.device)
+
+    def input_specs(self) -> list[TensorSpec]:
+        shape = self._input_shape if self._input_shape is not None else (None, None, None, None)
+        return [TensorSpec(INPUT_NAME, tuple(shape), np.dtype(np.float32))]
+
+    def _infer(self, feed: Feed) -> Feed:
+        assert self._model is not None
+        with torch.inference_mode():
+            logits = self._model(torch.from_numpy(np.ascontiguousarray(feed[INPUT_NAME])).to(self.device))
+        return {OUTPUT_NAME: logits.float().cpu().numpy()}
+
+    def _deactivate(self) -> None:
+        self._model = None
+        if self.device != "cpu" and torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,88 @@
+"""``sbdeploy bench``: latency of models on backends, SB beside its baseline, with reports and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sbdeploy.cli._render import console, print_json
+from sbdeploy.cli.validate import split_list
+from sbdeploy.errors import ConfigError
+
+
+def parse_ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in split_list(text, option)]
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated integers, e.g. 1,8,32; got {text!r}") from None
+    if min(values) < 1:
+        raise ConfigError(f"{option} values must be >= 1, got {text!r}")
+    return values
+
+
+def parse_span(text: str, option: str) -> tuple[int | None, float | None]:
+    """'20' -> 20 iterations; '2s' / '0.5s' -> seconds."""
+    try:
+        if text.endswith("s"):
+            return None, float(text[:-1])
+        return int(text), None
+    except ValueError:
+        raise ConfigError(f"{option} takes a count (e.g. 20) or seconds (e.g. 2s), got {text!r}") from None
+
+
+def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
+    from sbdeploy.bench.report import MARKDOWN_COLUMNS, markdown_rows
+
+    table = Table(title="sbdeploy bench (latency per batch)")
+    for column in MARKDOWN_COLUMNS:
+        table.add_column(column, justify="left" if column in ("model", "backend") else "right", no_wrap=column == "model")
+    for cells in markdown_rows(report.rows):
+        table.add_row(*cells)
+    console.print(table)
+    console.print("speedup = baseline median / SB median (same backend, batch); efficiency = speedup x MAC ratio", style="dim")
+
+
+def bench(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Zoo name or checkpoint folder (repeatable); SB baselines are added.")],
+    backends: Annotated[str, typer.Option(help="Comma-separated: torch, torch-cuda, ort-cpu, ort-cuda, ort-trt, trt.")] = "torch,ort-cpu",
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
+    warmup: Annotated[str, typer.Option(help="Warm-up per model: iterations (10) or seconds (2s).")] = "10",
+    iters: Annotated[int | None, typer.Option(help="Timed rounds (each model once per round).", min=1)] = None,
+    duration: Annotated[float | None, typer.Option(help="Measure for this many seconds instead of --iters.", min=0.01)] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
+    input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW for every model.")] = None,
+    lowering: Annotated[str | None, typer.Option(help="SB lowering of the ONNX exports (default per backend).")] = None,
+    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Do not add the baselines of SB models.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Folder for bench.json/.csv/.md and the PNG plots.", file_okay=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Time every model on every backend and batch size, interleaved, with one method."""
+    from sbdeploy.bench.report import write_report
+    from sbdeploy.bench.run import run_bench
+    from sbdeploy.bench.timing import TimingPlan
+    from sbdeploy.cli.export import _parse_size
+
+    warmup_iters, warmup_s = parse_span(warmup, "--warmup")
+    plan = TimingPlan(warmup_iters=warmup_iters or 0, warmup_s=warmup_s, iters=None if duration else (iters or 50), duration_s=duration)
+    names, batches = split_list(backends, "--backends"), parse_ints(batch, "--batch")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("preparing models", total=None)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            progress.update(task, description=stage, completed=done, total=total or None)
+
+        result = run_bench(
+            model, backends=names, batches=batches, plan=plan, threads=threads, input_size=_parse_size(input_size),
+            lowering=lowering, add_baselines=not no_baselines, on_progress=on_progress,
+        )
+    if report is not None:
+        for path in write_report(result, report):
+            console.print(f"wrote {path}", highlight=False)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        render_bench(result)

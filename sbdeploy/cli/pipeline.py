@@ -1,0 +1,47 @@
+"""``sbdeploy pipeline``: the whole chain on one model, into one folder with one summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sbdeploy.cli._render import console, print_json
+from sbdeploy.cli.bench import parse_ints
+
+
+def pipeline(
+    source: Annotated[str, typer.Argument(help="Checkpoint folder (or zoo name, random weights).")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<name>).", file_okay=False)] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also make, validate and bench an fp16 artifact.")] = False,
+    batch: Annotated[str, typer.Option(help="Bench batch sizes, comma-separated.")] = "1,8",
+    iters: Annotated[int, typer.Option(help="Bench timed rounds.", min=1)] = 30,
+    warmup: Annotated[int, typer.Option(help="Bench warm-up runs per model.", min=0)] = 5,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
+    limit: Annotated[int | None, typer.Option(help="Validate on at most this many real images.", min=1)] = None,
+    baseline: Annotated[str | None, typer.Option(help="Baseline to bench against (checkpoint or zoo name).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench."""
+    from sbdeploy.pipeline import PipelineOptions, run_pipeline
+
+    folder = out or Path("runs") / Path(source).name
+    options = PipelineOptions(
+        fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, warmup_iters=warmup, threads=threads, limit=limit, baseline=baseline
+    )
+    with console.status("pipeline") as status:
+        result = run_pipeline(source, folder, options, on_step=lambda name: status.update(f"pipeline: {name}"))
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        table = Table(title=f"sbdeploy pipeline: {source} -> {folder}")
+        for column in ("step", "result", "seconds", "detail"):
+            table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")
+        for s in result.steps:
+            table.add_row(s.name, "[green]ok[/]" if s.ok else "[bold red]FAILED[/]", f"{s.seconds:.1f}", s.detail)
+        console.print(table)
+        console.print(f"reports: {folder / 'summary.md'}", highlight=False)
+    if not result:
+        raise typer.Exit(1)

@@ -1,0 +1,118 @@
+"""``sbdeploy validate``: PyTorch vs every artifact (ONNX on ONNX Runtime, TensorRT engines)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sbdeploy.cli._render import console, print_json
+from sbdeploy.errors import ConfigError
+
+ONNX_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")
+
+
+def split_list(text: str, option: str) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c']; ConfigError when empty."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"{option} needs at least one value")
+    return items
+
+
+def render_validation(report) -> None:  # noqa: ANN001  (ValidationReport)
+    """Checks table, accuracy table and the verdict line."""
+    table = Table(title="parity against PyTorch")
+    for column in ("backend", "precision", "input", "max abs", "mean abs", "min cosine", "top-1 agree", "verdict"):
+        table.add_column(column, justify="left" if column in ("backend", "precision", "input", "verdict") else "right")
+    for c in report.checks:
+        s = c.stats
+        verdict = "[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {c.reason}"
+        table.add_row(c.backend, c.precision, c.case, f"{s.max_abs:.3g}", f"{s.mean_abs:.3g}", f"{s.min_cosine:.6f}", f"{s.top1_agreement:.1%}", verdict)
+    console.print(table)
+    if report.accuracy:
+        acc = Table(title="accuracy")
+        for column in ("backend", "dataset", "images", "top-1", "top-5", "vs PyTorch"):
+            acc.add_column(column, justify="left" if column in ("backend", "dataset") else "right")
+        for a in report.accuracy:
+            acc.add_row(a.backend, a.dataset, str(a.samples), f"{a.top1:.2%}", "-" if a.top5 is None else f"{a.top5:.2%}", f"{a.delta_top1:+.2f} pt")
+        console.print(acc)
+    failed = report.failures
+    if report:
+        console.print(f"[bold green]PASSED[/]: {len(report.checks)} checks", highlight=False)
+    else:
+        console.print(f"[bold red]FAILED[/]: {len(failed)} of {len(report.checks)} checks", highlight=False)
+
+
+def write_validation_report(report, folder: Path) -> list[Path]:  # noqa: ANN001
+    """validate.json and validate.md in ``folder`` (atomic writes)."""
+    from sbdeploy._io import atomic_write_bytes
+    from sbdeploy.validate.run import to_markdown
+
+    paths = [folder / "validate.json", folder / "validate.md"]
+    atomic_write_bytes(paths[0], (json.dumps(report.to_dict(), indent=2) + "\n").encode())
+    atomic_write_bytes(paths[1], to_markdown(report).encode())
+    return paths
+
+
+def validate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder: the PyTorch training code is the reference.")],
+    onnx: Annotated[list[Path] | None, typer.Option("--onnx", help="ONNX file to check (repeatable). Default: export one now.")] = None,
+    engine: Annotated[list[Path] | None, typer.Option("--engine", help="TensorRT engine to check (repeatable; needs its sidecar).")] = None,
+    backends: Annotated[str, typer.Option(help=f"Backends that run the ONNX files: {', '.join(ONNX_BACKENDS)}.")] = "ort-cpu",
+    data: Annotated[str | None, typer.Option(help="Data source for real images (default: the checkpoint's own dataset).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use at most this many real images.", min=1)] = None,
+    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (overrides every precision's default).", min=0)] = None,
+    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (overrides every precision's default).", min=0)] = None,
+    report: Annotated[Path | None, typer.Option(help="Folder for validate.json and validate.md.", file_okay=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run PyTorch and every artifact on the same inputs; exit 1 when any check fails.
+
+    Default tolerances per precision: fp32 |diff| <= 1e-4 + 1e-3*|ref|; fp16 5e-2 + 5e-2*|ref|;
+    int8 cosine >= 0.98 and top-1 agreement >= 90%. Any NaN/Inf fails.
+    """
+    from sbdeploy.backends import get_runner
+    from sbdeploy.checkpoint import load_checkpoint
+    from sbdeploy.validate.compare import DEFAULT_TOLERANCES
+    from sbdeploy.validate.run import dataset_case, engine_artifact, onnx_artifact
+    from sbdeploy.validate.run import validate as run_validate
+
+    names = split_list(backends, "--backends")
+    unknown = [b for b in names if b not in ONNX_BACKENDS]
+    if unknown:
+        raise ConfigError(f"--backends takes {', '.join(ONNX_BACKENDS)} (engines are given with --engine), got {unknown}")
+    ckpt = load_checkpoint(checkpoint)
+    tolerances = {
+        k: dataclasses.replace(t, atol=atol if atol is not None else t.atol, rtol=rtol if rtol is not None else t.rtol)
+        for k, t in DEFAULT_TOLERANCES.items()
+    }
+    source = data or ckpt.config.dataset or None
+    with tempfile.TemporaryDirectory(prefix="sbdeploy-validate-") as tmp:
+        onnx_files = list(onnx or [])
+        if not onnx_files and not engine:
+            from sbdeploy.export import export_onnx
+
+            with console.status("exporting the checkpoint to ONNX (grouped lowering)"):
+                onnx_files = [export_onnx(checkpoint, Path(tmp) / "model.onnx").path]
+        artifacts = [onnx_artifact(f, b) for f in onnx_files for b in names] + [engine_artifact(e) for e in engine or []]
+        dataset = dataset_case(source, ckpt.config, limit=limit) if source else None
+        with console.status("validating") as status:
+            result = run_validate(
+                ckpt, artifacts, runner_factory=lambda a: get_runner(a.backend, a.path), dataset=dataset,
+                tolerances=tolerances, on_step=lambda text: status.update(f"validating: {text}"),
+            )
+    if report is not None:
+        for path in write_validation_report(result, report):
+            console.print(f"wrote {path}", highlight=False)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        render_validation(result)
+    if not result:
+        raise typer.Exit(1)

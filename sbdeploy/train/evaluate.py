@@ -1,0 +1,127 @@
+"""Accuracy of a model on a dataset split, and of a checkpoint folder on a SOURCE."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sbdeploy.checkpoint import load_checkpoint
+from sbdeploy.data import open_source, to_float
+from sbdeploy.errors import DataError
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Top-1 (and top-5 where there are more than 5 classes) accuracy and mean loss."""
+
+    top1: float
+    top5: float | None
+    loss: float
+    count: int
+
+
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``(x - mean) / std`` per channel, on float images in [0, 1]; ``mean``/``std`` are ``[C, 1, 1]``."""
+    return (images - mean) / std
+
+
+def stats_tensors(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as ``[C, 1, 1]`` tensors on ``device``."""
+    return (torch.tensor(mean, device=device).view(-1, 1, 1), torch.tensor(std, device=device).view(-1, 1, 1))
+
+
+@torch.no_grad()
+def measure_accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    *,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> Accuracy:
+    """Evaluate ``model`` (put in eval mode, restored afterwards) on raw images.
+
+    Args:
+        model: a classifier taking normalized ``[N, C, H, W]`` input.
+        images: uint8 or [0, 1] float images.
+        labels: class indices.
+        mean: per-channel normalization mean.
+        std: per-channel normalization std.
+        batch_size: images per forward pass.
+        device: where to run.
+    """
+    device = torch.device(device)
+    m, s = stats_tensors(mean, std, device)
+    was_training = model.training
+    model.eval()
+    correct1 = correct5 = 0
+    loss_sum = 0.0
+    num_classes = 0
+    for start in range(0, len(labels), batch_size):
+        x = normalize(to_float(images[start : start + batch_size]).to(device), m, s)
+        y = labels[start : start + batch_size].to(device)
+        logits = model(x)
+        num_classes = logits.shape[1]
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        top = logits.topk(min(5, num_classes), dim=1).indices
+        correct1 += int((top[:, 0] == y).sum())
+        correct5 += int((top == y[:, None]).any(dim=1).sum())
+    model.train(was_training)
+    n = max(len(labels), 1)
+    return Accuracy(correct1 / n, correct5 / n if num_classes > 5 else None, loss_sum / n, len(labels))
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """``sbdeploy evaluate``'s answer."""
+
+    checkpoint: Path
+    arch: str
+    source: str
+    split: str
+    accuracy: Accuracy
+    recorded_accuracy: float | None  # the test accuracy stored in config.json, if any
+    time_s: float
+
+
+def evaluate_checkpoint(path: str | Path, source: str, *, split: str = "test", batch_size: int = 256, device: str = "cpu") -> EvalResult:
+    """Load a checkpoint folder and measure its accuracy on a split of a SOURCE.
+
+    Raises:
+        CheckpointError: the folder is missing, corrupt, pickled or inconsistent.
+        DataError: the data cannot be read or does not fit the model (channels, size, classes).
+    """
+    ckpt = load_checkpoint(path)
+    cfg = ckpt.config
+    height, width = cfg.input_size
+    if height != width:
+        raise DataError(f"checkpoint input size {height}x{width} is not square; data sources give square images")
+    data = open_source(source, size=height)
+    if data.in_chans != cfg.in_chans or data.input_size != cfg.input_size:
+        raise DataError(
+            f"{source} gives {data.in_chans}-channel {data.input_size[0]}x{data.input_size[1]} images; "
+            f"the checkpoint expects {cfg.in_chans}-channel {height}x{width}"
+        )
+    if data.class_names != cfg.class_names:
+        raise DataError(
+            f"{source} has classes {list(data.class_names)[:5]}... ({data.num_classes}); the checkpoint was trained on "
+            f"{list(cfg.class_names)[:5]}... ({cfg.num_classes}); labels would not mean the same thing"
+        )
+    if split not in ("train", "test"):
+        raise DataError(f"split must be train or test, got {split!r}")
+    images, labels = (data.test_images, data.test_labels) if split == "test" else (data.train_images, data.train_labels)
+    start = time.perf_counter()
+    ckpt.model.to(device)
+    acc = measure_accuracy(ckpt.model, images, labels, cfg.mean, cfg.std, batch_size=batch_size, device=device)
+    recorded = cfg.metrics.get("test_accuracy")
+    return EvalResult(
+        checkpoint=Path(path), arch=cfg.arch, source=data.source, split=split, accuracy=acc,
+        recorded_accuracy=float(recorded) if recorded is not None else None, time_s=time.perf_counter() - start,
+    )

@@ -1,0 +1,334 @@
+"""The training loop: the recipe of :class:`TrainConfig` on an :class:`ImageData`, one process or DDP.
+
+One function, :func:`train`, builds the model from the registry, trains it with SGD
+(Nesterov), a step learning-rate schedule and CIFAR-style augmentation, evaluates the
+test split after every epoch and writes the checkpoint folder after every epoch (rank 0
+only), together with ``train_state.safetensors`` (momentum buffers and the epoch) so an
+interrupted run resumes where it stopped; that file is removed when training finishes.
+
+Under torchrun the model is wrapped in DistributedDataParallel, each process reads its
+shard through a DistributedSampler, and the global batch is split over the processes.
+Shuffling and augmentation are seeded from (seed, epoch, rank), so a CPU run repeats
+exactly, and a resumed run continues the same sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save as save_safetensors_bytes
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from sbdeploy.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    CheckpointConfig,
+    atomic_write_bytes,
+    read_config,
+    read_weights,
+    save_checkpoint,
+)
+from sbdeploy.data import ImageData, to_float
+from sbdeploy.errors import CheckpointError, ConfigError
+from sbdeploy.models import create_model, model_info
+from sbdeploy.train import distributed
+from sbdeploy.train.config import TrainConfig
+from sbdeploy.train.evaluate import measure_accuracy, normalize, stats_tensors
+
+STATE_FILE = "train_state.safetensors"
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """Running figures of the current epoch, after one step (this process's shard)."""
+
+    epoch: int  # 0-based
+    step: int  # 1-based within the epoch
+    steps: int
+    loss: float
+    accuracy: float
+    images_per_s: float  # over all processes
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """Figures of one finished epoch (train figures summed over all processes)."""
+
+    epoch: int  # 0-based
+    lr: float
+    train_loss: float
+    train_accuracy: float
+    test_accuracy: float
+    test_top5: float | None
+    images_per_s: float
+    time_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+class TrainCallbacks:
+    """Progress hooks (called on rank 0 only); the default does nothing. The CLI draws bars with them."""
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        """An epoch (0-based) of ``steps`` steps begins."""
+
+    def on_step(self, stats: StepStats) -> None:
+        """A step finished."""
+
+    def on_epoch_end(self, stats: EpochStats) -> None:
+        """An epoch finished and the checkpoint was written."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced."""
+
+    out: Path
+    arch: str
+    options: dict[str, Any]
+    epochs: int  # epochs completed in total
+    start_epoch: int  # > 0 when the run resumed
+    test_accuracy: float
+    test_top5: float | None
+    wall_time_s: float  # training time of all runs of this checkpoint (resumes added up)
+    world_size: int
+    rank: int
+    model: nn.Module  # the trained network (unwrapped from DDP), in train mode, on the training device
+    history: tuple[EpochStats, ...] = field(default_factory=tuple)
+
+
+def model_options(arch: str, data: ImageData, sampling: str | None) -> dict[str, Any]:
+    """Builder options for ``arch`` on ``data``: classes and channels from the data, sampling for SB nets."""
+    info = model_info(arch)
+    options: dict[str, Any] = {"num_classes": data.num_classes, "in_chans": data.in_chans}
+    if info.is_sb:
+        options["sampling"] = sampling or "chessboard"
+    elif sampling is not None:
+        raise ConfigError(f"{arch} is a baseline without SB blocks; --sampling applies to SB networks only")
+    return options
+
+
+def augment(images: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Reflect-pad by ``pad`` pixels and crop back at a random offset; randomly mirror left-right."""
+    n, _, h, w = images.shape
+    if pad:
+        padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
+        offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen).tolist()
+        images = torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
+    if flip:
+        mirror = torch.rand(n, generator=gen) < 0.5
+        images = torch.where(mirror[:, None, None, None], images.flip(3), images)
+    return images
+
+
+def _checkpoint_config(arch: str, options: dict[str, Any], data: ImageData, recipe: dict[str, Any], metrics: dict[str, Any]) -> CheckpointConfig:
+    return CheckpointConfig(
+        arch=arch, options=options, input_size=data.input_size, mean=data.mean, std=data.std,
+        class_names=data.class_names, dataset=data.source, metrics=metrics, training=recipe,
+    )
+
+
+def _save_state(out: Path, model: nn.Module, optimizer: torch.optim.SGD, next_epoch: int, arch: str,
+                options: dict[str, Any], recipe: dict[str, Any]) -> None:
+    names = {id(p): n for n, p in model.named_parameters()}
+    tensors = {
+        f"momentum.{names[id(p)]}": state["momentum_buffer"].detach().cpu().contiguous()
+        for p, state in optimizer.state.items()
+        if state.get("momentum_buffer") is not None
+    }
+    metadata = {"epoch": str(next_epoch), "arch": arch, "options": json.dumps(options, sort_keys=True), "recipe": json.dumps(recipe, sort_keys=True)}
+    atomic_write_bytes(out / STATE_FILE, save_safetensors_bytes(tensors, metadata=metadata))
+
+
+def _load_state(out: Path, model: nn.Module, arch: str, options: dict[str, Any], recipe: dict[str, Any]) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights into ``model``; returns (next epoch, momentum buffers by parameter name, previous metrics)."""
+    from safetensors import safe_open
+
+    state_path = out / STATE_FILE
+    if not state_path.is_file():
+        raise CheckpointError(f"nothing to resume in {out}: no {STATE_FILE} (the run finished, or never wrote an epoch)")
+    config = read_config(out)
+    if config.arch != arch or config.options != options:
+        raise CheckpointError(f"{out} holds {config.arch} {config.options}, not {arch} {options}; resume with the same model and data")
+    changed = sorted(k for k in set(recipe) | set(config.training) if recipe.get(k) != config.training.get(k))
+    if changed:
+        raise CheckpointError(
+            f"{out} was trained with other settings ({', '.join(f'{k}={config.training.get(k)!r}' for k in changed)}); "
+            "resume with the same options as the interrupted run"
+        )
+    momentum = read_weights(state_path)  # checks it is safetensors, never unpickles
+    with safe_open(str(state_path), framework="pt") as f:
+        epoch = int((f.metadata() or {}).get("epoch", "0"))
+    model.load_state_dict(read_weights(out / WEIGHTS_FILE), strict=True)
+    return epoch, {k.removeprefix("momentum."): v for k, v in momentum.items()}, config.metrics
+
+
+def train(
+    arch: str,
+    data: ImageData,
+    out: str | Path,
+    config: TrainConfig = TrainConfig(),
+    *,
+    sampling: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str = "auto",
+    callbacks: TrainCallbacks | None = None,
+) -> TrainResult:
+    """Train ``arch`` on ``data`` and write the checkpoint folder ``out``.
+
+    Works alone or under torchrun (DDP, NCCL on GPUs, gloo on CPUs); only rank 0 writes.
+
+    Args:
+        arch: registry name, e.g. ``cifar_resnet20_sb``.
+        data: the dataset (``sbdeploy.data.open_source``).
+        out: checkpoint folder to write.
+        config: the recipe.
+        sampling: sampling set of an SB network (default chessboard).
+        resume: continue from ``out``'s last epoch.
+        overwrite: replace an existing checkpoint in ``out``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        callbacks: progress hooks, called on rank 0.
+
+    Raises:
+        ConfigError: bad options, or ``out`` holds a checkpoint and neither resume nor overwrite was asked.
+        CheckpointError: the checkpoint to resume is missing, corrupt or from another setting.
+    """
+    out = Path(out)
+    hooks = callbacks or TrainCallbacks()
+    options = model_options(arch, data, sampling)
+    pad = data.pad if config.pad is None else config.pad
+    flip = data.flip if config.flip is None else config.flip
+    if pad >= min(data.input_size):
+        raise ConfigError(f"padding {pad} must be smaller than the image size {data.input_size}")
+    recipe = {**config.to_dict(), "pad": pad, "flip": flip}
+    recipe.pop("max_steps_per_epoch")
+    recipe.pop("eval_batch_size")
+    if not resume and (out / WEIGHTS_FILE).exists() and not overwrite:
+        raise ConfigError(f"{out} already holds a checkpoint; pass --resume to continue it or --overwrite to replace it")
+
+    ctx = distributed.setup(device)
+    try:
+        if config.batch_size % ctx.world_size:
+            raise ConfigError(f"batch size {config.batch_size} does not split evenly over {ctx.world_size} processes")
+        per_rank = config.batch_size // ctx.world_size
+        torch.manual_seed(config.seed)
+        model = create_model(arch, **options)
+        start_epoch, momentum, previous = 0, {}, {}
+        if resume:
+            start_epoch, momentum, previous = _load_state(out, model, arch, options, recipe)
+        model.to(ctx.device)
+        if ctx.distributed and config.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net: nn.Module = model
+        if ctx.distributed:
+            net = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
+        )
+        for name, p in model.named_parameters():
+            if name in momentum:
+                optimizer.state[p]["momentum_buffer"] = momentum[name].to(ctx.device)
+        sampler = DistributedSampler(
+            range(len(data.train_labels)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
+        )
+        mean, std = stats_tensors(data.mean, data.std, ctx.device)
+        steps = math.ceil(len(sampler) / per_rank)
+        if config.max_steps_per_epoch:
+            steps = min(steps, config.max_steps_per_epoch)
+        history: list[EpochStats] = [EpochStats(**h) for h in previous.get("history", [])][:start_epoch]
+        wall_before = float(previous.get("train_time_s", 0.0)) if resume else 0.0
+        run_start = time.perf_counter()
+        for epoch in range(start_epoch, config.epochs):
+            lr = config.lr_at(epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            sampler.set_epoch(epoch)
+            order = torch.tensor(list(sampler), dtype=torch.int64)
+            gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 1009 + ctx.rank)
+            if ctx.is_main:
+                hooks.on_epoch_start(epoch, config.epochs, steps)
+            net.train()
+            epoch_start = time.perf_counter()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for step in range(steps):
+                idx = order[step * per_rank : (step + 1) * per_rank]
+                x = augment(to_float(data.train_images[idx]), pad, flip, gen)
+                x = normalize(x.to(ctx.device, non_blocking=True), mean, std)
+                y = data.train_labels[idx].to(ctx.device, non_blocking=True)
+                logits = net(x)
+                loss = F.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.item() * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(y)
+                if ctx.is_main:
+                    elapsed = time.perf_counter() - epoch_start
+                    hooks.on_step(StepStats(epoch, step + 1, steps, loss_sum / seen, correct / seen, seen * ctx.world_size / elapsed))
+            epoch_time = time.perf_counter() - epoch_start
+            ctx.average_buffers(model)
+            loss_total, correct_total, seen_total = ctx.all_sum([loss_sum, float(correct), float(seen)])
+            test_acc = top5 = None
+            if ctx.is_main:
+                acc = measure_accuracy(model, data.test_images, data.test_labels, data.mean, data.std,
+                                       batch_size=config.eval_batch_size, device=ctx.device)
+                test_acc, top5 = acc.top1, acc.top5
+            test_acc, has5, top5_value = ctx.all_sum([test_acc or 0.0, float(top5 is not None), top5 or 0.0])
+            stats = EpochStats(
+                epoch=epoch, lr=lr, train_loss=loss_total / seen_total, train_accuracy=correct_total / seen_total,
+                test_accuracy=test_acc, test_top5=top5_value if has5 else None,
+                images_per_s=seen_total / epoch_time, time_s=epoch_time,
+            )
+            history.append(stats)
+            wall = wall_before + time.perf_counter() - run_start
+            if ctx.is_main:
+                metrics = _metrics(stats, history, wall, ctx, config.epochs)
+                save_checkpoint(out, model, _checkpoint_config(arch, options, data, recipe, metrics))
+                if epoch + 1 < config.epochs:
+                    _save_state(out, model, optimizer, epoch + 1, arch, options, recipe)
+                else:
+                    (out / STATE_FILE).unlink(missing_ok=True)
+                hooks.on_epoch_end(stats)
+            ctx.barrier()
+        if not history:
+            raise ConfigError(f"{out} already finished {start_epoch} of {config.epochs} epochs; nothing to train")
+        last = history[-1]
+        return TrainResult(
+            out=out, arch=arch, options=options, epochs=config.epochs, start_epoch=start_epoch,
+            test_accuracy=last.test_accuracy, test_top5=last.test_top5,
+            wall_time_s=wall_before + time.perf_counter() - run_start, world_size=ctx.world_size, rank=ctx.rank,
+            model=model, history=tuple(history),
+        )
+    finally:
+        distributed.teardown(ctx)
+
+
+def _metrics(last: EpochStats, history: list[EpochStats], wall: float, ctx: distributed.DistContext, epochs: int) -> dict[str, Any]:
+    return {
+        "test_accuracy": round(last.test_accuracy, 5),
+        "test_top5": None if last.test_top5 is None else round(last.test_top5, 5),
+        "train_loss": round(last.train_loss, 5),
+        "train_accuracy": round(last.train_accuracy, 5),
+        "epochs": last.epoch + 1,
+        "epochs_planned": epochs,
+        "train_time_s": round(wall, 1),
+        "world_size": ctx.world_size,
+        "device": str(ctx.device) if ctx.device.type != "cuda" else torch.cuda.get_device_name(ctx.device),
+        "torch_threads": torch.get_num_threads(),
+        "history": [h.to_dict() for h in history],
+    }
+
+
+__all__ = ["EpochStats", "StepStats", "TrainCallbacks", "TrainResult", "augment", "model_options", "train"]

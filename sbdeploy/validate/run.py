@@ -1,0 +1,291 @@
+"""``sbdeploy validate``: run the training code and every artifact on the same inputs, compare.
+
+Running and comparing are separate steps (as in Polygraphy): :func:`collect_cases`
+builds the inputs (random batches at several sizes, real images from a data source),
+:func:`validate` runs PyTorch and every backend on them and turns each pair into a
+:class:`CheckResult` with :mod:`sbdeploy.validate.compare`, plus dataset accuracy per
+backend. ``bool(report)`` is the verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sbdeploy.backends.base import Runner
+from sbdeploy.checkpoint import Checkpoint, load_checkpoint
+from sbdeploy.environment import Environment, collect_environment
+from sbdeploy.errors import ConfigError
+from sbdeploy.validate.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, output_stats, verdict
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One thing to validate: a file and the backend that runs it."""
+
+    backend: str  # ort-cpu, ort-cuda, ort-trt, trt
+    path: Path
+    precision: str  # fp32, fp16, int8
+    batch_sizes: tuple[int, ...]  # random-batch sizes to try (engine profiles: min, opt, max)
+    max_batch: int  # largest batch one call may take
+
+
+@dataclass(frozen=True)
+class InputCase:
+    """A named input batch, with labels when it comes from a dataset."""
+
+    name: str
+    images: np.ndarray  # [N, C, H, W] float32, normalized as the model expects
+    labels: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One artifact against PyTorch on one input case."""
+
+    backend: str
+    precision: str
+    case: str
+    stats: OutputStats
+    tolerance: Tolerance
+    passed: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["tolerance"] = self.tolerance.describe()
+        return data
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """Top-1/top-5 accuracy of one backend on a labelled dataset."""
+
+    backend: str
+    dataset: str
+    samples: int
+    top1: float
+    top5: float | None
+    delta_top1: float  # backend top-1 minus PyTorch top-1, in points of percent
+
+
+@dataclass
+class ValidationReport:
+    """Every check and accuracy of one validate run; ``bool()`` is the verdict."""
+
+    checkpoint: str
+    artifacts: list[Artifact]
+    checks: list[CheckResult]
+    accuracy: list[AccuracyResult]
+    environment: Environment
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "passed": bool(self),
+            "checkpoint": self.checkpoint,
+            "artifacts": [{**asdict(a), "path": str(a.path)} for a in self.artifacts],
+            "tolerances": {k: t.describe() for k, t in self.tolerances.items()},
+            "checks": [c.to_dict() for c in self.checks],
+            "accuracy": [asdict(a) for a in self.accuracy],
+            "environment": self.environment.to_dict(),
+        }
+
+
+def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """``(images - mean) / std`` per channel, float32."""
+    m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return ((images - m) / s).astype(np.float32)
+
+
+def random_cases(batch_sizes: Sequence[int], shape: tuple[int, int, int], seed: int = 0) -> list[InputCase]:
+    """Standard-normal batches (the model's normalized input space) of each size."""
+    rng = np.random.default_rng(seed)
+    return [InputCase(f"random b{b}", rng.standard_normal((b, *shape), dtype=np.float32)) for b in sorted(set(batch_sizes))]
+
+
+def run_batched(runner: Runner, images: np.ndarray, max_batch: int, fixed_batch: int | None = None) -> np.ndarray:
+    """Run ``images`` through ``runner`` in chunks; pad the last chunk for fixed-batch models."""
+    name = runner.input_specs()[0].name
+    outputs = []
+    step = fixed_batch or max_batch
+    for start in range(0, len(images), step):
+        chunk = images[start : start + step]
+        n = len(chunk)
+        if fixed_batch and n < fixed_batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed_batch - n, axis=0)])
+        out = next(iter(runner.infer({name: np.ascontiguousarray(chunk)}).values()))
+        outputs.append(np.asarray(out)[:n])
+    return np.concatenate(outputs)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float | None]:
+    """Top-1 and top-5 accuracy (top-5 None with 5 classes or fewer)."""
+    top1 = float(np.mean(np.argmax(logits, axis=1) == labels))
+    if logits.shape[1] <= 5:
+        return top1, None
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    return top1, float(np.mean([label in row for label, row in zip(labels, top5)]))
+
+
+RunnerFactory = Callable[[Artifact], Runner]
+
+DYNAMIC_BATCHES = (1, 2, 8)
+"""Random-batch sizes tried on an ONNX model with a dynamic batch."""
+
+
+def onnx_precision(model: object) -> str:
+    """``int8`` with Q/DQ nodes, ``fp16`` with float16 weights, else ``fp32``."""
+    import onnx
+
+    assert isinstance(model, onnx.ModelProto)
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def onnx_artifact(path: str | Path, backend: str = "ort-cpu") -> Artifact:
+    """Describe an ONNX file for validation: precision from its graph, batch sizes from its input."""
+    from sbdeploy.export import load_onnx
+
+    model = load_onnx(path)
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    if dim.HasField("dim_value") and dim.dim_value > 0:
+        sizes, max_batch = (dim.dim_value,), dim.dim_value
+    else:
+        sizes, max_batch = DYNAMIC_BATCHES, 32
+    return Artifact(backend=backend, path=Path(path), precision=onnx_precision(model), batch_sizes=sizes, max_batch=max_batch)
+
+
+def engine_artifact(path: str | Path) -> Artifact:
+    """Describe a TensorRT engine from its sidecar: precision and the profile's min/opt/max batch."""
+    from sbdeploy.backends.tensorrt.sidecar import read_sidecar, sidecar_path
+    from sbdeploy.errors import EngineMismatchError
+
+    sidecar = read_sidecar(path)
+    if sidecar is None:
+        raise EngineMismatchError(f"{sidecar_path(path)} is missing; validate needs the sidecar that `sbdeploy build-engine` writes")
+    profile = next(iter(sidecar.profiles[0].values()))
+    sizes = tuple(sorted({profile["min"][0], profile["opt"][0], profile["max"][0]}))
+    return Artifact(backend="trt", path=Path(path), precision=sidecar.requested_precision, batch_sizes=sizes, max_batch=sizes[-1])
+
+
+def dataset_case(source: str, config: object, *, limit: int | None = None) -> InputCase:
+    """The test split of a data source, resized and normalized as the checkpoint expects."""
+    from sbdeploy.checkpoint import CheckpointConfig
+    from sbdeploy.data import open_source, to_float
+
+    assert isinstance(config, CheckpointConfig)
+    data = open_source(source, size=config.input_size[0])
+    images = to_float(data.test_images).numpy()
+    labels = data.test_labels.numpy()
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    if images.shape[1] != config.in_chans:
+        raise ConfigError(f"data source {source!r} has {images.shape[1]} channels but the model takes {config.in_chans}")
+    return InputCase(f"{data.source} test", normalize(images, config.mean, config.std), labels.astype(np.int64))
+
+
+def validate(
+    checkpoint: str | Path | Checkpoint,
+    artifacts: Sequence[Artifact],
+    *,
+    runner_factory: RunnerFactory,
+    dataset: InputCase | None = None,
+    tolerances: dict[str, Tolerance] | None = None,
+    input_size: tuple[int, int] | None = None,
+    seed: int = 0,
+    on_step: Callable[[str], None] | None = None,
+) -> ValidationReport:
+    """Run PyTorch and each artifact on the same inputs and compare every output.
+
+    Args:
+        checkpoint: checkpoint folder (or a loaded one); its model is the reference.
+        artifacts: what to check, each with its backend and precision.
+        runner_factory: builds the runner of an artifact (see ``sbdeploy.backends``).
+        dataset: labelled real images (normalized) for the accuracy rows and one more check.
+        tolerances: pass criteria per precision; defaults to ``DEFAULT_TOLERANCES``.
+        input_size: H, W of the random batches; defaults to the checkpoint's.
+        seed: seed of the random batches.
+        on_step: progress callback, called with a description before each step.
+    """
+    from sbdeploy.backends.torch_runner import TorchRunner
+
+    if not artifacts:
+        raise ConfigError("nothing to validate: give an ONNX file or an engine (or let validate export one)")
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+    h, w = input_size or ckpt.config.input_size
+    shape = (ckpt.config.in_chans, h, w)
+    step = on_step or (lambda _: None)
+
+    checks: list[CheckResult] = []
+    accuracies: list[AccuracyResult] = []
+    reference_cache: dict[str, np.ndarray] = {}
+    with TorchRunner(ckpt.model) as torch_runner:
+
+        def reference(case: InputCase) -> np.ndarray:
+            if case.name not in reference_cache:
+                reference_cache[case.name] = run_batched(torch_runner, case.images, max_batch=64)
+            return reference_cache[case.name]
+
+        if dataset is not None and dataset.labels is not None:
+            step(f"torch on {dataset.name}")
+            top1, top5 = accuracy(reference(dataset), dataset.labels)
+            accuracies.append(AccuracyResult("torch", dataset.name, len(dataset.labels), top1, top5, 0.0))
+        for artifact in artifacts:
+            cases = random_cases(artifact.batch_sizes, shape, seed) + ([dataset] if dataset is not None else [])
+            tolerance = tolerances[artifact.precision]
+            with runner_factory(artifact) as runner:
+                fixed = runner.input_specs()[0].shape[0]
+                for case in cases:
+                    step(f"{artifact.backend} ({artifact.precision}) on {case.name}")
+                    out = run_batched(runner, case.images, artifact.max_batch, fixed_batch=fixed)
+                    stats = output_stats(reference(case), out, tolerance)
+                    passed, reason = verdict(stats, tolerance)
+                    checks.append(CheckResult(artifact.backend, artifact.precision, case.name, stats, tolerance, passed, reason))
+                    if case.labels is not None:
+                        top1, top5 = accuracy(out, case.labels)
+                        base = accuracies[0].top1 if accuracies else top1
+                        accuracies.append(
+                            AccuracyResult(f"{artifact.backend} {artifact.precision}", case.name, len(case.labels), top1, top5, (top1 - base) * 100)
+                        )
+    return ValidationReport(
+        checkpoint=str(ckpt.path), artifacts=list(artifacts), checks=checks, accuracy=accuracies,
+        environment=collect_environment(), tolerances=tolerances,
+    )
+
+
+def to_markdown(report: ValidationReport) -> str:
+    """The report as Markdown: verdict, checks table, accuracy table, tolerances."""
+    lines = [f"# sbdeploy validate: {'PASSED' if report else 'FAILED'}", "", f"Checkpoint: `{report.checkpoint}`", ""]
+    lines += ["| backend | precision | input | max abs | mean abs | max rel | min cosine | top-1 agree | top-5 agree | verdict |"]
+    lines += ["|---|---|---|---|---|---|---|---|---|---|"]
+    for c in report.checks:
+        s = c.stats
+        top5 = "-" if s.top5_agreement is None else f"{s.top5_agreement:.1%}"
+        result = "pass" if c.passed else f"**FAIL**: {c.reason}"
+        lines.append(
+            f"| {c.backend} | {c.precision} | {c.case} | {s.max_abs:.3g} | {s.mean_abs:.3g} | {s.max_rel:.3g} | "
+            f"{s.min_cosine:.6f} | {s.top1_agreement:.1%} | {top5} | {result} |"
+        )
+    if report.accuracy:
+        lines += ["", "| backend | dataset | images | top-1 | top-5 | change vs PyTorch |", "|---|---|---|---|---|---|"]
+        for a in report.accuracy:
+            top5 = "-" if a.top5 is None else f"{a.top5:.2%}"
+            lines.append(f"| {a.backend} | {a.dataset} | {a.samples} | {a.top1:.2%} | {top5} | {a.delta_top1:+.2f} pt |")
+    lines += ["", "Tolerances:"] + [f"- {k}: {t.describe()}" for k, t in report.tolerances.items()]
+    return "\n".join(lines) + "\n"

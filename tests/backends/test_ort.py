@@ -1,0 +1,92 @@
+"""The ONNX Runtime runner on the CPU provider, for real; refusals for the providers this machine lacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+
+from sbdeploy.backends.ort import OrtRunner, OrtTensorrtOptions
+from sbdeploy.errors import BackendUnavailableError, ConfigError, InputError, OnnxModelError
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_cpu_matches_torch(sb_model: nn.Module, sb_onnx: Path, batch: int) -> None:
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    with OrtRunner(sb_onnx, threads=1) as runner:
+        out = runner.infer({"input": x})
+    with torch.no_grad():
+        expected = sb_model(torch.from_numpy(x)).numpy()
+    assert list(out) == ["logits"] and out["logits"].shape == (batch, 10)
+    np.testing.assert_allclose(out["logits"], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_specs_come_from_the_session(sb_onnx: Path) -> None:
+    with OrtRunner(sb_onnx) as runner:
+        assert [s.describe() for s in runner.input_specs()] == ["input: ?x3x32x32 float32"]
+        assert [s.describe() for s in runner.output_specs()] == ["logits: ?x10 float32"]
+        assert runner.name == "ort-cpu"
+        with pytest.raises(InputError, match="dtype float16"):
+            runner.infer({"input": np.zeros((1, 3, 32, 32), np.float16)})
+        with pytest.raises(InputError, match="shape 1x3x28x28"):
+            runner.infer({"input": np.zeros((1, 3, 28, 28), np.float32)})
+
+
+@pytest.mark.parametrize("content", [b"", b"not an onnx model at all", b"\x08\x07\x12\x03abc\xff\xff"])
+def test_corrupt_file_is_an_onnx_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(content)
+    with pytest.raises(OnnxModelError, match="corrupt or not an ONNX model"):
+        with OrtRunner(path):
+            pass
+
+
+def test_truncated_model_is_an_onnx_error(sb_onnx: Path, tmp_path: Path) -> None:
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(sb_onnx.read_bytes()[: sb_onnx.stat().st_size // 2])
+    with pytest.raises(OnnxModelError):
+        with OrtRunner(path):
+            pass
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(OnnxModelError, match="does not exist"):
+        with OrtRunner(tmp_path / "nope.onnx"):
+            pass
+
+
+@pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
+def test_missing_provider_is_refused(sb_onnx: Path, provider: str) -> None:
+    from sbdeploy.backends.ort import PROVIDERS
+
+    if PROVIDERS[provider] in onnxruntime.get_available_providers():
+        pytest.skip(f"{PROVIDERS[provider]} is available here")
+    with pytest.raises(BackendUnavailableError, match=f"no {PROVIDERS[provider]}.*ort-cpu"):
+        with OrtRunner(sb_onnx, provider=provider):
+            pass
+
+
+def test_option_checks() -> None:
+    with pytest.raises(ConfigError, match="unknown ONNX Runtime provider"):
+        OrtRunner("m.onnx", provider="openvino")
+    with pytest.raises(ConfigError, match="threads"):
+        OrtRunner("m.onnx", threads=0)
+    with pytest.raises(ConfigError, match="0..5"):
+        OrtTensorrtOptions(opt_level=7).provider_options()
+
+
+def test_tensorrt_provider_options(tmp_path: Path) -> None:
+    options = OrtTensorrtOptions(fp16=True, engine_cache_dir=tmp_path / "e", timing_cache_dir=tmp_path / "t", workspace_mib=512)
+    assert options.provider_options() == {
+        "trt_fp16_enable": "True",
+        "trt_builder_optimization_level": "3",
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(tmp_path / "e"),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(tmp_path / "t"),
+        "trt_max_workspace_size": str(512 << 20),
+    }

@@ -1,0 +1,150 @@
+"""TensorRT for real, on a machine with an NVIDIA GPU, TensorRT 10.x/11.x and pycuda.
+
+Skipped elsewhere with the reason. Covers: fp32 (no TF32) and fp16 engine builds of an
+SB network exported by ``sbdeploy.export``, parity of each engine against PyTorch, a
+dynamic batch at the profile's min/opt/max and a refusal outside it, the timing cache
+saved and reused, the sidecar read back, and the refusal of an engine whose sidecar
+names another TensorRT version.
+
+Tolerances: fp32 without TF32, |engine - torch| <= 1e-3 + 1e-3 * |torch|; fp16 (weights
+and activations in fp16, fp32 I/O) <= 5e-2 + 5e-2 * |torch|, and the same top-1 class
+on at least 95% of the inputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sbdeploy.backends.tensorrt import _compat
+from sbdeploy.checkpoint import CheckpointConfig, save_checkpoint
+from sbdeploy.errors import EngineMismatchError, InputError
+
+pytestmark = pytest.mark.gpu
+
+MIN, OPT, MAX = 1, 4, 16
+
+
+def _missing_gpu_stack() -> str | None:
+    if not _compat.tensorrt_available():
+        return "TensorRT is not installed (pip install sbdeploy[gpu] on a GPU machine)"
+    if importlib.util.find_spec("pycuda") is None:
+        return "pycuda is not installed (pip install sbdeploy[gpu])"
+    if not _compat.pycuda_ready():
+        return "pycuda finds no CUDA device or driver"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _gpu_stack() -> None:
+    reason = _missing_gpu_stack()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def sb_export(sb_model: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SB network through the real export pipeline (checkpoint folder -> sbdeploy.export)."""
+    from sbdeploy.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("gpu")
+    config = CheckpointConfig(
+        arch="cifar_resnet20_sb",
+        options={"num_classes": 10},
+        input_size=(32, 32),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        class_names=tuple(str(i) for i in range(10)),
+    )
+    save_checkpoint(folder / "ckpt", sb_model, config)
+    return export_onnx(folder / "ckpt", folder / "sb.onnx").path
+
+
+@pytest.fixture(scope="module")
+def engines(sb_export: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
+
+    out = tmp_path_factory.mktemp("engines")
+    cache = out / "timing.cache"
+    built = {}
+    for precision, tf32 in (("fp32", False), ("fp16", True)):
+        options = BuildOptions(precision=precision, min_batch=MIN, opt_batch=OPT, max_batch=MAX, tf32=tf32, timing_cache=cache)
+        result = build_engine(sb_export, out / f"sb_{precision}.engine", options)
+        built[precision] = result.engine_path
+    assert cache.is_file() and cache.stat().st_size > 0
+    return built
+
+
+def _reference(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_engine_sidecar(engines: dict[str, Path], sb_export: Path, precision: str) -> None:
+    import tensorrt as trt
+
+    from sbdeploy.backends.tensorrt.sidecar import read_sidecar
+    from sbdeploy.checkpoint import sha256_file
+
+    engine = engines[precision]
+    sidecar = read_sidecar(engine)
+    assert sidecar is not None
+    assert sidecar.built_on.tensorrt_version == trt.__version__
+    assert sidecar.requested_precision == precision
+    assert sidecar.onnx_sha256 == sha256_file(sb_export) and sidecar.engine_sha256 == sha256_file(engine)
+    assert sidecar.profiles[0]["input"] == {"min": [MIN, 3, 32, 32], "opt": [OPT, 3, 32, 32], "max": [MAX, 3, 32, 32]}
+    assert sum(sidecar.actual_precisions.values()) > 0
+    expected = "fp16" if precision == "fp16" else "fp32"
+    assert sidecar.actual_precisions.get(expected, 0) > 0, sidecar.actual_precisions
+    if precision == "fp32":
+        assert "fp16" not in sidecar.actual_precisions
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_parity_with_pytorch_at_min_opt_max(engines: dict[str, Path], sb_model: nn.Module, precision: str) -> None:
+    from sbdeploy.backends.tensorrt.runner import TrtRunner
+
+    tol = 1e-3 if precision == "fp32" else 5e-2
+    rng = np.random.default_rng(0)
+    with TrtRunner(engines[precision]) as runner:
+        assert runner.profile["input"] == ((MIN, 3, 32, 32), (MAX, 3, 32, 32))
+        for batch in (MIN, OPT, MAX, 3):
+            x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+            out = runner.infer({"input": x})["logits"]
+            ref = _reference(sb_model, x)
+            assert out.shape == (batch, 10) and out.dtype == np.float32
+            np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+            assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.95
+        with pytest.raises(InputError, match="outside the engine's profile"):
+            runner.infer({"input": np.zeros((MAX + 1, 3, 32, 32), np.float32)})
+        with pytest.raises(InputError, match="shape"):
+            runner.infer({"input": np.zeros((1, 3, 28, 28), np.float32)})
+
+
+def test_engine_for_another_tensorrt_is_refused(engines: dict[str, Path], tmp_path: Path) -> None:
+    from sbdeploy.backends.tensorrt.runner import TrtRunner
+    from sbdeploy.backends.tensorrt.sidecar import sidecar_path
+
+    engine = tmp_path / "copy.engine"
+    engine.write_bytes(engines["fp32"].read_bytes())
+    data = json.loads(sidecar_path(engines["fp32"]).read_text())
+    data["built_on"]["tensorrt_version"] = "9.0.0.1"
+    sidecar_path(engine).write_text(json.dumps(data))
+    with pytest.raises(EngineMismatchError, match="TensorRT 9.0.0.1.*Rebuild it here"):
+        with TrtRunner(engine):
+            pass
+
+
+def test_plan_bytes_are_plain(engines: dict[str, Path]) -> None:
+    """The engine file deserializes as is (what trtexec --loadEngine and Triton do)."""
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    assert runtime.deserialize_cuda_engine(engines["fp16"].read_bytes()) is not None

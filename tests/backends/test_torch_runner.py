@@ -1,0 +1,68 @@
+"""The PyTorch runner: same numbers as calling the module, specs from a checkpoint, clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sbdeploy.backends.torch_runner import TorchRunner
+from sbdeploy.checkpoint import CheckpointConfig, save_checkpoint
+from sbdeploy.errors import BackendUnavailableError, ConfigError, InputError
+
+
+def test_matches_the_module(sb_model: nn.Module) -> None:
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    with TorchRunner(sb_model) as runner:
+        out = runner.infer({"input": x})
+    with torch.no_grad():
+        expected = sb_model(torch.from_numpy(x)).numpy()
+    assert list(out) == ["logits"]
+    np.testing.assert_array_equal(out["logits"], expected)
+
+
+def test_checkpoint_folder_gives_specs(sb_model: nn.Module, tmp_path: Path) -> None:
+    config = CheckpointConfig(
+        arch="cifar_resnet20_sb",
+        options={"num_classes": 10},
+        input_size=(32, 32),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        class_names=tuple(str(i) for i in range(10)),
+    )
+    folder = save_checkpoint(tmp_path / "ckpt", sb_model, config)
+    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with TorchRunner(folder) as runner:
+        assert [s.shape for s in runner.input_specs()] == [(None, 3, 32, 32)]
+        out = runner.infer({"input": x})["logits"]
+        with pytest.raises(InputError, match="shape 2x3x30x30"):
+            runner.infer({"input": x[:, :, :30, :30]})
+    with torch.no_grad():
+        np.testing.assert_allclose(out, sb_model(torch.from_numpy(x)).numpy(), rtol=0, atol=1e-6)
+
+
+def test_refuses_bad_feeds(sb_model: nn.Module) -> None:
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    runner = TorchRunner(sb_model, input_shape=(None, 3, 32, 32))
+    with pytest.raises(RuntimeError, match="with"):
+        runner.infer({"input": x})
+    with runner:
+        with pytest.raises(InputError, match="dtype float64"):
+            runner.infer({"input": x.astype(np.float64)})
+        with pytest.raises(InputError, match="missing \\['input'\\]"):
+            runner.infer({"images": x})
+        with pytest.raises(InputError, match="shape 1x3x32"):
+            runner.infer({"input": x[..., 0]})
+
+
+def test_device_checks() -> None:
+    with pytest.raises(ConfigError, match="device"):
+        TorchRunner(nn.Identity(), device="tpu")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the refusal is for machines without it")
+    with pytest.raises(BackendUnavailableError, match="no CUDA device"):
+        with TorchRunner(nn.Identity(), device="cuda"):
+            pass

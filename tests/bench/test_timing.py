@@ -1,0 +1,36 @@
+"""The interleaved timing loop (correctness of counting and ordering, not speed)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sbdeploy.bench.timing import LatencyStats, TimingPlan, measure_interleaved
+
+
+def test_rounds_warmup_and_order() -> None:
+    calls: list[str] = []
+    fns = {name: (lambda n=name: calls.append(n)) for name in "abc"}
+    stats = measure_interleaved(fns, TimingPlan(warmup_iters=2, iters=4))
+    assert calls[:6] == ["a", "a", "b", "b", "c", "c"]  # warm-up
+    timed = calls[6:]
+    assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]  # rotated rounds
+    assert all(s.runs == 4 for s in stats.values())
+
+
+def test_duration_plan_and_device_time() -> None:
+    stats = measure_interleaved({"sleep": lambda: time.sleep(0.002) or 1.5}, TimingPlan(warmup_iters=0, iters=None, duration_s=0.05, min_iters=3))
+    s = stats["sleep"]
+    assert s.runs >= 3 and s.min_ms >= 2.0 and s.compute_median_ms == 1.5
+    assert s.throughput(8) == pytest.approx(8 / (s.median_ms / 1e3))
+
+
+def test_stats_from_samples() -> None:
+    s = LatencyStats.from_samples([0.001, 0.002, 0.003, 0.004])
+    assert (s.median_ms, s.min_ms, s.mean_ms) == pytest.approx((2.5, 1.0, 2.5))
+
+
+def test_plan_needs_a_length() -> None:
+    with pytest.raises(ValueError):
+        TimingPlan(iters=None, duration_s=None)

@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny SB checkpoint on the built-in digits data and its ONNX export."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m sbdeploy ARGS`` from the repository root, capturing text output."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "sbdeploy", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cifar_resnet20_sb for 1-channel 32x32 digits with random (seeded) weights and BN statistics."""
+    from sbdeploy import create_model
+    from sbdeploy.checkpoint import CheckpointConfig, save_checkpoint
+    from sbdeploy.data.digits import CLASS_NAMES
+
+    torch.manual_seed(0)
+    model = create_model("cifar_resnet20_sb", num_classes=10, in_chans=1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    config = CheckpointConfig(
+        arch="cifar_resnet20_sb",
+        options={"num_classes": 10, "in_chans": 1, "sampling": "chessboard"},
+        input_size=(32, 32),
+        mean=(0.305,),
+        std=(0.323,),
+        class_names=CLASS_NAMES,
+        dataset="digits",
+    )
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_sb", model.eval(), config)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint exported with the default (grouped) lowering, dynamic batch."""
+    from sbdeploy.export import export_onnx
+
+    return export_onnx(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny_sb.onnx").path

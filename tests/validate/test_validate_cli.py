@@ -1,0 +1,71 @@
+"""``sbdeploy validate`` for real on ONNX Runtime CPU: passes on a correct export, fails loudly otherwise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from tests.conftest import run_cli
+
+
+def test_correct_export_passes_and_writes_reports(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+    result = run_cli("validate", str(tiny_checkpoint), "--onnx", str(tiny_onnx), "--limit", "48", "--report", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASSED" in result.stdout
+    report = json.loads((tmp_path / "r" / "validate.json").read_text())
+    assert report["passed"] is True
+    cases = {c["case"] for c in report["checks"]}
+    assert cases == {"random b1", "random b2", "random b8", "digits test"}
+    assert all(c["stats"]["max_abs"] < 1e-4 for c in report["checks"])
+    assert {a["backend"] for a in report["accuracy"]} == {"torch", "ort-cpu fp32"}
+    assert "| ort-cpu | fp32 | digits test |" in (tmp_path / "r" / "validate.md").read_text()
+
+
+def test_corrupted_weight_fails_with_exit_1(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(tiny_onnx))
+    weights = max((i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT), key=lambda t: np.prod(t.dims))
+    array = numpy_helper.to_array(weights).copy()
+    array.flat[: array.size // 10] *= -1.0  # flip the sign of a tenth of the largest weight tensor
+    weights.CopyFrom(numpy_helper.from_array(array, weights.name))
+    corrupted = tmp_path / "corrupted.onnx"
+    onnx.save(model, str(corrupted))
+    result = run_cli("validate", str(tiny_checkpoint), "--onnx", str(corrupted), "--limit", "32", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] is False
+    assert all(not c["passed"] and "beyond atol" in c["reason"] for c in report["checks"])
+
+
+def test_too_tight_tolerance_fails(tiny_checkpoint: Path, tiny_onnx: Path) -> None:
+    result = run_cli("validate", str(tiny_checkpoint), "--onnx", str(tiny_onnx), "--limit", "8", "--atol", "0", "--rtol", "0")
+    assert result.returncode == 1
+    assert "FAILED" in result.stdout and "beyond atol=0" in result.stdout
+
+
+def test_fp16_artifact_uses_fp16_tolerance(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+    from sbdeploy.passes import to_fp16
+
+    fp16 = tmp_path / "fp16.onnx"
+    onnx.save(to_fp16(onnx.load(str(tiny_onnx))), str(fp16))
+    result = run_cli("validate", str(tiny_checkpoint), "--onnx", str(fp16), "--limit", "32", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert {c["precision"] for c in report["checks"]} == {"fp16"}
+    assert max(c["stats"]["max_abs"] for c in report["checks"]) > 1e-5  # really ran in half precision
+
+
+def test_bad_inputs_give_one_line_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"this is not onnx")
+    for args, needle in [
+        (("validate", str(tmp_path / "missing")), "does not exist"),
+        (("validate", str(tiny_checkpoint), "--onnx", str(garbage)), "not a readable ONNX"),
+        (("validate", str(tiny_checkpoint), "--backends", "foo"), "--backends"),
+    ]:
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert needle in result.stderr and "Traceback" not in result.stderr
