@@ -3,7 +3,8 @@
 ``cifar_resnet20_sb`` (the smallest SB network) runs always; the larger registered
 networks of the other families (``cifar_resnet164_sb``, ``resnet18_sb``, ``resnet50_sb``,
 ``cifar_pyramidnet110_a48_sb``) are exported and checked by onnxruntime at an odd size
-under the ``slow`` marker. Every family and sampling set is covered at block level by
+under the ``slow`` marker, at 1e-4 relative to their logits' scale (random weights give
+logits up to ~240). Every family and sampling set is covered at block level by
 ``test_export_parity.py``.
 """
 
@@ -122,7 +123,10 @@ def test_registered_networks_parity(name: str, size: tuple[int, int], tmp_path: 
         x = rng.standard_normal((batch, 3, *size)).astype(np.float32)
         with torch.no_grad():
             expected = source.model(torch.from_numpy(x)).numpy()
-        assert float(np.abs(session.run(None, {"input": x})[0] - expected).max()) <= TOL
+        # random-init deep nets reach logits of ~1e2 (resnet50_sb: ~240), where float32's
+        # rounding alone exceeds 1e-4 absolute; the error is compared at the logits' scale
+        scale = max(1.0, float(np.abs(expected).max()))
+        assert float(np.abs(session.run(None, {"input": x})[0] - expected).max()) <= TOL * scale
     sbs = [m for m in source.model.modules() if isinstance(m, SpatialBottleneck)]
     grouped = [n for n in onnx.load(result.path).graph.node if n.op_type == "ConvTranspose" and _group(n) == 2]
     assert len(grouped) == len(sbs)
