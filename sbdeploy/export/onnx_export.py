@@ -80,6 +80,8 @@ def _zoo_source(name: str, options: dict[str, Any]) -> _Source:
         torch.manual_seed(0)
         model = create_model(name, **options).eval()
     in_chans = int(options.get("in_chans", 3))
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     mean, std = _ZOO_NORMALIZATION[info.family]
     if in_chans != 3:
         mean, std = (0.5,) * in_chans, (0.5,) * in_chans
@@ -178,6 +180,8 @@ def export_module(
             verify=False,
             report=False,
         )
+    if program is None:  # only when exporting to a file path with dynamo=False
+        raise OnnxModelError("torch.onnx.export returned no program")
     proto = program.model_proto
     if batch == "dynamic":
         for value in (*proto.graph.input, *proto.graph.output):
@@ -215,7 +219,7 @@ def export_onnx(
 
     src = resolve_source(source, options=options)
     config = src.config
-    size = tuple(input_size) if input_size is not None else tuple(config.input_size)
+    size = (int(input_size[0]), int(input_size[1])) if input_size is not None else config.input_size
     notes = []
     if src.kind == "zoo":
         notes.append(f"{config.arch} has random weights (a zoo name, not a checkpoint): fine for speed, not for accuracy")

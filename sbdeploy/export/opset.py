@@ -10,6 +10,9 @@ converts exactly those, and refuses anything else with a clear error:
   (with a ``split`` input it is already ``Split`` 13);
 * ``ReduceMean`` / ``ReduceMax`` / ``ReduceMin`` / ``ReduceProd`` 18 with constant ``axes``
   input take ``axes`` as an attribute again;
+* ``Reshape`` 14 loses ``allowzero``: exact, since the shapes sbdeploy writes hold no
+  literal 0 (a computed batch is 0 only for an empty batch);
+* ``Shape`` 15 with ``start``/``end`` becomes ``Shape`` 13 followed by a constant ``Slice``;
 * ops whose later versions only widened their type lists (``Relu``, ``Add``, ...) are kept.
 
 The result is validated by ``onnx.checker`` against the target opset's schemas.
@@ -24,7 +27,7 @@ from onnx import helper, numpy_helper
 from sbdeploy.errors import ConfigError
 
 _TYPE_ONLY_CHANGES = frozenset(
-    {"Add", "Sub", "Mul", "Div", "Relu", "Identity", "Reshape", "BatchNormalization", "Sum", "Max", "Min", "Clip"}
+    {"Add", "Sub", "Mul", "Div", "Relu", "Identity", "BatchNormalization", "Sum", "Max", "Min", "Clip"}
 )
 _AXES_TO_ATTRIBUTE = frozenset({"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"})
 
@@ -48,7 +51,8 @@ def downgrade_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     shapes: dict[str, list[int | None]] | None = None
     new_initializers = []
-    for node in model.graph.node:
+    inserted: dict[int, onnx.NodeProto] = {}  # node index -> node to insert after it
+    for index, node in enumerate(model.graph.node):
         if node.domain not in ("", "ai.onnx"):
             continue
         since = onnx.defs.get_schema(node.op_type, 18, "").since_version
@@ -74,6 +78,25 @@ def downgrade_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
             new_initializers.append(numpy_helper.from_array(sizes, name))
             node.attribute.remove(attrs["num_outputs"])
             node.input.append(name)
+        elif node.op_type == "Reshape":
+            if "allowzero" in attrs:
+                shape = constants.get(node.input[1])
+                if shape is not None and helper.get_attribute_value(attrs["allowzero"]) and (shape == 0).any():
+                    raise ConfigError(f"Reshape {node.name} has a literal 0 in its shape (allowzero); use opset 18")
+                node.attribute.remove(attrs["allowzero"])
+        elif node.op_type == "Shape":
+            start = helper.get_attribute_value(attrs["start"]) if "start" in attrs else 0
+            end = helper.get_attribute_value(attrs["end"]) if "end" in attrs else None
+            for name in ("start", "end"):
+                if name in attrs:
+                    node.attribute.remove(attrs[name])
+            if start != 0 or end is not None:
+                full, out = f"{node.output[0]}_full", node.output[0]
+                node.output[0] = full
+                params = [np.array([start], np.int64), np.array([end if end is not None else 2**62], np.int64), np.array([0], np.int64)]
+                names = [f"{node.name}_{p}" for p in ("starts", "ends", "axes")]
+                new_initializers.extend(numpy_helper.from_array(a, n) for a, n in zip(params, names))
+                inserted[index] = helper.make_node("Slice", [full, *names], [out], name=f"{node.name}_slice")
         elif node.op_type in _AXES_TO_ATTRIBUTE:
             if "noop_with_empty_axes" in attrs:
                 if helper.get_attribute_value(attrs["noop_with_empty_axes"]):
@@ -87,6 +110,14 @@ def downgrade_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
                 node.attribute.append(helper.make_attribute("axes", axes))
         elif node.op_type not in _TYPE_ONLY_CHANGES:
             raise ConfigError(f"{node.op_type} changed after opset {target} and sbdeploy cannot convert it; use opset 18")
+    if inserted:
+        nodes = []
+        for index, node in enumerate(model.graph.node):
+            nodes.append(node)
+            if index in inserted:
+                nodes.append(inserted[index])
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
     model.graph.initializer.extend(new_initializers)
     used = {name for node in model.graph.node for name in node.input}
     kept = [i for i in model.graph.initializer if i.name in used]  # e.g. Reduce axes now attributes

@@ -137,8 +137,8 @@ def _apply_tiled(mid: nn.Module, z: Tensor, groups: int) -> Tensor:
     """Run an eval-mode channel-wise ``mid`` on ``groups`` stacked copies of its channels."""
     for m in mid if isinstance(mid, nn.Sequential) else (mid,):
         if isinstance(m, nn.BatchNorm2d):
-            if m.training:
-                raise ConfigError("the grouped SB lowering is for inference: call model.eval() first")
+            if m.training or m.running_mean is None or m.running_var is None:
+                raise ConfigError("the grouped SB lowering is for inference: call model.eval() first (BN needs running stats)")
             weight = None if m.weight is None else m.weight.repeat(groups)
             bias = None if m.bias is None else m.bias.repeat(groups)
             z = F.batch_norm(

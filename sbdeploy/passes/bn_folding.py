@@ -52,7 +52,7 @@ def _bn_to_affine(model_ir) -> tuple[int, list[str]]:  # noqa: ANN001  (onnx_ir.
 def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
     """Fold BN into the producing Conv/ConvTranspose/Gemm where exact; the rest becomes Mul + Add."""
     import onnx_ir as ir
-    from onnx_ir.passes.common import RemoveUnusedNodesPass, ShapeInferencePass
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
     from onnxscript.rewriter import rewrite
     from onnxscript.rewriter.rules.common import (
         fuse_batchnorm_into_conv_rule,
@@ -60,7 +60,8 @@ def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
         fuse_batchnorm_into_gemm_rule,
     )
 
-    model_ir = ir.serde.deserialize_model(model)
+    # the affine rewrite needs each BN input's rank: lenient onnx shape inference first
+    model_ir = ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model, strict_mode=False))
     model_ir = rewrite(
         model_ir,
         pattern_rewrite_rules=[
@@ -69,7 +70,6 @@ def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:
             fuse_batchnorm_into_gemm_rule,
         ],
     )
-    ShapeInferencePass()(model_ir)  # the affine rewrite needs each BN input's rank
     _bn_to_affine(model_ir)
     RemoveUnusedNodesPass()(model_ir)
     return ir.serde.serialize_model(model_ir)

@@ -3,7 +3,8 @@
 Uses onnxruntime's float16 converter (``onnxruntime.transformers.float16``, the
 maintained copy of onnxconverter-common's) with ``keep_io_types=True``: Cast nodes at
 the graph boundary, so callers still feed and read float32. Op types listed in
-``keep_fp32_ops`` stay in float32 (Casts around them).
+``keep_fp32_ops`` stay in float32 (Casts around them). The converter appends its input Casts after the nodes that read
+them, so the graph is topologically sorted again (onnx-ir's ``TopologicalSortPass``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ def to_fp16(model: onnx.ModelProto, *, keep_fp32_ops: Sequence[str] = DEFAULT_FP
     """
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    import onnx_ir as ir
+    from onnx_ir.passes.common import TopologicalSortPass
+
     converted = convert_float_to_float16(
         onnx.ModelProto.FromString(model.SerializeToString()),
         keep_io_types=True,
         op_block_list=list(keep_fp32_ops),
         disable_shape_infer=False,
     )
-    return converted
+    model_ir = ir.serde.deserialize_model(converted)
+    TopologicalSortPass()(model_ir)  # the converter appends the input Casts at the end
+    return ir.serde.serialize_model(model_ir)

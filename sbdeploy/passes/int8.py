@@ -4,7 +4,8 @@ Uses onnxruntime's static quantization (``quantize_static``, QDQ format, MinMax
 calibration). The choices are the ones TensorRT's explicit-quantization mode accepts,
 so one file runs on TensorRT 10/11 and on onnxruntime: signed int8 for activations
 and weights, symmetric (zero point 0, which TensorRT's Q/DQ require), per-channel
-weight scales, and Q/DQ pairs only around the compute ops (Conv, ConvTranspose, Gemm,
+weight scales, biases left in float (TensorRT's DequantizeLinear takes int8, not the
+int32 of a quantized bias), and Q/DQ pairs only around the compute ops (Conv, ConvTranspose, Gemm,
 MatMul) so every other op runs in float.
 """
 
@@ -83,6 +84,6 @@ def quantize_int8(
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
             op_types_to_quantize=list(op_types),
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
         )
         return onnx.load(target)

@@ -56,6 +56,10 @@ UNSUPPORTED_OPS = frozenset(
     """.split()
 )
 
+_DQ_INPUT_TYPES = frozenset(
+    {onnx.TensorProto.INT8, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.INT4, onnx.TensorProto.UINT8}
+)
+
 # Inputs that must be initializers (input index -> what), per op type.
 _CONSTANT_INPUTS: dict[str, dict[int, str]] = {
     "Conv": {1: "weights W"},
@@ -165,6 +169,10 @@ def check_trt_compat(model: onnx.ModelProto | str | Path) -> TrtCheckReport:
             zero = onnx.numpy_helper.to_array(initializers[node.input[2]])
             if zero.any():
                 issues.append(TrtIssue("error", name, op, "non-zero zero point: TensorRT's Q/DQ must be symmetric"))
+        if op == "DequantizeLinear" and node.input[0] in initializers:
+            if initializers[node.input[0]].data_type not in _DQ_INPUT_TYPES:
+                kind = onnx.TensorProto.DataType.Name(initializers[node.input[0]].data_type)
+                issues.append(TrtIssue("error", name, op, f"DequantizeLinear of {kind}: TensorRT takes INT8, FP8 or INT4"))
         if op == "Pad" and attrs.get("mode", b"constant") not in (b"constant", "constant", b"reflect", "reflect", b"edge", "edge"):
             issues.append(TrtIssue("warning", name, op, f"Pad mode {attrs['mode']!r} may be unsupported"))
     return TrtCheckReport(source=SUPPORT_LIST_SOURCE, opset=opset, nodes=len(graph.node), issues=tuple(issues))

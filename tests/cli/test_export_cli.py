@@ -1,0 +1,41 @@
+"""``sbdeploy export`` and ``sbdeploy check`` run as a user runs them (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sbdeploy.export import export_onnx
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def sbdeploy(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sbdeploy", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_export_then_check_and_byte_identical_across_processes(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(out), "--input-size", "33x35", "--batch", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["metadata"]["input_shape"] == [2, 3, 33, 35] and report["trt_check"]["ok"]
+    assert [p["name"] for p in report["passes"]] == ["fold_constants", "eliminate", "fold_bn", "shape_inference"]
+    in_process = export_onnx("cifar_resnet20_sb", tmp_path / "again.onnx", input_size=(33, 35), batch=2)
+    assert in_process.path.read_bytes() == out.read_bytes()
+    checked = sbdeploy("check", str(out))
+    assert checked.returncode == 0 and "0 error(s)" in checked.stdout
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage")
+    done = sbdeploy("check", str(bad))
+    assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr
+    done = sbdeploy("export", "no_such_model", "-o", str(tmp_path / "x.onnx"))
+    assert done.returncode == 2 and "neither a checkpoint folder nor a zoo name" in done.stderr
+    done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), "--input-size", "3x")
+    assert done.returncode == 2 and "--input-size" in done.stderr
+    assert not (tmp_path / "x.onnx").exists()

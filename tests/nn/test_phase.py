@@ -1,0 +1,87 @@
+"""Deploy forms of whole networks (phase-layout runs + per-SB lowerings) against the reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sbdeploy.errors import ConfigError
+from sbdeploy.models import create_model
+from sbdeploy.nn.blocks import SBBottleneck, SBPreActBottleneck
+from sbdeploy.nn.phase import LoweredSB, PhaseRun, deploy_form
+from sbdeploy.nn.sb import SAMPLINGS, SpatialBottleneck, reference_mode
+
+
+def _randomize(model: nn.Module) -> nn.Module:
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+    return model.double().eval()
+
+
+def _check(model: nn.Module, size: tuple[int, int], target: str) -> nn.Module:
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad(), reference_mode(model):
+        ref = model(x)
+    deployed = deploy_form(model, target)
+    with torch.no_grad():
+        out = deployed(x)
+    assert (out - ref).abs().max().item() < 1e-10 * max(1.0, ref.abs().max().item())
+    return deployed
+
+
+@pytest.mark.parametrize("sampling", sorted(SAMPLINGS))
+@pytest.mark.parametrize("target", ["ort-cpu", "trt"])  # ort-cuda lowers like trt
+def test_cifar_resnet20_sb_every_sampling(sampling: str, target: str) -> None:
+    torch.manual_seed(0)
+    model = _randomize(create_model("cifar_resnet20_sb", sampling=sampling))
+    deployed = _check(model, (16, 16), target)
+    runs = [m for m in deployed.modules() if isinstance(m, PhaseRun)]
+    assert len(runs) == (3 if target == "ort-cpu" else 0)  # one run per stage (after its first block)
+    assert not any(isinstance(m, SpatialBottleneck) and not isinstance(p, LoweredSB)
+                   for p in deployed.modules() for m in p.children())
+
+
+@pytest.mark.parametrize("size", [(13, 11), (10, 6)])
+def test_cifar_odd_and_uneven_sizes(size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    _check(_randomize(create_model("cifar_resnet20_sb")), size, "ort-cpu")
+
+
+def test_resnet18_sb_post_activation_with_odd_last_stage() -> None:
+    torch.manual_seed(0)
+    deployed = _check(_randomize(create_model("resnet18_sb", num_classes=10)), (40, 40), "ort-cpu")  # stages 10, 5, 3, 2
+    assert sum(isinstance(m, PhaseRun) for m in deployed.modules()) == 1  # layer1 holds the only 2-block run
+
+
+def test_bottleneck_blocks_use_per_sb_lowering() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 1), nn.Sequential(SBPreActBottleneck(16, 4), SBPreActBottleneck(16, 4, stride=2)))
+    deployed = _check(_randomize(model), (9, 12), "ort-cpu")
+    assert sum(isinstance(m, LoweredSB) for m in deployed.modules()) == 2
+    assert not any(isinstance(m, PhaseRun) for m in deployed.modules())
+
+
+def test_deploy_form_leaves_the_model_alone_and_refuses_unknown_targets() -> None:
+    model = create_model("cifar_resnet20_sb").eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    deploy_form(model, "ort-cpu")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(isinstance(m, (PhaseRun, LoweredSB)) for m in model.modules())
+    with pytest.raises(ConfigError, match="unknown target"):
+        deploy_form(model, "tpu")
+
+
+@pytest.mark.parametrize("target", ["ort-cpu", "trt"])
+def test_bn_after_a_linear_sb_is_folded_into_it(target: str) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 1), nn.Sequential(SBBottleneck(16, 4, stride=2), SBBottleneck(16, 4)))
+    deployed = _check(_randomize(model), (11, 12), target)
+    lowered = [m for m in deployed.modules() if isinstance(m, LoweredSB)]
+    assert len(lowered) == 2 and all(m.post is not None for m in lowered)
+    assert all(isinstance(b.bn2, nn.Identity) for b in deployed.modules() if isinstance(b, SBBottleneck))

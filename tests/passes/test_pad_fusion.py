@@ -1,0 +1,79 @@
+"""Pad -> Conv folding, and the ort-cpu deploy form run by onnxruntime against torch."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from sbdeploy.models import create_model
+from sbdeploy.nn.phase import deploy_form
+from sbdeploy.passes.pad_fusion import fuse_pads
+
+
+def _pad_conv_model(pad_value: float, pads: list[int]) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Pad", ["x", "pads", "value"], ["p"], mode="constant"),
+        helper.make_node("Conv", ["p", "w"], ["y"], kernel_shape=[2, 2], pads=[0, 1, 0, 0]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(pads, np.int64), "pads"),
+        numpy_helper.from_array(np.array(pad_value, np.float32), "value"),
+        numpy_helper.from_array(rng.standard_normal((4, 3, 2, 2)).astype(np.float32), "w"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # test our pass, not ORT's
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_zero_pad_folds_into_conv_pads() -> None:
+    model = _pad_conv_model(0.0, [0, 0, 1, 0, 0, 0, 0, 2])
+    fused, removed = fuse_pads(model)
+    assert removed == 1 and [n.op_type for n in fused.graph.node] == ["Conv"]
+    conv = fused.graph.node[0]
+    assert list(next(a for a in conv.attribute if a.name == "pads").ints) == [1, 1, 0, 2]
+    x = np.random.default_rng(1).standard_normal((1, 3, 5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(_run(fused, x), _run(model, x))
+
+
+@pytest.mark.parametrize("value, pads", [(1.0, [0, 0, 1, 0, 0, 0, 0, 2]), (0.0, [0, 1, 1, 0, 0, 0, 0, 0]),
+                                         (0.0, [0, 0, -1, 0, 0, 0, 0, 0])])
+def test_other_pads_stay(value: float, pads: list[int]) -> None:
+    _, removed = fuse_pads(_pad_conv_model(value, pads))  # non-zero value, channel pad, crop
+    assert removed == 0
+
+
+def test_ort_cpu_deploy_form_runs_in_onnxruntime_without_pads(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("cifar_resnet20_sb").eval()
+    deployed = deploy_form(model, "ort-cpu")
+    x = torch.randn(2, 3, 16, 16)
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(deployed, (x,), buf, input_names=["x"], opset_version=17, dynamo=False)
+        expected = model(x).numpy()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # constant-fold the pads
+    so.optimized_model_filepath = str(tmp_path / "basic.onnx")
+    raw = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+    fused, removed = fuse_pads(onnx.load(str(tmp_path / "basic.onnx")))
+    assert removed > 0
+    assert Counter(n.op_type for n in fused.graph.node)["Pad"] == 0
+    onnx.checker.check_model(fused)
+    out = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    np.testing.assert_allclose(out, expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(raw.run(None, {"x": x.numpy()})[0], expected, atol=1e-4, rtol=1e-4)
