@@ -7,12 +7,13 @@ pycuda unless they are installed.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import platform
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
+
+from sbdeploy.environment import package_version
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,6 @@ class DoctorReport:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def _version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _nvidia_smi() -> tuple[str | None, str | None, str | None]:
@@ -106,7 +100,7 @@ def diagnose() -> DoctorReport:
             trt_version = require_tensorrt()
         except BackendUnavailableError as error:  # installed but unusable (libraries missing, unsupported version)
             trt_problem = str(error)
-    pycuda_version = _version("pycuda") if importlib.util.find_spec("pycuda") is not None else None
+    pycuda_version = package_version("pycuda") if importlib.util.find_spec("pycuda") is not None else None
 
     gpu_name, capability, driver = _nvidia_smi()
     if gpu_name is None and torch_gpu is not None:
@@ -150,7 +144,7 @@ def diagnose() -> DoctorReport:
         platform=platform.platform(),
         torch=torch_version,
         torch_cuda=torch_cuda,
-        onnx=_version("onnx"),
+        onnx=package_version("onnx"),
         onnxruntime=ort_version,
         ort_providers=providers,
         tensorrt=trt_version,

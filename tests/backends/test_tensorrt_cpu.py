@@ -19,7 +19,6 @@ from sbdeploy.backends.tensorrt.builder import (
     compute_profiles,
     format_parser_errors,
     has_qdq,
-    load_onnx,
     onnx_input_shapes,
     precisions_from_layer_info,
     prepare_model,
@@ -35,6 +34,7 @@ from sbdeploy.backends.tensorrt.sidecar import (
     write_sidecar,
 )
 from sbdeploy.checkpoint import sha256_file
+from sbdeploy.export import load_onnx
 from sbdeploy.errors import BackendUnavailableError, ConfigError, EngineMismatchError, InputError, OnnxModelError
 
 no_tensorrt = pytest.mark.skipif(_compat.tensorrt_available(), reason="TensorRT is installed here")

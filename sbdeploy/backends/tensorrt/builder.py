@@ -25,8 +25,9 @@ import numpy as np
 
 from sbdeploy.backends.tensorrt import _compat
 from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, current_machine, sidecar_path, write_sidecar
-from sbdeploy.checkpoint import atomic_write_bytes, sha256_file
+from sbdeploy._io import atomic_write_bytes, sha256_file
 from sbdeploy.errors import ConfigError, EngineBuildError, OnnxModelError
+from sbdeploy.export.metadata import load_onnx
 
 if TYPE_CHECKING:
     import onnx
@@ -104,21 +105,6 @@ class BuildResult:
     sidecar_path: Path
     sidecar: EngineSidecar
     warnings: tuple[str, ...] = field(default_factory=tuple)
-
-
-def load_onnx(path: Path) -> onnx.ModelProto:
-    """Read an ONNX file; OnnxModelError when it is missing or not ONNX."""
-    import onnx
-
-    if not path.is_file():
-        raise OnnxModelError(f"{path} does not exist; export one with `sbdeploy export`")
-    try:
-        model = onnx.load(str(path))
-    except Exception as error:  # onnx raises DecodeError, ValueError... for bad bytes
-        raise OnnxModelError(f"{path} is not a readable ONNX model ({type(error).__name__}); re-export it") from None
-    if not model.graph.node:
-        raise OnnxModelError(f"{path} holds no graph nodes; it is not an exported model: re-export it")
-    return model
 
 
 def onnx_input_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
