@@ -38,7 +38,7 @@ from sbdeploy.errors import CheckpointError, ConfigError, OnnxModelError, Unknow
 from sbdeploy.export.metadata import write_metadata
 from sbdeploy.export.opset import downgrade_opset
 from sbdeploy.models import create_model, model_info
-from sbdeploy.nn.phase import TARGETS, deploy_form
+from sbdeploy.nn.phase import TARGETS, deploy_form, target_lowering
 from sbdeploy.nn.sb import SpatialBottleneck, lowering_mode
 from sbdeploy.passes import DEFAULT_PASSES, TARGET_PASSES, PassReport, op_counts, run_passes
 from sbdeploy.passes.trt_check import TrtCheckReport, check_trt_compat
@@ -143,12 +143,6 @@ def _quiet_exporter() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
-
-
-def target_lowering(target: str) -> str:
-    """The name of the SB lowering a deploy target uses, as recorded in the metadata."""
-    lowering, phase_runs = TARGETS[target]
-    return f"{lowering}+phase-runs" if phase_runs else lowering
 
 
 def _check_options(opset: int, batch: str | int, input_size: tuple[int, int], lowering: str, target: str | None = None) -> None:
