@@ -77,3 +77,15 @@ def test_ort_cpu_deploy_form_runs_in_onnxruntime_without_pads(tmp_path: Path) ->
     out = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     np.testing.assert_allclose(out, expected, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(raw.run(None, {"x": x.numpy()})[0], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_fuse_pads_is_a_named_pass_with_a_report() -> None:
+    from sbdeploy.passes import DEFAULT_PASSES, PASSES, run_pass
+
+    model = _pad_conv_model(0.0, [0, 0, 1, 0, 0, 0, 0, 2])
+    fused, report = run_pass(model, "fuse_pads")
+    assert "fuse_pads" in PASSES and "fuse_pads" not in DEFAULT_PASSES  # the canonical export does not run it
+    assert report.ops_before == {"Pad": 1, "Conv": 1} and report.ops_after == {"Conv": 1}
+    assert len(model.graph.node) == 2  # the input is not modified
+    x = np.random.default_rng(1).standard_normal((1, 3, 5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(_run(fused, x), _run(model, x))
