@@ -7,6 +7,8 @@ Passes take and return an ``onnx.ModelProto`` (never modified in place):
   ``shape_inference`` (:mod:`.shape_inference`) — the structural passes, by name;
 * ``fuse_pads`` (:mod:`.pad_fusion`: zero Pad -> Conv folded into the Conv's pads) — run
   by export after the structural passes for a deploy target, usable alone by name;
+* ``affine_to_conv`` (:mod:`.affine_conv`: the Mul + Add left of an unfoldable BN as a
+  depthwise 1x1 Conv, which ONNX Runtime's blocked-layout kernels fuse) — likewise;
 * :func:`to_fp16` and :func:`quantize_int8` — precision passes with their own options;
 * :mod:`.trt_check` — not a pass: TensorRT-parser compatibility of a graph.
 """
@@ -19,6 +21,7 @@ import onnx
 
 from sbdeploy.errors import ConfigError
 from sbdeploy.passes._base import PassReport, op_counts
+from sbdeploy.passes.affine_conv import affine_to_conv
 from sbdeploy.passes.bn_folding import fold_batchnorm
 from sbdeploy.passes.cleanup import eliminate
 from sbdeploy.passes.constant_folding import fold_constants
@@ -33,13 +36,14 @@ PASSES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
     "fold_bn": fold_batchnorm,
     "shape_inference": infer_shapes,
     "fuse_pads": fold_pads,
+    "affine_to_conv": affine_to_conv,
 }
 """Every named pass, each usable alone (:func:`run_pass`)."""
 
 DEFAULT_PASSES: tuple[str, ...] = ("fold_constants", "eliminate", "fold_bn", "shape_inference")
 """The structural passes, in the order export runs them (the canonical export runs only these)."""
 
-TARGET_PASSES: tuple[str, ...] = ("fuse_pads",)
+TARGET_PASSES: tuple[str, ...] = ("fuse_pads", "affine_to_conv")
 """Passes export runs after :data:`DEFAULT_PASSES` for a deploy target (:mod:`sbdeploy.nn.phase`)."""
 
 
@@ -67,6 +71,7 @@ __all__ = [
     "PASSES",
     "PassReport",
     "TARGET_PASSES",
+    "affine_to_conv",
     "eliminate",
     "fold_batchnorm",
     "fold_pads",

@@ -46,7 +46,7 @@ def test_export_target_of_the_shipped_checkpoint_validates_against_pytorch(tmp_p
     done = sbdeploy("export", str(REPO / "models" / "digits_resnet20_sb"), "-o", str(out), "--target", "ort-cpu", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["metadata"]["target"] == "ort-cpu" and report["passes"][-1]["name"] == "fuse_pads"
+    assert report["metadata"]["target"] == "ort-cpu" and "fuse_pads" in [p["name"] for p in report["passes"]]
     assert report["ops"].get("ConvTranspose", 0) == 0 and report["ops"].get("Pad", 0) == 0
     checked = sbdeploy("validate", str(REPO / "models" / "digits_resnet20_sb"), "--onnx", str(out), "--limit", "32")
     assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -18,6 +18,7 @@ from sbdeploy.export import export_module
 from sbdeploy.models import create_model
 from sbdeploy.nn.phase import TARGETS, target_lowering
 from sbdeploy.nn.sb import SAMPLINGS
+from sbdeploy.passes import TARGET_PASSES
 from tests.export.families import FAMILIES, randomize_bn
 
 BATCHES = (1, 3)
@@ -37,7 +38,7 @@ def _max_error(model: nn.Module, size: tuple[int, int], target: str, in_chans: i
         got = session.run(None, {"input": x.numpy()})[0]
         assert got.shape == expected.shape
         error, scale = max(error, float(np.abs(got - expected).max())), max(scale, float(np.abs(expected).max()))
-    assert reports[-1].name == "fuse_pads"
+    assert tuple(r.name for r in reports[-len(TARGET_PASSES):]) == TARGET_PASSES
     return error, scale, reports[-1].ops_after
 
 
@@ -47,7 +48,7 @@ def test_cifar_resnet20_sb_target_forms_match_torch(sampling: str, target: str) 
     model = randomize_bn(create_model("cifar_resnet20_sb", sampling=sampling))
     error, scale, ops = _max_error(model, (32, 32), target)
     assert error <= 1e-4 * scale, f"{sampling} {target}: max |diff| {error:.3g} at logits scale {scale:.3g}"
-    assert ops.get("Pad", 0) == 0
+    assert ops.get("Pad", 0) == 0 and ops.get("Mul", 0) == 0  # Pads folded, pre-activation BNs as depthwise Convs
     if target == "ort-cpu":  # no ConvTranspose; 3 stages, each with one interleave per phase run and per strided SB
         assert ops.get("ConvTranspose", 0) == 0 and 0 < ops.get("DepthToSpace", 0) <= 5
     else:
@@ -81,5 +82,5 @@ def test_target_metadata_and_the_canonical_default(tmp_path) -> None:  # noqa: A
     assert "fuse_pads" not in canonical.metadata["passes"] and canonical.ops.get("ConvTranspose", 0) == 9
     meta = read_metadata(load_onnx(deployed.path))
     assert meta["target"] == "ort-cpu" and meta["lowering"] == target_lowering("ort-cpu") == "subpixel+phase-runs"
-    assert meta["passes"][-1] == "fuse_pads" and deployed.ops.get("ConvTranspose", 0) == 0
+    assert tuple(meta["passes"][-len(TARGET_PASSES):]) == TARGET_PASSES and deployed.ops.get("ConvTranspose", 0) == 0
     assert set(TARGETS) == {"ort-cpu", "ort-cuda", "trt"}

@@ -89,3 +89,25 @@ def test_fuse_pads_is_a_named_pass_with_a_report() -> None:
     assert len(model.graph.node) == 2  # the input is not modified
     x = np.random.default_rng(1).standard_normal((1, 3, 5, 6)).astype(np.float32)
     np.testing.assert_array_equal(_run(fused, x), _run(model, x))
+
+
+def test_affine_to_conv_is_exact_and_leaves_other_muls() -> None:
+    from sbdeploy.passes import run_pass
+
+    rng = np.random.default_rng(2)
+    nodes = [
+        helper.make_node("Mul", ["x", "s"], ["m"]),
+        helper.make_node("Add", ["t", "m"], ["a"]),
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Mul", ["r", "k"], ["y"]),  # a scalar factor: not a channel affine map, stays
+    ]
+    inits = [numpy_helper.from_array(rng.standard_normal((3, 1, 1)).astype(np.float32), n) for n in ("s", "t")]
+    inits.append(numpy_helper.from_array(np.array(2.0, np.float32), "k"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    out, report = run_pass(model, "affine_to_conv")
+    assert report.ops_before == {"Mul": 2, "Add": 1, "Relu": 1} and report.ops_after == {"Conv": 1, "Relu": 1, "Mul": 1}
+    onnx.checker.check_model(out, full_check=True)
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    np.testing.assert_allclose(_run(out, x), _run(model, x), rtol=1e-6, atol=1e-6)
