@@ -178,8 +178,8 @@ def _make_artifact(
 
     if on_progress:
         on_progress(f"exporting {plan.filename}", 0, 0)
-    form = {"target": plan.target} if plan.target else {"lowering": plan.lowering}
-    proto, _ = export_module(model.module, in_chans=model.in_chans, input_size=model.input_size, **form)
+    lowering = "grouped" if plan.target else plan.lowering  # a target's form has its own lowering
+    proto, _ = export_module(model.module, in_chans=model.in_chans, input_size=model.input_size, lowering=lowering, target=plan.target)
     if plan.precision == "fp16":
         from sbdeploy.passes import to_fp16
 
