@@ -41,7 +41,8 @@ class PipelineOptions:
         limit: use at most this many real images in validation.
         baseline: the baseline to bench against (checkpoint folder or zoo name); default:
             the registry's baseline of the source's architecture, random weights.
-        lowering: SB lowering of the ONNX runs on ONNX Runtime CPU.
+        lowering: bench the canonical ONNX form with this SB lowering (default: each
+            backend's exact deploy form, :data:`sbdeploy.bench.run.DEFAULT_TARGET`).
     """
 
     fp16: bool = False

@@ -1,32 +1,34 @@
 """Measured speedup of SB networks over their baselines, next to the MAC ratio.
 
-For each (baseline, SB) pair and batch size: export both to ONNX (the SB network through
-its deploy form for ``--target``, :func:`sbdeploy.nn.phase.deploy_form`), run them on
-ONNX Runtime CPU with ``--threads`` intra-op threads, *interleaved* (base, SB, SB, base,
-...) so that load from other processes hits both alike, and report medians (and minima)
-of many runs. Also PyTorch eager (baseline vs the SB training form and vs the deploy
-form) and, where CUDA is present, PyTorch CUDA fp32/fp16. Prints a table of latency,
-realized speedup, MAC ratio and speedup efficiency (= speedup / MAC ratio), writes JSON,
-and with ``--profile`` adds onnxruntime's per-op-type time for both graphs.
+For each (baseline, SB) pair and batch size: export both to ONNX with the product's
+exporter (:func:`sbdeploy.export.export_module`, the SB network in its deploy form for
+``--target``, as ``sbdeploy export --target`` writes it), run them on ONNX Runtime CPU
+(:class:`sbdeploy.backends.ort.OrtRunner`) with ``--threads`` intra-op threads, timed
+*interleaved* by the product's one timing method
+(:func:`sbdeploy.bench.timing.measure_interleaved`: the order rotates every round, so
+load from other processes hits both alike), and report medians and minima. Also PyTorch
+eager (baseline vs the SB training form and vs the deploy form) and, where CUDA is
+present, PyTorch CUDA fp32/fp16. Prints a table of latency, realized speedup, MAC ratio
+and efficiency, writes JSON, and with ``--profile`` adds onnxruntime's per-op-type time
+for both graphs.
+
+Definitions (the same as ``sbdeploy bench``, :mod:`sbdeploy.bench.report`):
+speedup = baseline median / SB median; MAC ratio = SB MACs / baseline MACs
+(:func:`sbdeploy.flops.count_macs`); ideal speedup = 1 / MAC ratio; efficiency =
+speedup x MAC ratio = speedup / ideal speedup.
 
     python scripts/bench_speedup.py --out bench.json
     python scripts/bench_speedup.py --pairs cifar_resnet56 --batches 1 --reps 200 --profile
-
-The export step is pluggable (``--exporter torchscript|sbdeploy``): ``sbdeploy`` uses
-``sbdeploy.export.export_module`` when that package is present.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import io
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,10 +39,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sbdeploy.backends.ort import OrtRunner  # noqa: E402
+from sbdeploy.bench.timing import LatencyStats, TimingPlan, measure_interleaved  # noqa: E402
+from sbdeploy.export import export_module  # noqa: E402
 from sbdeploy.flops import count_macs  # noqa: E402
 from sbdeploy.models import create_model, model_info  # noqa: E402
-from sbdeploy.nn.phase import deploy_form  # noqa: E402
-from sbdeploy.passes.pad_fusion import fuse_pads  # noqa: E402
+from sbdeploy.nn.phase import TARGETS, deploy_form  # noqa: E402
 
 PAIRS = {
     "cifar_resnet56": ((1, 32), (32, 32)),
@@ -59,73 +63,29 @@ def _randomize_bn(model: torch.nn.Module) -> None:
             m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
 
 
-def export_torchscript(model: torch.nn.Module, example: torch.Tensor) -> onnx.ModelProto:
-    """TorchScript exporter, static shapes, opset 17."""
-    buf = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(model, (example,), buf, input_names=["input"], output_names=["logits"],
-                          opset_version=17, dynamo=False)
-    return onnx.load_from_string(buf.getvalue())
-
-
-def export_sbdeploy(model: torch.nn.Module, example: torch.Tensor) -> onnx.ModelProto:
-    """The project's exporter (``sbdeploy.export``), static batch."""
-    from sbdeploy.export import export_module  # type: ignore[attr-defined]
-
-    proto, _ = export_module(model, in_chans=example.shape[1], input_size=tuple(example.shape[2:]),
-                             batch=example.shape[0], lowering="separate", passes=())
+def export(model: torch.nn.Module, batch: int, size: tuple[int, int], target: str) -> onnx.ModelProto:
+    """``sbdeploy export --target``: deploy form, structural passes, Pad folding; static batch."""
+    proto, _ = export_module(model, in_chans=3, input_size=size, batch=batch, target=target)
     return proto
 
 
-EXPORTERS: dict[str, Callable[[torch.nn.Module, torch.Tensor], onnx.ModelProto]] = {
-    "torchscript": export_torchscript,
-    "sbdeploy": export_sbdeploy,
-}
-
-
-def prepare_onnx(proto: onnx.ModelProto, workdir: Path, name: str) -> bytes:
-    """Constant-fold with ORT's basic (hardware-independent) level, then fold Pads into Convs."""
-    src, folded = workdir / f"{name}.onnx", workdir / f"{name}.basic.onnx"
-    src.write_bytes(proto.SerializeToString())
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    so.optimized_model_filepath = str(folded)
-    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
-    fused, _ = fuse_pads(onnx.load(str(folded)))
-    return fused.SerializeToString()
-
-
-def ort_session(model_bytes: bytes, threads: int, profile_prefix: str | None = None) -> ort.InferenceSession:
+def ort_session(path: Path, threads: int, profile_prefix: str) -> ort.InferenceSession:
+    """A profiling session with the settings of :class:`OrtRunner` (intra-op threads, full optimization)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if profile_prefix:
-        so.enable_profiling = True
-        so.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+    so.enable_profiling = True
+    so.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def interleaved(fns: dict[str, Callable[[], object]], reps: int, budget_s: float) -> dict[str, list[float]]:
-    """Run every fn ``reps`` times, alternating the order each round; seconds per run."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    keys = list(fns)
-    start = time.perf_counter()
-    for rep in range(reps):
-        for key in keys if rep % 2 == 0 else reversed(keys):
-            t0 = time.perf_counter()
-            fns[key]()
-            times[key].append(time.perf_counter() - t0)
-        if time.perf_counter() - start > budget_s and rep >= 4:
-            break
-    return times
+def plan(args: argparse.Namespace, reps: int | None = None) -> TimingPlan:
+    """At most ``reps`` interleaved rounds and at most ``--budget`` seconds (at least 5 rounds)."""
+    return TimingPlan(warmup_iters=2, iters=reps or args.reps, duration_s=args.budget, min_iters=5)
 
 
-def op_profile(model_bytes: bytes, feed: dict[str, np.ndarray], threads: int, runs: int, workdir: Path) -> dict[str, dict[str, float]]:
+def op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int, workdir: Path) -> dict[str, dict[str, float]]:
     """onnxruntime profiler: ms per run and count per run of each op type."""
-    sess = ort_session(model_bytes, threads, str(workdir / "profile"))
+    sess = ort_session(path, threads, str(workdir / "profile"))
     for _ in range(runs):
         sess.run(None, feed)
     events = json.loads(Path(sess.end_profiling()).read_text())
@@ -138,8 +98,11 @@ def op_profile(model_bytes: bytes, feed: dict[str, np.ndarray], threads: int, ru
     return {op: {"ms_per_run": us / runs / 1e3, "nodes": count[op] // runs} for op, us in total.most_common()}
 
 
-def summarize(times: list[float]) -> dict[str, float]:
-    return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3, "runs": len(times)}
+def _row(pair: str, batch: int, backend: str, mac_ratio: float, base: LatencyStats, sb: LatencyStats, **extra: object) -> dict:
+    speedup = base.median_ms / sb.median_ms
+    return {"pair": pair, "batch": batch, "backend": backend, "mac_ratio": mac_ratio, "ideal_speedup": 1 / mac_ratio,
+            "speedup": speedup, "speedup_min": base.min_ms / sb.min_ms, "efficiency": speedup * mac_ratio,
+            "base": base.to_dict(), "sb": sb.to_dict(), **extra}
 
 
 def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Path) -> list[dict]:
@@ -151,53 +114,56 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     for m in (base, sb):
         _randomize_bn(m)
     deployed = deploy_form(sb, args.target)
-    mac_ratio = count_macs(base, size) / count_macs(sb, size)
+    mac_ratio = count_macs(sb, size) / count_macs(base, size)  # SB / baseline, as in sbdeploy bench
     x = torch.randn(batch, 3, *size)
     with torch.no_grad():
         err = (deployed(x) - sb(x)).abs().max().item()
     rows = []
-    export = EXPORTERS[args.exporter]
-    base_bytes = prepare_onnx(export(base, x), workdir, "base")
-    sb_bytes = prepare_onnx(export(deployed, x), workdir, "sb")
+    paths = {"base": workdir / "base.onnx", "sb": workdir / "sb.onnx"}
+    for key, model in (("base", base), ("sb", sb)):
+        paths[key].write_bytes(export(model, batch, size, args.target).SerializeToString())
     feed = {"input": x.numpy()}
-    sessions = {"base": ort_session(base_bytes, args.threads), "sb": ort_session(sb_bytes, args.threads)}
-    with torch.no_grad():
-        ort_err = float(np.abs(sessions["sb"].run(None, feed)[0] - sb(x).numpy()).max())
-    times = interleaved({k: (lambda s=s: s.run(None, feed)) for k, s in sessions.items()}, args.reps, args.budget)
-    row = {"pair": base_name, "batch": batch, "backend": f"ort-cpu-{args.threads}t", "mac_ratio": mac_ratio,
-           "base": summarize(times["base"]), "sb": summarize(times["sb"]),
-           "max_abs_err_ort_vs_torch": ort_err, "max_abs_err_deploy_vs_train_form": err}
+    with OrtRunner(paths["base"], threads=args.threads) as base_run, OrtRunner(paths["sb"], threads=args.threads) as sb_run:
+        with torch.no_grad():
+            ort_err = float(np.abs(sb_run.session.run(None, feed)[0] - sb(x).numpy()).max())
+        stats = measure_interleaved({"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args))
+    row = _row(base_name, batch, f"ort-cpu-{args.threads}t", mac_ratio, stats["base"], stats["sb"],
+               max_abs_err_ort_vs_torch=ort_err, max_abs_err_deploy_vs_train_form=err)
     rows.append(row)
     if args.profile:
         runs = max(3, min(20, args.reps // 10))
-        row["profile"] = {k: op_profile(b, feed, args.threads, runs, workdir) for k, b in (("base", base_bytes), ("sb", sb_bytes))}
+        row["profile"] = {k: op_profile(paths[k], feed, args.threads, runs, workdir) for k in ("base", "sb")}
     if args.torch:
         torch.set_num_threads(args.threads)
-        with torch.no_grad():
-            fns = {"base": lambda: base(x), "sb_train_form": lambda: sb(x), "sb_deploy_form": lambda: deployed(x)}
-            t = interleaved(fns, max(5, args.reps // 4), args.budget)
+
+        def eager(m: torch.nn.Module) -> Callable[[], None]:
+            def call() -> None:
+                with torch.no_grad():
+                    m(x)
+            return call
+
+        t = measure_interleaved({"base": eager(base), "sb_train_form": eager(sb), "sb_deploy_form": eager(deployed)},
+                                plan(args, max(5, args.reps // 4)))
         for form in ("sb_train_form", "sb_deploy_form"):
-            rows.append({"pair": base_name, "batch": batch, "backend": f"torch-eager-cpu-{args.threads}t ({form})",
-                         "mac_ratio": mac_ratio, "base": summarize(t["base"]), "sb": summarize(t[form])})
+            rows.append(_row(base_name, batch, f"torch-eager-cpu-{args.threads}t ({form})", mac_ratio, t["base"], t[form]))
     if torch.cuda.is_available():
         rows.extend(_bench_cuda(base, sb, x, base_name, batch, mac_ratio, args))
     return rows
 
 
-def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:
+def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:  # noqa: ANN001
     rows = []
     gpu_form = deploy_form(sb, "ort-cuda")
     for dtype in (torch.float32, torch.float16):
         b, s, xx = base.cuda().to(dtype), gpu_form.cuda().to(dtype), x.cuda().to(dtype)
 
-        def run(m):
-            m(xx)
+        def run(m: torch.nn.Module) -> None:
+            with torch.no_grad():
+                m(xx)
             torch.cuda.synchronize()
 
-        with torch.no_grad():
-            t = interleaved({"base": lambda: run(b), "sb": lambda: run(s)}, args.reps, args.budget)
-        rows.append({"pair": base_name, "batch": batch, "backend": f"torch-cuda-{str(dtype).split('.')[-1]}",
-                     "mac_ratio": mac_ratio, "base": summarize(t["base"]), "sb": summarize(t["sb"])})
+        t = measure_interleaved({"base": lambda: run(b), "sb": lambda: run(s)}, plan(args))
+        rows.append(_row(base_name, batch, f"torch-cuda-{str(dtype).split('.')[-1]}", mac_ratio, t["base"], t["sb"]))
     return rows
 
 
@@ -208,15 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=100, help="interleaved rounds (at most; see --budget)")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of timing per (pair, batch, backend)")
-    parser.add_argument("--target", default="ort-cpu", choices=["ort-cpu", "ort-cuda", "trt"])
+    parser.add_argument("--target", default="ort-cpu", choices=list(TARGETS), help="deploy form (sbdeploy export --target)")
     parser.add_argument("--sampling", default="chessboard")
-    parser.add_argument("--exporter", default="torchscript", choices=list(EXPORTERS))
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip PyTorch eager timings")
     parser.add_argument("--profile", action="store_true", help="add onnxruntime per-op-type profiles")
     parser.add_argument("--out", type=Path, default=Path("bench_speedup.json"))
     args = parser.parse_args(argv)
 
     rows: list[dict] = []
+    load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for pair in args.pairs:
             for batch in args.batches or PAIRS.get(pair, ((1,),))[0]:
@@ -224,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                 _print_rows(rows[-1:] if not args.torch else [r for r in rows if r["pair"] == pair and r["batch"] == batch])
     report = {"command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
               "onnxruntime": ort.__version__, "torch": torch.__version__, "cpu_count": os.cpu_count(),
-              "loadavg_at_end": os.getloadavg(), "target": args.target, "rows": rows}
+              "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(), "target": args.target,
+              "definitions": "speedup = base median / SB median; mac_ratio = SB MACs / base MACs; "
+                             "ideal_speedup = 1 / mac_ratio; efficiency = speedup x mac_ratio",
+              "rows": rows}
     tmp_out = args.out.with_suffix(args.out.suffix + ".tmp")
     tmp_out.write_text(json.dumps(report, indent=1))
     tmp_out.replace(args.out)
@@ -239,12 +208,11 @@ def main(argv: list[str] | None = None) -> int:
 def _print_rows(rows: list[dict], header: bool = True) -> None:
     if header:
         print(f"{'pair':16s} {'batch':>5s} {'backend':40s} {'base ms':>9s} {'sb ms':>9s} {'speedup':>8s} "
-              f"{'MAC ratio':>9s} {'effic.':>7s} {'speedup(min)':>12s}")
+              f"{'MAC ratio':>9s} {'ideal':>6s} {'effic.':>7s} {'speedup(min)':>12s}")
     for r in rows:
-        speed = r["base"]["median_ms"] / r["sb"]["median_ms"]
-        speed_min = r["base"]["min_ms"] / r["sb"]["min_ms"]
         print(f"{r['pair']:16s} {r['batch']:5d} {r['backend']:40s} {r['base']['median_ms']:9.2f} {r['sb']['median_ms']:9.2f} "
-              f"{speed:8.2f} {r['mac_ratio']:9.2f} {speed / r['mac_ratio']:7.2f} {speed_min:12.2f}", flush=True)
+              f"{r['speedup']:8.2f} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
+              f"{r['speedup_min']:12.2f}", flush=True)
 
 
 def _print_profile(row: dict) -> None:

@@ -2,7 +2,9 @@
 
 Each model is resolved (zoo name or checkpoint folder), its baseline added when it is
 an SB network, and every backend gets the artifact it runs (the module for ``torch``,
-an ONNX export for ``ort-*``, an engine for ``trt``). For each backend and batch size
+an ONNX export for ``ort-*``, an engine for ``trt``). The ONNX is the exact deploy form
+for the engine that runs it (:data:`DEFAULT_TARGET`: ``export --target``); a forced
+``lowering`` times the canonical interchange form with that SB lowering instead. For each backend and batch size
 all models are timed together, interleaved (:func:`~sbdeploy.bench.timing.measure_interleaved`),
 so SB and baseline see the same machine.
 """
@@ -27,9 +29,11 @@ from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
+from sbdeploy.nn.phase import target_lowering
 
 BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt")
-DEFAULT_LOWERING = {"ort-cpu": "grouped", "ort-cuda": "grouped", "ort-trt": "grouped", "trt": "grouped"}
+DEFAULT_TARGET = {"ort-cpu": "ort-cpu", "ort-cuda": "ort-cuda", "ort-trt": "trt", "trt": "trt"}
+"""The deploy target (:data:`sbdeploy.nn.phase.TARGETS`) of the ONNX each backend times by default."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,12 @@ class ArtifactPlan:
         kind: ``"onnx"`` or ``"engine"``.
         model: the model's label.
         filename: the file's name in the work folder (its identity: equal names are built once).
-        lowering: the SB lowering of the ONNX export.
+        lowering: the SB lowering of the ONNX export (a target's form name, e.g. ``subpixel+phase-runs``).
         precision: ``"fp32"`` or ``"fp16"`` (fp16 ONNX keeps fp32 inputs and outputs).
         profile: an engine's batch profile (min, opt, max), covering every batch size timed.
         source: an engine's ONNX filename.
         backends: the backends that run this file.
+        target: the deploy target of the export (None: the canonical form with ``lowering``).
     """
 
     kind: str
@@ -99,6 +104,7 @@ class ArtifactPlan:
     profile: tuple[int, int, int] | None = None
     source: str | None = None
     backends: tuple[str, ...] = ()
+    target: str | None = None
 
 
 def engine_profile(batches: Sequence[int]) -> tuple[int, int, int]:
@@ -117,8 +123,9 @@ def plan_artifacts(
 ) -> tuple[list[ArtifactPlan], dict[tuple[str, str], str]]:
     """Which ONNX files and engines a bench run needs, each made once.
 
-    One ONNX export per (model, lowering, precision), shared by the ``ort-*`` backends
-    and the engine build; one engine per model for ``trt``, whose profile covers every
+    One ONNX export per (model, form, precision), shared by the backends that run the
+    same form (by default each backend's deploy target, :data:`DEFAULT_TARGET`; with
+    ``lowering`` the canonical form) and the engine build; one engine per model for ``trt``, whose profile covers every
     batch size (:func:`engine_profile`), so it is built once and reused for all of them.
     With ``fp16``, ``ort-*`` run an fp16 ONNX and ``trt`` an fp16 engine (built from the
     fp32 ONNX by the builder's own fp16 pass); the torch backends stay fp32.
@@ -138,9 +145,11 @@ def plan_artifacts(
         for backend in backends:
             if backend.startswith("torch"):
                 continue
-            low = lowering or DEFAULT_LOWERING[backend]
+            target = None if lowering else DEFAULT_TARGET[backend]
+            low = lowering or target_lowering(DEFAULT_TARGET[backend])
             onnx_precision = "fp16" if fp16 and backend != "trt" else "fp32"
-            onnx_name = add(ArtifactPlan("onnx", model, f"{model}.{low}.{onnx_precision}.onnx", low, onnx_precision), backend)
+            onnx_plan = ArtifactPlan("onnx", model, f"{model}.{low}.{onnx_precision}.onnx", low, onnx_precision, target=target)
+            onnx_name = add(onnx_plan, backend)
             if backend == "trt":
                 precision = "fp16" if fp16 else "fp32"
                 engine = ArtifactPlan(
@@ -169,7 +178,8 @@ def _make_artifact(
 
     if on_progress:
         on_progress(f"exporting {plan.filename}", 0, 0)
-    proto, _ = export_module(model.module, in_chans=model.in_chans, input_size=model.input_size, lowering=plan.lowering)
+    lowering = "grouped" if plan.target else plan.lowering  # a target's form has its own lowering
+    proto, _ = export_module(model.module, in_chans=model.in_chans, input_size=model.input_size, lowering=lowering, target=plan.target)
     if plan.precision == "fp16":
         from sbdeploy.passes import to_fp16
 
@@ -200,7 +210,8 @@ def run_bench(
         plan: warm-up and measuring lengths.
         threads: intra-op threads for torch and ort-cpu (None: the library default).
         input_size: H, W for every model (default: each model's own).
-        lowering: SB lowering of the ONNX exports (default per backend).
+        lowering: force the canonical form with this SB lowering for every ONNX export
+            (default: each backend's deploy target, :data:`DEFAULT_TARGET`).
         add_baselines: also time the baseline of every SB model.
         fp16: fp16 ONNX for ``ort-*`` and fp16 engines for ``trt`` (torch stays fp32).
         cuda_graph: ``trt`` replays each enqueue as a CUDA graph (noted in the report when capture fails).
@@ -255,7 +266,7 @@ def run_bench(
     settings = {
         "models": [m.label for m in models], "backends": list(backends), "batches": list(batches),
         "warmup": plan.warmup_s if plan.warmup_s is not None else plan.warmup_iters, "iters": plan.iters,
-        "duration_s": plan.duration_s, "threads": threads, "lowering": lowering or "per backend default",
+        "duration_s": plan.duration_s, "threads": threads, "lowering": lowering or "deploy target per backend: " + ", ".join(f"{b} {DEFAULT_TARGET[b]}" for b in backends if b in DEFAULT_TARGET),
         "fp16": fp16, "cuda_graph": cuda_graph,
         "engines": {p.model: {"profile": list(p.profile or ()), "precision": p.precision} for p in plans if p.kind == "engine"},
         "notes": notes,

@@ -59,7 +59,7 @@ def bench(
     duration: Annotated[float | None, typer.Option(help="Measure for this many seconds instead of --iters.", min=0.01)] = None,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
     input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW for every model.")] = None,
-    lowering: Annotated[str | None, typer.Option(help="SB lowering of the ONNX exports (default per backend).")] = None,
+    lowering: Annotated[str | None, typer.Option(help="Force the canonical ONNX form with this SB lowering (grouped, separate); default: each backend's exact deploy form (export --target).")] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Do not add the baselines of SB models.")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="fp16 ONNX for ort-*, fp16 engines for trt (torch stays fp32).")] = False,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="trt: replay inference as a CUDA graph (needs cuda-python).")] = False,

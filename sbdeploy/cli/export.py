@@ -55,7 +55,11 @@ def export(
     opset: Annotated[int, typer.Option(help="Target ONNX opset (13 or newer).", min=13)] = 17,
     batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
     input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW; default: the checkpoint's.")] = None,
-    lowering: Annotated[str, typer.Option(help="SB lowering: grouped (one grouped pair per SB) or separate.")] = "grouped",
+    lowering: Annotated[str, typer.Option(help="SB lowering of the canonical form: grouped (one grouped pair per SB) or separate.")] = "grouped",
+    target: Annotated[
+        str | None,
+        typer.Option(help="Deploy form for an engine: ort-cpu, ort-cuda or trt (exact; default: the canonical form)."),
+    ] = None,
     passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: all structural passes.")] = None,
     sampling: Annotated[str | None, typer.Option(help="Sampling set, for a zoo name only.")] = None,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Fail when the TensorRT check finds errors.")] = True,
@@ -75,6 +79,7 @@ def export(
         lowering=lowering,
         passes=pass_names,
         options={"sampling": sampling} if sampling else None,
+        target=target,
     )
     if as_json:
         print_json(
@@ -91,7 +96,8 @@ def export(
     else:
         for warning in result.warnings:
             err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        table = Table(title=f"passes on {result.metadata['arch']} (lowering {result.metadata['lowering']})")
+        meta = result.metadata
+        table = Table(title=f"passes on {meta['arch']} (lowering {meta['lowering']}, target {meta['target']})")
         for column in ("pass", "nodes before", "nodes after", "changed ops (before -> after)"):
             table.add_column(column, justify="left" if column in ("pass", "changed ops (before -> after)") else "right")
         for r in result.pass_reports:

@@ -22,6 +22,9 @@ def pipeline(
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
     limit: Annotated[int | None, typer.Option(help="Validate on at most this many real images.", min=1)] = None,
     baseline: Annotated[str | None, typer.Option(help="Baseline to bench against (checkpoint or zoo name).")] = None,
+    lowering: Annotated[
+        str | None, typer.Option(help="Bench the canonical ONNX form with this SB lowering instead of each backend's deploy form.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench."""
@@ -29,7 +32,8 @@ def pipeline(
 
     folder = out or Path("runs") / Path(source).name
     options = PipelineOptions(
-        fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, warmup_iters=warmup, threads=threads, limit=limit, baseline=baseline
+        fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, warmup_iters=warmup, threads=threads, limit=limit, baseline=baseline,
+        lowering=lowering,
     )
     with console.status("pipeline") as status:
         result = run_pipeline(source, folder, options, on_step=lambda name: status.update(f"pipeline: {name}"))

@@ -3,16 +3,19 @@
 from sbdeploy.export.metadata import load_onnx, read_metadata
 from sbdeploy.export.onnx_export import (
     EXPORT_LOWERINGS,
+    EXPORT_TARGETS,
     INPUT_NAME,
     OUTPUT_NAME,
     ExportResult,
     export_module,
     export_onnx,
     resolve_source,
+    target_lowering,
 )
 
 __all__ = [
     "EXPORT_LOWERINGS",
+    "EXPORT_TARGETS",
     "INPUT_NAME",
     "OUTPUT_NAME",
     "ExportResult",
@@ -21,4 +24,5 @@ __all__ = [
     "load_onnx",
     "read_metadata",
     "resolve_source",
+    "target_lowering",
 ]

@@ -1,5 +1,11 @@
 """Export a checkpoint or zoo network to ONNX with a chosen SB lowering, then run the graph passes.
 
+With a deploy ``target`` (:data:`EXPORT_TARGETS`: ``ort-cpu``, ``ort-cuda``, ``trt``) the
+network is first replaced by its exact deploy form for that engine
+(:func:`sbdeploy.nn.phase.deploy_form`: no ConvTranspose on the CPU, phase-layout
+runs) and the Pad folding pass runs after the structural ones; without one the
+canonical interchange form (SB lowered as ``grouped`` or ``separate`` pairs) is written.
+
 The network is traced by ``torch.onnx.export(dynamo=True)`` (the maintained exporter:
 batch stays a symbolic dimension, no shape arithmetic is baked in) while every
 :class:`~sbdeploy.nn.SpatialBottleneck` runs the forward of the requested lowering
@@ -32,13 +38,17 @@ from sbdeploy.errors import CheckpointError, ConfigError, OnnxModelError, Unknow
 from sbdeploy.export.metadata import write_metadata
 from sbdeploy.export.opset import downgrade_opset
 from sbdeploy.models import create_model, model_info
+from sbdeploy.nn.phase import TARGETS, deploy_form, target_lowering
 from sbdeploy.nn.sb import SpatialBottleneck, lowering_mode
-from sbdeploy.passes import DEFAULT_PASSES, PassReport, op_counts, run_passes
+from sbdeploy.passes import DEFAULT_PASSES, TARGET_PASSES, PassReport, op_counts, run_passes
 from sbdeploy.passes.trt_check import TrtCheckReport, check_trt_compat
 
 EXPORT_LOWERINGS: tuple[str, ...] = ("grouped", "separate")
 """SB lowerings ``export`` offers: one grouped Conv/ConvTranspose pair per SB (default),
 or one stride-2 pair per subgroup. Both match the dense reference."""
+
+EXPORT_TARGETS: tuple[str, ...] = tuple(TARGETS)
+"""Deploy targets ``export`` offers (:data:`sbdeploy.nn.phase.TARGETS`); None: the canonical form."""
 
 MIN_OPSET = 13
 TORCH_MIN_OPSET = 18  # the dynamo exporter's own minimum
@@ -135,7 +145,7 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _check_options(opset: int, batch: str | int, input_size: tuple[int, int], lowering: str) -> None:
+def _check_options(opset: int, batch: str | int, input_size: tuple[int, int], lowering: str, target: str | None = None) -> None:
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise ConfigError(f"opset must be {MIN_OPSET}..{newest}, got {opset}")
@@ -145,6 +155,8 @@ def _check_options(opset: int, batch: str | int, input_size: tuple[int, int], lo
         raise ConfigError(f"input size must be two positive integers H, W, got {input_size}")
     if lowering not in EXPORT_LOWERINGS:
         raise ConfigError(f"unknown lowering {lowering!r}; choose one of {', '.join(EXPORT_LOWERINGS)}")
+    if target is not None and target not in EXPORT_TARGETS:
+        raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(EXPORT_TARGETS)}")
 
 
 def export_module(
@@ -156,15 +168,21 @@ def export_module(
     opset: int = 17,
     lowering: str = "grouped",
     passes: Sequence[str] = DEFAULT_PASSES,
+    target: str | None = None,
 ) -> tuple[onnx.ModelProto, list[PassReport]]:
     """Trace ``model`` (eval mode) to ONNX with the SB lowering, then run ``passes``.
 
+    With ``target`` the model is traced in its deploy form for that engine (``lowering``
+    does not apply) and :data:`~sbdeploy.passes.TARGET_PASSES` run after ``passes``.
     Input ``input`` ``[batch, in_chans, H, W]`` float32 (batch symbolic when ``"dynamic"``),
     output ``logits``. No metadata, nothing written.
     """
-    _check_options(opset, batch, input_size, lowering)
+    _check_options(opset, batch, input_size, lowering, target)
     if model.training:
         raise ConfigError("export needs the model in eval mode (model.eval())")
+    if target is not None:
+        model = deploy_form(model, target)
+        passes = (*passes, *(p for p in TARGET_PASSES if p not in passes))
     example = torch.zeros(2 if batch == "dynamic" else int(batch), in_chans, *input_size)
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1 << 16)},) if batch == "dynamic" else None
     with lowering_mode(model, lowering), _quiet_exporter(), torch.no_grad():
@@ -202,6 +220,7 @@ def export_onnx(
     lowering: str = "grouped",
     passes: Sequence[str] = DEFAULT_PASSES,
     options: dict[str, Any] | None = None,
+    target: str | None = None,
 ) -> ExportResult:
     """Export a checkpoint folder or a zoo name to ``out_path`` (ONNX).
 
@@ -211,9 +230,10 @@ def export_onnx(
         opset: target ONNX opset, 13 or newer.
         batch: ``"dynamic"`` or a fixed batch size.
         input_size: ``(H, W)``; default: the checkpoint's (the zoo default for a name).
-        lowering: SB lowering, one of :data:`EXPORT_LOWERINGS`.
+        lowering: SB lowering of the canonical form, one of :data:`EXPORT_LOWERINGS`.
         passes: structural passes to run, by name (:data:`sbdeploy.passes.PASSES`).
         options: builder options (``sampling``, ``num_classes``, ``in_chans``) for a zoo name.
+        target: deploy target (:data:`EXPORT_TARGETS`), or None for the canonical form.
     """
     from sbdeploy import __version__
 
@@ -224,8 +244,10 @@ def export_onnx(
     if src.kind == "zoo":
         notes.append(f"{config.arch} has random weights (a zoo name, not a checkpoint): fine for speed, not for accuracy")
     proto, reports = export_module(
-        src.model, in_chans=config.in_chans, input_size=size, batch=batch, opset=opset, lowering=lowering, passes=passes
+        src.model, in_chans=config.in_chans, input_size=size, batch=batch, opset=opset, lowering=lowering, passes=passes,
+        target=target,
     )
+    ran = [r.name for r in reports]
     has_sb = any(isinstance(m, SpatialBottleneck) for m in src.model.modules())
     metadata = {
         "version": __version__,
@@ -241,8 +263,9 @@ def export_onnx(
         "normalization": {"mean": list(config.mean), "std": list(config.std), "input_range": [0.0, 1.0]},
         "class_names": list(config.class_names),
         "weights_sha256": src.weights_sha256,
-        "lowering": lowering if has_sb else "none",
-        "passes": list(passes),
+        "lowering": ("none" if not has_sb else target_lowering(target) if target else lowering),
+        "target": target or "none",
+        "passes": ran,
         "opset": opset,
     }
     proto.producer_name, proto.producer_version = "sbdeploy", __version__

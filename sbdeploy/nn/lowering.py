@@ -210,9 +210,9 @@ def to_phases(x: Tensor) -> list[Tensor]:
     """
     channels = int(x.shape[1])
     phases = []
-    for p, q in PHASES:
-        pick = x.new_zeros(channels, 1, 2, 2)
-        pick[:, :, p, q] = 1.0
+    for p, q in PHASES:  # a constant kernel (no in-place writes: exporters trace those as scatters)
+        one_hot = [[1.0 if (i, j) == (p, q) else 0.0 for j in range(2)] for i in range(2)]
+        pick = x.new_tensor(one_hot).expand(channels, 1, 2, 2)
         phases.append(F.conv2d(x, pick, stride=2, groups=channels))
     return phases
 

@@ -46,6 +46,14 @@ TARGETS: dict[str, tuple[str, bool]] = {
 """Target engine -> (per-SB lowering, whether runs of blocks go to phase layout)."""
 
 
+def target_lowering(target: str) -> str:
+    """Name of the form ``target`` gets (``subpixel+phase-runs``, ``strided``): equal names, equal graphs."""
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    lowering, phase_runs = TARGETS[target]
+    return f"{lowering}+phase-runs" if phase_runs else lowering
+
+
 class LoweredSB(nn.Module):
     """An eval-mode SB that runs a named deploy lowering (shares the original parameters)."""
 

@@ -5,6 +5,10 @@ Passes take and return an ``onnx.ModelProto`` (never modified in place):
 * ``fold_constants`` (:mod:`.constant_folding`), ``eliminate`` (:mod:`.cleanup`: dead
   nodes, identities, redundant and chained Slices), ``fold_bn`` (:mod:`.bn_folding`),
   ``shape_inference`` (:mod:`.shape_inference`) — the structural passes, by name;
+* ``fuse_pads`` (:mod:`.pad_fusion`: zero Pad -> Conv folded into the Conv's pads) — run
+  by export after the structural passes for a deploy target, usable alone by name;
+* ``affine_to_conv`` (:mod:`.affine_conv`: the Mul + Add left of an unfoldable BN as a
+  depthwise 1x1 Conv, which ONNX Runtime's blocked-layout kernels fuse) — likewise;
 * :func:`to_fp16` and :func:`quantize_int8` — precision passes with their own options;
 * :mod:`.trt_check` — not a pass: TensorRT-parser compatibility of a graph.
 """
@@ -17,11 +21,13 @@ import onnx
 
 from sbdeploy.errors import ConfigError
 from sbdeploy.passes._base import PassReport, op_counts
+from sbdeploy.passes.affine_conv import affine_to_conv
 from sbdeploy.passes.bn_folding import fold_batchnorm
 from sbdeploy.passes.cleanup import eliminate
 from sbdeploy.passes.constant_folding import fold_constants
 from sbdeploy.passes.fp16 import DEFAULT_FP32_OPS, to_fp16
 from sbdeploy.passes.int8 import quantize_int8
+from sbdeploy.passes.pad_fusion import fold_pads
 from sbdeploy.passes.shape_inference import infer_shapes
 
 PASSES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
@@ -29,10 +35,16 @@ PASSES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
     "eliminate": eliminate,
     "fold_bn": fold_batchnorm,
     "shape_inference": infer_shapes,
+    "fuse_pads": fold_pads,
+    "affine_to_conv": affine_to_conv,
 }
-"""The structural passes by name, in the order export runs them."""
+"""Every named pass, each usable alone (:func:`run_pass`)."""
 
-DEFAULT_PASSES: tuple[str, ...] = tuple(PASSES)
+DEFAULT_PASSES: tuple[str, ...] = ("fold_constants", "eliminate", "fold_bn", "shape_inference")
+"""The structural passes, in the order export runs them (the canonical export runs only these)."""
+
+TARGET_PASSES: tuple[str, ...] = ("fuse_pads", "affine_to_conv")
+"""Passes export runs after :data:`DEFAULT_PASSES` for a deploy target (:mod:`sbdeploy.nn.phase`)."""
 
 
 def run_pass(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, PassReport]:
@@ -58,8 +70,11 @@ __all__ = [
     "DEFAULT_PASSES",
     "PASSES",
     "PassReport",
+    "TARGET_PASSES",
+    "affine_to_conv",
     "eliminate",
     "fold_batchnorm",
+    "fold_pads",
     "fold_constants",
     "infer_shapes",
     "op_counts",

@@ -81,3 +81,8 @@ def fuse_pads(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     for node in removed:
         graph.node.remove(node)
     return out, len(removed)
+
+
+def fold_pads(model: onnx.ModelProto) -> onnx.ModelProto:
+    """:func:`fuse_pads` as a named pass (``fuse_pads``): the rewritten copy only."""
+    return fuse_pads(model)[0]

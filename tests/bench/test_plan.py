@@ -24,13 +24,21 @@ def test_one_engine_per_model_covers_every_batch() -> None:
         assert uses[(e.model, "trt")] == e.filename
 
 
-def test_ort_backends_share_one_export_and_torch_needs_none() -> None:
-    plans, uses = plan_artifacts(MODELS, ["torch", "ort-cpu", "ort-cuda", "trt"], [1, 4])
-    assert len(plans) == 4  # per model: one ONNX (ort-cpu, ort-cuda and the engine build) and one engine
-    onnx_net = next(p for p in plans if p.kind == "onnx" and p.model == "net")
-    assert onnx_net.backends == ("ort-cpu", "ort-cuda", "trt")
-    assert uses[("net", "ort-cpu")] == uses[("net", "ort-cuda")] == onnx_net.filename
+def test_backends_running_the_same_deploy_form_share_one_export_and_torch_needs_none() -> None:
+    plans, uses = plan_artifacts(MODELS, ["torch", "ort-cpu", "ort-cuda", "ort-trt", "trt"], [1, 4])
+    assert len(plans) == 6  # per model: the ort-cpu form, the GPU form (ort-cuda, ort-trt, engine build), one engine
+    onnx_net = {p.target: p for p in plans if p.kind == "onnx" and p.model == "net"}
+    assert onnx_net["ort-cpu"].lowering == "subpixel+phase-runs" and onnx_net["ort-cpu"].backends == ("ort-cpu",)
+    assert onnx_net["ort-cuda"].lowering == "strided" and onnx_net["ort-cuda"].backends == ("ort-cuda", "ort-trt", "trt")
+    assert uses[("net", "ort-cuda")] == uses[("net", "ort-trt")] == onnx_net["ort-cuda"].filename != uses[("net", "ort-cpu")]
     assert not any(backend == "torch" for _, backend in uses)
+
+
+def test_a_forced_lowering_means_one_canonical_export_for_every_backend() -> None:
+    plans, uses = plan_artifacts(["net"], ["ort-cpu", "ort-cuda", "trt"], [1], lowering="grouped")
+    onnx_plans = [p for p in plans if p.kind == "onnx"]
+    assert len(onnx_plans) == 1 and onnx_plans[0].target is None and onnx_plans[0].lowering == "grouped"
+    assert uses[("net", "ort-cpu")] == uses[("net", "ort-cuda")] == onnx_plans[0].filename
 
 
 def test_fp16_means_fp16_onnx_for_ort_and_an_fp16_engine_from_the_fp32_onnx() -> None:
@@ -45,7 +53,8 @@ def test_fp16_means_fp16_onnx_for_ort_and_an_fp16_engine_from_the_fp32_onnx() ->
 def test_lowering_is_part_of_an_exports_identity() -> None:
     default, _ = plan_artifacts(["net"], ["ort-cpu"], [1])
     naive, _ = plan_artifacts(["net"], ["ort-cpu"], [1], lowering="naive")
-    assert default[0].lowering == "grouped" and naive[0].lowering == "naive" and default[0].filename != naive[0].filename
+    assert default[0].lowering == "subpixel+phase-runs" and default[0].target == "ort-cpu"
+    assert naive[0].lowering == "naive" and naive[0].target is None and default[0].filename != naive[0].filename
 
 
 def test_engine_profile_refuses_bad_batches() -> None:

@@ -39,3 +39,21 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
     done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), "--input-size", "3x")
     assert done.returncode == 2 and "--input-size" in done.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_export_target_of_the_shipped_checkpoint_validates_against_pytorch(tmp_path: Path) -> None:
+    out = tmp_path / "digits.ort-cpu.onnx"
+    done = sbdeploy("export", str(REPO / "models" / "digits_resnet20_sb"), "-o", str(out), "--target", "ort-cpu", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["metadata"]["target"] == "ort-cpu" and "fuse_pads" in [p["name"] for p in report["passes"]]
+    assert report["ops"].get("ConvTranspose", 0) == 0 and report["ops"].get("Pad", 0) == 0
+    checked = sbdeploy("validate", str(REPO / "models" / "digits_resnet20_sb"), "--onnx", str(out), "--limit", "32")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "PASSED" in checked.stdout
+
+
+def test_unknown_target_is_a_one_line_error(tmp_path: Path) -> None:
+    done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), "--target", "npu")
+    assert done.returncode == 2 and "unknown target" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x.onnx").exists()

@@ -77,3 +77,37 @@ def test_ort_cpu_deploy_form_runs_in_onnxruntime_without_pads(tmp_path: Path) ->
     out = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     np.testing.assert_allclose(out, expected, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(raw.run(None, {"x": x.numpy()})[0], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_fuse_pads_is_a_named_pass_with_a_report() -> None:
+    from sbdeploy.passes import DEFAULT_PASSES, PASSES, run_pass
+
+    model = _pad_conv_model(0.0, [0, 0, 1, 0, 0, 0, 0, 2])
+    fused, report = run_pass(model, "fuse_pads")
+    assert "fuse_pads" in PASSES and "fuse_pads" not in DEFAULT_PASSES  # the canonical export does not run it
+    assert report.ops_before == {"Pad": 1, "Conv": 1} and report.ops_after == {"Conv": 1}
+    assert len(model.graph.node) == 2  # the input is not modified
+    x = np.random.default_rng(1).standard_normal((1, 3, 5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(_run(fused, x), _run(model, x))
+
+
+def test_affine_to_conv_is_exact_and_leaves_other_muls() -> None:
+    from sbdeploy.passes import run_pass
+
+    rng = np.random.default_rng(2)
+    nodes = [
+        helper.make_node("Mul", ["x", "s"], ["m"]),
+        helper.make_node("Add", ["t", "m"], ["a"]),
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Mul", ["r", "k"], ["y"]),  # a scalar factor: not a channel affine map, stays
+    ]
+    inits = [numpy_helper.from_array(rng.standard_normal((3, 1, 1)).astype(np.float32), n) for n in ("s", "t")]
+    inits.append(numpy_helper.from_array(np.array(2.0, np.float32), "k"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    out, report = run_pass(model, "affine_to_conv")
+    assert report.ops_before == {"Mul": 2, "Add": 1, "Relu": 1} and report.ops_after == {"Conv": 1, "Relu": 1, "Mul": 1}
+    onnx.checker.check_model(out, full_check=True)
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    np.testing.assert_allclose(_run(out, x), _run(model, x), rtol=1e-6, atol=1e-6)
