@@ -27,7 +27,6 @@ from sbdeploy.backends.tensorrt import _compat
 from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, current_machine, sidecar_path, write_sidecar
 from sbdeploy._io import atomic_write_bytes, sha256_file
 from sbdeploy.errors import ConfigError, EngineBuildError, OnnxModelError
-from sbdeploy.export.metadata import load_onnx
 
 if TYPE_CHECKING:
     import onnx
@@ -327,6 +326,8 @@ def build_engine(
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     options.validate()
+    from sbdeploy.export.metadata import load_onnx  # lazily: importing the builder needs no onnx
+
     model = load_onnx(onnx_path)  # the user's input is checked first, on any machine
     profiles, notes = compute_profiles(model, options)
     if options.precision == "int8" and calibration is None and not has_qdq(model):
