@@ -234,6 +234,15 @@ def _fold_post(w2: Tensor, post: nn.BatchNorm2d | None) -> tuple[Tensor, Tensor 
     return w2 * folded.scale[None, :, None, None], folded.bias
 
 
+def _sampled_conv(
+    x: Tensor, w1: Tensor, *, stride: int, sampling: str, mid: nn.Module | None
+) -> tuple[tuple[int, int], list[tuple[int, int]], list[Tensor]]:
+    """The conv half both deploy lowerings share: output grid size, kept parities, one strided conv each."""
+    out_h, out_w = conv_output_size(int(x.shape[2]), stride), conv_output_size(int(x.shape[3]), stride)
+    parities = _parities(sampling, out_h, out_w)
+    return (out_h, out_w), parities, sb_conv_strided(x, w1, stride=stride, parities=parities, folded=fold_mid(mid))
+
+
 def sb_subpixel(
     x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
     post: nn.BatchNorm2d | None = None,
@@ -242,9 +251,7 @@ def sb_subpixel(
 
     ``post``: an eval-mode BatchNorm2d applied to the SB output, folded into the deconv.
     """
-    out_h, out_w = conv_output_size(int(x.shape[2]), stride), conv_output_size(int(x.shape[3]), stride)
-    parities = _parities(sampling, out_h, out_w)
-    z = sb_conv_strided(x, w1, stride=stride, parities=parities, folded=fold_mid(mid))
+    (out_h, out_w), parities, z = _sampled_conv(x, w1, stride=stride, sampling=sampling, mid=mid)
     half = ((out_h + 1) // 2, (out_w + 1) // 2)
     w2, bias = _fold_post(w2, post)
     return from_phases(sb_phase_deconv(z, w2, parities=parities, out_size=half, bias=bias), (out_h, out_w))
@@ -258,9 +265,7 @@ def sb_strided(
 
     ``post``: an eval-mode BatchNorm2d applied to the SB output, folded into the deconv.
     """
-    out_h, out_w = conv_output_size(int(x.shape[2]), stride), conv_output_size(int(x.shape[3]), stride)
-    parities = _parities(sampling, out_h, out_w)
-    z = sb_conv_strided(x, w1, stride=stride, parities=parities, folded=fold_mid(mid))
+    (out_h, out_w), parities, z = _sampled_conv(x, w1, stride=stride, sampling=sampling, mid=mid)
     w2, bias = _fold_post(w2, post)
     y = None
     for number, ((a, b), za) in enumerate(zip(parities, z)):
