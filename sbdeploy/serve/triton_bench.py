@@ -93,21 +93,34 @@ def bench_triton(
         return httpclient.InferenceServerClient(url, connection_timeout=10, network_timeout=30)
 
     with new_client() as client:
+        # Triton records a batch's statistics just after sending its responses, so every read of them
+        # waits until the requests sent so far are all counted; otherwise a late warm-up batch would be
+        # attributed to the first level.
+        counted = _settled_batches(client, model, at_least=0)
         for k in range(warmup_requests):
             request(client, k % len(images))
+        counted = _settled_batches(client, model, at_least=_requests(counted) + warmup_requests)
         levels = []
         for level in concurrency:
-            before = _executed_batches(client, model)
             result = _run_level(level, new_client, request, images, expected, requests_per_client, time_limit_s, atol, rtol)
-            # Triton may record a batch's statistics just after sending its responses: poll briefly.
-            for _ in range(50):
-                after = _executed_batches(client, model)
-                batches = {b: n - before.get(b, 0) for b, n in sorted(after.items()) if n > before.get(b, 0)}
-                if sum(b * n for b, n in batches.items()) >= result.requests:
-                    break
-                time.sleep(0.1)
+            before, counted = counted, _settled_batches(client, model, at_least=_requests(counted) + result.requests)
+            batches = {b: n - before.get(b, 0) for b, n in sorted(counted.items()) if n > before.get(b, 0)}
             levels.append(LevelResult(**{**asdict(result), "batches": batches}))
     return TritonBenchReport(url, model, atol, rtol, tuple(levels))
+
+
+def _requests(batches: dict[int, int]) -> int:
+    return sum(b * n for b, n in batches.items())
+
+
+def _settled_batches(client: Any, model: str, *, at_least: int, timeout_s: float = 5.0) -> dict[int, int]:
+    """Executions per batch size once they cover ``at_least`` requests (or ``timeout_s`` has passed)."""
+    deadline = time.monotonic() + timeout_s
+    batches = _executed_batches(client, model)
+    while _requests(batches) < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+        batches = _executed_batches(client, model)
+    return batches
 
 
 def _executed_batches(client: Any, model: str) -> dict[int, int]:
