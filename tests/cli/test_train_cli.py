@@ -16,7 +16,7 @@ from tests.test_checkpoint import write_pickle_checkpoint
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def sbdeploy(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def sbdeploy(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "sbdeploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
