@@ -18,6 +18,10 @@ from sbdeploy.nn.blocks import BasicBlock, Bottleneck, SBBasicBlock, SBBottlenec
 class ResNet(nn.Module):
     """torchvision ResNet: 7x7/2 stem, 3x3/2 max pool, four stages, pool, fc."""
 
+    sequential_stages = ("layer1", "layer2", "layer3", "layer4")
+    """Stages that ``forward`` applies one after the other with nothing between them
+    (:func:`sbdeploy.nn.phase.deploy_form` keeps them in one phase-layout run)."""
+
     def __init__(
         self, block: type[nn.Module], layers: tuple[int, int, int, int], *, num_classes: int = 1000, in_chans: int = 3, **block_options: str
     ) -> None:

@@ -94,17 +94,28 @@ def _parities(sampling: str, out_h: int, out_w: int) -> list[tuple[int, int]]:
 
 
 def _tap_conv(x: Tensor, weight: Tensor, rows: list[tuple[int, int]], cols: list[tuple[int, int]],
-              out_size: tuple[int, int], bias: Tensor | None = None) -> Tensor:
-    """Stride-1 conv with the kernel taps ``weight[:, :, k_r, k_c]`` for the listed (offset, k) pairs.
+              out_size: tuple[int, int], bias: Tensor | None = None, stride: int = 1) -> Tensor:
+    """Conv with the kernel taps ``weight[:, :, k_r, k_c]`` for the listed (offset, k) pairs.
 
-    Output position ``i`` reads ``x[i + offset]``; offsets are consecutive, so the taps form
-    a small dense kernel; the padding makes the output exactly ``out_size``.
+    Output position ``i`` reads ``x[stride * i + offset]``; offsets are consecutive, so the
+    taps form a small dense kernel. Offsets that all lie after 0 get zero taps down to 0
+    (a stride-2 conv cannot start inside its input without a Slice, which breaks ONNX
+    Runtime's blocked layout). The padding makes the output exactly ``out_size``.
     """
-    kernel = weight[:, :, [k for _, k in rows]][:, :, :, [k for _, k in cols]]
+    rows, cols = _from_zero(rows), _from_zero(cols)
+    padded = F.pad(weight, (0, 1, 0, 1))  # index 3 is a zero tap
+    kernel = padded[:, :, [3 if k is None else k for _, k in rows]][:, :, :, [3 if k is None else k for _, k in cols]]
     top, left = -rows[0][0], -cols[0][0]
-    bottom = out_size[0] - int(x.shape[2]) + len(rows) - 1 - top
-    right = out_size[1] - int(x.shape[3]) + len(cols) - 1 - left
-    return conv_pads(x, kernel, (top, left, bottom, right), bias=bias)
+    bottom = max(0, stride * (out_size[0] - 1) + rows[-1][0] - (int(x.shape[2]) - 1))
+    right = max(0, stride * (out_size[1] - 1) + cols[-1][0] - (int(x.shape[3]) - 1))
+    y = conv_pads(x, kernel, (top, left, bottom, right), stride=stride, bias=bias)
+    assert tuple(y.shape[2:]) == tuple(out_size), (tuple(y.shape), out_size)
+    return y
+
+
+def _from_zero(taps: list[tuple[int, int]]) -> list[tuple[int, int | None]]:
+    """``taps`` preceded by zero taps (k = None) for the offsets from 0 up to the first one."""
+    return [(offset, None) for offset in range(0, taps[0][0])] + list(taps)
 
 
 def deconv_taps(out_parity: int, sub_parity: int) -> list[tuple[int, int]]:
@@ -121,15 +132,16 @@ def deconv_taps(out_parity: int, sub_parity: int) -> list[tuple[int, int]]:
     return sorted(taps)
 
 
-def conv_taps(in_parity: int, sub_parity: int) -> list[tuple[int, int]]:
-    """Conv taps along one axis (stride 1, phase input): ``z[i]`` reads ``W1[d] X_p[i + offset]``.
+def conv_taps(in_parity: int, sub_parity: int, stride: int = 1) -> list[tuple[int, int]]:
+    """Conv taps along one axis on a phase input: ``z[i]`` reads ``W1[d] X_p[stride * i + offset]``.
 
-    ``z[i]`` of parity ``a`` sits at ``2i + a`` and reads ``x[2i + a + d - 1]``, which is
-    phase ``p`` row ``i + offset`` when ``a + d - 1 - p`` is even.
+    ``z[i]`` of parity ``a`` sits at output grid ``2i + a`` and reads input
+    ``x[stride * (2i + a) + d - 1]``, which is phase ``p`` row ``stride * i + offset`` when
+    ``stride * a + d - 1 - p`` is even.
     """
     taps = []
     for d in range(3):
-        shift = sub_parity + d - 1 - in_parity
+        shift = stride * sub_parity + d - 1 - in_parity
         if shift % 2 == 0:
             taps.append((shift // 2, d))
     return sorted(taps)
@@ -160,17 +172,21 @@ def sb_conv_strided(
 
 
 def sb_phase_conv(
-    phases: Sequence[Tensor], w1: Tensor, *, parities: Sequence[tuple[int, int]], folded: FoldedMid
+    phases: Sequence[Tensor], w1: Tensor, *, parities: Sequence[tuple[int, int]], folded: FoldedMid, stride: int = 1
 ) -> list[Tensor]:
-    """Conv part (stride 1) on a phase-split input of even size: per parity a sum of tap convs."""
-    size = (int(phases[0].shape[2]), int(phases[0].shape[3]))
+    """Conv part on a phase-split input: per parity a sum of tap convs.
+
+    The phases are ``P x Q`` each; the output subgroups are ``P x Q`` for stride 1 and
+    ``P/2 x Q/2`` for stride 2 (``P`` and ``Q`` even then).
+    """
+    size = (int(phases[0].shape[2]) // stride, int(phases[0].shape[3]) // stride)
     weight = w1 if folded.scale is None else w1 * folded.scale[:, None, None, None]
     z = []
     for a, b in parities:
         acc = None
         for (p, q), xp in zip(PHASES, phases):
-            part = _tap_conv(xp, weight, conv_taps(p, a), conv_taps(q, b), size,
-                             bias=folded.bias if acc is None else None)
+            part = _tap_conv(xp, weight, conv_taps(p, a, stride), conv_taps(q, b, stride), size,
+                             bias=folded.bias if acc is None else None, stride=stride)
             acc = part if acc is None else acc + part
         assert acc is not None
         z.append(F.relu(acc) if folded.relu else acc)

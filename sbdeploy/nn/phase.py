@@ -1,14 +1,17 @@
 """Deploy forms of whole networks: SB blocks kept in phase layout, lowering chosen per target.
 
-A run of consecutive stride-1 SB regular blocks with identity shortcuts (a ResNet
-stage after its first block) is computed on the four phases ``x[:, :, p::2, q::2]``
-of its input: the SB conv part reads the input phases through small exact convs
-(:func:`~sbdeploy.nn.lowering.sb_phase_conv`), the deconv part writes the output
-phases (:func:`~sbdeploy.nn.lowering.sb_phase_deconv`), and BN, ReLU and the residual
-add are point-wise, so they commute with the phase split. The interleave then
-happens once per run instead of once per block, and every op of the run is a Conv,
-an Add or a point-wise op that ONNX Runtime's blocked-layout (NCHWc) kernels fuse.
-Runs on odd sizes (ImageNet's 7x7 stage) fall back to the per-block lowering.
+A run of consecutive SB regular blocks (identity or 1x1-conv shortcuts) is computed on
+the four phases ``x[:, :, p::2, q::2]`` of its input: the SB conv part reads the input
+phases through small exact convs (:func:`~sbdeploy.nn.lowering.sb_phase_conv`, stride 1
+or 2), the deconv part writes the output phases
+(:func:`~sbdeploy.nn.lowering.sb_phase_deconv`), BN, ReLU and the residual add are
+point-wise, so they commute with the phase split, and a stride-2 1x1 shortcut reads
+phase (0, 0) only. The interleave then happens once per run instead of once per block,
+and every op of the run is a Conv, an Add or a point-wise op that ONNX Runtime's
+blocked-layout (NCHWc) kernels fuse. A run spans stages: the CIFAR ResNets keep all
+their blocks in one list, and a network that names its ``sequential_stages`` gets them
+merged. Where a stage would be odd-sized (ImageNet's 7x7 stage) the run interleaves
+and the remaining blocks use the per-block lowering.
 
 :func:`deploy_form` returns the eval-mode deploy network for a target engine:
 
@@ -36,7 +39,7 @@ from sbdeploy.nn.lowering import (
     sb_phase_deconv,
     to_phases,
 )
-from sbdeploy.nn.sb import SpatialBottleneck
+from sbdeploy.nn.sb import SpatialBottleneck, conv_output_size
 
 TARGETS: dict[str, tuple[str, bool]] = {
     "ort-cpu": ("subpixel", True),
@@ -72,64 +75,165 @@ class LoweredSB(nn.Module):
         )
 
 
-def _sb_of(block: nn.Module) -> SpatialBottleneck:
-    sb = block.sb.sb if isinstance(block.sb, LoweredSB) else block.sb
+_SB_THEN_BN: dict[type, tuple[tuple[str, str], ...]] = {
+    SBBasicBlock: (("sb", "bn2"),),  # torchvision: ReLU(BN2(SB(.)) + shortcut)
+    SBBottleneck: (("conv2", "bn2"),),  # torchvision: ReLU(BN2(SB(.)))
+    SBPreActBottleneck: (("conv2", "bn3"),),  # pre-activation: ReLU(BN3(SB(.)))
+    SBPyramidBottleneck: (("conv2", "bn3"),),
+}
+"""Blocks whose SB feeds a BatchNorm directly: (SB attribute, BN attribute)."""
+
+
+_PHASE_BLOCKS = (SBPreActBasicBlock, SBBasicBlock, SBPreActBottleneck, SBBottleneck)
+"""Block types that run on phases: SB regular blocks and SB bottlenecks, pre- and post-activation."""
+
+
+def _lowered_of(block: nn.Module) -> tuple[SpatialBottleneck, nn.BatchNorm2d | None]:
+    """A block's SB and the BN folded into it by :func:`deploy_form` (bottlenecks: ``conv2``)."""
+    part = block.conv2 if isinstance(block, (SBPreActBottleneck, SBBottleneck)) else block.sb
+    sb, post = (part.sb, part.post) if isinstance(part, LoweredSB) else (part, None)
     assert isinstance(sb, SpatialBottleneck)
-    return sb
+    return sb, post
+
+
+def _sb_of(block: nn.Module) -> SpatialBottleneck:
+    return _lowered_of(block)[0]
+
+
+def _shortcut_conv(block: nn.Module) -> nn.Conv2d | None:
+    """The 1x1 conv of a block's projection shortcut (None for an identity shortcut)."""
+    if isinstance(block, (SBPreActBasicBlock, SBPreActBottleneck)):
+        return block.shortcut
+    assert isinstance(block, (SBBasicBlock, SBBottleneck))
+    return None if block.downsample is None else block.downsample[0]
 
 
 def phase_eligible(block: nn.Module) -> bool:
-    """True for a stride-1 SB regular block with an identity shortcut (pre- or post-activation)."""
-    if isinstance(block, SBPreActBasicBlock):
-        return block.shortcut is None and _sb_of(block).stride == 1
-    if isinstance(block, SBBasicBlock):
-        return block.downsample is None and _sb_of(block).stride == 1
-    return False
+    """True for an SB block (regular or bottleneck, pre- or post-activation) prepared by
+    :func:`deploy_form` (SB lowered, the BN after it folded in) whose shortcut is identity or
+    a 1x1 conv with the SB's stride."""
+    if type(block) not in _PHASE_BLOCKS:
+        return False
+    if not isinstance(block.conv2 if isinstance(block, (SBPreActBottleneck, SBBottleneck)) else block.sb, LoweredSB):
+        return False
+    if any(not isinstance(getattr(block, bn), nn.Identity) for _, bn in _SB_THEN_BN.get(type(block), ())):
+        return False
+    shortcut = _shortcut_conv(block)
+    return shortcut is None or (shortcut.kernel_size == (1, 1) and shortcut.stride[0] == _sb_of(block).stride)
 
 
-def _bn(x: Tensor, bn: nn.BatchNorm2d) -> Tensor:
+def _fits_phases(block: nn.Module, size: tuple[int, int]) -> bool:
+    """Whether ``block`` can run on the phases of a ``size`` input: equal phases in and out."""
+    multiple = 2 * _sb_of(block).stride
+    return size[0] % multiple == 0 and size[1] % multiple == 0
+
+
+def _bn(x: Tensor, bn: nn.Module) -> Tensor:
+    assert isinstance(bn, nn.BatchNorm2d)
     return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
 
-def _block_on_phases(block: nn.Module, phases: list[Tensor]) -> list[Tensor]:
-    """One eligible block on phase-split input (even size); returns the output phases."""
-    sb = _sb_of(block)
-    size = (int(phases[0].shape[2]), int(phases[0].shape[3]))
+def _conv1x1(x: Tensor, conv: nn.Module) -> Tensor:
+    assert isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+    return F.conv2d(x, conv.weight, conv.bias)
+
+
+def _shortcut_on_phases(block: nn.Module, phases: list[Tensor]) -> list[Tensor]:
+    """The shortcut's output phases. A stride-2 1x1 conv reads only phase (0, 0): it runs
+    there at stride 1 (its output grid) and that result is split into the output phases."""
+    conv = _shortcut_conv(block)
+    if conv is None:
+        return phases
+    post = block.downsample[1] if isinstance(block, (SBBasicBlock, SBBottleneck)) else None
+
+    def project(t: Tensor) -> Tensor:
+        y = F.conv2d(t, conv.weight)
+        return y if post is None else _bn(y, post)
+
+    if conv.stride[0] == 1:
+        return [project(p) for p in phases]
+    return to_phases(project(phases[0]))
+
+
+def _sb_on_phases(block: nn.Module, phases: list[Tensor], residual: list[Tensor] | None = None) -> list[Tensor]:
+    """The block's SB (its ``mid`` and the BN after it folded in) from input to output phases."""
+    sb, post = _lowered_of(block)
+    size = (int(phases[0].shape[2]) // sb.stride, int(phases[0].shape[3]) // sb.stride)  # output phase size
     parities = _parities(sb.sampling, 2 * size[0], 2 * size[1])
-    folded = fold_mid(sb.mid)
-    if isinstance(block, SBPreActBasicBlock):  # x + SB(ReLU(BN1(x)))
+    z = sb_phase_conv(phases, sb.conv.weight, parities=parities, folded=fold_mid(sb.mid), stride=sb.stride)
+    w2, bias = sb.deconv.weight, None
+    if post is not None:
+        folded = fold_mid(post)
+        assert folded.scale is not None and folded.bias is not None
+        w2, bias = w2 * folded.scale[None, :, None, None], folded.bias
+    return sb_phase_deconv(z, w2, parities=parities, out_size=size, residual=residual, bias=bias)
+
+
+def _block_on_phases(block: nn.Module, phases: list[Tensor]) -> list[Tensor]:
+    """One eligible block on phase-split input (see :func:`_fits_phases`); returns the output phases.
+
+    Every op but the SB is point-wise or a 1x1 conv, applied to each phase alike.
+    """
+    if isinstance(block, SBPreActBasicBlock):  # shortcut(a) + SB(a), a = ReLU(BN1(x)); identity shortcut: x
         inner = [F.relu(_bn(p, block.bn1)) for p in phases]
-        z = sb_phase_conv(inner, sb.conv.weight, parities=parities, folded=folded)
-        return sb_phase_deconv(z, sb.deconv.weight, parities=parities, out_size=size, residual=phases)
-    # post-activation: ReLU(x + BN2(SB(x))); BN2 folds into the deconv weights and a bias
-    assert isinstance(block.bn2, nn.BatchNorm2d)
-    post = fold_mid(block.bn2)
-    assert post.scale is not None and post.bias is not None
-    z = sb_phase_conv(phases, sb.conv.weight, parities=parities, folded=folded)
-    w2 = sb.deconv.weight * post.scale[None, :, None, None]
-    out = sb_phase_deconv(z, w2, parities=parities, out_size=size, residual=phases, bias=post.bias)
-    return [F.relu(p) for p in out]
+        residual = phases if block.shortcut is None else _shortcut_on_phases(block, inner)
+        return _sb_on_phases(block, inner, residual)
+    if isinstance(block, SBBasicBlock):  # ReLU(shortcut(x) + BN2(SB(x))), BN2 folded into the deconv
+        return [F.relu(p) for p in _sb_on_phases(block, phases, _shortcut_on_phases(block, phases))]
+    if isinstance(block, SBPreActBottleneck):  # shortcut(a) + conv3(ReLU(BN3(SB(ReLU(BN2(conv1(a)))))))
+        inner = [F.relu(_bn(p, block.bn1)) for p in phases]
+        residual = phases if block.shortcut is None else _shortcut_on_phases(block, inner)
+        h = _sb_on_phases(block, [F.relu(_bn(_conv1x1(p, block.conv1), block.bn2)) for p in inner])
+        return [_conv1x1(F.relu(p), block.conv3) + r for p, r in zip(h, residual)]
+    assert isinstance(block, SBBottleneck)  # ReLU(shortcut(x) + BN3(conv3(ReLU(BN2(SB(ReLU(BN1(conv1(x)))))))))
+    residual = _shortcut_on_phases(block, phases)
+    h = _sb_on_phases(block, [F.relu(_bn(_conv1x1(p, block.conv1), block.bn1)) for p in phases])
+    return [F.relu(_bn(_conv1x1(F.relu(p), block.conv3), block.bn3) + r) for p, r in zip(h, residual)]
 
 
 class PhaseRun(nn.Module):
-    """Consecutive eligible SB blocks computed in phase layout; one split and one interleave."""
+    """Consecutive eligible SB blocks computed in phase layout: one split, one interleave.
+
+    A block whose input cannot be split into equal phases (odd sizes; a stride-2 block
+    whose output would be odd) ends the phase part: the phases are interleaved there and
+    the blocks that do not fit run block by block (:meth:`plan`).
+    """
 
     def __init__(self, blocks: list[nn.Module]) -> None:
         super().__init__()
         if not blocks or not all(phase_eligible(b) for b in blocks):
-            raise ConfigError("a phase run takes stride-1 SB regular blocks with identity shortcuts")
+            raise ConfigError("a phase run takes SB regular blocks with identity or 1x1 conv shortcuts")
         self.blocks = nn.ModuleList(blocks)
 
-    def forward(self, x: Tensor) -> Tensor:
-        height, width = int(x.shape[2]), int(x.shape[3])
-        if height % 2 or width % 2:  # odd grid: phases differ in size; run block by block
-            for block in self.blocks:
-                x = block(x)
-            return x
-        phases = to_phases(x)
+    def plan(self, size: tuple[int, int]) -> list[bool]:
+        """For each block, whether it runs on phases when the run's input is ``size``.
+
+        A block that fits alone between blocks that do not keeps its own lowering: a
+        split and an interleave for one block cost more than they save.
+        """
+        fits = []
         for block in self.blocks:
-            phases = _block_on_phases(block, phases)
-        return from_phases(phases, (height, width))
+            fits.append(_fits_phases(block, size))
+            stride = _sb_of(block).stride
+            size = (conv_output_size(size[0], stride), conv_output_size(size[1], stride))
+        neighbours = [False, *fits, False]
+        return [f and (neighbours[i] or neighbours[i + 2]) for i, f in enumerate(fits)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        size = (int(x.shape[2]), int(x.shape[3]))
+        phases: list[Tensor] | None = None
+        for block, on_phases in zip(self.blocks, self.plan(size)):
+            if on_phases:
+                if phases is None:
+                    phases = to_phases(x)
+                phases = _block_on_phases(block, phases)
+            else:
+                if phases is not None:
+                    x, phases = from_phases(phases, size), None
+                x = block(x)
+            stride = _sb_of(block).stride
+            size = (conv_output_size(size[0], stride), conv_output_size(size[1], stride))
+        return x if phases is None else from_phases(phases, size)
 
 
 def _replace_children(module: nn.Module, visit: Callable[[nn.Module], nn.Module | None]) -> None:
@@ -161,13 +265,6 @@ def _group_runs(seq: nn.Sequential) -> nn.Sequential | None:
     return nn.Sequential(*items) if changed else None
 
 
-_SB_THEN_BN: dict[type, tuple[tuple[str, str], ...]] = {
-    SBBottleneck: (("conv2", "bn2"),),  # torchvision: ReLU(BN2(SB(.)))
-    SBPreActBottleneck: (("conv2", "bn3"),),  # pre-activation: ReLU(BN3(SB(.)))
-    SBPyramidBottleneck: (("conv2", "bn3"),),
-}
-"""Blocks whose linear SB feeds a BatchNorm directly: (SB attribute, BN attribute)."""
-
 
 def deploy_form(model: nn.Module, target: str = "ort-cpu") -> nn.Module:
     """Eval-mode copy of ``model`` lowered for ``target`` (``ort-cpu``, ``ort-cuda`` or ``trt``).
@@ -188,5 +285,11 @@ def deploy_form(model: nn.Module, target: str = "ort-cpu") -> nn.Module:
         lambda m: LoweredSB(m, lowering) if isinstance(m, SpatialBottleneck) else (m if isinstance(m, LoweredSB) else None),
     )
     if use_phases:
+        # A network whose stages run one after the other (it names them) gets one run across them.
+        stages = getattr(deployed, "sequential_stages", ())
+        if stages:
+            setattr(deployed, stages[0], nn.Sequential(*[b for name in stages for b in getattr(deployed, name)]))
+            for name in stages[1:]:
+                setattr(deployed, name, nn.Identity())
         _replace_children(deployed, lambda m: _group_runs(m) if isinstance(m, nn.Sequential) else None)
     return deployed

@@ -42,7 +42,9 @@ def test_cifar_resnet20_sb_every_sampling(sampling: str, target: str) -> None:
     model = _randomize(create_model("cifar_resnet20_sb", sampling=sampling))
     deployed = _check(model, (16, 16), target)
     runs = [m for m in deployed.modules() if isinstance(m, PhaseRun)]
-    assert len(runs) == (3 if target == "ort-cpu" else 0)  # one run per stage (after its first block)
+    assert len(runs) == (1 if target == "ort-cpu" else 0)  # one run over all blocks, stride-2 ones included
+    if runs:
+        assert runs[0].plan((16, 16)) == [True] * 9  # 16 -> 8 -> 4: every block on phases
     assert not any(isinstance(m, SpatialBottleneck) and not isinstance(p, LoweredSB)
                    for p in deployed.modules() for m in p.children())
 
@@ -53,18 +55,42 @@ def test_cifar_odd_and_uneven_sizes(size: tuple[int, int]) -> None:
     _check(_randomize(create_model("cifar_resnet20_sb")), size, "ort-cpu")
 
 
-def test_resnet18_sb_post_activation_with_odd_last_stage() -> None:
+def test_cifar_run_leaves_phases_where_a_stage_would_be_odd() -> None:
     torch.manual_seed(0)
-    deployed = _check(_randomize(create_model("resnet18_sb", num_classes=10)), (40, 40), "ort-cpu")  # stages 10, 5, 3, 2
-    assert sum(isinstance(m, PhaseRun) for m in deployed.modules()) == 1  # layer1 holds the only 2-block run
+    deployed = _check(_randomize(create_model("cifar_resnet20_sb")), (12, 20), "ort-cpu")  # stages 12x20, 6x10, 3x5
+    (run,) = [m for m in deployed.modules() if isinstance(m, PhaseRun)]
+    assert run.plan((12, 20)) == [True] * 3 + [True] + [True] * 2 + [False] * 3
 
 
-def test_bottleneck_blocks_use_per_sb_lowering() -> None:
+@pytest.mark.parametrize(("size", "plan"), [
+    ((40, 40), [True] * 2 + [False] * 6),  # stages 10, 5, 3, 2: the stride-2 block into 5x5 leaves phases
+    ((64, 64), [True] * 8),  # stages 16, 8, 4, 2: all on phases, downsample shortcuts read phase (0, 0)
+])  # fmt: skip
+def test_resnet18_sb_post_activation_one_run_across_stages(size: tuple[int, int], plan: list[bool]) -> None:
+    torch.manual_seed(0)
+    deployed = _check(_randomize(create_model("resnet18_sb", num_classes=10)), size, "ort-cpu")
+    (run,) = [m for m in deployed.modules() if isinstance(m, PhaseRun)]
+    assert run.plan((size[0] // 4, size[1] // 4)) == plan
+
+
+def test_bottleneck_blocks_at_odd_sizes_use_per_sb_lowering() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 16, 1), nn.Sequential(SBPreActBottleneck(16, 4), SBPreActBottleneck(16, 4, stride=2)))
     deployed = _check(_randomize(model), (9, 12), "ort-cpu")
     assert sum(isinstance(m, LoweredSB) for m in deployed.modules()) == 2
-    assert not any(isinstance(m, PhaseRun) for m in deployed.modules())
+    (run,) = [m for m in deployed.modules() if isinstance(m, PhaseRun)]
+    assert run.plan((9, 12)) == [False, False]
+
+
+@pytest.mark.parametrize(("name", "size", "run_input"), [
+    ("cifar_resnet164_sb", (16, 16), (16, 16)),  # pre-activation bottlenecks, 1x1 shortcuts at stride 1 and 2
+    ("resnet50_sb", (64, 64), (16, 16)),  # torchvision bottlenecks, downsample = 1x1 conv + BN
+])  # fmt: skip
+def test_bottleneck_nets_run_on_phases(name: str, size: tuple[int, int], run_input: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    deployed = _check(_randomize(create_model(name, num_classes=10)), size, "ort-cpu")
+    (run,) = [m for m in deployed.modules() if isinstance(m, PhaseRun)]
+    assert all(run.plan(run_input)) and len(run.blocks) == sum(isinstance(m, LoweredSB) for m in deployed.modules())
 
 
 def test_deploy_form_leaves_the_model_alone_and_refuses_unknown_targets() -> None:
