@@ -35,7 +35,7 @@ class PipelineOptions:
     Attributes:
         fp16: also make (and validate, bench) an fp16 artifact.
         batches: bench batch sizes.
-        iters: bench timed rounds.
+        iters: bench timed runs per model.
         warmup_iters: bench warm-up runs per model.
         threads: intra-op threads for torch and ONNX Runtime CPU.
         limit: use at most this many real images in validation.

@@ -5,8 +5,9 @@ exporter (:func:`sbdeploy.export.export_module`, the SB network in its deploy fo
 ``--target``, as ``sbdeploy export --target`` writes it), run them on ONNX Runtime CPU
 (:class:`sbdeploy.backends.ort.OrtRunner`) with ``--threads`` intra-op threads, timed
 *interleaved* by the product's one timing method
-(:func:`sbdeploy.bench.timing.measure_interleaved`: the order rotates every round, so
-load from other processes hits both alike), and report medians and minima. Also PyTorch
+(:func:`sbdeploy.bench.timing.measure_interleaved`: turns of ``--turn`` runs whose order
+rotates every round, so load from other processes hits both alike), and report medians
+and minima. Also PyTorch
 eager (baseline vs the SB training form and vs the deploy form) and, where CUDA is
 present, PyTorch CUDA fp32/fp16. Prints a table of latency, realized speedup, MAC ratio
 and efficiency, writes JSON, and with ``--profile`` adds onnxruntime's per-op-type time
@@ -79,8 +80,8 @@ def ort_session(path: Path, threads: int, profile_prefix: str) -> ort.InferenceS
 
 
 def plan(args: argparse.Namespace, reps: int | None = None) -> TimingPlan:
-    """At most ``reps`` interleaved rounds and at most ``--budget`` seconds (at least 5 rounds)."""
-    return TimingPlan(warmup_iters=2, iters=reps or args.reps, duration_s=args.budget, min_iters=5)
+    """At most ``reps`` timed runs each and at most ``--budget`` seconds (at least 5 runs), in turns of ``--turn``."""
+    return TimingPlan(warmup_iters=2, iters=reps or args.reps, duration_s=args.budget, min_iters=5, turn=args.turn)
 
 
 def op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int, workdir: Path) -> dict[str, dict[str, float]]:
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS), help="baseline names (the SB twin is NAME_sb)")
     parser.add_argument("--batches", nargs="+", type=int, help="batch sizes (default per pair: 1 and 32 for CIFAR, 1 and 8 else)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=100, help="interleaved rounds (at most; see --budget)")
+    parser.add_argument("--reps", type=int, default=100, help="timed runs per network (at most; see --budget)")
+    parser.add_argument("--turn", type=int, default=10, help="timed runs of one network in a row (after 2 untimed) before the other's turn")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of timing per (pair, batch, backend)")
     parser.add_argument("--target", default="ort-cpu", choices=list(TARGETS), help="deploy form (sbdeploy export --target)")
     parser.add_argument("--sampling", default="chessboard")

@@ -266,7 +266,7 @@ def run_bench(
     settings = {
         "models": [m.label for m in models], "backends": list(backends), "batches": list(batches),
         "warmup": plan.warmup_s if plan.warmup_s is not None else plan.warmup_iters, "iters": plan.iters,
-        "duration_s": plan.duration_s, "threads": threads, "lowering": lowering or "deploy target per backend: " + ", ".join(f"{b} {DEFAULT_TARGET[b]}" for b in backends if b in DEFAULT_TARGET),
+        "duration_s": plan.duration_s, "turn": plan.turn, "settle": plan.settle, "threads": threads, "lowering": lowering or "deploy target per backend: " + ", ".join(f"{b} {DEFAULT_TARGET[b]}" for b in backends if b in DEFAULT_TARGET),
         "fp16": fp16, "cuda_graph": cuda_graph,
         "engines": {p.model: {"profile": list(p.profile or ()), "precision": p.precision} for p in plans if p.kind == "engine"},
         "notes": notes,

@@ -1,9 +1,14 @@
 """One timing method for every backend: warm-up, then interleaved timed runs.
 
-Callables are timed round-robin (A, B, C, B, C, A, ...: the order rotates every round)
-so that a noisy machine slows every candidate alike and their ratio stays honest. A
-callable may return the device compute time of its run in milliseconds; that is then
-reported beside the end-to-end time. The bench gets its callables from
+Callables take turns round-robin (A, B, C, then B, C, A, ...: the order rotates every
+round) so that a noisy machine slows every candidate alike and their ratio stays
+honest. A turn is ``settle`` untimed runs, then ``turn`` timed runs of one callable:
+switching on every call let the previous ONNX Runtime session's spinning pool threads
+compete with the next run, which penalised graphs with many small nodes (2 cores,
+ORT CPU 2 threads, cifar_resnet56 vs its SB twin at batch 1: 0.65x switching on every
+call, 0.96x in turns of 25 with the first 3 runs of each dropped). A callable may
+return the device compute time of its run in milliseconds; that is then reported beside
+the end-to-end time. The bench gets its callables from
 :meth:`sbdeploy.backends.base.Runner.timed_call`: CUDA events for ``torch-cuda`` and
 ``trt``, a device-bound IOBinding run for ``ort-cuda``/``ort-trt``, None on the CPU.
 """
@@ -62,9 +67,11 @@ class TimingPlan:
     Attributes:
         warmup_iters: warm-up runs per callable (used when ``warmup_s`` is None).
         warmup_s: warm-up time per callable in seconds (overrides ``warmup_iters``).
-        iters: timed rounds (each callable once per round), when ``duration_s`` is None.
+        iters: timed runs per callable, when ``duration_s`` is None.
         duration_s: total measuring time in seconds for all callables together.
-        min_iters: fewest rounds, however long they take.
+        min_iters: fewest timed runs per callable, however long they take.
+        turn: timed runs of one callable in a row before the next one's turn.
+        settle: untimed runs at the start of each turn (after switching callables).
     """
 
     warmup_iters: int = 10
@@ -72,12 +79,14 @@ class TimingPlan:
     iters: int | None = 50
     duration_s: float | None = None
     min_iters: int = 5
+    turn: int = 10
+    settle: int = 2
 
     def __post_init__(self) -> None:
         if self.iters is None and self.duration_s is None:
             raise ValueError("give iters or duration_s")
-        if (self.iters is not None and self.iters < 1) or self.min_iters < 1:
-            raise ValueError("iters and min_iters must be >= 1")
+        if (self.iters is not None and self.iters < 1) or self.min_iters < 1 or self.turn < 1 or self.settle < 0:
+            raise ValueError("iters, min_iters and turn must be >= 1, settle >= 0")
 
 
 def measure_interleaved(
@@ -86,12 +95,12 @@ def measure_interleaved(
     *,
     on_round: Callable[[int], None] | None = None,
 ) -> dict[str, LatencyStats]:
-    """Warm up every callable, then time them round-robin; return stats per name.
+    """Warm up every callable, then time them in rotating turns; return stats per name.
 
     Args:
         fns: callables to time, by name; each runs one inference to completion.
-        plan: warm-up and measurement lengths.
-        on_round: called after each timed round with the number of rounds done (progress).
+        plan: warm-up and measurement lengths, turn length.
+        on_round: called after each round with the timed runs per callable so far (progress).
     """
     names = list(fns)
     for name in names:
@@ -106,20 +115,25 @@ def measure_interleaved(
     samples: dict[str, list[float]] = {n: [] for n in names}
     compute: dict[str, list[float]] = {n: [] for n in names}
     deadline = None if plan.duration_s is None else time.perf_counter() + plan.duration_s
-    rounds = 0
+    rounds = done = 0
     while True:
-        done_iters = plan.iters is not None and rounds >= plan.iters
-        done_time = deadline is not None and rounds >= plan.min_iters and time.perf_counter() >= deadline
+        done_iters = plan.iters is not None and done >= plan.iters
+        done_time = deadline is not None and done >= plan.min_iters and time.perf_counter() >= deadline
         if done_iters or done_time:
             break
+        runs = plan.turn if plan.iters is None else min(plan.turn, plan.iters - done)
         shift = rounds % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            device_ms = fns[name]()
-            samples[name].append(time.perf_counter() - start)
-            if device_ms is not None:
-                compute[name].append(float(device_ms))
-        rounds += 1
+            fn = fns[name]
+            for _ in range(plan.settle):
+                fn()
+            for _ in range(runs):
+                start = time.perf_counter()
+                device_ms = fn()
+                samples[name].append(time.perf_counter() - start)
+                if device_ms is not None:
+                    compute[name].append(float(device_ms))
+        rounds, done = rounds + 1, done + runs
         if on_round is not None:
-            on_round(rounds)
+            on_round(done)
     return {n: LatencyStats.from_samples(samples[n], compute[n] or None) for n in names}

@@ -55,8 +55,9 @@ def bench(
     backends: Annotated[str, typer.Option(help="Comma-separated: torch, torch-cuda, ort-cpu, ort-cuda, ort-trt, trt.")] = "torch,ort-cpu",
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
     warmup: Annotated[str, typer.Option(help="Warm-up per model: iterations (10) or seconds (2s).")] = "10",
-    iters: Annotated[int | None, typer.Option(help="Timed rounds (each model once per round).", min=1)] = None,
+    iters: Annotated[int | None, typer.Option(help="Timed runs per model (default 50).", min=1)] = None,
     duration: Annotated[float | None, typer.Option(help="Measure for this many seconds instead of --iters.", min=0.01)] = None,
+    turn: Annotated[int, typer.Option(help="Timed runs of one model in a row, after 2 untimed ones, before the next model's turn.", min=1)] = 10,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
     input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW for every model.")] = None,
     lowering: Annotated[str | None, typer.Option(help="Force the canonical ONNX form with this SB lowering (grouped, separate); default: each backend's exact deploy form (export --target).")] = None,
@@ -66,14 +67,15 @@ def bench(
     report: Annotated[Path | None, typer.Option(help="Folder for bench.json/.csv/.md and the PNG plots.", file_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Time every model on every backend and batch size, interleaved, with one method."""
+    """Time every model on every backend and batch size, in rotating turns, with one method."""
     from sbdeploy.bench.report import write_report
     from sbdeploy.bench.run import run_bench
     from sbdeploy.bench.timing import TimingPlan
     from sbdeploy.cli.export import _parse_size
 
     warmup_iters, warmup_s = parse_span(warmup, "--warmup")
-    plan = TimingPlan(warmup_iters=warmup_iters or 0, warmup_s=warmup_s, iters=None if duration else (iters or 50), duration_s=duration)
+    plan = TimingPlan(warmup_iters=warmup_iters or 0, warmup_s=warmup_s, iters=None if duration else (iters or 50), duration_s=duration,
+                      turn=turn)  # fmt: skip
     names, batches = split_list(backends, "--backends"), parse_ints(batch, "--batch")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task("preparing models", total=None)

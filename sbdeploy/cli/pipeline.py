@@ -17,7 +17,7 @@ def pipeline(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<name>).", file_okay=False)] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also make, validate and bench an fp16 artifact.")] = False,
     batch: Annotated[str, typer.Option(help="Bench batch sizes, comma-separated.")] = "1,8",
-    iters: Annotated[int, typer.Option(help="Bench timed rounds.", min=1)] = 30,
+    iters: Annotated[int, typer.Option(help="Bench timed runs per model.", min=1)] = 30,
     warmup: Annotated[int, typer.Option(help="Bench warm-up runs per model.", min=0)] = 5,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
     limit: Annotated[int | None, typer.Option(help="Validate on at most this many real images.", min=1)] = None,

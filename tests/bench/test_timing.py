@@ -12,11 +12,28 @@ from sbdeploy.bench.timing import LatencyStats, TimingPlan, measure_interleaved
 def test_rounds_warmup_and_order() -> None:
     calls: list[str] = []
     fns = {name: (lambda n=name: calls.append(n)) for name in "abc"}
-    stats = measure_interleaved(fns, TimingPlan(warmup_iters=2, iters=4))
+    stats = measure_interleaved(fns, TimingPlan(warmup_iters=2, iters=4, turn=1, settle=0))
     assert calls[:6] == ["a", "a", "b", "b", "c", "c"]  # warm-up
     timed = calls[6:]
     assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]  # rotated rounds
     assert all(s.runs == 4 for s in stats.values())
+
+
+def test_turns_settle_untimed_and_the_last_turn_is_cut_to_iters() -> None:
+    calls: list[str] = []
+
+    def fn(name: str) -> float:
+        calls.append(name)
+        return float(len(calls))  # "device time": the call's position, to see which calls were timed
+
+    progress: list[int] = []
+    stats = measure_interleaved({n: (lambda n=n: fn(n)) for n in "ab"}, TimingPlan(warmup_iters=0, iters=5, turn=3, settle=1),
+                                on_round=progress.append)  # fmt: skip
+    assert calls == list("aaaabbbb" + "bbbaaa")  # round 2 rotated and cut to the 2 runs left
+    assert progress == [3, 5]
+    assert all(s.runs == 5 for s in stats.values())
+    # The settle run opening each turn is not timed: a's timed calls are 2, 3, 4, 13, 14 and b's 6, 7, 8, 10, 11.
+    assert stats["a"].compute_median_ms == 4.0 and stats["b"].compute_median_ms == 8.0
 
 
 def test_duration_plan_and_device_time() -> None:
