@@ -102,12 +102,12 @@ def _tap_conv(x: Tensor, weight: Tensor, rows: list[tuple[int, int]], cols: list
     (a stride-2 conv cannot start inside its input without a Slice, which breaks ONNX
     Runtime's blocked layout). The padding makes the output exactly ``out_size``.
     """
-    rows, cols = _from_zero(rows), _from_zero(cols)
+    row_taps, col_taps = _from_zero(rows), _from_zero(cols)
     padded = F.pad(weight, (0, 1, 0, 1))  # index 3 is a zero tap
-    kernel = padded[:, :, [3 if k is None else k for _, k in rows]][:, :, :, [3 if k is None else k for _, k in cols]]
-    top, left = -rows[0][0], -cols[0][0]
-    bottom = max(0, stride * (out_size[0] - 1) + rows[-1][0] - (int(x.shape[2]) - 1))
-    right = max(0, stride * (out_size[1] - 1) + cols[-1][0] - (int(x.shape[3]) - 1))
+    kernel = padded[:, :, [3 if k is None else k for _, k in row_taps]][:, :, :, [3 if k is None else k for _, k in col_taps]]
+    top, left = -row_taps[0][0], -col_taps[0][0]
+    bottom = max(0, stride * (out_size[0] - 1) + row_taps[-1][0] - (int(x.shape[2]) - 1))
+    right = max(0, stride * (out_size[1] - 1) + col_taps[-1][0] - (int(x.shape[3]) - 1))
     y = conv_pads(x, kernel, (top, left, bottom, right), stride=stride, bias=bias)
     assert tuple(y.shape[2:]) == tuple(out_size), (tuple(y.shape), out_size)
     return y

@@ -8,6 +8,8 @@ get the same form (``strided``), so ``trt`` stands for both; ONNX Runtime CPU ru
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -53,6 +55,23 @@ def test_cifar_resnet20_sb_target_forms_match_torch(sampling: str, target: str) 
         assert ops.get("ConvTranspose", 0) == 0 and ops.get("DepthToSpace", 0) == 1
     else:
         assert ops.get("ConvTranspose", 0) == 9 * len(SAMPLINGS[sampling])
+
+
+@pytest.mark.parametrize("sampling", list(SAMPLINGS))
+def test_fixed_batch_1_takes_the_stacked_layout_and_matches_torch(sampling: str) -> None:
+    """At batch 1 CIFAR sizes every node is small: the run is exported in the stacked layout."""
+    model = randomize_bn(create_model("cifar_resnet20_sb", sampling=sampling)).eval()
+    proto, _ = export_module(model, in_chans=3, input_size=(32, 32), batch=1, target="ort-cpu")
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    error = float(np.abs(session.run(None, {"input": x.numpy()})[0] - expected).max())
+    assert error <= 1e-4 * max(1.0, float(np.abs(expected).max())), f"{sampling}: max |diff| {error:.3g}"
+    ops = collections.Counter(node.op_type for node in proto.graph.node)
+    parities = len(SAMPLINGS[sampling])
+    # stem, split, head BN as a depthwise conv; per block BN1 as one and 2 convs per parity; 2 projections
+    assert ops["Conv"] == 3 + 9 * (1 + 2 * parities) + 2 and ops.get("DepthToSpace", 0) == 0, ops
 
 
 @pytest.mark.parametrize("target", ["ort-cpu", "trt"])

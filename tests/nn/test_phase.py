@@ -29,9 +29,16 @@ def _check(model: nn.Module, size: tuple[int, int], target: str) -> nn.Module:
     with torch.no_grad(), reference_mode(model):
         ref = model(x)
     deployed = deploy_form(model, target)
-    with torch.no_grad():
-        out = deployed(x)
-    assert (out - ref).abs().max().item() < 1e-10 * max(1.0, ref.abs().max().item())
+    runs = [m for m in deployed.modules() if isinstance(m, PhaseRun)]
+    layouts = ["phases"] + (["stacked"] if any(r.stacked is not None for r in runs) else [])
+    for layout in layouts:  # every run in each layout it has (bottleneck runs have no stacked one)
+        for run in runs:
+            run.layout = layout if run.stacked is not None else "phases"
+        with torch.no_grad():
+            out = deployed(x)
+        assert (out - ref).abs().max().item() < 1e-10 * max(1.0, ref.abs().max().item()), layout
+    for run in runs:
+        run.layout = "auto"
     return deployed
 
 
@@ -91,6 +98,18 @@ def test_bottleneck_nets_run_on_phases(name: str, size: tuple[int, int], run_inp
     deployed = _check(_randomize(create_model(name, num_classes=10)), size, "ort-cpu")
     (run,) = [m for m in deployed.modules() if isinstance(m, PhaseRun)]
     assert all(run.plan(run_input)) and len(run.blocks) == sum(isinstance(m, LoweredSB) for m in deployed.modules())
+
+
+def test_auto_layout_is_stacked_for_small_fixed_batches_only() -> None:
+    run = PhaseRun(list(deploy_form(create_model("cifar_resnet20_sb").eval()).layers[0].blocks))
+    assert run.stacked is not None and len(run.stacked) == 9
+    assert run.layout_for(torch.zeros(1, 16, 32, 32)) == "stacked"  # 1 x 16 x 16 x 16 x 16 = 65k MACs per tap conv
+    assert run.layout_for(torch.zeros(32, 16, 32, 32)) == "phases"  # 2.1M
+    resnet = deploy_form(create_model("resnet18_sb").eval())
+    (big,) = [m for m in resnet.modules() if isinstance(m, PhaseRun)]
+    assert big.layout_for(torch.zeros(1, 64, 56, 56)) == "phases"  # 28 x 28 x 64 x 64 = 3.2M
+    (bottlenecks,) = [m for m in deploy_form(create_model("resnet50_sb").eval()).modules() if isinstance(m, PhaseRun)]
+    assert bottlenecks.stacked is None and bottlenecks.layout_for(torch.zeros(1, 64, 8, 8)) == "phases"
 
 
 def test_deploy_form_leaves_the_model_alone_and_refuses_unknown_targets() -> None:
