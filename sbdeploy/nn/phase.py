@@ -85,11 +85,12 @@ _SB_THEN_BN: dict[type, tuple[tuple[str, str], ...]] = {
 """Blocks whose SB feeds a BatchNorm directly: (SB attribute, BN attribute)."""
 
 
-STACKED_MAX_MACS = 1 << 20
+STACKED_MAX_MACS = 1 << 18
 """Below this many MACs per tap conv (batch x phase pixels x C_in x C_out) a run of regular
 blocks takes the stacked layout (:mod:`sbdeploy.nn.stacked`). Measured on 2 cores, ORT CPU
-2 threads, cifar_resnet56_sb: batch 1 (65k per tap conv) stacked 1.5-1.6 ms, tap convs
-2.6-2.7 ms, baseline 1.7-2.0 ms; batch 32 (2.1M) stacked 1.09x the baseline's speed, taps 1.53x."""
+2 threads, cifar_resnet56_sb vs its baseline (65k MACs per tap conv per image): batch 1
+stacked 0.92-1.1x, exact taps 0.65-0.88x; batch 8 stacked 1.11x, taps 1.39x; batch 32
+stacked 1.09x, taps 1.5x."""
 
 
 _PHASE_BLOCKS = (SBPreActBasicBlock, SBBasicBlock, SBPreActBottleneck, SBBottleneck)

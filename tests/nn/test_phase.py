@@ -104,7 +104,8 @@ def test_auto_layout_is_stacked_for_small_fixed_batches_only() -> None:
     run = PhaseRun(list(deploy_form(create_model("cifar_resnet20_sb").eval()).layers[0].blocks))
     assert run.stacked is not None and len(run.stacked) == 9
     assert run.layout_for(torch.zeros(1, 16, 32, 32)) == "stacked"  # 1 x 16 x 16 x 16 x 16 = 65k MACs per tap conv
-    assert run.layout_for(torch.zeros(32, 16, 32, 32)) == "phases"  # 2.1M
+    assert run.layout_for(torch.zeros(2, 16, 32, 32)) == "stacked"  # 131k
+    assert run.layout_for(torch.zeros(4, 16, 32, 32)) == "phases"  # 262k: from there the exact taps win
     resnet = deploy_form(create_model("resnet18_sb").eval())
     (big,) = [m for m in resnet.modules() if isinstance(m, PhaseRun)]
     assert big.layout_for(torch.zeros(1, 64, 56, 56)) == "phases"  # 28 x 28 x 64 x 64 = 3.2M
