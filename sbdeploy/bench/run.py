@@ -105,6 +105,7 @@ class ArtifactPlan:
     source: str | None = None
     backends: tuple[str, ...] = ()
     target: str | None = None
+    batch: int | None = None  # a fixed batch (the ort-cpu form depends on it); None: dynamic
 
 
 def engine_profile(batches: Sequence[int]) -> tuple[int, int, int]:
@@ -130,11 +131,15 @@ def plan_artifacts(
     With ``fp16``, ``ort-*`` run an fp16 ONNX and ``trt`` an fp16 engine (built from the
     fp32 ONNX by the builder's own fp16 pass); the torch backends stay fp32.
 
+    The ``ort-cpu`` deploy form is exported once per batch size with that batch fixed, as
+    ``sbdeploy export --batch N --target ort-cpu`` writes it: small fixed batches get the
+    stacked layout (:data:`sbdeploy.nn.phase.STACKED_MAX_MACS`).
+
     Returns:
-        The plans in build order (an engine after its ONNX), and (model, backend) -> filename.
+        The plans in build order (an engine after its ONNX), and (model, backend, batch) -> filename.
     """
     plans: dict[str, ArtifactPlan] = {}
-    uses: dict[tuple[str, str], str] = {}
+    uses: dict[tuple[str, str, int], str] = {}
 
     def add(plan: ArtifactPlan, backend: str) -> str:
         known = plans.get(plan.filename, plan)
@@ -148,6 +153,11 @@ def plan_artifacts(
             target = None if lowering else DEFAULT_TARGET[backend]
             low = lowering or target_lowering(DEFAULT_TARGET[backend])
             onnx_precision = "fp16" if fp16 and backend != "trt" else "fp32"
+            if backend == "ort-cpu" and target is not None:
+                for batch in batches:
+                    name = f"{model}.{low}.b{batch}.{onnx_precision}.onnx"
+                    uses[(model, backend, batch)] = add(ArtifactPlan("onnx", model, name, low, onnx_precision, target=target, batch=batch), backend)
+                continue
             onnx_plan = ArtifactPlan("onnx", model, f"{model}.{low}.{onnx_precision}.onnx", low, onnx_precision, target=target)
             onnx_name = add(onnx_plan, backend)
             if backend == "trt":
@@ -156,7 +166,7 @@ def plan_artifacts(
                     "engine", model, f"{model}.{low}.{precision}.engine", low, precision, engine_profile(batches), onnx_name
                 )
                 onnx_name = add(engine, backend)
-            uses[(model, backend)] = onnx_name
+            uses.update({(model, backend, batch): onnx_name for batch in batches})
     return list(plans.values()), uses
 
 
@@ -179,7 +189,8 @@ def _make_artifact(
     if on_progress:
         on_progress(f"exporting {plan.filename}", 0, 0)
     lowering = "grouped" if plan.target else plan.lowering  # a target's form has its own lowering
-    proto, _ = export_module(model.module, in_chans=model.in_chans, input_size=model.input_size, lowering=lowering, target=plan.target)
+    proto, _ = export_module(model.module, in_chans=model.in_chans, input_size=model.input_size, lowering=lowering, target=plan.target,
+                             batch="dynamic" if plan.batch is None else plan.batch)  # fmt: skip
     if plan.precision == "fp16":
         from sbdeploy.passes import to_fp16
 
@@ -249,7 +260,7 @@ def run_bench(
                 with contextlib.ExitStack() as stack:
                     runners: list[Runner] = []
                     for m in models:
-                        artifact = m.module if backend.startswith("torch") else workdir / uses[(m.label, backend)]
+                        artifact = m.module if backend.startswith("torch") else workdir / uses[(m.label, backend, batch)]
                         opts: dict[str, object] = {"threads": threads} if backend == "ort-cpu" and threads else {}
                         if backend == "trt" and cuda_graph:
                             opts["cuda_graph"] = True
