@@ -211,7 +211,7 @@ class PhaseRun(nn.Module):
     def __init__(self, blocks: list[nn.Module]) -> None:
         super().__init__()
         if not blocks or not all(phase_eligible(b) for b in blocks):
-            raise ConfigError("a phase run takes SB regular blocks with identity or 1x1 conv shortcuts")
+            raise ConfigError("a phase run takes SB blocks prepared by deploy_form, with identity or 1x1 conv shortcuts")
         self.blocks = nn.ModuleList(blocks)
         regular = all(isinstance(b, (SBPreActBasicBlock, SBBasicBlock)) for b in blocks)
         self.stacked = nn.ModuleList([StackedBlock(b, *_lowered_of(b)) for b in blocks]) if regular else None
