@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
 from torch import Tensor, nn
 
 from sbdeploy.models._registry import register_model
@@ -49,7 +48,7 @@ class ResNet(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward_head(self, x: Tensor) -> Tensor:
-        return self.fc(torch.flatten(x.mean(dim=(2, 3), keepdim=True), 1))
+        return self.fc(x.mean(dim=(2, 3)))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))

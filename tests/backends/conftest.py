@@ -10,8 +10,22 @@ import torch
 from torch import nn
 
 import sbdeploy
+from sbdeploy.checkpoint import CheckpointConfig, save_checkpoint
 
 NUM_CLASSES = 10
+
+
+def save_sb_checkpoint(model: nn.Module, folder: Path) -> Path:
+    """``model`` (the ``sb_model`` fixture) saved as a checkpoint folder with a full config."""
+    config = CheckpointConfig(
+        arch="cifar_resnet20_sb",
+        options={"num_classes": NUM_CLASSES},
+        input_size=(32, 32),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        class_names=tuple(str(i) for i in range(NUM_CLASSES)),
+    )
+    return save_checkpoint(folder, model, config)
 
 
 def export_for_tests(model: nn.Module, path: Path, size: int = 32) -> Path:

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from sbdeploy.backends.tensorrt import _compat
-from sbdeploy.checkpoint import CheckpointConfig, save_checkpoint
 from sbdeploy.errors import EngineMismatchError, InputError
+from tests.backends.conftest import save_sb_checkpoint
 
 pytestmark = pytest.mark.gpu
 
@@ -54,16 +54,7 @@ def sb_export(sb_model: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> 
     from sbdeploy.export import export_onnx
 
     folder = tmp_path_factory.mktemp("gpu")
-    config = CheckpointConfig(
-        arch="cifar_resnet20_sb",
-        options={"num_classes": 10},
-        input_size=(32, 32),
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        class_names=tuple(str(i) for i in range(10)),
-    )
-    save_checkpoint(folder / "ckpt", sb_model, config)
-    return export_onnx(folder / "ckpt", folder / "sb.onnx").path
+    return export_onnx(save_sb_checkpoint(sb_model, folder / "ckpt"), folder / "sb.onnx").path
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from sbdeploy.backends.torch_runner import TorchRunner
-from sbdeploy.checkpoint import CheckpointConfig, save_checkpoint
 from sbdeploy.errors import BackendUnavailableError, ConfigError, InputError
+from tests.backends.conftest import save_sb_checkpoint
 
 
 def test_matches_the_module(sb_model: nn.Module) -> None:
@@ -25,15 +25,7 @@ def test_matches_the_module(sb_model: nn.Module) -> None:
 
 
 def test_checkpoint_folder_gives_specs(sb_model: nn.Module, tmp_path: Path) -> None:
-    config = CheckpointConfig(
-        arch="cifar_resnet20_sb",
-        options={"num_classes": 10},
-        input_size=(32, 32),
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-        class_names=tuple(str(i) for i in range(10)),
-    )
-    folder = save_checkpoint(tmp_path / "ckpt", sb_model, config)
+    folder = save_sb_checkpoint(sb_model, tmp_path / "ckpt")
     x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
     with TorchRunner(folder) as runner:
         assert [s.shape for s in runner.input_specs()] == [(None, 3, 32, 32)]
