@@ -55,9 +55,12 @@ def _conv_at(x: Tensor, kernel: Tensor, start: tuple[int, int], stride: int, bia
     out_h, out_w = int(x.shape[2]) // stride, int(x.shape[3]) // stride
     rows, cols = int(kernel.shape[2]), int(kernel.shape[3])
     top, left = -start[0], -start[1]
+    assert top >= 0 and left >= 0, "every union of taps starts at offset 0 or before"
     bottom = max(0, stride * (out_h - 1) + start[0] + rows - 1 - (int(x.shape[2]) - 1))
     right = max(0, stride * (out_w - 1) + start[1] + cols - 1 - (int(x.shape[3]) - 1))
-    return conv_pads(x, kernel, (top, left, bottom, right), stride=stride, bias=bias)
+    y = conv_pads(x, kernel, (top, left, bottom, right), stride=stride, bias=bias)
+    assert tuple(y.shape[2:]) == (out_h, out_w), (tuple(y.shape), out_h, out_w)
+    return y
 
 
 def _tile(v: Tensor) -> Tensor:
