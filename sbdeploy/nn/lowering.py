@@ -105,9 +105,20 @@ def _tap_conv(x: Tensor, weight: Tensor, rows: list[tuple[int, int]], cols: list
     row_taps, col_taps = _from_zero(rows), _from_zero(cols)
     padded = F.pad(weight, (0, 1, 0, 1))  # index 3 is a zero tap
     kernel = padded[:, :, [3 if k is None else k for _, k in row_taps]][:, :, :, [3 if k is None else k for _, k in col_taps]]
-    top, left = -row_taps[0][0], -col_taps[0][0]
-    bottom = max(0, stride * (out_size[0] - 1) + row_taps[-1][0] - (int(x.shape[2]) - 1))
-    right = max(0, stride * (out_size[1] - 1) + col_taps[-1][0] - (int(x.shape[3]) - 1))
+    return conv_at(x, kernel, (row_taps[0][0], col_taps[0][0]), out_size, stride=stride, bias=bias)
+
+
+def conv_at(x: Tensor, kernel: Tensor, start: tuple[int, int], out_size: tuple[int, int], *,
+            stride: int = 1, bias: Tensor | None = None) -> Tensor:
+    """Conv whose output ``(i, j)`` reads ``x[stride * i + start[0] + .., stride * j + start[1] + ..]``.
+
+    ``start`` is at most 0 on both axes (zero padding before ``x``); the padding after it
+    makes the output exactly ``out_size``.
+    """
+    top, left = -start[0], -start[1]
+    assert top >= 0 and left >= 0, "the kernel's first tap must not start inside the input"
+    bottom = max(0, stride * (out_size[0] - 1) + start[0] + int(kernel.shape[2]) - 1 - (int(x.shape[2]) - 1))
+    right = max(0, stride * (out_size[1] - 1) + start[1] + int(kernel.shape[3]) - 1 - (int(x.shape[3]) - 1))
     y = conv_pads(x, kernel, (top, left, bottom, right), stride=stride, bias=bias)
     assert tuple(y.shape[2:]) == tuple(out_size), (tuple(y.shape), out_size)
     return y

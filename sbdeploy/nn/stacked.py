@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbdeploy.nn.blocks import SBBasicBlock, SBPreActBasicBlock
-from sbdeploy.nn.lowering import PHASES, conv_pads, conv_taps, deconv_taps, fold_mid
+from sbdeploy.nn.lowering import PHASES, conv_at, conv_taps, deconv_taps, fold_mid
 from sbdeploy.nn.sb import SAMPLINGS, SpatialBottleneck, resolve_sampling
 
 Taps = list[tuple[int, int]]
@@ -47,20 +47,6 @@ def _merged_kernel(weight: Tensor, taps: dict[tuple[int, int], tuple[Taps, Taps]
             for col, kk in cols:
                 kernel[o * out_ch : (o + 1) * out_ch, i * in_ch : (i + 1) * in_ch, row - row_lo, col - col_lo] = weight[:, :, k, kk]
     return kernel, (row_lo, col_lo)
-
-
-def _conv_at(x: Tensor, kernel: Tensor, start: tuple[int, int], stride: int, bias: Tensor | None) -> Tensor:
-    """Output ``(i, j)`` reads ``x[stride * i + start[0] + .., stride * j + start[1] + ..]``; output size
-    ``x``'s divided by ``stride`` (even sizes), zero padding where the kernel leaves ``x``."""
-    out_h, out_w = int(x.shape[2]) // stride, int(x.shape[3]) // stride
-    rows, cols = int(kernel.shape[2]), int(kernel.shape[3])
-    top, left = -start[0], -start[1]
-    assert top >= 0 and left >= 0, "every union of taps starts at offset 0 or before"
-    bottom = max(0, stride * (out_h - 1) + start[0] + rows - 1 - (int(x.shape[2]) - 1))
-    right = max(0, stride * (out_w - 1) + start[1] + cols - 1 - (int(x.shape[3]) - 1))
-    y = conv_pads(x, kernel, (top, left, bottom, right), stride=stride, bias=bias)
-    assert tuple(y.shape[2:]) == (out_h, out_w), (tuple(y.shape), out_h, out_w)
-    return y
 
 
 def _tile(v: Tensor) -> Tensor:
@@ -136,10 +122,11 @@ class StackedBlock(nn.Module):
     def forward(self, s: Tensor) -> Tensor:
         inner = s if self.bn1 is None else F.relu(self.bn1(s))  # pre-activation: the projection reads it too
         acc = s if self.shortcut is None else F.conv2d(inner, self.shortcut, self.shortcut_bias, stride=self.stride)
+        size = (int(s.shape[2]) // self.stride, int(s.shape[3]) // self.stride)
         for part in self.parts:
-            z = _conv_at(inner, part.conv, part.conv_start, self.stride, part.conv_bias)
+            z = conv_at(inner, part.conv, part.conv_start, size, stride=self.stride, bias=part.conv_bias)
             z = F.relu(z) if self.mid_relu else z
-            acc = acc + _conv_at(z, part.deconv, part.deconv_start, 1, part.deconv_bias)
+            acc = acc + conv_at(z, part.deconv, part.deconv_start, size, bias=part.deconv_bias)
         return acc if self.pre_activation else F.relu(acc)
 
 
