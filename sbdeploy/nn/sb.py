@@ -269,28 +269,25 @@ class SpatialBottleneck(nn.Module):
 
 
 @contextlib.contextmanager
-def reference_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """Within the block, every SB inside ``module`` runs its dense masked reference form."""
+def _every_sb(module: nn.Module, name: str, value: object, reset: object) -> Iterator[nn.Module]:
+    """Within the block, attribute ``name`` of every SB inside ``module`` is ``value``; then ``reset``."""
     sbs = [m for m in module.modules() if isinstance(m, SpatialBottleneck)]
     for sb in sbs:
-        sb.use_reference = True
+        setattr(sb, name, value)
     try:
         yield module
     finally:
         for sb in sbs:
-            sb.use_reference = False
+            setattr(sb, name, reset)
 
 
-@contextlib.contextmanager
-def lowering_mode(module: nn.Module, lowering: str) -> Iterator[nn.Module]:
+def reference_mode(module: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
+    """Within the block, every SB inside ``module`` runs its dense masked reference form."""
+    return _every_sb(module, "use_reference", True, False)
+
+
+def lowering_mode(module: nn.Module, lowering: str) -> contextlib.AbstractContextManager[nn.Module]:
     """Within the block, every SB inside ``module`` runs the named form of :data:`LOWERINGS`."""
     if lowering not in LOWERINGS:
         raise ConfigError(f"unknown SB lowering {lowering!r}; choose one of {', '.join(LOWERINGS)}")
-    sbs = [m for m in module.modules() if isinstance(m, SpatialBottleneck)]
-    for sb in sbs:
-        sb.lowering = lowering
-    try:
-        yield module
-    finally:
-        for sb in sbs:
-            sb.lowering = None
+    return _every_sb(module, "lowering", lowering, None)
