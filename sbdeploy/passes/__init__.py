@@ -6,7 +6,8 @@ Passes take and return an ``onnx.ModelProto`` (never modified in place):
   nodes, identities, redundant and chained Slices), ``fold_bn`` (:mod:`.bn_folding`),
   ``shape_inference`` (:mod:`.shape_inference`) — the structural passes, by name;
 * ``fuse_pads`` (:mod:`.pad_fusion`: zero Pad -> Conv folded into the Conv's pads) — run
-  by export after the structural passes for a deploy target, usable alone by name;
+  after the structural passes by the deploy targets that list it (:mod:`sbdeploy.targets`),
+  usable alone by name;
 * ``affine_to_conv`` (:mod:`.affine_conv`: the Mul + Add left of an unfoldable BN as a
   depthwise 1x1 Conv, which ONNX Runtime's blocked-layout kernels fuse) — likewise;
 * :func:`to_fp16` and :func:`quantize_int8` — precision passes with their own options;
@@ -29,6 +30,7 @@ from sbdeploy.passes.fp16 import DEFAULT_FP32_OPS, to_fp16
 from sbdeploy.passes.int8 import quantize_int8
 from sbdeploy.passes.pad_fusion import fold_pads
 from sbdeploy.passes.shape_inference import infer_shapes
+from sbdeploy.targets import STRUCTURAL_PASSES
 
 PASSES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
     "fold_constants": fold_constants,
@@ -40,11 +42,9 @@ PASSES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
 }
 """Every named pass, each usable alone (:func:`run_pass`)."""
 
-DEFAULT_PASSES: tuple[str, ...] = ("fold_constants", "eliminate", "fold_bn", "shape_inference")
-"""The structural passes, in the order export runs them (the canonical export runs only these)."""
-
-TARGET_PASSES: tuple[str, ...] = ("fuse_pads", "affine_to_conv")
-"""Passes export runs after :data:`DEFAULT_PASSES` for a deploy target (:mod:`sbdeploy.nn.phase`)."""
+DEFAULT_PASSES: tuple[str, ...] = STRUCTURAL_PASSES
+"""The structural passes, in the order export runs them; which passes each deploy target runs
+is its row of the target table (:attr:`sbdeploy.targets.Target.passes`)."""
 
 
 def run_pass(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, PassReport]:
@@ -70,7 +70,6 @@ __all__ = [
     "DEFAULT_PASSES",
     "PASSES",
     "PassReport",
-    "TARGET_PASSES",
     "affine_to_conv",
     "eliminate",
     "fold_batchnorm",

@@ -12,43 +12,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
 
-@dataclass(frozen=True)
-class Tolerance:
-    """Pass criteria of one check. ``None`` disables a criterion.
-
-    Attributes:
-        atol: absolute tolerance of the element-wise test.
-        rtol: relative tolerance of the element-wise test (times ``|ref|``).
-        min_cosine: lowest accepted cosine similarity of the flattened outputs, per sample.
-        min_top1: lowest accepted fraction of samples whose arg-max agrees.
-    """
-
-    atol: float | None
-    rtol: float | None
-    min_cosine: float | None = None
-    min_top1: float | None = None
-
-    def describe(self) -> str:
-        parts = []
-        if self.atol is not None:
-            parts.append(f"|diff| <= {self.atol:g} + {self.rtol or 0:g}*|ref|")
-        if self.min_cosine is not None:
-            parts.append(f"cosine >= {self.min_cosine:g}")
-        if self.min_top1 is not None:
-            parts.append(f"top-1 agreement >= {self.min_top1:.0%}")
-        return ", ".join(parts) or "none"
-
-
-DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    # fp32 engines differ from PyTorch by summation order only.
-    "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999, min_top1=1.0),
-    # fp16 keeps ~3 decimal digits: logits of magnitude ~10 move by ~1e-2.
-    "fp16": Tolerance(atol=5e-2, rtol=5e-2, min_cosine=0.999, min_top1=0.98),
-    # int8 changes values by design: judge the direction of the output and the predictions.
-    "int8": Tolerance(atol=None, rtol=None, min_cosine=0.98, min_top1=0.9),
-}
-"""Default pass criteria per precision of the artifact under test (overridable)."""
+__all__ = ["DEFAULT_TOLERANCES", "OutputStats", "Tolerance", "output_stats", "verdict"]
 
 
 @dataclass(frozen=True)
