@@ -52,6 +52,7 @@ class EngineSidecar:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     built_at: str = ""  # ISO 8601, UTC
     sbdeploy_version: str = ""
+    onnx_metadata: dict[str, Any] = field(default_factory=dict)  # the ONNX's sbdeploy.* metadata (arch, target, input shape...)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self)}
