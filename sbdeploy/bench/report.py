@@ -7,6 +7,7 @@ carries the :class:`~sbdeploy.environment.Environment` it was measured on.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -19,7 +20,7 @@ from sbdeploy.environment import Environment
 
 @dataclass(frozen=True)
 class BenchRow:
-    """One model on one backend at one batch size."""
+    """One file (or, on torch, one module) on one backend at one batch size."""
 
     model: str
     backend: str
@@ -29,6 +30,15 @@ class BenchRow:
     stats: LatencyStats
     mac_ratio: float | None = None  # SB MACs / baseline MACs
     speedup: float | None = None  # baseline median latency / this row's median latency
+    precision: str = "fp32"
+    target: str | None = None  # the deploy target of the file's form (None: the torch module, or a foreign file)
+    file: str | None = None  # the file timed (None: the torch module)
+    sha256: str | None = None  # of that file
+
+    @property
+    def form(self) -> str:
+        """What ran: the file's deploy target, or the training code itself on torch."""
+        return self.target or ("training code" if self.file is None else "unknown")
 
     @property
     def throughput(self) -> float:
@@ -44,6 +54,7 @@ class BenchRow:
     def flat(self) -> dict[str, object]:
         row = {k: v for k, v in asdict(self).items() if k != "stats"}
         row.update(self.stats.to_dict())
+        row["form"] = self.form
         row["throughput_img_s"] = self.throughput
         row["efficiency"] = self.efficiency
         return row
@@ -62,20 +73,15 @@ class BenchReport:
 
 
 def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
-    """Fill speedup and MAC ratio of each SB row from its baseline's row (same backend, batch)."""
-    index = {(r.model, r.backend, r.batch): r for r in rows}
+    """Fill speedup and MAC ratio of each SB row from its baseline's row (same backend, batch and precision)."""
+    index = {(r.model, r.backend, r.batch, r.precision): r for r in rows}
     out = []
     for r in rows:
-        base = index.get((r.baseline, r.backend, r.batch)) if r.baseline else None
+        base = index.get((r.baseline, r.backend, r.batch, r.precision)) if r.baseline else None
         if base is None:
             out.append(r)
             continue
-        out.append(
-            BenchRow(
-                model=r.model, backend=r.backend, batch=r.batch, macs=r.macs, baseline=r.baseline, stats=r.stats,
-                mac_ratio=r.macs / base.macs, speedup=base.stats.median_ms / r.stats.median_ms,
-            )
-        )
+        out.append(dataclasses.replace(r, mac_ratio=r.macs / base.macs, speedup=base.stats.median_ms / r.stats.median_ms))
     return out
 
 
@@ -83,14 +89,17 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-MARKDOWN_COLUMNS = ("model", "backend", "batch", "GMACs/img", "median ms", "GPU ms", "p90 ms", "p99 ms", "img/s", "speedup", "MAC ratio", "efficiency")
+MARKDOWN_COLUMNS = (
+    "model", "file", "form", "backend", "precision", "batch", "GMACs/img", "median ms", "GPU ms", "p90 ms", "p99 ms", "img/s",
+    "speedup", "MAC ratio", "efficiency",
+)  # fmt: skip
 
 
 def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
     """Table cells of the rows, as printed by the CLI and written to Markdown."""
     return [
         [
-            r.model, r.backend, str(r.batch), f"{r.macs / 1e9:.3f}", f"{r.stats.median_ms:.3f}",
+            r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", f"{r.stats.median_ms:.3f}",
             _fmt(r.stats.compute_median_ms, ".3f"), f"{r.stats.p90_ms:.3f}",
             f"{r.stats.p99_ms:.3f}", f"{r.throughput:.1f}", _fmt(r.speedup, ".2f"), _fmt(r.mac_ratio, ".3f"), _fmt(r.efficiency, ".2f"),
         ]
@@ -102,7 +111,10 @@ def to_markdown(report: BenchReport) -> str:
     """A Markdown report: the table, then the environment."""
     lines = ["# sbdeploy bench", "", "| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "---|" * len(MARKDOWN_COLUMNS)]
     lines += ["| " + " | ".join(cells) + " |" for cells in markdown_rows(report.rows)]
-    lines += ["", "speedup = baseline median / SB median (same backend and batch); efficiency = speedup x MAC ratio.", ""]
+    lines += ["", "speedup = baseline median / SB median (same backend, batch and precision); efficiency = speedup x MAC ratio.", ""]
+    files = {r.file: r.sha256 for r in report.rows if r.file}
+    if files:
+        lines += ["## Files timed", "", "| file | sha256 |", "|---|---|"] + [f"| `{f}` | `{h}` |" for f, h in files.items()] + [""]
     lines += ["## Settings", ""] + [f"- {k}: {v}" for k, v in report.settings.items()]
     env = report.environment
     lines += ["", "## Environment", "", f"- CPU: {env.cpu} ({env.cpu_count} cores), torch threads {env.torch_threads}"]
@@ -130,12 +142,12 @@ def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    series: dict[tuple[str, int], list[BenchRow]] = {}
+    series: dict[tuple[str, str, int], list[BenchRow]] = {}
     for r in report.rows:
-        series.setdefault((r.backend, r.batch), []).append(r)
-    for (backend, batch), rows in sorted(series.items()):
+        series.setdefault((r.backend, r.precision, r.batch), []).append(r)
+    for (backend, precision, batch), rows in sorted(series.items()):
         xs, ys = [r.macs / 1e9 for r in rows], [r.stats.median_ms / r.batch for r in rows]
-        ax.scatter(xs, ys, label=f"{backend}, batch {batch}")
+        ax.scatter(xs, ys, label=f"{backend} {precision}, batch {batch}")
         for r, x, y in zip(rows, xs, ys):
             ax.annotate(r.model, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("GMACs per image")
@@ -155,7 +167,7 @@ def plot_speedups(report: BenchReport, path: Path) -> None:
 
     rows = [r for r in report.rows if r.speedup is not None]
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows) + 2), 4.5), dpi=110)
-    labels = [f"{r.model}\n{r.backend} b{r.batch}" for r in rows]
+    labels = [f"{r.model}\n{r.backend} {r.precision} b{r.batch}" for r in rows]
     xs = range(len(rows))
     ax.bar([x - 0.2 for x in xs], [r.speedup for r in rows], width=0.4, label="measured speedup")
     ax.bar([x + 0.2 for x in xs], [1 / r.mac_ratio if r.mac_ratio else 0 for r in rows], width=0.4, label="ideal (1 / MAC ratio)", alpha=0.6)

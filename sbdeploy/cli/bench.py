@@ -1,4 +1,4 @@
-"""``sbdeploy bench``: latency of models on backends, SB beside its baseline, with reports and plots."""
+"""``sbdeploy bench``: latency of models and files on backends, SB beside its baseline, with reports and plots."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sbdeploy.cli._render import console, print_json
+from sbdeploy.cli._render import console, err_console, print_json
 from sbdeploy.cli.validate import split_list
 from sbdeploy.errors import ConfigError
 
@@ -39,11 +39,12 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
 
     table = Table(title="sbdeploy bench (latency per batch)")
     for column in MARKDOWN_COLUMNS:
-        table.add_column(column, justify="left" if column in ("model", "backend") else "right", no_wrap=column == "model")
+        left = column in ("model", "file", "form", "backend", "precision")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column in ("model", "file"))
     for cells in markdown_rows(report.rows):
         table.add_row(*cells)
     console.print(table)
-    console.print("speedup = baseline median / SB median (same backend, batch); efficiency = speedup x MAC ratio", style="dim")
+    console.print("speedup = baseline median / SB median (same backend, batch, precision); efficiency = speedup x MAC ratio", style="dim")
     if any(r.stats.compute_median_ms is not None for r in report.rows):
         console.print("GPU ms = median device compute time (CUDA events or a device-bound run), without host copies", style="dim")
     for note in report.settings.get("notes") or []:
@@ -51,32 +52,53 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
 
 
 def bench(
-    model: Annotated[list[str], typer.Option("--model", "-m", help="Zoo name or checkpoint folder (repeatable); SB baselines are added.")],
-    backends: Annotated[str, typer.Option(help="Comma-separated: torch, torch-cuda, ort-cpu, ort-cuda, ort-trt, trt.")] = "torch,ort-cpu",
-    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
+    model: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="Zoo name, checkpoint folder, .onnx file or TensorRT engine (repeatable); "
+                     "baselines of SB checkpoints and zoo names are added, files are paired among themselves."),
+    ],  # fmt: skip
+    backends: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: torch, torch-cuda, ort-cpu, ort-cuda, ort-trt, trt "
+                     "(default: torch,ort-cpu for models; the backend that runs each file for files)."),
+    ] = None,  # fmt: skip
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes (a fixed-batch file runs at its own).")] = "1,8",
     warmup: Annotated[str, typer.Option(help="Warm-up per model: iterations (10) or seconds (2s).")] = "10",
     iters: Annotated[int | None, typer.Option(help="Timed runs per model (default 50).", min=1)] = None,
     duration: Annotated[float | None, typer.Option(help="Measure for this many seconds instead of --iters.", min=0.01)] = None,
     turn: Annotated[int, typer.Option(help="Timed runs of one model in a row, after 2 untimed ones, before the next model's turn.", min=1)] = 10,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
-    input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW for every model.")] = None,
-    lowering: Annotated[str | None, typer.Option(help="Force the canonical ONNX form with this SB lowering (grouped, separate); default: each backend's exact deploy form (export --target).")] = None,
+    input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW for every checkpoint or zoo model.")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="One deploy target for every backend (grouped, separate, ort-cpu, ort-cuda, trt); "
+                     "default: each backend's own (ort-cpu -> ort-cpu, ort-cuda -> ort-cuda, ort-trt and trt -> trt)."),
+    ] = None,  # fmt: skip
+    lowering: Annotated[str | None, typer.Option(hidden=True, help="Old spelling of --target grouped / --target separate.")] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Do not add the baselines of SB models.")] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="fp16 ONNX for ort-*, fp16 engines for trt (torch stays fp32).")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also time fp16 artifacts (rows beside fp32; torch stays fp32).")] = False,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="trt: replay inference as a CUDA graph (needs cuda-python).")] = False,
+    artifacts: Annotated[
+        Path | None, typer.Option(help="Make the artifacts of checkpoints and zoo names into this folder and keep them.", file_okay=False)
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Folder for bench.json/.csv/.md and the PNG plots.", file_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Time every model on every backend and batch size, in rotating turns, with one method."""
+    """Time every model or file on every backend and batch size, in rotating turns, with one method."""
     from sbdeploy.bench.report import write_report
     from sbdeploy.bench.run import run_bench
     from sbdeploy.bench.timing import TimingPlan
     from sbdeploy.cli.export import _parse_size
+    from sbdeploy.targets import target_option
 
     warmup_iters, warmup_s = parse_span(warmup, "--warmup")
     plan = TimingPlan(warmup_iters=warmup_iters or 0, warmup_s=warmup_s, iters=None if duration else (iters or 50), duration_s=duration,
                       turn=turn)  # fmt: skip
-    names, batches = split_list(backends, "--backends"), parse_ints(batch, "--batch")
+    names = None if backends is None else split_list(backends, "--backends")
+    batches = parse_ints(batch, "--batch")
+    forced = target_option(target, lowering)
+    if lowering is not None:
+        err_console.print(f"[yellow]note:[/] --lowering {lowering} is the old spelling of --target {forced}", highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task("preparing models", total=None)
 
@@ -85,7 +107,8 @@ def bench(
 
         result = run_bench(
             model, backends=names, batches=batches, plan=plan, threads=threads, input_size=_parse_size(input_size),
-            lowering=lowering, add_baselines=not no_baselines, fp16=fp16, cuda_graph=cuda_graph, on_progress=on_progress,
+            target=forced, add_baselines=not no_baselines, precisions=("fp32", "fp16") if fp16 else ("fp32",),
+            cuda_graph=cuda_graph, workdir=artifacts, on_progress=on_progress,
         )
     if report is not None:
         for path in write_report(result, report):
