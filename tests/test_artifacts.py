@@ -10,6 +10,7 @@ import pytest
 from sbdeploy.artifacts import canonical_plan, describe_file, engine_profile, make_artifacts, plan_artifacts
 from sbdeploy.errors import ArtifactError, BackendUnavailableError, ConfigError
 from sbdeploy.export import export_onnx, resolve_source
+from tests.serve._artifacts import fake_engine
 
 MODELS = (("net_sb", "model"), ("net", "baseline"))
 
@@ -76,27 +77,12 @@ def test_make_artifacts_writes_each_planned_file_once_with_its_metadata(tmp_path
     assert again.default_backend() == "ort-cpu" and again.runs_on("ort-cuda") and not again.runs_on("trt")
 
 
-def fake_engine(engine: Path, onnx_metadata: dict, profile: tuple[int, int, int] = (1, 8, 8), precision: str = "fp16") -> Path:
-    """Plan bytes and a sidecar as `sbdeploy build-engine` writes them (no TensorRT here to build a real one)."""
-    from sbdeploy._io import sha256_file
-    from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, MachineInfo, write_sidecar
-
-    engine.write_bytes(b"not a real plan")
-    shapes = {"min": [profile[0], 3, 16, 16], "opt": [profile[1], 3, 16, 16], "max": [profile[2], 3, 16, 16]}
-    write_sidecar(engine, EngineSidecar(
-        built_on=MachineInfo("10.13.0.35", "NVIDIA H100", "9.0"), requested_precision=precision, actual_precisions={precision: 40},
-        profiles=[{"input": shapes}], builder_options={}, onnx_sha256="0" * 64, engine_sha256=sha256_file(engine), build_time_s=1.0,
-        onnx_metadata=onnx_metadata,
-    ))  # fmt: skip
-    return engine
-
-
 def test_an_engine_is_read_through_its_sidecar(tmp_path: Path) -> None:
     meta = export_onnx("cifar_resnet20_sb", tmp_path / "m.onnx", input_size=(16, 16), target="trt").metadata
-    engine = describe_file(fake_engine(tmp_path / "model.trt.fp16.engine", meta))
+    engine = describe_file(fake_engine(tmp_path / "model.trt.fp16.engine", [(1, 8, 8)], size=16, onnx_metadata=meta))
     assert (engine.kind, engine.precision, engine.target, engine.profile, engine.batch) == ("engine", "fp16", "trt", (1, 8, 8), None)
     assert engine.arch == "cifar_resnet20_sb" and engine.default_backend() == "trt" and engine.batch_sizes([1, 8, 32]) == (1, 8)
-    assert describe_file(fake_engine(tmp_path / "b4.engine", meta, (4, 4, 4))).batch == 4  # a profile of one batch: a fixed batch
+    assert describe_file(fake_engine(tmp_path / "b4.engine", [(4, 4, 4)], onnx_metadata=meta)).batch == 4  # one batch: a fixed batch
 
 
 def test_unreadable_or_foreign_files_are_one_clear_error(tmp_path: Path) -> None:
@@ -137,7 +123,7 @@ def test_engines_are_built_with_the_targets_options_or_refused_without_tensorrt(
 
     def record(onnx_path, engine_path, options, progress=None):  # noqa: ANN001, ANN202  (TensorRT's build, around which this is tested)
         seen[Path(engine_path).name] = (Path(onnx_path).name, options)
-        fake_engine(Path(engine_path), read_metadata(onnx_path), precision=options.precision)
+        fake_engine(Path(engine_path), [(1, 4, 4)], size=16, precision=options.precision, onnx_metadata=read_metadata(onnx_path))
 
     monkeypatch.setattr(builder, "build_engine", record)
     made = make_artifacts(plans, {"net": src}, tmp_path / "fake", input_sizes={"net": (16, 16)})

@@ -8,32 +8,37 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import console, print_json
+from sbdeploy.cli._render import console, err_console, print_json
 from sbdeploy.cli.bench import parse_ints
 
 
 def pipeline(
     source: Annotated[str, typer.Argument(help="Checkpoint folder (or zoo name, random weights).")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<name>).", file_okay=False)] = None,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Also make, validate and bench an fp16 artifact.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also make, validate and bench fp16 artifacts.")] = False,
     batch: Annotated[str, typer.Option(help="Bench batch sizes, comma-separated.")] = "1,8",
     iters: Annotated[int, typer.Option(help="Bench timed runs per model.", min=1)] = 30,
     warmup: Annotated[int, typer.Option(help="Bench warm-up runs per model.", min=0)] = 5,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
     limit: Annotated[int | None, typer.Option(help="Validate on at most this many real images.", min=1)] = None,
     baseline: Annotated[str | None, typer.Option(help="Baseline to bench against (checkpoint or zoo name).")] = None,
-    lowering: Annotated[
-        str | None, typer.Option(help="Bench the canonical ONNX form with this SB lowering instead of each backend's deploy form.")
+    target: Annotated[
+        str | None, typer.Option(help="One deploy target for every backend (e.g. grouped) instead of each backend's own.")
     ] = None,
+    lowering: Annotated[str | None, typer.Option(hidden=True, help="Old spelling of --target grouped / --target separate.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench."""
+    """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench, every file kept in --out."""
     from sbdeploy.pipeline import PipelineOptions, run_pipeline
+    from sbdeploy.targets import target_option
 
     folder = out or Path("runs") / Path(source).name
+    forced = target_option(target, lowering)
+    if lowering is not None:
+        err_console.print(f"[yellow]note:[/] --lowering {lowering} is the old spelling of --target {forced}", highlight=False)
     options = PipelineOptions(
-        fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, warmup_iters=warmup, threads=threads, limit=limit, baseline=baseline,
-        lowering=lowering,
+        fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, warmup_iters=warmup, threads=threads, limit=limit,
+        baseline=baseline, target=forced,
     )
     with console.status("pipeline") as status:
         result = run_pipeline(source, folder, options, on_step=lambda name: status.update(f"pipeline: {name}"))
@@ -43,8 +48,9 @@ def pipeline(
         table = Table(title=f"sbdeploy pipeline: {source} -> {folder}")
         for column in ("step", "result", "seconds", "detail"):
             table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")
+        colour = {"ok": "[green]ok[/]", "skipped": "[yellow]skipped[/]", "FAILED": "[bold red]FAILED[/]"}
         for s in result.steps:
-            table.add_row(s.name, "[green]ok[/]" if s.ok else "[bold red]FAILED[/]", f"{s.seconds:.1f}", s.detail)
+            table.add_row(s.name, colour[s.status], f"{s.seconds:.1f}", s.detail)
         console.print(table)
         console.print(f"reports: {folder / 'summary.md'}", highlight=False)
     if not result:

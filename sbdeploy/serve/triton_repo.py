@@ -542,6 +542,7 @@ def write_triton_repo(
     out: str | Path,
     *,
     name: str | None = None,
+    names: Sequence[str] | None = None,
     options: TritonOptions | None = None,
     force: bool = False,
 ) -> TritonRepo:
@@ -551,6 +552,7 @@ def write_triton_repo(
         artifacts: ``.onnx`` files and TensorRT engines (each with its ``.json`` sidecar).
         out: the model repository folder (created if needed; other models in it are kept).
         name: the model name, for a single artifact (default: the artifact's file stem).
+        names: one model name per artifact (e.g. those of a pipeline run folder).
         options: batching, instances and accelerator options of every config.
         force: replace model folders that already exist (otherwise they are refused).
 
@@ -563,9 +565,11 @@ def write_triton_repo(
         raise ConfigError("give at least one artifact (.onnx or .engine)")
     if name is not None and len(artifacts) != 1:
         raise ConfigError("--name names a single model; with several artifacts each model is named after its file")
+    if names is not None and len(names) != len(artifacts):
+        raise ConfigError(f"{len(names)} model names for {len(artifacts)} artifacts")
     root = Path(out)
     specs = [read_artifact(a) for a in artifacts]
-    names = [name] if name is not None else [s.path.name.split(".")[0] for s in specs]
+    names = [name] if name is not None else list(names) if names is not None else [s.path.name.split(".")[0] for s in specs]
     for n in names:
         if not _NAME_RE.match(n):
             raise ConfigError(f"model name {n!r}: use letters, digits, '_', '-', '.' (it is a folder name)")

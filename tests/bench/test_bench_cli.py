@@ -105,10 +105,10 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
 
 def test_an_engine_on_a_machine_without_tensorrt_is_one_clear_line(tmp_path: Path) -> None:
     from sbdeploy.export import export_onnx
-    from tests.test_artifacts import fake_engine
+    from tests.serve._artifacts import fake_engine
 
     meta = export_onnx("cifar_resnet20_sb", tmp_path / "m.onnx", input_size=(16, 16), target="trt").metadata
-    engine = fake_engine(tmp_path / "model.trt.fp16.engine", meta)
+    engine = fake_engine(tmp_path / "model.trt.fp16.engine", [(1, 8, 8)], size=16, onnx_metadata=meta)
     result = run_cli("bench", "-m", str(engine), "--batch", "1", "--iters", "1")
     if _tensorrt_here():
         pytest.skip("TensorRT is installed here: the fake plan would reach TensorRT")

@@ -180,3 +180,29 @@ def test_copied_onnx_runs_like_the_original(resnet20: Path, tmp_path: Path) -> N
     run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
     np.testing.assert_array_equal(run(model.folder / "1" / "model.onnx"), run(resnet20))
     assert model.notes == ()
+
+
+def test_a_run_folder_serves_its_validated_sb_artifacts_that_take_batch_1(tmp_path: Path) -> None:
+    import json
+
+    from sbdeploy.pipeline import served_artifacts
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.onnx", "model.ort-cpu.b1.fp32.onnx", "model.ort-cpu.b8.fp32.onnx", "model.trt.fp16.onnx", "baseline.ort-cpu.b1.fp32.onnx"):
+        tiny_onnx(run / name, batch=8 if ".b8." in name else 1 if ".b1." in name else "batch")
+    entries = [
+        {"file": "model.onnx", "parity": True, "batch": None},
+        {"file": "model.ort-cpu.b1.fp32.onnx", "parity": True, "batch": 1},
+        {"file": "model.ort-cpu.b8.fp32.onnx", "parity": True, "batch": 8},
+        {"file": "model.trt.fp16.onnx", "parity": False, "batch": None},
+        {"file": "baseline.ort-cpu.b1.fp32.onnx", "parity": True, "batch": 1},
+    ]
+    (run / "summary.json").write_text(json.dumps({"artifacts": entries}))
+    served, notes = served_artifacts(run)
+    assert [(s.path.name, s.name) for s in served] == [("model.onnx", "model"), ("model.ort-cpu.b1.fp32.onnx", "model_ort-cpu_b1_fp32")]
+    assert any("b8" in n and "exactly batch 8" in n for n in notes) and any("trt.fp16" in n and "did not pass" in n for n in notes)
+    repo = write_triton_repo([s.path for s in served], tmp_path / "repo", names=[s.name for s in served])
+    assert {m.name: m.max_batch_size for m in repo.models} == {"model": 32, "model_ort-cpu_b1_fp32": 1}
+    with pytest.raises(ArtifactError, match="not a pipeline run folder"):
+        served_artifacts(tmp_path / "repo")
