@@ -1,8 +1,9 @@
 """Measured speedup of SB networks over their baselines, next to the MAC ratio.
 
 For each (baseline, SB) pair and batch size: export both to ONNX with the product's
-exporter (:func:`sbdeploy.export.export_module`, the SB network in its deploy form for
-``--target``, as ``sbdeploy export --target`` writes it), run them on ONNX Runtime CPU
+exporter (:func:`sbdeploy.export.export_module`, each network in the deploy form of
+``--target``'s row of the target table, :mod:`sbdeploy.targets`, with the batch fixed, as
+``sbdeploy export --target T --batch N`` writes it), run them on ONNX Runtime CPU
 (:class:`sbdeploy.backends.ort.OrtRunner`) with ``--threads`` intra-op threads, timed
 *interleaved* by the product's one timing method
 (:func:`sbdeploy.bench.timing.measure_interleaved`: turns of ``--turn`` runs whose order
@@ -45,7 +46,7 @@ from sbdeploy.bench.timing import LatencyStats, TimingPlan, measure_interleaved 
 from sbdeploy.export import export_module  # noqa: E402
 from sbdeploy.flops import count_macs  # noqa: E402
 from sbdeploy.models import create_model, model_info  # noqa: E402
-from sbdeploy.nn.phase import TARGETS, deploy_form  # noqa: E402
+from sbdeploy.targets import TARGETS, get_target  # noqa: E402
 
 PAIRS = {
     "cifar_resnet56": ((1, 32), (32, 32)),
@@ -114,7 +115,7 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     sb = create_model(sb_name, sampling=args.sampling).eval()
     for m in (base, sb):
         _randomize_bn(m)
-    deployed = deploy_form(sb, args.target)
+    deployed = get_target(args.target).deploy_form(sb)
     mac_ratio = count_macs(sb, size) / count_macs(base, size)  # SB / baseline, as in sbdeploy bench
     x = torch.randn(batch, 3, *size)
     with torch.no_grad():
@@ -154,7 +155,7 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
 
 def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:  # noqa: ANN001
     rows = []
-    gpu_form = deploy_form(sb, "ort-cuda")
+    gpu_form = get_target("ort-cuda").deploy_form(sb)
     for dtype in (torch.float32, torch.float16):
         b, s, xx = base.cuda().to(dtype), gpu_form.cuda().to(dtype), x.cuda().to(dtype)
 

@@ -1,7 +1,8 @@
 """TensorRT for real, on a machine with an NVIDIA GPU, TensorRT 10.x/11.x and pycuda.
 
 Skipped elsewhere with the reason. Covers: fp32 (no TF32) and fp16 engine builds of an
-SB network exported by ``sbdeploy.export``, parity of each engine against PyTorch, a
+SB network in the ``trt`` target's form with that row's build options
+(:mod:`sbdeploy.targets`: what bench and the pipeline build), parity of each engine against PyTorch, a
 dynamic batch at the profile's min/opt/max and a refusal outside it, the timing cache
 saved and reused, the sidecar read back, and the refusal of an engine whose sidecar
 names another TensorRT version.
@@ -50,22 +51,25 @@ def _gpu_stack() -> None:
 
 @pytest.fixture(scope="module")
 def sb_export(sb_model: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The SB network through the real export pipeline (checkpoint folder -> sbdeploy.export)."""
+    """The SB network through the real export pipeline (checkpoint folder -> sbdeploy.export), in the trt target's form."""
     from sbdeploy.export import export_onnx
 
     folder = tmp_path_factory.mktemp("gpu")
-    return export_onnx(save_sb_checkpoint(sb_model, folder / "ckpt"), folder / "sb.onnx").path
+    return export_onnx(save_sb_checkpoint(sb_model, folder / "ckpt"), folder / "sb.onnx", target="trt").path
 
 
 @pytest.fixture(scope="module")
 def engines(sb_export: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
+    from sbdeploy.targets import get_target
 
     out = tmp_path_factory.mktemp("engines")
     cache = out / "timing.cache"
     built = {}
-    for precision, tf32 in (("fp32", False), ("fp16", True)):
-        options = BuildOptions(precision=precision, min_batch=MIN, opt_batch=OPT, max_batch=MAX, tf32=tf32, timing_cache=cache)
+    for precision in ("fp32", "fp16"):  # the trt row's options: the fp32 parity engine without TF32
+        row = get_target("trt").build_options(precision)
+        options = BuildOptions(**row, min_batch=MIN, opt_batch=OPT, max_batch=MAX, timing_cache=cache)
+        assert options.tf32 == (precision != "fp32")
         result = build_engine(sb_export, out / f"sb_{precision}.engine", options)
         built[precision] = result.engine_path
     assert cache.is_file() and cache.stat().st_size > 0
