@@ -207,7 +207,7 @@ class DeployFile:
     def default_backend(self) -> str:
         """The backend that runs this file unless told otherwise: an engine ``trt``; an ONNX its target's first ONNX backend."""
         if self.kind == "engine":
-            return "trt"
+            return ENGINE_BACKENDS[0]
         if self.target is not None:
             return next((b for b in get_target(self.target).backends if b in ONNX_BACKENDS), "ort-cpu")
         return "ort-cpu"

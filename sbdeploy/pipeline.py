@@ -19,12 +19,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sbdeploy._io import atomic_write_bytes
 
+if TYPE_CHECKING:
+    from sbdeploy.artifacts import ArtifactPlan, DeployFile
+    from sbdeploy.bench.report import BenchReport
+    from sbdeploy.export import ModelSource
+    from sbdeploy.validate.run import ValidationReport
+
 SB_STEM, BASELINE_STEM = "model", "baseline"
 """File-name stems of the SB model's and the baseline's artifacts in a run folder."""
+
+Outcome = tuple[bool, str, tuple[str, ...], bool]
+"""What a step reports: ok, detail, files written, skipped (nothing to do on this machine)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +127,7 @@ def engine_backend() -> tuple[str, str]:
     return "trt", "TensorRT and a CUDA GPU are present"
 
 
-def _baseline_source(source: Any, baseline: str | None) -> tuple[str, Any] | None:
+def _baseline_source(source: ModelSource, baseline: str | None) -> tuple[str, ModelSource] | None:
     """(label, ModelSource) of the baseline: the given one, else the registry's baseline with random weights."""
     from sbdeploy.export import resolve_source
     from sbdeploy.models import model_info
@@ -154,20 +163,15 @@ def run_pipeline(
     result = PipelineResult(source=str(source), out=out, engine_backend=backend)
     say = on_step or (lambda _: None)
 
-    def step(name: str, fn: Callable[[], tuple[bool, str, tuple[str, ...]] | StepResult]) -> bool:
+    def step(name: str, fn: Callable[[], Outcome]) -> bool:
         say(name)
         start = time.perf_counter()
         try:
-            outcome = fn()
+            ok, detail, files, skipped = fn()
         except Exception as error:  # reported in the summary; the steps that need this one are skipped
-            outcome = (False, f"{type(error).__name__}: {error}", ())
-        seconds = round(time.perf_counter() - start, 2)
-        if not isinstance(outcome, StepResult):
-            ok, detail, files = outcome
-            outcome = StepResult(name, ok, 0.0, detail, files)
-        done = outcome
-        result.steps.append(StepResult(name, done.ok, seconds, done.detail, done.files, done.skipped))
-        return done.ok
+            ok, detail, files, skipped = False, f"{type(error).__name__}: {error}", (), False
+        result.steps.append(StepResult(name, ok, round(time.perf_counter() - start, 2), detail, files, skipped))
+        return ok
 
     src = resolve_source(source)
     label = Path(source).name if Path(source).is_dir() else str(source)
@@ -189,43 +193,47 @@ def run_pipeline(
     plans = [canonical_plan(label, SB_STEM), *plans]
     made: dict[str, DeployFile] = {}
 
-    def do_export() -> tuple[bool, str, tuple[str, ...]]:
+    validation: ValidationReport | None = None
+    bench: BenchReport | None = None
+
+    def do_export() -> Outcome:
         onnx_plans = [p for p in plans if p.kind == "onnx"]
         made.update(make_artifacts(onnx_plans, sources, out, input_sizes={m.label: size for m in models}))
         forms = sorted({f"{p.target} ({p.precision})" for p in onnx_plans})
-        return True, f"{len(onnx_plans)} ONNX files: {', '.join(forms)}", tuple(p.filename for p in onnx_plans)
+        return True, f"{len(onnx_plans)} ONNX files: {', '.join(forms)}", tuple(p.filename for p in onnx_plans), False
 
     if not step("export + passes", do_export):
         return _finish(result)
 
-    def do_engine() -> StepResult:
+    def do_engine() -> Outcome:
         engine_plans = [p for p in plans if p.kind == "engine"]
         if not engine_plans:
-            return StepResult("engine", True, 0.0, f"skipped: no TensorRT here ({why})", skipped=True)
+            return True, f"skipped: no TensorRT here ({why})", (), True
         built = []
         for plan in engine_plans:
             made[plan.filename] = build_planned_engine(plan, out)
             built += [plan.filename, f"{plan.filename}.json"]
-        return StepResult("engine", True, 0.0, f"{len(engine_plans)} TensorRT engines built ({why})", tuple(built))
+        return True, f"{len(engine_plans)} TensorRT engines built ({why})", tuple(built), False
 
     step("engine", do_engine)
-    report_holder: dict[str, Any] = {}
 
-    def do_validate() -> tuple[bool, str, tuple[str, ...]]:
-        report = validate_files(made, plans, sources, limit=options.limit)
-        report_holder["validate"] = report
+    def do_validate() -> Outcome:
+        nonlocal validation
         from sbdeploy.validate.run import to_markdown
 
+        validation = report = validate_files(made, plans, sources, limit=options.limit)
         atomic_write_bytes(out / "validate.json", (json.dumps(report.to_dict(), indent=2) + "\n").encode())
         atomic_write_bytes(out / "validate.md", to_markdown(report).encode())
         verdicts = report.file_verdicts()
         accuracy = "; ".join(f"{a.file or 'torch'} top-1 {a.top1:.2%}" for a in report.accuracy if a.reference == label)
         verdict = "all checks passed" if report else f"{len(report.failures)} of {len(report.checks)} checks FAILED"
-        return bool(report), f"{verdict} ({len(report.checks)} checks of {len(verdicts)} files); {accuracy}", ("validate.json", "validate.md")
+        detail = f"{verdict} ({len(report.checks)} checks of {len(verdicts)} files); {accuracy}"
+        return bool(report), detail, ("validate.json", "validate.md"), False
 
     step("validate", do_validate)
 
-    def do_bench() -> tuple[bool, str, tuple[str, ...]]:
+    def do_bench() -> Outcome:
+        nonlocal bench
         timed = {k: v for k, v in uses.items() if v in made}
         timed_backends = [b for b in backends if b.startswith("torch") or any(k[1] == b for k in timed)]
         subjects = subjects_from_made(models, made, timed)
@@ -233,19 +241,20 @@ def run_pipeline(
         rows, notes = time_subjects(subjects, backends=timed_backends, batches=options.batches, precisions=precisions, plan=plan,
                                     threads=options.threads)  # fmt: skip
         settings = bench_settings(subjects, timed_backends, options.batches, precisions, plan, options.threads, options.target, False, notes)
-        report = BenchReport(rows=rows, environment=collect_environment(), settings=settings)
-        report_holder["bench"] = report
+        bench = report = BenchReport(rows=rows, environment=collect_environment(), settings=settings)
         files = write_report(report, out)
         speedups = "; ".join(f"{r.backend} {r.precision} b{r.batch} {r.speedup:.2f}x (MAC ratio {r.mac_ratio:.3f})"
                              for r in report.rows if r.speedup is not None)  # fmt: skip
-        return True, f"SB vs baseline: {speedups or 'no baseline pair'}", tuple(p.name for p in files)
+        return True, f"SB vs baseline: {speedups or 'no baseline pair'}", tuple(p.name for p in files), False
 
     step("bench", do_bench)
-    result.artifacts = summarize_artifacts(made, plans, report_holder.get("validate"), report_holder.get("bench"))
+    result.artifacts = summarize_artifacts(made, plans, validation, bench)
     return _finish(result)
 
 
-def validate_files(made: dict[str, Any], plans: Sequence[Any], sources: dict[str, Any], *, limit: int | None = None) -> Any:
+def validate_files(
+    made: dict[str, DeployFile], plans: Sequence[ArtifactPlan], sources: dict[str, ModelSource], *, limit: int | None = None
+) -> ValidationReport:
     """Every made file against its own model's PyTorch code, on the backends that time it (else ONNX Runtime CPU)."""
     from sbdeploy.backends import get_runner
     from sbdeploy.checkpoint import Checkpoint
@@ -258,7 +267,8 @@ def validate_files(made: dict[str, Any], plans: Sequence[Any], sources: dict[str
             if plan.model != label or plan.filename not in made:
                 continue
             file = made[plan.filename]
-            runners = [b for b in plan.backends if file.runs_on(b)] or ["trt" if file.kind == "engine" else "ort-cpu"]
+            # a file no backend times (model.onnx, an engine's ONNX) runs on ONNX Runtime CPU, there on every machine
+            runners = [b for b in plan.backends if file.runs_on(b)] or [file.default_backend() if file.kind == "engine" else "ort-cpu"]
             artifacts += [artifact_of(file, b) for b in runners]
         if not artifacts:
             continue
@@ -268,7 +278,9 @@ def validate_files(made: dict[str, Any], plans: Sequence[Any], sources: dict[str
     return merge_reports(reports)
 
 
-def summarize_artifacts(made: dict[str, Any], plans: Sequence[Any], validation: Any, bench: Any) -> list[ArtifactSummary]:
+def summarize_artifacts(
+    made: dict[str, DeployFile], plans: Sequence[ArtifactPlan], validation: ValidationReport | None, bench: BenchReport | None
+) -> list[ArtifactSummary]:
     """Per made file: its parity verdict (from validate) and its latency per backend and batch (from bench)."""
     verdicts = validation.file_verdicts() if validation is not None else {}
     summaries = []

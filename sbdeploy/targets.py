@@ -24,13 +24,12 @@ lives in :mod:`sbdeploy.nn` (no target names there).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from sbdeploy.errors import ConfigError
+from sbdeploy.errors import ConfigError, did_you_mean
 from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
 
 if TYPE_CHECKING:
@@ -166,9 +165,7 @@ BACKEND_TARGETS: Mapping[str, str] = _frozen({"ort-cpu": "ort-cpu", "ort-cuda": 
 def get_target(name: str) -> Target:
     """The target ``name``; ConfigError naming the choices otherwise."""
     if name not in TARGETS:
-        close = difflib.get_close_matches(name, TARGETS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"unknown target {name!r}{hint}; choose one of {', '.join(TARGETS)}")
+        raise ConfigError(f"unknown target {name!r}{did_you_mean(name, TARGETS)}; choose one of {', '.join(TARGETS)}")
     return TARGETS[name]
 
 

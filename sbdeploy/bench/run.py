@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
@@ -34,6 +35,9 @@ from sbdeploy.errors import ConfigError
 from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
 from sbdeploy.targets import BACKEND_TARGETS
+
+if TYPE_CHECKING:
+    from sbdeploy.export import ModelSource
 
 BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt")
 DEFAULT_BACKENDS = ("torch", "ort-cpu")
@@ -94,7 +98,7 @@ def resolve_models(specs: Sequence[str | Path], *, add_baselines: bool = True, i
 
 def resolve_sources(
     specs: Sequence[str | Path], *, add_baselines: bool = True, input_size: tuple[int, int] | None = None
-) -> list[tuple[BenchModel, object]]:
+) -> list[tuple[BenchModel, ModelSource]]:
     """Like :func:`resolve_models`, each with its :class:`~sbdeploy.export.ModelSource` (what its artifacts are made from)."""
     from sbdeploy.export import resolve_source
 
@@ -135,34 +139,31 @@ def subjects_from_files(paths: Sequence[str | Path], backends: Sequence[str] | N
     if len(set(names)) != len(names):
         raise ConfigError(f"two of the given files share a name ({names}); rows are labelled by file name")
     macs: dict[str, int] = {}
-    subjects = []
     for f in files:
         if f.arch is None or f.input_shape is None:
-            raise ConfigError(f"{f.name} carries no sbdeploy metadata (arch, input shape); export it with `sbdeploy export`"
-                              + (" and build it with `sbdeploy build-engine`" if f.kind == "engine" else ""))  # fmt: skip
-        in_chans, h, w = f.input_shape
-        key = repr((f.arch, sorted(f.options.items()), in_chans, h, w))
+            build = " and build it with `sbdeploy build-engine`" if f.kind == "engine" else ""
+            raise ConfigError(f"{f.name} carries no sbdeploy metadata (arch, input shape); export it with `sbdeploy export`{build}")
+        key = repr((f.arch, sorted(f.options.items()), f.input_shape))
         if key not in macs:
             options = {k: v for k, v in f.options.items() if k in ("num_classes", "in_chans", "sampling")}
+            in_chans, h, w = f.input_shape
             macs[key] = count_macs(create_model(f.arch, **options).eval(), (h, w), in_chans)
+
+    def baseline_of(f: DeployFile) -> DeployFile | None:
+        arch = model_info(str(f.arch)).baseline
+        candidates = [o for o in files if arch is not None and o.arch == arch and o.precision == f.precision]
+        return next((o for o in candidates if o.target == f.target), candidates[0] if candidates else None)
+
+    subjects = []
+    for f in files:
+        assert f.arch is not None and f.input_shape is not None
+        in_chans, h, w = f.input_shape
         runs_on = [b for b in (backends or [f.default_backend()]) if f.runs_on(b)]
-        sizes = f.batch_sizes(batches)
-        timed = {(b, n, f.precision): f for b in runs_on for n in sizes}
-        subjects.append(BenchSubject(f.name, f.arch, macs[key], None, in_chans, (h, w), files=timed))
-    by_label = {s.label: s for s in subjects}
-    paired = []
-    for s in subjects:
-        base_arch = model_info(s.arch).baseline
-        mine = next(iter(s.files.values()), None)
-        candidates = [
-            o for o in subjects
-            if base_arch and o.arch == base_arch and mine is not None and any(of.precision == mine.precision for of in o.files.values())
-        ]  # fmt: skip
-        same_target = [o for o in candidates if mine is not None and any(of.target == mine.target for of in o.files.values())]
-        chosen = (same_target or candidates or [None])[0]
-        paired.append(BenchSubject(s.label, s.arch, s.macs, chosen.label if chosen else None, s.in_chans, s.input_size, files=s.files))
-    assert set(by_label) == {s.label for s in paired}
-    return paired
+        timed = {(b, n, f.precision): f for b in runs_on for n in f.batch_sizes(batches)}
+        base = baseline_of(f)
+        key = repr((f.arch, sorted(f.options.items()), f.input_shape))
+        subjects.append(BenchSubject(f.name, f.arch, macs[key], base.name if base else None, in_chans, (h, w), files=timed))
+    return subjects
 
 
 def subjects_from_made(models: Sequence[BenchModel], made: Mapping[str, DeployFile], uses: Mapping[tuple[str, str, int, str], str]) -> list[BenchSubject]:
@@ -294,7 +295,7 @@ def run_bench(
             resolved = resolve_sources(sources, add_baselines=add_baselines, input_size=input_size)
             models = [m for m, _ in resolved]
             plans, uses = plan_artifacts([(m.label, m.label) for m in models], timed_backends, batches, precisions=precisions, target=target)
-            made = make_artifacts(plans, {m.label: src for m, src in resolved}, folder,  # type: ignore[misc]
+            made = make_artifacts(plans, {m.label: src for m, src in resolved}, folder,
                                   input_sizes={m.label: m.input_size for m in models}, on_progress=on_progress)  # fmt: skip
             subjects = subjects_from_made(models, made, uses) + subjects
         if "fp16" in timed_precisions and any(b.startswith("torch") for b in timed_backends):

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sbdeploy.cli._render import console, err_console, print_json
+from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
 from sbdeploy.cli.validate import split_list
 from sbdeploy.errors import ConfigError
 
@@ -74,7 +74,7 @@ def bench(
         typer.Option(help="One deploy target for every backend (grouped, separate, ort-cpu, ort-cuda, trt); "
                      "default: each backend's own (ort-cpu -> ort-cpu, ort-cuda -> ort-cuda, ort-trt and trt -> trt)."),
     ] = None,  # fmt: skip
-    lowering: Annotated[str | None, typer.Option(hidden=True, help="Old spelling of --target grouped / --target separate.")] = None,
+    lowering: OldLowering = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Do not add the baselines of SB models.")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also time fp16 artifacts (rows beside fp32; torch stays fp32).")] = False,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="trt: replay inference as a CUDA graph (needs cuda-python).")] = False,
@@ -89,16 +89,13 @@ def bench(
     from sbdeploy.bench.run import run_bench
     from sbdeploy.bench.timing import TimingPlan
     from sbdeploy.cli.export import _parse_size
-    from sbdeploy.targets import target_option
 
     warmup_iters, warmup_s = parse_span(warmup, "--warmup")
     plan = TimingPlan(warmup_iters=warmup_iters or 0, warmup_s=warmup_s, iters=None if duration else (iters or 50), duration_s=duration,
                       turn=turn)  # fmt: skip
     names = None if backends is None else split_list(backends, "--backends")
     batches = parse_ints(batch, "--batch")
-    forced = target_option(target, lowering)
-    if lowering is not None:
-        err_console.print(f"[yellow]note:[/] --lowering {lowering} is the old spelling of --target {forced}", highlight=False)
+    forced = target_flags(target, lowering)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task("preparing models", total=None)
 

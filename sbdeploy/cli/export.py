@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import console, err_console, print_json
+from sbdeploy.cli._render import OldLowering, console, err_console, print_json, target_flags
 from sbdeploy.errors import ConfigError
 
 
@@ -60,7 +60,7 @@ def export(
         typer.Option(help="Deploy target (sbdeploy.targets): grouped (the canonical interchange form, default), separate, "
                      "ort-cpu, ort-cuda or trt (each exact)."),
     ] = None,  # fmt: skip
-    lowering: Annotated[str | None, typer.Option(hidden=True, help="Old spelling of --target grouped / --target separate.")] = None,
+    lowering: OldLowering = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Write the fp16 artifact (fp32 inputs and outputs kept).")] = False,
     passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: the target's.")] = None,
     sampling: Annotated[str | None, typer.Option(help="Sampling set, for a zoo name only.")] = None,
@@ -69,11 +69,9 @@ def export(
 ) -> None:
     """Export a checkpoint (or zoo network) to ONNX in a deploy target's exact form."""
     from sbdeploy.export import export_onnx
-    from sbdeploy.targets import CANONICAL, target_option
+    from sbdeploy.targets import CANONICAL
 
-    forced = target_option(target, lowering)
-    if lowering is not None:
-        err_console.print(f"[yellow]note:[/] --lowering {lowering} is the old spelling of --target {forced}", highlight=False)
+    forced = target_flags(target, lowering)
     pass_names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
     result = export_onnx(
         source,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import console, err_console, print_json
+from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
 from sbdeploy.cli.bench import parse_ints
 
 
@@ -25,17 +25,14 @@ def pipeline(
     target: Annotated[
         str | None, typer.Option(help="One deploy target for every backend (e.g. grouped) instead of each backend's own.")
     ] = None,
-    lowering: Annotated[str | None, typer.Option(hidden=True, help="Old spelling of --target grouped / --target separate.")] = None,
+    lowering: OldLowering = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench, every file kept in --out."""
     from sbdeploy.pipeline import PipelineOptions, run_pipeline
-    from sbdeploy.targets import target_option
 
     folder = out or Path("runs") / Path(source).name
-    forced = target_option(target, lowering)
-    if lowering is not None:
-        err_console.print(f"[yellow]note:[/] --lowering {lowering} is the old spelling of --target {forced}", highlight=False)
+    forced = target_flags(target, lowering)
     options = PipelineOptions(
         fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, warmup_iters=warmup, threads=threads, limit=limit,
         baseline=baseline, target=forced,

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import console, print_json
+from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import ONNX_BACKENDS
 
@@ -73,7 +73,7 @@ def validate(
     target: Annotated[
         str | None, typer.Option(help="Without files: make this deploy target's artifacts (default: each backend's own, e.g. ort-cpu).")
     ] = None,
-    lowering: Annotated[str | None, typer.Option(hidden=True, help="Old spelling of --target grouped / --target separate.")] = None,
+    lowering: OldLowering = None,
     batch: Annotated[str, typer.Option(help="Without files: the batch sizes to make per-batch artifacts for (as bench times them).")] = "1,8",
     fp16: Annotated[bool, typer.Option("--fp16", help="Without files: also make and check fp16 artifacts.")] = False,
     artifacts: Annotated[
@@ -98,7 +98,6 @@ def validate(
     from sbdeploy.checkpoint import load_checkpoint
     from sbdeploy.cli.bench import parse_ints
     from sbdeploy.export import resolve_source
-    from sbdeploy.targets import target_option
     from sbdeploy.validate.compare import DEFAULT_TOLERANCES
     from sbdeploy.validate.run import artifact_of, dataset_case, engine_artifact, onnx_artifact
     from sbdeploy.validate.run import validate as run_validate
@@ -107,7 +106,7 @@ def validate(
     unknown = [b for b in names if b not in ONNX_BACKENDS]
     if unknown:
         raise ConfigError(f"--backends takes {', '.join(ONNX_BACKENDS)} (engines are given with --engine), got {unknown}")
-    forced = target_option(target, lowering)
+    forced = target_flags(target, lowering)
     ckpt = load_checkpoint(checkpoint)
     tolerances = None
     if atol is not None or rtol is not None:

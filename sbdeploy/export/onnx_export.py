@@ -19,7 +19,7 @@ import contextlib
 import io
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -210,7 +210,7 @@ def to_precision(proto: onnx.ModelProto, precision: str) -> onnx.ModelProto:
 
 def export_source(
     src: ModelSource,
-    outputs: dict[str, str | Path],
+    outputs: Mapping[str, str | Path],
     *,
     opset: int = 17,
     batch: str | int = "dynamic",

@@ -34,7 +34,6 @@ it runs on each subgroup alone, which is exact.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Protocol
 
@@ -42,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbdeploy.errors import ConfigError
+from sbdeploy.errors import ConfigError, did_you_mean
 from sbdeploy.nn.sampling import SAMPLINGS, conv_output_size, kept_parities, resolve_sampling, sampling_mask, subgroup_size
 from sbdeploy.nn.taps import conv_pads, from_phases, sb_phase_deconv
 
@@ -75,9 +74,7 @@ def register_lowering(name: str) -> Callable[[Lowering], Lowering]:
 def get_lowering(name: str) -> Lowering:
     """The registered form ``name``; ConfigError listing the forms (and close matches) otherwise."""
     if name not in LOWERINGS:
-        close = difflib.get_close_matches(name, LOWERINGS, n=2)
-        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        raise ConfigError(f"unknown SB lowering {name!r}{hint}; choose one of {', '.join(LOWERINGS)}")
+        raise ConfigError(f"unknown SB lowering {name!r}{did_you_mean(name, LOWERINGS)}; choose one of {', '.join(LOWERINGS)}")
     return LOWERINGS[name]
 
 

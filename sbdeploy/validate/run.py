@@ -182,6 +182,7 @@ def artifact_of(file: DeployFile, backend: str | None = None) -> Artifact:
     backend = backend or file.default_backend()
     if not file.runs_on(backend):
         raise ConfigError(f"{file.name} is an {'engine' if file.kind == 'engine' else 'ONNX file'}; {backend} does not run it")
+    sizes: tuple[int, ...]
     if file.batch is not None:
         sizes, max_batch = (file.batch,), file.batch
     elif file.profile is not None:
@@ -324,10 +325,10 @@ def to_markdown(report: ValidationReport) -> str:
     verdicts = report.file_verdicts()
     lines += ["| file | sha256 | target | backend | precision | reference | verdict |", "|---|---|---|---|---|---|---|"]
     references = {c.file: c.reference for c in report.checks}
-    for a in report.artifacts:
-        verdict_text = "pass" if verdicts.get(a.file) else "**FAIL**" if a.file in verdicts else "-"
-        lines.append(f"| `{a.file}` | `{a.sha256[:16]}` | {a.target or '-'} | {a.backend} | {a.precision} | "
-                     f"`{references.get(a.file, '')}` | {verdict_text} |")  # fmt: skip
+    for artifact in report.artifacts:
+        verdict_text = "pass" if verdicts.get(artifact.file) else "**FAIL**" if artifact.file in verdicts else "-"
+        lines.append(f"| `{artifact.file}` | `{artifact.sha256[:16]}` | {artifact.target or '-'} | {artifact.backend} | "
+                     f"{artifact.precision} | `{references.get(artifact.file, '')}` | {verdict_text} |")  # fmt: skip
     lines += ["", "| file | backend | precision | input | max abs | mean abs | max rel | min cosine | top-1 agree | top-5 agree | verdict |"]
     lines += ["|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in report.checks:
