@@ -190,7 +190,9 @@ def run_pipeline(
     precisions = ("fp32", "fp16") if options.fp16 else ("fp32",)
     plans, uses = plan_artifacts([(m.label, stems[m.label]) for m in models], backends, options.batches, precisions=precisions,
                                  target=options.target)  # fmt: skip
-    plans = [canonical_plan(label, SB_STEM), *plans]
+    canonical = canonical_plan(label, SB_STEM)
+    if canonical.filename not in {p.filename for p in plans}:  # (with --target grouped it is already a timed file)
+        plans = [canonical, *plans]
     made: dict[str, DeployFile] = {}
 
     validation: ValidationReport | None = None

@@ -362,7 +362,10 @@ def build_model_config(spec: ArtifactSpec, name: str, options: TritonOptions) ->
         config["dynamic_batching"] = batching
     else:
         notes.append("no dynamic batching: max_batch_size is 0 (the artifact cannot take batches of 1..N)")
-    gpu = spec.kind == "tensorrt" or options.onnx_device == "gpu" or options.onnx_trt_fp16
+    gpu_form = _gpu_only_form(spec)
+    if gpu_form is not None:
+        notes.append(f"GPU instances: the file holds the {gpu_form} target's form, which only GPU backends run")
+    gpu = spec.kind == "tensorrt" or options.onnx_device == "gpu" or options.onnx_trt_fp16 or gpu_form is not None
     config["instance_group"] = [{"count": options.instances, "kind": _Enum("KIND_GPU" if gpu else "KIND_CPU")}]
     if spec.kind == "onnx" and options.onnx_trt_fp16:
         accelerator = {"name": "tensorrt", "parameters": [{"key": "precision_mode", "value": "FP16"}]}
@@ -373,6 +376,18 @@ def build_model_config(spec: ArtifactSpec, name: str, options: TritonOptions) ->
     else:
         notes.append("no model warm-up: an input has dynamic non-batch dims and no profile gives an opt shape")
     return _pbtxt(config), max_batch, notes
+
+
+def _gpu_only_form(spec: ArtifactSpec) -> str | None:
+    """The deploy target of an sbdeploy ONNX file whose form only GPU backends run (sbdeploy.targets), else None."""
+    from sbdeploy.targets import TARGETS
+
+    try:
+        name = json.loads(spec.metadata.get("sbdeploy.target", "null"))
+    except json.JSONDecodeError:
+        return None
+    target = TARGETS.get(name) if isinstance(name, str) else None
+    return None if target is None or spec.kind != "onnx" or "ort-cpu" in target.backends else target.name
 
 
 def _warmup(spec: ArtifactSpec, max_batch: int, drop: int) -> list[dict[str, Any]]:

@@ -206,3 +206,13 @@ def test_a_run_folder_serves_its_validated_sb_artifacts_that_take_batch_1(tmp_pa
     assert {m.name: m.max_batch_size for m in repo.models} == {"model": 32, "model_ort-cpu_b1_fp32": 1}
     with pytest.raises(ArtifactError, match="not a pipeline run folder"):
         served_artifacts(tmp_path / "repo")
+
+
+def test_an_onnx_file_in_a_gpu_only_form_gets_gpu_instances(tmp_path: Path) -> None:
+    from sbdeploy.export import export_onnx
+
+    files = [export_onnx("cifar_resnet20", tmp_path / f"r20.{t}.onnx", input_size=(16, 16), target=t).path for t in ("ort-cuda", "ort-cpu")]
+    repo = write_triton_repo(files, tmp_path / "repo", names=["cuda_form", "cpu_form"])
+    kinds = {m.name: "KIND_GPU" in m.config_text for m in repo.models}
+    assert kinds == {"cuda_form": True, "cpu_form": False}
+    assert any("ort-cuda target's form" in n for n in repo.models[0].notes)
