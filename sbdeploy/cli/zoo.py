@@ -9,7 +9,6 @@ from rich.table import Table
 
 from sbdeploy.cli._render import console, human, print_json
 from sbdeploy.errors import ConfigError
-from sbdeploy.zoo import zoo_rows
 
 
 def zoo(
@@ -18,6 +17,8 @@ def zoo(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the zoo: params, MACs (batch 1, default input size) and MACs vs the baseline."""
+    from sbdeploy.zoo import zoo_rows
+
     rows = zoo_rows(pattern, sampling=sampling)
     if not rows:
         raise ConfigError(f"no model matches {pattern!r}; run `sbdeploy zoo` for the full list")
