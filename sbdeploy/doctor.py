@@ -67,22 +67,32 @@ def _nvidia_smi() -> tuple[str | None, str | None, str | None]:
     return (parts + [None, None, None])[0], (parts + [None, None])[1], (parts + [None, None, None])[2]
 
 
+def _probe_torch() -> tuple[str | None, str | None, tuple[str, str] | None]:
+    """(torch version, the CUDA version it was built with, (GPU name, compute capability) it sees).
+
+    A CPU build says so in its version ("2.13.0+cpu"): it is read from the package metadata
+    without importing torch (seconds on a loaded machine). Any other build is imported and asked.
+    """
+    version = package_version("torch")
+    if version is None or version.endswith("+cpu"):
+        return version, None, None
+    try:
+        import torch
+    except ImportError:
+        return None, None, None
+    gpu = None
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability(0)
+        gpu = (torch.cuda.get_device_name(0), f"{major}.{minor}")
+    return torch.__version__, torch.version.cuda, gpu
+
+
 def diagnose() -> DoctorReport:
     """Probe this machine (never raises)."""
     from sbdeploy.backends.tensorrt._compat import NO_PYCUDA, NO_TENSORRT, require_tensorrt, tensorrt_available
     from sbdeploy.errors import BackendUnavailableError
 
-    torch_version = torch_cuda = None
-    torch_gpu: tuple[str, str] | None = None
-    try:
-        import torch
-
-        torch_version, torch_cuda = torch.__version__, torch.version.cuda
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(0)
-            torch_gpu = (torch.cuda.get_device_name(0), f"{major}.{minor}")
-    except ImportError:
-        pass
+    torch_version, torch_cuda, torch_gpu = _probe_torch()
 
     providers: list[str] = []
     ort_version = None
