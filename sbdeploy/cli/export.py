@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import console, err_console, print_json
+from sbdeploy.cli._render import console, print_json, warn
 from sbdeploy.errors import ConfigError
 
 
@@ -95,7 +95,7 @@ def export(
         )
     else:
         for warning in result.warnings:
-            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            warn(warning)
         meta = result.metadata
         table = Table(title=f"passes on {meta['arch']} (lowering {meta['lowering']}, target {meta['target']})")
         for column in ("pass", "nodes before", "nodes after", "changed ops (before -> after)"):

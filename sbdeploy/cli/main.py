@@ -13,10 +13,9 @@ import sys
 from collections.abc import Sequence
 
 import typer
-from rich.markup import escape
 
 from sbdeploy.cli import bench, build_engine, doctor, export, pipeline, train, triton, validate, zoo
-from sbdeploy.cli._render import err_console
+from sbdeploy.cli._render import err_console, stderr_line
 from sbdeploy.errors import SbdeployError
 
 try:  # typer 0.2x carries its own copy of click
@@ -63,8 +62,8 @@ def _root(
 
 
 def error_line(message: str) -> None:
-    """The one error style of the CLI: ``error: MESSAGE`` in red on stderr, one line ("[gpu]" is text, not markup)."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """The one error style of the CLI: ``error: MESSAGE`` in red on stderr, one line."""
+    stderr_line("error", message, style="bold red")
 
 
 def _usage_message(error: click_errors.UsageError, args: Sequence[str]) -> str:
