@@ -70,6 +70,7 @@ def export(
     from sbdeploy.passes import DEFAULT_PASSES
 
     pass_names = DEFAULT_PASSES if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
+    new_folder = not output.parent.exists()
     result = export_onnx(
         source,
         output,
@@ -81,6 +82,8 @@ def export(
         options={"sampling": sampling} if sampling else None,
         target=target,
     )
+    if new_folder:
+        warn(f"created folder {output.parent}", label="note")
     if as_json:
         print_json(
             {
