@@ -43,7 +43,7 @@ def test_check_with_triton(tmp_path: Path) -> None:
     from sbdeploy.serve.pytriton_server import find_pytriton_python
 
     if find_pytriton_python() is None:
-        pytest.skip("no PyTriton interpreter: run scripts/setup.sh (makes .venv-triton)")
+        pytest.skip("no PyTriton interpreter: run `bash scripts/setup.sh --with-triton` (makes .venv-triton)")
     engine = fake_engine(tmp_path / "m.engine", [(1, 8, 16)])
     result = sbdeploy("triton-repo", str(engine), "--out", str(tmp_path / "repo"), "--check-with-triton", "--json")
     assert result.returncode == 0, result.stderr
