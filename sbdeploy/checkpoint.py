@@ -111,11 +111,23 @@ def save_checkpoint(folder: str | Path, model: nn.Module, config: CheckpointConf
     return folder
 
 
+def require_folder(folder: Path) -> None:
+    """CheckpointError saying what ``folder`` is, and what to do, when it is not a folder."""
+    if folder.is_file() and folder.suffix in (".onnx", ".engine", ".plan"):
+        raise CheckpointError(f"{folder} is a model artifact, not a checkpoint folder ({WEIGHTS_FILE} + {CONFIG_FILE})")
+    if folder.is_file():
+        raise CheckpointError(
+            f"{folder} is a file, not a checkpoint folder ({WEIGHTS_FILE} + {CONFIG_FILE}); a state_dict file "
+            f"(.pth, .safetensors) of a zoo architecture becomes one with `sbdeploy import {folder} --arch NAME --out FOLDER`"
+        )
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder {folder} does not exist (expected a folder with {WEIGHTS_FILE} and {CONFIG_FILE})")
+
+
 def read_config(folder: str | Path) -> CheckpointConfig:
     """Read and check ``config.json`` of a checkpoint folder."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"checkpoint folder {folder} does not exist (expected a folder with {WEIGHTS_FILE} and {CONFIG_FILE})")
+    require_folder(folder)
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{path} is missing; a checkpoint folder holds {WEIGHTS_FILE} and {CONFIG_FILE}")
@@ -166,10 +178,15 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             f"{path} is not a readable safetensors file (it does not start with a complete safetensors header); "
             "it may be truncated, corrupt or of another format"
         )
+    return parse_safetensors(data, path)
+
+
+def parse_safetensors(data: bytes, source: Path) -> dict[str, torch.Tensor]:
+    """The tensors of safetensors bytes (see :func:`is_safetensors`); CheckpointError naming ``source`` when corrupt."""
     try:
         return load_safetensors_bytes(data)
     except (SafetensorError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({error}); it may be truncated or corrupt") from None
+        raise CheckpointError(f"{source} is not a readable safetensors file ({error}); it may be truncated or corrupt") from None
 
 
 def build_model(config: CheckpointConfig) -> nn.Module:

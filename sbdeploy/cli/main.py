@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import typer
 
-from sbdeploy.cli import bench, build_engine, doctor, export, pipeline, train, triton, validate, zoo
+from sbdeploy.cli import bench, build_engine, doctor, export, import_weights, pipeline, train, triton, validate, zoo
 from sbdeploy.cli._render import err_console, stderr_line
 from sbdeploy.errors import SbdeployError
 
@@ -34,6 +34,7 @@ app = typer.Typer(
 app.command("zoo")(zoo.zoo)
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
+app.command("import")(import_weights.import_weights)
 app.command("export")(export.export)
 app.command("check")(export.check)
 app.command("validate")(validate.validate)
