@@ -87,6 +87,14 @@ def _weights_only_refusal(error: Exception) -> str | None:
     return found.group(1) if found else None
 
 
+def _first_sentence(error: Exception) -> str:
+    """``Type: what went wrong``, without torch's paragraphs of advice about weights_only."""
+    text = str(error)
+    found = re.search(r"Unsupported operand \S+", text) if "Weights only load failed" in text else None
+    sentence = found.group(0) if found else (text.strip().splitlines() or [""])[0].split(". ")[0][:120]
+    return f"{type(error).__name__}: {sentence}" if sentence else type(error).__name__
+
+
 def _torch_load(data: bytes, path: Path) -> Any:
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -99,9 +107,8 @@ def _torch_load(data: bytes, path: Path) -> Any:
                 "which runs no code. Where you trust the file, save its state_dict alone: "
                 "torch.save(model.state_dict(), 'weights.pth') (or safetensors.torch.save_file)"
             ) from None
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise CheckpointError(
-            f"{path} is neither a safetensors file nor a PyTorch file torch.load can read ({type(error).__name__}: {first[:120]}); "
+            f"{path} is neither a safetensors file nor a PyTorch file torch.load can read ({_first_sentence(error)}); "
             "it may be truncated or of another format"
         ) from None
 

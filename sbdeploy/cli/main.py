@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SbdeployError as error:
         error_line(str(error))
         sys.exit(error.exit_code)
-    except (KeyboardInterrupt, click_errors.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

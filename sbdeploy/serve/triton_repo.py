@@ -122,7 +122,7 @@ def read_artifact(path: str | Path) -> ArtifactSpec:
     """Read an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` with its ``.json`` sidecar)."""
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"{path} does not exist")
+        raise ArtifactError(f"{path} is a folder; give .onnx files and .engine/.plan files" if path.is_dir() else f"{path} does not exist")
     if path.suffix == ".onnx":
         return read_onnx_artifact(path)
     if path.suffix in ENGINE_SUFFIXES:
