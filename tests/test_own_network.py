@@ -7,14 +7,24 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 import torch
 from torch import nn
 
 import sbdeploy
-from tests.conftest import run_cli
 
 
-def test_zoo_architecture_trained_in_your_own_loop_then_save_checkpoint(tmp_path: Path) -> None:
+def _sbdeploy(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The console entry point in this process: (exit code, stdout, stderr)."""
+    from sbdeploy.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+def test_zoo_architecture_trained_in_your_own_loop_then_save_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sbdeploy.checkpoint import CheckpointConfig, save_checkpoint
 
     torch.manual_seed(0)
@@ -30,12 +40,12 @@ def test_zoo_architecture_trained_in_your_own_loop_then_save_checkpoint(tmp_path
         input_size=(32, 32), mean=(0.305,), std=(0.323,), class_names=tuple(str(i) for i in range(10)),
     )  # fmt: skip
     save_checkpoint(tmp_path / "mine", model.eval(), config)
-    done = run_cli("evaluate", str(tmp_path / "mine"), "--data", "digits", "--json")  # every command takes the folder
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["model"] == "cifar_resnet20_sb"
+    code, out, err = _sbdeploy(capsys, "evaluate", str(tmp_path / "mine"), "--data", "digits", "--json")  # every command takes it
+    assert code == 0, err
+    assert json.loads(out)["model"] == "cifar_resnet20_sb"
 
 
-def test_own_module_of_sbdeploy_blocks_then_export_module(tmp_path: Path) -> None:
+def test_own_module_of_sbdeploy_blocks_then_export_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sbdeploy.backends import get_runner
     from sbdeploy.export import export_module
     from sbdeploy.nn.blocks import SBPreActBasicBlock
@@ -57,5 +67,5 @@ def test_own_module_of_sbdeploy_blocks_then_export_module(tmp_path: Path) -> Non
     with torch.no_grad():
         expected = net(x).numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
-    checked = run_cli("check", str(tmp_path / "mine.onnx"))
-    assert checked.returncode == 0 and "0 error(s)" in checked.stdout
+    code, out, _ = _sbdeploy(capsys, "check", str(tmp_path / "mine.onnx"))
+    assert code == 0 and "0 error(s)" in out

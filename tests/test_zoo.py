@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -53,7 +51,11 @@ def test_sampling_and_progress() -> None:
     assert rows[1].macs == real.macs
 
 
-def test_a_name_without_wildcard_suggests_the_pattern() -> None:
-    done = subprocess.run([sys.executable, "-m", "sbdeploy", "zoo", "resnet"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "'resnet*'" in done.stderr, done.stderr
+def test_a_name_without_wildcard_suggests_the_pattern(capsys: pytest.CaptureFixture[str]) -> None:
+    from sbdeploy.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["zoo", "resnet"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.count("\n") == 1 and "'resnet*'" in err, err
