@@ -77,9 +77,6 @@ class GpuStack:
             return None
         return f"{self.gpu_name} (sm_{(self.compute_capability or '?').replace('.', '')})"
 
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
 
 def _clause(reason: str) -> str:
     """The first clause of a reason: "TensorRT is not installed (pip install ...)" -> "TensorRT is not installed"."""
