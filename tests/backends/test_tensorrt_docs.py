@@ -68,6 +68,19 @@ def test_deserialization_refusals_are_read(case: dict) -> None:
     assert f"built for {failure.kind} {failure.engine}" in failure.describe() and f"this machine has {failure.here}" in failure.describe()
 
 
+def test_the_runners_message_names_both_sides_and_the_fix() -> None:
+    from sbdeploy.backends.tensorrt.runner import load_refusal
+
+    (case,) = [c for c in fixture("load_errors.json")["cases"] if "insightface/issues/2882" in c["source"]]
+    message = load_refusal(Path("engines/m.engine"), "10.8.0.43", case["log"])
+    assert message == (
+        "TensorRT 10.8.0.43 cannot load engines/m.engine: the engine was built for compute capability 8.6, but this machine "
+        "has 8.9; rebuild it here with sbdeploy build-engine MODEL.onnx -o engines/m.engine"
+    )
+    unknown = load_refusal(Path("m.engine"), "11.4.0.106", ["[ERROR] something else"])
+    assert "something else" in unknown and "version-compatible without its sidecar" in unknown
+
+
 # ---- compatibility rules (NVIDIA: "Engine Compatibility" 11.1, "Support Matrix" 11.4 "Engine Portability") ------------
 
 BUILT = MachineInfo("10.13.0.35", "NVIDIA A100-SXM4-80GB", "8.0", "12.8", "12.9")
