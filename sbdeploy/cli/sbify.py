@@ -30,6 +30,7 @@ class _Bars(EpochBars, SbifyCallbacks):
         self.calibration: TaskID | None = None
 
     def on_stage(self, name: str) -> None:
+        self.progress.start()  # on the first stage: an error before it leaves stderr one line
         if name == "recalibration":
             self.calibration = self.progress.add_task("BN recalibration", total=None, stats="")
         elif name != "evaluation":
@@ -88,12 +89,15 @@ def sbify(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
         TimeElapsedColumn(), console=err_console, disable=not show,
     )
-    with progress:
+    try:
         result = sbify_checkpoint(
             baseline, out, data=dataset, sampling=sampling, recalibrate=recalibrate, calibration_count=calibration_images,
-            bottleneck_fit=bottleneck_fit, fine_tune=fine_tune, distill=(distill_alpha, distill_temperature) if distill else None, resume=resume,
-            overwrite=overwrite, device=device, callbacks=_Bars(progress) if show else SbifyCallbacks(),
+            bottleneck_fit=bottleneck_fit, fine_tune=fine_tune, distill=(distill_alpha, distill_temperature) if distill else None,
+            resume=resume, overwrite=overwrite, device=device, callbacks=_Bars(progress) if show else SbifyCallbacks(),
         )
+    finally:
+        if progress.live.is_started:  # stopping an unstarted Progress prints a blank line
+            progress.stop()
     summary = {
         "out": str(result.out), "model": result.arch, "baseline": str(result.source), "baseline_model": result.baseline_arch,
         "baseline_sha256": result.source_sha256, "sampling": result.sampling,
