@@ -64,7 +64,7 @@ def _noise(channels: int) -> list[torch.Tensor]:
 @pytest.mark.parametrize("sampling", ["single", "chessboard", "three"])
 def test_deconv_is_the_least_squares_optimum_and_the_error_is_reported(sampling: str) -> None:
     torch.manual_seed(1)
-    conv = nn.Conv2d(8, 8, 3, padding=1, bias=False).double()
+    conv = nn.Conv2d(8, 8, 3, padding=1, bias=False).double().requires_grad_(False)
     fit = fit_linear_sbs(nn.Sequential(conv), [("c", conv)], sampling)["c"]
     deconv = fit.deconv.clone().requires_grad_(True)
     inputs = _noise(8)  # the data-free fit's own inputs
