@@ -179,7 +179,7 @@ def sbify_checkpoint(
         hooks.on_stage("mapping")
         clock = _Clock()
         batches = None
-        if settings["bottleneck_init"] == "calibration":
+        if settings["bottleneck_init"] == "calibration" and calibration is not None:
             fit_images = calibration[:FIT_IMAGES]
             batches = list(normalized_batches(fit_images, cfg.mean, cfg.std, batch_size=128, device=dev))
         conversion = convert(ckpt.model, sampling, calibration=batches)
