@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from sbdeploy.cli import bench, build_engine, doctor, export, pipeline, train, triton, validate, zoo
 from sbdeploy.cli._render import err_console
+from sbdeploy.cli.sbify import sbify as sbify_command
 from sbdeploy.errors import SbdeployError
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.command("pipeline")(pipeline.pipeline)
 app.command("build-engine")(build_engine.build_engine)
 app.command("doctor")(doctor.doctor)
 app.command("triton-repo")(triton.triton_repo)
+app.command("sbify")(sbify_command)
 
 
 @app.callback()
