@@ -16,6 +16,7 @@ import typer
 
 from sbdeploy.cli import bench, build_engine, doctor, export, import_weights, pipeline, train, triton, validate, zoo
 from sbdeploy.cli._render import err_console, stderr_line
+from sbdeploy.cli.sbify import sbify as sbify_command
 from sbdeploy.errors import SbdeployError
 
 try:  # typer 0.2x carries its own copy of click
@@ -43,6 +44,7 @@ app.command("pipeline")(pipeline.pipeline)
 app.command("build-engine")(build_engine.build_engine)
 app.command("doctor")(doctor.doctor)
 app.command("triton-repo")(triton.triton_repo)
+app.command("sbify")(sbify_command)
 
 
 def _print_version(value: bool) -> None:

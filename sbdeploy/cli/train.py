@@ -25,14 +25,14 @@ if TYPE_CHECKING:  # the trainer needs torch: imported when a command runs, not 
 SOURCE_OPTION_HELP = f"Data SOURCE: {SOURCE_HELP}."
 
 
-def _parse_milestones(text: str) -> tuple[float, ...]:
+def parse_milestones(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ConfigError(f"--milestones takes comma-separated fractions such as 0.5,0.75, got {text!r}") from None
 
 
-class _Bars:
+class EpochBars:
     """:class:`sbdeploy.train.TrainCallbacks` drawing one rich progress bar per epoch and a summary line after it."""
 
     def __init__(self, progress: Progress) -> None:
@@ -96,7 +96,7 @@ def train(
 
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-        milestones=_parse_milestones(milestones), gamma=gamma, pad=pad, flip=flip, seed=seed, sync_bn=sync_bn,
+        milestones=parse_milestones(milestones), gamma=gamma, pad=pad, flip=flip, seed=seed, sync_bn=sync_bn,
         max_steps_per_epoch=max_steps,
     )
     dataset = open_source(data, size=size)
@@ -107,7 +107,7 @@ def train(
         TimeElapsedColumn(), console=err_console, disable=not show,
     )
     with progress:
-        callbacks = _Bars(progress) if show else TrainCallbacks()
+        callbacks = EpochBars(progress) if show else TrainCallbacks()
         result = run_training(model, dataset, out, config, sampling=sampling, resume=resume, overwrite=overwrite,
                               device=device, callbacks=callbacks)
     if not main_process:

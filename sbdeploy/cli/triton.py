@@ -25,7 +25,7 @@ def triton_repo(
     queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher max queue delay in microseconds.", min=0)] = 100,
     onnx_device: Annotated[str, typer.Option(help="Instance kind of ONNX models: cpu or gpu.")] = "cpu",
     onnx_trt_fp16: Annotated[
-        bool, typer.Option("--onnx-trt-fp16", help="ONNX models: TensorRT accelerator in fp16 (GPU instances).")
+        bool, typer.Option("--onnx-trt-fp16", help="fp16 ONNX models: TensorRT accelerator in fp16 (GPU instances); fp32 ONNX refused (TensorRT 11 has no fp16 flag).")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace model folders that already exist.")] = False,
     check_with_triton: Annotated[

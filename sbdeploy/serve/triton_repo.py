@@ -78,6 +78,7 @@ class ArtifactSpec:
     opt_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # engine profile 0 opt shapes
     tensorrt_version: str | None = None
     gpu: str | None = None
+    fp16_weights: bool = False  # an ONNX whose initializers include float16 (sbdeploy.passes.to_fp16's output)
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -90,7 +91,7 @@ class TritonOptions:
     preferred_batch: tuple[int, ...] = ()  # dynamic_batching preferred_batch_size
     queue_delay_us: int = 100  # dynamic_batching max_queue_delay_microseconds
     onnx_device: Literal["cpu", "gpu"] = "cpu"  # instance kind of ONNX models (engines always run on GPU)
-    onnx_trt_fp16: bool = False  # ONNX models: TensorRT accelerator in fp16 (implies onnx_device="gpu")
+    onnx_trt_fp16: bool = False  # fp16 ONNX models: TensorRT accelerator, precision_mode FP16 (implies onnx_device="gpu")
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,8 @@ def read_onnx_artifact(path: Path) -> ArtifactSpec:
     max_batch = None if dynamic else (1 if fixed == 1 else 0)
     metadata = {p.key: p.value for p in model.metadata_props}
     metadata["opset"] = ",".join(f"{o.domain or 'ai.onnx'}:{o.version}" for o in model.opset_import)
-    return ArtifactSpec(path, "onnx", inputs, outputs, max_batch, fixed_batch=fixed, metadata=metadata)
+    fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    return ArtifactSpec(path, "onnx", inputs, outputs, max_batch, fixed_batch=fixed, metadata=metadata, fp16_weights=fp16)
 
 
 def _dims(value: Any, what: str) -> tuple[int, ...]:
@@ -366,6 +368,16 @@ def build_model_config(spec: ArtifactSpec, name: str, options: TritonOptions) ->
     gpu = spec.kind == "tensorrt" or options.onnx_device == "gpu" or options.onnx_trt_fp16
     config["instance_group"] = [{"count": options.instances, "kind": _Enum("KIND_GPU" if gpu else "KIND_CPU")}]
     if spec.kind == "onnx" and options.onnx_trt_fp16:
+        if not spec.fp16_weights:
+            raise ConfigError(
+                f"{where} has fp32 weights: --onnx-trt-fp16's precision_mode FP16 is TensorRT 10.x's FP16 builder flag, "
+                "which TensorRT 11 (strongly typed) removed, so there the engine would stay fp32; give an fp16 ONNX "
+                "(sbdeploy pipeline --fp16 writes model.fp16.onnx; sbdeploy.passes.to_fp16)"
+            )
+        notes.append(
+            "TensorRT accelerator: the fp16 ONNX sets the precision (TensorRT 11 is strongly typed); "
+            "precision_mode FP16 is what TensorRT 10.x's weakly typed build also needs"
+        )
         accelerator = {"name": "tensorrt", "parameters": [{"key": "precision_mode", "value": "FP16"}]}
         config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [accelerator]}}
     warmup = _warmup(spec, max_batch, drop)

@@ -18,6 +18,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from sbdeploy.errors import CheckpointError, ConfigError
 from sbdeploy.models import create_model, model_info
 from sbdeploy.train import distributed
 from sbdeploy.train.config import TrainConfig
+from sbdeploy.train.distill import Distillation
 from sbdeploy.train.evaluate import measure_accuracy, normalize, stats_tensors
 
 STATE_FILE = "train_state.safetensors"
@@ -191,6 +193,9 @@ def train(
     overwrite: bool = False,
     device: str = "auto",
     callbacks: TrainCallbacks | None = None,
+    init_state: Mapping[str, torch.Tensor] | None = None,
+    distill: Distillation | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``arch`` on ``data`` and write the checkpoint folder ``out``.
 
@@ -206,6 +211,12 @@ def train(
         overwrite: replace an existing checkpoint in ``out``.
         device: ``auto``, ``cpu`` or ``cuda``.
         callbacks: progress hooks, called on rank 0.
+        init_state: weights to start from instead of a fresh initialisation (a fine-tune);
+            unused on resume, where the checkpoint in ``out`` holds the weights.
+        distill: train on the blended loss of :class:`Distillation` instead of plain
+            cross-entropy; its settings are recorded in the recipe (``training.distill``).
+        provenance: where the starting point came from (e.g. ``{"sbify": {...}}``); merged
+            into the recipe in ``config.json`` and, like it, checked on resume.
 
     Raises:
         ConfigError: bad options, or ``out`` holds a checkpoint and neither resume nor overwrite was asked.
@@ -221,6 +232,9 @@ def train(
     recipe = {**config.to_dict(), "pad": pad, "flip": flip}
     recipe.pop("max_steps_per_epoch")
     recipe.pop("eval_batch_size")
+    if distill is not None:
+        recipe["distill"] = distill.to_dict()
+    recipe.update(provenance or {})
     if not resume and (out / WEIGHTS_FILE).exists() and not overwrite:
         raise ConfigError(f"{out} already holds a checkpoint; pass --resume to continue it or --overwrite to replace it")
 
@@ -236,7 +250,11 @@ def train(
         previous: dict[str, Any] = {}
         if resume:
             start_epoch, momentum, previous = _load_state(out, model, arch, options, recipe)
+        elif init_state is not None:
+            model.load_state_dict(dict(init_state), strict=True)
         model.to(ctx.device)
+        if distill is not None:
+            distill.teacher.to(ctx.device)
         if ctx.distributed and config.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net: nn.Module = model
@@ -276,7 +294,7 @@ def train(
                 x = normalize(x.to(ctx.device, non_blocking=True), mean, std)
                 y = data.train_labels[idx].to(ctx.device, non_blocking=True)
                 logits = net(x)
-                loss = F.cross_entropy(logits, y)
+                loss = F.cross_entropy(logits, y) if distill is None else distill.loss(logits, distill.targets(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

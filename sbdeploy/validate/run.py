@@ -19,7 +19,7 @@ from sbdeploy.backends.base import Runner
 from sbdeploy.checkpoint import Checkpoint, load_checkpoint
 from sbdeploy.environment import Environment, collect_environment
 from sbdeploy.errors import ConfigError
-from sbdeploy.validate.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, output_stats, verdict
+from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, OutputStats, Tolerance, output_stats, verdict
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Artifact:
 
     backend: str  # ort-cpu, ort-cuda, ort-trt, trt
     path: Path
-    precision: str  # fp32, fp16, int8
+    precision: str  # fp32, tf32 (an fp32 engine built with TF32), fp16, int8
     batch_sizes: tuple[int, ...]  # random-batch sizes to try (engine profiles: min, opt, max)
     max_batch: int  # largest batch one call may take
 
@@ -171,7 +171,11 @@ def onnx_artifact(path: str | Path, backend: str = "ort-cpu") -> Artifact:
 
 
 def engine_artifact(path: str | Path) -> Artifact:
-    """Describe a TensorRT engine from its sidecar: precision and the profile's min/opt/max batch."""
+    """Describe a TensorRT engine from its sidecar: precision and the profile's min/opt/max batch.
+
+    An fp32 engine built with TF32 (the sidecar's ``tf32``, TensorRT's default) is judged as
+    ``tf32``, by the TF32 tolerance; one built with ``--no-tf32`` as ``fp32``.
+    """
     from sbdeploy.backends.tensorrt.sidecar import read_sidecar, sidecar_path
     from sbdeploy.errors import EngineMismatchError
 
@@ -180,7 +184,8 @@ def engine_artifact(path: str | Path) -> Artifact:
         raise EngineMismatchError(f"{sidecar_path(path)} is missing; validate needs the sidecar that `sbdeploy build-engine` writes")
     profile = next(iter(sidecar.profiles[0].values()))
     sizes = tuple(sorted({profile["min"][0], profile["opt"][0], profile["max"][0]}))
-    return Artifact(backend="trt", path=Path(path), precision=sidecar.requested_precision, batch_sizes=sizes, max_batch=sizes[-1])
+    precision = "tf32" if sidecar.requested_precision == "fp32" and sidecar.tf32 else sidecar.requested_precision
+    return Artifact(backend="trt", path=Path(path), precision=precision, batch_sizes=sizes, max_batch=sizes[-1])
 
 
 def dataset_case(source: str, config: object, *, limit: int | None = None) -> InputCase:
@@ -287,5 +292,7 @@ def to_markdown(report: ValidationReport) -> str:
         for a in report.accuracy:
             top5 = "-" if a.top5 is None else f"{a.top5:.2%}"
             lines.append(f"| {a.backend} | {a.dataset} | {a.samples} | {a.top1:.2%} | {top5} | {a.delta_top1:+.2f} pt |")
-    lines += ["", "Tolerances:"] + [f"- {k}: {t.describe()}" for k, t in report.tolerances.items()]
+    lines += ["", "Tolerances:"]
+    for k, t in report.tolerances.items():
+        lines.append(f"- {k}: {t.describe()}" + (f" ({TOLERANCE_REASONS[k]})" if k in TOLERANCE_REASONS else ""))
     return "\n".join(lines) + "\n"

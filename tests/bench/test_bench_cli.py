@@ -6,6 +6,9 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
+from sbdeploy import environment
 from tests.conftest import run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -43,6 +46,7 @@ def test_bench_refuses_bad_options() -> None:
         assert needle in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.skipif(environment.gpu_stack().tensorrt is not None, reason="TensorRT is installed here")
 def test_trt_backend_without_tensorrt_is_one_clear_line() -> None:
     result = run_cli("bench", "-m", "cifar_resnet20", "--backends", "trt", "--batch", "1", "--iters", "1")
     assert result.returncode == 2
