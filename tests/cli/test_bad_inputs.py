@@ -55,6 +55,8 @@ ARGUMENTS = [
     FileArgument("triton-repo ONNX", lambda bad, out: ["triton-repo", str(bad), "--out", str(out / "repo")], "file", "onnx", ".onnx",
                  another=False),  # fmt: skip
     FileArgument("triton-repo ENGINE", lambda bad, out: ["triton-repo", str(bad), "--out", str(out / "repo")], "file", "engine", ".engine"),
+    FileArgument("sbify BASELINE", lambda bad, out: ["sbify", str(bad), "--out", str(out / "sb"), "--no-recalibrate"], "folder",
+                 "checkpoint"),  # fmt: skip
     FileArgument("import STATE_DICT", lambda bad, out: ["import", str(bad), "--arch", "cifar_resnet20", "--out", str(out / "ckpt")], "file",
                  "pth", ".pth"),  # fmt: skip
 ]
