@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.cli._render import console, print_json
@@ -44,7 +45,7 @@ def pipeline(
         for column in ("step", "result", "seconds", "detail"):
             table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")
         for s in result.steps:
-            table.add_row(s.name, "[green]ok[/]" if s.ok else "[bold red]FAILED[/]", f"{s.seconds:.1f}", s.detail)
+            table.add_row(s.name, "[green]ok[/]" if s.ok else "[bold red]FAILED[/]", f"{s.seconds:.1f}", escape(s.detail))
         console.print(table)
         console.print(f"reports: {folder / 'summary.md'}", highlight=False)
     if not result:

@@ -13,17 +13,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sbdeploy.checkpoint import read_config
 from sbdeploy.cli._render import console, err_console, print_json
 from sbdeploy.cli.train import SOURCE_OPTION_HELP, EpochBars, parse_milestones
-from sbdeploy.convert import SbifyCallbacks, sbify_checkpoint
-from sbdeploy.convert.run import FINE_TUNE
 from sbdeploy.errors import ConfigError
-from sbdeploy.train import TrainConfig, open_fitting_source
 
 
-class _Bars(EpochBars, SbifyCallbacks):
-    """One bar for the recalibration, one per fine-tune epoch, the current stage in a status line."""
+class _Bars(EpochBars):
+    """:class:`sbdeploy.convert.SbifyCallbacks`: one bar for the recalibration, one per fine-tune epoch, the stage in a line."""
 
     def __init__(self, progress: Progress) -> None:
         super().__init__(progress)
@@ -57,8 +53,8 @@ def sbify(
     distill: Annotated[bool, typer.Option("--distill", help="Fine-tune on the baseline's logits too (knowledge distillation).")] = False,
     distill_alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the baseline's soft targets.")] = 0.5,
     distill_temperature: Annotated[float, typer.Option(min=0.01, help="Softmax temperature of the distillation.")] = 4.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Fine-tune batch size.")] = FINE_TUNE.batch_size,
-    lr: Annotated[float, typer.Option(min=0.0, help="Fine-tune initial learning rate (a tenth of training's).")] = FINE_TUNE.lr,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Fine-tune batch size (default: the training recipe's, 128).")] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="Fine-tune initial learning rate (default: a tenth of training's, 0.01).")] = None,
     milestones: Annotated[str, typer.Option(help="Fractions of the fine-tune where the LR is multiplied by 0.1.")] = "0.5,0.75",
     seed: Annotated[int, typer.Option(help="Seed of the fine-tune's shuffling and augmentation.")] = 0,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Cut each fine-tune epoch to this many steps (smoke tests).")] = None,
@@ -74,6 +70,11 @@ def sbify(
     with --sampling dense the SB network computes the baseline); bottleneck blocks get a
     fitted rank-C/2 linear SB. The fine-tune uses the training recipe at LR 0.01.
     """
+    from sbdeploy.checkpoint import read_config
+    from sbdeploy.convert import SbifyCallbacks, sbify_checkpoint
+    from sbdeploy.convert.run import FINE_TUNE
+    from sbdeploy.train import TrainConfig, open_fitting_source
+
     config = read_config(baseline)
     source = data or config.dataset
     needs_data = recalibrate or epochs > 0
@@ -82,8 +83,9 @@ def sbify(
     dataset = open_fitting_source(source, config) if source and (needs_data or data) else None
     fine_tune = None
     if epochs:
-        fine_tune = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, milestones=parse_milestones(milestones), seed=seed,
-                                max_steps_per_epoch=max_steps)
+        fine_tune = TrainConfig(epochs=epochs, batch_size=FINE_TUNE.batch_size if batch_size is None else batch_size,
+                                lr=FINE_TUNE.lr if lr is None else lr, milestones=parse_milestones(milestones), seed=seed,
+                                max_steps_per_epoch=max_steps)  # fmt: skip
     show = not quiet and not as_json
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),

@@ -37,6 +37,7 @@ from sbdeploy.checkpoint import (
     read_config,
     read_weights,
     save_checkpoint,
+    state_mismatches,
 )
 from sbdeploy.data import ImageData, to_float
 from sbdeploy.errors import CheckpointError, ConfigError
@@ -157,6 +158,8 @@ def _load_state(out: Path, model: nn.Module, arch: str, options: dict[str, Any],
     from safetensors import safe_open
 
     state_path = out / STATE_FILE
+    if not out.is_dir():
+        raise CheckpointError(f"nothing to resume: {out} is {'a file' if out.exists() else 'not there'}; --resume continues the run in the --out folder")
     if not state_path.is_file():
         raise CheckpointError(f"nothing to resume in {out}: no {STATE_FILE} (the run finished, or never wrote an epoch)")
     config = read_config(out)
@@ -171,7 +174,11 @@ def _load_state(out: Path, model: nn.Module, arch: str, options: dict[str, Any],
     momentum = read_weights(state_path)  # checks it is safetensors, never unpickles
     with safe_open(str(state_path), framework="pt") as f:
         epoch = int((f.metadata() or {}).get("epoch", "0"))
-    model.load_state_dict(read_weights(out / WEIGHTS_FILE), strict=True)
+    weights = read_weights(out / WEIGHTS_FILE)
+    problem = state_mismatches(model.state_dict(), weights)
+    if problem:
+        raise CheckpointError(f"{out / WEIGHTS_FILE} does not fit {arch} {options}, the run in config.json: {problem}; it is another network's")
+    model.load_state_dict(weights, strict=True)
     return epoch, {k.removeprefix("momentum."): v for k, v in momentum.items()}, config.metrics
 
 
