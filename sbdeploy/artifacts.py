@@ -162,7 +162,7 @@ class DeployFile:
         path: the file.
         sha256: of the file's bytes.
         kind: ``"onnx"`` or ``"engine"``.
-        precision: ``fp32``, ``fp16`` or ``int8``.
+        precision: ``fp32``, ``fp16`` or ``int8``; ``tf32`` for an fp32 engine built with TF32.
         target: the deploy target of its form (None: not written by sbdeploy).
         batch: the fixed batch of its input (None: dynamic).
         profile: an engine's (min, opt, max) batch.
@@ -271,8 +271,10 @@ def describe_file(path: str | Path) -> DeployFile:
         profile = None if ranges is None else (ranges["min"][0], ranges["opt"][0], ranges["max"][0])
         fixed = profile[0] if profile is not None and profile[0] == profile[2] else None
         metadata = dict(sidecar.onnx_metadata)
-        return DeployFile(path, sha256_file(path), "engine", sidecar.requested_precision, _known_target(metadata), fixed,
-                          profile=profile, metadata=metadata)  # fmt: skip
+        # an fp32 engine built with TF32 (TensorRT's default) is a tf32 engine, judged by the TF32 tolerance
+        precision = "tf32" if sidecar.requested_precision == "fp32" and sidecar.tf32 else sidecar.requested_precision
+        return DeployFile(path, sha256_file(path), "engine", precision, _known_target(metadata), fixed, profile=profile,
+                          metadata=metadata)  # fmt: skip
     raise ArtifactError(f"{path}: unknown artifact type; expected an .onnx file or a TensorRT .engine/.plan")
 
 

@@ -1,16 +1,15 @@
 """``sbdeploy doctor``: what this machine has, and which backends can run on it.
 
 Every probe is cheap and never raises: a missing library is reported as missing, with
-the reason a backend cannot run and what to install. Nothing here imports TensorRT or
-pycuda unless they are installed.
+the reason a backend cannot run and what to install. The GPU, CUDA, TensorRT and pycuda
+answers are :func:`sbdeploy.environment.gpu_stack`'s, the same the pipeline, the engine
+sidecar and the reports use.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import platform
-import shutil
-import subprocess
 from dataclasses import asdict, dataclass, field
 
 from sbdeploy.environment import package_version
@@ -41,49 +40,19 @@ class DoctorReport:
     gpu_name: str | None
     compute_capability: str | None
     driver: str | None
+    gpu_found_by: str | None = None  # which probe saw the GPU: pycuda, cuda-python, torch or nvidia-smi
     backends: list[BackendStatus] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def _nvidia_smi() -> tuple[str | None, str | None, str | None]:
-    """(GPU name, compute capability, driver version) from nvidia-smi, when the tool is there."""
-    if shutil.which("nvidia-smi") is None:
-        return None, None, None
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=15,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None, None, None
-    if not out:
-        return None, None, None
-    parts = [p.strip() for p in out.splitlines()[0].split(",")]
-    return (parts + [None, None, None])[0], (parts + [None, None])[1], (parts + [None, None, None])[2]
-
-
 def diagnose() -> DoctorReport:
-    """Probe this machine (never raises)."""
-    from sbdeploy.backends.tensorrt._compat import NO_PYCUDA, NO_TENSORRT, require_tensorrt, tensorrt_available
-    from sbdeploy.errors import BackendUnavailableError
+    """Probe this machine (never raises); the GPU and TensorRT part is :func:`sbdeploy.environment.gpu_stack`."""
+    from sbdeploy import environment
 
-    torch_version = torch_cuda = None
-    torch_gpu: tuple[str, str] | None = None
-    try:
-        import torch
-
-        torch_version, torch_cuda = torch.__version__, torch.version.cuda
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(0)
-            torch_gpu = (torch.cuda.get_device_name(0), f"{major}.{minor}")
-    except ImportError:
-        pass
-
+    stack = environment.gpu_stack()
+    torch_version = package_version("torch")
     providers: list[str] = []
     ort_version = None
     try:
@@ -93,28 +62,19 @@ def diagnose() -> DoctorReport:
     except ImportError:
         pass
 
-    trt_version = None
-    trt_problem = NO_TENSORRT
-    if tensorrt_available():
-        try:
-            trt_version = require_tensorrt()
-        except BackendUnavailableError as error:  # installed but unusable (libraries missing, unsupported version)
-            trt_problem = str(error)
-    pycuda_version = package_version("pycuda") if importlib.util.find_spec("pycuda") is not None else None
-
-    gpu_name, capability, driver = _nvidia_smi()
-    if gpu_name is None and torch_gpu is not None:
-        gpu_name, capability = torch_gpu
-    has_gpu = gpu_name is not None
-
-    no_gpu = "no NVIDIA GPU found (nvidia-smi and torch see none)"
+    torch_gpu = stack.torch_sees_gpu
+    no_gpu = environment.NO_GPU
+    if torch_version is None:
+        torch_cuda_reason = "torch is not installed"
+    elif torch_gpu:
+        torch_cuda_reason = f"PyTorch on {stack.gpu_name}"
+    elif stack.torch_cuda is None:
+        torch_cuda_reason = f"torch {torch_version} is a CPU build" + (f" (this machine has {stack.gpu_name})" if stack.has_gpu else "")
+    else:
+        torch_cuda_reason = f"torch {torch_version} (CUDA {stack.torch_cuda}) sees no GPU: {no_gpu}"
     backends = [
         BackendStatus("torch", torch_version is not None, "PyTorch on the CPU" if torch_version else "torch is not installed"),
-        BackendStatus(
-            "torch-cuda",
-            torch_gpu is not None,
-            f"PyTorch on {torch_gpu[0]}" if torch_gpu else (f"torch {torch_version} is a CPU build" if torch_cuda is None else no_gpu),
-        ),
+        BackendStatus("torch-cuda", bool(torch_gpu), torch_cuda_reason),
         BackendStatus(
             "ort-cpu",
             "CPUExecutionProvider" in providers,
@@ -124,33 +84,34 @@ def diagnose() -> DoctorReport:
     for name, provider in (("ort-cuda", "CUDAExecutionProvider"), ("ort-trt", "TensorrtExecutionProvider")):
         if provider not in providers:
             reason = f"no {provider} in this onnxruntime; install onnxruntime-gpu on a machine with an NVIDIA GPU"
-        elif not has_gpu:
+        elif not stack.has_gpu:
             reason = f"{provider} is installed but {no_gpu}"
         else:
-            reason = f"{provider} on {gpu_name}"
-        backends.append(BackendStatus(name, provider in providers and has_gpu, reason))
-    if trt_version is None:
-        trt_reason = trt_problem
-    elif pycuda_version is None:
-        trt_reason = NO_PYCUDA
-    elif not has_gpu:
-        trt_reason = f"TensorRT {trt_version} is installed but {no_gpu}"
+            reason = f"{provider} on {stack.gpu_name}"
+        backends.append(BackendStatus(name, provider in providers and stack.has_gpu, reason))
+    if stack.trt_ready:
+        trt_reason = f"TensorRT {stack.tensorrt} with pycuda on {stack.gpu_name}"
+    elif stack.tensorrt is None:
+        trt_reason = stack.tensorrt_problem or environment.NO_TENSORRT
+    elif stack.pycuda is None:
+        trt_reason = stack.pycuda_problem or environment.NO_PYCUDA
     else:
-        trt_reason = f"TensorRT {trt_version} with pycuda on {gpu_name}"
-    backends.append(BackendStatus("trt", trt_version is not None and pycuda_version is not None and has_gpu, trt_reason))
+        trt_reason = f"TensorRT {stack.tensorrt} is installed but {no_gpu}"
+    backends.append(BackendStatus("trt", stack.trt_ready, trt_reason))
 
     return DoctorReport(
         python=platform.python_version(),
         platform=platform.platform(),
         torch=torch_version,
-        torch_cuda=torch_cuda,
+        torch_cuda=stack.torch_cuda,
         onnx=package_version("onnx"),
         onnxruntime=ort_version,
         ort_providers=providers,
-        tensorrt=trt_version,
-        pycuda=pycuda_version,
-        gpu_name=gpu_name,
-        compute_capability=capability,
-        driver=driver,
+        tensorrt=stack.tensorrt,
+        pycuda=package_version("pycuda") if importlib.util.find_spec("pycuda") is not None else None,
+        gpu_name=stack.gpu_name,
+        compute_capability=stack.compute_capability,
+        driver=stack.driver,
+        gpu_found_by=stack.gpu_found_by,
         backends=backends,
     )

@@ -1,14 +1,243 @@
-"""What this machine is: CPU, threads, library versions, GPU. Recorded in every report.
+"""What this machine is: CPU, threads, library versions, and the one GPU/TensorRT probe.
 
-Only cheap look-ups; TensorRT and pycuda are probed without failing when absent.
+:func:`gpu_stack` is the single answer to "is there an NVIDIA GPU, which TensorRT, can the
+``trt`` backend run": ``sbdeploy doctor``, the pipeline's engine choice, the engine
+sidecar's machine description and the environment recorded in every report all read it,
+so they cannot disagree. It probes once per process, cheaply, and never raises: each
+missing piece is recorded with the reason. The GPU may be seen by pycuda (what the
+``trt`` runner uses), cuda-python, torch or ``nvidia-smi``; a CPU build of torch on a GPU
+machine therefore does not hide the GPU. TensorRT and pycuda are imported only when
+installed (type stubs alone are no TensorRT).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.metadata
+import importlib.util
 import os
 import platform
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass, field
+
+SUPPORTED_TENSORRT_MAJORS = (10, 11)
+
+NO_TENSORRT = (
+    "TensorRT is not installed (pip install sbdeploy[gpu] on a machine with an NVIDIA GPU); "
+    "to run on this machine use the ONNX Runtime backend: sbdeploy validate/bench --backends ort-cpu"
+)
+NO_PYCUDA = (
+    "pycuda is not installed or finds no CUDA driver (pip install sbdeploy[gpu] on a machine with an NVIDIA GPU); "
+    "to run on this machine use the ONNX Runtime backend: sbdeploy validate/bench --backends ort-cpu"
+)
+NO_GPU = "no NVIDIA GPU found (pycuda, cuda-python, torch and nvidia-smi see none)"
+
+
+@dataclass(frozen=True)
+class GpuStack:
+    """This machine's NVIDIA GPU and TensorRT stack, as far as the probes could tell."""
+
+    gpu_name: str | None  # device 0; None: no GPU found
+    compute_capability: str | None  # "major.minor", e.g. "9.0"
+    gpu_found_by: str | None  # "pycuda", "cuda-python", "torch" or "nvidia-smi"
+    driver: str | None  # the NVIDIA driver release (nvidia-smi), e.g. "580.95.05"
+    cuda_runtime: str | None  # CUDA version of the toolkit in use (pycuda's, else torch's build), e.g. "12.8"
+    cuda_driver: str | None  # the CUDA version the driver supports (driver API), e.g. "13.0"
+    torch_cuda: str | None  # CUDA version torch was built with; None for a CPU build or no torch
+    tensorrt: str | None  # the importable TensorRT's version; None when it cannot be used
+    tensorrt_problem: str | None  # why not (None when TensorRT imports and is supported)
+    pycuda: str | None  # pycuda's version when it imports and makes a context; None otherwise
+    pycuda_problem: str | None
+    torch_sees_gpu: bool = False  # torch.cuda.is_available(): the torch-cuda backend can run
+
+    @property
+    def has_gpu(self) -> bool:
+        return self.gpu_name is not None
+
+    @property
+    def trt_ready(self) -> bool:
+        """True when the ``trt`` backend can run: TensorRT, pycuda and a GPU."""
+        return self.tensorrt is not None and self.pycuda is not None and self.has_gpu
+
+    def why_not_trt(self) -> str:
+        """One short clause saying what the ``trt`` backend lacks here ("" when it can run)."""
+        if self.tensorrt is None:
+            return _clause(self.tensorrt_problem or NO_TENSORRT)
+        if self.pycuda is None:
+            return _clause(self.pycuda_problem or NO_PYCUDA)
+        if not self.has_gpu:
+            return f"TensorRT {self.tensorrt} is installed but {NO_GPU}"
+        return ""
+
+    def describe_gpu(self) -> str | None:
+        """``"NVIDIA H100 80GB HBM3 (sm_90)"``, or None without a GPU."""
+        if self.gpu_name is None:
+            return None
+        return f"{self.gpu_name} (sm_{(self.compute_capability or '?').replace('.', '')})"
+
+
+def _clause(reason: str) -> str:
+    """The first clause of a reason: "TensorRT is not installed (pip install ...)" -> "TensorRT is not installed"."""
+    return reason.split(" (")[0].split("; ")[0].split(" [")[0]
+
+
+# ---- the probes: each returns None (or a reason) instead of raising -------------------------------------------------
+
+
+def tensorrt_installed() -> bool:
+    """True when the real TensorRT bindings are importable (type stubs alone do not count)."""
+    try:
+        spec = importlib.util.find_spec("tensorrt")
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin is not None and spec.origin.endswith(".py")
+
+
+def probe_tensorrt() -> tuple[str | None, str | None]:
+    """(version, None) when TensorRT imports and is 10.x/11.x, else (None, why)."""
+    if not tensorrt_installed():
+        return None, NO_TENSORRT
+    try:
+        trt = importlib.import_module("tensorrt")
+        version = str(trt.__version__)
+    except Exception as error:  # the wheel is there but its CUDA libraries are not (ImportError, OSError...)
+        return None, f"{NO_TENSORRT} [import failed: {error}]"
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return None, f"cannot read the TensorRT version {version!r}"
+    if major not in SUPPORTED_TENSORRT_MAJORS:
+        return None, f"TensorRT {version} is not supported; sbdeploy supports TensorRT 10.x and 11.x (pip install 'tensorrt>=10,<12')"
+    return version, None
+
+
+def probe_pycuda() -> tuple[str | None, str | None, tuple[str, str, str, str] | None]:
+    """(version, None, (gpu name, capability, CUDA toolkit, CUDA driver)) when pycuda makes a context, else (None, why, None)."""
+    if importlib.util.find_spec("pycuda") is None:
+        return None, NO_PYCUDA, None
+    try:
+        importlib.import_module("pycuda.autoprimaryctx")
+        cuda = importlib.import_module("pycuda.driver")
+        device = cuda.Device(0)
+        major, minor = device.compute_capability()
+        driver = int(cuda.get_driver_version())
+        toolkit = ".".join(str(v) for v in cuda.get_version()[:2])
+        gpu = (str(device.name()), f"{major}.{minor}", toolkit, f"{driver // 1000}.{driver % 1000 // 10}")
+    except Exception as error:  # pycuda raises its own LogicError/RuntimeError when there is no driver or device
+        return None, f"{NO_PYCUDA} [{type(error).__name__}: {error}]", None
+    return package_version("pycuda") or "unknown", None, gpu
+
+
+def probe_cuda_python() -> tuple[str, str, str] | None:
+    """(gpu name, capability, CUDA driver) of device 0 through cuda-python's runtime API, or None."""
+    try:
+        runtime = importlib.import_module("cuda.bindings.runtime")
+        error, count = runtime.cudaGetDeviceCount()
+        if error != runtime.cudaError_t.cudaSuccess or count < 1:
+            return None
+        error, props = runtime.cudaGetDeviceProperties(0)
+        _, driver = runtime.cudaDriverGetVersion()
+        if error != runtime.cudaError_t.cudaSuccess:
+            return None
+        name = props.name.decode(errors="replace").rstrip("\0") if isinstance(props.name, bytes) else str(props.name)
+        return name, f"{props.major}.{props.minor}", f"{driver // 1000}.{driver % 1000 // 10}"
+    except Exception:  # not installed, or no driver library
+        return None
+
+
+def probe_torch() -> tuple[str | None, tuple[str, str] | None]:
+    """(CUDA torch was built with, (gpu name, capability) when torch sees a device).
+
+    A CPU build says so in its version ("2.13.0+cpu"): it is read from the package metadata
+    without importing torch (seconds on a loaded machine; `sbdeploy doctor` needs no torch then).
+    """
+    version = package_version("torch")
+    if version is None or version.endswith("+cpu"):
+        return None, None
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    if not torch.cuda.is_available():
+        return torch.version.cuda, None
+    major, minor = torch.cuda.get_device_capability(0)
+    return torch.version.cuda, (torch.cuda.get_device_name(0), f"{major}.{minor}")
+
+
+def probe_nvidia_smi() -> tuple[str, str, str] | None:
+    """(GPU name, compute capability, driver version) from nvidia-smi, when the tool is there and sees a GPU."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=15, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    parts = [p.strip() for p in out.splitlines()[0].split(",")] if out else []
+    return (parts[0], parts[1], parts[2]) if len(parts) >= 3 else None
+
+
+def combine_probes(
+    *,
+    nvidia_smi: tuple[str, str, str] | None,
+    pycuda: tuple[str, str, str, str] | None,
+    cuda_python: tuple[str, str, str] | None,
+    torch: tuple[str, str] | None,
+    torch_cuda: str | None,
+    tensorrt: tuple[str | None, str | None],
+    pycuda_version: tuple[str | None, str | None],
+) -> GpuStack:
+    """The probes' answers as one :class:`GpuStack`; the GPU comes from the first probe that sees one.
+
+    Order of trust: pycuda (what the ``trt`` runner uses), cuda-python, torch, nvidia-smi.
+    """
+    found: tuple[str, str, str] | None = None
+    if pycuda is not None:
+        found = (pycuda[0], pycuda[1], "pycuda")
+    elif cuda_python is not None:
+        found = (cuda_python[0], cuda_python[1], "cuda-python")
+    elif torch is not None:
+        found = (torch[0], torch[1], "torch")
+    elif nvidia_smi is not None:
+        found = (nvidia_smi[0], nvidia_smi[1], "nvidia-smi")
+    version, problem = pycuda_version
+    return GpuStack(
+        gpu_name=found[0] if found else None,
+        compute_capability=found[1] if found else None,
+        gpu_found_by=found[2] if found else None,
+        driver=nvidia_smi[2] if nvidia_smi else None,
+        cuda_runtime=pycuda[2] if pycuda else (torch_cuda if found else None),
+        cuda_driver=pycuda[3] if pycuda else (cuda_python[2] if cuda_python else None),
+        torch_cuda=torch_cuda,
+        tensorrt=tensorrt[0],
+        tensorrt_problem=tensorrt[1],
+        pycuda=version,
+        pycuda_problem=None if version else (problem or NO_PYCUDA),
+        torch_sees_gpu=torch is not None,
+    )
+
+
+@functools.cache
+def gpu_stack() -> GpuStack:
+    """Probe this machine's GPU, CUDA, TensorRT and pycuda (once per process; never raises)."""
+    pycuda_version, pycuda_problem, pycuda_gpu = probe_pycuda()
+    torch_cuda, torch_gpu = probe_torch()
+    return combine_probes(
+        nvidia_smi=probe_nvidia_smi(),
+        pycuda=pycuda_gpu,
+        cuda_python=probe_cuda_python() if pycuda_gpu is None else None,
+        torch=torch_gpu,
+        torch_cuda=torch_cuda,
+        tensorrt=probe_tensorrt(),
+        pycuda_version=(pycuda_version, pycuda_problem),
+    )
+
+
+# ---- the environment recorded in reports -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -22,7 +251,8 @@ class Environment:
     torch: str
     torch_threads: int
     torch_cuda: str | None  # CUDA version torch was built with
-    gpu: str | None  # first CUDA device as torch sees it
+    gpu: str | None  # device 0 with its compute capability, from gpu_stack()
+    tensorrt: str | None = None  # the usable TensorRT's version, from gpu_stack()
     packages: dict[str, str | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -53,13 +283,10 @@ PACKAGES = ("onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda", "cud
 
 
 def collect_environment() -> Environment:
-    """Describe this machine (cheap: no GPU context is created unless torch has CUDA)."""
+    """Describe this machine (the GPU part from :func:`gpu_stack`)."""
     import torch
 
-    gpu = None
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        gpu = f"{props.name} (sm_{props.major}{props.minor})"
+    stack = gpu_stack()
     return Environment(
         python=platform.python_version(),
         platform=platform.platform(),
@@ -68,6 +295,7 @@ def collect_environment() -> Environment:
         torch=torch.__version__,
         torch_threads=torch.get_num_threads(),
         torch_cuda=torch.version.cuda,
-        gpu=gpu,
+        gpu=stack.describe_gpu(),
+        tensorrt=stack.tensorrt,
         packages={name: package_version(name) for name in PACKAGES},
     )

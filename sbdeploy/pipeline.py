@@ -115,16 +115,13 @@ class PipelineResult:
 
 
 def engine_backend() -> tuple[str, str]:
-    """``("trt", why)`` when TensorRT and a CUDA GPU are here, else ``("ort-cpu", why)``."""
-    import torch
+    """``("trt", why)`` when TensorRT, pycuda and an NVIDIA GPU are here (:func:`sbdeploy.environment.gpu_stack`), else ``("ort-cpu", why)``."""
+    from sbdeploy import environment
 
-    from sbdeploy.backends.tensorrt._compat import tensorrt_available
-
-    if not tensorrt_available():
-        return "ort-cpu", "TensorRT is not installed here: ONNX Runtime CPU (the embedded default) runs the model"
-    if not torch.cuda.is_available():
-        return "ort-cpu", "TensorRT is installed but no CUDA GPU is visible: ONNX Runtime CPU runs the model"
-    return "trt", "TensorRT and a CUDA GPU are present"
+    stack = environment.gpu_stack()
+    if stack.trt_ready:
+        return "trt", f"TensorRT {stack.tensorrt} and {stack.gpu_name} are present"
+    return "ort-cpu", f"{stack.why_not_trt()} here: ONNX Runtime CPU (the embedded default) runs the model"
 
 
 def _baseline_source(source: ModelSource, baseline: str | None) -> tuple[str, ModelSource] | None:

@@ -10,9 +10,14 @@ exporter (:func:`sbdeploy.export.export_module`, each network in the deploy form
 rotates every round, so load from other processes hits both alike), and report medians
 and minima. Also PyTorch
 eager (baseline vs the SB training form and vs the deploy form) and, where CUDA is
-present, PyTorch CUDA fp32/fp16. Prints a table of latency, realized speedup, MAC ratio
-and efficiency, writes JSON, and with ``--profile`` adds onnxruntime's per-op-type time
-for both graphs.
+present, PyTorch CUDA fp32/fp16 (``--cuda-only``: those rows alone, as scripts/gpu_check.sh
+runs it). Prints a table of latency, realized speedup with its 95% interval, MAC ratio and
+efficiency, writes JSON, and with ``--profile`` adds onnxruntime's per-op-type time for
+both graphs.
+
+Every figure says how sure it is: each row carries the spread of both networks' runs
+(std, p90, p99, min) and 95% bootstrap intervals (1000 resamples of the timed runs, seeded)
+of each median and of the speedup, the ratio of the medians.
 
 Definitions (the same as ``sbdeploy bench``, :mod:`sbdeploy.bench.report`):
 speedup = baseline median / SB median; MAC ratio = SB MACs / baseline MACs
@@ -31,7 +36,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -100,11 +105,29 @@ def op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int,
     return {op: {"ms_per_run": us / runs / 1e3, "nodes": count[op] // runs} for op, us in total.most_common()}
 
 
-def _row(pair: str, batch: int, backend: str, mac_ratio: float, base: LatencyStats, sb: LatencyStats, **extra: object) -> dict:
+def measure(fns: Mapping[str, Callable[[], object]], plan: TimingPlan) -> tuple[dict[str, LatencyStats], dict[str, np.ndarray]]:
+    """:func:`measure_interleaved`, also returning each callable's timed runs (ms) for the intervals."""
+    samples: dict[str, list[float]] = {}
+    stats = measure_interleaved(fns, plan, samples_out=samples)  # type: ignore[arg-type]
+    return stats, {name: np.asarray(s) for name, s in samples.items()}
+
+
+def bootstrap_ci(base: np.ndarray, sb: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+    """95% intervals of the base median, the SB median and their ratio (the speedup), by resampling the runs."""
+    rng = np.random.default_rng(seed)
+    b = np.median(rng.choice(base, (resamples, len(base))), axis=1)
+    s = np.median(rng.choice(sb, (resamples, len(sb))), axis=1)
+    ci = lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]  # noqa: E731
+    return {"base_median_ci95": ci(b), "sb_median_ci95": ci(s), "speedup_ci95": ci(b / s)}
+
+
+def _row(pair: str, batch: int, backend: str, mac_ratio: float, base: LatencyStats, sb: LatencyStats,
+         samples: tuple[np.ndarray, np.ndarray] | None = None, **extra: object) -> dict:
     speedup = base.median_ms / sb.median_ms
+    intervals = bootstrap_ci(*samples) if samples is not None and min(map(len, samples)) > 1 else {}
     return {"pair": pair, "batch": batch, "backend": backend, "mac_ratio": mac_ratio, "ideal_speedup": 1 / mac_ratio,
             "speedup": speedup, "speedup_min": base.min_ms / sb.min_ms, "efficiency": speedup * mac_ratio,
-            "base": base.to_dict(), "sb": sb.to_dict(), **extra}
+            "base": base.to_dict(), "sb": sb.to_dict(), **intervals, **extra}
 
 
 def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Path) -> list[dict]:
@@ -115,9 +138,11 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     sb = create_model(sb_name, sampling=args.sampling).eval()
     for m in (base, sb):
         _randomize_bn(m)
-    deployed = get_target(args.target).deploy_form(sb)
     mac_ratio = count_macs(sb, size) / count_macs(base, size)  # SB / baseline, as in sbdeploy bench
     x = torch.randn(batch, 3, *size)
+    if args.cuda_only:
+        return _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) if torch.cuda.is_available() else []
+    deployed = get_target(args.target).deploy_form(sb)
     with torch.no_grad():
         err = (deployed(x) - sb(x)).abs().max().item()
     rows = []
@@ -128,8 +153,8 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     with OrtRunner(paths["base"], threads=args.threads) as base_run, OrtRunner(paths["sb"], threads=args.threads) as sb_run:
         with torch.no_grad():
             ort_err = float(np.abs(sb_run.session.run(None, feed)[0] - sb(x).numpy()).max())
-        stats = measure_interleaved({"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args))
-    row = _row(base_name, batch, f"ort-cpu-{args.threads}t", mac_ratio, stats["base"], stats["sb"],
+        stats, runs = measure({"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args))
+    row = _row(base_name, batch, f"ort-cpu-{args.threads}t", mac_ratio, stats["base"], stats["sb"], (runs["base"], runs["sb"]),
                max_abs_err_ort_vs_torch=ort_err, max_abs_err_deploy_vs_train_form=err)
     rows.append(row)
     if args.profile:
@@ -144,10 +169,11 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
                     m(x)
             return call
 
-        t = measure_interleaved({"base": eager(base), "sb_train_form": eager(sb), "sb_deploy_form": eager(deployed)},
-                                plan(args, max(5, args.reps // 4)))
+        t, runs = measure({"base": eager(base), "sb_train_form": eager(sb), "sb_deploy_form": eager(deployed)},
+                          plan(args, max(5, args.reps // 4)))
         for form in ("sb_train_form", "sb_deploy_form"):
-            rows.append(_row(base_name, batch, f"torch-eager-cpu-{args.threads}t ({form})", mac_ratio, t["base"], t[form]))
+            rows.append(_row(base_name, batch, f"torch-eager-cpu-{args.threads}t ({form})", mac_ratio, t["base"], t[form],
+                             (runs["base"], runs[form])))
     if torch.cuda.is_available():
         rows.extend(_bench_cuda(base, sb, x, base_name, batch, mac_ratio, args))
     return rows
@@ -164,8 +190,9 @@ def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:  
                 m(xx)
             torch.cuda.synchronize()
 
-        t = measure_interleaved({"base": lambda: run(b), "sb": lambda: run(s)}, plan(args))
-        rows.append(_row(base_name, batch, f"torch-cuda-{str(dtype).split('.')[-1]}", mac_ratio, t["base"], t["sb"]))
+        t, runs = measure({"base": lambda: run(b), "sb": lambda: run(s)}, plan(args))
+        rows.append(_row(base_name, batch, f"torch-cuda-{str(dtype).split('.')[-1]}", mac_ratio, t["base"], t["sb"],
+                         (runs["base"], runs["sb"]), gpu=torch.cuda.get_device_name(0)))
     return rows
 
 
@@ -180,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="ort-cpu", choices=list(TARGETS), help="deploy form (sbdeploy export --target)")
     parser.add_argument("--sampling", default="chessboard")
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip PyTorch eager timings")
+    parser.add_argument("--cuda-only", action="store_true", help="only the PyTorch CUDA fp32/fp16 rows (none without CUDA)")
     parser.add_argument("--profile", action="store_true", help="add onnxruntime per-op-type profiles")
     parser.add_argument("--out", type=Path, default=Path("bench_speedup.json"))
     args = parser.parse_args(argv)
@@ -190,9 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         for pair in args.pairs:
             for batch in args.batches or PAIRS.get(pair, ((1,),))[0]:
                 rows.extend(bench_pair(pair, batch, args, Path(tmp)))
-                _print_rows(rows[-1:] if not args.torch else [r for r in rows if r["pair"] == pair and r["batch"] == batch])
+                _print_rows([r for r in rows if r["pair"] == pair and r["batch"] == batch], header=False)
     report = {"command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
-              "onnxruntime": ort.__version__, "torch": torch.__version__, "cpu_count": os.cpu_count(),
+              "onnxruntime": ort.__version__, "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+              "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(),
               "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(), "target": args.target,
               "definitions": "speedup = base median / SB median; mac_ratio = SB MACs / base MACs; "
                              "ideal_speedup = 1 / mac_ratio; efficiency = speedup x mac_ratio",
@@ -210,11 +239,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_rows(rows: list[dict], header: bool = True) -> None:
     if header:
-        print(f"{'pair':16s} {'batch':>5s} {'backend':40s} {'base ms':>9s} {'sb ms':>9s} {'speedup':>8s} "
+        print(f"{'pair':16s} {'batch':>5s} {'backend':34s} {'base ms':>9s} {'sb ms':>9s} {'speedup':>8s} {'95% interval':>13s} "
               f"{'MAC ratio':>9s} {'ideal':>6s} {'effic.':>7s} {'speedup(min)':>12s}")
     for r in rows:
-        print(f"{r['pair']:16s} {r['batch']:5d} {r['backend']:40s} {r['base']['median_ms']:9.2f} {r['sb']['median_ms']:9.2f} "
-              f"{r['speedup']:8.2f} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
+        lo, hi = r.get("speedup_ci95", [float("nan")] * 2)
+        print(f"{r['pair']:16s} {r['batch']:5d} {r['backend']:34s} {r['base']['median_ms']:9.3f} {r['sb']['median_ms']:9.3f} "
+              f"{r['speedup']:8.2f} {lo:6.2f}-{hi:<6.2f} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
               f"{r['speedup_min']:12.2f}", flush=True)
 
 

@@ -1,104 +1,77 @@
-"""Copy tensorrt-stubs (TensorRT 10.13 API) into a folder mypy can use as MYPYPATH, repairing what mypy cannot read.
+"""Lay out TensorRT type stubs in a folder mypy can use as MYPYPATH: the 10.13 API or the 11.4 API.
 
-tensorrt-stubs 10.13.0.35.1 cannot be used by mypy as installed: ``tensorrt/`` has no
-``py.typed`` marker (mypy would skip it as untyped), it imports a ``tensorrt_libs``
-module it does not ship, and five generated lines of ``tensorrt_bindings/tensorrt.pyi``
-are not valid Python (a parameter named ``in``; a parameter without default after
-defaulted ones). This copies the stubs to OUTDIR and repairs exactly those lines;
-none of them is an API sbdeploy uses. Used by scripts/typecheck.sh and the tests.
+``--tensorrt 10`` (default) copies ``tensorrt-stubs`` 10.13.0.35.1 (PyPI; installed by
+scripts/setup.sh), which mypy cannot use as installed: ``tensorrt/`` has no ``py.typed``
+marker (mypy would skip it as untyped), it imports a ``tensorrt_libs`` module it does not
+ship, and five generated lines of ``tensorrt_bindings/tensorrt.pyi`` are not valid Python
+(a parameter named ``in``; a parameter without default after defaulted ones). Those are
+repaired (:func:`repair_stub_text`); none of them is an API sbdeploy uses.
 
-With ``--only-names tests/data/tensorrt_11_4_names.txt`` it also prunes the stubs to the
-names TensorRT 11.4 defines (classes, methods, properties, enum values and module names
-absent from 11.4 are removed), so that mypy run over sbdeploy's TensorRT code reports
-every use of a name TensorRT 11 no longer has (tests/backends/test_tensorrt_names.py).
+``--tensorrt 11`` lays out the stubs generated from the real TensorRT 11.4 bindings
+(tests/data/tensorrt_11_4_stubs, made by scripts/extract_trt_api.py from
+``tensorrt-cu13-bindings==11.4.0.106``): per class, the members and signatures TensorRT 11.4
+has. scripts/typecheck.sh checks sbdeploy's TensorRT code against both.
 
-Usage: python scripts/prepare_trt_stubs.py OUTDIR [--only-names NAMES.txt]
+Usage: python scripts/prepare_trt_stubs.py OUTDIR [--tensorrt 10|11]
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib.util
 import re
 import shutil
 import sys
 from pathlib import Path
 
+STUBS_11_4 = Path(__file__).resolve().parent.parent / "tests" / "data" / "tensorrt_11_4_stubs"
 
-def prepare(out: Path) -> Path:
+
+def repair_stub_text(text: str, name: str) -> str:
+    """Repair the lines of pybind11-stubgen's ``tensorrt.pyi`` that are not valid Python (other files pass through)."""
+    if name != "tensorrt.pyi":
+        return text
+    text, n_in = re.subn(r"(def \w+\([^)]*?)\bin: ", r"\1in_: ", text)
+    text, n_axis = re.subn(r"(power: Weights = None, channel_axis: [\w.]+)\)", r"\1 = ...)", text)
+    if (n_in, n_axis) != (4, 1):
+        sys.exit(f"the TensorRT stubs changed ({n_in} `in` parameters, {n_axis} channel_axis); update {__file__}")
+    return text
+
+
+def _finish(out: Path) -> Path:
+    """The parts both layouts need: ``py.typed`` and the ``tensorrt_libs`` module the stubs import."""
+    (out / "tensorrt" / "py.typed").write_text("")
+    (out / "tensorrt_libs").mkdir(exist_ok=True)
+    (out / "tensorrt_libs" / "__init__.pyi").write_text("")
+    return out
+
+
+def prepare_10(out: Path) -> Path:
+    """tensorrt-stubs (TensorRT 10.13) in ``out``, repaired."""
     spec = importlib.util.find_spec("tensorrt_stubs")
     if spec is None or spec.origin is None:
         sys.exit("tensorrt-stubs is not installed: pip install --no-deps tensorrt-stubs==10.13.0.35.1")
     site = Path(spec.origin).parent.parent
     for package in ("tensorrt", "tensorrt_bindings"):
         shutil.copytree(site / package, out / package, dirs_exist_ok=True)
-    (out / "tensorrt_libs").mkdir(exist_ok=True)
-    (out / "tensorrt_libs" / "__init__.pyi").write_text("")
     bindings = out / "tensorrt_bindings" / "tensorrt.pyi"
-    text = bindings.read_text()
-    text, n_in = re.subn(r"(def \w+\([^)]*?)\bin: ", r"\1in_: ", text)
-    text, n_axis = re.subn(r"power: Weights = None, channel_axis: int\)", "power: Weights = None, channel_axis: int = ...)", text)
-    if (n_in, n_axis) != (4, 1):
-        sys.exit(f"tensorrt-stubs changed ({n_in} `in` parameters, {n_axis} channel_axis); update {__file__}")
-    bindings.write_text(text)
-    return out
+    bindings.write_text(repair_stub_text(bindings.read_text(), bindings.name))
+    return _finish(out)
 
 
-def word_suffixes(name: str) -> set[str]:
-    """Suffixes of an identifier that start a word ("get_num_errors" -> "num_errors", "ILogger" -> "Logger").
-
-    The linker stores a string literal as the tail of a longer one when it can, so a name read
-    from a binary's .rodata may only survive as such a suffix.
-    """
-    out = set()
-    for i in range(1, len(name)):
-        prev, cur, nxt = name[i - 1], name[i], name[i + 1 : i + 2]
-        if prev == "_" or (cur.isupper() and (prev.islower() or prev.isdigit() or (prev.isupper() and nxt.islower()))):
-            out.add(name[i:])
-    return out
-
-
-def read_names(path: Path) -> set[str]:
-    """The names of a list written by scripts/extract_trt_names.py, with their word suffixes."""
-    names = {line for line in path.read_text().splitlines() if line and not line.startswith("#")}
-    return names | {suffix for name in names for suffix in word_suffixes(name)}
-
-
-def _prune_body(body: list[ast.stmt], keep: set[str]) -> list[ast.stmt]:
-    out: list[ast.stmt] = []
-    for node in body:
-        if isinstance(node, ast.ClassDef):
-            if node.name not in keep:
-                continue
-            node.body = _prune_body(node.body, keep) or [ast.Expr(ast.Constant(...))]
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if node.name not in keep and not (node.name.startswith("__") and node.name.endswith("__")):
-                continue
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if node.target.id not in keep and not node.target.id.startswith("__"):
-                continue
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tensorrt_bindings"):
-            node.names = [a for a in node.names if (a.asname or a.name) in keep]
-            if not node.names:
-                continue
-        out.append(node)
-    return out
-
-
-def prune(out: Path, keep: set[str]) -> None:
-    """Remove from the stubs in ``out`` every name not in ``keep``."""
-    for stub in (out / "tensorrt" / "__init__.pyi", out / "tensorrt_bindings" / "__init__.pyi", out / "tensorrt_bindings" / "tensorrt.pyi"):
-        tree = ast.parse(stub.read_text())
-        tree.body = _prune_body(tree.body, keep | {"tensorrt", "typing", "typing_extensions", "numpy"})
-        stub.write_text(ast.unparse(tree) + "\n")
+def prepare_11(out: Path) -> Path:
+    """The TensorRT 11.4 stubs in ``out``; ``tensorrt`` re-exports ``tensorrt_bindings`` as the real package does."""
+    if not (STUBS_11_4 / "tensorrt_bindings" / "tensorrt.pyi").is_file():
+        sys.exit(f"{STUBS_11_4} is missing; make it with scripts/extract_trt_api.py")
+    shutil.copytree(STUBS_11_4 / "tensorrt_bindings", out / "tensorrt_bindings", dirs_exist_ok=True)
+    (out / "tensorrt").mkdir(exist_ok=True)
+    shutil.copyfile(STUBS_11_4 / "tensorrt_bindings" / "__init__.pyi", out / "tensorrt" / "__init__.pyi")
+    return _finish(out)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("outdir", type=Path)
-    parser.add_argument("--only-names", type=Path, help="keep only the names of this list (and their word suffixes)")
+    parser.add_argument("--tensorrt", choices=("10", "11"), default="10", help="which API: 10.13 (tensorrt-stubs) or 11.4")
     args = parser.parse_args()
-    prepare(args.outdir)
-    if args.only_names:
-        prune(args.outdir, read_names(args.only_names))
+    (prepare_10 if args.tensorrt == "10" else prepare_11)(args.outdir)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sbdeploy import environment
 from sbdeploy._io import sha256_file
 from tests.conftest import REPO, run_cli
 
@@ -36,9 +37,12 @@ def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
     assert summary["passed"] and [s["name"] for s in summary["steps"]] == ["export + passes", "engine", "validate", "bench"]
     engines = {p.name for p in out.glob("*.engine")}
     assert (ONNX_FILES | REPORTS) <= {p.name for p in out.iterdir()}
-    if summary["engine_backend"] == "ort-cpu":  # no TensorRT here: the engine step built nothing and says so
+    stack = environment.gpu_stack()  # the pipeline's own answer on this machine
+    assert summary["engine_backend"] == ("trt" if stack.trt_ready else "ort-cpu")
+    if not stack.trt_ready:  # the engine step built nothing and says so
         engine_step = summary["steps"][1]
         assert engine_step["status"] == "skipped" and engine_step["detail"].startswith("skipped: no TensorRT here") and not engines
+        assert f"{stack.why_not_trt()} here" in (out / "summary.md").read_text()
     else:
         assert engines == {"model.trt.fp32.engine", "model.trt.fp16.engine", "baseline.trt.fp32.engine", "baseline.trt.fp16.engine"}
 

@@ -5,6 +5,11 @@
 when the asked provider is not available (or ONNX Runtime silently falls back to the
 CPU), the runner refuses with :class:`BackendUnavailableError` instead of measuring
 the wrong thing. Input and output specs are read from the session.
+
+fp16 on the TensorRT provider: under TensorRT 11 (always strongly typed) the precision
+is the ONNX model's own, so an fp16 ONNX (:func:`sbdeploy.passes.to_fp16`) runs in fp16
+with no option; ``trt_fp16_enable`` sets TensorRT 10.x's ``BuilderFlag.FP16``, which
+TensorRT 11 removed, and is refused there rather than building an fp32 engine silently.
 """
 
 from __future__ import annotations
@@ -49,16 +54,27 @@ _ORT_DTYPES = {
 class OrtTensorrtOptions:
     """Options of ONNX Runtime's TensorRT execution provider (ignored by the other providers)."""
 
-    fp16: bool = False  # trt_fp16_enable: let TensorRT pick fp16 kernels
+    fp16: bool = False  # trt_fp16_enable: TensorRT 10.x's BuilderFlag.FP16 (gone in 11.x: give an fp16 ONNX instead)
     engine_cache_dir: Path | None = None  # trt_engine_cache_path: reuse built engines across sessions
     timing_cache_dir: Path | None = None  # trt_timing_cache_path: reuse kernel timings across builds
     opt_level: int = 3  # trt_builder_optimization_level, 0..5
     workspace_mib: int | None = None  # trt_max_workspace_size
 
-    def provider_options(self) -> dict[str, str]:
-        """The provider options as ONNX Runtime takes them (strings)."""
+    def provider_options(self, *, tensorrt_major: int | None = None) -> dict[str, str]:
+        """The provider options as ONNX Runtime takes them (strings).
+
+        Args:
+            tensorrt_major: the TensorRT major version the provider runs on, when known;
+                ``fp16`` is refused on 11 and later (no FP16 builder flag there).
+        """
         if not 0 <= self.opt_level <= 5:
             raise ConfigError(f"TensorRT optimization level must be 0..5, got {self.opt_level}")
+        if self.fp16 and tensorrt_major is not None and tensorrt_major >= 11:
+            raise ConfigError(
+                f"trt_fp16_enable needs TensorRT 10.x; this is TensorRT {tensorrt_major}, which is always strongly typed "
+                "and takes the precision from the model: run an fp16 ONNX (sbdeploy.passes.to_fp16; bench --fp16 does) "
+                "with fp16 off"
+            )
         options = {"trt_fp16_enable": str(self.fp16), "trt_builder_optimization_level": str(self.opt_level)}
         if self.engine_cache_dir is not None:
             options |= {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(self.engine_cache_dir)}
@@ -104,8 +120,12 @@ class OrtRunner(Runner):
             return ["CPUExecutionProvider"]
         if self.provider == "cuda":
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        from sbdeploy import environment
+
+        version = environment.gpu_stack().tensorrt
+        major = int(version.split(".")[0]) if version else None
         return [
-            ("TensorrtExecutionProvider", self.trt_options.provider_options()),
+            ("TensorrtExecutionProvider", self.trt_options.provider_options(tensorrt_major=major)),
             "CUDAExecutionProvider",
             "CPUExecutionProvider",
         ]

@@ -5,8 +5,9 @@ It is the reference every other backend is compared against. It takes an
 never unpickled) and uses the ONNX export's names: input ``input``, output ``logits``.
 
 On CUDA, :meth:`TorchRunner.timed_call` times the forward alone with CUDA events
-(``torch.cuda.Event(enable_timing=True)``) inside a run that, like :meth:`infer`,
-copies the input to the device and the logits back.
+(``torch.cuda.Event(enable_timing=True)``, made and recorded inside
+``torch.cuda.device(device)``, so ``cuda:1`` times device 1) inside a run that, like
+:meth:`infer`, copies the input to the device and the logits back.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class TorchRunner(Runner):
         self.check_feed(feed)
         assert self._model is not None
         model, host = self._model, torch.from_numpy(np.ascontiguousarray(feed[INPUT_NAME]))
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        with torch.cuda.device(self.device):  # an event belongs to the device current when it is made
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
         def run() -> float:
             with torch.inference_mode(), torch.cuda.device(self.device):

@@ -94,6 +94,7 @@ def measure_interleaved(
     plan: TimingPlan = TimingPlan(),
     *,
     on_round: Callable[[int], None] | None = None,
+    samples_out: dict[str, list[float]] | None = None,
 ) -> dict[str, LatencyStats]:
     """Warm up every callable, then time them in rotating turns; return stats per name.
 
@@ -101,6 +102,7 @@ def measure_interleaved(
         fns: callables to time, by name; each runs one inference to completion.
         plan: warm-up and measurement lengths, turn length.
         on_round: called after each round with the timed runs per callable so far (progress).
+        samples_out: if given, filled with each callable's timed runs in milliseconds (for intervals).
     """
     names = list(fns)
     for name in names:
@@ -136,4 +138,6 @@ def measure_interleaved(
         rounds, done = rounds + 1, done + runs
         if on_round is not None:
             on_round(done)
+    if samples_out is not None:
+        samples_out.update({n: [t * 1e3 for t in samples[n]] for n in names})
     return {n: LatencyStats.from_samples(samples[n], compute[n] or None) for n in names}

@@ -8,10 +8,21 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 # Piped output (reports pasted into issues, CI logs) is not cut to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def stderr_line(label: str, message: str, *, style: str = "yellow") -> None:
+    """``LABEL: MESSAGE`` on stderr, one line; the message is text, never markup (``'sbdeploy[serve]'`` stays whole)."""
+    err_console.print(f"[{style}]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def warn(message: str, *, label: str = "warning") -> None:
+    """``warning: MESSAGE`` on stderr."""
+    stderr_line(label, message)
 
 
 def print_json(data: Any) -> None:
@@ -37,5 +48,5 @@ def target_flags(target: str | None, lowering: str | None) -> str | None:
 
     chosen = target_option(target, lowering)
     if lowering is not None:
-        err_console.print(f"[yellow]note:[/] --lowering {lowering} is the old spelling of --target {chosen}", highlight=False)
+        warn(f"--lowering {lowering} is the old spelling of --target {chosen}", label="note")
     return chosen

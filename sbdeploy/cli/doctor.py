@@ -31,7 +31,7 @@ def doctor(
         ("onnxruntime", f"{report.onnxruntime}: {', '.join(report.ort_providers)}" if report.onnxruntime else None),
         ("tensorrt", report.tensorrt),
         ("pycuda", report.pycuda),
-        ("GPU", f"{report.gpu_name} (compute {report.compute_capability})" if report.gpu_name else "none found"),
+        ("GPU", f"{report.gpu_name} (compute {report.compute_capability}, seen by {report.gpu_found_by})" if report.gpu_name else "none found"),
         ("driver", report.driver or "unknown"),
     ):
         machine.add_row(label, escape(value) if value else missing)

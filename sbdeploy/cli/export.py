@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import OldLowering, console, err_console, print_json, target_flags
+from sbdeploy.cli._render import OldLowering, console, print_json, target_flags, warn
 from sbdeploy.errors import ConfigError
 
 
@@ -73,6 +73,7 @@ def export(
 
     forced = target_flags(target, lowering)
     pass_names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
+    new_folder = not output.parent.exists()
     result = export_onnx(
         source,
         output,
@@ -84,6 +85,8 @@ def export(
         passes=pass_names,
         options={"sampling": sampling} if sampling else None,
     )
+    if new_folder:
+        warn(f"created folder {output.parent}", label="note")
     if as_json:
         print_json(
             {
@@ -98,7 +101,7 @@ def export(
         )
     else:
         for warning in result.warnings:
-            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            warn(warning)
         meta = result.metadata
         table = Table(title=f"passes on {meta['arch']} (target {meta['target']}: {meta['lowering']}, {meta['precision']})")
         for column in ("pass", "nodes before", "nodes after", "changed ops (before -> after)"):

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
@@ -47,7 +48,7 @@ def pipeline(
             table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")
         colour = {"ok": "[green]ok[/]", "skipped": "[yellow]skipped[/]", "FAILED": "[bold red]FAILED[/]"}
         for s in result.steps:
-            table.add_row(s.name, colour[s.status], f"{s.seconds:.1f}", s.detail)
+            table.add_row(s.name, colour[s.status], f"{s.seconds:.1f}", escape(s.detail))
         console.print(table)
         console.print(f"reports: {folder / 'summary.md'}", highlight=False)
     if not result:

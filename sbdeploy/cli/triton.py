@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import console, err_console, print_json
+from sbdeploy.cli._render import console, print_json, warn
 
 
 def triton_repo(
@@ -29,7 +29,7 @@ def triton_repo(
     queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher max queue delay in microseconds.", min=0)] = 100,
     onnx_device: Annotated[str, typer.Option(help="Instance kind of ONNX models: cpu or gpu.")] = "cpu",
     onnx_trt_fp16: Annotated[
-        bool, typer.Option("--onnx-trt-fp16", help="ONNX models: TensorRT accelerator in fp16 (GPU instances).")
+        bool, typer.Option("--onnx-trt-fp16", help="fp16 ONNX models: TensorRT accelerator in fp16 (GPU instances); fp32 ONNX refused (TensorRT 11 has no fp16 flag).")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace model folders that already exist.")] = False,
     check_with_triton: Annotated[
@@ -70,7 +70,7 @@ def triton_repo(
         raise ConfigError("--name names a single model; with several artifacts each model is named after its file")
     repo = write_triton_repo(files, out, name=name, names=None if name is not None else names, options=options, force=force)
     for note in skipped:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        warn(note, label="note")
     verdicts: dict[str, str | None] = {}
     if check_with_triton:
         from sbdeploy.serve.pytriton_server import check_with_tritonserver
@@ -85,6 +85,7 @@ def triton_repo(
             {
                 "repository": str(repo.root),
                 "validated_with": repo.validated_with,
+                "not_validated": repo.not_validated,
                 "accepted_by_tritonserver": sorted(verdicts) if check_with_triton else None,
                 "models": [
                     {"name": m.name, "platform": m.platform, "folder": str(m.folder),
@@ -101,9 +102,9 @@ def triton_repo(
         table.add_row(m.name, m.platform, str(m.max_batch_size), "; ".join(m.notes) or "-")
     console.print(table)
     if repo.validated_with:
-        console.print(f"configs checked against {repo.validated_with}")
-    if check_with_triton:
-        console.print(f"tritonserver (PyTriton's) accepted the configs of {', '.join(sorted(verdicts))}")
+        console.print(f"configs checked against {repo.validated_with}", markup=False, highlight=False)
     else:
-        err_console.print("[yellow]configs not checked: tritonclient is absent (pip install sbdeploy[serve])[/]")
+        warn(f"configs not checked: {repo.not_validated}")
+    if check_with_triton:
+        console.print(f"tritonserver (PyTriton's) accepted the configs of {', '.join(sorted(verdicts))}", markup=False)
     console.print(f"serve with: tritonserver --model-repository {repo.root.resolve()}")

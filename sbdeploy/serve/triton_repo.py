@@ -78,6 +78,7 @@ class ArtifactSpec:
     opt_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # engine profile 0 opt shapes
     tensorrt_version: str | None = None
     gpu: str | None = None
+    fp16_weights: bool = False  # an ONNX whose initializers include float16 (sbdeploy.passes.to_fp16's output)
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -90,7 +91,7 @@ class TritonOptions:
     preferred_batch: tuple[int, ...] = ()  # dynamic_batching preferred_batch_size
     queue_delay_us: int = 100  # dynamic_batching max_queue_delay_microseconds
     onnx_device: Literal["cpu", "gpu"] = "cpu"  # instance kind of ONNX models (engines always run on GPU)
-    onnx_trt_fp16: bool = False  # ONNX models: TensorRT accelerator in fp16 (implies onnx_device="gpu")
+    onnx_trt_fp16: bool = False  # fp16 ONNX models: TensorRT accelerator, precision_mode FP16 (implies onnx_device="gpu")
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ class TritonRepo:
 
     root: Path
     models: tuple[TritonModel, ...]
-    validated_with: str | None  # "tritonclient X model_config.proto", or None when tritonclient is absent
+    validated_with: str | None  # "tritonclient X model_config.proto", or None when the configs could not be checked
+    not_validated: str | None = None  # why not, and what to install (None when checked)
 
 
 # --------------------------------------------------------------------------- reading artifacts
@@ -121,7 +123,7 @@ def read_artifact(path: str | Path) -> ArtifactSpec:
     """Read an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` with its ``.json`` sidecar)."""
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"{path} does not exist")
+        raise ArtifactError(f"{path} is a folder; give .onnx files and .engine/.plan files" if path.is_dir() else f"{path} does not exist")
     if path.suffix == ".onnx":
         return read_onnx_artifact(path)
     if path.suffix in ENGINE_SUFFIXES:
@@ -177,7 +179,8 @@ def read_onnx_artifact(path: Path) -> ArtifactSpec:
     max_batch = None if dynamic else (1 if fixed == 1 else 0)
     metadata = {p.key: p.value for p in model.metadata_props}
     metadata["opset"] = ",".join(f"{o.domain or 'ai.onnx'}:{o.version}" for o in model.opset_import)
-    return ArtifactSpec(path, "onnx", inputs, outputs, max_batch, fixed_batch=fixed, metadata=metadata)
+    fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    return ArtifactSpec(path, "onnx", inputs, outputs, max_batch, fixed_batch=fixed, metadata=metadata, fp16_weights=fp16)
 
 
 def _dims(value: Any, what: str) -> tuple[int, ...]:
@@ -368,6 +371,16 @@ def build_model_config(spec: ArtifactSpec, name: str, options: TritonOptions) ->
     gpu = spec.kind == "tensorrt" or options.onnx_device == "gpu" or options.onnx_trt_fp16 or gpu_form is not None
     config["instance_group"] = [{"count": options.instances, "kind": _Enum("KIND_GPU" if gpu else "KIND_CPU")}]
     if spec.kind == "onnx" and options.onnx_trt_fp16:
+        if not spec.fp16_weights:
+            raise ConfigError(
+                f"{where} has fp32 weights: --onnx-trt-fp16's precision_mode FP16 is TensorRT 10.x's FP16 builder flag, "
+                "which TensorRT 11 (strongly typed) removed, so there the engine would stay fp32; give an fp16 ONNX "
+                "(sbdeploy pipeline --fp16 writes model.fp16.onnx; sbdeploy.passes.to_fp16)"
+            )
+        notes.append(
+            "TensorRT accelerator: the fp16 ONNX sets the precision (TensorRT 11 is strongly typed); "
+            "precision_mode FP16 is what TensorRT 10.x's weakly typed build also needs"
+        )
         accelerator = {"name": "tensorrt", "parameters": [{"key": "precision_mode", "value": "FP16"}]}
         config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [accelerator]}}
     warmup = _warmup(spec, max_batch, drop)
@@ -409,32 +422,47 @@ def _warmup(spec: ArtifactSpec, max_batch: int, drop: int) -> list[dict[str, Any
 # --------------------------------------------------------------------------- validation
 
 
-def _model_config_pb2() -> Any | None:
+NO_TRITONCLIENT = "tritonclient is not installed (pip install 'sbdeploy[serve]')"
+NO_GRPC = (
+    "tritonclient is installed without its grpc part, which holds Triton's model_config.proto "
+    "(pip install 'tritonclient[grpc]', or 'sbdeploy[serve]')"
+)
+
+
+def _model_config_pb2() -> tuple[Any | None, str | None]:
+    """Triton's ``model_config_pb2`` module, or None and why it cannot be imported."""
     try:
         from tritonclient.grpc import model_config_pb2
     except ImportError:
-        return None
-    return model_config_pb2
+        return None, NO_TRITONCLIENT
+    except RuntimeError:  # tritonclient.grpc raises it when grpcio is missing (tritonclient[http] alone)
+        return None, NO_GRPC
+    return model_config_pb2, None
 
 
 def validator_name() -> str | None:
-    """Which model_config.proto :func:`check_model_config` parses with, or None when tritonclient is absent."""
-    if _model_config_pb2() is None:
+    """Which model_config.proto :func:`check_model_config` parses with, or None (see :func:`validator_problem`)."""
+    if _model_config_pb2()[0] is None:
         return None
     from importlib.metadata import version
 
     return f"tritonclient {version('tritonclient')} model_config.proto"
 
 
+def validator_problem() -> str | None:
+    """Why the configs cannot be checked here, with what to install; None when they can."""
+    return _model_config_pb2()[1]
+
+
 def check_model_config(text: str) -> Any:
     """Parse ``text`` with Triton's ``ModelConfig`` protobuf and apply Triton's load-time rules.
 
     Returns the parsed message. Raises ConfigError with every problem found, or
-    ImportError when tritonclient (``sbdeploy[serve]``) is not installed.
+    ImportError (saying what to install) when tritonclient or its grpc part is not installed.
     """
-    pb2 = _model_config_pb2()
+    pb2, problem = _model_config_pb2()
     if pb2 is None:
-        raise ImportError("tritonclient is not installed; `pip install sbdeploy[serve]`")
+        raise ImportError(problem)
     from google.protobuf import text_format
 
     config = pb2.ModelConfig()
@@ -518,7 +546,7 @@ def _external_data_files(spec: ArtifactSpec) -> list[str]:
     return sorted(locations)
 
 
-def _readme(spec: ArtifactSpec, model: TritonModel, validated_with: str | None) -> str:
+def _readme(spec: ArtifactSpec, model: TritonModel, validated_with: str | None, not_validated: str | None) -> str:
     rows = "\n".join(
         f"| {kind} | `{t.name}` | {TRITON_DTYPES[np.dtype(t.dtype)]} | {list(-1 if d is None else d for d in t.shape)} |"
         for kind, tensors in (("input", spec.inputs), ("output", spec.outputs))
@@ -532,7 +560,7 @@ def _readme(spec: ArtifactSpec, model: TritonModel, validated_with: str | None) 
         f"- platform: `{model.platform}`, file `1/{MODEL_FILES[spec.kind]}`",
         f"- max_batch_size: {model.max_batch_size}"
         + (f" (the artifact accepts batches 1..{spec.max_batch})" if spec.max_batch else ""),
-        f"- config checked with: {validated_with or 'nothing (tritonclient absent: pip install sbdeploy[serve])'}",
+        f"- config checked with: {validated_with or f'nothing ({not_validated})'}",
     ]
     if spec.kind == "tensorrt":
         lines += [
@@ -594,7 +622,7 @@ def write_triton_repo(
     if existing and not force:
         raise ConfigError(f"{root} already has model folder(s) {existing}; pass --force to replace them")
 
-    validated_with = validator_name()
+    validated_with, not_validated = validator_name(), validator_problem()
     planned = []
     for spec, model_name in zip(specs, names):
         text, max_batch, notes = build_model_config(spec, model_name, options)
@@ -614,7 +642,7 @@ def write_triton_repo(
                 (tmp / "1" / location).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(spec.path.parent / location, tmp / "1" / location)
             (tmp / "config.pbtxt").write_text(model.config_text)
-            (tmp / "README.md").write_text(_readme(spec, model, validated_with))
+            (tmp / "README.md").write_text(_readme(spec, model, validated_with, not_validated))
             os.chmod(tmp, 0o755)
             if model.folder.exists():
                 old = Path(tempfile.mkdtemp(dir=root, prefix=f".{model.name}.old."))
@@ -626,4 +654,4 @@ def write_triton_repo(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return TritonRepo(root, tuple(m for _, m in planned), validated_with)
+    return TritonRepo(root, tuple(m for _, m in planned), validated_with, not_validated)

@@ -12,10 +12,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
+from sbdeploy.tolerance import DEFAULT_TOLERANCES, TOLERANCE_REASONS, Tolerance
 
-__all__ = ["DEFAULT_TOLERANCES", "OutputStats", "Tolerance", "output_stats", "verdict"]
-
+__all__ = ["DEFAULT_TOLERANCES", "TOLERANCE_REASONS", "OutputStats", "Tolerance", "output_stats", "verdict"]
 
 @dataclass(frozen=True)
 class OutputStats:

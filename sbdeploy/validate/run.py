@@ -25,7 +25,7 @@ from sbdeploy.checkpoint import Checkpoint, load_checkpoint
 from sbdeploy.environment import Environment, collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import get_target
-from sbdeploy.validate.compare import DEFAULT_TOLERANCES, OutputStats, Tolerance, output_stats, verdict
+from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, OutputStats, Tolerance, output_stats, verdict
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Artifact:
 
     backend: str  # ort-cpu, ort-cuda, ort-trt, trt
     path: Path
-    precision: str  # fp32, fp16, int8
+    precision: str  # fp32, tf32 (an fp32 engine built with TF32), fp16, int8
     batch_sizes: tuple[int, ...]  # random-batch sizes to try (engine profiles: min, opt, max)
     max_batch: int  # largest batch one call may take
     sha256: str = ""  # of the file
@@ -200,7 +200,12 @@ def onnx_artifact(path: str | Path, backend: str = "ort-cpu") -> Artifact:
 
 
 def engine_artifact(path: str | Path) -> Artifact:
-    """Describe a TensorRT engine from its sidecar: precision, target and the profile's min/opt/max batch."""
+    """Describe a TensorRT engine from its sidecar: precision, target and the profile's min/opt/max batch.
+
+    An fp32 engine built with TF32 (the sidecar's ``tf32``, TensorRT's default) is judged as
+    ``tf32``, by the TF32 tolerance; one built with ``--no-tf32`` as ``fp32``
+    (:func:`sbdeploy.artifacts.describe_file`).
+    """
     return artifact_of(describe_file(path), "trt")
 
 
@@ -345,5 +350,8 @@ def to_markdown(report: ValidationReport) -> str:
             top5 = "-" if a.top5 is None else f"{a.top5:.2%}"
             file = "PyTorch" if a.file is None else f"`{a.file}`"
             lines.append(f"| `{a.reference}` | {file} | {a.backend} | {a.dataset} | {a.samples} | {a.top1:.2%} | {top5} | {a.delta_top1:+.2f} pt |")
-    lines += ["", "Tolerances (per target and precision):"] + [f"- {k}: {t.describe()}" for k, t in report.tolerances.items()]
+    lines += ["", "Tolerances (per target and precision):"]
+    for key, t in report.tolerances.items():
+        precision = key.rsplit(" ", 1)[-1]
+        lines.append(f"- {key}: {t.describe()}" + (f" ({TOLERANCE_REASONS[precision]})" if precision in TOLERANCE_REASONS else ""))
     return "\n".join(lines) + "\n"

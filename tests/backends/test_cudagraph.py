@@ -63,3 +63,40 @@ def test_trt_runner_falls_back_to_enqueue_with_a_note() -> None:
     assert len(runner.notes) == 1 and "CUDA graph capture failed" in runner.notes[0] and "driver" in runner.notes[0]
     runner._execute((("input", (1, 3, 32, 32)),))
     assert context.enqueues == [7, 7] and len(runner.notes) == 1  # no retry, no second note
+
+
+@pytest.mark.gpu
+def test_capture_and_replay_on_a_gpu() -> None:
+    """CapturedGraph for real: PyTorch kernels enqueued on a stream, captured through cuda-python, replayed.
+
+    The same path the TensorRT runner takes with execute_async_v3 (which needs TensorRT): a
+    first run outside capture, then a capture of the enqueue on that stream, then launches
+    that see the inputs' new values because they replay the kernels on the same buffers.
+    """
+    import torch
+
+    if not torch.cuda.is_available() or not _driver_present():
+        pytest.skip("no CUDA device for torch and cuda-python")
+    stream = torch.cuda.Stream()
+    a = torch.ones(4096, device="cuda")
+    b = torch.full_like(a, 2.0)
+    c = torch.empty_like(a)
+
+    def enqueue() -> bool:
+        with torch.cuda.stream(stream):
+            torch.add(a, b, out=c)  # no allocation: capturable
+        return True
+
+    enqueue()
+    torch.cuda.synchronize()
+    graph = CapturedGraph.capture(stream.cuda_stream, enqueue)
+    for value in (5.0, -1.0):
+        a.fill_(value)
+        torch.cuda.synchronize()
+        graph.launch(stream.cuda_stream)
+        stream.synchronize()
+        assert torch.equal(c, torch.full_like(a, value + 2.0))
+    graph.destroy()
+    graph.destroy()  # idempotent
+    with pytest.raises(GraphCaptureError, match="destroyed"):
+        graph.launch(stream.cuda_stream)

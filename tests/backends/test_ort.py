@@ -90,3 +90,12 @@ def test_tensorrt_provider_options(tmp_path: Path) -> None:
         "trt_timing_cache_path": str(tmp_path / "t"),
         "trt_max_workspace_size": str(512 << 20),
     }
+
+
+def test_tensorrt_provider_fp16_flag_needs_tensorrt_10() -> None:
+    """trt_fp16_enable is TensorRT 10.x's weak-typing builder flag, which TensorRT 11 removed: refused there."""
+    options = OrtTensorrtOptions(fp16=True)
+    assert options.provider_options(tensorrt_major=10)["trt_fp16_enable"] == "True"
+    with pytest.raises(ConfigError, match="TensorRT 11.*strongly typed.*fp16 ONNX"):
+        options.provider_options(tensorrt_major=11)
+    assert OrtTensorrtOptions().provider_options(tensorrt_major=11)["trt_fp16_enable"] == "False"  # an fp16 ONNX needs no flag

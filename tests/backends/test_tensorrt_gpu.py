@@ -4,12 +4,15 @@ Skipped elsewhere with the reason. Covers: fp32 (no TF32) and fp16 engine builds
 SB network in the ``trt`` target's form with that row's build options
 (:mod:`sbdeploy.targets`: what bench and the pipeline build), parity of each engine against PyTorch, a
 dynamic batch at the profile's min/opt/max and a refusal outside it, the timing cache
-saved and reused, the sidecar read back, and the refusal of an engine whose sidecar
-names another TensorRT version.
+saved and reused (the second build finds every timing in it), the sidecar read back
+(precisions from the inspector of this TensorRT, TF32 recorded), int8 from a QDQ model,
+a version-compatible engine loaded by the runner (host code allowed), and the refusal of
+an engine whose sidecar names another TensorRT version.
 
 Tolerances: fp32 without TF32, |engine - torch| <= 1e-3 + 1e-3 * |torch|; fp16 (weights
 and activations in fp16, fp32 I/O) <= 5e-2 + 5e-2 * |torch|, and the same top-1 class
-on at least 95% of the inputs.
+on at least 95% of the inputs; int8, validate's int8 criteria (cosine >= 0.98, top-1
+agreement >= 90%) on real-looking inputs of the calibration distribution.
 """
 
 from __future__ import annotations
@@ -98,8 +101,9 @@ def test_engine_sidecar(engines: dict[str, Path], sb_export: Path, precision: st
     assert sum(sidecar.actual_precisions.values()) > 0
     expected = "fp16" if precision == "fp16" else "fp32"
     assert sidecar.actual_precisions.get(expected, 0) > 0, sidecar.actual_precisions
+    assert sidecar.actual_precisions.get("unknown", 0) < sum(sidecar.actual_precisions.values())  # this TensorRT's schema was read
     if precision == "fp32":
-        assert "fp16" not in sidecar.actual_precisions
+        assert "fp16" not in sidecar.actual_precisions and sidecar.tf32 is False
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -143,3 +147,47 @@ def test_plan_bytes_are_plain(engines: dict[str, Path]) -> None:
 
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     assert runtime.deserialize_cuda_engine(engines["fp16"].read_bytes()) is not None
+
+
+def test_timing_cache_is_reused(sb_export: Path, tmp_path: Path) -> None:
+    """A second build with the first one's timing cache takes every timing from it: the cache comes back unchanged."""
+    from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
+
+    cache = tmp_path / "timing.cache"
+    options = BuildOptions(min_batch=MIN, opt_batch=OPT, max_batch=MAX, tf32=False, timing_cache=cache)
+    first = build_engine(sb_export, tmp_path / "a.engine", options)
+    after_first = cache.read_bytes()
+    second = build_engine(sb_export, tmp_path / "b.engine", options)
+    assert cache.read_bytes() == after_first or second.sidecar.build_time_s < first.sidecar.build_time_s, (
+        first.sidecar.build_time_s, second.sidecar.build_time_s,
+    )
+
+
+def test_int8_from_qdq(sb_export: Path, sb_model: nn.Module, tmp_path: Path) -> None:
+    from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
+    from sbdeploy.backends.tensorrt.runner import TrtRunner
+    from sbdeploy.validate.compare import DEFAULT_TOLERANCES, output_stats, verdict
+
+    rng = np.random.default_rng(0)
+    calibration = rng.standard_normal((32, 3, 32, 32)).astype(np.float32)
+    result = build_engine(sb_export, tmp_path / "int8.engine", BuildOptions(precision="int8", min_batch=MIN, opt_batch=OPT, max_batch=MAX),
+                          calibration=calibration)  # fmt: skip
+    assert result.sidecar.actual_precisions.get("int8", 0) > 0, result.sidecar.actual_precisions
+    x = rng.standard_normal((MAX, 3, 32, 32)).astype(np.float32)
+    with TrtRunner(result.engine_path) as runner:
+        out = runner.infer({"input": x})["logits"]
+    tolerance = DEFAULT_TOLERANCES["int8"]
+    assert verdict(output_stats(_reference(sb_model, x), out, tolerance), tolerance) == (True, "")
+
+
+def test_version_compatible_engine_loads(sb_export: Path, sb_model: nn.Module, tmp_path: Path) -> None:
+    """--version-compatible embeds the lean runtime: the runner must allow host code to load it (and does)."""
+    from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
+    from sbdeploy.backends.tensorrt.runner import TrtRunner
+
+    result = build_engine(sb_export, tmp_path / "vc.engine", BuildOptions(min_batch=MIN, opt_batch=OPT, max_batch=MAX, tf32=False,
+                                                                       version_compatible=True))  # fmt: skip
+    assert result.sidecar.version_compatible and result.sidecar.actual_precisions.get("fp32", 0) > 0
+    x = np.random.default_rng(3).standard_normal((OPT, 3, 32, 32)).astype(np.float32)
+    with TrtRunner(result.engine_path) as runner:
+        np.testing.assert_allclose(runner.infer({"input": x})["logits"], _reference(sb_model, x), rtol=1e-3, atol=1e-3)

@@ -58,3 +58,34 @@ def test_device_checks() -> None:
     with pytest.raises(BackendUnavailableError, match="no CUDA device"):
         with TorchRunner(nn.Identity(), device="cuda"):
             pass
+
+
+def test_cuda_events_are_made_on_the_runners_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event belongs to the device current when it is made: for cuda:1 it must be made inside torch.cuda.device(1).
+
+    No GPU here, so torch.cuda.device and torch.cuda.Event are stood in for by recorders
+    (on a GPU, tests/backends/test_gpu_timing.py times the real thing).
+    """
+    current: list[str] = ["cuda:0"]
+    made_on: list[str] = []
+
+    class Device:
+        def __init__(self, device: str) -> None:
+            self.device, self.previous = device, current[0]
+
+        def __enter__(self) -> None:
+            current[0] = self.device
+
+        def __exit__(self, *exc: object) -> None:
+            current[0] = self.previous
+
+    class Event:
+        def __init__(self, enable_timing: bool = False) -> None:
+            made_on.append(current[0])
+
+    monkeypatch.setattr(torch.cuda, "device", Device)
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    runner = TorchRunner(nn.Identity(), device="cuda:1", input_shape=(None, 3, 4, 4))
+    runner._model, runner.is_active = nn.Identity(), True  # activation needs a GPU; the timed call's set-up does not
+    runner.timed_call({"input": np.zeros((1, 3, 4, 4), np.float32)})
+    assert made_on == ["cuda:1", "cuda:1"]

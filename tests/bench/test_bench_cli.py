@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sbdeploy import environment
 from sbdeploy._io import sha256_file
 from tests.conftest import run_cli
 
@@ -51,6 +52,7 @@ def test_bench_refuses_bad_options() -> None:
         assert needle in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.skipif(environment.gpu_stack().tensorrt is not None, reason="TensorRT is installed here")
 def test_trt_backend_without_tensorrt_is_one_clear_line() -> None:
     result = run_cli("bench", "-m", "cifar_resnet20", "--backends", "trt", "--batch", "1", "--iters", "1")
     assert result.returncode == 2
@@ -103,6 +105,7 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
     assert sorted(f["file"] for f in data["settings"]["files"]) == sorted(before)
 
 
+@pytest.mark.skipif(environment.gpu_stack().tensorrt is not None, reason="TensorRT is installed here: the fake plan would reach it")
 def test_an_engine_on_a_machine_without_tensorrt_is_one_clear_line(tmp_path: Path) -> None:
     from sbdeploy.export import export_onnx
     from tests.serve._artifacts import fake_engine
@@ -110,13 +113,6 @@ def test_an_engine_on_a_machine_without_tensorrt_is_one_clear_line(tmp_path: Pat
     meta = export_onnx("cifar_resnet20_sb", tmp_path / "m.onnx", input_size=(16, 16), target="trt").metadata
     engine = fake_engine(tmp_path / "model.trt.fp16.engine", [(1, 8, 8)], size=16, onnx_metadata=meta)
     result = run_cli("bench", "-m", str(engine), "--batch", "1", "--iters", "1")
-    if _tensorrt_here():
-        pytest.skip("TensorRT is installed here: the fake plan would reach TensorRT")
     assert result.returncode == 2 and "TensorRT is not installed" in result.stderr and "Traceback" not in result.stderr
 
-
-def _tensorrt_here() -> bool:
-    from sbdeploy.backends.tensorrt._compat import tensorrt_available
-
-    return tensorrt_available()
 

@@ -51,3 +51,15 @@ def test_stats_from_samples() -> None:
 def test_plan_needs_a_length() -> None:
     with pytest.raises(ValueError):
         TimingPlan(iters=None, duration_s=None)
+
+
+def test_timed_runs_can_be_kept_for_intervals() -> None:
+    calls = {"a": 0}
+
+    def a() -> None:
+        calls["a"] += 1
+
+    samples: dict[str, list[float]] = {}
+    stats = measure_interleaved({"a": a}, TimingPlan(warmup_iters=3, iters=7, turn=3, settle=1), samples_out=samples)
+    assert len(samples["a"]) == stats["a"].runs == 7 and all(t >= 0 for t in samples["a"])
+    assert calls["a"] == 3 + 7 + 3  # warm-up, timed runs, one settle run per turn: only the timed ones are kept

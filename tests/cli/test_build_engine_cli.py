@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sbdeploy import environment
 from sbdeploy.backends.tensorrt._compat import NO_TENSORRT, tensorrt_available
 from tests.backends.conftest import export_for_tests
 
@@ -66,7 +67,7 @@ def test_doctor_json_matches_this_machine() -> None:
     backends = {b["name"]: b for b in report["backends"]}
     assert set(backends) == {"torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt"}
     assert backends["ort-cpu"]["available"] and backends["torch"]["available"]
-    assert backends["trt"]["available"] == (tensorrt_available() and report["pycuda"] is not None and report["gpu_name"] is not None)
+    assert backends["trt"]["available"] == environment.gpu_stack().trt_ready
     if not tensorrt_available():
         assert report["tensorrt"] is None and backends["trt"]["reason"] == NO_TENSORRT
 

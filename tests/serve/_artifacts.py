@@ -15,8 +15,8 @@ def export_resnet20(path: Path) -> Path:
     return export_onnx("cifar_resnet20_sb", path).path
 
 
-def tiny_onnx(path: Path, *, batch: int | str = "batch", size: int = 8, classes: int = 10) -> Path:
-    """input (batch x 3 x size x size, float32) -> Flatten -> Gemm -> logits (batch x classes)."""
+def tiny_onnx(path: Path, *, batch: int | str = "batch", size: int = 8, classes: int = 10, fp16: bool = False) -> Path:
+    """input (batch x 3 x size x size, float32) -> Flatten -> Gemm -> logits (batch x classes); ``fp16``: through sbdeploy.passes.to_fp16."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -31,6 +31,10 @@ def tiny_onnx(path: Path, *, batch: int | str = "batch", size: int = 8, classes:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.metadata_props.add(key="sbdeploy.arch", value="tiny")
+    if fp16:
+        from sbdeploy.passes import to_fp16
+
+        model = to_fp16(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path

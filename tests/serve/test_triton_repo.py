@@ -51,13 +51,20 @@ def test_onnx_model_folder_matches_the_graph(resnet20: Path, tmp_path: Path) -> 
 
 
 def test_onnx_tensorrt_fp16_accelerator(tmp_path: Path) -> None:
-    onnx_path = tiny_onnx(tmp_path / "tiny.onnx")
+    onnx_path = tiny_onnx(tmp_path / "tiny.onnx", fp16=True)
     write_triton_repo([onnx_path], tmp_path / "repo", options=TritonOptions(onnx_trt_fp16=True, max_batch=8))
     config = parse(tmp_path / "repo" / "tiny")
     (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.name == "tensorrt" and dict(accelerator.parameters) == {"precision_mode": "FP16"}
     assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_GPU
     assert config.max_batch_size == 8 and list(config.input[0].dims) == [3, 8, 8]
+
+
+def test_onnx_tensorrt_fp16_needs_an_fp16_onnx(tmp_path: Path) -> None:
+    """precision_mode FP16 sets TensorRT 10.x's FP16 builder flag, which TensorRT 11 removed: an fp32 ONNX would stay fp32."""
+    with pytest.raises(ConfigError, match="fp32 weights.*TensorRT 11.*fp16 ONNX"):
+        write_triton_repo([tiny_onnx(tmp_path / "tiny.onnx")], tmp_path / "repo", options=TritonOptions(onnx_trt_fp16=True))
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
 
 
 def test_engine_uses_sidecar_and_profile(tmp_path: Path) -> None:

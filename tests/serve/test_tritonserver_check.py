@@ -18,7 +18,7 @@ from tests.serve._artifacts import fake_engine, tiny_onnx
 pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient absent: pip install sbdeploy[serve]")
 if find_pytriton_python() is None:
     pytest.skip(
-        "no PyTriton interpreter: run scripts/setup.sh (makes .venv-triton) or set SBDEPLOY_PYTRITON_PYTHON",
+        "no PyTriton interpreter: run `bash scripts/setup.sh --with-triton` (makes .venv-triton) or set SBDEPLOY_PYTRITON_PYTHON",
         allow_module_level=True,
     )
 
@@ -30,7 +30,7 @@ def test_triton_accepts_every_kind_of_generated_config(tmp_path: Path) -> None:
         repo, options=TritonOptions(instances=2, preferred_batch=(2, 4)),
     )  # fmt: skip
     write_triton_repo([tiny_onnx(tmp_path / "fixed.onnx", batch=3)], repo)  # max_batch_size 0, no batching
-    write_triton_repo([tmp_path / "dynamic.onnx"], repo, name="fp16", options=TritonOptions(onnx_trt_fp16=True))
+    write_triton_repo([tiny_onnx(tmp_path / "half.onnx", fp16=True)], repo, name="fp16", options=TritonOptions(onnx_trt_fp16=True))
     write_triton_repo([tmp_path / "engine.engine"], repo, name="unbatched", options=TritonOptions(max_batch=0))
     assert check_with_tritonserver(repo) == {"dynamic": None, "engine": None, "fixed": None, "fp16": None, "unbatched": None}
 

@@ -71,7 +71,7 @@ def test_cli_under_torchrun(tmp_path: Path) -> None:
     out = tmp_path / "ckpt"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sbdeploy", "train",
                "cifar_resnet20_sb", "--data", "synthetic", "--size", "8", "--epochs", "1", "--max-steps", "2",
-               "--batch-size", "32", "--out", str(out), "--json"]
+               "--batch-size", "32", "--device", "cpu", "--out", str(out), "--json"]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TIME_LIMIT_S)
     assert run.returncode == 0, run.stderr[-2000:]
     summary = json.loads(run.stdout[run.stdout.index("{"):])

@@ -1,67 +1,56 @@
-"""The one place that knows TensorRT 10.x from 11.x, and the lazy, checked imports of tensorrt and pycuda.
+"""The one place that knows TensorRT 10.x from 11.x, and the checked imports of tensorrt and pycuda.
 
 TensorRT 11 is always strongly typed: ``BuilderFlag.FP16``/``INT8`` and
 ``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` are gone, precision comes from the
 ONNX types. TensorRT 10 builds the same strongly typed networks when asked
 (``STRONGLY_TYPED``), and still has the deprecated ``BuilderFlag.FP16``. So sbdeploy
 takes the strongly typed route on both, and the FP16 flag is the only 10.x-only
-name, confined to :func:`_set_fp16_flag_trt10` (a test checks that every other
-TensorRT name used here exists in the TensorRT 11.4 bindings).
+name, confined to :func:`_set_fp16_flag_trt10` under ``if TENSORRT_10_API:``
+(scripts/typecheck.sh checks that everything else type-checks against TensorRT 11.4's API).
+
+Whether TensorRT and pycuda are usable is :func:`sbdeploy.environment.gpu_stack`'s answer,
+the same that ``sbdeploy doctor`` and the pipeline read.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import TYPE_CHECKING
 
+from sbdeploy import environment
+from sbdeploy.environment import NO_PYCUDA, NO_TENSORRT, SUPPORTED_TENSORRT_MAJORS
 from sbdeploy.errors import BackendUnavailableError, ConfigError
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-SUPPORTED_MAJORS = (10, 11)
+__all__ = ["NO_PYCUDA", "NO_TENSORRT", "SUPPORTED_MAJORS", "TENSORRT_10_API"]
 
-NO_TENSORRT = (
-    "TensorRT is not installed (pip install sbdeploy[gpu] on a machine with an NVIDIA GPU); "
-    "to run on this machine use the ONNX Runtime backend: sbdeploy validate/bench --backends ort-cpu"
-)
-NO_PYCUDA = (
-    "pycuda is not installed or finds no CUDA driver (pip install sbdeploy[gpu] on a machine with an NVIDIA GPU); "
-    "to run on this machine use the ONNX Runtime backend: sbdeploy validate/bench --backends ort-cpu"
-)
+SUPPORTED_MAJORS = SUPPORTED_TENSORRT_MAJORS
+
+TENSORRT_10_API = True
+"""Guards the lines that use names TensorRT 11 removed. True when the program runs (those
+lines are reached only after a major-version check); scripts/typecheck.sh's TensorRT 11.4
+pass gives mypy ``--always-false TENSORRT_10_API``, so they are checked against 10.x only."""
 
 
 def tensorrt_available() -> bool:
     """True when the real TensorRT bindings are importable (type stubs alone do not count)."""
-    spec = importlib.util.find_spec("tensorrt")
-    return spec is not None and spec.origin is not None and spec.origin.endswith(".py")
+    return environment.tensorrt_installed()
 
 
 def require_tensorrt() -> str:
-    """Import TensorRT once and return its version; BackendUnavailableError saying what to use instead."""
-    if not tensorrt_available():
-        raise BackendUnavailableError(NO_TENSORRT)
-    try:
-        import tensorrt as trt
-    except (ImportError, OSError) as error:  # the wheel is there but its CUDA libraries are not
-        raise BackendUnavailableError(f"{NO_TENSORRT} [import failed: {error}]") from None
-    if major_version(trt.__version__) not in SUPPORTED_MAJORS:
-        raise BackendUnavailableError(
-            f"TensorRT {trt.__version__} is not supported; sbdeploy supports TensorRT 10.x and 11.x "
-            "(pip install 'tensorrt>=10,<12')"
-        )
-    return trt.__version__
+    """TensorRT's version, imported once; BackendUnavailableError saying what to use instead."""
+    stack = environment.gpu_stack()
+    if stack.tensorrt is None:
+        raise BackendUnavailableError(stack.tensorrt_problem or NO_TENSORRT)
+    return stack.tensorrt
 
 
 def require_pycuda() -> None:
-    """Import pycuda and make the primary CUDA context current (``pycuda.autoprimaryctx``)."""
-    if importlib.util.find_spec("pycuda") is None:
-        raise BackendUnavailableError(NO_PYCUDA)
-    try:
-        importlib.import_module("pycuda.autoprimaryctx")
-    except Exception as error:  # pycuda raises its own LogicError/RuntimeError when there is no driver or device
-        raise BackendUnavailableError(f"{NO_PYCUDA} [{type(error).__name__}: {error}]") from None
+    """pycuda imported with the primary CUDA context current (``pycuda.autoprimaryctx``), or BackendUnavailableError."""
+    stack = environment.gpu_stack()
+    if stack.pycuda is None:
+        raise BackendUnavailableError(stack.pycuda_problem or NO_PYCUDA)
 
 
 def major_version(version: str) -> int:
@@ -102,16 +91,30 @@ def enable_fp16_flag(config: trt.IBuilderConfig) -> None:
 def _set_fp16_flag_trt10(config: trt.IBuilderConfig) -> None:
     import tensorrt as trt
 
-    config.set_flag(trt.BuilderFlag.FP16)
+    if TENSORRT_10_API:
+        config.set_flag(trt.BuilderFlag.FP16)
 
 
 def pycuda_ready() -> bool:
     """True when pycuda imports and a CUDA device is current (never raises)."""
-    try:
-        require_pycuda()
-    except BackendUnavailableError:
-        return False
-    return True
+    return environment.gpu_stack().pycuda is not None
+
+
+def deserialize_engine(plan: bytes, logger: trt.ILogger, *, host_code: bool) -> tuple[trt.Runtime, trt.ICudaEngine | None]:
+    """A Runtime and the engine of ``plan`` (None when TensorRT refuses it; the reason is in the logger).
+
+    ``host_code=True`` is for version-compatible plans: they embed TensorRT's lean runtime,
+    which TensorRT loads only when ``engine_host_code_allowed`` is set before
+    deserializing (TensorRT's "Version Compatibility"). sbdeploy sets it only for engines
+    its sidecar says were built version-compatible: host code in a plan is code to trust.
+    The runtime must outlive the engine.
+    """
+    import tensorrt as trt
+
+    runtime = trt.Runtime(logger)
+    if host_code:
+        runtime.engine_host_code_allowed = True
+    return runtime, runtime.deserialize_cuda_engine(plan)
 
 
 def dims(shape: trt.Dims) -> tuple[int, ...]:

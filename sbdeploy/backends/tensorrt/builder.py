@@ -4,7 +4,8 @@ Everything that does not need TensorRT is a plain function tested on the CPU:
 :func:`prepare_model` (the fp16 / int8 ONNX passes that TensorRT's strongly typed
 mode needs), :func:`compute_profiles` (min/opt/max shapes from the ONNX inputs and
 the batch options), :func:`precisions_from_layer_info` (the actual precisions,
-read back from the engine inspector's JSON). :func:`build_engine` strings them
+read back from the engine inspector's JSON, in TensorRT 10.x's schema or 11.x's).
+:func:`build_engine` strings them
 together around TensorRT: parse (errors node by node), configure, build with a
 progress callback, load and save the timing cache, and write the plan bytes and
 ``NAME.engine.json`` atomically.
@@ -19,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, SupportsInt
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class BuildOptions:
     timing_cache: Path | None = None  # loaded before the build, saved back after it
     opt_level: int = 3  # builder_optimization_level, 0 (fast build) .. 5 (slow build, maybe faster engine)
     workspace_mib: int | None = None  # memory pool limit for tactics; None: TensorRT's default (all GPU memory)
-    tf32: bool = True  # TensorRT's default; --no-tf32 for strict fp32 parity
+    tf32: bool = True  # TensorRT's and trtexec's default (fp32 convs/matmuls on TF32 tensor cores); --no-tf32 for strict fp32
     version_compatible: bool = False  # runs on later TensorRT versions of the same major, a little slower
     fp16_flag: bool = False  # TensorRT 10.x only: weakly typed network + BuilderFlag.FP16 instead of an fp16 ONNX
 
@@ -192,12 +193,13 @@ def prepare_model(model: onnx.ModelProto, options: BuildOptions, calibration: np
 
 
 def _precision_of(datatype: str) -> str:
-    """Engine-inspector ``Format/Datatype`` text -> fp32/fp16/bf16/fp8/int8/..., "unknown" when absent."""
+    """An inspector data type or format text -> fp32/fp16/bf16/fp8/int8/..., "unknown" when it names none."""
     text = datatype.lower()
     for keyword, precision in (
         ("int8", "int8"),
         ("fp8", "fp8"),
         ("bf16", "bf16"),
+        ("bfloat16", "bf16"),
         ("fp16", "fp16"),
         ("half", "fp16"),
         ("fp32", "fp32"),
@@ -211,22 +213,47 @@ def _precision_of(datatype: str) -> str:
     return "unknown"
 
 
+def _tensor_precision(tensor: dict[str, Any]) -> str:
+    """A layer tensor's precision in either schema.
+
+    TensorRT 10.x writes one ``Format/Datatype`` text ("Channel major FP16 format where ...");
+    TensorRT 11.x splits it into ``Format`` and a data-type field ("Half", "Float", "Int8"),
+    which is read first (NVIDIA's "Migrating IEngineInspector Usage from TensorRT 10.x to 11.x").
+    """
+    for key, value in tensor.items():
+        if key.lower() == "datatype" and value is not None:
+            return _precision_of(str(value))
+    return _precision_of(str(tensor.get("Format/Datatype", tensor.get("Format", ""))))
+
+
+def _engine_information(info: dict[str, Any] | str) -> dict[str, Any]:
+    data = json.loads(info) if isinstance(info, str) else info
+    return data if isinstance(data, dict) else {}
+
+
 def precisions_from_layer_info(info: dict[str, Any] | str) -> dict[str, int]:
-    """Layers per output precision, from ``EngineInspector.get_engine_information(JSON)``.
+    """Layers per output precision, from ``EngineInspector.get_engine_information(JSON)`` of TensorRT 10.x or 11.x.
 
     Needs an engine built with DETAILED profiling verbosity (sbdeploy's default) and an
     inspector whose execution context has its input shapes set; otherwise TensorRT
     reports only layer names and every layer counts as "unknown".
     """
-    data = json.loads(info) if isinstance(info, str) else info
     counts: Counter[str] = Counter()
-    for layer in data.get("Layers", []):
+    for layer in _engine_information(info).get("Layers", []):
         if not isinstance(layer, dict):  # LAYER_NAMES_ONLY verbosity: a list of names
             counts["unknown"] += 1
             continue
-        outputs = layer.get("Outputs") or layer.get("Inputs") or [{}]
-        counts[_precision_of(str(outputs[0].get("Format/Datatype", "")))] += 1
+        tensors = layer.get("Outputs") or layer.get("Inputs") or [{}]
+        counts[_tensor_precision(tensors[0] if isinstance(tensors[0], dict) else {})] += 1
     return dict(sorted(counts.items()))
+
+
+def io_tensor_names(info: dict[str, Any] | str) -> tuple[str, ...]:
+    """The engine's I/O tensor names: 10.x's ``Bindings`` (names) or 11.x's ``I/O Tensors`` (objects)."""
+    data = _engine_information(info)
+    if "I/O Tensors" in data:
+        return tuple(str(t.get("Name", "")) for t in data["I/O Tensors"] if isinstance(t, dict))
+    return tuple(str(name) for name in data.get("Bindings", []))
 
 
 def format_parser_errors(errors: list[tuple[int, str, str, str]], path: Path) -> str:
@@ -262,12 +289,13 @@ def _make_progress_monitor(progress: ProgressCallback) -> trt.IProgressMonitor:
             trt.IProgressMonitor.__init__(self)
             self.steps: dict[str, int] = {}
 
-        def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
-            self.steps[phase_name] = num_steps
-            progress(phase_name, 0, num_steps)
+        # TensorRT 11.4 declares the counts SupportsInt (10.13: int); TensorRT passes ints.
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: SupportsInt) -> None:
+            self.steps[phase_name] = int(num_steps)
+            progress(phase_name, 0, int(num_steps))
 
-        def step_complete(self, phase_name: str, step: int) -> bool:
-            progress(phase_name, step + 1, self.steps.get(phase_name, step + 1))
+        def step_complete(self, phase_name: str, step: SupportsInt) -> bool:
+            progress(phase_name, int(step) + 1, self.steps.get(phase_name, int(step) + 1))
             return True  # False would cancel the build
 
         def phase_finish(self, phase_name: str) -> None:
@@ -277,21 +305,27 @@ def _make_progress_monitor(progress: ProgressCallback) -> trt.IProgressMonitor:
     return _Monitor()
 
 
-def _read_back_precisions(serialized: bytes, profiles: list[ProfileShape], logger: trt.ILogger) -> dict[str, int]:
-    """Deserialize the fresh engine and count its layers' precisions at the opt shapes."""
+def _read_back_precisions(
+    serialized: bytes, profiles: list[ProfileShape], logger: trt.ILogger, messages: list[str], *, host_code: bool
+) -> dict[str, int]:
+    """Deserialize the fresh engine and count its layers' precisions at the opt shapes.
+
+    Raises EngineBuildError when TensorRT cannot load what it just built: the engine would
+    not load for the runner either, so it is not written.
+    """
     import tensorrt as trt
 
-    runtime = trt.Runtime(logger)
-    engine = runtime.deserialize_cuda_engine(serialized)
+    runtime, engine = _compat.deserialize_engine(serialized, logger, host_code=host_code)
     if engine is None:
-        return {"unknown": 0}
+        details = "; ".join(m for m in messages if m.startswith(("[ERROR]", "[INTERNAL_ERROR]"))) or "no details logged"
+        raise EngineBuildError(f"TensorRT cannot load the engine it just built ({details}); nothing was written")
     context = engine.create_execution_context()
     for shape in profiles:
         context.set_input_shape(shape.name, _compat.to_dims(shape.opt))
     inspector = engine.create_engine_inspector()
     inspector.execution_context = context
     info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
-    del inspector, context, engine  # released before the runtime that made them
+    del inspector, context, engine, runtime  # in this order: the engine goes before the runtime that made it
     return precisions_from_layer_info(info)
 
 
@@ -345,7 +379,8 @@ def build_engine(
     network = builder.create_network(_compat.network_flags(strongly_typed=prepared.route != "fp16-flag"))
     parser = trt.OnnxParser(network, logger)
     report("parse ONNX", 0, 1)
-    if not parser.parse(prepared.model.SerializeToString(), str(onnx_path.parent)):
+    # `path` is the model file's path (for external weights), as TensorRT's OnnxParser.parse documents.
+    if not parser.parse(prepared.model.SerializeToString(), str(onnx_path)):
         errors = []
         for i in range(parser.num_errors):
             error = parser.get_error(i)
@@ -392,7 +427,7 @@ def build_engine(
     if options.timing_cache is not None:
         atomic_write_bytes(options.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     report("read back precisions", 0, 1)
-    actual = _read_back_precisions(plan, profiles, logger)
+    actual = _read_back_precisions(plan, profiles, logger, messages, host_code=options.version_compatible)
     report("read back precisions", 1, 1)
 
     atomic_write_bytes(engine_path, plan)

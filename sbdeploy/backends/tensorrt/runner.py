@@ -3,7 +3,9 @@
 Before deserializing, the runner reads the engine's sidecar and refuses an engine
 built for another TensorRT version or GPU (naming both sides and the rebuild
 command); without a sidecar (an engine from trtexec) TensorRT's own refusal is
-turned into the same kind of message. Buffers are sized once for the profile's
+read (:func:`~.sidecar.read_load_failure`) and turned into the same kind of message.
+A version-compatible engine (so its sidecar says) is deserialized with
+``engine_host_code_allowed`` set, as TensorRT requires for the lean runtime it embeds. Buffers are sized once for the profile's
 largest shapes: device memory from ``cuda.mem_alloc``, page-locked host memory for
 the asynchronous copies. Each batch sets its input shapes (checked against the
 profile first), binds tensor addresses and runs ``execute_async_v3``.
@@ -27,7 +29,7 @@ import numpy as np
 from sbdeploy.backends.base import Feed, Runner, TensorSpec, TimedCall
 from sbdeploy.backends.tensorrt import _compat
 from sbdeploy.backends.tensorrt.cudagraph import CapturedGraph, GraphCaptureError
-from sbdeploy.backends.tensorrt.sidecar import check_compatible, check_engine_hash, current_machine, read_sidecar
+from sbdeploy.backends.tensorrt.sidecar import check_compatible, check_engine_hash, current_machine, read_load_failure, read_sidecar
 from sbdeploy.errors import EngineMismatchError, InputError
 
 if TYPE_CHECKING:
@@ -59,6 +61,19 @@ class ProfileRange:
                 f"(min {_fmt(self.min)}, max {_fmt(self.max)}); split the batch, or rebuild with "
                 f"sbdeploy build-engine --min-batch/--max-batch covering {shape[0] if shape else '?'}"
             )
+
+
+def load_refusal(engine_path: Path, tensorrt_version: str, log: list[str]) -> str:
+    """The message for an engine TensorRT refused to deserialize: what TensorRT's log says it was built for, and the fix."""
+    rebuild = f"rebuild it here with sbdeploy build-engine MODEL.onnx -o {engine_path}"
+    failure = read_load_failure(log)
+    if failure is not None:
+        return f"TensorRT {tensorrt_version} cannot load {engine_path}: {failure.describe()}; {rebuild}"
+    details = "; ".join(log[-3:]) or "no details logged"
+    return (
+        f"TensorRT {tensorrt_version} cannot load {engine_path} ({details}); it is corrupt, or was built for another "
+        f"TensorRT version or GPU, or version-compatible without its sidecar: {rebuild}"
+    )
 
 
 class TrtRunner(Runner):
@@ -105,14 +120,10 @@ class TrtRunner(Runner):
         from sbdeploy.backends.tensorrt.builder import _make_logger
 
         logger = _make_logger(self._messages)
-        runtime = trt.Runtime(logger)
-        engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        host_code = sidecar is not None and sidecar.version_compatible
+        runtime, engine = _compat.deserialize_engine(self.engine_path.read_bytes(), logger, host_code=host_code)
         if engine is None:
-            details = "; ".join(self._messages[-3:]) or "no details logged"
-            raise EngineMismatchError(
-                f"TensorRT {trt.__version__} cannot load {self.engine_path} ({details}); it was probably built for "
-                f"another TensorRT version or GPU: rebuild it here with sbdeploy build-engine MODEL.onnx -o {self.engine_path}"
-            )
+            raise EngineMismatchError(load_refusal(self.engine_path, trt.__version__, self._messages))
         context = engine.create_execution_context()
         stream = cuda.Stream()
         for i in range(engine.num_io_tensors):

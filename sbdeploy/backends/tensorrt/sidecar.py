@@ -1,16 +1,22 @@
 """The engine sidecar ``NAME.engine.json``: what an engine was built with, checked before it is loaded.
 
-A TensorRT plan only runs on the TensorRT version and the GPU compute capability it
-was built for; loaded elsewhere, TensorRT logs an API usage error and returns
-nothing. The sidecar records both sides (and the precisions, profiles, builder
-options and hashes), so the runner can refuse an engine up front with a message
-naming the build machine, this machine, and the command that fixes it. The engine
-file itself stays plain plan bytes, loadable by trtexec and Triton.
+A TensorRT plan only runs on the TensorRT version (all four parts, build number
+included) and the GPU compute capability it was built for, unless it was built
+version-compatible (then: the same or a later TensorRT of its major version, or a
+TensorRT 11 runtime for a TensorRT 10 plan; NVIDIA's "Engine Compatibility"). Loaded
+elsewhere, TensorRT logs an API usage error and returns nothing. The sidecar records
+both sides (and the precisions, profiles, builder options, TF32 and hashes), so the
+runner can refuse an engine up front with a message naming the build machine, this
+machine, and the command that fixes it; without a sidecar, :func:`read_load_failure`
+reads TensorRT's own refusal. The engine file itself stays plain plan bytes, loadable
+by trtexec and Triton.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +60,16 @@ class EngineSidecar:
     sbdeploy_version: str = ""
     onnx_metadata: dict[str, Any] = field(default_factory=dict)  # the ONNX's sbdeploy.* metadata (arch, target, input shape...)
 
+    @property
+    def tf32(self) -> bool:
+        """Whether fp32 layers could use TF32 (TensorRT's default; ``--no-tf32`` clears it)."""
+        return bool(self.builder_options.get("tf32", True))
+
+    @property
+    def version_compatible(self) -> bool:
+        """Whether the plan embeds the lean runtime (``--version-compatible``)."""
+        return bool(self.builder_options.get("version_compatible", False))
+
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, **asdict(self)}
 
@@ -95,25 +111,41 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar | None:
     return EngineSidecar.from_json(data, path)
 
 
-def _version_parts(version: str, n: int) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split(".")[:n])
+def _version_parts(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+# Version-compatible plans of one major version that TensorRT runtimes of a later major load
+# (NVIDIA's 11.4 support matrix, "Engine Portability": 10 -> 11 and 8 -> 10, no other pair).
+CROSS_MAJOR_COMPATIBLE = {(10, 11), (8, 10)}
+
+
+def version_compatible_runs_on(built: str, here: str) -> bool:
+    """Whether a version-compatible plan built with TensorRT ``built`` loads in TensorRT ``here``."""
+    b, h = _version_parts(built), _version_parts(here)
+    if not b or not h or h < b:
+        return False
+    return b[0] == h[0] or (b[0], h[0]) in CROSS_MAJOR_COMPATIBLE
 
 
 def check_compatible(engine_path: str | Path, sidecar: EngineSidecar, here: MachineInfo) -> None:
     """Raise EngineMismatchError unless an engine built as ``sidecar`` says can run on ``here``.
 
-    The rules are TensorRT's: the same TensorRT version (major.minor.patch), or, for an engine
-    built with ``--version-compatible``, the same major version and no older one; and the same
-    compute capability (a different GPU model of the same capability is fine).
+    The rules are TensorRT's: exactly the TensorRT version that built it (major.minor.patch.build),
+    or, for an engine built with ``--version-compatible``, that version or a later one of the
+    same major, or a TensorRT 11 runtime for a TensorRT 10 engine; and always the same compute
+    capability (a different GPU model of the same capability is fine).
     """
     built = sidecar.built_on
     problems = []
-    if sidecar.builder_options.get("version_compatible"):
-        same_major = _version_parts(built.tensorrt_version, 1) == _version_parts(here.tensorrt_version, 1)
-        if not same_major or _version_parts(here.tensorrt_version, 3) < _version_parts(built.tensorrt_version, 3):
-            problems.append("a version-compatible engine runs only on the same TensorRT major version, same or newer")
-    elif _version_parts(built.tensorrt_version, 3) != _version_parts(here.tensorrt_version, 3):
-        problems.append("engines run only on the TensorRT version that built them")
+    if sidecar.version_compatible:
+        if not version_compatible_runs_on(built.tensorrt_version, here.tensorrt_version):
+            problems.append(
+                "a version-compatible engine runs on the TensorRT that built it or a newer one of the same major "
+                "version (a TensorRT 10 engine also on TensorRT 11), never on an older one"
+            )
+    elif _version_parts(built.tensorrt_version) != _version_parts(here.tensorrt_version):
+        problems.append("engines run only on the TensorRT version that built them, build number included")
     if built.compute_capability != here.compute_capability:
         problems.append("engines run only on GPUs of the compute capability they were built for")
     if problems:
@@ -121,6 +153,35 @@ def check_compatible(engine_path: str | Path, sidecar: EngineSidecar, here: Mach
             f"{engine_path} was built with {built.describe()}, but this machine has {here.describe()}: "
             f"{'; '.join(problems)}. Rebuild it here: sbdeploy build-engine MODEL.onnx -o {engine_path}"
         )
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """What TensorRT's log says a plan was built for, against this machine."""
+
+    kind: str  # "TensorRT version" or "compute capability"
+    engine: str  # what the plan was built for
+    here: str  # what this machine has
+
+    def describe(self) -> str:
+        return f"the engine was built for {self.kind} {self.engine}, but this machine has {self.here}"
+
+
+# TensorRT's refusals; "expecting" is this machine, "got" the plan (tests/data/tensorrt/load_errors.json).
+_LOAD_FAILURES = (
+    ("TensorRT version", re.compile(r"not compatible with this version of TensorRT, expecting library version ([\d.]+) got ([\d.]+)")),
+    ("compute capability", re.compile(r"incompatible device, expecting compute ([\d.]+) got compute ([\d.]+)")),
+)
+
+
+def read_load_failure(log: Sequence[str]) -> LoadFailure | None:
+    """The version or compute-capability mismatch TensorRT logged when it refused a plan, or None."""
+    for line in log:
+        for kind, pattern in _LOAD_FAILURES:
+            match = pattern.search(line)
+            if match:
+                return LoadFailure(kind, engine=match.group(2).rstrip("."), here=match.group(1).rstrip("."))
+    return None
 
 
 def check_engine_hash(engine_path: str | Path, sidecar: EngineSidecar) -> None:
@@ -134,32 +195,14 @@ def check_engine_hash(engine_path: str | Path, sidecar: EngineSidecar) -> None:
 
 
 def current_machine() -> MachineInfo:
-    """This machine's TensorRT and first GPU (via pycuda, else torch.cuda); BackendUnavailableError without them."""
-    from sbdeploy.backends.tensorrt._compat import require_tensorrt
+    """This machine's TensorRT and GPU (:func:`sbdeploy.environment.gpu_stack`); BackendUnavailableError without them."""
+    from sbdeploy import environment
 
-    version = require_tensorrt()
-    name, capability, cuda_version, driver_version = gpu_info()
-    return MachineInfo(version, name, capability, cuda_version, driver_version)
-
-
-def gpu_info() -> tuple[str, str, str, str]:
-    """(GPU name, compute capability, CUDA version, driver version) of device 0."""
-    from sbdeploy.backends.tensorrt._compat import pycuda_ready
-
-    if pycuda_ready():
-        import pycuda.driver as cuda
-
-        device = cuda.Device(0)
-        major, minor = device.compute_capability()
-        cuda_version = ".".join(str(v) for v in cuda.get_version()[:2])
-        driver = cuda.get_driver_version()
-        return device.name(), f"{major}.{minor}", cuda_version, f"{driver // 1000}.{driver % 1000 // 10}"
-    import torch
-
-    if torch.cuda.is_available():
-        major, minor = torch.cuda.get_device_capability(0)
-        return torch.cuda.get_device_name(0), f"{major}.{minor}", str(torch.version.cuda), "unknown"
-    raise BackendUnavailableError(
-        "no CUDA device found (neither pycuda nor torch sees one); TensorRT engines need an NVIDIA GPU: "
-        "to run on this machine use the ONNX Runtime backend: --backends ort-cpu"
-    )
+    stack = environment.gpu_stack()
+    if stack.tensorrt is None:
+        raise BackendUnavailableError(stack.tensorrt_problem or environment.NO_TENSORRT)
+    if stack.gpu_name is None or stack.compute_capability is None:
+        raise BackendUnavailableError(
+            f"{environment.NO_GPU}; TensorRT engines need an NVIDIA GPU: to run on this machine use the ONNX Runtime backend: --backends ort-cpu"
+        )
+    return MachineInfo(stack.tensorrt, stack.gpu_name, stack.compute_capability, stack.cuda_runtime or "unknown", stack.cuda_driver or "unknown")
