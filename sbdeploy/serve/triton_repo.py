@@ -375,7 +375,7 @@ def build_model_config(spec: ArtifactSpec, name: str, options: TritonOptions) ->
             raise ConfigError(
                 f"{where} has fp32 weights: --onnx-trt-fp16's precision_mode FP16 is TensorRT 10.x's FP16 builder flag, "
                 "which TensorRT 11 (strongly typed) removed, so there the engine would stay fp32; give an fp16 ONNX "
-                "(sbdeploy pipeline --fp16 writes model.fp16.onnx; sbdeploy.passes.to_fp16)"
+                "(sbdeploy export --target T --fp16, or sbdeploy pipeline --fp16, writes one; sbdeploy.passes.to_fp16)"
             )
         notes.append(
             "TensorRT accelerator: the fp16 ONNX sets the precision (TensorRT 11 is strongly typed); "

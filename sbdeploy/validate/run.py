@@ -287,7 +287,7 @@ def validate(
         for artifact in artifacts:
             cases = random_cases(artifact.batch_sizes, shape, seed) + ([dataset] if dataset is not None else [])
             tolerance = tolerance_for(artifact, tolerances)
-            used[f"{artifact.target or 'other'} {artifact.precision}"] = tolerance
+            used[f"{artifact.target} {artifact.precision}" if artifact.target else artifact.precision] = tolerance
             with runner_factory(artifact) as runner:
                 fixed = runner.input_specs()[0].shape[0]
                 for case in cases:
