@@ -266,7 +266,9 @@ def describe_file(path: str | Path) -> DeployFile:
 
         sidecar = read_sidecar(path)
         if sidecar is None:
-            raise ArtifactError(f"{sidecar_path(path)} is missing; sbdeploy reads an engine through the sidecar `sbdeploy build-engine` writes")
+            raise ArtifactError(
+                f"{sidecar_path(path)} is missing; sbdeploy reads an engine through the sidecar `sbdeploy build-engine` writes"
+            )
         ranges = next(iter(sidecar.profiles[0].values())) if sidecar.profiles else None
         profile = None if ranges is None else (ranges["min"][0], ranges["opt"][0], ranges["max"][0])
         fixed = profile[0] if profile is not None and profile[0] == profile[2] else None

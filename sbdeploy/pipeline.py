@@ -307,14 +307,16 @@ def _finish(result: PipelineResult) -> PipelineResult:
 
 def summary_markdown(result: PipelineResult) -> str:
     """One page: each step with its outcome, time and files; each artifact with its parity and latency."""
-    lines = [f"# sbdeploy pipeline: {'PASSED' if result else 'FAILED'}", "", f"- source: `{result.source}`", f"- engine backend: {result.engine_backend}", ""]
+    lines = [f"# sbdeploy pipeline: {'PASSED' if result else 'FAILED'}", "", f"- source: `{result.source}`",
+             f"- engine backend: {result.engine_backend}", ""]  # fmt: skip
     lines += ["| step | result | seconds | detail | files |", "|---|---|---|---|---|"]
     for s in result.steps:
         files = ", ".join(f"[{f}]({f})" for f in s.files)
         result_text = {"ok": "ok", "skipped": "skipped", "FAILED": "**FAILED**"}[s.status]
         lines.append(f"| {s.name} | {result_text} | {s.seconds:.1f} | {s.detail.replace('|', '/')} | {files} |")
     if result.artifacts:
-        lines += ["", "## Artifacts", "", "Each file as validated against its PyTorch training code and as timed (median latency per batch).", ""]
+        lines += ["", "## Artifacts", "", "Each file as validated against its PyTorch training code and as timed "
+                  "(median latency per batch).", ""]  # fmt: skip
         lines += ["| file | model | target | precision | sha256 | parity | latency | speedup vs baseline |", "|---|---|---|---|---|---|---|---|"]
         for a in result.artifacts:
             parity = "-" if a.parity is None else "pass" if a.parity else "**FAIL**"

@@ -160,13 +160,22 @@ def subjects_from_files(paths: Sequence[str | Path], backends: Sequence[str] | N
         in_chans, h, w = f.input_shape
         runs_on = [b for b in (backends or [f.default_backend()]) if f.runs_on(b)]
         timed = {(b, n, f.precision): f for b in runs_on for n in f.batch_sizes(batches)}
+        if not timed and not runs_on:
+            raise ConfigError(f"{f.name} would not be timed: none of --backends runs it "
+                              "(an ONNX file runs on ort-cpu, ort-cuda or ort-trt; an engine on trt)")  # fmt: skip
+        if not timed:
+            assert f.profile is not None  # only an engine's profile can exclude every batch
+            raise ConfigError(f"{f.name} would not be timed: its profile takes batches {f.profile[0]}..{f.profile[2]}, "
+                              f"none of --batch {','.join(map(str, batches))}")  # fmt: skip
         base = baseline_of(f)
         key = repr((f.arch, sorted(f.options.items()), f.input_shape))
         subjects.append(BenchSubject(f.name, f.arch, macs[key], base.name if base else None, in_chans, (h, w), files=timed))
     return subjects
 
 
-def subjects_from_made(models: Sequence[BenchModel], made: Mapping[str, DeployFile], uses: Mapping[tuple[str, str, int, str], str]) -> list[BenchSubject]:
+def subjects_from_made(
+    models: Sequence[BenchModel], made: Mapping[str, DeployFile], uses: Mapping[tuple[str, str, int, str], str]
+) -> list[BenchSubject]:
     """One subject per model, its files the made artifacts each backend times."""
     subjects = []
     for m in models:
@@ -281,8 +290,9 @@ def run_bench(
     if file_specs and input_size is not None:
         notes.append("--input-size applies to checkpoints and zoo names; files run at the input size they were exported at")
     subjects = subjects_from_files(file_specs, names, batches) if file_specs else []
-    timed_backends = list(names) if names is not None else []
-    if names is None:  # each file's own backend, then the defaults for the models
+    if names is not None:
+        timed_backends = list(names)
+    else:  # each file's own backend, and the defaults for the models
         timed_backends = sorted({b for s in subjects for b, _, _ in s.files}, key=BACKENDS.index)
         if sources:
             timed_backends = [b for b in DEFAULT_BACKENDS if b not in timed_backends] + timed_backends
@@ -291,7 +301,9 @@ def run_bench(
     timed_precisions = list(precisions) + sorted({p for s in subjects for _, _, p in s.files} - set(precisions))
     with contextlib.ExitStack() as stack:
         if sources:
-            folder = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sbdeploy-bench-")))
+            if workdir is None:  # the artifacts live as long as the run
+                workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="sbdeploy-bench-"))
+            folder = Path(workdir)
             resolved = resolve_sources(sources, add_baselines=add_baselines, input_size=input_size)
             models = [m for m, _ in resolved]
             plans, uses = plan_artifacts([(m.label, m.label) for m in models], timed_backends, batches, precisions=precisions, target=target)

@@ -345,11 +345,13 @@ def to_markdown(report: ValidationReport) -> str:
             f"{s.min_cosine:.6f} | {s.top1_agreement:.1%} | {top5} | {result} |"
         )
     if report.accuracy:
-        lines += ["", "| reference | file | backend | dataset | images | top-1 | top-5 | change vs PyTorch |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "| reference | file | backend | dataset | images | top-1 | top-5 | change vs PyTorch |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
         for a in report.accuracy:
             top5 = "-" if a.top5 is None else f"{a.top5:.2%}"
             file = "PyTorch" if a.file is None else f"`{a.file}`"
-            lines.append(f"| `{a.reference}` | {file} | {a.backend} | {a.dataset} | {a.samples} | {a.top1:.2%} | {top5} | {a.delta_top1:+.2f} pt |")
+            lines.append(f"| `{a.reference}` | {file} | {a.backend} | {a.dataset} | {a.samples} | {a.top1:.2%} | {top5} | "
+                         f"{a.delta_top1:+.2f} pt |")  # fmt: skip
     lines += ["", "Tolerances (per target and precision):"]
     for key, t in report.tolerances.items():
         precision = key.rsplit(" ", 1)[-1]

@@ -103,6 +103,8 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
     assert rows[("cifar_resnet20_sb.ort-cpu.fp16.onnx", 1)]["speedup"] is None  # no fp16 baseline among the files
     assert {p.name: sha256_file(p) for p in files.iterdir()} == before  # nothing written beside them
     assert sorted(f["file"] for f in data["settings"]["files"]) == sorted(before)
+    refused = run_cli("bench", "-m", str(files / "cifar_resnet20.ort-cpu.fp32.onnx"), "--backends", "trt", "--iters", "1")
+    assert refused.returncode == 2 and "would not be timed: none of --backends runs it" in refused.stderr
 
 
 @pytest.mark.skipif(environment.gpu_stack().tensorrt is not None, reason="TensorRT is installed here: the fake plan would reach it")
