@@ -41,7 +41,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 STRUCTURAL_PASSES: tuple[str, ...] = ("fold_constants", "eliminate", "fold_bn", "shape_inference")
 """The structural ONNX passes every export runs first (``sbdeploy.passes.DEFAULT_PASSES``)."""
 
-CPU_PASSES: tuple[str, ...] = ("fuse_pads", "affine_to_conv")
+DEPLOY_PASSES: tuple[str, ...] = ("fuse_pads", "affine_to_conv")
 """After the structural passes on the deploy forms: zero Pads into their Convs, unfoldable BN
 affines (Mul + Add) as depthwise 1x1 Convs that ONNX Runtime's NCHWc kernels fuse."""
 
@@ -146,11 +146,11 @@ TARGETS: Mapping[str, Target] = _frozen({t.name: t for t in (
     Target("ort-cpu", "ONNX Runtime CPU: phase runs of exact tap convs (stacked at small fixed batches), sub-pixel SBs elsewhere, "
            "no ConvTranspose; one artifact per batch size",
            lowering="subpixel", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
-           passes=(*STRUCTURAL_PASSES, *CPU_PASSES), backends=("ort-cpu",), per_batch=True),
+           passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cpu",), per_batch=True),
     Target("ort-cuda", "ONNX Runtime CUDA: strided Conv + ConvTranspose per subgroup (a native GPU kernel), BN folded",
-           lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *CPU_PASSES), backends=("ort-cuda",)),
+           lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cuda",)),
     Target("trt", "TensorRT: strided Conv + ConvTranspose per subgroup, BN folded; engines built from it (fp32 without TF32)",
-           lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *CPU_PASSES), backends=("trt", "ort-trt"),
+           lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("trt", "ort-trt"),
            engine_options=_ENGINES),
 )})  # fmt: skip
 """Every deploy target by name."""
