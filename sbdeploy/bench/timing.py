@@ -13,17 +13,26 @@ of every callable; the callables of one round saw the same machine, so the inter
 How long: a fixed number of timed runs (``iters``), a fixed time (``duration_s``), or,
 by default, *adaptive*: rounds go on until every interval is narrow enough (each
 SB/baseline pair's speedup, and the median of every callable outside a pair, within
-``+-goal`` relative half-width) or ``budget_s`` is spent, and never fewer than
-``min_turns`` rounds. The machine's load is recorded around the timed rounds
-(:mod:`sbdeploy.bench.machine`).
+``+-goal`` relative half-width) or ``budget_s`` is spent; never fewer than ``min_turns``
+rounds, and never stopping on a narrow interval before ``min_time_s``. The machine's load
+is recorded around the timed rounds (:mod:`sbdeploy.bench.machine`).
 
-Every interval is at least ``+-noise_floor`` (1%) wide around its figure. Resampling the
-turns of one run sees the noise *within* that run, not the difference between two
-ONNX Runtime sessions of the same file, which this project measured at up to 1.3% on a
-busy 2-core machine (a 0.45 ms network against a copy of itself, 4 s of turns: 1.013 with
-a resampled interval of 1.010-1.017) and 4% for a 0.05 ms one; criterion.rs calls the
-same allowance its noise threshold (1%). With ``min_turns`` 10 instead of 20 the same
-A/A pair's interval missed 1.0 in 2 of 20 adaptive runs (0 of 20 with 20).
+Why those minimums and the floor, from A/A runs (a 0.45 ms ONNX network against a copy of
+itself, ONNX Runtime CPU, 1 thread, on this project's 2-core machine while other
+processes used 1.0-1.5 of its cores; a good method says 1.0):
+
+- stopping at the first narrow check after 10 turns, the interval missed 1.0 in 2 of 20
+  runs; after 20 turns (about 0.3 s) in 3 of 60; after 20 turns and at least 1 s in 1 of
+  60 (machine noise is correlated over longer than a round, so a short run sees few
+  independent machine states);
+- on long runs the two sessions of the same file really differ, by up to 1.3% (4 s of
+  turns: 1.013, resampled interval 1.010-1.017), and a 0.05 ms network by 4%: resampling
+  the turns of one run sees the noise *within* it, not the difference between two
+  sessions. So every interval is at least ``+-noise_floor`` (1%) wide around its figure,
+  the allowance criterion.rs calls its noise threshold.
+
+The runs that still missed were on a machine the report flags as busy
+(:mod:`sbdeploy.bench.stability`): a figure without a flag is the one to trust.
 
 A callable may return the device compute time of its run in milliseconds; that is then
 reported beside the end-to-end time. The bench gets its callables from
@@ -117,6 +126,8 @@ class TimingPlan:
         budget_s: adaptive: seconds of timed rounds after which the run stops, narrow or not.
         goal: adaptive: the relative half-width of every interval that ends the run (0.03: +-3%).
         min_turns: adaptive: fewest rounds, however long they take.
+        min_time_s: adaptive: fewest seconds of rounds before the run may stop on a narrow interval
+            (machine noise is correlated over longer than a round: see the module's docstring).
         noise_floor: the smallest relative half-width of any interval (see the module's docstring).
         min_iters: fewest timed runs per callable of a ``duration_s`` run.
         turn: timed runs of one callable in a row before the next one's turn (adaptive runs
@@ -134,6 +145,7 @@ class TimingPlan:
     budget_s: float = DEFAULT_BUDGET_S
     goal: float = DEFAULT_GOAL
     min_turns: int = 20
+    min_time_s: float = 1.0
     noise_floor: float = 0.01
     min_iters: int = 5
     turn: int = 10
@@ -169,7 +181,7 @@ class TimingPlan:
         return {
             "length": self.describe(), "warmup": self.warmup_s if self.warmup_s is not None else self.warmup_iters, "iters": self.iters,
             "duration_s": self.duration_s, "budget_s": self.budget_s if self.adaptive else None, "goal": self.goal if self.adaptive else None,
-            "min_turns": self.min_turns if self.adaptive else None, "noise_floor": self.noise_floor, "turn": self.turn, "settle": self.settle, "confidence": self.confidence,
+            "min_turns": self.min_turns if self.adaptive else None, "min_time_s": self.min_time_s if self.adaptive else None, "noise_floor": self.noise_floor, "turn": self.turn, "settle": self.settle, "confidence": self.confidence,
             "resamples": self.resamples, "seed": self.seed,
         }  # fmt: skip
 
@@ -362,7 +374,7 @@ def measure_group(
                 widest = _widest(rounds, pairs, plan)
                 check_cost = time.perf_counter() - tick
                 next_check = (time.perf_counter() - start) + 10 * check_cost  # checks take at most ~10% of the time
-                if widest <= plan.goal:
+                if widest <= plan.goal and elapsed >= plan.min_time_s:
                     stop = f"every interval within +-{plan.goal:.1%} after {count} turns"
                     break
             if elapsed >= plan.budget_s:

@@ -107,14 +107,22 @@ def fake_inference(clock: FakeClock, ms: float, noise: float, seed: int):  # noq
 def test_adaptive_run_stops_once_the_speedup_interval_is_narrow(clock: FakeClock) -> None:
     fns = {"sb": fake_inference(clock, 1.0, 0.02, 1), "base": fake_inference(clock, 2.0, 0.02, 2)}
     statuses: list[RoundStatus] = []
-    result = measure_group(fns, TimingPlan(warmup_iters=2), pairs=[Pair("sb", "base", 0.5)], on_round=statuses.append)
+    result = measure_group(fns, TimingPlan(warmup_iters=2, min_time_s=0.5), pairs=[Pair("sb", "base", 0.5)], on_round=statuses.append)
     record, speedup = result.record, result.speedups["sb"]
-    assert record.rounds == 20 and record.stop.startswith("every interval within")  # narrow at the first check, after min_turns
+    assert record.rounds == 20 and record.stop.startswith("every interval within")  # narrow at the first check, after min_turns (0.72 s)
     assert speedup.interval is not None and speedup.interval.contains(2.0) and speedup.value == pytest.approx(2.0, rel=0.01)
     assert speedup.interval.halfwidth(speedup.value) >= 0.01 - 1e-12  # never narrower than the noise floor
     assert speedup.efficiency == pytest.approx(speedup.value * 0.5)
     assert [s.rounds for s in statuses] == list(range(1, 21)) and 0 < statuses[-1].fraction < 1
     assert result.stats["sb"].median_low_ms is not None  # every callable's median gets its interval too
+
+
+def test_adaptive_run_lasts_at_least_min_time_even_when_narrow_sooner(clock: FakeClock) -> None:
+    fns = {"sb": fake_inference(clock, 1.0, 0.02, 1), "base": fake_inference(clock, 2.0, 0.02, 2)}
+    statuses: list[RoundStatus] = []
+    result = measure_group(fns, TimingPlan(warmup_iters=2, min_time_s=2.0), pairs=[Pair("sb", "base", 0.5)], on_round=statuses.append)
+    assert result.record.stop.startswith("every interval within") and result.record.rounds > 20
+    assert statuses[-1].elapsed_s >= 2.0 > statuses[-2].elapsed_s  # stopped at the first round past 2 s
 
 
 def test_adaptive_run_stops_at_the_budget_when_noise_keeps_the_interval_wide(clock: FakeClock) -> None:
@@ -136,7 +144,7 @@ def test_min_turns_outlast_the_budget_and_slow_runs_get_shorter_turns(clock: Fak
 
 
 def test_a_callable_outside_any_pair_stops_on_its_own_median_interval(clock: FakeClock) -> None:
-    steady = measure_group({"a": fake_inference(clock, 1.0, 0.02, 7)}, TimingPlan(warmup_iters=1, budget_s=5.0))
+    steady = measure_group({"a": fake_inference(clock, 1.0, 0.02, 7)}, TimingPlan(warmup_iters=1, budget_s=5.0, min_time_s=0.1))
     noisy = measure_group({"a": fake_inference(clock, 1.0, 1.5, 8)}, TimingPlan(warmup_iters=1, budget_s=5.0))
     assert steady.record.stop.startswith("every interval within") and steady.record.rounds == 20
     assert noisy.record.stop.startswith("budget") and noisy.stats["a"].median_halfwidth is not None
