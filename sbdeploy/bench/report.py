@@ -292,13 +292,20 @@ def _pyplot():  # noqa: ANN202  (matplotlib.pyplot, headless)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
-def _plain_log_ticks(axis: object) -> None:
-    """Label a log axis with plain numbers (0.2, 0.5, 1, 2 ...), not powers of ten: minor ticks at 2 and 5 only."""
+def _plain_log_ticks(axis: object, values: Sequence[float]) -> None:
+    """Label a log axis with plain numbers (0.2, 0.5, 1, 2 ...), not powers of ten.
+
+    Minor ticks get labels too: all of them when the data span less than a decade (else
+    a short axis would show one label or none), only those at 2 and 5 otherwise.
+    """
     from matplotlib.ticker import FuncFormatter
 
+    positive = [v for v in values if v > 0]
+    narrow = not positive or max(positive) / min(positive) < 10
+    leads = "23456789" if narrow else "25"
+
     def minor(value: float, _: object) -> str:
-        lead = f"{value:.0e}"[0]
-        return f"{value:g}" if lead in "25" else ""
+        return f"{value:g}" if f"{value:.0e}"[0] in leads else ""
 
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # type: ignore[attr-defined]
     axis.set_minor_formatter(FuncFormatter(minor))  # type: ignore[attr-defined]
@@ -320,9 +327,8 @@ def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colour = {b: colours[i % len(colours)] for i, b in enumerate(batches)}
     marker = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(models)}
-    legend_width = 0.6 + 0.075 * max([len(m) for m in models] + [16])
-    width = 4.2 * len(backends) + legend_width
-    fig, axes = plt.subplots(1, len(backends), figsize=(width, 4.4), dpi=110, squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(backends), figsize=(4.2 * len(backends) + 2.2, 4.4), dpi=110, squeeze=False, sharey=True,
+                             layout="constrained")  # fmt: skip
     for ax, backend in zip(axes[0], backends):
         for r in (r for r in report.rows if r.backend == backend):
             y, s = r.stats.median_ms / r.batch, r.stats
@@ -333,8 +339,8 @@ def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
                         markerfacecolor="white" if r.unstable else colour[r.batch], markeredgewidth=1.5)  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
-        _plain_log_ticks(ax.xaxis)
-        _plain_log_ticks(ax.yaxis)
+        _plain_log_ticks(ax.xaxis, [r.macs / 1e9 for r in report.rows])
+        _plain_log_ticks(ax.yaxis, [r.stats.median_ms / r.batch for r in report.rows])
         ax.set_title(backend)
         ax.set_xlabel("GMACs per image (log)")
         ax.grid(alpha=0.3, which="both")
@@ -345,8 +351,7 @@ def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
     if any(r.unstable for r in report.rows):
         handles.append(Line2D([], [], linestyle="", marker="o", color="dimgray", markerfacecolor="white", markersize=8, label="hollow: unstable"))
     fig.suptitle("Latency vs MACs (error bars: interval of the median)")
-    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1 - legend_width / width, 1))
+    fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
     _save(fig, path, tight=False)
 
 
@@ -358,13 +363,11 @@ def plot_speedups(report: BenchReport, path: Path) -> None:
     plt = _pyplot()
 
     rows = [r for r in report.rows if r.speedup is not None]
-    legend_width = 2.6
-    width = max(3.5, 1.3 * len(rows) + 1.5) + legend_width
-    fig, ax = plt.subplots(figsize=(width, 4.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(min(18.0, max(3.5, 1.0 * len(rows) + 1.5) + 2.2), 4.6), dpi=110, layout="constrained")
     if not rows:
         ax.text(0.5, 0.5, "no SB/baseline pair was timed", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
-        _save(fig, path)
+        _save(fig, path, tight=False)
         return
     xs = list(range(len(rows)))
     measured = [r.speedup or 0.0 for r in rows]
@@ -397,8 +400,7 @@ def plot_speedups(report: BenchReport, path: Path) -> None:
         handles.append(Patch(facecolor="white", edgecolor="tab:blue", hatch="//"))
         names.append("unstable (!):\nsee the warnings")
     ax.set_title("SB speedup vs its baseline")
-    fig.legend(handles, names, fontsize=8, loc="center right", frameon=False)
-    fig.tight_layout(rect=(0, 0, 1 - legend_width / width, 1))
+    fig.legend(handles, names, fontsize=8, loc="outside right center", frameon=False)
     _save(fig, path, tight=False)
 
 

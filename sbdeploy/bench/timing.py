@@ -131,7 +131,8 @@ class TimingPlan:
         noise_floor: the smallest relative half-width of any interval (see the module's docstring).
         min_iters: fewest timed runs per callable of a ``duration_s`` run.
         turn: timed runs of one callable in a row before the next one's turn (adaptive runs
-            shorten it, down to 1, when ``min_turns`` rounds of it would not fit the budget).
+            shorten it, down to 1, while the rounds owed to ``min_turns`` would not fit the budget
+            at the runs' measured speed).
         settle: untimed runs at the start of each turn (after switching callables).
         confidence: of every interval.
         resamples: bootstrap resamples of the final intervals.
@@ -278,25 +279,29 @@ class GroupResult:
     rounds: Mapping[str, tuple[tuple[float, ...], ...]]
 
 
-def _warm_up(fns: Mapping[str, TimedFn], plan: TimingPlan) -> dict[str, float]:
-    """Run every callable's warm-up; return the fastest warm-up run of each in seconds (inf: none)."""
-    fastest: dict[str, float] = {}
-    for name, fn in fns.items():
-        best, end, count = math.inf, None if plan.warmup_s is None else time.perf_counter() + plan.warmup_s, 0
-        while (time.perf_counter() < end) if end is not None else count < plan.warmup_iters:
+def _warm_up(fns: Mapping[str, TimedFn], plan: TimingPlan) -> float:
+    """Run every callable's warm-up; return the seconds one run of every callable takes (mean after the first; nan: none)."""
+    total = 0.0
+    for fn in fns.values():
+        times, end = [], None if plan.warmup_s is None else time.perf_counter() + plan.warmup_s
+        while (time.perf_counter() < end) if end is not None else len(times) < plan.warmup_iters:
             start = time.perf_counter()
             fn()
-            best, count = min(best, time.perf_counter() - start), count + 1
-        fastest[name] = best
-    return fastest
+            times.append(time.perf_counter() - start)
+        if not times:
+            return math.nan
+        total += float(np.mean(times[1:] or times))
+    return total
 
 
-def _fitted_turn(plan: TimingPlan, run_s: Mapping[str, float]) -> int:
-    """The plan's turn, shortened (to 1 at least) where ``min_turns`` rounds of it would not fit an adaptive budget."""
-    per_run = sum(t for t in run_s.values() if math.isfinite(t))
-    if not plan.adaptive or per_run <= 0:
+def _fitted_turn(plan: TimingPlan, per_run_s: float, rounds_left: int, seconds_left: float) -> int:
+    """The plan's turn, shortened (to 1 at least) where the rounds still owed to ``min_turns`` would not fit the budget left.
+
+    ``per_run_s`` is the time of one run of every callable (settle runs cost the same).
+    """
+    if not plan.adaptive or rounds_left <= 0 or not per_run_s > 0:
         return plan.turn
-    fits = int(plan.budget_s / (plan.min_turns * per_run)) - plan.settle
+    fits = int(max(seconds_left, 0.0) / (rounds_left * per_run_s)) - plan.settle
     return max(1, min(plan.turn, fits))
 
 
@@ -318,9 +323,9 @@ def _intervals(
     return medians, speedups
 
 
-def _widest(rounds: Mapping[str, Sequence[Sequence[float]]], pairs: Sequence[Pair], plan: TimingPlan) -> float:
+def _widest(rounds: Mapping[str, Sequence[Sequence[float]]], pairs: Sequence[Pair], plan: TimingPlan, resamples: int) -> float:
     """The widest relative half-width among the intervals that end an adaptive run (inf: none yet)."""
-    medians, speedups = _intervals(rounds, pairs, plan, CHECK_RESAMPLES)
+    medians, speedups = _intervals(rounds, pairs, plan, resamples)
     if not medians:
         return math.inf
     median = {n: float(np.median(np.concatenate(r))) for n, r in rounds.items()}
@@ -352,12 +357,13 @@ def measure_group(
     missing = sorted({n for p in pairs for n in (p.sb, p.baseline)} - set(names))
     if missing:
         raise ValueError(f"pairs name callables that are not timed: {missing}")
-    turn = _fitted_turn(plan, _warm_up(fns, plan))
+    per_run_s = _warm_up(fns, plan)
+    turn = _fitted_turn(plan, per_run_s, plan.min_turns, plan.budget_s)
     rounds: dict[str, list[list[float]]] = {n: [] for n in names}
     compute: dict[str, list[float]] = {n: [] for n in names}
     before = machine.snapshot()
     start = time.perf_counter()
-    done = count = 0
+    done = count = executed = 0  # timed runs, rounds, and runs with the settle ones, per callable
     widest: float | None = None
     next_check, check_cost = 0.0, 0.0
     while True:
@@ -371,7 +377,9 @@ def measure_group(
         if plan.adaptive and count >= plan.min_turns:
             if elapsed >= next_check or elapsed >= plan.budget_s:
                 tick = time.perf_counter()
-                widest = _widest(rounds, pairs, plan)
+                widest = _widest(rounds, pairs, plan, CHECK_RESAMPLES)
+                if widest <= plan.goal and elapsed >= plan.min_time_s:  # confirm with as many resamples as the final intervals
+                    widest = _widest(rounds, pairs, plan, plan.resamples)
                 check_cost = time.perf_counter() - tick
                 next_check = (time.perf_counter() - start) + 10 * check_cost  # checks take at most ~10% of the time
                 if widest <= plan.goal and elapsed >= plan.min_time_s:
@@ -381,6 +389,8 @@ def measure_group(
                 width = f"widest interval +-{widest:.1%}" if widest is not None and math.isfinite(widest) else "no interval yet"
                 stop = f"budget of {plan.budget_s:g} s spent; {width} (goal +-{plan.goal:.1%})"
                 break
+        if plan.adaptive and count < plan.min_turns and executed:  # re-fit the turn to the runs' measured time
+            turn = _fitted_turn(plan, elapsed / executed, plan.min_turns - count, plan.budget_s - elapsed)
         runs = turn if plan.iters is None else min(turn, plan.iters - done)
         shift = count % len(names)
         for name in names[shift:] + names[:shift]:
@@ -394,7 +404,7 @@ def measure_group(
                 if device_ms is not None:
                     compute[name].append(float(device_ms))
             rounds[name].append(turn_runs)
-        count, done = count + 1, done + runs
+        count, done, executed = count + 1, done + runs, executed + runs + plan.settle
         if on_round is not None:
             elapsed = time.perf_counter() - start
             fraction = done / plan.iters if plan.iters is not None else elapsed / (plan.duration_s or plan.budget_s)

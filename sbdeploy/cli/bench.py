@@ -50,14 +50,18 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
     from sbdeploy.bench.report import MARKDOWN_COLUMNS, legend_lines, markdown_rows
 
     table = Table(title="sbdeploy bench (latency per batch)")
-    for column in MARKDOWN_COLUMNS:
-        table.add_column(column, justify="left" if column in ("model", "backend", "stable") else "right", no_wrap=column == "model")
+    gpu = any(r.stats.compute_median_ms is not None for r in report.rows)
+    shown = [i for i, c in enumerate(MARKDOWN_COLUMNS) if gpu or c != "GPU ms"]  # no empty GPU column on the CPU
+    for i in shown:
+        column = MARKDOWN_COLUMNS[i]
+        table.add_column(column, justify="left" if column in ("model", "backend", "stable") else "right", no_wrap=column == "model",
+                         overflow="fold")  # fmt: skip
     for row, cells in zip(report.rows, markdown_rows(report.rows)):
-        table.add_row(*cells, style="yellow" if row.unstable else None)
+        table.add_row(*(cells[i] for i in shown), style="yellow" if row.unstable else None)
     console.print(table)
     for line in legend_lines(report):
         console.print(line, style="dim", highlight=False)
-    if any(r.stats.compute_median_ms is not None for r in report.rows):
+    if gpu:
         console.print("GPU ms = median device compute time (CUDA events or a device-bound run), without host copies", style="dim")
     for g in report.groups:
         m, rec = g.record.machine, g.record
