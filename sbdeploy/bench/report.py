@@ -126,6 +126,13 @@ class BenchReport:
             out += [BenchWarning(f"{r.model} on {r.backend} batch {r.batch}", f) for f in r.flags if f.kind not in MACHINE_FLAG_KINDS]
         return out
 
+    def warnings_by_advice(self) -> list[tuple[str, list[BenchWarning]]]:
+        """:meth:`warnings` grouped by what to do, in order of first appearance (the advice said once per group)."""
+        groups: dict[str, list[BenchWarning]] = {}
+        for w in self.warnings():
+            groups.setdefault(w.flag.advice, []).append(w)
+        return list(groups.items())
+
     def to_dict(self) -> dict[str, object]:
         return {
             "environment": self.environment.to_dict(), "settings": self.settings, "unstable": self.unstable,
@@ -171,8 +178,10 @@ def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
 def with_flags(rows: list[BenchRow], groups: Sequence[BenchGroup], limits: Limits = Limits()) -> list[BenchRow]:
     """Each row with its flags: its group's machine flags, its runs' spread, its headline interval, its efficiency."""
     machine = {(g.backend, g.batch): g.flags for g in groups}
-    paired = {(r.model, r.backend, r.batch) for r in rows if r.speedup is not None}
-    paired |= {(r.baseline, r.backend, r.batch) for r in rows if r.speedup is not None}
+    paired: set[tuple[str | None, str, int]] = set()
+    for r in rows:
+        if r.speedup is not None:
+            paired |= {(r.model, r.backend, r.batch), (r.baseline, r.backend, r.batch)}
     out = []
     for r in rows:
         flags = list(machine.get((r.backend, r.batch), ()))
@@ -245,11 +254,11 @@ def to_markdown(report: BenchReport) -> str:
     lines = ["# sbdeploy bench", "", "| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "---|" * len(MARKDOWN_COLUMNS)]
     lines += ["| " + " | ".join(cells) + " |" for cells in markdown_rows(report.rows)]
     lines += [""] + [f"{line}  " for line in legend_lines(report)] + [""]
-    warnings = report.warnings()
-    if warnings:
+    grouped = report.warnings_by_advice()
+    if grouped:
         lines += ["## Warnings: unstable figures", ""]
-        lines += [f"- **{w.subject}**: {w.flag.reason}. What to do: {w.flag.advice}." for w in warnings]
-        lines += [""]
+        for advice, warnings in grouped:
+            lines += [f"- **{w.subject}**: {w.flag.reason}" for w in warnings] + ["", f"  What to do: {advice}.", ""]
     if report.groups:
         lines += ["## Measurement", "", "| backend | batch | turns | runs per turn | seconds | stopped | load 1 min (before, after) | others' CPU | CPUs (available / machine) |",
                   "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip

@@ -171,7 +171,8 @@ class TimingPlan:
     def describe(self) -> str:
         """One line for reports: how the length was chosen."""
         if self.adaptive:
-            return f"adaptive: until every {self.confidence:.0%} interval is within +-{self.goal:.1%} or {self.budget_s:g} s per group, at least {self.min_turns} turns"
+            return (f"adaptive: until every {self.confidence:.0%} interval is within +-{self.goal:.1%} or {self.budget_s:g} s per group, "
+                    f"at least {self.min_turns} turns and {self.min_time_s:g} s")  # fmt: skip
         if self.duration_s is not None:
             cap = f" (at most {self.iters} runs each)" if self.iters is not None else ""
             return f"fixed: {self.duration_s:g} s per group{cap}"
@@ -283,7 +284,8 @@ def _warm_up(fns: Mapping[str, TimedFn], plan: TimingPlan) -> float:
     """Run every callable's warm-up; return the seconds one run of every callable takes (mean after the first; nan: none)."""
     total = 0.0
     for fn in fns.values():
-        times, end = [], None if plan.warmup_s is None else time.perf_counter() + plan.warmup_s
+        times: list[float] = []
+        end = None if plan.warmup_s is None else time.perf_counter() + plan.warmup_s
         while (time.perf_counter() < end) if end is not None else len(times) < plan.warmup_iters:
             start = time.perf_counter()
             fn()

@@ -37,12 +37,9 @@ def parse_span(text: str, option: str) -> tuple[int | None, float | None]:
 
 def render_warnings(report) -> None:  # noqa: ANN001  (BenchReport)
     """Each unstable figure's reason in yellow, grouped by what to do about it (said once per group)."""
-    by_advice: dict[str, list[str]] = {}
-    for w in report.warnings():
-        by_advice.setdefault(w.flag.advice, []).append(f"warning: {w.subject}: {w.flag.reason}")
-    for advice, lines in by_advice.items():
-        for line in lines:
-            console.print(line, style="yellow", highlight=False, markup=False)
+    for advice, warnings in report.warnings_by_advice():
+        for w in warnings:
+            console.print(f"warning: {w.subject}: {w.flag.reason}", style="yellow", highlight=False, markup=False)
         console.print(f"  what to do: {advice}", style="yellow", highlight=False, markup=False)
 
 
