@@ -353,9 +353,11 @@ def measure_group(
         on_round: called after each round with the measurement's status (progress).
 
     Raises:
-        ValueError: a pair naming a callable that is not in ``fns``.
+        ValueError: no callables, or a pair naming a callable that is not in ``fns``.
     """
     names = list(fns)
+    if not names:
+        raise ValueError("nothing to time: give at least one callable")
     missing = sorted({n for p in pairs for n in (p.sb, p.baseline)} - set(names))
     if missing:
         raise ValueError(f"pairs name callables that are not timed: {missing}")

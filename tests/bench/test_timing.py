@@ -174,5 +174,7 @@ def test_fixed_lengths_say_so_and_record_the_machine(clock: FakeClock) -> None:
 
 
 def test_pairs_must_name_timed_callables() -> None:
+    with pytest.raises(ValueError, match="nothing to time"):
+        measure_group({}, TimingPlan(iters=1))
     with pytest.raises(ValueError, match="not timed"):
         measure_group({"a": lambda: None}, TimingPlan(iters=1), pairs=[Pair("a", "b", 0.5)])
