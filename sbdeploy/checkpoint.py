@@ -11,6 +11,7 @@ into place, so a crash never leaves a half-written checkpoint.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,11 +111,23 @@ def save_checkpoint(folder: str | Path, model: nn.Module, config: CheckpointConf
     return folder
 
 
+def require_folder(folder: Path) -> None:
+    """CheckpointError saying what ``folder`` is, and what to do, when it is not a folder."""
+    if folder.is_file() and folder.suffix in (".onnx", ".engine", ".plan"):
+        raise CheckpointError(f"{folder} is a model artifact, not a checkpoint folder ({WEIGHTS_FILE} + {CONFIG_FILE})")
+    if folder.is_file():
+        raise CheckpointError(
+            f"{folder} is a file, not a checkpoint folder ({WEIGHTS_FILE} + {CONFIG_FILE}); a state_dict file "
+            f"(.pth, .safetensors) of a zoo architecture becomes one with `sbdeploy import {folder} --arch NAME --out FOLDER`"
+        )
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder {folder} does not exist (expected a folder with {WEIGHTS_FILE} and {CONFIG_FILE})")
+
+
 def read_config(folder: str | Path) -> CheckpointConfig:
     """Read and check ``config.json`` of a checkpoint folder."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"checkpoint folder {folder} does not exist (expected a folder with {WEIGHTS_FILE} and {CONFIG_FILE})")
+    require_folder(folder)
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{path} is missing; a checkpoint folder holds {WEIGHTS_FILE} and {CONFIG_FILE}")
@@ -127,28 +140,75 @@ def read_config(folder: str | Path) -> CheckpointConfig:
     return CheckpointConfig.from_json(data, path)
 
 
+def is_safetensors(data: bytes) -> bool:
+    """True when ``data`` has the safetensors layout: a u64 little-endian header length N, then N bytes of JSON.
+
+    Recognised positively, from the layout: the first byte of the header length can be any
+    value, 0x80 included (which a pickle also starts with).
+    """
+    return len(data) > 8 and data[8:9] == b"{" and 8 + int.from_bytes(data[:8], "little") <= len(data)
+
+
+def pickle_kind(data: bytes) -> str | None:
+    """'pickle' (protocol 2-5) or 'torch.save archive' (zip) when ``data`` starts like one, else None.
+
+    A safetensors file cut short inside its header also starts with its length, which may
+    read as a pickle's 0x80; its ninth byte (the header's ``{``) tells it apart.
+    """
+    if data[:4] == b"PK\x03\x04":
+        return "torch.save archive"
+    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and data[8:9] != b"{":
+        return "pickle"
+    return None
+
+
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file; CheckpointError (never unpickling) when it is not one."""
     if not path.is_file():
         raise CheckpointError(f"{path} is missing; a checkpoint folder holds {WEIGHTS_FILE} and {CONFIG_FILE}")
     data = path.read_bytes()
-    if data[:1] == b"\x80" or data[:2] == b"PK":  # pickle protocol 2+ or torch.save zip
+    if not is_safetensors(data):
+        kind = pickle_kind(data)
+        if kind is not None:
+            raise CheckpointError(
+                f"{path} is a {kind}, not safetensors; sbdeploy never unpickles files. Make a checkpoint folder "
+                f"from it with `sbdeploy import {path.name} --arch NAME --out FOLDER` (weights-only loading)"
+            )
         raise CheckpointError(
-            f"{path} is a pickle / torch.save archive, not safetensors; sbdeploy never unpickles files. "
-            "Convert it where you trust it: safetensors.torch.save_file(torch.load(...), 'model.safetensors')"
+            f"{path} is not a readable safetensors file (it does not start with a complete safetensors header); "
+            "it may be truncated, corrupt or of another format"
         )
+    return parse_safetensors(data, path)
+
+
+def parse_safetensors(data: bytes, source: Path) -> dict[str, torch.Tensor]:
+    """The tensors of safetensors bytes (see :func:`is_safetensors`); CheckpointError naming ``source`` when corrupt."""
     try:
         return load_safetensors_bytes(data)
     except (SafetensorError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({error}); it may be truncated or corrupt") from None
+        raise CheckpointError(f"{source} is not a readable safetensors file ({error}); it may be truncated or corrupt") from None
 
 
 def build_model(config: CheckpointConfig) -> nn.Module:
-    """A fresh model of the checkpoint's architecture and options."""
+    """A fresh model of the checkpoint's architecture and options (on the current default device)."""
     try:
         return create_model(config.arch, **config.options)
     except SbdeployError as error:
         raise CheckpointError(f"config.json names a model sbdeploy cannot build: {error}") from None
+
+
+def state_mismatches(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], *, shown: int = 3) -> str | None:
+    """Why ``state`` cannot load strictly where ``expected`` is the model's state_dict, naming the first keys; None when it fits."""
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    details = []
+    for count, what, names in ((len(missing), "missing", missing), (len(unexpected), "unexpected", unexpected)):
+        if count:
+            details.append(f"{count} {what} ({', '.join(names[:shown])}{', ...' if count > shown else ''})")
+    if wrong:
+        shapes = ", ".join(f"{k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model" for k in wrong[:shown])
+        details.append(f"{len(wrong)} of wrong shape ({shapes}{', ...' if len(wrong) > shown else ''})")
+    return "; ".join(details) or None
 
 
 def load_checkpoint(folder: str | Path) -> Checkpoint:
@@ -157,24 +217,17 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     config = read_config(folder)
     weights_path = folder / WEIGHTS_FILE
     state = read_weights(weights_path)
-    model = build_model(config)
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            details.append(f"{len(wrong)} of wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+    with torch.device("meta"):  # a skeleton: the file's tensors replace every parameter and buffer, no random init to pay for
+        model = build_model(config)
+    problem = state_mismatches(model.state_dict(), state)
+    if problem:
         raise CheckpointError(
-            f"{weights_path} does not match the architecture in config.json ({config.arch}, {config.options}): "
-            + "; ".join(details)
-            + ". Check that both files come from the same training run."
+            f"{weights_path} does not match the architecture in config.json ({config.arch}, {config.options}): {problem}. "
+            "Check that both files come from the same training run."
         )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a tensor outside the state_dict (non-persistent buffer)
+        model = build_model(config)
+        model.load_state_dict(state, strict=True)
     model.eval()
     return Checkpoint(path=folder, model=model, config=config, weights_sha256=sha256_file(weights_path))

@@ -148,7 +148,14 @@ def probe_cuda_python() -> tuple[str, str, str] | None:
 
 
 def probe_torch() -> tuple[str | None, tuple[str, str] | None]:
-    """(CUDA torch was built with, (gpu name, capability) when torch sees a device)."""
+    """(CUDA torch was built with, (gpu name, capability) when torch sees a device).
+
+    A CPU build says so in its version ("2.13.0+cpu"): it is read from the package metadata
+    without importing torch (seconds on a loaded machine; `sbdeploy doctor` needs no torch then).
+    """
+    version = package_version("torch")
+    if version is None or version.endswith("+cpu"):
+        return None, None
     try:
         import torch
     except ImportError:

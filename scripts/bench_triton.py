@@ -3,7 +3,7 @@
 Starts PyTriton's Triton on 127.0.0.1 (free ports) with the sbdeploy ONNX Runtime
 runner behind Triton's dynamic batcher, sends batch-1 requests from N tritonclient
 HTTP clients at once, checks every response against direct inference, and prints a
-table (or JSON). Needs scripts/setup.sh's .venv-triton (or SBDEPLOY_PYTRITON_PYTHON).
+table (or JSON). Needs the .venv-triton of `scripts/setup.sh --with-triton` (or SBDEPLOY_PYTRITON_PYTHON).
 
     .venv/bin/python scripts/bench_triton.py                    # cifar_resnet20_sb, exported on the fly
     .venv/bin/python scripts/bench_triton.py --onnx m.onnx --requests 100 --json

@@ -113,3 +113,66 @@ def test_missing_and_mangled_files(tmp_path: Path) -> None:
     (tmp_path / CONFIG_FILE).unlink()
     with pytest.raises(CheckpointError, match="missing"):
         load_checkpoint(tmp_path)
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_read(tmp_path: Path) -> None:
+    """A safetensors file starts with its header length (u64, little-endian): its first byte is 0x80 for 1 length in 32 or so."""
+    from safetensors.torch import save
+
+    from sbdeploy.checkpoint import read_weights
+
+    tensors = {"w": torch.arange(6.0).reshape(2, 3)}
+    data = next(d for d in (save(tensors, metadata={"pad": "x" * k}) for k in range(256)) if d[0] == 0x80)
+    path = tmp_path / WEIGHTS_FILE
+    path.write_bytes(data)
+    assert torch.equal(read_weights(path)["w"], tensors["w"])
+    path.write_bytes(data[: len(data) - 3])  # truncated: its header is intact, its data is not
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        read_weights(path)
+    path.write_bytes(data[:40])  # cut inside the header
+    with pytest.raises(CheckpointError, match="truncated"):
+        read_weights(path)
+
+
+def _filled(name: str, num_classes: int) -> torch.nn.Module:
+    """``name`` with distinct, deterministic values in every tensor, without paying for its random init."""
+    with torch.device("meta"):
+        model = sbdeploy.create_model(name, num_classes=num_classes)
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for i, tensor in enumerate(model.state_dict().values()):
+            if tensor.is_floating_point():
+                tensor.copy_(torch.linspace(-1, 1, tensor.numel()).view_as(tensor) + i)
+            else:
+                tensor.fill_(i)
+    return model.eval()
+
+
+# The ImageNet ResNets and the deep CIFAR networks take a second or more each to save and
+# reload; the smallest CIFAR and ImageNet networks run in the normal suite at every class count.
+_CHEAP = {"cifar_resnet20", "cifar_resnet20_sb", "resnet18", "resnet18_sb"}
+
+
+def _round_trip_cases() -> list[object]:
+    cases = []
+    for name in sbdeploy.list_models():
+        for classes in (10, 100, 1000):
+            if name in _CHEAP:
+                cases.append(pytest.param(name, classes, id=f"{name}-{classes}"))
+            elif classes == 1000:
+                cases.append(pytest.param(name, classes, id=f"{name}-{classes}", marks=pytest.mark.slow))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "num_classes"), _round_trip_cases())
+def test_every_registered_model_saves_and_reloads(tmp_path: Path, name: str, num_classes: int) -> None:
+    model = _filled(name, num_classes)
+    arch_options = {"num_classes": num_classes, **({"sampling": "chessboard"} if name.endswith("_sb") else {})}
+    config = CheckpointConfig(arch=name, options=arch_options, input_size=(32, 32), mean=(0.5,) * 3, std=(0.25,) * 3,
+                              class_names=tuple(str(i) for i in range(num_classes)))
+    save_checkpoint(tmp_path / "ckpt", model, config)
+    loaded = load_checkpoint(tmp_path / "ckpt").model.state_dict()
+    original = model.state_dict()
+    assert original.keys() == loaded.keys()
+    for key, tensor in original.items():
+        assert tensor.dtype == loaded[key].dtype and torch.equal(tensor, loaded[key]), key

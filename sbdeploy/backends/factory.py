@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from sbdeploy.backends.base import Runner
 from sbdeploy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def _torch(artifact: Any, **opts: Any) -> Runner:

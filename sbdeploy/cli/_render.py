@@ -7,10 +7,21 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 # Piped output (reports pasted into issues, CI logs) is not cut to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def stderr_line(label: str, message: str, *, style: str = "yellow") -> None:
+    """``LABEL: MESSAGE`` on stderr, one line; the message is text, never markup (``'sbdeploy[serve]'`` stays whole)."""
+    err_console.print(f"[{style}]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def warn(message: str, *, label: str = "warning") -> None:
+    """``warning: MESSAGE`` on stderr."""
+    stderr_line(label, message)
 
 
 def print_json(data: Any) -> None:

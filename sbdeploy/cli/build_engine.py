@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sbdeploy.cli._render import console, err_console, print_json
+from sbdeploy.cli._render import console, err_console, print_json, warn
 from sbdeploy.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _load_calibration(path: Path | None) -> np.ndarray | None:
     if path is None:
         return None
+    import numpy as np
+
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -97,4 +101,4 @@ def build_engine(
     table.add_row("build time", f"{sidecar.build_time_s:.1f} s")
     console.print(table)
     for warning in result.warnings:
-        err_console.print(f"[yellow]note:[/] {warning}", highlight=False)
+        warn(warning, label="note")  # TensorRT's own messages: text, not markup

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import console, err_console, print_json
+from sbdeploy.cli._render import console, print_json, warn
 from sbdeploy.errors import ConfigError
 
 
@@ -70,6 +70,7 @@ def export(
     from sbdeploy.passes import DEFAULT_PASSES
 
     pass_names = DEFAULT_PASSES if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
+    new_folder = not output.parent.exists()
     result = export_onnx(
         source,
         output,
@@ -81,6 +82,8 @@ def export(
         options={"sampling": sampling} if sampling else None,
         target=target,
     )
+    if new_folder:
+        warn(f"created folder {output.parent}", label="note")
     if as_json:
         print_json(
             {
@@ -95,7 +98,7 @@ def export(
         )
     else:
         for warning in result.warnings:
-            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            warn(warning)
         meta = result.metadata
         table = Table(title=f"passes on {meta['arch']} (lowering {meta['lowering']}, target {meta['target']})")
         for column in ("pass", "nodes before", "nodes after", "changed ops (before -> after)"):

@@ -1,15 +1,28 @@
-"""The typer app: registers every command and turns sbdeploy errors into exit codes."""
+"""The typer app: registers every command and gives every error one style, ``error: ...`` and exit 2.
+
+Command modules import typer and rich only; each command imports the library (torch,
+onnx, ...) inside its function, so ``sbdeploy --help`` and ``--version`` start in a
+fraction of a second. The app runs with ``standalone_mode=False``: click's usage errors
+(a missing file, a value out of range, an unknown option) come back here as exceptions
+and are printed as one line, as :class:`~sbdeploy.errors.SbdeployError` is.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 import typer
-from rich.markup import escape
 
-from sbdeploy.cli import bench, build_engine, doctor, export, pipeline, train, triton, validate, zoo
-from sbdeploy.cli._render import err_console
+from sbdeploy.cli import bench, build_engine, doctor, export, import_weights, pipeline, train, triton, validate, zoo
+from sbdeploy.cli._render import err_console, stderr_line
+from sbdeploy.cli.sbify import sbify as sbify_command
 from sbdeploy.errors import SbdeployError
+
+try:  # typer 0.2x carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # older typer runs on the click package
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="sbdeploy",
@@ -17,10 +30,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # click's plain help, as argparse tools (trtexec, Polygraphy) print it: no "<bool>" after flags
 )
 app.command("zoo")(zoo.zoo)
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
+app.command("import")(import_weights.import_weights)
 app.command("export")(export.export)
 app.command("check")(export.check)
 app.command("validate")(validate.validate)
@@ -29,26 +44,63 @@ app.command("pipeline")(pipeline.pipeline)
 app.command("build-engine")(build_engine.build_engine)
 app.command("doctor")(doctor.doctor)
 app.command("triton-repo")(triton.triton_repo)
+app.command("sbify")(sbify_command)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sbdeploy import __version__
+
+        print(f"sbdeploy {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, expose_value=False, callback=_print_version
+    ),
 ) -> None:
-    if version:
-        from sbdeploy import __version__
-
-        print(__version__)
-        raise typer.Exit()
+    """Spatial-bottleneck networks from PyTorch to verified, fast inference engines."""
 
 
-def main() -> None:
-    """Console entry point: run the app, map SbdeployError to a message and its exit code."""
+def error_line(message: str) -> None:
+    """The one error style of the CLI: ``error: MESSAGE`` in red on stderr, one line."""
+    stderr_line("error", message, style="bold red")
+
+
+def _usage_message(error: click_errors.UsageError, args: Sequence[str]) -> str:
+    """Click's message, and where the options are listed: ``(see `sbdeploy CMD --help`)``."""
+    if error.ctx is not None:
+        command = error.ctx.command_path
+    else:  # an option parsing error carries no context: the command is the first registered name in the arguments
+        names = {c.name for c in app.registered_commands}
+        command = " ".join(["sbdeploy", *[a for a in args if a in names][:1]])
+    return f"{error.format_message().strip().rstrip('.')} (see `{command} --help`)"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: run the app on ``argv`` (default: ``sys.argv[1:]``) and exit with its code.
+
+    SbdeployError and click's usage errors print one ``error:`` line and exit 2 (an
+    SbdeployError its own ``exit_code``); a command's ``typer.Exit(n)`` exits n.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        app()
-    except SbdeployError as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)  # one line; "[gpu]" is text, not markup
+        code = app(args=args, prog_name="sbdeploy", standalone_mode=False)
+    except click_errors.UsageError as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare `sbdeploy` (click >= 8.2): its help, as click prints it
+            print(error.format_message())
+            sys.exit(error.exit_code)
+        error_line(_usage_message(error, args))
+        sys.exit(2)
+    except click_errors.ClickException as error:  # e.g. a file click could not open
+        error_line(error.format_message())
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
+    except SbdeployError as error:
+        error_line(str(error))
+        sys.exit(error.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

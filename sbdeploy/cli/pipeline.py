@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
@@ -48,7 +49,7 @@ def pipeline(
         for column in ("step", "result", "seconds", "detail"):
             table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")
         for s in result.steps:
-            table.add_row(s.name, "[green]ok[/]" if s.ok else "[bold red]FAILED[/]", f"{s.seconds:.1f}", s.detail)
+            table.add_row(s.name, "[green]ok[/]" if s.ok else "[bold red]FAILED[/]", f"{s.seconds:.1f}", escape(s.detail))
         console.print(table)
         if result.bench is not None:
             render_warnings(result.bench)

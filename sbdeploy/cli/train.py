@@ -9,30 +9,31 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sbdeploy.cli._render import console, err_console, print_json
-from sbdeploy.data import SOURCE_HELP, open_source
+from sbdeploy.data import SOURCE_HELP
 from sbdeploy.errors import ConfigError
-from sbdeploy.train import EpochStats, StepStats, TrainCallbacks, TrainConfig, evaluate_checkpoint
-from sbdeploy.train import train as run_training
+
+if TYPE_CHECKING:  # the trainer needs torch: imported when a command runs, not for --help
+    from sbdeploy.train import EpochStats, StepStats
 
 SOURCE_OPTION_HELP = f"Data SOURCE: {SOURCE_HELP}."
 
 
-def _parse_milestones(text: str) -> tuple[float, ...]:
+def parse_milestones(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ConfigError(f"--milestones takes comma-separated fractions such as 0.5,0.75, got {text!r}") from None
 
 
-class _Bars(TrainCallbacks):
-    """TrainCallbacks drawing one rich progress bar per epoch and a summary line after it."""
+class EpochBars:
+    """:class:`sbdeploy.train.TrainCallbacks` drawing one rich progress bar per epoch and a summary line after it."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -89,9 +90,13 @@ def train(
     75% of training, batch 128, 4-pixel reflect padding + random crop (+ horizontal flip on
     CIFAR). Run under `torchrun --nproc_per_node=K` for DistributedDataParallel.
     """
+    from sbdeploy.data import open_source
+    from sbdeploy.train import TrainCallbacks, TrainConfig
+    from sbdeploy.train import train as run_training
+
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-        milestones=_parse_milestones(milestones), gamma=gamma, pad=pad, flip=flip, seed=seed, sync_bn=sync_bn,
+        milestones=parse_milestones(milestones), gamma=gamma, pad=pad, flip=flip, seed=seed, sync_bn=sync_bn,
         max_steps_per_epoch=max_steps,
     )
     dataset = open_source(data, size=size)
@@ -102,7 +107,7 @@ def train(
         TimeElapsedColumn(), console=err_console, disable=not show,
     )
     with progress:
-        callbacks = _Bars(progress) if show else TrainCallbacks()
+        callbacks = EpochBars(progress) if show else TrainCallbacks()
         result = run_training(model, dataset, out, config, sampling=sampling, resume=resume, overwrite=overwrite,
                               device=device, callbacks=callbacks)
     if not main_process:
@@ -131,6 +136,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Accuracy (top-1, and top-5 with more than 5 classes) of a checkpoint on a split of --data."""
+    from sbdeploy.train import evaluate_checkpoint
+
     result = evaluate_checkpoint(checkpoint, data, split=split, batch_size=batch_size, device=device)
     acc = result.accuracy
     if as_json:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import console, err_console, print_json
+from sbdeploy.cli._render import console, print_json, warn
 
 
 def triton_repo(
@@ -65,6 +65,7 @@ def triton_repo(
             {
                 "repository": str(repo.root),
                 "validated_with": repo.validated_with,
+                "not_validated": repo.not_validated,
                 "accepted_by_tritonserver": sorted(verdicts) if check_with_triton else None,
                 "models": [
                     {"name": m.name, "platform": m.platform, "folder": str(m.folder),
@@ -81,9 +82,9 @@ def triton_repo(
         table.add_row(m.name, m.platform, str(m.max_batch_size), "; ".join(m.notes) or "-")
     console.print(table)
     if repo.validated_with:
-        console.print(f"configs checked against {repo.validated_with}")
-    if check_with_triton:
-        console.print(f"tritonserver (PyTriton's) accepted the configs of {', '.join(sorted(verdicts))}")
+        console.print(f"configs checked against {repo.validated_with}", markup=False, highlight=False)
     else:
-        err_console.print("[yellow]configs not checked: tritonclient is absent (pip install sbdeploy[serve])[/]")
+        warn(f"configs not checked: {repo.not_validated}")
+    if check_with_triton:
+        console.print(f"tritonserver (PyTriton's) accepted the configs of {', '.join(sorted(verdicts))}", markup=False)
     console.print(f"serve with: tritonserver --model-repository {repo.root.resolve()}")

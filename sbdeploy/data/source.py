@@ -22,12 +22,8 @@ from pathlib import Path
 
 import torch
 
-from sbdeploy.data import cifar
+from sbdeploy.data import SOURCE_HELP, cifar
 from sbdeploy.errors import DataError
-
-SOURCE_HELP = (
-    "digits | synthetic | cifar10:PATH | cifar100:PATH | imagefolder:PATH | PATH (auto-detected CIFAR or image folder)"
-)
 
 
 @dataclass(frozen=True)

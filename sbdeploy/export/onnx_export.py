@@ -33,7 +33,7 @@ import onnx
 import torch
 from torch import nn
 
-from sbdeploy.checkpoint import CheckpointConfig, atomic_write_bytes, load_checkpoint
+from sbdeploy.checkpoint import CheckpointConfig, atomic_write_bytes, load_checkpoint, require_folder
 from sbdeploy.errors import CheckpointError, ConfigError, OnnxModelError, UnknownModelError
 from sbdeploy.export.metadata import write_metadata
 from sbdeploy.export.opset import downgrade_opset
@@ -116,6 +116,8 @@ def _zoo_source(name: str, options: dict[str, Any]) -> _Source:
 def resolve_source(source: str | Path, *, options: dict[str, Any] | None = None) -> _Source:
     """A checkpoint folder, or a zoo name (random weights). ``options`` only apply to zoo names."""
     path = Path(source)
+    if path.is_file():
+        require_folder(path)  # says what to do with a file
     if path.is_dir():
         if options:
             raise ConfigError(f"model options {sorted(options)} only apply to zoo names; {path} is a checkpoint")

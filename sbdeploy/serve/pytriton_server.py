@@ -4,7 +4,7 @@ PyTriton (``nvidia-pytriton``) ships a Triton Inference Server binary and serves
 Python callable through Triton's Python backend, with Triton's dynamic batcher in
 front. It pins ``numpy<2`` (pytriton#93; with numpy 2 its responses come back empty),
 while sbdeploy's environment has numpy 2. So the server runs in its own process,
-started with a *PyTriton interpreter*: ``scripts/setup.sh`` makes ``.venv-triton``,
+started with a *PyTriton interpreter*: ``scripts/setup.sh --with-triton`` makes ``.venv-triton``,
 a small venv with PyTriton and numpy 1.x that sees the main ``.venv`` (torch,
 onnxruntime, sbdeploy) behind its own packages through a ``.pth`` file.
 
@@ -58,7 +58,7 @@ def find_pytriton_python() -> Path | None:
     """The interpreter that can run PyTriton here, or None.
 
     Looked up in order: ``$SBDEPLOY_PYTRITON_PYTHON``; ``.venv-triton/bin/python`` of this
-    source checkout (made by ``scripts/setup.sh``); the current interpreter when it has
+    source checkout (made by ``scripts/setup.sh --with-triton``); the current interpreter when it has
     PyTriton and numpy 1.x.
     """
     env = os.environ.get(PYTHON_ENV_VAR)
@@ -104,7 +104,7 @@ class PyTritonServer:
         found = Path(python) if python else find_pytriton_python()
         if found is None:
             raise BackendUnavailableError(
-                "no PyTriton interpreter: run scripts/setup.sh (it makes .venv-triton) "
+                "no PyTriton interpreter: run `bash scripts/setup.sh --with-triton` (it makes .venv-triton) "
                 f"or set {PYTHON_ENV_VAR} to a python that has nvidia-pytriton and numpy<2"
             )
         self.python = found
@@ -223,7 +223,7 @@ def tritonserver_binary(python: str | Path | None = None) -> Path:
     python = python or find_pytriton_python()
     if python is None:
         raise BackendUnavailableError(
-            "no PyTriton interpreter: run scripts/setup.sh (it makes .venv-triton) "
+            "no PyTriton interpreter: run `bash scripts/setup.sh --with-triton` (it makes .venv-triton) "
             f"or set {PYTHON_ENV_VAR} to a python that has nvidia-pytriton"
         )
     code = "import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parent / 'tritonserver' / 'bin' / 'tritonserver')"

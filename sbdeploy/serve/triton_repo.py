@@ -112,7 +112,8 @@ class TritonRepo:
 
     root: Path
     models: tuple[TritonModel, ...]
-    validated_with: str | None  # "tritonclient X model_config.proto", or None when tritonclient is absent
+    validated_with: str | None  # "tritonclient X model_config.proto", or None when the configs could not be checked
+    not_validated: str | None = None  # why not, and what to install (None when checked)
 
 
 # --------------------------------------------------------------------------- reading artifacts
@@ -122,7 +123,7 @@ def read_artifact(path: str | Path) -> ArtifactSpec:
     """Read an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` with its ``.json`` sidecar)."""
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"{path} does not exist")
+        raise ArtifactError(f"{path} is a folder; give .onnx files and .engine/.plan files" if path.is_dir() else f"{path} does not exist")
     if path.suffix == ".onnx":
         return read_onnx_artifact(path)
     if path.suffix in ENGINE_SUFFIXES:
@@ -406,32 +407,47 @@ def _warmup(spec: ArtifactSpec, max_batch: int, drop: int) -> list[dict[str, Any
 # --------------------------------------------------------------------------- validation
 
 
-def _model_config_pb2() -> Any | None:
+NO_TRITONCLIENT = "tritonclient is not installed (pip install 'sbdeploy[serve]')"
+NO_GRPC = (
+    "tritonclient is installed without its grpc part, which holds Triton's model_config.proto "
+    "(pip install 'tritonclient[grpc]', or 'sbdeploy[serve]')"
+)
+
+
+def _model_config_pb2() -> tuple[Any | None, str | None]:
+    """Triton's ``model_config_pb2`` module, or None and why it cannot be imported."""
     try:
         from tritonclient.grpc import model_config_pb2
     except ImportError:
-        return None
-    return model_config_pb2
+        return None, NO_TRITONCLIENT
+    except RuntimeError:  # tritonclient.grpc raises it when grpcio is missing (tritonclient[http] alone)
+        return None, NO_GRPC
+    return model_config_pb2, None
 
 
 def validator_name() -> str | None:
-    """Which model_config.proto :func:`check_model_config` parses with, or None when tritonclient is absent."""
-    if _model_config_pb2() is None:
+    """Which model_config.proto :func:`check_model_config` parses with, or None (see :func:`validator_problem`)."""
+    if _model_config_pb2()[0] is None:
         return None
     from importlib.metadata import version
 
     return f"tritonclient {version('tritonclient')} model_config.proto"
 
 
+def validator_problem() -> str | None:
+    """Why the configs cannot be checked here, with what to install; None when they can."""
+    return _model_config_pb2()[1]
+
+
 def check_model_config(text: str) -> Any:
     """Parse ``text`` with Triton's ``ModelConfig`` protobuf and apply Triton's load-time rules.
 
     Returns the parsed message. Raises ConfigError with every problem found, or
-    ImportError when tritonclient (``sbdeploy[serve]``) is not installed.
+    ImportError (saying what to install) when tritonclient or its grpc part is not installed.
     """
-    pb2 = _model_config_pb2()
+    pb2, problem = _model_config_pb2()
     if pb2 is None:
-        raise ImportError("tritonclient is not installed; `pip install sbdeploy[serve]`")
+        raise ImportError(problem)
     from google.protobuf import text_format
 
     config = pb2.ModelConfig()
@@ -515,7 +531,7 @@ def _external_data_files(spec: ArtifactSpec) -> list[str]:
     return sorted(locations)
 
 
-def _readme(spec: ArtifactSpec, model: TritonModel, validated_with: str | None) -> str:
+def _readme(spec: ArtifactSpec, model: TritonModel, validated_with: str | None, not_validated: str | None) -> str:
     rows = "\n".join(
         f"| {kind} | `{t.name}` | {TRITON_DTYPES[np.dtype(t.dtype)]} | {list(-1 if d is None else d for d in t.shape)} |"
         for kind, tensors in (("input", spec.inputs), ("output", spec.outputs))
@@ -529,7 +545,7 @@ def _readme(spec: ArtifactSpec, model: TritonModel, validated_with: str | None) 
         f"- platform: `{model.platform}`, file `1/{MODEL_FILES[spec.kind]}`",
         f"- max_batch_size: {model.max_batch_size}"
         + (f" (the artifact accepts batches 1..{spec.max_batch})" if spec.max_batch else ""),
-        f"- config checked with: {validated_with or 'nothing (tritonclient absent: pip install sbdeploy[serve])'}",
+        f"- config checked with: {validated_with or f'nothing ({not_validated})'}",
     ]
     if spec.kind == "tensorrt":
         lines += [
@@ -587,7 +603,7 @@ def write_triton_repo(
     if existing and not force:
         raise ConfigError(f"{root} already has model folder(s) {existing}; pass --force to replace them")
 
-    validated_with = validator_name()
+    validated_with, not_validated = validator_name(), validator_problem()
     planned = []
     for spec, model_name in zip(specs, names):
         text, max_batch, notes = build_model_config(spec, model_name, options)
@@ -607,7 +623,7 @@ def write_triton_repo(
                 (tmp / "1" / location).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(spec.path.parent / location, tmp / "1" / location)
             (tmp / "config.pbtxt").write_text(model.config_text)
-            (tmp / "README.md").write_text(_readme(spec, model, validated_with))
+            (tmp / "README.md").write_text(_readme(spec, model, validated_with, not_validated))
             os.chmod(tmp, 0o755)
             if model.folder.exists():
                 old = Path(tempfile.mkdtemp(dir=root, prefix=f".{model.name}.old."))
@@ -619,4 +635,4 @@ def write_triton_repo(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return TritonRepo(root, tuple(m for _, m in planned), validated_with)
+    return TritonRepo(root, tuple(m for _, m in planned), validated_with, not_validated)

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sbdeploy.checkpoint import load_checkpoint
-from sbdeploy.data import open_source, to_float
+from sbdeploy.checkpoint import CheckpointConfig, load_checkpoint
+from sbdeploy.data import ImageData, open_source, to_float
 from sbdeploy.errors import DataError
 
 
@@ -91,6 +91,29 @@ class EvalResult:
     time_s: float
 
 
+def open_fitting_source(source: str, config: CheckpointConfig) -> ImageData:
+    """Open a SOURCE at a checkpoint's input size and check that its images and classes fit the checkpoint.
+
+    Raises:
+        DataError: the data cannot be read, or its channels, size or class names differ from the checkpoint's.
+    """
+    height, width = config.input_size
+    if height != width:
+        raise DataError(f"checkpoint input size {height}x{width} is not square; data sources give square images")
+    data = open_source(source, size=height)
+    if data.in_chans != config.in_chans or data.input_size != config.input_size:
+        raise DataError(
+            f"{source} gives {data.in_chans}-channel {data.input_size[0]}x{data.input_size[1]} images; "
+            f"the checkpoint expects {config.in_chans}-channel {height}x{width}"
+        )
+    if data.class_names != config.class_names:
+        raise DataError(
+            f"{source} has classes {list(data.class_names)[:5]}... ({data.num_classes}); the checkpoint was trained on "
+            f"{list(config.class_names)[:5]}... ({config.num_classes}); labels would not mean the same thing"
+        )
+    return data
+
+
 def evaluate_checkpoint(path: str | Path, source: str, *, split: str = "test", batch_size: int = 256, device: str = "cpu") -> EvalResult:
     """Load a checkpoint folder and measure its accuracy on a split of a SOURCE.
 
@@ -100,20 +123,7 @@ def evaluate_checkpoint(path: str | Path, source: str, *, split: str = "test", b
     """
     ckpt = load_checkpoint(path)
     cfg = ckpt.config
-    height, width = cfg.input_size
-    if height != width:
-        raise DataError(f"checkpoint input size {height}x{width} is not square; data sources give square images")
-    data = open_source(source, size=height)
-    if data.in_chans != cfg.in_chans or data.input_size != cfg.input_size:
-        raise DataError(
-            f"{source} gives {data.in_chans}-channel {data.input_size[0]}x{data.input_size[1]} images; "
-            f"the checkpoint expects {cfg.in_chans}-channel {height}x{width}"
-        )
-    if data.class_names != cfg.class_names:
-        raise DataError(
-            f"{source} has classes {list(data.class_names)[:5]}... ({data.num_classes}); the checkpoint was trained on "
-            f"{list(cfg.class_names)[:5]}... ({cfg.num_classes}); labels would not mean the same thing"
-        )
+    data = open_fitting_source(source, cfg)
     if split not in ("train", "test"):
         raise DataError(f"split must be train or test, got {split!r}")
     images, labels = (data.test_images, data.test_labels) if split == "test" else (data.train_images, data.train_labels)

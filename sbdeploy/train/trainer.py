@@ -18,6 +18,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,14 @@ from sbdeploy.checkpoint import (
     read_config,
     read_weights,
     save_checkpoint,
+    state_mismatches,
 )
 from sbdeploy.data import ImageData, to_float
 from sbdeploy.errors import CheckpointError, ConfigError
 from sbdeploy.models import create_model, model_info
 from sbdeploy.train import distributed
 from sbdeploy.train.config import TrainConfig
+from sbdeploy.train.distill import Distillation
 from sbdeploy.train.evaluate import measure_accuracy, normalize, stats_tensors
 
 STATE_FILE = "train_state.safetensors"
@@ -155,6 +158,8 @@ def _load_state(out: Path, model: nn.Module, arch: str, options: dict[str, Any],
     from safetensors import safe_open
 
     state_path = out / STATE_FILE
+    if not out.is_dir():
+        raise CheckpointError(f"nothing to resume: {out} is {'a file' if out.exists() else 'not there'}; --resume continues the run in the --out folder")
     if not state_path.is_file():
         raise CheckpointError(f"nothing to resume in {out}: no {STATE_FILE} (the run finished, or never wrote an epoch)")
     config = read_config(out)
@@ -169,7 +174,11 @@ def _load_state(out: Path, model: nn.Module, arch: str, options: dict[str, Any],
     momentum = read_weights(state_path)  # checks it is safetensors, never unpickles
     with safe_open(str(state_path), framework="pt") as f:
         epoch = int((f.metadata() or {}).get("epoch", "0"))
-    model.load_state_dict(read_weights(out / WEIGHTS_FILE), strict=True)
+    weights = read_weights(out / WEIGHTS_FILE)
+    problem = state_mismatches(model.state_dict(), weights)
+    if problem:
+        raise CheckpointError(f"{out / WEIGHTS_FILE} does not fit {arch} {options}, the run in config.json: {problem}; it is another network's")
+    model.load_state_dict(weights, strict=True)
     return epoch, {k.removeprefix("momentum."): v for k, v in momentum.items()}, config.metrics
 
 
@@ -184,6 +193,9 @@ def train(
     overwrite: bool = False,
     device: str = "auto",
     callbacks: TrainCallbacks | None = None,
+    init_state: Mapping[str, torch.Tensor] | None = None,
+    distill: Distillation | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``arch`` on ``data`` and write the checkpoint folder ``out``.
 
@@ -199,6 +211,12 @@ def train(
         overwrite: replace an existing checkpoint in ``out``.
         device: ``auto``, ``cpu`` or ``cuda``.
         callbacks: progress hooks, called on rank 0.
+        init_state: weights to start from instead of a fresh initialisation (a fine-tune);
+            unused on resume, where the checkpoint in ``out`` holds the weights.
+        distill: train on the blended loss of :class:`Distillation` instead of plain
+            cross-entropy; its settings are recorded in the recipe (``training.distill``).
+        provenance: where the starting point came from (e.g. ``{"sbify": {...}}``); merged
+            into the recipe in ``config.json`` and, like it, checked on resume.
 
     Raises:
         ConfigError: bad options, or ``out`` holds a checkpoint and neither resume nor overwrite was asked.
@@ -214,6 +232,9 @@ def train(
     recipe = {**config.to_dict(), "pad": pad, "flip": flip}
     recipe.pop("max_steps_per_epoch")
     recipe.pop("eval_batch_size")
+    if distill is not None:
+        recipe["distill"] = distill.to_dict()
+    recipe.update(provenance or {})
     if not resume and (out / WEIGHTS_FILE).exists() and not overwrite:
         raise ConfigError(f"{out} already holds a checkpoint; pass --resume to continue it or --overwrite to replace it")
 
@@ -229,7 +250,11 @@ def train(
         previous: dict[str, Any] = {}
         if resume:
             start_epoch, momentum, previous = _load_state(out, model, arch, options, recipe)
+        elif init_state is not None:
+            model.load_state_dict(dict(init_state), strict=True)
         model.to(ctx.device)
+        if distill is not None:
+            distill.teacher.to(ctx.device)
         if ctx.distributed and config.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net: nn.Module = model
@@ -269,7 +294,7 @@ def train(
                 x = normalize(x.to(ctx.device, non_blocking=True), mean, std)
                 y = data.train_labels[idx].to(ctx.device, non_blocking=True)
                 logits = net(x)
-                loss = F.cross_entropy(logits, y)
+                loss = F.cross_entropy(logits, y) if distill is None else distill.loss(logits, distill.targets(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -17,9 +17,10 @@ def sbdeploy(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_export_then_check_and_byte_identical_across_processes(tmp_path: Path) -> None:
-    out = tmp_path / "m.onnx"
+    out = tmp_path / "new" / "folder" / "m.onnx"
     done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(out), "--input-size", "33x35", "--batch", "2", "--json")
     assert done.returncode == 0, done.stderr
+    assert f"created folder {out.parent}" in done.stderr  # a new folder is said, on stderr: stdout stays JSON
     report = json.loads(done.stdout)
     assert report["metadata"]["input_shape"] == [2, 3, 33, 35] and report["trt_check"]["ok"]
     assert [p["name"] for p in report["passes"]] == ["fold_constants", "eliminate", "fold_bn", "shape_inference"]

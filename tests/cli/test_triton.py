@@ -43,7 +43,7 @@ def test_check_with_triton(tmp_path: Path) -> None:
     from sbdeploy.serve.pytriton_server import find_pytriton_python
 
     if find_pytriton_python() is None:
-        pytest.skip("no PyTriton interpreter: run scripts/setup.sh (makes .venv-triton)")
+        pytest.skip("no PyTriton interpreter: run `bash scripts/setup.sh --with-triton` (makes .venv-triton)")
     engine = fake_engine(tmp_path / "m.engine", [(1, 8, 16)])
     result = sbdeploy("triton-repo", str(engine), "--out", str(tmp_path / "repo"), "--check-with-triton", "--json")
     assert result.returncode == 0, result.stderr
@@ -65,3 +65,33 @@ def test_missing_sidecar_is_one_clear_error(tmp_path: Path) -> None:
     result = sbdeploy("triton-repo", str(engine), "--out", str(tmp_path / "repo"))
     assert result.returncode == 2 and "sidecar m.engine.json is missing" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _without(modules: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`sbdeploy ARGS` in a process where importing ``modules`` fails as it does when they are not installed."""
+    code = f"import sys\nfor m in {modules!r}: sys.modules[m] = None\nfrom sbdeploy.cli import main\nmain()"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_says_once_that_the_configs_were_checked(tmp_path: Path) -> None:
+    pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient absent: pip install 'sbdeploy[serve]'")
+    result = sbdeploy("triton-repo", str(tiny_onnx(tmp_path / "tiny.onnx")), "--out", str(tmp_path / "repo"))
+    assert result.returncode == 0, result.stderr
+    assert "configs checked against tritonclient" in result.stdout
+    assert "not checked" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("blocked", "hint"),
+    [(["grpc"], "pip install 'tritonclient[grpc]'"), (["tritonclient"], "pip install 'sbdeploy[serve]'")],
+    ids=["tritonclient without grpc", "no tritonclient"],
+)
+def test_without_tritonclient_grpc_one_line_says_what_to_install(tmp_path: Path, blocked: list[str], hint: str) -> None:
+    out = tmp_path / "repo"
+    result = _without(blocked, "triton-repo", str(tiny_onnx(tmp_path / "tiny.onnx")), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: configs not checked") and hint in lines[0], result.stderr
+    assert "configs checked" not in result.stdout
+    assert hint in (out / "tiny" / "README.md").read_text()  # the model folder says it too

@@ -1,6 +1,6 @@
 """A live Triton (PyTriton's bundled server) serving a `triton-repo` ONNX model folder, hit by concurrent clients.
 
-Needs the PyTriton interpreter that scripts/setup.sh makes (.venv-triton) and
+Needs the PyTriton interpreter that `scripts/setup.sh --with-triton` makes (.venv-triton) and
 tritonclient (sbdeploy[serve]); skipped with the reason otherwise. The server binds
 127.0.0.1 on free ports and is stopped at the end of the module. Latency and
 throughput are recorded (printed with -s), never asserted.
@@ -21,7 +21,7 @@ from tests.serve._artifacts import export_resnet20
 pytest.importorskip("tritonclient.http", reason="tritonclient absent: pip install sbdeploy[serve]")
 if find_pytriton_python() is None:
     pytest.skip(
-        "no PyTriton interpreter: run scripts/setup.sh (makes .venv-triton) or set SBDEPLOY_PYTRITON_PYTHON",
+        "no PyTriton interpreter: run `bash scripts/setup.sh --with-triton` (makes .venv-triton) or set SBDEPLOY_PYTRITON_PYTHON",
         allow_module_level=True,
     )
 

@@ -18,7 +18,7 @@ from tests.serve._artifacts import fake_engine, tiny_onnx
 pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient absent: pip install sbdeploy[serve]")
 if find_pytriton_python() is None:
     pytest.skip(
-        "no PyTriton interpreter: run scripts/setup.sh (makes .venv-triton) or set SBDEPLOY_PYTRITON_PYTHON",
+        "no PyTriton interpreter: run `bash scripts/setup.sh --with-triton` (makes .venv-triton) or set SBDEPLOY_PYTRITON_PYTHON",
         allow_module_level=True,
     )
 

@@ -1,0 +1,184 @@
+"""Every command's file arguments against every kind of bad file: one ``error:`` line, exit 2, nothing written.
+
+The table is ``ARGUMENTS`` (one row per file argument of a command) x ``KINDS`` (missing,
+empty, the wrong type, text, truncated, another model's file). A row says how to build the
+command line around the bad path, whether the argument is a file or a folder, which valid
+sample the truncated and "another model's" variants are made from, and whether another
+model's file is bad at all (an ONNX file of another model is a fine input to ``check``).
+Add a command by adding a row (validate, bench and pipeline rows come after issue 11).
+
+The commands run in this process through :func:`sbdeploy.cli.main.main`, the console entry
+point, with its real argument parsing and error rendering: ~50 rows as subprocesses would
+cost a minute of CI for the interpreter start-ups alone (tests/cli/test_main.py runs the
+same error path in subprocesses).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+import sbdeploy
+from sbdeploy.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointConfig, save_checkpoint
+from sbdeploy.cli.main import main
+from tests.serve._artifacts import fake_engine, tiny_onnx
+
+KINDS = ("missing", "empty", "wrong type", "text", "truncated", "another model's")
+
+TRAIN = ["--data", "synthetic", "--epochs", "2", "--max-steps", "1", "--batch-size", "16", "--quiet"]  # the resume sample's recipe
+
+
+@dataclass(frozen=True)
+class FileArgument:
+    """One file argument of one command."""
+
+    name: str
+    argv: Callable[[Path, Path], list[str]]  # (the bad path, a folder for outputs) -> the arguments after `sbdeploy`
+    takes: str  # "file" or "folder"
+    sample: str  # key of SAMPLES: the valid input the truncated and "another model's" variants come from
+    suffix: str = ""  # file name suffix of the bad path
+    another: bool = True  # another model's file is a bad input here
+
+
+ARGUMENTS = [
+    FileArgument("train --resume OUT", lambda bad, out: ["train", "cifar_resnet20", *TRAIN, "--out", str(bad), "--resume"], "folder", "resume"),
+    FileArgument("evaluate CHECKPOINT", lambda bad, out: ["evaluate", str(bad), "--data", "synthetic"], "folder", "checkpoint"),
+    FileArgument("export SOURCE", lambda bad, out: ["export", str(bad), "-o", str(out / "m.onnx")], "folder", "checkpoint"),
+    FileArgument("check ONNX", lambda bad, out: ["check", str(bad)], "file", "onnx", ".onnx", another=False),
+    FileArgument("build-engine ONNX", lambda bad, out: ["build-engine", str(bad), "-o", str(out / "m.engine")], "file", "onnx", ".onnx",
+                 another=False),  # fmt: skip
+    FileArgument("triton-repo ONNX", lambda bad, out: ["triton-repo", str(bad), "--out", str(out / "repo")], "file", "onnx", ".onnx",
+                 another=False),  # fmt: skip
+    FileArgument("triton-repo ENGINE", lambda bad, out: ["triton-repo", str(bad), "--out", str(out / "repo")], "file", "engine", ".engine"),
+    FileArgument("sbify BASELINE", lambda bad, out: ["sbify", str(bad), "--out", str(out / "sb"), "--no-recalibrate"], "folder",
+                 "checkpoint"),  # fmt: skip
+    FileArgument("import STATE_DICT", lambda bad, out: ["import", str(bad), "--arch", "cifar_resnet20", "--out", str(out / "ckpt")], "file",
+                 "pth", ".pth"),  # fmt: skip
+]
+
+
+def _checkpoint(folder: Path, arch: str = "cifar_resnet20") -> Path:
+    torch.manual_seed(0)
+    config = CheckpointConfig(arch=arch, options={"num_classes": 10, "in_chans": 3}, input_size=(32, 32), mean=(0.5,) * 3,
+                              std=(0.25,) * 3, class_names=tuple(str(i) for i in range(10)))  # fmt: skip
+    return save_checkpoint(folder, sbdeploy.create_model(arch, num_classes=10).eval(), config)
+
+
+def _resume_folder(folder: Path) -> Path:
+    """A run of `sbdeploy train ... --epochs 2` interrupted after its first epoch (weights + train_state.safetensors)."""
+    from sbdeploy.data import open_source
+    from sbdeploy.train import TrainCallbacks, TrainConfig
+    from sbdeploy.train import train as run_training
+
+    class Interrupt(TrainCallbacks):
+        def on_epoch_end(self, stats: object) -> None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training("cifar_resnet20", open_source("synthetic"), folder, TrainConfig(epochs=2, batch_size=16, max_steps_per_epoch=1),
+                     callbacks=Interrupt())  # fmt: skip
+    assert (folder / "train_state.safetensors").is_file()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Valid inputs of every kind, and the same kind from another model."""
+    root = tmp_path_factory.mktemp("samples")
+    other = _checkpoint(root / "other_ckpt", "cifar_resnet32")
+    torch.save(sbdeploy.create_model("cifar_resnet32", num_classes=10).state_dict(), root / "other.pth")
+    torch.save(sbdeploy.create_model("cifar_resnet20", num_classes=10).state_dict(), root / "model.pth")
+    engine = fake_engine(root / "model.engine", [(1, 4, 8)])
+    fake_engine(root / "other.engine", [(1, 4, 8)])
+    shutil.copy(root / "other.engine.json", root / "mismatched.engine.json")  # another engine's sidecar
+    shutil.copy(engine, root / "mismatched.engine")
+    (root / "mismatched.engine").write_bytes(b"another engine's bytes: the sidecar's sha256 is not theirs")
+    return {
+        "checkpoint": _checkpoint(root / "ckpt"), "checkpoint:other": other,
+        "resume": _resume_folder(root / "resume"),
+        "onnx": tiny_onnx(root / "model.onnx"),
+        "engine": engine, "engine:other": root / "mismatched.engine",
+        "pth": root / "model.pth", "pth:other": root / "other.pth",
+    }  # fmt: skip
+
+
+def _make(kind: str, argument: FileArgument, samples: dict[str, Path], where: Path) -> Path:
+    """The bad input of ``kind`` for ``argument``, under ``where``."""
+    bad = where / f"bad{argument.suffix}"
+    valid = samples[argument.sample]
+    if kind == "missing":
+        return bad
+    if kind == "empty":
+        bad.mkdir() if argument.takes == "folder" else bad.touch()
+    elif kind == "wrong type":  # a folder where a file is expected, a file where a folder is
+        bad.mkdir() if argument.takes == "file" else bad.write_text("a file, not a folder\n")
+    elif kind == "text":
+        if argument.takes == "file":
+            bad.write_text("name,weight\nconv1,0.5\n")
+        else:
+            shutil.copytree(valid, bad)
+            for file in bad.iterdir():
+                file.write_text("name,weight\nconv1,0.5\n")
+    elif kind == "truncated":
+        if argument.takes == "file":
+            data = valid.read_bytes()
+            bad.write_bytes(data[: len(data) // 2])
+        else:
+            shutil.copytree(valid, bad)
+            data = (bad / WEIGHTS_FILE).read_bytes()
+            (bad / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
+    elif kind == "another model's":
+        if argument.sample == "resume":  # the interrupted run's folder holding another network's weights
+            shutil.copytree(valid, bad)
+            shutil.copy(samples["checkpoint:other"] / WEIGHTS_FILE, bad / WEIGHTS_FILE)
+        elif argument.takes == "folder":
+            shutil.copytree(samples[f"{argument.sample}:other"], bad)
+            shutil.copy(valid / CONFIG_FILE, bad / CONFIG_FILE)  # this model's config, another model's weights
+        elif argument.sample == "engine":
+            shutil.copy(samples["engine:other"], bad)
+            shutil.copy(samples["engine:other"].with_name("mismatched.engine.json"), bad.with_name(bad.name + ".json"))
+        else:
+            shutil.copy(samples[f"{argument.sample}:other"], bad)
+    return bad
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+CASES = [
+    pytest.param(argument, kind, id=f"{argument.name} / {kind}")
+    for argument in ARGUMENTS
+    for kind in KINDS
+    if kind != "another model's" or argument.another
+]
+
+
+@pytest.mark.parametrize(("argument", "kind"), CASES)
+def test_bad_file_argument(argument: FileArgument, kind: str, samples: dict[str, Path], tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    bad = _make(kind, argument, samples, tmp_path)
+    out = tmp_path / "out"
+    before = _tree(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argument.argv(bad, out))
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    print(f"{argument.name} / {kind}: {captured.err.strip()}")  # the message, for review with pytest -s
+    assert exit_info.value.code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert _tree(tmp_path) == before, "something was written"
+
+
+def test_zoo_pattern_that_matches_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    """zoo takes a pattern, not a file: the one bad input is a pattern that names nothing."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["zoo", "no_such_network"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: no model matches")

@@ -1,0 +1,31 @@
+"""``sbdeploy doctor`` answers without loading torch when torch is a CPU build (its version says so)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_doctor_reads_a_cpu_torch_from_its_metadata() -> None:
+    torch_version = version("torch")
+    if not torch_version.endswith("+cpu"):
+        pytest.skip(f"torch {torch_version} may be a CUDA build: doctor imports it to ask for the GPU")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "sbdeploy", "doctor", "--json"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "sbdeploy.doctor" in imported and "torch" not in imported
+    report = json.loads(done.stdout)
+    assert report["torch"] == torch_version and report["torch_cuda"] is None
+    backends = {b["name"]: b for b in report["backends"]}
+    assert backends["torch"]["available"] and not backends["torch-cuda"]["available"]
+    assert "CPU build" in backends["torch-cuda"]["reason"]
