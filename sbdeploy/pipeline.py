@@ -13,8 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sbdeploy._io import atomic_write_bytes
+from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
+
+if TYPE_CHECKING:
+    from sbdeploy.bench.report import BenchReport, BenchRow
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,8 @@ class PipelineOptions:
     Attributes:
         fp16: also make (and validate, bench) an fp16 artifact.
         batches: bench batch sizes.
-        iters: bench timed runs per model.
+        iters: bench timed runs per model (None: the adaptive length, see ``budget_s``).
+        budget_s: bench seconds of timed turns per backend and batch, at most, for the adaptive length.
         warmup_iters: bench warm-up runs per model.
         threads: intra-op threads for torch and ONNX Runtime CPU.
         limit: use at most this many real images in validation.
@@ -47,7 +53,8 @@ class PipelineOptions:
 
     fp16: bool = False
     batches: tuple[int, ...] = (1, 8)
-    iters: int = 30
+    iters: int | None = None
+    budget_s: float = DEFAULT_BUDGET_S
     warmup_iters: int = 5
     threads: int | None = None
     limit: int | None = None
@@ -63,6 +70,7 @@ class PipelineResult:
     out: Path
     engine_backend: str
     steps: list[StepResult] = field(default_factory=list)
+    bench: BenchReport | None = None  # the bench step's report (its warnings are the CLI's to print)
 
     def __bool__(self) -> bool:
         return all(s.ok for s in self.steps)
@@ -87,8 +95,17 @@ def run_pipeline(
     options: PipelineOptions = PipelineOptions(),
     *,
     on_step: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> PipelineResult:
-    """Run the whole chain on a checkpoint folder (or zoo name) and write every report to ``out``."""
+    """Run the whole chain on a checkpoint folder (or zoo name) and write every report to ``out``.
+
+    Args:
+        source: checkpoint folder or zoo name.
+        out: the run folder.
+        options: what to make, validate and bench.
+        on_step: called with each step's name as it starts.
+        on_progress: the bench step's ``(stage, done, total)`` progress, as ``sbdeploy bench`` reports it.
+    """
     from sbdeploy.bench.report import write_report
     from sbdeploy.bench.run import run_bench
     from sbdeploy.bench.timing import TimingPlan
@@ -165,14 +182,23 @@ def run_pipeline(
     def do_bench() -> tuple[bool, str, tuple[str, ...]]:
         specs = [str(source)] + ([options.baseline] if options.baseline else [])
         backends = ["torch", "ort-cpu"] + (["trt"] if backend == "trt" else [])
-        plan = TimingPlan(warmup_iters=options.warmup_iters, iters=options.iters)
-        report = run_bench(specs, backends=backends, batches=options.batches, plan=plan, threads=options.threads, lowering=options.lowering)
+        plan = TimingPlan(warmup_iters=options.warmup_iters, iters=options.iters, budget_s=options.budget_s)
+        report = run_bench(specs, backends=backends, batches=options.batches, plan=plan, threads=options.threads, lowering=options.lowering,
+                           on_progress=on_progress)  # fmt: skip
+        result.bench = report
         files = write_report(report, out)
-        speedups = "; ".join(f"{r.backend} b{r.batch} {r.speedup:.2f}x (MAC ratio {r.mac_ratio:.3f})" for r in report.rows if r.speedup is not None)
-        return True, f"SB vs baseline: {speedups or 'no baseline pair'}", tuple(p.name for p in files)
+        speedups = "; ".join(f"{r.backend} b{r.batch} {speedup_text(r)}" for r in report.rows if r.speedup is not None)
+        unstable = f"; {sum(r.unstable for r in report.rows)} of {len(report.rows)} figures unstable (bench.md)" if report.unstable else ""
+        return True, f"SB vs baseline: {speedups or 'no baseline pair'}{unstable}", tuple(p.name for p in files)
 
     step("bench", do_bench)
     return _finish(result)
+
+
+def speedup_text(row: BenchRow) -> str:
+    """``1.23x (1.20-1.26), MAC ratio 0.500`` for an SB bench row (no interval: too few turns)."""
+    interval = f" ({row.speedup_low:.2f}-{row.speedup_high:.2f})" if row.speedup_low is not None else " (no interval)"
+    return f"{row.speedup:.2f}x{interval}, MAC ratio {row.mac_ratio:.3f}"
 
 
 def _finish(result: PipelineResult) -> PipelineResult:

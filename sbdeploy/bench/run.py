@@ -5,8 +5,9 @@ an SB network, and every backend gets the artifact it runs (the module for ``tor
 an ONNX export for ``ort-*``, an engine for ``trt``). The ONNX is the exact deploy form
 for the engine that runs it (:data:`DEFAULT_TARGET`: ``export --target``); a forced
 ``lowering`` times the canonical interchange form with that SB lowering instead. For each backend and batch size
-all models are timed together, interleaved (:func:`~sbdeploy.bench.timing.measure_interleaved`),
-so SB and baseline see the same machine.
+all models are timed together, interleaved (:func:`~sbdeploy.bench.timing.measure_group`),
+so SB and baseline see the same machine; each group's length, intervals, machine load and
+flags go into the report (:mod:`sbdeploy.bench.report`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from torch import nn
 
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.base import Runner
-from sbdeploy.bench.report import BenchReport, BenchRow, with_speedups
-from sbdeploy.bench.timing import TimingPlan, measure_interleaved
+from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, group_rows, judged, pairs_of
+from sbdeploy.bench.stability import Limits
+from sbdeploy.bench.timing import TimingPlan, measure_group, round_progress
 from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.flops import count_macs
@@ -218,7 +220,7 @@ def run_bench(
         specs: zoo names or checkpoint folders.
         backends: backend names (see :data:`BACKENDS`).
         batches: batch sizes.
-        plan: warm-up and measuring lengths.
+        plan: warm-up and measuring lengths (default: adaptive, :class:`~sbdeploy.bench.timing.TimingPlan`).
         threads: intra-op threads for torch and ort-cpu (None: the library default).
         input_size: H, W for every model (default: each model's own).
         lowering: force the canonical form with this SB lowering for every ONNX export
@@ -227,7 +229,7 @@ def run_bench(
         fp16: fp16 ONNX for ``ort-*`` and fp16 engines for ``trt`` (torch stays fp32).
         cuda_graph: ``trt`` replays each enqueue as a CUDA graph (noted in the report when capture fails).
         on_progress: called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)
-            and after each timed round.
+            and after each timed round (done of 1000: the share of the plan done).
     """
     import torch
 
@@ -244,6 +246,7 @@ def run_bench(
     plans, uses = plan_artifacts([m.label for m in models], backends, batches, lowering=lowering, fp16=fp16)
     by_label = {m.label: m for m in models}
     rows: list[BenchRow] = []
+    groups: list[BenchGroup] = []
     notes: list[str] = []
     if fp16 and any(b.startswith("torch") for b in backends):
         notes.append("--fp16 applies to ort-* and trt; the torch backends ran in fp32")
@@ -268,18 +271,17 @@ def run_bench(
                         runners.append(runner)
                         feed = {runner.input_specs()[0].name: rng.standard_normal((batch, m.in_chans, *m.input_size), dtype=np.float32)}
                         fns[m.label] = runner.timed_call(feed)
-                    stage = f"{backend} batch {batch}"
-                    report_round = (lambda n, s=stage: on_progress(s, n, plan.iters or 0)) if on_progress else None
-                    stats = measure_interleaved(fns, plan, on_round=report_round)
+                    described = {m.label: (m.macs, m.baseline) for m in models}
+                    result = measure_group(fns, plan, pairs=pairs_of(described), on_round=round_progress(f"{backend} batch {batch}", on_progress))
                     for m, r in zip(models, runners):
                         notes += [f"{m.label}: {n}" for n in r.notes if f"{m.label}: {n}" not in notes]
-                rows += [BenchRow(m.label, backend, batch, m.macs, m.baseline, stats[m.label]) for m in models]
+                groups.append(BenchGroup.of(backend, batch, result.record, Limits.of(plan)))
+                rows += group_rows(result, backend=backend, batch=batch, models=described)
     settings = {
         "models": [m.label for m in models], "backends": list(backends), "batches": list(batches),
-        "warmup": plan.warmup_s if plan.warmup_s is not None else plan.warmup_iters, "iters": plan.iters,
-        "duration_s": plan.duration_s, "turn": plan.turn, "settle": plan.settle, "threads": threads, "lowering": lowering or "deploy target per backend: " + ", ".join(f"{b} {DEFAULT_TARGET[b]}" for b in backends if b in DEFAULT_TARGET),
+        **plan.settings(), "threads": threads, "lowering": lowering or "deploy target per backend: " + ", ".join(f"{b} {DEFAULT_TARGET[b]}" for b in backends if b in DEFAULT_TARGET),
         "fp16": fp16, "cuda_graph": cuda_graph,
         "engines": {p.model: {"profile": list(p.profile or ()), "precision": p.precision} for p in plans if p.kind == "engine"},
         "notes": notes,
     }
-    return BenchReport(rows=with_speedups(rows), environment=collect_environment(), settings=settings)
+    return BenchReport(rows=judged(rows, groups, Limits.of(plan)), environment=collect_environment(), settings=settings, groups=groups)
