@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sbdeploy._io import atomic_write_bytes
+from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
 
 if TYPE_CHECKING:
     from sbdeploy.artifacts import ArtifactPlan, DeployFile
-    from sbdeploy.bench.report import BenchReport
+    from sbdeploy.bench.report import BenchReport, BenchRow
     from sbdeploy.export import ModelSource
     from sbdeploy.validate.run import ValidationReport
 
@@ -59,7 +60,8 @@ class PipelineOptions:
     Attributes:
         fp16: also make, validate and bench fp16 artifacts.
         batches: bench batch sizes (the ort-cpu form is made once per batch).
-        iters: bench timed runs per model.
+        iters: bench timed runs per model (None: the adaptive length, see ``budget_s``).
+        budget_s: bench seconds of timed turns per backend and batch, at most, for the adaptive length.
         warmup_iters: bench warm-up runs per model.
         threads: intra-op threads for torch and ONNX Runtime CPU.
         limit: use at most this many real images in validation.
@@ -71,7 +73,8 @@ class PipelineOptions:
 
     fp16: bool = False
     batches: tuple[int, ...] = (1, 8)
-    iters: int = 30
+    iters: int | None = None
+    budget_s: float = DEFAULT_BUDGET_S
     warmup_iters: int = 5
     threads: int | None = None
     limit: int | None = None
@@ -103,6 +106,7 @@ class PipelineResult:
     engine_backend: str
     steps: list[StepResult] = field(default_factory=list)
     artifacts: list[ArtifactSummary] = field(default_factory=list)
+    bench: BenchReport | None = None  # the bench step's report (its warnings are the CLI's to print)
 
     def __bool__(self) -> bool:
         return all(s.ok for s in self.steps)
@@ -144,8 +148,17 @@ def run_pipeline(
     options: PipelineOptions = PipelineOptions(),
     *,
     on_step: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> PipelineResult:
-    """Run the whole chain on a checkpoint folder (or zoo name) and write every artifact and report to ``out``."""
+    """Run the whole chain on a checkpoint folder (or zoo name); write every artifact and report to ``out``.
+
+    Args:
+        source: checkpoint folder or zoo name.
+        out: the run folder.
+        options: what to make, validate and bench.
+        on_step: called with each step's name as it starts.
+        on_progress: the bench step's ``(stage, done, total)`` progress, as ``sbdeploy bench`` reports it.
+    """
     from sbdeploy.artifacts import DeployFile, build_planned_engine, canonical_plan, make_artifacts, plan_artifacts
     from sbdeploy.bench.report import BenchReport, write_report
     from sbdeploy.bench.run import BenchModel, bench_settings, subjects_from_made, time_subjects
@@ -236,15 +249,15 @@ def run_pipeline(
         timed = {k: v for k, v in uses.items() if v in made}
         timed_backends = [b for b in backends if b.startswith("torch") or any(k[1] == b for k in timed)]
         subjects = subjects_from_made(models, made, timed)
-        plan = TimingPlan(warmup_iters=options.warmup_iters, iters=options.iters)
-        rows, notes = time_subjects(subjects, backends=timed_backends, batches=options.batches, precisions=precisions, plan=plan,
-                                    threads=options.threads)  # fmt: skip
+        plan = TimingPlan(warmup_iters=options.warmup_iters, iters=options.iters, budget_s=options.budget_s)
+        rows, groups, notes = time_subjects(subjects, backends=timed_backends, batches=options.batches, precisions=precisions,
+                                            plan=plan, threads=options.threads, on_progress=on_progress)  # fmt: skip
         settings = bench_settings(subjects, timed_backends, options.batches, precisions, plan, options.threads, options.target, False, notes)
-        bench = report = BenchReport(rows=rows, environment=collect_environment(), settings=settings)
+        bench = result.bench = report = BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)
         files = write_report(report, out)
-        speedups = "; ".join(f"{r.backend} {r.precision} b{r.batch} {r.speedup:.2f}x (MAC ratio {r.mac_ratio:.3f})"
-                             for r in report.rows if r.speedup is not None)  # fmt: skip
-        return True, f"SB vs baseline: {speedups or 'no baseline pair'}", tuple(p.name for p in files), False
+        speedups = "; ".join(f"{r.backend} {r.precision} b{r.batch} {speedup_text(r)}" for r in report.rows if r.speedup is not None)
+        unstable = f"; {sum(r.unstable for r in report.rows)} of {len(report.rows)} figures unstable (bench.md)" if report.unstable else ""
+        return True, f"SB vs baseline: {speedups or 'no baseline pair'}{unstable}", tuple(p.name for p in files), False
 
     step("bench", do_bench)
     result.artifacts = summarize_artifacts(made, plans, validation, bench)
@@ -297,6 +310,12 @@ def summarize_artifacts(
         summaries.append(ArtifactSummary(file.name, file.sha256, plan.model, file.target, file.precision, file.batch,
                                          verdicts.get(file.name), latency, speedup))  # fmt: skip
     return summaries
+
+
+def speedup_text(row: BenchRow) -> str:
+    """``1.23x (1.20-1.26), MAC ratio 0.500`` for an SB bench row (no interval: too few turns)."""
+    interval = f" ({row.speedup_low:.2f}-{row.speedup_high:.2f})" if row.speedup_low is not None else " (no interval)"
+    return f"{row.speedup:.2f}x{interval}, MAC ratio {row.mac_ratio:.3f}"
 
 
 def _finish(result: PipelineResult) -> PipelineResult:

@@ -6,7 +6,7 @@ exporter (:func:`sbdeploy.export.export_module`, each network in the deploy form
 ``sbdeploy export --target T --batch N`` writes it), run them on ONNX Runtime CPU
 (:class:`sbdeploy.backends.ort.OrtRunner`) with ``--threads`` intra-op threads, timed
 *interleaved* by the product's one timing method
-(:func:`sbdeploy.bench.timing.measure_interleaved`: turns of ``--turn`` runs whose order
+(:func:`sbdeploy.bench.timing.measure_group`: turns of ``--turn`` runs whose order
 rotates every round, so load from other processes hits both alike), and report medians
 and minima. Also PyTorch
 eager (baseline vs the SB training form and vs the deploy form) and, where CUDA is
@@ -16,8 +16,9 @@ efficiency, writes JSON, and with ``--profile`` adds onnxruntime's per-op-type t
 both graphs.
 
 Every figure says how sure it is: each row carries the spread of both networks' runs
-(std, p90, p99, min) and 95% bootstrap intervals (1000 resamples of the timed runs, seeded)
-of each median and of the speedup, the ratio of the medians.
+(std, CV, p90, p99, min) and the product's 95% intervals
+(:func:`sbdeploy.bench.timing.measure_group`: a seeded bootstrap over the paired turns of
+the interleaved schedule) of each median and of the speedup, the ratio of the medians.
 
 Definitions (the same as ``sbdeploy bench``, :mod:`sbdeploy.bench.report`):
 speedup = baseline median / SB median; MAC ratio = SB MACs / baseline MACs
@@ -36,7 +37,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sbdeploy.backends.ort import OrtRunner  # noqa: E402
-from sbdeploy.bench.timing import LatencyStats, TimingPlan, measure_interleaved  # noqa: E402
+from sbdeploy.bench.timing import GroupResult, LatencyStats, Pair, TimingPlan, measure_group  # noqa: E402
 from sbdeploy.export import export_module  # noqa: E402
 from sbdeploy.flops import count_macs  # noqa: E402
 from sbdeploy.models import create_model, model_info  # noqa: E402
@@ -86,8 +87,13 @@ def ort_session(path: Path, threads: int, profile_prefix: str) -> ort.InferenceS
 
 
 def plan(args: argparse.Namespace, reps: int | None = None) -> TimingPlan:
-    """At most ``reps`` timed runs each and at most ``--budget`` seconds (at least 5 runs), in turns of ``--turn``."""
-    return TimingPlan(warmup_iters=2, iters=reps or args.reps, duration_s=args.budget, min_iters=5, turn=args.turn)
+    """At most ``reps`` timed runs each and at most ``--budget`` seconds (at least 5 runs), in turns of ``--turn``.
+
+    Turns are shortened so that ``reps`` runs make at least 10 turns: the intervals resample
+    turns, and fewer than :data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL` give none.
+    """
+    iters = reps or args.reps
+    return TimingPlan(warmup_iters=2, iters=iters, duration_s=args.budget, min_iters=5, turn=min(args.turn, max(1, iters // 10)))
 
 
 def op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int, workdir: Path) -> dict[str, dict[str, float]]:
@@ -105,29 +111,25 @@ def op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int,
     return {op: {"ms_per_run": us / runs / 1e3, "nodes": count[op] // runs} for op, us in total.most_common()}
 
 
-def measure(fns: Mapping[str, Callable[[], object]], plan: TimingPlan) -> tuple[dict[str, LatencyStats], dict[str, np.ndarray]]:
-    """:func:`measure_interleaved`, also returning each callable's timed runs (ms) for the intervals."""
-    samples: dict[str, list[float]] = {}
-    stats = measure_interleaved(fns, plan, samples_out=samples)  # type: ignore[arg-type]
-    return stats, {name: np.asarray(s) for name, s in samples.items()}
+def measure(fns: Mapping[str, Callable[[], object]], plan: TimingPlan, sb_names: Sequence[str], mac_ratio: float) -> GroupResult:
+    """:func:`measure_group` of a baseline (``"base"``) and SB forms, each SB name paired with the baseline."""
+    return measure_group(fns, plan, pairs=[Pair(sb=name, baseline="base", mac_ratio=mac_ratio) for name in sb_names])  # type: ignore[arg-type]
 
 
-def bootstrap_ci(base: np.ndarray, sb: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict[str, list[float]]:
-    """95% intervals of the base median, the SB median and their ratio (the speedup), by resampling the runs."""
-    rng = np.random.default_rng(seed)
-    b = np.median(rng.choice(base, (resamples, len(base))), axis=1)
-    s = np.median(rng.choice(sb, (resamples, len(sb))), axis=1)
-    ci = lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]  # noqa: E731
-    return {"base_median_ci95": ci(b), "sb_median_ci95": ci(s), "speedup_ci95": ci(b / s)}
+def _interval(low_high: tuple[float | None, float | None]) -> list[float] | None:
+    low, high = low_high
+    return None if low is None or high is None else [low, high]
 
 
-def _row(pair: str, batch: int, backend: str, mac_ratio: float, base: LatencyStats, sb: LatencyStats,
-         samples: tuple[np.ndarray, np.ndarray] | None = None, **extra: object) -> dict:
-    speedup = base.median_ms / sb.median_ms
-    intervals = bootstrap_ci(*samples) if samples is not None and min(map(len, samples)) > 1 else {}
-    return {"pair": pair, "batch": batch, "backend": backend, "mac_ratio": mac_ratio, "ideal_speedup": 1 / mac_ratio,
-            "speedup": speedup, "speedup_min": base.min_ms / sb.min_ms, "efficiency": speedup * mac_ratio,
-            "base": base.to_dict(), "sb": sb.to_dict(), **intervals, **extra}
+def _row(pair: str, batch: int, backend: str, result: GroupResult, sb_name: str = "sb", **extra: object) -> dict:
+    base, sb, speedup = result.stats["base"], result.stats[sb_name], result.speedups[sb_name]
+    intervals = {"base_median_ci95": _interval((base.median_low_ms, base.median_high_ms)),
+                 "sb_median_ci95": _interval((sb.median_low_ms, sb.median_high_ms)),
+                 "speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None}
+    return {"pair": pair, "batch": batch, "backend": backend, "mac_ratio": speedup.mac_ratio, "ideal_speedup": 1 / speedup.mac_ratio,
+            "speedup": speedup.value, "speedup_min": base.min_ms / sb.min_ms, "efficiency": speedup.efficiency,
+            "base": base.to_dict(), "sb": sb.to_dict(), **{k: v for k, v in intervals.items() if v is not None},
+            "turns": result.record.rounds, "machine": result.record.machine.to_dict(), **extra}
 
 
 def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Path) -> list[dict]:
@@ -153,9 +155,8 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     with OrtRunner(paths["base"], threads=args.threads) as base_run, OrtRunner(paths["sb"], threads=args.threads) as sb_run:
         with torch.no_grad():
             ort_err = float(np.abs(sb_run.session.run(None, feed)[0] - sb(x).numpy()).max())
-        stats, runs = measure({"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args))
-    row = _row(base_name, batch, f"ort-cpu-{args.threads}t", mac_ratio, stats["base"], stats["sb"], (runs["base"], runs["sb"]),
-               max_abs_err_ort_vs_torch=ort_err, max_abs_err_deploy_vs_train_form=err)
+        result = measure({"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args), ["sb"], mac_ratio)
+    row = _row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_ort_vs_torch=ort_err, max_abs_err_deploy_vs_train_form=err)
     rows.append(row)
     if args.profile:
         runs = max(3, min(20, args.reps // 10))
@@ -169,11 +170,11 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
                     m(x)
             return call
 
-        t, runs = measure({"base": eager(base), "sb_train_form": eager(sb), "sb_deploy_form": eager(deployed)},
-                          plan(args, max(5, args.reps // 4)))
-        for form in ("sb_train_form", "sb_deploy_form"):
-            rows.append(_row(base_name, batch, f"torch-eager-cpu-{args.threads}t ({form})", mac_ratio, t["base"], t[form],
-                             (runs["base"], runs[form])))
+        forms = ("sb_train_form", "sb_deploy_form")
+        eager_result = measure({"base": eager(base), "sb_train_form": eager(sb), "sb_deploy_form": eager(deployed)},
+                               plan(args, max(5, args.reps // 4)), forms, mac_ratio)  # fmt: skip
+        for form in forms:
+            rows.append(_row(base_name, batch, f"torch-eager-cpu-{args.threads}t ({form})", eager_result, form))
     if torch.cuda.is_available():
         rows.extend(_bench_cuda(base, sb, x, base_name, batch, mac_ratio, args))
     return rows
@@ -190,9 +191,8 @@ def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:  
                 m(xx)
             torch.cuda.synchronize()
 
-        t, runs = measure({"base": lambda: run(b), "sb": lambda: run(s)}, plan(args))
-        rows.append(_row(base_name, batch, f"torch-cuda-{str(dtype).split('.')[-1]}", mac_ratio, t["base"], t["sb"],
-                         (runs["base"], runs["sb"]), gpu=torch.cuda.get_device_name(0)))
+        result = measure({"base": lambda: run(b), "sb": lambda: run(s)}, plan(args), ["sb"], mac_ratio)
+        rows.append(_row(base_name, batch, f"torch-cuda-{str(dtype).split('.')[-1]}", result, gpu=torch.cuda.get_device_name(0)))
     return rows
 
 

@@ -9,8 +9,9 @@ it is, described by its metadata or sidecar (model, options, input shape, batch,
 precision, target), its MACs counted from the architecture by the spec's rule, and
 paired with a baseline among the given files by architecture. For each backend and
 batch size all files are timed together, interleaved
-(:func:`~sbdeploy.bench.timing.measure_interleaved`), so SB and baseline see the same
-machine. Every row names its file, sha256, precision and form.
+(:func:`~sbdeploy.bench.timing.measure_group`), so SB and baseline see the same machine;
+each group's length, intervals, machine load and flags go into the report
+(:mod:`sbdeploy.bench.report`). Every row names its file, sha256, precision and form.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from torch import nn
 from sbdeploy.artifacts import ENGINE_SUFFIXES, DeployFile, describe_file, make_artifacts, plan_artifacts
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.base import Runner
-from sbdeploy.bench.report import BenchReport, BenchRow, with_speedups
-from sbdeploy.bench.timing import TimingPlan, measure_interleaved
+from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, pairs_of
+from sbdeploy.bench.stability import Limits
+from sbdeploy.bench.timing import TimingPlan, measure_group, round_progress
 from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.flops import count_macs
@@ -194,10 +196,12 @@ def time_subjects(
     threads: int | None = None,
     cuda_graph: bool = False,
     on_progress: Callable[[str, int, int], None] | None = None,
-) -> tuple[list[BenchRow], list[str]]:
+) -> tuple[list[BenchRow], list[BenchGroup], list[str]]:
     """Time every subject's file (or module, on torch) per backend and batch, all files of a (backend, batch) interleaved.
 
-    Returns the rows (speedups filled in) and notes for the report.
+    Each SB file is paired with its baseline's file of the same precision (the speedup's
+    interval over paired turns). Returns the rows (speedups and flags filled in), how each
+    group was measured, and notes for the report.
     """
     import torch
 
@@ -205,7 +209,9 @@ def time_subjects(
         torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     rows: list[BenchRow] = []
+    groups: list[BenchGroup] = []
     notes: list[str] = []
+    limits = Limits.of(plan)
     for backend in backends:
         for batch in batches:
             entries: list[tuple[BenchSubject, str, DeployFile | None]] = []
@@ -218,10 +224,12 @@ def time_subjects(
             if not entries:
                 continue
             fns = {}
+            keys = {(s.label, precision): f"{s.label} {precision}" for s, precision, _ in entries}
+            described = {keys[(s.label, p)]: (s.macs, keys.get((s.baseline or "", p))) for s, p, _ in entries}
             with contextlib.ExitStack() as stack:
                 runners: list[Runner] = []
                 for s, precision, f in entries:
-                    key = f"{s.label} {precision}"
+                    key = keys[(s.label, precision)]
                     opts: dict[str, object] = {"threads": threads} if backend == "ort-cpu" and threads else {}
                     if backend == "trt" and cuda_graph:
                         opts["cuda_graph"] = True
@@ -229,17 +237,19 @@ def time_subjects(
                     runners.append(runner)
                     feed = {runner.input_specs()[0].name: rng.standard_normal((batch, s.in_chans, *s.input_size), dtype=np.float32)}
                     fns[key] = runner.timed_call(feed)
-                stage = f"{backend} batch {batch}"
-                report_round = (lambda n, st=stage: on_progress(st, n, plan.iters or 0)) if on_progress else None
-                stats = measure_interleaved(fns, plan, on_round=report_round)
+                result = measure_group(fns, plan, pairs=pairs_of(described), on_round=round_progress(f"{backend} batch {batch}", on_progress))
                 for (s, _, _), r in zip(entries, runners):
                     notes += [f"{s.label}: {n}" for n in r.notes if f"{s.label}: {n}" not in notes]
+            groups.append(BenchGroup.of(backend, batch, result.record, limits))
             for s, precision, f in entries:
+                key = keys[(s.label, precision)]
+                interval = result.speedups[key].interval if key in result.speedups else None
                 rows.append(BenchRow(
-                    s.label, backend, batch, s.macs, s.baseline, stats[f"{s.label} {precision}"], precision=precision,
+                    s.label, backend, batch, s.macs, s.baseline, result.stats[key], precision=precision,
+                    speedup_low=interval.low if interval else None, speedup_high=interval.high if interval else None,
                     target=None if f is None else f.target, file=None if f is None else f.name, sha256=None if f is None else f.sha256,
                 ))  # fmt: skip
-    return with_speedups(rows), notes
+    return judged(rows, groups, limits), groups, notes
 
 
 def run_bench(
@@ -264,7 +274,7 @@ def run_bench(
         backends: backend names (see :data:`BACKENDS`); default: :data:`DEFAULT_BACKENDS` for
             checkpoints and zoo names, each file's own backend for files.
         batches: batch sizes (a fixed-batch file is timed at its own batch).
-        plan: warm-up and measuring lengths.
+        plan: warm-up and measuring lengths (default: adaptive, :class:`~sbdeploy.bench.timing.TimingPlan`).
         threads: intra-op threads for torch and ort-cpu (None: the library default).
         input_size: H, W of every checkpoint or zoo model (default: each model's own).
         target: one deploy target for every backend's artifacts (default: each backend's
@@ -274,7 +284,7 @@ def run_bench(
         cuda_graph: ``trt`` replays each enqueue as a CUDA graph (noted in the report when capture fails).
         workdir: keep the made artifacts in this folder (default: a temporary one, removed after).
         on_progress: called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)
-            and after each timed round.
+            and after each timed round (done of 1000: the share of the plan done).
     """
     if not specs:
         raise ConfigError("give at least one model (zoo name, checkpoint folder, .onnx file or engine)")
@@ -314,10 +324,10 @@ def run_bench(
             notes.append("fp16 applies to ort-* and trt; the torch backends ran in fp32")
         if cuda_graph and "trt" not in timed_backends:
             notes.append("--cuda-graph applies to trt only")
-        rows, run_notes = time_subjects(subjects, backends=timed_backends, batches=batches, precisions=timed_precisions, plan=plan,
-                                        threads=threads, cuda_graph=cuda_graph, on_progress=on_progress)  # fmt: skip
+        rows, groups, run_notes = time_subjects(subjects, backends=timed_backends, batches=batches, precisions=timed_precisions,
+                                                plan=plan, threads=threads, cuda_graph=cuda_graph, on_progress=on_progress)  # fmt: skip
     settings = bench_settings(subjects, timed_backends, batches, timed_precisions, plan, threads, target, cuda_graph, notes + run_notes)
-    return BenchReport(rows=rows, environment=collect_environment(), settings=settings)
+    return BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)
 
 
 def bench_settings(
@@ -330,8 +340,7 @@ def bench_settings(
     forms = target or "per backend: " + ", ".join(f"{b} {BACKEND_TARGETS[b]}" for b in backends if b in BACKEND_TARGETS)
     return {
         "models": [s.label for s in subjects], "backends": list(backends), "batches": list(batches), "precisions": list(precisions),
-        "warmup": plan.warmup_s if plan.warmup_s is not None else plan.warmup_iters, "iters": plan.iters,
-        "duration_s": plan.duration_s, "turn": plan.turn, "settle": plan.settle, "threads": threads, "target": forms,
+        **plan.settings(), "threads": threads, "target": forms,
         "fp16": "fp16" in precisions, "cuda_graph": cuda_graph, "engines": engines,
         "files": [f.to_dict() for f in files.values()], "notes": notes,
     }

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
+from sbdeploy.cli._progress import progress_bar
 from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
 from sbdeploy.cli.validate import split_list
 from sbdeploy.errors import ConfigError
@@ -34,21 +35,40 @@ def parse_span(text: str, option: str) -> tuple[int | None, float | None]:
         raise ConfigError(f"{option} takes a count (e.g. 20) or seconds (e.g. 2s), got {text!r}") from None
 
 
+def render_warnings(report) -> None:  # noqa: ANN001  (BenchReport)
+    """Each unstable figure's reason in yellow, grouped by what to do about it (said once per group)."""
+    for advice, warnings in report.warnings_by_advice():
+        for w in warnings:
+            console.print(f"warning: {w.subject}: {w.flag.reason}", style="yellow", highlight=False, markup=False)
+        console.print(f"  what to do: {advice}", style="yellow", highlight=False, markup=False)
+
+
 def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
-    from sbdeploy.bench.report import MARKDOWN_COLUMNS, markdown_rows
+    from sbdeploy.bench.report import MARKDOWN_COLUMNS, legend_lines, markdown_rows
 
     table = Table(title="sbdeploy bench (latency per batch)")
-    for column in MARKDOWN_COLUMNS:
-        left = column in ("model", "file", "form", "backend", "precision")
-        table.add_column(column, justify="left" if left else "right", no_wrap=column in ("model", "file"))
-    for cells in markdown_rows(report.rows):
-        table.add_row(*cells)
+    gpu = any(r.stats.compute_median_ms is not None for r in report.rows)
+    shown = [i for i, c in enumerate(MARKDOWN_COLUMNS) if gpu or c != "GPU ms"]  # no empty GPU column on the CPU
+    for i in shown:
+        column = MARKDOWN_COLUMNS[i]
+        left = column in ("model", "file", "form", "backend", "precision", "stable")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column in ("model", "file"), overflow="fold")
+    for row, cells in zip(report.rows, markdown_rows(report.rows)):
+        table.add_row(*(cells[i] for i in shown), style="yellow" if row.unstable else None)
     console.print(table)
-    console.print("speedup = baseline median / SB median (same backend, batch, precision); efficiency = speedup x MAC ratio", style="dim")
-    if any(r.stats.compute_median_ms is not None for r in report.rows):
+    for line in legend_lines(report):
+        console.print(line, style="dim", highlight=False)
+    if gpu:
         console.print("GPU ms = median device compute time (CUDA events or a device-bound run), without host copies", style="dim")
+    for g in report.groups:
+        m, rec = g.record.machine, g.record
+        loads = " -> ".join(f"{x.loadavg[0]:.2f}" if x.loadavg else "-" for x in (m.before, m.after))
+        others = "" if m.others_cpu is None else f", other processes {m.others_cpu:.2f} CPUs"
+        console.print(f"{g.backend} batch {g.batch}: {rec.rounds} turns of {rec.turn} runs in {rec.seconds:.1f} s ({rec.stop}); "
+                      f"load {loads} on {m.cpus_available} CPUs{others}", style="dim", highlight=False, markup=False)  # fmt: skip
     for note in report.settings.get("notes") or []:
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
+    render_warnings(report)
 
 
 def bench(
@@ -64,8 +84,11 @@ def bench(
     ] = None,  # fmt: skip
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes (a fixed-batch file runs at its own).")] = "1,8",
     warmup: Annotated[str, typer.Option(help="Warm-up per model: iterations (10) or seconds (2s).")] = "10",
-    iters: Annotated[int | None, typer.Option(help="Timed runs per model (default 50).", min=1)] = None,
-    duration: Annotated[float | None, typer.Option(help="Measure for this many seconds instead of --iters.", min=0.01)] = None,
+    iters: Annotated[int | None, typer.Option(help="Fixed length: timed runs per model (default: adaptive, see --budget).", min=1)] = None,
+    duration: Annotated[float | None, typer.Option(help="Fixed length: measure each backend and batch for this many seconds.", min=0.01)] = None,
+    budget: Annotated[float, typer.Option(help="Adaptive length: at most this many seconds of timed turns per backend and batch.", min=0.01)] = DEFAULT_BUDGET_S,
+    ci: Annotated[float, typer.Option("--ci", help="Adaptive length: stop once every 95% interval is within +-this percentage.", min=1.0, max=50.0)] = DEFAULT_GOAL * 100,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any figure is unstable (for CI gates).")] = False,
     turn: Annotated[int, typer.Option(help="Timed runs of one model in a row, after 2 untimed ones, before the next model's turn.", min=1)] = 10,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
     input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW for every checkpoint or zoo model.")] = None,
@@ -91,17 +114,12 @@ def bench(
     from sbdeploy.cli.export import _parse_size
 
     warmup_iters, warmup_s = parse_span(warmup, "--warmup")
-    plan = TimingPlan(warmup_iters=warmup_iters or 0, warmup_s=warmup_s, iters=None if duration else (iters or 50), duration_s=duration,
-                      turn=turn)  # fmt: skip
+    plan = TimingPlan(warmup_iters=warmup_iters or 0, warmup_s=warmup_s, iters=None if duration else iters, duration_s=duration,
+                      budget_s=budget, goal=ci / 100, turn=turn)  # fmt: skip
     names = None if backends is None else split_list(backends, "--backends")
     batches = parse_ints(batch, "--batch")
     forced = target_flags(target, lowering)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task("preparing models", total=None)
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            progress.update(task, description=stage, completed=done, total=total or None)
-
+    with progress_bar() as on_progress:
         result = run_bench(
             model, backends=names, batches=batches, plan=plan, threads=threads, input_size=_parse_size(input_size),
             target=forced, add_baselines=not no_baselines, precisions=("fp32", "fp16") if fp16 else ("fp32",),
@@ -114,3 +132,6 @@ def bench(
         print_json(result.to_dict())
     else:
         render_bench(result)
+    if strict and result.unstable:
+        console.print("--strict: some figures are unstable (see the warnings); exit 1", style="bold red", highlight=False)
+        raise typer.Exit(1)

@@ -9,8 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
+from sbdeploy.cli._progress import progress_bar
 from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
-from sbdeploy.cli.bench import parse_ints
+from sbdeploy.cli.bench import parse_ints, render_warnings
 
 
 def pipeline(
@@ -18,7 +20,9 @@ def pipeline(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<name>).", file_okay=False)] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also make, validate and bench fp16 artifacts.")] = False,
     batch: Annotated[str, typer.Option(help="Bench batch sizes, comma-separated.")] = "1,8",
-    iters: Annotated[int, typer.Option(help="Bench timed runs per model.", min=1)] = 30,
+    iters: Annotated[int | None, typer.Option(help="Bench: fixed length, timed runs per model (default: adaptive, see --budget).", min=1)] = None,
+    budget: Annotated[float, typer.Option(help="Bench: at most this many seconds of timed turns per backend and batch.", min=0.01)] = DEFAULT_BUDGET_S,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a bench figure is unstable.")] = False,
     warmup: Annotated[int, typer.Option(help="Bench warm-up runs per model.", min=0)] = 5,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
     limit: Annotated[int | None, typer.Option(help="Validate on at most this many real images.", min=1)] = None,
@@ -35,11 +39,11 @@ def pipeline(
     folder = out or Path("runs") / Path(source).name
     forced = target_flags(target, lowering)
     options = PipelineOptions(
-        fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, warmup_iters=warmup, threads=threads, limit=limit,
-        baseline=baseline, target=forced,
+        fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
+        limit=limit, baseline=baseline, target=forced,
     )
-    with console.status("pipeline") as status:
-        result = run_pipeline(source, folder, options, on_step=lambda name: status.update(f"pipeline: {name}"))
+    with progress_bar("pipeline") as on_progress:
+        result = run_pipeline(source, folder, options, on_step=lambda name: on_progress(f"pipeline: {name}", 0, 0), on_progress=on_progress)
     if as_json:
         print_json(result.to_dict())
     else:
@@ -50,6 +54,11 @@ def pipeline(
         for s in result.steps:
             table.add_row(s.name, colour[s.status], f"{s.seconds:.1f}", escape(s.detail))
         console.print(table)
+        if result.bench is not None:
+            render_warnings(result.bench)
         console.print(f"reports: {folder / 'summary.md'}", highlight=False)
     if not result:
+        raise typer.Exit(1)
+    if strict and result.bench is not None and result.bench.unstable:
+        console.print("--strict: some bench figures are unstable (see the warnings); exit 1", style="bold red", highlight=False)
         raise typer.Exit(1)

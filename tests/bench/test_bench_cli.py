@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -19,26 +20,71 @@ def test_bench_writes_every_report_and_keeps_the_files_it_timed(tmp_path: Path) 
     out, kept = tmp_path / "bench", tmp_path / "artifacts"
     result = run_cli(
         "bench", "-m", "cifar_resnet20_sb", "--backends", "torch,ort-cpu", "--batch", "1,2", "--warmup", "1",
-        "--iters", "3", "--threads", "1", "--input-size", "16", "--report", str(out), "--artifacts", str(kept),
-    )
+        "--budget", "1", "--threads", "1", "--input-size", "16", "--report", str(out), "--artifacts", str(kept),
+    )  # the default, adaptive length, with a short budget
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "bench.json").read_text())
     rows = {(r["model"], r["backend"], r["batch"]): r for r in data["rows"]}
     assert set(rows) == {(m, b, n) for m in ("cifar_resnet20_sb", "cifar_resnet20") for b in ("torch", "ort-cpu") for n in (1, 2)}
     for (model, backend, batch), row in rows.items():
-        assert row["runs"] == 3 and row["median_ms"] > 0
+        assert row["runs"] >= 20 and row["median_low_ms"] <= row["median_ms"] <= row["median_high_ms"] and row["cv"] >= 0
+        assert isinstance(row["unstable"], bool) and all({"kind", "reason", "advice"} <= set(f) for f in row["flags"])
         if model.endswith("_sb"):
             assert row["baseline"] == "cifar_resnet20" and 0.45 < row["mac_ratio"] < 0.55 and row["speedup"] > 0
+            assert row["speedup_low"] <= row["speedup"] <= row["speedup_high"]
+            assert row["efficiency_low"] == pytest.approx(row["speedup_low"] * row["mac_ratio"])
         if backend == "ort-cpu":  # the ort-cpu form per batch, kept where --artifacts said, hashes in the report
             assert row["file"] == f"{model}.ort-cpu.b{batch}.fp32.onnx" and row["form"] == "ort-cpu"
             assert row["sha256"] == sha256_file(kept / row["file"])
         else:
             assert row["file"] is None and row["form"] == "training code"
+    assert [(g["backend"], g["batch"]) for g in data["groups"]] == [("torch", 1), ("torch", 2), ("ort-cpu", 1), ("ort-cpu", 2)]
+    for g in data["groups"]:
+        assert g["rounds"] >= 20 and g["machine"]["before"]["cpus_available"] >= 1 and g["machine"]["after"]["loadavg"] is not None
+    assert data["settings"]["length"].startswith("adaptive") and data["settings"]["budget_s"] == 1.0
     assert data["environment"]["cpu_count"] >= 1 and data["settings"]["threads"] == 1
     assert len(list(csv.DictReader((out / "bench.csv").open()))) == 8
-    assert "cifar_resnet20_sb" in (out / "bench.md").read_text()
+    md = (out / "bench.md").read_text()
+    assert "cifar_resnet20_sb" in md and "## Measurement" in md and "95% bootstrap interval" in md
     for png in ("latency_vs_macs.png", "speedup.png"):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC and (out / png).stat().st_size > 5000
+    assert "turns of" in result.stdout and "load" in result.stdout  # each group's length and load, on screen
+
+
+def test_iters_2_on_a_pair_never_reports_an_efficiency_above_1_without_the_unstable_flag(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    result = run_cli(
+        "bench", "-m", "cifar_resnet20_sb", "--backends", "ort-cpu", "--batch", "1", "--warmup", "1", "--iters", "2",
+        "--threads", "1", "--input-size", "16", "--report", str(out), "--strict",
+    )
+    assert result.returncode == 1, result.stdout + result.stderr  # --strict: unstable figures fail the run
+    data = json.loads((out / "bench.json").read_text())  # the reports are written all the same
+    sb = next(r for r in data["rows"] if r["speedup"] is not None)
+    kinds = {f["kind"] for f in sb["flags"]}
+    assert sb["unstable"] and "few-turns" in kinds and sb["speedup_low"] is None  # one turn: no interval, said so
+    assert sb["efficiency"] <= 1 or "efficiency" in kinds
+    assert data["unstable"] is True and data["groups"][0]["stop"] == "fixed length: 2 timed runs each"
+    assert "warning: cifar_resnet20_sb on ort-cpu batch 1: no speedup interval" in result.stdout
+    assert "what to do: drop --iters/--duration" in result.stdout and "--strict" in result.stdout
+    assert "no: " in (out / "bench.md").read_text() and "## Warnings: unstable figures" in (out / "bench.md").read_text()
+
+
+def test_warnings_are_yellow_and_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from sbdeploy.bench.report import BenchReport, BenchRow, judged
+    from sbdeploy.bench.timing import LatencyStats
+    from sbdeploy.cli import bench as bench_cli
+    from sbdeploy.environment import collect_environment
+
+    screen = Console(force_terminal=True, color_system="standard", width=200, record=True, file=io.StringIO())
+    monkeypatch.setattr(bench_cli, "console", screen)
+    stats = LatencyStats.from_samples([1e-3, 2e-3])
+    rows = judged([BenchRow("net", "ort-cpu", 1, 100, None, stats), BenchRow("net_sb", "ort-cpu", 1, 50, "net", stats)], [])
+    bench_cli.render_bench(BenchReport(rows=rows, environment=collect_environment()))
+    text, ansi = screen.export_text(styles=False, clear=False), screen.export_text(styles=True)
+    assert "warning: net_sb on ort-cpu batch 1: no speedup interval" in text and "what to do:" in text
+    assert "\x1b[33mwarning: net_sb" in ansi  # yellow
 
 
 def test_bench_refuses_bad_options() -> None:

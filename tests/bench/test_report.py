@@ -1,57 +1,108 @@
-"""Bench report writers: every file is produced and well formed."""
+"""Bench report writers: every file is produced, well formed, and carries the intervals, the machine and the flags."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
-from sbdeploy.bench.report import BenchReport, BenchRow, with_speedups, write_report
-from sbdeploy.bench.timing import LatencyStats
+from sbdeploy.bench.machine import MachineLoad, MachineUsage
+from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, to_markdown, with_speedups, write_report
+from sbdeploy.bench.timing import GroupRecord, LatencyStats
 from sbdeploy.environment import collect_environment
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def rows() -> list[BenchRow]:
-    def stats(ms: float) -> LatencyStats:
+def stats(ms: float, spread: float = 0.0, halfwidth: float | None = 0.01) -> LatencyStats:
+    s = LatencyStats.from_samples([ms / 1e3 * (1 + spread * (-1) ** i) for i in range(40)])
+    if halfwidth is None:
+        return s
+    return dataclasses.replace(s, median_low_ms=s.median_ms * (1 - halfwidth), median_high_ms=s.median_ms * (1 + halfwidth))
+
+
+def group(load: float = 0.5, others: float = 0.05) -> BenchGroup:
+    state = MachineLoad((load, load, load), 2, 2)
+    usage = MachineUsage(before=state, after=state, seconds=4.0, own_cpu=1.0, others_cpu=others)
+    return BenchGroup.of("ort-cpu", 1, GroupRecord(rounds=30, turn=10, seconds=4.0, stop="every interval within +-3.0% after 30 turns",
+                                                   confidence=0.95, machine=usage))  # fmt: skip
+
+
+def rows(sb_ms: float = 1.25, low: float | None = 1.58, high: float | None = 1.62, sb_spread: float = 0.0) -> list[BenchRow]:
+    return [
+        BenchRow(model="net", backend="ort-cpu", batch=1, macs=100, baseline=None, stats=stats(2.0)),
+        BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats(sb_ms, sb_spread), speedup_low=low, speedup_high=high),
+    ]
+
+
+def test_speedup_and_efficiency() -> None:
+    sb = with_speedups(rows())[1]
+    assert sb.speedup == 1.6 and sb.mac_ratio == 0.5 and sb.efficiency == 0.8
+    assert sb.efficiency_interval is not None and (sb.efficiency_interval.low, sb.efficiency_interval.high) == (0.79, 0.81)
+
+
+def test_speedups_pair_rows_of_the_same_precision_and_rows_name_their_file() -> None:
+    def stats_ms(ms: float) -> LatencyStats:
         return LatencyStats.from_samples([ms / 1e3] * 3)
 
-    return with_speedups(
-        [
-            BenchRow(model="net", backend="ort-cpu", batch=1, macs=100, baseline=None, stats=stats(2.0),
-                     target="ort-cpu", file="baseline.ort-cpu.b1.fp32.onnx", sha256="a" * 64),
-            BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats(1.25),
-                     target="ort-cpu", file="model.ort-cpu.b1.fp32.onnx", sha256="b" * 64),
-            BenchRow(model="net", backend="ort-cpu", batch=1, macs=100, baseline=None, stats=stats(4.0), precision="fp16",
-                     target="ort-cpu", file="baseline.ort-cpu.b1.fp16.onnx", sha256="c" * 64),
-            BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats(5.0), precision="fp16",
-                     target="ort-cpu", file="model.ort-cpu.b1.fp16.onnx", sha256="d" * 64),
-            BenchRow(model="net_sb", backend="torch", batch=1, macs=50, baseline="net", stats=stats(1.0)),
-        ]
-    )  # fmt: skip
-
-
-def test_speedup_and_efficiency_pair_rows_of_the_same_precision() -> None:
-    sb, sb16, torch_row = rows()[1], rows()[3], rows()[4]
-    assert sb.speedup == 1.6 and sb.mac_ratio == 0.5 and sb.efficiency == 0.8
-    assert sb16.speedup == 0.8  # against the fp16 baseline (4 ms), not the fp32 one
+    paired = with_speedups([
+        BenchRow(model="net", backend="ort-cpu", batch=1, macs=100, baseline=None, stats=stats_ms(2.0),
+                 target="ort-cpu", file="baseline.ort-cpu.b1.fp32.onnx", sha256="a" * 64),
+        BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats_ms(1.25),
+                 target="ort-cpu", file="model.ort-cpu.b1.fp32.onnx", sha256="b" * 64),
+        BenchRow(model="net", backend="ort-cpu", batch=1, macs=100, baseline=None, stats=stats_ms(4.0), precision="fp16",
+                 target="ort-cpu", file="baseline.ort-cpu.b1.fp16.onnx", sha256="c" * 64),
+        BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats_ms(5.0), precision="fp16",
+                 target="ort-cpu", file="model.ort-cpu.b1.fp16.onnx", sha256="d" * 64),
+        BenchRow(model="net_sb", backend="torch", batch=1, macs=50, baseline="net", stats=stats_ms(1.0)),
+    ])  # fmt: skip
+    sb, sb16, torch_row = paired[1], paired[3], paired[4]
+    assert sb.speedup == 1.6 and sb16.speedup == 0.8  # each against its own precision's baseline (2 ms, 4 ms)
     assert torch_row.speedup is None and torch_row.form == "training code"  # no torch baseline row
+    md = to_markdown(BenchReport(rows=paired, environment=collect_environment()))
+    assert "| net_sb | model.ort-cpu.b1.fp32.onnx | ort-cpu | ort-cpu | fp32 | 1 |" in md
+    assert "| net_sb | model.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |" in md  # two files never read alike
+    assert "| net_sb | - | training code | torch | fp32 | 1 |" in md and f"| `model.ort-cpu.b1.fp16.onnx` | `{'d' * 64}` |" in md
 
 
-def test_write_report_produces_every_file(tmp_path) -> None:
-    report = BenchReport(rows=rows(), environment=collect_environment(), settings={"iters": 3})
+def test_a_steady_report_has_no_flags_and_a_noisy_one_says_why() -> None:
+    steady = judged(rows(), [group()])
+    assert not any(r.unstable for r in steady)
+    noisy = judged(rows(sb_ms=0.9, low=2.1, high=2.5, sb_spread=0.3), [group(load=3.5, others=1.6)])
+    sb = noisy[1]
+    assert [f.kind for f in sb.flags] == ["load", "busy", "spread", "interval", "efficiency"]
+    assert [f.kind for f in noisy[0].flags] == ["load", "busy"]  # the baseline: the machine's flags only
+    report = BenchReport(rows=noisy, environment=collect_environment(), groups=[group(load=3.5, others=1.6)])
+    subjects = [(w.subject, w.flag.kind) for w in report.warnings()]
+    assert subjects == [("ort-cpu batch 1", "load"), ("ort-cpu batch 1", "busy"), ("net_sb on ort-cpu batch 1", "spread"),
+                        ("net_sb on ort-cpu batch 1", "interval"), ("net_sb on ort-cpu batch 1", "efficiency")]  # machine flags once per group
+
+
+def test_write_report_produces_every_file_with_intervals_machine_and_flags(tmp_path) -> None:  # noqa: ANN001
+    groups = [group(load=3.5, others=1.6)]
+    report = BenchReport(rows=judged(rows(), groups), environment=collect_environment(), settings={"iters": 3}, groups=groups)
     paths = write_report(report, tmp_path / "bench")
     assert {p.name for p in paths} == {"bench.json", "bench.csv", "bench.md", "latency_vs_macs.png", "speedup.png"}
     data = json.loads((tmp_path / "bench" / "bench.json").read_text())
-    assert data["rows"][1]["speedup"] == 1.6 and data["environment"]["cpu_count"] >= 1
-    assert data["rows"][1]["file"] == "model.ort-cpu.b1.fp32.onnx" and data["rows"][1]["sha256"] == "b" * 64
+    sb = data["rows"][1]
+    assert sb["speedup"] == 1.6 and (sb["speedup_low"], sb["speedup_high"]) == (1.58, 1.62) and sb["efficiency_low"] == 0.79
+    assert sb["unstable"] is True and [f["kind"] for f in sb["flags"]] == ["load", "busy"] and "taskset" in sb["flags"][0]["advice"]
+    assert sb["cv"] == 0.0 and sb["median_low_ms"] == 1.25 * 0.99 and data["unstable"] is True
+    assert data["groups"][0]["machine"]["before"]["loadavg"] == [3.5, 3.5, 3.5] and data["groups"][0]["machine"]["others_cpu"] == 1.6
+    assert data["environment"]["cpu_count"] >= 1
     table = list(csv.DictReader((tmp_path / "bench" / "bench.csv").open()))
-    assert table[1]["model"] == "net_sb" and float(table[1]["efficiency"]) == 0.8 and table[3]["precision"] == "fp16"
-    markdown = (tmp_path / "bench" / "bench.md").read_text()
-    assert "| net_sb | model.ort-cpu.b1.fp32.onnx | ort-cpu | ort-cpu | fp32 | 1 |" in markdown
-    assert "| net_sb | model.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |" in markdown  # two files never read alike
-    assert "| net_sb | - | training code | torch | fp32 | 1 |" in markdown and f"| `model.ort-cpu.b1.fp16.onnx` | `{'d' * 64}` |" in markdown
+    assert table[1]["model"] == "net_sb" and float(table[1]["efficiency"]) == 0.8 and float(table[1]["speedup_high"]) == 1.62
+    assert table[1]["unstable"] == "True" and table[1]["flags"].startswith("load: load average 3.5 above the 2 CPUs")
+    md = (tmp_path / "bench" / "bench.md").read_text()
+    assert "| net_sb | - | - | ort-cpu | fp32 | 1 |" in md and "1.60 (1.58-1.62)" in md and "0.80 (0.79-0.81)" in md and "no: load, busy" in md
+    assert "## Warnings: unstable figures" in md and "load average 3.5 above the 2 CPUs available" in md and "What to do:" in md and md.count("What to do:") == 1
+    assert "| ort-cpu | 1 | 30 | 10 | 4.0 | every interval within +-3.0% after 30 turns | 3.50, 3.50 | 1.60 | 2 / 2 |" in md
     for png in ("latency_vs_macs.png", "speedup.png"):
         assert (tmp_path / "bench" / png).read_bytes()[:8] == PNG_MAGIC
     assert not list((tmp_path / "bench").glob(".*tmp"))  # no temporary files left
 
+
+def test_markdown_of_a_stable_report_has_no_warnings_section() -> None:
+    report = BenchReport(rows=judged(rows(), [group()]), environment=collect_environment(), groups=[group()])
+    md = to_markdown(report)
+    assert "Warnings" not in md and "| yes |" in md and "95% bootstrap interval" in md

@@ -1,12 +1,19 @@
-"""The interleaved timing loop (correctness of counting and ordering, not speed)."""
+"""The interleaved timing loop: counting, ordering, and when an adaptive run stops (not speed).
+
+The stopping tests run the real loop and the real statistics on a fake clock that only
+moves when a fake inference "runs" (by a seeded random amount), so when the loop stops is
+exact and repeatable, whatever the machine is doing.
+"""
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
-from sbdeploy.bench.timing import LatencyStats, TimingPlan, measure_interleaved
+from sbdeploy.bench import timing
+from sbdeploy.bench.timing import LatencyStats, Pair, RoundStatus, TimingPlan, measure_group, measure_interleaved
 
 
 def test_rounds_warmup_and_order() -> None:
@@ -46,11 +53,16 @@ def test_duration_plan_and_device_time() -> None:
 def test_stats_from_samples() -> None:
     s = LatencyStats.from_samples([0.001, 0.002, 0.003, 0.004])
     assert (s.median_ms, s.min_ms, s.mean_ms) == pytest.approx((2.5, 1.0, 2.5))
+    assert s.std_ms == pytest.approx(np.std([1, 2, 3, 4], ddof=1)) and s.cv == pytest.approx(s.std_ms / 2.5)
+    assert s.median_low_ms is None and s.median_halfwidth is None  # no interval without rounds
 
 
-def test_plan_needs_a_length() -> None:
-    with pytest.raises(ValueError):
-        TimingPlan(iters=None, duration_s=None)
+def test_plan_without_a_length_is_adaptive_and_bad_plans_are_refused() -> None:
+    assert TimingPlan().adaptive and not TimingPlan(iters=5).adaptive and not TimingPlan(duration_s=1.0).adaptive
+    assert "adaptive" in TimingPlan().describe() and "fixed" in TimingPlan(iters=5).describe()
+    for bad in ({"iters": 0}, {"budget_s": 0}, {"goal": 0.005}, {"confidence": 1.0}, {"min_turns": 0}):
+        with pytest.raises(ValueError):
+            TimingPlan(**bad)  # type: ignore[arg-type]
 
 
 def test_timed_runs_can_be_kept_for_intervals() -> None:
@@ -63,3 +75,106 @@ def test_timed_runs_can_be_kept_for_intervals() -> None:
     stats = measure_interleaved({"a": a}, TimingPlan(warmup_iters=3, iters=7, turn=3, settle=1), samples_out=samples)
     assert len(samples["a"]) == stats["a"].runs == 7 and all(t >= 0 for t in samples["a"])
     assert calls["a"] == 3 + 7 + 3  # warm-up, timed runs, one settle run per turn: only the timed ones are kept
+
+
+class FakeClock:
+    """``time`` for the timing module: perf_counter moves only when a fake inference runs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(timing, "time", fake)
+    return fake
+
+
+def fake_inference(clock: FakeClock, ms: float, noise: float, seed: int):  # noqa: ANN201
+    """A callable that takes ``ms`` x lognormal(0, noise) milliseconds of fake time."""
+    rng = np.random.default_rng(seed)
+
+    def run() -> None:
+        clock.now += ms * rng.lognormal(0, noise) / 1e3
+
+    return run
+
+
+def test_adaptive_run_stops_once_the_speedup_interval_is_narrow(clock: FakeClock) -> None:
+    fns = {"sb": fake_inference(clock, 1.0, 0.02, 1), "base": fake_inference(clock, 2.0, 0.02, 2)}
+    statuses: list[RoundStatus] = []
+    result = measure_group(fns, TimingPlan(warmup_iters=2, min_time_s=0.5), pairs=[Pair("sb", "base", 0.5)], on_round=statuses.append)
+    record, speedup = result.record, result.speedups["sb"]
+    assert record.rounds == 20 and record.stop.startswith("every interval within")  # narrow at the first check, after min_turns (0.72 s)
+    assert speedup.interval is not None and speedup.interval.contains(2.0) and speedup.value == pytest.approx(2.0, rel=0.01)
+    assert 0.01 - 1e-12 <= speedup.interval.halfwidth(speedup.value) <= 0.03  # never narrower than the noise floor; as narrow as it said
+    assert speedup.efficiency == pytest.approx(speedup.value * 0.5)
+    assert [s.rounds for s in statuses] == list(range(1, 21)) and 0 < statuses[-1].fraction < 1
+    assert result.stats["sb"].median_low_ms is not None  # every callable's median gets its interval too
+
+
+def test_adaptive_run_lasts_at_least_min_time_even_when_narrow_sooner(clock: FakeClock) -> None:
+    fns = {"sb": fake_inference(clock, 1.0, 0.02, 1), "base": fake_inference(clock, 2.0, 0.02, 2)}
+    statuses: list[RoundStatus] = []
+    result = measure_group(fns, TimingPlan(warmup_iters=2, min_time_s=2.0), pairs=[Pair("sb", "base", 0.5)], on_round=statuses.append)
+    assert result.record.stop.startswith("every interval within") and result.record.rounds > 20
+    assert statuses[-1].elapsed_s >= 2.0 > statuses[-2].elapsed_s  # stopped at the first round past 2 s
+
+
+def test_adaptive_run_stops_at_the_budget_when_noise_keeps_the_interval_wide(clock: FakeClock) -> None:
+    fns = {"sb": fake_inference(clock, 1.0, 0.8, 3), "base": fake_inference(clock, 2.0, 0.8, 4)}
+    plan = TimingPlan(warmup_iters=2, budget_s=3.0)
+    statuses: list[RoundStatus] = []
+    result = measure_group(fns, plan, pairs=[Pair("sb", "base", 0.5)], on_round=statuses.append)
+    interval = result.speedups["sb"].interval
+    assert result.record.stop.startswith("budget of 3 s spent") and result.record.rounds > plan.min_turns
+    assert interval is not None and interval.halfwidth(result.speedups["sb"].value) > plan.goal
+    assert statuses[-1].widest is not None and statuses[-1].widest > plan.goal and "widest interval" in statuses[-1].describe()
+
+
+def test_min_turns_outlast_the_budget_and_slow_runs_get_shorter_turns(clock: FakeClock) -> None:
+    fns = {"sb": fake_inference(clock, 50.0, 0.01, 5), "base": fake_inference(clock, 100.0, 0.01, 6)}
+    result = measure_group(fns, TimingPlan(warmup_iters=1, budget_s=2.0), pairs=[Pair("sb", "base", 0.5)])
+    assert result.record.rounds == 20 and result.record.turn == 1  # 20 turns of 10 would take 30 s, of 1: 9 s (settle runs included)
+    assert all(len(turn) == 1 for turn in result.rounds["sb"])
+
+
+def test_turns_shrink_mid_run_when_the_runs_slow_down_after_warm_up(clock: FakeClock) -> None:
+    calls = {"n": 0}
+
+    def slows_down() -> None:  # 1 ms during warm-up and the first round, then 40 ms (a machine that got busy)
+        calls["n"] += 1
+        clock.now += (1.0 if calls["n"] <= 5 + 12 else 40.0) / 1e3
+
+    result = measure_group({"a": slows_down}, TimingPlan(warmup_iters=5, budget_s=3.0))
+    turns = [len(t) for t in result.rounds["a"]]
+    # the second round is the first slow one; from the third on the turn fits the budget left (20 turns of 10 at 40 ms: 9.6 s)
+    assert turns[:2] == [10, 10] and max(turns[2:]) < 10 and result.record.rounds == 20
+    assert result.record.stop.startswith("budget")
+
+
+def test_a_callable_outside_any_pair_stops_on_its_own_median_interval(clock: FakeClock) -> None:
+    steady = measure_group({"a": fake_inference(clock, 1.0, 0.02, 7)}, TimingPlan(warmup_iters=1, budget_s=5.0, min_time_s=0.1))
+    noisy = measure_group({"a": fake_inference(clock, 1.0, 1.5, 8)}, TimingPlan(warmup_iters=1, budget_s=5.0))
+    assert steady.record.stop.startswith("every interval within") and steady.record.rounds == 20
+    assert noisy.record.stop.startswith("budget") and noisy.stats["a"].median_halfwidth is not None
+
+
+def test_fixed_lengths_say_so_and_record_the_machine(clock: FakeClock) -> None:
+    result = measure_group({"a": fake_inference(clock, 1.0, 0.1, 9), "b": fake_inference(clock, 1.0, 0.1, 10)}, TimingPlan(iters=30, turn=3),
+                           pairs=[Pair("a", "b", 1.0)])  # fmt: skip
+    assert result.record.stop == "fixed length: 30 timed runs each" and result.record.rounds == 10 and result.record.turn == 3
+    assert result.stats["a"].runs == 30 and result.speedups["a"].interval is not None
+    machine = result.record.machine
+    assert machine.cpus_available >= 1 and machine.before.cpu_count is not None and machine.own_cpu >= 0
+
+
+def test_pairs_must_name_timed_callables() -> None:
+    with pytest.raises(ValueError, match="nothing to time"):
+        measure_group({}, TimingPlan(iters=1))
+    with pytest.raises(ValueError, match="not timed"):
+        measure_group({"a": lambda: None}, TimingPlan(iters=1), pairs=[Pair("a", "b", 0.5)])

@@ -1,0 +1,133 @@
+"""How busy the machine was while a group was timed: load average, CPUs, other processes' CPU use.
+
+Taken before and after each group of :func:`~sbdeploy.bench.timing.measure_group` and
+written into the bench report, so a figure measured on a busy machine says so. Two
+signals, because each misses what the other sees:
+
+- the 1-minute load average (``os.getloadavg``) against the CPUs this process may run on
+  (``len(os.sched_getaffinity(0))``, which ``taskset`` and container cpusets narrow; beside
+  it ``os.cpu_count()``, the machine's). It lags by about a minute and counts this
+  process's own threads too.
+- the CPU time other processes took on those CPUs *during* the group: the busy time of
+  those CPUs in ``/proc/stat`` (user, nice, system, irq, softirq, steal) minus this
+  process's own CPU time (``time.process_time``, all its threads), over the wall time. It
+  sees a competitor that started a second ago, and hypervisor steal. Linux only (None
+  elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC_STAT = Path("/proc/stat")
+_BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system [idle iowait] irq softirq steal (guest time is inside user)
+
+
+@dataclass(frozen=True)
+class MachineLoad:
+    """The machine's load at one moment.
+
+    Attributes:
+        loadavg: the 1-, 5- and 15-minute load averages (None where the OS has none).
+        cpu_count: CPUs of the machine (``os.cpu_count()``).
+        cpus_available: CPUs this process may run on (its affinity mask).
+    """
+
+    loadavg: tuple[float, float, float] | None
+    cpu_count: int | None
+    cpus_available: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"loadavg": list(self.loadavg) if self.loadavg else None, "cpu_count": self.cpu_count, "cpus_available": self.cpus_available}
+
+
+@dataclass(frozen=True)
+class MachineSnapshot:
+    """:class:`MachineLoad` plus the counters that give other processes' CPU use between two snapshots."""
+
+    load: MachineLoad
+    wall_s: float
+    process_cpu_s: float
+    cpus_busy_s: float | None  # busy seconds since boot of the CPUs in the affinity mask (/proc/stat)
+
+
+@dataclass(frozen=True)
+class MachineUsage:
+    """The machine around one timed group.
+
+    Attributes:
+        before, after: the load when the group started and ended.
+        seconds: wall time between them.
+        own_cpu: cores' worth of CPU this process used meanwhile (2.0: two cores busy).
+        others_cpu: cores' worth other processes used on the same CPUs (None: not measurable here).
+    """
+
+    before: MachineLoad
+    after: MachineLoad
+    seconds: float
+    own_cpu: float
+    others_cpu: float | None
+
+    @property
+    def cpus_available(self) -> int:
+        return min(self.before.cpus_available, self.after.cpus_available)
+
+    @property
+    def peak_load(self) -> float | None:
+        """The higher 1-minute load average of the two moments."""
+        loads = [m.loadavg[0] for m in (self.before, self.after) if m.loadavg]
+        return max(loads) if loads else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"before": self.before.to_dict(), "after": self.after.to_dict(), "seconds": self.seconds, "own_cpu": self.own_cpu,
+                "others_cpu": self.others_cpu}  # fmt: skip
+
+
+def _affinity() -> set[int] | None:
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):  # not on Linux
+        return None
+
+
+def _cpus_busy_seconds(cpus: set[int] | None) -> float | None:
+    """Busy seconds of the given CPUs (all when None) since boot, from /proc/stat; None where unreadable."""
+    try:
+        lines = PROC_STAT.read_text().splitlines()
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    busy = 0
+    for line in lines:
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        if cpus is not None and int(name[3:]) not in cpus:
+            continue
+        values = [int(v) for v in fields]
+        busy += sum(values[i] for i in _BUSY_FIELDS if i < len(values))
+    return busy / ticks
+
+
+def snapshot() -> MachineSnapshot:
+    """The machine's load and CPU counters now."""
+    cpus = _affinity()
+    try:
+        loadavg: tuple[float, float, float] | None = os.getloadavg()
+    except (AttributeError, OSError):
+        loadavg = None
+    load = MachineLoad(loadavg=loadavg, cpu_count=os.cpu_count(), cpus_available=len(cpus) if cpus else (os.cpu_count() or 1))
+    return MachineSnapshot(load=load, wall_s=time.perf_counter(), process_cpu_s=time.process_time(), cpus_busy_s=_cpus_busy_seconds(cpus))
+
+
+def usage_between(before: MachineSnapshot, after: MachineSnapshot) -> MachineUsage:
+    """What this process and the others used of the CPUs between two snapshots."""
+    seconds = max(after.wall_s - before.wall_s, 1e-9)
+    own = max(after.process_cpu_s - before.process_cpu_s, 0.0)
+    others = None
+    if before.cpus_busy_s is not None and after.cpus_busy_s is not None:
+        others = max(after.cpus_busy_s - before.cpus_busy_s - own, 0.0) / seconds
+    return MachineUsage(before=before.load, after=after.load, seconds=seconds, own_cpu=own / seconds, others_cpu=others)

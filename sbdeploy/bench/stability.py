@@ -1,0 +1,116 @@
+"""When a bench figure is not to be trusted, and why: flags with reasons and what to do about them.
+
+A figure is *unstable* when any of these holds (each a :class:`Flag` on the row, with its
+numbers in the reason):
+
+- ``spread``: the runs' coefficient of variation is above :attr:`Limits.max_cv` (10%,
+  pyperf's threshold for "unstable");
+- ``interval``: the interval of the row's headline figure is wider than the goal
+  (:attr:`Limits.max_halfwidth`, the plan's goal): the speedup's for an SB row of a pair,
+  the median's for a row outside any pair (in a pair the run narrows the speedup; each
+  side's median keeps its interval as information);
+- ``few-turns``: too few rounds for an interval at all
+  (:data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL`), e.g. a short ``--iters``;
+- ``load``: the 1-minute load average before or after the group was above the CPUs available;
+- ``busy``: other processes used more than :attr:`Limits.max_others` of the available
+  CPUs' time while the group ran (:mod:`sbdeploy.bench.machine`);
+- ``efficiency``: the efficiency (speedup x MAC ratio) is above 1, which a MAC ratio
+  forbids: its whole interval above 1, or, without an interval, the figure itself. Noise the
+  interval did not capture, or a MAC count that does not match the graph that runs. (An
+  efficiency whose interval holds 1 is consistent with 1 and is not flagged by this rule.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sbdeploy.bench.machine import MachineUsage
+from sbdeploy.bench.stats import MIN_ROUNDS_FOR_INTERVAL, Interval
+from sbdeploy.bench.timing import DEFAULT_GOAL, LatencyStats, TimingPlan
+
+_QUIET = "rerun on a quiet machine (stop other jobs)"
+_PIN = "pin threads with --threads N and taskset -c CPUS"
+ADVICE = {
+    "spread": f"{_QUIET}, {_PIN}, or raise --budget",
+    "interval": f"raise --budget (or drop --iters/--duration for the adaptive length), {_QUIET}, or {_PIN}",
+    "few-turns": f"drop --iters/--duration (the adaptive default), or give at least {MIN_ROUNDS_FOR_INTERVAL} turns (--iters {MIN_ROUNDS_FOR_INTERVAL} x --turn)",
+    "load": f"{_QUIET}, or bench on idle CPUs: taskset -c CPUS with --threads N",
+    "busy": f"{_QUIET}, or bench on idle CPUs: taskset -c CPUS with --threads N",
+    "efficiency": f"{_QUIET} with a higher --budget; if it stays above 1, the MAC count does not match the graph that runs",
+}
+"""What to do, per flag kind (printed by the CLI beside each warning)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Thresholds above which a figure is flagged.
+
+    Attributes:
+        max_cv: coefficient of variation of a row's runs.
+        max_halfwidth: relative half-width of a headline interval (the adaptive run's goal).
+        max_others: share of the available CPUs' time that other processes may take.
+    """
+
+    max_cv: float = 0.10
+    max_halfwidth: float = DEFAULT_GOAL
+    max_others: float = 0.10
+
+    @classmethod
+    def of(cls, plan: TimingPlan) -> Limits:
+        """The default limits with the plan's interval goal."""
+        return cls(max_halfwidth=plan.goal)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One reason a figure is unstable: its kind (a key of :data:`ADVICE`) and a sentence with the numbers."""
+
+    kind: str
+    reason: str
+
+    @property
+    def advice(self) -> str:
+        return ADVICE[self.kind]
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "reason": self.reason, "advice": self.advice}
+
+
+def machine_flags(usage: MachineUsage, limits: Limits = Limits()) -> list[Flag]:
+    """Flags of a busy machine around one group (they apply to every row of it)."""
+    flags = []
+    cpus = usage.cpus_available
+    if usage.peak_load is not None and usage.peak_load > cpus:
+        flags.append(Flag("load", f"load average {usage.peak_load:.1f} above the {cpus} CPUs available"))
+    if usage.others_cpu is not None and usage.others_cpu > limits.max_others * cpus:
+        flags.append(Flag("busy", f"other processes used {usage.others_cpu:.2f} of the {cpus} CPUs while it was timed"))
+    return flags
+
+
+def latency_flags(stats: LatencyStats, limits: Limits = Limits(), *, paired: bool = False) -> list[Flag]:
+    """Flags of one row's runs; ``paired``: the row is in an SB/baseline pair (its median interval is not its headline)."""
+    flags = []
+    if stats.cv > limits.max_cv:
+        flags.append(Flag("spread", f"runs vary by CV {stats.cv:.1%} (above {limits.max_cv:.0%})"))
+    width = stats.median_halfwidth
+    if width is None and not paired:
+        flags.append(Flag("few-turns", f"no interval: too few turns ({stats.runs} runs) for one"))
+    elif width is not None and not paired and width > limits.max_halfwidth:
+        flags.append(Flag("interval", f"median interval +-{width:.1%} wider than +-{limits.max_halfwidth:.1%}"))
+    return flags
+
+
+def speedup_flags(speedup: float, interval: Interval | None, mac_ratio: float | None, limits: Limits = Limits()) -> list[Flag]:
+    """Flags of an SB row's speedup and the efficiency that follows from it."""
+    flags = []
+    if interval is None:
+        flags.append(Flag("few-turns", "no speedup interval: too few turns for one"))
+    elif interval.halfwidth(speedup) > limits.max_halfwidth:
+        flags.append(Flag("interval", f"speedup interval +-{interval.halfwidth(speedup):.1%} wider than +-{limits.max_halfwidth:.1%}"))
+    if mac_ratio:
+        efficiency = speedup * mac_ratio
+        bounds = interval.scaled(mac_ratio) if interval else None
+        if (bounds is None and efficiency > 1) or (bounds is not None and bounds.low > 1):
+            within = f" (interval {bounds.low:.2f}-{bounds.high:.2f})" if bounds else ""
+            flags.append(Flag("efficiency", f"efficiency {efficiency:.2f}{within} above 1: faster than the MAC ratio {mac_ratio:.3f} allows"))
+    return flags
