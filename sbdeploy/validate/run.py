@@ -272,7 +272,9 @@ def validate(
 
     checks: list[CheckResult] = []
     accuracies: list[AccuracyResult] = []
-    reference_cache: dict[str, np.ndarray] = {}
+    reference_cache: dict[str, np.ndarray] = {}  # by case name: one name, one set of images (drawn once, below)
+    sizes = sorted({b for a in artifacts for b in a.batch_sizes})
+    random = {int(case.images.shape[0]): case for case in random_cases(sizes, shape, seed)}
     with TorchRunner(ckpt.model) as torch_runner:
 
         def reference(case: InputCase) -> np.ndarray:
@@ -285,7 +287,7 @@ def validate(
             top1, top5 = accuracy(reference(dataset), dataset.labels)
             accuracies.append(AccuracyResult("torch", dataset.name, len(dataset.labels), top1, top5, 0.0, reference=reference_name))
         for artifact in artifacts:
-            cases = random_cases(artifact.batch_sizes, shape, seed) + ([dataset] if dataset is not None else [])
+            cases = [random[b] for b in sorted(set(artifact.batch_sizes))] + ([dataset] if dataset is not None else [])
             tolerance = tolerance_for(artifact, tolerances)
             used[f"{artifact.target} {artifact.precision}" if artifact.target else artifact.precision] = tolerance
             with runner_factory(artifact) as runner:

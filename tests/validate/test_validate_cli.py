@@ -83,3 +83,16 @@ def test_bad_inputs_give_one_line_errors(tiny_checkpoint: Path, tmp_path: Path) 
         result = run_cli(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_fixed_batch_file_beside_a_dynamic_one_is_judged_on_its_own_inputs(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+    """Both files see the same 'random b8' batch (one name, one set of images), so each is judged against its own reference."""
+    from sbdeploy.export import export_onnx
+
+    fixed = export_onnx(tiny_checkpoint, tmp_path / "model.ort-cpu.b8.fp32.onnx", target="ort-cpu", batch=8).path
+    result = run_cli("validate", str(tiny_checkpoint), "--onnx", str(tiny_onnx), "--onnx", str(fixed), "--limit", "16", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    b8 = [c for c in report["checks"] if c["case"] == "random b8"]
+    assert {c["file"] for c in b8} == {"tiny_sb.onnx", "model.ort-cpu.b8.fp32.onnx"} and all(c["passed"] for c in b8)
+    assert max(c["stats"]["max_abs"] for c in b8) < 1e-4
