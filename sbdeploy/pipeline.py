@@ -95,6 +95,7 @@ class ArtifactSummary:
     parity: bool | None  # None: not validated (the step failed)
     latency_ms: dict[str, dict[int, float]] = field(default_factory=dict)  # backend -> batch -> median ms
     speedup: dict[str, dict[int, float]] = field(default_factory=dict)  # backend -> batch -> vs the baseline
+    speedup_interval: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)  # backend -> batch -> (low, high)
 
 
 @dataclass
@@ -302,13 +303,16 @@ def summarize_artifacts(
         file = made[plan.filename]
         latency: dict[str, dict[int, float]] = {}
         speedup: dict[str, dict[int, float]] = {}
+        interval: dict[str, dict[int, tuple[float, float]]] = {}
         for row in bench.rows if bench is not None else ():
             if row.file == file.name:
                 latency.setdefault(row.backend, {})[row.batch] = round(row.stats.median_ms, 4)
                 if row.speedup is not None:
                     speedup.setdefault(row.backend, {})[row.batch] = round(row.speedup, 3)
+                if row.speedup_low is not None and row.speedup_high is not None:
+                    interval.setdefault(row.backend, {})[row.batch] = (round(row.speedup_low, 3), round(row.speedup_high, 3))
         summaries.append(ArtifactSummary(file.name, file.sha256, plan.model, file.target, file.precision, file.batch,
-                                         verdicts.get(file.name), latency, speedup))  # fmt: skip
+                                         verdicts.get(file.name), latency, speedup, interval))  # fmt: skip
     return summaries
 
 
@@ -335,12 +339,16 @@ def summary_markdown(result: PipelineResult) -> str:
         lines.append(f"| {s.name} | {result_text} | {s.seconds:.1f} | {s.detail.replace('|', '/')} | {files} |")
     if result.artifacts:
         lines += ["", "## Artifacts", "", "Each file as validated against its PyTorch training code and as timed "
-                  "(median latency per batch).", ""]  # fmt: skip
+                  "(median latency per batch; the speedup's 95% interval in brackets, bench.md says how sure).", ""]  # fmt: skip
         lines += ["| file | model | target | precision | sha256 | parity | latency | speedup vs baseline |", "|---|---|---|---|---|---|---|---|"]
         for a in result.artifacts:
             parity = "-" if a.parity is None else "pass" if a.parity else "**FAIL**"
             latency = "; ".join(f"{b} b{n} {ms:.3f} ms" for b, per in a.latency_ms.items() for n, ms in sorted(per.items())) or "-"
-            speedup = "; ".join(f"{b} b{n} {x:.2f}x" for b, per in a.speedup.items() for n, x in sorted(per.items())) or "-"
+            speedup = "; ".join(
+                f"{b} b{n} {x:.2f}x" + (f" ({a.speedup_interval[b][n][0]:.2f}-{a.speedup_interval[b][n][1]:.2f})"
+                                        if n in a.speedup_interval.get(b, {}) else "")
+                for b, per in a.speedup.items() for n, x in sorted(per.items())
+            ) or "-"  # fmt: skip
             lines.append(f"| [{a.file}]({a.file}) | {a.model} | {a.target or '-'} | {a.precision} | `{a.sha256[:16]}` | {parity} | "
                          f"{latency} | {speedup} |")  # fmt: skip
     return "\n".join(lines) + "\n"
