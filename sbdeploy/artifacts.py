@@ -11,7 +11,9 @@ The one code path from a network to the files that are validated, timed and serv
   are planned once.
 * :func:`make_artifacts` writes them into one folder: one export (one trace) per
   (model, target, batch), every precision converted from it; each engine from its ONNX
-  with the target's build options.
+  with the target's build options. With ``tune``, a tunable target's fixed-batch files
+  are tuned instead (:func:`sbdeploy.tune.tune_export`: every candidate form and session
+  setting timed on this machine, the fastest written with its record).
 * :func:`describe_file` reads a file back (an ``.onnx`` by its ``sbdeploy.*`` metadata, an
   engine by its sidecar): model, options, input shape, batch, precision, target, sha256.
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     import onnx
 
     from sbdeploy.export import ModelSource
+    from sbdeploy.tune import TuneOptions, TuneResult
 
 Progress = Callable[[str, int, int], None]
 """Called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)."""
@@ -287,6 +290,8 @@ def make_artifacts(
     *,
     input_sizes: Mapping[str, tuple[int, int]] | None = None,
     on_progress: Progress | None = None,
+    tune: TuneOptions | None = None,
+    tuned: dict[str, TuneResult] | None = None,
 ) -> dict[str, DeployFile]:
     """Write every planned file into ``folder``, each once; return them by filename.
 
@@ -296,6 +301,9 @@ def make_artifacts(
         folder: where the files go (created if needed).
         input_sizes: (H, W) per model label (default: each source's own).
         on_progress: called as ``(stage, done, total)``.
+        tune: tune the fixed-batch files of tunable targets with these options (None: each
+            target's rule chooses the form, untimed).
+        tuned: filled with each tuned file's :class:`~sbdeploy.tune.TuneResult`, by filename.
     """
     from sbdeploy.export import export_source
 
@@ -310,7 +318,15 @@ def make_artifacts(
         if on_progress:
             on_progress(f"exporting {', '.join(p.name for p in outputs.values())}", number, len(exports))
         size = (input_sizes or {}).get(model)
-        export_source(sources[model], outputs, target=target, batch="dynamic" if batch is None else batch, input_size=size)
+        if tune is not None and batch is not None and get_target(target).tunable:
+            from sbdeploy.tune import tune_export
+
+            results = tune_export(sources[model], outputs, target=target, batch=batch, input_size=size, options=tune,
+                                  on_progress=on_progress)  # fmt: skip
+            if tuned is not None:
+                tuned.update({outputs[p].name: result for p, (_, result) in results.items()})
+        else:
+            export_source(sources[model], outputs, target=target, batch="dynamic" if batch is None else batch, input_size=size)
         made.update({p.name: describe_file(p) for p in outputs.values()})
     for plan in plans:
         if plan.kind == "engine":

@@ -11,6 +11,9 @@ from rich.table import Table
 from sbdeploy.cli._render import OldLowering, console, print_json, target_flags, warn
 from sbdeploy.errors import ConfigError
 
+TUNED_DEFAULT = "ort-cpu"
+"""The target ``export --tune`` tunes when no ``--target`` is given (the one whose form is chosen on the machine)."""
+
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
     if text is None:
@@ -65,6 +68,15 @@ def export(
     passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: the target's.")] = None,
     sampling: Annotated[str | None, typer.Option(help="Sampling set, for a zoo name only.")] = None,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Fail when the TensorRT check finds errors.")] = True,
+    tune: Annotated[bool, typer.Option("--tune", help="Time every candidate form and ONNX Runtime session setting of the target "
+                                       "(default with --tune: ort-cpu) for this model, batch and thread count on this machine; "
+                                       "write the fastest.")] = False,
+    threads: Annotated[int | None, typer.Option(help="--tune: the thread budget (default: the CPUs this process may use).",
+                                                min=1)] = None,
+    tune_budget: Annotated[float, typer.Option(help="--tune: at most this many seconds of timed turns per tuning stage.",
+                                               min=0.01)] = 10.0,
+    tune_forms: Annotated[str | None, typer.Option(help="--tune: the target's variants to try besides its own form, "
+                                                   "comma-separated (default: all; e.g. taps,stacked).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Export a checkpoint (or zoo network) to ONNX in a deploy target's exact form."""
@@ -74,17 +86,20 @@ def export(
     forced = target_flags(target, lowering)
     pass_names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
     new_folder = not output.parent.exists()
-    result = export_onnx(
-        source,
-        output,
-        opset=opset,
-        batch=_parse_batch(batch),
-        input_size=_parse_size(input_size),
-        target=forced or CANONICAL,
-        precision="fp16" if fp16 else "fp32",
-        passes=pass_names,
-        options={"sampling": sampling} if sampling else None,
-    )
+    options = {"sampling": sampling} if sampling else None
+    precision, batch_size, size = "fp16" if fp16 else "fp32", _parse_batch(batch), _parse_size(input_size)
+    deploy = forced or (TUNED_DEFAULT if tune else CANONICAL)
+    tuning = None
+    if tune:
+        variants = None if tune_forms is None else tuple(v.strip() for v in tune_forms.split(",") if v.strip())
+        result, tuning = _tuned_export(source, output, precision=precision, options=options, threads=threads, budget=tune_budget,
+                                       variants=variants, opset=opset, batch=batch_size, input_size=size, target=deploy,
+                                       passes=pass_names)  # fmt: skip
+    else:
+        if threads is not None or tune_forms is not None:
+            raise ConfigError("--threads and --tune-forms belong to --tune; without --tune the form is the target's rule's")
+        result = export_onnx(source, output, opset=opset, batch=batch_size, input_size=size, target=deploy, precision=precision,
+                             passes=pass_names, options=options)  # fmt: skip
     if new_folder:
         warn(f"created folder {output.parent}", label="note")
     if as_json:
@@ -97,6 +112,7 @@ def export(
                 "ops": result.ops,
                 "trt_check": result.trt_check.to_dict(),
                 "warnings": list(result.warnings),
+                "tuning": result.metadata.get("tuning"),
             }
         )
     else:
@@ -112,9 +128,46 @@ def export(
         console.print(table)
         console.print("ops: " + ", ".join(f"{op} {n}" for op, n in result.ops.items()), highlight=False)
         _render_trt(result.trt_check)
+        if tuning is not None:
+            _render_tuning(tuning)
+        elif (result.metadata.get("tuning") or {}).get("tuned") is False:
+            warn(f"form {meta['lowering']} chosen by the target's rule ({meta['tuning']['rule']}), not tuned: "
+                 "--tune times every candidate form and session setting on this machine", label="note")  # fmt: skip
         console.print(f"wrote {result.path} (sha256 {result.sha256[:16]}...)", highlight=False)
     if check and not result.trt_check:
         raise typer.Exit(1)
+
+
+def _tuned_export(source: str, output: Path, *, precision: str, options: dict | None, threads: int | None, budget: float,
+                  variants: tuple[str, ...] | None, opset: int, batch: str | int, input_size: tuple[int, int] | None, target: str,
+                  passes: tuple[str, ...] | None) -> tuple:  # noqa: ANN001  (ExportResult, TuneResult)
+    """``export --tune``: every candidate exported and timed (with a progress bar), the fastest written."""
+    import dataclasses
+
+    from sbdeploy.cli._progress import progress_bar
+    from sbdeploy.export import resolve_source
+    from sbdeploy.tune import DEFAULT_TUNE_PLAN, TuneOptions, tune_export
+
+    src = resolve_source(source, options=options)
+    tune = TuneOptions(threads=threads, plan=dataclasses.replace(DEFAULT_TUNE_PLAN, budget_s=budget), variants=variants)
+    with progress_bar("tuning") as on_progress:
+        results = tune_export(src, {precision: output}, target=target, batch=batch, input_size=input_size, opset=opset,
+                              passes=passes, options=tune, on_progress=on_progress)  # type: ignore[arg-type]  # fmt: skip
+    return results[precision]
+
+
+def _render_tuning(tuning) -> None:  # noqa: ANN001  (TuneResult)
+    table = Table(title=f"tuning: {tuning.target} {tuning.precision}, batch {tuning.batch}, {tuning.threads} threads")
+    for column in ("stage", "form", "session settings", "median ms (95% CI)", "CV", "speedup vs default (95% CI)"):
+        table.add_column(column, justify="left" if column in ("stage", "form", "session settings") else "right")
+    for t in tuning.times:
+        form = f"[bold]{t.candidate.lowering} (chosen)[/]" if tuning.is_chosen(t) else t.candidate.lowering
+        table.add_row(t.stage, form, t.candidate.settings.describe(), *t.cells())
+    console.print(table)
+    for stage in tuning.stages:
+        console.print(f"stage {stage.stage}: {stage.rounds} turns, {stage.seconds:.1f} s, {stage.stop}; {stage.load_text()}",
+                      highlight=False)  # fmt: skip
+    console.print(f"chosen: {tuning.chosen.label} ({tuning.decision})", highlight=False)
 
 
 def check(

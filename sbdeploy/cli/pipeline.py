@@ -31,6 +31,10 @@ def pipeline(
         str | None, typer.Option(help="One deploy target for every backend (e.g. grouped) instead of each backend's own.")
     ] = None,
     lowering: OldLowering = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Time the candidate forms and session settings of every ort-cpu file "
+                                       "on this machine and keep the fastest (tuning.md).")] = False,
+    tune_budget: Annotated[float, typer.Option(help="--tune: at most this many seconds of timed turns per tuning stage.",
+                                               min=0.01)] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench, every file kept in --out."""
@@ -40,7 +44,7 @@ def pipeline(
     forced = target_flags(target, lowering)
     options = PipelineOptions(
         fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
-        limit=limit, baseline=baseline, target=forced,
+        limit=limit, baseline=baseline, target=forced, tune=tune, tune_budget_s=tune_budget,
     )
     with progress_bar("pipeline") as on_progress:
         result = run_pipeline(source, folder, options, on_step=lambda name: on_progress(f"pipeline: {name}", 0, 0), on_progress=on_progress)

@@ -263,6 +263,9 @@ def export_source(
             "passes": ran,
             "opset": opset,
         }
+        if deploy.tunable:  # the report says the form was chosen by the rule, not timed
+            metadata["tuning"] = {"tuned": False, "rule": deploy.layout.describe() if deploy.variant is None else f"variant {deploy.variant}",
+                                  "note": "form chosen without timing; `sbdeploy export --tune` times the candidates on this machine"}
         proto.producer_name, proto.producer_version = "sbdeploy", __version__
         write_metadata(proto, metadata)
         try:
