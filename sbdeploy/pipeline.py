@@ -72,8 +72,8 @@ class PipelineOptions:
         target: one deploy target for every backend (default: each backend's own,
             :data:`sbdeploy.targets.BACKEND_TARGETS`).
         tune: time the candidate forms and session settings of every ort-cpu file on this
-            machine and keep the fastest (:mod:`sbdeploy.tune`; ``tuning.md`` reports them).
-        tune_budget_s: seconds of timed turns per tuning stage, at most.
+            machine and keep the fastest (:mod:`sbdeploy.tune`; ``tuning.md`` reports them);
+            None: each target's rule chooses the form. Its ``threads`` default to the run's.
     """
 
     fp16: bool = False
@@ -85,8 +85,7 @@ class PipelineOptions:
     limit: int | None = None
     baseline: str | None = None
     target: str | None = None
-    tune: bool = False
-    tune_budget_s: float = 10.0
+    tune: TuneOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -127,12 +126,10 @@ class PipelineResult:
 
 
 def tune_options(options: PipelineOptions) -> TuneOptions | None:
-    """The tuning options of a run (None without ``tune``): the run's thread budget, ``tune_budget_s`` per stage."""
-    if not options.tune:
-        return None
-    from sbdeploy.tune import DEFAULT_TUNE_PLAN, TuneOptions
-
-    return TuneOptions(threads=options.threads, plan=dataclasses.replace(DEFAULT_TUNE_PLAN, budget_s=options.tune_budget_s))
+    """The tuning options of a run (None without ``tune``), their thread budget the run's unless they name one."""
+    if options.tune is None or options.tune.threads is not None:
+        return options.tune
+    return dataclasses.replace(options.tune, threads=options.threads)
 
 
 def engine_backend() -> tuple[str, str]:

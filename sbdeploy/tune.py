@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -83,6 +84,9 @@ class TuneOptions:
         settings: the session settings to try (None: :func:`session_candidates`); the
             default settings are always among them.
         finalists: how many of the fastest forms of the first stage get every session setting.
+        screen: a candidate whose fastest warm-up run is slower than this many times the
+            default's is dropped before the stage's turns (as TensorRT drops tactics far
+            slower than the best): it is reported with those runs, never chosen (``inf``: none dropped).
     """
 
     threads: int | None = None
@@ -90,12 +94,15 @@ class TuneOptions:
     variants: tuple[str, ...] | None = None
     settings: tuple[SessionSettings, ...] | None = None
     finalists: int = 2
+    screen: float = 2.0
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"tuning threads must be >= 1, got {self.threads}")
         if self.finalists < 1:
             raise ConfigError(f"tuning finalists must be >= 1, got {self.finalists}")
+        if self.screen <= 1:
+            raise ConfigError(f"the tuning screen must be above 1 (a multiple of the default's time), got {self.screen}")
 
     def budget(self) -> int:
         """The thread budget: ``threads``, else the CPUs this process may use."""
@@ -108,6 +115,11 @@ class TuneOptions:
         default = SessionSettings.default(self.budget())
         given = list(self.settings) if self.settings is not None else session_candidates(self.budget())
         return [default, *(s for s in given if s != default)]
+
+
+def tune_budget_options(budget_s: float, **fields: Any) -> TuneOptions:
+    """:class:`TuneOptions` whose stages stop after at most ``budget_s`` seconds of turns (the CLI's ``--tune-budget``)."""
+    return TuneOptions(plan=dataclasses.replace(DEFAULT_TUNE_PLAN, budget_s=budget_s), **fields)
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,8 @@ class CandidateTime:
         speedup: the untuned default's median / this one's (1.0 for the default itself), with
             ``speedup_low``/``speedup_high`` its interval over paired turns.
         same_graph_as: for a form not timed because its graph equals an earlier form's, that form.
+        screened: dropped before the turns: its warm-up runs were far slower than the default's
+            (``median_ms`` is then the median of those runs, without an interval).
     """
 
     stage: str
@@ -149,11 +163,14 @@ class CandidateTime:
     speedup_low: float | None = None
     speedup_high: float | None = None
     same_graph_as: str | None = None
+    screened: bool = False
 
     def cells(self) -> tuple[str, str, str]:
         """Report cells: median (95% CI), CV, speedup vs the default (95% CI); a form not timed says whose graph it shares."""
         if self.median_ms is None:
             return f"same graph as {self.same_graph_as}", "-", "-"
+        if self.screened:
+            return f"{self.median_ms:.3f} (warm-up runs)", "-", f"{self.speedup:.3f}: dropped, far slower" if self.speedup else "dropped"
         median = f"{self.median_ms:.3f}" + (f" ({self.low_ms:.3f}-{self.high_ms:.3f})" if self.low_ms is not None else "")
         speedup = "-" if self.speedup is None else f"{self.speedup:.3f}"
         if self.speedup_low is not None:
@@ -167,7 +184,7 @@ class CandidateTime:
             "median_ci95_ms": None if self.low_ms is None else [self.low_ms, self.high_ms], "cv": self.cv, "runs": self.runs,
             "speedup_vs_default": self.speedup,
             "speedup_ci95": None if self.speedup_low is None else [self.speedup_low, self.speedup_high],
-            "same_graph_as": self.same_graph_as,
+            "same_graph_as": self.same_graph_as, "screened": self.screened,
         }  # fmt: skip
 
 
@@ -242,7 +259,7 @@ def choose(times: Sequence[CandidateTime], default: Candidate) -> tuple[Candidat
     95% interval above 1); otherwise the default is kept: a tuned file is never slower than
     the untuned one beyond the measurement's interval.
     """
-    timed = [t for t in times if t.median_ms is not None]
+    timed = [t for t in times if t.median_ms is not None and not t.screened]
     if not timed:
         return default, "nothing was timed: the untuned default is kept"
     best = min(timed, key=lambda t: t.median_ms or 0.0)
@@ -264,21 +281,45 @@ def _graph_key(path: Path) -> str:
     return sha256(onnx.load(str(path)).graph.SerializeToString(deterministic=True)).hexdigest()
 
 
+def _warm_up_ms(fn: Callable[[], object], runs: int) -> list[float]:
+    """The times of ``runs`` warm-up calls (at least 2; the first, with its one-off costs, dropped)."""
+    times = []
+    for _ in range(max(2, runs)):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times[1:]
+
+
 def _time_stage(
-    stage: str, files: Mapping[Candidate, Path], default: Candidate, feed: dict[str, np.ndarray], plan: TimingPlan,
+    stage: str, files: Mapping[Candidate, Path], default: Candidate, feed: dict[str, np.ndarray], options: TuneOptions,
     on_progress: Progress | None,
 ) -> tuple[list[CandidateTime], StageRecord]:
-    """One interleaved group of ``files`` (each run with its candidate's settings), each paired with ``default``."""
+    """One interleaved group of ``files`` (each run with its candidate's settings), each paired with ``default``.
+
+    Every candidate is warmed up first; one whose fastest warm-up run is above ``options.screen``
+    times the default's is dropped from the group (:attr:`CandidateTime.screened`).
+    """
     names = {c: f"{i}: {c.label}" for i, c in enumerate(files)}
-    pairs = [Pair(sb=names[c], baseline=names[default], mac_ratio=1.0) for c in files if c != default]
+    times: list[CandidateTime] = []
     with contextlib.ExitStack() as stack:
-        fns = {}
+        fns, warm = {}, {}
         for c, path in files.items():
             runner = stack.enter_context(OrtRunner(path, session=c.settings))
-            fns[names[c]] = runner.timed_call(feed)
-        result = measure_group(fns, plan, pairs=pairs, on_round=round_progress(f"tuning: {stage}", on_progress))
-    times = []
-    for c in files:
+            fns[c] = runner.timed_call(feed)
+            warm[c] = _warm_up_ms(fns[c], options.plan.warmup_iters)
+        reference = min(warm[default])
+        for c in files:
+            if c != default and min(warm[c]) > options.screen * reference:
+                median = float(np.median(warm[c]))
+                times.append(CandidateTime(stage, c, median, runs=len(warm[c]), speedup=float(np.median(warm[default])) / median,
+                                           screened=True))  # fmt: skip
+        kept = [c for c in files if not any(t.candidate == c for t in times)]
+        pairs = [Pair(sb=names[c], baseline=names[default], mac_ratio=1.0) for c in kept if c != default]
+        plan = dataclasses.replace(options.plan, warmup_iters=1, warmup_s=None)  # warmed up above: one run fits the turns
+        result = measure_group({names[c]: fns[c] for c in kept}, plan, pairs=pairs,
+                               on_round=round_progress(f"tuning: {stage}", on_progress))  # fmt: skip
+    for c in kept:
         stats, speedup = result.stats[names[c]], result.speedups.get(names[c])
         interval = speedup.interval if speedup is not None else None
         times.append(CandidateTime(
@@ -286,7 +327,8 @@ def _time_stage(
             1.0 if c == default else speedup.value if speedup else None,
             interval.low if interval else None, interval.high if interval else None,
         ))  # fmt: skip
-    return times, StageRecord.of(stage, result)
+    order = list(files)
+    return sorted(times, key=lambda t: order.index(t.candidate)), StageRecord.of(stage, result)
 
 
 def tune_files(
@@ -317,7 +359,9 @@ def tune_files(
     settings = options.session_settings()
     lowering = {spec: get_target(spec).form for spec in specs}
     default = Candidate(row.spec, lowering[row.spec], settings[0])
-    feed = {"input": np.random.default_rng(0).standard_normal((batch, *input_shape), dtype=np.float32)}
+    from sbdeploy.export.onnx_export import INPUT_NAME
+
+    feed = {INPUT_NAME: np.random.default_rng(0).standard_normal((batch, *input_shape), dtype=np.float32)}
 
     times: list[CandidateTime] = []
     distinct: dict[str, str] = {}  # graph key -> the first form with it
@@ -332,10 +376,10 @@ def tune_files(
         timed_forms[candidate] = forms[spec]
     stages = []
     if len(timed_forms) > 1:
-        form_times, record = _time_stage("forms", timed_forms, default, feed, options.plan, on_progress)
+        form_times, record = _time_stage("forms", timed_forms, default, feed, options, on_progress)
         times += form_times
         stages.append(record)
-        ranked = sorted(form_times, key=lambda t: t.median_ms or float("inf"))
+        ranked = sorted((t for t in form_times if not t.screened), key=lambda t: t.median_ms or float("inf"))
         finalists = [t.candidate.form for t in ranked[: options.finalists]]
     else:
         finalists = [row.spec]
@@ -344,7 +388,7 @@ def tune_files(
         for s in settings:
             final.setdefault(Candidate(spec, lowering[spec], s), forms[spec])
     if len(final) > 1:
-        final_times, record = _time_stage("settings", final, default, feed, options.plan, on_progress)
+        final_times, record = _time_stage("settings", final, default, feed, options, on_progress)
         times += final_times
         stages.append(record)
         chosen, decision = choose(final_times, default)

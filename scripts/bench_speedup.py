@@ -200,13 +200,11 @@ def _bench_tuned(base_name: str, batch: int, args: argparse.Namespace, workdir: 
                  feed: dict[str, np.ndarray], mac_ratio: float, base: torch.nn.Module, sb: torch.nn.Module, size: tuple[int, int],
                  deploy_err: float) -> list[dict]:
     """Untuned and tuned baseline and SB in one interleaved group: the untuned row and the tuned row beside it."""
-    import dataclasses
-
-    from sbdeploy.export.onnx_export import _zoo_source  # the zoo network as export sees it, weights given here
     from sbdeploy.export import ModelSource
-    from sbdeploy.tune import DEFAULT_TUNE_PLAN, TuneOptions, tune_export
+    from sbdeploy.export.onnx_export import _zoo_source  # the zoo network as export sees it, weights given here
+    from sbdeploy.tune import tune_budget_options, tune_export
 
-    options = TuneOptions(threads=args.threads, plan=dataclasses.replace(DEFAULT_TUNE_PLAN, budget_s=args.tune_budget))
+    options = tune_budget_options(args.tune_budget, threads=args.threads)
     tuned, records = {}, {}
     for key, model, name in (("base", base, base_name), ("sb", sb, f"{base_name}_sb")):
         config = _zoo_source(name, {"sampling": args.sampling} if key == "sb" else {}).config

@@ -25,7 +25,17 @@ from sbdeploy.errors import ConfigError
 from sbdeploy.export import export_source, read_metadata, resolve_source
 from sbdeploy.pipeline import PipelineOptions, tune_options
 from sbdeploy.targets import get_target
-from sbdeploy.tune import Candidate, CandidateTime, TuneOptions, choose, session_candidates, tune_export, tune_files, tuning_markdown
+from sbdeploy.tune import (
+    Candidate,
+    CandidateTime,
+    TuneOptions,
+    choose,
+    session_candidates,
+    tune_budget_options,
+    tune_export,
+    tune_files,
+    tuning_markdown,
+)
 
 TINY_PLAN = TimingPlan(warmup_iters=1, iters=16, turn=2, settle=1)
 """8 rounds of 2 runs: the fewest that give intervals, a fraction of a second on a tiny network."""
@@ -37,6 +47,13 @@ TWO_SETTINGS = (SessionSettings.default(1), SessionSettings(intra_op_threads=1, 
 def tiny_sb():  # noqa: ANN201
     """cifar_resnet20_sb with fixed random weights, as the export code path takes it."""
     return resolve_source("cifar_resnet20_sb")
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny_sb, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: ANN001
+    """Its ort-cpu form at batch 1 (the rule's: stacked), exported once for the tests that time one file."""
+    out = tmp_path_factory.mktemp("tiny") / "a.onnx"
+    return export_source(tiny_sb, {"fp32": out}, target="ort-cpu", batch=1, input_size=SIZE)["fp32"].path
 
 
 def test_session_candidates_start_with_the_default() -> None:
@@ -72,8 +89,36 @@ def test_choose_keeps_the_fastest_only_when_it_is_surely_faster() -> None:
     assert choose([], default)[0] == default
 
 
-def test_forms_with_one_graph_are_timed_once(tiny_sb, tmp_path: Path) -> None:  # noqa: ANN001
-    path = export_source(tiny_sb, {"fp32": tmp_path / "a.onnx"}, target="ort-cpu", batch=1, input_size=SIZE)["fp32"].path
+def test_far_slower_candidates_are_dropped_before_the_turns(tiny_onnx: Path) -> None:
+    """A candidate run 50 times per call (a stand-in for a far slower setting) is screened out, never chosen."""
+    from sbdeploy import tune
+
+    path = tiny_onnx
+    default, slow = (Candidate("ort-cpu", "subpixel+phase-runs", s) for s in TWO_SETTINGS)
+    feed = {"input": np.zeros((1, 3, *SIZE), np.float32)}
+    calls = []
+
+    class Slowed(OrtRunner):
+        def timed_call(self, feed):  # noqa: ANN001, ANN202
+            run = super().timed_call(feed)
+            repeat = 50 if self.requested_session == slow.settings else 1
+            calls.append(repeat)
+            return lambda: [run() for _ in range(repeat)][-1]
+
+    original = tune.OrtRunner
+    tune.OrtRunner = Slowed  # type: ignore[misc]
+    try:
+        times, record = tune._time_stage("settings", {default: path, slow: path}, default, feed, TuneOptions(plan=TINY_PLAN), None)
+    finally:
+        tune.OrtRunner = original  # type: ignore[misc]
+    assert sorted(calls) == [1, 50] and [t.candidate for t in times] == [default, slow]
+    assert times[1].screened and times[1].speedup < 1 / TuneOptions().screen and not times[0].screened
+    assert choose(times, default)[0] == default and record.rounds == 8  # the group timed the default alone
+    assert "dropped, far slower" in times[1].cells()[2]
+
+
+def test_forms_with_one_graph_are_timed_once(tiny_onnx: Path, tmp_path: Path) -> None:
+    path = tiny_onnx
     copy = shutil.copy(path, tmp_path / "b.onnx")
     options = TuneOptions(threads=1, plan=TINY_PLAN, settings=TWO_SETTINGS)
     result = tune_files({"ort-cpu": path, "ort-cpu:taps": Path(copy)}, target=get_target("ort-cpu"), precision="fp32", batch=1,
@@ -88,7 +133,7 @@ def test_forms_with_one_graph_are_timed_once(tiny_sb, tmp_path: Path) -> None:  
 
 def test_tuned_export_writes_the_chosen_form_its_settings_and_the_table(tiny_sb, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "tuned.onnx"
-    options = TuneOptions(threads=1, plan=TINY_PLAN, variants=("taps",), settings=TWO_SETTINGS)
+    options = TuneOptions(threads=1, plan=TINY_PLAN, variants=("taps",), settings=TWO_SETTINGS, screen=float("inf"))  # nothing screened
     (result, tuning), = tune_export(tiny_sb, {"fp32": out}, target="ort-cpu", batch=1, input_size=SIZE, options=options).values()
     default = Candidate("ort-cpu", "subpixel+phase-runs", SessionSettings.default(1))
     assert tuning.default == default and tuning.threads == 1
@@ -142,5 +187,6 @@ def test_the_artifact_path_tunes_fixed_batch_cpu_files_only(tiny_sb, tmp_path: P
     record = untuned["model.ort-cpu.b1.fp32.onnx"].metadata["tuning"]
     assert record["tuned"] is False and "stacked below" in record["rule"]  # the file says its form was not timed
     assert tune_options(PipelineOptions()) is None
-    assert tune_options(PipelineOptions(tune=True, threads=2, tune_budget_s=3.0)) == dataclasses.replace(
+    assert tune_options(PipelineOptions(tune=tune_budget_options(3.0), threads=2)) == dataclasses.replace(
         TuneOptions(threads=2), plan=dataclasses.replace(TuneOptions().plan, budget_s=3.0))
+    assert tune_options(PipelineOptions(tune=TuneOptions(threads=1), threads=2)) == TuneOptions(threads=1)

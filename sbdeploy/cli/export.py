@@ -142,14 +142,12 @@ def _tuned_export(source: str, output: Path, *, precision: str, options: dict | 
                   variants: tuple[str, ...] | None, opset: int, batch: str | int, input_size: tuple[int, int] | None, target: str,
                   passes: tuple[str, ...] | None) -> tuple:  # noqa: ANN001  (ExportResult, TuneResult)
     """``export --tune``: every candidate exported and timed (with a progress bar), the fastest written."""
-    import dataclasses
-
     from sbdeploy.cli._progress import progress_bar
     from sbdeploy.export import resolve_source
-    from sbdeploy.tune import DEFAULT_TUNE_PLAN, TuneOptions, tune_export
+    from sbdeploy.tune import tune_budget_options, tune_export
 
     src = resolve_source(source, options=options)
-    tune = TuneOptions(threads=threads, plan=dataclasses.replace(DEFAULT_TUNE_PLAN, budget_s=budget), variants=variants)
+    tune = tune_budget_options(budget, threads=threads, variants=variants)
     with progress_bar("tuning") as on_progress:
         results = tune_export(src, {precision: output}, target=target, batch=batch, input_size=input_size, opset=opset,
                               passes=passes, options=tune, on_progress=on_progress)  # type: ignore[arg-type]  # fmt: skip

@@ -39,12 +39,13 @@ def pipeline(
 ) -> None:
     """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench, every file kept in --out."""
     from sbdeploy.pipeline import PipelineOptions, run_pipeline
+    from sbdeploy.tune import tune_budget_options
 
     folder = out or Path("runs") / Path(source).name
     forced = target_flags(target, lowering)
     options = PipelineOptions(
         fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
-        limit=limit, baseline=baseline, target=forced, tune=tune, tune_budget_s=tune_budget,
+        limit=limit, baseline=baseline, target=forced, tune=tune_budget_options(tune_budget) if tune else None,
     )
     with progress_bar("pipeline") as on_progress:
         result = run_pipeline(source, folder, options, on_step=lambda name: on_progress(f"pipeline: {name}", 0, 0), on_progress=on_progress)
