@@ -27,6 +27,7 @@ fp32 runs are judged by the TF32 tolerance.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ PROVIDERS = {
 
 CUDA_PROVIDER_OPTIONS: Mapping[str, str] = {"use_tf32": "0"}
 """Options of ONNX Runtime's CUDA provider in every sbdeploy session: fp32 stays fp32 (its default, 1, allows TF32)."""
+
+MIN_GPU_RELEASE = (1, 18)
+"""The first onnxruntime(-gpu) release with the CUDA provider's ``use_tf32`` option."""
 
 FP32_TF32: Mapping[str, bool] = {"ort-cuda": False, "ort-trt": True}
 """Per GPU ONNX backend, whether an fp32 file's convolutions and matrix products run on TF32 tensor cores
@@ -118,6 +122,11 @@ class OrtTensorrtOptions:
         return options
 
 
+def _release(version: str) -> tuple[int, ...]:
+    """``"1.18.1"`` -> ``(1, 18)``: the major and minor release of a version string."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+
+
 def _has_fp16_weights(path: Path) -> bool:
     """Whether the ONNX file is an fp16 model; False when it cannot be read (the session then says why, in one line)."""
     from sbdeploy.export.metadata import load_onnx, onnx_precision
@@ -182,6 +191,11 @@ class OrtRunner(Runner):
             raise BackendUnavailableError(
                 f"{self.name}: ONNX Runtime {ort.__version__} here has no {wanted} (available: {', '.join(available)}); "
                 "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use the embedded default --backends ort-cpu"
+            )
+        if self.provider != "cpu" and _release(ort.__version__) < MIN_GPU_RELEASE:
+            raise BackendUnavailableError(
+                f"{self.name}: ONNX Runtime {ort.__version__}'s CUDA provider has no use_tf32 option, so its fp32 runs would use "
+                f"TF32 and fail the fp32 parity check; pip install 'onnxruntime-gpu>={'.'.join(map(str, MIN_GPU_RELEASE))}'"
             )
         if not self.path.is_file():
             raise OnnxModelError(f"{self.path} does not exist; export one with `sbdeploy export`")

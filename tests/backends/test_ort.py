@@ -147,3 +147,15 @@ def test_tensorrt_provider_gets_the_fp16_flag_for_an_fp16_onnx_on_10x(
     assert isinstance(first, tuple) and first[1]["trt_fp16_enable"] == flag
     explicit_off = OrtRunner(model, provider="tensorrt", trt_options=OrtTensorrtOptions(fp16=False)).providers()[0]
     assert isinstance(explicit_off, tuple) and explicit_off[1]["trt_fp16_enable"] == "False"  # a given setting is kept
+
+
+@pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
+def test_gpu_providers_need_an_onnxruntime_with_use_tf32(sb_onnx: Path, monkeypatch: pytest.MonkeyPatch, provider: str) -> None:
+    """Before onnxruntime 1.18 the CUDA provider has no use_tf32 (its fp32 would be TF32): refused with what to install."""
+    from sbdeploy.backends.ort import PROVIDERS
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [PROVIDERS[provider], "CPUExecutionProvider"])
+    monkeypatch.setattr(onnxruntime, "__version__", "1.17.3")
+    with pytest.raises(BackendUnavailableError, match=r"1\.17\.3.*use_tf32.*onnxruntime-gpu>=1\.18"):
+        with OrtRunner(sb_onnx, provider=provider):
+            pass
