@@ -87,7 +87,8 @@ def latency(out: Path) -> tuple[list[str], bool]:
         return ["PyTorch CUDA latency: no report (see torch-cuda.log)"], False
     if not report.get("cuda_available"):
         return [f"PyTorch CUDA latency: skipped, no GPU (torch {report.get('torch')}, CUDA {report.get('torch_cuda') or 'none'})"], True
-    lines = ["PyTorch CUDA latency, median ms (baseline / SB), speedup [95% interval], MAC ratio:"]
+    tf32 = {True: "TF32 convolutions (PyTorch's default)", False: "no TF32"}.get(report.get("cudnn_allow_tf32"), "TF32 not recorded")
+    lines = [f"PyTorch CUDA latency, median ms (baseline / SB), speedup [95% interval], MAC ratio; float32 with {tf32}:"]
     for r in report["rows"]:
         lo, hi = r.get("speedup_ci95", [float("nan"), float("nan")])
         lines.append(

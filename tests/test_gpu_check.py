@@ -5,11 +5,13 @@ interpreter). Checked: it exits 0, writes everything under the one output folder
 JSON, the ``pytest -m gpu`` JUnit XML with no failure, the latency report), and its summary
 says there is no GPU and no TensorRT and that the latency step had no GPU, that it ran (and skipped) every
 GPU test, the pipeline's on TensorRT included, and what the skips leave unchecked. The summary's reading of
-a JUnit XML (failures, skip reasons, modules skipped at collection) is checked on a written one.
+a JUnit XML (failures, skip reasons, modules skipped at collection) is checked on a written one, and its
+latency table on a report of scripts/bench_speedup.py's own rows (which only a GPU machine writes for real).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -69,3 +71,27 @@ def test_summary_reads_failures_skips_and_uncollected_modules(tmp_path: Path) ->
     assert "  2 of them need TensorRT: engine builds, engine parity and the pipeline on TensorRT are NOT checked here" in lines
     assert "  1 test modules not collected here (tritonclient absent)" in lines
     assert "steps that failed: pytest-gpu (exit 124, out of time)" in lines
+
+
+def test_summary_prints_the_cuda_latency_rows_bench_speedup_writes(tmp_path: Path) -> None:
+    from sbdeploy.bench.timing import TimingPlan
+
+    spec = importlib.util.spec_from_file_location("bench_speedup", REPO / "scripts" / "bench_speedup.py")
+    assert spec is not None and spec.loader is not None
+    bench_speedup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_speedup)
+    def slow() -> None:
+        sum(range(2000))
+
+    result = bench_speedup.measure({"base": slow, "sb": lambda: None}, TimingPlan(warmup_iters=2, iters=200), ["sb"], 0.5)
+    row = bench_speedup._row("cifar_resnet56", 32, "torch-cuda-float16", result, gpu="NVIDIA H200")
+    report = {"cuda_available": True, "torch": "2.11.0+cu128", "torch_cuda": "12.8", "cudnn_allow_tf32": True, "rows": [row]}
+    (tmp_path / "torch_cuda.json").write_text(json.dumps(report))
+    result_ = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check_summary.py"), str(tmp_path)], capture_output=True, text=True)
+    lines = result_.stdout.splitlines()
+    header = lines.index("PyTorch CUDA latency, median ms (baseline / SB), speedup [95% interval], MAC ratio; "
+                         "float32 with TF32 convolutions (PyTorch's default):")  # fmt: skip
+    figures = lines[header + 1].split()
+    assert figures[:3] == ["cifar_resnet56", "b32", "float16"] and figures[4] == "/" and figures[-1] == "0.500", lines[header + 1]
+    low, high = (float(v) for v in figures[-2].strip("[]").split("-"))
+    assert low <= row["speedup"] <= high and f"{row['speedup']:.2f}x" == figures[-3]
