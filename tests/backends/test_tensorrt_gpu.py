@@ -10,6 +10,8 @@ precision (fp32: the strict fp32 tolerance) at the profile's min and opt/max and
 and refusals outside the profile; the timing cache saved and reused (the second build finds
 every timing in it); int8 from a QDQ model; a version-compatible engine loaded by the
 runner (host code allowed); the refusal of an engine whose sidecar names another TensorRT.
+The last three build at optimization level 1 (:data:`QUICK`), so scripts/gpu_check.sh's
+budget goes to the engines bench builds.
 
 Tolerances: validate's (:data:`sbdeploy.tolerance.DEFAULT_TOLERANCES` through the ``trt``
 row): fp32 |engine - torch| <= 1e-4 + 1e-3 |torch|, cosine >= 0.99999, every top-1 class
@@ -38,6 +40,8 @@ pytestmark = pytest.mark.gpu
 
 BATCHES = (1, 4, 16)  # what bench times: one engine per precision, profile (1, 16, 16)
 MIN, OPT, MAX = 1, 16, 16
+QUICK = 1  # builder optimization level of the feature tests (timing cache, int8, version-compatible): faster builds;
+# level 0 would not use the timing cache (TensorRT's builder_optimization_level docs)
 
 
 def _missing_gpu_stack() -> str | None:
@@ -162,7 +166,7 @@ def test_timing_cache_is_reused(sb_export: Path, tmp_path: Path) -> None:
     from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
 
     cache = tmp_path / "timing.cache"
-    options = BuildOptions(min_batch=MIN, opt_batch=OPT, max_batch=MAX, tf32=False, timing_cache=cache)
+    options = BuildOptions(min_batch=MIN, opt_batch=OPT, max_batch=MAX, tf32=False, timing_cache=cache, opt_level=QUICK)
     first = build_engine(sb_export, tmp_path / "a.engine", options)
     after_first = cache.read_bytes()
     second = build_engine(sb_export, tmp_path / "b.engine", options)
@@ -178,8 +182,8 @@ def test_int8_from_qdq(sb_export: Path, sb_model: nn.Module, tmp_path: Path) -> 
 
     rng = np.random.default_rng(0)
     calibration = rng.standard_normal((32, 3, 32, 32)).astype(np.float32)
-    result = build_engine(sb_export, tmp_path / "int8.engine", BuildOptions(precision="int8", min_batch=MIN, opt_batch=OPT, max_batch=MAX),
-                          calibration=calibration)  # fmt: skip
+    options = BuildOptions(precision="int8", min_batch=MIN, opt_batch=OPT, max_batch=MAX, opt_level=QUICK)
+    result = build_engine(sb_export, tmp_path / "int8.engine", options, calibration=calibration)
     assert result.sidecar.actual_precisions.get("int8", 0) > 0, result.sidecar.actual_precisions
     x = rng.standard_normal((MAX, 3, 32, 32)).astype(np.float32)
     with TrtRunner(result.engine_path) as runner:
@@ -194,7 +198,7 @@ def test_version_compatible_engine_loads(sb_export: Path, sb_model: nn.Module, t
     from sbdeploy.backends.tensorrt.runner import TrtRunner
 
     result = build_engine(sb_export, tmp_path / "vc.engine", BuildOptions(min_batch=MIN, opt_batch=OPT, max_batch=MAX, tf32=False,
-                                                                       version_compatible=True))  # fmt: skip
+                                                                       version_compatible=True, opt_level=QUICK))  # fmt: skip
     assert result.sidecar.version_compatible and result.sidecar.actual_precisions.get("fp32", 0) > 0
     x = np.random.default_rng(3).standard_normal((OPT, 3, 32, 32)).astype(np.float32)
     with TrtRunner(result.engine_path) as runner:
