@@ -197,11 +197,17 @@ class StageRecord:
     seconds: float
     stop: str
     machine: dict[str, Any]
+    busy: tuple[str, ...] = ()
+    """Why the machine was too busy for the stage's figures to describe it quiet (the bench's
+    ``load``/``busy`` flags, :func:`sbdeploy.bench.stability.machine_flags`); empty when quiet."""
 
     @classmethod
     def of(cls, stage: str, result: GroupResult) -> StageRecord:
+        from sbdeploy.bench.stability import machine_flags
+
         record = result.record
-        return cls(stage, record.rounds, round(record.seconds, 3), record.stop, record.machine.to_dict())
+        busy = tuple(f.reason for f in machine_flags(record.machine))
+        return cls(stage, record.rounds, round(record.seconds, 3), record.stop, record.machine.to_dict(), busy)
 
     def load_text(self) -> str:
         """E.g. ``load 1.2 -> 1.4, others' CPU 0.31 of 2``."""
@@ -237,6 +243,14 @@ class TuneResult:
     stages: tuple[StageRecord, ...]
     plan: Mapping[str, object] = field(default_factory=dict)
 
+    def busy_warning(self) -> str | None:
+        """A sentence when a stage ran on a busy machine (its choice fits that load, e.g. one thread of two), else None."""
+        reasons = sorted({reason for s in self.stages for reason in s.busy})
+        if not reasons:
+            return None
+        return (f"tuned on a busy machine ({'; '.join(reasons)}): the choice fits that load (busy cores favour fewer "
+                "threads and no spinning); tune again on a quiet machine for the figures of an idle one")
+
     def is_chosen(self, time: CandidateTime) -> bool:
         """Whether ``time`` is the chosen candidate's figure in the stage that chose it (the last)."""
         return time.candidate == self.chosen and bool(self.times) and time.stage == self.times[-1].stage
@@ -247,8 +261,8 @@ class TuneResult:
             "tuned": True, "target": self.target, "precision": self.precision, "batch": self.batch, "threads": self.threads,
             "chosen": {"form": self.chosen.form, "lowering": self.chosen.lowering, "settings": self.chosen.settings.to_dict()},
             "default": {"form": self.default.form, "lowering": self.default.lowering, "settings": self.default.settings.to_dict()},
-            "decision": self.decision, "candidates": [t.to_dict() for t in self.times],
-            "stages": [dataclasses.asdict(s) for s in self.stages], "plan": dict(self.plan),
+            "decision": self.decision, "busy_machine": self.busy_warning(), "candidates": [t.to_dict() for t in self.times],
+            "stages": [{**dataclasses.asdict(s), "busy": list(s.busy)} for s in self.stages], "plan": dict(self.plan),
         }  # fmt: skip
 
 
@@ -476,6 +490,8 @@ def tuning_markdown(results: Sequence[tuple[str, TuneResult]]) -> str:
         lines += [f"## {file}", "", f"- target {result.target}, {result.precision}, batch {result.batch}, "
                   f"{result.threads} threads", f"- chosen: **{result.chosen.label}** ({result.decision})"]  # fmt: skip
         lines += [f"- stage {s.stage}: {s.rounds} turns, {s.seconds:.1f} s, {s.stop}; {s.load_text()}" for s in result.stages]
+        if result.busy_warning():
+            lines.append(f"- **warning**: {result.busy_warning()}")
         lines += ["", "| stage | form | session settings | median ms (95% CI) | CV | speedup vs default (95% CI) |",
                   "|---|---|---|---|---|---|"]
         for t in result.times:

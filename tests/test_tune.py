@@ -28,7 +28,9 @@ from sbdeploy.targets import get_target
 from sbdeploy.tune import (
     Candidate,
     CandidateTime,
+    StageRecord,
     TuneOptions,
+    TuneResult,
     choose,
     session_candidates,
     tune_budget_options,
@@ -161,6 +163,20 @@ def test_tuned_export_writes_the_chosen_form_its_settings_and_the_table(tiny_sb,
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     page = tuning_markdown([(out.name, tuning)])
     assert "**(chosen)**" in page and page.count("| settings |") == 4 and "load" in page
+    assert ("**warning**: tuned on a busy machine" in page) == (tuning.busy_warning() is not None)
+
+
+def test_a_choice_made_on_a_busy_machine_says_so() -> None:
+    default = Candidate("ort-cpu", "subpixel+phase-runs", TWO_SETTINGS[0])
+    machine = {"before": {"loadavg": [3.5, 3, 3], "cpus_available": 2}, "after": {"loadavg": [3.6, 3, 3]}, "others_cpu": 1.35}
+    quiet = StageRecord("settings", 10, 8.0, "budget spent", machine)
+    busy = dataclasses.replace(quiet, busy=("other processes used 1.35 of the 2 CPUs while it was timed",))
+    result = TuneResult("ort-cpu", "fp32", 1, 2, default, default, "kept", (), (quiet,))
+    assert result.busy_warning() is None and result.to_metadata()["busy_machine"] is None
+    result = dataclasses.replace(result, stages=(quiet, busy))
+    assert "1.35 of the 2 CPUs" in result.busy_warning() and "tune again on a quiet machine" in result.busy_warning()
+    assert result.to_metadata()["busy_machine"] == result.busy_warning()
+    assert f"- **warning**: {result.busy_warning()}" in tuning_markdown([("a.onnx", result)])
 
 
 def test_refusals(tiny_sb, tmp_path: Path) -> None:  # noqa: ANN001

@@ -166,6 +166,8 @@ def _render_tuning(tuning) -> None:  # noqa: ANN001  (TuneResult)
         console.print(f"stage {stage.stage}: {stage.rounds} turns, {stage.seconds:.1f} s, {stage.stop}; {stage.load_text()}",
                       highlight=False)  # fmt: skip
     console.print(f"chosen: {tuning.chosen.label} ({tuning.decision})", highlight=False)
+    if tuning.busy_warning():
+        warn(tuning.busy_warning())
 
 
 def check(
