@@ -325,6 +325,8 @@ def _print_tuned(row: dict) -> None:
     print(f"  {row['pair']} b{row['batch']} tuned SB vs untuned SB: {ratio['value']:.2f}x{interval}")
     for key, chosen in row["tuned_forms"].items():
         print(f"    {key}: {chosen['chosen']} ({chosen['decision']})")
+        if row["tuning"][key].get("busy_machine"):
+            print(f"      warning: {row['tuning'][key]['busy_machine']}")
 
 
 def _print_profile(row: dict) -> None:
