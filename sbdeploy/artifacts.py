@@ -33,8 +33,6 @@ from sbdeploy.errors import ArtifactError, ConfigError
 from sbdeploy.targets import CANONICAL, ENGINE_BACKENDS, ONNX_BACKENDS, TARGETS, artifact_filename, get_target, target_for
 
 if TYPE_CHECKING:
-    import onnx
-
     from sbdeploy.checkpoint import CheckpointConfig
     from sbdeploy.export import ModelSource
 
@@ -252,17 +250,6 @@ class DeployFile:
         }
 
 
-def onnx_precision(model: onnx.ModelProto) -> str:
-    """``int8`` with Q/DQ nodes, ``fp16`` with float16 weights, else ``fp32``."""
-    import onnx
-
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
-        return "int8"
-    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
-        return "fp16"
-    return "fp32"
-
-
 def _known_target(metadata: Mapping[str, Any]) -> str | None:
     """The target named in a file's metadata; None for a file sbdeploy did not write."""
     name = metadata.get("target")
@@ -285,7 +272,7 @@ def describe_file(path: str | Path) -> DeployFile:
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist")
     if path.suffix == ".onnx":
-        from sbdeploy.export.metadata import load_onnx, read_metadata
+        from sbdeploy.export.metadata import load_onnx, onnx_precision, read_metadata
 
         model = load_onnx(path)
         metadata = read_metadata(model)

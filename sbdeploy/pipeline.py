@@ -389,9 +389,11 @@ def served_artifacts(folder: str | Path) -> tuple[list[ServedArtifact], list[str
     Served: every SB file (``model.*``) whose parity passed, except fixed-batch ONNX files
     with a batch above 1 (Triton's dynamic batcher sends any batch of 1..max_batch_size; a
     file that takes exactly 8 images would refuse the rest: serve ``model.onnx`` or an
-    engine for batches, the batch-1 file for batch-1 latency). Baseline files are not
-    served. Model names are the file names without the extension, dots as underscores
-    (``model_ort-cpu_b1_fp32``).
+    engine for batches, the batch-1 file for batch-1 latency), and the ONNX file an engine
+    was built from when that engine is served (``model.trt.fp32.onnx`` beside
+    ``model.trt.fp32.engine``: the same model name, and the engine is what it was made
+    for). Baseline files are not served. Model names are the file names without the
+    extension, dots as underscores (``model_ort-cpu_b1_fp32``).
 
     Raises:
         ArtifactError: the folder holds no pipeline summary.
@@ -421,6 +423,10 @@ def served_artifacts(folder: str | Path) -> tuple[list[ServedArtifact], list[str
             notes.append(f"{file}: not served, it is missing from {folder}")
         else:
             served.append(ServedArtifact(folder / file, file.rsplit(".", 1)[0].replace(".", "_")))
+    engines = {s.name: s.path.name for s in served if s.path.suffix != ".onnx"}
+    for source in [s for s in served if s.path.suffix == ".onnx" and s.name in engines]:
+        served.remove(source)
+        notes.append(f"{source.path.name}: not served, the engine built from it ({engines[source.name]}) is served as {source.name}")
     if not served:
         raise ArtifactError(f"{folder} holds no validated SB artifact Triton can serve ({'; '.join(notes) or 'none listed'})")
     return served, notes

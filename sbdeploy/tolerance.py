@@ -44,17 +44,19 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp16": Tolerance(atol=5e-2, rtol=5e-2, min_cosine=0.999, min_top1=0.98),
     # int8 changes values by design: judge the direction of the output and the predictions.
     "int8": Tolerance(atol=None, rtol=None, min_cosine=0.98, min_top1=0.9),
-    # An fp32 TensorRT engine built with TF32 (TensorRT's and trtexec's default on Ampere and newer).
+    # An fp32 file run with TF32: a TensorRT engine built with it (TensorRT's and trtexec's default on Ampere
+    # and newer), or an fp32 ONNX on ONNX Runtime's TensorRT provider.
     "tf32": Tolerance(atol=2e-2, rtol=2e-2, min_cosine=0.9999, min_top1=0.99),
 }
 """Default pass criteria per precision of the artifact under test (overridable)."""
 
 TOLERANCE_REASONS: dict[str, str] = {
     "tf32": (
-        "fp32 engine built with TF32 (TensorRT's default): convolutions and matrix products round their inputs "
+        "fp32 run with TF32 (TensorRT's default: an engine built without --no-tf32, or any fp32 file on ONNX Runtime's "
+        "TensorRT provider, which cannot clear it): convolutions and matrix products round their inputs "
         "to a 10-bit mantissa, as fp16 does, but accumulate in fp32; on the shipped digits ResNet-20 emulated "
         "TF32 moves logits by up to 6.4e-3, so this is about 3x that, tighter than fp16's. "
-        "Build with --no-tf32 to be judged by the fp32 tolerance"
+        "Build the engine with --no-tf32 to be judged by the fp32 tolerance"
     ),
 }
 """Why a precision's tolerance is what it is, where the report should say so (validate.md)."""

@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
               "onnxruntime": ort.__version__, "torch": torch.__version__, "torch_cuda": torch.version.cuda,
               "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(),
+              # PyTorch's default: its fp32 CUDA convolutions may run on TF32 tensor cores (matrix products do not)
+              "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
               "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(), "target": args.target,
               "definitions": "speedup = base median / SB median; mac_ratio = SB MACs / base MACs; "
                              "ideal_speedup = 1 / mac_ratio; efficiency = speedup x mac_ratio",

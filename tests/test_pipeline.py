@@ -36,8 +36,10 @@ def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"] and [s["name"] for s in summary["steps"]] == ["export + passes", "engine", "validate", "bench"]
     engines = {p.name for p in out.glob("*.engine")}
-    assert (ONNX_FILES | REPORTS) <= {p.name for p in out.iterdir()}
     stack = environment.gpu_stack()  # the pipeline's own answer on this machine
+    trt_onnx = {"model.trt.fp32.onnx", "baseline.trt.fp32.onnx"} if stack.trt_ready else set()  # what the engines are built from
+    onnx_files = ONNX_FILES | trt_onnx
+    assert (onnx_files | REPORTS) <= {p.name for p in out.iterdir()}
     assert summary["engine_backend"] == ("trt" if stack.trt_ready else "ort-cpu")
     if not stack.trt_ready:  # the engine step built nothing and says so
         engine_step = summary["steps"][1]
@@ -53,8 +55,8 @@ def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
     assert timed and timed <= validated  # every timed file was validated, byte for byte
     for file, digest in validated:  # and each is the file in the run folder
         assert sha256_file(out / file) == digest, file
-    assert {f for f, _ in validated} == ONNX_FILES | engines
-    assert {f for f, _ in timed} == (ONNX_FILES | engines) - {"model.onnx"} - {f for f in ONNX_FILES if ".trt." in f}
+    assert {f for f, _ in validated} == onnx_files | engines
+    assert {f for f, _ in timed} == (onnx_files | engines) - {"model.onnx"} - trt_onnx
     references = {c["file"]: Path(c["reference"]).name for c in validation["checks"]}
     assert all(ref == ("digits_resnet20_sb" if f.startswith("model.") else "digits_resnet20") for f, ref in references.items())
     assert validation["passed"] and {c["precision"] for c in validation["checks"]} == {"fp32", "fp16"}
@@ -68,7 +70,7 @@ def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
     assert "| digits_resnet20_sb | model.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |" in (out / "bench.md").read_text()
 
     artifacts = {a["file"]: a for a in summary["artifacts"]}
-    assert set(artifacts) == ONNX_FILES | engines and all(a["parity"] is True for a in artifacts.values())
+    assert set(artifacts) == onnx_files | engines and all(a["parity"] is True for a in artifacts.values())
     assert artifacts["model.ort-cpu.b1.fp32.onnx"]["latency_ms"]["ort-cpu"]["1"] > 0  # (JSON keys are strings)
     page = (out / "summary.md").read_text()
     for file, a in artifacts.items():

@@ -29,6 +29,7 @@ from torch import nn
 from sbdeploy.artifacts import ENGINE_SUFFIXES, DeployFile, describe_file, make_artifacts, plan_artifacts
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.base import Runner
+from sbdeploy.backends.ort import TF32_NOTES
 from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, pairs_of
 from sbdeploy.bench.stability import Limits
 from sbdeploy.bench.timing import TimingPlan, measure_group, round_progress
@@ -349,6 +350,7 @@ def bench_settings(
         else:
             timed = {f.target or "foreign file" for s in subjects for (b, _, _), f in s.files.items() if b == backend}
             forms[backend] = ", ".join(sorted(timed)) or "-"
+    notes = notes + [TF32_NOTES[b] for b in backends if b in TF32_NOTES and "fp32" in precisions]  # as validate judges them
     return {
         "models": [s.label for s in subjects], "backends": list(backends), "batches": list(batches), "precisions": list(precisions),
         **plan.settings(), "threads": threads, "target": target, "forms": forms,

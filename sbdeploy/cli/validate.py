@@ -61,6 +61,10 @@ def render_validation(report) -> None:  # noqa: ANN001  (ValidationReport)
         console.print(acc)
     for a in report.artifacts:
         console.print(f"{a.file}: sha256 {a.sha256}", style="dim", highlight=False, markup=False)
+    from sbdeploy.validate.run import tf32_notes
+
+    for note in tf32_notes(report.artifacts):
+        console.print(f"TF32: {note}", style="dim", highlight=False, markup=False)
     failed = report.failures
     if report:
         console.print(f"[bold green]PASSED[/]: {len(report.checks)} checks of {len(report.file_verdicts())} files", highlight=False)

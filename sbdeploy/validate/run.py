@@ -21,6 +21,7 @@ import numpy as np
 
 from sbdeploy.artifacts import DeployFile, describe_file
 from sbdeploy.backends.base import Runner
+from sbdeploy.backends.ort import FP32_TF32, TF32_NOTES
 from sbdeploy.checkpoint import Checkpoint, load_checkpoint
 from sbdeploy.environment import Environment, collect_environment
 from sbdeploy.errors import ArtifactError, ConfigError
@@ -34,11 +35,12 @@ class Artifact:
 
     backend: str  # ort-cpu, ort-cuda, ort-trt, trt
     path: Path
-    precision: str  # fp32, tf32 (an fp32 engine built with TF32), fp16, int8
+    precision: str  # fp32, tf32 (an fp32 file run with TF32: an engine built with it, or on ort-trt), fp16, int8
     batch_sizes: tuple[int, ...]  # random-batch sizes to try (engine profiles: min, opt, max)
     max_batch: int  # largest batch one call may take
     sha256: str = ""  # of the file
     target: str | None = None  # the deploy target of its form (None: not written by sbdeploy)
+    tf32: bool | None = None  # an fp32 run on a GPU: whether it may use TF32 tensor cores (None: not such a run)
     file_info: DeployFile | None = field(default=None, compare=False, repr=False)  # what its metadata says it is
 
     @property
@@ -180,6 +182,11 @@ def artifact_of(file: DeployFile, backend: str | None = None) -> Artifact:
 
     A fixed batch is tried at that batch; a dynamic ONNX batch at :data:`DYNAMIC_BATCHES`
     (one call takes up to 32); an engine at its profile's min, opt and max.
+
+    An fp32 file run with TF32 is judged as ``tf32``, by the TF32 tolerance: an engine built
+    with TF32 (its sidecar says so), or any fp32 ONNX on ``ort-trt`` (ONNX Runtime's TensorRT
+    provider cannot clear TF32); on ``ort-cuda`` it runs without TF32 and is judged as fp32
+    (:data:`sbdeploy.backends.ort.FP32_TF32`). ``tf32`` records which.
     """
     backend = backend or file.default_backend()
     if not file.runs_on(backend):
@@ -192,8 +199,14 @@ def artifact_of(file: DeployFile, backend: str | None = None) -> Artifact:
         max_batch = sizes[-1]
     else:
         sizes, max_batch = DYNAMIC_BATCHES, 32
-    return Artifact(backend=backend, path=file.path, precision=file.precision, batch_sizes=sizes, max_batch=max_batch,
-                    sha256=file.sha256, target=file.target, file_info=file)  # fmt: skip
+    precision, tf32 = file.precision, None
+    if file.kind == "engine" and precision in ("fp32", "tf32"):
+        tf32 = precision == "tf32"  # from the sidecar (describe_file)
+    elif precision == "fp32" and backend in FP32_TF32:
+        tf32 = FP32_TF32[backend]
+        precision = "tf32" if tf32 else precision
+    return Artifact(backend=backend, path=file.path, precision=precision, batch_sizes=sizes, max_batch=max_batch,
+                    sha256=file.sha256, target=file.target, tf32=tf32, file_info=file)  # fmt: skip
 
 
 def check_same_model(file: DeployFile, checkpoint: Checkpoint) -> None:
@@ -362,16 +375,31 @@ def merge_reports(reports: Sequence[ValidationReport]) -> ValidationReport:
     )
 
 
+def tf32_notes(artifacts: Sequence[Artifact]) -> list[str]:
+    """One sentence per kind of fp32 GPU run among ``artifacts``: whether it used TF32, hence which tolerance judged it."""
+    notes = []
+    engines = {a.tf32 for a in artifacts if a.backend == "trt" and a.tf32 is not None}
+    if False in engines:
+        notes.append("fp32 engines built without TF32 (--no-tf32; the trt target's parity engine) are judged by the fp32 tolerance")
+    if True in engines:
+        notes.append("fp32 engines built with TF32 (TensorRT's default) are judged by the TF32 tolerance")
+    notes += [TF32_NOTES[b] for b in sorted({a.backend for a in artifacts if a.tf32 is not None and a.backend in TF32_NOTES})]
+    return notes
+
+
 def to_markdown(report: ValidationReport) -> str:
     """The report as Markdown: verdict, the files judged, checks table, accuracy table, tolerances."""
     lines = [f"# sbdeploy validate: {'PASSED' if report else 'FAILED'}", "", f"Reference (PyTorch training code): `{report.checkpoint}`", ""]
     verdicts = report.file_verdicts()
-    lines += ["| file | sha256 | target | backend | precision | reference | verdict |", "|---|---|---|---|---|---|---|"]
+    lines += ["| file | sha256 | target | backend | precision | TF32 | reference | verdict |", "|---|---|---|---|---|---|---|---|"]
     references = {c.file: c.reference for c in report.checks}
     for artifact in report.artifacts:
         verdict_text = "pass" if verdicts.get(artifact.file) else "**FAIL**" if artifact.file in verdicts else "-"
+        tf32 = "-" if artifact.tf32 is None else "on" if artifact.tf32 else "off"
         lines.append(f"| `{artifact.file}` | `{artifact.sha256[:16]}` | {artifact.target or '-'} | {artifact.backend} | "
-                     f"{artifact.precision} | `{references.get(artifact.file, '')}` | {verdict_text} |")  # fmt: skip
+                     f"{artifact.precision} | {tf32} | `{references.get(artifact.file, '')}` | {verdict_text} |")  # fmt: skip
+    notes = tf32_notes(report.artifacts)
+    lines += ["", *(f"- TF32: {note}." for note in notes)] if notes else []
     lines += ["", "| file | backend | precision | input | max abs | mean abs | max rel | min cosine | top-1 agree | top-5 agree | verdict |"]
     lines += ["|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in report.checks:

@@ -215,6 +215,29 @@ def test_a_run_folder_serves_its_validated_sb_artifacts_that_take_batch_1(tmp_pa
         served_artifacts(tmp_path / "repo")
 
 
+def test_a_run_folder_serves_an_engine_not_the_onnx_it_was_built_from(tmp_path: Path) -> None:
+    """On a TensorRT machine the run folder holds model.trt.fp32.onnx (validated on ort-cpu) beside the engine built from
+    it: both would be Triton model model_trt_fp32, so the engine is served and its ONNX is left out, with a note."""
+    import json
+
+    from sbdeploy.pipeline import served_artifacts
+
+    run = tmp_path / "run"
+    run.mkdir()
+    files = ("model.onnx", "model.trt.fp32.onnx", "model.trt.fp32.engine", "model.trt.fp16.engine", "baseline.trt.fp32.onnx")
+    for name in files:
+        (run / name).write_bytes(b"x")
+    (run / "summary.json").write_text(json.dumps({"artifacts": [{"file": f, "parity": True, "batch": None} for f in files]}))
+    served, notes = served_artifacts(run)
+    assert [(s.path.name, s.name) for s in served] == [
+        ("model.onnx", "model"), ("model.trt.fp32.engine", "model_trt_fp32"), ("model.trt.fp16.engine", "model_trt_fp16"),
+    ]  # fmt: skip
+    assert notes == ["model.trt.fp32.onnx: not served, the engine built from it (model.trt.fp32.engine) is served as model_trt_fp32"]
+    entries = [{"file": f, "parity": f != "model.trt.fp32.engine", "batch": None} for f in files]  # the engine failed parity
+    (run / "summary.json").write_text(json.dumps({"artifacts": entries}))
+    assert "model.trt.fp32.onnx" in [s.path.name for s in served_artifacts(run)[0]]  # then its validated ONNX is served
+
+
 def test_an_onnx_file_in_a_gpu_only_form_gets_gpu_instances(tmp_path: Path) -> None:
     from sbdeploy.export import export_onnx
 
