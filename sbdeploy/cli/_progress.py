@@ -76,7 +76,11 @@ class StepsDisplay:
         if task is None:
             return
         done = 1 if result.status == "ok" else 0
-        self._progress.update(task, description=f"{escape(result.name)}: {_MARKS[result.status]}", completed=done, total=1)
+        description = f"{escape(result.name)}: {_MARKS[result.status]}"
+        if result.status == "skipped":  # why, in its first words ("skipped: no TensorRT here (...)")
+            reason = result.detail.split(" (", 1)[0].removeprefix("skipped").lstrip(": ")
+            description += f": {escape(reason)}" if reason else ""
+        self._progress.update(task, description=description, completed=done, total=1)
         self._progress.stop_task(task)
         self._current = None
 

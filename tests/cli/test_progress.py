@@ -27,9 +27,9 @@ def test_the_pipeline_display_has_a_line_per_step_with_its_progress_then_its_out
     assert export.description == "export + passes: [green]ok[/]" and export.finished and export.stop_time is not None
 
     display.start("engine")
-    display.finish(StepResult("engine", True, 0.0, "skipped: no TensorRT here", skipped=True))
+    display.finish(StepResult("engine", True, 0.0, "skipped: no TensorRT here (TensorRT is not installed here: ...)", skipped=True))
     engine = progress.tasks[1]
-    assert engine.description == "engine: [yellow]skipped[/]" and engine.completed == 0  # an empty bar: nothing was built
+    assert engine.description == "engine: [yellow]skipped[/]: no TensorRT here" and engine.completed == 0  # an empty bar: nothing built
 
     display.start("validate")
     display.progress("model.onnx on ort-cpu: random b1", 0, 0)  # length unknown: a pulsing bar
