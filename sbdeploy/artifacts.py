@@ -33,6 +33,7 @@ from sbdeploy.errors import ArtifactError, ConfigError
 from sbdeploy.targets import CANONICAL, ENGINE_BACKENDS, ONNX_BACKENDS, TARGETS, artifact_filename, get_target, target_for
 
 if TYPE_CHECKING:
+    from sbdeploy.checkpoint import CheckpointConfig
     from sbdeploy.export import ModelSource
 
 Progress = Callable[[str, int, int], None]
@@ -194,6 +195,34 @@ class DeployFile:
         shape = self.metadata.get("input_shape")
         return None if not shape or len(shape) != 4 else (int(shape[1]), int(shape[2]), int(shape[3]))
 
+    @property
+    def weights_sha256(self) -> str | None:
+        """The sha256 of the weights it was exported from (a checkpoint's ``model.safetensors``), from the metadata."""
+        value = self.metadata.get("weights_sha256")
+        return value if isinstance(value, str) else None
+
+    def differences_from(self, config: CheckpointConfig, weights_sha256: str) -> list[str]:
+        """How the model this file was made from differs from a checkpoint's: architecture, options, input, weights.
+
+        Empty when they agree, or when the file carries no sbdeploy metadata (nothing to
+        compare). A different architecture is the one difference named (the rest follows).
+        """
+        if self.arch is None:
+            return []
+        if self.arch != config.arch:
+            return [f"architecture {self.arch} in the file, {config.arch} in the checkpoint"]
+        out = []
+        theirs, ours = self.options, dict(config.options)
+        for key in sorted(set(theirs) | set(ours)):
+            if theirs.get(key) != ours.get(key):
+                out.append(f"{key} {theirs.get(key, '(none)')} in the file, {ours.get(key, '(none)')} in the checkpoint")
+        expected = (config.in_chans, *config.input_size)
+        if self.input_shape is not None and self.input_shape != expected:
+            out.append(f"input {'x'.join(map(str, self.input_shape))} in the file, {'x'.join(map(str, expected))} in the checkpoint")
+        if self.weights_sha256 is not None and self.weights_sha256 != weights_sha256:
+            out.append(f"weights sha256 {self.weights_sha256[:12]}... in the file, {weights_sha256[:12]}... in the checkpoint")
+        return out
+
     def batch_sizes(self, wanted: Sequence[int]) -> tuple[int, ...]:
         """Of ``wanted``, the batch sizes this file takes (a fixed batch: exactly its own)."""
         if self.batch is not None:
@@ -233,10 +262,13 @@ def describe_file(path: str | Path) -> DeployFile:
     """What an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` + sidecar) is.
 
     Raises:
-        ArtifactError: not a file of either kind, or an engine without its sidecar.
+        ArtifactError: not a file of either kind, an engine without its sidecar, or an engine
+            that is not the file its sidecar describes (its sha256).
         OnnxModelError: an unreadable ONNX file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder, not an .onnx file or a TensorRT engine")
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist")
     if path.suffix == ".onnx":
@@ -249,21 +281,23 @@ def describe_file(path: str | Path) -> DeployFile:
         # the graph says the precision (a file converted after export keeps its export's metadata)
         return DeployFile(path, sha256_file(path), "onnx", onnx_precision(model), _known_target(metadata), batch, metadata=metadata)
     if path.suffix in ENGINE_SUFFIXES:
-        from sbdeploy.backends.tensorrt.sidecar import read_sidecar, sidecar_path
+        from sbdeploy.backends.tensorrt.sidecar import check_engine_hash, read_sidecar, sidecar_path
 
         sidecar = read_sidecar(path)
         if sidecar is None:
             raise ArtifactError(
                 f"{sidecar_path(path)} is missing; sbdeploy reads an engine through the sidecar `sbdeploy build-engine` writes"
             )
+        digest = sha256_file(path)
+        if digest != sidecar.engine_sha256:  # a sidecar beside another engine would describe the wrong file
+            check_engine_hash(path, sidecar)
         ranges = next(iter(sidecar.profiles[0].values())) if sidecar.profiles else None
         profile = None if ranges is None else (ranges["min"][0], ranges["opt"][0], ranges["max"][0])
         fixed = profile[0] if profile is not None and profile[0] == profile[2] else None
         metadata = dict(sidecar.onnx_metadata)
         # an fp32 engine built with TF32 (TensorRT's default) is a tf32 engine, judged by the TF32 tolerance
         precision = "tf32" if sidecar.requested_precision == "fp32" and sidecar.tf32 else sidecar.requested_precision
-        return DeployFile(path, sha256_file(path), "engine", precision, _known_target(metadata), fixed, profile=profile,
-                          metadata=metadata)  # fmt: skip
+        return DeployFile(path, digest, "engine", precision, _known_target(metadata), fixed, profile=profile, metadata=metadata)
     raise ArtifactError(f"{path}: unknown artifact type; expected an .onnx file or a TensorRT .engine/.plan")
 
 

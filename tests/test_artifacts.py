@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import onnx
 import pytest
 
 from sbdeploy.artifacts import canonical_plan, describe_file, engine_profile, make_artifacts, plan_artifacts
-from sbdeploy.errors import ArtifactError, BackendUnavailableError, ConfigError
+from sbdeploy.errors import ArtifactError, BackendUnavailableError, ConfigError, SbdeployError
 from sbdeploy.export import export_onnx, resolve_source
 from tests.serve._artifacts import fake_engine
 
@@ -132,3 +133,37 @@ def test_engines_are_built_with_the_targets_options_or_refused_without_tensorrt(
         "model.trt.fp32.engine": ("model.trt.fp32.onnx", "fp32", False, (1, 4, 4)),  # the fp32 parity engine: no TF32
         "model.trt.fp16.engine": ("model.trt.fp32.onnx", "fp16", True, (1, 4, 4)),
     }
+
+
+def test_a_file_names_how_its_model_differs_from_a_checkpoint() -> None:
+    """Architecture, options, input shape and weights, from the file's metadata; nothing to compare without metadata."""
+    import dataclasses
+
+    from sbdeploy.artifacts import DeployFile
+    from sbdeploy.checkpoint import CheckpointConfig
+
+    config = CheckpointConfig(arch="cifar_resnet20_sb", options={"num_classes": 10, "in_chans": 1, "sampling": "chessboard"},
+                              input_size=(32, 32), mean=(0.5,), std=(0.5,), class_names=tuple("0123456789"))  # fmt: skip
+    metadata = {"arch": "cifar_resnet20_sb", "options": dict(config.options), "input_shape": ["batch", 1, 32, 32],
+                "weights_sha256": "a" * 64}  # fmt: skip
+    same = DeployFile(Path("m.onnx"), "f" * 64, "onnx", "fp32", "grouped", None, metadata=metadata)
+    assert same.differences_from(config, "a" * 64) == []
+
+    def differs(**changes: object) -> list[str]:
+        return dataclasses.replace(same, metadata={**metadata, **changes}).differences_from(config, "a" * 64)
+
+    assert differs(arch="cifar_resnet32") == ["architecture cifar_resnet32 in the file, cifar_resnet20_sb in the checkpoint"]
+    assert differs(options={**config.options, "num_classes": 100}) == ["num_classes 100 in the file, 10 in the checkpoint"]
+    assert differs(input_shape=[8, 1, 97, 75]) == ["input 1x97x75 in the file, 1x32x32 in the checkpoint"]
+    assert differs(weights_sha256="b" * 64) == ["weights sha256 bbbbbbbbbbbb... in the file, aaaaaaaaaaaa... in the checkpoint"]
+    assert dataclasses.replace(same, metadata={}).differences_from(config, "a" * 64) == []  # a foreign file: nothing to compare
+
+
+def test_an_engine_that_is_not_the_file_its_sidecar_describes_is_refused(tmp_path: Path) -> None:
+    engine = fake_engine(tmp_path / "m.engine", [(1, 4, 8)])
+    assert describe_file(engine).sha256 == hashlib.sha256(engine.read_bytes()).hexdigest()
+    engine.write_bytes(engine.read_bytes()[:10])
+    with pytest.raises(SbdeployError, match="does not match its sidecar"):
+        describe_file(engine)
+    with pytest.raises(ArtifactError, match="is a folder, not an .onnx file"):
+        describe_file(tmp_path)

@@ -45,6 +45,7 @@ def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
         engine_step = summary["steps"][1]
         assert engine_step["status"] == "skipped" and engine_step["detail"].startswith("skipped: no TensorRT here") and not engines
         assert f"{stack.why_not_trt()} here" in (out / "summary.md").read_text()
+        assert "| engine | skipped | - |" in (out / "summary.md").read_text()  # no "0.0 s" for a step that did nothing
     else:
         assert engines == {"model.trt.fp32.engine", "model.trt.fp16.engine", "baseline.trt.fp32.engine", "baseline.trt.fp16.engine"}
 

@@ -37,7 +37,6 @@ from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
-from sbdeploy.targets import BACKEND_TARGETS
 
 if TYPE_CHECKING:
     from sbdeploy.export import ModelSource
@@ -85,9 +84,15 @@ class BenchSubject:
 
 
 def is_artifact_file(spec: str | Path) -> bool:
-    """Whether a ``-m`` value names an ONNX file or a TensorRT engine (rather than a checkpoint or zoo name)."""
+    """Whether a ``-m`` value names an ONNX file or a TensorRT engine (rather than a checkpoint or zoo name).
+
+    By its suffix, unless it is a checkpoint folder (one holding ``config.json``): a folder
+    named ``x.onnx`` without one is a wrong input that :func:`~sbdeploy.artifacts.describe_file` names.
+    """
+    from sbdeploy.checkpoint import CONFIG_FILE
+
     path = Path(spec)
-    return path.suffix in (".onnx", *ENGINE_SUFFIXES) and not path.is_dir()
+    return path.suffix in (".onnx", *ENGINE_SUFFIXES) and not (path / CONFIG_FILE).is_file()
 
 
 def resolve_models(specs: Sequence[str | Path], *, add_baselines: bool = True, input_size: tuple[int, int] | None = None) -> list[BenchModel]:
@@ -338,11 +343,17 @@ def bench_settings(
     """The settings block of a bench report: what ran, how long, on which files."""
     files = {f.name: f for s in subjects for f in s.files.values()}
     engines = {f.name: {"profile": list(f.profile or ()), "precision": f.precision} for f in files.values() if f.kind == "engine"}
-    forms = target or "per backend: " + ", ".join(f"{b} {BACKEND_TARGETS[b]}" for b in backends if b in BACKEND_TARGETS)
+    forms: dict[str, str] = {}  # what each backend timed: the deploy target of its files, or the training code
+    for backend in backends:
+        if backend.startswith("torch"):
+            forms[backend] = "training code"
+        else:
+            timed = {f.target or "foreign file" for s in subjects for (b, _, _), f in s.files.items() if b == backend}
+            forms[backend] = ", ".join(sorted(timed)) or "-"
     notes = notes + [TF32_NOTES[b] for b in backends if b in TF32_NOTES and "fp32" in precisions]  # as validate judges them
     return {
         "models": [s.label for s in subjects], "backends": list(backends), "batches": list(batches), "precisions": list(precisions),
-        **plan.settings(), "threads": threads, "target": forms,
+        **plan.settings(), "threads": threads, "target": target, "forms": forms,
         "fp16": "fp16" in precisions, "cuda_graph": cuda_graph, "engines": engines,
         "files": [f.to_dict() for f in files.values()], "notes": notes,
     }

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
@@ -36,28 +37,32 @@ def parse_span(text: str, option: str) -> tuple[int | None, float | None]:
 
 
 def render_warnings(report) -> None:  # noqa: ANN001  (BenchReport)
-    """Each unstable figure's reason in yellow, grouped by what to do about it (said once per group)."""
-    for advice, warnings in report.warnings_by_advice():
-        for w in warnings:
-            console.print(f"warning: {w.subject}: {w.flag.reason}", style="yellow", highlight=False, markup=False)
+    """In yellow, one line per reason listing every figure (or group) it holds for with its numbers; what to do, once per advice.
+
+    The machine's flags (load, other processes) are one line each across the groups; the
+    JSON report keeps every flag of every figure.
+    """
+    for advice, summaries in report.warning_summary():
+        for w in summaries:
+            console.print(f"warning: {w.line()}", style="yellow", highlight=False, markup=False)
         console.print(f"  what to do: {advice}", style="yellow", highlight=False, markup=False)
 
 
 def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
-    from sbdeploy.bench.report import MARKDOWN_COLUMNS, legend_lines, markdown_rows
+    from sbdeploy.bench.report import MARKDOWN_COLUMNS, legend_lines, markdown_rows, shown_columns
 
     table = Table(title="sbdeploy bench (latency per batch)")
-    gpu = any(r.stats.compute_median_ms is not None for r in report.rows)
-    shown = [i for i, c in enumerate(MARKDOWN_COLUMNS) if gpu or c != "GPU ms"]  # no empty GPU column on the CPU
+    shown = shown_columns(report.rows)  # no empty GPU column on the CPU
+    gpu = "GPU ms" in (MARKDOWN_COLUMNS[i] for i in shown)
     for i in shown:
         column = MARKDOWN_COLUMNS[i]
         left = column in ("model", "file", "form", "backend", "precision", "stable")
         table.add_column(column, justify="left" if left else "right", no_wrap=column in ("model", "file"), overflow="fold")
     for row, cells in zip(report.rows, markdown_rows(report.rows)):
-        table.add_row(*(cells[i] for i in shown), style="yellow" if row.unstable else None)
+        table.add_row(*(escape(cells[i]) for i in shown), style="yellow" if row.unstable else None)
     console.print(table)
     for line in legend_lines(report):
-        console.print(line, style="dim", highlight=False)
+        console.print(line, style="dim", highlight=False, markup=False)
     if gpu:
         console.print("GPU ms = median device compute time (CUDA events or a device-bound run), without host copies", style="dim")
     for g in report.groups:
@@ -127,7 +132,7 @@ def bench(
         )
     if report is not None:
         for path in write_report(result, report):
-            console.print(f"wrote {path}", highlight=False)
+            console.print(f"wrote {path}", highlight=False, markup=False)
     if as_json:
         print_json(result.to_dict())
     else:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.cli._render import OldLowering, console, print_json, target_flags, warn
@@ -40,13 +41,13 @@ def _parse_batch(text: str) -> str | int:
 def _render_trt(report) -> None:  # noqa: ANN001  (TrtCheckReport)
     verdict = "[green]ok[/]" if report else "[bold red]unsupported nodes[/]"
     console.print(
-        f"TensorRT check ({report.source}): {verdict}, {len(report.errors)} error(s), "
+        f"TensorRT check ({escape(report.source)}): {verdict}, {len(report.errors)} error(s), "
         f"{len(report.warnings)} warning(s), {report.nodes} nodes, opset {report.opset}",
         highlight=False,
     )
     for issue in report.issues:
         colour = "red" if issue.severity == "error" else "yellow"
-        console.print(f"  [{colour}]{issue.severity}[/] {issue.op_type} {issue.node}: {issue.message}", highlight=False)
+        console.print(f"  [{colour}]{issue.severity}[/] {escape(f'{issue.op_type} {issue.node}: {issue.message}')}", highlight=False)
 
 
 def export(
@@ -103,16 +104,16 @@ def export(
         for warning in result.warnings:
             warn(warning)
         meta = result.metadata
-        table = Table(title=f"passes on {meta['arch']} (target {meta['target']}: {meta['lowering']}, {meta['precision']})")
+        table = Table(title=escape(f"passes on {meta['arch']} (target {meta['target']}: {meta['lowering']}, {meta['precision']})"))
         for column in ("pass", "nodes before", "nodes after", "changed ops (before -> after)"):
             table.add_column(column, justify="left" if column in ("pass", "changed ops (before -> after)") else "right")
         for r in result.pass_reports:
             changed = ", ".join(f"{op} {a}->{b}" for op, (a, b) in r.changed_ops().items()) or "-"
-            table.add_row(r.name, str(r.nodes_before), str(r.nodes_after), changed)
+            table.add_row(escape(r.name), str(r.nodes_before), str(r.nodes_after), escape(changed))
         console.print(table)
-        console.print("ops: " + ", ".join(f"{op} {n}" for op, n in result.ops.items()), highlight=False)
+        console.print("ops: " + ", ".join(f"{op} {n}" for op, n in result.ops.items()), highlight=False, markup=False)
         _render_trt(result.trt_check)
-        console.print(f"wrote {result.path} (sha256 {result.sha256[:16]}...)", highlight=False)
+        console.print(f"wrote {result.path} (sha256 {result.sha256[:16]}...)", highlight=False, markup=False)
     if check and not result.trt_check:
         raise typer.Exit(1)
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
-from sbdeploy.cli._progress import progress_bar
+from sbdeploy.cli._progress import steps_display
 from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
 from sbdeploy.cli.bench import parse_ints, render_warnings
 
@@ -34,7 +34,7 @@ def pipeline(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench, every file kept in --out."""
-    from sbdeploy.pipeline import PipelineOptions, run_pipeline
+    from sbdeploy.pipeline import STEPS, PipelineOptions, run_pipeline
 
     folder = out or Path("runs") / Path(source).name
     forced = target_flags(target, lowering)
@@ -42,21 +42,21 @@ def pipeline(
         fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
         limit=limit, baseline=baseline, target=forced,
     )
-    with progress_bar("pipeline") as on_progress:
-        result = run_pipeline(source, folder, options, on_step=lambda name: on_progress(f"pipeline: {name}", 0, 0), on_progress=on_progress)
+    with steps_display(STEPS) as display:
+        result = run_pipeline(source, folder, options, on_step=display.start, on_progress=display.progress, on_step_done=display.finish)
     if as_json:
         print_json(result.to_dict())
     else:
-        table = Table(title=f"sbdeploy pipeline: {source} -> {folder}")
+        table = Table(title=escape(f"sbdeploy pipeline: {source} -> {folder}"))
         for column in ("step", "result", "seconds", "detail"):
             table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")
         colour = {"ok": "[green]ok[/]", "skipped": "[yellow]skipped[/]", "FAILED": "[bold red]FAILED[/]"}
         for s in result.steps:
-            table.add_row(s.name, colour[s.status], f"{s.seconds:.1f}", escape(s.detail))
+            table.add_row(escape(s.name), colour[s.status], "-" if s.skipped else f"{s.seconds:.1f}", escape(s.detail))
         console.print(table)
         if result.bench is not None:
             render_warnings(result.bench)
-        console.print(f"reports: {folder / 'summary.md'}", highlight=False)
+        console.print(f"reports: {folder / 'summary.md'}", highlight=False, markup=False)
     if not result:
         raise typer.Exit(1)
     if strict and result.bench is not None and result.bench.unstable:

@@ -49,9 +49,16 @@ def quantize_int8(
             equal to the fixed batch).
         per_channel: per-output-channel weight scales.
         op_types: op types that get Q/DQ on their inputs.
+
+    Weights the graph computes from stored ones (the grouped form's ``Tile`` of W) are folded
+    first (:func:`sbdeploy.passes.constant_folding.materialize_weights`): each is quantized as
+    a weight, per channel, as TensorRT's explicit quantization reads it.
     """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+    from sbdeploy.passes.constant_folding import materialize_weights
+
+    model = materialize_weights(model)
     name = _input_name(model)
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
     if calibration.ndim != 4 or len(calibration) == 0:

@@ -14,7 +14,7 @@ model and its baseline) into one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import FP32_TF32, TF32_NOTES
 from sbdeploy.checkpoint import Checkpoint, load_checkpoint
 from sbdeploy.environment import Environment, collect_environment
-from sbdeploy.errors import ConfigError
+from sbdeploy.errors import ArtifactError, ConfigError
 from sbdeploy.targets import get_target
 from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, OutputStats, Tolerance, output_stats, verdict
 
@@ -41,13 +41,15 @@ class Artifact:
     sha256: str = ""  # of the file
     target: str | None = None  # the deploy target of its form (None: not written by sbdeploy)
     tf32: bool | None = None  # an fp32 run on a GPU: whether it may use TF32 tensor cores (None: not such a run)
+    file_info: DeployFile | None = field(default=None, compare=False, repr=False)  # what its metadata says it is
 
     @property
     def file(self) -> str:
         return self.path.name
 
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "path": str(self.path), "file": self.file}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "file_info"}
+        return {**data, "path": str(self.path), "file": self.file}
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,26 @@ def artifact_of(file: DeployFile, backend: str | None = None) -> Artifact:
         tf32 = FP32_TF32[backend]
         precision = "tf32" if tf32 else precision
     return Artifact(backend=backend, path=file.path, precision=precision, batch_sizes=sizes, max_batch=max_batch,
-                    sha256=file.sha256, target=file.target, tf32=tf32)  # fmt: skip
+                    sha256=file.sha256, target=file.target, tf32=tf32, file_info=file)  # fmt: skip
+
+
+def check_same_model(file: DeployFile, checkpoint: Checkpoint) -> None:
+    """ArtifactError, in one line naming both models, when ``file`` was made from another model than ``checkpoint``.
+
+    Compared from the file's metadata (an engine: its sidecar's copy): architecture,
+    options, input shape and the sha256 of the weights it was exported from. A file
+    without sbdeploy metadata passes (there is nothing to compare; the run itself judges it).
+    """
+    differences = file.differences_from(checkpoint.config, checkpoint.weights_sha256)
+    if not differences:
+        return
+    where = f"the checkpoint {checkpoint.path}"
+    if file.arch != checkpoint.config.arch:
+        what = f"{file.name} holds a {file.arch} network, {where} a {checkpoint.config.arch}"
+    else:
+        what = f"{file.name} and {where} are both {file.arch} but not the same model ({'; '.join(differences)})"
+    raise ArtifactError(f"{what}: validate judges a file against the checkpoint it was exported from; give that checkpoint, "
+                        f"or export this one (`sbdeploy export {checkpoint.path} -o FILE`)")  # fmt: skip
 
 
 def onnx_artifact(path: str | Path, backend: str = "ort-cpu") -> Artifact:
@@ -258,7 +279,7 @@ def validate(
     tolerances: dict[str, Tolerance] | None = None,
     input_size: tuple[int, int] | None = None,
     seed: int = 0,
-    on_step: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> ValidationReport:
     """Run PyTorch and each artifact on the same inputs and compare every output.
 
@@ -270,7 +291,11 @@ def validate(
         tolerances: pass criteria per precision that override each artifact's target policy.
         input_size: H, W of the random batches; defaults to the checkpoint's.
         seed: seed of the random batches.
-        on_step: progress callback, called with a description before each step.
+        on_progress: called as ``(what runs now, steps done, steps in all)`` before each run on an input case.
+
+    Raises:
+        ArtifactError: an artifact's metadata names another model than the checkpoint
+            (:func:`check_same_model`); checked for every artifact before anything runs.
     """
     from sbdeploy.backends.torch_runner import TorchRunner
 
@@ -281,7 +306,18 @@ def validate(
     used: dict[str, Tolerance] = {}
     h, w = input_size or ckpt.config.input_size
     shape = (ckpt.config.in_chans, h, w)
-    step = on_step or (lambda _: None)
+    for artifact in artifacts:
+        if artifact.file_info is not None:
+            check_same_model(artifact.file_info, ckpt)
+    cases_per_artifact = [len(set(a.batch_sizes)) + (dataset is not None) for a in artifacts]
+    total = sum(cases_per_artifact) + (dataset is not None and dataset.labels is not None)
+    done = 0
+
+    def step(text: str) -> None:
+        nonlocal done
+        if on_progress is not None:
+            on_progress(text, done, total)
+        done += 1
 
     checks: list[CheckResult] = []
     accuracies: list[AccuracyResult] = []
