@@ -286,7 +286,7 @@ def _with_interval(value: float | None, interval: Interval | None, spec: str) ->
 
 
 MARKDOWN_COLUMNS = (
-    "model", "file", "form", "backend", "precision", "batch", "GMACs/img", "median ms (+-CI)", "GPU ms", "p90 ms", "p99 ms", "CV",
+    "model", "file", "form", "backend", "precision", "batch", "GMACs/img", "median ms (CI)", "GPU ms", "p90 ms", "p99 ms", "CV",
     "img/s", "speedup (CI)", "MAC ratio", "efficiency (CI)", "stable",
 )  # fmt: skip
 
@@ -307,8 +307,7 @@ def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
     cells = []
     for r in rows:
         s = r.stats
-        width = s.median_halfwidth
-        median = f"{s.median_ms:.3f}" + (f" +-{width:.1%}" if width is not None else "")
+        median = f"{s.median_ms:.3f}" + (f" ({s.median_low_ms:.3f}-{s.median_high_ms:.3f})" if s.median_halfwidth is not None else "")
         cells.append([
             r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", median,
             _fmt(s.compute_median_ms, ".3f"), f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.cv:.1%}", f"{r.throughput:.1f}",

@@ -44,22 +44,37 @@ def render_warnings(report) -> None:  # noqa: ANN001  (BenchReport)
     """
     for advice, summaries in report.warning_summary():
         for w in summaries:
-            console.print(f"warning: {w.line()}", style="yellow", highlight=False, markup=False)
-        console.print(f"  what to do: {advice}", style="yellow", highlight=False, markup=False)
+            console.print(f"warning: {w.line()}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+        console.print(f"  what to do: {advice}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+
+
+SCREEN_OMITS = ("form", "precision", "GMACs/img", "p90 ms", "p99 ms", "img/s", "MAC ratio")
+"""Columns of bench.md the terminal table leaves out, so no number is broken on 160 columns (the file name
+says the form and precision; bench.md, .csv and .json hold every column)."""
+
+
+def _screen_cell(column: str, cell: str, row) -> str:  # noqa: ANN001  (BenchRow)
+    if column == "file" and row.file is None:
+        return f"{row.form}, {row.precision}"  # a torch row: the training code, no file
+    if column == "stable":
+        return cell.replace(", ", ",\n")  # one flag a line
+    return cell.replace(" (", "\n(", 1) if column.endswith("(CI)") else cell  # the interval under its figure
 
 
 def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
+    from rich import box
+
     from sbdeploy.bench.report import MARKDOWN_COLUMNS, legend_lines, markdown_rows, shown_columns
 
-    table = Table(title="sbdeploy bench (latency per batch)")
-    shown = shown_columns(report.rows)  # no empty GPU column on the CPU
+    table = Table(title="sbdeploy bench (latency per batch)", box=box.SIMPLE_HEAD)
+    shown = [i for i in shown_columns(report.rows) if MARKDOWN_COLUMNS[i] not in SCREEN_OMITS]  # no empty GPU column on the CPU
     gpu = "GPU ms" in (MARKDOWN_COLUMNS[i] for i in shown)
     for i in shown:
         column = MARKDOWN_COLUMNS[i]
-        left = column in ("model", "file", "form", "backend", "precision", "stable")
-        table.add_column(column, justify="left" if left else "right", no_wrap=column in ("model", "file"), overflow="fold")
+        left = column in ("model", "file", "backend", "stable")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column != "stable")
     for row, cells in zip(report.rows, markdown_rows(report.rows)):
-        table.add_row(*(escape(cells[i]) for i in shown), style="yellow" if row.unstable else None)
+        table.add_row(*(escape(_screen_cell(MARKDOWN_COLUMNS[i], cells[i], row)) for i in shown), style="yellow" if row.unstable else None)
     console.print(table)
     for line in legend_lines(report):
         console.print(line, style="dim", highlight=False, markup=False)

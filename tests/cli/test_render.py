@@ -55,3 +55,26 @@ def test_bench_prints_model_and_file_names_as_text(monkeypatch: pytest.MonkeyPat
     bench_cli.render_bench(BenchReport(rows=rows, environment=collect_environment()))
     text = screen.export_text()
     assert FILE in text and "model[b1].onnx" in text and "net[v1]" in text and "net_sb[/v1]: ort-cpu b1" in text
+
+
+def test_the_bench_table_fits_160_columns_without_breaking_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from sbdeploy.bench.report import BenchReport, BenchRow, judged
+    from sbdeploy.bench.timing import LatencyStats
+    from sbdeploy.cli import bench as bench_cli
+
+    screen = Console(width=160, record=True, file=io.StringIO())
+    monkeypatch.setattr(bench_cli, "console", screen)
+    s = LatencyStats.from_samples([1.234e-3 * (1 + 0.5 * (-1) ** i) for i in range(40)])
+    s = dataclasses.replace(s, median_low_ms=1.1111, median_high_ms=18.8888)
+    file = "digits_resnet20_sb.ort-cpu.b1.fp32.onnx"
+    rows = judged([BenchRow("cifar_resnet20", "ort-cpu", 1, 100, None, s, file="cifar_resnet20.ort-cpu.b1.fp32.onnx"),
+                   BenchRow("digits_resnet20_sb", "ort-cpu", 1, 50, "cifar_resnet20", s, file=file, speedup_low=0.7777, speedup_high=1.3333),
+                   BenchRow("digits_resnet20_sb", "torch", 1, 50, None, s)], [])  # fmt: skip
+    bench_cli.render_bench(BenchReport(rows=rows, environment=collect_environment()))
+    text = screen.export_text()
+    table = text[: text.index("CI = ")]
+    assert max(len(line) for line in table.splitlines()) <= 160
+    for figure in (file, "digits_resnet20_sb", "(1.111-18.889)", "(0.78-1.33)", "(0.39-0.67)", "training code, fp32"):
+        assert figure in table, figure  # whole, not folded or cut
