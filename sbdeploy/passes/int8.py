@@ -1,26 +1,121 @@
-"""int8 pass: explicit QuantizeLinear/DequantizeLinear (QDQ) nodes from calibration data.
+"""int8 pass: a quantized model from calibration data, by a named recipe.
 
-Uses onnxruntime's static quantization (``quantize_static``, QDQ format, MinMax
-calibration). The choices are the ones TensorRT's explicit-quantization mode accepts,
-so one file runs on TensorRT 10/11 and on onnxruntime: signed int8 for activations
-and weights, symmetric (zero point 0, which TensorRT's Q/DQ require), per-channel
-weight scales, biases left in float (TensorRT's DequantizeLinear takes int8, not the
-int32 of a quantized bias), and Q/DQ pairs only around the compute ops (Conv, ConvTranspose, Gemm,
-MatMul) so every other op runs in float.
+Uses onnxruntime's static quantization (``quantize_static``, MinMax calibration). A
+:class:`Int8Recipe` names every choice (format, weight granularity, activation/weight
+types, symmetry, ``reduce_range``, bias quantization, the op types quantized), so a
+deploy target can name the recipe it runs:
+
+* :data:`TRT_INT8` — what TensorRT's explicit quantization takes: QuantizeLinear /
+  DequantizeLinear (QDQ) pairs, signed int8 activations and weights, symmetric (zero
+  point 0, which TensorRT's Q/DQ need), per-channel weight scales, biases left in float
+  (TensorRT's DequantizeLinear takes int8, not the int32 of a quantized bias), Q/DQ only
+  around the compute ops (Conv, ConvTranspose, Gemm, MatMul) so every other op runs in float.
+* :data:`ORT_CPU_INT8` — what ran fastest on ONNX Runtime's CPU provider while passing
+  the int8 gate (``scripts/bench_speedup.py --int8``, ``docs/speedup.md``).
+
+Before quantizing, every bias shared by several nodes gets its own copy with a name no
+tensor of the graph has. onnxruntime's QDQ quantizer copies a shared bias itself, naming
+the copy after the largest numeric suffix among *initializers* only
+(``QDQQuantizer._dup_initializer``, onnxruntime issue 24705): in a torch export the copy
+of bias ``add_1`` becomes ``add_16`` when an initializer ``add_15`` exists, which is also
+the name of an Add's output, so the Conv reads that Add, the graph has a cycle and the
+quantizer asserts "Graph is not a DAG". Deploy forms share biases wherever two subgroups
+of an SB share their strided conv (chessboard sampling).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
 
-from sbdeploy.errors import InputError
+from sbdeploy.errors import ConfigError, InputError, OnnxModelError
 
 DEFAULT_INT8_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+ORT_CPU_INT8_OPS: tuple[str, ...] = (
+    "Conv", "Gemm", "MatMul", "Add", "Relu", "MaxPool", "GlobalAveragePool", "Concat", "Reshape", "Unsqueeze", "Slice", "DepthToSpace",
+)  # fmt: skip
+"""Ops quantized for ONNX Runtime CPU: its int8 kernels (QLinearConv, QGemm, QLinearAdd, QLinearConcat, uint8 MaxPool,
+QLinearGlobalAveragePool) and the data-movement ops between them, so the tensors stay uint8 from conv to conv; no
+ConvTranspose (the CPU provider has no int8 kernel for it: it would run in float between a DequantizeLinear and a
+QuantizeLinear)."""
+
+_BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}  # op type -> index of its bias input
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How a float model becomes int8 (onnxruntime static quantization, MinMax calibration).
+
+    Attributes:
+        name: short name for reports.
+        format: ``"qdq"`` (QuantizeLinear/DequantizeLinear pairs around float ops; engines
+            fuse them) or ``"qoperator"`` (QLinearConv, QLinearMatMul... written out).
+        per_channel: one weight scale per output channel (else one per tensor).
+        activation_type: ``"int8"`` or ``"uint8"`` activations.
+        weight_type: ``"int8"`` or ``"uint8"`` weights.
+        activation_symmetric: zero point 0 for activations (int8) or 128 (uint8).
+        weight_symmetric: zero point 0 for weights.
+        reduce_range: 7-bit weights, for CPUs without VNNI whose u8s8 multiply-add
+            (``vpmaddubsw``) saturates in 16 bits.
+        quantize_bias: int32 biases (scale = input scale x weight scale); else float.
+        op_types: op types quantized.
+    """
+
+    name: str
+    format: Literal["qdq", "qoperator"] = "qdq"
+    per_channel: bool = True
+    activation_type: Literal["int8", "uint8"] = "int8"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    activation_symmetric: bool = True
+    weight_symmetric: bool = True
+    reduce_range: bool = False
+    quantize_bias: bool = False
+    op_types: tuple[str, ...] = DEFAULT_INT8_OPS
+
+    def __post_init__(self) -> None:
+        if self.format not in ("qdq", "qoperator"):
+            raise ConfigError(f"int8 format must be 'qdq' or 'qoperator', got {self.format!r}")
+        for kind in (self.activation_type, self.weight_type):
+            if kind not in ("int8", "uint8"):
+                raise ConfigError(f"int8 activation/weight type must be 'int8' or 'uint8', got {kind!r}")
+        if not self.op_types:
+            raise ConfigError("an int8 recipe needs at least one op type to quantize")
+
+    def describe(self) -> str:
+        """One line: ``qdq s8s8 per-channel symmetric, float bias, ops Conv/Gemm``."""
+        types = f"{'s' if self.activation_type == 'int8' else 'u'}8{'s' if self.weight_type == 'int8' else 'u'}8"
+        parts = [self.format, types, "per-channel" if self.per_channel else "per-tensor"]
+        parts.append("symmetric" if self.activation_symmetric and self.weight_symmetric else
+                     "symmetric weights" if self.weight_symmetric else "asymmetric")
+        if self.reduce_range:
+            parts.append("reduce_range")
+        return f"{' '.join(parts)}, {'int32' if self.quantize_bias else 'float'} bias, ops {'/'.join(self.op_types)}"
+
+
+TRT_INT8 = Int8Recipe(name="trt")
+"""TensorRT explicit quantization: QDQ, symmetric s8s8, per-channel, float bias, the compute ops."""
+
+ORT_CPU_INT8 = Int8Recipe(
+    name="ort-cpu",
+    activation_type="uint8",
+    activation_symmetric=False,
+    quantize_bias=True,
+    op_types=ORT_CPU_INT8_OPS,
+)
+"""ONNX Runtime CPU: QDQ, uint8 activations (asymmetric) x int8 weights (symmetric, per channel), int32 biases,
+:data:`ORT_CPU_INT8_OPS`: the form measured fastest while passing the int8 gate (``docs/speedup.md``)."""
+
+INT8_RECIPES: dict[str, Int8Recipe] = {r.name: r for r in (TRT_INT8, ORT_CPU_INT8)}
+"""Named recipes, for a deploy target to name."""
 
 
 def _input_name(model: onnx.ModelProto) -> str:
@@ -31,24 +126,72 @@ def _input_name(model: onnx.ModelProto) -> str:
     return inputs[0]
 
 
+def unshare_biases(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` in which no bias initializer feeds more than one node.
+
+    Each further consumer of a shared Conv/ConvTranspose/Gemm bias gets a copy named
+    ``<bias>.<n>``, unused by any tensor, initializer or value_info of the graph (see the
+    module docstring for why the quantizer's own copies are not safe). Numerically the
+    identity.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    initializers = {i.name: i for i in graph.initializer}
+    taken = set(initializers) | {v.name for v in (*graph.input, *graph.output, *graph.value_info)}
+    taken |= {name for node in graph.node for name in (*node.input, *node.output)}
+    seen: set[str] = set()
+    for node in graph.node:
+        index = _BIAS_INPUT.get(node.op_type)
+        if index is None or len(node.input) <= index or node.input[index] not in initializers:
+            continue
+        bias = node.input[index]
+        if bias not in seen:
+            seen.add(bias)
+            continue
+        n = 1
+        while f"{bias}.{n}" in taken:
+            n += 1
+        copy = onnx.TensorProto()
+        copy.CopyFrom(initializers[bias])
+        copy.name = f"{bias}.{n}"
+        taken.add(copy.name)
+        graph.initializer.append(copy)
+        node.input[index] = copy.name
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """onnxruntime's quantizer logs advice on the root logger; a library prints nothing."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_int8(
     model: onnx.ModelProto,
     calibration: np.ndarray,
     *,
+    recipe: Int8Recipe = TRT_INT8,
     batch_size: int = 32,
-    per_channel: bool = True,
-    op_types: Sequence[str] = DEFAULT_INT8_OPS,
 ) -> onnx.ModelProto:
-    """Quantize ``model`` to int8 QDQ form, calibrated on ``calibration``.
+    """Quantize ``model`` to int8 by ``recipe``, calibrated on ``calibration``.
 
     Args:
         model: a float32 model with one input (NCHW).
-        calibration: preprocessed (normalized) inputs ``[N, C, H, W]`` float32; a few
-            hundred real images.
-        batch_size: calibration batch size (the model must accept it: dynamic batch, or
-            equal to the fixed batch).
-        per_channel: per-output-channel weight scales.
-        op_types: op types that get Q/DQ on their inputs.
+        calibration: preprocessed (normalized) inputs ``[N, C, H, W]`` float32 from the
+            model's input distribution; a few hundred real images.
+        recipe: the quantized form (:data:`TRT_INT8`, :data:`ORT_CPU_INT8` or another).
+        batch_size: calibration batch size, at most (a fixed-batch model uses its own batch).
+
+    Raises:
+        InputError: calibration data of the wrong shape or too few images.
+        OnnxModelError: the quantized graph fails ``onnx.checker``.
     """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -59,6 +202,9 @@ def quantize_int8(
     dims = model.graph.input[[i.name for i in model.graph.input].index(name)].type.tensor_type.shape.dim
     if dims and dims[0].HasField("dim_value"):
         batch_size = dims[0].dim_value
+        if len(calibration) < batch_size:
+            raise InputError(f"the model's fixed batch is {batch_size}: give at least {batch_size} calibration images, got {len(calibration)}")
+    batch_size = max(1, min(batch_size, len(calibration)))
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -70,20 +216,29 @@ def quantize_int8(
             batch = next(self._batches, None)
             return None if batch is None else {name: batch}
 
-    if len(calibration) < batch_size:
-        raise InputError(f"need at least {batch_size} calibration images, got {len(calibration)}")
-    with tempfile.TemporaryDirectory(prefix="sbdeploy-int8-") as tmp:
+    types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    with tempfile.TemporaryDirectory(prefix="sbdeploy-int8-") as tmp, _quiet_quantizer():
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(model, source)
+        onnx.save(unshare_biases(model), source)
         quantize_static(
             str(source),
             str(target),
             _Reader(),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=per_channel,
-            op_types_to_quantize=list(op_types),
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+            quant_format=QuantFormat.QDQ if recipe.format == "qdq" else QuantFormat.QOperator,
+            activation_type=types[recipe.activation_type],
+            weight_type=types[recipe.weight_type],
+            per_channel=recipe.per_channel,
+            reduce_range=recipe.reduce_range,
+            op_types_to_quantize=list(recipe.op_types),
+            extra_options={
+                "ActivationSymmetric": recipe.activation_symmetric,
+                "WeightSymmetric": recipe.weight_symmetric,
+                "QuantizeBias": recipe.quantize_bias,
+            },
         )
-        return onnx.load(target)
+        quantized = onnx.load(target)
+    try:
+        onnx.checker.check_model(quantized)
+    except onnx.checker.ValidationError as error:
+        raise OnnxModelError(f"the int8 model fails onnx.checker ({error}); please report this as a bug") from None
+    return quantized
