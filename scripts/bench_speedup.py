@@ -12,7 +12,9 @@ eager (baseline vs the SB training form and vs the deploy form) and, where CUDA 
 present, PyTorch CUDA fp32/fp16 (``--cuda-only``: those rows alone, as scripts/gpu_check.sh
 runs it). Prints a table of latency, realized speedup with its 95% interval, MAC ratio and
 efficiency, writes JSON, and with ``--profile`` adds onnxruntime's per-op-type time for
-both graphs.
+both graphs. ``--int8`` adds a row of both networks quantized by the ORT CPU int8 recipe
+(:data:`sbdeploy.passes.int8.ORT_CPU_INT8`), timed as a pair the same way; the report
+names the CPU's int8 instructions (:func:`sbdeploy.environment.cpu_int8_support`).
 
 Every figure says how sure it is: each row carries the spread of both networks' runs
 (std, CV, p90, p99, min) and the product's 95% intervals
@@ -48,10 +50,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sbdeploy.backends.ort import OrtRunner  # noqa: E402
 from sbdeploy.bench.timing import GroupResult, LatencyStats, Pair, TimingPlan, measure_group  # noqa: E402
+from sbdeploy.environment import cpu_int8_support  # noqa: E402
 from sbdeploy.export import export_module  # noqa: E402
 from sbdeploy.flops import count_macs  # noqa: E402
 from sbdeploy.models import create_model, model_info  # noqa: E402
 from sbdeploy.nn.phase import TARGETS, deploy_form  # noqa: E402
+from sbdeploy.passes.int8 import ORT_CPU_INT8, quantize_int8  # noqa: E402
 
 PAIRS = {
     "cifar_resnet56": ((1, 32), (32, 32)),
@@ -157,6 +161,8 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
         result = measure({"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args), ["sb"], mac_ratio)
     row = _row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_ort_vs_torch=ort_err, max_abs_err_deploy_vs_train_form=err)
     rows.append(row)
+    if args.int8:
+        rows.append(int8_row(base_name, batch, paths, feed, mac_ratio, args, workdir))
     if args.profile:
         runs = max(3, min(20, args.reps // 10))
         row["profile"] = {k: op_profile(paths[k], feed, args.threads, runs, workdir) for k in ("base", "sb")}
@@ -177,6 +183,23 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     if torch.cuda.is_available():
         rows.extend(_bench_cuda(base, sb, x, base_name, batch, mac_ratio, args))
     return rows
+
+
+def int8_row(pair: str, batch: int, paths: dict[str, Path], feed: dict[str, np.ndarray], mac_ratio: float,
+             args: argparse.Namespace, workdir: Path) -> dict:
+    """The same baseline and SB exports quantized by :data:`ORT_CPU_INT8`, timed as a pair on ORT CPU.
+
+    Calibrated on standard-normal inputs (the networks have random weights; the speed does
+    not depend on the calibration). ``scripts/bench_int8.py`` times int8 against fp32 and the
+    other quantized forms.
+    """
+    calibration = np.random.default_rng(0).standard_normal((max(batch, 8), *feed["input"].shape[1:]), dtype=np.float32)
+    int8 = {key: workdir / f"{key}.int8.onnx" for key in ("base", "sb")}
+    for key, path in int8.items():
+        path.write_bytes(quantize_int8(onnx.load(paths[key]), calibration, recipe=ORT_CPU_INT8, batch_size=batch).SerializeToString())
+    with OrtRunner(int8["base"], threads=args.threads) as base_run, OrtRunner(int8["sb"], threads=args.threads) as sb_run:
+        result = measure({"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args), ["sb"], mac_ratio)
+    return _row(pair, batch, f"ort-cpu-{args.threads}t int8", result, int8_recipe=ORT_CPU_INT8.describe())
 
 
 def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:  # noqa: ANN001
@@ -208,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip PyTorch eager timings")
     parser.add_argument("--cuda-only", action="store_true", help="only the PyTorch CUDA fp32/fp16 rows (none without CUDA)")
     parser.add_argument("--profile", action="store_true", help="add onnxruntime per-op-type profiles")
+    parser.add_argument("--int8", action="store_true", help="add int8 rows: both networks quantized by the ORT CPU recipe")
     parser.add_argument("--out", type=Path, default=Path("bench_speedup.json"))
     args = parser.parse_args(argv)
 
@@ -219,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.extend(bench_pair(pair, batch, args, Path(tmp)))
                 _print_rows([r for r in rows if r["pair"] == pair and r["batch"] == batch], header=False)
     report = {"command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
-              "onnxruntime": ort.__version__, "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+              "onnxruntime": ort.__version__, "cpu_int8": cpu_int8_support().describe(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
               "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(),
               "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(), "target": args.target,
               "definitions": "speedup = base median / SB median; mac_ratio = SB MACs / base MACs; "
