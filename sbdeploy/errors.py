@@ -6,6 +6,15 @@ exit code, never a traceback.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean a or b?)`` for the choices close to ``name``, else an empty string (for error messages)."""
+    close = difflib.get_close_matches(name, list(choices), n=2)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
 
 class SbdeployError(Exception):
     """Base of every error that is the user's to fix (bad input, missing backend...)."""

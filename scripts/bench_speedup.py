@@ -1,8 +1,9 @@
 """Measured speedup of SB networks over their baselines, next to the MAC ratio.
 
 For each (baseline, SB) pair and batch size: export both to ONNX with the product's
-exporter (:func:`sbdeploy.export.export_module`, the SB network in its deploy form for
-``--target``, as ``sbdeploy export --target`` writes it), run them on ONNX Runtime CPU
+exporter (:func:`sbdeploy.export.export_module`, each network in the deploy form of
+``--target``'s row of the target table, :mod:`sbdeploy.targets`, with the batch fixed, as
+``sbdeploy export --target T --batch N`` writes it), run them on ONNX Runtime CPU
 (:class:`sbdeploy.backends.ort.OrtRunner`) with ``--threads`` intra-op threads, timed
 *interleaved* by the product's one timing method
 (:func:`sbdeploy.bench.timing.measure_group`: turns of ``--turn`` runs whose order
@@ -54,8 +55,8 @@ from sbdeploy.environment import cpu_int8_support  # noqa: E402
 from sbdeploy.export import export_module  # noqa: E402
 from sbdeploy.flops import count_macs  # noqa: E402
 from sbdeploy.models import create_model, model_info  # noqa: E402
-from sbdeploy.nn.phase import TARGETS, deploy_form  # noqa: E402
 from sbdeploy.passes.int8 import ORT_CPU_INT8, quantize_int8  # noqa: E402
+from sbdeploy.targets import TARGETS, get_target  # noqa: E402
 
 PAIRS = {
     "cifar_resnet56": ((1, 32), (32, 32)),
@@ -147,7 +148,7 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     x = torch.randn(batch, 3, *size)
     if args.cuda_only:
         return _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) if torch.cuda.is_available() else []
-    deployed = deploy_form(sb, args.target)
+    deployed = get_target(args.target).deploy_form(sb)
     with torch.no_grad():
         err = (deployed(x) - sb(x)).abs().max().item()
     rows = []
@@ -204,7 +205,7 @@ def int8_row(pair: str, batch: int, paths: dict[str, Path], feed: dict[str, np.n
 
 def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:  # noqa: ANN001
     rows = []
-    gpu_form = deploy_form(sb, "ort-cuda")
+    gpu_form = get_target("ort-cuda").deploy_form(sb)
     for dtype in (torch.float32, torch.float16):
         b, s, xx = base.cuda().to(dtype), gpu_form.cuda().to(dtype), x.cuda().to(dtype)
 
@@ -245,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
               "onnxruntime": ort.__version__, "cpu_int8": cpu_int8_support().describe(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
               "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(),
+              # PyTorch's default: its fp32 CUDA convolutions may run on TF32 tensor cores (matrix products do not)
+              "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
               "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(), "target": args.target,
               "definitions": "speedup = base median / SB median; mac_ratio = SB MACs / base MACs; "
                              "ideal_speedup = 1 / mac_ratio; efficiency = speedup x mac_ratio",

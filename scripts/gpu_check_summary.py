@@ -42,12 +42,23 @@ def machine(out: Path) -> tuple[list[str], bool]:
     return lines, True
 
 
+def _skip_reason(case: ET.Element) -> str:
+    """Why a test (or a whole module, skipped at collection) was skipped, in its own words."""
+    skipped = case.find("skipped")
+    message = (skipped.get("message") or "") if skipped is not None else ""
+    if message == "collection skipped" and skipped is not None:  # the text is "('path', line, 'Skipped: why')"
+        message = (skipped.text or "").rsplit("Skipped: ", 1)[-1].rstrip("')")
+    return message.replace("Skipped: ", "")[:110]
+
+
 def tests(out: Path) -> tuple[list[str], bool]:
     try:
         root = ET.parse(out / "pytest-gpu.xml").getroot()
     except (OSError, ET.ParseError):
         return ["GPU tests: no JUnit XML (see pytest-gpu.log)"], False
-    cases = list(root.iter("testcase"))
+    everything = list(root.iter("testcase"))
+    modules = [c for c in everything if not c.get("classname") and c.find("skipped") is not None]  # skipped at collection
+    cases = [c for c in everything if c not in modules]
     failed = [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
     skipped = [c for c in cases if c.find("skipped") is not None]
     passed = len(cases) - len(failed) - len(skipped)
@@ -56,8 +67,17 @@ def tests(out: Path) -> tuple[list[str], bool]:
         problem = case.find("failure") if case.find("failure") is not None else case.find("error")
         message = (problem.get("message") or "").splitlines()[0][:110] if problem is not None else ""
         lines.append(f"  FAILED {case.get('classname')}.{case.get('name')}: {message}")
-    reasons = Counter((c.find("skipped").get("message") or "").replace("Skipped: ", "")[:110] for c in skipped)  # type: ignore[union-attr]
-    lines += [f"  skipped {n}x: {reason}" for reason, n in reasons.most_common(6)]
+    reasons = Counter(_skip_reason(c) for c in skipped)
+    lines += [f"  skipped {n}x: {reason}" for reason, n in reasons.most_common(4)]
+    if len(reasons) > 4:
+        others = len(reasons) - 4
+        lines.append(f"  skipped {sum(n for _, n in reasons.most_common()[4:])}x for {others} other reason{'s' * (others > 1)} (pytest-gpu.log)")
+    needs_trt = sum(n for reason, n in reasons.items() if "TensorRT" in reason or "pycuda" in reason)
+    if needs_trt:
+        lines.append(f"  {needs_trt} of them need TensorRT: engine builds, engine parity and the pipeline on TensorRT are NOT checked here")
+    if modules:
+        why = Counter(_skip_reason(c) for c in modules)
+        lines.append(f"  {len(modules)} test modules not collected here ({'; '.join(why)})")
     return lines, not failed
 
 
@@ -67,7 +87,8 @@ def latency(out: Path) -> tuple[list[str], bool]:
         return ["PyTorch CUDA latency: no report (see torch-cuda.log)"], False
     if not report.get("cuda_available"):
         return [f"PyTorch CUDA latency: skipped, no GPU (torch {report.get('torch')}, CUDA {report.get('torch_cuda') or 'none'})"], True
-    lines = ["PyTorch CUDA latency, median ms (baseline / SB), speedup [95% interval], MAC ratio:"]
+    tf32 = {True: "TF32 convolutions (PyTorch's default)", False: "no TF32"}.get(report.get("cudnn_allow_tf32"), "TF32 not recorded")
+    lines = [f"PyTorch CUDA latency, median ms (baseline / SB), speedup [95% interval], MAC ratio; float32 with {tf32}:"]
     for r in report["rows"]:
         lo, hi = r.get("speedup_ci95", [float("nan"), float("nan")])
         lines.append(

@@ -19,6 +19,16 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
     return subprocess.run([sys.executable, "-m", "sbdeploy", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture()
+def one_torch_thread():  # noqa: ANN201
+    """Torch on one intra-op thread for the test: the float64 checks run thousands of tiny ops, and on a
+    shared machine two threads wait on each other's barrier at every op (5x slower under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """cifar_resnet20_sb for 1-channel 32x32 digits with random (seeded) weights and BN statistics."""

@@ -10,12 +10,26 @@ fp16 on the TensorRT provider: under TensorRT 11 (always strongly typed) the pre
 is the ONNX model's own, so an fp16 ONNX (:func:`sbdeploy.passes.to_fp16`) runs in fp16
 with no option; ``trt_fp16_enable`` sets TensorRT 10.x's ``BuilderFlag.FP16``, which
 TensorRT 11 removed, and is refused there rather than building an fp32 engine silently.
+On TensorRT 10.x the provider builds weakly typed networks, which do not obey the ONNX
+model's fp16 types (microsoft/onnxruntime#18707, closed unmerged): there an fp16 ONNX gets
+``trt_fp16_enable`` by default, or its "fp16" run would compute in fp32.
+
+TF32 (:data:`FP32_TF32`): ONNX Runtime's CUDA provider lets fp32 convolutions (cuDNN) and
+GEMMs (cuBLAS) use TF32 tensor cores on Ampere and newer unless ``use_tf32`` is 0; its
+default is 1 (``bool use_tf32{true}`` in ``cuda_execution_provider_info.h``, the option of
+onnxruntime 1.18, microsoft/onnxruntime#19357 and #19426). sbdeploy judges ``ort-cuda``
+files by the strict fp32 tolerance and times them as it validates them, so the runner
+always passes ``use_tf32=0`` (:data:`CUDA_PROVIDER_OPTIONS`), to the CUDA provider and to
+the CUDA fallback of the TensorRT provider. The TensorRT provider itself builds with
+TensorRT's default TF32 and has no option to clear it (microsoft/onnxruntime#26029): its
+fp32 runs are judged by the TF32 tolerance.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +51,24 @@ PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 
+CUDA_PROVIDER_OPTIONS: Mapping[str, str] = {"use_tf32": "0"}
+"""Options of ONNX Runtime's CUDA provider in every sbdeploy session: fp32 stays fp32 (its default, 1, allows TF32)."""
+
+MIN_GPU_RELEASE = (1, 18)
+"""The first onnxruntime(-gpu) release with the CUDA provider's ``use_tf32`` option."""
+
+FP32_TF32: Mapping[str, bool] = {"ort-cuda": False, "ort-trt": True}
+"""Per GPU ONNX backend, whether an fp32 file's convolutions and matrix products run on TF32 tensor cores
+under sbdeploy's settings: ort-cuda never (``use_tf32=0``); ort-trt always (no option clears it)."""
+
+TF32_NOTES: Mapping[str, str] = {
+    "ort-cuda": "ort-cuda runs ONNX Runtime's CUDA provider with use_tf32=0 (its default is 1): fp32 files compute in fp32, "
+    "as validate judges them (the fp32 tolerance)",
+    "ort-trt": "ort-trt: ONNX Runtime's TensorRT provider builds with TensorRT's default TF32 and has no option to clear it "
+    "(microsoft/onnxruntime#26029): its fp32 runs are judged by the TF32 tolerance",
+}
+"""What a report says about each GPU ONNX backend's fp32 arithmetic (bench notes, validate.md)."""
+
 # ONNX Runtime's type strings -> numpy dtypes.
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
@@ -54,18 +86,22 @@ _ORT_DTYPES = {
 class OrtTensorrtOptions:
     """Options of ONNX Runtime's TensorRT execution provider (ignored by the other providers)."""
 
-    fp16: bool = False  # trt_fp16_enable: TensorRT 10.x's BuilderFlag.FP16 (gone in 11.x: give an fp16 ONNX instead)
+    # trt_fp16_enable: TensorRT 10.x's BuilderFlag.FP16 (gone in 11.x: give an fp16 ONNX instead);
+    # None: on for an fp16 ONNX on TensorRT 10.x (whose weakly typed build would run it in fp32), else off
+    fp16: bool | None = None
     engine_cache_dir: Path | None = None  # trt_engine_cache_path: reuse built engines across sessions
     timing_cache_dir: Path | None = None  # trt_timing_cache_path: reuse kernel timings across builds
     opt_level: int = 3  # trt_builder_optimization_level, 0..5
     workspace_mib: int | None = None  # trt_max_workspace_size
 
-    def provider_options(self, *, tensorrt_major: int | None = None) -> dict[str, str]:
+    def provider_options(self, *, tensorrt_major: int | None = None, fp16_model: bool = False) -> dict[str, str]:
         """The provider options as ONNX Runtime takes them (strings).
 
         Args:
             tensorrt_major: the TensorRT major version the provider runs on, when known;
                 ``fp16`` is refused on 11 and later (no FP16 builder flag there).
+            fp16_model: the ONNX model holds fp16 weights (:func:`sbdeploy.passes.to_fp16`'s output):
+                with ``fp16=None`` it gets the FP16 flag on TensorRT 10.x.
         """
         if not 0 <= self.opt_level <= 5:
             raise ConfigError(f"TensorRT optimization level must be 0..5, got {self.opt_level}")
@@ -75,7 +111,8 @@ class OrtTensorrtOptions:
                 "and takes the precision from the model: run an fp16 ONNX (sbdeploy.passes.to_fp16; bench --fp16 does) "
                 "with fp16 off"
             )
-        options = {"trt_fp16_enable": str(self.fp16), "trt_builder_optimization_level": str(self.opt_level)}
+        fp16 = self.fp16 if self.fp16 is not None else fp16_model and tensorrt_major is not None and tensorrt_major < 11
+        options = {"trt_fp16_enable": str(fp16), "trt_builder_optimization_level": str(self.opt_level)}
         if self.engine_cache_dir is not None:
             options |= {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(self.engine_cache_dir)}
         if self.timing_cache_dir is not None:
@@ -83,6 +120,21 @@ class OrtTensorrtOptions:
         if self.workspace_mib is not None:
             options["trt_max_workspace_size"] = str(self.workspace_mib << 20)
         return options
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"1.18.1"`` -> ``(1, 18)``: the major and minor release of a version string."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+
+
+def _has_fp16_weights(path: Path) -> bool:
+    """Whether the ONNX file is an fp16 model; False when it cannot be read (the session then says why, in one line)."""
+    from sbdeploy.export.metadata import load_onnx, onnx_precision
+
+    try:
+        return onnx_precision(load_onnx(path)) == "fp16"
+    except OnnxModelError:
+        return False
 
 
 class OrtRunner(Runner):
@@ -115,20 +167,20 @@ class OrtRunner(Runner):
         self.trt_options = trt_options or OrtTensorrtOptions()
         self._session: onnxruntime.InferenceSession | None = None
 
-    def _providers(self) -> list[str | tuple[str, dict[str, str]]]:
+    def providers(self) -> list[str | tuple[str, dict[str, str]]]:
+        """The execution providers, with their options, that the session is made with (in priority order)."""
         if self.provider == "cpu":
             return ["CPUExecutionProvider"]
+        cuda = ("CUDAExecutionProvider", dict(CUDA_PROVIDER_OPTIONS))
         if self.provider == "cuda":
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            return [cuda, "CPUExecutionProvider"]
         from sbdeploy import environment
 
         version = environment.gpu_stack().tensorrt
         major = int(version.split(".")[0]) if version else None
-        return [
-            ("TensorrtExecutionProvider", self.trt_options.provider_options(tensorrt_major=major)),
-            "CUDAExecutionProvider",
-            "CPUExecutionProvider",
-        ]
+        fp16_model = self.trt_options.fp16 is None and major is not None and major < 11 and _has_fp16_weights(self.path)
+        options = self.trt_options.provider_options(tensorrt_major=major, fp16_model=fp16_model)
+        return [("TensorrtExecutionProvider", options), cuda, "CPUExecutionProvider"]
 
     def _activate(self) -> None:
         import onnxruntime as ort
@@ -140,13 +192,18 @@ class OrtRunner(Runner):
                 f"{self.name}: ONNX Runtime {ort.__version__} here has no {wanted} (available: {', '.join(available)}); "
                 "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use the embedded default --backends ort-cpu"
             )
+        if self.provider != "cpu" and _release(ort.__version__) < MIN_GPU_RELEASE:
+            raise BackendUnavailableError(
+                f"{self.name}: ONNX Runtime {ort.__version__}'s CUDA provider has no use_tf32 option, so its fp32 runs would use "
+                f"TF32 and fail the fp32 parity check; pip install 'onnxruntime-gpu>={'.'.join(map(str, MIN_GPU_RELEASE))}'"
+            )
         if not self.path.is_file():
             raise OnnxModelError(f"{self.path} does not exist; export one with `sbdeploy export`")
         options = ort.SessionOptions()
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
         try:
-            session = ort.InferenceSession(str(self.path), sess_options=options, providers=self._providers())
+            session = ort.InferenceSession(str(self.path), sess_options=options, providers=self.providers())
         except Exception as error:  # onnxruntime raises its own untyped exceptions for bad files
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise OnnxModelError(

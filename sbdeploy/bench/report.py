@@ -28,7 +28,7 @@ MACHINE_FLAG_KINDS = ("load", "busy")
 
 @dataclass(frozen=True)
 class BenchRow:
-    """One model on one backend at one batch size."""
+    """One file (or, on torch, one module) on one backend at one batch size."""
 
     model: str
     backend: str
@@ -41,6 +41,20 @@ class BenchRow:
     speedup_low: float | None = None  # the speedup's interval (paired bootstrap over turns)
     speedup_high: float | None = None
     flags: tuple[Flag, ...] = ()  # why this figure is not to be trusted (none: stable)
+    precision: str = "fp32"
+    target: str | None = None  # the deploy target of the file's form (None: the torch module, or a foreign file)
+    file: str | None = None  # the file timed (None: the torch module)
+    sha256: str | None = None  # of that file
+
+    @property
+    def form(self) -> str:
+        """What ran: the file's deploy target, the training code itself on torch, ``-`` when not known."""
+        return self.target or ("training code" if self.backend.startswith("torch") else "-")
+
+    @property
+    def key(self) -> tuple[str, str, int, str]:
+        """(model, backend, batch, precision): what identifies a row, and pairs it with its baseline's."""
+        return (self.model, self.backend, self.batch, self.precision)
 
     @property
     def throughput(self) -> float:
@@ -71,6 +85,7 @@ class BenchRow:
     def flat(self) -> dict[str, object]:
         row = {k: v for k, v in asdict(self).items() if k not in ("stats", "flags")}
         row.update(self.stats.to_dict())
+        row["form"] = self.form
         row["throughput_img_s"] = self.throughput
         row["efficiency"] = self.efficiency
         bounds = self.efficiency_interval
@@ -123,7 +138,8 @@ class BenchReport:
         """Every flag once: machine flags per group, the others per row."""
         out = [BenchWarning(f"{g.backend} batch {g.batch}", f) for g in self.groups for f in g.flags]
         for r in self.rows:
-            out += [BenchWarning(f"{r.model} on {r.backend} batch {r.batch}", f) for f in r.flags if f.kind not in MACHINE_FLAG_KINDS]
+            subject = f"{r.model} on {r.backend} batch {r.batch}" + ("" if r.precision == "fp32" else f" {r.precision}")
+            out += [BenchWarning(subject, f) for f in r.flags if f.kind not in MACHINE_FLAG_KINDS]
         return out
 
     def warnings_by_advice(self) -> list[tuple[str, list[BenchWarning]]]:
@@ -163,11 +179,11 @@ def group_rows(
 
 
 def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
-    """Fill speedup and MAC ratio of each SB row from its baseline's row (same backend, batch)."""
-    index = {(r.model, r.backend, r.batch): r for r in rows}
+    """Fill speedup and MAC ratio of each SB row from its baseline's row (same backend, batch and precision)."""
+    index = {r.key: r for r in rows}
     out = []
     for r in rows:
-        base = index.get((r.baseline, r.backend, r.batch)) if r.baseline else None
+        base = index.get((r.baseline, r.backend, r.batch, r.precision)) if r.baseline else None
         if base is None:
             out.append(r)
             continue
@@ -178,14 +194,14 @@ def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
 def with_flags(rows: list[BenchRow], groups: Sequence[BenchGroup], limits: Limits = Limits()) -> list[BenchRow]:
     """Each row with its flags: its group's machine flags, its runs' spread, its headline interval, its efficiency."""
     machine = {(g.backend, g.batch): g.flags for g in groups}
-    paired: set[tuple[str | None, str, int]] = set()
+    paired: set[tuple[str | None, str, int, str]] = set()
     for r in rows:
         if r.speedup is not None:
-            paired |= {(r.model, r.backend, r.batch), (r.baseline, r.backend, r.batch)}
+            paired |= {r.key, (r.baseline, r.backend, r.batch, r.precision)}
     out = []
     for r in rows:
         flags = list(machine.get((r.backend, r.batch), ()))
-        flags += latency_flags(r.stats, limits, paired=(r.model, r.backend, r.batch) in paired)
+        flags += latency_flags(r.stats, limits, paired=r.key in paired)
         if r.speedup is not None:
             flags += speedup_flags(r.speedup, r.speedup_interval, r.mac_ratio, limits)
         out.append(dataclasses.replace(r, flags=tuple(flags)))
@@ -208,8 +224,8 @@ def _with_interval(value: float | None, interval: Interval | None, spec: str) ->
 
 
 MARKDOWN_COLUMNS = (
-    "model", "backend", "batch", "GMACs/img", "median ms (+-CI)", "GPU ms", "p90 ms", "p99 ms", "CV", "img/s",
-    "speedup (CI)", "MAC ratio", "efficiency (CI)", "stable",
+    "model", "file", "form", "backend", "precision", "batch", "GMACs/img", "median ms (+-CI)", "GPU ms", "p90 ms", "p99 ms", "CV",
+    "img/s", "speedup (CI)", "MAC ratio", "efficiency (CI)", "stable",
 )  # fmt: skip
 
 
@@ -226,7 +242,7 @@ def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
         width = s.median_halfwidth
         median = f"{s.median_ms:.3f}" + (f" +-{width:.1%}" if width is not None else "")
         cells.append([
-            r.model, r.backend, str(r.batch), f"{r.macs / 1e9:.3f}", median,
+            r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", median,
             _fmt(s.compute_median_ms, ".3f"), f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.cv:.1%}", f"{r.throughput:.1f}",
             _with_interval(r.speedup, r.speedup_interval, ".2f"), _fmt(r.mac_ratio, ".3f"),
             _with_interval(r.efficiency, r.efficiency_interval, ".2f"), stable_cell(r),
@@ -244,7 +260,8 @@ def legend_lines(report: BenchReport) -> list[str]:
     conf = f"{confidence_of(report):.0%}"
     return [
         f"CI = {conf} bootstrap interval over the turns of the interleaved schedule (for speedup: paired turns, ratio of medians).",
-        "speedup = baseline median / SB median (same backend and batch); efficiency = speedup x MAC ratio (1 = the MAC ratio's ideal).",
+        "speedup = baseline median / SB median (same backend, batch and precision); efficiency = speedup x MAC ratio "
+        "(1 = the MAC ratio's ideal).",
         "CV = standard deviation / mean of the runs; stable = no flag (see the warnings).",
     ]
 
@@ -254,6 +271,9 @@ def to_markdown(report: BenchReport) -> str:
     lines = ["# sbdeploy bench", "", "| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "---|" * len(MARKDOWN_COLUMNS)]
     lines += ["| " + " | ".join(cells) + " |" for cells in markdown_rows(report.rows)]
     lines += [""] + [f"{line}  " for line in legend_lines(report)] + [""]
+    files = {r.file: r.sha256 for r in report.rows if r.file}
+    if files:
+        lines += ["## Files timed", "", "| file | sha256 |", "|---|---|"] + [f"| `{f}` | `{h}` |" for f, h in files.items()] + [""]
     grouped = report.warnings_by_advice()
     if grouped:
         lines += ["## Warnings: unstable figures", ""]
@@ -320,6 +340,11 @@ def _plain_log_ticks(axis: object, values: Sequence[float]) -> None:
     axis.set_minor_formatter(FuncFormatter(minor))  # type: ignore[attr-defined]
 
 
+def _series(row: BenchRow) -> str:
+    """A row's series in the plots: its model, and its precision when not fp32 (fp16 files beside fp32 ones)."""
+    return row.model if row.precision == "fp32" else f"{row.model} ({row.precision})"
+
+
 def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
     """Median latency per image against GMACs per image, log-log, one panel per backend.
 
@@ -331,7 +356,7 @@ def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
     from matplotlib.lines import Line2D
 
     backends = list(dict.fromkeys(r.backend for r in report.rows)) or ["-"]
-    models = list(dict.fromkeys(r.model for r in report.rows))
+    models = list(dict.fromkeys(_series(r) for r in report.rows))
     batches = sorted({r.batch for r in report.rows})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colour = {b: colours[i % len(colours)] for i, b in enumerate(batches)}
@@ -344,7 +369,7 @@ def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
             err = None
             if s.median_low_ms is not None and s.median_high_ms is not None:
                 err = [[max(y - s.median_low_ms / r.batch, 0)], [max(s.median_high_ms / r.batch - y, 0)]]
-            ax.errorbar([r.macs / 1e9], [y], yerr=err, fmt=marker[r.model], color=colour[r.batch], markersize=8, capsize=3,
+            ax.errorbar([r.macs / 1e9], [y], yerr=err, fmt=marker[_series(r)], color=colour[r.batch], markersize=8, capsize=3,
                         markerfacecolor="white" if r.unstable else colour[r.batch], markeredgewidth=1.5)  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -396,7 +421,7 @@ def plot_speedups(report: BenchReport, path: Path) -> None:
         ax.annotate(f"{v:.2f}x", (bar.get_x() + bar.get_width() / 2, v), xytext=(0, 3), textcoords="offset points", ha="center",
                     va="bottom", fontsize=8, color="saddlebrown")  # fmt: skip
     ax.axhline(1.0, color="black", linewidth=0.8)
-    labels = [f"{r.model}\n{r.backend} b{r.batch}" for r in rows]
+    labels = [f"{r.model}\n{r.backend} {r.precision} b{r.batch}" for r in rows]
     ax.set_xticks(xs, labels, fontsize=8, rotation=30 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center")
     ax.set_xlim(-0.7, len(rows) - 0.3)
     ax.set_ylabel("speedup over baseline")

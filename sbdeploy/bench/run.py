@@ -1,41 +1,50 @@
 """``sbdeploy bench``: time networks on backends with one method, SB beside its baseline.
 
-Each model is resolved (zoo name or checkpoint folder), its baseline added when it is
-an SB network, and every backend gets the artifact it runs (the module for ``torch``,
-an ONNX export for ``ort-*``, an engine for ``trt``). The ONNX is the exact deploy form
-for the engine that runs it (:data:`DEFAULT_TARGET`: ``export --target``); a forced
-``lowering`` times the canonical interchange form with that SB lowering instead. For each backend and batch size
-all models are timed together, interleaved (:func:`~sbdeploy.bench.timing.measure_group`),
-so SB and baseline see the same machine; each group's length, intervals, machine load and
-flags go into the report (:mod:`sbdeploy.bench.report`).
+What is timed is always a file (or, for ``torch``, the module): each model given as a
+checkpoint folder or zoo name (its baseline added when it is an SB network) gets its
+artifacts from the one artifact code path (:mod:`sbdeploy.artifacts`: each backend's
+deploy target, :data:`sbdeploy.targets.BACKEND_TARGETS`, or one forced ``target``), made
+once into a folder; an ``.onnx`` file or a TensorRT engine given as a model is timed as
+it is, described by its metadata or sidecar (model, options, input shape, batch,
+precision, target), its MACs counted from the architecture by the spec's rule, and
+paired with a baseline among the given files by architecture. For each backend and
+batch size all files are timed together, interleaved
+(:func:`~sbdeploy.bench.timing.measure_group`), so SB and baseline see the same machine;
+each group's length, intervals, machine load and flags go into the report
+(:mod:`sbdeploy.bench.report`). Every row names its file, sha256, precision and form.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
 
+from sbdeploy.artifacts import ENGINE_SUFFIXES, DeployFile, describe_file, make_artifacts, plan_artifacts
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.base import Runner
-from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, group_rows, judged, pairs_of
+from sbdeploy.backends.ort import TF32_NOTES
+from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, pairs_of
 from sbdeploy.bench.stability import Limits
 from sbdeploy.bench.timing import TimingPlan, measure_group, round_progress
 from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
-from sbdeploy.nn.phase import target_lowering
+from sbdeploy.targets import BACKEND_TARGETS
+
+if TYPE_CHECKING:
+    from sbdeploy.export import ModelSource
 
 BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt")
-DEFAULT_TARGET = {"ort-cpu": "ort-cpu", "ort-cuda": "ort-cuda", "ort-trt": "trt", "trt": "trt"}
-"""The deploy target (:data:`sbdeploy.nn.phase.TARGETS`) of the ONNX each backend times by default."""
+DEFAULT_BACKENDS = ("torch", "ort-cpu")
+"""What a checkpoint or zoo name is timed on unless told otherwise (a file: the backend that runs it)."""
 
 
 @dataclass(frozen=True)
@@ -51,237 +60,289 @@ class BenchModel:
     baseline: str | None
 
 
+@dataclass(frozen=True)
+class BenchSubject:
+    """One row label to time: a model (its module for torch, its files for the other backends) or one given file.
+
+    Attributes:
+        label: the rows' model name (a given file: its file name).
+        arch: the registry architecture.
+        macs: per image, by the spec's rule.
+        baseline: the label of the subject its speedup is measured against.
+        in_chans, input_size: the input geometry.
+        module: what the torch backends time (None for a given file).
+        files: (backend, batch, precision) -> the file that backend times there.
+    """
+
+    label: str
+    arch: str
+    macs: int
+    baseline: str | None
+    in_chans: int
+    input_size: tuple[int, int]
+    module: nn.Module | None = None
+    files: Mapping[tuple[str, int, str], DeployFile] = field(default_factory=dict)
+
+
+def is_artifact_file(spec: str | Path) -> bool:
+    """Whether a ``-m`` value names an ONNX file or a TensorRT engine (rather than a checkpoint or zoo name)."""
+    path = Path(spec)
+    return path.suffix in (".onnx", *ENGINE_SUFFIXES) and not path.is_dir()
+
+
 def resolve_models(specs: Sequence[str | Path], *, add_baselines: bool = True, input_size: tuple[int, int] | None = None) -> list[BenchModel]:
     """Turn zoo names / checkpoint folders into :class:`BenchModel` s, adding missing baselines.
 
     A baseline added for an SB checkpoint is the registry's baseline with the same
     options and random weights: latency does not depend on the weights' values.
     """
+    return [m for m, _ in resolve_sources(specs, add_baselines=add_baselines, input_size=input_size)]
+
+
+def resolve_sources(
+    specs: Sequence[str | Path], *, add_baselines: bool = True, input_size: tuple[int, int] | None = None
+) -> list[tuple[BenchModel, ModelSource]]:
+    """Like :func:`resolve_models`, each with its :class:`~sbdeploy.export.ModelSource` (what its artifacts are made from)."""
     from sbdeploy.export import resolve_source
 
-    resolved: list[tuple[str, nn.Module, dict, tuple[int, int]]] = []
+    resolved = []
     for spec in specs:
         src = resolve_source(spec)
         label = Path(spec).name if Path(spec).is_dir() else str(spec)
-        resolved.append((label, src.model.eval(), {"arch": src.config.arch, **src.config.options}, input_size or src.config.input_size))
-    archs = {opts["arch"]: label for label, _, opts, _ in resolved}
+        resolved.append((label, src, input_size or src.config.input_size))
+    archs = {src.config.arch: label for label, src, _ in resolved}
     if add_baselines:
-        for label, _, opts, size in list(resolved):
-            base = model_info(opts["arch"]).baseline
+        for label, src, size in list(resolved):
+            base = model_info(src.config.arch).baseline
             if base and base not in archs:
-                options = {k: v for k, v in opts.items() if k not in ("arch", "sampling")}
-                resolved.append((base, create_model(base, **options).eval(), {"arch": base, **options}, size))
+                options = {k: v for k, v in src.config.options.items() if k != "sampling"}
+                resolved.append((base, resolve_source(base, options=options), size))
                 archs[base] = base
     models = []
-    for label, module, opts, size in resolved:
-        in_chans = int(opts.get("in_chans", 3))
-        base = model_info(opts["arch"]).baseline
-        models.append(
-            BenchModel(label, opts["arch"], module, in_chans, size, count_macs(module, size, in_chans), archs.get(base) if base else None)
-        )
+    for label, src, size in resolved:
+        config = src.config
+        base = model_info(config.arch).baseline
+        model = BenchModel(label, config.arch, src.model, config.in_chans, size, count_macs(src.model, size, config.in_chans),
+                           archs.get(base) if base else None)  # fmt: skip
+        models.append((model, src))
     return models
 
 
-@dataclass(frozen=True)
-class ArtifactPlan:
-    """One file to make before timing: an ONNX export, or a TensorRT engine built from one.
+def subjects_from_files(paths: Sequence[str | Path], backends: Sequence[str] | None, batches: Sequence[int]) -> list[BenchSubject]:
+    """One subject per given file, paired with a baseline among the files by architecture.
 
-    Attributes:
-        kind: ``"onnx"`` or ``"engine"``.
-        model: the model's label.
-        filename: the file's name in the work folder (its identity: equal names are built once).
-        lowering: the SB lowering of the ONNX export (a target's form name, e.g. ``subpixel+phase-runs``).
-        precision: ``"fp32"`` or ``"fp16"`` (fp16 ONNX keeps fp32 inputs and outputs).
-        profile: an engine's batch profile (min, opt, max), covering every batch size timed.
-        source: an engine's ONNX filename.
-        backends: the backends that run this file.
-        target: the deploy target of the export (None: the canonical form with ``lowering``).
+    A file is timed on the requested backends that run its kind (default: its own,
+    :meth:`~sbdeploy.artifacts.DeployFile.default_backend`), at its fixed batch or at the
+    requested batch sizes it takes. An SB file's baseline is a given file of the
+    registry baseline's architecture with the same precision, of the same target if
+    there is one. MACs come from the architecture and input size by the spec's rule.
     """
+    files = [describe_file(p) for p in paths]
+    names = [f.name for f in files]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"two of the given files share a name ({names}); rows are labelled by file name")
+    macs: dict[str, int] = {}
+    for f in files:
+        if f.arch is None or f.input_shape is None:
+            build = " and build it with `sbdeploy build-engine`" if f.kind == "engine" else ""
+            raise ConfigError(f"{f.name} carries no sbdeploy metadata (arch, input shape); export it with `sbdeploy export`{build}")
+        key = repr((f.arch, sorted(f.options.items()), f.input_shape))
+        if key not in macs:
+            options = {k: v for k, v in f.options.items() if k in ("num_classes", "in_chans", "sampling")}
+            in_chans, h, w = f.input_shape
+            macs[key] = count_macs(create_model(f.arch, **options).eval(), (h, w), in_chans)
 
-    kind: str
-    model: str
-    filename: str
-    lowering: str
-    precision: str
-    profile: tuple[int, int, int] | None = None
-    source: str | None = None
-    backends: tuple[str, ...] = ()
-    target: str | None = None
-    batch: int | None = None  # a fixed batch (the ort-cpu form depends on it); None: dynamic
+    def baseline_of(f: DeployFile) -> DeployFile | None:
+        arch = model_info(str(f.arch)).baseline
+        candidates = [o for o in files if arch is not None and o.arch == arch and o.precision == f.precision]
+        return next((o for o in candidates if o.target == f.target), candidates[0] if candidates else None)
+
+    subjects = []
+    for f in files:
+        assert f.arch is not None and f.input_shape is not None
+        in_chans, h, w = f.input_shape
+        runs_on = [b for b in (backends or [f.default_backend()]) if f.runs_on(b)]
+        timed = {(b, n, f.precision): f for b in runs_on for n in f.batch_sizes(batches)}
+        if not timed and not runs_on:
+            raise ConfigError(f"{f.name} would not be timed: none of --backends runs it "
+                              "(an ONNX file runs on ort-cpu, ort-cuda or ort-trt; an engine on trt)")  # fmt: skip
+        if not timed:
+            assert f.profile is not None  # only an engine's profile can exclude every batch
+            raise ConfigError(f"{f.name} would not be timed: its profile takes batches {f.profile[0]}..{f.profile[2]}, "
+                              f"none of --batch {','.join(map(str, batches))}")  # fmt: skip
+        base = baseline_of(f)
+        key = repr((f.arch, sorted(f.options.items()), f.input_shape))
+        subjects.append(BenchSubject(f.name, f.arch, macs[key], base.name if base else None, in_chans, (h, w), files=timed))
+    return subjects
 
 
-def engine_profile(batches: Sequence[int]) -> tuple[int, int, int]:
-    """The batch profile of the one engine that serves every batch size: min 1, opt = max = the largest batch.
+def subjects_from_made(
+    models: Sequence[BenchModel], made: Mapping[str, DeployFile], uses: Mapping[tuple[str, str, int, str], str]
+) -> list[BenchSubject]:
+    """One subject per model, its files the made artifacts each backend times."""
+    subjects = []
+    for m in models:
+        files = {(backend, batch, precision): made[name] for (label, backend, batch, precision), name in uses.items() if label == m.label}
+        subjects.append(BenchSubject(m.label, m.arch, m.macs, m.baseline, m.in_chans, m.input_size, module=m.module, files=files))
+    return subjects
 
-    TensorRT tunes its kernels at the opt shape; the largest batch is where
-    throughput matters most, and smaller batches still run (at their own shapes).
+
+def time_subjects(
+    subjects: Sequence[BenchSubject],
+    *,
+    backends: Sequence[str],
+    batches: Sequence[int],
+    precisions: Sequence[str] = ("fp32",),
+    plan: TimingPlan = TimingPlan(),
+    threads: int | None = None,
+    cuda_graph: bool = False,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[list[BenchRow], list[BenchGroup], list[str]]:
+    """Time every subject's file (or module, on torch) per backend and batch, all files of a (backend, batch) interleaved.
+
+    Each SB file is paired with its baseline's file of the same precision (the speedup's
+    interval over paired turns). Returns the rows (speedups and flags filled in), how each
+    group was measured, and notes for the report.
     """
-    if not batches or min(batches) < 1:
-        raise ConfigError(f"batch sizes must be >= 1, got {list(batches)}")
-    return 1, max(batches), max(batches)
+    import torch
 
-
-def plan_artifacts(
-    models: Sequence[str], backends: Sequence[str], batches: Sequence[int], *, lowering: str | None = None, fp16: bool = False
-) -> tuple[list[ArtifactPlan], dict[tuple[str, str], str]]:
-    """Which ONNX files and engines a bench run needs, each made once.
-
-    One ONNX export per (model, form, precision), shared by the backends that run the
-    same form (by default each backend's deploy target, :data:`DEFAULT_TARGET`; with
-    ``lowering`` the canonical form) and the engine build; one engine per model for ``trt``, whose profile covers every
-    batch size (:func:`engine_profile`), so it is built once and reused for all of them.
-    With ``fp16``, ``ort-*`` run an fp16 ONNX and ``trt`` an fp16 engine (built from the
-    fp32 ONNX by the builder's own fp16 pass); the torch backends stay fp32.
-
-    The ``ort-cpu`` deploy form is exported once per batch size with that batch fixed, as
-    ``sbdeploy export --batch N --target ort-cpu`` writes it: small fixed batches get the
-    stacked layout (:data:`sbdeploy.nn.phase.STACKED_MAX_MACS`).
-
-    Returns:
-        The plans in build order (an engine after its ONNX), and (model, backend, batch) -> filename.
-    """
-    plans: dict[str, ArtifactPlan] = {}
-    uses: dict[tuple[str, str, int], str] = {}
-
-    def add(plan: ArtifactPlan, backend: str) -> str:
-        known = plans.get(plan.filename, plan)
-        plans[plan.filename] = dataclasses.replace(known, backends=(*known.backends, backend))
-        return plan.filename
-
-    for model in models:
-        for backend in backends:
-            if backend.startswith("torch"):
+    if threads is not None:
+        torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    rows: list[BenchRow] = []
+    groups: list[BenchGroup] = []
+    notes: list[str] = []
+    limits = Limits.of(plan)
+    for backend in backends:
+        for batch in batches:
+            entries: list[tuple[BenchSubject, str, DeployFile | None]] = []
+            for s in subjects:
+                if backend.startswith("torch"):
+                    if s.module is not None:
+                        entries.append((s, "fp32", None))
+                    continue
+                entries += [(s, p, s.files[(backend, batch, p)]) for p in precisions if (backend, batch, p) in s.files]
+            if not entries:
                 continue
-            target = None if lowering else DEFAULT_TARGET[backend]
-            low = lowering or target_lowering(DEFAULT_TARGET[backend])
-            onnx_precision = "fp16" if fp16 and backend != "trt" else "fp32"
-            if backend == "ort-cpu" and target is not None:
-                for batch in batches:
-                    name = f"{model}.{low}.b{batch}.{onnx_precision}.onnx"
-                    uses[(model, backend, batch)] = add(ArtifactPlan("onnx", model, name, low, onnx_precision, target=target, batch=batch), backend)
-                continue
-            onnx_plan = ArtifactPlan("onnx", model, f"{model}.{low}.{onnx_precision}.onnx", low, onnx_precision, target=target)
-            onnx_name = add(onnx_plan, backend)
-            if backend == "trt":
-                precision = "fp16" if fp16 else "fp32"
-                engine = ArtifactPlan(
-                    "engine", model, f"{model}.{low}.{precision}.engine", low, precision, engine_profile(batches), onnx_name
-                )
-                onnx_name = add(engine, backend)
-            uses.update({(model, backend, batch): onnx_name for batch in batches})
-    return list(plans.values()), uses
-
-
-def _make_artifact(
-    plan: ArtifactPlan, model: BenchModel, workdir: Path, on_progress: Callable[[str, int, int], None] | None
-) -> None:
-    """Write ``plan.filename`` into ``workdir`` (its ONNX source is already there)."""
-    path = workdir / plan.filename
-    if plan.kind == "engine":
-        from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
-
-        assert plan.profile is not None and plan.source is not None
-        lo, opt, hi = plan.profile
-        options = BuildOptions(precision="fp16" if plan.precision == "fp16" else "fp32", min_batch=lo, opt_batch=opt, max_batch=hi)
-        report = (lambda phase, step, total: on_progress(f"{plan.model} engine: {phase}", step, total)) if on_progress else None
-        build_engine(workdir / plan.source, path, options, progress=report)
-        return
-    from sbdeploy.export import export_module
-
-    if on_progress:
-        on_progress(f"exporting {plan.filename}", 0, 0)
-    lowering = "grouped" if plan.target else plan.lowering  # a target's form has its own lowering
-    proto, _ = export_module(model.module, in_chans=model.in_chans, input_size=model.input_size, lowering=lowering, target=plan.target,
-                             batch="dynamic" if plan.batch is None else plan.batch)  # fmt: skip
-    if plan.precision == "fp16":
-        from sbdeploy.passes import to_fp16
-
-        proto = to_fp16(proto)
-    path.write_bytes(proto.SerializeToString())
+            fns = {}
+            keys = {(s.label, precision): f"{s.label} {precision}" for s, precision, _ in entries}
+            described = {keys[(s.label, p)]: (s.macs, keys.get((s.baseline or "", p))) for s, p, _ in entries}
+            with contextlib.ExitStack() as stack:
+                runners: list[Runner] = []
+                for s, precision, f in entries:
+                    key = keys[(s.label, precision)]
+                    opts: dict[str, object] = {"threads": threads} if backend == "ort-cpu" and threads else {}
+                    if backend == "trt" and cuda_graph:
+                        opts["cuda_graph"] = True
+                    runner: Runner = stack.enter_context(get_runner(backend, s.module if f is None else f.path, **opts))
+                    runners.append(runner)
+                    feed = {runner.input_specs()[0].name: rng.standard_normal((batch, s.in_chans, *s.input_size), dtype=np.float32)}
+                    fns[key] = runner.timed_call(feed)
+                result = measure_group(fns, plan, pairs=pairs_of(described), on_round=round_progress(f"{backend} batch {batch}", on_progress))
+                for (s, _, _), r in zip(entries, runners):
+                    notes += [f"{s.label}: {n}" for n in r.notes if f"{s.label}: {n}" not in notes]
+            groups.append(BenchGroup.of(backend, batch, result.record, limits))
+            for s, precision, f in entries:
+                key = keys[(s.label, precision)]
+                interval = result.speedups[key].interval if key in result.speedups else None
+                rows.append(BenchRow(
+                    s.label, backend, batch, s.macs, s.baseline, result.stats[key], precision=precision,
+                    speedup_low=interval.low if interval else None, speedup_high=interval.high if interval else None,
+                    target=None if f is None else f.target, file=None if f is None else f.name, sha256=None if f is None else f.sha256,
+                ))  # fmt: skip
+    return judged(rows, groups, limits), groups, notes
 
 
 def run_bench(
     specs: Sequence[str | Path],
     *,
-    backends: Sequence[str] = ("torch", "ort-cpu"),
+    backends: Sequence[str] | None = None,
     batches: Sequence[int] = (1, 8),
     plan: TimingPlan = TimingPlan(),
     threads: int | None = None,
     input_size: tuple[int, int] | None = None,
-    lowering: str | None = None,
+    target: str | None = None,
     add_baselines: bool = True,
-    fp16: bool = False,
+    precisions: Sequence[str] = ("fp32",),
     cuda_graph: bool = False,
+    workdir: str | Path | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchReport:
     """Time every model on every backend at every batch size.
 
     Args:
-        specs: zoo names or checkpoint folders.
-        backends: backend names (see :data:`BACKENDS`).
-        batches: batch sizes.
+        specs: zoo names, checkpoint folders, ``.onnx`` files, TensorRT engines.
+        backends: backend names (see :data:`BACKENDS`); default: :data:`DEFAULT_BACKENDS` for
+            checkpoints and zoo names, each file's own backend for files.
+        batches: batch sizes (a fixed-batch file is timed at its own batch).
         plan: warm-up and measuring lengths (default: adaptive, :class:`~sbdeploy.bench.timing.TimingPlan`).
         threads: intra-op threads for torch and ort-cpu (None: the library default).
-        input_size: H, W for every model (default: each model's own).
-        lowering: force the canonical form with this SB lowering for every ONNX export
-            (default: each backend's deploy target, :data:`DEFAULT_TARGET`).
-        add_baselines: also time the baseline of every SB model.
-        fp16: fp16 ONNX for ``ort-*`` and fp16 engines for ``trt`` (torch stays fp32).
+        input_size: H, W of every checkpoint or zoo model (default: each model's own).
+        target: one deploy target for every backend's artifacts (default: each backend's
+            own, :data:`sbdeploy.targets.BACKEND_TARGETS`).
+        add_baselines: also time the baseline of every SB checkpoint or zoo model.
+        precisions: the precisions to make and time (torch always runs fp32).
         cuda_graph: ``trt`` replays each enqueue as a CUDA graph (noted in the report when capture fails).
+        workdir: keep the made artifacts in this folder (default: a temporary one, removed after).
         on_progress: called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)
             and after each timed round (done of 1000: the share of the plan done).
     """
-    import torch
-
-    unknown = [b for b in backends if b not in BACKENDS]
+    if not specs:
+        raise ConfigError("give at least one model (zoo name, checkpoint folder, .onnx file or engine)")
+    names = list(backends) if backends is not None else None
+    unknown = [b for b in names or () if b not in BACKENDS]
     if unknown:
         raise ConfigError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
-    if not specs:
-        raise ConfigError("give at least one model (zoo name or checkpoint folder)")
-    if any(b < 1 for b in batches):
+    if not batches or any(b < 1 for b in batches):
         raise ConfigError(f"batch sizes must be >= 1, got {list(batches)}")
-    models = resolve_models(specs, add_baselines=add_baselines, input_size=input_size)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    plans, uses = plan_artifacts([m.label for m in models], backends, batches, lowering=lowering, fp16=fp16)
-    by_label = {m.label: m for m in models}
-    rows: list[BenchRow] = []
-    groups: list[BenchGroup] = []
+    file_specs = [s for s in specs if is_artifact_file(s)]
+    sources = [s for s in specs if not is_artifact_file(s)]
     notes: list[str] = []
-    if fp16 and any(b.startswith("torch") for b in backends):
-        notes.append("--fp16 applies to ort-* and trt; the torch backends ran in fp32")
-    if cuda_graph and "trt" not in backends:
-        notes.append("--cuda-graph applies to trt only")
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory(prefix="sbdeploy-bench-") as tmp:
-        workdir = Path(tmp)
-        for plan_ in plans:
-            _make_artifact(plan_, by_label[plan_.model], workdir, on_progress)
-        for backend in backends:
-            for batch in batches:
-                fns = {}
-                with contextlib.ExitStack() as stack:
-                    runners: list[Runner] = []
-                    for m in models:
-                        artifact = m.module if backend.startswith("torch") else workdir / uses[(m.label, backend, batch)]
-                        opts: dict[str, object] = {"threads": threads} if backend == "ort-cpu" and threads else {}
-                        if backend == "trt" and cuda_graph:
-                            opts["cuda_graph"] = True
-                        runner: Runner = stack.enter_context(get_runner(backend, artifact, **opts))
-                        runners.append(runner)
-                        feed = {runner.input_specs()[0].name: rng.standard_normal((batch, m.in_chans, *m.input_size), dtype=np.float32)}
-                        fns[m.label] = runner.timed_call(feed)
-                    described = {m.label: (m.macs, m.baseline) for m in models}
-                    result = measure_group(fns, plan, pairs=pairs_of(described), on_round=round_progress(f"{backend} batch {batch}", on_progress))
-                    for m, r in zip(models, runners):
-                        notes += [f"{m.label}: {n}" for n in r.notes if f"{m.label}: {n}" not in notes]
-                groups.append(BenchGroup.of(backend, batch, result.record, Limits.of(plan)))
-                rows += group_rows(result, backend=backend, batch=batch, models=described)
-    settings = {
-        "models": [m.label for m in models], "backends": list(backends), "batches": list(batches),
-        **plan.settings(), "threads": threads, "lowering": lowering or "deploy target per backend: " + ", ".join(f"{b} {DEFAULT_TARGET[b]}" for b in backends if b in DEFAULT_TARGET),
-        "fp16": fp16, "cuda_graph": cuda_graph,
-        "engines": {p.model: {"profile": list(p.profile or ()), "precision": p.precision} for p in plans if p.kind == "engine"},
-        "notes": notes,
+    if file_specs and input_size is not None:
+        notes.append("--input-size applies to checkpoints and zoo names; files run at the input size they were exported at")
+    subjects = subjects_from_files(file_specs, names, batches) if file_specs else []
+    if names is not None:
+        timed_backends = list(names)
+    else:  # each file's own backend, and the defaults for the models
+        timed_backends = sorted({b for s in subjects for b, _, _ in s.files}, key=BACKENDS.index)
+        if sources:
+            timed_backends = [b for b in DEFAULT_BACKENDS if b not in timed_backends] + timed_backends
+    if file_specs and any(b.startswith("torch") for b in timed_backends):
+        notes.append("torch backends time the modules of checkpoints and zoo names; the given files are not timed there")
+    timed_precisions = list(precisions) + sorted({p for s in subjects for _, _, p in s.files} - set(precisions))
+    with contextlib.ExitStack() as stack:
+        if sources:
+            if workdir is None:  # the artifacts live as long as the run
+                workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="sbdeploy-bench-"))
+            folder = Path(workdir)
+            resolved = resolve_sources(sources, add_baselines=add_baselines, input_size=input_size)
+            models = [m for m, _ in resolved]
+            plans, uses = plan_artifacts([(m.label, m.label) for m in models], timed_backends, batches, precisions=precisions, target=target)
+            made = make_artifacts(plans, {m.label: src for m, src in resolved}, folder,
+                                  input_sizes={m.label: m.input_size for m in models}, on_progress=on_progress)  # fmt: skip
+            subjects = subjects_from_made(models, made, uses) + subjects
+        if "fp16" in timed_precisions and any(b.startswith("torch") for b in timed_backends):
+            notes.append("fp16 applies to ort-* and trt; the torch backends ran in fp32")
+        if cuda_graph and "trt" not in timed_backends:
+            notes.append("--cuda-graph applies to trt only")
+        rows, groups, run_notes = time_subjects(subjects, backends=timed_backends, batches=batches, precisions=timed_precisions,
+                                                plan=plan, threads=threads, cuda_graph=cuda_graph, on_progress=on_progress)  # fmt: skip
+    settings = bench_settings(subjects, timed_backends, batches, timed_precisions, plan, threads, target, cuda_graph, notes + run_notes)
+    return BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)
+
+
+def bench_settings(
+    subjects: Sequence[BenchSubject], backends: Sequence[str], batches: Sequence[int], precisions: Sequence[str],
+    plan: TimingPlan, threads: int | None, target: str | None, cuda_graph: bool, notes: list[str],
+) -> dict[str, object]:
+    """The settings block of a bench report: what ran, how long, on which files."""
+    files = {f.name: f for s in subjects for f in s.files.values()}
+    engines = {f.name: {"profile": list(f.profile or ()), "precision": f.precision} for f in files.values() if f.kind == "engine"}
+    forms = target or "per backend: " + ", ".join(f"{b} {BACKEND_TARGETS[b]}" for b in backends if b in BACKEND_TARGETS)
+    notes = notes + [TF32_NOTES[b] for b in backends if b in TF32_NOTES and "fp32" in precisions]  # as validate judges them
+    return {
+        "models": [s.label for s in subjects], "backends": list(backends), "batches": list(batches), "precisions": list(precisions),
+        **plan.settings(), "threads": threads, "target": forms,
+        "fp16": "fp16" in precisions, "cuda_graph": cuda_graph, "engines": engines,
+        "files": [f.to_dict() for f in files.values()], "notes": notes,
     }
-    return BenchReport(rows=judged(rows, groups, Limits.of(plan)), environment=collect_environment(), settings=settings, groups=groups)

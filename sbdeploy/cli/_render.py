@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 
@@ -35,3 +36,17 @@ def human(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f}{unit}"
     return f"{n:.0f}"
+
+
+OldLowering = Annotated[str | None, typer.Option("--lowering", hidden=True, help="Old spelling of --target grouped / --target separate.")]
+"""The ``--lowering`` flag commands kept from before the target table."""
+
+
+def target_flags(target: str | None, lowering: str | None) -> str | None:
+    """The target of ``--target`` and the old ``--lowering``; a note on stderr when the old spelling is used."""
+    from sbdeploy.targets import target_option
+
+    chosen = target_option(target, lowering)
+    if lowering is not None:
+        warn(f"--lowering {lowering} is the old spelling of --target {chosen}", label="note")
+    return chosen

@@ -1,4 +1,4 @@
-"""``sbdeploy bench``: latency of models on backends, SB beside its baseline, with reports and plots."""
+"""``sbdeploy bench``: latency of models and files on backends, SB beside its baseline, with reports and plots."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import console, print_json
+from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
 from sbdeploy.cli.validate import split_list
 from sbdeploy.errors import ConfigError
 
@@ -51,8 +51,8 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
     shown = [i for i, c in enumerate(MARKDOWN_COLUMNS) if gpu or c != "GPU ms"]  # no empty GPU column on the CPU
     for i in shown:
         column = MARKDOWN_COLUMNS[i]
-        table.add_column(column, justify="left" if column in ("model", "backend", "stable") else "right", no_wrap=column == "model",
-                         overflow="fold")  # fmt: skip
+        left = column in ("model", "file", "form", "backend", "precision", "stable")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column in ("model", "file"), overflow="fold")
     for row, cells in zip(report.rows, markdown_rows(report.rows)):
         table.add_row(*(cells[i] for i in shown), style="yellow" if row.unstable else None)
     console.print(table)
@@ -72,9 +72,17 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
 
 
 def bench(
-    model: Annotated[list[str], typer.Option("--model", "-m", help="Zoo name or checkpoint folder (repeatable); SB baselines are added.")],
-    backends: Annotated[str, typer.Option(help="Comma-separated: torch, torch-cuda, ort-cpu, ort-cuda, ort-trt, trt.")] = "torch,ort-cpu",
-    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8",
+    model: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="Zoo name, checkpoint folder, .onnx file or TensorRT engine (repeatable); "
+                     "baselines of SB checkpoints and zoo names are added, files are paired among themselves."),
+    ],  # fmt: skip
+    backends: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: torch, torch-cuda, ort-cpu, ort-cuda, ort-trt, trt "
+                     "(default: torch,ort-cpu for models; the backend that runs each file for files)."),
+    ] = None,  # fmt: skip
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes (a fixed-batch file runs at its own).")] = "1,8",
     warmup: Annotated[str, typer.Option(help="Warm-up per model: iterations (10) or seconds (2s).")] = "10",
     iters: Annotated[int | None, typer.Option(help="Fixed length: timed runs per model (default: adaptive, see --budget).", min=1)] = None,
     duration: Annotated[float | None, typer.Option(help="Fixed length: measure each backend and batch for this many seconds.", min=0.01)] = None,
@@ -83,15 +91,23 @@ def bench(
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any figure is unstable (for CI gates).")] = False,
     turn: Annotated[int, typer.Option(help="Timed runs of one model in a row, after 2 untimed ones, before the next model's turn.", min=1)] = 10,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
-    input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW for every model.")] = None,
-    lowering: Annotated[str | None, typer.Option(help="Force the canonical ONNX form with this SB lowering (grouped, separate); default: each backend's exact deploy form (export --target).")] = None,
+    input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW for every checkpoint or zoo model.")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="One deploy target for every backend (grouped, separate, ort-cpu, ort-cuda, trt); "
+                     "default: each backend's own (ort-cpu -> ort-cpu, ort-cuda -> ort-cuda, ort-trt and trt -> trt)."),
+    ] = None,  # fmt: skip
+    lowering: OldLowering = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Do not add the baselines of SB models.")] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="fp16 ONNX for ort-*, fp16 engines for trt (torch stays fp32).")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also time fp16 artifacts (rows beside fp32; torch stays fp32).")] = False,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="trt: replay inference as a CUDA graph (needs cuda-python).")] = False,
+    artifacts: Annotated[
+        Path | None, typer.Option(help="Make the artifacts of checkpoints and zoo names into this folder and keep them.", file_okay=False)
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Folder for bench.json/.csv/.md and the PNG plots.", file_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Time every model on every backend and batch size, in rotating turns, with one method."""
+    """Time every model or file on every backend and batch size, in rotating turns, with one method."""
     from sbdeploy.bench.report import write_report
     from sbdeploy.bench.run import run_bench
     from sbdeploy.bench.timing import TimingPlan
@@ -100,11 +116,14 @@ def bench(
     warmup_iters, warmup_s = parse_span(warmup, "--warmup")
     plan = TimingPlan(warmup_iters=warmup_iters or 0, warmup_s=warmup_s, iters=None if duration else iters, duration_s=duration,
                       budget_s=budget, goal=ci / 100, turn=turn)  # fmt: skip
-    names, batches = split_list(backends, "--backends"), parse_ints(batch, "--batch")
+    names = None if backends is None else split_list(backends, "--backends")
+    batches = parse_ints(batch, "--batch")
+    forced = target_flags(target, lowering)
     with progress_bar() as on_progress:
         result = run_bench(
             model, backends=names, batches=batches, plan=plan, threads=threads, input_size=_parse_size(input_size),
-            lowering=lowering, add_baselines=not no_baselines, fp16=fp16, cuda_graph=cuda_graph, on_progress=on_progress,
+            target=forced, add_baselines=not no_baselines, precisions=("fp32", "fp16") if fp16 else ("fp32",),
+            cuda_graph=cuda_graph, workdir=artifacts, on_progress=on_progress,
         )
     if report is not None:
         for path in write_report(result, report):

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import console, print_json, warn
+from sbdeploy.cli._render import OldLowering, console, print_json, target_flags, warn
 from sbdeploy.errors import ConfigError
 
 
@@ -55,21 +55,24 @@ def export(
     opset: Annotated[int, typer.Option(help="Target ONNX opset (13 or newer).", min=13)] = 17,
     batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
     input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW; default: the checkpoint's.")] = None,
-    lowering: Annotated[str, typer.Option(help="SB lowering of the canonical form: grouped (one grouped pair per SB) or separate.")] = "grouped",
     target: Annotated[
         str | None,
-        typer.Option(help="Deploy form for an engine: ort-cpu, ort-cuda or trt (exact; default: the canonical form)."),
-    ] = None,
-    passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: all structural passes.")] = None,
+        typer.Option(help="Deploy target (sbdeploy.targets): grouped (the canonical interchange form, default), separate, "
+                     "ort-cpu, ort-cuda or trt (each exact)."),
+    ] = None,  # fmt: skip
+    lowering: OldLowering = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Write the fp16 artifact (fp32 inputs and outputs kept).")] = False,
+    passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: the target's.")] = None,
     sampling: Annotated[str | None, typer.Option(help="Sampling set, for a zoo name only.")] = None,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Fail when the TensorRT check finds errors.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Export a checkpoint (or zoo network) to ONNX with SB lowered to strided conv/deconv pairs."""
+    """Export a checkpoint (or zoo network) to ONNX in a deploy target's exact form."""
     from sbdeploy.export import export_onnx
-    from sbdeploy.passes import DEFAULT_PASSES
+    from sbdeploy.targets import CANONICAL
 
-    pass_names = DEFAULT_PASSES if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
+    forced = target_flags(target, lowering)
+    pass_names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
     new_folder = not output.parent.exists()
     result = export_onnx(
         source,
@@ -77,10 +80,10 @@ def export(
         opset=opset,
         batch=_parse_batch(batch),
         input_size=_parse_size(input_size),
-        lowering=lowering,
+        target=forced or CANONICAL,
+        precision="fp16" if fp16 else "fp32",
         passes=pass_names,
         options={"sampling": sampling} if sampling else None,
-        target=target,
     )
     if new_folder:
         warn(f"created folder {output.parent}", label="note")
@@ -100,7 +103,7 @@ def export(
         for warning in result.warnings:
             warn(warning)
         meta = result.metadata
-        table = Table(title=f"passes on {meta['arch']} (lowering {meta['lowering']}, target {meta['target']})")
+        table = Table(title=f"passes on {meta['arch']} (target {meta['target']}: {meta['lowering']}, {meta['precision']})")
         for column in ("pass", "nodes before", "nodes after", "changed ops (before -> after)"):
             table.add_column(column, justify="left" if column in ("pass", "changed ops (before -> after)") else "right")
         for r in result.pass_reports:

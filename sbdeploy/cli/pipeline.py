@@ -11,14 +11,14 @@ from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import console, print_json
+from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
 from sbdeploy.cli.bench import parse_ints, render_warnings
 
 
 def pipeline(
     source: Annotated[str, typer.Argument(help="Checkpoint folder (or zoo name, random weights).")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<name>).", file_okay=False)] = None,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Also make, validate and bench an fp16 artifact.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Also make, validate and bench fp16 artifacts.")] = False,
     batch: Annotated[str, typer.Option(help="Bench batch sizes, comma-separated.")] = "1,8",
     iters: Annotated[int | None, typer.Option(help="Bench: fixed length, timed runs per model (default: adaptive, see --budget).", min=1)] = None,
     budget: Annotated[float, typer.Option(help="Bench: at most this many seconds of timed turns per backend and batch.", min=0.01)] = DEFAULT_BUDGET_S,
@@ -27,18 +27,20 @@ def pipeline(
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
     limit: Annotated[int | None, typer.Option(help="Validate on at most this many real images.", min=1)] = None,
     baseline: Annotated[str | None, typer.Option(help="Baseline to bench against (checkpoint or zoo name).")] = None,
-    lowering: Annotated[
-        str | None, typer.Option(help="Bench the canonical ONNX form with this SB lowering instead of each backend's deploy form.")
+    target: Annotated[
+        str | None, typer.Option(help="One deploy target for every backend (e.g. grouped) instead of each backend's own.")
     ] = None,
+    lowering: OldLowering = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench."""
+    """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench, every file kept in --out."""
     from sbdeploy.pipeline import PipelineOptions, run_pipeline
 
     folder = out or Path("runs") / Path(source).name
+    forced = target_flags(target, lowering)
     options = PipelineOptions(
-        fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads, limit=limit, baseline=baseline,
-        lowering=lowering,
+        fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
+        limit=limit, baseline=baseline, target=forced,
     )
     with progress_bar("pipeline") as on_progress:
         result = run_pipeline(source, folder, options, on_step=lambda name: on_progress(f"pipeline: {name}", 0, 0), on_progress=on_progress)
@@ -48,8 +50,9 @@ def pipeline(
         table = Table(title=f"sbdeploy pipeline: {source} -> {folder}")
         for column in ("step", "result", "seconds", "detail"):
             table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")
+        colour = {"ok": "[green]ok[/]", "skipped": "[yellow]skipped[/]", "FAILED": "[bold red]FAILED[/]"}
         for s in result.steps:
-            table.add_row(s.name, "[green]ok[/]" if s.ok else "[bold red]FAILED[/]", f"{s.seconds:.1f}", escape(s.detail))
+            table.add_row(s.name, colour[s.status], f"{s.seconds:.1f}", escape(s.detail))
         console.print(table)
         if result.bench is not None:
             render_warnings(result.bench)

@@ -12,7 +12,11 @@ from sbdeploy.cli._render import console, print_json, warn
 
 
 def triton_repo(
-    artifacts: Annotated[list[Path], typer.Argument(help="ONNX files and TensorRT engines (.engine/.plan + .json sidecar).")],
+    artifacts: Annotated[
+        list[Path],
+        typer.Argument(help="ONNX files, TensorRT engines (.engine/.plan + .json sidecar), or a `sbdeploy pipeline` run folder "
+                       "(its validated SB artifacts)."),
+    ],  # fmt: skip
     out: Annotated[Path, typer.Option("--out", help="The model repository folder.")],
     name: Annotated[str | None, typer.Option(help="Model name (single artifact; default: the file stem).")] = None,
     max_batch: Annotated[
@@ -50,7 +54,23 @@ def triton_repo(
         onnx_device="gpu" if onnx_device == "gpu" else "cpu",
         onnx_trt_fp16=onnx_trt_fp16,
     )
-    repo = write_triton_repo(artifacts, out, name=name, options=options, force=force)
+    files, names, skipped = [], [], []
+    for artifact in artifacts:
+        if artifact.is_dir():  # a pipeline run folder: its validated SB artifacts, each named after its file
+            from sbdeploy.pipeline import served_artifacts
+
+            served, notes = served_artifacts(artifact)
+            files += [s.path for s in served]
+            names += [s.name for s in served]
+            skipped += notes
+        else:
+            files.append(artifact)
+            names.append(artifact.name.split(".")[0])
+    if name is not None and len(files) != 1:
+        raise ConfigError("--name names a single model; with several artifacts each model is named after its file")
+    repo = write_triton_repo(files, out, name=name, names=None if name is not None else names, options=options, force=force)
+    for note in skipped:
+        warn(note, label="note")
     verdicts: dict[str, str | None] = {}
     if check_with_triton:
         from sbdeploy.serve.pytriton_server import check_with_tritonserver

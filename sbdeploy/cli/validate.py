@@ -11,10 +11,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import console, print_json
+from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
 from sbdeploy.errors import ConfigError
-
-ONNX_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")
+from sbdeploy.targets import ONNX_BACKENDS
 
 
 def split_list(text: str, option: str) -> list[str]:
@@ -26,25 +25,35 @@ def split_list(text: str, option: str) -> list[str]:
 
 
 def render_validation(report) -> None:  # noqa: ANN001  (ValidationReport)
-    """Checks table, accuracy table and the verdict line."""
+    """Checks table (one row per file and input), accuracy table and the verdict line."""
     table = Table(title="parity against PyTorch")
-    for column in ("backend", "precision", "input", "max abs", "mean abs", "min cosine", "top-1 agree", "verdict"):
-        table.add_column(column, justify="left" if column in ("backend", "precision", "input", "verdict") else "right")
+    columns = ("file", "backend", "precision", "input", "max abs", "mean abs", "min cosine", "top-1 agree", "verdict")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("file", "backend", "precision", "input", "verdict") else "right",
+                         no_wrap=column == "file")  # fmt: skip
     for c in report.checks:
         s = c.stats
         verdict = "[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {c.reason}"
-        table.add_row(c.backend, c.precision, c.case, f"{s.max_abs:.3g}", f"{s.mean_abs:.3g}", f"{s.min_cosine:.6f}", f"{s.top1_agreement:.1%}", verdict)
+        table.add_row(c.file, c.backend, c.precision, c.case, f"{s.max_abs:.3g}", f"{s.mean_abs:.3g}", f"{s.min_cosine:.6f}",
+                      f"{s.top1_agreement:.1%}", verdict)  # fmt: skip
     console.print(table)
     if report.accuracy:
         acc = Table(title="accuracy")
-        for column in ("backend", "dataset", "images", "top-1", "top-5", "vs PyTorch"):
-            acc.add_column(column, justify="left" if column in ("backend", "dataset") else "right")
+        for column in ("file", "backend", "dataset", "images", "top-1", "top-5", "vs PyTorch"):
+            acc.add_column(column, justify="left" if column in ("file", "backend", "dataset") else "right")
         for a in report.accuracy:
-            acc.add_row(a.backend, a.dataset, str(a.samples), f"{a.top1:.2%}", "-" if a.top5 is None else f"{a.top5:.2%}", f"{a.delta_top1:+.2f} pt")
+            acc.add_row(a.file or "PyTorch", a.backend, a.dataset, str(a.samples), f"{a.top1:.2%}",
+                        "-" if a.top5 is None else f"{a.top5:.2%}", f"{a.delta_top1:+.2f} pt")  # fmt: skip
         console.print(acc)
+    for a in report.artifacts:
+        console.print(f"{a.file}: sha256 {a.sha256}", style="dim", highlight=False)
+    from sbdeploy.validate.run import tf32_notes
+
+    for note in tf32_notes(report.artifacts):
+        console.print(f"TF32: {note}", style="dim", highlight=False)
     failed = report.failures
     if report:
-        console.print(f"[bold green]PASSED[/]: {len(report.checks)} checks", highlight=False)
+        console.print(f"[bold green]PASSED[/]: {len(report.checks)} checks of {len(report.file_verdicts())} files", highlight=False)
     else:
         console.print(f"[bold red]FAILED[/]: {len(failed)} of {len(report.checks)} checks", highlight=False)
 
@@ -62,49 +71,68 @@ def write_validation_report(report, folder: Path) -> list[Path]:  # noqa: ANN001
 
 def validate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder: the PyTorch training code is the reference.")],
-    onnx: Annotated[list[Path] | None, typer.Option("--onnx", help="ONNX file to check (repeatable). Default: export one now.")] = None,
+    onnx: Annotated[list[Path] | None, typer.Option("--onnx", help="ONNX file to check (repeatable). Default: make the deploy artifacts now.")] = None,
     engine: Annotated[list[Path] | None, typer.Option("--engine", help="TensorRT engine to check (repeatable; needs its sidecar).")] = None,
     backends: Annotated[str, typer.Option(help=f"Backends that run the ONNX files: {', '.join(ONNX_BACKENDS)}.")] = "ort-cpu",
+    target: Annotated[
+        str | None, typer.Option(help="Without files: make this deploy target's artifacts (default: each backend's own, e.g. ort-cpu).")
+    ] = None,
+    lowering: OldLowering = None,
+    batch: Annotated[str, typer.Option(help="Without files: the batch sizes to make per-batch artifacts for (as bench times them).")] = "1,8",
+    fp16: Annotated[bool, typer.Option("--fp16", help="Without files: also make and check fp16 artifacts.")] = False,
+    artifacts: Annotated[
+        Path | None, typer.Option(help="Without files: make the artifacts into this folder and keep them (default: a temporary one).", file_okay=False)
+    ] = None,
     data: Annotated[str | None, typer.Option(help="Data source for real images (default: the checkpoint's own dataset).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use at most this many real images.", min=1)] = None,
-    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (overrides every precision's default).", min=0)] = None,
-    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (overrides every precision's default).", min=0)] = None,
+    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (overrides every target's and precision's default).", min=0)] = None,
+    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (overrides every target's and precision's default).", min=0)] = None,
     report: Annotated[Path | None, typer.Option(help="Folder for validate.json and validate.md.", file_okay=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run PyTorch and every artifact on the same inputs; exit 1 when any check fails.
 
-    Default tolerances per precision: fp32 |diff| <= 1e-4 + 1e-3*|ref|; fp16 5e-2 + 5e-2*|ref|;
-    int8 cosine >= 0.98 and top-1 agreement >= 90%. Any NaN/Inf fails.
+    Each file is judged by its deploy target's tolerance for its precision (default fp32
+    |diff| <= 1e-4 + 1e-3*|ref|; fp16 5e-2 + 5e-2*|ref|; int8 cosine >= 0.98 and top-1
+    agreement >= 90%). Any NaN/Inf fails. Without --onnx/--engine, validate makes the
+    artifacts bench would time for --backends (sbdeploy.artifacts) and checks those.
     """
+    from sbdeploy.artifacts import make_artifacts, plan_artifacts
     from sbdeploy.backends import get_runner
     from sbdeploy.checkpoint import load_checkpoint
+    from sbdeploy.cli.bench import parse_ints
+    from sbdeploy.export import resolve_source
     from sbdeploy.validate.compare import DEFAULT_TOLERANCES
-    from sbdeploy.validate.run import dataset_case, engine_artifact, onnx_artifact
+    from sbdeploy.validate.run import artifact_of, dataset_case, engine_artifact, onnx_artifact
     from sbdeploy.validate.run import validate as run_validate
 
     names = split_list(backends, "--backends")
     unknown = [b for b in names if b not in ONNX_BACKENDS]
     if unknown:
         raise ConfigError(f"--backends takes {', '.join(ONNX_BACKENDS)} (engines are given with --engine), got {unknown}")
+    forced = target_flags(target, lowering)
     ckpt = load_checkpoint(checkpoint)
-    tolerances = {
-        k: dataclasses.replace(t, atol=atol if atol is not None else t.atol, rtol=rtol if rtol is not None else t.rtol)
-        for k, t in DEFAULT_TOLERANCES.items()
-    }
+    tolerances = None
+    if atol is not None or rtol is not None:
+        tolerances = {
+            k: dataclasses.replace(t, atol=atol if atol is not None else t.atol, rtol=rtol if rtol is not None else t.rtol)
+            for k, t in DEFAULT_TOLERANCES.items()
+        }
     source = data or ckpt.config.dataset or None
     with tempfile.TemporaryDirectory(prefix="sbdeploy-validate-") as tmp:
-        onnx_files = list(onnx or [])
-        if not onnx_files and not engine:
-            from sbdeploy.export import export_onnx
-
-            with console.status("exporting the checkpoint to ONNX (grouped lowering)"):
-                onnx_files = [export_onnx(checkpoint, Path(tmp) / "model.onnx").path]
-        artifacts = [onnx_artifact(f, b) for f in onnx_files for b in names] + [engine_artifact(e) for e in engine or []]
+        if onnx or engine:
+            checked = [onnx_artifact(f, b) for f in onnx or [] for b in names] + [engine_artifact(e) for e in engine or []]
+        else:
+            label = checkpoint.name
+            plans, _ = plan_artifacts([(label, "model")], names, parse_ints(batch, "--batch"),
+                                      precisions=("fp32", "fp16") if fp16 else ("fp32",), target=forced)  # fmt: skip
+            with console.status("making the deploy artifacts (sbdeploy.artifacts)"):
+                made = make_artifacts(plans, {label: resolve_source(checkpoint)}, artifacts or Path(tmp))
+            checked = [artifact_of(made[p.filename], b) for p in plans for b in p.backends]
         dataset = dataset_case(source, ckpt.config, limit=limit) if source else None
         with console.status("validating") as status:
             result = run_validate(
-                ckpt, artifacts, runner_factory=lambda a: get_runner(a.backend, a.path), dataset=dataset,
+                ckpt, checked, runner_factory=lambda a: get_runner(a.backend, a.path), dataset=dataset,
                 tolerances=tolerances, on_step=lambda text: status.update(f"validating: {text}"),
             )
     if report is not None:

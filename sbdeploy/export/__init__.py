@@ -1,28 +1,26 @@
-"""Torch -> ONNX export of sbdeploy networks (SB lowerings, graph passes, metadata, checks)."""
+"""Torch -> ONNX export of sbdeploy networks (deploy-target forms, graph passes, metadata, checks)."""
 
 from sbdeploy.export.metadata import load_onnx, read_metadata
 from sbdeploy.export.onnx_export import (
-    EXPORT_LOWERINGS,
-    EXPORT_TARGETS,
     INPUT_NAME,
     OUTPUT_NAME,
     ExportResult,
+    ModelSource,
     export_module,
     export_onnx,
+    export_source,
     resolve_source,
-    target_lowering,
 )
 
 __all__ = [
-    "EXPORT_LOWERINGS",
-    "EXPORT_TARGETS",
     "INPUT_NAME",
     "OUTPUT_NAME",
     "ExportResult",
+    "ModelSource",
     "export_module",
     "export_onnx",
+    "export_source",
     "load_onnx",
     "read_metadata",
     "resolve_source",
-    "target_lowering",
 ]

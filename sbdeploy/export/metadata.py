@@ -28,6 +28,15 @@ def write_metadata(model: onnx.ModelProto, metadata: Mapping[str, Any]) -> None:
         model.metadata_props.add(key=PREFIX + key, value=json.dumps(metadata[key], sort_keys=True))
 
 
+def onnx_precision(model: onnx.ModelProto) -> str:
+    """``int8`` with Q/DQ nodes, ``fp16`` with float16 weights, else ``fp32``: what the graph computes in."""
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
 def read_metadata(model_or_path: onnx.ModelProto | str | Path) -> dict[str, Any]:
     """sbdeploy's metadata of an ONNX model or file; ``{}`` when it was not exported by sbdeploy.
 

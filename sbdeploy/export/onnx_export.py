@@ -1,20 +1,16 @@
-"""Export a checkpoint or zoo network to ONNX with a chosen SB lowering, then run the graph passes.
+"""Export a checkpoint or zoo network to ONNX in a deploy target's form, then run that target's graph passes.
 
-With a deploy ``target`` (:data:`EXPORT_TARGETS`: ``ort-cpu``, ``ort-cuda``, ``trt``) the
-network is first replaced by its exact deploy form for that engine
-(:func:`sbdeploy.nn.phase.deploy_form`: no ConvTranspose on the CPU, phase-layout
-runs) and the Pad folding pass runs after the structural ones; without one the
-canonical interchange form (SB lowered as ``grouped`` or ``separate`` pairs) is written.
-
-The network is traced by ``torch.onnx.export(dynamo=True)`` (the maintained exporter:
-batch stays a symbolic dimension, no shape arithmetic is baked in) while every
-:class:`~sbdeploy.nn.SpatialBottleneck` runs the forward of the requested lowering
-(:data:`sbdeploy.nn.sb.LOWERINGS`, swapped in by :func:`~sbdeploy.nn.sb.lowering_mode`).
-The torch exporter writes opset 18 and newer; the structural passes run (constant folding, dead-node
-and identity elimination, BN folding, shape inference), metadata is written, the model is
-converted to an older target opset where asked (:mod:`.opset`), checked with
-``onnx.checker`` (full check) and against TensorRT's parser support list,
-and the file is written atomically. The same source gives byte-identical files.
+The target (:mod:`sbdeploy.targets`; default the canonical ``grouped`` interchange form)
+says everything: the network is replaced by its exact deploy copy for that target
+(:meth:`sbdeploy.targets.Target.deploy_form`: BN folded, every SB in the target's
+lowering, phase-layout runs for ``ort-cpu``) and traced by ``torch.onnx.export(dynamo=True)``
+(the maintained exporter: batch stays a symbolic dimension, no shape arithmetic is baked
+in); the target's passes run (constant folding, dead-node and identity elimination, BN
+folding, shape inference, then e.g. Pad folding); the precision conversion (fp16: fp32
+inputs and outputs kept) follows; metadata is written, the model is converted to an
+older target opset where asked (:mod:`.opset`), checked with ``onnx.checker`` (full
+check) and against TensorRT's parser support list, and the file is written atomically.
+The same source gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ import contextlib
 import io
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -38,17 +34,10 @@ from sbdeploy.errors import CheckpointError, ConfigError, OnnxModelError, Unknow
 from sbdeploy.export.metadata import write_metadata
 from sbdeploy.export.opset import downgrade_opset
 from sbdeploy.models import create_model, model_info
-from sbdeploy.nn.phase import TARGETS, deploy_form, target_lowering
-from sbdeploy.nn.sb import SpatialBottleneck, lowering_mode
-from sbdeploy.passes import DEFAULT_PASSES, TARGET_PASSES, PassReport, op_counts, run_passes
+from sbdeploy.nn.sb import SpatialBottleneck
+from sbdeploy.passes import PassReport, op_counts, run_passes
 from sbdeploy.passes.trt_check import TrtCheckReport, check_trt_compat
-
-EXPORT_LOWERINGS: tuple[str, ...] = ("grouped", "separate")
-"""SB lowerings ``export`` offers: one grouped Conv/ConvTranspose pair per SB (default),
-or one stride-2 pair per subgroup. Both match the dense reference."""
-
-EXPORT_TARGETS: tuple[str, ...] = tuple(TARGETS)
-"""Deploy targets ``export`` offers (:data:`sbdeploy.nn.phase.TARGETS`); None: the canonical form."""
+from sbdeploy.targets import CANONICAL, get_target
 
 MIN_OPSET = 13
 TORCH_MIN_OPSET = 18  # the dynamo exporter's own minimum
@@ -74,14 +63,16 @@ class ExportResult:
 
 
 @dataclass(frozen=True)
-class _Source:
+class ModelSource:
+    """A network to export: its eval-mode module, config and weights' hash, and where it came from."""
+
     model: nn.Module
     config: CheckpointConfig
     weights_sha256: str
     kind: str  # "checkpoint" or "zoo"
 
 
-def _zoo_source(name: str, options: dict[str, Any]) -> _Source:
+def _zoo_source(name: str, options: dict[str, Any]) -> ModelSource:
     """A registered network with fixed-seed random weights (deterministic)."""
     from safetensors.torch import save as save_safetensors_bytes
 
@@ -110,10 +101,10 @@ def _zoo_source(name: str, options: dict[str, Any]) -> _Source:
         dataset="",
     )
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    return _Source(model, config, sha256(save_safetensors_bytes(state)).hexdigest(), "zoo")
+    return ModelSource(model, config, sha256(save_safetensors_bytes(state)).hexdigest(), "zoo")
 
 
-def resolve_source(source: str | Path, *, options: dict[str, Any] | None = None) -> _Source:
+def resolve_source(source: str | Path, *, options: dict[str, Any] | None = None) -> ModelSource:
     """A checkpoint folder, or a zoo name (random weights). ``options`` only apply to zoo names."""
     path = Path(source)
     if path.is_file():
@@ -122,7 +113,7 @@ def resolve_source(source: str | Path, *, options: dict[str, Any] | None = None)
         if options:
             raise ConfigError(f"model options {sorted(options)} only apply to zoo names; {path} is a checkpoint")
         ckpt = load_checkpoint(path)
-        return _Source(ckpt.model, ckpt.config, ckpt.weights_sha256, "checkpoint")
+        return ModelSource(ckpt.model.eval(), ckpt.config, ckpt.weights_sha256, "checkpoint")
     try:
         return _zoo_source(str(source), dict(options or {}))
     except UnknownModelError as error:
@@ -147,7 +138,7 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _check_options(opset: int, batch: str | int, input_size: tuple[int, int], lowering: str, target: str | None = None) -> None:
+def _check_options(opset: int, batch: str | int, input_size: tuple[int, int]) -> None:
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise ConfigError(f"opset must be {MIN_OPSET}..{newest}, got {opset}")
@@ -155,10 +146,6 @@ def _check_options(opset: int, batch: str | int, input_size: tuple[int, int], lo
         raise ConfigError(f"batch must be 'dynamic' or a positive integer, got {batch!r}")
     if len(input_size) != 2 or min(input_size) < 1:
         raise ConfigError(f"input size must be two positive integers H, W, got {input_size}")
-    if lowering not in EXPORT_LOWERINGS:
-        raise ConfigError(f"unknown lowering {lowering!r}; choose one of {', '.join(EXPORT_LOWERINGS)}")
-    if target is not None and target not in EXPORT_TARGETS:
-        raise ConfigError(f"unknown target {target!r}; choose one of {', '.join(EXPORT_TARGETS)}")
 
 
 def export_module(
@@ -168,28 +155,25 @@ def export_module(
     input_size: tuple[int, int],
     batch: str | int = "dynamic",
     opset: int = 17,
-    lowering: str = "grouped",
-    passes: Sequence[str] = DEFAULT_PASSES,
-    target: str | None = None,
+    target: str = CANONICAL,
+    passes: Sequence[str] | None = None,
 ) -> tuple[onnx.ModelProto, list[PassReport]]:
-    """Trace ``model`` (eval mode) to ONNX with the SB lowering, then run ``passes``.
+    """Trace ``model`` (eval mode) to ONNX in ``target``'s deploy form, then run ``passes``.
 
-    With ``target`` the model is traced in its deploy form for that engine (``lowering``
-    does not apply) and :data:`~sbdeploy.passes.TARGET_PASSES` run after ``passes``.
-    Input ``input`` ``[batch, in_chans, H, W]`` float32 (batch symbolic when ``"dynamic"``),
-    output ``logits``. No metadata, nothing written.
+    ``passes`` default to the target's (:attr:`sbdeploy.targets.Target.passes`). Input
+    ``input`` ``[batch, in_chans, H, W]`` float32 (batch symbolic when ``"dynamic"``),
+    output ``logits``, fp32. No metadata, nothing written.
     """
-    _check_options(opset, batch, input_size, lowering, target)
+    deploy = get_target(target)
+    _check_options(opset, batch, input_size)
     if model.training:
         raise ConfigError("export needs the model in eval mode (model.eval())")
-    if target is not None:
-        model = deploy_form(model, target)
-        passes = (*passes, *(p for p in TARGET_PASSES if p not in passes))
     example = torch.zeros(2 if batch == "dynamic" else int(batch), in_chans, *input_size)
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=1 << 16)},) if batch == "dynamic" else None
-    with lowering_mode(model, lowering), _quiet_exporter(), torch.no_grad():
+    deployed = deploy.deploy_form(model)
+    with _quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(
-            model,
+            deployed,
             (example,),
             dynamo=True,
             opset_version=max(opset, TORCH_MIN_OPSET),
@@ -206,10 +190,94 @@ def export_module(
     if batch == "dynamic":
         for value in (*proto.graph.input, *proto.graph.output):
             value.type.tensor_type.shape.dim[0].dim_param = "batch"
-    proto, reports = run_passes(proto, passes)
+    proto, reports = run_passes(proto, deploy.passes if passes is None else passes)
     if opset < TORCH_MIN_OPSET:
         proto = downgrade_opset(proto, opset)
     return proto, reports
+
+
+def to_precision(proto: onnx.ModelProto, precision: str) -> onnx.ModelProto:
+    """The fp32 export converted to ``precision`` (fp16: weights and activations, fp32 inputs and outputs kept)."""
+    if precision == "fp32":
+        return proto
+    if precision == "fp16":
+        from sbdeploy.passes import to_fp16
+
+        return to_fp16(proto)
+    raise ConfigError(
+        f"{precision} ONNX artifacts are not made by export yet; for int8 TensorRT engines use "
+        "`sbdeploy build-engine --int8 --calibration X.npy`"
+    )
+
+
+def export_source(
+    src: ModelSource,
+    outputs: Mapping[str, str | Path],
+    *,
+    opset: int = 17,
+    batch: str | int = "dynamic",
+    input_size: tuple[int, int] | None = None,
+    target: str = CANONICAL,
+    passes: Sequence[str] | None = None,
+) -> dict[str, ExportResult]:
+    """Export ``src`` once in ``target``'s form and write it in each precision of ``outputs`` (precision -> path).
+
+    One trace serves every precision: the fp16 file is the fp32 graph converted. Each
+    file's metadata names the target, form, precision and batch.
+    """
+    from sbdeploy import __version__
+
+    deploy = get_target(target)
+    for precision in outputs:
+        deploy.check_precision(precision)
+    config = src.config
+    size = (int(input_size[0]), int(input_size[1])) if input_size is not None else config.input_size
+    notes = []
+    if src.kind == "zoo":
+        notes.append(f"{config.arch} has random weights (a zoo name, not a checkpoint): fine for speed, not for accuracy")
+    fp32, reports = export_module(
+        src.model, in_chans=config.in_chans, input_size=size, batch=batch, opset=opset, target=target, passes=passes
+    )
+    ran = [r.name for r in reports]
+    has_sb = any(isinstance(m, SpatialBottleneck) for m in src.model.modules())
+    results = {}
+    for precision, out_path in outputs.items():
+        proto = to_precision(fp32, precision)
+        metadata = {
+            "version": __version__,
+            "arch": config.arch,
+            "options": config.options,
+            "sampling": config.sampling,
+            "source": src.kind,
+            "input_name": INPUT_NAME,
+            "output_name": OUTPUT_NAME,
+            "input_shape": ["batch" if batch == "dynamic" else int(batch), config.in_chans, size[0], size[1]],
+            "layout": "NCHW",
+            "input_dtype": "float32",
+            "normalization": {"mean": list(config.mean), "std": list(config.std), "input_range": [0.0, 1.0]},
+            "class_names": list(config.class_names),
+            "weights_sha256": src.weights_sha256,
+            "target": deploy.name,
+            "lowering": deploy.form if has_sb else "none",
+            "precision": precision,
+            "passes": ran,
+            "opset": opset,
+        }
+        proto.producer_name, proto.producer_version = "sbdeploy", __version__
+        write_metadata(proto, metadata)
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+        except onnx.checker.ValidationError as error:
+            raise OnnxModelError(f"the exported graph fails onnx.checker ({error}); please report this as a bug") from None
+        trt = check_trt_compat(proto)
+        data = proto.SerializeToString(deterministic=True)
+        path = Path(out_path)
+        atomic_write_bytes(path, data)
+        results[precision] = ExportResult(
+            path=path, metadata=metadata, pass_reports=reports, trt_check=trt, ops=op_counts(proto),
+            sha256=sha256(data).hexdigest(), warnings=tuple(notes),
+        )
+    return results
 
 
 def export_onnx(
@@ -219,10 +287,10 @@ def export_onnx(
     opset: int = 17,
     batch: str | int = "dynamic",
     input_size: tuple[int, int] | None = None,
-    lowering: str = "grouped",
-    passes: Sequence[str] = DEFAULT_PASSES,
+    target: str = CANONICAL,
+    precision: str = "fp32",
+    passes: Sequence[str] | None = None,
     options: dict[str, Any] | None = None,
-    target: str | None = None,
 ) -> ExportResult:
     """Export a checkpoint folder or a zoo name to ``out_path`` (ONNX).
 
@@ -232,60 +300,11 @@ def export_onnx(
         opset: target ONNX opset, 13 or newer.
         batch: ``"dynamic"`` or a fixed batch size.
         input_size: ``(H, W)``; default: the checkpoint's (the zoo default for a name).
-        lowering: SB lowering of the canonical form, one of :data:`EXPORT_LOWERINGS`.
-        passes: structural passes to run, by name (:data:`sbdeploy.passes.PASSES`).
+        target: the deploy target (:data:`sbdeploy.targets.TARGETS`); default the canonical ``grouped`` form.
+        precision: ``fp32`` or ``fp16`` (a precision the target offers).
+        passes: graph passes to run, by name (default: the target's).
         options: builder options (``sampling``, ``num_classes``, ``in_chans``) for a zoo name.
-        target: deploy target (:data:`EXPORT_TARGETS`), or None for the canonical form.
     """
-    from sbdeploy import __version__
-
     src = resolve_source(source, options=options)
-    config = src.config
-    size = (int(input_size[0]), int(input_size[1])) if input_size is not None else config.input_size
-    notes = []
-    if src.kind == "zoo":
-        notes.append(f"{config.arch} has random weights (a zoo name, not a checkpoint): fine for speed, not for accuracy")
-    proto, reports = export_module(
-        src.model, in_chans=config.in_chans, input_size=size, batch=batch, opset=opset, lowering=lowering, passes=passes,
-        target=target,
-    )
-    ran = [r.name for r in reports]
-    has_sb = any(isinstance(m, SpatialBottleneck) for m in src.model.modules())
-    metadata = {
-        "version": __version__,
-        "arch": config.arch,
-        "options": config.options,
-        "sampling": config.sampling,
-        "source": src.kind,
-        "input_name": INPUT_NAME,
-        "output_name": OUTPUT_NAME,
-        "input_shape": ["batch" if batch == "dynamic" else int(batch), config.in_chans, size[0], size[1]],
-        "layout": "NCHW",
-        "input_dtype": "float32",
-        "normalization": {"mean": list(config.mean), "std": list(config.std), "input_range": [0.0, 1.0]},
-        "class_names": list(config.class_names),
-        "weights_sha256": src.weights_sha256,
-        "lowering": ("none" if not has_sb else target_lowering(target) if target else lowering),
-        "target": target or "none",
-        "passes": ran,
-        "opset": opset,
-    }
-    proto.producer_name, proto.producer_version = "sbdeploy", __version__
-    write_metadata(proto, metadata)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as error:
-        raise OnnxModelError(f"the exported graph fails onnx.checker ({error}); please report this as a bug") from None
-    trt = check_trt_compat(proto)
-    data = proto.SerializeToString(deterministic=True)
-    path = Path(out_path)
-    atomic_write_bytes(path, data)
-    return ExportResult(
-        path=path,
-        metadata=metadata,
-        pass_reports=reports,
-        trt_check=trt,
-        ops=op_counts(proto),
-        sha256=sha256(data).hexdigest(),
-        warnings=tuple(notes),
-    )
+    return export_source(src, {precision: out_path}, opset=opset, batch=batch, input_size=input_size, target=target,
+                         passes=passes)[precision]  # fmt: skip

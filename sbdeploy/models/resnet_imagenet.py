@@ -19,7 +19,7 @@ class ResNet(nn.Module):
 
     sequential_stages = ("layer1", "layer2", "layer3", "layer4")
     """Stages that ``forward`` applies one after the other with nothing between them
-    (:func:`sbdeploy.nn.phase.deploy_form` keeps them in one phase-layout run)."""
+    (:func:`sbdeploy.nn.deploy.deploy_form` keeps them in one phase-layout run)."""
 
     def __init__(
         self, block: type[nn.Module], layers: tuple[int, int, int, int], *, num_classes: int = 1000, in_chans: int = 3, **block_options: str

@@ -1,7 +1,15 @@
-"""Neural-network building blocks: the SB operator and the residual blocks built from it."""
+"""Neural-network building blocks: the SB operator, its forms, the residual blocks, their deploy copies.
+
+Where things live: the SB's forms in one registry (:mod:`.lowering`), the SB module and
+the one form switch (:mod:`.sb`), blocks and their descriptions (:mod:`.blocks`), BN
+folding (:mod:`.fold`), exact tap convs (:mod:`.taps`), phase runs and the stacked
+layout (:mod:`.phase`, :mod:`.stacked`), deploy copies (:mod:`.deploy`). Which form and
+layout each engine gets is the deploy-target table, :mod:`sbdeploy.targets`.
+"""
 
 from sbdeploy.nn.blocks import (
     BasicBlock,
+    BlockDescription,
     Bottleneck,
     PreActBasicBlock,
     PreActBottleneck,
@@ -13,20 +21,17 @@ from sbdeploy.nn.blocks import (
     SBPreActBottleneck,
     SBPyramidBasicBlock,
     SBPyramidBottleneck,
+    Shortcut,
 )
-from sbdeploy.nn.sb import (
-    SAMPLINGS,
-    SpatialBottleneck,
-    reference_mode,
-    resolve_sampling,
-    sampling_mask,
-    sb_fast,
-    sb_reference,
-)
+from sbdeploy.nn.lowering import LOWERINGS, get_lowering, register_lowering
+from sbdeploy.nn.sampling import SAMPLINGS, resolve_sampling, sampling_mask
+from sbdeploy.nn.sb import SpatialBottleneck, form_mode, reference_mode, sb_fast, sb_reference
 
 __all__ = [
+    "LOWERINGS",
     "SAMPLINGS",
     "BasicBlock",
+    "BlockDescription",
     "Bottleneck",
     "PreActBasicBlock",
     "PreActBottleneck",
@@ -38,8 +43,12 @@ __all__ = [
     "SBPreActBottleneck",
     "SBPyramidBasicBlock",
     "SBPyramidBottleneck",
+    "Shortcut",
     "SpatialBottleneck",
+    "form_mode",
+    "get_lowering",
     "reference_mode",
+    "register_lowering",
     "resolve_sampling",
     "sampling_mask",
     "sb_fast",

@@ -9,14 +9,110 @@ Three families, each a basic (two 3x3 convs) and a bottleneck (1x1 -> 3x3 -> 1x1
 An SB basic block replaces both 3x3 convs by one :class:`SpatialBottleneck` whose
 ``mid`` (BN + ReLU) runs on the sampled positions only; C_mid = C_out. An SB bottleneck
 block replaces the 3x3 conv by a *linear* SB with C_mid = C / 2.
+
+Every SB block also *describes itself* (``describe() -> BlockDescription``): the
+point-wise ops and 1x1 convs before and after its SB, the shortcut and the tensor it
+reads, the final activation. The deploy forms (:mod:`sbdeploy.nn.deploy`,
+:mod:`sbdeploy.nn.phase`, :mod:`sbdeploy.nn.stacked`) interpret that description instead
+of knowing block classes; :func:`run_description` runs it on a plain tensor, and the
+tests hold it equal to ``forward``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbdeploy.nn.sb import SpatialBottleneck
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """The shortcut branch of a residual block.
+
+    Attributes:
+        kind: ``identity``; ``projection`` (a 1x1 conv with the block's stride, then an
+            optional BN); ``pyramid`` (PyramidNet: 2x2 average pool when strided, then zero
+            channels up to ``out_channels``; no parameters).
+        reads: ``input`` (the block's input) or ``entry`` (the output of the block's entry
+            ops: a pre-activation projection reads ``ReLU(BN(x))``).
+        conv: the projection's 1x1 conv.
+        bn: the projection's BN (torchvision), None once folded into ``conv``.
+        stride: the pyramid shortcut's pooling stride (1 or 2).
+        out_channels: the pyramid shortcut's output channels (the block's).
+    """
+
+    kind: Literal["identity", "projection", "pyramid"]
+    reads: Literal["input", "entry"] = "input"
+    conv: nn.Conv2d | None = None
+    bn: nn.BatchNorm2d | None = None
+    stride: int = 1
+    out_channels: int = 0
+
+
+@dataclass(frozen=True)
+class BlockDescription:
+    """An SB block as data: ``final(after(SB(before(entry(x)))) + shortcut(x or entry(x)))``.
+
+    Every op in ``entry``, ``before``, ``after`` and ``final`` is point-wise (BatchNorm2d,
+    ReLU) or a stride-1 1x1 conv, so it commutes with splitting a tensor into its phases.
+    Identity modules (left where a BN was folded away) are not listed.
+    """
+
+    entry: tuple[nn.Module, ...]
+    before: tuple[nn.Module, ...]
+    sb: SpatialBottleneck
+    after: tuple[nn.Module, ...]
+    shortcut: Shortcut
+    final: tuple[nn.Module, ...]
+
+
+_RELU = nn.ReLU()
+
+
+def ops(*modules: nn.Module | None) -> tuple[nn.Module, ...]:
+    """The listed modules, without the Identity ones (and Nones) a folded BN leaves."""
+    return tuple(m for m in modules if m is not None and not isinstance(m, nn.Identity))
+
+
+def apply_ops(modules: Sequence[nn.Module], x: Tensor) -> Tensor:
+    """Run ``modules`` one after the other."""
+    for m in modules:
+        x = m(x)
+    return x
+
+
+def run_shortcut(shortcut: Shortcut, x: Tensor) -> Tensor:
+    """The shortcut branch on a plain (normal layout) tensor."""
+    if shortcut.kind == "identity":
+        return x
+    if shortcut.kind == "projection":
+        assert shortcut.conv is not None
+        y = shortcut.conv(x)
+        return y if shortcut.bn is None else shortcut.bn(y)
+    return pyramid_shortcut(x, shortcut.out_channels, shortcut.stride)
+
+
+def run_description(desc: BlockDescription, x: Tensor) -> Tensor:
+    """What the described block computes, on a plain tensor (equals the block's ``forward``)."""
+    entry = apply_ops(desc.entry, x)
+    shortcut = run_shortcut(desc.shortcut, x if desc.shortcut.reads == "input" else entry)
+    return apply_ops(desc.final, apply_ops(desc.after, desc.sb(apply_ops(desc.before, entry))) + shortcut)
+
+
+def _preact_shortcut(conv: nn.Conv2d | None) -> Shortcut:
+    return Shortcut("identity") if conv is None else Shortcut("projection", reads="entry", conv=conv)
+
+
+def _torchvision_shortcut(downsample: nn.Sequential | None) -> Shortcut:
+    if downsample is None:
+        return Shortcut("identity")
+    bn = downsample[1] if len(downsample) > 1 and isinstance(downsample[1], nn.BatchNorm2d) else None
+    return Shortcut("projection", conv=downsample[0], bn=bn)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -83,6 +179,9 @@ class SBPreActBasicBlock(nn.Module):
         shortcut = x if self.shortcut is None else self.shortcut(out)
         return self.sb(out) + shortcut
 
+    def describe(self) -> BlockDescription:
+        return BlockDescription(ops(self.bn1, _RELU), (), self.sb, (), _preact_shortcut(self.shortcut), ())
+
 
 class PreActBottleneck(nn.Module):
     """Pre-activation bottleneck: BN-ReLU-1x1, BN-ReLU-3x3, BN-ReLU-1x1 (x4 channels)."""
@@ -121,6 +220,13 @@ class SBPreActBottleneck(PreActBottleneck):
 
     def _make_spatial(self, planes: int, stride: int) -> nn.Module:
         return sb_linear(planes, stride, self.sampling)
+
+    def describe(self) -> BlockDescription:
+        assert isinstance(self.conv2, SpatialBottleneck)
+        return BlockDescription(
+            ops(self.bn1, _RELU), ops(self.conv1, self.bn2, _RELU), self.conv2, ops(self.bn3, _RELU, self.conv3),
+            _preact_shortcut(self.shortcut), (),
+        )
 
 
 # --- post-activation (ImageNet, torchvision layout) -------------------------------------
@@ -167,6 +273,9 @@ class SBBasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         return F.relu(self.bn2(self.sb(x)) + identity)
 
+    def describe(self) -> BlockDescription:
+        return BlockDescription((), (), self.sb, ops(self.bn2), _torchvision_shortcut(self.downsample), (_RELU,))
+
 
 class Bottleneck(nn.Module):
     """torchvision bottleneck (stride on the 3x3): 1x1-BN-ReLU-3x3-BN-ReLU-1x1-BN, add, ReLU."""
@@ -203,6 +312,13 @@ class SBBottleneck(Bottleneck):
 
     def _make_spatial(self, planes: int, stride: int) -> nn.Module:
         return sb_linear(planes, stride, self.sampling)
+
+    def describe(self) -> BlockDescription:
+        assert isinstance(self.conv2, SpatialBottleneck)
+        return BlockDescription(
+            (), ops(self.conv1, self.bn1, _RELU), self.conv2, ops(self.bn2, _RELU, self.conv3, self.bn3),
+            _torchvision_shortcut(self.downsample), (_RELU,),
+        )
 
 
 # --- PyramidNet (additive widening) ----------------------------------------------------
@@ -252,6 +368,10 @@ class SBPyramidBasicBlock(nn.Module):
         out = self.bn3(self.sb(self.bn1(x)))
         return out + pyramid_shortcut(x, out.shape[1], self.stride)
 
+    def describe(self) -> BlockDescription:
+        shortcut = Shortcut("pyramid", stride=self.stride, out_channels=self.sb.deconv.out_channels)
+        return BlockDescription((), ops(self.bn1), self.sb, ops(self.bn3), shortcut, ())
+
 
 class PyramidBottleneck(nn.Module):
     """PyramidNet bottleneck: BN-1x1-BN-ReLU-3x3-BN-ReLU-1x1-BN (x4), add padded shortcut."""
@@ -288,3 +408,16 @@ class SBPyramidBottleneck(PyramidBottleneck):
 
     def _make_spatial(self, planes: int, stride: int) -> nn.Module:
         return sb_linear(planes, stride, self.sampling)
+
+    def describe(self) -> BlockDescription:
+        assert isinstance(self.conv2, SpatialBottleneck)
+        shortcut = Shortcut("pyramid", stride=self.stride, out_channels=self.conv3.out_channels)
+        return BlockDescription(
+            (), ops(self.bn1, self.conv1, self.bn2, _RELU), self.conv2, ops(self.bn3, _RELU, self.conv3, self.bn4), shortcut, (),
+        )
+
+
+def describe_block(module: nn.Module) -> BlockDescription | None:
+    """The description of an SB block (a module with ``describe()``), None for anything else."""
+    describe = getattr(module, "describe", None)
+    return describe() if callable(describe) else None

@@ -1,174 +1,227 @@
-"""Deploy lowerings of the SB operator that run fast on inference engines (eval mode only).
+"""Every form of the SB operator, in one registry: the reference, the training form, the ONNX lowerings.
 
-Both forms compute exactly :func:`sbdeploy.nn.sb.sb_reference` (no extra MACs: every
-multiply-accumulate is one of the SB's sampled conv or deconv taps) and are written
-with plain torch ops, so any ONNX exporter traces them:
+Each form is one function with the signature of :class:`Lowering`,
+``form(x, w1, w2, *, stride, sampling, mid=None, b1=None, b2=None)``, and computes
+``y = Deconv(W2) . Sample_S . mid . (Conv(W1) + b1) (x) + b2`` (``SB_SPEC.md`` section 1;
+``b1``/``b2`` are the biases an eval-mode BN folds into, :func:`sbdeploy.nn.fold.fold_bn`).
+:func:`register_lowering` adds one; :attr:`sbdeploy.nn.sb.SpatialBottleneck.form` names the
+one an SB runs. Adding a form = one function here + one entry in a target's row
+(:mod:`sbdeploy.targets`). Every form equals ``reference`` to float rounding
+(``tests/nn/test_lowering.py``).
 
-* :func:`sb_subpixel` (for CPU engines): the conv part is one strided Conv per sampled
-  parity, with BN + ReLU of ``mid`` folded into it; the transposed convolution is split
-  into its *sub-pixel phases*: output phase ``(r, c)`` (positions ``(2i + r, 2j + c)``)
-  receives from subgroup ``(a, b)`` a small Conv whose kernel holds only the taps of W2
-  that connect them (1x1, 1x2, 2x1 or 2x2). The four phases are interleaved once
-  (``DepthToSpace``). No ConvTranspose, whose CPU kernels (GEMM + col2im, one image
-  at a time) run several times slower per MAC than a Conv.
-* :func:`sb_strided` (for GPU engines, where ConvTranspose is a native kernel): one
-  strided Conv and one stride-2 ConvTranspose per sampled parity, no packing.
+* ``reference``: the dense masked form: a full 3x3 convolution, a 0/1 mask of the sampled
+  parities, a full stride-1 transposed convolution. Obviously right, as expensive as the
+  dense convolutions.
+* ``separate``: the strided form, the training form: each sampled parity ``(a, b)`` is one
+  stride-``2s`` convolution of a shifted input and one stride-2 transposed convolution
+  placed back at offset ``(a, b)``; the subgroup outputs are summed.
+* ``grouped``: the same strided form with all subgroups in ONE grouped convolution
+  (``groups`` = number of subgroups) and ONE grouped transposed convolution, the shifts
+  written as pads and slices (the canonical ONNX interchange form); eval mode only.
+* ``subpixel``: strided convs, then the transposed convolution split into its sub-pixel
+  phases (:func:`sbdeploy.nn.taps.sb_phase_deconv`: small exact tap convs into the four
+  output phases) and one interleave. No ConvTranspose, whose CPU kernels (GEMM + col2im,
+  one image at a time) run several times slower per MAC than a Conv. Eval mode only.
+* ``strided``: one strided Conv and one stride-2 ConvTranspose per sampled parity, no
+  packing (for GPU engines, where ConvTranspose is a native kernel). Eval mode only.
 
-Asymmetric padding is written as ``F.pad`` then ``conv2d``; the ONNX pass
-:func:`sbdeploy.passes.pad_fusion.fuse_pads` folds each such Pad into its Conv.
-
-The phase helpers (:func:`sb_phase_conv`, :func:`sb_phase_deconv`) work on a tensor
-split into its four phases ``x[:, :, p::2, q::2]``; :mod:`sbdeploy.nn.phase` uses them
-to keep whole runs of SB blocks in that layout.
+``mid`` (BN + ReLU in the SB regular block) runs on the sampled positions only. In
+training mode the reference and training forms hand it the sampled values of all
+subgroups packed into one ``[N, C, 1, L]`` tensor, so a BatchNorm takes its statistics
+over all sampled positions together; in eval mode (and in the deploy forms, eval only)
+it runs on each subgroup alone, which is exact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbdeploy.errors import ConfigError
-from sbdeploy.nn.sb import SAMPLINGS, conv_output_size, resolve_sampling, subgroup_size
-
-PHASES: tuple[tuple[int, int], ...] = ((0, 0), (0, 1), (1, 0), (1, 1))
-"""Order of the four phases ``(row parity, column parity)`` of a phase-split tensor."""
+from sbdeploy.errors import ConfigError, did_you_mean
+from sbdeploy.nn.sampling import SAMPLINGS, conv_output_size, kept_parities, resolve_sampling, sampling_mask, subgroup_size
+from sbdeploy.nn.taps import conv_pads, from_phases, sb_phase_deconv
 
 
-@dataclass(frozen=True)
-class FoldedMid:
-    """``mid`` (eval-mode BN, optionally followed by ReLU) as a per-channel affine map + ReLU."""
+class Lowering(Protocol):
+    """The signature every SB form shares."""
 
-    scale: Tensor | None
-    bias: Tensor | None
-    relu: bool
+    def __call__(
+        self, x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
+        b1: Tensor | None = None, b2: Tensor | None = None,
+    ) -> Tensor: ...
 
 
-def fold_mid(mid: nn.Module | None) -> FoldedMid:
-    """Fold a channel-wise ``mid`` (BatchNorm2d, ReLU, Identity, in that order) into scale/bias/ReLU.
+LOWERINGS: dict[str, Lowering] = {}
+"""Every form of the SB by name (filled by :func:`register_lowering`)."""
 
-    Raises:
-        ConfigError: ``mid`` is in training mode or holds another kind of module.
-    """
+
+def register_lowering(name: str) -> Callable[[Lowering], Lowering]:
+    """Decorator: add a form of the SB to :data:`LOWERINGS` under ``name`` (duplicates raise)."""
+
+    def add(fn: Lowering) -> Lowering:
+        if name in LOWERINGS:
+            raise ValueError(f"SB lowering {name!r} is already registered")
+        LOWERINGS[name] = fn
+        return fn
+
+    return add
+
+
+def get_lowering(name: str) -> Lowering:
+    """The registered form ``name``; ConfigError listing the forms (and close matches) otherwise."""
+    if name not in LOWERINGS:
+        raise ConfigError(f"unknown SB lowering {name!r}{did_you_mean(name, LOWERINGS)}; choose one of {', '.join(LOWERINGS)}")
+    return LOWERINGS[name]
+
+
+def _require_eval(mid: nn.Module | None, form: str) -> None:
+    """The deploy forms run ``mid`` per subgroup: exact for eval-mode BN only."""
+    if mid is not None and any(isinstance(m, nn.BatchNorm2d) and m.training for m in mid.modules()):
+        raise ConfigError(f"the {form} SB lowering is for inference: call model.eval() first (BN needs running stats)")
+
+
+def _apply_packed(mid: nn.Module | None, values: list[Tensor]) -> list[Tensor]:
+    """Run ``mid`` once over the sampled values of all subgroups, packed together (a training-mode BN's
+    statistics then cover every sampled position); in eval mode, on each subgroup alone (the same values)."""
     if mid is None:
-        return FoldedMid(None, None, False)
-    scale = bias = None
-    relu = False
-    for m in mid if isinstance(mid, nn.Sequential) else (mid,):
-        if isinstance(m, nn.BatchNorm2d) and scale is None and not relu:
-            if m.training:
-                raise ConfigError("the deploy lowerings are for inference: call model.eval() first")
-            if m.running_var is None or m.running_mean is None:
-                raise ConfigError("the deploy lowerings fold BatchNorm2d with running statistics only")
-            scale = torch.rsqrt(m.running_var + m.eps)
-            if m.weight is not None:
-                scale = scale * m.weight
-            bias = -m.running_mean * scale
-            if m.bias is not None:
-                bias = bias + m.bias
-        elif isinstance(m, nn.ReLU) and not relu:
-            relu = True
-        elif not isinstance(m, nn.Identity):
-            raise ConfigError(f"the deploy lowerings fold BatchNorm2d -> ReLU only; cannot fold {type(m).__name__}")
-    return FoldedMid(scale, bias, relu)
+        return values
+    if not any(isinstance(m, nn.BatchNorm2d) and m.training for m in mid.modules()):
+        return [mid(v) for v in values]
+    shapes = [v.shape for v in values]
+    packed = torch.cat([v.flatten(2) for v in values], dim=2).unsqueeze(2)
+    out = mid(packed).squeeze(2)
+    sizes = [s[2] * s[3] for s in shapes]
+    return [o.reshape(s[0], o.shape[1], s[2], s[3]) for o, s in zip(out.split(sizes, dim=2), shapes)]
 
 
-def conv_pads(x: Tensor, weight: Tensor, pads: Sequence[int], *, stride: int = 1, bias: Tensor | None = None) -> Tensor:
-    """``conv2d`` with asymmetric zero padding ``(top, left, bottom, right)``."""
-    top, left, bottom, right = pads
-    if top or left or bottom or right:
-        x = F.pad(x, (left, right, top, bottom))
-    return F.conv2d(x, weight, bias, stride=stride)
+@register_lowering("reference")
+def sb_reference(
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
+    b1: Tensor | None = None, b2: Tensor | None = None,
+) -> Tensor:
+    """Dense masked form: ``conv_transpose(mask * mid(conv(x)))`` on the full grid."""
+    z = F.conv2d(x, w1, b1, stride=stride, padding=1)
+    mask = sampling_mask(z.shape[2], z.shape[3], sampling, device=z.device)
+    if mid is not None:
+        kept = z[:, :, mask].unsqueeze(2)  # [N, C, 1, L] in row-major order
+        z = torch.zeros_like(z)
+        z[:, :, mask] = mid(kept).squeeze(2)
+    else:
+        z = z * mask.to(z.dtype)
+    return F.conv_transpose2d(z, w2, b2, stride=1, padding=1)
 
 
-def _parities(sampling: str, out_h: int, out_w: int) -> list[tuple[int, int]]:
-    """The sampled parities that hold at least one position of an ``out_h x out_w`` grid."""
-    return [
-        (a, b)
-        for a, b in SAMPLINGS[resolve_sampling(sampling)]
-        if subgroup_size(out_h, a) > 0 and subgroup_size(out_w, b) > 0
-    ]
-
-
-def _tap_conv(x: Tensor, weight: Tensor, rows: list[tuple[int, int]], cols: list[tuple[int, int]],
-              out_size: tuple[int, int], bias: Tensor | None = None, stride: int = 1) -> Tensor:
-    """Conv with the kernel taps ``weight[:, :, k_r, k_c]`` for the listed (offset, k) pairs.
-
-    Output position ``i`` reads ``x[stride * i + offset]``; offsets are consecutive, so the
-    taps form a small dense kernel. Offsets that all lie after 0 get zero taps down to 0
-    (a stride-2 conv cannot start inside its input without a Slice, which breaks ONNX
-    Runtime's blocked layout). The padding makes the output exactly ``out_size``.
-    """
-    row_taps, col_taps = _from_zero(rows), _from_zero(cols)
-    padded = F.pad(weight, (0, 1, 0, 1))  # index 3 is a zero tap
-    kernel = padded[:, :, [3 if k is None else k for _, k in row_taps]][:, :, :, [3 if k is None else k for _, k in col_taps]]
-    return conv_at(x, kernel, (row_taps[0][0], col_taps[0][0]), out_size, stride=stride, bias=bias)
-
-
-def conv_at(x: Tensor, kernel: Tensor, start: tuple[int, int], out_size: tuple[int, int], *,
-            stride: int = 1, bias: Tensor | None = None) -> Tensor:
-    """Conv whose output ``(i, j)`` reads ``x[stride * i + start[0] + .., stride * j + start[1] + ..]``.
-
-    ``start`` is at most 0 on both axes (zero padding before ``x``); the padding after it
-    makes the output exactly ``out_size``.
-    """
-    top, left = -start[0], -start[1]
-    assert top >= 0 and left >= 0, "the kernel's first tap must not start inside the input"
-    bottom = max(0, stride * (out_size[0] - 1) + start[0] + int(kernel.shape[2]) - 1 - (int(x.shape[2]) - 1))
-    right = max(0, stride * (out_size[1] - 1) + start[1] + int(kernel.shape[3]) - 1 - (int(x.shape[3]) - 1))
-    y = conv_pads(x, kernel, (top, left, bottom, right), stride=stride, bias=bias)
-    assert tuple(y.shape[2:]) == tuple(out_size), (tuple(y.shape), out_size)
+@register_lowering("separate")
+def sb_fast(
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
+    b1: Tensor | None = None, b2: Tensor | None = None,
+) -> Tensor:
+    """Strided form (the training form): per sampled parity a stride-2s conv and a stride-2 transposed conv."""
+    out_h, out_w = conv_output_size(x.shape[2], stride), conv_output_size(x.shape[3], stride)
+    parities = kept_parities(sampling, out_h, out_w)
+    padded = F.pad(x, (1, 1, 1, 1))
+    z = [F.conv2d(padded[:, :, stride * a :, stride * b :], w1, b1, stride=2 * stride) for a, b in parities]
+    z = _apply_packed(mid, z)
+    y = None
+    for number, ((a, b), za) in enumerate(zip(parities, z)):
+        u = F.conv_transpose2d(za, w2, b2 if number == 0 else None, stride=2)  # covers grid rows a-1 .. a-1+u_h-1
+        u = u[:, :, 1 - a : 1 - a + out_h, 1 - b : 1 - b + out_w]  # onto the grid; it always reaches its end
+        y = u if y is None else y + u
+    assert y is not None, "every sampling set keeps position (0, 0)"
     return y
 
 
-def _from_zero(taps: list[tuple[int, int]]) -> list[tuple[int, int | None]]:
-    """``taps`` preceded by zero taps (k = None) for the offsets from 0 up to the first one."""
-    return [(offset, None) for offset in range(0, taps[0][0])] + list(taps)
+def _apply_tiled(mid: nn.Module, z: Tensor, groups: int) -> Tensor:
+    """Run an eval-mode channel-wise ``mid`` on ``groups`` stacked copies of its channels."""
+    for m in mid if isinstance(mid, nn.Sequential) else (mid,):
+        if isinstance(m, nn.BatchNorm2d):
+            if m.training or m.running_mean is None or m.running_var is None:
+                raise ConfigError("the grouped SB lowering is for inference: call model.eval() first (BN needs running stats)")
+            weight = None if m.weight is None else m.weight.repeat(groups)
+            bias = None if m.bias is None else m.bias.repeat(groups)
+            z = F.batch_norm(
+                z, m.running_mean.repeat(groups), m.running_var.repeat(groups), weight, bias, False, 0.0, m.eps
+            )
+        elif isinstance(m, nn.ReLU):
+            z = F.relu(z)
+        elif not isinstance(m, nn.Identity):
+            raise ConfigError(
+                f"the grouped SB lowering needs a channel-wise mid module (BatchNorm2d, ReLU); got {type(m).__name__}"
+            )
+    return z
 
 
-def deconv_taps(out_parity: int, sub_parity: int) -> list[tuple[int, int]]:
-    """Deconv taps along one axis: output ``2i + out_parity`` gets ``W2[k] z[i + offset]``.
+@register_lowering("grouped")
+def sb_grouped(
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
+    b1: Tensor | None = None, b2: Tensor | None = None,
+) -> Tensor:
+    """Export form: one grouped stride-2s conv and one grouped stride-2 deconv for all subgroups.
 
-    ``z[m]`` of subgroup parity ``a`` sits at grid position ``2m + a``; the deconv
-    connects grid positions ``q -> p`` through kernel index ``p - q + 1``.
+    Subgroup ``(a, b)`` reads the zero-padded input shifted by ``(s*a, s*b)``; the shifted
+    views are cropped (or zero-padded) to one common size and stacked on the channel axis,
+    so ``Conv(groups=G)`` with W1 repeated G times computes every subgroup at once. A
+    subgroup with fewer rows or columns than the largest (odd grid sizes) gets spurious
+    outputs in its last row/column (their windows overlap real data, so they are not zero):
+    they are zeroed after ``mid`` and before the deconv. ``ConvTranspose(groups=G)`` with
+    W2 repeated undoes the sampling (``b2`` on the first group's channels only); subgroup
+    ``(a, b)``'s output is cropped by ``(1 - a, 1 - b)`` onto the grid and the subgroups
+    are summed. ``mid`` must be channel-wise (eval-mode BN, ReLU): it runs on all stacked
+    channels at once.
     """
-    taps = []
-    for k in range(3):
-        twice_offset = out_parity - sub_parity + 1 - k
-        if twice_offset % 2 == 0:
-            taps.append((twice_offset // 2, k))
-    return sorted(taps)
-
-
-def conv_taps(in_parity: int, sub_parity: int, stride: int = 1) -> list[tuple[int, int]]:
-    """Conv taps along one axis on a phase input: ``z[i]`` reads ``W1[d] X_p[stride * i + offset]``.
-
-    ``z[i]`` of parity ``a`` sits at output grid ``2i + a`` and reads input
-    ``x[stride * (2i + a) + d - 1]``, which is phase ``p`` row ``stride * i + offset`` when
-    ``stride * a + d - 1 - p`` is even.
-    """
-    taps = []
-    for d in range(3):
-        shift = stride * sub_parity + d - 1 - in_parity
-        if shift % 2 == 0:
-            taps.append((shift // 2, d))
-    return sorted(taps)
+    out_h, out_w = conv_output_size(x.shape[2], stride), conv_output_size(x.shape[3], stride)
+    sizes = {
+        (a, b): (subgroup_size(out_h, a), subgroup_size(out_w, b)) for a, b in SAMPLINGS[resolve_sampling(sampling)]
+    }
+    parities = [p for p, (h, w) in sizes.items() if h > 0 and w > 0]
+    groups = len(parities)
+    max_h, max_w = sizes[(0, 0)]  # parity 0 has the most rows and columns
+    rows, cols = 2 * stride * (max_h - 1) + 3, 2 * stride * (max_w - 1) + 3  # input window of max_h x max_w
+    extra_h = max(0, max(stride * a for a, _ in parities) + rows - (x.shape[2] + 2))
+    extra_w = max(0, max(stride * b for _, b in parities) + cols - (x.shape[3] + 2))
+    padded = F.pad(x, (1, 1 + extra_w, 1, 1 + extra_h))
+    shifted = [padded[:, :, stride * a : stride * a + rows, stride * b : stride * b + cols] for a, b in parities]
+    channels = w1.shape[0]
+    z = F.conv2d(torch.cat(shifted, dim=1) if groups > 1 else shifted[0], w1.repeat(groups, 1, 1, 1),
+                 None if b1 is None else b1.repeat(groups), stride=2 * stride, groups=groups)
+    if mid is not None:
+        z = _apply_tiled(mid, z, groups)
+    if any(sizes[p] != (max_h, max_w) for p in parities):
+        chunks = z.split(channels, dim=1)
+        z = torch.cat(
+            [
+                F.pad(c[:, :, : sizes[p][0], : sizes[p][1]], (0, max_w - sizes[p][1], 0, max_h - sizes[p][0]))
+                if sizes[p] != (max_h, max_w)
+                else c
+                for p, c in zip(parities, chunks)
+            ],
+            dim=1,
+        )
+    bias = None if b2 is None else torch.cat([b2, b2.new_zeros((groups - 1) * b2.shape[0])])
+    u = F.conv_transpose2d(z, w2.repeat(groups, 1, 1, 1), bias, stride=2, groups=groups)  # rows a-1 .. a-1+2*max_h
+    out_channels = w2.shape[1]
+    y = None
+    for g, (a, b) in enumerate(parities):
+        part = u[:, g * out_channels : (g + 1) * out_channels, 1 - a : 1 - a + out_h, 1 - b : 1 - b + out_w]
+        y = part if y is None else y + part
+    assert y is not None, "every sampling set keeps position (0, 0)"
+    return y
 
 
 def sb_conv_strided(
-    x: Tensor, w1: Tensor, *, stride: int, parities: Sequence[tuple[int, int]], folded: FoldedMid
+    x: Tensor, w1: Tensor, *, stride: int, parities: list[tuple[int, int]], b1: Tensor | None, mid: nn.Module | None
 ) -> list[Tensor]:
-    """Conv part on a normal-layout input: one stride-2s Conv per parity, ``mid`` folded in.
+    """The conv half of the deploy forms on a normal-layout input: one stride-2s Conv per parity, then ``mid``.
 
     Subgroup ``(a, b)`` holds the conv output at grid ``(2i + a, 2j + b)``, which reads
     input rows ``s(2i + a) - 1 .. s(2i + a) + 1``.
     """
     height, width = int(x.shape[2]), int(x.shape[3])
     out_h, out_w = conv_output_size(height, stride), conv_output_size(width, stride)
-    weight = w1 if folded.scale is None else w1 * folded.scale[:, None, None, None]
     z = []
     for a, b in parities:
         rows, cols = subgroup_size(out_h, a), subgroup_size(out_w, b)
@@ -177,131 +230,39 @@ def sb_conv_strided(
         bottom = stride * (2 * (rows - 1) + a) + 1 - (height - 1)
         right = stride * (2 * (cols - 1) + b) + 1 - (width - 1)
         pads = (max(top, 0), max(left, 0), max(bottom, 0), max(right, 0))
-        za = conv_pads(view, weight, pads, stride=2 * stride, bias=folded.bias)
-        z.append(F.relu(za) if folded.relu else za)
+        za = conv_pads(view, w1, pads, stride=2 * stride, bias=b1)
+        z.append(za if mid is None else mid(za))
     return z
 
 
-def sb_phase_conv(
-    phases: Sequence[Tensor], w1: Tensor, *, parities: Sequence[tuple[int, int]], folded: FoldedMid, stride: int = 1
-) -> list[Tensor]:
-    """Conv part on a phase-split input: per parity a sum of tap convs.
-
-    The phases are ``P x Q`` each; the output subgroups are ``P x Q`` for stride 1 and
-    ``P/2 x Q/2`` for stride 2 (``P`` and ``Q`` even then).
-    """
-    size = (int(phases[0].shape[2]) // stride, int(phases[0].shape[3]) // stride)
-    weight = w1 if folded.scale is None else w1 * folded.scale[:, None, None, None]
-    z = []
-    for a, b in parities:
-        acc = None
-        for (p, q), xp in zip(PHASES, phases):
-            part = _tap_conv(xp, weight, conv_taps(p, a, stride), conv_taps(q, b, stride), size,
-                             bias=folded.bias if acc is None else None, stride=stride)
-            acc = part if acc is None else acc + part
-        assert acc is not None
-        z.append(F.relu(acc) if folded.relu else acc)
-    return z
-
-
-def sb_phase_deconv(
-    z: Sequence[Tensor],
-    w2: Tensor,
-    *,
-    parities: Sequence[tuple[int, int]],
-    out_size: tuple[int, int],
-    residual: Sequence[Tensor] | None = None,
-    bias: Tensor | None = None,
-) -> list[Tensor]:
-    """Deconv part into the four output phases (each ``out_size``), optionally + ``residual`` phases."""
-    weight = w2.transpose(0, 1)  # ConvTranspose [in, out, k, k] -> Conv [out, in, k, k]
-    phases = []
-    for index, (r, c) in enumerate(PHASES):
-        # residual first: ORT's NCHWc pass turns each ``acc + conv`` into a Conv with a sum input
-        acc = None if residual is None else residual[index]
-        for number, ((a, b), za) in enumerate(zip(parities, z)):
-            part = _tap_conv(za, weight, deconv_taps(r, a), deconv_taps(c, b), out_size,
-                             bias=bias if number == 0 else None)
-            acc = part if acc is None else acc + part
-        assert acc is not None, "every sampling set keeps position (0, 0)"
-        phases.append(acc)
-    return phases
-
-
-def to_phases(x: Tensor) -> list[Tensor]:
-    """Split an even-sized ``[N, C, H, W]`` tensor into its phases ``x[:, :, p::2, q::2]``.
-
-    Written as depthwise stride-2 2x2 convolutions with one-hot kernels (exact: each
-    output is one input times 1.0) rather than strided slices, so that ONNX Runtime keeps
-    the phases in its blocked layout and fuses what follows.
-    """
-    channels = int(x.shape[1])
-    phases = []
-    for p, q in PHASES:  # a constant kernel (no in-place writes: exporters trace those as scatters)
-        one_hot = [[1.0 if (i, j) == (p, q) else 0.0 for j in range(2)] for i in range(2)]
-        pick = x.new_tensor(one_hot).expand(channels, 1, 2, 2)
-        phases.append(F.conv2d(x, pick, stride=2, groups=channels))
-    return phases
-
-
-def from_phases(phases: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
-    """Interleave four phases back (one DepthToSpace) and crop to ``size``."""
-    y = F.pixel_shuffle(torch.stack(list(phases), dim=2).flatten(1, 2), 2)
-    if y.shape[2] != size[0] or y.shape[3] != size[1]:
-        y = y[:, :, : size[0], : size[1]]
-    return y
-
-
-def _fold_post(w2: Tensor, post: nn.BatchNorm2d | None) -> tuple[Tensor, Tensor | None]:
-    """Deconv weight and bias with an eval-mode BN that follows the SB folded in."""
-    if post is None:
-        return w2, None
-    folded = fold_mid(post)
-    assert folded.scale is not None and folded.bias is not None
-    return w2 * folded.scale[None, :, None, None], folded.bias
-
-
-def _sampled_conv(
-    x: Tensor, w1: Tensor, *, stride: int, sampling: str, mid: nn.Module | None
-) -> tuple[tuple[int, int], list[tuple[int, int]], list[Tensor]]:
-    """The conv half both deploy lowerings share: output grid size, kept parities, one strided conv each."""
-    out_h, out_w = conv_output_size(int(x.shape[2]), stride), conv_output_size(int(x.shape[3]), stride)
-    parities = _parities(sampling, out_h, out_w)
-    return (out_h, out_w), parities, sb_conv_strided(x, w1, stride=stride, parities=parities, folded=fold_mid(mid))
-
-
+@register_lowering("subpixel")
 def sb_subpixel(
     x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
-    post: nn.BatchNorm2d | None = None,
+    b1: Tensor | None = None, b2: Tensor | None = None,
 ) -> Tensor:
-    """Strided convs with ``mid`` folded in, sub-pixel deconv, one interleave (eval mode).
-
-    ``post``: an eval-mode BatchNorm2d applied to the SB output, folded into the deconv.
-    """
-    (out_h, out_w), parities, z = _sampled_conv(x, w1, stride=stride, sampling=sampling, mid=mid)
+    """Strided convs, sub-pixel deconv into the four output phases, one interleave (eval mode)."""
+    _require_eval(mid, "subpixel")
+    out_h, out_w = conv_output_size(int(x.shape[2]), stride), conv_output_size(int(x.shape[3]), stride)
+    parities = kept_parities(sampling, out_h, out_w)
+    z = sb_conv_strided(x, w1, stride=stride, parities=parities, b1=b1, mid=mid)
     half = ((out_h + 1) // 2, (out_w + 1) // 2)
-    w2, bias = _fold_post(w2, post)
-    return from_phases(sb_phase_deconv(z, w2, parities=parities, out_size=half, bias=bias), (out_h, out_w))
+    return from_phases(sb_phase_deconv(z, w2, parities=parities, out_size=half, bias=b2), (out_h, out_w))
 
 
+@register_lowering("strided")
 def sb_strided(
     x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
-    post: nn.BatchNorm2d | None = None,
+    b1: Tensor | None = None, b2: Tensor | None = None,
 ) -> Tensor:
-    """Per parity one strided Conv (``mid`` folded in) and one stride-2 ConvTranspose (eval mode).
-
-    ``post``: an eval-mode BatchNorm2d applied to the SB output, folded into the deconv.
-    """
-    (out_h, out_w), parities, z = _sampled_conv(x, w1, stride=stride, sampling=sampling, mid=mid)
-    w2, bias = _fold_post(w2, post)
+    """Per parity one strided Conv (then ``mid``) and one stride-2 ConvTranspose (eval mode)."""
+    _require_eval(mid, "strided")
+    out_h, out_w = conv_output_size(int(x.shape[2]), stride), conv_output_size(int(x.shape[3]), stride)
+    parities = kept_parities(sampling, out_h, out_w)
+    z = sb_conv_strided(x, w1, stride=stride, parities=parities, b1=b1, mid=mid)
     y = None
     for number, ((a, b), za) in enumerate(zip(parities, z)):
-        u = F.conv_transpose2d(za, w2, bias if number == 0 else None, stride=2)  # grid rows a-1 .. a-1+2*rows
+        u = F.conv_transpose2d(za, w2, b2 if number == 0 else None, stride=2)  # grid rows a-1 .. a-1+2*rows
         u = u[:, :, 1 - a : 1 - a + out_h, 1 - b : 1 - b + out_w]
         y = u if y is None else y + u
     assert y is not None, "every sampling set keeps position (0, 0)"
     return y
-
-
-DEPLOY_LOWERINGS = {"subpixel": sb_subpixel, "strided": sb_strided}
-"""The deploy lowerings by name (same signature as :func:`sbdeploy.nn.sb.sb_fast`)."""

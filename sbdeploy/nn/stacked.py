@@ -2,29 +2,36 @@
 
 ``S = [x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]]``
 concatenated along channels (``[N, 4C, H/2, W/2]``, phase-major, :data:`PHASES` order).
-An SB regular block then takes two convs per sampled parity: the conv part reads all
-four phases at once, the deconv part writes all four output phases at once, each with
-a kernel over the union of its phases' tap offsets (zero taps elsewhere). That costs
-more MACs than the exact tap convs of the list layout (:mod:`sbdeploy.nn.phase`; 64
-instead of 36 multiply-accumulates per 2x2 cell and C^2 for chessboard, the baseline
-takes 72) but about a quarter of the nodes: where every node is small (batch 1, CIFAR
-sizes) ONNX Runtime's per-node cost dominates and this layout is the faster one.
+An SB then takes two convs per sampled parity: the conv part reads all four phases at
+once, the deconv part writes all four output phases at once, each with a kernel over the
+union of its phases' tap offsets (zero taps elsewhere). That costs more MACs than the
+exact tap convs of the list layout (:mod:`sbdeploy.nn.phase`; 64 instead of 36
+multiply-accumulates per 2x2 cell and C^2 for chessboard, the baseline takes 72) but
+about a quarter of the nodes: where every node is small (batch 1, CIFAR sizes) ONNX
+Runtime's per-node cost dominates and this layout is the faster one.
 
-Kernels are built once from the block's weights (eval mode) and kept as buffers, so an
-export holds them as constants.
+A block is *stackable* (:func:`stackable`) when every op of its description besides the
+SB is point-wise (BN, ReLU: tiled over the four phase blocks) and its shortcut is an
+identity, a 1x1 projection or PyramidNet's pool-and-pad: the regular (basic) blocks of
+all three families. Bottleneck blocks are not: their 1x1 convs would run either as
+block-diagonal ``4C x 4C`` kernels (four times their MACs, and 1x1 convs are most of a
+bottleneck's work) or as grouped convs; they stay on the exact taps.
+
+Kernels are built once from the block's weights (eval mode, BN folded) and kept as
+buffers, so an export holds them as constants.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbdeploy.nn.blocks import SBBasicBlock, SBPreActBasicBlock
-from sbdeploy.nn.lowering import PHASES, conv_at, conv_taps, deconv_taps, fold_mid
-from sbdeploy.nn.sb import SAMPLINGS, SpatialBottleneck, resolve_sampling
-
-Taps = list[tuple[int, int]]
+from sbdeploy.nn.blocks import BlockDescription, apply_ops
+from sbdeploy.nn.sampling import SAMPLINGS, resolve_sampling
+from sbdeploy.nn.taps import PHASES, Taps, conv_at, conv_taps, deconv_taps
 
 
 def _merged_kernel(weight: Tensor, taps: dict[tuple[int, int], tuple[Taps, Taps]]) -> tuple[Tensor, tuple[int, int]]:
@@ -53,35 +60,57 @@ def _tile(v: Tensor) -> Tensor:
     return v.repeat(len(PHASES))
 
 
+def _pointwise(module: nn.Module) -> bool:
+    return isinstance(module, (nn.BatchNorm2d, nn.ReLU))
+
+
+def stackable(desc: BlockDescription) -> bool:
+    """Whether a described block runs on the stacked layout (see the module docstring)."""
+    if not all(_pointwise(m) for part in (desc.entry, desc.before, desc.after, desc.final) for m in part):
+        return False
+    shortcut = desc.shortcut
+    if shortcut.kind == "projection":
+        conv = shortcut.conv
+        return conv is not None and conv.kernel_size == (1, 1) and conv.groups == 1 and conv.stride[0] == desc.sb.stride
+    return True
+
+
+def _tiled(module: nn.Module) -> nn.Module:
+    """A point-wise op on the stacked layout: a BN with its statistics and parameters repeated for the four phases."""
+    if isinstance(module, nn.ReLU):
+        return nn.ReLU()
+    assert isinstance(module, nn.BatchNorm2d) and not module.training
+    assert module.running_mean is not None and module.running_var is not None
+    like = {"dtype": module.running_mean.dtype, "device": module.running_mean.device}
+    tiled = nn.BatchNorm2d(len(PHASES) * module.num_features, eps=module.eps, affine=module.affine, **like).eval()
+    with torch.no_grad():
+        for name in ("running_mean", "running_var", "weight", "bias"):
+            value = getattr(module, name)
+            if value is not None:
+                getattr(tiled, name).copy_(_tile(value))
+    return tiled
+
+
 class StackedBlock(nn.Module):
-    """An eval-mode SB regular block (pre- or post-activation) on the stacked layout.
+    """A stackable SB block (its description, eval mode) on the stacked layout; even input and output sizes."""
 
-    Built from a block prepared by :func:`sbdeploy.nn.phase.deploy_form` (``sb`` lowered,
-    a post-activation block's BN2 folded into it); even input sizes (and output sizes) only.
-    """
-
-    def __init__(self, block: nn.Module, sb: SpatialBottleneck, post: nn.BatchNorm2d | None) -> None:
+    def __init__(self, desc: BlockDescription) -> None:
         super().__init__()
-        assert isinstance(block, (SBPreActBasicBlock, SBBasicBlock))
-        self.pre_activation = isinstance(block, SBPreActBasicBlock)
+        assert stackable(desc)
+        sb = desc.sb
         self.stride = stride = sb.stride
+        self.reads_entry = desc.shortcut.reads == "entry"
+        self.entry = nn.Sequential(*[_tiled(m) for m in desc.entry])
+        self.before = nn.Sequential(*[_tiled(m) for m in desc.before])
+        self.after = nn.Sequential(*[_tiled(m) for m in desc.after])
+        self.final = nn.Sequential(*[_tiled(m) for m in desc.final])
+        self.mid = copy.deepcopy(sb.mid)  # runs on one subgroup (not stacked): as it is
+        self.shortcut_kind = desc.shortcut.kind
+        self.out_channels = desc.shortcut.out_channels
         with torch.no_grad():
-            self.bn1 = None
-            if self.pre_activation:  # BN1 with its parameters repeated for the four phases
-                bn1 = block.bn1
-                like = {"dtype": bn1.running_mean.dtype, "device": bn1.running_mean.device}
-                self.bn1 = nn.BatchNorm2d(len(PHASES) * bn1.num_features, eps=bn1.eps, **like).eval()
-                for name in ("running_mean", "running_var", "weight", "bias"):
-                    getattr(self.bn1, name).copy_(_tile(getattr(bn1, name)))
-            mid = fold_mid(sb.mid)
-            w1 = sb.conv.weight if mid.scale is None else sb.conv.weight * mid.scale[:, None, None, None]
-            self.mid_relu = mid.relu
+            w1 = sb.conv.weight
             w2 = sb.deconv.weight.transpose(0, 1)  # as a Conv weight [out, mid, 3, 3]
-            out_bias = None
-            if post is not None:
-                folded = fold_mid(post)
-                assert folded.scale is not None and folded.bias is not None
-                w2, out_bias = w2 * folded.scale[:, None, None, None], _tile(folded.bias)
+            out_bias = None if sb.deconv.bias is None else _tile(sb.deconv.bias)
             self.parts = nn.ModuleList()
             for number, (a, b) in enumerate(SAMPLINGS[resolve_sampling(sb.sampling)]):
                 conv, conv_start = _merged_kernel(w1, {
@@ -92,21 +121,18 @@ class StackedBlock(nn.Module):
                 })  # fmt: skip
                 part = nn.Module()
                 part.register_buffer("conv", conv)
-                part.register_buffer("conv_bias", mid.bias)
+                part.register_buffer("conv_bias", sb.conv.bias)
                 part.register_buffer("deconv", deconv)
                 part.register_buffer("deconv_bias", out_bias if number == 0 else None)
                 part.conv_start, part.deconv_start = conv_start, deconv_start
                 self.parts.append(part)
-            projection = block.shortcut if self.pre_activation else (None if block.downsample is None else block.downsample[0])
+            projection = desc.shortcut.conv if desc.shortcut.kind == "projection" else None
             kernel = None if projection is None else self._shortcut_kernel(projection.weight[:, :, 0, 0])
-            bias = None
-            if kernel is not None and isinstance(block, SBBasicBlock):  # torchvision: the projection's BN folded in
-                assert block.downsample is not None
-                folded = fold_mid(block.downsample[1])
-                assert folded.scale is not None and folded.bias is not None
-                kernel, bias = kernel * _tile(folded.scale)[:, None, None, None], _tile(folded.bias)
+            bias = None if projection is None or projection.bias is None else _tile(projection.bias)
             self.register_buffer("shortcut", kernel)
             self.register_buffer("shortcut_bias", bias)
+        bn = desc.shortcut.bn
+        self.shortcut_bn = None if bn is None else _tiled(bn)  # a projection BN not folded into its conv
 
     def _shortcut_kernel(self, w: Tensor) -> Tensor:
         """A 1x1 projection on the stacked layout: block-diagonal at stride 1; at stride 2
@@ -119,15 +145,43 @@ class StackedBlock(nn.Module):
         in_ch = w.shape[1]  # the kernel reads the first in_ch channels (phase (0, 0)) of the stacked input
         return F.pad(kernel, (0, 0, 0, 0, 0, (len(PHASES) - 1) * in_ch))
 
+    def _pad_blocks(self, s: Tensor) -> Tensor:
+        """Zero channels appended to each phase block, up to ``out_channels`` per phase (PyramidNet)."""
+        channels = int(s.shape[1]) // len(PHASES)
+        missing = self.out_channels - channels
+        if missing <= 0:
+            return s
+        h, w = int(s.shape[2]), int(s.shape[3])
+        blocks = F.pad(s.reshape(-1, len(PHASES), channels, h, w), (0, 0, 0, 0, 0, missing))
+        return blocks.reshape(-1, len(PHASES) * self.out_channels, h, w)
+
+    def _shortcut(self, s: Tensor) -> Tensor:
+        if self.shortcut_kind == "identity":
+            return s
+        if self.shortcut_kind == "pyramid":
+            if self.stride == 1:
+                return self._pad_blocks(s)
+            channels, h, w = int(s.shape[1]) // len(PHASES), int(s.shape[2]), int(s.shape[3])
+            pooled = s.reshape(-1, len(PHASES), channels, h, w).mean(dim=1)  # the 2x2 average pool, at the output grid
+            missing = self.out_channels - channels
+            return to_stacked(F.pad(pooled, (0, 0, 0, 0, 0, missing)) if missing > 0 else pooled)
+        y = F.conv2d(s, self.shortcut, self.shortcut_bias, stride=self.stride)
+        return y if self.shortcut_bn is None else self.shortcut_bn(y)
+
     def forward(self, s: Tensor) -> Tensor:
-        inner = s if self.bn1 is None else F.relu(self.bn1(s))  # pre-activation: the projection reads it too
-        acc = s if self.shortcut is None else F.conv2d(inner, self.shortcut, self.shortcut_bias, stride=self.stride)
+        inner = self.entry(s)
+        acc = self._shortcut(inner if self.reads_entry else s)
+        main = self.before(inner)
         size = (int(s.shape[2]) // self.stride, int(s.shape[3]) // self.stride)
+        y = acc if len(self.after) == 0 else None  # with no op after the SB, the shortcut starts the sum
         for part in self.parts:
-            z = conv_at(inner, part.conv, part.conv_start, size, stride=self.stride, bias=part.conv_bias)
-            z = F.relu(z) if self.mid_relu else z
-            acc = acc + conv_at(z, part.deconv, part.deconv_start, size, bias=part.deconv_bias)
-        return acc if self.pre_activation else F.relu(acc)
+            z = conv_at(main, part.conv, part.conv_start, size, stride=self.stride, bias=part.conv_bias)
+            z = z if self.mid is None else self.mid(z)
+            u = conv_at(z, part.deconv, part.deconv_start, size, bias=part.deconv_bias)
+            y = u if y is None else y + u
+        assert y is not None
+        out = y if len(self.after) == 0 else apply_ops(self.after, y) + acc
+        return self.final(out)
 
 
 def to_stacked(x: Tensor) -> Tensor:

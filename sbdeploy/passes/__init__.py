@@ -6,7 +6,8 @@ Passes take and return an ``onnx.ModelProto`` (never modified in place):
   nodes, identities, redundant and chained Slices), ``fold_bn`` (:mod:`.bn_folding`),
   ``shape_inference`` (:mod:`.shape_inference`) — the structural passes, by name;
 * ``fuse_pads`` (:mod:`.pad_fusion`: zero Pad -> Conv folded into the Conv's pads) — run
-  by export after the structural passes for a deploy target, usable alone by name;
+  after the structural passes by the deploy targets that list it (:mod:`sbdeploy.targets`),
+  usable alone by name;
 * ``affine_to_conv`` (:mod:`.affine_conv`: the Mul + Add left of an unfoldable BN as a
   depthwise 1x1 Conv, which ONNX Runtime's blocked-layout kernels fuse) — likewise;
 * :func:`to_fp16` and :func:`quantize_int8` — precision passes with their own options (int8 by a named
@@ -30,6 +31,7 @@ from sbdeploy.passes.fp16 import DEFAULT_FP32_OPS, to_fp16
 from sbdeploy.passes.int8 import INT8_RECIPES, ORT_CPU_INT8, TRT_INT8, Int8Recipe, quantize_int8
 from sbdeploy.passes.pad_fusion import fold_pads
 from sbdeploy.passes.shape_inference import infer_shapes
+from sbdeploy.targets import STRUCTURAL_PASSES
 
 PASSES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
     "fold_constants": fold_constants,
@@ -41,11 +43,9 @@ PASSES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
 }
 """Every named pass, each usable alone (:func:`run_pass`)."""
 
-DEFAULT_PASSES: tuple[str, ...] = ("fold_constants", "eliminate", "fold_bn", "shape_inference")
-"""The structural passes, in the order export runs them (the canonical export runs only these)."""
-
-TARGET_PASSES: tuple[str, ...] = ("fuse_pads", "affine_to_conv")
-"""Passes export runs after :data:`DEFAULT_PASSES` for a deploy target (:mod:`sbdeploy.nn.phase`)."""
+DEFAULT_PASSES: tuple[str, ...] = STRUCTURAL_PASSES
+"""The structural passes, in the order export runs them; which passes each deploy target runs
+is its row of the target table (:attr:`sbdeploy.targets.Target.passes`)."""
 
 
 def run_pass(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, PassReport]:
@@ -74,7 +74,6 @@ __all__ = [
     "ORT_CPU_INT8",
     "PASSES",
     "PassReport",
-    "TARGET_PASSES",
     "TRT_INT8",
     "affine_to_conv",
     "eliminate",

@@ -1,6 +1,6 @@
 """ONNX pass: fold zero-padding ``Pad`` nodes into the ``pads`` of the Conv nodes they feed.
 
-The deploy lowerings (:mod:`sbdeploy.nn.lowering`) write each small tap convolution as
+The deploy lowerings (:mod:`sbdeploy.nn.taps`, :mod:`sbdeploy.nn.lowering`) write each small tap convolution as
 ``F.pad`` (asymmetric) then ``conv2d``; exporters emit ``Pad -> Conv``. ONNX Runtime's
 own pad fusion leaves many of these in place, and every unfused Pad breaks its
 blocked-layout (NCHWc) chains. A Pad is folded when its mode is ``constant`` with

@@ -365,14 +365,17 @@ def build_model_config(spec: ArtifactSpec, name: str, options: TritonOptions) ->
         config["dynamic_batching"] = batching
     else:
         notes.append("no dynamic batching: max_batch_size is 0 (the artifact cannot take batches of 1..N)")
-    gpu = spec.kind == "tensorrt" or options.onnx_device == "gpu" or options.onnx_trt_fp16
+    gpu_form = _gpu_only_form(spec)
+    if gpu_form is not None:
+        notes.append(f"GPU instances: the file holds the {gpu_form} target's form, which only GPU backends run")
+    gpu = spec.kind == "tensorrt" or options.onnx_device == "gpu" or options.onnx_trt_fp16 or gpu_form is not None
     config["instance_group"] = [{"count": options.instances, "kind": _Enum("KIND_GPU" if gpu else "KIND_CPU")}]
     if spec.kind == "onnx" and options.onnx_trt_fp16:
         if not spec.fp16_weights:
             raise ConfigError(
                 f"{where} has fp32 weights: --onnx-trt-fp16's precision_mode FP16 is TensorRT 10.x's FP16 builder flag, "
                 "which TensorRT 11 (strongly typed) removed, so there the engine would stay fp32; give an fp16 ONNX "
-                "(sbdeploy pipeline --fp16 writes model.fp16.onnx; sbdeploy.passes.to_fp16)"
+                "(sbdeploy export --target T --fp16, or sbdeploy pipeline --fp16, writes one; sbdeploy.passes.to_fp16)"
             )
         notes.append(
             "TensorRT accelerator: the fp16 ONNX sets the precision (TensorRT 11 is strongly typed); "
@@ -386,6 +389,18 @@ def build_model_config(spec: ArtifactSpec, name: str, options: TritonOptions) ->
     else:
         notes.append("no model warm-up: an input has dynamic non-batch dims and no profile gives an opt shape")
     return _pbtxt(config), max_batch, notes
+
+
+def _gpu_only_form(spec: ArtifactSpec) -> str | None:
+    """The deploy target of an sbdeploy ONNX file whose form only GPU backends run (sbdeploy.targets), else None."""
+    from sbdeploy.targets import TARGETS
+
+    try:
+        name = json.loads(spec.metadata.get("sbdeploy.target", "null"))
+    except json.JSONDecodeError:
+        return None
+    target = TARGETS.get(name) if isinstance(name, str) else None
+    return None if target is None or spec.kind != "onnx" or "ort-cpu" in target.backends else target.name
 
 
 def _warmup(spec: ArtifactSpec, max_batch: int, drop: int) -> list[dict[str, Any]]:
@@ -570,6 +585,7 @@ def write_triton_repo(
     out: str | Path,
     *,
     name: str | None = None,
+    names: Sequence[str] | None = None,
     options: TritonOptions | None = None,
     force: bool = False,
 ) -> TritonRepo:
@@ -579,6 +595,7 @@ def write_triton_repo(
         artifacts: ``.onnx`` files and TensorRT engines (each with its ``.json`` sidecar).
         out: the model repository folder (created if needed; other models in it are kept).
         name: the model name, for a single artifact (default: the artifact's file stem).
+        names: one model name per artifact (e.g. those of a pipeline run folder).
         options: batching, instances and accelerator options of every config.
         force: replace model folders that already exist (otherwise they are refused).
 
@@ -591,9 +608,11 @@ def write_triton_repo(
         raise ConfigError("give at least one artifact (.onnx or .engine)")
     if name is not None and len(artifacts) != 1:
         raise ConfigError("--name names a single model; with several artifacts each model is named after its file")
+    if names is not None and len(names) != len(artifacts):
+        raise ConfigError(f"{len(names)} model names for {len(artifacts)} artifacts")
     root = Path(out)
     specs = [read_artifact(a) for a in artifacts]
-    names = [name] if name is not None else [s.path.name.split(".")[0] for s in specs]
+    names = [name] if name is not None else list(names) if names is not None else [s.path.name.split(".")[0] for s in specs]
     for n in names:
         if not _NAME_RE.match(n):
             raise ConfigError(f"model name {n!r}: use letters, digits, '_', '-', '.' (it is a folder name)")

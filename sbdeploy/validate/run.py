@@ -1,10 +1,14 @@
 """``sbdeploy validate``: run the training code and every artifact on the same inputs, compare.
 
-Running and comparing are separate steps (as in Polygraphy): :func:`collect_cases`
-builds the inputs (random batches at several sizes, real images from a data source),
-:func:`validate` runs PyTorch and every backend on them and turns each pair into a
+Running and comparing are separate steps (as in Polygraphy): the inputs are random
+batches at the sizes the artifact takes and real images from a data source;
+:func:`validate` runs PyTorch and every artifact on them and turns each pair into a
 :class:`CheckResult` with :mod:`sbdeploy.validate.compare`, plus dataset accuracy per
-backend. ``bool(report)`` is the verdict.
+artifact. Every check names the file it judges (and its sha256) and the reference it
+is judged against, and uses the tolerance of that file's target and precision
+(:meth:`sbdeploy.targets.Target.tolerance`). ``bool(report)`` is the verdict;
+:func:`merge_reports` joins the reports of several references (the pipeline's SB
+model and its baseline) into one.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from sbdeploy.artifacts import DeployFile, describe_file
 from sbdeploy.backends.base import Runner
+from sbdeploy.backends.ort import FP32_TF32, TF32_NOTES
 from sbdeploy.checkpoint import Checkpoint, load_checkpoint
 from sbdeploy.environment import Environment, collect_environment
 from sbdeploy.errors import ConfigError
+from sbdeploy.targets import get_target
 from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, OutputStats, Tolerance, output_stats, verdict
 
 
@@ -28,9 +35,19 @@ class Artifact:
 
     backend: str  # ort-cpu, ort-cuda, ort-trt, trt
     path: Path
-    precision: str  # fp32, tf32 (an fp32 engine built with TF32), fp16, int8
+    precision: str  # fp32, tf32 (an fp32 file run with TF32: an engine built with it, or on ort-trt), fp16, int8
     batch_sizes: tuple[int, ...]  # random-batch sizes to try (engine profiles: min, opt, max)
     max_batch: int  # largest batch one call may take
+    sha256: str = ""  # of the file
+    target: str | None = None  # the deploy target of its form (None: not written by sbdeploy)
+    tf32: bool | None = None  # an fp32 run on a GPU: whether it may use TF32 tensor cores (None: not such a run)
+
+    @property
+    def file(self) -> str:
+        return self.path.name
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "path": str(self.path), "file": self.file}
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,10 @@ class CheckResult:
     tolerance: Tolerance
     passed: bool
     reason: str
+    file: str = ""  # the file judged
+    sha256: str = ""  # its sha256
+    target: str | None = None  # its deploy target
+    reference: str = ""  # the checkpoint (or zoo name) it is judged against
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -62,14 +83,16 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class AccuracyResult:
-    """Top-1/top-5 accuracy of one backend on a labelled dataset."""
+    """Top-1/top-5 accuracy of PyTorch or one artifact on a labelled dataset."""
 
-    backend: str
+    backend: str  # "torch", or "BACKEND PRECISION" of the artifact
     dataset: str
     samples: int
     top1: float
     top5: float | None
-    delta_top1: float  # backend top-1 minus PyTorch top-1, in points of percent
+    delta_top1: float  # artifact top-1 minus PyTorch top-1, in points of percent
+    file: str | None = None  # the artifact's file (None: PyTorch itself)
+    reference: str = ""
 
 
 @dataclass
@@ -90,11 +113,18 @@ class ValidationReport:
     def failures(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed]
 
+    def file_verdicts(self) -> dict[str, bool]:
+        """Per file judged: whether every check of it passed."""
+        verdicts: dict[str, bool] = {}
+        for c in self.checks:
+            verdicts[c.file] = verdicts.get(c.file, True) and c.passed
+        return verdicts
+
     def to_dict(self) -> dict[str, object]:
         return {
             "passed": bool(self),
             "checkpoint": self.checkpoint,
-            "artifacts": [{**asdict(a), "path": str(a.path)} for a in self.artifacts],
+            "artifacts": [a.to_dict() for a in self.artifacts],
             "tolerances": {k: t.describe() for k, t in self.tolerances.items()},
             "checks": [c.to_dict() for c in self.checks],
             "accuracy": [asdict(a) for a in self.accuracy],
@@ -145,47 +175,62 @@ DYNAMIC_BATCHES = (1, 2, 8)
 """Random-batch sizes tried on an ONNX model with a dynamic batch."""
 
 
-def onnx_precision(model: object) -> str:
-    """``int8`` with Q/DQ nodes, ``fp16`` with float16 weights, else ``fp32``."""
-    import onnx
+def artifact_of(file: DeployFile, backend: str | None = None) -> Artifact:
+    """An artifact to validate: ``file`` on ``backend`` (default: the file's own), with the batch sizes it takes.
 
-    assert isinstance(model, onnx.ModelProto)
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
-        return "int8"
-    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
-        return "fp16"
-    return "fp32"
+    A fixed batch is tried at that batch; a dynamic ONNX batch at :data:`DYNAMIC_BATCHES`
+    (one call takes up to 32); an engine at its profile's min, opt and max.
+
+    An fp32 file run with TF32 is judged as ``tf32``, by the TF32 tolerance: an engine built
+    with TF32 (its sidecar says so), or any fp32 ONNX on ``ort-trt`` (ONNX Runtime's TensorRT
+    provider cannot clear TF32); on ``ort-cuda`` it runs without TF32 and is judged as fp32
+    (:data:`sbdeploy.backends.ort.FP32_TF32`). ``tf32`` records which.
+    """
+    backend = backend or file.default_backend()
+    if not file.runs_on(backend):
+        raise ConfigError(f"{file.name} is an {'engine' if file.kind == 'engine' else 'ONNX file'}; {backend} does not run it")
+    sizes: tuple[int, ...]
+    if file.batch is not None:
+        sizes, max_batch = (file.batch,), file.batch
+    elif file.profile is not None:
+        sizes = tuple(sorted(set(file.profile)))
+        max_batch = sizes[-1]
+    else:
+        sizes, max_batch = DYNAMIC_BATCHES, 32
+    precision, tf32 = file.precision, None
+    if file.kind == "engine" and precision in ("fp32", "tf32"):
+        tf32 = precision == "tf32"  # from the sidecar (describe_file)
+    elif precision == "fp32" and backend in FP32_TF32:
+        tf32 = FP32_TF32[backend]
+        precision = "tf32" if tf32 else precision
+    return Artifact(backend=backend, path=file.path, precision=precision, batch_sizes=sizes, max_batch=max_batch,
+                    sha256=file.sha256, target=file.target, tf32=tf32)  # fmt: skip
 
 
 def onnx_artifact(path: str | Path, backend: str = "ort-cpu") -> Artifact:
-    """Describe an ONNX file for validation: precision from its graph, batch sizes from its input."""
-    from sbdeploy.export import load_onnx
-
-    model = load_onnx(path)
-    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-    if dim.HasField("dim_value") and dim.dim_value > 0:
-        sizes, max_batch = (dim.dim_value,), dim.dim_value
-    else:
-        sizes, max_batch = DYNAMIC_BATCHES, 32
-    return Artifact(backend=backend, path=Path(path), precision=onnx_precision(model), batch_sizes=sizes, max_batch=max_batch)
+    """Describe an ONNX file for validation on ``backend``: precision and target from its metadata, batch from its input."""
+    return artifact_of(describe_file(path), backend)
 
 
 def engine_artifact(path: str | Path) -> Artifact:
-    """Describe a TensorRT engine from its sidecar: precision and the profile's min/opt/max batch.
+    """Describe a TensorRT engine from its sidecar: precision, target and the profile's min/opt/max batch.
 
     An fp32 engine built with TF32 (the sidecar's ``tf32``, TensorRT's default) is judged as
-    ``tf32``, by the TF32 tolerance; one built with ``--no-tf32`` as ``fp32``.
+    ``tf32``, by the TF32 tolerance; one built with ``--no-tf32`` as ``fp32``
+    (:func:`sbdeploy.artifacts.describe_file`).
     """
-    from sbdeploy.backends.tensorrt.sidecar import read_sidecar, sidecar_path
-    from sbdeploy.errors import EngineMismatchError
+    return artifact_of(describe_file(path), "trt")
 
-    sidecar = read_sidecar(path)
-    if sidecar is None:
-        raise EngineMismatchError(f"{sidecar_path(path)} is missing; validate needs the sidecar that `sbdeploy build-engine` writes")
-    profile = next(iter(sidecar.profiles[0].values()))
-    sizes = tuple(sorted({profile["min"][0], profile["opt"][0], profile["max"][0]}))
-    precision = "tf32" if sidecar.requested_precision == "fp32" and sidecar.tf32 else sidecar.requested_precision
-    return Artifact(backend="trt", path=Path(path), precision=precision, batch_sizes=sizes, max_batch=sizes[-1])
+
+def tolerance_for(artifact: Artifact, overrides: dict[str, Tolerance] | None = None) -> Tolerance:
+    """The pass criteria of ``artifact``: an override for its precision, else its target's policy (else the defaults)."""
+    if overrides and artifact.precision in overrides:
+        return overrides[artifact.precision]
+    if artifact.target is not None:
+        return get_target(artifact.target).tolerance(artifact.precision)
+    if artifact.precision not in DEFAULT_TOLERANCES:
+        raise ConfigError(f"no tolerance for {artifact.precision!r} artifacts; give one with --atol/--rtol")
+    return DEFAULT_TOLERANCES[artifact.precision]
 
 
 def dataset_case(source: str, config: object, *, limit: int | None = None) -> InputCase:
@@ -222,7 +267,7 @@ def validate(
         artifacts: what to check, each with its backend and precision.
         runner_factory: builds the runner of an artifact (see ``sbdeploy.backends``).
         dataset: labelled real images (normalized) for the accuracy rows and one more check.
-        tolerances: pass criteria per precision; defaults to ``DEFAULT_TOLERANCES``.
+        tolerances: pass criteria per precision that override each artifact's target policy.
         input_size: H, W of the random batches; defaults to the checkpoint's.
         seed: seed of the random batches.
         on_step: progress callback, called with a description before each step.
@@ -232,14 +277,17 @@ def validate(
     if not artifacts:
         raise ConfigError("nothing to validate: give an ONNX file or an engine (or let validate export one)")
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+    reference_name = str(ckpt.path)
+    used: dict[str, Tolerance] = {}
     h, w = input_size or ckpt.config.input_size
     shape = (ckpt.config.in_chans, h, w)
     step = on_step or (lambda _: None)
 
     checks: list[CheckResult] = []
     accuracies: list[AccuracyResult] = []
-    reference_cache: dict[str, np.ndarray] = {}
+    reference_cache: dict[str, np.ndarray] = {}  # by case name: one name, one set of images (drawn once, below)
+    sizes = sorted({b for a in artifacts for b in a.batch_sizes})
+    random = {int(case.images.shape[0]): case for case in random_cases(sizes, shape, seed)}
     with TorchRunner(ckpt.model) as torch_runner:
 
         def reference(case: InputCase) -> np.ndarray:
@@ -250,49 +298,92 @@ def validate(
         if dataset is not None and dataset.labels is not None:
             step(f"torch on {dataset.name}")
             top1, top5 = accuracy(reference(dataset), dataset.labels)
-            accuracies.append(AccuracyResult("torch", dataset.name, len(dataset.labels), top1, top5, 0.0))
+            accuracies.append(AccuracyResult("torch", dataset.name, len(dataset.labels), top1, top5, 0.0, reference=reference_name))
         for artifact in artifacts:
-            cases = random_cases(artifact.batch_sizes, shape, seed) + ([dataset] if dataset is not None else [])
-            tolerance = tolerances[artifact.precision]
+            cases = [random[b] for b in sorted(set(artifact.batch_sizes))] + ([dataset] if dataset is not None else [])
+            tolerance = tolerance_for(artifact, tolerances)
+            used[f"{artifact.target} {artifact.precision}" if artifact.target else artifact.precision] = tolerance
             with runner_factory(artifact) as runner:
                 fixed = runner.input_specs()[0].shape[0]
                 for case in cases:
-                    step(f"{artifact.backend} ({artifact.precision}) on {case.name}")
+                    step(f"{artifact.file} on {artifact.backend}: {case.name}")
                     out = run_batched(runner, case.images, artifact.max_batch, fixed_batch=fixed)
                     stats = output_stats(reference(case), out, tolerance)
                     passed, reason = verdict(stats, tolerance)
-                    checks.append(CheckResult(artifact.backend, artifact.precision, case.name, stats, tolerance, passed, reason))
+                    checks.append(CheckResult(artifact.backend, artifact.precision, case.name, stats, tolerance, passed, reason,
+                                              artifact.file, artifact.sha256, artifact.target, reference_name))  # fmt: skip
                     if case.labels is not None:
                         top1, top5 = accuracy(out, case.labels)
                         base = accuracies[0].top1 if accuracies else top1
-                        accuracies.append(
-                            AccuracyResult(f"{artifact.backend} {artifact.precision}", case.name, len(case.labels), top1, top5, (top1 - base) * 100)
-                        )
+                        accuracies.append(AccuracyResult(
+                            f"{artifact.backend} {artifact.precision}", case.name, len(case.labels), top1, top5, (top1 - base) * 100,
+                            file=artifact.file, reference=reference_name,
+                        ))  # fmt: skip
     return ValidationReport(
-        checkpoint=str(ckpt.path), artifacts=list(artifacts), checks=checks, accuracy=accuracies,
-        environment=collect_environment(), tolerances=tolerances,
+        checkpoint=reference_name, artifacts=list(artifacts), checks=checks, accuracy=accuracies,
+        environment=collect_environment(), tolerances=used,
     )
 
 
+def merge_reports(reports: Sequence[ValidationReport]) -> ValidationReport:
+    """One report of several references' checks (each check keeps the reference it was judged against)."""
+    if not reports:
+        raise ConfigError("no validation reports to merge")
+    return ValidationReport(
+        checkpoint=", ".join(r.checkpoint for r in reports),
+        artifacts=[a for r in reports for a in r.artifacts],
+        checks=[c for r in reports for c in r.checks],
+        accuracy=[a for r in reports for a in r.accuracy],
+        environment=reports[0].environment,
+        tolerances={k: t for r in reports for k, t in r.tolerances.items()},
+    )
+
+
+def tf32_notes(artifacts: Sequence[Artifact]) -> list[str]:
+    """One sentence per kind of fp32 GPU run among ``artifacts``: whether it used TF32, hence which tolerance judged it."""
+    notes = []
+    engines = {a.tf32 for a in artifacts if a.backend == "trt" and a.tf32 is not None}
+    if False in engines:
+        notes.append("fp32 engines built without TF32 (--no-tf32; the trt target's parity engine) are judged by the fp32 tolerance")
+    if True in engines:
+        notes.append("fp32 engines built with TF32 (TensorRT's default) are judged by the TF32 tolerance")
+    notes += [TF32_NOTES[b] for b in sorted({a.backend for a in artifacts if a.tf32 is not None and a.backend in TF32_NOTES})]
+    return notes
+
+
 def to_markdown(report: ValidationReport) -> str:
-    """The report as Markdown: verdict, checks table, accuracy table, tolerances."""
-    lines = [f"# sbdeploy validate: {'PASSED' if report else 'FAILED'}", "", f"Checkpoint: `{report.checkpoint}`", ""]
-    lines += ["| backend | precision | input | max abs | mean abs | max rel | min cosine | top-1 agree | top-5 agree | verdict |"]
-    lines += ["|---|---|---|---|---|---|---|---|---|---|"]
+    """The report as Markdown: verdict, the files judged, checks table, accuracy table, tolerances."""
+    lines = [f"# sbdeploy validate: {'PASSED' if report else 'FAILED'}", "", f"Reference (PyTorch training code): `{report.checkpoint}`", ""]
+    verdicts = report.file_verdicts()
+    lines += ["| file | sha256 | target | backend | precision | TF32 | reference | verdict |", "|---|---|---|---|---|---|---|---|"]
+    references = {c.file: c.reference for c in report.checks}
+    for artifact in report.artifacts:
+        verdict_text = "pass" if verdicts.get(artifact.file) else "**FAIL**" if artifact.file in verdicts else "-"
+        tf32 = "-" if artifact.tf32 is None else "on" if artifact.tf32 else "off"
+        lines.append(f"| `{artifact.file}` | `{artifact.sha256[:16]}` | {artifact.target or '-'} | {artifact.backend} | "
+                     f"{artifact.precision} | {tf32} | `{references.get(artifact.file, '')}` | {verdict_text} |")  # fmt: skip
+    notes = tf32_notes(report.artifacts)
+    lines += ["", *(f"- TF32: {note}." for note in notes)] if notes else []
+    lines += ["", "| file | backend | precision | input | max abs | mean abs | max rel | min cosine | top-1 agree | top-5 agree | verdict |"]
+    lines += ["|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in report.checks:
         s = c.stats
         top5 = "-" if s.top5_agreement is None else f"{s.top5_agreement:.1%}"
         result = "pass" if c.passed else f"**FAIL**: {c.reason}"
         lines.append(
-            f"| {c.backend} | {c.precision} | {c.case} | {s.max_abs:.3g} | {s.mean_abs:.3g} | {s.max_rel:.3g} | "
+            f"| `{c.file}` | {c.backend} | {c.precision} | {c.case} | {s.max_abs:.3g} | {s.mean_abs:.3g} | {s.max_rel:.3g} | "
             f"{s.min_cosine:.6f} | {s.top1_agreement:.1%} | {top5} | {result} |"
         )
     if report.accuracy:
-        lines += ["", "| backend | dataset | images | top-1 | top-5 | change vs PyTorch |", "|---|---|---|---|---|---|"]
+        lines += ["", "| reference | file | backend | dataset | images | top-1 | top-5 | change vs PyTorch |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
         for a in report.accuracy:
             top5 = "-" if a.top5 is None else f"{a.top5:.2%}"
-            lines.append(f"| {a.backend} | {a.dataset} | {a.samples} | {a.top1:.2%} | {top5} | {a.delta_top1:+.2f} pt |")
-    lines += ["", "Tolerances:"]
-    for k, t in report.tolerances.items():
-        lines.append(f"- {k}: {t.describe()}" + (f" ({TOLERANCE_REASONS[k]})" if k in TOLERANCE_REASONS else ""))
+            file = "PyTorch" if a.file is None else f"`{a.file}`"
+            lines.append(f"| `{a.reference}` | {file} | {a.backend} | {a.dataset} | {a.samples} | {a.top1:.2%} | {top5} | "
+                         f"{a.delta_top1:+.2f} pt |")  # fmt: skip
+    lines += ["", "Tolerances (per target and precision):"]
+    for key, t in report.tolerances.items():
+        precision = key.rsplit(" ", 1)[-1]
+        lines.append(f"- {key}: {t.describe()}" + (f" ({TOLERANCE_REASONS[precision]})" if precision in TOLERANCE_REASONS else ""))
     return "\n".join(lines) + "\n"

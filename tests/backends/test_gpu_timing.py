@@ -64,13 +64,19 @@ def test_torch_cuda_compute_time(sb_model: nn.Module) -> None:
 
 
 @pytest.mark.parametrize("kind", ["ort-cuda", "ort-trt"])
-def test_ort_gpu_compute_time(sb_onnx: Path, kind: str) -> None:
+def test_ort_gpu_compute_time(sb_model: nn.Module, tmp_path: Path, kind: str) -> None:
     import onnxruntime
+
+    from sbdeploy.export import export_onnx
+    from sbdeploy.targets import target_for
+    from tests.backends.conftest import save_sb_checkpoint
 
     provider = {"ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}[kind]
     if provider not in onnxruntime.get_available_providers():
         pytest.skip(f"{provider} is not in this onnxruntime (install onnxruntime-gpu on a GPU machine)")
-    with get_runner(kind, sb_onnx) as runner:
+    onnx_path = tmp_path / f"sb.{kind}.onnx"  # the form bench times on this backend (the target table's row)
+    export_onnx(save_sb_checkpoint(sb_model, tmp_path / "ckpt"), onnx_path, target=target_for(kind).name)
+    with get_runner(kind, onnx_path) as runner:
         _check_compute_within_end_to_end(runner, 8)
         run, outputs = runner.bound_call({"input": _x(4, 1)})
         run()
@@ -78,15 +84,20 @@ def test_ort_gpu_compute_time(sb_onnx: Path, kind: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def engine(sb_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def engine(sb_model: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fp32 engine bench builds: the trt target's form and build options, one profile (1, 8, 8)."""
     reason = _missing_trt()
     if reason:
         pytest.skip(reason)
-    from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
+    from sbdeploy.artifacts import make_artifacts, plan_artifacts
+    from sbdeploy.export import resolve_source
+    from tests.backends.conftest import save_sb_checkpoint
 
-    path = tmp_path_factory.mktemp("engine") / "sb.engine"
-    build_engine(sb_onnx, path, BuildOptions(min_batch=1, opt_batch=8, max_batch=8, tf32=False))
-    return path
+    folder = tmp_path_factory.mktemp("engine")
+    source = resolve_source(save_sb_checkpoint(sb_model, folder / "ckpt"))
+    plans, uses = plan_artifacts([("sb", "sb")], ["trt"], [1, 8])
+    made = make_artifacts(plans, {"sb": source}, folder)
+    return made[uses[("sb", "trt", 8, "fp32")]].path
 
 
 def test_trt_compute_time(engine: Path) -> None:
@@ -125,6 +136,8 @@ def test_bench_builds_one_engine_per_model(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "bench.json").read_text())
-    assert data["settings"]["engines"] == {m: {"profile": [1, 4, 4], "precision": "fp32"} for m in ("cifar_resnet20_sb", "cifar_resnet20")}
+    engines = {f"{m}.trt.fp32.engine": {"profile": [1, 4, 4], "precision": "fp32"} for m in ("cifar_resnet20_sb", "cifar_resnet20")}
+    assert data["settings"]["engines"] == engines
+    assert {r["file"] for r in data["rows"]} == set(engines) and all(r["form"] == "trt" for r in data["rows"])
     for row in data["rows"]:
         assert row["compute_median_ms"] is not None and 0 < row["compute_median_ms"] <= row["median_ms"]

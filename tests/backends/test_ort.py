@@ -99,3 +99,63 @@ def test_tensorrt_provider_fp16_flag_needs_tensorrt_10() -> None:
     with pytest.raises(ConfigError, match="TensorRT 11.*strongly typed.*fp16 ONNX"):
         options.provider_options(tensorrt_major=11)
     assert OrtTensorrtOptions().provider_options(tensorrt_major=11)["trt_fp16_enable"] == "False"  # an fp16 ONNX needs no flag
+
+
+def _tensorrt_here(monkeypatch: pytest.MonkeyPatch, version: str | None) -> None:
+    """Make environment.gpu_stack() report TensorRT ``version`` (None: none), as the TensorRT provider's options read it."""
+    import dataclasses
+
+    from sbdeploy import environment
+
+    stack = dataclasses.replace(environment.gpu_stack(), tensorrt=version)
+    monkeypatch.setattr(environment, "gpu_stack", lambda: stack)
+
+
+def test_cuda_provider_runs_fp32_without_tf32(sb_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's CUDA provider defaults to use_tf32=1 (TF32 convolutions and GEMMs on Ampere+); sbdeploy's
+    ort-cuda files are judged by the strict fp32 tolerance, so every session it makes passes use_tf32=0, also to
+    the CUDA fallback of the TensorRT provider."""
+    from sbdeploy.backends.ort import CUDA_PROVIDER_OPTIONS
+
+    assert CUDA_PROVIDER_OPTIONS == {"use_tf32": "0"}
+    assert OrtRunner(sb_onnx, provider="cuda").providers() == [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+    _tensorrt_here(monkeypatch, "10.13.0.35")
+    trt, cuda, cpu = OrtRunner(sb_onnx, provider="tensorrt").providers()
+    assert trt[0] == "TensorrtExecutionProvider" and cuda == ("CUDAExecutionProvider", {"use_tf32": "0"}) and cpu == "CPUExecutionProvider"
+    assert OrtRunner(sb_onnx).providers() == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(("version", "fp16_model", "flag"), [
+    ("10.13.0.35", True, "True"),  # weakly typed: without the flag TensorRT 10 would compute the fp16 ONNX in fp32
+    ("10.13.0.35", False, "False"),
+    ("11.4.0.106", True, "False"),  # strongly typed: the model's types decide, and 11.x has no FP16 flag
+    (None, True, "False"),  # no TensorRT python package to tell the version: the flag is not guessed
+])  # fmt: skip
+def test_tensorrt_provider_gets_the_fp16_flag_for_an_fp16_onnx_on_10x(
+    sb_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str | None, fp16_model: bool, flag: str
+) -> None:
+    import onnx
+
+    from sbdeploy.passes import to_fp16
+
+    model = sb_onnx
+    if fp16_model:
+        model = tmp_path / "sb.fp16.onnx"
+        onnx.save(to_fp16(onnx.load(str(sb_onnx))), str(model))
+    _tensorrt_here(monkeypatch, version)
+    first = OrtRunner(model, provider="tensorrt").providers()[0]
+    assert isinstance(first, tuple) and first[1]["trt_fp16_enable"] == flag
+    explicit_off = OrtRunner(model, provider="tensorrt", trt_options=OrtTensorrtOptions(fp16=False)).providers()[0]
+    assert isinstance(explicit_off, tuple) and explicit_off[1]["trt_fp16_enable"] == "False"  # a given setting is kept
+
+
+@pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
+def test_gpu_providers_need_an_onnxruntime_with_use_tf32(sb_onnx: Path, monkeypatch: pytest.MonkeyPatch, provider: str) -> None:
+    """Before onnxruntime 1.18 the CUDA provider has no use_tf32 (its fp32 would be TF32): refused with what to install."""
+    from sbdeploy.backends.ort import PROVIDERS
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [PROVIDERS[provider], "CPUExecutionProvider"])
+    monkeypatch.setattr(onnxruntime, "__version__", "1.17.3")
+    with pytest.raises(BackendUnavailableError, match=r"1\.17\.3.*use_tf32.*onnxruntime-gpu>=1\.18"):
+        with OrtRunner(sb_onnx, provider=provider):
+            pass

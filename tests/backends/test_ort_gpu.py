@@ -1,48 +1,49 @@
-"""ONNX Runtime's CUDA and TensorRT providers against PyTorch, where onnxruntime-gpu and a GPU are present.
+"""ONNX Runtime's CUDA and TensorRT providers against PyTorch, where onnxruntime-gpu and a GPU are present (``-m gpu``).
 
-Tolerances: CUDA provider 1e-3 (TF32 convolutions allowed by cuDNN); TensorRT provider on an
-fp16 ONNX (sbdeploy.passes.to_fp16, fp32 I/O), 5e-2 absolute and relative. On TensorRT 10.x
-the provider also gets trt_fp16_enable (its weakly typed build needs the flag); on 11.x the
-ONNX's types alone set the precision.
+The files are the ones bench and validate make for those backends (:mod:`sbdeploy.artifacts`:
+the ``ort-cuda`` target's form for ort-cuda, the ``trt`` target's for ort-trt), fp32 and fp16,
+run with the runner's own options and judged by validate itself: the ort-cuda fp32 file by the
+strict fp32 tolerance (the CUDA provider runs with ``use_tf32=0``; with ONNX Runtime's default
+TF32 it would not meet it on Ampere and newer), the ort-trt fp32 file by the TF32 tolerance
+(the TensorRT provider cannot clear TF32), the fp16 files by the fp16 tolerance (on TensorRT
+10.x the provider gets ``trt_fp16_enable`` for them; on 11.x the ONNX's types decide). Each
+test skips with the reason when its provider is absent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-import numpy as np
-import onnx
 import onnxruntime
 import pytest
-import torch
 from torch import nn
 
-from sbdeploy import environment
-from sbdeploy.backends.ort import PROVIDERS, OrtRunner, OrtTensorrtOptions
+from sbdeploy.backends.ort import PROVIDERS
+from tests.backends.conftest import save_sb_checkpoint
 
 pytestmark = pytest.mark.gpu
 
 
-@pytest.mark.parametrize(("provider", "tol"), [("cuda", 1e-3), ("tensorrt", 5e-2)])
-def test_gpu_providers_match_torch(sb_model: nn.Module, sb_onnx: Path, tmp_path: Path, provider: str, tol: float) -> None:
-    if PROVIDERS[provider] not in onnxruntime.get_available_providers():
-        pytest.skip(f"{PROVIDERS[provider]} is not in this onnxruntime (install onnxruntime-gpu on a GPU machine)")
-    model = sb_onnx
-    if provider == "tensorrt":
-        from sbdeploy.passes import to_fp16
+@pytest.mark.parametrize("backend", ["ort-cuda", "ort-trt"])
+def test_gpu_providers_pass_validate(sb_model: nn.Module, tmp_path: Path, backend: str) -> None:
+    from sbdeploy.artifacts import make_artifacts, plan_artifacts
+    from sbdeploy.backends import get_runner
+    from sbdeploy.export import resolve_source
+    from sbdeploy.tolerance import DEFAULT_TOLERANCES
+    from sbdeploy.validate.run import artifact_of, validate
 
-        model = tmp_path / "sb.fp16.onnx"
-        onnx.save(to_fp16(onnx.load(str(sb_onnx))), str(model))
-    version = environment.gpu_stack().tensorrt
-    options = OrtTensorrtOptions(
-        fp16=provider == "tensorrt" and not (version and int(version.split(".")[0]) >= 11),
-        engine_cache_dir=tmp_path / "engines", timing_cache_dir=tmp_path / "timing",
-    )  # fmt: skip
-    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
-    with OrtRunner(model, provider=provider, trt_options=options) as runner:
-        out = runner.infer({"input": x})["logits"]
-    with torch.no_grad():
-        ref = sb_model(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
-    if provider == "tensorrt":
-        assert any((tmp_path / "engines").iterdir()), "the TensorRT provider should have cached its engine"
+    provider = PROVIDERS["cuda" if backend == "ort-cuda" else "tensorrt"]
+    if provider not in onnxruntime.get_available_providers():
+        pytest.skip(f"{provider} is not in this onnxruntime (install onnxruntime-gpu on a GPU machine)")
+    checkpoint = save_sb_checkpoint(sb_model, tmp_path / "ckpt")
+    plans, _ = plan_artifacts([("sb", "model")], [backend], [1, 8], precisions=("fp32", "fp16"))
+    made = make_artifacts(plans, {"sb": resolve_source(checkpoint)}, tmp_path / "files")
+    artifacts = [artifact_of(made[p.filename], backend) for p in plans if backend in p.backends]
+    fp32 = ("tf32", True) if backend == "ort-trt" else ("fp32", False)
+    assert {(a.precision, a.tf32) for a in artifacts} == {fp32, ("fp16", None)}
+    if backend == "ort-trt":  # one shape each: the TensorRT provider rebuilds its engine for every larger batch it meets
+        artifacts = [dataclasses.replace(a, batch_sizes=(8,), max_batch=8) for a in artifacts]
+    report = validate(checkpoint, artifacts, runner_factory=lambda a: get_runner(a.backend, a.path))
+    assert report, [(c.file, c.case, c.reason) for c in report.failures]
+    assert {c.tolerance for c in report.checks} == {DEFAULT_TOLERANCES[fp32[0]], DEFAULT_TOLERANCES["fp16"]}

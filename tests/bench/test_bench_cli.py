@@ -10,16 +10,17 @@ from pathlib import Path
 import pytest
 
 from sbdeploy import environment
+from sbdeploy._io import sha256_file
 from tests.conftest import run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_bench_writes_every_report(tmp_path: Path) -> None:
-    out = tmp_path / "bench"
+def test_bench_writes_every_report_and_keeps_the_files_it_timed(tmp_path: Path) -> None:
+    out, kept = tmp_path / "bench", tmp_path / "artifacts"
     result = run_cli(
         "bench", "-m", "cifar_resnet20_sb", "--backends", "torch,ort-cpu", "--batch", "1,2", "--warmup", "1",
-        "--budget", "1", "--threads", "1", "--input-size", "16", "--report", str(out),
+        "--budget", "1", "--threads", "1", "--input-size", "16", "--report", str(out), "--artifacts", str(kept),
     )  # the default, adaptive length, with a short budget
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "bench.json").read_text())
@@ -32,6 +33,11 @@ def test_bench_writes_every_report(tmp_path: Path) -> None:
             assert row["baseline"] == "cifar_resnet20" and 0.45 < row["mac_ratio"] < 0.55 and row["speedup"] > 0
             assert row["speedup_low"] <= row["speedup"] <= row["speedup_high"]
             assert row["efficiency_low"] == pytest.approx(row["speedup_low"] * row["mac_ratio"])
+        if backend == "ort-cpu":  # the ort-cpu form per batch, kept where --artifacts said, hashes in the report
+            assert row["file"] == f"{model}.ort-cpu.b{batch}.fp32.onnx" and row["form"] == "ort-cpu"
+            assert row["sha256"] == sha256_file(kept / row["file"])
+        else:
+            assert row["file"] is None and row["form"] == "training code"
     assert [(g["backend"], g["batch"]) for g in data["groups"]] == [("torch", 1), ("torch", 2), ("ort-cpu", 1), ("ort-cpu", 2)]
     for g in data["groups"]:
         assert g["rounds"] >= 20 and g["machine"]["before"]["cpus_available"] >= 1 and g["machine"]["after"]["loadavg"] is not None
@@ -110,6 +116,51 @@ def test_fp16_and_cuda_graph_flags(tmp_path: Path) -> None:
     assert data["settings"]["fp16"] is True and data["settings"]["cuda_graph"] is True
     assert data["settings"]["notes"] == ["--cuda-graph applies to trt only"]  # said once, in the report and on screen
     assert "--cuda-graph applies to trt only" in result.stdout
-    assert [r["compute_median_ms"] for r in data["rows"]] == [None]  # ORT on the CPU has no separate compute time
-    assert "| GPU ms |" in (out / "bench.md").read_text()
+    assert [(r["precision"], r["file"]) for r in data["rows"]] == [
+        ("fp32", "cifar_resnet20.ort-cpu.b1.fp32.onnx"), ("fp16", "cifar_resnet20.ort-cpu.b1.fp16.onnx")]  # fmt: skip
+    assert [r["compute_median_ms"] for r in data["rows"]] == [None, None]  # ORT on the CPU has no separate compute time
+    markdown = (out / "bench.md").read_text()
+    assert "| GPU ms |" in markdown and "| cifar_resnet20.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |" in markdown
+
+
+def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
+    """ONNX files as models: described by their metadata, paired by architecture, timed without any export."""
+    from sbdeploy.export import export_onnx
+
+    files = tmp_path / "files"
+    for name, target, batch, precision in [("cifar_resnet20_sb", "ort-cpu", 1, "fp32"), ("cifar_resnet20", "ort-cpu", 1, "fp32"),
+                                           ("cifar_resnet20_sb", "ort-cpu", 1, "fp16"), ("cifar_resnet20_sb", "grouped", "dynamic", "fp32")]:
+        export_onnx(name, files / f"{name}.{target}.{precision}.onnx", input_size=(16, 16), target=target, batch=batch,
+                    precision=precision)  # fmt: skip
+    before = {p.name: sha256_file(p) for p in files.iterdir()}
+    out = tmp_path / "bench"
+    result = run_cli("bench", *[a for p in sorted(files.iterdir()) for a in ("-m", str(p))], "--batch", "1,2", "--warmup", "1",
+                     "--iters", "2", "--threads", "1", "--report", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads((out / "bench.json").read_text())
+    rows = {(r["model"], r["batch"]): r for r in data["rows"]}
+    assert set(rows) == {("cifar_resnet20_sb.ort-cpu.fp32.onnx", 1), ("cifar_resnet20.ort-cpu.fp32.onnx", 1),
+                         ("cifar_resnet20_sb.ort-cpu.fp16.onnx", 1), ("cifar_resnet20_sb.grouped.fp32.onnx", 1),
+                         ("cifar_resnet20_sb.grouped.fp32.onnx", 2)}  # a fixed-batch file at its batch, a dynamic one at both
+    assert all(r["backend"] == "ort-cpu" and r["sha256"] == before[r["file"]] for r in rows.values())
+    sb = rows[("cifar_resnet20_sb.ort-cpu.fp32.onnx", 1)]
+    assert sb["baseline"] == "cifar_resnet20.ort-cpu.fp32.onnx" and 0.45 < sb["mac_ratio"] < 0.55  # MACs from the arch
+    assert rows[("cifar_resnet20_sb.ort-cpu.fp16.onnx", 1)]["precision"] == "fp16"
+    assert rows[("cifar_resnet20_sb.ort-cpu.fp16.onnx", 1)]["speedup"] is None  # no fp16 baseline among the files
+    assert {p.name: sha256_file(p) for p in files.iterdir()} == before  # nothing written beside them
+    assert sorted(f["file"] for f in data["settings"]["files"]) == sorted(before)
+    refused = run_cli("bench", "-m", str(files / "cifar_resnet20.ort-cpu.fp32.onnx"), "--backends", "trt", "--iters", "1")
+    assert refused.returncode == 2 and "would not be timed: none of --backends runs it" in refused.stderr
+
+
+@pytest.mark.skipif(environment.gpu_stack().tensorrt is not None, reason="TensorRT is installed here: the fake plan would reach it")
+def test_an_engine_on_a_machine_without_tensorrt_is_one_clear_line(tmp_path: Path) -> None:
+    from sbdeploy.export import export_onnx
+    from tests.serve._artifacts import fake_engine
+
+    meta = export_onnx("cifar_resnet20_sb", tmp_path / "m.onnx", input_size=(16, 16), target="trt").metadata
+    engine = fake_engine(tmp_path / "model.trt.fp16.engine", [(1, 8, 8)], size=16, onnx_metadata=meta)
+    result = run_cli("bench", "-m", str(engine), "--batch", "1", "--iters", "1")
+    assert result.returncode == 2 and "TensorRT is not installed" in result.stderr and "Traceback" not in result.stderr
+
 

@@ -41,6 +41,30 @@ def test_speedup_and_efficiency() -> None:
     assert sb.efficiency_interval is not None and (sb.efficiency_interval.low, sb.efficiency_interval.high) == (0.79, 0.81)
 
 
+def test_speedups_pair_rows_of_the_same_precision_and_rows_name_their_file() -> None:
+    def stats_ms(ms: float) -> LatencyStats:
+        return LatencyStats.from_samples([ms / 1e3] * 3)
+
+    paired = with_speedups([
+        BenchRow(model="net", backend="ort-cpu", batch=1, macs=100, baseline=None, stats=stats_ms(2.0),
+                 target="ort-cpu", file="baseline.ort-cpu.b1.fp32.onnx", sha256="a" * 64),
+        BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats_ms(1.25),
+                 target="ort-cpu", file="model.ort-cpu.b1.fp32.onnx", sha256="b" * 64),
+        BenchRow(model="net", backend="ort-cpu", batch=1, macs=100, baseline=None, stats=stats_ms(4.0), precision="fp16",
+                 target="ort-cpu", file="baseline.ort-cpu.b1.fp16.onnx", sha256="c" * 64),
+        BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats_ms(5.0), precision="fp16",
+                 target="ort-cpu", file="model.ort-cpu.b1.fp16.onnx", sha256="d" * 64),
+        BenchRow(model="net_sb", backend="torch", batch=1, macs=50, baseline="net", stats=stats_ms(1.0)),
+    ])  # fmt: skip
+    sb, sb16, torch_row = paired[1], paired[3], paired[4]
+    assert sb.speedup == 1.6 and sb16.speedup == 0.8  # each against its own precision's baseline (2 ms, 4 ms)
+    assert torch_row.speedup is None and torch_row.form == "training code"  # no torch baseline row
+    md = to_markdown(BenchReport(rows=paired, environment=collect_environment()))
+    assert "| net_sb | model.ort-cpu.b1.fp32.onnx | ort-cpu | ort-cpu | fp32 | 1 |" in md
+    assert "| net_sb | model.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |" in md  # two files never read alike
+    assert "| net_sb | - | training code | torch | fp32 | 1 |" in md and f"| `model.ort-cpu.b1.fp16.onnx` | `{'d' * 64}` |" in md
+
+
 def test_a_steady_report_has_no_flags_and_a_noisy_one_says_why() -> None:
     steady = judged(rows(), [group()])
     assert not any(r.unstable for r in steady)
@@ -70,7 +94,7 @@ def test_write_report_produces_every_file_with_intervals_machine_and_flags(tmp_p
     assert table[1]["model"] == "net_sb" and float(table[1]["efficiency"]) == 0.8 and float(table[1]["speedup_high"]) == 1.62
     assert table[1]["unstable"] == "True" and table[1]["flags"].startswith("load: load average 3.5 above the 2 CPUs")
     md = (tmp_path / "bench" / "bench.md").read_text()
-    assert "| net_sb | ort-cpu | 1 |" in md and "1.60 (1.58-1.62)" in md and "0.80 (0.79-0.81)" in md and "no: load, busy" in md
+    assert "| net_sb | - | - | ort-cpu | fp32 | 1 |" in md and "1.60 (1.58-1.62)" in md and "0.80 (0.79-0.81)" in md and "no: load, busy" in md
     assert "## Warnings: unstable figures" in md and "load average 3.5 above the 2 CPUs available" in md and "What to do:" in md and md.count("What to do:") == 1
     assert "| ort-cpu | 1 | 30 | 10 | 4.0 | every interval within +-3.0% after 30 turns | 3.50, 3.50 | 1.60 | 2 / 2 |" in md
     for png in ("latency_vs_macs.png", "speedup.png"):

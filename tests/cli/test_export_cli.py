@@ -58,3 +58,16 @@ def test_unknown_target_is_a_one_line_error(tmp_path: Path) -> None:
     done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), "--target", "npu")
     assert done.returncode == 2 and "unknown target" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_old_lowering_flag_keeps_working_or_names_the_new_spelling(tmp_path: Path) -> None:
+    out = tmp_path / "sep.onnx"
+    done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(out), "--input-size", "16", "--lowering", "separate", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["metadata"]["target"] == "separate" and "old spelling of --target separate" in done.stderr
+    for args in (("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), "--lowering", "subpixel"),
+                 ("bench", "-m", "cifar_resnet20", "--lowering", "strided"), ("pipeline", "cifar_resnet20_sb", "--lowering", "phases")):
+        done = sbdeploy(*args)
+        assert done.returncode == 2 and "SB forms are chosen by deploy target, --target grouped | separate" in done.stderr, args
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "x.onnx").exists()

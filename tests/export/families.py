@@ -17,6 +17,7 @@ from torch import nn
 from sbdeploy.models.pyramidnet import PyramidNet
 from sbdeploy.models.resnet_cifar import CifarResNet
 from sbdeploy.models.resnet_imagenet import ResNet
+from sbdeploy.targets import TARGETS
 from sbdeploy.nn.blocks import (
     SBBasicBlock,
     SBBottleneck,
@@ -54,3 +55,16 @@ def build(family: str, sampling: str, seed: int = 0) -> nn.Module:
     """The family's small member with fixed-seed weights and randomized BN, in eval mode."""
     torch.manual_seed(seed)
     return randomize_bn(FAMILIES[family][0](sampling), seed).eval()
+
+
+def distinct_forms(*, with_passes: bool = True) -> list[str]:
+    """One target per distinct form of the table (equal lowering, layout and, for ONNX, passes: one form).
+
+    Today ``ort-cuda`` and ``trt`` share the strided form, so ``ort-cuda`` stands for both;
+    if their rows ever differ, both get tested.
+    """
+    forms: dict[tuple[object, ...], str] = {}
+    for name, target in TARGETS.items():
+        key = (target.lowering, target.layout, target.passes if with_passes else ())
+        forms.setdefault(key, name)
+    return list(forms.values())

@@ -20,7 +20,8 @@ from tests.export.families import build
         ({"batch": 0}, "batch"),
         ({"batch": "auto"}, "batch"),
         ({"input_size": (0, 5)}, "input size"),
-        ({"lowering": "magic"}, "lowering"),
+        ({"target": "magic"}, "unknown target 'magic'"),
+        ({"precision": "int8"}, "target grouped offers fp32, fp16, not 'int8'"),
     ],
 )
 def test_bad_options(kwargs: dict, match: str, tmp_path: Path) -> None:

@@ -1,9 +1,25 @@
-"""``export --target``: the exported deploy forms run in onnxruntime and match torch, and the canonical form stays.
+"""Every target's exported form runs in ONNX Runtime and equals PyTorch (1e-4 of the logits' scale).
 
-Each form is exported with a dynamic batch and run at batch 1 and 3 against the
-PyTorch network in eval mode (the SB training code, dense semantics). Tolerance:
-1e-4 at the logits' scale (float32 sums in another order). ``ort-cuda`` and ``trt``
-get the same form (``strided``), so ``trt`` stands for both; ONNX Runtime CPU runs it.
+What covers what (exports cost 1-8 s each, so the design covers each value of each axis
+per family rather than the full product of 6 families x 4 forms x 4 sampling sets x 2
+sizes x 2 batch modes = 384 exports):
+
+* ``test_export_matches_torch_on_onnxruntime``: per SB block family (the small members of
+  ``families.py``: one block per stage, so every SB block type with and without
+  downsampling, the shortcut kind and the head), the ``ort-cpu`` form at all four
+  (even / odd size) x (dynamic / fixed batch 1) combinations, each with another sampling
+  set, and every other distinct form of the table (``grouped``, ``separate``, the strided
+  form of ``ort-cuda`` and ``trt``) once, the combination and sampling set rotating over the
+  families: 42 exports. ``test_the_cases_cover_every_axis`` checks that coverage. Each
+  export runs at batch 1 and 3 (dynamic) or its fixed batch, against the PyTorch network
+  in eval mode (the SB training code); its op census is checked against what the form
+  promises (no ConvTranspose on the CPU, one grouped pair per SB, one strided pair per
+  subgroup, no Pad left after Pad folding, the stacked layout at a fixed small batch),
+  and the ``separate`` exports also run through ``onnx.reference.ReferenceEvaluator``.
+* ``test_grouped_sb_reference_evaluator``: the grouped lowering of one SB through the
+  ONNX reference (a known limit of onnx's reference ConvTranspose, see there).
+* The same forms in torch, float64 against the dense reference at 1e-10, every family x
+  sampling set x form: ``tests/test_targets.py``. Registered networks: ``test_export_zoo.py``.
 """
 
 from __future__ import annotations
@@ -11,95 +27,144 @@ from __future__ import annotations
 import collections
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from torch import nn
 
 from sbdeploy.export import export_module
-from sbdeploy.models import create_model
-from sbdeploy.nn.phase import TARGETS, target_lowering
-from sbdeploy.nn.sb import SAMPLINGS
-from sbdeploy.passes import TARGET_PASSES
-from tests.export.families import FAMILIES, randomize_bn
+from sbdeploy.nn.blocks import bn_relu
+from sbdeploy.nn.sampling import SAMPLINGS
+from sbdeploy.nn.sb import SpatialBottleneck
+from sbdeploy.targets import get_target
+from tests.export.families import FAMILIES, build, distinct_forms, randomize_bn
 
-BATCHES = (1, 3)
+TOL = 1e-4
+SAMPLING_SETS = list(SAMPLINGS)
+COMBOS = [("even", "dynamic"), ("odd", 1), ("even", 1), ("odd", "dynamic")]  # (size, batch)
+OTHER_FORMS = [f for f in distinct_forms() if f != "ort-cpu"]
+IMAGENET_SIZES = {"even": (64, 64), "odd": (49, 37)}  # every stage even; an odd stem output (quick to export)
 
 
-def _max_error(model: nn.Module, size: tuple[int, int], target: str, in_chans: int = 3) -> tuple[float, float, dict[str, int]]:
-    """Largest |ORT - torch| over both batches, the logits' scale, and the exported op census."""
-    model = model.eval()
-    proto, reports = export_module(model, in_chans=in_chans, input_size=size, target=target)
+def _cases() -> list[tuple[str, str, str, str, str | int]]:
+    """(family, form, sampling, size, batch): see the module docstring."""
+    cases = []
+    for i, family in enumerate(FAMILIES):
+        for k, (size, batch) in enumerate(COMBOS):
+            cases.append((family, "ort-cpu", SAMPLING_SETS[(i + k) % 4], size, batch))
+        for j, form in enumerate(OTHER_FORMS):
+            size, batch = COMBOS[(i + j) % 4]
+            cases.append((family, form, SAMPLING_SETS[(i + j + 2) % 4], size, batch))
+    return cases
+
+
+CASES = _cases()
+
+
+def test_the_cases_cover_every_axis() -> None:
+    assert len(CASES) == len(FAMILIES) * (4 + len(OTHER_FORMS))
+    for family in FAMILIES:
+        mine = [c for c in CASES if c[0] == family]
+        for axis, values in ((1, distinct_forms()), (2, SAMPLING_SETS), (3, ["even", "odd"]), (4, ["dynamic", 1])):
+            assert {c[axis] for c in mine} == set(values), (family, axis)
+    for form in distinct_forms():
+        assert {c[2] for c in CASES if c[1] == form} == set(SAMPLING_SETS), form
+        assert {(c[3], c[4]) for c in CASES if c[1] == form} == set(COMBOS), form
+
+
+def _size(family: str, size: str) -> tuple[int, int]:
+    return IMAGENET_SIZES[size] if family.startswith("imagenet") else FAMILIES[family][1 if size == "even" else 2]
+
+
+@pytest.mark.parametrize(("family", "form", "sampling", "size", "batch"), CASES, ids=["-".join(map(str, c)) for c in CASES])
+def test_export_matches_torch_on_onnxruntime(family: str, form: str, sampling: str, size: str, batch: str | int) -> None:
+    model = build(family, sampling)
+    hw = _size(family, size)
+    proto, reports = export_module(model, in_chans=3, input_size=hw, batch=batch, target=form)
+    assert [r.name for r in reports] == list(get_target(form).passes)
+    dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert (dim.dim_param == "batch") if batch == "dynamic" else (dim.dim_value == batch)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    error, scale = 0.0, 1.0
     generator = torch.Generator().manual_seed(1)
-    for batch in BATCHES:
-        x = torch.randn(batch, in_chans, *size, generator=generator)
+    for n in (1, 3) if batch == "dynamic" else (int(batch),):
+        x = torch.randn(n, 3, *hw, generator=generator)
         with torch.no_grad():
             expected = model(x).numpy()
         got = session.run(None, {"input": x.numpy()})[0]
         assert got.shape == expected.shape
-        error, scale = max(error, float(np.abs(got - expected).max())), max(scale, float(np.abs(expected).max()))
-    assert tuple(r.name for r in reports[-len(TARGET_PASSES):]) == TARGET_PASSES
-    return error, scale, reports[-1].ops_after
+        error, scale = float(np.abs(got - expected).max()), max(1.0, float(np.abs(expected).max()))
+        assert error <= TOL * scale, f"batch {n}: max |diff| {error:.3g} at logits scale {scale:.3g}"
+        if form == "separate" and n == 1:  # a second runtime: onnx's reference evaluator (no grouped ConvTranspose)
+            from onnx.reference import ReferenceEvaluator
+
+            reference = ReferenceEvaluator(proto).run(["logits"], {"input": x.numpy()})[0]
+            assert float(np.abs(reference - expected).max()) <= TOL * scale
+    _check_census(proto, family, form, sampling, size, batch)
 
 
-@pytest.mark.parametrize("target", ["ort-cpu", "trt"])
-@pytest.mark.parametrize("sampling", list(SAMPLINGS))
-def test_cifar_resnet20_sb_target_forms_match_torch(sampling: str, target: str) -> None:
-    model = randomize_bn(create_model("cifar_resnet20_sb", sampling=sampling))
-    error, scale, ops = _max_error(model, (32, 32), target)
-    assert error <= 1e-4 * scale, f"{sampling} {target}: max |diff| {error:.3g} at logits scale {scale:.3g}"
-    assert ops.get("Pad", 0) == 0 and ops.get("Mul", 0) == 0  # Pads folded, pre-activation BNs as depthwise Convs
-    if target == "ort-cpu":  # no ConvTranspose; every block in one phase run (32 -> 16 -> 8): a single interleave
-        assert ops.get("ConvTranspose", 0) == 0 and ops.get("DepthToSpace", 0) == 1
-    else:
-        assert ops.get("ConvTranspose", 0) == 9 * len(SAMPLINGS[sampling])
-
-
-@pytest.mark.parametrize("sampling", list(SAMPLINGS))
-def test_fixed_batch_1_takes_the_stacked_layout_and_matches_torch(sampling: str) -> None:
-    """At batch 1 CIFAR sizes every node is small: the run is exported in the stacked layout."""
-    model = randomize_bn(create_model("cifar_resnet20_sb", sampling=sampling)).eval()
-    proto, _ = export_module(model, in_chans=3, input_size=(32, 32), batch=1, target="ort-cpu")
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        expected = model(x).numpy()
-    error = float(np.abs(session.run(None, {"input": x.numpy()})[0] - expected).max())
-    assert error <= 1e-4 * max(1.0, float(np.abs(expected).max())), f"{sampling}: max |diff| {error:.3g}"
+def _check_census(proto: onnx.ModelProto, family: str, form: str, sampling: str, size: str, batch: str | int) -> None:
+    """The op census each form promises."""
     ops = collections.Counter(node.op_type for node in proto.graph.node)
-    parities = len(SAMPLINGS[sampling])
-    # stem, split, head BN as a depthwise conv; per block BN1 as one and 2 convs per parity; 2 projections
-    assert ops["Conv"] == 3 + 9 * (1 + 2 * parities) + 2 and ops.get("DepthToSpace", 0) == 0, ops
+    sbs = sum(isinstance(m, SpatialBottleneck) for m in FAMILIES[family][0](sampling).modules())
+    groups = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in proto.graph.node if n.op_type == "ConvTranspose"]
+    assert ops.get("BatchNormalization", 0) == 0  # folded, or (before a padded conv) written as an affine
+    if form == "ort-cpu":
+        assert ops.get("ConvTranspose", 0) == 0, ops
+        if family.startswith("pyramid"):  # its shortcut pads channels, and on phases pools by a sum times 0.25
+            assert ops.get("Mul", 0) <= 2, ops
+        else:  # zero Pads folded into Convs, BN affines as depthwise Convs
+            assert ops.get("Pad", 0) == 0 and ops.get("Mul", 0) == 0, ops
+        # stacked (a Reshape-Transpose-Reshape instead of DepthToSpace) at a fixed batch 1 where tap convs are small:
+        # the CIFAR-sized basic families (16 channels at 16x16 phases: 65k MACs), not ImageNet's (64 at 32x32: 262k)
+        stacked = size == "even" and batch == 1 and family in ("cifar_preact_basic", "pyramid_basic")
+        if size == "even":
+            assert (ops.get("DepthToSpace", 0) == 0) == stacked, ops
+    elif form == "grouped":
+        assert ops["ConvTranspose"] == sbs and (max(groups) > 1) == (sampling != "single"), ops
+    else:  # one ungrouped pair per present subgroup
+        assert ops["ConvTranspose"] == sbs * len(SAMPLINGS[sampling]) and set(groups) <= {1}, ops
 
 
-@pytest.mark.parametrize("target", ["ort-cpu", "trt"])
-def test_resnet18_sb_at_an_odd_size_matches_torch(target: str) -> None:
-    model = randomize_bn(create_model("resnet18_sb", num_classes=10))
-    error, scale, _ = _max_error(model, (97, 75), target)
-    assert error <= 1e-4 * scale, f"{target}: max |diff| {error:.3g} at logits scale {scale:.3g}"
+@pytest.mark.parametrize("sampling", SAMPLING_SETS)
+def test_grouped_sb_reference_evaluator(sampling: str) -> None:
+    """The grouped lowering of one SB (stride 2, odd size) through the ONNX reference.
+
+    onnx 1.23's reference ConvTranspose fails on group > 1 with a ValueError: then this
+    test is an expected failure (the grouped graph is checked by onnxruntime above, and the
+    same networks by the reference in their ungrouped lowering). If a later onnx fixes it,
+    the test compares the outputs.
+    """
+    from onnx.reference import ReferenceEvaluator
+
+    torch.manual_seed(3)
+    sb = SpatialBottleneck(3, 4, 5, stride=2, sampling=sampling, mid=bn_relu(4))
+    randomize_bn(sb)
+    sb.eval()
+    proto, _ = export_module(sb, in_chans=3, input_size=(9, 7))
+    x = np.random.default_rng(2).standard_normal((3, 3, 9, 7)).astype(np.float32)
+    with torch.no_grad():
+        expected = sb(torch.from_numpy(x)).numpy()
+    try:
+        got = ReferenceEvaluator(proto).run(["logits"], {"input": x})[0]
+    except ValueError as error:
+        grouped = [n for n in proto.graph.node if n.op_type == "ConvTranspose" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+        assert grouped, f"the reference failed on a graph without grouped ConvTranspose: {error}"
+        pytest.xfail(f"onnx reference ConvTranspose with group > 1: {error}")
+    assert float(np.abs(got - expected).max()) <= TOL
 
 
-@pytest.mark.parametrize("target", ["ort-cpu", "trt"])
-@pytest.mark.parametrize("family", ["cifar_preact_bottleneck", "imagenet_bottleneck"])
-def test_bottleneck_nets_at_odd_sizes_match_torch(family: str, target: str) -> None:
-    build, _, odd = FAMILIES[family]
-    size = odd if family.startswith("cifar") else (49, 37)  # an odd size that keeps the ImageNet net quick
-    error, scale, ops = _max_error(randomize_bn(build("chessboard")), size, target)
-    assert error <= 1e-4 * scale, f"{family} {target}: max |diff| {error:.3g} at logits scale {scale:.3g}"
-    assert ops.get("BatchNormalization", 0) == 0  # the BN after each SB is folded into its deconv part
-
-
-def test_target_metadata_and_the_canonical_default(tmp_path) -> None:  # noqa: ANN001
+def test_metadata_names_the_target_and_the_canonical_default(tmp_path) -> None:  # noqa: ANN001
     from sbdeploy.export import export_onnx, read_metadata
-    from sbdeploy.export import load_onnx
 
     canonical = export_onnx("cifar_resnet20_sb", tmp_path / "c.onnx", input_size=(16, 16))
-    deployed = export_onnx("cifar_resnet20_sb", tmp_path / "d.onnx", input_size=(16, 16), target="ort-cpu")
-    assert canonical.metadata["target"] == "none" and canonical.metadata["lowering"] == "grouped"
-    assert "fuse_pads" not in canonical.metadata["passes"] and canonical.ops.get("ConvTranspose", 0) == 9
-    meta = read_metadata(load_onnx(deployed.path))
-    assert meta["target"] == "ort-cpu" and meta["lowering"] == target_lowering("ort-cpu") == "subpixel+phase-runs"
-    assert tuple(meta["passes"][-len(TARGET_PASSES):]) == TARGET_PASSES and deployed.ops.get("ConvTranspose", 0) == 0
-    assert set(TARGETS) == {"ort-cpu", "ort-cuda", "trt"}
+    deployed = export_onnx("cifar_resnet20_sb", tmp_path / "d.onnx", input_size=(16, 16), target="ort-cpu", batch=2,
+                           precision="fp16")  # fmt: skip
+    assert canonical.metadata["target"] == "grouped" and canonical.metadata["lowering"] == "grouped"
+    assert canonical.metadata["passes"] == list(get_target("grouped").passes) and canonical.ops.get("ConvTranspose", 0) == 9
+    meta = read_metadata(deployed.path)
+    assert meta["target"] == "ort-cpu" and meta["lowering"] == "subpixel+phase-runs" and meta["precision"] == "fp16"
+    assert meta["passes"] == list(get_target("ort-cpu").passes) and meta["input_shape"] == [2, 3, 16, 16]
+    proto = onnx.load(str(deployed.path))
+    fp16, fp32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    assert any(init.data_type == fp16 for init in proto.graph.initializer)
+    assert [v.type.tensor_type.elem_type for v in (*proto.graph.input, *proto.graph.output)] == [fp32, fp32]

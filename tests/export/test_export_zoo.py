@@ -64,7 +64,7 @@ def test_metadata_read_back(resnet20) -> None:  # noqa: ANN001
     meta = read_metadata(resnet20.path)
     assert meta == resnet20.metadata
     assert meta["arch"] == "cifar_resnet20_sb" and meta["sampling"] == "chessboard"
-    assert meta["lowering"] == "grouped" and meta["layout"] == "NCHW"
+    assert meta["lowering"] == "grouped" and meta["target"] == "grouped" and meta["precision"] == "fp32" and meta["layout"] == "NCHW"
     assert meta["input_shape"] == ["batch", 3, 32, 32]
     assert meta["passes"] == ["fold_constants", "eliminate", "fold_bn", "shape_inference"]
     assert len(meta["weights_sha256"]) == 64 and len(meta["class_names"]) == 10

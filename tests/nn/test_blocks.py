@@ -1,4 +1,8 @@
-"""Every SB block equals its dense masked reference, in eval and in train mode."""
+"""Every SB block equals its dense masked reference, in eval and in train mode, in every form.
+
+Also: each block's description (``describe()``, what the deploy forms interpret) computes
+what its ``forward`` computes, and the one form switch (``form_mode``) nests.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,17 @@ import copy
 import pytest
 import torch
 
-from sbdeploy.nn.blocks import SBBasicBlock, SBBottleneck, SBPreActBasicBlock, SBPreActBottleneck, SBPyramidBasicBlock, SBPyramidBottleneck
-from sbdeploy.nn.sb import SAMPLINGS, reference_mode
+from sbdeploy.nn.blocks import (
+    SBBasicBlock,
+    SBBottleneck,
+    SBPreActBasicBlock,
+    SBPreActBottleneck,
+    SBPyramidBasicBlock,
+    SBPyramidBottleneck,
+    run_description,
+)
+from sbdeploy.nn.lowering import LOWERINGS
+from sbdeploy.nn.sb import SAMPLINGS, TRAINING_FORM, SpatialBottleneck, form_mode, reference_mode
 from tests.nn.test_sb import randomize_bn
 
 TOL = 1e-10
@@ -55,3 +68,31 @@ def test_block_train_matches_reference(block: type[torch.nn.Module], sampling: s
         assert torch.allclose(p_fast.grad, p_ref.grad, atol=1e-9, rtol=0), name
     for (name, b_fast), b_ref in zip(fast_block.named_buffers(), ref_block.buffers()):
         assert torch.allclose(b_fast.double(), b_ref.double(), atol=TOL, rtol=0), name
+
+
+@pytest.mark.parametrize("block", SB_BLOCKS, ids=lambda b: b.__name__)
+@pytest.mark.parametrize("sampling", list(SAMPLINGS))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_form_and_the_description_match_the_reference(block: type[torch.nn.Module], sampling: str, stride: int) -> None:
+    module = make(block, stride, sampling).eval()
+    for h, w in [(1, 1), (2, 3), (7, 6), (8, 8)]:
+        x = torch.randn(2, 8, h, w, dtype=torch.float64)
+        with torch.no_grad(), reference_mode(module):
+            ref = module(x)
+            described = run_description(module.describe(), x)  # the description, its SB in the reference form
+        assert torch.allclose(described, ref, atol=TOL, rtol=0), f"description {h}x{w}"
+        for form in LOWERINGS:
+            with torch.no_grad(), form_mode(module, form):
+                out = module(x)
+            assert torch.allclose(out, ref, atol=TOL, rtol=0), f"{form} {h}x{w}: {(out - ref).abs().max()}"
+
+
+def test_form_modes_nest_and_restore_each_sbs_previous_form() -> None:
+    net = torch.nn.Sequential(SpatialBottleneck(2, 2, 2), SpatialBottleneck(2, 2, 2))
+    net[1].form = "strided"
+    with form_mode(net, "grouped"):
+        assert [sb.form for sb in net] == ["grouped", "grouped"]
+        with reference_mode(net):
+            assert [sb.form for sb in net] == ["reference", "reference"]
+        assert [sb.form for sb in net] == ["grouped", "grouped"]  # the outer mode, not the default
+    assert [sb.form for sb in net] == [TRAINING_FORM, "strided"]

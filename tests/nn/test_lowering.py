@@ -1,4 +1,12 @@
-"""The deploy lowerings of the SB operator against the dense masked reference (float64, 1e-10)."""
+"""Every form in the SB lowering registry equals the dense masked reference (float64, 1e-10).
+
+Covers, in torch: every registered form (``LOWERINGS``) for every sampling set, stride 1
+and 2, linear and with the BN-ReLU ``mid``, with and without the biases a folded BN puts
+on the conv and the deconv, at sizes from 1x1 and 2x3 to odd/even mixes; the grouped
+form really grouping; the registry refusing duplicates and unknown names; the deploy
+forms refusing a training-mode BN. Blocks and whole networks: ``test_blocks.py``,
+``test_deploy.py`` and ``tests/test_targets.py``; the ONNX side in ``tests/export``.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +15,64 @@ import torch
 from torch import nn
 
 from sbdeploy.errors import ConfigError
-from sbdeploy.nn.lowering import conv_taps, deconv_taps, fold_mid, sb_strided, sb_subpixel
-from sbdeploy.nn.sb import SAMPLINGS, sb_reference
+from sbdeploy.nn.blocks import bn_relu
+from sbdeploy.nn.lowering import LOWERINGS, get_lowering, register_lowering, sb_grouped
+from sbdeploy.nn.sampling import SAMPLINGS
+from sbdeploy.nn.sb import SpatialBottleneck
+from sbdeploy.nn.taps import conv_taps, deconv_taps
+from tests.nn.test_sb import randomize_bn
 
-LOWERINGS = {"subpixel": sb_subpixel, "strided": sb_strided}
-SIZES = [(8, 8), (7, 9), (5, 6), (1, 1), (2, 3), (4, 1)]
-
-
-def _mid(channels: int, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    bn = nn.BatchNorm2d(channels)
-    bn.running_mean.copy_(torch.randn(channels, generator=g))
-    bn.running_var.copy_(torch.rand(channels, generator=g) + 0.5)
-    bn.weight.data.copy_(torch.randn(channels, generator=g))
-    bn.bias.data.copy_(torch.randn(channels, generator=g))
-    return nn.Sequential(bn, nn.ReLU()).double().eval()
+TOL = 1e-10
+SIZES = [(1, 1), (2, 3), (3, 2), (4, 1), (4, 4), (5, 6), (7, 9), (8, 8)]
+FORMS = [name for name in LOWERINGS if name != "reference"]
 
 
-@pytest.mark.parametrize("lowering", sorted(LOWERINGS))
-@pytest.mark.parametrize("sampling", sorted(SAMPLINGS))
+def test_the_registry_holds_every_form() -> None:
+    assert set(LOWERINGS) == {"reference", "separate", "grouped", "subpixel", "strided"}
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("sampling", list(SAMPLINGS))
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("regular", [True, False], ids=["bn_relu", "linear"])
-def test_lowering_matches_reference(lowering: str, sampling: str, stride: int, regular: bool) -> None:
-    g = torch.Generator().manual_seed(0)
-    mid = _mid(4, 1) if regular else None
-    for height, width in SIZES:
-        x = torch.randn(2, 3, height, width, generator=g, dtype=torch.float64)
-        w1 = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64)
-        w2 = torch.randn(4, 5, 3, 3, generator=g, dtype=torch.float64)
-        ref = sb_reference(x, w1, w2, stride=stride, sampling=sampling, mid=mid)
+@pytest.mark.parametrize("with_mid", [False, True], ids=["linear", "bn_relu"])
+@pytest.mark.parametrize("with_bias", [False, True], ids=["no_bias", "bias"])
+def test_form_equals_reference(form: str, sampling: str, stride: int, with_mid: bool, with_bias: bool) -> None:
+    torch.manual_seed(0)
+    sb = SpatialBottleneck(3, 5, 4, stride=stride, sampling=sampling, mid=bn_relu(5) if with_mid else None)
+    randomize_bn(sb)
+    if with_bias:
+        sb.conv.bias, sb.deconv.bias = nn.Parameter(torch.randn(5)), nn.Parameter(torch.randn(4))
+    sb = sb.double().eval()
+    for h, w in SIZES:
+        x = torch.randn(2, 3, h, w, dtype=torch.float64)
         with torch.no_grad():
-            out = LOWERINGS[lowering](x, w1, w2, stride=stride, sampling=sampling, mid=mid)
-        assert out.shape == ref.shape, (height, width)
-        assert (out - ref).abs().max().item() < 1e-10, (height, width)
+            ref, out = sb.run("reference", x), sb.run(form, x)
+        assert out.shape == ref.shape == (2, 4, (h - 1) // stride + 1, (w - 1) // stride + 1)
+        assert torch.allclose(out, ref, atol=TOL, rtol=0), f"{form} {h}x{w}: {(out - ref).abs().max()}"
+
+
+def test_grouped_really_groups() -> None:
+    """The grouped form calls conv2d/conv_transpose2d once each with groups = subgroups present."""
+    calls = []
+    conv, deconv = torch.nn.functional.conv2d, torch.nn.functional.conv_transpose2d
+
+    def spy(fn, kind):  # noqa: ANN001, ANN202
+        def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            calls.append((kind, kwargs.get("groups", 1)))
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    sb = SpatialBottleneck(2, 3, 2, sampling="three").double().eval()
+    x = torch.randn(1, 2, 6, 5, dtype=torch.float64)
+    torch.nn.functional.conv2d, torch.nn.functional.conv_transpose2d = spy(conv, "conv"), spy(deconv, "deconv")
+    try:
+        sb_grouped(x, sb.conv.weight, sb.deconv.weight, stride=1, sampling="three")
+        sb_grouped(x[:, :, :1, :1], sb.conv.weight, sb.deconv.weight, stride=1, sampling="three")
+    finally:
+        torch.nn.functional.conv2d, torch.nn.functional.conv_transpose2d = conv, deconv
+    # 6x5 grid: all three subgroups; 1x1 grid: only (0, 0) exists
+    assert calls == [("conv", 3), ("deconv", 3), ("conv", 1), ("deconv", 1)]
 
 
 def test_taps_cover_each_kernel_index_once() -> None:
@@ -49,8 +82,17 @@ def test_taps_cover_each_kernel_index_once() -> None:
         assert sorted(d for p in (0, 1) for _, d in conv_taps(p, a)) == [0, 1, 2]
 
 
-def test_fold_mid_refuses_training_mode_and_unknown_modules() -> None:
+def test_registry_refuses_duplicates_and_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_lowering("grouped")(sb_grouped)
+    with pytest.raises(ConfigError, match="did you mean grouped.*choose one of reference, separate"):
+        get_lowering("groupd")
+    with pytest.raises(ConfigError, match="unknown SB lowering"):
+        SpatialBottleneck(2, 2, 2).form = "magic"
+
+
+@pytest.mark.parametrize("form", ["grouped", "subpixel", "strided"])
+def test_deploy_forms_refuse_training_mode_bn(form: str) -> None:
+    sb = SpatialBottleneck(2, 3, 2, mid=bn_relu(3)).train()
     with pytest.raises(ConfigError, match="eval"):
-        fold_mid(nn.Sequential(nn.BatchNorm2d(3), nn.ReLU()).train())
-    with pytest.raises(ConfigError, match="Sigmoid"):
-        fold_mid(nn.Sequential(nn.BatchNorm2d(3).eval(), nn.Sigmoid()))
+        sb.run(form, torch.randn(1, 2, 4, 4))

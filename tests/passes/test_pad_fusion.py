@@ -14,7 +14,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from sbdeploy.models import create_model
-from sbdeploy.nn.phase import deploy_form
+from sbdeploy.targets import get_target
 from sbdeploy.passes.pad_fusion import fuse_pads
 
 
@@ -60,7 +60,7 @@ def test_other_pads_stay(value: float, pads: list[int]) -> None:
 def test_ort_cpu_deploy_form_runs_in_onnxruntime_without_pads(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = create_model("cifar_resnet20_sb").eval()
-    deployed = deploy_form(model, "ort-cpu")
+    deployed = get_target("ort-cpu").deploy_form(model)
     x = torch.randn(2, 3, 16, 16)
     buf = io.BytesIO()
     with torch.no_grad():

@@ -40,18 +40,22 @@ def tiny_onnx(path: Path, *, batch: int | str = "batch", size: int = 8, classes:
     return path
 
 
-def fake_engine(path: Path, profiles: list[tuple[int, int, int]], *, size: int = 32, version: str = "10.13.0.35") -> Path:
+def fake_engine(
+    path: Path, profiles: list[tuple[int, int, int]], *, size: int = 32, version: str = "10.13.0.35", precision: str = "fp16",
+    onnx_metadata: dict | None = None,
+) -> Path:
     """Engine bytes (not a real plan: TensorRT cannot run here) and its sidecar, one profile per (min, opt, max) batch.
 
-    The sidecar is written by sbdeploy's own sidecar module, as ``build-engine`` does.
+    The sidecar is written by sbdeploy's own sidecar module, as ``build-engine`` does,
+    with the ``sbdeploy.*`` metadata of the ONNX it was built from.
     """
     from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, MachineInfo, write_sidecar
 
     path.write_bytes(b"not a real TensorRT plan: only the sidecar is read")
     sidecar = EngineSidecar(
         built_on=MachineInfo(version, "NVIDIA L4", "8.9", "12.8", "12.9"),
-        requested_precision="fp16",
-        actual_precisions={"fp16": 40, "fp32": 2},
+        requested_precision=precision,
+        actual_precisions={precision: 40, "fp32": 2},
         profiles=[{"input": {k: [b, 3, size, size] for k, b in zip(("min", "opt", "max"), p)}} for p in profiles],
         builder_options={},
         onnx_sha256="0" * 64,
@@ -59,6 +63,7 @@ def fake_engine(path: Path, profiles: list[tuple[int, int, int]], *, size: int =
         build_time_s=1.0,
         inputs=[{"name": "input", "shape": [-1, 3, size, size], "dtype": "float32"}],
         outputs=[{"name": "logits", "shape": [-1, 10], "dtype": "float32"}],
+        onnx_metadata=dict(onnx_metadata or {}),
     )
     write_sidecar(path, sidecar)
     return path

@@ -187,3 +187,62 @@ def test_copied_onnx_runs_like_the_original(resnet20: Path, tmp_path: Path) -> N
     run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
     np.testing.assert_array_equal(run(model.folder / "1" / "model.onnx"), run(resnet20))
     assert model.notes == ()
+
+
+def test_a_run_folder_serves_its_validated_sb_artifacts_that_take_batch_1(tmp_path: Path) -> None:
+    import json
+
+    from sbdeploy.pipeline import served_artifacts
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.onnx", "model.ort-cpu.b1.fp32.onnx", "model.ort-cpu.b8.fp32.onnx", "model.trt.fp16.onnx", "baseline.ort-cpu.b1.fp32.onnx"):
+        tiny_onnx(run / name, batch=8 if ".b8." in name else 1 if ".b1." in name else "batch")
+    entries = [
+        {"file": "model.onnx", "parity": True, "batch": None},
+        {"file": "model.ort-cpu.b1.fp32.onnx", "parity": True, "batch": 1},
+        {"file": "model.ort-cpu.b8.fp32.onnx", "parity": True, "batch": 8},
+        {"file": "model.trt.fp16.onnx", "parity": False, "batch": None},
+        {"file": "baseline.ort-cpu.b1.fp32.onnx", "parity": True, "batch": 1},
+    ]
+    (run / "summary.json").write_text(json.dumps({"artifacts": entries}))
+    served, notes = served_artifacts(run)
+    assert [(s.path.name, s.name) for s in served] == [("model.onnx", "model"), ("model.ort-cpu.b1.fp32.onnx", "model_ort-cpu_b1_fp32")]
+    assert any("b8" in n and "exactly batch 8" in n for n in notes) and any("trt.fp16" in n and "did not pass" in n for n in notes)
+    repo = write_triton_repo([s.path for s in served], tmp_path / "repo", names=[s.name for s in served])
+    assert {m.name: m.max_batch_size for m in repo.models} == {"model": 32, "model_ort-cpu_b1_fp32": 1}
+    with pytest.raises(ArtifactError, match="not a pipeline run folder"):
+        served_artifacts(tmp_path / "repo")
+
+
+def test_a_run_folder_serves_an_engine_not_the_onnx_it_was_built_from(tmp_path: Path) -> None:
+    """On a TensorRT machine the run folder holds model.trt.fp32.onnx (validated on ort-cpu) beside the engine built from
+    it: both would be Triton model model_trt_fp32, so the engine is served and its ONNX is left out, with a note."""
+    import json
+
+    from sbdeploy.pipeline import served_artifacts
+
+    run = tmp_path / "run"
+    run.mkdir()
+    files = ("model.onnx", "model.trt.fp32.onnx", "model.trt.fp32.engine", "model.trt.fp16.engine", "baseline.trt.fp32.onnx")
+    for name in files:
+        (run / name).write_bytes(b"x")
+    (run / "summary.json").write_text(json.dumps({"artifacts": [{"file": f, "parity": True, "batch": None} for f in files]}))
+    served, notes = served_artifacts(run)
+    assert [(s.path.name, s.name) for s in served] == [
+        ("model.onnx", "model"), ("model.trt.fp32.engine", "model_trt_fp32"), ("model.trt.fp16.engine", "model_trt_fp16"),
+    ]  # fmt: skip
+    assert notes == ["model.trt.fp32.onnx: not served, the engine built from it (model.trt.fp32.engine) is served as model_trt_fp32"]
+    entries = [{"file": f, "parity": f != "model.trt.fp32.engine", "batch": None} for f in files]  # the engine failed parity
+    (run / "summary.json").write_text(json.dumps({"artifacts": entries}))
+    assert "model.trt.fp32.onnx" in [s.path.name for s in served_artifacts(run)[0]]  # then its validated ONNX is served
+
+
+def test_an_onnx_file_in_a_gpu_only_form_gets_gpu_instances(tmp_path: Path) -> None:
+    from sbdeploy.export import export_onnx
+
+    files = [export_onnx("cifar_resnet20", tmp_path / f"r20.{t}.onnx", input_size=(16, 16), target=t).path for t in ("ort-cuda", "ort-cpu")]
+    repo = write_triton_repo(files, tmp_path / "repo", names=["cuda_form", "cpu_form"])
+    kinds = {m.name: "KIND_GPU" in m.config_text for m in repo.models}
+    assert kinds == {"cuda_form": True, "cpu_form": False}
+    assert any("ort-cuda target's form" in n for n in repo.models[0].notes)

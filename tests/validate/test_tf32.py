@@ -6,6 +6,11 @@ every convolution and matrix product rounds its inputs (activations and weights)
 strict fp32 tolerance fails (the defect: the pipeline's TF32 engine was judged by it) and
 the TF32 tolerance passes (the shipped trained digits ResNet-20 on real digits, the
 pipeline's own case); validate.md states which tolerance an engine got and why.
+
+The same rule for ONNX files on the GPU providers of ONNX Runtime: the CUDA provider runs
+with ``use_tf32=0`` (its default is TF32 on), so an fp32 file there is judged as fp32; the
+TensorRT provider cannot clear TF32, so an fp32 file there is judged as ``tf32``. Each
+artifact records which (``tf32``), and validate.md shows it per file with the reason.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, MachineInfo, write
 from sbdeploy.backends.torch_runner import TorchRunner
 from sbdeploy.checkpoint import load_checkpoint
 from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, output_stats, verdict
-from sbdeploy.validate.run import Artifact, dataset_case, engine_artifact, to_markdown, validate
+from sbdeploy.artifacts import describe_file
+from sbdeploy.validate.run import Artifact, artifact_of, dataset_case, engine_artifact, to_markdown, tolerance_for, validate
 from tests.conftest import REPO
 
 SHIPPED_SB = REPO / "models" / "digits_resnet20_sb"
@@ -89,3 +95,42 @@ def test_validate_md_states_the_tf32_tolerance_and_why(tiny_checkpoint: Path) ->
     text = to_markdown(report)
     assert f"- tf32: {DEFAULT_TOLERANCES['tf32'].describe()}" in text and TOLERANCE_REASONS["tf32"] in text
     assert "--no-tf32" in TOLERANCE_REASONS["tf32"]
+
+
+def test_engines_record_their_tf32_choice(tmp_path: Path) -> None:
+    assert engine_artifact(_engine(tmp_path, "fp32", True)).tf32 is True
+    assert engine_artifact(_engine(tmp_path, "fp32", False)).tf32 is False
+    assert engine_artifact(_engine(tmp_path, "fp16", True)).tf32 is None  # not an fp32 run: TF32 does not apply
+
+
+def test_gpu_onnx_backends_judge_fp32_by_what_they_compute(tiny_onnx: Path, tmp_path: Path) -> None:
+    """ort-cuda runs fp32 without TF32 (use_tf32=0): the fp32 tolerance; ort-trt cannot clear TF32: the TF32 tolerance."""
+    import onnx
+
+    from sbdeploy.passes import to_fp16
+
+    fp32 = describe_file(tiny_onnx)
+    cuda, trt, cpu = (artifact_of(fp32, b) for b in ("ort-cuda", "ort-trt", "ort-cpu"))
+    assert (cuda.precision, cuda.tf32) == ("fp32", False) and tolerance_for(cuda) == DEFAULT_TOLERANCES["fp32"]
+    assert (trt.precision, trt.tf32) == ("tf32", True) and tolerance_for(trt) == DEFAULT_TOLERANCES["tf32"]
+    assert (cpu.precision, cpu.tf32) == ("fp32", None)
+    half = tmp_path / "tiny.fp16.onnx"
+    onnx.save(to_fp16(onnx.load(str(tiny_onnx))), str(half))
+    assert {(a.precision, a.tf32) for a in (artifact_of(describe_file(half), b) for b in ("ort-cuda", "ort-trt"))} == {("fp16", None)}
+
+
+def test_validate_md_shows_each_files_tf32_and_why(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+    ckpt = load_checkpoint(tiny_checkpoint)
+    file = describe_file(tiny_onnx)
+    engine = Artifact(backend="trt", path=Path("m.trt.fp32.engine"), precision="fp32", batch_sizes=(1,), max_batch=1, tf32=False)
+    artifacts = [engine, artifact_of(file, "ort-cuda"), artifact_of(file, "ort-trt"), artifact_of(file, "ort-cpu")]
+    exact = {"ort-cuda", "trt", "ort-cpu"}  # these compute in fp32; ort-trt's TF32 run is emulated
+    report = validate(ckpt, artifacts, runner_factory=lambda a: TorchRunner(ckpt.model if a.backend in exact else tf32_model(ckpt.model)))
+    assert report, [c.reason for c in report.failures]
+    text = to_markdown(report)
+    name = tiny_onnx.name
+    assert "| `m.trt.fp32.engine` | `` | - | trt | fp32 | off |" in text
+    assert "| ort-cuda | fp32 | off |" in text and "| ort-trt | tf32 | on |" in text and "| ort-cpu | fp32 | - |" in text
+    assert "- TF32: fp32 engines built without TF32 (--no-tf32; the trt target's parity engine) are judged by the fp32 tolerance." in text
+    assert "use_tf32=0" in text and "onnxruntime#26029" in text
+    assert {(c.file, c.backend, c.precision) for c in report.checks} >= {(name, "ort-cuda", "fp32"), (name, "ort-trt", "tf32")}

@@ -12,17 +12,31 @@ from onnx import numpy_helper
 from tests.conftest import run_cli
 
 
-def test_correct_export_passes_and_writes_reports(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+def test_correct_export_passes_and_writes_reports_that_name_the_file(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+    from sbdeploy._io import sha256_file
+
     result = run_cli("validate", str(tiny_checkpoint), "--onnx", str(tiny_onnx), "--limit", "48", "--report", str(tmp_path / "r"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "PASSED" in result.stdout
+    assert "PASSED" in result.stdout and f"tiny_sb.onnx: sha256 {sha256_file(tiny_onnx)}" in result.stdout
     report = json.loads((tmp_path / "r" / "validate.json").read_text())
     assert report["passed"] is True
     cases = {c["case"] for c in report["checks"]}
     assert cases == {"random b1", "random b2", "random b8", "digits test"}
     assert all(c["stats"]["max_abs"] < 1e-4 for c in report["checks"])
+    assert {(c["file"], c["sha256"], c["target"]) for c in report["checks"]} == {("tiny_sb.onnx", sha256_file(tiny_onnx), "grouped")}
     assert {a["backend"] for a in report["accuracy"]} == {"torch", "ort-cpu fp32"}
-    assert "| ort-cpu | fp32 | digits test |" in (tmp_path / "r" / "validate.md").read_text()
+    markdown = (tmp_path / "r" / "validate.md").read_text()
+    assert "| `tiny_sb.onnx` | ort-cpu | fp32 | digits test |" in markdown and sha256_file(tiny_onnx)[:16] in markdown
+
+
+def test_without_files_it_checks_the_deploy_artifacts_bench_times(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    kept = tmp_path / "artifacts"
+    result = run_cli("validate", str(tiny_checkpoint), "--batch", "1,2", "--limit", "8", "--artifacts", str(kept), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    files = {c["file"]: (c["target"], c["case"]) for c in report["checks"] if c["case"].startswith("random")}
+    assert files == {"model.ort-cpu.b1.fp32.onnx": ("ort-cpu", "random b1"), "model.ort-cpu.b2.fp32.onnx": ("ort-cpu", "random b2")}
+    assert {p.name for p in kept.iterdir()} == set(files)
 
 
 def test_corrupted_weight_fails_with_exit_1(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
@@ -69,3 +83,16 @@ def test_bad_inputs_give_one_line_errors(tiny_checkpoint: Path, tmp_path: Path) 
         result = run_cli(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_fixed_batch_file_beside_a_dynamic_one_is_judged_on_its_own_inputs(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+    """Both files see the same 'random b8' batch (one name, one set of images), so each is judged against its own reference."""
+    from sbdeploy.export import export_onnx
+
+    fixed = export_onnx(tiny_checkpoint, tmp_path / "model.ort-cpu.b8.fp32.onnx", target="ort-cpu", batch=8).path
+    result = run_cli("validate", str(tiny_checkpoint), "--onnx", str(tiny_onnx), "--onnx", str(fixed), "--limit", "16", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    b8 = [c for c in report["checks"] if c["case"] == "random b8"]
+    assert {c["file"] for c in b8} == {"tiny_sb.onnx", "model.ort-cpu.b8.fp32.onnx"} and all(c["passed"] for c in b8)
+    assert max(c["stats"]["max_abs"] for c in b8) < 1e-4

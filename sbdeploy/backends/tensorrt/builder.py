@@ -360,7 +360,7 @@ def build_engine(
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     options.validate()
-    from sbdeploy.export.metadata import load_onnx  # lazily: importing the builder needs no onnx
+    from sbdeploy.export.metadata import load_onnx, read_metadata  # lazily: importing the builder needs no onnx
 
     model = load_onnx(onnx_path)  # the user's input is checked first, on any machine
     profiles, notes = compute_profiles(model, options)
@@ -446,6 +446,7 @@ def build_engine(
         outputs=[_describe(network.get_output(i)) for i in range(network.num_outputs)],
         built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         sbdeploy_version=__version__,
+        onnx_metadata=read_metadata(model),  # what bench and validate read from the engine: arch, target, input shape
     )
     write_sidecar(engine_path, sidecar)
     warnings = tuple(notes) + tuple(m for m in messages if m.startswith("[WARNING]"))[:5]

@@ -58,6 +58,7 @@ class EngineSidecar:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     built_at: str = ""  # ISO 8601, UTC
     sbdeploy_version: str = ""
+    onnx_metadata: dict[str, Any] = field(default_factory=dict)  # the ONNX's sbdeploy.* metadata (arch, target, input shape...)
 
     @property
     def tf32(self) -> bool:

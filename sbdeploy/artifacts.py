@@ -1,0 +1,317 @@
+"""Deploy artifacts: which files a run needs, making each once, and reading any such file back.
+
+The one code path from a network to the files that are validated, timed and served:
+
+* :func:`plan_artifacts` lists the files for some models, backends, batch sizes and
+  precisions, from the deploy-target table (:mod:`sbdeploy.targets`): per backend the
+  target it runs (or a forced one), one file per batch size for a per-batch target
+  (``model.ort-cpu.b1.fp32.onnx``), one dynamic-batch file otherwise, and for ``trt`` an
+  engine (``model.trt.fp16.engine``) built from the target's fp32 ONNX, with one profile
+  (min 1, opt = max = the largest batch) that serves every batch size. Equal file names
+  are planned once.
+* :func:`make_artifacts` writes them into one folder: one export (one trace) per
+  (model, target, batch), every precision converted from it; each engine from its ONNX
+  with the target's build options.
+* :func:`describe_file` reads a file back (an ``.onnx`` by its ``sbdeploy.*`` metadata, an
+  engine by its sidecar): model, options, input shape, batch, precision, target, sha256.
+
+``sbdeploy pipeline`` makes its artifacts here in the run folder; ``sbdeploy bench`` and
+``sbdeploy validate`` given a checkpoint or zoo name make theirs here too, and given files
+read them with :func:`describe_file`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from sbdeploy._io import sha256_file
+from sbdeploy.errors import ArtifactError, ConfigError
+from sbdeploy.targets import CANONICAL, ENGINE_BACKENDS, ONNX_BACKENDS, TARGETS, artifact_filename, get_target, target_for
+
+if TYPE_CHECKING:
+    from sbdeploy.export import ModelSource
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)."""
+
+ENGINE_SUFFIXES = (".engine", ".plan")
+
+
+@dataclass(frozen=True)
+class ArtifactPlan:
+    """One file to make: an ONNX export, or a TensorRT engine built from one.
+
+    Attributes:
+        kind: ``"onnx"`` or ``"engine"``.
+        model: the model's label.
+        stem: the model's file-name stem (``model``, ``baseline``; in bench, the label).
+        filename: the file's name in the folder (its identity: equal names are made once).
+        target: the deploy target whose form the file holds.
+        precision: ``"fp32"`` or ``"fp16"`` (fp16 ONNX keeps fp32 inputs and outputs).
+        batch: a fixed batch (per-batch targets); None: dynamic.
+        profile: an engine's batch profile (min, opt, max), covering every batch size timed.
+        source: an engine's ONNX filename.
+        backends: the backends that run this file.
+    """
+
+    kind: Literal["onnx", "engine"]
+    model: str
+    stem: str
+    filename: str
+    target: str
+    precision: str
+    batch: int | None = None
+    profile: tuple[int, int, int] | None = None
+    source: str | None = None
+    backends: tuple[str, ...] = ()
+
+
+Uses = dict[tuple[str, str, int, str], str]
+"""(model label, backend, batch, precision) -> the filename that backend runs there."""
+
+
+def engine_profile(batches: Sequence[int]) -> tuple[int, int, int]:
+    """The batch profile of the one engine that serves every batch size: min 1, opt = max = the largest batch.
+
+    TensorRT tunes its kernels at the opt shape; the largest batch is where
+    throughput matters most, and smaller batches still run (at their own shapes).
+    """
+    if not batches or min(batches) < 1:
+        raise ConfigError(f"batch sizes must be >= 1, got {list(batches)}")
+    return 1, max(batches), max(batches)
+
+
+def canonical_plan(model: str, stem: str, backends: tuple[str, ...] = ("ort-cpu",)) -> ArtifactPlan:
+    """The canonical interchange file of a model (``STEM.onnx``: grouped, fp32, dynamic batch)."""
+    return ArtifactPlan("onnx", model, stem, artifact_filename(stem, CANONICAL, "fp32"), CANONICAL, "fp32", backends=backends)
+
+
+def plan_artifacts(
+    models: Sequence[tuple[str, str]],
+    backends: Sequence[str],
+    batches: Sequence[int],
+    *,
+    precisions: Sequence[str] = ("fp32",),
+    target: str | None = None,
+) -> tuple[list[ArtifactPlan], Uses]:
+    """Which ONNX files and engines some models need on some backends, each planned once.
+
+    Args:
+        models: (label, file stem) of each model.
+        backends: backends to plan for (``torch*`` need no file and are skipped).
+        batches: batch sizes to time.
+        precisions: precisions to make (each must be offered by the targets involved).
+        target: one target for every backend (it must run on each); default: each
+            backend's own (:data:`sbdeploy.targets.BACKEND_TARGETS`).
+
+    Returns:
+        The plans in build order (an engine after its ONNX), and which file each
+        (model, backend, batch, precision) runs.
+    """
+    engine_profile(batches)  # refuses empty or non-positive batch lists
+    plans: dict[str, ArtifactPlan] = {}
+    uses: Uses = {}
+
+    def add(plan: ArtifactPlan, backend: str | None) -> str:
+        known = plans.get(plan.filename, plan)
+        if backend is not None and backend not in known.backends:
+            known = dataclasses.replace(known, backends=(*known.backends, backend))
+        plans[plan.filename] = known
+        return plan.filename
+
+    for label, stem in models:
+        for backend in backends:
+            if backend.startswith("torch"):
+                continue
+            deploy = target_for(backend, target)
+            for precision in precisions:
+                deploy.check_precision(precision)
+                if backend in ENGINE_BACKENDS:
+                    onnx_name = artifact_filename(stem, deploy.name, "fp32")  # the builder converts for fp16
+                    add(ArtifactPlan("onnx", label, stem, onnx_name, deploy.name, "fp32"), None)
+                    engine = ArtifactPlan(
+                        "engine", label, stem, artifact_filename(stem, deploy.name, precision, engine=True), deploy.name, precision,
+                        profile=engine_profile(batches), source=onnx_name,
+                    )  # fmt: skip
+                    name = add(engine, backend)
+                    uses.update({(label, backend, b, precision): name for b in batches})
+                elif deploy.per_batch:
+                    for b in batches:
+                        plan = ArtifactPlan("onnx", label, stem, artifact_filename(stem, deploy.name, precision, batch=b),
+                                            deploy.name, precision, batch=b)  # fmt: skip
+                        uses[(label, backend, b, precision)] = add(plan, backend)
+                else:
+                    plan = ArtifactPlan("onnx", label, stem, artifact_filename(stem, deploy.name, precision), deploy.name, precision)
+                    name = add(plan, backend)
+                    uses.update({(label, backend, b, precision): name for b in batches})
+    ordered = sorted(plans.values(), key=lambda p: p.kind == "engine")  # stable: ONNX files first, in plan order
+    return ordered, uses
+
+
+@dataclass(frozen=True)
+class DeployFile:
+    """An artifact on disk and what it is (from its metadata or sidecar).
+
+    Attributes:
+        path: the file.
+        sha256: of the file's bytes.
+        kind: ``"onnx"`` or ``"engine"``.
+        precision: ``fp32``, ``fp16`` or ``int8``; ``tf32`` for an fp32 engine built with TF32.
+        target: the deploy target of its form (None: not written by sbdeploy).
+        batch: the fixed batch of its input (None: dynamic).
+        profile: an engine's (min, opt, max) batch.
+        metadata: the ONNX's ``sbdeploy.*`` metadata (an engine: the copy in its sidecar).
+    """
+
+    path: Path
+    sha256: str
+    kind: Literal["onnx", "engine"]
+    precision: str
+    target: str | None
+    batch: int | None
+    profile: tuple[int, int, int] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def arch(self) -> str | None:
+        return self.metadata.get("arch")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.metadata.get("options") or {})
+
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """(channels, H, W) of the input, from the metadata."""
+        shape = self.metadata.get("input_shape")
+        return None if not shape or len(shape) != 4 else (int(shape[1]), int(shape[2]), int(shape[3]))
+
+    def batch_sizes(self, wanted: Sequence[int]) -> tuple[int, ...]:
+        """Of ``wanted``, the batch sizes this file takes (a fixed batch: exactly its own)."""
+        if self.batch is not None:
+            return (self.batch,)
+        if self.profile is not None:
+            return tuple(b for b in wanted if self.profile[0] <= b <= self.profile[2])
+        return tuple(wanted)
+
+    def default_backend(self) -> str:
+        """The backend that runs this file unless told otherwise: an engine ``trt``; an ONNX its target's first ONNX backend."""
+        if self.kind == "engine":
+            return ENGINE_BACKENDS[0]
+        if self.target is not None:
+            return next((b for b in get_target(self.target).backends if b in ONNX_BACKENDS), "ort-cpu")
+        return "ort-cpu"
+
+    def runs_on(self, backend: str) -> bool:
+        """Whether ``backend`` can run this kind of file (any ONNX runs on every ONNX Runtime provider)."""
+        return backend in (ENGINE_BACKENDS if self.kind == "engine" else ONNX_BACKENDS)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "file": self.name, "sha256": self.sha256, "kind": self.kind, "precision": self.precision, "target": self.target,
+            "batch": self.batch, "profile": list(self.profile) if self.profile else None, "arch": self.arch,
+        }
+
+
+def _known_target(metadata: Mapping[str, Any]) -> str | None:
+    """The target named in a file's metadata; None for a file sbdeploy did not write."""
+    name = metadata.get("target")
+    if name == "none":  # written before the target table: the canonical form, lowered as its metadata says
+        return metadata.get("lowering") if metadata.get("lowering") in TARGETS else CANONICAL
+    return name if isinstance(name, str) and name in TARGETS else None
+
+
+def describe_file(path: str | Path) -> DeployFile:
+    """What an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` + sidecar) is.
+
+    Raises:
+        ArtifactError: not a file of either kind, or an engine without its sidecar.
+        OnnxModelError: an unreadable ONNX file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path} does not exist")
+    if path.suffix == ".onnx":
+        from sbdeploy.export.metadata import load_onnx, onnx_precision, read_metadata
+
+        model = load_onnx(path)
+        metadata = read_metadata(model)
+        dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+        batch = int(dim.dim_value) if dim.HasField("dim_value") and dim.dim_value > 0 else None
+        # the graph says the precision (a file converted after export keeps its export's metadata)
+        return DeployFile(path, sha256_file(path), "onnx", onnx_precision(model), _known_target(metadata), batch, metadata=metadata)
+    if path.suffix in ENGINE_SUFFIXES:
+        from sbdeploy.backends.tensorrt.sidecar import read_sidecar, sidecar_path
+
+        sidecar = read_sidecar(path)
+        if sidecar is None:
+            raise ArtifactError(
+                f"{sidecar_path(path)} is missing; sbdeploy reads an engine through the sidecar `sbdeploy build-engine` writes"
+            )
+        ranges = next(iter(sidecar.profiles[0].values())) if sidecar.profiles else None
+        profile = None if ranges is None else (ranges["min"][0], ranges["opt"][0], ranges["max"][0])
+        fixed = profile[0] if profile is not None and profile[0] == profile[2] else None
+        metadata = dict(sidecar.onnx_metadata)
+        # an fp32 engine built with TF32 (TensorRT's default) is a tf32 engine, judged by the TF32 tolerance
+        precision = "tf32" if sidecar.requested_precision == "fp32" and sidecar.tf32 else sidecar.requested_precision
+        return DeployFile(path, sha256_file(path), "engine", precision, _known_target(metadata), fixed, profile=profile,
+                          metadata=metadata)  # fmt: skip
+    raise ArtifactError(f"{path}: unknown artifact type; expected an .onnx file or a TensorRT .engine/.plan")
+
+
+def make_artifacts(
+    plans: Sequence[ArtifactPlan],
+    sources: Mapping[str, ModelSource],
+    folder: str | Path,
+    *,
+    input_sizes: Mapping[str, tuple[int, int]] | None = None,
+    on_progress: Progress | None = None,
+) -> dict[str, DeployFile]:
+    """Write every planned file into ``folder``, each once; return them by filename.
+
+    Args:
+        plans: from :func:`plan_artifacts` (engines after their ONNX).
+        sources: the network of each model label.
+        folder: where the files go (created if needed).
+        input_sizes: (H, W) per model label (default: each source's own).
+        on_progress: called as ``(stage, done, total)``.
+    """
+    from sbdeploy.export import export_source
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    made: dict[str, DeployFile] = {}
+    exports: dict[tuple[str, str, int | None], dict[str, Path]] = {}
+    for plan in plans:
+        if plan.kind == "onnx":
+            exports.setdefault((plan.model, plan.target, plan.batch), {})[plan.precision] = folder / plan.filename
+    for number, ((model, target, batch), outputs) in enumerate(exports.items()):
+        if on_progress:
+            on_progress(f"exporting {', '.join(p.name for p in outputs.values())}", number, len(exports))
+        size = (input_sizes or {}).get(model)
+        export_source(sources[model], outputs, target=target, batch="dynamic" if batch is None else batch, input_size=size)
+        made.update({p.name: describe_file(p) for p in outputs.values()})
+    for plan in plans:
+        if plan.kind == "engine":
+            made[plan.filename] = build_planned_engine(plan, folder, on_progress)
+    return made
+
+
+def build_planned_engine(plan: ArtifactPlan, folder: Path, on_progress: Progress | None = None) -> DeployFile:
+    """Build one planned TensorRT engine from its ONNX (already in ``folder``) with its target's build options."""
+    from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
+
+    assert plan.kind == "engine" and plan.profile is not None and plan.source is not None
+    lo, opt, hi = plan.profile
+    options = BuildOptions(**get_target(plan.target).build_options(plan.precision), min_batch=lo, opt_batch=opt, max_batch=hi)
+    report = (lambda phase, step, total: on_progress(f"{plan.filename}: {phase}", step, total)) if on_progress else None
+    build_engine(folder / plan.source, folder / plan.filename, options, progress=report)
+    return describe_file(folder / plan.filename)

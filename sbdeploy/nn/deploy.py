@@ -1,0 +1,137 @@
+"""Deploy copies of networks: BN folded, every SB set to one lowering, runs of blocks in phase layout.
+
+:func:`deploy_form` returns an eval-mode copy of a network that computes the same
+function (the dense reference, up to float rounding) and shares no state with it:
+
+1. every BN that follows a convolution is folded into it (:func:`sbdeploy.nn.fold.fold_bn`),
+   found through each block's description (:meth:`describe`): the SB's mid BN into the SB
+   conv, a BN after the SB into its deconv, a 1x1 conv's BN into it, a projection's BN
+   into its 1x1 conv; the folded BN's place in the module tree becomes an Identity, so
+   the block's own ``forward`` stays right;
+2. every SB's :attr:`~sbdeploy.nn.sb.SpatialBottleneck.form` is set to ``lowering``;
+3. with ``phase_runs``, each run of two or more consecutive SB blocks becomes one
+   :class:`~sbdeploy.nn.phase.PhaseRun` (a network naming its ``sequential_stages`` gets
+   them merged first, so one run spans stages).
+
+Which lowering and layout an engine gets is not decided here: that is the deploy-target
+table, :mod:`sbdeploy.targets`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from sbdeploy.nn.blocks import BlockDescription, describe_block
+from sbdeploy.nn.fold import fold_bn
+from sbdeploy.nn.lowering import get_lowering
+from sbdeploy.nn.phase import PhaseRun
+from sbdeploy.nn.sb import SpatialBottleneck
+
+
+def _replace(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    """Put ``new`` wherever ``old`` is a child inside ``root``."""
+    for module in root.modules():
+        for name, child in list(module.named_children()):
+            if child is old:
+                setattr(module, name, new)
+
+
+def _fold_mid(sb: SpatialBottleneck) -> None:
+    """A leading BN of the SB's ``mid`` into the SB conv; ``mid`` keeps what follows it (ReLU)."""
+    if sb.mid is None:
+        return
+    parts = list(sb.mid) if isinstance(sb.mid, nn.Sequential) else [sb.mid]
+    if parts and isinstance(parts[0], nn.BatchNorm2d):
+        fold_bn(sb.conv, parts.pop(0))
+        rest = [m for m in parts if not isinstance(m, nn.Identity)]
+        sb.mid = None if not rest else rest[0] if len(rest) == 1 else nn.Sequential(*rest)
+
+
+def _fold_sequence(root: nn.Module, layer: nn.Module | None, sequence: tuple[nn.Module, ...]) -> None:
+    """Fold each BN of ``sequence`` that directly follows a convolution (``layer`` precedes the sequence)."""
+    previous = layer
+    for module in sequence:
+        if isinstance(module, nn.BatchNorm2d) and isinstance(previous, (nn.Conv2d, nn.ConvTranspose2d)):
+            fold_bn(previous, module)
+            _replace(root, module, nn.Identity())
+            continue  # the conv (now with the BN in it) still precedes what follows
+        previous = module
+
+
+def fold_block(block: nn.Module, desc: BlockDescription) -> None:
+    """Fold, in place, every BN of a described block that follows a convolution."""
+    _fold_mid(desc.sb)
+    _fold_sequence(block, None, desc.before)
+    _fold_sequence(block, desc.sb.deconv, desc.after)
+    if desc.shortcut.conv is not None and desc.shortcut.bn is not None:
+        _fold_sequence(block, desc.shortcut.conv, (desc.shortcut.bn,))
+
+
+def _replace_children(module: nn.Module, visit: Callable[[nn.Module], nn.Module | None]) -> None:
+    for name, child in list(module.named_children()):
+        new = visit(child)
+        if new is not None:
+            setattr(module, name, new)
+        else:
+            _replace_children(child, visit)
+
+
+def _group_runs(seq: nn.Sequential, stacked_max_macs: int | None) -> nn.Sequential | None:
+    """Sequential with each maximal run of described SB blocks (two or more) as one PhaseRun."""
+    items: list[nn.Module] = []
+    run: list[nn.Module] = []
+    changed = False
+    for child in list(seq) + [None]:
+        if child is not None and describe_block(child) is not None:
+            run.append(child)
+            continue
+        if len(run) >= 2:
+            items.append(PhaseRun(run, stacked_max_macs=stacked_max_macs))
+            changed = True
+        else:
+            items.extend(run)
+        run = []
+        if child is not None:
+            items.append(child)
+    return nn.Sequential(*items) if changed else None
+
+
+def deploy_form(
+    model: nn.Module, *, lowering: str, phase_runs: bool = False, stacked_max_macs: int | None = None
+) -> nn.Module:
+    """Eval-mode copy of ``model`` with BN folded, every SB running ``lowering``, and optional phase runs.
+
+    Args:
+        model: the network (any mode; the copy is in eval mode, ``model`` is untouched).
+        lowering: the SB form of every SB outside phase runs (a name in
+            :data:`~sbdeploy.nn.lowering.LOWERINGS`).
+        phase_runs: group consecutive SB blocks into :class:`~sbdeploy.nn.phase.PhaseRun` s.
+        stacked_max_macs: a phase run of stackable blocks takes the stacked layout when its
+            batch is fixed and a tap conv does fewer multiply-accumulates than this (None:
+            never; see :meth:`PhaseRun.layout_for`).
+    """
+    get_lowering(lowering)
+    deployed = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for block in list(deployed.modules()):
+            desc = describe_block(block)
+            if desc is not None:
+                fold_block(block, desc)
+        for sb in deployed.modules():
+            if isinstance(sb, SpatialBottleneck):
+                _fold_mid(sb)  # SBs outside a described block (their mid BN is folded above otherwise)
+                sb.form = lowering
+    if phase_runs:
+        stages = getattr(deployed, "sequential_stages", ())
+        if stages:
+            setattr(deployed, stages[0], nn.Sequential(*[b for name in stages for b in getattr(deployed, name)]))
+            for name in stages[1:]:
+                setattr(deployed, name, nn.Identity())
+        _replace_children(
+            deployed, lambda m: _group_runs(m, stacked_max_macs) if isinstance(m, nn.Sequential) else None
+        )
+    return deployed

@@ -1,0 +1,172 @@
+"""Exact tap convolutions and the phase split: the pieces of the CPU deploy forms.
+
+A tensor's four *phases* are ``x[:, :, p::2, q::2]`` (:data:`PHASES` order). On phases,
+the SB's sampled conv and its transposed conv become small dense convolutions whose
+kernels hold exactly the taps of W1 / W2 that connect a phase to a subgroup (1x1, 1x2,
+2x1 or 2x2): no zero taps, no ConvTranspose. :func:`sb_phase_conv` and
+:func:`sb_phase_deconv` are the two halves; :func:`to_phases` / :func:`from_phases`
+split and interleave. The per-SB ``subpixel`` lowering (:mod:`sbdeploy.nn.lowering`),
+the phase runs (:mod:`sbdeploy.nn.phase`) and the stacked layout
+(:mod:`sbdeploy.nn.stacked`) are built from them.
+
+Asymmetric padding is written as ``F.pad`` then ``conv2d``; the ONNX pass
+:func:`sbdeploy.passes.pad_fusion.fuse_pads` folds each such Pad into its Conv.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+PHASES: tuple[tuple[int, int], ...] = ((0, 0), (0, 1), (1, 0), (1, 1))
+"""Order of the four phases ``(row parity, column parity)`` of a phase-split tensor."""
+
+Taps = list[tuple[int, int]]
+"""(offset, kernel index) pairs along one axis."""
+
+
+def conv_pads(x: Tensor, weight: Tensor, pads: Sequence[int], *, stride: int = 1, bias: Tensor | None = None) -> Tensor:
+    """``conv2d`` with asymmetric zero padding ``(top, left, bottom, right)``."""
+    top, left, bottom, right = pads
+    if top or left or bottom or right:
+        x = F.pad(x, (left, right, top, bottom))
+    return F.conv2d(x, weight, bias, stride=stride)
+
+
+def conv_at(x: Tensor, kernel: Tensor, start: tuple[int, int], out_size: tuple[int, int], *,
+            stride: int = 1, bias: Tensor | None = None) -> Tensor:
+    """Conv whose output ``(i, j)`` reads ``x[stride * i + start[0] + .., stride * j + start[1] + ..]``.
+
+    ``start`` is at most 0 on both axes (zero padding before ``x``); the padding after it
+    makes the output exactly ``out_size``.
+    """
+    top, left = -start[0], -start[1]
+    assert top >= 0 and left >= 0, "the kernel's first tap must not start inside the input"
+    bottom = max(0, stride * (out_size[0] - 1) + start[0] + int(kernel.shape[2]) - 1 - (int(x.shape[2]) - 1))
+    right = max(0, stride * (out_size[1] - 1) + start[1] + int(kernel.shape[3]) - 1 - (int(x.shape[3]) - 1))
+    y = conv_pads(x, kernel, (top, left, bottom, right), stride=stride, bias=bias)
+    assert tuple(y.shape[2:]) == tuple(out_size), (tuple(y.shape), out_size)
+    return y
+
+
+def _from_zero(taps: Taps) -> list[tuple[int, int | None]]:
+    """``taps`` preceded by zero taps (k = None) for the offsets from 0 up to the first one."""
+    return [(offset, None) for offset in range(0, taps[0][0])] + list(taps)
+
+
+def tap_conv(x: Tensor, weight: Tensor, rows: Taps, cols: Taps, out_size: tuple[int, int],
+             bias: Tensor | None = None, stride: int = 1) -> Tensor:
+    """Conv with the kernel taps ``weight[:, :, k_r, k_c]`` for the listed (offset, k) pairs.
+
+    Output position ``i`` reads ``x[stride * i + offset]``; offsets are consecutive, so the
+    taps form a small dense kernel. Offsets that all lie after 0 get zero taps down to 0
+    (a stride-2 conv cannot start inside its input without a Slice, which breaks ONNX
+    Runtime's blocked layout). The padding makes the output exactly ``out_size``.
+    """
+    row_taps, col_taps = _from_zero(rows), _from_zero(cols)
+    padded = F.pad(weight, (0, 1, 0, 1))  # index 3 is a zero tap
+    kernel = padded[:, :, [3 if k is None else k for _, k in row_taps]][:, :, :, [3 if k is None else k for _, k in col_taps]]
+    return conv_at(x, kernel, (row_taps[0][0], col_taps[0][0]), out_size, stride=stride, bias=bias)
+
+
+def deconv_taps(out_parity: int, sub_parity: int) -> Taps:
+    """Deconv taps along one axis: output ``2i + out_parity`` gets ``W2[k] z[i + offset]``.
+
+    ``z[m]`` of subgroup parity ``a`` sits at grid position ``2m + a``; the deconv
+    connects grid positions ``q -> p`` through kernel index ``p - q + 1``.
+    """
+    taps = []
+    for k in range(3):
+        twice_offset = out_parity - sub_parity + 1 - k
+        if twice_offset % 2 == 0:
+            taps.append((twice_offset // 2, k))
+    return sorted(taps)
+
+
+def conv_taps(in_parity: int, sub_parity: int, stride: int = 1) -> Taps:
+    """Conv taps along one axis on a phase input: ``z[i]`` reads ``W1[d] X_p[stride * i + offset]``.
+
+    ``z[i]`` of parity ``a`` sits at output grid ``2i + a`` and reads input
+    ``x[stride * (2i + a) + d - 1]``, which is phase ``p`` row ``stride * i + offset`` when
+    ``stride * a + d - 1 - p`` is even.
+    """
+    taps = []
+    for d in range(3):
+        shift = stride * sub_parity + d - 1 - in_parity
+        if shift % 2 == 0:
+            taps.append((shift // 2, d))
+    return sorted(taps)
+
+
+def sb_phase_conv(
+    phases: Sequence[Tensor], w1: Tensor, *, parities: Sequence[tuple[int, int]], stride: int = 1,
+    bias: Tensor | None = None, mid: nn.Module | None = None,
+) -> list[Tensor]:
+    """Conv part on a phase-split input: per parity a sum of tap convs, then ``bias`` and ``mid``.
+
+    The phases are ``P x Q`` each; the output subgroups are ``P x Q`` for stride 1 and
+    ``P/2 x Q/2`` for stride 2 (``P`` and ``Q`` even then). ``mid`` must be point-wise
+    and in eval mode (it runs on each subgroup alone).
+    """
+    size = (int(phases[0].shape[2]) // stride, int(phases[0].shape[3]) // stride)
+    z = []
+    for a, b in parities:
+        acc = None
+        for (p, q), xp in zip(PHASES, phases):
+            part = tap_conv(xp, w1, conv_taps(p, a, stride), conv_taps(q, b, stride), size,
+                            bias=bias if acc is None else None, stride=stride)
+            acc = part if acc is None else acc + part
+        assert acc is not None
+        z.append(acc if mid is None else mid(acc))
+    return z
+
+
+def sb_phase_deconv(
+    z: Sequence[Tensor],
+    w2: Tensor,
+    *,
+    parities: Sequence[tuple[int, int]],
+    out_size: tuple[int, int],
+    residual: Sequence[Tensor] | None = None,
+    bias: Tensor | None = None,
+) -> list[Tensor]:
+    """Deconv part into the four output phases (each ``out_size``), optionally + ``residual`` phases."""
+    weight = w2.transpose(0, 1)  # ConvTranspose [in, out, k, k] -> Conv [out, in, k, k]
+    phases = []
+    for index, (r, c) in enumerate(PHASES):
+        # residual first: ORT's NCHWc pass turns each ``acc + conv`` into a Conv with a sum input
+        acc = None if residual is None else residual[index]
+        for number, ((a, b), za) in enumerate(zip(parities, z)):
+            part = tap_conv(za, weight, deconv_taps(r, a), deconv_taps(c, b), out_size,
+                            bias=bias if number == 0 else None)
+            acc = part if acc is None else acc + part
+        assert acc is not None, "every sampling set keeps position (0, 0)"
+        phases.append(acc)
+    return phases
+
+
+def to_phases(x: Tensor) -> list[Tensor]:
+    """Split an even-sized ``[N, C, H, W]`` tensor into its phases ``x[:, :, p::2, q::2]``.
+
+    Written as depthwise stride-2 2x2 convolutions with one-hot kernels (exact: each
+    output is one input times 1.0) rather than strided slices, so that ONNX Runtime keeps
+    the phases in its blocked layout and fuses what follows.
+    """
+    channels = int(x.shape[1])
+    phases = []
+    for p, q in PHASES:  # a constant kernel (no in-place writes: exporters trace those as scatters)
+        one_hot = [[1.0 if (i, j) == (p, q) else 0.0 for j in range(2)] for i in range(2)]
+        pick = x.new_tensor(one_hot).expand(channels, 1, 2, 2)
+        phases.append(F.conv2d(x, pick, stride=2, groups=channels))
+    return phases
+
+
+def from_phases(phases: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
+    """Interleave four phases back (one DepthToSpace) and crop to ``size``."""
+    y = F.pixel_shuffle(torch.stack(list(phases), dim=2).flatten(1, 2), 2)
+    if y.shape[2] != size[0] or y.shape[3] != size[1]:
+        y = y[:, :, : size[0], : size[1]]
+    return y

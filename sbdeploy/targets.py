@@ -1,0 +1,208 @@
+"""The deploy-target table: for each engine, the SB form its artifacts take and how they are made, run and judged.
+
+One frozen :class:`Target` per deploy target. A target names
+
+* ``lowering``: the SB form outside phase runs, a key of the one lowering registry
+  (:data:`sbdeploy.nn.lowering.LOWERINGS`);
+* ``layout``: whether runs of SB blocks go to phase layout, and when a run takes the
+  stacked layout (:data:`STACKED_MAX_MACS`, an ONNX Runtime measurement);
+* ``passes``: every ONNX graph pass its export runs, in order (:mod:`sbdeploy.passes`);
+* ``backends``: the runners that run its artifacts (``trt`` runs an engine built from its ONNX);
+* ``per_batch``: whether the pipeline and bench make one artifact per batch size (the
+  layout depends on the batch) or one with a dynamic batch;
+* ``precisions``: the precisions it offers (int8 comes with issue 17: a precision named
+  here, made by the artifact code path, judged by its tolerance);
+* ``engine_options``: TensorRT build options per precision for engines built from its
+  ONNX (the fp32 parity engine without TF32);
+* ``tolerances``: the pass criteria its artifacts are judged by, per precision.
+
+Plus the backend -> target map (:data:`BACKEND_TARGETS`: what each backend times by
+default) and artifact file names (:func:`artifact_filename`). export, validate, bench,
+the pipeline and triton-repo read this table; nothing else names a target. The math
+lives in :mod:`sbdeploy.nn` (no target names there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from sbdeploy.errors import ConfigError, did_you_mean
+from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
+
+if TYPE_CHECKING:
+    from torch import nn
+
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+"""Every precision sbdeploy knows; each target offers a subset (:attr:`Target.precisions`)."""
+
+STRUCTURAL_PASSES: tuple[str, ...] = ("fold_constants", "eliminate", "fold_bn", "shape_inference")
+"""The structural ONNX passes every export runs first (``sbdeploy.passes.DEFAULT_PASSES``)."""
+
+DEPLOY_PASSES: tuple[str, ...] = ("fuse_pads", "affine_to_conv")
+"""After the structural passes on the deploy forms: zero Pads into their Convs, unfoldable BN
+affines (Mul + Add) as depthwise 1x1 Convs that ONNX Runtime's NCHWc kernels fuse."""
+
+STACKED_MAX_MACS = 1 << 18
+"""Below this many MACs per tap conv (batch x phase pixels x C_in x C_out) a run of stackable
+blocks takes the stacked layout (:mod:`sbdeploy.nn.stacked`). Measured on 2 cores, ORT CPU
+2 threads, cifar_resnet56_sb vs its baseline (65k MACs per tap conv per image): batch 1
+stacked 0.92-1.1x, exact taps 0.65-0.88x; batch 8 stacked 1.11x, taps 1.39x; batch 32
+stacked 1.09x, taps 1.5x."""
+
+ONNX_BACKENDS: tuple[str, ...] = ("ort-cpu", "ort-cuda", "ort-trt")
+"""Backends whose artifact is the ONNX file itself."""
+
+ENGINE_BACKENDS: tuple[str, ...] = ("trt",)
+"""Backends whose artifact is a TensorRT engine built from the target's ONNX."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a target lays out runs of SB blocks.
+
+    Attributes:
+        phase_runs: consecutive SB blocks run on the four phases of their input
+            (:class:`sbdeploy.nn.phase.PhaseRun`); otherwise each SB runs the target's lowering.
+        stacked_max_macs: with phase runs and a fixed batch, a run of stackable blocks takes
+            the stacked layout below this many MACs per tap conv (None: never).
+    """
+
+    phase_runs: bool = False
+    stacked_max_macs: int | None = None
+
+    def describe(self) -> str:
+        if not self.phase_runs:
+            return "per SB"
+        if self.stacked_max_macs is None:
+            return "phase runs"
+        return f"phase runs (stacked below {self.stacked_max_macs:,} MACs per tap conv, fixed batch)"
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class Target:
+    """One deploy target: see the module docstring for each field."""
+
+    name: str
+    summary: str
+    lowering: str
+    layout: Layout
+    passes: tuple[str, ...]
+    backends: tuple[str, ...]
+    per_batch: bool = False
+    precisions: tuple[str, ...] = ("fp32", "fp16")
+    engine_options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen({}))
+    tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: _frozen(DEFAULT_TOLERANCES))
+
+    @property
+    def form(self) -> str:
+        """The name of the form (recorded as ``lowering`` in the metadata): equal names, equal graphs."""
+        return f"{self.lowering}+phase-runs" if self.layout.phase_runs else self.lowering
+
+    def deploy_form(self, model: nn.Module) -> nn.Module:
+        """Eval-mode copy of ``model`` in this target's form (:func:`sbdeploy.nn.deploy.deploy_form`)."""
+        from sbdeploy.nn.deploy import deploy_form
+
+        return deploy_form(model, lowering=self.lowering, phase_runs=self.layout.phase_runs,
+                           stacked_max_macs=self.layout.stacked_max_macs)  # fmt: skip
+
+    def check_precision(self, precision: str) -> None:
+        """ConfigError unless this target offers ``precision``."""
+        if precision not in self.precisions:
+            known = "" if precision in PRECISIONS else f" (sbdeploy knows {', '.join(PRECISIONS)})"
+            raise ConfigError(f"target {self.name} offers {', '.join(self.precisions)}, not {precision!r}{known}")
+
+    def tolerance(self, precision: str) -> Tolerance:
+        """The pass criteria of this target's ``precision`` artifacts."""
+        if precision not in self.tolerances:
+            raise ConfigError(f"target {self.name} has no tolerance for {precision!r} artifacts")
+        return self.tolerances[precision]
+
+    def build_options(self, precision: str) -> dict[str, Any]:
+        """TensorRT ``BuildOptions`` fields for an engine of this precision built from this target's ONNX."""
+        self.check_precision(precision)
+        return {"precision": precision, **self.engine_options.get(precision, {})}
+
+    def check_backend(self, backend: str) -> None:
+        """ConfigError unless ``backend`` runs this target's artifacts."""
+        if backend not in self.backends:
+            raise ConfigError(f"target {self.name} is run by {', '.join(self.backends)}, not by {backend}")
+
+
+_ENGINES = _frozen({"fp32": _frozen({"tf32": False})})  # fp32 engines are parity engines: no TF32 rounding
+_EVERY_BACKEND = (*ONNX_BACKENDS, *ENGINE_BACKENDS)
+
+TARGETS: Mapping[str, Target] = _frozen({t.name: t for t in (
+    Target("grouped", "canonical interchange form: one grouped Conv/ConvTranspose pair per SB, dynamic batch",
+           lowering="grouped", layout=Layout(), passes=STRUCTURAL_PASSES, backends=_EVERY_BACKEND, engine_options=_ENGINES),
+    Target("separate", "canonical form with one ungrouped Conv/ConvTranspose pair per subgroup (tools without grouped ConvTranspose)",
+           lowering="separate", layout=Layout(), passes=STRUCTURAL_PASSES, backends=_EVERY_BACKEND, engine_options=_ENGINES),
+    Target("ort-cpu", "ONNX Runtime CPU: phase runs of exact tap convs (stacked at small fixed batches), sub-pixel SBs elsewhere, "
+           "no ConvTranspose; one artifact per batch size",
+           lowering="subpixel", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
+           passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cpu",), per_batch=True),
+    Target("ort-cuda", "ONNX Runtime CUDA: strided Conv + ConvTranspose per subgroup (a native GPU kernel), BN folded",
+           lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cuda",)),
+    Target("trt", "TensorRT: strided Conv + ConvTranspose per subgroup, BN folded; engines built from it (fp32 without TF32)",
+           lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("trt", "ort-trt"),
+           engine_options=_ENGINES),
+)})  # fmt: skip
+"""Every deploy target by name."""
+
+CANONICAL = "grouped"
+"""The target of the canonical interchange file (``export`` without ``--target``, the pipeline's ``model.onnx``)."""
+
+BACKEND_TARGETS: Mapping[str, str] = _frozen({"ort-cpu": "ort-cpu", "ort-cuda": "ort-cuda", "ort-trt": "trt", "trt": "trt"})
+"""The target whose artifacts each backend times by default (bench, pipeline, validate)."""
+
+
+def get_target(name: str) -> Target:
+    """The target ``name``; ConfigError naming the choices otherwise."""
+    if name not in TARGETS:
+        raise ConfigError(f"unknown target {name!r}{did_you_mean(name, TARGETS)}; choose one of {', '.join(TARGETS)}")
+    return TARGETS[name]
+
+
+def target_for(backend: str, override: str | None = None) -> Target:
+    """The target ``backend`` runs: ``override`` when given (it must run there), else :data:`BACKEND_TARGETS`."""
+    if override is None:
+        if backend not in BACKEND_TARGETS:
+            raise ConfigError(f"backend {backend} runs no deploy artifact; choose one of {', '.join(BACKEND_TARGETS)}")
+        return TARGETS[BACKEND_TARGETS[backend]]
+    target = get_target(override)
+    target.check_backend(backend)
+    return target
+
+
+def artifact_filename(stem: str, target: str, precision: str, *, batch: int | None = None, engine: bool = False) -> str:
+    """The file name of one artifact: ``model.onnx`` for the canonical form (fp32, dynamic batch), else
+    ``STEM.TARGET[.bN].PRECISION.onnx``, or ``STEM.TARGET.PRECISION.engine`` for a TensorRT engine."""
+    get_target(target).check_precision(precision)
+    if engine:
+        return f"{stem}.{target}.{precision}.engine"
+    if target == CANONICAL and precision == "fp32" and batch is None:
+        return f"{stem}.onnx"
+    return f"{stem}.{target}{'' if batch is None else f'.b{batch}'}.{precision}.onnx"
+
+
+def target_option(target: str | None, lowering: str | None = None) -> str | None:
+    """The target of a command's ``--target`` and the old ``--lowering`` (its spelling before the table).
+
+    ``--lowering grouped`` / ``--lowering separate`` keep working as ``--target grouped`` /
+    ``--target separate``; any other value fails with the new spelling.
+    """
+    if target is not None:
+        get_target(target)
+    if lowering is None:
+        return target
+    if lowering not in ("grouped", "separate"):
+        raise ConfigError(f"--lowering {lowering} no longer exists: SB forms are chosen by deploy target, --target {' | '.join(TARGETS)}")
+    if target not in (None, lowering):
+        raise ConfigError(f"--lowering {lowering} is the old spelling of --target {lowering}; give --target only")
+    return lowering

@@ -1,0 +1,62 @@
+"""Pass criteria of a parity check (:class:`Tolerance`) and the defaults per precision.
+
+Pure data, below everything that judges an artifact: the deploy-target table
+(:mod:`sbdeploy.targets`) names the tolerance policy of each target's artifacts from
+these, and :mod:`sbdeploy.validate.compare` applies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass criteria of one check. ``None`` disables a criterion.
+
+    Attributes:
+        atol: absolute tolerance of the element-wise test.
+        rtol: relative tolerance of the element-wise test (times ``|ref|``).
+        min_cosine: lowest accepted cosine similarity of the flattened outputs, per sample.
+        min_top1: lowest accepted fraction of samples whose arg-max agrees.
+    """
+
+    atol: float | None
+    rtol: float | None
+    min_cosine: float | None = None
+    min_top1: float | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.atol is not None:
+            parts.append(f"|diff| <= {self.atol:g} + {self.rtol or 0:g}*|ref|")
+        if self.min_cosine is not None:
+            parts.append(f"cosine >= {self.min_cosine:g}")
+        if self.min_top1 is not None:
+            parts.append(f"top-1 agreement >= {self.min_top1:.0%}")
+        return ", ".join(parts) or "none"
+
+
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    # fp32 engines differ from PyTorch by summation order only.
+    "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999, min_top1=1.0),
+    # fp16 keeps ~3 decimal digits: logits of magnitude ~10 move by ~1e-2.
+    "fp16": Tolerance(atol=5e-2, rtol=5e-2, min_cosine=0.999, min_top1=0.98),
+    # int8 changes values by design: judge the direction of the output and the predictions.
+    "int8": Tolerance(atol=None, rtol=None, min_cosine=0.98, min_top1=0.9),
+    # An fp32 file run with TF32: a TensorRT engine built with it (TensorRT's and trtexec's default on Ampere
+    # and newer), or an fp32 ONNX on ONNX Runtime's TensorRT provider.
+    "tf32": Tolerance(atol=2e-2, rtol=2e-2, min_cosine=0.9999, min_top1=0.99),
+}
+"""Default pass criteria per precision of the artifact under test (overridable)."""
+
+TOLERANCE_REASONS: dict[str, str] = {
+    "tf32": (
+        "fp32 run with TF32 (TensorRT's default: an engine built without --no-tf32, or any fp32 file on ONNX Runtime's "
+        "TensorRT provider, which cannot clear it): convolutions and matrix products round their inputs "
+        "to a 10-bit mantissa, as fp16 does, but accumulate in fp32; on the shipped digits ResNet-20 emulated "
+        "TF32 moves logits by up to 6.4e-3, so this is about 3x that, tighter than fp16's. "
+        "Build the engine with --no-tf32 to be judged by the fp32 tolerance"
+    ),
+}
+"""Why a precision's tolerance is what it is, where the report should say so (validate.md)."""

@@ -1,0 +1,134 @@
+"""The one artifact code path: what a run plans, making each file once, and reading any file back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+from sbdeploy.artifacts import canonical_plan, describe_file, engine_profile, make_artifacts, plan_artifacts
+from sbdeploy.errors import ArtifactError, BackendUnavailableError, ConfigError
+from sbdeploy.export import export_onnx, resolve_source
+from tests.serve._artifacts import fake_engine
+
+MODELS = (("net_sb", "model"), ("net", "baseline"))
+
+
+def test_one_engine_per_model_covers_every_batch_and_is_built_from_the_fp32_onnx() -> None:
+    plans, uses = plan_artifacts(MODELS, ["trt"], [1, 8, 32], precisions=("fp32", "fp16"))
+    engines = [p for p in plans if p.kind == "engine"]
+    assert [e.filename for e in engines] == ["model.trt.fp32.engine", "model.trt.fp16.engine", "baseline.trt.fp32.engine",
+                                             "baseline.trt.fp16.engine"]  # fmt: skip
+    assert all(e.profile == (1, 32, 32) and e.target == "trt" and e.backends == ("trt",) for e in engines)
+    for e in engines:  # from its model's fp32 ONNX of the same target, which comes first
+        source = next(i for i, p in enumerate(plans) if p.filename == e.source)
+        assert plans[source].precision == "fp32" and plans[source].model == e.model and source < plans.index(e)
+        assert uses[(e.model, "trt", 1, e.precision)] == uses[(e.model, "trt", 32, e.precision)] == e.filename
+    assert {p.filename for p in plans if p.kind == "onnx"} == {"model.trt.fp32.onnx", "baseline.trt.fp32.onnx"}
+
+
+def test_each_backend_gets_its_targets_form_and_torch_needs_no_file() -> None:
+    plans, uses = plan_artifacts(MODELS, ["torch", "ort-cpu", "ort-cuda", "ort-trt", "trt"], [1, 4])
+    by_name = {p.filename: p for p in plans}
+    assert set(by_name) == {
+        f"{stem}.{name}" for stem in ("model", "baseline")
+        for name in ("ort-cpu.b1.fp32.onnx", "ort-cpu.b4.fp32.onnx", "ort-cuda.fp32.onnx", "trt.fp32.onnx", "trt.fp32.engine")
+    }  # fmt: skip
+    assert uses[("net_sb", "ort-cpu", 1, "fp32")] == "model.ort-cpu.b1.fp32.onnx" != uses[("net_sb", "ort-cpu", 4, "fp32")]
+    assert uses[("net_sb", "ort-trt", 4, "fp32")] == "model.trt.fp32.onnx"  # ORT's TensorRT provider runs the engine's source
+    assert by_name["model.trt.fp32.onnx"].backends == ("ort-trt",) and by_name["model.ort-cuda.fp32.onnx"].batch is None
+    assert not any(backend == "torch" for _, backend, _, _ in uses)
+
+
+def test_a_forced_target_means_one_form_for_every_backend_or_a_refusal() -> None:
+    plans, uses = plan_artifacts([("net", "model")], ["ort-cpu", "ort-cuda", "trt"], [1], target="grouped")
+    onnx_plans = [p for p in plans if p.kind == "onnx"]
+    assert [p.filename for p in onnx_plans] == ["model.onnx"] and onnx_plans[0].backends == ("ort-cpu", "ort-cuda")
+    assert uses[("net", "trt", 1, "fp32")] == "model.grouped.fp32.engine"
+    with pytest.raises(ConfigError, match="target ort-cpu is run by ort-cpu, not by ort-cuda"):
+        plan_artifacts([("net", "model")], ["ort-cuda"], [1], target="ort-cpu")
+    with pytest.raises(ConfigError, match="offers fp32, fp16, not 'int8'"):
+        plan_artifacts([("net", "model")], ["ort-cpu"], [1], precisions=("int8",))
+    assert canonical_plan("net", "model").filename == "model.onnx"
+
+
+def test_engine_profile_refuses_bad_batches() -> None:
+    assert engine_profile([4, 1, 16]) == (1, 16, 16)
+    for bad in ([], [0, 4]):
+        with pytest.raises(ConfigError):
+            engine_profile(bad)
+
+
+def test_make_artifacts_writes_each_planned_file_once_with_its_metadata(tmp_path: Path) -> None:
+    src = resolve_source("cifar_resnet20_sb")
+    plans, uses = plan_artifacts([("net", "model")], ["ort-cpu"], [1, 2], precisions=("fp32", "fp16"))
+    made = make_artifacts([canonical_plan("net", "model"), *plans], {"net": src}, tmp_path, input_sizes={"net": (16, 16)})
+    assert set(made) == {"model.onnx", "model.ort-cpu.b1.fp32.onnx", "model.ort-cpu.b1.fp16.onnx", "model.ort-cpu.b2.fp32.onnx",
+                         "model.ort-cpu.b2.fp16.onnx"} == {p.name for p in tmp_path.iterdir()}  # fmt: skip
+    b1 = made["model.ort-cpu.b1.fp16.onnx"]
+    assert (b1.kind, b1.target, b1.precision, b1.batch, b1.arch, b1.input_shape) == ("onnx", "ort-cpu", "fp16", 1, "cifar_resnet20_sb", (3, 16, 16))
+    assert made["model.onnx"].target == "grouped" and made["model.onnx"].batch is None and made["model.onnx"].precision == "fp32"
+    fp16 = onnx.load(str(b1.path))
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in fp16.graph.initializer)
+    again = describe_file(b1.path)
+    assert again == b1 and len(again.sha256) == 64
+    assert again.batch_sizes([1, 2, 8]) == (1,) and made["model.onnx"].batch_sizes([1, 8]) == (1, 8)
+    assert again.default_backend() == "ort-cpu" and again.runs_on("ort-cuda") and not again.runs_on("trt")
+
+
+def test_an_engine_is_read_through_its_sidecar(tmp_path: Path) -> None:
+    meta = export_onnx("cifar_resnet20_sb", tmp_path / "m.onnx", input_size=(16, 16), target="trt").metadata
+    engine = describe_file(fake_engine(tmp_path / "model.trt.fp16.engine", [(1, 8, 8)], size=16, onnx_metadata=meta))
+    assert (engine.kind, engine.precision, engine.target, engine.profile, engine.batch) == ("engine", "fp16", "trt", (1, 8, 8), None)
+    assert engine.arch == "cifar_resnet20_sb" and engine.default_backend() == "trt" and engine.batch_sizes([1, 8, 32]) == (1, 8)
+    assert describe_file(fake_engine(tmp_path / "b4.engine", [(4, 4, 4)], onnx_metadata=meta)).batch == 4  # one batch: a fixed batch
+
+
+def test_unreadable_or_foreign_files_are_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "x.engine").write_bytes(b"plan")
+    with pytest.raises(ArtifactError, match="x.engine.json is missing"):
+        describe_file(tmp_path / "x.engine")
+    (tmp_path / "x.pt").write_bytes(b"pickle")
+    with pytest.raises(ArtifactError, match="unknown artifact type"):
+        describe_file(tmp_path / "x.pt")
+    with pytest.raises(ArtifactError, match="does not exist"):
+        describe_file(tmp_path / "missing.onnx")
+
+
+def test_a_file_from_before_the_target_table_reads_as_the_canonical_form(tmp_path: Path) -> None:
+    from sbdeploy.export.metadata import read_metadata, write_metadata
+
+    path = export_onnx("cifar_resnet20", tmp_path / "old.onnx", input_size=(16, 16)).path
+    model = onnx.load(str(path))
+    meta = {k: v for k, v in read_metadata(model).items() if k != "precision"}
+    write_metadata(model, {**meta, "target": "none", "lowering": "separate"})
+    onnx.save(model, str(path))
+    old = describe_file(path)
+    assert old.target == "separate" and old.precision == "fp32"
+
+
+def test_engines_are_built_with_the_targets_options_or_refused_without_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sbdeploy.backends.tensorrt import builder
+    from sbdeploy.backends.tensorrt._compat import tensorrt_available
+    from sbdeploy.export import read_metadata
+
+    plans, _ = plan_artifacts([("net", "model")], ["trt"], [1, 4], precisions=("fp32", "fp16"))
+    src = resolve_source("cifar_resnet20_sb")
+    if not tensorrt_available():  # what a user without TensorRT sees: one clear error, after the ONNX is written
+        with pytest.raises(BackendUnavailableError, match="TensorRT"):
+            make_artifacts(plans, {"net": src}, tmp_path / "real", input_sizes={"net": (16, 16)})
+        assert (tmp_path / "real" / "model.trt.fp32.onnx").is_file()
+    seen = {}
+
+    def record(onnx_path, engine_path, options, progress=None):  # noqa: ANN001, ANN202  (TensorRT's build, around which this is tested)
+        seen[Path(engine_path).name] = (Path(onnx_path).name, options)
+        fake_engine(Path(engine_path), [(1, 4, 4)], size=16, precision=options.precision, onnx_metadata=read_metadata(onnx_path))
+
+    monkeypatch.setattr(builder, "build_engine", record)
+    made = make_artifacts(plans, {"net": src}, tmp_path / "fake", input_sizes={"net": (16, 16)})
+    assert made["model.trt.fp16.engine"].precision == "fp16" and made["model.trt.fp16.engine"].arch == "cifar_resnet20_sb"
+    assert {name: (source, o.precision, o.tf32, (o.min_batch, o.opt_batch, o.max_batch)) for name, (source, o) in seen.items()} == {
+        "model.trt.fp32.engine": ("model.trt.fp32.onnx", "fp32", False, (1, 4, 4)),  # the fp32 parity engine: no TF32
+        "model.trt.fp16.engine": ("model.trt.fp32.onnx", "fp16", True, (1, 4, 4)),
+    }

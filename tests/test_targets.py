@@ -1,0 +1,104 @@
+"""The deploy-target table: its rows are consistent, and every target's form is the dense reference.
+
+``test_every_target_form_equals_the_dense_reference`` runs, in float64 at 1e-10 of the
+logits' scale, every distinct form of the table (targets whose lowering and layout are
+equal share one form: ``ort-cuda`` and ``trt``) x every SB block family (the small
+members of ``tests/export/families.py``) x every sampling set, each at an even size (every
+block on phases) and an odd one (the per-SB lowering), in each layout a phase run has: the
+exact tap convs (a dynamic batch) and the stacked layout (a small fixed batch, stackable
+families). The exported forms on ONNX Runtime are ``tests/export/test_export_targets.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sbdeploy.backends.factory import RUNNERS
+from sbdeploy.errors import ConfigError
+from sbdeploy.nn.lowering import LOWERINGS
+from sbdeploy.nn.phase import PhaseRun
+from sbdeploy.nn.sampling import SAMPLINGS
+from sbdeploy.nn.sb import reference_mode
+from sbdeploy.passes import DEFAULT_PASSES, PASSES
+from sbdeploy.targets import (
+    BACKEND_TARGETS,
+    CANONICAL,
+    PRECISIONS,
+    TARGETS,
+    artifact_filename,
+    get_target,
+    target_for,
+    target_option,
+)
+from tests.export.families import FAMILIES, build, distinct_forms
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SIZES = {"cifar": ((16, 16), (13, 11)), "imagenet": ((32, 32), (49, 37)), "pyramid": ((16, 16), (13, 11))}
+"""Per family kind: an even size (the first blocks run on phases; ImageNet's 1x1 last stage cannot) and an
+odd one (the per-SB lowering). One image: torch's float64 depthwise convs (the phase split) are slow."""
+
+
+def test_every_row_names_real_things() -> None:
+    assert set(TARGETS) == {"grouped", "separate", "ort-cpu", "ort-cuda", "trt"} and CANONICAL in TARGETS
+    for target in TARGETS.values():
+        assert target.lowering in LOWERINGS, target.name
+        assert set(target.passes) <= set(PASSES) and target.passes[: len(DEFAULT_PASSES)] == DEFAULT_PASSES, target.name
+        assert target.backends and set(target.backends) <= set(RUNNERS), target.name
+        assert set(target.precisions) <= set(PRECISIONS) and all(p in target.tolerances for p in target.precisions), target.name
+        assert not target.per_batch or target.layout.phase_runs, "only a layout that depends on the batch needs one file per batch"
+    for backend, name in BACKEND_TARGETS.items():
+        assert backend in TARGETS[name].backends and target_for(backend).name == name
+    assert get_target("trt").build_options("fp32") == {"precision": "fp32", "tf32": False}  # the fp32 parity engine
+    assert get_target("trt").build_options("fp16") == {"precision": "fp16"}
+    assert get_target("ort-cpu").form == "subpixel+phase-runs" and get_target("trt").form == "strided"
+
+
+def test_names_and_refusals() -> None:
+    assert artifact_filename("model", "grouped", "fp32") == "model.onnx"
+    assert artifact_filename("model", "ort-cpu", "fp32", batch=1) == "model.ort-cpu.b1.fp32.onnx"
+    assert artifact_filename("baseline", "ort-cpu", "fp16", batch=8) == "baseline.ort-cpu.b8.fp16.onnx"
+    assert artifact_filename("model", "trt", "fp16", engine=True) == "model.trt.fp16.engine"
+    assert artifact_filename("model", "grouped", "fp16") == "model.grouped.fp16.onnx"
+    with pytest.raises(ConfigError, match="did you mean ort-cpu.*choose one of grouped, separate, ort-cpu, ort-cuda, trt"):
+        get_target("ort-cp")
+    with pytest.raises(ConfigError, match="offers fp32, fp16, not 'int8'"):
+        get_target("ort-cpu").check_precision("int8")
+    with pytest.raises(ConfigError, match="target ort-cpu is run by ort-cpu, not by trt"):
+        target_for("trt", "ort-cpu")
+    assert target_for("trt", "grouped").name == "grouped"  # the canonical form runs everywhere
+
+
+def test_the_old_lowering_flag_keeps_working_or_names_the_new_spelling() -> None:
+    assert target_option(None, "grouped") == "grouped" and target_option("separate", "separate") == "separate"
+    assert target_option("ort-cpu") == "ort-cpu" and target_option(None) is None
+    with pytest.raises(ConfigError, match="no longer exists.*--target grouped"):
+        target_option(None, "subpixel")
+    with pytest.raises(ConfigError, match="old spelling of --target grouped; give --target only"):
+        target_option("trt", "grouped")
+
+
+@pytest.mark.parametrize("form", distinct_forms(with_passes=False))
+@pytest.mark.parametrize("sampling", list(SAMPLINGS))
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_target_form_equals_the_dense_reference(family: str, sampling: str, form: str) -> None:
+    model = build(family, sampling).double()
+    deployed = get_target(form).deploy_form(model)
+    runs = [m for m in deployed.modules() if isinstance(m, PhaseRun)]
+    assert bool(runs) == get_target(form).layout.phase_runs
+    for size in SIZES[family.split("_")[0]]:
+        x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        with torch.no_grad(), reference_mode(model):
+            ref = model(x)
+        layouts = ["phases"] + (["stacked"] if any(r.stacked is not None for r in runs) else [])
+        for layout in layouts:  # the dynamic-batch layout, and the stacked one a small fixed batch takes
+            for run in runs:
+                run.layout = layout if run.stacked is not None else "phases"
+            with torch.no_grad():
+                out = deployed(x)
+            error = (out - ref).abs().max().item()
+            assert error <= 1e-10 * max(1.0, ref.abs().max().item()), f"{form} {size} {layout}: {error:.3g}"
+        if runs:  # the even size runs the first blocks on phases, the odd size none
+            run_input = (size[0] // 4, size[1] // 4) if family.startswith("imagenet") else size
+            assert runs[0].plan(run_input)[0] == (size == SIZES[family.split("_")[0]][0])
