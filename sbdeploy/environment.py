@@ -254,7 +254,8 @@ class Environment:
     gpu: str | None  # device 0 with its compute capability, from gpu_stack()
     tensorrt: str | None = None  # the usable TensorRT's version, from gpu_stack()
     packages: dict[str, str | None] = field(default_factory=dict)
-    cpu_int8: str | None = None  # the CPU's int8 dot-product instructions, from cpu_int8_support()
+    cpu_int8: str | None = None  # the CPU's int8 dot-product instructions, from cpu_int8_support().describe()
+    cpu_int8_dot: bool | None = None  # whether int8 dot products are single instructions (VNNI, AMX, dotprod): int8 can pay
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -350,11 +351,13 @@ def collect_environment() -> Environment:
     import torch
 
     stack = gpu_stack()
+    int8 = cpu_int8_support()
     return Environment(
         python=platform.python_version(),
         platform=platform.platform(),
         cpu=cpu_model(),
-        cpu_int8=cpu_int8_support().describe(),
+        cpu_int8=int8.describe(),
+        cpu_int8_dot=int8.int8_dot,
         cpu_count=os.cpu_count() or 1,
         torch=torch.__version__,
         torch_threads=torch.get_num_threads(),
