@@ -64,11 +64,13 @@ def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
 
 
 def _from_npy(path: Path, shape: tuple[int, int, int], limit: int) -> Calibration:
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"calibration file {path} does not exist; --calibration takes {HELP}")
+    if not path.is_file():
+        raise InputError(f"calibration path {path} is not a file; --calibration takes {HELP}")
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, EOFError) as error:
         raise InputError(f"{path} is not a readable .npy array ({error}); --calibration takes {HELP}") from None
     if array.ndim != 4 or tuple(array.shape[1:]) != shape or len(array) == 0:
         expected = "N x " + " x ".join(str(d) for d in shape)

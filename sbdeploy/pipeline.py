@@ -166,15 +166,14 @@ def run_pipeline(
     """
     from sbdeploy.artifacts import DeployFile, build_planned_engine, canonical_plan, make_artifacts, plan_artifacts
     from sbdeploy.bench.report import BenchReport, write_report
-    from sbdeploy.calibration import calibration_for
     from sbdeploy.bench.run import BenchModel, bench_settings, subjects_from_made, time_subjects
     from sbdeploy.bench.timing import TimingPlan
+    from sbdeploy.calibration import calibration_for
     from sbdeploy.environment import collect_environment
     from sbdeploy.export import resolve_source
     from sbdeploy.flops import count_macs
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     backend, why = engine_backend()
     result = PipelineResult(source=str(source), out=out, engine_backend=backend)
     say = on_step or (lambda _: None)
@@ -206,6 +205,7 @@ def run_pipeline(
     precisions = ("fp32", *(["fp16"] if options.fp16 else []), *(["int8"] if options.int8 else []))
     # resolved before any step: a bad --calibration is the user's error, said at once
     calibrations = calibration_for({k: v.config for k, v in sources.items()}, options.calibration) if options.int8 else None
+    out.mkdir(parents=True, exist_ok=True)
     plans, uses = plan_artifacts([(m.label, stems[m.label]) for m in models], backends, options.batches, precisions=precisions,
                                  target=options.target)  # fmt: skip
     canonical = canonical_plan(label, SB_STEM)
