@@ -71,7 +71,8 @@ def _from_npy(path: Path, shape: tuple[int, int, int], limit: int) -> Calibratio
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
-        raise InputError(f"{path} is not a readable .npy array ({error}); --calibration takes {HELP}") from None
+        reason = "it holds pickled objects, which sbdeploy never loads" if "pickle" in str(error) else str(error)
+        raise InputError(f"{path} is not a readable .npy array ({reason}); --calibration takes {HELP}") from None
     if array.ndim != 4 or tuple(array.shape[1:]) != shape or len(array) == 0:
         expected = "N x " + " x ".join(str(d) for d in shape)
         raise InputError(f"calibration array {path} has shape {tuple(array.shape)}; this model takes {expected} (normalized inputs)")

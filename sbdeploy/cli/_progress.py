@@ -18,6 +18,9 @@ from sbdeploy.cli._render import console
 @contextmanager
 def progress_bar(first: str = "preparing models") -> Iterator[Callable[[str, int, int], None]]:
     """A progress bar for the duration of the block; yields the ``(stage, done, total)`` callback that moves it."""
+    if not console.is_terminal:  # nothing to draw on; rich would still end the block with a blank line
+        yield lambda stage, done, total: None
+        return
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(first, total=None)
