@@ -10,7 +10,7 @@ from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
+from sbdeploy.cli._render import OldLowering, console, err_console, print_json, target_flags
 from sbdeploy.cli.validate import split_list
 from sbdeploy.errors import ConfigError
 
@@ -137,7 +137,7 @@ def bench(
         )
     if report is not None:
         for path in write_report(result, report):
-            console.print(f"wrote {path}", highlight=False)
+            (err_console if as_json else console).print(f"wrote {path}", highlight=False)  # stdout stays JSON
     if as_json:
         print_json(result.to_dict())
     else:

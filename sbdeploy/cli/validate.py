@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
+from sbdeploy.cli._render import OldLowering, console, err_console, print_json, target_flags
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import ONNX_BACKENDS
 
@@ -147,7 +147,7 @@ def validate(
             )
     if report is not None:
         for path in write_validation_report(result, report):
-            console.print(f"wrote {path}", highlight=False)
+            (err_console if as_json else console).print(f"wrote {path}", highlight=False)  # stdout stays JSON
     if as_json:
         print_json(result.to_dict())
     else:
