@@ -67,8 +67,8 @@ VARIANTS: dict[str, Int8Recipe] = {
 }
 """Candidate recipes by label ("pc"/"pt": per-channel/per-tensor weights, "rr": reduce_range, "ext": more op types)."""
 
-FORMS = {"base": (False, "ort-cpu"), "sb ort-cpu": (True, "ort-cpu"), "sb strided": (True, "trt"), "sb grouped": (True, None)}
-"""Form label -> (SB network?, export target; None: the canonical grouped form)."""
+FORMS = {"base": (False, "ort-cpu"), "sb ort-cpu": (True, "ort-cpu"), "sb strided": (True, "trt"), "sb grouped": (True, "grouped")}
+"""Form label -> (SB network?, export target)."""
 
 
 def _variants(args: argparse.Namespace) -> dict[str, Int8Recipe]:
@@ -125,20 +125,20 @@ def bench_form(pair: str, batch: int, form: str, args: argparse.Namespace, workd
 def accuracy_rows(args: argparse.Namespace, workdir: Path) -> list[dict]:
     """Every form x variant of the shipped digits models against PyTorch (validate's int8 gate) and the labels."""
     from sbdeploy.checkpoint import load_checkpoint
-    from sbdeploy.data import open_source, to_float
-    from sbdeploy.validate.compare import DEFAULT_TOLERANCES, output_stats, verdict
-    from sbdeploy.validate.run import accuracy, dataset_case, normalize, random_cases, run_batched
+    from sbdeploy.calibration import load_calibration
+    from sbdeploy.tolerance import DEFAULT_TOLERANCES
+    from sbdeploy.validate.compare import output_stats, verdict
+    from sbdeploy.validate.run import accuracy, dataset_case, random_cases, run_batched
 
     rows = []
     gate = DEFAULT_TOLERANCES["int8"]
     forms = {"base": ("models/digits_resnet20", "ort-cpu", "dynamic"), "sb ort-cpu": ("models/digits_resnet20_sb", "ort-cpu", "dynamic"),
              "sb ort-cpu b1 (stacked)": ("models/digits_resnet20_sb", "ort-cpu", 1), "sb strided": ("models/digits_resnet20_sb", "trt", "dynamic"),
-             "sb grouped": ("models/digits_resnet20_sb", None, "dynamic")}  # fmt: skip
+             "sb grouped": ("models/digits_resnet20_sb", "grouped", "dynamic")}  # fmt: skip
     for form, (folder, target, batch) in forms.items():
         ckpt = load_checkpoint(Path(__file__).resolve().parents[1] / folder)
         cfg = ckpt.config
-        data = open_source("digits", size=cfg.input_size[0])
-        calibration = normalize(to_float(data.train_images[:256]).numpy(), cfg.mean, cfg.std)
+        calibration = load_calibration("digits", cfg).images  # 256 training images, as export --int8 takes them
         test = dataset_case("digits", cfg)
         cases = [test, *random_cases((1,) if batch == 1 else (1, 2, 8), (cfg.in_chans, *cfg.input_size))]
         with torch.no_grad():

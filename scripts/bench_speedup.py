@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import sys
@@ -50,7 +51,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sbdeploy.backends.ort import OrtRunner  # noqa: E402
-from sbdeploy.bench.timing import GroupResult, LatencyStats, Pair, TimingPlan, measure_group  # noqa: E402
+from sbdeploy.bench.timing import GroupResult, LatencyStats, Pair, TimingPlan, measure_group, ratio_intervals  # noqa: E402
 from sbdeploy.environment import cpu_int8_support  # noqa: E402
 from sbdeploy.export import export_module  # noqa: E402
 from sbdeploy.flops import count_macs  # noqa: E402
@@ -188,19 +189,39 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
 
 def int8_row(pair: str, batch: int, paths: dict[str, Path], feed: dict[str, np.ndarray], mac_ratio: float,
              args: argparse.Namespace, workdir: Path) -> dict:
-    """The same baseline and SB exports quantized by :data:`ORT_CPU_INT8`, timed as a pair on ORT CPU.
+    """Both exports and their :data:`ORT_CPU_INT8` files, the four timed in one interleaved group on ORT CPU.
 
+    Gives SB/baseline of the int8 files (paired interval, as the fp32 row), each network's
+    int8 speedup over its own fp32 file (fp32 median / int8 median) and SB int8 over baseline
+    fp32, each with its paired-turn interval (:func:`~sbdeploy.bench.timing.ratio_intervals`).
     Calibrated on standard-normal inputs (the networks have random weights; the speed does
-    not depend on the calibration). ``scripts/bench_int8.py`` times int8 against fp32 and the
-    other quantized forms.
+    not depend on the calibration). ``scripts/bench_int8.py`` compares the quantized forms.
     """
     calibration = np.random.default_rng(0).standard_normal((max(batch, 8), *feed["input"].shape[1:]), dtype=np.float32)
     int8 = {key: workdir / f"{key}.int8.onnx" for key in ("base", "sb")}
     for key, path in int8.items():
         path.write_bytes(quantize_int8(onnx.load(paths[key]), calibration, recipe=ORT_CPU_INT8, batch_size=batch).SerializeToString())
-    with OrtRunner(int8["base"], threads=args.threads) as base_run, OrtRunner(int8["sb"], threads=args.threads) as sb_run:
-        result = measure({"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args), ["sb"], mac_ratio)
-    return _row(pair, batch, f"ort-cpu-{args.threads}t int8", result, int8_recipe=ORT_CPU_INT8.describe())
+    files = {"base": paths["base"], "sb": paths["sb"], "base_int8": int8["base"], "sb_int8": int8["sb"]}
+    with contextlib.ExitStack() as stack:
+        fns = {name: stack.enter_context(OrtRunner(file, threads=args.threads)).timed_call(feed) for name, file in files.items()}
+        result = measure_group(fns, plan(args), pairs=[Pair(sb="sb_int8", baseline="base_int8", mac_ratio=mac_ratio)])  # type: ignore[arg-type]
+    ratios = ratio_intervals(result.rounds, [("base", "base_int8"), ("sb", "sb_int8"), ("base", "sb_int8")], plan(args))
+
+    def ratio(num: str, den: str) -> dict[str, object]:
+        value, interval = ratios[(num, den)]
+        return {"value": value, "ci95": [interval.low, interval.high] if interval else None}
+
+    speedup = result.speedups["sb_int8"]
+    return {
+        "pair": pair, "batch": batch, "backend": f"ort-cpu-{args.threads}t int8", "int8_recipe": ORT_CPU_INT8.describe(),
+        "mac_ratio": mac_ratio, "ideal_speedup": 1 / mac_ratio, "speedup": speedup.value, "efficiency": speedup.efficiency,
+        "speedup_min": result.stats["base_int8"].min_ms / result.stats["sb_int8"].min_ms, "speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None,
+        "int8_speedup_base": ratio("base", "base_int8"), "int8_speedup_sb": ratio("sb", "sb_int8"),
+        "sb_int8_vs_base_fp32": ratio("base", "sb_int8"),
+        "base": result.stats["base_int8"].to_dict(), "sb": result.stats["sb_int8"].to_dict(),
+        "base_fp32": result.stats["base"].to_dict(), "sb_fp32": result.stats["sb"].to_dict(),
+        "turns": result.record.rounds, "machine": result.record.machine.to_dict(),
+    }
 
 
 def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:  # noqa: ANN001
@@ -272,6 +293,11 @@ def _print_rows(rows: list[dict], header: bool = True) -> None:
         print(f"{r['pair']:16s} {r['batch']:5d} {r['backend']:34s} {r['base']['median_ms']:9.3f} {r['sb']['median_ms']:9.3f} "
               f"{r['speedup']:8.2f} {lo:6.2f}-{hi:<6.2f} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
               f"{r['speedup_min']:12.2f}", flush=True)
+        for key, what in (("int8_speedup_base", "baseline int8 vs its fp32"), ("int8_speedup_sb", "SB int8 vs its fp32"),
+                          ("sb_int8_vs_base_fp32", "SB int8 vs baseline fp32")):  # fmt: skip
+            if key in r:
+                ci = r[key]["ci95"] or [float("nan")] * 2
+                print(f"{'':16s} {'':5s} {'  ' + what:34s} {'':9s} {'':9s} {r[key]['value']:8.2f} {ci[0]:6.2f}-{ci[1]:<6.2f}", flush=True)
 
 
 def _print_profile(row: dict) -> None:
