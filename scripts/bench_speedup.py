@@ -289,7 +289,7 @@ def _print_rows(rows: list[dict], header: bool = True) -> None:
         print(f"{'pair':16s} {'batch':>5s} {'backend':34s} {'base ms':>9s} {'sb ms':>9s} {'speedup':>8s} {'95% interval':>13s} "
               f"{'MAC ratio':>9s} {'ideal':>6s} {'effic.':>7s} {'speedup(min)':>12s}")
     for r in rows:
-        lo, hi = r.get("speedup_ci95", [float("nan")] * 2)
+        lo, hi = r.get("speedup_ci95") or [float("nan")] * 2
         print(f"{r['pair']:16s} {r['batch']:5d} {r['backend']:34s} {r['base']['median_ms']:9.3f} {r['sb']['median_ms']:9.3f} "
               f"{r['speedup']:8.2f} {lo:6.2f}-{hi:<6.2f} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
               f"{r['speedup_min']:12.2f}", flush=True)
