@@ -21,8 +21,8 @@ import numpy as np
 
 from sbdeploy.artifacts import DeployFile, describe_file
 from sbdeploy.backends.base import Runner
-from sbdeploy.calibration import normalize  # noqa: F401  (re-exported: validate normalizes real images as calibration does)
 from sbdeploy.backends.ort import FP32_TF32, TF32_NOTES
+from sbdeploy.calibration import normalize
 from sbdeploy.checkpoint import Checkpoint, load_checkpoint
 from sbdeploy.environment import Environment, collect_environment
 from sbdeploy.errors import ConfigError
