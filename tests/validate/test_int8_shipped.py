@@ -80,6 +80,22 @@ def test_ort_cpu_int8_through_the_cli(shipped, tmp_path: Path) -> None:  # noqa:
     assert "| ort-cpu int8 | digits test | 359 |" in markdown and "int8 is judged on real images" in markdown
 
 
+@pytest.mark.slow
+def test_validate_int8_makes_and_judges_fp32_and_int8_side_by_side(shipped, tmp_path: Path) -> None:  # noqa: ANN001
+    """``validate CKPT --int8`` without files: the fp32 and int8 files bench would time, int8 accuracy next to fp32's in validate.md."""
+    report_dir = tmp_path / "report"
+    done = run_cli("validate", str(SHIPPED), "--int8", "--batch", "1", "--limit", "96", "--artifacts", str(tmp_path / "files"),
+                   "--report", str(report_dir), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    report = json.loads(done.stdout)
+    assert {(c["file"], c["precision"]) for c in report["checks"]} == {("model.ort-cpu.b1.fp32.onnx", "fp32"),
+                                                                         ("model.ort-cpu.b1.int8.onnx", "int8")}  # fmt: skip
+    top1 = {a["file"]: a["top1"] for a in report["accuracy"]}
+    assert abs(top1["model.ort-cpu.b1.int8.onnx"] - top1["model.ort-cpu.b1.fp32.onnx"]) <= 0.01 and top1[None] > 0.95
+    rows = [line for line in (report_dir / "validate.md").read_text().splitlines() if "| digits test | 96 |" in line]
+    assert [("fp32" in r, "int8" in r) for r in rows] == [(False, False), (True, False), (False, True)]  # PyTorch, fp32, int8
+
+
 @pytest.fixture(scope="module", params=list(LIBRARY_CASES))
 def library_artifact(request: pytest.FixtureRequest, shipped, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
     target, batch = LIBRARY_CASES[request.param]
