@@ -33,6 +33,7 @@ from sbdeploy.errors import ArtifactError, ConfigError
 from sbdeploy.targets import CANONICAL, ENGINE_BACKENDS, ONNX_BACKENDS, TARGETS, artifact_filename, get_target, target_for
 
 if TYPE_CHECKING:
+    from sbdeploy.calibration import Calibration
     from sbdeploy.checkpoint import CheckpointConfig
     from sbdeploy.export import ModelSource
 
@@ -52,7 +53,8 @@ class ArtifactPlan:
         stem: the model's file-name stem (``model``, ``baseline``; in bench, the label).
         filename: the file's name in the folder (its identity: equal names are made once).
         target: the deploy target whose form the file holds.
-        precision: ``"fp32"`` or ``"fp16"`` (fp16 ONNX keeps fp32 inputs and outputs).
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (both keep fp32 inputs and outputs; int8 is
+            quantized by the target's recipe, an int8 engine built from that QDQ file).
         batch: a fixed batch (per-batch targets); None: dynamic.
         profile: an engine's batch profile (min, opt, max), covering every batch size timed.
         source: an engine's ONNX filename.
@@ -132,8 +134,10 @@ def plan_artifacts(
             for precision in precisions:
                 deploy.check_precision(precision)
                 if backend in ENGINE_BACKENDS:
-                    onnx_name = artifact_filename(stem, deploy.name, "fp32")  # the builder converts for fp16
-                    add(ArtifactPlan("onnx", label, stem, onnx_name, deploy.name, "fp32"), None)
+                    # the builder converts fp32 for fp16; an int8 engine is built from the target's QDQ file
+                    source = "int8" if precision == "int8" else "fp32"
+                    onnx_name = artifact_filename(stem, deploy.name, source)
+                    add(ArtifactPlan("onnx", label, stem, onnx_name, deploy.name, source), None)
                     engine = ArtifactPlan(
                         "engine", label, stem, artifact_filename(stem, deploy.name, precision, engine=True), deploy.name, precision,
                         profile=engine_profile(batches), source=onnx_name,
@@ -307,6 +311,7 @@ def make_artifacts(
     folder: str | Path,
     *,
     input_sizes: Mapping[str, tuple[int, int]] | None = None,
+    calibration: Mapping[str, Calibration] | None = None,
     on_progress: Progress | None = None,
 ) -> dict[str, DeployFile]:
     """Write every planned file into ``folder``, each once; return them by filename.
@@ -316,6 +321,8 @@ def make_artifacts(
         sources: the network of each model label.
         folder: where the files go (created if needed).
         input_sizes: (H, W) per model label (default: each source's own).
+        calibration: int8 calibration inputs per model label (:func:`sbdeploy.calibration.calibration_for`);
+            needed when an int8 file is planned.
         on_progress: called as ``(stage, done, total)``.
     """
     from sbdeploy.export import export_source
@@ -331,7 +338,10 @@ def make_artifacts(
         if on_progress:
             on_progress(f"exporting {', '.join(p.name for p in outputs.values())}", number, len(exports))
         size = (input_sizes or {}).get(model)
-        export_source(sources[model], outputs, target=target, batch="dynamic" if batch is None else batch, input_size=size)
+        if "int8" in outputs and (calibration is None or model not in calibration):
+            raise ConfigError(f"{model}: an int8 artifact needs calibration data (--calibration SRC)")
+        export_source(sources[model], outputs, target=target, batch="dynamic" if batch is None else batch, input_size=size,
+                      calibration=(calibration or {}).get(model))  # fmt: skip
         made.update({p.name: describe_file(p) for p in outputs.values()})
     for plan in plans:
         if plan.kind == "engine":

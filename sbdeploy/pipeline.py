@@ -62,6 +62,8 @@ class PipelineOptions:
 
     Attributes:
         fp16: also make, validate and bench fp16 artifacts.
+        int8: also make, validate and bench int8 artifacts (each target's recipe).
+        calibration: int8 calibration SOURCE (a data source or a .npy); default: the checkpoint's dataset.
         batches: bench batch sizes (the ort-cpu form is made once per batch).
         iters: bench timed runs per model (None: the adaptive length, see ``budget_s``).
         budget_s: bench seconds of timed turns per backend and batch, at most, for the adaptive length.
@@ -75,6 +77,8 @@ class PipelineOptions:
     """
 
     fp16: bool = False
+    int8: bool = False
+    calibration: str | None = None
     batches: tuple[int, ...] = (1, 8)
     iters: int | None = None
     budget_s: float = DEFAULT_BUDGET_S
@@ -173,6 +177,7 @@ def run_pipeline(
     from sbdeploy.bench.report import BenchReport, write_report
     from sbdeploy.bench.run import BenchModel, bench_settings, subjects_from_made, time_subjects
     from sbdeploy.bench.timing import TimingPlan
+    from sbdeploy.calibration import calibration_for
     from sbdeploy.environment import collect_environment
     from sbdeploy.export import resolve_source
     from sbdeploy.flops import count_macs
@@ -208,7 +213,9 @@ def run_pipeline(
                                  count_macs(base_src.model, size, base_src.config.in_chans), None))  # fmt: skip
         sources[base_label], stems[base_label] = base_src, BASELINE_STEM
     backends = ["torch", "ort-cpu"] + (["trt"] if backend == "trt" else [])
-    precisions = ("fp32", "fp16") if options.fp16 else ("fp32",)
+    precisions = ("fp32", *(["fp16"] if options.fp16 else []), *(["int8"] if options.int8 else []))
+    # resolved before any step: a bad --calibration is the user's error, said at once
+    calibrations = calibration_for({k: v.config for k, v in sources.items()}, options.calibration) if options.int8 else None
     plans, uses = plan_artifacts([(m.label, stems[m.label]) for m in models], backends, options.batches, precisions=precisions,
                                  target=options.target)  # fmt: skip
     canonical = canonical_plan(label, SB_STEM)
@@ -222,7 +229,8 @@ def run_pipeline(
 
     def do_export() -> Outcome:
         onnx_plans = [p for p in plans if p.kind == "onnx"]
-        made.update(make_artifacts(onnx_plans, sources, out, input_sizes={m.label: size for m in models}, on_progress=on_progress))
+        made.update(make_artifacts(onnx_plans, sources, out, input_sizes={m.label: size for m in models}, calibration=calibrations,
+                                   on_progress=on_progress))  # fmt: skip
         forms = sorted({f"{p.target} ({p.precision})" for p in onnx_plans})
         return True, f"{len(onnx_plans)} ONNX files: {', '.join(forms)}", tuple(p.filename for p in onnx_plans), False
 
@@ -293,6 +301,8 @@ def validate_files(
     from sbdeploy.validate.run import artifact_of, dataset_case, merge_reports, validate
 
     reports = []
+    # a baseline of random weights (no dataset) is judged on the images of the run's checkpoint, as it was calibrated
+    run_dataset = next((src.config.dataset for src in sources.values() if src.config.dataset), "")
     for label, src in sources.items():
         artifacts = []
         for plan in plans:
@@ -305,7 +315,8 @@ def validate_files(
         if not artifacts:
             continue
         ckpt = Checkpoint(path=Path(label), model=src.model, config=src.config, weights_sha256=src.weights_sha256)
-        dataset = dataset_case(src.config.dataset, src.config, limit=limit) if src.config.dataset else None
+        data = src.config.dataset or (run_dataset if any(a.precision == "int8" for a in artifacts) else "")
+        dataset = dataset_case(data, src.config, limit=limit) if data else None
         reports.append(validate(ckpt, artifacts, runner_factory=lambda a: get_runner(a.backend, a.path), dataset=dataset,
                                 on_progress=on_progress))  # fmt: skip
     return merge_reports(reports)

@@ -45,6 +45,9 @@ class BenchRow:
     target: str | None = None  # the deploy target of the file's form (None: the torch module, or a foreign file)
     file: str | None = None  # the file timed (None: the torch module)
     sha256: str | None = None  # of that file
+    vs_fp32: float | None = None  # fp16/int8 rows: the same model's fp32 median / this row's (timed in the same group)
+    vs_fp32_low: float | None = None  # its interval (paired bootstrap over turns)
+    vs_fp32_high: float | None = None
 
     @property
     def form(self) -> str:
@@ -77,6 +80,12 @@ class BenchRow:
     def efficiency_interval(self) -> Interval | None:
         interval = self.speedup_interval
         return interval.scaled(self.mac_ratio) if interval is not None and self.mac_ratio else None
+
+    @property
+    def vs_fp32_interval(self) -> Interval | None:
+        if self.vs_fp32_low is None or self.vs_fp32_high is None:
+            return None
+        return Interval(self.vs_fp32_low, self.vs_fp32_high)
 
     @property
     def unstable(self) -> bool:
@@ -287,7 +296,7 @@ def _with_interval(value: float | None, interval: Interval | None, spec: str) ->
 
 MARKDOWN_COLUMNS = (
     "model", "file", "form", "backend", "precision", "batch", "GMACs/img", "median ms (CI)", "GPU ms", "p90 ms", "p99 ms", "CV",
-    "img/s", "speedup (CI)", "MAC ratio", "efficiency (CI)", "stable",
+    "img/s", "speedup (CI)", "MAC ratio", "efficiency (CI)", "vs fp32 (CI)", "stable",
 )  # fmt: skip
 
 
@@ -312,9 +321,36 @@ def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
             r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", median,
             _fmt(s.compute_median_ms, ".3f"), f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.cv:.1%}", f"{r.throughput:.1f}",
             _with_interval(r.speedup, r.speedup_interval, ".2f"), _fmt(r.mac_ratio, ".3f"),
-            _with_interval(r.efficiency, r.efficiency_interval, ".2f"), stable_cell(r),
+            _with_interval(r.efficiency, r.efficiency_interval, ".2f"), _with_interval(r.vs_fp32, r.vs_fp32_interval, ".2f"),
+            stable_cell(r),
         ])  # fmt: skip
     return cells
+
+
+def int8_lines(report: BenchReport) -> list[str]:
+    """What this CPU's instruction set allows for int8, and where int8 did not beat fp32: said plainly.
+
+    Empty without int8 rows. Per int8 row on ``ort-cpu`` whose latency is at least fp32's
+    (``vs fp32`` <= 1): on a CPU without int8 dot-product instructions (no VNNI: AVX2 only)
+    "int8 does not pay here"; on one with them, that int8 still lost there.
+    """
+    int8 = [r for r in report.rows if r.precision == "int8"]
+    if not int8:
+        return []
+    env = report.environment
+    lines = [f"int8 on this CPU: {env.cpu_int8 or 'instruction set unknown'}."]
+    for r in int8:
+        if r.backend != "ort-cpu" or r.vs_fp32 is None or r.vs_fp32 > 1:
+            continue
+        ratio = f"int8 takes {1 / r.vs_fp32:.2f}x fp32's time" + (
+            f" (95% interval of the speedup {r.vs_fp32_low:.2f}-{r.vs_fp32_high:.2f})" if r.vs_fp32_interval else "")
+        if env.cpu_int8_dot is False:
+            lines.append(f"int8 does not pay here: {r.model} batch {r.batch} on {r.backend}: {ratio}, and this CPU has no VNNI "
+                         "(no int8 dot-product instructions); ship fp32 here, int8 for a CPU with VNNI (measure it there).")
+        else:
+            lines.append(f"int8 is not faster than fp32 for {r.model} batch {r.batch} on {r.backend}: {ratio}, although "
+                         "this CPU has int8 dot-product instructions; ship fp32 for this model and batch.")
+    return lines
 
 
 def confidence_of(report: BenchReport) -> float:
@@ -328,7 +364,7 @@ def legend_lines(report: BenchReport) -> list[str]:
     return [
         f"CI = {conf} bootstrap interval over the turns of the interleaved schedule (for speedup: paired turns, ratio of medians).",
         "speedup = baseline median / SB median (same backend, batch and precision); efficiency = speedup x MAC ratio "
-        "(1 = the MAC ratio's ideal).",
+        "(1 = the MAC ratio's ideal); vs fp32 = the same model's fp32 median / this fp16 or int8 row's (paired turns).",
         "CV = standard deviation / mean of the runs; stable = no flag (see the warnings).",
     ]
 
@@ -339,6 +375,9 @@ def to_markdown(report: BenchReport) -> str:
     lines = ["# sbdeploy bench", "", "| " + " | ".join(MARKDOWN_COLUMNS[i] for i in shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(cells[i] for i in shown) + " |" for cells in markdown_rows(report.rows)]
     lines += [""] + [f"{line}  " for line in legend_lines(report)] + [""]
+    int8 = int8_lines(report)
+    if int8:
+        lines += ["## int8", ""] + [f"- {line}" for line in int8] + [""]
     files = {r.file: r.sha256 for r in report.rows if r.file}
     if files:
         lines += ["## Files timed", "", "| file | sha256 |", "|---|---|"] + [f"| `{f}` | `{h}` |" for f, h in files.items()] + [""]
@@ -359,6 +398,7 @@ def to_markdown(report: BenchReport) -> str:
     lines += ["## Settings", ""] + settings_lines(report.settings)
     env = report.environment
     lines += ["", "## Environment", "", f"- CPU: {env.cpu} ({env.cpu_count} cores), torch threads {env.torch_threads}"]
+    lines += [f"- int8 instructions: {env.cpu_int8}"] if env.cpu_int8 else []
     lines += [f"- GPU: {env.gpu or 'none'}", f"- Python {env.python}, torch {env.torch} (CUDA {env.torch_cuda or 'none'}), {env.platform}"]
     lines += [f"- {k}: {v}" for k, v in env.packages.items() if v]
     return "\n".join(lines) + "\n"

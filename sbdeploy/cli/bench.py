@@ -11,7 +11,7 @@ from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
+from sbdeploy.cli._render import OldLowering, console, err_console, print_json, target_flags
 from sbdeploy.cli.validate import split_list
 from sbdeploy.errors import ConfigError
 
@@ -86,6 +86,10 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
         others = "" if m.others_cpu is None else f", other processes {m.others_cpu:.2f} CPUs"
         console.print(f"{g.backend} batch {g.batch}: {rec.rounds} turns of {rec.turn} runs in {rec.seconds:.1f} s ({rec.stop}); "
                       f"load {loads} on {m.cpus_available} CPUs{others}", style="dim", highlight=False, markup=False)  # fmt: skip
+    from sbdeploy.bench.report import int8_lines
+
+    for line in int8_lines(report):
+        console.print(line, style="bold" if "does not pay" in line else None, highlight=False, markup=False)
     for note in report.settings.get("notes") or []:
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     render_warnings(report)
@@ -120,6 +124,10 @@ def bench(
     lowering: OldLowering = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Do not add the baselines of SB models.")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also time fp16 artifacts (rows beside fp32; torch stays fp32).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also time int8 artifacts, each target's recipe (rows beside fp32; torch stays fp32).")] = False,
+    calibration: Annotated[
+        str | None, typer.Option(help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: a checkpoint's dataset).")
+    ] = None,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="trt: replay inference as a CUDA graph (needs cuda-python).")] = False,
     artifacts: Annotated[
         Path | None, typer.Option(help="Make the artifacts of checkpoints and zoo names into this folder and keep them.", file_okay=False)
@@ -139,15 +147,17 @@ def bench(
     names = None if backends is None else split_list(backends, "--backends")
     batches = parse_ints(batch, "--batch")
     forced = target_flags(target, lowering)
+    if calibration is not None and not int8:
+        raise ConfigError("--calibration is for int8 artifacts; add --int8")
     with progress_bar() as on_progress:
         result = run_bench(
             model, backends=names, batches=batches, plan=plan, threads=threads, input_size=_parse_size(input_size),
-            target=forced, add_baselines=not no_baselines, precisions=("fp32", "fp16") if fp16 else ("fp32",),
-            cuda_graph=cuda_graph, workdir=artifacts, on_progress=on_progress,
+            target=forced, add_baselines=not no_baselines, precisions=("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else [])),
+            calibration=calibration, cuda_graph=cuda_graph, workdir=artifacts, on_progress=on_progress,
         )
     if report is not None:
         for path in write_report(result, report):
-            console.print(f"wrote {path}", highlight=False, markup=False)
+            (err_console if as_json else console).print(f"wrote {path}", highlight=False, markup=False)  # stdout stays JSON
     if as_json:
         print_json(result.to_dict())
     else:

@@ -38,13 +38,28 @@ def _parse_batch(text: str) -> str | int:
     return value
 
 
-def _render_trt(report) -> None:  # noqa: ANN001  (TrtCheckReport)
-    verdict = "[green]ok[/]" if report else "[bold red]unsupported nodes[/]"
+TENSORRT_BACKENDS = ("trt", "ort-trt")
+
+
+def runs_on_tensorrt(target: str) -> bool:
+    """Whether TensorRT runs this target's files, so its parser's verdict gates the export."""
+    from sbdeploy.targets import get_target
+
+    return any(b in TENSORRT_BACKENDS for b in get_target(target).backends)
+
+
+def _render_trt(report, gating: bool = True) -> None:  # noqa: ANN001  (TrtCheckReport)
+    verdict = "[green]ok[/]" if report else "[bold red]unsupported nodes[/]" if gating else "[yellow]unsupported nodes[/]"
     console.print(
         f"TensorRT check ({escape(report.source)}): {verdict}, {len(report.errors)} error(s), "
         f"{len(report.warnings)} warning(s), {report.nodes} nodes, opset {report.opset}",
         highlight=False,
     )
+    if not gating:
+        if not report:
+            console.print("  (this target is not run by TensorRT: for information only, --check does not fail on it)",
+                          style="dim", highlight=False)  # fmt: skip
+        return
     for issue in report.issues:
         colour = "red" if issue.severity == "error" else "yellow"
         console.print(f"  [{colour}]{issue.severity}[/] {escape(f'{issue.op_type} {issue.node}: {issue.message}')}", highlight=False)
@@ -63,29 +78,41 @@ def export(
     ] = None,  # fmt: skip
     lowering: OldLowering = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Write the fp16 artifact (fp32 inputs and outputs kept).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Write the int8 artifact, quantized by the target's recipe (fp32 inputs and outputs kept).")] = False,
+    calibration: Annotated[
+        str | None,
+        typer.Option(help="int8 calibration data: a data source (its training images, e.g. digits) or a .npy of normalized "
+                     "N x C x H x W inputs; default: the checkpoint's own dataset."),
+    ] = None,  # fmt: skip
     passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: the target's.")] = None,
     sampling: Annotated[str | None, typer.Option(help="Sampling set, for a zoo name only.")] = None,
-    check: Annotated[bool, typer.Option("--check/--no-check", help="Fail when the TensorRT check finds errors.")] = True,
+    check: Annotated[
+        bool, typer.Option("--check/--no-check", help="Fail when the TensorRT check finds errors (targets TensorRT runs: grouped, separate, trt).")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Export a checkpoint (or zoo network) to ONNX in a deploy target's exact form."""
-    from sbdeploy.export import export_onnx
+    from sbdeploy.export import export_source, resolve_source
     from sbdeploy.targets import CANONICAL
 
     forced = target_flags(target, lowering)
+    if fp16 and int8:
+        raise ConfigError("--fp16 and --int8 each write one artifact; give one of them")
+    if calibration is not None and not int8:
+        raise ConfigError("--calibration is for int8 artifacts; add --int8")
     pass_names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
     new_folder = not output.parent.exists()
-    result = export_onnx(
-        source,
-        output,
-        opset=opset,
-        batch=_parse_batch(batch),
-        input_size=_parse_size(input_size),
-        target=forced or CANONICAL,
-        precision="fp16" if fp16 else "fp32",
-        passes=pass_names,
-        options={"sampling": sampling} if sampling else None,
-    )
+    size = _parse_size(input_size)
+    src = resolve_source(source, options={"sampling": sampling} if sampling else None)
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    calibration_data = None
+    if int8:
+        from sbdeploy.calibration import load_calibration
+
+        calibration_data = load_calibration(calibration, src.config, input_size=size)
+    result = export_source(src, {precision: output}, opset=opset, batch=_parse_batch(batch), input_size=size,
+                           target=forced or CANONICAL, passes=pass_names, calibration=calibration_data)[precision]  # fmt: skip
+    gating = runs_on_tensorrt(result.metadata["target"])
     if new_folder:
         warn(f"created folder {output.parent}", label="note")
     if as_json:
@@ -112,9 +139,13 @@ def export(
             table.add_row(escape(r.name), str(r.nodes_before), str(r.nodes_after), escape(changed))
         console.print(table)
         console.print("ops: " + ", ".join(f"{op} {n}" for op, n in result.ops.items()), highlight=False, markup=False)
-        _render_trt(result.trt_check)
+        _render_trt(result.trt_check, gating)
+        if "int8" in meta:
+            cal = meta["int8"]["calibration"]
+            console.print(f"int8: {meta['int8']['form']}; calibrated on {cal['images']} images of {cal['source']} ({cal['split']})",
+                          highlight=False, markup=False)  # fmt: skip
         console.print(f"wrote {result.path} (sha256 {result.sha256[:16]}...)", highlight=False, markup=False)
-    if check and not result.trt_check:
+    if check and gating and not result.trt_check:
         raise typer.Exit(1)
 
 

@@ -13,12 +13,17 @@ from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
 from sbdeploy.cli._progress import steps_display
 from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
 from sbdeploy.cli.bench import parse_ints, render_warnings
+from sbdeploy.errors import ConfigError
 
 
 def pipeline(
     source: Annotated[str, typer.Argument(help="Checkpoint folder (or zoo name, random weights).")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<name>).", file_okay=False)] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also make, validate and bench fp16 artifacts.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also make, validate and bench int8 artifacts (each target's recipe).")] = False,
+    calibration: Annotated[
+        str | None, typer.Option(help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: the checkpoint's dataset).")
+    ] = None,
     batch: Annotated[str, typer.Option(help="Bench batch sizes, comma-separated.")] = "1,8",
     iters: Annotated[int | None, typer.Option(help="Bench: fixed length, timed runs per model (default: adaptive, see --budget).", min=1)] = None,
     budget: Annotated[float, typer.Option(help="Bench: at most this many seconds of timed turns per backend and batch.", min=0.01)] = DEFAULT_BUDGET_S,
@@ -38,8 +43,10 @@ def pipeline(
 
     folder = out or Path("runs") / Path(source).name
     forced = target_flags(target, lowering)
+    if calibration is not None and not int8:
+        raise ConfigError("--calibration is for int8 artifacts; add --int8")
     options = PipelineOptions(
-        fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
+        fp16=fp16, int8=int8, calibration=calibration, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
         limit=limit, baseline=baseline, target=forced,
     )
     with steps_display(STEPS) as display:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
+from sbdeploy.cli._render import OldLowering, console, err_console, print_json, target_flags
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import ONNX_BACKENDS
 
@@ -47,7 +47,7 @@ def render_validation(report) -> None:  # noqa: ANN001  (ValidationReport)
                          no_wrap=column == "file")  # fmt: skip
     for c in report.checks:
         s = c.stats
-        verdict = "[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {escape(c.reason)}"
+        verdict = ("[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {escape(c.reason)}") if c.judged else f"[dim]{escape(c.verdict_text)}[/]"
         table.add_row(escape(c.file), c.backend, c.precision, escape(c.case), f"{s.max_abs:.3g}", f"{s.mean_abs:.3g}", f"{s.min_cosine:.6f}",
                       f"{s.top1_agreement:.1%}", verdict)  # fmt: skip
     console.print(table)
@@ -94,6 +94,10 @@ def validate(
     lowering: OldLowering = None,
     batch: Annotated[str, typer.Option(help="Without files: the batch sizes to make per-batch artifacts for (as bench times them).")] = "1,8",
     fp16: Annotated[bool, typer.Option("--fp16", help="Without files: also make and check fp16 artifacts.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Without files: also make and check int8 artifacts (each target's recipe).")] = False,
+    calibration: Annotated[
+        str | None, typer.Option(help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: the checkpoint's dataset).")
+    ] = None,
     artifacts: Annotated[
         Path | None, typer.Option(help="Without files: make the artifacts into this folder and keep them (default: a temporary one).", file_okay=False)
     ] = None,
@@ -108,11 +112,12 @@ def validate(
 
     Each file is judged by its deploy target's tolerance for its precision (default fp32
     |diff| <= 1e-4 + 1e-3*|ref|; fp16 5e-2 + 5e-2*|ref|; int8 cosine >= 0.98 and top-1
-    agreement >= 90%). Any NaN/Inf fails. Without --onnx/--engine, validate makes the
+    agreement >= 90%, on real images: its random-batch runs are shown, not judged). Any NaN/Inf fails. Without --onnx/--engine, validate makes the
     artifacts bench would time for --backends (sbdeploy.artifacts) and checks those.
     """
     from sbdeploy.artifacts import make_artifacts, plan_artifacts
     from sbdeploy.backends import get_runner
+    from sbdeploy.calibration import calibration_for
     from sbdeploy.checkpoint import load_checkpoint
     from sbdeploy.cli.bench import parse_ints
     from sbdeploy.export import resolve_source
@@ -125,6 +130,10 @@ def validate(
     if unknown:
         raise ConfigError(f"--backends takes {', '.join(ONNX_BACKENDS)} (engines are given with --engine), got {unknown}")
     forced = target_flags(target, lowering)
+    if (onnx or engine) and int8:
+        raise ConfigError("--int8 makes int8 artifacts; a given file (--onnx/--engine) is judged by the precision it holds")
+    if calibration is not None and not int8:
+        raise ConfigError("--calibration is for int8 artifacts; add --int8")
     ckpt = load_checkpoint(_checkpoint_argument(checkpoint))
     tolerances = None
     if atol is not None or rtol is not None:
@@ -138,10 +147,12 @@ def validate(
             checked = [onnx_artifact(f, b) for f in onnx or [] for b in names] + [engine_artifact(e) for e in engine or []]
         else:
             label = checkpoint.name
-            plans, _ = plan_artifacts([(label, "model")], names, parse_ints(batch, "--batch"),
-                                      precisions=("fp32", "fp16") if fp16 else ("fp32",), target=forced)  # fmt: skip
+            precisions = ("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else []))
+            plans, _ = plan_artifacts([(label, "model")], names, parse_ints(batch, "--batch"), precisions=precisions, target=forced)
+            calibrations = calibration_for({label: ckpt.config}, calibration) if int8 else None
             with progress_bar("making the deploy artifacts") as on_progress:
-                made = make_artifacts(plans, {label: resolve_source(checkpoint)}, artifacts or Path(tmp), on_progress=on_progress)
+                made = make_artifacts(plans, {label: resolve_source(checkpoint)}, artifacts or Path(tmp), on_progress=on_progress,
+                                      calibration=calibrations)  # fmt: skip
             checked = [artifact_of(made[p.filename], b) for p in plans for b in p.backends]
         for artifact in checked:  # before reading any data or running anything
             if artifact.file_info is not None:
@@ -154,7 +165,7 @@ def validate(
             )
     if report is not None:
         for path in write_validation_report(result, report):
-            console.print(f"wrote {path}", highlight=False, markup=False)
+            (err_console if as_json else console).print(f"wrote {path}", highlight=False, markup=False)  # stdout stays JSON
     if as_json:
         print_json(result.to_dict())
     else:

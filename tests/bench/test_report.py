@@ -153,3 +153,25 @@ def test_settings_read_as_text_and_say_which_form_each_backend_timed() -> None:
                      "- form timed per backend: torch: training code; ort-cpu: ort-cpu", "- engines: -", "- notes: -"]  # fmt: skip
     forced = settings_lines({"target": "grouped", "engines": {"model.grouped.fp16.engine": {"profile": [1, 8, 8], "precision": "fp16"}}})
     assert forced == ["- target: grouped", "- engines: model.grouped.fp16.engine (profile 1/8/8, fp16)"]
+
+
+def test_int8_rows_say_the_instruction_set_and_plainly_when_int8_does_not_pay() -> None:
+    from sbdeploy.bench.report import int8_lines, markdown_rows
+
+    def int8_row(model: str, batch: int, vs_fp32: float, backend: str = "ort-cpu") -> BenchRow:
+        return BenchRow(model=model, backend=backend, batch=batch, macs=100, baseline=None, stats=stats(1.0), precision="int8",
+                        vs_fp32=vs_fp32, vs_fp32_low=vs_fp32 * 0.95, vs_fp32_high=vs_fp32 * 1.05)  # fmt: skip
+
+    table = [*rows(), int8_row("net", 1, 0.8), int8_row("net_sb", 1, 1.7), int8_row("net", 8, 0.5, backend="trt")]
+    avx2 = dataclasses.replace(collect_environment(), cpu_int8="x86_64 AVX2, no VNNI: ...", cpu_int8_dot=False)
+    lines = int8_lines(BenchReport(rows=table, environment=avx2, settings={}, groups=[group()]))
+    assert lines[0] == "int8 on this CPU: x86_64 AVX2, no VNNI: ...."
+    assert len(lines) == 2 and lines[1].startswith("int8 does not pay here: net batch 1 on ort-cpu: int8 takes 1.25x fp32's time")
+    assert "(95% interval of the speedup 0.76-0.84)" in lines[1] and "no VNNI" in lines[1]  # only the CPU row that lost; trt is a GPU
+    vnni = dataclasses.replace(avx2, cpu_int8="x86_64 AVX-512, VNNI", cpu_int8_dot=True)
+    report = BenchReport(rows=table, environment=vnni, settings={}, groups=[group()])
+    assert "although this CPU has int8 dot-product instructions" in int8_lines(report)[1]
+    markdown = to_markdown(report)
+    assert "## int8" in markdown and "- int8 instructions: x86_64 AVX-512, VNNI" in markdown
+    assert [cells[-2] for cells in markdown_rows(table)] == ["-", "-", "0.80 (0.76-0.84)", "1.70 (1.61-1.78)", "0.50 (0.47-0.53)"]
+    assert int8_lines(BenchReport(rows=rows(), environment=vnni, settings={}, groups=[group()])) == []  # no int8 rows: nothing said

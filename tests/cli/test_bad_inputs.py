@@ -6,7 +6,9 @@ command line around the bad path, whether the argument is a file or a folder, wh
 sample the truncated and "another model's" variants are made from, and whether another
 model's file is bad at all (an ONNX file of another model is a fine input to ``check`` or to
 ``bench``, which times any file; to ``validate`` against a checkpoint it is not). Add a
-command by adding a row.
+command by adding a row. The int8 rows give ``export``, ``validate``, ``bench`` and
+``pipeline`` a valid checkpoint and a bad ``--calibration`` file; a calibration source that
+names nothing, and a checkpoint without a dataset and no ``--calibration``, are below.
 
 The commands run in this process through :func:`sbdeploy.cli.main.main`, the console entry
 point, with its real argument parsing and error rendering: ~50 rows as subprocesses would
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,6 +82,26 @@ ARGUMENTS = [
                                                              str(out / "run")], "folder", "checkpoint"),  # fmt: skip
 ]
 
+CALIBRATION_COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
+    "export": lambda ckpt, cal, out: ["export", str(ckpt), "--int8", *cal_args(cal), "--target", "ort-cpu", "-o", str(out / "m.onnx")],
+    "validate": lambda ckpt, cal, out: ["validate", str(ckpt), "--int8", *cal_args(cal), "--batch", "1", "--artifacts", str(out)],
+    "bench": lambda ckpt, cal, out: ["bench", "-m", str(ckpt), "--int8", *cal_args(cal), "--backends", "ort-cpu", "--batch", "1",
+                                     "--iters", "1", "--artifacts", str(out)],  # fmt: skip
+    "pipeline": lambda ckpt, cal, out: ["pipeline", str(ckpt), "--int8", *cal_args(cal), "--batch", "1", "--out", str(out)],
+}
+"""The int8 commands' ``--calibration SRC`` (a .npy or a data source): (checkpoint, SRC, output folder) -> arguments."""
+
+
+def cal_args(cal: Path) -> list[str]:
+    return [] if cal.name == "-" else ["--calibration", str(cal)]
+
+
+ARGUMENTS += [
+    FileArgument(f"{command} --int8 --calibration NPY", lambda bad, out, c=command: CALIBRATION_COMMANDS[c](out.parent / "ckpt", bad, out),
+                 "file", "npy", ".npy")  # fmt: skip
+    for command in CALIBRATION_COMMANDS
+]
+
 
 def _checkpoint(folder: Path, arch: str = "cifar_resnet20") -> Path:
     torch.manual_seed(0)
@@ -116,7 +139,10 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     shutil.copy(root / "other.engine.json", root / "mismatched.engine.json")  # another engine's sidecar
     shutil.copy(engine, root / "mismatched.engine")
     (root / "mismatched.engine").write_bytes(b"another engine's bytes: the sidecar's sha256 is not theirs")
+    np.save(root / "calibration.npy", np.zeros((4, 3, 32, 32), np.float32))
+    np.save(root / "other.npy", np.zeros((4, 1, 8, 8), np.float32))  # another model's inputs: the wrong shape here
     return {
+        "npy": root / "calibration.npy", "npy:other": root / "other.npy",
         "checkpoint": _checkpoint(root / "ckpt"), "checkpoint:other": other,
         "resume": _resume_folder(root / "resume"),
         "onnx": tiny_onnx(root / "model.onnx"), "onnx:other": tiny_onnx(root / "other.onnx", size=16, classes=5),
@@ -184,6 +210,8 @@ def test_bad_file_argument(argument: FileArgument, kind: str, samples: dict[str,
                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     bad = _make(kind, argument, samples, tmp_path)
     out = tmp_path / "out"
+    if argument.sample == "npy":  # the int8 commands read a valid checkpoint; the bad file is the calibration
+        shutil.copytree(samples["checkpoint"], tmp_path / "ckpt")
     before = _tree(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(argument.argv(bad, out, samples))
@@ -208,3 +236,18 @@ def test_zoo_pattern_that_matches_nothing(capsys: pytest.CaptureFixture[str]) ->
         main(["zoo", "no_such_network"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: no model matches")
+
+
+@pytest.mark.parametrize("command", list(CALIBRATION_COMMANDS))
+@pytest.mark.parametrize(("calibration", "message"), [
+    ("no_such_source", "error: unknown data source 'no_such_source'"),
+    ("-", "error: int8 needs calibration data and"),  # no --calibration, and the checkpoint names no dataset
+])  # fmt: skip
+def test_calibration_source_that_names_nothing(command: str, calibration: str, message: str, samples: dict[str, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(CALIBRATION_COMMANDS[command](samples["checkpoint"], Path(calibration), out))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith(message), lines
+    assert not out.exists() or not any(out.iterdir()), "something was written"

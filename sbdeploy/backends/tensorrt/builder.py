@@ -188,13 +188,13 @@ def prepare_model(model: onnx.ModelProto, options: BuildOptions, calibration: np
             "--int8 needs calibration data (--calibration FILE.npy, a float32 array N x C x H x W of real inputs) "
             "or an ONNX model that already holds QuantizeLinear/DequantizeLinear nodes"
         )
-    from sbdeploy.passes import quantize_int8
+    from sbdeploy.passes.int8 import TRT_INT8, quantize_int8
 
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
     return PreparedModel(
-        quantize_int8(model, calibration, batch_size=min(32, len(calibration))),
+        quantize_int8(model, calibration, recipe=TRT_INT8),
         "strongly-typed",
-        (f"QDQ model made by sbdeploy.passes.quantize_int8 from {len(calibration)} calibration inputs",),
+        (f"QDQ model made by sbdeploy.passes.quantize_int8 ({TRT_INT8.describe()}) from {len(calibration)} calibration inputs",),
     )
 
 
