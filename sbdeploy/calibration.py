@@ -67,7 +67,8 @@ def _from_npy(path: Path, shape: tuple[int, int, int], limit: int) -> Calibratio
     if not path.exists():
         raise InputError(f"calibration file {path} does not exist; --calibration takes {HELP}")
     if not path.is_file():
-        raise InputError(f"calibration path {path} is not a file; --calibration takes {HELP}")
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise InputError(f"calibration path {path} is {what}, not a .npy file; --calibration takes {HELP}")
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:

@@ -97,7 +97,7 @@ def cal_args(cal: Path) -> list[str]:
 
 
 ARGUMENTS += [
-    FileArgument(f"{command} --int8 --calibration NPY", lambda bad, out, c=command: CALIBRATION_COMMANDS[c](out.parent / "ckpt", bad, out),
+    FileArgument(f"{command} --int8 --calibration NPY", lambda bad, out, s, c=command: CALIBRATION_COMMANDS[c](out.parent / "ckpt", bad, out),
                  "file", "npy", ".npy")  # fmt: skip
     for command in CALIBRATION_COMMANDS
 ]
