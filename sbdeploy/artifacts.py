@@ -35,6 +35,8 @@ from sbdeploy.errors import ArtifactError, ConfigError
 from sbdeploy.targets import CANONICAL, ENGINE_BACKENDS, ONNX_BACKENDS, TARGETS, artifact_filename, get_target, target_for
 
 if TYPE_CHECKING:
+    from sbdeploy.calibration import Calibration
+    from sbdeploy.checkpoint import CheckpointConfig
     from sbdeploy.export import ModelSource
     from sbdeploy.tune import TuneOptions, TuneResult
 
@@ -54,7 +56,8 @@ class ArtifactPlan:
         stem: the model's file-name stem (``model``, ``baseline``; in bench, the label).
         filename: the file's name in the folder (its identity: equal names are made once).
         target: the deploy target whose form the file holds.
-        precision: ``"fp32"`` or ``"fp16"`` (fp16 ONNX keeps fp32 inputs and outputs).
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (both keep fp32 inputs and outputs; int8 is
+            quantized by the target's recipe, an int8 engine built from that QDQ file).
         batch: a fixed batch (per-batch targets); None: dynamic.
         profile: an engine's batch profile (min, opt, max), covering every batch size timed.
         source: an engine's ONNX filename.
@@ -134,8 +137,10 @@ def plan_artifacts(
             for precision in precisions:
                 deploy.check_precision(precision)
                 if backend in ENGINE_BACKENDS:
-                    onnx_name = artifact_filename(stem, deploy.name, "fp32")  # the builder converts for fp16
-                    add(ArtifactPlan("onnx", label, stem, onnx_name, deploy.name, "fp32"), None)
+                    # the builder converts fp32 for fp16; an int8 engine is built from the target's QDQ file
+                    source = "int8" if precision == "int8" else "fp32"
+                    onnx_name = artifact_filename(stem, deploy.name, source)
+                    add(ArtifactPlan("onnx", label, stem, onnx_name, deploy.name, source), None)
                     engine = ArtifactPlan(
                         "engine", label, stem, artifact_filename(stem, deploy.name, precision, engine=True), deploy.name, precision,
                         profile=engine_profile(batches), source=onnx_name,
@@ -197,6 +202,34 @@ class DeployFile:
         shape = self.metadata.get("input_shape")
         return None if not shape or len(shape) != 4 else (int(shape[1]), int(shape[2]), int(shape[3]))
 
+    @property
+    def weights_sha256(self) -> str | None:
+        """The sha256 of the weights it was exported from (a checkpoint's ``model.safetensors``), from the metadata."""
+        value = self.metadata.get("weights_sha256")
+        return value if isinstance(value, str) else None
+
+    def differences_from(self, config: CheckpointConfig, weights_sha256: str) -> list[str]:
+        """How the model this file was made from differs from a checkpoint's: architecture, options, input, weights.
+
+        Empty when they agree, or when the file carries no sbdeploy metadata (nothing to
+        compare). A different architecture is the one difference named (the rest follows).
+        """
+        if self.arch is None:
+            return []
+        if self.arch != config.arch:
+            return [f"architecture {self.arch} in the file, {config.arch} in the checkpoint"]
+        out = []
+        theirs, ours = self.options, dict(config.options)
+        for key in sorted(set(theirs) | set(ours)):
+            if theirs.get(key) != ours.get(key):
+                out.append(f"{key} {theirs.get(key, '(none)')} in the file, {ours.get(key, '(none)')} in the checkpoint")
+        expected = (config.in_chans, *config.input_size)
+        if self.input_shape is not None and self.input_shape != expected:
+            out.append(f"input {'x'.join(map(str, self.input_shape))} in the file, {'x'.join(map(str, expected))} in the checkpoint")
+        if self.weights_sha256 is not None and self.weights_sha256 != weights_sha256:
+            out.append(f"weights sha256 {self.weights_sha256[:12]}... in the file, {weights_sha256[:12]}... in the checkpoint")
+        return out
+
     def batch_sizes(self, wanted: Sequence[int]) -> tuple[int, ...]:
         """Of ``wanted``, the batch sizes this file takes (a fixed batch: exactly its own)."""
         if self.batch is not None:
@@ -236,10 +269,13 @@ def describe_file(path: str | Path) -> DeployFile:
     """What an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` + sidecar) is.
 
     Raises:
-        ArtifactError: not a file of either kind, or an engine without its sidecar.
+        ArtifactError: not a file of either kind, an engine without its sidecar, or an engine
+            that is not the file its sidecar describes (its sha256).
         OnnxModelError: an unreadable ONNX file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder, not an .onnx file or a TensorRT engine")
     if not path.is_file():
         raise ArtifactError(f"{path} does not exist")
     if path.suffix == ".onnx":
@@ -252,21 +288,23 @@ def describe_file(path: str | Path) -> DeployFile:
         # the graph says the precision (a file converted after export keeps its export's metadata)
         return DeployFile(path, sha256_file(path), "onnx", onnx_precision(model), _known_target(metadata), batch, metadata=metadata)
     if path.suffix in ENGINE_SUFFIXES:
-        from sbdeploy.backends.tensorrt.sidecar import read_sidecar, sidecar_path
+        from sbdeploy.backends.tensorrt.sidecar import check_engine_hash, read_sidecar, sidecar_path
 
         sidecar = read_sidecar(path)
         if sidecar is None:
             raise ArtifactError(
                 f"{sidecar_path(path)} is missing; sbdeploy reads an engine through the sidecar `sbdeploy build-engine` writes"
             )
+        digest = sha256_file(path)
+        if digest != sidecar.engine_sha256:  # a sidecar beside another engine would describe the wrong file
+            check_engine_hash(path, sidecar)
         ranges = next(iter(sidecar.profiles[0].values())) if sidecar.profiles else None
         profile = None if ranges is None else (ranges["min"][0], ranges["opt"][0], ranges["max"][0])
         fixed = profile[0] if profile is not None and profile[0] == profile[2] else None
         metadata = dict(sidecar.onnx_metadata)
         # an fp32 engine built with TF32 (TensorRT's default) is a tf32 engine, judged by the TF32 tolerance
         precision = "tf32" if sidecar.requested_precision == "fp32" and sidecar.tf32 else sidecar.requested_precision
-        return DeployFile(path, sha256_file(path), "engine", precision, _known_target(metadata), fixed, profile=profile,
-                          metadata=metadata)  # fmt: skip
+        return DeployFile(path, digest, "engine", precision, _known_target(metadata), fixed, profile=profile, metadata=metadata)
     raise ArtifactError(f"{path}: unknown artifact type; expected an .onnx file or a TensorRT .engine/.plan")
 
 
@@ -276,6 +314,7 @@ def make_artifacts(
     folder: str | Path,
     *,
     input_sizes: Mapping[str, tuple[int, int]] | None = None,
+    calibration: Mapping[str, Calibration] | None = None,
     on_progress: Progress | None = None,
     tune: TuneOptions | None = None,
     tuned: dict[str, TuneResult] | None = None,
@@ -287,6 +326,8 @@ def make_artifacts(
         sources: the network of each model label.
         folder: where the files go (created if needed).
         input_sizes: (H, W) per model label (default: each source's own).
+        calibration: int8 calibration inputs per model label (:func:`sbdeploy.calibration.calibration_for`);
+            needed when an int8 file is planned.
         on_progress: called as ``(stage, done, total)``.
         tune: tune the fixed-batch files of tunable targets with these options (None: each
             target's rule chooses the form, untimed).
@@ -305,15 +346,21 @@ def make_artifacts(
         if on_progress:
             on_progress(f"exporting {', '.join(p.name for p in outputs.values())}", number, len(exports))
         size = (input_sizes or {}).get(model)
-        if tune is not None and batch is not None and get_target(target).tunable:
+        if "int8" in outputs and (calibration is None or model not in calibration):
+            raise ConfigError(f"{model}: an int8 artifact needs calibration data (--calibration SRC)")
+        plain = dict(outputs)
+        if tune is not None and batch is not None and get_target(target).tunable:  # int8 files keep the rule's form
             from sbdeploy.tune import tune_export
 
-            results = tune_export(sources[model], outputs, target=target, batch=batch, input_size=size, options=tune,
+            timed = {p: o for p, o in outputs.items() if p != "int8"}
+            plain = {p: o for p, o in outputs.items() if p not in timed}
+            results = tune_export(sources[model], timed, target=target, batch=batch, input_size=size, options=tune,
                                   on_progress=on_progress)  # fmt: skip
             if tuned is not None:
                 tuned.update({outputs[p].name: result for p, (_, result) in results.items()})
-        else:
-            export_source(sources[model], outputs, target=target, batch="dynamic" if batch is None else batch, input_size=size)
+        if plain:
+            export_source(sources[model], plain, target=target, batch="dynamic" if batch is None else batch, input_size=size,
+                          calibration=(calibration or {}).get(model))  # fmt: skip
         made.update({p.name: describe_file(p) for p in outputs.values()})
     for plan in plans:
         if plan.kind == "engine":

@@ -254,6 +254,8 @@ class Environment:
     gpu: str | None  # device 0 with its compute capability, from gpu_stack()
     tensorrt: str | None = None  # the usable TensorRT's version, from gpu_stack()
     packages: dict[str, str | None] = field(default_factory=dict)
+    cpu_int8: str | None = None  # the CPU's int8 dot-product instructions, from cpu_int8_support().describe()
+    cpu_int8_dot: bool | None = None  # whether int8 dot products are single instructions (VNNI, AMX, dotprod): int8 can pay
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -269,6 +271,68 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True)
+class CpuInt8Support:
+    """The CPU's instructions for int8 dot products, which decide whether int8 inference can pay.
+
+    ONNX Runtime's int8 convolutions multiply uint8 activations by int8 weights (u8s8). With
+    VNNI (``vpdpbusd``, AVX-512 or AVX) or AMX-INT8 that is one instruction per 4 products
+    accumulated in 32 bits; with AVX2 alone it takes ``vpmaddubsw`` + ``vpmaddwd`` with a
+    16-bit intermediate (which can saturate: ``reduce_range``), so int8 gains far less over
+    fp32 there. On ARM the counterparts are ``dotprod`` (sdot/udot) and ``i8mm``.
+    """
+
+    machine: str  # platform.machine(): x86_64, aarch64...
+    avx2: bool = False
+    avx512: bool = False  # AVX-512 Foundation
+    vnni: bool = False  # avx512_vnni or avx_vnni
+    amx_int8: bool = False
+    arm_dotprod: bool = False  # asimddp
+    arm_i8mm: bool = False
+
+    @property
+    def int8_dot(self) -> bool:
+        """True when int8 dot products are single instructions (VNNI, AMX-INT8, ARM dotprod/i8mm)."""
+        return self.vnni or self.amx_int8 or self.arm_dotprod or self.arm_i8mm
+
+    def describe(self) -> str:
+        """One line for reports, e.g. ``x86_64 AVX-512, VNNI, AMX-INT8: int8 dot products in hardware``."""
+        names = [n for n, on in (("AVX2", self.avx2 and not self.avx512), ("AVX-512", self.avx512), ("VNNI", self.vnni),
+                                 ("AMX-INT8", self.amx_int8), ("dotprod", self.arm_dotprod), ("i8mm", self.arm_i8mm)) if on]  # fmt: skip
+        found = f"{self.machine} {', '.join(names)}" if names else self.machine
+        if self.int8_dot:
+            return f"{found}: int8 dot products in hardware"
+        if self.avx2:
+            return (f"{found}, no VNNI: int8 dot products take two 16-bit multiply-add steps (vpmaddubsw, vpmaddwd), "
+                    "so int8 may not beat fp32 here: measure it (sbdeploy bench) before shipping int8")  # fmt: skip
+        return f"{found}: no int8 dot-product instructions known to sbdeploy; int8 is unlikely to beat fp32 here"
+
+
+def cpu_int8_support(cpuinfo: str | None = None) -> CpuInt8Support:
+    """What this CPU offers for int8 (from /proc/cpuinfo's ``flags`` / ``Features`` line; ``cpuinfo``: its text, for tests)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags = set(value.split())
+            break
+    return CpuInt8Support(
+        machine=platform.machine() or "unknown",
+        avx2="avx2" in flags,
+        avx512="avx512f" in flags,
+        vnni=bool({"avx512_vnni", "avx_vnni"} & flags),
+        amx_int8="amx_int8" in flags,
+        arm_dotprod="asimddp" in flags,
+        arm_i8mm="i8mm" in flags,
+    )
 
 
 def package_version(name: str) -> str | None:
@@ -287,10 +351,13 @@ def collect_environment() -> Environment:
     import torch
 
     stack = gpu_stack()
+    int8 = cpu_int8_support()
     return Environment(
         python=platform.python_version(),
         platform=platform.platform(),
         cpu=cpu_model(),
+        cpu_int8=int8.describe(),
+        cpu_int8_dot=int8.int8_dot,
         cpu_count=os.cpu_count() or 1,
         torch=torch.__version__,
         torch_threads=torch.get_num_threads(),

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from sbdeploy.tune import TuneOptions, TuneResult
     from sbdeploy.validate.run import ValidationReport
 
+STEPS: tuple[str, ...] = ("export + passes", "engine", "validate", "bench")
+"""The pipeline's steps, in order."""
+
 SB_STEM, BASELINE_STEM = "model", "baseline"
 """File-name stems of the SB model's and the baseline's artifacts in a run folder."""
 
@@ -61,6 +64,8 @@ class PipelineOptions:
 
     Attributes:
         fp16: also make, validate and bench fp16 artifacts.
+        int8: also make, validate and bench int8 artifacts (each target's recipe).
+        calibration: int8 calibration SOURCE (a data source or a .npy); default: the checkpoint's dataset.
         batches: bench batch sizes (the ort-cpu form is made once per batch).
         iters: bench timed runs per model (None: the adaptive length, see ``budget_s``).
         budget_s: bench seconds of timed turns per backend and batch, at most, for the adaptive length.
@@ -77,6 +82,8 @@ class PipelineOptions:
     """
 
     fp16: bool = False
+    int8: bool = False
+    calibration: str | None = None
     batches: tuple[int, ...] = (1, 8)
     iters: int | None = None
     budget_s: float = DEFAULT_BUDGET_S
@@ -163,27 +170,36 @@ def run_pipeline(
     *,
     on_step: Callable[[str], None] | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
+    on_step_done: Callable[[StepResult], None] | None = None,
 ) -> PipelineResult:
     """Run the whole chain on a checkpoint folder (or zoo name); write every artifact and report to ``out``.
+
+    The models are read before anything is written: a bad source or baseline raises
+    (CheckpointError, ConfigError) and leaves no run folder behind.
 
     Args:
         source: checkpoint folder or zoo name.
         out: the run folder.
         options: what to make, validate and bench.
-        on_step: called with each step's name as it starts.
-        on_progress: the bench step's ``(stage, done, total)`` progress, as ``sbdeploy bench`` reports it.
+        on_step: called with each step's name (one of :data:`STEPS`) as it starts.
+        on_progress: the running step's ``(stage, done, total)`` progress (exports made, checks run,
+            the bench's timed rounds as ``sbdeploy bench`` reports them).
+        on_step_done: called with each step's result as it ends.
     """
     from sbdeploy.artifacts import DeployFile, build_planned_engine, canonical_plan, make_artifacts, plan_artifacts
     from sbdeploy.bench.report import BenchReport, write_report
     from sbdeploy.bench.run import BenchModel, bench_settings, subjects_from_made, time_subjects
     from sbdeploy.bench.timing import TimingPlan
+    from sbdeploy.calibration import calibration_for
     from sbdeploy.environment import collect_environment
     from sbdeploy.export import resolve_source
     from sbdeploy.flops import count_macs
     from sbdeploy.targets import get_target
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    src = resolve_source(source)
+    label = Path(source).name if Path(source).is_dir() else str(source)
+    base = _baseline_source(src, options.baseline)
     backend, why = engine_backend()
     result = PipelineResult(source=str(source), out=out, engine_backend=backend)
     say = on_step or (lambda _: None)
@@ -196,11 +212,10 @@ def run_pipeline(
         except Exception as error:  # reported in the summary; the steps that need this one are skipped
             ok, detail, files, skipped = False, f"{type(error).__name__}: {error}", (), False
         result.steps.append(StepResult(name, ok, round(time.perf_counter() - start, 2), detail, files, skipped))
+        if on_step_done is not None:
+            on_step_done(result.steps[-1])
         return ok
 
-    src = resolve_source(source)
-    label = Path(source).name if Path(source).is_dir() else str(source)
-    base = _baseline_source(src, options.baseline)
     size = src.config.input_size
     models = [BenchModel(label, src.config.arch, src.model, src.config.in_chans, size, count_macs(src.model, size, src.config.in_chans),
                          base[0] if base else None)]  # fmt: skip
@@ -212,13 +227,16 @@ def run_pipeline(
                                  count_macs(base_src.model, size, base_src.config.in_chans), None))  # fmt: skip
         sources[base_label], stems[base_label] = base_src, BASELINE_STEM
     backends = ["torch", "ort-cpu"] + (["trt"] if backend == "trt" else [])
-    precisions = ("fp32", "fp16") if options.fp16 else ("fp32",)
+    precisions = ("fp32", *(["fp16"] if options.fp16 else []), *(["int8"] if options.int8 else []))
+    # resolved before any step: a bad --calibration is the user's error, said at once
+    calibrations = calibration_for({k: v.config for k, v in sources.items()}, options.calibration) if options.int8 else None
     plans, uses = plan_artifacts([(m.label, stems[m.label]) for m in models], backends, options.batches, precisions=precisions,
                                  target=options.target)  # fmt: skip
     canonical = canonical_plan(label, SB_STEM)
     if canonical.filename not in {p.filename for p in plans}:  # (with --target grouped it is already a timed file)
         plans = [canonical, *plans]
     made: dict[str, DeployFile] = {}
+    out.mkdir(parents=True, exist_ok=True)  # every model read and every file planned: the run can start
 
     validation: ValidationReport | None = None
     bench: BenchReport | None = None
@@ -226,7 +244,7 @@ def run_pipeline(
     def do_export() -> Outcome:
         onnx_plans = [p for p in plans if p.kind == "onnx"]
         tuned: dict[str, TuneResult] = {}
-        made.update(make_artifacts(onnx_plans, sources, out, input_sizes={m.label: size for m in models},
+        made.update(make_artifacts(onnx_plans, sources, out, input_sizes={m.label: size for m in models}, calibration=calibrations,
                                    tune=tune_options(options), tuned=tuned, on_progress=on_progress))  # fmt: skip
         forms = sorted({f"{p.target} ({p.precision})" for p in onnx_plans})
         files = tuple(p.filename for p in onnx_plans)
@@ -251,7 +269,7 @@ def run_pipeline(
             return True, f"skipped: no TensorRT here ({why})", (), True
         built = []
         for plan in engine_plans:
-            made[plan.filename] = build_planned_engine(plan, out)
+            made[plan.filename] = build_planned_engine(plan, out, on_progress)
             built += [plan.filename, f"{plan.filename}.json"]
         return True, f"{len(engine_plans)} TensorRT engines built ({why})", tuple(built), False
 
@@ -261,7 +279,7 @@ def run_pipeline(
         nonlocal validation
         from sbdeploy.validate.run import to_markdown
 
-        validation = report = validate_files(made, plans, sources, limit=options.limit)
+        validation = report = validate_files(made, plans, sources, limit=options.limit, on_progress=on_progress)
         atomic_write_bytes(out / "validate.json", (json.dumps(report.to_dict(), indent=2) + "\n").encode())
         atomic_write_bytes(out / "validate.md", to_markdown(report).encode())
         verdicts = report.file_verdicts()
@@ -293,14 +311,24 @@ def run_pipeline(
 
 
 def validate_files(
-    made: dict[str, DeployFile], plans: Sequence[ArtifactPlan], sources: dict[str, ModelSource], *, limit: int | None = None
+    made: dict[str, DeployFile],
+    plans: Sequence[ArtifactPlan],
+    sources: dict[str, ModelSource],
+    *,
+    limit: int | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> ValidationReport:
-    """Every made file against its own model's PyTorch code, on the backends that time it (else ONNX Runtime CPU)."""
+    """Every made file against its own model's PyTorch code, on the backends that time it (else ONNX Runtime CPU).
+
+    ``on_progress`` gets ``(what runs, done, total)`` per reference model, as :func:`sbdeploy.validate.run.validate` reports it.
+    """
     from sbdeploy.backends import get_runner
     from sbdeploy.checkpoint import Checkpoint
     from sbdeploy.validate.run import artifact_of, dataset_case, merge_reports, validate
 
     reports = []
+    # a baseline of random weights (no dataset) is judged on the images of the run's checkpoint, as it was calibrated
+    run_dataset = next((src.config.dataset for src in sources.values() if src.config.dataset), "")
     for label, src in sources.items():
         artifacts = []
         for plan in plans:
@@ -313,8 +341,10 @@ def validate_files(
         if not artifacts:
             continue
         ckpt = Checkpoint(path=Path(label), model=src.model, config=src.config, weights_sha256=src.weights_sha256)
-        dataset = dataset_case(src.config.dataset, src.config, limit=limit) if src.config.dataset else None
-        reports.append(validate(ckpt, artifacts, runner_factory=lambda a: get_runner(a.backend, a.path), dataset=dataset))
+        data = src.config.dataset or (run_dataset if any(a.precision == "int8" for a in artifacts) else "")
+        dataset = dataset_case(data, src.config, limit=limit) if data else None
+        reports.append(validate(ckpt, artifacts, runner_factory=lambda a: get_runner(a.backend, a.path), dataset=dataset,
+                                on_progress=on_progress))  # fmt: skip
     return merge_reports(reports)
 
 
@@ -363,7 +393,8 @@ def summary_markdown(result: PipelineResult) -> str:
     for s in result.steps:
         files = ", ".join(f"[{f}]({f})" for f in s.files)
         result_text = {"ok": "ok", "skipped": "skipped", "FAILED": "**FAILED**"}[s.status]
-        lines.append(f"| {s.name} | {result_text} | {s.seconds:.1f} | {s.detail.replace('|', '/')} | {files} |")
+        seconds = "-" if s.skipped else f"{s.seconds:.1f}"
+        lines.append(f"| {s.name} | {result_text} | {seconds} | {s.detail.replace('|', '/')} | {files} |")
     if result.artifacts:
         lines += ["", "## Artifacts", "", "Each file as validated against its PyTorch training code and as timed "
                   "(median latency per batch; the speedup's 95% interval in brackets, bench.md says how sure).", ""]  # fmt: skip

@@ -10,8 +10,11 @@ One frozen :class:`Target` per deploy target. A target names
 * ``backends``: the runners that run its artifacts (``trt`` runs an engine built from its ONNX);
 * ``per_batch``: whether the pipeline and bench make one artifact per batch size (the
   layout depends on the batch) or one with a dynamic batch;
-* ``precisions``: the precisions it offers (int8 comes with issue 17: a precision named
-  here, made by the artifact code path, judged by its tolerance);
+* ``precisions``: the precisions it offers (fp32, fp16, int8), each made by the artifact
+  code path (:mod:`sbdeploy.artifacts`) and judged by its tolerance;
+* ``int8``: the :class:`~sbdeploy.int8_recipe.Int8Recipe` its int8 artifacts are quantized
+  by (ONNX Runtime CPU: the recipe measured fastest there; the GPU targets and the canonical
+  forms: TensorRT's explicit-quantization QDQ form, which ONNX Runtime runs too);
 * ``engine_options``: TensorRT build options per precision for engines built from its
   ONNX (the fp32 parity engine without TF32);
 * ``tolerances``: the pass criteria its artifacts are judged by, per precision;
@@ -36,6 +39,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sbdeploy.errors import ConfigError, did_you_mean
+from sbdeploy.int8_recipe import ORT_CPU_INT8, TRT_INT8, Int8Recipe
 from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
 
 if TYPE_CHECKING:
@@ -127,7 +131,8 @@ class Target:
     passes: tuple[str, ...]
     backends: tuple[str, ...]
     per_batch: bool = False
-    precisions: tuple[str, ...] = ("fp32", "fp16")
+    precisions: tuple[str, ...] = PRECISIONS
+    int8: Int8Recipe = TRT_INT8
     engine_options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen({}))
     tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: _frozen(DEFAULT_TOLERANCES))
     variants: Mapping[str, FormVariant] = field(default_factory=lambda: _frozen({}))
@@ -215,8 +220,8 @@ TARGETS: Mapping[str, Target] = _frozen({t.name: t for t in (
     Target("ort-cpu", "ONNX Runtime CPU: phase runs of exact tap convs (stacked at small fixed batches), sub-pixel SBs elsewhere, "
            "no ConvTranspose; one artifact per batch size",
            lowering="subpixel", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
-           passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cpu",), per_batch=True, variants=ORT_CPU_VARIANTS,
-           tunable=True),
+           passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cpu",), per_batch=True, int8=ORT_CPU_INT8,
+           variants=ORT_CPU_VARIANTS, tunable=True),
     Target("ort-cuda", "ONNX Runtime CUDA: strided Conv + ConvTranspose per subgroup (a native GPU kernel), BN folded",
            lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cuda",)),
     Target("trt", "TensorRT: strided Conv + ConvTranspose per subgroup, BN folded; engines built from it (fp32 without TF32)",

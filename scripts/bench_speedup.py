@@ -13,7 +13,9 @@ eager (baseline vs the SB training form and vs the deploy form) and, where CUDA 
 present, PyTorch CUDA fp32/fp16 (``--cuda-only``: those rows alone, as scripts/gpu_check.sh
 runs it). Prints a table of latency, realized speedup with its 95% interval, MAC ratio and
 efficiency, writes JSON, and with ``--profile`` adds onnxruntime's per-op-type time for
-both graphs.
+both graphs. ``--int8`` adds a row of both networks quantized by the ORT CPU int8 recipe
+(:data:`sbdeploy.passes.int8.ORT_CPU_INT8`), timed as a pair the same way; the report
+names the CPU's int8 instructions (:func:`sbdeploy.environment.cpu_int8_support`).
 
 With ``--tune`` each ort-cpu pair is also tuned as ``sbdeploy export --tune`` tunes it
 (:func:`sbdeploy.tune.tune_export`: every candidate form and ONNX Runtime session setting
@@ -58,10 +60,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sbdeploy.backends.ort import OrtRunner, SessionSettings  # noqa: E402
-from sbdeploy.bench.timing import GroupResult, LatencyStats, Pair, TimingPlan, measure_group  # noqa: E402
+from sbdeploy.bench.timing import GroupResult, LatencyStats, Pair, TimingPlan, measure_group, ratio_intervals  # noqa: E402
+from sbdeploy.environment import cpu_int8_support  # noqa: E402
 from sbdeploy.export import export_module  # noqa: E402
 from sbdeploy.flops import count_macs  # noqa: E402
 from sbdeploy.models import create_model, model_info  # noqa: E402
+from sbdeploy.passes.int8 import ORT_CPU_INT8, quantize_int8  # noqa: E402
 from sbdeploy.targets import TARGETS, get_target  # noqa: E402
 
 PAIRS = {
@@ -177,6 +181,8 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
         files = row.pop("_files")  # (path, session settings) of the two files of the row
         if args.profile:
             row["profile"] = {k: op_profile(path, feed, args.threads, runs, workdir, settings) for k, (path, settings) in files.items()}
+    if args.int8:
+        rows.append(int8_row(base_name, batch, paths, feed, mac_ratio, args, workdir))
     if args.torch:
         torch.set_num_threads(args.threads)
 
@@ -244,6 +250,43 @@ def _ratio(result: GroupResult, base: str, other: str, timing: TimingPlan) -> di
     return {"value": value, "ci95": [min(interval.low, value * (1 - floor)), max(interval.high, value * (1 + floor))]}
 
 
+def int8_row(pair: str, batch: int, paths: dict[str, Path], feed: dict[str, np.ndarray], mac_ratio: float,
+             args: argparse.Namespace, workdir: Path) -> dict:
+    """Both exports and their :data:`ORT_CPU_INT8` files, the four timed in one interleaved group on ORT CPU.
+
+    Gives SB/baseline of the int8 files (paired interval, as the fp32 row), each network's
+    int8 speedup over its own fp32 file (fp32 median / int8 median) and SB int8 over baseline
+    fp32, each with its paired-turn interval (:func:`~sbdeploy.bench.timing.ratio_intervals`).
+    Calibrated on standard-normal inputs (the networks have random weights; the speed does
+    not depend on the calibration). ``scripts/bench_int8.py`` compares the quantized forms.
+    """
+    calibration = np.random.default_rng(0).standard_normal((max(batch, 8), *feed["input"].shape[1:]), dtype=np.float32)
+    int8 = {key: workdir / f"{key}.int8.onnx" for key in ("base", "sb")}
+    for key, path in int8.items():
+        path.write_bytes(quantize_int8(onnx.load(paths[key]), calibration, recipe=ORT_CPU_INT8, batch_size=batch).SerializeToString())
+    files = {"base": paths["base"], "sb": paths["sb"], "base_int8": int8["base"], "sb_int8": int8["sb"]}
+    with contextlib.ExitStack() as stack:
+        fns = {name: stack.enter_context(OrtRunner(file, threads=args.threads)).timed_call(feed) for name, file in files.items()}
+        result = measure_group(fns, plan(args), pairs=[Pair(sb="sb_int8", baseline="base_int8", mac_ratio=mac_ratio)])  # type: ignore[arg-type]
+    ratios = ratio_intervals(result.rounds, [("base", "base_int8"), ("sb", "sb_int8"), ("base", "sb_int8")], plan(args))
+
+    def ratio(num: str, den: str) -> dict[str, object]:
+        value, interval = ratios[(num, den)]
+        return {"value": value, "ci95": [interval.low, interval.high] if interval else None}
+
+    speedup = result.speedups["sb_int8"]
+    return {
+        "pair": pair, "batch": batch, "backend": f"ort-cpu-{args.threads}t int8", "int8_recipe": ORT_CPU_INT8.describe(),
+        "mac_ratio": mac_ratio, "ideal_speedup": 1 / mac_ratio, "speedup": speedup.value, "efficiency": speedup.efficiency,
+        "speedup_min": result.stats["base_int8"].min_ms / result.stats["sb_int8"].min_ms, "speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None,
+        "int8_speedup_base": ratio("base", "base_int8"), "int8_speedup_sb": ratio("sb", "sb_int8"),
+        "sb_int8_vs_base_fp32": ratio("base", "sb_int8"),
+        "base": result.stats["base_int8"].to_dict(), "sb": result.stats["sb_int8"].to_dict(),
+        "base_fp32": result.stats["base"].to_dict(), "sb_fp32": result.stats["sb"].to_dict(),
+        "turns": result.record.rounds, "machine": result.record.machine.to_dict(),
+    }
+
+
 def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:  # noqa: ANN001
     rows = []
     gpu_form = get_target("ort-cuda").deploy_form(sb)
@@ -275,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="add onnxruntime per-op-type profiles")
     parser.add_argument("--tune", action="store_true", help="add tuned rows: baseline and SB tuned as `sbdeploy export --tune`")
     parser.add_argument("--tune-budget", type=float, default=10.0, help="--tune: seconds of timed turns per tuning stage, at most")
+    parser.add_argument("--int8", action="store_true", help="add int8 rows: both networks quantized by the ORT CPU recipe")
     parser.add_argument("--out", type=Path, default=Path("bench_speedup.json"))
     args = parser.parse_args(argv)
 
@@ -286,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.extend(bench_pair(pair, batch, args, Path(tmp)))
                 _print_rows([r for r in rows if r["pair"] == pair and r["batch"] == batch], header=False)
     report = {"command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
-              "onnxruntime": ort.__version__, "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+              "onnxruntime": ort.__version__, "cpu_int8": cpu_int8_support().describe(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
               "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(),
               # PyTorch's default: its fp32 CUDA convolutions may run on TF32 tensor cores (matrix products do not)
               "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
@@ -313,10 +357,15 @@ def _print_rows(rows: list[dict], header: bool = True) -> None:
         print(f"{'pair':16s} {'batch':>5s} {'backend':34s} {'base ms':>9s} {'sb ms':>9s} {'speedup':>8s} {'95% interval':>13s} "
               f"{'MAC ratio':>9s} {'ideal':>6s} {'effic.':>7s} {'speedup(min)':>12s}")
     for r in rows:
-        lo, hi = r.get("speedup_ci95", [float("nan")] * 2)
+        lo, hi = r.get("speedup_ci95") or [float("nan")] * 2
         print(f"{r['pair']:16s} {r['batch']:5d} {r['backend']:34s} {r['base']['median_ms']:9.3f} {r['sb']['median_ms']:9.3f} "
               f"{r['speedup']:8.2f} {lo:6.2f}-{hi:<6.2f} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
               f"{r['speedup_min']:12.2f}", flush=True)
+        for key, what in (("int8_speedup_base", "baseline int8 vs its fp32"), ("int8_speedup_sb", "SB int8 vs its fp32"),
+                          ("sb_int8_vs_base_fp32", "SB int8 vs baseline fp32")):  # fmt: skip
+            if key in r:
+                ci = r[key]["ci95"] or [float("nan")] * 2
+                print(f"{'':16s} {'':5s} {'  ' + what:34s} {'':9s} {'':9s} {r[key]['value']:8.2f} {ci[0]:6.2f}-{ci[1]:<6.2f}", flush=True)
 
 
 def _print_tuned(row: dict) -> None:

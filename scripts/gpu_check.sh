@@ -27,6 +27,9 @@ PYTHON=${PYTHON:-python3}
 OUT=${1:-gpu_check/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# A machine without pytest (and no downloads) can take it from a folder carried with the tree:
+#   pip install --target .gpu_pylib pytest   (here), then carry .gpu_pylib to the GPU machine.
+[ -d .gpu_pylib ] && export PYTHONPATH="$PYTHONPATH:$PWD/.gpu_pylib"
 status=0
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its exit code in OUT/NAME.rc
     local name=$1 limit=$2
@@ -41,7 +44,14 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its exit c
 }
 step doctor 30 "$PYTHON" -m sbdeploy doctor --json
 cp "$OUT/doctor.log" "$OUT/doctor.json"
-step pytest-gpu 300 "$PYTHON" -m pytest -m gpu -q -rs -p no:cacheprovider --junitxml="$OUT/pytest-gpu.xml" tests
+if "$PYTHON" -c "import pytest" 2>/dev/null; then
+    step pytest-gpu 300 "$PYTHON" -m pytest -m gpu -q -rs -p no:cacheprovider --junitxml="$OUT/pytest-gpu.xml" tests
+else
+    echo "== pytest-gpu: pytest is not installed for $PYTHON; the GPU tests did not run" \
+        "(install it, or pip install --target .gpu_pylib pytest and bring .gpu_pylib along)" | tee "$OUT/pytest-gpu.log"
+    echo 1 > "$OUT/pytest-gpu.rc"
+    status=1
+fi
 step torch-cuda 120 "$PYTHON" scripts/bench_speedup.py --cuda-only --pairs cifar_resnet56 resnet18 resnet50 \
     --batches 1 32 --reps 60 --budget 3 --turn 10 --out "$OUT/torch_cuda.json"
 "$PYTHON" scripts/gpu_check_summary.py "$OUT" | tee "$OUT/summary.txt"

@@ -55,7 +55,11 @@ def tests(out: Path) -> tuple[list[str], bool]:
     try:
         root = ET.parse(out / "pytest-gpu.xml").getroot()
     except (OSError, ET.ParseError):
-        return ["GPU tests: no JUnit XML (see pytest-gpu.log)"], False
+        try:
+            last = [line for line in (out / "pytest-gpu.log").read_text().splitlines() if line.strip()][-1:]
+        except OSError:
+            last = []
+        return [f"GPU tests: no JUnit XML (pytest-gpu.log: {last[0].strip()[:200] if last else 'empty'})"], False
     everything = list(root.iter("testcase"))
     modules = [c for c in everything if not c.get("classname") and c.find("skipped") is not None]  # skipped at collection
     cases = [c for c in everything if c not in modules]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import onnx
 import pytest
 
 from sbdeploy.artifacts import canonical_plan, describe_file, engine_profile, make_artifacts, plan_artifacts
-from sbdeploy.errors import ArtifactError, BackendUnavailableError, ConfigError
+from sbdeploy.calibration import load_calibration
+from sbdeploy.errors import ArtifactError, BackendUnavailableError, ConfigError, SbdeployError
 from sbdeploy.export import export_onnx, resolve_source
+from sbdeploy.int8_recipe import ORT_CPU_INT8, TRT_INT8
 from tests.serve._artifacts import fake_engine
 
 MODELS = (("net_sb", "model"), ("net", "baseline"))
@@ -48,8 +51,8 @@ def test_a_forced_target_means_one_form_for_every_backend_or_a_refusal() -> None
     assert uses[("net", "trt", 1, "fp32")] == "model.grouped.fp32.engine"
     with pytest.raises(ConfigError, match="target ort-cpu is run by ort-cpu, not by ort-cuda"):
         plan_artifacts([("net", "model")], ["ort-cuda"], [1], target="ort-cpu")
-    with pytest.raises(ConfigError, match="offers fp32, fp16, not 'int8'"):
-        plan_artifacts([("net", "model")], ["ort-cpu"], [1], precisions=("int8",))
+    with pytest.raises(ConfigError, match="offers fp32, fp16, int8, not 'bf16'"):
+        plan_artifacts([("net", "model")], ["ort-cpu"], [1], precisions=("bf16",))
     assert canonical_plan("net", "model").filename == "model.onnx"
 
 
@@ -132,3 +135,83 @@ def test_engines_are_built_with_the_targets_options_or_refused_without_tensorrt(
         "model.trt.fp32.engine": ("model.trt.fp32.onnx", "fp32", False, (1, 4, 4)),  # the fp32 parity engine: no TF32
         "model.trt.fp16.engine": ("model.trt.fp32.onnx", "fp16", True, (1, 4, 4)),
     }
+
+
+def test_a_file_names_how_its_model_differs_from_a_checkpoint() -> None:
+    """Architecture, options, input shape and weights, from the file's metadata; nothing to compare without metadata."""
+    import dataclasses
+
+    from sbdeploy.artifacts import DeployFile
+    from sbdeploy.checkpoint import CheckpointConfig
+
+    config = CheckpointConfig(arch="cifar_resnet20_sb", options={"num_classes": 10, "in_chans": 1, "sampling": "chessboard"},
+                              input_size=(32, 32), mean=(0.5,), std=(0.5,), class_names=tuple("0123456789"))  # fmt: skip
+    metadata = {"arch": "cifar_resnet20_sb", "options": dict(config.options), "input_shape": ["batch", 1, 32, 32],
+                "weights_sha256": "a" * 64}  # fmt: skip
+    same = DeployFile(Path("m.onnx"), "f" * 64, "onnx", "fp32", "grouped", None, metadata=metadata)
+    assert same.differences_from(config, "a" * 64) == []
+
+    def differs(**changes: object) -> list[str]:
+        return dataclasses.replace(same, metadata={**metadata, **changes}).differences_from(config, "a" * 64)
+
+    assert differs(arch="cifar_resnet32") == ["architecture cifar_resnet32 in the file, cifar_resnet20_sb in the checkpoint"]
+    assert differs(options={**config.options, "num_classes": 100}) == ["num_classes 100 in the file, 10 in the checkpoint"]
+    assert differs(input_shape=[8, 1, 97, 75]) == ["input 1x97x75 in the file, 1x32x32 in the checkpoint"]
+    assert differs(weights_sha256="b" * 64) == ["weights sha256 bbbbbbbbbbbb... in the file, aaaaaaaaaaaa... in the checkpoint"]
+    assert dataclasses.replace(same, metadata={}).differences_from(config, "a" * 64) == []  # a foreign file: nothing to compare
+
+
+def test_an_engine_that_is_not_the_file_its_sidecar_describes_is_refused(tmp_path: Path) -> None:
+    engine = fake_engine(tmp_path / "m.engine", [(1, 4, 8)])
+    assert describe_file(engine).sha256 == hashlib.sha256(engine.read_bytes()).hexdigest()
+    engine.write_bytes(engine.read_bytes()[:10])
+    with pytest.raises(SbdeployError, match="does not match its sidecar"):
+        describe_file(engine)
+    with pytest.raises(ArtifactError, match="is a folder, not an .onnx file"):
+        describe_file(tmp_path)
+
+
+def test_int8_files_take_their_targets_recipe_and_an_int8_engine_is_built_from_the_qdq_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from sbdeploy.backends.tensorrt import builder
+    from sbdeploy.export import read_metadata
+
+    plans, uses = plan_artifacts([("net", "model")], ["ort-cpu", "trt"], [1], precisions=("fp32", "int8"))
+    by_name = {p.filename: p for p in plans}
+    assert set(by_name) == {"model.ort-cpu.b1.fp32.onnx", "model.ort-cpu.b1.int8.onnx", "model.trt.fp32.onnx", "model.trt.int8.onnx",
+                            "model.trt.fp32.engine", "model.trt.int8.engine"}  # fmt: skip
+    assert by_name["model.trt.int8.engine"].source == "model.trt.int8.onnx" and by_name["model.trt.fp32.engine"].source == "model.trt.fp32.onnx"
+    assert uses[("net", "ort-cpu", 1, "int8")] == "model.ort-cpu.b1.int8.onnx"
+    src = resolve_source("cifar_resnet20_sb")
+    with pytest.raises(ConfigError, match="needs calibration data"):  # refused before anything is written
+        make_artifacts(plans, {"net": src}, tmp_path / "none", input_sizes={"net": (16, 16)})
+    assert not any((tmp_path / "none").iterdir())
+    calibration = load_calibration("synthetic", src.config, input_size=(16, 16), limit=16)
+    seen = {}
+
+    def record(onnx_path, engine_path, options, progress=None):  # noqa: ANN001, ANN202  (TensorRT's build, around which this is tested)
+        seen[Path(engine_path).name] = (Path(onnx_path).name, options.precision)
+        fake_engine(Path(engine_path), [(1, 1, 1)], size=16, precision=options.precision, onnx_metadata=read_metadata(onnx_path))
+
+    monkeypatch.setattr(builder, "build_engine", record)
+    made = make_artifacts(plans, {"net": src}, tmp_path, input_sizes={"net": (16, 16)}, calibration={"net": calibration})
+    assert seen["model.trt.int8.engine"] == ("model.trt.int8.onnx", "int8") and made["model.trt.int8.engine"].precision == "int8"
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16), dtype=np.float32)
+    for name, recipe, zero_point in (("model.ort-cpu.b1.int8.onnx", ORT_CPU_INT8, onnx.TensorProto.UINT8),
+                                     ("model.trt.int8.onnx", TRT_INT8, onnx.TensorProto.INT8)):  # fmt: skip
+        file = made[name]
+        assert (file.precision, file.target, file.batch) == ("int8", name.split(".")[1], 1 if "b1" in name else None)
+        assert file.metadata["int8"] == {
+            "recipe": recipe.name, "form": recipe.describe(),
+            "calibration": {"source": "synthetic", "kind": "data", "images": 16, "split": "train split"},
+        }  # fmt: skip
+        model = onnx.load(str(file.path))
+        inits = {i.name: i for i in model.graph.initializer}
+        quantize = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+        assert quantize and all(inits[n.input[2]].data_type == zero_point for n in quantize if len(n.input) > 2 and n.input[2] in inits)
+        out = ort.InferenceSession(str(file.path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        assert out.shape == (1, 10) and np.isfinite(out).all()

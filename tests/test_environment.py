@@ -84,3 +84,19 @@ def test_every_consumer_follows_the_one_probe(monkeypatch: pytest.MonkeyPatch) -
     backend, why = engine_backend()
     assert backend == "ort-cpu" and "no NVIDIA GPU" in why
     assert not {b.name: b.available for b in diagnose().backends}["trt"]
+
+
+def test_cpu_int8_support_reads_the_instruction_set() -> None:
+    from sbdeploy.environment import cpu_int8_support
+
+    avx2 = cpu_int8_support("processor : 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert avx2.avx2 and not avx2.vnni and not avx2.int8_dot and "no VNNI" in avx2.describe()
+    vnni = cpu_int8_support("flags : avx2 avx512f avx512_vnni amx_int8\n")
+    assert vnni.vnni and vnni.amx_int8 and vnni.int8_dot and vnni.describe().endswith("int8 dot products in hardware")
+    assert "AVX-512, VNNI, AMX-INT8" in vnni.describe() and "AVX2" not in vnni.describe()
+    assert cpu_int8_support("flags : avx2 avx_vnni\n").vnni  # the AVX (VEX) form on client CPUs
+    arm = cpu_int8_support("Features : fp asimd asimddp i8mm\n")
+    assert arm.arm_dotprod and arm.arm_i8mm and arm.int8_dot
+    assert not cpu_int8_support("").int8_dot and "no int8 dot-product instructions" in cpu_int8_support("").describe()
+    env = environment.collect_environment()
+    assert env.cpu_int8 == cpu_int8_support().describe() and env.cpu_int8_dot == cpu_int8_support().int8_dot

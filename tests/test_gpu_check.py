@@ -73,6 +73,15 @@ def test_summary_reads_failures_skips_and_uncollected_modules(tmp_path: Path) ->
     assert "steps that failed: pytest-gpu (exit 124, out of time)" in lines
 
 
+def test_summary_says_why_the_gpu_tests_left_no_junit_xml(tmp_path: Path) -> None:
+    # gpu_check.sh writes this line when the machine's Python has no pytest (a lent machine may not).
+    (tmp_path / "pytest-gpu.log").write_text("== pytest-gpu: pytest is not installed for python3; the GPU tests did not run\n\n")
+    (tmp_path / "pytest-gpu.rc").write_text("1\n")
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check_summary.py"), str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "GPU tests: no JUnit XML (pytest-gpu.log: == pytest-gpu: pytest is not installed for python3; the GPU tests did not run)" in result.stdout
+
+
 def test_summary_prints_the_cuda_latency_rows_bench_speedup_writes(tmp_path: Path) -> None:
     from sbdeploy.bench.timing import TimingPlan
 

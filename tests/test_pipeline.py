@@ -45,6 +45,7 @@ def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
         engine_step = summary["steps"][1]
         assert engine_step["status"] == "skipped" and engine_step["detail"].startswith("skipped: no TensorRT here") and not engines
         assert f"{stack.why_not_trt()} here" in (out / "summary.md").read_text()
+        assert "| engine | skipped | - |" in (out / "summary.md").read_text()  # no "0.0 s" for a step that did nothing
     else:
         assert engines == {"model.trt.fp32.engine", "model.trt.fp16.engine", "baseline.trt.fp32.engine", "baseline.trt.fp16.engine"}
 
@@ -81,6 +82,33 @@ def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
     names = {m["name"] for m in json.loads(served.stdout)["models"]}
     served_engines = {e.rsplit(".", 1)[0].replace(".", "_") for e in engines if e.startswith("model.")}  # model_trt_fp16
     assert names == {"model", "model_ort-cpu_b1_fp32", "model_ort-cpu_b1_fp16"} | served_engines
+
+
+def test_pipeline_int8_makes_validates_and_benches_the_int8_files(tmp_path: Path) -> None:
+    """``--int8``: each model's int8 file in the run folder, calibrated on the SB checkpoint's dataset (the registry baseline
+    has random weights and none), judged by the int8 tolerance on the digits test split, timed beside fp32 with "vs fp32"."""
+    out = tmp_path / "run"
+    result = run_cli("pipeline", str(SHIPPED_SB), "--out", str(out), "--int8", "--batch", "1", "--iters", "2", "--warmup", "1",
+                     "--limit", "64", "--threads", "1")  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    int8_files = {"model.ort-cpu.b1.int8.onnx", "baseline.ort-cpu.b1.int8.onnx"}
+    assert int8_files <= {p.name for p in out.iterdir()}
+    from sbdeploy.artifacts import describe_file
+
+    for name in int8_files:
+        meta = describe_file(out / name).metadata
+        assert meta["precision"] == "int8" and meta["int8"]["recipe"] == "ort-cpu" and meta["int8"]["calibration"]["source"] == "digits"
+    validation, bench = json.loads((out / "validate.json").read_text()), json.loads((out / "bench.json").read_text())
+    checks = [c for c in validation["checks"] if c["file"] in int8_files]
+    assert validation["passed"] and {c["file"] for c in checks} == int8_files
+    assert all(c["passed"] for c in checks if c["judged"]) and {c["case"] for c in checks if c["judged"]} == {"digits test"}
+    accuracy = {(a["reference"], a["file"]): a["top1"] for a in validation["accuracy"]}
+    assert abs(accuracy[("digits_resnet20_sb", "model.ort-cpu.b1.int8.onnx")] - accuracy[("digits_resnet20_sb", None)]) <= 0.01
+    rows = {(r["model"], r["precision"]): r for r in bench["rows"] if r["backend"] == "ort-cpu"}
+    sb8 = rows[("digits_resnet20_sb", "int8")]
+    assert sb8["file"] == "model.ort-cpu.b1.int8.onnx" and sb8["baseline"] == "cifar_resnet20" and sb8["vs_fp32"] > 0
+    markdown = (out / "bench.md").read_text()
+    assert "## int8" in markdown and f"int8 on this CPU: {environment.cpu_int8_support().describe()}" in markdown
 
 
 def test_pipeline_tune_validates_and_times_the_tuned_files(tmp_path: Path) -> None:

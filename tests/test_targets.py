@@ -16,11 +16,13 @@ import torch
 
 from sbdeploy.backends.factory import RUNNERS
 from sbdeploy.errors import ConfigError
+from sbdeploy.int8_recipe import INT8_RECIPES, ORT_CPU_INT8, TRT_INT8
 from sbdeploy.nn.lowering import LOWERINGS
 from sbdeploy.nn.phase import PhaseRun
 from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import reference_mode
 from sbdeploy.passes import DEFAULT_PASSES, PASSES
+from sbdeploy.tolerance import DEFAULT_TOLERANCES
 from sbdeploy.targets import (
     BACKEND_TARGETS,
     CANONICAL,
@@ -55,6 +57,20 @@ def test_every_row_names_real_things() -> None:
     assert get_target("ort-cpu").form == "subpixel+phase-runs" and get_target("trt").form == "strided"
 
 
+def test_every_target_offers_int8_by_a_named_recipe() -> None:
+    for target in TARGETS.values():
+        assert "int8" in target.precisions and target.int8 in INT8_RECIPES.values(), target.name
+        assert target.tolerance("int8") == DEFAULT_TOLERANCES["int8"], target.name
+    # ONNX Runtime CPU: the form measured fastest there (uint8 activations, int8 weights); TensorRT and ONNX Runtime
+    # CUDA: explicit quantization, symmetric s8s8 per-channel QDQ, float bias; the canonical forms too (portable)
+    assert get_target("ort-cpu").int8 is ORT_CPU_INT8 and ORT_CPU_INT8.activation_type == "uint8"
+    for name in ("ort-cuda", "trt", "grouped", "separate"):
+        recipe = get_target(name).int8
+        assert recipe is TRT_INT8 and recipe.format == "qdq" and recipe.per_channel and not recipe.quantize_bias
+        assert (recipe.activation_type, recipe.weight_type) == ("int8", "int8") and recipe.activation_symmetric and recipe.weight_symmetric
+    assert get_target("trt").build_options("int8") == {"precision": "int8"}
+
+
 def test_variants_are_exact_forms_of_their_row() -> None:
     row = get_target("ort-cpu")
     candidates = row.candidates()
@@ -80,8 +96,9 @@ def test_names_and_refusals() -> None:
     assert artifact_filename("model", "grouped", "fp16") == "model.grouped.fp16.onnx"
     with pytest.raises(ConfigError, match="did you mean ort-cpu.*choose one of grouped, separate, ort-cpu, ort-cuda, trt"):
         get_target("ort-cp")
-    with pytest.raises(ConfigError, match="offers fp32, fp16, not 'int8'"):
-        get_target("ort-cpu").check_precision("int8")
+    assert artifact_filename("model", "ort-cpu", "int8", batch=1) == "model.ort-cpu.b1.int8.onnx"
+    with pytest.raises(ConfigError, match=r"offers fp32, fp16, int8, not 'bf16' \(sbdeploy knows fp32, fp16, int8\)"):
+        get_target("ort-cpu").check_precision("bf16")
     with pytest.raises(ConfigError, match="target ort-cpu is run by ort-cpu, not by trt"):
         target_for("trt", "ort-cpu")
     assert target_for("trt", "grouped").name == "grouped"  # the canonical form runs everywhere

@@ -91,6 +91,14 @@ _ORT_DTYPES = {
 }
 
 
+UNKNOWN_TRT_FP16 = (
+    "TensorRT's version is unknown here (no tensorrt Python package), so this fp16 ONNX gets no trt_fp16_enable: "
+    "under TensorRT 10.x (weakly typed) it may run in fp32; pip install the tensorrt package that matches the provider's "
+    "libraries, or pass OrtTensorrtOptions(fp16=True) on 10.x"
+)
+"""The note an ort-trt run of an fp16 ONNX carries when the TensorRT major cannot be read."""
+
+
 SESSION_METADATA_KEY = "ort_session"
 """The ``sbdeploy.*`` metadata key whose JSON value is the file's :class:`SessionSettings`."""
 
@@ -303,6 +311,8 @@ class OrtRunner(Runner):
         version = environment.gpu_stack().tensorrt
         major = int(version.split(".")[0]) if version else None
         fp16_model = self.trt_options.fp16 is None and major is not None and major < 11 and _has_fp16_weights(self.path)
+        if major is None and self.trt_options.fp16 is None and _has_fp16_weights(self.path) and UNKNOWN_TRT_FP16 not in self.notes:
+            self.notes.append(UNKNOWN_TRT_FP16)
         options = self.trt_options.provider_options(tensorrt_major=major, fp16_model=fp16_model)
         return [("TensorrtExecutionProvider", options), cuda, "CPUExecutionProvider"]
 

@@ -45,6 +45,9 @@ class BenchRow:
     target: str | None = None  # the deploy target of the file's form (None: the torch module, or a foreign file)
     file: str | None = None  # the file timed (None: the torch module)
     sha256: str | None = None  # of that file
+    vs_fp32: float | None = None  # fp16/int8 rows: the same model's fp32 median / this row's (timed in the same group)
+    vs_fp32_low: float | None = None  # its interval (paired bootstrap over turns)
+    vs_fp32_high: float | None = None
 
     @property
     def form(self) -> str:
@@ -77,6 +80,12 @@ class BenchRow:
     def efficiency_interval(self) -> Interval | None:
         interval = self.speedup_interval
         return interval.scaled(self.mac_ratio) if interval is not None and self.mac_ratio else None
+
+    @property
+    def vs_fp32_interval(self) -> Interval | None:
+        if self.vs_fp32_low is None or self.vs_fp32_high is None:
+            return None
+        return Interval(self.vs_fp32_low, self.vs_fp32_high)
 
     @property
     def unstable(self) -> bool:
@@ -114,10 +123,64 @@ class BenchGroup:
 
 @dataclass(frozen=True)
 class BenchWarning:
-    """One warning of a report: what it is about, why, and what to do."""
+    """One warning of a report: what it is about, why, and what to do.
+
+    ``model`` is None for a machine flag, which is about a group (a backend at a batch size).
+    """
 
     subject: str
     flag: Flag
+    backend: str = ""
+    batch: int = 0
+    model: str | None = None
+    precision: str = "fp32"
+
+    @property
+    def figure(self) -> str:
+        """``ort-cpu b8`` (``ort-cpu b8 fp16``), then the flag's own numbers: one item of a summary line."""
+        where = f"{self.backend} b{self.batch}" + ("" if self.precision == "fp32" else f" {self.precision}")
+        return f"{where} {self.flag.value}".rstrip()
+
+
+@dataclass(frozen=True)
+class WarningSummary:
+    """One reason across a report: said once, with every figure (or group) it holds for and that one's numbers.
+
+    Attributes:
+        flag_kind: the flags' kind (a key of :data:`sbdeploy.bench.stability.ADVICE`).
+        headline: the reason without any figure's own numbers.
+        advice: what to do about it.
+        warnings: each figure (a machine flag: each group) it holds for, in report order.
+        out_of: how many figures (groups, for a machine flag) the report has.
+    """
+
+    flag_kind: str
+    headline: str
+    advice: str
+    warnings: tuple[BenchWarning, ...]
+    out_of: int
+
+    @property
+    def machine(self) -> bool:
+        return self.flag_kind in MACHINE_FLAG_KINDS
+
+    def count(self) -> str:
+        """``every group``, ``3 of 4 groups``, ``8 of 8 figures``."""
+        n, unit = len(self.warnings), "groups" if self.machine else "figures"
+        return "every group" if self.machine and n == self.out_of else f"{n} of {self.out_of} {unit}"
+
+    def items(self) -> str:
+        """The figures with their numbers, by model: ``net_sb: ort-cpu b1 CV 12.0%, ort-cpu b8 CV 15.1%; net: ...``."""
+        if self.machine:
+            return ", ".join(w.figure for w in self.warnings)
+        by_model: dict[str, list[str]] = {}
+        for w in self.warnings:
+            by_model.setdefault(w.model or "", []).append(w.figure)
+        return "; ".join(f"{model}: {', '.join(figures)}" for model, figures in by_model.items())
+
+    def line(self) -> str:
+        """The whole summary in one line: ``HEADLINE (COUNT): ITEMS``."""
+        return f"{self.headline} ({self.count()}): {self.items()}"
 
 
 @dataclass(frozen=True)
@@ -136,18 +199,26 @@ class BenchReport:
 
     def warnings(self) -> list[BenchWarning]:
         """Every flag once: machine flags per group, the others per row."""
-        out = [BenchWarning(f"{g.backend} batch {g.batch}", f) for g in self.groups for f in g.flags]
+        out = [BenchWarning(f"{g.backend} batch {g.batch}", f, g.backend, g.batch) for g in self.groups for f in g.flags]
         for r in self.rows:
             subject = f"{r.model} on {r.backend} batch {r.batch}" + ("" if r.precision == "fp32" else f" {r.precision}")
-            out += [BenchWarning(subject, f) for f in r.flags if f.kind not in MACHINE_FLAG_KINDS]
+            out += [BenchWarning(subject, f, r.backend, r.batch, r.model, r.precision) for f in r.flags if f.kind not in MACHINE_FLAG_KINDS]
         return out
 
-    def warnings_by_advice(self) -> list[tuple[str, list[BenchWarning]]]:
-        """:meth:`warnings` grouped by what to do, in order of first appearance (the advice said once per group)."""
-        groups: dict[str, list[BenchWarning]] = {}
+    def warning_summary(self) -> list[tuple[str, list[WarningSummary]]]:
+        """:meth:`warnings` read at a glance: one :class:`WarningSummary` per reason, grouped by what to do.
+
+        Both in order of first appearance; every warning is in exactly one summary, with its numbers.
+        """
+        by_reason: dict[tuple[str, str], list[BenchWarning]] = {}
         for w in self.warnings():
-            groups.setdefault(w.flag.advice, []).append(w)
-        return list(groups.items())
+            by_reason.setdefault((w.flag.kind, w.flag.summary), []).append(w)
+        by_advice: dict[str, list[WarningSummary]] = {}
+        for (kind, headline), warnings in by_reason.items():
+            out_of = len(self.groups) if kind in MACHINE_FLAG_KINDS else len(self.rows)
+            summary = WarningSummary(kind, headline, warnings[0].flag.advice, tuple(warnings), out_of)
+            by_advice.setdefault(summary.advice, []).append(summary)
+        return list(by_advice.items())
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -224,9 +295,15 @@ def _with_interval(value: float | None, interval: Interval | None, spec: str) ->
 
 
 MARKDOWN_COLUMNS = (
-    "model", "file", "form", "backend", "precision", "batch", "GMACs/img", "median ms (+-CI)", "GPU ms", "p90 ms", "p99 ms", "CV",
-    "img/s", "speedup (CI)", "MAC ratio", "efficiency (CI)", "stable",
+    "model", "file", "form", "backend", "precision", "batch", "GMACs/img", "median ms (CI)", "GPU ms", "p90 ms", "p99 ms", "CV",
+    "img/s", "speedup (CI)", "MAC ratio", "efficiency (CI)", "vs fp32 (CI)", "stable",
 )  # fmt: skip
+
+
+def shown_columns(rows: Sequence[BenchRow]) -> list[int]:
+    """Indexes of :data:`MARKDOWN_COLUMNS` a table of ``rows`` shows: "GPU ms" only when some row has a device time."""
+    gpu = any(r.stats.compute_median_ms is not None for r in rows)
+    return [i for i, c in enumerate(MARKDOWN_COLUMNS) if gpu or c != "GPU ms"]
 
 
 def stable_cell(row: BenchRow) -> str:
@@ -239,15 +316,41 @@ def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
     cells = []
     for r in rows:
         s = r.stats
-        width = s.median_halfwidth
-        median = f"{s.median_ms:.3f}" + (f" +-{width:.1%}" if width is not None else "")
+        median = f"{s.median_ms:.3f}" + (f" ({s.median_low_ms:.3f}-{s.median_high_ms:.3f})" if s.median_halfwidth is not None else "")
         cells.append([
             r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", median,
             _fmt(s.compute_median_ms, ".3f"), f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.cv:.1%}", f"{r.throughput:.1f}",
             _with_interval(r.speedup, r.speedup_interval, ".2f"), _fmt(r.mac_ratio, ".3f"),
-            _with_interval(r.efficiency, r.efficiency_interval, ".2f"), stable_cell(r),
+            _with_interval(r.efficiency, r.efficiency_interval, ".2f"), _with_interval(r.vs_fp32, r.vs_fp32_interval, ".2f"),
+            stable_cell(r),
         ])  # fmt: skip
     return cells
+
+
+def int8_lines(report: BenchReport) -> list[str]:
+    """What this CPU's instruction set allows for int8, and where int8 did not beat fp32: said plainly.
+
+    Empty without int8 rows. Per int8 row on ``ort-cpu`` whose latency is at least fp32's
+    (``vs fp32`` <= 1): on a CPU without int8 dot-product instructions (no VNNI: AVX2 only)
+    "int8 does not pay here"; on one with them, that int8 still lost there.
+    """
+    int8 = [r for r in report.rows if r.precision == "int8"]
+    if not int8:
+        return []
+    env = report.environment
+    lines = [f"int8 on this CPU: {env.cpu_int8 or 'instruction set unknown'}."]
+    for r in int8:
+        if r.backend != "ort-cpu" or r.vs_fp32 is None or r.vs_fp32 > 1:
+            continue
+        ratio = f"int8 takes {1 / r.vs_fp32:.2f}x fp32's time" + (
+            f" (95% interval of the speedup {r.vs_fp32_low:.2f}-{r.vs_fp32_high:.2f})" if r.vs_fp32_interval else "")
+        if env.cpu_int8_dot is False:
+            lines.append(f"int8 does not pay here: {r.model} batch {r.batch} on {r.backend}: {ratio}, and this CPU has no VNNI "
+                         "(no int8 dot-product instructions); ship fp32 here, int8 for a CPU with VNNI (measure it there).")
+        else:
+            lines.append(f"int8 is not faster than fp32 for {r.model} batch {r.batch} on {r.backend}: {ratio}, although "
+                         "this CPU has int8 dot-product instructions; ship fp32 for this model and batch.")
+    return lines
 
 
 def confidence_of(report: BenchReport) -> float:
@@ -261,24 +364,28 @@ def legend_lines(report: BenchReport) -> list[str]:
     return [
         f"CI = {conf} bootstrap interval over the turns of the interleaved schedule (for speedup: paired turns, ratio of medians).",
         "speedup = baseline median / SB median (same backend, batch and precision); efficiency = speedup x MAC ratio "
-        "(1 = the MAC ratio's ideal).",
+        "(1 = the MAC ratio's ideal); vs fp32 = the same model's fp32 median / this fp16 or int8 row's (paired turns).",
         "CV = standard deviation / mean of the runs; stable = no flag (see the warnings).",
     ]
 
 
 def to_markdown(report: BenchReport) -> str:
     """A Markdown report: the table, its warnings, how each group was measured, settings, environment."""
-    lines = ["# sbdeploy bench", "", "| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "---|" * len(MARKDOWN_COLUMNS)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in markdown_rows(report.rows)]
+    shown = shown_columns(report.rows)
+    lines = ["# sbdeploy bench", "", "| " + " | ".join(MARKDOWN_COLUMNS[i] for i in shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(cells[i] for i in shown) + " |" for cells in markdown_rows(report.rows)]
     lines += [""] + [f"{line}  " for line in legend_lines(report)] + [""]
+    int8 = int8_lines(report)
+    if int8:
+        lines += ["## int8", ""] + [f"- {line}" for line in int8] + [""]
     files = {r.file: r.sha256 for r in report.rows if r.file}
     if files:
         lines += ["## Files timed", "", "| file | sha256 |", "|---|---|"] + [f"| `{f}` | `{h}` |" for f, h in files.items()] + [""]
-    grouped = report.warnings_by_advice()
+    grouped = report.warning_summary()
     if grouped:
-        lines += ["## Warnings: unstable figures", ""]
-        for advice, warnings in grouped:
-            lines += [f"- **{w.subject}**: {w.flag.reason}" for w in warnings] + ["", f"  What to do: {advice}.", ""]
+        lines += ["## Warnings: unstable figures", "", "Each reason once, with every figure (or group) it holds for and its numbers.", ""]
+        for advice, summaries in grouped:
+            lines += [f"- **{w.headline}** ({w.count()}): {w.items()}" for w in summaries] + ["", f"  What to do: {advice}.", ""]
     if report.groups:
         lines += ["## Measurement", "", "| backend | batch | turns | runs per turn | seconds | stopped | load 1 min (before, after) | others' CPU | CPUs (available / machine) |",
                   "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -288,12 +395,42 @@ def to_markdown(report: BenchReport) -> str:
             lines.append(f"| {g.backend} | {g.batch} | {g.record.rounds} | {g.record.turn} | {g.record.seconds:.1f} | {g.record.stop} | {loads} | "
                          f"{_fmt(m.others_cpu, '.2f')} | {m.cpus_available} / {m.before.cpu_count or '-'} |")  # fmt: skip
         lines += ["", "others' CPU = cores' worth of CPU time that other processes took on the available CPUs while the group was timed.", ""]
-    lines += ["## Settings", ""] + [f"- {k}: {v}" for k, v in report.settings.items()]
+    lines += ["## Settings", ""] + settings_lines(report.settings)
     env = report.environment
     lines += ["", "## Environment", "", f"- CPU: {env.cpu} ({env.cpu_count} cores), torch threads {env.torch_threads}"]
+    lines += [f"- int8 instructions: {env.cpu_int8}"] if env.cpu_int8 else []
     lines += [f"- GPU: {env.gpu or 'none'}", f"- Python {env.python}, torch {env.torch} (CUDA {env.torch_cuda or 'none'}), {env.platform}"]
     lines += [f"- {k}: {v}" for k, v in env.packages.items() if v]
     return "\n".join(lines) + "\n"
+
+
+def _setting(value: object) -> str:
+    """A setting as text: lists joined by commas, ``-`` for none."""
+    if value is None or value == [] or value == {}:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_setting(v)}" for k, v in value.items())
+    return str(value)
+
+
+def settings_lines(settings: dict[str, object]) -> list[str]:
+    """The settings as Markdown list items (the files are in "Files timed"; the JSON keeps every field)."""
+    lines = []
+    for key, value in settings.items():
+        if key == "files":
+            continue
+        if key == "target":
+            lines.append(f"- target: {value or 'each backend its own (sbdeploy.targets.BACKEND_TARGETS)'}")
+        elif key == "forms":
+            lines.append(f"- form timed per backend: {_setting(value)}")
+        elif key == "engines" and isinstance(value, dict):
+            engines = "; ".join(f"{name} (profile {'/'.join(map(str, e['profile']))}, {e['precision']})" for name, e in value.items())
+            lines.append(f"- engines: {engines or '-'}")
+        else:
+            lines.append(f"- {key}: {_setting(value)}")
+    return lines
 
 
 def to_csv(report: BenchReport) -> str:

@@ -32,12 +32,12 @@ from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import TF32_NOTES
 from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, pairs_of
 from sbdeploy.bench.stability import Limits
-from sbdeploy.bench.timing import TimingPlan, measure_group, round_progress
+from sbdeploy.bench.timing import TimingPlan, measure_group, ratio_intervals, round_progress
+from sbdeploy.calibration import calibration_for
 from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
-from sbdeploy.targets import BACKEND_TARGETS
 
 if TYPE_CHECKING:
     from sbdeploy.export import ModelSource
@@ -85,9 +85,15 @@ class BenchSubject:
 
 
 def is_artifact_file(spec: str | Path) -> bool:
-    """Whether a ``-m`` value names an ONNX file or a TensorRT engine (rather than a checkpoint or zoo name)."""
+    """Whether a ``-m`` value names an ONNX file or a TensorRT engine (rather than a checkpoint or zoo name).
+
+    By its suffix, unless it is a checkpoint folder (one holding ``config.json``): a folder
+    named ``x.onnx`` without one is a wrong input that :func:`~sbdeploy.artifacts.describe_file` names.
+    """
+    from sbdeploy.checkpoint import CONFIG_FILE
+
     path = Path(spec)
-    return path.suffix in (".onnx", *ENGINE_SUFFIXES) and not path.is_dir()
+    return path.suffix in (".onnx", *ENGINE_SUFFIXES) and not (path / CONFIG_FILE).is_file()
 
 
 def resolve_models(specs: Sequence[str | Path], *, add_baselines: bool = True, input_size: tuple[int, int] | None = None) -> list[BenchModel]:
@@ -242,13 +248,19 @@ def time_subjects(
                 for (s, _, _), r in zip(entries, runners):
                     notes += [f"{s.label}: {n}" for n in r.notes if f"{s.label}: {n}" not in notes]
             groups.append(BenchGroup.of(backend, batch, result.record, limits))
+            # each fp16/int8 file against its model's fp32 file, timed in this group
+            reduced = [(keys[(s.label, "fp32")], keys[(s.label, p)]) for s, p, _ in entries if p != "fp32" and (s.label, "fp32") in keys]
+            versus = ratio_intervals(result.rounds, reduced, plan) if reduced else {}
             for s, precision, f in entries:
                 key = keys[(s.label, precision)]
                 interval = result.speedups[key].interval if key in result.speedups else None
+                fp32_ratio, fp32_interval = versus.get((keys.get((s.label, "fp32"), ""), key), (None, None))
                 rows.append(BenchRow(
                     s.label, backend, batch, s.macs, s.baseline, result.stats[key], precision=precision,
                     speedup_low=interval.low if interval else None, speedup_high=interval.high if interval else None,
                     target=None if f is None else f.target, file=None if f is None else f.name, sha256=None if f is None else f.sha256,
+                    vs_fp32=fp32_ratio, vs_fp32_low=fp32_interval.low if fp32_interval else None,
+                    vs_fp32_high=fp32_interval.high if fp32_interval else None,
                 ))  # fmt: skip
     return judged(rows, groups, limits), groups, notes
 
@@ -264,6 +276,7 @@ def run_bench(
     target: str | None = None,
     add_baselines: bool = True,
     precisions: Sequence[str] = ("fp32",),
+    calibration: str | None = None,
     cuda_graph: bool = False,
     workdir: str | Path | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
@@ -282,6 +295,8 @@ def run_bench(
             own, :data:`sbdeploy.targets.BACKEND_TARGETS`).
         add_baselines: also time the baseline of every SB checkpoint or zoo model.
         precisions: the precisions to make and time (torch always runs fp32).
+        calibration: int8 calibration SOURCE for the checkpoints and zoo names (a data source or a .npy;
+            default: the dataset a checkpoint of the run names, :func:`sbdeploy.calibration.calibration_for`).
         cuda_graph: ``trt`` replays each enqueue as a CUDA graph (noted in the report when capture fails).
         workdir: keep the made artifacts in this folder (default: a temporary one, removed after).
         on_progress: called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)
@@ -318,11 +333,16 @@ def run_bench(
             resolved = resolve_sources(sources, add_baselines=add_baselines, input_size=input_size)
             models = [m for m, _ in resolved]
             plans, uses = plan_artifacts([(m.label, m.label) for m in models], timed_backends, batches, precisions=precisions, target=target)
-            made = make_artifacts(plans, {m.label: src for m, src in resolved}, folder,
-                                  input_sizes={m.label: m.input_size for m in models}, on_progress=on_progress)  # fmt: skip
+            sizes = {m.label: m.input_size for m in models}
+            calibrations = None
+            if "int8" in precisions:
+                calibrations = calibration_for({m.label: src.config for m, src in resolved}, calibration, input_sizes=sizes)
+            made = make_artifacts(plans, {m.label: src for m, src in resolved}, folder, input_sizes=sizes,
+                                  calibration=calibrations, on_progress=on_progress)  # fmt: skip
             subjects = subjects_from_made(models, made, uses) + subjects
-        if "fp16" in timed_precisions and any(b.startswith("torch") for b in timed_backends):
-            notes.append("fp16 applies to ort-* and trt; the torch backends ran in fp32")
+        reduced = [p for p in ("fp16", "int8") if p in timed_precisions]
+        if reduced and any(b.startswith("torch") for b in timed_backends):
+            notes.append(f"{'/'.join(reduced)} applies to ort-* and trt; the torch backends ran in fp32")
         if cuda_graph and "trt" not in timed_backends:
             notes.append("--cuda-graph applies to trt only")
         rows, groups, run_notes = time_subjects(subjects, backends=timed_backends, batches=batches, precisions=timed_precisions,
@@ -338,11 +358,17 @@ def bench_settings(
     """The settings block of a bench report: what ran, how long, on which files."""
     files = {f.name: f for s in subjects for f in s.files.values()}
     engines = {f.name: {"profile": list(f.profile or ()), "precision": f.precision} for f in files.values() if f.kind == "engine"}
-    forms = target or "per backend: " + ", ".join(f"{b} {BACKEND_TARGETS[b]}" for b in backends if b in BACKEND_TARGETS)
+    forms: dict[str, str] = {}  # what each backend timed: the deploy target of its files, or the training code
+    for backend in backends:
+        if backend.startswith("torch"):
+            forms[backend] = "training code"
+        else:
+            timed = {f.target or "foreign file" for s in subjects for (b, _, _), f in s.files.items() if b == backend}
+            forms[backend] = ", ".join(sorted(timed)) or "-"
     notes = notes + [TF32_NOTES[b] for b in backends if b in TF32_NOTES and "fp32" in precisions]  # as validate judges them
     return {
         "models": [s.label for s in subjects], "backends": list(backends), "batches": list(batches), "precisions": list(precisions),
-        **plan.settings(), "threads": threads, "target": forms,
+        **plan.settings(), "threads": threads, "target": target, "forms": forms,
         "fp16": "fp16" in precisions, "cuda_graph": cuda_graph, "engines": engines,
         "files": [f.to_dict() for f in files.values()], "notes": notes,
     }

@@ -63,17 +63,29 @@ class Limits:
 
 @dataclass(frozen=True)
 class Flag:
-    """One reason a figure is unstable: its kind (a key of :data:`ADVICE`) and a sentence with the numbers."""
+    """One reason a figure is unstable: its kind (a key of :data:`ADVICE`) and a sentence with the numbers.
+
+    ``headline`` is the sentence without the figure's own numbers, the same for every figure
+    it holds for, and ``value`` those numbers: a report says each headline once and lists
+    the figures with their values (:meth:`sbdeploy.bench.report.BenchReport.warning_summary`).
+    """
 
     kind: str
     reason: str
+    headline: str = ""
+    value: str = ""
 
     @property
     def advice(self) -> str:
         return ADVICE[self.kind]
 
+    @property
+    def summary(self) -> str:
+        """The headline (the reason itself for a flag made without one)."""
+        return self.headline or self.reason
+
     def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "reason": self.reason, "advice": self.advice}
+        return {"kind": self.kind, "reason": self.reason, "advice": self.advice, "headline": self.summary, "value": self.value}
 
 
 def machine_flags(usage: MachineUsage, limits: Limits = Limits()) -> list[Flag]:
@@ -81,9 +93,12 @@ def machine_flags(usage: MachineUsage, limits: Limits = Limits()) -> list[Flag]:
     flags = []
     cpus = usage.cpus_available
     if usage.peak_load is not None and usage.peak_load > cpus:
-        flags.append(Flag("load", f"load average {usage.peak_load:.1f} above the {cpus} CPUs available"))
+        flags.append(Flag("load", f"load average {usage.peak_load:.1f} above the {cpus} CPUs available",
+                          f"load average above the {cpus} CPUs available", f"{usage.peak_load:.1f}"))  # fmt: skip
     if usage.others_cpu is not None and usage.others_cpu > limits.max_others * cpus:
-        flags.append(Flag("busy", f"other processes used {usage.others_cpu:.2f} of the {cpus} CPUs while it was timed"))
+        flags.append(Flag("busy", f"other processes used {usage.others_cpu:.2f} of the {cpus} CPUs while it was timed",
+                          f"other processes used more than {limits.max_others:.0%} of the {cpus} CPUs while timed",
+                          f"{usage.others_cpu:.2f} CPUs"))  # fmt: skip
     return flags
 
 
@@ -91,12 +106,15 @@ def latency_flags(stats: LatencyStats, limits: Limits = Limits(), *, paired: boo
     """Flags of one row's runs; ``paired``: the row is in an SB/baseline pair (its median interval is not its headline)."""
     flags = []
     if stats.cv > limits.max_cv:
-        flags.append(Flag("spread", f"runs vary by CV {stats.cv:.1%} (above {limits.max_cv:.0%})"))
+        flags.append(Flag("spread", f"runs vary by CV {stats.cv:.1%} (above {limits.max_cv:.0%})", f"runs vary by CV above {limits.max_cv:.0%}",
+                          f"{stats.cv:.1%}"))  # fmt: skip
     width = stats.median_halfwidth
     if width is None and not paired:
-        flags.append(Flag("few-turns", f"no interval: too few turns ({stats.runs} runs) for one"))
+        flags.append(Flag("few-turns", f"no interval: too few turns ({stats.runs} runs) for one", "no interval: too few turns for one",
+                          f"{stats.runs} runs"))  # fmt: skip
     elif width is not None and not paired and width > limits.max_halfwidth:
-        flags.append(Flag("interval", f"median interval +-{width:.1%} wider than +-{limits.max_halfwidth:.1%}"))
+        flags.append(Flag("interval", f"median interval +-{width:.1%} wider than +-{limits.max_halfwidth:.1%}",
+                          f"median interval wider than +-{limits.max_halfwidth:.1%}", f"+-{width:.1%}"))  # fmt: skip
     return flags
 
 
@@ -104,13 +122,16 @@ def speedup_flags(speedup: float, interval: Interval | None, mac_ratio: float | 
     """Flags of an SB row's speedup and the efficiency that follows from it."""
     flags = []
     if interval is None:
-        flags.append(Flag("few-turns", "no speedup interval: too few turns for one"))
+        flags.append(Flag("few-turns", "no speedup interval: too few turns for one", "no speedup interval: too few turns for one"))
     elif interval.halfwidth(speedup) > limits.max_halfwidth:
-        flags.append(Flag("interval", f"speedup interval +-{interval.halfwidth(speedup):.1%} wider than +-{limits.max_halfwidth:.1%}"))
+        width = interval.halfwidth(speedup)
+        flags.append(Flag("interval", f"speedup interval +-{width:.1%} wider than +-{limits.max_halfwidth:.1%}",
+                          f"speedup interval wider than +-{limits.max_halfwidth:.1%}", f"+-{width:.1%}"))  # fmt: skip
     if mac_ratio:
         efficiency = speedup * mac_ratio
         bounds = interval.scaled(mac_ratio) if interval else None
         if (bounds is None and efficiency > 1) or (bounds is not None and bounds.low > 1):
             within = f" (interval {bounds.low:.2f}-{bounds.high:.2f})" if bounds else ""
-            flags.append(Flag("efficiency", f"efficiency {efficiency:.2f}{within} above 1: faster than the MAC ratio {mac_ratio:.3f} allows"))
+            flags.append(Flag("efficiency", f"efficiency {efficiency:.2f}{within} above 1: faster than the MAC ratio {mac_ratio:.3f} allows",
+                              "efficiency above 1: faster than the MAC ratio allows", f"{efficiency:.2f}{within} at MAC ratio {mac_ratio:.3f}"))  # fmt: skip
     return flags

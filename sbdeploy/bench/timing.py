@@ -329,6 +329,23 @@ def _intervals(
     return medians, speedups
 
 
+def ratio_intervals(
+    rounds: Mapping[str, Sequence[Sequence[float]]], ratios: Sequence[tuple[str, str]], plan: TimingPlan
+) -> dict[tuple[str, str], tuple[float, Interval | None]]:
+    """(numerator, denominator) -> numerator median / denominator median, with its paired-turn interval (floored).
+
+    For two callables of one group other than an SB/baseline pair, e.g. a model's fp32 and
+    int8 files (fp32 / int8: the int8 file's speedup); the interval is None with too few rounds.
+    """
+    boot = bootstrap_rounds(rounds, ratios, confidence=plan.confidence, resamples=plan.resamples, seed=plan.seed)
+    median = {n: float(np.median(np.concatenate(r))) for n, r in rounds.items()}
+    out: dict[tuple[str, str], tuple[float, Interval | None]] = {}
+    for num, den in ratios:
+        value = median[num] / median[den]
+        out[(num, den)] = (value, None if boot is None else _floored(boot.ratios[(num, den)], value, plan.noise_floor))
+    return out
+
+
 def _widest(rounds: Mapping[str, Sequence[Sequence[float]]], pairs: Sequence[Pair], plan: TimingPlan, resamples: int) -> float:
     """The widest relative half-width among the intervals that end an adaptive run (inf: none yet)."""
     medians, speedups = _intervals(rounds, pairs, plan, resamples)

@@ -1,28 +1,92 @@
-"""The one progress bar of the CLI: ``sbdeploy bench`` and ``sbdeploy pipeline`` show the same one.
+"""The CLI's live displays: one progress bar (``bench``, ``validate``) and the pipeline's one display of its steps.
 
 Library functions report ``(stage, done, total)`` (:data:`sbdeploy.bench.timing.ProgressFn`:
 total 0 while a step's length is unknown, e.g. an export; timed rounds report the share
-of the plan done, out of 1000); this turns those calls into one transient rich bar.
+of the plan done, out of 1000); these turn those calls into transient rich displays.
+
+Both draw on stderr and only on a terminal: piped or captured output (``--json``, CI logs)
+gets no live display, and no blank line that a stopped one leaves behind, before the
+results or before an ``error:`` line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from sbdeploy.cli._render import console
+from sbdeploy.cli._render import err_console
+
+if TYPE_CHECKING:
+    from sbdeploy.pipeline import StepResult
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def _progress() -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=err_console, transient=True, disable=not err_console.is_terminal)
 
 
 @contextmanager
-def progress_bar(first: str = "preparing models") -> Iterator[Callable[[str, int, int], None]]:
+def progress_bar(first: str = "preparing models") -> Iterator[ProgressFn]:
     """A progress bar for the duration of the block; yields the ``(stage, done, total)`` callback that moves it."""
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(first, total=None)
+    with _progress() as progress:
+        task = progress.add_task(escape(first), total=None)
 
         def on_progress(stage: str, done: int, total: int) -> None:
-            progress.update(task, description=stage, completed=done, total=total or None)
+            progress.update(task, description=escape(stage), completed=done, total=total or None)
 
         yield on_progress
+
+
+_MARKS = {"ok": "[green]ok[/]", "skipped": "[yellow]skipped[/]", "FAILED": "[bold red]FAILED[/]"}
+
+
+class StepsDisplay:
+    """One line per pipeline step: waiting, running (with what it is doing and its own bar), then its outcome.
+
+    ``start(name)`` when a step begins, ``progress(stage, done, total)`` while it runs,
+    ``finish(result)`` when it ends (its status, and the bar full, empty or stopped).
+    """
+
+    def __init__(self, progress: Progress, steps: Sequence[str]) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {name: progress.add_task(f"[dim]{escape(name)}[/]", total=None, start=False) for name in steps}
+        self._current: str | None = None
+
+    def start(self, name: str) -> None:
+        if name not in self._tasks:  # a step the plan did not name: a line of its own
+            self._tasks[name] = self._progress.add_task(escape(name), total=None, start=False)
+        self._current = name
+        self._progress.start_task(self._tasks[name])
+        self._progress.update(self._tasks[name], description=f"[bold]{escape(name)}[/]")
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        if self._current is None:
+            return
+        task = self._tasks[self._current]
+        self._progress.update(task, description=f"[bold]{escape(self._current)}[/]: {escape(stage)}", completed=done, total=total or None)
+
+    def finish(self, result: StepResult) -> None:
+        task = self._tasks.get(result.name)
+        if task is None:
+            return
+        done = 1 if result.status == "ok" else 0
+        description = f"{escape(result.name)}: {_MARKS[result.status]}"
+        if result.status == "skipped":  # why, in its first words ("skipped: no TensorRT here (...)")
+            reason = result.detail.split(" (", 1)[0].removeprefix("skipped").lstrip(": ")
+            description += f": {escape(reason)}" if reason else ""
+        self._progress.update(task, description=description, completed=done, total=1)
+        self._progress.stop_task(task)
+        self._current = None
+
+
+@contextmanager
+def steps_display(steps: Sequence[str]) -> Iterator[StepsDisplay]:
+    """The pipeline's one live display for the duration of the block (see :class:`StepsDisplay`)."""
+    with _progress() as progress:
+        yield StepsDisplay(progress, steps)

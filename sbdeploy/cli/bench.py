@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
+from sbdeploy.cli._render import OldLowering, console, err_console, print_json, target_flags
 from sbdeploy.cli.validate import split_list
 from sbdeploy.errors import ConfigError
 
@@ -36,28 +37,47 @@ def parse_span(text: str, option: str) -> tuple[int | None, float | None]:
 
 
 def render_warnings(report) -> None:  # noqa: ANN001  (BenchReport)
-    """Each unstable figure's reason in yellow, grouped by what to do about it (said once per group)."""
-    for advice, warnings in report.warnings_by_advice():
-        for w in warnings:
-            console.print(f"warning: {w.subject}: {w.flag.reason}", style="yellow", highlight=False, markup=False)
-        console.print(f"  what to do: {advice}", style="yellow", highlight=False, markup=False)
+    """In yellow, one line per reason listing every figure (or group) it holds for with its numbers; what to do, once per advice.
+
+    The machine's flags (load, other processes) are one line each across the groups; the
+    JSON report keeps every flag of every figure.
+    """
+    for advice, summaries in report.warning_summary():
+        for w in summaries:
+            console.print(f"warning: {w.line()}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+        console.print(f"  what to do: {advice}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+
+
+SCREEN_OMITS = ("form", "precision", "GMACs/img", "p90 ms", "p99 ms", "img/s", "MAC ratio")
+"""Columns of bench.md the terminal table leaves out, so no number is broken on 160 columns (the file name
+says the form and precision; bench.md, .csv and .json hold every column)."""
+
+
+def _screen_cell(column: str, cell: str, row) -> str:  # noqa: ANN001  (BenchRow)
+    if column == "file" and row.file is None:
+        return f"{row.form}, {row.precision}"  # a torch row: the training code, no file
+    if column == "stable":
+        return cell.replace(", ", ",\n")  # one flag a line
+    return cell.replace(" (", "\n(", 1) if column.endswith("(CI)") else cell  # the interval under its figure
 
 
 def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
-    from sbdeploy.bench.report import MARKDOWN_COLUMNS, legend_lines, markdown_rows
+    from rich import box
 
-    table = Table(title="sbdeploy bench (latency per batch)")
-    gpu = any(r.stats.compute_median_ms is not None for r in report.rows)
-    shown = [i for i, c in enumerate(MARKDOWN_COLUMNS) if gpu or c != "GPU ms"]  # no empty GPU column on the CPU
+    from sbdeploy.bench.report import MARKDOWN_COLUMNS, legend_lines, markdown_rows, shown_columns
+
+    table = Table(title="sbdeploy bench (latency per batch)", box=box.SIMPLE_HEAD)
+    shown = [i for i in shown_columns(report.rows) if MARKDOWN_COLUMNS[i] not in SCREEN_OMITS]  # no empty GPU column on the CPU
+    gpu = "GPU ms" in (MARKDOWN_COLUMNS[i] for i in shown)
     for i in shown:
         column = MARKDOWN_COLUMNS[i]
-        left = column in ("model", "file", "form", "backend", "precision", "stable")
-        table.add_column(column, justify="left" if left else "right", no_wrap=column in ("model", "file"), overflow="fold")
+        left = column in ("model", "file", "backend", "stable")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column != "stable")
     for row, cells in zip(report.rows, markdown_rows(report.rows)):
-        table.add_row(*(cells[i] for i in shown), style="yellow" if row.unstable else None)
+        table.add_row(*(escape(_screen_cell(MARKDOWN_COLUMNS[i], cells[i], row)) for i in shown), style="yellow" if row.unstable else None)
     console.print(table)
     for line in legend_lines(report):
-        console.print(line, style="dim", highlight=False)
+        console.print(line, style="dim", highlight=False, markup=False)
     if gpu:
         console.print("GPU ms = median device compute time (CUDA events or a device-bound run), without host copies", style="dim")
     for g in report.groups:
@@ -66,6 +86,10 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
         others = "" if m.others_cpu is None else f", other processes {m.others_cpu:.2f} CPUs"
         console.print(f"{g.backend} batch {g.batch}: {rec.rounds} turns of {rec.turn} runs in {rec.seconds:.1f} s ({rec.stop}); "
                       f"load {loads} on {m.cpus_available} CPUs{others}", style="dim", highlight=False, markup=False)  # fmt: skip
+    from sbdeploy.bench.report import int8_lines
+
+    for line in int8_lines(report):
+        console.print(line, style="bold" if "does not pay" in line else None, highlight=False, markup=False)
     for note in report.settings.get("notes") or []:
         console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     render_warnings(report)
@@ -100,6 +124,10 @@ def bench(
     lowering: OldLowering = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Do not add the baselines of SB models.")] = False,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also time fp16 artifacts (rows beside fp32; torch stays fp32).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also time int8 artifacts, each target's recipe (rows beside fp32; torch stays fp32).")] = False,
+    calibration: Annotated[
+        str | None, typer.Option(help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: a checkpoint's dataset).")
+    ] = None,
     cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="trt: replay inference as a CUDA graph (needs cuda-python).")] = False,
     artifacts: Annotated[
         Path | None, typer.Option(help="Make the artifacts of checkpoints and zoo names into this folder and keep them.", file_okay=False)
@@ -119,15 +147,17 @@ def bench(
     names = None if backends is None else split_list(backends, "--backends")
     batches = parse_ints(batch, "--batch")
     forced = target_flags(target, lowering)
+    if calibration is not None and not int8:
+        raise ConfigError("--calibration is for int8 artifacts; add --int8")
     with progress_bar() as on_progress:
         result = run_bench(
             model, backends=names, batches=batches, plan=plan, threads=threads, input_size=_parse_size(input_size),
-            target=forced, add_baselines=not no_baselines, precisions=("fp32", "fp16") if fp16 else ("fp32",),
-            cuda_graph=cuda_graph, workdir=artifacts, on_progress=on_progress,
+            target=forced, add_baselines=not no_baselines, precisions=("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else [])),
+            calibration=calibration, cuda_graph=cuda_graph, workdir=artifacts, on_progress=on_progress,
         )
     if report is not None:
         for path in write_report(result, report):
-            console.print(f"wrote {path}", highlight=False)
+            (err_console if as_json else console).print(f"wrote {path}", highlight=False, markup=False)  # stdout stays JSON
     if as_json:
         print_json(result.to_dict())
     else:

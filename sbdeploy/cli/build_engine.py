@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -77,7 +78,7 @@ def build_engine(
         if not tasks:
             bar.start()  # only once TensorRT is at work: refusals before that print one clean line
         if phase not in tasks:
-            tasks[phase] = bar.add_task(phase, total=max(total, 1))
+            tasks[phase] = bar.add_task(escape(phase), total=max(total, 1))
         bar.update(tasks[phase], completed=step, total=max(total, 1))
 
     try:
@@ -89,15 +90,15 @@ def build_engine(
     if as_json:
         print_json(sidecar.to_json())
         return
-    table = Table(title=f"engine {result.engine_path}", show_header=False)
+    table = Table(title=escape(f"engine {result.engine_path}"), show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("sidecar", str(result.sidecar_path))
-    table.add_row("built on", sidecar.built_on.describe())
-    table.add_row("precision", f"{sidecar.requested_precision} requested ({sidecar.builder_options.get('route')})")
-    table.add_row("layers by precision", ", ".join(f"{k} {v}" for k, v in sidecar.actual_precisions.items()))
+    table.add_row("sidecar", escape(str(result.sidecar_path)))
+    table.add_row("built on", escape(sidecar.built_on.describe()))
+    table.add_row("precision", escape(f"{sidecar.requested_precision} requested ({sidecar.builder_options.get('route')})"))
+    table.add_row("layers by precision", escape(", ".join(f"{k} {v}" for k, v in sidecar.actual_precisions.items())))
     for name, shapes in sidecar.profiles[0].items():
-        table.add_row(f"profile {name}", " / ".join("x".join(map(str, shapes[k])) for k in ("min", "opt", "max")))
+        table.add_row(escape(f"profile {name}"), " / ".join("x".join(map(str, shapes[k])) for k in ("min", "opt", "max")))
     table.add_row("build time", f"{sidecar.build_time_s:.1f} s")
     console.print(table)
     for warning in result.warnings:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.cli._render import OldLowering, console, print_json, target_flags, warn
@@ -40,16 +41,31 @@ def _parse_batch(text: str) -> str | int:
     return value
 
 
-def _render_trt(report) -> None:  # noqa: ANN001  (TrtCheckReport)
-    verdict = "[green]ok[/]" if report else "[bold red]unsupported nodes[/]"
+TENSORRT_BACKENDS = ("trt", "ort-trt")
+
+
+def runs_on_tensorrt(target: str) -> bool:
+    """Whether TensorRT runs this target's files, so its parser's verdict gates the export."""
+    from sbdeploy.targets import get_target
+
+    return any(b in TENSORRT_BACKENDS for b in get_target(target).backends)
+
+
+def _render_trt(report, gating: bool = True) -> None:  # noqa: ANN001  (TrtCheckReport)
+    verdict = "[green]ok[/]" if report else "[bold red]unsupported nodes[/]" if gating else "[yellow]unsupported nodes[/]"
     console.print(
-        f"TensorRT check ({report.source}): {verdict}, {len(report.errors)} error(s), "
+        f"TensorRT check ({escape(report.source)}): {verdict}, {len(report.errors)} error(s), "
         f"{len(report.warnings)} warning(s), {report.nodes} nodes, opset {report.opset}",
         highlight=False,
     )
+    if not gating:
+        if not report:
+            console.print("  (this target is not run by TensorRT: for information only, --check does not fail on it)",
+                          style="dim", highlight=False)  # fmt: skip
+        return
     for issue in report.issues:
         colour = "red" if issue.severity == "error" else "yellow"
-        console.print(f"  [{colour}]{issue.severity}[/] {issue.op_type} {issue.node}: {issue.message}", highlight=False)
+        console.print(f"  [{colour}]{issue.severity}[/] {escape(f'{issue.op_type} {issue.node}: {issue.message}')}", highlight=False)
 
 
 def export(
@@ -65,9 +81,17 @@ def export(
     ] = None,  # fmt: skip
     lowering: OldLowering = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Write the fp16 artifact (fp32 inputs and outputs kept).")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Write the int8 artifact, quantized by the target's recipe (fp32 inputs and outputs kept).")] = False,
+    calibration: Annotated[
+        str | None,
+        typer.Option(help="int8 calibration data: a data source (its training images, e.g. digits) or a .npy of normalized "
+                     "N x C x H x W inputs; default: the checkpoint's own dataset."),
+    ] = None,  # fmt: skip
     passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: the target's.")] = None,
     sampling: Annotated[str | None, typer.Option(help="Sampling set, for a zoo name only.")] = None,
-    check: Annotated[bool, typer.Option("--check/--no-check", help="Fail when the TensorRT check finds errors.")] = True,
+    check: Annotated[
+        bool, typer.Option("--check/--no-check", help="Fail when the TensorRT check finds errors (targets TensorRT runs: grouped, separate, trt).")
+    ] = True,
     tune: Annotated[bool, typer.Option("--tune", help="Time every candidate form and ONNX Runtime session setting of the target "
                                        "(default with --tune: ort-cpu) for this model, batch and thread count on this machine; "
                                        "write the fastest.")] = False,
@@ -80,26 +104,39 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Export a checkpoint (or zoo network) to ONNX in a deploy target's exact form."""
-    from sbdeploy.export import export_onnx
+    from sbdeploy.export import export_source, resolve_source
     from sbdeploy.targets import CANONICAL
 
     forced = target_flags(target, lowering)
+    if fp16 and int8:
+        raise ConfigError("--fp16 and --int8 each write one artifact; give one of them")
+    if calibration is not None and not int8:
+        raise ConfigError("--calibration is for int8 artifacts; add --int8")
     pass_names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
     new_folder = not output.parent.exists()
-    options = {"sampling": sampling} if sampling else None
-    precision, batch_size, size = "fp16" if fp16 else "fp32", _parse_batch(batch), _parse_size(input_size)
+    if tune and int8:
+        raise ConfigError("--tune times fp32 and fp16 files; an int8 file keeps its target's rule form: drop --tune or --int8")
+    if not tune and (threads is not None or tune_forms is not None):
+        raise ConfigError("--threads and --tune-forms belong to --tune; without --tune the form is the target's rule's")
+    size = _parse_size(input_size)
+    src = resolve_source(source, options={"sampling": sampling} if sampling else None)
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    batch_size = _parse_batch(batch)
     deploy = forced or (TUNED_DEFAULT if tune else CANONICAL)
     tuning = None
     if tune:
         variants = None if tune_forms is None else tuple(v.strip() for v in tune_forms.split(",") if v.strip())
-        result, tuning = _tuned_export(source, output, precision=precision, options=options, threads=threads, budget=tune_budget,
-                                       variants=variants, opset=opset, batch=batch_size, input_size=size, target=deploy,
-                                       passes=pass_names)  # fmt: skip
+        result, tuning = _tuned_export(src, output, precision=precision, threads=threads, budget=tune_budget, variants=variants,
+                                       opset=opset, batch=batch_size, input_size=size, target=deploy, passes=pass_names)  # fmt: skip
     else:
-        if threads is not None or tune_forms is not None:
-            raise ConfigError("--threads and --tune-forms belong to --tune; without --tune the form is the target's rule's")
-        result = export_onnx(source, output, opset=opset, batch=batch_size, input_size=size, target=deploy, precision=precision,
-                             passes=pass_names, options=options)  # fmt: skip
+        calibration_data = None
+        if int8:
+            from sbdeploy.calibration import load_calibration
+
+            calibration_data = load_calibration(calibration, src.config, input_size=size)
+        result = export_source(src, {precision: output}, opset=opset, batch=batch_size, input_size=size, target=deploy,
+                               passes=pass_names, calibration=calibration_data)[precision]  # fmt: skip
+    gating = runs_on_tensorrt(result.metadata["target"])
     if new_folder:
         warn(f"created folder {output.parent}", label="note")
     if as_json:
@@ -119,34 +156,36 @@ def export(
         for warning in result.warnings:
             warn(warning)
         meta = result.metadata
-        table = Table(title=f"passes on {meta['arch']} (target {meta['target']}: {meta['lowering']}, {meta['precision']})")
+        table = Table(title=escape(f"passes on {meta['arch']} (target {meta['target']}: {meta['lowering']}, {meta['precision']})"))
         for column in ("pass", "nodes before", "nodes after", "changed ops (before -> after)"):
             table.add_column(column, justify="left" if column in ("pass", "changed ops (before -> after)") else "right")
         for r in result.pass_reports:
             changed = ", ".join(f"{op} {a}->{b}" for op, (a, b) in r.changed_ops().items()) or "-"
-            table.add_row(r.name, str(r.nodes_before), str(r.nodes_after), changed)
+            table.add_row(escape(r.name), str(r.nodes_before), str(r.nodes_after), escape(changed))
         console.print(table)
-        console.print("ops: " + ", ".join(f"{op} {n}" for op, n in result.ops.items()), highlight=False)
-        _render_trt(result.trt_check)
+        console.print("ops: " + ", ".join(f"{op} {n}" for op, n in result.ops.items()), highlight=False, markup=False)
+        _render_trt(result.trt_check, gating)
+        if "int8" in meta:
+            cal = meta["int8"]["calibration"]
+            console.print(f"int8: {meta['int8']['form']}; calibrated on {cal['images']} images of {cal['source']} ({cal['split']})",
+                          highlight=False, markup=False)  # fmt: skip
         if tuning is not None:
             _render_tuning(tuning)
         elif (result.metadata.get("tuning") or {}).get("tuned") is False:
             warn(f"form {meta['lowering']} chosen by the target's rule ({meta['tuning']['rule']}), not tuned: "
                  "--tune times every candidate form and session setting on this machine", label="note")  # fmt: skip
-        console.print(f"wrote {result.path} (sha256 {result.sha256[:16]}...)", highlight=False)
-    if check and not result.trt_check:
+        console.print(f"wrote {result.path} (sha256 {result.sha256[:16]}...)", highlight=False, markup=False)
+    if check and gating and not result.trt_check:
         raise typer.Exit(1)
 
 
-def _tuned_export(source: str, output: Path, *, precision: str, options: dict | None, threads: int | None, budget: float,
+def _tuned_export(src, output: Path, *, precision: str, threads: int | None, budget: float,  # noqa: ANN001  (ModelSource)
                   variants: tuple[str, ...] | None, opset: int, batch: str | int, input_size: tuple[int, int] | None, target: str,
                   passes: tuple[str, ...] | None) -> tuple:  # noqa: ANN001  (ExportResult, TuneResult)
     """``export --tune``: every candidate exported and timed (with a progress bar), the fastest written."""
     from sbdeploy.cli._progress import progress_bar
-    from sbdeploy.export import resolve_source
     from sbdeploy.tune import tune_budget_options, tune_export
 
-    src = resolve_source(source, options=options)
     tune = tune_budget_options(budget, threads=threads, variants=variants)
     with progress_bar("tuning") as on_progress:
         results = tune_export(src, {precision: output}, target=target, batch=batch, input_size=input_size, opset=opset,

@@ -10,15 +10,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
-from sbdeploy.cli._progress import progress_bar
+from sbdeploy.cli._progress import steps_display
 from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
 from sbdeploy.cli.bench import parse_ints, render_warnings
+from sbdeploy.errors import ConfigError
 
 
 def pipeline(
     source: Annotated[str, typer.Argument(help="Checkpoint folder (or zoo name, random weights).")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<name>).", file_okay=False)] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also make, validate and bench fp16 artifacts.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also make, validate and bench int8 artifacts (each target's recipe).")] = False,
+    calibration: Annotated[
+        str | None, typer.Option(help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: the checkpoint's dataset).")
+    ] = None,
     batch: Annotated[str, typer.Option(help="Bench batch sizes, comma-separated.")] = "1,8",
     iters: Annotated[int | None, typer.Option(help="Bench: fixed length, timed runs per model (default: adaptive, see --budget).", min=1)] = None,
     budget: Annotated[float, typer.Option(help="Bench: at most this many seconds of timed turns per backend and batch.", min=0.01)] = DEFAULT_BUDGET_S,
@@ -38,30 +43,32 @@ def pipeline(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench, every file kept in --out."""
-    from sbdeploy.pipeline import PipelineOptions, run_pipeline
+    from sbdeploy.pipeline import STEPS, PipelineOptions, run_pipeline
     from sbdeploy.tune import tune_budget_options
 
     folder = out or Path("runs") / Path(source).name
     forced = target_flags(target, lowering)
+    if calibration is not None and not int8:
+        raise ConfigError("--calibration is for int8 artifacts; add --int8")
     options = PipelineOptions(
-        fp16=fp16, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
+        fp16=fp16, int8=int8, calibration=calibration, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
         limit=limit, baseline=baseline, target=forced, tune=tune_budget_options(tune_budget) if tune else None,
     )
-    with progress_bar("pipeline") as on_progress:
-        result = run_pipeline(source, folder, options, on_step=lambda name: on_progress(f"pipeline: {name}", 0, 0), on_progress=on_progress)
+    with steps_display(STEPS) as display:
+        result = run_pipeline(source, folder, options, on_step=display.start, on_progress=display.progress, on_step_done=display.finish)
     if as_json:
         print_json(result.to_dict())
     else:
-        table = Table(title=f"sbdeploy pipeline: {source} -> {folder}")
+        table = Table(title=escape(f"sbdeploy pipeline: {source} -> {folder}"))
         for column in ("step", "result", "seconds", "detail"):
             table.add_column(column, justify="right" if column == "seconds" else "left", overflow="fold")
         colour = {"ok": "[green]ok[/]", "skipped": "[yellow]skipped[/]", "FAILED": "[bold red]FAILED[/]"}
         for s in result.steps:
-            table.add_row(s.name, colour[s.status], f"{s.seconds:.1f}", escape(s.detail))
+            table.add_row(escape(s.name), colour[s.status], "-" if s.skipped else f"{s.seconds:.1f}", escape(s.detail))
         console.print(table)
         if result.bench is not None:
             render_warnings(result.bench)
-        console.print(f"reports: {folder / 'summary.md'}", highlight=False)
+        console.print(f"reports: {folder / 'summary.md'}", highlight=False, markup=False)
     if not result:
         raise typer.Exit(1)
     if strict and result.bench is not None and result.bench.unstable:

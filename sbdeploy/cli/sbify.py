@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,7 +31,7 @@ class _Bars(EpochBars):
         if name == "recalibration":
             self.calibration = self.progress.add_task("BN recalibration", total=None, stats="")
         elif name != "evaluation":
-            self.progress.console.print(f"[dim]{name}[/]")
+            self.progress.console.print(name, style="dim", markup=False, highlight=False)
 
     def on_calibration_batch(self, done: int, total: int) -> None:
         assert self.calibration is not None
@@ -108,13 +109,13 @@ def sbify(
     if as_json:
         print_json(summary)
         return
-    table = Table(title=f"sbdeploy sbify: {result.baseline_arch} -> {result.arch} ({result.sampling})")
+    table = Table(title=escape(f"sbdeploy sbify: {result.baseline_arch} -> {result.arch} ({result.sampling})"))
     for column in ("stage", "test accuracy", "wall s", "CPU s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for s in result.stages:
         accuracy = "-" if s.test_accuracy is None else f"{s.test_accuracy:.2%}"
-        table.add_row(s.name, accuracy, f"{s.time_s:.1f}", f"{s.cpu_s:.1f}")
+        table.add_row(escape(s.name), accuracy, f"{s.time_s:.1f}", f"{s.cpu_s:.1f}")
     console.print(table)
     if result.bottleneck_error is not None:
         console.print(f"bottleneck linear SBs: mean relative error {result.bottleneck_error:.3f} of the 3x3 convs' output on the fit inputs")
-    console.print(f"-> {result.out}", highlight=False)
+    console.print(f"-> {result.out}", highlight=False, markup=False)

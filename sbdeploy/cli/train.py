@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -122,8 +123,8 @@ def train(
         return
     top5 = f", top-5 {result.test_top5:.2%}" if result.test_top5 is not None else ""
     console.print(
-        f"[bold]{result.arch}[/] on {dataset.source}: test accuracy [bold]{result.test_accuracy:.2%}[/]{top5} after "
-        f"{result.epochs} epochs, {result.wall_time_s:.0f} s on {result.world_size} process(es) -> {result.out}"
+        f"[bold]{escape(result.arch)}[/] on {escape(dataset.source)}: test accuracy [bold]{result.test_accuracy:.2%}[/]{top5} after "
+        f"{result.epochs} epochs, {result.wall_time_s:.0f} s on {result.world_size} process(es) -> {escape(str(result.out))}"
     )
 
 
@@ -147,7 +148,7 @@ def evaluate(
             "recorded_test_accuracy": result.recorded_accuracy, "time_s": round(result.time_s, 3),
         })
         return
-    table = Table(title=f"{result.arch} ({result.checkpoint}) on {result.source} [{result.split}]")
+    table = Table(title=escape(f"{result.arch} ({result.checkpoint}) on {result.source} [{result.split}]"))
     for column in ("images", "top-1", "top-5", "loss", "recorded top-1"):
         table.add_column(column, justify="right")
     table.add_row(

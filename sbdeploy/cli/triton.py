@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.cli._render import console, print_json, warn
@@ -95,11 +96,11 @@ def triton_repo(
             }
         )
         return
-    table = Table(title=f"Triton model repository {repo.root}")
+    table = Table(title=escape(f"Triton model repository {repo.root}"))
     for column in ("model", "platform", "max_batch_size", "notes"):
         table.add_column(column)
     for m in repo.models:
-        table.add_row(m.name, m.platform, str(m.max_batch_size), "; ".join(m.notes) or "-")
+        table.add_row(escape(m.name), m.platform, str(m.max_batch_size), escape("; ".join(m.notes) or "-"))
     console.print(table)
     if repo.validated_with:
         console.print(f"configs checked against {repo.validated_with}", markup=False, highlight=False)
@@ -107,4 +108,4 @@ def triton_repo(
         warn(f"configs not checked: {repo.not_validated}")
     if check_with_triton:
         console.print(f"tritonserver (PyTriton's) accepted the configs of {', '.join(sorted(verdicts))}", markup=False)
-    console.print(f"serve with: tritonserver --model-repository {repo.root.resolve()}")
+    console.print(f"serve with: tritonserver --model-repository {repo.root.resolve()}", markup=False, highlight=False)

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
+from sbdeploy.cli._progress import progress_bar
+from sbdeploy.cli._render import OldLowering, console, err_console, print_json, target_flags
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import ONNX_BACKENDS
 
@@ -24,6 +26,18 @@ def split_list(text: str, option: str) -> list[str]:
     return items
 
 
+def _checkpoint_argument(path: Path) -> Path:
+    """The CHECKPOINT argument, refused in one line when it is the file to check (``validate r20.onnx``)."""
+    from sbdeploy.artifacts import ENGINE_SUFFIXES
+
+    if (path.suffix == ".onnx" or path.suffix in ENGINE_SUFFIXES) and not path.is_dir():
+        option = "--onnx" if path.suffix == ".onnx" else "--engine"
+        what = "is a model file" if path.is_file() else "does not exist (and is named like a model file)"
+        raise ConfigError(f"{path} {what}: validate takes the checkpoint folder it was exported from first and the file "
+                          f"after {option}: `sbdeploy validate CHECKPOINT {option} {path}`")  # fmt: skip
+    return path
+
+
 def render_validation(report) -> None:  # noqa: ANN001  (ValidationReport)
     """Checks table (one row per file and input), accuracy table and the verdict line."""
     table = Table(title="parity against PyTorch")
@@ -33,8 +47,8 @@ def render_validation(report) -> None:  # noqa: ANN001  (ValidationReport)
                          no_wrap=column == "file")  # fmt: skip
     for c in report.checks:
         s = c.stats
-        verdict = "[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {c.reason}"
-        table.add_row(c.file, c.backend, c.precision, c.case, f"{s.max_abs:.3g}", f"{s.mean_abs:.3g}", f"{s.min_cosine:.6f}",
+        verdict = ("[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {escape(c.reason)}") if c.judged else f"[dim]{escape(c.verdict_text)}[/]"
+        table.add_row(escape(c.file), c.backend, c.precision, escape(c.case), f"{s.max_abs:.3g}", f"{s.mean_abs:.3g}", f"{s.min_cosine:.6f}",
                       f"{s.top1_agreement:.1%}", verdict)  # fmt: skip
     console.print(table)
     if report.accuracy:
@@ -42,15 +56,15 @@ def render_validation(report) -> None:  # noqa: ANN001  (ValidationReport)
         for column in ("file", "backend", "dataset", "images", "top-1", "top-5", "vs PyTorch"):
             acc.add_column(column, justify="left" if column in ("file", "backend", "dataset") else "right")
         for a in report.accuracy:
-            acc.add_row(a.file or "PyTorch", a.backend, a.dataset, str(a.samples), f"{a.top1:.2%}",
+            acc.add_row(escape(a.file or "PyTorch"), a.backend, escape(a.dataset), str(a.samples), f"{a.top1:.2%}",
                         "-" if a.top5 is None else f"{a.top5:.2%}", f"{a.delta_top1:+.2f} pt")  # fmt: skip
         console.print(acc)
     for a in report.artifacts:
-        console.print(f"{a.file}: sha256 {a.sha256}", style="dim", highlight=False)
+        console.print(f"{a.file}: sha256 {a.sha256}", style="dim", highlight=False, markup=False)
     from sbdeploy.validate.run import tf32_notes
 
     for note in tf32_notes(report.artifacts):
-        console.print(f"TF32: {note}", style="dim", highlight=False)
+        console.print(f"TF32: {note}", style="dim", highlight=False, markup=False)
     failed = report.failures
     if report:
         console.print(f"[bold green]PASSED[/]: {len(report.checks)} checks of {len(report.file_verdicts())} files", highlight=False)
@@ -80,6 +94,10 @@ def validate(
     lowering: OldLowering = None,
     batch: Annotated[str, typer.Option(help="Without files: the batch sizes to make per-batch artifacts for (as bench times them).")] = "1,8",
     fp16: Annotated[bool, typer.Option("--fp16", help="Without files: also make and check fp16 artifacts.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Without files: also make and check int8 artifacts (each target's recipe).")] = False,
+    calibration: Annotated[
+        str | None, typer.Option(help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: the checkpoint's dataset).")
+    ] = None,
     artifacts: Annotated[
         Path | None, typer.Option(help="Without files: make the artifacts into this folder and keep them (default: a temporary one).", file_okay=False)
     ] = None,
@@ -94,16 +112,17 @@ def validate(
 
     Each file is judged by its deploy target's tolerance for its precision (default fp32
     |diff| <= 1e-4 + 1e-3*|ref|; fp16 5e-2 + 5e-2*|ref|; int8 cosine >= 0.98 and top-1
-    agreement >= 90%). Any NaN/Inf fails. Without --onnx/--engine, validate makes the
+    agreement >= 90%, on real images: its random-batch runs are shown, not judged). Any NaN/Inf fails. Without --onnx/--engine, validate makes the
     artifacts bench would time for --backends (sbdeploy.artifacts) and checks those.
     """
     from sbdeploy.artifacts import make_artifacts, plan_artifacts
     from sbdeploy.backends import get_runner
+    from sbdeploy.calibration import calibration_for
     from sbdeploy.checkpoint import load_checkpoint
     from sbdeploy.cli.bench import parse_ints
     from sbdeploy.export import resolve_source
     from sbdeploy.validate.compare import DEFAULT_TOLERANCES
-    from sbdeploy.validate.run import artifact_of, dataset_case, engine_artifact, onnx_artifact
+    from sbdeploy.validate.run import artifact_of, check_same_model, dataset_case, engine_artifact, onnx_artifact
     from sbdeploy.validate.run import validate as run_validate
 
     names = split_list(backends, "--backends")
@@ -111,7 +130,11 @@ def validate(
     if unknown:
         raise ConfigError(f"--backends takes {', '.join(ONNX_BACKENDS)} (engines are given with --engine), got {unknown}")
     forced = target_flags(target, lowering)
-    ckpt = load_checkpoint(checkpoint)
+    if (onnx or engine) and int8:
+        raise ConfigError("--int8 makes int8 artifacts; a given file (--onnx/--engine) is judged by the precision it holds")
+    if calibration is not None and not int8:
+        raise ConfigError("--calibration is for int8 artifacts; add --int8")
+    ckpt = load_checkpoint(_checkpoint_argument(checkpoint))
     tolerances = None
     if atol is not None or rtol is not None:
         tolerances = {
@@ -124,20 +147,25 @@ def validate(
             checked = [onnx_artifact(f, b) for f in onnx or [] for b in names] + [engine_artifact(e) for e in engine or []]
         else:
             label = checkpoint.name
-            plans, _ = plan_artifacts([(label, "model")], names, parse_ints(batch, "--batch"),
-                                      precisions=("fp32", "fp16") if fp16 else ("fp32",), target=forced)  # fmt: skip
-            with console.status("making the deploy artifacts (sbdeploy.artifacts)"):
-                made = make_artifacts(plans, {label: resolve_source(checkpoint)}, artifacts or Path(tmp))
+            precisions = ("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else []))
+            plans, _ = plan_artifacts([(label, "model")], names, parse_ints(batch, "--batch"), precisions=precisions, target=forced)
+            calibrations = calibration_for({label: ckpt.config}, calibration) if int8 else None
+            with progress_bar("making the deploy artifacts") as on_progress:
+                made = make_artifacts(plans, {label: resolve_source(checkpoint)}, artifacts or Path(tmp), on_progress=on_progress,
+                                      calibration=calibrations)  # fmt: skip
             checked = [artifact_of(made[p.filename], b) for p in plans for b in p.backends]
+        for artifact in checked:  # before reading any data or running anything
+            if artifact.file_info is not None:
+                check_same_model(artifact.file_info, ckpt)
         dataset = dataset_case(source, ckpt.config, limit=limit) if source else None
-        with console.status("validating") as status:
+        with progress_bar("validating") as on_progress:
             result = run_validate(
                 ckpt, checked, runner_factory=lambda a: get_runner(a.backend, a.path), dataset=dataset,
-                tolerances=tolerances, on_step=lambda text: status.update(f"validating: {text}"),
+                tolerances=tolerances, on_progress=lambda text, done, total: on_progress(f"validating: {text}", done, total),
             )
     if report is not None:
         for path in write_validation_report(result, report):
-            console.print(f"wrote {path}", highlight=False)
+            (err_console if as_json else console).print(f"wrote {path}", highlight=False, markup=False)  # stdout stays JSON
     if as_json:
         print_json(result.to_dict())
     else:

@@ -7,6 +7,7 @@ from typing import Annotated
 import difflib
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -44,7 +45,7 @@ def zoo(
     if as_json:
         print_json([r.to_dict() for r in rows])
         return
-    table = Table(title=f"sbdeploy zoo (SB sampling: {sampling})")
+    table = Table(title=escape(f"sbdeploy zoo (SB sampling: {sampling})"))
     table.add_column("name", no_wrap=True, min_width=max(len(r.name) for r in rows))
     for column in ("input", "params", "MACs", "MAC ratio", "ideal speed-up"):
         table.add_column(column, justify="right")

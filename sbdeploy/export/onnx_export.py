@@ -7,7 +7,8 @@ lowering, phase-layout runs for ``ort-cpu``) and traced by ``torch.onnx.export(d
 (the maintained exporter: batch stays a symbolic dimension, no shape arithmetic is baked
 in); the target's passes run (constant folding, dead-node and identity elimination, BN
 folding, shape inference, then e.g. Pad folding); the precision conversion (fp16: fp32
-inputs and outputs kept) follows; metadata is written, the model is converted to an
+inputs and outputs kept; int8: the target's :class:`~sbdeploy.int8_recipe.Int8Recipe` on
+calibration data, :mod:`sbdeploy.calibration`) follows; metadata is written, the model is converted to an
 older target opset where asked (:mod:`.opset`), checked with ``onnx.checker`` (full
 check) and against TensorRT's parser support list, and the file is written atomically.
 The same source gives byte-identical files.
@@ -29,10 +30,12 @@ import onnx
 import torch
 from torch import nn
 
+from sbdeploy.calibration import Calibration
 from sbdeploy.checkpoint import CheckpointConfig, atomic_write_bytes, load_checkpoint, require_folder
 from sbdeploy.errors import CheckpointError, ConfigError, OnnxModelError, UnknownModelError
 from sbdeploy.export.metadata import write_metadata
 from sbdeploy.export.opset import downgrade_opset
+from sbdeploy.int8_recipe import Int8Recipe
 from sbdeploy.models import create_model, model_info
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.passes import PassReport, op_counts, run_passes
@@ -196,18 +199,26 @@ def export_module(
     return proto, reports
 
 
-def to_precision(proto: onnx.ModelProto, precision: str) -> onnx.ModelProto:
-    """The fp32 export converted to ``precision`` (fp16: weights and activations, fp32 inputs and outputs kept)."""
+def to_precision(proto: onnx.ModelProto, precision: str, *, int8: Int8Recipe | None = None,
+                 calibration: Calibration | None = None) -> onnx.ModelProto:
+    """The fp32 export converted to ``precision``.
+
+    fp16: weights and activations, fp32 inputs and outputs kept. int8: quantized by the
+    ``int8`` recipe (the target's), calibrated on ``calibration``; fp32 inputs and outputs.
+    """
     if precision == "fp32":
         return proto
     if precision == "fp16":
         from sbdeploy.passes import to_fp16
 
         return to_fp16(proto)
-    raise ConfigError(
-        f"{precision} ONNX artifacts are not made by export yet; for int8 TensorRT engines use "
-        "`sbdeploy build-engine --int8 --calibration X.npy`"
-    )
+    if precision == "int8":
+        if calibration is None or int8 is None:
+            raise ConfigError("an int8 artifact needs calibration data (--calibration SRC: a data source or a .npy of inputs)")
+        from sbdeploy.passes.int8 import quantize_int8
+
+        return quantize_int8(proto, calibration.images, recipe=int8)
+    raise ConfigError(f"unknown precision {precision!r}; sbdeploy makes fp32, fp16 and int8 artifacts")
 
 
 def export_source(
@@ -219,11 +230,14 @@ def export_source(
     input_size: tuple[int, int] | None = None,
     target: str = CANONICAL,
     passes: Sequence[str] | None = None,
+    calibration: Calibration | None = None,
 ) -> dict[str, ExportResult]:
     """Export ``src`` once in ``target``'s form and write it in each precision of ``outputs`` (precision -> path).
 
-    One trace serves every precision: the fp16 file is the fp32 graph converted. Each
-    file's metadata names the target, form, precision and batch.
+    One trace serves every precision: the fp16 file is the fp32 graph converted, the int8
+    file the fp32 graph quantized by the target's recipe on ``calibration`` (required for
+    int8). Each file's metadata names the target, form, precision and batch; an int8 file's
+    also its recipe and calibration source.
     """
     from sbdeploy import __version__
 
@@ -242,7 +256,7 @@ def export_source(
     has_sb = any(isinstance(m, SpatialBottleneck) for m in src.model.modules())
     results = {}
     for precision, out_path in outputs.items():
-        proto = to_precision(fp32, precision)
+        proto = to_precision(fp32, precision, int8=deploy.int8, calibration=calibration)
         metadata = {
             "version": __version__,
             "arch": config.arch,
@@ -266,6 +280,9 @@ def export_source(
         if deploy.tunable:  # the report says the form was chosen by the rule, not timed
             metadata["tuning"] = {"tuned": False, "rule": deploy.layout.describe() if deploy.variant is None else f"variant {deploy.variant}",
                                   "note": "form chosen without timing; `sbdeploy export --tune` times the candidates on this machine"}
+        if precision == "int8":
+            assert calibration is not None  # to_precision refused int8 without it
+            metadata["int8"] = {"recipe": deploy.int8.name, "form": deploy.int8.describe(), "calibration": calibration.to_dict()}
         proto.producer_name, proto.producer_version = "sbdeploy", __version__
         write_metadata(proto, metadata)
         try:
@@ -294,6 +311,7 @@ def export_onnx(
     precision: str = "fp32",
     passes: Sequence[str] | None = None,
     options: dict[str, Any] | None = None,
+    calibration: Calibration | None = None,
 ) -> ExportResult:
     """Export a checkpoint folder or a zoo name to ``out_path`` (ONNX).
 
@@ -304,10 +322,11 @@ def export_onnx(
         batch: ``"dynamic"`` or a fixed batch size.
         input_size: ``(H, W)``; default: the checkpoint's (the zoo default for a name).
         target: the deploy target (:data:`sbdeploy.targets.TARGETS`); default the canonical ``grouped`` form.
-        precision: ``fp32`` or ``fp16`` (a precision the target offers).
+        precision: ``fp32``, ``fp16`` or ``int8`` (a precision the target offers).
         passes: graph passes to run, by name (default: the target's).
         options: builder options (``sampling``, ``num_classes``, ``in_chans``) for a zoo name.
+        calibration: int8 calibration inputs (:func:`sbdeploy.calibration.load_calibration`).
     """
     src = resolve_source(source, options=options)
     return export_source(src, {precision: out_path}, opset=opset, batch=batch, input_size=input_size, target=target,
-                         passes=passes)[precision]  # fmt: skip
+                         passes=passes, calibration=calibration)[precision]  # fmt: skip

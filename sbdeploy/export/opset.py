@@ -25,6 +25,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from sbdeploy.errors import ConfigError
+from sbdeploy.passes.cleanup import drop_stale_value_info
 
 _TYPE_ONLY_CHANGES = frozenset(
     {"Add", "Sub", "Mul", "Div", "Relu", "Identity", "BatchNormalization", "Sum", "Max", "Min", "Clip"}
@@ -123,6 +124,7 @@ def downgrade_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     kept = [i for i in model.graph.initializer if i.name in used]  # e.g. Reduce axes now attributes
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
+    drop_stale_value_info(model)  # and their shape entries
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx"):
             opset.version = target

@@ -10,7 +10,8 @@ Passes take and return an ``onnx.ModelProto`` (never modified in place):
   usable alone by name;
 * ``affine_to_conv`` (:mod:`.affine_conv`: the Mul + Add left of an unfoldable BN as a
   depthwise 1x1 Conv, which ONNX Runtime's blocked-layout kernels fuse) — likewise;
-* :func:`to_fp16` and :func:`quantize_int8` — precision passes with their own options;
+* :func:`to_fp16` and :func:`quantize_int8` — precision passes with their own options (int8 by a named
+  :class:`Int8Recipe`: :data:`TRT_INT8`, :data:`ORT_CPU_INT8`);
 * :mod:`.trt_check` — not a pass: TensorRT-parser compatibility of a graph.
 """
 
@@ -27,7 +28,7 @@ from sbdeploy.passes.bn_folding import fold_batchnorm
 from sbdeploy.passes.cleanup import eliminate
 from sbdeploy.passes.constant_folding import fold_constants
 from sbdeploy.passes.fp16 import DEFAULT_FP32_OPS, to_fp16
-from sbdeploy.passes.int8 import quantize_int8
+from sbdeploy.passes.int8 import INT8_RECIPES, ORT_CPU_INT8, TRT_INT8, Int8Recipe, quantize_int8
 from sbdeploy.passes.pad_fusion import fold_pads
 from sbdeploy.passes.shape_inference import infer_shapes
 from sbdeploy.targets import STRUCTURAL_PASSES
@@ -68,8 +69,12 @@ def run_passes(model: onnx.ModelProto, names: Sequence[str] = DEFAULT_PASSES) ->
 __all__ = [
     "DEFAULT_FP32_OPS",
     "DEFAULT_PASSES",
+    "INT8_RECIPES",
+    "Int8Recipe",
+    "ORT_CPU_INT8",
     "PASSES",
     "PassReport",
+    "TRT_INT8",
     "affine_to_conv",
     "eliminate",
     "fold_batchnorm",

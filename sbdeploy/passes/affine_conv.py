@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from sbdeploy.passes.cleanup import drop_stale_value_info
+
 
 def _rank(graph: onnx.GraphProto, name: str) -> int | None:
     for value in (*graph.value_info, *graph.input, *graph.output):
@@ -70,4 +72,5 @@ def affine_to_conv(model: onnx.ModelProto) -> onnx.ModelProto:
     keep = [t for t in graph.initializer if t.name in used or t.name in {i.name for i in graph.input}]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+    drop_stale_value_info(out)  # the Mul outputs it replaced
     return out

@@ -1,26 +1,43 @@
-"""int8 pass: explicit QuantizeLinear/DequantizeLinear (QDQ) nodes from calibration data.
+"""int8 pass: a quantized model from calibration data, by a named recipe.
 
-Uses onnxruntime's static quantization (``quantize_static``, QDQ format, MinMax
-calibration). The choices are the ones TensorRT's explicit-quantization mode accepts,
-so one file runs on TensorRT 10/11 and on onnxruntime: signed int8 for activations
-and weights, symmetric (zero point 0, which TensorRT's Q/DQ require), per-channel
-weight scales, biases left in float (TensorRT's DequantizeLinear takes int8, not the
-int32 of a quantized bias), and Q/DQ pairs only around the compute ops (Conv, ConvTranspose, Gemm,
-MatMul) so every other op runs in float.
+Uses onnxruntime's static quantization (``quantize_static``, MinMax calibration). A
+:class:`Int8Recipe` (:mod:`sbdeploy.int8_recipe`, re-exported here) names every choice:
+format, weight granularity, activation/weight types, symmetry, ``reduce_range``, bias
+quantization, the op types quantized; each deploy target names the recipe its int8
+artifacts take (:data:`TRT_INT8`, :data:`ORT_CPU_INT8`).
+
+Before quantizing, every bias shared by several nodes gets its own copy with a name no
+tensor of the graph has. onnxruntime's QDQ quantizer copies a shared bias itself, naming
+the copy after the largest numeric suffix among *initializers* only
+(``QDQQuantizer._dup_initializer``, onnxruntime issue 24705): in a torch export the copy
+of bias ``add_1`` becomes ``add_16`` when an initializer ``add_15`` exists, which is also
+the name of an Add's output, so the Conv reads that Add, the graph has a cycle and the
+quantizer asserts "Graph is not a DAG". Deploy forms share biases wherever two subgroups
+of an SB share their strided conv (chessboard sampling).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from sbdeploy.errors import InputError
+from sbdeploy.errors import InputError, OnnxModelError
+from sbdeploy.int8_recipe import (  # noqa: F401  (re-exported: the pass and its recipes in one place)
+    DEFAULT_INT8_OPS,
+    INT8_RECIPES,
+    ORT_CPU_INT8,
+    ORT_CPU_INT8_OPS,
+    TRT_INT8,
+    Int8Recipe,
+)
 
-DEFAULT_INT8_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+_BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}  # op type -> index of its bias input
 
 
 def _input_name(model: onnx.ModelProto) -> str:
@@ -31,27 +48,82 @@ def _input_name(model: onnx.ModelProto) -> str:
     return inputs[0]
 
 
+def unshare_biases(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` in which no bias initializer feeds more than one node.
+
+    Each further consumer of a shared Conv/ConvTranspose/Gemm bias gets a copy named
+    ``<bias>.<n>``, unused by any tensor, initializer or value_info of the graph (see the
+    module docstring for why the quantizer's own copies are not safe). Numerically the
+    identity.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    initializers = {i.name: i for i in graph.initializer}
+    taken = set(initializers) | {v.name for v in (*graph.input, *graph.output, *graph.value_info)}
+    taken |= {name for node in graph.node for name in (*node.input, *node.output)}
+    seen: set[str] = set()
+    for node in graph.node:
+        index = _BIAS_INPUT.get(node.op_type)
+        if index is None or len(node.input) <= index or node.input[index] not in initializers:
+            continue
+        bias = node.input[index]
+        if bias not in seen:
+            seen.add(bias)
+            continue
+        n = 1
+        while f"{bias}.{n}" in taken:
+            n += 1
+        copy = onnx.TensorProto()
+        copy.CopyFrom(initializers[bias])
+        copy.name = f"{bias}.{n}"
+        taken.add(copy.name)
+        graph.initializer.append(copy)
+        node.input[index] = copy.name
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """onnxruntime's quantizer logs advice on the root logger; a library prints nothing."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_int8(
     model: onnx.ModelProto,
     calibration: np.ndarray,
     *,
+    recipe: Int8Recipe = TRT_INT8,
     batch_size: int = 32,
-    per_channel: bool = True,
-    op_types: Sequence[str] = DEFAULT_INT8_OPS,
 ) -> onnx.ModelProto:
-    """Quantize ``model`` to int8 QDQ form, calibrated on ``calibration``.
+    """Quantize ``model`` to int8 by ``recipe``, calibrated on ``calibration``.
 
     Args:
         model: a float32 model with one input (NCHW).
-        calibration: preprocessed (normalized) inputs ``[N, C, H, W]`` float32; a few
-            hundred real images.
-        batch_size: calibration batch size (the model must accept it: dynamic batch, or
-            equal to the fixed batch).
-        per_channel: per-output-channel weight scales.
-        op_types: op types that get Q/DQ on their inputs.
+        calibration: preprocessed (normalized) inputs ``[N, C, H, W]`` float32 from the
+            model's input distribution; a few hundred real images.
+        recipe: the quantized form (:data:`TRT_INT8`, :data:`ORT_CPU_INT8` or another).
+        batch_size: calibration batch size, at most (a fixed-batch model uses its own batch).
+
+    Weights the graph computes from stored ones (the grouped form's ``Tile`` of W) are folded
+    first (:func:`sbdeploy.passes.constant_folding.materialize_weights`): each is quantized as
+    a weight, per channel, as the recipe reads it.
+
+    Raises:
+        InputError: calibration data of the wrong shape or too few images.
+        OnnxModelError: the quantized graph fails ``onnx.checker``.
     """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+    from sbdeploy.passes.constant_folding import materialize_weights
+
+    model = materialize_weights(model)
     name = _input_name(model)
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
     if calibration.ndim != 4 or len(calibration) == 0:
@@ -59,6 +131,9 @@ def quantize_int8(
     dims = model.graph.input[[i.name for i in model.graph.input].index(name)].type.tensor_type.shape.dim
     if dims and dims[0].HasField("dim_value"):
         batch_size = dims[0].dim_value
+        if len(calibration) < batch_size:
+            raise InputError(f"the model's fixed batch is {batch_size}: give at least {batch_size} calibration images, got {len(calibration)}")
+    batch_size = max(1, min(batch_size, len(calibration)))
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -70,20 +145,29 @@ def quantize_int8(
             batch = next(self._batches, None)
             return None if batch is None else {name: batch}
 
-    if len(calibration) < batch_size:
-        raise InputError(f"need at least {batch_size} calibration images, got {len(calibration)}")
-    with tempfile.TemporaryDirectory(prefix="sbdeploy-int8-") as tmp:
+    types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    with tempfile.TemporaryDirectory(prefix="sbdeploy-int8-") as tmp, _quiet_quantizer():
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(model, source)
+        onnx.save(unshare_biases(model), source)
         quantize_static(
             str(source),
             str(target),
             _Reader(),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=per_channel,
-            op_types_to_quantize=list(op_types),
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+            quant_format=QuantFormat.QDQ if recipe.format == "qdq" else QuantFormat.QOperator,
+            activation_type=types[recipe.activation_type],
+            weight_type=types[recipe.weight_type],
+            per_channel=recipe.per_channel,
+            reduce_range=recipe.reduce_range,
+            op_types_to_quantize=list(recipe.op_types),
+            extra_options={
+                "ActivationSymmetric": recipe.activation_symmetric,
+                "WeightSymmetric": recipe.weight_symmetric,
+                "QuantizeBias": recipe.quantize_bias,
+            },
         )
-        return onnx.load(target)
+        quantized = onnx.load(target)
+    try:
+        onnx.checker.check_model(quantized)
+    except onnx.checker.ValidationError as error:
+        raise OnnxModelError(f"the int8 model fails onnx.checker ({error}); please report this as a bug") from None
+    return quantized

@@ -14,6 +14,8 @@ from __future__ import annotations
 import onnx
 from onnx import numpy_helper
 
+from sbdeploy.passes.cleanup import drop_stale_value_info
+
 
 def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     values = {t.name: t for t in graph.initializer}
@@ -80,6 +82,7 @@ def fuse_pads(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         removed.append(node)
     for node in removed:
         graph.node.remove(node)
+    drop_stale_value_info(out)  # the removed Pads' outputs
     return out, len(removed)
 
 

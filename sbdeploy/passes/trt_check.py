@@ -138,6 +138,11 @@ def check_trt_compat(model: onnx.ModelProto | str | Path) -> TrtCheckReport:
     graph = model.graph
     initializers = {i.name: i for i in graph.initializer}
     constants = set(initializers) | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    # computed from constants only (a weight stored once, repeated by Tile): the parser takes Conv kernels as tensors
+    # (onnx-tensorrt 10.1's Conv/ConvTranspose importers), and `sbdeploy build-engine` folds them before parsing
+    for n in graph.node:
+        if n.input and all(not i or i in constants for i in n.input):
+            constants.update(n.output)
     producers = {o: n for n in graph.node for o in n.output}
     value_types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
     opset = _opset(model)

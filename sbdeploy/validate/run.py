@@ -14,7 +14,7 @@ model and its baseline) into one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +22,10 @@ import numpy as np
 from sbdeploy.artifacts import DeployFile, describe_file
 from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import FP32_TF32, TF32_NOTES
+from sbdeploy.calibration import normalize
 from sbdeploy.checkpoint import Checkpoint, load_checkpoint
 from sbdeploy.environment import Environment, collect_environment
-from sbdeploy.errors import ConfigError
+from sbdeploy.errors import ArtifactError, ConfigError
 from sbdeploy.targets import get_target
 from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, OutputStats, Tolerance, output_stats, verdict
 
@@ -41,13 +42,15 @@ class Artifact:
     sha256: str = ""  # of the file
     target: str | None = None  # the deploy target of its form (None: not written by sbdeploy)
     tf32: bool | None = None  # an fp32 run on a GPU: whether it may use TF32 tensor cores (None: not such a run)
+    file_info: DeployFile | None = field(default=None, compare=False, repr=False)  # what its metadata says it is
 
     @property
     def file(self) -> str:
         return self.path.name
 
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "path": str(self.path), "file": self.file}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "file_info"}
+        return {**data, "path": str(self.path), "file": self.file}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ class InputCase:
     name: str
     images: np.ndarray  # [N, C, H, W] float32, normalized as the model expects
     labels: np.ndarray | None = None
+
+
+INT8_RANDOM_NOTE = "int8 is judged on real images: noise lies outside its calibrated ranges"
+"""Why an int8 artifact's checks on random batches are reported but not judged."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,14 @@ class CheckResult:
     sha256: str = ""  # its sha256
     target: str | None = None  # its deploy target
     reference: str = ""  # the checkpoint (or zoo name) it is judged against
+    judged: bool = True  # False: reported for information, not part of the verdict (int8 on random inputs)
+
+    @property
+    def verdict_text(self) -> str:
+        """``pass``, ``FAIL: reason``, or ``info: ...`` for a check outside the verdict."""
+        if not self.judged:
+            return f"info ({INT8_RANDOM_NOTE}){'' if self.passed else f': {self.reason}'}"
+        return "pass" if self.passed else f"FAIL: {self.reason}"
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -107,17 +122,17 @@ class ValidationReport:
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.checks) and all(c.passed for c in self.checks)
+        return any(c.judged for c in self.checks) and all(c.passed for c in self.checks if c.judged)
 
     @property
     def failures(self) -> list[CheckResult]:
-        return [c for c in self.checks if not c.passed]
+        return [c for c in self.checks if c.judged and not c.passed]
 
     def file_verdicts(self) -> dict[str, bool]:
-        """Per file judged: whether every check of it passed."""
+        """Per file judged: whether every check of it that counts passed."""
         verdicts: dict[str, bool] = {}
         for c in self.checks:
-            verdicts[c.file] = verdicts.get(c.file, True) and c.passed
+            verdicts[c.file] = verdicts.get(c.file, True) and (c.passed or not c.judged)
         return verdicts
 
     def to_dict(self) -> dict[str, object]:
@@ -130,13 +145,6 @@ class ValidationReport:
             "accuracy": [asdict(a) for a in self.accuracy],
             "environment": self.environment.to_dict(),
         }
-
-
-def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """``(images - mean) / std`` per channel, float32."""
-    m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
-    s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
-    return ((images - m) / s).astype(np.float32)
 
 
 def random_cases(batch_sizes: Sequence[int], shape: tuple[int, int, int], seed: int = 0) -> list[InputCase]:
@@ -204,7 +212,26 @@ def artifact_of(file: DeployFile, backend: str | None = None) -> Artifact:
         tf32 = FP32_TF32[backend]
         precision = "tf32" if tf32 else precision
     return Artifact(backend=backend, path=file.path, precision=precision, batch_sizes=sizes, max_batch=max_batch,
-                    sha256=file.sha256, target=file.target, tf32=tf32)  # fmt: skip
+                    sha256=file.sha256, target=file.target, tf32=tf32, file_info=file)  # fmt: skip
+
+
+def check_same_model(file: DeployFile, checkpoint: Checkpoint) -> None:
+    """ArtifactError, in one line naming both models, when ``file`` was made from another model than ``checkpoint``.
+
+    Compared from the file's metadata (an engine: its sidecar's copy): architecture,
+    options, input shape and the sha256 of the weights it was exported from. A file
+    without sbdeploy metadata passes (there is nothing to compare; the run itself judges it).
+    """
+    differences = file.differences_from(checkpoint.config, checkpoint.weights_sha256)
+    if not differences:
+        return
+    where = f"the checkpoint {checkpoint.path}"
+    if file.arch != checkpoint.config.arch:
+        what = f"{file.name} holds a {file.arch} network, {where} a {checkpoint.config.arch}"
+    else:
+        what = f"{file.name} and {where} are both {file.arch} but not the same model ({'; '.join(differences)})"
+    raise ArtifactError(f"{what}: validate judges a file against the checkpoint it was exported from; give that checkpoint, "
+                        f"or export this one (`sbdeploy export {checkpoint.path} -o FILE`)")  # fmt: skip
 
 
 def onnx_artifact(path: str | Path, backend: str = "ort-cpu") -> Artifact:
@@ -258,7 +285,7 @@ def validate(
     tolerances: dict[str, Tolerance] | None = None,
     input_size: tuple[int, int] | None = None,
     seed: int = 0,
-    on_step: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> ValidationReport:
     """Run PyTorch and each artifact on the same inputs and compare every output.
 
@@ -270,7 +297,11 @@ def validate(
         tolerances: pass criteria per precision that override each artifact's target policy.
         input_size: H, W of the random batches; defaults to the checkpoint's.
         seed: seed of the random batches.
-        on_step: progress callback, called with a description before each step.
+        on_progress: called as ``(what runs now, steps done, steps in all)`` before each run on an input case.
+
+    Raises:
+        ArtifactError: an artifact's metadata names another model than the checkpoint
+            (:func:`check_same_model`); checked for every artifact before anything runs.
     """
     from sbdeploy.backends.torch_runner import TorchRunner
 
@@ -281,7 +312,18 @@ def validate(
     used: dict[str, Tolerance] = {}
     h, w = input_size or ckpt.config.input_size
     shape = (ckpt.config.in_chans, h, w)
-    step = on_step or (lambda _: None)
+    for artifact in artifacts:
+        if artifact.file_info is not None:
+            check_same_model(artifact.file_info, ckpt)
+    cases_per_artifact = [len(set(a.batch_sizes)) + (dataset is not None) for a in artifacts]
+    total = sum(cases_per_artifact) + (dataset is not None and dataset.labels is not None)
+    done = 0
+
+    def step(text: str) -> None:
+        nonlocal done
+        if on_progress is not None:
+            on_progress(text, done, total)
+        done += 1
 
     checks: list[CheckResult] = []
     accuracies: list[AccuracyResult] = []
@@ -300,6 +342,9 @@ def validate(
             top1, top5 = accuracy(reference(dataset), dataset.labels)
             accuracies.append(AccuracyResult("torch", dataset.name, len(dataset.labels), top1, top5, 0.0, reference=reference_name))
         for artifact in artifacts:
+            if artifact.precision == "int8" and dataset is None:
+                raise ConfigError(f"{artifact.file} is int8: its scales are calibrated on real images, so it is judged on real "
+                                  "images; give --data SOURCE (the checkpoint names no dataset)")  # fmt: skip
             cases = [random[b] for b in sorted(set(artifact.batch_sizes))] + ([dataset] if dataset is not None else [])
             tolerance = tolerance_for(artifact, tolerances)
             used[f"{artifact.target} {artifact.precision}" if artifact.target else artifact.precision] = tolerance
@@ -310,8 +355,9 @@ def validate(
                     out = run_batched(runner, case.images, artifact.max_batch, fixed_batch=fixed)
                     stats = output_stats(reference(case), out, tolerance)
                     passed, reason = verdict(stats, tolerance)
+                    judged = artifact.precision != "int8" or case is dataset
                     checks.append(CheckResult(artifact.backend, artifact.precision, case.name, stats, tolerance, passed, reason,
-                                              artifact.file, artifact.sha256, artifact.target, reference_name))  # fmt: skip
+                                              artifact.file, artifact.sha256, artifact.target, reference_name, judged))  # fmt: skip
                     if case.labels is not None:
                         top1, top5 = accuracy(out, case.labels)
                         base = accuracies[0].top1 if accuracies else top1
@@ -369,7 +415,7 @@ def to_markdown(report: ValidationReport) -> str:
     for c in report.checks:
         s = c.stats
         top5 = "-" if s.top5_agreement is None else f"{s.top5_agreement:.1%}"
-        result = "pass" if c.passed else f"**FAIL**: {c.reason}"
+        result = c.verdict_text.replace("FAIL", "**FAIL**", 1) if c.judged else c.verdict_text
         lines.append(
             f"| `{c.file}` | {c.backend} | {c.precision} | {c.case} | {s.max_abs:.3g} | {s.mean_abs:.3g} | {s.max_rel:.3g} | "
             f"{s.min_cosine:.6f} | {s.top1_agreement:.1%} | {top5} | {result} |"

@@ -189,8 +189,12 @@ def test_tensorrt_provider_gets_the_fp16_flag_for_an_fp16_onnx_on_10x(
         model = tmp_path / "sb.fp16.onnx"
         onnx.save(to_fp16(onnx.load(str(sb_onnx))), str(model))
     _tensorrt_here(monkeypatch, version)
-    first = OrtRunner(model, provider="tensorrt").providers()[0]
+    runner = OrtRunner(model, provider="tensorrt")
+    first = runner.providers()[0]
     assert isinstance(first, tuple) and first[1]["trt_fp16_enable"] == flag
+    from sbdeploy.backends.ort import UNKNOWN_TRT_FP16
+
+    assert runner.notes == ([UNKNOWN_TRT_FP16] if version is None else [])  # the report says the flag was not guessed
     explicit_off = OrtRunner(model, provider="tensorrt", trt_options=OrtTensorrtOptions(fp16=False)).providers()[0]
     assert isinstance(explicit_off, tuple) and explicit_off[1]["trt_fp16_enable"] == "False"  # a given setting is kept
 

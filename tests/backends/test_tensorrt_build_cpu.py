@@ -93,3 +93,25 @@ def test_engines_are_deserialized_with_host_code_only_when_version_compatible(fa
     assert engine is not None and runtime.engine_host_code_allowed is version_compatible
     _, refused = _compat.deserialize_engine(b"VC-PLAN x", logger, host_code=False)
     assert refused is None and "host code" in messages[-1]  # what the runner met before: TensorRT refuses the lean runtime
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_weights_stored_once_reach_the_parser_as_initializers(precision: str) -> None:
+    """A Tile of a stored weight (the grouped form) is folded before parsing, as polygraphy's sanitize would."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sbdeploy.backends.tensorrt.builder import prepare_model
+
+    w = numpy_helper.from_array(np.ones((2, 2, 3, 3), np.float32), "w")
+    reps = numpy_helper.from_array(np.array([2, 1, 1, 1], np.int64), "reps")
+    graph = helper.make_graph([helper.make_node("Tile", ["w", "reps"], ["w2"]), helper.make_node("Conv", ["x", "w2"], ["y"], group=2)],
+                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, reps])  # fmt: skip
+    prepared = prepare_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), BuildOptions(precision=precision))
+    nodes = prepared.model.graph.node
+    conv = next(n for n in nodes if n.op_type == "Conv")
+    weights = {t.name: t for t in prepared.model.graph.initializer}
+    assert "Tile" not in [n.op_type for n in nodes] and (conv.input[1] in weights or precision == "fp16")
+    assert onnx.numpy_helper.to_array(next(t for t in prepared.model.graph.initializer if t.dims[:1] == [4])).shape == (4, 2, 3, 3)

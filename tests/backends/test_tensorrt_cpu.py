@@ -230,9 +230,14 @@ def test_profile_range() -> None:
 def test_stubs_alone_are_not_tensorrt() -> None:
     import importlib.util
 
-    if importlib.util.find_spec("tensorrt_stubs") is None or _compat.tensorrt_available():
-        pytest.skip("needs tensorrt-stubs without TensorRT")
-    assert not _compat.tensorrt_available()  # `import tensorrt` works (a namespace of .pyi files) but is no TensorRT
+    import importlib.metadata
+
+    names = {(d.metadata["Name"] or "").lower().replace("_", "-") for d in importlib.metadata.distributions()}
+    real = sorted(n for n in names if n.startswith("tensorrt") and n != "tensorrt-stubs")
+    if "tensorrt-stubs" not in names or real:
+        pytest.skip(f"needs tensorrt-stubs without TensorRT (installed: {real or 'no tensorrt-stubs'})")
+    assert importlib.util.find_spec("tensorrt") is not None  # the stubs make `tensorrt` findable...
+    assert not _compat.tensorrt_available()  # ...but a namespace of .pyi files is no TensorRT
 
 
 @no_tensorrt

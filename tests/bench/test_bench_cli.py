@@ -64,7 +64,7 @@ def test_iters_2_on_a_pair_never_reports_an_efficiency_above_1_without_the_unsta
     assert sb["unstable"] and "few-turns" in kinds and sb["speedup_low"] is None  # one turn: no interval, said so
     assert sb["efficiency"] <= 1 or "efficiency" in kinds
     assert data["unstable"] is True and data["groups"][0]["stop"] == "fixed length: 2 timed runs each"
-    assert "warning: cifar_resnet20_sb on ort-cpu batch 1: no speedup interval" in result.stdout
+    assert "warning: no speedup interval: too few turns for one (1 of 2 figures): cifar_resnet20_sb: ort-cpu b1\n" in result.stdout
     assert "what to do: drop --iters/--duration" in result.stdout and "--strict" in result.stdout
     assert "no: " in (out / "bench.md").read_text() and "## Warnings: unstable figures" in (out / "bench.md").read_text()
 
@@ -83,8 +83,8 @@ def test_warnings_are_yellow_and_say_what_to_do(monkeypatch: pytest.MonkeyPatch)
     rows = judged([BenchRow("net", "ort-cpu", 1, 100, None, stats), BenchRow("net_sb", "ort-cpu", 1, 50, "net", stats)], [])
     bench_cli.render_bench(BenchReport(rows=rows, environment=collect_environment()))
     text, ansi = screen.export_text(styles=False, clear=False), screen.export_text(styles=True)
-    assert "warning: net_sb on ort-cpu batch 1: no speedup interval" in text and "what to do:" in text
-    assert "\x1b[33mwarning: net_sb" in ansi  # yellow
+    assert "warning: no speedup interval: too few turns for one (1 of 2 figures): net_sb: ort-cpu b1\n" in text and "what to do:" in text
+    assert "\x1b[33mwarning: no speedup interval" in ansi  # yellow
 
 
 def test_bench_refuses_bad_options() -> None:
@@ -120,7 +120,8 @@ def test_fp16_and_cuda_graph_flags(tmp_path: Path) -> None:
         ("fp32", "cifar_resnet20.ort-cpu.b1.fp32.onnx"), ("fp16", "cifar_resnet20.ort-cpu.b1.fp16.onnx")]  # fmt: skip
     assert [r["compute_median_ms"] for r in data["rows"]] == [None, None]  # ORT on the CPU has no separate compute time
     markdown = (out / "bench.md").read_text()
-    assert "| GPU ms |" in markdown and "| cifar_resnet20.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |" in markdown
+    assert "GPU ms" not in markdown and "| cifar_resnet20.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |" in markdown  # no empty column
+    assert data["settings"]["forms"] == {"ort-cpu": "ort-cpu"} and "- form timed per backend: ort-cpu: ort-cpu" in markdown
 
 
 def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:

@@ -21,10 +21,10 @@ def stats(ms: float, spread: float = 0.0, halfwidth: float | None = 0.01) -> Lat
     return dataclasses.replace(s, median_low_ms=s.median_ms * (1 - halfwidth), median_high_ms=s.median_ms * (1 + halfwidth))
 
 
-def group(load: float = 0.5, others: float = 0.05) -> BenchGroup:
+def group(load: float = 0.5, others: float = 0.05, backend: str = "ort-cpu", batch: int = 1) -> BenchGroup:
     state = MachineLoad((load, load, load), 2, 2)
     usage = MachineUsage(before=state, after=state, seconds=4.0, own_cpu=1.0, others_cpu=others)
-    return BenchGroup.of("ort-cpu", 1, GroupRecord(rounds=30, turn=10, seconds=4.0, stop="every interval within +-3.0% after 30 turns",
+    return BenchGroup.of(backend, batch, GroupRecord(rounds=30, turn=10, seconds=4.0, stop="every interval within +-3.0% after 30 turns",
                                                    confidence=0.95, machine=usage))  # fmt: skip
 
 
@@ -95,7 +95,8 @@ def test_write_report_produces_every_file_with_intervals_machine_and_flags(tmp_p
     assert table[1]["unstable"] == "True" and table[1]["flags"].startswith("load: load average 3.5 above the 2 CPUs")
     md = (tmp_path / "bench" / "bench.md").read_text()
     assert "| net_sb | - | - | ort-cpu | fp32 | 1 |" in md and "1.60 (1.58-1.62)" in md and "0.80 (0.79-0.81)" in md and "no: load, busy" in md
-    assert "## Warnings: unstable figures" in md and "load average 3.5 above the 2 CPUs available" in md and "What to do:" in md and md.count("What to do:") == 1
+    assert "## Warnings: unstable figures" in md and "- **load average above the 2 CPUs available** (every group): ort-cpu b1 3.5" in md
+    assert "What to do:" in md and md.count("What to do:") == 1
     assert "| ort-cpu | 1 | 30 | 10 | 4.0 | every interval within +-3.0% after 30 turns | 3.50, 3.50 | 1.60 | 2 / 2 |" in md
     for png in ("latency_vs_macs.png", "speedup.png"):
         assert (tmp_path / "bench" / png).read_bytes()[:8] == PNG_MAGIC
@@ -106,3 +107,71 @@ def test_markdown_of_a_stable_report_has_no_warnings_section() -> None:
     report = BenchReport(rows=judged(rows(), [group()]), environment=collect_environment(), groups=[group()])
     md = to_markdown(report)
     assert "Warnings" not in md and "| yes |" in md and "95% bootstrap interval" in md
+
+
+def test_the_warnings_say_each_reason_once_with_every_figure_and_its_numbers() -> None:
+    """A busy machine and noisy runs on two groups: one line per reason (not one per figure), no fact lost."""
+    groups = [group(load=4.3, others=1.5), group(load=4.5, others=1.52, batch=8)]
+    noisy = []
+    for batch, spread in ((1, 0.3), (8, 0.2)):
+        for r in rows(sb_ms=0.9, low=2.1, high=2.5, sb_spread=spread):
+            noisy.append(dataclasses.replace(r, batch=batch, stats=stats(r.stats.median_ms, spread if r.baseline else 0.25)))
+    report = BenchReport(rows=judged(noisy, groups), environment=collect_environment(), groups=groups)
+    summary = report.warning_summary()
+    lines = [w.line() for _, summaries in summary for w in summaries]
+    assert lines[:2] == ["load average above the 2 CPUs available (every group): ort-cpu b1 4.3, ort-cpu b8 4.5",
+                         "other processes used more than 10% of the 2 CPUs while timed (every group): ort-cpu b1 1.50 CPUs, "
+                         "ort-cpu b8 1.52 CPUs"]  # fmt: skip
+    spread = next(line for line in lines if line.startswith("runs vary"))
+    assert spread.startswith("runs vary by CV above 10% (4 of 4 figures): net: ort-cpu b1 ") and "; net_sb: ort-cpu b1 " in spread
+    assert len(lines) == len({line.split(" (")[0] for line in lines}) == 5  # load, busy, spread, speedup interval, efficiency
+    assert [advice for advice, _ in summary] == list(dict.fromkeys(w.flag.advice for w in report.warnings()))  # each said once
+    every = [w for _, summaries in summary for s in summaries for w in s.warnings]
+    assert sorted(map(repr, every)) == sorted(map(repr, report.warnings()))  # every warning in exactly one line
+    for w in report.warnings():  # with its own numbers
+        assert any(w.flag.value in line and w.backend in line for line in lines), w
+    flags = report.to_dict()["warnings"]
+    assert len(flags) == len(report.warnings()) and all({"reason", "headline", "value", "advice"} <= set(f) for f in flags)
+
+
+def test_the_gpu_column_is_shown_only_when_a_row_has_a_device_time() -> None:
+    cpu = to_markdown(BenchReport(rows=judged(rows(), [group()]), environment=collect_environment(), groups=[group()]))
+    header = cpu.splitlines()[2]
+    assert "GPU ms" not in cpu and "| precision |" in header and header.count("|") == cpu.splitlines()[4].count("|")
+    timed = [dataclasses.replace(r, stats=dataclasses.replace(r.stats, compute_median_ms=0.5)) for r in rows()]
+    gpu = to_markdown(BenchReport(rows=judged(timed, [group()]), environment=collect_environment(), groups=[group()]))
+    assert "| GPU ms |" in gpu and "| 0.500 |" in gpu
+
+
+def test_settings_read_as_text_and_say_which_form_each_backend_timed() -> None:
+    from sbdeploy.bench.report import settings_lines
+
+    lines = settings_lines({"models": ["net_sb", "net"], "iters": None, "target": None,
+                            "forms": {"torch": "training code", "ort-cpu": "ort-cpu"}, "engines": {},
+                            "files": [{"file": "model.ort-cpu.b1.fp32.onnx"}], "notes": []})  # fmt: skip
+    assert lines == ["- models: net_sb, net", "- iters: -", "- target: each backend its own (sbdeploy.targets.BACKEND_TARGETS)",
+                     "- form timed per backend: torch: training code; ort-cpu: ort-cpu", "- engines: -", "- notes: -"]  # fmt: skip
+    forced = settings_lines({"target": "grouped", "engines": {"model.grouped.fp16.engine": {"profile": [1, 8, 8], "precision": "fp16"}}})
+    assert forced == ["- target: grouped", "- engines: model.grouped.fp16.engine (profile 1/8/8, fp16)"]
+
+
+def test_int8_rows_say_the_instruction_set_and_plainly_when_int8_does_not_pay() -> None:
+    from sbdeploy.bench.report import int8_lines, markdown_rows
+
+    def int8_row(model: str, batch: int, vs_fp32: float, backend: str = "ort-cpu") -> BenchRow:
+        return BenchRow(model=model, backend=backend, batch=batch, macs=100, baseline=None, stats=stats(1.0), precision="int8",
+                        vs_fp32=vs_fp32, vs_fp32_low=vs_fp32 * 0.95, vs_fp32_high=vs_fp32 * 1.05)  # fmt: skip
+
+    table = [*rows(), int8_row("net", 1, 0.8), int8_row("net_sb", 1, 1.7), int8_row("net", 8, 0.5, backend="trt")]
+    avx2 = dataclasses.replace(collect_environment(), cpu_int8="x86_64 AVX2, no VNNI: ...", cpu_int8_dot=False)
+    lines = int8_lines(BenchReport(rows=table, environment=avx2, settings={}, groups=[group()]))
+    assert lines[0] == "int8 on this CPU: x86_64 AVX2, no VNNI: ...."
+    assert len(lines) == 2 and lines[1].startswith("int8 does not pay here: net batch 1 on ort-cpu: int8 takes 1.25x fp32's time")
+    assert "(95% interval of the speedup 0.76-0.84)" in lines[1] and "no VNNI" in lines[1]  # only the CPU row that lost; trt is a GPU
+    vnni = dataclasses.replace(avx2, cpu_int8="x86_64 AVX-512, VNNI", cpu_int8_dot=True)
+    report = BenchReport(rows=table, environment=vnni, settings={}, groups=[group()])
+    assert "although this CPU has int8 dot-product instructions" in int8_lines(report)[1]
+    markdown = to_markdown(report)
+    assert "## int8" in markdown and "- int8 instructions: x86_64 AVX-512, VNNI" in markdown
+    assert [cells[-2] for cells in markdown_rows(table)] == ["-", "-", "0.80 (0.76-0.84)", "1.70 (1.61-1.78)", "0.50 (0.47-0.53)"]
+    assert int8_lines(BenchReport(rows=rows(), environment=vnni, settings={}, groups=[group()])) == []  # no int8 rows: nothing said

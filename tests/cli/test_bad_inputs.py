@@ -4,8 +4,11 @@ The table is ``ARGUMENTS`` (one row per file argument of a command) x ``KINDS`` 
 empty, the wrong type, text, truncated, another model's file). A row says how to build the
 command line around the bad path, whether the argument is a file or a folder, which valid
 sample the truncated and "another model's" variants are made from, and whether another
-model's file is bad at all (an ONNX file of another model is a fine input to ``check``).
-Add a command by adding a row (validate, bench and pipeline rows come after issue 11).
+model's file is bad at all (an ONNX file of another model is a fine input to ``check`` or to
+``bench``, which times any file; to ``validate`` against a checkpoint it is not). Add a
+command by adding a row. The int8 rows give ``export``, ``validate``, ``bench`` and
+``pipeline`` a valid checkpoint and a bad ``--calibration`` file; a calibration source that
+names nothing, and a checkpoint without a dataset and no ``--calibration``, are below.
 
 The commands run in this process through :func:`sbdeploy.cli.main.main`, the console entry
 point, with its real argument parsing and error rendering: ~50 rows as subprocesses would
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,27 +42,64 @@ class FileArgument:
     """One file argument of one command."""
 
     name: str
-    argv: Callable[[Path, Path], list[str]]  # (the bad path, a folder for outputs) -> the arguments after `sbdeploy`
+    argv: Callable[[Path, Path, dict[str, Path]], list[str]]  # (bad path, a folder for outputs, the samples) -> the arguments
     takes: str  # "file" or "folder"
     sample: str  # key of SAMPLES: the valid input the truncated and "another model's" variants come from
     suffix: str = ""  # file name suffix of the bad path
     another: bool = True  # another model's file is a bad input here
+    names: tuple[str, ...] = ()  # what the "another model's" message must name (both models, where the file says which it is)
 
 
 ARGUMENTS = [
-    FileArgument("train --resume OUT", lambda bad, out: ["train", "cifar_resnet20", *TRAIN, "--out", str(bad), "--resume"], "folder", "resume"),
-    FileArgument("evaluate CHECKPOINT", lambda bad, out: ["evaluate", str(bad), "--data", "synthetic"], "folder", "checkpoint"),
-    FileArgument("export SOURCE", lambda bad, out: ["export", str(bad), "-o", str(out / "m.onnx")], "folder", "checkpoint"),
-    FileArgument("check ONNX", lambda bad, out: ["check", str(bad)], "file", "onnx", ".onnx", another=False),
-    FileArgument("build-engine ONNX", lambda bad, out: ["build-engine", str(bad), "-o", str(out / "m.engine")], "file", "onnx", ".onnx",
+    FileArgument("train --resume OUT", lambda bad, out, s: ["train", "cifar_resnet20", *TRAIN, "--out", str(bad), "--resume"], "folder", "resume"),
+    FileArgument("evaluate CHECKPOINT", lambda bad, out, s: ["evaluate", str(bad), "--data", "synthetic"], "folder", "checkpoint"),
+    FileArgument("export SOURCE", lambda bad, out, s: ["export", str(bad), "-o", str(out / "m.onnx")], "folder", "checkpoint"),
+    FileArgument("check ONNX", lambda bad, out, s: ["check", str(bad)], "file", "onnx", ".onnx", another=False),
+    FileArgument("build-engine ONNX", lambda bad, out, s: ["build-engine", str(bad), "-o", str(out / "m.engine")], "file", "onnx", ".onnx",
                  another=False),  # fmt: skip
-    FileArgument("triton-repo ONNX", lambda bad, out: ["triton-repo", str(bad), "--out", str(out / "repo")], "file", "onnx", ".onnx",
+    FileArgument("triton-repo ONNX", lambda bad, out, s: ["triton-repo", str(bad), "--out", str(out / "repo")], "file", "onnx", ".onnx",
                  another=False),  # fmt: skip
-    FileArgument("triton-repo ENGINE", lambda bad, out: ["triton-repo", str(bad), "--out", str(out / "repo")], "file", "engine", ".engine"),
-    FileArgument("sbify BASELINE", lambda bad, out: ["sbify", str(bad), "--out", str(out / "sb"), "--no-recalibrate"], "folder",
+    FileArgument("triton-repo ENGINE", lambda bad, out, s: ["triton-repo", str(bad), "--out", str(out / "repo")], "file", "engine", ".engine"),
+    FileArgument("sbify BASELINE", lambda bad, out, s: ["sbify", str(bad), "--out", str(out / "sb"), "--no-recalibrate"], "folder",
                  "checkpoint"),  # fmt: skip
-    FileArgument("import STATE_DICT", lambda bad, out: ["import", str(bad), "--arch", "cifar_resnet20", "--out", str(out / "ckpt")], "file",
+    FileArgument("import STATE_DICT", lambda bad, out, s: ["import", str(bad), "--arch", "cifar_resnet20", "--out", str(out / "ckpt")], "file",
                  "pth", ".pth"),  # fmt: skip
+    FileArgument("validate CHECKPOINT", lambda bad, out, s: ["validate", str(bad), "--report", str(out / "r"), "--artifacts",
+                                                             str(out / "a")], "folder", "checkpoint"),  # fmt: skip
+    FileArgument("validate --onnx FILE", lambda bad, out, s: ["validate", str(s["checkpoint"]), "--onnx", str(bad), "--report",
+                                                              str(out / "r")], "file", "onnx", ".onnx",
+                 names=("tiny", "cifar_resnet20")),  # fmt: skip
+    FileArgument("validate --engine FILE", lambda bad, out, s: ["validate", str(s["checkpoint"]), "--engine", str(bad), "--report",
+                                                                str(out / "r")], "file", "engine", ".engine"),  # fmt: skip
+    FileArgument("bench -m CHECKPOINT", lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r"), "--artifacts",
+                                                             str(out / "a")], "folder", "checkpoint"),  # fmt: skip
+    FileArgument("bench -m ONNX", lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r")], "file", "onnx", ".onnx",
+                 another=False),  # fmt: skip
+    FileArgument("bench -m ENGINE", lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r")], "file", "engine",
+                 ".engine"),  # fmt: skip
+    FileArgument("pipeline SOURCE", lambda bad, out, s: ["pipeline", str(bad), "--out", str(out / "run")], "folder", "checkpoint"),
+    FileArgument("pipeline --baseline", lambda bad, out, s: ["pipeline", str(s["checkpoint"]), "--baseline", str(bad), "--out",
+                                                             str(out / "run")], "folder", "checkpoint"),  # fmt: skip
+]
+
+CALIBRATION_COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
+    "export": lambda ckpt, cal, out: ["export", str(ckpt), "--int8", *cal_args(cal), "--target", "ort-cpu", "-o", str(out / "m.onnx")],
+    "validate": lambda ckpt, cal, out: ["validate", str(ckpt), "--int8", *cal_args(cal), "--batch", "1", "--artifacts", str(out)],
+    "bench": lambda ckpt, cal, out: ["bench", "-m", str(ckpt), "--int8", *cal_args(cal), "--backends", "ort-cpu", "--batch", "1",
+                                     "--iters", "1", "--artifacts", str(out)],  # fmt: skip
+    "pipeline": lambda ckpt, cal, out: ["pipeline", str(ckpt), "--int8", *cal_args(cal), "--batch", "1", "--out", str(out)],
+}
+"""The int8 commands' ``--calibration SRC`` (a .npy or a data source): (checkpoint, SRC, output folder) -> arguments."""
+
+
+def cal_args(cal: Path) -> list[str]:
+    return [] if cal.name == "-" else ["--calibration", str(cal)]
+
+
+ARGUMENTS += [
+    FileArgument(f"{command} --int8 --calibration NPY", lambda bad, out, s, c=command: CALIBRATION_COMMANDS[c](out.parent / "ckpt", bad, out),
+                 "file", "npy", ".npy")  # fmt: skip
+    for command in CALIBRATION_COMMANDS
 ]
 
 
@@ -98,10 +139,13 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     shutil.copy(root / "other.engine.json", root / "mismatched.engine.json")  # another engine's sidecar
     shutil.copy(engine, root / "mismatched.engine")
     (root / "mismatched.engine").write_bytes(b"another engine's bytes: the sidecar's sha256 is not theirs")
+    np.save(root / "calibration.npy", np.zeros((4, 3, 32, 32), np.float32))
+    np.save(root / "other.npy", np.zeros((4, 1, 8, 8), np.float32))  # another model's inputs: the wrong shape here
     return {
+        "npy": root / "calibration.npy", "npy:other": root / "other.npy",
         "checkpoint": _checkpoint(root / "ckpt"), "checkpoint:other": other,
         "resume": _resume_folder(root / "resume"),
-        "onnx": tiny_onnx(root / "model.onnx"),
+        "onnx": tiny_onnx(root / "model.onnx"), "onnx:other": tiny_onnx(root / "other.onnx", size=16, classes=5),
         "engine": engine, "engine:other": root / "mismatched.engine",
         "pth": root / "model.pth", "pth:other": root / "other.pth",
     }  # fmt: skip
@@ -128,6 +172,8 @@ def _make(kind: str, argument: FileArgument, samples: dict[str, Path], where: Pa
         if argument.takes == "file":
             data = valid.read_bytes()
             bad.write_bytes(data[: len(data) // 2])
+            if argument.sample == "engine":  # beside its own sidecar: the cut is what must be found
+                shutil.copy(valid.with_name(valid.name + ".json"), bad.with_name(bad.name + ".json"))
         else:
             shutil.copytree(valid, bad)
             data = (bad / WEIGHTS_FILE).read_bytes()
@@ -164,16 +210,24 @@ def test_bad_file_argument(argument: FileArgument, kind: str, samples: dict[str,
                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     bad = _make(kind, argument, samples, tmp_path)
     out = tmp_path / "out"
+    if argument.sample == "npy":  # the int8 commands read a valid checkpoint; the bad file is the calibration
+        shutil.copytree(samples["checkpoint"], tmp_path / "ckpt")
     before = _tree(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        main(argument.argv(bad, out))
+        main(argument.argv(bad, out, samples))
     captured = capsys.readouterr()
-    lines = [line for line in captured.err.splitlines() if line.strip()]
+    lines = captured.err.splitlines()  # no blank line before or after the message either
     print(f"{argument.name} / {kind}: {captured.err.strip()}")  # the message, for review with pytest -s
     assert exit_info.value.code == 2, captured.err
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert len(lines) == 1 and lines[0].startswith("error: "), repr(captured.err)
     assert "Traceback" not in captured.err and captured.out == ""
     assert _tree(tmp_path) == before, "something was written"
+    message = lines[0]
+    if kind == "wrong type":  # it exists: the message says what it is
+        assert "does not exist" not in message and ("folder" in message or "directory" in message if argument.takes == "file"
+                                                    else "file" in message), message  # fmt: skip
+    if kind == "another model's":
+        assert all(name in message for name in argument.names), message
 
 
 def test_zoo_pattern_that_matches_nothing(capsys: pytest.CaptureFixture[str]) -> None:
@@ -182,3 +236,18 @@ def test_zoo_pattern_that_matches_nothing(capsys: pytest.CaptureFixture[str]) ->
         main(["zoo", "no_such_network"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: no model matches")
+
+
+@pytest.mark.parametrize("command", list(CALIBRATION_COMMANDS))
+@pytest.mark.parametrize(("calibration", "message"), [
+    ("no_such_source", "error: unknown data source 'no_such_source'"),
+    ("-", "error: int8 needs calibration data and"),  # no --calibration, and the checkpoint names no dataset
+])  # fmt: skip
+def test_calibration_source_that_names_nothing(command: str, calibration: str, message: str, samples: dict[str, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(CALIBRATION_COMMANDS[command](samples["checkpoint"], Path(calibration), out))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith(message), lines
+    assert not out.exists() or not any(out.iterdir()), "something was written"

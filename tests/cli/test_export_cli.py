@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
+
 from sbdeploy.export import export_onnx
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +51,9 @@ def test_export_target_of_the_shipped_checkpoint_validates_against_pytorch(tmp_p
     report = json.loads(done.stdout)
     assert report["metadata"]["target"] == "ort-cpu" and "fuse_pads" in [p["name"] for p in report["passes"]]
     assert report["ops"].get("ConvTranspose", 0) == 0 and report["ops"].get("Pad", 0) == 0
+    graph = onnx.load(str(out)).graph  # no shape entry of a tensor the passes removed (there were 79)
+    live = {name for node in graph.node for name in (*node.input, *node.output)}
+    assert graph.value_info and all(v.name in live for v in graph.value_info)
     checked = sbdeploy("validate", str(REPO / "models" / "digits_resnet20_sb"), "--onnx", str(out), "--limit", "32")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "PASSED" in checked.stdout

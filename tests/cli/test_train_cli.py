@@ -48,7 +48,7 @@ def test_evaluate_matches_the_recorded_accuracy(trained: Path) -> None:
     assert result["images"] == 128 and result["top5"] is not None
     assert result["top1"] == pytest.approx(result["recorded_test_accuracy"], abs=1e-5)
     table = sbdeploy("evaluate", str(trained), "--data", "synthetic")
-    assert table.returncode == 0 and "top-1" in table.stdout
+    assert table.returncode == 0 and "top-1" in table.stdout and "synthetic [test]" in table.stdout  # the split, not a style tag
 
 
 def test_refuses_to_overwrite_and_resumes_nothing_when_finished(trained: Path) -> None:

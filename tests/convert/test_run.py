@@ -83,3 +83,28 @@ def test_refusals(baseline: Path, data, tiny_checkpoint: Path, tmp_path: Path) -
     with pytest.raises(ConfigError, match="--overwrite"):
         sbify_checkpoint(baseline, tmp_path / "b", data=None, recalibrate=False)
     assert not (tmp_path / "a").exists()
+
+
+def test_a_torchvision_layout_state_dict_brought_in_by_import_sbifies(tmp_path: Path) -> None:
+    # The path of a user with a torchvision ResNet: `sbdeploy import` writes the baseline
+    # checkpoint from its state_dict file, sbify maps it; dense sampling keeps its function.
+    from safetensors.torch import save_file
+
+    from sbdeploy.models import create_model
+    from sbdeploy.state_dict import import_state_dict
+
+    torch.manual_seed(0)
+    net = create_model("resnet18", num_classes=10)
+    for m in net.modules():  # non-trivial BN statistics, so a mis-mapped BN would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "resnet18.safetensors"))
+    import_state_dict(tmp_path / "resnet18.safetensors", "resnet18", tmp_path / "base", input_size=(32, 32))
+    result = sbify_checkpoint(tmp_path / "base", tmp_path / "sb", data=None, sampling="dense", recalibrate=False)
+    sb, base = load_checkpoint(tmp_path / "sb"), load_checkpoint(tmp_path / "base")
+    assert result.arch == sb.config.arch == "resnet18_sb" and sb.config.input_size == (32, 32)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        expected, got = base.model.double()(x), sb.model.double()(x)
+    assert (got - expected).abs().max() < 1e-10 * max(1.0, float(expected.abs().max()))

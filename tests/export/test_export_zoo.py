@@ -30,6 +30,16 @@ def resnet20(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     return export_onnx("cifar_resnet20_sb", path)
 
 
+def _shape_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The SHAPE_OPS nodes, less the weight views (a Tile/Expand of a stored SB weight into its Conv: weight data, kept)."""
+    import onnx_ir as ir
+
+    from sbdeploy.passes.constant_folding import weight_views
+
+    views = {n.name for n in weight_views(ir.serde.deserialize_model(model))}
+    return [n for n in model.graph.node if n.op_type in SHAPE_OPS and n.name not in views]
+
+
 def _group(node: onnx.NodeProto) -> int:
     return next((a.i for a in node.attribute if a.name == "group"), 1)
 
@@ -54,7 +64,7 @@ def test_dynamic_batch_keeps_no_shape_arithmetic(resnet20) -> None:  # noqa: ANN
     model = onnx.load(resnet20.path)
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, 32, 32]
-    shape_nodes = [n for n in model.graph.node if n.op_type in SHAPE_OPS]
+    shape_nodes = _shape_nodes(model)
     # this network needs none; where a head flattens, only Shape(input)[0] may remain
     assert all(n.op_type != "Shape" or n.input[0] == "input" for n in shape_nodes), shape_nodes
     assert not [n for n in shape_nodes if n.op_type in ("ConstantOfShape", "Expand", "Tile", "Range")]
@@ -89,7 +99,7 @@ def test_trt_check_clean_and_pass_reports(resnet20) -> None:  # noqa: ANN001
 def test_fixed_batch_and_size_fold_all_shape_ops(tmp_path: Path) -> None:
     result = export_onnx("cifar_resnet20_sb", tmp_path / "b2.onnx", batch=2, input_size=(33, 35), options={"sampling": "three"})
     model = onnx.load(result.path)
-    assert not [n.op_type for n in model.graph.node if n.op_type in SHAPE_OPS]
+    assert not [n.op_type for n in _shape_nodes(model)]
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [2, 3, 33, 35]
     source = resolve_source("cifar_resnet20_sb", options={"sampling": "three"})
     x = np.random.default_rng(0).standard_normal((2, 3, 33, 35)).astype(np.float32)

@@ -111,3 +111,36 @@ def test_affine_to_conv_is_exact_and_leaves_other_muls() -> None:
     onnx.checker.check_model(out, full_check=True)
     x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
     np.testing.assert_allclose(_run(out, x), _run(model, x), rtol=1e-6, atol=1e-6)
+
+
+def _stale_value_info(model: onnx.ModelProto) -> list[str]:
+    """value_info entries of tensors that no node produces or reads (and that are no graph input, output or initializer)."""
+    g = model.graph
+    used = {v.name for v in (*g.input, *g.output)} | {t.name for t in g.initializer} | {n for node in g.node for n in (*node.input, *node.output)}
+    return [v.name for v in g.value_info if v.name not in used]
+
+
+def test_the_rewriting_passes_leave_no_value_info_of_removed_tensors() -> None:
+    """Pad folding removes the Pad's output, the affine rewrite the Mul's: their shape entries go with them."""
+    from sbdeploy.passes import run_pass
+
+    padded = onnx.shape_inference.infer_shapes(_pad_conv_model(0.0, [0, 0, 1, 0, 0, 0, 0, 2]))
+    assert [v.name for v in padded.graph.value_info] == ["p"]
+    assert _stale_value_info(run_pass(padded, "fuse_pads")[0]) == []
+    rng = np.random.default_rng(2)
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "s"], ["m"]), helper.make_node("Add", ["m", "t"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(rng.standard_normal((3, 1, 1)).astype(np.float32), n) for n in ("s", "t")])  # fmt: skip
+    affine = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert "m" in [v.name for v in affine.graph.value_info]
+    rewritten = run_pass(affine, "affine_to_conv")[0]
+    assert [n.op_type for n in rewritten.graph.node] == ["Conv"] and _stale_value_info(rewritten) == []
+
+
+def test_drop_stale_value_info_keeps_every_entry_in_use() -> None:
+    from sbdeploy.passes.cleanup import drop_stale_value_info
+
+    model = onnx.shape_inference.infer_shapes(_pad_conv_model(0.0, [0, 0, 1, 0, 0, 0, 0, 2]))
+    model.graph.value_info.append(helper.make_tensor_value_info("gone", TensorProto.FLOAT, [1]))
+    assert drop_stale_value_info(model) == 1 and [v.name for v in model.graph.value_info] == ["p"]

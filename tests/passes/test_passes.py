@@ -43,12 +43,93 @@ def test_each_pass_alone_keeps_outputs(raw, name: str) -> None:  # noqa: ANN001
     assert float(np.abs(run(out, x) - expected).max()) <= TOL
 
 
-def test_fold_constants_removes_shape_arithmetic(raw) -> None:  # noqa: ANN001
-    out, report = run_pass(raw[0], "fold_constants")
+def _stored_bytes(model: onnx.ModelProto) -> int:
+    return sum(onnx.numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
+
+
+def test_fold_constants_removes_shape_arithmetic_and_stores_each_sb_weight_once(raw) -> None:  # noqa: ANN001
+    from sbdeploy.passes.constant_folding import materialize_weights
+
+    proto, x, expected = raw
+    out, report = run_pass(proto, "fold_constants")
     before, after = report.ops_before, report.ops_after
-    assert before.get("Tile", 0) > 0 and after.get("Tile", 0) == 0  # repeated SB weights
     assert after.get("Cast", 0) == 0 and after.get("SplitToSequence", 0) == 0
     assert report.nodes_after < report.nodes_before
+    # the grouped SB's repeated W1/W2 stay one initializer each, repeated by a Tile that feeds only a weight input
+    users = {name: [(n.op_type, list(n.input).index(name)) for n in out.graph.node if name in n.input] for n in out.graph.node for name in n.output}
+    tiles = [n for n in out.graph.node if n.op_type == "Tile"]
+    assert before.get("Tile", 0) > 0 and len(tiles) == 2 * before.get("ConvTranspose", 0)  # W1 and W2 of each SB
+    assert all(users[t.output[0]] in ([("Conv", 1)], [("ConvTranspose", 1)]) for t in tiles)
+    folded = materialize_weights(out)  # what TensorRT's builder and int8 quantization get: every weight an initializer
+    assert op_counts(folded).get("Tile", 0) == 0 and op_counts(folded).get("Conv") == after.get("Conv")
+    cleaned = run_pass(out, "eliminate")[0]  # (Constant nodes lifted to initializers)
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in cleaned.graph.initializer}
+    producers = {o: n for n in cleaned.graph.node for o in n.output}
+
+    def stored_weight(name: str) -> np.ndarray:  # the initializer a view reads (through an Expand)
+        while name not in inits:
+            name = producers[name].input[0]
+        return inits[name]
+
+    repeated = sum(stored_weight(t.input[0]).nbytes * (int(np.prod(inits[t.input[1]])) - 1)
+                   for t in cleaned.graph.node if t.op_type == "Tile")  # fmt: skip
+    saved = _stored_bytes(materialize_weights(cleaned)) - _stored_bytes(cleaned)
+    assert repeated > 1e6 and repeated - 2048 < saved <= repeated  # the subgroups' copies, less the views' tiny repeats vectors
+    assert float(np.abs(run(folded, x) - run(out, x)).max()) == 0.0 and float(np.abs(run(out, x) - expected).max()) <= TOL
+
+
+def test_onnx_runtime_runs_the_same_graph_whether_the_weights_are_stored_once_or_folded(raw, tmp_path) -> None:  # noqa: ANN001
+    """Why keeping the weight views costs no latency: ORT folds them at session load, before its other rewrites."""
+    import hashlib
+
+    import onnxruntime as ort
+
+    from sbdeploy.passes.constant_folding import fold_constants
+
+    def loaded(model: onnx.ModelProto, name: str) -> tuple[list, list]:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(tmp_path / name)
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        graph = onnx.load(str(tmp_path / name)).graph
+        nodes = [(n.op_type, n.domain, [a.SerializeToString() for a in n.attribute]) for n in graph.node]
+        weights = sorted(hashlib.sha256(onnx.numpy_helper.to_array(t).tobytes()).hexdigest() for t in graph.initializer)
+        return nodes, weights
+
+    once, folded = fold_constants(raw[0]), fold_constants(raw[0], keep_weight_views=False)
+    assert op_counts(once).get("Tile", 0) > 0 and op_counts(folded).get("Tile", 0) == 0
+    assert loaded(once, "once.onnx") == loaded(folded, "folded.onnx")
+
+
+def test_only_repeats_and_slices_that_feed_weights_stay_unfolded() -> None:
+    """A Tile of a weight into a Conv stays; a Tile also read as data, and a Transpose of a weight, fold."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sbdeploy.passes.constant_folding import fold_constants
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((2, 2, 3, 3)).astype(np.float32), "w")
+    reps = numpy_helper.from_array(np.array([2, 1, 1, 1], np.int64), "reps")
+    data_reps = numpy_helper.from_array(np.array([2, 2, 1, 1], np.int64), "data_reps")
+    nodes = [
+        helper.make_node("Tile", ["w", "reps"], ["w2"]), helper.make_node("Conv", ["x", "w2"], ["c"], group=2, pads=[1, 1, 1, 1]),
+        helper.make_node("Tile", ["w", "data_reps"], ["w3"]), helper.make_node("Add", ["c", "w3"], ["y0"]),  # read as data
+        helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0, 2, 3]),  # a weight, but not a repeat or slice of one
+        helper.make_node("Conv", ["y0", "wt"], ["y"], group=2, pads=[1, 1, 1, 1]),
+    ]  # fmt: skip
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, reps, data_reps])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    out = fold_constants(model)
+    ops = [n.op_type for n in out.graph.node]
+    assert ops.count("Tile") == 1 and "Transpose" not in ops  # the Conv's Tile; the data Tile and the Transpose folded
+    x = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+    import onnxruntime as ort
+
+    def run_x(m: onnx.ModelProto) -> np.ndarray:
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    np.testing.assert_array_equal(run_x(out), run_x(model))
 
 
 def test_eliminate_drops_constants_and_merges_slices(raw) -> None:  # noqa: ANN001

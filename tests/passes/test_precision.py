@@ -82,6 +82,10 @@ def test_int8_qdq_accuracy_within_one_point(exported) -> None:  # noqa: ANN001
     zero_points = {n.input[2] for n in qdq if len(n.input) > 2}
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in int8.graph.initializer}
     assert zero_points and all(not inits[z].any() and inits[z].dtype == np.int8 for z in zero_points)
+    producers = {o: n for n in int8.graph.node for o in n.output}
+    for conv in (n for n in int8.graph.node if n.op_type in ("Conv", "ConvTranspose")):  # weights quantized as weights,
+        dq = producers[conv.input[1]]  # even where the file stores an SB weight once and repeats it (Tile)
+        assert dq.op_type == "DequantizeLinear" and dq.input[0] in inits and inits[dq.input[0]].dtype == np.int8, conv.name
     acc32 = float((predict(fp32, x).argmax(1) == y).mean())
     acc8 = float((predict(int8, x).argmax(1) == y).mean())
     print(f"\nint8 (QDQ, 256 calibration images): accuracy {acc8:.4f} vs fp32 {acc32:.4f} on {len(x)} digits test images")

@@ -69,3 +69,10 @@ def test_grouped_fp16_conv_warning_and_nonzero_zero_point() -> None:
     q = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
     consts = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(3, np.int8), "z")]
     assert [e.op_type for e in check_trt_compat(make([q], consts)).errors] == ["QuantizeLinear"]
+
+
+def test_weights_repeated_from_an_initializer_are_not_run_time_weights() -> None:
+    """The grouped form stores W once and repeats it with Tile: computed from constants only, which TensorRT folds."""
+    reps = numpy_helper.from_array(np.array([2, 1, 1, 1], np.int64), "reps")
+    nodes = [helper.make_node("Tile", ["w", "reps"], ["w2"]), helper.make_node("Conv", ["x", "w2"], ["y"], group=2)]
+    assert not check_trt_compat(make(nodes, [weight((2, 2, 3, 3)), reps])).errors

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sbdeploy._io import sha256_file
 from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, MachineInfo, write_sidecar
 from sbdeploy.backends.torch_runner import TorchRunner
 from sbdeploy.checkpoint import load_checkpoint
@@ -75,7 +76,7 @@ def _engine(tmp_path: Path, precision: str, tf32_on: bool) -> Path:
     write_sidecar(engine, EngineSidecar(
         built_on=MachineInfo("10.13.0.35", "NVIDIA A100", "8.0"), requested_precision=precision, actual_precisions={precision: 20},
         profiles=[{"input": {"min": [1, 1, 32, 32], "opt": [4, 1, 32, 32], "max": [8, 1, 32, 32]}}],
-        builder_options={"precision": precision, "tf32": tf32_on}, onnx_sha256="0" * 64, engine_sha256="1" * 64, build_time_s=1.0,
+        builder_options={"precision": precision, "tf32": tf32_on}, onnx_sha256="0" * 64, engine_sha256=sha256_file(engine), build_time_s=1.0,
     ))  # fmt: skip
     return engine
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import onnx
 from onnx import numpy_helper
 
@@ -96,3 +97,34 @@ def test_a_fixed_batch_file_beside_a_dynamic_one_is_judged_on_its_own_inputs(tin
     b8 = [c for c in report["checks"] if c["case"] == "random b8"]
     assert {c["file"] for c in b8} == {"tiny_sb.onnx", "model.ort-cpu.b8.fp32.onnx"} and all(c["passed"] for c in b8)
     assert max(c["stats"]["max_abs"] for c in b8) < 1e-4
+
+
+def _refusal(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one error line of ``sbdeploy ARGS`` run through the console entry point (exit 2, nothing on stdout)."""
+    from sbdeploy.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.out == "" and len(captured.err.splitlines()) == 1, captured
+    return captured.err.strip()
+
+
+def test_the_file_given_as_the_checkpoint_gets_the_right_command_line(tiny_onnx: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    message = _refusal(["validate", str(tiny_onnx)], capsys)
+    assert f"{tiny_onnx} is a model file" in message and f"`sbdeploy validate CHECKPOINT --onnx {tiny_onnx}`" in message
+    engine = tmp_path / "r20.engine"
+    assert f"`sbdeploy validate CHECKPOINT --engine {engine}`" in _refusal(["validate", str(engine)], capsys)
+
+
+def test_a_file_of_other_weights_is_refused_before_anything_runs(tiny_checkpoint: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Same architecture, options and input, other weights (a zoo export): both named, no report written."""
+    from sbdeploy.export import export_onnx
+
+    other = export_onnx("cifar_resnet20_sb", tmp_path / "other.onnx", options={"in_chans": 1, "num_classes": 10}).path
+    message = _refusal(["validate", str(tiny_checkpoint), "--onnx", str(other), "--report", str(tmp_path / "r")], capsys)
+    assert f"other.onnx and the checkpoint {tiny_checkpoint} are both cifar_resnet20_sb but not the same model" in message
+    assert "weights sha256" in message and f"sbdeploy export {tiny_checkpoint} -o FILE" in message
+    assert not (tmp_path / "r").exists()

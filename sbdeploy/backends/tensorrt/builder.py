@@ -164,9 +164,15 @@ def prepare_model(model: onnx.ModelProto, options: BuildOptions, calibration: np
     from the ONNX types: fp32 is the model as is; fp16 is the output of
     :func:`sbdeploy.passes.to_fp16` (fp32 inputs and outputs kept); int8 is a QDQ model,
     either given (already quantized) or made by :func:`sbdeploy.passes.quantize_int8`
-    from ``calibration`` (a float32 batch of representative inputs).
+    from ``calibration`` (a float32 batch of representative inputs). Weights the graph computes
+    from stored ones (the grouped form stores each SB weight once and repeats it with ``Tile``)
+    are folded into initializers first, as ``polygraphy surgeon sanitize --fold-constants`` would:
+    TensorRT parses plain weights.
     """
+    from sbdeploy.passes.constant_folding import materialize_weights
+
     options.validate()
+    model = materialize_weights(model)
     if options.precision == "fp32":
         return PreparedModel(model, "strongly-typed")
     if options.precision == "fp16":
@@ -182,13 +188,13 @@ def prepare_model(model: onnx.ModelProto, options: BuildOptions, calibration: np
             "--int8 needs calibration data (--calibration FILE.npy, a float32 array N x C x H x W of real inputs) "
             "or an ONNX model that already holds QuantizeLinear/DequantizeLinear nodes"
         )
-    from sbdeploy.passes import quantize_int8
+    from sbdeploy.passes.int8 import TRT_INT8, quantize_int8
 
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
     return PreparedModel(
-        quantize_int8(model, calibration, batch_size=min(32, len(calibration))),
+        quantize_int8(model, calibration, recipe=TRT_INT8),
         "strongly-typed",
-        (f"QDQ model made by sbdeploy.passes.quantize_int8 from {len(calibration)} calibration inputs",),
+        (f"QDQ model made by sbdeploy.passes.quantize_int8 ({TRT_INT8.describe()}) from {len(calibration)} calibration inputs",),
     )
 
 

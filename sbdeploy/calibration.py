@@ -1,0 +1,139 @@
+"""int8 calibration data: the inputs an int8 artifact's scales are measured on, and where they came from.
+
+A calibration SOURCE (``export --int8 --calibration SRC``, ``bench``/``validate``/``pipeline
+--int8 --calibration SRC``) is either
+
+* a data source name (``digits``, ``cifar10:PATH``... see :mod:`sbdeploy.data.source`):
+  the first images of its *training* split, resized to the model's input and normalized
+  by the checkpoint's mean and std, so calibration never sees the test split validate
+  scores on; or
+* a ``.npy`` file (read without pickle) of inputs exactly as the model takes them:
+  float ``N x C x H x W``, already normalized (the form ``build-engine --calibration`` takes).
+
+Without one, the checkpoint's own dataset (``config.json``'s ``dataset``) is used; a
+network without one (a zoo name, a checkpoint trained elsewhere) needs ``--calibration``.
+:func:`calibration_for` resolves the data of several networks of one run (a baseline of
+random weights is calibrated on the SB checkpoint's dataset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sbdeploy.errors import DataError, InputError
+
+if TYPE_CHECKING:
+    from sbdeploy.checkpoint import CheckpointConfig
+
+DEFAULT_CALIBRATION_IMAGES = 256
+"""Images calibrated on by default: a few hundred real images (MinMax calibration)."""
+
+HELP = ("a data source (e.g. digits, cifar10:PATH: its training images) or a .npy of N x C x H x W float inputs, "
+        "normalized as the model takes them")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibration inputs and their provenance (recorded in the int8 artifact's metadata).
+
+    Attributes:
+        images: normalized float32 inputs ``[N, C, H, W]``.
+        source: the SOURCE given (a data source string or the .npy path).
+        kind: ``"data"`` (a data source's training split) or ``"npy"``.
+    """
+
+    images: np.ndarray
+    source: str
+    kind: str
+
+    def to_dict(self) -> dict[str, object]:
+        split = "train split" if self.kind == "data" else "as given"
+        return {"source": self.source, "kind": self.kind, "images": int(len(self.images)), "split": split}
+
+
+def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """``(images - mean) / std`` per channel, float32."""
+    m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return ((images - m) / s).astype(np.float32)
+
+
+def _from_npy(path: Path, shape: tuple[int, int, int], limit: int) -> Calibration:
+    if not path.exists():
+        raise InputError(f"calibration file {path} does not exist; --calibration takes {HELP}")
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise InputError(f"calibration path {path} is {what}, not a .npy file; --calibration takes {HELP}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        reason = "it holds pickled objects, which sbdeploy never loads" if "pickle" in str(error) else str(error)
+        raise InputError(f"{path} is not a readable .npy array ({reason}); --calibration takes {HELP}") from None
+    if array.ndim != 4 or tuple(array.shape[1:]) != shape or len(array) == 0:
+        expected = "N x " + " x ".join(str(d) for d in shape)
+        raise InputError(f"calibration array {path} has shape {tuple(array.shape)}; this model takes {expected} (normalized inputs)")
+    if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
+        raise InputError(f"calibration array {path} must hold finite float inputs, got dtype {array.dtype}")
+    return Calibration(np.ascontiguousarray(array[:limit], dtype=np.float32), str(path), "npy")
+
+
+def _from_source(source: str, config: CheckpointConfig, size: tuple[int, int], limit: int) -> Calibration:
+    from sbdeploy.data import open_source, to_float
+
+    if size[0] != size[1]:
+        raise DataError(f"calibration from a data source needs a square input, got {size[0]}x{size[1]}; give a .npy instead")
+    data = open_source(source, size=size[0])
+    images = to_float(data.train_images[:limit]).numpy()
+    if images.shape[1] != config.in_chans:
+        raise DataError(f"data source {source!r} has {images.shape[1]} channels but the model takes {config.in_chans}")
+    return Calibration(normalize(images, config.mean, config.std), data.source, "data")
+
+
+def load_calibration(
+    source: str | None,
+    config: CheckpointConfig,
+    *,
+    input_size: tuple[int, int] | None = None,
+    limit: int = DEFAULT_CALIBRATION_IMAGES,
+) -> Calibration:
+    """The calibration inputs ``source`` names for a model of ``config`` (default: its own dataset).
+
+    Raises:
+        InputError: no source and no dataset in the config, a missing or unreadable .npy,
+            or one of the wrong shape.
+        DataError: an unknown data source, or one with another channel count.
+    """
+    size = input_size or config.input_size
+    if source is None:
+        source = config.dataset or None
+        if source is None:
+            raise InputError(f"int8 needs calibration data and {config.arch} names no dataset in its config.json: "
+                             f"give --calibration SRC, {HELP}")  # fmt: skip
+    if source.endswith(".npy") or Path(source).is_file():
+        return _from_npy(Path(source), (config.in_chans, size[0], size[1]), limit)
+    return _from_source(source, config, size, limit)
+
+
+def calibration_for(
+    configs: Mapping[str, CheckpointConfig],
+    source: str | None,
+    *,
+    input_sizes: Mapping[str, tuple[int, int]] | None = None,
+    limit: int = DEFAULT_CALIBRATION_IMAGES,
+) -> dict[str, Calibration]:
+    """Calibration data per model label of one run: ``source``, else the first dataset any of them names.
+
+    A baseline built from the registry (random weights, no dataset) is calibrated on the
+    data its SB checkpoint names, so both are quantized from the same inputs.
+    """
+    default = source or next((c.dataset for c in configs.values() if c.dataset), None)
+    if default is None:
+        raise InputError(f"int8 needs calibration data and none of {', '.join(configs)} names a dataset "
+                         f"(zoo names have random weights): give --calibration SRC, {HELP}")  # fmt: skip
+    return {label: load_calibration(default, config, input_size=(input_sizes or {}).get(label), limit=limit)
+            for label, config in configs.items()}  # fmt: skip

@@ -1,0 +1,80 @@
+"""What the CLI prints shows file names, data sources and computed reasons as they are: never read as rich markup.
+
+A bracket in a path (``runs/r20[b8].onnx``, ``imagefolder:/data/set[v2]``) is text: rich would drop
+``[b8]`` as a style tag and stop with a MarkupError on ``[/x]``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from sbdeploy.environment import collect_environment
+
+FILE = "r20[b8][bold].onnx"  # a file name (no slash); the reasons carry a closing tag
+SOURCE = "imagefolder:/data/set[v2] test"
+
+
+def _screen(monkeypatch: pytest.MonkeyPatch, module: object) -> Console:
+    screen = Console(width=300, record=True, file=io.StringIO())
+    monkeypatch.setattr(module, "console", screen)
+    return screen
+
+
+def test_validate_prints_files_cases_datasets_and_reasons_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sbdeploy.cli import validate as validate_cli
+    from sbdeploy.validate.compare import DEFAULT_TOLERANCES, output_stats
+    from sbdeploy.validate.run import AccuracyResult, Artifact, CheckResult, ValidationReport
+
+    screen = _screen(monkeypatch, validate_cli)
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal((4, 10)).astype(np.float32)
+    tolerance = DEFAULT_TOLERANCES["fp32"]
+    stats = output_stats(reference, reference + 1.0, tolerance)
+    check = CheckResult("ort-cpu", "fp32", SOURCE, stats, tolerance, False, "max |diff| [/x] beyond [bold]atol", FILE, "a" * 64)
+    accuracy = AccuracyResult("ort-cpu fp32", SOURCE, 4, 0.5, None, -1.0, file=FILE)
+    artifact = Artifact("ort-cpu", Path(FILE), "fp32", (1,), 1, sha256="a" * 64)
+    validate_cli.render_validation(ValidationReport("ckpt", [artifact], [check], [accuracy], collect_environment()))
+    text = screen.export_text()
+    assert text.count(FILE) == 3 and text.count(SOURCE) == 2 and "max |diff| [/x] beyond [bold]atol" in text
+
+
+def test_bench_prints_model_and_file_names_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sbdeploy.bench.report import BenchReport, BenchRow, judged
+    from sbdeploy.bench.timing import LatencyStats
+    from sbdeploy.cli import bench as bench_cli
+
+    screen = _screen(monkeypatch, bench_cli)
+    stats = LatencyStats.from_samples([1e-3, 2e-3])
+    rows = judged([BenchRow("net[v1]", "ort-cpu", 1, 100, None, stats, file=FILE),
+                   BenchRow("net_sb[/v1]", "ort-cpu", 1, 50, "net[v1]", stats, file="model[b1].onnx")], [])  # fmt: skip
+    bench_cli.render_bench(BenchReport(rows=rows, environment=collect_environment()))
+    text = screen.export_text()
+    assert FILE in text and "model[b1].onnx" in text and "net[v1]" in text and "net_sb[/v1]: ort-cpu b1" in text
+
+
+def test_the_bench_table_fits_160_columns_without_breaking_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from sbdeploy.bench.report import BenchReport, BenchRow, judged
+    from sbdeploy.bench.timing import LatencyStats
+    from sbdeploy.cli import bench as bench_cli
+
+    screen = Console(width=160, record=True, file=io.StringIO())
+    monkeypatch.setattr(bench_cli, "console", screen)
+    s = LatencyStats.from_samples([1.234e-3 * (1 + 0.5 * (-1) ** i) for i in range(40)])
+    s = dataclasses.replace(s, median_low_ms=1.1111, median_high_ms=18.8888)
+    file = "digits_resnet20_sb.ort-cpu.b1.fp32.onnx"
+    rows = judged([BenchRow("cifar_resnet20", "ort-cpu", 1, 100, None, s, file="cifar_resnet20.ort-cpu.b1.fp32.onnx"),
+                   BenchRow("digits_resnet20_sb", "ort-cpu", 1, 50, "cifar_resnet20", s, file=file, speedup_low=0.7777, speedup_high=1.3333),
+                   BenchRow("digits_resnet20_sb", "torch", 1, 50, None, s)], [])  # fmt: skip
+    bench_cli.render_bench(BenchReport(rows=rows, environment=collect_environment()))
+    text = screen.export_text()
+    table = text[: text.index("CI = ")]
+    assert max(len(line) for line in table.splitlines()) <= 160
+    for figure in (file, "digits_resnet20_sb", "(1.111-18.889)", "(0.78-1.33)", "(0.39-0.67)", "training code, fp32"):
+        assert figure in table, figure  # whole, not folded or cut
