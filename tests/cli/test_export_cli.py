@@ -91,7 +91,8 @@ def test_tuned_export_validates_and_says_what_it_timed(tmp_path: Path) -> None:
     plain = sbdeploy("export", str(checkpoint), "-o", str(tmp_path / "plain.onnx"), "--target", "ort-cpu", "--batch", "1")
     assert plain.returncode == 0 and "not tuned: --tune times every candidate" in " ".join(plain.stderr.split()), plain.stderr
     for args, message in ((("--tune",), "fixed batch: give --batch N"), (("--threads", "2"), "belong to --tune"),
-                          (("--tune", "--batch", "1", "--target", "trt"), "--tune applies to")):
+                          (("--tune", "--batch", "1", "--target", "trt"), "--tune applies to"),
+                          (("--tune", "--batch", "1", "--int8"), "--tune times fp32 and fp16 files")):
         done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), *args)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "x.onnx").exists()
