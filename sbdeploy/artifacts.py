@@ -11,7 +11,9 @@ The one code path from a network to the files that are validated, timed and serv
   are planned once.
 * :func:`make_artifacts` writes them into one folder: one export (one trace) per
   (model, target, batch), every precision converted from it; each engine from its ONNX
-  with the target's build options.
+  with the target's build options. With ``tune``, a tunable target's fixed-batch files
+  are tuned instead (:func:`sbdeploy.tune.tune_export`: every candidate form and session
+  setting timed on this machine, the fastest written with its record).
 * :func:`describe_file` reads a file back (an ``.onnx`` by its ``sbdeploy.*`` metadata, an
   engine by its sidecar): model, options, input shape, batch, precision, target, sha256.
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from sbdeploy.calibration import Calibration
     from sbdeploy.checkpoint import CheckpointConfig
     from sbdeploy.export import ModelSource
+    from sbdeploy.tune import TuneOptions, TuneResult
 
 Progress = Callable[[str, int, int], None]
 """Called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)."""
@@ -313,6 +316,8 @@ def make_artifacts(
     input_sizes: Mapping[str, tuple[int, int]] | None = None,
     calibration: Mapping[str, Calibration] | None = None,
     on_progress: Progress | None = None,
+    tune: TuneOptions | None = None,
+    tuned: dict[str, TuneResult] | None = None,
 ) -> dict[str, DeployFile]:
     """Write every planned file into ``folder``, each once; return them by filename.
 
@@ -324,6 +329,9 @@ def make_artifacts(
         calibration: int8 calibration inputs per model label (:func:`sbdeploy.calibration.calibration_for`);
             needed when an int8 file is planned.
         on_progress: called as ``(stage, done, total)``.
+        tune: tune the fixed-batch files of tunable targets with these options (None: each
+            target's rule chooses the form, untimed).
+        tuned: filled with each tuned file's :class:`~sbdeploy.tune.TuneResult`, by filename.
     """
     from sbdeploy.export import export_source
 
@@ -340,8 +348,19 @@ def make_artifacts(
         size = (input_sizes or {}).get(model)
         if "int8" in outputs and (calibration is None or model not in calibration):
             raise ConfigError(f"{model}: an int8 artifact needs calibration data (--calibration SRC)")
-        export_source(sources[model], outputs, target=target, batch="dynamic" if batch is None else batch, input_size=size,
-                      calibration=(calibration or {}).get(model))  # fmt: skip
+        plain = dict(outputs)
+        if tune is not None and batch is not None and get_target(target).tunable:  # int8 files keep the rule's form
+            from sbdeploy.tune import tune_export
+
+            timed = {p: o for p, o in outputs.items() if p != "int8"}
+            plain = {p: o for p, o in outputs.items() if p not in timed}
+            results = tune_export(sources[model], timed, target=target, batch=batch, input_size=size, options=tune,
+                                  on_progress=on_progress)  # fmt: skip
+            if tuned is not None:
+                tuned.update({outputs[p].name: result for p, (_, result) in results.items()})
+        if plain:
+            export_source(sources[model], plain, target=target, batch="dynamic" if batch is None else batch, input_size=size,
+                          calibration=(calibration or {}).get(model))  # fmt: skip
         made.update({p.name: describe_file(p) for p in outputs.values()})
     for plan in plans:
         if plan.kind == "engine":

@@ -14,6 +14,7 @@ CPU (the embedded default) runs the model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from sbdeploy.artifacts import ArtifactPlan, DeployFile
     from sbdeploy.bench.report import BenchReport, BenchRow
     from sbdeploy.export import ModelSource
+    from sbdeploy.tune import TuneOptions, TuneResult
     from sbdeploy.validate.run import ValidationReport
 
 STEPS: tuple[str, ...] = ("export + passes", "engine", "validate", "bench")
@@ -74,6 +76,9 @@ class PipelineOptions:
             the registry's baseline of the source's architecture, random weights.
         target: one deploy target for every backend (default: each backend's own,
             :data:`sbdeploy.targets.BACKEND_TARGETS`).
+        tune: time the candidate forms and session settings of every ort-cpu file on this
+            machine and keep the fastest (:mod:`sbdeploy.tune`; ``tuning.md`` reports them);
+            None: each target's rule chooses the form. Its ``threads`` default to the run's.
     """
 
     fp16: bool = False
@@ -87,6 +92,7 @@ class PipelineOptions:
     limit: int | None = None
     baseline: str | None = None
     target: str | None = None
+    tune: TuneOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,13 @@ class PipelineResult:
             "source": self.source, "out": str(self.out), "engine_backend": self.engine_backend, "passed": bool(self),
             "steps": [{**asdict(s), "status": s.status} for s in self.steps], "artifacts": [asdict(a) for a in self.artifacts],
         }  # fmt: skip
+
+
+def tune_options(options: PipelineOptions) -> TuneOptions | None:
+    """The tuning options of a run (None without ``tune``), their thread budget the run's unless they name one."""
+    if options.tune is None or options.tune.threads is not None:
+        return options.tune
+    return dataclasses.replace(options.tune, threads=options.threads)
 
 
 def engine_backend() -> tuple[str, str]:
@@ -181,6 +194,7 @@ def run_pipeline(
     from sbdeploy.environment import collect_environment
     from sbdeploy.export import resolve_source
     from sbdeploy.flops import count_macs
+    from sbdeploy.targets import get_target
 
     out = Path(out)
     src = resolve_source(source)
@@ -229,10 +243,22 @@ def run_pipeline(
 
     def do_export() -> Outcome:
         onnx_plans = [p for p in plans if p.kind == "onnx"]
+        tuned: dict[str, TuneResult] = {}
         made.update(make_artifacts(onnx_plans, sources, out, input_sizes={m.label: size for m in models}, calibration=calibrations,
-                                   on_progress=on_progress))  # fmt: skip
+                                   tune=tune_options(options), tuned=tuned, on_progress=on_progress))  # fmt: skip
         forms = sorted({f"{p.target} ({p.precision})" for p in onnx_plans})
-        return True, f"{len(onnx_plans)} ONNX files: {', '.join(forms)}", tuple(p.filename for p in onnx_plans), False
+        files = tuple(p.filename for p in onnx_plans)
+        if tuned:
+            from sbdeploy.tune import tuning_markdown
+
+            report = {"files": {name: result.to_metadata() for name, result in tuned.items()}}
+            atomic_write_bytes(out / "tuning.json", (json.dumps(report, indent=2) + "\n").encode())
+            atomic_write_bytes(out / "tuning.md", tuning_markdown(list(tuned.items())).encode())
+            chosen = "; ".join(f"{name}: {r.chosen.label}" for name, r in tuned.items())
+            return True, f"{len(onnx_plans)} ONNX files: {', '.join(forms)}; tuned {chosen}", (*files, "tuning.json", "tuning.md"), False
+        untuned = " (ort-cpu forms chosen by the target's rule, not tuned: --tune times them)" if any(
+            get_target(p.target).tunable for p in onnx_plans) else ""  # fmt: skip
+        return True, f"{len(onnx_plans)} ONNX files: {', '.join(forms)}{untuned}", files, False
 
     if not step("export + passes", do_export):
         return _finish(result)

@@ -17,7 +17,12 @@ One frozen :class:`Target` per deploy target. A target names
   forms: TensorRT's explicit-quantization QDQ form, which ONNX Runtime runs too);
 * ``engine_options``: TensorRT build options per precision for engines built from its
   ONNX (the fp32 parity engine without TF32);
-* ``tolerances``: the pass criteria its artifacts are judged by, per precision.
+* ``tolerances``: the pass criteria its artifacts are judged by, per precision;
+* ``variants``: other exact forms of the same target (:class:`FormVariant`) that
+  ``export --tune`` times against the row's own form on the user's machine
+  (:mod:`sbdeploy.tune`); ``get_target("ort-cpu:stacked")`` is the target in one of them;
+* ``tunable``: whether ``--tune`` times its forms and ONNX Runtime session settings (a
+  fixed-batch target run by ONNX Runtime CPU, whose best form depends on the machine).
 
 Plus the backend -> target map (:data:`BACKEND_TARGETS`: what each backend times by
 default) and artifact file names (:func:`artifact_filename`). export, validate, bench,
@@ -28,6 +33,7 @@ lives in :mod:`sbdeploy.nn` (no target names there).
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -55,6 +61,9 @@ blocks takes the stacked layout (:mod:`sbdeploy.nn.stacked`). Measured on 2 core
 2 threads, cifar_resnet56_sb vs its baseline (65k MACs per tap conv per image): batch 1
 stacked 0.92-1.1x, exact taps 0.65-0.88x; batch 8 stacked 1.11x, taps 1.39x; batch 32
 stacked 1.09x, taps 1.5x."""
+
+STACKED_ALWAYS = 1 << 62
+"""A ``stacked_max_macs`` that every fixed batch is below: stackable runs always take the stacked layout."""
 
 ONNX_BACKENDS: tuple[str, ...] = ("ort-cpu", "ort-cuda", "ort-trt")
 """Backends whose artifact is the ONNX file itself."""
@@ -89,6 +98,28 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
 
+VARIANT_SEPARATOR = ":"
+"""``TARGET:VARIANT`` names a target in one of its variant forms (``ort-cpu:stacked``)."""
+
+
+@dataclass(frozen=True)
+class FormVariant:
+    """Another exact form of a target: its own lowering and layout, the rest of the row kept.
+
+    Attributes:
+        name: the variant's name (``TARGET:NAME`` selects it; the form is recorded as
+            ``FORM:NAME`` in the metadata).
+        summary: one line for reports.
+        lowering: the SB form outside phase runs (a key of :data:`sbdeploy.nn.lowering.LOWERINGS`).
+        layout: how runs of SB blocks are laid out.
+    """
+
+    name: str
+    summary: str
+    lowering: str
+    layout: Layout
+
+
 @dataclass(frozen=True)
 class Target:
     """One deploy target: see the module docstring for each field."""
@@ -104,11 +135,37 @@ class Target:
     int8: Int8Recipe = TRT_INT8
     engine_options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen({}))
     tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: _frozen(DEFAULT_TOLERANCES))
+    variants: Mapping[str, FormVariant] = field(default_factory=lambda: _frozen({}))
+    tunable: bool = False
+    variant: str | None = None
+    """Which of :attr:`variants` this object is in (None: the row's own form)."""
 
     @property
     def form(self) -> str:
         """The name of the form (recorded as ``lowering`` in the metadata): equal names, equal graphs."""
-        return f"{self.lowering}+phase-runs" if self.layout.phase_runs else self.lowering
+        base = f"{self.lowering}+phase-runs" if self.layout.phase_runs else self.lowering
+        return base if self.variant is None else f"{base}{VARIANT_SEPARATOR}{self.variant}"
+
+    @property
+    def spec(self) -> str:
+        """The name :func:`get_target` takes for exactly this form (``ort-cpu`` or ``ort-cpu:stacked``)."""
+        return self.name if self.variant is None else f"{self.name}{VARIANT_SEPARATOR}{self.variant}"
+
+    def with_variant(self, variant: str | None) -> Target:
+        """This target in the form ``variant`` (one of :attr:`variants`; None: the row's own form)."""
+        row = TARGETS.get(self.name, self)
+        if variant is None:
+            return row
+        if variant not in row.variants:
+            choices = ", ".join(row.variants) or "none"
+            raise ConfigError(f"target {self.name} has no form {variant!r}{did_you_mean(variant, row.variants)}; its variants: {choices}")
+        chosen = row.variants[variant]
+        return dataclasses.replace(row, lowering=chosen.lowering, layout=chosen.layout, variant=variant)
+
+    def candidates(self) -> list[Target]:
+        """The row's own form first (the untuned default), then each variant: what tuning times."""
+        row = self.with_variant(None)
+        return [row, *(row.with_variant(name) for name in row.variants)]
 
     def deploy_form(self, model: nn.Module) -> nn.Module:
         """Eval-mode copy of ``model`` in this target's form (:func:`sbdeploy.nn.deploy.deploy_form`)."""
@@ -140,6 +197,18 @@ class Target:
             raise ConfigError(f"target {self.name} is run by {', '.join(self.backends)}, not by {backend}")
 
 
+ORT_CPU_VARIANTS: Mapping[str, FormVariant] = _frozen({v.name: v for v in (
+    FormVariant("taps", "phase runs of exact tap convs at every batch (never stacked)",
+                lowering="subpixel", layout=Layout(phase_runs=True)),
+    FormVariant("stacked", "stacked layout for every run of regular blocks at a fixed batch (merged tap convs)",
+                lowering="subpixel", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_ALWAYS)),
+    FormVariant("masked", "as the rule, but SBs outside phase runs (odd stages, e.g. 7x7) as a dense masked Conv pair",
+                lowering="masked", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS)),
+    FormVariant("per-sb", "no phase runs: every SB in the sub-pixel form (strided convs, tap convs, one interleave each)",
+                lowering="subpixel", layout=Layout()),
+)})  # fmt: skip
+"""The other exact forms of ``ort-cpu`` that ``export --tune`` times (see docs/speedup.md for when each wins)."""
+
 _ENGINES = _frozen({"fp32": _frozen({"tf32": False})})  # fp32 engines are parity engines: no TF32 rounding
 _EVERY_BACKEND = (*ONNX_BACKENDS, *ENGINE_BACKENDS)
 
@@ -151,7 +220,8 @@ TARGETS: Mapping[str, Target] = _frozen({t.name: t for t in (
     Target("ort-cpu", "ONNX Runtime CPU: phase runs of exact tap convs (stacked at small fixed batches), sub-pixel SBs elsewhere, "
            "no ConvTranspose; one artifact per batch size",
            lowering="subpixel", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
-           passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cpu",), per_batch=True, int8=ORT_CPU_INT8),
+           passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cpu",), per_batch=True, int8=ORT_CPU_INT8,
+           variants=ORT_CPU_VARIANTS, tunable=True),
     Target("ort-cuda", "ONNX Runtime CUDA: strided Conv + ConvTranspose per subgroup (a native GPU kernel), BN folded",
            lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cuda",)),
     Target("trt", "TensorRT: strided Conv + ConvTranspose per subgroup, BN folded; engines built from it (fp32 without TF32)",
@@ -168,10 +238,11 @@ BACKEND_TARGETS: Mapping[str, str] = _frozen({"ort-cpu": "ort-cpu", "ort-cuda": 
 
 
 def get_target(name: str) -> Target:
-    """The target ``name``; ConfigError naming the choices otherwise."""
-    if name not in TARGETS:
-        raise ConfigError(f"unknown target {name!r}{did_you_mean(name, TARGETS)}; choose one of {', '.join(TARGETS)}")
-    return TARGETS[name]
+    """The target ``name`` (``TARGET`` or ``TARGET:VARIANT``, :attr:`Target.variants`); ConfigError naming the choices otherwise."""
+    row, _, variant = name.partition(VARIANT_SEPARATOR)
+    if row not in TARGETS:
+        raise ConfigError(f"unknown target {row!r}{did_you_mean(row, TARGETS)}; choose one of {', '.join(TARGETS)}")
+    return TARGETS[row].with_variant(variant or None) if variant else TARGETS[row]
 
 
 def target_for(backend: str, override: str | None = None) -> Target:

@@ -17,6 +17,14 @@ both graphs. ``--int8`` adds a row of both networks quantized by the ORT CPU int
 (:data:`sbdeploy.passes.int8.ORT_CPU_INT8`), timed as a pair the same way; the report
 names the CPU's int8 instructions (:func:`sbdeploy.environment.cpu_int8_support`).
 
+With ``--tune`` each ort-cpu pair is also tuned as ``sbdeploy export --tune`` tunes it
+(:func:`sbdeploy.tune.tune_export`: every candidate form and ONNX Runtime session setting
+timed on this machine, for this batch and ``--threads``), baseline and SB alike, and the
+four files (untuned and tuned, baseline and SB) are timed in one interleaved group: the
+untuned row, the tuned row beside it, and the tuned SB against the untuned SB (never
+below 1 beyond its interval). ``--profile`` then profiles the tuned files too, each with
+its own session settings.
+
 Every figure says how sure it is: each row carries the spread of both networks' runs
 (std, CV, p90, p99, min) and the product's 95% intervals
 (:func:`sbdeploy.bench.timing.measure_group`: a seeded bootstrap over the paired turns of
@@ -29,6 +37,7 @@ speedup x MAC ratio = speedup / ideal speedup.
 
     python scripts/bench_speedup.py --out bench.json
     python scripts/bench_speedup.py --pairs cifar_resnet56 --batches 1 --reps 200 --profile
+    python scripts/bench_speedup.py --pairs cifar_resnet56 resnet18 resnet50 --batches 1 --no-torch --tune --profile
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sbdeploy.backends.ort import OrtRunner  # noqa: E402
+from sbdeploy.backends.ort import OrtRunner, SessionSettings  # noqa: E402
 from sbdeploy.bench.timing import GroupResult, LatencyStats, Pair, TimingPlan, measure_group, ratio_intervals  # noqa: E402
 from sbdeploy.environment import cpu_int8_support  # noqa: E402
 from sbdeploy.export import export_module  # noqa: E402
@@ -82,10 +91,9 @@ def export(model: torch.nn.Module, batch: int, size: tuple[int, int], target: st
     return proto
 
 
-def ort_session(path: Path, threads: int, profile_prefix: str) -> ort.InferenceSession:
-    """A profiling session with the settings of :class:`OrtRunner` (intra-op threads, full optimization)."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
+def ort_session(path: Path, threads: int, profile_prefix: str, settings: SessionSettings | None = None) -> ort.InferenceSession:
+    """A profiling session with the settings of :class:`OrtRunner` (intra-op threads, full optimization; a tuned file's own)."""
+    so = (settings or SessionSettings.default(threads)).session_options()
     so.enable_profiling = True
     so.profile_file_prefix = profile_prefix
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
@@ -101,9 +109,10 @@ def plan(args: argparse.Namespace, reps: int | None = None) -> TimingPlan:
     return TimingPlan(warmup_iters=2, iters=iters, duration_s=args.budget, min_iters=5, turn=min(args.turn, max(1, iters // 10)))
 
 
-def op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int, workdir: Path) -> dict[str, dict[str, float]]:
+def op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int, workdir: Path,
+               settings: SessionSettings | None = None) -> dict[str, dict[str, float]]:
     """onnxruntime profiler: ms per run and count per run of each op type."""
-    sess = ort_session(path, threads, str(workdir / "profile"))
+    sess = ort_session(path, threads, str(workdir / "profile"), settings)
     for _ in range(runs):
         sess.run(None, feed)
     events = json.loads(Path(sess.end_profiling()).read_text())
@@ -126,8 +135,9 @@ def _interval(low_high: tuple[float | None, float | None]) -> list[float] | None
     return None if low is None or high is None else [low, high]
 
 
-def _row(pair: str, batch: int, backend: str, result: GroupResult, sb_name: str = "sb", **extra: object) -> dict:
-    base, sb, speedup = result.stats["base"], result.stats[sb_name], result.speedups[sb_name]
+def _row(pair: str, batch: int, backend: str, result: GroupResult, sb_name: str = "sb", base_name: str = "base",
+         **extra: object) -> dict:
+    base, sb, speedup = result.stats[base_name], result.stats[sb_name], result.speedups[sb_name]
     intervals = {"base_median_ci95": _interval((base.median_low_ms, base.median_high_ms)),
                  "sb_median_ci95": _interval((sb.median_low_ms, sb.median_high_ms)),
                  "speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None}
@@ -157,17 +167,22 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     for key, model in (("base", base), ("sb", sb)):
         paths[key].write_bytes(export(model, batch, size, args.target).SerializeToString())
     feed = {"input": x.numpy()}
-    with OrtRunner(paths["base"], threads=args.threads) as base_run, OrtRunner(paths["sb"], threads=args.threads) as sb_run:
-        with torch.no_grad():
-            ort_err = float(np.abs(sb_run.session.run(None, feed)[0] - sb(x).numpy()).max())
-        result = measure({"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args), ["sb"], mac_ratio)
-    row = _row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_ort_vs_torch=ort_err, max_abs_err_deploy_vs_train_form=err)
-    rows.append(row)
+    if args.tune:
+        rows += _bench_tuned(base_name, batch, args, workdir, paths, feed, mac_ratio, base, sb, size, err)
+    else:
+        with OrtRunner(paths["base"], threads=args.threads) as base_run, OrtRunner(paths["sb"], threads=args.threads) as sb_run:
+            with torch.no_grad():
+                ort_err = float(np.abs(sb_run.session.run(None, feed)[0] - sb(x).numpy()).max())
+            result = measure({"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args), ["sb"], mac_ratio)
+        rows.append(_row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_ort_vs_torch=ort_err,
+                         max_abs_err_deploy_vs_train_form=err, _files={k: (paths[k], None) for k in ("base", "sb")}))  # fmt: skip
+    runs = max(3, min(20, args.reps // 10))
+    for row in rows:
+        files = row.pop("_files")  # (path, session settings) of the two files of the row
+        if args.profile:
+            row["profile"] = {k: op_profile(path, feed, args.threads, runs, workdir, settings) for k, (path, settings) in files.items()}
     if args.int8:
         rows.append(int8_row(base_name, batch, paths, feed, mac_ratio, args, workdir))
-    if args.profile:
-        runs = max(3, min(20, args.reps // 10))
-        row["profile"] = {k: op_profile(paths[k], feed, args.threads, runs, workdir) for k in ("base", "sb")}
     if args.torch:
         torch.set_num_threads(args.threads)
 
@@ -185,6 +200,54 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     if torch.cuda.is_available():
         rows.extend(_bench_cuda(base, sb, x, base_name, batch, mac_ratio, args))
     return rows
+
+
+def _bench_tuned(base_name: str, batch: int, args: argparse.Namespace, workdir: Path, paths: dict[str, Path],
+                 feed: dict[str, np.ndarray], mac_ratio: float, base: torch.nn.Module, sb: torch.nn.Module, size: tuple[int, int],
+                 deploy_err: float) -> list[dict]:
+    """Untuned and tuned baseline and SB in one interleaved group: the untuned row and the tuned row beside it."""
+    from sbdeploy.export import ModelSource
+    from sbdeploy.export.onnx_export import _zoo_source  # the zoo network as export sees it, weights given here
+    from sbdeploy.tune import tune_budget_options, tune_export
+
+    options = tune_budget_options(args.tune_budget, threads=args.threads)
+    tuned, records = {}, {}
+    for key, model, name in (("base", base, base_name), ("sb", sb, f"{base_name}_sb")):
+        config = _zoo_source(name, {"sampling": args.sampling} if key == "sb" else {}).config
+        source = ModelSource(model, config, "bench_speedup", "zoo")
+        path = workdir / f"{key}.tuned.onnx"
+        (_, record), = tune_export(source, {"fp32": path}, target="ort-cpu", batch=batch, input_size=size, options=options).values()
+        tuned[key], records[key] = path, record
+    names = {"base": paths["base"], "sb": paths["sb"], "base_tuned": tuned["base"], "sb_tuned": tuned["sb"]}
+    pairs = [Pair("sb", "base", mac_ratio), Pair("sb_tuned", "base_tuned", mac_ratio)]
+    with contextlib.ExitStack() as stack:
+        runners = {k: stack.enter_context(OrtRunner(p, threads=args.threads)) for k, p in names.items()}
+        with torch.no_grad():
+            ort_err = float(np.abs(runners["sb_tuned"].infer(feed)["logits"] - sb(torch.from_numpy(feed["input"])).numpy()).max())
+        settings = {k: r.session_settings for k, r in runners.items()}
+        result = measure_group({k: r.timed_call(feed) for k, r in runners.items()}, plan(args), pairs=pairs)
+    untuned = _row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_deploy_vs_train_form=deploy_err,
+                   _files={k: (names[k], None) for k in ("base", "sb")})  # fmt: skip
+    sb_vs_untuned = _ratio(result, "sb", "sb_tuned", plan(args))
+    tuned_row = _row(base_name, batch, f"ort-cpu-{args.threads}t tuned", result, "sb_tuned", "base_tuned",
+                     max_abs_err_ort_vs_torch=ort_err, tuned_sb_vs_untuned_sb=sb_vs_untuned,
+                     tuned_forms={k: {"chosen": r.chosen.label, "decision": r.decision} for k, r in records.items()},
+                     tuning={k: r.to_metadata() for k, r in records.items()},
+                     _files={"base": (names["base_tuned"], settings["base_tuned"]), "sb": (names["sb_tuned"], settings["sb_tuned"])})  # fmt: skip
+    return [untuned, tuned_row]
+
+
+def _ratio(result: GroupResult, base: str, other: str, timing: TimingPlan) -> dict[str, object]:
+    """``base`` median / ``other`` median with its interval over the group's paired rounds (floored as the bench floors)."""
+    from sbdeploy.bench.stats import bootstrap_rounds
+
+    value = result.stats[base].median_ms / result.stats[other].median_ms
+    boot = bootstrap_rounds(result.rounds, [(base, other)], confidence=timing.confidence, resamples=timing.resamples, seed=timing.seed)
+    if boot is None:
+        return {"value": value, "ci95": None}
+    interval = boot.ratios[(base, other)]
+    floor = timing.noise_floor
+    return {"value": value, "ci95": [min(interval.low, value * (1 - floor)), max(interval.high, value * (1 + floor))]}
 
 
 def int8_row(pair: str, batch: int, paths: dict[str, Path], feed: dict[str, np.ndarray], mac_ratio: float,
@@ -253,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip PyTorch eager timings")
     parser.add_argument("--cuda-only", action="store_true", help="only the PyTorch CUDA fp32/fp16 rows (none without CUDA)")
     parser.add_argument("--profile", action="store_true", help="add onnxruntime per-op-type profiles")
+    parser.add_argument("--tune", action="store_true", help="add tuned rows: baseline and SB tuned as `sbdeploy export --tune`")
+    parser.add_argument("--tune-budget", type=float, default=10.0, help="--tune: seconds of timed turns per tuning stage, at most")
     parser.add_argument("--int8", action="store_true", help="add int8 rows: both networks quantized by the ORT CPU recipe")
     parser.add_argument("--out", type=Path, default=Path("bench_speedup.json"))
     args = parser.parse_args(argv)
@@ -279,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     _print_rows(rows, header=True)
     for row in rows:
+        if "tuned_forms" in row:
+            _print_tuned(row)
+    for row in rows:
         if "profile" in row:
             _print_profile(row)
     return 0
@@ -300,8 +368,18 @@ def _print_rows(rows: list[dict], header: bool = True) -> None:
                 print(f"{'':16s} {'':5s} {'  ' + what:34s} {'':9s} {'':9s} {r[key]['value']:8.2f} {ci[0]:6.2f}-{ci[1]:<6.2f}", flush=True)
 
 
+def _print_tuned(row: dict) -> None:
+    ratio = row["tuned_sb_vs_untuned_sb"]
+    interval = f" ({ratio['ci95'][0]:.2f}-{ratio['ci95'][1]:.2f})" if ratio["ci95"] else ""
+    print(f"  {row['pair']} b{row['batch']} tuned SB vs untuned SB: {ratio['value']:.2f}x{interval}")
+    for key, chosen in row["tuned_forms"].items():
+        print(f"    {key}: {chosen['chosen']} ({chosen['decision']})")
+        if row["tuning"][key].get("busy_machine"):
+            print(f"      warning: {row['tuning'][key]['busy_machine']}")
+
+
 def _print_profile(row: dict) -> None:
-    print(f"\nonnxruntime op profile, {row['pair']} batch {row['batch']} (ms per run, nodes per run)")
+    print(f"\nonnxruntime op profile, {row['pair']} batch {row['batch']} {row['backend']} (ms per run, nodes per run)")
     ops = sorted(set(row["profile"]["base"]) | set(row["profile"]["sb"]),
                  key=lambda op: -row["profile"]["sb"].get(op, {}).get("ms_per_run", 0))
     print(f"  {'op':24s} {'base ms':>9s} {'n':>5s} {'sb ms':>9s} {'n':>5s}")

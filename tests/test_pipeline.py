@@ -109,3 +109,23 @@ def test_pipeline_int8_makes_validates_and_benches_the_int8_files(tmp_path: Path
     assert sb8["file"] == "model.ort-cpu.b1.int8.onnx" and sb8["baseline"] == "cifar_resnet20" and sb8["vs_fp32"] > 0
     markdown = (out / "bench.md").read_text()
     assert "## int8" in markdown and f"int8 on this CPU: {environment.cpu_int8_support().describe()}" in markdown
+
+
+def test_pipeline_tune_validates_and_times_the_tuned_files(tmp_path: Path) -> None:
+    """The wiring of ``pipeline --tune`` (one candidate, so nothing is timed twice): the ort-cpu files are the tuned ones."""
+    from sbdeploy.backends.ort import SessionSettings
+    from sbdeploy.pipeline import PipelineOptions, run_pipeline
+    from sbdeploy.tune import TuneOptions
+
+    tune = TuneOptions(variants=(), settings=(SessionSettings.default(1),))
+    result = run_pipeline("cifar_resnet20_sb", tmp_path, PipelineOptions(batches=(1,), iters=2, warmup_iters=1, threads=1, limit=8,
+                                                                         tune=tune))  # fmt: skip
+    assert result, [s.detail for s in result.steps]
+    tuned = json.loads((tmp_path / "tuning.json").read_text())["files"]
+    assert set(tuned) == {"model.ort-cpu.b1.fp32.onnx", "baseline.ort-cpu.b1.fp32.onnx"}
+    assert all(t["tuned"] and t["threads"] == 1 and t["chosen"]["form"] == "ort-cpu" for t in tuned.values())
+    assert "tuning.md" in result.steps[0].files and "tuned model.ort-cpu.b1.fp32.onnx" in result.steps[0].detail
+    timed = {r["file"] for r in json.loads((tmp_path / "bench.json").read_text())["rows"] if r["file"]}
+    validated = {c["file"] for c in json.loads((tmp_path / "validate.json").read_text())["checks"]}
+    assert set(tuned) <= timed and set(tuned) <= validated
+    assert "## model.ort-cpu.b1.fp32.onnx" in (tmp_path / "tuning.md").read_text()

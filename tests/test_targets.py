@@ -71,6 +71,23 @@ def test_every_target_offers_int8_by_a_named_recipe() -> None:
     assert get_target("trt").build_options("int8") == {"precision": "int8"}
 
 
+def test_variants_are_exact_forms_of_their_row() -> None:
+    row = get_target("ort-cpu")
+    candidates = row.candidates()
+    assert candidates[0] is row and [c.variant for c in candidates] == [None, *row.variants]  # the untuned default first
+    assert len({c.form for c in candidates}) == len(candidates)  # every form has its own name in the metadata
+    for form in candidates:
+        assert form.lowering in LOWERINGS and form.name == "ort-cpu" and form.passes == row.passes
+        assert get_target(form.spec).form == form.form  # the spec names exactly this form
+    stacked = get_target("ort-cpu:stacked")
+    assert stacked.form == "subpixel+phase-runs:stacked" and stacked.variant == "stacked"
+    assert stacked.with_variant(None) is row and artifact_filename("model", stacked.name, "fp32", batch=1) == "model.ort-cpu.b1.fp32.onnx"
+    with pytest.raises(ConfigError, match="target ort-cpu has no form 'stacke' \\(did you mean stacked\\?\\)"):
+        get_target("ort-cpu:stacke")
+    with pytest.raises(ConfigError, match="target trt has no form 'taps'.*its variants: none"):
+        get_target("trt:taps")
+
+
 def test_names_and_refusals() -> None:
     assert artifact_filename("model", "grouped", "fp32") == "model.onnx"
     assert artifact_filename("model", "ort-cpu", "fp32", batch=1) == "model.ort-cpu.b1.fp32.onnx"

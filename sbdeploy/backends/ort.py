@@ -6,6 +6,13 @@ when the asked provider is not available (or ONNX Runtime silently falls back to
 CPU), the runner refuses with :class:`BackendUnavailableError` instead of measuring
 the wrong thing. Input and output specs are read from the session.
 
+Session settings travel with the file: an ONNX file whose ``sbdeploy.ort_session``
+metadata holds :class:`SessionSettings` (written by ``sbdeploy export --tune``,
+:mod:`sbdeploy.tune`) is run with them on the CPU provider, so the file that was timed is
+validated and served the same way. Settings given to the runner override the file's; a
+``threads`` count other than the one the file was tuned for runs it with that many plain
+intra-op threads instead, and says so in the runner's notes.
+
 fp16 on the TensorRT provider: under TensorRT 11 (always strongly typed) the precision
 is the ONNX model's own, so an fp16 ONNX (:func:`sbdeploy.passes.to_fp16`) runs in fp16
 with no option; ``trt_fp16_enable`` sets TensorRT 10.x's ``BuilderFlag.FP16``, which
@@ -30,9 +37,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -88,6 +97,113 @@ UNKNOWN_TRT_FP16 = (
     "libraries, or pass OrtTensorrtOptions(fp16=True) on 10.x"
 )
 """The note an ort-trt run of an fp16 ONNX carries when the TensorRT major cannot be read."""
+
+
+SESSION_METADATA_KEY = "ort_session"
+"""The ``sbdeploy.*`` metadata key whose JSON value is the file's :class:`SessionSettings`."""
+
+_OPTIMIZATIONS = ("all", "extended", "basic", "disabled")
+_MODES = ("sequential", "parallel")
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """ONNX Runtime session options that change how fast a graph runs, never what it computes.
+
+    Attributes:
+        intra_op_threads: threads of the intra-op pool (None: ONNX Runtime's default, one per core).
+        inter_op_threads: threads that run independent nodes side by side (``parallel`` mode only).
+        execution_mode: ``sequential`` (one node at a time, each split over the intra-op
+            threads) or ``parallel`` (ONNX Runtime's parallel executor).
+        spinning: whether idle pool threads spin (``session.intra_op.allow_spinning``
+            and ``session.inter_op.allow_spinning``): lower latency on idle cores, contention on busy ones.
+        optimization: graph optimization level (``all`` includes the NCHWc layout transformer).
+        threads: the thread budget these settings were chosen for (None: not chosen for one).
+    """
+
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+    spinning: bool = True
+    optimization: Literal["all", "extended", "basic", "disabled"] = "all"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("intra_op_threads", "inter_op_threads", "threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"session setting {name} must be a positive integer or None, got {value!r}")
+        if self.execution_mode not in _MODES:
+            raise ConfigError(f"session setting execution_mode must be one of {', '.join(_MODES)}, got {self.execution_mode!r}")
+        if self.optimization not in _OPTIMIZATIONS:
+            raise ConfigError(f"session setting optimization must be one of {', '.join(_OPTIMIZATIONS)}, got {self.optimization!r}")
+        if not isinstance(self.spinning, bool):
+            raise ConfigError(f"session setting spinning must be true or false, got {self.spinning!r}")
+
+    @classmethod
+    def default(cls, threads: int | None = None) -> SessionSettings:
+        """What a runner uses without tuned settings: ``threads`` intra-op threads, sequential, spinning, every optimization."""
+        return cls(intra_op_threads=threads, threads=threads)
+
+    def describe(self) -> str:
+        """E.g. ``2 intra-op threads, sequential, spinning`` (only what differs from the defaults after the threads)."""
+        intra = "default intra-op threads" if self.intra_op_threads is None else f"{self.intra_op_threads} intra-op thread"
+        intra += "s" if self.intra_op_threads not in (None, 1) else ""
+        parts = [intra]
+        if self.execution_mode == "parallel":
+            parts.append(f"parallel executor ({self.inter_op_threads or 'default'} inter-op)")
+        parts.append("spinning" if self.spinning else "no spinning")
+        if self.optimization != "all":
+            parts.append(f"graph optimization {self.optimization}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Any) -> SessionSettings:
+        """Settings from :meth:`to_dict`'s form; ConfigError on anything else (unknown keys, bad values)."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"session settings must be a JSON object, got {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown session settings {unknown}; sbdeploy knows {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def session_options(self) -> onnxruntime.SessionOptions:
+        """These settings as ``onnxruntime.SessionOptions``."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if self.intra_op_threads is not None:
+            options.intra_op_num_threads = self.intra_op_threads
+        if self.execution_mode == "parallel":
+            options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+            if self.inter_op_threads is not None:
+                options.inter_op_num_threads = self.inter_op_threads
+        if not self.spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        level = ort.GraphOptimizationLevel
+        options.graph_optimization_level = {"all": level.ORT_ENABLE_ALL, "extended": level.ORT_ENABLE_EXTENDED,
+                                            "basic": level.ORT_ENABLE_BASIC, "disabled": level.ORT_DISABLE_ALL}[self.optimization]  # fmt: skip
+        return options
+
+
+def file_session_settings(metadata: dict[str, str], path: str | Path) -> SessionSettings | None:
+    """The :class:`SessionSettings` an ONNX file carries (``metadata``: its raw ``metadata_props``); None without any.
+
+    Raises:
+        OnnxModelError: the file's settings are not readable (edited by hand or by another tool).
+    """
+    raw = metadata.get(f"sbdeploy.{SESSION_METADATA_KEY}")
+    if raw is None:
+        return None
+    try:
+        return SessionSettings.from_dict(json.loads(raw))
+    except (json.JSONDecodeError, ConfigError) as error:
+        raise OnnxModelError(f"{path}: its sbdeploy.{SESSION_METADATA_KEY} metadata is not valid ({error}); re-export it") from None
 
 
 @dataclass(frozen=True)
@@ -151,8 +267,10 @@ class OrtRunner(Runner):
     Args:
         path: the ``.onnx`` file.
         provider: ``"cpu"`` (default), ``"cuda"`` or ``"tensorrt"``.
-        threads: intra-op threads (``None``: ONNX Runtime's default, one per core).
+        threads: intra-op threads (``None``: the file's tuned settings, else ONNX Runtime's default,
+            one per core); a count other than the one the file was tuned for replaces its settings.
         trt_options: options of the TensorRT provider.
+        session: session settings to run with, whatever the file carries (``threads`` must then be None).
     """
 
     def __init__(
@@ -162,17 +280,23 @@ class OrtRunner(Runner):
         provider: str = "cpu",
         threads: int | None = None,
         trt_options: OrtTensorrtOptions | None = None,
+        session: SessionSettings | None = None,
     ) -> None:
         super().__init__()
         if provider not in PROVIDERS:
             raise ConfigError(f"unknown ONNX Runtime provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
+        if session is not None and threads is not None:
+            raise ConfigError("give the runner threads or session settings, not both (the settings name their threads)")
         self.name = f"ort-{'trt' if provider == 'tensorrt' else provider}"
         self.path = Path(path)
         self.provider = provider
         self.threads = threads
         self.trt_options = trt_options or OrtTensorrtOptions()
+        self.requested_session = session
+        self.session_settings = session or SessionSettings.default(threads)
+        """The settings the live session runs with (set on activation: the file's, when it carries some)."""
         self._session: onnxruntime.InferenceSession | None = None
 
     def providers(self) -> list[str | tuple[str, dict[str, str]]]:
@@ -209,22 +333,35 @@ class OrtRunner(Runner):
             )
         if not self.path.is_file():
             raise OnnxModelError(f"{self.path} does not exist; export one with `sbdeploy export`")
-        options = ort.SessionOptions()
-        if self.threads is not None:
-            options.intra_op_num_threads = self.threads
-        try:
-            session = ort.InferenceSession(str(self.path), sess_options=options, providers=self.providers())
-        except Exception as error:  # onnxruntime raises its own untyped exceptions for bad files
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise OnnxModelError(
-                f"ONNX Runtime cannot load {self.path} ({first_line}); the file is corrupt or not an ONNX model: re-export it"
-            ) from None
+        settings = self.requested_session or SessionSettings.default(self.threads)
+        session = self._open(settings)
+        carried = None
+        if self.requested_session is None and self.provider == "cpu":  # settings tuned on the CPU provider, for it
+            carried = file_session_settings(session.get_modelmeta().custom_metadata_map, self.path)
+        if carried is not None and carried != settings:
+            if self.threads is None or self.threads == carried.threads:
+                settings, session = carried, self._open(carried)
+            else:
+                self.notes.append(f"{self.path.name} was tuned for {carried.threads} threads ({carried.describe()}); "
+                                  f"run with {self.threads} intra-op threads instead")  # fmt: skip
+        self.session_settings = settings
         if session.get_providers()[0] != wanted:
             raise BackendUnavailableError(
                 f"{self.name}: ONNX Runtime could not start {wanted} (it fell back to {session.get_providers()[0]}); "
                 "check the CUDA/cuDNN/TensorRT libraries, or use --backends ort-cpu"
             )
         self._session = session
+
+    def _open(self, settings: SessionSettings) -> onnxruntime.InferenceSession:
+        import onnxruntime as ort
+
+        try:
+            return ort.InferenceSession(str(self.path), sess_options=settings.session_options(), providers=self.providers())
+        except Exception as error:  # onnxruntime raises its own untyped exceptions for bad files
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise OnnxModelError(
+                f"ONNX Runtime cannot load {self.path} ({first_line}); the file is corrupt or not an ONNX model: re-export it"
+            ) from None
 
     @staticmethod
     def _spec(arg: Any) -> TensorSpec:

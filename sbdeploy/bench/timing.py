@@ -2,7 +2,11 @@
 
 Callables take turns round-robin (A, B, C, then B, C, A, ...: the order rotates every
 round) so that a noisy machine slows every candidate alike and their ratio stays
-honest. A turn is ``settle`` untimed runs, then ``turn`` timed runs of one callable:
+honest. After each full rotation (every callable first once) the order the rotation
+starts from is shuffled (seeded by ``seed``), so a callable does not always follow the
+same one: an ONNX Runtime session whose pool threads keep spinning after its turn slows
+whichever session runs next (2 cores, four files in one group, the rotation alone: the
+same file with the same settings timed 2.7x slower in one slot than in another). A turn is ``settle`` untimed runs, then ``turn`` timed runs of one callable:
 switching on every call let the previous ONNX Runtime session's spinning pool threads
 compete with the next run, which penalised graphs with many small nodes (2 cores,
 ORT CPU 2 threads, cifar_resnet56 vs its SB twin at batch 1: 0.65x switching on every
@@ -387,6 +391,7 @@ def measure_group(
     done = count = executed = 0  # timed runs, rounds, and runs with the settle ones, per callable
     widest: float | None = None
     next_check, check_cost = 0.0, 0.0
+    order, order_rng = list(names), np.random.default_rng(plan.seed)
     while True:
         elapsed = time.perf_counter() - start
         if plan.iters is not None and done >= plan.iters:
@@ -414,7 +419,9 @@ def measure_group(
             turn = _fitted_turn(plan, elapsed / executed, plan.min_turns - count, plan.budget_s - elapsed)
         runs = turn if plan.iters is None else min(turn, plan.iters - done)
         shift = count % len(names)
-        for name in names[shift:] + names[:shift]:
+        if shift == 0 and count:  # a full rotation done: the next one starts from a shuffled order
+            order = [order[i] for i in order_rng.permutation(len(order))]
+        for name in order[shift:] + order[:shift]:
             fn, turn_runs = fns[name], []
             for _ in range(plan.settle):
                 fn()

@@ -12,6 +12,9 @@ from rich.table import Table
 from sbdeploy.cli._render import OldLowering, console, print_json, target_flags, warn
 from sbdeploy.errors import ConfigError
 
+TUNED_DEFAULT = "ort-cpu"
+"""The target ``export --tune`` tunes when no ``--target`` is given (the one whose form is chosen on the machine)."""
+
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
     if text is None:
@@ -89,6 +92,15 @@ def export(
     check: Annotated[
         bool, typer.Option("--check/--no-check", help="Fail when the TensorRT check finds errors (targets TensorRT runs: grouped, separate, trt).")
     ] = True,
+    tune: Annotated[bool, typer.Option("--tune", help="Time every candidate form and ONNX Runtime session setting of the target "
+                                       "(default with --tune: ort-cpu) for this model, batch and thread count on this machine; "
+                                       "write the fastest.")] = False,
+    threads: Annotated[int | None, typer.Option(help="--tune: the thread budget (default: the CPUs this process may use).",
+                                                min=1)] = None,
+    tune_budget: Annotated[float, typer.Option(help="--tune: at most this many seconds of timed turns per tuning stage.",
+                                               min=0.01)] = 10.0,
+    tune_forms: Annotated[str | None, typer.Option(help="--tune: the target's variants to try besides its own form, "
+                                                   "comma-separated (default: all; e.g. taps,stacked).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Export a checkpoint (or zoo network) to ONNX in a deploy target's exact form."""
@@ -102,16 +114,28 @@ def export(
         raise ConfigError("--calibration is for int8 artifacts; add --int8")
     pass_names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
     new_folder = not output.parent.exists()
+    if tune and int8:
+        raise ConfigError("--tune times fp32 and fp16 files; an int8 file keeps its target's rule form: drop --tune or --int8")
+    if not tune and (threads is not None or tune_forms is not None):
+        raise ConfigError("--threads and --tune-forms belong to --tune; without --tune the form is the target's rule's")
     size = _parse_size(input_size)
     src = resolve_source(source, options={"sampling": sampling} if sampling else None)
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
-    calibration_data = None
-    if int8:
-        from sbdeploy.calibration import load_calibration
+    batch_size = _parse_batch(batch)
+    deploy = forced or (TUNED_DEFAULT if tune else CANONICAL)
+    tuning = None
+    if tune:
+        variants = None if tune_forms is None else tuple(v.strip() for v in tune_forms.split(",") if v.strip())
+        result, tuning = _tuned_export(src, output, precision=precision, threads=threads, budget=tune_budget, variants=variants,
+                                       opset=opset, batch=batch_size, input_size=size, target=deploy, passes=pass_names)  # fmt: skip
+    else:
+        calibration_data = None
+        if int8:
+            from sbdeploy.calibration import load_calibration
 
-        calibration_data = load_calibration(calibration, src.config, input_size=size)
-    result = export_source(src, {precision: output}, opset=opset, batch=_parse_batch(batch), input_size=size,
-                           target=forced or CANONICAL, passes=pass_names, calibration=calibration_data)[precision]  # fmt: skip
+            calibration_data = load_calibration(calibration, src.config, input_size=size)
+        result = export_source(src, {precision: output}, opset=opset, batch=batch_size, input_size=size, target=deploy,
+                               passes=pass_names, calibration=calibration_data)[precision]  # fmt: skip
     gating = runs_on_tensorrt(result.metadata["target"])
     if new_folder:
         warn(f"created folder {output.parent}", label="note")
@@ -125,6 +149,7 @@ def export(
                 "ops": result.ops,
                 "trt_check": result.trt_check.to_dict(),
                 "warnings": list(result.warnings),
+                "tuning": result.metadata.get("tuning"),
             }
         )
     else:
@@ -144,9 +169,44 @@ def export(
             cal = meta["int8"]["calibration"]
             console.print(f"int8: {meta['int8']['form']}; calibrated on {cal['images']} images of {cal['source']} ({cal['split']})",
                           highlight=False, markup=False)  # fmt: skip
+        if tuning is not None:
+            _render_tuning(tuning)
+        elif (result.metadata.get("tuning") or {}).get("tuned") is False:
+            warn(f"form {meta['lowering']} chosen by the target's rule ({meta['tuning']['rule']}), not tuned: "
+                 "--tune times every candidate form and session setting on this machine", label="note")  # fmt: skip
         console.print(f"wrote {result.path} (sha256 {result.sha256[:16]}...)", highlight=False, markup=False)
     if check and gating and not result.trt_check:
         raise typer.Exit(1)
+
+
+def _tuned_export(src, output: Path, *, precision: str, threads: int | None, budget: float,  # noqa: ANN001  (ModelSource)
+                  variants: tuple[str, ...] | None, opset: int, batch: str | int, input_size: tuple[int, int] | None, target: str,
+                  passes: tuple[str, ...] | None) -> tuple:  # noqa: ANN001  (ExportResult, TuneResult)
+    """``export --tune``: every candidate exported and timed (with a progress bar), the fastest written."""
+    from sbdeploy.cli._progress import progress_bar
+    from sbdeploy.tune import tune_budget_options, tune_export
+
+    tune = tune_budget_options(budget, threads=threads, variants=variants)
+    with progress_bar("tuning") as on_progress:
+        results = tune_export(src, {precision: output}, target=target, batch=batch, input_size=input_size, opset=opset,
+                              passes=passes, options=tune, on_progress=on_progress)  # type: ignore[arg-type]  # fmt: skip
+    return results[precision]
+
+
+def _render_tuning(tuning) -> None:  # noqa: ANN001  (TuneResult)
+    table = Table(title=f"tuning: {tuning.target} {tuning.precision}, batch {tuning.batch}, {tuning.threads} threads")
+    for column in ("stage", "form", "session settings", "median ms (95% CI)", "CV", "speedup vs default (95% CI)"):
+        table.add_column(column, justify="left" if column in ("stage", "form", "session settings") else "right")
+    for t in tuning.times:
+        form = f"[bold]{t.candidate.lowering} (chosen)[/]" if tuning.is_chosen(t) else t.candidate.lowering
+        table.add_row(t.stage, form, t.candidate.settings.describe(), *t.cells())
+    console.print(table)
+    for stage in tuning.stages:
+        console.print(f"stage {stage.stage}: {stage.rounds} turns, {stage.seconds:.1f} s, {stage.stop}; {stage.load_text()}",
+                      highlight=False)  # fmt: skip
+    console.print(f"chosen: {tuning.chosen.label} ({tuning.decision})", highlight=False)
+    if tuning.busy_warning():
+        warn(tuning.busy_warning())
 
 
 def check(

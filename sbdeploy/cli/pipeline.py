@@ -36,10 +36,15 @@ def pipeline(
         str | None, typer.Option(help="One deploy target for every backend (e.g. grouped) instead of each backend's own.")
     ] = None,
     lowering: OldLowering = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Time the candidate forms and session settings of every ort-cpu file "
+                                       "on this machine and keep the fastest (tuning.md).")] = False,
+    tune_budget: Annotated[float, typer.Option(help="--tune: at most this many seconds of timed turns per tuning stage.",
+                                               min=0.01)] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench, every file kept in --out."""
     from sbdeploy.pipeline import STEPS, PipelineOptions, run_pipeline
+    from sbdeploy.tune import tune_budget_options
 
     folder = out or Path("runs") / Path(source).name
     forced = target_flags(target, lowering)
@@ -47,7 +52,7 @@ def pipeline(
         raise ConfigError("--calibration is for int8 artifacts; add --int8")
     options = PipelineOptions(
         fp16=fp16, int8=int8, calibration=calibration, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
-        limit=limit, baseline=baseline, target=forced,
+        limit=limit, baseline=baseline, target=forced, tune=tune_budget_options(tune_budget) if tune else None,
     )
     with steps_display(STEPS) as display:
         result = run_pipeline(source, folder, options, on_step=display.start, on_progress=display.progress, on_step_done=display.finish)

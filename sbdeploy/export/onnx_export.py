@@ -277,6 +277,9 @@ def export_source(
             "passes": ran,
             "opset": opset,
         }
+        if deploy.tunable:  # the report says the form was chosen by the rule, not timed
+            metadata["tuning"] = {"tuned": False, "rule": deploy.layout.describe() if deploy.variant is None else f"variant {deploy.variant}",
+                                  "note": "form chosen without timing; `sbdeploy export --tune` times the candidates on this machine"}
         if precision == "int8":
             assert calibration is not None  # to_precision refused int8 without it
             metadata["int8"] = {"recipe": deploy.int8.name, "form": deploy.int8.describe(), "calibration": calibration.to_dict()}

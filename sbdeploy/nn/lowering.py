@@ -24,6 +24,11 @@ one an SB runs. Adding a form = one function here + one entry in a target's row
   one image at a time) run several times slower per MAC than a Conv. Eval mode only.
 * ``strided``: one strided Conv and one stride-2 ConvTranspose per sampled parity, no
   packing (for GPU engines, where ConvTranspose is a native kernel). Eval mode only.
+* ``masked``: the reference's dense masked form written for inference engines: one full
+  3x3 Conv, ``mid``, a Mul by the 0/1 sampling mask, and the transposed convolution as a
+  stride-1 Conv with the kernel flipped (no ConvTranspose). Twice the MACs of the exact
+  forms, but the fewest nodes and each weight read once: a candidate where a stage is
+  small and its weights large (batch 1, 7x7 maps), chosen by measurement. Eval mode only.
 
 ``mid`` (BN + ReLU in the SB regular block) runs on the sampled positions only. In
 training mode the reference and training forms hand it the sampled values of all
@@ -266,3 +271,22 @@ def sb_strided(
         y = u if y is None else y + u
     assert y is not None, "every sampling set keeps position (0, 0)"
     return y
+
+
+@register_lowering("masked")
+def sb_masked(
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
+    b1: Tensor | None = None, b2: Tensor | None = None,
+) -> Tensor:
+    """Dense Conv, ``mid``, the sampling mask, dense Conv with the flipped deconv kernel (eval mode).
+
+    The mask follows ``mid`` (a BN's shift makes ``mid(0)`` non-zero), so every unsampled
+    position is exactly zero when the deconv reads it; a stride-1 transposed convolution
+    with padding 1 is the convolution with ``W2`` transposed in channels and flipped in space.
+    """
+    _require_eval(mid, "masked")
+    z = F.conv2d(x, w1, b1, stride=stride, padding=1)
+    if mid is not None:
+        z = mid(z)
+    z = z * sampling_mask(int(z.shape[2]), int(z.shape[3]), sampling, device=z.device, dtype=z.dtype)
+    return F.conv2d(z, w2.transpose(0, 1).flip(2, 3), b2, padding=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from sbdeploy.backends.ort import OrtRunner, OrtTensorrtOptions
+from sbdeploy.backends.ort import OrtRunner, OrtTensorrtOptions, SessionSettings
 from sbdeploy.errors import BackendUnavailableError, ConfigError, InputError, OnnxModelError
 
 
@@ -70,11 +71,56 @@ def test_missing_provider_is_refused(sb_onnx: Path, provider: str) -> None:
             pass
 
 
+def _with_metadata(source: Path, path: Path, **entries: str) -> Path:
+    import onnx
+
+    model = onnx.load(str(source))
+    for key, value in entries.items():
+        model.metadata_props.add(key=f"sbdeploy.{key}", value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_file_carries_its_session_settings(sb_onnx: Path, tmp_path: Path) -> None:
+    tuned = SessionSettings(intra_op_threads=1, spinning=False, optimization="extended", threads=2)
+    path = _with_metadata(sb_onnx, tmp_path / "tuned.onnx", ort_session=json.dumps(tuned.to_dict()))
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with OrtRunner(sb_onnx) as plain:
+        assert plain.session_settings == SessionSettings.default() and not plain.notes
+        expected = plain.infer({"input": x})["logits"]
+    for threads in (None, 2):  # no thread count, or the budget it was tuned for: the file's settings
+        with OrtRunner(path, threads=threads) as runner:
+            assert runner.session_settings == tuned and not runner.notes
+            np.testing.assert_allclose(runner.infer({"input": x})["logits"], expected, rtol=1e-5, atol=1e-5)
+    with OrtRunner(path, threads=1) as runner:  # another budget: plain threads, and the report says so
+        assert runner.session_settings == SessionSettings.default(1)
+        assert runner.notes == ["tuned.onnx was tuned for 2 threads (1 intra-op thread, no spinning, graph optimization extended); "
+                                "run with 1 intra-op threads instead"]
+    given = SessionSettings(intra_op_threads=2, execution_mode="parallel", inter_op_threads=2)
+    with OrtRunner(path, session=given) as runner:  # settings given to the runner win
+        assert runner.session_settings == given
+    assert SessionSettings.from_dict(tuned.to_dict()) == tuned
+
+
+@pytest.mark.parametrize("value", ["{not json", '{"intra_op_threads": 0}', '{"threads": 2, "magic": 1}', '{"optimization": "max"}'])
+def test_unreadable_session_settings_are_an_onnx_error(sb_onnx: Path, tmp_path: Path, value: str) -> None:
+    path = _with_metadata(sb_onnx, tmp_path / "bad.onnx", ort_session=value)
+    with pytest.raises(OnnxModelError, match="sbdeploy.ort_session metadata is not valid.*re-export it"):
+        with OrtRunner(path):
+            pass
+
+
 def test_option_checks() -> None:
     with pytest.raises(ConfigError, match="unknown ONNX Runtime provider"):
         OrtRunner("m.onnx", provider="openvino")
     with pytest.raises(ConfigError, match="threads"):
         OrtRunner("m.onnx", threads=0)
+    with pytest.raises(ConfigError, match="threads or session settings, not both"):
+        OrtRunner("m.onnx", threads=2, session=SessionSettings())
+    with pytest.raises(ConfigError, match="execution_mode must be one of sequential, parallel"):
+        SessionSettings(execution_mode="async")  # type: ignore[arg-type]
+    assert SessionSettings(intra_op_threads=1, execution_mode="parallel", inter_op_threads=2).describe() == (
+        "1 intra-op thread, parallel executor (2 inter-op), spinning")
     with pytest.raises(ConfigError, match="0..5"):
         OrtTensorrtOptions(opt_level=7).provider_options()
 

@@ -22,8 +22,25 @@ def test_rounds_warmup_and_order() -> None:
     stats = measure_interleaved(fns, TimingPlan(warmup_iters=2, iters=4, turn=1, settle=0))
     assert calls[:6] == ["a", "a", "b", "b", "c", "c"]  # warm-up
     timed = calls[6:]
-    assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]  # rotated rounds
+    assert timed[:9] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # rotated rounds
+    assert len(timed) == 12 and sorted(timed[9:]) == ["a", "b", "c"]  # a new rotation, from a shuffled order
     assert all(s.runs == 4 for s in stats.values())
+
+
+def test_every_callable_follows_every_other_one_and_leads_equally() -> None:
+    """The rotation alone puts each callable after the same one in every round; the shuffles between rotations do not."""
+    calls: list[str] = []
+    fns = {name: (lambda n=name: calls.append(n)) for name in "abcd"}
+    measure_group(fns, TimingPlan(warmup_iters=0, iters=40, turn=1, settle=0))
+    rounds = [calls[i : i + 4] for i in range(0, len(calls), 4)]
+    assert all(sorted(r) == list("abcd") for r in rounds) and len(rounds) == 40
+    for start in range(0, 40, 4):  # in each full rotation every callable leads once
+        assert sorted(r[0] for r in rounds[start : start + 4]) == list("abcd")
+    followed = {(r[i], r[i + 1]) for r in rounds for i in range(3)}
+    assert followed == {(x, y) for x in "abcd" for y in "abcd" if x != y}
+    again: list[str] = []
+    measure_group({n: (lambda n=n: again.append(n)) for n in "abcd"}, TimingPlan(warmup_iters=0, iters=40, turn=1, settle=0))
+    assert again == calls  # seeded: the same schedule every time
 
 
 def test_turns_settle_untimed_and_the_last_turn_is_cut_to_iters() -> None:

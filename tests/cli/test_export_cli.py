@@ -76,3 +76,23 @@ def test_the_old_lowering_flag_keeps_working_or_names_the_new_spelling(tmp_path:
         assert done.returncode == 2 and "SB forms are chosen by deploy target, --target grouped | separate" in done.stderr, args
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_tuned_export_validates_and_says_what_it_timed(tmp_path: Path) -> None:
+    checkpoint, out = REPO / "models" / "digits_resnet20_sb", tmp_path / "tuned.onnx"
+    done = sbdeploy("export", str(checkpoint), "-o", str(out), "--target", "ort-cpu", "--batch", "1", "--tune", "--tune-forms", "taps",
+                    "--threads", "1", "--tune-budget", "0.3", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tuning = json.loads(done.stdout)["tuning"]
+    assert tuning["tuned"] is True and tuning["threads"] == 1 and tuning["decision"]
+    assert {c["form"] for c in tuning["candidates"]} == {"ort-cpu", "ort-cpu:taps"}
+    checked = sbdeploy("validate", str(checkpoint), "--onnx", str(out), "--limit", "16")
+    assert checked.returncode == 0 and "PASSED" in checked.stdout, checked.stdout + checked.stderr
+    plain = sbdeploy("export", str(checkpoint), "-o", str(tmp_path / "plain.onnx"), "--target", "ort-cpu", "--batch", "1")
+    assert plain.returncode == 0 and "not tuned: --tune times every candidate" in " ".join(plain.stderr.split()), plain.stderr
+    for args, message in ((("--tune",), "fixed batch: give --batch N"), (("--threads", "2"), "belong to --tune"),
+                          (("--tune", "--batch", "1", "--target", "trt"), "--tune applies to"),
+                          (("--tune", "--batch", "1", "--int8"), "--tune times fp32 and fp16 files")):
+        done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), *args)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "x.onnx").exists()

@@ -58,13 +58,17 @@ def build(family: str, sampling: str, seed: int = 0) -> nn.Module:
 
 
 def distinct_forms(*, with_passes: bool = True) -> list[str]:
-    """One target per distinct form of the table (equal lowering, layout and, for ONNX, passes: one form).
+    """One target spec per distinct form of the table, every row's variants included (``ort-cpu:stacked``).
 
-    Today ``ort-cuda`` and ``trt`` share the strided form, so ``ort-cuda`` stands for both;
-    if their rows ever differ, both get tested.
+    Equal lowering, layout and, for ONNX, passes make one form: today ``ort-cuda`` and ``trt``
+    share the strided form, so ``ort-cuda`` stands for both; if their rows ever differ, both
+    get tested. Without passes (the torch-level matrix, which runs every phase run in each of
+    its layouts itself) the layout counts only as phase runs or not.
     """
     forms: dict[tuple[object, ...], str] = {}
-    for name, target in TARGETS.items():
-        key = (target.lowering, target.layout, target.passes if with_passes else ())
-        forms.setdefault(key, name)
+    for target in TARGETS.values():
+        for form in target.candidates():
+            layout = form.layout if with_passes else form.layout.phase_runs
+            key = (form.lowering, layout, form.passes if with_passes else ())
+            forms.setdefault(key, form.spec)
     return list(forms.values())

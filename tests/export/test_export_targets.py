@@ -9,8 +9,9 @@ sizes x 2 batch modes = 384 exports):
   downsampling, the shortcut kind and the head), the ``ort-cpu`` form at all four
   (even / odd size) x (dynamic / fixed batch 1) combinations, each with another sampling
   set, and every other distinct form of the table (``grouped``, ``separate``, the strided
-  form of ``ort-cuda`` and ``trt``) once, the combination and sampling set rotating over the
-  families: 42 exports. ``test_the_cases_cover_every_axis`` checks that coverage. Each
+  form of ``ort-cuda`` and ``trt``, and the ``ort-cpu`` variants that tuning chooses among:
+  ``ort-cpu:taps``, ``:stacked``, ``:masked``, ``:per-sb``) once, the combination and
+  sampling set rotating over the families: 66 exports. ``test_the_cases_cover_every_axis`` checks that coverage. Each
   export runs at batch 1 and 3 (dynamic) or its fixed batch, against the PyTorch network
   in eval mode (the SB training code); its op census is checked against what the form
   promises (no ConvTranspose on the CPU, one grouped pair per SB, one strided pair per
@@ -108,15 +109,19 @@ def _check_census(proto: onnx.ModelProto, family: str, form: str, sampling: str,
     sbs = sum(isinstance(m, SpatialBottleneck) for m in FAMILIES[family][0](sampling).modules())
     groups = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in proto.graph.node if n.op_type == "ConvTranspose"]
     assert ops.get("BatchNormalization", 0) == 0  # folded, or (before a padded conv) written as an affine
-    if form == "ort-cpu":
+    if form.startswith("ort-cpu"):  # the row's own form and its variants
+        variant = get_target(form).variant
+        masked = sbs if variant == "masked" and size == "odd" else 0  # one sampling-mask Mul per SB outside phase runs
         assert ops.get("ConvTranspose", 0) == 0, ops
         if family.startswith("pyramid"):  # its shortcut pads channels, and on phases pools by a sum times 0.25
-            assert ops.get("Mul", 0) <= 2, ops
+            assert ops.get("Mul", 0) <= 2 + masked, ops
         else:  # zero Pads folded into Convs, BN affines as depthwise Convs
-            assert ops.get("Pad", 0) == 0 and ops.get("Mul", 0) == 0, ops
+            assert ops.get("Pad", 0) == 0 and ops.get("Mul", 0) <= masked, ops
         # stacked (a Reshape-Transpose-Reshape instead of DepthToSpace) at a fixed batch 1 where tap convs are small:
-        # the CIFAR-sized basic families (16 channels at 16x16 phases: 65k MACs), not ImageNet's (64 at 32x32: 262k)
-        stacked = size == "even" and batch == 1 and family in ("cifar_preact_basic", "pyramid_basic")
+        # the CIFAR-sized basic families (16 channels at 16x16 phases: 65k MACs), not ImageNet's (64 at 32x32: 262k);
+        # the stacked variant takes it for every basic family at a fixed batch, the taps and per-SB variants never
+        small = family in ("cifar_preact_basic", "pyramid_basic") or (variant == "stacked" and family.endswith("basic"))
+        stacked = size == "even" and batch == 1 and small and variant not in ("taps", "per-sb")
         if size == "even":
             assert (ops.get("DepthToSpace", 0) == 0) == stacked, ops
     elif form == "grouped":

@@ -28,7 +28,7 @@ FORMS = [name for name in LOWERINGS if name != "reference"]
 
 
 def test_the_registry_holds_every_form() -> None:
-    assert set(LOWERINGS) == {"reference", "separate", "grouped", "subpixel", "strided"}
+    assert set(LOWERINGS) == {"reference", "separate", "grouped", "subpixel", "strided", "masked"}
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -91,7 +91,7 @@ def test_registry_refuses_duplicates_and_names_the_choices() -> None:
         SpatialBottleneck(2, 2, 2).form = "magic"
 
 
-@pytest.mark.parametrize("form", ["grouped", "subpixel", "strided"])
+@pytest.mark.parametrize("form", ["grouped", "subpixel", "strided", "masked"])
 def test_deploy_forms_refuse_training_mode_bn(form: str) -> None:
     sb = SpatialBottleneck(2, 3, 2, mid=bn_relu(3)).train()
     with pytest.raises(ConfigError, match="eval"):
