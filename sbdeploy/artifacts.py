@@ -134,6 +134,9 @@ def plan_artifacts(
             if backend.startswith("torch"):
                 continue
             deploy = target_for(backend, target)
+            if deploy.variant is not None:  # a variant is a tuning candidate: its file would carry the row's name
+                raise ConfigError(f"--target {deploy.spec}: a form variant is written by `sbdeploy export --target {deploy.spec}` "
+                                  f"only; here give --target {deploy.name} (and --tune to let the measured fastest form win)")
             for precision in precisions:
                 deploy.check_precision(precision)
                 if backend in ENGINE_BACKENDS:
@@ -336,18 +339,19 @@ def make_artifacts(
     from sbdeploy.export import export_source
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     made: dict[str, DeployFile] = {}
     exports: dict[tuple[str, str, int | None], dict[str, Path]] = {}
     for plan in plans:
         if plan.kind == "onnx":
             exports.setdefault((plan.model, plan.target, plan.batch), {})[plan.precision] = folder / plan.filename
+    for (model, _, _), outputs in exports.items():  # refused before anything is written
+        if "int8" in outputs and (calibration is None or model not in calibration):
+            raise ConfigError(f"{model}: an int8 artifact needs calibration data (--calibration SRC)")
+    folder.mkdir(parents=True, exist_ok=True)
     for number, ((model, target, batch), outputs) in enumerate(exports.items()):
         if on_progress:
             on_progress(f"exporting {', '.join(p.name for p in outputs.values())}", number, len(exports))
         size = (input_sizes or {}).get(model)
-        if "int8" in outputs and (calibration is None or model not in calibration):
-            raise ConfigError(f"{model}: an int8 artifact needs calibration data (--calibration SRC)")
         plain = dict(outputs)
         if tune is not None and batch is not None and get_target(target).tunable:  # int8 files keep the rule's form
             from sbdeploy.tune import tune_export

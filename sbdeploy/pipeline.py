@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from sbdeploy._io import atomic_write_bytes
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
+from sbdeploy.errors import ConfigError
 
 if TYPE_CHECKING:
     from sbdeploy.artifacts import ArtifactPlan, DeployFile
@@ -230,6 +231,10 @@ def run_pipeline(
     precisions = ("fp32", *(["fp16"] if options.fp16 else []), *(["int8"] if options.int8 else []))
     # resolved before any step: a bad --calibration is the user's error, said at once
     calibrations = calibration_for({k: v.config for k, v in sources.items()}, options.calibration) if options.int8 else None
+    if options.int8 and not any(s.config.dataset for s in sources.values()):
+        raise ConfigError("int8 files are judged on real images (their scales are calibrated on them), and no checkpoint of this "
+                          "run names a dataset: run `sbdeploy validate CHECKPOINT --int8 --data SOURCE` instead, or give the "
+                          "pipeline a checkpoint trained by `sbdeploy train` (its config.json names the dataset)")
     plans, uses = plan_artifacts([(m.label, stems[m.label]) for m in models], backends, options.batches, precisions=precisions,
                                  target=options.target)  # fmt: skip
     canonical = canonical_plan(label, SB_STEM)

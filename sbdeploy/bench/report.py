@@ -301,9 +301,11 @@ MARKDOWN_COLUMNS = (
 
 
 def shown_columns(rows: Sequence[BenchRow]) -> list[int]:
-    """Indexes of :data:`MARKDOWN_COLUMNS` a table of ``rows`` shows: "GPU ms" only when some row has a device time."""
+    """Indexes of :data:`MARKDOWN_COLUMNS` a table of ``rows`` shows: "GPU ms" only when some row has a device time,
+    "vs fp32" only when some fp16/int8 row has one."""
     gpu = any(r.stats.compute_median_ms is not None for r in rows)
-    return [i for i, c in enumerate(MARKDOWN_COLUMNS) if gpu or c != "GPU ms"]
+    reduced = any(r.vs_fp32 is not None for r in rows)
+    return [i for i, c in enumerate(MARKDOWN_COLUMNS) if (gpu or c != "GPU ms") and (reduced or c != "vs fp32 (CI)")]
 
 
 def stable_cell(row: BenchRow) -> str:

@@ -315,6 +315,9 @@ def run_bench(
     notes: list[str] = []
     if file_specs and input_size is not None:
         notes.append("--input-size applies to checkpoints and zoo names; files run at the input size they were exported at")
+    if file_specs and not sources and (set(precisions) - {"fp32"} or calibration is not None):
+        raise ConfigError("--fp16, --int8 and --calibration make artifacts of checkpoints and zoo names; the given files are "
+                          "timed in the precision they hold: drop those flags (or give the checkpoint too)")
     subjects = subjects_from_files(file_specs, names, batches) if file_specs else []
     if names is not None:
         timed_backends = list(names)

@@ -36,10 +36,10 @@ def pipeline(
         str | None, typer.Option(help="One deploy target for every backend (e.g. grouped) instead of each backend's own.")
     ] = None,
     lowering: OldLowering = None,
-    tune: Annotated[bool, typer.Option("--tune", help="Time the candidate forms and session settings of every ort-cpu file "
-                                       "on this machine and keep the fastest (tuning.md).")] = False,
-    tune_budget: Annotated[float, typer.Option(help="--tune: at most this many seconds of timed turns per tuning stage.",
-                                               min=0.01)] = 10.0,
+    tune: Annotated[bool, typer.Option("--tune", help="Time the candidate forms and session settings of every fp32/fp16 ort-cpu "
+                                       "file on this machine and keep the fastest (tuning.md).")] = False,
+    tune_budget: Annotated[float | None, typer.Option(help="--tune: at most this many seconds of timed turns per tuning stage "
+                                                      "[default: 10].", min=0.01)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench, every file kept in --out."""
@@ -50,9 +50,19 @@ def pipeline(
     forced = target_flags(target, lowering)
     if calibration is not None and not int8:
         raise ConfigError("--calibration is for int8 artifacts; add --int8")
+    if tune and int8:
+        raise ConfigError("--tune times fp32 and fp16 files; an int8 file keeps its target's rule form, so its 'vs fp32' would mix "
+                          "tuning with precision: run the pipeline once with --tune and once with --int8")
+    if tune_budget is not None and not tune:
+        raise ConfigError("--tune-budget belongs to --tune; add --tune")
+    if tune and forced is not None:
+        from sbdeploy.targets import get_target
+
+        if not get_target(forced).tunable:
+            raise ConfigError(f"--tune times the forms of a tunable target (ort-cpu); --target {forced} has one form: drop --tune")
     options = PipelineOptions(
         fp16=fp16, int8=int8, calibration=calibration, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
-        limit=limit, baseline=baseline, target=forced, tune=tune_budget_options(tune_budget) if tune else None,
+        limit=limit, baseline=baseline, target=forced, tune=tune_budget_options(10.0 if tune_budget is None else tune_budget) if tune else None,
     )
     with steps_display(STEPS) as display:
         result = run_pipeline(source, folder, options, on_step=display.start, on_progress=display.progress, on_step_done=display.finish)

@@ -142,6 +142,9 @@ def validate(
             for k, t in DEFAULT_TOLERANCES.items()
         }
     source = data or ckpt.config.dataset or None
+    if int8 and source is None:  # said before anything is made
+        raise ConfigError("--int8 files are judged on real images (their scales are calibrated on them); the checkpoint names "
+                          "no dataset: give --data SOURCE")
     with tempfile.TemporaryDirectory(prefix="sbdeploy-validate-") as tmp:
         if onnx or engine:
             checked = [onnx_artifact(f, b) for f in onnx or [] for b in names] + [engine_artifact(e) for e in engine or []]

@@ -57,7 +57,8 @@ def test_bench_prints_model_and_file_names_as_text(monkeypatch: pytest.MonkeyPat
     assert FILE in text and "model[b1].onnx" in text and "net[v1]" in text and "net_sb[/v1]: ort-cpu b1" in text
 
 
-def test_the_bench_table_fits_160_columns_without_breaking_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("reduced", [False, True], ids=["fp32", "with int8 rows"])
+def test_the_bench_table_fits_160_columns_without_breaking_a_number(monkeypatch: pytest.MonkeyPatch, reduced: bool) -> None:
     import dataclasses
 
     from sbdeploy.bench.report import BenchReport, BenchRow, judged
@@ -69,12 +70,20 @@ def test_the_bench_table_fits_160_columns_without_breaking_a_number(monkeypatch:
     s = LatencyStats.from_samples([1.234e-3 * (1 + 0.5 * (-1) ** i) for i in range(40)])
     s = dataclasses.replace(s, median_low_ms=1.1111, median_high_ms=18.8888)
     file = "digits_resnet20_sb.ort-cpu.b1.fp32.onnx"
-    rows = judged([BenchRow("cifar_resnet20", "ort-cpu", 1, 100, None, s, file="cifar_resnet20.ort-cpu.b1.fp32.onnx"),
-                   BenchRow("digits_resnet20_sb", "ort-cpu", 1, 50, "cifar_resnet20", s, file=file, speedup_low=0.7777, speedup_high=1.3333),
-                   BenchRow("digits_resnet20_sb", "torch", 1, 50, None, s)], [])  # fmt: skip
-    bench_cli.render_bench(BenchReport(rows=rows, environment=collect_environment()))
+    rows = [BenchRow("cifar_resnet20", "ort-cpu", 1, 100, None, s, file="cifar_resnet20.ort-cpu.b1.fp32.onnx"),
+            BenchRow("digits_resnet20_sb", "ort-cpu", 1, 50, "cifar_resnet20", s, file=file, speedup_low=0.7777, speedup_high=1.3333),
+            BenchRow("digits_resnet20_sb", "torch", 1, 50, None, s)]  # fmt: skip
+    if reduced:
+        rows.append(BenchRow("digits_resnet20_sb", "ort-cpu", 1, 50, None, s, precision="int8", file="digits_resnet20_sb.ort-cpu.b1.int8.onnx",
+                             vs_fp32=1.6666, vs_fp32_low=1.5555, vs_fp32_high=1.7777))  # fmt: skip
+    judged_rows = judged(rows, [])
+    bench_cli.render_bench(BenchReport(rows=judged_rows, environment=collect_environment()))
     text = screen.export_text()
     table = text[: text.index("CI = ")]
-    assert max(len(line) for line in table.splitlines()) <= 160
+    assert max(len(line) for line in table.splitlines()) <= 160 and "\u2026" not in table  # nothing cut with an ellipsis
     for figure in (file, "digits_resnet20_sb", "(1.111-18.889)", "(0.78-1.33)", "(0.39-0.67)", "training code, fp32"):
         assert figure in table, figure  # whole, not folded or cut
+    assert ("vs fp32" in table) == reduced and (not reduced or "(1.56-1.78)" in table)
+    for row in judged_rows:  # every flag of the stable column, whole
+        assert all(f"{kind}," in table or f"{kind} " in table or table.count(kind) for kind in dict.fromkeys(f.kind for f in row.flags))
+    assert "spread," in table and "interval" in table

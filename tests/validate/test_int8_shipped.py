@@ -12,7 +12,7 @@ batches and the digits test split; int8 is judged on the test split (per-sample 
   ``sbdeploy validate --onnx``, as a user runs them;
 * ``ort-cpu`` at batch 8 (the phase layout), ``trt`` (the strided form, with
   :data:`~sbdeploy.int8_recipe.TRT_INT8`: the same graph ``ort-cuda`` gets, asserted) and
-  the canonical ``grouped`` form at the library level, run on ONNX Runtime CPU;
+  the canonical ``grouped`` and the ``separate`` forms at the library level, run on ONNX Runtime CPU;
 * the TensorRT engine built from the ``trt`` int8 file (``gpu``: skipped elsewhere).
 
 Each case makes one artifact (module fixtures) on 64 calibration images: the CI cost is one
@@ -39,7 +39,7 @@ from tests.conftest import REPO, run_cli
 SHIPPED = REPO / "models" / "digits_resnet20_sb"
 CALIBRATION_IMAGES = 64
 
-LIBRARY_CASES = {"ort-cpu b8": ("ort-cpu", 8), "trt": ("trt", 1), "grouped": ("grouped", 1)}
+LIBRARY_CASES = {"ort-cpu b8": ("ort-cpu", 8), "trt": ("trt", 1), "grouped": ("grouped", 1), "separate": ("separate", 1)}
 """Case -> (target, batch planned: ort-cpu's files have a fixed batch, 8 takes the phase layout; the others are dynamic)."""
 
 

@@ -1,0 +1,55 @@
+"""Options that do not go together are refused before anything is made: one ``error:`` line, exit 2, nothing written.
+
+Each row is a command line whose options cannot all be honoured (a tuned pipeline whose int8
+file would keep the rule's form; ``--tune-budget`` without ``--tune``; ``--tune`` on a target
+with one form; a form variant where only ``export`` writes one; ``--int8`` on given files, or on
+a checkpoint with no dataset to judge int8 on), each said in one sentence naming what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import sbdeploy
+from sbdeploy.checkpoint import CheckpointConfig, save_checkpoint
+from sbdeploy.cli.main import main
+from tests.serve._artifacts import tiny_onnx
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("inputs")
+    torch.manual_seed(0)
+    config = CheckpointConfig(arch="cifar_resnet20", options={"num_classes": 10, "in_chans": 3}, input_size=(32, 32), mean=(0.5,) * 3,
+                              std=(0.25,) * 3, class_names=tuple(str(i) for i in range(10)))  # fmt: skip  (no dataset named)
+    np.save(root / "calibration.npy", np.zeros((4, 3, 32, 32), np.float32))
+    return {"ckpt": save_checkpoint(root / "ckpt", sbdeploy.create_model("cifar_resnet20", num_classes=10).eval(), config),
+            "onnx": tiny_onnx(root / "model.onnx"), "npy": root / "calibration.npy"}  # fmt: skip
+
+
+ROWS = {
+    "pipeline --tune --int8": (["pipeline", "{ckpt}", "--tune", "--int8", "--calibration", "{npy}", "--out", "{out}"], "--tune times fp32"),
+    "pipeline --tune-budget alone": (["pipeline", "{ckpt}", "--tune-budget", "3", "--out", "{out}"], "--tune-budget belongs to --tune"),
+    "pipeline --tune --target grouped": (["pipeline", "{ckpt}", "--tune", "--target", "grouped", "--out", "{out}"], "has one form"),
+    "pipeline --int8, no dataset": (["pipeline", "{ckpt}", "--int8", "--calibration", "{npy}", "--out", "{out}"], "judged on real images"),
+    "validate --int8, no dataset": (["validate", "{ckpt}", "--int8", "--calibration", "{npy}", "--artifacts", "{out}"],
+                                    "judged on real images"),
+    "bench --target variant": (["bench", "-m", "{ckpt}", "--target", "ort-cpu:taps", "--artifacts", "{out}"], "a form variant"),
+    "bench files --int8": (["bench", "-m", "{onnx}", "--int8", "--report", "{out}"], "timed in the precision they hold"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+def test_options_that_do_not_go_together(name: str, inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv, says = ROWS[name]
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.format(out=out, **inputs) for a in argv])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], captured.err
+    assert "Traceback" not in captured.err and not out.exists(), "something was written"
