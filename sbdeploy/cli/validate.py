@@ -142,6 +142,7 @@ def validate(
             for k, t in DEFAULT_TOLERANCES.items()
         }
     source = data or ckpt.config.dataset or None
+    calibrations = calibration_for({checkpoint.name: ckpt.config}, calibration) if int8 else None
     if int8 and source is None:  # said before anything is made
         raise ConfigError("--int8 files are judged on real images (their scales are calibrated on them); the checkpoint names "
                           "no dataset: give --data SOURCE")
@@ -152,7 +153,6 @@ def validate(
             label = checkpoint.name
             precisions = ("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else []))
             plans, _ = plan_artifacts([(label, "model")], names, parse_ints(batch, "--batch"), precisions=precisions, target=forced)
-            calibrations = calibration_for({label: ckpt.config}, calibration) if int8 else None
             with progress_bar("making the deploy artifacts") as on_progress:
                 made = make_artifacts(plans, {label: resolve_source(checkpoint)}, artifacts or Path(tmp), on_progress=on_progress,
                                       calibration=calibrations)  # fmt: skip
