@@ -298,9 +298,8 @@ def describe_file(path: str | Path) -> DeployFile:
             raise ArtifactError(
                 f"{sidecar_path(path)} is missing; sbdeploy reads an engine through the sidecar `sbdeploy build-engine` writes"
             )
-        digest = sha256_file(path)
-        if digest != sidecar.engine_sha256:  # a sidecar beside another engine would describe the wrong file
-            check_engine_hash(path, sidecar)
+        check_engine_hash(path, sidecar)  # a sidecar beside another engine would describe the wrong file
+        digest = sidecar.engine_sha256
         ranges = next(iter(sidecar.profiles[0].values())) if sidecar.profiles else None
         profile = None if ranges is None else (ranges["min"][0], ranges["opt"][0], ranges["max"][0])
         fixed = profile[0] if profile is not None and profile[0] == profile[2] else None
