@@ -115,14 +115,14 @@ def validate(
     agreement >= 90%, on real images: its random-batch runs are shown, not judged). Any NaN/Inf fails. Without --onnx/--engine, validate makes the
     artifacts bench would time for --backends (sbdeploy.artifacts) and checks those.
     """
-    from sbdeploy.artifacts import make_artifacts, plan_artifacts
+    from sbdeploy.artifacts import describe_file, make_artifacts, plan_artifacts
     from sbdeploy.backends import get_runner
     from sbdeploy.calibration import calibration_for
     from sbdeploy.checkpoint import load_checkpoint
     from sbdeploy.cli.bench import parse_ints
     from sbdeploy.export import resolve_source
     from sbdeploy.validate.compare import DEFAULT_TOLERANCES
-    from sbdeploy.validate.run import artifact_of, check_same_model, dataset_case, engine_artifact, onnx_artifact
+    from sbdeploy.validate.run import artifact_of, check_same_model, dataset_case, engine_artifact
     from sbdeploy.validate.run import validate as run_validate
 
     names = split_list(backends, "--backends")
@@ -148,7 +148,11 @@ def validate(
                           "no dataset: give --data SOURCE")
     with tempfile.TemporaryDirectory(prefix="sbdeploy-validate-") as tmp:
         if onnx or engine:
-            checked = [onnx_artifact(f, b) for f in onnx or [] for b in names] + [engine_artifact(e) for e in engine or []]
+            files = [describe_file(f) for f in onnx or []]  # each read and hashed once, whatever the backends
+            checked = [artifact_of(f, b) for f in files for b in names] + [engine_artifact(e) for e in engine or []]
+            for artifact in checked:  # a given file of another model: said before reading any data or running anything
+                if artifact.file_info is not None:
+                    check_same_model(artifact.file_info, ckpt)
         else:
             label = checkpoint.name
             precisions = ("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else []))
@@ -157,9 +161,6 @@ def validate(
                 made = make_artifacts(plans, {label: resolve_source(checkpoint)}, artifacts or Path(tmp), on_progress=on_progress,
                                       calibration=calibrations)  # fmt: skip
             checked = [artifact_of(made[p.filename], b) for p in plans for b in p.backends]
-        for artifact in checked:  # before reading any data or running anything
-            if artifact.file_info is not None:
-                check_same_model(artifact.file_info, ckpt)
         dataset = dataset_case(source, ckpt.config, limit=limit) if source else None
         with progress_bar("validating") as on_progress:
             result = run_validate(
