@@ -234,11 +234,6 @@ def check_same_model(file: DeployFile, checkpoint: Checkpoint) -> None:
                         f"or export this one (`sbdeploy export {checkpoint.path} -o FILE`)")  # fmt: skip
 
 
-def onnx_artifact(path: str | Path, backend: str = "ort-cpu") -> Artifact:
-    """Describe an ONNX file for validation on ``backend``: precision and target from its metadata, batch from its input."""
-    return artifact_of(describe_file(path), backend)
-
-
 def engine_artifact(path: str | Path) -> Artifact:
     """Describe a TensorRT engine from its sidecar: precision, target and the profile's min/opt/max batch.
 
