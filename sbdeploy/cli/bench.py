@@ -11,7 +11,7 @@ from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import OldLowering, console, err_console, print_json, target_flags
+from sbdeploy.cli._render import OldLowering, console, err_console, precision_flags, print_json, target_flags
 from sbdeploy.cli.validate import split_list
 from sbdeploy.errors import ConfigError
 
@@ -149,12 +149,11 @@ def bench(
     names = None if backends is None else split_list(backends, "--backends")
     batches = parse_ints(batch, "--batch")
     forced = target_flags(target, lowering)
-    if calibration is not None and not int8:
-        raise ConfigError("--calibration is for int8 artifacts; add --int8")
+    precisions = precision_flags(fp16, int8, calibration)
     with progress_bar() as on_progress:
         result = run_bench(
             model, backends=names, batches=batches, plan=plan, threads=threads, input_size=_parse_size(input_size),
-            target=forced, add_baselines=not no_baselines, precisions=("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else [])),
+            target=forced, add_baselines=not no_baselines, precisions=precisions,
             calibration=calibration, cuda_graph=cuda_graph, workdir=artifacts, on_progress=on_progress,
         )
     if report is not None:

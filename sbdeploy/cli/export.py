@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from sbdeploy.cli._render import OldLowering, console, print_json, target_flags, warn
+from sbdeploy.cli._render import OldLowering, console, precision_flags, print_json, target_flags, warn
 from sbdeploy.errors import ConfigError
 
 TUNED_DEFAULT = "ort-cpu"
@@ -110,8 +110,7 @@ def export(
     forced = target_flags(target, lowering)
     if fp16 and int8:
         raise ConfigError("--fp16 and --int8 each write one artifact; give one of them")
-    if calibration is not None and not int8:
-        raise ConfigError("--calibration is for int8 artifacts; add --int8")
+    precision_flags(fp16, int8, calibration)  # --calibration without --int8 is refused
     pass_names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
     new_folder = not output.parent.exists()
     if tune and int8:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
 from sbdeploy.cli._progress import steps_display
-from sbdeploy.cli._render import OldLowering, console, print_json, target_flags
+from sbdeploy.cli._render import OldLowering, console, precision_flags, print_json, target_flags
 from sbdeploy.cli.bench import parse_ints, render_warnings
 from sbdeploy.errors import ConfigError
 
@@ -48,8 +48,7 @@ def pipeline(
 
     folder = out or Path("runs") / Path(source).name
     forced = target_flags(target, lowering)
-    if calibration is not None and not int8:
-        raise ConfigError("--calibration is for int8 artifacts; add --int8")
+    precision_flags(fp16, int8, calibration)  # --calibration without --int8 is refused (PipelineOptions take the flags)
     if tune and int8:
         raise ConfigError("--tune times fp32 and fp16 files; an int8 file keeps its target's rule form, so its 'vs fp32' would mix "
                           "tuning with precision: run the pipeline once with --tune and once with --int8")

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import OldLowering, console, err_console, print_json, target_flags
+from sbdeploy.cli._render import OldLowering, console, err_console, precision_flags, print_json, target_flags
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import ONNX_BACKENDS
 
@@ -132,8 +132,7 @@ def validate(
     forced = target_flags(target, lowering)
     if (onnx or engine) and int8:
         raise ConfigError("--int8 makes int8 artifacts; a given file (--onnx/--engine) is judged by the precision it holds")
-    if calibration is not None and not int8:
-        raise ConfigError("--calibration is for int8 artifacts; add --int8")
+    precisions = precision_flags(fp16, int8, calibration)
     ckpt = load_checkpoint(_checkpoint_argument(checkpoint))
     tolerances = None
     if atol is not None or rtol is not None:
@@ -155,7 +154,6 @@ def validate(
                     check_same_model(artifact.file_info, ckpt)
         else:
             label = checkpoint.name
-            precisions = ("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else []))
             plans, _ = plan_artifacts([(label, "model")], names, parse_ints(batch, "--batch"), precisions=precisions, target=forced)
             with progress_bar("making the deploy artifacts") as on_progress:
                 made = make_artifacts(plans, {label: resolve_source(checkpoint)}, artifacts or Path(tmp), on_progress=on_progress,
