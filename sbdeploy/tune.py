@@ -437,8 +437,6 @@ def tune_export(
     from sbdeploy._io import atomic_write_bytes
     from sbdeploy.export import export_source, load_onnx
     from sbdeploy.export.metadata import read_metadata, write_metadata
-    from sbdeploy.passes import op_counts
-    from sbdeploy.passes.trt_check import check_trt_compat
 
     deploy = get_target(target)
     if not deploy.tunable:
@@ -474,8 +472,8 @@ def tune_export(
             write_metadata(proto, metadata)
             data = proto.SerializeToString(deterministic=True)
             atomic_write_bytes(Path(out_path), data)
-            result = dataclasses.replace(chosen, path=Path(out_path), metadata=metadata, sha256=sha256(data).hexdigest(),
-                                         ops=op_counts(proto), trt_check=check_trt_compat(proto))  # fmt: skip
+            # only metadata_props changed: the graph, so its op census and TensorRT check, are the chosen export's
+            result = dataclasses.replace(chosen, path=Path(out_path), metadata=metadata, sha256=sha256(data).hexdigest())
             results[precision] = (result, tuning)
     return results
 
