@@ -357,15 +357,22 @@ def _print_rows(rows: list[dict], header: bool = True) -> None:
         print(f"{'pair':16s} {'batch':>5s} {'backend':34s} {'base ms':>9s} {'sb ms':>9s} {'speedup':>8s} {'95% interval':>13s} "
               f"{'MAC ratio':>9s} {'ideal':>6s} {'effic.':>7s} {'speedup(min)':>12s}")
     for r in rows:
-        lo, hi = r.get("speedup_ci95") or [float("nan")] * 2
+        interval = _interval_text(r.get("speedup_ci95"), r.get("turns"))
         print(f"{r['pair']:16s} {r['batch']:5d} {r['backend']:34s} {r['base']['median_ms']:9.3f} {r['sb']['median_ms']:9.3f} "
-              f"{r['speedup']:8.2f} {lo:6.2f}-{hi:<6.2f} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
+              f"{r['speedup']:8.2f} {interval:>13s} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
               f"{r['speedup_min']:12.2f}", flush=True)
         for key, what in (("int8_speedup_base", "baseline int8 vs its fp32"), ("int8_speedup_sb", "SB int8 vs its fp32"),
                           ("sb_int8_vs_base_fp32", "SB int8 vs baseline fp32")):  # fmt: skip
             if key in r:
-                ci = r[key]["ci95"] or [float("nan")] * 2
-                print(f"{'':16s} {'':5s} {'  ' + what:34s} {'':9s} {'':9s} {r[key]['value']:8.2f} {ci[0]:6.2f}-{ci[1]:<6.2f}", flush=True)
+                interval = _interval_text(r[key]["ci95"], r.get("turns"))
+                print(f"{'':16s} {'':5s} {'  ' + what:34s} {'':9s} {'':9s} {r[key]['value']:8.2f} {interval:>13s}", flush=True)
+
+
+def _interval_text(ci: list[float] | None, turns: int | None) -> str:
+    """``low-high``, or why there is none: the group had fewer turns than an interval needs (raise --budget)."""
+    if ci:
+        return f"{ci[0]:.2f}-{ci[1]:.2f}"
+    return f"none ({turns} turns)" if turns is not None else "none"
 
 
 def _print_tuned(row: dict) -> None:

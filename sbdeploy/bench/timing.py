@@ -56,7 +56,7 @@ import numpy as np
 
 from sbdeploy.bench import machine
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
-from sbdeploy.bench.stats import Interval, bootstrap_rounds, coefficient_of_variation
+from sbdeploy.bench.stats import MIN_ROUNDS_FOR_INTERVAL, Interval, bootstrap_rounds, coefficient_of_variation
 
 TimedFn = Callable[[], "float | None"]
 ProgressFn = Callable[[str, int, int], None]
@@ -136,7 +136,7 @@ class TimingPlan:
         min_iters: fewest timed runs per callable of a ``duration_s`` run.
         turn: timed runs of one callable in a row before the next one's turn (adaptive runs
             shorten it, down to 1, while the rounds owed to ``min_turns`` would not fit the budget
-            at the runs' measured speed).
+            at the runs' measured speed; ``duration_s`` runs likewise for the rounds an interval needs).
         settle: untimed runs at the start of each turn (after switching callables).
         confidence: of every interval.
         resamples: bootstrap resamples of the final intervals.
@@ -300,12 +300,24 @@ def _warm_up(fns: Mapping[str, TimedFn], plan: TimingPlan) -> float:
     return total
 
 
+def _owed_rounds(plan: TimingPlan) -> tuple[int, float] | None:
+    """The rounds a plan owes and the seconds it has for them: adaptive, ``min_turns`` in the
+    budget; a fixed ``duration_s``, the :data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL`
+    an interval needs in that time; a fixed ``iters`` alone has no time limit (None)."""
+    if plan.adaptive:
+        return plan.min_turns, plan.budget_s
+    if plan.duration_s is not None:
+        return MIN_ROUNDS_FOR_INTERVAL, plan.duration_s
+    return None
+
+
 def _fitted_turn(plan: TimingPlan, per_run_s: float, rounds_left: int, seconds_left: float) -> int:
-    """The plan's turn, shortened (to 1 at least) where the rounds still owed to ``min_turns`` would not fit the budget left.
+    """The plan's turn, shortened (to 1 at least) where the rounds still owed (:func:`_owed_rounds`)
+    would not fit the time left.
 
     ``per_run_s`` is the time of one run of every callable (settle runs cost the same).
     """
-    if not plan.adaptive or rounds_left <= 0 or not per_run_s > 0:
+    if _owed_rounds(plan) is None or rounds_left <= 0 or not per_run_s > 0:
         return plan.turn
     fits = int(max(seconds_left, 0.0) / (rounds_left * per_run_s)) - plan.settle
     return max(1, min(plan.turn, fits))
@@ -383,7 +395,8 @@ def measure_group(
     if missing:
         raise ValueError(f"pairs name callables that are not timed: {missing}")
     per_run_s = _warm_up(fns, plan)
-    turn = _fitted_turn(plan, per_run_s, plan.min_turns, plan.budget_s)
+    owed = _owed_rounds(plan)
+    turn = plan.turn if owed is None else _fitted_turn(plan, per_run_s, *owed)
     rounds: dict[str, list[list[float]]] = {n: [] for n in names}
     compute: dict[str, list[float]] = {n: [] for n in names}
     before = machine.snapshot()
@@ -415,8 +428,8 @@ def measure_group(
                 width = f"widest interval +-{widest:.1%}" if widest is not None and math.isfinite(widest) else "no interval yet"
                 stop = f"budget of {plan.budget_s:g} s spent; {width} (goal +-{plan.goal:.1%})"
                 break
-        if plan.adaptive and count < plan.min_turns and executed:  # re-fit the turn to the runs' measured time
-            turn = _fitted_turn(plan, elapsed / executed, plan.min_turns - count, plan.budget_s - elapsed)
+        if owed is not None and count < owed[0] and executed:  # re-fit the turn to the runs' measured time
+            turn = _fitted_turn(plan, elapsed / executed, owed[0] - count, owed[1] - elapsed)
         runs = turn if plan.iters is None else min(turn, plan.iters - done)
         shift = count % len(names)
         if shift == 0 and count:  # a full rotation done: the next one starts from a shuffled order

@@ -160,6 +160,17 @@ def test_min_turns_outlast_the_budget_and_slow_runs_get_shorter_turns(clock: Fak
     assert all(len(turn) == 1 for turn in result.rounds["sb"])
 
 
+def test_a_fixed_duration_fits_its_turns_to_the_rounds_an_interval_needs(clock: FakeClock) -> None:
+    """Slow runs and a short ``duration_s``: turns of 10 would end after 2 rounds, too few for any interval."""
+    fns = {"sb": fake_inference(clock, 50.0, 0.01, 11), "base": fake_inference(clock, 100.0, 0.01, 12)}
+    plan = TimingPlan(warmup_iters=1, iters=100, duration_s=4.0, turn=10)
+    result = measure_group(fns, plan, pairs=[Pair("sb", "base", 0.5)])
+    assert result.record.rounds >= timing.MIN_ROUNDS_FOR_INTERVAL and result.record.turn < plan.turn
+    assert result.speedups["sb"].interval is not None and result.record.stop == "fixed length: 4 s"
+    quick = measure_group({"a": fake_inference(clock, 1.0, 0.01, 13)}, TimingPlan(warmup_iters=1, iters=40, duration_s=4.0, turn=10))
+    assert [len(t) for t in quick.rounds["a"]] == [10] * 4  # fast runs keep the plan's turn
+
+
 def test_turns_shrink_mid_run_when_the_runs_slow_down_after_warm_up(clock: FakeClock) -> None:
     calls = {"n": 0}
 
