@@ -111,7 +111,8 @@ def plan(args: argparse.Namespace, reps: int | None = None) -> TimingPlan:
 
 def op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int, workdir: Path,
                settings: SessionSettings | None = None) -> dict[str, dict[str, float]]:
-    """onnxruntime profiler: ms per run and count per run of each op type."""
+    """onnxruntime profiler: ms per run and count per run of each op type, and of the Conv nodes
+    by their output grid (``Conv HxW``: where in the network the convolution time goes)."""
     sess = ort_session(path, threads, str(workdir / "profile"), settings)
     for _ in range(runs):
         sess.run(None, feed)
@@ -120,9 +121,22 @@ def op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int,
     count: collections.Counter[str] = collections.Counter()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            total[e["args"]["op_name"]] += e["dur"]
-            count[e["args"]["op_name"]] += 1
+            keys = [e["args"]["op_name"]]
+            if keys[0] == "Conv" and (grid := _output_grid(e["args"])):
+                keys.append(f"Conv {grid}")
+            for key in keys:
+                total[key] += e["dur"]
+                count[key] += 1
     return {op: {"ms_per_run": us / runs / 1e3, "nodes": count[op] // runs} for op, us in total.most_common()}
+
+
+def _output_grid(args: Mapping[str, object]) -> str | None:
+    """``HxW`` of a profiled node's first output, when it is 4-D (the profiler's ``output_type_shape``)."""
+    shapes = args.get("output_type_shape")
+    if not isinstance(shapes, list) or not shapes or not isinstance(shapes[0], dict) or not shapes[0]:
+        return None
+    shape = next(iter(shapes[0].values()))
+    return f"{shape[2]}x{shape[3]}" if isinstance(shape, list) and len(shape) == 4 else None
 
 
 def measure(fns: Mapping[str, Callable[[], object]], plan: TimingPlan, sb_names: Sequence[str], mac_ratio: float) -> GroupResult:
@@ -389,6 +403,8 @@ def _print_profile(row: dict) -> None:
     print(f"\nonnxruntime op profile, {row['pair']} batch {row['batch']} {row['backend']} (ms per run, nodes per run)")
     ops = sorted(set(row["profile"]["base"]) | set(row["profile"]["sb"]),
                  key=lambda op: -row["profile"]["sb"].get(op, {}).get("ms_per_run", 0))
+    ops = [op for op in ops if not op.startswith("Conv ")] + sorted(  # the Conv split by output grid, largest grid first
+        (op for op in ops if op.startswith("Conv ")), key=lambda op: -int(op.split()[1].split("x")[0]))
     print(f"  {'op':24s} {'base ms':>9s} {'n':>5s} {'sb ms':>9s} {'n':>5s}")
     for op in ops:
         b = row["profile"]["base"].get(op, {"ms_per_run": 0.0, "nodes": 0})
