@@ -7,7 +7,8 @@ paired-turn 95% intervals, the machine's load beside):
 
 1. **Wide rows** (``--case rows``): the same convolution on a batch of small grids and on
    one *canvas* that puts the batch side by side along the width (a zero column between
-   images, so each image still sees its own zero padding). ResNet-18's 7x7 stage at batch 8:
+   images, so each image still sees its own zero padding; the inputs here are random
+   throughout, gap columns included: the time does not depend on the values). ResNet-18's 7x7 stage at batch 8:
    the baseline's 3x3 conv (512 channels, 7x7 grids) and an SB tap conv (2x2 kernel, the 4x4
    phase grids of the 7x7 stage). Reported per *useful* multiply-accumulate (the canvas also
    computes its gap columns), with the canvas's speedup per useful MAC.
@@ -63,7 +64,8 @@ def macs(batch: int, out_channels: int, grid: tuple[int, int], terms: Sequence[T
 
 
 def cases(name: str) -> list[dict]:
-    """Groups to time: each a list of (label, batch, out channels, output grid, terms, useful MACs) and its reference label."""
+    """Groups to time: each ``{"title", "reference", "forms"}``, a form being (label, batch, out channels,
+    output grid, terms, useful MACs) and ``reference`` the label the others' speedups are against."""
     if name == "rows":
         groups = []
         for what, kernel, grid, canvas in (("3x3 conv, 512 ch, 7x7 grids (baseline 7x7 stage)", 3, (7, 7), (7, 8 * 8 - 1)),

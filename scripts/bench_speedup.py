@@ -102,32 +102,36 @@ def ort_session(path: Path, threads: int, profile_prefix: str, settings: Session
 def plan(args: argparse.Namespace, reps: int | None = None) -> TimingPlan:
     """At most ``reps`` timed runs each and at most ``--budget`` seconds (at least 5 runs), in turns of ``--turn``.
 
-    Turns are shortened so that ``reps`` runs make at least 10 turns: the intervals resample
-    turns, and fewer than :data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL` give none.
+    Turns are shortened so that ``reps`` runs make at least 10 turns, and by the timing loop so
+    that the 8 an interval needs fit in ``--budget`` at the runs' measured speed: the intervals
+    resample turns, and fewer than :data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL` give none.
     """
     iters = reps or args.reps
     return TimingPlan(warmup_iters=2, iters=iters, duration_s=args.budget, min_iters=5, turn=min(args.turn, max(1, iters // 10)))
 
 
 def op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int, workdir: Path,
-               settings: SessionSettings | None = None) -> dict[str, dict[str, float]]:
+               settings: SessionSettings | None = None) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """onnxruntime profiler: ms per run and count per run of each op type, and of the Conv nodes
-    by their output grid (``Conv HxW``: where in the network the convolution time goes)."""
+    by their output grid (``HxW``: where in the network the convolution time goes; after ORT's
+    fusions a Conv node may hold a folded BN, a sum input or a ReLU, and a depthwise Conv may be a BN)."""
     sess = ort_session(path, threads, str(workdir / "profile"), settings)
     for _ in range(runs):
         sess.run(None, feed)
     events = json.loads(Path(sess.end_profiling()).read_text())
-    total: collections.Counter[str] = collections.Counter()
-    count: collections.Counter[str] = collections.Counter()
+    total: dict[str, collections.Counter[str]] = {"op": collections.Counter(), "grid": collections.Counter()}
+    count: dict[str, collections.Counter[str]] = {"op": collections.Counter(), "grid": collections.Counter()}
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            keys = [e["args"]["op_name"]]
-            if keys[0] == "Conv" and (grid := _output_grid(e["args"])):
-                keys.append(f"Conv {grid}")
-            for key in keys:
-                total[key] += e["dur"]
-                count[key] += 1
-    return {op: {"ms_per_run": us / runs / 1e3, "nodes": count[op] // runs} for op, us in total.most_common()}
+            keys = [("op", e["args"]["op_name"])]
+            if keys[0][1] == "Conv" and (grid := _output_grid(e["args"])):
+                keys.append(("grid", grid))
+            for kind, key in keys:
+                total[kind][key] += e["dur"]
+                count[kind][key] += 1
+    ops, grids = ({key: {"ms_per_run": us / runs / 1e3, "nodes": count[kind][key] // runs} for key, us in total[kind].most_common()}
+                  for kind in ("op", "grid"))  # fmt: skip
+    return ops, grids
 
 
 def _output_grid(args: Mapping[str, object]) -> str | None:
@@ -194,7 +198,9 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     for row in rows:
         files = row.pop("_files")  # (path, session settings) of the two files of the row
         if args.profile:
-            row["profile"] = {k: op_profile(path, feed, args.threads, runs, workdir, settings) for k, (path, settings) in files.items()}
+            profiles = {k: op_profile(path, feed, args.threads, runs, workdir, settings) for k, (path, settings) in files.items()}
+            row["profile"] = {k: ops for k, (ops, _) in profiles.items()}
+            row["conv_by_grid"] = {k: grids for k, (_, grids) in profiles.items()}
     if args.int8:
         rows.append(int8_row(base_name, batch, paths, feed, mac_ratio, args, workdir))
     if args.torch:
@@ -368,22 +374,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_rows(rows: list[dict], header: bool = True) -> None:
     if header:
-        print(f"{'pair':16s} {'batch':>5s} {'backend':34s} {'base ms':>9s} {'sb ms':>9s} {'speedup':>8s} {'95% interval':>13s} "
+        print(f"{'pair':16s} {'batch':>5s} {'backend':34s} {'base ms':>9s} {'sb ms':>9s} {'speedup':>8s} {'95% interval':>15s} "
               f"{'MAC ratio':>9s} {'ideal':>6s} {'effic.':>7s} {'speedup(min)':>12s}")
     for r in rows:
         interval = _interval_text(r.get("speedup_ci95"), r.get("turns"))
         print(f"{r['pair']:16s} {r['batch']:5d} {r['backend']:34s} {r['base']['median_ms']:9.3f} {r['sb']['median_ms']:9.3f} "
-              f"{r['speedup']:8.2f} {interval:>13s} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
+              f"{r['speedup']:8.2f} {interval:>15s} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
               f"{r['speedup_min']:12.2f}", flush=True)
         for key, what in (("int8_speedup_base", "baseline int8 vs its fp32"), ("int8_speedup_sb", "SB int8 vs its fp32"),
                           ("sb_int8_vs_base_fp32", "SB int8 vs baseline fp32")):  # fmt: skip
             if key in r:
                 interval = _interval_text(r[key]["ci95"], r.get("turns"))
-                print(f"{'':16s} {'':5s} {'  ' + what:34s} {'':9s} {'':9s} {r[key]['value']:8.2f} {interval:>13s}", flush=True)
+                print(f"{'':16s} {'':5s} {'  ' + what:34s} {'':9s} {'':9s} {r[key]['value']:8.2f} {interval:>15s}", flush=True)
 
 
 def _interval_text(ci: list[float] | None, turns: int | None) -> str:
-    """``low-high``, or why there is none: the group had fewer turns than an interval needs (raise --budget)."""
+    """``low-high``, or why there is none: the group had fewer turns than an interval needs (raise --reps or --budget)."""
     if ci:
         return f"{ci[0]:.2f}-{ci[1]:.2f}"
     return f"none ({turns} turns)" if turns is not None else "none"
@@ -403,13 +409,18 @@ def _print_profile(row: dict) -> None:
     print(f"\nonnxruntime op profile, {row['pair']} batch {row['batch']} {row['backend']} (ms per run, nodes per run)")
     ops = sorted(set(row["profile"]["base"]) | set(row["profile"]["sb"]),
                  key=lambda op: -row["profile"]["sb"].get(op, {}).get("ms_per_run", 0))
-    ops = [op for op in ops if not op.startswith("Conv ")] + sorted(  # the Conv split by output grid, largest grid first
-        (op for op in ops if op.startswith("Conv ")), key=lambda op: -int(op.split()[1].split("x")[0]))
-    print(f"  {'op':24s} {'base ms':>9s} {'n':>5s} {'sb ms':>9s} {'n':>5s}")
-    for op in ops:
-        b = row["profile"]["base"].get(op, {"ms_per_run": 0.0, "nodes": 0})
-        s = row["profile"]["sb"].get(op, {"ms_per_run": 0.0, "nodes": 0})
-        print(f"  {op:24s} {b['ms_per_run']:9.3f} {b['nodes']:5d} {s['ms_per_run']:9.3f} {s['nodes']:5d}")
+    _print_profile_lines("op", ops, row["profile"])
+    grids = sorted(set(row["conv_by_grid"]["base"]) | set(row["conv_by_grid"]["sb"]), key=lambda g: -int(g.split("x")[0]))
+    print("  Conv nodes by output grid (the SB's phase runs are on half-size grids):")
+    _print_profile_lines("Conv, output", grids, row["conv_by_grid"])
+
+
+def _print_profile_lines(what: str, keys: list[str], by_file: dict) -> None:
+    print(f"  {what:24s} {'base ms':>9s} {'n':>5s} {'sb ms':>9s} {'n':>5s}")
+    for key in keys:
+        b = by_file["base"].get(key, {"ms_per_run": 0.0, "nodes": 0})
+        s = by_file["sb"].get(key, {"ms_per_run": 0.0, "nodes": 0})
+        print(f"  {key:24s} {b['ms_per_run']:9.3f} {b['nodes']:5d} {s['ms_per_run']:9.3f} {s['nodes']:5d}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ How long: a fixed number of timed runs (``iters``), a fixed time (``duration_s``
 by default, *adaptive*: rounds go on until every interval is narrow enough (each
 SB/baseline pair's speedup, and the median of every callable outside a pair, within
 ``+-goal`` relative half-width) or ``budget_s`` is spent; never fewer than ``min_turns``
-rounds, and never stopping on a narrow interval before ``min_time_s``. The machine's load
+rounds, and never stopping on a narrow interval before ``min_time_s``. Where the rounds
+owed (``min_turns``; for a fixed time, the :data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL`
+an interval needs) would not fit at the runs' measured speed, turns get shorter. The machine's load
 is recorded around the timed rounds (:mod:`sbdeploy.bench.machine`).
 
 Why those minimums and the floor, from A/A runs (a 0.45 ms ONNX network against a copy of
@@ -126,7 +128,8 @@ class TimingPlan:
         warmup_iters: warm-up runs per callable (used when ``warmup_s`` is None).
         warmup_s: warm-up time per callable in seconds (overrides ``warmup_iters``).
         iters: a fixed number of timed runs per callable (with ``duration_s``: at most this many).
-        duration_s: a fixed measuring time in seconds for all callables together.
+        duration_s: a fixed measuring time in seconds for all callables together (turns shortened
+            so that the rounds an interval needs fit: see ``turn``).
         budget_s: adaptive: seconds of timed rounds after which the run stops, narrow or not.
         goal: adaptive: the relative half-width of every interval that ends the run (0.03: +-3%).
         min_turns: adaptive: fewest rounds, however long they take.
@@ -311,15 +314,17 @@ def _owed_rounds(plan: TimingPlan) -> tuple[int, float] | None:
     return None
 
 
-def _fitted_turn(plan: TimingPlan, per_run_s: float, rounds_left: int, seconds_left: float) -> int:
+def _fitted_turn(plan: TimingPlan, per_run_s: float, rounds_left: int, seconds_left: float, runs_left: int | None) -> int:
     """The plan's turn, shortened (to 1 at least) where the rounds still owed (:func:`_owed_rounds`)
-    would not fit the time left.
+    would not fit the time left, or (``runs_left``: a fixed time capped at ``iters``) the timed runs left.
 
     ``per_run_s`` is the time of one run of every callable (settle runs cost the same).
     """
-    if _owed_rounds(plan) is None or rounds_left <= 0 or not per_run_s > 0:
+    if rounds_left <= 0 or not per_run_s > 0:
         return plan.turn
     fits = int(max(seconds_left, 0.0) / (rounds_left * per_run_s)) - plan.settle
+    if runs_left is not None:
+        fits = min(fits, runs_left // rounds_left)
     return max(1, min(plan.turn, fits))
 
 
@@ -396,7 +401,8 @@ def measure_group(
         raise ValueError(f"pairs name callables that are not timed: {missing}")
     per_run_s = _warm_up(fns, plan)
     owed = _owed_rounds(plan)
-    turn = plan.turn if owed is None else _fitted_turn(plan, per_run_s, *owed)
+    capped = plan.iters if plan.duration_s is not None else None  # a fixed time that may end on iters first
+    turn = plan.turn if owed is None else _fitted_turn(plan, per_run_s, *owed, capped)
     rounds: dict[str, list[list[float]]] = {n: [] for n in names}
     compute: dict[str, list[float]] = {n: [] for n in names}
     before = machine.snapshot()
@@ -429,7 +435,8 @@ def measure_group(
                 stop = f"budget of {plan.budget_s:g} s spent; {width} (goal +-{plan.goal:.1%})"
                 break
         if owed is not None and count < owed[0] and executed:  # re-fit the turn to the runs' measured time
-            turn = _fitted_turn(plan, elapsed / executed, owed[0] - count, owed[1] - elapsed)
+            turn = _fitted_turn(plan, elapsed / executed, owed[0] - count, owed[1] - elapsed,
+                                None if capped is None else capped - done)
         runs = turn if plan.iters is None else min(turn, plan.iters - done)
         shift = count % len(names)
         if shift == 0 and count:  # a full rotation done: the next one starts from a shuffled order

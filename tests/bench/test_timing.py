@@ -167,8 +167,10 @@ def test_a_fixed_duration_fits_its_turns_to_the_rounds_an_interval_needs(clock: 
     result = measure_group(fns, plan, pairs=[Pair("sb", "base", 0.5)])
     assert result.record.rounds >= timing.MIN_ROUNDS_FOR_INTERVAL and result.record.turn < plan.turn
     assert result.speedups["sb"].interval is not None and result.record.stop == "fixed length: 4 s"
-    quick = measure_group({"a": fake_inference(clock, 1.0, 0.01, 13)}, TimingPlan(warmup_iters=1, iters=40, duration_s=4.0, turn=10))
-    assert [len(t) for t in quick.rounds["a"]] == [10] * 4  # fast runs keep the plan's turn
+    quick = measure_group({"a": fake_inference(clock, 1.0, 0.01, 13)}, TimingPlan(warmup_iters=1, iters=100, duration_s=4.0, turn=10))
+    assert [len(t) for t in quick.rounds["a"]] == [10] * 10  # fast runs keep the plan's turn
+    capped = measure_group({"a": fake_inference(clock, 1.0, 0.01, 14)}, TimingPlan(warmup_iters=1, iters=40, duration_s=4.0, turn=10))
+    assert [len(t) for t in capped.rounds["a"]] == [5] * 8  # iters=40 ends it first: 8 turns of 5, not 4 of 10
 
 
 def test_turns_shrink_mid_run_when_the_runs_slow_down_after_warm_up(clock: FakeClock) -> None:
