@@ -113,7 +113,8 @@ def time_group(group: dict, threads: int, budget: float, workdir: Path) -> dict:
                       "useful_gmac_s": info[label]["useful_macs"] / stats.median_ms / 1e6,
                       "speedup": None if speedup is None else speedup.value,
                       "speedup_ci95": None if speedup is None or speedup.interval is None else [speedup.interval.low, speedup.interval.high]})  # fmt: skip
-    return {"title": group["title"], "reference": ref, "forms": forms, "record": result.record.to_dict()}
+    return {"title": group["title"], "reference": ref, "forms": forms, "record": result.record.to_dict(),
+            "loads": result.record.machine.loads(", ")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,9 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 res = time_group(group, args.threads, args.budget, Path(tmp))
                 results.append(res)
                 m = res["record"]["machine"]
-                load = ", ".join(f"{x['loadavg'][0]:.2f}" for x in (m["before"], m["after"]) if x["loadavg"])
                 others = "n/a" if m["others_cpu"] is None else f"{m['others_cpu']:.2f}"
-                print(f"\n{res['title']} ({args.threads} threads; {res['record']['rounds']} turns; load {load}, "
+                print(f"\n{res['title']} ({args.threads} threads; {res['record']['rounds']} turns; load {res['loads']}, "
                       f"other processes {others} of {m['before']['cpus_available']} CPUs)")
                 print(f"  {'form':24s} {'median ms':>10s} {'CV':>6s} {'useful GMAC/s':>14s} {'computed/useful':>16s} "
                       f"{'speedup vs ' + res['reference']:>24s}")

@@ -81,6 +81,10 @@ class MachineUsage:
         loads = [m.loadavg[0] for m in (self.before, self.after) if m.loadavg]
         return max(loads) if loads else None
 
+    def loads(self, separator: str = " -> ") -> str:
+        """The 1-minute load average before and after, e.g. ``1.20 -> 1.40`` (``-`` where the OS has none)."""
+        return separator.join(f"{m.loadavg[0]:.2f}" if m.loadavg else "-" for m in (self.before, self.after))
+
     def to_dict(self) -> dict[str, object]:
         return {"before": self.before.to_dict(), "after": self.after.to_dict(), "seconds": self.seconds, "own_cpu": self.own_cpu,
                 "others_cpu": self.others_cpu}  # fmt: skip

@@ -393,8 +393,7 @@ def to_markdown(report: BenchReport) -> str:
                   "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for g in report.groups:
             m = g.record.machine
-            loads = ", ".join(f"{x.loadavg[0]:.2f}" if x.loadavg else "-" for x in (m.before, m.after))
-            lines.append(f"| {g.backend} | {g.batch} | {g.record.rounds} | {g.record.turn} | {g.record.seconds:.1f} | {g.record.stop} | {loads} | "
+            lines.append(f"| {g.backend} | {g.batch} | {g.record.rounds} | {g.record.turn} | {g.record.seconds:.1f} | {g.record.stop} | {m.loads(', ')} | "
                          f"{_fmt(m.others_cpu, '.2f')} | {m.cpus_available} / {m.before.cpu_count or '-'} |")  # fmt: skip
         lines += ["", "others' CPU = cores' worth of CPU time that other processes took on the available CPUs while the group was timed.", ""]
     lines += ["## Settings", ""] + settings_lines(report.settings)

@@ -64,10 +64,10 @@ def _screen_cell(column: str, cell: str, row) -> str:  # noqa: ANN001  (BenchRow
 def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
     from rich import box
 
-    from sbdeploy.bench.report import MARKDOWN_COLUMNS, legend_lines, markdown_rows, shown_columns
+    from sbdeploy.bench.report import MARKDOWN_COLUMNS, int8_lines, legend_lines, markdown_rows, shown_columns
 
     table = Table(title="sbdeploy bench (latency per batch)", box=box.SIMPLE_HEAD)
-    shown = [i for i in shown_columns(report.rows) if MARKDOWN_COLUMNS[i] not in SCREEN_OMITS]  # no empty GPU column on the CPU
+    shown = [i for i in shown_columns(report.rows) if MARKDOWN_COLUMNS[i] not in SCREEN_OMITS]
     if "vs fp32 (CI)" in (MARKDOWN_COLUMNS[i] for i in shown):  # its room: the CV (the stable column says "spread")
         shown = [i for i in shown if MARKDOWN_COLUMNS[i] != "CV"]
     gpu = "GPU ms" in (MARKDOWN_COLUMNS[i] for i in shown)
@@ -84,12 +84,9 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
         console.print("GPU ms = median device compute time (CUDA events or a device-bound run), without host copies", style="dim")
     for g in report.groups:
         m, rec = g.record.machine, g.record
-        loads = " -> ".join(f"{x.loadavg[0]:.2f}" if x.loadavg else "-" for x in (m.before, m.after))
         others = "" if m.others_cpu is None else f", other processes {m.others_cpu:.2f} CPUs"
         console.print(f"{g.backend} batch {g.batch}: {rec.rounds} turns of {rec.turn} runs in {rec.seconds:.1f} s ({rec.stop}); "
-                      f"load {loads} on {m.cpus_available} CPUs{others}", style="dim", highlight=False, markup=False)  # fmt: skip
-    from sbdeploy.bench.report import int8_lines
-
+                      f"load {m.loads()} on {m.cpus_available} CPUs{others}", style="dim", highlight=False, markup=False)  # fmt: skip
     for line in int8_lines(report):
         console.print(line, style="bold" if "does not pay" in line else None, highlight=False, markup=False)
     for note in report.settings.get("notes") or []:
