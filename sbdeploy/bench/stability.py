@@ -122,7 +122,7 @@ def speedup_flags(speedup: float, interval: Interval | None, mac_ratio: float | 
     """Flags of an SB row's speedup and the efficiency that follows from it."""
     flags = []
     if interval is None:
-        flags.append(Flag("few-turns", "no speedup interval: too few turns for one", "no speedup interval: too few turns for one"))
+        flags.append(Flag("few-turns", "no speedup interval: too few turns for one"))
     elif interval.halfwidth(speedup) > limits.max_halfwidth:
         width = interval.halfwidth(speedup)
         flags.append(Flag("interval", f"speedup interval +-{width:.1%} wider than +-{limits.max_halfwidth:.1%}",

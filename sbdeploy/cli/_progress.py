@@ -21,9 +21,8 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 from sbdeploy.cli._render import err_console
 
 if TYPE_CHECKING:
+    from sbdeploy.bench.timing import ProgressFn
     from sbdeploy.pipeline import StepResult
-
-ProgressFn = Callable[[str, int, int], None]
 
 
 def _progress() -> Progress:
