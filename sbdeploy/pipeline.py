@@ -195,7 +195,7 @@ def run_pipeline(
     from sbdeploy.environment import collect_environment
     from sbdeploy.export import resolve_source
     from sbdeploy.flops import count_macs
-    from sbdeploy.targets import get_target
+    from sbdeploy.targets import get_target, requested_precisions
 
     out = Path(out)
     src = resolve_source(source)
@@ -228,7 +228,7 @@ def run_pipeline(
                                  count_macs(base_src.model, size, base_src.config.in_chans), None))  # fmt: skip
         sources[base_label], stems[base_label] = base_src, BASELINE_STEM
     backends = ["torch", "ort-cpu"] + (["trt"] if backend == "trt" else [])
-    precisions = ("fp32", *(["fp16"] if options.fp16 else []), *(["int8"] if options.int8 else []))
+    precisions = requested_precisions(options.fp16, options.int8)
     # resolved before any step: a bad --calibration is the user's error, said at once
     calibrations = calibration_for({k: v.config for k, v in sources.items()}, options.calibration) if options.int8 else None
     if options.int8 and not any(s.config.dataset for s in sources.values()):

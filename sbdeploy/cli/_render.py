@@ -55,7 +55,8 @@ def target_flags(target: str | None, lowering: str | None) -> str | None:
 def precision_flags(fp16: bool, int8: bool, calibration: str | None) -> tuple[str, ...]:
     """The precisions ``--fp16``/``--int8`` ask for, fp32 first; ConfigError for ``--calibration`` without ``--int8``."""
     from sbdeploy.errors import ConfigError
+    from sbdeploy.targets import requested_precisions
 
     if calibration is not None and not int8:
         raise ConfigError("--calibration is for int8 artifacts; add --int8")
-    return ("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else []))
+    return requested_precisions(fp16, int8)

@@ -110,7 +110,7 @@ def export(
     forced = target_flags(target, lowering)
     if fp16 and int8:
         raise ConfigError("--fp16 and --int8 each write one artifact; give one of them")
-    precision_flags(fp16, int8, calibration)  # --calibration without --int8 is refused
+    precision = precision_flags(fp16, int8, calibration)[-1]  # the one file written; --calibration without --int8 is refused
     pass_names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
     new_folder = not output.parent.exists()
     if tune and int8:
@@ -119,7 +119,6 @@ def export(
         raise ConfigError("--threads and --tune-forms belong to --tune; without --tune the form is the target's rule's")
     size = _parse_size(input_size)
     src = resolve_source(source, options={"sampling": sampling} if sampling else None)
-    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
     batch_size = _parse_batch(batch)
     deploy = forced or (TUNED_DEFAULT if tune else CANONICAL)
     tuning = None
