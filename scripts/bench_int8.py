@@ -45,6 +45,7 @@ from sbdeploy.environment import cpu_int8_support  # noqa: E402
 from sbdeploy.export import export_module  # noqa: E402
 from sbdeploy.models import create_model  # noqa: E402
 from sbdeploy.passes.int8 import ORT_CPU_INT8, ORT_CPU_INT8_OPS, TRT_INT8, Int8Recipe, quantize_int8  # noqa: E402
+from sbdeploy.validate.compare import output_stats  # noqa: E402
 
 PAIRS = {"cifar_resnet56": ((1, 32), (32, 32)), "resnet18": ((1, 8), (224, 224))}
 """Baseline name -> (batch sizes, input size)."""
@@ -106,8 +107,7 @@ def bench_form(pair: str, batch: int, form: str, args: argparse.Namespace, workd
     rows = []
     for label, recipe in variants.items():  # one group per variant: more live sessions would slow each other
         with OrtRunner(paths["fp32"], threads=args.threads) as base, OrtRunner(paths[label], threads=args.threads) as int8:
-            out = int8.session.run(None, feed)[0].reshape(batch, -1)
-            cosine = float(np.min(np.sum(out * reference, 1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(reference, axis=1))))
+            cosine = output_stats(reference, int8.session.run(None, feed)[0].reshape(batch, -1)).min_cosine
             result = measure_group({"fp32": base.timed_call(feed), label: int8.timed_call(feed)}, plan,
                                    pairs=[Pair(sb=label, baseline="fp32", mac_ratio=1.0)])  # fmt: skip
         usage, speedup = result.record.machine, result.speedups[label]
@@ -127,7 +127,7 @@ def accuracy_rows(args: argparse.Namespace, workdir: Path) -> list[dict]:
     from sbdeploy.checkpoint import load_checkpoint
     from sbdeploy.calibration import load_calibration
     from sbdeploy.tolerance import DEFAULT_TOLERANCES
-    from sbdeploy.validate.compare import output_stats, verdict
+    from sbdeploy.validate.compare import verdict
     from sbdeploy.validate.run import accuracy, dataset_case, random_cases, run_batched
 
     rows = []
