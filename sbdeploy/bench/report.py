@@ -128,18 +128,27 @@ class BenchWarning:
     ``model`` is None for a machine flag, which is about a group (a backend at a batch size).
     """
 
-    subject: str
     flag: Flag
-    backend: str = ""
-    batch: int = 0
+    backend: str
+    batch: int
     model: str | None = None
     precision: str = "fp32"
 
     @property
+    def _precision_suffix(self) -> str:
+        return "" if self.precision == "fp32" else f" {self.precision}"
+
+    @property
+    def subject(self) -> str:
+        """``ort-cpu batch 8`` for a machine flag, ``resnet18_sb on ort-cpu batch 8`` (`` fp16``) for a figure's."""
+        if self.model is None:
+            return f"{self.backend} batch {self.batch}"
+        return f"{self.model} on {self.backend} batch {self.batch}{self._precision_suffix}"
+
+    @property
     def figure(self) -> str:
         """``ort-cpu b8`` (``ort-cpu b8 fp16``), then the flag's own numbers: one item of a summary line."""
-        where = f"{self.backend} b{self.batch}" + ("" if self.precision == "fp32" else f" {self.precision}")
-        return f"{where} {self.flag.value}".rstrip()
+        return f"{self.backend} b{self.batch}{self._precision_suffix} {self.flag.value}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -199,10 +208,9 @@ class BenchReport:
 
     def warnings(self) -> list[BenchWarning]:
         """Every flag once: machine flags per group, the others per row."""
-        out = [BenchWarning(f"{g.backend} batch {g.batch}", f, g.backend, g.batch) for g in self.groups for f in g.flags]
+        out = [BenchWarning(f, g.backend, g.batch) for g in self.groups for f in g.flags]
         for r in self.rows:
-            subject = f"{r.model} on {r.backend} batch {r.batch}" + ("" if r.precision == "fp32" else f" {r.precision}")
-            out += [BenchWarning(subject, f, r.backend, r.batch, r.model, r.precision) for f in r.flags if f.kind not in MACHINE_FLAG_KINDS]
+            out += [BenchWarning(f, r.backend, r.batch, r.model, r.precision) for f in r.flags if f.kind not in MACHINE_FLAG_KINDS]
         return out
 
     def warning_summary(self) -> list[tuple[str, list[WarningSummary]]]:
