@@ -53,6 +53,7 @@ def requested_precisions(fp16: bool, int8: bool) -> tuple[str, ...]:
     """The precisions ``--fp16``/``--int8`` ask for, fp32 first (the reference every other one is judged against)."""
     return ("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else []))
 
+
 STRUCTURAL_PASSES: tuple[str, ...] = ("fold_constants", "eliminate", "fold_bn", "shape_inference")
 """The structural ONNX passes every export runs first (``sbdeploy.passes.DEFAULT_PASSES``)."""
 
