@@ -32,7 +32,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sbdeploy._io import sha256_file
 from sbdeploy.errors import ArtifactError, ConfigError
-from sbdeploy.targets import CANONICAL, ENGINE_BACKENDS, ONNX_BACKENDS, TARGETS, artifact_filename, get_target, target_for
+from sbdeploy.targets import (
+    CANONICAL,
+    ENGINE_BACKENDS,
+    ONNX_BACKENDS,
+    TARGETS,
+    artifact_filename,
+    get_target,
+    target_for,
+)
 
 if TYPE_CHECKING:
     from sbdeploy.calibration import Calibration
@@ -93,7 +101,9 @@ def engine_profile(batches: Sequence[int]) -> tuple[int, int, int]:
 
 def canonical_plan(model: str, stem: str, backends: tuple[str, ...] = ("ort-cpu",)) -> ArtifactPlan:
     """The canonical interchange file of a model (``STEM.onnx``: grouped, fp32, dynamic batch)."""
-    return ArtifactPlan("onnx", model, stem, artifact_filename(stem, CANONICAL, "fp32"), CANONICAL, "fp32", backends=backends)
+    return ArtifactPlan(
+        "onnx", model, stem, artifact_filename(stem, CANONICAL, "fp32"), CANONICAL, "fp32", backends=backends
+    )
 
 
 def plan_artifacts(
@@ -135,8 +145,10 @@ def plan_artifacts(
                 continue
             deploy = target_for(backend, target)
             if deploy.variant is not None:  # a variant is a tuning candidate: its file would carry the row's name
-                raise ConfigError(f"--target {deploy.spec}: a form variant is written by `sbdeploy export --target {deploy.spec}` "
-                                  f"only; here give --target {deploy.name} (and --tune to let the measured fastest form win)")
+                raise ConfigError(
+                    f"--target {deploy.spec}: a form variant is written by `sbdeploy export --target {deploy.spec}` "
+                    f"only; here give --target {deploy.name} (and --tune to let the measured fastest form win)"
+                )
             for precision in precisions:
                 deploy.check_precision(precision)
                 if backend in ENGINE_BACKENDS:
@@ -156,7 +168,9 @@ def plan_artifacts(
                                             deploy.name, precision, batch=b)  # fmt: skip
                         uses[(label, backend, b, precision)] = add(plan, backend)
                 else:
-                    plan = ArtifactPlan("onnx", label, stem, artifact_filename(stem, deploy.name, precision), deploy.name, precision)
+                    plan = ArtifactPlan(
+                        "onnx", label, stem, artifact_filename(stem, deploy.name, precision), deploy.name, precision
+                    )
                     name = add(plan, backend)
                     uses.update({(label, backend, b, precision): name for b in batches})
     ordered = sorted(plans.values(), key=lambda p: p.kind == "engine")  # stable: ONNX files first, in plan order
@@ -225,12 +239,18 @@ class DeployFile:
         theirs, ours = self.options, dict(config.options)
         for key in sorted(set(theirs) | set(ours)):
             if theirs.get(key) != ours.get(key):
-                out.append(f"{key} {theirs.get(key, '(none)')} in the file, {ours.get(key, '(none)')} in the checkpoint")
+                out.append(
+                    f"{key} {theirs.get(key, '(none)')} in the file, {ours.get(key, '(none)')} in the checkpoint"
+                )
         expected = (config.in_chans, *config.input_size)
         if self.input_shape is not None and self.input_shape != expected:
-            out.append(f"input {'x'.join(map(str, self.input_shape))} in the file, {'x'.join(map(str, expected))} in the checkpoint")
+            out.append(
+                f"input {'x'.join(map(str, self.input_shape))} in the file, {'x'.join(map(str, expected))} in the checkpoint"
+            )
         if self.weights_sha256 is not None and self.weights_sha256 != weights_sha256:
-            out.append(f"weights sha256 {self.weights_sha256[:12]}... in the file, {weights_sha256[:12]}... in the checkpoint")
+            out.append(
+                f"weights sha256 {self.weights_sha256[:12]}... in the file, {weights_sha256[:12]}... in the checkpoint"
+            )
         return out
 
     def batch_sizes(self, wanted: Sequence[int]) -> tuple[int, ...]:
@@ -255,8 +275,14 @@ class DeployFile:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "file": self.name, "sha256": self.sha256, "kind": self.kind, "precision": self.precision, "target": self.target,
-            "batch": self.batch, "profile": list(self.profile) if self.profile else None, "arch": self.arch,
+            "file": self.name,
+            "sha256": self.sha256,
+            "kind": self.kind,
+            "precision": self.precision,
+            "target": self.target,
+            "batch": self.batch,
+            "profile": list(self.profile) if self.profile else None,
+            "arch": self.arch,
         }
 
 
@@ -289,7 +315,9 @@ def describe_file(path: str | Path) -> DeployFile:
         dim = model.graph.input[0].type.tensor_type.shape.dim[0]
         batch = int(dim.dim_value) if dim.HasField("dim_value") and dim.dim_value > 0 else None
         # the graph says the precision (a file converted after export keeps its export's metadata)
-        return DeployFile(path, sha256_file(path), "onnx", onnx_precision(model), _known_target(metadata), batch, metadata=metadata)
+        return DeployFile(
+            path, sha256_file(path), "onnx", onnx_precision(model), _known_target(metadata), batch, metadata=metadata
+        )
     if path.suffix in ENGINE_SUFFIXES:
         from sbdeploy.backends.tensorrt.sidecar import check_engine_hash, read_sidecar, sidecar_path
 
@@ -306,7 +334,9 @@ def describe_file(path: str | Path) -> DeployFile:
         metadata = dict(sidecar.onnx_metadata)
         # an fp32 engine built with TF32 (TensorRT's default) is a tf32 engine, judged by the TF32 tolerance
         precision = "tf32" if sidecar.requested_precision == "fp32" and sidecar.tf32 else sidecar.requested_precision
-        return DeployFile(path, digest, "engine", precision, _known_target(metadata), fixed, profile=profile, metadata=metadata)
+        return DeployFile(
+            path, digest, "engine", precision, _known_target(metadata), fixed, profile=profile, metadata=metadata
+        )
     raise ArtifactError(f"{path}: unknown artifact type; expected an .onnx file or a TensorRT .engine/.plan")
 
 
@@ -377,7 +407,9 @@ def build_planned_engine(plan: ArtifactPlan, folder: Path, on_progress: Progress
 
     assert plan.kind == "engine" and plan.profile is not None and plan.source is not None
     lo, opt, hi = plan.profile
-    options = BuildOptions(**get_target(plan.target).build_options(plan.precision), min_batch=lo, opt_batch=opt, max_batch=hi)
+    options = BuildOptions(
+        **get_target(plan.target).build_options(plan.precision), min_batch=lo, opt_batch=opt, max_batch=hi
+    )
     report = (lambda phase, step, total: on_progress(f"{plan.filename}: {phase}", step, total)) if on_progress else None
     build_engine(folder / plan.source, folder / plan.filename, options, progress=report)
     return describe_file(folder / plan.filename)

@@ -76,7 +76,9 @@ def _from_npy(path: Path, shape: tuple[int, int, int], limit: int) -> Calibratio
         raise InputError(f"{path} is not a readable .npy array ({reason}); --calibration takes {HELP}") from None
     if array.ndim != 4 or tuple(array.shape[1:]) != shape or len(array) == 0:
         expected = "N x " + " x ".join(str(d) for d in shape)
-        raise InputError(f"calibration array {path} has shape {tuple(array.shape)}; this model takes {expected} (normalized inputs)")
+        raise InputError(
+            f"calibration array {path} has shape {tuple(array.shape)}; this model takes {expected} (normalized inputs)"
+        )
     if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
         raise InputError(f"calibration array {path} must hold finite float inputs, got dtype {array.dtype}")
     return Calibration(np.ascontiguousarray(array[:limit], dtype=np.float32), str(path), "npy")
@@ -86,7 +88,9 @@ def _from_source(source: str, config: CheckpointConfig, size: tuple[int, int], l
     from sbdeploy.data import open_source, to_float
 
     if size[0] != size[1]:
-        raise DataError(f"calibration from a data source needs a square input, got {size[0]}x{size[1]}; give a .npy instead")
+        raise DataError(
+            f"calibration from a data source needs a square input, got {size[0]}x{size[1]}; give a .npy instead"
+        )
     data = open_source(source, size=size[0])
     images = to_float(data.train_images[:limit]).numpy()
     if images.shape[1] != config.in_chans:

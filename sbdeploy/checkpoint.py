@@ -24,7 +24,7 @@ from torch import nn
 
 from sbdeploy._io import atomic_write_bytes, sha256_file
 from sbdeploy.errors import CheckpointError, SbdeployError
-from sbdeploy.models import create_model, model_info
+from sbdeploy.models import create_model
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -68,9 +68,11 @@ class CheckpointConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any], source: Path) -> CheckpointConfig:
         if data.get("format") != FORMAT:
-            raise CheckpointError(f"{source} is not an sbdeploy checkpoint config (no \"format\": \"{FORMAT}\")")
+            raise CheckpointError(f'{source} is not an sbdeploy checkpoint config (no "format": "{FORMAT}")')
         if data.get("format_version", 0) > FORMAT_VERSION:
-            raise CheckpointError(f"{source} was written by a newer sbdeploy (format {data['format_version']}); upgrade sbdeploy")
+            raise CheckpointError(
+                f"{source} was written by a newer sbdeploy (format {data['format_version']}); upgrade sbdeploy"
+            )
         try:
             return cls(
                 arch=str(data["arch"]),
@@ -85,7 +87,9 @@ class CheckpointConfig:
                 sbdeploy_version=str(data.get("sbdeploy_version", "")),
             )
         except (KeyError, TypeError, ValueError, IndexError) as error:
-            raise CheckpointError(f"{source} lacks or mangles a required field ({error!r}); re-export the checkpoint") from None
+            raise CheckpointError(
+                f"{source} lacks or mangles a required field ({error!r}); re-export the checkpoint"
+            ) from None
 
 
 @dataclass
@@ -106,7 +110,9 @@ def save_checkpoint(folder: str | Path, model: nn.Module, config: CheckpointConf
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if not config.sbdeploy_version:
         config = CheckpointConfig(**{**asdict(config), "sbdeploy_version": __version__})
-    atomic_write_bytes(folder / WEIGHTS_FILE, save_safetensors_bytes(state, metadata={"format": "pt", "arch": config.arch}))
+    atomic_write_bytes(
+        folder / WEIGHTS_FILE, save_safetensors_bytes(state, metadata={"format": "pt", "arch": config.arch})
+    )
     atomic_write_bytes(folder / CONFIG_FILE, (json.dumps(config.to_json(), indent=2) + "\n").encode())
     return folder
 
@@ -121,7 +127,9 @@ def require_folder(folder: Path) -> None:
             f"(.pth, .safetensors) of a zoo architecture becomes one with `sbdeploy import {folder} --arch NAME --out FOLDER`"
         )
     if not folder.is_dir():
-        raise CheckpointError(f"checkpoint folder {folder} does not exist (expected a folder with {WEIGHTS_FILE} and {CONFIG_FILE})")
+        raise CheckpointError(
+            f"checkpoint folder {folder} does not exist (expected a folder with {WEIGHTS_FILE} and {CONFIG_FILE})"
+        )
 
 
 def read_config(folder: str | Path) -> CheckpointConfig:
@@ -186,7 +194,9 @@ def parse_safetensors(data: bytes, source: Path) -> dict[str, torch.Tensor]:
     try:
         return load_safetensors_bytes(data)
     except (SafetensorError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{source} is not a readable safetensors file ({error}); it may be truncated or corrupt") from None
+        raise CheckpointError(
+            f"{source} is not a readable safetensors file ({error}); it may be truncated or corrupt"
+        ) from None
 
 
 def build_model(config: CheckpointConfig) -> nn.Module:
@@ -197,7 +207,9 @@ def build_model(config: CheckpointConfig) -> nn.Module:
         raise CheckpointError(f"config.json names a model sbdeploy cannot build: {error}") from None
 
 
-def state_mismatches(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], *, shown: int = 3) -> str | None:
+def state_mismatches(
+    expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], *, shown: int = 3
+) -> str | None:
     """Why ``state`` cannot load strictly where ``expected`` is the model's state_dict, naming the first keys; None when it fits."""
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
@@ -206,7 +218,9 @@ def state_mismatches(expected: Mapping[str, torch.Tensor], state: Mapping[str, t
         if count:
             details.append(f"{count} {what} ({', '.join(names[:shown])}{', ...' if count > shown else ''})")
     if wrong:
-        shapes = ", ".join(f"{k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model" for k in wrong[:shown])
+        shapes = ", ".join(
+            f"{k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model" for k in wrong[:shown]
+        )
         details.append(f"{len(wrong)} of wrong shape ({shapes}{', ...' if len(wrong) > shown else ''})")
     return "; ".join(details) or None
 
@@ -217,7 +231,9 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     config = read_config(folder)
     weights_path = folder / WEIGHTS_FILE
     state = read_weights(weights_path)
-    with torch.device("meta"):  # a skeleton: the file's tensors replace every parameter and buffer, no random init to pay for
+    with torch.device(
+        "meta"
+    ):  # a skeleton: the file's tensors replace every parameter and buffer, no random init to pay for
         model = build_model(config)
     problem = state_mismatches(model.state_dict(), state)
     if problem:
@@ -226,7 +242,9 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
             "Check that both files come from the same training run."
         )
     model.load_state_dict(state, strict=True, assign=True)
-    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a tensor outside the state_dict (non-persistent buffer)
+    if any(
+        t.is_meta for t in (*model.parameters(), *model.buffers())
+    ):  # a tensor outside the state_dict (non-persistent buffer)
         model = build_model(config)
         model.load_state_dict(state, strict=True)
     model.eval()

@@ -69,11 +69,15 @@ def diagnose() -> DoctorReport:
     elif torch_gpu:
         torch_cuda_reason = f"PyTorch on {stack.gpu_name}"
     elif stack.torch_cuda is None:
-        torch_cuda_reason = f"torch {torch_version} is a CPU build" + (f" (this machine has {stack.gpu_name})" if stack.has_gpu else "")
+        torch_cuda_reason = f"torch {torch_version} is a CPU build" + (
+            f" (this machine has {stack.gpu_name})" if stack.has_gpu else ""
+        )
     else:
         torch_cuda_reason = f"torch {torch_version} (CUDA {stack.torch_cuda}) sees no GPU: {no_gpu}"
     backends = [
-        BackendStatus("torch", torch_version is not None, "PyTorch on the CPU" if torch_version else "torch is not installed"),
+        BackendStatus(
+            "torch", torch_version is not None, "PyTorch on the CPU" if torch_version else "torch is not installed"
+        ),
         BackendStatus("torch-cuda", bool(torch_gpu), torch_cuda_reason),
         BackendStatus(
             "ort-cpu",

@@ -109,7 +109,10 @@ def probe_tensorrt() -> tuple[str | None, str | None]:
     except ValueError:
         return None, f"cannot read the TensorRT version {version!r}"
     if major not in SUPPORTED_TENSORRT_MAJORS:
-        return None, f"TensorRT {version} is not supported; sbdeploy supports TensorRT 10.x and 11.x (pip install 'tensorrt>=10,<12')"
+        return (
+            None,
+            f"TensorRT {version} is not supported; sbdeploy supports TensorRT 10.x and 11.x (pip install 'tensorrt>=10,<12')",
+        )
     return version, None
 
 
@@ -255,7 +258,9 @@ class Environment:
     tensorrt: str | None = None  # the usable TensorRT's version, from gpu_stack()
     packages: dict[str, str | None] = field(default_factory=dict)
     cpu_int8: str | None = None  # the CPU's int8 dot-product instructions, from cpu_int8_support().describe()
-    cpu_int8_dot: bool | None = None  # whether int8 dot products are single instructions (VNNI, AMX, dotprod): int8 can pay
+    cpu_int8_dot: bool | None = (
+        None  # whether int8 dot products are single instructions (VNNI, AMX, dotprod): int8 can pay
+    )
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

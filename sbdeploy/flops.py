@@ -46,7 +46,9 @@ def _sb_macs(module: SpatialBottleneck, out: torch.Tensor) -> int:
 def count_macs(model: nn.Module, input_size: tuple[int, int], in_chans: int = 3) -> int:
     """MACs of one forward pass on a ``1 x in_chans x H x W`` input."""
     total = 0
-    sb_params = {id(p) for m in model.modules() if isinstance(m, SpatialBottleneck) for p in (m.conv.weight, m.deconv.weight)}
+    sb_params = {
+        id(p) for m in model.modules() if isinstance(m, SpatialBottleneck) for p in (m.conv.weight, m.deconv.weight)
+    }
 
     def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         nonlocal total

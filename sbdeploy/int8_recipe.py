@@ -75,8 +75,13 @@ class Int8Recipe:
         """One line: ``qdq s8s8 per-channel symmetric, float bias, ops Conv/Gemm``."""
         types = f"{'s' if self.activation_type == 'int8' else 'u'}8{'s' if self.weight_type == 'int8' else 'u'}8"
         parts = [self.format, types, "per-channel" if self.per_channel else "per-tensor"]
-        parts.append("symmetric" if self.activation_symmetric and self.weight_symmetric else
-                     "symmetric weights" if self.weight_symmetric else "asymmetric")
+        parts.append(
+            "symmetric"
+            if self.activation_symmetric and self.weight_symmetric
+            else "symmetric weights"
+            if self.weight_symmetric
+            else "asymmetric"
+        )
         if self.reduce_range:
             parts.append("reduce_range")
         return f"{' '.join(parts)}, {'int32' if self.quantize_bias else 'float'} bias, ops {'/'.join(self.op_types)}"

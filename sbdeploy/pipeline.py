@@ -109,7 +109,9 @@ class ArtifactSummary:
     parity: bool | None  # None: not validated (the step failed)
     latency_ms: dict[str, dict[int, float]] = field(default_factory=dict)  # backend -> batch -> median ms
     speedup: dict[str, dict[int, float]] = field(default_factory=dict)  # backend -> batch -> vs the baseline
-    speedup_interval: dict[str, dict[int, tuple[float, float]]] = field(default_factory=dict)  # backend -> batch -> (low, high)
+    speedup_interval: dict[str, dict[int, tuple[float, float]]] = field(
+        default_factory=dict
+    )  # backend -> batch -> (low, high)
 
 
 @dataclass
@@ -187,7 +189,7 @@ def run_pipeline(
             the bench's timed rounds as ``sbdeploy bench`` reports them).
         on_step_done: called with each step's result as it ends.
     """
-    from sbdeploy.artifacts import DeployFile, build_planned_engine, canonical_plan, make_artifacts, plan_artifacts
+    from sbdeploy.artifacts import build_planned_engine, canonical_plan, make_artifacts, plan_artifacts
     from sbdeploy.bench.report import BenchReport, write_report
     from sbdeploy.bench.run import BenchModel, bench_settings, subjects_from_made, time_subjects
     from sbdeploy.bench.timing import TimingPlan
@@ -230,11 +232,15 @@ def run_pipeline(
     backends = ["torch", "ort-cpu"] + (["trt"] if backend == "trt" else [])
     precisions = requested_precisions(options.fp16, options.int8)
     # resolved before any step: a bad --calibration is the user's error, said at once
-    calibrations = calibration_for({k: v.config for k, v in sources.items()}, options.calibration) if options.int8 else None
+    calibrations = (
+        calibration_for({k: v.config for k, v in sources.items()}, options.calibration) if options.int8 else None
+    )
     if options.int8 and not any(s.config.dataset for s in sources.values()):
-        raise ConfigError("int8 files are judged on real images (their scales are calibrated on them), and no checkpoint of this "
-                          "run names a dataset: run `sbdeploy validate CHECKPOINT --int8 --data SOURCE` instead, or give the "
-                          "pipeline a checkpoint trained by `sbdeploy train` (its config.json names the dataset)")
+        raise ConfigError(
+            "int8 files are judged on real images (their scales are calibrated on them), and no checkpoint of this "
+            "run names a dataset: run `sbdeploy validate CHECKPOINT --int8 --data SOURCE` instead, or give the "
+            "pipeline a checkpoint trained by `sbdeploy train` (its config.json names the dataset)"
+        )
     plans, uses = plan_artifacts([(m.label, stems[m.label]) for m in models], backends, options.batches, precisions=precisions,
                                  target=options.target)  # fmt: skip
     canonical = canonical_plan(label, SB_STEM)
@@ -260,7 +266,12 @@ def run_pipeline(
             atomic_write_bytes(out / "tuning.json", (json.dumps(report, indent=2) + "\n").encode())
             atomic_write_bytes(out / "tuning.md", tuning_markdown(list(tuned.items())).encode())
             chosen = "; ".join(f"{name}: {r.chosen.label}" for name, r in tuned.items())
-            return True, f"{len(onnx_plans)} ONNX files: {', '.join(forms)}; tuned {chosen}", (*files, "tuning.json", "tuning.md"), False
+            return (
+                True,
+                f"{len(onnx_plans)} ONNX files: {', '.join(forms)}; tuned {chosen}",
+                (*files, "tuning.json", "tuning.md"),
+                False,
+            )
         untuned = " (ort-cpu forms chosen by the target's rule, not tuned: --tune times them)" if any(
             get_target(p.target).tunable for p in onnx_plans) else ""  # fmt: skip
         return True, f"{len(onnx_plans)} ONNX files: {', '.join(forms)}{untuned}", files, False
@@ -303,11 +314,21 @@ def run_pipeline(
         plan = TimingPlan(warmup_iters=options.warmup_iters, iters=options.iters, budget_s=options.budget_s)
         rows, groups, notes = time_subjects(subjects, backends=timed_backends, batches=options.batches, precisions=precisions,
                                             plan=plan, threads=options.threads, on_progress=on_progress)  # fmt: skip
-        settings = bench_settings(subjects, timed_backends, options.batches, precisions, plan, options.threads, options.target, False, notes)
-        bench = result.bench = report = BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)
+        settings = bench_settings(
+            subjects, timed_backends, options.batches, precisions, plan, options.threads, options.target, False, notes
+        )
+        bench = result.bench = report = BenchReport(
+            rows=rows, environment=collect_environment(), settings=settings, groups=groups
+        )
         files = write_report(report, out)
-        speedups = "; ".join(f"{r.backend} {r.precision} b{r.batch} {speedup_text(r)}" for r in report.rows if r.speedup is not None)
-        unstable = f"; {sum(r.unstable for r in report.rows)} of {len(report.rows)} figures unstable (bench.md)" if report.unstable else ""
+        speedups = "; ".join(
+            f"{r.backend} {r.precision} b{r.batch} {speedup_text(r)}" for r in report.rows if r.speedup is not None
+        )
+        unstable = (
+            f"; {sum(r.unstable for r in report.rows)} of {len(report.rows)} figures unstable (bench.md)"
+            if report.unstable
+            else ""
+        )
         return True, f"SB vs baseline: {speedups or 'no baseline pair'}{unstable}", tuple(p.name for p in files), False
 
     step("bench", do_bench)
@@ -341,7 +362,9 @@ def validate_files(
                 continue
             file = made[plan.filename]
             # a file no backend times (model.onnx, an engine's ONNX) runs on ONNX Runtime CPU, there on every machine
-            runners = [b for b in plan.backends if file.runs_on(b)] or [file.default_backend() if file.kind == "engine" else "ort-cpu"]
+            runners = [b for b in plan.backends if file.runs_on(b)] or [
+                file.default_backend() if file.kind == "engine" else "ort-cpu"
+            ]
             artifacts += [artifact_of(file, b) for b in runners]
         if not artifacts:
             continue
@@ -354,7 +377,10 @@ def validate_files(
 
 
 def summarize_artifacts(
-    made: dict[str, DeployFile], plans: Sequence[ArtifactPlan], validation: ValidationReport | None, bench: BenchReport | None
+    made: dict[str, DeployFile],
+    plans: Sequence[ArtifactPlan],
+    validation: ValidationReport | None,
+    bench: BenchReport | None,
 ) -> list[ArtifactSummary]:
     """Per made file: its parity verdict (from validate) and its latency per backend and batch (from bench)."""
     verdicts = validation.file_verdicts() if validation is not None else {}
@@ -372,7 +398,10 @@ def summarize_artifacts(
                 if row.speedup is not None:
                     speedup.setdefault(row.backend, {})[row.batch] = round(row.speedup, 3)
                 if row.speedup_low is not None and row.speedup_high is not None:
-                    interval.setdefault(row.backend, {})[row.batch] = (round(row.speedup_low, 3), round(row.speedup_high, 3))
+                    interval.setdefault(row.backend, {})[row.batch] = (
+                        round(row.speedup_low, 3),
+                        round(row.speedup_high, 3),
+                    )
         summaries.append(ArtifactSummary(file.name, file.sha256, plan.model, file.target, file.precision, file.batch,
                                          verdicts.get(file.name), latency, speedup, interval))  # fmt: skip
     return summaries
@@ -403,10 +432,16 @@ def summary_markdown(result: PipelineResult) -> str:
     if result.artifacts:
         lines += ["", "## Artifacts", "", "Each file as validated against its PyTorch training code and as timed "
                   "(median latency per batch; the speedup's 95% interval in brackets, bench.md says how sure).", ""]  # fmt: skip
-        lines += ["| file | model | target | precision | sha256 | parity | latency | speedup vs baseline |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| file | model | target | precision | sha256 | parity | latency | speedup vs baseline |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for a in result.artifacts:
             parity = "-" if a.parity is None else "pass" if a.parity else "**FAIL**"
-            latency = "; ".join(f"{b} b{n} {ms:.3f} ms" for b, per in a.latency_ms.items() for n, ms in sorted(per.items())) or "-"
+            latency = (
+                "; ".join(f"{b} b{n} {ms:.3f} ms" for b, per in a.latency_ms.items() for n, ms in sorted(per.items()))
+                or "-"
+            )
             speedup = "; ".join(
                 f"{b} b{n} {x:.2f}x" + (f" ({a.speedup_interval[b][n][0]:.2f}-{a.speedup_interval[b][n][1]:.2f})"
                                         if n in a.speedup_interval.get(b, {}) else "")
@@ -445,12 +480,16 @@ def served_artifacts(folder: str | Path) -> tuple[list[ServedArtifact], list[str
     folder = Path(folder)
     summary_path = folder / "summary.json"
     if not summary_path.is_file():
-        raise ArtifactError(f"{folder} is not a pipeline run folder (no summary.json); give its files, or run `sbdeploy pipeline`")
+        raise ArtifactError(
+            f"{folder} is not a pipeline run folder (no summary.json); give its files, or run `sbdeploy pipeline`"
+        )
     try:
         summary = json.loads(summary_path.read_text())
         entries = list(summary["artifacts"])
     except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ArtifactError(f"{summary_path} is not a pipeline summary sbdeploy can read ({error}); rerun `sbdeploy pipeline`") from None
+        raise ArtifactError(
+            f"{summary_path} is not a pipeline summary sbdeploy can read ({error}); rerun `sbdeploy pipeline`"
+        ) from None
     served, notes = [], []
     for entry in entries:
         file = str(entry.get("file", ""))
@@ -468,7 +507,11 @@ def served_artifacts(folder: str | Path) -> tuple[list[ServedArtifact], list[str
     engines = {s.name: s.path.name for s in served if s.path.suffix != ".onnx"}
     for source in [s for s in served if s.path.suffix == ".onnx" and s.name in engines]:
         served.remove(source)
-        notes.append(f"{source.path.name}: not served, the engine built from it ({engines[source.name]}) is served as {source.name}")
+        notes.append(
+            f"{source.path.name}: not served, the engine built from it ({engines[source.name]}) is served as {source.name}"
+        )
     if not served:
-        raise ArtifactError(f"{folder} holds no validated SB artifact Triton can serve ({'; '.join(notes) or 'none listed'})")
+        raise ArtifactError(
+            f"{folder} holds no validated SB artifact Triton can serve ({'; '.join(notes) or 'none listed'})"
+        )
     return served, notes

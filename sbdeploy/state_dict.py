@@ -83,7 +83,9 @@ def _weights_only_refusal(error: Exception) -> str | None:
     Any other failure (an unknown opcode in text bytes, a cut zip) means the file is not a
     readable torch file at all.
     """
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error)) if "Weights only load failed" in str(error) else None
+    found = (
+        re.search(r"Unsupported global: GLOBAL (\S+)", str(error)) if "Weights only load failed" in str(error) else None
+    )
     return found.group(1) if found else None
 
 
@@ -138,10 +140,12 @@ def _unwrap(payload: Any, path: Path) -> tuple[dict[str, torch.Tensor], tuple[st
                 f"{path} holds no state_dict: its entry {odd!r} is a {type(payload[odd]).__name__}, not a tensor, "
                 f"and none of the keys {', '.join(WRAPPER_KEYS)} holds a state_dict"
             )
-        raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a state_dict (a mapping of names to tensors)")
+        raise CheckpointError(
+            f"{path} holds a {type(payload).__name__}, not a state_dict (a mapping of names to tensors)"
+        )
     for prefix in PREFIXES:
         if all(k.startswith(prefix) for k in tensors):
-            tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
             steps.append(f"prefix {prefix!r}")
     return tensors, tuple(steps)
 
@@ -170,7 +174,9 @@ def _dtype(tensor: torch.Tensor) -> str:
     return str(tensor.dtype).removeprefix("torch.")
 
 
-def _fit(arch: str, options: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+def _fit(
+    arch: str, options: dict[str, Any], state: dict[str, torch.Tensor], path: Path
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """``state`` checked strictly against ``arch``, in the model's dtypes; notes on what was filled or converted."""
     with torch.device("meta"):
         expected = create_model(arch, **options).state_dict()
@@ -183,7 +189,9 @@ def _fit(arch: str, options: dict[str, Any], state: dict[str, torch.Tensor], pat
     problem = state_mismatches(expected, state)
     if problem:
         raise CheckpointError(f"{path} does not fit {arch} {options}: {problem}.{_hint(arch, options, state)}")
-    converted = sorted({f"{_dtype(state[k])} -> {_dtype(expected[k])}" for k in expected if state[k].dtype != expected[k].dtype})
+    converted = sorted(
+        {f"{_dtype(state[k])} -> {_dtype(expected[k])}" for k in expected if state[k].dtype != expected[k].dtype}
+    )
     if converted:
         notes.append(f"tensors converted {', '.join(converted)}")
     return {k: state[k].to(expected[k].dtype).contiguous() for k in expected}, notes
@@ -193,7 +201,11 @@ def _hint(arch: str, options: dict[str, Any], state: Mapping[str, torch.Tensor])
     """Names the baseline or SB twin of ``arch`` when the file fits that one instead."""
     from sbdeploy.models import list_models
 
-    twins = [model_info(arch).baseline] if model_info(arch).baseline else [n for n in list_models() if model_info(n).baseline == arch]
+    twins = (
+        [model_info(arch).baseline]
+        if model_info(arch).baseline
+        else [n for n in list_models() if model_info(n).baseline == arch]
+    )
     base_options = {k: v for k, v in options.items() if k != "sampling"}
     for twin in twins:
         with torch.device("meta"):
@@ -210,19 +222,31 @@ def _class_names(class_names: Sequence[str] | None, num_classes: int) -> tuple[s
     return names
 
 
-def _normalization(mean: Sequence[float] | None, std: Sequence[float] | None, in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...], str | None]:
+def _normalization(
+    mean: Sequence[float] | None, std: Sequence[float] | None, in_chans: int
+) -> tuple[tuple[float, ...], tuple[float, ...], str | None]:
     if (mean is None) != (std is None):
         raise ConfigError("give both --mean and --std, or neither")
     if mean is None or std is None:
         if in_chans != 3:
-            raise ConfigError(f"a {in_chans}-channel network needs --mean and --std (one value per channel, as trained)")
-        return IMAGENET_MEAN, IMAGENET_STD, "normalization: ImageNet mean/std (the default; pass --mean/--std if trained with others)"
+            raise ConfigError(
+                f"a {in_chans}-channel network needs --mean and --std (one value per channel, as trained)"
+            )
+        return (
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            "normalization: ImageNet mean/std (the default; pass --mean/--std if trained with others)",
+        )
     for name, values in (("--mean", mean), ("--std", std)):
         if len(values) not in (1, in_chans):
             raise ConfigError(f"{name} takes 1 or {in_chans} values (one per channel), got {len(values)}")
     if min(std) <= 0:
         raise ConfigError("--std values must be positive")
-    return tuple(float(m) for m in mean) * (in_chans // len(mean)), tuple(float(s) for s in std) * (in_chans // len(std)), None
+    return (
+        tuple(float(m) for m in mean) * (in_chans // len(mean)),
+        tuple(float(s) for s in std) * (in_chans // len(std)),
+        None,
+    )
 
 
 def import_state_dict(

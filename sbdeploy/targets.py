@@ -32,8 +32,8 @@ lives in :mod:`sbdeploy.nn` (no target names there).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -164,7 +164,9 @@ class Target:
             return row
         if variant not in row.variants:
             choices = ", ".join(row.variants) or "none"
-            raise ConfigError(f"target {self.name} has no form {variant!r}{did_you_mean(variant, row.variants)}; its variants: {choices}")
+            raise ConfigError(
+                f"target {self.name} has no form {variant!r}{did_you_mean(variant, row.variants)}; its variants: {choices}"
+            )
         chosen = row.variants[variant]
         return dataclasses.replace(row, lowering=chosen.lowering, layout=chosen.layout, variant=variant)
 
@@ -239,7 +241,9 @@ TARGETS: Mapping[str, Target] = _frozen({t.name: t for t in (
 CANONICAL = "grouped"
 """The target of the canonical interchange file (``export`` without ``--target``, the pipeline's ``model.onnx``)."""
 
-BACKEND_TARGETS: Mapping[str, str] = _frozen({"ort-cpu": "ort-cpu", "ort-cuda": "ort-cuda", "ort-trt": "trt", "trt": "trt"})
+BACKEND_TARGETS: Mapping[str, str] = _frozen(
+    {"ort-cpu": "ort-cpu", "ort-cuda": "ort-cuda", "ort-trt": "trt", "trt": "trt"}
+)
 """The target whose artifacts each backend times by default (bench, pipeline, validate)."""
 
 
@@ -284,7 +288,9 @@ def target_option(target: str | None, lowering: str | None = None) -> str | None
     if lowering is None:
         return target
     if lowering not in ("grouped", "separate"):
-        raise ConfigError(f"--lowering {lowering} no longer exists: SB forms are chosen by deploy target, --target {' | '.join(TARGETS)}")
+        raise ConfigError(
+            f"--lowering {lowering} no longer exists: SB forms are chosen by deploy target, --target {' | '.join(TARGETS)}"
+        )
     if target not in (None, lowering):
         raise ConfigError(f"--lowering {lowering} is the old spelling of --target {lowering}; give --target only")
     return lowering

@@ -102,7 +102,9 @@ class TuneOptions:
         if self.finalists < 1:
             raise ConfigError(f"tuning finalists must be >= 1, got {self.finalists}")
         if self.screen <= 1:
-            raise ConfigError(f"the tuning screen must be above 1 (a multiple of the default's time), got {self.screen}")
+            raise ConfigError(
+                f"the tuning screen must be above 1 (a multiple of the default's time), got {self.screen}"
+            )
 
     def budget(self) -> int:
         """The thread budget: ``threads``, else the CPUs this process may use."""
@@ -170,8 +172,14 @@ class CandidateTime:
         if self.median_ms is None:
             return f"same graph as {self.same_graph_as}", "-", "-"
         if self.screened:
-            return f"{self.median_ms:.3f} (warm-up runs)", "-", f"{self.speedup:.3f}: dropped, far slower" if self.speedup else "dropped"
-        median = f"{self.median_ms:.3f}" + (f" ({self.low_ms:.3f}-{self.high_ms:.3f})" if self.low_ms is not None else "")
+            return (
+                f"{self.median_ms:.3f} (warm-up runs)",
+                "-",
+                f"{self.speedup:.3f}: dropped, far slower" if self.speedup else "dropped",
+            )
+        median = f"{self.median_ms:.3f}" + (
+            f" ({self.low_ms:.3f}-{self.high_ms:.3f})" if self.low_ms is not None else ""
+        )
         speedup = "-" if self.speedup is None else f"{self.speedup:.3f}"
         if self.speedup_low is not None:
             speedup += f" ({self.speedup_low:.3f}-{self.speedup_high:.3f})"
@@ -248,8 +256,10 @@ class TuneResult:
         reasons = sorted({reason for s in self.stages for reason in s.busy})
         if not reasons:
             return None
-        return (f"tuned on a busy machine ({'; '.join(reasons)}): the choice fits that load (busy cores favour fewer "
-                "threads and no spinning); tune again on a quiet machine for the figures of an idle one")
+        return (
+            f"tuned on a busy machine ({'; '.join(reasons)}): the choice fits that load (busy cores favour fewer "
+            "threads and no spinning); tune again on a quiet machine for the figures of an idle one"
+        )
 
     def is_chosen(self, time: CandidateTime) -> bool:
         """Whether ``time`` is the chosen candidate's figure in the stage that chose it (the last)."""
@@ -280,7 +290,10 @@ def choose(times: Sequence[CandidateTime], default: Candidate) -> tuple[Candidat
     if best.candidate == default:
         return default, "the untuned default was the fastest"
     if best.speedup_low is None:
-        return default, f"{best.candidate.label} was fastest but too few turns gave no interval: the untuned default is kept"
+        return (
+            default,
+            f"{best.candidate.label} was fastest but too few turns gave no interval: the untuned default is kept",
+        )
     if best.speedup_low <= 1.0:
         return default, (f"{best.candidate.label} was fastest ({best.speedup:.3f}x, interval {best.speedup_low:.3f}-"
                          f"{best.speedup_high:.3f}) but not surely faster: the untuned default is kept")  # fmt: skip
@@ -306,7 +319,11 @@ def _warm_up_ms(fn: Callable[[], object], runs: int) -> list[float]:
 
 
 def _time_stage(
-    stage: str, files: Mapping[Candidate, Path], default: Candidate, feed: dict[str, np.ndarray], options: TuneOptions,
+    stage: str,
+    files: Mapping[Candidate, Path],
+    default: Candidate,
+    feed: dict[str, np.ndarray],
+    options: TuneOptions,
     on_progress: Progress | None,
 ) -> tuple[list[CandidateTime], StageRecord]:
     """One interleaved group of ``files`` (each run with its candidate's settings), each paired with ``default``.
@@ -330,7 +347,9 @@ def _time_stage(
                                            screened=True))  # fmt: skip
         kept = [c for c in files if not any(t.candidate == c for t in times)]
         pairs = [Pair(sb=names[c], baseline=names[default], mac_ratio=1.0) for c in kept if c != default]
-        plan = dataclasses.replace(options.plan, warmup_iters=1, warmup_s=None)  # warmed up above: one run fits the turns
+        plan = dataclasses.replace(
+            options.plan, warmup_iters=1, warmup_s=None
+        )  # warmed up above: one run fits the turns
         result = measure_group({names[c]: fns[c] for c in kept}, plan, pairs=pairs,
                                on_round=round_progress(f"tuning: {stage}", on_progress))  # fmt: skip
     for c in kept:
@@ -441,12 +460,18 @@ def tune_export(
     deploy = get_target(target)
     if not deploy.tunable:
         tunable = [t.name for t in TARGETS.values() if t.tunable]
-        raise ConfigError(f"--tune applies to the targets whose form is chosen on this machine ({', '.join(tunable)}), not {deploy.name}")
+        raise ConfigError(
+            f"--tune applies to the targets whose form is chosen on this machine ({', '.join(tunable)}), not {deploy.name}"
+        )
     if deploy.variant is not None:
-        raise ConfigError(f"--tune chooses among the forms of {deploy.name} itself: give --target {deploy.name}, not {deploy.spec}")
+        raise ConfigError(
+            f"--tune chooses among the forms of {deploy.name} itself: give --target {deploy.name}, not {deploy.spec}"
+        )
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ConfigError(f"--tune times the file at a fixed batch: give --batch N (got {batch!r})")
-    candidates = [c for c in deploy.candidates() if c.variant is None or options.variants is None or c.variant in options.variants]
+    candidates = [
+        c for c in deploy.candidates() if c.variant is None or options.variants is None or c.variant in options.variants
+    ]
     unknown = sorted(set(options.variants or ()) - set(deploy.variants))
     if unknown:
         raise ConfigError(f"target {deploy.name} has no forms {unknown}; its variants: {', '.join(deploy.variants)}")
@@ -473,7 +498,9 @@ def tune_export(
             data = proto.SerializeToString(deterministic=True)
             atomic_write_bytes(Path(out_path), data)
             # only metadata_props changed: the graph, so its op census and TensorRT check, are the chosen export's
-            result = dataclasses.replace(chosen, path=Path(out_path), metadata=metadata, sha256=sha256(data).hexdigest())
+            result = dataclasses.replace(
+                chosen, path=Path(out_path), metadata=metadata, sha256=sha256(data).hexdigest()
+            )
             results[precision] = (result, tuning)
     return results
 
@@ -487,13 +514,20 @@ def tuning_markdown(results: Sequence[tuple[str, TuneResult]]) -> str:
     for file, result in results:
         lines += [f"## {file}", "", f"- target {result.target}, {result.precision}, batch {result.batch}, "
                   f"{result.threads} threads", f"- chosen: **{result.chosen.label}** ({result.decision})"]  # fmt: skip
-        lines += [f"- stage {s.stage}: {s.rounds} turns, {s.seconds:.1f} s, {s.stop}; {s.load_text()}" for s in result.stages]
+        lines += [
+            f"- stage {s.stage}: {s.rounds} turns, {s.seconds:.1f} s, {s.stop}; {s.load_text()}" for s in result.stages
+        ]
         if result.busy_warning():
             lines.append(f"- **warning**: {result.busy_warning()}")
-        lines += ["", "| stage | form | session settings | median ms (95% CI) | CV | speedup vs default (95% CI) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| stage | form | session settings | median ms (95% CI) | CV | speedup vs default (95% CI) |",
+            "|---|---|---|---|---|---|",
+        ]
         for t in result.times:
             mark = " **(chosen)**" if result.is_chosen(t) else ""
-            lines.append(f"| {t.stage} | {t.candidate.lowering}{mark} | {t.candidate.settings.describe()} | {' | '.join(t.cells())} |")
+            lines.append(
+                f"| {t.stage} | {t.candidate.lowering}{mark} | {t.candidate.settings.describe()} | {' | '.join(t.cells())} |"
+            )
         lines.append("")
     return "\n".join(lines)

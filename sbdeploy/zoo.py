@@ -54,7 +54,10 @@ def _skeleton(name: str, options: dict[str, str]) -> nn.Module:
 
 
 def zoo_rows(
-    pattern: str | None = None, *, sampling: str = "chessboard", on_progress: Callable[[str, int, int], None] | None = None
+    pattern: str | None = None,
+    *,
+    sampling: str = "chessboard",
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> list[ZooRow]:
     """Complexity of every registered network matching ``pattern``.
 

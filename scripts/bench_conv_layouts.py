@@ -43,19 +43,29 @@ Term = tuple[int, int, int]
 """(input channels, kernel rows, kernel columns) of one conv of a sum."""
 
 
-def conv_sum(batch: int, out_channels: int, grid: tuple[int, int], terms: Sequence[Term], seed: int = 0) -> onnx.ModelProto:
+def conv_sum(
+    batch: int, out_channels: int, grid: tuple[int, int], terms: Sequence[Term], seed: int = 0
+) -> onnx.ModelProto:
     """``Relu(sum of convs)``: each term a valid conv from its own input onto a ``grid`` output (ORT fuses the sums)."""
     rng = np.random.default_rng(seed)
     nodes, inits, inputs, acc = [], [], [], None
     for i, (cin, kh, kw) in enumerate(terms):
-        inputs.append(helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [batch, cin, grid[0] + kh - 1, grid[1] + kw - 1]))
-        inits.append(numpy_helper.from_array((rng.standard_normal((out_channels, cin, kh, kw)) * 0.05).astype(np.float32), f"w{i}"))
+        inputs.append(
+            helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [batch, cin, grid[0] + kh - 1, grid[1] + kw - 1])
+        )
+        inits.append(
+            numpy_helper.from_array(
+                (rng.standard_normal((out_channels, cin, kh, kw)) * 0.05).astype(np.float32), f"w{i}"
+            )
+        )
         nodes.append(helper.make_node("Conv", [f"x{i}", f"w{i}"], [f"c{i}"]))
         if acc is not None:
             nodes.append(helper.make_node("Add", [acc, f"c{i}"], [f"s{i}"]))
         acc = f"c{i}" if acc is None else f"s{i}"
     nodes.append(helper.make_node("Relu", [acc], ["y"]))
-    graph = helper.make_graph(nodes, "conv_sum", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        nodes, "conv_sum", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -68,8 +78,10 @@ def cases(name: str) -> list[dict]:
     output grid, terms, useful MACs) and ``reference`` the label the others' speedups are against."""
     if name == "rows":
         groups = []
-        for what, kernel, grid, canvas in (("3x3 conv, 512 ch, 7x7 grids (baseline 7x7 stage)", 3, (7, 7), (7, 8 * 8 - 1)),
-                                           ("2x2 tap conv, 512 ch, 4x4 grids (SB 7x7 stage)", 2, (4, 4), (4, 8 * 5 - 1))):
+        for what, kernel, grid, canvas in (
+            ("3x3 conv, 512 ch, 7x7 grids (baseline 7x7 stage)", 3, (7, 7), (7, 8 * 8 - 1)),
+            ("2x2 tap conv, 512 ch, 4x4 grids (SB 7x7 stage)", 2, (4, 4), (4, 8 * 5 - 1)),
+        ):
             terms = [(512, kernel, kernel)]
             useful = macs(8, 512, grid, terms)
             groups.append({"title": what, "reference": "batch 8", "forms": [
@@ -113,15 +125,25 @@ def time_group(group: dict, threads: int, budget: float, workdir: Path) -> dict:
                       "useful_gmac_s": info[label]["useful_macs"] / stats.median_ms / 1e6,
                       "speedup": None if speedup is None else speedup.value,
                       "speedup_ci95": None if speedup is None or speedup.interval is None else [speedup.interval.low, speedup.interval.high]})  # fmt: skip
-    return {"title": group["title"], "reference": ref, "forms": forms, "record": result.record.to_dict(),
-            "loads": result.record.machine.loads(", ")}
+    return {
+        "title": group["title"],
+        "reference": ref,
+        "forms": forms,
+        "record": result.record.to_dict(),
+        "loads": result.record.machine.loads(", "),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=("rows", "taps", "all"), default="all")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--budget", type=float, default=10.0, help="seconds of timed turns per group (adaptive: stops earlier on narrow intervals)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=10.0,
+        help="seconds of timed turns per group (adaptive: stops earlier on narrow intervals)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     names = ("rows", "taps") if args.case == "all" else (args.case,)
@@ -133,16 +155,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(res)
                 m = res["record"]["machine"]
                 others = "n/a" if m["others_cpu"] is None else f"{m['others_cpu']:.2f}"
-                print(f"\n{res['title']} ({args.threads} threads; {res['record']['rounds']} turns; load {res['loads']}, "
-                      f"other processes {others} of {m['before']['cpus_available']} CPUs)")
-                print(f"  {'form':24s} {'median ms':>10s} {'CV':>6s} {'useful GMAC/s':>14s} {'computed/useful':>16s} "
-                      f"{'speedup vs ' + res['reference']:>24s}")
+                print(
+                    f"\n{res['title']} ({args.threads} threads; {res['record']['rounds']} turns; load {res['loads']}, "
+                    f"other processes {others} of {m['before']['cpus_available']} CPUs)"
+                )
+                print(
+                    f"  {'form':24s} {'median ms':>10s} {'CV':>6s} {'useful GMAC/s':>14s} {'computed/useful':>16s} "
+                    f"{'speedup vs ' + res['reference']:>24s}"
+                )
                 for f in res["forms"]:
                     ratio = "" if f["speedup"] is None else f"{f['speedup']:.2f}"
                     if f["speedup_ci95"]:
                         ratio += f" ({f['speedup_ci95'][0]:.2f}-{f['speedup_ci95'][1]:.2f})"
-                    print(f"  {f['form']:24s} {f['median_ms']:10.3f} {f['cv']:6.1%} {f['useful_gmac_s']:14.1f} "
-                          f"{f['computed_macs'] / f['useful_macs']:16.2f} {ratio:>24s}")
+                    print(
+                        f"  {f['form']:24s} {f['median_ms']:10.3f} {f['cv']:6.1%} {f['useful_gmac_s']:14.1f} "
+                        f"{f['computed_macs'] / f['useful_macs']:16.2f} {ratio:>24s}"
+                    )
     if args.out:
         tmp_out = args.out.with_name(args.out.name + f".tmp{os.getpid()}")
         tmp_out.write_text(json.dumps({"threads": args.threads, "groups": results}, indent=2))

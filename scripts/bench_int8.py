@@ -61,14 +61,21 @@ VARIANTS: dict[str, Int8Recipe] = {
     "qdq u8s8 pt": Int8Recipe("qdq-u8s8-pt", per_channel=False, quantize_bias=True, op_types=CPU_OPS, **_U8),  # type: ignore[arg-type]
     "qdq u8s8 pc rr": Int8Recipe("qdq-u8s8-pc-rr", reduce_range=True, quantize_bias=True, op_types=CPU_OPS, **_U8),  # type: ignore[arg-type]
     "ort-cpu (qdq u8s8 pc ext)": ORT_CPU_INT8,
-    "qdq u8s8 pt ext": Int8Recipe("qdq-u8s8-pt-ext", per_channel=False, quantize_bias=True, op_types=EXTENDED_OPS, **_U8),  # type: ignore[arg-type]
+    "qdq u8s8 pt ext": Int8Recipe(
+        "qdq-u8s8-pt-ext", per_channel=False, quantize_bias=True, op_types=EXTENDED_OPS, **_U8
+    ),  # type: ignore[arg-type]
     "qop u8s8 pc": Int8Recipe("qop-u8s8-pc", format="qoperator", op_types=CPU_OPS, **_U8),  # type: ignore[arg-type]
     "qop s8s8 pc": Int8Recipe("qop-s8s8-pc", format="qoperator", op_types=CPU_OPS),
     "qop u8s8 pc ext": Int8Recipe("qop-u8s8-pc-ext", format="qoperator", op_types=EXTENDED_OPS, **_U8),  # type: ignore[arg-type]
 }
 """Candidate recipes by label ("pc"/"pt": per-channel/per-tensor weights, "rr": reduce_range, "ext": more op types)."""
 
-FORMS = {"base": (False, "ort-cpu"), "sb ort-cpu": (True, "ort-cpu"), "sb strided": (True, "trt"), "sb grouped": (True, "grouped")}
+FORMS = {
+    "base": (False, "ort-cpu"),
+    "sb ort-cpu": (True, "ort-cpu"),
+    "sb strided": (True, "trt"),
+    "sb grouped": (True, "grouped"),
+}
 """Form label -> (SB network?, export target)."""
 
 
@@ -106,7 +113,10 @@ def bench_form(pair: str, batch: int, form: str, args: argparse.Namespace, workd
     plan = TimingPlan(warmup_iters=3, budget_s=args.budget, turn=args.turn)
     rows = []
     for label, recipe in variants.items():  # one group per variant: more live sessions would slow each other
-        with OrtRunner(paths["fp32"], threads=args.threads) as base, OrtRunner(paths[label], threads=args.threads) as int8:
+        with (
+            OrtRunner(paths["fp32"], threads=args.threads) as base,
+            OrtRunner(paths[label], threads=args.threads) as int8,
+        ):
             cosine = output_stats(reference, int8.session.run(None, feed)[0].reshape(batch, -1)).min_cosine
             result = measure_group({"fp32": base.timed_call(feed), label: int8.timed_call(feed)}, plan,
                                    pairs=[Pair(sb=label, baseline="fp32", mac_ratio=1.0)])  # fmt: skip
@@ -124,8 +134,8 @@ def bench_form(pair: str, batch: int, form: str, args: argparse.Namespace, workd
 
 def accuracy_rows(args: argparse.Namespace, workdir: Path) -> list[dict]:
     """Every form x variant of the shipped digits models against PyTorch (validate's int8 gate) and the labels."""
-    from sbdeploy.checkpoint import load_checkpoint
     from sbdeploy.calibration import load_calibration
+    from sbdeploy.checkpoint import load_checkpoint
     from sbdeploy.tolerance import DEFAULT_TOLERANCES
     from sbdeploy.validate.compare import verdict
     from sbdeploy.validate.run import accuracy, dataset_case, random_cases, run_batched
@@ -143,43 +153,69 @@ def accuracy_rows(args: argparse.Namespace, workdir: Path) -> list[dict]:
         cases = [test, *random_cases((1,) if batch == 1 else (1, 2, 8), (cfg.in_chans, *cfg.input_size))]
         with torch.no_grad():
             refs = {c.name: ckpt.model(torch.from_numpy(c.images)).numpy() for c in cases}
-        fp32 = export_module(ckpt.model, in_chans=cfg.in_chans, input_size=cfg.input_size, batch=batch, target=target)[0]
+        fp32 = export_module(ckpt.model, in_chans=cfg.in_chans, input_size=cfg.input_size, batch=batch, target=target)[
+            0
+        ]
         torch_top1 = accuracy(refs[test.name], test.labels)[0]
         for label, recipe in _variants(args).items():
             path = workdir / "acc.onnx"
             onnx.save(quantize_int8(fp32, calibration, recipe=recipe, batch_size=1 if batch == 1 else 32), path)
-            row: dict[str, object] = {"form": form, "variant": label, "recipe": recipe.describe(), "torch_top1": torch_top1}
+            row: dict[str, object] = {
+                "form": form,
+                "variant": label,
+                "recipe": recipe.describe(),
+                "torch_top1": torch_top1,
+            }
             with OrtRunner(path, threads=args.threads) as runner:
                 fixed = None if batch == "dynamic" else 1
                 for case in cases:
                     out = run_batched(runner, case.images, 64, fixed_batch=fixed)
                     stats = output_stats(refs[case.name], out, gate)
                     passed, reason = verdict(stats, gate)
-                    row[case.name] = {"min_cosine": stats.min_cosine, "top1_agreement": stats.top1_agreement, "passed": passed, "reason": reason}
+                    row[case.name] = {
+                        "min_cosine": stats.min_cosine,
+                        "top1_agreement": stats.top1_agreement,
+                        "passed": passed,
+                        "reason": reason,
+                    }
                     if case.labels is not None:
                         row["int8_top1"] = accuracy(out, case.labels)[0]
             rows.append(row)
-            print(f"{form:24s} {label:40s} int8 top-1 {row['int8_top1']:.4f} (fp32 {torch_top1:.4f}) "
-                  f"test: {row[test.name]}", flush=True)  # type: ignore[index]
+            print(
+                f"{form:24s} {label:40s} int8 top-1 {row['int8_top1']:.4f} (fp32 {torch_top1:.4f}) "
+                f"test: {row[test.name]}",
+                flush=True,
+            )  # type: ignore[index]
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
-    parser.add_argument("--batches", nargs="+", type=int, help="batch sizes (default per pair: 1 and 32 for CIFAR, 1 and 8 else)")
+    parser.add_argument(
+        "--batches", nargs="+", type=int, help="batch sizes (default per pair: 1 and 32 for CIFAR, 1 and 8 else)"
+    )
     parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=list(FORMS))
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="int8 variants to measure (default: all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--turn", type=int, default=5, help="timed runs of one model in a row (after 2 untimed)")
-    parser.add_argument("--budget", type=float, default=10.0, help="seconds of timed turns per (form, variant) group at most")
-    parser.add_argument("--calibration", type=int, default=8, help="calibration images (random normal; speed does not depend on them)")
-    parser.add_argument("--accuracy", action="store_true", help="measure accuracy on the shipped digits models instead of speed")
+    parser.add_argument(
+        "--budget", type=float, default=10.0, help="seconds of timed turns per (form, variant) group at most"
+    )
+    parser.add_argument(
+        "--calibration", type=int, default=8, help="calibration images (random normal; speed does not depend on them)"
+    )
+    parser.add_argument(
+        "--accuracy", action="store_true", help="measure accuracy on the shipped digits models instead of speed"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench_int8.json"))
     args = parser.parse_args(argv)
 
     cpu = cpu_int8_support()
-    print(f"CPU: {cpu.describe()}; onnxruntime {ort.__version__}, {args.threads} threads; load {os.getloadavg()}", flush=True)
+    print(
+        f"CPU: {cpu.describe()}; onnxruntime {ort.__version__}, {args.threads} threads; load {os.getloadavg()}",
+        flush=True,
+    )
     report = {"command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
               "onnxruntime": ort.__version__, "cpu_int8": cpu.describe(), "threads": args.threads, "rows": []}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,10 +241,13 @@ def _print_rows(rows: list[dict]) -> None:
     for r in rows:
         ci = r["int8_speedup_ci95"] or [float("nan")] * 2
         load = r["loadavg"][0][0] if r["loadavg"][0] else float("nan")
-        print(f"{r['pair']:15s} b{r['batch']:<3d} {r['form']:11s} {r['variant']:40s} fp32 {r['fp32_ms']:8.2f} int8 {r['int8_ms']:8.2f} "
-              f"x{r['int8_speedup']:5.2f} [{ci[0]:.2f}-{ci[1]:.2f}] turns {r['turns']:3d} int8/fp32 per turn "
-              f"{r['ratio_median']:.3f} ({r['ratio_q1']:.3f}-{r['ratio_q3']:.3f}) cos {r['min_cosine_vs_torch_random_weights']:.4f} "
-              f"load {load:.1f}", flush=True)
+        print(
+            f"{r['pair']:15s} b{r['batch']:<3d} {r['form']:11s} {r['variant']:40s} fp32 {r['fp32_ms']:8.2f} int8 {r['int8_ms']:8.2f} "
+            f"x{r['int8_speedup']:5.2f} [{ci[0]:.2f}-{ci[1]:.2f}] turns {r['turns']:3d} int8/fp32 per turn "
+            f"{r['ratio_median']:.3f} ({r['ratio_q1']:.3f}-{r['ratio_q3']:.3f}) cos {r['min_cosine_vs_torch_random_weights']:.4f} "
+            f"load {load:.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

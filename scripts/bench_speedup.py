@@ -60,7 +60,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sbdeploy.backends.ort import OrtRunner, SessionSettings  # noqa: E402
-from sbdeploy.bench.timing import GroupResult, LatencyStats, Pair, TimingPlan, measure_group, ratio_intervals  # noqa: E402
+from sbdeploy.bench.timing import GroupResult, Pair, TimingPlan, measure_group, ratio_intervals  # noqa: E402
 from sbdeploy.environment import cpu_int8_support  # noqa: E402
 from sbdeploy.export import export_module  # noqa: E402
 from sbdeploy.flops import count_macs  # noqa: E402
@@ -91,7 +91,9 @@ def export(model: torch.nn.Module, batch: int, size: tuple[int, int], target: st
     return proto
 
 
-def ort_session(path: Path, threads: int, profile_prefix: str, settings: SessionSettings | None = None) -> ort.InferenceSession:
+def ort_session(
+    path: Path, threads: int, profile_prefix: str, settings: SessionSettings | None = None
+) -> ort.InferenceSession:
     """A profiling session with the settings of :class:`OrtRunner` (intra-op threads, full optimization; a tuned file's own)."""
     so = (settings or SessionSettings.default(threads)).session_options()
     so.enable_profiling = True
@@ -107,11 +109,19 @@ def plan(args: argparse.Namespace, reps: int | None = None) -> TimingPlan:
     resample turns, and fewer than :data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL` give none.
     """
     iters = reps or args.reps
-    return TimingPlan(warmup_iters=2, iters=iters, duration_s=args.budget, min_iters=5, turn=min(args.turn, max(1, iters // 10)))
+    return TimingPlan(
+        warmup_iters=2, iters=iters, duration_s=args.budget, min_iters=5, turn=min(args.turn, max(1, iters // 10))
+    )
 
 
-def op_profile(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int, workdir: Path,
-               settings: SessionSettings | None = None) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+def op_profile(
+    path: Path,
+    feed: dict[str, np.ndarray],
+    threads: int,
+    runs: int,
+    workdir: Path,
+    settings: SessionSettings | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """onnxruntime profiler: ms per run and count per run of each op type, and of the Conv nodes
     by their output grid (``HxW``: where in the network the convolution time goes; after ORT's
     fusions a Conv node may hold a folded BN, a sum input or a ReLU, and a depthwise Conv may be a BN)."""
@@ -143,7 +153,9 @@ def _output_grid(args: Mapping[str, object]) -> str | None:
     return f"{shape[2]}x{shape[3]}" if isinstance(shape, list) and len(shape) == 4 else None
 
 
-def measure(fns: Mapping[str, Callable[[], object]], plan: TimingPlan, sb_names: Sequence[str], mac_ratio: float) -> GroupResult:
+def measure(
+    fns: Mapping[str, Callable[[], object]], plan: TimingPlan, sb_names: Sequence[str], mac_ratio: float
+) -> GroupResult:
     """:func:`measure_group` of a baseline (``"base"``) and SB forms, each SB name paired with the baseline."""
     return measure_group(fns, plan, pairs=[Pair(sb=name, baseline="base", mac_ratio=mac_ratio) for name in sb_names])  # type: ignore[arg-type]
 
@@ -153,16 +165,37 @@ def _interval(low_high: tuple[float | None, float | None]) -> list[float] | None
     return None if low is None or high is None else [low, high]
 
 
-def _row(pair: str, batch: int, backend: str, result: GroupResult, sb_name: str = "sb", base_name: str = "base",
-         **extra: object) -> dict:
+def _row(
+    pair: str,
+    batch: int,
+    backend: str,
+    result: GroupResult,
+    sb_name: str = "sb",
+    base_name: str = "base",
+    **extra: object,
+) -> dict:
     base, sb, speedup = result.stats[base_name], result.stats[sb_name], result.speedups[sb_name]
-    intervals = {"base_median_ci95": _interval((base.median_low_ms, base.median_high_ms)),
-                 "sb_median_ci95": _interval((sb.median_low_ms, sb.median_high_ms)),
-                 "speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None}
-    return {"pair": pair, "batch": batch, "backend": backend, "mac_ratio": speedup.mac_ratio, "ideal_speedup": 1 / speedup.mac_ratio,
-            "speedup": speedup.value, "speedup_min": base.min_ms / sb.min_ms, "efficiency": speedup.efficiency,
-            "base": base.to_dict(), "sb": sb.to_dict(), **{k: v for k, v in intervals.items() if v is not None},
-            "turns": result.record.rounds, "machine": result.record.machine.to_dict(), **extra}
+    intervals = {
+        "base_median_ci95": _interval((base.median_low_ms, base.median_high_ms)),
+        "sb_median_ci95": _interval((sb.median_low_ms, sb.median_high_ms)),
+        "speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None,
+    }
+    return {
+        "pair": pair,
+        "batch": batch,
+        "backend": backend,
+        "mac_ratio": speedup.mac_ratio,
+        "ideal_speedup": 1 / speedup.mac_ratio,
+        "speedup": speedup.value,
+        "speedup_min": base.min_ms / sb.min_ms,
+        "efficiency": speedup.efficiency,
+        "base": base.to_dict(),
+        "sb": sb.to_dict(),
+        **{k: v for k, v in intervals.items() if v is not None},
+        "turns": result.record.rounds,
+        "machine": result.record.machine.to_dict(),
+        **extra,
+    }
 
 
 def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Path) -> list[dict]:
@@ -188,17 +221,25 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     if args.tune:
         rows += _bench_tuned(base_name, batch, args, workdir, paths, feed, mac_ratio, base, sb, size, err)
     else:
-        with OrtRunner(paths["base"], threads=args.threads) as base_run, OrtRunner(paths["sb"], threads=args.threads) as sb_run:
+        with (
+            OrtRunner(paths["base"], threads=args.threads) as base_run,
+            OrtRunner(paths["sb"], threads=args.threads) as sb_run,
+        ):
             with torch.no_grad():
                 ort_err = float(np.abs(sb_run.session.run(None, feed)[0] - sb(x).numpy()).max())
-            result = measure({"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args), ["sb"], mac_ratio)
+            result = measure(
+                {"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args), ["sb"], mac_ratio
+            )
         rows.append(_row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_ort_vs_torch=ort_err,
                          max_abs_err_deploy_vs_train_form=err, _files={k: (paths[k], None) for k in ("base", "sb")}))  # fmt: skip
     runs = max(3, min(20, args.reps // 10))
     for row in rows:
         files = row.pop("_files")  # (path, session settings) of the two files of the row
         if args.profile:
-            profiles = {k: op_profile(path, feed, args.threads, runs, workdir, settings) for k, (path, settings) in files.items()}
+            profiles = {
+                k: op_profile(path, feed, args.threads, runs, workdir, settings)
+                for k, (path, settings) in files.items()
+            }
             row["profile"] = {k: ops for k, (ops, _) in profiles.items()}
             row["conv_by_grid"] = {k: grids for k, (_, grids) in profiles.items()}
     if args.int8:
@@ -210,6 +251,7 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
             def call() -> None:
                 with torch.no_grad():
                     m(x)
+
             return call
 
         forms = ("sb_train_form", "sb_deploy_form")
@@ -222,9 +264,19 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
     return rows
 
 
-def _bench_tuned(base_name: str, batch: int, args: argparse.Namespace, workdir: Path, paths: dict[str, Path],
-                 feed: dict[str, np.ndarray], mac_ratio: float, base: torch.nn.Module, sb: torch.nn.Module, size: tuple[int, int],
-                 deploy_err: float) -> list[dict]:
+def _bench_tuned(
+    base_name: str,
+    batch: int,
+    args: argparse.Namespace,
+    workdir: Path,
+    paths: dict[str, Path],
+    feed: dict[str, np.ndarray],
+    mac_ratio: float,
+    base: torch.nn.Module,
+    sb: torch.nn.Module,
+    size: tuple[int, int],
+    deploy_err: float,
+) -> list[dict]:
     """Untuned and tuned baseline and SB in one interleaved group: the untuned row and the tuned row beside it."""
     from sbdeploy.export import ModelSource
     from sbdeploy.export.onnx_export import _zoo_source  # the zoo network as export sees it, weights given here
@@ -236,14 +288,18 @@ def _bench_tuned(base_name: str, batch: int, args: argparse.Namespace, workdir: 
         config = _zoo_source(name, {"sampling": args.sampling} if key == "sb" else {}).config
         source = ModelSource(model, config, "bench_speedup", "zoo")
         path = workdir / f"{key}.tuned.onnx"
-        (_, record), = tune_export(source, {"fp32": path}, target="ort-cpu", batch=batch, input_size=size, options=options).values()
+        ((_, record),) = tune_export(
+            source, {"fp32": path}, target="ort-cpu", batch=batch, input_size=size, options=options
+        ).values()
         tuned[key], records[key] = path, record
     names = {"base": paths["base"], "sb": paths["sb"], "base_tuned": tuned["base"], "sb_tuned": tuned["sb"]}
     pairs = [Pair("sb", "base", mac_ratio), Pair("sb_tuned", "base_tuned", mac_ratio)]
     with contextlib.ExitStack() as stack:
         runners = {k: stack.enter_context(OrtRunner(p, threads=args.threads)) for k, p in names.items()}
         with torch.no_grad():
-            ort_err = float(np.abs(runners["sb_tuned"].infer(feed)["logits"] - sb(torch.from_numpy(feed["input"])).numpy()).max())
+            ort_err = float(
+                np.abs(runners["sb_tuned"].infer(feed)["logits"] - sb(torch.from_numpy(feed["input"])).numpy()).max()
+            )
         settings = {k: r.session_settings for k, r in runners.items()}
         result = measure_group({k: r.timed_call(feed) for k, r in runners.items()}, plan(args), pairs=pairs)
     untuned = _row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_deploy_vs_train_form=deploy_err,
@@ -262,7 +318,9 @@ def _ratio(result: GroupResult, base: str, other: str, timing: TimingPlan) -> di
     from sbdeploy.bench.stats import bootstrap_rounds
 
     value = result.stats[base].median_ms / result.stats[other].median_ms
-    boot = bootstrap_rounds(result.rounds, [(base, other)], confidence=timing.confidence, resamples=timing.resamples, seed=timing.seed)
+    boot = bootstrap_rounds(
+        result.rounds, [(base, other)], confidence=timing.confidence, resamples=timing.resamples, seed=timing.seed
+    )
     if boot is None:
         return {"value": value, "ci95": None}
     interval = boot.ratios[(base, other)]
@@ -270,8 +328,15 @@ def _ratio(result: GroupResult, base: str, other: str, timing: TimingPlan) -> di
     return {"value": value, "ci95": [min(interval.low, value * (1 - floor)), max(interval.high, value * (1 + floor))]}
 
 
-def int8_row(pair: str, batch: int, paths: dict[str, Path], feed: dict[str, np.ndarray], mac_ratio: float,
-             args: argparse.Namespace, workdir: Path) -> dict:
+def int8_row(
+    pair: str,
+    batch: int,
+    paths: dict[str, Path],
+    feed: dict[str, np.ndarray],
+    mac_ratio: float,
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict:
     """Both exports and their :data:`ORT_CPU_INT8` files, the four timed in one interleaved group on ORT CPU.
 
     Gives SB/baseline of the int8 files (paired interval, as the fp32 row), each network's
@@ -283,10 +348,15 @@ def int8_row(pair: str, batch: int, paths: dict[str, Path], feed: dict[str, np.n
     calibration = np.random.default_rng(0).standard_normal((max(batch, 8), *feed["input"].shape[1:]), dtype=np.float32)
     int8 = {key: workdir / f"{key}.int8.onnx" for key in ("base", "sb")}
     for key, path in int8.items():
-        path.write_bytes(quantize_int8(onnx.load(paths[key]), calibration, recipe=ORT_CPU_INT8, batch_size=batch).SerializeToString())
+        path.write_bytes(
+            quantize_int8(onnx.load(paths[key]), calibration, recipe=ORT_CPU_INT8, batch_size=batch).SerializeToString()
+        )
     files = {"base": paths["base"], "sb": paths["sb"], "base_int8": int8["base"], "sb_int8": int8["sb"]}
     with contextlib.ExitStack() as stack:
-        fns = {name: stack.enter_context(OrtRunner(file, threads=args.threads)).timed_call(feed) for name, file in files.items()}
+        fns = {
+            name: stack.enter_context(OrtRunner(file, threads=args.threads)).timed_call(feed)
+            for name, file in files.items()
+        }
         result = measure_group(fns, plan(args), pairs=[Pair(sb="sb_int8", baseline="base_int8", mac_ratio=mac_ratio)])  # type: ignore[arg-type]
     ratios = ratio_intervals(result.rounds, [("base", "base_int8"), ("sb", "sb_int8"), ("base", "sb_int8")], plan(args))
 
@@ -296,14 +366,25 @@ def int8_row(pair: str, batch: int, paths: dict[str, Path], feed: dict[str, np.n
 
     speedup = result.speedups["sb_int8"]
     return {
-        "pair": pair, "batch": batch, "backend": f"ort-cpu-{args.threads}t int8", "int8_recipe": ORT_CPU_INT8.describe(),
-        "mac_ratio": mac_ratio, "ideal_speedup": 1 / mac_ratio, "speedup": speedup.value, "efficiency": speedup.efficiency,
-        "speedup_min": result.stats["base_int8"].min_ms / result.stats["sb_int8"].min_ms, "speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None,
-        "int8_speedup_base": ratio("base", "base_int8"), "int8_speedup_sb": ratio("sb", "sb_int8"),
+        "pair": pair,
+        "batch": batch,
+        "backend": f"ort-cpu-{args.threads}t int8",
+        "int8_recipe": ORT_CPU_INT8.describe(),
+        "mac_ratio": mac_ratio,
+        "ideal_speedup": 1 / mac_ratio,
+        "speedup": speedup.value,
+        "efficiency": speedup.efficiency,
+        "speedup_min": result.stats["base_int8"].min_ms / result.stats["sb_int8"].min_ms,
+        "speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None,
+        "int8_speedup_base": ratio("base", "base_int8"),
+        "int8_speedup_sb": ratio("sb", "sb_int8"),
         "sb_int8_vs_base_fp32": ratio("base", "sb_int8"),
-        "base": result.stats["base_int8"].to_dict(), "sb": result.stats["sb_int8"].to_dict(),
-        "base_fp32": result.stats["base"].to_dict(), "sb_fp32": result.stats["sb"].to_dict(),
-        "turns": result.record.rounds, "machine": result.record.machine.to_dict(),
+        "base": result.stats["base_int8"].to_dict(),
+        "sb": result.stats["sb_int8"].to_dict(),
+        "base_fp32": result.stats["base"].to_dict(),
+        "sb_fp32": result.stats["sb"].to_dict(),
+        "turns": result.record.rounds,
+        "machine": result.record.machine.to_dict(),
     }
 
 
@@ -319,26 +400,45 @@ def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:  
             torch.cuda.synchronize()
 
         result = measure({"base": lambda: run(b), "sb": lambda: run(s)}, plan(args), ["sb"], mac_ratio)
-        rows.append(_row(base_name, batch, f"torch-cuda-{str(dtype).split('.')[-1]}", result, gpu=torch.cuda.get_device_name(0)))
+        rows.append(
+            _row(base_name, batch, f"torch-cuda-{str(dtype).split('.')[-1]}", result, gpu=torch.cuda.get_device_name(0))
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS), help="baseline names (the SB twin is NAME_sb)")
-    parser.add_argument("--batches", nargs="+", type=int, help="batch sizes (default per pair: 1 and 32 for CIFAR, 1 and 8 else)")
+    parser.add_argument(
+        "--batches", nargs="+", type=int, help="batch sizes (default per pair: 1 and 32 for CIFAR, 1 and 8 else)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=100, help="timed runs per network (at most; see --budget)")
-    parser.add_argument("--turn", type=int, default=10, help="timed runs of one network in a row (after 2 untimed) before the other's turn")
+    parser.add_argument(
+        "--turn",
+        type=int,
+        default=10,
+        help="timed runs of one network in a row (after 2 untimed) before the other's turn",
+    )
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of timing per (pair, batch, backend)")
-    parser.add_argument("--target", default="ort-cpu", choices=list(TARGETS), help="deploy form (sbdeploy export --target)")
+    parser.add_argument(
+        "--target", default="ort-cpu", choices=list(TARGETS), help="deploy form (sbdeploy export --target)"
+    )
     parser.add_argument("--sampling", default="chessboard")
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip PyTorch eager timings")
-    parser.add_argument("--cuda-only", action="store_true", help="only the PyTorch CUDA fp32/fp16 rows (none without CUDA)")
+    parser.add_argument(
+        "--cuda-only", action="store_true", help="only the PyTorch CUDA fp32/fp16 rows (none without CUDA)"
+    )
     parser.add_argument("--profile", action="store_true", help="add onnxruntime per-op-type profiles")
-    parser.add_argument("--tune", action="store_true", help="add tuned rows: baseline and SB tuned as `sbdeploy export --tune`")
-    parser.add_argument("--tune-budget", type=float, default=10.0, help="--tune: seconds of timed turns per tuning stage, at most")
-    parser.add_argument("--int8", action="store_true", help="add int8 rows: both networks quantized by the ORT CPU recipe")
+    parser.add_argument(
+        "--tune", action="store_true", help="add tuned rows: baseline and SB tuned as `sbdeploy export --tune`"
+    )
+    parser.add_argument(
+        "--tune-budget", type=float, default=10.0, help="--tune: seconds of timed turns per tuning stage, at most"
+    )
+    parser.add_argument(
+        "--int8", action="store_true", help="add int8 rows: both networks quantized by the ORT CPU recipe"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench_speedup.json"))
     args = parser.parse_args(argv)
 
@@ -349,15 +449,24 @@ def main(argv: list[str] | None = None) -> int:
             for batch in args.batches or PAIRS.get(pair, ((1,),))[0]:
                 rows.extend(bench_pair(pair, batch, args, Path(tmp)))
                 _print_rows([r for r in rows if r["pair"] == pair and r["batch"] == batch], header=False)
-    report = {"command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
-              "onnxruntime": ort.__version__, "cpu_int8": cpu_int8_support().describe(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
-              "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(),
-              # PyTorch's default: its fp32 CUDA convolutions may run on TF32 tensor cores (matrix products do not)
-              "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-              "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg(), "target": args.target,
-              "definitions": "speedup = base median / SB median; mac_ratio = SB MACs / base MACs; "
-                             "ideal_speedup = 1 / mac_ratio; efficiency = speedup x mac_ratio",
-              "rows": rows}
+    report = {
+        "command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
+        "onnxruntime": ort.__version__,
+        "cpu_int8": cpu_int8_support().describe(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "cpu_count": os.cpu_count(),
+        # PyTorch's default: its fp32 CUDA convolutions may run on TF32 tensor cores (matrix products do not)
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "loadavg_at_start": load_start,
+        "loadavg_at_end": os.getloadavg(),
+        "target": args.target,
+        "definitions": "speedup = base median / SB median; mac_ratio = SB MACs / base MACs; "
+        "ideal_speedup = 1 / mac_ratio; efficiency = speedup x mac_ratio",
+        "rows": rows,
+    }
     tmp_out = args.out.with_suffix(args.out.suffix + ".tmp")
     tmp_out.write_text(json.dumps(report, indent=1))
     tmp_out.replace(args.out)
@@ -374,18 +483,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_rows(rows: list[dict], header: bool = True) -> None:
     if header:
-        print(f"{'pair':16s} {'batch':>5s} {'backend':34s} {'base ms':>9s} {'sb ms':>9s} {'speedup':>8s} {'95% interval':>15s} "
-              f"{'MAC ratio':>9s} {'ideal':>6s} {'effic.':>7s} {'speedup(min)':>12s}")
+        print(
+            f"{'pair':16s} {'batch':>5s} {'backend':34s} {'base ms':>9s} {'sb ms':>9s} {'speedup':>8s} {'95% interval':>15s} "
+            f"{'MAC ratio':>9s} {'ideal':>6s} {'effic.':>7s} {'speedup(min)':>12s}"
+        )
     for r in rows:
         interval = _interval_text(r.get("speedup_ci95"), r.get("turns"))
-        print(f"{r['pair']:16s} {r['batch']:5d} {r['backend']:34s} {r['base']['median_ms']:9.3f} {r['sb']['median_ms']:9.3f} "
-              f"{r['speedup']:8.2f} {interval:>15s} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
-              f"{r['speedup_min']:12.2f}", flush=True)
+        print(
+            f"{r['pair']:16s} {r['batch']:5d} {r['backend']:34s} {r['base']['median_ms']:9.3f} {r['sb']['median_ms']:9.3f} "
+            f"{r['speedup']:8.2f} {interval:>15s} {r['mac_ratio']:9.3f} {r['ideal_speedup']:6.2f} {r['efficiency']:7.2f} "
+            f"{r['speedup_min']:12.2f}",
+            flush=True,
+        )
         for key, what in (("int8_speedup_base", "baseline int8 vs its fp32"), ("int8_speedup_sb", "SB int8 vs its fp32"),
                           ("sb_int8_vs_base_fp32", "SB int8 vs baseline fp32")):  # fmt: skip
             if key in r:
                 interval = _interval_text(r[key]["ci95"], r.get("turns"))
-                print(f"{'':16s} {'':5s} {'  ' + what:34s} {'':9s} {'':9s} {r[key]['value']:8.2f} {interval:>15s}", flush=True)
+                print(
+                    f"{'':16s} {'':5s} {'  ' + what:34s} {'':9s} {'':9s} {r[key]['value']:8.2f} {interval:>15s}",
+                    flush=True,
+                )
 
 
 def _interval_text(ci: list[float] | None, turns: int | None) -> str:
@@ -407,10 +524,14 @@ def _print_tuned(row: dict) -> None:
 
 def _print_profile(row: dict) -> None:
     print(f"\nonnxruntime op profile, {row['pair']} batch {row['batch']} {row['backend']} (ms per run, nodes per run)")
-    ops = sorted(set(row["profile"]["base"]) | set(row["profile"]["sb"]),
-                 key=lambda op: -row["profile"]["sb"].get(op, {}).get("ms_per_run", 0))
+    ops = sorted(
+        set(row["profile"]["base"]) | set(row["profile"]["sb"]),
+        key=lambda op: -row["profile"]["sb"].get(op, {}).get("ms_per_run", 0),
+    )
     _print_profile_lines("op", ops, row["profile"])
-    grids = sorted(set(row["conv_by_grid"]["base"]) | set(row["conv_by_grid"]["sb"]), key=lambda g: -int(g.split("x")[0]))
+    grids = sorted(
+        set(row["conv_by_grid"]["base"]) | set(row["conv_by_grid"]["sb"]), key=lambda g: -int(g.split("x")[0])
+    )
     print("  Conv nodes by output grid (the SB's phase runs are on half-size grids):")
     _print_profile_lines("Conv, output", grids, row["conv_by_grid"])
 

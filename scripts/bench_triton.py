@@ -72,15 +72,25 @@ def main() -> None:
             )  # fmt: skip
     if args.json:
         direct = {"p50_ms": float(np.median(direct_ms)), "requests": len(direct_ms)}
-        print(json.dumps({"onnx": str(args.onnx or args.arch), "direct_batch1": direct, **report.to_dict()}, indent=2, default=str))
+        print(
+            json.dumps(
+                {"onnx": str(args.onnx or args.arch), "direct_batch1": direct, **report.to_dict()},
+                indent=2,
+                default=str,
+            )
+        )
         return
     print(f"{onnx_path.name} behind Triton (PyTriton), dynamic batching max {args.max_batch}, "
           f"queue delay {args.queue_delay_us} us, {args.instances} instance(s); batch-1 requests over HTTP")  # fmt: skip
-    print(f"{'clients':>7} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max|diff|':>9}  batches formed")
+    print(
+        f"{'clients':>7} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max|diff|':>9}  batches formed"
+    )
     for lv in report.levels:
         print(f"{lv.concurrency:>7} {lv.requests:>8} {lv.throughput_rps:>7.1f} {lv.p50_ms:>7.2f} {lv.p90_ms:>7.2f} "
               f"{lv.p99_ms:>7.2f} {lv.max_abs_diff:>9.1e}  {lv.batches}")  # fmt: skip
-    print(f"direct OrtRunner, batch 1, in process (no Triton): p50 {np.median(direct_ms):.2f} ms over {len(direct_ms)} calls")
+    print(
+        f"direct OrtRunner, batch 1, in process (no Triton): p50 {np.median(direct_ms):.2f} ms over {len(direct_ms)} calls"
+    )
     print(f"responses match direct inference (atol {report.atol}, rtol {report.rtol}): {'yes' if report else 'NO'}")
     sys.exit(0 if report else 1)
 

@@ -70,7 +70,9 @@ def stub_libraries(binary: Path, out: Path) -> list[Path]:
         if line.split()[0] == "U" and "@" not in line and not line.split()[-1].startswith(("Py", "_Py"))
     )
     if not needed or not symbols:
-        raise SystemExit(f"{binary}: found no TensorRT libraries or symbols to stub (needed {needed}, symbols {symbols})")
+        raise SystemExit(
+            f"{binary}: found no TensorRT libraries or symbols to stub (needed {needed}, symbols {symbols})"
+        )
     source = out / "stub.c"
     source.write_text("".join(f"void *{name}(void) {{ return 0; }}\n" for name in symbols))
     libraries = []
@@ -87,7 +89,11 @@ def strip_docstrings(text: str) -> str:
     def strip(body: list[ast.stmt]) -> list[ast.stmt]:
         kept: list[ast.stmt] = []
         for node in body:
-            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            if (
+                isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
                 continue
             if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
                 node.body = strip(node.body) or [ast.Expr(ast.Constant(...))]
@@ -102,7 +108,12 @@ def strip_docstrings(text: str) -> str:
 def add_buffer_protocol(text: str, classes: list[str]) -> str:
     """Give each class of ``classes`` the ``__buffer__`` method that makes it a ``Buffer`` for mypy."""
     for name in classes:
-        text, count = re.subn(rf"^class {name}(\(.*\))?:\n", lambda m: m.group(0) + "\n    def __buffer__(self, flags: int, /) -> memoryview:\n        ...\n", text, flags=re.M)
+        text, count = re.subn(
+            rf"^class {name}(\(.*\))?:\n",
+            lambda m: m.group(0) + "\n    def __buffer__(self, flags: int, /) -> memoryview:\n        ...\n",
+            text,
+            flags=re.M,
+        )
         if count != 1:
             raise SystemExit(f"class {name} not found once in the generated stubs")
     return text

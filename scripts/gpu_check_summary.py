@@ -32,7 +32,8 @@ def machine(out: Path) -> tuple[list[str], bool]:
         return ["machine: sbdeploy doctor gave no JSON (see doctor.log)"], False
     gpu = doctor.get("gpu_name")
     lines = [
-        f"machine: {gpu or 'no GPU'}" + (f" (compute {doctor.get('compute_capability')}, driver {doctor.get('driver')})" if gpu else "")
+        f"machine: {gpu or 'no GPU'}"
+        + (f" (compute {doctor.get('compute_capability')}, driver {doctor.get('driver')})" if gpu else "")
         + f"; torch {doctor.get('torch')} CUDA {doctor.get('torch_cuda') or 'none (CPU build)'}; onnxruntime {doctor.get('onnxruntime')}",
         f"TensorRT: {doctor.get('tensorrt') or 'not installed: the TensorRT checks skip, the rest ran'}",
     ]
@@ -61,7 +62,9 @@ def tests(out: Path) -> tuple[list[str], bool]:
             last = []
         return [f"GPU tests: no JUnit XML (pytest-gpu.log: {last[0].strip()[:200] if last else 'empty'})"], False
     everything = list(root.iter("testcase"))
-    modules = [c for c in everything if not c.get("classname") and c.find("skipped") is not None]  # skipped at collection
+    modules = [
+        c for c in everything if not c.get("classname") and c.find("skipped") is not None
+    ]  # skipped at collection
     cases = [c for c in everything if c not in modules]
     failed = [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
     skipped = [c for c in cases if c.find("skipped") is not None]
@@ -75,10 +78,14 @@ def tests(out: Path) -> tuple[list[str], bool]:
     lines += [f"  skipped {n}x: {reason}" for reason, n in reasons.most_common(4)]
     if len(reasons) > 4:
         others = len(reasons) - 4
-        lines.append(f"  skipped {sum(n for _, n in reasons.most_common()[4:])}x for {others} other reason{'s' * (others > 1)} (pytest-gpu.log)")
+        lines.append(
+            f"  skipped {sum(n for _, n in reasons.most_common()[4:])}x for {others} other reason{'s' * (others > 1)} (pytest-gpu.log)"
+        )
     needs_trt = sum(n for reason, n in reasons.items() if "TensorRT" in reason or "pycuda" in reason)
     if needs_trt:
-        lines.append(f"  {needs_trt} of them need TensorRT: engine builds, engine parity and the pipeline on TensorRT are NOT checked here")
+        lines.append(
+            f"  {needs_trt} of them need TensorRT: engine builds, engine parity and the pipeline on TensorRT are NOT checked here"
+        )
     if modules:
         why = Counter(_skip_reason(c) for c in modules)
         lines.append(f"  {len(modules)} test modules not collected here ({'; '.join(why)})")
@@ -90,9 +97,15 @@ def latency(out: Path) -> tuple[list[str], bool]:
     if report is None:
         return ["PyTorch CUDA latency: no report (see torch-cuda.log)"], False
     if not report.get("cuda_available"):
-        return [f"PyTorch CUDA latency: skipped, no GPU (torch {report.get('torch')}, CUDA {report.get('torch_cuda') or 'none'})"], True
-    tf32 = {True: "TF32 convolutions (PyTorch's default)", False: "no TF32"}.get(report.get("cudnn_allow_tf32"), "TF32 not recorded")
-    lines = [f"PyTorch CUDA latency, median ms (baseline / SB), speedup [95% interval], MAC ratio; float32 with {tf32}:"]
+        return [
+            f"PyTorch CUDA latency: skipped, no GPU (torch {report.get('torch')}, CUDA {report.get('torch_cuda') or 'none'})"
+        ], True
+    tf32 = {True: "TF32 convolutions (PyTorch's default)", False: "no TF32"}.get(
+        report.get("cudnn_allow_tf32"), "TF32 not recorded"
+    )
+    lines = [
+        f"PyTorch CUDA latency, median ms (baseline / SB), speedup [95% interval], MAC ratio; float32 with {tf32}:"
+    ]
     for r in report["rows"]:
         lo, hi = r.get("speedup_ci95", [float("nan"), float("nan")])
         lines.append(

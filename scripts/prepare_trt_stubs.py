@@ -72,6 +72,8 @@ def prepare_11(out: Path) -> Path:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("outdir", type=Path)
-    parser.add_argument("--tensorrt", choices=("10", "11"), default="10", help="which API: 10.13 (tensorrt-stubs) or 11.4")
+    parser.add_argument(
+        "--tensorrt", choices=("10", "11"), default="10", help="which API: 10.13 (tensorrt-stubs) or 11.4"
+    )
     args = parser.parse_args()
     (prepare_10 if args.tensorrt == "10" else prepare_11)(args.outdir)

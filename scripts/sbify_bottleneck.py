@@ -44,7 +44,9 @@ def cifar_resnet29_bottleneck(*, num_classes: int = 10, in_chans: int = 3) -> to
 
 
 @register_model("cifar", baseline=BASELINE)
-def cifar_resnet29_bottleneck_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> torch.nn.Module:
+def cifar_resnet29_bottleneck_sb(
+    *, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard"
+) -> torch.nn.Module:
     return CifarResNet(SBPreActBottleneck, 29, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
 
 
@@ -58,7 +60,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/sbify_bottleneck"))
     parser.add_argument("--reuse-baseline", action="store_true", help="keep a baseline already trained in --work")
     parser.add_argument("--scratch", action="store_true", help="also train the SB twin from scratch (6 epochs)")
-    parser.add_argument("--smoke", action="store_true", help="2 steps per epoch: check the script runs, measure nothing")
+    parser.add_argument(
+        "--smoke", action="store_true", help="2 steps per epoch: check the script runs, measure nothing"
+    )
     args = parser.parse_args()
     data = open_source("digits")
     steps = 2 if args.smoke else None
@@ -68,8 +72,14 @@ def main() -> None:
     def timed(name: str, call):  # type: ignore[no-untyped-def]
         start_cpu, start_wall = cpu_s(), time.perf_counter()
         result = call()
-        rows.append({"run": name, "cpu_s": round(cpu_s() - start_cpu, 1), "wall_s": round(time.perf_counter() - start_wall, 1),
-                     "load": [round(v, 2) for v in os.getloadavg()]})
+        rows.append(
+            {
+                "run": name,
+                "cpu_s": round(cpu_s() - start_cpu, 1),
+                "wall_s": round(time.perf_counter() - start_wall, 1),
+                "load": [round(v, 2) for v in os.getloadavg()],
+            }
+        )
         return result
 
     def save() -> None:
@@ -80,7 +90,10 @@ def main() -> None:
         rows.append({"run": "baseline, 6 epochs from scratch (reused)", **load_checkpoint(base_dir).config.metrics})
         rows[-1].pop("history")
     else:
-        base = timed("baseline, 6 epochs from scratch", lambda: train(BASELINE, data, base_dir, recipe, overwrite=True, device="cpu"))
+        base = timed(
+            "baseline, 6 epochs from scratch",
+            lambda: train(BASELINE, data, base_dir, recipe, overwrite=True, device="cpu"),
+        )
         rows[-1]["test_accuracy"] = base.test_accuracy
     save()
     fine = TrainConfig(**{**FINE_TUNE.__dict__, "batch_size": 64, "max_steps_per_epoch": steps})
@@ -89,13 +102,22 @@ def main() -> None:
             if fit == "noise" and epochs == 2:
                 continue
             name = f"sbify ({fit} fit), {epochs} fine-tune epochs" + (", distilled" if distill else "")
-            result = timed(name, lambda: sbify_checkpoint(
-                base_dir, args.work / f"{fit}_{epochs}_{int(distill)}", data=data, bottleneck_fit=fit, overwrite=True, device="cpu",
-                fine_tune=TrainConfig(**{**fine.__dict__, "epochs": epochs}) if epochs else None,
-                distill=(0.5, 4.0) if distill else None,
-            ))
+            result = timed(
+                name,
+                lambda: sbify_checkpoint(
+                    base_dir,
+                    args.work / f"{fit}_{epochs}_{int(distill)}",
+                    data=data,
+                    bottleneck_fit=fit,
+                    overwrite=True,
+                    device="cpu",
+                    fine_tune=TrainConfig(**{**fine.__dict__, "epochs": epochs}) if epochs else None,
+                    distill=(0.5, 4.0) if distill else None,
+                ),
+            )
             rows[-1].update(stages={s.name: s.test_accuracy for s in result.stages}, fit_error=result.bottleneck_error)
             save()
+
     # control: the same conversion with the linear SBs left at a fresh initialisation (the from-scratch one)
     def control() -> dict[str, float]:
         model = convert(load_checkpoint(base_dir).model, "chessboard").model
@@ -107,8 +129,15 @@ def main() -> None:
         acc = {"mapped": measure_accuracy(model, data.test_images, data.test_labels, data.mean, data.std).top1}
         recalibrate_bn(model, calibration_images(data, 2048), data.mean, data.std)
         acc["recalibrated"] = measure_accuracy(model, data.test_images, data.test_labels, data.mean, data.std).top1
-        tuned = train(SB, data, args.work / "random_sb_ft1", TrainConfig(**{**fine.__dict__, "epochs": 1}), overwrite=True,
-                      device="cpu", init_state=model.state_dict())
+        tuned = train(
+            SB,
+            data,
+            args.work / "random_sb_ft1",
+            TrainConfig(**{**fine.__dict__, "epochs": 1}),
+            overwrite=True,
+            device="cpu",
+            init_state=model.state_dict(),
+        )
         acc["fine-tuned"] = tuned.test_accuracy
         return acc
 
@@ -116,7 +145,10 @@ def main() -> None:
     rows[-1]["stages"] = stages
     save()
     if args.scratch:
-        scratch = timed("SB twin, 6 epochs from scratch", lambda: train(SB, data, args.work / "scratch", recipe, overwrite=True, device="cpu"))
+        scratch = timed(
+            "SB twin, 6 epochs from scratch",
+            lambda: train(SB, data, args.work / "scratch", recipe, overwrite=True, device="cpu"),
+        )
         rows[-1]["test_accuracy"] = scratch.test_accuracy
     save()
     print(json.dumps(rows, indent=2))

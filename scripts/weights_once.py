@@ -72,15 +72,23 @@ def _same_outputs(once: Path, folded: Path, batch: int) -> float:
 
     with get_runner("ort-cpu", once) as a, get_runner("ort-cpu", folded) as b:
         spec = a.input_specs()[0]
-        x = np.random.default_rng(0).standard_normal(tuple(batch if d is None else d for d in spec.shape)).astype(np.float32)
-        return float(np.max(np.abs(next(iter(a.infer({spec.name: x}).values())) - next(iter(b.infer({spec.name: x}).values())))))
+        x = (
+            np.random.default_rng(0)
+            .standard_normal(tuple(batch if d is None else d for d in spec.shape))
+            .astype(np.float32)
+        )
+        return float(
+            np.max(np.abs(next(iter(a.infer({spec.name: x}).values())) - next(iter(b.infer({spec.name: x}).values()))))
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--source", required=True, help="checkpoint folder or zoo name")
     parser.add_argument("--target", action="append", required=True)
-    parser.add_argument("--batch", type=int, default=1, help="batch of the timed runs (per-batch targets are exported at it)")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="batch of the timed runs (per-batch targets are exported at it)"
+    )
     parser.add_argument("--input-size", default=None, help="HxW")
     parser.add_argument("--sampling", default=None, help="zoo names: the SB sampling set")
     parser.add_argument("--threads", type=int, default=1)

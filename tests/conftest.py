@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run ``python -m sbdeploy ARGS`` from the repository root, capturing text output."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "sbdeploy", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "sbdeploy", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture()

@@ -38,8 +38,12 @@ def test_each_backend_gets_its_targets_form_and_torch_needs_no_file() -> None:
         f"{stem}.{name}" for stem in ("model", "baseline")
         for name in ("ort-cpu.b1.fp32.onnx", "ort-cpu.b4.fp32.onnx", "ort-cuda.fp32.onnx", "trt.fp32.onnx", "trt.fp32.engine")
     }  # fmt: skip
-    assert uses[("net_sb", "ort-cpu", 1, "fp32")] == "model.ort-cpu.b1.fp32.onnx" != uses[("net_sb", "ort-cpu", 4, "fp32")]
-    assert uses[("net_sb", "ort-trt", 4, "fp32")] == "model.trt.fp32.onnx"  # ORT's TensorRT provider runs the engine's source
+    assert (
+        uses[("net_sb", "ort-cpu", 1, "fp32")] == "model.ort-cpu.b1.fp32.onnx" != uses[("net_sb", "ort-cpu", 4, "fp32")]
+    )
+    assert (
+        uses[("net_sb", "ort-trt", 4, "fp32")] == "model.trt.fp32.onnx"
+    )  # ORT's TensorRT provider runs the engine's source
     assert by_name["model.trt.fp32.onnx"].backends == ("ort-trt",) and by_name["model.ort-cuda.fp32.onnx"].batch is None
     assert not any(backend == "torch" for _, backend, _, _ in uses)
 
@@ -66,12 +70,25 @@ def test_engine_profile_refuses_bad_batches() -> None:
 def test_make_artifacts_writes_each_planned_file_once_with_its_metadata(tmp_path: Path) -> None:
     src = resolve_source("cifar_resnet20_sb")
     plans, uses = plan_artifacts([("net", "model")], ["ort-cpu"], [1, 2], precisions=("fp32", "fp16"))
-    made = make_artifacts([canonical_plan("net", "model"), *plans], {"net": src}, tmp_path, input_sizes={"net": (16, 16)})
+    made = make_artifacts(
+        [canonical_plan("net", "model"), *plans], {"net": src}, tmp_path, input_sizes={"net": (16, 16)}
+    )
     assert set(made) == {"model.onnx", "model.ort-cpu.b1.fp32.onnx", "model.ort-cpu.b1.fp16.onnx", "model.ort-cpu.b2.fp32.onnx",
                          "model.ort-cpu.b2.fp16.onnx"} == {p.name for p in tmp_path.iterdir()}  # fmt: skip
     b1 = made["model.ort-cpu.b1.fp16.onnx"]
-    assert (b1.kind, b1.target, b1.precision, b1.batch, b1.arch, b1.input_shape) == ("onnx", "ort-cpu", "fp16", 1, "cifar_resnet20_sb", (3, 16, 16))
-    assert made["model.onnx"].target == "grouped" and made["model.onnx"].batch is None and made["model.onnx"].precision == "fp32"
+    assert (b1.kind, b1.target, b1.precision, b1.batch, b1.arch, b1.input_shape) == (
+        "onnx",
+        "ort-cpu",
+        "fp16",
+        1,
+        "cifar_resnet20_sb",
+        (3, 16, 16),
+    )
+    assert (
+        made["model.onnx"].target == "grouped"
+        and made["model.onnx"].batch is None
+        and made["model.onnx"].precision == "fp32"
+    )
     fp16 = onnx.load(str(b1.path))
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in fp16.graph.initializer)
     again = describe_file(b1.path)
@@ -83,9 +100,21 @@ def test_make_artifacts_writes_each_planned_file_once_with_its_metadata(tmp_path
 def test_an_engine_is_read_through_its_sidecar(tmp_path: Path) -> None:
     meta = export_onnx("cifar_resnet20_sb", tmp_path / "m.onnx", input_size=(16, 16), target="trt").metadata
     engine = describe_file(fake_engine(tmp_path / "model.trt.fp16.engine", [(1, 8, 8)], size=16, onnx_metadata=meta))
-    assert (engine.kind, engine.precision, engine.target, engine.profile, engine.batch) == ("engine", "fp16", "trt", (1, 8, 8), None)
-    assert engine.arch == "cifar_resnet20_sb" and engine.default_backend() == "trt" and engine.batch_sizes([1, 8, 32]) == (1, 8)
-    assert describe_file(fake_engine(tmp_path / "b4.engine", [(4, 4, 4)], onnx_metadata=meta)).batch == 4  # one batch: a fixed batch
+    assert (engine.kind, engine.precision, engine.target, engine.profile, engine.batch) == (
+        "engine",
+        "fp16",
+        "trt",
+        (1, 8, 8),
+        None,
+    )
+    assert (
+        engine.arch == "cifar_resnet20_sb"
+        and engine.default_backend() == "trt"
+        and engine.batch_sizes([1, 8, 32]) == (1, 8)
+    )
+    assert (
+        describe_file(fake_engine(tmp_path / "b4.engine", [(4, 4, 4)], onnx_metadata=meta)).batch == 4
+    )  # one batch: a fixed batch
 
 
 def test_unreadable_or_foreign_files_are_one_clear_error(tmp_path: Path) -> None:
@@ -111,7 +140,9 @@ def test_a_file_from_before_the_target_table_reads_as_the_canonical_form(tmp_pat
     assert old.target == "separate" and old.precision == "fp32"
 
 
-def test_engines_are_built_with_the_targets_options_or_refused_without_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engines_are_built_with_the_targets_options_or_refused_without_tensorrt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sbdeploy.backends.tensorrt import builder
     from sbdeploy.backends.tensorrt._compat import tensorrt_available
     from sbdeploy.export import read_metadata
@@ -126,12 +157,19 @@ def test_engines_are_built_with_the_targets_options_or_refused_without_tensorrt(
 
     def record(onnx_path, engine_path, options, progress=None):  # noqa: ANN001, ANN202  (TensorRT's build, around which this is tested)
         seen[Path(engine_path).name] = (Path(onnx_path).name, options)
-        fake_engine(Path(engine_path), [(1, 4, 4)], size=16, precision=options.precision, onnx_metadata=read_metadata(onnx_path))
+        fake_engine(
+            Path(engine_path), [(1, 4, 4)], size=16, precision=options.precision, onnx_metadata=read_metadata(onnx_path)
+        )
 
     monkeypatch.setattr(builder, "build_engine", record)
     made = make_artifacts(plans, {"net": src}, tmp_path / "fake", input_sizes={"net": (16, 16)})
-    assert made["model.trt.fp16.engine"].precision == "fp16" and made["model.trt.fp16.engine"].arch == "cifar_resnet20_sb"
-    assert {name: (source, o.precision, o.tf32, (o.min_batch, o.opt_batch, o.max_batch)) for name, (source, o) in seen.items()} == {
+    assert (
+        made["model.trt.fp16.engine"].precision == "fp16" and made["model.trt.fp16.engine"].arch == "cifar_resnet20_sb"
+    )
+    assert {
+        name: (source, o.precision, o.tf32, (o.min_batch, o.opt_batch, o.max_batch))
+        for name, (source, o) in seen.items()
+    } == {
         "model.trt.fp32.engine": ("model.trt.fp32.onnx", "fp32", False, (1, 4, 4)),  # the fp32 parity engine: no TF32
         "model.trt.fp16.engine": ("model.trt.fp32.onnx", "fp16", True, (1, 4, 4)),
     }
@@ -154,11 +192,19 @@ def test_a_file_names_how_its_model_differs_from_a_checkpoint() -> None:
     def differs(**changes: object) -> list[str]:
         return dataclasses.replace(same, metadata={**metadata, **changes}).differences_from(config, "a" * 64)
 
-    assert differs(arch="cifar_resnet32") == ["architecture cifar_resnet32 in the file, cifar_resnet20_sb in the checkpoint"]
-    assert differs(options={**config.options, "num_classes": 100}) == ["num_classes 100 in the file, 10 in the checkpoint"]
+    assert differs(arch="cifar_resnet32") == [
+        "architecture cifar_resnet32 in the file, cifar_resnet20_sb in the checkpoint"
+    ]
+    assert differs(options={**config.options, "num_classes": 100}) == [
+        "num_classes 100 in the file, 10 in the checkpoint"
+    ]
     assert differs(input_shape=[8, 1, 97, 75]) == ["input 1x97x75 in the file, 1x32x32 in the checkpoint"]
-    assert differs(weights_sha256="b" * 64) == ["weights sha256 bbbbbbbbbbbb... in the file, aaaaaaaaaaaa... in the checkpoint"]
-    assert dataclasses.replace(same, metadata={}).differences_from(config, "a" * 64) == []  # a foreign file: nothing to compare
+    assert differs(weights_sha256="b" * 64) == [
+        "weights sha256 bbbbbbbbbbbb... in the file, aaaaaaaaaaaa... in the checkpoint"
+    ]
+    assert (
+        dataclasses.replace(same, metadata={}).differences_from(config, "a" * 64) == []
+    )  # a foreign file: nothing to compare
 
 
 def test_an_engine_that_is_not_the_file_its_sidecar_describes_is_refused(tmp_path: Path) -> None:
@@ -184,7 +230,10 @@ def test_int8_files_take_their_targets_recipe_and_an_int8_engine_is_built_from_t
     by_name = {p.filename: p for p in plans}
     assert set(by_name) == {"model.ort-cpu.b1.fp32.onnx", "model.ort-cpu.b1.int8.onnx", "model.trt.fp32.onnx", "model.trt.int8.onnx",
                             "model.trt.fp32.engine", "model.trt.int8.engine"}  # fmt: skip
-    assert by_name["model.trt.int8.engine"].source == "model.trt.int8.onnx" and by_name["model.trt.fp32.engine"].source == "model.trt.fp32.onnx"
+    assert (
+        by_name["model.trt.int8.engine"].source == "model.trt.int8.onnx"
+        and by_name["model.trt.fp32.engine"].source == "model.trt.fp32.onnx"
+    )
     assert uses[("net", "ort-cpu", 1, "int8")] == "model.ort-cpu.b1.int8.onnx"
     src = resolve_source("cifar_resnet20_sb")
     with pytest.raises(ConfigError, match="needs calibration data"):  # refused before anything is written
@@ -195,11 +244,18 @@ def test_int8_files_take_their_targets_recipe_and_an_int8_engine_is_built_from_t
 
     def record(onnx_path, engine_path, options, progress=None):  # noqa: ANN001, ANN202  (TensorRT's build, around which this is tested)
         seen[Path(engine_path).name] = (Path(onnx_path).name, options.precision)
-        fake_engine(Path(engine_path), [(1, 1, 1)], size=16, precision=options.precision, onnx_metadata=read_metadata(onnx_path))
+        fake_engine(
+            Path(engine_path), [(1, 1, 1)], size=16, precision=options.precision, onnx_metadata=read_metadata(onnx_path)
+        )
 
     monkeypatch.setattr(builder, "build_engine", record)
-    made = make_artifacts(plans, {"net": src}, tmp_path, input_sizes={"net": (16, 16)}, calibration={"net": calibration})
-    assert seen["model.trt.int8.engine"] == ("model.trt.int8.onnx", "int8") and made["model.trt.int8.engine"].precision == "int8"
+    made = make_artifacts(
+        plans, {"net": src}, tmp_path, input_sizes={"net": (16, 16)}, calibration={"net": calibration}
+    )
+    assert (
+        seen["model.trt.int8.engine"] == ("model.trt.int8.onnx", "int8")
+        and made["model.trt.int8.engine"].precision == "int8"
+    )
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16), dtype=np.float32)
     for name, recipe, zero_point in (("model.ort-cpu.b1.int8.onnx", ORT_CPU_INT8, onnx.TensorProto.UINT8),
                                      ("model.trt.int8.onnx", TRT_INT8, onnx.TensorProto.INT8)):  # fmt: skip
@@ -212,6 +268,8 @@ def test_int8_files_take_their_targets_recipe_and_an_int8_engine_is_built_from_t
         model = onnx.load(str(file.path))
         inits = {i.name: i for i in model.graph.initializer}
         quantize = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
-        assert quantize and all(inits[n.input[2]].data_type == zero_point for n in quantize if len(n.input) > 2 and n.input[2] in inits)
+        assert quantize and all(
+            inits[n.input[2]].data_type == zero_point for n in quantize if len(n.input) > 2 and n.input[2] in inits
+        )
         out = ort.InferenceSession(str(file.path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
         assert out.shape == (1, 10) and np.isfinite(out).all()

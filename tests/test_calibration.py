@@ -38,7 +38,9 @@ def test_a_npy_of_inputs_is_taken_as_given(tmp_path: Path) -> None:
 def test_a_run_calibrates_a_random_weight_baseline_on_its_checkpoints_data() -> None:
     both = calibration_for({"sb": CONFIG, "baseline": ZOO}, None, limit=8)
     assert {c.source for c in both.values()} == {"digits"}
-    np.testing.assert_allclose(both["baseline"].images * 0.5 + 0.5, both["sb"].images * 0.3 + 0.3, atol=1e-6)  # same images, own normalization
+    np.testing.assert_allclose(
+        both["baseline"].images * 0.5 + 0.5, both["sb"].images * 0.3 + 0.3, atol=1e-6
+    )  # same images, own normalization
     with pytest.raises(InputError, match="none of baseline names a dataset.*--calibration SRC"):
         calibration_for({"baseline": ZOO}, None)
 

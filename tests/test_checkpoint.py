@@ -18,8 +18,16 @@ def _config(arch: str = "cifar_resnet20_sb", **options: object) -> CheckpointCon
     opts = {"num_classes": 4, "in_chans": 1, **options}
     if arch.endswith("_sb"):
         opts.setdefault("sampling", "chessboard")
-    return CheckpointConfig(arch=arch, options=opts, input_size=(8, 8), mean=(0.3,), std=(0.25,),
-                            class_names=("a", "b", "c", "d"), dataset="synthetic", metrics={"test_accuracy": 0.5})
+    return CheckpointConfig(
+        arch=arch,
+        options=opts,
+        input_size=(8, 8),
+        mean=(0.3,),
+        std=(0.25,),
+        class_names=("a", "b", "c", "d"),
+        dataset="synthetic",
+        metrics={"test_accuracy": 0.5},
+    )
 
 
 def _saved(folder: Path, arch: str = "cifar_resnet20_sb") -> torch.nn.Module:
@@ -168,8 +176,14 @@ def _round_trip_cases() -> list[object]:
 def test_every_registered_model_saves_and_reloads(tmp_path: Path, name: str, num_classes: int) -> None:
     model = _filled(name, num_classes)
     arch_options = {"num_classes": num_classes, **({"sampling": "chessboard"} if name.endswith("_sb") else {})}
-    config = CheckpointConfig(arch=name, options=arch_options, input_size=(32, 32), mean=(0.5,) * 3, std=(0.25,) * 3,
-                              class_names=tuple(str(i) for i in range(num_classes)))
+    config = CheckpointConfig(
+        arch=name,
+        options=arch_options,
+        input_size=(32, 32),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        class_names=tuple(str(i) for i in range(num_classes)),
+    )
     save_checkpoint(tmp_path / "ckpt", model, config)
     loaded = load_checkpoint(tmp_path / "ckpt").model.state_dict()
     original = model.state_dict()

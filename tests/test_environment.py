@@ -21,8 +21,17 @@ H100 = ("NVIDIA H100 80GB HBM3", "9.0")
 
 def _ready(**changes: object) -> GpuStack:
     fields = dict(
-        gpu_name=H100[0], compute_capability=H100[1], gpu_found_by="pycuda", driver="580.95.05", cuda_runtime="12.8",
-        cuda_driver="13.0", torch_cuda=None, tensorrt="10.13.0.35", tensorrt_problem=None, pycuda="2025.1", pycuda_problem=None,
+        gpu_name=H100[0],
+        compute_capability=H100[1],
+        gpu_found_by="pycuda",
+        driver="580.95.05",
+        cuda_runtime="12.8",
+        cuda_driver="13.0",
+        torch_cuda=None,
+        tensorrt="10.13.0.35",
+        tensorrt_problem=None,
+        pycuda="2025.1",
+        pycuda_problem=None,
     )
     return GpuStack(**{**fields, **changes})  # type: ignore[arg-type]
 
@@ -40,8 +49,13 @@ def test_this_machine_without_gpu_or_tensorrt() -> None:
 
 def test_a_cpu_torch_does_not_hide_the_gpu() -> None:
     stack = combine_probes(
-        nvidia_smi=("NVIDIA L4", "8.9", "570.86.10"), pycuda=None, cuda_python=None, torch=None, torch_cuda=None,
-        tensorrt=("10.13.0.35", None), pycuda_version=("2025.1", None),
+        nvidia_smi=("NVIDIA L4", "8.9", "570.86.10"),
+        pycuda=None,
+        cuda_python=None,
+        torch=None,
+        torch_cuda=None,
+        tensorrt=("10.13.0.35", None),
+        pycuda_version=("2025.1", None),
     )
     assert stack.has_gpu and stack.gpu_name == "NVIDIA L4" and stack.gpu_found_by == "nvidia-smi"
     assert stack.compute_capability == "8.9" and stack.driver == "570.86.10" and stack.trt_ready
@@ -49,15 +63,24 @@ def test_a_cpu_torch_does_not_hide_the_gpu() -> None:
 
 def test_probes_in_order_of_trust() -> None:
     stack = combine_probes(
-        nvidia_smi=("NVIDIA H200", "9.0", "580.159.03"), pycuda=("NVIDIA H200 (pycuda)", "9.0", "12.8", "13.0"),
-        cuda_python=("NVIDIA H200 (cuda-python)", "9.0", "13.0"), torch=("NVIDIA H200 (torch)", "9.0"), torch_cuda="13.0",
-        tensorrt=(None, "TensorRT is not installed"), pycuda_version=(None, "pycuda is not installed"),
+        nvidia_smi=("NVIDIA H200", "9.0", "580.159.03"),
+        pycuda=("NVIDIA H200 (pycuda)", "9.0", "12.8", "13.0"),
+        cuda_python=("NVIDIA H200 (cuda-python)", "9.0", "13.0"),
+        torch=("NVIDIA H200 (torch)", "9.0"),
+        torch_cuda="13.0",
+        tensorrt=(None, "TensorRT is not installed"),
+        pycuda_version=(None, "pycuda is not installed"),
     )
     assert stack.gpu_found_by == "pycuda" and stack.cuda_runtime == "12.8" and stack.driver == "580.159.03"
     assert not stack.trt_ready and stack.why_not_trt() == "TensorRT is not installed"
     torch_only = combine_probes(
-        nvidia_smi=None, pycuda=None, cuda_python=None, torch=("NVIDIA H200", "9.0"), torch_cuda="13.0",
-        tensorrt=("11.4.0.106", None), pycuda_version=(None, "pycuda is not installed"),
+        nvidia_smi=None,
+        pycuda=None,
+        cuda_python=None,
+        torch=("NVIDIA H200", "9.0"),
+        torch_cuda="13.0",
+        tensorrt=("11.4.0.106", None),
+        pycuda_version=(None, "pycuda is not installed"),
     )
     assert torch_only.gpu_found_by == "torch" and torch_only.cuda_runtime == "13.0"
     assert not torch_only.trt_ready and torch_only.why_not_trt() == "pycuda is not installed"
@@ -80,7 +103,9 @@ def test_every_consumer_follows_the_one_probe(monkeypatch: pytest.MonkeyPatch) -
     assert machine.cuda_version == "12.8" and machine.driver_version == "13.0"
     assert environment.collect_environment().gpu == f"{H100[0]} (sm_90)"
 
-    monkeypatch.setattr(environment, "gpu_stack", lambda: _ready(gpu_name=None, compute_capability=None, gpu_found_by=None))
+    monkeypatch.setattr(
+        environment, "gpu_stack", lambda: _ready(gpu_name=None, compute_capability=None, gpu_found_by=None)
+    )
     backend, why = engine_backend()
     assert backend == "ort-cpu" and "no NVIDIA GPU" in why
     assert not {b.name: b.available for b in diagnose().backends}["trt"]

@@ -9,7 +9,16 @@ import sys
 import pytest
 
 from sbdeploy.flops import count_macs, count_params
-from sbdeploy.nn.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, SBBasicBlock, SBBottleneck, SBPreActBasicBlock, SBPreActBottleneck
+from sbdeploy.nn.blocks import (
+    BasicBlock,
+    Bottleneck,
+    PreActBasicBlock,
+    PreActBottleneck,
+    SBBasicBlock,
+    SBBottleneck,
+    SBPreActBasicBlock,
+    SBPreActBottleneck,
+)
 
 C = 16
 
@@ -35,7 +44,10 @@ def test_bottleneck_block_saves_26_5_percent_with_equal_params(base, sb) -> None
 
 
 def test_sampling_sets_scale_the_sb_cost() -> None:
-    macs = {s: count_macs(SBPreActBasicBlock(C, C, sampling=s), (8, 8), in_chans=C) for s in ("single", "chessboard", "three", "dense")}
+    macs = {
+        s: count_macs(SBPreActBasicBlock(C, C, sampling=s), (8, 8), in_chans=C)
+        for s in ("single", "chessboard", "three", "dense")
+    }
     assert [macs[s] / macs["dense"] for s in ("single", "chessboard", "three")] == [0.25, 0.5, 0.75]
 
 
@@ -50,7 +62,10 @@ def test_known_network_counts() -> None:
 
 def test_zoo_cli_json_reports_network_ratios() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "sbdeploy", "zoo", "cifar_resnet56*", "--json"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "sbdeploy", "zoo", "cifar_resnet56*", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rows = {r["name"]: r for r in json.loads(out)}
     assert set(rows) == {"cifar_resnet56", "cifar_resnet56_sb"}

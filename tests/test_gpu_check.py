@@ -27,7 +27,9 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(environment.gpu_stack().has_gpu, reason="a GPU machine runs scripts/gpu_check.sh itself, not its dry run")
+@pytest.mark.skipif(
+    environment.gpu_stack().has_gpu, reason="a GPU machine runs scripts/gpu_check.sh itself, not its dry run"
+)
 def test_dry_run_without_a_gpu(tmp_path: Path) -> None:
     out = tmp_path / "check"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHON": sys.executable}
@@ -45,9 +47,12 @@ def test_dry_run_without_a_gpu(tmp_path: Path) -> None:
     assert {"tests.test_pipeline_gpu", "tests.backends.test_tensorrt_gpu", "tests.backends.test_ort_gpu"} <= modules
     assert json.loads((out / "torch_cuda.json").read_text())["rows"] == []
     summary = (out / "summary.txt").read_text()
-    assert summary == result.stdout[result.stdout.index("sbdeploy GPU check:"):]  # on screen and in the folder
+    assert summary == result.stdout[result.stdout.index("sbdeploy GPU check:") :]  # on screen and in the folder
     assert "machine: no GPU" in summary and "TensorRT: not installed" in summary
-    assert "PyTorch CUDA latency: skipped, no GPU" in summary and "steps: doctor ok, pytest-gpu ok, torch-cuda ok" in summary
+    assert (
+        "PyTorch CUDA latency: skipped, no GPU" in summary
+        and "steps: doctor ok, pytest-gpu ok, torch-cuda ok" in summary
+    )
     assert "need TensorRT: engine builds, engine parity and the pipeline on TensorRT are NOT checked here" in summary
     assert len(summary.splitlines()) <= 25
 
@@ -62,24 +67,36 @@ def test_summary_reads_failures_skips_and_uncollected_modules(tmp_path: Path) ->
 </testsuite></testsuites>"""  # fmt: skip
     (tmp_path / "pytest-gpu.xml").write_text(junit)
     (tmp_path / "pytest-gpu.rc").write_text("124\n")
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check_summary.py"), str(tmp_path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gpu_check_summary.py"), str(tmp_path)], capture_output=True, text=True
+    )
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert "GPU tests (pytest -m gpu): 1 passed, 1 failed, 2 skipped" in lines
     assert "  FAILED tests.backends.test_cudagraph.test_replay: assert 1 == 2" in lines
     assert "  skipped 2x: needs TensorRT: TensorRT is not installed" in lines
-    assert "  2 of them need TensorRT: engine builds, engine parity and the pipeline on TensorRT are NOT checked here" in lines
+    assert (
+        "  2 of them need TensorRT: engine builds, engine parity and the pipeline on TensorRT are NOT checked here"
+        in lines
+    )
     assert "  1 test modules not collected here (tritonclient absent)" in lines
     assert "steps that failed: pytest-gpu (exit 124, out of time)" in lines
 
 
 def test_summary_says_why_the_gpu_tests_left_no_junit_xml(tmp_path: Path) -> None:
     # gpu_check.sh writes this line when the machine's Python has no pytest (a lent machine may not).
-    (tmp_path / "pytest-gpu.log").write_text("== pytest-gpu: pytest is not installed for python3; the GPU tests did not run\n\n")
+    (tmp_path / "pytest-gpu.log").write_text(
+        "== pytest-gpu: pytest is not installed for python3; the GPU tests did not run\n\n"
+    )
     (tmp_path / "pytest-gpu.rc").write_text("1\n")
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check_summary.py"), str(tmp_path)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gpu_check_summary.py"), str(tmp_path)], capture_output=True, text=True
+    )
     assert result.returncode == 1
-    assert "GPU tests: no JUnit XML (pytest-gpu.log: == pytest-gpu: pytest is not installed for python3; the GPU tests did not run)" in result.stdout
+    assert (
+        "GPU tests: no JUnit XML (pytest-gpu.log: == pytest-gpu: pytest is not installed for python3; the GPU tests did not run)"
+        in result.stdout
+    )
 
 
 def test_summary_prints_the_cuda_latency_rows_bench_speedup_writes(tmp_path: Path) -> None:
@@ -89,18 +106,31 @@ def test_summary_prints_the_cuda_latency_rows_bench_speedup_writes(tmp_path: Pat
     assert spec is not None and spec.loader is not None
     bench_speedup = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_speedup)
+
     def slow() -> None:
         sum(range(2000))
 
-    result = bench_speedup.measure({"base": slow, "sb": lambda: None}, TimingPlan(warmup_iters=2, iters=200), ["sb"], 0.5)
+    result = bench_speedup.measure(
+        {"base": slow, "sb": lambda: None}, TimingPlan(warmup_iters=2, iters=200), ["sb"], 0.5
+    )
     row = bench_speedup._row("cifar_resnet56", 32, "torch-cuda-float16", result, gpu="NVIDIA H200")
-    report = {"cuda_available": True, "torch": "2.11.0+cu128", "torch_cuda": "12.8", "cudnn_allow_tf32": True, "rows": [row]}
+    report = {
+        "cuda_available": True,
+        "torch": "2.11.0+cu128",
+        "torch_cuda": "12.8",
+        "cudnn_allow_tf32": True,
+        "rows": [row],
+    }
     (tmp_path / "torch_cuda.json").write_text(json.dumps(report))
-    result_ = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check_summary.py"), str(tmp_path)], capture_output=True, text=True)
+    result_ = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gpu_check_summary.py"), str(tmp_path)], capture_output=True, text=True
+    )
     lines = result_.stdout.splitlines()
     header = lines.index("PyTorch CUDA latency, median ms (baseline / SB), speedup [95% interval], MAC ratio; "
                          "float32 with TF32 convolutions (PyTorch's default):")  # fmt: skip
     figures = lines[header + 1].split()
-    assert figures[:3] == ["cifar_resnet56", "b32", "float16"] and figures[4] == "/" and figures[-1] == "0.500", lines[header + 1]
+    assert figures[:3] == ["cifar_resnet56", "b32", "float16"] and figures[4] == "/" and figures[-1] == "0.500", lines[
+        header + 1
+    ]
     low, high = (float(v) for v in figures[-2].strip("[]").split("-"))
     assert low <= row["speedup"] <= high and f"{row['speedup']:.2f}x" == figures[-3]

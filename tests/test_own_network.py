@@ -24,7 +24,9 @@ def _sbdeploy(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str,
     return int(exit_info.value.code or 0), captured.out, captured.err
 
 
-def test_zoo_architecture_trained_in_your_own_loop_then_save_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_zoo_architecture_trained_in_your_own_loop_then_save_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from sbdeploy.checkpoint import CheckpointConfig, save_checkpoint
 
     torch.manual_seed(0)
@@ -40,7 +42,9 @@ def test_zoo_architecture_trained_in_your_own_loop_then_save_checkpoint(tmp_path
         input_size=(32, 32), mean=(0.305,), std=(0.323,), class_names=tuple(str(i) for i in range(10)),
     )  # fmt: skip
     save_checkpoint(tmp_path / "mine", model.eval(), config)
-    code, out, err = _sbdeploy(capsys, "evaluate", str(tmp_path / "mine"), "--data", "digits", "--json")  # every command takes it
+    code, out, err = _sbdeploy(
+        capsys, "evaluate", str(tmp_path / "mine"), "--data", "digits", "--json"
+    )  # every command takes it
     assert code == 0, err
     assert json.loads(out)["model"] == "cifar_resnet20_sb"
 

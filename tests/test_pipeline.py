@@ -29,25 +29,56 @@ REPORTS = {"validate.json", "validate.md", "bench.json", "bench.csv", "bench.md"
 def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = run_cli(
-        "pipeline", str(SHIPPED_SB), "--baseline", str(SHIPPED_BASELINE), "--out", str(out), "--fp16",
-        "--batch", "1", "--iters", "2", "--warmup", "1", "--limit", "64", "--threads", "1",
+        "pipeline",
+        str(SHIPPED_SB),
+        "--baseline",
+        str(SHIPPED_BASELINE),
+        "--out",
+        str(out),
+        "--fp16",
+        "--batch",
+        "1",
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--limit",
+        "64",
+        "--threads",
+        "1",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["passed"] and [s["name"] for s in summary["steps"]] == ["export + passes", "engine", "validate", "bench"]
+    assert summary["passed"] and [s["name"] for s in summary["steps"]] == [
+        "export + passes",
+        "engine",
+        "validate",
+        "bench",
+    ]
     engines = {p.name for p in out.glob("*.engine")}
     stack = environment.gpu_stack()  # the pipeline's own answer on this machine
-    trt_onnx = {"model.trt.fp32.onnx", "baseline.trt.fp32.onnx"} if stack.trt_ready else set()  # what the engines are built from
+    trt_onnx = (
+        {"model.trt.fp32.onnx", "baseline.trt.fp32.onnx"} if stack.trt_ready else set()
+    )  # what the engines are built from
     onnx_files = ONNX_FILES | trt_onnx
     assert (onnx_files | REPORTS) <= {p.name for p in out.iterdir()}
     assert summary["engine_backend"] == ("trt" if stack.trt_ready else "ort-cpu")
     if not stack.trt_ready:  # the engine step built nothing and says so
         engine_step = summary["steps"][1]
-        assert engine_step["status"] == "skipped" and engine_step["detail"].startswith("skipped: no TensorRT here") and not engines
+        assert (
+            engine_step["status"] == "skipped"
+            and engine_step["detail"].startswith("skipped: no TensorRT here")
+            and not engines
+        )
         assert f"{stack.why_not_trt()} here" in (out / "summary.md").read_text()
         assert "| engine | skipped | - |" in (out / "summary.md").read_text()  # no "0.0 s" for a step that did nothing
     else:
-        assert engines == {"model.trt.fp32.engine", "model.trt.fp16.engine", "baseline.trt.fp32.engine", "baseline.trt.fp16.engine"}
+        assert engines == {
+            "model.trt.fp32.engine",
+            "model.trt.fp16.engine",
+            "baseline.trt.fp32.engine",
+            "baseline.trt.fp16.engine",
+        }
 
     validation, bench = json.loads((out / "validate.json").read_text()), json.loads((out / "bench.json").read_text())
     validated = {(c["file"], c["sha256"]) for c in validation["checks"]}
@@ -58,16 +89,24 @@ def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
     assert {f for f, _ in validated} == onnx_files | engines
     assert {f for f, _ in timed} == (onnx_files | engines) - {"model.onnx"} - trt_onnx
     references = {c["file"]: Path(c["reference"]).name for c in validation["checks"]}
-    assert all(ref == ("digits_resnet20_sb" if f.startswith("model.") else "digits_resnet20") for f, ref in references.items())
+    assert all(
+        ref == ("digits_resnet20_sb" if f.startswith("model.") else "digits_resnet20") for f, ref in references.items()
+    )
     assert validation["passed"] and {c["precision"] for c in validation["checks"]} == {"fp32", "fp16"}
     accuracy = {(a["reference"], a["file"]): a["top1"] for a in validation["accuracy"]}
     assert accuracy[("digits_resnet20_sb", None)] >= 0.95
-    assert abs(accuracy[("digits_resnet20_sb", "model.ort-cpu.b1.fp32.onnx")] - accuracy[("digits_resnet20_sb", None)]) < 1e-9
+    assert (
+        abs(accuracy[("digits_resnet20_sb", "model.ort-cpu.b1.fp32.onnx")] - accuracy[("digits_resnet20_sb", None)])
+        < 1e-9
+    )
 
     rows = {(r["model"], r["backend"], r["precision"]): r for r in bench["rows"]}
     assert rows[("digits_resnet20_sb", "ort-cpu", "fp16")]["baseline"] == "digits_resnet20"
     assert rows[("digits_resnet20_sb", "ort-cpu", "fp16")]["speedup"] is not None  # paired with the fp16 baseline file
-    assert "| digits_resnet20_sb | model.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |" in (out / "bench.md").read_text()
+    assert (
+        "| digits_resnet20_sb | model.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |"
+        in (out / "bench.md").read_text()
+    )
 
     artifacts = {a["file"]: a for a in summary["artifacts"]}
     assert set(artifacts) == onnx_files | engines and all(a["parity"] is True for a in artifacts.values())
@@ -80,7 +119,9 @@ def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
     served = run_cli("triton-repo", str(out), "--out", str(repo), "--json")
     assert served.returncode == 0, served.stdout + served.stderr
     names = {m["name"] for m in json.loads(served.stdout)["models"]}
-    served_engines = {e.rsplit(".", 1)[0].replace(".", "_") for e in engines if e.startswith("model.")}  # model_trt_fp16
+    served_engines = {
+        e.rsplit(".", 1)[0].replace(".", "_") for e in engines if e.startswith("model.")
+    }  # model_trt_fp16
     assert names == {"model", "model_ort-cpu_b1_fp32", "model_ort-cpu_b1_fp16"} | served_engines
 
 
@@ -97,13 +138,22 @@ def test_pipeline_int8_makes_validates_and_benches_the_int8_files(tmp_path: Path
 
     for name in int8_files:
         meta = describe_file(out / name).metadata
-        assert meta["precision"] == "int8" and meta["int8"]["recipe"] == "ort-cpu" and meta["int8"]["calibration"]["source"] == "digits"
+        assert (
+            meta["precision"] == "int8"
+            and meta["int8"]["recipe"] == "ort-cpu"
+            and meta["int8"]["calibration"]["source"] == "digits"
+        )
     validation, bench = json.loads((out / "validate.json").read_text()), json.loads((out / "bench.json").read_text())
     checks = [c for c in validation["checks"] if c["file"] in int8_files]
     assert validation["passed"] and {c["file"] for c in checks} == int8_files
-    assert all(c["passed"] for c in checks if c["judged"]) and {c["case"] for c in checks if c["judged"]} == {"digits test"}
+    assert all(c["passed"] for c in checks if c["judged"]) and {c["case"] for c in checks if c["judged"]} == {
+        "digits test"
+    }
     accuracy = {(a["reference"], a["file"]): a["top1"] for a in validation["accuracy"]}
-    assert abs(accuracy[("digits_resnet20_sb", "model.ort-cpu.b1.int8.onnx")] - accuracy[("digits_resnet20_sb", None)]) <= 0.01
+    assert (
+        abs(accuracy[("digits_resnet20_sb", "model.ort-cpu.b1.int8.onnx")] - accuracy[("digits_resnet20_sb", None)])
+        <= 0.01
+    )
     rows = {(r["model"], r["precision"]): r for r in bench["rows"] if r["backend"] == "ort-cpu"}
     sb8 = rows[("digits_resnet20_sb", "int8")]
     assert sb8["file"] == "model.ort-cpu.b1.int8.onnx" and sb8["baseline"] == "cifar_resnet20" and sb8["vs_fp32"] > 0

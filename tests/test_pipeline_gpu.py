@@ -40,10 +40,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from sbdeploy.pipeline import PipelineOptions, run_pipeline
 
     out = tmp_path_factory.mktemp("pipeline") / "run"
-    options = PipelineOptions(fp16=True, batches=BATCHES, iters=16, warmup_iters=3, limit=96, threads=1, baseline=str(SHIPPED_BASELINE))
+    options = PipelineOptions(
+        fp16=True, batches=BATCHES, iters=16, warmup_iters=3, limit=96, threads=1, baseline=str(SHIPPED_BASELINE)
+    )
     result = run_pipeline(SHIPPED_SB, out, options)
     assert result, [(s.name, s.detail) for s in result.steps if not s.ok]
-    return {name: json.loads((out / f"{name}.json").read_text()) for name in ("summary", "validate", "bench")} | {"out": out}
+    return {name: json.loads((out / f"{name}.json").read_text()) for name in ("summary", "validate", "bench")} | {
+        "out": out
+    }
 
 
 def test_the_engine_step_builds_the_trt_targets_engines(run: dict[str, Any]) -> None:
@@ -61,25 +65,33 @@ def test_the_engine_step_builds_the_trt_targets_engines(run: dict[str, Any]) -> 
         source = out / f"{engine.split('.')[0]}.trt.fp32.onnx"  # both precisions' engines are built from it
         assert sidecar.onnx_sha256 == sha256_file(source)  # built from the run's own trt-form ONNX
         metadata = read_metadata(source)  # the trt target's form: strided SB convs (the baseline has no SB)
-        assert metadata["target"] == "trt" and metadata["lowering"] == ("strided" if engine.startswith("model.") else "none")
+        assert metadata["target"] == "trt" and metadata["lowering"] == (
+            "strided" if engine.startswith("model.") else "none"
+        )
         assert sidecar.profiles[0]["input"]["min"][0] == 1 and sidecar.profiles[0]["input"]["max"][0] == max(BATCHES)
         if ".fp32." in engine:  # the trt row's parity engine: TF32 cleared, and the sidecar says so
             assert sidecar.tf32 is False and sidecar.builder_options["tf32"] is False
             assert sidecar.actual_precisions.get("fp32", 0) > 0 and "fp16" not in sidecar.actual_precisions
         else:
-            assert sidecar.requested_precision == "fp16" and sidecar.actual_precisions.get("fp16", 0) > 0, sidecar.actual_precisions
+            assert sidecar.requested_precision == "fp16" and sidecar.actual_precisions.get("fp16", 0) > 0, (
+                sidecar.actual_precisions
+            )
 
 
 def test_the_engines_timed_are_the_engines_validated(run: dict[str, Any]) -> None:
     out, validation, bench = run["out"], run["validate"], run["bench"]
     validated = {(c["file"], c["sha256"]) for c in validation["checks"]}
     timed = {(r["file"], r["sha256"]) for r in bench["rows"] if r["backend"] == "trt"}
-    assert {f for f, _ in timed} == ENGINES and timed <= validated  # every engine timed, each one validated by its sha256
+    assert {
+        f for f, _ in timed
+    } == ENGINES and timed <= validated  # every engine timed, each one validated by its sha256
     for file, digest in timed:
         assert sha256_file(out / file) == digest, file  # and it is the file in the run folder
     rows = {(r["model"], r["precision"], r["batch"]): r for r in bench["rows"] if r["backend"] == "trt"}
     assert {k[2] for k in rows} == set(BATCHES)
-    assert all(r["compute_median_ms"] is not None and 0 < r["compute_median_ms"] <= r["median_ms"] for r in rows.values())
+    assert all(
+        r["compute_median_ms"] is not None and 0 < r["compute_median_ms"] <= r["median_ms"] for r in rows.values()
+    )
     assert all(rows[("digits_resnet20_sb", p, b)]["speedup"] is not None for p in ("fp32", "fp16") for b in BATCHES)
     summary = {a["file"]: a for a in run["summary"]["artifacts"]}
     assert all(summary[e]["parity"] is True and summary[e]["latency_ms"]["trt"] for e in ENGINES)
@@ -107,4 +119,6 @@ def test_triton_repo_serves_the_validated_engines(run: dict[str, Any], tmp_path:
     for engine in sorted(e for e in ENGINES if e.startswith("model.")):
         model = models[engine.removesuffix(".engine").replace(".", "_")]  # model_trt_fp32
         assert model["platform"] == "tensorrt_plan" and model["max_batch_size"] == max(BATCHES)
-        assert sha256_file(Path(model["folder"]) / "1" / "model.plan") == sha256_file(run["out"] / engine)  # the validated bytes
+        assert sha256_file(Path(model["folder"]) / "1" / "model.plan") == sha256_file(
+            run["out"] / engine
+        )  # the validated bytes

@@ -59,13 +59,22 @@ def test_torchvision_layout_resnet18_round_trip(resnet18: torch.nn.Module, tmp_p
     for key, shape in TORCHVISION_RESNET18.items():
         assert tuple(state[key].shape) == shape, key
     # As a training script saves it: wrapped, DDP-prefixed, as torch.save writes it.
-    torch.save({"epoch": 90, "state_dict": {f"module.{k}": v for k, v in state.items()}, "best_acc1": 69.8}, tmp_path / "r18.pth")
+    torch.save(
+        {"epoch": 90, "state_dict": {f"module.{k}": v for k, v in state.items()}, "best_acc1": 69.8},
+        tmp_path / "r18.pth",
+    )
     result = import_state_dict(tmp_path / "r18.pth", "resnet18", tmp_path / "ckpt")
-    assert result.reader == "torch.load(weights_only=True)" and result.unwrapped == ("['state_dict']", "prefix 'module.'")
+    assert result.reader == "torch.load(weights_only=True)" and result.unwrapped == (
+        "['state_dict']",
+        "prefix 'module.'",
+    )
     config = result.config
     assert config.arch == "resnet18" and config.options == {"num_classes": 1000, "in_chans": 3}
     assert config.input_size == (224, 224) and config.mean == IMAGENET_MEAN and len(config.class_names) == 1000
-    assert config.training["imported"]["file"] == "r18.pth" and config.training["imported"]["sha256"] == result.source_sha256
+    assert (
+        config.training["imported"]["file"] == "r18.pth"
+        and config.training["imported"]["sha256"] == result.source_sha256
+    )
     assert any("ImageNet mean/std" in n for n in result.notes)
     _assert_same_network(tmp_path / "ckpt", resnet18)
 
@@ -81,7 +90,9 @@ def test_safetensors_without_bn_counters_and_fp16(tmp_path: Path) -> None:
     assert result.reader == "safetensors" and result.unwrapped == ()
     assert result.config.options == {"num_classes": 7, "in_chans": 1, "sampling": "three"}
     assert result.config.class_names == tuple("abcdefg") and result.config.mean == (0.3,)
-    assert any("num_batches_tracked" in n for n in result.notes) and any("float16 -> float32" in n for n in result.notes)
+    assert any("num_batches_tracked" in n for n in result.notes) and any(
+        "float16 -> float32" in n for n in result.notes
+    )
     loaded = load_checkpoint(tmp_path / "ckpt").model.state_dict()
     assert torch.equal(loaded["fc.bias"], state["fc.bias"].float()) and int(loaded["bn.num_batches_tracked"]) == 0
 
@@ -98,19 +109,28 @@ def test_a_pth_that_needs_more_than_weights_only_is_refused_and_runs_nothing(tmp
 
 def test_another_architecture_names_the_first_mismatches(resnet18: torch.nn.Module, tmp_path: Path) -> None:
     torch.save(resnet18.state_dict(), tmp_path / "r18.pth")
-    with pytest.raises(CheckpointError, match=r"does not fit resnet34 .*: 96 missing \(layer1\.2\.bn1\.bias, layer1\.2\.bn1\.num_batches_tracked, "):
+    with pytest.raises(
+        CheckpointError,
+        match=r"does not fit resnet34 .*: 96 missing \(layer1\.2\.bn1\.bias, layer1\.2\.bn1\.num_batches_tracked, ",
+    ):
         import_state_dict(tmp_path / "r18.pth", "resnet34", tmp_path / "ckpt")
     with pytest.raises(CheckpointError, match="It fits resnet18: pass --arch resnet18"):
         import_state_dict(tmp_path / "r18.pth", "resnet18_sb", tmp_path / "ckpt")
-    with pytest.raises(CheckpointError, match=r"2 of wrong shape \(fc.bias: \(1000,\) in the file, \(10,\) in the model, fc.weight: \(1000, 512\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"2 of wrong shape \(fc.bias: \(1000,\) in the file, \(10,\) in the model, fc.weight: \(1000, 512\)",
+    ):
         import_state_dict(tmp_path / "r18.pth", "resnet18", tmp_path / "ckpt", num_classes=10)
     assert not (tmp_path / "ckpt").exists()
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "is empty"), (b"name,weight\nconv1,0.5\n", "neither a safetensors file nor a PyTorch file"),
-     (b"PK\x03\x04truncated zip", "neither a safetensors file nor a PyTorch file")],
+    [
+        (b"", "is empty"),
+        (b"name,weight\nconv1,0.5\n", "neither a safetensors file nor a PyTorch file"),
+        (b"PK\x03\x04truncated zip", "neither a safetensors file nor a PyTorch file"),
+    ],
     ids=["empty", "text", "truncated zip"],
 )
 def test_unreadable_files(tmp_path: Path, content: bytes, message: str) -> None:
@@ -142,5 +162,7 @@ def test_options_are_checked_before_anything_is_written(tmp_path: Path) -> None:
     assert (tmp_path / "ckpt" / WEIGHTS_FILE).is_file() and (tmp_path / "ckpt" / CONFIG_FILE).is_file()
     with pytest.raises(ConfigError, match="already holds a checkpoint; pass --overwrite"):
         import_state_dict(tmp_path / "w.pth", "cifar_resnet20", tmp_path / "ckpt")
-    import_state_dict(tmp_path / "w.pth", "cifar_resnet20", tmp_path / "ckpt", overwrite=True, class_names=["x", "y", "z"])
+    import_state_dict(
+        tmp_path / "w.pth", "cifar_resnet20", tmp_path / "ckpt", overwrite=True, class_names=["x", "y", "z"]
+    )
     assert load_checkpoint(tmp_path / "ckpt").config.class_names == ("x", "y", "z")

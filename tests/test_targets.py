@@ -22,7 +22,6 @@ from sbdeploy.nn.phase import PhaseRun
 from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import reference_mode
 from sbdeploy.passes import DEFAULT_PASSES, PASSES
-from sbdeploy.tolerance import DEFAULT_TOLERANCES
 from sbdeploy.targets import (
     BACKEND_TARGETS,
     CANONICAL,
@@ -33,6 +32,7 @@ from sbdeploy.targets import (
     target_for,
     target_option,
 )
+from sbdeploy.tolerance import DEFAULT_TOLERANCES
 from tests.export.families import FAMILIES, build, distinct_forms
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -48,8 +48,12 @@ def test_every_row_names_real_things() -> None:
         assert target.lowering in LOWERINGS, target.name
         assert set(target.passes) <= set(PASSES) and target.passes[: len(DEFAULT_PASSES)] == DEFAULT_PASSES, target.name
         assert target.backends and set(target.backends) <= set(RUNNERS), target.name
-        assert set(target.precisions) <= set(PRECISIONS) and all(p in target.tolerances for p in target.precisions), target.name
-        assert not target.per_batch or target.layout.phase_runs, "only a layout that depends on the batch needs one file per batch"
+        assert set(target.precisions) <= set(PRECISIONS) and all(p in target.tolerances for p in target.precisions), (
+            target.name
+        )
+        assert not target.per_batch or target.layout.phase_runs, (
+            "only a layout that depends on the batch needs one file per batch"
+        )
     for backend, name in BACKEND_TARGETS.items():
         assert backend in TARGETS[name].backends and target_for(backend).name == name
     assert get_target("trt").build_options("fp32") == {"precision": "fp32", "tf32": False}  # the fp32 parity engine
@@ -67,21 +71,31 @@ def test_every_target_offers_int8_by_a_named_recipe() -> None:
     for name in ("ort-cuda", "trt", "grouped", "separate"):
         recipe = get_target(name).int8
         assert recipe is TRT_INT8 and recipe.format == "qdq" and recipe.per_channel and not recipe.quantize_bias
-        assert (recipe.activation_type, recipe.weight_type) == ("int8", "int8") and recipe.activation_symmetric and recipe.weight_symmetric
+        assert (
+            (recipe.activation_type, recipe.weight_type) == ("int8", "int8")
+            and recipe.activation_symmetric
+            and recipe.weight_symmetric
+        )
     assert get_target("trt").build_options("int8") == {"precision": "int8"}
 
 
 def test_variants_are_exact_forms_of_their_row() -> None:
     row = get_target("ort-cpu")
     candidates = row.candidates()
-    assert candidates[0] is row and [c.variant for c in candidates] == [None, *row.variants]  # the untuned default first
+    assert candidates[0] is row and [c.variant for c in candidates] == [
+        None,
+        *row.variants,
+    ]  # the untuned default first
     assert len({c.form for c in candidates}) == len(candidates)  # every form has its own name in the metadata
     for form in candidates:
         assert form.lowering in LOWERINGS and form.name == "ort-cpu" and form.passes == row.passes
         assert get_target(form.spec).form == form.form  # the spec names exactly this form
     stacked = get_target("ort-cpu:stacked")
     assert stacked.form == "subpixel+phase-runs:stacked" and stacked.variant == "stacked"
-    assert stacked.with_variant(None) is row and artifact_filename("model", stacked.name, "fp32", batch=1) == "model.ort-cpu.b1.fp32.onnx"
+    assert (
+        stacked.with_variant(None) is row
+        and artifact_filename("model", stacked.name, "fp32", batch=1) == "model.ort-cpu.b1.fp32.onnx"
+    )
     with pytest.raises(ConfigError, match="target ort-cpu has no form 'stacke' \\(did you mean stacked\\?\\)"):
         get_target("ort-cpu:stacke")
     with pytest.raises(ConfigError, match="target trt has no form 'taps'.*its variants: none"):
@@ -94,7 +108,9 @@ def test_names_and_refusals() -> None:
     assert artifact_filename("baseline", "ort-cpu", "fp16", batch=8) == "baseline.ort-cpu.b8.fp16.onnx"
     assert artifact_filename("model", "trt", "fp16", engine=True) == "model.trt.fp16.engine"
     assert artifact_filename("model", "grouped", "fp16") == "model.grouped.fp16.onnx"
-    with pytest.raises(ConfigError, match="did you mean ort-cpu.*choose one of grouped, separate, ort-cpu, ort-cuda, trt"):
+    with pytest.raises(
+        ConfigError, match="did you mean ort-cpu.*choose one of grouped, separate, ort-cpu, ort-cuda, trt"
+    ):
         get_target("ort-cp")
     assert artifact_filename("model", "ort-cpu", "int8", batch=1) == "model.ort-cpu.b1.int8.onnx"
     with pytest.raises(ConfigError, match=r"offers fp32, fp16, int8, not 'bf16' \(sbdeploy knows fp32, fp16, int8\)"):

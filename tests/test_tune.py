@@ -65,7 +65,9 @@ def test_session_candidates_start_with_the_default() -> None:
     assert {s.intra_op_threads for s in two} == {1, 2} and any(s.execution_mode == "parallel" for s in two)
     assert any(not s.spinning for s in two) and any(s.optimization == "extended" for s in two)
     one = session_candidates(1)
-    assert one[0] == SessionSettings.default(1) and all(s.intra_op_threads == 1 and s.execution_mode == "sequential" for s in one)
+    assert one[0] == SessionSettings.default(1) and all(
+        s.intra_op_threads == 1 and s.execution_mode == "sequential" for s in one
+    )
     options = TuneOptions(threads=2, settings=(SessionSettings(intra_op_threads=1, threads=2),))
     assert options.session_settings()[0] == SessionSettings.default(2)  # the default is always a candidate, first
 
@@ -110,7 +112,9 @@ def test_far_slower_candidates_are_dropped_before_the_turns(tiny_onnx: Path) -> 
     original = tune.OrtRunner
     tune.OrtRunner = Slowed  # type: ignore[misc]
     try:
-        times, record = tune._time_stage("settings", {default: path, slow: path}, default, feed, TuneOptions(plan=TINY_PLAN), None)
+        times, record = tune._time_stage(
+            "settings", {default: path, slow: path}, default, feed, TuneOptions(plan=TINY_PLAN), None
+        )
     finally:
         tune.OrtRunner = original  # type: ignore[misc]
     assert sorted(calls) == [1, 50] and [t.candidate for t in times] == [default, slow]
@@ -130,30 +134,51 @@ def test_forms_with_one_graph_are_timed_once(tiny_onnx: Path, tmp_path: Path) ->
     assert [s.stage for s in result.stages] == ["settings"]  # one distinct form: only its settings are timed
     assert {t.candidate.settings for t in result.times if t.stage == "settings"} == set(TWO_SETTINGS)
     with pytest.raises(ConfigError, match="needs the row's own form ort-cpu first"):
-        tune_files({"ort-cpu:taps": path}, target=get_target("ort-cpu"), precision="fp32", batch=1, input_shape=(3, *SIZE))
+        tune_files(
+            {"ort-cpu:taps": path}, target=get_target("ort-cpu"), precision="fp32", batch=1, input_shape=(3, *SIZE)
+        )
 
 
 def test_tuned_export_writes_the_chosen_form_its_settings_and_the_table(tiny_sb, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "tuned.onnx"
-    options = TuneOptions(threads=1, plan=TINY_PLAN, variants=("taps",), settings=TWO_SETTINGS, screen=float("inf"))  # nothing screened
-    (result, tuning), = tune_export(tiny_sb, {"fp32": out}, target="ort-cpu", batch=1, input_size=SIZE, options=options).values()
+    options = TuneOptions(
+        threads=1, plan=TINY_PLAN, variants=("taps",), settings=TWO_SETTINGS, screen=float("inf")
+    )  # nothing screened
+    ((result, tuning),) = tune_export(
+        tiny_sb, {"fp32": out}, target="ort-cpu", batch=1, input_size=SIZE, options=options
+    ).values()
     default = Candidate("ort-cpu", "subpixel+phase-runs", SessionSettings.default(1))
     assert tuning.default == default and tuning.threads == 1
     by_stage = {stage: [t.candidate for t in tuning.times if t.stage == stage] for stage in ("forms", "settings")}
-    assert [c.form for c in by_stage["forms"]] == ["ort-cpu", "ort-cpu:taps"]  # the rule's stacked form and the exact taps
-    assert default in by_stage["forms"] and default in by_stage["settings"]  # the untuned default is timed in both stages
+    assert [c.form for c in by_stage["forms"]] == [
+        "ort-cpu",
+        "ort-cpu:taps",
+    ]  # the rule's stacked form and the exact taps
+    assert (
+        default in by_stage["forms"] and default in by_stage["settings"]
+    )  # the untuned default is timed in both stages
     assert len(by_stage["settings"]) == 4 and tuning.chosen in by_stage["settings"]  # 2 finalists x 2 settings
     last = {t.candidate: t for t in tuning.times if t.stage == "settings"}
-    assert all(t.median_ms is not None and t.low_ms is not None for t in last.values())  # 8 rounds: every figure has an interval
+    assert all(
+        t.median_ms is not None and t.low_ms is not None for t in last.values()
+    )  # 8 rounds: every figure has an interval
     assert tuning.chosen == default or last[tuning.chosen].speedup_low > 1.0  # kept only when surely faster
-    assert [s.stage for s in tuning.stages] == ["forms", "settings"] and all(s.machine["before"]["cpus_available"] for s in tuning.stages)
+    assert [s.stage for s in tuning.stages] == ["forms", "settings"] and all(
+        s.machine["before"]["cpus_available"] for s in tuning.stages
+    )
 
     metadata = read_metadata(out)
     assert result.path == out and result.metadata == metadata and metadata["lowering"] == tuning.chosen.lowering
     assert metadata["ort_session"] == tuning.chosen.settings.to_dict()
     record = metadata["tuning"]
-    assert record["tuned"] is True and record["chosen"]["form"] == tuning.chosen.form and record["decision"] == tuning.decision
-    assert len(record["candidates"]) == len(tuning.times) and all("machine" in s and s["stop"] for s in record["stages"])
+    assert (
+        record["tuned"] is True
+        and record["chosen"]["form"] == tuning.chosen.form
+        and record["decision"] == tuning.decision
+    )
+    assert len(record["candidates"]) == len(tuning.times) and all(
+        "machine" in s and s["stop"] for s in record["stages"]
+    )
     with OrtRunner(out) as runner:  # the file's settings travel with it
         assert runner.session_settings == tuning.chosen.settings
         x = np.random.default_rng(0).standard_normal((1, 3, *SIZE)).astype(np.float32)
@@ -168,7 +193,11 @@ def test_tuned_export_writes_the_chosen_form_its_settings_and_the_table(tiny_sb,
 
 def test_a_choice_made_on_a_busy_machine_says_so() -> None:
     default = Candidate("ort-cpu", "subpixel+phase-runs", TWO_SETTINGS[0])
-    machine = {"before": {"loadavg": [3.5, 3, 3], "cpus_available": 2}, "after": {"loadavg": [3.6, 3, 3]}, "others_cpu": 1.35}
+    machine = {
+        "before": {"loadavg": [3.5, 3, 3], "cpus_available": 2},
+        "after": {"loadavg": [3.6, 3, 3]},
+        "others_cpu": 1.35,
+    }
     quiet = StageRecord("settings", 10, 8.0, "budget spent", machine)
     busy = dataclasses.replace(quiet, busy=("other processes used 1.35 of the 2 CPUs while it was timed",))
     result = TuneResult("ort-cpu", "fp32", 1, 2, default, default, "kept", (), (quiet,))
@@ -204,5 +233,6 @@ def test_the_artifact_path_tunes_fixed_batch_cpu_files_only(tiny_sb, tmp_path: P
     assert record["tuned"] is False and "stacked below" in record["rule"]  # the file says its form was not timed
     assert tune_options(PipelineOptions()) is None
     assert tune_options(PipelineOptions(tune=tune_budget_options(3.0), threads=2)) == dataclasses.replace(
-        TuneOptions(threads=2), plan=dataclasses.replace(TuneOptions().plan, budget_s=3.0))
+        TuneOptions(threads=2), plan=dataclasses.replace(TuneOptions().plan, budget_s=3.0)
+    )
     assert tune_options(PipelineOptions(tune=TuneOptions(threads=1), threads=2)) == TuneOptions(threads=1)

@@ -11,6 +11,7 @@ from sbdeploy.flops import complexity
 from sbdeploy.models import create_model, list_models, model_info
 from sbdeploy.zoo import zoo_rows
 
+
 @pytest.fixture(scope="module")
 def rows() -> dict[str, object]:
     return {r.name: r for r in zoo_rows()}
@@ -44,7 +45,9 @@ def test_zoo_equals_flops_on_the_built_network(rows: dict[str, object], name: st
 
 def test_sampling_and_progress() -> None:
     seen: list[tuple[str, int, int]] = []
-    rows = zoo_rows("cifar_resnet20*", sampling="three", on_progress=lambda name, done, total: seen.append((name, done, total)))
+    rows = zoo_rows(
+        "cifar_resnet20*", sampling="three", on_progress=lambda name, done, total: seen.append((name, done, total))
+    )
     assert [r.name for r in rows] == ["cifar_resnet20", "cifar_resnet20_sb"]
     assert seen[-1][1:] == (2, 2) and {s[0] for s in seen} == {"cifar_resnet20", "cifar_resnet20_sb"}
     real = complexity(create_model("cifar_resnet20_sb", sampling="three"), (32, 32))

@@ -55,7 +55,9 @@ class Runner(abc.ABC):
         self.is_active = True
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.is_active = False
         self._deactivate()
 

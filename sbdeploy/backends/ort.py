@@ -34,11 +34,11 @@ fp32 runs are judged by the TF32 tolerance.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import time
 from collections.abc import Callable, Mapping
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -134,9 +134,13 @@ class SessionSettings:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"session setting {name} must be a positive integer or None, got {value!r}")
         if self.execution_mode not in _MODES:
-            raise ConfigError(f"session setting execution_mode must be one of {', '.join(_MODES)}, got {self.execution_mode!r}")
+            raise ConfigError(
+                f"session setting execution_mode must be one of {', '.join(_MODES)}, got {self.execution_mode!r}"
+            )
         if self.optimization not in _OPTIMIZATIONS:
-            raise ConfigError(f"session setting optimization must be one of {', '.join(_OPTIMIZATIONS)}, got {self.optimization!r}")
+            raise ConfigError(
+                f"session setting optimization must be one of {', '.join(_OPTIMIZATIONS)}, got {self.optimization!r}"
+            )
         if not isinstance(self.spinning, bool):
             raise ConfigError(f"session setting spinning must be true or false, got {self.spinning!r}")
 
@@ -147,7 +151,9 @@ class SessionSettings:
 
     def describe(self) -> str:
         """E.g. ``2 intra-op threads, sequential, spinning`` (only what differs from the defaults after the threads)."""
-        intra = "default intra-op threads" if self.intra_op_threads is None else f"{self.intra_op_threads} intra-op thread"
+        intra = (
+            "default intra-op threads" if self.intra_op_threads is None else f"{self.intra_op_threads} intra-op thread"
+        )
         intra += "s" if self.intra_op_threads not in (None, 1) else ""
         parts = [intra]
         if self.execution_mode == "parallel":
@@ -203,7 +209,9 @@ def file_session_settings(metadata: dict[str, str], path: str | Path) -> Session
     try:
         return SessionSettings.from_dict(json.loads(raw))
     except (json.JSONDecodeError, ConfigError) as error:
-        raise OnnxModelError(f"{path}: its sbdeploy.{SESSION_METADATA_KEY} metadata is not valid ({error}); re-export it") from None
+        raise OnnxModelError(
+            f"{path}: its sbdeploy.{SESSION_METADATA_KEY} metadata is not valid ({error}); re-export it"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -311,7 +319,12 @@ class OrtRunner(Runner):
         version = environment.gpu_stack().tensorrt
         major = int(version.split(".")[0]) if version else None
         fp16_model = self.trt_options.fp16 is None and major is not None and major < 11 and _has_fp16_weights(self.path)
-        if major is None and self.trt_options.fp16 is None and _has_fp16_weights(self.path) and UNKNOWN_TRT_FP16 not in self.notes:
+        if (
+            major is None
+            and self.trt_options.fp16 is None
+            and _has_fp16_weights(self.path)
+            and UNKNOWN_TRT_FP16 not in self.notes
+        ):
             self.notes.append(UNKNOWN_TRT_FP16)
         options = self.trt_options.provider_options(tensorrt_major=major, fp16_model=fp16_model)
         return [("TensorrtExecutionProvider", options), cuda, "CPUExecutionProvider"]
@@ -356,7 +369,9 @@ class OrtRunner(Runner):
         import onnxruntime as ort
 
         try:
-            return ort.InferenceSession(str(self.path), sess_options=settings.session_options(), providers=self.providers())
+            return ort.InferenceSession(
+                str(self.path), sess_options=settings.session_options(), providers=self.providers()
+            )
         except Exception as error:  # onnxruntime raises its own untyped exceptions for bad files
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise OnnxModelError(

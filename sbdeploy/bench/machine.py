@@ -41,7 +41,11 @@ class MachineLoad:
     cpus_available: int
 
     def to_dict(self) -> dict[str, object]:
-        return {"loadavg": list(self.loadavg) if self.loadavg else None, "cpu_count": self.cpu_count, "cpus_available": self.cpus_available}
+        return {
+            "loadavg": list(self.loadavg) if self.loadavg else None,
+            "cpu_count": self.cpu_count,
+            "cpus_available": self.cpus_available,
+        }
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,12 @@ def snapshot() -> MachineSnapshot:
         loadavg: tuple[float, float, float] | None = os.getloadavg()
     except (AttributeError, OSError):
         loadavg = None
-    load = MachineLoad(loadavg=loadavg, cpu_count=os.cpu_count(), cpus_available=len(cpus) if cpus else (os.cpu_count() or 1))
-    return MachineSnapshot(load=load, wall_s=time.perf_counter(), process_cpu_s=time.process_time(), cpus_busy_s=_cpus_busy_seconds(cpus))
+    load = MachineLoad(
+        loadavg=loadavg, cpu_count=os.cpu_count(), cpus_available=len(cpus) if cpus else (os.cpu_count() or 1)
+    )
+    return MachineSnapshot(
+        load=load, wall_s=time.perf_counter(), process_cpu_s=time.process_time(), cpus_busy_s=_cpus_busy_seconds(cpus)
+    )
 
 
 def usage_between(before: MachineSnapshot, after: MachineSnapshot) -> MachineUsage:

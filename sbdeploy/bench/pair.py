@@ -57,7 +57,13 @@ def bench_pair(
     result = measure_group({sb_name: sb, base_name: baseline}, plan, pairs=pairs_of(models), on_round=on_round)
     groups = [BenchGroup.of(backend, batch, result.record, Limits.of(plan))]
     rows = judged(group_rows(result, backend=backend, batch=batch, models=models), groups, Limits.of(plan))
-    settings = {"models": [sb_name, base_name], "backends": [backend], "batches": [batch], **plan.settings(), "notes": []}
+    settings = {
+        "models": [sb_name, base_name],
+        "backends": [backend],
+        "batches": [batch],
+        **plan.settings(),
+        "notes": [],
+    }
     return BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)
 
 
@@ -93,6 +99,8 @@ def bench_onnx_pair(
     rng = np.random.default_rng(0)
     with get_runner("ort-cpu", sb, **options) as sb_runner, get_runner("ort-cpu", baseline, **options) as base_runner:
         feed = _random_feed(sb_runner, batch, rng)
-        base_feed = feed if base_runner.input_specs() == sb_runner.input_specs() else _random_feed(base_runner, batch, rng)
+        base_feed = (
+            feed if base_runner.input_specs() == sb_runner.input_specs() else _random_feed(base_runner, batch, rng)
+        )
         return bench_pair(sb_runner.timed_call(feed), base_runner.timed_call(base_feed), sb_macs=sb_macs, baseline_macs=baseline_macs,
                           names=names, backend="ort-cpu", batch=batch, plan=plan, on_round=on_round)  # fmt: skip

@@ -118,7 +118,12 @@ class BenchGroup:
         return cls(backend, batch, record, tuple(machine_flags(record.machine, limits)))
 
     def to_dict(self) -> dict[str, object]:
-        return {"backend": self.backend, "batch": self.batch, **self.record.to_dict(), "flags": [f.to_dict() for f in self.flags]}
+        return {
+            "backend": self.backend,
+            "batch": self.batch,
+            **self.record.to_dict(),
+            "flags": [f.to_dict() for f in self.flags],
+        }
 
 
 @dataclass(frozen=True)
@@ -210,7 +215,11 @@ class BenchReport:
         """Every flag once: machine flags per group, the others per row."""
         out = [BenchWarning(f, g.backend, g.batch) for g in self.groups for f in g.flags]
         for r in self.rows:
-            out += [BenchWarning(f, r.backend, r.batch, r.model, r.precision) for f in r.flags if f.kind not in MACHINE_FLAG_KINDS]
+            out += [
+                BenchWarning(f, r.backend, r.batch, r.model, r.precision)
+                for f in r.flags
+                if f.kind not in MACHINE_FLAG_KINDS
+            ]
         return out
 
     def warning_summary(self) -> list[tuple[str, list[WarningSummary]]]:
@@ -266,7 +275,9 @@ def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
         if base is None:
             out.append(r)
             continue
-        out.append(dataclasses.replace(r, mac_ratio=r.macs / base.macs, speedup=base.stats.median_ms / r.stats.median_ms))
+        out.append(
+            dataclasses.replace(r, mac_ratio=r.macs / base.macs, speedup=base.stats.median_ms / r.stats.median_ms)
+        )
     return out
 
 
@@ -326,7 +337,9 @@ def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
     cells = []
     for r in rows:
         s = r.stats
-        median = f"{s.median_ms:.3f}" + (f" ({s.median_low_ms:.3f}-{s.median_high_ms:.3f})" if s.median_halfwidth is not None else "")
+        median = f"{s.median_ms:.3f}" + (
+            f" ({s.median_low_ms:.3f}-{s.median_high_ms:.3f})" if s.median_halfwidth is not None else ""
+        )
         cells.append([
             r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", median,
             _fmt(s.compute_median_ms, ".3f"), f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.cv:.1%}", f"{r.throughput:.1f}",
@@ -353,13 +366,18 @@ def int8_lines(report: BenchReport) -> list[str]:
         if r.backend != "ort-cpu" or r.vs_fp32 is None or r.vs_fp32 > 1:
             continue
         ratio = f"int8 takes {1 / r.vs_fp32:.2f}x fp32's time" + (
-            f" (95% interval of the speedup {r.vs_fp32_low:.2f}-{r.vs_fp32_high:.2f})" if r.vs_fp32_interval else "")
+            f" (95% interval of the speedup {r.vs_fp32_low:.2f}-{r.vs_fp32_high:.2f})" if r.vs_fp32_interval else ""
+        )
         if env.cpu_int8_dot is False:
-            lines.append(f"int8 does not pay here: {r.model} batch {r.batch} on {r.backend}: {ratio}, and this CPU has no VNNI "
-                         "(no int8 dot-product instructions); ship fp32 here, int8 for a CPU with VNNI (measure it there).")
+            lines.append(
+                f"int8 does not pay here: {r.model} batch {r.batch} on {r.backend}: {ratio}, and this CPU has no VNNI "
+                "(no int8 dot-product instructions); ship fp32 here, int8 for a CPU with VNNI (measure it there)."
+            )
         else:
-            lines.append(f"int8 is not faster than fp32 for {r.model} batch {r.batch} on {r.backend}: {ratio}, although "
-                         "this CPU has int8 dot-product instructions; ship fp32 for this model and batch.")
+            lines.append(
+                f"int8 is not faster than fp32 for {r.model} batch {r.batch} on {r.backend}: {ratio}, although "
+                "this CPU has int8 dot-product instructions; ship fp32 for this model and batch."
+            )
     return lines
 
 
@@ -382,7 +400,12 @@ def legend_lines(report: BenchReport) -> list[str]:
 def to_markdown(report: BenchReport) -> str:
     """A Markdown report: the table, its warnings, how each group was measured, settings, environment."""
     shown = shown_columns(report.rows)
-    lines = ["# sbdeploy bench", "", "| " + " | ".join(MARKDOWN_COLUMNS[i] for i in shown) + " |", "|" + "---|" * len(shown)]
+    lines = [
+        "# sbdeploy bench",
+        "",
+        "| " + " | ".join(MARKDOWN_COLUMNS[i] for i in shown) + " |",
+        "|" + "---|" * len(shown),
+    ]
     lines += ["| " + " | ".join(cells[i] for i in shown) + " |" for cells in markdown_rows(report.rows)]
     lines += [""] + [f"{line}  " for line in legend_lines(report)] + [""]
     int8 = int8_lines(report)
@@ -390,12 +413,25 @@ def to_markdown(report: BenchReport) -> str:
         lines += ["## int8", ""] + [f"- {line}" for line in int8] + [""]
     files = {r.file: r.sha256 for r in report.rows if r.file}
     if files:
-        lines += ["## Files timed", "", "| file | sha256 |", "|---|---|"] + [f"| `{f}` | `{h}` |" for f, h in files.items()] + [""]
+        lines += (
+            ["## Files timed", "", "| file | sha256 |", "|---|---|"]
+            + [f"| `{f}` | `{h}` |" for f, h in files.items()]
+            + [""]
+        )
     grouped = report.warning_summary()
     if grouped:
-        lines += ["## Warnings: unstable figures", "", "Each reason once, with every figure (or group) it holds for and its numbers.", ""]
+        lines += [
+            "## Warnings: unstable figures",
+            "",
+            "Each reason once, with every figure (or group) it holds for and its numbers.",
+            "",
+        ]
         for advice, summaries in grouped:
-            lines += [f"- **{w.headline}** ({w.count()}): {w.items()}" for w in summaries] + ["", f"  What to do: {advice}.", ""]
+            lines += [f"- **{w.headline}** ({w.count()}): {w.items()}" for w in summaries] + [
+                "",
+                f"  What to do: {advice}.",
+                "",
+            ]
     if report.groups:
         lines += ["## Measurement", "", "| backend | batch | turns | runs per turn | seconds | stopped | load 1 min (before, after) | others' CPU | CPUs (available / machine) |",
                   "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -403,12 +439,19 @@ def to_markdown(report: BenchReport) -> str:
             m = g.record.machine
             lines.append(f"| {g.backend} | {g.batch} | {g.record.rounds} | {g.record.turn} | {g.record.seconds:.1f} | {g.record.stop} | {m.loads(', ')} | "
                          f"{_fmt(m.others_cpu, '.2f')} | {m.cpus_available} / {m.before.cpu_count or '-'} |")  # fmt: skip
-        lines += ["", "others' CPU = cores' worth of CPU time that other processes took on the available CPUs while the group was timed.", ""]
+        lines += [
+            "",
+            "others' CPU = cores' worth of CPU time that other processes took on the available CPUs while the group was timed.",
+            "",
+        ]
     lines += ["## Settings", ""] + settings_lines(report.settings)
     env = report.environment
     lines += ["", "## Environment", "", f"- CPU: {env.cpu} ({env.cpu_count} cores), torch threads {env.torch_threads}"]
     lines += [f"- int8 instructions: {env.cpu_int8}"] if env.cpu_int8 else []
-    lines += [f"- GPU: {env.gpu or 'none'}", f"- Python {env.python}, torch {env.torch} (CUDA {env.torch_cuda or 'none'}), {env.platform}"]
+    lines += [
+        f"- GPU: {env.gpu or 'none'}",
+        f"- Python {env.python}, torch {env.torch} (CUDA {env.torch_cuda or 'none'}), {env.platform}",
+    ]
     lines += [f"- {k}: {v}" for k, v in env.packages.items() if v]
     return "\n".join(lines) + "\n"
 
@@ -435,7 +478,9 @@ def settings_lines(settings: dict[str, object]) -> list[str]:
         elif key == "forms":
             lines.append(f"- form timed per backend: {_setting(value)}")
         elif key == "engines" and isinstance(value, dict):
-            engines = "; ".join(f"{name} (profile {'/'.join(map(str, e['profile']))}, {e['precision']})" for name, e in value.items())
+            engines = "; ".join(
+                f"{name} (profile {'/'.join(map(str, e['profile']))}, {e['precision']})" for name, e in value.items()
+            )
             lines.append(f"- engines: {engines or '-'}")
         else:
             lines.append(f"- {key}: {_setting(value)}")
@@ -527,9 +572,22 @@ def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
         ax.margins(x=0.3, y=0.3)
     axes[0][0].set_ylabel("median latency per image, ms (log)")
     handles = [Line2D([], [], linestyle="", marker=marker[m], color="dimgray", markersize=8, label=m) for m in models]
-    handles += [Line2D([], [], linestyle="", marker="o", color=colour[b], markersize=8, label=f"batch {b}") for b in batches]
+    handles += [
+        Line2D([], [], linestyle="", marker="o", color=colour[b], markersize=8, label=f"batch {b}") for b in batches
+    ]
     if any(r.unstable for r in report.rows):
-        handles.append(Line2D([], [], linestyle="", marker="o", color="dimgray", markerfacecolor="white", markersize=8, label="hollow: unstable"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="",
+                marker="o",
+                color="dimgray",
+                markerfacecolor="white",
+                markersize=8,
+                label="hollow: unstable",
+            )
+        )
     fig.suptitle("Latency vs MACs (error bars: interval of the median)")
     fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
     _save(fig, path, tight=False)
@@ -543,7 +601,9 @@ def plot_speedups(report: BenchReport, path: Path) -> None:
     plt = _pyplot()
 
     rows = [r for r in report.rows if r.speedup is not None]
-    fig, ax = plt.subplots(figsize=(min(18.0, max(3.5, 1.0 * len(rows) + 1.5) + 2.2), 4.6), dpi=110, layout="constrained")
+    fig, ax = plt.subplots(
+        figsize=(min(18.0, max(3.5, 1.0 * len(rows) + 1.5) + 2.2), 4.6), dpi=110, layout="constrained"
+    )
     if not rows:
         ax.text(0.5, 0.5, "no SB/baseline pair was timed", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -568,7 +628,9 @@ def plot_speedups(report: BenchReport, path: Path) -> None:
                     va="bottom", fontsize=8, color="saddlebrown")  # fmt: skip
     ax.axhline(1.0, color="black", linewidth=0.8)
     labels = [f"{r.model}\n{r.backend} {r.precision} b{r.batch}" for r in rows]
-    ax.set_xticks(xs, labels, fontsize=8, rotation=30 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center")
+    ax.set_xticks(
+        xs, labels, fontsize=8, rotation=30 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center"
+    )
     ax.set_xlim(-0.7, len(rows) - 0.3)
     ax.set_ylabel("speedup over baseline")
     ax.set_ylim(0, max(max(ideal), max(m + e for m, e in zip(measured, err[1]))) * 1.15)

@@ -96,7 +96,9 @@ def is_artifact_file(spec: str | Path) -> bool:
     return path.suffix in (".onnx", *ENGINE_SUFFIXES) and not (path / CONFIG_FILE).is_file()
 
 
-def resolve_models(specs: Sequence[str | Path], *, add_baselines: bool = True, input_size: tuple[int, int] | None = None) -> list[BenchModel]:
+def resolve_models(
+    specs: Sequence[str | Path], *, add_baselines: bool = True, input_size: tuple[int, int] | None = None
+) -> list[BenchModel]:
     """Turn zoo names / checkpoint folders into :class:`BenchModel` s, adding missing baselines.
 
     A baseline added for an SB checkpoint is the registry's baseline with the same
@@ -134,7 +136,9 @@ def resolve_sources(
     return models
 
 
-def subjects_from_files(paths: Sequence[str | Path], backends: Sequence[str] | None, batches: Sequence[int]) -> list[BenchSubject]:
+def subjects_from_files(
+    paths: Sequence[str | Path], backends: Sequence[str] | None, batches: Sequence[int]
+) -> list[BenchSubject]:
     """One subject per given file, paired with a baseline among the files by architecture.
 
     A file is timed on the requested backends that run its kind (default: its own,
@@ -151,7 +155,9 @@ def subjects_from_files(paths: Sequence[str | Path], backends: Sequence[str] | N
     for f in files:
         if f.arch is None or f.input_shape is None:
             build = " and build it with `sbdeploy build-engine`" if f.kind == "engine" else ""
-            raise ConfigError(f"{f.name} carries no sbdeploy metadata (arch, input shape); export it with `sbdeploy export`{build}")
+            raise ConfigError(
+                f"{f.name} carries no sbdeploy metadata (arch, input shape); export it with `sbdeploy export`{build}"
+            )
         key = repr((f.arch, sorted(f.options.items()), f.input_shape))
         if key not in macs:
             options = {k: v for k, v in f.options.items() if k in ("num_classes", "in_chans", "sampling")}
@@ -178,7 +184,9 @@ def subjects_from_files(paths: Sequence[str | Path], backends: Sequence[str] | N
                               f"none of --batch {','.join(map(str, batches))}")  # fmt: skip
         base = baseline_of(f)
         key = repr((f.arch, sorted(f.options.items()), f.input_shape))
-        subjects.append(BenchSubject(f.name, f.arch, macs[key], base.name if base else None, in_chans, (h, w), files=timed))
+        subjects.append(
+            BenchSubject(f.name, f.arch, macs[key], base.name if base else None, in_chans, (h, w), files=timed)
+        )
     return subjects
 
 
@@ -188,8 +196,14 @@ def subjects_from_made(
     """One subject per model, its files the made artifacts each backend times."""
     subjects = []
     for m in models:
-        files = {(backend, batch, precision): made[name] for (label, backend, batch, precision), name in uses.items() if label == m.label}
-        subjects.append(BenchSubject(m.label, m.arch, m.macs, m.baseline, m.in_chans, m.input_size, module=m.module, files=files))
+        files = {
+            (backend, batch, precision): made[name]
+            for (label, backend, batch, precision), name in uses.items()
+            if label == m.label
+        }
+        subjects.append(
+            BenchSubject(m.label, m.arch, m.macs, m.baseline, m.in_chans, m.input_size, module=m.module, files=files)
+        )
     return subjects
 
 
@@ -242,14 +256,27 @@ def time_subjects(
                         opts["cuda_graph"] = True
                     runner: Runner = stack.enter_context(get_runner(backend, s.module if f is None else f.path, **opts))
                     runners.append(runner)
-                    feed = {runner.input_specs()[0].name: rng.standard_normal((batch, s.in_chans, *s.input_size), dtype=np.float32)}
+                    feed = {
+                        runner.input_specs()[0].name: rng.standard_normal(
+                            (batch, s.in_chans, *s.input_size), dtype=np.float32
+                        )
+                    }
                     fns[key] = runner.timed_call(feed)
-                result = measure_group(fns, plan, pairs=pairs_of(described), on_round=round_progress(f"{backend} batch {batch}", on_progress))
+                result = measure_group(
+                    fns,
+                    plan,
+                    pairs=pairs_of(described),
+                    on_round=round_progress(f"{backend} batch {batch}", on_progress),
+                )
                 for (s, _, _), r in zip(entries, runners):
                     notes += [f"{s.label}: {n}" for n in r.notes if f"{s.label}: {n}" not in notes]
             groups.append(BenchGroup.of(backend, batch, result.record, limits))
             # each fp16/int8 file against its model's fp32 file, timed in this group
-            reduced = [(keys[(s.label, "fp32")], keys[(s.label, p)]) for s, p, _ in entries if p != "fp32" and (s.label, "fp32") in keys]
+            reduced = [
+                (keys[(s.label, "fp32")], keys[(s.label, p)])
+                for s, p, _ in entries
+                if p != "fp32" and (s.label, "fp32") in keys
+            ]
             versus = ratio_intervals(result.rounds, reduced, plan) if reduced else {}
             for s, precision, f in entries:
                 key = keys[(s.label, precision)]
@@ -314,10 +341,14 @@ def run_bench(
     sources = [s for s in specs if not is_artifact_file(s)]
     notes: list[str] = []
     if file_specs and input_size is not None:
-        notes.append("--input-size applies to checkpoints and zoo names; files run at the input size they were exported at")
+        notes.append(
+            "--input-size applies to checkpoints and zoo names; files run at the input size they were exported at"
+        )
     if file_specs and not sources and (set(precisions) - {"fp32"} or calibration is not None):
-        raise ConfigError("--fp16, --int8 and --calibration make artifacts of checkpoints and zoo names; the given files are "
-                          "timed in the precision they hold: drop those flags (or give the checkpoint too)")
+        raise ConfigError(
+            "--fp16, --int8 and --calibration make artifacts of checkpoints and zoo names; the given files are "
+            "timed in the precision they hold: drop those flags (or give the checkpoint too)"
+        )
     subjects = subjects_from_files(file_specs, names, batches) if file_specs else []
     if names is not None:
         timed_backends = list(names)
@@ -326,7 +357,9 @@ def run_bench(
         if sources:
             timed_backends = [b for b in DEFAULT_BACKENDS if b not in timed_backends] + timed_backends
     if file_specs and any(b.startswith("torch") for b in timed_backends):
-        notes.append("torch backends time the modules of checkpoints and zoo names; the given files are not timed there")
+        notes.append(
+            "torch backends time the modules of checkpoints and zoo names; the given files are not timed there"
+        )
     timed_precisions = list(precisions) + sorted({p for s in subjects for _, _, p in s.files} - set(precisions))
     with contextlib.ExitStack() as stack:
         if sources:
@@ -335,11 +368,15 @@ def run_bench(
             folder = Path(workdir)
             resolved = resolve_sources(sources, add_baselines=add_baselines, input_size=input_size)
             models = [m for m, _ in resolved]
-            plans, uses = plan_artifacts([(m.label, m.label) for m in models], timed_backends, batches, precisions=precisions, target=target)
+            plans, uses = plan_artifacts(
+                [(m.label, m.label) for m in models], timed_backends, batches, precisions=precisions, target=target
+            )
             sizes = {m.label: m.input_size for m in models}
             calibrations = None
             if "int8" in precisions:
-                calibrations = calibration_for({m.label: src.config for m, src in resolved}, calibration, input_sizes=sizes)
+                calibrations = calibration_for(
+                    {m.label: src.config for m, src in resolved}, calibration, input_sizes=sizes
+                )
             made = make_artifacts(plans, {m.label: src for m, src in resolved}, folder, input_sizes=sizes,
                                   calibration=calibrations, on_progress=on_progress)  # fmt: skip
             subjects = subjects_from_made(models, made, uses) + subjects
@@ -350,17 +387,30 @@ def run_bench(
             notes.append("--cuda-graph applies to trt only")
         rows, groups, run_notes = time_subjects(subjects, backends=timed_backends, batches=batches, precisions=timed_precisions,
                                                 plan=plan, threads=threads, cuda_graph=cuda_graph, on_progress=on_progress)  # fmt: skip
-    settings = bench_settings(subjects, timed_backends, batches, timed_precisions, plan, threads, target, cuda_graph, notes + run_notes)
+    settings = bench_settings(
+        subjects, timed_backends, batches, timed_precisions, plan, threads, target, cuda_graph, notes + run_notes
+    )
     return BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)
 
 
 def bench_settings(
-    subjects: Sequence[BenchSubject], backends: Sequence[str], batches: Sequence[int], precisions: Sequence[str],
-    plan: TimingPlan, threads: int | None, target: str | None, cuda_graph: bool, notes: list[str],
+    subjects: Sequence[BenchSubject],
+    backends: Sequence[str],
+    batches: Sequence[int],
+    precisions: Sequence[str],
+    plan: TimingPlan,
+    threads: int | None,
+    target: str | None,
+    cuda_graph: bool,
+    notes: list[str],
 ) -> dict[str, object]:
     """The settings block of a bench report: what ran, how long, on which files."""
     files = {f.name: f for s in subjects for f in s.files.values()}
-    engines = {f.name: {"profile": list(f.profile or ()), "precision": f.precision} for f in files.values() if f.kind == "engine"}
+    engines = {
+        f.name: {"profile": list(f.profile or ()), "precision": f.precision}
+        for f in files.values()
+        if f.kind == "engine"
+    }
     forms: dict[str, str] = {}  # what each backend timed: the deploy target of its files, or the training code
     for backend in backends:
         if backend.startswith("torch"):
@@ -368,10 +418,21 @@ def bench_settings(
         else:
             timed = {f.target or "foreign file" for s in subjects for (b, _, _), f in s.files.items() if b == backend}
             forms[backend] = ", ".join(sorted(timed)) or "-"
-    notes = notes + [TF32_NOTES[b] for b in backends if b in TF32_NOTES and "fp32" in precisions]  # as validate judges them
+    notes = notes + [
+        TF32_NOTES[b] for b in backends if b in TF32_NOTES and "fp32" in precisions
+    ]  # as validate judges them
     return {
-        "models": [s.label for s in subjects], "backends": list(backends), "batches": list(batches), "precisions": list(precisions),
-        **plan.settings(), "threads": threads, "target": target, "forms": forms,
-        "fp16": "fp16" in precisions, "cuda_graph": cuda_graph, "engines": engines,
-        "files": [f.to_dict() for f in files.values()], "notes": notes,
+        "models": [s.label for s in subjects],
+        "backends": list(backends),
+        "batches": list(batches),
+        "precisions": list(precisions),
+        **plan.settings(),
+        "threads": threads,
+        "target": target,
+        "forms": forms,
+        "fp16": "fp16" in precisions,
+        "cuda_graph": cuda_graph,
+        "engines": engines,
+        "files": [f.to_dict() for f in files.values()],
+        "notes": notes,
     }

@@ -85,7 +85,13 @@ class Flag:
         return self.headline or self.reason
 
     def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "reason": self.reason, "advice": self.advice, "headline": self.summary, "value": self.value}
+        return {
+            "kind": self.kind,
+            "reason": self.reason,
+            "advice": self.advice,
+            "headline": self.summary,
+            "value": self.value,
+        }
 
 
 def machine_flags(usage: MachineUsage, limits: Limits = Limits()) -> list[Flag]:
@@ -118,7 +124,9 @@ def latency_flags(stats: LatencyStats, limits: Limits = Limits(), *, paired: boo
     return flags
 
 
-def speedup_flags(speedup: float, interval: Interval | None, mac_ratio: float | None, limits: Limits = Limits()) -> list[Flag]:
+def speedup_flags(
+    speedup: float, interval: Interval | None, mac_ratio: float | None, limits: Limits = Limits()
+) -> list[Flag]:
     """Flags of an SB row's speedup and the efficiency that follows from it."""
     flags = []
     if interval is None:

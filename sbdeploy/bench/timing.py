@@ -163,12 +163,26 @@ class TimingPlan:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if (self.iters is not None and self.iters < 1) or self.min_iters < 1 or self.turn < 1 or self.settle < 0 or self.min_turns < 1:
+        if (
+            (self.iters is not None and self.iters < 1)
+            or self.min_iters < 1
+            or self.turn < 1
+            or self.settle < 0
+            or self.min_turns < 1
+        ):
             raise ValueError("iters, min_iters, min_turns and turn must be >= 1, settle >= 0")
-        if self.budget_s <= 0 or self.goal <= 0 or not 0 < self.confidence < 1 or self.resamples < 1 or self.noise_floor < 0:
+        if (
+            self.budget_s <= 0
+            or self.goal <= 0
+            or not 0 < self.confidence < 1
+            or self.resamples < 1
+            or self.noise_floor < 0
+        ):
             raise ValueError("budget_s and goal must be > 0, confidence in (0, 1), resamples >= 1, noise_floor >= 0")
         if self.goal < self.noise_floor:
-            raise ValueError(f"the interval goal +-{self.goal:.1%} is below the noise floor +-{self.noise_floor:.1%}: no run could reach it")
+            raise ValueError(
+                f"the interval goal +-{self.goal:.1%} is below the noise floor +-{self.noise_floor:.1%}: no run could reach it"
+            )
 
     @property
     def adaptive(self) -> bool:
@@ -314,7 +328,9 @@ def _owed_rounds(plan: TimingPlan) -> tuple[int, float] | None:
     return None
 
 
-def _fitted_turn(plan: TimingPlan, per_run_s: float, rounds_left: int, seconds_left: float, runs_left: int | None) -> int:
+def _fitted_turn(
+    plan: TimingPlan, per_run_s: float, rounds_left: int, seconds_left: float, runs_left: int | None
+) -> int:
     """The plan's turn, shortened (to 1 at least) where the rounds still owed (:func:`_owed_rounds`)
     would not fit the time left, or (``runs_left``: a fixed time capped at ``iters``) the timed runs left.
 
@@ -330,19 +346,26 @@ def _fitted_turn(plan: TimingPlan, per_run_s: float, rounds_left: int, seconds_l
 
 def _floored(interval: Interval, center: float, floor: float) -> Interval:
     """``interval`` widened, where narrower, to ``center`` x (1 -+ ``floor``)."""
-    return Interval(min(interval.low, center * (1 - floor)), max(interval.high, center * (1 + floor)), interval.confidence)
+    return Interval(
+        min(interval.low, center * (1 - floor)), max(interval.high, center * (1 + floor)), interval.confidence
+    )
 
 
 def _intervals(
     rounds: Mapping[str, Sequence[Sequence[float]]], pairs: Sequence[Pair], plan: TimingPlan, resamples: int
 ) -> tuple[dict[str, Interval], dict[str, Interval]]:
     """Median intervals per callable and speedup intervals per SB name, floored (empty with too few rounds)."""
-    boot = bootstrap_rounds(rounds, [(p.baseline, p.sb) for p in pairs], confidence=plan.confidence, resamples=resamples, seed=plan.seed)
+    boot = bootstrap_rounds(
+        rounds, [(p.baseline, p.sb) for p in pairs], confidence=plan.confidence, resamples=resamples, seed=plan.seed
+    )
     if boot is None:
         return {}, {}
     median = {n: float(np.median(np.concatenate(r))) for n, r in rounds.items()}
     medians = {n: _floored(boot.medians[n], median[n], plan.noise_floor) for n in rounds}
-    speedups = {p.sb: _floored(boot.ratios[(p.baseline, p.sb)], median[p.baseline] / median[p.sb], plan.noise_floor) for p in pairs}
+    speedups = {
+        p.sb: _floored(boot.ratios[(p.baseline, p.sb)], median[p.baseline] / median[p.sb], plan.noise_floor)
+        for p in pairs
+    }
     return medians, speedups
 
 
@@ -363,7 +386,9 @@ def ratio_intervals(
     return out
 
 
-def _widest(rounds: Mapping[str, Sequence[Sequence[float]]], pairs: Sequence[Pair], plan: TimingPlan, resamples: int) -> float:
+def _widest(
+    rounds: Mapping[str, Sequence[Sequence[float]]], pairs: Sequence[Pair], plan: TimingPlan, resamples: int
+) -> float:
     """The widest relative half-width among the intervals that end an adaptive run (inf: none yet)."""
     medians, speedups = _intervals(rounds, pairs, plan, resamples)
     if not medians:
@@ -423,7 +448,9 @@ def measure_group(
             if elapsed >= next_check or elapsed >= plan.budget_s:
                 tick = time.perf_counter()
                 widest = _widest(rounds, pairs, plan, CHECK_RESAMPLES)
-                if widest <= plan.goal and elapsed >= plan.min_time_s:  # confirm with as many resamples as the final intervals
+                if (
+                    widest <= plan.goal and elapsed >= plan.min_time_s
+                ):  # confirm with as many resamples as the final intervals
                     widest = _widest(rounds, pairs, plan, plan.resamples)
                 check_cost = time.perf_counter() - tick
                 next_check = (time.perf_counter() - start) + 10 * check_cost  # checks take at most ~10% of the time
@@ -431,12 +458,17 @@ def measure_group(
                     stop = f"every interval within +-{plan.goal:.1%} after {count} turns"
                     break
             if elapsed >= plan.budget_s:
-                width = f"widest interval +-{widest:.1%}" if widest is not None and math.isfinite(widest) else "no interval yet"
+                width = (
+                    f"widest interval +-{widest:.1%}"
+                    if widest is not None and math.isfinite(widest)
+                    else "no interval yet"
+                )
                 stop = f"budget of {plan.budget_s:g} s spent; {width} (goal +-{plan.goal:.1%})"
                 break
         if owed is not None and count < owed[0] and executed:  # re-fit the turn to the runs' measured time
-            turn = _fitted_turn(plan, elapsed / executed, owed[0] - count, owed[1] - elapsed,
-                                None if capped is None else capped - done)
+            turn = _fitted_turn(
+                plan, elapsed / executed, owed[0] - count, owed[1] - elapsed, None if capped is None else capped - done
+            )
         runs = turn if plan.iters is None else min(turn, plan.iters - done)
         shift = count % len(names)
         if shift == 0 and count:  # a full rotation done: the next one starts from a shuffled order
@@ -458,7 +490,9 @@ def measure_group(
             fraction = done / plan.iters if plan.iters is not None else elapsed / (plan.duration_s or plan.budget_s)
             if plan.duration_s is not None and plan.iters is not None:
                 fraction = max(fraction, done / plan.iters)
-            on_round(RoundStatus(count, done, elapsed, min(fraction, 1.0), widest, plan.goal if plan.adaptive else None))
+            on_round(
+                RoundStatus(count, done, elapsed, min(fraction, 1.0), widest, plan.goal if plan.adaptive else None)
+            )
     usage = machine.usage_between(before, machine.snapshot())
     medians, intervals = _intervals(rounds, pairs, plan, plan.resamples)
     stats = {}
@@ -468,12 +502,18 @@ def measure_group(
             s = dataclasses.replace(s, median_low_ms=medians[n].low, median_high_ms=medians[n].high)
         stats[n] = s
     speedups = {
-        p.sb: Speedup(p.sb, p.baseline, p.mac_ratio, stats[p.baseline].median_ms / stats[p.sb].median_ms, intervals.get(p.sb))
+        p.sb: Speedup(
+            p.sb, p.baseline, p.mac_ratio, stats[p.baseline].median_ms / stats[p.sb].median_ms, intervals.get(p.sb)
+        )
         for p in pairs
     }
     longest = max((len(t) for r in rounds.values() for t in r), default=turn)
-    record = GroupRecord(rounds=count, turn=longest, seconds=usage.seconds, stop=stop, confidence=plan.confidence, machine=usage)
-    return GroupResult(stats=stats, speedups=speedups, record=record, rounds={n: tuple(map(tuple, r)) for n, r in rounds.items()})
+    record = GroupRecord(
+        rounds=count, turn=longest, seconds=usage.seconds, stop=stop, confidence=plan.confidence, machine=usage
+    )
+    return GroupResult(
+        stats=stats, speedups=speedups, record=record, rounds={n: tuple(map(tuple, r)) for n, r in rounds.items()}
+    )
 
 
 def round_progress(stage: str, on_progress: ProgressFn | None) -> Callable[[RoundStatus], None] | None:

@@ -11,7 +11,7 @@ results or before an ``error:`` line.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -54,7 +54,9 @@ class StepsDisplay:
 
     def __init__(self, progress: Progress, steps: Sequence[str]) -> None:
         self._progress = progress
-        self._tasks: dict[str, TaskID] = {name: progress.add_task(f"[dim]{escape(name)}[/]", total=None, start=False) for name in steps}
+        self._tasks: dict[str, TaskID] = {
+            name: progress.add_task(f"[dim]{escape(name)}[/]", total=None, start=False) for name in steps
+        }
         self._current: str | None = None
 
     def start(self, name: str) -> None:
@@ -68,7 +70,9 @@ class StepsDisplay:
         if self._current is None:
             return
         task = self._tasks[self._current]
-        self._progress.update(task, description=f"[bold]{escape(self._current)}[/]: {escape(stage)}", completed=done, total=total or None)
+        self._progress.update(
+            task, description=f"[bold]{escape(self._current)}[/]: {escape(stage)}", completed=done, total=total or None
+        )
 
     def finish(self, result: StepResult) -> None:
         task = self._tasks.get(result.name)

@@ -38,7 +38,9 @@ def human(n: float) -> str:
     return f"{n:.0f}"
 
 
-OldLowering = Annotated[str | None, typer.Option("--lowering", hidden=True, help="Old spelling of --target grouped / --target separate.")]
+OldLowering = Annotated[
+    str | None, typer.Option("--lowering", hidden=True, help="Old spelling of --target grouped / --target separate.")
+]
 """The ``--lowering`` flag commands kept from before the target table."""
 
 

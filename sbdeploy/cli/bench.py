@@ -76,12 +76,17 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
         left = column in ("model", "file", "backend", "stable")
         table.add_column(column, justify="left" if left else "right", no_wrap=column != "stable")
     for row, cells in zip(report.rows, markdown_rows(report.rows)):
-        table.add_row(*(escape(_screen_cell(MARKDOWN_COLUMNS[i], cells[i], row)) for i in shown), style="yellow" if row.unstable else None)
+        table.add_row(
+            *(escape(_screen_cell(MARKDOWN_COLUMNS[i], cells[i], row)) for i in shown),
+            style="yellow" if row.unstable else None,
+        )
     console.print(table)
     for line in legend_lines(report):
         console.print(line, style="dim", highlight=False, markup=False)
     if gpu:
-        console.print("GPU ms = median device compute time (CUDA events or a device-bound run), without host copies", style="dim")
+        console.print(
+            "GPU ms = median device compute time (CUDA events or a device-bound run), without host copies", style="dim"
+        )
     for g in report.groups:
         m, rec = g.record.machine, g.record
         others = "" if m.others_cpu is None else f", other processes {m.others_cpu:.2f} CPUs"
@@ -97,41 +102,91 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
 def bench(
     model: Annotated[
         list[str],
-        typer.Option("--model", "-m", help="Zoo name, checkpoint folder, .onnx file or TensorRT engine (repeatable); "
-                     "baselines of SB checkpoints and zoo names are added, files are paired among themselves."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Zoo name, checkpoint folder, .onnx file or TensorRT engine (repeatable); "
+            "baselines of SB checkpoints and zoo names are added, files are paired among themselves.",
+        ),
     ],  # fmt: skip
     backends: Annotated[
         str | None,
-        typer.Option(help="Comma-separated: torch, torch-cuda, ort-cpu, ort-cuda, ort-trt, trt "
-                     "(default: torch,ort-cpu for models; the backend that runs each file for files)."),
+        typer.Option(
+            help="Comma-separated: torch, torch-cuda, ort-cpu, ort-cuda, ort-trt, trt "
+            "(default: torch,ort-cpu for models; the backend that runs each file for files)."
+        ),
     ] = None,  # fmt: skip
-    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes (a fixed-batch file runs at its own).")] = "1,8",
+    batch: Annotated[
+        str, typer.Option(help="Comma-separated batch sizes (a fixed-batch file runs at its own).")
+    ] = "1,8",
     warmup: Annotated[str, typer.Option(help="Warm-up per model: iterations (10) or seconds (2s).")] = "10",
-    iters: Annotated[int | None, typer.Option(help="Fixed length: timed runs per model (default: adaptive, see --budget).", min=1)] = None,
-    duration: Annotated[float | None, typer.Option(help="Fixed length: measure each backend and batch for this many seconds.", min=0.01)] = None,
-    budget: Annotated[float, typer.Option(help="Adaptive length: at most this many seconds of timed turns per backend and batch.", min=0.01)] = DEFAULT_BUDGET_S,
-    ci: Annotated[float, typer.Option("--ci", help="Adaptive length: stop once every 95% interval is within +-this percentage.", min=1.0, max=50.0)] = DEFAULT_GOAL * 100,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any figure is unstable (for CI gates).")] = False,
-    turn: Annotated[int, typer.Option(help="Timed runs of one model in a row, after 2 untimed ones, before the next model's turn.", min=1)] = 10,
+    iters: Annotated[
+        int | None, typer.Option(help="Fixed length: timed runs per model (default: adaptive, see --budget).", min=1)
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Fixed length: measure each backend and batch for this many seconds.", min=0.01)
+    ] = None,
+    budget: Annotated[
+        float,
+        typer.Option(help="Adaptive length: at most this many seconds of timed turns per backend and batch.", min=0.01),
+    ] = DEFAULT_BUDGET_S,
+    ci: Annotated[
+        float,
+        typer.Option(
+            "--ci", help="Adaptive length: stop once every 95% interval is within +-this percentage.", min=1.0, max=50.0
+        ),
+    ] = DEFAULT_GOAL * 100,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when any figure is unstable (for CI gates).")
+    ] = False,
+    turn: Annotated[
+        int,
+        typer.Option(
+            help="Timed runs of one model in a row, after 2 untimed ones, before the next model's turn.", min=1
+        ),
+    ] = 10,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
-    input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW for every checkpoint or zoo model.")] = None,
+    input_size: Annotated[
+        str | None, typer.Option("--input-size", help="H or HxW for every checkpoint or zoo model.")
+    ] = None,
     target: Annotated[
         str | None,
-        typer.Option(help="One deploy target for every backend (grouped, separate, ort-cpu, ort-cuda, trt); "
-                     "default: each backend's own (ort-cpu -> ort-cpu, ort-cuda -> ort-cuda, ort-trt and trt -> trt)."),
+        typer.Option(
+            help="One deploy target for every backend (grouped, separate, ort-cpu, ort-cuda, trt); "
+            "default: each backend's own (ort-cpu -> ort-cpu, ort-cuda -> ort-cuda, ort-trt and trt -> trt)."
+        ),
     ] = None,  # fmt: skip
     lowering: OldLowering = None,
-    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Do not add the baselines of SB models.")] = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Also time fp16 artifacts (rows beside fp32; torch stays fp32).")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Also time int8 artifacts, each target's recipe (rows beside fp32; torch stays fp32).")] = False,
+    no_baselines: Annotated[
+        bool, typer.Option("--no-baselines", help="Do not add the baselines of SB models.")
+    ] = False,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Also time fp16 artifacts (rows beside fp32; torch stays fp32).")
+    ] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8", help="Also time int8 artifacts, each target's recipe (rows beside fp32; torch stays fp32)."
+        ),
+    ] = False,
     calibration: Annotated[
-        str | None, typer.Option(help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: a checkpoint's dataset).")
+        str | None,
+        typer.Option(
+            help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: a checkpoint's dataset)."
+        ),
     ] = None,
-    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="trt: replay inference as a CUDA graph (needs cuda-python).")] = False,
+    cuda_graph: Annotated[
+        bool, typer.Option("--cuda-graph", help="trt: replay inference as a CUDA graph (needs cuda-python).")
+    ] = False,
     artifacts: Annotated[
-        Path | None, typer.Option(help="Make the artifacts of checkpoints and zoo names into this folder and keep them.", file_okay=False)
+        Path | None,
+        typer.Option(
+            help="Make the artifacts of checkpoints and zoo names into this folder and keep them.", file_okay=False
+        ),
     ] = None,
-    report: Annotated[Path | None, typer.Option(help="Folder for bench.json/.csv/.md and the PNG plots.", file_okay=False)] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Folder for bench.json/.csv/.md and the PNG plots.", file_okay=False)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Time every model or file on every backend and batch size, in rotating turns, with one method."""
@@ -149,17 +204,31 @@ def bench(
     precisions = precision_flags(fp16, int8, calibration)
     with progress_bar() as on_progress:
         result = run_bench(
-            model, backends=names, batches=batches, plan=plan, threads=threads, input_size=_parse_size(input_size),
-            target=forced, add_baselines=not no_baselines, precisions=precisions,
-            calibration=calibration, cuda_graph=cuda_graph, workdir=artifacts, on_progress=on_progress,
+            model,
+            backends=names,
+            batches=batches,
+            plan=plan,
+            threads=threads,
+            input_size=_parse_size(input_size),
+            target=forced,
+            add_baselines=not no_baselines,
+            precisions=precisions,
+            calibration=calibration,
+            cuda_graph=cuda_graph,
+            workdir=artifacts,
+            on_progress=on_progress,
         )
     if report is not None:
         for path in write_report(result, report):
-            (err_console if as_json else console).print(f"wrote {path}", highlight=False, markup=False)  # stdout stays JSON
+            (err_console if as_json else console).print(
+                f"wrote {path}", highlight=False, markup=False
+            )  # stdout stays JSON
     if as_json:
         print_json(result.to_dict())
     else:
         render_bench(result)
     if strict and result.unstable:
-        console.print("--strict: some figures are unstable (see the warnings); exit 1", style="bold red", highlight=False)
+        console.print(
+            "--strict: some figures are unstable (see the warnings); exit 1", style="bold red", highlight=False
+        )
         raise typer.Exit(1)

@@ -25,19 +25,28 @@ def _load_calibration(path: Path | None) -> np.ndarray | None:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise InputError(f"--calibration {path} is not a readable .npy array ({error}); save one with numpy.save") from None
+        raise InputError(
+            f"--calibration {path} is not a readable .npy array ({error}); save one with numpy.save"
+        ) from None
     if array.ndim != 4 or not np.issubdtype(array.dtype, np.floating):
         raise InputError(f"--calibration {path} must be a float array N x C x H x W, got {array.dtype} {array.shape}")
     return array.astype(np.float32)
 
 
 def build_engine(
-    onnx_file: Annotated[Path, typer.Argument(help="The ONNX model (from `sbdeploy export`).", exists=True, dir_okay=False)],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Engine path (default: engines/NAME.engine).")] = None,
-    fp16: Annotated[bool, typer.Option("--fp16", help="fp16 engine: the fp16 pass runs first (strongly typed).")] = False,
+    onnx_file: Annotated[
+        Path, typer.Argument(help="The ONNX model (from `sbdeploy export`).", exists=True, dir_okay=False)
+    ],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Engine path (default: engines/NAME.engine).")
+    ] = None,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="fp16 engine: the fp16 pass runs first (strongly typed).")
+    ] = False,
     int8: Annotated[bool, typer.Option("--int8", help="int8 engine from the QDQ model of the int8 pass.")] = False,
     calibration: Annotated[
-        Path | None, typer.Option(help="For --int8: .npy float array N x C x H x W of real, normalized inputs.", exists=True)
+        Path | None,
+        typer.Option(help="For --int8: .npy float array N x C x H x W of real, normalized inputs.", exists=True),
     ] = None,
     min_batch: Annotated[int, typer.Option(min=1, help="Smallest batch of the profile.")] = 1,
     opt_batch: Annotated[int, typer.Option(min=1, help="Batch TensorRT tunes for.")] = 8,
@@ -47,7 +56,9 @@ def build_engine(
     workspace: Annotated[int | None, typer.Option(min=1, help="Workspace memory limit, MiB.")] = None,
     no_tf32: Annotated[bool, typer.Option("--no-tf32", help="No TF32 (strict fp32 parity).")] = False,
     version_compatible: Annotated[bool, typer.Option(help="Engine runs on later TensorRT of the same major.")] = False,
-    fp16_flag: Annotated[bool, typer.Option(help="TensorRT 10.x only, with --fp16: BuilderFlag.FP16 instead of the fp16 pass.")] = False,
+    fp16_flag: Annotated[
+        bool, typer.Option(help="TensorRT 10.x only, with --fp16: BuilderFlag.FP16 instead of the fp16 pass.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sidecar as JSON.")] = False,
 ) -> None:
     """Build a TensorRT engine (TensorRT 10.x or 11.x) and its sidecar NAME.engine.json."""
@@ -70,7 +81,12 @@ def build_engine(
     )
     engine_path = output or Path("engines") / f"{onnx_file.stem}.engine"
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
     )
     tasks: dict[str, TaskID] = {}
 
@@ -95,10 +111,14 @@ def build_engine(
     table.add_column("value")
     table.add_row("sidecar", escape(str(result.sidecar_path)))
     table.add_row("built on", escape(sidecar.built_on.describe()))
-    table.add_row("precision", escape(f"{sidecar.requested_precision} requested ({sidecar.builder_options.get('route')})"))
+    table.add_row(
+        "precision", escape(f"{sidecar.requested_precision} requested ({sidecar.builder_options.get('route')})")
+    )
     table.add_row("layers by precision", escape(", ".join(f"{k} {v}" for k, v in sidecar.actual_precisions.items())))
     for name, shapes in sidecar.profiles[0].items():
-        table.add_row(escape(f"profile {name}"), " / ".join("x".join(map(str, shapes[k])) for k in ("min", "opt", "max")))
+        table.add_row(
+            escape(f"profile {name}"), " / ".join("x".join(map(str, shapes[k])) for k in ("min", "opt", "max"))
+        )
     table.add_row("build time", f"{sidecar.build_time_s:.1f} s")
     console.print(table)
     for warning in result.warnings:

@@ -52,7 +52,9 @@ def runs_on_tensorrt(target: str) -> bool:
 
 
 def _render_trt(report, gating: bool = True) -> None:  # noqa: ANN001  (TrtCheckReport)
-    verdict = "[green]ok[/]" if report else "[bold red]unsupported nodes[/]" if gating else "[yellow]unsupported nodes[/]"
+    verdict = (
+        "[green]ok[/]" if report else "[bold red]unsupported nodes[/]" if gating else "[yellow]unsupported nodes[/]"
+    )
     console.print(
         f"TensorRT check ({escape(report.source)}): {verdict}, {len(report.errors)} error(s), "
         f"{len(report.warnings)} warning(s), {report.nodes} nodes, opset {report.opset}",
@@ -65,7 +67,10 @@ def _render_trt(report, gating: bool = True) -> None:  # noqa: ANN001  (TrtCheck
         return
     for issue in report.issues:
         colour = "red" if issue.severity == "error" else "yellow"
-        console.print(f"  [{colour}]{issue.severity}[/] {escape(f'{issue.op_type} {issue.node}: {issue.message}')}", highlight=False)
+        console.print(
+            f"  [{colour}]{issue.severity}[/] {escape(f'{issue.op_type} {issue.node}: {issue.message}')}",
+            highlight=False,
+        )
 
 
 def export(
@@ -76,31 +81,59 @@ def export(
     input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW; default: the checkpoint's.")] = None,
     target: Annotated[
         str | None,
-        typer.Option(help="Deploy target (sbdeploy.targets): grouped (the canonical interchange form, default), separate, "
-                     "ort-cpu, ort-cuda or trt (each exact)."),
+        typer.Option(
+            help="Deploy target (sbdeploy.targets): grouped (the canonical interchange form, default), separate, "
+            "ort-cpu, ort-cuda or trt (each exact)."
+        ),
     ] = None,  # fmt: skip
     lowering: OldLowering = None,
-    fp16: Annotated[bool, typer.Option("--fp16", help="Write the fp16 artifact (fp32 inputs and outputs kept).")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Write the int8 artifact, quantized by the target's recipe (fp32 inputs and outputs kept).")] = False,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Write the fp16 artifact (fp32 inputs and outputs kept).")
+    ] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8", help="Write the int8 artifact, quantized by the target's recipe (fp32 inputs and outputs kept)."
+        ),
+    ] = False,
     calibration: Annotated[
         str | None,
-        typer.Option(help="int8 calibration data: a data source (its training images, e.g. digits) or a .npy of normalized "
-                     "N x C x H x W inputs; default: the checkpoint's own dataset."),
+        typer.Option(
+            help="int8 calibration data: a data source (its training images, e.g. digits) or a .npy of normalized "
+            "N x C x H x W inputs; default: the checkpoint's own dataset."
+        ),
     ] = None,  # fmt: skip
     passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: the target's.")] = None,
     sampling: Annotated[str | None, typer.Option(help="Sampling set, for a zoo name only.")] = None,
     check: Annotated[
-        bool, typer.Option("--check/--no-check", help="Fail when the TensorRT check finds errors (targets TensorRT runs: grouped, separate, trt).")
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Fail when the TensorRT check finds errors (targets TensorRT runs: grouped, separate, trt).",
+        ),
     ] = True,
-    tune: Annotated[bool, typer.Option("--tune", help="Time every candidate form and ONNX Runtime session setting of the target "
-                                       "(default with --tune: ort-cpu) for this model, batch and thread count on this machine; "
-                                       "write the fastest.")] = False,
-    threads: Annotated[int | None, typer.Option(help="--tune: the thread budget (default: the CPUs this process may use).",
-                                                min=1)] = None,
-    tune_budget: Annotated[float, typer.Option(help="--tune: at most this many seconds of timed turns per tuning stage.",
-                                               min=0.01)] = 10.0,
-    tune_forms: Annotated[str | None, typer.Option(help="--tune: the target's variants to try besides its own form, "
-                                                   "comma-separated (default: all; e.g. taps,stacked).")] = None,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="Time every candidate form and ONNX Runtime session setting of the target "
+            "(default with --tune: ort-cpu) for this model, batch and thread count on this machine; "
+            "write the fastest.",
+        ),
+    ] = False,
+    threads: Annotated[
+        int | None, typer.Option(help="--tune: the thread budget (default: the CPUs this process may use).", min=1)
+    ] = None,
+    tune_budget: Annotated[
+        float, typer.Option(help="--tune: at most this many seconds of timed turns per tuning stage.", min=0.01)
+    ] = 10.0,
+    tune_forms: Annotated[
+        str | None,
+        typer.Option(
+            help="--tune: the target's variants to try besides its own form, "
+            "comma-separated (default: all; e.g. taps,stacked)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Export a checkpoint (or zoo network) to ONNX in a deploy target's exact form."""
@@ -110,11 +143,15 @@ def export(
     forced = target_flags(target, lowering)
     if fp16 and int8:
         raise ConfigError("--fp16 and --int8 each write one artifact; give one of them")
-    precision = precision_flags(fp16, int8, calibration)[-1]  # the one file written; --calibration without --int8 is refused
+    precision = precision_flags(fp16, int8, calibration)[
+        -1
+    ]  # the one file written; --calibration without --int8 is refused
     pass_names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
     new_folder = not output.parent.exists()
     if tune and int8:
-        raise ConfigError("--tune times fp32 and fp16 files; an int8 file keeps its target's rule form: drop --tune or --int8")
+        raise ConfigError(
+            "--tune times fp32 and fp16 files; an int8 file keeps its target's rule form: drop --tune or --int8"
+        )
     if not tune and (threads is not None or tune_forms is not None):
         raise ConfigError("--threads and --tune-forms belong to --tune; without --tune the form is the target's rule's")
     size = _parse_size(input_size)
@@ -154,7 +191,9 @@ def export(
         for warning in result.warnings:
             warn(warning)
         meta = result.metadata
-        table = Table(title=escape(f"passes on {meta['arch']} (target {meta['target']}: {meta['lowering']}, {meta['precision']})"))
+        table = Table(
+            title=escape(f"passes on {meta['arch']} (target {meta['target']}: {meta['lowering']}, {meta['precision']})")
+        )
         for column in ("pass", "nodes before", "nodes after", "changed ops (before -> after)"):
             table.add_column(column, justify="left" if column in ("pass", "changed ops (before -> after)") else "right")
         for r in result.pass_reports:
@@ -177,9 +216,20 @@ def export(
         raise typer.Exit(1)
 
 
-def _tuned_export(src, output: Path, *, precision: str, threads: int | None, budget: float,  # noqa: ANN001  (ModelSource)
-                  variants: tuple[str, ...] | None, opset: int, batch: str | int, input_size: tuple[int, int] | None, target: str,
-                  passes: tuple[str, ...] | None) -> tuple:  # noqa: ANN001  (ExportResult, TuneResult)
+def _tuned_export(
+    src,
+    output: Path,
+    *,
+    precision: str,
+    threads: int | None,
+    budget: float,  # noqa: ANN001  (ModelSource)
+    variants: tuple[str, ...] | None,
+    opset: int,
+    batch: str | int,
+    input_size: tuple[int, int] | None,
+    target: str,
+    passes: tuple[str, ...] | None,
+) -> tuple:  # noqa: ANN001  (ExportResult, TuneResult)
     """``export --tune``: every candidate exported and timed (with a progress bar), the fastest written."""
     from sbdeploy.cli._progress import progress_bar
     from sbdeploy.tune import tune_budget_options, tune_export

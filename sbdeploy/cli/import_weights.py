@@ -17,7 +17,9 @@ def _floats(text: str | None, option: str) -> list[float] | None:
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"{option} takes comma-separated numbers, one per channel (e.g. 0.485,0.456,0.406), got {text!r}") from None
+        raise ConfigError(
+            f"{option} takes comma-separated numbers, one per channel (e.g. 0.485,0.456,0.406), got {text!r}"
+        ) from None
 
 
 def _class_names(text: str | None) -> list[str] | None:
@@ -34,16 +36,30 @@ def _class_names(text: str | None) -> list[str] | None:
 
 
 def import_weights(
-    state_dict: Annotated[Path, typer.Argument(help="State_dict file: .safetensors, or .pth/.pt read with torch.load(weights_only=True).")],
+    state_dict: Annotated[
+        Path, typer.Argument(help="State_dict file: .safetensors, or .pth/.pt read with torch.load(weights_only=True).")
+    ],
     arch: Annotated[str, typer.Option(help="Zoo architecture the weights belong to (see `sbdeploy zoo`).")],
     out: Annotated[Path, typer.Option("--out", help="Checkpoint folder to write (model.safetensors + config.json).")],
     num_classes: Annotated[int | None, typer.Option(min=1, help="Classes (default: read from fc.weight).")] = None,
-    in_chans: Annotated[int | None, typer.Option(min=1, help="Input channels (default: read from conv1.weight).")] = None,
-    input_size: Annotated[str | None, typer.Option(help="H or HxW it was trained at (default: 32 CIFAR, 224 ImageNet).")] = None,
-    mean: Annotated[str | None, typer.Option(help="Per-channel mean, comma-separated (default: ImageNet's for 3 channels).")] = None,
-    std: Annotated[str | None, typer.Option(help="Per-channel std, comma-separated (default: ImageNet's for 3 channels).")] = None,
-    class_names: Annotated[str | None, typer.Option(help="A text file with one name per line, or a comma-separated list.")] = None,
-    sampling: Annotated[str | None, typer.Option(help="Sampling set of an SB architecture (default: chessboard).")] = None,
+    in_chans: Annotated[
+        int | None, typer.Option(min=1, help="Input channels (default: read from conv1.weight).")
+    ] = None,
+    input_size: Annotated[
+        str | None, typer.Option(help="H or HxW it was trained at (default: 32 CIFAR, 224 ImageNet).")
+    ] = None,
+    mean: Annotated[
+        str | None, typer.Option(help="Per-channel mean, comma-separated (default: ImageNet's for 3 channels).")
+    ] = None,
+    std: Annotated[
+        str | None, typer.Option(help="Per-channel std, comma-separated (default: ImageNet's for 3 channels).")
+    ] = None,
+    class_names: Annotated[
+        str | None, typer.Option(help="A text file with one name per line, or a comma-separated list.")
+    ] = None,
+    sampling: Annotated[
+        str | None, typer.Option(help="Sampling set of an SB architecture (default: chessboard).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a checkpoint already in --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -68,5 +84,9 @@ def import_weights(
     )  # fmt: skip
     for note in result.notes:
         warn(note, label="note")
-    console.print(f"wrote {result.folder} (model.safetensors sha256 {result.weights_sha256[:16]}...)", markup=False, highlight=False)
+    console.print(
+        f"wrote {result.folder} (model.safetensors sha256 {result.weights_sha256[:16]}...)",
+        markup=False,
+        highlight=False,
+    )
     console.print(f"next: sbdeploy export {result.folder} -o {result.folder.name}.onnx", markup=False, highlight=False)

@@ -58,7 +58,12 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", help="Print the version and exit.", is_eager=True, expose_value=False, callback=_print_version
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        expose_value=False,
+        callback=_print_version,
     ),
 ) -> None:
     """Spatial-bottleneck networks from PyTorch to verified, fast inference engines."""

@@ -20,26 +20,45 @@ def pipeline(
     source: Annotated[str, typer.Argument(help="Checkpoint folder (or zoo name, random weights).")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<name>).", file_okay=False)] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also make, validate and bench fp16 artifacts.")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Also make, validate and bench int8 artifacts (each target's recipe).")] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also make, validate and bench int8 artifacts (each target's recipe).")
+    ] = False,
     calibration: Annotated[
-        str | None, typer.Option(help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: the checkpoint's dataset).")
+        str | None,
+        typer.Option(
+            help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: the checkpoint's dataset)."
+        ),
     ] = None,
     batch: Annotated[str, typer.Option(help="Bench batch sizes, comma-separated.")] = "1,8",
-    iters: Annotated[int | None, typer.Option(help="Bench: fixed length, timed runs per model (default: adaptive, see --budget).", min=1)] = None,
-    budget: Annotated[float, typer.Option(help="Bench: at most this many seconds of timed turns per backend and batch.", min=0.01)] = DEFAULT_BUDGET_S,
+    iters: Annotated[
+        int | None,
+        typer.Option(help="Bench: fixed length, timed runs per model (default: adaptive, see --budget).", min=1),
+    ] = None,
+    budget: Annotated[
+        float, typer.Option(help="Bench: at most this many seconds of timed turns per backend and batch.", min=0.01)
+    ] = DEFAULT_BUDGET_S,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a bench figure is unstable.")] = False,
     warmup: Annotated[int, typer.Option(help="Bench warm-up runs per model.", min=0)] = 5,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)] = None,
     limit: Annotated[int | None, typer.Option(help="Validate on at most this many real images.", min=1)] = None,
     baseline: Annotated[str | None, typer.Option(help="Baseline to bench against (checkpoint or zoo name).")] = None,
     target: Annotated[
-        str | None, typer.Option(help="One deploy target for every backend (e.g. grouped) instead of each backend's own.")
+        str | None,
+        typer.Option(help="One deploy target for every backend (e.g. grouped) instead of each backend's own."),
     ] = None,
     lowering: OldLowering = None,
-    tune: Annotated[bool, typer.Option("--tune", help="Time the candidate forms and session settings of every fp32/fp16 ort-cpu "
-                                       "file on this machine and keep the fastest (tuning.md).")] = False,
-    tune_budget: Annotated[float | None, typer.Option(help="--tune: at most this many seconds of timed turns per tuning stage "
-                                                      "[default: 10].", min=0.01)] = None,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="Time the candidate forms and session settings of every fp32/fp16 ort-cpu "
+            "file on this machine and keep the fastest (tuning.md).",
+        ),
+    ] = False,
+    tune_budget: Annotated[
+        float | None,
+        typer.Option(help="--tune: at most this many seconds of timed turns per tuning stage [default: 10].", min=0.01),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench, every file kept in --out."""
@@ -50,21 +69,37 @@ def pipeline(
     forced = target_flags(target, lowering)
     precision_flags(fp16, int8, calibration)  # --calibration without --int8 is refused (PipelineOptions take the flags)
     if tune and int8:
-        raise ConfigError("--tune times fp32 and fp16 files; an int8 file keeps its target's rule form, so its 'vs fp32' would mix "
-                          "tuning with precision: run the pipeline once with --tune and once with --int8")
+        raise ConfigError(
+            "--tune times fp32 and fp16 files; an int8 file keeps its target's rule form, so its 'vs fp32' would mix "
+            "tuning with precision: run the pipeline once with --tune and once with --int8"
+        )
     if tune_budget is not None and not tune:
         raise ConfigError("--tune-budget belongs to --tune; add --tune")
     if tune and forced is not None:
         from sbdeploy.targets import get_target
 
         if not get_target(forced).tunable:
-            raise ConfigError(f"--tune times the forms of a tunable target (ort-cpu); --target {forced} has one form: drop --tune")
+            raise ConfigError(
+                f"--tune times the forms of a tunable target (ort-cpu); --target {forced} has one form: drop --tune"
+            )
     options = PipelineOptions(
-        fp16=fp16, int8=int8, calibration=calibration, batches=tuple(parse_ints(batch, "--batch")), iters=iters, budget_s=budget, warmup_iters=warmup, threads=threads,
-        limit=limit, baseline=baseline, target=forced, tune=tune_budget_options(10.0 if tune_budget is None else tune_budget) if tune else None,
+        fp16=fp16,
+        int8=int8,
+        calibration=calibration,
+        batches=tuple(parse_ints(batch, "--batch")),
+        iters=iters,
+        budget_s=budget,
+        warmup_iters=warmup,
+        threads=threads,
+        limit=limit,
+        baseline=baseline,
+        target=forced,
+        tune=tune_budget_options(10.0 if tune_budget is None else tune_budget) if tune else None,
     )
     with steps_display(STEPS) as display:
-        result = run_pipeline(source, folder, options, on_step=display.start, on_progress=display.progress, on_step_done=display.finish)
+        result = run_pipeline(
+            source, folder, options, on_step=display.start, on_progress=display.progress, on_step_done=display.finish
+        )
     if as_json:
         print_json(result.to_dict())
     else:
@@ -81,5 +116,7 @@ def pipeline(
     if not result:
         raise typer.Exit(1)
     if strict and result.bench is not None and result.bench.unstable:
-        console.print("--strict: some bench figures are unstable (see the warnings); exit 1", style="bold red", highlight=False)
+        console.print(
+            "--strict: some bench figures are unstable (see the warnings); exit 1", style="bold red", highlight=False
+        )
         raise typer.Exit(1)

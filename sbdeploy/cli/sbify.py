@@ -39,28 +39,54 @@ class _Bars(EpochBars):
 
 
 def sbify(
-    baseline: Annotated[Path, typer.Argument(help="Baseline checkpoint folder (a zoo baseline, or one from `sbdeploy import`).")],
-    out: Annotated[Path, typer.Option("--out", help="SB checkpoint folder to write (model.safetensors + config.json).")],
+    baseline: Annotated[
+        Path, typer.Argument(help="Baseline checkpoint folder (a zoo baseline, or one from `sbdeploy import`).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="SB checkpoint folder to write (model.safetensors + config.json).")
+    ],
     sampling: Annotated[str, typer.Option(help="SB sampling set: single, chessboard, three or dense.")] = "chessboard",
     data: Annotated[
         str | None, typer.Option("--data", help=f"{SOURCE_OPTION_HELP} Default: the baseline's recorded data set.")
     ] = None,
-    recalibrate: Annotated[bool, typer.Option("--recalibrate/--no-recalibrate", help="Re-estimate BN statistics on training images.")] = True,
-    calibration_images: Annotated[int, typer.Option(min=1, help="Training images for BN recalibration and the bottleneck fit.")] = 2048,
+    recalibrate: Annotated[
+        bool, typer.Option("--recalibrate/--no-recalibrate", help="Re-estimate BN statistics on training images.")
+    ] = True,
+    calibration_images: Annotated[
+        int, typer.Option(min=1, help="Training images for BN recalibration and the bottleneck fit.")
+    ] = 2048,
     bottleneck_fit: Annotated[
-        str, typer.Option(help="Fit bottleneck blocks' linear SBs on calibration images or on Gaussian noise (data-free).")
+        str,
+        typer.Option(help="Fit bottleneck blocks' linear SBs on calibration images or on Gaussian noise (data-free)."),
     ] = "calibration",
     epochs: Annotated[int, typer.Option(min=0, help="Fine-tune epochs after the recalibration (0: none).")] = 0,
-    distill: Annotated[bool, typer.Option("--distill", help="Fine-tune on the baseline's logits too (knowledge distillation).")] = False,
-    distill_alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the baseline's soft targets.")] = 0.5,
-    distill_temperature: Annotated[float, typer.Option(min=0.01, help="Softmax temperature of the distillation.")] = 4.0,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Fine-tune batch size (default: the training recipe's, 128).")] = None,
-    lr: Annotated[float | None, typer.Option(min=0.0, help="Fine-tune initial learning rate (default: a tenth of training's, 0.01).")] = None,
-    milestones: Annotated[str, typer.Option(help="Fractions of the fine-tune where the LR is multiplied by 0.1.")] = "0.5,0.75",
+    distill: Annotated[
+        bool, typer.Option("--distill", help="Fine-tune on the baseline's logits too (knowledge distillation).")
+    ] = False,
+    distill_alpha: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Weight of the baseline's soft targets.")
+    ] = 0.5,
+    distill_temperature: Annotated[
+        float, typer.Option(min=0.01, help="Softmax temperature of the distillation.")
+    ] = 4.0,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Fine-tune batch size (default: the training recipe's, 128).")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Fine-tune initial learning rate (default: a tenth of training's, 0.01)."),
+    ] = None,
+    milestones: Annotated[
+        str, typer.Option(help="Fractions of the fine-tune where the LR is multiplied by 0.1.")
+    ] = "0.5,0.75",
     seed: Annotated[int, typer.Option(help="Seed of the fine-tune's shuffling and augmentation.")] = 0,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Cut each fine-tune epoch to this many steps (smoke tests).")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(min=1, help="Cut each fine-tune epoch to this many steps (smoke tests).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted fine-tune in --out (same options).")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted fine-tune in --out (same options).")
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a checkpoint already in --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -89,22 +115,42 @@ def sbify(
                                 max_steps_per_epoch=max_steps)  # fmt: skip
     show = not quiet and not as_json
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(), console=err_console, disable=not show,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not show,
     )
     try:
         result = sbify_checkpoint(
-            baseline, out, data=dataset, sampling=sampling, recalibrate=recalibrate, calibration_count=calibration_images,
-            bottleneck_fit=bottleneck_fit, fine_tune=fine_tune, distill=(distill_alpha, distill_temperature) if distill else None,
-            resume=resume, overwrite=overwrite, device=device, callbacks=_Bars(progress) if show else SbifyCallbacks(),
+            baseline,
+            out,
+            data=dataset,
+            sampling=sampling,
+            recalibrate=recalibrate,
+            calibration_count=calibration_images,
+            bottleneck_fit=bottleneck_fit,
+            fine_tune=fine_tune,
+            distill=(distill_alpha, distill_temperature) if distill else None,
+            resume=resume,
+            overwrite=overwrite,
+            device=device,
+            callbacks=_Bars(progress) if show else SbifyCallbacks(),
         )
     finally:
         if progress.live.is_started:  # stopping an unstarted Progress prints a blank line
             progress.stop()
     summary = {
-        "out": str(result.out), "model": result.arch, "baseline": str(result.source), "baseline_model": result.baseline_arch,
-        "baseline_sha256": result.source_sha256, "sampling": result.sampling,
-        "bottleneck_fit_error": result.bottleneck_error, "stages": [s.to_dict() for s in result.stages],
+        "out": str(result.out),
+        "model": result.arch,
+        "baseline": str(result.source),
+        "baseline_model": result.baseline_arch,
+        "baseline_sha256": result.source_sha256,
+        "sampling": result.sampling,
+        "bottleneck_fit_error": result.bottleneck_error,
+        "stages": [s.to_dict() for s in result.stages],
     }
     if as_json:
         print_json(summary)
@@ -117,5 +163,7 @@ def sbify(
         table.add_row(escape(s.name), accuracy, f"{s.time_s:.1f}", f"{s.cpu_s:.1f}")
     console.print(table)
     if result.bottleneck_error is not None:
-        console.print(f"bottleneck linear SBs: mean relative error {result.bottleneck_error:.3f} of the 3x3 convs' output on the fit inputs")
+        console.print(
+            f"bottleneck linear SBs: mean relative error {result.bottleneck_error:.3f} of the 3x3 convs' output on the fit inputs"
+        )
     console.print(f"-> {result.out}", highlight=False, markup=False)

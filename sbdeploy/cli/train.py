@@ -46,7 +46,8 @@ class EpochBars:
     def on_step(self, stats: StepStats) -> None:
         assert self.task is not None
         self.progress.update(
-            self.task, completed=stats.step,
+            self.task,
+            completed=stats.step,
             stats=f"loss {stats.loss:.3f}  acc {stats.accuracy:6.2%}  {stats.images_per_s:,.0f} img/s",
         )
 
@@ -70,17 +71,33 @@ def train(
     momentum: Annotated[float, typer.Option(min=0.0, max=0.999, help="SGD momentum.")] = 0.9,
     nesterov: Annotated[bool, typer.Option(help="Nesterov momentum.")] = True,
     weight_decay: Annotated[float, typer.Option(min=0.0, help="L2 weight decay.")] = 1e-4,
-    milestones: Annotated[str, typer.Option(help="Fractions of training where the LR is multiplied by --gamma.")] = "0.5,0.75",
+    milestones: Annotated[
+        str, typer.Option(help="Fractions of training where the LR is multiplied by --gamma.")
+    ] = "0.5,0.75",
     gamma: Annotated[float, typer.Option(min=0.0, max=1.0, help="LR factor at each milestone.")] = 0.1,
-    pad: Annotated[int | None, typer.Option(min=0, help="Reflect padding before the random crop (default: the source's, 4 for CIFAR).")] = None,
-    flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Random horizontal flips (default: the source's: on for CIFAR, off for digits).")] = None,
-    size: Annotated[int | None, typer.Option(min=8, help="Image size for resized sources (digits, synthetic, image folders).")] = None,
+    pad: Annotated[
+        int | None,
+        typer.Option(min=0, help="Reflect padding before the random crop (default: the source's, 4 for CIFAR)."),
+    ] = None,
+    flip: Annotated[
+        bool | None,
+        typer.Option(
+            "--flip/--no-flip", help="Random horizontal flips (default: the source's: on for CIFAR, off for digits)."
+        ),
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option(min=8, help="Image size for resized sources (digits, synthetic, image folders).")
+    ] = None,
     sampling: Annotated[str | None, typer.Option(help="Sampling set of an SB network (default: chessboard).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of weights, shuffling and augmentation (repeatable on the CPU).")] = 0,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="SyncBatchNorm across torchrun processes.")] = False,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Cut each epoch to this many steps (smoke tests).")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(min=1, help="Cut each epoch to this many steps (smoke tests).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --out (same options).")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run in --out (same options).")
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a checkpoint already in --out.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -96,27 +113,58 @@ def train(
     from sbdeploy.train import train as run_training
 
     config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-        milestones=parse_milestones(milestones), gamma=gamma, pad=pad, flip=flip, seed=seed, sync_bn=sync_bn,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        milestones=parse_milestones(milestones),
+        gamma=gamma,
+        pad=pad,
+        flip=flip,
+        seed=seed,
+        sync_bn=sync_bn,
         max_steps_per_epoch=max_steps,
     )
     dataset = open_source(data, size=size)
     main_process = os.environ.get("RANK", "0") == "0"
     show = main_process and not quiet and not as_json
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(), console=err_console, disable=not show,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not show,
     )
     with progress:
         callbacks = EpochBars(progress) if show else TrainCallbacks()
-        result = run_training(model, dataset, out, config, sampling=sampling, resume=resume, overwrite=overwrite,
-                              device=device, callbacks=callbacks)
+        result = run_training(
+            model,
+            dataset,
+            out,
+            config,
+            sampling=sampling,
+            resume=resume,
+            overwrite=overwrite,
+            device=device,
+            callbacks=callbacks,
+        )
     if not main_process:
         return
     summary = {
-        "out": str(result.out), "model": result.arch, "options": result.options, "data": dataset.source,
-        "epochs": result.epochs, "resumed_from_epoch": result.start_epoch, "test_accuracy": result.test_accuracy,
-        "test_top5": result.test_top5, "train_time_s": round(result.wall_time_s, 1), "processes": result.world_size,
+        "out": str(result.out),
+        "model": result.arch,
+        "options": result.options,
+        "data": dataset.source,
+        "epochs": result.epochs,
+        "resumed_from_epoch": result.start_epoch,
+        "test_accuracy": result.test_accuracy,
+        "test_top5": result.test_top5,
+        "train_time_s": round(result.wall_time_s, 1),
+        "processes": result.world_size,
     }
     if as_json:
         print_json(summary)
@@ -142,17 +190,29 @@ def evaluate(
     result = evaluate_checkpoint(checkpoint, data, split=split, batch_size=batch_size, device=device)
     acc = result.accuracy
     if as_json:
-        print_json({
-            "checkpoint": str(result.checkpoint), "model": result.arch, "data": result.source, "split": result.split,
-            "images": acc.count, "top1": acc.top1, "top5": acc.top5, "loss": acc.loss,
-            "recorded_test_accuracy": result.recorded_accuracy, "time_s": round(result.time_s, 3),
-        })
+        print_json(
+            {
+                "checkpoint": str(result.checkpoint),
+                "model": result.arch,
+                "data": result.source,
+                "split": result.split,
+                "images": acc.count,
+                "top1": acc.top1,
+                "top5": acc.top5,
+                "loss": acc.loss,
+                "recorded_test_accuracy": result.recorded_accuracy,
+                "time_s": round(result.time_s, 3),
+            }
+        )
         return
     table = Table(title=escape(f"{result.arch} ({result.checkpoint}) on {result.source} [{result.split}]"))
     for column in ("images", "top-1", "top-5", "loss", "recorded top-1"):
         table.add_column(column, justify="right")
     table.add_row(
-        str(acc.count), f"{acc.top1:.2%}", f"{acc.top5:.2%}" if acc.top5 is not None else "-", f"{acc.loss:.4f}",
+        str(acc.count),
+        f"{acc.top1:.2%}",
+        f"{acc.top5:.2%}" if acc.top5 is not None else "-",
+        f"{acc.loss:.4f}",
         f"{result.recorded_accuracy:.2%}" if result.recorded_accuracy is not None else "-",
     )
     console.print(table)

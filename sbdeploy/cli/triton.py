@@ -15,13 +15,16 @@ from sbdeploy.cli._render import console, print_json, warn
 def triton_repo(
     artifacts: Annotated[
         list[Path],
-        typer.Argument(help="ONNX files, TensorRT engines (.engine/.plan + .json sidecar), or a `sbdeploy pipeline` run folder "
-                       "(its validated SB artifacts)."),
+        typer.Argument(
+            help="ONNX files, TensorRT engines (.engine/.plan + .json sidecar), or a `sbdeploy pipeline` run folder "
+            "(its validated SB artifacts)."
+        ),
     ],  # fmt: skip
     out: Annotated[Path, typer.Option("--out", help="The model repository folder.")],
     name: Annotated[str | None, typer.Option(help="Model name (single artifact; default: the file stem).")] = None,
     max_batch: Annotated[
-        int | None, typer.Option(help="max_batch_size (default: the engine profile's max; 32 for a dynamic ONNX batch).", min=0)
+        int | None,
+        typer.Option(help="max_batch_size (default: the engine profile's max; 32 for a dynamic ONNX batch).", min=0),
     ] = None,
     instances: Annotated[int, typer.Option(help="Instances per model (instance_group count).", min=1)] = 1,
     preferred_batch: Annotated[
@@ -30,13 +33,18 @@ def triton_repo(
     queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher max queue delay in microseconds.", min=0)] = 100,
     onnx_device: Annotated[str, typer.Option(help="Instance kind of ONNX models: cpu or gpu.")] = "cpu",
     onnx_trt_fp16: Annotated[
-        bool, typer.Option("--onnx-trt-fp16", help="fp16 ONNX models: TensorRT accelerator in fp16 (GPU instances); fp32 ONNX refused (TensorRT 11 has no fp16 flag).")
+        bool,
+        typer.Option(
+            "--onnx-trt-fp16",
+            help="fp16 ONNX models: TensorRT accelerator in fp16 (GPU instances); fp32 ONNX refused (TensorRT 11 has no fp16 flag).",
+        ),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace model folders that already exist.")] = False,
     check_with_triton: Annotated[
         bool,
         typer.Option(
-            "--check-with-triton", help="Also let PyTriton's bundled tritonserver validate the configs (needs .venv-triton)."
+            "--check-with-triton",
+            help="Also let PyTriton's bundled tritonserver validate the configs (needs .venv-triton).",
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -69,7 +77,9 @@ def triton_repo(
             names.append(artifact.name.split(".")[0])
     if name is not None and len(files) != 1:
         raise ConfigError("--name names a single model; with several artifacts each model is named after its file")
-    repo = write_triton_repo(files, out, name=name, names=None if name is not None else names, options=options, force=force)
+    repo = write_triton_repo(
+        files, out, name=name, names=None if name is not None else names, options=options, force=force
+    )
     for note in skipped:
         warn(note, label="note")
     verdicts: dict[str, str | None] = {}
@@ -80,7 +90,9 @@ def triton_repo(
         verdicts = {m.name: every[m.name] for m in repo.models}
         refused = {n: v for n, v in verdicts.items() if v is not None}
         if refused:
-            raise ConfigError(f"tritonserver refused the config of {', '.join(f'{n}: {v}' for n, v in refused.items())}")
+            raise ConfigError(
+                f"tritonserver refused the config of {', '.join(f'{n}: {v}' for n, v in refused.items())}"
+            )
     if as_json:
         print_json(
             {
@@ -89,8 +101,13 @@ def triton_repo(
                 "not_validated": repo.not_validated,
                 "accepted_by_tritonserver": sorted(verdicts) if check_with_triton else None,
                 "models": [
-                    {"name": m.name, "platform": m.platform, "folder": str(m.folder),
-                     "max_batch_size": m.max_batch_size, "notes": list(m.notes)}
+                    {
+                        "name": m.name,
+                        "platform": m.platform,
+                        "folder": str(m.folder),
+                        "max_batch_size": m.max_batch_size,
+                        "notes": list(m.notes),
+                    }
                     for m in repo.models
                 ],
             }

@@ -47,7 +47,11 @@ def render_validation(report) -> None:  # noqa: ANN001  (ValidationReport)
                          no_wrap=column == "file")  # fmt: skip
     for c in report.checks:
         s = c.stats
-        verdict = ("[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {escape(c.reason)}") if c.judged else f"[dim]{escape(c.verdict_text)}[/]"
+        verdict = (
+            ("[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {escape(c.reason)}")
+            if c.judged
+            else f"[dim]{escape(c.verdict_text)}[/]"
+        )
         table.add_row(escape(c.file), c.backend, c.precision, escape(c.case), f"{s.max_abs:.3g}", f"{s.mean_abs:.3g}", f"{s.min_cosine:.6f}",
                       f"{s.top1_agreement:.1%}", verdict)  # fmt: skip
     console.print(table)
@@ -67,7 +71,10 @@ def render_validation(report) -> None:  # noqa: ANN001  (ValidationReport)
         console.print(f"TF32: {note}", style="dim", highlight=False, markup=False)
     failed = report.failures
     if report:
-        console.print(f"[bold green]PASSED[/]: {len(report.checks)} checks of {len(report.file_verdicts())} files", highlight=False)
+        console.print(
+            f"[bold green]PASSED[/]: {len(report.checks)} checks of {len(report.file_verdicts())} files",
+            highlight=False,
+        )
     else:
         console.print(f"[bold red]FAILED[/]: {len(failed)} of {len(report.checks)} checks", highlight=False)
 
@@ -85,27 +92,56 @@ def write_validation_report(report, folder: Path) -> list[Path]:  # noqa: ANN001
 
 def validate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder: the PyTorch training code is the reference.")],
-    onnx: Annotated[list[Path] | None, typer.Option("--onnx", help="ONNX file to check (repeatable). Default: make the deploy artifacts now.")] = None,
-    engine: Annotated[list[Path] | None, typer.Option("--engine", help="TensorRT engine to check (repeatable; needs its sidecar).")] = None,
-    backends: Annotated[str, typer.Option(help=f"Backends that run the ONNX files: {', '.join(ONNX_BACKENDS)}.")] = "ort-cpu",
+    onnx: Annotated[
+        list[Path] | None,
+        typer.Option("--onnx", help="ONNX file to check (repeatable). Default: make the deploy artifacts now."),
+    ] = None,
+    engine: Annotated[
+        list[Path] | None, typer.Option("--engine", help="TensorRT engine to check (repeatable; needs its sidecar).")
+    ] = None,
+    backends: Annotated[
+        str, typer.Option(help=f"Backends that run the ONNX files: {', '.join(ONNX_BACKENDS)}.")
+    ] = "ort-cpu",
     target: Annotated[
-        str | None, typer.Option(help="Without files: make this deploy target's artifacts (default: each backend's own, e.g. ort-cpu).")
+        str | None,
+        typer.Option(
+            help="Without files: make this deploy target's artifacts (default: each backend's own, e.g. ort-cpu)."
+        ),
     ] = None,
     lowering: OldLowering = None,
-    batch: Annotated[str, typer.Option(help="Without files: the batch sizes to make per-batch artifacts for (as bench times them).")] = "1,8",
+    batch: Annotated[
+        str, typer.Option(help="Without files: the batch sizes to make per-batch artifacts for (as bench times them).")
+    ] = "1,8",
     fp16: Annotated[bool, typer.Option("--fp16", help="Without files: also make and check fp16 artifacts.")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Without files: also make and check int8 artifacts (each target's recipe).")] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Without files: also make and check int8 artifacts (each target's recipe).")
+    ] = False,
     calibration: Annotated[
-        str | None, typer.Option(help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: the checkpoint's dataset).")
+        str | None,
+        typer.Option(
+            help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: the checkpoint's dataset)."
+        ),
     ] = None,
     artifacts: Annotated[
-        Path | None, typer.Option(help="Without files: make the artifacts into this folder and keep them (default: a temporary one).", file_okay=False)
+        Path | None,
+        typer.Option(
+            help="Without files: make the artifacts into this folder and keep them (default: a temporary one).",
+            file_okay=False,
+        ),
     ] = None,
-    data: Annotated[str | None, typer.Option(help="Data source for real images (default: the checkpoint's own dataset).")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Data source for real images (default: the checkpoint's own dataset).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Use at most this many real images.", min=1)] = None,
-    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (overrides every target's and precision's default).", min=0)] = None,
-    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (overrides every target's and precision's default).", min=0)] = None,
-    report: Annotated[Path | None, typer.Option(help="Folder for validate.json and validate.md.", file_okay=False)] = None,
+    atol: Annotated[
+        float | None, typer.Option(help="Absolute tolerance (overrides every target's and precision's default).", min=0)
+    ] = None,
+    rtol: Annotated[
+        float | None, typer.Option(help="Relative tolerance (overrides every target's and precision's default).", min=0)
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Folder for validate.json and validate.md.", file_okay=False)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run PyTorch and every artifact on the same inputs; exit 1 when any check fails.
@@ -128,23 +164,31 @@ def validate(
     names = split_list(backends, "--backends")
     unknown = [b for b in names if b not in ONNX_BACKENDS]
     if unknown:
-        raise ConfigError(f"--backends takes {', '.join(ONNX_BACKENDS)} (engines are given with --engine), got {unknown}")
+        raise ConfigError(
+            f"--backends takes {', '.join(ONNX_BACKENDS)} (engines are given with --engine), got {unknown}"
+        )
     forced = target_flags(target, lowering)
     if (onnx or engine) and int8:
-        raise ConfigError("--int8 makes int8 artifacts; a given file (--onnx/--engine) is judged by the precision it holds")
+        raise ConfigError(
+            "--int8 makes int8 artifacts; a given file (--onnx/--engine) is judged by the precision it holds"
+        )
     precisions = precision_flags(fp16, int8, calibration)
     ckpt = load_checkpoint(_checkpoint_argument(checkpoint))
     tolerances = None
     if atol is not None or rtol is not None:
         tolerances = {
-            k: dataclasses.replace(t, atol=atol if atol is not None else t.atol, rtol=rtol if rtol is not None else t.rtol)
+            k: dataclasses.replace(
+                t, atol=atol if atol is not None else t.atol, rtol=rtol if rtol is not None else t.rtol
+            )
             for k, t in DEFAULT_TOLERANCES.items()
         }
     source = data or ckpt.config.dataset or None
     calibrations = calibration_for({checkpoint.name: ckpt.config}, calibration) if int8 else None
     if int8 and source is None:  # said before anything is made
-        raise ConfigError("--int8 files are judged on real images (their scales are calibrated on them); the checkpoint names "
-                          "no dataset: give --data SOURCE")
+        raise ConfigError(
+            "--int8 files are judged on real images (their scales are calibrated on them); the checkpoint names "
+            "no dataset: give --data SOURCE"
+        )
     with tempfile.TemporaryDirectory(prefix="sbdeploy-validate-") as tmp:
         if onnx or engine:
             files = [describe_file(f) for f in onnx or []]  # each read and hashed once, whatever the backends
@@ -154,7 +198,9 @@ def validate(
                     check_same_model(artifact.file_info, ckpt)
         else:
             label = checkpoint.name
-            plans, _ = plan_artifacts([(label, "model")], names, parse_ints(batch, "--batch"), precisions=precisions, target=forced)
+            plans, _ = plan_artifacts(
+                [(label, "model")], names, parse_ints(batch, "--batch"), precisions=precisions, target=forced
+            )
             with progress_bar("making the deploy artifacts") as on_progress:
                 made = make_artifacts(plans, {label: resolve_source(checkpoint)}, artifacts or Path(tmp), on_progress=on_progress,
                                       calibration=calibrations)  # fmt: skip
@@ -162,12 +208,18 @@ def validate(
         dataset = dataset_case(source, ckpt.config, limit=limit) if source else None
         with progress_bar("validating") as on_progress:
             result = run_validate(
-                ckpt, checked, runner_factory=lambda a: get_runner(a.backend, a.path), dataset=dataset,
-                tolerances=tolerances, on_progress=lambda text, done, total: on_progress(f"validating: {text}", done, total),
+                ckpt,
+                checked,
+                runner_factory=lambda a: get_runner(a.backend, a.path),
+                dataset=dataset,
+                tolerances=tolerances,
+                on_progress=lambda text, done, total: on_progress(f"validating: {text}", done, total),
             )
     if report is not None:
         for path in write_validation_report(result, report):
-            (err_console if as_json else console).print(f"wrote {path}", highlight=False, markup=False)  # stdout stays JSON
+            (err_console if as_json else console).print(
+                f"wrote {path}", highlight=False, markup=False
+            )  # stdout stays JSON
     if as_json:
         print_json(result.to_dict())
     else:

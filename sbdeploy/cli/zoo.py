@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import difflib
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -38,8 +37,11 @@ def zoo(
         task = progress.add_task("networks (loading torch)", total=None)
         from sbdeploy.zoo import zoo_rows
 
-        rows = zoo_rows(pattern, sampling=sampling,
-                        on_progress=lambda name, done, total: progress.update(task, description=name, completed=done, total=total))
+        rows = zoo_rows(
+            pattern,
+            sampling=sampling,
+            on_progress=lambda name, done, total: progress.update(task, description=name, completed=done, total=total),
+        )
     if not rows:
         raise ConfigError(_no_match(pattern or ""))
     if as_json:

@@ -6,6 +6,16 @@ from sbdeploy.convert.mapping import BLOCK_MAPS, Conversion, convert, sb_counter
 from sbdeploy.convert.run import SbifyCallbacks, SbifyResult, Stage, sbify_checkpoint
 
 __all__ = [
-    "BLOCK_MAPS", "Conversion", "LinearSBInit", "SbifyCallbacks", "SbifyResult", "Stage", "conv_as_deconv", "convert",
-    "fit_linear_sbs", "sb_counterpart", "sbify", "sbify_checkpoint",
+    "BLOCK_MAPS",
+    "Conversion",
+    "LinearSBInit",
+    "SbifyCallbacks",
+    "SbifyResult",
+    "Stage",
+    "conv_as_deconv",
+    "convert",
+    "fit_linear_sbs",
+    "sb_counterpart",
+    "sbify",
+    "sbify_checkpoint",
 ]

@@ -74,7 +74,9 @@ class _ConvFit:
         padded = F.pad(z, (1, 1, 1, 1))
         height, width = z.shape[2], z.shape[3]
         shifts = [padded[:, :, a : a + height, b : b + width] for a in range(3) for b in range(3)]
-        patches = torch.stack(shifts, dim=2).permute(1, 2, 0, 3, 4).reshape(self.mid * 9, -1)  # [(channel, row, col), N*L]
+        patches = (
+            torch.stack(shifts, dim=2).permute(1, 2, 0, 3, 4).reshape(self.mid * 9, -1)
+        )  # [(channel, row, col), N*L]
         target = y.flatten(2).transpose(0, 1).reshape(self.channels, -1)  # [C, N*L]
         self.gram += (patches @ patches.T).double()
         self.cross += (patches @ target.T).double()
@@ -95,12 +97,17 @@ class _ConvFit:
         assert self.w1 is not None and self.gram is not None and self.cross is not None and self.energy is not None
         size = self.gram.shape[0]
         ridge = 1e-12 * float(self.gram.diagonal().mean()) + 1e-300
-        solution = torch.linalg.solve(self.gram + ridge * torch.eye(size, dtype=torch.float64, device=self.gram.device), self.cross)
+        solution = torch.linalg.solve(
+            self.gram + ridge * torch.eye(size, dtype=torch.float64, device=self.gram.device), self.cross
+        )
         kernel = solution.T.reshape(self.channels, self.mid, 3, 3)  # the conv that the deconv equals
         residual = self.energy - 2 * (solution * self.cross).sum() + (solution * (self.gram @ solution)).sum()
         error = float(residual.clamp_min(0).sqrt() / self.energy.sqrt()) if float(self.energy) > 0 else 0.0
         return LinearSBInit(
-            conv=self.w1.to(self.dtype), deconv=conv_as_deconv(kernel).to(self.dtype), relative_error=error, inputs=inputs
+            conv=self.w1.to(self.dtype),
+            deconv=conv_as_deconv(kernel).to(self.dtype),
+            relative_error=error,
+            inputs=inputs,
         )
 
 
@@ -129,7 +136,9 @@ def fit_linear_sbs(
             for step in ("moments", "least squares"):
                 generator = torch.Generator().manual_seed(seed)  # the same noise in both passes
                 for _ in range(NOISE_BATCHES):
-                    noise = torch.randn(NOISE_BATCH, conv.in_channels, NOISE_SIZE, NOISE_SIZE, generator=generator, dtype=torch.float64)
+                    noise = torch.randn(
+                        NOISE_BATCH, conv.in_channels, NOISE_SIZE, NOISE_SIZE, generator=generator, dtype=torch.float64
+                    )
                     fits[name].observe(noise.to(conv.weight.device))
                 if step == "moments":
                     fits[name].project()
@@ -138,7 +147,9 @@ def fit_linear_sbs(
     batches = [batch.to(device=param.device, dtype=param.dtype) for batch in calibration]
     was_training = model.training
     model.eval()
-    hooks = [conv.register_forward_pre_hook(lambda _m, args, fit=fits[name]: fit.observe(args[0])) for name, conv in convs]
+    hooks = [
+        conv.register_forward_pre_hook(lambda _m, args, fit=fits[name]: fit.observe(args[0])) for name, conv in convs
+    ]
     try:
         with torch.no_grad():
             for step in ("moments", "least squares"):

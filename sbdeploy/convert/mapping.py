@@ -94,7 +94,7 @@ def map_regular_block(block: nn.Module, sampling: str) -> nn.Module:
     state: dict[str, Tensor] = {}
     for key, value in block.state_dict().items():
         prefix = next((p for p in spec.renames if key.startswith(p)), None)
-        new_key = key if prefix is None else spec.renames[prefix] + key[len(prefix):]
+        new_key = key if prefix is None else spec.renames[prefix] + key[len(prefix) :]
         state[new_key] = conv_as_deconv(value) if new_key == deconv_key else value
     sb.load_state_dict(state, strict=True)
     return sb
@@ -154,7 +154,11 @@ def convert(
     converted = copy.deepcopy(model)
     with torch.no_grad():
         for name, block in found:
-            new = map_bottleneck_block(block, sampling, inits[name]) if name in inits else map_regular_block(block, sampling)
+            new = (
+                map_bottleneck_block(block, sampling, inits[name])
+                if name in inits
+                else map_regular_block(block, sampling)
+            )
             _replace(converted, name, new)
     return Conversion(converted.eval(), inits)
 

@@ -67,7 +67,9 @@ class SbifyResult:
     baseline_arch: str
     sampling: str
     stages: tuple[Stage, ...]
-    bottleneck_error: float | None  # mean relative error of the fitted linear SBs on their fit inputs; None: no bottleneck
+    bottleneck_error: (
+        float | None
+    )  # mean relative error of the fitted linear SBs on their fit inputs; None: no bottleneck
     fine_tune: TrainResult | None
 
 
@@ -152,13 +154,18 @@ def sbify_checkpoint(
     if resume and fine_tune is None:
         raise ConfigError("--resume continues an interrupted fine-tune; nothing to resume without fine-tune epochs")
     if not resume and (out / WEIGHTS_FILE).exists() and not overwrite:
-        raise ConfigError(f"{out} already holds a checkpoint; pass --resume to continue it or --overwrite to replace it")
+        raise ConfigError(
+            f"{out} already holds a checkpoint; pass --resume to continue it or --overwrite to replace it"
+        )
     if data is not None:
         data = dataclasses.replace(data, mean=cfg.mean, std=cfg.std)  # the baseline's weights expect its normalization
     calibration = calibration_images(data, calibration_count) if data is not None else None
     has_bottleneck = any(BLOCK_MAPS[type(m)].deconv_from is None for m in ckpt.model.modules() if type(m) in BLOCK_MAPS)
     settings: dict[str, Any] = {
-        "source": str(source), "source_sha256": ckpt.weights_sha256, "source_arch": cfg.arch, "sampling": sampling,
+        "source": str(source),
+        "source_sha256": ckpt.weights_sha256,
+        "source_arch": cfg.arch,
+        "sampling": sampling,
         "bottleneck_init": None if not has_bottleneck else ("noise" if calibration is None else bottleneck_fit),
         "recalibration_images": len(calibration) if recalibrate and calibration is not None else None,
     }
@@ -203,22 +210,46 @@ def sbify_checkpoint(
         assert state is not None
         model = create_model(arch, **options)
         model.load_state_dict(state, strict=True)  # the registered SB network, exactly
-        metrics: dict[str, Any] = {"test_accuracy": stages[-1].test_accuracy} if stages[-1].test_accuracy is not None else {}
-        save_checkpoint(out, model.eval(), dataclasses.replace(_sb_config(cfg, arch, options, data), metrics=metrics,
-                                                               training={"sbify": settings}))
+        metrics: dict[str, Any] = (
+            {"test_accuracy": stages[-1].test_accuracy} if stages[-1].test_accuracy is not None else {}
+        )
+        save_checkpoint(
+            out,
+            model.eval(),
+            dataclasses.replace(_sb_config(cfg, arch, options, data), metrics=metrics, training={"sbify": settings}),
+        )
         return SbifyResult(out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, stages, bottleneck_error, None)
     assert data is not None
     hooks.on_stage("fine-tune")
     teacher = Distillation(ckpt.model, alpha=distill[0], temperature=distill[1]) if distill is not None else None
     clock = _Clock()
-    result = train(arch, data, out, fine_tune, sampling=sampling, resume=resume, overwrite=overwrite, device=dev.type,
-                   callbacks=hooks, init_state=state, distill=teacher, provenance={"sbify": settings})
+    result = train(
+        arch,
+        data,
+        out,
+        fine_tune,
+        sampling=sampling,
+        resume=resume,
+        overwrite=overwrite,
+        device=dev.type,
+        callbacks=hooks,
+        init_state=state,
+        distill=teacher,
+        provenance={"sbify": settings},
+    )
     tuned = clock.stage("fine-tuned", result.test_accuracy)
-    return SbifyResult(out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, (*stages, tuned), bottleneck_error, result)
+    return SbifyResult(
+        out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, (*stages, tuned), bottleneck_error, result
+    )
 
 
 def _sb_config(cfg: CheckpointConfig, arch: str, options: dict[str, Any], data: ImageData | None) -> CheckpointConfig:
     return CheckpointConfig(
-        arch=arch, options=options, input_size=cfg.input_size, mean=cfg.mean, std=cfg.std, class_names=cfg.class_names,
+        arch=arch,
+        options=options,
+        input_size=cfg.input_size,
+        mean=cfg.mean,
+        std=cfg.std,
+        class_names=cfg.class_names,
         dataset=data.source if data is not None else cfg.dataset,
     )

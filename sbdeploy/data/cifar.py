@@ -68,7 +68,9 @@ def _names(values: Any) -> tuple[str, ...]:
     return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
 
 
-def load_cifar(root: str | Path, split: str, *, variant: int = 10) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+def load_cifar(
+    root: str | Path, split: str, *, variant: int = 10
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Images ``[N, 3, 32, 32]`` uint8, labels ``[N]`` int64 and class names.
 
     Args:

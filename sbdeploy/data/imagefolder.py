@@ -70,7 +70,9 @@ def _mode(paths: list[Path]) -> str:
     return "L"
 
 
-def load_image_folder(root: str | Path, size: int) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], tuple[str, ...]]:
+def load_image_folder(
+    root: str | Path, size: int
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], tuple[str, ...]]:
     """``{"train": (images, labels), "test": (images, labels)}`` and the class names.
 
     Images are ``[N, C, size, size]`` uint8 with C = 1 (all grayscale) or 3.
@@ -95,11 +97,17 @@ def load_image_folder(root: str | Path, size: int) -> tuple[dict[str, tuple[torc
         rng = np.random.default_rng(SPLIT_SEED)
         for d in _class_dirs(root):
             files = _files(d)
-            test = set(rng.choice(len(files), size=round(len(files) * TEST_FRACTION), replace=False).tolist()) if files else set()
+            test = (
+                set(rng.choice(len(files), size=round(len(files) * TEST_FRACTION), replace=False).tolist())
+                if files
+                else set()
+            )
             for i, p in enumerate(files):
                 listed["test" if i in test else "train"].append((p, index[d.name]))
     if not listed["train"] or not listed["test"]:
-        raise DataError(f"{root} holds too few images for a train and a test split (train {len(listed['train'])}, test {len(listed['test'])})")
+        raise DataError(
+            f"{root} holds too few images for a train and a test split (train {len(listed['train'])}, test {len(listed['test'])})"
+        )
     mode = _mode([p for p, _ in listed["train"] + listed["test"]])
     splits = {
         name: (_read([p for p, _ in items], size, mode), torch.tensor([c for _, c in items], dtype=torch.int64))

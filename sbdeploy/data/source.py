@@ -66,8 +66,15 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(round(v, 6) for v in x.mean(dim=1).tolist()), tuple(round(v, 6) for v in std.tolist())
 
 
-def _with_stats(source: str, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-                class_names: tuple[str, ...], *, pad: int, flip: bool) -> ImageData:
+def _with_stats(
+    source: str,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    class_names: tuple[str, ...],
+    *,
+    pad: int,
+    flip: bool,
+) -> ImageData:
     mean, std = channel_stats(train[0])
     return ImageData(source, train[0], train[1], test[0], test[1], class_names, mean, std, pad=pad, flip=flip)
 
@@ -103,7 +110,9 @@ def open_source(source: str, *, size: int | None = None) -> ImageData:
     path = Path(rest).expanduser()
     if kind == "auto":
         if not path.exists():
-            raise DataError(f"unknown data source {source!r}: not a built-in name and no such folder; sources: {SOURCE_HELP}")
+            raise DataError(
+                f"unknown data source {source!r}: not a built-in name and no such folder; sources: {SOURCE_HELP}"
+            )
         variant = cifar.detect_cifar(path)
         if variant:
             kind = f"cifar{variant}"
@@ -111,7 +120,9 @@ def open_source(source: str, *, size: int | None = None) -> ImageData:
             from sbdeploy.data.imagefolder import is_image_folder
 
             if not is_image_folder(path):
-                raise DataError(f"{path} is neither a CIFAR python-version folder nor an image folder (ROOT/<class>/<image>)")
+                raise DataError(
+                    f"{path} is neither a CIFAR python-version folder nor an image folder (ROOT/<class>/<image>)"
+                )
             kind = "imagefolder"
     if kind in ("cifar10", "cifar100"):
         if size not in (None, 32):
@@ -119,11 +130,15 @@ def open_source(source: str, *, size: int | None = None) -> ImageData:
         variant = int(kind[5:])
         train_x, train_y, names = cifar.load_cifar(path, "train", variant=variant)
         test_x, test_y, _ = cifar.load_cifar(path, "test", variant=variant)
-        mean, std = (cifar.CIFAR10_MEAN, cifar.CIFAR10_STD) if variant == 10 else (cifar.CIFAR100_MEAN, cifar.CIFAR100_STD)
+        mean, std = (
+            (cifar.CIFAR10_MEAN, cifar.CIFAR10_STD) if variant == 10 else (cifar.CIFAR100_MEAN, cifar.CIFAR100_STD)
+        )
         return ImageData(f"{kind}:{path}", train_x, train_y, test_x, test_y, names, mean, std, pad=4, flip=True)
     if kind == "imagefolder":
         from sbdeploy.data.imagefolder import load_image_folder
 
         splits, names = load_image_folder(path, side)
-        return _with_stats(f"imagefolder:{path}", splits["train"], splits["test"], names, pad=max(1, side // 8), flip=True)
+        return _with_stats(
+            f"imagefolder:{path}", splits["train"], splits["test"], names, pad=max(1, side // 8), flip=True
+        )
     raise DataError(f"unknown data source kind {kind!r} in {source!r}; sources: {SOURCE_HELP}")

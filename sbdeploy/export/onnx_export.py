@@ -121,7 +121,9 @@ def resolve_source(source: str | Path, *, options: dict[str, Any] | None = None)
         return _zoo_source(str(source), dict(options or {}))
     except UnknownModelError as error:
         if path.exists() or "/" in str(source) or "\\" in str(source):
-            raise CheckpointError(f"{source} is not a checkpoint folder (a folder with model.safetensors and config.json)") from None
+            raise CheckpointError(
+                f"{source} is not a checkpoint folder (a folder with model.safetensors and config.json)"
+            ) from None
         raise ConfigError(f"{source!r} is neither a checkpoint folder nor a zoo name: {error}") from None
 
 
@@ -199,8 +201,9 @@ def export_module(
     return proto, reports
 
 
-def to_precision(proto: onnx.ModelProto, precision: str, *, int8: Int8Recipe | None = None,
-                 calibration: Calibration | None = None) -> onnx.ModelProto:
+def to_precision(
+    proto: onnx.ModelProto, precision: str, *, int8: Int8Recipe | None = None, calibration: Calibration | None = None
+) -> onnx.ModelProto:
     """The fp32 export converted to ``precision``.
 
     fp16: weights and activations, fp32 inputs and outputs kept. int8: quantized by the
@@ -214,7 +217,9 @@ def to_precision(proto: onnx.ModelProto, precision: str, *, int8: Int8Recipe | N
         return to_fp16(proto)
     if precision == "int8":
         if calibration is None or int8 is None:
-            raise ConfigError("an int8 artifact needs calibration data (--calibration SRC: a data source or a .npy of inputs)")
+            raise ConfigError(
+                "an int8 artifact needs calibration data (--calibration SRC: a data source or a .npy of inputs)"
+            )
         from sbdeploy.passes.int8 import quantize_int8
 
         return quantize_int8(proto, calibration.images, recipe=int8)
@@ -248,7 +253,9 @@ def export_source(
     size = (int(input_size[0]), int(input_size[1])) if input_size is not None else config.input_size
     notes = []
     if src.kind == "zoo":
-        notes.append(f"{config.arch} has random weights (a zoo name, not a checkpoint): fine for speed, not for accuracy")
+        notes.append(
+            f"{config.arch} has random weights (a zoo name, not a checkpoint): fine for speed, not for accuracy"
+        )
     fp32, reports = export_module(
         src.model, in_chans=config.in_chans, input_size=size, batch=batch, opset=opset, target=target, passes=passes
     )
@@ -278,24 +285,38 @@ def export_source(
             "opset": opset,
         }
         if deploy.tunable:  # the report says the form was chosen by the rule, not timed
-            metadata["tuning"] = {"tuned": False, "rule": deploy.layout.describe() if deploy.variant is None else f"variant {deploy.variant}",
-                                  "note": "form chosen without timing; `sbdeploy export --tune` times the candidates on this machine"}
+            metadata["tuning"] = {
+                "tuned": False,
+                "rule": deploy.layout.describe() if deploy.variant is None else f"variant {deploy.variant}",
+                "note": "form chosen without timing; `sbdeploy export --tune` times the candidates on this machine",
+            }
         if precision == "int8":
             assert calibration is not None  # to_precision refused int8 without it
-            metadata["int8"] = {"recipe": deploy.int8.name, "form": deploy.int8.describe(), "calibration": calibration.to_dict()}
+            metadata["int8"] = {
+                "recipe": deploy.int8.name,
+                "form": deploy.int8.describe(),
+                "calibration": calibration.to_dict(),
+            }
         proto.producer_name, proto.producer_version = "sbdeploy", __version__
         write_metadata(proto, metadata)
         try:
             onnx.checker.check_model(proto, full_check=True)
         except onnx.checker.ValidationError as error:
-            raise OnnxModelError(f"the exported graph fails onnx.checker ({error}); please report this as a bug") from None
+            raise OnnxModelError(
+                f"the exported graph fails onnx.checker ({error}); please report this as a bug"
+            ) from None
         trt = check_trt_compat(proto)
         data = proto.SerializeToString(deterministic=True)
         path = Path(out_path)
         atomic_write_bytes(path, data)
         results[precision] = ExportResult(
-            path=path, metadata=metadata, pass_reports=reports, trt_check=trt, ops=op_counts(proto),
-            sha256=sha256(data).hexdigest(), warnings=tuple(notes),
+            path=path,
+            metadata=metadata,
+            pass_reports=reports,
+            trt_check=trt,
+            ops=op_counts(proto),
+            sha256=sha256(data).hexdigest(),
+            warnings=tuple(notes),
         )
     return results
 

@@ -30,7 +30,9 @@ from sbdeploy.passes.cleanup import drop_stale_value_info
 _TYPE_ONLY_CHANGES = frozenset(
     {"Add", "Sub", "Mul", "Div", "Relu", "Identity", "BatchNormalization", "Sum", "Max", "Min", "Clip"}
 )
-_AXES_TO_ATTRIBUTE = frozenset({"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"})
+_AXES_TO_ATTRIBUTE = frozenset(
+    {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"}
+)
 
 
 def _shape_of(model: onnx.ModelProto) -> dict[str, list[int | None]]:
@@ -72,7 +74,9 @@ def downgrade_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
             size = dims[axis] if dims else None
             count = helper.get_attribute_value(attrs["num_outputs"])
             if size is None:
-                raise ConfigError(f"Split {node.name} splits a dynamic axis; opset {target} needs static sizes, use opset 18")
+                raise ConfigError(
+                    f"Split {node.name} splits a dynamic axis; opset {target} needs static sizes, use opset 18"
+                )
             chunk = -(-size // count)
             sizes = np.array([min(chunk, size - i * chunk) for i in range(count)], dtype=np.int64)
             name = f"{node.name}_split_sizes"
@@ -94,7 +98,11 @@ def downgrade_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
             if start != 0 or end is not None:
                 full, out = f"{node.output[0]}_full", node.output[0]
                 node.output[0] = full
-                params = [np.array([start], np.int64), np.array([end if end is not None else 2**62], np.int64), np.array([0], np.int64)]
+                params = [
+                    np.array([start], np.int64),
+                    np.array([end if end is not None else 2**62], np.int64),
+                    np.array([0], np.int64),
+                ]
                 names = [f"{node.name}_{p}" for p in ("starts", "ends", "axes")]
                 new_initializers.extend(numpy_helper.from_array(a, n) for a, n in zip(params, names))
                 inserted[index] = helper.make_node("Slice", [full, *names], [out], name=f"{node.name}_slice")
@@ -110,7 +118,9 @@ def downgrade_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
                 del node.input[1:]
                 node.attribute.append(helper.make_attribute("axes", axes))
         elif node.op_type not in _TYPE_ONLY_CHANGES:
-            raise ConfigError(f"{node.op_type} changed after opset {target} and sbdeploy cannot convert it; use opset 18")
+            raise ConfigError(
+                f"{node.op_type} changed after opset {target} and sbdeploy cannot convert it; use opset 18"
+            )
     if inserted:
         nodes = []
         for index, node in enumerate(model.graph.node):

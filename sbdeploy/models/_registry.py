@@ -44,7 +44,9 @@ class ModelInfo:
 _MODELS: dict[str, ModelInfo] = {}
 
 
-def register_model(family: str, baseline: str | None = None) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(
+    family: str, baseline: str | None = None
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a builder to the registry under its function name."""
 
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

@@ -19,7 +19,14 @@ class PyramidNet(nn.Module):
     """PyramidNet for 32x32 inputs: stem conv+BN, three stages, BN-ReLU, pool, fc."""
 
     def __init__(
-        self, block: type[nn.Module], depth: int, alpha: int, *, num_classes: int = 10, in_chans: int = 3, **block_options: str
+        self,
+        block: type[nn.Module],
+        depth: int,
+        alpha: int,
+        *,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        **block_options: str,
     ) -> None:
         super().__init__()
         per_block = 9 if block.expansion == 4 else 6
@@ -68,5 +75,7 @@ def cifar_pyramidnet164_a48_bottleneck(*, num_classes: int = 10, in_chans: int =
 
 
 @register_model("cifar", baseline="cifar_pyramidnet164_a48_bottleneck")
-def cifar_pyramidnet164_a48_bottleneck_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
+def cifar_pyramidnet164_a48_bottleneck_sb(
+    *, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard"
+) -> nn.Module:
     return PyramidNet(SBPyramidBottleneck, 164, 48, num_classes=num_classes, in_chans=in_chans, sampling=sampling)

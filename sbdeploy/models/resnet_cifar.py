@@ -18,7 +18,9 @@ from sbdeploy.nn.blocks import PreActBasicBlock, PreActBottleneck, SBPreActBasic
 class CifarResNet(nn.Module):
     """Pre-activation ResNet for 32x32 inputs: stem conv, three stages, BN-ReLU, pool, fc."""
 
-    def __init__(self, block: type[nn.Module], depth: int, *, num_classes: int = 10, in_chans: int = 3, **block_options: str) -> None:
+    def __init__(
+        self, block: type[nn.Module], depth: int, *, num_classes: int = 10, in_chans: int = 3, **block_options: str
+    ) -> None:
         super().__init__()
         per_block = 9 if block.expansion == 4 else 6
         if (depth - 2) % per_block:

@@ -22,7 +22,13 @@ class ResNet(nn.Module):
     (:func:`sbdeploy.nn.deploy.deploy_form` keeps them in one phase-layout run)."""
 
     def __init__(
-        self, block: type[nn.Module], layers: tuple[int, int, int, int], *, num_classes: int = 1000, in_chans: int = 3, **block_options: str
+        self,
+        block: type[nn.Module],
+        layers: tuple[int, int, int, int],
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        **block_options: str,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)

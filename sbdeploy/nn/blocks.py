@@ -224,8 +224,12 @@ class SBPreActBottleneck(PreActBottleneck):
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
         return BlockDescription(
-            ops(self.bn1, _RELU), ops(self.conv1, self.bn2, _RELU), self.conv2, ops(self.bn3, _RELU, self.conv3),
-            _preact_shortcut(self.shortcut), (),
+            ops(self.bn1, _RELU),
+            ops(self.conv1, self.bn2, _RELU),
+            self.conv2,
+            ops(self.bn3, _RELU, self.conv3),
+            _preact_shortcut(self.shortcut),
+            (),
         )
 
 
@@ -316,8 +320,12 @@ class SBBottleneck(Bottleneck):
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
         return BlockDescription(
-            (), ops(self.conv1, self.bn1, _RELU), self.conv2, ops(self.bn2, _RELU, self.conv3, self.bn3),
-            _torchvision_shortcut(self.downsample), (_RELU,),
+            (),
+            ops(self.conv1, self.bn1, _RELU),
+            self.conv2,
+            ops(self.bn2, _RELU, self.conv3, self.bn3),
+            _torchvision_shortcut(self.downsample),
+            (_RELU,),
         )
 
 
@@ -413,7 +421,12 @@ class SBPyramidBottleneck(PyramidBottleneck):
         assert isinstance(self.conv2, SpatialBottleneck)
         shortcut = Shortcut("pyramid", stride=self.stride, out_channels=self.conv3.out_channels)
         return BlockDescription(
-            (), ops(self.bn1, self.conv1, self.bn2, _RELU), self.conv2, ops(self.bn3, _RELU, self.conv3, self.bn4), shortcut, (),
+            (),
+            ops(self.bn1, self.conv1, self.bn2, _RELU),
+            self.conv2,
+            ops(self.bn3, _RELU, self.conv3, self.bn4),
+            shortcut,
+            (),
         )
 
 

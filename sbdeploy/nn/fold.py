@@ -24,7 +24,9 @@ def bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
         ConfigError: ``bn`` is in training mode or has no running statistics.
     """
     if bn.training:
-        raise ConfigError("the deploy forms are for inference: call model.eval() first (BN folding needs running stats)")
+        raise ConfigError(
+            "the deploy forms are for inference: call model.eval() first (BN folding needs running stats)"
+        )
     if bn.running_mean is None or bn.running_var is None:
         raise ConfigError("BN folding needs a BatchNorm2d with running statistics (track_running_stats=True)")
     scale = torch.rsqrt(bn.running_var + bn.eps)
@@ -46,7 +48,9 @@ def fold_bn(layer: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> None:
     if transposed and layer.groups != 1:
         raise ConfigError("fold_bn folds into an ungrouped ConvTranspose2d only")
     if layer.out_channels != bn.num_features:
-        raise ConfigError(f"fold_bn: {type(layer).__name__} has {layer.out_channels} output channels, the BN {bn.num_features}")
+        raise ConfigError(
+            f"fold_bn: {type(layer).__name__} has {layer.out_channels} output channels, the BN {bn.num_features}"
+        )
     scale, shift = bn_affine(bn)
     shape = (1, -1, 1, 1) if transposed else (-1, 1, 1, 1)
     with torch.no_grad():

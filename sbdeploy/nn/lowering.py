@@ -47,7 +47,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbdeploy.errors import ConfigError, did_you_mean
-from sbdeploy.nn.sampling import SAMPLINGS, conv_output_size, kept_parities, resolve_sampling, sampling_mask, subgroup_size
+from sbdeploy.nn.sampling import (
+    SAMPLINGS,
+    conv_output_size,
+    kept_parities,
+    resolve_sampling,
+    sampling_mask,
+    subgroup_size,
+)
 from sbdeploy.nn.taps import conv_pads, from_phases, sb_phase_deconv
 
 
@@ -55,8 +62,16 @@ class Lowering(Protocol):
     """The signature every SB form shares."""
 
     def __call__(
-        self, x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
-        b1: Tensor | None = None, b2: Tensor | None = None,
+        self,
+        x: Tensor,
+        w1: Tensor,
+        w2: Tensor,
+        *,
+        stride: int,
+        sampling: str,
+        mid: nn.Module | None = None,
+        b1: Tensor | None = None,
+        b2: Tensor | None = None,
     ) -> Tensor: ...
 
 
@@ -79,7 +94,9 @@ def register_lowering(name: str) -> Callable[[Lowering], Lowering]:
 def get_lowering(name: str) -> Lowering:
     """The registered form ``name``; ConfigError listing the forms (and close matches) otherwise."""
     if name not in LOWERINGS:
-        raise ConfigError(f"unknown SB lowering {name!r}{did_you_mean(name, LOWERINGS)}; choose one of {', '.join(LOWERINGS)}")
+        raise ConfigError(
+            f"unknown SB lowering {name!r}{did_you_mean(name, LOWERINGS)}; choose one of {', '.join(LOWERINGS)}"
+        )
     return LOWERINGS[name]
 
 
@@ -105,8 +122,15 @@ def _apply_packed(mid: nn.Module | None, values: list[Tensor]) -> list[Tensor]:
 
 @register_lowering("reference")
 def sb_reference(
-    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
-    b1: Tensor | None = None, b2: Tensor | None = None,
+    x: Tensor,
+    w1: Tensor,
+    w2: Tensor,
+    *,
+    stride: int,
+    sampling: str,
+    mid: nn.Module | None = None,
+    b1: Tensor | None = None,
+    b2: Tensor | None = None,
 ) -> Tensor:
     """Dense masked form: ``conv_transpose(mask * mid(conv(x)))`` on the full grid."""
     z = F.conv2d(x, w1, b1, stride=stride, padding=1)
@@ -122,8 +146,15 @@ def sb_reference(
 
 @register_lowering("separate")
 def sb_fast(
-    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
-    b1: Tensor | None = None, b2: Tensor | None = None,
+    x: Tensor,
+    w1: Tensor,
+    w2: Tensor,
+    *,
+    stride: int,
+    sampling: str,
+    mid: nn.Module | None = None,
+    b1: Tensor | None = None,
+    b2: Tensor | None = None,
 ) -> Tensor:
     """Strided form (the training form): per sampled parity a stride-2s conv and a stride-2 transposed conv."""
     out_h, out_w = conv_output_size(x.shape[2], stride), conv_output_size(x.shape[3], stride)
@@ -145,7 +176,9 @@ def _apply_tiled(mid: nn.Module, z: Tensor, groups: int) -> Tensor:
     for m in mid if isinstance(mid, nn.Sequential) else (mid,):
         if isinstance(m, nn.BatchNorm2d):
             if m.training or m.running_mean is None or m.running_var is None:
-                raise ConfigError("the grouped SB lowering is for inference: call model.eval() first (BN needs running stats)")
+                raise ConfigError(
+                    "the grouped SB lowering is for inference: call model.eval() first (BN needs running stats)"
+                )
             weight = None if m.weight is None else m.weight.repeat(groups)
             bias = None if m.bias is None else m.bias.repeat(groups)
             z = F.batch_norm(
@@ -162,8 +195,15 @@ def _apply_tiled(mid: nn.Module, z: Tensor, groups: int) -> Tensor:
 
 @register_lowering("grouped")
 def sb_grouped(
-    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
-    b1: Tensor | None = None, b2: Tensor | None = None,
+    x: Tensor,
+    w1: Tensor,
+    w2: Tensor,
+    *,
+    stride: int,
+    sampling: str,
+    mid: nn.Module | None = None,
+    b1: Tensor | None = None,
+    b2: Tensor | None = None,
 ) -> Tensor:
     """Export form: one grouped stride-2s conv and one grouped stride-2 deconv for all subgroups.
 
@@ -191,8 +231,13 @@ def sb_grouped(
     padded = F.pad(x, (1, 1 + extra_w, 1, 1 + extra_h))
     shifted = [padded[:, :, stride * a : stride * a + rows, stride * b : stride * b + cols] for a, b in parities]
     channels = w1.shape[0]
-    z = F.conv2d(torch.cat(shifted, dim=1) if groups > 1 else shifted[0], w1.repeat(groups, 1, 1, 1),
-                 None if b1 is None else b1.repeat(groups), stride=2 * stride, groups=groups)
+    z = F.conv2d(
+        torch.cat(shifted, dim=1) if groups > 1 else shifted[0],
+        w1.repeat(groups, 1, 1, 1),
+        None if b1 is None else b1.repeat(groups),
+        stride=2 * stride,
+        groups=groups,
+    )
     if mid is not None:
         z = _apply_tiled(mid, z, groups)
     if any(sizes[p] != (max_h, max_w) for p in parities):
@@ -242,8 +287,15 @@ def sb_conv_strided(
 
 @register_lowering("subpixel")
 def sb_subpixel(
-    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
-    b1: Tensor | None = None, b2: Tensor | None = None,
+    x: Tensor,
+    w1: Tensor,
+    w2: Tensor,
+    *,
+    stride: int,
+    sampling: str,
+    mid: nn.Module | None = None,
+    b1: Tensor | None = None,
+    b2: Tensor | None = None,
 ) -> Tensor:
     """Strided convs, sub-pixel deconv into the four output phases, one interleave (eval mode)."""
     _require_eval(mid, "subpixel")
@@ -256,8 +308,15 @@ def sb_subpixel(
 
 @register_lowering("strided")
 def sb_strided(
-    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
-    b1: Tensor | None = None, b2: Tensor | None = None,
+    x: Tensor,
+    w1: Tensor,
+    w2: Tensor,
+    *,
+    stride: int,
+    sampling: str,
+    mid: nn.Module | None = None,
+    b1: Tensor | None = None,
+    b2: Tensor | None = None,
 ) -> Tensor:
     """Per parity one strided Conv (then ``mid``) and one stride-2 ConvTranspose (eval mode)."""
     _require_eval(mid, "strided")
@@ -275,8 +334,15 @@ def sb_strided(
 
 @register_lowering("masked")
 def sb_masked(
-    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: nn.Module | None = None,
-    b1: Tensor | None = None, b2: Tensor | None = None,
+    x: Tensor,
+    w1: Tensor,
+    w2: Tensor,
+    *,
+    stride: int,
+    sampling: str,
+    mid: nn.Module | None = None,
+    b1: Tensor | None = None,
+    b2: Tensor | None = None,
 ) -> Tensor:
     """Dense Conv, ``mid``, the sampling mask, dense Conv with the flipped deconv kernel (eval mode).
 

@@ -74,7 +74,9 @@ def _sb_on_phases(sb: SpatialBottleneck, phases: list[Tensor], residual: list[Te
     size = (int(phases[0].shape[2]) // sb.stride, int(phases[0].shape[3]) // sb.stride)  # output phase size
     parities = kept_parities(sb.sampling, 2 * size[0], 2 * size[1])
     z = sb_phase_conv(phases, sb.conv.weight, parities=parities, stride=sb.stride, bias=sb.conv.bias, mid=sb.mid)
-    return sb_phase_deconv(z, sb.deconv.weight, parities=parities, out_size=size, residual=residual, bias=sb.deconv.bias)
+    return sb_phase_deconv(
+        z, sb.deconv.weight, parities=parities, out_size=size, residual=residual, bias=sb.deconv.bias
+    )
 
 
 def block_on_phases(desc: BlockDescription, phases: list[Tensor]) -> list[Tensor]:
@@ -163,7 +165,9 @@ class PhaseRun(nn.Module):
     def _forward_stacked(self, x: Tensor) -> Tensor:
         assert self.stacked is not None
         stacked: Tensor | None = None
-        for block, on_stacked, on_phases in zip(self.blocks, self.stacked, self.plan((int(x.shape[2]), int(x.shape[3])))):
+        for block, on_stacked, on_phases in zip(
+            self.blocks, self.stacked, self.plan((int(x.shape[2]), int(x.shape[3])))
+        ):
             if on_phases:
                 stacked = on_stacked(to_stacked(x) if stacked is None else stacked)
             else:

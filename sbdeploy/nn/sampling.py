@@ -64,7 +64,4 @@ def sampling_mask(height: int, width: int, sampling: str, *, device=None, dtype=
 
 def sampled_positions(height: int, width: int, sampling: str) -> int:
     """How many of the ``height x width`` grid positions ``sampling`` keeps."""
-    return sum(
-        subgroup_size(height, a) * subgroup_size(width, b)
-        for a, b in SAMPLINGS[resolve_sampling(sampling)]
-    )
+    return sum(subgroup_size(height, a) * subgroup_size(width, b) for a, b in SAMPLINGS[resolve_sampling(sampling)])

@@ -105,8 +105,14 @@ class SpatialBottleneck(nn.Module):
     def run(self, form: str, x: Tensor) -> Tensor:
         """This SB's computation in the named form (whatever :attr:`form` is)."""
         return get_lowering(form)(
-            x, self.conv.weight, self.deconv.weight, stride=self.stride, sampling=self.sampling, mid=self.mid,
-            b1=self.conv.bias, b2=self.deconv.bias,
+            x,
+            self.conv.weight,
+            self.deconv.weight,
+            stride=self.stride,
+            sampling=self.sampling,
+            mid=self.mid,
+            b1=self.conv.bias,
+            b2=self.deconv.bias,
         )
 
     def reference_forward(self, x: Tensor) -> Tensor:

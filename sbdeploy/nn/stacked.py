@@ -52,7 +52,9 @@ def _merged_kernel(weight: Tensor, taps: dict[tuple[int, int], tuple[Taps, Taps]
     for (o, i), (rows, cols) in taps.items():
         for row, k in rows:
             for col, kk in cols:
-                kernel[o * out_ch : (o + 1) * out_ch, i * in_ch : (i + 1) * in_ch, row - row_lo, col - col_lo] = weight[:, :, k, kk]
+                kernel[o * out_ch : (o + 1) * out_ch, i * in_ch : (i + 1) * in_ch, row - row_lo, col - col_lo] = weight[
+                    :, :, k, kk
+                ]
     return kernel, (row_lo, col_lo)
 
 
@@ -187,7 +189,9 @@ class StackedBlock(nn.Module):
 def to_stacked(x: Tensor) -> Tensor:
     """``[N, C, H, W]`` (even H, W) -> ``[N, 4C, H/2, W/2]``: one stride-2 conv with a one-hot kernel (exact)."""
     channels = int(x.shape[1])
-    one_hot = x.new_tensor([[[1.0 if (i, j) == phase else 0.0 for j in range(2)] for i in range(2)] for phase in PHASES])
+    one_hot = x.new_tensor(
+        [[[1.0 if (i, j) == phase else 0.0 for j in range(2)] for i in range(2)] for phase in PHASES]
+    )
     eye = torch.eye(channels, dtype=x.dtype, device=x.device)
     kernel = (one_hot[:, None, None] * eye[None, :, :, None, None]).reshape(len(PHASES) * channels, channels, 2, 2)
     return F.conv2d(x, kernel, stride=2)

@@ -36,8 +36,15 @@ def conv_pads(x: Tensor, weight: Tensor, pads: Sequence[int], *, stride: int = 1
     return F.conv2d(x, weight, bias, stride=stride)
 
 
-def conv_at(x: Tensor, kernel: Tensor, start: tuple[int, int], out_size: tuple[int, int], *,
-            stride: int = 1, bias: Tensor | None = None) -> Tensor:
+def conv_at(
+    x: Tensor,
+    kernel: Tensor,
+    start: tuple[int, int],
+    out_size: tuple[int, int],
+    *,
+    stride: int = 1,
+    bias: Tensor | None = None,
+) -> Tensor:
     """Conv whose output ``(i, j)`` reads ``x[stride * i + start[0] + .., stride * j + start[1] + ..]``.
 
     ``start`` is at most 0 on both axes (zero padding before ``x``); the padding after it
@@ -57,8 +64,15 @@ def _from_zero(taps: Taps) -> list[tuple[int, int | None]]:
     return [(offset, None) for offset in range(0, taps[0][0])] + list(taps)
 
 
-def tap_conv(x: Tensor, weight: Tensor, rows: Taps, cols: Taps, out_size: tuple[int, int],
-             bias: Tensor | None = None, stride: int = 1) -> Tensor:
+def tap_conv(
+    x: Tensor,
+    weight: Tensor,
+    rows: Taps,
+    cols: Taps,
+    out_size: tuple[int, int],
+    bias: Tensor | None = None,
+    stride: int = 1,
+) -> Tensor:
     """Conv with the kernel taps ``weight[:, :, k_r, k_c]`` for the listed (offset, k) pairs.
 
     Output position ``i`` reads ``x[stride * i + offset]``; offsets are consecutive, so the
@@ -68,7 +82,9 @@ def tap_conv(x: Tensor, weight: Tensor, rows: Taps, cols: Taps, out_size: tuple[
     """
     row_taps, col_taps = _from_zero(rows), _from_zero(cols)
     padded = F.pad(weight, (0, 1, 0, 1))  # index 3 is a zero tap
-    kernel = padded[:, :, [3 if k is None else k for _, k in row_taps]][:, :, :, [3 if k is None else k for _, k in col_taps]]
+    kernel = padded[:, :, [3 if k is None else k for _, k in row_taps]][
+        :, :, :, [3 if k is None else k for _, k in col_taps]
+    ]
     return conv_at(x, kernel, (row_taps[0][0], col_taps[0][0]), out_size, stride=stride, bias=bias)
 
 
@@ -102,8 +118,13 @@ def conv_taps(in_parity: int, sub_parity: int, stride: int = 1) -> Taps:
 
 
 def sb_phase_conv(
-    phases: Sequence[Tensor], w1: Tensor, *, parities: Sequence[tuple[int, int]], stride: int = 1,
-    bias: Tensor | None = None, mid: nn.Module | None = None,
+    phases: Sequence[Tensor],
+    w1: Tensor,
+    *,
+    parities: Sequence[tuple[int, int]],
+    stride: int = 1,
+    bias: Tensor | None = None,
+    mid: nn.Module | None = None,
 ) -> list[Tensor]:
     """Conv part on a phase-split input: per parity a sum of tap convs, then ``bias`` and ``mid``.
 
@@ -116,8 +137,15 @@ def sb_phase_conv(
     for a, b in parities:
         acc = None
         for (p, q), xp in zip(PHASES, phases):
-            part = tap_conv(xp, w1, conv_taps(p, a, stride), conv_taps(q, b, stride), size,
-                            bias=bias if acc is None else None, stride=stride)
+            part = tap_conv(
+                xp,
+                w1,
+                conv_taps(p, a, stride),
+                conv_taps(q, b, stride),
+                size,
+                bias=bias if acc is None else None,
+                stride=stride,
+            )
             acc = part if acc is None else acc + part
         assert acc is not None
         z.append(acc if mid is None else mid(acc))
@@ -140,8 +168,9 @@ def sb_phase_deconv(
         # residual first: ORT's NCHWc pass turns each ``acc + conv`` into a Conv with a sum input
         acc = None if residual is None else residual[index]
         for number, ((a, b), za) in enumerate(zip(parities, z)):
-            part = tap_conv(za, weight, deconv_taps(r, a), deconv_taps(c, b), out_size,
-                            bias=bias if number == 0 else None)
+            part = tap_conv(
+                za, weight, deconv_taps(r, a), deconv_taps(c, b), out_size, bias=bias if number == 0 else None
+            )
             acc = part if acc is None else acc + part
         assert acc is not None, "every sampling set keeps position (0, 0)"
         phases.append(acc)

@@ -57,7 +57,9 @@ def run_pass(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, PassRe
     return out, PassReport(name=name, ops_before=before, ops_after=op_counts(out))
 
 
-def run_passes(model: onnx.ModelProto, names: Sequence[str] = DEFAULT_PASSES) -> tuple[onnx.ModelProto, list[PassReport]]:
+def run_passes(
+    model: onnx.ModelProto, names: Sequence[str] = DEFAULT_PASSES
+) -> tuple[onnx.ModelProto, list[PassReport]]:
     """Apply the named passes in order; return the final model and one report per pass."""
     reports = []
     for name in names:

@@ -58,11 +58,21 @@ def affine_to_conv(model: onnx.ModelProto) -> onnx.ModelProto:
                 shift = channel_const(other)
                 if shift is not None and shift.shape == scale.shape and list(add.input).count(node.output[0]) == 1:
                     channels = scale.shape[0]
-                    w = numpy_helper.from_array(scale.reshape(channels, 1, 1, 1), f"{node.name or node.output[0]}_dw_weight")
+                    w = numpy_helper.from_array(
+                        scale.reshape(channels, 1, 1, 1), f"{node.name or node.output[0]}_dw_weight"
+                    )
                     b = numpy_helper.from_array(shift.reshape(channels), f"{node.name or node.output[0]}_dw_bias")
                     graph.initializer.extend([w, b])
-                    new_nodes.append(helper.make_node("Conv", [node.input[0], w.name, b.name], [add.output[0]],
-                                                      name=f"{add.name or add.output[0]}_dw", group=channels, kernel_shape=[1, 1]))
+                    new_nodes.append(
+                        helper.make_node(
+                            "Conv",
+                            [node.input[0], w.name, b.name],
+                            [add.output[0]],
+                            name=f"{add.name or add.output[0]}_dw",
+                            group=channels,
+                            kernel_shape=[1, 1],
+                        )
+                    )
                     dropped.add(id(add))
                     continue
         new_nodes.append(node)

@@ -36,8 +36,14 @@ def _bn_to_affine(model_ir) -> tuple[int, list[str]]:  # noqa: ANN001  (onnx_ir.
         shift = beta - mean * scale
         dtype = np.asarray(params[0]).dtype
         bshape = (-1,) + (1,) * (rank - 2)
-        s = ir.Value(name=f"{node.name}_scale", const_value=ir.tensor(scale.astype(dtype).reshape(bshape), name=f"{node.name}_scale"))
-        t = ir.Value(name=f"{node.name}_shift", const_value=ir.tensor(shift.astype(dtype).reshape(bshape), name=f"{node.name}_shift"))
+        s = ir.Value(
+            name=f"{node.name}_scale",
+            const_value=ir.tensor(scale.astype(dtype).reshape(bshape), name=f"{node.name}_scale"),
+        )
+        t = ir.Value(
+            name=f"{node.name}_shift",
+            const_value=ir.tensor(shift.astype(dtype).reshape(bshape), name=f"{node.name}_shift"),
+        )
         graph.register_initializer(s)
         graph.register_initializer(t)
         mul = ir.Node("", "Mul", [node.inputs[0], s], name=f"{node.name}_mul")

@@ -24,10 +24,9 @@ def to_fp16(model: onnx.ModelProto, *, keep_fp32_ops: Sequence[str] = DEFAULT_FP
         model: a float32 model.
         keep_fp32_ops: op types to leave in float32.
     """
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
     import onnx_ir as ir
     from onnx_ir.passes.common import TopologicalSortPass
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
     converted = convert_float_to_float16(
         onnx.ModelProto.FromString(model.SerializeToString()),

@@ -132,7 +132,9 @@ def quantize_int8(
     if dims and dims[0].HasField("dim_value"):
         batch_size = dims[0].dim_value
         if len(calibration) < batch_size:
-            raise InputError(f"the model's fixed batch is {batch_size}: give at least {batch_size} calibration images, got {len(calibration)}")
+            raise InputError(
+                f"the model's fixed batch is {batch_size}: give at least {batch_size} calibration images, got {len(calibration)}"
+            )
     batch_size = max(1, min(batch_size, len(calibration)))
 
     class _Reader(CalibrationDataReader):

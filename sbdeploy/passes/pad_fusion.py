@@ -67,8 +67,13 @@ def fuse_pads(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         users = consumers.get(node.output[0], [])
         if spatial is None or not users:
             continue
-        if not all(u.op_type == "Conv" and u.input[0] == node.output[0] and u.input[1:].count(node.output[0]) == 0
-                   and all(a.name != "auto_pad" or a.s in (b"NOTSET", b"") for a in u.attribute) for u in users):
+        if not all(
+            u.op_type == "Conv"
+            and u.input[0] == node.output[0]
+            and u.input[1:].count(node.output[0]) == 0
+            and all(a.name != "auto_pad" or a.s in (b"NOTSET", b"") for a in u.attribute)
+            for u in users
+        ):
             continue
         for user in users:
             attrs = {a.name: a for a in user.attribute}

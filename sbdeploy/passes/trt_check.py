@@ -148,12 +148,23 @@ def check_trt_compat(model: onnx.ModelProto | str | Path) -> TrtCheckReport:
     opset = _opset(model)
     issues: list[TrtIssue] = []
     if not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
-        issues.append(TrtIssue("warning", "", "", f"opset {opset} is outside {OPSET_RANGE[0]}-{OPSET_RANGE[1]}, the range of the support list"))
+        issues.append(
+            TrtIssue(
+                "warning",
+                "",
+                "",
+                f"opset {opset} is outside {OPSET_RANGE[0]}-{OPSET_RANGE[1]}, the range of the support list",
+            )
+        )
     for node in graph.node:
         name, op = node.name or f"<{node.op_type}>", node.op_type
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if node.domain not in ("", "ai.onnx"):
-            issues.append(TrtIssue("error", name, op, f"custom domain {node.domain!r}: TensorRT's ONNX parser has no importer for it"))
+            issues.append(
+                TrtIssue(
+                    "error", name, op, f"custom domain {node.domain!r}: TensorRT's ONNX parser has no importer for it"
+                )
+            )
             continue
         if op in UNSUPPORTED_OPS or op not in SUPPORTED_OPS:
             issues.append(TrtIssue("error", name, op, f"{op} is not supported by TensorRT's ONNX parser"))
@@ -164,12 +175,31 @@ def check_trt_compat(model: onnx.ModelProto | str | Path) -> TrtCheckReport:
                 if op in ("Conv", "ConvTranspose") and producer is not None and producer.op_type == "DequantizeLinear":
                     continue  # Q/DQ weights: DequantizeLinear of an initializer
                 severity = "error" if op in ("Conv", "ConvTranspose") else "warning"
-                issues.append(TrtIssue(severity, name, op, f"{what} is computed at run time; the parser needs an initializer"))
+                issues.append(
+                    TrtIssue(severity, name, op, f"{what} is computed at run time; the parser needs an initializer")
+                )
         if op == "ConvTranspose" and "output_shape" in attrs:
-            issues.append(TrtIssue("warning", name, op, "output_shape attribute: TensorRT and recent onnxruntime disagree on it (onnx-tensorrt #1042); use explicit pads"))
+            issues.append(
+                TrtIssue(
+                    "warning",
+                    name,
+                    op,
+                    "output_shape attribute: TensorRT and recent onnxruntime disagree on it (onnx-tensorrt #1042); use explicit pads",
+                )
+            )
         if op in ("Conv", "ConvTranspose") and int(attrs.get("group", 1)) > 1 and len(node.input) > 1:
-            if _is_fp16_weight(node.input[1], initializers, producers) or value_types.get(node.input[0]) == onnx.TensorProto.FLOAT16:
-                issues.append(TrtIssue("warning", name, op, f"grouped (group={attrs['group']}) float16 {op}: TensorRT 11.2 strongly typed may find no kernel (TensorRT #4838; 10.16 builds it)"))
+            if (
+                _is_fp16_weight(node.input[1], initializers, producers)
+                or value_types.get(node.input[0]) == onnx.TensorProto.FLOAT16
+            ):
+                issues.append(
+                    TrtIssue(
+                        "warning",
+                        name,
+                        op,
+                        f"grouped (group={attrs['group']}) float16 {op}: TensorRT 11.2 strongly typed may find no kernel (TensorRT #4838; 10.16 builds it)",
+                    )
+                )
         if op in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[2] in initializers:
             zero = onnx.numpy_helper.to_array(initializers[node.input[2]])
             if zero.any():
@@ -177,7 +207,16 @@ def check_trt_compat(model: onnx.ModelProto | str | Path) -> TrtCheckReport:
         if op == "DequantizeLinear" and node.input[0] in initializers:
             if initializers[node.input[0]].data_type not in _DQ_INPUT_TYPES:
                 kind = onnx.TensorProto.DataType.Name(initializers[node.input[0]].data_type)
-                issues.append(TrtIssue("error", name, op, f"DequantizeLinear of {kind}: TensorRT takes INT8, FP8 or INT4"))
-        if op == "Pad" and attrs.get("mode", b"constant") not in (b"constant", "constant", b"reflect", "reflect", b"edge", "edge"):
+                issues.append(
+                    TrtIssue("error", name, op, f"DequantizeLinear of {kind}: TensorRT takes INT8, FP8 or INT4")
+                )
+        if op == "Pad" and attrs.get("mode", b"constant") not in (
+            b"constant",
+            "constant",
+            b"reflect",
+            "reflect",
+            b"edge",
+            "edge",
+        ):
             issues.append(TrtIssue("warning", name, op, f"Pad mode {attrs['mode']!r} may be unsupported"))
     return TrtCheckReport(source=SUPPORT_LIST_SOURCE, opset=opset, nodes=len(graph.node), issues=tuple(issues))

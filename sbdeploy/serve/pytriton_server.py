@@ -212,7 +212,9 @@ class PyTritonServer:
             os.killpg(process.pid, signal.SIGKILL)  # the group is ours: start_new_session made it
             process.wait(timeout=10)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
         if self._own_log and exc is None:
             self.log_path.unlink(missing_ok=True)
@@ -234,7 +236,9 @@ def tritonserver_binary(python: str | Path | None = None) -> Path:
     return binary
 
 
-def check_with_tritonserver(repository: str | Path, *, python: str | Path | None = None, timeout_s: float = 60.0) -> dict[str, str | None]:
+def check_with_tritonserver(
+    repository: str | Path, *, python: str | Path | None = None, timeout_s: float = 60.0
+) -> dict[str, str | None]:
     """Let a real Triton (PyTriton's bundled 2.x server) read and validate every model config of ``repository``.
 
     Triton validates each ``config.pbtxt`` when it polls the repository, before it looks
@@ -283,7 +287,9 @@ def check_with_tritonserver(repository: str | Path, *, python: str | Path | None
         missing = [n for n in names if n not in verdicts]
         if missing:
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
-            raise BackendUnavailableError(f"tritonserver gave no verdict on {missing} within {timeout_s:.0f} s:\n{tail}")
+            raise BackendUnavailableError(
+                f"tritonserver gave no verdict on {missing} within {timeout_s:.0f} s:\n{tail}"
+            )
     return verdicts
 
 
@@ -337,7 +343,9 @@ def main(argv: list[str] | None = None) -> None:
         return infer
 
     def tensors(items: Any) -> list[Any]:
-        return [Tensor(name=t.name, dtype=t.dtype, shape=tuple(-1 if d is None else d for d in t.shape[1:])) for t in items]
+        return [
+            Tensor(name=t.name, dtype=t.dtype, shape=tuple(-1 if d is None else d for d in t.shape[1:])) for t in items
+        ]
 
     config = TritonConfig(
         http_address="127.0.0.1", http_port=args.http_port,
@@ -355,7 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     parent = os.getppid()
     with contextlib.ExitStack() as stack:
         runners = [
-            stack.enter_context(OrtRunner(args.onnx, provider="cpu", threads=args.threads)) for _ in range(args.instances)
+            stack.enter_context(OrtRunner(args.onnx, provider="cpu", threads=args.threads))
+            for _ in range(args.instances)
         ]
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="sbdeploy-pytriton."))
         triton = stack.enter_context(

@@ -102,7 +102,9 @@ def bench_triton(
         counted = _settled_batches(client, model, at_least=_requests(counted) + warmup_requests)
         levels = []
         for level in concurrency:
-            result = _run_level(level, new_client, request, images, expected, requests_per_client, time_limit_s, atol, rtol)
+            result = _run_level(
+                level, new_client, request, images, expected, requests_per_client, time_limit_s, atol, rtol
+            )
             before, counted = counted, _settled_batches(client, model, at_least=_requests(counted) + result.requests)
             batches = {b: n - before.get(b, 0) for b, n in sorted(counted.items()) if n > before.get(b, 0)}
             levels.append(LevelResult(**{**asdict(result), "batches": batches}))

@@ -91,7 +91,9 @@ class TritonOptions:
     preferred_batch: tuple[int, ...] = ()  # dynamic_batching preferred_batch_size
     queue_delay_us: int = 100  # dynamic_batching max_queue_delay_microseconds
     onnx_device: Literal["cpu", "gpu"] = "cpu"  # instance kind of ONNX models (engines always run on GPU)
-    onnx_trt_fp16: bool = False  # fp16 ONNX models: TensorRT accelerator, precision_mode FP16 (implies onnx_device="gpu")
+    onnx_trt_fp16: bool = (
+        False  # fp16 ONNX models: TensorRT accelerator, precision_mode FP16 (implies onnx_device="gpu")
+    )
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,11 @@ def read_artifact(path: str | Path) -> ArtifactSpec:
     """Read an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` with its ``.json`` sidecar)."""
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"{path} is a folder; give .onnx files and .engine/.plan files" if path.is_dir() else f"{path} does not exist")
+        raise ArtifactError(
+            f"{path} is a folder; give .onnx files and .engine/.plan files"
+            if path.is_dir()
+            else f"{path} does not exist"
+        )
     if path.suffix == ".onnx":
         return read_onnx_artifact(path)
     if path.suffix in ENGINE_SUFFIXES:
@@ -144,7 +150,9 @@ def _batch_of(inputs: Sequence[IOTensor], outputs: Sequence[IOTensor], where: st
     first = firsts.pop()
     clash = [t.name for t in outputs if t.shape[0] is not None and t.shape[0] != first]
     if clash:
-        raise ArtifactError(f"{where}: output(s) {clash} do not share the inputs' batch dimension ({first or 'dynamic'})")
+        raise ArtifactError(
+            f"{where}: output(s) {clash} do not share the inputs' batch dimension ({first or 'dynamic'})"
+        )
     return (None, True) if first is None else (first, False)
 
 
@@ -180,7 +188,9 @@ def read_onnx_artifact(path: Path) -> ArtifactSpec:
     metadata = {p.key: p.value for p in model.metadata_props}
     metadata["opset"] = ",".join(f"{o.domain or 'ai.onnx'}:{o.version}" for o in model.opset_import)
     fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
-    return ArtifactSpec(path, "onnx", inputs, outputs, max_batch, fixed_batch=fixed, metadata=metadata, fp16_weights=fp16)
+    return ArtifactSpec(
+        path, "onnx", inputs, outputs, max_batch, fixed_batch=fixed, metadata=metadata, fp16_weights=fp16
+    )
 
 
 def _dims(value: Any, what: str) -> tuple[int, ...]:
@@ -219,7 +229,10 @@ def read_engine_artifact(path: Path) -> ArtifactSpec:
 
         inputs, outputs = tensors(sidecar.inputs), tensors(sidecar.outputs)
         profiles = [
-            {name: {k: _dims(p[name][k], f"{side.name}: profile {name!r} {k}") for k in ("min", "opt", "max")} for name in p}
+            {
+                name: {k: _dims(p[name][k], f"{side.name}: profile {name!r} {k}") for k in ("min", "opt", "max")}
+                for name in p
+            }
             for p in sidecar.profiles
         ]
     except (ValueError, KeyError, TypeError) as error:
@@ -245,7 +258,15 @@ def read_engine_artifact(path: Path) -> ArtifactSpec:
         max_batch = _covered_from_one(ranges)
     opt = {name: s["opt"] for name, s in profiles[0].items()} if profiles else {}
     return ArtifactSpec(
-        path, "tensorrt", inputs, outputs, max_batch, fixed_batch=fixed, opt_shapes=opt, tensorrt_version=version, gpu=gpu
+        path,
+        "tensorrt",
+        inputs,
+        outputs,
+        max_batch,
+        fixed_batch=fixed,
+        opt_shapes=opt,
+        tensorrt_version=version,
+        gpu=gpu,
     )
 
 
@@ -516,7 +537,9 @@ def check_model_config(text: str) -> Any:
             if len(value.dims) != len(ref.dims) or any(
                 d < 1 or (r != -1 and d != r) for d, r in zip(value.dims, ref.dims)
             ):
-                problems.append(f"warm-up {sample.name!r} input {key!r} dims {list(value.dims)} do not fit {list(ref.dims)}")
+                problems.append(
+                    f"warm-up {sample.name!r} input {key!r} dims {list(value.dims)} do not fit {list(ref.dims)}"
+                )
     if problems:
         raise ConfigError(f"config.pbtxt of {config.name!r} breaks Triton's rules: " + "; ".join(problems))
     return config
@@ -612,7 +635,9 @@ def write_triton_repo(
         raise ConfigError(f"{len(names)} model names for {len(artifacts)} artifacts")
     root = Path(out)
     specs = [read_artifact(a) for a in artifacts]
-    names = [name] if name is not None else list(names) if names is not None else [s.path.name.split(".")[0] for s in specs]
+    names = (
+        [name] if name is not None else list(names) if names is not None else [s.path.name.split(".")[0] for s in specs]
+    )
     for n in names:
         if not _NAME_RE.match(n):
             raise ConfigError(f"model name {n!r}: use letters, digits, '_', '-', '.' (it is a folder name)")

@@ -8,7 +8,19 @@ from sbdeploy.train.recalibrate import Recalibration, calibration_images, recali
 from sbdeploy.train.trainer import EpochStats, StepStats, TrainCallbacks, TrainResult, train
 
 __all__ = [
-    "Accuracy", "Distillation", "EpochStats", "EvalResult", "Recalibration", "StepStats", "TrainCallbacks", "TrainConfig",
-    "TrainResult", "calibration_images", "evaluate_checkpoint", "measure_accuracy", "open_fitting_source", "recalibrate_bn",
+    "Accuracy",
+    "Distillation",
+    "EpochStats",
+    "EvalResult",
+    "Recalibration",
+    "StepStats",
+    "TrainCallbacks",
+    "TrainConfig",
+    "TrainResult",
+    "calibration_images",
+    "evaluate_checkpoint",
+    "measure_accuracy",
+    "open_fitting_source",
+    "recalibrate_bn",
     "train",
 ]

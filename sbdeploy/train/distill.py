@@ -40,7 +40,12 @@ class Distillation:
     def loss(self, logits: Tensor, teacher_logits: Tensor, labels: Tensor) -> Tensor:
         """The blended loss of a batch."""
         t = self.temperature
-        soft = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1), reduction="batchmean", log_target=True)
+        soft = F.kl_div(
+            F.log_softmax(logits / t, dim=1),
+            F.log_softmax(teacher_logits / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
         return (1 - self.alpha) * F.cross_entropy(logits, labels) + self.alpha * t * t * soft
 
     def to_dict(self) -> dict[str, Any]:

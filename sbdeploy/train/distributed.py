@@ -81,7 +81,9 @@ def setup(device: str = "auto") -> DistContext:
     owns = not dist.is_initialized()
     if owns:
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=dev, owns_group=owns)
+    return DistContext(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=dev, owns_group=owns
+    )
 
 
 def teardown(ctx: DistContext) -> None:

@@ -30,7 +30,9 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return (images - mean) / std
 
 
-def stats_tensors(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def stats_tensors(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std as ``[C, 1, 1]`` tensors on ``device``."""
     return (torch.tensor(mean, device=device).view(-1, 1, 1), torch.tensor(std, device=device).view(-1, 1, 1))
 
@@ -114,7 +116,9 @@ def open_fitting_source(source: str, config: CheckpointConfig) -> ImageData:
     return data
 
 
-def evaluate_checkpoint(path: str | Path, source: str, *, split: str = "test", batch_size: int = 256, device: str = "cpu") -> EvalResult:
+def evaluate_checkpoint(
+    path: str | Path, source: str, *, split: str = "test", batch_size: int = 256, device: str = "cpu"
+) -> EvalResult:
     """Load a checkpoint folder and measure its accuracy on a split of a SOURCE.
 
     Raises:
@@ -132,6 +136,11 @@ def evaluate_checkpoint(path: str | Path, source: str, *, split: str = "test", b
     acc = measure_accuracy(ckpt.model, images, labels, cfg.mean, cfg.std, batch_size=batch_size, device=device)
     recorded = cfg.metrics.get("test_accuracy")
     return EvalResult(
-        checkpoint=Path(path), arch=cfg.arch, source=data.source, split=split, accuracy=acc,
-        recorded_accuracy=float(recorded) if recorded is not None else None, time_s=time.perf_counter() - start,
+        checkpoint=Path(path),
+        arch=cfg.arch,
+        source=data.source,
+        split=split,
+        accuracy=acc,
+        recorded_accuracy=float(recorded) if recorded is not None else None,
+        time_s=time.perf_counter() - start,
     )

@@ -43,7 +43,12 @@ def calibration_images(data: ImageData, count: int | None, *, seed: int = 0) -> 
 
 
 def normalized_batches(
-    images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], *, batch_size: int, device: torch.device | str = "cpu"
+    images: torch.Tensor,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    *,
+    batch_size: int,
+    device: torch.device | str = "cpu",
 ) -> Iterator[torch.Tensor]:
     """Raw images as normalized float batches on ``device``, in order."""
     device = torch.device(device)
@@ -80,7 +85,9 @@ def recalibrate_bn(
     total = -(-len(images) // batch_size)
 
     def batches() -> Iterator[torch.Tensor]:
-        for index, batch in enumerate(normalized_batches(images, mean, std, batch_size=batch_size, device=device), start=1):
+        for index, batch in enumerate(
+            normalized_batches(images, mean, std, batch_size=batch_size, device=device), start=1
+        ):
             yield batch
             if on_batch is not None:
                 on_batch(index, total)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, TensorDataset
 
 from sbdeploy.checkpoint import (
-    CONFIG_FILE,
     WEIGHTS_FILE,
     CheckpointConfig,
     atomic_write_bytes,
@@ -134,37 +133,66 @@ def augment(images: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) ->
     return images
 
 
-def _checkpoint_config(arch: str, options: dict[str, Any], data: ImageData, recipe: dict[str, Any], metrics: dict[str, Any]) -> CheckpointConfig:
+def _checkpoint_config(
+    arch: str, options: dict[str, Any], data: ImageData, recipe: dict[str, Any], metrics: dict[str, Any]
+) -> CheckpointConfig:
     return CheckpointConfig(
-        arch=arch, options=options, input_size=data.input_size, mean=data.mean, std=data.std,
-        class_names=data.class_names, dataset=data.source, metrics=metrics, training=recipe,
+        arch=arch,
+        options=options,
+        input_size=data.input_size,
+        mean=data.mean,
+        std=data.std,
+        class_names=data.class_names,
+        dataset=data.source,
+        metrics=metrics,
+        training=recipe,
     )
 
 
-def _save_state(out: Path, model: nn.Module, optimizer: torch.optim.SGD, next_epoch: int, arch: str,
-                options: dict[str, Any], recipe: dict[str, Any]) -> None:
+def _save_state(
+    out: Path,
+    model: nn.Module,
+    optimizer: torch.optim.SGD,
+    next_epoch: int,
+    arch: str,
+    options: dict[str, Any],
+    recipe: dict[str, Any],
+) -> None:
     names = {id(p): n for n, p in model.named_parameters()}
     tensors = {
         f"momentum.{names[id(p)]}": state["momentum_buffer"].detach().cpu().contiguous()
         for p, state in optimizer.state.items()
         if state.get("momentum_buffer") is not None
     }
-    metadata = {"epoch": str(next_epoch), "arch": arch, "options": json.dumps(options, sort_keys=True), "recipe": json.dumps(recipe, sort_keys=True)}
+    metadata = {
+        "epoch": str(next_epoch),
+        "arch": arch,
+        "options": json.dumps(options, sort_keys=True),
+        "recipe": json.dumps(recipe, sort_keys=True),
+    }
     atomic_write_bytes(out / STATE_FILE, save_safetensors_bytes(tensors, metadata=metadata))
 
 
-def _load_state(out: Path, model: nn.Module, arch: str, options: dict[str, Any], recipe: dict[str, Any]) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]]:
+def _load_state(
+    out: Path, model: nn.Module, arch: str, options: dict[str, Any], recipe: dict[str, Any]
+) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]]:
     """Weights into ``model``; returns (next epoch, momentum buffers by parameter name, previous metrics)."""
     from safetensors import safe_open
 
     state_path = out / STATE_FILE
     if not out.is_dir():
-        raise CheckpointError(f"nothing to resume: {out} is {'a file' if out.exists() else 'not there'}; --resume continues the run in the --out folder")
+        raise CheckpointError(
+            f"nothing to resume: {out} is {'a file' if out.exists() else 'not there'}; --resume continues the run in the --out folder"
+        )
     if not state_path.is_file():
-        raise CheckpointError(f"nothing to resume in {out}: no {STATE_FILE} (the run finished, or never wrote an epoch)")
+        raise CheckpointError(
+            f"nothing to resume in {out}: no {STATE_FILE} (the run finished, or never wrote an epoch)"
+        )
     config = read_config(out)
     if config.arch != arch or config.options != options:
-        raise CheckpointError(f"{out} holds {config.arch} {config.options}, not {arch} {options}; resume with the same model and data")
+        raise CheckpointError(
+            f"{out} holds {config.arch} {config.options}, not {arch} {options}; resume with the same model and data"
+        )
     changed = sorted(k for k in set(recipe) | set(config.training) if recipe.get(k) != config.training.get(k))
     if changed:
         raise CheckpointError(
@@ -177,7 +205,9 @@ def _load_state(out: Path, model: nn.Module, arch: str, options: dict[str, Any],
     weights = read_weights(out / WEIGHTS_FILE)
     problem = state_mismatches(model.state_dict(), weights)
     if problem:
-        raise CheckpointError(f"{out / WEIGHTS_FILE} does not fit {arch} {options}, the run in config.json: {problem}; it is another network's")
+        raise CheckpointError(
+            f"{out / WEIGHTS_FILE} does not fit {arch} {options}, the run in config.json: {problem}; it is another network's"
+        )
     model.load_state_dict(weights, strict=True)
     return epoch, {k.removeprefix("momentum."): v for k, v in momentum.items()}, config.metrics
 
@@ -236,7 +266,9 @@ def train(
         recipe["distill"] = distill.to_dict()
     recipe.update(provenance or {})
     if not resume and (out / WEIGHTS_FILE).exists() and not overwrite:
-        raise ConfigError(f"{out} already holds a checkpoint; pass --resume to continue it or --overwrite to replace it")
+        raise ConfigError(
+            f"{out} already holds a checkpoint; pass --resume to continue it or --overwrite to replace it"
+        )
 
     ctx = distributed.setup(device)
     try:
@@ -261,7 +293,11 @@ def train(
         if ctx.distributed:
             net = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
         optimizer = torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
+            model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
         )
         for name, p in model.named_parameters():
             if name in momentum:
@@ -303,20 +339,36 @@ def train(
                 seen += len(y)
                 if ctx.is_main:
                     elapsed = time.perf_counter() - epoch_start
-                    hooks.on_step(StepStats(epoch, step + 1, steps, loss_sum / seen, correct / seen, seen * ctx.world_size / elapsed))
+                    hooks.on_step(
+                        StepStats(
+                            epoch, step + 1, steps, loss_sum / seen, correct / seen, seen * ctx.world_size / elapsed
+                        )
+                    )
             epoch_time = time.perf_counter() - epoch_start
             ctx.average_buffers(model)
             loss_total, correct_total, seen_total = ctx.all_sum([loss_sum, float(correct), float(seen)])
             test_acc = top5 = None
             if ctx.is_main:
-                acc = measure_accuracy(model, data.test_images, data.test_labels, data.mean, data.std,
-                                       batch_size=config.eval_batch_size, device=ctx.device)
+                acc = measure_accuracy(
+                    model,
+                    data.test_images,
+                    data.test_labels,
+                    data.mean,
+                    data.std,
+                    batch_size=config.eval_batch_size,
+                    device=ctx.device,
+                )
                 test_acc, top5 = acc.top1, acc.top5
             test_acc, has5, top5_value = ctx.all_sum([test_acc or 0.0, float(top5 is not None), top5 or 0.0])
             stats = EpochStats(
-                epoch=epoch, lr=lr, train_loss=loss_total / seen_total, train_accuracy=correct_total / seen_total,
-                test_accuracy=test_acc, test_top5=top5_value if has5 else None,
-                images_per_s=seen_total / epoch_time, time_s=epoch_time,
+                epoch=epoch,
+                lr=lr,
+                train_loss=loss_total / seen_total,
+                train_accuracy=correct_total / seen_total,
+                test_accuracy=test_acc,
+                test_top5=top5_value if has5 else None,
+                images_per_s=seen_total / epoch_time,
+                time_s=epoch_time,
             )
             history.append(stats)
             wall = wall_before + time.perf_counter() - run_start
@@ -333,16 +385,26 @@ def train(
             raise ConfigError(f"{out} already finished {start_epoch} of {config.epochs} epochs; nothing to train")
         last = history[-1]
         return TrainResult(
-            out=out, arch=arch, options=options, epochs=config.epochs, start_epoch=start_epoch,
-            test_accuracy=last.test_accuracy, test_top5=last.test_top5,
-            wall_time_s=wall_before + time.perf_counter() - run_start, world_size=ctx.world_size, rank=ctx.rank,
-            model=model, history=tuple(history),
+            out=out,
+            arch=arch,
+            options=options,
+            epochs=config.epochs,
+            start_epoch=start_epoch,
+            test_accuracy=last.test_accuracy,
+            test_top5=last.test_top5,
+            wall_time_s=wall_before + time.perf_counter() - run_start,
+            world_size=ctx.world_size,
+            rank=ctx.rank,
+            model=model,
+            history=tuple(history),
         )
     finally:
         distributed.teardown(ctx)
 
 
-def _metrics(last: EpochStats, history: list[EpochStats], wall: float, ctx: distributed.DistContext, epochs: int) -> dict[str, Any]:
+def _metrics(
+    last: EpochStats, history: list[EpochStats], wall: float, ctx: distributed.DistContext, epochs: int
+) -> dict[str, Any]:
     return {
         "test_accuracy": round(last.test_accuracy, 5),
         "test_top5": None if last.test_top5 is None else round(last.test_top5, 5),

@@ -16,6 +16,7 @@ from sbdeploy.tolerance import DEFAULT_TOLERANCES, TOLERANCE_REASONS, Tolerance
 
 __all__ = ["DEFAULT_TOLERANCES", "TOLERANCE_REASONS", "OutputStats", "Tolerance", "output_stats", "verdict"]
 
+
 @dataclass(frozen=True)
 class OutputStats:
     """Error statistics of one output against its reference."""
@@ -79,7 +80,9 @@ def verdict(stats: OutputStats, tolerance: Tolerance) -> tuple[bool, str]:
     if stats.nonfinite:
         reasons.append(f"{stats.nonfinite} NaN/Inf values")
     if tolerance.atol is not None and stats.elementwise_fail:
-        reasons.append(f"{stats.elementwise_fail} elements beyond atol={tolerance.atol:g}/rtol={tolerance.rtol or 0:g} (max |diff| {stats.max_abs:.3g})")
+        reasons.append(
+            f"{stats.elementwise_fail} elements beyond atol={tolerance.atol:g}/rtol={tolerance.rtol or 0:g} (max |diff| {stats.max_abs:.3g})"
+        )
     if tolerance.min_cosine is not None and not stats.min_cosine >= tolerance.min_cosine:
         reasons.append(f"cosine {stats.min_cosine:.6f} < {tolerance.min_cosine:g}")
     if tolerance.min_top1 is not None and not stats.top1_agreement >= tolerance.min_top1:

@@ -27,7 +27,14 @@ from sbdeploy.checkpoint import Checkpoint, load_checkpoint
 from sbdeploy.environment import Environment, collect_environment
 from sbdeploy.errors import ArtifactError, ConfigError
 from sbdeploy.targets import get_target
-from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, OutputStats, Tolerance, output_stats, verdict
+from sbdeploy.validate.compare import (
+    DEFAULT_TOLERANCES,
+    TOLERANCE_REASONS,
+    OutputStats,
+    Tolerance,
+    output_stats,
+    verdict,
+)
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,9 @@ class ValidationReport:
 def random_cases(batch_sizes: Sequence[int], shape: tuple[int, int, int], seed: int = 0) -> list[InputCase]:
     """Standard-normal batches (the model's normalized input space) of each size."""
     rng = np.random.default_rng(seed)
-    return [InputCase(f"random b{b}", rng.standard_normal((b, *shape), dtype=np.float32)) for b in sorted(set(batch_sizes))]
+    return [
+        InputCase(f"random b{b}", rng.standard_normal((b, *shape), dtype=np.float32)) for b in sorted(set(batch_sizes))
+    ]
 
 
 def run_batched(runner: Runner, images: np.ndarray, max_batch: int, fixed_batch: int | None = None) -> np.ndarray:
@@ -196,7 +205,9 @@ def artifact_of(file: DeployFile, backend: str | None = None) -> Artifact:
     """
     backend = backend or file.default_backend()
     if not file.runs_on(backend):
-        raise ConfigError(f"{file.name} is an {'engine' if file.kind == 'engine' else 'ONNX file'}; {backend} does not run it")
+        raise ConfigError(
+            f"{file.name} is an {'engine' if file.kind == 'engine' else 'ONNX file'}; {backend} does not run it"
+        )
     sizes: tuple[int, ...]
     if file.batch is not None:
         sizes, max_batch = (file.batch,), file.batch
@@ -267,7 +278,9 @@ def dataset_case(source: str, config: object, *, limit: int | None = None) -> In
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     if images.shape[1] != config.in_chans:
-        raise ConfigError(f"data source {source!r} has {images.shape[1]} channels but the model takes {config.in_chans}")
+        raise ConfigError(
+            f"data source {source!r} has {images.shape[1]} channels but the model takes {config.in_chans}"
+        )
     return InputCase(f"{data.source} test", normalize(images, config.mean, config.std), labels.astype(np.int64))
 
 
@@ -335,7 +348,9 @@ def validate(
         if dataset is not None and dataset.labels is not None:
             step(f"torch on {dataset.name}")
             top1, top5 = accuracy(reference(dataset), dataset.labels)
-            accuracies.append(AccuracyResult("torch", dataset.name, len(dataset.labels), top1, top5, 0.0, reference=reference_name))
+            accuracies.append(
+                AccuracyResult("torch", dataset.name, len(dataset.labels), top1, top5, 0.0, reference=reference_name)
+            )
         for artifact in artifacts:
             if artifact.precision == "int8" and dataset is None:
                 raise ConfigError(f"{artifact.file} is int8: its scales are calibrated on real images, so it is judged on real "
@@ -361,8 +376,12 @@ def validate(
                             file=artifact.file, reference=reference_name,
                         ))  # fmt: skip
     return ValidationReport(
-        checkpoint=reference_name, artifacts=list(artifacts), checks=checks, accuracy=accuracies,
-        environment=collect_environment(), tolerances=used,
+        checkpoint=reference_name,
+        artifacts=list(artifacts),
+        checks=checks,
+        accuracy=accuracies,
+        environment=collect_environment(),
+        tolerances=used,
     )
 
 
@@ -385,18 +404,30 @@ def tf32_notes(artifacts: Sequence[Artifact]) -> list[str]:
     notes = []
     engines = {a.tf32 for a in artifacts if a.backend == "trt" and a.tf32 is not None}
     if False in engines:
-        notes.append("fp32 engines built without TF32 (--no-tf32; the trt target's parity engine) are judged by the fp32 tolerance")
+        notes.append(
+            "fp32 engines built without TF32 (--no-tf32; the trt target's parity engine) are judged by the fp32 tolerance"
+        )
     if True in engines:
         notes.append("fp32 engines built with TF32 (TensorRT's default) are judged by the TF32 tolerance")
-    notes += [TF32_NOTES[b] for b in sorted({a.backend for a in artifacts if a.tf32 is not None and a.backend in TF32_NOTES})]
+    notes += [
+        TF32_NOTES[b] for b in sorted({a.backend for a in artifacts if a.tf32 is not None and a.backend in TF32_NOTES})
+    ]
     return notes
 
 
 def to_markdown(report: ValidationReport) -> str:
     """The report as Markdown: verdict, the files judged, checks table, accuracy table, tolerances."""
-    lines = [f"# sbdeploy validate: {'PASSED' if report else 'FAILED'}", "", f"Reference (PyTorch training code): `{report.checkpoint}`", ""]
+    lines = [
+        f"# sbdeploy validate: {'PASSED' if report else 'FAILED'}",
+        "",
+        f"Reference (PyTorch training code): `{report.checkpoint}`",
+        "",
+    ]
     verdicts = report.file_verdicts()
-    lines += ["| file | sha256 | target | backend | precision | TF32 | reference | verdict |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| file | sha256 | target | backend | precision | TF32 | reference | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     references = {c.file: c.reference for c in report.checks}
     for artifact in report.artifacts:
         verdict_text = "pass" if verdicts.get(artifact.file) else "**FAIL**" if artifact.file in verdicts else "-"
@@ -405,7 +436,10 @@ def to_markdown(report: ValidationReport) -> str:
                      f"{artifact.precision} | {tf32} | `{references.get(artifact.file, '')}` | {verdict_text} |")  # fmt: skip
     notes = tf32_notes(report.artifacts)
     lines += ["", *(f"- TF32: {note}." for note in notes)] if notes else []
-    lines += ["", "| file | backend | precision | input | max abs | mean abs | max rel | min cosine | top-1 agree | top-5 agree | verdict |"]
+    lines += [
+        "",
+        "| file | backend | precision | input | max abs | mean abs | max rel | min cosine | top-1 agree | top-5 agree | verdict |",
+    ]
     lines += ["|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in report.checks:
         s = c.stats
@@ -426,5 +460,8 @@ def to_markdown(report: ValidationReport) -> str:
     lines += ["", "Tolerances (per target and precision):"]
     for key, t in report.tolerances.items():
         precision = key.rsplit(" ", 1)[-1]
-        lines.append(f"- {key}: {t.describe()}" + (f" ({TOLERANCE_REASONS[precision]})" if precision in TOLERANCE_REASONS else ""))
+        lines.append(
+            f"- {key}: {t.describe()}"
+            + (f" ({TOLERANCE_REASONS[precision]})" if precision in TOLERANCE_REASONS else "")
+        )
     return "\n".join(lines) + "\n"

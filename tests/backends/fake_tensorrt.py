@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-
 BuilderFlag = enum.IntEnum("BuilderFlag", {"TF32": 7, "VERSION_COMPATIBLE": 14, "FP16": 0})
 NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 1})
 MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0})
@@ -170,7 +169,9 @@ class Builder:
         return _Profile()
 
     def build_serialized_network(self, network: _Network, config: _Config) -> bytes:
-        return (b"VC-PLAN " if BuilderFlag.VERSION_COMPATIBLE in config.flags else b"PLAN ") + bytes(str(sorted(config.flags)), "ascii")
+        return (b"VC-PLAN " if BuilderFlag.VERSION_COMPATIBLE in config.flags else b"PLAN ") + bytes(
+            str(sorted(config.flags)), "ascii"
+        )
 
 
 class _Inspector:
@@ -204,7 +205,10 @@ class Runtime:
         """None, with TensorRT's log line, for a version-compatible plan unless host code is allowed (and for junk)."""
         STATE.setdefault("deserialized", []).append(self.engine_host_code_allowed)
         if plan.startswith(b"VC-PLAN") and not self.engine_host_code_allowed:
-            self.logger.log(ILogger.Severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (engine contains host code)")
+            self.logger.log(
+                ILogger.Severity.ERROR,
+                "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (engine contains host code)",
+            )
             return None
         return _Engine() if plan.startswith((b"PLAN", b"VC-PLAN")) else None
 

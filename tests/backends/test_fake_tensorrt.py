@@ -32,7 +32,9 @@ def _classes(path: Path) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for node in ast.parse(text).body:
         if isinstance(node, ast.ClassDef):
-            out[node.name] = {getattr(b, "name", None) or getattr(getattr(b, "target", None), "id", "") for b in node.body}
+            out[node.name] = {
+                getattr(b, "name", None) or getattr(getattr(b, "target", None), "id", "") for b in node.body
+            }
     return out
 
 
@@ -70,5 +72,9 @@ def test_every_name_of_the_stand_in_is_tensorrts(version: str) -> None:
         if real not in stubs:
             missing.append(real)
             continue
-        missing += [f"{real}.{n}" for n in sorted(names) if n not in stubs[real] and not (version == "11.4" and (real, n) in ONLY_IN_10)]
+        missing += [
+            f"{real}.{n}"
+            for n in sorted(names)
+            if n not in stubs[real] and not (version == "11.4" and (real, n) in ONLY_IN_10)
+        ]
     assert not missing, f"fake_tensorrt uses names TensorRT {version} lacks: {missing}"

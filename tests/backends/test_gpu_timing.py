@@ -80,7 +80,9 @@ def test_ort_gpu_compute_time(sb_model: nn.Module, tmp_path: Path, kind: str) ->
         _check_compute_within_end_to_end(runner, 8)
         run, outputs = runner.bound_call({"input": _x(4, 1)})
         run()
-        np.testing.assert_allclose(outputs()["logits"], runner.infer({"input": _x(4, 1)})["logits"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            outputs()["logits"], runner.infer({"input": _x(4, 1)})["logits"], rtol=1e-5, atol=1e-5
+        )
 
 
 @pytest.fixture(scope="module")
@@ -131,12 +133,27 @@ def test_bench_builds_one_engine_per_model(tmp_path: Path) -> None:
         pytest.skip(reason)
     out = tmp_path / "bench"
     result = run_cli(
-        "bench", "-m", "cifar_resnet20_sb", "--backends", "trt", "--batch", "1,4", "--warmup", "2", "--iters", "5",
-        "--cuda-graph", "--report", str(out),
+        "bench",
+        "-m",
+        "cifar_resnet20_sb",
+        "--backends",
+        "trt",
+        "--batch",
+        "1,4",
+        "--warmup",
+        "2",
+        "--iters",
+        "5",
+        "--cuda-graph",
+        "--report",
+        str(out),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "bench.json").read_text())
-    engines = {f"{m}.trt.fp32.engine": {"profile": [1, 4, 4], "precision": "fp32"} for m in ("cifar_resnet20_sb", "cifar_resnet20")}
+    engines = {
+        f"{m}.trt.fp32.engine": {"profile": [1, 4, 4], "precision": "fp32"}
+        for m in ("cifar_resnet20_sb", "cifar_resnet20")
+    }
     assert data["settings"]["engines"] == engines
     assert {r["file"] for r in data["rows"]} == set(engines) and all(r["form"] == "trt" for r in data["rows"])
     for row in data["rows"]:

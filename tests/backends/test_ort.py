@@ -94,15 +94,19 @@ def test_the_file_carries_its_session_settings(sb_onnx: Path, tmp_path: Path) ->
             np.testing.assert_allclose(runner.infer({"input": x})["logits"], expected, rtol=1e-5, atol=1e-5)
     with OrtRunner(path, threads=1) as runner:  # another budget: plain threads, and the report says so
         assert runner.session_settings == SessionSettings.default(1)
-        assert runner.notes == ["tuned.onnx was tuned for 2 threads (1 intra-op thread, no spinning, graph optimization extended); "
-                                "run with 1 intra-op threads instead"]
+        assert runner.notes == [
+            "tuned.onnx was tuned for 2 threads (1 intra-op thread, no spinning, graph optimization extended); "
+            "run with 1 intra-op threads instead"
+        ]
     given = SessionSettings(intra_op_threads=2, execution_mode="parallel", inter_op_threads=2)
     with OrtRunner(path, session=given) as runner:  # settings given to the runner win
         assert runner.session_settings == given
     assert SessionSettings.from_dict(tuned.to_dict()) == tuned
 
 
-@pytest.mark.parametrize("value", ["{not json", '{"intra_op_threads": 0}', '{"threads": 2, "magic": 1}', '{"optimization": "max"}'])
+@pytest.mark.parametrize(
+    "value", ["{not json", '{"intra_op_threads": 0}', '{"threads": 2, "magic": 1}', '{"optimization": "max"}']
+)
 def test_unreadable_session_settings_are_an_onnx_error(sb_onnx: Path, tmp_path: Path, value: str) -> None:
     path = _with_metadata(sb_onnx, tmp_path / "bad.onnx", ort_session=value)
     with pytest.raises(OnnxModelError, match="sbdeploy.ort_session metadata is not valid.*re-export it"):
@@ -120,13 +124,16 @@ def test_option_checks() -> None:
     with pytest.raises(ConfigError, match="execution_mode must be one of sequential, parallel"):
         SessionSettings(execution_mode="async")  # type: ignore[arg-type]
     assert SessionSettings(intra_op_threads=1, execution_mode="parallel", inter_op_threads=2).describe() == (
-        "1 intra-op thread, parallel executor (2 inter-op), spinning")
+        "1 intra-op thread, parallel executor (2 inter-op), spinning"
+    )
     with pytest.raises(ConfigError, match="0..5"):
         OrtTensorrtOptions(opt_level=7).provider_options()
 
 
 def test_tensorrt_provider_options(tmp_path: Path) -> None:
-    options = OrtTensorrtOptions(fp16=True, engine_cache_dir=tmp_path / "e", timing_cache_dir=tmp_path / "t", workspace_mib=512)
+    options = OrtTensorrtOptions(
+        fp16=True, engine_cache_dir=tmp_path / "e", timing_cache_dir=tmp_path / "t", workspace_mib=512
+    )
     assert options.provider_options() == {
         "trt_fp16_enable": "True",
         "trt_builder_optimization_level": "3",
@@ -144,7 +151,9 @@ def test_tensorrt_provider_fp16_flag_needs_tensorrt_10() -> None:
     assert options.provider_options(tensorrt_major=10)["trt_fp16_enable"] == "True"
     with pytest.raises(ConfigError, match="TensorRT 11.*strongly typed.*fp16 ONNX"):
         options.provider_options(tensorrt_major=11)
-    assert OrtTensorrtOptions().provider_options(tensorrt_major=11)["trt_fp16_enable"] == "False"  # an fp16 ONNX needs no flag
+    assert (
+        OrtTensorrtOptions().provider_options(tensorrt_major=11)["trt_fp16_enable"] == "False"
+    )  # an fp16 ONNX needs no flag
 
 
 def _tensorrt_here(monkeypatch: pytest.MonkeyPatch, version: str | None) -> None:
@@ -164,10 +173,17 @@ def test_cuda_provider_runs_fp32_without_tf32(sb_onnx: Path, monkeypatch: pytest
     from sbdeploy.backends.ort import CUDA_PROVIDER_OPTIONS
 
     assert CUDA_PROVIDER_OPTIONS == {"use_tf32": "0"}
-    assert OrtRunner(sb_onnx, provider="cuda").providers() == [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+    assert OrtRunner(sb_onnx, provider="cuda").providers() == [
+        ("CUDAExecutionProvider", {"use_tf32": "0"}),
+        "CPUExecutionProvider",
+    ]
     _tensorrt_here(monkeypatch, "10.13.0.35")
     trt, cuda, cpu = OrtRunner(sb_onnx, provider="tensorrt").providers()
-    assert trt[0] == "TensorrtExecutionProvider" and cuda == ("CUDAExecutionProvider", {"use_tf32": "0"}) and cpu == "CPUExecutionProvider"
+    assert (
+        trt[0] == "TensorrtExecutionProvider"
+        and cuda == ("CUDAExecutionProvider", {"use_tf32": "0"})
+        and cpu == "CPUExecutionProvider"
+    )
     assert OrtRunner(sb_onnx).providers() == ["CPUExecutionProvider"]
 
 
@@ -200,7 +216,9 @@ def test_tensorrt_provider_gets_the_fp16_flag_for_an_fp16_onnx_on_10x(
 
 
 @pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
-def test_gpu_providers_need_an_onnxruntime_with_use_tf32(sb_onnx: Path, monkeypatch: pytest.MonkeyPatch, provider: str) -> None:
+def test_gpu_providers_need_an_onnxruntime_with_use_tf32(
+    sb_onnx: Path, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
     """Before onnxruntime 1.18 the CUDA provider has no use_tf32 (its fp32 would be TF32): refused with what to install."""
     from sbdeploy.backends.ort import PROVIDERS
 

@@ -42,7 +42,9 @@ def test_gpu_providers_pass_validate(sb_model: nn.Module, tmp_path: Path, backen
     artifacts = [artifact_of(made[p.filename], backend) for p in plans if backend in p.backends]
     fp32 = ("tf32", True) if backend == "ort-trt" else ("fp32", False)
     assert {(a.precision, a.tf32) for a in artifacts} == {fp32, ("fp16", None)}
-    if backend == "ort-trt":  # one shape each: the TensorRT provider rebuilds its engine for every larger batch it meets
+    if (
+        backend == "ort-trt"
+    ):  # one shape each: the TensorRT provider rebuilds its engine for every larger batch it meets
         artifacts = [dataclasses.replace(a, batch_sizes=(8,), max_batch=8) for a in artifacts]
     report = validate(checkpoint, artifacts, runner_factory=lambda a: get_runner(a.backend, a.path))
     assert report, [(c.file, c.case, c.reason) for c in report.failures]

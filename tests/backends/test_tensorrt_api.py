@@ -29,7 +29,7 @@ STUBS = ROOT / "tests" / "data" / "tensorrt_11_4_stubs" / "tensorrt_bindings" / 
 ERROR = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): error: (?P<message>.*)$")
 
 # Uses of TensorRT that differ between 10.13 and 11.4 per class and per signature.
-PROBE = '''
+PROBE = """
 import tensorrt as trt
 
 def implicit_batch(engine: trt.ICudaEngine, network: trt.INetworkDefinition) -> tuple[object, object]:
@@ -41,11 +41,13 @@ class Monitor(trt.IProgressMonitor):
 
 def calibrated(config: trt.IBuilderConfig) -> object:
     return config.int8_calibrator  # line 12: INT8 calibration is gone in 11.x
-'''
+"""
 
 
 def _prepare(version: str, out: Path) -> Path:
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "prepare_trt_stubs.py"), str(out), "--tensorrt", version], check=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "prepare_trt_stubs.py"), str(out), "--tensorrt", version], check=True
+    )
     return out
 
 
@@ -81,7 +83,7 @@ def test_the_10x_switch_guards_exactly_the_names_tensorrt_11_removed(stubs: dict
     assert errors, "the 10.x FP16-flag route uses BuilderFlag.FP16, which TensorRT 11.4 lacks"
     for file, line, message in errors:
         source = (ROOT / file).read_text().splitlines()
-        guard = next(s for s in reversed(source[:line - 1]) if s.strip().startswith(("if ", "def ")))
+        guard = next(s for s in reversed(source[: line - 1]) if s.strip().startswith(("if ", "def ")))
         assert guard.strip() == "if TENSORRT_10_API:" and 'has no attribute "FP16"' in message, (file, line, message)
 
 
@@ -89,10 +91,18 @@ def test_stubs_record_tensorrt_11s_api() -> None:
     classes = {n.name: n for n in ast.parse(STUBS.read_text()).body if isinstance(n, ast.ClassDef)}
 
     def members(name: str) -> set[str]:
-        return {getattr(b, "name", None) or b.target.id for b in classes[name].body if isinstance(b, (ast.FunctionDef, ast.AnnAssign))}  # type: ignore[union-attr]
+        return {
+            getattr(b, "name", None) or b.target.id
+            for b in classes[name].body
+            if isinstance(b, (ast.FunctionDef, ast.AnnAssign))
+        }  # type: ignore[union-attr]
 
-    assert {"TF32", "VERSION_COMPATIBLE"} <= members("BuilderFlag") and not {"FP16", "INT8", "BF16"} & members("BuilderFlag")
-    assert "STRONGLY_TYPED" in members("NetworkDefinitionCreationFlag") and "EXPLICIT_BATCH" not in members("NetworkDefinitionCreationFlag")
+    assert {"TF32", "VERSION_COMPATIBLE"} <= members("BuilderFlag") and not {"FP16", "INT8", "BF16"} & members(
+        "BuilderFlag"
+    )
+    assert "STRONGLY_TYPED" in members("NetworkDefinitionCreationFlag") and "EXPLICIT_BATCH" not in members(
+        "NetworkDefinitionCreationFlag"
+    )
     assert "engine_host_code_allowed" in members("Runtime") and "__buffer__" in members("IHostMemory")
     parse = next(b for b in classes["OnnxParser"].body if isinstance(b, ast.FunctionDef) and b.name == "parse")
     assert [a.arg for a in parse.args.args] == ["self", "model", "path"]
@@ -104,4 +114,6 @@ def test_provenance_matches_the_extraction_script() -> None:
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     header = STUBS.read_text().splitlines()[:2]
-    assert script.WHEEL_NAME in header[0] and f"sha256 {script.WHEEL_SHA256}" in header[0] and script.STUBGEN in header[1]
+    assert (
+        script.WHEEL_NAME in header[0] and f"sha256 {script.WHEEL_SHA256}" in header[0] and script.STUBGEN in header[1]
+    )

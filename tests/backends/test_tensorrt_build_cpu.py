@@ -28,9 +28,17 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "tensorrt"
 
 def _stack(version: str) -> environment.GpuStack:
     return environment.GpuStack(
-        gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0", gpu_found_by="pycuda", driver="580.95.05",
-        cuda_runtime="13.0", cuda_driver="13.0", torch_cuda=None, tensorrt=version, tensorrt_problem=None,
-        pycuda="2025.1", pycuda_problem=None,
+        gpu_name="NVIDIA H100 80GB HBM3",
+        compute_capability="9.0",
+        gpu_found_by="pycuda",
+        driver="580.95.05",
+        cuda_runtime="13.0",
+        cuda_driver="13.0",
+        torch_cuda=None,
+        tensorrt=version,
+        tensorrt_problem=None,
+        pycuda="2025.1",
+        pycuda_problem=None,
     )
 
 
@@ -77,7 +85,9 @@ def test_version_compatible_read_back_allows_host_code(fake_trt: object, sb_onnx
     assert sum(sidecar.actual_precisions.values()) >= 4 and sidecar.actual_precisions != {"unknown": 0}
 
 
-def test_a_failed_read_back_stops_the_build(fake_trt: object, sb_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_read_back_stops_the_build(
+    fake_trt: object, sb_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(fake_tensorrt.Builder, "build_serialized_network", lambda self, network, config: b"JUNK")
     with pytest.raises(EngineBuildError, match="cannot load the engine it just built"):
         build_engine(sb_onnx, tmp_path / "m.engine", BuildOptions())
@@ -85,14 +95,18 @@ def test_a_failed_read_back_stops_the_build(fake_trt: object, sb_onnx: Path, tmp
 
 
 @pytest.mark.parametrize("version_compatible", [False, True])
-def test_engines_are_deserialized_with_host_code_only_when_version_compatible(fake_trt: object, version_compatible: bool) -> None:
+def test_engines_are_deserialized_with_host_code_only_when_version_compatible(
+    fake_trt: object, version_compatible: bool
+) -> None:
     plan = b"VC-PLAN x" if version_compatible else b"PLAN x"
     messages: list[str] = []
     logger = _make_logger(messages)
     runtime, engine = _compat.deserialize_engine(plan, logger, host_code=version_compatible)
     assert engine is not None and runtime.engine_host_code_allowed is version_compatible
     _, refused = _compat.deserialize_engine(b"VC-PLAN x", logger, host_code=False)
-    assert refused is None and "host code" in messages[-1]  # what the runner met before: TensorRT refuses the lean runtime
+    assert (
+        refused is None and "host code" in messages[-1]
+    )  # what the runner met before: TensorRT refuses the lean runtime
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -109,9 +123,16 @@ def test_weights_stored_once_reach_the_parser_as_initializers(precision: str) ->
     graph = helper.make_graph([helper.make_node("Tile", ["w", "reps"], ["w2"]), helper.make_node("Conv", ["x", "w2"], ["y"], group=2)],
                               "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 5, 5])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, reps])  # fmt: skip
-    prepared = prepare_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), BuildOptions(precision=precision))
+    prepared = prepare_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), BuildOptions(precision=precision)
+    )
     nodes = prepared.model.graph.node
     conv = next(n for n in nodes if n.op_type == "Conv")
     weights = {t.name: t for t in prepared.model.graph.initializer}
     assert "Tile" not in [n.op_type for n in nodes] and (conv.input[1] in weights or precision == "fp16")
-    assert onnx.numpy_helper.to_array(next(t for t in prepared.model.graph.initializer if t.dims[:1] == [4])).shape == (4, 2, 3, 3)
+    assert onnx.numpy_helper.to_array(next(t for t in prepared.model.graph.initializer if t.dims[:1] == [4])).shape == (
+        4,
+        2,
+        3,
+        3,
+    )

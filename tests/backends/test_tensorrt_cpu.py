@@ -32,8 +32,8 @@ from sbdeploy.backends.tensorrt.sidecar import (
     write_sidecar,
 )
 from sbdeploy.checkpoint import sha256_file
-from sbdeploy.export import load_onnx
 from sbdeploy.errors import BackendUnavailableError, ConfigError, EngineMismatchError, InputError, OnnxModelError
+from sbdeploy.export import load_onnx
 
 no_tensorrt = pytest.mark.skipif(_compat.tensorrt_available(), reason="TensorRT is installed here")
 
@@ -66,7 +66,9 @@ def test_profiles_from_the_exported_network(sb_onnx: Path) -> None:
     model = load_onnx(sb_onnx)
     assert onnx_input_shapes(model) == {"input": (None, 3, 32, 32)}
     profiles, notes = compute_profiles(model, BuildOptions(min_batch=1, opt_batch=8, max_batch=32))
-    assert [(p.name, p.min, p.opt, p.max) for p in profiles] == [("input", (1, 3, 32, 32), (8, 3, 32, 32), (32, 3, 32, 32))]
+    assert [(p.name, p.min, p.opt, p.max) for p in profiles] == [
+        ("input", (1, 3, 32, 32), (8, 3, 32, 32), (32, 3, 32, 32))
+    ]
     assert notes == []
     assert profiles[0].to_json() == {"min": [1, 3, 32, 32], "opt": [8, 3, 32, 32], "max": [32, 3, 32, 32]}
 
@@ -122,7 +124,12 @@ def test_fp16_preparation_converts_weights_keeps_io(sb_onnx: Path) -> None:
     assert conv_weights and all(inits.get(w) == TensorProto.FLOAT16 for w in conv_weights if w in inits)
     assert onnx_input_shapes(prepared.model) == onnx_input_shapes(model)
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[
+            0
+        ]
+
     np.testing.assert_allclose(run(prepared.model), run(model), rtol=0.05, atol=0.05)
 
 
@@ -171,7 +178,9 @@ def test_sidecar_round_trip(tmp_path: Path) -> None:
     assert read_sidecar(tmp_path / "other.engine") is None
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"format": "something-else"}', '{"format": "sbdeploy-engine-sidecar"}'])
+@pytest.mark.parametrize(
+    "content", ["{not json", '{"format": "something-else"}', '{"format": "sbdeploy-engine-sidecar"}']
+)
 def test_bad_sidecars(tmp_path: Path, content: str) -> None:
     engine = tmp_path / "m.engine"
     sidecar_path(engine).write_text(content)
@@ -221,16 +230,17 @@ def test_profile_range() -> None:
     profile = ProfileRange("input", (1, 3, 32, 32), (32, 3, 32, 32))
     for batch in (1, 8, 32):
         profile.check((batch, 3, 32, 32))
-    with pytest.raises(InputError, match=r"64x3x32x32 is outside the engine's profile \(min 1x3x32x32, max 32x3x32x32\)"):
+    with pytest.raises(
+        InputError, match=r"64x3x32x32 is outside the engine's profile \(min 1x3x32x32, max 32x3x32x32\)"
+    ):
         profile.check((64, 3, 32, 32))
     with pytest.raises(InputError, match="outside"):
         profile.check((1, 3, 32))
 
 
 def test_stubs_alone_are_not_tensorrt() -> None:
-    import importlib.util
-
     import importlib.metadata
+    import importlib.util
 
     names = {(d.metadata["Name"] or "").lower().replace("_", "-") for d in importlib.metadata.distributions()}
     real = sorted(n for n in names if n.startswith("tensorrt") and n != "tensorrt-stubs")

@@ -57,15 +57,24 @@ def test_parser_errors_from_real_runs() -> None:
     assert "operators.md" in lines[-1]
 
 
-@pytest.mark.parametrize("case", fixture("load_errors.json")["cases"], ids=lambda c: c["source"].split()[0].rstrip(":")[-24:])
+@pytest.mark.parametrize(
+    "case", fixture("load_errors.json")["cases"], ids=lambda c: c["source"].split()[0].rstrip(":")[-24:]
+)
 def test_deserialization_refusals_are_read(case: dict) -> None:
     failure = read_load_failure(case["log"])
     if case["expected"] is None:
         assert failure is None
         return
     assert failure is not None
-    assert (failure.kind, failure.engine, failure.here) == (case["expected"]["kind"], case["expected"]["engine"], case["expected"]["here"])
-    assert f"built for {failure.kind} {failure.engine}" in failure.describe() and f"this machine has {failure.here}" in failure.describe()
+    assert (failure.kind, failure.engine, failure.here) == (
+        case["expected"]["kind"],
+        case["expected"]["engine"],
+        case["expected"]["here"],
+    )
+    assert (
+        f"built for {failure.kind} {failure.engine}" in failure.describe()
+        and f"this machine has {failure.here}" in failure.describe()
+    )
 
 
 def test_the_runners_message_names_both_sides_and_the_fix() -> None:
@@ -88,8 +97,14 @@ BUILT = MachineInfo("10.13.0.35", "NVIDIA A100-SXM4-80GB", "8.0", "12.8", "12.9"
 
 def _sidecar(engine: Path, built: MachineInfo = BUILT, **builder_options: object) -> EngineSidecar:
     return EngineSidecar(
-        built_on=built, requested_precision="fp32", actual_precisions={"fp32": 3}, profiles=[], builder_options=dict(builder_options),
-        onnx_sha256="0" * 64, engine_sha256="1" * 64, build_time_s=1.0,
+        built_on=built,
+        requested_precision="fp32",
+        actual_precisions={"fp32": 3},
+        profiles=[],
+        builder_options=dict(builder_options),
+        onnx_sha256="0" * 64,
+        engine_sha256="1" * 64,
+        build_time_s=1.0,
     )
 
 
@@ -108,7 +123,10 @@ def test_plain_engines_need_the_exact_tensorrt_version(tmp_path: Path, built: st
     if ok:
         check()
     else:
-        with pytest.raises(EngineMismatchError, match=f"TensorRT {built}.*TensorRT {here}.*only on the TensorRT version that built them"):
+        with pytest.raises(
+            EngineMismatchError,
+            match=f"TensorRT {built}.*TensorRT {here}.*only on the TensorRT version that built them",
+        ):
             check()
 
 
@@ -117,7 +135,11 @@ def test_plain_engines_need_the_exact_tensorrt_version(tmp_path: Path, built: st
     [
         ("10.13.0.35", "10.13.0.35", True),
         ("10.13.0.35", "10.16.1.11", True),  # later 10.x
-        ("10.13.0.35", "11.4.0.106", True),  # "TensorRT 10 version-compatible engines can run with a TensorRT 11 runtime"
+        (
+            "10.13.0.35",
+            "11.4.0.106",
+            True,
+        ),  # "TensorRT 10 version-compatible engines can run with a TensorRT 11 runtime"
         ("11.0.0.114", "11.4.0.106", True),  # "compatible with TensorRT 11.1 and later 11.x versions"
         ("10.13.0.35", "10.12.0.36", False),  # older runtime
         ("11.0.0.114", "10.16.1.11", False),  # newer major on an older runtime
@@ -129,11 +151,15 @@ def test_version_compatible_engines_follow_tensorrts_rule(tmp_path: Path, built:
     if ok:
         check()
     else:
-        with pytest.raises(EngineMismatchError, match="version-compatible engine runs on the TensorRT that built it or a newer one"):
+        with pytest.raises(
+            EngineMismatchError, match="version-compatible engine runs on the TensorRT that built it or a newer one"
+        ):
             check()
 
 
 def test_version_compatible_is_still_tied_to_the_compute_capability(tmp_path: Path) -> None:
     sidecar = _sidecar(tmp_path / "m.engine", version_compatible=True)
     with pytest.raises(EngineMismatchError, match="compute capability"):
-        check_compatible(tmp_path / "m.engine", sidecar, replace(BUILT, tensorrt_version="11.4.0.106", compute_capability="9.0"))
+        check_compatible(
+            tmp_path / "m.engine", sidecar, replace(BUILT, tensorrt_version="11.4.0.106", compute_capability="9.0")
+        )

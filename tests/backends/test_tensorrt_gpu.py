@@ -71,7 +71,10 @@ def made(sb_model: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> dict[
     source = resolve_source(save_sb_checkpoint(sb_model, folder / "ckpt"))
     plans, uses = plan_artifacts([("sb", "model")], ["trt"], BATCHES, precisions=("fp32", "fp16"))
     files = make_artifacts(plans, {"sb": source}, folder)
-    assert {uses[("sb", "trt", b, p)] for b in BATCHES for p in ("fp32", "fp16")} == {"model.trt.fp32.engine", "model.trt.fp16.engine"}
+    assert {uses[("sb", "trt", b, p)] for b in BATCHES for p in ("fp32", "fp16")} == {
+        "model.trt.fp32.engine",
+        "model.trt.fp16.engine",
+    }
     return files
 
 
@@ -103,12 +106,18 @@ def test_engine_sidecar(made: dict[str, DeployFile], sb_export: Path, precision:
     assert sidecar is not None
     assert sidecar.built_on.tensorrt_version == trt.__version__
     assert sidecar.requested_precision == precision
-    assert sidecar.onnx_sha256 == sha256_file(sb_export) and sidecar.engine_sha256 == sha256_file(file.path) == file.sha256
+    assert (
+        sidecar.onnx_sha256 == sha256_file(sb_export) and sidecar.engine_sha256 == sha256_file(file.path) == file.sha256
+    )
     assert sidecar.profiles[0]["input"] == {"min": [MIN, 3, 32, 32], "opt": [OPT, 3, 32, 32], "max": [MAX, 3, 32, 32]}
-    assert sidecar.onnx_metadata["target"] == "trt" and sidecar.onnx_metadata["lowering"] == "strided"  # the form bench times
+    assert (
+        sidecar.onnx_metadata["target"] == "trt" and sidecar.onnx_metadata["lowering"] == "strided"
+    )  # the form bench times
     assert sum(sidecar.actual_precisions.values()) > 0
     assert sidecar.actual_precisions.get(precision, 0) > 0, sidecar.actual_precisions
-    assert sidecar.actual_precisions.get("unknown", 0) < sum(sidecar.actual_precisions.values())  # this TensorRT's schema was read
+    assert sidecar.actual_precisions.get("unknown", 0) < sum(
+        sidecar.actual_precisions.values()
+    )  # this TensorRT's schema was read
     assert (file.target, file.profile) == ("trt", (MIN, OPT, MAX))
     if precision == "fp32":  # the trt row's parity engine: TF32 cleared, recorded, and judged as fp32
         assert "fp16" not in sidecar.actual_precisions and sidecar.tf32 is False and file.precision == "fp32"
@@ -171,7 +180,8 @@ def test_timing_cache_is_reused(sb_export: Path, tmp_path: Path) -> None:
     after_first = cache.read_bytes()
     second = build_engine(sb_export, tmp_path / "b.engine", options)
     assert cache.read_bytes() == after_first or second.sidecar.build_time_s < first.sidecar.build_time_s, (
-        first.sidecar.build_time_s, second.sidecar.build_time_s,
+        first.sidecar.build_time_s,
+        second.sidecar.build_time_s,
     )
 
 

@@ -19,15 +19,36 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_bench_writes_every_report_and_keeps_the_files_it_timed(tmp_path: Path) -> None:
     out, kept = tmp_path / "bench", tmp_path / "artifacts"
     result = run_cli(
-        "bench", "-m", "cifar_resnet20_sb", "--backends", "torch,ort-cpu", "--batch", "1,2", "--warmup", "1",
-        "--budget", "1", "--threads", "1", "--input-size", "16", "--report", str(out), "--artifacts", str(kept),
+        "bench",
+        "-m",
+        "cifar_resnet20_sb",
+        "--backends",
+        "torch,ort-cpu",
+        "--batch",
+        "1,2",
+        "--warmup",
+        "1",
+        "--budget",
+        "1",
+        "--threads",
+        "1",
+        "--input-size",
+        "16",
+        "--report",
+        str(out),
+        "--artifacts",
+        str(kept),
     )  # the default, adaptive length, with a short budget
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "bench.json").read_text())
     rows = {(r["model"], r["backend"], r["batch"]): r for r in data["rows"]}
-    assert set(rows) == {(m, b, n) for m in ("cifar_resnet20_sb", "cifar_resnet20") for b in ("torch", "ort-cpu") for n in (1, 2)}
+    assert set(rows) == {
+        (m, b, n) for m in ("cifar_resnet20_sb", "cifar_resnet20") for b in ("torch", "ort-cpu") for n in (1, 2)
+    }
     for (model, backend, batch), row in rows.items():
-        assert row["runs"] >= 20 and row["median_low_ms"] <= row["median_ms"] <= row["median_high_ms"] and row["cv"] >= 0
+        assert (
+            row["runs"] >= 20 and row["median_low_ms"] <= row["median_ms"] <= row["median_high_ms"] and row["cv"] >= 0
+        )
         assert isinstance(row["unstable"], bool) and all({"kind", "reason", "advice"} <= set(f) for f in row["flags"])
         if model.endswith("_sb"):
             assert row["baseline"] == "cifar_resnet20" and 0.45 < row["mac_ratio"] < 0.55 and row["speedup"] > 0
@@ -38,9 +59,18 @@ def test_bench_writes_every_report_and_keeps_the_files_it_timed(tmp_path: Path) 
             assert row["sha256"] == sha256_file(kept / row["file"])
         else:
             assert row["file"] is None and row["form"] == "training code"
-    assert [(g["backend"], g["batch"]) for g in data["groups"]] == [("torch", 1), ("torch", 2), ("ort-cpu", 1), ("ort-cpu", 2)]
+    assert [(g["backend"], g["batch"]) for g in data["groups"]] == [
+        ("torch", 1),
+        ("torch", 2),
+        ("ort-cpu", 1),
+        ("ort-cpu", 2),
+    ]
     for g in data["groups"]:
-        assert g["rounds"] >= 20 and g["machine"]["before"]["cpus_available"] >= 1 and g["machine"]["after"]["loadavg"] is not None
+        assert (
+            g["rounds"] >= 20
+            and g["machine"]["before"]["cpus_available"] >= 1
+            and g["machine"]["after"]["loadavg"] is not None
+        )
     assert data["settings"]["length"].startswith("adaptive") and data["settings"]["budget_s"] == 1.0
     assert data["environment"]["cpu_count"] >= 1 and data["settings"]["threads"] == 1
     assert len(list(csv.DictReader((out / "bench.csv").open()))) == 8
@@ -54,8 +84,24 @@ def test_bench_writes_every_report_and_keeps_the_files_it_timed(tmp_path: Path) 
 def test_iters_2_on_a_pair_never_reports_an_efficiency_above_1_without_the_unstable_flag(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     result = run_cli(
-        "bench", "-m", "cifar_resnet20_sb", "--backends", "ort-cpu", "--batch", "1", "--warmup", "1", "--iters", "2",
-        "--threads", "1", "--input-size", "16", "--report", str(out), "--strict",
+        "bench",
+        "-m",
+        "cifar_resnet20_sb",
+        "--backends",
+        "ort-cpu",
+        "--batch",
+        "1",
+        "--warmup",
+        "1",
+        "--iters",
+        "2",
+        "--threads",
+        "1",
+        "--input-size",
+        "16",
+        "--report",
+        str(out),
+        "--strict",
     )
     assert result.returncode == 1, result.stdout + result.stderr  # --strict: unstable figures fail the run
     data = json.loads((out / "bench.json").read_text())  # the reports are written all the same
@@ -64,9 +110,14 @@ def test_iters_2_on_a_pair_never_reports_an_efficiency_above_1_without_the_unsta
     assert sb["unstable"] and "few-turns" in kinds and sb["speedup_low"] is None  # one turn: no interval, said so
     assert sb["efficiency"] <= 1 or "efficiency" in kinds
     assert data["unstable"] is True and data["groups"][0]["stop"] == "fixed length: 2 timed runs each"
-    assert "warning: no speedup interval: too few turns for one (1 of 2 figures): cifar_resnet20_sb: ort-cpu b1\n" in result.stdout
+    assert (
+        "warning: no speedup interval: too few turns for one (1 of 2 figures): cifar_resnet20_sb: ort-cpu b1\n"
+        in result.stdout
+    )
     assert "what to do: drop --iters/--duration" in result.stdout and "--strict" in result.stdout
-    assert "no: " in (out / "bench.md").read_text() and "## Warnings: unstable figures" in (out / "bench.md").read_text()
+    assert (
+        "no: " in (out / "bench.md").read_text() and "## Warnings: unstable figures" in (out / "bench.md").read_text()
+    )
 
 
 def test_warnings_are_yellow_and_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,10 +131,15 @@ def test_warnings_are_yellow_and_say_what_to_do(monkeypatch: pytest.MonkeyPatch)
     screen = Console(force_terminal=True, color_system="standard", width=200, record=True, file=io.StringIO())
     monkeypatch.setattr(bench_cli, "console", screen)
     stats = LatencyStats.from_samples([1e-3, 2e-3])
-    rows = judged([BenchRow("net", "ort-cpu", 1, 100, None, stats), BenchRow("net_sb", "ort-cpu", 1, 50, "net", stats)], [])
+    rows = judged(
+        [BenchRow("net", "ort-cpu", 1, 100, None, stats), BenchRow("net_sb", "ort-cpu", 1, 50, "net", stats)], []
+    )
     bench_cli.render_bench(BenchReport(rows=rows, environment=collect_environment()))
     text, ansi = screen.export_text(styles=False, clear=False), screen.export_text(styles=True)
-    assert "warning: no speedup interval: too few turns for one (1 of 2 figures): net_sb: ort-cpu b1\n" in text and "what to do:" in text
+    assert (
+        "warning: no speedup interval: too few turns for one (1 of 2 figures): net_sb: ort-cpu b1\n" in text
+        and "what to do:" in text
+    )
     assert "\x1b[33mwarning: no speedup interval" in ansi  # yellow
 
 
@@ -108,8 +164,26 @@ def test_trt_backend_without_tensorrt_is_one_clear_line() -> None:
 def test_fp16_and_cuda_graph_flags(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     result = run_cli(
-        "bench", "-m", "cifar_resnet20", "--no-baselines", "--backends", "ort-cpu", "--batch", "1", "--warmup", "1",
-        "--iters", "2", "--threads", "1", "--input-size", "16", "--fp16", "--cuda-graph", "--report", str(out),
+        "bench",
+        "-m",
+        "cifar_resnet20",
+        "--no-baselines",
+        "--backends",
+        "ort-cpu",
+        "--batch",
+        "1",
+        "--warmup",
+        "1",
+        "--iters",
+        "2",
+        "--threads",
+        "1",
+        "--input-size",
+        "16",
+        "--fp16",
+        "--cuda-graph",
+        "--report",
+        str(out),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "bench.json").read_text())
@@ -120,8 +194,13 @@ def test_fp16_and_cuda_graph_flags(tmp_path: Path) -> None:
         ("fp32", "cifar_resnet20.ort-cpu.b1.fp32.onnx"), ("fp16", "cifar_resnet20.ort-cpu.b1.fp16.onnx")]  # fmt: skip
     assert [r["compute_median_ms"] for r in data["rows"]] == [None, None]  # ORT on the CPU has no separate compute time
     markdown = (out / "bench.md").read_text()
-    assert "GPU ms" not in markdown and "| cifar_resnet20.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |" in markdown  # no empty column
-    assert data["settings"]["forms"] == {"ort-cpu": "ort-cpu"} and "- form timed per backend: ort-cpu: ort-cpu" in markdown
+    assert (
+        "GPU ms" not in markdown
+        and "| cifar_resnet20.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |" in markdown
+    )  # no empty column
+    assert (
+        data["settings"]["forms"] == {"ort-cpu": "ort-cpu"} and "- form timed per backend: ort-cpu: ort-cpu" in markdown
+    )
 
 
 def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
@@ -129,8 +208,12 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
     from sbdeploy.export import export_onnx
 
     files = tmp_path / "files"
-    for name, target, batch, precision in [("cifar_resnet20_sb", "ort-cpu", 1, "fp32"), ("cifar_resnet20", "ort-cpu", 1, "fp32"),
-                                           ("cifar_resnet20_sb", "ort-cpu", 1, "fp16"), ("cifar_resnet20_sb", "grouped", "dynamic", "fp32")]:
+    for name, target, batch, precision in [
+        ("cifar_resnet20_sb", "ort-cpu", 1, "fp32"),
+        ("cifar_resnet20", "ort-cpu", 1, "fp32"),
+        ("cifar_resnet20_sb", "ort-cpu", 1, "fp16"),
+        ("cifar_resnet20_sb", "grouped", "dynamic", "fp32"),
+    ]:
         export_onnx(name, files / f"{name}.{target}.{precision}.onnx", input_size=(16, 16), target=target, batch=batch,
                     precision=precision)  # fmt: skip
     before = {p.name: sha256_file(p) for p in files.iterdir()}
@@ -140,9 +223,13 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "bench.json").read_text())
     rows = {(r["model"], r["batch"]): r for r in data["rows"]}
-    assert set(rows) == {("cifar_resnet20_sb.ort-cpu.fp32.onnx", 1), ("cifar_resnet20.ort-cpu.fp32.onnx", 1),
-                         ("cifar_resnet20_sb.ort-cpu.fp16.onnx", 1), ("cifar_resnet20_sb.grouped.fp32.onnx", 1),
-                         ("cifar_resnet20_sb.grouped.fp32.onnx", 2)}  # a fixed-batch file at its batch, a dynamic one at both
+    assert set(rows) == {
+        ("cifar_resnet20_sb.ort-cpu.fp32.onnx", 1),
+        ("cifar_resnet20.ort-cpu.fp32.onnx", 1),
+        ("cifar_resnet20_sb.ort-cpu.fp16.onnx", 1),
+        ("cifar_resnet20_sb.grouped.fp32.onnx", 1),
+        ("cifar_resnet20_sb.grouped.fp32.onnx", 2),
+    }  # a fixed-batch file at its batch, a dynamic one at both
     assert all(r["backend"] == "ort-cpu" and r["sha256"] == before[r["file"]] for r in rows.values())
     sb = rows[("cifar_resnet20_sb.ort-cpu.fp32.onnx", 1)]
     assert sb["baseline"] == "cifar_resnet20.ort-cpu.fp32.onnx" and 0.45 < sb["mac_ratio"] < 0.55  # MACs from the arch
@@ -150,11 +237,15 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
     assert rows[("cifar_resnet20_sb.ort-cpu.fp16.onnx", 1)]["speedup"] is None  # no fp16 baseline among the files
     assert {p.name: sha256_file(p) for p in files.iterdir()} == before  # nothing written beside them
     assert sorted(f["file"] for f in data["settings"]["files"]) == sorted(before)
-    refused = run_cli("bench", "-m", str(files / "cifar_resnet20.ort-cpu.fp32.onnx"), "--backends", "trt", "--iters", "1")
+    refused = run_cli(
+        "bench", "-m", str(files / "cifar_resnet20.ort-cpu.fp32.onnx"), "--backends", "trt", "--iters", "1"
+    )
     assert refused.returncode == 2 and "would not be timed: none of --backends runs it" in refused.stderr
 
 
-@pytest.mark.skipif(environment.gpu_stack().tensorrt is not None, reason="TensorRT is installed here: the fake plan would reach it")
+@pytest.mark.skipif(
+    environment.gpu_stack().tensorrt is not None, reason="TensorRT is installed here: the fake plan would reach it"
+)
 def test_an_engine_on_a_machine_without_tensorrt_is_one_clear_line(tmp_path: Path) -> None:
     from sbdeploy.export import export_onnx
     from tests.serve._artifacts import fake_engine
@@ -163,5 +254,3 @@ def test_an_engine_on_a_machine_without_tensorrt_is_one_clear_line(tmp_path: Pat
     engine = fake_engine(tmp_path / "model.trt.fp16.engine", [(1, 8, 8)], size=16, onnx_metadata=meta)
     result = run_cli("bench", "-m", str(engine), "--batch", "1", "--iters", "1")
     assert result.returncode == 2 and "TensorRT is not installed" in result.stderr and "Traceback" not in result.stderr
-
-

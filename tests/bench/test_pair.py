@@ -56,7 +56,9 @@ MACS = 32 * 3 * 9 * 64 * 64 + 32 * 32 * 9 * 64 * 64
 
 def test_a_file_against_a_copy_of_itself_is_no_faster_and_no_more_efficient(aa_pair: tuple[Path, Path]) -> None:
     original, copy = aa_pair
-    report = bench_onnx_pair(copy, original, sb_macs=MACS, baseline_macs=MACS, threads=1, plan=TimingPlan(warmup_iters=5, budget_s=3.0))
+    report = bench_onnx_pair(
+        copy, original, sb_macs=MACS, baseline_macs=MACS, threads=1, plan=TimingPlan(warmup_iters=5, budget_s=3.0)
+    )
     row = next(r for r in report.rows if r.speedup is not None)
     assert (row.model, row.baseline, row.mac_ratio) == ("net_copy.onnx", "net.onnx", 1.0)
     interval, efficiency = row.speedup_interval, row.efficiency_interval
@@ -75,13 +77,17 @@ def test_a_file_against_a_copy_of_itself_is_no_faster_and_no_more_efficient(aa_p
     assert group.rounds >= 20 and group.seconds >= 1.0  # adaptive: at least 20 turns and 1 s
 
 
-@pytest.mark.skipif(not Path("/proc/stat").exists() or not hasattr(os, "sched_getaffinity"), reason="needs Linux /proc/stat")
+@pytest.mark.skipif(
+    not Path("/proc/stat").exists() or not hasattr(os, "sched_getaffinity"), reason="needs Linux /proc/stat"
+)
 def test_a_pair_timed_while_other_processes_load_every_core_is_flagged_unstable(aa_pair: tuple[Path, Path]) -> None:
     original, copy = aa_pair
     burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(len(os.sched_getaffinity(0)))]
     try:
         time.sleep(0.5)  # let them spin up
-        report = bench_onnx_pair(copy, original, sb_macs=MACS, baseline_macs=MACS, threads=1, plan=TimingPlan(warmup_iters=2, budget_s=1.5))
+        report = bench_onnx_pair(
+            copy, original, sb_macs=MACS, baseline_macs=MACS, threads=1, plan=TimingPlan(warmup_iters=2, budget_s=1.5)
+        )
     finally:
         for p in burners:
             p.kill()
@@ -96,9 +102,21 @@ def test_a_pair_timed_while_other_processes_load_every_core_is_flagged_unstable(
 
 
 def test_callables_pair_and_refusals() -> None:
-    report = bench_pair(lambda: None, lambda: None, sb_macs=50, baseline_macs=100, names=("half", "full"), plan=TimingPlan(warmup_iters=1, iters=40, turn=4))
+    report = bench_pair(
+        lambda: None,
+        lambda: None,
+        sb_macs=50,
+        baseline_macs=100,
+        names=("half", "full"),
+        plan=TimingPlan(warmup_iters=1, iters=40, turn=4),
+    )
     sb = report.rows[0]
-    assert sb.model == "half" and sb.mac_ratio == 0.5 and sb.speedup_interval is not None and report.groups[0].record.rounds == 10
+    assert (
+        sb.model == "half"
+        and sb.mac_ratio == 0.5
+        and sb.speedup_interval is not None
+        and report.groups[0].record.rounds == 10
+    )
     with pytest.raises(ConfigError, match="different names"):
         bench_pair(lambda: None, lambda: None, sb_macs=1, baseline_macs=1, names=("a", "a"))
     with pytest.raises(ConfigError, match="positive"):

@@ -18,7 +18,9 @@ def stats(ms: float, spread: float = 0.0, halfwidth: float | None = 0.01) -> Lat
     s = LatencyStats.from_samples([ms / 1e3 * (1 + spread * (-1) ** i) for i in range(40)])
     if halfwidth is None:
         return s
-    return dataclasses.replace(s, median_low_ms=s.median_ms * (1 - halfwidth), median_high_ms=s.median_ms * (1 + halfwidth))
+    return dataclasses.replace(
+        s, median_low_ms=s.median_ms * (1 - halfwidth), median_high_ms=s.median_ms * (1 + halfwidth)
+    )
 
 
 def group(load: float = 0.5, others: float = 0.05, backend: str = "ort-cpu", batch: int = 1) -> BenchGroup:
@@ -28,17 +30,31 @@ def group(load: float = 0.5, others: float = 0.05, backend: str = "ort-cpu", bat
                                                    confidence=0.95, machine=usage))  # fmt: skip
 
 
-def rows(sb_ms: float = 1.25, low: float | None = 1.58, high: float | None = 1.62, sb_spread: float = 0.0) -> list[BenchRow]:
+def rows(
+    sb_ms: float = 1.25, low: float | None = 1.58, high: float | None = 1.62, sb_spread: float = 0.0
+) -> list[BenchRow]:
     return [
         BenchRow(model="net", backend="ort-cpu", batch=1, macs=100, baseline=None, stats=stats(2.0)),
-        BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats(sb_ms, sb_spread), speedup_low=low, speedup_high=high),
+        BenchRow(
+            model="net_sb",
+            backend="ort-cpu",
+            batch=1,
+            macs=50,
+            baseline="net",
+            stats=stats(sb_ms, sb_spread),
+            speedup_low=low,
+            speedup_high=high,
+        ),
     ]
 
 
 def test_speedup_and_efficiency() -> None:
     sb = with_speedups(rows())[1]
     assert sb.speedup == 1.6 and sb.mac_ratio == 0.5 and sb.efficiency == 0.8
-    assert sb.efficiency_interval is not None and (sb.efficiency_interval.low, sb.efficiency_interval.high) == (0.79, 0.81)
+    assert sb.efficiency_interval is not None and (sb.efficiency_interval.low, sb.efficiency_interval.high) == (
+        0.79,
+        0.81,
+    )
 
 
 def test_speedups_pair_rows_of_the_same_precision_and_rows_name_their_file() -> None:
@@ -62,7 +78,10 @@ def test_speedups_pair_rows_of_the_same_precision_and_rows_name_their_file() -> 
     md = to_markdown(BenchReport(rows=paired, environment=collect_environment()))
     assert "| net_sb | model.ort-cpu.b1.fp32.onnx | ort-cpu | ort-cpu | fp32 | 1 |" in md
     assert "| net_sb | model.ort-cpu.b1.fp16.onnx | ort-cpu | ort-cpu | fp16 | 1 |" in md  # two files never read alike
-    assert "| net_sb | - | training code | torch | fp32 | 1 |" in md and f"| `model.ort-cpu.b1.fp16.onnx` | `{'d' * 64}` |" in md
+    assert (
+        "| net_sb | - | training code | torch | fp32 | 1 |" in md
+        and f"| `model.ort-cpu.b1.fp16.onnx` | `{'d' * 64}` |" in md
+    )
 
 
 def test_a_steady_report_has_no_flags_and_a_noisy_one_says_why() -> None:
@@ -74,30 +93,63 @@ def test_a_steady_report_has_no_flags_and_a_noisy_one_says_why() -> None:
     assert [f.kind for f in noisy[0].flags] == ["load", "busy"]  # the baseline: the machine's flags only
     report = BenchReport(rows=noisy, environment=collect_environment(), groups=[group(load=3.5, others=1.6)])
     subjects = [(w.subject, w.flag.kind) for w in report.warnings()]
-    assert subjects == [("ort-cpu batch 1", "load"), ("ort-cpu batch 1", "busy"), ("net_sb on ort-cpu batch 1", "spread"),
-                        ("net_sb on ort-cpu batch 1", "interval"), ("net_sb on ort-cpu batch 1", "efficiency")]  # machine flags once per group
+    assert subjects == [
+        ("ort-cpu batch 1", "load"),
+        ("ort-cpu batch 1", "busy"),
+        ("net_sb on ort-cpu batch 1", "spread"),
+        ("net_sb on ort-cpu batch 1", "interval"),
+        ("net_sb on ort-cpu batch 1", "efficiency"),
+    ]  # machine flags once per group
 
 
 def test_write_report_produces_every_file_with_intervals_machine_and_flags(tmp_path) -> None:  # noqa: ANN001
     groups = [group(load=3.5, others=1.6)]
-    report = BenchReport(rows=judged(rows(), groups), environment=collect_environment(), settings={"iters": 3}, groups=groups)
+    report = BenchReport(
+        rows=judged(rows(), groups), environment=collect_environment(), settings={"iters": 3}, groups=groups
+    )
     paths = write_report(report, tmp_path / "bench")
     assert {p.name for p in paths} == {"bench.json", "bench.csv", "bench.md", "latency_vs_macs.png", "speedup.png"}
     data = json.loads((tmp_path / "bench" / "bench.json").read_text())
     sb = data["rows"][1]
-    assert sb["speedup"] == 1.6 and (sb["speedup_low"], sb["speedup_high"]) == (1.58, 1.62) and sb["efficiency_low"] == 0.79
-    assert sb["unstable"] is True and [f["kind"] for f in sb["flags"]] == ["load", "busy"] and "taskset" in sb["flags"][0]["advice"]
+    assert (
+        sb["speedup"] == 1.6
+        and (sb["speedup_low"], sb["speedup_high"]) == (1.58, 1.62)
+        and sb["efficiency_low"] == 0.79
+    )
+    assert (
+        sb["unstable"] is True
+        and [f["kind"] for f in sb["flags"]] == ["load", "busy"]
+        and "taskset" in sb["flags"][0]["advice"]
+    )
     assert sb["cv"] == 0.0 and sb["median_low_ms"] == 1.25 * 0.99 and data["unstable"] is True
-    assert data["groups"][0]["machine"]["before"]["loadavg"] == [3.5, 3.5, 3.5] and data["groups"][0]["machine"]["others_cpu"] == 1.6
+    assert (
+        data["groups"][0]["machine"]["before"]["loadavg"] == [3.5, 3.5, 3.5]
+        and data["groups"][0]["machine"]["others_cpu"] == 1.6
+    )
     assert data["environment"]["cpu_count"] >= 1
     table = list(csv.DictReader((tmp_path / "bench" / "bench.csv").open()))
-    assert table[1]["model"] == "net_sb" and float(table[1]["efficiency"]) == 0.8 and float(table[1]["speedup_high"]) == 1.62
+    assert (
+        table[1]["model"] == "net_sb"
+        and float(table[1]["efficiency"]) == 0.8
+        and float(table[1]["speedup_high"]) == 1.62
+    )
     assert table[1]["unstable"] == "True" and table[1]["flags"].startswith("load: load average 3.5 above the 2 CPUs")
     md = (tmp_path / "bench" / "bench.md").read_text()
-    assert "| net_sb | - | - | ort-cpu | fp32 | 1 |" in md and "1.60 (1.58-1.62)" in md and "0.80 (0.79-0.81)" in md and "no: load, busy" in md
-    assert "## Warnings: unstable figures" in md and "- **load average above the 2 CPUs available** (every group): ort-cpu b1 3.5" in md
+    assert (
+        "| net_sb | - | - | ort-cpu | fp32 | 1 |" in md
+        and "1.60 (1.58-1.62)" in md
+        and "0.80 (0.79-0.81)" in md
+        and "no: load, busy" in md
+    )
+    assert (
+        "## Warnings: unstable figures" in md
+        and "- **load average above the 2 CPUs available** (every group): ort-cpu b1 3.5" in md
+    )
     assert "What to do:" in md and md.count("What to do:") == 1
-    assert "| ort-cpu | 1 | 30 | 10 | 4.0 | every interval within +-3.0% after 30 turns | 3.50, 3.50 | 1.60 | 2 / 2 |" in md
+    assert (
+        "| ort-cpu | 1 | 30 | 10 | 4.0 | every interval within +-3.0% after 30 turns | 3.50, 3.50 | 1.60 | 2 / 2 |"
+        in md
+    )
     for png in ("latency_vs_macs.png", "speedup.png"):
         assert (tmp_path / "bench" / png).read_bytes()[:8] == PNG_MAGIC
     assert not list((tmp_path / "bench").glob(".*tmp"))  # no temporary files left
@@ -115,7 +167,9 @@ def test_the_warnings_say_each_reason_once_with_every_figure_and_its_numbers() -
     noisy = []
     for batch, spread in ((1, 0.3), (8, 0.2)):
         for r in rows(sb_ms=0.9, low=2.1, high=2.5, sb_spread=spread):
-            noisy.append(dataclasses.replace(r, batch=batch, stats=stats(r.stats.median_ms, spread if r.baseline else 0.25)))
+            noisy.append(
+                dataclasses.replace(r, batch=batch, stats=stats(r.stats.median_ms, spread if r.baseline else 0.25))
+            )
     report = BenchReport(rows=judged(noisy, groups), environment=collect_environment(), groups=groups)
     summary = report.warning_summary()
     lines = [w.line() for _, summaries in summary for w in summaries]
@@ -123,15 +177,24 @@ def test_the_warnings_say_each_reason_once_with_every_figure_and_its_numbers() -
                          "other processes used more than 10% of the 2 CPUs while timed (every group): ort-cpu b1 1.50 CPUs, "
                          "ort-cpu b8 1.52 CPUs"]  # fmt: skip
     spread = next(line for line in lines if line.startswith("runs vary"))
-    assert spread.startswith("runs vary by CV above 10% (4 of 4 figures): net: ort-cpu b1 ") and "; net_sb: ort-cpu b1 " in spread
-    assert len(lines) == len({line.split(" (")[0] for line in lines}) == 5  # load, busy, spread, speedup interval, efficiency
-    assert [advice for advice, _ in summary] == list(dict.fromkeys(w.flag.advice for w in report.warnings()))  # each said once
+    assert (
+        spread.startswith("runs vary by CV above 10% (4 of 4 figures): net: ort-cpu b1 ")
+        and "; net_sb: ort-cpu b1 " in spread
+    )
+    assert (
+        len(lines) == len({line.split(" (")[0] for line in lines}) == 5
+    )  # load, busy, spread, speedup interval, efficiency
+    assert [advice for advice, _ in summary] == list(
+        dict.fromkeys(w.flag.advice for w in report.warnings())
+    )  # each said once
     every = [w for _, summaries in summary for s in summaries for w in s.warnings]
     assert sorted(map(repr, every)) == sorted(map(repr, report.warnings()))  # every warning in exactly one line
     for w in report.warnings():  # with its own numbers
         assert any(w.flag.value in line and w.backend in line for line in lines), w
     flags = report.to_dict()["warnings"]
-    assert len(flags) == len(report.warnings()) and all({"reason", "headline", "value", "advice"} <= set(f) for f in flags)
+    assert len(flags) == len(report.warnings()) and all(
+        {"reason", "headline", "value", "advice"} <= set(f) for f in flags
+    )
 
 
 def test_the_gpu_column_is_shown_only_when_a_row_has_a_device_time() -> None:
@@ -151,7 +214,9 @@ def test_settings_read_as_text_and_say_which_form_each_backend_timed() -> None:
                             "files": [{"file": "model.ort-cpu.b1.fp32.onnx"}], "notes": []})  # fmt: skip
     assert lines == ["- models: net_sb, net", "- iters: -", "- target: each backend its own (sbdeploy.targets.BACKEND_TARGETS)",
                      "- form timed per backend: torch: training code; ort-cpu: ort-cpu", "- engines: -", "- notes: -"]  # fmt: skip
-    forced = settings_lines({"target": "grouped", "engines": {"model.grouped.fp16.engine": {"profile": [1, 8, 8], "precision": "fp16"}}})
+    forced = settings_lines(
+        {"target": "grouped", "engines": {"model.grouped.fp16.engine": {"profile": [1, 8, 8], "precision": "fp16"}}}
+    )
     assert forced == ["- target: grouped", "- engines: model.grouped.fp16.engine (profile 1/8/8, fp16)"]
 
 
@@ -166,12 +231,24 @@ def test_int8_rows_say_the_instruction_set_and_plainly_when_int8_does_not_pay() 
     avx2 = dataclasses.replace(collect_environment(), cpu_int8="x86_64 AVX2, no VNNI: ...", cpu_int8_dot=False)
     lines = int8_lines(BenchReport(rows=table, environment=avx2, settings={}, groups=[group()]))
     assert lines[0] == "int8 on this CPU: x86_64 AVX2, no VNNI: ...."
-    assert len(lines) == 2 and lines[1].startswith("int8 does not pay here: net batch 1 on ort-cpu: int8 takes 1.25x fp32's time")
-    assert "(95% interval of the speedup 0.76-0.84)" in lines[1] and "no VNNI" in lines[1]  # only the CPU row that lost; trt is a GPU
+    assert len(lines) == 2 and lines[1].startswith(
+        "int8 does not pay here: net batch 1 on ort-cpu: int8 takes 1.25x fp32's time"
+    )
+    assert (
+        "(95% interval of the speedup 0.76-0.84)" in lines[1] and "no VNNI" in lines[1]
+    )  # only the CPU row that lost; trt is a GPU
     vnni = dataclasses.replace(avx2, cpu_int8="x86_64 AVX-512, VNNI", cpu_int8_dot=True)
     report = BenchReport(rows=table, environment=vnni, settings={}, groups=[group()])
     assert "although this CPU has int8 dot-product instructions" in int8_lines(report)[1]
     markdown = to_markdown(report)
     assert "## int8" in markdown and "- int8 instructions: x86_64 AVX-512, VNNI" in markdown
-    assert [cells[-2] for cells in markdown_rows(table)] == ["-", "-", "0.80 (0.76-0.84)", "1.70 (1.61-1.78)", "0.50 (0.47-0.53)"]
-    assert int8_lines(BenchReport(rows=rows(), environment=vnni, settings={}, groups=[group()])) == []  # no int8 rows: nothing said
+    assert [cells[-2] for cells in markdown_rows(table)] == [
+        "-",
+        "-",
+        "0.80 (0.76-0.84)",
+        "1.70 (1.61-1.78)",
+        "0.50 (0.47-0.53)",
+    ]
+    assert (
+        int8_lines(BenchReport(rows=rows(), environment=vnni, settings={}, groups=[group()])) == []
+    )  # no int8 rows: nothing said

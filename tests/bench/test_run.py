@@ -13,5 +13,7 @@ def test_gpu_onnx_backends_say_how_their_fp32_runs_computed() -> None:
                               ["given note"])  # fmt: skip
     assert settings["notes"] == ["given note", TF32_NOTES["ort-cuda"], TF32_NOTES["ort-trt"]]
     assert "use_tf32=0" in TF32_NOTES["ort-cuda"] and "TF32 tolerance" in TF32_NOTES["ort-trt"]
-    assert bench_settings([], ["ort-cuda"], [1], ["fp16"], TimingPlan(), None, None, False, [])["notes"] == []  # no fp32 run
+    assert (
+        bench_settings([], ["ort-cuda"], [1], ["fp16"], TimingPlan(), None, None, False, [])["notes"] == []
+    )  # no fp32 run
     assert bench_settings([], ["ort-cpu"], [1], ["fp32"], TimingPlan(), None, None, False, [])["notes"] == []

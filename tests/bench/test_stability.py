@@ -19,7 +19,9 @@ def stats(cv_spread: float = 0.0, interval: float | None = 0.01) -> LatencyStats
     s = LatencyStats.from_samples([1e-3 * (1 + cv_spread * (-1) ** i) for i in range(40)])
     if interval is None:
         return s
-    return dataclasses.replace(s, median_low_ms=s.median_ms * (1 - interval), median_high_ms=s.median_ms * (1 + interval))
+    return dataclasses.replace(
+        s, median_low_ms=s.median_ms * (1 - interval), median_high_ms=s.median_ms * (1 + interval)
+    )
 
 
 def kinds(flags: list) -> list[str]:  # noqa: ANN001

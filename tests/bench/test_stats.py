@@ -49,8 +49,12 @@ def test_the_speedup_interval_covers_the_true_ratio_at_about_its_nominal_rate(ma
 
 def test_the_interval_narrows_with_more_turns() -> None:
     rng = np.random.default_rng(2)
-    widths = {n: np.mean([speedup_interval(paired_rounds(rng, n), seed=i, resamples=500).halfwidth(TRUE_SPEEDUP) for i in range(30)])
-              for n in (10, 40, 160)}
+    widths = {
+        n: np.mean(
+            [speedup_interval(paired_rounds(rng, n), seed=i, resamples=500).halfwidth(TRUE_SPEEDUP) for i in range(30)]
+        )
+        for n in (10, 40, 160)
+    }
     assert widths[160] < widths[40] < widths[10]
     assert 0.35 < widths[40] / widths[10] < 0.7  # about 1/sqrt(4): the interval shrinks like 1/sqrt(turns)
     assert 0.35 < widths[160] / widths[40] < 0.7
@@ -77,7 +81,9 @@ def test_seeded_and_deterministic() -> None:
 def test_too_few_rounds_give_no_interval_and_bad_input_is_refused() -> None:
     data = paired_rounds(np.random.default_rng(5), MIN_ROUNDS_FOR_INTERVAL - 1)
     assert bootstrap_rounds(data, [("base", "sb")]) is None
-    assert bootstrap_rounds(paired_rounds(np.random.default_rng(5), MIN_ROUNDS_FOR_INTERVAL), [("base", "sb")]) is not None
+    assert (
+        bootstrap_rounds(paired_rounds(np.random.default_rng(5), MIN_ROUNDS_FOR_INTERVAL), [("base", "sb")]) is not None
+    )
     with pytest.raises(ValueError, match="same number of rounds"):
         bootstrap_rounds({"a": [[1.0]] * 9, "b": [[1.0]] * 10})
     with pytest.raises(ValueError, match="without timed runs"):
@@ -89,12 +95,15 @@ def test_weighted_median_equals_numpy_median_of_the_resample(rounds: int) -> Non
     # 400 rounds of 10 runs: the scanned band (+-8 sqrt(sum of squared turn lengths) = +-1600 ranks)
     # is narrower than the 4000 runs, so both the band and the fall-back over all runs are exercised.
     rng = np.random.default_rng(rounds)
-    turns = [rng.lognormal(0, 1, rng.integers(1, 12) if rounds < 400 else 10) * (50 if rng.random() < 0.3 else 1) for _ in range(rounds)]
+    turns = [
+        rng.lognormal(0, 1, rng.integers(1, 12) if rounds < 400 else 10) * (50 if rng.random() < 0.3 else 1)
+        for _ in range(rounds)
+    ]
     values, owner = np.concatenate(turns), np.concatenate([[r] * len(t) for r, t in enumerate(turns)])
     order = np.argsort(values)
     weights = rng.integers(0, 3, size=(16, rounds))
     weights[:, 0] += 1
-    slowest = np.argsort([np.median(t) for t in turns])[-max(1, rounds // 20):]
+    slowest = np.argsort([np.median(t) for t in turns])[-max(1, rounds // 20) :]
     weights[:8] = 0  # draws of only the slowest rounds: the median lies far above the middle band
     weights[:8, slowest] = 3
     got = stats._weighted_medians(values[order], owner[order], weights)

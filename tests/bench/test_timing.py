@@ -39,7 +39,9 @@ def test_every_callable_follows_every_other_one_and_leads_equally() -> None:
     followed = {(r[i], r[i + 1]) for r in rounds for i in range(3)}
     assert followed == {(x, y) for x in "abcd" for y in "abcd" if x != y}
     again: list[str] = []
-    measure_group({n: (lambda n=n: again.append(n)) for n in "abcd"}, TimingPlan(warmup_iters=0, iters=40, turn=1, settle=0))
+    measure_group(
+        {n: (lambda n=n: again.append(n)) for n in "abcd"}, TimingPlan(warmup_iters=0, iters=40, turn=1, settle=0)
+    )
     assert again == calls  # seeded: the same schedule every time
 
 
@@ -61,7 +63,10 @@ def test_turns_settle_untimed_and_the_last_turn_is_cut_to_iters() -> None:
 
 
 def test_duration_plan_and_device_time() -> None:
-    stats = measure_interleaved({"sleep": lambda: time.sleep(0.002) or 1.5}, TimingPlan(warmup_iters=0, iters=None, duration_s=0.05, min_iters=3))
+    stats = measure_interleaved(
+        {"sleep": lambda: time.sleep(0.002) or 1.5},
+        TimingPlan(warmup_iters=0, iters=None, duration_s=0.05, min_iters=3),
+    )
     s = stats["sleep"]
     assert s.runs >= 3 and s.min_ms >= 2.0 and s.compute_median_ms == 1.5
     assert s.throughput(8) == pytest.approx(8 / (s.median_ms / 1e3))
@@ -124,11 +129,21 @@ def fake_inference(clock: FakeClock, ms: float, noise: float, seed: int):  # noq
 def test_adaptive_run_stops_once_the_speedup_interval_is_narrow(clock: FakeClock) -> None:
     fns = {"sb": fake_inference(clock, 1.0, 0.02, 1), "base": fake_inference(clock, 2.0, 0.02, 2)}
     statuses: list[RoundStatus] = []
-    result = measure_group(fns, TimingPlan(warmup_iters=2, min_time_s=0.5), pairs=[Pair("sb", "base", 0.5)], on_round=statuses.append)
+    result = measure_group(
+        fns, TimingPlan(warmup_iters=2, min_time_s=0.5), pairs=[Pair("sb", "base", 0.5)], on_round=statuses.append
+    )
     record, speedup = result.record, result.speedups["sb"]
-    assert record.rounds == 20 and record.stop.startswith("every interval within")  # narrow at the first check, after min_turns (0.72 s)
-    assert speedup.interval is not None and speedup.interval.contains(2.0) and speedup.value == pytest.approx(2.0, rel=0.01)
-    assert 0.01 - 1e-12 <= speedup.interval.halfwidth(speedup.value) <= 0.03  # never narrower than the noise floor; as narrow as it said
+    assert record.rounds == 20 and record.stop.startswith(
+        "every interval within"
+    )  # narrow at the first check, after min_turns (0.72 s)
+    assert (
+        speedup.interval is not None
+        and speedup.interval.contains(2.0)
+        and speedup.value == pytest.approx(2.0, rel=0.01)
+    )
+    assert (
+        0.01 - 1e-12 <= speedup.interval.halfwidth(speedup.value) <= 0.03
+    )  # never narrower than the noise floor; as narrow as it said
     assert speedup.efficiency == pytest.approx(speedup.value * 0.5)
     assert [s.rounds for s in statuses] == list(range(1, 21)) and 0 < statuses[-1].fraction < 1
     assert result.stats["sb"].median_low_ms is not None  # every callable's median gets its interval too
@@ -137,7 +152,9 @@ def test_adaptive_run_stops_once_the_speedup_interval_is_narrow(clock: FakeClock
 def test_adaptive_run_lasts_at_least_min_time_even_when_narrow_sooner(clock: FakeClock) -> None:
     fns = {"sb": fake_inference(clock, 1.0, 0.02, 1), "base": fake_inference(clock, 2.0, 0.02, 2)}
     statuses: list[RoundStatus] = []
-    result = measure_group(fns, TimingPlan(warmup_iters=2, min_time_s=2.0), pairs=[Pair("sb", "base", 0.5)], on_round=statuses.append)
+    result = measure_group(
+        fns, TimingPlan(warmup_iters=2, min_time_s=2.0), pairs=[Pair("sb", "base", 0.5)], on_round=statuses.append
+    )
     assert result.record.stop.startswith("every interval within") and result.record.rounds > 20
     assert statuses[-1].elapsed_s >= 2.0 > statuses[-2].elapsed_s  # stopped at the first round past 2 s
 
@@ -150,13 +167,19 @@ def test_adaptive_run_stops_at_the_budget_when_noise_keeps_the_interval_wide(clo
     interval = result.speedups["sb"].interval
     assert result.record.stop.startswith("budget of 3 s spent") and result.record.rounds > plan.min_turns
     assert interval is not None and interval.halfwidth(result.speedups["sb"].value) > plan.goal
-    assert statuses[-1].widest is not None and statuses[-1].widest > plan.goal and "widest interval" in statuses[-1].describe()
+    assert (
+        statuses[-1].widest is not None
+        and statuses[-1].widest > plan.goal
+        and "widest interval" in statuses[-1].describe()
+    )
 
 
 def test_min_turns_outlast_the_budget_and_slow_runs_get_shorter_turns(clock: FakeClock) -> None:
     fns = {"sb": fake_inference(clock, 50.0, 0.01, 5), "base": fake_inference(clock, 100.0, 0.01, 6)}
     result = measure_group(fns, TimingPlan(warmup_iters=1, budget_s=2.0), pairs=[Pair("sb", "base", 0.5)])
-    assert result.record.rounds == 20 and result.record.turn == 1  # 20 turns of 10 would take 30 s, of 1: 9 s (settle runs included)
+    assert (
+        result.record.rounds == 20 and result.record.turn == 1
+    )  # 20 turns of 10 would take 30 s, of 1: 9 s (settle runs included)
     assert all(len(turn) == 1 for turn in result.rounds["sb"])
 
 
@@ -167,9 +190,13 @@ def test_a_fixed_duration_fits_its_turns_to_the_rounds_an_interval_needs(clock: 
     result = measure_group(fns, plan, pairs=[Pair("sb", "base", 0.5)])
     assert result.record.rounds >= timing.MIN_ROUNDS_FOR_INTERVAL and result.record.turn < plan.turn
     assert result.speedups["sb"].interval is not None and result.record.stop == "fixed length: 4 s"
-    quick = measure_group({"a": fake_inference(clock, 1.0, 0.01, 13)}, TimingPlan(warmup_iters=1, iters=100, duration_s=4.0, turn=10))
+    quick = measure_group(
+        {"a": fake_inference(clock, 1.0, 0.01, 13)}, TimingPlan(warmup_iters=1, iters=100, duration_s=4.0, turn=10)
+    )
     assert [len(t) for t in quick.rounds["a"]] == [10] * 10  # fast runs keep the plan's turn
-    capped = measure_group({"a": fake_inference(clock, 1.0, 0.01, 14)}, TimingPlan(warmup_iters=1, iters=40, duration_s=4.0, turn=10))
+    capped = measure_group(
+        {"a": fake_inference(clock, 1.0, 0.01, 14)}, TimingPlan(warmup_iters=1, iters=40, duration_s=4.0, turn=10)
+    )
     assert [len(t) for t in capped.rounds["a"]] == [5] * 8  # iters=40 ends it first: 8 turns of 5, not 4 of 10
 
 
@@ -188,7 +215,9 @@ def test_turns_shrink_mid_run_when_the_runs_slow_down_after_warm_up(clock: FakeC
 
 
 def test_a_callable_outside_any_pair_stops_on_its_own_median_interval(clock: FakeClock) -> None:
-    steady = measure_group({"a": fake_inference(clock, 1.0, 0.02, 7)}, TimingPlan(warmup_iters=1, budget_s=5.0, min_time_s=0.1))
+    steady = measure_group(
+        {"a": fake_inference(clock, 1.0, 0.02, 7)}, TimingPlan(warmup_iters=1, budget_s=5.0, min_time_s=0.1)
+    )
     noisy = measure_group({"a": fake_inference(clock, 1.0, 1.5, 8)}, TimingPlan(warmup_iters=1, budget_s=5.0))
     assert steady.record.stop.startswith("every interval within") and steady.record.rounds == 20
     assert noisy.record.stop.startswith("budget") and noisy.stats["a"].median_halfwidth is not None
@@ -197,7 +226,11 @@ def test_a_callable_outside_any_pair_stops_on_its_own_median_interval(clock: Fak
 def test_fixed_lengths_say_so_and_record_the_machine(clock: FakeClock) -> None:
     result = measure_group({"a": fake_inference(clock, 1.0, 0.1, 9), "b": fake_inference(clock, 1.0, 0.1, 10)}, TimingPlan(iters=30, turn=3),
                            pairs=[Pair("a", "b", 1.0)])  # fmt: skip
-    assert result.record.stop == "fixed length: 30 timed runs each" and result.record.rounds == 10 and result.record.turn == 3
+    assert (
+        result.record.stop == "fixed length: 30 timed runs each"
+        and result.record.rounds == 10
+        and result.record.turn == 3
+    )
     assert result.stats["a"].runs == 30 and result.speedups["a"].interval is not None
     machine = result.record.machine
     assert machine.cpus_available >= 1 and machine.before.cpu_count is not None and machine.own_cpu >= 0

@@ -34,7 +34,17 @@ from tests.serve._artifacts import fake_engine, tiny_onnx
 
 KINDS = ("missing", "empty", "wrong type", "text", "truncated", "another model's")
 
-TRAIN = ["--data", "synthetic", "--epochs", "2", "--max-steps", "1", "--batch-size", "16", "--quiet"]  # the resume sample's recipe
+TRAIN = [
+    "--data",
+    "synthetic",
+    "--epochs",
+    "2",
+    "--max-steps",
+    "1",
+    "--batch-size",
+    "16",
+    "--quiet",
+]  # the resume sample's recipe
 
 
 @dataclass(frozen=True)
@@ -42,52 +52,167 @@ class FileArgument:
     """One file argument of one command."""
 
     name: str
-    argv: Callable[[Path, Path, dict[str, Path]], list[str]]  # (bad path, a folder for outputs, the samples) -> the arguments
+    argv: Callable[
+        [Path, Path, dict[str, Path]], list[str]
+    ]  # (bad path, a folder for outputs, the samples) -> the arguments
     takes: str  # "file" or "folder"
     sample: str  # key of SAMPLES: the valid input the truncated and "another model's" variants come from
     suffix: str = ""  # file name suffix of the bad path
     another: bool = True  # another model's file is a bad input here
-    names: tuple[str, ...] = ()  # what the "another model's" message must name (both models, where the file says which it is)
+    names: tuple[
+        str, ...
+    ] = ()  # what the "another model's" message must name (both models, where the file says which it is)
 
 
 ARGUMENTS = [
-    FileArgument("train --resume OUT", lambda bad, out, s: ["train", "cifar_resnet20", *TRAIN, "--out", str(bad), "--resume"], "folder", "resume"),
-    FileArgument("evaluate CHECKPOINT", lambda bad, out, s: ["evaluate", str(bad), "--data", "synthetic"], "folder", "checkpoint"),
-    FileArgument("export SOURCE", lambda bad, out, s: ["export", str(bad), "-o", str(out / "m.onnx")], "folder", "checkpoint"),
+    FileArgument(
+        "train --resume OUT",
+        lambda bad, out, s: ["train", "cifar_resnet20", *TRAIN, "--out", str(bad), "--resume"],
+        "folder",
+        "resume",
+    ),
+    FileArgument(
+        "evaluate CHECKPOINT", lambda bad, out, s: ["evaluate", str(bad), "--data", "synthetic"], "folder", "checkpoint"
+    ),
+    FileArgument(
+        "export SOURCE", lambda bad, out, s: ["export", str(bad), "-o", str(out / "m.onnx")], "folder", "checkpoint"
+    ),
     FileArgument("check ONNX", lambda bad, out, s: ["check", str(bad)], "file", "onnx", ".onnx", another=False),
-    FileArgument("build-engine ONNX", lambda bad, out, s: ["build-engine", str(bad), "-o", str(out / "m.engine")], "file", "onnx", ".onnx",
-                 another=False),  # fmt: skip
-    FileArgument("triton-repo ONNX", lambda bad, out, s: ["triton-repo", str(bad), "--out", str(out / "repo")], "file", "onnx", ".onnx",
-                 another=False),  # fmt: skip
-    FileArgument("triton-repo ENGINE", lambda bad, out, s: ["triton-repo", str(bad), "--out", str(out / "repo")], "file", "engine", ".engine"),
-    FileArgument("sbify BASELINE", lambda bad, out, s: ["sbify", str(bad), "--out", str(out / "sb"), "--no-recalibrate"], "folder",
-                 "checkpoint"),  # fmt: skip
-    FileArgument("import STATE_DICT", lambda bad, out, s: ["import", str(bad), "--arch", "cifar_resnet20", "--out", str(out / "ckpt")], "file",
-                 "pth", ".pth"),  # fmt: skip
-    FileArgument("validate CHECKPOINT", lambda bad, out, s: ["validate", str(bad), "--report", str(out / "r"), "--artifacts",
-                                                             str(out / "a")], "folder", "checkpoint"),  # fmt: skip
-    FileArgument("validate --onnx FILE", lambda bad, out, s: ["validate", str(s["checkpoint"]), "--onnx", str(bad), "--report",
-                                                              str(out / "r")], "file", "onnx", ".onnx",
-                 names=("tiny", "cifar_resnet20")),  # fmt: skip
-    FileArgument("validate --engine FILE", lambda bad, out, s: ["validate", str(s["checkpoint"]), "--engine", str(bad), "--report",
-                                                                str(out / "r")], "file", "engine", ".engine"),  # fmt: skip
-    FileArgument("bench -m CHECKPOINT", lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r"), "--artifacts",
-                                                             str(out / "a")], "folder", "checkpoint"),  # fmt: skip
-    FileArgument("bench -m ONNX", lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r")], "file", "onnx", ".onnx",
-                 another=False),  # fmt: skip
-    FileArgument("bench -m ENGINE", lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r")], "file", "engine",
-                 ".engine"),  # fmt: skip
-    FileArgument("pipeline SOURCE", lambda bad, out, s: ["pipeline", str(bad), "--out", str(out / "run")], "folder", "checkpoint"),
-    FileArgument("pipeline --baseline", lambda bad, out, s: ["pipeline", str(s["checkpoint"]), "--baseline", str(bad), "--out",
-                                                             str(out / "run")], "folder", "checkpoint"),  # fmt: skip
+    FileArgument(
+        "build-engine ONNX",
+        lambda bad, out, s: ["build-engine", str(bad), "-o", str(out / "m.engine")],
+        "file",
+        "onnx",
+        ".onnx",
+        another=False,
+    ),  # fmt: skip
+    FileArgument(
+        "triton-repo ONNX",
+        lambda bad, out, s: ["triton-repo", str(bad), "--out", str(out / "repo")],
+        "file",
+        "onnx",
+        ".onnx",
+        another=False,
+    ),  # fmt: skip
+    FileArgument(
+        "triton-repo ENGINE",
+        lambda bad, out, s: ["triton-repo", str(bad), "--out", str(out / "repo")],
+        "file",
+        "engine",
+        ".engine",
+    ),
+    FileArgument(
+        "sbify BASELINE",
+        lambda bad, out, s: ["sbify", str(bad), "--out", str(out / "sb"), "--no-recalibrate"],
+        "folder",
+        "checkpoint",
+    ),  # fmt: skip
+    FileArgument(
+        "import STATE_DICT",
+        lambda bad, out, s: ["import", str(bad), "--arch", "cifar_resnet20", "--out", str(out / "ckpt")],
+        "file",
+        "pth",
+        ".pth",
+    ),  # fmt: skip
+    FileArgument(
+        "validate CHECKPOINT",
+        lambda bad, out, s: ["validate", str(bad), "--report", str(out / "r"), "--artifacts", str(out / "a")],
+        "folder",
+        "checkpoint",
+    ),  # fmt: skip
+    FileArgument(
+        "validate --onnx FILE",
+        lambda bad, out, s: ["validate", str(s["checkpoint"]), "--onnx", str(bad), "--report", str(out / "r")],
+        "file",
+        "onnx",
+        ".onnx",
+        names=("tiny", "cifar_resnet20"),
+    ),  # fmt: skip
+    FileArgument(
+        "validate --engine FILE",
+        lambda bad, out, s: ["validate", str(s["checkpoint"]), "--engine", str(bad), "--report", str(out / "r")],
+        "file",
+        "engine",
+        ".engine",
+    ),  # fmt: skip
+    FileArgument(
+        "bench -m CHECKPOINT",
+        lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r"), "--artifacts", str(out / "a")],
+        "folder",
+        "checkpoint",
+    ),  # fmt: skip
+    FileArgument(
+        "bench -m ONNX",
+        lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r")],
+        "file",
+        "onnx",
+        ".onnx",
+        another=False,
+    ),  # fmt: skip
+    FileArgument(
+        "bench -m ENGINE",
+        lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r")],
+        "file",
+        "engine",
+        ".engine",
+    ),  # fmt: skip
+    FileArgument(
+        "pipeline SOURCE", lambda bad, out, s: ["pipeline", str(bad), "--out", str(out / "run")], "folder", "checkpoint"
+    ),
+    FileArgument(
+        "pipeline --baseline",
+        lambda bad, out, s: ["pipeline", str(s["checkpoint"]), "--baseline", str(bad), "--out", str(out / "run")],
+        "folder",
+        "checkpoint",
+    ),  # fmt: skip
 ]
 
 CALIBRATION_COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
-    "export": lambda ckpt, cal, out: ["export", str(ckpt), "--int8", *cal_args(cal), "--target", "ort-cpu", "-o", str(out / "m.onnx")],
-    "validate": lambda ckpt, cal, out: ["validate", str(ckpt), "--int8", *cal_args(cal), "--batch", "1", "--artifacts", str(out)],
-    "bench": lambda ckpt, cal, out: ["bench", "-m", str(ckpt), "--int8", *cal_args(cal), "--backends", "ort-cpu", "--batch", "1",
-                                     "--iters", "1", "--artifacts", str(out)],  # fmt: skip
-    "pipeline": lambda ckpt, cal, out: ["pipeline", str(ckpt), "--int8", *cal_args(cal), "--batch", "1", "--out", str(out)],
+    "export": lambda ckpt, cal, out: [
+        "export",
+        str(ckpt),
+        "--int8",
+        *cal_args(cal),
+        "--target",
+        "ort-cpu",
+        "-o",
+        str(out / "m.onnx"),
+    ],
+    "validate": lambda ckpt, cal, out: [
+        "validate",
+        str(ckpt),
+        "--int8",
+        *cal_args(cal),
+        "--batch",
+        "1",
+        "--artifacts",
+        str(out),
+    ],
+    "bench": lambda ckpt, cal, out: [
+        "bench",
+        "-m",
+        str(ckpt),
+        "--int8",
+        *cal_args(cal),
+        "--backends",
+        "ort-cpu",
+        "--batch",
+        "1",
+        "--iters",
+        "1",
+        "--artifacts",
+        str(out),
+    ],  # fmt: skip
+    "pipeline": lambda ckpt, cal, out: [
+        "pipeline",
+        str(ckpt),
+        "--int8",
+        *cal_args(cal),
+        "--batch",
+        "1",
+        "--out",
+        str(out),
+    ],
 }
 """The int8 commands' ``--calibration SRC`` (a .npy or a data source): (checkpoint, SRC, output folder) -> arguments."""
 
@@ -97,8 +222,13 @@ def cal_args(cal: Path) -> list[str]:
 
 
 ARGUMENTS += [
-    FileArgument(f"{command} --int8 --calibration NPY", lambda bad, out, s, c=command: CALIBRATION_COMMANDS[c](out.parent / "ckpt", bad, out),
-                 "file", "npy", ".npy")  # fmt: skip
+    FileArgument(
+        f"{command} --int8 --calibration NPY",
+        lambda bad, out, s, c=command: CALIBRATION_COMMANDS[c](out.parent / "ckpt", bad, out),
+        "file",
+        "npy",
+        ".npy",
+    )  # fmt: skip
     for command in CALIBRATION_COMMANDS
 ]
 

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sbdeploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sbdeploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,5 +77,12 @@ def test_doctor_json_matches_this_machine() -> None:
 def test_doctor_table() -> None:
     result = run("doctor")
     assert result.returncode == 0, result.stderr
-    for word in ("onnxruntime", "tensorrt", "pycuda", "ort-cpu", "trt", "sbdeploy[gpu]" if not tensorrt_available() else "TensorRT"):
+    for word in (
+        "onnxruntime",
+        "tensorrt",
+        "pycuda",
+        "ort-cpu",
+        "trt",
+        "sbdeploy[gpu]" if not tensorrt_available() else "TensorRT",
+    ):
         assert word in result.stdout

@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def sbdeploy(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sbdeploy", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sbdeploy", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_export_then_check_and_byte_identical_across_processes(tmp_path: Path) -> None:
@@ -46,7 +48,9 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
 
 def test_export_target_of_the_shipped_checkpoint_validates_against_pytorch(tmp_path: Path) -> None:
     out = tmp_path / "digits.ort-cpu.onnx"
-    done = sbdeploy("export", str(REPO / "models" / "digits_resnet20_sb"), "-o", str(out), "--target", "ort-cpu", "--json")
+    done = sbdeploy(
+        "export", str(REPO / "models" / "digits_resnet20_sb"), "-o", str(out), "--target", "ort-cpu", "--json"
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["metadata"]["target"] == "ort-cpu" and "fuse_pads" in [p["name"] for p in report["passes"]]
@@ -67,13 +71,23 @@ def test_unknown_target_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_the_old_lowering_flag_keeps_working_or_names_the_new_spelling(tmp_path: Path) -> None:
     out = tmp_path / "sep.onnx"
-    done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(out), "--input-size", "16", "--lowering", "separate", "--json")
+    done = sbdeploy(
+        "export", "cifar_resnet20_sb", "-o", str(out), "--input-size", "16", "--lowering", "separate", "--json"
+    )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["metadata"]["target"] == "separate" and "old spelling of --target separate" in done.stderr
-    for args in (("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), "--lowering", "subpixel"),
-                 ("bench", "-m", "cifar_resnet20", "--lowering", "strided"), ("pipeline", "cifar_resnet20_sb", "--lowering", "phases")):
+    assert (
+        json.loads(done.stdout)["metadata"]["target"] == "separate"
+        and "old spelling of --target separate" in done.stderr
+    )
+    for args in (
+        ("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), "--lowering", "subpixel"),
+        ("bench", "-m", "cifar_resnet20", "--lowering", "strided"),
+        ("pipeline", "cifar_resnet20_sb", "--lowering", "phases"),
+    ):
         done = sbdeploy(*args)
-        assert done.returncode == 2 and "SB forms are chosen by deploy target, --target grouped | separate" in done.stderr, args
+        assert (
+            done.returncode == 2 and "SB forms are chosen by deploy target, --target grouped | separate" in done.stderr
+        ), args
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "x.onnx").exists()
 
@@ -88,11 +102,18 @@ def test_tuned_export_validates_and_says_what_it_timed(tmp_path: Path) -> None:
     assert {c["form"] for c in tuning["candidates"]} == {"ort-cpu", "ort-cpu:taps"}
     checked = sbdeploy("validate", str(checkpoint), "--onnx", str(out), "--limit", "16")
     assert checked.returncode == 0 and "PASSED" in checked.stdout, checked.stdout + checked.stderr
-    plain = sbdeploy("export", str(checkpoint), "-o", str(tmp_path / "plain.onnx"), "--target", "ort-cpu", "--batch", "1")
-    assert plain.returncode == 0 and "not tuned: --tune times every candidate" in " ".join(plain.stderr.split()), plain.stderr
-    for args, message in ((("--tune",), "fixed batch: give --batch N"), (("--threads", "2"), "belong to --tune"),
-                          (("--tune", "--batch", "1", "--target", "trt"), "--tune applies to"),
-                          (("--tune", "--batch", "1", "--int8"), "--tune times fp32 and fp16 files")):
+    plain = sbdeploy(
+        "export", str(checkpoint), "-o", str(tmp_path / "plain.onnx"), "--target", "ort-cpu", "--batch", "1"
+    )
+    assert plain.returncode == 0 and "not tuned: --tune times every candidate" in " ".join(plain.stderr.split()), (
+        plain.stderr
+    )
+    for args, message in (
+        (("--tune",), "fixed batch: give --batch N"),
+        (("--threads", "2"), "belong to --tune"),
+        (("--tune", "--batch", "1", "--target", "trt"), "--tune applies to"),
+        (("--tune", "--batch", "1", "--int8"), "--tune times fp32 and fp16 files"),
+    ):
         done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), *args)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "x.onnx").exists()

@@ -50,7 +50,14 @@ def test_version(entry: str) -> None:
         (["doctor", "--no-such-option"], "No such option: --no-such-option"),
         (["no-such-command"], "No such command 'no-such-command' (see `sbdeploy --help`)"),
     ],
-    ids=["missing file", "out of range", "output is a folder", "option without value", "unknown option", "unknown command"],
+    ids=[
+        "missing file",
+        "out of range",
+        "output is a folder",
+        "option without value",
+        "unknown option",
+        "unknown command",
+    ],
 )
 def test_usage_errors_are_one_line_like_every_other_error(args: list[str], needle: str) -> None:
     done, _ = _run(sys.executable, "-m", "sbdeploy", *args)

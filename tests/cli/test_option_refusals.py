@@ -24,8 +24,14 @@ from tests.serve._artifacts import tiny_onnx
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inputs")
     torch.manual_seed(0)
-    config = CheckpointConfig(arch="cifar_resnet20", options={"num_classes": 10, "in_chans": 3}, input_size=(32, 32), mean=(0.5,) * 3,
-                              std=(0.25,) * 3, class_names=tuple(str(i) for i in range(10)))  # fmt: skip  (no dataset named)
+    config = CheckpointConfig(
+        arch="cifar_resnet20",
+        options={"num_classes": 10, "in_chans": 3},
+        input_size=(32, 32),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        class_names=tuple(str(i) for i in range(10)),
+    )  # fmt: skip  (no dataset named)
     np.save(root / "calibration.npy", np.zeros((4, 3, 32, 32), np.float32))
     return {"ckpt": save_checkpoint(root / "ckpt", sbdeploy.create_model("cifar_resnet20", num_classes=10).eval(), config),
             "onnx": tiny_onnx(root / "model.onnx"), "npy": root / "calibration.npy"}  # fmt: skip
@@ -44,12 +50,16 @@ ROWS = {
 
 
 @pytest.mark.parametrize("name", list(ROWS))
-def test_options_that_do_not_go_together(name: str, inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_options_that_do_not_go_together(
+    name: str, inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv, says = ROWS[name]
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
         main([a.format(out=out, **inputs) for a in argv])
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
-    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], captured.err
+    assert exit_info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], (
+        captured.err
+    )
     assert "Traceback" not in captured.err and not out.exists(), "something was written"

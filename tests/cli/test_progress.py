@@ -16,20 +16,28 @@ def test_the_pipeline_display_has_a_line_per_step_with_its_progress_then_its_out
     progress = Progress(console=Console(file=io.StringIO(), force_terminal=True, width=120))
     display = StepsDisplay(progress, STEPS)
     tasks = {t.description: t for t in progress.tasks}
-    assert list(tasks) == [f"[dim]{name}[/]" for name in STEPS] and not any(t.started for t in progress.tasks)  # all waiting
+    assert list(tasks) == [f"[dim]{name}[/]" for name in STEPS] and not any(
+        t.started for t in progress.tasks
+    )  # all waiting
 
     display.start("export + passes")
     display.progress("exporting model[b1].onnx", 1, 5)
     export = progress.tasks[0]
-    assert export.started and export.description == "[bold]export + passes[/]: exporting model\\[b1].onnx"  # names are text
+    assert (
+        export.started and export.description == "[bold]export + passes[/]: exporting model\\[b1].onnx"
+    )  # names are text
     assert (export.completed, export.total) == (1, 5)
     display.finish(StepResult("export + passes", True, 3.0, "5 ONNX files"))
     assert export.description == "export + passes: [green]ok[/]" and export.finished and export.stop_time is not None
 
     display.start("engine")
-    display.finish(StepResult("engine", True, 0.0, "skipped: no TensorRT here (TensorRT is not installed here: ...)", skipped=True))
+    display.finish(
+        StepResult("engine", True, 0.0, "skipped: no TensorRT here (TensorRT is not installed here: ...)", skipped=True)
+    )
     engine = progress.tasks[1]
-    assert engine.description == "engine: [yellow]skipped[/]: no TensorRT here" and engine.completed == 0  # an empty bar: nothing built
+    assert (
+        engine.description == "engine: [yellow]skipped[/]: no TensorRT here" and engine.completed == 0
+    )  # an empty bar: nothing built
 
     display.start("validate")
     display.progress("model.onnx on ort-cpu: random b1", 0, 0)  # length unknown: a pulsing bar

@@ -35,7 +35,9 @@ def test_validate_prints_files_cases_datasets_and_reasons_as_text(monkeypatch: p
     reference = rng.standard_normal((4, 10)).astype(np.float32)
     tolerance = DEFAULT_TOLERANCES["fp32"]
     stats = output_stats(reference, reference + 1.0, tolerance)
-    check = CheckResult("ort-cpu", "fp32", SOURCE, stats, tolerance, False, "max |diff| [/x] beyond [bold]atol", FILE, "a" * 64)
+    check = CheckResult(
+        "ort-cpu", "fp32", SOURCE, stats, tolerance, False, "max |diff| [/x] beyond [bold]atol", FILE, "a" * 64
+    )
     accuracy = AccuracyResult("ort-cpu fp32", SOURCE, 4, 0.5, None, -1.0, file=FILE)
     artifact = Artifact("ort-cpu", Path(FILE), "fp32", (1,), 1, sha256="a" * 64)
     validate_cli.render_validation(ValidationReport("ckpt", [artifact], [check], [accuracy], collect_environment()))
@@ -58,7 +60,9 @@ def test_bench_prints_model_and_file_names_as_text(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize("reduced", [False, True], ids=["fp32", "with int8 rows"])
-def test_the_bench_table_fits_160_columns_without_breaking_a_number(monkeypatch: pytest.MonkeyPatch, reduced: bool) -> None:
+def test_the_bench_table_fits_160_columns_without_breaking_a_number(
+    monkeypatch: pytest.MonkeyPatch, reduced: bool
+) -> None:
     import dataclasses
 
     from sbdeploy.bench.report import BenchReport, BenchRow, judged
@@ -80,10 +84,15 @@ def test_the_bench_table_fits_160_columns_without_breaking_a_number(monkeypatch:
     bench_cli.render_bench(BenchReport(rows=judged_rows, environment=collect_environment()))
     text = screen.export_text()
     table = text[: text.index("CI = ")]
-    assert max(len(line) for line in table.splitlines()) <= 160 and "\u2026" not in table  # nothing cut with an ellipsis
+    assert (
+        max(len(line) for line in table.splitlines()) <= 160 and "\u2026" not in table
+    )  # nothing cut with an ellipsis
     for figure in (file, "digits_resnet20_sb", "(1.111-18.889)", "(0.78-1.33)", "(0.39-0.67)", "training code, fp32"):
         assert figure in table, figure  # whole, not folded or cut
     assert ("vs fp32" in table) == reduced and (not reduced or "(1.56-1.78)" in table)
     for row in judged_rows:  # every flag of the stable column, whole
-        assert all(f"{kind}," in table or f"{kind} " in table or table.count(kind) for kind in dict.fromkeys(f.kind for f in row.flags))
+        assert all(
+            f"{kind}," in table or f"{kind} " in table or table.count(kind)
+            for kind in dict.fromkeys(f.kind for f in row.flags)
+        )
     assert "spread," in table and "interval" in table

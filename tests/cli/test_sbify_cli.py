@@ -30,14 +30,33 @@ def test_sbify_maps_recalibrates_and_records_its_source(sbified: tuple[Path, dic
     assert stages["recalibrated"] >= 0.95 > stages["mapped"]  # the recalibration is what brings it back
     ckpt = load_checkpoint(out)
     assert ckpt.config.arch == summary["model"] == "cifar_resnet20_sb" and ckpt.config.sampling == "chessboard"
-    assert ckpt.config.training["sbify"]["source_sha256"] == sha256_file(BASELINE / WEIGHTS_FILE) == summary["baseline_sha256"]
+    assert (
+        ckpt.config.training["sbify"]["source_sha256"]
+        == sha256_file(BASELINE / WEIGHTS_FILE)
+        == summary["baseline_sha256"]
+    )
     assert ckpt.config.metrics["test_accuracy"] == pytest.approx(stages["recalibrated"], abs=1e-5)
 
 
 def test_sbified_checkpoint_goes_through_the_pipeline(sbified: tuple[Path, dict], tmp_path: Path) -> None:  # type: ignore[type-arg]
     out, _ = sbified
-    run = run_cli("pipeline", str(out), "--out", str(tmp_path / "run"), "--batch", "1", "--iters", "3", "--warmup", "1",
-                  "--limit", "32", "--threads", "1", "--json")
+    run = run_cli(
+        "pipeline",
+        str(out),
+        "--out",
+        str(tmp_path / "run"),
+        "--batch",
+        "1",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--limit",
+        "32",
+        "--threads",
+        "1",
+        "--json",
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["passed"]
@@ -46,8 +65,18 @@ def test_sbified_checkpoint_goes_through_the_pipeline(sbified: tuple[Path, dict]
 
 
 def test_dense_sampling_keeps_the_baselines_accuracy(tmp_path: Path) -> None:
-    run = run_cli("sbify", str(BASELINE), "--out", str(tmp_path / "dense"), "--sampling", "dense", "--no-recalibrate",
-                  "--data", "digits", "--json")
+    run = run_cli(
+        "sbify",
+        str(BASELINE),
+        "--out",
+        str(tmp_path / "dense"),
+        "--sampling",
+        "dense",
+        "--no-recalibrate",
+        "--data",
+        "digits",
+        "--json",
+    )
     assert run.returncode == 0, run.stderr
     stages = {s["name"]: s["test_accuracy"] for s in json.loads(run.stdout)["stages"]}
     assert stages["mapped"] == stages["baseline"]

@@ -17,14 +17,31 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def sbdeploy(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sbdeploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "sbdeploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "tiny"
-    run = sbdeploy("train", "cifar_resnet20_sb", "--data", "synthetic", "--size", "8", "--epochs", "2", "--batch-size", "32",
-                   "--max-steps", "3", "--out", str(out), "--json")
+    run = sbdeploy(
+        "train",
+        "cifar_resnet20_sb",
+        "--data",
+        "synthetic",
+        "--size",
+        "8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--max-steps",
+        "3",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["model"] == "cifar_resnet20_sb" and summary["epochs"] == 2 and summary["processes"] == 1
@@ -36,7 +53,11 @@ def test_train_writes_a_complete_checkpoint(trained: Path) -> None:
     config = json.loads((trained / CONFIG_FILE).read_text())
     assert config["options"] == {"num_classes": 10, "in_chans": 3, "sampling": "chessboard"}
     assert config["input_size"] == [8, 8] and len(config["mean"]) == 3 and len(config["class_names"]) == 10
-    assert config["training"]["nesterov"] and config["training"]["lr"] == 0.1 and config["training"]["weight_decay"] == 1e-4
+    assert (
+        config["training"]["nesterov"]
+        and config["training"]["lr"] == 0.1
+        and config["training"]["weight_decay"] == 1e-4
+    )
     assert config["metrics"]["epochs"] == 2 and len(config["metrics"]["history"]) == 2
     assert config["sbdeploy_version"]
 
@@ -48,13 +69,17 @@ def test_evaluate_matches_the_recorded_accuracy(trained: Path) -> None:
     assert result["images"] == 128 and result["top5"] is not None
     assert result["top1"] == pytest.approx(result["recorded_test_accuracy"], abs=1e-5)
     table = sbdeploy("evaluate", str(trained), "--data", "synthetic")
-    assert table.returncode == 0 and "top-1" in table.stdout and "synthetic [test]" in table.stdout  # the split, not a style tag
+    assert (
+        table.returncode == 0 and "top-1" in table.stdout and "synthetic [test]" in table.stdout
+    )  # the split, not a style tag
 
 
 def test_refuses_to_overwrite_and_resumes_nothing_when_finished(trained: Path) -> None:
     run = sbdeploy("train", "cifar_resnet20_sb", "--data", "synthetic", "--size", "8", "--out", str(trained))
     assert run.returncode == 2 and "--overwrite" in run.stderr and "Traceback" not in run.stderr
-    run = sbdeploy("train", "cifar_resnet20_sb", "--data", "synthetic", "--size", "8", "--out", str(trained), "--resume")
+    run = sbdeploy(
+        "train", "cifar_resnet20_sb", "--data", "synthetic", "--size", "8", "--out", str(trained), "--resume"
+    )
     assert run.returncode == 2 and "nothing to resume" in run.stderr
 
 
@@ -95,5 +120,9 @@ def test_evaluate_with_data_that_does_not_fit(trained: Path) -> None:
 
 
 def test_bad_source_and_model() -> None:
-    _assert_clean_failure(sbdeploy("train", "cifar_resnet20", "--data", "nope", "--out", "/tmp/x"), "unknown data source")
-    _assert_clean_failure(sbdeploy("train", "cifar_resnet21", "--data", "synthetic", "--out", "/tmp/x"), "cifar_resnet20")
+    _assert_clean_failure(
+        sbdeploy("train", "cifar_resnet20", "--data", "nope", "--out", "/tmp/x"), "unknown data source"
+    )
+    _assert_clean_failure(
+        sbdeploy("train", "cifar_resnet21", "--data", "synthetic", "--out", "/tmp/x"), "cifar_resnet20"
+    )

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def sbdeploy(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sbdeploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sbdeploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_writes_a_repository(tmp_path: Path) -> None:
@@ -74,7 +76,9 @@ def _without(modules: list[str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 def test_says_once_that_the_configs_were_checked(tmp_path: Path) -> None:
-    pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient absent: pip install 'sbdeploy[serve]'")
+    pytest.importorskip(
+        "tritonclient.grpc.model_config_pb2", reason="tritonclient absent: pip install 'sbdeploy[serve]'"
+    )
     result = sbdeploy("triton-repo", str(tiny_onnx(tmp_path / "tiny.onnx")), "--out", str(tmp_path / "repo"))
     assert result.returncode == 0, result.stderr
     assert "configs checked against tritonclient" in result.stdout

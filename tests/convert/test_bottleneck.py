@@ -57,8 +57,10 @@ def test_each_weight_of_a_bottleneck_block_is_mapped() -> None:
 
 def _noise(channels: int) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
-    return [torch.randn(NOISE_BATCH, channels, NOISE_SIZE, NOISE_SIZE, generator=generator, dtype=torch.float64)
-            for _ in range(NOISE_BATCHES)]
+    return [
+        torch.randn(NOISE_BATCH, channels, NOISE_SIZE, NOISE_SIZE, generator=generator, dtype=torch.float64)
+        for _ in range(NOISE_BATCHES)
+    ]
 
 
 @pytest.mark.parametrize("sampling", ["single", "chessboard", "three"])

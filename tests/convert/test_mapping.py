@@ -55,13 +55,22 @@ def test_each_weight_of_a_regular_block_is_mapped(kind: type[nn.Module], stride:
     w2, k2 = sb.sb.deconv.weight, base.conv2.weight
     assert torch.equal(w2, k2.permute(1, 0, 2, 3).flip(2, 3))  # W2[i, o, a, b] = conv2[o, i, 2-a, 2-b]
     mid_bn, outer = REGULAR[kind]
-    assert all(torch.equal(a, b) for a, b in zip(sb.sb.mid[0].state_dict().values(), getattr(base, mid_bn).state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(sb.sb.mid[0].state_dict().values(), getattr(base, mid_bn).state_dict().values())
+    )
     assert isinstance(sb.sb.mid[1], nn.ReLU)
     for name in outer:
-        assert all(torch.equal(a, b) for a, b in zip(getattr(sb, name).state_dict().values(), getattr(base, name).state_dict().values()))
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(getattr(sb, name).state_dict().values(), getattr(base, name).state_dict().values())
+        )
     for name in ("shortcut", "downsample"):  # projection shortcuts copied (stride 2 changes channels too)
         if getattr(base, name, None) is not None:
-            assert all(torch.equal(a, b) for a, b in zip(getattr(sb, name).state_dict().values(), getattr(base, name).state_dict().values()))
+            assert all(
+                torch.equal(a, b)
+                for a, b in zip(getattr(sb, name).state_dict().values(), getattr(base, name).state_dict().values())
+            )
     mapped = sum(p.numel() for p in sb.state_dict().values())
     assert mapped == sum(p.numel() for p in base.state_dict().values())  # nothing added, nothing dropped
 

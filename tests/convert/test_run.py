@@ -34,7 +34,11 @@ def test_dense_mapping_without_data_writes_the_baselines_function(baseline: Path
     result = sbify_checkpoint(baseline, tmp_path / "sb", data=None, sampling="dense", recalibrate=False)
     sb, base = load_checkpoint(tmp_path / "sb"), load_checkpoint(baseline)
     assert sb.config.arch == result.arch == "cifar_resnet20_sb" and sb.config.sampling == "dense"
-    assert (sb.config.mean, sb.config.std, sb.config.class_names) == (base.config.mean, base.config.std, base.config.class_names)
+    assert (sb.config.mean, sb.config.std, sb.config.class_names) == (
+        base.config.mean,
+        base.config.std,
+        base.config.class_names,
+    )
     origin = sb.config.training["sbify"]
     assert origin["source"] == str(baseline) and origin["source_arch"] == "cifar_resnet20"
     assert origin["source_sha256"] == sha256_file(baseline / WEIGHTS_FILE) == result.source_sha256
@@ -59,7 +63,9 @@ def test_fine_tune_with_distillation_resumes_exactly(baseline: Path, data, tmp_p
         sbify_checkpoint(baseline, tmp_path / "cut", callbacks=_Crash(), **options)
     assert (tmp_path / "cut" / STATE_FILE).exists()
     resumed = sbify_checkpoint(baseline, tmp_path / "cut", resume=True, **options)
-    assert [s.name for s in resumed.stages] == [s.name for s in whole.stages]  # the stages before the cut come from config.json
+    assert [s.name for s in resumed.stages] == [
+        s.name for s in whole.stages
+    ]  # the stages before the cut come from config.json
     assert [s.test_accuracy for s in resumed.stages] == pytest.approx([s.test_accuracy for s in whole.stages], abs=1e-5)
     a, b = read_weights(tmp_path / "whole" / WEIGHTS_FILE), read_weights(tmp_path / "cut" / WEIGHTS_FILE)
     assert all(torch.equal(a[k], b[k]) for k in a)

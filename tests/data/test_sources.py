@@ -37,8 +37,12 @@ def _write_cifar10(folder: Path, n: int = 6) -> None:
     rng = np.random.default_rng(0)
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, n).tolist(),
-                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"x.png"] * n}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": rng.integers(0, 10, n).tolist(),
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"filenames": [b"x.png"] * n,
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names, b"num_vis": 3072}, protocol=2))
 
@@ -47,10 +51,15 @@ def _write_cifar100(folder: Path, n: int = 7) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     for split in ("train", "test"):
-        batch = {b"fine_labels": rng.integers(0, 100, n).tolist(), b"coarse_labels": rng.integers(0, 20, n).tolist(),
-                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)}
+        batch = {
+            b"fine_labels": rng.integers(0, 100, n).tolist(),
+            b"coarse_labels": rng.integers(0, 20, n).tolist(),
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        }
         (folder / split).write_bytes(pickle.dumps(batch, protocol=4))
-    (folder / "meta").write_bytes(pickle.dumps({b"fine_label_names": [f"c{i}".encode() for i in range(100)]}, protocol=2))
+    (folder / "meta").write_bytes(
+        pickle.dumps({b"fine_label_names": [f"c{i}".encode() for i in range(100)]}, protocol=2)
+    )
 
 
 def test_cifar10_folder(tmp_path: Path) -> None:
@@ -124,7 +133,9 @@ def test_gray_image_folder_has_one_channel(tmp_path: Path) -> None:
     assert open_source(str(tmp_path), size=8).in_chans == 1
 
 
-@pytest.mark.parametrize("source", ["nope", "cifar10:", "cifar10:/does/not/exist", "imagefolder:/does/not/exist", "mnist:/x"])
+@pytest.mark.parametrize(
+    "source", ["nope", "cifar10:", "cifar10:/does/not/exist", "imagefolder:/does/not/exist", "mnist:/x"]
+)
 def test_bad_sources_raise_data_error(source: str) -> None:
     with pytest.raises(DataError):
         open_source(source)

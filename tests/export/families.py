@@ -17,7 +17,6 @@ from torch import nn
 from sbdeploy.models.pyramidnet import PyramidNet
 from sbdeploy.models.resnet_cifar import CifarResNet
 from sbdeploy.models.resnet_imagenet import ResNet
-from sbdeploy.targets import TARGETS
 from sbdeploy.nn.blocks import (
     SBBasicBlock,
     SBBottleneck,
@@ -26,13 +25,18 @@ from sbdeploy.nn.blocks import (
     SBPyramidBasicBlock,
     SBPyramidBottleneck,
 )
+from sbdeploy.targets import TARGETS
 
 # name -> (builder(sampling), default size, odd size)
 FAMILIES: dict[str, tuple[Callable[[str], nn.Module], tuple[int, int], tuple[int, int]]] = {
     "cifar_preact_basic": (lambda s: CifarResNet(SBPreActBasicBlock, 8, sampling=s), (32, 32), (33, 35)),
     "cifar_preact_bottleneck": (lambda s: CifarResNet(SBPreActBottleneck, 11, sampling=s), (32, 32), (33, 35)),
     "imagenet_basic": (lambda s: ResNet(SBBasicBlock, (1, 1, 1, 1), num_classes=10, sampling=s), (224, 224), (97, 75)),
-    "imagenet_bottleneck": (lambda s: ResNet(SBBottleneck, (1, 1, 1, 1), num_classes=10, sampling=s), (224, 224), (97, 75)),
+    "imagenet_bottleneck": (
+        lambda s: ResNet(SBBottleneck, (1, 1, 1, 1), num_classes=10, sampling=s),
+        (224, 224),
+        (97, 75),
+    ),
     "pyramid_basic": (lambda s: PyramidNet(SBPyramidBasicBlock, 8, 12, sampling=s), (32, 32), (33, 35)),
     "pyramid_bottleneck": (lambda s: PyramidNet(SBPyramidBottleneck, 11, 12, sampling=s), (32, 32), (33, 35)),
 }

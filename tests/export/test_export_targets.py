@@ -77,8 +77,12 @@ def _size(family: str, size: str) -> tuple[int, int]:
     return IMAGENET_SIZES[size] if family.startswith("imagenet") else FAMILIES[family][1 if size == "even" else 2]
 
 
-@pytest.mark.parametrize(("family", "form", "sampling", "size", "batch"), CASES, ids=["-".join(map(str, c)) for c in CASES])
-def test_export_matches_torch_on_onnxruntime(family: str, form: str, sampling: str, size: str, batch: str | int) -> None:
+@pytest.mark.parametrize(
+    ("family", "form", "sampling", "size", "batch"), CASES, ids=["-".join(map(str, c)) for c in CASES]
+)
+def test_export_matches_torch_on_onnxruntime(
+    family: str, form: str, sampling: str, size: str, batch: str | int
+) -> None:
     model = build(family, sampling)
     hw = _size(family, size)
     proto, reports = export_module(model, in_chans=3, input_size=hw, batch=batch, target=form)
@@ -107,7 +111,11 @@ def _check_census(proto: onnx.ModelProto, family: str, form: str, sampling: str,
     """The op census each form promises."""
     ops = collections.Counter(node.op_type for node in proto.graph.node)
     sbs = sum(isinstance(m, SpatialBottleneck) for m in FAMILIES[family][0](sampling).modules())
-    groups = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in proto.graph.node if n.op_type == "ConvTranspose"]
+    groups = [
+        next((a.i for a in n.attribute if a.name == "group"), 1)
+        for n in proto.graph.node
+        if n.op_type == "ConvTranspose"
+    ]
     assert ops.get("BatchNormalization", 0) == 0  # folded, or (before a padded conv) written as an affine
     if form.startswith("ort-cpu"):  # the row's own form and its variants
         variant = get_target(form).variant
@@ -152,7 +160,11 @@ def test_grouped_sb_reference_evaluator(sampling: str) -> None:
     try:
         got = ReferenceEvaluator(proto).run(["logits"], {"input": x})[0]
     except ValueError as error:
-        grouped = [n for n in proto.graph.node if n.op_type == "ConvTranspose" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+        grouped = [
+            n
+            for n in proto.graph.node
+            if n.op_type == "ConvTranspose" and any(a.name == "group" and a.i > 1 for a in n.attribute)
+        ]
         assert grouped, f"the reference failed on a graph without grouped ConvTranspose: {error}"
         pytest.xfail(f"onnx reference ConvTranspose with group > 1: {error}")
     assert float(np.abs(got - expected).max()) <= TOL
@@ -165,7 +177,10 @@ def test_metadata_names_the_target_and_the_canonical_default(tmp_path) -> None: 
     deployed = export_onnx("cifar_resnet20_sb", tmp_path / "d.onnx", input_size=(16, 16), target="ort-cpu", batch=2,
                            precision="fp16")  # fmt: skip
     assert canonical.metadata["target"] == "grouped" and canonical.metadata["lowering"] == "grouped"
-    assert canonical.metadata["passes"] == list(get_target("grouped").passes) and canonical.ops.get("ConvTranspose", 0) == 9
+    assert (
+        canonical.metadata["passes"] == list(get_target("grouped").passes)
+        and canonical.ops.get("ConvTranspose", 0) == 9
+    )
     meta = read_metadata(deployed.path)
     assert meta["target"] == "ort-cpu" and meta["lowering"] == "subpixel+phase-runs" and meta["precision"] == "fp16"
     assert meta["passes"] == list(get_target("ort-cpu").passes) and meta["input_shape"] == [2, 3, 16, 16]

@@ -74,7 +74,12 @@ def test_metadata_read_back(resnet20) -> None:  # noqa: ANN001
     meta = read_metadata(resnet20.path)
     assert meta == resnet20.metadata
     assert meta["arch"] == "cifar_resnet20_sb" and meta["sampling"] == "chessboard"
-    assert meta["lowering"] == "grouped" and meta["target"] == "grouped" and meta["precision"] == "fp32" and meta["layout"] == "NCHW"
+    assert (
+        meta["lowering"] == "grouped"
+        and meta["target"] == "grouped"
+        and meta["precision"] == "fp32"
+        and meta["layout"] == "NCHW"
+    )
     assert meta["input_shape"] == ["batch", 3, 32, 32]
     assert meta["passes"] == ["fold_constants", "eliminate", "fold_bn", "shape_inference"]
     assert len(meta["weights_sha256"]) == 64 and len(meta["class_names"]) == 10
@@ -97,7 +102,9 @@ def test_trt_check_clean_and_pass_reports(resnet20) -> None:  # noqa: ANN001
 
 
 def test_fixed_batch_and_size_fold_all_shape_ops(tmp_path: Path) -> None:
-    result = export_onnx("cifar_resnet20_sb", tmp_path / "b2.onnx", batch=2, input_size=(33, 35), options={"sampling": "three"})
+    result = export_onnx(
+        "cifar_resnet20_sb", tmp_path / "b2.onnx", batch=2, input_size=(33, 35), options={"sampling": "three"}
+    )
     model = onnx.load(result.path)
     assert not [n.op_type for n in _shape_nodes(model)]
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [2, 3, 33, 35]

@@ -25,7 +25,14 @@ from sbdeploy.nn.sb import SAMPLINGS, TRAINING_FORM, SpatialBottleneck, form_mod
 from tests.nn.test_sb import randomize_bn
 
 TOL = 1e-10
-SB_BLOCKS = [SBPreActBasicBlock, SBPreActBottleneck, SBBasicBlock, SBBottleneck, SBPyramidBasicBlock, SBPyramidBottleneck]
+SB_BLOCKS = [
+    SBPreActBasicBlock,
+    SBPreActBottleneck,
+    SBBasicBlock,
+    SBBottleneck,
+    SBPyramidBasicBlock,
+    SBPyramidBottleneck,
+]
 
 
 def make(block: type[torch.nn.Module], stride: int, sampling: str) -> torch.nn.Module:
@@ -73,7 +80,9 @@ def test_block_train_matches_reference(block: type[torch.nn.Module], sampling: s
 @pytest.mark.parametrize("block", SB_BLOCKS, ids=lambda b: b.__name__)
 @pytest.mark.parametrize("sampling", list(SAMPLINGS))
 @pytest.mark.parametrize("stride", [1, 2])
-def test_every_form_and_the_description_match_the_reference(block: type[torch.nn.Module], sampling: str, stride: int) -> None:
+def test_every_form_and_the_description_match_the_reference(
+    block: type[torch.nn.Module], sampling: str, stride: int
+) -> None:
     module = make(block, stride, sampling).eval()
     for h, w in [(1, 1), (2, 3), (7, 6), (8, 8)]:
         x = torch.randn(2, 8, h, w, dtype=torch.float64)

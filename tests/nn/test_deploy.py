@@ -54,7 +54,9 @@ def test_cifar_resnet20_sb_is_one_run_over_every_block() -> None:
     assert run.plan((16, 16)) == [True] * 9  # 16 -> 8 -> 4: every block on phases, stride-2 ones included
     assert all(sb.form == "subpixel" for sb in deployed.modules() if isinstance(sb, SpatialBottleneck))
     per_sb = _check(create_model("cifar_resnet20_sb"), (16, 16), lowering="strided", phase_runs=False)
-    assert not _runs(per_sb) and {sb.form for sb in per_sb.modules() if isinstance(sb, SpatialBottleneck)} == {"strided"}
+    assert not _runs(per_sb) and {sb.form for sb in per_sb.modules() if isinstance(sb, SpatialBottleneck)} == {
+        "strided"
+    }
 
 
 def test_a_run_leaves_phases_where_a_stage_would_be_odd() -> None:
@@ -84,7 +86,9 @@ def test_pyramidnet_runs_on_phases_and_its_pooling_shortcut_reads_the_four_phase
 
 def test_bottleneck_blocks_at_odd_sizes_keep_the_per_sb_lowering() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 16, 1), nn.Sequential(SBPreActBottleneck(16, 4), SBPreActBottleneck(16, 4, stride=2)))
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 1), nn.Sequential(SBPreActBottleneck(16, 4), SBPreActBottleneck(16, 4, stride=2))
+    )
     (run,) = _runs(_check(model, (9, 12)))
     assert run.plan((9, 12)) == [False, False] and run.stacked is None
 
@@ -97,12 +101,16 @@ def test_bottleneck_nets_run_on_phases(build, size: tuple[int, int], run_input: 
     torch.manual_seed(0)
     deployed = _check(build(), size)
     (run,) = _runs(deployed)
-    assert all(run.plan(run_input)) and len(run.blocks) == sum(isinstance(m, SpatialBottleneck) for m in deployed.modules())
+    assert all(run.plan(run_input)) and len(run.blocks) == sum(
+        isinstance(m, SpatialBottleneck) for m in deployed.modules()
+    )
 
 
 def test_every_bn_after_a_convolution_is_folded() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 16, 1), nn.Sequential(SBBottleneck(16, 4, stride=2), SBBottleneck(16, 4), SBBasicBlock(16, 8, 2)))
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 1), nn.Sequential(SBBottleneck(16, 4, stride=2), SBBottleneck(16, 4), SBBasicBlock(16, 8, 2))
+    )
     deployed = _check(model, (11, 12), lowering="strided", phase_runs=False)
     for sb in (m for m in deployed.modules() if isinstance(m, SpatialBottleneck)):
         assert sb.deconv.bias is not None  # the BN after the SB (bottleneck bn2, basic bn2)
@@ -123,10 +131,14 @@ def test_auto_layout_is_stacked_for_small_fixed_batches_only() -> None:
     assert run.layout_for(torch.zeros(4, 16, 32, 32)) == "phases"  # 262k: from there the exact taps win
     (never,) = _runs(deploy_form(model, lowering="subpixel", phase_runs=True))
     assert never.layout_for(torch.zeros(1, 16, 32, 32)) == "phases"  # no threshold: never stacked
-    resnet = deploy_form(create_model("resnet18_sb").eval(), lowering="subpixel", phase_runs=True, stacked_max_macs=STACKED_AT)
+    resnet = deploy_form(
+        create_model("resnet18_sb").eval(), lowering="subpixel", phase_runs=True, stacked_max_macs=STACKED_AT
+    )
     (big,) = _runs(resnet)
     assert big.layout_for(torch.zeros(1, 64, 56, 56)) == "phases"  # 28 x 28 x 64 x 64 = 3.2M
-    bottlenecks = deploy_form(create_model("resnet50_sb").eval(), lowering="subpixel", phase_runs=True, stacked_max_macs=STACKED_AT)
+    bottlenecks = deploy_form(
+        create_model("resnet50_sb").eval(), lowering="subpixel", phase_runs=True, stacked_max_macs=STACKED_AT
+    )
     (run50,) = _runs(bottlenecks)
     assert run50.stacked is None and run50.layout_for(torch.zeros(1, 64, 8, 8)) == "phases"
 
@@ -135,7 +147,9 @@ def test_deploy_form_leaves_the_model_alone_and_refuses_unknown_lowerings() -> N
     model = create_model("cifar_resnet20_sb").eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     deploy_form(model, lowering="subpixel", phase_runs=True)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and set(before) == set(model.state_dict())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and set(before) == set(
+        model.state_dict()
+    )
     assert not any(isinstance(m, PhaseRun) for m in model.modules())
     assert {sb.form for sb in model.modules() if isinstance(sb, SpatialBottleneck)} == {TRAINING_FORM}
     with pytest.raises(ConfigError, match="unknown SB lowering"):

@@ -80,7 +80,9 @@ def test_public_shape() -> None:
     assert sb.sampling == "chessboard"
 
 
-@pytest.mark.parametrize(("sampling", "density"), [("single", 0.25), ("chessboard", 0.5), ("three", 0.75), ("dense", 1.0)])
+@pytest.mark.parametrize(
+    ("sampling", "density"), [("single", 0.25), ("chessboard", 0.5), ("three", 0.75), ("dense", 1.0)]
+)
 def test_sampled_positions(sampling: str, density: float) -> None:
     assert sampled_positions(8, 8, sampling) == int(64 * density)
     assert sampled_positions(7, 5, sampling) == int(sampling_mask(7, 5, sampling).sum())

@@ -114,7 +114,9 @@ def test_trt_recipe_writes_what_tensorrt_explicit_quantization_takes() -> None:
     int8 = quantize_int8(shared_bias_model(), np.ones((8, 3, 8, 8), np.float32), recipe=TRT_INT8)
     assert _qdq_inputs(int8, "Conv") == [("DequantizeLinear", "DequantizeLinear")] * 2
     inits = {i.name: numpy_helper.to_array(i) for i in int8.graph.initializer}
-    zero_points = [n.input[2] for n in int8.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    zero_points = [
+        n.input[2] for n in int8.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2
+    ]
     assert zero_points and all(inits[z].dtype == np.int8 and not inits[z].any() for z in zero_points)  # symmetric s8
     weight_scales = [inits[n.input[1]] for n in int8.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
                      and inits[n.input[0]].ndim == 4]  # fmt: skip
@@ -147,8 +149,11 @@ def test_recipe_options_are_checked_and_described() -> None:
 
 @pytest.mark.parametrize(
     ("calibration", "message"),
-    [(np.ones((3, 8, 8), np.float32), "non-empty"), (np.ones((0, 3, 8, 8), np.float32), "non-empty"),
-     (np.ones((4, 3, 8, 8), np.float32), "fixed batch is 8: give at least 8 calibration images, got 4")],  # fmt: skip
+    [
+        (np.ones((3, 8, 8), np.float32), "non-empty"),
+        (np.ones((0, 3, 8, 8), np.float32), "non-empty"),
+        (np.ones((4, 3, 8, 8), np.float32), "fixed batch is 8: give at least 8 calibration images, got 4"),
+    ],  # fmt: skip
 )
 def test_bad_calibration_is_one_clear_error(calibration: np.ndarray, message: str) -> None:
     with pytest.raises(InputError, match=message):

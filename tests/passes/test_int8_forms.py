@@ -57,7 +57,9 @@ def check_quantized(fp32: onnx.ModelProto, int8: onnx.ModelProto, recipe: Int8Re
         if recipe.format == "qdq":
             nodes = [n for n in int8.graph.node if n.op_type == op]
             assert len(nodes) == count, f"{op}: {len(nodes)} nodes after quantization, {count} before"
-            unquantized = [n.name for n in nodes if {producers.get(n.input[0]), producers.get(n.input[1])} != {"DequantizeLinear"}]
+            unquantized = [
+                n.name for n in nodes if {producers.get(n.input[0]), producers.get(n.input[1])} != {"DequantizeLinear"}
+            ]
             assert not unquantized, f"{op} nodes without Q/DQ inputs: {unquantized[:5]}"
         elif op == "Conv":
             assert sum(n.op_type == "QLinearConv" for n in int8.graph.node) == count

@@ -14,8 +14,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from sbdeploy.models import create_model
-from sbdeploy.targets import get_target
 from sbdeploy.passes.pad_fusion import fuse_pads
+from sbdeploy.targets import get_target
 
 
 def _pad_conv_model(pad_value: float, pads: list[int]) -> onnx.ModelProto:
@@ -29,15 +29,22 @@ def _pad_conv_model(pad_value: float, pads: list[int]) -> onnx.ModelProto:
         numpy_helper.from_array(np.array(pad_value, np.float32), "value"),
         numpy_helper.from_array(rng.standard_normal((4, 3, 2, 2)).astype(np.float32), "w"),
     ]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # test our pass, not ORT's
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[
+        0
+    ]
 
 
 def test_zero_pad_folds_into_conv_pads() -> None:
@@ -50,8 +57,9 @@ def test_zero_pad_folds_into_conv_pads() -> None:
     np.testing.assert_array_equal(_run(fused, x), _run(model, x))
 
 
-@pytest.mark.parametrize("value, pads", [(1.0, [0, 0, 1, 0, 0, 0, 0, 2]), (0.0, [0, 1, 1, 0, 0, 0, 0, 0]),
-                                         (0.0, [0, 0, -1, 0, 0, 0, 0, 0])])
+@pytest.mark.parametrize(
+    "value, pads", [(1.0, [0, 0, 1, 0, 0, 0, 0, 2]), (0.0, [0, 1, 1, 0, 0, 0, 0, 0]), (0.0, [0, 0, -1, 0, 0, 0, 0, 0])]
+)
 def test_other_pads_stay(value: float, pads: list[int]) -> None:
     _, removed = fuse_pads(_pad_conv_model(value, pads))  # non-zero value, channel pad, crop
     assert removed == 0
@@ -74,7 +82,9 @@ def test_ort_cpu_deploy_form_runs_in_onnxruntime_without_pads(tmp_path: Path) ->
     assert removed > 0
     assert Counter(n.op_type for n in fused.graph.node)["Pad"] == 0
     onnx.checker.check_model(fused)
-    out = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    out = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x.numpy()}
+    )[0]
     np.testing.assert_allclose(out, expected, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(raw.run(None, {"x": x.numpy()})[0], expected, atol=1e-4, rtol=1e-4)
 
@@ -103,8 +113,13 @@ def test_affine_to_conv_is_exact_and_leaves_other_muls() -> None:
     ]
     inits = [numpy_helper.from_array(rng.standard_normal((3, 1, 1)).astype(np.float32), n) for n in ("s", "t")]
     inits.append(numpy_helper.from_array(np.array(2.0, np.float32), "k"))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
     model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     out, report = run_pass(model, "affine_to_conv")
     assert report.ops_before == {"Mul": 2, "Add": 1, "Relu": 1} and report.ops_after == {"Conv": 1, "Relu": 1, "Mul": 1}
@@ -116,7 +131,11 @@ def test_affine_to_conv_is_exact_and_leaves_other_muls() -> None:
 def _stale_value_info(model: onnx.ModelProto) -> list[str]:
     """value_info entries of tensors that no node produces or reads (and that are no graph input, output or initializer)."""
     g = model.graph
-    used = {v.name for v in (*g.input, *g.output)} | {t.name for t in g.initializer} | {n for node in g.node for n in (*node.input, *node.output)}
+    used = (
+        {v.name for v in (*g.input, *g.output)}
+        | {t.name for t in g.initializer}
+        | {n for node in g.node for n in (*node.input, *node.output)}
+    )
     return [v.name for v in g.value_info if v.name not in used]
 
 

@@ -30,7 +30,9 @@ def raw():  # noqa: ANN201
 def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[
+        0
+    ]
 
 
 @pytest.mark.parametrize("name", list(PASSES))
@@ -56,7 +58,11 @@ def test_fold_constants_removes_shape_arithmetic_and_stores_each_sb_weight_once(
     assert after.get("Cast", 0) == 0 and after.get("SplitToSequence", 0) == 0
     assert report.nodes_after < report.nodes_before
     # the grouped SB's repeated W1/W2 stay one initializer each, repeated by a Tile that feeds only a weight input
-    users = {name: [(n.op_type, list(n.input).index(name)) for n in out.graph.node if name in n.input] for n in out.graph.node for name in n.output}
+    users = {
+        name: [(n.op_type, list(n.input).index(name)) for n in out.graph.node if name in n.input]
+        for n in out.graph.node
+        for name in n.output
+    }
     tiles = [n for n in out.graph.node if n.op_type == "Tile"]
     assert before.get("Tile", 0) > 0 and len(tiles) == 2 * before.get("ConvTranspose", 0)  # W1 and W2 of each SB
     assert all(users[t.output[0]] in ([("Conv", 1)], [("ConvTranspose", 1)]) for t in tiles)
@@ -74,8 +80,12 @@ def test_fold_constants_removes_shape_arithmetic_and_stores_each_sb_weight_once(
     repeated = sum(stored_weight(t.input[0]).nbytes * (int(np.prod(inits[t.input[1]])) - 1)
                    for t in cleaned.graph.node if t.op_type == "Tile")  # fmt: skip
     saved = _stored_bytes(materialize_weights(cleaned)) - _stored_bytes(cleaned)
-    assert repeated > 1e6 and repeated - 2048 < saved <= repeated  # the subgroups' copies, less the views' tiny repeats vectors
-    assert float(np.abs(run(folded, x) - run(out, x)).max()) == 0.0 and float(np.abs(run(out, x) - expected).max()) <= TOL
+    assert (
+        repeated > 1e6 and repeated - 2048 < saved <= repeated
+    )  # the subgroups' copies, less the views' tiny repeats vectors
+    assert (
+        float(np.abs(run(folded, x) - run(out, x)).max()) == 0.0 and float(np.abs(run(out, x) - expected).max()) <= TOL
+    )
 
 
 def test_onnx_runtime_runs_the_same_graph_whether_the_weights_are_stored_once_or_folded(raw, tmp_path) -> None:  # noqa: ANN001

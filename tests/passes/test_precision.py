@@ -50,7 +50,9 @@ def test_fp16_keeps_io_and_agrees_with_fp32(exported) -> None:  # noqa: ANN001
     logits32, logits16 = predict(fp32, x), predict(fp16, x)
     agreement = float((logits32.argmax(1) == logits16.argmax(1)).mean())
     acc32, acc16 = float((logits32.argmax(1) == y).mean()), float((logits16.argmax(1) == y).mean())
-    print(f"\nfp16: top-1 agreement with fp32 {agreement:.4f} on {len(x)} digits test images; accuracy fp32 {acc32:.4f} fp16 {acc16:.4f}; max |logit diff| {np.abs(logits32 - logits16).max():.3g}")
+    print(
+        f"\nfp16: top-1 agreement with fp32 {agreement:.4f} on {len(x)} digits test images; accuracy fp32 {acc32:.4f} fp16 {acc16:.4f}; max |logit diff| {np.abs(logits32 - logits16).max():.3g}"
+    )
     assert acc32 > 0.9, "the fixture network is not trained"
     assert agreement >= 0.99
     report = check_trt_compat(fp16)
@@ -85,10 +87,14 @@ def test_int8_qdq_accuracy_within_one_point(exported) -> None:  # noqa: ANN001
     producers = {o: n for n in int8.graph.node for o in n.output}
     for conv in (n for n in int8.graph.node if n.op_type in ("Conv", "ConvTranspose")):  # weights quantized as weights,
         dq = producers[conv.input[1]]  # even where the file stores an SB weight once and repeats it (Tile)
-        assert dq.op_type == "DequantizeLinear" and dq.input[0] in inits and inits[dq.input[0]].dtype == np.int8, conv.name
+        assert dq.op_type == "DequantizeLinear" and dq.input[0] in inits and inits[dq.input[0]].dtype == np.int8, (
+            conv.name
+        )
     acc32 = float((predict(fp32, x).argmax(1) == y).mean())
     acc8 = float((predict(int8, x).argmax(1) == y).mean())
-    print(f"\nint8 (QDQ, 256 calibration images): accuracy {acc8:.4f} vs fp32 {acc32:.4f} on {len(x)} digits test images")
+    print(
+        f"\nint8 (QDQ, 256 calibration images): accuracy {acc8:.4f} vs fp32 {acc32:.4f} on {len(x)} digits test images"
+    )
     assert acc32 > 0.9, "the fixture network is not trained"
     assert acc8 >= acc32 - 0.01
     assert check_trt_compat(int8)

@@ -33,7 +33,11 @@ def test_clean_graph() -> None:
 
 def test_unsupported_op_and_custom_domain_are_errors() -> None:
     model = make(
-        [helper.make_node("NonZero", ["x"], ["t"]), helper.make_node("FusedConv", ["x"], ["y"], domain="com.microsoft")], []
+        [
+            helper.make_node("NonZero", ["x"], ["t"]),
+            helper.make_node("FusedConv", ["x"], ["y"], domain="com.microsoft"),
+        ],
+        [],
     )
     model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     report = check_trt_compat(model)
@@ -56,7 +60,10 @@ def test_dynamic_slice_axes_and_runtime_conv_weights() -> None:
         helper.make_node("Slice", ["x", "st", "en", "s"], ["t"]),
         helper.make_node("Conv", ["t", "t"], ["y"]),
     ]
-    consts = [numpy_helper.from_array(np.array([0], np.int64), "st"), numpy_helper.from_array(np.array([2], np.int64), "en")]
+    consts = [
+        numpy_helper.from_array(np.array([0], np.int64), "st"),
+        numpy_helper.from_array(np.array([2], np.int64), "en"),
+    ]
     report = check_trt_compat(make(nodes, consts))
     assert [w.op_type for w in report.warnings] == ["Slice"] and "axes" in report.warnings[0].message
     assert [e.op_type for e in report.errors] == ["Conv"]
@@ -67,7 +74,10 @@ def test_grouped_fp16_conv_warning_and_nonzero_zero_point() -> None:
     report = check_trt_compat(make([node], [weight((4, 2, 3, 3), dtype=np.float16)]))
     assert [w.op_type for w in report.warnings] == ["Conv"] and "11.2" in report.warnings[0].message
     q = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
-    consts = [numpy_helper.from_array(np.array(0.1, np.float32), "s"), numpy_helper.from_array(np.array(3, np.int8), "z")]
+    consts = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        numpy_helper.from_array(np.array(3, np.int8), "z"),
+    ]
     assert [e.op_type for e in check_trt_compat(make([q], consts)).errors] == ["QuantizeLinear"]
 
 

@@ -21,7 +21,9 @@ def tiny_onnx(path: Path, *, batch: int | str = "batch", size: int = 8, classes:
     from onnx import TensorProto, helper, numpy_helper
 
     features = 3 * size * size
-    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((features, classes)).astype(np.float32), "w")
+    weight = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((features, classes)).astype(np.float32), "w"
+    )
     graph = helper.make_graph(
         [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "w"], ["logits"])],
         "tiny",
@@ -41,7 +43,12 @@ def tiny_onnx(path: Path, *, batch: int | str = "batch", size: int = 8, classes:
 
 
 def fake_engine(
-    path: Path, profiles: list[tuple[int, int, int]], *, size: int = 32, version: str = "10.13.0.35", precision: str = "fp16",
+    path: Path,
+    profiles: list[tuple[int, int, int]],
+    *,
+    size: int = 32,
+    version: str = "10.13.0.35",
+    precision: str = "fp16",
     onnx_metadata: dict | None = None,
 ) -> Path:
     """Engine bytes (not a real plan: TensorRT cannot run here) and its sidecar, one profile per (min, opt, max) batch.

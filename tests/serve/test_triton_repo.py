@@ -12,7 +12,9 @@ from sbdeploy.errors import ArtifactError, ConfigError, EngineMismatchError
 from sbdeploy.serve.triton_repo import TritonOptions, check_model_config, sidecar_path, write_triton_repo
 from tests.serve._artifacts import export_resnet20, fake_engine, tiny_onnx
 
-pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient absent: pip install sbdeploy[serve]")
+pb2 = pytest.importorskip(
+    "tritonclient.grpc.model_config_pb2", reason="tritonclient absent: pip install sbdeploy[serve]"
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,9 @@ def test_onnx_model_folder_matches_the_graph(resnet20: Path, tmp_path: Path) -> 
     assert config.dynamic_batching.max_queue_delay_microseconds == 250
     assert [(g.count, g.kind) for g in config.instance_group] == [(2, pb2.ModelInstanceGroup.KIND_CPU)]
     assert sorted(w.batch_size for w in config.model_warmup) == [1, 32]
-    assert all(list(w.inputs["input"].dims) == [3, 32, 32] and w.inputs["input"].random_data for w in config.model_warmup)
+    assert all(
+        list(w.inputs["input"].dims) == [3, 32, 32] and w.inputs["input"].random_data for w in config.model_warmup
+    )
     assert "cifar_resnet20_sb.onnx" in (folder / "README.md").read_text()
     assert [p.name for p in (tmp_path / "repo").iterdir()] == ["cifar_resnet20_sb"]  # no temp folders left
 
@@ -63,7 +67,9 @@ def test_onnx_tensorrt_fp16_accelerator(tmp_path: Path) -> None:
 def test_onnx_tensorrt_fp16_needs_an_fp16_onnx(tmp_path: Path) -> None:
     """precision_mode FP16 sets TensorRT 10.x's FP16 builder flag, which TensorRT 11 removed: an fp32 ONNX would stay fp32."""
     with pytest.raises(ConfigError, match="fp32 weights.*TensorRT 11.*fp16 ONNX"):
-        write_triton_repo([tiny_onnx(tmp_path / "tiny.onnx")], tmp_path / "repo", options=TritonOptions(onnx_trt_fp16=True))
+        write_triton_repo(
+            [tiny_onnx(tmp_path / "tiny.onnx")], tmp_path / "repo", options=TritonOptions(onnx_trt_fp16=True)
+        )
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
 
 
@@ -162,11 +168,17 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
         (lambda t: t.replace("max_batch_size: 8", "max_batch_size: 8\nnot_a_field: 1"), "does not parse"),
         (lambda t: t.replace("TYPE_FP32", "TYPE_FLOAT32", 1), "does not parse"),
         (lambda t: t.replace("dims: [ 10 ]", "dims: [ 0 ]"), "-1 or positive"),
-        (lambda t: t.replace("max_queue_delay_microseconds: 100", "preferred_batch_size: [ 9 ]"), "preferred_batch_size 9"),
+        (
+            lambda t: t.replace("max_queue_delay_microseconds: 100", "preferred_batch_size: [ 9 ]"),
+            "preferred_batch_size 9",
+        ),
         (lambda t: t.replace("\n  batch_size: 8", "\n  batch_size: 9"), "warm-up"),
         (lambda t: t.replace("max_batch_size: 8", "max_batch_size: 0"), "dynamic_batching needs"),
         (lambda t: t.replace("onnxruntime_onnx", "tensorrt_plan"), "KIND_GPU"),
-        (lambda t: t.replace("dims: [ 3, 8, 8 ]\n      random_data", "dims: [ 3, 8, 7 ]\n      random_data"), "do not fit"),
+        (
+            lambda t: t.replace("dims: [ 3, 8, 8 ]\n      random_data", "dims: [ 3, 8, 7 ]\n      random_data"),
+            "do not fit",
+        ),
     ],
 )
 def test_check_model_config_catches_what_triton_refuses(tmp_path: Path, edit, problem: str) -> None:
@@ -196,7 +208,13 @@ def test_a_run_folder_serves_its_validated_sb_artifacts_that_take_batch_1(tmp_pa
 
     run = tmp_path / "run"
     run.mkdir()
-    for name in ("model.onnx", "model.ort-cpu.b1.fp32.onnx", "model.ort-cpu.b8.fp32.onnx", "model.trt.fp16.onnx", "baseline.ort-cpu.b1.fp32.onnx"):
+    for name in (
+        "model.onnx",
+        "model.ort-cpu.b1.fp32.onnx",
+        "model.ort-cpu.b8.fp32.onnx",
+        "model.trt.fp16.onnx",
+        "baseline.ort-cpu.b1.fp32.onnx",
+    ):
         tiny_onnx(run / name, batch=8 if ".b8." in name else 1 if ".b1." in name else "batch")
     entries = [
         {"file": "model.onnx", "parity": True, "batch": None},
@@ -207,8 +225,13 @@ def test_a_run_folder_serves_its_validated_sb_artifacts_that_take_batch_1(tmp_pa
     ]
     (run / "summary.json").write_text(json.dumps({"artifacts": entries}))
     served, notes = served_artifacts(run)
-    assert [(s.path.name, s.name) for s in served] == [("model.onnx", "model"), ("model.ort-cpu.b1.fp32.onnx", "model_ort-cpu_b1_fp32")]
-    assert any("b8" in n and "exactly batch 8" in n for n in notes) and any("trt.fp16" in n and "did not pass" in n for n in notes)
+    assert [(s.path.name, s.name) for s in served] == [
+        ("model.onnx", "model"),
+        ("model.ort-cpu.b1.fp32.onnx", "model_ort-cpu_b1_fp32"),
+    ]
+    assert any("b8" in n and "exactly batch 8" in n for n in notes) and any(
+        "trt.fp16" in n and "did not pass" in n for n in notes
+    )
     repo = write_triton_repo([s.path for s in served], tmp_path / "repo", names=[s.name for s in served])
     assert {m.name: m.max_batch_size for m in repo.models} == {"model": 32, "model_ort-cpu_b1_fp32": 1}
     with pytest.raises(ArtifactError, match="not a pipeline run folder"):
@@ -224,16 +247,28 @@ def test_a_run_folder_serves_an_engine_not_the_onnx_it_was_built_from(tmp_path: 
 
     run = tmp_path / "run"
     run.mkdir()
-    files = ("model.onnx", "model.trt.fp32.onnx", "model.trt.fp32.engine", "model.trt.fp16.engine", "baseline.trt.fp32.onnx")
+    files = (
+        "model.onnx",
+        "model.trt.fp32.onnx",
+        "model.trt.fp32.engine",
+        "model.trt.fp16.engine",
+        "baseline.trt.fp32.onnx",
+    )
     for name in files:
         (run / name).write_bytes(b"x")
-    (run / "summary.json").write_text(json.dumps({"artifacts": [{"file": f, "parity": True, "batch": None} for f in files]}))
+    (run / "summary.json").write_text(
+        json.dumps({"artifacts": [{"file": f, "parity": True, "batch": None} for f in files]})
+    )
     served, notes = served_artifacts(run)
     assert [(s.path.name, s.name) for s in served] == [
         ("model.onnx", "model"), ("model.trt.fp32.engine", "model_trt_fp32"), ("model.trt.fp16.engine", "model_trt_fp16"),
     ]  # fmt: skip
-    assert notes == ["model.trt.fp32.onnx: not served, the engine built from it (model.trt.fp32.engine) is served as model_trt_fp32"]
-    entries = [{"file": f, "parity": f != "model.trt.fp32.engine", "batch": None} for f in files]  # the engine failed parity
+    assert notes == [
+        "model.trt.fp32.onnx: not served, the engine built from it (model.trt.fp32.engine) is served as model_trt_fp32"
+    ]
+    entries = [
+        {"file": f, "parity": f != "model.trt.fp32.engine", "batch": None} for f in files
+    ]  # the engine failed parity
     (run / "summary.json").write_text(json.dumps({"artifacts": entries}))
     assert "model.trt.fp32.onnx" in [s.path.name for s in served_artifacts(run)[0]]  # then its validated ONNX is served
 
@@ -241,7 +276,10 @@ def test_a_run_folder_serves_an_engine_not_the_onnx_it_was_built_from(tmp_path: 
 def test_an_onnx_file_in_a_gpu_only_form_gets_gpu_instances(tmp_path: Path) -> None:
     from sbdeploy.export import export_onnx
 
-    files = [export_onnx("cifar_resnet20", tmp_path / f"r20.{t}.onnx", input_size=(16, 16), target=t).path for t in ("ort-cuda", "ort-cpu")]
+    files = [
+        export_onnx("cifar_resnet20", tmp_path / f"r20.{t}.onnx", input_size=(16, 16), target=t).path
+        for t in ("ort-cuda", "ort-cpu")
+    ]
     repo = write_triton_repo(files, tmp_path / "repo", names=["cuda_form", "cpu_form"])
     kinds = {m.name: "KIND_GPU" in m.config_text for m in repo.models}
     assert kinds == {"cuda_form": True, "cpu_form": False}

@@ -30,14 +30,24 @@ def test_triton_accepts_every_kind_of_generated_config(tmp_path: Path) -> None:
         repo, options=TritonOptions(instances=2, preferred_batch=(2, 4)),
     )  # fmt: skip
     write_triton_repo([tiny_onnx(tmp_path / "fixed.onnx", batch=3)], repo)  # max_batch_size 0, no batching
-    write_triton_repo([tiny_onnx(tmp_path / "half.onnx", fp16=True)], repo, name="fp16", options=TritonOptions(onnx_trt_fp16=True))
+    write_triton_repo(
+        [tiny_onnx(tmp_path / "half.onnx", fp16=True)], repo, name="fp16", options=TritonOptions(onnx_trt_fp16=True)
+    )
     write_triton_repo([tmp_path / "engine.engine"], repo, name="unbatched", options=TritonOptions(max_batch=0))
-    assert check_with_tritonserver(repo) == {"dynamic": None, "engine": None, "fixed": None, "fp16": None, "unbatched": None}
+    assert check_with_tritonserver(repo) == {
+        "dynamic": None,
+        "engine": None,
+        "fixed": None,
+        "fp16": None,
+        "unbatched": None,
+    }
 
 
 def test_triton_refuses_a_config_we_would_refuse(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    folder = write_triton_repo([tiny_onnx(tmp_path / "m.onnx")], repo, options=TritonOptions(max_batch=8)).models[0].folder
+    folder = (
+        write_triton_repo([tiny_onnx(tmp_path / "m.onnx")], repo, options=TritonOptions(max_batch=8)).models[0].folder
+    )
     config = folder / "config.pbtxt"
     config.write_text(config.read_text().replace("max_queue_delay_microseconds: 100", "preferred_batch_size: [ 64 ]"))
     verdict = check_with_tritonserver(repo)["m"]

@@ -32,7 +32,9 @@ def _worker(rank: int, port: int, folder: str) -> None:
     from sbdeploy.data import open_source
     from sbdeploy.train import TrainConfig, train
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2"
+    )
     torch.set_num_threads(1)
     data = open_source("synthetic", size=8)
     config = TrainConfig(epochs=1, batch_size=32, max_steps_per_epoch=3, pad=1, flip=True)
@@ -44,7 +46,9 @@ def _worker(rank: int, port: int, folder: str) -> None:
 
 
 def test_two_gloo_processes_hold_identical_replicas(tmp_path: Path) -> None:
-    context = mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=False, start_method="spawn")
+    context = mp.start_processes(
+        _worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=False, start_method="spawn"
+    )
     deadline = time.monotonic() + TIME_LIMIT_S
     while not context.join(timeout=1):  # raises if a worker failed
         if time.monotonic() > deadline:
@@ -69,12 +73,35 @@ def test_two_gloo_processes_hold_identical_replicas(tmp_path: Path) -> None:
 def test_cli_under_torchrun(tmp_path: Path) -> None:
     """The same `sbdeploy train` command, launched by torchrun with two CPU processes."""
     out = tmp_path / "ckpt"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sbdeploy", "train",
-               "cifar_resnet20_sb", "--data", "synthetic", "--size", "8", "--epochs", "1", "--max-steps", "2",
-               "--batch-size", "32", "--device", "cpu", "--out", str(out), "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "sbdeploy",
+        "train",
+        "cifar_resnet20_sb",
+        "--data",
+        "synthetic",
+        "--size",
+        "8",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--json",
+    ]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TIME_LIMIT_S)
     assert run.returncode == 0, run.stderr[-2000:]
-    summary = json.loads(run.stdout[run.stdout.index("{"):])
+    summary = json.loads(run.stdout[run.stdout.index("{") :])
     assert summary["processes"] == 2
     config = json.loads((out / "config.json").read_text())
     assert config["metrics"]["world_size"] == 2 and config["metrics"]["epochs"] == 1

@@ -43,11 +43,21 @@ def test_fine_tune_starts_from_the_given_weights_and_records_its_origin(data, tm
     teacher = create_model("cifar_resnet20", num_classes=10, in_chans=3).eval()
     config = TrainConfig(epochs=1, batch_size=16, lr=1e-9, weight_decay=0.0, max_steps_per_epoch=1)
     origin = {"sbify": {"source": "somewhere", "source_sha256": "ab" * 32}}
-    train("cifar_resnet20", data, tmp_path / "ft", config, device="cpu", init_state=start,
-          distill=Distillation(teacher, alpha=0.3, temperature=2.0), provenance=origin)
+    train(
+        "cifar_resnet20",
+        data,
+        tmp_path / "ft",
+        config,
+        device="cpu",
+        init_state=start,
+        distill=Distillation(teacher, alpha=0.3, temperature=2.0),
+        provenance=origin,
+    )
     weights = read_weights(tmp_path / "ft" / "model.safetensors")
     convs = [k for k in start if k.endswith("conv1.weight")]
-    assert all(torch.allclose(weights[k], start[k], atol=1e-6) for k in convs)  # lr ~0: the start weights, not a fresh init
+    assert all(
+        torch.allclose(weights[k], start[k], atol=1e-6) for k in convs
+    )  # lr ~0: the start weights, not a fresh init
     train("cifar_resnet20", data, tmp_path / "fresh", config, device="cpu")
     fresh = read_weights(tmp_path / "fresh" / "model.safetensors")
     assert not all(torch.allclose(fresh[k], start[k], atol=1e-3) for k in convs)
@@ -61,8 +71,32 @@ def test_resume_refuses_another_origin(data, tmp_path: Path) -> None:  # type: i
 
     config = TrainConfig(epochs=2, batch_size=16, max_steps_per_epoch=1)
     with pytest.raises(KeyboardInterrupt):
-        train("cifar_resnet20", data, tmp_path / "cut", config, device="cpu", callbacks=_Crash(), provenance={"sbify": {"source": "a"}})
+        train(
+            "cifar_resnet20",
+            data,
+            tmp_path / "cut",
+            config,
+            device="cpu",
+            callbacks=_Crash(),
+            provenance={"sbify": {"source": "a"}},
+        )
     with pytest.raises(CheckpointError, match="other settings"):
-        train("cifar_resnet20", data, tmp_path / "cut", config, device="cpu", resume=True, provenance={"sbify": {"source": "b"}})
-    done = train("cifar_resnet20", data, tmp_path / "cut", config, device="cpu", resume=True, provenance={"sbify": {"source": "a"}})
+        train(
+            "cifar_resnet20",
+            data,
+            tmp_path / "cut",
+            config,
+            device="cpu",
+            resume=True,
+            provenance={"sbify": {"source": "b"}},
+        )
+    done = train(
+        "cifar_resnet20",
+        data,
+        tmp_path / "cut",
+        config,
+        device="cpu",
+        resume=True,
+        provenance={"sbify": {"source": "a"}},
+    )
     assert done.start_epoch == 1

@@ -20,7 +20,9 @@ def test_running_statistics_are_the_average_of_the_batch_statistics() -> None:
     images = torch.rand(8, 2, 5, 5)
     mean, std = (0.5, 0.4), (0.2, 0.3)
     calls: list[tuple[int, int]] = []
-    result = recalibrate_bn(model, images, mean, std, batch_size=4, on_batch=lambda done, total: calls.append((done, total)))
+    result = recalibrate_bn(
+        model, images, mean, std, batch_size=4, on_batch=lambda done, total: calls.append((done, total))
+    )
     assert result.bn_layers == 1 and result.images == 8 and result.batches == 2 and calls == [(1, 2), (2, 2)]
     assert not model.training and model[1].momentum == 0.1  # mode and momentum restored
     x = (images - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)

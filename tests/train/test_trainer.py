@@ -60,7 +60,14 @@ def test_resume_continues_exactly(data, tmp_path: Path) -> None:  # type: ignore
     with pytest.raises(ConfigError, match="--resume"):
         train("cifar_resnet20", data, tmp_path / "cut", config, device="cpu")
     with pytest.raises(CheckpointError, match="other settings"):
-        train("cifar_resnet20", data, tmp_path / "cut", TrainConfig(**{**config.__dict__, "lr": 0.2}), resume=True, device="cpu")
+        train(
+            "cifar_resnet20",
+            data,
+            tmp_path / "cut",
+            TrainConfig(**{**config.__dict__, "lr": 0.2}),
+            resume=True,
+            device="cpu",
+        )
     resumed = train("cifar_resnet20", data, tmp_path / "cut", config, resume=True, device="cpu")
     assert resumed.start_epoch == 1 and len(resumed.history) == 2
     a, b = read_weights(tmp_path / "whole" / "model.safetensors"), read_weights(tmp_path / "cut" / "model.safetensors")
@@ -81,12 +88,21 @@ def test_augment_pads_crops_and_flips() -> None:
     # each crop is a window of the reflect-padded image
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
     for i in range(8):
-        assert any(torch.equal(cropped[i], padded[i, :, dy : dy + 6, dx : dx + 6]) for dy in range(5) for dx in range(5))
+        assert any(
+            torch.equal(cropped[i], padded[i, :, dy : dy + 6, dx : dx + 6]) for dy in range(5) for dx in range(5)
+        )
 
 
 def test_recipe_defaults_are_the_papers() -> None:
     c = TrainConfig()
-    assert (c.lr, c.momentum, c.nesterov, c.weight_decay, c.milestones, c.gamma) == (0.1, 0.9, True, 1e-4, (0.5, 0.75), 0.1)
+    assert (c.lr, c.momentum, c.nesterov, c.weight_decay, c.milestones, c.gamma) == (
+        0.1,
+        0.9,
+        True,
+        1e-4,
+        (0.5, 0.75),
+        0.1,
+    )
     assert TrainConfig(epochs=4).milestone_epochs() == (2, 3)
     with pytest.raises(ConfigError):
         TrainConfig(epochs=0)

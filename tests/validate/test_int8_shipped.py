@@ -39,7 +39,12 @@ from tests.conftest import REPO, run_cli
 SHIPPED = REPO / "models" / "digits_resnet20_sb"
 CALIBRATION_IMAGES = 64
 
-LIBRARY_CASES = {"ort-cpu b8": ("ort-cpu", 8), "trt": ("trt", 1), "grouped": ("grouped", 1), "separate": ("separate", 1)}
+LIBRARY_CASES = {
+    "ort-cpu b8": ("ort-cpu", 8),
+    "trt": ("trt", 1),
+    "grouped": ("grouped", 1),
+    "separate": ("separate", 1),
+}
 """Case -> (target, batch planned: ort-cpu's files have a fixed batch, 8 takes the phase layout; the others are dynamic)."""
 
 
@@ -53,7 +58,9 @@ def assert_int8_gate_and_top1(report: dict, case: str) -> None:
     torch_top1, int8_top1 = (a["top1"] for a in report["accuracy"])
     assert torch_top1 > 0.95, "the shipped model is trained"
     assert abs(int8_top1 - torch_top1) <= 0.01, f"{case}: int8 top-1 {int8_top1:.2%} vs fp32 {torch_top1:.2%}"
-    assert min(c["stats"]["top1_agreement"] for c in test) >= 0.97, f"{case}: int8 and PyTorch disagree on over 3% of the digits"
+    assert min(c["stats"]["top1_agreement"] for c in test) >= 0.97, (
+        f"{case}: int8 and PyTorch disagree on over 3% of the digits"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +77,18 @@ def test_ort_cpu_int8_through_the_cli(shipped, tmp_path: Path) -> None:  # noqa:
     assert done.returncode == 0, done.stderr
     meta = json.loads(done.stdout)["metadata"]
     assert meta["precision"] == "int8" and meta["target"] == "ort-cpu" and meta["int8"]["recipe"] == "ort-cpu"
-    assert meta["int8"]["calibration"] == {"source": "digits", "kind": "data", "images": 256, "split": "train split"}  # the default
+    assert meta["int8"]["calibration"] == {
+        "source": "digits",
+        "kind": "data",
+        "images": 256,
+        "split": "train split",
+    }  # the default
     checked = run_cli("validate", str(SHIPPED), "--onnx", str(out), "--report", str(tmp_path / "report"), "--json")
     assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr
     report = json.loads(checked.stdout)
-    assert report["artifacts"][0]["sha256"] == json.loads(done.stdout)["sha256"]  # the file validated is the file written
+    assert (
+        report["artifacts"][0]["sha256"] == json.loads(done.stdout)["sha256"]
+    )  # the file validated is the file written
     assert_int8_gate_and_top1(report, "ort-cpu b1 (CLI)")
     markdown = (tmp_path / "report" / "validate.md").read_text()
     assert "| ort-cpu int8 | digits test | 359 |" in markdown and "int8 is judged on real images" in markdown
@@ -93,7 +107,11 @@ def test_validate_int8_makes_and_judges_fp32_and_int8_side_by_side(shipped, tmp_
     top1 = {a["file"]: a["top1"] for a in report["accuracy"]}
     assert abs(top1["model.ort-cpu.b1.int8.onnx"] - top1["model.ort-cpu.b1.fp32.onnx"]) <= 0.01 and top1[None] > 0.95
     rows = [line for line in (report_dir / "validate.md").read_text().splitlines() if "| digits test | 96 |" in line]
-    assert [("fp32" in r, "int8" in r) for r in rows] == [(False, False), (True, False), (False, True)]  # PyTorch, fp32, int8
+    assert [("fp32" in r, "int8" in r) for r in rows] == [
+        (False, False),
+        (True, False),
+        (False, True),
+    ]  # PyTorch, fp32, int8
 
 
 @pytest.fixture(scope="module", params=list(LIBRARY_CASES))
@@ -117,7 +135,9 @@ def test_every_targets_int8_artifact_passes_the_gate(library_artifact, shipped) 
         cuda, trt = get_target("ort-cuda"), get_target("trt")
         assert (cuda.form, cuda.passes, cuda.int8) == (trt.form, trt.passes, trt.int8)
     dataset = dataset_case("digits", shipped.config)
-    report = validate(shipped, [artifact_of(file, "ort-cpu")], runner_factory=lambda a: get_runner(a.backend, a.path), dataset=dataset)
+    report = validate(
+        shipped, [artifact_of(file, "ort-cpu")], runner_factory=lambda a: get_runner(a.backend, a.path), dataset=dataset
+    )
     assert_int8_gate_and_top1(report.to_dict(), case)
 
 

@@ -23,12 +23,20 @@ import torch
 from torch import nn
 
 from sbdeploy._io import sha256_file
+from sbdeploy.artifacts import describe_file
 from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, MachineInfo, write_sidecar
 from sbdeploy.backends.torch_runner import TorchRunner
 from sbdeploy.checkpoint import load_checkpoint
 from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, output_stats, verdict
-from sbdeploy.artifacts import describe_file
-from sbdeploy.validate.run import Artifact, artifact_of, dataset_case, engine_artifact, to_markdown, tolerance_for, validate
+from sbdeploy.validate.run import (
+    Artifact,
+    artifact_of,
+    dataset_case,
+    engine_artifact,
+    to_markdown,
+    tolerance_for,
+    validate,
+)
 from tests.conftest import REPO
 
 SHIPPED_SB = REPO / "models" / "digits_resnet20_sb"
@@ -117,21 +125,37 @@ def test_gpu_onnx_backends_judge_fp32_by_what_they_compute(tiny_onnx: Path, tmp_
     assert (cpu.precision, cpu.tf32) == ("fp32", None)
     half = tmp_path / "tiny.fp16.onnx"
     onnx.save(to_fp16(onnx.load(str(tiny_onnx))), str(half))
-    assert {(a.precision, a.tf32) for a in (artifact_of(describe_file(half), b) for b in ("ort-cuda", "ort-trt"))} == {("fp16", None)}
+    assert {(a.precision, a.tf32) for a in (artifact_of(describe_file(half), b) for b in ("ort-cuda", "ort-trt"))} == {
+        ("fp16", None)
+    }
 
 
 def test_validate_md_shows_each_files_tf32_and_why(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
     ckpt = load_checkpoint(tiny_checkpoint)
     file = describe_file(tiny_onnx)
-    engine = Artifact(backend="trt", path=Path("m.trt.fp32.engine"), precision="fp32", batch_sizes=(1,), max_batch=1, tf32=False)
+    engine = Artifact(
+        backend="trt", path=Path("m.trt.fp32.engine"), precision="fp32", batch_sizes=(1,), max_batch=1, tf32=False
+    )
     artifacts = [engine, artifact_of(file, "ort-cuda"), artifact_of(file, "ort-trt"), artifact_of(file, "ort-cpu")]
     exact = {"ort-cuda", "trt", "ort-cpu"}  # these compute in fp32; ort-trt's TF32 run is emulated
-    report = validate(ckpt, artifacts, runner_factory=lambda a: TorchRunner(ckpt.model if a.backend in exact else tf32_model(ckpt.model)))
+    report = validate(
+        ckpt,
+        artifacts,
+        runner_factory=lambda a: TorchRunner(ckpt.model if a.backend in exact else tf32_model(ckpt.model)),
+    )
     assert report, [c.reason for c in report.failures]
     text = to_markdown(report)
     name = tiny_onnx.name
     assert "| `m.trt.fp32.engine` | `` | - | trt | fp32 | off |" in text
-    assert "| ort-cuda | fp32 | off |" in text and "| ort-trt | tf32 | on |" in text and "| ort-cpu | fp32 | - |" in text
-    assert "- TF32: fp32 engines built without TF32 (--no-tf32; the trt target's parity engine) are judged by the fp32 tolerance." in text
+    assert (
+        "| ort-cuda | fp32 | off |" in text and "| ort-trt | tf32 | on |" in text and "| ort-cpu | fp32 | - |" in text
+    )
+    assert (
+        "- TF32: fp32 engines built without TF32 (--no-tf32; the trt target's parity engine) are judged by the fp32 tolerance."
+        in text
+    )
     assert "use_tf32=0" in text and "onnxruntime#26029" in text
-    assert {(c.file, c.backend, c.precision) for c in report.checks} >= {(name, "ort-cuda", "fp32"), (name, "ort-trt", "tf32")}
+    assert {(c.file, c.backend, c.precision) for c in report.checks} >= {
+        (name, "ort-cuda", "fp32"),
+        (name, "ort-trt", "tf32"),
+    }

@@ -6,17 +6,21 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import onnx
+import pytest
 from onnx import numpy_helper
 
 from tests.conftest import run_cli
 
 
-def test_correct_export_passes_and_writes_reports_that_name_the_file(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+def test_correct_export_passes_and_writes_reports_that_name_the_file(
+    tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path
+) -> None:
     from sbdeploy._io import sha256_file
 
-    result = run_cli("validate", str(tiny_checkpoint), "--onnx", str(tiny_onnx), "--limit", "48", "--report", str(tmp_path / "r"))
+    result = run_cli(
+        "validate", str(tiny_checkpoint), "--onnx", str(tiny_onnx), "--limit", "48", "--report", str(tmp_path / "r")
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASSED" in result.stdout and f"tiny_sb.onnx: sha256 {sha256_file(tiny_onnx)}" in result.stdout
     report = json.loads((tmp_path / "r" / "validate.json").read_text())
@@ -24,7 +28,9 @@ def test_correct_export_passes_and_writes_reports_that_name_the_file(tiny_checkp
     cases = {c["case"] for c in report["checks"]}
     assert cases == {"random b1", "random b2", "random b8", "digits test"}
     assert all(c["stats"]["max_abs"] < 1e-4 for c in report["checks"])
-    assert {(c["file"], c["sha256"], c["target"]) for c in report["checks"]} == {("tiny_sb.onnx", sha256_file(tiny_onnx), "grouped")}
+    assert {(c["file"], c["sha256"], c["target"]) for c in report["checks"]} == {
+        ("tiny_sb.onnx", sha256_file(tiny_onnx), "grouped")
+    }
     assert {a["backend"] for a in report["accuracy"]} == {"torch", "ort-cpu fp32"}
     markdown = (tmp_path / "r" / "validate.md").read_text()
     assert "| `tiny_sb.onnx` | ort-cpu | fp32 | digits test |" in markdown and sha256_file(tiny_onnx)[:16] in markdown
@@ -32,17 +38,24 @@ def test_correct_export_passes_and_writes_reports_that_name_the_file(tiny_checkp
 
 def test_without_files_it_checks_the_deploy_artifacts_bench_times(tiny_checkpoint: Path, tmp_path: Path) -> None:
     kept = tmp_path / "artifacts"
-    result = run_cli("validate", str(tiny_checkpoint), "--batch", "1,2", "--limit", "8", "--artifacts", str(kept), "--json")
+    result = run_cli(
+        "validate", str(tiny_checkpoint), "--batch", "1,2", "--limit", "8", "--artifacts", str(kept), "--json"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     files = {c["file"]: (c["target"], c["case"]) for c in report["checks"] if c["case"].startswith("random")}
-    assert files == {"model.ort-cpu.b1.fp32.onnx": ("ort-cpu", "random b1"), "model.ort-cpu.b2.fp32.onnx": ("ort-cpu", "random b2")}
+    assert files == {
+        "model.ort-cpu.b1.fp32.onnx": ("ort-cpu", "random b1"),
+        "model.ort-cpu.b2.fp32.onnx": ("ort-cpu", "random b2"),
+    }
     assert {p.name for p in kept.iterdir()} == set(files)
 
 
 def test_corrupted_weight_fails_with_exit_1(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
     model = onnx.load(str(tiny_onnx))
-    weights = max((i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT), key=lambda t: np.prod(t.dims))
+    weights = max(
+        (i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT), key=lambda t: np.prod(t.dims)
+    )
     array = numpy_helper.to_array(weights).copy()
     array.flat[: array.size // 10] *= -1.0  # flip the sign of a tenth of the largest weight tensor
     weights.CopyFrom(numpy_helper.from_array(array, weights.name))
@@ -56,7 +69,9 @@ def test_corrupted_weight_fails_with_exit_1(tiny_checkpoint: Path, tiny_onnx: Pa
 
 
 def test_too_tight_tolerance_fails(tiny_checkpoint: Path, tiny_onnx: Path) -> None:
-    result = run_cli("validate", str(tiny_checkpoint), "--onnx", str(tiny_onnx), "--limit", "8", "--atol", "0", "--rtol", "0")
+    result = run_cli(
+        "validate", str(tiny_checkpoint), "--onnx", str(tiny_onnx), "--limit", "8", "--atol", "0", "--rtol", "0"
+    )
     assert result.returncode == 1
     assert "FAILED" in result.stdout and "beyond atol=0" in result.stdout
 
@@ -86,12 +101,16 @@ def test_bad_inputs_give_one_line_errors(tiny_checkpoint: Path, tmp_path: Path) 
         assert needle in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_fixed_batch_file_beside_a_dynamic_one_is_judged_on_its_own_inputs(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+def test_a_fixed_batch_file_beside_a_dynamic_one_is_judged_on_its_own_inputs(
+    tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path
+) -> None:
     """Both files see the same 'random b8' batch (one name, one set of images), so each is judged against its own reference."""
     from sbdeploy.export import export_onnx
 
     fixed = export_onnx(tiny_checkpoint, tmp_path / "model.ort-cpu.b8.fp32.onnx", target="ort-cpu", batch=8).path
-    result = run_cli("validate", str(tiny_checkpoint), "--onnx", str(tiny_onnx), "--onnx", str(fixed), "--limit", "16", "--json")
+    result = run_cli(
+        "validate", str(tiny_checkpoint), "--onnx", str(tiny_onnx), "--onnx", str(fixed), "--limit", "16", "--json"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     b8 = [c for c in report["checks"] if c["case"] == "random b8"]
@@ -124,7 +143,11 @@ def test_a_file_of_other_weights_is_refused_before_anything_runs(tiny_checkpoint
     from sbdeploy.export import export_onnx
 
     other = export_onnx("cifar_resnet20_sb", tmp_path / "other.onnx", options={"in_chans": 1, "num_classes": 10}).path
-    message = _refusal(["validate", str(tiny_checkpoint), "--onnx", str(other), "--report", str(tmp_path / "r")], capsys)
-    assert f"other.onnx and the checkpoint {tiny_checkpoint} are both cifar_resnet20_sb but not the same model" in message
+    message = _refusal(
+        ["validate", str(tiny_checkpoint), "--onnx", str(other), "--report", str(tmp_path / "r")], capsys
+    )
+    assert (
+        f"other.onnx and the checkpoint {tiny_checkpoint} are both cifar_resnet20_sb but not the same model" in message
+    )
     assert "weights sha256" in message and f"sbdeploy export {tiny_checkpoint} -o FILE" in message
     assert not (tmp_path / "r").exists()

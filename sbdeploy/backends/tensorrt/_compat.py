@@ -100,7 +100,9 @@ def pycuda_ready() -> bool:
     return environment.gpu_stack().pycuda is not None
 
 
-def deserialize_engine(plan: bytes, logger: trt.ILogger, *, host_code: bool) -> tuple[trt.Runtime, trt.ICudaEngine | None]:
+def deserialize_engine(
+    plan: bytes, logger: trt.ILogger, *, host_code: bool
+) -> tuple[trt.Runtime, trt.ICudaEngine | None]:
     """A Runtime and the engine of ``plan`` (None when TensorRT refuses it; the reason is in the logger).
 
     ``host_code=True`` is for version-compatible plans: they embed TensorRT's lean runtime,

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, Literal, SupportsInt
 
 import numpy as np
 
+from sbdeploy._io import atomic_write_bytes, sha256_file
 from sbdeploy.backends.tensorrt import _compat
 from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, current_machine, sidecar_path, write_sidecar
-from sbdeploy._io import atomic_write_bytes, sha256_file
 from sbdeploy.errors import ConfigError, EngineBuildError, OnnxModelError
 
 if TYPE_CHECKING:
@@ -50,7 +50,9 @@ class BuildOptions:
     timing_cache: Path | None = None  # loaded before the build, saved back after it
     opt_level: int = 3  # builder_optimization_level, 0 (fast build) .. 5 (slow build, maybe faster engine)
     workspace_mib: int | None = None  # memory pool limit for tactics; None: TensorRT's default (all GPU memory)
-    tf32: bool = True  # TensorRT's and trtexec's default (fp32 convs/matmuls on TF32 tensor cores); --no-tf32 for strict fp32
+    tf32: bool = (
+        True  # TensorRT's and trtexec's default (fp32 convs/matmuls on TF32 tensor cores); --no-tf32 for strict fp32
+    )
     version_compatible: bool = False  # runs on later TensorRT versions of the same major, a little slower
     fp16_flag: bool = False  # TensorRT 10.x only: weakly typed network + BuilderFlag.FP16 instead of an fp16 ONNX
 
@@ -157,7 +159,9 @@ def has_qdq(model: onnx.ModelProto) -> bool:
     return {"QuantizeLinear", "DequantizeLinear"} <= ops
 
 
-def prepare_model(model: onnx.ModelProto, options: BuildOptions, calibration: np.ndarray | None = None) -> PreparedModel:
+def prepare_model(
+    model: onnx.ModelProto, options: BuildOptions, calibration: np.ndarray | None = None
+) -> PreparedModel:
     """The ONNX model TensorRT should parse for ``options.precision``.
 
     TensorRT 11 (and 10 in the strongly typed mode sbdeploy uses) takes the precision
@@ -177,7 +181,9 @@ def prepare_model(model: onnx.ModelProto, options: BuildOptions, calibration: np
         return PreparedModel(model, "strongly-typed")
     if options.precision == "fp16":
         if options.fp16_flag:
-            return PreparedModel(model, "fp16-flag", ("TensorRT 10.x BuilderFlag.FP16: TensorRT picks fp16 kernels per layer",))
+            return PreparedModel(
+                model, "fp16-flag", ("TensorRT 10.x BuilderFlag.FP16: TensorRT picks fp16 kernels per layer",)
+            )
         from sbdeploy.passes import to_fp16
 
         return PreparedModel(to_fp16(model), "strongly-typed", ("ONNX converted to fp16 by sbdeploy.passes.to_fp16",))
@@ -194,7 +200,9 @@ def prepare_model(model: onnx.ModelProto, options: BuildOptions, calibration: np
     return PreparedModel(
         quantize_int8(model, calibration, recipe=TRT_INT8),
         "strongly-typed",
-        (f"QDQ model made by sbdeploy.passes.quantize_int8 ({TRT_INT8.describe()}) from {len(calibration)} calibration inputs",),
+        (
+            f"QDQ model made by sbdeploy.passes.quantize_int8 ({TRT_INT8.describe()}) from {len(calibration)} calibration inputs",
+        ),
     )
 
 
@@ -339,7 +347,11 @@ def _describe(tensor: trt.ITensor) -> dict[str, Any]:
     """Name, shape (-1: dynamic) and numpy dtype name of a network input or output."""
     import tensorrt as trt
 
-    return {"name": tensor.name, "shape": list(_compat.dims(tensor.shape)), "dtype": np.dtype(trt.nptype(tensor.dtype)).name}
+    return {
+        "name": tensor.name,
+        "shape": list(_compat.dims(tensor.shape)),
+        "dtype": np.dtype(trt.nptype(tensor.dtype)).name,
+    }
 
 
 def build_engine(
@@ -407,7 +419,9 @@ def build_engine(
         _compat.enable_fp16_flag(config)
     profile = builder.create_optimization_profile()
     for shape in profiles:
-        profile.set_shape(shape.name, _compat.to_dims(shape.min), _compat.to_dims(shape.opt), _compat.to_dims(shape.max))
+        profile.set_shape(
+            shape.name, _compat.to_dims(shape.min), _compat.to_dims(shape.opt), _compat.to_dims(shape.max)
+        )
     config.add_optimization_profile(profile)
 
     cache_bytes = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.is_file() else b""
@@ -417,7 +431,9 @@ def build_engine(
     except (RuntimeError, TypeError, ValueError):  # a truncated or foreign file
         loaded = False
     if not loaded:
-        notes.append(f"timing cache {options.timing_cache} is unreadable or from another TensorRT/GPU; started a fresh one")
+        notes.append(
+            f"timing cache {options.timing_cache} is unreadable or from another TensorRT/GPU; started a fresh one"
+        )
         config.set_timing_cache(config.create_timing_cache(b""), False)
     monitor = _make_progress_monitor(report)  # held here: TensorRT calls it during the build
     config.progress_monitor = monitor

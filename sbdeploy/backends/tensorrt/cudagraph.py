@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cuda.bindings import runtime as cudart
 
-NO_CUDA_PYTHON = "CUDA graphs need cuda-python (pip install cuda-bindings matching the CUDA major), which is not installed"
+NO_CUDA_PYTHON = (
+    "CUDA graphs need cuda-python (pip install cuda-bindings matching the CUDA major), which is not installed"
+)
 
 
 class GraphCaptureError(RuntimeError):

@@ -29,7 +29,13 @@ import numpy as np
 from sbdeploy.backends.base import Feed, Runner, TensorSpec, TimedCall
 from sbdeploy.backends.tensorrt import _compat
 from sbdeploy.backends.tensorrt.cudagraph import CapturedGraph, GraphCaptureError
-from sbdeploy.backends.tensorrt.sidecar import check_compatible, check_engine_hash, current_machine, read_load_failure, read_sidecar
+from sbdeploy.backends.tensorrt.sidecar import (
+    check_compatible,
+    check_engine_hash,
+    current_machine,
+    read_load_failure,
+    read_sidecar,
+)
 from sbdeploy.errors import EngineMismatchError, InputError
 
 if TYPE_CHECKING:
@@ -111,7 +117,9 @@ class TrtRunner(Runner):
         import tensorrt as trt
 
         if not self.engine_path.is_file():
-            raise EngineMismatchError(f"{self.engine_path} does not exist; build it with `sbdeploy build-engine MODEL.onnx`")
+            raise EngineMismatchError(
+                f"{self.engine_path} does not exist; build it with `sbdeploy build-engine MODEL.onnx`"
+            )
         sidecar = read_sidecar(self.engine_path)
         if sidecar is not None:
             check_compatible(self.engine_path, sidecar, current_machine())
@@ -242,6 +250,8 @@ class TrtRunner(Runner):
         for allocation in self._device.values():
             allocation.free()
         self._device, self._host = {}, {}
-        self._context = self._engine = self._stream = None  # the context goes before the engine, the engine before the runtime
+        self._context = self._engine = self._stream = (
+            None  # the context goes before the engine, the engine before the runtime
+        )
         self._runtime = self._logger = None
         self._specs, self._ranges, self._outputs = [], {}, []

@@ -58,7 +58,9 @@ class EngineSidecar:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     built_at: str = ""  # ISO 8601, UTC
     sbdeploy_version: str = ""
-    onnx_metadata: dict[str, Any] = field(default_factory=dict)  # the ONNX's sbdeploy.* metadata (arch, target, input shape...)
+    onnx_metadata: dict[str, Any] = field(
+        default_factory=dict
+    )  # the ONNX's sbdeploy.* metadata (arch, target, input shape...)
 
     @property
     def tf32(self) -> bool:
@@ -76,14 +78,20 @@ class EngineSidecar:
     @classmethod
     def from_json(cls, data: dict[str, Any], source: Path) -> EngineSidecar:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise EngineMismatchError(f"{source} is not an sbdeploy engine sidecar; rebuild the engine with `sbdeploy build-engine`")
+            raise EngineMismatchError(
+                f"{source} is not an sbdeploy engine sidecar; rebuild the engine with `sbdeploy build-engine`"
+            )
         if int(data.get("format_version", 0)) > FORMAT_VERSION:
-            raise EngineMismatchError(f"{source} was written by a newer sbdeploy (format {data['format_version']}); upgrade sbdeploy")
+            raise EngineMismatchError(
+                f"{source} was written by a newer sbdeploy (format {data['format_version']}); upgrade sbdeploy"
+            )
         try:
             fields = {k: v for k, v in data.items() if k not in ("format", "format_version")}
             return cls(**{**fields, "built_on": MachineInfo(**fields["built_on"])})
         except (KeyError, TypeError) as error:
-            raise EngineMismatchError(f"{source} lacks or mangles a field ({error}); rebuild the engine with `sbdeploy build-engine`") from None
+            raise EngineMismatchError(
+                f"{source} lacks or mangles a field ({error}); rebuild the engine with `sbdeploy build-engine`"
+            ) from None
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -107,7 +115,9 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar | None:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise EngineMismatchError(f"{path} is not valid JSON ({error}); rebuild the engine with `sbdeploy build-engine`") from None
+        raise EngineMismatchError(
+            f"{path} is not valid JSON ({error}); rebuild the engine with `sbdeploy build-engine`"
+        ) from None
     return EngineSidecar.from_json(data, path)
 
 
@@ -169,7 +179,10 @@ class LoadFailure:
 
 # TensorRT's refusals; "expecting" is this machine, "got" the plan (tests/data/tensorrt/load_errors.json).
 _LOAD_FAILURES = (
-    ("TensorRT version", re.compile(r"not compatible with this version of TensorRT, expecting library version ([\d.]+) got ([\d.]+)")),
+    (
+        "TensorRT version",
+        re.compile(r"not compatible with this version of TensorRT, expecting library version ([\d.]+) got ([\d.]+)"),
+    ),
     ("compute capability", re.compile(r"incompatible device, expecting compute ([\d.]+) got compute ([\d.]+)")),
 )
 
@@ -205,4 +218,10 @@ def current_machine() -> MachineInfo:
         raise BackendUnavailableError(
             f"{environment.NO_GPU}; TensorRT engines need an NVIDIA GPU: to run on this machine use the ONNX Runtime backend: --backends ort-cpu"
         )
-    return MachineInfo(stack.tensorrt, stack.gpu_name, stack.compute_capability, stack.cuda_runtime or "unknown", stack.cuda_driver or "unknown")
+    return MachineInfo(
+        stack.tensorrt,
+        stack.gpu_name,
+        stack.compute_capability,
+        stack.cuda_runtime or "unknown",
+        stack.cuda_driver or "unknown",
+    )
