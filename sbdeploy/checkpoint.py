@@ -94,12 +94,18 @@ class CheckpointConfig:
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the model in eval mode and its config."""
+    """A network to run: a loaded checkpoint folder, or a zoo network (``kind="zoo"``, ``path`` its name)."""
 
     path: Path
     model: nn.Module
     config: CheckpointConfig
     weights_sha256: str
+    kind: str = "checkpoint"
+
+    @property
+    def label(self) -> str:
+        """How reports name it: the folder's name, or the zoo name."""
+        return self.path.name if self.kind == "checkpoint" else str(self.path)
 
 
 def save_checkpoint(folder: str | Path, model: nn.Module, config: CheckpointConfig) -> Path:

@@ -44,7 +44,8 @@ from sbdeploy.errors import ConfigError
 from sbdeploy.targets import TARGETS, Target, get_target
 
 if TYPE_CHECKING:
-    from sbdeploy.export import ExportResult, ModelSource
+    from sbdeploy.checkpoint import Checkpoint
+    from sbdeploy.export import ExportResult
 
 TUNING_METADATA_KEY = "tuning"
 """The ``sbdeploy.*`` metadata key of the tuning record (or, untuned, the rule that chose the form)."""
@@ -432,7 +433,7 @@ def tune_files(
 
 
 def tune_export(
-    src: ModelSource,
+    src: Checkpoint,
     outputs: Mapping[str, str | Path],
     *,
     target: str,

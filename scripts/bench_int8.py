@@ -137,8 +137,8 @@ def accuracy_rows(args: argparse.Namespace, workdir: Path) -> list[dict]:
     from sbdeploy.calibration import load_calibration
     from sbdeploy.checkpoint import load_checkpoint
     from sbdeploy.tolerance import DEFAULT_TOLERANCES
-    from sbdeploy.validate.compare import verdict
-    from sbdeploy.validate.run import accuracy, dataset_case, random_cases, run_batched
+    from sbdeploy.validate.compare import accuracy, verdict
+    from sbdeploy.validate.run import dataset_case, random_cases, run_batched
 
     rows = []
     gate = DEFAULT_TOLERANCES["int8"]

@@ -278,15 +278,15 @@ def _bench_tuned(
     deploy_err: float,
 ) -> list[dict]:
     """Untuned and tuned baseline and SB in one interleaved group: the untuned row and the tuned row beside it."""
-    from sbdeploy.export import ModelSource
-    from sbdeploy.export.onnx_export import _zoo_source  # the zoo network as export sees it, weights given here
+    from sbdeploy.checkpoint import Checkpoint
+    from sbdeploy.sources import zoo_source  # the zoo network as export sees it, weights given here
     from sbdeploy.tune import tune_budget_options, tune_export
 
     options = tune_budget_options(args.tune_budget, threads=args.threads)
     tuned, records = {}, {}
     for key, model, name in (("base", base, base_name), ("sb", sb, f"{base_name}_sb")):
-        config = _zoo_source(name, {"sampling": args.sampling} if key == "sb" else {}).config
-        source = ModelSource(model, config, "bench_speedup", "zoo")
+        config = zoo_source(name, {"sampling": args.sampling} if key == "sb" else {}).config
+        source = Checkpoint(Path(name), model, config, "bench_speedup", kind="zoo")
         path = workdir / f"{key}.tuned.onnx"
         ((_, record),) = tune_export(
             source, {"fp32": path}, target="ort-cpu", batch=batch, input_size=size, options=options

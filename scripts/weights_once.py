@@ -98,8 +98,8 @@ def main() -> None:
 
     from sbdeploy.bench.pair import bench_onnx_pair
     from sbdeploy.bench.timing import TimingPlan
-    from sbdeploy.export import resolve_source
     from sbdeploy.flops import count_macs
+    from sbdeploy.sources import resolve_source
     from sbdeploy.targets import get_target
 
     options = {"sampling": args.sampling} if args.sampling and not Path(args.source).is_dir() else None

@@ -11,8 +11,9 @@ import pytest
 from sbdeploy.artifacts import canonical_plan, describe_file, engine_profile, make_artifacts, plan_artifacts
 from sbdeploy.calibration import load_calibration
 from sbdeploy.errors import ArtifactError, BackendUnavailableError, ConfigError, SbdeployError
-from sbdeploy.export import export_onnx, resolve_source
+from sbdeploy.export import export_onnx
 from sbdeploy.int8_recipe import ORT_CPU_INT8, TRT_INT8
+from sbdeploy.sources import resolve_source
 from tests.serve._artifacts import fake_engine
 
 MODELS = (("net_sb", "model"), ("net", "baseline"))

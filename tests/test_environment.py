@@ -90,7 +90,7 @@ def test_every_consumer_follows_the_one_probe(monkeypatch: pytest.MonkeyPatch) -
     """A machine with TensorRT, pycuda and a GPU, but a CPU build of torch: all four say so, the same way."""
     from sbdeploy.backends.tensorrt.sidecar import current_machine
     from sbdeploy.doctor import diagnose
-    from sbdeploy.pipeline import engine_backend
+    from sbdeploy.pipeline.run import engine_backend
 
     stack = _ready()
     monkeypatch.setattr(environment, "gpu_stack", lambda: stack)

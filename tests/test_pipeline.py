@@ -164,7 +164,7 @@ def test_pipeline_int8_makes_validates_and_benches_the_int8_files(tmp_path: Path
 def test_pipeline_tune_validates_and_times_the_tuned_files(tmp_path: Path) -> None:
     """The wiring of ``pipeline --tune`` (one candidate, so nothing is timed twice): the ort-cpu files are the tuned ones."""
     from sbdeploy.backends.ort import SessionSettings
-    from sbdeploy.pipeline import PipelineOptions, run_pipeline
+    from sbdeploy.pipeline.run import PipelineOptions, run_pipeline
     from sbdeploy.tune import TuneOptions
 
     tune = TuneOptions(variants=(), settings=(SessionSettings.default(1),))

@@ -37,7 +37,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     stack = environment.gpu_stack()
     if not stack.trt_ready:
         pytest.skip(f"the pipeline's TensorRT branch needs TensorRT, pycuda and an NVIDIA GPU: {stack.why_not_trt()}")
-    from sbdeploy.pipeline import PipelineOptions, run_pipeline
+    from sbdeploy.pipeline.run import PipelineOptions, run_pipeline
 
     out = tmp_path_factory.mktemp("pipeline") / "run"
     options = PipelineOptions(

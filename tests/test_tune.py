@@ -22,8 +22,9 @@ from sbdeploy.artifacts import describe_file, make_artifacts, plan_artifacts
 from sbdeploy.backends.ort import OrtRunner, SessionSettings
 from sbdeploy.bench.timing import TimingPlan
 from sbdeploy.errors import ConfigError
-from sbdeploy.export import export_source, read_metadata, resolve_source
-from sbdeploy.pipeline import PipelineOptions, tune_options
+from sbdeploy.export import export_source, read_metadata
+from sbdeploy.pipeline.run import PipelineOptions, tune_options
+from sbdeploy.sources import resolve_source
 from sbdeploy.targets import get_target
 from sbdeploy.tune import (
     Candidate,

@@ -102,5 +102,14 @@ def bench_onnx_pair(
         base_feed = (
             feed if base_runner.input_specs() == sb_runner.input_specs() else _random_feed(base_runner, batch, rng)
         )
-        return bench_pair(sb_runner.timed_call(feed), base_runner.timed_call(base_feed), sb_macs=sb_macs, baseline_macs=baseline_macs,
-                          names=names, backend="ort-cpu", batch=batch, plan=plan, on_round=on_round)  # fmt: skip
+        return bench_pair(
+            sb_runner.timed_call(feed),
+            base_runner.timed_call(base_feed),
+            sb_macs=sb_macs,
+            baseline_macs=baseline_macs,
+            names=names,
+            backend="ort-cpu",
+            batch=batch,
+            plan=plan,
+            on_round=on_round,
+        )

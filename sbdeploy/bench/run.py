@@ -1,14 +1,10 @@
-"""``sbdeploy bench``: time networks on backends with one method, SB beside its baseline.
+"""Timing subjects with one method, SB beside its baseline: what ``sbdeploy bench`` and the pipeline time.
 
-What is timed is always a file (or, for ``torch``, the module): each model given as a
-checkpoint folder or zoo name (its baseline added when it is an SB network) gets its
-artifacts from the one artifact code path (:mod:`sbdeploy.artifacts`: each backend's
-deploy target, :data:`sbdeploy.targets.BACKEND_TARGETS`, or one forced ``target``), made
-once into a folder; an ``.onnx`` file or a TensorRT engine given as a model is timed as
-it is, described by its metadata or sidecar (model, options, input shape, batch,
-precision, target), its MACs counted from the architecture by the spec's rule, and
-paired with a baseline among the given files by architecture. For each backend and
-batch size all files are timed together, interleaved
+What is timed is always a file (or, for ``torch``, the module): a model's files made by
+:class:`sbdeploy.flow.Flow`, or an ``.onnx`` file or TensorRT engine given as it is,
+described by its metadata or sidecar, its MACs counted from the architecture by the
+spec's rule, and paired with a baseline among the given files by architecture. For each
+backend and batch size all files are timed together, interleaved
 (:func:`~sbdeploy.bench.timing.measure_group`), so SB and baseline see the same machine;
 each group's length, intervals, machine load and flags go into the report
 (:mod:`sbdeploy.bench.report`). Every row names its file, sha256, precision and form.
@@ -17,47 +13,29 @@ each group's length, intervals, machine load and flags go into the report
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
 
-from sbdeploy.artifacts import ENGINE_SUFFIXES, DeployFile, describe_file, make_artifacts, plan_artifacts
+from sbdeploy.artifacts import DeployFile, describe_file
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import TF32_NOTES
 from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, pairs_of
 from sbdeploy.bench.stability import Limits
 from sbdeploy.bench.timing import TimingPlan, measure_group, ratio_intervals, round_progress
-from sbdeploy.calibration import calibration_for
 from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
-
-if TYPE_CHECKING:
-    from sbdeploy.export import ModelSource
+from sbdeploy.sources import Model
 
 BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt")
 DEFAULT_BACKENDS = ("torch", "ort-cpu")
 """What a checkpoint or zoo name is timed on unless told otherwise (a file: the backend that runs it)."""
-
-
-@dataclass(frozen=True)
-class BenchModel:
-    """A network to time: its module, label, input geometry, MACs and its baseline's label."""
-
-    label: str
-    arch: str
-    module: nn.Module
-    in_chans: int
-    input_size: tuple[int, int]
-    macs: int
-    baseline: str | None
 
 
 @dataclass(frozen=True)
@@ -82,58 +60,6 @@ class BenchSubject:
     input_size: tuple[int, int]
     module: nn.Module | None = None
     files: Mapping[tuple[str, int, str], DeployFile] = field(default_factory=dict)
-
-
-def is_artifact_file(spec: str | Path) -> bool:
-    """Whether a ``-m`` value names an ONNX file or a TensorRT engine (rather than a checkpoint or zoo name).
-
-    By its suffix, unless it is a checkpoint folder (one holding ``config.json``): a folder
-    named ``x.onnx`` without one is a wrong input that :func:`~sbdeploy.artifacts.describe_file` names.
-    """
-    from sbdeploy.checkpoint import CONFIG_FILE
-
-    path = Path(spec)
-    return path.suffix in (".onnx", *ENGINE_SUFFIXES) and not (path / CONFIG_FILE).is_file()
-
-
-def resolve_models(
-    specs: Sequence[str | Path], *, add_baselines: bool = True, input_size: tuple[int, int] | None = None
-) -> list[BenchModel]:
-    """Turn zoo names / checkpoint folders into :class:`BenchModel` s, adding missing baselines.
-
-    A baseline added for an SB checkpoint is the registry's baseline with the same
-    options and random weights: latency does not depend on the weights' values.
-    """
-    return [m for m, _ in resolve_sources(specs, add_baselines=add_baselines, input_size=input_size)]
-
-
-def resolve_sources(
-    specs: Sequence[str | Path], *, add_baselines: bool = True, input_size: tuple[int, int] | None = None
-) -> list[tuple[BenchModel, ModelSource]]:
-    """Like :func:`resolve_models`, each with its :class:`~sbdeploy.export.ModelSource` (what its artifacts are made from)."""
-    from sbdeploy.export import resolve_source
-
-    resolved = []
-    for spec in specs:
-        src = resolve_source(spec)
-        label = Path(spec).name if Path(spec).is_dir() else str(spec)
-        resolved.append((label, src, input_size or src.config.input_size))
-    archs = {src.config.arch: label for label, src, _ in resolved}
-    if add_baselines:
-        for label, src, size in list(resolved):
-            base = model_info(src.config.arch).baseline
-            if base and base not in archs:
-                options = {k: v for k, v in src.config.options.items() if k != "sampling"}
-                resolved.append((base, resolve_source(base, options=options), size))
-                archs[base] = base
-    models = []
-    for label, src, size in resolved:
-        config = src.config
-        base = model_info(config.arch).baseline
-        model = BenchModel(label, config.arch, src.model, config.in_chans, size, count_macs(src.model, size, config.in_chans),
-                           archs.get(base) if base else None)  # fmt: skip
-        models.append((model, src))
-    return models
 
 
 def subjects_from_files(
@@ -176,12 +102,16 @@ def subjects_from_files(
         runs_on = [b for b in (backends or [f.default_backend()]) if f.runs_on(b)]
         timed = {(b, n, f.precision): f for b in runs_on for n in f.batch_sizes(batches)}
         if not timed and not runs_on:
-            raise ConfigError(f"{f.name} would not be timed: none of --backends runs it "
-                              "(an ONNX file runs on ort-cpu, ort-cuda or ort-trt; an engine on trt)")  # fmt: skip
+            raise ConfigError(
+                f"{f.name} would not be timed: none of --backends runs it "
+                "(an ONNX file runs on ort-cpu, ort-cuda or ort-trt; an engine on trt)"
+            )
         if not timed:
             assert f.profile is not None  # only an engine's profile can exclude every batch
-            raise ConfigError(f"{f.name} would not be timed: its profile takes batches {f.profile[0]}..{f.profile[2]}, "
-                              f"none of --batch {','.join(map(str, batches))}")  # fmt: skip
+            raise ConfigError(
+                f"{f.name} would not be timed: its profile takes batches {f.profile[0]}..{f.profile[2]}, "
+                f"none of --batch {','.join(map(str, batches))}"
+            )
         base = baseline_of(f)
         key = repr((f.arch, sorted(f.options.items()), f.input_shape))
         subjects.append(
@@ -191,7 +121,7 @@ def subjects_from_files(
 
 
 def subjects_from_made(
-    models: Sequence[BenchModel], made: Mapping[str, DeployFile], uses: Mapping[tuple[str, str, int, str], str]
+    models: Sequence[Model], made: Mapping[str, DeployFile], uses: Mapping[tuple[str, str, int, str], str]
 ) -> list[BenchSubject]:
     """One subject per model, its files the made artifacts each backend times."""
     subjects = []
@@ -282,115 +212,26 @@ def time_subjects(
                 key = keys[(s.label, precision)]
                 interval = result.speedups[key].interval if key in result.speedups else None
                 fp32_ratio, fp32_interval = versus.get((keys.get((s.label, "fp32"), ""), key), (None, None))
-                rows.append(BenchRow(
-                    s.label, backend, batch, s.macs, s.baseline, result.stats[key], precision=precision,
-                    speedup_low=interval.low if interval else None, speedup_high=interval.high if interval else None,
-                    target=None if f is None else f.target, file=None if f is None else f.name, sha256=None if f is None else f.sha256,
-                    vs_fp32=fp32_ratio, vs_fp32_low=fp32_interval.low if fp32_interval else None,
-                    vs_fp32_high=fp32_interval.high if fp32_interval else None,
-                ))  # fmt: skip
-    return judged(rows, groups, limits), groups, notes
-
-
-def run_bench(
-    specs: Sequence[str | Path],
-    *,
-    backends: Sequence[str] | None = None,
-    batches: Sequence[int] = (1, 8),
-    plan: TimingPlan = TimingPlan(),
-    threads: int | None = None,
-    input_size: tuple[int, int] | None = None,
-    target: str | None = None,
-    add_baselines: bool = True,
-    precisions: Sequence[str] = ("fp32",),
-    calibration: str | None = None,
-    cuda_graph: bool = False,
-    workdir: str | Path | None = None,
-    on_progress: Callable[[str, int, int], None] | None = None,
-) -> BenchReport:
-    """Time every model on every backend at every batch size.
-
-    Args:
-        specs: zoo names, checkpoint folders, ``.onnx`` files, TensorRT engines.
-        backends: backend names (see :data:`BACKENDS`); default: :data:`DEFAULT_BACKENDS` for
-            checkpoints and zoo names, each file's own backend for files.
-        batches: batch sizes (a fixed-batch file is timed at its own batch).
-        plan: warm-up and measuring lengths (default: adaptive, :class:`~sbdeploy.bench.timing.TimingPlan`).
-        threads: intra-op threads for torch and ort-cpu (None: the library default).
-        input_size: H, W of every checkpoint or zoo model (default: each model's own).
-        target: one deploy target for every backend's artifacts (default: each backend's
-            own, :data:`sbdeploy.targets.BACKEND_TARGETS`).
-        add_baselines: also time the baseline of every SB checkpoint or zoo model.
-        precisions: the precisions to make and time (torch always runs fp32).
-        calibration: int8 calibration SOURCE for the checkpoints and zoo names (a data source or a .npy;
-            default: the dataset a checkpoint of the run names, :func:`sbdeploy.calibration.calibration_for`).
-        cuda_graph: ``trt`` replays each enqueue as a CUDA graph (noted in the report when capture fails).
-        workdir: keep the made artifacts in this folder (default: a temporary one, removed after).
-        on_progress: called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)
-            and after each timed round (done of 1000: the share of the plan done).
-    """
-    if not specs:
-        raise ConfigError("give at least one model (zoo name, checkpoint folder, .onnx file or engine)")
-    names = list(backends) if backends is not None else None
-    unknown = [b for b in names or () if b not in BACKENDS]
-    if unknown:
-        raise ConfigError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
-    if not batches or any(b < 1 for b in batches):
-        raise ConfigError(f"batch sizes must be >= 1, got {list(batches)}")
-    file_specs = [s for s in specs if is_artifact_file(s)]
-    sources = [s for s in specs if not is_artifact_file(s)]
-    notes: list[str] = []
-    if file_specs and input_size is not None:
-        notes.append(
-            "--input-size applies to checkpoints and zoo names; files run at the input size they were exported at"
-        )
-    if file_specs and not sources and (set(precisions) - {"fp32"} or calibration is not None):
-        raise ConfigError(
-            "--fp16, --int8 and --calibration make artifacts of checkpoints and zoo names; the given files are "
-            "timed in the precision they hold: drop those flags (or give the checkpoint too)"
-        )
-    subjects = subjects_from_files(file_specs, names, batches) if file_specs else []
-    if names is not None:
-        timed_backends = list(names)
-    else:  # each file's own backend, and the defaults for the models
-        timed_backends = sorted({b for s in subjects for b, _, _ in s.files}, key=BACKENDS.index)
-        if sources:
-            timed_backends = [b for b in DEFAULT_BACKENDS if b not in timed_backends] + timed_backends
-    if file_specs and any(b.startswith("torch") for b in timed_backends):
-        notes.append(
-            "torch backends time the modules of checkpoints and zoo names; the given files are not timed there"
-        )
-    timed_precisions = list(precisions) + sorted({p for s in subjects for _, _, p in s.files} - set(precisions))
-    with contextlib.ExitStack() as stack:
-        if sources:
-            if workdir is None:  # the artifacts live as long as the run
-                workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="sbdeploy-bench-"))
-            folder = Path(workdir)
-            resolved = resolve_sources(sources, add_baselines=add_baselines, input_size=input_size)
-            models = [m for m, _ in resolved]
-            plans, uses = plan_artifacts(
-                [(m.label, m.label) for m in models], timed_backends, batches, precisions=precisions, target=target
-            )
-            sizes = {m.label: m.input_size for m in models}
-            calibrations = None
-            if "int8" in precisions:
-                calibrations = calibration_for(
-                    {m.label: src.config for m, src in resolved}, calibration, input_sizes=sizes
+                rows.append(
+                    BenchRow(
+                        s.label,
+                        backend,
+                        batch,
+                        s.macs,
+                        s.baseline,
+                        result.stats[key],
+                        precision=precision,
+                        speedup_low=interval.low if interval else None,
+                        speedup_high=interval.high if interval else None,
+                        target=None if f is None else f.target,
+                        file=None if f is None else f.name,
+                        sha256=None if f is None else f.sha256,
+                        vs_fp32=fp32_ratio,
+                        vs_fp32_low=fp32_interval.low if fp32_interval else None,
+                        vs_fp32_high=fp32_interval.high if fp32_interval else None,
+                    )
                 )
-            made = make_artifacts(plans, {m.label: src for m, src in resolved}, folder, input_sizes=sizes,
-                                  calibration=calibrations, on_progress=on_progress)  # fmt: skip
-            subjects = subjects_from_made(models, made, uses) + subjects
-        reduced = [p for p in ("fp16", "int8") if p in timed_precisions]
-        if reduced and any(b.startswith("torch") for b in timed_backends):
-            notes.append(f"{'/'.join(reduced)} applies to ort-* and trt; the torch backends ran in fp32")
-        if cuda_graph and "trt" not in timed_backends:
-            notes.append("--cuda-graph applies to trt only")
-        rows, groups, run_notes = time_subjects(subjects, backends=timed_backends, batches=batches, precisions=timed_precisions,
-                                                plan=plan, threads=threads, cuda_graph=cuda_graph, on_progress=on_progress)  # fmt: skip
-    settings = bench_settings(
-        subjects, timed_backends, batches, timed_precisions, plan, threads, target, cuda_graph, notes + run_notes
-    )
-    return BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)
+    return judged(rows, groups, limits), groups, notes
 
 
 def bench_settings(
@@ -436,3 +277,33 @@ def bench_settings(
         "files": [f.to_dict() for f in files.values()],
         "notes": notes,
     }
+
+
+def bench_subjects(
+    subjects: Sequence[BenchSubject],
+    *,
+    backends: Sequence[str],
+    batches: Sequence[int],
+    precisions: Sequence[str],
+    plan: TimingPlan,
+    threads: int | None = None,
+    target: str | None = None,
+    cuda_graph: bool = False,
+    notes: Sequence[str] = (),
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> BenchReport:
+    """Time ``subjects`` (:func:`time_subjects`) and report the rows with the settings and the machine."""
+    rows, groups, run_notes = time_subjects(
+        subjects,
+        backends=backends,
+        batches=batches,
+        precisions=precisions,
+        plan=plan,
+        threads=threads,
+        cuda_graph=cuda_graph,
+        on_progress=on_progress,
+    )
+    settings = bench_settings(
+        subjects, backends, batches, precisions, plan, threads, target, cuda_graph, [*notes, *run_notes]
+    )
+    return BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)

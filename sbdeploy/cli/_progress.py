@@ -22,7 +22,7 @@ from sbdeploy.cli._render import err_console
 
 if TYPE_CHECKING:
     from sbdeploy.bench.timing import ProgressFn
-    from sbdeploy.pipeline import StepResult
+    from sbdeploy.pipeline.summary import StepResult
 
 
 def _progress() -> Progress:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.console import Console
 from rich.markup import escape
 
@@ -36,29 +35,3 @@ def human(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f}{unit}"
     return f"{n:.0f}"
-
-
-OldLowering = Annotated[
-    str | None, typer.Option("--lowering", hidden=True, help="Old spelling of --target grouped / --target separate.")
-]
-"""The ``--lowering`` flag commands kept from before the target table."""
-
-
-def target_flags(target: str | None, lowering: str | None) -> str | None:
-    """The target of ``--target`` and the old ``--lowering``; a note on stderr when the old spelling is used."""
-    from sbdeploy.targets import target_option
-
-    chosen = target_option(target, lowering)
-    if lowering is not None:
-        warn(f"--lowering {lowering} is the old spelling of --target {chosen}", label="note")
-    return chosen
-
-
-def precision_flags(fp16: bool, int8: bool, calibration: str | None) -> tuple[str, ...]:
-    """The precisions ``--fp16``/``--int8`` ask for, fp32 first; ConfigError for ``--calibration`` without ``--int8``."""
-    from sbdeploy.errors import ConfigError
-    from sbdeploy.targets import requested_precisions
-
-    if calibration is not None and not int8:
-        raise ConfigError("--calibration is for int8 artifacts; add --int8")
-    return requested_precisions(fp16, int8)

@@ -10,30 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
+from sbdeploy.cli._options import OldLowering, parse_ints, parse_size, parse_span, precisions, split_list, target_flags
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import OldLowering, console, err_console, precision_flags, print_json, target_flags
-from sbdeploy.cli.validate import split_list
-from sbdeploy.errors import ConfigError
-
-
-def parse_ints(text: str, option: str) -> list[int]:
-    try:
-        values = [int(v) for v in split_list(text, option)]
-    except ValueError:
-        raise ConfigError(f"{option} takes comma-separated integers, e.g. 1,8,32; got {text!r}") from None
-    if min(values) < 1:
-        raise ConfigError(f"{option} values must be >= 1, got {text!r}")
-    return values
-
-
-def parse_span(text: str, option: str) -> tuple[int | None, float | None]:
-    """'20' -> 20 iterations; '2s' / '0.5s' -> seconds."""
-    try:
-        if text.endswith("s"):
-            return None, float(text[:-1])
-        return int(text), None
-    except ValueError:
-        raise ConfigError(f"{option} takes a count (e.g. 20) or seconds (e.g. 2s), got {text!r}") from None
+from sbdeploy.cli._render import console, err_console, print_json
 
 
 def render_warnings(report) -> None:  # noqa: ANN001  (BenchReport)
@@ -90,8 +69,13 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
     for g in report.groups:
         m, rec = g.record.machine, g.record
         others = "" if m.others_cpu is None else f", other processes {m.others_cpu:.2f} CPUs"
-        console.print(f"{g.backend} batch {g.batch}: {rec.rounds} turns of {rec.turn} runs in {rec.seconds:.1f} s ({rec.stop}); "
-                      f"load {m.loads()} on {m.cpus_available} CPUs{others}", style="dim", highlight=False, markup=False)  # fmt: skip
+        console.print(
+            f"{g.backend} batch {g.batch}: {rec.rounds} turns of {rec.turn} runs in {rec.seconds:.1f} s ({rec.stop}); "
+            f"load {m.loads()} on {m.cpus_available} CPUs{others}",
+            style="dim",
+            highlight=False,
+            markup=False,
+        )
     for line in int8_lines(report):
         console.print(line, style="bold" if "does not pay" in line else None, highlight=False, markup=False)
     for note in report.settings.get("notes") or []:
@@ -108,14 +92,14 @@ def bench(
             help="Zoo name, checkpoint folder, .onnx file or TensorRT engine (repeatable); "
             "baselines of SB checkpoints and zoo names are added, files are paired among themselves.",
         ),
-    ],  # fmt: skip
+    ],
     backends: Annotated[
         str | None,
         typer.Option(
             help="Comma-separated: torch, torch-cuda, ort-cpu, ort-cuda, ort-trt, trt "
             "(default: torch,ort-cpu for models; the backend that runs each file for files)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     batch: Annotated[
         str, typer.Option(help="Comma-separated batch sizes (a fixed-batch file runs at its own).")
     ] = "1,8",
@@ -155,7 +139,7 @@ def bench(
             help="One deploy target for every backend (grouped, separate, ort-cpu, ort-cuda, trt); "
             "default: each backend's own (ort-cpu -> ort-cpu, ort-cuda -> ort-cuda, ort-trt and trt -> trt)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     lowering: OldLowering = None,
     no_baselines: Annotated[
         bool, typer.Option("--no-baselines", help="Do not add the baselines of SB models.")
@@ -191,28 +175,30 @@ def bench(
 ) -> None:
     """Time every model or file on every backend and batch size, in rotating turns, with one method."""
     from sbdeploy.bench.report import write_report
-    from sbdeploy.bench.run import run_bench
     from sbdeploy.bench.timing import TimingPlan
-    from sbdeploy.cli.export import _parse_size
+    from sbdeploy.flow import run_bench
 
     warmup_iters, warmup_s = parse_span(warmup, "--warmup")
-    plan = TimingPlan(warmup_iters=warmup_iters or 0, warmup_s=warmup_s, iters=None if duration else iters, duration_s=duration,
-                      budget_s=budget, goal=ci / 100, turn=turn)  # fmt: skip
-    names = None if backends is None else split_list(backends, "--backends")
-    batches = parse_ints(batch, "--batch")
-    forced = target_flags(target, lowering)
-    precisions = precision_flags(fp16, int8, calibration)
+    plan = TimingPlan(
+        warmup_iters=warmup_iters or 0,
+        warmup_s=warmup_s,
+        iters=None if duration else iters,
+        duration_s=duration,
+        budget_s=budget,
+        goal=ci / 100,
+        turn=turn,
+    )
     with progress_bar() as on_progress:
         result = run_bench(
             model,
-            backends=names,
-            batches=batches,
+            backends=None if backends is None else split_list(backends, "--backends"),
+            batches=parse_ints(batch, "--batch"),
             plan=plan,
             threads=threads,
-            input_size=_parse_size(input_size),
-            target=forced,
+            input_size=parse_size(input_size),
+            target=target_flags(target, lowering),
             add_baselines=not no_baselines,
-            precisions=precisions,
+            precisions=precisions(fp16, int8),
             calibration=calibration,
             cuda_graph=cuda_graph,
             workdir=artifacts,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -9,37 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from sbdeploy.cli._render import OldLowering, console, precision_flags, print_json, target_flags, warn
-from sbdeploy.errors import ConfigError
-
-TUNED_DEFAULT = "ort-cpu"
-"""The target ``export --tune`` tunes when no ``--target`` is given (the one whose form is chosen on the machine)."""
-
-
-def _parse_size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    parts = text.lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"--input-size must be H or HxW (e.g. 32 or 97x75), got {text!r}") from None
-    if len(values) not in (1, 2) or min(values) < 1:
-        raise ConfigError(f"--input-size must be H or HxW with positive integers, got {text!r}")
-    return (values[0], values[-1])
-
-
-def _parse_batch(text: str) -> str | int:
-    if text == "dynamic":
-        return "dynamic"
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"--batch must be 'dynamic' or a positive integer, got {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"--batch must be a positive integer, got {value}")
-    return value
-
+from sbdeploy.cli._options import OldLowering, parse_batch, parse_size, precisions, target_flags
+from sbdeploy.cli._progress import progress_bar
+from sbdeploy.cli._render import console, print_json, warn
 
 TENSORRT_BACKENDS = ("trt", "ort-trt")
 
@@ -62,8 +35,11 @@ def _render_trt(report, gating: bool = True) -> None:  # noqa: ANN001  (TrtCheck
     )
     if not gating:
         if not report:
-            console.print("  (this target is not run by TensorRT: for information only, --check does not fail on it)",
-                          style="dim", highlight=False)  # fmt: skip
+            console.print(
+                "  (this target is not run by TensorRT: for information only, --check does not fail on it)",
+                style="dim",
+                highlight=False,
+            )
         return
     for issue in report.issues:
         colour = "red" if issue.severity == "error" else "yellow"
@@ -85,7 +61,7 @@ def export(
             help="Deploy target (sbdeploy.targets): grouped (the canonical interchange form, default), separate, "
             "ort-cpu, ort-cuda or trt (each exact)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     lowering: OldLowering = None,
     fp16: Annotated[
         bool, typer.Option("--fp16", help="Write the fp16 artifact (fp32 inputs and outputs kept).")
@@ -102,7 +78,7 @@ def export(
             help="int8 calibration data: a data source (its training images, e.g. digits) or a .npy of normalized "
             "N x C x H x W inputs; default: the checkpoint's own dataset."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: the target's.")] = None,
     sampling: Annotated[str | None, typer.Option(help="Sampling set, for a zoo name only.")] = None,
     check: Annotated[
@@ -137,40 +113,26 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Export a checkpoint (or zoo network) to ONNX in a deploy target's exact form."""
-    from sbdeploy.export import export_source, resolve_source
-    from sbdeploy.targets import CANONICAL
+    from sbdeploy.flow import ExportOptions, run_export
 
-    forced = target_flags(target, lowering)
-    if fp16 and int8:
-        raise ConfigError("--fp16 and --int8 each write one artifact; give one of them")
-    precision = precision_flags(fp16, int8, calibration)[
-        -1
-    ]  # the one file written; --calibration without --int8 is refused
-    pass_names = None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip())
+    options = ExportOptions(
+        target=target_flags(target, lowering),
+        precisions=precisions(fp16, int8),
+        batch=parse_batch(batch),
+        input_size=parse_size(input_size),
+        opset=opset,
+        passes=None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip()),
+        calibration=calibration,
+        tune=tune,
+        tune_budget=tune_budget,
+        threads=threads,
+        variants=None if tune_forms is None else tuple(v.strip() for v in tune_forms.split(",") if v.strip()),
+    )
     new_folder = not output.parent.exists()
-    if tune and int8:
-        raise ConfigError(
-            "--tune times fp32 and fp16 files; an int8 file keeps its target's rule form: drop --tune or --int8"
+    with progress_bar("tuning") if tune else contextlib.nullcontext() as on_progress:
+        result, tuning = run_export(
+            source, output, options, model_options={"sampling": sampling} if sampling else None, on_progress=on_progress
         )
-    if not tune and (threads is not None or tune_forms is not None):
-        raise ConfigError("--threads and --tune-forms belong to --tune; without --tune the form is the target's rule's")
-    size = _parse_size(input_size)
-    src = resolve_source(source, options={"sampling": sampling} if sampling else None)
-    batch_size = _parse_batch(batch)
-    deploy = forced or (TUNED_DEFAULT if tune else CANONICAL)
-    tuning = None
-    if tune:
-        variants = None if tune_forms is None else tuple(v.strip() for v in tune_forms.split(",") if v.strip())
-        result, tuning = _tuned_export(src, output, precision=precision, threads=threads, budget=tune_budget, variants=variants,
-                                       opset=opset, batch=batch_size, input_size=size, target=deploy, passes=pass_names)  # fmt: skip
-    else:
-        calibration_data = None
-        if int8:
-            from sbdeploy.calibration import load_calibration
-
-            calibration_data = load_calibration(calibration, src.config, input_size=size)
-        result = export_source(src, {precision: output}, opset=opset, batch=batch_size, input_size=size, target=deploy,
-                               passes=pass_names, calibration=calibration_data)[precision]  # fmt: skip
     gating = runs_on_tensorrt(result.metadata["target"])
     if new_folder:
         warn(f"created folder {output.parent}", label="note")
@@ -204,41 +166,22 @@ def export(
         _render_trt(result.trt_check, gating)
         if "int8" in meta:
             cal = meta["int8"]["calibration"]
-            console.print(f"int8: {meta['int8']['form']}; calibrated on {cal['images']} images of {cal['source']} ({cal['split']})",
-                          highlight=False, markup=False)  # fmt: skip
+            console.print(
+                f"int8: {meta['int8']['form']}; calibrated on {cal['images']} images of {cal['source']} ({cal['split']})",
+                highlight=False,
+                markup=False,
+            )
         if tuning is not None:
             _render_tuning(tuning)
         elif (result.metadata.get("tuning") or {}).get("tuned") is False:
-            warn(f"form {meta['lowering']} chosen by the target's rule ({meta['tuning']['rule']}), not tuned: "
-                 "--tune times every candidate form and session setting on this machine", label="note")  # fmt: skip
+            warn(
+                f"form {meta['lowering']} chosen by the target's rule ({meta['tuning']['rule']}), not tuned: "
+                "--tune times every candidate form and session setting on this machine",
+                label="note",
+            )
         console.print(f"wrote {result.path} (sha256 {result.sha256[:16]}...)", highlight=False, markup=False)
     if check and gating and not result.trt_check:
         raise typer.Exit(1)
-
-
-def _tuned_export(
-    src,
-    output: Path,
-    *,
-    precision: str,
-    threads: int | None,
-    budget: float,  # noqa: ANN001  (ModelSource)
-    variants: tuple[str, ...] | None,
-    opset: int,
-    batch: str | int,
-    input_size: tuple[int, int] | None,
-    target: str,
-    passes: tuple[str, ...] | None,
-) -> tuple:  # noqa: ANN001  (ExportResult, TuneResult)
-    """``export --tune``: every candidate exported and timed (with a progress bar), the fastest written."""
-    from sbdeploy.cli._progress import progress_bar
-    from sbdeploy.tune import tune_budget_options, tune_export
-
-    tune = tune_budget_options(budget, threads=threads, variants=variants)
-    with progress_bar("tuning") as on_progress:
-        results = tune_export(src, {precision: output}, target=target, batch=batch, input_size=input_size, opset=opset,
-                              passes=passes, options=tune, on_progress=on_progress)  # type: ignore[arg-type]  # fmt: skip
-    return results[precision]
 
 
 def _render_tuning(tuning) -> None:  # noqa: ANN001  (TuneResult)
@@ -250,8 +193,10 @@ def _render_tuning(tuning) -> None:  # noqa: ANN001  (TuneResult)
         table.add_row(t.stage, form, t.candidate.settings.describe(), *t.cells())
     console.print(table)
     for stage in tuning.stages:
-        console.print(f"stage {stage.stage}: {stage.rounds} turns, {stage.seconds:.1f} s, {stage.stop}; {stage.load_text()}",
-                      highlight=False)  # fmt: skip
+        console.print(
+            f"stage {stage.stage}: {stage.rounds} turns, {stage.seconds:.1f} s, {stage.stop}; {stage.load_text()}",
+            highlight=False,
+        )
     console.print(f"chosen: {tuning.chosen.label} ({tuning.decision})", highlight=False)
     if tuning.busy_warning():
         warn(tuning.busy_warning())

@@ -64,11 +64,11 @@ def import_weights(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Make a checkpoint folder from a state_dict of a zoo architecture (strict key and shape checks)."""
-    from sbdeploy.cli.export import _parse_size
+    from sbdeploy.cli._options import parse_size
     from sbdeploy.state_dict import import_state_dict
 
     result = import_state_dict(
-        state_dict, arch, out, num_classes=num_classes, in_chans=in_chans, input_size=_parse_size(input_size),
+        state_dict, arch, out, num_classes=num_classes, in_chans=in_chans, input_size=parse_size(input_size),
         mean=_floats(mean, "--mean"), std=_floats(std, "--std"), class_names=_class_names(class_names), sampling=sampling,
         overwrite=overwrite,
     )  # fmt: skip

@@ -9,7 +9,10 @@ and are printed as one line, as :class:`~sbdeploy.errors.SbdeployError` is.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 
 import typer
@@ -84,11 +87,27 @@ def _usage_message(error: click_errors.UsageError, args: Sequence[str]) -> str:
     return f"{error.format_message().strip().rstrip('.')} (see `{command} --help`)"
 
 
+BUG_EXIT = 70
+"""Exit code of an unexpected exception, a bug in sbdeploy (EX_SOFTWARE)."""
+
+
+def report_bug(error: BaseException) -> str:
+    """Save the traceback of an unexpected exception to a file; the one line that says so."""
+    with tempfile.NamedTemporaryFile("w", prefix="sbdeploy-traceback-", suffix=".txt", delete=False) as f:
+        f.write("".join(traceback.format_exception(error)))
+    return (
+        f"internal error, a bug in sbdeploy: {type(error).__name__}: {error}; the traceback is in {f.name} "
+        "(SBDEPLOY_DEBUG=1 prints it); please report it with that file"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: run the app on ``argv`` (default: ``sys.argv[1:]``) and exit with its code.
 
-    SbdeployError and click's usage errors print one ``error:`` line and exit 2 (an
-    SbdeployError its own ``exit_code``); a command's ``typer.Exit(n)`` exits n.
+    SbdeployError, click's usage errors and OS errors (a file that cannot be read or
+    written) print one ``error:`` line and exit 2 (an SbdeployError its own ``exit_code``);
+    a command's ``typer.Exit(n)`` exits n. Any other exception is a bug: one line says so
+    and where its traceback was saved, exit 70; with ``SBDEPLOY_DEBUG=1`` it propagates.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -108,4 +127,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (KeyboardInterrupt, typer.Abort):
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except OSError as error:
+        error_line(str(error))
+        sys.exit(2)
+    except Exception as error:
+        if os.environ.get("SBDEPLOY_DEBUG"):
+            raise
+        error_line(report_bug(error))
+        sys.exit(BUG_EXIT)
     sys.exit(code if isinstance(code, int) else 0)

@@ -10,9 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
+from sbdeploy.cli._options import OldLowering, parse_ints, target_flags
 from sbdeploy.cli._progress import steps_display
-from sbdeploy.cli._render import OldLowering, console, precision_flags, print_json, target_flags
-from sbdeploy.cli.bench import parse_ints, render_warnings
+from sbdeploy.cli._render import console, print_json
+from sbdeploy.cli.bench import render_warnings
 from sbdeploy.errors import ConfigError
 
 
@@ -62,26 +63,11 @@ def pipeline(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export -> passes -> engine (TensorRT if present, else ONNX Runtime CPU) -> validate -> bench, every file kept in --out."""
-    from sbdeploy.pipeline import STEPS, PipelineOptions, run_pipeline
+    from sbdeploy.pipeline.run import STEPS, PipelineOptions, run_pipeline
     from sbdeploy.tune import tune_budget_options
 
-    folder = out or Path("runs") / Path(source).name
-    forced = target_flags(target, lowering)
-    precision_flags(fp16, int8, calibration)  # --calibration without --int8 is refused (PipelineOptions take the flags)
-    if tune and int8:
-        raise ConfigError(
-            "--tune times fp32 and fp16 files; an int8 file keeps its target's rule form, so its 'vs fp32' would mix "
-            "tuning with precision: run the pipeline once with --tune and once with --int8"
-        )
     if tune_budget is not None and not tune:
         raise ConfigError("--tune-budget belongs to --tune; add --tune")
-    if tune and forced is not None:
-        from sbdeploy.targets import get_target
-
-        if not get_target(forced).tunable:
-            raise ConfigError(
-                f"--tune times the forms of a tunable target (ort-cpu); --target {forced} has one form: drop --tune"
-            )
     options = PipelineOptions(
         fp16=fp16,
         int8=int8,
@@ -93,9 +79,10 @@ def pipeline(
         threads=threads,
         limit=limit,
         baseline=baseline,
-        target=forced,
+        target=target_flags(target, lowering),
         tune=tune_budget_options(10.0 if tune_budget is None else tune_budget) if tune else None,
     )
+    folder = out or Path("runs") / Path(source).name
     with steps_display(STEPS) as display:
         result = run_pipeline(
             source, folder, options, on_step=display.start, on_progress=display.progress, on_step_done=display.finish

@@ -66,7 +66,7 @@ def triton_repo(
     files, names, skipped = [], [], []
     for artifact in artifacts:
         if artifact.is_dir():  # a pipeline run folder: its validated SB artifacts, each named after its file
-            from sbdeploy.pipeline import served_artifacts
+            from sbdeploy.serve.run_folder import served_artifacts
 
             served, notes = served_artifacts(artifact)
             files += [s.path for s in served]

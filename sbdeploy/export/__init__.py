@@ -5,22 +5,18 @@ from sbdeploy.export.onnx_export import (
     INPUT_NAME,
     OUTPUT_NAME,
     ExportResult,
-    ModelSource,
     export_module,
     export_onnx,
     export_source,
-    resolve_source,
 )
 
 __all__ = [
     "INPUT_NAME",
     "OUTPUT_NAME",
     "ExportResult",
-    "ModelSource",
     "export_module",
     "export_onnx",
     "export_source",
     "load_onnx",
     "read_metadata",
-    "resolve_source",
 ]

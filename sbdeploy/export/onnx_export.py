@@ -30,26 +30,22 @@ import onnx
 import torch
 from torch import nn
 
+from sbdeploy._io import atomic_write_bytes
 from sbdeploy.calibration import Calibration
-from sbdeploy.checkpoint import CheckpointConfig, atomic_write_bytes, load_checkpoint, require_folder
-from sbdeploy.errors import CheckpointError, ConfigError, OnnxModelError, UnknownModelError
+from sbdeploy.checkpoint import Checkpoint
+from sbdeploy.errors import ConfigError, OnnxModelError
 from sbdeploy.export.metadata import write_metadata
 from sbdeploy.export.opset import downgrade_opset
 from sbdeploy.int8_recipe import Int8Recipe
-from sbdeploy.models import create_model, model_info
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.passes import PassReport, op_counts, run_passes
 from sbdeploy.passes.trt_check import TrtCheckReport, check_trt_compat
+from sbdeploy.sources import resolve_source
 from sbdeploy.targets import CANONICAL, get_target
 
 MIN_OPSET = 13
 TORCH_MIN_OPSET = 18  # the dynamo exporter's own minimum
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-
-_ZOO_NORMALIZATION = {
-    "cifar": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
 
 
 @dataclass(frozen=True)
@@ -63,68 +59,6 @@ class ExportResult:
     ops: dict[str, int]  # final op census
     sha256: str  # of the written file
     warnings: tuple[str, ...] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """A network to export: its eval-mode module, config and weights' hash, and where it came from."""
-
-    model: nn.Module
-    config: CheckpointConfig
-    weights_sha256: str
-    kind: str  # "checkpoint" or "zoo"
-
-
-def _zoo_source(name: str, options: dict[str, Any]) -> ModelSource:
-    """A registered network with fixed-seed random weights (deterministic)."""
-    from safetensors.torch import save as save_safetensors_bytes
-
-    info = model_info(name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = create_model(name, **options).eval()
-    in_chans = int(options.get("in_chans", 3))
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    mean, std = _ZOO_NORMALIZATION[info.family]
-    if in_chans != 3:
-        mean, std = (0.5,) * in_chans, (0.5,) * in_chans
-    num_classes = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
-    sampling = options.get("sampling", "chessboard") if info.is_sb else None
-    full_options = {**options, "num_classes": num_classes, "in_chans": in_chans}
-    if sampling is not None:
-        full_options["sampling"] = sampling
-    config = CheckpointConfig(
-        arch=name,
-        options=full_options,
-        input_size=info.input_size,
-        mean=mean,
-        std=std,
-        class_names=tuple(str(i) for i in range(num_classes)),
-        dataset="",
-    )
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    return ModelSource(model, config, sha256(save_safetensors_bytes(state)).hexdigest(), "zoo")
-
-
-def resolve_source(source: str | Path, *, options: dict[str, Any] | None = None) -> ModelSource:
-    """A checkpoint folder, or a zoo name (random weights). ``options`` only apply to zoo names."""
-    path = Path(source)
-    if path.is_file():
-        require_folder(path)  # says what to do with a file
-    if path.is_dir():
-        if options:
-            raise ConfigError(f"model options {sorted(options)} only apply to zoo names; {path} is a checkpoint")
-        ckpt = load_checkpoint(path)
-        return ModelSource(ckpt.model.eval(), ckpt.config, ckpt.weights_sha256, "checkpoint")
-    try:
-        return _zoo_source(str(source), dict(options or {}))
-    except UnknownModelError as error:
-        if path.exists() or "/" in str(source) or "\\" in str(source):
-            raise CheckpointError(
-                f"{source} is not a checkpoint folder (a folder with model.safetensors and config.json)"
-            ) from None
-        raise ConfigError(f"{source!r} is neither a checkpoint folder nor a zoo name: {error}") from None
 
 
 @contextlib.contextmanager
@@ -227,7 +161,7 @@ def to_precision(
 
 
 def export_source(
-    src: ModelSource,
+    src: Checkpoint,
     outputs: Mapping[str, str | Path],
     *,
     opset: int = 17,

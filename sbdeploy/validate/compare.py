@@ -1,20 +1,35 @@
-"""Comparing outputs: pure functions from two arrays to statistics and a verdict.
+"""Comparing what was run: pure functions from outputs to statistics, verdicts and the validation report.
 
-Running the backends is separate (see :mod:`sbdeploy.validate.run`); this module only
-compares, in the manner of Polygraphy's ``compare_accuracy``: element-wise
+Running the backends is separate (:mod:`sbdeploy.validate.run` keeps every output); this
+module only compares, in the manner of Polygraphy's ``compare_accuracy``: element-wise
 ``|out - ref| <= atol + rtol * |ref|``, plus cosine similarity and top-k agreement of the
-class predictions. Any NaN or Inf in an output fails the check outright.
+class predictions. Any NaN or Inf in an output fails the check outright. :func:`judge`
+turns saved outputs into a :class:`ValidationReport` (``bool()`` is the verdict) with each
+file's target tolerance for its precision, so saved outputs can be judged again with
+other tolerances without running anything.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sbdeploy.backends.ort import TF32_NOTES
+from sbdeploy.environment import Environment
+from sbdeploy.errors import ConfigError
+from sbdeploy.targets import get_target
 from sbdeploy.tolerance import DEFAULT_TOLERANCES, TOLERANCE_REASONS, Tolerance
 
+if TYPE_CHECKING:
+    from sbdeploy.validate.run import Artifact, RunResults
+
 __all__ = ["DEFAULT_TOLERANCES", "TOLERANCE_REASONS", "OutputStats", "Tolerance", "output_stats", "verdict"]
+
+INT8_RANDOM_NOTE = "int8 is judged on real images: noise lies outside its calibrated ranges"
+"""Why an int8 artifact's checks on random batches are reported but not judged."""
 
 
 @dataclass(frozen=True)
@@ -88,3 +103,183 @@ def verdict(stats: OutputStats, tolerance: Tolerance) -> tuple[bool, str]:
     if tolerance.min_top1 is not None and not stats.top1_agreement >= tolerance.min_top1:
         reasons.append(f"top-1 agreement {stats.top1_agreement:.1%} < {tolerance.min_top1:.0%}")
     return not reasons, "; ".join(reasons)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float | None]:
+    """Top-1 and top-5 accuracy (top-5 None with 5 classes or fewer)."""
+    top1 = float(np.mean(np.argmax(logits, axis=1) == labels))
+    if logits.shape[1] <= 5:
+        return top1, None
+    return top1, float(np.mean([label in row for label, row in zip(labels, _topk(logits, 5))]))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One artifact against PyTorch on one input case."""
+
+    backend: str
+    precision: str
+    case: str
+    stats: OutputStats
+    tolerance: Tolerance
+    passed: bool
+    reason: str
+    file: str = ""  # the file judged
+    sha256: str = ""  # its sha256
+    target: str | None = None  # its deploy target
+    reference: str = ""  # the checkpoint (or zoo name) it is judged against
+    judged: bool = True  # False: reported for information, not part of the verdict (int8 on random inputs)
+
+    @property
+    def verdict_text(self) -> str:
+        """``pass``, ``FAIL: reason``, or ``info: ...`` for a check outside the verdict."""
+        if not self.judged:
+            return f"info ({INT8_RANDOM_NOTE}){'' if self.passed else f': {self.reason}'}"
+        return "pass" if self.passed else f"FAIL: {self.reason}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "tolerance": self.tolerance.describe()}
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """Top-1/top-5 accuracy of PyTorch or one artifact on a labelled dataset."""
+
+    backend: str  # "torch", or "BACKEND PRECISION" of the artifact
+    dataset: str
+    samples: int
+    top1: float
+    top5: float | None
+    delta_top1: float  # artifact top-1 minus PyTorch top-1, in points of percent
+    file: str | None = None  # the artifact's file (None: PyTorch itself)
+    reference: str = ""
+
+
+@dataclass
+class ValidationReport:
+    """Every check and accuracy of one validate run; ``bool()`` is the verdict."""
+
+    checkpoint: str
+    artifacts: list[Artifact]
+    checks: list[CheckResult]
+    accuracy: list[AccuracyResult]
+    environment: Environment
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return any(c.judged for c in self.checks) and all(c.passed for c in self.checks if c.judged)
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.judged and not c.passed]
+
+    def file_verdicts(self) -> dict[str, bool]:
+        """Per file judged: whether every check of it that counts passed."""
+        verdicts: dict[str, bool] = {}
+        for c in self.checks:
+            verdicts[c.file] = verdicts.get(c.file, True) and (c.passed or not c.judged)
+        return verdicts
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "passed": bool(self),
+            "checkpoint": self.checkpoint,
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "tolerances": {k: t.describe() for k, t in self.tolerances.items()},
+            "checks": [c.to_dict() for c in self.checks],
+            "accuracy": [asdict(a) for a in self.accuracy],
+            "environment": self.environment.to_dict(),
+        }
+
+
+def tolerance_for(artifact: Artifact, overrides: dict[str, Tolerance] | None = None) -> Tolerance:
+    """The pass criteria of ``artifact``: an override for its precision, else its target's policy (else the defaults)."""
+    if overrides and artifact.precision in overrides:
+        return overrides[artifact.precision]
+    if artifact.target is not None:
+        return get_target(artifact.target).tolerance(artifact.precision)
+    if artifact.precision not in DEFAULT_TOLERANCES:
+        raise ConfigError(f"no tolerance for {artifact.precision!r} artifacts; give one with --atol/--rtol")
+    return DEFAULT_TOLERANCES[artifact.precision]
+
+
+def judge(results: RunResults, tolerances: dict[str, Tolerance] | None = None) -> ValidationReport:
+    """Every artifact's outputs against PyTorch's on each input case, by its tolerance (``tolerances`` override).
+
+    int8 checks on random batches are reported, not judged (:data:`INT8_RANDOM_NOTE`).
+    """
+    checks: list[CheckResult] = []
+    accuracies: list[AccuracyResult] = []
+    used: dict[str, Tolerance] = {}
+    name = results.checkpoint
+    dataset = results.dataset
+    if dataset is not None and results.labels is not None:
+        top1, top5 = accuracy(results.reference[dataset], results.labels)
+        accuracies.append(AccuracyResult("torch", dataset, len(results.labels), top1, top5, 0.0, reference=name))
+    for artifact, outputs in zip(results.artifacts, results.outputs, strict=True):
+        tolerance = tolerance_for(artifact, tolerances)
+        used[f"{artifact.target} {artifact.precision}" if artifact.target else artifact.precision] = tolerance
+        for case, out in outputs.items():
+            stats = output_stats(results.reference[case], out, tolerance)
+            passed, reason = verdict(stats, tolerance)
+            judged = artifact.precision != "int8" or case == dataset
+            checks.append(
+                CheckResult(
+                    artifact.backend,
+                    artifact.precision,
+                    case,
+                    stats,
+                    tolerance,
+                    passed,
+                    reason,
+                    artifact.file,
+                    artifact.sha256,
+                    artifact.target,
+                    name,
+                    judged,
+                )
+            )
+            if case == dataset and results.labels is not None:
+                top1, top5 = accuracy(out, results.labels)
+                base = accuracies[0].top1 if accuracies else top1
+                accuracies.append(
+                    AccuracyResult(
+                        f"{artifact.backend} {artifact.precision}",
+                        case,
+                        len(results.labels),
+                        top1,
+                        top5,
+                        (top1 - base) * 100,
+                        file=artifact.file,
+                        reference=name,
+                    )
+                )
+    return ValidationReport(name, list(results.artifacts), checks, accuracies, results.environment, used)
+
+
+def merge_reports(reports: Sequence[ValidationReport]) -> ValidationReport:
+    """One report of several references' checks (each check keeps the reference it was judged against)."""
+    if not reports:
+        raise ConfigError("no validation reports to merge")
+    return ValidationReport(
+        checkpoint=", ".join(r.checkpoint for r in reports),
+        artifacts=[a for r in reports for a in r.artifacts],
+        checks=[c for r in reports for c in r.checks],
+        accuracy=[a for r in reports for a in r.accuracy],
+        environment=reports[0].environment,
+        tolerances={k: t for r in reports for k, t in r.tolerances.items()},
+    )
+
+
+def tf32_notes(artifacts: Sequence[Artifact]) -> list[str]:
+    """One sentence per kind of fp32 GPU run among ``artifacts``: whether it used TF32, hence which tolerance judged it."""
+    notes = []
+    engines = {a.tf32 for a in artifacts if a.backend == "trt" and a.tf32 is not None}
+    if False in engines:
+        notes.append(
+            "fp32 engines built without TF32 (--no-tf32; the trt target's parity engine) are judged by the fp32 tolerance"
+        )
+    if True in engines:
+        notes.append("fp32 engines built with TF32 (TensorRT's default) are judged by the TF32 tolerance")
+    backends = sorted({a.backend for a in artifacts if a.tf32 is not None and a.backend in TF32_NOTES})
+    return notes + [TF32_NOTES[b] for b in backends]

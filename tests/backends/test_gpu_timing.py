@@ -92,7 +92,7 @@ def engine(sb_model: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Pat
     if reason:
         pytest.skip(reason)
     from sbdeploy.artifacts import make_artifacts, plan_artifacts
-    from sbdeploy.export import resolve_source
+    from sbdeploy.sources import resolve_source
     from tests.backends.conftest import save_sb_checkpoint
 
     folder = tmp_path_factory.mktemp("engine")

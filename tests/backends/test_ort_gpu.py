@@ -29,7 +29,7 @@ pytestmark = pytest.mark.gpu
 def test_gpu_providers_pass_validate(sb_model: nn.Module, tmp_path: Path, backend: str) -> None:
     from sbdeploy.artifacts import make_artifacts, plan_artifacts
     from sbdeploy.backends import get_runner
-    from sbdeploy.export import resolve_source
+    from sbdeploy.sources import resolve_source
     from sbdeploy.tolerance import DEFAULT_TOLERANCES
     from sbdeploy.validate.run import artifact_of, validate
 

@@ -65,7 +65,7 @@ def _gpu_stack() -> None:
 def made(sb_model: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> dict[str, DeployFile]:
     """The trt target's files as bench and the pipeline make them (sbdeploy.artifacts): its ONNX and the two engines."""
     from sbdeploy.artifacts import make_artifacts, plan_artifacts
-    from sbdeploy.export import resolve_source
+    from sbdeploy.sources import resolve_source
 
     folder = tmp_path_factory.mktemp("gpu")
     source = resolve_source(save_sb_checkpoint(sb_model, folder / "ckpt"))
@@ -127,8 +127,8 @@ def test_engine_sidecar(made: dict[str, DeployFile], sb_export: Path, precision:
 def test_parity_with_pytorch_at_min_opt_max(made: dict[str, DeployFile], sb_model: nn.Module, precision: str) -> None:
     """Each engine against PyTorch by validate's criteria for it (the trt row's tolerance for its precision)."""
     from sbdeploy.backends.tensorrt.runner import TrtRunner
-    from sbdeploy.validate.compare import output_stats, verdict
-    from sbdeploy.validate.run import artifact_of, tolerance_for
+    from sbdeploy.validate.compare import output_stats, tolerance_for, verdict
+    from sbdeploy.validate.run import artifact_of
 
     file = made[f"model.trt.{precision}.engine"]
     artifact = artifact_of(file)

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from sbdeploy.cli._progress import StepsDisplay, progress_bar, steps_display
-from sbdeploy.pipeline import STEPS, StepResult
+from sbdeploy.pipeline.run import STEPS
+from sbdeploy.pipeline.summary import StepResult
 
 
 def test_the_pipeline_display_has_a_line_per_step_with_its_progress_then_its_outcome() -> None:

@@ -27,8 +27,14 @@ def _screen(monkeypatch: pytest.MonkeyPatch, module: object) -> Console:
 
 def test_validate_prints_files_cases_datasets_and_reasons_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
     from sbdeploy.cli import validate as validate_cli
-    from sbdeploy.validate.compare import DEFAULT_TOLERANCES, output_stats
-    from sbdeploy.validate.run import AccuracyResult, Artifact, CheckResult, ValidationReport
+    from sbdeploy.validate.compare import (
+        DEFAULT_TOLERANCES,
+        AccuracyResult,
+        CheckResult,
+        ValidationReport,
+        output_stats,
+    )
+    from sbdeploy.validate.run import Artifact
 
     screen = _screen(monkeypatch, validate_cli)
     rng = np.random.default_rng(0)

@@ -17,8 +17,9 @@ import onnx
 import pytest
 import torch
 
-from sbdeploy.export import export_onnx, read_metadata, resolve_source
+from sbdeploy.export import export_onnx, read_metadata
 from sbdeploy.nn.sb import SpatialBottleneck
+from sbdeploy.sources import resolve_source
 
 TOL = 1e-4
 SHAPE_OPS = {"Shape", "Gather", "ConstantOfShape", "Reshape", "Expand", "Range", "Squeeze", "Unsqueeze", "Size", "Tile"}

@@ -204,7 +204,7 @@ def test_copied_onnx_runs_like_the_original(resnet20: Path, tmp_path: Path) -> N
 def test_a_run_folder_serves_its_validated_sb_artifacts_that_take_batch_1(tmp_path: Path) -> None:
     import json
 
-    from sbdeploy.pipeline import served_artifacts
+    from sbdeploy.serve.run_folder import served_artifacts
 
     run = tmp_path / "run"
     run.mkdir()
@@ -243,7 +243,7 @@ def test_a_run_folder_serves_an_engine_not_the_onnx_it_was_built_from(tmp_path: 
     it: both would be Triton model model_trt_fp32, so the engine is served and its ONNX is left out, with a note."""
     import json
 
-    from sbdeploy.pipeline import served_artifacts
+    from sbdeploy.serve.run_folder import served_artifacts
 
     run = tmp_path / "run"
     run.mkdir()

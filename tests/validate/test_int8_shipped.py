@@ -30,7 +30,7 @@ from sbdeploy.artifacts import make_artifacts, plan_artifacts
 from sbdeploy.backends import get_runner
 from sbdeploy.calibration import load_calibration
 from sbdeploy.checkpoint import load_checkpoint
-from sbdeploy.export import resolve_source
+from sbdeploy.sources import resolve_source
 from sbdeploy.targets import get_target
 from sbdeploy.tolerance import DEFAULT_TOLERANCES
 from sbdeploy.validate.run import artifact_of, dataset_case, validate

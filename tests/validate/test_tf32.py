@@ -27,16 +27,9 @@ from sbdeploy.artifacts import describe_file
 from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, MachineInfo, write_sidecar
 from sbdeploy.backends.torch_runner import TorchRunner
 from sbdeploy.checkpoint import load_checkpoint
-from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, output_stats, verdict
-from sbdeploy.validate.run import (
-    Artifact,
-    artifact_of,
-    dataset_case,
-    engine_artifact,
-    to_markdown,
-    tolerance_for,
-    validate,
-)
+from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, output_stats, tolerance_for, verdict
+from sbdeploy.validate.report import to_markdown
+from sbdeploy.validate.run import Artifact, artifact_of, dataset_case, validate
 from tests.conftest import REPO
 
 SHIPPED_SB = REPO / "models" / "digits_resnet20_sb"
@@ -90,9 +83,9 @@ def _engine(tmp_path: Path, precision: str, tf32_on: bool) -> Path:
 
 
 def test_engine_artifacts_carry_their_tf32_choice(tmp_path: Path) -> None:
-    assert engine_artifact(_engine(tmp_path, "fp32", True)).precision == "tf32"
-    assert engine_artifact(_engine(tmp_path, "fp32", False)).precision == "fp32"
-    assert engine_artifact(_engine(tmp_path, "fp16", True)).precision == "fp16"
+    assert artifact_of(describe_file(_engine(tmp_path, "fp32", True)), "trt").precision == "tf32"
+    assert artifact_of(describe_file(_engine(tmp_path, "fp32", False)), "trt").precision == "fp32"
+    assert artifact_of(describe_file(_engine(tmp_path, "fp16", True)), "trt").precision == "fp16"
 
 
 def test_validate_md_states_the_tf32_tolerance_and_why(tiny_checkpoint: Path) -> None:
@@ -107,9 +100,9 @@ def test_validate_md_states_the_tf32_tolerance_and_why(tiny_checkpoint: Path) ->
 
 
 def test_engines_record_their_tf32_choice(tmp_path: Path) -> None:
-    assert engine_artifact(_engine(tmp_path, "fp32", True)).tf32 is True
-    assert engine_artifact(_engine(tmp_path, "fp32", False)).tf32 is False
-    assert engine_artifact(_engine(tmp_path, "fp16", True)).tf32 is None  # not an fp32 run: TF32 does not apply
+    assert artifact_of(describe_file(_engine(tmp_path, "fp32", True)), "trt").tf32 is True
+    assert artifact_of(describe_file(_engine(tmp_path, "fp32", False)), "trt").tf32 is False
+    assert artifact_of(describe_file(_engine(tmp_path, "fp16", True)), "trt").tf32 is None  # not an fp32 run: TF32 does not apply
 
 
 def test_gpu_onnx_backends_judge_fp32_by_what_they_compute(tiny_onnx: Path, tmp_path: Path) -> None:

@@ -1,0 +1,513 @@
+"""The one flow every command runs: models -> their deploy files, each made once -> validated -> timed.
+
+``sbdeploy pipeline``, ``validate`` and ``bench`` all go through :class:`Flow`: the models come
+from :mod:`sbdeploy.sources` (with their baselines), :meth:`Flow.plan` decides the files from
+the deploy-target table and refuses what cannot be honoured before anything is made,
+:meth:`Flow.make` writes them into one folder, :meth:`Flow.validate` judges each file against
+its own model's PyTorch code, and :meth:`Flow.bench` times exactly those files. So the file
+validated is the file timed, byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sbdeploy.artifacts import (
+    ArtifactPlan,
+    DeployFile,
+    Uses,
+    build_planned_engine,
+    canonical_plan,
+    describe_file,
+    make_artifacts,
+    plan_artifacts,
+)
+from sbdeploy.backends import get_runner
+from sbdeploy.bench.report import BenchReport
+from sbdeploy.bench.run import (
+    BACKENDS,
+    DEFAULT_BACKENDS,
+    BenchSubject,
+    bench_subjects,
+    subjects_from_files,
+    subjects_from_made,
+)
+from sbdeploy.bench.timing import TimingPlan
+from sbdeploy.calibration import Calibration, calibration_for, load_calibration
+from sbdeploy.errors import ConfigError
+from sbdeploy.export import ExportResult, export_source
+from sbdeploy.sources import Model, is_artifact_file, resolve_models, resolve_source
+from sbdeploy.targets import CANONICAL, ONNX_BACKENDS
+from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
+from sbdeploy.tune import TuneOptions, TuneResult, tune_budget_options, tune_export
+from sbdeploy.validate.compare import ValidationReport, judge, merge_reports
+from sbdeploy.validate.run import (
+    RunResults,
+    artifact_of,
+    check_same_model,
+    dataset_case,
+    require_data,
+    run_validation,
+    validate,
+)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Flow:
+    """The files some models need on some backends, batch sizes and precisions, and what was made of them.
+
+    Attributes:
+        models: the networks (an SB network's baseline among them, as :func:`sbdeploy.sources.resolve_models` adds it).
+        plans: the files to make, each once (:func:`sbdeploy.artifacts.plan_artifacts`).
+        uses: which file each (model, backend, batch, precision) runs.
+        made: the files on disk so far, by file name.
+        tuned: the tuning record of each tuned file, by file name.
+    """
+
+    models: list[Model]
+    backends: tuple[str, ...]
+    batches: tuple[int, ...]
+    precisions: tuple[str, ...]
+    target: str | None
+    plans: list[ArtifactPlan]
+    uses: Uses
+    calibration: dict[str, Calibration] | None = None
+    made: dict[str, DeployFile] = field(default_factory=dict)
+    tuned: dict[str, TuneResult] = field(default_factory=dict)
+
+    @classmethod
+    def plan(
+        cls,
+        models: Sequence[Model],
+        *,
+        backends: Sequence[str],
+        batches: Sequence[int],
+        precisions: Sequence[str] = ("fp32",),
+        target: str | None = None,
+        calibration: str | None = None,
+        validate_data: str | None | bool = False,
+        canonical: bool = False,
+    ) -> Flow:
+        """Plan the files; every refusal (a bad target, precision or calibration) comes here, before anything is made.
+
+        Args:
+            calibration: int8 calibration SOURCE (default: the dataset a checkpoint of the run names).
+            validate_data: the files will be validated on this data source (None: each checkpoint's
+                own dataset; False: not validated), so int8 without real images is refused now.
+            canonical: also make the first model's canonical interchange file (``STEM.onnx``).
+        """
+        calibrations = None
+        if "int8" in precisions:  # a bad --calibration is named first
+            sizes = {m.label: m.input_size for m in models}
+            calibrations = calibration_for({m.label: m.source.config for m in models}, calibration, input_sizes=sizes)
+        if validate_data is not False:
+            require_data(precisions, validate_data or any(m.source.config.dataset for m in models))
+        plans, uses = plan_artifacts(
+            [(m.label, m.stem) for m in models], backends, batches, precisions=precisions, target=target
+        )
+        if canonical:
+            extra = canonical_plan(models[0].label, models[0].stem)
+            if extra.filename not in {p.filename for p in plans}:  # (with --target grouped it is already a timed file)
+                plans = [extra, *plans]
+        return cls(list(models), tuple(backends), tuple(batches), tuple(precisions), target, plans, uses, calibrations)
+
+    def make(
+        self,
+        folder: str | Path,
+        *,
+        engines: bool = True,
+        tune: TuneOptions | None = None,
+        on_progress: Progress | None = None,
+    ) -> None:
+        """Write the planned ONNX files (tuned where ``tune``) and, with ``engines``, the TensorRT engines into ``folder``."""
+        onnx_plans = [p for p in self.plans if p.kind == "onnx"]
+        sources = {m.label: m.source for m in self.models}
+        sizes = {m.label: m.input_size for m in self.models}
+        self.made.update(
+            make_artifacts(
+                onnx_plans,
+                sources,
+                folder,
+                input_sizes=sizes,
+                calibration=self.calibration,
+                tune=tune,
+                tuned=self.tuned,
+                on_progress=on_progress,
+            )
+        )
+        if engines:
+            self.build_engines(folder, on_progress)
+
+    def build_engines(self, folder: str | Path, on_progress: Progress | None = None) -> list[str]:
+        """Build the planned TensorRT engines from their ONNX files in ``folder``; their file names."""
+        built = []
+        for plan in (p for p in self.plans if p.kind == "engine"):
+            self.made[plan.filename] = build_planned_engine(plan, Path(folder), on_progress)
+            built.append(plan.filename)
+        return built
+
+    def validate(
+        self,
+        *,
+        data: str | None = None,
+        limit: int | None = None,
+        tolerances: dict[str, Tolerance] | None = None,
+        on_progress: Progress | None = None,
+    ) -> ValidationReport:
+        """Every made file against its own model's PyTorch code, on the backends that time it (else ONNX Runtime CPU).
+
+        Real images come from ``data``, else the model's dataset; a baseline of random weights
+        with an int8 file is judged on the run's dataset, on which it was calibrated.
+        """
+        reports = []
+        run_data = data or next((m.source.config.dataset for m in self.models if m.source.config.dataset), "")
+        for model in self.models:
+            artifacts = []
+            for plan in self.plans:
+                if plan.model != model.label or plan.filename not in self.made:
+                    continue
+                file = self.made[plan.filename]
+                # a file no backend times (model.onnx, an engine's ONNX) runs on ONNX Runtime CPU, there on every machine
+                runners = [b for b in plan.backends if file.runs_on(b)]
+                runners = runners or [file.default_backend() if file.kind == "engine" else "ort-cpu"]
+                artifacts += [artifact_of(file, b) for b in runners]
+            if not artifacts:
+                continue
+            source = data or model.source.config.dataset
+            source = source or (run_data if any(a.precision == "int8" for a in artifacts) else "")
+            reports.append(
+                validate(
+                    model.source,
+                    artifacts,
+                    runner_factory=lambda a: get_runner(a.backend, a.path),
+                    dataset=dataset_case(source, model.source.config, limit=limit) if source else None,
+                    tolerances=tolerances,
+                    on_progress=on_progress,
+                )
+            )
+        return merge_reports(reports)
+
+    def subjects(self) -> list[BenchSubject]:
+        """What :meth:`bench` times: each model, its files those it was made."""
+        return subjects_from_made(self.models, self.made, {k: v for k, v in self.uses.items() if v in self.made})
+
+    def bench(
+        self,
+        plan: TimingPlan,
+        *,
+        threads: int | None = None,
+        cuda_graph: bool = False,
+        files: Sequence[BenchSubject] = (),
+        notes: Sequence[str] = (),
+        on_progress: Progress | None = None,
+    ) -> BenchReport:
+        """Time the made files (and ``files`` given as they are), per backend and batch, interleaved."""
+        subjects = self.subjects() + list(files)
+        timed = {b for s in subjects for b, _, _ in s.files}
+        backends = [b for b in self.backends if b.startswith("torch") or b in timed]
+        return bench_subjects(
+            subjects,
+            backends=backends,
+            batches=self.batches,
+            precisions=self.precisions,
+            plan=plan,
+            threads=threads,
+            target=self.target,
+            cuda_graph=cuda_graph,
+            notes=list(notes),
+            on_progress=on_progress,
+        )
+
+
+def run_bench(
+    specs: Sequence[str | Path],
+    *,
+    backends: Sequence[str] | None = None,
+    batches: Sequence[int] = (1, 8),
+    plan: TimingPlan = TimingPlan(),
+    threads: int | None = None,
+    input_size: tuple[int, int] | None = None,
+    target: str | None = None,
+    add_baselines: bool = True,
+    precisions: Sequence[str] = ("fp32",),
+    calibration: str | None = None,
+    cuda_graph: bool = False,
+    workdir: str | Path | None = None,
+    on_progress: Progress | None = None,
+) -> BenchReport:
+    """``sbdeploy bench``: time every model on every backend at every batch size.
+
+    Args:
+        specs: zoo names, checkpoint folders, ``.onnx`` files, TensorRT engines.
+        backends: backend names (see :data:`BACKENDS`); default: :data:`DEFAULT_BACKENDS` for
+            checkpoints and zoo names, each file's own backend for files.
+        batches: batch sizes (a fixed-batch file is timed at its own batch).
+        plan: warm-up and measuring lengths (default: adaptive, :class:`~sbdeploy.bench.timing.TimingPlan`).
+        threads: intra-op threads for torch and ort-cpu (None: the library default).
+        input_size: H, W of every checkpoint or zoo model (default: each model's own).
+        target: one deploy target for every backend's artifacts (default: each backend's own).
+        add_baselines: also time the baseline of every SB checkpoint or zoo model.
+        precisions: the precisions to make and time (torch always runs fp32).
+        calibration: int8 calibration SOURCE for the checkpoints and zoo names (default: the dataset a
+            checkpoint of the run names).
+        cuda_graph: ``trt`` replays each enqueue as a CUDA graph (noted in the report when capture fails).
+        workdir: keep the made artifacts in this folder (default: a temporary one, removed after).
+        on_progress: called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)
+            and after each timed round (done of 1000: the share of the plan done).
+    """
+    if not specs:
+        raise ConfigError("give at least one model (zoo name, checkpoint folder, .onnx file or engine)")
+    unknown = [b for b in backends or () if b not in BACKENDS]
+    if unknown:
+        raise ConfigError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
+    if not batches or any(b < 1 for b in batches):
+        raise ConfigError(f"batch sizes must be >= 1, got {list(batches)}")
+    file_specs = [s for s in specs if is_artifact_file(s)]
+    sources = [s for s in specs if not is_artifact_file(s)]
+    notes: list[str] = []
+    if file_specs and input_size is not None:
+        notes.append(
+            "--input-size applies to checkpoints and zoo names; files run at the input size they were exported at"
+        )
+    if file_specs and not sources and (set(precisions) - {"fp32"} or calibration is not None):
+        raise ConfigError(
+            "--fp16, --int8 and --calibration make artifacts of checkpoints and zoo names; the given files are "
+            "timed in the precision they hold: drop those flags (or give the checkpoint too)"
+        )
+    files = subjects_from_files(file_specs, backends, batches) if file_specs else []
+    if backends is None:  # each file's own backend, and the defaults for the models
+        backends = sorted({b for s in files for b, _, _ in s.files}, key=BACKENDS.index)
+        if sources:
+            backends = [b for b in DEFAULT_BACKENDS if b not in backends] + backends
+    if file_specs and any(b.startswith("torch") for b in backends):
+        notes.append(
+            "torch backends time the modules of checkpoints and zoo names; the given files are not timed there"
+        )
+    timed_precisions = list(precisions) + sorted({p for s in files for _, _, p in s.files} - set(precisions))
+    reduced = [p for p in ("fp16", "int8") if p in timed_precisions]
+    if reduced and any(b.startswith("torch") for b in backends):
+        notes.append(f"{'/'.join(reduced)} applies to ort-* and trt; the torch backends ran in fp32")
+    if cuda_graph and "trt" not in backends:
+        notes.append("--cuda-graph applies to trt only")
+    models = resolve_models(sources, add_baselines=add_baselines, input_size=input_size)
+    flow = Flow.plan(
+        models, backends=backends, batches=batches, precisions=precisions, target=target, calibration=calibration
+    )
+    flow.precisions = tuple(timed_precisions)
+    with contextlib.ExitStack() as stack:
+        if workdir is None:  # the artifacts live as long as the run
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="sbdeploy-bench-"))
+        flow.make(workdir, on_progress=on_progress)
+        return flow.bench(
+            plan, threads=threads, cuda_graph=cuda_graph, files=files, notes=notes, on_progress=on_progress
+        )
+
+
+@dataclass(frozen=True)
+class ValidateOptions:
+    """What ``sbdeploy validate`` makes and how it judges; combinations it cannot honour are refused here.
+
+    Attributes:
+        backends: the ONNX Runtime providers that run the ONNX files.
+        target: without files, make this deploy target's files (default: each backend's own).
+        batches: without files, the batch sizes of the per-batch files.
+        precisions: without files, the precisions to make (fp32 first).
+        calibration: int8 calibration SOURCE (default: the checkpoint's dataset).
+        data: real images (default: the checkpoint's dataset).
+        limit: use at most this many real images.
+        atol, rtol: override every target's and precision's tolerance.
+    """
+
+    backends: tuple[str, ...] = ("ort-cpu",)
+    target: str | None = None
+    batches: tuple[int, ...] = (1, 8)
+    precisions: tuple[str, ...] = ("fp32",)
+    calibration: str | None = None
+    data: str | None = None
+    limit: int | None = None
+    atol: float | None = None
+    rtol: float | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.backends if b not in ONNX_BACKENDS]
+        if unknown:
+            raise ConfigError(
+                f"--backends takes {', '.join(ONNX_BACKENDS)} (engines are given with --engine), got {unknown}"
+            )
+        if self.calibration is not None and "int8" not in self.precisions:
+            raise ConfigError("--calibration is for int8 artifacts; add --int8")
+
+    @property
+    def tolerances(self) -> dict[str, Tolerance] | None:
+        """Every precision's tolerance with ``atol``/``rtol`` put in (None: each target's own)."""
+        if self.atol is None and self.rtol is None:
+            return None
+        return {
+            k: dataclasses.replace(
+                t, atol=t.atol if self.atol is None else self.atol, rtol=t.rtol if self.rtol is None else self.rtol
+            )
+            for k, t in DEFAULT_TOLERANCES.items()
+        }
+
+
+def run_validate(
+    checkpoint: str | Path,
+    *,
+    onnx: Sequence[str | Path] = (),
+    engines: Sequence[str | Path] = (),
+    options: ValidateOptions = ValidateOptions(),
+    workdir: str | Path | None = None,
+    save_outputs: str | Path | None = None,
+    on_progress: Progress | None = None,
+) -> ValidationReport:
+    """``sbdeploy validate``: the checkpoint's PyTorch code against the given files, or against the files it makes.
+
+    Args:
+        checkpoint: the reference (checkpoint folder).
+        onnx, engines: the files to judge; none: make the deploy files bench would time for ``options.backends``.
+        workdir: keep the made files in this folder (default: a temporary one).
+        save_outputs: keep every output in this folder (:meth:`~sbdeploy.validate.run.RunResults.save`), to judge
+            again with :func:`judge_saved`.
+
+    Raises:
+        ArtifactError: a given file was made from another model than the checkpoint (said before anything runs).
+    """
+    if (onnx or engines) and "int8" in options.precisions:
+        raise ConfigError(
+            "--int8 makes int8 artifacts; a given file (--onnx/--engine) is judged by the precision it holds"
+        )
+    (model,) = resolve_models([checkpoint], add_baselines=False, stems=["model"])
+    ckpt = model.source
+    data = options.data or ckpt.config.dataset or None
+    with contextlib.ExitStack() as stack:
+        if onnx or engines:
+            files = [describe_file(f) for f in onnx]  # each read and hashed once, whatever the backends
+            artifacts = [artifact_of(f, b) for f in files for b in options.backends]
+            artifacts += [artifact_of(describe_file(e), "trt") for e in engines]
+            for artifact in artifacts:  # a given file of another model: said before reading data or running anything
+                if artifact.file_info is not None:
+                    check_same_model(artifact.file_info, ckpt)
+        else:
+            flow = Flow.plan(
+                [model],
+                backends=options.backends,
+                batches=options.batches,
+                precisions=options.precisions,
+                target=options.target,
+                calibration=options.calibration,
+                validate_data=data,
+            )
+            folder = workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="sbdeploy-validate-"))
+            flow.make(folder, on_progress=on_progress)
+            artifacts = [artifact_of(flow.made[p.filename], b) for p in flow.plans for b in p.backends]
+        results = run_validation(
+            ckpt,
+            artifacts,
+            runner_factory=lambda a: get_runner(a.backend, a.path),
+            dataset=dataset_case(data, ckpt.config, limit=options.limit) if data else None,
+            on_progress=on_progress,
+        )
+    if save_outputs is not None:
+        results.save(save_outputs)
+    return judge(results, options.tolerances)
+
+
+def judge_saved(folder: str | Path, options: ValidateOptions = ValidateOptions()) -> ValidationReport:
+    """Judge the outputs ``validate --save-outputs`` kept, with ``options``' tolerances, without running anything."""
+    return judge(RunResults.load(folder), options.tolerances)
+
+
+TUNED_DEFAULT = "ort-cpu"
+"""The target ``export --tune`` tunes when no target is given (the one whose form is chosen on the machine)."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``sbdeploy export`` writes; combinations it cannot honour are refused here.
+
+    Attributes:
+        target: the deploy target (default: the canonical ``grouped``; with ``tune``: :data:`TUNED_DEFAULT`).
+        precisions: the precisions asked for (fp32 first); the file is written in the last one.
+        batch: ``"dynamic"`` or a fixed batch size.
+        input_size: (H, W); default: the checkpoint's.
+        opset: the target ONNX opset.
+        passes: graph passes by name (default: the target's).
+        calibration: int8 calibration SOURCE (default: the checkpoint's dataset).
+        tune: time every candidate form and session setting and write the fastest.
+        tune_budget: with ``tune``, seconds of timed turns per stage at most.
+        threads: with ``tune``, the thread budget.
+        variants: with ``tune``, the target's variants to try besides its own form (None: all).
+    """
+
+    target: str | None = None
+    precisions: tuple[str, ...] = ("fp32",)
+    batch: str | int = "dynamic"
+    input_size: tuple[int, int] | None = None
+    opset: int = 17
+    passes: tuple[str, ...] | None = None
+    calibration: str | None = None
+    tune: bool = False
+    tune_budget: float = 10.0
+    threads: int | None = None
+    variants: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if "fp16" in self.precisions and "int8" in self.precisions:
+            raise ConfigError("--fp16 and --int8 each write one artifact; give one of them")
+        if self.calibration is not None and "int8" not in self.precisions:
+            raise ConfigError("--calibration is for int8 artifacts; add --int8")
+        if self.tune and "int8" in self.precisions:
+            raise ConfigError(
+                "--tune times fp32 and fp16 files; an int8 file keeps its target's rule form: drop --tune or --int8"
+            )
+        if not self.tune and (self.threads is not None or self.variants is not None):
+            raise ConfigError(
+                "--threads and --tune-forms belong to --tune; without --tune the form is the target's rule's"
+            )
+
+    @property
+    def deploy_target(self) -> str:
+        return self.target or (TUNED_DEFAULT if self.tune else CANONICAL)
+
+
+def run_export(
+    source: str | Path,
+    output: str | Path,
+    options: ExportOptions = ExportOptions(),
+    *,
+    model_options: dict[str, object] | None = None,
+    on_progress: Progress | None = None,
+) -> tuple[ExportResult, TuneResult | None]:
+    """``sbdeploy export``: ``source`` (checkpoint folder or zoo name, with ``model_options``) to one ONNX file.
+
+    Returns the export and, with ``options.tune``, the tuning record of the written file.
+    """
+    src = resolve_source(source, options=model_options)
+    precision = options.precisions[-1]
+    common = {"input_size": options.input_size, "opset": options.opset, "passes": options.passes}
+    if options.tune:
+        tune = tune_budget_options(options.tune_budget, threads=options.threads, variants=options.variants)
+        results = tune_export(
+            src,
+            {precision: output},
+            target=options.deploy_target,
+            batch=options.batch,  # type: ignore[arg-type]  # tune_export refuses "dynamic" in one line
+            options=tune,
+            on_progress=on_progress,
+            **common,
+        )
+        return results[precision]
+    calibration = None
+    if precision == "int8":
+        calibration = load_calibration(options.calibration, src.config, input_size=options.input_size)
+    result = export_source(
+        src, {precision: output}, batch=options.batch, target=options.deploy_target, calibration=calibration, **common
+    )
+    return result[precision], None

@@ -1,0 +1,225 @@
+"""``sbdeploy pipeline``: export -> passes -> engine -> validate -> bench, into one folder, each artifact made once.
+
+The run folder holds every artifact the run validates and times, made once by the one
+flow (:class:`sbdeploy.flow.Flow`) and kept: the canonical ``model.onnx``, and for the SB
+model (stem ``model``) and its baseline (stem ``baseline``) the deploy artifact of every
+backend and precision the run times (``model.ort-cpu.b1.fp32.onnx``,
+``baseline.ort-cpu.b8.fp16.onnx``, ``model.trt.fp32.engine`` + sidecar, ...). Validate
+judges every one of them against its own PyTorch training code (baseline files against
+the baseline), bench times exactly those files, and ``summary.md`` lists per file its
+sha256, parity verdict and latency. The engine is TensorRT where TensorRT and a GPU are
+present; elsewhere the engine step builds nothing and says so, and ONNX Runtime on the
+CPU (the embedded default) runs the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sbdeploy import environment
+from sbdeploy._io import atomic_write_bytes
+from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
+from sbdeploy.bench.report import write_report
+from sbdeploy.bench.timing import TimingPlan
+from sbdeploy.errors import ConfigError, SbdeployError
+from sbdeploy.flow import Flow
+from sbdeploy.pipeline.summary import PipelineResult, StepResult, speedup_text, summarize_artifacts
+from sbdeploy.serve.run_folder import SB_STEM
+from sbdeploy.sources import resolve_models
+from sbdeploy.targets import get_target, requested_precisions
+from sbdeploy.tune import TuneOptions, tuning_markdown
+from sbdeploy.validate.report import write_report as write_validation
+
+STEPS: tuple[str, ...] = ("export + passes", "engine", "validate", "bench")
+"""The pipeline's steps, in order."""
+
+BASELINE_STEM = "baseline"
+"""File-name stem of the baseline's artifacts in a run folder (the SB model's: :data:`SB_STEM`)."""
+
+Outcome = tuple[bool, str, tuple[str, ...], bool]
+"""What a step reports: ok, detail, files written, skipped (nothing to do on this machine)."""
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Knobs of the pipeline run; combinations it cannot honour are refused when they are made.
+
+    Attributes:
+        fp16: also make, validate and bench fp16 artifacts.
+        int8: also make, validate and bench int8 artifacts (each target's recipe).
+        calibration: int8 calibration SOURCE (a data source or a .npy); default: the checkpoint's dataset.
+        batches: bench batch sizes (the ort-cpu form is made once per batch).
+        iters: bench timed runs per model (None: the adaptive length, see ``budget_s``).
+        budget_s: bench seconds of timed turns per backend and batch, at most, for the adaptive length.
+        warmup_iters: bench warm-up runs per model.
+        threads: intra-op threads for torch and ONNX Runtime CPU.
+        limit: use at most this many real images in validation.
+        baseline: the baseline to bench against (checkpoint folder or zoo name); default:
+            the registry's baseline of the source's architecture, random weights.
+        target: one deploy target for every backend (default: each backend's own).
+        tune: time the candidate forms and session settings of every ort-cpu file on this
+            machine and keep the fastest (``tuning.md`` reports them); None: each target's
+            rule chooses the form. Its ``threads`` default to the run's.
+    """
+
+    fp16: bool = False
+    int8: bool = False
+    calibration: str | None = None
+    batches: tuple[int, ...] = (1, 8)
+    iters: int | None = None
+    budget_s: float = DEFAULT_BUDGET_S
+    warmup_iters: int = 5
+    threads: int | None = None
+    limit: int | None = None
+    baseline: str | None = None
+    target: str | None = None
+    tune: TuneOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.calibration is not None and not self.int8:
+            raise ConfigError("--calibration is for int8 artifacts; add --int8")
+        if self.tune is not None and self.int8:
+            raise ConfigError(
+                "--tune times fp32 and fp16 files; an int8 file keeps its target's rule form, so its 'vs fp32' would "
+                "mix tuning with precision: run the pipeline once with --tune and once with --int8"
+            )
+        if self.tune is not None and self.target is not None and not get_target(self.target).tunable:
+            raise ConfigError(
+                f"--tune times the forms of a tunable target (ort-cpu); --target {self.target} has one form: drop --tune"
+            )
+        if not self.batches or min(self.batches) < 1:
+            raise ConfigError(f"batch sizes must be >= 1, got {list(self.batches)}")
+
+
+def tune_options(options: PipelineOptions) -> TuneOptions | None:
+    """The tuning options of a run (None without ``tune``), their thread budget the run's unless they name one."""
+    if options.tune is None or options.tune.threads is not None:
+        return options.tune
+    return dataclasses.replace(options.tune, threads=options.threads)
+
+
+def engine_backend() -> tuple[str, str]:
+    """``("trt", why)`` when TensorRT, pycuda and an NVIDIA GPU are here, else ``("ort-cpu", why)``."""
+    stack = environment.gpu_stack()
+    if stack.trt_ready:
+        return "trt", f"TensorRT {stack.tensorrt} and {stack.gpu_name} are present"
+    return "ort-cpu", f"{stack.why_not_trt()} here: ONNX Runtime CPU (the embedded default) runs the model"
+
+
+def run_pipeline(
+    source: str | Path,
+    out: str | Path,
+    options: PipelineOptions = PipelineOptions(),
+    *,
+    on_step: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    on_step_done: Callable[[StepResult], None] | None = None,
+) -> PipelineResult:
+    """Run the whole chain on a checkpoint folder (or zoo name); write every artifact and report to ``out``.
+
+    The models are read and every file planned before anything is written: a bad source,
+    baseline or option raises (CheckpointError, ConfigError) and leaves no run folder behind.
+    A step that fails with a user's error (:class:`~sbdeploy.errors.SbdeployError`) is
+    reported in the summary and the steps that need it are skipped; any other exception is
+    a bug and propagates.
+
+    Args:
+        source: checkpoint folder or zoo name.
+        out: the run folder.
+        options: what to make, validate and bench.
+        on_step: called with each step's name (one of :data:`STEPS`) as it starts.
+        on_progress: the running step's ``(stage, done, total)`` progress.
+        on_step_done: called with each step's result as it ends.
+    """
+    out = Path(out)
+    backend, why = engine_backend()
+    models = resolve_models([source], baseline=options.baseline, stems=[SB_STEM, BASELINE_STEM])
+    precisions = requested_precisions(options.fp16, options.int8)
+    flow = Flow.plan(
+        models,
+        backends=["torch", "ort-cpu"] + (["trt"] if backend == "trt" else []),
+        batches=options.batches,
+        precisions=precisions,
+        target=options.target,
+        calibration=options.calibration,
+        validate_data=None,
+        canonical=True,
+    )
+    out.mkdir(parents=True, exist_ok=True)  # every model read and every file planned: the run can start
+    result = PipelineResult(source=str(source), out=out, engine_backend=backend)
+    say = on_step or (lambda _: None)
+
+    def step(name: str, fn: Callable[[], Outcome]) -> bool:
+        say(name)
+        start = time.perf_counter()
+        try:
+            ok, detail, files, skipped = fn()
+        except SbdeployError as error:  # reported in the summary; the steps that need this one are skipped
+            ok, detail, files, skipped = False, f"{type(error).__name__}: {error}", (), False
+        result.steps.append(StepResult(name, ok, round(time.perf_counter() - start, 2), detail, files, skipped))
+        if on_step_done is not None:
+            on_step_done(result.steps[-1])
+        return ok
+
+    def do_export() -> Outcome:
+        flow.make(out, engines=False, tune=tune_options(options), on_progress=on_progress)
+        onnx_plans = [p for p in flow.plans if p.kind == "onnx"]
+        forms = ", ".join(sorted({f"{p.target} ({p.precision})" for p in onnx_plans}))
+        files = tuple(p.filename for p in onnx_plans)
+        if flow.tuned:
+            report = {"files": {name: r.to_metadata() for name, r in flow.tuned.items()}}
+            atomic_write_bytes(out / "tuning.json", (json.dumps(report, indent=2) + "\n").encode())
+            atomic_write_bytes(out / "tuning.md", tuning_markdown(list(flow.tuned.items())).encode())
+            chosen = "; ".join(f"{name}: {r.chosen.label}" for name, r in flow.tuned.items())
+            return (
+                True,
+                f"{len(files)} ONNX files: {forms}; tuned {chosen}",
+                (*files, "tuning.json", "tuning.md"),
+                False,
+            )
+        untuned = any(get_target(p.target).tunable for p in onnx_plans)
+        rule = " (ort-cpu forms chosen by the target's rule, not tuned: --tune times them)" if untuned else ""
+        return True, f"{len(files)} ONNX files: {forms}{rule}", files, False
+
+    def do_engine() -> Outcome:
+        built = flow.build_engines(out, on_progress)
+        if not built:
+            return True, f"skipped: no TensorRT here ({why})", (), True
+        files = tuple(f for name in built for f in (name, f"{name}.json"))
+        return True, f"{len(built)} TensorRT engines built ({why})", files, False
+
+    def do_validate() -> Outcome:
+        report = flow.validate(limit=options.limit, on_progress=on_progress)
+        result.validation = report
+        write_validation(report, out)
+        reference = str(models[0].source.path)
+        accuracy = "; ".join(
+            f"{a.file or 'torch'} top-1 {a.top1:.2%}" for a in report.accuracy if a.reference == reference
+        )
+        verdict = "all checks passed" if report else f"{len(report.failures)} of {len(report.checks)} checks FAILED"
+        detail = f"{verdict} ({len(report.checks)} checks of {len(report.file_verdicts())} files); {accuracy}"
+        return bool(report), detail, ("validate.json", "validate.md"), False
+
+    def do_bench() -> Outcome:
+        plan = TimingPlan(warmup_iters=options.warmup_iters, iters=options.iters, budget_s=options.budget_s)
+        report = result.bench = flow.bench(plan, threads=options.threads, on_progress=on_progress)
+        files = write_report(report, out)
+        speedups = "; ".join(
+            f"{r.backend} {r.precision} b{r.batch} {speedup_text(r)}" for r in report.rows if r.speedup is not None
+        )
+        unstable = sum(r.unstable for r in report.rows)
+        flags = f"; {unstable} of {len(report.rows)} figures unstable (bench.md)" if report.unstable else ""
+        return True, f"SB vs baseline: {speedups or 'no baseline pair'}{flags}", tuple(p.name for p in files), False
+
+    if step("export + passes", do_export):
+        step("engine", do_engine)
+        step("validate", do_validate)
+        step("bench", do_bench)
+        result.artifacts = summarize_artifacts(flow.made, flow.plans, result.validation, result.bench)
+    result.write()
+    return result
