@@ -1,4 +1,4 @@
-"""The two Python routes of the README's "Bring your own network", run as written there."""
+"""The two Python routes of "Bring your own network" (docs/own-network.md), run as written there."""
 
 from __future__ import annotations
 
