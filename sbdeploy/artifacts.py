@@ -44,8 +44,7 @@ from sbdeploy.targets import (
 
 if TYPE_CHECKING:
     from sbdeploy.calibration import Calibration
-    from sbdeploy.checkpoint import CheckpointConfig
-    from sbdeploy.export import ModelSource
+    from sbdeploy.checkpoint import Checkpoint, CheckpointConfig
     from sbdeploy.tune import TuneOptions, TuneResult
 
 Progress = Callable[[str, int, int], None]
@@ -342,7 +341,7 @@ def describe_file(path: str | Path) -> DeployFile:
 
 def make_artifacts(
     plans: Sequence[ArtifactPlan],
-    sources: Mapping[str, ModelSource],
+    sources: Mapping[str, Checkpoint],
     folder: str | Path,
     *,
     input_sizes: Mapping[str, tuple[int, int]] | None = None,

@@ -39,6 +39,7 @@ from sbdeploy.bench.run import (
 )
 from sbdeploy.bench.timing import TimingPlan
 from sbdeploy.calibration import Calibration, calibration_for, load_calibration
+from sbdeploy.checkpoint import require_folder
 from sbdeploy.errors import ConfigError
 from sbdeploy.export import ExportResult, export_source
 from sbdeploy.sources import Model, is_artifact_file, resolve_models, resolve_source
@@ -383,6 +384,7 @@ def run_validate(
         raise ConfigError(
             "--int8 makes int8 artifacts; a given file (--onnx/--engine) is judged by the precision it holds"
         )
+    require_folder(Path(checkpoint))  # the reference is a checkpoint folder, never a zoo name's random weights
     (model,) = resolve_models([checkpoint], add_baselines=False, stems=["model"])
     ckpt = model.source
     data = options.data or ckpt.config.dataset or None

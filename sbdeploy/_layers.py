@@ -1,0 +1,36 @@
+"""The package's layers, bottom to top: a module imports sbdeploy modules of its own layer or below, never above.
+
+Each layer names modules and packages (a package: every module under it; the most specific
+name wins). ``tests/test_layers.py`` checks every import against this list, and the
+README's layout line is this list.
+"""
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("_version", "errors", "_io", "_lazy", "_layers", "tolerance"),
+    ("environment", "bench.stats", "bench.machine", "bench.timing", "bench.defaults"),
+    ("nn",),
+    ("models", "flops", "zoo", "data"),
+    ("checkpoint", "state_dict", "int8_recipe", "targets", "calibration", "files", "backends.tensorrt.sidecar"),
+    ("sources", "train", "convert"),
+    ("passes", "export"),
+    ("backends",),
+    ("tune", "artifacts"),
+    ("validate", "bench"),
+    ("flow", "pipeline", "serve", "doctor"),
+    ("cli", "__main__", ""),
+)
+"""Module names relative to ``sbdeploy`` (``""``: the package itself, which re-exports the public API)."""
+
+
+def layer_of(module: str) -> int:
+    """The layer of a module (``sbdeploy.nn.sb`` -> 2), by the most specific name in :data:`LAYERS` that holds it."""
+    name = module.removeprefix("sbdeploy").removeprefix(".")
+    best, found = -1, None
+    for number, layer in enumerate(LAYERS):
+        for entry in layer:
+            holds = name == entry or (entry != "" and name.startswith(entry + "."))
+            if holds and len(entry) > best:
+                best, found = len(entry), number
+    if found is None:
+        raise KeyError(f"{module} is in no layer of sbdeploy._layers.LAYERS")
+    return found
