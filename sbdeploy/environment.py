@@ -176,8 +176,11 @@ def probe_nvidia_smi() -> tuple[str, str, str] | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=15, check=True,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     parts = [p.strip() for p in out.splitlines()[0].split(",")] if out else []
@@ -304,14 +307,26 @@ class CpuInt8Support:
 
     def describe(self) -> str:
         """One line for reports, e.g. ``x86_64 AVX-512, VNNI, AMX-INT8: int8 dot products in hardware``."""
-        names = [n for n, on in (("AVX2", self.avx2 and not self.avx512), ("AVX-512", self.avx512), ("VNNI", self.vnni),
-                                 ("AMX-INT8", self.amx_int8), ("dotprod", self.arm_dotprod), ("i8mm", self.arm_i8mm)) if on]  # fmt: skip
+        names = [
+            n
+            for n, on in (
+                ("AVX2", self.avx2 and not self.avx512),
+                ("AVX-512", self.avx512),
+                ("VNNI", self.vnni),
+                ("AMX-INT8", self.amx_int8),
+                ("dotprod", self.arm_dotprod),
+                ("i8mm", self.arm_i8mm),
+            )
+            if on
+        ]
         found = f"{self.machine} {', '.join(names)}" if names else self.machine
         if self.int8_dot:
             return f"{found}: int8 dot products in hardware"
         if self.avx2:
-            return (f"{found}, no VNNI: int8 dot products take two 16-bit multiply-add steps (vpmaddubsw, vpmaddwd), "
-                    "so int8 may not beat fp32 here: measure it (sbdeploy bench) before shipping int8")  # fmt: skip
+            return (
+                f"{found}, no VNNI: int8 dot products take two 16-bit multiply-add steps (vpmaddubsw, vpmaddwd), "
+                "so int8 may not beat fp32 here: measure it (sbdeploy bench) before shipping int8"
+            )
         return f"{found}: no int8 dot-product instructions known to sbdeploy; int8 is unlikely to beat fp32 here"
 
 

@@ -67,8 +67,10 @@ def session_candidates(threads: int) -> list[SessionSettings]:
     default = SessionSettings.default(threads)
     candidates = [default, dataclasses.replace(default, spinning=False)]
     if threads > 1:
-        candidates += [dataclasses.replace(default, intra_op_threads=1),
-                       dataclasses.replace(default, intra_op_threads=1, inter_op_threads=threads, execution_mode="parallel")]  # fmt: skip
+        candidates += [
+            dataclasses.replace(default, intra_op_threads=1),
+            dataclasses.replace(default, intra_op_threads=1, inter_op_threads=threads, execution_mode="parallel"),
+        ]
     candidates.append(dataclasses.replace(default, optimization="extended"))
     return candidates
 
@@ -187,13 +189,20 @@ class CandidateTime:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "stage": self.stage, "form": self.candidate.form, "lowering": self.candidate.lowering,
-            "settings": self.candidate.settings.to_dict(), "label": self.candidate.label, "median_ms": self.median_ms,
-            "median_ci95_ms": None if self.low_ms is None else [self.low_ms, self.high_ms], "cv": self.cv, "runs": self.runs,
+            "stage": self.stage,
+            "form": self.candidate.form,
+            "lowering": self.candidate.lowering,
+            "settings": self.candidate.settings.to_dict(),
+            "label": self.candidate.label,
+            "median_ms": self.median_ms,
+            "median_ci95_ms": None if self.low_ms is None else [self.low_ms, self.high_ms],
+            "cv": self.cv,
+            "runs": self.runs,
             "speedup_vs_default": self.speedup,
             "speedup_ci95": None if self.speedup_low is None else [self.speedup_low, self.speedup_high],
-            "same_graph_as": self.same_graph_as, "screened": self.screened,
-        }  # fmt: skip
+            "same_graph_as": self.same_graph_as,
+            "screened": self.screened,
+        }
 
 
 @dataclass(frozen=True)
@@ -268,12 +277,27 @@ class TuneResult:
     def to_metadata(self) -> dict[str, Any]:
         """The ``sbdeploy.tuning`` record of the written file."""
         return {
-            "tuned": True, "target": self.target, "precision": self.precision, "batch": self.batch, "threads": self.threads,
-            "chosen": {"form": self.chosen.form, "lowering": self.chosen.lowering, "settings": self.chosen.settings.to_dict()},
-            "default": {"form": self.default.form, "lowering": self.default.lowering, "settings": self.default.settings.to_dict()},
-            "decision": self.decision, "busy_machine": self.busy_warning(), "candidates": [t.to_dict() for t in self.times],
-            "stages": [{**dataclasses.asdict(s), "busy": list(s.busy)} for s in self.stages], "plan": dict(self.plan),
-        }  # fmt: skip
+            "tuned": True,
+            "target": self.target,
+            "precision": self.precision,
+            "batch": self.batch,
+            "threads": self.threads,
+            "chosen": {
+                "form": self.chosen.form,
+                "lowering": self.chosen.lowering,
+                "settings": self.chosen.settings.to_dict(),
+            },
+            "default": {
+                "form": self.default.form,
+                "lowering": self.default.lowering,
+                "settings": self.default.settings.to_dict(),
+            },
+            "decision": self.decision,
+            "busy_machine": self.busy_warning(),
+            "candidates": [t.to_dict() for t in self.times],
+            "stages": [{**dataclasses.asdict(s), "busy": list(s.busy)} for s in self.stages],
+            "plan": dict(self.plan),
+        }
 
 
 def choose(times: Sequence[CandidateTime], default: Candidate) -> tuple[Candidate, str]:
@@ -295,10 +319,14 @@ def choose(times: Sequence[CandidateTime], default: Candidate) -> tuple[Candidat
             f"{best.candidate.label} was fastest but too few turns gave no interval: the untuned default is kept",
         )
     if best.speedup_low <= 1.0:
-        return default, (f"{best.candidate.label} was fastest ({best.speedup:.3f}x, interval {best.speedup_low:.3f}-"
-                         f"{best.speedup_high:.3f}) but not surely faster: the untuned default is kept")  # fmt: skip
-    return best.candidate, (f"{best.candidate.label}: {best.speedup:.3f}x the untuned default "
-                            f"(interval {best.speedup_low:.3f}-{best.speedup_high:.3f})")  # fmt: skip
+        return default, (
+            f"{best.candidate.label} was fastest ({best.speedup:.3f}x, interval {best.speedup_low:.3f}-"
+            f"{best.speedup_high:.3f}) but not surely faster: the untuned default is kept"
+        )
+    return best.candidate, (
+        f"{best.candidate.label}: {best.speedup:.3f}x the untuned default "
+        f"(interval {best.speedup_low:.3f}-{best.speedup_high:.3f})"
+    )
 
 
 def _graph_key(path: Path) -> str:
@@ -343,23 +371,44 @@ def _time_stage(
         for c in files:
             if c != default and min(warm[c]) > options.screen * reference:
                 median = float(np.median(warm[c]))
-                times.append(CandidateTime(stage, c, median, runs=len(warm[c]), speedup=float(np.median(warm[default])) / median,
-                                           screened=True))  # fmt: skip
+                times.append(
+                    CandidateTime(
+                        stage,
+                        c,
+                        median,
+                        runs=len(warm[c]),
+                        speedup=float(np.median(warm[default])) / median,
+                        screened=True,
+                    )
+                )
         kept = [c for c in files if not any(t.candidate == c for t in times)]
         pairs = [Pair(sb=names[c], baseline=names[default], mac_ratio=1.0) for c in kept if c != default]
         plan = dataclasses.replace(
             options.plan, warmup_iters=1, warmup_s=None
         )  # warmed up above: one run fits the turns
-        result = measure_group({names[c]: fns[c] for c in kept}, plan, pairs=pairs,
-                               on_round=round_progress(f"tuning: {stage}", on_progress))  # fmt: skip
+        result = measure_group(
+            {names[c]: fns[c] for c in kept},
+            plan,
+            pairs=pairs,
+            on_round=round_progress(f"tuning: {stage}", on_progress),
+        )
     for c in kept:
         stats, speedup = result.stats[names[c]], result.speedups.get(names[c])
         interval = speedup.interval if speedup is not None else None
-        times.append(CandidateTime(
-            stage, c, stats.median_ms, stats.median_low_ms, stats.median_high_ms, stats.cv, stats.runs,
-            1.0 if c == default else speedup.value if speedup else None,
-            interval.low if interval else None, interval.high if interval else None,
-        ))  # fmt: skip
+        times.append(
+            CandidateTime(
+                stage,
+                c,
+                stats.median_ms,
+                stats.median_low_ms,
+                stats.median_high_ms,
+                stats.cv,
+                stats.runs,
+                1.0 if c == default else speedup.value if speedup else None,
+                interval.low if interval else None,
+                interval.high if interval else None,
+            )
+        )
     order = list(files)
     return sorted(times, key=lambda t: order.index(t.candidate)), StageRecord.of(stage, result)
 
@@ -427,8 +476,18 @@ def tune_files(
         chosen, decision = choose(final_times, default)
     else:
         chosen, decision = default, "a single candidate: nothing to choose"
-    return TuneResult(target.name, precision, batch, budget, default, chosen, decision, tuple(times), tuple(stages),
-                      options.plan.settings())  # fmt: skip
+    return TuneResult(
+        target.name,
+        precision,
+        batch,
+        budget,
+        default,
+        chosen,
+        decision,
+        tuple(times),
+        tuple(stages),
+        options.plan.settings(),
+    )
 
 
 def tune_export(
@@ -482,18 +541,29 @@ def tune_export(
             if on_progress:
                 on_progress(f"tuning: exporting {form.form}", number, len(candidates))
             paths = {p: Path(tmp) / f"{number}.{p}.onnx" for p in outputs}
-            exported[form.spec] = export_source(src, paths, opset=opset, batch=batch, input_size=input_size, target=form.spec,
-                                                passes=passes)  # fmt: skip
+            exported[form.spec] = export_source(
+                src, paths, opset=opset, batch=batch, input_size=input_size, target=form.spec, passes=passes
+            )
         for precision, out_path in outputs.items():
             files = {spec: by_precision[precision].path for spec, by_precision in exported.items()}
             first = exported[deploy.spec][precision]
             shape = first.metadata["input_shape"]
-            tuning = tune_files(files, target=deploy, precision=precision, batch=batch, input_shape=(shape[1], shape[2], shape[3]),
-                                options=options, on_progress=on_progress)  # fmt: skip
+            tuning = tune_files(
+                files,
+                target=deploy,
+                precision=precision,
+                batch=batch,
+                input_shape=(shape[1], shape[2], shape[3]),
+                options=options,
+                on_progress=on_progress,
+            )
             chosen = exported[tuning.chosen.form][precision]
             proto = load_onnx(chosen.path)
-            metadata = {**read_metadata(proto), SESSION_METADATA_KEY: tuning.chosen.settings.to_dict(),
-                        TUNING_METADATA_KEY: tuning.to_metadata()}  # fmt: skip
+            metadata = {
+                **read_metadata(proto),
+                SESSION_METADATA_KEY: tuning.chosen.settings.to_dict(),
+                TUNING_METADATA_KEY: tuning.to_metadata(),
+            }
             write_metadata(proto, metadata)
             data = proto.SerializeToString(deterministic=True)
             atomic_write_bytes(Path(out_path), data)
@@ -507,13 +577,21 @@ def tune_export(
 
 def tuning_markdown(results: Sequence[tuple[str, TuneResult]]) -> str:
     """A report of tuned files (file name, result): per file its candidates' times, intervals, the load, the choice."""
-    lines = ["# sbdeploy tuning", "",
-             "Each file's candidate forms and ONNX Runtime session settings, timed on this machine by the bench's "
-             "interleaved method (median with its 95% interval; speedup over the untuned default with its interval "
-             "over paired turns). The fastest is kept only when it is surely faster than the untuned default.", ""]  # fmt: skip
+    lines = [
+        "# sbdeploy tuning",
+        "",
+        "Each file's candidate forms and ONNX Runtime session settings, timed on this machine by the bench's "
+        "interleaved method (median with its 95% interval; speedup over the untuned default with its interval "
+        "over paired turns). The fastest is kept only when it is surely faster than the untuned default.",
+        "",
+    ]
     for file, result in results:
-        lines += [f"## {file}", "", f"- target {result.target}, {result.precision}, batch {result.batch}, "
-                  f"{result.threads} threads", f"- chosen: **{result.chosen.label}** ({result.decision})"]  # fmt: skip
+        lines += [
+            f"## {file}",
+            "",
+            f"- target {result.target}, {result.precision}, batch {result.batch}, {result.threads} threads",
+            f"- chosen: **{result.chosen.label}** ({result.decision})",
+        ]
         lines += [
             f"- stage {s.stage}: {s.rounds} turns, {s.seconds:.1f} s, {s.stop}; {s.load_text()}" for s in result.stages
         ]

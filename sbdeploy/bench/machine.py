@@ -90,8 +90,13 @@ class MachineUsage:
         return separator.join(f"{m.loadavg[0]:.2f}" if m.loadavg else "-" for m in (self.before, self.after))
 
     def to_dict(self) -> dict[str, object]:
-        return {"before": self.before.to_dict(), "after": self.after.to_dict(), "seconds": self.seconds, "own_cpu": self.own_cpu,
-                "others_cpu": self.others_cpu}  # fmt: skip
+        return {
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "seconds": self.seconds,
+            "own_cpu": self.own_cpu,
+            "others_cpu": self.others_cpu,
+        }
 
 
 def _affinity() -> set[int] | None:

@@ -239,10 +239,13 @@ class BenchReport:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "environment": self.environment.to_dict(), "settings": self.settings, "unstable": self.unstable,
-            "groups": [g.to_dict() for g in self.groups], "rows": [r.flat() for r in self.rows],
+            "environment": self.environment.to_dict(),
+            "settings": self.settings,
+            "unstable": self.unstable,
+            "groups": [g.to_dict() for g in self.groups],
+            "rows": [r.flat() for r in self.rows],
             "warnings": [{"subject": w.subject, **w.flag.to_dict()} for w in self.warnings()],
-        }  # fmt: skip
+        }
 
 
 def pairs_of(models: dict[str, tuple[int, str | None]]) -> list[Pair]:
@@ -261,8 +264,18 @@ def group_rows(
     rows = []
     for label, (macs, base) in models.items():
         interval = result.speedups[label].interval if label in result.speedups else None
-        rows.append(BenchRow(label, backend, batch, macs, base, result.stats[label],
-                             speedup_low=interval.low if interval else None, speedup_high=interval.high if interval else None))  # fmt: skip
+        rows.append(
+            BenchRow(
+                label,
+                backend,
+                batch,
+                macs,
+                base,
+                result.stats[label],
+                speedup_low=interval.low if interval else None,
+                speedup_high=interval.high if interval else None,
+            )
+        )
     return rows
 
 
@@ -314,9 +327,25 @@ def _with_interval(value: float | None, interval: Interval | None, spec: str) ->
 
 
 MARKDOWN_COLUMNS = (
-    "model", "file", "form", "backend", "precision", "batch", "GMACs/img", "median ms (CI)", "GPU ms", "p90 ms", "p99 ms", "CV",
-    "img/s", "speedup (CI)", "MAC ratio", "efficiency (CI)", "vs fp32 (CI)", "stable",
-)  # fmt: skip
+    "model",
+    "file",
+    "form",
+    "backend",
+    "precision",
+    "batch",
+    "GMACs/img",
+    "median ms (CI)",
+    "GPU ms",
+    "p90 ms",
+    "p99 ms",
+    "CV",
+    "img/s",
+    "speedup (CI)",
+    "MAC ratio",
+    "efficiency (CI)",
+    "vs fp32 (CI)",
+    "stable",
+)
 
 
 def shown_columns(rows: Sequence[BenchRow]) -> list[int]:
@@ -340,13 +369,28 @@ def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
         median = f"{s.median_ms:.3f}" + (
             f" ({s.median_low_ms:.3f}-{s.median_high_ms:.3f})" if s.median_halfwidth is not None else ""
         )
-        cells.append([
-            r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", median,
-            _fmt(s.compute_median_ms, ".3f"), f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.cv:.1%}", f"{r.throughput:.1f}",
-            _with_interval(r.speedup, r.speedup_interval, ".2f"), _fmt(r.mac_ratio, ".3f"),
-            _with_interval(r.efficiency, r.efficiency_interval, ".2f"), _with_interval(r.vs_fp32, r.vs_fp32_interval, ".2f"),
-            stable_cell(r),
-        ])  # fmt: skip
+        cells.append(
+            [
+                r.model,
+                r.file or "-",
+                r.form,
+                r.backend,
+                r.precision,
+                str(r.batch),
+                f"{r.macs / 1e9:.3f}",
+                median,
+                _fmt(s.compute_median_ms, ".3f"),
+                f"{s.p90_ms:.3f}",
+                f"{s.p99_ms:.3f}",
+                f"{s.cv:.1%}",
+                f"{r.throughput:.1f}",
+                _with_interval(r.speedup, r.speedup_interval, ".2f"),
+                _fmt(r.mac_ratio, ".3f"),
+                _with_interval(r.efficiency, r.efficiency_interval, ".2f"),
+                _with_interval(r.vs_fp32, r.vs_fp32_interval, ".2f"),
+                stable_cell(r),
+            ]
+        )
     return cells
 
 
@@ -433,12 +477,18 @@ def to_markdown(report: BenchReport) -> str:
                 "",
             ]
     if report.groups:
-        lines += ["## Measurement", "", "| backend | batch | turns | runs per turn | seconds | stopped | load 1 min (before, after) | others' CPU | CPUs (available / machine) |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "## Measurement",
+            "",
+            "| backend | batch | turns | runs per turn | seconds | stopped | load 1 min (before, after) | others' CPU | CPUs (available / machine) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for g in report.groups:
             m = g.record.machine
-            lines.append(f"| {g.backend} | {g.batch} | {g.record.rounds} | {g.record.turn} | {g.record.seconds:.1f} | {g.record.stop} | {m.loads(', ')} | "
-                         f"{_fmt(m.others_cpu, '.2f')} | {m.cpus_available} / {m.before.cpu_count or '-'} |")  # fmt: skip
+            lines.append(
+                f"| {g.backend} | {g.batch} | {g.record.rounds} | {g.record.turn} | {g.record.seconds:.1f} | {g.record.stop} | {m.loads(', ')} | "
+                f"{_fmt(m.others_cpu, '.2f')} | {m.cpus_available} / {m.before.cpu_count or '-'} |"
+            )
         lines += [
             "",
             "others' CPU = cores' worth of CPU time that other processes took on the available CPUs while the group was timed.",
@@ -552,16 +602,32 @@ def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colour = {b: colours[i % len(colours)] for i, b in enumerate(batches)}
     marker = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(models)}
-    fig, axes = plt.subplots(1, len(backends), figsize=(4.2 * len(backends) + 2.2, 4.4), dpi=110, squeeze=False, sharey=True,
-                             layout="constrained")  # fmt: skip
+    fig, axes = plt.subplots(
+        1,
+        len(backends),
+        figsize=(4.2 * len(backends) + 2.2, 4.4),
+        dpi=110,
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     for ax, backend in zip(axes[0], backends):
         for r in (r for r in report.rows if r.backend == backend):
             y, s = r.stats.median_ms / r.batch, r.stats
             err = None
             if s.median_low_ms is not None and s.median_high_ms is not None:
                 err = [[max(y - s.median_low_ms / r.batch, 0)], [max(s.median_high_ms / r.batch - y, 0)]]
-            ax.errorbar([r.macs / 1e9], [y], yerr=err, fmt=marker[_series(r)], color=colour[r.batch], markersize=8, capsize=3,
-                        markerfacecolor="white" if r.unstable else colour[r.batch], markeredgewidth=1.5)  # fmt: skip
+            ax.errorbar(
+                [r.macs / 1e9],
+                [y],
+                yerr=err,
+                fmt=marker[_series(r)],
+                color=colour[r.batch],
+                markersize=8,
+                capsize=3,
+                markerfacecolor="white" if r.unstable else colour[r.batch],
+                markeredgewidth=1.5,
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         _plain_log_ticks(ax.xaxis, [r.macs / 1e9 for r in report.rows])
@@ -611,21 +677,39 @@ def plot_speedups(report: BenchReport, path: Path) -> None:
         return
     xs = list(range(len(rows)))
     measured = [r.speedup or 0.0 for r in rows]
-    err = [[max(v - (r.speedup_low if r.speedup_low is not None else v), 0) for v, r in zip(measured, rows)],
-           [max((r.speedup_high if r.speedup_high is not None else v) - v, 0) for v, r in zip(measured, rows)]]  # fmt: skip
-    bars = ax.bar([x - 0.18 for x in xs], measured, width=0.36, yerr=err, capsize=4, color="tab:blue",
-                  edgecolor="tab:blue")  # fmt: skip
+    err = [
+        [max(v - (r.speedup_low if r.speedup_low is not None else v), 0) for v, r in zip(measured, rows)],
+        [max((r.speedup_high if r.speedup_high is not None else v) - v, 0) for v, r in zip(measured, rows)],
+    ]
+    bars = ax.bar(
+        [x - 0.18 for x in xs], measured, width=0.36, yerr=err, capsize=4, color="tab:blue", edgecolor="tab:blue"
+    )
     ideal = [1 / r.mac_ratio if r.mac_ratio else 0 for r in rows]
     ideal_bars = ax.bar([x + 0.18 for x in xs], ideal, width=0.36, color="tab:orange", alpha=0.55)
     for bar, r, v, top in zip(bars, rows, measured, err[1]):
         if r.unstable:
             bar.set_facecolor("white")
             bar.set_hatch("//")
-        ax.annotate(f"{v:.2f}x" + (" !" if r.unstable else ""), (bar.get_x() + bar.get_width() / 2, v + top), xytext=(0, 3),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=8)  # fmt: skip
+        ax.annotate(
+            f"{v:.2f}x" + (" !" if r.unstable else ""),
+            (bar.get_x() + bar.get_width() / 2, v + top),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     for bar, v in zip(ideal_bars, ideal):
-        ax.annotate(f"{v:.2f}x", (bar.get_x() + bar.get_width() / 2, v), xytext=(0, 3), textcoords="offset points", ha="center",
-                    va="bottom", fontsize=8, color="saddlebrown")  # fmt: skip
+        ax.annotate(
+            f"{v:.2f}x",
+            (bar.get_x() + bar.get_width() / 2, v),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="saddlebrown",
+        )
     ax.axhline(1.0, color="black", linewidth=0.8)
     labels = [f"{r.model}\n{r.backend} {r.precision} b{r.batch}" for r in rows]
     ax.set_xticks(

@@ -99,12 +99,23 @@ def machine_flags(usage: MachineUsage, limits: Limits = Limits()) -> list[Flag]:
     flags = []
     cpus = usage.cpus_available
     if usage.peak_load is not None and usage.peak_load > cpus:
-        flags.append(Flag("load", f"load average {usage.peak_load:.1f} above the {cpus} CPUs available",
-                          f"load average above the {cpus} CPUs available", f"{usage.peak_load:.1f}"))  # fmt: skip
+        flags.append(
+            Flag(
+                "load",
+                f"load average {usage.peak_load:.1f} above the {cpus} CPUs available",
+                f"load average above the {cpus} CPUs available",
+                f"{usage.peak_load:.1f}",
+            )
+        )
     if usage.others_cpu is not None and usage.others_cpu > limits.max_others * cpus:
-        flags.append(Flag("busy", f"other processes used {usage.others_cpu:.2f} of the {cpus} CPUs while it was timed",
-                          f"other processes used more than {limits.max_others:.0%} of the {cpus} CPUs while timed",
-                          f"{usage.others_cpu:.2f} CPUs"))  # fmt: skip
+        flags.append(
+            Flag(
+                "busy",
+                f"other processes used {usage.others_cpu:.2f} of the {cpus} CPUs while it was timed",
+                f"other processes used more than {limits.max_others:.0%} of the {cpus} CPUs while timed",
+                f"{usage.others_cpu:.2f} CPUs",
+            )
+        )
     return flags
 
 
@@ -112,15 +123,33 @@ def latency_flags(stats: LatencyStats, limits: Limits = Limits(), *, paired: boo
     """Flags of one row's runs; ``paired``: the row is in an SB/baseline pair (its median interval is not its headline)."""
     flags = []
     if stats.cv > limits.max_cv:
-        flags.append(Flag("spread", f"runs vary by CV {stats.cv:.1%} (above {limits.max_cv:.0%})", f"runs vary by CV above {limits.max_cv:.0%}",
-                          f"{stats.cv:.1%}"))  # fmt: skip
+        flags.append(
+            Flag(
+                "spread",
+                f"runs vary by CV {stats.cv:.1%} (above {limits.max_cv:.0%})",
+                f"runs vary by CV above {limits.max_cv:.0%}",
+                f"{stats.cv:.1%}",
+            )
+        )
     width = stats.median_halfwidth
     if width is None and not paired:
-        flags.append(Flag("few-turns", f"no interval: too few turns ({stats.runs} runs) for one", "no interval: too few turns for one",
-                          f"{stats.runs} runs"))  # fmt: skip
+        flags.append(
+            Flag(
+                "few-turns",
+                f"no interval: too few turns ({stats.runs} runs) for one",
+                "no interval: too few turns for one",
+                f"{stats.runs} runs",
+            )
+        )
     elif width is not None and not paired and width > limits.max_halfwidth:
-        flags.append(Flag("interval", f"median interval +-{width:.1%} wider than +-{limits.max_halfwidth:.1%}",
-                          f"median interval wider than +-{limits.max_halfwidth:.1%}", f"+-{width:.1%}"))  # fmt: skip
+        flags.append(
+            Flag(
+                "interval",
+                f"median interval +-{width:.1%} wider than +-{limits.max_halfwidth:.1%}",
+                f"median interval wider than +-{limits.max_halfwidth:.1%}",
+                f"+-{width:.1%}",
+            )
+        )
     return flags
 
 
@@ -133,13 +162,25 @@ def speedup_flags(
         flags.append(Flag("few-turns", "no speedup interval: too few turns for one"))
     elif interval.halfwidth(speedup) > limits.max_halfwidth:
         width = interval.halfwidth(speedup)
-        flags.append(Flag("interval", f"speedup interval +-{width:.1%} wider than +-{limits.max_halfwidth:.1%}",
-                          f"speedup interval wider than +-{limits.max_halfwidth:.1%}", f"+-{width:.1%}"))  # fmt: skip
+        flags.append(
+            Flag(
+                "interval",
+                f"speedup interval +-{width:.1%} wider than +-{limits.max_halfwidth:.1%}",
+                f"speedup interval wider than +-{limits.max_halfwidth:.1%}",
+                f"+-{width:.1%}",
+            )
+        )
     if mac_ratio:
         efficiency = speedup * mac_ratio
         bounds = interval.scaled(mac_ratio) if interval else None
         if (bounds is None and efficiency > 1) or (bounds is not None and bounds.low > 1):
             within = f" (interval {bounds.low:.2f}-{bounds.high:.2f})" if bounds else ""
-            flags.append(Flag("efficiency", f"efficiency {efficiency:.2f}{within} above 1: faster than the MAC ratio {mac_ratio:.3f} allows",
-                              "efficiency above 1: faster than the MAC ratio allows", f"{efficiency:.2f}{within} at MAC ratio {mac_ratio:.3f}"))  # fmt: skip
+            flags.append(
+                Flag(
+                    "efficiency",
+                    f"efficiency {efficiency:.2f}{within} above 1: faster than the MAC ratio {mac_ratio:.3f} allows",
+                    "efficiency above 1: faster than the MAC ratio allows",
+                    f"{efficiency:.2f}{within} at MAC ratio {mac_ratio:.3f}",
+                )
+            )
     return flags

@@ -192,8 +192,10 @@ class TimingPlan:
     def describe(self) -> str:
         """One line for reports: how the length was chosen."""
         if self.adaptive:
-            return (f"adaptive: until every {self.confidence:.0%} interval is within +-{self.goal:.1%} or {self.budget_s:g} s per group, "
-                    f"at least {self.min_turns} turns and {self.min_time_s:g} s")  # fmt: skip
+            return (
+                f"adaptive: until every {self.confidence:.0%} interval is within +-{self.goal:.1%} or {self.budget_s:g} s per group, "
+                f"at least {self.min_turns} turns and {self.min_time_s:g} s"
+            )
         if self.duration_s is not None:
             cap = f" (at most {self.iters} runs each)" if self.iters is not None else ""
             return f"fixed: {self.duration_s:g} s per group{cap}"
@@ -202,11 +204,21 @@ class TimingPlan:
     def settings(self) -> dict[str, object]:
         """The plan as a report's settings."""
         return {
-            "length": self.describe(), "warmup": self.warmup_s if self.warmup_s is not None else self.warmup_iters, "iters": self.iters,
-            "duration_s": self.duration_s, "budget_s": self.budget_s if self.adaptive else None, "goal": self.goal if self.adaptive else None,
-            "min_turns": self.min_turns if self.adaptive else None, "min_time_s": self.min_time_s if self.adaptive else None, "noise_floor": self.noise_floor, "turn": self.turn, "settle": self.settle, "confidence": self.confidence,
-            "resamples": self.resamples, "seed": self.seed,
-        }  # fmt: skip
+            "length": self.describe(),
+            "warmup": self.warmup_s if self.warmup_s is not None else self.warmup_iters,
+            "iters": self.iters,
+            "duration_s": self.duration_s,
+            "budget_s": self.budget_s if self.adaptive else None,
+            "goal": self.goal if self.adaptive else None,
+            "min_turns": self.min_turns if self.adaptive else None,
+            "min_time_s": self.min_time_s if self.adaptive else None,
+            "noise_floor": self.noise_floor,
+            "turn": self.turn,
+            "settle": self.settle,
+            "confidence": self.confidence,
+            "resamples": self.resamples,
+            "seed": self.seed,
+        }
 
 
 @dataclass(frozen=True)
@@ -280,8 +292,14 @@ class GroupRecord:
     machine: machine.MachineUsage
 
     def to_dict(self) -> dict[str, object]:
-        return {"rounds": self.rounds, "turn": self.turn, "seconds": self.seconds, "stop": self.stop, "confidence": self.confidence,
-                "machine": self.machine.to_dict()}  # fmt: skip
+        return {
+            "rounds": self.rounds,
+            "turn": self.turn,
+            "seconds": self.seconds,
+            "stop": self.stop,
+            "confidence": self.confidence,
+            "machine": self.machine.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
