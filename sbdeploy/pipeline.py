@@ -190,7 +190,8 @@ def run_pipeline(
         on_step_done: called with each step's result as it ends.
     """
     from sbdeploy.artifacts import build_planned_engine, canonical_plan, make_artifacts, plan_artifacts
-    from sbdeploy.bench.report import BenchReport, write_report
+    from sbdeploy.bench.render import write_report
+    from sbdeploy.bench.report import BenchReport
     from sbdeploy.bench.run import BenchModel, bench_settings, subjects_from_made, time_subjects
     from sbdeploy.bench.timing import TimingPlan
     from sbdeploy.calibration import calibration_for

@@ -60,7 +60,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sbdeploy.backends.ort import OrtRunner, SessionSettings  # noqa: E402
-from sbdeploy.bench.timing import GroupResult, Pair, TimingPlan, measure_group, ratio_intervals  # noqa: E402
+from sbdeploy.bench.timing import GroupResult, Pair, TimingPlan, measure_group  # noqa: E402
 from sbdeploy.environment import cpu_int8_support  # noqa: E402
 from sbdeploy.export import export_module  # noqa: E402
 from sbdeploy.flops import count_macs  # noqa: E402
@@ -301,31 +301,22 @@ def _bench_tuned(
                 np.abs(runners["sb_tuned"].infer(feed)["logits"] - sb(torch.from_numpy(feed["input"])).numpy()).max()
             )
         settings = {k: r.session_settings for k, r in runners.items()}
-        result = measure_group({k: r.timed_call(feed) for k, r in runners.items()}, plan(args), pairs=pairs)
+        fns = {k: r.timed_call(feed) for k, r in runners.items()}
+        result = measure_group(fns, plan(args), pairs=pairs, ratios=[("sb", "sb_tuned")])
     untuned = _row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_deploy_vs_train_form=deploy_err,
                    _files={k: (names[k], None) for k in ("base", "sb")})  # fmt: skip
-    sb_vs_untuned = _ratio(result, "sb", "sb_tuned", plan(args))
     tuned_row = _row(base_name, batch, f"ort-cpu-{args.threads}t tuned", result, "sb_tuned", "base_tuned",
-                     max_abs_err_ort_vs_torch=ort_err, tuned_sb_vs_untuned_sb=sb_vs_untuned,
+                     max_abs_err_ort_vs_torch=ort_err, tuned_sb_vs_untuned_sb=_ratio(result, "sb", "sb_tuned"),
                      tuned_forms={k: {"chosen": r.chosen.label, "decision": r.decision} for k, r in records.items()},
                      tuning={k: r.to_metadata() for k, r in records.items()},
                      _files={"base": (names["base_tuned"], settings["base_tuned"]), "sb": (names["sb_tuned"], settings["sb_tuned"])})  # fmt: skip
     return [untuned, tuned_row]
 
 
-def _ratio(result: GroupResult, base: str, other: str, timing: TimingPlan) -> dict[str, object]:
-    """``base`` median / ``other`` median with its interval over the group's paired rounds (floored as the bench floors)."""
-    from sbdeploy.bench.stats import bootstrap_rounds
-
-    value = result.stats[base].median_ms / result.stats[other].median_ms
-    boot = bootstrap_rounds(
-        result.rounds, [(base, other)], confidence=timing.confidence, resamples=timing.resamples, seed=timing.seed
-    )
-    if boot is None:
-        return {"value": value, "ci95": None}
-    interval = boot.ratios[(base, other)]
-    floor = timing.noise_floor
-    return {"value": value, "ci95": [min(interval.low, value * (1 - floor)), max(interval.high, value * (1 + floor))]}
+def _ratio(result: GroupResult, num: str, den: str) -> dict[str, object]:
+    """``num`` median / ``den`` median with its interval over the group's paired rounds (a ratio asked of the group)."""
+    value, interval = result.ratios[(num, den)]
+    return {"value": value, "ci95": [interval.low, interval.high] if interval else None}
 
 
 def int8_row(
@@ -341,7 +332,7 @@ def int8_row(
 
     Gives SB/baseline of the int8 files (paired interval, as the fp32 row), each network's
     int8 speedup over its own fp32 file (fp32 median / int8 median) and SB int8 over baseline
-    fp32, each with its paired-turn interval (:func:`~sbdeploy.bench.timing.ratio_intervals`).
+    fp32, each with its paired-turn interval (the ``ratios`` of :func:`~sbdeploy.bench.timing.measure_group`).
     Calibrated on standard-normal inputs (the networks have random weights; the speed does
     not depend on the calibration). ``scripts/bench_int8.py`` compares the quantized forms.
     """
@@ -357,35 +348,22 @@ def int8_row(
             name: stack.enter_context(OrtRunner(file, threads=args.threads)).timed_call(feed)
             for name, file in files.items()
         }
-        result = measure_group(fns, plan(args), pairs=[Pair(sb="sb_int8", baseline="base_int8", mac_ratio=mac_ratio)])  # type: ignore[arg-type]
-    ratios = ratio_intervals(result.rounds, [("base", "base_int8"), ("sb", "sb_int8"), ("base", "sb_int8")], plan(args))
-
-    def ratio(num: str, den: str) -> dict[str, object]:
-        value, interval = ratios[(num, den)]
-        return {"value": value, "ci95": [interval.low, interval.high] if interval else None}
-
-    speedup = result.speedups["sb_int8"]
-    return {
-        "pair": pair,
-        "batch": batch,
-        "backend": f"ort-cpu-{args.threads}t int8",
-        "int8_recipe": ORT_CPU_INT8.describe(),
-        "mac_ratio": mac_ratio,
-        "ideal_speedup": 1 / mac_ratio,
-        "speedup": speedup.value,
-        "efficiency": speedup.efficiency,
-        "speedup_min": result.stats["base_int8"].min_ms / result.stats["sb_int8"].min_ms,
-        "speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None,
-        "int8_speedup_base": ratio("base", "base_int8"),
-        "int8_speedup_sb": ratio("sb", "sb_int8"),
-        "sb_int8_vs_base_fp32": ratio("base", "sb_int8"),
-        "base": result.stats["base_int8"].to_dict(),
-        "sb": result.stats["sb_int8"].to_dict(),
-        "base_fp32": result.stats["base"].to_dict(),
-        "sb_fp32": result.stats["sb"].to_dict(),
-        "turns": result.record.rounds,
-        "machine": result.record.machine.to_dict(),
-    }
+        ratios = [("base", "base_int8"), ("sb", "sb_int8"), ("base", "sb_int8")]
+        result = measure_group(fns, plan(args), pairs=[Pair("sb_int8", "base_int8", mac_ratio)], ratios=ratios)  # type: ignore[arg-type]
+    return _row(
+        pair,
+        batch,
+        f"ort-cpu-{args.threads}t int8",
+        result,
+        "sb_int8",
+        "base_int8",
+        int8_recipe=ORT_CPU_INT8.describe(),
+        int8_speedup_base=_ratio(result, "base", "base_int8"),
+        int8_speedup_sb=_ratio(result, "sb", "sb_int8"),
+        sb_int8_vs_base_fp32=_ratio(result, "base", "sb_int8"),
+        base_fp32=result.stats["base"].to_dict(),
+        sb_fp32=result.stats["sb"].to_dict(),
+    )
 
 
 def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:  # noqa: ANN001

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
@@ -39,13 +39,6 @@ class MachineLoad:
     loadavg: tuple[float, float, float] | None
     cpu_count: int | None
     cpus_available: int
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "loadavg": list(self.loadavg) if self.loadavg else None,
-            "cpu_count": self.cpu_count,
-            "cpus_available": self.cpus_available,
-        }
 
 
 @dataclass(frozen=True)
@@ -89,14 +82,15 @@ class MachineUsage:
         """The 1-minute load average before and after, e.g. ``1.20 -> 1.40`` (``-`` where the OS has none)."""
         return separator.join(f"{m.loadavg[0]:.2f}" if m.loadavg else "-" for m in (self.before, self.after))
 
+    def describe(self) -> str:
+        """E.g. ``load 1.20 -> 1.40, others' CPU 0.31 of 2``."""
+        load = f"load {self.loads()}" if self.before.loadavg and self.after.loadavg else "load unknown"
+        return load + (
+            f", others' CPU {self.others_cpu:.2f} of {self.cpus_available}" if self.others_cpu is not None else ""
+        )
+
     def to_dict(self) -> dict[str, object]:
-        return {
-            "before": self.before.to_dict(),
-            "after": self.after.to_dict(),
-            "seconds": self.seconds,
-            "own_cpu": self.own_cpu,
-            "others_cpu": self.others_cpu,
-        }
+        return asdict(self)
 
 
 def _affinity() -> set[int] | None:

@@ -40,6 +40,11 @@ class Interval:
     high: float
     confidence: float | None = None
 
+    @classmethod
+    def of(cls, low: float | None, high: float | None) -> Interval | None:
+        """``Interval(low, high)``, or None where a bound is missing."""
+        return None if low is None or high is None else cls(low, high)
+
     def contains(self, value: float) -> bool:
         return self.low <= value <= self.high
 
