@@ -40,6 +40,9 @@ class MachineLoad:
     cpu_count: int | None
     cpus_available: int
 
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "loadavg": list(self.loadavg) if self.loadavg else None}
+
 
 @dataclass(frozen=True)
 class MachineSnapshot:
@@ -90,7 +93,7 @@ class MachineUsage:
         )
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {**asdict(self), "before": self.before.to_dict(), "after": self.after.to_dict()}
 
 
 def _affinity() -> set[int] | None:

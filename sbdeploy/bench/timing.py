@@ -242,7 +242,7 @@ class GroupRecord:
     machine: machine.MachineUsage
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {**asdict(self), "machine": self.machine.to_dict()}
 
 
 @dataclass(frozen=True)
