@@ -83,7 +83,9 @@ def _clause(reason: str) -> str:
     return reason.split(" (")[0].split("; ")[0].split(" [")[0]
 
 
-# ---- the probes: each returns None (or a reason) instead of raising -------------------------------------------------
+def _cuda_version(number: int) -> str:
+    """A CUDA version number as text: 12080 -> ``12.8``."""
+    return f"{number // 1000}.{number % 1000 // 10}"
 
 
 def tensorrt_installed() -> bool:
@@ -127,7 +129,7 @@ def probe_pycuda() -> tuple[str | None, str | None, tuple[str, str, str, str] | 
         major, minor = device.compute_capability()
         driver = int(cuda.get_driver_version())
         toolkit = ".".join(str(v) for v in cuda.get_version()[:2])
-        gpu = (str(device.name()), f"{major}.{minor}", toolkit, f"{driver // 1000}.{driver % 1000 // 10}")
+        gpu = (str(device.name()), f"{major}.{minor}", toolkit, _cuda_version(driver))
     except Exception as error:  # pycuda raises its own LogicError/RuntimeError when there is no driver or device
         return None, f"{NO_PYCUDA} [{type(error).__name__}: {error}]", None
     return package_version("pycuda") or "unknown", None, gpu
@@ -145,7 +147,7 @@ def probe_cuda_python() -> tuple[str, str, str] | None:
         if error != runtime.cudaError_t.cudaSuccess:
             return None
         name = props.name.decode(errors="replace").rstrip("\0") if isinstance(props.name, bytes) else str(props.name)
-        return name, f"{props.major}.{props.minor}", f"{driver // 1000}.{driver % 1000 // 10}"
+        return name, f"{props.major}.{props.minor}", _cuda_version(driver)
     except Exception:  # not installed, or no driver library
         return None
 
@@ -174,13 +176,8 @@ def probe_nvidia_smi() -> tuple[str, str, str] | None:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=15,
-            check=True,
-        ).stdout.strip()
+        query = ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"]
+        out = subprocess.run(query, capture_output=True, text=True, timeout=15, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     parts = [p.strip() for p in out.splitlines()[0].split(",")] if out else []
@@ -201,15 +198,8 @@ def combine_probes(
 
     Order of trust: pycuda (what the ``trt`` runner uses), cuda-python, torch, nvidia-smi.
     """
-    found: tuple[str, str, str] | None = None
-    if pycuda is not None:
-        found = (pycuda[0], pycuda[1], "pycuda")
-    elif cuda_python is not None:
-        found = (cuda_python[0], cuda_python[1], "cuda-python")
-    elif torch is not None:
-        found = (torch[0], torch[1], "torch")
-    elif nvidia_smi is not None:
-        found = (nvidia_smi[0], nvidia_smi[1], "nvidia-smi")
+    probes = ((pycuda, "pycuda"), (cuda_python, "cuda-python"), (torch, "torch"), (nvidia_smi, "nvidia-smi"))
+    found = next(((probe[0], probe[1], name) for probe, name in probes if probe is not None), None)
     version, problem = pycuda_version
     return GpuStack(
         gpu_name=found[0] if found else None,
@@ -243,9 +233,6 @@ def gpu_stack() -> GpuStack:
     )
 
 
-# ---- the environment recorded in reports -----------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Environment:
     """A snapshot of the machine and library versions."""
@@ -261,24 +248,28 @@ class Environment:
     tensorrt: str | None = None  # the usable TensorRT's version, from gpu_stack()
     packages: dict[str, str | None] = field(default_factory=dict)
     cpu_int8: str | None = None  # the CPU's int8 dot-product instructions, from cpu_int8_support().describe()
-    cpu_int8_dot: bool | None = (
-        None  # whether int8 dot products are single instructions (VNNI, AMX, dotprod): int8 can pay
-    )
+    cpu_int8_dot: bool | None = None  # whether int8 dot products are single instructions: int8 can pay
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else platform.processor()."""
+def _cpuinfo() -> str:
+    """/proc/cpuinfo's text ("" where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return f.read()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return ""
+
+
+def _cpuinfo_field(cpuinfo: str, *keys: str) -> str | None:
+    """The value of the first line of ``cpuinfo`` whose key is one of ``keys``."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in keys:
+            return value.strip()
+    return None
 
 
 @dataclass(frozen=True)
@@ -307,18 +298,9 @@ class CpuInt8Support:
 
     def describe(self) -> str:
         """One line for reports, e.g. ``x86_64 AVX-512, VNNI, AMX-INT8: int8 dot products in hardware``."""
-        names = [
-            n
-            for n, on in (
-                ("AVX2", self.avx2 and not self.avx512),
-                ("AVX-512", self.avx512),
-                ("VNNI", self.vnni),
-                ("AMX-INT8", self.amx_int8),
-                ("dotprod", self.arm_dotprod),
-                ("i8mm", self.arm_i8mm),
-            )
-            if on
-        ]
+        has = {"AVX2": self.avx2 and not self.avx512, "AVX-512": self.avx512, "VNNI": self.vnni}
+        has |= {"AMX-INT8": self.amx_int8, "dotprod": self.arm_dotprod, "i8mm": self.arm_i8mm}
+        names = [name for name, on in has.items() if on]
         found = f"{self.machine} {', '.join(names)}" if names else self.machine
         if self.int8_dot:
             return f"{found}: int8 dot products in hardware"
@@ -332,18 +314,7 @@ class CpuInt8Support:
 
 def cpu_int8_support(cpuinfo: str | None = None) -> CpuInt8Support:
     """What this CPU offers for int8 (from /proc/cpuinfo's ``flags`` / ``Features`` line; ``cpuinfo``: its text, for tests)."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags = set(value.split())
-            break
+    flags = set((_cpuinfo_field(_cpuinfo() if cpuinfo is None else cpuinfo, "flags", "Features") or "").split())
     return CpuInt8Support(
         machine=platform.machine() or "unknown",
         avx2="avx2" in flags,
@@ -371,11 +342,12 @@ def collect_environment() -> Environment:
     import torch
 
     stack = gpu_stack()
-    int8 = cpu_int8_support()
+    cpuinfo = _cpuinfo()
+    int8 = cpu_int8_support(cpuinfo)
     return Environment(
         python=platform.python_version(),
         platform=platform.platform(),
-        cpu=cpu_model(),
+        cpu=_cpuinfo_field(cpuinfo, "model name") or platform.processor() or platform.machine(),
         cpu_int8=int8.describe(),
         cpu_int8_dot=int8.int8_dot,
         cpu_count=os.cpu_count() or 1,
