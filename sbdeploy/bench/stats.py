@@ -65,8 +65,6 @@ class RoundBootstrap:
     Attributes:
         medians: name -> interval of that callable's median.
         ratios: (numerator, denominator) -> interval of median[numerator] / median[denominator].
-        rounds: the rounds resampled.
-        resamples: resamples drawn.
     """
 
     medians: Mapping[str, Interval]
@@ -98,8 +96,6 @@ def bootstrap_rounds(
             round ``r``); every callable has the same number of rounds, none of them empty.
         ratios: (numerator, denominator) pairs of names whose median ratio to bound, e.g.
             ``(baseline, sb)`` for a speedup.
-        confidence: e.g. 0.95.
-        resamples: bootstrap resamples (2000 by default; fewer for a quick look).
         seed: of the generator that draws the resamples.
 
     Returns:

@@ -133,17 +133,11 @@ class TimingPlan:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if (
-            min(1 if self.iters is None else self.iters, self.min_iters, self.turn, self.min_turns) < 1
-            or self.settle < 0
-        ):
+        counts = (1 if self.iters is None else self.iters, self.min_iters, self.turn, self.min_turns)
+        if min(counts) < 1 or self.settle < 0:
             raise ValueError("iters, min_iters, min_turns and turn must be >= 1, settle >= 0")
-        if (
-            min(self.budget_s, self.goal) <= 0
-            or not 0 < self.confidence < 1
-            or self.resamples < 1
-            or self.noise_floor < 0
-        ):
+        valid = min(self.budget_s, self.goal) > 0 and 0 < self.confidence < 1 and self.resamples >= 1
+        if not valid or self.noise_floor < 0:
             raise ValueError("budget_s and goal must be > 0, confidence in (0, 1), resamples >= 1, noise_floor >= 0")
         if self.goal < self.noise_floor:
             raise ValueError(
@@ -318,11 +312,8 @@ def _intervals(
     if boot is None:
         return median, {}, {}
     medians = {n: _floored(boot.medians[n], median[n], plan.noise_floor) for n in rounds}
-    return (
-        median,
-        medians,
-        {(a, b): _floored(boot.ratios[(a, b)], median[a] / median[b], plan.noise_floor) for a, b in ratios},
-    )
+    ratio = {(a, b): _floored(boot.ratios[(a, b)], median[a] / median[b], plan.noise_floor) for a, b in ratios}
+    return median, medians, ratio
 
 
 def _widest(rounds: Rounds, pairs: Sequence[Pair], plan: TimingPlan, resamples: int) -> float:
@@ -374,6 +365,7 @@ def measure_group(
     widest: float | None = None
     next_check = 0.0
     order, order_rng = list(names), np.random.default_rng(plan.seed)
+    goal = plan.goal if plan.adaptive else None
     while True:
         elapsed = time.perf_counter() - start
         if plan.iters is not None and done >= plan.iters:
@@ -396,11 +388,8 @@ def measure_group(
                     stop = f"every interval within +-{plan.goal:.1%} after {count} turns"
                     break
             if elapsed >= plan.budget_s:
-                width = (
-                    f"widest interval +-{widest:.1%}"
-                    if widest is not None and math.isfinite(widest)
-                    else "no interval yet"
-                )
+                known = widest is not None and math.isfinite(widest)
+                width = f"widest interval +-{widest:.1%}" if known else "no interval yet"
                 stop = f"budget of {plan.budget_s:g} s spent; {width} (goal +-{plan.goal:.1%})"
                 break
         if owed is not None and count < owed[0] and executed:  # re-fit the turn to the runs' measured time
@@ -425,9 +414,7 @@ def measure_group(
         if on_round is not None:
             elapsed = time.perf_counter() - start
             fraction = done / plan.iters if plan.iters is not None else elapsed / (plan.duration_s or plan.budget_s)
-            on_round(
-                RoundStatus(count, done, elapsed, min(fraction, 1.0), widest, plan.goal if plan.adaptive else None)
-            )
+            on_round(RoundStatus(count, done, elapsed, min(fraction, 1.0), widest, goal))
     usage = machine.usage_between(before, machine.snapshot())
     asked = list(dict.fromkeys([(p.baseline, p.sb) for p in pairs] + list(ratios)))
     median, medians, intervals = _intervals(rounds, asked, plan, plan.resamples)
@@ -437,25 +424,15 @@ def measure_group(
         if n in medians:
             s = dataclasses.replace(s, median_low_ms=medians[n].low, median_high_ms=medians[n].high)
         stats[n] = s
-    speedups = {
-        p.sb: Speedup(
-            p.sb,
-            p.baseline,
-            p.mac_ratio,
-            stats[p.baseline].median_ms / stats[p.sb].median_ms,
-            intervals.get((p.baseline, p.sb)),
-        )
-        for p in pairs
-    }
+    speedups = {}
+    for p in pairs:
+        value = stats[p.baseline].median_ms / stats[p.sb].median_ms
+        speedups[p.sb] = Speedup(p.sb, p.baseline, p.mac_ratio, value, intervals.get((p.baseline, p.sb)))
     longest = max((len(t) for r in rounds.values() for t in r), default=turn)
     record = GroupRecord(count, longest, usage.seconds, stop, plan.confidence, usage)
-    return GroupResult(
-        stats=stats,
-        speedups=speedups,
-        record=record,
-        rounds={n: tuple(map(tuple, r)) for n, r in rounds.items()},
-        ratios={(a, b): (median[a] / median[b], intervals.get((a, b))) for a, b in ratios},
-    )
+    runs_per_round = {n: tuple(map(tuple, r)) for n, r in rounds.items()}
+    asked_ratios = {(a, b): (median[a] / median[b], intervals.get((a, b))) for a, b in ratios}
+    return GroupResult(stats, speedups, record, runs_per_round, asked_ratios)
 
 
 def round_progress(stage: str, on_progress: ProgressFn | None) -> Callable[[RoundStatus], None] | None:
