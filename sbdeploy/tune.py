@@ -33,6 +33,7 @@ from sbdeploy._io import atomic_write_bytes
 from sbdeploy.backends.ort import SESSION_METADATA_KEY, OrtRunner, SessionSettings
 from sbdeploy.bench.machine import MachineUsage
 from sbdeploy.bench.stability import machine_flags
+from sbdeploy.bench.stats import Interval, with_interval
 from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, measure_group, round_progress
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import TARGETS, Target, get_target
@@ -68,22 +69,16 @@ def session_candidates(threads: int) -> list[SessionSettings]:
 class TuneOptions:
     """What tuning tries and how long it times.
 
-    Attributes:
-        threads: the thread budget (None: the CPUs this process may use).
-        plan: the timing plan of each stage.
-        variants: the target's variants to try besides its own form (None: all).
-        settings: the session settings to try (None: :func:`session_candidates`); the default is always one.
-        finalists: how many of the fastest forms of the first stage get every session setting.
-        screen: a candidate whose fastest warm-up run is slower than this many times the default's is
-            dropped before the stage's turns (as TensorRT drops tactics far slower than the best): it is
-            reported with those runs, never chosen (``inf``: none dropped).
+    ``screen``: a candidate whose fastest warm-up run is slower than this many times the default's is
+    dropped before the stage's turns (as TensorRT drops tactics far slower than the best): it is
+    reported with those runs, never chosen (``inf``: none dropped).
     """
 
-    threads: int | None = None
-    plan: TimingPlan = DEFAULT_TUNE_PLAN
-    variants: tuple[str, ...] | None = None
-    settings: tuple[SessionSettings, ...] | None = None
-    finalists: int = 2
+    threads: int | None = None  # the thread budget (None: the CPUs this process may use)
+    plan: TimingPlan = DEFAULT_TUNE_PLAN  # of each stage
+    variants: tuple[str, ...] | None = None  # the target's variants to try besides its own form (None: all)
+    settings: tuple[SessionSettings, ...] | None = None  # None: session_candidates(); the default is always one
+    finalists: int = 2  # how many of the fastest forms of the first stage get every session setting
     screen: float = 2.0
 
     def __post_init__(self) -> None:
@@ -132,16 +127,10 @@ class Candidate:
 
 @dataclass(frozen=True)
 class CandidateTime:
-    """A candidate as one stage measured it.
-
-    Attributes:
-        stage: ``forms`` (every form, default settings) or ``settings`` (the finalists, every setting).
-        median_ms: median latency; ``low_ms``/``high_ms`` its interval (None: too few turns).
-        speedup: the untuned default's median / this one's (1.0 for the default itself), with
-            ``speedup_low``/``speedup_high`` its interval over paired turns.
-        same_graph_as: for a form not timed because its graph equals an earlier form's, that form.
-        screened: dropped before the turns, its warm-up runs far slower than the default's
-            (``median_ms`` is then the median of those runs, without an interval).
+    """A candidate as one stage (``forms``: every form, default settings; ``settings``: the finalists, every
+    setting) measured it. ``speedup`` is the untuned default's median / this one's; ``same_graph_as`` names the
+    earlier form whose graph a form not timed shares; ``screened``: dropped before the turns, its warm-up runs
+    far slower than the default's (``median_ms`` is then the median of those runs, without an interval).
     """
 
     stage: str
@@ -164,13 +153,9 @@ class CandidateTime:
         if self.screened:
             dropped = f"{self.speedup:.3f}: dropped, far slower" if self.speedup else "dropped"
             return f"{self.median_ms:.3f} (warm-up runs)", "-", dropped
-        median = f"{self.median_ms:.3f}" + (
-            f" ({self.low_ms:.3f}-{self.high_ms:.3f})" if self.low_ms is not None else ""
-        )
-        speedup = "-" if self.speedup is None else f"{self.speedup:.3f}"
-        if self.speedup_low is not None:
-            speedup += f" ({self.speedup_low:.3f}-{self.speedup_high:.3f})"
-        return median, "-" if self.cv is None else f"{self.cv:.1%}", speedup
+        median = with_interval(self.median_ms, ".3f", Interval.of(self.low_ms, self.high_ms))
+        speedup = with_interval(self.speedup, ".3f", Interval.of(self.speedup_low, self.speedup_high))
+        return median, with_interval(self.cv, ".1%"), speedup
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -216,15 +201,8 @@ class StageRecord:
 
 @dataclass(frozen=True)
 class TuneResult:
-    """What tuning one file measured and chose.
-
-    Attributes:
-        target, precision, batch, threads: what was tuned (the thread budget included).
-        default: the untuned default (the row's own form, default settings).
-        chosen: the candidate written, and ``decision`` why, in one sentence.
-        times: every candidate of every stage.
-        plan: the timing plan, as report settings.
-    """
+    """What tuning one file measured and chose: ``default`` is the untuned default (the row's own form, default
+    settings), ``chosen`` the candidate written and ``decision`` why; ``plan`` the timing plan as report settings."""
 
     target: str
     precision: str
@@ -254,6 +232,7 @@ class TuneResult:
     def to_metadata(self) -> dict[str, Any]:
         """The ``sbdeploy.tuning`` record of the written file."""
         fields = {"target": self.target, "precision": self.precision, "batch": self.batch, "threads": self.threads}
+        stages = [{**dataclasses.asdict(s), "machine": s.machine.to_dict(), "busy": list(s.busy)} for s in self.stages]
         return {
             "tuned": True,
             **fields,
@@ -262,9 +241,7 @@ class TuneResult:
             "decision": self.decision,
             "busy_machine": self.busy_warning(),
             "candidates": [t.to_dict() for t in self.times],
-            "stages": [
-                {**dataclasses.asdict(s), "machine": s.machine.to_dict(), "busy": list(s.busy)} for s in self.stages
-            ],
+            "stages": stages,
             "plan": dict(self.plan),
         }
 
@@ -273,20 +250,18 @@ def choose(times: Sequence[CandidateTime], default: Candidate) -> tuple[Candidat
     """The candidate to keep from the last stage's times, and why: the fastest median when its speedup over the
     untuned default is sure (its whole interval above 1), otherwise the default."""
     timed = [t for t in times if t.median_ms is not None and not t.screened]
+    kept = "the untuned default is kept"
     if not timed:
-        return default, "nothing was timed: the untuned default is kept"
+        return default, f"nothing was timed: {kept}"
     best = min(timed, key=lambda t: t.median_ms or 0.0)
     label = best.candidate.label
     if best.candidate == default:
         return default, "the untuned default was the fastest"
     if best.speedup_low is None:
-        return default, f"{label} was fastest but too few turns gave no interval: the untuned default is kept"
+        return default, f"{label} was fastest but too few turns gave no interval: {kept}"
     interval = f"interval {best.speedup_low:.3f}-{best.speedup_high:.3f}"
     if best.speedup_low <= 1.0:
-        return (
-            default,
-            f"{label} was fastest ({best.speedup:.3f}x, {interval}) but not surely faster: the untuned default is kept",
-        )
+        return default, f"{label} was fastest ({best.speedup:.3f}x, {interval}) but not surely faster: {kept}"
     return best.candidate, f"{label}: {best.speedup:.3f}x the untuned default ({interval})"
 
 
@@ -323,9 +298,7 @@ def _time_stage(
     names = {c: f"{i}: {c.label}" for i, c in enumerate(files)}
     times: dict[Candidate, CandidateTime] = {}
     with contextlib.ExitStack() as stack:
-        fns = {
-            c: stack.enter_context(OrtRunner(path, session=c.settings)).timed_call(feed) for c, path in files.items()
-        }
+        fns = {c: stack.enter_context(OrtRunner(p, session=c.settings)).timed_call(feed) for c, p in files.items()}
         warm = {c: _warm_up_ms(fn, options.plan.warmup_iters) for c, fn in fns.items()}
         for c in files:
             if c != default and min(warm[c]) > options.screen * min(warm[default]):
@@ -334,9 +307,8 @@ def _time_stage(
                 times[c] = CandidateTime(stage, c, median, runs=len(warm[c]), speedup=speedup, screened=True)
         kept = [c for c in files if c not in times]
         pairs = [Pair(sb=names[c], baseline=names[default], mac_ratio=1.0) for c in kept if c != default]
-        plan = dataclasses.replace(
-            options.plan, warmup_iters=1, warmup_s=None
-        )  # warmed up above: one run fits the turns
+        # warmed up above: one run fits the turns
+        plan = dataclasses.replace(options.plan, warmup_iters=1, warmup_s=None)
         progress = round_progress(f"tuning: {stage}", on_progress)
         result = measure_group({names[c]: fns[c] for c in kept}, plan, pairs=pairs, on_round=progress)
     for c in kept:
@@ -360,14 +332,8 @@ def tune_files(
     options: TuneOptions = TuneOptions(),
     on_progress: ProgressFn | None = None,
 ) -> TuneResult:
-    """Time exported files of one model, one per form of ``target`` (its spec -> file), and choose.
-
-    Args:
-        forms: the target's forms (:meth:`Target.candidates`, the row's own first) and their files.
-        precision, batch: what the files are (for the record).
-        input_shape: (channels, H, W) of the input.
-        on_progress: ``(stage, done, total)`` after each timed round.
-    """
+    """Time exported files of one model, one per form of ``target`` (spec -> file, the row's own first), and choose;
+    ``input_shape`` is (channels, H, W)."""
     from sbdeploy.export import INPUT_NAME
 
     specs = list(forms)
@@ -407,17 +373,9 @@ def tune_files(
         times += final_times
         stages.append(record)
         chosen, decision = choose(final_times, default)
+    plan = options.plan.settings()
     return TuneResult(
-        target.name,
-        precision,
-        batch,
-        options.budget(),
-        default,
-        chosen,
-        decision,
-        tuple(times),
-        tuple(stages),
-        options.plan.settings(),
+        target.name, precision, batch, options.budget(), default, chosen, decision, tuple(times), tuple(stages), plan
     )
 
 
@@ -435,13 +393,9 @@ def tune_export(
 ) -> dict[str, tuple[ExportResult, TuneResult]]:
     """Export ``src`` in every candidate form of ``target``, tune each precision of ``outputs``, write the winners.
 
-    Each candidate form is exported once by :func:`sbdeploy.export.export_source` (one
-    trace, every precision); per precision the files are timed (:func:`tune_files`) and
-    the chosen one is written to its output path (atomically) with ``sbdeploy.ort_session``
-    (its session settings) and ``sbdeploy.tuning`` (the record) added to its metadata.
-
-    Raises:
-        ConfigError: a target that is not tunable, or a variant given as the target.
+    Each form is exported once (one trace, every precision); per precision the files are timed
+    (:func:`tune_files`) and the chosen one is written to its output path with ``sbdeploy.ort_session``
+    and ``sbdeploy.tuning`` added to its metadata. ConfigError: a target that is not tunable, or a variant.
     """
     from sbdeploy.export import export_source, load_onnx
     from sbdeploy.export.metadata import read_metadata, write_metadata
@@ -475,13 +429,13 @@ def tune_export(
             )
         for precision, out_path in outputs.items():
             files = {spec: by_precision[precision].path for spec, by_precision in exported.items()}
-            shape = exported[deploy.spec][precision].metadata["input_shape"]
+            shape = tuple(exported[deploy.spec][precision].metadata["input_shape"][1:4])
             tuning = tune_files(
                 files,
                 target=deploy,
                 precision=precision,
                 batch=batch,
-                input_shape=tuple(shape[1:4]),
+                input_shape=shape,
                 options=options,
                 on_progress=on_progress,
             )

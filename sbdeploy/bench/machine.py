@@ -1,18 +1,12 @@
 """How busy the machine was while a group was timed: load average, CPUs, other processes' CPU use.
 
-Taken before and after each group of :func:`~sbdeploy.bench.timing.measure_group` and
-written into the bench report, so a figure measured on a busy machine says so. Two
-signals, because each misses what the other sees:
-
-- the 1-minute load average (``os.getloadavg``) against the CPUs this process may run on
-  (``len(os.sched_getaffinity(0))``, which ``taskset`` and container cpusets narrow; beside
-  it ``os.cpu_count()``, the machine's). It lags by about a minute and counts this
-  process's own threads too.
-- the CPU time other processes took on those CPUs *during* the group: the busy time of
-  those CPUs in ``/proc/stat`` (user, nice, system, irq, softirq, steal) minus this
-  process's own CPU time (``time.process_time``, all its threads), over the wall time. It
-  sees a competitor that started a second ago, and hypervisor steal. Linux only (None
-  elsewhere).
+Taken around each group of :func:`~sbdeploy.bench.timing.measure_group` and written into the
+bench report, two signals, because each misses what the other sees: the 1-minute load average
+against the CPUs this process may run on (its affinity mask, which ``taskset`` and cpusets
+narrow), which lags by a minute and counts this process's threads too; and the CPU time other
+processes took on those CPUs *during* the group (their busy time in ``/proc/stat`` minus this
+process's own CPU time), which sees a competitor that started a second ago, and hypervisor
+steal (Linux only, None elsewhere).
 """
 
 from __future__ import annotations
@@ -28,17 +22,11 @@ _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system [idle iowait] irq softirq 
 
 @dataclass(frozen=True)
 class MachineLoad:
-    """The machine's load at one moment.
+    """The machine's load at one moment."""
 
-    Attributes:
-        loadavg: the 1-, 5- and 15-minute load averages (None where the OS has none).
-        cpu_count: CPUs of the machine (``os.cpu_count()``).
-        cpus_available: CPUs this process may run on (its affinity mask).
-    """
-
-    loadavg: tuple[float, float, float] | None
-    cpu_count: int | None
-    cpus_available: int
+    loadavg: tuple[float, float, float] | None  # 1-, 5- and 15-minute load averages (None where the OS has none)
+    cpu_count: int | None  # CPUs of the machine
+    cpus_available: int  # CPUs this process may run on (its affinity mask)
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "loadavg": list(self.loadavg) if self.loadavg else None}
@@ -56,20 +44,13 @@ class MachineSnapshot:
 
 @dataclass(frozen=True)
 class MachineUsage:
-    """The machine around one timed group.
-
-    Attributes:
-        before, after: the load when the group started and ended.
-        seconds: wall time between them.
-        own_cpu: cores' worth of CPU this process used meanwhile (2.0: two cores busy).
-        others_cpu: cores' worth other processes used on the same CPUs (None: not measurable here).
-    """
+    """The machine around one timed group: its load when the group started and ended, the wall time between."""
 
     before: MachineLoad
     after: MachineLoad
     seconds: float
-    own_cpu: float
-    others_cpu: float | None
+    own_cpu: float  # cores' worth of CPU this process used meanwhile (2.0: two cores busy)
+    others_cpu: float | None  # cores' worth other processes used on the same CPUs (None: not measurable here)
 
     @property
     def cpus_available(self) -> int:

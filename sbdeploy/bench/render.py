@@ -16,19 +16,12 @@ from pathlib import Path
 from sbdeploy._io import atomic_write_bytes
 from sbdeploy.bench.plots import plot_latency_vs_macs, plot_speedups
 from sbdeploy.bench.report import BenchReport, BenchRow
-from sbdeploy.bench.stats import Interval
+from sbdeploy.bench.stats import Interval, with_interval
 
 MARKDOWN_COLUMNS = (
     *("model", "file", "form", "backend", "precision", "batch", "GMACs/img", "median ms (CI)", "GPU ms", "p90 ms"),
     *("p99 ms", "CV", "img/s", "speedup (CI)", "MAC ratio", "efficiency (CI)", "vs fp32 (CI)", "stable"),
 )
-
-
-def _fmt(value: float | None, spec: str, interval: Interval | None = None) -> str:
-    """``value`` (``-`` for None), with `` (low-high)`` when it has an interval."""
-    if value is None:
-        return "-"
-    return f"{value:{spec}}" + (f" ({interval.low:{spec}}-{interval.high:{spec}})" if interval is not None else "")
 
 
 def shown_columns(rows: Sequence[BenchRow]) -> list[int]:
@@ -44,22 +37,22 @@ def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
     cells = []
     for r in rows:
         s = r.stats
-        median = _fmt(s.median_ms, ".3f", Interval.of(s.median_low_ms, s.median_high_ms))
+        median = with_interval(s.median_ms, ".3f", Interval.of(s.median_low_ms, s.median_high_ms))
         stable = "yes" if not r.flags else "no: " + ", ".join(dict.fromkeys(f.kind for f in r.flags))
         cells.append(
             [
                 *(r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", median),
                 *(
-                    _fmt(s.compute_median_ms, ".3f"),
+                    with_interval(s.compute_median_ms, ".3f"),
                     f"{s.p90_ms:.3f}",
                     f"{s.p99_ms:.3f}",
                     f"{s.cv:.1%}",
                     f"{r.throughput:.1f}",
                 ),
-                _fmt(r.speedup, ".2f", r.speedup_interval),
-                _fmt(r.mac_ratio, ".3f"),
-                _fmt(r.efficiency, ".2f", r.efficiency_interval),
-                _fmt(r.vs_fp32, ".2f", r.vs_fp32_interval),
+                with_interval(r.speedup, ".2f", r.speedup_interval),
+                with_interval(r.mac_ratio, ".3f"),
+                with_interval(r.efficiency, ".2f", r.efficiency_interval),
+                with_interval(r.vs_fp32, ".2f", r.vs_fp32_interval),
                 stable,
             ]
         )
@@ -146,7 +139,10 @@ def to_markdown(report: BenchReport) -> str:
         header += ["others' CPU", "CPUs (available / machine)"]
         cells = [
             [g.backend, g.batch, r.rounds, r.turn, f"{r.seconds:.1f}", r.stop, r.machine.loads(", ")]
-            + [_fmt(r.machine.others_cpu, ".2f"), f"{r.machine.cpus_available} / {r.machine.before.cpu_count or '-'}"]
+            + [
+                with_interval(r.machine.others_cpu, ".2f"),
+                f"{r.machine.cpus_available} / {r.machine.before.cpu_count or '-'}",
+            ]
             for g in report.groups
             for r in [g.record]
         ]

@@ -148,14 +148,8 @@ class BenchWarning:
 
 @dataclass(frozen=True)
 class WarningSummary:
-    """One reason across a report, said once, with every figure (or group) it holds for and that one's numbers.
-
-    Attributes:
-        flag_kind: the flags' kind (a key of :data:`sbdeploy.bench.stability.ADVICE`).
-        headline: the reason without any figure's own numbers.
-        warnings: each figure (a machine flag: each group) it holds for, in report order.
-        out_of: how many figures (groups, for a machine flag) the report has.
-    """
+    """One reason across a report (its flags' kind and headline, without any figure's numbers), said once with every
+    figure (a machine flag: every group) it holds for, out of ``out_of`` figures (groups) of the report."""
 
     flag_kind: str
     headline: str

@@ -1,23 +1,14 @@
 """When a bench figure is not to be trusted, and why: flags with reasons and what to do about them.
 
-A figure is *unstable* when any of these holds (each a :class:`Flag` on the row, with its
-numbers in the reason):
-
-- ``spread``: the runs' coefficient of variation is above :attr:`Limits.max_cv` (10%,
-  pyperf's threshold for "unstable");
-- ``interval``: the interval of the row's headline figure is wider than the goal
-  (:attr:`Limits.max_halfwidth`, the plan's goal): the speedup's for an SB row of a pair,
-  the median's for a row outside any pair (in a pair the run narrows the speedup; each
-  side's median keeps its interval as information);
-- ``few-turns``: too few rounds for an interval at all
-  (:data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL`), e.g. a short ``--iters``;
-- ``load``: the 1-minute load average before or after the group was above the CPUs available;
-- ``busy``: other processes used more than :attr:`Limits.max_others` of the available
-  CPUs' time while the group ran (:mod:`sbdeploy.bench.machine`);
-- ``efficiency``: the efficiency (speedup x MAC ratio) is above 1, which a MAC ratio
-  forbids: its whole interval above 1, or, without an interval, the figure itself. Noise the
-  interval did not capture, or a MAC count that does not match the graph that runs. (An
-  efficiency whose interval holds 1 is consistent with 1 and is not flagged by this rule.)
+A figure is *unstable* when any :class:`Flag` holds (its numbers in the reason): ``spread``, the
+runs' coefficient of variation above :attr:`Limits.max_cv` (10%, pyperf's "unstable");
+``interval``, the interval of the row's headline figure (an SB row's speedup, the median of a row
+outside any pair) wider than the plan's goal; ``few-turns``, too few rounds for an interval at all
+(:data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL`); ``load``, the 1-minute load average
+around the group above the CPUs available; ``busy``, other processes took more than
+:attr:`Limits.max_others` of those CPUs while it ran (:mod:`sbdeploy.bench.machine`);
+``efficiency``, speedup x MAC ratio above 1, which a MAC ratio forbids (its whole interval, or
+without one the figure): noise the interval missed, or a MAC count that does not match the graph.
 """
 
 from __future__ import annotations
@@ -47,17 +38,11 @@ ADVICE = {
 
 @dataclass(frozen=True)
 class Limits:
-    """Thresholds above which a figure is flagged.
+    """Thresholds above which a figure is flagged."""
 
-    Attributes:
-        max_cv: coefficient of variation of a row's runs.
-        max_halfwidth: relative half-width of a headline interval (the adaptive run's goal).
-        max_others: share of the available CPUs' time that other processes may take.
-    """
-
-    max_cv: float = 0.10
-    max_halfwidth: float = DEFAULT_GOAL
-    max_others: float = 0.10
+    max_cv: float = 0.10  # coefficient of variation of a row's runs
+    max_halfwidth: float = DEFAULT_GOAL  # relative half-width of a headline interval (the adaptive run's goal)
+    max_others: float = 0.10  # share of the available CPUs' time that other processes may take
 
     @classmethod
     def of(cls, plan: TimingPlan) -> Limits:

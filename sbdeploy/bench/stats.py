@@ -73,6 +73,13 @@ class RoundBootstrap:
     resamples: int
 
 
+def with_interval(value: float | None, spec: str, interval: Interval | None = None) -> str:
+    """``value`` in ``spec`` (``-`` for None), with `` (low-high)`` when it has an interval."""
+    if value is None:
+        return "-"
+    return f"{value:{spec}}" + (f" ({interval.low:{spec}}-{interval.high:{spec}})" if interval is not None else "")
+
+
 def coefficient_of_variation(samples: Sequence[float] | np.ndarray) -> float:
     """Sample standard deviation over the mean (Google Benchmark's and pyperf's CV); 0 for one sample."""
     values = np.asarray(samples, dtype=np.float64)

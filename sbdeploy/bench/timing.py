@@ -99,37 +99,24 @@ class LatencyStats:
 class TimingPlan:
     """How long to warm up and to measure; with neither ``iters`` nor ``duration_s`` it is adaptive (the default).
 
-    Attributes:
-        warmup_iters: warm-up runs per callable (used when ``warmup_s`` is None).
-        warmup_s: warm-up time per callable in seconds.
-        iters: a fixed number of timed runs per callable (with ``duration_s``: at most this many).
-        duration_s: a fixed measuring time for all callables together.
-        budget_s: adaptive: seconds of timed rounds after which the run stops, narrow or not.
-        goal: adaptive: the relative half-width of every interval that ends the run (0.03: +-3%).
-        min_turns: adaptive: fewest rounds, however long they take.
-        min_time_s: adaptive: fewest seconds of rounds before the run may stop on a narrow interval.
-        noise_floor: the smallest relative half-width of any interval.
-        min_iters: fewest timed runs per callable of a ``duration_s`` run.
-        turn: timed runs of one callable in a row (shortened, down to 1, while the rounds owed to
-            ``min_turns``, or for a ``duration_s`` run to an interval, would not fit).
-        settle: untimed runs at the start of each turn.
-        resamples, seed: of the final intervals' bootstrap.
+    ``turn`` is shortened, down to 1, while the rounds owed to ``min_turns`` (for a ``duration_s`` run:
+    to an interval) would not fit at the runs' measured speed.
     """
 
-    warmup_iters: int = 10
+    warmup_iters: int = 10  # warm-up runs per callable (used when warmup_s is None)
     warmup_s: float | None = None
-    iters: int | None = None
-    duration_s: float | None = None
-    budget_s: float = DEFAULT_BUDGET_S
-    goal: float = DEFAULT_GOAL
-    min_turns: int = 20
-    min_time_s: float = 1.0
-    noise_floor: float = 0.01
-    min_iters: int = 5
-    turn: int = 10
-    settle: int = 2
+    iters: int | None = None  # a fixed number of timed runs per callable (with duration_s: at most this many)
+    duration_s: float | None = None  # a fixed measuring time for all callables together
+    budget_s: float = DEFAULT_BUDGET_S  # adaptive: seconds of rounds after which the run stops, narrow or not
+    goal: float = DEFAULT_GOAL  # adaptive: the relative half-width of every interval that ends the run
+    min_turns: int = 20  # adaptive: fewest rounds, however long they take
+    min_time_s: float = 1.0  # adaptive: fewest seconds of rounds before the run may stop on a narrow interval
+    noise_floor: float = 0.01  # the smallest relative half-width of any interval
+    min_iters: int = 5  # fewest timed runs per callable of a duration_s run
+    turn: int = 10  # timed runs of one callable in a row
+    settle: int = 2  # untimed runs at the start of each turn
     confidence: float = 0.95
-    resamples: int = 2000
+    resamples: int = 2000  # of the final intervals' bootstrap
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -200,21 +187,14 @@ class Speedup:
 
 @dataclass(frozen=True)
 class RoundStatus:
-    """Where a group's measurement stands after a round (for progress displays).
-
-    Attributes:
-        runs: timed runs per callable so far.
-        fraction: share of the plan done (runs / iters, elapsed / duration, elapsed / budget).
-        widest: adaptive: the widest relative half-width at the last check (None before one).
-        goal: adaptive: the half-width that ends the run.
-    """
+    """Where a group's measurement stands after a round (for progress displays)."""
 
     rounds: int
-    runs: int
+    runs: int  # timed runs per callable so far
     elapsed_s: float
-    fraction: float
-    widest: float | None = None
-    goal: float | None = None
+    fraction: float  # share of the plan done (runs / iters, elapsed / duration, elapsed / budget)
+    widest: float | None = None  # adaptive: the widest relative half-width at the last check (None before one)
+    goal: float | None = None  # adaptive: the half-width that ends the run
 
     def describe(self) -> str:
         """E.g. ``12 turns, widest interval +-4.1% (goal +-3.0%)``."""
@@ -241,21 +221,13 @@ class GroupRecord:
 
 @dataclass(frozen=True)
 class GroupResult:
-    """Everything one interleaved group measured.
+    """Everything one interleaved group measured."""
 
-    Attributes:
-        stats: per callable, with the interval of its median.
-        speedups: per pair, by the SB callable's name.
-        record: length, stop reason, machine load.
-        rounds: per callable, its timed runs (ms) per round, for further statistics.
-        ratios: (numerator, denominator) -> numerator median / denominator median and its interval
-            over paired rounds (None: too few), for each ratio asked of :func:`measure_group`.
-    """
-
-    stats: Mapping[str, LatencyStats]
-    speedups: Mapping[str, Speedup]
+    stats: Mapping[str, LatencyStats]  # per callable, with the interval of its median
+    speedups: Mapping[str, Speedup]  # per pair, by the SB callable's name
     record: GroupRecord
-    rounds: Mapping[str, tuple[tuple[float, ...], ...]]
+    rounds: Mapping[str, tuple[tuple[float, ...], ...]]  # per callable, its timed runs (ms) per round
+    # (numerator, denominator) -> their medians' ratio and its interval (None: too few rounds), per ratio asked
     ratios: Mapping[tuple[str, str], tuple[float, Interval | None]] = field(default_factory=dict)
 
 
