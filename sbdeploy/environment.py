@@ -24,14 +24,9 @@ from dataclasses import asdict, dataclass, field
 
 SUPPORTED_TENSORRT_MAJORS = (10, 11)
 
-NO_TENSORRT = (
-    "TensorRT is not installed (pip install sbdeploy[gpu] on a machine with an NVIDIA GPU); "
-    "to run on this machine use the ONNX Runtime backend: sbdeploy validate/bench --backends ort-cpu"
-)
-NO_PYCUDA = (
-    "pycuda is not installed or finds no CUDA driver (pip install sbdeploy[gpu] on a machine with an NVIDIA GPU); "
-    "to run on this machine use the ONNX Runtime backend: sbdeploy validate/bench --backends ort-cpu"
-)
+_INSTEAD = "(pip install sbdeploy[gpu] on a machine with an NVIDIA GPU); to run on this machine use the ONNX Runtime backend: sbdeploy validate/bench --backends ort-cpu"
+NO_TENSORRT = f"TensorRT is not installed {_INSTEAD}"
+NO_PYCUDA = f"pycuda is not installed or finds no CUDA driver {_INSTEAD}"
 NO_GPU = "no NVIDIA GPU found (pycuda, cuda-python, torch and nvidia-smi see none)"
 
 
@@ -111,10 +106,8 @@ def probe_tensorrt() -> tuple[str | None, str | None]:
     except ValueError:
         return None, f"cannot read the TensorRT version {version!r}"
     if major not in SUPPORTED_TENSORRT_MAJORS:
-        return (
-            None,
-            f"TensorRT {version} is not supported; sbdeploy supports TensorRT 10.x and 11.x (pip install 'tensorrt>=10,<12')",
-        )
+        why = f"TensorRT {version} is not supported; sbdeploy supports TensorRT 10.x and 11.x (pip install 'tensorrt>=10,<12')"
+        return None, why
     return version, None
 
 

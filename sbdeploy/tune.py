@@ -20,8 +20,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -34,7 +33,7 @@ from sbdeploy.backends.ort import SESSION_METADATA_KEY, OrtRunner, SessionSettin
 from sbdeploy.bench.machine import MachineUsage
 from sbdeploy.bench.stability import machine_flags
 from sbdeploy.bench.stats import Interval, with_interval
-from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, measure_group, round_progress
+from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, measure_group, round_progress, warm_up
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import TARGETS, Target, get_target
 
@@ -272,16 +271,6 @@ def _graph_key(path: Path) -> str:
     return sha256(onnx.load(str(path)).graph.SerializeToString(deterministic=True)).hexdigest()
 
 
-def _warm_up_ms(fn: Callable[[], object], runs: int) -> list[float]:
-    """The times of ``runs`` warm-up calls (at least 2; the first, with its one-off costs, dropped)."""
-    times = []
-    for _ in range(max(2, runs)):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return times[1:]
-
-
 def _time_stage(
     stage: str,
     files: Mapping[Candidate, Path],
@@ -299,7 +288,8 @@ def _time_stage(
     times: dict[Candidate, CandidateTime] = {}
     with contextlib.ExitStack() as stack:
         fns = {c: stack.enter_context(OrtRunner(p, session=c.settings)).timed_call(feed) for c, p in files.items()}
-        warm = {c: _warm_up_ms(fn, options.plan.warmup_iters) for c, fn in fns.items()}
+        # at least 2 runs each, the first (with its one-off costs) dropped
+        warm = {c: [t * 1e3 for t in times[1:]] for c, times in warm_up(fns, max(2, options.plan.warmup_iters)).items()}
         for c in files:
             if c != default and min(warm[c]) > options.screen * min(warm[default]):
                 median = float(np.median(warm[c]))

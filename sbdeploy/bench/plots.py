@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sbdeploy.bench.report import BenchReport, BenchRow
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+_BAR_LABEL = {"xytext": (0, 3), "textcoords": "offset points", "ha": "center", "va": "bottom", "fontsize": 8}
 
 
 def _pyplot():  # noqa: ANN202  (matplotlib.pyplot, headless)
@@ -73,27 +74,16 @@ def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
     colour = {b: colours[i % len(colours)] for i, b in enumerate(batches)}
     marker = {m: MARKERS[i % len(MARKERS)] for i, m in enumerate(models)}
     width = 4.2 * len(backends) + 2.2
-    fig, axes = plt.subplots(
-        1, len(backends), figsize=(width, 4.4), dpi=110, squeeze=False, sharey=True, layout="constrained"
-    )
+    shape = {"squeeze": False, "sharey": True, "layout": "constrained"}
+    fig, axes = plt.subplots(1, len(backends), figsize=(width, 4.4), dpi=110, **shape)
     for ax, backend in zip(axes[0], backends):
         for r in (r for r in rows if r.backend == backend):
             y, s = r.stats.median_ms / r.batch, r.stats
-            err = None
+            err, face = None, "white" if r.unstable else colour[r.batch]
             if s.median_low_ms is not None and s.median_high_ms is not None:
                 err = [[max(y - s.median_low_ms / r.batch, 0)], [max(s.median_high_ms / r.batch - y, 0)]]
-            face = "white" if r.unstable else colour[r.batch]
-            ax.errorbar(
-                [r.macs / 1e9],
-                [y],
-                yerr=err,
-                fmt=marker[_series(r)],
-                color=colour[r.batch],
-                markersize=8,
-                capsize=3,
-                markerfacecolor=face,
-                markeredgewidth=1.5,
-            )
+            point = {"fmt": marker[_series(r)], "color": colour[r.batch], "markerfacecolor": face}
+            ax.errorbar([r.macs / 1e9], [y], yerr=err, markersize=8, capsize=3, markeredgewidth=1.5, **point)
         ax.set_xscale("log")
         ax.set_yscale("log")
         _plain_log_ticks(ax.xaxis, [r.macs / 1e9 for r in rows])
@@ -135,15 +125,8 @@ def plot_speedups(report: BenchReport, path: Path) -> None:
     low = [max(v - (r.speedup_low if r.speedup_low is not None else v), 0) for v, r in zip(measured, rows)]
     high = [max((r.speedup_high if r.speedup_high is not None else v) - v, 0) for v, r in zip(measured, rows)]
     ideal = [1 / r.mac_ratio if r.mac_ratio else 0 for r in rows]
-    bars = ax.bar(
-        [x - 0.18 for x in xs],
-        measured,
-        width=0.36,
-        yerr=[low, high],
-        capsize=4,
-        color="tab:blue",
-        edgecolor="tab:blue",
-    )
+    blue = {"color": "tab:blue", "edgecolor": "tab:blue"}
+    bars = ax.bar([x - 0.18 for x in xs], measured, width=0.36, yerr=[low, high], capsize=4, **blue)
     ideal_bars = ax.bar([x + 0.18 for x in xs], ideal, width=0.36, color="tab:orange", alpha=0.55)
     labels = [
         (bar, v + top, f"{v:.2f}x" + (" !" if r.unstable else ""), "black")
@@ -151,29 +134,15 @@ def plot_speedups(report: BenchReport, path: Path) -> None:
     ]
     labels += [(bar, v, f"{v:.2f}x", "saddlebrown") for bar, v in zip(ideal_bars, ideal)]
     for bar, y, text, colour in labels:
-        ax.annotate(
-            text,
-            (bar.get_x() + bar.get_width() / 2, y),
-            xytext=(0, 3),
-            textcoords="offset points",
-            ha="center",
-            va="bottom",
-            fontsize=8,
-            color=colour,
-        )
+        ax.annotate(text, (bar.get_x() + bar.get_width() / 2, y), color=colour, **_BAR_LABEL)
     for bar, r in zip(bars, rows):
         if r.unstable:
             bar.set_facecolor("white")
             bar.set_hatch("//")
     ax.axhline(1.0, color="black", linewidth=0.8)
     many = len(rows) > 6
-    ax.set_xticks(
-        xs,
-        [f"{r.model}\n{r.backend} {r.precision} b{r.batch}" for r in rows],
-        fontsize=8,
-        rotation=30 if many else 0,
-        ha="right" if many else "center",
-    )
+    ticks = [f"{r.model}\n{r.backend} {r.precision} b{r.batch}" for r in rows]
+    ax.set_xticks(xs, ticks, fontsize=8, rotation=30 if many else 0, ha="right" if many else "center")
     ax.set_xlim(-0.7, len(rows) - 0.3)
     ax.set_ylabel("speedup over baseline")
     ax.set_ylim(0, max(max(ideal), max(m + e for m, e in zip(measured, high))) * 1.15)

@@ -28,6 +28,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -36,6 +37,7 @@ from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
 from sbdeploy.bench.stats import MIN_ROUNDS_FOR_INTERVAL, Interval, bootstrap_rounds, coefficient_of_variation
 
 TimedFn = Callable[[], "float | None"]
+K = TypeVar("K")
 ProgressFn = Callable[[str, int, int], None]
 """``(stage, done, total)``: the progress callback of the bench and pipeline library functions (total 0: unknown)."""
 Rounds = Mapping[str, Sequence[Sequence[float]]]
@@ -231,20 +233,17 @@ class GroupResult:
     ratios: Mapping[tuple[str, str], tuple[float, Interval | None]] = field(default_factory=dict)
 
 
-def _warm_up(fns: Mapping[str, TimedFn], plan: TimingPlan) -> float:
-    """Run every callable's warm-up; return the seconds one run of every callable takes (mean after the first; nan: none)."""
-    total = 0.0
-    for fn in fns.values():
-        times: list[float] = []
-        end = None if plan.warmup_s is None else time.perf_counter() + plan.warmup_s
-        while (time.perf_counter() < end) if end is not None else len(times) < plan.warmup_iters:
+def warm_up(fns: Mapping[K, TimedFn], runs: int, seconds: float | None = None) -> dict[K, list[float]]:
+    """Run each callable ``runs`` times (or for ``seconds``), one callable after the other; the seconds each run took."""
+    times: dict[K, list[float]] = {}
+    for key, fn in fns.items():
+        end = None if seconds is None else time.perf_counter() + seconds
+        times[key] = []
+        while (time.perf_counter() < end) if end is not None else len(times[key]) < runs:
             start = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - start)
-        if not times:
-            return math.nan
-        total += float(np.mean(times[1:] or times))
-    return total
+            times[key].append(time.perf_counter() - start)
+    return times
 
 
 def _owed_rounds(plan: TimingPlan) -> tuple[int, float] | None:
@@ -325,7 +324,9 @@ def measure_group(
     missing = sorted({n for p in pairs for n in (p.sb, p.baseline)}.union(*ratios) - set(names))
     if missing:
         raise ValueError(f"pairs name callables that are not timed: {missing}")
-    per_run_s = _warm_up(fns, plan)
+    warm = warm_up(fns, plan.warmup_iters, plan.warmup_s).values()
+    # one run of every callable (the first warm-up run, with its one-off costs, left out)
+    per_run_s = sum(float(np.mean(t[1:] or t)) for t in warm) if all(warm) else math.nan
     owed = _owed_rounds(plan)
     capped = plan.iters if plan.duration_s is not None else None  # a fixed time that may end on iters first
     turn = plan.turn if owed is None else _fitted_turn(plan, per_run_s, *owed, capped)
