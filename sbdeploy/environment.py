@@ -3,11 +3,9 @@
 :func:`gpu_stack` is the single answer to "is there an NVIDIA GPU, which TensorRT, can the
 ``trt`` backend run": ``sbdeploy doctor``, the pipeline's engine choice, the engine
 sidecar's machine description and the environment recorded in every report all read it,
-so they cannot disagree. It probes once per process, cheaply, and never raises: each
-missing piece is recorded with the reason. The GPU may be seen by pycuda (what the
-``trt`` runner uses), cuda-python, torch or ``nvidia-smi``; a CPU build of torch on a GPU
-machine therefore does not hide the GPU. TensorRT and pycuda are imported only when
-installed (type stubs alone are no TensorRT).
+so they cannot disagree. It probes once per process and never raises: each missing piece is
+recorded with the reason. The GPU may be seen by pycuda, cuda-python, torch or ``nvidia-smi``
+(a CPU build of torch on a GPU machine does not hide it).
 """
 
 from __future__ import annotations
@@ -146,11 +144,8 @@ def probe_cuda_python() -> tuple[str, str, str] | None:
 
 
 def probe_torch() -> tuple[str | None, tuple[str, str] | None]:
-    """(CUDA torch was built with, (gpu name, capability) when torch sees a device).
-
-    A CPU build says so in its version ("2.13.0+cpu"): it is read from the package metadata
-    without importing torch (seconds on a loaded machine; `sbdeploy doctor` needs no torch then).
-    """
+    """(CUDA torch was built with, (gpu name, capability) when torch sees a device); a CPU build ("2.13.0+cpu") is
+    told from the package metadata without importing torch (seconds on a loaded machine)."""
     version = package_version("torch")
     if version is None or version.endswith("+cpu"):
         return None, None
@@ -269,11 +264,9 @@ def _cpuinfo_field(cpuinfo: str, *keys: str) -> str | None:
 class CpuInt8Support:
     """The CPU's instructions for int8 dot products, which decide whether int8 inference can pay.
 
-    ONNX Runtime's int8 convolutions multiply uint8 activations by int8 weights (u8s8). With
-    VNNI (``vpdpbusd``, AVX-512 or AVX) or AMX-INT8 that is one instruction per 4 products
-    accumulated in 32 bits; with AVX2 alone it takes ``vpmaddubsw`` + ``vpmaddwd`` with a
-    16-bit intermediate (which can saturate: ``reduce_range``), so int8 gains far less over
-    fp32 there. On ARM the counterparts are ``dotprod`` (sdot/udot) and ``i8mm``.
+    ONNX Runtime's u8s8 convolutions take one VNNI (``vpdpbusd``) or AMX-INT8 instruction per 4 products;
+    with AVX2 alone ``vpmaddubsw`` + ``vpmaddwd`` through 16 bits, so int8 gains far less over fp32 there.
+    On ARM the counterparts are ``dotprod`` (sdot/udot) and ``i8mm``.
     """
 
     machine: str  # platform.machine(): x86_64, aarch64...

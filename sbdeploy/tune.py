@@ -1,12 +1,10 @@
 """Tuning by measurement: the fastest exact form and ONNX Runtime session settings of one file, on this machine.
 
-As TensorRT's builder times its tactics, ``sbdeploy export --tune`` (and ``pipeline --tune``)
-times the candidates for *this* model, batch size and thread budget on *this* machine: the
-target row's own form (the untuned default) and each of its variants
-(:attr:`sbdeploy.targets.Target.variants`), forms whose graphs come out identical timed once,
-then the ``finalists`` fastest forms with every session setting
-(:class:`~sbdeploy.backends.ort.SessionSettings`, :func:`session_candidates`). Each stage is
-one interleaved group of the bench's method (:func:`~sbdeploy.bench.timing.measure_group`).
+As TensorRT's builder times its tactics, ``export --tune`` times the candidates for *this* model,
+batch and thread budget on *this* machine, each stage one interleaved group of the bench's method
+(:func:`~sbdeploy.bench.timing.measure_group`): the target row's own form (the untuned default) and
+its variants (forms of one graph timed once), then the ``finalists`` fastest forms with every
+session setting (:func:`session_candidates`).
 The fastest wins only when its speedup over the untuned default is sure (its whole interval
 above 1, :func:`choose`), so a tuned file is never slower than the untuned one beyond the
 interval. The winner is written with its settings (``sbdeploy.ort_session``, which the ort-cpu
@@ -48,14 +46,9 @@ DEFAULT_TUNE_PLAN = TimingPlan(warmup_iters=3, budget_s=10.0, min_turns=10, min_
 
 
 def session_candidates(threads: int) -> list[SessionSettings]:
-    """The session settings tuning tries for a budget of ``threads``: the default first.
-
-    ``threads`` intra-op threads (the default), the same without spinning (idle pool threads
-    sleep: better on a busy machine), one intra-op thread (no thread-pool dispatch per node:
-    graphs of many small nodes), the parallel executor with ``threads`` inter-op threads of
-    one intra-op thread each (independent nodes side by side), and the graph optimizations
-    without the NCHWc layout transformer.
-    """
+    """The session settings tuning tries for a budget of ``threads``: the default (``threads`` intra-op threads),
+    the same without spinning (better on a busy machine), one intra-op thread (graphs of many small nodes), the
+    parallel executor of one intra-op thread per inter-op thread, and the optimizations without NCHWc layouts."""
     default = SessionSettings.default(threads)
     candidates = [default, dataclasses.replace(default, spinning=False)]
     if threads > 1:
@@ -66,12 +59,9 @@ def session_candidates(threads: int) -> list[SessionSettings]:
 
 @dataclass(frozen=True)
 class TuneOptions:
-    """What tuning tries and how long it times.
-
-    ``screen``: a candidate whose fastest warm-up run is slower than this many times the default's is
-    dropped before the stage's turns (as TensorRT drops tactics far slower than the best): it is
-    reported with those runs, never chosen (``inf``: none dropped).
-    """
+    """What tuning tries and how long it times. ``screen``: a candidate whose fastest warm-up run is slower than this
+    many times the default's is dropped before the turns (as TensorRT drops tactics far slower than the best): it is
+    reported with those runs, never chosen (``inf``: none dropped)."""
 
     threads: int | None = None  # the thread budget (None: the CPUs this process may use)
     plan: TimingPlan = DEFAULT_TUNE_PLAN  # of each stage
@@ -174,11 +164,8 @@ class CandidateTime:
 
 @dataclass(frozen=True)
 class StageRecord:
-    """How one stage was timed: turns, seconds, why it stopped, and the machine's load around it.
-
-    ``busy`` says why the machine was too busy for the stage's figures to describe it quiet (the
-    bench's ``load``/``busy`` flags, :func:`~sbdeploy.bench.stability.machine_flags`); empty when quiet.
-    """
+    """How one stage was timed, and the machine around it; ``busy``: the reasons of its machine flags (the bench's
+    ``load``/``busy``), empty when it was quiet."""
 
     stage: str
     rounds: int
@@ -194,7 +181,6 @@ class StageRecord:
         return cls(stage, record.rounds, round(record.seconds, 3), record.stop, record.machine, busy)
 
     def load_text(self) -> str:
-        """E.g. ``load 1.20 -> 1.40, others' CPU 0.31 of 2``."""
         return self.machine.describe()
 
 

@@ -69,9 +69,8 @@ class MachineUsage:
     def describe(self) -> str:
         """E.g. ``load 1.20 -> 1.40, others' CPU 0.31 of 2``."""
         load = f"load {self.loads()}" if self.before.loadavg and self.after.loadavg else "load unknown"
-        return load + (
-            f", others' CPU {self.others_cpu:.2f} of {self.cpus_available}" if self.others_cpu is not None else ""
-        )
+        others = f", others' CPU {self.others_cpu:.2f} of {self.cpus_available}" if self.others_cpu is not None else ""
+        return load + others
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "before": self.before.to_dict(), "after": self.after.to_dict()}
@@ -94,12 +93,9 @@ def _cpus_busy_seconds(cpus: set[int] | None) -> float | None:
     busy = 0
     for line in lines:
         name, *fields = line.split()
-        if not name.startswith("cpu") or name == "cpu":
-            continue
-        if cpus is not None and int(name[3:]) not in cpus:
-            continue
-        values = [int(v) for v in fields]
-        busy += sum(values[i] for i in _BUSY_FIELDS if i < len(values))
+        if name.startswith("cpu") and name != "cpu" and (cpus is None or int(name[3:]) in cpus):
+            values = [int(v) for v in fields]
+            busy += sum(values[i] for i in _BUSY_FIELDS if i < len(values))
     return busy / ticks
 
 
@@ -110,12 +106,8 @@ def snapshot() -> MachineSnapshot:
         loadavg: tuple[float, float, float] | None = os.getloadavg()
     except (AttributeError, OSError):
         loadavg = None
-    load = MachineLoad(
-        loadavg=loadavg, cpu_count=os.cpu_count(), cpus_available=len(cpus) if cpus else (os.cpu_count() or 1)
-    )
-    return MachineSnapshot(
-        load=load, wall_s=time.perf_counter(), process_cpu_s=time.process_time(), cpus_busy_s=_cpus_busy_seconds(cpus)
-    )
+    load = MachineLoad(loadavg, os.cpu_count(), len(cpus) if cpus else (os.cpu_count() or 1))
+    return MachineSnapshot(load, time.perf_counter(), time.process_time(), _cpus_busy_seconds(cpus))
 
 
 def usage_between(before: MachineSnapshot, after: MachineSnapshot) -> MachineUsage:

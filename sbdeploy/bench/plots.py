@@ -31,11 +31,8 @@ def _pyplot():  # noqa: ANN202  (matplotlib.pyplot, headless)
 
 
 def _plain_log_ticks(axis: object, values: Sequence[float]) -> None:
-    """Label a log axis with plain numbers (0.2, 0.5, 1, 2 ...), not powers of ten.
-
-    Minor ticks get labels too: all of them when the data span less than a decade (else
-    a short axis would show one label or none), only those at 2 and 5 otherwise.
-    """
+    """Label a log axis with plain numbers (0.2, 0.5, 1, 2 ...), not powers of ten; minor ticks too: all of them when
+    the data span less than a decade (else a short axis would show one label or none), those at 2 and 5 otherwise."""
     from matplotlib.ticker import FuncFormatter
 
     positive = [v for v in values if v > 0]

@@ -1,8 +1,6 @@
 """A bench report as text and files: the Markdown table and page, the CSV, and :func:`write_report` writing them all.
 
-The table's cells (:func:`markdown_rows`) and legend are the ones ``sbdeploy bench`` prints too;
-bench.md adds the int8 verdict, the files timed, the warnings said once per reason, how each
-group was measured, the settings and the environment. The plots are :mod:`sbdeploy.bench.plots`'.
+The table's cells (:func:`markdown_rows`) and legend are the ones ``sbdeploy bench`` prints too.
 """
 
 from __future__ import annotations
@@ -39,33 +37,18 @@ def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
         s = r.stats
         median = with_interval(s.median_ms, ".3f", Interval.of(s.median_low_ms, s.median_high_ms))
         stable = "yes" if not r.flags else "no: " + ", ".join(dict.fromkeys(f.kind for f in r.flags))
-        cells.append(
-            [
-                *(r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", median),
-                *(
-                    with_interval(s.compute_median_ms, ".3f"),
-                    f"{s.p90_ms:.3f}",
-                    f"{s.p99_ms:.3f}",
-                    f"{s.cv:.1%}",
-                    f"{r.throughput:.1f}",
-                ),
-                with_interval(r.speedup, ".2f", r.speedup_interval),
-                with_interval(r.mac_ratio, ".3f"),
-                with_interval(r.efficiency, ".2f", r.efficiency_interval),
-                with_interval(r.vs_fp32, ".2f", r.vs_fp32_interval),
-                stable,
-            ]
-        )
+        head = [r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", median]
+        times = [with_interval(s.compute_median_ms, ".3f"), f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.cv:.1%}"]
+        speedup, ratio = with_interval(r.speedup, ".2f", r.speedup_interval), with_interval(r.mac_ratio, ".3f")
+        efficiency = with_interval(r.efficiency, ".2f", r.efficiency_interval)
+        vs_fp32 = with_interval(r.vs_fp32, ".2f", r.vs_fp32_interval)
+        cells.append([*head, *times, f"{r.throughput:.1f}", speedup, ratio, efficiency, vs_fp32, stable])
     return cells
 
 
 def int8_lines(report: BenchReport) -> list[str]:
-    """What this CPU's instruction set allows for int8, and where int8 did not beat fp32: said plainly.
-
-    Empty without int8 rows. Per int8 row on ``ort-cpu`` whose latency is at least fp32's
-    (``vs fp32`` <= 1): on a CPU without int8 dot-product instructions (no VNNI: AVX2 only)
-    "int8 does not pay here"; on one with them, that int8 still lost there.
-    """
+    """What this CPU's instruction set allows for int8 and, per ``ort-cpu`` int8 row not faster than fp32, that int8
+    does not pay (on a CPU without int8 dot-product instructions) or still lost there (on one with them)."""
     int8 = [r for r in report.rows if r.precision == "int8"]
     if not int8:
         return []
@@ -78,16 +61,13 @@ def int8_lines(report: BenchReport) -> list[str]:
         if r.vs_fp32_interval:
             ratio += f" ({report.confidence:.0%} interval of the speedup {r.vs_fp32_low:.2f}-{r.vs_fp32_high:.2f})"
         where = f"{r.model} batch {r.batch} on {r.backend}"
-        if env.cpu_int8_dot is False:
-            lines.append(
-                f"int8 does not pay here: {where}: {ratio}, and this CPU has no VNNI (no int8 dot-product "
-                "instructions); ship fp32 here, int8 for a CPU with VNNI (measure it there)."
-            )
-        else:
-            lines.append(
-                f"int8 is not faster than fp32 for {where}: {ratio}, although this CPU has int8 dot-product "
-                "instructions; ship fp32 for this model and batch."
-            )
+        lines.append(
+            f"int8 does not pay here: {where}: {ratio}, and this CPU has no VNNI (no int8 dot-product "
+            "instructions); ship fp32 here, int8 for a CPU with VNNI (measure it there)."
+            if env.cpu_int8_dot is False
+            else f"int8 is not faster than fp32 for {where}: {ratio}, although this CPU has int8 dot-product "
+            "instructions; ship fp32 for this model and batch."
+        )
     return lines
 
 
@@ -117,12 +97,8 @@ def to_markdown(report: BenchReport) -> str:
         lines += ["## int8", "", *(f"- {line}" for line in int8), ""]
     files = {r.file: r.sha256 for r in report.rows if r.file}
     if files:
-        lines += [
-            "## Files timed",
-            "",
-            *_table(["file", "sha256"], [[f"`{f}`", f"`{h}`"] for f, h in files.items()]),
-            "",
-        ]
+        sums = [[f"`{f}`", f"`{h}`"] for f, h in files.items()]
+        lines += ["## Files timed", "", *_table(["file", "sha256"], sums), ""]
     grouped = report.warning_summary()
     if grouped:
         lines += [
@@ -137,20 +113,15 @@ def to_markdown(report: BenchReport) -> str:
     if report.groups:
         header = ["backend", "batch", "turns", "runs per turn", "seconds", "stopped", "load 1 min (before, after)"]
         header += ["others' CPU", "CPUs (available / machine)"]
-        cells = [
-            [g.backend, g.batch, r.rounds, r.turn, f"{r.seconds:.1f}", r.stop, r.machine.loads(", ")]
-            + [
-                with_interval(r.machine.others_cpu, ".2f"),
-                f"{r.machine.cpus_available} / {r.machine.before.cpu_count or '-'}",
-            ]
-            for g in report.groups
-            for r in [g.record]
-        ]
-        lines += ["## Measurement", "", *_table(header, cells), ""]
-        lines += [
-            "others' CPU = cores' worth of CPU time that other processes took on the available CPUs while the group was timed.",
-            "",
-        ]
+        cells = []
+        for g in report.groups:
+            r, m = g.record, g.record.machine
+            row = [g.backend, g.batch, r.rounds, r.turn, f"{r.seconds:.1f}", r.stop, m.loads(", ")]
+            cells.append(
+                [*row, with_interval(m.others_cpu, ".2f"), f"{m.cpus_available} / {m.before.cpu_count or '-'}"]
+            )
+        note = "others' CPU = cores' worth of CPU time that other processes took on the available CPUs while the group was timed."
+        lines += ["## Measurement", "", *_table(header, cells), "", note, ""]
     env = report.environment
     lines += ["## Settings", "", *settings_lines(report.settings), "", "## Environment", ""]
     lines += [f"- CPU: {env.cpu} ({env.cpu_count} cores), torch threads {env.torch_threads}"]

@@ -52,12 +52,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class Flag:
-    """One reason a figure is unstable: its kind (a key of :data:`ADVICE`) and a sentence with the numbers.
-
-    ``headline`` is the sentence without the figure's own numbers, the same for every figure
-    it holds for, and ``value`` those numbers: a report says each headline once and lists
-    the figures with their values (:meth:`sbdeploy.bench.report.BenchReport.warning_summary`).
-    """
+    """One reason a figure is unstable: its kind (a key of :data:`ADVICE`) and a sentence with the numbers;
+    ``headline`` is that sentence without the figure's numbers (``value``), so a report says it once for all."""
 
     kind: str
     reason: str

@@ -3,8 +3,7 @@
 Callables take turns round-robin (A, B, C, then B, C, A, ...), so a noisy machine slows every
 candidate alike and their ratio stays honest; after each full rotation its starting order is
 shuffled (seeded), because an ONNX Runtime session whose pool threads keep spinning after its
-turn slows whichever session runs next (2 cores, four files in one group: the same file timed
-2.7x slower in one slot than in another). A turn is ``settle`` untimed runs, then ``turn`` timed
+turn slows whichever session runs next (the same file up to 2.7x). A turn is ``settle`` untimed runs, then ``turn`` timed
 runs of one callable: switching on every call penalised graphs of many small nodes (ORT CPU,
 cifar_resnet56 vs its SB twin at batch 1: 0.65x switching every call, 0.96x in turns of 25). A
 *round* is one turn of every callable; its callables saw the same machine, so the intervals
@@ -16,9 +15,8 @@ Those minimums and the ``noise_floor`` come from A/A runs (a 0.45 ms network aga
 itself on this project's busy 2-core machine): stopping after 10 turns the interval missed 1.0 in
 2 of 20 runs, after 20 turns and 1 s in 1 of 60 (machine noise is correlated over longer than a
 round), and two sessions of one file differ by up to 1.3%, which resampling one run cannot see:
-so no interval is narrower than +-1% (criterion.rs's noise threshold). A callable may return its
-device time in ms (:meth:`sbdeploy.backends.base.Runner.timed_call`), reported beside the
-end-to-end time; the machine's load is recorded around the rounds (:mod:`sbdeploy.bench.machine`).
+so no interval is narrower than +-1% (criterion.rs's noise threshold). The machine's load is
+recorded around the rounds (:mod:`sbdeploy.bench.machine`).
 """
 
 from __future__ import annotations
@@ -49,11 +47,8 @@ CHECK_RESAMPLES = 400
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Latency statistics of one callable, in milliseconds.
-
-    ``cv`` is the coefficient of variation (sample std / mean); ``median_low_ms`` and
-    ``median_high_ms`` bound the median at the group's confidence (None: too few rounds).
-    """
+    """Latency statistics of one callable, in milliseconds; ``median_low_ms`` and ``median_high_ms`` bound the median
+    at the group's confidence (None: too few rounds)."""
 
     runs: int
     median_ms: float
@@ -306,17 +301,11 @@ def measure_group(
     ratios: Sequence[tuple[str, str]] = (),
     on_round: Callable[[RoundStatus], None] | None = None,
 ) -> GroupResult:
-    """Warm up every callable, then time them in rotating turns until the plan says stop.
+    """Warm up every callable (each runs one inference), then time them in rotating turns until the plan says stop.
 
-    Args:
-        fns: callables to time, by name; each runs one inference to completion.
-        pairs: SB/baseline pairs whose speedup to bound (and, adaptive, to narrow).
-        ratios: (numerator, denominator) callables whose median ratio to bound besides, e.g. a
-            model's fp32 and int8 files (from the same resamples as the pairs' intervals).
-        on_round: called after each round with the measurement's status (progress).
-
-    Raises:
-        ValueError: no callables, or a pair or ratio naming a callable that is not in ``fns``.
+    ``pairs``' speedups are bounded (and, adaptive, narrowed); ``ratios`` (numerator, denominator) are bounded
+    besides, e.g. a model's fp32 and int8 files, from the same resamples. ValueError: nothing to time, or a
+    pair or ratio naming a callable that is not timed.
     """
     names = list(fns)
     if not names:
