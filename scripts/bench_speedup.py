@@ -139,8 +139,13 @@ def op_profile(
             for kind, key in keys:
                 total[kind][key] += e["dur"]
                 count[kind][key] += 1
-    ops, grids = ({key: {"ms_per_run": us / runs / 1e3, "nodes": count[kind][key] // runs} for key, us in total[kind].most_common()}
-                  for kind in ("op", "grid"))  # fmt: skip
+    ops, grids = (
+        {
+            key: {"ms_per_run": us / runs / 1e3, "nodes": count[kind][key] // runs}
+            for key, us in total[kind].most_common()
+        }
+        for kind in ("op", "grid")
+    )
     return ops, grids
 
 
@@ -230,8 +235,17 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
             result = measure(
                 {"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args), ["sb"], mac_ratio
             )
-        rows.append(_row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_ort_vs_torch=ort_err,
-                         max_abs_err_deploy_vs_train_form=err, _files={k: (paths[k], None) for k in ("base", "sb")}))  # fmt: skip
+        rows.append(
+            _row(
+                base_name,
+                batch,
+                f"ort-cpu-{args.threads}t",
+                result,
+                max_abs_err_ort_vs_torch=ort_err,
+                max_abs_err_deploy_vs_train_form=err,
+                _files={k: (paths[k], None) for k in ("base", "sb")},
+            )
+        )
     runs = max(3, min(20, args.reps // 10))
     for row in rows:
         files = row.pop("_files")  # (path, session settings) of the two files of the row
@@ -255,8 +269,12 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
             return call
 
         forms = ("sb_train_form", "sb_deploy_form")
-        eager_result = measure({"base": eager(base), "sb_train_form": eager(sb), "sb_deploy_form": eager(deployed)},
-                               plan(args, max(5, args.reps // 4)), forms, mac_ratio)  # fmt: skip
+        eager_result = measure(
+            {"base": eager(base), "sb_train_form": eager(sb), "sb_deploy_form": eager(deployed)},
+            plan(args, max(5, args.reps // 4)),
+            forms,
+            mac_ratio,
+        )
         for form in forms:
             rows.append(_row(base_name, batch, f"torch-eager-cpu-{args.threads}t ({form})", eager_result, form))
     if torch.cuda.is_available():
@@ -303,13 +321,27 @@ def _bench_tuned(
         settings = {k: r.session_settings for k, r in runners.items()}
         fns = {k: r.timed_call(feed) for k, r in runners.items()}
         result = measure_group(fns, plan(args), pairs=pairs, ratios=[("sb", "sb_tuned")])
-    untuned = _row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_deploy_vs_train_form=deploy_err,
-                   _files={k: (names[k], None) for k in ("base", "sb")})  # fmt: skip
-    tuned_row = _row(base_name, batch, f"ort-cpu-{args.threads}t tuned", result, "sb_tuned", "base_tuned",
-                     max_abs_err_ort_vs_torch=ort_err, tuned_sb_vs_untuned_sb=_ratio(result, "sb", "sb_tuned"),
-                     tuned_forms={k: {"chosen": r.chosen.label, "decision": r.decision} for k, r in records.items()},
-                     tuning={k: r.to_metadata() for k, r in records.items()},
-                     _files={"base": (names["base_tuned"], settings["base_tuned"]), "sb": (names["sb_tuned"], settings["sb_tuned"])})  # fmt: skip
+    untuned = _row(
+        base_name,
+        batch,
+        f"ort-cpu-{args.threads}t",
+        result,
+        max_abs_err_deploy_vs_train_form=deploy_err,
+        _files={k: (names[k], None) for k in ("base", "sb")},
+    )
+    tuned_row = _row(
+        base_name,
+        batch,
+        f"ort-cpu-{args.threads}t tuned",
+        result,
+        "sb_tuned",
+        "base_tuned",
+        max_abs_err_ort_vs_torch=ort_err,
+        tuned_sb_vs_untuned_sb=_ratio(result, "sb", "sb_tuned"),
+        tuned_forms={k: {"chosen": r.chosen.label, "decision": r.decision} for k, r in records.items()},
+        tuning={k: r.to_metadata() for k, r in records.items()},
+        _files={"base": (names["base_tuned"], settings["base_tuned"]), "sb": (names["sb_tuned"], settings["sb_tuned"])},
+    )
     return [untuned, tuned_row]
 
 
@@ -473,8 +505,11 @@ def _print_rows(rows: list[dict], header: bool = True) -> None:
             f"{r['speedup_min']:12.2f}",
             flush=True,
         )
-        for key, what in (("int8_speedup_base", "baseline int8 vs its fp32"), ("int8_speedup_sb", "SB int8 vs its fp32"),
-                          ("sb_int8_vs_base_fp32", "SB int8 vs baseline fp32")):  # fmt: skip
+        for key, what in (
+            ("int8_speedup_base", "baseline int8 vs its fp32"),
+            ("int8_speedup_sb", "SB int8 vs its fp32"),
+            ("sb_int8_vs_base_fp32", "SB int8 vs baseline fp32"),
+        ):
             if key in r:
                 interval = _interval_text(r[key]["ci95"], r.get("turns"))
                 print(
