@@ -7,7 +7,7 @@ README's layout line is this list.
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("_version", "errors", "_io", "_lazy", "_layers", "tolerance"),
-    ("environment", "bench.stats", "bench.machine", "bench.timing", "bench.defaults"),
+    ("environment", "bench.stats", "bench.machine", "bench.timing", "bench.stability", "bench.defaults"),
     ("nn",),
     ("models", "flops", "zoo", "data"),
     ("checkpoint", "state_dict", "int8_recipe", "targets", "calibration", "files", "backends.tensorrt.sidecar"),

@@ -3,11 +3,9 @@
 :func:`gpu_stack` is the single answer to "is there an NVIDIA GPU, which TensorRT, can the
 ``trt`` backend run": ``sbdeploy doctor``, the pipeline's engine choice, the engine
 sidecar's machine description and the environment recorded in every report all read it,
-so they cannot disagree. It probes once per process, cheaply, and never raises: each
-missing piece is recorded with the reason. The GPU may be seen by pycuda (what the
-``trt`` runner uses), cuda-python, torch or ``nvidia-smi``; a CPU build of torch on a GPU
-machine therefore does not hide the GPU. TensorRT and pycuda are imported only when
-installed (type stubs alone are no TensorRT).
+so they cannot disagree. It probes once per process and never raises: each missing piece is
+recorded with the reason. The GPU may be seen by pycuda, cuda-python, torch or ``nvidia-smi``
+(a CPU build of torch on a GPU machine does not hide it).
 """
 
 from __future__ import annotations
@@ -24,14 +22,9 @@ from dataclasses import asdict, dataclass, field
 
 SUPPORTED_TENSORRT_MAJORS = (10, 11)
 
-NO_TENSORRT = (
-    "TensorRT is not installed (pip install sbdeploy[gpu] on a machine with an NVIDIA GPU); "
-    "to run on this machine use the ONNX Runtime backend: sbdeploy validate/bench --backends ort-cpu"
-)
-NO_PYCUDA = (
-    "pycuda is not installed or finds no CUDA driver (pip install sbdeploy[gpu] on a machine with an NVIDIA GPU); "
-    "to run on this machine use the ONNX Runtime backend: sbdeploy validate/bench --backends ort-cpu"
-)
+_INSTEAD = "(pip install sbdeploy[gpu] on a machine with an NVIDIA GPU); to run on this machine use the ONNX Runtime backend: sbdeploy validate/bench --backends ort-cpu"
+NO_TENSORRT = f"TensorRT is not installed {_INSTEAD}"
+NO_PYCUDA = f"pycuda is not installed or finds no CUDA driver {_INSTEAD}"
 NO_GPU = "no NVIDIA GPU found (pycuda, cuda-python, torch and nvidia-smi see none)"
 
 
@@ -83,7 +76,9 @@ def _clause(reason: str) -> str:
     return reason.split(" (")[0].split("; ")[0].split(" [")[0]
 
 
-# ---- the probes: each returns None (or a reason) instead of raising -------------------------------------------------
+def _cuda_version(number: int) -> str:
+    """A CUDA version number as text: 12080 -> ``12.8``."""
+    return f"{number // 1000}.{number % 1000 // 10}"
 
 
 def tensorrt_installed() -> bool:
@@ -109,10 +104,8 @@ def probe_tensorrt() -> tuple[str | None, str | None]:
     except ValueError:
         return None, f"cannot read the TensorRT version {version!r}"
     if major not in SUPPORTED_TENSORRT_MAJORS:
-        return (
-            None,
-            f"TensorRT {version} is not supported; sbdeploy supports TensorRT 10.x and 11.x (pip install 'tensorrt>=10,<12')",
-        )
+        why = f"TensorRT {version} is not supported; sbdeploy supports TensorRT 10.x and 11.x (pip install 'tensorrt>=10,<12')"
+        return None, why
     return version, None
 
 
@@ -127,7 +120,7 @@ def probe_pycuda() -> tuple[str | None, str | None, tuple[str, str, str, str] | 
         major, minor = device.compute_capability()
         driver = int(cuda.get_driver_version())
         toolkit = ".".join(str(v) for v in cuda.get_version()[:2])
-        gpu = (str(device.name()), f"{major}.{minor}", toolkit, f"{driver // 1000}.{driver % 1000 // 10}")
+        gpu = (str(device.name()), f"{major}.{minor}", toolkit, _cuda_version(driver))
     except Exception as error:  # pycuda raises its own LogicError/RuntimeError when there is no driver or device
         return None, f"{NO_PYCUDA} [{type(error).__name__}: {error}]", None
     return package_version("pycuda") or "unknown", None, gpu
@@ -145,17 +138,14 @@ def probe_cuda_python() -> tuple[str, str, str] | None:
         if error != runtime.cudaError_t.cudaSuccess:
             return None
         name = props.name.decode(errors="replace").rstrip("\0") if isinstance(props.name, bytes) else str(props.name)
-        return name, f"{props.major}.{props.minor}", f"{driver // 1000}.{driver % 1000 // 10}"
+        return name, f"{props.major}.{props.minor}", _cuda_version(driver)
     except Exception:  # not installed, or no driver library
         return None
 
 
 def probe_torch() -> tuple[str | None, tuple[str, str] | None]:
-    """(CUDA torch was built with, (gpu name, capability) when torch sees a device).
-
-    A CPU build says so in its version ("2.13.0+cpu"): it is read from the package metadata
-    without importing torch (seconds on a loaded machine; `sbdeploy doctor` needs no torch then).
-    """
+    """(CUDA torch was built with, (gpu name, capability) when torch sees a device); a CPU build ("2.13.0+cpu") is
+    told from the package metadata without importing torch (seconds on a loaded machine)."""
     version = package_version("torch")
     if version is None or version.endswith("+cpu"):
         return None, None
@@ -174,10 +164,8 @@ def probe_nvidia_smi() -> tuple[str, str, str] | None:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=15, check=True,
-        ).stdout.strip()  # fmt: skip
+        query = ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"]
+        out = subprocess.run(query, capture_output=True, text=True, timeout=15, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     parts = [p.strip() for p in out.splitlines()[0].split(",")] if out else []
@@ -198,15 +186,8 @@ def combine_probes(
 
     Order of trust: pycuda (what the ``trt`` runner uses), cuda-python, torch, nvidia-smi.
     """
-    found: tuple[str, str, str] | None = None
-    if pycuda is not None:
-        found = (pycuda[0], pycuda[1], "pycuda")
-    elif cuda_python is not None:
-        found = (cuda_python[0], cuda_python[1], "cuda-python")
-    elif torch is not None:
-        found = (torch[0], torch[1], "torch")
-    elif nvidia_smi is not None:
-        found = (nvidia_smi[0], nvidia_smi[1], "nvidia-smi")
+    probes = ((pycuda, "pycuda"), (cuda_python, "cuda-python"), (torch, "torch"), (nvidia_smi, "nvidia-smi"))
+    found = next(((probe[0], probe[1], name) for probe, name in probes if probe is not None), None)
     version, problem = pycuda_version
     return GpuStack(
         gpu_name=found[0] if found else None,
@@ -240,9 +221,6 @@ def gpu_stack() -> GpuStack:
     )
 
 
-# ---- the environment recorded in reports -----------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Environment:
     """A snapshot of the machine and library versions."""
@@ -258,35 +236,37 @@ class Environment:
     tensorrt: str | None = None  # the usable TensorRT's version, from gpu_stack()
     packages: dict[str, str | None] = field(default_factory=dict)
     cpu_int8: str | None = None  # the CPU's int8 dot-product instructions, from cpu_int8_support().describe()
-    cpu_int8_dot: bool | None = (
-        None  # whether int8 dot products are single instructions (VNNI, AMX, dotprod): int8 can pay
-    )
+    cpu_int8_dot: bool | None = None  # whether int8 dot products are single instructions: int8 can pay
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else platform.processor()."""
+def _cpuinfo() -> str:
+    """/proc/cpuinfo's text ("" where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return f.read()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return ""
+
+
+def _cpuinfo_field(cpuinfo: str, *keys: str) -> str | None:
+    """The value of the first line of ``cpuinfo`` whose key is one of ``keys``."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in keys:
+            return value.strip()
+    return None
 
 
 @dataclass(frozen=True)
 class CpuInt8Support:
     """The CPU's instructions for int8 dot products, which decide whether int8 inference can pay.
 
-    ONNX Runtime's int8 convolutions multiply uint8 activations by int8 weights (u8s8). With
-    VNNI (``vpdpbusd``, AVX-512 or AVX) or AMX-INT8 that is one instruction per 4 products
-    accumulated in 32 bits; with AVX2 alone it takes ``vpmaddubsw`` + ``vpmaddwd`` with a
-    16-bit intermediate (which can saturate: ``reduce_range``), so int8 gains far less over
-    fp32 there. On ARM the counterparts are ``dotprod`` (sdot/udot) and ``i8mm``.
+    ONNX Runtime's u8s8 convolutions take one VNNI (``vpdpbusd``) or AMX-INT8 instruction per 4 products;
+    with AVX2 alone ``vpmaddubsw`` + ``vpmaddwd`` through 16 bits, so int8 gains far less over fp32 there.
+    On ARM the counterparts are ``dotprod`` (sdot/udot) and ``i8mm``.
     """
 
     machine: str  # platform.machine(): x86_64, aarch64...
@@ -304,31 +284,23 @@ class CpuInt8Support:
 
     def describe(self) -> str:
         """One line for reports, e.g. ``x86_64 AVX-512, VNNI, AMX-INT8: int8 dot products in hardware``."""
-        names = [n for n, on in (("AVX2", self.avx2 and not self.avx512), ("AVX-512", self.avx512), ("VNNI", self.vnni),
-                                 ("AMX-INT8", self.amx_int8), ("dotprod", self.arm_dotprod), ("i8mm", self.arm_i8mm)) if on]  # fmt: skip
+        has = {"AVX2": self.avx2 and not self.avx512, "AVX-512": self.avx512, "VNNI": self.vnni}
+        has |= {"AMX-INT8": self.amx_int8, "dotprod": self.arm_dotprod, "i8mm": self.arm_i8mm}
+        names = [name for name, on in has.items() if on]
         found = f"{self.machine} {', '.join(names)}" if names else self.machine
         if self.int8_dot:
             return f"{found}: int8 dot products in hardware"
         if self.avx2:
-            return (f"{found}, no VNNI: int8 dot products take two 16-bit multiply-add steps (vpmaddubsw, vpmaddwd), "
-                    "so int8 may not beat fp32 here: measure it (sbdeploy bench) before shipping int8")  # fmt: skip
+            return (
+                f"{found}, no VNNI: int8 dot products take two 16-bit multiply-add steps (vpmaddubsw, vpmaddwd), "
+                "so int8 may not beat fp32 here: measure it (sbdeploy bench) before shipping int8"
+            )
         return f"{found}: no int8 dot-product instructions known to sbdeploy; int8 is unlikely to beat fp32 here"
 
 
 def cpu_int8_support(cpuinfo: str | None = None) -> CpuInt8Support:
     """What this CPU offers for int8 (from /proc/cpuinfo's ``flags`` / ``Features`` line; ``cpuinfo``: its text, for tests)."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags = set(value.split())
-            break
+    flags = set((_cpuinfo_field(_cpuinfo() if cpuinfo is None else cpuinfo, "flags", "Features") or "").split())
     return CpuInt8Support(
         machine=platform.machine() or "unknown",
         avx2="avx2" in flags,
@@ -356,11 +328,12 @@ def collect_environment() -> Environment:
     import torch
 
     stack = gpu_stack()
-    int8 = cpu_int8_support()
+    cpuinfo = _cpuinfo()
+    int8 = cpu_int8_support(cpuinfo)
     return Environment(
         python=platform.python_version(),
         platform=platform.platform(),
-        cpu=cpu_model(),
+        cpu=_cpuinfo_field(cpuinfo, "model name") or platform.processor() or platform.machine(),
         cpu_int8=int8.describe(),
         cpu_int8_dot=int8.int8_dot,
         cpu_count=os.cpu_count() or 1,

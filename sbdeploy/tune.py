@@ -1,26 +1,15 @@
 """Tuning by measurement: the fastest exact form and ONNX Runtime session settings of one file, on this machine.
 
-As TensorRT's builder times its tactics for the engine it builds, ``sbdeploy export
---tune`` (and ``sbdeploy pipeline --tune``) times the candidates for *this* model, batch
-size and thread budget on *this* machine and keeps the fastest:
-
-* **forms**: the target row's own form (the untuned default, chosen by a rule) and each of
-  its variants (:attr:`sbdeploy.targets.Target.variants`: exact taps, stacked, masked odd
-  stages, per-SB...), each exported by the one export path; forms whose graphs come out
-  identical (a baseline has no SB: every form is the same graph) are timed once;
-* **session settings** (:class:`~sbdeploy.backends.ort.SessionSettings`): intra-op threads,
-  spinning, the parallel executor, the graph optimization level (:func:`session_candidates`).
-
-Two stages, each one interleaved group of the bench's method
-(:func:`~sbdeploy.bench.timing.measure_group`: rotating turns, intervals over paired
-rounds, the machine's load recorded): first every distinct form with the default
-settings, then the ``finalists`` fastest forms with every session setting, beside the
-untuned default. The fastest median of the second stage wins only when its speedup over
-the untuned default is sure (its whole 95% interval above 1); otherwise the default is kept
-(:func:`choose`), so a tuned file is never slower than the untuned one beyond the
-interval. The winner is written with its settings (``sbdeploy.ort_session``, which the
-ort-cpu runner applies wherever the file runs) and the whole table of candidates, times,
-intervals and machine load (``sbdeploy.tuning``) in its metadata.
+As TensorRT's builder times its tactics, ``export --tune`` times the candidates for *this* model,
+batch and thread budget on *this* machine, each stage one interleaved group of the bench's method
+(:func:`~sbdeploy.bench.timing.measure_group`): the target row's own form (the untuned default) and
+its variants (forms of one graph timed once), then the ``finalists`` fastest forms with every
+session setting (:func:`session_candidates`).
+The fastest wins only when its speedup over the untuned default is sure (its whole interval
+above 1, :func:`choose`), so a tuned file is never slower than the untuned one beyond the
+interval. The winner is written with its settings (``sbdeploy.ort_session``, which the ort-cpu
+runner applies wherever the file runs) and the table of candidates, times, intervals and
+machine load (``sbdeploy.tuning``) in its metadata.
 """
 
 from __future__ import annotations
@@ -29,8 +18,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -38,8 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sbdeploy._io import atomic_write_bytes
 from sbdeploy.backends.ort import SESSION_METADATA_KEY, OrtRunner, SessionSettings
-from sbdeploy.bench.timing import GroupResult, Pair, TimingPlan, measure_group, round_progress
+from sbdeploy.bench.machine import MachineUsage
+from sbdeploy.bench.stability import machine_flags
+from sbdeploy.bench.stats import Interval, with_interval
+from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, measure_group, round_progress, warm_up
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import TARGETS, Target, get_target
 
@@ -53,48 +45,30 @@ TUNING_METADATA_KEY = "tuning"
 DEFAULT_TUNE_PLAN = TimingPlan(warmup_iters=3, budget_s=10.0, min_turns=10, min_time_s=0.5)
 """Each stage: adaptive, until every interval is within +-3% or 10 s are spent, at least 10 turns."""
 
-Progress = Callable[[str, int, int], None]
-
 
 def session_candidates(threads: int) -> list[SessionSettings]:
-    """The session settings tuning tries for a budget of ``threads``: the default first.
-
-    ``threads`` intra-op threads (the default), the same without spinning (idle pool threads
-    sleep: better on a busy machine), one intra-op thread (no thread-pool dispatch per node:
-    graphs of many small nodes), the parallel executor with ``threads`` inter-op threads of
-    one intra-op thread each (independent nodes side by side), and the graph optimizations
-    without the NCHWc layout transformer.
-    """
+    """The session settings tuning tries for a budget of ``threads``: the default (``threads`` intra-op threads),
+    the same without spinning (better on a busy machine), one intra-op thread (graphs of many small nodes), the
+    parallel executor of one intra-op thread per inter-op thread, and the optimizations without NCHWc layouts."""
     default = SessionSettings.default(threads)
     candidates = [default, dataclasses.replace(default, spinning=False)]
     if threads > 1:
-        candidates += [dataclasses.replace(default, intra_op_threads=1),
-                       dataclasses.replace(default, intra_op_threads=1, inter_op_threads=threads, execution_mode="parallel")]  # fmt: skip
-    candidates.append(dataclasses.replace(default, optimization="extended"))
-    return candidates
+        one = dataclasses.replace(default, intra_op_threads=1)
+        candidates += [one, dataclasses.replace(one, inter_op_threads=threads, execution_mode="parallel")]
+    return [*candidates, dataclasses.replace(default, optimization="extended")]
 
 
 @dataclass(frozen=True)
 class TuneOptions:
-    """What tuning tries and how long it times.
+    """What tuning tries and how long it times. ``screen``: a candidate whose fastest warm-up run is slower than this
+    many times the default's is dropped before the turns (as TensorRT drops tactics far slower than the best): it is
+    reported with those runs, never chosen (``inf``: none dropped)."""
 
-    Attributes:
-        threads: the thread budget (None: the CPUs this process may use).
-        plan: the timing plan of each stage (default :data:`DEFAULT_TUNE_PLAN`).
-        variants: the target's variants to try besides its own form (None: all).
-        settings: the session settings to try (None: :func:`session_candidates`); the
-            default settings are always among them.
-        finalists: how many of the fastest forms of the first stage get every session setting.
-        screen: a candidate whose fastest warm-up run is slower than this many times the
-            default's is dropped before the stage's turns (as TensorRT drops tactics far
-            slower than the best): it is reported with those runs, never chosen (``inf``: none dropped).
-    """
-
-    threads: int | None = None
-    plan: TimingPlan = DEFAULT_TUNE_PLAN
-    variants: tuple[str, ...] | None = None
-    settings: tuple[SessionSettings, ...] | None = None
-    finalists: int = 2
+    threads: int | None = None  # the thread budget (None: the CPUs this process may use)
+    plan: TimingPlan = DEFAULT_TUNE_PLAN  # of each stage
+    variants: tuple[str, ...] | None = None  # the target's variants to try besides its own form (None: all)
+    settings: tuple[SessionSettings, ...] | None = None  # None: session_candidates(); the default is always one
+    finalists: int = 2  # how many of the fastest forms of the first stage get every session setting
     screen: float = 2.0
 
     def __post_init__(self) -> None:
@@ -137,22 +111,16 @@ class Candidate:
     def label(self) -> str:
         return f"{self.lowering} | {self.settings.describe()}"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"form": self.form, "lowering": self.lowering, "settings": self.settings.to_dict()}
+
 
 @dataclass(frozen=True)
 class CandidateTime:
-    """A candidate as one stage measured it.
-
-    Attributes:
-        stage: ``forms`` (every form, default settings) or ``settings`` (the finalists, every setting).
-        candidate: what was timed.
-        median_ms: median latency; ``low_ms``/``high_ms`` its 95% interval (None: too few turns).
-        cv: coefficient of variation of the runs.
-        runs: timed runs.
-        speedup: the untuned default's median / this one's (1.0 for the default itself), with
-            ``speedup_low``/``speedup_high`` its interval over paired turns.
-        same_graph_as: for a form not timed because its graph equals an earlier form's, that form.
-        screened: dropped before the turns: its warm-up runs were far slower than the default's
-            (``median_ms`` is then the median of those runs, without an interval).
+    """A candidate as one stage (``forms``: every form, default settings; ``settings``: the finalists, every
+    setting) measured it. ``speedup`` is the untuned default's median / this one's; ``same_graph_as`` names the
+    earlier form whose graph a form not timed shares; ``screened``: dropped before the turns, its warm-up runs
+    far slower than the default's (``median_ms`` is then the median of those runs, without an interval).
     """
 
     stage: str
@@ -169,77 +137,58 @@ class CandidateTime:
     screened: bool = False
 
     def cells(self) -> tuple[str, str, str]:
-        """Report cells: median (95% CI), CV, speedup vs the default (95% CI); a form not timed says whose graph it shares."""
+        """Report cells: median (CI), CV, speedup vs the default (CI); a form not timed says whose graph it shares."""
         if self.median_ms is None:
             return f"same graph as {self.same_graph_as}", "-", "-"
         if self.screened:
-            return (
-                f"{self.median_ms:.3f} (warm-up runs)",
-                "-",
-                f"{self.speedup:.3f}: dropped, far slower" if self.speedup else "dropped",
-            )
-        median = f"{self.median_ms:.3f}" + (
-            f" ({self.low_ms:.3f}-{self.high_ms:.3f})" if self.low_ms is not None else ""
-        )
-        speedup = "-" if self.speedup is None else f"{self.speedup:.3f}"
-        if self.speedup_low is not None:
-            speedup += f" ({self.speedup_low:.3f}-{self.speedup_high:.3f})"
-        return median, "-" if self.cv is None else f"{self.cv:.1%}", speedup
+            dropped = f"{self.speedup:.3f}: dropped, far slower" if self.speedup else "dropped"
+            return f"{self.median_ms:.3f} (warm-up runs)", "-", dropped
+        median = with_interval(self.median_ms, ".3f", Interval.of(self.low_ms, self.high_ms))
+        speedup = with_interval(self.speedup, ".3f", Interval.of(self.speedup_low, self.speedup_high))
+        return median, with_interval(self.cv, ".1%"), speedup
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "stage": self.stage, "form": self.candidate.form, "lowering": self.candidate.lowering,
-            "settings": self.candidate.settings.to_dict(), "label": self.candidate.label, "median_ms": self.median_ms,
-            "median_ci95_ms": None if self.low_ms is None else [self.low_ms, self.high_ms], "cv": self.cv, "runs": self.runs,
+            "stage": self.stage,
+            **self.candidate.to_dict(),
+            "label": self.candidate.label,
+            "median_ms": self.median_ms,
+            "median_ci95_ms": None if self.low_ms is None else [self.low_ms, self.high_ms],
+            "cv": self.cv,
+            "runs": self.runs,
             "speedup_vs_default": self.speedup,
             "speedup_ci95": None if self.speedup_low is None else [self.speedup_low, self.speedup_high],
-            "same_graph_as": self.same_graph_as, "screened": self.screened,
-        }  # fmt: skip
+            "same_graph_as": self.same_graph_as,
+            "screened": self.screened,
+        }
 
 
 @dataclass(frozen=True)
 class StageRecord:
-    """How one stage was timed: turns, seconds, why it stopped, and the machine's load around it."""
+    """How one stage was timed, and the machine around it; ``busy``: the reasons of its machine flags (the bench's
+    ``load``/``busy``), empty when it was quiet."""
 
     stage: str
     rounds: int
     seconds: float
     stop: str
-    machine: dict[str, Any]
+    machine: MachineUsage
     busy: tuple[str, ...] = ()
-    """Why the machine was too busy for the stage's figures to describe it quiet (the bench's
-    ``load``/``busy`` flags, :func:`sbdeploy.bench.stability.machine_flags`); empty when quiet."""
 
     @classmethod
     def of(cls, stage: str, result: GroupResult) -> StageRecord:
-        from sbdeploy.bench.stability import machine_flags
-
         record = result.record
         busy = tuple(f.reason for f in machine_flags(record.machine))
-        return cls(stage, record.rounds, round(record.seconds, 3), record.stop, record.machine.to_dict(), busy)
+        return cls(stage, record.rounds, round(record.seconds, 3), record.stop, record.machine, busy)
 
     def load_text(self) -> str:
-        """E.g. ``load 1.2 -> 1.4, others' CPU 0.31 of 2``."""
-        before, after = self.machine["before"]["loadavg"], self.machine["after"]["loadavg"]
-        load = f"load {before[0]:.2f} -> {after[0]:.2f}" if before and after else "load unknown"
-        others = self.machine.get("others_cpu")
-        cpus = self.machine["before"]["cpus_available"]
-        return load + (f", others' CPU {others:.2f} of {cpus}" if others is not None else "")
+        return self.machine.describe()
 
 
 @dataclass(frozen=True)
 class TuneResult:
-    """What tuning one file measured and chose.
-
-    Attributes:
-        target, precision, batch, threads: what was tuned (the thread budget included).
-        default: the untuned default (the row's own form, default settings).
-        chosen: the candidate written.
-        decision: why it was chosen, in one sentence.
-        times: every candidate of every stage.
-        stages: how each stage was timed.
-        plan: the timing plan, as report settings.
-    """
+    """What tuning one file measured and chose: ``default`` is the untuned default (the row's own form, default
+    settings), ``chosen`` the candidate written and ``decision`` why; ``plan`` the timing plan as report settings."""
 
     target: str
     precision: str
@@ -268,38 +217,38 @@ class TuneResult:
 
     def to_metadata(self) -> dict[str, Any]:
         """The ``sbdeploy.tuning`` record of the written file."""
+        fields = {"target": self.target, "precision": self.precision, "batch": self.batch, "threads": self.threads}
+        stages = [{**dataclasses.asdict(s), "machine": s.machine.to_dict(), "busy": list(s.busy)} for s in self.stages]
         return {
-            "tuned": True, "target": self.target, "precision": self.precision, "batch": self.batch, "threads": self.threads,
-            "chosen": {"form": self.chosen.form, "lowering": self.chosen.lowering, "settings": self.chosen.settings.to_dict()},
-            "default": {"form": self.default.form, "lowering": self.default.lowering, "settings": self.default.settings.to_dict()},
-            "decision": self.decision, "busy_machine": self.busy_warning(), "candidates": [t.to_dict() for t in self.times],
-            "stages": [{**dataclasses.asdict(s), "busy": list(s.busy)} for s in self.stages], "plan": dict(self.plan),
-        }  # fmt: skip
+            "tuned": True,
+            **fields,
+            "chosen": self.chosen.to_dict(),
+            "default": self.default.to_dict(),
+            "decision": self.decision,
+            "busy_machine": self.busy_warning(),
+            "candidates": [t.to_dict() for t in self.times],
+            "stages": stages,
+            "plan": dict(self.plan),
+        }
 
 
 def choose(times: Sequence[CandidateTime], default: Candidate) -> tuple[Candidate, str]:
-    """The candidate to keep from the last stage's times, and why.
-
-    The fastest median wins when its speedup over the untuned default is sure (the whole
-    95% interval above 1); otherwise the default is kept: a tuned file is never slower than
-    the untuned one beyond the measurement's interval.
-    """
+    """The candidate to keep from the last stage's times, and why: the fastest median when its speedup over the
+    untuned default is sure (its whole interval above 1), otherwise the default."""
     timed = [t for t in times if t.median_ms is not None and not t.screened]
+    kept = "the untuned default is kept"
     if not timed:
-        return default, "nothing was timed: the untuned default is kept"
+        return default, f"nothing was timed: {kept}"
     best = min(timed, key=lambda t: t.median_ms or 0.0)
+    label = best.candidate.label
     if best.candidate == default:
         return default, "the untuned default was the fastest"
     if best.speedup_low is None:
-        return (
-            default,
-            f"{best.candidate.label} was fastest but too few turns gave no interval: the untuned default is kept",
-        )
+        return default, f"{label} was fastest but too few turns gave no interval: {kept}"
+    interval = f"interval {best.speedup_low:.3f}-{best.speedup_high:.3f}"
     if best.speedup_low <= 1.0:
-        return default, (f"{best.candidate.label} was fastest ({best.speedup:.3f}x, interval {best.speedup_low:.3f}-"
-                         f"{best.speedup_high:.3f}) but not surely faster: the untuned default is kept")  # fmt: skip
-    return best.candidate, (f"{best.candidate.label}: {best.speedup:.3f}x the untuned default "
-                            f"(interval {best.speedup_low:.3f}-{best.speedup_high:.3f})")  # fmt: skip
+        return default, f"{label} was fastest ({best.speedup:.3f}x, {interval}) but not surely faster: {kept}"
+    return best.candidate, f"{label}: {best.speedup:.3f}x the untuned default ({interval})"
 
 
 def _graph_key(path: Path) -> str:
@@ -309,23 +258,13 @@ def _graph_key(path: Path) -> str:
     return sha256(onnx.load(str(path)).graph.SerializeToString(deterministic=True)).hexdigest()
 
 
-def _warm_up_ms(fn: Callable[[], object], runs: int) -> list[float]:
-    """The times of ``runs`` warm-up calls (at least 2; the first, with its one-off costs, dropped)."""
-    times = []
-    for _ in range(max(2, runs)):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return times[1:]
-
-
 def _time_stage(
     stage: str,
     files: Mapping[Candidate, Path],
     default: Candidate,
     feed: dict[str, np.ndarray],
     options: TuneOptions,
-    on_progress: Progress | None,
+    on_progress: ProgressFn | None,
 ) -> tuple[list[CandidateTime], StageRecord]:
     """One interleaved group of ``files`` (each run with its candidate's settings), each paired with ``default``.
 
@@ -333,36 +272,31 @@ def _time_stage(
     times the default's is dropped from the group (:attr:`CandidateTime.screened`).
     """
     names = {c: f"{i}: {c.label}" for i, c in enumerate(files)}
-    times: list[CandidateTime] = []
+    times: dict[Candidate, CandidateTime] = {}
     with contextlib.ExitStack() as stack:
-        fns, warm = {}, {}
-        for c, path in files.items():
-            runner = stack.enter_context(OrtRunner(path, session=c.settings))
-            fns[c] = runner.timed_call(feed)
-            warm[c] = _warm_up_ms(fns[c], options.plan.warmup_iters)
-        reference = min(warm[default])
+        fns = {c: stack.enter_context(OrtRunner(p, session=c.settings)).timed_call(feed) for c, p in files.items()}
+        # at least 2 runs each, the first (with its one-off costs) dropped
+        warm = {c: [t * 1e3 for t in times[1:]] for c, times in warm_up(fns, max(2, options.plan.warmup_iters)).items()}
         for c in files:
-            if c != default and min(warm[c]) > options.screen * reference:
+            if c != default and min(warm[c]) > options.screen * min(warm[default]):
                 median = float(np.median(warm[c]))
-                times.append(CandidateTime(stage, c, median, runs=len(warm[c]), speedup=float(np.median(warm[default])) / median,
-                                           screened=True))  # fmt: skip
-        kept = [c for c in files if not any(t.candidate == c for t in times)]
+                speedup = float(np.median(warm[default])) / median
+                times[c] = CandidateTime(stage, c, median, runs=len(warm[c]), speedup=speedup, screened=True)
+        kept = [c for c in files if c not in times]
         pairs = [Pair(sb=names[c], baseline=names[default], mac_ratio=1.0) for c in kept if c != default]
-        plan = dataclasses.replace(
-            options.plan, warmup_iters=1, warmup_s=None
-        )  # warmed up above: one run fits the turns
-        result = measure_group({names[c]: fns[c] for c in kept}, plan, pairs=pairs,
-                               on_round=round_progress(f"tuning: {stage}", on_progress))  # fmt: skip
+        # warmed up above: one run fits the turns
+        plan = dataclasses.replace(options.plan, warmup_iters=1, warmup_s=None)
+        progress = round_progress(f"tuning: {stage}", on_progress)
+        result = measure_group({names[c]: fns[c] for c in kept}, plan, pairs=pairs, on_round=progress)
     for c in kept:
         stats, speedup = result.stats[names[c]], result.speedups.get(names[c])
         interval = speedup.interval if speedup is not None else None
-        times.append(CandidateTime(
-            stage, c, stats.median_ms, stats.median_low_ms, stats.median_high_ms, stats.cv, stats.runs,
+        times[c] = CandidateTime(
+            *(stage, c, stats.median_ms, stats.median_low_ms, stats.median_high_ms, stats.cv, stats.runs),
             1.0 if c == default else speedup.value if speedup else None,
-            interval.low if interval else None, interval.high if interval else None,
-        ))  # fmt: skip
-    order = list(files)
-    return sorted(times, key=lambda t: order.index(t.candidate)), StageRecord.of(stage, result)
+            *((interval.low, interval.high) if interval else (None, None)),
+        )
+    return [times[c] for c in files], StageRecord.of(stage, result)
 
 
 def tune_files(
@@ -373,31 +307,22 @@ def tune_files(
     batch: int,
     input_shape: tuple[int, int, int],
     options: TuneOptions = TuneOptions(),
-    on_progress: Progress | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> TuneResult:
-    """Time exported files of one model, one per form of ``target`` (its spec -> file), and choose.
+    """Time exported files of one model, one per form of ``target`` (spec -> file, the row's own first), and choose;
+    ``input_shape`` is (channels, H, W)."""
+    from sbdeploy.export import INPUT_NAME
 
-    Args:
-        forms: the target's forms (:meth:`Target.candidates`, the row's own first) and their files.
-        target: the target row.
-        precision, batch: what the files are (for the record).
-        input_shape: (channels, H, W) of the input.
-        options: what to try and how long to time.
-        on_progress: ``(stage, done, total)`` after each timed round.
-    """
     specs = list(forms)
     row = target.with_variant(None)
     if not specs or specs[0] != row.spec:
         raise ConfigError(f"tuning needs the row's own form {row.spec} first, got {specs}")
-    budget = options.budget()
     settings = options.session_settings()
     lowering = {spec: get_target(spec).form for spec in specs}
     default = Candidate(row.spec, lowering[row.spec], settings[0])
-    from sbdeploy.export.onnx_export import INPUT_NAME
-
     feed = {INPUT_NAME: np.random.default_rng(0).standard_normal((batch, *input_shape), dtype=np.float32)}
-
     times: list[CandidateTime] = []
+    stages = []
     distinct: dict[str, str] = {}  # graph key -> the first form with it
     timed_forms: dict[Candidate, Path] = {}
     for spec in specs:
@@ -405,31 +330,30 @@ def tune_files(
         candidate = Candidate(spec, lowering[spec], settings[0])
         if key in distinct:
             times.append(CandidateTime("forms", candidate, None, same_graph_as=distinct[key]))
-            continue
-        distinct[key] = spec
-        timed_forms[candidate] = forms[spec]
-    stages = []
+        else:
+            distinct[key] = spec
+            timed_forms[candidate] = forms[spec]
+    finalists = [row.spec]
     if len(timed_forms) > 1:
         form_times, record = _time_stage("forms", timed_forms, default, feed, options, on_progress)
         times += form_times
         stages.append(record)
         ranked = sorted((t for t in form_times if not t.screened), key=lambda t: t.median_ms or float("inf"))
         finalists = [t.candidate.form for t in ranked[: options.finalists]]
-    else:
-        finalists = [row.spec]
     final: dict[Candidate, Path] = {default: forms[row.spec]}
     for spec in finalists:
         for s in settings:
             final.setdefault(Candidate(spec, lowering[spec], s), forms[spec])
+    chosen, decision = default, "a single candidate: nothing to choose"
     if len(final) > 1:
         final_times, record = _time_stage("settings", final, default, feed, options, on_progress)
         times += final_times
         stages.append(record)
         chosen, decision = choose(final_times, default)
-    else:
-        chosen, decision = default, "a single candidate: nothing to choose"
-    return TuneResult(target.name, precision, batch, budget, default, chosen, decision, tuple(times), tuple(stages),
-                      options.plan.settings())  # fmt: skip
+    plan = options.plan.settings()
+    return TuneResult(
+        target.name, precision, batch, options.budget(), default, chosen, decision, tuple(times), tuple(stages), plan
+    )
 
 
 def tune_export(
@@ -442,27 +366,22 @@ def tune_export(
     opset: int = 17,
     passes: Sequence[str] | None = None,
     options: TuneOptions = TuneOptions(),
-    on_progress: Progress | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> dict[str, tuple[ExportResult, TuneResult]]:
     """Export ``src`` in every candidate form of ``target``, tune each precision of ``outputs``, write the winners.
 
-    Each candidate form is exported once by :func:`sbdeploy.export.export_source` (one
-    trace, every precision); per precision the files are timed (:func:`tune_files`) and
-    the chosen one is written to its output path (atomically) with ``sbdeploy.ort_session``
-    (its session settings) and ``sbdeploy.tuning`` (the record) added to its metadata.
-
-    Raises:
-        ConfigError: a target that is not tunable, or a variant given as the target.
+    Each form is exported once (one trace, every precision); per precision the files are timed
+    (:func:`tune_files`) and the chosen one is written to its output path with ``sbdeploy.ort_session``
+    and ``sbdeploy.tuning`` added to its metadata. ConfigError: a target that is not tunable, or a variant.
     """
-    from sbdeploy._io import atomic_write_bytes
     from sbdeploy.export import export_source, load_onnx
     from sbdeploy.export.metadata import read_metadata, write_metadata
 
     deploy = get_target(target)
     if not deploy.tunable:
-        tunable = [t.name for t in TARGETS.values() if t.tunable]
+        tunable = ", ".join(t.name for t in TARGETS.values() if t.tunable)
         raise ConfigError(
-            f"--tune applies to the targets whose form is chosen on this machine ({', '.join(tunable)}), not {deploy.name}"
+            f"--tune applies to the targets whose form is chosen on this machine ({tunable}), not {deploy.name}"
         )
     if deploy.variant is not None:
         raise ConfigError(
@@ -470,12 +389,11 @@ def tune_export(
         )
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ConfigError(f"--tune times the file at a fixed batch: give --batch N (got {batch!r})")
-    candidates = [
-        c for c in deploy.candidates() if c.variant is None or options.variants is None or c.variant in options.variants
-    ]
     unknown = sorted(set(options.variants or ()) - set(deploy.variants))
     if unknown:
         raise ConfigError(f"target {deploy.name} has no forms {unknown}; its variants: {', '.join(deploy.variants)}")
+    wanted = options.variants
+    candidates = [c for c in deploy.candidates() if c.variant is None or wanted is None or c.variant in wanted]
     results: dict[str, tuple[ExportResult, TuneResult]] = {}
     with tempfile.TemporaryDirectory(prefix="sbdeploy-tune-") as tmp:
         exported: dict[str, dict[str, ExportResult]] = {}
@@ -483,18 +401,25 @@ def tune_export(
             if on_progress:
                 on_progress(f"tuning: exporting {form.form}", number, len(candidates))
             paths = {p: Path(tmp) / f"{number}.{p}.onnx" for p in outputs}
-            exported[form.spec] = export_source(src, paths, opset=opset, batch=batch, input_size=input_size, target=form.spec,
-                                                passes=passes)  # fmt: skip
+            exported[form.spec] = export_source(
+                src, paths, opset=opset, batch=batch, input_size=input_size, target=form.spec, passes=passes
+            )
         for precision, out_path in outputs.items():
             files = {spec: by_precision[precision].path for spec, by_precision in exported.items()}
-            first = exported[deploy.spec][precision]
-            shape = first.metadata["input_shape"]
-            tuning = tune_files(files, target=deploy, precision=precision, batch=batch, input_shape=(shape[1], shape[2], shape[3]),
-                                options=options, on_progress=on_progress)  # fmt: skip
+            shape = tuple(exported[deploy.spec][precision].metadata["input_shape"][1:4])
+            tuning = tune_files(
+                files,
+                target=deploy,
+                precision=precision,
+                batch=batch,
+                input_shape=shape,
+                options=options,
+                on_progress=on_progress,
+            )
             chosen = exported[tuning.chosen.form][precision]
             proto = load_onnx(chosen.path)
-            metadata = {**read_metadata(proto), SESSION_METADATA_KEY: tuning.chosen.settings.to_dict(),
-                        TUNING_METADATA_KEY: tuning.to_metadata()}  # fmt: skip
+            tuned = {SESSION_METADATA_KEY: tuning.chosen.settings.to_dict(), TUNING_METADATA_KEY: tuning.to_metadata()}
+            metadata = {**read_metadata(proto), **tuned}
             write_metadata(proto, metadata)
             data = proto.SerializeToString(deterministic=True)
             atomic_write_bytes(Path(out_path), data)
@@ -508,13 +433,21 @@ def tune_export(
 
 def tuning_markdown(results: Sequence[tuple[str, TuneResult]]) -> str:
     """A report of tuned files (file name, result): per file its candidates' times, intervals, the load, the choice."""
-    lines = ["# sbdeploy tuning", "",
-             "Each file's candidate forms and ONNX Runtime session settings, timed on this machine by the bench's "
-             "interleaved method (median with its 95% interval; speedup over the untuned default with its interval "
-             "over paired turns). The fastest is kept only when it is surely faster than the untuned default.", ""]  # fmt: skip
+    lines = [
+        "# sbdeploy tuning",
+        "",
+        "Each file's candidate forms and ONNX Runtime session settings, timed on this machine by the bench's "
+        "interleaved method (median with its 95% interval; speedup over the untuned default with its interval "
+        "over paired turns). The fastest is kept only when it is surely faster than the untuned default.",
+        "",
+    ]
     for file, result in results:
-        lines += [f"## {file}", "", f"- target {result.target}, {result.precision}, batch {result.batch}, "
-                  f"{result.threads} threads", f"- chosen: **{result.chosen.label}** ({result.decision})"]  # fmt: skip
+        lines += [
+            f"## {file}",
+            "",
+            f"- target {result.target}, {result.precision}, batch {result.batch}, {result.threads} threads",
+            f"- chosen: **{result.chosen.label}** ({result.decision})",
+        ]
         lines += [
             f"- stage {s.stage}: {s.rounds} turns, {s.seconds:.1f} s, {s.stop}; {s.load_text()}" for s in result.stages
         ]

@@ -84,21 +84,33 @@ def cases(name: str) -> list[dict]:
         ):
             terms = [(512, kernel, kernel)]
             useful = macs(8, 512, grid, terms)
-            groups.append({"title": what, "reference": "batch 8", "forms": [
-                ("batch 8", 8, 512, grid, terms, useful),
-                (f"canvas 1x{canvas[0]}x{canvas[1]}", 1, 512, canvas, terms, useful),
-            ]})  # fmt: skip
+            groups.append(
+                {
+                    "title": what,
+                    "reference": "batch 8",
+                    "forms": [
+                        ("batch 8", 8, 512, grid, terms, useful),
+                        (f"canvas 1x{canvas[0]}x{canvas[1]}", 1, 512, canvas, terms, useful),
+                    ],
+                }
+            )
         return groups
     groups = []
     for batch, channels, side in ((32, 16, 16), (32, 64, 4), (1, 16, 16), (1, 64, 4)):
         c, grid = channels, (side, side)
         exact = [(c, 1, 1), (c, 1, 2), (c, 2, 1), (c, 2, 2)]
         useful = macs(batch, c, grid, exact)
-        groups.append({"title": f"conv part of one parity, batch {batch}, {c} ch, {side}x{side} phases", "reference": "exact taps", "forms": [
-            ("exact taps", batch, c, grid, exact, useful),
-            ("row pairs", batch, c, grid, [(2 * c, 1, 2), (2 * c, 2, 2)], useful),
-            ("stacked", batch, c, grid, [(4 * c, 2, 2)], useful),
-        ]})  # fmt: skip
+        groups.append(
+            {
+                "title": f"conv part of one parity, batch {batch}, {c} ch, {side}x{side} phases",
+                "reference": "exact taps",
+                "forms": [
+                    ("exact taps", batch, c, grid, exact, useful),
+                    ("row pairs", batch, c, grid, [(2 * c, 1, 2), (2 * c, 2, 2)], useful),
+                    ("stacked", batch, c, grid, [(4 * c, 2, 2)], useful),
+                ],
+            }
+        )
     return groups
 
 
@@ -110,8 +122,10 @@ def time_group(group: dict, threads: int, budget: float, workdir: Path) -> dict:
             path = workdir / f"{len(fns)}.onnx"
             model = conv_sum(batch, out_channels, grid, terms)
             path.write_bytes(model.SerializeToString())
-            feed = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
-                    for i in model.graph.input}  # fmt: skip
+            feed = {
+                i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+                for i in model.graph.input
+            }
             fns[label] = stack.enter_context(OrtRunner(path, threads=threads)).timed_call(feed)
             info[label] = {"computed_macs": macs(batch, out_channels, grid, terms), "useful_macs": useful}
         ref = group["reference"]
@@ -121,10 +135,19 @@ def time_group(group: dict, threads: int, budget: float, workdir: Path) -> dict:
     forms = []
     for label, stats in result.stats.items():
         speedup = result.speedups.get(label)
-        forms.append({"form": label, "median_ms": stats.median_ms, "cv": stats.cv, **info[label],
-                      "useful_gmac_s": info[label]["useful_macs"] / stats.median_ms / 1e6,
-                      "speedup": None if speedup is None else speedup.value,
-                      "speedup_ci95": None if speedup is None or speedup.interval is None else [speedup.interval.low, speedup.interval.high]})  # fmt: skip
+        forms.append(
+            {
+                "form": label,
+                "median_ms": stats.median_ms,
+                "cv": stats.cv,
+                **info[label],
+                "useful_gmac_s": info[label]["useful_macs"] / stats.median_ms / 1e6,
+                "speedup": None if speedup is None else speedup.value,
+                "speedup_ci95": None
+                if speedup is None or speedup.interval is None
+                else [speedup.interval.low, speedup.interval.high],
+            }
+        )
     return {
         "title": group["title"],
         "reference": ref,

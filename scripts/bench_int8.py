@@ -87,8 +87,14 @@ def _spread(result: GroupResult, num: str, den: str) -> dict[str, float]:
     """Median and quartiles of the per-turn ratios num/den (int8 over fp32: below 1 is faster)."""
     ratios = [np.median(a) / np.median(b) for a, b in zip(result.rounds[num], result.rounds[den])]
     q1, q2, q3 = np.percentile(ratios, [25, 50, 75])
-    return {"turns": len(ratios), "ratio_median": float(q2), "ratio_q1": float(q1), "ratio_q3": float(q3),
-            "ratio_min": float(min(ratios)), "ratio_max": float(max(ratios))}  # fmt: skip
+    return {
+        "turns": len(ratios),
+        "ratio_median": float(q2),
+        "ratio_q1": float(q1),
+        "ratio_q3": float(q3),
+        "ratio_min": float(min(ratios)),
+        "ratio_max": float(max(ratios)),
+    }
 
 
 def bench_form(pair: str, batch: int, form: str, args: argparse.Namespace, workdir: Path) -> list[dict]:
@@ -118,16 +124,30 @@ def bench_form(pair: str, batch: int, form: str, args: argparse.Namespace, workd
             OrtRunner(paths[label], threads=args.threads) as int8,
         ):
             cosine = output_stats(reference, int8.session.run(None, feed)[0].reshape(batch, -1)).min_cosine
-            result = measure_group({"fp32": base.timed_call(feed), label: int8.timed_call(feed)}, plan,
-                                   pairs=[Pair(sb=label, baseline="fp32", mac_ratio=1.0)])  # fmt: skip
+            result = measure_group(
+                {"fp32": base.timed_call(feed), label: int8.timed_call(feed)},
+                plan,
+                pairs=[Pair(sb=label, baseline="fp32", mac_ratio=1.0)],
+            )
         usage, speedup = result.record.machine, result.speedups[label]
-        rows.append({
-            "pair": pair, "batch": batch, "form": form, "variant": label, "recipe": recipe.describe(),
-            "fp32_ms": result.stats["fp32"].median_ms, "int8_ms": result.stats[label].median_ms,
-            "int8_speedup": speedup.value, "int8_speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None,
-            **_spread(result, label, "fp32"), "min_cosine_vs_torch_random_weights": cosine,
-            "loadavg": [usage.before.loadavg, usage.after.loadavg], "others_cpu": usage.others_cpu, "stop": result.record.stop,
-        })  # fmt: skip
+        rows.append(
+            {
+                "pair": pair,
+                "batch": batch,
+                "form": form,
+                "variant": label,
+                "recipe": recipe.describe(),
+                "fp32_ms": result.stats["fp32"].median_ms,
+                "int8_ms": result.stats[label].median_ms,
+                "int8_speedup": speedup.value,
+                "int8_speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None,
+                **_spread(result, label, "fp32"),
+                "min_cosine_vs_torch_random_weights": cosine,
+                "loadavg": [usage.before.loadavg, usage.after.loadavg],
+                "others_cpu": usage.others_cpu,
+                "stop": result.record.stop,
+            }
+        )
         _print_rows(rows[-1:])
     return rows
 
@@ -142,9 +162,13 @@ def accuracy_rows(args: argparse.Namespace, workdir: Path) -> list[dict]:
 
     rows = []
     gate = DEFAULT_TOLERANCES["int8"]
-    forms = {"base": ("models/digits_resnet20", "ort-cpu", "dynamic"), "sb ort-cpu": ("models/digits_resnet20_sb", "ort-cpu", "dynamic"),
-             "sb ort-cpu b1 (stacked)": ("models/digits_resnet20_sb", "ort-cpu", 1), "sb strided": ("models/digits_resnet20_sb", "trt", "dynamic"),
-             "sb grouped": ("models/digits_resnet20_sb", "grouped", "dynamic")}  # fmt: skip
+    forms = {
+        "base": ("models/digits_resnet20", "ort-cpu", "dynamic"),
+        "sb ort-cpu": ("models/digits_resnet20_sb", "ort-cpu", "dynamic"),
+        "sb ort-cpu b1 (stacked)": ("models/digits_resnet20_sb", "ort-cpu", 1),
+        "sb strided": ("models/digits_resnet20_sb", "trt", "dynamic"),
+        "sb grouped": ("models/digits_resnet20_sb", "grouped", "dynamic"),
+    }
     for form, (folder, target, batch) in forms.items():
         ckpt = load_checkpoint(Path(__file__).resolve().parents[1] / folder)
         cfg = ckpt.config
@@ -216,8 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU: {cpu.describe()}; onnxruntime {ort.__version__}, {args.threads} threads; load {os.getloadavg()}",
         flush=True,
     )
-    report = {"command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
-              "onnxruntime": ort.__version__, "cpu_int8": cpu.describe(), "threads": args.threads, "rows": []}  # fmt: skip
+    report = {
+        "command": " ".join([os.path.basename(sys.argv[0]), *(argv if argv is not None else sys.argv[1:])]),
+        "onnxruntime": ort.__version__,
+        "cpu_int8": cpu.describe(),
+        "threads": args.threads,
+        "rows": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         if args.accuracy:
             report["rows"] = accuracy_rows(args, Path(tmp))

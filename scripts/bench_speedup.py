@@ -60,7 +60,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sbdeploy.backends.ort import OrtRunner, SessionSettings  # noqa: E402
-from sbdeploy.bench.timing import GroupResult, Pair, TimingPlan, measure_group, ratio_intervals  # noqa: E402
+from sbdeploy.bench.timing import GroupResult, Pair, TimingPlan, measure_group  # noqa: E402
 from sbdeploy.environment import cpu_int8_support  # noqa: E402
 from sbdeploy.export import export_module  # noqa: E402
 from sbdeploy.flops import count_macs  # noqa: E402
@@ -139,8 +139,13 @@ def op_profile(
             for kind, key in keys:
                 total[kind][key] += e["dur"]
                 count[kind][key] += 1
-    ops, grids = ({key: {"ms_per_run": us / runs / 1e3, "nodes": count[kind][key] // runs} for key, us in total[kind].most_common()}
-                  for kind in ("op", "grid"))  # fmt: skip
+    ops, grids = (
+        {
+            key: {"ms_per_run": us / runs / 1e3, "nodes": count[kind][key] // runs}
+            for key, us in total[kind].most_common()
+        }
+        for kind in ("op", "grid")
+    )
     return ops, grids
 
 
@@ -230,8 +235,17 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
             result = measure(
                 {"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args), ["sb"], mac_ratio
             )
-        rows.append(_row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_ort_vs_torch=ort_err,
-                         max_abs_err_deploy_vs_train_form=err, _files={k: (paths[k], None) for k in ("base", "sb")}))  # fmt: skip
+        rows.append(
+            _row(
+                base_name,
+                batch,
+                f"ort-cpu-{args.threads}t",
+                result,
+                max_abs_err_ort_vs_torch=ort_err,
+                max_abs_err_deploy_vs_train_form=err,
+                _files={k: (paths[k], None) for k in ("base", "sb")},
+            )
+        )
     runs = max(3, min(20, args.reps // 10))
     for row in rows:
         files = row.pop("_files")  # (path, session settings) of the two files of the row
@@ -255,8 +269,12 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
             return call
 
         forms = ("sb_train_form", "sb_deploy_form")
-        eager_result = measure({"base": eager(base), "sb_train_form": eager(sb), "sb_deploy_form": eager(deployed)},
-                               plan(args, max(5, args.reps // 4)), forms, mac_ratio)  # fmt: skip
+        eager_result = measure(
+            {"base": eager(base), "sb_train_form": eager(sb), "sb_deploy_form": eager(deployed)},
+            plan(args, max(5, args.reps // 4)),
+            forms,
+            mac_ratio,
+        )
         for form in forms:
             rows.append(_row(base_name, batch, f"torch-eager-cpu-{args.threads}t ({form})", eager_result, form))
     if torch.cuda.is_available():
@@ -301,31 +319,36 @@ def _bench_tuned(
                 np.abs(runners["sb_tuned"].infer(feed)["logits"] - sb(torch.from_numpy(feed["input"])).numpy()).max()
             )
         settings = {k: r.session_settings for k, r in runners.items()}
-        result = measure_group({k: r.timed_call(feed) for k, r in runners.items()}, plan(args), pairs=pairs)
-    untuned = _row(base_name, batch, f"ort-cpu-{args.threads}t", result, max_abs_err_deploy_vs_train_form=deploy_err,
-                   _files={k: (names[k], None) for k in ("base", "sb")})  # fmt: skip
-    sb_vs_untuned = _ratio(result, "sb", "sb_tuned", plan(args))
-    tuned_row = _row(base_name, batch, f"ort-cpu-{args.threads}t tuned", result, "sb_tuned", "base_tuned",
-                     max_abs_err_ort_vs_torch=ort_err, tuned_sb_vs_untuned_sb=sb_vs_untuned,
-                     tuned_forms={k: {"chosen": r.chosen.label, "decision": r.decision} for k, r in records.items()},
-                     tuning={k: r.to_metadata() for k, r in records.items()},
-                     _files={"base": (names["base_tuned"], settings["base_tuned"]), "sb": (names["sb_tuned"], settings["sb_tuned"])})  # fmt: skip
+        fns = {k: r.timed_call(feed) for k, r in runners.items()}
+        result = measure_group(fns, plan(args), pairs=pairs, ratios=[("sb", "sb_tuned")])
+    untuned = _row(
+        base_name,
+        batch,
+        f"ort-cpu-{args.threads}t",
+        result,
+        max_abs_err_deploy_vs_train_form=deploy_err,
+        _files={k: (names[k], None) for k in ("base", "sb")},
+    )
+    tuned_row = _row(
+        base_name,
+        batch,
+        f"ort-cpu-{args.threads}t tuned",
+        result,
+        "sb_tuned",
+        "base_tuned",
+        max_abs_err_ort_vs_torch=ort_err,
+        tuned_sb_vs_untuned_sb=_ratio(result, "sb", "sb_tuned"),
+        tuned_forms={k: {"chosen": r.chosen.label, "decision": r.decision} for k, r in records.items()},
+        tuning={k: r.to_metadata() for k, r in records.items()},
+        _files={"base": (names["base_tuned"], settings["base_tuned"]), "sb": (names["sb_tuned"], settings["sb_tuned"])},
+    )
     return [untuned, tuned_row]
 
 
-def _ratio(result: GroupResult, base: str, other: str, timing: TimingPlan) -> dict[str, object]:
-    """``base`` median / ``other`` median with its interval over the group's paired rounds (floored as the bench floors)."""
-    from sbdeploy.bench.stats import bootstrap_rounds
-
-    value = result.stats[base].median_ms / result.stats[other].median_ms
-    boot = bootstrap_rounds(
-        result.rounds, [(base, other)], confidence=timing.confidence, resamples=timing.resamples, seed=timing.seed
-    )
-    if boot is None:
-        return {"value": value, "ci95": None}
-    interval = boot.ratios[(base, other)]
-    floor = timing.noise_floor
-    return {"value": value, "ci95": [min(interval.low, value * (1 - floor)), max(interval.high, value * (1 + floor))]}
+def _ratio(result: GroupResult, num: str, den: str) -> dict[str, object]:
+    """``num`` median / ``den`` median with its interval over the group's paired rounds (a ratio asked of the group)."""
+    value, interval = result.ratios[(num, den)]
+    return {"value": value, "ci95": [interval.low, interval.high] if interval else None}
 
 
 def int8_row(
@@ -341,7 +364,7 @@ def int8_row(
 
     Gives SB/baseline of the int8 files (paired interval, as the fp32 row), each network's
     int8 speedup over its own fp32 file (fp32 median / int8 median) and SB int8 over baseline
-    fp32, each with its paired-turn interval (:func:`~sbdeploy.bench.timing.ratio_intervals`).
+    fp32, each with its paired-turn interval (the ``ratios`` of :func:`~sbdeploy.bench.timing.measure_group`).
     Calibrated on standard-normal inputs (the networks have random weights; the speed does
     not depend on the calibration). ``scripts/bench_int8.py`` compares the quantized forms.
     """
@@ -357,35 +380,22 @@ def int8_row(
             name: stack.enter_context(OrtRunner(file, threads=args.threads)).timed_call(feed)
             for name, file in files.items()
         }
-        result = measure_group(fns, plan(args), pairs=[Pair(sb="sb_int8", baseline="base_int8", mac_ratio=mac_ratio)])  # type: ignore[arg-type]
-    ratios = ratio_intervals(result.rounds, [("base", "base_int8"), ("sb", "sb_int8"), ("base", "sb_int8")], plan(args))
-
-    def ratio(num: str, den: str) -> dict[str, object]:
-        value, interval = ratios[(num, den)]
-        return {"value": value, "ci95": [interval.low, interval.high] if interval else None}
-
-    speedup = result.speedups["sb_int8"]
-    return {
-        "pair": pair,
-        "batch": batch,
-        "backend": f"ort-cpu-{args.threads}t int8",
-        "int8_recipe": ORT_CPU_INT8.describe(),
-        "mac_ratio": mac_ratio,
-        "ideal_speedup": 1 / mac_ratio,
-        "speedup": speedup.value,
-        "efficiency": speedup.efficiency,
-        "speedup_min": result.stats["base_int8"].min_ms / result.stats["sb_int8"].min_ms,
-        "speedup_ci95": [speedup.interval.low, speedup.interval.high] if speedup.interval else None,
-        "int8_speedup_base": ratio("base", "base_int8"),
-        "int8_speedup_sb": ratio("sb", "sb_int8"),
-        "sb_int8_vs_base_fp32": ratio("base", "sb_int8"),
-        "base": result.stats["base_int8"].to_dict(),
-        "sb": result.stats["sb_int8"].to_dict(),
-        "base_fp32": result.stats["base"].to_dict(),
-        "sb_fp32": result.stats["sb"].to_dict(),
-        "turns": result.record.rounds,
-        "machine": result.record.machine.to_dict(),
-    }
+        ratios = [("base", "base_int8"), ("sb", "sb_int8"), ("base", "sb_int8")]
+        result = measure_group(fns, plan(args), pairs=[Pair("sb_int8", "base_int8", mac_ratio)], ratios=ratios)  # type: ignore[arg-type]
+    return _row(
+        pair,
+        batch,
+        f"ort-cpu-{args.threads}t int8",
+        result,
+        "sb_int8",
+        "base_int8",
+        int8_recipe=ORT_CPU_INT8.describe(),
+        int8_speedup_base=_ratio(result, "base", "base_int8"),
+        int8_speedup_sb=_ratio(result, "sb", "sb_int8"),
+        sb_int8_vs_base_fp32=_ratio(result, "base", "sb_int8"),
+        base_fp32=result.stats["base"].to_dict(),
+        sb_fp32=result.stats["sb"].to_dict(),
+    )
 
 
 def _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) -> list[dict]:  # noqa: ANN001
@@ -495,8 +505,11 @@ def _print_rows(rows: list[dict], header: bool = True) -> None:
             f"{r['speedup_min']:12.2f}",
             flush=True,
         )
-        for key, what in (("int8_speedup_base", "baseline int8 vs its fp32"), ("int8_speedup_sb", "SB int8 vs its fp32"),
-                          ("sb_int8_vs_base_fp32", "SB int8 vs baseline fp32")):  # fmt: skip
+        for key, what in (
+            ("int8_speedup_base", "baseline int8 vs its fp32"),
+            ("int8_speedup_sb", "SB int8 vs its fp32"),
+            ("sb_int8_vs_base_fp32", "SB int8 vs baseline fp32"),
+        ):
             if key in r:
                 interval = _interval_text(r[key]["ci95"], r.get("turns"))
                 print(

@@ -62,14 +62,24 @@ def main() -> None:
                 direct_ms.append((time.perf_counter() - t0) * 1e3)
         expected = np.concatenate(outputs)
         options = ServeOptions(
-            model_name="model", max_batch=args.max_batch, queue_delay_us=args.queue_delay_us,
-            instances=args.instances, threads=args.threads,
-        )  # fmt: skip
+            model_name="model",
+            max_batch=args.max_batch,
+            queue_delay_us=args.queue_delay_us,
+            instances=args.instances,
+            threads=args.threads,
+        )
         with PyTritonServer(onnx_path, options) as server:
             report = bench_triton(
-                server.http_url, "model", images, expected, input_name=inp.name, output_name=out.name,
-                concurrency=args.concurrency, requests_per_client=args.requests, time_limit_s=args.time_limit,
-            )  # fmt: skip
+                server.http_url,
+                "model",
+                images,
+                expected,
+                input_name=inp.name,
+                output_name=out.name,
+                concurrency=args.concurrency,
+                requests_per_client=args.requests,
+                time_limit_s=args.time_limit,
+            )
     if args.json:
         direct = {"p50_ms": float(np.median(direct_ms)), "requests": len(direct_ms)}
         print(
@@ -80,14 +90,18 @@ def main() -> None:
             )
         )
         return
-    print(f"{onnx_path.name} behind Triton (PyTriton), dynamic batching max {args.max_batch}, "
-          f"queue delay {args.queue_delay_us} us, {args.instances} instance(s); batch-1 requests over HTTP")  # fmt: skip
+    print(
+        f"{onnx_path.name} behind Triton (PyTriton), dynamic batching max {args.max_batch}, "
+        f"queue delay {args.queue_delay_us} us, {args.instances} instance(s); batch-1 requests over HTTP"
+    )
     print(
         f"{'clients':>7} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max|diff|':>9}  batches formed"
     )
     for lv in report.levels:
-        print(f"{lv.concurrency:>7} {lv.requests:>8} {lv.throughput_rps:>7.1f} {lv.p50_ms:>7.2f} {lv.p90_ms:>7.2f} "
-              f"{lv.p99_ms:>7.2f} {lv.max_abs_diff:>9.1e}  {lv.batches}")  # fmt: skip
+        print(
+            f"{lv.concurrency:>7} {lv.requests:>8} {lv.throughput_rps:>7.1f} {lv.p50_ms:>7.2f} {lv.p90_ms:>7.2f} "
+            f"{lv.p99_ms:>7.2f} {lv.max_abs_diff:>9.1e}  {lv.batches}"
+        )
     print(
         f"direct OrtRunner, batch 1, in process (no Triton): p50 {np.median(direct_ms):.2f} ms over {len(direct_ms)} calls"
     )

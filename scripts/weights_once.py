@@ -63,8 +63,10 @@ def _load_times(once: Path, folded: Path, threads: int, budget: float) -> dict[s
 
     plan = TimingPlan(warmup_iters=1, turn=1, settle=0, budget_s=budget, min_turns=10)
     result = measure_group({"once": load(once), "folded": load(folded)}, plan)
-    return {name: {"median_ms": s.median_ms, "low_ms": s.median_low_ms, "high_ms": s.median_high_ms, "runs": s.runs}
-            for name, s in result.stats.items()}  # fmt: skip
+    return {
+        name: {"median_ms": s.median_ms, "low_ms": s.median_low_ms, "high_ms": s.median_high_ms, "runs": s.runs}
+        for name, s in result.stats.items()
+    }
 
 
 def _same_outputs(once: Path, folded: Path, batch: int) -> float:
@@ -115,28 +117,53 @@ def main() -> None:
             folded = _export(src, target, batch, size, False, Path(tmp) / f"{target}.folded.onnx")
             diff = _same_outputs(once, folded, args.batch)
             loads = _load_times(once, folded, args.threads, args.budget)
-            report = bench_onnx_pair(once, folded, sb_macs=macs, baseline_macs=macs, batch=args.batch, threads=args.threads,
-                                     plan=TimingPlan(budget_s=args.budget))  # fmt: skip
+            report = bench_onnx_pair(
+                once,
+                folded,
+                sb_macs=macs,
+                baseline_macs=macs,
+                batch=args.batch,
+                threads=args.threads,
+                plan=TimingPlan(budget_s=args.budget),
+            )
             rows = {r.model: r for r in report.rows}
             pair = rows[once.name]
-            figures.append({
-                "source": args.source, "target": target, "batch": args.batch, "input_size": list(size), "weights_bytes": weights,
-                "once": {"file_bytes": once.stat().st_size, "stored_bytes": _stored_bytes(once),
-                         "latency_ms": rows[once.name].stats.median_ms, "load": loads["once"]},
-                "folded": {"file_bytes": folded.stat().st_size, "stored_bytes": _stored_bytes(folded),
-                           "latency_ms": rows[folded.name].stats.median_ms, "load": loads["folded"]},
-                "max_abs_diff": diff, "latency_ratio": pair.speedup, "latency_ratio_interval": [pair.speedup_low, pair.speedup_high],
-                "flags": [f.reason for f in pair.flags],
-            })  # fmt: skip
+            figures.append(
+                {
+                    "source": args.source,
+                    "target": target,
+                    "batch": args.batch,
+                    "input_size": list(size),
+                    "weights_bytes": weights,
+                    "once": {
+                        "file_bytes": once.stat().st_size,
+                        "stored_bytes": _stored_bytes(once),
+                        "latency_ms": rows[once.name].stats.median_ms,
+                        "load": loads["once"],
+                    },
+                    "folded": {
+                        "file_bytes": folded.stat().st_size,
+                        "stored_bytes": _stored_bytes(folded),
+                        "latency_ms": rows[folded.name].stats.median_ms,
+                        "load": loads["folded"],
+                    },
+                    "max_abs_diff": diff,
+                    "latency_ratio": pair.speedup,
+                    "latency_ratio_interval": [pair.speedup_low, pair.speedup_high],
+                    "flags": [f.reason for f in pair.flags],
+                }
+            )
     for f in figures:
         o, d = f["once"], f["folded"]
-        print(f"{f['source']} {f['target']} b{f['batch']} {f['input_size'][0]}x{f['input_size'][1]}: weights {f['weights_bytes'] / 1e6:.2f} MB; "
-              f"file {d['file_bytes'] / 1e6:.2f} MB folded -> {o['file_bytes'] / 1e6:.2f} MB once; "
-              f"load {d['load']['median_ms']:.1f} ms ({d['load']['low_ms']:.1f}-{d['load']['high_ms']:.1f}) folded, "
-              f"{o['load']['median_ms']:.1f} ms ({o['load']['low_ms']:.1f}-{o['load']['high_ms']:.1f}) once; "
-              f"latency {d['latency_ms']:.3f} folded / {o['latency_ms']:.3f} once ms = {f['latency_ratio']:.3f} "
-              f"({f['latency_ratio_interval'][0]:.3f}-{f['latency_ratio_interval'][1]:.3f}); max |diff| {f['max_abs_diff']:.2g}"
-              + (f"; flags: {'; '.join(f['flags'])}" if f["flags"] else ""))  # fmt: skip
+        print(
+            f"{f['source']} {f['target']} b{f['batch']} {f['input_size'][0]}x{f['input_size'][1]}: weights {f['weights_bytes'] / 1e6:.2f} MB; "
+            f"file {d['file_bytes'] / 1e6:.2f} MB folded -> {o['file_bytes'] / 1e6:.2f} MB once; "
+            f"load {d['load']['median_ms']:.1f} ms ({d['load']['low_ms']:.1f}-{d['load']['high_ms']:.1f}) folded, "
+            f"{o['load']['median_ms']:.1f} ms ({o['load']['low_ms']:.1f}-{o['load']['high_ms']:.1f}) once; "
+            f"latency {d['latency_ms']:.3f} folded / {o['latency_ms']:.3f} once ms = {f['latency_ratio']:.3f} "
+            f"({f['latency_ratio_interval'][0]:.3f}-{f['latency_ratio_interval'][1]:.3f}); max |diff| {f['max_abs_diff']:.2g}"
+            + (f"; flags: {'; '.join(f['flags'])}" if f["flags"] else "")
+        )
     if args.out is not None:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
 

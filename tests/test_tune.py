@@ -20,6 +20,7 @@ import torch
 
 from sbdeploy.artifacts import describe_file, make_artifacts, plan_artifacts
 from sbdeploy.backends.ort import OrtRunner, SessionSettings
+from sbdeploy.bench.machine import MachineLoad, MachineUsage
 from sbdeploy.bench.timing import TimingPlan
 from sbdeploy.errors import ConfigError
 from sbdeploy.export import export_source, read_metadata
@@ -165,7 +166,7 @@ def test_tuned_export_writes_the_chosen_form_its_settings_and_the_table(tiny_sb,
     )  # 8 rounds: every figure has an interval
     assert tuning.chosen == default or last[tuning.chosen].speedup_low > 1.0  # kept only when surely faster
     assert [s.stage for s in tuning.stages] == ["forms", "settings"] and all(
-        s.machine["before"]["cpus_available"] for s in tuning.stages
+        s.machine.before.cpus_available for s in tuning.stages
     )
 
     metadata = read_metadata(out)
@@ -194,11 +195,8 @@ def test_tuned_export_writes_the_chosen_form_its_settings_and_the_table(tiny_sb,
 
 def test_a_choice_made_on_a_busy_machine_says_so() -> None:
     default = Candidate("ort-cpu", "subpixel+phase-runs", TWO_SETTINGS[0])
-    machine = {
-        "before": {"loadavg": [3.5, 3, 3], "cpus_available": 2},
-        "after": {"loadavg": [3.6, 3, 3]},
-        "others_cpu": 1.35,
-    }
+    load = MachineLoad((3.5, 3, 3), 2, 2)
+    machine = MachineUsage(load, dataclasses.replace(load, loadavg=(3.6, 3, 3)), 8.0, 0.6, 1.35)
     quiet = StageRecord("settings", 10, 8.0, "budget spent", machine)
     busy = dataclasses.replace(quiet, busy=("other processes used 1.35 of the 2 CPUs while it was timed",))
     result = TuneResult("ort-cpu", "fp32", 1, 2, default, default, "kept", (), (quiet,))
@@ -206,7 +204,8 @@ def test_a_choice_made_on_a_busy_machine_says_so() -> None:
     result = dataclasses.replace(result, stages=(quiet, busy))
     assert "1.35 of the 2 CPUs" in result.busy_warning() and "tune again on a quiet machine" in result.busy_warning()
     assert result.to_metadata()["busy_machine"] == result.busy_warning()
-    assert f"- **warning**: {result.busy_warning()}" in tuning_markdown([("a.onnx", result)])
+    page = tuning_markdown([("a.onnx", result)])
+    assert f"- **warning**: {result.busy_warning()}" in page and "load 3.50 -> 3.60, others' CPU 1.35 of 2" in page
 
 
 def test_refusals(tiny_sb, tmp_path: Path) -> None:  # noqa: ANN001

@@ -1,25 +1,19 @@
 """How busy the machine was while a group was timed: load average, CPUs, other processes' CPU use.
 
-Taken before and after each group of :func:`~sbdeploy.bench.timing.measure_group` and
-written into the bench report, so a figure measured on a busy machine says so. Two
-signals, because each misses what the other sees:
-
-- the 1-minute load average (``os.getloadavg``) against the CPUs this process may run on
-  (``len(os.sched_getaffinity(0))``, which ``taskset`` and container cpusets narrow; beside
-  it ``os.cpu_count()``, the machine's). It lags by about a minute and counts this
-  process's own threads too.
-- the CPU time other processes took on those CPUs *during* the group: the busy time of
-  those CPUs in ``/proc/stat`` (user, nice, system, irq, softirq, steal) minus this
-  process's own CPU time (``time.process_time``, all its threads), over the wall time. It
-  sees a competitor that started a second ago, and hypervisor steal. Linux only (None
-  elsewhere).
+Taken around each group of :func:`~sbdeploy.bench.timing.measure_group` and written into the
+bench report, two signals, because each misses what the other sees: the 1-minute load average
+against the CPUs this process may run on (its affinity mask, which ``taskset`` and cpusets
+narrow), which lags by a minute and counts this process's threads too; and the CPU time other
+processes took on those CPUs *during* the group (their busy time in ``/proc/stat`` minus this
+process's own CPU time), which sees a competitor that started a second ago, and hypervisor
+steal (Linux only, None elsewhere).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
@@ -28,24 +22,14 @@ _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system [idle iowait] irq softirq 
 
 @dataclass(frozen=True)
 class MachineLoad:
-    """The machine's load at one moment.
+    """The machine's load at one moment."""
 
-    Attributes:
-        loadavg: the 1-, 5- and 15-minute load averages (None where the OS has none).
-        cpu_count: CPUs of the machine (``os.cpu_count()``).
-        cpus_available: CPUs this process may run on (its affinity mask).
-    """
-
-    loadavg: tuple[float, float, float] | None
-    cpu_count: int | None
-    cpus_available: int
+    loadavg: tuple[float, float, float] | None  # 1-, 5- and 15-minute load averages (None where the OS has none)
+    cpu_count: int | None  # CPUs of the machine
+    cpus_available: int  # CPUs this process may run on (its affinity mask)
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "loadavg": list(self.loadavg) if self.loadavg else None,
-            "cpu_count": self.cpu_count,
-            "cpus_available": self.cpus_available,
-        }
+        return {**asdict(self), "loadavg": list(self.loadavg) if self.loadavg else None}
 
 
 @dataclass(frozen=True)
@@ -60,20 +44,13 @@ class MachineSnapshot:
 
 @dataclass(frozen=True)
 class MachineUsage:
-    """The machine around one timed group.
-
-    Attributes:
-        before, after: the load when the group started and ended.
-        seconds: wall time between them.
-        own_cpu: cores' worth of CPU this process used meanwhile (2.0: two cores busy).
-        others_cpu: cores' worth other processes used on the same CPUs (None: not measurable here).
-    """
+    """The machine around one timed group: its load when the group started and ended, the wall time between."""
 
     before: MachineLoad
     after: MachineLoad
     seconds: float
-    own_cpu: float
-    others_cpu: float | None
+    own_cpu: float  # cores' worth of CPU this process used meanwhile (2.0: two cores busy)
+    others_cpu: float | None  # cores' worth other processes used on the same CPUs (None: not measurable here)
 
     @property
     def cpus_available(self) -> int:
@@ -89,9 +66,14 @@ class MachineUsage:
         """The 1-minute load average before and after, e.g. ``1.20 -> 1.40`` (``-`` where the OS has none)."""
         return separator.join(f"{m.loadavg[0]:.2f}" if m.loadavg else "-" for m in (self.before, self.after))
 
+    def describe(self) -> str:
+        """E.g. ``load 1.20 -> 1.40, others' CPU 0.31 of 2``."""
+        load = f"load {self.loads()}" if self.before.loadavg and self.after.loadavg else "load unknown"
+        others = f", others' CPU {self.others_cpu:.2f} of {self.cpus_available}" if self.others_cpu is not None else ""
+        return load + others
+
     def to_dict(self) -> dict[str, object]:
-        return {"before": self.before.to_dict(), "after": self.after.to_dict(), "seconds": self.seconds, "own_cpu": self.own_cpu,
-                "others_cpu": self.others_cpu}  # fmt: skip
+        return {**asdict(self), "before": self.before.to_dict(), "after": self.after.to_dict()}
 
 
 def _affinity() -> set[int] | None:
@@ -111,12 +93,9 @@ def _cpus_busy_seconds(cpus: set[int] | None) -> float | None:
     busy = 0
     for line in lines:
         name, *fields = line.split()
-        if not name.startswith("cpu") or name == "cpu":
-            continue
-        if cpus is not None and int(name[3:]) not in cpus:
-            continue
-        values = [int(v) for v in fields]
-        busy += sum(values[i] for i in _BUSY_FIELDS if i < len(values))
+        if name.startswith("cpu") and name != "cpu" and (cpus is None or int(name[3:]) in cpus):
+            values = [int(v) for v in fields]
+            busy += sum(values[i] for i in _BUSY_FIELDS if i < len(values))
     return busy / ticks
 
 
@@ -127,12 +106,8 @@ def snapshot() -> MachineSnapshot:
         loadavg: tuple[float, float, float] | None = os.getloadavg()
     except (AttributeError, OSError):
         loadavg = None
-    load = MachineLoad(
-        loadavg=loadavg, cpu_count=os.cpu_count(), cpus_available=len(cpus) if cpus else (os.cpu_count() or 1)
-    )
-    return MachineSnapshot(
-        load=load, wall_s=time.perf_counter(), process_cpu_s=time.process_time(), cpus_busy_s=_cpus_busy_seconds(cpus)
-    )
+    load = MachineLoad(loadavg, os.cpu_count(), len(cpus) if cpus else (os.cpu_count() or 1))
+    return MachineSnapshot(load, time.perf_counter(), time.process_time(), _cpus_busy_seconds(cpus))
 
 
 def usage_between(before: MachineSnapshot, after: MachineSnapshot) -> MachineUsage:

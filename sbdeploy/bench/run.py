@@ -26,7 +26,7 @@ from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import TF32_NOTES
 from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, pairs_of
 from sbdeploy.bench.stability import Limits
-from sbdeploy.bench.timing import TimingPlan, measure_group, ratio_intervals, round_progress
+from sbdeploy.bench.timing import TimingPlan, measure_group, round_progress
 from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.flops import count_macs
@@ -177,6 +177,12 @@ def time_subjects(
             fns = {}
             keys = {(s.label, precision): f"{s.label} {precision}" for s, precision, _ in entries}
             described = {keys[(s.label, p)]: (s.macs, keys.get((s.baseline or "", p))) for s, p, _ in entries}
+            # each fp16/int8 file against its model's fp32 file, timed in this group
+            reduced = [
+                (keys[(s.label, "fp32")], keys[(s.label, p)])
+                for s, p, _ in entries
+                if p != "fp32" and (s.label, "fp32") in keys
+            ]
             with contextlib.ExitStack() as stack:
                 runners: list[Runner] = []
                 for s, precision, f in entries:
@@ -196,18 +202,13 @@ def time_subjects(
                     fns,
                     plan,
                     pairs=pairs_of(described),
+                    ratios=reduced,
                     on_round=round_progress(f"{backend} batch {batch}", on_progress),
                 )
                 for (s, _, _), r in zip(entries, runners):
                     notes += [f"{s.label}: {n}" for n in r.notes if f"{s.label}: {n}" not in notes]
             groups.append(BenchGroup.of(backend, batch, result.record, limits))
-            # each fp16/int8 file against its model's fp32 file, timed in this group
-            reduced = [
-                (keys[(s.label, "fp32")], keys[(s.label, p)])
-                for s, p, _ in entries
-                if p != "fp32" and (s.label, "fp32") in keys
-            ]
-            versus = ratio_intervals(result.rounds, reduced, plan) if reduced else {}
+            versus = result.ratios
             for s, precision, f in entries:
                 key = keys[(s.label, precision)]
                 interval = result.speedups[key].interval if key in result.speedups else None

@@ -1,32 +1,27 @@
 """When a bench figure is not to be trusted, and why: flags with reasons and what to do about them.
 
-A figure is *unstable* when any of these holds (each a :class:`Flag` on the row, with its
-numbers in the reason):
-
-- ``spread``: the runs' coefficient of variation is above :attr:`Limits.max_cv` (10%,
-  pyperf's threshold for "unstable");
-- ``interval``: the interval of the row's headline figure is wider than the goal
-  (:attr:`Limits.max_halfwidth`, the plan's goal): the speedup's for an SB row of a pair,
-  the median's for a row outside any pair (in a pair the run narrows the speedup; each
-  side's median keeps its interval as information);
-- ``few-turns``: too few rounds for an interval at all
-  (:data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL`), e.g. a short ``--iters``;
-- ``load``: the 1-minute load average before or after the group was above the CPUs available;
-- ``busy``: other processes used more than :attr:`Limits.max_others` of the available
-  CPUs' time while the group ran (:mod:`sbdeploy.bench.machine`);
-- ``efficiency``: the efficiency (speedup x MAC ratio) is above 1, which a MAC ratio
-  forbids: its whole interval above 1, or, without an interval, the figure itself. Noise the
-  interval did not capture, or a MAC count that does not match the graph that runs. (An
-  efficiency whose interval holds 1 is consistent with 1 and is not flagged by this rule.)
+A figure is *unstable* when any :class:`Flag` holds (its numbers in the reason): ``spread``, the
+runs' coefficient of variation above :attr:`Limits.max_cv` (10%, pyperf's "unstable");
+``interval``, the interval of the row's headline figure (an SB row's speedup, the median of a row
+outside any pair) wider than the plan's goal; ``few-turns``, too few rounds for an interval at all
+(:data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL`); ``load``, the 1-minute load average
+around the group above the CPUs available; ``busy``, other processes took more than
+:attr:`Limits.max_others` of those CPUs while it ran (:mod:`sbdeploy.bench.machine`);
+``efficiency``, speedup x MAC ratio above 1, which a MAC ratio forbids (its whole interval, or
+without one the figure): noise the interval missed, or a MAC count that does not match the graph.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sbdeploy.bench.machine import MachineUsage
+from sbdeploy.bench.defaults import DEFAULT_GOAL
 from sbdeploy.bench.stats import MIN_ROUNDS_FOR_INTERVAL, Interval
-from sbdeploy.bench.timing import DEFAULT_GOAL, LatencyStats, TimingPlan
+
+if TYPE_CHECKING:
+    from sbdeploy.bench.machine import MachineUsage
+    from sbdeploy.bench.timing import LatencyStats, TimingPlan
 
 _QUIET = "rerun on a quiet machine (stop other jobs)"
 _PIN = "pin threads with --threads N and taskset -c CPUS"
@@ -43,17 +38,11 @@ ADVICE = {
 
 @dataclass(frozen=True)
 class Limits:
-    """Thresholds above which a figure is flagged.
+    """Thresholds above which a figure is flagged."""
 
-    Attributes:
-        max_cv: coefficient of variation of a row's runs.
-        max_halfwidth: relative half-width of a headline interval (the adaptive run's goal).
-        max_others: share of the available CPUs' time that other processes may take.
-    """
-
-    max_cv: float = 0.10
-    max_halfwidth: float = DEFAULT_GOAL
-    max_others: float = 0.10
+    max_cv: float = 0.10  # coefficient of variation of a row's runs
+    max_halfwidth: float = DEFAULT_GOAL  # relative half-width of a headline interval (the adaptive run's goal)
+    max_others: float = 0.10  # share of the available CPUs' time that other processes may take
 
     @classmethod
     def of(cls, plan: TimingPlan) -> Limits:
@@ -63,12 +52,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class Flag:
-    """One reason a figure is unstable: its kind (a key of :data:`ADVICE`) and a sentence with the numbers.
-
-    ``headline`` is the sentence without the figure's own numbers, the same for every figure
-    it holds for, and ``value`` those numbers: a report says each headline once and lists
-    the figures with their values (:meth:`sbdeploy.bench.report.BenchReport.warning_summary`).
-    """
+    """One reason a figure is unstable: its kind (a key of :data:`ADVICE`) and a sentence with the numbers;
+    ``headline`` is that sentence without the figure's numbers (``value``), so a report says it once for all."""
 
     kind: str
     reason: str
@@ -94,17 +79,22 @@ class Flag:
         }
 
 
+def _interval_flag(what: str, width: float, limit: float) -> Flag:
+    reason = f"{what} interval +-{width:.1%} wider than +-{limit:.1%}"
+    return Flag("interval", reason, f"{what} interval wider than +-{limit:.1%}", f"+-{width:.1%}")
+
+
 def machine_flags(usage: MachineUsage, limits: Limits = Limits()) -> list[Flag]:
     """Flags of a busy machine around one group (they apply to every row of it)."""
     flags = []
-    cpus = usage.cpus_available
-    if usage.peak_load is not None and usage.peak_load > cpus:
-        flags.append(Flag("load", f"load average {usage.peak_load:.1f} above the {cpus} CPUs available",
-                          f"load average above the {cpus} CPUs available", f"{usage.peak_load:.1f}"))  # fmt: skip
-    if usage.others_cpu is not None and usage.others_cpu > limits.max_others * cpus:
-        flags.append(Flag("busy", f"other processes used {usage.others_cpu:.2f} of the {cpus} CPUs while it was timed",
-                          f"other processes used more than {limits.max_others:.0%} of the {cpus} CPUs while timed",
-                          f"{usage.others_cpu:.2f} CPUs"))  # fmt: skip
+    cpus, load, others = usage.cpus_available, usage.peak_load, usage.others_cpu
+    if load is not None and load > cpus:
+        reason = f"load average {load:.1f} above the {cpus} CPUs available"
+        flags.append(Flag("load", reason, f"load average above the {cpus} CPUs available", f"{load:.1f}"))
+    if others is not None and others > limits.max_others * cpus:
+        reason = f"other processes used {others:.2f} of the {cpus} CPUs while it was timed"
+        headline = f"other processes used more than {limits.max_others:.0%} of the {cpus} CPUs while timed"
+        flags.append(Flag("busy", reason, headline, f"{others:.2f} CPUs"))
     return flags
 
 
@@ -112,15 +102,14 @@ def latency_flags(stats: LatencyStats, limits: Limits = Limits(), *, paired: boo
     """Flags of one row's runs; ``paired``: the row is in an SB/baseline pair (its median interval is not its headline)."""
     flags = []
     if stats.cv > limits.max_cv:
-        flags.append(Flag("spread", f"runs vary by CV {stats.cv:.1%} (above {limits.max_cv:.0%})", f"runs vary by CV above {limits.max_cv:.0%}",
-                          f"{stats.cv:.1%}"))  # fmt: skip
+        reason = f"runs vary by CV {stats.cv:.1%} (above {limits.max_cv:.0%})"
+        flags.append(Flag("spread", reason, f"runs vary by CV above {limits.max_cv:.0%}", f"{stats.cv:.1%}"))
     width = stats.median_halfwidth
     if width is None and not paired:
-        flags.append(Flag("few-turns", f"no interval: too few turns ({stats.runs} runs) for one", "no interval: too few turns for one",
-                          f"{stats.runs} runs"))  # fmt: skip
+        reason = f"no interval: too few turns ({stats.runs} runs) for one"
+        flags.append(Flag("few-turns", reason, "no interval: too few turns for one", f"{stats.runs} runs"))
     elif width is not None and not paired and width > limits.max_halfwidth:
-        flags.append(Flag("interval", f"median interval +-{width:.1%} wider than +-{limits.max_halfwidth:.1%}",
-                          f"median interval wider than +-{limits.max_halfwidth:.1%}", f"+-{width:.1%}"))  # fmt: skip
+        flags.append(_interval_flag("median", width, limits.max_halfwidth))
     return flags
 
 
@@ -132,14 +121,13 @@ def speedup_flags(
     if interval is None:
         flags.append(Flag("few-turns", "no speedup interval: too few turns for one"))
     elif interval.halfwidth(speedup) > limits.max_halfwidth:
-        width = interval.halfwidth(speedup)
-        flags.append(Flag("interval", f"speedup interval +-{width:.1%} wider than +-{limits.max_halfwidth:.1%}",
-                          f"speedup interval wider than +-{limits.max_halfwidth:.1%}", f"+-{width:.1%}"))  # fmt: skip
+        flags.append(_interval_flag("speedup", interval.halfwidth(speedup), limits.max_halfwidth))
     if mac_ratio:
         efficiency = speedup * mac_ratio
         bounds = interval.scaled(mac_ratio) if interval else None
         if (bounds is None and efficiency > 1) or (bounds is not None and bounds.low > 1):
-            within = f" (interval {bounds.low:.2f}-{bounds.high:.2f})" if bounds else ""
-            flags.append(Flag("efficiency", f"efficiency {efficiency:.2f}{within} above 1: faster than the MAC ratio {mac_ratio:.3f} allows",
-                              "efficiency above 1: faster than the MAC ratio allows", f"{efficiency:.2f}{within} at MAC ratio {mac_ratio:.3f}"))  # fmt: skip
+            figure = f"{efficiency:.2f}" + (f" (interval {bounds.low:.2f}-{bounds.high:.2f})" if bounds else "")
+            reason = f"efficiency {figure} above 1: faster than the MAC ratio {mac_ratio:.3f} allows"
+            headline = "efficiency above 1: faster than the MAC ratio allows"
+            flags.append(Flag("efficiency", reason, headline, f"{figure} at MAC ratio {mac_ratio:.3f}"))
     return flags

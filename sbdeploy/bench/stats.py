@@ -1,20 +1,14 @@
 """How sure a latency figure is: bootstrap intervals over the rounds of the interleaved schedule.
 
-:func:`~sbdeploy.bench.timing.measure_group` times its callables in *rounds*: one turn of
-every callable, back to back, so the callables of one round saw the same machine state
-(the same other processes, clock speed, cache and memory pressure). Runs within a turn
-are not independent samples (a burst of load slows a whole turn), rounds nearly are. So
-the bootstrap here resamples rounds, not single runs, and keeps the turns of one round
-together: a resample draws R of the R rounds with replacement and pools each callable's
-runs of the drawn rounds. Each resample's median per callable gives the interval of that
-median; the ratio of two callables' medians in the same resample gives the interval of a
-speedup (baseline median / SB median), which is therefore *paired*: load that slowed both
-callables of a round moves both medians of a resample and hardly the ratio.
-
-Intervals are percentile intervals of ``resamples`` resamples drawn from a seeded
-generator: the same runs give the same interval. With fewer than
-:data:`MIN_ROUNDS_FOR_INTERVAL` rounds no interval is given: a handful of rounds cannot
-show how much the machine varies, and an interval from them would look surer than it is.
+:func:`~sbdeploy.bench.timing.measure_group` times its callables in *rounds*, one turn of each
+back to back, so the callables of one round saw the same machine state. Runs within a turn are
+not independent (a burst of load slows a whole turn), rounds nearly are: a resample here draws
+R of the R rounds with replacement and pools each callable's runs of the drawn rounds. Each
+resample's median per callable gives the interval of that median; the ratio of two medians in
+the same resample gives the interval of a speedup, which is therefore *paired*: load that slowed
+both callables of a round moves both medians and hardly the ratio. Percentile intervals from a
+seeded generator (the same runs give the same interval); none from fewer than
+:data:`MIN_ROUNDS_FOR_INTERVAL` rounds, which cannot show how much the machine varies.
 """
 
 from __future__ import annotations
@@ -40,6 +34,11 @@ class Interval:
     high: float
     confidence: float | None = None
 
+    @classmethod
+    def of(cls, low: float | None, high: float | None) -> Interval | None:
+        """``Interval(low, high)``, or None where a bound is missing."""
+        return None if low is None or high is None else cls(low, high)
+
     def contains(self, value: float) -> bool:
         return self.low <= value <= self.high
 
@@ -55,19 +54,19 @@ class Interval:
 
 @dataclass(frozen=True)
 class RoundBootstrap:
-    """Intervals of each callable's median and of ratios of medians, from the same resamples.
-
-    Attributes:
-        medians: name -> interval of that callable's median.
-        ratios: (numerator, denominator) -> interval of median[numerator] / median[denominator].
-        rounds: the rounds resampled.
-        resamples: resamples drawn.
-    """
+    """Intervals of each callable's median and of ratios of medians (numerator, denominator), from the same resamples."""
 
     medians: Mapping[str, Interval]
     ratios: Mapping[tuple[str, str], Interval]
     rounds: int
     resamples: int
+
+
+def with_interval(value: float | None, spec: str, interval: Interval | None = None) -> str:
+    """``value`` in ``spec`` (``-`` for None), with `` (low-high)`` when it has an interval."""
+    if value is None:
+        return "-"
+    return f"{value:{spec}}" + (f" ({interval.low:{spec}}-{interval.high:{spec}})" if interval is not None else "")
 
 
 def coefficient_of_variation(samples: Sequence[float] | np.ndarray) -> float:
@@ -86,22 +85,11 @@ def bootstrap_rounds(
     resamples: int = 2000,
     seed: int = 0,
 ) -> RoundBootstrap | None:
-    """Percentile intervals of medians and of ratios of medians, resampling whole rounds.
+    """Percentile intervals of medians and of ``ratios`` of medians (e.g. ``(baseline, sb)``: a speedup), resampling
+    whole rounds; None with fewer than :data:`MIN_ROUNDS_FOR_INTERVAL` rounds.
 
-    Args:
-        rounds: name -> that callable's timed runs per round (``rounds[name][r]``: its turn in
-            round ``r``); every callable has the same number of rounds, none of them empty.
-        ratios: (numerator, denominator) pairs of names whose median ratio to bound, e.g.
-            ``(baseline, sb)`` for a speedup.
-        confidence: e.g. 0.95.
-        resamples: bootstrap resamples (2000 by default; fewer for a quick look).
-        seed: of the generator that draws the resamples.
-
-    Returns:
-        The intervals, or None with fewer than :data:`MIN_ROUNDS_FOR_INTERVAL` rounds.
-
-    Raises:
-        ValueError: callables with different numbers of rounds, or an empty turn.
+    ``rounds[name][r]`` is that callable's turn in round ``r``; every callable has the same number of
+    rounds, none of them empty (ValueError otherwise).
     """
     if not 0 < confidence < 1 or resamples < 1:
         raise ValueError(f"confidence must lie in (0, 1) and resamples be >= 1, got {confidence}, {resamples}")
@@ -147,12 +135,10 @@ def bootstrap_rounds(
 def _weighted_medians(values: np.ndarray, owner: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Per resample (row of ``weights``, the times each round was drawn): the median of the pooled runs.
 
-    ``values`` are sorted and ``owner`` names the round of each. The result equals
-    ``np.median`` of the drawn rounds' runs, repeated as often as drawn (the mean of the two
-    middle elements). Only a band of ranks around the middle is scanned: the resample's
-    median lies within a few standard deviations of the pooled one (the weight below a
-    rank varies by at most sqrt(sum of squared turn lengths)); rows whose median falls
-    outside the band are done over all runs.
+    ``values`` are sorted, ``owner`` names the round of each; the result equals ``np.median`` of the drawn
+    rounds' runs, repeated as often as drawn. Only a band of ranks around the middle is scanned (the weight
+    below a rank varies by at most sqrt(sum of squared turn lengths)); rows whose median falls outside it
+    are done over all runs.
     """
     runs_per_round = np.bincount(owner, minlength=weights.shape[1])
     total = weights @ runs_per_round

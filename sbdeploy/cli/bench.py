@@ -43,7 +43,7 @@ def _screen_cell(column: str, cell: str, row) -> str:  # noqa: ANN001  (BenchRow
 def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
     from rich import box
 
-    from sbdeploy.bench.report import MARKDOWN_COLUMNS, int8_lines, legend_lines, markdown_rows, shown_columns
+    from sbdeploy.bench.render import MARKDOWN_COLUMNS, int8_lines, legend_lines, markdown_rows, shown_columns
 
     table = Table(title="sbdeploy bench (latency per batch)", box=box.SIMPLE_HEAD)
     shown = [i for i in shown_columns(report.rows) if MARKDOWN_COLUMNS[i] not in SCREEN_OMITS]
@@ -174,7 +174,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Time every model or file on every backend and batch size, in rotating turns, with one method."""
-    from sbdeploy.bench.report import write_report
+    from sbdeploy.bench.render import write_report
     from sbdeploy.bench.timing import TimingPlan
     from sbdeploy.flow import run_bench
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from sbdeploy import environment
 from sbdeploy._io import atomic_write_bytes
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
-from sbdeploy.bench.report import write_report
+from sbdeploy.bench.render import write_report
 from sbdeploy.bench.timing import TimingPlan
 from sbdeploy.errors import ConfigError, SbdeployError
 from sbdeploy.flow import Flow

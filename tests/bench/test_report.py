@@ -7,7 +7,8 @@ import dataclasses
 import json
 
 from sbdeploy.bench.machine import MachineLoad, MachineUsage
-from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, to_markdown, with_speedups, write_report
+from sbdeploy.bench.render import int8_lines, markdown_rows, settings_lines, to_markdown, write_report
+from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, with_speedups
 from sbdeploy.bench.timing import GroupRecord, LatencyStats
 from sbdeploy.environment import collect_environment
 
@@ -207,8 +208,6 @@ def test_the_gpu_column_is_shown_only_when_a_row_has_a_device_time() -> None:
 
 
 def test_settings_read_as_text_and_say_which_form_each_backend_timed() -> None:
-    from sbdeploy.bench.report import settings_lines
-
     lines = settings_lines({"models": ["net_sb", "net"], "iters": None, "target": None,
                             "forms": {"torch": "training code", "ort-cpu": "ort-cpu"}, "engines": {},
                             "files": [{"file": "model.ort-cpu.b1.fp32.onnx"}], "notes": []})  # fmt: skip
@@ -221,8 +220,6 @@ def test_settings_read_as_text_and_say_which_form_each_backend_timed() -> None:
 
 
 def test_int8_rows_say_the_instruction_set_and_plainly_when_int8_does_not_pay() -> None:
-    from sbdeploy.bench.report import int8_lines, markdown_rows
-
     def int8_row(model: str, batch: int, vs_fp32: float, backend: str = "ort-cpu") -> BenchRow:
         return BenchRow(model=model, backend=backend, batch=batch, macs=100, baseline=None, stats=stats(1.0), precision="int8",
                         vs_fp32=vs_fp32, vs_fp32_low=vs_fp32 * 0.95, vs_fp32_high=vs_fp32 * 1.05)  # fmt: skip

@@ -52,11 +52,11 @@ def test_turns_settle_untimed_and_the_last_turn_is_cut_to_iters() -> None:
         calls.append(name)
         return float(len(calls))  # "device time": the call's position, to see which calls were timed
 
-    progress: list[int] = []
-    stats = measure_interleaved({n: (lambda n=n: fn(n)) for n in "ab"}, TimingPlan(warmup_iters=0, iters=5, turn=3, settle=1),
-                                on_round=progress.append)  # fmt: skip
+    statuses: list[RoundStatus] = []
+    plan = TimingPlan(warmup_iters=0, iters=5, turn=3, settle=1)
+    stats = measure_group({n: (lambda n=n: fn(n)) for n in "ab"}, plan, on_round=statuses.append).stats
     assert calls == list("aaaabbbb" + "bbbaaa")  # round 2 rotated and cut to the 2 runs left
-    assert progress == [3, 5]
+    assert [s.runs for s in statuses] == [3, 5]
     assert all(s.runs == 5 for s in stats.values())
     # The settle run opening each turn is not timed: a's timed calls are 2, 3, 4, 13, 14 and b's 6, 7, 8, 10, 11.
     assert stats["a"].compute_median_ms == 4.0 and stats["b"].compute_median_ms == 8.0
@@ -93,9 +93,9 @@ def test_timed_runs_can_be_kept_for_intervals() -> None:
     def a() -> None:
         calls["a"] += 1
 
-    samples: dict[str, list[float]] = {}
-    stats = measure_interleaved({"a": a}, TimingPlan(warmup_iters=3, iters=7, turn=3, settle=1), samples_out=samples)
-    assert len(samples["a"]) == stats["a"].runs == 7 and all(t >= 0 for t in samples["a"])
+    result = measure_group({"a": a}, TimingPlan(warmup_iters=3, iters=7, turn=3, settle=1))
+    samples = [t for turn in result.rounds["a"] for t in turn]
+    assert len(samples) == result.stats["a"].runs == 7 and all(t >= 0 for t in samples)
     assert calls["a"] == 3 + 7 + 3  # warm-up, timed runs, one settle run per turn: only the timed ones are kept
 
 

@@ -1,0 +1,189 @@
+"""A bench report as text and files: the Markdown table and page, the CSV, and :func:`write_report` writing them all.
+
+The table's cells (:func:`markdown_rows`) and legend are the ones ``sbdeploy bench`` prints too.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from sbdeploy._io import atomic_write_bytes
+from sbdeploy.bench.plots import plot_latency_vs_macs, plot_speedups
+from sbdeploy.bench.report import BenchReport, BenchRow
+from sbdeploy.bench.stats import Interval, with_interval
+
+MARKDOWN_COLUMNS = (
+    *("model", "file", "form", "backend", "precision", "batch", "GMACs/img", "median ms (CI)", "GPU ms", "p90 ms"),
+    *("p99 ms", "CV", "img/s", "speedup (CI)", "MAC ratio", "efficiency (CI)", "vs fp32 (CI)", "stable"),
+)
+
+
+def shown_columns(rows: Sequence[BenchRow]) -> list[int]:
+    """Indexes of :data:`MARKDOWN_COLUMNS` a table of ``rows`` shows: "GPU ms" only when some row has a device time,
+    "vs fp32" only when some fp16/int8 row has one."""
+    gpu = any(r.stats.compute_median_ms is not None for r in rows)
+    reduced = any(r.vs_fp32 is not None for r in rows)
+    return [i for i, c in enumerate(MARKDOWN_COLUMNS) if (gpu or c != "GPU ms") and (reduced or c != "vs fp32 (CI)")]
+
+
+def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
+    """Table cells of the rows, as printed by the CLI and written to Markdown."""
+    cells = []
+    for r in rows:
+        s = r.stats
+        median = with_interval(s.median_ms, ".3f", Interval.of(s.median_low_ms, s.median_high_ms))
+        stable = "yes" if not r.flags else "no: " + ", ".join(dict.fromkeys(f.kind for f in r.flags))
+        head = [r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", median]
+        times = [with_interval(s.compute_median_ms, ".3f"), f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.cv:.1%}"]
+        speedup, ratio = with_interval(r.speedup, ".2f", r.speedup_interval), with_interval(r.mac_ratio, ".3f")
+        efficiency = with_interval(r.efficiency, ".2f", r.efficiency_interval)
+        vs_fp32 = with_interval(r.vs_fp32, ".2f", r.vs_fp32_interval)
+        cells.append([*head, *times, f"{r.throughput:.1f}", speedup, ratio, efficiency, vs_fp32, stable])
+    return cells
+
+
+def int8_lines(report: BenchReport) -> list[str]:
+    """What this CPU's instruction set allows for int8 and, per ``ort-cpu`` int8 row not faster than fp32, that int8
+    does not pay (on a CPU without int8 dot-product instructions) or still lost there (on one with them)."""
+    int8 = [r for r in report.rows if r.precision == "int8"]
+    if not int8:
+        return []
+    env = report.environment
+    lines = [f"int8 on this CPU: {env.cpu_int8 or 'instruction set unknown'}."]
+    for r in int8:
+        if r.backend != "ort-cpu" or r.vs_fp32 is None or r.vs_fp32 > 1:
+            continue
+        ratio = f"int8 takes {1 / r.vs_fp32:.2f}x fp32's time"
+        if r.vs_fp32_interval:
+            ratio += f" ({report.confidence:.0%} interval of the speedup {r.vs_fp32_low:.2f}-{r.vs_fp32_high:.2f})"
+        where = f"{r.model} batch {r.batch} on {r.backend}"
+        lines.append(
+            f"int8 does not pay here: {where}: {ratio}, and this CPU has no VNNI (no int8 dot-product "
+            "instructions); ship fp32 here, int8 for a CPU with VNNI (measure it there)."
+            if env.cpu_int8_dot is False
+            else f"int8 is not faster than fp32 for {where}: {ratio}, although this CPU has int8 dot-product "
+            "instructions; ship fp32 for this model and batch."
+        )
+    return lines
+
+
+def legend_lines(report: BenchReport) -> list[str]:
+    """What the table's figures mean (under the table, in the CLI and in Markdown)."""
+    return [
+        f"CI = {report.confidence:.0%} bootstrap interval over the turns of the interleaved schedule "
+        "(for speedup: paired turns, ratio of medians).",
+        "speedup = baseline median / SB median (same backend, batch and precision); efficiency = speedup x MAC ratio "
+        "(1 = the MAC ratio's ideal); vs fp32 = the same model's fp32 median / this fp16 or int8 row's (paired turns).",
+        "CV = standard deviation / mean of the runs; stable = no flag (see the warnings).",
+    ]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    return [f"| {' | '.join(header)} |", "|" + "---|" * len(header)] + [f"| {' | '.join(map(str, r))} |" for r in rows]
+
+
+def to_markdown(report: BenchReport) -> str:
+    """A Markdown report: the table, its warnings, how each group was measured, settings, environment."""
+    shown = shown_columns(report.rows)
+    lines = ["# sbdeploy bench", ""]
+    lines += _table([MARKDOWN_COLUMNS[i] for i in shown], [[c[i] for i in shown] for c in markdown_rows(report.rows)])
+    lines += ["", *(f"{line}  " for line in legend_lines(report)), ""]
+    int8 = int8_lines(report)
+    if int8:
+        lines += ["## int8", "", *(f"- {line}" for line in int8), ""]
+    files = {r.file: r.sha256 for r in report.rows if r.file}
+    if files:
+        sums = [[f"`{f}`", f"`{h}`"] for f, h in files.items()]
+        lines += ["## Files timed", "", *_table(["file", "sha256"], sums), ""]
+    grouped = report.warning_summary()
+    if grouped:
+        lines += [
+            "## Warnings: unstable figures",
+            "",
+            "Each reason once, with every figure (or group) it holds for and its numbers.",
+            "",
+        ]
+        for advice, summaries in grouped:
+            lines += [f"- **{w.headline}** ({w.count()}): {w.items()}" for w in summaries]
+            lines += ["", f"  What to do: {advice}.", ""]
+    if report.groups:
+        header = ["backend", "batch", "turns", "runs per turn", "seconds", "stopped", "load 1 min (before, after)"]
+        header += ["others' CPU", "CPUs (available / machine)"]
+        cells = []
+        for g in report.groups:
+            r, m = g.record, g.record.machine
+            row = [g.backend, g.batch, r.rounds, r.turn, f"{r.seconds:.1f}", r.stop, m.loads(", ")]
+            cells.append(
+                [*row, with_interval(m.others_cpu, ".2f"), f"{m.cpus_available} / {m.before.cpu_count or '-'}"]
+            )
+        note = "others' CPU = cores' worth of CPU time that other processes took on the available CPUs while the group was timed."
+        lines += ["## Measurement", "", *_table(header, cells), "", note, ""]
+    env = report.environment
+    lines += ["## Settings", "", *settings_lines(report.settings), "", "## Environment", ""]
+    lines += [f"- CPU: {env.cpu} ({env.cpu_count} cores), torch threads {env.torch_threads}"]
+    lines += [f"- int8 instructions: {env.cpu_int8}"] if env.cpu_int8 else []
+    lines += [
+        f"- GPU: {env.gpu or 'none'}",
+        f"- Python {env.python}, torch {env.torch} (CUDA {env.torch_cuda or 'none'}), {env.platform}",
+    ]
+    lines += [f"- {k}: {v}" for k, v in env.packages.items() if v]
+    return "\n".join(lines) + "\n"
+
+
+def _setting(value: object) -> str:
+    """A setting as text: lists joined by commas, ``-`` for none."""
+    if value is None or value == [] or value == {}:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_setting(v)}" for k, v in value.items())
+    return str(value)
+
+
+def settings_lines(settings: dict[str, object]) -> list[str]:
+    """The settings as Markdown list items (the files are in "Files timed"; the JSON keeps every field)."""
+    lines = []
+    for key, value in settings.items():
+        if key == "target":
+            lines.append(f"- target: {value or 'each backend its own (sbdeploy.targets.BACKEND_TARGETS)'}")
+        elif key == "forms":
+            lines.append(f"- form timed per backend: {_setting(value)}")
+        elif key == "engines" and isinstance(value, dict):
+            engines = [
+                f"{name} (profile {'/'.join(map(str, e['profile']))}, {e['precision']})" for name, e in value.items()
+            ]
+            lines.append(f"- engines: {'; '.join(engines) or '-'}")
+        elif key != "files":
+            lines.append(f"- {key}: {_setting(value)}")
+    return lines
+
+
+def to_csv(report: BenchReport) -> str:
+    """One CSV line per row, every statistic as a column; ``flags`` as ``kind: reason`` joined by ``; ``."""
+    flat = [{**r.flat(), "flags": "; ".join(f"{f.kind}: {f.reason}" for f in r.flags)} for r in report.rows]
+    buffer = io.StringIO()
+    if flat:
+        writer = csv.DictWriter(buffer, fieldnames=list(flat[0]))
+        writer.writeheader()
+        writer.writerows(flat)
+    return buffer.getvalue()
+
+
+def write_report(report: BenchReport, folder: str | Path) -> list[Path]:
+    """Write bench.json, bench.csv, bench.md, latency_vs_macs.png and speedup.png."""
+    folder = Path(folder)
+    texts = {
+        "bench.json": json.dumps(report.to_dict(), indent=2) + "\n",
+        "bench.csv": to_csv(report),
+        "bench.md": to_markdown(report),
+    }
+    for name, text in texts.items():
+        atomic_write_bytes(folder / name, text.encode())
+    plot_latency_vs_macs(report, folder / "latency_vs_macs.png")
+    plot_speedups(report, folder / "speedup.png")
+    return [folder / n for n in (*texts, "latency_vs_macs.png", "speedup.png")]
