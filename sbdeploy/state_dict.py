@@ -70,11 +70,19 @@ class ImportResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "folder": str(self.folder), "arch": self.config.arch, "options": self.config.options,
-            "input_size": list(self.config.input_size), "mean": list(self.config.mean), "std": list(self.config.std),
-            "source": str(self.source), "source_sha256": self.source_sha256, "reader": self.reader,
-            "unwrapped": list(self.unwrapped), "notes": list(self.notes), "weights_sha256": self.weights_sha256,
-        }  # fmt: skip
+            "folder": str(self.folder),
+            "arch": self.config.arch,
+            "options": self.config.options,
+            "input_size": list(self.config.input_size),
+            "mean": list(self.config.mean),
+            "std": list(self.config.std),
+            "source": str(self.source),
+            "source_sha256": self.source_sha256,
+            "reader": self.reader,
+            "unwrapped": list(self.unwrapped),
+            "notes": list(self.notes),
+            "weights_sha256": self.weights_sha256,
+        }
 
 
 def _weights_only_refusal(error: Exception) -> str | None:
@@ -304,13 +312,33 @@ def import_state_dict(
     state, notes = _fit(arch, options, source.tensors, path)
     source_sha = sha256_file(path)
     config = CheckpointConfig(
-        arch=arch, options=options, input_size=(int(size[0]), int(size[1])), mean=mean_t, std=std_t, class_names=names,
-        training={"imported": {"file": path.name, "sha256": source_sha, "reader": source.reader, "unwrapped": list(source.unwrapped)}},
-    )  # fmt: skip
+        arch=arch,
+        options=options,
+        input_size=(int(size[0]), int(size[1])),
+        mean=mean_t,
+        std=std_t,
+        class_names=names,
+        training={
+            "imported": {
+                "file": path.name,
+                "sha256": source_sha,
+                "reader": source.reader,
+                "unwrapped": list(source.unwrapped),
+            }
+        },
+    )
     with torch.device("meta"):
         model = create_model(arch, **options)
     model.load_state_dict(state, strict=True, assign=True)
     save_checkpoint(out, model.eval(), config)
     written = load_checkpoint(out)  # the folder loads as every sbdeploy command will load it
-    return ImportResult(out, written.config, path, source_sha, source.reader, source.unwrapped,
-                        tuple(n for n in (note, *notes) if n), written.weights_sha256)  # fmt: skip
+    return ImportResult(
+        out,
+        written.config,
+        path,
+        source_sha,
+        source.reader,
+        source.unwrapped,
+        tuple(n for n in (note, *notes) if n),
+        written.weights_sha256,
+    )

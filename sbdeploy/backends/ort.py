@@ -192,8 +192,12 @@ class SessionSettings:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         level = ort.GraphOptimizationLevel
-        options.graph_optimization_level = {"all": level.ORT_ENABLE_ALL, "extended": level.ORT_ENABLE_EXTENDED,
-                                            "basic": level.ORT_ENABLE_BASIC, "disabled": level.ORT_DISABLE_ALL}[self.optimization]  # fmt: skip
+        options.graph_optimization_level = {
+            "all": level.ORT_ENABLE_ALL,
+            "extended": level.ORT_ENABLE_EXTENDED,
+            "basic": level.ORT_ENABLE_BASIC,
+            "disabled": level.ORT_DISABLE_ALL,
+        }[self.optimization]
         return options
 
 
@@ -355,8 +359,10 @@ class OrtRunner(Runner):
             if self.threads is None or self.threads == carried.threads:
                 settings, session = carried, self._open(carried)
             else:
-                self.notes.append(f"{self.path.name} was tuned for {carried.threads} threads ({carried.describe()}); "
-                                  f"run with {self.threads} intra-op threads instead")  # fmt: skip
+                self.notes.append(
+                    f"{self.path.name} was tuned for {carried.threads} threads ({carried.describe()}); "
+                    f"run with {self.threads} intra-op threads instead"
+                )
         self.session_settings = settings
         if session.get_providers()[0] != wanted:
             raise BackendUnavailableError(

@@ -110,9 +110,14 @@ def sbify(
     dataset = open_fitting_source(source, config) if source and (needs_data or data) else None
     fine_tune = None
     if epochs:
-        fine_tune = TrainConfig(epochs=epochs, batch_size=FINE_TUNE.batch_size if batch_size is None else batch_size,
-                                lr=FINE_TUNE.lr if lr is None else lr, milestones=parse_milestones(milestones), seed=seed,
-                                max_steps_per_epoch=max_steps)  # fmt: skip
+        fine_tune = TrainConfig(
+            epochs=epochs,
+            batch_size=FINE_TUNE.batch_size if batch_size is None else batch_size,
+            lr=FINE_TUNE.lr if lr is None else lr,
+            milestones=parse_milestones(milestones),
+            seed=seed,
+            max_steps_per_epoch=max_steps,
+        )
     show = not quiet and not as_json
     progress = Progress(
         TextColumn("{task.description}"),
