@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from sbdeploy._io import version_tuple
 from sbdeploy.backends.base import Feed, Runner, TensorSpec, TimedCall
 from sbdeploy.errors import BackendUnavailableError, ConfigError, OnnxModelError
 
@@ -258,11 +258,6 @@ class OrtTensorrtOptions:
         return options
 
 
-def _release(version: str) -> tuple[int, ...]:
-    """``"1.18.1"`` -> ``(1, 18)``: the major and minor release of a version string."""
-    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
-
-
 def _has_fp16_weights(path: Path) -> bool:
     """Whether the ONNX file is an fp16 model; False when it cannot be read (the session then says why, in one line)."""
     from sbdeploy.export.metadata import load_onnx, onnx_precision
@@ -343,7 +338,7 @@ class OrtRunner(Runner):
                 f"{self.name}: ONNX Runtime {ort.__version__} here has no {wanted} (available: {', '.join(available)}); "
                 "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use the embedded default --backends ort-cpu"
             )
-        if self.provider != "cpu" and _release(ort.__version__) < MIN_GPU_RELEASE:
+        if self.provider != "cpu" and version_tuple(ort.__version__) < MIN_GPU_RELEASE:
             raise BackendUnavailableError(
                 f"{self.name}: ONNX Runtime {ort.__version__}'s CUDA provider has no use_tf32 option, so its fp32 runs would use "
                 f"TF32 and fail the fp32 parity check; pip install 'onnxruntime-gpu>={'.'.join(map(str, MIN_GPU_RELEASE))}'"
