@@ -16,8 +16,7 @@ SOURCE_HELP = (
 )
 
 __getattr__, __dir__ = lazy_exports(
-    __name__,
-    {"ImageData": "sbdeploy.data.source", "open_source": "sbdeploy.data.source", "to_float": "sbdeploy.data.source"},
+    __name__, dict.fromkeys(("ImageData", "open_source", "to_float"), "sbdeploy.data.source")
 )
 
 if TYPE_CHECKING:
