@@ -43,5 +43,5 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
-    """The numbers of a version string: ``"10.13.0.35"`` -> ``(10, 13, 0, 35)``, ``"1.18.1+cu12"`` -> ``(1, 18, 1, 12)``."""
+    """The numbers of a version string in order: ``"10.13.0.35"`` -> ``(10, 13, 0, 35)``."""
     return tuple(int(part) for part in re.findall(r"\d+", version))
