@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from sbdeploy.backends.base import Feed, Runner, TensorSpec, TimedCall
+from sbdeploy.checkpoint import load_checkpoint
 from sbdeploy.errors import BackendUnavailableError, ConfigError
 
 INPUT_NAME = "input"
@@ -54,8 +55,6 @@ class TorchRunner(Runner):
             model = self._source
             default_shape: tuple[int | None, ...] = (None, None, None, None)
         else:
-            from sbdeploy.checkpoint import load_checkpoint
-
             checkpoint = load_checkpoint(self._source)
             model = checkpoint.model
             h, w = checkpoint.config.input_size
