@@ -1,9 +1,10 @@
-"""File helpers every writer uses: atomic writes and content hashes."""
+"""Leaf helpers that import nothing of sbdeploy: atomic writes, content hashes, version numbers."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -39,3 +40,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """The numbers of a version string in order: ``"10.13.0.35"`` -> ``(10, 13, 0, 35)``."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))

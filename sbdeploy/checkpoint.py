@@ -1,18 +1,15 @@
 """Checkpoints as a folder: ``model.safetensors`` (weights) + ``config.json`` (everything else).
 
-Loading never unpickles: weights are read with safetensors, the config is plain JSON,
-and the model is rebuilt from the registry. Every way a checkpoint can be broken
-(missing files, corrupt or truncated weights, a pickle under a safetensors name,
-weights that do not fit the architecture) raises :class:`CheckpointError` with a
-message naming the file and the fix. Writes go to a temporary name and are renamed
-into place, so a crash never leaves a half-written checkpoint.
+Loading never unpickles: weights are read with safetensors, the config is plain JSON, and
+the model is rebuilt from the registry. Every way a checkpoint can be broken raises
+:class:`CheckpointError` naming the file and the fix. Writes are atomic.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +20,8 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from sbdeploy._io import atomic_write_bytes, sha256_file
-from sbdeploy.errors import CheckpointError, SbdeployError
-from sbdeploy.models import create_model
+from sbdeploy.errors import CheckpointError, ConfigError, SbdeployError
+from sbdeploy.models import create_model, model_info
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -108,6 +105,15 @@ class Checkpoint:
         return self.path.name if self.kind == "checkpoint" else str(self.path)
 
 
+def sb_options(arch: str, sampling: str | None) -> dict[str, str]:
+    """The ``sampling`` builder option of an SB network (default chessboard); none for a baseline, which refuses one."""
+    if model_info(arch).is_sb:
+        return {"sampling": sampling or "chessboard"}
+    if sampling is not None:
+        raise ConfigError(f"{arch} is a baseline without SB blocks; --sampling applies to SB networks only")
+    return {}
+
+
 def save_checkpoint(folder: str | Path, model: nn.Module, config: CheckpointConfig) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``folder`` (atomically, each)."""
     from sbdeploy import __version__
@@ -115,7 +121,7 @@ def save_checkpoint(folder: str | Path, model: nn.Module, config: CheckpointConf
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if not config.sbdeploy_version:
-        config = CheckpointConfig(**{**asdict(config), "sbdeploy_version": __version__})
+        config = replace(config, sbdeploy_version=__version__)
     atomic_write_bytes(
         folder / WEIGHTS_FILE, save_safetensors_bytes(state, metadata={"format": "pt", "arch": config.arch})
     )
@@ -157,8 +163,7 @@ def read_config(folder: str | Path) -> CheckpointConfig:
 def is_safetensors(data: bytes) -> bool:
     """True when ``data`` has the safetensors layout: a u64 little-endian header length N, then N bytes of JSON.
 
-    Recognised positively, from the layout: the first byte of the header length can be any
-    value, 0x80 included (which a pickle also starts with).
+    Recognised from the layout, as the length's first byte can be anything, 0x80 (a pickle's) included.
     """
     return len(data) > 8 and data[8:9] == b"{" and 8 + int.from_bytes(data[:8], "little") <= len(data)
 
@@ -166,8 +171,7 @@ def is_safetensors(data: bytes) -> bool:
 def pickle_kind(data: bytes) -> str | None:
     """'pickle' (protocol 2-5) or 'torch.save archive' (zip) when ``data`` starts like one, else None.
 
-    A safetensors file cut short inside its header also starts with its length, which may
-    read as a pickle's 0x80; its ninth byte (the header's ``{``) tells it apart.
+    A safetensors file cut short in its header may start like a pickle; its ninth byte (``{``) tells it apart.
     """
     if data[:4] == b"PK\x03\x04":
         return "torch.save archive"
@@ -237,9 +241,7 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     config = read_config(folder)
     weights_path = folder / WEIGHTS_FILE
     state = read_weights(weights_path)
-    with torch.device(
-        "meta"
-    ):  # a skeleton: the file's tensors replace every parameter and buffer, no random init to pay for
+    with torch.device("meta"):  # a skeleton: the file's tensors replace every tensor, no random init to pay for
         model = build_model(config)
     problem = state_mismatches(model.state_dict(), state)
     if problem:
@@ -248,9 +250,7 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
             "Check that both files come from the same training run."
         )
     model.load_state_dict(state, strict=True, assign=True)
-    if any(
-        t.is_meta for t in (*model.parameters(), *model.buffers())
-    ):  # a tensor outside the state_dict (non-persistent buffer)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # a non-persistent buffer stayed empty
         model = build_model(config)
         model.load_state_dict(state, strict=True)
     model.eval()

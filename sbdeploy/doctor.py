@@ -12,6 +12,7 @@ import importlib.util
 import platform
 from dataclasses import asdict, dataclass, field
 
+from sbdeploy import environment
 from sbdeploy.environment import package_version
 
 
@@ -49,24 +50,19 @@ class DoctorReport:
 
 def diagnose() -> DoctorReport:
     """Probe this machine (never raises); the GPU and TensorRT part is :func:`sbdeploy.environment.gpu_stack`."""
-    from sbdeploy import environment
-
     stack = environment.gpu_stack()
     torch_version = package_version("torch")
-    providers: list[str] = []
-    ort_version = None
     try:
         import onnxruntime
 
         ort_version, providers = onnxruntime.__version__, list(onnxruntime.get_available_providers())
     except ImportError:
-        pass
-
-    torch_gpu = stack.torch_sees_gpu
+        ort_version, providers = None, []
     no_gpu = environment.NO_GPU
+    torch_cpu = "PyTorch on the CPU" if torch_version else "torch is not installed"
     if torch_version is None:
         torch_cuda_reason = "torch is not installed"
-    elif torch_gpu:
+    elif stack.torch_sees_gpu:
         torch_cuda_reason = f"PyTorch on {stack.gpu_name}"
     elif stack.torch_cuda is None:
         torch_cuda_reason = f"torch {torch_version} is a CPU build" + (
@@ -74,16 +70,11 @@ def diagnose() -> DoctorReport:
         )
     else:
         torch_cuda_reason = f"torch {torch_version} (CUDA {stack.torch_cuda}) sees no GPU: {no_gpu}"
+    ort_cpu = "ONNX Runtime CPU provider (the embedded default)" if providers else "onnxruntime is not installed"
     backends = [
-        BackendStatus(
-            "torch", torch_version is not None, "PyTorch on the CPU" if torch_version else "torch is not installed"
-        ),
-        BackendStatus("torch-cuda", bool(torch_gpu), torch_cuda_reason),
-        BackendStatus(
-            "ort-cpu",
-            "CPUExecutionProvider" in providers,
-            "ONNX Runtime CPU provider (the embedded default)" if providers else "onnxruntime is not installed",
-        ),
+        BackendStatus("torch", torch_version is not None, torch_cpu),
+        BackendStatus("torch-cuda", bool(stack.torch_sees_gpu), torch_cuda_reason),
+        BackendStatus("ort-cpu", "CPUExecutionProvider" in providers, ort_cpu),
     ]
     for name, provider in (("ort-cuda", "CUDAExecutionProvider"), ("ort-trt", "TensorrtExecutionProvider")):
         if provider not in providers:

@@ -1,14 +1,11 @@
 """Bring your own weights: a state_dict file of a zoo architecture -> an sbdeploy checkpoint folder.
 
-The file is a safetensors file, or a PyTorch ``.pth``/``.pt`` read with
-``torch.load(weights_only=True)``: PyTorch's restricted unpickler, which builds tensors and
-plain containers and refuses every other Python object, so nothing in the file runs. The
-common wrappers are unwrapped (``{"state_dict": ...}``, ``{"model": ...}``,
-``{"model_state_dict": ...}``; the ``module.`` prefix of DataParallel/DDP and the
-``_orig_mod.`` prefix of ``torch.compile``), then the tensors must fit the architecture
-strictly: every key, every shape (the first mismatches are named). The baseline ImageNet
-ResNets use torchvision's layout, so torchvision ``resnet18/34/50/101`` state_dicts load
-as they are. Nothing is written until every check has passed.
+The file is safetensors, or a PyTorch ``.pth``/``.pt`` read with ``torch.load(weights_only=True)``
+(PyTorch's restricted unpickler: tensors and plain containers, no code runs). The common
+wrappers (``{"state_dict": ...}``, ``{"model": ...}``, ``{"model_state_dict": ...}``, the
+``module.`` and ``_orig_mod.`` prefixes) are unwrapped, then every key and shape must fit the
+architecture. The baseline ImageNet ResNets use torchvision's layout, so torchvision
+``resnet18/34/50/101`` state_dicts load as they are. Nothing is written until every check passed.
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from sbdeploy._io import sha256_file
 from sbdeploy.checkpoint import (
@@ -32,13 +30,15 @@ from sbdeploy.checkpoint import (
     load_checkpoint,
     parse_safetensors,
     save_checkpoint,
+    sb_options,
     state_mismatches,
 )
 from sbdeploy.errors import CheckpointError, ConfigError
-from sbdeploy.models import create_model, model_info
+from sbdeploy.models import create_model, list_models, model_info
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_NOTE = "normalization: ImageNet mean/std (the default; pass --mean/--std if trained with others)"
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 """Keys under which training scripts nest the state_dict (timm, Lightning, torchvision's references)."""
@@ -69,20 +69,15 @@ class ImportResult:
     weights_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "folder": str(self.folder), "arch": self.config.arch, "options": self.config.options,
-            "input_size": list(self.config.input_size), "mean": list(self.config.mean), "std": list(self.config.std),
-            "source": str(self.source), "source_sha256": self.source_sha256, "reader": self.reader,
-            "unwrapped": list(self.unwrapped), "notes": list(self.notes), "weights_sha256": self.weights_sha256,
-        }  # fmt: skip
+        config = self.config.to_json()
+        described = {k: config[k] for k in ("arch", "options", "input_size", "mean", "std")}
+        rest = {k: v for k, v in vars(self).items() if k not in ("folder", "config")}
+        plain = {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v for k, v in rest.items()}
+        return {"folder": str(self.folder), **described, **plain}
 
 
 def _weights_only_refusal(error: Exception) -> str | None:
-    """The Python object torch's restricted unpickler refused, when that is why loading failed.
-
-    Any other failure (an unknown opcode in text bytes, a cut zip) means the file is not a
-    readable torch file at all.
-    """
+    """The Python object torch's restricted unpickler refused, when that is why loading failed (else None)."""
     found = (
         re.search(r"Unsupported global: GLOBAL (\S+)", str(error)) if "Weights only load failed" in str(error) else None
     )
@@ -174,12 +169,11 @@ def _dtype(tensor: torch.Tensor) -> str:
     return str(tensor.dtype).removeprefix("torch.")
 
 
-def _fit(
-    arch: str, options: dict[str, Any], state: dict[str, torch.Tensor], path: Path
-) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """``state`` checked strictly against ``arch``, in the model's dtypes; notes on what was filled or converted."""
+def _fit(arch: str, options: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> tuple[nn.Module, list[str]]:
+    """``arch`` holding ``state`` (checked strictly, cast to its dtypes); notes on what was filled or converted."""
     with torch.device("meta"):
-        expected = create_model(arch, **options).state_dict()
+        model = create_model(arch, **options)
+    expected = model.state_dict()
     notes = []
     counters = [k for k in expected if k.endswith("num_batches_tracked")]
     missing_counts = counters if counters and not any(k in state for k in counters) else []
@@ -194,13 +188,12 @@ def _fit(
     )
     if converted:
         notes.append(f"tensors converted {', '.join(converted)}")
-    return {k: state[k].to(expected[k].dtype).contiguous() for k in expected}, notes
+    model.load_state_dict({k: state[k].to(expected[k].dtype).contiguous() for k in expected}, strict=True, assign=True)
+    return model, notes
 
 
 def _hint(arch: str, options: dict[str, Any], state: Mapping[str, torch.Tensor]) -> str:
     """Names the baseline or SB twin of ``arch`` when the file fits that one instead."""
-    from sbdeploy.models import list_models
-
     twins = (
         [model_info(arch).baseline]
         if model_info(arch).baseline
@@ -232,21 +225,13 @@ def _normalization(
             raise ConfigError(
                 f"a {in_chans}-channel network needs --mean and --std (one value per channel, as trained)"
             )
-        return (
-            IMAGENET_MEAN,
-            IMAGENET_STD,
-            "normalization: ImageNet mean/std (the default; pass --mean/--std if trained with others)",
-        )
+        return IMAGENET_MEAN, IMAGENET_STD, IMAGENET_NOTE
     for name, values in (("--mean", mean), ("--std", std)):
         if len(values) not in (1, in_chans):
             raise ConfigError(f"{name} takes 1 or {in_chans} values (one per channel), got {len(values)}")
     if min(std) <= 0:
         raise ConfigError("--std values must be positive")
-    return (
-        tuple(float(m) for m in mean) * (in_chans // len(mean)),
-        tuple(float(s) for s in std) * (in_chans // len(std)),
-        None,
-    )
+    return tuple(map(float, mean)) * (in_chans // len(mean)), tuple(map(float, std)) * (in_chans // len(std)), None
 
 
 def import_state_dict(
@@ -263,18 +248,11 @@ def import_state_dict(
     sampling: str | None = None,
     overwrite: bool = False,
 ) -> ImportResult:
-    """Make the checkpoint folder ``out`` from the state_dict file ``path`` of the zoo architecture ``arch``.
+    """Make the checkpoint folder ``out`` from the state_dict file ``path`` (safetensors or ``.pth``) of zoo ``arch``.
 
-    Args:
-        path: a safetensors file or a ``.pth`` (read with ``torch.load(weights_only=True)``).
-        arch: a registered name (``sbdeploy.list_models()``).
-        out: the checkpoint folder to write (``model.safetensors`` + ``config.json``).
-        num_classes, in_chans: default: read from the file (``fc.weight`` rows, ``conv1.weight`` input channels).
-        input_size: (H, W) the network was trained at; default: the architecture's (32x32 CIFAR, 224x224 ImageNet).
-        mean, std: per-channel normalization (1 value or one per channel); default: ImageNet's, for 3 channels.
-        class_names: one per class; default "0", "1", ...
-        sampling: the sampling set of an SB architecture (default chessboard); refused for a baseline.
-        overwrite: replace a checkpoint already in ``out``.
+    Defaults: ``num_classes`` and ``in_chans`` read from the file (``fc.weight``, ``conv1.weight``),
+    ``input_size`` the architecture's, ``mean``/``std`` ImageNet's (for 3 channels; 1 value or one per
+    channel), class names "0", "1", ..., ``sampling`` chessboard (SB architectures only).
 
     Raises:
         CheckpointError: the file is unreadable, refused by the restricted unpickler, or does not fit ``arch``.
@@ -282,8 +260,7 @@ def import_state_dict(
     """
     path, out = Path(path), Path(out)
     info = model_info(arch)
-    if sampling is not None and not info.is_sb:
-        raise ConfigError(f"{arch} is a baseline without SB blocks; --sampling applies to SB networks only")
+    sampled = sb_options(arch, sampling)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the checkpoint")
     if not overwrite and any((out / name).exists() for name in (WEIGHTS_FILE, CONFIG_FILE)):
@@ -293,24 +270,34 @@ def import_state_dict(
     options: dict[str, Any] = {
         "num_classes": num_classes or _infer(source.tensors, "fc.weight", 0) or defaults["num_classes"].default,
         "in_chans": in_chans or _infer(source.tensors, "conv1.weight", 1) or defaults["in_chans"].default,
+        **sampled,
     }
-    if info.is_sb:
-        options["sampling"] = sampling or "chessboard"
     mean_t, std_t, note = _normalization(mean, std, options["in_chans"])
     names = _class_names(class_names, options["num_classes"])
     size = input_size or info.input_size
     if min(size) < 1:
         raise ConfigError(f"--input-size must be positive, got {size}")
-    state, notes = _fit(arch, options, source.tensors, path)
+    model, notes = _fit(arch, options, source.tensors, path)
     source_sha = sha256_file(path)
+    imported = {"file": path.name, "sha256": source_sha, "reader": source.reader, "unwrapped": list(source.unwrapped)}
     config = CheckpointConfig(
-        arch=arch, options=options, input_size=(int(size[0]), int(size[1])), mean=mean_t, std=std_t, class_names=names,
-        training={"imported": {"file": path.name, "sha256": source_sha, "reader": source.reader, "unwrapped": list(source.unwrapped)}},
-    )  # fmt: skip
-    with torch.device("meta"):
-        model = create_model(arch, **options)
-    model.load_state_dict(state, strict=True, assign=True)
+        arch=arch,
+        options=options,
+        input_size=(int(size[0]), int(size[1])),
+        mean=mean_t,
+        std=std_t,
+        class_names=names,
+        training={"imported": imported},
+    )
     save_checkpoint(out, model.eval(), config)
     written = load_checkpoint(out)  # the folder loads as every sbdeploy command will load it
-    return ImportResult(out, written.config, path, source_sha, source.reader, source.unwrapped,
-                        tuple(n for n in (note, *notes) if n), written.weights_sha256)  # fmt: skip
+    return ImportResult(
+        out,
+        written.config,
+        path,
+        source_sha,
+        source.reader,
+        source.unwrapped,
+        tuple(n for n in (note, *notes) if n),
+        written.weights_sha256,
+    )

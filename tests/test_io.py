@@ -1,4 +1,4 @@
-"""Atomic writes and hashes."""
+"""Atomic writes, hashes and version numbers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from sbdeploy._io import atomic_write_bytes, sha256_file
+from sbdeploy._io import atomic_write_bytes, sha256_file, version_tuple
 
 
 def test_atomic_write_gives_the_usual_file_mode(tmp_path) -> None:
@@ -26,3 +26,9 @@ def test_failed_write_leaves_the_old_file(tmp_path) -> None:
         atomic_write_bytes(target, None)  # type: ignore[arg-type]  # fails after the temporary file exists
     assert target.read_bytes() == b"old" and sha256_file(target) == before
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_version_tuple_reads_the_numbers_in_order() -> None:
+    assert version_tuple("10.13.0.35") == (10, 13, 0, 35)
+    assert version_tuple("1.17.3") < (1, 18) <= version_tuple("1.18.0") < version_tuple("1.20.1+cu12")
+    assert version_tuple("unknown") == ()

@@ -3,13 +3,9 @@
 A runner is a context manager: ``__enter__`` loads what it needs (a session, an
 engine), ``infer(feed) -> outputs`` runs one batch, ``__exit__`` frees it. The base
 class checks every feed against :meth:`Runner.input_specs` (names, ranks, fixed
-dimensions, dtypes) before the backend sees it, so every backend refuses bad input
-with the same clear :class:`InputError`.
-
-For benchmarks, :meth:`Runner.timed_call` prepares one feed and returns a callable
-that runs it once; GPU runners override it so the callable also returns the device
-compute time in milliseconds (CUDA events, or a device-resident IOBinding run),
-which ``sbdeploy bench`` reports beside the end-to-end time.
+dimensions, dtypes), so every backend refuses bad input with the same :class:`InputError`.
+For benchmarks, :meth:`Runner.timed_call` returns a callable that runs one feed once;
+GPU runners make it return the device compute time in ms too (CUDA events, IOBinding).
 """
 
 from __future__ import annotations
@@ -90,24 +86,24 @@ class Runner(abc.ABC):
                     f"{self.name}: input {name!r} has shape {'x'.join(map(str, array.shape))}, expected {spec.describe()}"
                 )
 
+    def check_call(self, feed: Feed, call: str) -> None:
+        """Raise unless the runner is active and ``feed`` fits; ``call`` names the caller."""
+        if not self.is_active:
+            raise RuntimeError(f"{self.name}: use the runner inside a `with` block before calling {call}()")
+        self.check_feed(feed)
+
     def infer(self, feed: Feed) -> Feed:
         """Check ``feed``, run one inference, return outputs by name as numpy arrays."""
-        if not self.is_active:
-            raise RuntimeError(f"{self.name}: use the runner inside a `with` block before calling infer()")
-        self.check_feed(feed)
+        self.check_call(feed, "infer")
         return self._infer(feed)
 
     def timed_call(self, feed: Feed) -> TimedCall:
-        """A callable that runs ``feed`` once, end to end, for the benchmark loop.
+        """A callable that runs ``feed`` (checked once, here) end to end, for the benchmark loop.
 
-        The feed is checked here, once. The callable's wall time is the end-to-end
-        latency (host copies included); it returns the device compute time of that
-        run in milliseconds where the backend can tell it apart, else None. This
-        default runs :meth:`infer` and returns None.
+        Its wall time is the end-to-end latency; it returns the device compute ms of the run
+        where the backend can tell it apart, else None (this default: :meth:`infer`, None).
         """
-        if not self.is_active:
-            raise RuntimeError(f"{self.name}: use the runner inside a `with` block before calling timed_call()")
-        self.check_feed(feed)
+        self.check_call(feed, "timed_call")
 
         def run() -> float | None:
             self.infer(feed)

@@ -2,12 +2,16 @@
 
 Runners are imported only when asked for, so naming ``trt`` on a machine without
 TensorRT fails with a clear :class:`BackendUnavailableError` when the runner starts,
-and the other backends never notice.
+and the other backends never notice. Options are checked against the runner's
+signature before it is made: a wrong option is the user's error, a ``TypeError`` from
+inside the constructor is a bug and propagates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import inspect
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,56 +22,43 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def _torch(artifact: Any, **opts: Any) -> Runner:
-    from sbdeploy.backends.torch_runner import TorchRunner
+@dataclass(frozen=True)
+class RunnerKind:
+    """What a backend runs, the runner class that runs it (``module:Class``) and the options the name fixes."""
 
-    return TorchRunner(artifact, **opts)
+    artifact: str
+    runner: str
+    fixed: dict[str, str] = field(default_factory=dict)
 
-
-def _torch_cuda(artifact: Any, **opts: Any) -> Runner:
-    from sbdeploy.backends.torch_runner import TorchRunner
-
-    return TorchRunner(artifact, device="cuda", **opts)
-
-
-def _ort(provider: str) -> Callable[..., Runner]:
-    def make(artifact: Any, **opts: Any) -> Runner:
-        from sbdeploy.backends.ort import OrtRunner
-
-        return OrtRunner(artifact, provider=provider, **opts)
-
-    return make
+    def runner_class(self) -> type[Runner]:
+        module, _, name = self.runner.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
-def _trt(artifact: Any, **opts: Any) -> Runner:
-    from sbdeploy.backends.tensorrt.runner import TrtRunner
-
-    return TrtRunner(artifact, **opts)
-
-
-# name -> (what the artifact is, factory)
-RUNNERS: dict[str, tuple[str, Callable[..., Runner]]] = {
-    "torch": ("nn.Module or checkpoint folder", _torch),
-    "torch-cuda": ("nn.Module or checkpoint folder", _torch_cuda),
-    "ort-cpu": (".onnx file", _ort("cpu")),
-    "ort-cuda": (".onnx file", _ort("cuda")),
-    "ort-trt": (".onnx file", _ort("tensorrt")),
-    "trt": (".engine file", _trt),
+_TORCH, _ORT = "sbdeploy.backends.torch_runner:TorchRunner", "sbdeploy.backends.ort:OrtRunner"
+RUNNERS: dict[str, RunnerKind] = {
+    "torch": RunnerKind("nn.Module or checkpoint folder", _TORCH),
+    "torch-cuda": RunnerKind("nn.Module or checkpoint folder", _TORCH, {"device": "cuda"}),
+    "ort-cpu": RunnerKind(".onnx file", _ORT, {"provider": "cpu"}),
+    "ort-cuda": RunnerKind(".onnx file", _ORT, {"provider": "cuda"}),
+    "ort-trt": RunnerKind(".onnx file", _ORT, {"provider": "tensorrt"}),
+    "trt": RunnerKind(".engine file", "sbdeploy.backends.tensorrt.runner:TrtRunner"),
 }
 
 
 def get_runner(kind: str, artifact: nn.Module | str | Path, **opts: Any) -> Runner:
-    """A (not yet active) runner of backend ``kind`` for ``artifact``.
+    """A (not yet active) runner of backend ``kind`` (a name of :data:`RUNNERS`) for ``artifact``.
 
-    Args:
-        kind: one of :data:`RUNNERS` (``torch``, ``torch-cuda``, ``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``trt``).
-        artifact: what that backend runs: a module or checkpoint folder for torch, an ONNX file
-            for ort-*, an engine file for trt.
-        **opts: keyword options of the runner's constructor (e.g. ``threads`` for ort-*).
+    ``opts`` are keyword options of the runner's constructor (e.g. ``threads`` for ort-*).
     """
     if kind not in RUNNERS:
         raise ConfigError(f"unknown backend {kind!r}; choose from {', '.join(RUNNERS)}")
+    spec = RUNNERS[kind]
+    runner = spec.runner_class()
     try:
-        return RUNNERS[kind][1](artifact, **opts)
+        if set(opts) & set(spec.fixed):
+            raise TypeError(f"{kind} sets {', '.join(sorted(set(opts) & set(spec.fixed)))} itself")
+        inspect.signature(runner).bind(artifact, **spec.fixed, **opts)
     except TypeError as error:
         raise ConfigError(f"backend {kind!r} does not take these options ({error})") from None
+    return runner(artifact, **spec.fixed, **opts)

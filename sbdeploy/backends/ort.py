@@ -1,42 +1,24 @@
 """The ONNX Runtime runner: the embedded default backend (CPU), and its CUDA and TensorRT providers.
 
-``OrtRunner(path, provider="cpu")`` needs nothing beyond the ``onnxruntime`` wheel.
-``"cuda"`` and ``"tensorrt"`` need ``onnxruntime-gpu`` on a machine with an NVIDIA GPU;
-when the asked provider is not available (or ONNX Runtime silently falls back to the
-CPU), the runner refuses with :class:`BackendUnavailableError` instead of measuring
-the wrong thing. Input and output specs are read from the session.
-
-Session settings travel with the file: an ONNX file whose ``sbdeploy.ort_session``
-metadata holds :class:`SessionSettings` (written by ``sbdeploy export --tune``,
-:mod:`sbdeploy.tune`) is run with them on the CPU provider, so the file that was timed is
-validated and served the same way. Settings given to the runner override the file's; a
-``threads`` count other than the one the file was tuned for runs it with that many plain
-intra-op threads instead, and says so in the runner's notes.
-
-fp16 on the TensorRT provider: under TensorRT 11 (always strongly typed) the precision
-is the ONNX model's own, so an fp16 ONNX (:func:`sbdeploy.passes.to_fp16`) runs in fp16
-with no option; ``trt_fp16_enable`` sets TensorRT 10.x's ``BuilderFlag.FP16``, which
-TensorRT 11 removed, and is refused there rather than building an fp32 engine silently.
-On TensorRT 10.x the provider builds weakly typed networks, which do not obey the ONNX
-model's fp16 types (microsoft/onnxruntime#18707, closed unmerged): there an fp16 ONNX gets
-``trt_fp16_enable`` by default, or its "fp16" run would compute in fp32.
-
-TF32 (:data:`FP32_TF32`): ONNX Runtime's CUDA provider lets fp32 convolutions (cuDNN) and
-GEMMs (cuBLAS) use TF32 tensor cores on Ampere and newer unless ``use_tf32`` is 0; its
-default is 1 (``bool use_tf32{true}`` in ``cuda_execution_provider_info.h``, the option of
-onnxruntime 1.18, microsoft/onnxruntime#19357 and #19426). sbdeploy judges ``ort-cuda``
-files by the strict fp32 tolerance and times them as it validates them, so the runner
-always passes ``use_tf32=0`` (:data:`CUDA_PROVIDER_OPTIONS`), to the CUDA provider and to
-the CUDA fallback of the TensorRT provider. The TensorRT provider itself builds with
-TensorRT's default TF32 and has no option to clear it (microsoft/onnxruntime#26029): its
-fp32 runs are judged by the TF32 tolerance.
+``provider="cpu"`` needs only the ``onnxruntime`` wheel; ``"cuda"`` and ``"tensorrt"`` need
+``onnxruntime-gpu`` and an NVIDIA GPU, and a missing provider (or a silent fallback to the
+CPU) is refused with :class:`BackendUnavailableError` rather than measured. An ONNX file
+whose ``sbdeploy.ort_session`` metadata holds tuned :class:`SessionSettings` (``sbdeploy
+export --tune``) runs with them on the CPU provider, so the file timed is the file
+validated and served; a different ``threads`` count runs plain threads and says so in the
+runner's notes. fp16 on the TensorRT provider: TensorRT 11 is strongly typed (an fp16 ONNX
+runs in fp16, and ``trt_fp16_enable`` is refused); TensorRT 10.x builds weakly typed
+networks that ignore the ONNX's fp16 types (microsoft/onnxruntime#18707), so an fp16 ONNX
+gets ``trt_fp16_enable`` there. TF32: the CUDA provider's ``use_tf32`` defaults to 1
+(onnxruntime >= 1.18, #19357); sbdeploy always passes 0 (:data:`CUDA_PROVIDER_OPTIONS`) so
+fp32 files are judged and timed in fp32, while the TensorRT provider has no such option
+(#26029) and its fp32 runs are judged by the TF32 tolerance (:data:`FP32_TF32`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -45,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from sbdeploy import environment
+from sbdeploy._io import version_tuple
 from sbdeploy.backends.base import Feed, Runner, TensorSpec, TimedCall
 from sbdeploy.errors import BackendUnavailableError, ConfigError, OnnxModelError
 
@@ -54,11 +38,7 @@ if TYPE_CHECKING:
 # The OrtValue device each provider's IOBinding buffers live on.
 _DEVICES = {"cpu": "cpu", "cuda": "cuda", "tensorrt": "cuda"}
 
-PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 CUDA_PROVIDER_OPTIONS: Mapping[str, str] = {"use_tf32": "0"}
 """Options of ONNX Runtime's CUDA provider in every sbdeploy session: fp32 stays fp32 (its default, 1, allows TF32)."""
@@ -78,7 +58,6 @@ TF32_NOTES: Mapping[str, str] = {
 }
 """What a report says about each GPU ONNX backend's fp32 arithmetic (bench notes, validate.md)."""
 
-# ONNX Runtime's type strings -> numpy dtypes.
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
     "tensor(float16)": np.float16,
@@ -90,14 +69,12 @@ _ORT_DTYPES = {
     "tensor(bool)": np.bool_,
 }
 
-
 UNKNOWN_TRT_FP16 = (
     "TensorRT's version is unknown here (no tensorrt Python package), so this fp16 ONNX gets no trt_fp16_enable: "
     "under TensorRT 10.x (weakly typed) it may run in fp32; pip install the tensorrt package that matches the provider's "
     "libraries, or pass OrtTensorrtOptions(fp16=True) on 10.x"
 )
 """The note an ort-trt run of an fp16 ONNX carries when the TensorRT major cannot be read."""
-
 
 SESSION_METADATA_KEY = "ort_session"
 """The ``sbdeploy.*`` metadata key whose JSON value is the file's :class:`SessionSettings`."""
@@ -108,39 +85,25 @@ _MODES = ("sequential", "parallel")
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """ONNX Runtime session options that change how fast a graph runs, never what it computes.
+    """ONNX Runtime session options that change how fast a graph runs, never what it computes."""
 
-    Attributes:
-        intra_op_threads: threads of the intra-op pool (None: ONNX Runtime's default, one per core).
-        inter_op_threads: threads that run independent nodes side by side (``parallel`` mode only).
-        execution_mode: ``sequential`` (one node at a time, each split over the intra-op
-            threads) or ``parallel`` (ONNX Runtime's parallel executor).
-        spinning: whether idle pool threads spin (``session.intra_op.allow_spinning``
-            and ``session.inter_op.allow_spinning``): lower latency on idle cores, contention on busy ones.
-        optimization: graph optimization level (``all`` includes the NCHWc layout transformer).
-        threads: the thread budget these settings were chosen for (None: not chosen for one).
-    """
-
-    intra_op_threads: int | None = None
-    inter_op_threads: int | None = None
-    execution_mode: Literal["sequential", "parallel"] = "sequential"
-    spinning: bool = True
-    optimization: Literal["all", "extended", "basic", "disabled"] = "all"
-    threads: int | None = None
+    intra_op_threads: int | None = None  # None: ONNX Runtime's default, one per core
+    inter_op_threads: int | None = None  # threads running independent nodes side by side (parallel mode only)
+    execution_mode: Literal["sequential", "parallel"] = "sequential"  # parallel: ONNX Runtime's parallel executor
+    spinning: bool = True  # idle pool threads spin: lower latency on idle cores, contention on busy ones
+    optimization: Literal["all", "extended", "basic", "disabled"] = "all"  # all includes the NCHWc layout transformer
+    threads: int | None = None  # the thread budget these settings were chosen for (None: not chosen for one)
 
     def __post_init__(self) -> None:
         for name in ("intra_op_threads", "inter_op_threads", "threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"session setting {name} must be a positive integer or None, got {value!r}")
-        if self.execution_mode not in _MODES:
-            raise ConfigError(
-                f"session setting execution_mode must be one of {', '.join(_MODES)}, got {self.execution_mode!r}"
-            )
-        if self.optimization not in _OPTIMIZATIONS:
-            raise ConfigError(
-                f"session setting optimization must be one of {', '.join(_OPTIMIZATIONS)}, got {self.optimization!r}"
-            )
+        for name, allowed in (("execution_mode", _MODES), ("optimization", _OPTIMIZATIONS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"session setting {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
         if not isinstance(self.spinning, bool):
             raise ConfigError(f"session setting spinning must be true or false, got {self.spinning!r}")
 
@@ -151,11 +114,8 @@ class SessionSettings:
 
     def describe(self) -> str:
         """E.g. ``2 intra-op threads, sequential, spinning`` (only what differs from the defaults after the threads)."""
-        intra = (
-            "default intra-op threads" if self.intra_op_threads is None else f"{self.intra_op_threads} intra-op thread"
-        )
-        intra += "s" if self.intra_op_threads not in (None, 1) else ""
-        parts = [intra]
+        n = self.intra_op_threads
+        parts = ["default intra-op threads" if n is None else f"{n} intra-op thread{'' if n == 1 else 's'}"]
         if self.execution_mode == "parallel":
             parts.append(f"parallel executor ({self.inter_op_threads or 'default'} inter-op)")
         parts.append("spinning" if self.spinning else "no spinning")
@@ -168,7 +128,7 @@ class SessionSettings:
 
     @classmethod
     def from_dict(cls, values: Any) -> SessionSettings:
-        """Settings from :meth:`to_dict`'s form; ConfigError on anything else (unknown keys, bad values)."""
+        """Settings from :meth:`to_dict`'s form; ConfigError on anything else."""
         if not isinstance(values, dict):
             raise ConfigError(f"session settings must be a JSON object, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -191,18 +151,13 @@ class SessionSettings:
         if not self.spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        level = ort.GraphOptimizationLevel
-        options.graph_optimization_level = {"all": level.ORT_ENABLE_ALL, "extended": level.ORT_ENABLE_EXTENDED,
-                                            "basic": level.ORT_ENABLE_BASIC, "disabled": level.ORT_DISABLE_ALL}[self.optimization]  # fmt: skip
+        level = "ORT_DISABLE_ALL" if self.optimization == "disabled" else f"ORT_ENABLE_{self.optimization.upper()}"
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
         return options
 
 
 def file_session_settings(metadata: dict[str, str], path: str | Path) -> SessionSettings | None:
-    """The :class:`SessionSettings` an ONNX file carries (``metadata``: its raw ``metadata_props``); None without any.
-
-    Raises:
-        OnnxModelError: the file's settings are not readable (edited by hand or by another tool).
-    """
+    """The :class:`SessionSettings` in an ONNX file's raw ``metadata``, or None; OnnxModelError when unreadable."""
     raw = metadata.get(f"sbdeploy.{SESSION_METADATA_KEY}")
     if raw is None:
         return None
@@ -227,13 +182,10 @@ class OrtTensorrtOptions:
     workspace_mib: int | None = None  # trt_max_workspace_size
 
     def provider_options(self, *, tensorrt_major: int | None = None, fp16_model: bool = False) -> dict[str, str]:
-        """The provider options as ONNX Runtime takes them (strings).
+        """The provider options as ONNX Runtime takes them (strings), for TensorRT ``tensorrt_major`` when known.
 
-        Args:
-            tensorrt_major: the TensorRT major version the provider runs on, when known;
-                ``fp16`` is refused on 11 and later (no FP16 builder flag there).
-            fp16_model: the ONNX model holds fp16 weights (:func:`sbdeploy.passes.to_fp16`'s output):
-                with ``fp16=None`` it gets the FP16 flag on TensorRT 10.x.
+        ``fp16`` is refused on TensorRT 11+ (no FP16 builder flag); with ``fp16=None`` an fp16 ONNX
+        (``fp16_model``) gets the flag on TensorRT 10.x.
         """
         if not 0 <= self.opt_level <= 5:
             raise ConfigError(f"TensorRT optimization level must be 0..5, got {self.opt_level}")
@@ -254,13 +206,8 @@ class OrtTensorrtOptions:
         return options
 
 
-def _release(version: str) -> tuple[int, ...]:
-    """``"1.18.1"`` -> ``(1, 18)``: the major and minor release of a version string."""
-    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
-
-
 def _has_fp16_weights(path: Path) -> bool:
-    """Whether the ONNX file is an fp16 model; False when it cannot be read (the session then says why, in one line)."""
+    """Whether the ONNX file is an fp16 model; False when unreadable (the session then says why)."""
     from sbdeploy.export.metadata import load_onnx, onnx_precision
 
     try:
@@ -270,15 +217,10 @@ def _has_fp16_weights(path: Path) -> bool:
 
 
 class OrtRunner(Runner):
-    """Runs an ONNX file with ONNX Runtime.
+    """Runs an ONNX file with ONNX Runtime on ``provider`` (``cpu``, ``cuda`` or ``tensorrt``).
 
-    Args:
-        path: the ``.onnx`` file.
-        provider: ``"cpu"`` (default), ``"cuda"`` or ``"tensorrt"``.
-        threads: intra-op threads (``None``: the file's tuned settings, else ONNX Runtime's default,
-            one per core); a count other than the one the file was tuned for replaces its settings.
-        trt_options: options of the TensorRT provider.
-        session: session settings to run with, whatever the file carries (``threads`` must then be None).
+    ``threads``: intra-op threads (None: the file's tuned settings, else ONNX Runtime's default);
+    ``session``: settings to run with whatever the file carries (``threads`` must then be None).
     """
 
     def __init__(
@@ -314,17 +256,10 @@ class OrtRunner(Runner):
         cuda = ("CUDAExecutionProvider", dict(CUDA_PROVIDER_OPTIONS))
         if self.provider == "cuda":
             return [cuda, "CPUExecutionProvider"]
-        from sbdeploy import environment
-
         version = environment.gpu_stack().tensorrt
-        major = int(version.split(".")[0]) if version else None
-        fp16_model = self.trt_options.fp16 is None and major is not None and major < 11 and _has_fp16_weights(self.path)
-        if (
-            major is None
-            and self.trt_options.fp16 is None
-            and _has_fp16_weights(self.path)
-            and UNKNOWN_TRT_FP16 not in self.notes
-        ):
+        major = version_tuple(version)[0] if version else None
+        fp16_model = self.trt_options.fp16 is None and (major is None or major < 11) and _has_fp16_weights(self.path)
+        if fp16_model and major is None and UNKNOWN_TRT_FP16 not in self.notes:
             self.notes.append(UNKNOWN_TRT_FP16)
         options = self.trt_options.provider_options(tensorrt_major=major, fp16_model=fp16_model)
         return [("TensorrtExecutionProvider", options), cuda, "CPUExecutionProvider"]
@@ -339,7 +274,7 @@ class OrtRunner(Runner):
                 f"{self.name}: ONNX Runtime {ort.__version__} here has no {wanted} (available: {', '.join(available)}); "
                 "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use the embedded default --backends ort-cpu"
             )
-        if self.provider != "cpu" and _release(ort.__version__) < MIN_GPU_RELEASE:
+        if self.provider != "cpu" and version_tuple(ort.__version__) < MIN_GPU_RELEASE:
             raise BackendUnavailableError(
                 f"{self.name}: ONNX Runtime {ort.__version__}'s CUDA provider has no use_tf32 option, so its fp32 runs would use "
                 f"TF32 and fail the fp32 parity check; pip install 'onnxruntime-gpu>={'.'.join(map(str, MIN_GPU_RELEASE))}'"
@@ -355,8 +290,10 @@ class OrtRunner(Runner):
             if self.threads is None or self.threads == carried.threads:
                 settings, session = carried, self._open(carried)
             else:
-                self.notes.append(f"{self.path.name} was tuned for {carried.threads} threads ({carried.describe()}); "
-                                  f"run with {self.threads} intra-op threads instead")  # fmt: skip
+                self.notes.append(
+                    f"{self.path.name} was tuned for {carried.threads} threads ({carried.describe()}); "
+                    f"run with {self.threads} intra-op threads instead"
+                )
         self.session_settings = settings
         if session.get_providers()[0] != wanted:
             raise BackendUnavailableError(
@@ -387,12 +324,10 @@ class OrtRunner(Runner):
         return TensorSpec(arg.name, shape, np.dtype(dtype))
 
     def input_specs(self) -> list[TensorSpec]:
-        assert self._session is not None, "input_specs() needs an active runner"
-        return [self._spec(a) for a in self._session.get_inputs()]
+        return [self._spec(a) for a in self.session.get_inputs()]
 
     def output_specs(self) -> list[TensorSpec]:
-        assert self._session is not None, "output_specs() needs an active runner"
-        return [self._spec(a) for a in self._session.get_outputs()]
+        return [self._spec(a) for a in self.session.get_outputs()]
 
     @property
     def session(self) -> onnxruntime.InferenceSession:
@@ -401,25 +336,18 @@ class OrtRunner(Runner):
         return self._session
 
     def _infer(self, feed: Feed) -> Feed:
-        assert self._session is not None
-        names = [o.name for o in self._session.get_outputs()]
-        return dict(zip(names, self._session.run(names, feed)))
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, feed)))
 
     def bound_call(self, feed: Feed, device: str | None = None) -> tuple[TimedCall, Callable[[], Feed]]:
-        """An IOBinding run of ``feed`` with inputs and outputs on ``device`` (default: the provider's).
+        """``(run, outputs)`` of an IOBinding run of ``feed``, inputs and outputs on ``device`` (default: provider's).
 
-        Returns:
-            ``run`` and ``outputs``. Each ``run()`` copies the host input into the bound
-            device buffer, runs the session on the bound buffers, copies the outputs to the
-            host, and returns the milliseconds of the device-resident run alone (between
-            synchronized inputs and synchronized outputs). ``outputs()`` reads the last
-            run's outputs by name.
+        Each ``run()`` copies the input host -> device, runs, copies the outputs back and returns the ms of
+        the device-resident run alone (synchronized inputs to synchronized outputs); ``outputs()`` reads the last run's.
         """
         import onnxruntime as ort
 
-        if not self.is_active:
-            raise RuntimeError(f"{self.name}: use the runner inside a `with` block before calling bound_call()")
-        self.check_feed(feed)
+        self.check_call(feed, "bound_call")
         session, device = self.session, device or _DEVICES[self.provider]
         binding = session.io_binding()
         inputs = {}

@@ -3,11 +3,8 @@
 It is the reference every other backend is compared against. It takes an
 ``nn.Module`` or a checkpoint folder (loaded with :func:`sbdeploy.load_checkpoint`,
 never unpickled) and uses the ONNX export's names: input ``input``, output ``logits``.
-
-On CUDA, :meth:`TorchRunner.timed_call` times the forward alone with CUDA events
-(``torch.cuda.Event(enable_timing=True)``, made and recorded inside
-``torch.cuda.device(device)``, so ``cuda:1`` times device 1) inside a run that, like
-:meth:`infer`, copies the input to the device and the logits back.
+On CUDA, :meth:`TorchRunner.timed_call` times the forward alone with CUDA events made
+on the runner's device, inside a run that copies the input in and the logits back.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ import torch
 from torch import nn
 
 from sbdeploy.backends.base import Feed, Runner, TensorSpec, TimedCall
+from sbdeploy.checkpoint import load_checkpoint
 from sbdeploy.errors import BackendUnavailableError, ConfigError
 
 INPUT_NAME = "input"
@@ -26,14 +24,9 @@ OUTPUT_NAME = "logits"
 
 
 class TorchRunner(Runner):
-    """Runs a PyTorch model in eval mode under ``torch.inference_mode``.
+    """Runs a module or checkpoint folder in eval mode under ``torch.inference_mode`` on ``cpu`` or ``cuda[:N]``.
 
-    Args:
-        model: a module, or the path of a checkpoint folder.
-        device: ``"cpu"`` or ``"cuda"`` (``"cuda:N"`` also works).
-        input_shape: expected input shape, ``None`` for a dynamic dimension. Defaults to
-            ``(batch, in_chans, H, W)`` from a checkpoint's config, or rank 4 with every
-            dimension dynamic for a bare module.
+    ``input_shape`` defaults to ``(None, in_chans, H, W)`` from a checkpoint, or rank 4, all dynamic.
     """
 
     def __init__(
@@ -62,8 +55,6 @@ class TorchRunner(Runner):
             model = self._source
             default_shape: tuple[int | None, ...] = (None, None, None, None)
         else:
-            from sbdeploy.checkpoint import load_checkpoint
-
             checkpoint = load_checkpoint(self._source)
             model = checkpoint.model
             h, w = checkpoint.config.input_size
@@ -86,9 +77,7 @@ class TorchRunner(Runner):
         """One end-to-end run (H2D, forward, D2H) per call; on CUDA it returns the forward's event time in ms."""
         if self.device == "cpu":
             return super().timed_call(feed)
-        if not self.is_active:
-            raise RuntimeError(f"{self.name}: use the runner inside a `with` block before calling timed_call()")
-        self.check_feed(feed)
+        self.check_call(feed, "timed_call")
         assert self._model is not None
         model, host = self._model, torch.from_numpy(np.ascontiguousarray(feed[INPUT_NAME]))
         with torch.cuda.device(self.device):  # an event belongs to the device current when it is made

@@ -68,10 +68,18 @@ def import_weights(
     from sbdeploy.state_dict import import_state_dict
 
     result = import_state_dict(
-        state_dict, arch, out, num_classes=num_classes, in_chans=in_chans, input_size=parse_size(input_size),
-        mean=_floats(mean, "--mean"), std=_floats(std, "--std"), class_names=_class_names(class_names), sampling=sampling,
+        state_dict,
+        arch,
+        out,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        input_size=parse_size(input_size),
+        mean=_floats(mean, "--mean"),
+        std=_floats(std, "--std"),
+        class_names=_class_names(class_names),
+        sampling=sampling,
         overwrite=overwrite,
-    )  # fmt: skip
+    )
     if as_json:
         print_json(result.to_dict())
         return
@@ -80,8 +88,9 @@ def import_weights(
     console.print(
         f"imported {result.source} ({how}) as {config.arch} {config.options}, "
         f"{config.input_size[0]}x{config.input_size[1]} input, {len(config.class_names)} classes",
-        markup=False, highlight=False,
-    )  # fmt: skip
+        markup=False,
+        highlight=False,
+    )
     for note in result.notes:
         warn(note, label="note")
     console.print(

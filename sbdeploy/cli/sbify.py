@@ -11,12 +11,11 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from sbdeploy.cli._render import console, err_console, print_json
-from sbdeploy.cli.train import SOURCE_OPTION_HELP, EpochBars, parse_milestones
-from sbdeploy.errors import ConfigError
+from sbdeploy.cli._render import console, print_json
+from sbdeploy.cli.train import SOURCE_OPTION_HELP, EpochBars, epoch_progress, parse_milestones
 
 
 class _Bars(EpochBars):
@@ -97,32 +96,23 @@ def sbify(
     with --sampling dense the SB network computes the baseline); bottleneck blocks get a
     fitted rank-C/2 linear SB. The fine-tune uses the training recipe at LR 0.01.
     """
-    from sbdeploy.checkpoint import read_config
     from sbdeploy.convert import SbifyCallbacks, sbify_checkpoint
-    from sbdeploy.convert.run import FINE_TUNE
-    from sbdeploy.train import TrainConfig, open_fitting_source
+    from sbdeploy.convert.run import FINE_TUNE, sbify_data
+    from sbdeploy.train import TrainConfig
 
-    config = read_config(baseline)
-    source = data or config.dataset
-    needs_data = recalibrate or epochs > 0
-    if needs_data and not source:
-        raise ConfigError(f"{baseline} records no data set; give --data SOURCE (or --no-recalibrate and no --epochs)")
-    dataset = open_fitting_source(source, config) if source and (needs_data or data) else None
+    dataset = sbify_data(baseline, data, needed=recalibrate or epochs > 0)
     fine_tune = None
     if epochs:
-        fine_tune = TrainConfig(epochs=epochs, batch_size=FINE_TUNE.batch_size if batch_size is None else batch_size,
-                                lr=FINE_TUNE.lr if lr is None else lr, milestones=parse_milestones(milestones), seed=seed,
-                                max_steps_per_epoch=max_steps)  # fmt: skip
+        fine_tune = TrainConfig(
+            epochs=epochs,
+            batch_size=FINE_TUNE.batch_size if batch_size is None else batch_size,
+            lr=FINE_TUNE.lr if lr is None else lr,
+            milestones=parse_milestones(milestones),
+            seed=seed,
+            max_steps_per_epoch=max_steps,
+        )
     show = not quiet and not as_json
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=not show,
-    )
+    progress = epoch_progress(show)
     try:
         result = sbify_checkpoint(
             baseline,

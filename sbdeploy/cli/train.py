@@ -33,6 +33,19 @@ def parse_milestones(text: str) -> tuple[float, ...]:
         raise ConfigError(f"--milestones takes comma-separated fractions such as 0.5,0.75, got {text!r}") from None
 
 
+def epoch_progress(show: bool) -> Progress:
+    """The progress display of training stages and epochs, on stderr (disabled unless ``show``)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not show,
+    )
+
+
 class EpochBars:
     """:class:`sbdeploy.train.TrainCallbacks` drawing one rich progress bar per epoch and a summary line after it."""
 
@@ -130,16 +143,7 @@ def train(
     dataset = open_source(data, size=size)
     main_process = os.environ.get("RANK", "0") == "0"
     show = main_process and not quiet and not as_json
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=not show,
-    )
-    with progress:
+    with epoch_progress(show) as progress:
         callbacks = EpochBars(progress) if show else TrainCallbacks()
         result = run_training(
             model,

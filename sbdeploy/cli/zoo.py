@@ -32,8 +32,14 @@ def zoo(
 ) -> None:
     """List the zoo: params, MACs (batch 1, default input size) and MACs vs the baseline."""
     # Only on a terminal: elsewhere a stopped live display leaves a blank line before the output or the error.
-    with Progress(TextColumn("counting {task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console,
-                  transient=True, disable=not err_console.is_terminal) as progress:  # fmt: skip
+    with Progress(
+        TextColumn("counting {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    ) as progress:
         task = progress.add_task("networks (loading torch)", total=None)
         from sbdeploy.zoo import zoo_rows
 

@@ -119,16 +119,10 @@ def fit_linear_sbs(
     calibration: Iterable[Tensor] | None = None,
     seed: int = 0,
 ) -> dict[str, LinearSBInit]:
-    """Fit a linear SB (C/2 mid channels) to each named 3x3 conv of ``model``.
+    """Fit a linear SB (C/2 mid channels) to each named 3x3 conv of ``model`` (keyed by name).
 
-    Args:
-        model: the baseline holding ``convs``; run in eval mode (restored afterwards) on
-            the calibration batches, twice.
-        convs: (name, conv) pairs; the name keys the answer.
-        sampling: the SB sampling set.
-        calibration: batches of normalized network inputs; None feeds each conv Gaussian
-            noise instead.
-        seed: seed of that noise.
+    ``model`` runs in eval mode (restored afterwards) on the ``calibration`` batches of
+    normalized inputs, twice; without any, each conv is fed Gaussian noise drawn from ``seed``.
     """
     fits = {name: _ConvFit(conv, sampling) for name, conv in convs}
     if calibration is None:

@@ -1,12 +1,10 @@
 """``sbdeploy sbify`` as a library call: baseline checkpoint -> SB checkpoint folder.
 
-:func:`sbify_checkpoint` loads a baseline checkpoint, maps its weights onto the matching
-registered SB network (:func:`sbdeploy.convert.sbify`), recalibrates the BN statistics on
-training images, optionally fine-tunes with the training code's recipe (distilled from
-the baseline's logits if asked) through :func:`sbdeploy.train.train`, and writes a
-checkpoint folder like ``sbdeploy train`` does. The accuracy after each stage, with its
-wall and CPU time, is measured on the test split and recorded in ``config.json``
-(``training.sbify``, beside the source checkpoint's path and sha256).
+:func:`sbify_checkpoint` maps a baseline checkpoint's weights onto its registered SB twin
+(:func:`sbdeploy.convert.sbify`), recalibrates BN on training images, optionally fine-tunes
+(distilled from the baseline if asked) with :func:`sbdeploy.train.train`, and writes a
+checkpoint folder. The test accuracy after each stage, with its wall and CPU time, is
+recorded in ``config.json`` (``training.sbify``, beside the source's path and sha256).
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sbdeploy.checkpoint import WEIGHTS_FILE, CheckpointConfig, load_checkpoint, read_config, save_checkpoint
+from sbdeploy.checkpoint import WEIGHTS_FILE, load_checkpoint, read_config, save_checkpoint
 from sbdeploy.convert.mapping import BLOCK_MAPS, convert, sb_counterpart
 from sbdeploy.data import ImageData
 from sbdeploy.errors import ConfigError
@@ -30,11 +28,12 @@ from sbdeploy.train import (
     TrainResult,
     calibration_images,
     measure_accuracy,
+    open_fitting_source,
     recalibrate_bn,
     train,
 )
 from sbdeploy.train.distributed import pick_device
-from sbdeploy.train.recalibrate import normalized_batches
+from sbdeploy.train.evaluate import normalize
 
 FIT_IMAGES = 512
 """Calibration images the bottleneck fit uses at most: its sums settle long before (each image gives H*W positions)."""
@@ -67,9 +66,8 @@ class SbifyResult:
     baseline_arch: str
     sampling: str
     stages: tuple[Stage, ...]
-    bottleneck_error: (
-        float | None
-    )  # mean relative error of the fitted linear SBs on their fit inputs; None: no bottleneck
+    # mean relative error of the fitted linear SBs on their fit inputs; None: no bottleneck
+    bottleneck_error: float | None
     fine_tune: TrainResult | None
 
 
@@ -93,6 +91,15 @@ class _Clock:
         return Stage(name, accuracy, time.perf_counter() - self.wall, time.process_time() - self.cpu)
 
 
+def sbify_data(baseline: str | Path, source: str | None, *, needed: bool) -> ImageData | None:
+    """The images of an sbify run, fit to the baseline: ``source``, else (where ``needed``) its recorded data set."""
+    config = read_config(baseline)
+    chosen = source or (config.dataset if needed else None)
+    if needed and not chosen:
+        raise ConfigError(f"{baseline} records no data set; give --data SOURCE (or --no-recalibrate and no --epochs)")
+    return open_fitting_source(chosen, config) if chosen else None
+
+
 def sbify_checkpoint(
     baseline: str | Path,
     out: str | Path,
@@ -109,26 +116,17 @@ def sbify_checkpoint(
     device: str = "cpu",
     callbacks: SbifyCallbacks | None = None,
 ) -> SbifyResult:
-    """Write the SB checkpoint of a baseline checkpoint to ``out``.
+    """Write the SB checkpoint of a baseline checkpoint folder to ``out``.
 
     Args:
-        baseline: a baseline checkpoint folder (a zoo baseline, or a torchvision-layout
-            ResNet brought in by ``sbdeploy import``).
-        out: the SB checkpoint folder to write.
-        data: training images for recalibration, the bottleneck fit and the fine-tune,
-            and test images for the accuracies (``open_fitting_source``); None: mapping
-            only (bottleneck blocks then fitted data-free).
-        sampling: the SB sampling set.
-        recalibrate: recalibrate BN statistics on ``calibration_count`` training images.
+        data: training images for recalibration, the bottleneck fit and the fine-tune, and test
+            images for the accuracies (``open_fitting_source``); None: mapping only.
         calibration_count: training images for recalibration and the bottleneck fit (None: all).
         bottleneck_fit: fit bottleneck blocks' linear SBs on the ``calibration`` images run
             through the baseline, or on Gaussian ``noise`` (data-free; always so without data).
         fine_tune: the recipe of a fine-tune after the recalibration; None: none.
         distill: (alpha, temperature) to distil the fine-tune from the baseline's logits.
         resume: continue an interrupted fine-tune in ``out`` (same options).
-        overwrite: replace a checkpoint already in ``out``.
-        device: ``cpu``, ``cuda`` or ``auto``.
-        callbacks: progress hooks.
 
     Raises:
         CheckpointError: the baseline folder is missing or broken, or ``out`` cannot be resumed.
@@ -187,8 +185,7 @@ def sbify_checkpoint(
         clock = _Clock()
         batches = None
         if settings["bottleneck_init"] == "calibration" and calibration is not None:
-            fit_images = calibration[:FIT_IMAGES]
-            batches = list(normalized_batches(fit_images, cfg.mean, cfg.std, batch_size=128, device=dev))
+            batches = [normalize(b.to(dev), cfg.mean, cfg.std) for b in calibration[:FIT_IMAGES].split(128)]
         conversion = convert(ckpt.model, sampling, calibration=batches)
         sb_model = conversion.model
         mapped = clock.stage("mapped", None)
@@ -210,14 +207,17 @@ def sbify_checkpoint(
         assert state is not None
         model = create_model(arch, **options)
         model.load_state_dict(state, strict=True)  # the registered SB network, exactly
-        metrics: dict[str, Any] = (
-            {"test_accuracy": stages[-1].test_accuracy} if stages[-1].test_accuracy is not None else {}
+        accuracy_now = stages[-1].test_accuracy
+        config = dataclasses.replace(
+            cfg,
+            arch=arch,
+            options=options,
+            dataset=data.source if data is not None else cfg.dataset,
+            metrics={"test_accuracy": accuracy_now} if accuracy_now is not None else {},
+            training={"sbify": settings},
+            sbdeploy_version="",
         )
-        save_checkpoint(
-            out,
-            model.eval(),
-            dataclasses.replace(_sb_config(cfg, arch, options, data), metrics=metrics, training={"sbify": settings}),
-        )
+        save_checkpoint(out, model.eval(), config)
         return SbifyResult(out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, stages, bottleneck_error, None)
     assert data is not None
     hooks.on_stage("fine-tune")
@@ -240,16 +240,4 @@ def sbify_checkpoint(
     tuned = clock.stage("fine-tuned", result.test_accuracy)
     return SbifyResult(
         out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, (*stages, tuned), bottleneck_error, result
-    )
-
-
-def _sb_config(cfg: CheckpointConfig, arch: str, options: dict[str, Any], data: ImageData | None) -> CheckpointConfig:
-    return CheckpointConfig(
-        arch=arch,
-        options=options,
-        input_size=cfg.input_size,
-        mean=cfg.mean,
-        std=cfg.std,
-        class_names=cfg.class_names,
-        dataset=data.source if data is not None else cfg.dataset,
     )

@@ -15,8 +15,9 @@ SOURCE_HELP = (
     "digits | synthetic | cifar10:PATH | cifar100:PATH | imagefolder:PATH | PATH (auto-detected CIFAR or image folder)"
 )
 
-__getattr__, __dir__ = lazy_exports(__name__, {"ImageData": "sbdeploy.data.source", "open_source": "sbdeploy.data.source",
-                                              "to_float": "sbdeploy.data.source"})  # fmt: skip
+__getattr__, __dir__ = lazy_exports(
+    __name__, dict.fromkeys(("ImageData", "open_source", "to_float"), "sbdeploy.data.source")
+)
 
 if TYPE_CHECKING:
     from sbdeploy.data.source import ImageData, open_source, to_float

@@ -1,10 +1,8 @@
 """CIFAR-10 and CIFAR-100 from their standard "python version" folders.
 
-The layouts users already have on disk (``cifar-10-batches-py/`` with ``data_batch_1..5``,
-``test_batch`` and ``batches.meta``; ``cifar-100-python/`` with ``train``, ``test`` and
-``meta``) are Python pickles of numpy arrays. They are read with a restricted unpickler
-that can rebuild numpy arrays and nothing else: any other global in the stream (a
-function call, a class) raises :class:`DataError` before anything runs.
+Their batch files are Python pickles of numpy arrays, read with a restricted unpickler that
+rebuilds numpy arrays and nothing else: any other global raises :class:`DataError` before
+anything runs.
 """
 
 from __future__ import annotations
@@ -19,11 +17,13 @@ import torch
 
 from sbdeploy.errors import DataError
 
-# Standard per-channel statistics of the training sets (in [0, 1] units).
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-
-CIFAR10_DIR, CIFAR100_DIR = "cifar-10-batches-py", "cifar-100-python"
+# Standard per-channel mean and std of the training sets (in [0, 1] units), by variant.
+STATS = {
+    10: ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    100: ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+FOLDERS = {10: "cifar-10-batches-py", 100: "cifar-100-python"}
+MARKERS = {10: "batches.meta", 100: "meta"}  # the file that tells a batch folder
 
 # The only globals a numpy-array pickle needs (numpy 1.x and 2.x module names).
 _ALLOWED_GLOBALS = {
@@ -71,13 +71,7 @@ def _names(values: Any) -> tuple[str, ...]:
 def load_cifar(
     root: str | Path, split: str, *, variant: int = 10
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
-    """Images ``[N, 3, 32, 32]`` uint8, labels ``[N]`` int64 and class names.
-
-    Args:
-        root: the ``cifar-10-batches-py`` / ``cifar-100-python`` folder, or a folder containing it.
-        split: ``"train"`` or ``"test"``.
-        variant: 10 or 100.
-    """
+    """Images ``[N, 3, 32, 32]`` uint8, labels and class names of a split of ``root`` (or its standard sub-folder)."""
     folder = find_cifar_folder(Path(root), variant)
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
@@ -100,24 +94,22 @@ def load_cifar(
     return torch.cat(images), torch.cat(labels), class_names
 
 
+def _batch_folder(root: Path, variant: int) -> Path | None:
+    """The folder holding the batch files (``root`` itself or its standard sub-folder), or None."""
+    return next((f for f in (root, root / FOLDERS[variant]) if (f / MARKERS[variant]).is_file()), None)
+
+
 def find_cifar_folder(root: Path, variant: int) -> Path:
-    """The folder holding the batch files: ``root`` itself or its standard sub-folder."""
-    marker = "batches.meta" if variant == 10 else "meta"
-    for folder in (root, root / (CIFAR10_DIR if variant == 10 else CIFAR100_DIR)):
-        if (folder / marker).is_file():
-            return folder
-    raise DataError(
-        f"{root} is not a CIFAR-{variant} python-version folder (no {marker}); "
-        f"point at the extracted {CIFAR10_DIR if variant == 10 else CIFAR100_DIR}/ folder"
-    )
+    """:func:`_batch_folder`, or DataError saying what to point at."""
+    folder = _batch_folder(root, variant)
+    if folder is None:
+        raise DataError(
+            f"{root} is not a CIFAR-{variant} python-version folder (no {MARKERS[variant]}); "
+            f"point at the extracted {FOLDERS[variant]}/ folder"
+        )
+    return folder
 
 
 def detect_cifar(root: Path) -> int | None:
     """10 or 100 when ``root`` (or its standard sub-folder) holds CIFAR batches, else None."""
-    for variant in (10, 100):
-        try:
-            find_cifar_folder(root, variant)
-            return variant
-        except DataError:
-            continue
-    return None
+    return next((v for v in (10, 100) if _batch_folder(root, v)), None)

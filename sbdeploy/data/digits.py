@@ -17,23 +17,16 @@ TEST_FRACTION = 0.2
 
 
 def load_digits(split: str = "test", size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``[N, 1, size, size]`` float32 in [0, 1] and labels ``[N]`` int64.
-
-    Args:
-        split: ``"train"`` (1437 images), ``"test"`` (360) or ``"all"``.
-        size: output height and width.
-    """
+    """Images ``[N, 1, size, size]`` float32 in [0, 1] and int64 labels of ``train`` (1438) or ``test`` (359)."""
     from sklearn.datasets import load_digits as sklearn_digits
 
-    if split not in ("train", "test", "all"):
-        raise ValueError(f"split must be train, test or all, got {split!r}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be train or test, got {split!r}")
     bunch = sklearn_digits()
     images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
     if size != 8:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp_(0, 1)
     labels = bunch.target.astype(np.int64)
-    if split == "all":
-        return images.numpy(), labels
     rng = np.random.default_rng(SPLIT_SEED)
     test = np.zeros(len(labels), dtype=bool)
     for c in range(10):

@@ -1,9 +1,8 @@
-"""Image-folder trees: one sub-folder per class, read with Pillow.
+"""Image folders: one sub-folder per class, read with Pillow.
 
-Two layouts are accepted: ``ROOT/train/<class>/*`` with ``ROOT/test/<class>/*`` (or
-``val/``), used as given; or ``ROOT/<class>/*``, split 80/20 per class with a fixed
-seed. Images are converted to RGB (or to one gray channel when every image is
-grayscale) and resized to ``size x size`` (bilinear); they are held in memory as uint8.
+``ROOT/train/<class>/*`` with ``ROOT/test/<class>/*`` (or ``val/``) is used as given;
+``ROOT/<class>/*`` is split 80/20 per class with a fixed seed. Images become RGB (or one gray
+channel when all are grayscale), resized to ``size x size`` (bilinear), held as uint8.
 """
 
 from __future__ import annotations
@@ -73,10 +72,7 @@ def _mode(paths: list[Path]) -> str:
 def load_image_folder(
     root: str | Path, size: int
 ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], tuple[str, ...]]:
-    """``{"train": (images, labels), "test": (images, labels)}`` and the class names.
-
-    Images are ``[N, C, size, size]`` uint8 with C = 1 (all grayscale) or 3.
-    """
+    """``{"train": (images, labels), "test": (images, labels)}`` (uint8 ``[N, 1 or 3, size, size]``), class names."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")

@@ -1,18 +1,8 @@
-"""SOURCE strings -> in-memory datasets with train/test splits, class names and statistics.
+"""SOURCE strings (:data:`sbdeploy.data.SOURCE_HELP`) -> in-memory datasets with train/test splits and class names.
 
-A SOURCE names where the images come from:
-
-=========================  ==========================================================
-``digits``                 scikit-learn's handwritten digits (real, built in, 10 classes, 1 channel)
-``synthetic``              random class templates plus noise, for smoke tests (10 classes, 3 channels)
-``cifar10:PATH``           CIFAR-10 python-version folder (``cifar-10-batches-py``)
-``cifar100:PATH``          CIFAR-100 python-version folder (``cifar-100-python``), fine labels
-``imagefolder:PATH``       a tree with one sub-folder per class (optionally ``train/`` + ``test/``)
-``PATH``                   a folder, detected as CIFAR-10, CIFAR-100 or an image folder
-=========================  ==========================================================
-
-Normalization statistics are the standard ones for CIFAR and are computed from the
-training split otherwise; they travel into the checkpoint's ``config.json``.
+A bare PATH is detected as CIFAR-10, CIFAR-100 or an image folder. Normalization statistics
+are the standard ones for CIFAR and are computed from the training split otherwise; they
+travel into the checkpoint's ``config.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +13,12 @@ from pathlib import Path
 import torch
 
 from sbdeploy.data import SOURCE_HELP, cifar
+from sbdeploy.data.digits import CLASS_NAMES, load_digits
+from sbdeploy.data.imagefolder import is_image_folder, load_image_folder
+from sbdeploy.data.synthetic import load_synthetic
 from sbdeploy.errors import DataError
+
+Split = tuple[torch.Tensor, torch.Tensor]  # images, labels
 
 
 @dataclass(frozen=True)
@@ -66,26 +61,15 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(round(v, 6) for v in x.mean(dim=1).tolist()), tuple(round(v, 6) for v in std.tolist())
 
 
-def _with_stats(
-    source: str,
-    train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
-    class_names: tuple[str, ...],
-    *,
-    pad: int,
-    flip: bool,
-) -> ImageData:
-    mean, std = channel_stats(train[0])
-    return ImageData(source, train[0], train[1], test[0], test[1], class_names, mean, std, pad=pad, flip=flip)
+def _with_stats(source: str, train: Split, test: Split, names: tuple[str, ...], pad: int, flip: bool) -> ImageData:
+    return ImageData(source, *train, *test, names, *channel_stats(train[0]), pad=pad, flip=flip)
 
 
 def open_source(source: str, *, size: int | None = None) -> ImageData:
     """Load the dataset a SOURCE string names (see the module docstring).
 
-    Args:
-        source: the SOURCE string.
-        size: image height and width for sources that are resized (digits, synthetic, image
-            folders; default 32). CIFAR is always 32x32 and refuses another size.
+    ``size`` is the height and width of resized sources (digits, synthetic, image folders;
+    default 32); CIFAR is always 32x32 and refuses another size.
     """
     kind, sep, rest = source.partition(":")
     if not sep and kind not in ("digits", "synthetic"):
@@ -94,17 +78,12 @@ def open_source(source: str, *, size: int | None = None) -> ImageData:
         raise DataError(f"image size must be at least 8, got {size}")
     side = size or 32
     if kind == "digits":
-        from sbdeploy.data.digits import CLASS_NAMES, load_digits
-
-        train = tuple(torch.from_numpy(a) for a in load_digits("train", side))
-        test = tuple(torch.from_numpy(a) for a in load_digits("test", side))
+        train, test = (tuple(map(torch.from_numpy, load_digits(split, side))) for split in ("train", "test"))
         # No flips: a mirrored digit is another symbol.
-        return _with_stats("digits", train, test, CLASS_NAMES, pad=max(1, side // 8), flip=False)  # type: ignore[arg-type]
+        return _with_stats("digits", train, test, CLASS_NAMES, max(1, side // 8), False)
     if kind == "synthetic":
-        from sbdeploy.data.synthetic import load_synthetic
-
         train, test = load_synthetic("train", side), load_synthetic("test", side)
-        return _with_stats("synthetic", train, test, tuple(f"class{i}" for i in range(10)), pad=0, flip=False)
+        return _with_stats("synthetic", train, test, tuple(f"class{i}" for i in range(10)), 0, False)
     if not rest:
         raise DataError(f"data source {source!r} needs a path after the colon; sources: {SOURCE_HELP}")
     path = Path(rest).expanduser()
@@ -116,29 +95,22 @@ def open_source(source: str, *, size: int | None = None) -> ImageData:
         variant = cifar.detect_cifar(path)
         if variant:
             kind = f"cifar{variant}"
-        else:
-            from sbdeploy.data.imagefolder import is_image_folder
-
-            if not is_image_folder(path):
-                raise DataError(
-                    f"{path} is neither a CIFAR python-version folder nor an image folder (ROOT/<class>/<image>)"
-                )
+        elif is_image_folder(path):
             kind = "imagefolder"
+        else:
+            raise DataError(
+                f"{path} is neither a CIFAR python-version folder nor an image folder (ROOT/<class>/<image>)"
+            )
     if kind in ("cifar10", "cifar100"):
         if size not in (None, 32):
             raise DataError(f"CIFAR images are 32x32; drop --size {size}")
         variant = int(kind[5:])
         train_x, train_y, names = cifar.load_cifar(path, "train", variant=variant)
         test_x, test_y, _ = cifar.load_cifar(path, "test", variant=variant)
-        mean, std = (
-            (cifar.CIFAR10_MEAN, cifar.CIFAR10_STD) if variant == 10 else (cifar.CIFAR100_MEAN, cifar.CIFAR100_STD)
+        return ImageData(
+            f"{kind}:{path}", train_x, train_y, test_x, test_y, names, *cifar.STATS[variant], pad=4, flip=True
         )
-        return ImageData(f"{kind}:{path}", train_x, train_y, test_x, test_y, names, mean, std, pad=4, flip=True)
     if kind == "imagefolder":
-        from sbdeploy.data.imagefolder import load_image_folder
-
         splits, names = load_image_folder(path, side)
-        return _with_stats(
-            f"imagefolder:{path}", splits["train"], splits["test"], names, pad=max(1, side // 8), flip=True
-        )
+        return _with_stats(f"imagefolder:{path}", splits["train"], splits["test"], names, max(1, side // 8), True)
     raise DataError(f"unknown data source kind {kind!r} in {source!r}; sources: {SOURCE_HELP}")

@@ -1,9 +1,7 @@
 """Scale-out on PyTorch's own engine: process groups from torchrun's environment variables.
 
-Under ``torchrun --nproc_per_node=K`` every process sees ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`setup` joins the group with
-NCCL when the process drives a GPU and gloo otherwise. Without those variables (a plain
-``sbdeploy train``) it is a single process and nothing is initialised.
+:func:`setup` joins the job (NCCL when the process drives a GPU, gloo otherwise) when
+torchrun set ``WORLD_SIZE``; a plain ``sbdeploy train`` is a single process.
 """
 
 from __future__ import annotations
@@ -40,9 +38,7 @@ class DistContext:
     def average_buffers(self, model: torch.nn.Module) -> None:
         """Average floating-point buffers (BatchNorm running statistics) over the replicas.
 
-        DDP keeps parameters in step but each replica updates its running statistics from
-        its own shard; averaging them at the end of an epoch makes every replica (and the
-        checkpoint) hold the statistics of the whole batch stream.
+        DDP keeps parameters in step, not the statistics each replica gathers from its shard.
         """
         if not self.distributed:
             return

@@ -25,16 +25,10 @@ class Accuracy:
     count: int
 
 
-def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """``(x - mean) / std`` per channel, on float images in [0, 1]; ``mean``/``std`` are ``[C, 1, 1]``."""
-    return (images - mean) / std
-
-
-def stats_tensors(
-    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std as ``[C, 1, 1]`` tensors on ``device``."""
-    return (torch.tensor(mean, device=device).view(-1, 1, 1), torch.tensor(std, device=device).view(-1, 1, 1))
+def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """Raw images (uint8, or float in [0, 1]) as ``(x - mean) / std`` per channel, on the images' device."""
+    x = to_float(images)
+    return (x - x.new_tensor(mean).view(-1, 1, 1)) / x.new_tensor(std).view(-1, 1, 1)
 
 
 @torch.no_grad()
@@ -48,28 +42,14 @@ def measure_accuracy(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
 ) -> Accuracy:
-    """Evaluate ``model`` (put in eval mode, restored afterwards) on raw images.
-
-    Args:
-        model: a classifier taking normalized ``[N, C, H, W]`` input.
-        images: uint8 or [0, 1] float images.
-        labels: class indices.
-        mean: per-channel normalization mean.
-        std: per-channel normalization std.
-        batch_size: images per forward pass.
-        device: where to run.
-    """
-    device = torch.device(device)
-    m, s = stats_tensors(mean, std, device)
+    """Evaluate ``model`` (in eval mode, its mode restored afterwards) on raw images normalized by ``mean``/``std``."""
     was_training = model.training
     model.eval()
-    correct1 = correct5 = 0
+    correct1 = correct5 = num_classes = 0
     loss_sum = 0.0
-    num_classes = 0
-    for start in range(0, len(labels), batch_size):
-        x = normalize(to_float(images[start : start + batch_size]).to(device), m, s)
-        y = labels[start : start + batch_size].to(device)
-        logits = model(x)
+    for x, y in zip(images.split(batch_size), labels.split(batch_size)):
+        y = y.to(device)
+        logits = model(normalize(x.to(device), mean, std))
         num_classes = logits.shape[1]
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         top = logits.topk(min(5, num_classes), dim=1).indices
@@ -94,11 +74,7 @@ class EvalResult:
 
 
 def open_fitting_source(source: str, config: CheckpointConfig) -> ImageData:
-    """Open a SOURCE at a checkpoint's input size and check that its images and classes fit the checkpoint.
-
-    Raises:
-        DataError: the data cannot be read, or its channels, size or class names differ from the checkpoint's.
-    """
+    """Open a SOURCE at a checkpoint's input size; DataError unless its channels, size and classes fit it."""
     height, width = config.input_size
     if height != width:
         raise DataError(f"checkpoint input size {height}x{width} is not square; data sources give square images")
@@ -119,12 +95,7 @@ def open_fitting_source(source: str, config: CheckpointConfig) -> ImageData:
 def evaluate_checkpoint(
     path: str | Path, source: str, *, split: str = "test", batch_size: int = 256, device: str = "cpu"
 ) -> EvalResult:
-    """Load a checkpoint folder and measure its accuracy on a split of a SOURCE.
-
-    Raises:
-        CheckpointError: the folder is missing, corrupt, pickled or inconsistent.
-        DataError: the data cannot be read or does not fit the model (channels, size, classes).
-    """
+    """Load a checkpoint folder and measure its accuracy on a split of a SOURCE (CheckpointError, DataError)."""
     ckpt = load_checkpoint(path)
     cfg = ckpt.config
     data = open_fitting_source(source, cfg)

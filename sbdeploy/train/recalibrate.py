@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from sbdeploy.data import ImageData, to_float
+from sbdeploy.data import ImageData
 from sbdeploy.errors import ConfigError
-from sbdeploy.train.evaluate import normalize, stats_tensors
+from sbdeploy.train.evaluate import normalize
 
 
 @dataclass(frozen=True)
@@ -42,21 +42,6 @@ def calibration_images(data: ImageData, count: int | None, *, seed: int = 0) -> 
     return data.train_images[order.sort().values]
 
 
-def normalized_batches(
-    images: torch.Tensor,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    *,
-    batch_size: int,
-    device: torch.device | str = "cpu",
-) -> Iterator[torch.Tensor]:
-    """Raw images as normalized float batches on ``device``, in order."""
-    device = torch.device(device)
-    m, s = stats_tensors(mean, std, device)
-    for start in range(0, len(images), batch_size):
-        yield normalize(to_float(images[start : start + batch_size]).to(device), m, s)
-
-
 @torch.no_grad()
 def recalibrate_bn(
     model: nn.Module,
@@ -68,29 +53,20 @@ def recalibrate_bn(
     device: torch.device | str = "cpu",
     on_batch: Callable[[int, int], None] | None = None,
 ) -> Recalibration:
-    """Re-estimate every BatchNorm's running statistics of ``model`` (in place) on ``images``.
+    """Re-estimate every BatchNorm's running statistics of ``model`` (in place) on raw training ``images``.
 
-    Args:
-        model: the network; its training/eval mode is restored afterwards.
-        images: raw training images (uint8 or [0, 1] float), e.g. :func:`calibration_images`.
-        mean: per-channel normalization mean the model expects.
-        std: per-channel normalization std.
-        batch_size: images per forward pass (the batch statistics averaged).
-        device: where to run.
-        on_batch: called with (batches done, batches in all) after each batch.
+    ``on_batch`` is called with (batches done, batches in all) after each batch; the model's mode is restored.
     """
     layers = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if layers == 0:
         raise ConfigError(f"{type(model).__name__} has no BatchNorm layer to recalibrate")
-    total = -(-len(images) // batch_size)
+    batches = images.split(batch_size)
 
-    def batches() -> Iterator[torch.Tensor]:
-        for index, batch in enumerate(
-            normalized_batches(images, mean, std, batch_size=batch_size, device=device), start=1
-        ):
-            yield batch
+    def normalized() -> Iterator[torch.Tensor]:
+        for index, batch in enumerate(batches, start=1):
+            yield normalize(batch.to(device), mean, std)
             if on_batch is not None:
-                on_batch(index, total)
+                on_batch(index, len(batches))
 
-    update_bn(batches(), model)
-    return Recalibration(bn_layers=layers, images=len(images), batches=total)
+    update_bn(normalized(), model)
+    return Recalibration(bn_layers=layers, images=len(images), batches=len(batches))

@@ -1,19 +1,16 @@
 """The training loop: the recipe of :class:`TrainConfig` on an :class:`ImageData`, one process or DDP.
 
-One function, :func:`train`, builds the model from the registry, trains it with SGD
-(Nesterov), a step learning-rate schedule and CIFAR-style augmentation, evaluates the
-test split after every epoch and writes the checkpoint folder after every epoch (rank 0
-only), together with ``train_state.safetensors`` (momentum buffers and the epoch) so an
-interrupted run resumes where it stopped; that file is removed when training finishes.
-
-Under torchrun the model is wrapped in DistributedDataParallel, each process reads its
-shard through a DistributedSampler, and the global batch is split over the processes.
-Shuffling and augmentation are seeded from (seed, epoch, rank), so a CPU run repeats
-exactly, and a resumed run continues the same sequence.
+:func:`train` builds the model from the registry, trains it with SGD, a step schedule and
+CIFAR-style augmentation, and after every epoch evaluates the test split and writes the
+checkpoint folder (rank 0) with ``train_state.safetensors`` (momentum buffers, epoch), so
+an interrupted run resumes; that file is removed when training finishes. Under torchrun the
+model is wrapped in DistributedDataParallel and the global batch split over the processes.
+Shuffling and augmentation are seeded from (seed, epoch, rank): a CPU run repeats exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -24,27 +21,29 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, TensorDataset
 
+from sbdeploy._io import atomic_write_bytes
 from sbdeploy.checkpoint import (
     WEIGHTS_FILE,
     CheckpointConfig,
-    atomic_write_bytes,
     read_config,
     read_weights,
     save_checkpoint,
+    sb_options,
     state_mismatches,
 )
 from sbdeploy.data import ImageData, to_float
 from sbdeploy.errors import CheckpointError, ConfigError
-from sbdeploy.models import create_model, model_info
+from sbdeploy.models import create_model
 from sbdeploy.train import distributed
 from sbdeploy.train.config import TrainConfig
 from sbdeploy.train.distill import Distillation
-from sbdeploy.train.evaluate import measure_accuracy, normalize, stats_tensors
+from sbdeploy.train.evaluate import measure_accuracy, normalize
 
 STATE_FILE = "train_state.safetensors"
 
@@ -109,17 +108,6 @@ class TrainResult:
     history: tuple[EpochStats, ...] = field(default_factory=tuple)
 
 
-def model_options(arch: str, data: ImageData, sampling: str | None) -> dict[str, Any]:
-    """Builder options for ``arch`` on ``data``: classes and channels from the data, sampling for SB nets."""
-    info = model_info(arch)
-    options: dict[str, Any] = {"num_classes": data.num_classes, "in_chans": data.in_chans}
-    if info.is_sb:
-        options["sampling"] = sampling or "chessboard"
-    elif sampling is not None:
-        raise ConfigError(f"{arch} is a baseline without SB blocks; --sampling applies to SB networks only")
-    return options
-
-
 def augment(images: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
     """Reflect-pad by ``pad`` pixels and crop back at a random offset; randomly mirror left-right."""
     n, _, h, w = images.shape
@@ -133,43 +121,15 @@ def augment(images: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) ->
     return images
 
 
-def _checkpoint_config(
-    arch: str, options: dict[str, Any], data: ImageData, recipe: dict[str, Any], metrics: dict[str, Any]
-) -> CheckpointConfig:
-    return CheckpointConfig(
-        arch=arch,
-        options=options,
-        input_size=data.input_size,
-        mean=data.mean,
-        std=data.std,
-        class_names=data.class_names,
-        dataset=data.source,
-        metrics=metrics,
-        training=recipe,
-    )
-
-
-def _save_state(
-    out: Path,
-    model: nn.Module,
-    optimizer: torch.optim.SGD,
-    next_epoch: int,
-    arch: str,
-    options: dict[str, Any],
-    recipe: dict[str, Any],
-) -> None:
+def _save_state(out: Path, model: nn.Module, optimizer: torch.optim.SGD, next_epoch: int, run: dict[str, str]) -> None:
+    """Momentum buffers and the next epoch, beside the checkpoint, so that an interrupted run resumes."""
     names = {id(p): n for n, p in model.named_parameters()}
     tensors = {
         f"momentum.{names[id(p)]}": state["momentum_buffer"].detach().cpu().contiguous()
         for p, state in optimizer.state.items()
         if state.get("momentum_buffer") is not None
     }
-    metadata = {
-        "epoch": str(next_epoch),
-        "arch": arch,
-        "options": json.dumps(options, sort_keys=True),
-        "recipe": json.dumps(recipe, sort_keys=True),
-    }
+    metadata = {"epoch": str(next_epoch), **run}
     atomic_write_bytes(out / STATE_FILE, save_safetensors_bytes(tensors, metadata=metadata))
 
 
@@ -177,8 +137,6 @@ def _load_state(
     out: Path, model: nn.Module, arch: str, options: dict[str, Any], recipe: dict[str, Any]
 ) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]]:
     """Weights into ``model``; returns (next epoch, momentum buffers by parameter name, previous metrics)."""
-    from safetensors import safe_open
-
     state_path = out / STATE_FILE
     if not out.is_dir():
         raise CheckpointError(
@@ -227,26 +185,14 @@ def train(
     distill: Distillation | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> TrainResult:
-    """Train ``arch`` on ``data`` and write the checkpoint folder ``out``.
-
-    Works alone or under torchrun (DDP, NCCL on GPUs, gloo on CPUs); only rank 0 writes.
+    """Train ``arch`` on ``data`` and write the checkpoint folder ``out`` (alone or under torchrun; rank 0 writes).
 
     Args:
-        arch: registry name, e.g. ``cifar_resnet20_sb``.
-        data: the dataset (``sbdeploy.data.open_source``).
-        out: checkpoint folder to write.
-        config: the recipe.
         sampling: sampling set of an SB network (default chessboard).
-        resume: continue from ``out``'s last epoch.
-        overwrite: replace an existing checkpoint in ``out``.
-        device: ``auto``, ``cpu`` or ``cuda``.
-        callbacks: progress hooks, called on rank 0.
-        init_state: weights to start from instead of a fresh initialisation (a fine-tune);
-            unused on resume, where the checkpoint in ``out`` holds the weights.
-        distill: train on the blended loss of :class:`Distillation` instead of plain
-            cross-entropy; its settings are recorded in the recipe (``training.distill``).
-        provenance: where the starting point came from (e.g. ``{"sbify": {...}}``); merged
-            into the recipe in ``config.json`` and, like it, checked on resume.
+        resume: continue from ``out``'s last epoch (``overwrite``: replace a checkpoint there).
+        init_state: weights to start from (a fine-tune; unused on resume).
+        distill: train on the blended loss of :class:`Distillation` (recorded as ``training.distill``).
+        provenance: where the starting point came from (e.g. ``{"sbify": {...}}``), merged into the recipe.
 
     Raises:
         ConfigError: bad options, or ``out`` holds a checkpoint and neither resume nor overwrite was asked.
@@ -254,14 +200,13 @@ def train(
     """
     out = Path(out)
     hooks = callbacks or TrainCallbacks()
-    options = model_options(arch, data, sampling)
+    options = {"num_classes": data.num_classes, "in_chans": data.in_chans, **sb_options(arch, sampling)}
     pad = data.pad if config.pad is None else config.pad
     flip = data.flip if config.flip is None else config.flip
     if pad >= min(data.input_size):
         raise ConfigError(f"padding {pad} must be smaller than the image size {data.input_size}")
     recipe = {**config.to_dict(), "pad": pad, "flip": flip}
-    recipe.pop("max_steps_per_epoch")
-    recipe.pop("eval_batch_size")
+    del recipe["max_steps_per_epoch"], recipe["eval_batch_size"]
     if distill is not None:
         recipe["distill"] = distill.to_dict()
     recipe.update(provenance or {})
@@ -269,6 +214,17 @@ def train(
         raise ConfigError(
             f"{out} already holds a checkpoint; pass --resume to continue it or --overwrite to replace it"
         )
+    run = {"arch": arch, "options": json.dumps(options, sort_keys=True), "recipe": json.dumps(recipe, sort_keys=True)}
+    checkpoint_config = CheckpointConfig(
+        arch=arch,
+        options=options,
+        input_size=data.input_size,
+        mean=data.mean,
+        std=data.std,
+        class_names=data.class_names,
+        dataset=data.source,
+        training=recipe,
+    )
 
     ctx = distributed.setup(device)
     try:
@@ -277,9 +233,7 @@ def train(
         per_rank = config.batch_size // ctx.world_size
         torch.manual_seed(config.seed)
         model = create_model(arch, **options)
-        start_epoch = 0
-        momentum: dict[str, torch.Tensor] = {}
-        previous: dict[str, Any] = {}
+        start_epoch, momentum, previous = 0, {}, {}
         if resume:
             start_epoch, momentum, previous = _load_state(out, model, arch, options, recipe)
         elif init_state is not None:
@@ -305,11 +259,10 @@ def train(
         sampler: DistributedSampler[Any] = DistributedSampler(
             TensorDataset(data.train_labels), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
         )
-        mean, std = stats_tensors(data.mean, data.std, ctx.device)
         steps = math.ceil(len(sampler) / per_rank)
         if config.max_steps_per_epoch:
             steps = min(steps, config.max_steps_per_epoch)
-        history: list[EpochStats] = [EpochStats(**h) for h in previous.get("history", [])][:start_epoch]
+        history = [EpochStats(**h) for h in previous.get("history", [])][:start_epoch]
         wall_before = float(previous.get("train_time_s", 0.0)) if resume else 0.0
         run_start = time.perf_counter()
         for epoch in range(start_epoch, config.epochs):
@@ -326,8 +279,8 @@ def train(
             loss_sum, correct, seen = 0.0, 0, 0
             for step in range(steps):
                 idx = order[step * per_rank : (step + 1) * per_rank]
-                x = augment(to_float(data.train_images[idx]), pad, flip, gen)
-                x = normalize(x.to(ctx.device, non_blocking=True), mean, std)
+                x = augment(to_float(data.train_images[idx]), pad, flip, gen).to(ctx.device, non_blocking=True)
+                x = normalize(x, data.mean, data.std)
                 y = data.train_labels[idx].to(ctx.device, non_blocking=True)
                 logits = net(x)
                 loss = F.cross_entropy(logits, y) if distill is None else distill.loss(logits, distill.targets(x), y)
@@ -338,16 +291,12 @@ def train(
                 correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
                 if ctx.is_main:
-                    elapsed = time.perf_counter() - epoch_start
-                    hooks.on_step(
-                        StepStats(
-                            epoch, step + 1, steps, loss_sum / seen, correct / seen, seen * ctx.world_size / elapsed
-                        )
-                    )
+                    speed = seen * ctx.world_size / (time.perf_counter() - epoch_start)
+                    hooks.on_step(StepStats(epoch, step + 1, steps, loss_sum / seen, correct / seen, speed))
             epoch_time = time.perf_counter() - epoch_start
             ctx.average_buffers(model)
             loss_total, correct_total, seen_total = ctx.all_sum([loss_sum, float(correct), float(seen)])
-            test_acc = top5 = None
+            acc = None
             if ctx.is_main:
                 acc = measure_accuracy(
                     model,
@@ -358,8 +307,8 @@ def train(
                     batch_size=config.eval_batch_size,
                     device=ctx.device,
                 )
-                test_acc, top5 = acc.top1, acc.top5
-            test_acc, has5, top5_value = ctx.all_sum([test_acc or 0.0, float(top5 is not None), top5 or 0.0])
+            top5 = acc.top5 if acc is not None else None
+            test_acc, has5, top5_value = ctx.all_sum([acc.top1 if acc else 0.0, float(top5 is not None), top5 or 0.0])
             stats = EpochStats(
                 epoch=epoch,
                 lr=lr,
@@ -371,12 +320,12 @@ def train(
                 time_s=epoch_time,
             )
             history.append(stats)
-            wall = wall_before + time.perf_counter() - run_start
             if ctx.is_main:
+                wall = wall_before + time.perf_counter() - run_start
                 metrics = _metrics(stats, history, wall, ctx, config.epochs)
-                save_checkpoint(out, model, _checkpoint_config(arch, options, data, recipe, metrics))
+                save_checkpoint(out, model, dataclasses.replace(checkpoint_config, metrics=metrics))
                 if epoch + 1 < config.epochs:
-                    _save_state(out, model, optimizer, epoch + 1, arch, options, recipe)
+                    _save_state(out, model, optimizer, epoch + 1, run)
                 else:
                     (out / STATE_FILE).unlink(missing_ok=True)
                 hooks.on_epoch_end(stats)
@@ -405,11 +354,9 @@ def train(
 def _metrics(
     last: EpochStats, history: list[EpochStats], wall: float, ctx: distributed.DistContext, epochs: int
 ) -> dict[str, Any]:
+    figures = last.to_dict()
     return {
-        "test_accuracy": round(last.test_accuracy, 5),
-        "test_top5": None if last.test_top5 is None else round(last.test_top5, 5),
-        "train_loss": round(last.train_loss, 5),
-        "train_accuracy": round(last.train_accuracy, 5),
+        **{k: figures[k] for k in ("test_accuracy", "test_top5", "train_loss", "train_accuracy")},
         "epochs": last.epoch + 1,
         "epochs_planned": epochs,
         "train_time_s": round(wall, 1),
@@ -420,4 +367,4 @@ def _metrics(
     }
 
 
-__all__ = ["EpochStats", "StepStats", "TrainCallbacks", "TrainResult", "augment", "model_options", "train"]
+__all__ = ["EpochStats", "StepStats", "TrainCallbacks", "TrainResult", "augment", "train"]

@@ -29,6 +29,15 @@ def test_unknown_name_and_option(sb_onnx: Path) -> None:
         get_runner("onnx", sb_onnx)
     with pytest.raises(ConfigError, match="does not take these options"):
         get_runner("ort-cpu", sb_onnx, thread=2)
+    with pytest.raises(ConfigError, match="ort-cuda sets provider itself"):
+        get_runner("ort-cuda", sb_onnx, provider="cpu")
+
+
+def test_a_type_error_inside_a_runner_is_a_bug_not_a_refusal(sb_onnx: Path) -> None:
+    """threads="2" binds to the signature; OrtRunner's own `threads < 1` then fails: that TypeError propagates."""
+    with pytest.raises(TypeError, match="'<' not supported") as caught:
+        get_runner("ort-cpu", sb_onnx, threads="2")
+    assert not isinstance(caught.value, ConfigError)
 
 
 def test_backends_import_without_optional_libraries() -> None:

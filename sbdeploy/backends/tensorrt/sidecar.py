@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sbdeploy._io import version_tuple
 from sbdeploy.checkpoint import atomic_write_bytes, sha256_file
 from sbdeploy.errors import BackendUnavailableError, EngineMismatchError
 
@@ -121,10 +122,6 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar | None:
     return EngineSidecar.from_json(data, path)
 
 
-def _version_parts(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", version))
-
-
 # Version-compatible plans of one major version that TensorRT runtimes of a later major load
 # (NVIDIA's 11.4 support matrix, "Engine Portability": 10 -> 11 and 8 -> 10, no other pair).
 CROSS_MAJOR_COMPATIBLE = {(10, 11), (8, 10)}
@@ -132,7 +129,7 @@ CROSS_MAJOR_COMPATIBLE = {(10, 11), (8, 10)}
 
 def version_compatible_runs_on(built: str, here: str) -> bool:
     """Whether a version-compatible plan built with TensorRT ``built`` loads in TensorRT ``here``."""
-    b, h = _version_parts(built), _version_parts(here)
+    b, h = version_tuple(built), version_tuple(here)
     if not b or not h or h < b:
         return False
     return b[0] == h[0] or (b[0], h[0]) in CROSS_MAJOR_COMPATIBLE
@@ -154,7 +151,7 @@ def check_compatible(engine_path: str | Path, sidecar: EngineSidecar, here: Mach
                 "a version-compatible engine runs on the TensorRT that built it or a newer one of the same major "
                 "version (a TensorRT 10 engine also on TensorRT 11), never on an older one"
             )
-    elif _version_parts(built.tensorrt_version) != _version_parts(here.tensorrt_version):
+    elif version_tuple(built.tensorrt_version) != version_tuple(here.tensorrt_version):
         problems.append("engines run only on the TensorRT version that built them, build number included")
     if built.compute_capability != here.compute_capability:
         problems.append("engines run only on GPUs of the compute capability they were built for")
