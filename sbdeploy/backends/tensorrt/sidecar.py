@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sbdeploy.checkpoint import atomic_write_bytes, sha256_file
+from sbdeploy._io import atomic_write_bytes, sha256_file
 from sbdeploy.errors import BackendUnavailableError, EngineMismatchError
 
 FORMAT = "sbdeploy-engine-sidecar"
