@@ -27,9 +27,10 @@ from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
 from sbdeploy.errors import ConfigError
 
 if TYPE_CHECKING:
-    from sbdeploy.artifacts import ArtifactPlan, DeployFile
+    from sbdeploy.artifacts import ArtifactPlan
     from sbdeploy.bench.report import BenchReport, BenchRow
     from sbdeploy.export import ModelSource
+    from sbdeploy.files import DeployFile
     from sbdeploy.tune import TuneOptions, TuneResult
     from sbdeploy.validate.run import ValidationReport
 

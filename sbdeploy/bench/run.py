@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch import nn
 
-from sbdeploy.artifacts import ENGINE_SUFFIXES, DeployFile, describe_file, make_artifacts, plan_artifacts
+from sbdeploy.artifacts import make_artifacts, plan_artifacts
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import TF32_NOTES
@@ -36,6 +36,7 @@ from sbdeploy.bench.timing import TimingPlan, measure_group, ratio_intervals, ro
 from sbdeploy.calibration import calibration_for
 from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
+from sbdeploy.files import ENGINE_SUFFIXES, DeployFile, describe_file
 from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
 

@@ -28,7 +28,7 @@ def split_list(text: str, option: str) -> list[str]:
 
 def _checkpoint_argument(path: Path) -> Path:
     """The CHECKPOINT argument, refused in one line when it is the file to check (``validate r20.onnx``)."""
-    from sbdeploy.artifacts import ENGINE_SUFFIXES
+    from sbdeploy.files import ENGINE_SUFFIXES
 
     if (path.suffix == ".onnx" or path.suffix in ENGINE_SUFFIXES) and not path.is_dir():
         option = "--onnx" if path.suffix == ".onnx" else "--engine"
@@ -151,12 +151,13 @@ def validate(
     agreement >= 90%, on real images: its random-batch runs are shown, not judged). Any NaN/Inf fails. Without --onnx/--engine, validate makes the
     artifacts bench would time for --backends (sbdeploy.artifacts) and checks those.
     """
-    from sbdeploy.artifacts import describe_file, make_artifacts, plan_artifacts
+    from sbdeploy.artifacts import make_artifacts, plan_artifacts
     from sbdeploy.backends import get_runner
     from sbdeploy.calibration import calibration_for
     from sbdeploy.checkpoint import load_checkpoint
     from sbdeploy.cli.bench import parse_ints
     from sbdeploy.export import resolve_source
+    from sbdeploy.files import describe_file
     from sbdeploy.validate.compare import DEFAULT_TOLERANCES
     from sbdeploy.validate.run import artifact_of, check_same_model, dataset_case, engine_artifact
     from sbdeploy.validate.run import validate as run_validate

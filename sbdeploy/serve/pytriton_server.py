@@ -122,7 +122,7 @@ class PyTritonServer:
         instance count come from the folder's ``config.pbtxt`` (parsed with Triton's ModelConfig).
         """
         from sbdeploy.errors import ConfigError
-        from sbdeploy.serve.triton_repo import check_model_config
+        from sbdeploy.serve.config_check import check_model_config
 
         folder = Path(folder)
         config = check_model_config((folder / "config.pbtxt").read_text())
@@ -331,9 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
     from sbdeploy.backends.ort import OrtRunner
-    from sbdeploy.serve.triton_repo import read_onnx_artifact
+    from sbdeploy.files import describe_file
 
-    spec = read_onnx_artifact(args.onnx)
+    spec = describe_file(args.onnx)
 
     def make_infer(runner: Any) -> Any:
         @batch

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sbdeploy.artifacts import DeployFile, describe_file
 from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import FP32_TF32, TF32_NOTES
 from sbdeploy.calibration import normalize
 from sbdeploy.checkpoint import Checkpoint, load_checkpoint
 from sbdeploy.environment import Environment, collect_environment
 from sbdeploy.errors import ArtifactError, ConfigError
+from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.targets import get_target
 from sbdeploy.validate.compare import (
     DEFAULT_TOLERANCES,
