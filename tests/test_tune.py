@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from sbdeploy.artifacts import describe_file, make_artifacts, plan_artifacts
+from sbdeploy.artifacts import make_artifacts, plan_artifacts
 from sbdeploy.backends.ort import OrtRunner, SessionSettings
 from sbdeploy.bench.timing import TimingPlan
 from sbdeploy.errors import ConfigError
 from sbdeploy.export import export_source, read_metadata, resolve_source
+from sbdeploy.files import describe_file
 from sbdeploy.pipeline import PipelineOptions, tune_options
 from sbdeploy.targets import get_target
 from sbdeploy.tune import (

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from sbdeploy._io import sha256_file
-from sbdeploy.artifacts import describe_file
 from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, MachineInfo, write_sidecar
 from sbdeploy.backends.torch_runner import TorchRunner
 from sbdeploy.checkpoint import load_checkpoint
+from sbdeploy.files import describe_file
 from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, output_stats, verdict
 from sbdeploy.validate.run import (
     Artifact,
