@@ -248,10 +248,11 @@ def _describe_onnx(path: Path) -> DeployFile:
     )
 
 
-def _dims(value: Any) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(isinstance(d, int) for d in value):
-        raise ValueError(f"dims must be a list of integers, got {value!r}")
-    return tuple(value)
+def _sidecar_tensors(items: list[dict[str, Any]]) -> tuple[IOTensor, ...]:
+    return tuple(
+        IOTensor(str(t["name"]), np.dtype(t["dtype"]), tuple(None if int(d) < 0 else int(d) for d in t["shape"]))
+        for t in items
+    )
 
 
 def _describe_engine(path: Path) -> DeployFile:
@@ -264,15 +265,10 @@ def _describe_engine(path: Path) -> DeployFile:
         )
     check_engine_hash(path, sidecar)  # a sidecar beside another engine would describe the wrong file
     try:
-        inputs, outputs = (
-            tuple(
-                IOTensor(str(t["name"]), np.dtype(t["dtype"]), tuple(None if d < 0 else d for d in _dims(t["shape"])))
-                for t in tensors
-            )
-            for tensors in (sidecar.inputs, sidecar.outputs)
-        )
-        profiles = [
-            {name: {k: _dims(p[name][k]) for k in ("min", "opt", "max")} for name in p} for p in sidecar.profiles
+        inputs, outputs = _sidecar_tensors(sidecar.inputs), _sidecar_tensors(sidecar.outputs)
+        profiles = [  # per profile: input name -> its (min, opt, max) shapes
+            {name: tuple(tuple(int(d) for d in p[name][k]) for k in ("min", "opt", "max")) for name in p}
+            for p in sidecar.profiles
         ]
     except (ValueError, KeyError, TypeError) as error:
         raise ArtifactError(
@@ -281,15 +277,13 @@ def _describe_engine(path: Path) -> DeployFile:
         ) from None
     if inputs and inputs[0].shape and inputs[0].shape[0] is None and not profiles:
         raise ArtifactError(f"{side}: the engine has a dynamic batch dimension but the sidecar lists no profiles")
-    ranges = []
     for i, p in enumerate(profiles):
         missing = [t.name for t in inputs if t.name not in p]
         if missing:
             raise ArtifactError(f"{side}: profile {i} has no shapes for input(s) {missing}")
-        if inputs:  # a profile takes batch b when every input does
-            ranges.append((max(p[t.name]["min"][0] for t in inputs), min(p[t.name]["max"][0] for t in inputs)))
-    first = next(iter(profiles[0].values())) if profiles else None
-    profile = None if first is None else (first["min"][0], first["opt"][0], first["max"][0])
+    # a profile takes batch b when every input does
+    ranges = [(max(p[t.name][0][0] for t in inputs), min(p[t.name][2][0] for t in inputs)) for p in profiles if inputs]
+    profile = tuple(shape[0] for shape in next(iter(profiles[0].values()))) if profiles else None
     # an fp32 engine built with TF32 (TensorRT's default) is a tf32 engine, judged by the TF32 tolerance
     precision = "tf32" if sidecar.requested_precision == "fp32" and sidecar.tf32 else sidecar.requested_precision
     metadata = dict(sidecar.onnx_metadata)
@@ -305,6 +299,6 @@ def _describe_engine(path: Path) -> DeployFile:
         inputs=inputs,
         outputs=outputs,
         batch_ranges=tuple(ranges),
-        opt_shapes={name: s["opt"] for name, s in profiles[0].items()} if profiles else {},
+        opt_shapes={name: shapes[1] for name, shapes in profiles[0].items()} if profiles else {},
         built_on=sidecar.built_on,
     )

@@ -25,16 +25,8 @@ MODEL_FILES = {"onnx": "model.onnx", "engine": "model.plan"}
 DEFAULT_MAX_BATCH = 32  # for files with an unbounded batch dimension (dynamic ONNX)
 
 # numpy dtype -> Triton's DataType enum (model_config.proto).
-TRITON_DTYPES = {
-    np.dtype(np.bool_): "TYPE_BOOL",
-    np.dtype(np.uint8): "TYPE_UINT8",
-    np.dtype(np.int8): "TYPE_INT8",
-    np.dtype(np.int16): "TYPE_INT16",
-    np.dtype(np.int32): "TYPE_INT32",
-    np.dtype(np.int64): "TYPE_INT64",
-    np.dtype(np.float16): "TYPE_FP16",
-    np.dtype(np.float32): "TYPE_FP32",
-    np.dtype(np.float64): "TYPE_FP64",
+TRITON_DTYPES = {np.dtype(n): f"TYPE_{n.upper()}" for n in ("bool", "uint8", "int8", "int16", "int32", "int64")} | {
+    np.dtype(f"float{bits}"): f"TYPE_FP{bits}" for bits in (16, 32, 64)
 }
 
 
