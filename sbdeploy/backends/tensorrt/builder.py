@@ -50,7 +50,7 @@ class BuildOptions:
     version_compatible: bool = False  # runs on later TensorRT versions of the same major, a little slower
     fp16_flag: bool = False  # TensorRT 10.x only: weakly typed network + BuilderFlag.FP16 instead of an fp16 ONNX
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
@@ -116,7 +116,6 @@ def onnx_input_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...
 
 def compute_profiles(model: onnx.ModelProto, options: BuildOptions) -> tuple[list[ProfileShape], list[str]]:
     """One optimization profile (the batch dimension spans min/opt/max; the others must be fixed), and notes."""
-    options.validate()
     profiles, notes = [], []
     for name, shape in onnx_input_shapes(model).items():
         if not shape:
@@ -160,7 +159,6 @@ def prepare_model(
     """
     from sbdeploy.passes.constant_folding import materialize_weights
 
-    options.validate()
     model = materialize_weights(model)
     if options.precision == "fp32":
         return PreparedModel(model, "strongly-typed")
@@ -331,7 +329,6 @@ def build_engine(
         EngineBuildError: TensorRT found no way to build the network.
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    options.validate()
     from sbdeploy.export.metadata import load_onnx, read_metadata  # lazily: importing the builder needs no onnx
 
     model = load_onnx(onnx_path)  # the user's input is checked first, on any machine
