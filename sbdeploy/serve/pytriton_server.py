@@ -85,6 +85,14 @@ def _tail(path: Path, lines: int) -> str:
         return ""
 
 
+def _spawn(command: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own process group, its output going to ``log_path``."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+
+
 def _stop(process: subprocess.Popen[bytes], timeout_s: float) -> None:
     """SIGINT, then after ``timeout_s`` SIGKILL to the process group (ours: started with ``start_new_session``)."""
     if process.poll() is not None:
@@ -152,21 +160,9 @@ class PyTritonServer:
     def __enter__(self) -> PyTritonServer:
         ports = [_free_port() for _ in range(3)]  # http, grpc, metrics
         self.http_port = ports[0]
-        options = json.dumps(asdict(self.options))
-        command = [
-            str(self.python),
-            "-m",
-            "sbdeploy.serve.pytriton_server",
-            str(self.onnx_path),
-            options,
-            *map(str, ports),
-        ]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-            )
+        server = [str(self.python), "-m", __name__, str(self.onnx_path), json.dumps(asdict(self.options))]
+        path = os.pathsep.join(p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+        self._process = _spawn([*server, *map(str, ports)], self.log_path, {**os.environ, "PYTHONPATH": path})
         try:
             self._wait_ready()
         except BaseException:
@@ -180,10 +176,8 @@ class PyTritonServer:
         deadline = time.monotonic() + self.options.startup_timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise BackendUnavailableError(
-                    f"the PyTriton server exited with code {self._process.returncode} before the model was ready; "
-                    f"its log ({self.log_path}) ends with:\n{_tail(self.log_path, 30)}"
-                )
+                why = f"exited with code {self._process.returncode} before the model was ready"
+                break
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
@@ -191,9 +185,10 @@ class PyTritonServer:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.25)
+        else:
+            why = f"was not ready after {self.options.startup_timeout_s:.0f} s"
         raise BackendUnavailableError(
-            f"the PyTriton server was not ready after {self.options.startup_timeout_s:.0f} s; "
-            f"its log ({self.log_path}) ends with:\n{_tail(self.log_path, 30)}"
+            f"the PyTriton server {why}; its log ({self.log_path}) ends with:\n{_tail(self.log_path, 30)}"
         )
 
     def stop(self) -> None:
@@ -250,10 +245,7 @@ def check_with_tritonserver(
             "grpc-port": _free_port(),
         }
         command = [str(binary), *(f"--{k}" if v is None else f"--{k}={v}" for k, v in flags.items())]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
+        process = _spawn(command, log_path)
         try:
             deadline = time.monotonic() + timeout_s
             while len(verdicts) < len(names) and time.monotonic() < deadline and process.poll() is None:
