@@ -1,8 +1,5 @@
-"""A ``config.pbtxt`` parsed back with Triton's own ``ModelConfig`` protobuf and checked against Triton's load-time rules.
-
-The protobuf module ships with ``tritonclient[grpc]`` (``pip install 'sbdeploy[serve]'``);
-without it, :func:`validator` says what to install and the configs are written unchecked.
-"""
+"""A ``config.pbtxt`` parsed back with Triton's ``ModelConfig`` protobuf (from ``tritonclient[grpc]``) and checked
+against Triton's load-time rules; without that protobuf, :func:`validator` says what to install."""
 
 from __future__ import annotations
 
@@ -94,10 +91,8 @@ def check_model_config(text: str) -> Any:
             problems.append(f"warm-up {sample.name!r} batch_size {sample.batch_size} outside 1..max(1, max_batch_size)")
         if set(sample.inputs) != set(inputs):
             problems.append(f"warm-up {sample.name!r} feeds {sorted(sample.inputs)}, the model takes {sorted(inputs)}")
-        for key, value in sample.inputs.items():
-            ref = inputs.get(key)
-            if ref is None:
-                continue
+        for key in sorted(set(sample.inputs) & set(inputs)):
+            value, ref = sample.inputs[key], inputs[key]
             if value.data_type != ref.data_type:
                 problems.append(f"warm-up {sample.name!r} input {key!r} has another data_type than the input")
             if len(value.dims) != len(ref.dims) or any(
