@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from sbdeploy._io import sha256_file
-from sbdeploy.errors import ArtifactError, ConfigError
+from sbdeploy.errors import ConfigError
+from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.targets import (
     CANONICAL,
     ENGINE_BACKENDS,
-    ONNX_BACKENDS,
-    TARGETS,
     artifact_filename,
     get_target,
     target_for,
@@ -44,13 +42,11 @@ from sbdeploy.targets import (
 
 if TYPE_CHECKING:
     from sbdeploy.calibration import Calibration
-    from sbdeploy.checkpoint import Checkpoint, CheckpointConfig
+    from sbdeploy.checkpoint import Checkpoint
     from sbdeploy.tune import TuneOptions, TuneResult
 
 Progress = Callable[[str, int, int], None]
 """Called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)."""
-
-ENGINE_SUFFIXES = (".engine", ".plan")
 
 
 @dataclass(frozen=True)
@@ -176,169 +172,6 @@ def plan_artifacts(
     return ordered, uses
 
 
-@dataclass(frozen=True)
-class DeployFile:
-    """An artifact on disk and what it is (from its metadata or sidecar).
-
-    Attributes:
-        path: the file.
-        sha256: of the file's bytes.
-        kind: ``"onnx"`` or ``"engine"``.
-        precision: ``fp32``, ``fp16`` or ``int8``; ``tf32`` for an fp32 engine built with TF32.
-        target: the deploy target of its form (None: not written by sbdeploy).
-        batch: the fixed batch of its input (None: dynamic).
-        profile: an engine's (min, opt, max) batch.
-        metadata: the ONNX's ``sbdeploy.*`` metadata (an engine: the copy in its sidecar).
-    """
-
-    path: Path
-    sha256: str
-    kind: Literal["onnx", "engine"]
-    precision: str
-    target: str | None
-    batch: int | None
-    profile: tuple[int, int, int] | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def arch(self) -> str | None:
-        return self.metadata.get("arch")
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.metadata.get("options") or {})
-
-    @property
-    def input_shape(self) -> tuple[int, int, int] | None:
-        """(channels, H, W) of the input, from the metadata."""
-        shape = self.metadata.get("input_shape")
-        return None if not shape or len(shape) != 4 else (int(shape[1]), int(shape[2]), int(shape[3]))
-
-    @property
-    def weights_sha256(self) -> str | None:
-        """The sha256 of the weights it was exported from (a checkpoint's ``model.safetensors``), from the metadata."""
-        value = self.metadata.get("weights_sha256")
-        return value if isinstance(value, str) else None
-
-    def differences_from(self, config: CheckpointConfig, weights_sha256: str) -> list[str]:
-        """How the model this file was made from differs from a checkpoint's: architecture, options, input, weights.
-
-        Empty when they agree, or when the file carries no sbdeploy metadata (nothing to
-        compare). A different architecture is the one difference named (the rest follows).
-        """
-        if self.arch is None:
-            return []
-        if self.arch != config.arch:
-            return [f"architecture {self.arch} in the file, {config.arch} in the checkpoint"]
-        out = []
-        theirs, ours = self.options, dict(config.options)
-        for key in sorted(set(theirs) | set(ours)):
-            if theirs.get(key) != ours.get(key):
-                out.append(
-                    f"{key} {theirs.get(key, '(none)')} in the file, {ours.get(key, '(none)')} in the checkpoint"
-                )
-        expected = (config.in_chans, *config.input_size)
-        if self.input_shape is not None and self.input_shape != expected:
-            out.append(
-                f"input {'x'.join(map(str, self.input_shape))} in the file, {'x'.join(map(str, expected))} in the checkpoint"
-            )
-        if self.weights_sha256 is not None and self.weights_sha256 != weights_sha256:
-            out.append(
-                f"weights sha256 {self.weights_sha256[:12]}... in the file, {weights_sha256[:12]}... in the checkpoint"
-            )
-        return out
-
-    def batch_sizes(self, wanted: Sequence[int]) -> tuple[int, ...]:
-        """Of ``wanted``, the batch sizes this file takes (a fixed batch: exactly its own)."""
-        if self.batch is not None:
-            return (self.batch,)
-        if self.profile is not None:
-            return tuple(b for b in wanted if self.profile[0] <= b <= self.profile[2])
-        return tuple(wanted)
-
-    def default_backend(self) -> str:
-        """The backend that runs this file unless told otherwise: an engine ``trt``; an ONNX its target's first ONNX backend."""
-        if self.kind == "engine":
-            return ENGINE_BACKENDS[0]
-        if self.target is not None:
-            return next((b for b in get_target(self.target).backends if b in ONNX_BACKENDS), "ort-cpu")
-        return "ort-cpu"
-
-    def runs_on(self, backend: str) -> bool:
-        """Whether ``backend`` can run this kind of file (any ONNX runs on every ONNX Runtime provider)."""
-        return backend in (ENGINE_BACKENDS if self.kind == "engine" else ONNX_BACKENDS)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "file": self.name,
-            "sha256": self.sha256,
-            "kind": self.kind,
-            "precision": self.precision,
-            "target": self.target,
-            "batch": self.batch,
-            "profile": list(self.profile) if self.profile else None,
-            "arch": self.arch,
-        }
-
-
-def _known_target(metadata: Mapping[str, Any]) -> str | None:
-    """The target named in a file's metadata; None for a file sbdeploy did not write."""
-    name = metadata.get("target")
-    if name == "none":  # written before the target table: the canonical form, lowered as its metadata says
-        return metadata.get("lowering") if metadata.get("lowering") in TARGETS else CANONICAL
-    return name if isinstance(name, str) and name in TARGETS else None
-
-
-def describe_file(path: str | Path) -> DeployFile:
-    """What an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` + sidecar) is.
-
-    Raises:
-        ArtifactError: not a file of either kind, an engine without its sidecar, or an engine
-            that is not the file its sidecar describes (its sha256).
-        OnnxModelError: an unreadable ONNX file.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ArtifactError(f"{path} is a folder, not an .onnx file or a TensorRT engine")
-    if not path.is_file():
-        raise ArtifactError(f"{path} does not exist")
-    if path.suffix == ".onnx":
-        from sbdeploy.export.metadata import load_onnx, onnx_precision, read_metadata
-
-        model = load_onnx(path)
-        metadata = read_metadata(model)
-        dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-        batch = int(dim.dim_value) if dim.HasField("dim_value") and dim.dim_value > 0 else None
-        # the graph says the precision (a file converted after export keeps its export's metadata)
-        return DeployFile(
-            path, sha256_file(path), "onnx", onnx_precision(model), _known_target(metadata), batch, metadata=metadata
-        )
-    if path.suffix in ENGINE_SUFFIXES:
-        from sbdeploy.backends.tensorrt.sidecar import check_engine_hash, read_sidecar, sidecar_path
-
-        sidecar = read_sidecar(path)
-        if sidecar is None:
-            raise ArtifactError(
-                f"{sidecar_path(path)} is missing; sbdeploy reads an engine through the sidecar `sbdeploy build-engine` writes"
-            )
-        check_engine_hash(path, sidecar)  # a sidecar beside another engine would describe the wrong file
-        digest = sidecar.engine_sha256
-        ranges = next(iter(sidecar.profiles[0].values())) if sidecar.profiles else None
-        profile = None if ranges is None else (ranges["min"][0], ranges["opt"][0], ranges["max"][0])
-        fixed = profile[0] if profile is not None and profile[0] == profile[2] else None
-        metadata = dict(sidecar.onnx_metadata)
-        # an fp32 engine built with TF32 (TensorRT's default) is a tf32 engine, judged by the TF32 tolerance
-        precision = "tf32" if sidecar.requested_precision == "fp32" and sidecar.tf32 else sidecar.requested_precision
-        return DeployFile(
-            path, digest, "engine", precision, _known_target(metadata), fixed, profile=profile, metadata=metadata
-        )
-    raise ArtifactError(f"{path}: unknown artifact type; expected an .onnx file or a TensorRT .engine/.plan")
-
-
 def make_artifacts(
     plans: Sequence[ArtifactPlan],
     sources: Mapping[str, Checkpoint],
@@ -364,7 +197,7 @@ def make_artifacts(
             target's rule chooses the form, untimed).
         tuned: filled with each tuned file's :class:`~sbdeploy.tune.TuneResult`, by filename.
     """
-    from sbdeploy.export import export_source
+    from sbdeploy.export.onnx_export import export_source
 
     folder = Path(folder)
     made: dict[str, DeployFile] = {}

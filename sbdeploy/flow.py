@@ -19,11 +19,9 @@ from pathlib import Path
 
 from sbdeploy.artifacts import (
     ArtifactPlan,
-    DeployFile,
     Uses,
     build_planned_engine,
     canonical_plan,
-    describe_file,
     make_artifacts,
     plan_artifacts,
 )
@@ -41,7 +39,8 @@ from sbdeploy.bench.timing import TimingPlan
 from sbdeploy.calibration import Calibration, calibration_for, load_calibration
 from sbdeploy.checkpoint import require_folder
 from sbdeploy.errors import ConfigError
-from sbdeploy.export import ExportResult, export_source
+from sbdeploy.export.onnx_export import ExportResult, export_source
+from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.sources import Model, is_artifact_file, resolve_models, resolve_source
 from sbdeploy.targets import CANONICAL, ONNX_BACKENDS
 from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance

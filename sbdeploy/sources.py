@@ -20,10 +20,9 @@ from torch import nn
 
 from sbdeploy.checkpoint import CONFIG_FILE, Checkpoint, CheckpointConfig, load_checkpoint, require_folder
 from sbdeploy.errors import CheckpointError, ConfigError, UnknownModelError
+from sbdeploy.files import ENGINE_SUFFIXES
 from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
-
-ENGINE_SUFFIXES = (".engine", ".plan")  # MERGE-TODO: from the file-description module
 
 ZOO_NORMALIZATION = {
     "cifar": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),

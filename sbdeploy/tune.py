@@ -37,7 +37,7 @@ from sbdeploy.targets import TARGETS, Target, get_target
 
 if TYPE_CHECKING:
     from sbdeploy.checkpoint import Checkpoint
-    from sbdeploy.export import ExportResult
+    from sbdeploy.export.onnx_export import ExportResult
 
 TUNING_METADATA_KEY = "tuning"
 """The ``sbdeploy.*`` metadata key of the tuning record (or, untuned, the rule that chose the form)."""
@@ -311,7 +311,7 @@ def tune_files(
 ) -> TuneResult:
     """Time exported files of one model, one per form of ``target`` (spec -> file, the row's own first), and choose;
     ``input_shape`` is (channels, H, W)."""
-    from sbdeploy.export import INPUT_NAME
+    from sbdeploy.export.onnx_export import INPUT_NAME
 
     specs = list(forms)
     row = target.with_variant(None)
@@ -374,8 +374,8 @@ def tune_export(
     (:func:`tune_files`) and the chosen one is written to its output path with ``sbdeploy.ort_session``
     and ``sbdeploy.tuning`` added to its metadata. ConfigError: a target that is not tunable, or a variant.
     """
-    from sbdeploy.export import export_source, load_onnx
-    from sbdeploy.export.metadata import read_metadata, write_metadata
+    from sbdeploy.export.metadata import load_onnx, read_metadata, write_metadata
+    from sbdeploy.export.onnx_export import export_source
 
     deploy = get_target(target)
     if not deploy.tunable:

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sbdeploy.backends.ort import OrtRunner  # noqa: E402
 from sbdeploy.bench.timing import GroupResult, Pair, TimingPlan, measure_group  # noqa: E402
 from sbdeploy.environment import cpu_int8_support  # noqa: E402
-from sbdeploy.export import export_module  # noqa: E402
+from sbdeploy.export.onnx_export import export_module  # noqa: E402
 from sbdeploy.models import create_model  # noqa: E402
 from sbdeploy.passes.int8 import ORT_CPU_INT8, ORT_CPU_INT8_OPS, TRT_INT8, Int8Recipe, quantize_int8  # noqa: E402
 from sbdeploy.validate.compare import output_stats  # noqa: E402

@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sbdeploy.backends.ort import OrtRunner, SessionSettings  # noqa: E402
 from sbdeploy.bench.timing import GroupResult, Pair, TimingPlan, measure_group  # noqa: E402
 from sbdeploy.environment import cpu_int8_support  # noqa: E402
-from sbdeploy.export import export_module  # noqa: E402
+from sbdeploy.export.onnx_export import export_module  # noqa: E402
 from sbdeploy.flops import count_macs  # noqa: E402
 from sbdeploy.models import create_model, model_info  # noqa: E402
 from sbdeploy.passes.int8 import ORT_CPU_INT8, quantize_int8  # noqa: E402

@@ -23,13 +23,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sbdeploy.backends.ort import OrtRunner  # noqa: E402
+from sbdeploy.files import describe_file  # noqa: E402
 from sbdeploy.serve.pytriton_server import PyTritonServer, ServeOptions  # noqa: E402
 from sbdeploy.serve.triton_bench import bench_triton  # noqa: E402
-from sbdeploy.serve.triton_repo import read_onnx_artifact  # noqa: E402
 
 
 def export_default(folder: Path, arch: str) -> Path:
-    from sbdeploy.export import export_onnx
+    from sbdeploy.export.onnx_export import export_onnx
 
     return export_onnx(arch, folder / f"{arch}.onnx").path
 
@@ -50,7 +50,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = args.onnx or export_default(Path(tmp), args.arch)
-        spec = read_onnx_artifact(onnx_path)
+        spec = describe_file(onnx_path)
         (inp,), (out,) = spec.inputs, spec.outputs
         shape = tuple(d if d is not None else 32 for d in inp.shape[1:])
         images = np.random.default_rng(0).standard_normal((64, *shape)).astype(inp.dtype)

@@ -29,7 +29,7 @@ import numpy as np
 
 def _export(src, target: str, batch: int | str, size: tuple[int, int], keep: bool, path: Path) -> Path:  # noqa: ANN001
     from sbdeploy import passes
-    from sbdeploy.export import export_source
+    from sbdeploy.export.onnx_export import export_source
     from sbdeploy.passes import constant_folding
 
     folder = passes.PASSES["fold_constants"]

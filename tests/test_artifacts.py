@@ -1,17 +1,16 @@
-"""The one artifact code path: what a run plans, making each file once, and reading any file back."""
+"""The one artifact code path: what a run plans, and making each file once (reading one back: tests/test_files.py)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import onnx
 import pytest
 
-from sbdeploy.artifacts import canonical_plan, describe_file, engine_profile, make_artifacts, plan_artifacts
+from sbdeploy.artifacts import canonical_plan, engine_profile, make_artifacts, plan_artifacts
 from sbdeploy.calibration import load_calibration
-from sbdeploy.errors import ArtifactError, BackendUnavailableError, ConfigError, SbdeployError
-from sbdeploy.export import export_onnx
+from sbdeploy.errors import BackendUnavailableError, ConfigError
+from sbdeploy.files import describe_file
 from sbdeploy.int8_recipe import ORT_CPU_INT8, TRT_INT8
 from sbdeploy.sources import resolve_source
 from tests.serve._artifacts import fake_engine
@@ -98,55 +97,12 @@ def test_make_artifacts_writes_each_planned_file_once_with_its_metadata(tmp_path
     assert again.default_backend() == "ort-cpu" and again.runs_on("ort-cuda") and not again.runs_on("trt")
 
 
-def test_an_engine_is_read_through_its_sidecar(tmp_path: Path) -> None:
-    meta = export_onnx("cifar_resnet20_sb", tmp_path / "m.onnx", input_size=(16, 16), target="trt").metadata
-    engine = describe_file(fake_engine(tmp_path / "model.trt.fp16.engine", [(1, 8, 8)], size=16, onnx_metadata=meta))
-    assert (engine.kind, engine.precision, engine.target, engine.profile, engine.batch) == (
-        "engine",
-        "fp16",
-        "trt",
-        (1, 8, 8),
-        None,
-    )
-    assert (
-        engine.arch == "cifar_resnet20_sb"
-        and engine.default_backend() == "trt"
-        and engine.batch_sizes([1, 8, 32]) == (1, 8)
-    )
-    assert (
-        describe_file(fake_engine(tmp_path / "b4.engine", [(4, 4, 4)], onnx_metadata=meta)).batch == 4
-    )  # one batch: a fixed batch
-
-
-def test_unreadable_or_foreign_files_are_one_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "x.engine").write_bytes(b"plan")
-    with pytest.raises(ArtifactError, match="x.engine.json is missing"):
-        describe_file(tmp_path / "x.engine")
-    (tmp_path / "x.pt").write_bytes(b"pickle")
-    with pytest.raises(ArtifactError, match="unknown artifact type"):
-        describe_file(tmp_path / "x.pt")
-    with pytest.raises(ArtifactError, match="does not exist"):
-        describe_file(tmp_path / "missing.onnx")
-
-
-def test_a_file_from_before_the_target_table_reads_as_the_canonical_form(tmp_path: Path) -> None:
-    from sbdeploy.export.metadata import read_metadata, write_metadata
-
-    path = export_onnx("cifar_resnet20", tmp_path / "old.onnx", input_size=(16, 16)).path
-    model = onnx.load(str(path))
-    meta = {k: v for k, v in read_metadata(model).items() if k != "precision"}
-    write_metadata(model, {**meta, "target": "none", "lowering": "separate"})
-    onnx.save(model, str(path))
-    old = describe_file(path)
-    assert old.target == "separate" and old.precision == "fp32"
-
-
 def test_engines_are_built_with_the_targets_options_or_refused_without_tensorrt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sbdeploy.backends.tensorrt import builder
     from sbdeploy.backends.tensorrt._compat import tensorrt_available
-    from sbdeploy.export import read_metadata
+    from sbdeploy.export.metadata import read_metadata
 
     plans, _ = plan_artifacts([("net", "model")], ["trt"], [1, 4], precisions=("fp32", "fp16"))
     src = resolve_source("cifar_resnet20_sb")
@@ -176,48 +132,6 @@ def test_engines_are_built_with_the_targets_options_or_refused_without_tensorrt(
     }
 
 
-def test_a_file_names_how_its_model_differs_from_a_checkpoint() -> None:
-    """Architecture, options, input shape and weights, from the file's metadata; nothing to compare without metadata."""
-    import dataclasses
-
-    from sbdeploy.artifacts import DeployFile
-    from sbdeploy.checkpoint import CheckpointConfig
-
-    config = CheckpointConfig(arch="cifar_resnet20_sb", options={"num_classes": 10, "in_chans": 1, "sampling": "chessboard"},
-                              input_size=(32, 32), mean=(0.5,), std=(0.5,), class_names=tuple("0123456789"))  # fmt: skip
-    metadata = {"arch": "cifar_resnet20_sb", "options": dict(config.options), "input_shape": ["batch", 1, 32, 32],
-                "weights_sha256": "a" * 64}  # fmt: skip
-    same = DeployFile(Path("m.onnx"), "f" * 64, "onnx", "fp32", "grouped", None, metadata=metadata)
-    assert same.differences_from(config, "a" * 64) == []
-
-    def differs(**changes: object) -> list[str]:
-        return dataclasses.replace(same, metadata={**metadata, **changes}).differences_from(config, "a" * 64)
-
-    assert differs(arch="cifar_resnet32") == [
-        "architecture cifar_resnet32 in the file, cifar_resnet20_sb in the checkpoint"
-    ]
-    assert differs(options={**config.options, "num_classes": 100}) == [
-        "num_classes 100 in the file, 10 in the checkpoint"
-    ]
-    assert differs(input_shape=[8, 1, 97, 75]) == ["input 1x97x75 in the file, 1x32x32 in the checkpoint"]
-    assert differs(weights_sha256="b" * 64) == [
-        "weights sha256 bbbbbbbbbbbb... in the file, aaaaaaaaaaaa... in the checkpoint"
-    ]
-    assert (
-        dataclasses.replace(same, metadata={}).differences_from(config, "a" * 64) == []
-    )  # a foreign file: nothing to compare
-
-
-def test_an_engine_that_is_not_the_file_its_sidecar_describes_is_refused(tmp_path: Path) -> None:
-    engine = fake_engine(tmp_path / "m.engine", [(1, 4, 8)])
-    assert describe_file(engine).sha256 == hashlib.sha256(engine.read_bytes()).hexdigest()
-    engine.write_bytes(engine.read_bytes()[:10])
-    with pytest.raises(SbdeployError, match="does not match its sidecar"):
-        describe_file(engine)
-    with pytest.raises(ArtifactError, match="is a folder, not an .onnx file"):
-        describe_file(tmp_path)
-
-
 def test_int8_files_take_their_targets_recipe_and_an_int8_engine_is_built_from_the_qdq_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -225,7 +139,7 @@ def test_int8_files_take_their_targets_recipe_and_an_int8_engine_is_built_from_t
     import onnxruntime as ort
 
     from sbdeploy.backends.tensorrt import builder
-    from sbdeploy.export import read_metadata
+    from sbdeploy.export.metadata import read_metadata
 
     plans, uses = plan_artifacts([("net", "model")], ["ort-cpu", "trt"], [1], precisions=("fp32", "int8"))
     by_name = {p.filename: p for p in plans}

@@ -51,7 +51,7 @@ def test_zoo_architecture_trained_in_your_own_loop_then_save_checkpoint(
 
 def test_own_module_of_sbdeploy_blocks_then_export_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sbdeploy.backends import get_runner
-    from sbdeploy.export import export_module
+    from sbdeploy.export.onnx_export import export_module
     from sbdeploy.nn.blocks import SBPreActBasicBlock
 
     torch.manual_seed(0)

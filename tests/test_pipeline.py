@@ -134,7 +134,7 @@ def test_pipeline_int8_makes_validates_and_benches_the_int8_files(tmp_path: Path
     assert result.returncode == 0, result.stdout + result.stderr
     int8_files = {"model.ort-cpu.b1.int8.onnx", "baseline.ort-cpu.b1.int8.onnx"}
     assert int8_files <= {p.name for p in out.iterdir()}
-    from sbdeploy.artifacts import describe_file
+    from sbdeploy.files import describe_file
 
     for name in int8_files:
         meta = describe_file(out / name).metadata

@@ -57,7 +57,7 @@ def test_the_engine_step_builds_the_trt_targets_engines(run: dict[str, Any]) -> 
     assert engine_step["status"] == "ok" and engine_step["detail"].startswith("4 TensorRT engines built")
     assert {p.name for p in out.glob("*.engine")} == ENGINES
     from sbdeploy.backends.tensorrt.sidecar import read_sidecar
-    from sbdeploy.export import read_metadata
+    from sbdeploy.export.metadata import read_metadata
 
     for engine in ENGINES:
         sidecar = read_sidecar(out / engine)

@@ -18,12 +18,14 @@ import numpy as np
 import pytest
 import torch
 
-from sbdeploy.artifacts import describe_file, make_artifacts, plan_artifacts
+from sbdeploy.artifacts import make_artifacts, plan_artifacts
 from sbdeploy.backends.ort import OrtRunner, SessionSettings
 from sbdeploy.bench.machine import MachineLoad, MachineUsage
 from sbdeploy.bench.timing import TimingPlan
 from sbdeploy.errors import ConfigError
-from sbdeploy.export import export_source, read_metadata
+from sbdeploy.export.metadata import read_metadata
+from sbdeploy.export.onnx_export import export_source
+from sbdeploy.files import describe_file
 from sbdeploy.pipeline.run import PipelineOptions, tune_options
 from sbdeploy.sources import resolve_source
 from sbdeploy.targets import get_target

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from sbdeploy.artifacts import DeployFile, describe_file
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import TF32_NOTES
@@ -29,6 +28,7 @@ from sbdeploy.bench.stability import Limits
 from sbdeploy.bench.timing import TimingPlan, measure_group, round_progress
 from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
+from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
 from sbdeploy.sources import Model

@@ -207,7 +207,7 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Check an ONNX file against TensorRT's ONNX parser support list (exit 1 on errors)."""
-    from sbdeploy.export import load_onnx
+    from sbdeploy.export.metadata import load_onnx
     from sbdeploy.passes.trt_check import check_trt_compat
 
     report = check_trt_compat(load_onnx(path))

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 def _checkpoint_argument(path: Path) -> Path:
     """The CHECKPOINT argument, refused in one line when it is the file to check (``validate r20.onnx``)."""
-    from sbdeploy.sources import ENGINE_SUFFIXES  # MERGE-TODO
+    from sbdeploy.files import ENGINE_SUFFIXES
 
     if (path.suffix == ".onnx" or path.suffix in ENGINE_SUFFIXES) and not path.is_dir():
         option = "--onnx" if path.suffix == ".onnx" else "--engine"

@@ -57,13 +57,13 @@ def read_metadata(model_or_path: onnx.ModelProto | str | Path) -> dict[str, Any]
     return out
 
 
-def load_onnx(path: str | Path) -> onnx.ModelProto:
-    """Load an ONNX file (weights included); OnnxModelError when it is missing or unreadable."""
+def load_onnx(path: str | Path, *, external_data: bool = True) -> onnx.ModelProto:
+    """Load an ONNX file (its weights in other files too if ``external_data``); OnnxModelError when unreadable."""
     path = Path(path)
     if not path.is_file():
         raise OnnxModelError(f"{path} does not exist; export one with `sbdeploy export`")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=external_data)
     except Exception as error:  # onnx raises protobuf DecodeError, ValueError, OSError...
         raise OnnxModelError(f"{path} is not a readable ONNX model ({type(error).__name__}: {error})") from None
     if model.ir_version == 0 or not model.graph.node:

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sbdeploy._io import atomic_write_bytes
-from sbdeploy.artifacts import ArtifactPlan, DeployFile
+from sbdeploy.artifacts import ArtifactPlan
 from sbdeploy.bench.report import BenchReport, BenchRow
+from sbdeploy.files import DeployFile
 from sbdeploy.validate.compare import ValidationReport
 
 

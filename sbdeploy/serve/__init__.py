@@ -1,7 +1,7 @@
 """Serving sbdeploy artifacts: Triton model repositories, and a live PyTriton server for tests and benchmarks.
 
-:mod:`sbdeploy.serve.triton_repo` is pure (artifacts in, repository files out);
-:mod:`sbdeploy.serve.pytriton_server` and :mod:`sbdeploy.serve.triton_bench` need the
-optional serving packages (``pip install sbdeploy[serve]`` and the PyTriton
-environment made by ``scripts/setup.sh --with-triton``) and import them lazily.
+:mod:`.triton_repo` writes repositories (files in, model folders out: :mod:`.model_config`,
+:mod:`.pbtxt`, :mod:`.config_check`, :mod:`.readme`); :mod:`.pytriton_server` and
+:mod:`.triton_bench` need the optional serving packages (``pip install sbdeploy[serve]``
+and the PyTriton environment of ``scripts/setup.sh --with-triton``) and import them lazily.
 """

@@ -1,24 +1,19 @@
 """A live Triton server on loopback: the sbdeploy ONNX Runtime runner (OrtRunner) behind PyTriton's bundled Triton.
 
-PyTriton (``nvidia-pytriton``) ships a Triton Inference Server binary and serves a
-Python callable through Triton's Python backend, with Triton's dynamic batcher in
-front. It pins ``numpy<2`` (pytriton#93; with numpy 2 its responses come back empty),
-while sbdeploy's environment has numpy 2. So the server runs in its own process,
-started with a *PyTriton interpreter*: ``scripts/setup.sh --with-triton`` makes ``.venv-triton``,
-a small venv with PyTriton and numpy 1.x that sees the main ``.venv`` (torch,
-onnxruntime, sbdeploy) behind its own packages through a ``.pth`` file.
-
-:class:`PyTritonServer` (used by the tests and ``scripts/bench_triton.py``) starts
-that process on free ports bound to 127.0.0.1 only, waits until the model is ready
-(bounded), and stops the process group on exit. ``python -m
-sbdeploy.serve.pytriton_server`` is the process itself (:func:`main`).
+PyTriton (``nvidia-pytriton``) serves a Python callable through its bundled Triton's
+Python backend, behind Triton's dynamic batcher. It pins ``numpy<2`` (pytriton#93), so the
+server runs in its own process with a *PyTriton interpreter* (``.venv-triton`` from
+``scripts/setup.sh --with-triton``, which sees the main ``.venv`` through a ``.pth`` file).
+:class:`PyTritonServer` starts that process (:func:`main`) on free 127.0.0.1 ports, waits
+until the model is ready and stops its process group on exit; :func:`check_with_tritonserver`
+lets the bundled tritonserver judge a model repository.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -29,14 +24,20 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sbdeploy.errors import BackendUnavailableError
+from sbdeploy.errors import BackendUnavailableError, ConfigError
+from sbdeploy.files import describe_file
+from sbdeploy.serve.config_check import check_model_config
 
 PYTHON_ENV_VAR = "SBDEPLOY_PYTRITON_PYTHON"
+NO_PYTRITON = (
+    "no PyTriton interpreter: run `bash scripts/setup.sh --with-triton` (it makes .venv-triton) "
+    f"or set {PYTHON_ENV_VAR} to a python that has nvidia-pytriton and numpy<2"
+)
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,12 +56,8 @@ class ServeOptions:
 
 
 def find_pytriton_python() -> Path | None:
-    """The interpreter that can run PyTriton here, or None.
-
-    Looked up in order: ``$SBDEPLOY_PYTRITON_PYTHON``; ``.venv-triton/bin/python`` of this
-    source checkout (made by ``scripts/setup.sh --with-triton``); the current interpreter when it has
-    PyTriton and numpy 1.x.
-    """
+    """The interpreter that runs PyTriton here: ``$SBDEPLOY_PYTRITON_PYTHON``, this checkout's ``.venv-triton``,
+    or this one if it has PyTriton and numpy 1.x; None if none does."""
     env = os.environ.get(PYTHON_ENV_VAR)
     if env:
         return Path(env) if Path(env).is_file() else None
@@ -81,14 +78,39 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _spawn(command: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own process group, its output going to ``log_path``."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+
+
+def _stop(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGINT, then after ``timeout_s`` SIGKILL to the process group (ours: started with ``start_new_session``)."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
 class PyTritonServer:
     """Context manager: serve one ONNX file behind Triton on 127.0.0.1, stop it on exit.
 
     Args:
-        onnx_path: the model (input and output names and shapes are read from it).
-        options: batching and runtime options.
         python: the PyTriton interpreter (default: :func:`find_pytriton_python`).
-        log_path: where the server's output goes (default: a temporary file).
+        log_path: where the server's output goes (default: a temporary file, removed after a clean exit).
     """
 
     def __init__(
@@ -103,14 +125,11 @@ class PyTritonServer:
         self.options = options or ServeOptions()
         found = Path(python) if python else find_pytriton_python()
         if found is None:
-            raise BackendUnavailableError(
-                "no PyTriton interpreter: run `bash scripts/setup.sh --with-triton` (it makes .venv-triton) "
-                f"or set {PYTHON_ENV_VAR} to a python that has nvidia-pytriton and numpy<2"
-            )
+            raise BackendUnavailableError(NO_PYTRITON)
         self.python = found
         self._own_log = log_path is None
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="pytriton.", suffix=".log")[1])
-        self.http_port = self.grpc_port = self.metrics_port = 0
+        self.http_port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -121,9 +140,6 @@ class PyTritonServer:
         runs in sbdeploy's ONNX Runtime runner; name, max_batch_size, dynamic batching and
         instance count come from the folder's ``config.pbtxt`` (parsed with Triton's ModelConfig).
         """
-        from sbdeploy.errors import ConfigError
-        from sbdeploy.serve.triton_repo import check_model_config
-
         folder = Path(folder)
         config = check_model_config((folder / "config.pbtxt").read_text())
         if config.platform != "onnxruntime_onnx" or config.max_batch_size < 1:
@@ -141,36 +157,12 @@ class PyTritonServer:
     def http_url(self) -> str:
         return f"127.0.0.1:{self.http_port}"
 
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
     def __enter__(self) -> PyTritonServer:
-        o = self.options
-        self.http_port, self.grpc_port, self.metrics_port = _free_port(), _free_port(), _free_port()
-        command = [
-            str(self.python), "-m", "sbdeploy.serve.pytriton_server", str(self.onnx_path),
-            "--model-name", o.model_name, "--max-batch", str(o.max_batch),
-            "--queue-delay-us", str(o.queue_delay_us), "--instances", str(o.instances),
-            "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
-            "--metrics-port", str(self.metrics_port),
-        ]  # fmt: skip
-        if o.threads is not None:
-            command += ["--threads", str(o.threads)]
-        for size in o.preferred_batch:
-            command += ["--preferred-batch", str(size)]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-            )
+        ports = [_free_port() for _ in range(3)]  # http, grpc, metrics
+        self.http_port = ports[0]
+        server = [str(self.python), "-m", __name__, str(self.onnx_path), json.dumps(asdict(self.options))]
+        path = os.pathsep.join(p for p in (str(_REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+        self._process = _spawn([*server, *map(str, ports)], self.log_path, {**os.environ, "PYTHONPATH": path})
         try:
             self._wait_ready()
         except BaseException:
@@ -184,10 +176,8 @@ class PyTritonServer:
         deadline = time.monotonic() + self.options.startup_timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise BackendUnavailableError(
-                    f"the PyTriton server exited with code {self._process.returncode} before the model was ready; "
-                    f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
-                )
+                why = f"exited with code {self._process.returncode} before the model was ready"
+                break
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
@@ -195,22 +185,16 @@ class PyTritonServer:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.25)
+        else:
+            why = f"was not ready after {self.options.startup_timeout_s:.0f} s"
         raise BackendUnavailableError(
-            f"the PyTriton server was not ready after {self.options.startup_timeout_s:.0f} s; "
-            f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
+            f"the PyTriton server {why}; its log ({self.log_path}) ends with:\n{_tail(self.log_path, 30)}"
         )
 
     def stop(self) -> None:
-        """Ask the server to stop (SIGINT), then kill its process group after ``stop_timeout_s``."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=self.options.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # the group is ours: start_new_session made it
-            process.wait(timeout=10)
+        if process is not None:
+            _stop(process, self.options.stop_timeout_s)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -224,10 +208,7 @@ def tritonserver_binary(python: str | Path | None = None) -> Path:
     """The ``tritonserver`` executable that PyTriton bundles, found through the PyTriton interpreter."""
     python = python or find_pytriton_python()
     if python is None:
-        raise BackendUnavailableError(
-            "no PyTriton interpreter: run `bash scripts/setup.sh --with-triton` (it makes .venv-triton) "
-            f"or set {PYTHON_ENV_VAR} to a python that has nvidia-pytriton"
-        )
+        raise BackendUnavailableError(NO_PYTRITON)
     code = "import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parent / 'tritonserver' / 'bin' / 'tritonserver')"
     found = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60)
     binary = Path(found.stdout.strip())
@@ -239,16 +220,11 @@ def tritonserver_binary(python: str | Path | None = None) -> Path:
 def check_with_tritonserver(
     repository: str | Path, *, python: str | Path | None = None, timeout_s: float = 60.0
 ) -> dict[str, str | None]:
-    """Let a real Triton (PyTriton's bundled 2.x server) read and validate every model config of ``repository``.
+    """Model folder name -> None when a real Triton (PyTriton's bundled server) accepts its config, else its error.
 
-    Triton validates each ``config.pbtxt`` when it polls the repository, before it looks
-    for the model's backend. The bundled server has no TensorRT or ONNX Runtime backend,
-    so a valid model then fails with "unable to find backend library"; an invalid one
-    fails the poll with Triton's own message. The server binds 127.0.0.1 on free ports,
-    gets an empty backend directory and is stopped as soon as every model has a verdict.
-
-    Returns:
-        model folder name -> None when Triton accepted its config, else Triton's error.
+    Triton validates each ``config.pbtxt`` when it polls the repository, before it looks for
+    the backend (the bundled server, on 127.0.0.1 with an empty backend folder, has none);
+    it is stopped as soon as every model has a verdict.
     """
     repository = Path(repository).resolve()
     names = sorted(p.name for p in repository.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -257,15 +233,19 @@ def check_with_tritonserver(
     with tempfile.TemporaryDirectory(prefix="sbdeploy-tritonserver.") as tmp:
         log_path = Path(tmp) / "tritonserver.log"
         (Path(tmp) / "backends").mkdir()
-        command = [
-            str(binary), f"--model-repository={repository}", "--disable-auto-complete-config",
-            "--exit-on-error=false", "--allow-metrics=false", f"--backend-directory={Path(tmp) / 'backends'}",
-            "--http-address=127.0.0.1", f"--http-port={_free_port()}",
-            "--grpc-address=127.0.0.1", f"--grpc-port={_free_port()}",
-        ]  # fmt: skip
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)  # fmt: skip
+        flags = {
+            "model-repository": repository,
+            "disable-auto-complete-config": None,
+            "exit-on-error": "false",
+            "allow-metrics": "false",
+            "backend-directory": Path(tmp) / "backends",
+            "http-address": "127.0.0.1",
+            "http-port": _free_port(),
+            "grpc-address": "127.0.0.1",
+            "grpc-port": _free_port(),
+        }
+        command = [str(binary), *(f"--{k}" if v is None else f"--{k}={v}" for k, v in flags.items())]
+        process = _spawn(command, log_path)
         try:
             deadline = time.monotonic() + timeout_s
             while len(verdicts) < len(names) and time.monotonic() < deadline and process.poll() is None:
@@ -277,18 +257,11 @@ def check_with_tritonserver(
                         elif f"Poll failed for model directory '{name}':" in line:
                             verdicts[name] = line.split(f"'{name}':", 1)[1].strip().rstrip('"')
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)  # our own session's group
-                    process.wait(timeout=10)
+            _stop(process, 30)
         missing = [n for n in names if n not in verdicts]
         if missing:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
             raise BackendUnavailableError(
-                f"tritonserver gave no verdict on {missing} within {timeout_s:.0f} s:\n{tail}"
+                f"tritonserver gave no verdict on {missing} within {timeout_s:.0f} s:\n{_tail(log_path, 20)}"
             )
     return verdicts
 
@@ -310,20 +283,10 @@ def _use_matching_libpython() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve one ONNX file behind Triton until SIGINT/SIGTERM or until the parent process goes away."""
-    parser = argparse.ArgumentParser(prog="python -m sbdeploy.serve.pytriton_server", description=main.__doc__)
-    parser.add_argument("onnx", type=Path)
-    parser.add_argument("--model-name", default="sbdeploy")
-    parser.add_argument("--max-batch", type=int, default=16)
-    parser.add_argument("--queue-delay-us", type=int, default=100)
-    parser.add_argument("--preferred-batch", type=int, action="append", default=[])
-    parser.add_argument("--instances", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--http-port", type=int, required=True)
-    parser.add_argument("--grpc-port", type=int, required=True)
-    parser.add_argument("--metrics-port", type=int, required=True)
-    args = parser.parse_args(argv)
-
+    """Serve ONNX with ServeOptions (JSON) on ports HTTP GRPC METRICS until SIGINT/SIGTERM or the parent is gone."""
+    onnx, options_json, *ports = sys.argv[1:] if argv is None else argv
+    options = ServeOptions(**json.loads(options_json))
+    http, grpc, metrics = map(int, ports)
     _use_matching_libpython()
     import numpy as np
     from pytriton.decorators import batch
@@ -331,9 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
     from sbdeploy.backends.ort import OrtRunner
-    from sbdeploy.serve.triton_repo import read_onnx_artifact
 
-    spec = read_onnx_artifact(args.onnx)
+    file = describe_file(onnx)
 
     def make_infer(runner: Any) -> Any:
         @batch
@@ -348,10 +310,14 @@ def main(argv: list[str] | None = None) -> None:
         ]
 
     config = TritonConfig(
-        http_address="127.0.0.1", http_port=args.http_port,
-        grpc_address="127.0.0.1", grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port, allow_metrics=False, exit_timeout_secs=10,
-    )  # fmt: skip
+        http_address="127.0.0.1",
+        http_port=http,
+        grpc_address="127.0.0.1",
+        grpc_port=grpc,
+        metrics_port=metrics,
+        allow_metrics=False,
+        exit_timeout_secs=10,
+    )
     stop = False
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -363,8 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     parent = os.getppid()
     with contextlib.ExitStack() as stack:
         runners = [
-            stack.enter_context(OrtRunner(args.onnx, provider="cpu", threads=args.threads))
-            for _ in range(args.instances)
+            stack.enter_context(OrtRunner(onnx, provider="cpu", threads=options.threads))
+            for _ in range(options.instances)
         ]
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="sbdeploy-pytriton."))
         triton = stack.enter_context(
@@ -378,21 +344,21 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         triton.bind(
-            model_name=args.model_name,
+            model_name=options.model_name,
             infer_func=[make_infer(r) for r in runners],
-            inputs=tensors(spec.inputs),
-            outputs=tensors(spec.outputs),
+            inputs=tensors(file.inputs),
+            outputs=tensors(file.outputs),
             config=ModelConfig(
-                max_batch_size=args.max_batch,
+                max_batch_size=options.max_batch,
                 batcher=DynamicBatcher(
-                    max_queue_delay_microseconds=args.queue_delay_us,
-                    preferred_batch_size=args.preferred_batch or None,
+                    max_queue_delay_microseconds=options.queue_delay_us,
+                    preferred_batch_size=list(options.preferred_batch) or None,
                 ),
             ),
             strict=True,
         )
         triton.run()
-        print(f"serving {args.onnx} as {args.model_name!r} on http {args.http_port}, grpc {args.grpc_port}", flush=True)
+        print(f"serving {onnx} as {options.model_name!r} on http {http}, grpc {grpc}", flush=True)
         while not stop and os.getppid() == parent and triton.is_alive():
             time.sleep(0.2)
 

@@ -1,10 +1,8 @@
 """Concurrent clients against a Triton server: latency, throughput, and agreement with direct inference.
 
-:func:`bench_triton` opens one ``tritonclient.http`` client per thread; each sends
-batch-1 requests (bounded in count and time) for images whose expected outputs were
-computed by direct inference, records every request's latency and compares every
-response. One :class:`LevelResult` per concurrency level: p50/p90/p99 latency,
-throughput, and the largest deviation from direct inference.
+:func:`bench_triton` runs one ``tritonclient.http`` client per thread, each sending batch-1
+requests (bounded in count and time) and comparing every response with direct inference;
+one :class:`LevelResult` per concurrency level.
 """
 
 from __future__ import annotations
@@ -89,6 +87,16 @@ def bench_triton(
         result = client.infer(model, [feed], outputs=[httpclient.InferRequestedOutput(output_name)])
         return result.as_numpy(output_name)[0]
 
+    def sample(client: Any, k: int) -> tuple[float, float, bool]:
+        """One request of image ``k``: its seconds, its largest deviation, whether it is within the tolerance."""
+        t0 = time.perf_counter()
+        served = request(client, k)
+        seconds = time.perf_counter() - t0
+        if served.shape != expected[k].shape:
+            return seconds, 0.0, False
+        diff = np.abs(served.astype(np.float64) - expected[k])
+        return seconds, float(diff.max()), not np.any(diff > atol + rtol * np.abs(expected[k]))
+
     def new_client() -> Any:
         return httpclient.InferenceServerClient(url, connection_timeout=10, network_timeout=30)
 
@@ -102,9 +110,7 @@ def bench_triton(
         counted = _settled_batches(client, model, at_least=_requests(counted) + warmup_requests)
         levels = []
         for level in concurrency:
-            result = _run_level(
-                level, new_client, request, images, expected, requests_per_client, time_limit_s, atol, rtol
-            )
+            result = _run_level(level, new_client, sample, len(images), requests_per_client, time_limit_s)
             before, counted = counted, _settled_batches(client, model, at_least=_requests(counted) + result.requests)
             batches = {b: n - before.get(b, 0) for b, n in sorted(counted.items()) if n > before.get(b, 0)}
             levels.append(LevelResult(**{**asdict(result), "batches": batches}))
@@ -134,18 +140,13 @@ def _executed_batches(client: Any, model: str) -> dict[int, int]:
 def _run_level(
     level: int,
     new_client: Callable[[], Any],
-    request: Callable[[Any, int], np.ndarray],
-    images: np.ndarray,
-    expected: np.ndarray,
+    sample: Callable[[Any, int], tuple[float, float, bool]],
+    images: int,
     requests_per_client: int,
     time_limit_s: float,
-    atol: float,
-    rtol: float,
 ) -> LevelResult:
     """``level`` clients, each on its own thread and connection, released together by a barrier."""
-    latencies: list[list[float]] = [[] for _ in range(level)]
-    diffs = [0.0] * level
-    mismatches = [0] * level
+    samples: list[tuple[float, float, bool]] = []  # list.append is atomic under the GIL
     errors: list[BaseException] = []
     start = threading.Barrier(level + 1)
     deadline = time.monotonic() + time_limit_s
@@ -157,16 +158,7 @@ def _run_level(
                 for i in range(requests_per_client):
                     if time.monotonic() > deadline:
                         break
-                    k = (c * requests_per_client + i) % len(images)
-                    t0 = time.perf_counter()
-                    served = request(client, k)
-                    latencies[c].append(time.perf_counter() - t0)
-                    if served.shape != expected[k].shape:
-                        mismatches[c] += 1
-                        continue
-                    diff = np.abs(served.astype(np.float64) - expected[k])
-                    diffs[c] = max(diffs[c], float(diff.max()))
-                    mismatches[c] += int(np.any(diff > atol + rtol * np.abs(expected[k])))
+                    samples.append(sample(client, (c * requests_per_client + i) % images))
         except BaseException as error:  # re-raised below, once every thread has ended
             errors.append(error)
             start.abort()
@@ -184,7 +176,9 @@ def _run_level(
     seconds = time.perf_counter() - t0
     if errors:
         raise RuntimeError(f"a client failed at concurrency {level}: {errors[0]!r}") from errors[0]
-    flat = np.array([x for per_client in latencies for x in per_client]) * 1e3
-    p50, p90, p99 = (float(v) for v in np.percentile(flat, [50, 90, 99])) if flat.size else (float("nan"),) * 3
-    throughput = flat.size / seconds if seconds > 0 else 0.0
-    return LevelResult(level, int(flat.size), seconds, throughput, p50, p90, p99, max(diffs), sum(mismatches), {})
+    ms = np.array([s for s, _, _ in samples]) * 1e3
+    p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99])) if ms.size else (float("nan"),) * 3
+    throughput = ms.size / seconds if seconds > 0 else 0.0
+    diff = max((d for _, d, _ in samples), default=0.0)
+    mismatches = sum(not ok for _, _, ok in samples)
+    return LevelResult(level, len(samples), seconds, throughput, p50, p90, p99, diff, mismatches, {})

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from sbdeploy._io import atomic_write_bytes
-from sbdeploy.artifacts import DeployFile, describe_file
 from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import FP32_TF32
 from sbdeploy.calibration import normalize
 from sbdeploy.checkpoint import Checkpoint, CheckpointConfig, load_checkpoint
 from sbdeploy.environment import Environment, collect_environment
 from sbdeploy.errors import ArtifactError, ConfigError, InputError
+from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.validate.compare import Tolerance, ValidationReport, judge
 
 

@@ -67,7 +67,7 @@ def test_torch_cuda_compute_time(sb_model: nn.Module) -> None:
 def test_ort_gpu_compute_time(sb_model: nn.Module, tmp_path: Path, kind: str) -> None:
     import onnxruntime
 
-    from sbdeploy.export import export_onnx
+    from sbdeploy.export.onnx_export import export_onnx
     from sbdeploy.targets import target_for
     from tests.backends.conftest import save_sb_checkpoint
 

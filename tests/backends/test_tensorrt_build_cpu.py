@@ -18,7 +18,7 @@ import pytest
 
 from sbdeploy import environment
 from sbdeploy.backends.tensorrt import _compat
-from sbdeploy.backends.tensorrt.builder import BuildOptions, _make_logger, build_engine
+from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
 from sbdeploy.backends.tensorrt.sidecar import read_sidecar
 from sbdeploy.errors import EngineBuildError
 from tests.backends import fake_tensorrt
@@ -100,7 +100,7 @@ def test_engines_are_deserialized_with_host_code_only_when_version_compatible(
 ) -> None:
     plan = b"VC-PLAN x" if version_compatible else b"PLAN x"
     messages: list[str] = []
-    logger = _make_logger(messages)
+    logger = _compat.make_logger(messages)
     runtime, engine = _compat.deserialize_engine(plan, logger, host_code=version_compatible)
     assert engine is not None and runtime.engine_host_code_allowed is version_compatible
     _, refused = _compat.deserialize_engine(b"VC-PLAN x", logger, host_code=False)

@@ -33,7 +33,7 @@ from sbdeploy.backends.tensorrt.sidecar import (
 )
 from sbdeploy.checkpoint import sha256_file
 from sbdeploy.errors import BackendUnavailableError, ConfigError, EngineMismatchError, InputError, OnnxModelError
-from sbdeploy.export import load_onnx
+from sbdeploy.export.metadata import load_onnx
 
 no_tensorrt = pytest.mark.skipif(_compat.tensorrt_available(), reason="TensorRT is installed here")
 
@@ -50,16 +50,17 @@ def _tiny_model(batch: int | str = "batch", hw: int | str = 8) -> onnx.ModelProt
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        (BuildOptions(min_batch=4, opt_batch=2), "1 <= min <= opt <= max"),
-        (BuildOptions(min_batch=0), "1 <= min"),
-        (BuildOptions(opt_level=6), "0..5"),
-        (BuildOptions(workspace_mib=0), "workspace"),
-        (BuildOptions(fp16_flag=True), "--fp16-flag only"),
+        ({"min_batch": 4, "opt_batch": 2}, "1 <= min <= opt <= max"),
+        ({"min_batch": 0}, "1 <= min"),
+        ({"opt_level": 6}, "0..5"),
+        ({"workspace_mib": 0}, "workspace"),
+        ({"fp16_flag": True}, "--fp16-flag only"),
+        ({"precision": "bf16"}, "precision must be one of fp32, fp16, int8"),
     ],
 )
-def test_bad_options_are_refused(options: BuildOptions, match: str) -> None:
+def test_bad_options_are_refused(options: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        options.validate()
+        BuildOptions(**options)
 
 
 def test_profiles_from_the_exported_network(sb_onnx: Path) -> None:

@@ -31,9 +31,9 @@ import pytest
 import torch
 from torch import nn
 
-from sbdeploy.artifacts import DeployFile
 from sbdeploy.backends.tensorrt import _compat
 from sbdeploy.errors import EngineMismatchError, InputError
+from sbdeploy.files import DeployFile
 from tests.backends.conftest import save_sb_checkpoint
 
 pytestmark = pytest.mark.gpu

@@ -205,7 +205,7 @@ def test_fp16_and_cuda_graph_flags(tmp_path: Path) -> None:
 
 def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
     """ONNX files as models: described by their metadata, paired by architecture, timed without any export."""
-    from sbdeploy.export import export_onnx
+    from sbdeploy.export.onnx_export import export_onnx
 
     files = tmp_path / "files"
     for name, target, batch, precision in [
@@ -247,7 +247,7 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
     environment.gpu_stack().tensorrt is not None, reason="TensorRT is installed here: the fake plan would reach it"
 )
 def test_an_engine_on_a_machine_without_tensorrt_is_one_clear_line(tmp_path: Path) -> None:
-    from sbdeploy.export import export_onnx
+    from sbdeploy.export.onnx_export import export_onnx
     from tests.serve._artifacts import fake_engine
 
     meta = export_onnx("cifar_resnet20_sb", tmp_path / "m.onnx", input_size=(16, 16), target="trt").metadata

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx
 
-from sbdeploy.export import export_onnx
+from sbdeploy.export.onnx_export import export_onnx
 
 REPO = Path(__file__).resolve().parents[2]
 

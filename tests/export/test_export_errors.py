@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from sbdeploy.errors import CheckpointError, ConfigError, OnnxModelError
-from sbdeploy.export import export_module, export_onnx, load_onnx, read_metadata
+from sbdeploy.export.metadata import load_onnx, read_metadata
+from sbdeploy.export.onnx_export import export_module, export_onnx
 from tests.export.families import build
 
 

@@ -33,7 +33,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from sbdeploy.export import export_module
+from sbdeploy.export.onnx_export import export_module
 from sbdeploy.nn.blocks import bn_relu
 from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import SpatialBottleneck
@@ -171,7 +171,8 @@ def test_grouped_sb_reference_evaluator(sampling: str) -> None:
 
 
 def test_metadata_names_the_target_and_the_canonical_default(tmp_path) -> None:  # noqa: ANN001
-    from sbdeploy.export import export_onnx, read_metadata
+    from sbdeploy.export.metadata import read_metadata
+    from sbdeploy.export.onnx_export import export_onnx
 
     canonical = export_onnx("cifar_resnet20_sb", tmp_path / "c.onnx", input_size=(16, 16))
     deployed = export_onnx("cifar_resnet20_sb", tmp_path / "d.onnx", input_size=(16, 16), target="ort-cpu", batch=2,

@@ -17,7 +17,8 @@ import onnx
 import pytest
 import torch
 
-from sbdeploy.export import export_onnx, read_metadata
+from sbdeploy.export.metadata import read_metadata
+from sbdeploy.export.onnx_export import export_onnx
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.sources import resolve_source
 

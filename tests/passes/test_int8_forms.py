@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from sbdeploy.backends.ort import OrtRunner
-from sbdeploy.export import export_module
+from sbdeploy.export.onnx_export import export_module
 from sbdeploy.passes.int8 import Int8Recipe, quantize_int8
 from sbdeploy.targets import get_target
 from sbdeploy.validate.compare import DEFAULT_TOLERANCES, output_stats, verdict

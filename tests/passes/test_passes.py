@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sbdeploy.errors import ConfigError
-from sbdeploy.export import export_module
+from sbdeploy.export.onnx_export import export_module
 from sbdeploy.passes import PASSES, op_counts, run_pass, run_passes
 from tests.export.families import build
 

@@ -17,7 +17,7 @@ import onnx
 import pytest
 
 from sbdeploy.checkpoint import read_config
-from sbdeploy.export import export_onnx
+from sbdeploy.export.onnx_export import export_onnx
 from sbdeploy.passes import quantize_int8, to_fp16
 from sbdeploy.passes.trt_check import check_trt_compat
 from tests.passes.conftest import digits_inputs

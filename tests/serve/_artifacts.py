@@ -10,7 +10,7 @@ import numpy as np
 
 def export_resnet20(path: Path) -> Path:
     """cifar_resnet20_sb (random weights) exported by ``sbdeploy export``'s library function, dynamic batch."""
-    from sbdeploy.export import export_onnx
+    from sbdeploy.export.onnx_export import export_onnx
 
     return export_onnx("cifar_resnet20_sb", path).path
 

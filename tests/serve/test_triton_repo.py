@@ -8,8 +8,9 @@ import numpy as np
 import onnx
 import pytest
 
-from sbdeploy.errors import ArtifactError, ConfigError, EngineMismatchError
-from sbdeploy.serve.triton_repo import TritonOptions, check_model_config, sidecar_path, write_triton_repo
+from sbdeploy.backends.tensorrt.sidecar import sidecar_path
+from sbdeploy.errors import ArtifactError, ConfigError, EngineMismatchError, OnnxModelError
+from sbdeploy.serve.triton_repo import TritonOptions, check_model_config, write_triton_repo
 from tests.serve._artifacts import export_resnet20, fake_engine, tiny_onnx
 
 pb2 = pytest.importorskip(
@@ -132,7 +133,7 @@ def test_existing_folder_needs_force(tmp_path: Path) -> None:
 def test_bad_artifacts_are_refused(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07garbage" * 10)
-    with pytest.raises(ArtifactError, match="not a readable ONNX"):
+    with pytest.raises(OnnxModelError, match="not a readable ONNX"):
         write_triton_repo([corrupt], tmp_path / "repo")
     engine = fake_engine(tmp_path / "m.engine", [(1, 1, 8)])
     engine.write_bytes(b"another engine")  # the sidecar now describes a different file
@@ -274,7 +275,7 @@ def test_a_run_folder_serves_an_engine_not_the_onnx_it_was_built_from(tmp_path: 
 
 
 def test_an_onnx_file_in_a_gpu_only_form_gets_gpu_instances(tmp_path: Path) -> None:
-    from sbdeploy.export import export_onnx
+    from sbdeploy.export.onnx_export import export_onnx
 
     files = [
         export_onnx("cifar_resnet20", tmp_path / f"r20.{t}.onnx", input_size=(16, 16), target=t).path

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from sbdeploy._io import sha256_file
-from sbdeploy.artifacts import describe_file
 from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, MachineInfo, write_sidecar
 from sbdeploy.backends.torch_runner import TorchRunner
 from sbdeploy.checkpoint import load_checkpoint
+from sbdeploy.files import describe_file
 from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, output_stats, tolerance_for, verdict
 from sbdeploy.validate.report import to_markdown
 from sbdeploy.validate.run import Artifact, artifact_of, dataset_case, validate
@@ -102,7 +102,9 @@ def test_validate_md_states_the_tf32_tolerance_and_why(tiny_checkpoint: Path) ->
 def test_engines_record_their_tf32_choice(tmp_path: Path) -> None:
     assert artifact_of(describe_file(_engine(tmp_path, "fp32", True)), "trt").tf32 is True
     assert artifact_of(describe_file(_engine(tmp_path, "fp32", False)), "trt").tf32 is False
-    assert artifact_of(describe_file(_engine(tmp_path, "fp16", True)), "trt").tf32 is None  # not an fp32 run: TF32 does not apply
+    assert (
+        artifact_of(describe_file(_engine(tmp_path, "fp16", True)), "trt").tf32 is None
+    )  # not an fp32 run: TF32 does not apply
 
 
 def test_gpu_onnx_backends_judge_fp32_by_what_they_compute(tiny_onnx: Path, tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ def test_a_fixed_batch_file_beside_a_dynamic_one_is_judged_on_its_own_inputs(
     tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path
 ) -> None:
     """Both files see the same 'random b8' batch (one name, one set of images), so each is judged against its own reference."""
-    from sbdeploy.export import export_onnx
+    from sbdeploy.export.onnx_export import export_onnx
 
     fixed = export_onnx(tiny_checkpoint, tmp_path / "model.ort-cpu.b8.fp32.onnx", target="ort-cpu", batch=8).path
     result = run_cli(
@@ -140,7 +140,7 @@ def test_the_file_given_as_the_checkpoint_gets_the_right_command_line(tiny_onnx:
 def test_a_file_of_other_weights_is_refused_before_anything_runs(tiny_checkpoint: Path, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     """Same architecture, options and input, other weights (a zoo export): both named, no report written."""
-    from sbdeploy.export import export_onnx
+    from sbdeploy.export.onnx_export import export_onnx
 
     other = export_onnx("cifar_resnet20_sb", tmp_path / "other.onnx", options={"in_chans": 1, "num_classes": 10}).path
     message = _refusal(

@@ -1,15 +1,11 @@
 """The one place that knows TensorRT 10.x from 11.x, and the checked imports of tensorrt and pycuda.
 
-TensorRT 11 is always strongly typed: ``BuilderFlag.FP16``/``INT8`` and
-``NetworkDefinitionCreationFlag.EXPLICIT_BATCH`` are gone, precision comes from the
-ONNX types. TensorRT 10 builds the same strongly typed networks when asked
-(``STRONGLY_TYPED``), and still has the deprecated ``BuilderFlag.FP16``. So sbdeploy
-takes the strongly typed route on both, and the FP16 flag is the only 10.x-only
-name, confined to :func:`_set_fp16_flag_trt10` under ``if TENSORRT_10_API:``
-(scripts/typecheck.sh checks that everything else type-checks against TensorRT 11.4's API).
-
-Whether TensorRT and pycuda are usable is :func:`sbdeploy.environment.gpu_stack`'s answer,
-the same that ``sbdeploy doctor`` and the pipeline read.
+TensorRT 11 is always strongly typed (no ``BuilderFlag.FP16``/``INT8``, no
+``EXPLICIT_BATCH``); TensorRT 10 builds the same strongly typed networks when asked. So
+sbdeploy takes that route on both, and the deprecated FP16 flag is the only 10.x-only name,
+confined to :func:`_set_fp16_flag_trt10` under ``if TENSORRT_10_API:`` (scripts/typecheck.sh
+checks the rest against TensorRT 11.4's API). Whether TensorRT and pycuda are usable is
+:func:`sbdeploy.environment.gpu_stack`'s answer, the one ``sbdeploy doctor`` gives too.
 """
 
 from __future__ import annotations
@@ -17,15 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sbdeploy import environment
-from sbdeploy.environment import NO_PYCUDA, NO_TENSORRT, SUPPORTED_TENSORRT_MAJORS
+from sbdeploy.environment import NO_PYCUDA, NO_TENSORRT
 from sbdeploy.errors import BackendUnavailableError, ConfigError
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-__all__ = ["NO_PYCUDA", "NO_TENSORRT", "SUPPORTED_MAJORS", "TENSORRT_10_API"]
-
-SUPPORTED_MAJORS = SUPPORTED_TENSORRT_MAJORS
+__all__ = ["NO_PYCUDA", "NO_TENSORRT", "TENSORRT_10_API"]
 
 TENSORRT_10_API = True
 """Guards the lines that use names TensorRT 11 removed. True when the program runs (those
@@ -62,10 +56,7 @@ def major_version(version: str) -> int:
 
 
 def network_flags(*, strongly_typed: bool = True) -> int:
-    """``create_network`` flags: strongly typed on 11.x always, on 10.x unless the FP16-flag route is asked.
-
-    Explicit batch is the only mode of both versions, so no EXPLICIT_BATCH flag is passed.
-    """
+    """``create_network`` flags: strongly typed on 11.x always, on 10.x unless the FP16-flag route is asked."""
     import tensorrt as trt
 
     if major_version(trt.__version__) >= 11 or strongly_typed:
@@ -74,10 +65,7 @@ def network_flags(*, strongly_typed: bool = True) -> int:
 
 
 def enable_fp16_flag(config: trt.IBuilderConfig) -> None:
-    """The 10.x weakly typed route: let TensorRT choose fp16 kernels (``BuilderFlag.FP16``).
-
-    Raises ConfigError on 11.x, which has no such flag.
-    """
+    """The 10.x weakly typed route: let TensorRT choose fp16 kernels (``BuilderFlag.FP16``); ConfigError on 11.x."""
     import tensorrt as trt
 
     if major_version(trt.__version__) >= 11:
@@ -103,13 +91,11 @@ def pycuda_ready() -> bool:
 def deserialize_engine(
     plan: bytes, logger: trt.ILogger, *, host_code: bool
 ) -> tuple[trt.Runtime, trt.ICudaEngine | None]:
-    """A Runtime and the engine of ``plan`` (None when TensorRT refuses it; the reason is in the logger).
+    """A Runtime (it must outlive the engine) and the engine of ``plan``; None when refused (the logger says why).
 
-    ``host_code=True`` is for version-compatible plans: they embed TensorRT's lean runtime,
-    which TensorRT loads only when ``engine_host_code_allowed`` is set before
-    deserializing (TensorRT's "Version Compatibility"). sbdeploy sets it only for engines
-    its sidecar says were built version-compatible: host code in a plan is code to trust.
-    The runtime must outlive the engine.
+    ``host_code`` sets ``engine_host_code_allowed``, which the lean runtime of a
+    version-compatible plan needs; sbdeploy sets it only for engines its sidecar says were
+    built so: host code in a plan is code to trust.
     """
     import tensorrt as trt
 
@@ -117,6 +103,21 @@ def deserialize_engine(
     if host_code:
         runtime.engine_host_code_allowed = True
     return runtime, runtime.deserialize_cuda_engine(plan)
+
+
+def make_logger(messages: list[str]) -> trt.ILogger:
+    """A TensorRT logger that keeps warnings and errors (for messages) and drops the rest."""
+    import tensorrt as trt
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)  # pybind11 trampolines need the base initialised explicitly
+
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
+            if severity <= trt.ILogger.Severity.WARNING:
+                messages.append(f"[{severity.name}] {msg}")
+
+    return _Logger()
 
 
 def dims(shape: trt.Dims) -> tuple[int, ...]:

@@ -1,14 +1,10 @@
 """ONNX -> TensorRT engine: model preparation, optimization profiles, the build, the sidecar.
 
-Everything that does not need TensorRT is a plain function tested on the CPU:
-:func:`prepare_model` (the fp16 / int8 ONNX passes that TensorRT's strongly typed
-mode needs), :func:`compute_profiles` (min/opt/max shapes from the ONNX inputs and
-the batch options), :func:`precisions_from_layer_info` (the actual precisions,
-read back from the engine inspector's JSON, in TensorRT 10.x's schema or 11.x's).
-:func:`build_engine` strings them
-together around TensorRT: parse (errors node by node), configure, build with a
-progress callback, load and save the timing cache, and write the plan bytes and
-``NAME.engine.json`` atomically.
+What needs no TensorRT is a plain function tested on the CPU: :func:`prepare_model` (the
+fp16 / int8 passes strongly typed TensorRT needs), :func:`compute_profiles` and
+:func:`precisions_from_layer_info` (the engine inspector's JSON, TensorRT 10.x's schema or
+11.x's). :func:`build_engine` strings them together around TensorRT and writes the plan
+and ``NAME.engine.json`` atomically.
 """
 
 from __future__ import annotations
@@ -28,13 +24,13 @@ from sbdeploy._io import atomic_write_bytes, sha256_file
 from sbdeploy.backends.tensorrt import _compat
 from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, current_machine, sidecar_path, write_sidecar
 from sbdeploy.errors import ConfigError, EngineBuildError, OnnxModelError
+from sbdeploy.targets import PRECISIONS
 
 if TYPE_CHECKING:
     import onnx
     import tensorrt as trt
 
 Precision = Literal["fp32", "fp16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 # Called as progress(phase, step, num_steps); step == num_steps when a phase ends.
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -50,14 +46,11 @@ class BuildOptions:
     timing_cache: Path | None = None  # loaded before the build, saved back after it
     opt_level: int = 3  # builder_optimization_level, 0 (fast build) .. 5 (slow build, maybe faster engine)
     workspace_mib: int | None = None  # memory pool limit for tactics; None: TensorRT's default (all GPU memory)
-    tf32: bool = (
-        True  # TensorRT's and trtexec's default (fp32 convs/matmuls on TF32 tensor cores); --no-tf32 for strict fp32
-    )
+    tf32: bool = True  # TensorRT's and trtexec's default (fp32 on TF32 tensor cores); --no-tf32 for strict fp32
     version_compatible: bool = False  # runs on later TensorRT versions of the same major, a little slower
     fp16_flag: bool = False  # TensorRT 10.x only: weakly typed network + BuilderFlag.FP16 instead of an fp16 ONNX
 
-    def validate(self) -> None:
-        """Raise ConfigError on an impossible combination."""
+    def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
@@ -122,12 +115,7 @@ def onnx_input_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...
 
 
 def compute_profiles(model: onnx.ModelProto, options: BuildOptions) -> tuple[list[ProfileShape], list[str]]:
-    """One optimization profile: the batch (first) dimension spans min/opt/max; the others must be fixed.
-
-    Returns:
-        The profile's shapes, and notes for the user (e.g. a fixed batch that overrides the options).
-    """
-    options.validate()
+    """One optimization profile (the batch dimension spans min/opt/max; the others must be fixed), and notes."""
     profiles, notes = [], []
     for name, shape in onnx_input_shapes(model).items():
         if not shape:
@@ -155,8 +143,7 @@ def compute_profiles(model: onnx.ModelProto, options: BuildOptions) -> tuple[lis
 
 def has_qdq(model: onnx.ModelProto) -> bool:
     """True when the graph already holds QuantizeLinear/DequantizeLinear pairs (an int8 QDQ model)."""
-    ops = {n.op_type for n in model.graph.node}
-    return {"QuantizeLinear", "DequantizeLinear"} <= ops
+    return {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
 
 
 def prepare_model(
@@ -164,18 +151,14 @@ def prepare_model(
 ) -> PreparedModel:
     """The ONNX model TensorRT should parse for ``options.precision``.
 
-    TensorRT 11 (and 10 in the strongly typed mode sbdeploy uses) takes the precision
-    from the ONNX types: fp32 is the model as is; fp16 is the output of
-    :func:`sbdeploy.passes.to_fp16` (fp32 inputs and outputs kept); int8 is a QDQ model,
-    either given (already quantized) or made by :func:`sbdeploy.passes.quantize_int8`
-    from ``calibration`` (a float32 batch of representative inputs). Weights the graph computes
-    from stored ones (the grouped form stores each SB weight once and repeats it with ``Tile``)
-    are folded into initializers first, as ``polygraphy surgeon sanitize --fold-constants`` would:
-    TensorRT parses plain weights.
+    Strongly typed TensorRT takes the precision from the ONNX types: fp32 is the model as
+    is, fp16 :func:`sbdeploy.passes.to_fp16`'s output, int8 a QDQ model (given, or made by
+    :func:`sbdeploy.passes.quantize_int8` from ``calibration``, float32 representative
+    inputs). Weights the graph computes (the grouped form's ``Tile``) are folded into
+    initializers first, as ``polygraphy surgeon sanitize --fold-constants`` would.
     """
     from sbdeploy.passes.constant_folding import materialize_weights
 
-    options.validate()
     model = materialize_weights(model)
     if options.precision == "fp32":
         return PreparedModel(model, "strongly-typed")
@@ -228,21 +211,11 @@ def _precision_of(datatype: str) -> str:
 
 
 def _tensor_precision(tensor: dict[str, Any]) -> str:
-    """A layer tensor's precision in either schema.
-
-    TensorRT 10.x writes one ``Format/Datatype`` text ("Channel major FP16 format where ...");
-    TensorRT 11.x splits it into ``Format`` and a data-type field ("Half", "Float", "Int8"),
-    which is read first (NVIDIA's "Migrating IEngineInspector Usage from TensorRT 10.x to 11.x").
-    """
+    """A layer tensor's precision: 11.x's data-type field ("Half"), else 10.x's ``Format/Datatype`` text."""
     for key, value in tensor.items():
         if key.lower() == "datatype" and value is not None:
             return _precision_of(str(value))
     return _precision_of(str(tensor.get("Format/Datatype", tensor.get("Format", ""))))
-
-
-def _engine_information(info: dict[str, Any] | str) -> dict[str, Any]:
-    data = json.loads(info) if isinstance(info, str) else info
-    return data if isinstance(data, dict) else {}
 
 
 def precisions_from_layer_info(info: dict[str, Any] | str) -> dict[str, int]:
@@ -252,22 +225,15 @@ def precisions_from_layer_info(info: dict[str, Any] | str) -> dict[str, int]:
     inspector whose execution context has its input shapes set; otherwise TensorRT
     reports only layer names and every layer counts as "unknown".
     """
+    data = json.loads(info) if isinstance(info, str) else info
     counts: Counter[str] = Counter()
-    for layer in _engine_information(info).get("Layers", []):
+    for layer in data.get("Layers", []) if isinstance(data, dict) else []:
         if not isinstance(layer, dict):  # LAYER_NAMES_ONLY verbosity: a list of names
             counts["unknown"] += 1
             continue
         tensors = layer.get("Outputs") or layer.get("Inputs") or [{}]
         counts[_tensor_precision(tensors[0] if isinstance(tensors[0], dict) else {})] += 1
     return dict(sorted(counts.items()))
-
-
-def io_tensor_names(info: dict[str, Any] | str) -> tuple[str, ...]:
-    """The engine's I/O tensor names: 10.x's ``Bindings`` (names) or 11.x's ``I/O Tensors`` (objects)."""
-    data = _engine_information(info)
-    if "I/O Tensors" in data:
-        return tuple(str(t.get("Name", "")) for t in data["I/O Tensors"] if isinstance(t, dict))
-    return tuple(str(name) for name in data.get("Bindings", []))
 
 
 def format_parser_errors(errors: list[tuple[int, str, str, str]], path: Path) -> str:
@@ -280,19 +246,8 @@ def format_parser_errors(errors: list[tuple[int, str, str, str]], path: Path) ->
     return "\n".join(lines)
 
 
-def _make_logger(messages: list[str]) -> trt.ILogger:
-    """A TensorRT logger that keeps warnings and errors (for messages) and drops the rest."""
-    import tensorrt as trt
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)  # pybind11 trampolines need the base initialised explicitly
-
-        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            if severity <= trt.ILogger.Severity.WARNING:
-                messages.append(f"[{severity.name}] {msg}")
-
-    return _Logger()
+def _errors(messages: list[str]) -> str:
+    return "; ".join(m for m in messages if m.startswith(("[ERROR]", "[INTERNAL_ERROR]"))) or "no details logged"
 
 
 def _make_progress_monitor(progress: ProgressCallback) -> trt.IProgressMonitor:
@@ -322,17 +277,14 @@ def _make_progress_monitor(progress: ProgressCallback) -> trt.IProgressMonitor:
 def _read_back_precisions(
     serialized: bytes, profiles: list[ProfileShape], logger: trt.ILogger, messages: list[str], *, host_code: bool
 ) -> dict[str, int]:
-    """Deserialize the fresh engine and count its layers' precisions at the opt shapes.
-
-    Raises EngineBuildError when TensorRT cannot load what it just built: the engine would
-    not load for the runner either, so it is not written.
-    """
+    """The fresh engine's layers per precision at the opt shapes; EngineBuildError (nothing written) if it won't load."""
     import tensorrt as trt
 
     runtime, engine = _compat.deserialize_engine(serialized, logger, host_code=host_code)
     if engine is None:
-        details = "; ".join(m for m in messages if m.startswith(("[ERROR]", "[INTERNAL_ERROR]"))) or "no details logged"
-        raise EngineBuildError(f"TensorRT cannot load the engine it just built ({details}); nothing was written")
+        raise EngineBuildError(
+            f"TensorRT cannot load the engine it just built ({_errors(messages)}); nothing was written"
+        )
     context = engine.create_execution_context()
     for shape in profiles:
         context.set_input_shape(shape.name, _compat.to_dims(shape.opt))
@@ -377,7 +329,6 @@ def build_engine(
         EngineBuildError: TensorRT found no way to build the network.
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    options.validate()
     from sbdeploy.export.metadata import load_onnx, read_metadata  # lazily: importing the builder needs no onnx
 
     model = load_onnx(onnx_path)  # the user's input is checked first, on any machine
@@ -392,18 +343,16 @@ def build_engine(
     report = progress or (lambda phase, step, total: None)
 
     messages: list[str] = []
-    logger = _make_logger(messages)
+    logger = _compat.make_logger(messages)
     builder = trt.Builder(logger)
     network = builder.create_network(_compat.network_flags(strongly_typed=prepared.route != "fp16-flag"))
     parser = trt.OnnxParser(network, logger)
     report("parse ONNX", 0, 1)
     # `path` is the model file's path (for external weights), as TensorRT's OnnxParser.parse documents.
     if not parser.parse(prepared.model.SerializeToString(), str(onnx_path)):
-        errors = []
-        for i in range(parser.num_errors):
-            error = parser.get_error(i)
-            errors.append((int(error.node()), str(error.node_name()), str(error.node_operator()), str(error.desc())))
-        raise OnnxModelError(format_parser_errors(errors, onnx_path))
+        errors = [parser.get_error(i) for i in range(parser.num_errors)]
+        details = [(int(e.node()), str(e.node_name()), str(e.node_operator()), str(e.desc())) for e in errors]
+        raise OnnxModelError(format_parser_errors(details, onnx_path))
     report("parse ONNX", 1, 1)
 
     config = builder.create_builder_config()
@@ -442,8 +391,7 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     build_time = time.perf_counter() - start
     if serialized is None:
-        details = "; ".join(m for m in messages if m.startswith(("[ERROR]", "[INTERNAL_ERROR]"))) or "no details logged"
-        raise EngineBuildError(f"TensorRT could not build {onnx_path} ({options.precision}): {details}")
+        raise EngineBuildError(f"TensorRT could not build {onnx_path} ({options.precision}): {_errors(messages)}")
     plan = bytes(memoryview(serialized))
 
     if options.timing_cache is not None:

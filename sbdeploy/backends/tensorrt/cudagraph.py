@@ -1,16 +1,10 @@
 """CUDA graphs around TensorRT's ``execute_async_v3``, through cuda-python's runtime API.
 
-TensorRT's guide ("CUDA Graphs"): after an input shape change, call
-``execute_async_v3`` once outside capture (it updates internal state), then capture
-one ``execute_async_v3`` on the same stream into a graph, instantiate it, and launch
-the graph instead of enqueueing; a new input shape needs a new capture.
-
-Released pycuda (checked up to v2026.1) has no stream-capture API (``Stream.begin_capture``
-exists only in an unmerged pull request, inducer/pycuda#424), so the capture goes
-through ``cuda.bindings.runtime`` (NVIDIA's ``cuda-python``), which works on pycuda's
-streams: both share the device's primary context (``pycuda.autoprimaryctx``) and a
-stream is a plain handle. cuda-python is optional; without it, or when a capture
-fails, :class:`GraphCaptureError` says why and the runner goes on without graphs.
+As TensorRT's guide ("CUDA Graphs") asks: after a shape change, one plain
+``execute_async_v3``, then one captured into a graph that is launched instead. Released
+pycuda has no stream capture (inducer/pycuda#424 is unmerged), so ``cuda.bindings.runtime``
+(the optional ``cuda-python``) captures on pycuda's stream handle, in the primary context
+both share. Without it, or when a capture fails, :class:`GraphCaptureError` says why.
 """
 
 from __future__ import annotations
@@ -39,11 +33,6 @@ def cuda_python_available() -> bool:
         return False
 
 
-def _require() -> None:
-    if not cuda_python_available():
-        raise GraphCaptureError(NO_CUDA_PYTHON)
-
-
 def _check(error: cudart.cudaError_t, what: str) -> None:
     """Raise GraphCaptureError naming ``what`` unless ``error`` is cudaSuccess."""
     from cuda.bindings import runtime as rt
@@ -62,16 +51,13 @@ class CapturedGraph:
 
     @classmethod
     def capture(cls, stream: int, enqueue: Callable[[], bool]) -> CapturedGraph:
-        """Capture what ``enqueue()`` puts on ``stream`` (a CUDA stream handle) into a graph.
+        """Capture what ``enqueue()`` (False: failed) puts on ``stream`` into a graph; GraphCaptureError if it can't.
 
-        ``enqueue`` must already have run once outside capture with the same shapes
-        (TensorRT's rule) and returns False on failure. The capture is always ended,
-        so the stream stays usable when it fails.
-
-        Raises:
-            GraphCaptureError: no cuda-python, or CUDA/TensorRT refused the capture.
+        ``enqueue`` must have run once outside capture at these shapes; the capture is
+        always ended, so the stream stays usable when it fails.
         """
-        _require()
+        if not cuda_python_available():
+            raise GraphCaptureError(NO_CUDA_PYTHON)
         from cuda.bindings import runtime as rt
 
         (error,) = rt.cudaStreamBeginCapture(stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal)

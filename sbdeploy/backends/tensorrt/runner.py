@@ -1,21 +1,12 @@
 """The TensorRT runner: a plan file -> ``infer(feed)``, with pycuda buffers and one CUDA stream.
 
-Before deserializing, the runner reads the engine's sidecar and refuses an engine
-built for another TensorRT version or GPU (naming both sides and the rebuild
-command); without a sidecar (an engine from trtexec) TensorRT's own refusal is
-read (:func:`~.sidecar.read_load_failure`) and turned into the same kind of message.
-A version-compatible engine (so its sidecar says) is deserialized with
-``engine_host_code_allowed`` set, as TensorRT requires for the lean runtime it embeds. Buffers are sized once for the profile's
-largest shapes: device memory from ``cuda.mem_alloc``, page-locked host memory for
-the asynchronous copies. Each batch sets its input shapes (checked against the
-profile first), binds tensor addresses and runs ``execute_async_v3``.
-
-With ``cuda_graph=True`` the first run at each input shape enqueues normally, then
-captures ``execute_async_v3`` into a CUDA graph (:mod:`.cudagraph`); later runs at
-that shape launch the graph. When capture fails, the runner says why in
-:attr:`TrtRunner.notes` and goes on enqueueing. :meth:`TrtRunner.timed_call` records
-CUDA events on the runner's stream around the enqueue (or graph launch): the compute
-time, apart from the end-to-end run with its host-to-device and device-to-host copies.
+An engine whose sidecar names another TensorRT version or GPU is refused before it is
+deserialized (without a sidecar, TensorRT's own refusal is read: :func:`~.sidecar.read_load_failure`).
+Buffers are sized once for the profile's largest shapes (device memory, page-locked host
+memory); each batch sets its input shapes, checked against the profile, and runs
+``execute_async_v3``, or with ``cuda_graph=True`` replays it as a CUDA graph captured once
+per input shape (:mod:`.cudagraph`). :meth:`TrtRunner.timed_call` times the enqueue with
+CUDA events, apart from the copies.
 """
 
 from __future__ import annotations
@@ -60,7 +51,6 @@ class ProfileRange:
     max: tuple[int, ...]
 
     def check(self, shape: tuple[int, ...]) -> None:
-        """InputError unless every dimension of ``shape`` lies within [min, max]."""
         if len(shape) != len(self.min) or any(not lo <= d <= hi for d, lo, hi in zip(shape, self.min, self.max)):
             raise InputError(
                 f"trt: input {self.name!r} of shape {_fmt(shape)} is outside the engine's profile "
@@ -70,7 +60,7 @@ class ProfileRange:
 
 
 def load_refusal(engine_path: Path, tensorrt_version: str, log: list[str]) -> str:
-    """The message for an engine TensorRT refused to deserialize: what TensorRT's log says it was built for, and the fix."""
+    """The message for an engine TensorRT refused to deserialize: what its log says the engine was built for, the fix."""
     rebuild = f"rebuild it here with sbdeploy build-engine MODEL.onnx -o {engine_path}"
     failure = read_load_failure(log)
     if failure is not None:
@@ -124,10 +114,7 @@ class TrtRunner(Runner):
         if sidecar is not None:
             check_compatible(self.engine_path, sidecar, current_machine())
             check_engine_hash(self.engine_path, sidecar)
-
-        from sbdeploy.backends.tensorrt.builder import _make_logger
-
-        logger = _make_logger(self._messages)
+        logger = _compat.make_logger(self._messages)
         host_code = sidecar is not None and sidecar.version_compatible
         runtime, engine = _compat.deserialize_engine(self.engine_path.read_bytes(), logger, host_code=host_code)
         if engine is None:
@@ -168,11 +155,7 @@ class TrtRunner(Runner):
         return self._run(feed)
 
     def timed_call(self, feed: Feed) -> TimedCall:
-        """One end-to-end run per call (copies in, enqueue or graph launch, copies out, sync).
-
-        Returns the milliseconds between two CUDA events recorded on the stream around
-        the enqueue (or graph launch): the GPU compute time without the copies.
-        """
+        """One end-to-end run per call, returning the GPU milliseconds of the enqueue (CUDA events), without the copies."""
         import pycuda.driver as cuda
 
         if not self.is_active:
@@ -250,8 +233,6 @@ class TrtRunner(Runner):
         for allocation in self._device.values():
             allocation.free()
         self._device, self._host = {}, {}
-        self._context = self._engine = self._stream = (
-            None  # the context goes before the engine, the engine before the runtime
-        )
+        self._context = self._engine = self._stream = None  # the context before the engine, before the runtime
         self._runtime = self._logger = None
         self._specs, self._ranges, self._outputs = [], {}, []

@@ -1,15 +1,11 @@
 """The engine sidecar ``NAME.engine.json``: what an engine was built with, checked before it is loaded.
 
-A TensorRT plan only runs on the TensorRT version (all four parts, build number
-included) and the GPU compute capability it was built for, unless it was built
-version-compatible (then: the same or a later TensorRT of its major version, or a
-TensorRT 11 runtime for a TensorRT 10 plan; NVIDIA's "Engine Compatibility"). Loaded
-elsewhere, TensorRT logs an API usage error and returns nothing. The sidecar records
-both sides (and the precisions, profiles, builder options, TF32 and hashes), so the
-runner can refuse an engine up front with a message naming the build machine, this
-machine, and the command that fixes it; without a sidecar, :func:`read_load_failure`
-reads TensorRT's own refusal. The engine file itself stays plain plan bytes, loadable
-by trtexec and Triton.
+A TensorRT plan runs only on the TensorRT version (build number included) and the GPU
+compute capability it was built for (NVIDIA's "Engine Compatibility"; a version-compatible
+plan also on later versions). The sidecar records the build machine, precisions, profiles,
+I/O, builder options and hashes, so an engine is refused up front with a message naming
+both machines and the fix; without a sidecar, :func:`read_load_failure` reads TensorRT's
+own refusal. The engine file stays plain plan bytes, loadable by trtexec and Triton.
 """
 
 from __future__ import annotations
@@ -21,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sbdeploy._io import version_tuple
-from sbdeploy.checkpoint import atomic_write_bytes, sha256_file
+from sbdeploy import environment
+from sbdeploy._io import atomic_write_bytes, sha256_file, version_tuple
 from sbdeploy.errors import BackendUnavailableError, EngineMismatchError
 
 FORMAT = "sbdeploy-engine-sidecar"
@@ -59,9 +55,7 @@ class EngineSidecar:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     built_at: str = ""  # ISO 8601, UTC
     sbdeploy_version: str = ""
-    onnx_metadata: dict[str, Any] = field(
-        default_factory=dict
-    )  # the ONNX's sbdeploy.* metadata (arch, target, input shape...)
+    onnx_metadata: dict[str, Any] = field(default_factory=dict)  # the ONNX's sbdeploy.* metadata (arch, target...)
 
     @property
     def tf32(self) -> bool:
@@ -102,7 +96,6 @@ def sidecar_path(engine_path: str | Path) -> Path:
 
 
 def write_sidecar(engine_path: str | Path, sidecar: EngineSidecar) -> Path:
-    """Write the sidecar beside the engine, atomically."""
     path = sidecar_path(engine_path)
     atomic_write_bytes(path, (json.dumps(sidecar.to_json(), indent=2) + "\n").encode())
     return path
@@ -127,31 +120,23 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar | None:
 CROSS_MAJOR_COMPATIBLE = {(10, 11), (8, 10)}
 
 
-def version_compatible_runs_on(built: str, here: str) -> bool:
-    """Whether a version-compatible plan built with TensorRT ``built`` loads in TensorRT ``here``."""
-    b, h = version_tuple(built), version_tuple(here)
-    if not b or not h or h < b:
-        return False
-    return b[0] == h[0] or (b[0], h[0]) in CROSS_MAJOR_COMPATIBLE
-
-
 def check_compatible(engine_path: str | Path, sidecar: EngineSidecar, here: MachineInfo) -> None:
     """Raise EngineMismatchError unless an engine built as ``sidecar`` says can run on ``here``.
 
-    The rules are TensorRT's: exactly the TensorRT version that built it (major.minor.patch.build),
-    or, for an engine built with ``--version-compatible``, that version or a later one of the
-    same major, or a TensorRT 11 runtime for a TensorRT 10 engine; and always the same compute
-    capability (a different GPU model of the same capability is fine).
+    TensorRT's rules: exactly the TensorRT version that built it, or for a version-compatible
+    engine that version, a later one of its major, or a later major of CROSS_MAJOR_COMPATIBLE;
+    and always the same compute capability (another GPU model of it is fine).
     """
     built = sidecar.built_on
+    b, h = version_tuple(built.tensorrt_version), version_tuple(here.tensorrt_version)
     problems = []
     if sidecar.version_compatible:
-        if not version_compatible_runs_on(built.tensorrt_version, here.tensorrt_version):
+        if not b or not h or h < b or (b[0] != h[0] and (b[0], h[0]) not in CROSS_MAJOR_COMPATIBLE):
             problems.append(
                 "a version-compatible engine runs on the TensorRT that built it or a newer one of the same major "
                 "version (a TensorRT 10 engine also on TensorRT 11), never on an older one"
             )
-    elif version_tuple(built.tensorrt_version) != version_tuple(here.tensorrt_version):
+    elif b != h:
         problems.append("engines run only on the TensorRT version that built them, build number included")
     if built.compute_capability != here.compute_capability:
         problems.append("engines run only on GPUs of the compute capability they were built for")
@@ -206,8 +191,6 @@ def check_engine_hash(engine_path: str | Path, sidecar: EngineSidecar) -> None:
 
 def current_machine() -> MachineInfo:
     """This machine's TensorRT and GPU (:func:`sbdeploy.environment.gpu_stack`); BackendUnavailableError without them."""
-    from sbdeploy import environment
-
     stack = environment.gpu_stack()
     if stack.tensorrt is None:
         raise BackendUnavailableError(stack.tensorrt_problem or environment.NO_TENSORRT)
@@ -215,10 +198,5 @@ def current_machine() -> MachineInfo:
         raise BackendUnavailableError(
             f"{environment.NO_GPU}; TensorRT engines need an NVIDIA GPU: to run on this machine use the ONNX Runtime backend: --backends ort-cpu"
         )
-    return MachineInfo(
-        stack.tensorrt,
-        stack.gpu_name,
-        stack.compute_capability,
-        stack.cuda_runtime or "unknown",
-        stack.cuda_driver or "unknown",
-    )
+    cuda = (stack.cuda_runtime or "unknown", stack.cuda_driver or "unknown")
+    return MachineInfo(stack.tensorrt, stack.gpu_name, stack.compute_capability, *cuda)
