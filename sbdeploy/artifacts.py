@@ -1,25 +1,15 @@
-"""Deploy artifacts: which files a run needs, making each once, and reading any such file back.
+"""Deploy artifacts: which files a run needs, and making each once.
 
-The one code path from a network to the files that are validated, timed and served:
-
-* :func:`plan_artifacts` lists the files for some models, backends, batch sizes and
-  precisions, from the deploy-target table (:mod:`sbdeploy.targets`): per backend the
-  target it runs (or a forced one), one file per batch size for a per-batch target
-  (``model.ort-cpu.b1.fp32.onnx``), one dynamic-batch file otherwise, and for ``trt`` an
-  engine (``model.trt.fp16.engine``) built from the target's fp32 ONNX, with one profile
-  (min 1, opt = max = the largest batch) that serves every batch size. Equal file names
-  are planned once.
-* :func:`make_artifacts` writes them into one folder: one export (one trace) per
-  (model, target, batch), every precision converted from it; each engine from its ONNX
-  with the target's build options. With ``tune``, a tunable target's fixed-batch files
-  are tuned instead (:func:`sbdeploy.tune.tune_export`: every candidate form and session
-  setting timed on this machine, the fastest written with its record).
-* :func:`describe_file` reads a file back (an ``.onnx`` by its ``sbdeploy.*`` metadata, an
-  engine by its sidecar): model, options, input shape, batch, precision, target, sha256.
-
-``sbdeploy pipeline`` makes its artifacts here in the run folder; ``sbdeploy bench`` and
-``sbdeploy validate`` given a checkpoint or zoo name make theirs here too, and given files
-read them with :func:`describe_file`.
+:func:`plan_artifacts` lists the files for some models, backends, batch sizes and
+precisions from the deploy-target table (:mod:`sbdeploy.targets`): per backend the target
+it runs (or a forced one), one file per batch size for a per-batch target
+(``model.ort-cpu.b1.fp32.onnx``), one dynamic-batch file otherwise, and for ``trt`` an
+engine built from the target's fp32 ONNX with one profile that serves every batch size.
+Equal file names are planned once. :func:`make_artifacts` writes them into one folder:
+one export (one trace) per (model, target, batch), every precision converted from it, a
+tunable target's fixed-batch files tuned on this machine where asked
+(:func:`sbdeploy.tune.tune_export`), each engine from its ONNX. :class:`sbdeploy.flow.Flow`
+is the one caller.
 """
 
 from __future__ import annotations
@@ -31,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from sbdeploy.errors import ConfigError
+from sbdeploy.export.onnx_export import export_source
 from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.targets import (
     CANONICAL,
@@ -39,11 +30,11 @@ from sbdeploy.targets import (
     get_target,
     target_for,
 )
+from sbdeploy.tune import TuneOptions, TuneResult, tune_export
 
 if TYPE_CHECKING:
     from sbdeploy.calibration import Calibration
     from sbdeploy.checkpoint import Checkpoint
-    from sbdeploy.tune import TuneOptions, TuneResult
 
 Progress = Callable[[str, int, int], None]
 """Called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)."""
@@ -51,32 +42,18 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class ArtifactPlan:
-    """One file to make: an ONNX export, or a TensorRT engine built from one.
-
-    Attributes:
-        kind: ``"onnx"`` or ``"engine"``.
-        model: the model's label.
-        stem: the model's file-name stem (``model``, ``baseline``; in bench, the label).
-        filename: the file's name in the folder (its identity: equal names are made once).
-        target: the deploy target whose form the file holds.
-        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (both keep fp32 inputs and outputs; int8 is
-            quantized by the target's recipe, an int8 engine built from that QDQ file).
-        batch: a fixed batch (per-batch targets); None: dynamic.
-        profile: an engine's batch profile (min, opt, max), covering every batch size timed.
-        source: an engine's ONNX filename.
-        backends: the backends that run this file.
-    """
+    """One file to make: an ONNX export, or a TensorRT engine built from one."""
 
     kind: Literal["onnx", "engine"]
-    model: str
-    stem: str
-    filename: str
+    model: str  # the model's label
+    stem: str  # its file-name stem (model, baseline; in bench, the label)
+    filename: str  # the file's identity: equal names are made once
     target: str
-    precision: str
-    batch: int | None = None
-    profile: tuple[int, int, int] | None = None
-    source: str | None = None
-    backends: tuple[str, ...] = ()
+    precision: str  # fp32, fp16 or int8 (an int8 engine is built from the target's QDQ file)
+    batch: int | None = None  # a fixed batch (per-batch targets); None: dynamic
+    profile: tuple[int, int, int] | None = None  # an engine's (min, opt, max) batch, covering every batch timed
+    source: str | None = None  # an engine's ONNX file name
+    backends: tuple[str, ...] = ()  # the backends that run it
 
 
 Uses = dict[tuple[str, str, int, str], str]
@@ -109,19 +86,11 @@ def plan_artifacts(
     precisions: Sequence[str] = ("fp32",),
     target: str | None = None,
 ) -> tuple[list[ArtifactPlan], Uses]:
-    """Which ONNX files and engines some models need on some backends, each planned once.
+    """Which files ``models`` ((label, file stem) pairs) need on ``backends`` (torch needs none), each planned once.
 
-    Args:
-        models: (label, file stem) of each model.
-        backends: backends to plan for (``torch*`` need no file and are skipped).
-        batches: batch sizes to time.
-        precisions: precisions to make (each must be offered by the targets involved).
-        target: one target for every backend (it must run on each); default: each
-            backend's own (:data:`sbdeploy.targets.BACKEND_TARGETS`).
-
-    Returns:
-        The plans in build order (an engine after its ONNX), and which file each
-        (model, backend, batch, precision) runs.
+    ``target`` forces one target for every backend (it must run on each). Returns the plans
+    in build order (an engine after its ONNX) and which file each (model, backend, batch,
+    precision) runs.
     """
     engine_profile(batches)  # refuses empty or non-positive batch lists
     plans: dict[str, ArtifactPlan] = {}
@@ -152,15 +121,28 @@ def plan_artifacts(
                     onnx_name = artifact_filename(stem, deploy.name, source)
                     add(ArtifactPlan("onnx", label, stem, onnx_name, deploy.name, source), None)
                     engine = ArtifactPlan(
-                        "engine", label, stem, artifact_filename(stem, deploy.name, precision, engine=True), deploy.name, precision,
-                        profile=engine_profile(batches), source=onnx_name,
-                    )  # fmt: skip
+                        "engine",
+                        label,
+                        stem,
+                        artifact_filename(stem, deploy.name, precision, engine=True),
+                        deploy.name,
+                        precision,
+                        profile=engine_profile(batches),
+                        source=onnx_name,
+                    )
                     name = add(engine, backend)
                     uses.update({(label, backend, b, precision): name for b in batches})
                 elif deploy.per_batch:
                     for b in batches:
-                        plan = ArtifactPlan("onnx", label, stem, artifact_filename(stem, deploy.name, precision, batch=b),
-                                            deploy.name, precision, batch=b)  # fmt: skip
+                        plan = ArtifactPlan(
+                            "onnx",
+                            label,
+                            stem,
+                            artifact_filename(stem, deploy.name, precision, batch=b),
+                            deploy.name,
+                            precision,
+                            batch=b,
+                        )
                         uses[(label, backend, b, precision)] = add(plan, backend)
                 else:
                     plan = ArtifactPlan(
@@ -183,22 +165,12 @@ def make_artifacts(
     tune: TuneOptions | None = None,
     tuned: dict[str, TuneResult] | None = None,
 ) -> dict[str, DeployFile]:
-    """Write every planned file into ``folder``, each once; return them by filename.
+    """Write every planned file into ``folder``, each once; return them by file name.
 
-    Args:
-        plans: from :func:`plan_artifacts` (engines after their ONNX).
-        sources: the network of each model label.
-        folder: where the files go (created if needed).
-        input_sizes: (H, W) per model label (default: each source's own).
-        calibration: int8 calibration inputs per model label (:func:`sbdeploy.calibration.calibration_for`);
-            needed when an int8 file is planned.
-        on_progress: called as ``(stage, done, total)``.
-        tune: tune the fixed-batch files of tunable targets with these options (None: each
-            target's rule chooses the form, untimed).
-        tuned: filled with each tuned file's :class:`~sbdeploy.tune.TuneResult`, by filename.
+    ``sources``, ``input_sizes`` and ``calibration`` (needed by an int8 file) are per model
+    label. With ``tune`` the fixed-batch files of a tunable target are tuned (each record
+    into ``tuned``, by file name); without, the target's rule chooses the form.
     """
-    from sbdeploy.export.onnx_export import export_source
-
     folder = Path(folder)
     made: dict[str, DeployFile] = {}
     exports: dict[tuple[str, str, int | None], dict[str, Path]] = {}
@@ -215,17 +187,28 @@ def make_artifacts(
         size = (input_sizes or {}).get(model)
         plain = dict(outputs)
         if tune is not None and batch is not None and get_target(target).tunable:  # int8 files keep the rule's form
-            from sbdeploy.tune import tune_export
-
             timed = {p: o for p, o in outputs.items() if p != "int8"}
             plain = {p: o for p, o in outputs.items() if p not in timed}
-            results = tune_export(sources[model], timed, target=target, batch=batch, input_size=size, options=tune,
-                                  on_progress=on_progress)  # fmt: skip
+            results = tune_export(
+                sources[model],
+                timed,
+                target=target,
+                batch=batch,
+                input_size=size,
+                options=tune,
+                on_progress=on_progress,
+            )
             if tuned is not None:
                 tuned.update({outputs[p].name: result for p, (_, result) in results.items()})
         if plain:
-            export_source(sources[model], plain, target=target, batch="dynamic" if batch is None else batch, input_size=size,
-                          calibration=(calibration or {}).get(model))  # fmt: skip
+            export_source(
+                sources[model],
+                plain,
+                target=target,
+                batch="dynamic" if batch is None else batch,
+                input_size=size,
+                calibration=(calibration or {}).get(model),
+            )
         made.update({p.name: describe_file(p) for p in outputs.values()})
     for plan in plans:
         if plan.kind == "engine":

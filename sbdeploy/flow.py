@@ -61,26 +61,18 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class Flow:
-    """The files some models need on some backends, batch sizes and precisions, and what was made of them.
+    """The files some models need on some backends, batch sizes and precisions, and what was made of them."""
 
-    Attributes:
-        models: the networks (an SB network's baseline among them, as :func:`sbdeploy.sources.resolve_models` adds it).
-        plans: the files to make, each once (:func:`sbdeploy.artifacts.plan_artifacts`).
-        uses: which file each (model, backend, batch, precision) runs.
-        made: the files on disk so far, by file name.
-        tuned: the tuning record of each tuned file, by file name.
-    """
-
-    models: list[Model]
+    models: list[Model]  # an SB network's baseline among them (sbdeploy.sources.resolve_models)
     backends: tuple[str, ...]
     batches: tuple[int, ...]
     precisions: tuple[str, ...]
     target: str | None
-    plans: list[ArtifactPlan]
-    uses: Uses
+    plans: list[ArtifactPlan]  # each file once (sbdeploy.artifacts.plan_artifacts)
+    uses: Uses  # which file each (model, backend, batch, precision) runs
     calibration: dict[str, Calibration] | None = None
-    made: dict[str, DeployFile] = field(default_factory=dict)
-    tuned: dict[str, TuneResult] = field(default_factory=dict)
+    made: dict[str, DeployFile] = field(default_factory=dict)  # the files on disk, by name
+    tuned: dict[str, TuneResult] = field(default_factory=dict)  # each tuned file's record, by name
 
     @classmethod
     def plan(
@@ -242,25 +234,13 @@ def run_bench(
     workdir: str | Path | None = None,
     on_progress: Progress | None = None,
 ) -> BenchReport:
-    """``sbdeploy bench``: time every model on every backend at every batch size.
+    """``sbdeploy bench``: time every model (zoo name, checkpoint folder, ``.onnx`` file, engine) on every backend.
 
-    Args:
-        specs: zoo names, checkpoint folders, ``.onnx`` files, TensorRT engines.
-        backends: backend names (see :data:`BACKENDS`); default: :data:`DEFAULT_BACKENDS` for
-            checkpoints and zoo names, each file's own backend for files.
-        batches: batch sizes (a fixed-batch file is timed at its own batch).
-        plan: warm-up and measuring lengths (default: adaptive, :class:`~sbdeploy.bench.timing.TimingPlan`).
-        threads: intra-op threads for torch and ort-cpu (None: the library default).
-        input_size: H, W of every checkpoint or zoo model (default: each model's own).
-        target: one deploy target for every backend's artifacts (default: each backend's own).
-        add_baselines: also time the baseline of every SB checkpoint or zoo model.
-        precisions: the precisions to make and time (torch always runs fp32).
-        calibration: int8 calibration SOURCE for the checkpoints and zoo names (default: the dataset a
-            checkpoint of the run names).
-        cuda_graph: ``trt`` replays each enqueue as a CUDA graph (noted in the report when capture fails).
-        workdir: keep the made artifacts in this folder (default: a temporary one, removed after).
-        on_progress: called as ``(stage, done, total)`` while artifacts are made (total 0: unknown)
-            and after each timed round (done of 1000: the share of the plan done).
+    Checkpoints and zoo names get their files made (into ``workdir``, else a temporary folder)
+    for ``backends`` (default :data:`DEFAULT_BACKENDS`), each SB network beside its baseline
+    (``add_baselines``); a given file is timed as it is, on its own backend unless told, at
+    its own batch when fixed. ``on_progress`` gets ``(stage, done, total)`` while files are
+    made and after each timed round (done of 1000).
     """
     if not specs:
         raise ConfigError("give at least one model (zoo name, checkpoint folder, .onnx file or engine)")
@@ -312,27 +292,16 @@ def run_bench(
 
 @dataclass(frozen=True)
 class ValidateOptions:
-    """What ``sbdeploy validate`` makes and how it judges; combinations it cannot honour are refused here.
+    """What ``sbdeploy validate`` makes and how it judges; combinations it cannot honour are refused here."""
 
-    Attributes:
-        backends: the ONNX Runtime providers that run the ONNX files.
-        target: without files, make this deploy target's files (default: each backend's own).
-        batches: without files, the batch sizes of the per-batch files.
-        precisions: without files, the precisions to make (fp32 first).
-        calibration: int8 calibration SOURCE (default: the checkpoint's dataset).
-        data: real images (default: the checkpoint's dataset).
-        limit: use at most this many real images.
-        atol, rtol: override every target's and precision's tolerance.
-    """
-
-    backends: tuple[str, ...] = ("ort-cpu",)
-    target: str | None = None
-    batches: tuple[int, ...] = (1, 8)
-    precisions: tuple[str, ...] = ("fp32",)
-    calibration: str | None = None
-    data: str | None = None
-    limit: int | None = None
-    atol: float | None = None
+    backends: tuple[str, ...] = ("ort-cpu",)  # the ONNX Runtime providers that run the ONNX files
+    target: str | None = None  # without files: make this target's files (default: each backend's own)
+    batches: tuple[int, ...] = (1, 8)  # without files: the batch sizes of the per-batch files
+    precisions: tuple[str, ...] = ("fp32",)  # without files: the precisions to make, fp32 first
+    calibration: str | None = None  # int8 calibration SOURCE; default: the checkpoint's dataset
+    data: str | None = None  # real images; default: the checkpoint's dataset
+    limit: int | None = None  # at most this many real images
+    atol: float | None = None  # atol and rtol override every target's and precision's tolerance
     rtol: float | None = None
 
     def __post_init__(self) -> None:
@@ -369,15 +338,10 @@ def run_validate(
 ) -> ValidationReport:
     """``sbdeploy validate``: the checkpoint's PyTorch code against the given files, or against the files it makes.
 
-    Args:
-        checkpoint: the reference (checkpoint folder).
-        onnx, engines: the files to judge; none: make the deploy files bench would time for ``options.backends``.
-        workdir: keep the made files in this folder (default: a temporary one).
-        save_outputs: keep every output in this folder (:meth:`~sbdeploy.validate.run.RunResults.save`), to judge
-            again with :func:`judge_saved`.
-
-    Raises:
-        ArtifactError: a given file was made from another model than the checkpoint (said before anything runs).
+    Without ``onnx``/``engines`` the files bench would time for ``options.backends`` are made
+    (into ``workdir``, else a temporary folder). ``save_outputs`` keeps every output, to be
+    judged again by :func:`judge_saved`. A given file made from another model than the
+    checkpoint is refused (ArtifactError) before anything runs.
     """
     if (onnx or engines) and "int8" in options.precisions:
         raise ConfigError(
@@ -431,33 +395,19 @@ TUNED_DEFAULT = "ort-cpu"
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What ``sbdeploy export`` writes; combinations it cannot honour are refused here.
+    """What ``sbdeploy export`` writes; combinations it cannot honour are refused here."""
 
-    Attributes:
-        target: the deploy target (default: the canonical ``grouped``; with ``tune``: :data:`TUNED_DEFAULT`).
-        precisions: the precisions asked for (fp32 first); the file is written in the last one.
-        batch: ``"dynamic"`` or a fixed batch size.
-        input_size: (H, W); default: the checkpoint's.
-        opset: the target ONNX opset.
-        passes: graph passes by name (default: the target's).
-        calibration: int8 calibration SOURCE (default: the checkpoint's dataset).
-        tune: time every candidate form and session setting and write the fastest.
-        tune_budget: with ``tune``, seconds of timed turns per stage at most.
-        threads: with ``tune``, the thread budget.
-        variants: with ``tune``, the target's variants to try besides its own form (None: all).
-    """
-
-    target: str | None = None
-    precisions: tuple[str, ...] = ("fp32",)
+    target: str | None = None  # default: the canonical grouped form; with tune, TUNED_DEFAULT
+    precisions: tuple[str, ...] = ("fp32",)  # fp32 first; the file is written in the last one
     batch: str | int = "dynamic"
-    input_size: tuple[int, int] | None = None
+    input_size: tuple[int, int] | None = None  # (H, W); default: the checkpoint's
     opset: int = 17
-    passes: tuple[str, ...] | None = None
-    calibration: str | None = None
-    tune: bool = False
-    tune_budget: float = 10.0
-    threads: int | None = None
-    variants: tuple[str, ...] | None = None
+    passes: tuple[str, ...] | None = None  # default: the target's
+    calibration: str | None = None  # int8 calibration SOURCE; default: the checkpoint's dataset
+    tune: bool = False  # time every candidate form and session setting, write the fastest
+    tune_budget: float = 10.0  # seconds of timed turns per tuning stage at most
+    threads: int | None = None  # the tuning thread budget
+    variants: tuple[str, ...] | None = None  # the variants tuning tries besides the target's form (None: all)
 
     def __post_init__(self) -> None:
         if "fp16" in self.precisions and "int8" in self.precisions:

@@ -47,38 +47,20 @@ Outcome = tuple[bool, str, tuple[str, ...], bool]
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    """Knobs of the pipeline run; combinations it cannot honour are refused when they are made.
+    """Knobs of the pipeline run; combinations it cannot honour are refused when they are made."""
 
-    Attributes:
-        fp16: also make, validate and bench fp16 artifacts.
-        int8: also make, validate and bench int8 artifacts (each target's recipe).
-        calibration: int8 calibration SOURCE (a data source or a .npy); default: the checkpoint's dataset.
-        batches: bench batch sizes (the ort-cpu form is made once per batch).
-        iters: bench timed runs per model (None: the adaptive length, see ``budget_s``).
-        budget_s: bench seconds of timed turns per backend and batch, at most, for the adaptive length.
-        warmup_iters: bench warm-up runs per model.
-        threads: intra-op threads for torch and ONNX Runtime CPU.
-        limit: use at most this many real images in validation.
-        baseline: the baseline to bench against (checkpoint folder or zoo name); default:
-            the registry's baseline of the source's architecture, random weights.
-        target: one deploy target for every backend (default: each backend's own).
-        tune: time the candidate forms and session settings of every ort-cpu file on this
-            machine and keep the fastest (``tuning.md`` reports them); None: each target's
-            rule chooses the form. Its ``threads`` default to the run's.
-    """
-
-    fp16: bool = False
-    int8: bool = False
-    calibration: str | None = None
-    batches: tuple[int, ...] = (1, 8)
-    iters: int | None = None
-    budget_s: float = DEFAULT_BUDGET_S
+    fp16: bool = False  # also make, validate and bench fp16 files
+    int8: bool = False  # also make, validate and bench int8 files (each target's recipe)
+    calibration: str | None = None  # int8 calibration SOURCE (data source or .npy); default: the checkpoint's dataset
+    batches: tuple[int, ...] = (1, 8)  # bench batch sizes (the ort-cpu form is made once per batch)
+    iters: int | None = None  # bench timed runs per model (None: adaptive, at most budget_s)
+    budget_s: float = DEFAULT_BUDGET_S  # bench seconds of timed turns per backend and batch, at most
     warmup_iters: int = 5
-    threads: int | None = None
-    limit: int | None = None
-    baseline: str | None = None
-    target: str | None = None
-    tune: TuneOptions | None = None
+    threads: int | None = None  # intra-op threads of torch and ONNX Runtime CPU
+    limit: int | None = None  # validate on at most this many real images
+    baseline: str | None = None  # checkpoint folder or zoo name; default: the registry's baseline, random weights
+    target: str | None = None  # one deploy target for every backend (default: each backend's own)
+    tune: TuneOptions | None = None  # time every ort-cpu file's candidate forms, keep the fastest (tuning.md)
 
     def __post_init__(self) -> None:
         if self.calibration is not None and not self.int8:

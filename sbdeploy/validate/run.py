@@ -22,11 +22,13 @@ import numpy as np
 from sbdeploy._io import atomic_write_bytes
 from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import FP32_TF32
+from sbdeploy.backends.torch_runner import TorchRunner
 from sbdeploy.calibration import normalize
 from sbdeploy.checkpoint import Checkpoint, CheckpointConfig, load_checkpoint
+from sbdeploy.data import open_source, to_float
 from sbdeploy.environment import Environment, collect_environment
 from sbdeploy.errors import ArtifactError, ConfigError, InputError
-from sbdeploy.files import DeployFile, describe_file
+from sbdeploy.files import DeployFile
 from sbdeploy.validate.compare import Tolerance, ValidationReport, judge
 
 
@@ -126,8 +128,17 @@ def artifact_of(file: DeployFile, backend: str | None = None) -> Artifact:
     elif precision == "fp32" and backend in FP32_TF32:
         tf32 = FP32_TF32[backend]
         precision = "tf32" if tf32 else precision
-    return Artifact(backend=backend, path=file.path, precision=precision, batch_sizes=sizes, max_batch=max_batch,
-                    sha256=file.sha256, target=file.target, tf32=tf32, file_info=file)  # fmt: skip
+    return Artifact(
+        backend=backend,
+        path=file.path,
+        precision=precision,
+        batch_sizes=sizes,
+        max_batch=max_batch,
+        sha256=file.sha256,
+        target=file.target,
+        tf32=tf32,
+        file_info=file,
+    )
 
 
 def check_same_model(file: DeployFile, checkpoint: Checkpoint) -> None:
@@ -145,24 +156,14 @@ def check_same_model(file: DeployFile, checkpoint: Checkpoint) -> None:
         what = f"{file.name} holds a {file.arch} network, {where} a {checkpoint.config.arch}"
     else:
         what = f"{file.name} and {where} are both {file.arch} but not the same model ({'; '.join(differences)})"
-    raise ArtifactError(f"{what}: validate judges a file against the checkpoint it was exported from; give that checkpoint, "
-                        f"or export this one (`sbdeploy export {checkpoint.path} -o FILE`)")  # fmt: skip
-
-
-def engine_artifact(path: str | Path) -> Artifact:
-    """Describe a TensorRT engine from its sidecar: precision, target and the profile's min/opt/max batch.
-
-    An fp32 engine built with TF32 (the sidecar's ``tf32``, TensorRT's default) is judged as
-    ``tf32``, by the TF32 tolerance; one built with ``--no-tf32`` as ``fp32``
-    (:func:`sbdeploy.artifacts.describe_file`).
-    """
-    return artifact_of(describe_file(path), "trt")
+    raise ArtifactError(
+        f"{what}: validate judges a file against the checkpoint it was exported from; give that checkpoint, "
+        f"or export this one (`sbdeploy export {checkpoint.path} -o FILE`)"
+    )
 
 
 def dataset_case(source: str, config: CheckpointConfig, *, limit: int | None = None) -> InputCase:
     """The test split of a data source, resized and normalized as the checkpoint expects."""
-    from sbdeploy.data import open_source, to_float
-
     data = open_source(source, size=config.input_size[0])
     images = to_float(data.test_images).numpy()
     labels = data.test_labels.numpy()
@@ -190,23 +191,13 @@ def require_data(precisions: Sequence[str], dataset: object) -> None:
 
 @dataclass
 class RunResults:
-    """What one validation run produced: PyTorch's and every artifact's outputs per input case.
+    """What one validation run produced: PyTorch's and every artifact's outputs per input case."""
 
-    Attributes:
-        checkpoint: the reference's name (its folder, or zoo name).
-        artifacts: what ran, in order.
-        outputs: per artifact (same order), case name -> its logits.
-        reference: case name -> PyTorch's logits.
-        dataset: the name of the real-image case (None: random batches only).
-        labels: the real images' labels.
-        environment: where it ran.
-    """
-
-    checkpoint: str
+    checkpoint: str  # the reference's name (its folder, or zoo name)
     artifacts: list[Artifact]
-    outputs: list[dict[str, np.ndarray]]
-    reference: dict[str, np.ndarray]
-    dataset: str | None = None
+    outputs: list[dict[str, np.ndarray]]  # per artifact (same order): case name -> its logits
+    reference: dict[str, np.ndarray]  # case name -> PyTorch's logits
+    dataset: str | None = None  # the real-image case (None: random batches only)
     labels: np.ndarray | None = None
     environment: Environment = field(default_factory=collect_environment)
 
@@ -286,7 +277,6 @@ def run_validation(
         ArtifactError: an artifact's metadata names another model than the checkpoint
             (:func:`check_same_model`); checked for every artifact before anything runs.
     """
-    from sbdeploy.backends.torch_runner import TorchRunner
 
     if not artifacts:
         raise ConfigError("nothing to validate: give an ONNX file or an engine (or let validate export one)")
