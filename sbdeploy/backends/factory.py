@@ -1,10 +1,8 @@
 """``get_runner(kind, artifact)``: one name per backend, for validate, bench and the CLI.
 
-Runners are imported only when asked for, so naming ``trt`` on a machine without
-TensorRT fails with a clear :class:`BackendUnavailableError` when the runner starts,
-and the other backends never notice. Options are checked against the runner's
-signature before it is made: a wrong option is the user's error, a ``TypeError`` from
-inside the constructor is a bug and propagates.
+Runners are imported only when asked for, so the other backends never notice a missing
+TensorRT. Options are checked against the runner's signature before it is made: a wrong
+option is the user's error, a ``TypeError`` from inside the constructor is a bug.
 """
 
 from __future__ import annotations
@@ -47,10 +45,7 @@ RUNNERS: dict[str, RunnerKind] = {
 
 
 def get_runner(kind: str, artifact: nn.Module | str | Path, **opts: Any) -> Runner:
-    """A (not yet active) runner of backend ``kind`` (a name of :data:`RUNNERS`) for ``artifact``.
-
-    ``opts`` are keyword options of the runner's constructor (e.g. ``threads`` for ort-*).
-    """
+    """A (not yet active) runner of backend ``kind`` for ``artifact``; ``opts`` go to the runner's constructor."""
     if kind not in RUNNERS:
         raise ConfigError(f"unknown backend {kind!r}; choose from {', '.join(RUNNERS)}")
     spec = RUNNERS[kind]
