@@ -97,10 +97,7 @@ class DeployFile:
         return covered
 
     def differences_from(self, config: CheckpointConfig, weights_sha256: str) -> list[str]:
-        """How the model this file was made from differs from a checkpoint's (empty without sbdeploy metadata).
-
-        A different architecture is the one difference named (the rest follows).
-        """
+        """How the model this file was made from differs from a checkpoint's (empty without sbdeploy metadata)."""
         if self.arch is None:
             return []
         if self.arch != config.arch:
@@ -165,11 +162,7 @@ def _known_target(metadata: Mapping[str, Any]) -> str | None:
 
 
 def describe_file(path: str | Path) -> DeployFile:
-    """What an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` + sidecar) is.
-
-    Raises ArtifactError, EngineMismatchError (a sidecar that is unreadable or describes other
-    bytes) or OnnxModelError.
-    """
+    """What an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` + sidecar) is."""
     path = Path(path)
     if path.is_dir():
         raise ArtifactError(f"{path} is a folder, not an .onnx file or a TensorRT engine")

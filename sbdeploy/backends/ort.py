@@ -302,10 +302,7 @@ class OrtRunner(Runner):
         return dict(zip(names, self.session.run(names, feed)))
 
     def bound_call(self, feed: Feed, device: str | None = None) -> tuple[TimedCall, Callable[[], Feed]]:
-        """``(run, outputs)`` of an IOBinding run of ``feed`` on ``device`` (default: the provider's).
-
-        Each ``run()`` copies in, runs, copies out and returns the ms of the device-resident run alone.
-        """
+        """``(run, outputs)`` of an IOBinding run of ``feed``; ``run()`` returns the ms of the device-resident run alone."""
         import onnxruntime as ort
 
         self.check_call(feed, "bound_call")

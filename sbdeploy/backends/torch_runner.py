@@ -21,10 +21,7 @@ OUTPUT_NAME = "logits"
 
 
 class TorchRunner(Runner):
-    """Runs a module or checkpoint folder in eval mode under ``torch.inference_mode`` on ``cpu`` or ``cuda[:N]``.
-
-    ``input_shape`` defaults to ``(None, in_chans, H, W)`` from a checkpoint, or rank 4, all dynamic.
-    """
+    """Runs a module or checkpoint folder in eval mode on ``cpu`` or ``cuda[:N]`` (default input: a checkpoint's)."""
 
     def __init__(
         self,

@@ -101,10 +101,7 @@ def _stop(process: subprocess.Popen[bytes], timeout_s: float) -> None:
 
 
 class PyTritonServer:
-    """Context manager: serve one ONNX file behind Triton on 127.0.0.1, stop it on exit.
-
-    The server's output goes to :attr:`log_path`, a temporary file removed after a clean exit.
-    """
+    """Context manager: serve one ONNX file behind Triton on 127.0.0.1, stop it on exit (its log: :attr:`log_path`)."""
 
     def __init__(self, onnx_path: str | Path, options: ServeOptions | None = None) -> None:
         self.onnx_path = Path(onnx_path).resolve()
@@ -119,10 +116,7 @@ class PyTritonServer:
 
     @classmethod
     def from_model_folder(cls, folder: str | Path) -> PyTritonServer:
-        """Serve an ``onnxruntime_onnx`` folder written by ``sbdeploy triton-repo`` with its config's batching.
-
-        PyTriton's bundled Triton has only the Python backend, so ``1/model.onnx`` runs in sbdeploy's runner.
-        """
+        """Serve an ``onnxruntime_onnx`` folder written by ``sbdeploy triton-repo`` with its config's batching."""
         folder = Path(folder)
         config = check_model_config((folder / "config.pbtxt").read_text())
         if config.platform != "onnxruntime_onnx" or config.max_batch_size < 1:
@@ -188,8 +182,7 @@ class PyTritonServer:
 def check_with_tritonserver(repository: str | Path, *, timeout_s: float = 60.0) -> dict[str, str | None]:
     """Model folder name -> None when a real Triton (PyTriton's bundled server) accepts its config, else its error.
 
-    Triton validates each ``config.pbtxt`` when it polls the repository, before it looks for
-    the backend (the server here has none); it is stopped as soon as every model has a verdict.
+    Triton validates each ``config.pbtxt`` before it looks for the backend (the server here has none).
     """
     repository = Path(repository).resolve()
     names = sorted(p.name for p in repository.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -53,11 +53,7 @@ def write_triton_repo(
     options: TritonOptions | None = None,
     force: bool = False,
 ) -> TritonRepo:
-    """Write one Triton model folder per artifact under ``out`` (other models there are kept).
-
-    ``name`` names a single artifact's model, ``names`` each artifact's (default: the file stems);
-    ``force`` replaces model folders that already exist.
-    """
+    """Write one Triton model folder per artifact under ``out``, named ``name``, ``names`` or after the file."""
     options = options or TritonOptions()
     if not artifacts:
         raise ConfigError("give at least one artifact (.onnx or .engine)")

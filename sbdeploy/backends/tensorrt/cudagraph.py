@@ -49,10 +49,7 @@ class CapturedGraph:
 
     @classmethod
     def capture(cls, stream: int, enqueue: Callable[[], bool]) -> CapturedGraph:
-        """Capture what ``enqueue()`` (False: failed) puts on ``stream`` into a graph; GraphCaptureError if it can't.
-
-        ``enqueue`` must have run once outside capture at these shapes.
-        """
+        """Capture what ``enqueue()`` (False: failed) puts on ``stream``, once run outside capture, into a graph."""
         if not cuda_python_available():
             raise GraphCaptureError(NO_CUDA_PYTHON)
         from cuda.bindings import runtime as rt
