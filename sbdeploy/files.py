@@ -1,10 +1,8 @@
 """What a deploy file is: one description of an ``.onnx`` file or a TensorRT engine, read from the file itself.
 
-:func:`describe_file` reads an ONNX file's graph and ``sbdeploy.*`` metadata, or an
-engine's sidecar (after checking that it describes this engine's bytes), into one
-:class:`DeployFile`: hash, kind, precision, deploy target, batch facts, inputs and
-outputs, and the external-data files beside it. ``validate``, ``bench``, ``pipeline``
-and ``triton-repo`` all read files through it; it imports no torch.
+:func:`describe_file` reads an ONNX file's graph and ``sbdeploy.*`` metadata, or an engine's
+sidecar (after checking its hash), into one :class:`DeployFile`, which ``validate``, ``bench``,
+``pipeline`` and ``triton-repo`` all share; it imports no torch.
 """
 
 from __future__ import annotations
@@ -41,38 +39,23 @@ class IOTensor:
 
 @dataclass(frozen=True)
 class DeployFile:
-    """A deploy file and what it is (from an ONNX's graph and metadata, or an engine's sidecar).
-
-    Attributes:
-        kind: ``"onnx"`` or ``"engine"``.
-        precision: ``fp32``, ``fp16`` or ``int8``; ``tf32`` for an fp32 engine built with TF32.
-        target: the deploy target of its form (None: not written by sbdeploy).
-        batch: the fixed batch of its input (None: dynamic).
-        profile: an engine's (min, opt, max) batch.
-        metadata: the ONNX's ``sbdeploy.*`` metadata (an engine: the copy in its sidecar).
-        inputs, outputs: its I/O tensors (an ONNX's initializers are not inputs).
-        batch_ranges: the (min, max) batch each of an engine's profiles takes, every input at once.
-        opt_shapes: an engine's opt shape of each input (profile 0).
-        built_on: the TensorRT and GPU that built an engine.
-        opset: an ONNX's opsets, ``domain:version`` joined by commas.
-        external_data: the files beside an ONNX that hold its weights, relative to its folder.
-    """
+    """A deploy file and what it is (from an ONNX's graph and metadata, or an engine's sidecar)."""
 
     path: Path
     sha256: str
     kind: Literal["onnx", "engine"]
-    precision: str
-    target: str | None
-    batch: int | None
-    profile: tuple[int, int, int] | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    inputs: tuple[IOTensor, ...] = ()
+    precision: str  # fp32, fp16 or int8; tf32 for an fp32 engine built with TF32
+    target: str | None  # the deploy target of its form (None: not written by sbdeploy)
+    batch: int | None  # the fixed batch of its input (None: dynamic)
+    profile: tuple[int, int, int] | None = None  # an engine's (min, opt, max) batch
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # sbdeploy.* metadata (an engine: its sidecar's copy)
+    inputs: tuple[IOTensor, ...] = ()  # an ONNX's initializers are not inputs
     outputs: tuple[IOTensor, ...] = ()
-    batch_ranges: tuple[tuple[int, int], ...] = ()
-    opt_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-    built_on: MachineInfo | None = None
-    opset: str = ""
-    external_data: tuple[str, ...] = ()
+    batch_ranges: tuple[tuple[int, int], ...] = ()  # the (min, max) batch of each engine profile, all inputs at once
+    opt_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # an engine's opt shapes (profile 0)
+    built_on: MachineInfo | None = None  # the TensorRT and GPU that built an engine
+    opset: str = ""  # an ONNX's opsets, domain:version joined by commas
+    external_data: tuple[str, ...] = ()  # the files beside an ONNX that hold its weights, relative to its folder
 
     @property
     def name(self) -> str:
@@ -114,11 +97,7 @@ class DeployFile:
         return covered
 
     def differences_from(self, config: CheckpointConfig, weights_sha256: str) -> list[str]:
-        """How the model this file was made from differs from a checkpoint's: architecture, options, input, weights.
-
-        Empty when they agree, or when the file carries no sbdeploy metadata (nothing to
-        compare). A different architecture is the one difference named (the rest follows).
-        """
+        """How the model this file was made from differs from a checkpoint's (empty without sbdeploy metadata)."""
         if self.arch is None:
             return []
         if self.arch != config.arch:
@@ -183,15 +162,7 @@ def _known_target(metadata: Mapping[str, Any]) -> str | None:
 
 
 def describe_file(path: str | Path) -> DeployFile:
-    """What an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` + sidecar) is.
-
-    Raises:
-        ArtifactError: not a file of either kind, an ONNX whose external data is missing, an
-            engine without its sidecar or with a malformed one.
-        EngineMismatchError: an unreadable sidecar, or an engine that is not the file its
-            sidecar describes (its sha256).
-        OnnxModelError: an unreadable ONNX file.
-    """
+    """What an ``.onnx`` file or a TensorRT engine (``.engine``/``.plan`` + sidecar) is."""
     path = Path(path)
     if path.is_dir():
         raise ArtifactError(f"{path} is a folder, not an .onnx file or a TensorRT engine")

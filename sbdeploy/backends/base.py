@@ -1,11 +1,8 @@
 """The runner interface every backend implements (in the manner of Polygraphy's runners).
 
-A runner is a context manager: ``__enter__`` loads what it needs (a session, an
-engine), ``infer(feed) -> outputs`` runs one batch, ``__exit__`` frees it. The base
-class checks every feed against :meth:`Runner.input_specs` (names, ranks, fixed
-dimensions, dtypes), so every backend refuses bad input with the same :class:`InputError`.
-For benchmarks, :meth:`Runner.timed_call` returns a callable that runs one feed once;
-GPU runners make it return the device compute time in ms too (CUDA events, IOBinding).
+A runner is a context manager: ``__enter__`` loads a session or engine, ``infer(feed)``
+runs one batch, ``__exit__`` frees it. The base class checks every feed against
+:meth:`Runner.input_specs`, so every backend refuses bad input with the same :class:`InputError`.
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 
 import numpy as np
 
@@ -51,9 +47,7 @@ class Runner(abc.ABC):
         self.is_active = True
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.is_active = False
         self._deactivate()
 
@@ -98,11 +92,7 @@ class Runner(abc.ABC):
         return self._infer(feed)
 
     def timed_call(self, feed: Feed) -> TimedCall:
-        """A callable that runs ``feed`` (checked once, here) end to end, for the benchmark loop.
-
-        Its wall time is the end-to-end latency; it returns the device compute ms of the run
-        where the backend can tell it apart, else None (this default: :meth:`infer`, None).
-        """
+        """A callable that runs ``feed`` (checked once, here) end to end; it returns the device compute ms, or None."""
         self.check_call(feed, "timed_call")
 
         def run() -> float | None:

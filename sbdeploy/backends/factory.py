@@ -1,17 +1,14 @@
 """``get_runner(kind, artifact)``: one name per backend, for validate, bench and the CLI.
 
-Runners are imported only when asked for, so naming ``trt`` on a machine without
-TensorRT fails with a clear :class:`BackendUnavailableError` when the runner starts,
-and the other backends never notice. Options are checked against the runner's
-signature before it is made: a wrong option is the user's error, a ``TypeError`` from
-inside the constructor is a bug and propagates.
+Runners are imported only when asked for, so the other backends never notice a missing
+TensorRT. Options are checked against the runner's signature before it is made: a wrong
+option is the user's error, a ``TypeError`` from inside the constructor is a bug.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,44 +18,30 @@ from sbdeploy.errors import ConfigError
 if TYPE_CHECKING:
     from torch import nn
 
-
-@dataclass(frozen=True)
-class RunnerKind:
-    """What a backend runs, the runner class that runs it (``module:Class``) and the options the name fixes."""
-
-    artifact: str
-    runner: str
-    fixed: dict[str, str] = field(default_factory=dict)
-
-    def runner_class(self) -> type[Runner]:
-        module, _, name = self.runner.partition(":")
-        return getattr(importlib.import_module(module), name)
-
-
 _TORCH, _ORT = "sbdeploy.backends.torch_runner:TorchRunner", "sbdeploy.backends.ort:OrtRunner"
-RUNNERS: dict[str, RunnerKind] = {
-    "torch": RunnerKind("nn.Module or checkpoint folder", _TORCH),
-    "torch-cuda": RunnerKind("nn.Module or checkpoint folder", _TORCH, {"device": "cuda"}),
-    "ort-cpu": RunnerKind(".onnx file", _ORT, {"provider": "cpu"}),
-    "ort-cuda": RunnerKind(".onnx file", _ORT, {"provider": "cuda"}),
-    "ort-trt": RunnerKind(".onnx file", _ORT, {"provider": "tensorrt"}),
-    "trt": RunnerKind(".engine file", "sbdeploy.backends.tensorrt.runner:TrtRunner"),
+# Backend name -> its runner class (module:Class; torch-* run an nn.Module or checkpoint folder, ort-* an .onnx
+# file, trt an .engine) and the options the name fixes.
+RUNNERS: dict[str, tuple[str, dict[str, str]]] = {
+    "torch": (_TORCH, {}),
+    "torch-cuda": (_TORCH, {"device": "cuda"}),
+    "ort-cpu": (_ORT, {"provider": "cpu"}),
+    "ort-cuda": (_ORT, {"provider": "cuda"}),
+    "ort-trt": (_ORT, {"provider": "tensorrt"}),
+    "trt": ("sbdeploy.backends.tensorrt.runner:TrtRunner", {}),
 }
 
 
 def get_runner(kind: str, artifact: nn.Module | str | Path, **opts: Any) -> Runner:
-    """A (not yet active) runner of backend ``kind`` (a name of :data:`RUNNERS`) for ``artifact``.
-
-    ``opts`` are keyword options of the runner's constructor (e.g. ``threads`` for ort-*).
-    """
+    """A (not yet active) runner of backend ``kind`` for ``artifact``; ``opts`` go to the runner's constructor."""
     if kind not in RUNNERS:
         raise ConfigError(f"unknown backend {kind!r}; choose from {', '.join(RUNNERS)}")
-    spec = RUNNERS[kind]
-    runner = spec.runner_class()
+    path, fixed = RUNNERS[kind]
+    module, _, name = path.partition(":")
+    runner: type[Runner] = getattr(importlib.import_module(module), name)
     try:
-        if set(opts) & set(spec.fixed):
-            raise TypeError(f"{kind} sets {', '.join(sorted(set(opts) & set(spec.fixed)))} itself")
-        inspect.signature(runner).bind(artifact, **spec.fixed, **opts)
+        if set(opts) & set(fixed):
+            raise TypeError(f"{kind} sets {', '.join(sorted(set(opts) & set(fixed)))} itself")
+        inspect.signature(runner).bind(artifact, **fixed, **opts)
     except TypeError as error:
         raise ConfigError(f"backend {kind!r} does not take these options ({error})") from None
-    return runner(artifact, **spec.fixed, **opts)
+    return runner(artifact, **fixed, **opts)

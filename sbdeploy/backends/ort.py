@@ -1,18 +1,11 @@
 """The ONNX Runtime runner: the embedded default backend (CPU), and its CUDA and TensorRT providers.
 
-``provider="cpu"`` needs only the ``onnxruntime`` wheel; ``"cuda"`` and ``"tensorrt"`` need
-``onnxruntime-gpu`` and an NVIDIA GPU, and a missing provider (or a silent fallback to the
-CPU) is refused with :class:`BackendUnavailableError` rather than measured. An ONNX file
-whose ``sbdeploy.ort_session`` metadata holds tuned :class:`SessionSettings` (``sbdeploy
-export --tune``) runs with them on the CPU provider, so the file timed is the file
-validated and served; a different ``threads`` count runs plain threads and says so in the
-runner's notes. fp16 on the TensorRT provider: TensorRT 11 is strongly typed (an fp16 ONNX
-runs in fp16, and ``trt_fp16_enable`` is refused); TensorRT 10.x builds weakly typed
-networks that ignore the ONNX's fp16 types (microsoft/onnxruntime#18707), so an fp16 ONNX
-gets ``trt_fp16_enable`` there. TF32: the CUDA provider's ``use_tf32`` defaults to 1
-(onnxruntime >= 1.18, #19357); sbdeploy always passes 0 (:data:`CUDA_PROVIDER_OPTIONS`) so
-fp32 files are judged and timed in fp32, while the TensorRT provider has no such option
-(#26029) and its fp32 runs are judged by the TF32 tolerance (:data:`FP32_TF32`).
+A missing GPU provider, or a silent fallback to the CPU, is refused with
+:class:`BackendUnavailableError` rather than measured. An ONNX file carrying tuned
+:class:`SessionSettings` (``sbdeploy export --tune``) runs with them on the CPU provider, so
+the file timed is the file validated and served. On the TensorRT provider, TensorRT 10.x
+builds weakly typed networks that ignore an fp16 ONNX's types (microsoft/onnxruntime#18707),
+so an fp16 ONNX gets ``trt_fp16_enable`` there; TensorRT 11 is strongly typed.
 """
 
 from __future__ import annotations
@@ -35,20 +28,16 @@ from sbdeploy.errors import BackendUnavailableError, ConfigError, OnnxModelError
 if TYPE_CHECKING:
     import onnxruntime
 
-# The OrtValue device each provider's IOBinding buffers live on.
-_DEVICES = {"cpu": "cpu", "cuda": "cuda", "tensorrt": "cuda"}
-
+_DEVICES = {"cpu": "cpu", "cuda": "cuda", "tensorrt": "cuda"}  # where each provider's IOBinding buffers live
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
+# The CUDA provider's use_tf32 defaults to 1 (onnxruntime >= 1.18, #19357): fp32 files are judged and timed in fp32.
 CUDA_PROVIDER_OPTIONS: Mapping[str, str] = {"use_tf32": "0"}
-"""Options of ONNX Runtime's CUDA provider in every sbdeploy session: fp32 stays fp32 (its default, 1, allows TF32)."""
 
-MIN_GPU_RELEASE = (1, 18)
-"""The first onnxruntime(-gpu) release with the CUDA provider's ``use_tf32`` option."""
+MIN_GPU_RELEASE = (1, 18)  # the first release with the CUDA provider's use_tf32 option
 
+# Per GPU ONNX backend, whether an fp32 file's convolutions and matrix products run on TF32 tensor cores.
 FP32_TF32: Mapping[str, bool] = {"ort-cuda": False, "ort-trt": True}
-"""Per GPU ONNX backend, whether an fp32 file's convolutions and matrix products run on TF32 tensor cores
-under sbdeploy's settings: ort-cuda never (``use_tf32=0``); ort-trt always (no option clears it)."""
 
 TF32_NOTES: Mapping[str, str] = {
     "ort-cuda": "ort-cuda runs ONNX Runtime's CUDA provider with use_tf32=0 (its default is 1): fp32 files compute in fp32, "
@@ -58,15 +47,8 @@ TF32_NOTES: Mapping[str, str] = {
 }
 """What a report says about each GPU ONNX backend's fp32 arithmetic (bench notes, validate.md)."""
 
-_ORT_DTYPES = {
-    "tensor(float)": np.float32,
-    "tensor(float16)": np.float16,
-    "tensor(double)": np.float64,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-    "tensor(int32)": np.int32,
-    "tensor(int64)": np.int64,
-    "tensor(bool)": np.bool_,
+_ORT_DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(double)": np.dtype(np.float64)} | {
+    f"tensor({name})": np.dtype(name) for name in ("float16", "int8", "uint8", "int32", "int64", "bool")
 }
 
 UNKNOWN_TRT_FP16 = (
@@ -74,10 +56,8 @@ UNKNOWN_TRT_FP16 = (
     "under TensorRT 10.x (weakly typed) it may run in fp32; pip install the tensorrt package that matches the provider's "
     "libraries, or pass OrtTensorrtOptions(fp16=True) on 10.x"
 )
-"""The note an ort-trt run of an fp16 ONNX carries when the TensorRT major cannot be read."""
 
-SESSION_METADATA_KEY = "ort_session"
-"""The ``sbdeploy.*`` metadata key whose JSON value is the file's :class:`SessionSettings`."""
+SESSION_METADATA_KEY = "ort_session"  # sbdeploy.ort_session holds the file's SessionSettings as JSON
 
 _OPTIMIZATIONS = ("all", "extended", "basic", "disabled")
 _MODES = ("sequential", "parallel")
@@ -109,7 +89,7 @@ class SessionSettings:
 
     @classmethod
     def default(cls, threads: int | None = None) -> SessionSettings:
-        """What a runner uses without tuned settings: ``threads`` intra-op threads, sequential, spinning, every optimization."""
+        """What a runner uses without tuned settings: ``threads`` intra-op threads, the rest ONNX Runtime's defaults."""
         return cls(intra_op_threads=threads, threads=threads)
 
     def describe(self) -> str:
@@ -176,19 +156,9 @@ class OrtTensorrtOptions:
     # trt_fp16_enable: TensorRT 10.x's BuilderFlag.FP16 (gone in 11.x: give an fp16 ONNX instead);
     # None: on for an fp16 ONNX on TensorRT 10.x (whose weakly typed build would run it in fp32), else off
     fp16: bool | None = None
-    engine_cache_dir: Path | None = None  # trt_engine_cache_path: reuse built engines across sessions
-    timing_cache_dir: Path | None = None  # trt_timing_cache_path: reuse kernel timings across builds
-    opt_level: int = 3  # trt_builder_optimization_level, 0..5
-    workspace_mib: int | None = None  # trt_max_workspace_size
 
     def provider_options(self, *, tensorrt_major: int | None = None, fp16_model: bool = False) -> dict[str, str]:
-        """The provider options as ONNX Runtime takes them (strings), for TensorRT ``tensorrt_major`` when known.
-
-        ``fp16`` is refused on TensorRT 11+ (no FP16 builder flag); with ``fp16=None`` an fp16 ONNX
-        (``fp16_model``) gets the flag on TensorRT 10.x.
-        """
-        if not 0 <= self.opt_level <= 5:
-            raise ConfigError(f"TensorRT optimization level must be 0..5, got {self.opt_level}")
+        """The provider options as ONNX Runtime takes them (strings), for TensorRT ``tensorrt_major`` when known."""
         if self.fp16 and tensorrt_major is not None and tensorrt_major >= 11:
             raise ConfigError(
                 f"trt_fp16_enable needs TensorRT 10.x; this is TensorRT {tensorrt_major}, which is always strongly typed "
@@ -196,14 +166,7 @@ class OrtTensorrtOptions:
                 "with fp16 off"
             )
         fp16 = self.fp16 if self.fp16 is not None else fp16_model and tensorrt_major is not None and tensorrt_major < 11
-        options = {"trt_fp16_enable": str(fp16), "trt_builder_optimization_level": str(self.opt_level)}
-        if self.engine_cache_dir is not None:
-            options |= {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(self.engine_cache_dir)}
-        if self.timing_cache_dir is not None:
-            options |= {"trt_timing_cache_enable": "True", "trt_timing_cache_path": str(self.timing_cache_dir)}
-        if self.workspace_mib is not None:
-            options["trt_max_workspace_size"] = str(self.workspace_mib << 20)
-        return options
+        return {"trt_fp16_enable": str(fp16), "trt_builder_optimization_level": "3"}
 
 
 def _has_fp16_weights(path: Path) -> bool:
@@ -245,8 +208,7 @@ class OrtRunner(Runner):
         self.threads = threads
         self.trt_options = trt_options or OrtTensorrtOptions()
         self.requested_session = session
-        self.session_settings = session or SessionSettings.default(threads)
-        """The settings the live session runs with (set on activation: the file's, when it carries some)."""
+        self.session_settings = session or SessionSettings.default(threads)  # set again on activation
         self._session: onnxruntime.InferenceSession | None = None
 
     def providers(self) -> list[str | tuple[str, dict[str, str]]]:
@@ -321,7 +283,7 @@ class OrtRunner(Runner):
         if dtype is None:
             raise OnnxModelError(f"input/output {arg.name!r} has type {arg.type}, which sbdeploy does not feed")
         shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in arg.shape)
-        return TensorSpec(arg.name, shape, np.dtype(dtype))
+        return TensorSpec(arg.name, shape, dtype)
 
     def input_specs(self) -> list[TensorSpec]:
         return [self._spec(a) for a in self.session.get_inputs()]
@@ -340,11 +302,7 @@ class OrtRunner(Runner):
         return dict(zip(names, self.session.run(names, feed)))
 
     def bound_call(self, feed: Feed, device: str | None = None) -> tuple[TimedCall, Callable[[], Feed]]:
-        """``(run, outputs)`` of an IOBinding run of ``feed``, inputs and outputs on ``device`` (default: provider's).
-
-        Each ``run()`` copies the input host -> device, runs, copies the outputs back and returns the ms of
-        the device-resident run alone (synchronized inputs to synchronized outputs); ``outputs()`` reads the last run's.
-        """
+        """``(run, outputs)`` of an IOBinding run of ``feed``; ``run()`` returns the ms of the device-resident run alone."""
         import onnxruntime as ort
 
         self.check_call(feed, "bound_call")
@@ -373,7 +331,7 @@ class OrtRunner(Runner):
         return run, lambda: dict(host)
 
     def timed_call(self, feed: Feed) -> TimedCall:
-        """The plain ``run()`` on the CPU provider; on the GPU providers :meth:`bound_call`, which times the device-resident run."""
+        """The plain ``run()`` on the CPU provider; :meth:`bound_call` on the GPU providers."""
         if self.provider == "cpu":
             return super().timed_call(feed)
         return self.bound_call(feed)[0]

@@ -1,10 +1,7 @@
 """The PyTorch runner: the training code itself, in eval mode, on the CPU or a CUDA device.
 
-It is the reference every other backend is compared against. It takes an
-``nn.Module`` or a checkpoint folder (loaded with :func:`sbdeploy.load_checkpoint`,
-never unpickled) and uses the ONNX export's names: input ``input``, output ``logits``.
-On CUDA, :meth:`TorchRunner.timed_call` times the forward alone with CUDA events made
-on the runner's device, inside a run that copies the input in and the logits back.
+It is the reference every other backend is compared against. It takes an ``nn.Module``
+or a checkpoint folder and uses the ONNX export's names: input ``input``, output ``logits``.
 """
 
 from __future__ import annotations
@@ -24,10 +21,7 @@ OUTPUT_NAME = "logits"
 
 
 class TorchRunner(Runner):
-    """Runs a module or checkpoint folder in eval mode under ``torch.inference_mode`` on ``cpu`` or ``cuda[:N]``.
-
-    ``input_shape`` defaults to ``(None, in_chans, H, W)`` from a checkpoint, or rank 4, all dynamic.
-    """
+    """Runs a module or checkpoint folder in eval mode on ``cpu`` or ``cuda[:N]`` (default input: a checkpoint's)."""
 
     def __init__(
         self,

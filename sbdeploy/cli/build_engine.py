@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sbdeploy.cli._render import console, err_console, print_json, warn
+from sbdeploy.cli._progress import progress_bar
+from sbdeploy.cli._render import console, print_json, warn
 from sbdeploy.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -80,28 +80,9 @@ def build_engine(
         fp16_flag=fp16_flag,
     )
     engine_path = output or Path("engines") / f"{onnx_file.stem}.engine"
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    )
-    tasks: dict[str, TaskID] = {}
-
-    def progress(phase: str, step: int, total: int) -> None:
-        if not tasks:
-            bar.start()  # only once TensorRT is at work: refusals before that print one clean line
-        if phase not in tasks:
-            tasks[phase] = bar.add_task(escape(phase), total=max(total, 1))
-        bar.update(tasks[phase], completed=step, total=max(total, 1))
-
-    try:
-        result = build(onnx_file, engine_path, options, calibration=_load_calibration(calibration), progress=progress)
-    finally:
-        if tasks:
-            bar.stop()
+    array = _load_calibration(calibration)
+    with progress_bar("reading ONNX") as progress:
+        result = build(onnx_file, engine_path, options, calibration=array, progress=progress)
     sidecar = result.sidecar
     if as_json:
         print_json(sidecar.to_json())

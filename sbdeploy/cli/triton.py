@@ -19,7 +19,7 @@ def triton_repo(
             help="ONNX files, TensorRT engines (.engine/.plan + .json sidecar), or a `sbdeploy pipeline` run folder "
             "(its validated SB artifacts)."
         ),
-    ],  # fmt: skip
+    ],
     out: Annotated[Path, typer.Option("--out", help="The model repository folder.")],
     name: Annotated[str | None, typer.Option(help="Model name (single artifact; default: the file stem).")] = None,
     max_batch: Annotated[
@@ -53,14 +53,12 @@ def triton_repo(
     from sbdeploy.errors import ConfigError
     from sbdeploy.serve.triton_repo import TritonOptions, write_triton_repo
 
-    if onnx_device not in ("cpu", "gpu"):
-        raise ConfigError(f"--onnx-device must be cpu or gpu, got {onnx_device!r}")
     options = TritonOptions(
         max_batch=max_batch,
         instances=instances,
         preferred_batch=tuple(preferred_batch or ()),
         queue_delay_us=queue_delay_us,
-        onnx_device="gpu" if onnx_device == "gpu" else "cpu",
+        onnx_device=onnx_device,
         onnx_trt_fp16=onnx_trt_fp16,
     )
     files, names, skipped = [], [], []
@@ -69,14 +67,12 @@ def triton_repo(
             from sbdeploy.serve.run_folder import served_artifacts
 
             served, notes = served_artifacts(artifact)
-            files += [s.path for s in served]
-            names += [s.name for s in served]
+            files += served.values()
+            names += served
             skipped += notes
         else:
             files.append(artifact)
             names.append(artifact.name.split(".")[0])
-    if name is not None and len(files) != 1:
-        raise ConfigError("--name names a single model; with several artifacts each model is named after its file")
     repo = write_triton_repo(
         files, out, name=name, names=None if name is not None else names, options=options, force=force
     )

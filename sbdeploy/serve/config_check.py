@@ -39,11 +39,7 @@ def validator() -> tuple[str | None, str | None]:
 
 
 def check_model_config(text: str) -> Any:
-    """Parse ``text`` with Triton's ``ModelConfig`` protobuf and apply Triton's load-time rules.
-
-    Returns the parsed message. Raises ConfigError with every problem found, or
-    ImportError (saying what to install) when tritonclient or its grpc part is not installed.
-    """
+    """``text`` parsed with Triton's ``ModelConfig`` protobuf; ConfigError listing every load-time rule it breaks."""
     pb2, problem = _model_config_pb2()
     if pb2 is None:
         raise ImportError(problem)

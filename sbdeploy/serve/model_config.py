@@ -1,17 +1,15 @@
 """One Triton model's ``config.pbtxt``, worked out from the file it serves and the user's batching options.
 
-Names, dtypes and dims come from the file (:class:`~sbdeploy.files.DeployFile`: the ONNX
-graph, or the engine's sidecar), never from the user. ``max_batch_size`` is checked
-against what the file accepts: every batch size 1..max_batch_size must lie inside one of
-an engine's optimization profiles (Triton's dynamic batcher sends any of them; the
-mismatch of server#4445 and mmdeploy#472 is refused here, not at load time). An engine
-runs on GPU instances, as does an ONNX file in a form only GPU backends run.
+Names, dtypes and dims come from the file (:class:`~sbdeploy.files.DeployFile`), never from
+the user. Every batch size 1..max_batch_size must lie inside one of an engine's optimization
+profiles (Triton's dynamic batcher sends any of them): the mismatch of server#4445 and
+mmdeploy#472 is refused here, not at load time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +36,18 @@ class TritonOptions:
     instances: int = 1  # instance_group count
     preferred_batch: tuple[int, ...] = ()  # dynamic_batching preferred_batch_size
     queue_delay_us: int = 100  # dynamic_batching max_queue_delay_microseconds
-    onnx_device: Literal["cpu", "gpu"] = "cpu"  # instance kind of ONNX models (engines always run on GPU)
+    onnx_device: str = "cpu"  # instance kind of ONNX models, cpu or gpu (engines always run on GPU)
     onnx_trt_fp16: bool = False  # fp16 ONNX models: TensorRT accelerator in FP16 (implies GPU instances)
+
+    def __post_init__(self) -> None:
+        if self.max_batch is not None and self.max_batch < 0:
+            raise ConfigError(f"--max-batch must be >= 0, got {self.max_batch}")
+        if self.instances < 1:
+            raise ConfigError(f"--instances must be >= 1, got {self.instances}")
+        if self.queue_delay_us < 0:
+            raise ConfigError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
+        if self.onnx_device not in ("cpu", "gpu"):
+            raise ConfigError(f"--onnx-device must be cpu or gpu, got {self.onnx_device!r}")
 
 
 def batch_dimension(file: DeployFile) -> int | None:
@@ -66,8 +74,6 @@ def batch_dimension(file: DeployFile) -> int | None:
 
 def resolve_max_batch(file: DeployFile, requested: int | None) -> int:
     """The ``max_batch_size`` to write, or a ConfigError saying why ``requested`` cannot work."""
-    if requested is not None and requested < 0:
-        raise ConfigError(f"--max-batch must be >= 0, got {requested}")
     fixed, accepted = batch_dimension(file), file.max_batch
     if fixed is not None and fixed != 1:
         if requested:
@@ -109,10 +115,6 @@ def _triton_dtype(tensor: IOTensor, file: DeployFile) -> Enum:
 
 def build_model_config(file: DeployFile, name: str, options: TritonOptions) -> tuple[str, int, list[str]]:
     """The ``config.pbtxt`` text of one model, its ``max_batch_size`` and notes for its README."""
-    if options.instances < 1:
-        raise ConfigError(f"--instances must be >= 1, got {options.instances}")
-    if options.queue_delay_us < 0:
-        raise ConfigError(f"--queue-delay-us must be >= 0, got {options.queue_delay_us}")
     max_batch = resolve_max_batch(file, options.max_batch)
     notes: list[str] = []
     drop = 1 if max_batch > 0 else 0  # with batching, Triton's dims exclude the batch dimension

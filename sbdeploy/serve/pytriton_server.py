@@ -1,12 +1,8 @@
 """A live Triton server on loopback: the sbdeploy ONNX Runtime runner (OrtRunner) behind PyTriton's bundled Triton.
 
-PyTriton (``nvidia-pytriton``) serves a Python callable through its bundled Triton's
-Python backend, behind Triton's dynamic batcher. It pins ``numpy<2`` (pytriton#93), so the
-server runs in its own process with a *PyTriton interpreter* (``.venv-triton`` from
-``scripts/setup.sh --with-triton``, which sees the main ``.venv`` through a ``.pth`` file).
-:class:`PyTritonServer` starts that process (:func:`main`) on free 127.0.0.1 ports, waits
-until the model is ready and stops its process group on exit; :func:`check_with_tritonserver`
-lets the bundled tritonserver judge a model repository.
+PyTriton pins ``numpy<2`` (pytriton#93), so the server runs in its own process with a
+*PyTriton interpreter* (``.venv-triton`` from ``scripts/setup.sh --with-triton``).
+:func:`check_with_tritonserver` lets the bundled tritonserver judge a model repository.
 """
 
 from __future__ import annotations
@@ -26,7 +22,6 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from sbdeploy.errors import BackendUnavailableError, ConfigError
@@ -106,40 +101,22 @@ def _stop(process: subprocess.Popen[bytes], timeout_s: float) -> None:
 
 
 class PyTritonServer:
-    """Context manager: serve one ONNX file behind Triton on 127.0.0.1, stop it on exit.
+    """Context manager: serve one ONNX file behind Triton on 127.0.0.1, stop it on exit (its log: :attr:`log_path`)."""
 
-    Args:
-        python: the PyTriton interpreter (default: :func:`find_pytriton_python`).
-        log_path: where the server's output goes (default: a temporary file, removed after a clean exit).
-    """
-
-    def __init__(
-        self,
-        onnx_path: str | Path,
-        options: ServeOptions | None = None,
-        *,
-        python: str | Path | None = None,
-        log_path: str | Path | None = None,
-    ) -> None:
+    def __init__(self, onnx_path: str | Path, options: ServeOptions | None = None) -> None:
         self.onnx_path = Path(onnx_path).resolve()
         self.options = options or ServeOptions()
-        found = Path(python) if python else find_pytriton_python()
-        if found is None:
+        python = find_pytriton_python()
+        if python is None:
             raise BackendUnavailableError(NO_PYTRITON)
-        self.python = found
-        self._own_log = log_path is None
-        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="pytriton.", suffix=".log")[1])
+        self.python = python
+        self.log_path = Path(tempfile.mkstemp(prefix="pytriton.", suffix=".log")[1])
         self.http_port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def from_model_folder(cls, folder: str | Path, **kwargs: Any) -> PyTritonServer:
-        """Serve an ``onnxruntime_onnx`` folder written by ``sbdeploy triton-repo`` with its config's batching.
-
-        PyTriton's bundled Triton has only the Python backend, so the folder's ``1/model.onnx``
-        runs in sbdeploy's ONNX Runtime runner; name, max_batch_size, dynamic batching and
-        instance count come from the folder's ``config.pbtxt`` (parsed with Triton's ModelConfig).
-        """
+    def from_model_folder(cls, folder: str | Path) -> PyTritonServer:
+        """Serve an ``onnxruntime_onnx`` folder written by ``sbdeploy triton-repo`` with its config's batching."""
         folder = Path(folder)
         config = check_model_config((folder / "config.pbtxt").read_text())
         if config.platform != "onnxruntime_onnx" or config.max_batch_size < 1:
@@ -151,7 +128,7 @@ class PyTritonServer:
             preferred_batch=tuple(config.dynamic_batching.preferred_batch_size),
             instances=sum(g.count for g in config.instance_group) or 1,
         )
-        return cls(folder / "1" / (config.default_model_filename or "model.onnx"), options, **kwargs)
+        return cls(folder / "1" / (config.default_model_filename or "model.onnx"), options)
 
     @property
     def http_url(self) -> str:
@@ -196,17 +173,20 @@ class PyTritonServer:
         if process is not None:
             _stop(process, self.options.stop_timeout_s)
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         self.stop()
-        if self._own_log and exc is None:
+        if exc_type is None:
             self.log_path.unlink(missing_ok=True)
 
 
-def tritonserver_binary(python: str | Path | None = None) -> Path:
-    """The ``tritonserver`` executable that PyTriton bundles, found through the PyTriton interpreter."""
-    python = python or find_pytriton_python()
+def check_with_tritonserver(repository: str | Path, *, timeout_s: float = 60.0) -> dict[str, str | None]:
+    """Model folder name -> None when a real Triton (PyTriton's bundled server) accepts its config, else its error.
+
+    Triton validates each ``config.pbtxt`` before it looks for the backend (the server here has none).
+    """
+    repository = Path(repository).resolve()
+    names = sorted(p.name for p in repository.iterdir() if p.is_dir() and not p.name.startswith("."))
+    python = find_pytriton_python()
     if python is None:
         raise BackendUnavailableError(NO_PYTRITON)
     code = "import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parent / 'tritonserver' / 'bin' / 'tritonserver')"
@@ -214,21 +194,6 @@ def tritonserver_binary(python: str | Path | None = None) -> Path:
     binary = Path(found.stdout.strip())
     if found.returncode != 0 or not binary.is_file():
         raise BackendUnavailableError(f"{python} has no PyTriton tritonserver ({found.stderr.strip()[-300:]})")
-    return binary
-
-
-def check_with_tritonserver(
-    repository: str | Path, *, python: str | Path | None = None, timeout_s: float = 60.0
-) -> dict[str, str | None]:
-    """Model folder name -> None when a real Triton (PyTriton's bundled server) accepts its config, else its error.
-
-    Triton validates each ``config.pbtxt`` when it polls the repository, before it looks for
-    the backend (the bundled server, on 127.0.0.1 with an empty backend folder, has none);
-    it is stopped as soon as every model has a verdict.
-    """
-    repository = Path(repository).resolve()
-    names = sorted(p.name for p in repository.iterdir() if p.is_dir() and not p.name.startswith("."))
-    binary = tritonserver_binary(python)
     verdicts: dict[str, str | None] = {}
     with tempfile.TemporaryDirectory(prefix="sbdeploy-tritonserver.") as tmp:
         log_path = Path(tmp) / "tritonserver.log"
@@ -270,12 +235,8 @@ def check_with_tritonserver(
 
 
 def _use_matching_libpython() -> None:
-    """Let Triton's Python-backend stub load this interpreter's libpython.
-
-    The stub links ``libpython3.X.so``; the loader would otherwise find the system's
-    (e.g. Debian's 3.11.2) while the standard library is this interpreter's (e.g.
-    pyenv's 3.11.7), and the stub fails inside ``multiprocessing``.
-    """
+    """Let Triton's Python-backend stub load this interpreter's libpython, not the system's (a mismatch of
+    the two fails inside ``multiprocessing``)."""
     libdir, library = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY")
     if libdir and library and (Path(libdir) / library).exists():
         current = os.environ.get("LD_LIBRARY_PATH")

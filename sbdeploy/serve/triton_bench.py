@@ -1,8 +1,7 @@
 """Concurrent clients against a Triton server: latency, throughput, and agreement with direct inference.
 
 :func:`bench_triton` runs one ``tritonclient.http`` client per thread, each sending batch-1
-requests (bounded in count and time) and comparing every response with direct inference;
-one :class:`LevelResult` per concurrency level.
+requests and comparing every response with direct inference, at each concurrency level.
 """
 
 from __future__ import annotations
@@ -67,12 +66,8 @@ def bench_triton(
 ) -> TritonBenchReport:
     """Measure ``model`` at ``url`` (``host:port`` of Triton's HTTP endpoint) at each concurrency.
 
-    Args:
-        images: ``N x ...`` inputs; request ``i`` of a client sends one of them as a batch of 1.
-        expected: ``N x ...`` outputs of direct inference on the same images.
-        requests_per_client: requests each client sends per level (fewer when ``time_limit_s`` runs out).
-        time_limit_s: per-level bound on the time spent sending.
-        atol, rtol: a response matches when ``|served - expected| <= atol + rtol * |expected|``.
+    Each request sends one of ``images`` as a batch of 1 and matches when
+    ``|served - expected| <= atol + rtol * |expected|``; ``time_limit_s`` bounds each level.
     """
     import tritonclient.http as httpclient
 
@@ -122,19 +117,14 @@ def _requests(batches: dict[int, int]) -> int:
 
 
 def _settled_batches(client: Any, model: str, *, at_least: int, timeout_s: float = 5.0) -> dict[int, int]:
-    """Executions per batch size once they cover ``at_least`` requests (or ``timeout_s`` has passed)."""
+    """Executions per batch size (Triton's statistics) once they cover ``at_least`` requests, or after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    batches = _executed_batches(client, model)
-    while _requests(batches) < at_least and time.monotonic() < deadline:
+    while True:
+        stats = client.get_inference_statistics(model)["model_stats"][0]
+        batches = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", [])}
+        if _requests(batches) >= at_least or time.monotonic() >= deadline:
+            return batches
         time.sleep(0.05)
-        batches = _executed_batches(client, model)
-    return batches
-
-
-def _executed_batches(client: Any, model: str) -> dict[int, int]:
-    """Executions per batch size so far, from Triton's statistics extension."""
-    stats = client.get_inference_statistics(model)["model_stats"][0]
-    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", [])}
 
 
 def _run_level(

@@ -1,12 +1,9 @@
 """Triton model repositories from sbdeploy artifacts, correct by construction.
 
-Each ``.onnx`` file or TensorRT engine (``.engine``/``.plan`` with its sidecar) becomes one
-model folder ``REPO/NAME/`` holding ``config.pbtxt`` (:mod:`.model_config`: platform
-``onnxruntime_onnx`` or ``tensorrt_plan``), the file as version ``1/`` and a
-``README.md`` (:mod:`.readme`). Every config is parsed back with Triton's own
-``ModelConfig`` protobuf and checked against Triton's load-time rules
-(:mod:`.config_check`); nothing is written until every model passes, and each model
-folder appears by one rename.
+Each ``.onnx`` file or TensorRT engine becomes one model folder ``REPO/NAME/`` holding
+``config.pbtxt`` (:mod:`.model_config`), the file as version ``1/`` and a ``README.md``.
+Every config is checked against Triton's load-time rules (:mod:`.config_check`) before
+anything is written, and each model folder appears by one rename.
 """
 
 from __future__ import annotations
@@ -23,8 +20,6 @@ from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.serve.config_check import NAME_RE, check_model_config, validator
 from sbdeploy.serve.model_config import MODEL_FILES, PLATFORMS, TritonOptions, build_model_config
 from sbdeploy.serve.readme import model_readme
-
-__all__ = ["TritonModel", "TritonOptions", "TritonRepo", "check_model_config", "write_triton_repo"]
 
 
 @dataclass(frozen=True)
@@ -58,20 +53,7 @@ def write_triton_repo(
     options: TritonOptions | None = None,
     force: bool = False,
 ) -> TritonRepo:
-    """Write one Triton model folder per artifact under ``out``.
-
-    Args:
-        artifacts: ``.onnx`` files and TensorRT engines (each with its ``.json`` sidecar).
-        out: the model repository folder (created if needed; other models in it are kept).
-        name: the model name, for a single artifact (default: the artifact's file stem).
-        names: one model name per artifact (e.g. those of a pipeline run folder).
-        options: batching, instances and accelerator options of every config.
-        force: replace model folders that already exist (otherwise they are refused).
-
-    Raises:
-        ArtifactError: an artifact cannot be read.
-        ConfigError: an option does not fit an artifact (e.g. ``max_batch`` beyond its profile).
-    """
+    """Write one Triton model folder per artifact under ``out``, named ``name``, ``names`` or after the file."""
     options = options or TritonOptions()
     if not artifacts:
         raise ConfigError("give at least one artifact (.onnx or .engine)")

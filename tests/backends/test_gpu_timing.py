@@ -21,6 +21,7 @@ import pytest
 import torch
 from torch import nn
 
+from sbdeploy import environment
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.base import Runner
 from sbdeploy.backends.tensorrt import _compat
@@ -38,7 +39,7 @@ def _x(batch: int, seed: int = 0) -> np.ndarray:
 def _missing_trt() -> str | None:
     if not _compat.tensorrt_available():
         return "TensorRT is not installed (pip install sbdeploy[gpu] on a GPU machine)"
-    if importlib.util.find_spec("pycuda") is None or not _compat.pycuda_ready():
+    if importlib.util.find_spec("pycuda") is None or environment.gpu_stack().pycuda is None:
         return "pycuda is not installed or finds no CUDA device"
     return None
 

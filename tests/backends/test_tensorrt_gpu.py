@@ -31,6 +31,7 @@ import pytest
 import torch
 from torch import nn
 
+from sbdeploy import environment
 from sbdeploy.backends.tensorrt import _compat
 from sbdeploy.errors import EngineMismatchError, InputError
 from sbdeploy.files import DeployFile
@@ -49,7 +50,7 @@ def _missing_gpu_stack() -> str | None:
         return "TensorRT is not installed (pip install sbdeploy[gpu] on a GPU machine)"
     if importlib.util.find_spec("pycuda") is None:
         return "pycuda is not installed (pip install sbdeploy[gpu])"
-    if not _compat.pycuda_ready():
+    if environment.gpu_stack().pycuda is None:
         return "pycuda finds no CUDA device or driver"
     return None
 

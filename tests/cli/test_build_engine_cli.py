@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sbdeploy import environment
-from sbdeploy.backends.tensorrt._compat import NO_TENSORRT, tensorrt_available
+from sbdeploy.backends.tensorrt._compat import tensorrt_available
+from sbdeploy.environment import NO_TENSORRT
 from tests.backends.conftest import export_for_tests
 
 ROOT = Path(__file__).resolve().parents[2]

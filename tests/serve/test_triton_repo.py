@@ -226,14 +226,14 @@ def test_a_run_folder_serves_its_validated_sb_artifacts_that_take_batch_1(tmp_pa
     ]
     (run / "summary.json").write_text(json.dumps({"artifacts": entries}))
     served, notes = served_artifacts(run)
-    assert [(s.path.name, s.name) for s in served] == [
-        ("model.onnx", "model"),
-        ("model.ort-cpu.b1.fp32.onnx", "model_ort-cpu_b1_fp32"),
-    ]
+    assert {name: path.name for name, path in served.items()} == {
+        "model": "model.onnx",
+        "model_ort-cpu_b1_fp32": "model.ort-cpu.b1.fp32.onnx",
+    }
     assert any("b8" in n and "exactly batch 8" in n for n in notes) and any(
         "trt.fp16" in n and "did not pass" in n for n in notes
     )
-    repo = write_triton_repo([s.path for s in served], tmp_path / "repo", names=[s.name for s in served])
+    repo = write_triton_repo(list(served.values()), tmp_path / "repo", names=list(served))
     assert {m.name: m.max_batch_size for m in repo.models} == {"model": 32, "model_ort-cpu_b1_fp32": 1}
     with pytest.raises(ArtifactError, match="not a pipeline run folder"):
         served_artifacts(tmp_path / "repo")
@@ -261,9 +261,11 @@ def test_a_run_folder_serves_an_engine_not_the_onnx_it_was_built_from(tmp_path: 
         json.dumps({"artifacts": [{"file": f, "parity": True, "batch": None} for f in files]})
     )
     served, notes = served_artifacts(run)
-    assert [(s.path.name, s.name) for s in served] == [
-        ("model.onnx", "model"), ("model.trt.fp32.engine", "model_trt_fp32"), ("model.trt.fp16.engine", "model_trt_fp16"),
-    ]  # fmt: skip
+    assert {name: path.name for name, path in served.items()} == {
+        "model": "model.onnx",
+        "model_trt_fp32": "model.trt.fp32.engine",
+        "model_trt_fp16": "model.trt.fp16.engine",
+    }
     assert notes == [
         "model.trt.fp32.onnx: not served, the engine built from it (model.trt.fp32.engine) is served as model_trt_fp32"
     ]
@@ -271,7 +273,7 @@ def test_a_run_folder_serves_an_engine_not_the_onnx_it_was_built_from(tmp_path: 
         {"file": f, "parity": f != "model.trt.fp32.engine", "batch": None} for f in files
     ]  # the engine failed parity
     (run / "summary.json").write_text(json.dumps({"artifacts": entries}))
-    assert "model.trt.fp32.onnx" in [s.path.name for s in served_artifacts(run)[0]]  # then its validated ONNX is served
+    assert served_artifacts(run)[0]["model_trt_fp32"].name == "model.trt.fp32.onnx"  # then its validated ONNX is served
 
 
 def test_an_onnx_file_in_a_gpu_only_form_gets_gpu_instances(tmp_path: Path) -> None:

@@ -1,10 +1,8 @@
 """ONNX -> TensorRT engine: model preparation, optimization profiles, the build, the sidecar.
 
-What needs no TensorRT is a plain function tested on the CPU: :func:`prepare_model` (the
-fp16 / int8 passes strongly typed TensorRT needs), :func:`compute_profiles` and
-:func:`precisions_from_layer_info` (the engine inspector's JSON, TensorRT 10.x's schema or
-11.x's). :func:`build_engine` strings them together around TensorRT and writes the plan
-and ``NAME.engine.json`` atomically.
+What needs no TensorRT (:func:`prepare_model`, :func:`compute_profiles`,
+:func:`precisions_from_layer_info`) is a plain function tested on the CPU; :func:`build_engine`
+strings them together around TensorRT and writes the plan and ``NAME.engine.json`` atomically.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, SupportsInt
 
@@ -99,7 +97,7 @@ class BuildResult:
     engine_path: Path
     sidecar_path: Path
     sidecar: EngineSidecar
-    warnings: tuple[str, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = ()
 
 
 def onnx_input_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
@@ -151,11 +149,9 @@ def prepare_model(
 ) -> PreparedModel:
     """The ONNX model TensorRT should parse for ``options.precision``.
 
-    Strongly typed TensorRT takes the precision from the ONNX types: fp32 is the model as
-    is, fp16 :func:`sbdeploy.passes.to_fp16`'s output, int8 a QDQ model (given, or made by
-    :func:`sbdeploy.passes.quantize_int8` from ``calibration``, float32 representative
-    inputs). Weights the graph computes (the grouped form's ``Tile``) are folded into
-    initializers first, as ``polygraphy surgeon sanitize --fold-constants`` would.
+    Strongly typed TensorRT takes the precision from the ONNX types: fp16 is
+    :func:`sbdeploy.passes.to_fp16`'s output, int8 a QDQ model (given, or made from
+    ``calibration``). Weights the graph computes are folded into initializers first.
     """
     from sbdeploy.passes.constant_folding import materialize_weights
 
@@ -221,9 +217,8 @@ def _tensor_precision(tensor: dict[str, Any]) -> str:
 def precisions_from_layer_info(info: dict[str, Any] | str) -> dict[str, int]:
     """Layers per output precision, from ``EngineInspector.get_engine_information(JSON)`` of TensorRT 10.x or 11.x.
 
-    Needs an engine built with DETAILED profiling verbosity (sbdeploy's default) and an
-    inspector whose execution context has its input shapes set; otherwise TensorRT
-    reports only layer names and every layer counts as "unknown".
+    Without DETAILED profiling verbosity and input shapes set, TensorRT reports only layer
+    names and every layer counts as "unknown".
     """
     data = json.loads(info) if isinstance(info, str) else info
     counts: Counter[str] = Counter()
@@ -314,19 +309,9 @@ def build_engine(
     calibration: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
 ) -> BuildResult:
-    """Build a TensorRT engine from an ONNX file and write it with its sidecar.
+    """Build a TensorRT engine from an ONNX file and write it with its sidecar ``NAME.engine.json``.
 
-    Args:
-        onnx_path: the fp32 ONNX export (``input`` -> ``logits``, dynamic batch).
-        engine_path: where the plan goes; ``NAME.engine.json`` is written beside it.
-        options: precision, batch profile, caches and builder settings.
-        calibration: float32 inputs for the int8 pass (only for ``precision="int8"`` on a model without QDQ).
-        progress: called as ``progress(phase, step, num_steps)`` while TensorRT builds.
-
-    Raises:
-        BackendUnavailableError: no TensorRT or no GPU here.
-        OnnxModelError: unreadable ONNX, or the parser rejected nodes (listed one by one).
-        EngineBuildError: TensorRT found no way to build the network.
+    ``calibration``: float32 inputs for the int8 pass (for ``precision="int8"`` on a model without QDQ).
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     from sbdeploy.export.metadata import load_onnx, read_metadata  # lazily: importing the builder needs no onnx

@@ -1,10 +1,8 @@
 """CUDA graphs around TensorRT's ``execute_async_v3``, through cuda-python's runtime API.
 
-As TensorRT's guide ("CUDA Graphs") asks: after a shape change, one plain
-``execute_async_v3``, then one captured into a graph that is launched instead. Released
-pycuda has no stream capture (inducer/pycuda#424 is unmerged), so ``cuda.bindings.runtime``
-(the optional ``cuda-python``) captures on pycuda's stream handle, in the primary context
-both share. Without it, or when a capture fails, :class:`GraphCaptureError` says why.
+As TensorRT's guide ("CUDA Graphs") asks: after a shape change, one plain enqueue, then one
+captured into a graph that is launched instead. Released pycuda has no stream capture
+(inducer/pycuda#424), so the optional ``cuda-python`` captures on pycuda's stream handle.
 """
 
 from __future__ import annotations
@@ -51,11 +49,7 @@ class CapturedGraph:
 
     @classmethod
     def capture(cls, stream: int, enqueue: Callable[[], bool]) -> CapturedGraph:
-        """Capture what ``enqueue()`` (False: failed) puts on ``stream`` into a graph; GraphCaptureError if it can't.
-
-        ``enqueue`` must have run once outside capture at these shapes; the capture is
-        always ended, so the stream stays usable when it fails.
-        """
+        """Capture what ``enqueue()`` (False: failed) puts on ``stream``, once run outside capture, into a graph."""
         if not cuda_python_available():
             raise GraphCaptureError(NO_CUDA_PYTHON)
         from cuda.bindings import runtime as rt

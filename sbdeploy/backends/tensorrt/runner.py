@@ -1,12 +1,9 @@
 """The TensorRT runner: a plan file -> ``infer(feed)``, with pycuda buffers and one CUDA stream.
 
 An engine whose sidecar names another TensorRT version or GPU is refused before it is
-deserialized (without a sidecar, TensorRT's own refusal is read: :func:`~.sidecar.read_load_failure`).
-Buffers are sized once for the profile's largest shapes (device memory, page-locked host
-memory); each batch sets its input shapes, checked against the profile, and runs
-``execute_async_v3``, or with ``cuda_graph=True`` replays it as a CUDA graph captured once
-per input shape (:mod:`.cudagraph`). :meth:`TrtRunner.timed_call` times the enqueue with
-CUDA events, apart from the copies.
+deserialized. Buffers are sized once for the profile's largest shapes; each batch sets its
+input shapes and runs ``execute_async_v3``, or with ``cuda_graph=True`` replays it as a CUDA
+graph captured once per input shape (:mod:`.cudagraph`).
 """
 
 from __future__ import annotations
@@ -73,12 +70,7 @@ def load_refusal(engine_path: Path, tensorrt_version: str, log: list[str]) -> st
 
 
 class TrtRunner(Runner):
-    """Runs a serialized TensorRT engine (profile 0) on device 0.
-
-    Args:
-        engine_path: the ``.engine`` plan file; ``NAME.engine.json`` beside it is checked first.
-        cuda_graph: replay ``execute_async_v3`` as a CUDA graph, captured once per input shape.
-    """
+    """Runs a serialized TensorRT engine (profile 0) on device 0; ``NAME.engine.json`` beside it is checked first."""
 
     name = "trt"
 
@@ -151,25 +143,20 @@ class TrtRunner(Runner):
         """Input name -> (min shape, max shape) of the engine's profile (valid once active)."""
         return {name: (r.min, r.max) for name, r in self._ranges.items()}
 
-    def _infer(self, feed: Feed) -> Feed:
-        return self._run(feed)
-
     def timed_call(self, feed: Feed) -> TimedCall:
         """One end-to-end run per call, returning the GPU milliseconds of the enqueue (CUDA events), without the copies."""
         import pycuda.driver as cuda
 
-        if not self.is_active:
-            raise RuntimeError("trt: use the runner inside a `with` block before calling timed_call()")
-        self.check_feed(feed)
+        self.check_call(feed, "timed_call")
         events = (cuda.Event(), cuda.Event())
 
         def run() -> float:
-            self._run(feed, events)
+            self._infer(feed, events)
             return events[1].time_since(events[0])
 
         return run
 
-    def _run(self, feed: Feed, events: tuple[cuda.Event, cuda.Event] | None = None) -> Feed:
+    def _infer(self, feed: Feed, events: tuple[cuda.Event, cuda.Event] | None = None) -> Feed:
         import pycuda.driver as cuda
 
         assert self._context is not None and self._stream is not None

@@ -1,11 +1,9 @@
 """The engine sidecar ``NAME.engine.json``: what an engine was built with, checked before it is loaded.
 
-A TensorRT plan runs only on the TensorRT version (build number included) and the GPU
-compute capability it was built for (NVIDIA's "Engine Compatibility"; a version-compatible
-plan also on later versions). The sidecar records the build machine, precisions, profiles,
-I/O, builder options and hashes, so an engine is refused up front with a message naming
-both machines and the fix; without a sidecar, :func:`read_load_failure` reads TensorRT's
-own refusal. The engine file stays plain plan bytes, loadable by trtexec and Triton.
+A TensorRT plan runs only on the TensorRT version and GPU compute capability it was built
+for (NVIDIA's "Engine Compatibility"), so the sidecar records the build machine, precisions,
+profiles, I/O, builder options and hashes, and a mismatched engine is refused up front with
+a message naming both machines and the fix. The engine file stays plain plan bytes.
 """
 
 from __future__ import annotations
@@ -30,10 +28,10 @@ class MachineInfo:
     """The TensorRT, CUDA and GPU an engine is built on or run on."""
 
     tensorrt_version: str  # e.g. "10.13.0.35"
-    gpu_name: str  # e.g. "NVIDIA H100 80GB HBM3"
+    gpu_name: str
     compute_capability: str  # "major.minor", e.g. "9.0"
-    cuda_version: str = "unknown"  # CUDA runtime/toolkit version, e.g. "12.8"
-    driver_version: str = "unknown"  # CUDA driver API version, e.g. "12.9"
+    cuda_version: str = "unknown"  # CUDA runtime version
+    driver_version: str = "unknown"  # CUDA driver API version
 
     def describe(self) -> str:
         return f"TensorRT {self.tensorrt_version} on {self.gpu_name} (compute capability {self.compute_capability})"
@@ -121,12 +119,7 @@ CROSS_MAJOR_COMPATIBLE = {(10, 11), (8, 10)}
 
 
 def check_compatible(engine_path: str | Path, sidecar: EngineSidecar, here: MachineInfo) -> None:
-    """Raise EngineMismatchError unless an engine built as ``sidecar`` says can run on ``here``.
-
-    TensorRT's rules: exactly the TensorRT version that built it, or for a version-compatible
-    engine that version, a later one of its major, or a later major of CROSS_MAJOR_COMPATIBLE;
-    and always the same compute capability (another GPU model of it is fine).
-    """
+    """Raise EngineMismatchError unless an engine built as ``sidecar`` says can run on ``here`` (TensorRT's rules)."""
     built = sidecar.built_on
     b, h = version_tuple(built.tensorrt_version), version_tuple(here.tensorrt_version)
     problems = []
