@@ -125,11 +125,13 @@ def test_warnings_are_yellow_and_say_what_to_do(monkeypatch: pytest.MonkeyPatch)
 
     from sbdeploy.bench.report import BenchReport, BenchRow, judged
     from sbdeploy.bench.timing import LatencyStats
+    from sbdeploy.cli import _render
     from sbdeploy.cli import bench as bench_cli
     from sbdeploy.environment import collect_environment
 
     screen = Console(force_terminal=True, color_system="standard", width=200, record=True, file=io.StringIO())
     monkeypatch.setattr(bench_cli, "console", screen)
+    monkeypatch.setattr(_render, "console", screen)
     stats = LatencyStats.from_samples([1e-3, 2e-3])
     rows = judged(
         [BenchRow("net", "ort-cpu", 1, 100, None, stats), BenchRow("net_sb", "ort-cpu", 1, 50, "net", stats)], []

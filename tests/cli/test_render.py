@@ -19,9 +19,13 @@ FILE = "r20[b8][bold].onnx"  # a file name (no slash); the reasons carry a closi
 SOURCE = "imagefolder:/data/set[v2] test"
 
 
-def _screen(monkeypatch: pytest.MonkeyPatch, module: object) -> Console:
-    screen = Console(width=300, record=True, file=io.StringIO())
+def _screen(monkeypatch: pytest.MonkeyPatch, module: object, width: int = 300) -> Console:
+    """A recording console in place of the one ``module`` and the shared rendering helpers print on."""
+    from sbdeploy.cli import _render
+
+    screen = Console(width=width, record=True, file=io.StringIO())
     monkeypatch.setattr(module, "console", screen)
+    monkeypatch.setattr(_render, "console", screen)
     return screen
 
 
@@ -75,8 +79,7 @@ def test_the_bench_table_fits_160_columns_without_breaking_a_number(
     from sbdeploy.bench.timing import LatencyStats
     from sbdeploy.cli import bench as bench_cli
 
-    screen = Console(width=160, record=True, file=io.StringIO())
-    monkeypatch.setattr(bench_cli, "console", screen)
+    screen = _screen(monkeypatch, bench_cli, width=160)
     s = LatencyStats.from_samples([1.234e-3 * (1 + 0.5 * (-1) ** i) for i in range(40)])
     s = dataclasses.replace(s, median_low_ms=1.1111, median_high_ms=18.8888)
     file = "digits_resnet20_sb.ort-cpu.b1.fp32.onnx"
