@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,11 @@ def new_table(
     return table
 
 
-def wrote(paths: Iterable[Path], *, as_json: bool) -> None:
-    """``wrote PATH`` for each file written: on stderr with ``--json``, so that stdout stays JSON."""
-    for path in paths:
+def show(result: Any, render: Callable[[Any], None], *, as_json: bool, written: Iterable[Path] = ()) -> None:
+    """``wrote PATH`` per report file (on stderr with ``--json``: stdout stays JSON), then the result's JSON or tables."""
+    for path in written:
         (err_console if as_json else console).print(f"wrote {path}", highlight=False, markup=False)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        render(result)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
 from sbdeploy.cli import _options as opt
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import console, line, new_table, print_json, wrote
+from sbdeploy.cli._render import console, line, new_table, show
 from sbdeploy.targets import requested_precisions
 
 
@@ -149,11 +149,6 @@ def bench(
             workdir=artifacts,
             on_progress=on_progress,
         )
-    if report is not None:
-        wrote(write_report(result, report), as_json=as_json)
-    if as_json:
-        print_json(result.to_dict())
-    else:
-        render_bench(result)
+    show(result, render_bench, as_json=as_json, written=write_report(result, report) if report else ())
     if strict:
         fail_if_unstable(result)

@@ -11,14 +11,15 @@ from rich.markup import escape
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
 from sbdeploy.cli import _options as opt
 from sbdeploy.cli._progress import steps_display
-from sbdeploy.cli._render import STATUS_MARKS, console, line, new_table, print_json
+from sbdeploy.cli._render import STATUS_MARKS, console, line, new_table, show
 from sbdeploy.cli.bench import fail_if_unstable, render_warnings
 from sbdeploy.errors import ConfigError
 
 
-def render_pipeline(result, title: str, folder: Path) -> None:  # noqa: ANN001  (PipelineResult)
+def render_pipeline(result, source: str, folder: Path) -> None:  # noqa: ANN001  (PipelineResult)
     """One row per step (its status, seconds and detail), the bench's warnings and where the reports are."""
-    table = new_table(escape(title), ("step", "result", "seconds", "detail"), ("step", "result", "detail"))
+    title = escape(f"sbdeploy pipeline: {source} -> {folder}")
+    table = new_table(title, ("step", "result", "seconds", "detail"), ("step", "result", "detail"))
     for column in table.columns:  # long paths fold, whole
         column.overflow = "fold"
     for s in result.steps:
@@ -77,10 +78,7 @@ def pipeline(
         result = run_pipeline(
             source, folder, options, on_step=display.start, on_progress=display.progress, on_step_done=display.finish
         )
-    if as_json:
-        print_json(result.to_dict())
-    else:
-        render_pipeline(result, f"sbdeploy pipeline: {source} -> {folder}", folder)
+    show(result, lambda r: render_pipeline(r, source, folder), as_json=as_json)
     if not result:
         raise typer.Exit(1)
     if strict and result.bench is not None:

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from sbdeploy.cli import _options as opt
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import console, line, new_table, print_json, wrote
+from sbdeploy.cli._render import console, line, new_table, show
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import ONNX_BACKENDS, requested_precisions
 
@@ -136,11 +136,6 @@ def validate(
                 save_outputs=save_outputs,
                 on_progress=on_progress,
             )
-    if report is not None:
-        wrote(write_report(result, report), as_json=as_json)
-    if as_json:
-        print_json(result.to_dict())
-    else:
-        render_validation(result)
+    show(result, render_validation, as_json=as_json, written=write_report(result, report) if report else ())
     if not result:
         raise typer.Exit(1)
