@@ -44,6 +44,7 @@ def _screen_cell(column: str, cell: str, row) -> str:  # noqa: ANN001  (BenchRow
 
 
 def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
+    """The latency table and its legend, each group's length and load, int8's verdicts, notes and warnings."""
     from rich import box
 
     from sbdeploy.bench.report import MARKDOWN_COLUMNS, int8_lines, legend_lines, markdown_rows, shown_columns
