@@ -1,14 +1,15 @@
-"""Parsing the CLI's option values (lists, sizes, spans) and the option spellings several commands share."""
+"""Parsing the CLI's option values (lists, sizes, spans) and the options several commands declare alike."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from sbdeploy.cli._render import warn
 from sbdeploy.errors import ConfigError
-from sbdeploy.targets import requested_precisions, target_option
+from sbdeploy.targets import target_option
 
 
 def split_list(text: str, option: str) -> list[str]:
@@ -19,10 +20,10 @@ def split_list(text: str, option: str) -> list[str]:
     return items
 
 
-def parse_ints(text: str, option: str) -> list[int]:
-    """'1,8,32' -> [1, 8, 32], each >= 1."""
+def parse_ints(text: str, option: str) -> tuple[int, ...]:
+    """'1,8,32' -> (1, 8, 32), each >= 1."""
     try:
-        values = [int(v) for v in split_list(text, option)]
+        values = tuple(int(v) for v in split_list(text, option))
     except ValueError:
         raise ConfigError(f"{option} takes comma-separated integers, e.g. 1,8,32; got {text!r}") from None
     if min(values) < 1:
@@ -66,12 +67,6 @@ def parse_batch(text: str) -> str | int:
     return value
 
 
-OldLowering = Annotated[
-    str | None, typer.Option("--lowering", hidden=True, help="Old spelling of --target grouped / --target separate.")
-]
-"""The ``--lowering`` flag commands kept from before the target table."""
-
-
 def target_flags(target: str | None, lowering: str | None) -> str | None:
     """The target of ``--target`` and the old ``--lowering``; a note on stderr when the old spelling is used."""
     chosen = target_option(target, lowering)
@@ -80,6 +75,47 @@ def target_flags(target: str | None, lowering: str | None) -> str | None:
     return chosen
 
 
-def precisions(fp16: bool, int8: bool) -> tuple[str, ...]:
-    """The precisions ``--fp16``/``--int8`` ask for, fp32 first."""
-    return requested_precisions(fp16, int8)
+Target = Annotated[
+    str | None,
+    typer.Option(
+        help="One deploy target for every backend (grouped, separate, ort-cpu, ort-cuda, trt); default: each "
+        "backend's own (ort-cpu -> ort-cpu, ort-cuda -> ort-cuda, ort-trt and trt -> trt)."
+    ),
+]
+OldLowering = Annotated[str | None, typer.Option(hidden=True, help="Old spelling of --target grouped / separate.")]
+Batches = Annotated[str, typer.Option(help="Comma-separated batch sizes (a fixed-batch file runs at its own).")]
+Fp16 = Annotated[bool, typer.Option("--fp16", help="Also make and run fp16 artifacts (torch stays fp32).")]
+Int8 = Annotated[bool, typer.Option("--int8", help="Also make and run int8 artifacts, each target's recipe.")]
+Calibration = Annotated[
+    str | None,
+    typer.Option(
+        help="With --int8: calibration data, a data source (its training images, e.g. digits) or a .npy of "
+        "normalized N x C x H x W inputs; default: the checkpoint's own dataset."
+    ),
+]
+InputSize = Annotated[str | None, typer.Option(help="H or HxW of checkpoints and zoo models; default: their own.")]
+Threads = Annotated[int | None, typer.Option(help="Intra-op threads of torch and ONNX Runtime CPU.", min=1)]
+Limit = Annotated[int | None, typer.Option(help="Validate on at most this many real images.", min=1)]
+Iters = Annotated[
+    int | None, typer.Option(help="Fixed length: timed runs per model (default: adaptive, see --budget).", min=1)
+]
+Budget = Annotated[
+    float,
+    typer.Option(help="Adaptive length: at most this many seconds of timed turns per backend and batch.", min=0.01),
+]
+Strict = Annotated[bool, typer.Option("--strict", help="Exit 1 when a bench figure is unstable (for CI gates).")]
+
+
+def folder(text: str) -> Any:
+    """An option that names a folder, with its help ``text``."""
+    return typer.Option(help=text, file_okay=False)
+
+
+Artifacts = Annotated[
+    Path | None, folder("Make the artifacts into this folder and keep them (default: a temporary one).")
+]
+TuneBudget = Annotated[
+    float | None,
+    typer.Option(help="--tune: at most this many seconds of timed turns per stage [default: 10].", min=0.01),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")]

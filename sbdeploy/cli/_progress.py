@@ -1,12 +1,8 @@
 """The CLI's live displays: one progress bar (``bench``, ``validate``) and the pipeline's one display of its steps.
 
-Library functions report ``(stage, done, total)`` (:data:`sbdeploy.bench.timing.ProgressFn`:
-total 0 while a step's length is unknown, e.g. an export; timed rounds report the share
-of the plan done, out of 1000); these turn those calls into transient rich displays.
-
-Both draw on stderr and only on a terminal: piped or captured output (``--json``, CI logs)
-gets no live display, and no blank line that a stopped one leaves behind, before the
-results or before an ``error:`` line.
+Both turn the library's ``(stage, done, total)`` calls (:data:`sbdeploy.bench.timing.ProgressFn`)
+into transient rich displays, on stderr and only on a terminal: piped or captured output
+(``--json``, CI logs) gets no live display, nor the blank line a stopped one leaves behind.
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from sbdeploy.cli._render import err_console
+from sbdeploy.cli._render import STATUS_MARKS, err_console
 
 if TYPE_CHECKING:
     from sbdeploy.bench.timing import ProgressFn
@@ -42,15 +38,8 @@ def progress_bar(first: str = "preparing models") -> Iterator[ProgressFn]:
         yield on_progress
 
 
-_MARKS = {"ok": "[green]ok[/]", "skipped": "[yellow]skipped[/]", "FAILED": "[bold red]FAILED[/]"}
-
-
 class StepsDisplay:
-    """One line per pipeline step: waiting, running (with what it is doing and its own bar), then its outcome.
-
-    ``start(name)`` when a step begins, ``progress(stage, done, total)`` while it runs,
-    ``finish(result)`` when it ends (its status, and the bar full, empty or stopped).
-    """
+    """One line per pipeline step: waiting, running (with what it is doing and its own bar), then its outcome."""
 
     def __init__(self, progress: Progress, steps: Sequence[str]) -> None:
         self._progress = progress
@@ -79,7 +68,7 @@ class StepsDisplay:
         if task is None:
             return
         done = 1 if result.status == "ok" else 0
-        description = f"{escape(result.name)}: {_MARKS[result.status]}"
+        description = f"{escape(result.name)}: {STATUS_MARKS[result.status]}"
         if result.status == "skipped":  # why, in its first words ("skipped: no TensorRT here (...)")
             reason = result.detail.split(" (", 1)[0].removeprefix("skipped").lstrip(": ")
             description += f": {escape(reason)}" if reason else ""

@@ -8,20 +8,11 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from sbdeploy.cli._options import OldLowering, parse_batch, parse_size, precisions, target_flags
+from sbdeploy.cli import _options as opt
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import console, print_json, warn
-
-TENSORRT_BACKENDS = ("trt", "ort-trt")
-
-
-def runs_on_tensorrt(target: str) -> bool:
-    """Whether TensorRT runs this target's files, so its parser's verdict gates the export."""
-    from sbdeploy.targets import get_target
-
-    return any(b in TENSORRT_BACKENDS for b in get_target(target).backends)
+from sbdeploy.cli._render import console, line, new_table, print_json, warn
+from sbdeploy.targets import get_target, requested_precisions
 
 
 def _render_trt(report, gating: bool = True) -> None:  # noqa: ANN001  (TrtCheckReport)
@@ -49,82 +40,100 @@ def _render_trt(report, gating: bool = True) -> None:  # noqa: ANN001  (TrtCheck
         )
 
 
+def render_export(result, tuning, gating: bool) -> None:  # noqa: ANN001  (ExportResult, TuneResult | None)
+    """The passes table, the op census, the TensorRT check, int8's calibration, the tuning and the file written."""
+    for warning in result.warnings:
+        warn(warning)
+    meta = result.metadata
+    title = escape(f"passes on {meta['arch']} (target {meta['target']}: {meta['lowering']}, {meta['precision']})")
+    changed_ops = "changed ops (before -> after)"
+    table = new_table(title, ("pass", "nodes before", "nodes after", changed_ops), ("pass", changed_ops))
+    for r in result.pass_reports:
+        changed = ", ".join(f"{op} {a}->{b}" for op, (a, b) in r.changed_ops().items()) or "-"
+        table.add_row(escape(r.name), str(r.nodes_before), str(r.nodes_after), escape(changed))
+    console.print(table)
+    line("ops: " + ", ".join(f"{op} {n}" for op, n in result.ops.items()))
+    _render_trt(result.trt_check, gating)
+    if "int8" in meta:
+        cal = meta["int8"]["calibration"]
+        line(f"int8: {meta['int8']['form']}; calibrated on {cal['images']} images of {cal['source']} ({cal['split']})")
+    if tuning is not None:
+        _render_tuning(tuning)
+    elif (meta.get("tuning") or {}).get("tuned") is False:
+        warn(
+            f"form {meta['lowering']} chosen by the target's rule ({meta['tuning']['rule']}), not tuned: "
+            "--tune times every candidate form and session setting on this machine",
+            label="note",
+        )
+    line(f"wrote {result.path} (sha256 {result.sha256[:16]}...)")
+
+
+def _render_tuning(tuning) -> None:  # noqa: ANN001  (TuneResult)
+    title = f"tuning: {tuning.target} {tuning.precision}, batch {tuning.batch}, {tuning.threads} threads"
+    columns = ("stage", "form", "session settings", "median ms (95% CI)", "CV", "speedup vs default (95% CI)")
+    table = new_table(title, columns, ("stage", "form", "session settings"))
+    for t in tuning.times:
+        form = f"[bold]{t.candidate.lowering} (chosen)[/]" if tuning.is_chosen(t) else t.candidate.lowering
+        table.add_row(t.stage, form, t.candidate.settings.describe(), *t.cells())
+    console.print(table)
+    for stage in tuning.stages:
+        line(f"stage {stage.stage}: {stage.rounds} turns, {stage.seconds:.1f} s, {stage.stop}; {stage.load_text()}")
+    line(f"chosen: {tuning.chosen.label} ({tuning.decision})")
+    if tuning.busy_warning():
+        warn(tuning.busy_warning())
+
+
 def export(
     source: Annotated[str, typer.Argument(help="Checkpoint folder, or a zoo name (random weights).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.", dir_okay=False)],
     opset: Annotated[int, typer.Option(help="Target ONNX opset (13 or newer).", min=13)] = 17,
     batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
-    input_size: Annotated[str | None, typer.Option("--input-size", help="H or HxW; default: the checkpoint's.")] = None,
+    input_size: opt.InputSize = None,
     target: Annotated[
         str | None,
-        typer.Option(
-            help="Deploy target (sbdeploy.targets): grouped (the canonical interchange form, default), separate, "
-            "ort-cpu, ort-cuda or trt (each exact)."
-        ),
+        typer.Option(help="Deploy target: grouped (the canonical form, default), separate, ort-cpu, ort-cuda or trt."),
     ] = None,
-    lowering: OldLowering = None,
-    fp16: Annotated[
-        bool, typer.Option("--fp16", help="Write the fp16 artifact (fp32 inputs and outputs kept).")
-    ] = False,
+    lowering: opt.OldLowering = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Write the fp16 artifact (fp32 inputs and outputs).")] = False,
     int8: Annotated[
-        bool,
-        typer.Option(
-            "--int8", help="Write the int8 artifact, quantized by the target's recipe (fp32 inputs and outputs kept)."
-        ),
+        bool, typer.Option("--int8", help="Write the int8 artifact, the target's recipe (fp32 inputs and outputs).")
     ] = False,
-    calibration: Annotated[
-        str | None,
-        typer.Option(
-            help="int8 calibration data: a data source (its training images, e.g. digits) or a .npy of normalized "
-            "N x C x H x W inputs; default: the checkpoint's own dataset."
-        ),
-    ] = None,
+    calibration: opt.Calibration = None,
     passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: the target's.")] = None,
     sampling: Annotated[str | None, typer.Option(help="Sampling set, for a zoo name only.")] = None,
     check: Annotated[
-        bool,
-        typer.Option(
-            "--check/--no-check",
-            help="Fail when the TensorRT check finds errors (targets TensorRT runs: grouped, separate, trt).",
-        ),
+        bool, typer.Option("--check/--no-check", help="Fail on TensorRT check errors (targets TensorRT runs).")
     ] = True,
     tune: Annotated[
         bool,
         typer.Option(
             "--tune",
-            help="Time every candidate form and ONNX Runtime session setting of the target "
-            "(default with --tune: ort-cpu) for this model, batch and thread count on this machine; "
-            "write the fastest.",
+            help="Time every candidate form and ONNX Runtime session setting of the target (default with --tune: "
+            "ort-cpu) for this model, batch and thread count on this machine; write the fastest.",
         ),
     ] = False,
     threads: Annotated[
         int | None, typer.Option(help="--tune: the thread budget (default: the CPUs this process may use).", min=1)
     ] = None,
-    tune_budget: Annotated[
-        float, typer.Option(help="--tune: at most this many seconds of timed turns per tuning stage.", min=0.01)
-    ] = 10.0,
+    tune_budget: opt.TuneBudget = None,
     tune_forms: Annotated[
-        str | None,
-        typer.Option(
-            help="--tune: the target's variants to try besides its own form, "
-            "comma-separated (default: all; e.g. taps,stacked)."
-        ),
+        str | None, typer.Option(help="--tune: comma-separated variants to try too (default: all; e.g. taps,stacked).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    as_json: opt.AsJson = False,
 ) -> None:
     """Export a checkpoint (or zoo network) to ONNX in a deploy target's exact form."""
     from sbdeploy.flow import ExportOptions, run_export
 
     options = ExportOptions(
-        target=target_flags(target, lowering),
-        precisions=precisions(fp16, int8),
-        batch=parse_batch(batch),
-        input_size=parse_size(input_size),
+        target=opt.target_flags(target, lowering),
+        precisions=requested_precisions(fp16, int8),
+        batch=opt.parse_batch(batch),
+        input_size=opt.parse_size(input_size),
         opset=opset,
         passes=None if passes is None else tuple(p.strip() for p in passes.split(",") if p.strip()),
         calibration=calibration,
         tune=tune,
-        tune_budget=tune_budget,
+        tune_budget=10.0 if tune_budget is None else tune_budget,
         threads=threads,
         variants=None if tune_forms is None else tuple(v.strip() for v in tune_forms.split(",") if v.strip()),
     )
@@ -133,7 +142,8 @@ def export(
         result, tuning = run_export(
             source, output, options, model_options={"sampling": sampling} if sampling else None, on_progress=on_progress
         )
-    gating = runs_on_tensorrt(result.metadata["target"])
+    # TensorRT runs this target's files: its parser's verdict gates the export
+    gating = any(b in ("trt", "ort-trt") for b in get_target(result.metadata["target"]).backends)
     if new_folder:
         warn(f"created folder {output.parent}", label="note")
     if as_json:
@@ -150,56 +160,9 @@ def export(
             }
         )
     else:
-        for warning in result.warnings:
-            warn(warning)
-        meta = result.metadata
-        table = Table(
-            title=escape(f"passes on {meta['arch']} (target {meta['target']}: {meta['lowering']}, {meta['precision']})")
-        )
-        for column in ("pass", "nodes before", "nodes after", "changed ops (before -> after)"):
-            table.add_column(column, justify="left" if column in ("pass", "changed ops (before -> after)") else "right")
-        for r in result.pass_reports:
-            changed = ", ".join(f"{op} {a}->{b}" for op, (a, b) in r.changed_ops().items()) or "-"
-            table.add_row(escape(r.name), str(r.nodes_before), str(r.nodes_after), escape(changed))
-        console.print(table)
-        console.print("ops: " + ", ".join(f"{op} {n}" for op, n in result.ops.items()), highlight=False, markup=False)
-        _render_trt(result.trt_check, gating)
-        if "int8" in meta:
-            cal = meta["int8"]["calibration"]
-            console.print(
-                f"int8: {meta['int8']['form']}; calibrated on {cal['images']} images of {cal['source']} ({cal['split']})",
-                highlight=False,
-                markup=False,
-            )
-        if tuning is not None:
-            _render_tuning(tuning)
-        elif (result.metadata.get("tuning") or {}).get("tuned") is False:
-            warn(
-                f"form {meta['lowering']} chosen by the target's rule ({meta['tuning']['rule']}), not tuned: "
-                "--tune times every candidate form and session setting on this machine",
-                label="note",
-            )
-        console.print(f"wrote {result.path} (sha256 {result.sha256[:16]}...)", highlight=False, markup=False)
+        render_export(result, tuning, gating)
     if check and gating and not result.trt_check:
         raise typer.Exit(1)
-
-
-def _render_tuning(tuning) -> None:  # noqa: ANN001  (TuneResult)
-    table = Table(title=f"tuning: {tuning.target} {tuning.precision}, batch {tuning.batch}, {tuning.threads} threads")
-    for column in ("stage", "form", "session settings", "median ms (95% CI)", "CV", "speedup vs default (95% CI)"):
-        table.add_column(column, justify="left" if column in ("stage", "form", "session settings") else "right")
-    for t in tuning.times:
-        form = f"[bold]{t.candidate.lowering} (chosen)[/]" if tuning.is_chosen(t) else t.candidate.lowering
-        table.add_row(t.stage, form, t.candidate.settings.describe(), *t.cells())
-    console.print(table)
-    for stage in tuning.stages:
-        console.print(
-            f"stage {stage.stage}: {stage.rounds} turns, {stage.seconds:.1f} s, {stage.stop}; {stage.load_text()}",
-            highlight=False,
-        )
-    console.print(f"chosen: {tuning.chosen.label} ({tuning.decision})", highlight=False)
-    if tuning.busy_warning():
-        warn(tuning.busy_warning())
 
 
 def check(

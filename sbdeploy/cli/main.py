@@ -1,10 +1,8 @@
 """The typer app: registers every command and gives every error one style, ``error: ...`` and exit 2.
 
-Command modules import typer and rich only; each command imports the library (torch,
-onnx, ...) inside its function, so ``sbdeploy --help`` and ``--version`` start in a
-fraction of a second. The app runs with ``standalone_mode=False``: click's usage errors
-(a missing file, a value out of range, an unknown option) come back here as exceptions
-and are printed as one line, as :class:`~sbdeploy.errors.SbdeployError` is.
+Each command imports the library (torch, onnx, ...) inside its function, so ``--help`` and ``--version`` are
+quick. With ``standalone_mode=False`` click's usage errors (a missing file, a value out of range, an unknown
+option) come back here as exceptions, printed as one line as :class:`~sbdeploy.errors.SbdeployError` is.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Sequence
+from typing import Annotated
 
 import typer
 
@@ -60,16 +59,12 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
-        False,
-        "--version",
-        help="Print the version and exit.",
-        is_eager=True,
-        expose_value=False,
-        callback=_print_version,
-    ),
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
 ) -> None:
-    """Spatial-bottleneck networks from PyTorch to verified, fast inference engines."""
+    """The options before the command: ``--version``."""
 
 
 def error_line(message: str) -> None:

@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from sbdeploy.cli._options import OldLowering, parse_ints, precisions, split_list, target_flags
+from sbdeploy.cli import _options as opt
 from sbdeploy.cli._progress import progress_bar
-from sbdeploy.cli._render import console, err_console, print_json
+from sbdeploy.cli._render import console, line, new_table, show
 from sbdeploy.errors import ConfigError
-from sbdeploy.targets import ONNX_BACKENDS
+from sbdeploy.targets import ONNX_BACKENDS, requested_precisions
 
 if TYPE_CHECKING:
     from sbdeploy.validate.compare import ValidationReport
@@ -37,133 +36,65 @@ def render_validation(report: ValidationReport) -> None:
     """Checks table (one row per file and input), accuracy table and the verdict line."""
     from sbdeploy.validate.compare import tf32_notes
 
-    table = Table(title="parity against PyTorch")
     columns = ("file", "backend", "precision", "input", "max abs", "mean abs", "min cosine", "top-1 agree", "verdict")
-    for column in columns:
-        table.add_column(
-            column,
-            justify="left" if column in ("file", "backend", "precision", "input", "verdict") else "right",
-            no_wrap=column == "file",
-        )
+    text = ("file", "backend", "precision", "input", "verdict")
+    table = new_table("parity against PyTorch", columns, text, no_wrap=("file",))
     for c in report.checks:
+        if not c.judged:
+            verdict = f"[dim]{escape(c.verdict_text)}[/]"
+        else:
+            verdict = "[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {escape(c.reason)}"
         s = c.stats
-        verdict = (
-            ("[green]pass[/]" if c.passed else f"[bold red]FAIL[/] {escape(c.reason)}")
-            if c.judged
-            else f"[dim]{escape(c.verdict_text)}[/]"
-        )
-        table.add_row(
-            escape(c.file),
-            c.backend,
-            c.precision,
-            escape(c.case),
-            f"{s.max_abs:.3g}",
-            f"{s.mean_abs:.3g}",
-            f"{s.min_cosine:.6f}",
-            f"{s.top1_agreement:.1%}",
-            verdict,
-        )
+        figures = (f"{s.max_abs:.3g}", f"{s.mean_abs:.3g}", f"{s.min_cosine:.6f}", f"{s.top1_agreement:.1%}")
+        table.add_row(escape(c.file), c.backend, c.precision, escape(c.case), *figures, verdict)
     console.print(table)
     if report.accuracy:
-        acc = Table(title="accuracy")
-        for column in ("file", "backend", "dataset", "images", "top-1", "top-5", "vs PyTorch"):
-            acc.add_column(column, justify="left" if column in ("file", "backend", "dataset") else "right")
+        columns = ("file", "backend", "dataset", "images", "top-1", "top-5", "vs PyTorch")
+        table = new_table("accuracy", columns, ("file", "backend", "dataset"))
         for a in report.accuracy:
-            acc.add_row(
-                escape(a.file or "PyTorch"),
-                a.backend,
-                escape(a.dataset),
-                str(a.samples),
-                f"{a.top1:.2%}",
-                "-" if a.top5 is None else f"{a.top5:.2%}",
-                f"{a.delta_top1:+.2f} pt",
-            )
-        console.print(acc)
+            top5 = "-" if a.top5 is None else f"{a.top5:.2%}"
+            figures = (str(a.samples), f"{a.top1:.2%}", top5, f"{a.delta_top1:+.2f} pt")
+            table.add_row(escape(a.file or "PyTorch"), a.backend, escape(a.dataset), *figures)
+        console.print(table)
     for a in report.artifacts:
-        console.print(f"{a.file}: sha256 {a.sha256}", style="dim", highlight=False, markup=False)
+        line(f"{a.file}: sha256 {a.sha256}", style="dim")
     for note in tf32_notes(report.artifacts):
-        console.print(f"TF32: {note}", style="dim", highlight=False, markup=False)
-    failed = report.failures
+        line(f"TF32: {note}", style="dim")
     if report:
-        console.print(
-            f"[bold green]PASSED[/]: {len(report.checks)} checks of {len(report.file_verdicts())} files",
-            highlight=False,
-        )
+        verdict = f"[bold green]PASSED[/]: {len(report.checks)} checks of {len(report.file_verdicts())} files"
     else:
-        console.print(f"[bold red]FAILED[/]: {len(failed)} of {len(report.checks)} checks", highlight=False)
+        verdict = f"[bold red]FAILED[/]: {len(report.failures)} of {len(report.checks)} checks"
+    console.print(verdict, highlight=False)
 
 
 def validate(
     checkpoint: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Checkpoint folder: the PyTorch training code is the reference (none with --load-outputs)."
-        ),
+        Path | None, typer.Argument(help="Checkpoint folder, the PyTorch reference (none with --load-outputs).")
     ] = None,
     onnx: Annotated[
-        list[Path] | None,
-        typer.Option("--onnx", help="ONNX file to check (repeatable). Default: make the deploy artifacts now."),
+        list[Path] | None, typer.Option("--onnx", help="ONNX file to check (repeatable); none: make the artifacts.")
     ] = None,
     engine: Annotated[
         list[Path] | None, typer.Option("--engine", help="TensorRT engine to check (repeatable; needs its sidecar).")
     ] = None,
-    backends: Annotated[
-        str, typer.Option(help=f"Backends that run the ONNX files: {', '.join(ONNX_BACKENDS)}.")
-    ] = "ort-cpu",
-    target: Annotated[
-        str | None,
-        typer.Option(
-            help="Without files: make this deploy target's artifacts (default: each backend's own, e.g. ort-cpu)."
-        ),
-    ] = None,
-    lowering: OldLowering = None,
-    batch: Annotated[
-        str, typer.Option(help="Without files: the batch sizes to make per-batch artifacts for (as bench times them).")
-    ] = "1,8",
-    fp16: Annotated[bool, typer.Option("--fp16", help="Without files: also make and check fp16 artifacts.")] = False,
-    int8: Annotated[
-        bool, typer.Option("--int8", help="Without files: also make and check int8 artifacts (each target's recipe).")
-    ] = False,
-    calibration: Annotated[
-        str | None,
-        typer.Option(
-            help="With --int8: calibration data, a data source or a .npy of normalized inputs (default: the checkpoint's dataset)."
-        ),
-    ] = None,
-    artifacts: Annotated[
-        Path | None,
-        typer.Option(
-            help="Without files: make the artifacts into this folder and keep them (default: a temporary one).",
-            file_okay=False,
-        ),
-    ] = None,
-    data: Annotated[
-        str | None, typer.Option(help="Data source for real images (default: the checkpoint's own dataset).")
-    ] = None,
-    limit: Annotated[int | None, typer.Option(help="Use at most this many real images.", min=1)] = None,
-    atol: Annotated[
-        float | None, typer.Option(help="Absolute tolerance (overrides every target's and precision's default).", min=0)
-    ] = None,
-    rtol: Annotated[
-        float | None, typer.Option(help="Relative tolerance (overrides every target's and precision's default).", min=0)
-    ] = None,
-    report: Annotated[
-        Path | None, typer.Option(help="Folder for validate.json and validate.md.", file_okay=False)
-    ] = None,
-    save_outputs: Annotated[
-        Path | None,
-        typer.Option(
-            help="Keep every output (PyTorch's and each file's) in this folder, to judge again.", file_okay=False
-        ),
-    ] = None,
+    backends: Annotated[str, typer.Option(help=f"Backends of the ONNX files: {', '.join(ONNX_BACKENDS)}.")] = "ort-cpu",
+    target: opt.Target = None,
+    lowering: opt.OldLowering = None,
+    batch: opt.Batches = "1,8",
+    fp16: opt.Fp16 = False,
+    int8: opt.Int8 = False,
+    calibration: opt.Calibration = None,
+    artifacts: opt.Artifacts = None,
+    data: Annotated[str | None, typer.Option(help="Data source of real images (default: the checkpoint's).")] = None,
+    limit: opt.Limit = None,
+    atol: Annotated[float | None, typer.Option(help="Absolute tolerance (overrides every default).", min=0)] = None,
+    rtol: Annotated[float | None, typer.Option(help="Relative tolerance (overrides every default).", min=0)] = None,
+    report: Annotated[Path | None, opt.folder("Folder for validate.json and validate.md.")] = None,
+    save_outputs: Annotated[Path | None, opt.folder("Keep every output here, PyTorch's and each file's.")] = None,
     load_outputs: Annotated[
-        Path | None,
-        typer.Option(
-            help="Judge the outputs a --save-outputs run kept (e.g. with other --atol/--rtol), running nothing.",
-            file_okay=False,
-        ),
+        Path | None, opt.folder("Judge outputs --save-outputs kept (e.g. with other --atol/--rtol), running nothing.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: opt.AsJson = False,
 ) -> None:
     """Run PyTorch and every artifact on the same inputs; exit 1 when any check fails.
 
@@ -176,10 +107,10 @@ def validate(
     from sbdeploy.validate.report import write_report
 
     options = ValidateOptions(
-        backends=tuple(split_list(backends, "--backends")),
-        target=target_flags(target, lowering),
-        batches=tuple(parse_ints(batch, "--batch")),
-        precisions=precisions(fp16, int8),
+        backends=tuple(opt.split_list(backends, "--backends")),
+        target=opt.target_flags(target, lowering),
+        batches=opt.parse_ints(batch, "--batch"),
+        precisions=requested_precisions(fp16, int8),
         calibration=calibration,
         data=data,
         limit=limit,
@@ -205,12 +136,6 @@ def validate(
                 save_outputs=save_outputs,
                 on_progress=on_progress,
             )
-    if report is not None:
-        for path in write_report(result, report):  # with --json, stdout stays JSON
-            (err_console if as_json else console).print(f"wrote {path}", highlight=False, markup=False)
-    if as_json:
-        print_json(result.to_dict())
-    else:
-        render_validation(result)
+    show(result, render_validation, as_json=as_json, written=write_report(result, report) if report else ())
     if not result:
         raise typer.Exit(1)

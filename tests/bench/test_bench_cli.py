@@ -18,27 +18,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_bench_writes_every_report_and_keeps_the_files_it_timed(tmp_path: Path) -> None:
     out, kept = tmp_path / "bench", tmp_path / "artifacts"
-    result = run_cli(
-        "bench",
-        "-m",
-        "cifar_resnet20_sb",
-        "--backends",
-        "torch,ort-cpu",
-        "--batch",
-        "1,2",
-        "--warmup",
-        "1",
-        "--budget",
-        "1",
-        "--threads",
-        "1",
-        "--input-size",
-        "16",
-        "--report",
-        str(out),
-        "--artifacts",
-        str(kept),
-    )  # the default, adaptive length, with a short budget
+    options = "--backends torch,ort-cpu --batch 1,2 --warmup 1 --budget 1 --threads 1 --input-size 16"
+    result = run_cli(  # the default, adaptive length, with a short budget
+        "bench", "-m", "cifar_resnet20_sb", *options.split(), "--report", str(out), "--artifacts", str(kept)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "bench.json").read_text())
     rows = {(r["model"], r["backend"], r["batch"]): r for r in data["rows"]}
@@ -83,26 +66,8 @@ def test_bench_writes_every_report_and_keeps_the_files_it_timed(tmp_path: Path) 
 
 def test_iters_2_on_a_pair_never_reports_an_efficiency_above_1_without_the_unstable_flag(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    result = run_cli(
-        "bench",
-        "-m",
-        "cifar_resnet20_sb",
-        "--backends",
-        "ort-cpu",
-        "--batch",
-        "1",
-        "--warmup",
-        "1",
-        "--iters",
-        "2",
-        "--threads",
-        "1",
-        "--input-size",
-        "16",
-        "--report",
-        str(out),
-        "--strict",
-    )
+    options = "--backends ort-cpu --batch 1 --warmup 1 --iters 2 --threads 1 --input-size 16"
+    result = run_cli("bench", "-m", "cifar_resnet20_sb", *options.split(), "--report", str(out), "--strict")
     assert result.returncode == 1, result.stdout + result.stderr  # --strict: unstable figures fail the run
     data = json.loads((out / "bench.json").read_text())  # the reports are written all the same
     sb = next(r for r in data["rows"] if r["speedup"] is not None)
@@ -125,11 +90,13 @@ def test_warnings_are_yellow_and_say_what_to_do(monkeypatch: pytest.MonkeyPatch)
 
     from sbdeploy.bench.report import BenchReport, BenchRow, judged
     from sbdeploy.bench.timing import LatencyStats
+    from sbdeploy.cli import _render
     from sbdeploy.cli import bench as bench_cli
     from sbdeploy.environment import collect_environment
 
     screen = Console(force_terminal=True, color_system="standard", width=200, record=True, file=io.StringIO())
     monkeypatch.setattr(bench_cli, "console", screen)
+    monkeypatch.setattr(_render, "console", screen)
     stats = LatencyStats.from_samples([1e-3, 2e-3])
     rows = judged(
         [BenchRow("net", "ort-cpu", 1, 100, None, stats), BenchRow("net_sb", "ort-cpu", 1, 50, "net", stats)], []
@@ -163,35 +130,15 @@ def test_trt_backend_without_tensorrt_is_one_clear_line() -> None:
 
 def test_fp16_and_cuda_graph_flags(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    result = run_cli(
-        "bench",
-        "-m",
-        "cifar_resnet20",
-        "--no-baselines",
-        "--backends",
-        "ort-cpu",
-        "--batch",
-        "1",
-        "--warmup",
-        "1",
-        "--iters",
-        "2",
-        "--threads",
-        "1",
-        "--input-size",
-        "16",
-        "--fp16",
-        "--cuda-graph",
-        "--report",
-        str(out),
-    )
+    options = "--no-baselines --backends ort-cpu --batch 1 --warmup 1 --iters 2 --threads 1 --input-size 16"
+    result = run_cli("bench", "-m", "cifar_resnet20", *options.split(), "--fp16", "--cuda-graph", "--report", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "bench.json").read_text())
     assert data["settings"]["fp16"] is True and data["settings"]["cuda_graph"] is True
     assert data["settings"]["notes"] == ["--cuda-graph applies to trt only"]  # said once, in the report and on screen
     assert "--cuda-graph applies to trt only" in result.stdout
-    assert [(r["precision"], r["file"]) for r in data["rows"]] == [
-        ("fp32", "cifar_resnet20.ort-cpu.b1.fp32.onnx"), ("fp16", "cifar_resnet20.ort-cpu.b1.fp16.onnx")]  # fmt: skip
+    files = [("fp32", "cifar_resnet20.ort-cpu.b1.fp32.onnx"), ("fp16", "cifar_resnet20.ort-cpu.b1.fp16.onnx")]
+    assert [(r["precision"], r["file"]) for r in data["rows"]] == files
     assert [r["compute_median_ms"] for r in data["rows"]] == [None, None]  # ORT on the CPU has no separate compute time
     markdown = (out / "bench.md").read_text()
     assert (
@@ -214,12 +161,12 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
         ("cifar_resnet20_sb", "ort-cpu", 1, "fp16"),
         ("cifar_resnet20_sb", "grouped", "dynamic", "fp32"),
     ]:
-        export_onnx(name, files / f"{name}.{target}.{precision}.onnx", input_size=(16, 16), target=target, batch=batch,
-                    precision=precision)  # fmt: skip
+        path = files / f"{name}.{target}.{precision}.onnx"
+        export_onnx(name, path, input_size=(16, 16), target=target, batch=batch, precision=precision)
     before = {p.name: sha256_file(p) for p in files.iterdir()}
     out = tmp_path / "bench"
-    result = run_cli("bench", *[a for p in sorted(files.iterdir()) for a in ("-m", str(p))], "--batch", "1,2", "--warmup", "1",
-                     "--iters", "2", "--threads", "1", "--report", str(out))  # fmt: skip
+    models = [a for p in sorted(files.iterdir()) for a in ("-m", str(p))]
+    result = run_cli("bench", *models, *"--batch 1,2 --warmup 1 --iters 2 --threads 1".split(), "--report", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "bench.json").read_text())
     rows = {(r["model"], r["batch"]): r for r in data["rows"]}

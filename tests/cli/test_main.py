@@ -1,10 +1,12 @@
-"""The ``sbdeploy`` entry point itself: --version, --help, start-up cost, one error style."""
+"""The ``sbdeploy`` entry point itself: --version, --help, start-up cost, one error style, bugs that look like bugs."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -97,3 +99,37 @@ def test_help_shows_no_type_after_flags() -> None:
     assert done.returncode == 0
     assert "--fp16" in done.stdout and "--min-batch" in done.stdout
     assert "<bool>" not in done.stdout and "BOOLEAN" not in done.stdout
+
+
+def test_an_unexpected_exception_is_one_line_naming_its_saved_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug (a RuntimeError inside the library call of a real command) is no user error: one line, exit 70, the
+    traceback in a file; with SBDEPLOY_DEBUG=1 it propagates."""
+    from sbdeploy import flow
+    from sbdeploy.cli.main import main
+
+    def broken_judge(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom [bold]")
+
+    monkeypatch.setattr(flow, "judge_saved", broken_judge)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the traceback file is written
+    monkeypatch.delenv("SBDEPLOY_DEBUG", raising=False)
+    argv = ["validate", "--load-outputs", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert exit_info.value.code == 70 and captured.out == "" and len(lines) == 1, captured.err
+    assert lines[0].startswith(
+        "error: internal error, a bug in sbdeploy: RuntimeError: boom [bold]; the traceback is in "
+    )
+    assert "(SBDEPLOY_DEBUG=1 prints it)" in lines[0]
+    saved = Path(re.search(r"the traceback is in (\S+) ", lines[0]).group(1))
+    assert saved.parent == tmp_path and saved.name.startswith("sbdeploy-traceback-")
+    traceback = saved.read_text()
+    assert traceback.startswith("Traceback") and "in broken_judge" in traceback and "RuntimeError: boom" in traceback
+
+    monkeypatch.setenv("SBDEPLOY_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(argv)

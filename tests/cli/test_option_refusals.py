@@ -31,10 +31,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         mean=(0.5,) * 3,
         std=(0.25,) * 3,
         class_names=tuple(str(i) for i in range(10)),
-    )  # fmt: skip  (no dataset named)
+    )  # no dataset named
     np.save(root / "calibration.npy", np.zeros((4, 3, 32, 32), np.float32))
-    return {"ckpt": save_checkpoint(root / "ckpt", sbdeploy.create_model("cifar_resnet20", num_classes=10).eval(), config),
-            "onnx": tiny_onnx(root / "model.onnx"), "npy": root / "calibration.npy"}  # fmt: skip
+    model = sbdeploy.create_model("cifar_resnet20", num_classes=10).eval()
+    ckpt = save_checkpoint(root / "ckpt", model, config)
+    return {"ckpt": ckpt, "onnx": tiny_onnx(root / "model.onnx"), "npy": root / "calibration.npy"}
 
 
 ROWS = {

@@ -19,9 +19,13 @@ FILE = "r20[b8][bold].onnx"  # a file name (no slash); the reasons carry a closi
 SOURCE = "imagefolder:/data/set[v2] test"
 
 
-def _screen(monkeypatch: pytest.MonkeyPatch, module: object) -> Console:
-    screen = Console(width=300, record=True, file=io.StringIO())
+def _screen(monkeypatch: pytest.MonkeyPatch, module: object, width: int = 300) -> Console:
+    """A recording console in place of the one ``module`` and the shared rendering helpers print on."""
+    from sbdeploy.cli import _render
+
+    screen = Console(width=width, record=True, file=io.StringIO())
     monkeypatch.setattr(module, "console", screen)
+    monkeypatch.setattr(_render, "console", screen)
     return screen
 
 
@@ -58,8 +62,8 @@ def test_bench_prints_model_and_file_names_as_text(monkeypatch: pytest.MonkeyPat
 
     screen = _screen(monkeypatch, bench_cli)
     stats = LatencyStats.from_samples([1e-3, 2e-3])
-    rows = judged([BenchRow("net[v1]", "ort-cpu", 1, 100, None, stats, file=FILE),
-                   BenchRow("net_sb[/v1]", "ort-cpu", 1, 50, "net[v1]", stats, file="model[b1].onnx")], [])  # fmt: skip
+    baseline = BenchRow("net[v1]", "ort-cpu", 1, 100, None, stats, file=FILE)
+    rows = judged([baseline, BenchRow("net_sb[/v1]", "ort-cpu", 1, 50, "net[v1]", stats, file="model[b1].onnx")], [])
     bench_cli.render_bench(BenchReport(rows=rows, environment=collect_environment()))
     text = screen.export_text()
     assert FILE in text and "model[b1].onnx" in text and "net[v1]" in text and "net_sb[/v1]: ort-cpu b1" in text
@@ -75,17 +79,21 @@ def test_the_bench_table_fits_160_columns_without_breaking_a_number(
     from sbdeploy.bench.timing import LatencyStats
     from sbdeploy.cli import bench as bench_cli
 
-    screen = Console(width=160, record=True, file=io.StringIO())
-    monkeypatch.setattr(bench_cli, "console", screen)
+    screen = _screen(monkeypatch, bench_cli, width=160)
     s = LatencyStats.from_samples([1.234e-3 * (1 + 0.5 * (-1) ** i) for i in range(40)])
     s = dataclasses.replace(s, median_low_ms=1.1111, median_high_ms=18.8888)
     file = "digits_resnet20_sb.ort-cpu.b1.fp32.onnx"
-    rows = [BenchRow("cifar_resnet20", "ort-cpu", 1, 100, None, s, file="cifar_resnet20.ort-cpu.b1.fp32.onnx"),
-            BenchRow("digits_resnet20_sb", "ort-cpu", 1, 50, "cifar_resnet20", s, file=file, speedup_low=0.7777, speedup_high=1.3333),
-            BenchRow("digits_resnet20_sb", "torch", 1, 50, None, s)]  # fmt: skip
+    sb = "digits_resnet20_sb"
+    rows = [
+        BenchRow("cifar_resnet20", "ort-cpu", 1, 100, None, s, file="cifar_resnet20.ort-cpu.b1.fp32.onnx"),
+        BenchRow(sb, "ort-cpu", 1, 50, "cifar_resnet20", s, file=file, speedup_low=0.7777, speedup_high=1.3333),
+        BenchRow(sb, "torch", 1, 50, None, s),
+    ]
     if reduced:
-        rows.append(BenchRow("digits_resnet20_sb", "ort-cpu", 1, 50, None, s, precision="int8", file="digits_resnet20_sb.ort-cpu.b1.int8.onnx",
-                             vs_fp32=1.6666, vs_fp32_low=1.5555, vs_fp32_high=1.7777))  # fmt: skip
+        int8 = {"precision": "int8", "file": f"{sb}.ort-cpu.b1.int8.onnx"}
+        rows.append(
+            BenchRow(sb, "ort-cpu", 1, 50, None, s, vs_fp32=1.6666, vs_fp32_low=1.5555, vs_fp32_high=1.7777, **int8)
+        )
     judged_rows = judged(rows, [])
     bench_cli.render_bench(BenchReport(rows=judged_rows, environment=collect_environment()))
     text = screen.export_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
+
+SHIPPED = REPO / "models" / "digits_resnet20_sb"
 
 
 def test_correct_export_passes_and_writes_reports_that_name_the_file(
@@ -129,16 +132,18 @@ def _refusal(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return captured.err.strip()
 
 
-def test_the_file_given_as_the_checkpoint_gets_the_right_command_line(tiny_onnx: Path, tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_the_file_given_as_the_checkpoint_gets_the_right_command_line(
+    tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     message = _refusal(["validate", str(tiny_onnx)], capsys)
     assert f"{tiny_onnx} is a model file" in message and f"`sbdeploy validate CHECKPOINT --onnx {tiny_onnx}`" in message
     engine = tmp_path / "r20.engine"
     assert f"`sbdeploy validate CHECKPOINT --engine {engine}`" in _refusal(["validate", str(engine)], capsys)
 
 
-def test_a_file_of_other_weights_is_refused_before_anything_runs(tiny_checkpoint: Path, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_a_file_of_other_weights_is_refused_before_anything_runs(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Same architecture, options and input, other weights (a zoo export): both named, no report written."""
     from sbdeploy.export.onnx_export import export_onnx
 
@@ -151,3 +156,60 @@ def test_a_file_of_other_weights_is_refused_before_anything_runs(tiny_checkpoint
     )
     assert "weights sha256" in message and f"sbdeploy export {tiny_checkpoint} -o FILE" in message
     assert not (tmp_path / "r").exists()
+
+
+def _validate(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``sbdeploy validate ARGS`` through the console entry point, in this process: exit code, stdout, stderr."""
+    from sbdeploy.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", *args])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_saved_outputs_are_judged_again_with_other_tolerances_without_running_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run, then compare: --save-outputs keeps every output; --load-outputs judges them again and runs nothing."""
+    import onnxruntime
+
+    from sbdeploy import flow
+
+    saved, kept = tmp_path / "outputs", tmp_path / "artifacts"
+    args = [str(SHIPPED), "--batch", "1", "--limit", "50", "--artifacts", str(kept), "--save-outputs", str(saved)]
+    code, out, err = _validate([*args, "--json"], capsys)
+    assert code == 0, err
+    ran = json.loads(out)
+    assert {p.name for p in saved.iterdir()} == {"outputs.json", "outputs.npz"}
+
+    def nothing_runs(*args: object, **kwargs: object) -> None:
+        raise AssertionError("--load-outputs ran a model")
+
+    shutil.rmtree(kept)  # no ONNX file is left to open, and nothing may load the checkpoint or run a session
+    for owner, name in ((onnxruntime, "InferenceSession"), (flow, "run_validation"), (flow, "resolve_models")):
+        monkeypatch.setattr(owner, name, nothing_runs)
+    code, out, err = _validate(["--load-outputs", str(saved), "--atol", "1e-9", "--rtol", "0", "--json"], capsys)
+    assert code == 1, err
+    tight = json.loads(out)
+    assert tight["passed"] is False and any("beyond atol=1e-09" in c["reason"] for c in tight["checks"])
+    code, out, err = _validate(["--load-outputs", str(saved), "--json"], capsys)
+    assert code == 0, err
+    again = json.loads(out)
+    assert again["passed"] is True and again["checks"] == ran["checks"] and again["accuracy"] == ran["accuracy"]
+
+
+def test_load_outputs_refuses_a_folder_without_saved_outputs_and_other_inputs(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args, says in [
+        (["--load-outputs", str(empty)], f"{empty} does not hold outputs saved by `sbdeploy validate --save-outputs`"),
+        (["--load-outputs", str(tmp_path / "missing")], "does not hold outputs saved"),
+        ([str(tiny_checkpoint), "--load-outputs", str(empty)], "--load-outputs judges saved outputs: give it alone"),
+        ([], "give the CHECKPOINT folder (or --load-outputs DIR)"),
+    ]:
+        code, out, err = _validate(args, capsys)
+        assert code == 2 and out == "" and len(err.splitlines()) == 1, (args, err)
+        assert err.startswith("error: ") and says in err, err
