@@ -40,7 +40,7 @@ from sbdeploy.calibration import Calibration, calibration_for, load_calibration
 from sbdeploy.checkpoint import require_folder
 from sbdeploy.errors import ConfigError
 from sbdeploy.export.onnx_export import ExportResult, export_source
-from sbdeploy.files import DeployFile, describe_file
+from sbdeploy.files import ENGINE_SUFFIXES, DeployFile, describe_file
 from sbdeploy.sources import Model, is_artifact_file, resolve_models, resolve_source
 from sbdeploy.targets import CANONICAL, ONNX_BACKENDS
 from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
@@ -347,7 +347,15 @@ def run_validate(
         raise ConfigError(
             "--int8 makes int8 artifacts; a given file (--onnx/--engine) is judged by the precision it holds"
         )
-    require_folder(Path(checkpoint))  # the reference is a checkpoint folder, never a zoo name's random weights
+    path = Path(checkpoint)
+    if path.suffix in (".onnx", *ENGINE_SUFFIXES) and not path.is_dir():
+        option = "--onnx" if path.suffix == ".onnx" else "--engine"
+        what = "is a model file" if path.is_file() else "does not exist (and is named like a model file)"
+        raise ConfigError(
+            f"{path} {what}: validate takes the checkpoint folder it was exported from first and the file "
+            f"after {option}: `sbdeploy validate CHECKPOINT {option} {path}`"
+        )
+    require_folder(path)  # the reference is a checkpoint folder, never a zoo name's random weights
     (model,) = resolve_models([checkpoint], add_baselines=False, stems=["model"])
     ckpt = model.source
     data = options.data or ckpt.config.dataset or None

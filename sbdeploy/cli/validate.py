@@ -18,20 +18,6 @@ if TYPE_CHECKING:
     from sbdeploy.validate.compare import ValidationReport
 
 
-def _checkpoint_argument(path: Path) -> Path:
-    """The CHECKPOINT argument, refused in one line when it is the file to check (``validate r20.onnx``)."""
-    from sbdeploy.files import ENGINE_SUFFIXES
-
-    if (path.suffix == ".onnx" or path.suffix in ENGINE_SUFFIXES) and not path.is_dir():
-        option = "--onnx" if path.suffix == ".onnx" else "--engine"
-        what = "is a model file" if path.is_file() else "does not exist (and is named like a model file)"
-        raise ConfigError(
-            f"{path} {what}: validate takes the checkpoint folder it was exported from first and the file "
-            f"after {option}: `sbdeploy validate CHECKPOINT {option} {path}`"
-        )
-    return path
-
-
 def render_validation(report: ValidationReport) -> None:
     """Checks table (one row per file and input), accuracy table and the verdict line."""
     from sbdeploy.validate.compare import tf32_notes
@@ -128,7 +114,7 @@ def validate(
     else:
         with progress_bar("validating") as on_progress:
             result = run_validate(
-                _checkpoint_argument(checkpoint),
+                checkpoint,
                 onnx=onnx or [],
                 engines=engine or [],
                 options=options,
