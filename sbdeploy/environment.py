@@ -175,49 +175,45 @@ def probe_nvidia_smi() -> tuple[str, str, str] | None:
 def combine_probes(
     *,
     nvidia_smi: tuple[str, str, str] | None,
-    pycuda: tuple[str, str, str, str] | None,
+    pycuda: tuple[str | None, str | None, tuple[str, str, str, str] | None],
     cuda_python: tuple[str, str, str] | None,
-    torch: tuple[str, str] | None,
-    torch_cuda: str | None,
+    torch: tuple[str | None, tuple[str, str] | None],
     tensorrt: tuple[str | None, str | None],
-    pycuda_version: tuple[str | None, str | None],
 ) -> GpuStack:
     """The probes' answers as one :class:`GpuStack`; the GPU comes from the first probe that sees one.
 
     Order of trust: pycuda (what the ``trt`` runner uses), cuda-python, torch, nvidia-smi.
     """
-    probes = ((pycuda, "pycuda"), (cuda_python, "cuda-python"), (torch, "torch"), (nvidia_smi, "nvidia-smi"))
-    found = next(((probe[0], probe[1], name) for probe, name in probes if probe is not None), None)
-    version, problem = pycuda_version
+    version, problem, pycuda_gpu = pycuda
+    torch_cuda, torch_gpu = torch
+    probes = ((pycuda_gpu, "pycuda"), (cuda_python, "cuda-python"), (torch_gpu, "torch"), (nvidia_smi, "nvidia-smi"))
+    name, capability, found_by = next(((gpu[0], gpu[1], by) for gpu, by in probes if gpu is not None), (None,) * 3)
     return GpuStack(
-        gpu_name=found[0] if found else None,
-        compute_capability=found[1] if found else None,
-        gpu_found_by=found[2] if found else None,
+        gpu_name=name,
+        compute_capability=capability,
+        gpu_found_by=found_by,
         driver=nvidia_smi[2] if nvidia_smi else None,
-        cuda_runtime=pycuda[2] if pycuda else (torch_cuda if found else None),
-        cuda_driver=pycuda[3] if pycuda else (cuda_python[2] if cuda_python else None),
+        cuda_runtime=pycuda_gpu[2] if pycuda_gpu else (torch_cuda if found_by else None),
+        cuda_driver=pycuda_gpu[3] if pycuda_gpu else (cuda_python[2] if cuda_python else None),
         torch_cuda=torch_cuda,
         tensorrt=tensorrt[0],
         tensorrt_problem=tensorrt[1],
         pycuda=version,
         pycuda_problem=None if version else (problem or NO_PYCUDA),
-        torch_sees_gpu=torch is not None,
+        torch_sees_gpu=torch_gpu is not None,
     )
 
 
 @functools.cache
 def gpu_stack() -> GpuStack:
     """Probe this machine's GPU, CUDA, TensorRT and pycuda (once per process; never raises)."""
-    pycuda_version, pycuda_problem, pycuda_gpu = probe_pycuda()
-    torch_cuda, torch_gpu = probe_torch()
+    pycuda = probe_pycuda()
     return combine_probes(
         nvidia_smi=probe_nvidia_smi(),
-        pycuda=pycuda_gpu,
-        cuda_python=probe_cuda_python() if pycuda_gpu is None else None,
-        torch=torch_gpu,
-        torch_cuda=torch_cuda,
+        pycuda=pycuda,
+        cuda_python=probe_cuda_python() if pycuda[2] is None else None,
+        torch=probe_torch(),
         tensorrt=probe_tensorrt(),
-        pycuda_version=(pycuda_version, pycuda_problem),
     )
 
 

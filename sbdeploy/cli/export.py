@@ -193,10 +193,7 @@ def _render_tuning(tuning) -> None:  # noqa: ANN001  (TuneResult)
         table.add_row(t.stage, form, t.candidate.settings.describe(), *t.cells())
     console.print(table)
     for stage in tuning.stages:
-        console.print(
-            f"stage {stage.stage}: {stage.rounds} turns, {stage.seconds:.1f} s, {stage.stop}; {stage.load_text()}",
-            highlight=False,
-        )
+        console.print(stage.describe(), highlight=False)
     console.print(f"chosen: {tuning.chosen.label} ({tuning.decision})", highlight=False)
     if tuning.busy_warning():
         warn(tuning.busy_warning())

@@ -8,7 +8,7 @@ import json
 
 from sbdeploy.bench.machine import MachineLoad, MachineUsage
 from sbdeploy.bench.render import int8_lines, markdown_rows, settings_lines, to_markdown, write_report
-from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, with_speedups
+from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged
 from sbdeploy.bench.timing import GroupRecord, LatencyStats
 from sbdeploy.environment import collect_environment
 
@@ -50,7 +50,7 @@ def rows(
 
 
 def test_speedup_and_efficiency() -> None:
-    sb = with_speedups(rows())[1]
+    sb = judged(rows(), [])[1]
     assert sb.speedup == 1.6 and sb.mac_ratio == 0.5 and sb.efficiency == 0.8
     assert sb.efficiency_interval is not None and (sb.efficiency_interval.low, sb.efficiency_interval.high) == (
         0.79,
@@ -62,7 +62,7 @@ def test_speedups_pair_rows_of_the_same_precision_and_rows_name_their_file() -> 
     def stats_ms(ms: float) -> LatencyStats:
         return LatencyStats.from_samples([ms / 1e3] * 3)
 
-    paired = with_speedups([
+    paired = judged([
         BenchRow(model="net", backend="ort-cpu", batch=1, macs=100, baseline=None, stats=stats_ms(2.0),
                  target="ort-cpu", file="baseline.ort-cpu.b1.fp32.onnx", sha256="a" * 64),
         BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats_ms(1.25),
@@ -72,7 +72,7 @@ def test_speedups_pair_rows_of_the_same_precision_and_rows_name_their_file() -> 
         BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats_ms(5.0), precision="fp16",
                  target="ort-cpu", file="model.ort-cpu.b1.fp16.onnx", sha256="d" * 64),
         BenchRow(model="net_sb", backend="torch", batch=1, macs=50, baseline="net", stats=stats_ms(1.0)),
-    ])  # fmt: skip
+    ], [])  # fmt: skip
     sb, sb16, torch_row = paired[1], paired[3], paired[4]
     assert sb.speedup == 1.6 and sb16.speedup == 0.8  # each against its own precision's baseline (2 ms, 4 ms)
     assert torch_row.speedup is None and torch_row.form == "training code"  # no torch baseline row
