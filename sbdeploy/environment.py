@@ -1,11 +1,8 @@
 """What this machine is: CPU, threads, library versions, and the one GPU/TensorRT probe.
 
-:func:`gpu_stack` is the single answer to "is there an NVIDIA GPU, which TensorRT, can the
-``trt`` backend run": ``sbdeploy doctor``, the pipeline's engine choice, the engine
-sidecar's machine description and the environment recorded in every report all read it,
-so they cannot disagree. It probes once per process and never raises: each missing piece is
-recorded with the reason. The GPU may be seen by pycuda, cuda-python, torch or ``nvidia-smi``
-(a CPU build of torch on a GPU machine does not hide it).
+:func:`gpu_stack` is the single answer to "is there an NVIDIA GPU, which TensorRT, can the ``trt`` backend
+run": doctor, the pipeline's engine choice, the engine sidecar and every report read it, so they cannot
+disagree. It probes once per process and never raises: each missing piece is recorded with the reason.
 """
 
 from __future__ import annotations
@@ -63,12 +60,6 @@ class GpuStack:
         if not self.has_gpu:
             return f"TensorRT {self.tensorrt} is installed but {NO_GPU}"
         return ""
-
-    def describe_gpu(self) -> str | None:
-        """``"NVIDIA H100 80GB HBM3 (sm_90)"``, or None without a GPU."""
-        if self.gpu_name is None:
-            return None
-        return f"{self.gpu_name} (sm_{(self.compute_capability or '?').replace('.', '')})"
 
 
 def _clause(reason: str) -> str:
@@ -180,10 +171,8 @@ def combine_probes(
     torch: tuple[str | None, tuple[str, str] | None],
     tensorrt: tuple[str | None, str | None],
 ) -> GpuStack:
-    """The probes' answers as one :class:`GpuStack`; the GPU comes from the first probe that sees one.
-
-    Order of trust: pycuda (what the ``trt`` runner uses), cuda-python, torch, nvidia-smi.
-    """
+    """The probes' answers as one :class:`GpuStack`; the GPU comes from the first probe that sees one, in order of
+    trust: pycuda (what the ``trt`` runner uses), cuda-python, torch (a CPU build does not hide the GPU), nvidia-smi."""
     version, problem, pycuda_gpu = pycuda
     torch_cuda, torch_gpu = torch
     probes = ((pycuda_gpu, "pycuda"), (cuda_python, "cuda-python"), (torch_gpu, "torch"), (nvidia_smi, "nvidia-smi"))
@@ -228,7 +217,7 @@ class Environment:
     torch: str
     torch_threads: int
     torch_cuda: str | None  # CUDA version torch was built with
-    gpu: str | None  # device 0 with its compute capability, from gpu_stack()
+    gpu: str | None  # device 0 with its compute capability, e.g. "NVIDIA H100 80GB HBM3 (sm_90)"
     tensorrt: str | None = None  # the usable TensorRT's version, from gpu_stack()
     packages: dict[str, str | None] = field(default_factory=dict)
     cpu_int8: str | None = None  # the CPU's int8 dot-product instructions, from cpu_int8_support().describe()
@@ -336,7 +325,7 @@ def collect_environment() -> Environment:
         torch=torch.__version__,
         torch_threads=torch.get_num_threads(),
         torch_cuda=torch.version.cuda,
-        gpu=stack.describe_gpu(),
+        gpu=f"{stack.gpu_name} (sm_{(stack.compute_capability or '?').replace('.', '')})" if stack.has_gpu else None,
         tensorrt=stack.tensorrt,
         packages={name: package_version(name) for name in PACKAGES},
     )

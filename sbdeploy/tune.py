@@ -27,7 +27,7 @@ from sbdeploy._io import atomic_write_bytes
 from sbdeploy.backends.ort import SESSION_METADATA_KEY, OrtRunner, SessionSettings
 from sbdeploy.bench.machine import MachineUsage
 from sbdeploy.bench.stability import machine_flags
-from sbdeploy.bench.stats import Interval, with_interval
+from sbdeploy.bench.stats import Interval, bounds, with_interval
 from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, measure_group, round_progress, warm_up
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import TARGETS, Target, get_target
@@ -256,11 +256,8 @@ def _time_stage(
     options: TuneOptions,
     on_progress: ProgressFn | None,
 ) -> tuple[list[CandidateTime], StageRecord]:
-    """One interleaved group of ``files`` (each run with its candidate's settings), each paired with ``default``.
-
-    Every candidate is warmed up first; one whose fastest warm-up run is above ``options.screen``
-    times the default's is dropped from the group (:attr:`CandidateTime.screened`).
-    """
+    """One interleaved group of ``files`` (each run with its candidate's settings), each paired with ``default``;
+    a candidate far slower in its warm-up runs is dropped first (:attr:`TuneOptions.screen`)."""
     names = {c: f"{i}: {c.label}" for i, c in enumerate(files)}
     times: dict[Candidate, CandidateTime] = {}
     with contextlib.ExitStack() as stack:
@@ -280,12 +277,10 @@ def _time_stage(
         result = measure_group({names[c]: fns[c] for c in kept}, plan, pairs=pairs, on_round=progress)
     for c in kept:
         stats, speedup = result.stats[names[c]], result.speedups.get(names[c])
-        interval = speedup.interval if speedup is not None else None
-        times[c] = CandidateTime(
-            *(stage, c, stats.median_ms, stats.median_low_ms, stats.median_high_ms, stats.cv, stats.runs),
-            1.0 if c == default else speedup.value if speedup else None,
-            *((interval.low, interval.high) if interval else (None, None)),
-        )
+        value = 1.0 if c == default else speedup.value if speedup else None
+        low, high = bounds(speedup.interval if speedup else None)
+        figures = (stats.median_ms, stats.median_low_ms, stats.median_high_ms, stats.cv, stats.runs)
+        times[c] = CandidateTime(stage, c, *figures, value, low, high)
     return [times[c] for c in files], StageRecord.of(stage, result)
 
 
@@ -312,7 +307,7 @@ def tune_files(
     default = Candidate(row.spec, lowering[row.spec], settings[0])
     feed = {INPUT_NAME: np.random.default_rng(0).standard_normal((batch, *input_shape), dtype=np.float32)}
     times: list[CandidateTime] = []
-    stages = []
+    stages: list[StageRecord] = []
     distinct: dict[str, str] = {}  # graph key -> the first form with it
     timed_forms: dict[Candidate, Path] = {}
     for spec in specs:
@@ -358,12 +353,8 @@ def tune_export(
     options: TuneOptions = TuneOptions(),
     on_progress: ProgressFn | None = None,
 ) -> dict[str, tuple[ExportResult, TuneResult]]:
-    """Export ``src`` in every candidate form of ``target``, tune each precision of ``outputs``, write the winners.
-
-    Each form is exported once (one trace, every precision); per precision the files are timed
-    (:func:`tune_files`) and the chosen one is written to its output path with ``sbdeploy.ort_session``
-    and ``sbdeploy.tuning`` added to its metadata. ConfigError: a target that is not tunable, or a variant.
-    """
+    """Export ``src`` in every candidate form of ``target`` (once, every precision), tune each precision of
+    ``outputs`` (:func:`tune_files`) and write the winners, with ``sbdeploy.ort_session`` and ``sbdeploy.tuning``."""
     from sbdeploy.export.metadata import load_onnx, read_metadata, write_metadata
     from sbdeploy.export.onnx_export import export_source
 

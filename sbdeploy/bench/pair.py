@@ -1,11 +1,7 @@
 """Time two given things as an SB/baseline pair: two callables, or two ONNX files on ONNX Runtime CPU.
 
-The library-level way to bench exactly a pair of artifacts with the pair's MAC counts,
-by the one method (:func:`~sbdeploy.bench.timing.measure_group`: interleaved turns,
-adaptive length, the speedup's interval over paired turns, the machine's load) and into
-the same :class:`~sbdeploy.bench.report.BenchReport` as ``sbdeploy bench``, flags
-included. Benching a file against a copy of itself (an A/A test) must give a speedup
-interval that holds 1.0.
+The same method and :class:`~sbdeploy.bench.report.BenchReport` as ``sbdeploy bench``, flags included;
+a file benched against a copy of itself (an A/A test) must give a speedup interval that holds 1.0.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Benchmark results as data, and their judgment: rows, speedups, intervals, flags and warnings.
 
-A :class:`BenchReport` is plain data: its rows, the environment, how each group (backend x batch)
-was measured (:class:`BenchGroup`). :func:`judged` fills each SB row's speedup from its baseline's
-row and every figure's flags (:mod:`sbdeploy.bench.stability`); :mod:`sbdeploy.bench.render` and
-:mod:`sbdeploy.bench.plots` turn a report into files.
+:func:`judged` fills each SB row's speedup from its baseline's row and every figure's flags
+(:mod:`sbdeploy.bench.stability`); :mod:`sbdeploy.bench.render` turns a report into files.
 """
 
 from __future__ import annotations

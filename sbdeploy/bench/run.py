@@ -1,13 +1,8 @@
 """Timing subjects with one method, SB beside its baseline: what ``sbdeploy bench`` and the pipeline time.
 
-What is timed is always a file (or, for ``torch``, the module): a model's files made by
-:class:`sbdeploy.flow.Flow`, or an ``.onnx`` file or TensorRT engine given as it is,
-described by its metadata or sidecar, its MACs counted from the architecture by the
-spec's rule, and paired with a baseline among the given files by architecture. For each
-backend and batch size all files are timed together, interleaved
-(:func:`~sbdeploy.bench.timing.measure_group`), so SB and baseline see the same machine;
-each group's length, intervals, machine load and flags go into the report
-(:mod:`sbdeploy.bench.report`). Every row names its file, sha256, precision and form.
+A subject is a model (its module on torch, the files :class:`sbdeploy.flow.Flow` made for it elsewhere)
+or a given ``.onnx`` file or engine; per backend and batch all files are timed interleaved
+(:func:`~sbdeploy.bench.timing.measure_group`), so SB and baseline see the same machine.
 """
 
 from __future__ import annotations
@@ -56,13 +51,8 @@ class BenchSubject:
 def subjects_from_files(
     paths: Sequence[str | Path], backends: Sequence[str] | None, batches: Sequence[int]
 ) -> list[BenchSubject]:
-    """One subject per given file, paired with a baseline among the files by architecture.
-
-    A file is timed on the requested backends that run its kind (default: its own,
-    :meth:`~sbdeploy.artifacts.DeployFile.default_backend`), at its fixed batch or at the
-    requested batch sizes it takes. An SB file's baseline is a given file of the
-    registry baseline's architecture with the same precision, of the same target if
-    there is one. MACs come from the architecture and input size by the spec's rule.
+    """One subject per given file, timed on the requested backends that run it (default: its own) at the batch sizes
+    it takes; an SB file's baseline is a given file of the baseline's architecture and precision (same target first).
     """
     files = [describe_file(p) for p in paths]
     names = [f.name for f in files]
@@ -135,11 +125,7 @@ def bench_subjects(
     on_progress: ProgressFn | None = None,
 ) -> BenchReport:
     """Time every subject's file (or module, on torch) per backend and batch, all files of a (backend, batch)
-    interleaved; report the rows (speedups and flags filled in) with the settings and the machine.
-
-    Each SB file is paired with its baseline's file of the same precision (the speedup's interval
-    over paired turns), each fp16/int8 file with its model's fp32 file.
-    """
+    interleaved, each SB file paired with its baseline's of the same precision, each fp16/int8 file with its fp32."""
     if threads is not None:
         torch.set_num_threads(threads)
     rng = np.random.default_rng(0)

@@ -1,14 +1,9 @@
 """When a bench figure is not to be trusted, and why: flags with reasons and what to do about them.
 
-A figure is *unstable* when any :class:`Flag` holds (its numbers in the reason): ``spread``, the
-runs' coefficient of variation above :attr:`Limits.max_cv` (10%, pyperf's "unstable");
-``interval``, the interval of the row's headline figure (an SB row's speedup, the median of a row
-outside any pair) wider than the plan's goal; ``few-turns``, too few rounds for an interval at all
-(:data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL`); ``load``, the 1-minute load average
-around the group above the CPUs available; ``busy``, other processes took more than
-:attr:`Limits.max_others` of those CPUs while it ran (:mod:`sbdeploy.bench.machine`);
-``efficiency``, speedup x MAC ratio above 1, which a MAC ratio forbids (its whole interval, or
-without one the figure): noise the interval missed, or a MAC count that does not match the graph.
+A figure is *unstable* when any :class:`Flag` holds: its runs vary too much (``spread``, pyperf's CV
+above 10%), its headline interval is too wide or missing (``interval``, ``few-turns``), the machine
+was busy around its group (``load``, ``busy``), or its efficiency exceeds 1, which a MAC ratio
+forbids (``efficiency``: noise the interval missed, or a MAC count that does not match the graph).
 """
 
 from __future__ import annotations

@@ -40,8 +40,7 @@ CHECK_RESAMPLES = 400  # bootstrap resamples of an adaptive run's stopping check
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Latency statistics of one callable, in milliseconds; ``median_low_ms`` and ``median_high_ms`` bound the median
-    at the group's confidence (None: too few rounds)."""
+    """Latency statistics of one callable, in milliseconds."""
 
     runs: int
     median_ms: float
@@ -52,7 +51,7 @@ class LatencyStats:
     p90_ms: float
     p99_ms: float
     compute_median_ms: float | None = None  # device compute time, where the backend reports it
-    median_low_ms: float | None = None
+    median_low_ms: float | None = None  # the median's interval at the group's confidence (None: too few rounds)
     median_high_ms: float | None = None
 
     @classmethod
@@ -287,9 +286,7 @@ def measure_group(
     """Warm up every callable (each runs one inference), then time them in rotating turns until the plan says stop.
 
     ``pairs``' speedups are bounded (and, adaptive, narrowed); ``ratios`` (numerator, denominator) are bounded
-    besides, e.g. a model's fp32 and int8 files, from the same resamples. ValueError: nothing to time, or a
-    pair or ratio naming a callable that is not timed.
-    """
+    besides, e.g. a model's fp32 and int8 files, from the same resamples."""
     names = list(fns)
     if not names:
         raise ValueError("nothing to time: give at least one callable")
