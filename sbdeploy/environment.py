@@ -16,6 +16,7 @@ import platform
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 SUPPORTED_TENSORRT_MAJORS = (10, 11)
 
@@ -230,8 +231,7 @@ class Environment:
 def _cpuinfo() -> str:
     """/proc/cpuinfo's text ("" where there is none)."""
     try:
-        with open("/proc/cpuinfo") as f:
-            return f.read()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
         return ""
 
