@@ -1,11 +1,8 @@
 """What this machine is: CPU, threads, library versions, and the one GPU/TensorRT probe.
 
-:func:`gpu_stack` is the single answer to "is there an NVIDIA GPU, which TensorRT, can the
-``trt`` backend run": ``sbdeploy doctor``, the pipeline's engine choice, the engine
-sidecar's machine description and the environment recorded in every report all read it,
-so they cannot disagree. It probes once per process and never raises: each missing piece is
-recorded with the reason. The GPU may be seen by pycuda, cuda-python, torch or ``nvidia-smi``
-(a CPU build of torch on a GPU machine does not hide it).
+:func:`gpu_stack` is the single answer to "is there an NVIDIA GPU, which TensorRT, can the ``trt`` backend
+run": doctor, the pipeline's engine choice, the engine sidecar and every report read it, so they cannot
+disagree. It probes once per process and never raises: each missing piece is recorded with the reason.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ import platform
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 SUPPORTED_TENSORRT_MAJORS = (10, 11)
 
@@ -63,12 +61,6 @@ class GpuStack:
         if not self.has_gpu:
             return f"TensorRT {self.tensorrt} is installed but {NO_GPU}"
         return ""
-
-    def describe_gpu(self) -> str | None:
-        """``"NVIDIA H100 80GB HBM3 (sm_90)"``, or None without a GPU."""
-        if self.gpu_name is None:
-            return None
-        return f"{self.gpu_name} (sm_{(self.compute_capability or '?').replace('.', '')})"
 
 
 def _clause(reason: str) -> str:
@@ -175,49 +167,43 @@ def probe_nvidia_smi() -> tuple[str, str, str] | None:
 def combine_probes(
     *,
     nvidia_smi: tuple[str, str, str] | None,
-    pycuda: tuple[str, str, str, str] | None,
+    pycuda: tuple[str | None, str | None, tuple[str, str, str, str] | None],
     cuda_python: tuple[str, str, str] | None,
-    torch: tuple[str, str] | None,
-    torch_cuda: str | None,
+    torch: tuple[str | None, tuple[str, str] | None],
     tensorrt: tuple[str | None, str | None],
-    pycuda_version: tuple[str | None, str | None],
 ) -> GpuStack:
-    """The probes' answers as one :class:`GpuStack`; the GPU comes from the first probe that sees one.
-
-    Order of trust: pycuda (what the ``trt`` runner uses), cuda-python, torch, nvidia-smi.
-    """
-    probes = ((pycuda, "pycuda"), (cuda_python, "cuda-python"), (torch, "torch"), (nvidia_smi, "nvidia-smi"))
-    found = next(((probe[0], probe[1], name) for probe, name in probes if probe is not None), None)
-    version, problem = pycuda_version
+    """The probes' answers as one :class:`GpuStack`; the GPU comes from the first probe that sees one, in order of
+    trust: pycuda (what the ``trt`` runner uses), cuda-python, torch (a CPU build does not hide the GPU), nvidia-smi."""
+    version, problem, pycuda_gpu = pycuda
+    torch_cuda, torch_gpu = torch
+    probes = ((pycuda_gpu, "pycuda"), (cuda_python, "cuda-python"), (torch_gpu, "torch"), (nvidia_smi, "nvidia-smi"))
+    name, capability, found_by = next(((gpu[0], gpu[1], by) for gpu, by in probes if gpu is not None), (None,) * 3)
     return GpuStack(
-        gpu_name=found[0] if found else None,
-        compute_capability=found[1] if found else None,
-        gpu_found_by=found[2] if found else None,
+        gpu_name=name,
+        compute_capability=capability,
+        gpu_found_by=found_by,
         driver=nvidia_smi[2] if nvidia_smi else None,
-        cuda_runtime=pycuda[2] if pycuda else (torch_cuda if found else None),
-        cuda_driver=pycuda[3] if pycuda else (cuda_python[2] if cuda_python else None),
+        cuda_runtime=pycuda_gpu[2] if pycuda_gpu else (torch_cuda if found_by else None),
+        cuda_driver=pycuda_gpu[3] if pycuda_gpu else (cuda_python[2] if cuda_python else None),
         torch_cuda=torch_cuda,
         tensorrt=tensorrt[0],
         tensorrt_problem=tensorrt[1],
         pycuda=version,
         pycuda_problem=None if version else (problem or NO_PYCUDA),
-        torch_sees_gpu=torch is not None,
+        torch_sees_gpu=torch_gpu is not None,
     )
 
 
 @functools.cache
 def gpu_stack() -> GpuStack:
     """Probe this machine's GPU, CUDA, TensorRT and pycuda (once per process; never raises)."""
-    pycuda_version, pycuda_problem, pycuda_gpu = probe_pycuda()
-    torch_cuda, torch_gpu = probe_torch()
+    pycuda = probe_pycuda()
     return combine_probes(
         nvidia_smi=probe_nvidia_smi(),
-        pycuda=pycuda_gpu,
-        cuda_python=probe_cuda_python() if pycuda_gpu is None else None,
-        torch=torch_gpu,
-        torch_cuda=torch_cuda,
+        pycuda=pycuda,
+        cuda_python=probe_cuda_python() if pycuda[2] is None else None,
+        torch=probe_torch(),
         tensorrt=probe_tensorrt(),
-        pycuda_version=(pycuda_version, pycuda_problem),
     )
 
 
@@ -232,7 +218,7 @@ class Environment:
     torch: str
     torch_threads: int
     torch_cuda: str | None  # CUDA version torch was built with
-    gpu: str | None  # device 0 with its compute capability, from gpu_stack()
+    gpu: str | None  # device 0 with its compute capability, e.g. "NVIDIA H100 80GB HBM3 (sm_90)"
     tensorrt: str | None = None  # the usable TensorRT's version, from gpu_stack()
     packages: dict[str, str | None] = field(default_factory=dict)
     cpu_int8: str | None = None  # the CPU's int8 dot-product instructions, from cpu_int8_support().describe()
@@ -245,8 +231,7 @@ class Environment:
 def _cpuinfo() -> str:
     """/proc/cpuinfo's text ("" where there is none)."""
     try:
-        with open("/proc/cpuinfo") as f:
-            return f.read()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
         return ""
 
@@ -340,7 +325,7 @@ def collect_environment() -> Environment:
         torch=torch.__version__,
         torch_threads=torch.get_num_threads(),
         torch_cuda=torch.version.cuda,
-        gpu=stack.describe_gpu(),
+        gpu=f"{stack.gpu_name} (sm_{(stack.compute_capability or '?').replace('.', '')})" if stack.has_gpu else None,
         tensorrt=stack.tensorrt,
         packages={name: package_version(name) for name in PACKAGES},
     )

@@ -1,15 +1,12 @@
 """Tuning by measurement: the fastest exact form and ONNX Runtime session settings of one file, on this machine.
 
-As TensorRT's builder times its tactics, ``export --tune`` times the candidates for *this* model,
-batch and thread budget on *this* machine, each stage one interleaved group of the bench's method
-(:func:`~sbdeploy.bench.timing.measure_group`): the target row's own form (the untuned default) and
-its variants (forms of one graph timed once), then the ``finalists`` fastest forms with every
-session setting (:func:`session_candidates`).
-The fastest wins only when its speedup over the untuned default is sure (its whole interval
-above 1, :func:`choose`), so a tuned file is never slower than the untuned one beyond the
-interval. The winner is written with its settings (``sbdeploy.ort_session``, which the ort-cpu
-runner applies wherever the file runs) and the table of candidates, times, intervals and
-machine load (``sbdeploy.tuning``) in its metadata.
+As TensorRT's builder times its tactics, ``export --tune`` times the candidates for *this* model, batch and
+thread budget on *this* machine, each stage one interleaved group of the bench's method: the target row's own
+form (the untuned default) and its variants, then the ``finalists`` fastest forms with every session setting.
+The fastest wins only when its speedup over the untuned default is sure (its whole interval above 1,
+:func:`choose`). The winner is written with its settings (``sbdeploy.ort_session``, which the ort-cpu runner
+applies wherever the file runs) and the table of candidates, times, intervals and machine load
+(``sbdeploy.tuning``) in its metadata.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ from sbdeploy._io import atomic_write_bytes
 from sbdeploy.backends.ort import SESSION_METADATA_KEY, OrtRunner, SessionSettings
 from sbdeploy.bench.machine import MachineUsage
 from sbdeploy.bench.stability import machine_flags
-from sbdeploy.bench.stats import Interval, with_interval
+from sbdeploy.bench.stats import Interval, bounds, with_interval
 from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, measure_group, round_progress, warm_up
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import TARGETS, Target, get_target
@@ -39,17 +36,14 @@ if TYPE_CHECKING:
     from sbdeploy.checkpoint import Checkpoint
     from sbdeploy.export.onnx_export import ExportResult
 
-TUNING_METADATA_KEY = "tuning"
-"""The ``sbdeploy.*`` metadata key of the tuning record (or, untuned, the rule that chose the form)."""
-
+TUNING_METADATA_KEY = "tuning"  # of the tuning record (or, untuned, the rule that chose the form)
+# each stage: adaptive, until every interval is within +-3% or 10 s are spent, at least 10 turns
 DEFAULT_TUNE_PLAN = TimingPlan(warmup_iters=3, budget_s=10.0, min_turns=10, min_time_s=0.5)
-"""Each stage: adaptive, until every interval is within +-3% or 10 s are spent, at least 10 turns."""
 
 
 def session_candidates(threads: int) -> list[SessionSettings]:
-    """The session settings tuning tries for a budget of ``threads``: the default (``threads`` intra-op threads),
-    the same without spinning (better on a busy machine), one intra-op thread (graphs of many small nodes), the
-    parallel executor of one intra-op thread per inter-op thread, and the optimizations without NCHWc layouts."""
+    """The session settings tuning tries for ``threads``: the default, without spinning (a busy machine), one intra-op
+    thread (graphs of many small nodes), the parallel executor, and the optimizations without NCHWc layouts."""
     default = SessionSettings.default(threads)
     candidates = [default, dataclasses.replace(default, spinning=False)]
     if threads > 1:
@@ -60,15 +54,15 @@ def session_candidates(threads: int) -> list[SessionSettings]:
 
 @dataclass(frozen=True)
 class TuneOptions:
-    """What tuning tries and how long it times. ``screen``: a candidate whose fastest warm-up run is slower than this
-    many times the default's is dropped before the turns (as TensorRT drops tactics far slower than the best): it is
-    reported with those runs, never chosen (``inf``: none dropped)."""
+    """What tuning tries and how long it times."""
 
     threads: int | None = None  # the thread budget (None: the CPUs this process may use)
     plan: TimingPlan = DEFAULT_TUNE_PLAN  # of each stage
     variants: tuple[str, ...] | None = None  # the target's variants to try besides its own form (None: all)
     settings: tuple[SessionSettings, ...] | None = None  # None: session_candidates(); the default is always one
     finalists: int = 2  # how many of the fastest forms of the first stage get every session setting
+    # a candidate whose fastest warm-up run is slower than this many times the default's is dropped before the turns
+    # (as TensorRT drops tactics far slower than the best): reported with those runs, never chosen (inf: none dropped)
     screen: float = 2.0
 
     def __post_init__(self) -> None:
@@ -118,23 +112,20 @@ class Candidate:
 @dataclass(frozen=True)
 class CandidateTime:
     """A candidate as one stage (``forms``: every form, default settings; ``settings``: the finalists, every
-    setting) measured it. ``speedup`` is the untuned default's median / this one's; ``same_graph_as`` names the
-    earlier form whose graph a form not timed shares; ``screened``: dropped before the turns, its warm-up runs
-    far slower than the default's (``median_ms`` is then the median of those runs, without an interval).
-    """
+    setting) measured it."""
 
     stage: str
     candidate: Candidate
-    median_ms: float | None
+    median_ms: float | None  # None: not timed, its graph is an earlier form's
     low_ms: float | None = None
     high_ms: float | None = None
     cv: float | None = None
     runs: int = 0
-    speedup: float | None = None
+    speedup: float | None = None  # the untuned default's median / this one's
     speedup_low: float | None = None
     speedup_high: float | None = None
     same_graph_as: str | None = None
-    screened: bool = False
+    screened: bool = False  # dropped before the turns: median_ms is the median of its warm-up runs, no interval
 
     def cells(self) -> tuple[str, str, str]:
         """Report cells: median (CI), CV, speedup vs the default (CI); a form not timed says whose graph it shares."""
@@ -165,8 +156,7 @@ class CandidateTime:
 
 @dataclass(frozen=True)
 class StageRecord:
-    """How one stage was timed, and the machine around it; ``busy``: the reasons of its machine flags (the bench's
-    ``load``/``busy``), empty when it was quiet."""
+    """How one stage was timed, and the machine around it; ``busy``: the reasons of its machine flags."""
 
     stage: str
     rounds: int
@@ -181,25 +171,25 @@ class StageRecord:
         busy = tuple(f.reason for f in machine_flags(record.machine))
         return cls(stage, record.rounds, round(record.seconds, 3), record.stop, record.machine, busy)
 
-    def load_text(self) -> str:
-        return self.machine.describe()
+    def describe(self) -> str:
+        """E.g. ``stage forms: 12 turns, 3.1 s, budget of 10 s spent...; load 1.20 -> 1.40, others' CPU 0.31 of 2``."""
+        return f"stage {self.stage}: {self.rounds} turns, {self.seconds:.1f} s, {self.stop}; {self.machine.describe()}"
 
 
 @dataclass(frozen=True)
 class TuneResult:
-    """What tuning one file measured and chose: ``default`` is the untuned default (the row's own form, default
-    settings), ``chosen`` the candidate written and ``decision`` why; ``plan`` the timing plan as report settings."""
+    """What tuning one file measured and chose."""
 
     target: str
     precision: str
     batch: int
     threads: int
-    default: Candidate
-    chosen: Candidate
-    decision: str
+    default: Candidate  # the untuned default: the row's own form, default settings
+    chosen: Candidate  # the candidate written
+    decision: str  # why
     times: tuple[CandidateTime, ...]
     stages: tuple[StageRecord, ...]
-    plan: Mapping[str, object] = field(default_factory=dict)
+    plan: Mapping[str, object] = field(default_factory=dict)  # the timing plan as report settings
 
     def busy_warning(self) -> str | None:
         """A sentence when a stage ran on a busy machine (its choice fits that load, e.g. one thread of two), else None."""
@@ -266,11 +256,8 @@ def _time_stage(
     options: TuneOptions,
     on_progress: ProgressFn | None,
 ) -> tuple[list[CandidateTime], StageRecord]:
-    """One interleaved group of ``files`` (each run with its candidate's settings), each paired with ``default``.
-
-    Every candidate is warmed up first; one whose fastest warm-up run is above ``options.screen``
-    times the default's is dropped from the group (:attr:`CandidateTime.screened`).
-    """
+    """One interleaved group of ``files`` (each run with its candidate's settings), each paired with ``default``;
+    a candidate far slower in its warm-up runs is dropped first (:attr:`TuneOptions.screen`)."""
     names = {c: f"{i}: {c.label}" for i, c in enumerate(files)}
     times: dict[Candidate, CandidateTime] = {}
     with contextlib.ExitStack() as stack:
@@ -290,12 +277,10 @@ def _time_stage(
         result = measure_group({names[c]: fns[c] for c in kept}, plan, pairs=pairs, on_round=progress)
     for c in kept:
         stats, speedup = result.stats[names[c]], result.speedups.get(names[c])
-        interval = speedup.interval if speedup is not None else None
-        times[c] = CandidateTime(
-            *(stage, c, stats.median_ms, stats.median_low_ms, stats.median_high_ms, stats.cv, stats.runs),
-            1.0 if c == default else speedup.value if speedup else None,
-            *((interval.low, interval.high) if interval else (None, None)),
-        )
+        value = 1.0 if c == default else speedup.value if speedup else None
+        low, high = bounds(speedup.interval if speedup else None)
+        figures = (stats.median_ms, stats.median_low_ms, stats.median_high_ms, stats.cv, stats.runs)
+        times[c] = CandidateTime(stage, c, *figures, value, low, high)
     return [times[c] for c in files], StageRecord.of(stage, result)
 
 
@@ -322,7 +307,7 @@ def tune_files(
     default = Candidate(row.spec, lowering[row.spec], settings[0])
     feed = {INPUT_NAME: np.random.default_rng(0).standard_normal((batch, *input_shape), dtype=np.float32)}
     times: list[CandidateTime] = []
-    stages = []
+    stages: list[StageRecord] = []
     distinct: dict[str, str] = {}  # graph key -> the first form with it
     timed_forms: dict[Candidate, Path] = {}
     for spec in specs:
@@ -368,12 +353,8 @@ def tune_export(
     options: TuneOptions = TuneOptions(),
     on_progress: ProgressFn | None = None,
 ) -> dict[str, tuple[ExportResult, TuneResult]]:
-    """Export ``src`` in every candidate form of ``target``, tune each precision of ``outputs``, write the winners.
-
-    Each form is exported once (one trace, every precision); per precision the files are timed
-    (:func:`tune_files`) and the chosen one is written to its output path with ``sbdeploy.ort_session``
-    and ``sbdeploy.tuning`` added to its metadata. ConfigError: a target that is not tunable, or a variant.
-    """
+    """Export ``src`` in every candidate form of ``target`` (once, every precision), tune each precision of
+    ``outputs`` (:func:`tune_files`) and write the winners, with ``sbdeploy.ort_session`` and ``sbdeploy.tuning``."""
     from sbdeploy.export.metadata import load_onnx, read_metadata, write_metadata
     from sbdeploy.export.onnx_export import export_source
 
@@ -448,9 +429,7 @@ def tuning_markdown(results: Sequence[tuple[str, TuneResult]]) -> str:
             f"- target {result.target}, {result.precision}, batch {result.batch}, {result.threads} threads",
             f"- chosen: **{result.chosen.label}** ({result.decision})",
         ]
-        lines += [
-            f"- stage {s.stage}: {s.rounds} turns, {s.seconds:.1f} s, {s.stop}; {s.load_text()}" for s in result.stages
-        ]
+        lines += [f"- {s.describe()}" for s in result.stages]
         if result.busy_warning():
             lines.append(f"- **warning**: {result.busy_warning()}")
         lines += [

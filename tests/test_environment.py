@@ -50,12 +50,10 @@ def test_this_machine_without_gpu_or_tensorrt() -> None:
 def test_a_cpu_torch_does_not_hide_the_gpu() -> None:
     stack = combine_probes(
         nvidia_smi=("NVIDIA L4", "8.9", "570.86.10"),
-        pycuda=None,
+        pycuda=("2025.1", None, None),
         cuda_python=None,
-        torch=None,
-        torch_cuda=None,
+        torch=(None, None),
         tensorrt=("10.13.0.35", None),
-        pycuda_version=("2025.1", None),
     )
     assert stack.has_gpu and stack.gpu_name == "NVIDIA L4" and stack.gpu_found_by == "nvidia-smi"
     assert stack.compute_capability == "8.9" and stack.driver == "570.86.10" and stack.trt_ready
@@ -64,23 +62,19 @@ def test_a_cpu_torch_does_not_hide_the_gpu() -> None:
 def test_probes_in_order_of_trust() -> None:
     stack = combine_probes(
         nvidia_smi=("NVIDIA H200", "9.0", "580.159.03"),
-        pycuda=("NVIDIA H200 (pycuda)", "9.0", "12.8", "13.0"),
+        pycuda=(None, "pycuda is not installed", ("NVIDIA H200 (pycuda)", "9.0", "12.8", "13.0")),
         cuda_python=("NVIDIA H200 (cuda-python)", "9.0", "13.0"),
-        torch=("NVIDIA H200 (torch)", "9.0"),
-        torch_cuda="13.0",
+        torch=("13.0", ("NVIDIA H200 (torch)", "9.0")),
         tensorrt=(None, "TensorRT is not installed"),
-        pycuda_version=(None, "pycuda is not installed"),
     )
     assert stack.gpu_found_by == "pycuda" and stack.cuda_runtime == "12.8" and stack.driver == "580.159.03"
     assert not stack.trt_ready and stack.why_not_trt() == "TensorRT is not installed"
     torch_only = combine_probes(
         nvidia_smi=None,
-        pycuda=None,
+        pycuda=(None, "pycuda is not installed", None),
         cuda_python=None,
-        torch=("NVIDIA H200", "9.0"),
-        torch_cuda="13.0",
+        torch=("13.0", ("NVIDIA H200", "9.0")),
         tensorrt=("11.4.0.106", None),
-        pycuda_version=(None, "pycuda is not installed"),
     )
     assert torch_only.gpu_found_by == "torch" and torch_only.cuda_runtime == "13.0"
     assert not torch_only.trt_ready and torch_only.why_not_trt() == "pycuda is not installed"

@@ -1,16 +1,15 @@
 """How busy the machine was while a group was timed: load average, CPUs, other processes' CPU use.
 
-Taken around each group of :func:`~sbdeploy.bench.timing.measure_group` and written into the
-bench report, two signals, because each misses what the other sees: the 1-minute load average
-against the CPUs this process may run on (its affinity mask, which ``taskset`` and cpusets
-narrow), which lags by a minute and counts this process's threads too; and the CPU time other
-processes took on those CPUs *during* the group (their busy time in ``/proc/stat`` minus this
-process's own CPU time), which sees a competitor that started a second ago, and hypervisor
-steal (Linux only, None elsewhere).
+Two signals, because each misses what the other sees: the 1-minute load average against the CPUs
+this process may run on (its affinity mask, which ``taskset`` and cpusets narrow), which lags by a
+minute and counts this process's threads too; and the CPU time other processes took on those CPUs
+*during* the group (their busy time in ``/proc/stat`` minus this process's own), which sees a
+competitor that started a second ago, and hypervisor steal (Linux only, None elsewhere).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -76,13 +75,6 @@ class MachineUsage:
         return {**asdict(self), "before": self.before.to_dict(), "after": self.after.to_dict()}
 
 
-def _affinity() -> set[int] | None:
-    try:
-        return os.sched_getaffinity(0)
-    except (AttributeError, OSError):  # not on Linux
-        return None
-
-
 def _cpus_busy_seconds(cpus: set[int] | None) -> float | None:
     """Busy seconds of the given CPUs (all when None) since boot, from /proc/stat; None where unreadable."""
     try:
@@ -101,11 +93,12 @@ def _cpus_busy_seconds(cpus: set[int] | None) -> float | None:
 
 def snapshot() -> MachineSnapshot:
     """The machine's load and CPU counters now."""
-    cpus = _affinity()
-    try:
-        loadavg: tuple[float, float, float] | None = os.getloadavg()
-    except (AttributeError, OSError):
-        loadavg = None
+    cpus: set[int] | None = None
+    loadavg: tuple[float, float, float] | None = None
+    with contextlib.suppress(AttributeError, OSError):  # not on Linux
+        cpus = os.sched_getaffinity(0)
+    with contextlib.suppress(AttributeError, OSError):
+        loadavg = os.getloadavg()
     load = MachineLoad(loadavg, os.cpu_count(), len(cpus) if cpus else (os.cpu_count() or 1))
     return MachineSnapshot(load, time.perf_counter(), time.process_time(), _cpus_busy_seconds(cpus))
 

@@ -1,11 +1,7 @@
 """Time two given things as an SB/baseline pair: two callables, or two ONNX files on ONNX Runtime CPU.
 
-The library-level way to bench exactly a pair of artifacts with the pair's MAC counts,
-by the one method (:func:`~sbdeploy.bench.timing.measure_group`: interleaved turns,
-adaptive length, the speedup's interval over paired turns, the machine's load) and into
-the same :class:`~sbdeploy.bench.report.BenchReport` as ``sbdeploy bench``, flags
-included. Benching a file against a copy of itself (an A/A test) must give a speedup
-interval that holds 1.0.
+The same method and :class:`~sbdeploy.bench.report.BenchReport` as ``sbdeploy bench``, flags included;
+a file benched against a copy of itself (an A/A test) must give a speedup interval that holds 1.0.
 """
 
 from __future__ import annotations
@@ -15,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sbdeploy.backends.base import Runner
+from sbdeploy.backends import Runner, get_runner
 from sbdeploy.bench.report import BenchGroup, BenchReport, group_rows, judged, pairs_of
 from sbdeploy.bench.stability import Limits
 from sbdeploy.bench.timing import RoundStatus, TimedFn, TimingPlan, measure_group
@@ -37,16 +33,9 @@ def bench_pair(
 ) -> BenchReport:
     """Time ``sb`` against ``baseline`` interleaved; one report with both rows, the speedup's interval and flags.
 
-    Args:
-        sb, baseline: each runs one inference to completion (may return device ms).
-        sb_macs, baseline_macs: MACs per image of each (their ratio gives the ideal speedup and the efficiency).
-        names: the rows' model labels (SB first).
-        backend, batch: what the rows say ran, and the images per call (for img/s and per-image latency).
-        plan: warm-up and length (default: adaptive).
-        on_round: progress after each round.
-
-    Raises:
-        ConfigError: equal names, or MAC counts that are not positive.
+    ``sb`` and ``baseline`` each run one inference to completion (and may return device ms); ``names`` label the
+    rows (SB first); ``backend`` and ``batch`` say what ran (the images per call give img/s). ConfigError: equal
+    names, or MAC counts that are not positive.
     """
     sb_name, base_name = names
     if sb_name == base_name:
@@ -69,11 +58,10 @@ def bench_pair(
 
 def _random_feed(runner: Runner, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Random inputs for every input of an active runner, its dynamic dimensions set to ``batch``."""
-    feed = {}
-    for spec in runner.input_specs():
-        shape = tuple(batch if d is None else d for d in spec.shape)
-        feed[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-    return feed
+    return {
+        spec.name: rng.standard_normal(tuple(batch if d is None else d for d in spec.shape)).astype(spec.dtype)
+        for spec in runner.input_specs()
+    }
 
 
 def bench_onnx_pair(
@@ -91,8 +79,6 @@ def bench_onnx_pair(
 
     Rows are labelled by file name (by path when both names are equal).
     """
-    from sbdeploy.backends import get_runner
-
     sb, baseline = Path(sb), Path(baseline)
     names = (sb.name, baseline.name) if sb.name != baseline.name else (str(sb), str(baseline))
     options = {"threads": threads} if threads else {}

@@ -55,11 +55,8 @@ def _save(fig: object, path: Path) -> None:
 
 
 def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
-    """Median latency per image against GMACs per image, log-log, one panel per backend.
-
-    Colours are batch sizes, marker shapes are models, both explained in the legend (no text
-    labels that could overlap); error bars are the medians' intervals.
-    """
+    """Median latency per image against GMACs per image, log-log, one panel per backend: colours are batch sizes,
+    marker shapes models (no text labels that could overlap), error bars the medians' intervals."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
@@ -103,10 +100,8 @@ def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
 
 
 def plot_speedups(report: BenchReport, path: Path) -> None:
-    """Per SB row: the measured speedup with its interval as error bars, and the ideal (1 / MAC ratio) beside it.
-
-    Hatched bars marked ``!`` are unstable figures.
-    """
+    """Per SB row: the measured speedup with its interval as error bars, and the ideal (1 / MAC ratio) beside it;
+    hatched bars marked ``!`` are unstable figures."""
     plt = _pyplot()
     from matplotlib.patches import Patch
 

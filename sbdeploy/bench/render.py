@@ -23,8 +23,7 @@ MARKDOWN_COLUMNS = (
 
 
 def shown_columns(rows: Sequence[BenchRow]) -> list[int]:
-    """Indexes of :data:`MARKDOWN_COLUMNS` a table of ``rows`` shows: "GPU ms" only when some row has a device time,
-    "vs fp32" only when some fp16/int8 row has one."""
+    """Indexes of :data:`MARKDOWN_COLUMNS` a table of ``rows`` shows ("GPU ms" and "vs fp32" only where some row has one)."""
     gpu = any(r.stats.compute_median_ms is not None for r in rows)
     reduced = any(r.vs_fp32 is not None for r in rows)
     return [i for i, c in enumerate(MARKDOWN_COLUMNS) if (gpu or c != "GPU ms") and (reduced or c != "vs fp32 (CI)")]
@@ -47,8 +46,7 @@ def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
 
 
 def int8_lines(report: BenchReport) -> list[str]:
-    """What this CPU's instruction set allows for int8 and, per ``ort-cpu`` int8 row not faster than fp32, that int8
-    does not pay (on a CPU without int8 dot-product instructions) or still lost there (on one with them)."""
+    """What this CPU's instruction set allows for int8 and, per ``ort-cpu`` int8 row not faster than fp32, why."""
     int8 = [r for r in report.rows if r.precision == "int8"]
     if not int8:
         return []

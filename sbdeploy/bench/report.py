@@ -1,9 +1,7 @@
 """Benchmark results as data, and their judgment: rows, speedups, intervals, flags and warnings.
 
-A :class:`BenchReport` is plain data: its rows, the environment, how each group (backend x batch)
-was measured (:class:`BenchGroup`). :func:`judged` fills each SB row's speedup from its baseline's
-row and every figure's flags (:mod:`sbdeploy.bench.stability`); :mod:`sbdeploy.bench.render` and
-:mod:`sbdeploy.bench.plots` turn a report into files.
+:func:`judged` fills each SB row's speedup from its baseline's row and every figure's flags
+(:mod:`sbdeploy.bench.stability`); :mod:`sbdeploy.bench.render` turns a report into files.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from sbdeploy.bench.stability import Flag, Limits, latency_flags, machine_flags, speedup_flags
-from sbdeploy.bench.stats import Interval
+from sbdeploy.bench.stats import Interval, bounds
 from sbdeploy.bench.timing import GroupRecord, GroupResult, LatencyStats, Pair
 from sbdeploy.environment import Environment
 
@@ -85,15 +83,15 @@ class BenchRow:
 
     def flat(self) -> dict[str, object]:
         row = {k: v for k, v in asdict(self).items() if k not in ("stats", "flags")}
-        bounds = self.efficiency_interval
+        low, high = bounds(self.efficiency_interval)
         return {
             **row,
             **self.stats.to_dict(),
             "form": self.form,
             "throughput_img_s": self.throughput,
             "efficiency": self.efficiency,
-            "efficiency_low": bounds.low if bounds else None,
-            "efficiency_high": bounds.high if bounds else None,
+            "efficiency_low": low,
+            "efficiency_high": high,
             "unstable": self.unstable,
             "flags": [f.to_dict() for f in self.flags],
         }
@@ -128,36 +126,30 @@ class BenchWarning:
     precision: str = "fp32"
 
     @property
-    def _precision_suffix(self) -> str:
-        return "" if self.precision == "fp32" else f" {self.precision}"
-
-    @property
     def subject(self) -> str:
         """``ort-cpu batch 8`` for a machine flag, ``resnet18_sb on ort-cpu batch 8`` (`` fp16``) for a figure's."""
-        if self.model is None:
-            return f"{self.backend} batch {self.batch}"
-        return f"{self.model} on {self.backend} batch {self.batch}{self._precision_suffix}"
+        group = f"{self.backend} batch {self.batch}"
+        return group if self.model is None else f"{self.model} on {group}{_precision(self.precision)}"
 
     @property
     def figure(self) -> str:
         """``ort-cpu b8`` (``ort-cpu b8 fp16``), then the flag's own numbers: one item of a summary line."""
-        return f"{self.backend} b{self.batch}{self._precision_suffix} {self.flag.value}".rstrip()
+        return f"{self.backend} b{self.batch}{_precision(self.precision)} {self.flag.value}".rstrip()
+
+
+def _precision(precision: str) -> str:
+    return "" if precision == "fp32" else f" {precision}"
 
 
 @dataclass(frozen=True)
 class WarningSummary:
-    """One reason across a report (its flags' kind and headline, without any figure's numbers), said once with every
+    """One reason across a report (its flags' headline, without any figure's numbers), said once with every
     figure (a machine flag: every group) it holds for, out of ``out_of`` figures (groups) of the report."""
 
-    flag_kind: str
     headline: str
-    advice: str
     warnings: tuple[BenchWarning, ...]
     out_of: int
-
-    @property
-    def machine(self) -> bool:
-        return self.flag_kind in MACHINE_FLAG_KINDS
+    machine: bool
 
     def count(self) -> str:
         """``every group``, ``3 of 4 groups``, ``8 of 8 figures``."""
@@ -213,12 +205,12 @@ class BenchReport:
         appearance; every warning is in exactly one summary, with its numbers."""
         by_reason: dict[tuple[str, str], list[BenchWarning]] = {}
         for w in self.warnings():
-            by_reason.setdefault((w.flag.kind, w.flag.summary), []).append(w)
+            by_reason.setdefault((w.flag.kind, w.flag.headline), []).append(w)
         by_advice: dict[str, list[WarningSummary]] = {}
         for (kind, headline), warnings in by_reason.items():
-            out_of = len(self.groups) if kind in MACHINE_FLAG_KINDS else len(self.rows)
-            summary = WarningSummary(kind, headline, warnings[0].flag.advice, tuple(warnings), out_of)
-            by_advice.setdefault(summary.advice, []).append(summary)
+            machine = kind in MACHINE_FLAG_KINDS
+            summary = WarningSummary(headline, tuple(warnings), len(self.groups if machine else self.rows), machine)
+            by_advice.setdefault(warnings[0].flag.advice, []).append(summary)
         return list(by_advice.items())
 
     def to_dict(self) -> dict[str, object]:
@@ -247,30 +239,24 @@ def group_rows(
     """The rows of one measured group, each SB row with its speedup interval (the speedups come from :func:`judged`)."""
     rows = []
     for label, (macs, base) in models.items():
-        interval = result.speedups[label].interval if label in result.speedups else None
-        low, high = (interval.low, interval.high) if interval else (None, None)
+        low, high = bounds(result.speedups[label].interval if label in result.speedups else None)
         rows.append(
             BenchRow(label, backend, batch, macs, base, result.stats[label], speedup_low=low, speedup_high=high)
         )
     return rows
 
 
-def with_speedups(rows: list[BenchRow]) -> list[BenchRow]:
-    """Fill speedup and MAC ratio of each SB row from its baseline's row (same backend, batch and precision)."""
-    index = {r.key: r for r in rows}
-    out = []
-    for r in rows:
-        base = index.get(r.baseline_key) if r.baseline else None
-        if base is not None:
-            r = dataclasses.replace(r, mac_ratio=r.macs / base.macs, speedup=base.stats.median_ms / r.stats.median_ms)
-        out.append(r)
-    return out
-
-
 def judged(rows: list[BenchRow], groups: Sequence[BenchGroup], limits: Limits = Limits()) -> list[BenchRow]:
-    """The rows as a report shows them: speedups filled (:func:`with_speedups`), then each row's flags (its group's
-    machine flags, its runs' spread, its headline interval, its efficiency)."""
-    rows = with_speedups(rows)
+    """The rows as a report shows them: each SB row's speedup and MAC ratio from its baseline's row (same backend,
+    batch and precision), then each row's flags (its group's machine flags, its runs' spread, its headline interval,
+    its efficiency)."""
+    index = {r.key: r for r in rows}
+    rows = [
+        dataclasses.replace(r, mac_ratio=r.macs / base.macs, speedup=base.stats.median_ms / r.stats.median_ms)
+        if r.baseline and (base := index.get(r.baseline_key)) is not None
+        else r
+        for r in rows
+    ]
     machine = {(g.backend, g.batch): g.flags for g in groups}
     paired = {key for r in rows if r.speedup is not None for key in (r.key, r.baseline_key)}
     out = []

@@ -1,14 +1,9 @@
 """When a bench figure is not to be trusted, and why: flags with reasons and what to do about them.
 
-A figure is *unstable* when any :class:`Flag` holds (its numbers in the reason): ``spread``, the
-runs' coefficient of variation above :attr:`Limits.max_cv` (10%, pyperf's "unstable");
-``interval``, the interval of the row's headline figure (an SB row's speedup, the median of a row
-outside any pair) wider than the plan's goal; ``few-turns``, too few rounds for an interval at all
-(:data:`~sbdeploy.bench.stats.MIN_ROUNDS_FOR_INTERVAL`); ``load``, the 1-minute load average
-around the group above the CPUs available; ``busy``, other processes took more than
-:attr:`Limits.max_others` of those CPUs while it ran (:mod:`sbdeploy.bench.machine`);
-``efficiency``, speedup x MAC ratio above 1, which a MAC ratio forbids (its whole interval, or
-without one the figure): noise the interval missed, or a MAC count that does not match the graph.
+A figure is *unstable* when any :class:`Flag` holds: its runs vary too much (``spread``, pyperf's CV
+above 10%), its headline interval is too wide or missing (``interval``, ``few-turns``), the machine
+was busy around its group (``load``, ``busy``), or its efficiency exceeds 1, which a MAC ratio
+forbids (``efficiency``: noise the interval missed, or a MAC count that does not match the graph).
 """
 
 from __future__ import annotations
@@ -25,7 +20,7 @@ if TYPE_CHECKING:
 
 _QUIET = "rerun on a quiet machine (stop other jobs)"
 _PIN = "pin threads with --threads N and taskset -c CPUS"
-ADVICE = {
+ADVICE = {  # what to do, per flag kind (printed by the CLI beside each warning)
     "spread": f"{_QUIET}, {_PIN}, or raise --budget",
     "interval": f"raise --budget (or drop --iters/--duration for the adaptive length), {_QUIET}, or {_PIN}",
     "few-turns": f"drop --iters/--duration (the adaptive default), or give at least {MIN_ROUNDS_FOR_INTERVAL} turns (--iters {MIN_ROUNDS_FOR_INTERVAL} x --turn)",
@@ -33,7 +28,6 @@ ADVICE = {
     "busy": f"{_QUIET}, or bench on idle CPUs: taskset -c CPUS with --threads N",
     "efficiency": f"{_QUIET} with a higher --budget; if it stays above 1, the MAC count does not match the graph that runs",
 }
-"""What to do, per flag kind (printed by the CLI beside each warning)."""
 
 
 @dataclass(frozen=True)
@@ -57,24 +51,19 @@ class Flag:
 
     kind: str
     reason: str
-    headline: str = ""
+    headline: str
     value: str = ""
 
     @property
     def advice(self) -> str:
         return ADVICE[self.kind]
 
-    @property
-    def summary(self) -> str:
-        """The headline (the reason itself for a flag made without one)."""
-        return self.headline or self.reason
-
     def to_dict(self) -> dict[str, str]:
         return {
             "kind": self.kind,
             "reason": self.reason,
             "advice": self.advice,
-            "headline": self.summary,
+            "headline": self.headline,
             "value": self.value,
         }
 
@@ -119,7 +108,8 @@ def speedup_flags(
     """Flags of an SB row's speedup and the efficiency that follows from it."""
     flags = []
     if interval is None:
-        flags.append(Flag("few-turns", "no speedup interval: too few turns for one"))
+        reason = "no speedup interval: too few turns for one"
+        flags.append(Flag("few-turns", reason, reason))
     elif interval.halfwidth(speedup) > limits.max_halfwidth:
         flags.append(_interval_flag("speedup", interval.halfwidth(speedup), limits.max_halfwidth))
     if mac_ratio:

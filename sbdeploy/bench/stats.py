@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Fewest rounds an interval is computed from: on synthetic paired rounds of independent runs (tests/bench/test_stats.py)
+# a 95% interval from 8 rounds covers the true ratio 91% of the time, from 20 rounds 93%; adaptive runs take 20.
 MIN_ROUNDS_FOR_INTERVAL = 8
-"""Fewest rounds an interval is computed from. On synthetic paired rounds of independent runs
-(``tests/bench/test_stats.py``) a 95% interval from 8 rounds covers the true ratio 91% of the
-time, from 20 rounds 93%; adaptive runs take at least 20 (:class:`~sbdeploy.bench.timing.TimingPlan`)."""
 
 _CHUNK_ELEMENTS = 4_000_000  # resamples x runs processed at once (at most 32 MB per int64 array)
 
@@ -58,8 +57,11 @@ class RoundBootstrap:
 
     medians: Mapping[str, Interval]
     ratios: Mapping[tuple[str, str], Interval]
-    rounds: int
-    resamples: int
+
+
+def bounds(interval: Interval | None) -> tuple[float | None, float | None]:
+    """``(low, high)``, or ``(None, None)`` without an interval (the inverse of :meth:`Interval.of`)."""
+    return (None, None) if interval is None else (interval.low, interval.high)
 
 
 def with_interval(value: float | None, spec: str, interval: Interval | None = None) -> str:
@@ -86,11 +88,8 @@ def bootstrap_rounds(
     seed: int = 0,
 ) -> RoundBootstrap | None:
     """Percentile intervals of medians and of ``ratios`` of medians (e.g. ``(baseline, sb)``: a speedup), resampling
-    whole rounds; None with fewer than :data:`MIN_ROUNDS_FOR_INTERVAL` rounds.
-
-    ``rounds[name][r]`` is that callable's turn in round ``r``; every callable has the same number of
-    rounds, none of them empty (ValueError otherwise).
-    """
+    whole rounds; None with fewer than :data:`MIN_ROUNDS_FOR_INTERVAL` rounds. ``rounds[name][r]`` is that callable's
+    turn in round ``r``; every callable has the same number of rounds, none of them empty (ValueError otherwise)."""
     if not 0 < confidence < 1 or resamples < 1:
         raise ValueError(f"confidence must lie in (0, 1) and resamples be >= 1, got {confidence}, {resamples}")
     counts = {len(turns) for turns in rounds.values()}
@@ -127,8 +126,6 @@ def bootstrap_rounds(
     return RoundBootstrap(
         medians={name: interval(m) for name, m in medians.items()},
         ratios={(num, den): interval(medians[num] / medians[den]) for num, den in ratios},
-        rounds=n_rounds,
-        resamples=resamples,
     )
 
 

@@ -1,27 +1,23 @@
 """One timing method for every backend: warm-up, then interleaved turns until the figures are sure.
 
 Callables take turns round-robin (A, B, C, then B, C, A, ...), so a noisy machine slows every
-candidate alike and their ratio stays honest; after each full rotation its starting order is
-shuffled (seeded), because an ONNX Runtime session whose pool threads keep spinning after its
-turn slows whichever session runs next (the same file up to 2.7x). A turn is ``settle`` untimed runs, then ``turn`` timed
-runs of one callable: switching on every call penalised graphs of many small nodes (ORT CPU,
-cifar_resnet56 vs its SB twin at batch 1: 0.65x switching every call, 0.96x in turns of 25). A
-*round* is one turn of every callable; its callables saw the same machine, so the intervals
-(:mod:`sbdeploy.bench.stats`) resample rounds. The length is fixed (``iters``, ``duration_s``) or,
-by default, adaptive: rounds go on until every interval (each pair's speedup, the median of each
-callable outside a pair) is within ``+-goal`` or ``budget_s`` is spent, after at least
-``min_turns`` rounds and ``min_time_s``; turns get shorter where the rounds owed would not fit.
-Those minimums and the ``noise_floor`` come from A/A runs (a 0.45 ms network against a copy of
-itself on this project's busy 2-core machine): stopping after 10 turns the interval missed 1.0 in
-2 of 20 runs, after 20 turns and 1 s in 1 of 60 (machine noise is correlated over longer than a
-round), and two sessions of one file differ by up to 1.3%, which resampling one run cannot see:
-so no interval is narrower than +-1% (criterion.rs's noise threshold). The machine's load is
-recorded around the rounds (:mod:`sbdeploy.bench.machine`).
+candidate alike and their ratio stays honest; each full rotation starts from a shuffled (seeded)
+order, because an ONNX Runtime session whose pool threads keep spinning after its turn slows
+whichever session runs next (the same file up to 2.7x). A turn is ``settle`` untimed runs, then
+``turn`` timed runs of one callable: switching on every call penalised graphs of many small nodes
+(ORT CPU, cifar_resnet56 vs its SB twin at batch 1: 0.65x switching every call, 0.96x in turns of
+25). A *round* is one turn of every callable, so the intervals (:mod:`sbdeploy.bench.stats`)
+resample rounds. By default the length adapts: rounds go on until every interval (each pair's
+speedup, the median of each callable outside a pair) is within ``+-goal`` or ``budget_s`` is
+spent, after at least ``min_turns`` rounds and ``min_time_s``. Those minimums and the
+``noise_floor`` come from A/A runs (a 0.45 ms network against a copy of itself on this project's
+busy 2-core machine): stopping after 10 turns the interval missed 1.0 in 2 of 20 runs, after 20
+turns and 1 s in 1 of 60, and two sessions of one file differ by up to 1.3%, which resampling one
+run cannot see: so no interval is narrower than +-1% (criterion.rs's noise threshold).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,23 +28,19 @@ import numpy as np
 
 from sbdeploy.bench import machine
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
-from sbdeploy.bench.stats import MIN_ROUNDS_FOR_INTERVAL, Interval, bootstrap_rounds, coefficient_of_variation
+from sbdeploy.bench.stats import MIN_ROUNDS_FOR_INTERVAL, Interval, bootstrap_rounds, bounds, coefficient_of_variation
 
 TimedFn = Callable[[], "float | None"]
 K = TypeVar("K")
-ProgressFn = Callable[[str, int, int], None]
-"""``(stage, done, total)``: the progress callback of the bench and pipeline library functions (total 0: unknown)."""
-Rounds = Mapping[str, Sequence[Sequence[float]]]
-"""Per callable, its timed runs (ms) per round."""
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total): progress of bench and pipeline (total 0: unknown)
+Rounds = Mapping[str, Sequence[Sequence[float]]]  # per callable, its timed runs (ms) per round
 
-CHECK_RESAMPLES = 400
-"""Bootstrap resamples of the stopping checks during an adaptive run (the final intervals use the plan's)."""
+CHECK_RESAMPLES = 400  # bootstrap resamples of an adaptive run's stopping checks (the final intervals use the plan's)
 
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Latency statistics of one callable, in milliseconds; ``median_low_ms`` and ``median_high_ms`` bound the median
-    at the group's confidence (None: too few rounds)."""
+    """Latency statistics of one callable, in milliseconds."""
 
     runs: int
     median_ms: float
@@ -59,12 +51,16 @@ class LatencyStats:
     p90_ms: float
     p99_ms: float
     compute_median_ms: float | None = None  # device compute time, where the backend reports it
-    median_low_ms: float | None = None
+    median_low_ms: float | None = None  # the median's interval at the group's confidence (None: too few rounds)
     median_high_ms: float | None = None
 
     @classmethod
-    def from_samples(cls, seconds: Sequence[float], compute_ms: Sequence[float] | None = None) -> LatencyStats:
+    def from_samples(
+        cls, seconds: Sequence[float], compute_ms: Sequence[float] | None = None, median: Interval | None = None
+    ) -> LatencyStats:
+        """The statistics of timed runs (seconds); ``median``: the interval of their median."""
         ms = np.asarray(seconds, dtype=np.float64) * 1e3
+        low, high = bounds(median)
         return cls(
             runs=len(ms),
             median_ms=float(np.median(ms)),
@@ -75,6 +71,8 @@ class LatencyStats:
             p90_ms=float(np.percentile(ms, 90)),
             p99_ms=float(np.percentile(ms, 99)),
             compute_median_ms=float(np.median(compute_ms)) if compute_ms else None,
+            median_low_ms=low,
+            median_high_ms=high,
         )
 
     @property
@@ -94,11 +92,7 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class TimingPlan:
-    """How long to warm up and to measure; with neither ``iters`` nor ``duration_s`` it is adaptive (the default).
-
-    ``turn`` is shortened, down to 1, while the rounds owed to ``min_turns`` (for a ``duration_s`` run:
-    to an interval) would not fit at the runs' measured speed.
-    """
+    """How long to warm up and to measure; with neither ``iters`` nor ``duration_s`` it is adaptive (the default)."""
 
     warmup_iters: int = 10  # warm-up runs per callable (used when warmup_s is None)
     warmup_s: float | None = None
@@ -110,7 +104,7 @@ class TimingPlan:
     min_time_s: float = 1.0  # adaptive: fewest seconds of rounds before the run may stop on a narrow interval
     noise_floor: float = 0.01  # the smallest relative half-width of any interval
     min_iters: int = 5  # fewest timed runs per callable of a duration_s run
-    turn: int = 10  # timed runs of one callable in a row
+    turn: int = 10  # timed runs of one callable in a row (fewer, down to 1, where the rounds owed would not fit)
     settle: int = 2  # untimed runs at the start of each turn
     confidence: float = 0.95
     resamples: int = 2000  # of the final intervals' bootstrap
@@ -168,12 +162,9 @@ class Pair:
 
 
 @dataclass(frozen=True)
-class Speedup:
+class Speedup(Pair):
     """A pair's speedup (baseline median / SB median) with its interval; efficiency = speedup x MAC ratio."""
 
-    sb: str
-    baseline: str
-    mac_ratio: float
     value: float
     interval: Interval | None
 
@@ -241,15 +232,6 @@ def warm_up(fns: Mapping[K, TimedFn], runs: int, seconds: float | None = None) -
     return times
 
 
-def _owed_rounds(plan: TimingPlan) -> tuple[int, float] | None:
-    """The rounds a plan owes and the seconds it has for them (None: a fixed ``iters`` alone, no time limit)."""
-    if plan.adaptive:
-        return plan.min_turns, plan.budget_s
-    if plan.duration_s is not None:
-        return MIN_ROUNDS_FOR_INTERVAL, plan.duration_s
-    return None
-
-
 def _fitted_turn(
     plan: TimingPlan, per_run_s: float, rounds_left: int, seconds_left: float, runs_left: int | None
 ) -> int:
@@ -304,9 +286,7 @@ def measure_group(
     """Warm up every callable (each runs one inference), then time them in rotating turns until the plan says stop.
 
     ``pairs``' speedups are bounded (and, adaptive, narrowed); ``ratios`` (numerator, denominator) are bounded
-    besides, e.g. a model's fp32 and int8 files, from the same resamples. ValueError: nothing to time, or a
-    pair or ratio naming a callable that is not timed.
-    """
+    besides, e.g. a model's fp32 and int8 files, from the same resamples."""
     names = list(fns)
     if not names:
         raise ValueError("nothing to time: give at least one callable")
@@ -316,7 +296,10 @@ def measure_group(
     warm = warm_up(fns, plan.warmup_iters, plan.warmup_s).values()
     # one run of every callable (the first warm-up run, with its one-off costs, left out)
     per_run_s = sum(float(np.mean(t[1:] or t)) for t in warm) if all(warm) else math.nan
-    owed = _owed_rounds(plan)
+    # the rounds the plan owes and the seconds it has for them (None: a fixed ``iters`` alone, no time limit)
+    owed = (plan.min_turns, plan.budget_s) if plan.adaptive else None
+    if plan.duration_s is not None:
+        owed = (MIN_ROUNDS_FOR_INTERVAL, plan.duration_s)
     capped = plan.iters if plan.duration_s is not None else None  # a fixed time that may end on iters first
     turn = plan.turn if owed is None else _fitted_turn(plan, per_run_s, *owed, capped)
     rounds: dict[str, list[list[float]]] = {n: [] for n in names}
@@ -380,12 +363,10 @@ def measure_group(
     usage = machine.usage_between(before, machine.snapshot())
     asked = list(dict.fromkeys([(p.baseline, p.sb) for p in pairs] + list(ratios)))
     median, medians, intervals = _intervals(rounds, asked, plan, plan.resamples)
-    stats = {}
-    for n in names:
-        s = LatencyStats.from_samples([t / 1e3 for turn_runs in rounds[n] for t in turn_runs], compute[n] or None)
-        if n in medians:
-            s = dataclasses.replace(s, median_low_ms=medians[n].low, median_high_ms=medians[n].high)
-        stats[n] = s
+    stats = {
+        n: LatencyStats.from_samples([t / 1e3 for runs in rounds[n] for t in runs], compute[n] or None, medians.get(n))
+        for n in names
+    }
     speedups = {}
     for p in pairs:
         value = stats[p.baseline].median_ms / stats[p.sb].median_ms

@@ -77,7 +77,7 @@ def _render_tuning(tuning) -> None:  # noqa: ANN001  (TuneResult)
         table.add_row(t.stage, form, t.candidate.settings.describe(), *t.cells())
     console.print(table)
     for stage in tuning.stages:
-        line(f"stage {stage.stage}: {stage.rounds} turns, {stage.seconds:.1f} s, {stage.stop}; {stage.load_text()}")
+        line(stage.describe())
     line(f"chosen: {tuning.chosen.label} ({tuning.decision})")
     if tuning.busy_warning():
         warn(tuning.busy_warning())

@@ -224,8 +224,11 @@ def test_a_callable_outside_any_pair_stops_on_its_own_median_interval(clock: Fak
 
 
 def test_fixed_lengths_say_so_and_record_the_machine(clock: FakeClock) -> None:
-    result = measure_group({"a": fake_inference(clock, 1.0, 0.1, 9), "b": fake_inference(clock, 1.0, 0.1, 10)}, TimingPlan(iters=30, turn=3),
-                           pairs=[Pair("a", "b", 1.0)])  # fmt: skip
+    result = measure_group(
+        {"a": fake_inference(clock, 1.0, 0.1, 9), "b": fake_inference(clock, 1.0, 0.1, 10)},
+        TimingPlan(iters=30, turn=3),
+        pairs=[Pair("a", "b", 1.0)],
+    )
     assert (
         result.record.stop == "fixed length: 30 timed runs each"
         and result.record.rounds == 10
