@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sbdeploy.backends import Runner, get_runner
+from sbdeploy.backends import get_runner
+from sbdeploy.backends.base import Runner
 from sbdeploy.bench.report import BenchGroup, BenchReport, group_rows, judged, pairs_of
 from sbdeploy.bench.stability import Limits
 from sbdeploy.bench.timing import RoundStatus, TimedFn, TimingPlan, measure_group
