@@ -21,12 +21,10 @@ from sbdeploy.backends.ort import TF32_NOTES
 from sbdeploy.environment import Environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import get_target
-from sbdeploy.tolerance import DEFAULT_TOLERANCES, TOLERANCE_REASONS, Tolerance
+from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
 
 if TYPE_CHECKING:
     from sbdeploy.validate.run import Artifact, RunResults
-
-__all__ = ["DEFAULT_TOLERANCES", "TOLERANCE_REASONS", "OutputStats", "Tolerance", "output_stats", "verdict"]
 
 INT8_RANDOM_NOTE = "int8 is judged on real images: noise lies outside its calibrated ranges"
 """Why an int8 artifact's checks on random batches are reported but not judged."""
@@ -223,36 +221,18 @@ def judge(results: RunResults, tolerances: dict[str, Tolerance] | None = None) -
             stats = output_stats(results.reference[case], out, tolerance)
             passed, reason = verdict(stats, tolerance)
             judged = artifact.precision != "int8" or case == dataset
+            who = {"file": artifact.file, "sha256": artifact.sha256, "target": artifact.target, "reference": name}
             checks.append(
                 CheckResult(
-                    artifact.backend,
-                    artifact.precision,
-                    case,
-                    stats,
-                    tolerance,
-                    passed,
-                    reason,
-                    artifact.file,
-                    artifact.sha256,
-                    artifact.target,
-                    name,
-                    judged,
+                    artifact.backend, artifact.precision, case, stats, tolerance, passed, reason, **who, judged=judged
                 )
             )
             if case == dataset and results.labels is not None:
                 top1, top5 = accuracy(out, results.labels)
-                base = accuracies[0].top1 if accuracies else top1
+                delta = (top1 - (accuracies[0].top1 if accuracies else top1)) * 100
+                label = f"{artifact.backend} {artifact.precision}"
                 accuracies.append(
-                    AccuracyResult(
-                        f"{artifact.backend} {artifact.precision}",
-                        case,
-                        len(results.labels),
-                        top1,
-                        top5,
-                        (top1 - base) * 100,
-                        file=artifact.file,
-                        reference=name,
-                    )
+                    AccuracyResult(label, case, len(results.labels), top1, top5, delta, artifact.file, reference=name)
                 )
     return ValidationReport(name, list(results.artifacts), checks, accuracies, results.environment, used)
 

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from sbdeploy._io import atomic_write_bytes
-from sbdeploy.validate.compare import TOLERANCE_REASONS, ValidationReport, tf32_notes
+from sbdeploy.tolerance import TOLERANCE_REASONS
+from sbdeploy.validate.compare import ValidationReport, tf32_notes
 
 
 def to_markdown(report: ValidationReport) -> str:

@@ -27,7 +27,8 @@ from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, MachineInfo, write
 from sbdeploy.backends.torch_runner import TorchRunner
 from sbdeploy.checkpoint import load_checkpoint
 from sbdeploy.files import describe_file
-from sbdeploy.validate.compare import DEFAULT_TOLERANCES, TOLERANCE_REASONS, output_stats, tolerance_for, verdict
+from sbdeploy.tolerance import TOLERANCE_REASONS
+from sbdeploy.validate.compare import DEFAULT_TOLERANCES, output_stats, tolerance_for, verdict
 from sbdeploy.validate.report import to_markdown
 from sbdeploy.validate.run import Artifact, artifact_of, dataset_case, validate
 from tests.conftest import REPO
