@@ -57,9 +57,7 @@ class CheckpointConfig:
         return self.options.get("sampling")
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["input_size"] = list(self.input_size)
-        data["mean"], data["std"], data["class_names"] = list(self.mean), list(self.std), list(self.class_names)
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         return {"format": FORMAT, "format_version": FORMAT_VERSION, **data}
 
     @classmethod
@@ -163,7 +161,7 @@ def read_config(folder: str | Path) -> CheckpointConfig:
 def is_safetensors(data: bytes) -> bool:
     """True when ``data`` has the safetensors layout: a u64 little-endian header length N, then N bytes of JSON.
 
-    Recognised from the layout, as the length's first byte can be anything, 0x80 (a pickle's) included.
+    (Told by the layout: the length's first byte can be anything, 0x80 (a pickle's) included.)
     """
     return len(data) > 8 and data[8:9] == b"{" and 8 + int.from_bytes(data[:8], "little") <= len(data)
 

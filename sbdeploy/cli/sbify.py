@@ -96,9 +96,9 @@ def sbify(
     with --sampling dense the SB network computes the baseline); bottleneck blocks get a
     fitted rank-C/2 linear SB. The fine-tune uses the training recipe at LR 0.01.
     """
-    from sbdeploy.convert import SbifyCallbacks, sbify_checkpoint
-    from sbdeploy.convert.run import FINE_TUNE, sbify_data
-    from sbdeploy.train import TrainConfig
+    from sbdeploy.convert import sbify_checkpoint
+    from sbdeploy.convert.run import FINE_TUNE, SbifyCallbacks, sbify_data
+    from sbdeploy.train.trainer import TrainConfig
 
     dataset = sbify_data(baseline, data, needed=recalibrate or epochs > 0)
     fine_tune = None

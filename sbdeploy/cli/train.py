@@ -21,7 +21,7 @@ from sbdeploy.data import SOURCE_HELP
 from sbdeploy.errors import ConfigError
 
 if TYPE_CHECKING:  # the trainer needs torch: imported when a command runs, not for --help
-    from sbdeploy.train import EpochStats, StepStats
+    from sbdeploy.train.trainer import EpochStats, StepStats
 
 SOURCE_OPTION_HELP = f"Data SOURCE: {SOURCE_HELP}."
 

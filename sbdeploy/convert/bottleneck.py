@@ -30,10 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbdeploy.convert.kernels import conv_as_deconv
 from sbdeploy.nn.sb import sampling_mask
 
 NOISE_BATCHES, NOISE_BATCH, NOISE_SIZE = 4, 16, 16  # data-free fit: 64 Gaussian 16x16 inputs per conv
+
+
+def conv_as_deconv(weight: Tensor) -> Tensor:
+    """The ConvTranspose2d weight (stride 1, padding 1) that computes ``conv2d(., weight, padding=1)``.
+
+    ``W2[i, o, a, b] = weight[o, i, 2 - a, 2 - b]``: channels transposed, kernel flipped in space.
+    """
+    return weight.flip(2, 3).transpose(0, 1).contiguous()
 
 
 @dataclass(frozen=True)

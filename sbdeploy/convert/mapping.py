@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from sbdeploy.convert.bottleneck import LinearSBInit, fit_linear_sbs
-from sbdeploy.convert.kernels import conv_as_deconv
+from sbdeploy.convert.bottleneck import LinearSBInit, conv_as_deconv, fit_linear_sbs
 from sbdeploy.errors import ConfigError
 from sbdeploy.models import list_models, model_info
 from sbdeploy.nn import blocks as B
@@ -68,8 +67,6 @@ def _twin(block: nn.Module, sampling: str) -> nn.Module:
 def map_regular_block(block: nn.Module, sampling: str) -> nn.Module:
     """The SB twin of a regular (two 3x3 convs) baseline block, its weights mapped exactly."""
     spec = BLOCK_MAPS[type(block)]
-    if spec.deconv_from is None:
-        raise ConfigError(f"{type(block).__name__} is a bottleneck block; map it with map_bottleneck_block")
     sb = _twin(block, sampling)
     deconv_key = spec.renames[f"{spec.deconv_from}."] + "weight"
     state: dict[str, Tensor] = {}
@@ -88,15 +85,6 @@ def map_bottleneck_block(block: nn.Module, sampling: str, init: LinearSBInit) ->
     state["conv2.conv.weight"], state["conv2.deconv.weight"] = init.conv, init.deconv
     sb.load_state_dict(state, strict=True)
     return sb
-
-
-def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, m) for name, m in model.named_modules() if type(m) in BLOCK_MAPS]
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
 @dataclass(frozen=True)
@@ -128,12 +116,9 @@ def convert(
     from ``seed``. BN statistics stay the baseline's: recalibrate them for a sparse sampling
     set (:func:`sbdeploy.train.recalibrate_bn`). ``model`` (built from
     :mod:`sbdeploy.nn.blocks`) is not modified; the result is in eval mode on its device and dtype.
-
-    Raises:
-        ConfigError: unknown sampling set, or ``model`` holds no baseline block.
     """
     sampling = resolve_sampling(sampling)
-    found = _blocks(model)
+    found = [(name, m) for name, m in model.named_modules() if type(m) in BLOCK_MAPS]
     if not found:
         raise ConfigError(
             f"{type(model).__name__} holds no baseline residual block sbify can convert "
@@ -144,12 +129,12 @@ def convert(
     converted = copy.deepcopy(model)
     with torch.no_grad():
         for name, block in found:
-            new = (
-                map_bottleneck_block(block, sampling, inits[name])
-                if name in inits
-                else map_regular_block(block, sampling)
-            )
-            _replace(converted, name, new)
+            if name in inits:
+                sb = map_bottleneck_block(block, sampling, inits[name])
+            else:
+                sb = map_regular_block(block, sampling)
+            parent, _, child = name.rpartition(".")
+            setattr(converted.get_submodule(parent), child, sb)
     return Conversion(converted.eval(), inits)
 
 

@@ -2,9 +2,8 @@
 
 :func:`sbify_checkpoint` maps a baseline checkpoint's weights onto its registered SB twin
 (:func:`sbdeploy.convert.sbify`), recalibrates BN on training images, optionally fine-tunes
-(distilled from the baseline if asked) with :func:`sbdeploy.train.train`, and writes a
-checkpoint folder. The test accuracy after each stage, with its wall and CPU time, is
-recorded in ``config.json`` (``training.sbify``, beside the source's path and sha256).
+(distilled from the baseline if asked), and writes a checkpoint folder. The test accuracy after
+each stage, with its wall and CPU time, is recorded in ``config.json`` (``training.sbify``).
 """
 
 from __future__ import annotations
@@ -21,19 +20,10 @@ from sbdeploy.data import ImageData
 from sbdeploy.errors import ConfigError
 from sbdeploy.models import create_model
 from sbdeploy.nn.sb import resolve_sampling
-from sbdeploy.train import (
-    Distillation,
-    TrainCallbacks,
-    TrainConfig,
-    TrainResult,
-    calibration_images,
-    measure_accuracy,
-    open_fitting_source,
-    recalibrate_bn,
-    train,
-)
 from sbdeploy.train.distributed import pick_device
-from sbdeploy.train.evaluate import normalize
+from sbdeploy.train.evaluate import measure_accuracy, normalize, open_fitting_source
+from sbdeploy.train.recalibrate import calibration_images, recalibrate_bn
+from sbdeploy.train.trainer import Distillation, TrainCallbacks, TrainConfig, TrainResult, train
 
 FIT_IMAGES = 512
 """Calibration images the bottleneck fit uses at most: its sums settle long before (each image gives H*W positions)."""
@@ -66,8 +56,7 @@ class SbifyResult:
     baseline_arch: str
     sampling: str
     stages: tuple[Stage, ...]
-    # mean relative error of the fitted linear SBs on their fit inputs; None: no bottleneck
-    bottleneck_error: float | None
+    bottleneck_error: float | None  # mean relative error of the linear SB fits (Conversion.bottleneck_error)
     fine_tune: TrainResult | None
 
 
@@ -127,12 +116,6 @@ def sbify_checkpoint(
         fine_tune: the recipe of a fine-tune after the recalibration; None: none.
         distill: (alpha, temperature) to distil the fine-tune from the baseline's logits.
         resume: continue an interrupted fine-tune in ``out`` (same options).
-
-    Raises:
-        CheckpointError: the baseline folder is missing or broken, or ``out`` cannot be resumed.
-        ConfigError: the baseline is an SB network or has no SB twin; options that need
-            data without data; ``out`` holds a checkpoint and neither resume nor overwrite was asked.
-        DataError: ``data`` does not fit the baseline.
     """
     hooks = callbacks or SbifyCallbacks()
     sampling = resolve_sampling(sampling)
