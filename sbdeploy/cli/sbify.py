@@ -1,7 +1,6 @@
 """``sbdeploy sbify``: a trained baseline checkpoint -> an SB checkpoint, without training from scratch.
 
-Parses options, calls :func:`sbdeploy.convert.sbify_checkpoint` and renders the accuracy
-after each stage (mapping, BN recalibration, fine-tune) with its wall and CPU time.
+Renders the accuracy after each stage (mapping, BN recalibration, fine-tune) with its wall and CPU time.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from sbdeploy.cli._render import console, print_json
-from sbdeploy.cli.train import SOURCE_OPTION_HELP, EpochBars, epoch_progress, parse_milestones
+from sbdeploy.cli.train import SOURCE_OPTION_HELP, EpochBars, epoch_progress, parse_floats
 
 
 class _Bars(EpochBars):
@@ -107,7 +106,7 @@ def sbify(
             epochs=epochs,
             batch_size=FINE_TUNE.batch_size if batch_size is None else batch_size,
             lr=FINE_TUNE.lr if lr is None else lr,
-            milestones=parse_milestones(milestones),
+            milestones=parse_floats(milestones, "--milestones"),
             seed=seed,
             max_steps_per_epoch=max_steps,
         )

@@ -1,8 +1,7 @@
 """``sbdeploy train`` and ``sbdeploy evaluate``: the training recipe and checkpoint accuracy from the shell.
 
-Both parse options, call :func:`sbdeploy.train.train` / :func:`sbdeploy.train.evaluate_checkpoint`
-and render the result. Under ``torchrun --nproc_per_node=K`` the same ``train`` command
-runs DistributedDataParallel; only rank 0 draws progress bars and writes the checkpoint.
+Under ``torchrun --nproc_per_node=K`` the same ``train`` command runs DistributedDataParallel;
+only rank 0 draws progress bars and writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -26,11 +25,12 @@ if TYPE_CHECKING:  # the trainer needs torch: imported when a command runs, not 
 SOURCE_OPTION_HELP = f"Data SOURCE: {SOURCE_HELP}."
 
 
-def parse_milestones(text: str) -> tuple[float, ...]:
+def parse_floats(text: str, option: str, numbers: str = "fractions such as 0.5,0.75") -> tuple[float, ...]:
+    """Comma-separated numbers; ConfigError saying what ``option`` takes."""
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise ConfigError(f"--milestones takes comma-separated fractions such as 0.5,0.75, got {text!r}") from None
+        raise ConfigError(f"{option} takes comma-separated {numbers}, got {text!r}") from None
 
 
 def epoch_progress(show: bool) -> Progress:
@@ -132,7 +132,7 @@ def train(
         momentum=momentum,
         nesterov=nesterov,
         weight_decay=weight_decay,
-        milestones=parse_milestones(milestones),
+        milestones=parse_floats(milestones, "--milestones"),
         gamma=gamma,
         pad=pad,
         flip=flip,

@@ -102,18 +102,13 @@ class Conversion:
 
 
 def convert(
-    model: nn.Module,
-    sampling: str = "chessboard",
-    *,
-    calibration: Iterable[Tensor] | None = None,
-    seed: int = 0,
+    model: nn.Module, sampling: str = "chessboard", *, calibration: Iterable[Tensor] | None = None
 ) -> Conversion:
     """The SB network of a trained baseline (:func:`sbify`) and how well each bottleneck's linear SB fits its conv.
 
     Regular blocks map exactly (with ``sampling="dense"`` the result computes ``model``'s
     function); channel-bottleneck blocks get the linear SB of :func:`fit_linear_sbs`, fitted on
-    ``calibration`` (batches of normalized images) or, without any, on Gaussian noise drawn
-    from ``seed``. BN statistics stay the baseline's: recalibrate them for a sparse sampling
+    ``calibration`` (batches of normalized images) or, without any, on Gaussian noise. BN statistics stay the baseline's: recalibrate them for a sparse sampling
     set (:func:`sbdeploy.train.recalibrate_bn`). ``model`` (built from
     :mod:`sbdeploy.nn.blocks`) is not modified; the result is in eval mode on its device and dtype.
     """
@@ -125,7 +120,7 @@ def convert(
             f"({', '.join(t.__name__ for t in BLOCK_MAPS)}); is it an SB network already?"
         )
     bottlenecks = [(name, block.conv2) for name, block in found if BLOCK_MAPS[type(block)].deconv_from is None]
-    inits = fit_linear_sbs(model, bottlenecks, sampling, calibration=calibration, seed=seed) if bottlenecks else {}
+    inits = fit_linear_sbs(model, bottlenecks, sampling, calibration=calibration) if bottlenecks else {}
     converted = copy.deepcopy(model)
     with torch.no_grad():
         for name, block in found:
@@ -138,15 +133,9 @@ def convert(
     return Conversion(converted.eval(), inits)
 
 
-def sbify(
-    model: nn.Module,
-    sampling: str = "chessboard",
-    *,
-    calibration: Iterable[Tensor] | None = None,
-    seed: int = 0,
-) -> nn.Module:
+def sbify(model: nn.Module, sampling: str = "chessboard", *, calibration: Iterable[Tensor] | None = None) -> nn.Module:
     """The SB network of a trained baseline: every residual block replaced by its SB twin (see :func:`convert`)."""
-    return convert(model, sampling, calibration=calibration, seed=seed).model
+    return convert(model, sampling, calibration=calibration).model
 
 
 def sb_counterpart(arch: str) -> str:

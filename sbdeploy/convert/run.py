@@ -159,29 +159,27 @@ def sbify_checkpoint(
 
     if resume:
         previous = read_config(out).training.get("sbify", {})
-        stages = tuple(Stage(**s) for s in previous.get("stages", []))
+        stages = [Stage(**s) for s in previous.get("stages", [])]
         bottleneck_error = previous.get("bottleneck_fit_error")
         state = None
     else:
-        stages_list = [Stage("baseline", accuracy(ckpt.model), 0.0, 0.0)]
+        stages = [Stage("baseline", accuracy(ckpt.model), 0.0, 0.0)]
         hooks.on_stage("mapping")
         clock = _Clock()
         batches = None
         if settings["bottleneck_init"] == "calibration" and calibration is not None:
             batches = [normalize(b.to(dev), cfg.mean, cfg.std) for b in calibration[:FIT_IMAGES].split(128)]
         conversion = convert(ckpt.model, sampling, calibration=batches)
-        sb_model = conversion.model
+        sb_model, bottleneck_error = conversion.model, conversion.bottleneck_error
         mapped = clock.stage("mapped", None)
-        stages_list.append(dataclasses.replace(mapped, test_accuracy=accuracy(sb_model)))
-        bottleneck_error = conversion.bottleneck_error
+        stages.append(dataclasses.replace(mapped, test_accuracy=accuracy(sb_model)))
         if recalibrate:
             assert calibration is not None
             hooks.on_stage("recalibration")
             clock = _Clock()
             recalibrate_bn(sb_model, calibration, cfg.mean, cfg.std, device=dev, on_batch=hooks.on_calibration_batch)
             done = clock.stage("recalibrated", None)
-            stages_list.append(dataclasses.replace(done, test_accuracy=accuracy(sb_model)))
-        stages = tuple(stages_list)
+            stages.append(dataclasses.replace(done, test_accuracy=accuracy(sb_model)))
         state = sb_model.state_dict()
     settings["bottleneck_fit_error"] = None if bottleneck_error is None else round(bottleneck_error, 5)
     settings["stages"] = [s.to_dict() for s in stages]
@@ -201,26 +199,27 @@ def sbify_checkpoint(
             sbdeploy_version="",
         )
         save_checkpoint(out, model.eval(), config)
-        return SbifyResult(out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, stages, bottleneck_error, None)
-    assert data is not None
-    hooks.on_stage("fine-tune")
-    teacher = Distillation(ckpt.model, alpha=distill[0], temperature=distill[1]) if distill is not None else None
-    clock = _Clock()
-    result = train(
-        arch,
-        data,
-        out,
-        fine_tune,
-        sampling=sampling,
-        resume=resume,
-        overwrite=overwrite,
-        device=dev.type,
-        callbacks=hooks,
-        init_state=state,
-        distill=teacher,
-        provenance={"sbify": settings},
-    )
-    tuned = clock.stage("fine-tuned", result.test_accuracy)
+        result = None
+    else:
+        assert data is not None
+        hooks.on_stage("fine-tune")
+        teacher = Distillation(ckpt.model, alpha=distill[0], temperature=distill[1]) if distill is not None else None
+        clock = _Clock()
+        result = train(
+            arch,
+            data,
+            out,
+            fine_tune,
+            sampling=sampling,
+            resume=resume,
+            overwrite=overwrite,
+            device=dev.type,
+            callbacks=hooks,
+            init_state=state,
+            distill=teacher,
+            provenance={"sbify": settings},
+        )
+        stages.append(clock.stage("fine-tuned", result.test_accuracy))
     return SbifyResult(
-        out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, (*stages, tuned), bottleneck_error, result
+        out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, tuple(stages), bottleneck_error, result
     )

@@ -348,6 +348,7 @@ def train(
             steps = min(steps, config.max_steps_per_epoch)
         history = [EpochStats(**h) for h in previous.get("history", [])][:start_epoch]
         wall_before = float(previous.get("train_time_s", 0.0)) if resume else 0.0
+        test_split = (data.test_images, data.test_labels, data.mean, data.std)
         run_start = time.perf_counter()
         for epoch in range(start_epoch, config.epochs):
             lr = config.lr_at(epoch)
@@ -379,20 +380,12 @@ def train(
                     hooks.on_step(StepStats(epoch, step + 1, steps, loss_sum / seen, correct / seen, speed))
             epoch_time = time.perf_counter() - epoch_start
             ctx.average_buffers(model)
-            loss_total, correct_total, seen_total = ctx.all_sum([loss_sum, float(correct), float(seen)])
-            acc = None
+            test = [0.0, 0.0, 0.0]  # top-1, whether there is a top-5, top-5: measured on rank 0, summed to every rank
             if ctx.is_main:
-                acc = measure_accuracy(
-                    model,
-                    data.test_images,
-                    data.test_labels,
-                    data.mean,
-                    data.std,
-                    batch_size=config.eval_batch_size,
-                    device=ctx.device,
-                )
-            top5 = acc.top5 if acc is not None else None
-            test_acc, has5, top5_value = ctx.all_sum([acc.top1 if acc else 0.0, float(top5 is not None), top5 or 0.0])
+                acc = measure_accuracy(model, *test_split, batch_size=config.eval_batch_size, device=ctx.device)
+                test = [acc.top1, float(acc.top5 is not None), acc.top5 or 0.0]
+            totals = ctx.all_sum([loss_sum, float(correct), float(seen), *test])
+            loss_total, correct_total, seen_total, test_acc, has5, top5_value = totals
             stats = EpochStats(
                 epoch=epoch,
                 lr=lr,
