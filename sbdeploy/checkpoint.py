@@ -161,7 +161,7 @@ def read_config(folder: str | Path) -> CheckpointConfig:
 def is_safetensors(data: bytes) -> bool:
     """True when ``data`` has the safetensors layout: a u64 little-endian header length N, then N bytes of JSON.
 
-    (Told by the layout: the length's first byte can be anything, 0x80 (a pickle's) included.)
+    Recognised from the layout, as the length's first byte can be anything, 0x80 (a pickle's) included.
     """
     return len(data) > 8 and data[8:9] == b"{" and 8 + int.from_bytes(data[:8], "little") <= len(data)
 

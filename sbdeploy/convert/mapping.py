@@ -106,11 +106,10 @@ def convert(
 ) -> Conversion:
     """The SB network of a trained baseline (:func:`sbify`) and how well each bottleneck's linear SB fits its conv.
 
-    Regular blocks map exactly (with ``sampling="dense"`` the result computes ``model``'s
-    function); channel-bottleneck blocks get the linear SB of :func:`fit_linear_sbs`, fitted on
-    ``calibration`` (batches of normalized images) or, without any, on Gaussian noise. BN statistics stay the baseline's: recalibrate them for a sparse sampling
-    set (:func:`sbdeploy.train.recalibrate_bn`). ``model`` (built from
-    :mod:`sbdeploy.nn.blocks`) is not modified; the result is in eval mode on its device and dtype.
+    Bottleneck blocks are fitted on ``calibration`` (batches of normalized images) or, without any, on
+    Gaussian noise. BN statistics stay the baseline's: recalibrate them for a sparse sampling set
+    (:func:`sbdeploy.train.recalibrate_bn`). ``model`` is not modified; the result is in eval mode on its
+    device and dtype.
     """
     sampling = resolve_sampling(sampling)
     found = [(name, m) for name, m in model.named_modules() if type(m) in BLOCK_MAPS]

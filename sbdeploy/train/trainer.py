@@ -48,7 +48,7 @@ STATE_FILE = "train_state.safetensors"
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """How to train; the defaults are the paper's CIFAR recipe, and every field is a CLI option of ``sbdeploy train``."""
+    """How to train: the paper's CIFAR recipe by default; every field is a CLI option of ``sbdeploy train``."""
 
     epochs: int = 30
     batch_size: int = 128  # global batch: split evenly over the processes of a torchrun job
