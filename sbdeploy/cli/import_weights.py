@@ -86,8 +86,8 @@ def import_weights(
     for note in result.notes:
         warn(note, label="note")
     console.print(
-        f"wrote {result.folder} (model.safetensors sha256 {result.weights_sha256[:16]}...)",
+        f"wrote {result.folder} (model.safetensors sha256 {result.weights_sha256[:16]}...)\n"
+        f"next: sbdeploy export {result.folder} -o {result.folder.name}.onnx",
         markup=False,
         highlight=False,
     )
-    console.print(f"next: sbdeploy export {result.folder} -o {result.folder.name}.onnx", markup=False, highlight=False)

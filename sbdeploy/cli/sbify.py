@@ -18,7 +18,7 @@ from sbdeploy.cli.train import SOURCE_OPTION_HELP, EpochBars, epoch_progress, pa
 
 
 class _Bars(EpochBars):
-    """:class:`sbdeploy.convert.SbifyCallbacks`: one bar for the recalibration, one per fine-tune epoch, the stage in a line."""
+    """:class:`sbdeploy.convert.run.SbifyCallbacks`: one bar for the recalibration, one per fine-tune epoch, the stage in a line."""
 
     def __init__(self, progress: Progress) -> None:
         super().__init__(progress)

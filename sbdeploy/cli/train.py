@@ -189,7 +189,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Accuracy (top-1, and top-5 with more than 5 classes) of a checkpoint on a split of --data."""
-    from sbdeploy.train import evaluate_checkpoint
+    from sbdeploy.train.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, split=split, batch_size=batch_size, device=device)
     acc = result.accuracy
