@@ -57,9 +57,7 @@ class CheckpointConfig:
         return self.options.get("sampling")
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["input_size"] = list(self.input_size)
-        data["mean"], data["std"], data["class_names"] = list(self.mean), list(self.std), list(self.class_names)
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         return {"format": FORMAT, "format_version": FORMAT_VERSION, **data}
 
     @classmethod
@@ -217,10 +215,9 @@ def build_model(config: CheckpointConfig) -> nn.Module:
         raise CheckpointError(f"config.json names a model sbdeploy cannot build: {error}") from None
 
 
-def state_mismatches(
-    expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], *, shown: int = 3
-) -> str | None:
+def state_mismatches(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str | None:
     """Why ``state`` cannot load strictly where ``expected`` is the model's state_dict, naming the first keys; None when it fits."""
+    shown = 3
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
     details = []

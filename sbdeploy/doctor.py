@@ -1,9 +1,7 @@
 """``sbdeploy doctor``: what this machine has, and which backends can run on it.
 
-Every probe is cheap and never raises: a missing library is reported as missing, with
-the reason a backend cannot run and what to install. The GPU, CUDA, TensorRT and pycuda
-answers are :func:`sbdeploy.environment.gpu_stack`'s, the same the pipeline, the engine
-sidecar and the reports use.
+Every probe is cheap and never raises: a missing library is reported as missing, with what to
+install. The GPU, CUDA, TensorRT and pycuda answers are :func:`sbdeploy.environment.gpu_stack`'s.
 """
 
 from __future__ import annotations
@@ -49,7 +47,7 @@ class DoctorReport:
 
 
 def diagnose() -> DoctorReport:
-    """Probe this machine (never raises); the GPU and TensorRT part is :func:`sbdeploy.environment.gpu_stack`."""
+    """Probe this machine (never raises)."""
     stack = environment.gpu_stack()
     torch_version = package_version("torch")
     try:

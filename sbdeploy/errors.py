@@ -1,8 +1,4 @@
-"""Exception types. Each message says what went wrong and what to do next.
-
-The CLI turns any :class:`SbdeployError` into one red line on stderr and a non-zero
-exit code, never a traceback.
-"""
+"""Exception types whose messages say what went wrong and what to do next; the CLI prints one ``error:`` line."""
 
 from __future__ import annotations
 

@@ -40,10 +40,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_NOTE = "normalization: ImageNet mean/std (the default; pass --mean/--std if trained with others)"
 
-WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
-"""Keys under which training scripts nest the state_dict (timm, Lightning, torchvision's references)."""
-PREFIXES = ("module.", "_orig_mod.")
-"""Key prefixes of DataParallel / DistributedDataParallel and of ``torch.compile``."""
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")  # where timm, Lightning, torchvision's references nest it
+PREFIXES = ("module.", "_orig_mod.")  # key prefixes of DataParallel / DistributedDataParallel and of torch.compile
 
 
 @dataclass(frozen=True)
@@ -76,36 +74,24 @@ class ImportResult:
         return {"folder": str(self.folder), **described, **plain}
 
 
-def _weights_only_refusal(error: Exception) -> str | None:
-    """The Python object torch's restricted unpickler refused, when that is why loading failed (else None)."""
-    found = (
-        re.search(r"Unsupported global: GLOBAL (\S+)", str(error)) if "Weights only load failed" in str(error) else None
-    )
-    return found.group(1) if found else None
-
-
-def _first_sentence(error: Exception) -> str:
-    """``Type: what went wrong``, without torch's paragraphs of advice about weights_only."""
-    text = str(error)
-    found = re.search(r"Unsupported operand \S+", text) if "Weights only load failed" in text else None
-    sentence = found.group(0) if found else (text.strip().splitlines() or [""])[0].split(". ")[0][:120]
-    return f"{type(error).__name__}: {sentence}" if sentence else type(error).__name__
-
-
 def _torch_load(data: bytes, path: Path) -> Any:
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001  torch.load fails on foreign bytes with many types (EOFError, KeyError, RuntimeError...)
-        refused = _weights_only_refusal(error)
+        text, refusal = str(error), "Weights only load failed" in str(error)
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", text) if refusal else None
         if refused:
             raise CheckpointError(
-                f"{path} was refused: it needs the Python object {refused}, and sbdeploy reads .pth files only with "
-                "torch.load(weights_only=True), "
-                "which runs no code. Where you trust the file, save its state_dict alone: "
-                "torch.save(model.state_dict(), 'weights.pth') (or safetensors.torch.save_file)"
+                f"{path} was refused: it needs the Python object {refused.group(1)}, and sbdeploy reads .pth files "
+                "only with torch.load(weights_only=True), which runs no code. Where you trust the file, save its "
+                "state_dict alone: torch.save(model.state_dict(), 'weights.pth') (or safetensors.torch.save_file)"
             ) from None
+        # the first sentence only: torch's message goes on with paragraphs of advice about weights_only
+        operand = re.search(r"Unsupported operand \S+", text) if refusal else None
+        sentence = operand.group(0) if operand else (text.strip().splitlines() or [""])[0].split(". ")[0][:120]
+        reason = f"{type(error).__name__}: {sentence}" if sentence else type(error).__name__
         raise CheckpointError(
-            f"{path} is neither a safetensors file nor a PyTorch file torch.load can read ({_first_sentence(error)}); "
+            f"{path} is neither a safetensors file nor a PyTorch file torch.load can read ({reason}); "
             "it may be truncated or of another format"
         ) from None
 
@@ -194,11 +180,8 @@ def _fit(arch: str, options: dict[str, Any], state: dict[str, torch.Tensor], pat
 
 def _hint(arch: str, options: dict[str, Any], state: Mapping[str, torch.Tensor]) -> str:
     """Names the baseline or SB twin of ``arch`` when the file fits that one instead."""
-    twins = (
-        [model_info(arch).baseline]
-        if model_info(arch).baseline
-        else [n for n in list_models() if model_info(n).baseline == arch]
-    )
+    baseline = model_info(arch).baseline
+    twins = [baseline] if baseline else [n for n in list_models() if model_info(n).baseline == arch]
     base_options = {k: v for k, v in options.items() if k != "sampling"}
     for twin in twins:
         with torch.device("meta"):
@@ -206,13 +189,6 @@ def _hint(arch: str, options: dict[str, Any], state: Mapping[str, torch.Tensor])
         if state_mismatches(model.state_dict(), state) is None:
             return f" It fits {twin}: pass --arch {twin}."
     return " Check --arch (sbdeploy zoo lists the architectures) and --num-classes / --in-chans."
-
-
-def _class_names(class_names: Sequence[str] | None, num_classes: int) -> tuple[str, ...]:
-    names = tuple(class_names) if class_names else tuple(str(i) for i in range(num_classes))
-    if len(names) != num_classes:
-        raise ConfigError(f"--class-names gives {len(names)} names for {num_classes} classes")
-    return names
 
 
 def _normalization(
@@ -252,11 +228,8 @@ def import_state_dict(
 
     Defaults: ``num_classes`` and ``in_chans`` read from the file (``fc.weight``, ``conv1.weight``),
     ``input_size`` the architecture's, ``mean``/``std`` ImageNet's (for 3 channels; 1 value or one per
-    channel), class names "0", "1", ..., ``sampling`` chessboard (SB architectures only).
-
-    Raises:
-        CheckpointError: the file is unreadable, refused by the restricted unpickler, or does not fit ``arch``.
-        ConfigError: an option is out of range, or ``out`` already holds a checkpoint.
+    channel), class names "0", "1", ..., ``sampling`` chessboard (SB architectures only). Nothing is
+    written unless every check passed (CheckpointError, ConfigError).
     """
     path, out = Path(path), Path(out)
     info = model_info(arch)
@@ -273,7 +246,9 @@ def import_state_dict(
         **sampled,
     }
     mean_t, std_t, note = _normalization(mean, std, options["in_chans"])
-    names = _class_names(class_names, options["num_classes"])
+    names = tuple(class_names) if class_names else tuple(str(i) for i in range(options["num_classes"]))
+    if len(names) != options["num_classes"]:
+        raise ConfigError(f"--class-names gives {len(names)} names for {options['num_classes']} classes")
     size = input_size or info.input_size
     if min(size) < 1:
         raise ConfigError(f"--input-size must be positive, got {size}")

@@ -24,24 +24,16 @@ def doctor(
     machine = Table(title="sbdeploy doctor", show_header=False)
     machine.add_column("what", style="bold")
     machine.add_column("found")
+    torch = f"{report.torch} ({'CUDA ' + report.torch_cuda if report.torch_cuda else 'CPU build'})"
+    gpu = f"{report.gpu_name} (compute {report.compute_capability}, seen by {report.gpu_found_by})"
     for label, value in (
         ("python", f"{report.python} ({report.platform})"),
-        (
-            "torch",
-            f"{report.torch} ({'CUDA ' + report.torch_cuda if report.torch_cuda else 'CPU build'})"
-            if report.torch
-            else None,
-        ),
+        ("torch", torch if report.torch else None),
         ("onnx", report.onnx),
         ("onnxruntime", f"{report.onnxruntime}: {', '.join(report.ort_providers)}" if report.onnxruntime else None),
         ("tensorrt", report.tensorrt),
         ("pycuda", report.pycuda),
-        (
-            "GPU",
-            f"{report.gpu_name} (compute {report.compute_capability}, seen by {report.gpu_found_by})"
-            if report.gpu_name
-            else "none found",
-        ),
+        ("GPU", gpu if report.gpu_name else "none found"),
         ("driver", report.driver or "unknown"),
     ):
         machine.add_row(label, escape(value) if value else missing)

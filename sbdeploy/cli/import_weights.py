@@ -8,18 +8,10 @@ from typing import Annotated
 import typer
 
 from sbdeploy.cli._render import console, print_json, warn
+from sbdeploy.cli.train import parse_floats
 from sbdeploy.errors import ConfigError
 
-
-def _floats(text: str | None, option: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(
-            f"{option} takes comma-separated numbers, one per channel (e.g. 0.485,0.456,0.406), got {text!r}"
-        ) from None
+PER_CHANNEL = "numbers, one per channel (e.g. 0.485,0.456,0.406)"
 
 
 def _class_names(text: str | None) -> list[str] | None:
@@ -74,8 +66,8 @@ def import_weights(
         num_classes=num_classes,
         in_chans=in_chans,
         input_size=parse_size(input_size),
-        mean=_floats(mean, "--mean"),
-        std=_floats(std, "--std"),
+        mean=None if mean is None else parse_floats(mean, "--mean", PER_CHANNEL),
+        std=None if std is None else parse_floats(std, "--std", PER_CHANNEL),
         class_names=_class_names(class_names),
         sampling=sampling,
         overwrite=overwrite,
@@ -94,8 +86,8 @@ def import_weights(
     for note in result.notes:
         warn(note, label="note")
     console.print(
-        f"wrote {result.folder} (model.safetensors sha256 {result.weights_sha256[:16]}...)",
+        f"wrote {result.folder} (model.safetensors sha256 {result.weights_sha256[:16]}...)\n"
+        f"next: sbdeploy export {result.folder} -o {result.folder.name}.onnx",
         markup=False,
         highlight=False,
     )
-    console.print(f"next: sbdeploy export {result.folder} -o {result.folder.name}.onnx", markup=False, highlight=False)

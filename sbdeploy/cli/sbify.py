@@ -1,7 +1,6 @@
 """``sbdeploy sbify``: a trained baseline checkpoint -> an SB checkpoint, without training from scratch.
 
-Parses options, calls :func:`sbdeploy.convert.sbify_checkpoint` and renders the accuracy
-after each stage (mapping, BN recalibration, fine-tune) with its wall and CPU time.
+Renders the accuracy after each stage (mapping, BN recalibration, fine-tune) with its wall and CPU time.
 """
 
 from __future__ import annotations
@@ -15,11 +14,11 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from sbdeploy.cli._render import console, print_json
-from sbdeploy.cli.train import SOURCE_OPTION_HELP, EpochBars, epoch_progress, parse_milestones
+from sbdeploy.cli.train import SOURCE_OPTION_HELP, EpochBars, epoch_progress, parse_floats
 
 
 class _Bars(EpochBars):
-    """:class:`sbdeploy.convert.SbifyCallbacks`: one bar for the recalibration, one per fine-tune epoch, the stage in a line."""
+    """:class:`sbdeploy.convert.run.SbifyCallbacks`: one bar for the recalibration, one per fine-tune epoch, the stage in a line."""
 
     def __init__(self, progress: Progress) -> None:
         super().__init__(progress)
@@ -96,9 +95,9 @@ def sbify(
     with --sampling dense the SB network computes the baseline); bottleneck blocks get a
     fitted rank-C/2 linear SB. The fine-tune uses the training recipe at LR 0.01.
     """
-    from sbdeploy.convert import SbifyCallbacks, sbify_checkpoint
-    from sbdeploy.convert.run import FINE_TUNE, sbify_data
-    from sbdeploy.train import TrainConfig
+    from sbdeploy.convert import sbify_checkpoint
+    from sbdeploy.convert.run import FINE_TUNE, SbifyCallbacks, sbify_data
+    from sbdeploy.train.trainer import TrainConfig
 
     dataset = sbify_data(baseline, data, needed=recalibrate or epochs > 0)
     fine_tune = None
@@ -107,7 +106,7 @@ def sbify(
             epochs=epochs,
             batch_size=FINE_TUNE.batch_size if batch_size is None else batch_size,
             lr=FINE_TUNE.lr if lr is None else lr,
-            milestones=parse_milestones(milestones),
+            milestones=parse_floats(milestones, "--milestones"),
             seed=seed,
             max_steps_per_epoch=max_steps,
         )

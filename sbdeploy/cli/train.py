@@ -1,8 +1,7 @@
 """``sbdeploy train`` and ``sbdeploy evaluate``: the training recipe and checkpoint accuracy from the shell.
 
-Both parse options, call :func:`sbdeploy.train.train` / :func:`sbdeploy.train.evaluate_checkpoint`
-and render the result. Under ``torchrun --nproc_per_node=K`` the same ``train`` command
-runs DistributedDataParallel; only rank 0 draws progress bars and writes the checkpoint.
+Under ``torchrun --nproc_per_node=K`` the same ``train`` command runs DistributedDataParallel;
+only rank 0 draws progress bars and writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -21,16 +20,17 @@ from sbdeploy.data import SOURCE_HELP
 from sbdeploy.errors import ConfigError
 
 if TYPE_CHECKING:  # the trainer needs torch: imported when a command runs, not for --help
-    from sbdeploy.train import EpochStats, StepStats
+    from sbdeploy.train.trainer import EpochStats, StepStats
 
 SOURCE_OPTION_HELP = f"Data SOURCE: {SOURCE_HELP}."
 
 
-def parse_milestones(text: str) -> tuple[float, ...]:
+def parse_floats(text: str, option: str, numbers: str = "fractions such as 0.5,0.75") -> tuple[float, ...]:
+    """Comma-separated numbers; ConfigError saying what ``option`` takes."""
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise ConfigError(f"--milestones takes comma-separated fractions such as 0.5,0.75, got {text!r}") from None
+        raise ConfigError(f"{option} takes comma-separated {numbers}, got {text!r}") from None
 
 
 def epoch_progress(show: bool) -> Progress:
@@ -132,7 +132,7 @@ def train(
         momentum=momentum,
         nesterov=nesterov,
         weight_decay=weight_decay,
-        milestones=parse_milestones(milestones),
+        milestones=parse_floats(milestones, "--milestones"),
         gamma=gamma,
         pad=pad,
         flip=flip,
@@ -189,7 +189,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Accuracy (top-1, and top-5 with more than 5 classes) of a checkpoint on a split of --data."""
-    from sbdeploy.train import evaluate_checkpoint
+    from sbdeploy.train.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, split=split, batch_size=batch_size, device=device)
     acc = result.accuracy

@@ -30,10 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbdeploy.convert.kernels import conv_as_deconv
 from sbdeploy.nn.sb import sampling_mask
 
 NOISE_BATCHES, NOISE_BATCH, NOISE_SIZE = 4, 16, 16  # data-free fit: 64 Gaussian 16x16 inputs per conv
+
+
+def conv_as_deconv(weight: Tensor) -> Tensor:
+    """The ConvTranspose2d weight (stride 1, padding 1) that computes ``conv2d(., weight, padding=1)``.
+
+    ``W2[i, o, a, b] = weight[o, i, 2 - a, 2 - b]``: channels transposed, kernel flipped in space.
+    """
+    return weight.flip(2, 3).transpose(0, 1).contiguous()
 
 
 @dataclass(frozen=True)
@@ -112,23 +119,18 @@ class _ConvFit:
 
 
 def fit_linear_sbs(
-    model: nn.Module,
-    convs: list[tuple[str, nn.Conv2d]],
-    sampling: str,
-    *,
-    calibration: Iterable[Tensor] | None = None,
-    seed: int = 0,
+    model: nn.Module, convs: list[tuple[str, nn.Conv2d]], sampling: str, *, calibration: Iterable[Tensor] | None = None
 ) -> dict[str, LinearSBInit]:
     """Fit a linear SB (C/2 mid channels) to each named 3x3 conv of ``model`` (keyed by name).
 
     ``model`` runs in eval mode (restored afterwards) on the ``calibration`` batches of
-    normalized inputs, twice; without any, each conv is fed Gaussian noise drawn from ``seed``.
+    normalized inputs, twice; without any, each conv is fed Gaussian noise (seed 0).
     """
     fits = {name: _ConvFit(conv, sampling) for name, conv in convs}
     if calibration is None:
         for name, conv in convs:
             for step in ("moments", "least squares"):
-                generator = torch.Generator().manual_seed(seed)  # the same noise in both passes
+                generator = torch.Generator().manual_seed(0)  # the same noise in both passes
                 for _ in range(NOISE_BATCHES):
                     noise = torch.randn(
                         NOISE_BATCH, conv.in_channels, NOISE_SIZE, NOISE_SIZE, generator=generator, dtype=torch.float64

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from sbdeploy.convert.bottleneck import LinearSBInit, fit_linear_sbs
-from sbdeploy.convert.kernels import conv_as_deconv
+from sbdeploy.convert.bottleneck import LinearSBInit, conv_as_deconv, fit_linear_sbs
 from sbdeploy.errors import ConfigError
 from sbdeploy.models import list_models, model_info
 from sbdeploy.nn import blocks as B
@@ -68,8 +67,6 @@ def _twin(block: nn.Module, sampling: str) -> nn.Module:
 def map_regular_block(block: nn.Module, sampling: str) -> nn.Module:
     """The SB twin of a regular (two 3x3 convs) baseline block, its weights mapped exactly."""
     spec = BLOCK_MAPS[type(block)]
-    if spec.deconv_from is None:
-        raise ConfigError(f"{type(block).__name__} is a bottleneck block; map it with map_bottleneck_block")
     sb = _twin(block, sampling)
     deconv_key = spec.renames[f"{spec.deconv_from}."] + "weight"
     state: dict[str, Tensor] = {}
@@ -90,15 +87,6 @@ def map_bottleneck_block(block: nn.Module, sampling: str, init: LinearSBInit) ->
     return sb
 
 
-def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, m) for name, m in model.named_modules() if type(m) in BLOCK_MAPS]
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
-
-
 @dataclass(frozen=True)
 class Conversion:
     """A converted network and the fits of its bottleneck blocks' linear SBs (by block name)."""
@@ -114,54 +102,39 @@ class Conversion:
 
 
 def convert(
-    model: nn.Module,
-    sampling: str = "chessboard",
-    *,
-    calibration: Iterable[Tensor] | None = None,
-    seed: int = 0,
+    model: nn.Module, sampling: str = "chessboard", *, calibration: Iterable[Tensor] | None = None
 ) -> Conversion:
     """The SB network of a trained baseline (:func:`sbify`) and how well each bottleneck's linear SB fits its conv.
 
-    Regular blocks map exactly (with ``sampling="dense"`` the result computes ``model``'s
-    function); channel-bottleneck blocks get the linear SB of :func:`fit_linear_sbs`, fitted on
-    ``calibration`` (batches of normalized images) or, without any, on Gaussian noise drawn
-    from ``seed``. BN statistics stay the baseline's: recalibrate them for a sparse sampling
-    set (:func:`sbdeploy.train.recalibrate_bn`). ``model`` (built from
-    :mod:`sbdeploy.nn.blocks`) is not modified; the result is in eval mode on its device and dtype.
-
-    Raises:
-        ConfigError: unknown sampling set, or ``model`` holds no baseline block.
+    Bottleneck blocks are fitted on ``calibration`` (batches of normalized images) or, without any, on
+    Gaussian noise. BN statistics stay the baseline's: recalibrate them for a sparse sampling set
+    (:func:`sbdeploy.train.recalibrate_bn`). ``model`` is not modified; the result is in eval mode on its
+    device and dtype.
     """
     sampling = resolve_sampling(sampling)
-    found = _blocks(model)
+    found = [(name, m) for name, m in model.named_modules() if type(m) in BLOCK_MAPS]
     if not found:
         raise ConfigError(
             f"{type(model).__name__} holds no baseline residual block sbify can convert "
             f"({', '.join(t.__name__ for t in BLOCK_MAPS)}); is it an SB network already?"
         )
     bottlenecks = [(name, block.conv2) for name, block in found if BLOCK_MAPS[type(block)].deconv_from is None]
-    inits = fit_linear_sbs(model, bottlenecks, sampling, calibration=calibration, seed=seed) if bottlenecks else {}
+    inits = fit_linear_sbs(model, bottlenecks, sampling, calibration=calibration) if bottlenecks else {}
     converted = copy.deepcopy(model)
     with torch.no_grad():
         for name, block in found:
-            new = (
-                map_bottleneck_block(block, sampling, inits[name])
-                if name in inits
-                else map_regular_block(block, sampling)
-            )
-            _replace(converted, name, new)
+            if name in inits:
+                sb = map_bottleneck_block(block, sampling, inits[name])
+            else:
+                sb = map_regular_block(block, sampling)
+            parent, _, child = name.rpartition(".")
+            setattr(converted.get_submodule(parent), child, sb)
     return Conversion(converted.eval(), inits)
 
 
-def sbify(
-    model: nn.Module,
-    sampling: str = "chessboard",
-    *,
-    calibration: Iterable[Tensor] | None = None,
-    seed: int = 0,
-) -> nn.Module:
+def sbify(model: nn.Module, sampling: str = "chessboard", *, calibration: Iterable[Tensor] | None = None) -> nn.Module:
     """The SB network of a trained baseline: every residual block replaced by its SB twin (see :func:`convert`)."""
-    return convert(model, sampling, calibration=calibration, seed=seed).model
+    return convert(model, sampling, calibration=calibration).model
 
 
 def sb_counterpart(arch: str) -> str:

@@ -2,9 +2,8 @@
 
 :func:`sbify_checkpoint` maps a baseline checkpoint's weights onto its registered SB twin
 (:func:`sbdeploy.convert.sbify`), recalibrates BN on training images, optionally fine-tunes
-(distilled from the baseline if asked) with :func:`sbdeploy.train.train`, and writes a
-checkpoint folder. The test accuracy after each stage, with its wall and CPU time, is
-recorded in ``config.json`` (``training.sbify``, beside the source's path and sha256).
+(distilled from the baseline if asked), and writes a checkpoint folder. The test accuracy after
+each stage, with its wall and CPU time, is recorded in ``config.json`` (``training.sbify``).
 """
 
 from __future__ import annotations
@@ -21,19 +20,10 @@ from sbdeploy.data import ImageData
 from sbdeploy.errors import ConfigError
 from sbdeploy.models import create_model
 from sbdeploy.nn.sb import resolve_sampling
-from sbdeploy.train import (
-    Distillation,
-    TrainCallbacks,
-    TrainConfig,
-    TrainResult,
-    calibration_images,
-    measure_accuracy,
-    open_fitting_source,
-    recalibrate_bn,
-    train,
-)
 from sbdeploy.train.distributed import pick_device
-from sbdeploy.train.evaluate import normalize
+from sbdeploy.train.evaluate import measure_accuracy, normalize, open_fitting_source
+from sbdeploy.train.recalibrate import calibration_images, recalibrate_bn
+from sbdeploy.train.trainer import Distillation, TrainCallbacks, TrainConfig, TrainResult, train
 
 FIT_IMAGES = 512
 """Calibration images the bottleneck fit uses at most: its sums settle long before (each image gives H*W positions)."""
@@ -66,8 +56,7 @@ class SbifyResult:
     baseline_arch: str
     sampling: str
     stages: tuple[Stage, ...]
-    # mean relative error of the fitted linear SBs on their fit inputs; None: no bottleneck
-    bottleneck_error: float | None
+    bottleneck_error: float | None  # mean relative error of the linear SB fits (Conversion.bottleneck_error)
     fine_tune: TrainResult | None
 
 
@@ -127,12 +116,6 @@ def sbify_checkpoint(
         fine_tune: the recipe of a fine-tune after the recalibration; None: none.
         distill: (alpha, temperature) to distil the fine-tune from the baseline's logits.
         resume: continue an interrupted fine-tune in ``out`` (same options).
-
-    Raises:
-        CheckpointError: the baseline folder is missing or broken, or ``out`` cannot be resumed.
-        ConfigError: the baseline is an SB network or has no SB twin; options that need
-            data without data; ``out`` holds a checkpoint and neither resume nor overwrite was asked.
-        DataError: ``data`` does not fit the baseline.
     """
     hooks = callbacks or SbifyCallbacks()
     sampling = resolve_sampling(sampling)
@@ -176,29 +159,27 @@ def sbify_checkpoint(
 
     if resume:
         previous = read_config(out).training.get("sbify", {})
-        stages = tuple(Stage(**s) for s in previous.get("stages", []))
+        stages = [Stage(**s) for s in previous.get("stages", [])]
         bottleneck_error = previous.get("bottleneck_fit_error")
         state = None
     else:
-        stages_list = [Stage("baseline", accuracy(ckpt.model), 0.0, 0.0)]
+        stages = [Stage("baseline", accuracy(ckpt.model), 0.0, 0.0)]
         hooks.on_stage("mapping")
         clock = _Clock()
         batches = None
         if settings["bottleneck_init"] == "calibration" and calibration is not None:
             batches = [normalize(b.to(dev), cfg.mean, cfg.std) for b in calibration[:FIT_IMAGES].split(128)]
         conversion = convert(ckpt.model, sampling, calibration=batches)
-        sb_model = conversion.model
+        sb_model, bottleneck_error = conversion.model, conversion.bottleneck_error
         mapped = clock.stage("mapped", None)
-        stages_list.append(dataclasses.replace(mapped, test_accuracy=accuracy(sb_model)))
-        bottleneck_error = conversion.bottleneck_error
+        stages.append(dataclasses.replace(mapped, test_accuracy=accuracy(sb_model)))
         if recalibrate:
             assert calibration is not None
             hooks.on_stage("recalibration")
             clock = _Clock()
             recalibrate_bn(sb_model, calibration, cfg.mean, cfg.std, device=dev, on_batch=hooks.on_calibration_batch)
             done = clock.stage("recalibrated", None)
-            stages_list.append(dataclasses.replace(done, test_accuracy=accuracy(sb_model)))
-        stages = tuple(stages_list)
+            stages.append(dataclasses.replace(done, test_accuracy=accuracy(sb_model)))
         state = sb_model.state_dict()
     settings["bottleneck_fit_error"] = None if bottleneck_error is None else round(bottleneck_error, 5)
     settings["stages"] = [s.to_dict() for s in stages]
@@ -218,26 +199,27 @@ def sbify_checkpoint(
             sbdeploy_version="",
         )
         save_checkpoint(out, model.eval(), config)
-        return SbifyResult(out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, stages, bottleneck_error, None)
-    assert data is not None
-    hooks.on_stage("fine-tune")
-    teacher = Distillation(ckpt.model, alpha=distill[0], temperature=distill[1]) if distill is not None else None
-    clock = _Clock()
-    result = train(
-        arch,
-        data,
-        out,
-        fine_tune,
-        sampling=sampling,
-        resume=resume,
-        overwrite=overwrite,
-        device=dev.type,
-        callbacks=hooks,
-        init_state=state,
-        distill=teacher,
-        provenance={"sbify": settings},
-    )
-    tuned = clock.stage("fine-tuned", result.test_accuracy)
+        result = None
+    else:
+        assert data is not None
+        hooks.on_stage("fine-tune")
+        teacher = Distillation(ckpt.model, alpha=distill[0], temperature=distill[1]) if distill is not None else None
+        clock = _Clock()
+        result = train(
+            arch,
+            data,
+            out,
+            fine_tune,
+            sampling=sampling,
+            resume=resume,
+            overwrite=overwrite,
+            device=dev.type,
+            callbacks=hooks,
+            init_state=state,
+            distill=teacher,
+            provenance={"sbify": settings},
+        )
+        stages.append(clock.stage("fine-tuned", result.test_accuracy))
     return SbifyResult(
-        out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, (*stages, tuned), bottleneck_error, result
+        out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, tuple(stages), bottleneck_error, result
     )

@@ -64,17 +64,16 @@ def _images(batch: dict[str, Any], path: Path) -> torch.Tensor:
     return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
 
 
-def _names(values: Any) -> tuple[str, ...]:
-    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
-
-
 def load_cifar(
     root: str | Path, split: str, *, variant: int = 10
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Images ``[N, 3, 32, 32]`` uint8, labels and class names of a split of ``root`` (or its standard sub-folder)."""
-    folder = find_cifar_folder(Path(root), variant)
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be train or test, got {split!r}")
+    folder = _batch_folder(Path(root), variant)
+    if folder is None:
+        raise DataError(
+            f"{root} is not a CIFAR-{variant} python-version folder (no {MARKERS[variant]}); "
+            f"point at the extracted {FOLDERS[variant]}/ folder"
+        )
     if variant == 10:
         files = [folder / f"data_batch_{i}" for i in range(1, 6)] if split == "train" else [folder / "test_batch"]
         meta, names_key, labels_key = folder / "batches.meta", "label_names", "labels"
@@ -88,7 +87,7 @@ def load_cifar(
         labels.append(torch.as_tensor(np.asarray(batch.get(labels_key, []), dtype=np.int64)))
         if len(labels[-1]) != len(images[-1]):
             raise DataError(f"{path}: {len(labels[-1])} labels ({labels_key!r}) for {len(images[-1])} images")
-    class_names = _names(read_batch(meta).get(names_key, []))
+    class_names = tuple(v.decode() if isinstance(v, bytes) else str(v) for v in read_batch(meta).get(names_key, []))
     if len(class_names) != variant:
         raise DataError(f"{meta}: expected {variant} names under {names_key!r}, found {len(class_names)}")
     return torch.cat(images), torch.cat(labels), class_names
@@ -97,17 +96,6 @@ def load_cifar(
 def _batch_folder(root: Path, variant: int) -> Path | None:
     """The folder holding the batch files (``root`` itself or its standard sub-folder), or None."""
     return next((f for f in (root, root / FOLDERS[variant]) if (f / MARKERS[variant]).is_file()), None)
-
-
-def find_cifar_folder(root: Path, variant: int) -> Path:
-    """:func:`_batch_folder`, or DataError saying what to point at."""
-    folder = _batch_folder(root, variant)
-    if folder is None:
-        raise DataError(
-            f"{root} is not a CIFAR-{variant} python-version folder (no {MARKERS[variant]}); "
-            f"point at the extracted {FOLDERS[variant]}/ folder"
-        )
-    return folder
 
 
 def detect_cifar(root: Path) -> int | None:

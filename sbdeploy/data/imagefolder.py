@@ -93,11 +93,7 @@ def load_image_folder(
         rng = np.random.default_rng(SPLIT_SEED)
         for d in _class_dirs(root):
             files = _files(d)
-            test = (
-                set(rng.choice(len(files), size=round(len(files) * TEST_FRACTION), replace=False).tolist())
-                if files
-                else set()
-            )
+            test = set(rng.choice(len(files), size=round(len(files) * TEST_FRACTION), replace=False).tolist())
             for i, p in enumerate(files):
                 listed["test" if i in test else "train"].append((p, index[d.name]))
     if not listed["train"] or not listed["test"]:

@@ -19,7 +19,6 @@ class DistContext:
 
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
     device: torch.device = torch.device("cpu")
     owns_group: bool = False  # whether setup() created the process group (and teardown() destroys it)
 
@@ -36,10 +35,8 @@ class DistContext:
             dist.barrier()
 
     def average_buffers(self, model: torch.nn.Module) -> None:
-        """Average floating-point buffers (BatchNorm running statistics) over the replicas.
-
-        DDP keeps parameters in step, not the statistics each replica gathers from its shard.
-        """
+        """Average floating-point buffers (BatchNorm running statistics) over the replicas: DDP keeps parameters
+        in step, not the statistics each replica gathers from its shard."""
         if not self.distributed:
             return
         for buffer in model.buffers():
@@ -77,9 +74,7 @@ def setup(device: str = "auto") -> DistContext:
     owns = not dist.is_initialized()
     if owns:
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return DistContext(
-        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank, device=dev, owns_group=owns
-    )
+    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), device=dev, owns_group=owns)
 
 
 def teardown(ctx: DistContext) -> None:

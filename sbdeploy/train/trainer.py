@@ -1,4 +1,4 @@
-"""The training loop: the recipe of :class:`TrainConfig` on an :class:`ImageData`, one process or DDP.
+"""Training: the recipe (:class:`TrainConfig`), distillation from a teacher, and the loop, one process or DDP.
 
 :func:`train` builds the model from the registry, trains it with SGD, a step schedule and
 CIFAR-style augmentation, and after every epoch evaluates the test split and writes the
@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save as save_safetensors_bytes
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, TensorDataset
 
@@ -41,11 +41,101 @@ from sbdeploy.data import ImageData, to_float
 from sbdeploy.errors import CheckpointError, ConfigError
 from sbdeploy.models import create_model
 from sbdeploy.train import distributed
-from sbdeploy.train.config import TrainConfig
-from sbdeploy.train.distill import Distillation
 from sbdeploy.train.evaluate import measure_accuracy, normalize
 
 STATE_FILE = "train_state.safetensors"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How to train: the paper's CIFAR recipe by default; every field is a CLI option of ``sbdeploy train``."""
+
+    epochs: int = 30
+    batch_size: int = 128  # global batch: split evenly over the processes of a torchrun job
+    lr: float = 0.1  # initial learning rate
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training where the LR is multiplied by gamma
+    gamma: float = 0.1
+    pad: int | None = None  # reflect padding before the random crop; None: the source's default (4 for CIFAR)
+    flip: bool | None = None  # random horizontal flip; None: the source's default (on for CIFAR)
+    seed: int = 0  # weights, shuffling and augmentation: the same seed repeats a CPU run exactly
+    sync_bn: bool = False  # convert BatchNorm to SyncBatchNorm under DDP (off: each replica's own BN)
+    eval_batch_size: int = 256
+    max_steps_per_epoch: int | None = None  # cut epochs short (smoke tests)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (not self.nesterov or self.momentum > 0, "Nesterov momentum needs momentum > 0"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (all(0 < m < 1 for m in self.milestones), f"milestones must be fractions in (0, 1), got {self.milestones}"),
+            (0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}"),
+            (self.pad is None or self.pad >= 0, f"pad must be >= 0, got {self.pad}"),
+            (self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1, "max steps per epoch must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of a (0-based) epoch: ``lr * gamma ** (milestones passed)``."""
+        passed = sum(epoch >= e for e in self.milestone_epochs())
+        return self.lr * self.gamma**passed
+
+    def milestone_epochs(self) -> tuple[int, ...]:
+        """0-based epochs at which the learning rate drops (milestones that fall on epoch 0 are skipped)."""
+        return tuple(e for e in (int(m * self.epochs) for m in self.milestones) if e > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["milestones"] = list(self.milestones)
+        return data
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Knowledge distillation from a teacher's logits (Hinton et al. 2015), for fine-tuning a converted network.
+
+    Loss ``(1 - alpha) * CE(student, labels) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))``;
+    ``T^2`` keeps the soft term's gradients on the scale of the hard one. The teacher runs in eval mode on the
+    same (augmented) batch as the student, without gradient.
+    """
+
+    teacher: nn.Module = field(compare=False)
+    alpha: float = 0.5  # weight of the soft (teacher) term; 1 - alpha goes to the labels
+    temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"distillation alpha must be in [0, 1], got {self.alpha}")
+        if self.temperature <= 0:
+            raise ConfigError(f"distillation temperature must be > 0, got {self.temperature}")
+
+    @torch.no_grad()
+    def targets(self, x: Tensor) -> Tensor:
+        """The teacher's logits for a batch (eval mode, no gradient)."""
+        self.teacher.eval()
+        return self.teacher(x)
+
+    def loss(self, logits: Tensor, teacher_logits: Tensor, labels: Tensor) -> Tensor:
+        """The blended loss of a batch."""
+        t = self.temperature
+        soft = F.kl_div(
+            F.log_softmax(logits / t, dim=1),
+            F.log_softmax(teacher_logits / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        return (1 - self.alpha) * F.cross_entropy(logits, labels) + self.alpha * t * t * soft
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings, as recorded in a checkpoint's recipe."""
+        return {"alpha": self.alpha, "temperature": self.temperature}
 
 
 @dataclass(frozen=True)
@@ -188,15 +278,9 @@ def train(
     """Train ``arch`` on ``data`` and write the checkpoint folder ``out`` (alone or under torchrun; rank 0 writes).
 
     Args:
-        sampling: sampling set of an SB network (default chessboard).
         resume: continue from ``out``'s last epoch (``overwrite``: replace a checkpoint there).
         init_state: weights to start from (a fine-tune; unused on resume).
-        distill: train on the blended loss of :class:`Distillation` (recorded as ``training.distill``).
         provenance: where the starting point came from (e.g. ``{"sbify": {...}}``), merged into the recipe.
-
-    Raises:
-        ConfigError: bad options, or ``out`` holds a checkpoint and neither resume nor overwrite was asked.
-        CheckpointError: the checkpoint to resume is missing, corrupt or from another setting.
     """
     out = Path(out)
     hooks = callbacks or TrainCallbacks()
@@ -264,6 +348,7 @@ def train(
             steps = min(steps, config.max_steps_per_epoch)
         history = [EpochStats(**h) for h in previous.get("history", [])][:start_epoch]
         wall_before = float(previous.get("train_time_s", 0.0)) if resume else 0.0
+        test_split = (data.test_images, data.test_labels, data.mean, data.std)
         run_start = time.perf_counter()
         for epoch in range(start_epoch, config.epochs):
             lr = config.lr_at(epoch)
@@ -295,20 +380,12 @@ def train(
                     hooks.on_step(StepStats(epoch, step + 1, steps, loss_sum / seen, correct / seen, speed))
             epoch_time = time.perf_counter() - epoch_start
             ctx.average_buffers(model)
-            loss_total, correct_total, seen_total = ctx.all_sum([loss_sum, float(correct), float(seen)])
-            acc = None
+            test = [0.0, 0.0, 0.0]  # top-1, whether there is a top-5, top-5: measured on rank 0, summed to every rank
             if ctx.is_main:
-                acc = measure_accuracy(
-                    model,
-                    data.test_images,
-                    data.test_labels,
-                    data.mean,
-                    data.std,
-                    batch_size=config.eval_batch_size,
-                    device=ctx.device,
-                )
-            top5 = acc.top5 if acc is not None else None
-            test_acc, has5, top5_value = ctx.all_sum([acc.top1 if acc else 0.0, float(top5 is not None), top5 or 0.0])
+                acc = measure_accuracy(model, *test_split, batch_size=config.eval_batch_size, device=ctx.device)
+                test = [acc.top1, float(acc.top5 is not None), acc.top5 or 0.0]
+            totals = ctx.all_sum([loss_sum, float(correct), float(seen), *test])
+            loss_total, correct_total, seen_total, test_acc, has5, top5_value = totals
             stats = EpochStats(
                 epoch=epoch,
                 lr=lr,
@@ -322,7 +399,17 @@ def train(
             history.append(stats)
             if ctx.is_main:
                 wall = wall_before + time.perf_counter() - run_start
-                metrics = _metrics(stats, history, wall, ctx, config.epochs)
+                figures = stats.to_dict()
+                metrics = {
+                    **{k: figures[k] for k in ("test_accuracy", "test_top5", "train_loss", "train_accuracy")},
+                    "epochs": epoch + 1,
+                    "epochs_planned": config.epochs,
+                    "train_time_s": round(wall, 1),
+                    "world_size": ctx.world_size,
+                    "device": str(ctx.device) if ctx.device.type != "cuda" else torch.cuda.get_device_name(ctx.device),
+                    "torch_threads": torch.get_num_threads(),
+                    "history": [h.to_dict() for h in history],
+                }
                 save_checkpoint(out, model, dataclasses.replace(checkpoint_config, metrics=metrics))
                 if epoch + 1 < config.epochs:
                     _save_state(out, model, optimizer, epoch + 1, run)
@@ -349,22 +436,3 @@ def train(
         )
     finally:
         distributed.teardown(ctx)
-
-
-def _metrics(
-    last: EpochStats, history: list[EpochStats], wall: float, ctx: distributed.DistContext, epochs: int
-) -> dict[str, Any]:
-    figures = last.to_dict()
-    return {
-        **{k: figures[k] for k in ("test_accuracy", "test_top5", "train_loss", "train_accuracy")},
-        "epochs": last.epoch + 1,
-        "epochs_planned": epochs,
-        "train_time_s": round(wall, 1),
-        "world_size": ctx.world_size,
-        "device": str(ctx.device) if ctx.device.type != "cuda" else torch.cuda.get_device_name(ctx.device),
-        "torch_threads": torch.get_num_threads(),
-        "history": [h.to_dict() for h in history],
-    }
-
-
-__all__ = ["EpochStats", "StepStats", "TrainCallbacks", "TrainResult", "augment", "train"]

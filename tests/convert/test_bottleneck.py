@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sbdeploy import sbify
-from sbdeploy.convert import convert, fit_linear_sbs
-from sbdeploy.convert.bottleneck import NOISE_BATCH, NOISE_BATCHES, NOISE_SIZE
+from sbdeploy.convert import convert
+from sbdeploy.convert.bottleneck import NOISE_BATCH, NOISE_BATCHES, NOISE_SIZE, fit_linear_sbs
 from sbdeploy.convert.mapping import map_bottleneck_block
 from sbdeploy.nn import blocks as B
 from sbdeploy.nn.sb import sb_reference

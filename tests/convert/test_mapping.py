@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sbdeploy import create_model, list_models, sbify
-from sbdeploy.convert import BLOCK_MAPS, conv_as_deconv, sb_counterpart
-from sbdeploy.convert.mapping import map_regular_block
+from sbdeploy.convert.bottleneck import conv_as_deconv
+from sbdeploy.convert.mapping import BLOCK_MAPS, map_regular_block, sb_counterpart
 from sbdeploy.errors import ConfigError
 from sbdeploy.models._registry import model_info
 from sbdeploy.models.pyramidnet import PyramidNet

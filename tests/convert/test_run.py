@@ -9,7 +9,8 @@ import torch
 
 from sbdeploy._io import sha256_file
 from sbdeploy.checkpoint import WEIGHTS_FILE, load_checkpoint, read_weights
-from sbdeploy.convert import SbifyCallbacks, sbify_checkpoint
+from sbdeploy.convert import sbify_checkpoint
+from sbdeploy.convert.run import SbifyCallbacks
 from sbdeploy.data import open_source
 from sbdeploy.errors import CheckpointError, ConfigError
 from sbdeploy.train import TrainConfig, train

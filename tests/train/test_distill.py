@@ -13,7 +13,7 @@ from sbdeploy import create_model
 from sbdeploy.checkpoint import CONFIG_FILE, read_weights
 from sbdeploy.data import open_source
 from sbdeploy.errors import CheckpointError, ConfigError
-from sbdeploy.train import Distillation, TrainConfig, train
+from sbdeploy.train.trainer import Distillation, TrainConfig, train
 
 
 def test_loss_blends_labels_and_soft_targets() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sbdeploy.train import evaluate_checkpoint
+from sbdeploy.train.evaluate import evaluate_checkpoint
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 SHIPPED = {"digits_resnet20": "cifar_resnet20", "digits_resnet20_sb": "cifar_resnet20_sb"}
