@@ -9,6 +9,9 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -248,3 +251,22 @@ def test_cross_product(library, monkeypatch, isa):
             SAMPLINGS, (1, 2), ((8, 8), (7, 7), (6, 9), (1, 3)), (1, 3), (1, 2)
         ):
             check(library, case, stride=stride, sampling=sampling, batch=batch, size=size, threads=threads)
+
+
+@pytest.mark.slow
+def test_library_asking_a_newer_api_is_refused(library, tmp_path):
+    """A build that asks ONNX Runtime for API version 99 fails registration with one clear status."""
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "libsbkernels.so"
+    env = os.environ | {
+        "PYTHON": sys.executable,
+        "SBDEPLOY_KERNEL_CXXFLAGS": "-DSBK_API_VERSION=99",
+        "SBDEPLOY_KERNEL_OUT": str(out),
+        "SBDEPLOY_KERNEL_OBJ": str(tmp_path / "obj"),
+    }
+    build = subprocess.run(["bash", "scripts/build_kernels.sh"], cwd=repo, env=env, capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert build.stdout.count("\n") == 1 and build.stdout.startswith("kernels: built")
+    options = ort.SessionOptions()
+    with pytest.raises(Exception, match=r"needs ONNX Runtime API version 99 \(onnxruntime 1.99 or newer\)"):
+        options.register_custom_ops_library(str(out))
