@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -146,6 +147,10 @@ struct Kernel {
     bool mid_relu = false, out_relu = false, count = false;
     const char* isa = "";
     Gemm conv, deconv;
+    mutable std::mutex mutex;
+    mutable std::shared_ptr<const struct Plan> plan;  // of the last input size
+
+    std::shared_ptr<const Plan> plan_for(int h, int w) const;
 };
 
 std::vector<int64_t> sampling_pairs(const OrtKernelInfo* info) {
@@ -277,33 +282,80 @@ Kernel* create(const OrtKernelInfo* info) {
     return kernel.release();
 }
 
+// The pointer tables of one input size: built on the first run at that size, then reused.
+struct Plan {
+    int h, w, ho, wo, m;  // m sampled positions per image
+    std::vector<int> conv_at;  // [m][9]: offsets in an image's xt (the zero row's where padding)
+    struct Block {
+        int parity, row0, rows;
+    };
+    std::vector<Block> blocks;       // deconv row blocks, by output parity class
+    std::vector<int> class_rows[4];  // output positions of each parity class
+    std::vector<int> class_taps[4];  // the taps (0..8) each class gathers
+    std::vector<int> gather_at[4];   // [rows][taps]: row of z (m: the zero row)
+
+    Plan(const Kernel& kernel, int h_, int w_);
+};
+
+Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
+    const Kernel* k = &kernel;
+    ho = (h - 1) / k->stride + 1;
+    wo = (w - 1) / k->stride + 1;
+    m = 0;
+    std::vector<int> row_of(static_cast<size_t>(ho) * wo, -1);
+    for (int i = 0; i < ho; ++i)
+        for (int j = 0; j < wo; ++j)
+            if (k->sampled[i & 1][j & 1]) {
+                row_of[i * wo + j] = m++;
+                for (int t = 0; t < 9; ++t) {
+                    const int yi = i * k->stride + t / 3 - 1, xj = j * k->stride + t % 3 - 1;
+                    const bool inside = yi >= 0 && yi < h && xj >= 0 && xj < w;
+                    conv_at.push_back((inside ? yi * w + xj : h * w) * k->cin);
+                }
+            }
+    // Output p gathers z[q] for q = p + d with q sampled, through W2's tap (1 - d): y = sum W2^T z.
+    for (int parity = 0; parity < 4; ++parity) {
+        const int pi = parity >> 1, pj = parity & 1;
+        std::vector<int>& taps = class_taps[parity];
+        for (int t = 0; t < 9; ++t) {
+            const int di = 1 - t / 3, dj = 1 - t % 3;
+            if (k->sampled[(pi + di) & 1][(pj + dj) & 1]) taps.push_back(t);
+        }
+        for (int i = pi; i < ho; i += 2)
+            for (int j = pj; j < wo; j += 2) {
+                class_rows[parity].push_back(i * wo + j);
+                for (int t : taps) {
+                    const int qi = i + 1 - t / 3, qj = j + 1 - t % 3;
+                    const bool inside = qi >= 0 && qi < ho && qj >= 0 && qj < wo;
+                    gather_at[parity].push_back(inside ? row_of[qi * wo + qj] : m);
+                }
+            }
+        const int rows = static_cast<int>(class_rows[parity].size()), mr = k->deconv.shape.mr;
+        for (int row0 = 0; row0 < rows; row0 += mr) blocks.push_back({parity, row0, std::min(mr, rows - row0)});
+    }
+}
+
 // The geometry and buffers of one run; the three phases run on the session's thread pool.
 struct Run {
     const Kernel* k;
-    int n, h, w, ho, wo, m;  // m sampled positions per image
+    std::shared_ptr<const Plan> plan;
+    const Plan* p;
+    int n;
     const float* x;
     const float* residual;
     float* y;
     Buffer xt, z;  // NHWC input and the sampled conv outputs [m][cmid], each image followed by a zero row
-    std::vector<int> conv_at;    // [m][9]: offsets in an image's xt (the zero row's where padding)
-    std::vector<int> sample_at;  // [m]: output position of each sampled row
-    struct Block {
-        int parity, row0, rows;
-    };
-    std::vector<Block> blocks;        // deconv row blocks, by output parity class
-    std::vector<int> class_rows[4];   // output positions of each parity class
-    std::vector<int> class_taps[4];   // the taps (0..8) each class gathers
-    std::vector<int> gather_at[4];    // [rows][taps]: row of z (m: the zero row)
     size_t xt_image, z_image;
 
-    int conv_tiles() const { return (m + k->conv.shape.mr - 1) / k->conv.shape.mr; }
+    int conv_tiles() const { return (p->m + k->conv.shape.mr - 1) / k->conv.shape.mr; }
 
     void transpose(size_t task) {
-        const int image = static_cast<int>(task / h), row = static_cast<int>(task % h);
-        const float* src = x + static_cast<size_t>(image) * k->cin * h * w + static_cast<size_t>(row) * w;
-        float* dst = xt.get() + image * xt_image + static_cast<size_t>(row) * w * k->cin;
+        const int image = static_cast<int>(task / p->h), row = static_cast<int>(task % p->h);
+        const size_t plane = static_cast<size_t>(p->h) * p->w;
+        const float* src = x + image * k->cin * plane + static_cast<size_t>(row) * p->w;
+        float* dst = xt.get() + image * xt_image + static_cast<size_t>(row) * p->w * k->cin;
         for (int c = 0; c < k->cin; ++c)
-            for (int j = 0; j < w; ++j) dst[static_cast<size_t>(j) * k->cin + c] = src[static_cast<size_t>(c) * h * w + j];
+            for (int j = 0; j < p->w; ++j) dst[static_cast<size_t>(j) * k->cin + c] = src[c * plane + j];
     }
 
     void conv(size_t task) {
@@ -312,12 +364,12 @@ struct Run {
         const int panel = static_cast<int>(task % g.panels);
         const int tile = static_cast<int>(task / g.panels % conv_tiles());
         const int image = static_cast<int>(task / g.panels / conv_tiles());
-        const int row0 = tile * mr, rows = std::min(mr, m - row0);
+        const int row0 = tile * mr, rows = std::min(mr, p->m - row0);
         const float* base = xt.get() + image * xt_image;
         const float* a[9 * 32];
         for (int s = 0; s < 9; ++s)
             for (int r = 0; r < mr; ++r)
-                a[s * mr + r] = base + (r < rows ? conv_at[(row0 + r) * 9 + s] : h * w * k->cin);
+                a[s * mr + r] = base + (r < rows ? p->conv_at[(row0 + r) * 9 + s] : p->h * p->w * k->cin);
         static const int all_taps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
         alignas(64) float c[32 * 32];
         g.shape.fn({a, g.panel(panel), all_taps, 9, g.kc, c});
@@ -336,27 +388,27 @@ struct Run {
         const Gemm& g = k->deconv;
         const int mr = g.shape.mr, nr = g.shape.nr;
         const int panel = static_cast<int>(task % g.panels);
-        const Block& block = blocks[task / g.panels % blocks.size()];
-        const int image = static_cast<int>(task / g.panels / blocks.size());
-        const std::vector<int>& taps = class_taps[block.parity];
+        const Plan::Block& block = p->blocks[task / g.panels % p->blocks.size()];
+        const int image = static_cast<int>(task / g.panels / p->blocks.size());
+        const std::vector<int>& taps = p->class_taps[block.parity];
         const int ntaps = static_cast<int>(taps.size());
         const float* base = z.get() + image * z_image;
         const float* a[9 * 32];
         for (int s = 0; s < ntaps; ++s)
             for (int r = 0; r < mr; ++r) {
-                const int row = r < block.rows ? gather_at[block.parity][(block.row0 + r) * ntaps + s] : m;
+                const int row = r < block.rows ? p->gather_at[block.parity][(block.row0 + r) * ntaps + s] : p->m;
                 a[s * mr + r] = base + static_cast<size_t>(row) * k->cmid;
             }
         alignas(64) float c[32 * 32];
         g.shape.fn({a, g.panel(panel), taps.data(), ntaps, g.kc, c});
         const int cols = std::min(nr, g.n - panel * nr);
-        const size_t plane = static_cast<size_t>(ho) * wo;
+        const size_t plane = static_cast<size_t>(p->ho) * p->wo;
         const size_t offset = (static_cast<size_t>(image) * k->cout + panel * nr) * plane;
         const float* bias = g.bias.data() + panel * nr;
         for (int r = 0; r < block.rows; ++r) {
-            const size_t p = class_rows[block.parity][block.row0 + r];
+            const size_t at0 = p->class_rows[block.parity][block.row0 + r];
             for (int j = 0; j < cols; ++j) {
-                const size_t at = offset + j * plane + p;
+                const size_t at = offset + j * plane + at0;
                 float v = c[r * nr + j] + bias[j];
                 if (residual) v += residual[at];
                 y[at] = k->out_relu && v < 0.f ? 0.f : v;
@@ -365,42 +417,9 @@ struct Run {
         if (k->count) mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
     }
 
-    void plan() {
-        std::vector<int> row_of(static_cast<size_t>(ho) * wo, -1);
-        for (int i = 0; i < ho; ++i)
-            for (int j = 0; j < wo; ++j)
-                if (k->sampled[i & 1][j & 1]) {
-                    row_of[i * wo + j] = static_cast<int>(sample_at.size());
-                    sample_at.push_back(i * wo + j);
-                    for (int t = 0; t < 9; ++t) {
-                        const int yi = i * k->stride + t / 3 - 1, xj = j * k->stride + t % 3 - 1;
-                        const bool inside = yi >= 0 && yi < h && xj >= 0 && xj < w;
-                        conv_at.push_back((inside ? yi * w + xj : h * w) * k->cin);
-                    }
-                }
-        m = static_cast<int>(sample_at.size());
-        // Output p gathers z[q] for q = p + d with q sampled, through W2's tap (1 - d): y = sum W2^T z.
-        for (int parity = 0; parity < 4; ++parity) {
-            const int pi = parity >> 1, pj = parity & 1;
-            std::vector<int>& taps = class_taps[parity];
-            for (int t = 0; t < 9; ++t) {
-                const int di = 1 - t / 3, dj = 1 - t % 3;
-                if (k->sampled[(pi + di) & 1][(pj + dj) & 1]) taps.push_back(t);
-            }
-            for (int i = pi; i < ho; i += 2)
-                for (int j = pj; j < wo; j += 2) {
-                    class_rows[parity].push_back(i * wo + j);
-                    for (int t : taps) {
-                        const int qi = i + 1 - t / 3, qj = j + 1 - t % 3;
-                        const bool inside = qi >= 0 && qi < ho && qj >= 0 && qj < wo;
-                        gather_at[parity].push_back(inside ? row_of[qi * wo + qj] : m);
-                    }
-                }
-            const int rows = static_cast<int>(class_rows[parity].size()), mr = k->deconv.shape.mr;
-            for (int row0 = 0; row0 < rows; row0 += mr) blocks.push_back({parity, row0, std::min(mr, rows - row0)});
-        }
-        xt_image = static_cast<size_t>(h) * w * k->cin + k->cin;
-        z_image = static_cast<size_t>(m + 1) * k->cmid;
+    void allocate_buffers() {
+        xt_image = static_cast<size_t>(p->h) * p->w * k->cin + k->cin;
+        z_image = static_cast<size_t>(p->m + 1) * k->cmid;
         xt = allocate(n * xt_image);
         z = allocate(n * z_image);
         for (int image = 0; image < n; ++image) {
@@ -409,6 +428,12 @@ struct Run {
         }
     }
 };
+
+std::shared_ptr<const Plan> Kernel::plan_for(int h, int w) const {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!plan || plan->h != h || plan->w != w) plan = std::make_shared<const Plan>(*this, h, w);
+    return plan;
+}
 
 template <void (Run::*phase)(size_t)>
 void run_task(void* run, size_t task) {
@@ -421,22 +446,21 @@ void compute(const Kernel& k, OrtKernelContext* context) {
     const Tensor x = describe(x_value);
     expect(x.dims.size() == 4 && x.dims[1] == k.cin,
            "X must be [N, Cin=" + std::to_string(k.cin) + ", H, W], got " + shape_text(x.dims));
+    const int n = static_cast<int>(x.dims[0]), h = static_cast<int>(x.dims[2]), w = static_cast<int>(x.dims[3]);
+    const int ho = h > 0 ? (h - 1) / k.stride + 1 : 0, wo = w > 0 ? (w - 1) / k.stride + 1 : 0;
+    const std::vector<int64_t> out_dims = {n, k.cout, ho, wo};
     Run run{};
     run.k = &k;
-    run.n = static_cast<int>(x.dims[0]);
-    run.h = static_cast<int>(x.dims[2]);
-    run.w = static_cast<int>(x.dims[3]);
-    run.ho = run.h > 0 ? (run.h - 1) / k.stride + 1 : 0;
-    run.wo = run.w > 0 ? (run.w - 1) / k.stride + 1 : 0;
+    run.n = n;
     run.x = x.data;
-    const std::vector<int64_t> out_dims = {run.n, k.cout, run.ho, run.wo};
     size_t inputs = 0;
     check(api->KernelContext_GetInputCount(context, &inputs));
     const OrtValue* r_value = nullptr;
     if (inputs > 5) check(api->KernelContext_GetInput(context, 5, &r_value));
     if (r_value) {
         const Tensor r = describe(r_value);
-        expect(r.dims == out_dims, "R must be the output's shape " + shape_text(out_dims) + ", got " + shape_text(r.dims));
+        expect(r.dims == out_dims,
+               "R must be the output's shape " + shape_text(out_dims) + ", got " + shape_text(r.dims));
         run.residual = r.data;
     }
     OrtValue* y_value = nullptr;
@@ -444,14 +468,16 @@ void compute(const Kernel& k, OrtKernelContext* context) {
     void* y = nullptr;
     check(api->GetTensorMutableData(y_value, &y));
     run.y = static_cast<float*>(y);
-    if (run.n == 0 || run.ho == 0 || run.wo == 0) return;
-    run.plan();
-    check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose>, size_t(run.n) * run.h, 0, &run));
-    if (run.m > 0)
+    if (n == 0 || ho == 0 || wo == 0) return;
+    run.plan = k.plan_for(h, w);
+    run.p = run.plan.get();
+    run.allocate_buffers();
+    check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose>, size_t(n) * h, 0, &run));
+    if (run.p->m > 0)
         check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>,
-                                             size_t(run.n) * run.conv_tiles() * k.conv.panels, 0, &run));
+                                             size_t(n) * run.conv_tiles() * k.conv.panels, 0, &run));
     check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>,
-                                         size_t(run.n) * run.blocks.size() * k.deconv.panels, 0, &run));
+                                         size_t(n) * run.p->blocks.size() * k.deconv.panels, 0, &run));
 }
 
 OrtStatus* status_of(const Error& e) { return api->CreateStatus(ORT_INVALID_ARGUMENT, e.message.c_str()); }

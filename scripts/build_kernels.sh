@@ -73,14 +73,16 @@ else
 name a folder holding onnxruntime_c_api.h in SBDEPLOY_ORT_HEADERS"
     fi
     HDR=$CACHE/$(cat "$CACHE/current")/usr/include/onnxruntime
-    [ -f "$HDR/onnxruntime_c_api.h" ] || fail "the cached libonnxruntime-dev has no onnxruntime_c_api.h; rerun with --refresh"
+    [ -f "$HDR/onnxruntime_c_api.h" ] ||
+        fail "the cached libonnxruntime-dev has no onnxruntime_c_api.h; rerun with --refresh"
 fi
 
 CXX=${CXX:-g++}
 command -v "$CXX" >/dev/null || fail "no C++ compiler ($CXX)"
 api=$(sed -n 's/^#define ORT_API_VERSION \([0-9]*\).*/\1/p' "$HDR/onnxruntime_c_api.h")
 [ -n "$api" ] || fail "no ORT_API_VERSION in $HDR/onnxruntime_c_api.h"
-ort=$("$PY" -c 'import onnxruntime; print(onnxruntime.__version__)' 2>/dev/null) || fail "onnxruntime does not import with $PY"
+ort=$("$PY" -c 'import onnxruntime; print(onnxruntime.__version__)' 2>/dev/null) ||
+    fail "onnxruntime does not import with $PY"
 ort_minor=$(echo "$ort" | cut -d. -f2)
 [ "$(echo "$ort" | cut -d. -f1)" -ge 1 ] && [ "$ort_minor" -ge "$api" ] ||
     fail "onnxruntime $ort is older than the headers (API $api needs 1.$api or newer)"
