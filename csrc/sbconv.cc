@@ -1,0 +1,572 @@
+// SBConv: one spatial bottleneck (SB_SPEC.md section 1) as one ONNX Runtime CPU custom op.
+//
+//   Y = Deconv(W2, b2) . [mid] . Sample_S . Conv(W1, b1, stride) (X)   [+ R] [ReLU]
+//
+// Inputs: X [N, Cin, H, W], W1 [Cmid, Cin, 3, 3], b1 [Cmid] (optional), W2 [Cmid, Cout, 3, 3]
+// (ConvTranspose layout), b2 [Cout] (optional), R [N, Cout, Ho, Wo] (optional residual).
+// Attributes: stride (1|2), sampling (a name: single, chessboard, three, dense, sb1..sb4; or a flat
+// list of parity pairs, e.g. [0,0, 1,1]), mid_scale/mid_shift (per-Cmid affine, e.g. a folded BN) and
+// mid_relu applied to the sampled conv outputs, relu (on the output, after the residual).
+//
+// The conv runs only at the sampled positions and the transposed conv gathers only from them, each
+// output parity class with its fixed tap list. Inputs are read through pointer tables (indirect
+// convolution: NHWC copies of X and of the sampled map, a zero row for the borders), weights are
+// packed once when the kernel is created, and the work runs on the session's intra-op threads.
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "onnxruntime_c_api.h"
+#include "tile.h"
+
+// The API version asked of ONNX Runtime: the headers' own unless a test build raises it.
+#ifndef SBK_API_VERSION
+#define SBK_API_VERSION ORT_API_VERSION
+#endif
+
+#define SBK_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+const OrtApi* api = nullptr;
+std::atomic<uint64_t> mac_count{0};
+std::atomic<const char*> last_isa{"none"};
+
+struct Error {
+    std::string message;
+};
+
+void check(OrtStatus* status) {
+    if (status) {
+        std::string message = api->GetErrorMessage(status);
+        api->ReleaseStatus(status);
+        throw Error{message};
+    }
+}
+
+// The best instruction set this CPU has, capped by SBDEPLOY_KERNEL_ISA.
+sbk::Isa pick_isa() {
+    int level = 0;
+#ifndef SBK_SCALAR_ONLY
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = 1;
+    if (level == 1 && __builtin_cpu_supports("avx512f")) level = 2;
+#endif
+    if (const char* cap = std::getenv("SBDEPLOY_KERNEL_ISA"); cap && *cap) {
+        const std::string name = cap;
+        const int asked = name == "avx512" ? 2 : name == "avx2" ? 1 : name == "scalar" ? 0 : -1;
+        if (asked < 0) throw Error{"SBDEPLOY_KERNEL_ISA must be avx512, avx2 or scalar, not '" + name + "'"};
+        level = std::min(level, asked);
+    }
+#ifndef SBK_SCALAR_ONLY
+    if (level == 2) return sbk::isa_avx512();
+    if (level == 1) return sbk::isa_avx2();
+#endif
+    return sbk::isa_scalar();
+}
+
+bool counting() {
+    const char* flag = std::getenv("SBDEPLOY_KERNEL_COUNT_MACS");
+    return flag && std::strcmp(flag, "1") == 0;
+}
+
+struct Tensor {
+    const float* data;
+    std::vector<int64_t> dims;
+};
+
+Tensor describe(const OrtValue* value) {
+    OrtTensorTypeAndShapeInfo* info;
+    check(api->GetTensorTypeAndShape(value, &info));
+    size_t rank = 0;
+    OrtStatus* status = api->GetDimensionsCount(info, &rank);
+    std::vector<int64_t> dims(rank);
+    if (!status) status = api->GetDimensions(info, dims.data(), rank);
+    api->ReleaseTensorTypeAndShapeInfo(info);
+    check(status);
+    void* data;
+    check(api->GetTensorMutableData(const_cast<OrtValue*>(value), &data));
+    return {static_cast<const float*>(data), dims};
+}
+
+std::string shape_text(const std::vector<int64_t>& dims) {
+    std::string text = "[";
+    for (size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
+    return text + "]";
+}
+
+struct Free {
+    void operator()(float* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<float[], Free>;
+
+Buffer allocate(size_t floats) {
+    void* p = std::aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+    if (!p) throw Error{"SBConv: out of memory"};
+    return Buffer(static_cast<float*>(p));
+}
+
+// One of the two GEMMs: weights packed as [panel][tap 0..8][kc][nr], zero-padded to whole panels.
+struct Gemm {
+    int kc = 0, n = 0, panels = 0;
+    sbk::Shape shape{};
+    Buffer w;
+    std::vector<float> bias;  // panels * nr
+
+    template <class Weight>
+    void pack(const sbk::Isa& isa, int kc_, int n_, Weight weight, const float* bias_) {
+        kc = kc_;
+        n = n_;
+        shape = n <= isa.narrow.nr ? isa.narrow : isa.wide;
+        const int nr = shape.nr;
+        panels = (n + nr - 1) / nr;
+        w = allocate(static_cast<size_t>(panels) * 9 * kc * nr);
+        for (int p = 0; p < panels; ++p)
+            for (int t = 0; t < 9; ++t)
+                for (int k = 0; k < kc; ++k)
+                    for (int j = 0; j < nr; ++j) {
+                        const int col = p * nr + j;
+                        w[((static_cast<size_t>(p) * 9 + t) * kc + k) * nr + j] = col < n ? weight(t, k, col) : 0.f;
+                    }
+        bias.assign(static_cast<size_t>(panels) * nr, 0.f);
+        if (bias_) std::copy(bias_, bias_ + n, bias.begin());
+    }
+    const float* panel(int p) const { return w.get() + static_cast<size_t>(p) * 9 * kc * shape.nr; }
+};
+
+struct Kernel {
+    int stride = 1, cin = 0, cmid = 0, cout = 0;
+    bool sampled[2][2] = {};
+    bool mid_relu = false, out_relu = false, count = false;
+    const char* isa = "";
+    Gemm conv, deconv;
+    mutable std::mutex mutex;
+    mutable std::shared_ptr<const struct Plan> plan;  // of the last input size
+
+    std::shared_ptr<const Plan> plan_for(int h, int w) const;
+};
+
+std::vector<int64_t> sampling_pairs(const OrtKernelInfo* info) {
+    size_t size = 0;
+    if (api->KernelInfoGetAttribute_string(info, "sampling", nullptr, &size) == nullptr && size > 0) {
+        std::string name(size, '\0');
+        check(api->KernelInfoGetAttribute_string(info, "sampling", name.data(), &size));
+        name.resize(std::strlen(name.c_str()));
+        if (name == "single" || name == "sb1") return {0, 0};
+        if (name == "chessboard" || name == "sb2") return {0, 0, 1, 1};
+        if (name == "three" || name == "sb3") return {0, 0, 1, 1, 0, 1};
+        if (name == "dense" || name == "sb4") return {0, 0, 0, 1, 1, 0, 1, 1};
+        throw Error{"SBConv: unknown sampling '" + name + "'; choose single, chessboard, three or dense"};
+    }
+    size = 0;
+    OrtStatus* status = api->KernelInfoGetAttributeArray_int64(info, "sampling", nullptr, &size);
+    if (status) {
+        api->ReleaseStatus(status);
+        throw Error{"SBConv: attribute 'sampling' is required: a name or a flat list of parity pairs"};
+    }
+    std::vector<int64_t> pairs(size);
+    check(api->KernelInfoGetAttributeArray_int64(info, "sampling", pairs.data(), &size));
+    return pairs;
+}
+
+int64_t int_attribute(const OrtKernelInfo* info, const char* name, int64_t fallback) {
+    int64_t value = fallback;
+    if (OrtStatus* status = api->KernelInfoGetAttribute_int64(info, name, &value)) {
+        api->ReleaseStatus(status);
+        return fallback;
+    }
+    return value;
+}
+
+std::vector<float> float_list(const OrtKernelInfo* info, const char* name) {
+    size_t size = 0;
+    if (OrtStatus* status = api->KernelInfoGetAttributeArray_float(info, name, nullptr, &size)) {
+        api->ReleaseStatus(status);
+        return {};
+    }
+    std::vector<float> values(size);
+    check(api->KernelInfoGetAttributeArray_float(info, name, values.data(), &size));
+    return values;
+}
+
+// The constant tensor at input `index`, or nullptr when that optional input is absent.
+const OrtValue* constant_input(const OrtKernelInfo* info, size_t index, const char* what) {
+    size_t count = 0;
+    check(api->KernelInfo_GetInputCount(info, &count));
+    if (index >= count) return nullptr;
+    size_t size = 0;
+    check(api->KernelInfo_GetInputName(info, index, nullptr, &size));
+    if (size <= 1) return nullptr;
+    int is_constant = 0;
+    const OrtValue* value = nullptr;
+    check(api->KernelInfoGetConstantInput_tensor(info, index, &is_constant, &value));
+    if (!is_constant || !value) throw Error{std::string("SBConv: ") + what + " must be a constant initializer"};
+    return value;
+}
+
+void expect(bool ok, const std::string& message) {
+    if (!ok) throw Error{"SBConv: " + message};
+}
+
+Kernel* create(const OrtKernelInfo* info) {
+    auto kernel = std::make_unique<Kernel>();
+    Kernel& k = *kernel;
+    k.stride = static_cast<int>(int_attribute(info, "stride", 1));
+    expect(k.stride == 1 || k.stride == 2, "stride must be 1 or 2, got " + std::to_string(k.stride));
+    const std::vector<int64_t> pairs = sampling_pairs(info);
+    expect(!pairs.empty() && pairs.size() % 2 == 0, "sampling must list parity pairs (a, b)");
+    for (size_t i = 0; i < pairs.size(); i += 2) {
+        expect((pairs[i] == 0 || pairs[i] == 1) && (pairs[i + 1] == 0 || pairs[i + 1] == 1),
+               "sampling parities must be 0 or 1");
+        expect(!k.sampled[pairs[i]][pairs[i + 1]], "sampling lists a parity pair twice");
+        k.sampled[pairs[i]][pairs[i + 1]] = true;
+    }
+    k.mid_relu = int_attribute(info, "mid_relu", 0) != 0;
+    k.out_relu = int_attribute(info, "relu", 0) != 0;
+
+    const OrtValue* w1_value = constant_input(info, 1, "W1");
+    const OrtValue* w2_value = constant_input(info, 3, "W2");
+    expect(w1_value && w2_value, "W1 and W2 are required");
+    const Tensor w1 = describe(w1_value), w2 = describe(w2_value);
+    expect(w1.dims.size() == 4 && w1.dims[2] == 3 && w1.dims[3] == 3,
+           "W1 must be [Cmid, Cin, 3, 3], got " + shape_text(w1.dims));
+    expect(w2.dims.size() == 4 && w2.dims[2] == 3 && w2.dims[3] == 3,
+           "W2 must be [Cmid, Cout, 3, 3] (ConvTranspose layout), got " + shape_text(w2.dims));
+    expect(w1.dims[0] == w2.dims[0], "W1 " + shape_text(w1.dims) + " and W2 " + shape_text(w2.dims) +
+                                         " disagree on Cmid (W1's dim 0, W2's dim 0)");
+    k.cmid = static_cast<int>(w1.dims[0]);
+    k.cin = static_cast<int>(w1.dims[1]);
+    k.cout = static_cast<int>(w2.dims[1]);
+    expect(k.cmid > 0 && k.cin > 0 && k.cout > 0, "W1 and W2 must not be empty");
+    const float* b1 = nullptr;
+    const float* b2 = nullptr;
+    if (const OrtValue* v = constant_input(info, 2, "b1")) {
+        const Tensor t = describe(v);
+        expect(t.dims == std::vector<int64_t>{k.cmid}, "b1 must be [Cmid=" + std::to_string(k.cmid) + "], got " +
+                                                           shape_text(t.dims));
+        b1 = t.data;
+    }
+    if (const OrtValue* v = constant_input(info, 4, "b2")) {
+        const Tensor t = describe(v);
+        expect(t.dims == std::vector<int64_t>{k.cout}, "b2 must be [Cout=" + std::to_string(k.cout) + "], got " +
+                                                           shape_text(t.dims));
+        b2 = t.data;
+    }
+    std::vector<float> scale = float_list(info, "mid_scale"), shift = float_list(info, "mid_shift");
+    expect(scale.empty() == shift.empty(), "mid_scale and mid_shift come together");
+    expect(scale.empty() || (scale.size() == size_t(k.cmid) && shift.size() == size_t(k.cmid)),
+           "mid_scale and mid_shift need Cmid=" + std::to_string(k.cmid) + " values each");
+
+    const sbk::Isa isa = pick_isa();
+    k.isa = isa.name;
+    k.count = counting();
+    // The mid affine is folded into W1's columns and the conv bias: scale * (W1 x + b1) + shift.
+    std::vector<float> conv_bias(k.cmid);
+    for (int m = 0; m < k.cmid; ++m)
+        conv_bias[m] = scale.empty() ? (b1 ? b1[m] : 0.f) : scale[m] * (b1 ? b1[m] : 0.f) + shift[m];
+    const int cin = k.cin, cout = k.cout;
+    k.conv.pack(
+        isa, k.cin, k.cmid,
+        [&](int t, int c, int m) { return w1.data[(size_t(m) * cin + c) * 9 + t] * (scale.empty() ? 1.f : scale[m]); },
+        conv_bias.data());
+    k.deconv.pack(
+        isa, k.cmid, k.cout, [&](int t, int m, int o) { return w2.data[(size_t(m) * cout + o) * 9 + t]; }, b2);
+    last_isa = k.isa;
+    return kernel.release();
+}
+
+// The pointer tables of one input size: built on the first run at that size, then reused.
+struct Plan {
+    int h, w, ho, wo, m;  // m sampled positions per image
+    std::vector<int> conv_at;  // [m][9]: offsets in an image's xt (the zero row's where padding)
+    struct Block {
+        int parity, row0, rows;
+    };
+    std::vector<Block> blocks;       // deconv row blocks, by output parity class
+    std::vector<int> class_rows[4];  // output positions of each parity class
+    std::vector<int> class_taps[4];  // the taps (0..8) each class gathers
+    std::vector<int> gather_at[4];   // [rows][taps]: row of z (m: the zero row)
+
+    Plan(const Kernel& kernel, int h_, int w_);
+};
+
+Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
+    const Kernel* k = &kernel;
+    ho = (h - 1) / k->stride + 1;
+    wo = (w - 1) / k->stride + 1;
+    m = 0;
+    std::vector<int> row_of(static_cast<size_t>(ho) * wo, -1);
+    for (int i = 0; i < ho; ++i)
+        for (int j = 0; j < wo; ++j)
+            if (k->sampled[i & 1][j & 1]) {
+                row_of[i * wo + j] = m++;
+                for (int t = 0; t < 9; ++t) {
+                    const int yi = i * k->stride + t / 3 - 1, xj = j * k->stride + t % 3 - 1;
+                    const bool inside = yi >= 0 && yi < h && xj >= 0 && xj < w;
+                    conv_at.push_back((inside ? yi * w + xj : h * w) * k->cin);
+                }
+            }
+    // Output p gathers z[q] for q = p + d with q sampled, through W2's tap (1 - d): y = sum W2^T z.
+    for (int parity = 0; parity < 4; ++parity) {
+        const int pi = parity >> 1, pj = parity & 1;
+        std::vector<int>& taps = class_taps[parity];
+        for (int t = 0; t < 9; ++t) {
+            const int di = 1 - t / 3, dj = 1 - t % 3;
+            if (k->sampled[(pi + di) & 1][(pj + dj) & 1]) taps.push_back(t);
+        }
+        for (int i = pi; i < ho; i += 2)
+            for (int j = pj; j < wo; j += 2) {
+                class_rows[parity].push_back(i * wo + j);
+                for (int t : taps) {
+                    const int qi = i + 1 - t / 3, qj = j + 1 - t % 3;
+                    const bool inside = qi >= 0 && qi < ho && qj >= 0 && qj < wo;
+                    gather_at[parity].push_back(inside ? row_of[qi * wo + qj] : m);
+                }
+            }
+        const int rows = static_cast<int>(class_rows[parity].size()), mr = k->deconv.shape.mr;
+        for (int row0 = 0; row0 < rows; row0 += mr) blocks.push_back({parity, row0, std::min(mr, rows - row0)});
+    }
+}
+
+// The geometry and buffers of one run; the three phases run on the session's thread pool.
+struct Run {
+    const Kernel* k;
+    std::shared_ptr<const Plan> plan;
+    const Plan* p;
+    int n;
+    const float* x;
+    const float* residual;
+    float* y;
+    Buffer xt, z;  // NHWC input and the sampled conv outputs [m][cmid], each image followed by a zero row
+    size_t xt_image, z_image;
+
+    int conv_tiles() const { return (p->m + k->conv.shape.mr - 1) / k->conv.shape.mr; }
+
+    void transpose(size_t task) {
+        const int image = static_cast<int>(task / p->h), row = static_cast<int>(task % p->h);
+        const size_t plane = static_cast<size_t>(p->h) * p->w;
+        const float* src = x + image * k->cin * plane + static_cast<size_t>(row) * p->w;
+        float* dst = xt.get() + image * xt_image + static_cast<size_t>(row) * p->w * k->cin;
+        for (int c = 0; c < k->cin; ++c)
+            for (int j = 0; j < p->w; ++j) dst[static_cast<size_t>(j) * k->cin + c] = src[c * plane + j];
+    }
+
+    void conv(size_t task) {
+        const Gemm& g = k->conv;
+        const int mr = g.shape.mr, nr = g.shape.nr;
+        const int panel = static_cast<int>(task % g.panels);
+        const int tile = static_cast<int>(task / g.panels % conv_tiles());
+        const int image = static_cast<int>(task / g.panels / conv_tiles());
+        const int row0 = tile * mr, rows = std::min(mr, p->m - row0);
+        const float* base = xt.get() + image * xt_image;
+        const float* a[9 * 32];
+        for (int s = 0; s < 9; ++s)
+            for (int r = 0; r < mr; ++r)
+                a[s * mr + r] = base + (r < rows ? p->conv_at[(row0 + r) * 9 + s] : p->h * p->w * k->cin);
+        static const int all_taps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+        alignas(64) float c[32 * 32];
+        g.shape.fn({a, g.panel(panel), all_taps, 9, g.kc, c});
+        const int cols = std::min(nr, g.n - panel * nr);
+        float* out = z.get() + image * z_image + static_cast<size_t>(row0) * k->cmid + panel * nr;
+        const float* bias = g.bias.data() + panel * nr;
+        for (int r = 0; r < rows; ++r)
+            for (int j = 0; j < cols; ++j) {
+                const float v = c[r * nr + j] + bias[j];
+                out[static_cast<size_t>(r) * k->cmid + j] = k->mid_relu && v < 0.f ? 0.f : v;
+            }
+        if (k->count) mac_count.fetch_add(uint64_t(rows) * 9 * g.kc * cols, std::memory_order_relaxed);
+    }
+
+    void deconv(size_t task) {
+        const Gemm& g = k->deconv;
+        const int mr = g.shape.mr, nr = g.shape.nr;
+        const int panel = static_cast<int>(task % g.panels);
+        const Plan::Block& block = p->blocks[task / g.panels % p->blocks.size()];
+        const int image = static_cast<int>(task / g.panels / p->blocks.size());
+        const std::vector<int>& taps = p->class_taps[block.parity];
+        const int ntaps = static_cast<int>(taps.size());
+        const float* base = z.get() + image * z_image;
+        const float* a[9 * 32];
+        for (int s = 0; s < ntaps; ++s)
+            for (int r = 0; r < mr; ++r) {
+                const int row = r < block.rows ? p->gather_at[block.parity][(block.row0 + r) * ntaps + s] : p->m;
+                a[s * mr + r] = base + static_cast<size_t>(row) * k->cmid;
+            }
+        alignas(64) float c[32 * 32];
+        g.shape.fn({a, g.panel(panel), taps.data(), ntaps, g.kc, c});
+        const int cols = std::min(nr, g.n - panel * nr);
+        const size_t plane = static_cast<size_t>(p->ho) * p->wo;
+        const size_t offset = (static_cast<size_t>(image) * k->cout + panel * nr) * plane;
+        const float* bias = g.bias.data() + panel * nr;
+        for (int r = 0; r < block.rows; ++r) {
+            const size_t at0 = p->class_rows[block.parity][block.row0 + r];
+            for (int j = 0; j < cols; ++j) {
+                const size_t at = offset + j * plane + at0;
+                float v = c[r * nr + j] + bias[j];
+                if (residual) v += residual[at];
+                y[at] = k->out_relu && v < 0.f ? 0.f : v;
+            }
+        }
+        if (k->count) mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
+    }
+
+    void allocate_buffers() {
+        xt_image = static_cast<size_t>(p->h) * p->w * k->cin + k->cin;
+        z_image = static_cast<size_t>(p->m + 1) * k->cmid;
+        xt = allocate(n * xt_image);
+        z = allocate(n * z_image);
+        for (int image = 0; image < n; ++image) {
+            std::fill_n(xt.get() + image * xt_image + xt_image - k->cin, k->cin, 0.f);
+            std::fill_n(z.get() + image * z_image + z_image - k->cmid, k->cmid, 0.f);
+        }
+    }
+};
+
+std::shared_ptr<const Plan> Kernel::plan_for(int h, int w) const {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!plan || plan->h != h || plan->w != w) plan = std::make_shared<const Plan>(*this, h, w);
+    return plan;
+}
+
+template <void (Run::*phase)(size_t)>
+void run_task(void* run, size_t task) {
+    (static_cast<Run*>(run)->*phase)(task);
+}
+
+void compute(const Kernel& k, OrtKernelContext* context) {
+    const OrtValue* x_value = nullptr;
+    check(api->KernelContext_GetInput(context, 0, &x_value));
+    const Tensor x = describe(x_value);
+    expect(x.dims.size() == 4 && x.dims[1] == k.cin,
+           "X must be [N, Cin=" + std::to_string(k.cin) + ", H, W], got " + shape_text(x.dims));
+    const int n = static_cast<int>(x.dims[0]), h = static_cast<int>(x.dims[2]), w = static_cast<int>(x.dims[3]);
+    const int ho = h > 0 ? (h - 1) / k.stride + 1 : 0, wo = w > 0 ? (w - 1) / k.stride + 1 : 0;
+    const std::vector<int64_t> out_dims = {n, k.cout, ho, wo};
+    Run run{};
+    run.k = &k;
+    run.n = n;
+    run.x = x.data;
+    size_t inputs = 0;
+    check(api->KernelContext_GetInputCount(context, &inputs));
+    const OrtValue* r_value = nullptr;
+    if (inputs > 5) check(api->KernelContext_GetInput(context, 5, &r_value));
+    if (r_value) {
+        const Tensor r = describe(r_value);
+        expect(r.dims == out_dims,
+               "R must be the output's shape " + shape_text(out_dims) + ", got " + shape_text(r.dims));
+        run.residual = r.data;
+    }
+    OrtValue* y_value = nullptr;
+    check(api->KernelContext_GetOutput(context, 0, out_dims.data(), out_dims.size(), &y_value));
+    void* y = nullptr;
+    check(api->GetTensorMutableData(y_value, &y));
+    run.y = static_cast<float*>(y);
+    if (n == 0 || ho == 0 || wo == 0) return;
+    run.plan = k.plan_for(h, w);
+    run.p = run.plan.get();
+    run.allocate_buffers();
+    check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose>, size_t(n) * h, 0, &run));
+    if (run.p->m > 0)
+        check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>,
+                                             size_t(n) * run.conv_tiles() * k.conv.panels, 0, &run));
+    check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>,
+                                         size_t(n) * run.p->blocks.size() * k.deconv.panels, 0, &run));
+}
+
+OrtStatus* status_of(const Error& e) { return api->CreateStatus(ORT_INVALID_ARGUMENT, e.message.c_str()); }
+
+OrtStatus* ORT_API_CALL create_kernel(const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info, void** out) {
+    try {
+        *out = create(info);
+        return nullptr;
+    } catch (const Error& e) {
+        return status_of(e);
+    } catch (const std::exception& e) {
+        return api->CreateStatus(ORT_FAIL, (std::string("SBConv: ") + e.what()).c_str());
+    }
+}
+
+OrtStatus* ORT_API_CALL compute_kernel(void* kernel, OrtKernelContext* context) {
+    try {
+        compute(*static_cast<Kernel*>(kernel), context);
+        return nullptr;
+    } catch (const Error& e) {
+        return status_of(e);
+    } catch (const std::exception& e) {
+        return api->CreateStatus(ORT_FAIL, (std::string("SBConv: ") + e.what()).c_str());
+    }
+}
+
+void ORT_API_CALL destroy_kernel(void* kernel) { delete static_cast<Kernel*>(kernel); }
+
+OrtCustomOpInputOutputCharacteristic ORT_API_CALL input_kind(const OrtCustomOp*, size_t index) {
+    return index == 2 || index >= 4 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+}
+
+OrtCustomOp make_op() {
+    OrtCustomOp op{};
+    op.version = ORT_API_VERSION;
+    op.GetName = [](const OrtCustomOp*) { return "SBConv"; };
+    op.GetExecutionProviderType = [](const OrtCustomOp*) { return "CPUExecutionProvider"; };
+    op.GetInputType = [](const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; };
+    op.GetInputTypeCount = [](const OrtCustomOp*) -> size_t { return 6; };
+    op.GetOutputType = [](const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; };
+    op.GetOutputTypeCount = [](const OrtCustomOp*) -> size_t { return 1; };
+    op.GetInputCharacteristic = input_kind;
+    op.GetOutputCharacteristic = [](const OrtCustomOp*, size_t) { return INPUT_OUTPUT_REQUIRED; };
+    op.GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
+    op.GetVariadicInputMinArity = [](const OrtCustomOp*) { return 1; };
+    op.GetVariadicInputHomogeneity = [](const OrtCustomOp*) { return 1; };
+    op.GetVariadicOutputMinArity = [](const OrtCustomOp*) { return 1; };
+    op.GetVariadicOutputHomogeneity = [](const OrtCustomOp*) { return 1; };
+    op.CreateKernelV2 = create_kernel;
+    op.KernelComputeV2 = compute_kernel;
+    op.KernelDestroy = destroy_kernel;
+    op.GetStartVersion = [](const OrtCustomOp*) { return 1; };
+    op.GetEndVersion = [](const OrtCustomOp*) { return INT_MAX; };
+    return op;
+}
+
+const OrtCustomOp sbconv_op = make_op();
+
+}  // namespace
+
+// ONNX Runtime's entry point (SessionOptions.register_custom_ops_library).
+SBK_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* base) {
+    const OrtApi* asked = base->GetApi(SBK_API_VERSION);
+    if (!asked) {
+        const std::string message = std::string("sbdeploy's kernel library needs ONNX Runtime API version ") +
+                                    std::to_string(SBK_API_VERSION) + " (onnxruntime 1." +
+                                    std::to_string(SBK_API_VERSION) + " or newer); this onnxruntime is " +
+                                    base->GetVersionString();
+        return base->GetApi(1)->CreateStatus(ORT_FAIL, message.c_str());
+    }
+    api = asked;
+    OrtCustomOpDomain* domain = nullptr;  // kept for the process's life: sessions refer to it
+    if (OrtStatus* status = api->CreateCustomOpDomain("sbdeploy.ai", &domain)) return status;
+    if (OrtStatus* status = api->CustomOpDomain_Add(domain, &sbconv_op)) return status;
+    return api->AddCustomOpDomain(options, domain);
+}
+
+// MACs performed since the last reset by kernels created with SBDEPLOY_KERNEL_COUNT_MACS=1.
+SBK_EXPORT uint64_t sbdeploy_kernel_macs() { return mac_count.load(); }
+SBK_EXPORT void sbdeploy_kernel_reset_macs() { mac_count.store(0); }
+
+// The instruction set of the kernel created last ("none" before any).
+SBK_EXPORT const char* sbdeploy_kernel_last_isa() { return last_isa.load(); }
+
+// The instruction set a kernel created now would use, or an error text for a bad SBDEPLOY_KERNEL_ISA.
+SBK_EXPORT const char* sbdeploy_kernel_isa() {
+    try {
+        return pick_isa().name;
+    } catch (const Error&) {
+        return "invalid SBDEPLOY_KERNEL_ISA";
+    }
+}

@@ -1,0 +1,73 @@
+// The register-tiled micro-kernel of both SB GEMMs (conv at the sampled positions, transposed conv from
+// them). Each tile_*.cc includes this header with its own vector width and compiler flags, so the
+// instruction set is chosen at run time and no AVX code runs on a machine without it.
+#pragma once
+
+namespace sbk {
+
+// One mr x nr output tile: rows read their inputs through pointers (indirection, no im2col copy).
+struct Tile {
+    const float* const* a;  // a[s * mr + r]: row r's kc inputs for its s-th tap (a zero row at borders)
+    const float* b;         // packed weight panel: tap k's kc x nr block starts at b + k * kc * nr
+    const int* taps;        // the tap numbers (0..8) the rows gather, ntaps of them
+    int ntaps, kc;
+    float* c;  // mr x nr results, row-major
+};
+
+using TileFn = void (*)(const Tile&);
+
+// A tile shape and its kernel; `narrow` is for layers with few output channels.
+struct Shape {
+    int mr, nr;
+    TileFn fn;
+};
+
+struct Isa {
+    const char* name;
+    Shape wide, narrow;
+};
+
+Isa isa_avx512();
+Isa isa_avx2();
+Isa isa_scalar();
+
+}  // namespace sbk
+
+#ifdef SBK_TILE_V
+// No standard headers here: inline library code compiled with AVX flags could be picked by the linker
+// for the whole library.
+namespace SBK_TILE_NS {
+
+typedef float vec __attribute__((vector_size(SBK_TILE_V * 4)));
+
+template <int MR, int NV>
+void tile(const sbk::Tile& t) {
+    constexpr int NR = NV * SBK_TILE_V;
+    vec acc[MR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[r][j] = vec{};
+    for (int s = 0; s < t.ntaps; ++s) {
+        const float* bp = t.b + static_cast<long>(t.taps[s]) * t.kc * NR;
+        const float* const* ap = t.a + s * MR;
+        for (int k = 0; k < t.kc; ++k) {
+            vec bv[NV];
+#pragma GCC unroll 4
+            for (int j = 0; j < NV; ++j) bv[j] = *reinterpret_cast<const vec*>(bp + k * NR + j * SBK_TILE_V);
+#pragma GCC unroll 32
+            for (int r = 0; r < MR; ++r) {
+                const float x = ap[r][k];
+#pragma GCC unroll 4
+                for (int j = 0; j < NV; ++j) acc[r][j] += bv[j] * x;
+            }
+        }
+    }
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) *reinterpret_cast<vec*>(t.c + r * NR + j * SBK_TILE_V) = acc[r][j];
+}
+
+}  // namespace SBK_TILE_NS
+#endif

@@ -1,0 +1,8 @@
+// AVX-512 tiles (built with -mavx512f -mfma): 16 floats a register.
+#define SBK_TILE_V 16
+#define SBK_TILE_NS sbk_avx512
+#include "tile.h"
+
+sbk::Isa sbk::isa_avx512() {
+    return {"avx512", {12, 32, sbk_avx512::tile<12, 2>}, {24, 16, sbk_avx512::tile<24, 1>}};
+}

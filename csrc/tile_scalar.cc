@@ -1,0 +1,8 @@
+// The portable tiles: no instruction-set flags (on x86-64 the compiler may use the SSE2 baseline).
+#define SBK_TILE_V 4
+#define SBK_TILE_NS sbk_scalar
+#include "tile.h"
+
+sbk::Isa sbk::isa_scalar() {
+    return {"scalar", {4, 8, sbk_scalar::tile<4, 2>}, {8, 4, sbk_scalar::tile<8, 1>}};
+}
