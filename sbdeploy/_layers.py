@@ -13,7 +13,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("checkpoint", "state_dict", "int8_recipe", "targets", "calibration", "backends.tensorrt.sidecar"),
     ("train", "convert"),
     ("passes", "export", "files", "sources"),
-    ("backends",),
+    ("kernels", "backends"),
     ("tune", "artifacts"),
     ("validate", "bench"),
     ("flow", "pipeline", "serve", "doctor"),
