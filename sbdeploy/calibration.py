@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 DEFAULT_CALIBRATION_IMAGES = 256
 """Images calibrated on by default: a few hundred real images (MinMax calibration)."""
 
-HELP = ("a data source (e.g. digits, cifar10:PATH: its training images) or a .npy of N x C x H x W float inputs, "
-        "normalized as the model takes them")  # fmt: skip
+HELP = (
+    "a data source (e.g. digits, cifar10:PATH: its training images) or a .npy of N x C x H x W float inputs, "
+    "normalized as the model takes them"
+)
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,10 @@ def load_calibration(
     if source is None:
         source = config.dataset or None
         if source is None:
-            raise InputError(f"int8 needs calibration data and {config.arch} names no dataset in its config.json: "
-                             f"give --calibration SRC, {HELP}")  # fmt: skip
+            raise InputError(
+                f"int8 needs calibration data and {config.arch} names no dataset in its config.json: "
+                f"give --calibration SRC, {HELP}"
+            )
     if source.endswith(".npy") or Path(source).is_file():
         return _from_npy(Path(source), (config.in_chans, size[0], size[1]), limit)
     return _from_source(source, config, size, limit)
@@ -137,7 +141,11 @@ def calibration_for(
     """
     default = source or next((c.dataset for c in configs.values() if c.dataset), None)
     if default is None:
-        raise InputError(f"int8 needs calibration data and none of {', '.join(configs)} names a dataset "
-                         f"(zoo names have random weights): give --calibration SRC, {HELP}")  # fmt: skip
-    return {label: load_calibration(default, config, input_size=(input_sizes or {}).get(label), limit=limit)
-            for label, config in configs.items()}  # fmt: skip
+        raise InputError(
+            f"int8 needs calibration data and none of {', '.join(configs)} names a dataset "
+            f"(zoo names have random weights): give --calibration SRC, {HELP}"
+        )
+    return {
+        label: load_calibration(default, config, input_size=(input_sizes or {}).get(label), limit=limit)
+        for label, config in configs.items()
+    }

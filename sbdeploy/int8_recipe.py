@@ -24,8 +24,19 @@ from sbdeploy.errors import ConfigError
 DEFAULT_INT8_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 ORT_CPU_INT8_OPS: tuple[str, ...] = (
-    "Conv", "Gemm", "MatMul", "Add", "Relu", "MaxPool", "GlobalAveragePool", "Concat", "Reshape", "Unsqueeze", "Slice", "DepthToSpace",
-)  # fmt: skip
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Relu",
+    "MaxPool",
+    "GlobalAveragePool",
+    "Concat",
+    "Reshape",
+    "Unsqueeze",
+    "Slice",
+    "DepthToSpace",
+)
 """Ops quantized for ONNX Runtime CPU: its int8 kernels (QLinearConv, QGemm, QLinearAdd, QLinearConcat, uint8 MaxPool,
 QLinearGlobalAveragePool) and the data-movement ops between them, so the tensors stay uint8 from conv to conv; no
 ConvTranspose (the CPU provider has no int8 kernel for it: it would run in float between a DequantizeLinear and a

@@ -179,8 +179,12 @@ class Target:
         """Eval-mode copy of ``model`` in this target's form (:func:`sbdeploy.nn.deploy.deploy_form`)."""
         from sbdeploy.nn.deploy import deploy_form
 
-        return deploy_form(model, lowering=self.lowering, phase_runs=self.layout.phase_runs,
-                           stacked_max_macs=self.layout.stacked_max_macs)  # fmt: skip
+        return deploy_form(
+            model,
+            lowering=self.lowering,
+            phase_runs=self.layout.phase_runs,
+            stacked_max_macs=self.layout.stacked_max_macs,
+        )
 
     def check_precision(self, precision: str) -> None:
         """ConfigError unless this target offers ``precision``."""
@@ -205,37 +209,97 @@ class Target:
             raise ConfigError(f"target {self.name} is run by {', '.join(self.backends)}, not by {backend}")
 
 
-ORT_CPU_VARIANTS: Mapping[str, FormVariant] = _frozen({v.name: v for v in (
-    FormVariant("taps", "phase runs of exact tap convs at every batch (never stacked)",
-                lowering="subpixel", layout=Layout(phase_runs=True)),
-    FormVariant("stacked", "stacked layout for every run of regular blocks at a fixed batch (merged tap convs)",
-                lowering="subpixel", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_ALWAYS)),
-    FormVariant("masked", "as the rule, but SBs outside phase runs (odd stages, e.g. 7x7) as a dense masked Conv pair",
-                lowering="masked", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS)),
-    FormVariant("per-sb", "no phase runs: every SB in the sub-pixel form (strided convs, tap convs, one interleave each)",
-                lowering="subpixel", layout=Layout()),
-)})  # fmt: skip
+ORT_CPU_VARIANTS: Mapping[str, FormVariant] = _frozen(
+    {
+        v.name: v
+        for v in (
+            FormVariant(
+                "taps",
+                "phase runs of exact tap convs at every batch (never stacked)",
+                lowering="subpixel",
+                layout=Layout(phase_runs=True),
+            ),
+            FormVariant(
+                "stacked",
+                "stacked layout for every run of regular blocks at a fixed batch (merged tap convs)",
+                lowering="subpixel",
+                layout=Layout(phase_runs=True, stacked_max_macs=STACKED_ALWAYS),
+            ),
+            FormVariant(
+                "masked",
+                "as the rule, but SBs outside phase runs (odd stages, e.g. 7x7) as a dense masked Conv pair",
+                lowering="masked",
+                layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
+            ),
+            FormVariant(
+                "per-sb",
+                "no phase runs: every SB in the sub-pixel form (strided convs, tap convs, one interleave each)",
+                lowering="subpixel",
+                layout=Layout(),
+            ),
+        )
+    }
+)
 """The other exact forms of ``ort-cpu`` that ``export --tune`` times (see docs/speedup.md for when each wins)."""
 
 _ENGINES = _frozen({"fp32": _frozen({"tf32": False})})  # fp32 engines are parity engines: no TF32 rounding
 _EVERY_BACKEND = (*ONNX_BACKENDS, *ENGINE_BACKENDS)
 
-TARGETS: Mapping[str, Target] = _frozen({t.name: t for t in (
-    Target("grouped", "canonical interchange form: one grouped Conv/ConvTranspose pair per SB, dynamic batch",
-           lowering="grouped", layout=Layout(), passes=STRUCTURAL_PASSES, backends=_EVERY_BACKEND, engine_options=_ENGINES),
-    Target("separate", "canonical form with one ungrouped Conv/ConvTranspose pair per subgroup (tools without grouped ConvTranspose)",
-           lowering="separate", layout=Layout(), passes=STRUCTURAL_PASSES, backends=_EVERY_BACKEND, engine_options=_ENGINES),
-    Target("ort-cpu", "ONNX Runtime CPU: phase runs of exact tap convs (stacked at small fixed batches), sub-pixel SBs elsewhere, "
-           "no ConvTranspose; one artifact per batch size",
-           lowering="subpixel", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
-           passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cpu",), per_batch=True, int8=ORT_CPU_INT8,
-           variants=ORT_CPU_VARIANTS, tunable=True),
-    Target("ort-cuda", "ONNX Runtime CUDA: strided Conv + ConvTranspose per subgroup (a native GPU kernel), BN folded",
-           lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cuda",)),
-    Target("trt", "TensorRT: strided Conv + ConvTranspose per subgroup, BN folded; engines built from it (fp32 without TF32)",
-           lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("trt", "ort-trt"),
-           engine_options=_ENGINES),
-)})  # fmt: skip
+TARGETS: Mapping[str, Target] = _frozen(
+    {
+        t.name: t
+        for t in (
+            Target(
+                "grouped",
+                "canonical interchange form: one grouped Conv/ConvTranspose pair per SB, dynamic batch",
+                lowering="grouped",
+                layout=Layout(),
+                passes=STRUCTURAL_PASSES,
+                backends=_EVERY_BACKEND,
+                engine_options=_ENGINES,
+            ),
+            Target(
+                "separate",
+                "canonical form with one ungrouped Conv/ConvTranspose pair per subgroup (tools without grouped ConvTranspose)",
+                lowering="separate",
+                layout=Layout(),
+                passes=STRUCTURAL_PASSES,
+                backends=_EVERY_BACKEND,
+                engine_options=_ENGINES,
+            ),
+            Target(
+                "ort-cpu",
+                "ONNX Runtime CPU: phase runs of exact tap convs (stacked at small fixed batches), sub-pixel SBs elsewhere, "
+                "no ConvTranspose; one artifact per batch size",
+                lowering="subpixel",
+                layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
+                passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES),
+                backends=("ort-cpu",),
+                per_batch=True,
+                int8=ORT_CPU_INT8,
+                variants=ORT_CPU_VARIANTS,
+                tunable=True,
+            ),
+            Target(
+                "ort-cuda",
+                "ONNX Runtime CUDA: strided Conv + ConvTranspose per subgroup (a native GPU kernel), BN folded",
+                lowering="strided",
+                layout=Layout(),
+                passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES),
+                backends=("ort-cuda",),
+            ),
+            Target(
+                "trt",
+                "TensorRT: strided Conv + ConvTranspose per subgroup, BN folded; engines built from it (fp32 without TF32)",
+                lowering="strided",
+                layout=Layout(),
+                passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES),
+                backends=("trt", "ort-trt"),
+                engine_options=_ENGINES,
+            ),
+        )
+    }
+)
 """Every deploy target by name."""
 
 CANONICAL = "grouped"

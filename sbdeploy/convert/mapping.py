@@ -28,7 +28,7 @@ from sbdeploy.convert.kernels import conv_as_deconv
 from sbdeploy.errors import ConfigError
 from sbdeploy.models import list_models, model_info
 from sbdeploy.nn import blocks as B
-from sbdeploy.nn.sb import resolve_sampling
+from sbdeploy.nn.sampling import resolve_sampling
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from sbdeploy.convert.mapping import BLOCK_MAPS, convert, sb_counterpart
 from sbdeploy.data import ImageData
 from sbdeploy.errors import ConfigError
 from sbdeploy.models import create_model
-from sbdeploy.nn.sb import resolve_sampling
+from sbdeploy.nn.sampling import resolve_sampling
 from sbdeploy.train import (
     Distillation,
     TrainCallbacks,

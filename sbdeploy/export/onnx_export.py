@@ -349,5 +349,13 @@ def export_onnx(
         calibration: int8 calibration inputs (:func:`sbdeploy.calibration.load_calibration`).
     """
     src = resolve_source(source, options=options)
-    return export_source(src, {precision: out_path}, opset=opset, batch=batch, input_size=input_size, target=target,
-                         passes=passes, calibration=calibration)[precision]  # fmt: skip
+    return export_source(
+        src,
+        {precision: out_path},
+        opset=opset,
+        batch=batch,
+        input_size=input_size,
+        target=target,
+        passes=passes,
+        calibration=calibration,
+    )[precision]

@@ -115,12 +115,12 @@ class StackedBlock(nn.Module):
             out_bias = None if sb.deconv.bias is None else _tile(sb.deconv.bias)
             self.parts = nn.ModuleList()
             for number, (a, b) in enumerate(SAMPLINGS[resolve_sampling(sb.sampling)]):
-                conv, conv_start = _merged_kernel(w1, {
-                    (0, i): (conv_taps(p, a, stride), conv_taps(q, b, stride)) for i, (p, q) in enumerate(PHASES)
-                })  # fmt: skip
-                deconv, deconv_start = _merged_kernel(w2, {
-                    (o, 0): (deconv_taps(r, a), deconv_taps(c, b)) for o, (r, c) in enumerate(PHASES)
-                })  # fmt: skip
+                conv, conv_start = _merged_kernel(
+                    w1, {(0, i): (conv_taps(p, a, stride), conv_taps(q, b, stride)) for i, (p, q) in enumerate(PHASES)}
+                )
+                deconv, deconv_start = _merged_kernel(
+                    w2, {(o, 0): (deconv_taps(r, a), deconv_taps(c, b)) for o, (r, c) in enumerate(PHASES)}
+                )
                 part = nn.Module()
                 part.register_buffer("conv", conv)
                 part.register_buffer("conv_bias", sb.conv.bias)

@@ -71,8 +71,13 @@ def fold_constants(model: onnx.ModelProto, *, keep_weight_views: bool = True) ->
 
     model_ir = ir.serde.deserialize_model(model)
     kept = weight_views(model_ir) if keep_weight_views else set()
-    _fold(model_ir, onnx_shape_inference=True, input_size_limit=_NO_LIMIT, output_size_limit=_NO_LIMIT,
-          should_fold=lambda node: False if node in kept else None)  # fmt: skip
+    _fold(
+        model_ir,
+        onnx_shape_inference=True,
+        input_size_limit=_NO_LIMIT,
+        output_size_limit=_NO_LIMIT,
+        should_fold=lambda node: False if node in kept else None,
+    )
     RemoveUnusedNodesPass()(model_ir)
     return ir.serde.serialize_model(model_ir)
 

@@ -21,7 +21,8 @@ from sbdeploy.nn.blocks import (
     run_description,
 )
 from sbdeploy.nn.lowering import LOWERINGS
-from sbdeploy.nn.sb import SAMPLINGS, TRAINING_FORM, SpatialBottleneck, form_mode, reference_mode
+from sbdeploy.nn.sampling import SAMPLINGS
+from sbdeploy.nn.sb import TRAINING_FORM, SpatialBottleneck, form_mode, reference_mode
 from tests.nn.test_sb import randomize_bn
 
 TOL = 1e-10
