@@ -25,7 +25,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from sbdeploy.errors import ConfigError
-from sbdeploy.passes.cleanup import drop_stale_value_info
+from sbdeploy.passes._base import drop_stale_value_info
 
 _TYPE_ONLY_CHANGES = frozenset(
     {"Add", "Sub", "Mul", "Div", "Relu", "Identity", "BatchNormalization", "Sum", "Max", "Min", "Clip"}

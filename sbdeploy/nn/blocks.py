@@ -140,6 +140,17 @@ def sb_linear(planes: int, stride: int, sampling: str) -> SpatialBottleneck:
     return SpatialBottleneck(planes, max(1, planes // 2), planes, stride=stride, sampling=sampling)
 
 
+class _LinearSBSpatial:
+    """Mixin for a bottleneck block whose 3x3 conv (``_make_spatial``) is a linear SB."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, sampling: str = "chessboard") -> None:
+        self.sampling = sampling
+        super().__init__(in_planes, planes, stride)  # type: ignore[call-arg]
+
+    def _make_spatial(self, planes: int, stride: int) -> nn.Module:
+        return sb_linear(planes, stride, self.sampling)
+
+
 # --- pre-activation (CIFAR) -------------------------------------------------------------
 
 
@@ -211,15 +222,8 @@ class PreActBottleneck(nn.Module):
         return out + shortcut
 
 
-class SBPreActBottleneck(PreActBottleneck):
+class SBPreActBottleneck(_LinearSBSpatial, PreActBottleneck):
     """Pre-activation bottleneck whose 3x3 conv is a linear SB (C_mid = C / 2)."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, sampling: str = "chessboard") -> None:
-        self.sampling = sampling
-        super().__init__(in_planes, planes, stride)
-
-    def _make_spatial(self, planes: int, stride: int) -> nn.Module:
-        return sb_linear(planes, stride, self.sampling)
 
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
@@ -307,15 +311,8 @@ class Bottleneck(nn.Module):
         return F.relu(self.bn3(self.conv3(out)) + identity)
 
 
-class SBBottleneck(Bottleneck):
+class SBBottleneck(_LinearSBSpatial, Bottleneck):
     """torchvision bottleneck whose 3x3 conv is a linear SB (C_mid = C / 2)."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, sampling: str = "chessboard") -> None:
-        self.sampling = sampling
-        super().__init__(in_planes, planes, stride)
-
-    def _make_spatial(self, planes: int, stride: int) -> nn.Module:
-        return sb_linear(planes, stride, self.sampling)
 
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
@@ -332,12 +329,17 @@ class SBBottleneck(Bottleneck):
 # --- PyramidNet (additive widening) ----------------------------------------------------
 
 
+def pad_channels(x: Tensor, channels: int) -> Tensor:
+    """Zero channels (axis -3) appended up to ``channels``: PyramidNet's widening shortcut."""
+    missing = channels - int(x.shape[-3])
+    return F.pad(x, (0, 0, 0, 0, 0, missing)) if missing > 0 else x
+
+
 def pyramid_shortcut(x: Tensor, out_planes: int, stride: int) -> Tensor:
     """PyramidNet's parameter-free shortcut: 2x2 average pool when strided, zero channels."""
     if stride != 1:
         x = F.avg_pool2d(x, 2, stride=2, ceil_mode=True)
-    missing = out_planes - x.shape[1]
-    return F.pad(x, (0, 0, 0, 0, 0, missing)) if missing > 0 else x
+    return pad_channels(x, out_planes)
 
 
 class PyramidBasicBlock(nn.Module):
@@ -407,15 +409,8 @@ class PyramidBottleneck(nn.Module):
         return out + pyramid_shortcut(x, out.shape[1], self.stride)
 
 
-class SBPyramidBottleneck(PyramidBottleneck):
+class SBPyramidBottleneck(_LinearSBSpatial, PyramidBottleneck):
     """PyramidNet bottleneck whose 3x3 conv is a linear SB (C_mid = C / 2)."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, sampling: str = "chessboard") -> None:
-        self.sampling = sampling
-        super().__init__(in_planes, planes, stride)
-
-    def _make_spatial(self, planes: int, stride: int) -> nn.Module:
-        return sb_linear(planes, stride, self.sampling)
 
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)

@@ -4,17 +4,12 @@
 function (the dense reference, up to float rounding) and shares no state with it:
 
 1. every BN that follows a convolution is folded into it (:func:`sbdeploy.nn.fold.fold_bn`),
-   found through each block's description (:meth:`describe`): the SB's mid BN into the SB
-   conv, a BN after the SB into its deconv, a 1x1 conv's BN into it, a projection's BN
-   into its 1x1 conv; the folded BN's place in the module tree becomes an Identity, so
-   the block's own ``forward`` stays right;
+   found through each block's description (:meth:`describe`); the folded BN's place in the
+   module tree becomes an Identity, so the block's own ``forward`` stays right;
 2. every SB's :attr:`~sbdeploy.nn.sb.SpatialBottleneck.form` is set to ``lowering``;
 3. with ``phase_runs``, each run of two or more consecutive SB blocks becomes one
    :class:`~sbdeploy.nn.phase.PhaseRun` (a network naming its ``sequential_stages`` gets
    them merged first, so one run spans stages).
-
-Which lowering and layout an engine gets is not decided here: that is the deploy-target
-table, :mod:`sbdeploy.targets`.
 """
 
 from __future__ import annotations
@@ -103,16 +98,9 @@ def _group_runs(seq: nn.Sequential, stacked_max_macs: int | None) -> nn.Sequenti
 def deploy_form(
     model: nn.Module, *, lowering: str, phase_runs: bool = False, stacked_max_macs: int | None = None
 ) -> nn.Module:
-    """Eval-mode copy of ``model`` with BN folded, every SB running ``lowering``, and optional phase runs.
+    """Eval-mode copy of ``model`` (left untouched) with BN folded, every SB running ``lowering``, optional phase runs.
 
-    Args:
-        model: the network (any mode; the copy is in eval mode, ``model`` is untouched).
-        lowering: the SB form of every SB outside phase runs (a name in
-            :data:`~sbdeploy.nn.lowering.LOWERINGS`).
-        phase_runs: group consecutive SB blocks into :class:`~sbdeploy.nn.phase.PhaseRun` s.
-        stacked_max_macs: a phase run of stackable blocks takes the stacked layout when its
-            batch is fixed and a tap conv does fewer multiply-accumulates than this (None:
-            never; see :meth:`PhaseRun.layout_for`).
+    ``stacked_max_macs`` is the stacked-layout threshold of each phase run (:meth:`PhaseRun.layout_for`).
     """
     get_lowering(lowering)
     deployed = copy.deepcopy(model).eval()

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbdeploy.errors import ConfigError
-from sbdeploy.nn.blocks import BlockDescription, Shortcut, apply_ops, describe_block
+from sbdeploy.nn.blocks import BlockDescription, Shortcut, apply_ops, describe_block, pad_channels
 from sbdeploy.nn.sampling import conv_output_size, kept_parities
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.nn.stacked import StackedBlock, from_stacked, stackable, to_stacked
@@ -40,12 +40,6 @@ def _fits_phases(desc: BlockDescription, size: tuple[int, int]) -> bool:
     """Whether the block can run on the phases of a ``size`` input: equal phases in and out."""
     multiple = 2 * desc.sb.stride
     return size[0] % multiple == 0 and size[1] % multiple == 0
-
-
-def pad_channels(x: Tensor, channels: int) -> Tensor:
-    """Zero channels appended up to ``channels`` (PyramidNet's shortcut)."""
-    missing = channels - int(x.shape[1])
-    return F.pad(x, (0, 0, 0, 0, 0, missing)) if missing > 0 else x
 
 
 def _shortcut_on_phases(shortcut: Shortcut, phases: list[Tensor], stride: int) -> list[Tensor]:

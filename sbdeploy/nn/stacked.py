@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbdeploy.nn.blocks import BlockDescription, apply_ops
+from sbdeploy.nn.blocks import BlockDescription, apply_ops, pad_channels
 from sbdeploy.nn.sampling import SAMPLINGS, resolve_sampling
 from sbdeploy.nn.taps import PHASES, Taps, conv_at, conv_taps, deconv_taps
 
@@ -147,26 +147,18 @@ class StackedBlock(nn.Module):
         in_ch = w.shape[1]  # the kernel reads the first in_ch channels (phase (0, 0)) of the stacked input
         return F.pad(kernel, (0, 0, 0, 0, 0, (len(PHASES) - 1) * in_ch))
 
-    def _pad_blocks(self, s: Tensor) -> Tensor:
-        """Zero channels appended to each phase block, up to ``out_channels`` per phase (PyramidNet)."""
-        channels = int(s.shape[1]) // len(PHASES)
-        missing = self.out_channels - channels
-        if missing <= 0:
-            return s
-        h, w = int(s.shape[2]), int(s.shape[3])
-        blocks = F.pad(s.reshape(-1, len(PHASES), channels, h, w), (0, 0, 0, 0, 0, missing))
-        return blocks.reshape(-1, len(PHASES) * self.out_channels, h, w)
-
     def _shortcut(self, s: Tensor) -> Tensor:
         if self.shortcut_kind == "identity":
             return s
-        if self.shortcut_kind == "pyramid":
-            if self.stride == 1:
-                return self._pad_blocks(s)
+        if self.shortcut_kind == "pyramid":  # on each phase block: the 2x2 average pool (stride 2), zero channels
             channels, h, w = int(s.shape[1]) // len(PHASES), int(s.shape[2]), int(s.shape[3])
-            pooled = s.reshape(-1, len(PHASES), channels, h, w).mean(dim=1)  # the 2x2 average pool, at the output grid
-            missing = self.out_channels - channels
-            return to_stacked(F.pad(pooled, (0, 0, 0, 0, 0, missing)) if missing > 0 else pooled)
+            if self.stride == 2:  # the pool's output grid is the phases' grid
+                pooled = s.reshape(-1, len(PHASES), channels, h, w).mean(dim=1)
+                return to_stacked(pad_channels(pooled, self.out_channels))
+            if channels >= self.out_channels:
+                return s
+            blocks = pad_channels(s.reshape(-1, len(PHASES), channels, h, w), self.out_channels)
+            return blocks.reshape(-1, len(PHASES) * self.out_channels, h, w)
         y = F.conv2d(s, self.shortcut, self.shortcut_bias, stride=self.stride)
         return y if self.shortcut_bn is None else self.shortcut_bn(y)
 
