@@ -12,8 +12,6 @@ A calibration SOURCE (``export --int8 --calibration SRC``, ``bench``/``validate`
 
 Without one, the checkpoint's own dataset (``config.json``'s ``dataset``) is used; a
 network without one (a zoo name, a checkpoint trained elsewhere) needs ``--calibration``.
-:func:`calibration_for` resolves the data of several networks of one run (a baseline of
-random weights is calibrated on the SB checkpoint's dataset).
 """
 
 from __future__ import annotations
@@ -41,12 +39,9 @@ HELP = (
 
 @dataclass(frozen=True)
 class Calibration:
-    """Calibration inputs and their provenance (recorded in the int8 artifact's metadata).
+    """Calibration inputs (normalized float32 ``[N, C, H, W]``) and their provenance, recorded in the int8 metadata.
 
-    Attributes:
-        images: normalized float32 inputs ``[N, C, H, W]``.
-        source: the SOURCE given (a data source string or the .npy path).
-        kind: ``"data"`` (a data source's training split) or ``"npy"``.
+    ``source`` is the SOURCE given; ``kind`` ``"data"`` (a data source's training split) or ``"npy"``.
     """
 
     images: np.ndarray
@@ -107,21 +102,15 @@ def load_calibration(
     input_size: tuple[int, int] | None = None,
     limit: int = DEFAULT_CALIBRATION_IMAGES,
 ) -> Calibration:
-    """The calibration inputs ``source`` names for a model of ``config`` (default: its own dataset).
-
-    Raises:
-        InputError: no source and no dataset in the config, a missing or unreadable .npy,
-            or one of the wrong shape.
-        DataError: an unknown data source, or one with another channel count.
-    """
+    """The calibration inputs ``source`` names for a model of ``config`` (default: its own dataset)."""
     size = input_size or config.input_size
     if source is None:
         source = config.dataset or None
-        if source is None:
-            raise InputError(
-                f"int8 needs calibration data and {config.arch} names no dataset in its config.json: "
-                f"give --calibration SRC, {HELP}"
-            )
+    if source is None:
+        raise InputError(
+            f"int8 needs calibration data and {config.arch} names no dataset in its config.json: "
+            f"give --calibration SRC, {HELP}"
+        )
     if source.endswith(".npy") or Path(source).is_file():
         return _from_npy(Path(source), (config.in_chans, size[0], size[1]), limit)
     return _from_source(source, config, size, limit)

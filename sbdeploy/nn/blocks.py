@@ -14,8 +14,7 @@ Every SB block also *describes itself* (``describe() -> BlockDescription``): the
 point-wise ops and 1x1 convs before and after its SB, the shortcut and the tensor it
 reads, the final activation. The deploy forms (:mod:`sbdeploy.nn.deploy`,
 :mod:`sbdeploy.nn.phase`, :mod:`sbdeploy.nn.stacked`) interpret that description instead
-of knowing block classes; :func:`run_description` runs it on a plain tensor, and the
-tests hold it equal to ``forward``.
+of knowing block classes; the tests hold it equal to ``forward``.
 """
 
 from __future__ import annotations
@@ -84,24 +83,6 @@ def apply_ops(modules: Sequence[nn.Module], x: Tensor) -> Tensor:
     for m in modules:
         x = m(x)
     return x
-
-
-def run_shortcut(shortcut: Shortcut, x: Tensor) -> Tensor:
-    """The shortcut branch on a plain (normal layout) tensor."""
-    if shortcut.kind == "identity":
-        return x
-    if shortcut.kind == "projection":
-        assert shortcut.conv is not None
-        y = shortcut.conv(x)
-        return y if shortcut.bn is None else shortcut.bn(y)
-    return pyramid_shortcut(x, shortcut.out_channels, shortcut.stride)
-
-
-def run_description(desc: BlockDescription, x: Tensor) -> Tensor:
-    """What the described block computes, on a plain tensor (equals the block's ``forward``)."""
-    entry = apply_ops(desc.entry, x)
-    shortcut = run_shortcut(desc.shortcut, x if desc.shortcut.reads == "input" else entry)
-    return apply_ops(desc.final, apply_ops(desc.after, desc.sb(apply_ops(desc.before, entry))) + shortcut)
 
 
 def _preact_shortcut(conv: nn.Conv2d | None) -> Shortcut:
@@ -227,14 +208,8 @@ class SBPreActBottleneck(_LinearSBSpatial, PreActBottleneck):
 
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
-        return BlockDescription(
-            ops(self.bn1, _RELU),
-            ops(self.conv1, self.bn2, _RELU),
-            self.conv2,
-            ops(self.bn3, _RELU, self.conv3),
-            _preact_shortcut(self.shortcut),
-            (),
-        )
+        before, after = ops(self.conv1, self.bn2, _RELU), ops(self.bn3, _RELU, self.conv3)
+        return BlockDescription(ops(self.bn1, _RELU), before, self.conv2, after, _preact_shortcut(self.shortcut), ())
 
 
 # --- post-activation (ImageNet, torchvision layout) -------------------------------------
@@ -316,14 +291,8 @@ class SBBottleneck(_LinearSBSpatial, Bottleneck):
 
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
-        return BlockDescription(
-            (),
-            ops(self.conv1, self.bn1, _RELU),
-            self.conv2,
-            ops(self.bn2, _RELU, self.conv3, self.bn3),
-            _torchvision_shortcut(self.downsample),
-            (_RELU,),
-        )
+        before, after = ops(self.conv1, self.bn1, _RELU), ops(self.bn2, _RELU, self.conv3, self.bn3)
+        return BlockDescription((), before, self.conv2, after, _torchvision_shortcut(self.downsample), (_RELU,))
 
 
 # --- PyramidNet (additive widening) ----------------------------------------------------
@@ -415,14 +384,8 @@ class SBPyramidBottleneck(_LinearSBSpatial, PyramidBottleneck):
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
         shortcut = Shortcut("pyramid", stride=self.stride, out_channels=self.conv3.out_channels)
-        return BlockDescription(
-            (),
-            ops(self.bn1, self.conv1, self.bn2, _RELU),
-            self.conv2,
-            ops(self.bn3, _RELU, self.conv3, self.bn4),
-            shortcut,
-            (),
-        )
+        before, after = ops(self.bn1, self.conv1, self.bn2, _RELU), ops(self.bn3, _RELU, self.conv3, self.bn4)
+        return BlockDescription((), before, self.conv2, after, shortcut, ())
 
 
 def describe_block(module: nn.Module) -> BlockDescription | None:

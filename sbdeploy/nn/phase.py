@@ -25,6 +25,9 @@ For small fixed batches a run of *stackable* blocks may take the stacked layout 
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -34,12 +37,6 @@ from sbdeploy.nn.sampling import conv_output_size, kept_parities
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.nn.stacked import StackedBlock, from_stacked, stackable, to_stacked
 from sbdeploy.nn.taps import from_phases, sb_phase_conv, sb_phase_deconv, to_phases
-
-
-def _fits_phases(desc: BlockDescription, size: tuple[int, int]) -> bool:
-    """Whether the block can run on the phases of a ``size`` input: equal phases in and out."""
-    multiple = 2 * desc.sb.stride
-    return size[0] % multiple == 0 and size[1] % multiple == 0
 
 
 def _shortcut_on_phases(shortcut: Shortcut, phases: list[Tensor], stride: int) -> list[Tensor]:
@@ -74,7 +71,7 @@ def _sb_on_phases(sb: SpatialBottleneck, phases: list[Tensor], residual: list[Te
 
 
 def block_on_phases(desc: BlockDescription, phases: list[Tensor]) -> list[Tensor]:
-    """One described block on phase-split input (see :func:`_fits_phases`); returns the output phases."""
+    """One described block on phase-split input (see :meth:`PhaseRun.plan`); returns the output phases."""
     entry = [apply_ops(desc.entry, p) for p in phases]
     main = [apply_ops(desc.before, p) for p in entry]
     shortcut = _shortcut_on_phases(desc.shortcut, phases if desc.shortcut.reads == "input" else entry, desc.sb.stride)
@@ -127,45 +124,33 @@ class PhaseRun(nn.Module):
     def plan(self, size: tuple[int, int]) -> list[bool]:
         """For each block, whether it runs on phases when the run's input is ``size``.
 
-        A block that fits alone between blocks that do not keeps its own lowering: a
-        split and an interleave for one block cost more than they save.
+        A block fits when its input and output split into equal phases; one that fits alone
+        between blocks that do not keeps its own lowering (a split and an interleave cost more).
         """
         fits = []
         for block in self.blocks:
             desc = self._describe(block)
-            fits.append(_fits_phases(desc, size))
+            fits.append(size[0] % (2 * desc.sb.stride) == 0 and size[1] % (2 * desc.sb.stride) == 0)
             size = (conv_output_size(size[0], desc.sb.stride), conv_output_size(size[1], desc.sb.stride))
         neighbours = [False, *fits, False]
         return [f and (neighbours[i] or neighbours[i + 2]) for i, f in enumerate(fits)]
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.layout_for(x) == "stacked":
-            return self._forward_stacked(x)
         size = (int(x.shape[2]), int(x.shape[3]))
-        phases: list[Tensor] | None = None
-        for block, on_phases in zip(self.blocks, self.plan(size)):
-            desc = self._describe(block)
+        if self.layout_for(x) == "stacked":
+            assert self.stacked is not None
+            steps, split, join = list(self.stacked), to_stacked, lambda s, _: from_stacked(s)
+        else:
+            steps = [functools.partial(block_on_phases, self._describe(b)) for b in self.blocks]
+            split, join = to_phases, from_phases
+        inner: Any = None  # the run's tensor in phase (or stacked) layout while blocks run on it
+        for block, step, on_phases in zip(self.blocks, steps, self.plan(size)):
             if on_phases:
-                if phases is None:
-                    phases = to_phases(x)
-                phases = block_on_phases(desc, phases)
+                inner = step(split(x) if inner is None else inner)
             else:
-                if phases is not None:
-                    x, phases = from_phases(phases, size), None
+                if inner is not None:
+                    x, inner = join(inner, size), None
                 x = block(x)
-            size = (conv_output_size(size[0], desc.sb.stride), conv_output_size(size[1], desc.sb.stride))
-        return x if phases is None else from_phases(phases, size)
-
-    def _forward_stacked(self, x: Tensor) -> Tensor:
-        assert self.stacked is not None
-        stacked: Tensor | None = None
-        for block, on_stacked, on_phases in zip(
-            self.blocks, self.stacked, self.plan((int(x.shape[2]), int(x.shape[3])))
-        ):
-            if on_phases:
-                stacked = on_stacked(to_stacked(x) if stacked is None else stacked)
-            else:
-                if stacked is not None:
-                    x, stacked = from_stacked(stacked), None
-                x = block(x)
-        return x if stacked is None else from_stacked(stacked)
+            stride = self._describe(block).sb.stride
+            size = (conv_output_size(size[0], stride), conv_output_size(size[1], stride))
+        return x if inner is None else join(inner, size)

@@ -17,7 +17,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sbdeploy.errors import ConfigError, InputError
-from sbdeploy.passes.int8 import INT8_RECIPES, ORT_CPU_INT8, TRT_INT8, Int8Recipe, quantize_int8, unshare_biases
+from sbdeploy.int8_recipe import INT8_RECIPES, ORT_CPU_INT8, TRT_INT8, Int8Recipe
+from sbdeploy.passes.int8 import quantize_int8, unshare_biases
 
 
 def shared_bias_model(collide: bool = True, batch: int | str = "batch") -> onnx.ModelProto:
