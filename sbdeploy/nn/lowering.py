@@ -2,36 +2,26 @@
 
 Each form is one function with the signature of :class:`Lowering` and computes
 ``y = Deconv(W2) . Sample_S . mid . (Conv(W1) + b1) (x) + b2`` (``SB_SPEC.md`` section 1;
-``b1``/``b2`` are the biases an eval-mode BN folds into, :func:`sbdeploy.nn.fold.fold_bn`).
-:func:`register_lowering` adds one; :attr:`sbdeploy.nn.sb.SpatialBottleneck.form` names the
-one an SB runs; a target's row (:mod:`sbdeploy.targets`) names the one its artifacts take.
-Every form equals ``reference`` to float rounding (``tests/nn/test_lowering.py``).
+``b1``/``b2`` are the biases an eval-mode BN folds into). :func:`register_lowering` adds
+one; :attr:`sbdeploy.nn.sb.SpatialBottleneck.form` names the one an SB runs, a target's row
+(:mod:`sbdeploy.targets`) the one its artifacts take. Every form equals ``reference`` to
+float rounding (``tests/nn/test_lowering.py``):
 
-* ``reference``: the dense masked form: a full 3x3 convolution, a 0/1 mask of the sampled
-  parities, a full stride-1 transposed convolution. Obviously right, as expensive as the
-  dense convolutions.
-* ``separate``: the strided form, the training form: each sampled parity ``(a, b)`` is one
-  stride-``2s`` convolution of a shifted input and one stride-2 transposed convolution
-  placed back at offset ``(a, b)``; the subgroup outputs are summed.
-* ``grouped``: the same strided form with all subgroups in ONE grouped convolution and ONE
-  grouped transposed convolution, the shifts written as pads and slices (the canonical
-  ONNX interchange form).
-* ``subpixel``: strided convs, then the transposed convolution split into its sub-pixel
-  phases (:func:`sbdeploy.nn.taps.sb_phase_deconv`: small exact tap convs into the four
-  output phases) and one interleave. No ConvTranspose, whose CPU kernels (GEMM + col2im)
-  run several times slower per MAC than a Conv.
-* ``strided``: one strided Conv and one stride-2 ConvTranspose per sampled parity, no
-  packing (for GPU engines, where ConvTranspose is a native kernel).
-* ``masked``: the reference written for inference engines: one full 3x3 Conv, ``mid``, a
-  Mul by the sampling mask, and the transposed convolution as a stride-1 Conv with the
-  kernel flipped. Twice the MACs of the exact forms, but the fewest nodes and each weight
-  read once: a candidate where a stage is small and its weights large (batch 1, 7x7 maps).
+* ``reference``: the dense masked form, obviously right and as expensive as dense convolutions;
+* ``separate``: the strided training form, one strided conv and transposed conv per subgroup;
+* ``grouped``: the same in ONE grouped conv and ONE grouped transposed conv (the canonical
+  ONNX interchange form);
+* ``subpixel``: strided convs, then the transposed conv as exact tap convs into the four
+  output phases (:mod:`sbdeploy.nn.taps`): no ConvTranspose, whose CPU kernels run several
+  times slower per MAC than a Conv;
+* ``strided``: strided Conv + ConvTranspose per subgroup, unpacked (GPU engines);
+* ``masked``: the reference written for engines: twice the MACs of the exact forms but the
+  fewest nodes (a candidate for small stages with large weights).
 
 The forms after ``separate`` are for inference (eval mode). ``mid`` (BN + ReLU in the SB
-regular block) runs on the sampled positions only. In training mode the reference and
-training forms hand it the sampled values of all subgroups packed into one ``[N, C, 1, L]``
-tensor, so a BatchNorm takes its statistics over all sampled positions together; in eval
-mode it runs on each subgroup alone, which is exact.
+regular block) runs on the sampled positions only: in training mode the reference and
+training forms hand it all subgroups packed into one ``[N, C, 1, L]`` tensor, so a
+BatchNorm takes its statistics over all sampled positions together.
 """
 
 from __future__ import annotations

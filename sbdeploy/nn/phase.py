@@ -1,26 +1,15 @@
 """Phase runs: consecutive SB blocks computed on the four phases of their input, interleaved once.
 
-A run of consecutive SB blocks is computed on the phases ``x[:, :, p::2, q::2]`` of its
-input, each block read from its description (:class:`~sbdeploy.nn.blocks.BlockDescription`):
-
-* the SB's conv part reads the input phases through small exact convs
-  (:func:`~sbdeploy.nn.taps.sb_phase_conv`, stride 1 or 2) and its deconv part writes
-  the output phases (:func:`~sbdeploy.nn.taps.sb_phase_deconv`);
-* the entry/before/after/final ops are point-wise or stride-1 1x1 convs: they commute
-  with the phase split and run on each phase alike;
-* the shortcut: identity; a 1x1 projection (stride 1 on each phase; stride 2 reads
-  phase (0, 0) only, at stride 1, and splits the result); PyramidNet's (stride 2: its
-  2x2 average pool on an even input *is* the mean of the four phases, then split; the
-  zero channels padded on each phase).
-
-The interleave then happens once per run instead of once per block, and every op of the
-run is a Conv, an Add or a point-wise op that ONNX Runtime's blocked-layout (NCHWc)
-kernels fuse. A block whose input cannot be split into equal phases (odd sizes; a
-stride-2 block whose output would be odd) ends the phase part: the phases are
-interleaved there and the blocks that do not fit run their own forward (:meth:`PhaseRun.plan`).
-
-For small fixed batches a run of *stackable* blocks may take the stacked layout instead
-(:mod:`sbdeploy.nn.stacked`, :meth:`PhaseRun.layout_for`).
+Each block of a run is read from its description (:class:`~sbdeploy.nn.blocks.BlockDescription`):
+the SB's conv part reads the input phases through small exact convs and its deconv part
+writes the output phases (:mod:`sbdeploy.nn.taps`); the other ops are point-wise or 1x1
+and run on each phase alike; a shortcut is the identity, a 1x1 projection (at stride 2 it
+reads phase (0, 0) only) or PyramidNet's (at stride 2 its average pool *is* the mean of
+the four phases). The interleave then happens once per run instead of once per block, and
+every op of the run is one that ONNX Runtime's blocked-layout (NCHWc) kernels fuse. A
+block whose input or output cannot be split into equal phases (odd sizes) runs its own
+forward (:meth:`PhaseRun.plan`); for small fixed batches a run of *stackable* blocks may
+take the stacked layout instead (:mod:`sbdeploy.nn.stacked`, :meth:`PhaseRun.layout_for`).
 """
 
 from __future__ import annotations

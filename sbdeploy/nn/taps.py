@@ -3,14 +3,8 @@
 A tensor's four *phases* are ``x[:, :, p::2, q::2]`` (:data:`PHASES` order). On phases,
 the SB's sampled conv and its transposed conv become small dense convolutions whose
 kernels hold exactly the taps of W1 / W2 that connect a phase to a subgroup (1x1, 1x2,
-2x1 or 2x2): no zero taps, no ConvTranspose. :func:`sb_phase_conv` and
-:func:`sb_phase_deconv` are the two halves; :func:`to_phases` / :func:`from_phases`
-split and interleave. The per-SB ``subpixel`` lowering (:mod:`sbdeploy.nn.lowering`),
-the phase runs (:mod:`sbdeploy.nn.phase`) and the stacked layout
-(:mod:`sbdeploy.nn.stacked`) are built from them.
-
-Asymmetric padding is written as ``F.pad`` then ``conv2d``; the ONNX pass
-:func:`sbdeploy.passes.pad_fusion.fuse_pads` folds each such Pad into its Conv.
+2x1 or 2x2): no zero taps, no ConvTranspose. Asymmetric padding is written as ``F.pad``
+then ``conv2d``; the ONNX pass :mod:`sbdeploy.passes.pad_fusion` folds each such Pad into its Conv.
 """
 
 from __future__ import annotations

@@ -3,15 +3,9 @@
 The support list is onnx-tensorrt's ``docs/operators.md`` as of the ONNX-TensorRT 10.1 GA
 release (github.com/onnx/onnx-tensorrt, commit 96e7811, June 2024: "TensorRT 10.0
 supports operators in the inclusive range of opset 9 to opset 20"), encoded below as a
-table of op names. Each node's op type, domain and the attributes/inputs that the list
-restricts are checked; the known traps are reported as warnings:
-
-* ``ConvTranspose`` with ``output_shape`` (TensorRT and recent onnxruntime disagree,
-  onnx-tensorrt #1042): use explicit pads;
-* ``Pad`` / ``Slice`` / ``Squeeze`` / ``Unsqueeze`` / ``Reduce*`` whose ``axes`` (or pads,
-  starts, ends) are computed at run time rather than initializers;
-* a grouped ``Conv``/``ConvTranspose`` in float16: TensorRT 11.2's strongly typed
-  builder may find no kernel (TensorRT #4838; 10.16 builds it).
+table of op names. Each node's op type, domain and the inputs and attributes the list
+restricts are checked; known traps (a ConvTranspose ``output_shape``, run-time axes, a
+grouped float16 convolution) are reported as warnings.
 """
 
 from __future__ import annotations
