@@ -73,11 +73,7 @@ TRT_INT8 = Int8Recipe(name="trt")
 float bias (its DequantizeLinear takes int8, not int32), Q/DQ only around the compute ops: the rest runs in float."""
 
 ORT_CPU_INT8 = Int8Recipe(
-    name="ort-cpu",
-    activation_type="uint8",
-    activation_symmetric=False,
-    quantize_bias=True,
-    op_types=ORT_CPU_INT8_OPS,
+    name="ort-cpu", activation_type="uint8", activation_symmetric=False, quantize_bias=True, op_types=ORT_CPU_INT8_OPS
 )
 """ONNX Runtime CPU: QDQ, uint8 activations (asymmetric) x int8 weights (symmetric, per channel), int32 biases,
 :data:`ORT_CPU_INT8_OPS`: the form measured fastest while passing the int8 gate (``scripts/bench_int8.py``,

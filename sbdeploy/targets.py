@@ -19,7 +19,6 @@ One frozen :class:`Target` per deploy target. A target names
 
 Plus the backend -> target map (:data:`BACKEND_TARGETS`) and artifact file names
 (:func:`artifact_filename`). Every command reads this table; nothing else names a target.
-The math lives in :mod:`sbdeploy.nn` (no target names there).
 """
 
 from __future__ import annotations
@@ -306,11 +305,7 @@ def artifact_filename(stem: str, target: str, precision: str, *, batch: int | No
 
 
 def target_option(target: str | None, lowering: str | None = None) -> str | None:
-    """The target of a command's ``--target`` and the old ``--lowering`` (its spelling before the table).
-
-    ``--lowering grouped`` / ``--lowering separate`` keep working as ``--target grouped`` /
-    ``--target separate``; any other value fails with the new spelling.
-    """
+    """The target of a command's ``--target`` and the old ``--lowering`` (only ``grouped``/``separate`` still work)."""
     if target is not None:
         get_target(target)
     if lowering is None:

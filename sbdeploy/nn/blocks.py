@@ -6,15 +6,11 @@ Three families, each a basic (two 3x3 convs) and a bottleneck (1x1 -> 3x3 -> 1x1
 * post-activation (ImageNet ResNets, torchvision layout): ``ReLU(shortcut(x) + F(x))``;
 * PyramidNet (additive widening): ``shortcut(x) + BN(F(BN(x)))``, zero-padded channels.
 
-An SB basic block replaces both 3x3 convs by one :class:`SpatialBottleneck` whose
-``mid`` (BN + ReLU) runs on the sampled positions only; C_mid = C_out. An SB bottleneck
-block replaces the 3x3 conv by a *linear* SB with C_mid = C / 2.
-
-Every SB block also *describes itself* (``describe() -> BlockDescription``): the
-point-wise ops and 1x1 convs before and after its SB, the shortcut and the tensor it
-reads, the final activation. The deploy forms (:mod:`sbdeploy.nn.deploy`,
-:mod:`sbdeploy.nn.phase`, :mod:`sbdeploy.nn.stacked`) interpret that description instead
-of knowing block classes; the tests hold it equal to ``forward``.
+An SB basic block replaces both 3x3 convs by one :class:`SpatialBottleneck` whose ``mid``
+(BN + ReLU) runs on the sampled positions only; an SB bottleneck block replaces the 3x3
+conv by a *linear* SB with C_mid = C / 2. Every SB block also *describes itself*
+(:class:`BlockDescription`): the deploy forms (:mod:`sbdeploy.nn.deploy`, :mod:`.phase`,
+:mod:`.stacked`) interpret that description instead of knowing block classes.
 """
 
 from __future__ import annotations
@@ -34,15 +30,10 @@ class Shortcut:
     """The shortcut branch of a residual block.
 
     Attributes:
-        kind: ``identity``; ``projection`` (a 1x1 conv with the block's stride, then an
-            optional BN); ``pyramid`` (PyramidNet: 2x2 average pool when strided, then zero
-            channels up to ``out_channels``; no parameters).
+        kind: ``identity``; ``projection`` (a 1x1 conv with the block's stride, then ``bn``
+            unless folded); ``pyramid`` (:func:`pyramid_shortcut`, by ``stride`` up to ``out_channels``).
         reads: ``input`` (the block's input) or ``entry`` (the output of the block's entry
             ops: a pre-activation projection reads ``ReLU(BN(x))``).
-        conv: the projection's 1x1 conv.
-        bn: the projection's BN (torchvision), None once folded into ``conv``.
-        stride: the pyramid shortcut's pooling stride (1 or 2).
-        out_channels: the pyramid shortcut's output channels (the block's).
     """
 
     kind: Literal["identity", "projection", "pyramid"]
@@ -57,9 +48,8 @@ class Shortcut:
 class BlockDescription:
     """An SB block as data: ``final(after(SB(before(entry(x)))) + shortcut(x or entry(x)))``.
 
-    Every op in ``entry``, ``before``, ``after`` and ``final`` is point-wise (BatchNorm2d,
-    ReLU) or a stride-1 1x1 conv, so it commutes with splitting a tensor into its phases.
-    Identity modules (left where a BN was folded away) are not listed.
+    Every op listed is point-wise (BatchNorm2d, ReLU) or a stride-1 1x1 conv, so it commutes
+    with splitting a tensor into its phases; Identity modules (folded BNs) are not listed.
     """
 
     entry: tuple[nn.Module, ...]

@@ -79,11 +79,7 @@ def _quiet_quantizer() -> Iterator[None]:
 
 
 def quantize_int8(
-    model: onnx.ModelProto,
-    calibration: np.ndarray,
-    *,
-    recipe: Int8Recipe = TRT_INT8,
-    batch_size: int = 32,
+    model: onnx.ModelProto, calibration: np.ndarray, *, recipe: Int8Recipe = TRT_INT8, batch_size: int = 32
 ) -> onnx.ModelProto:
     """Quantize ``model`` (float32, one NCHW input) to int8 by ``recipe``, calibrated on ``calibration``.
 
