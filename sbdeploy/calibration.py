@@ -1,16 +1,10 @@
 """int8 calibration data: the inputs an int8 artifact's scales are measured on, and where they came from.
 
-A calibration SOURCE (``export --int8 --calibration SRC``, ``bench``/``validate``/``pipeline
---int8 --calibration SRC``) is either
-
-* a data source name (``digits``, ``cifar10:PATH``... see :mod:`sbdeploy.data.source`):
-  the first images of its *training* split, resized to the model's input and normalized
-  by the checkpoint's mean and std, so calibration never sees the test split validate
-  scores on; or
-* a ``.npy`` file (read without pickle) of inputs exactly as the model takes them:
-  float ``N x C x H x W``, already normalized (the form ``build-engine --calibration`` takes).
-
-Without one, the checkpoint's own dataset (``config.json``'s ``dataset``) is used; a
+A calibration SOURCE (``--int8 --calibration SRC``) is either a data source name (``digits``,
+``cifar10:PATH``..., :mod:`sbdeploy.data.source`): the first images of its *training* split,
+resized and normalized by the checkpoint's mean and std, so calibration never sees the test
+split validate scores on; or a ``.npy`` file (read without pickle) of float ``N x C x H x W``
+inputs exactly as the model takes them. Without one, the checkpoint's own dataset is used; a
 network without one (a zoo name, a checkpoint trained elsewhere) needs ``--calibration``.
 """
 

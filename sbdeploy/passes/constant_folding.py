@@ -56,11 +56,8 @@ def weight_views(model_ir) -> set:  # noqa: ANN001  (onnx_ir.Model -> set of onn
         if node not in cone or any(v in outputs for v in node.outputs):
             continue
         uses = [use for v in node.outputs for use in v.uses()]
-        if (
-            node.op_type in VIEW_OPS
-            and uses
-            and all(_WEIGHT_INPUTS.get(user.op_type) == index or user in views for user, index in uses)
-        ):
+        weights_only = all(_WEIGHT_INPUTS.get(user.op_type) == index or user in views for user, index in uses)
+        if node.op_type in VIEW_OPS and uses and weights_only:
             views.add(node)
     return views
 
