@@ -7,7 +7,20 @@ layout (:mod:`.phase`, :mod:`.stacked`), deploy copies (:mod:`.deploy`). Which f
 layout each engine gets is the deploy-target table, :mod:`sbdeploy.targets`.
 """
 
-from sbdeploy.nn.lowering import LOWERINGS, get_lowering, register_lowering
+from sbdeploy.nn.lowering import LOWERINGS, get_lowering, register_lowering, sb_fast, sb_reference
+from sbdeploy.nn.sampling import SAMPLINGS, resolve_sampling, sampling_mask
 from sbdeploy.nn.sb import SpatialBottleneck, form_mode, reference_mode
 
-__all__ = ["LOWERINGS", "SpatialBottleneck", "form_mode", "get_lowering", "reference_mode", "register_lowering"]
+__all__ = [
+    "LOWERINGS",
+    "SAMPLINGS",
+    "SpatialBottleneck",
+    "form_mode",
+    "get_lowering",
+    "reference_mode",
+    "register_lowering",
+    "resolve_sampling",
+    "sampling_mask",
+    "sb_fast",
+    "sb_reference",
+]
