@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sbdeploy._lazy import lazy_exports
-
-__version__ = "0.1.0"
+from sbdeploy._version import __version__
 
 _EXPORTS = {
     "SpatialBottleneck": "sbdeploy.nn",

@@ -1,19 +1,11 @@
 """int8 calibration data: the inputs an int8 artifact's scales are measured on, and where they came from.
 
-A calibration SOURCE (``export --int8 --calibration SRC``, ``bench``/``validate``/``pipeline
---int8 --calibration SRC``) is either
-
-* a data source name (``digits``, ``cifar10:PATH``... see :mod:`sbdeploy.data.source`):
-  the first images of its *training* split, resized to the model's input and normalized
-  by the checkpoint's mean and std, so calibration never sees the test split validate
-  scores on; or
-* a ``.npy`` file (read without pickle) of inputs exactly as the model takes them:
-  float ``N x C x H x W``, already normalized (the form ``build-engine --calibration`` takes).
-
-Without one, the checkpoint's own dataset (``config.json``'s ``dataset``) is used; a
+A calibration SOURCE (``--int8 --calibration SRC``) is either a data source name (``digits``,
+``cifar10:PATH``..., :mod:`sbdeploy.data.source`): the first images of its *training* split,
+resized and normalized by the checkpoint's mean and std, so calibration never sees the test
+split validate scores on; or a ``.npy`` file (read without pickle) of float ``N x C x H x W``
+inputs exactly as the model takes them. Without one, the checkpoint's own dataset is used; a
 network without one (a zoo name, a checkpoint trained elsewhere) needs ``--calibration``.
-:func:`calibration_for` resolves the data of several networks of one run (a baseline of
-random weights is calibrated on the SB checkpoint's dataset).
 """
 
 from __future__ import annotations
@@ -33,18 +25,17 @@ if TYPE_CHECKING:
 DEFAULT_CALIBRATION_IMAGES = 256
 """Images calibrated on by default: a few hundred real images (MinMax calibration)."""
 
-HELP = ("a data source (e.g. digits, cifar10:PATH: its training images) or a .npy of N x C x H x W float inputs, "
-        "normalized as the model takes them")  # fmt: skip
+HELP = (
+    "a data source (e.g. digits, cifar10:PATH: its training images) or a .npy of N x C x H x W float inputs, "
+    "normalized as the model takes them"
+)
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """Calibration inputs and their provenance (recorded in the int8 artifact's metadata).
+    """Calibration inputs (normalized float32 ``[N, C, H, W]``) and their provenance, recorded in the int8 metadata.
 
-    Attributes:
-        images: normalized float32 inputs ``[N, C, H, W]``.
-        source: the SOURCE given (a data source string or the .npy path).
-        kind: ``"data"`` (a data source's training split) or ``"npy"``.
+    ``source`` is the SOURCE given; ``kind`` ``"data"`` (a data source's training split) or ``"npy"``.
     """
 
     images: np.ndarray
@@ -105,19 +96,15 @@ def load_calibration(
     input_size: tuple[int, int] | None = None,
     limit: int = DEFAULT_CALIBRATION_IMAGES,
 ) -> Calibration:
-    """The calibration inputs ``source`` names for a model of ``config`` (default: its own dataset).
-
-    Raises:
-        InputError: no source and no dataset in the config, a missing or unreadable .npy,
-            or one of the wrong shape.
-        DataError: an unknown data source, or one with another channel count.
-    """
+    """The calibration inputs ``source`` names for a model of ``config`` (default: its own dataset)."""
     size = input_size or config.input_size
     if source is None:
         source = config.dataset or None
-        if source is None:
-            raise InputError(f"int8 needs calibration data and {config.arch} names no dataset in its config.json: "
-                             f"give --calibration SRC, {HELP}")  # fmt: skip
+    if source is None:
+        raise InputError(
+            f"int8 needs calibration data and {config.arch} names no dataset in its config.json: "
+            f"give --calibration SRC, {HELP}"
+        )
     if source.endswith(".npy") or Path(source).is_file():
         return _from_npy(Path(source), (config.in_chans, size[0], size[1]), limit)
     return _from_source(source, config, size, limit)
@@ -137,7 +124,11 @@ def calibration_for(
     """
     default = source or next((c.dataset for c in configs.values() if c.dataset), None)
     if default is None:
-        raise InputError(f"int8 needs calibration data and none of {', '.join(configs)} names a dataset "
-                         f"(zoo names have random weights): give --calibration SRC, {HELP}")  # fmt: skip
-    return {label: load_calibration(default, config, input_size=(input_sizes or {}).get(label), limit=limit)
-            for label, config in configs.items()}  # fmt: skip
+        raise InputError(
+            f"int8 needs calibration data and none of {', '.join(configs)} names a dataset "
+            f"(zoo names have random weights): give --calibration SRC, {HELP}"
+        )
+    return {
+        label: load_calibration(default, config, input_size=(input_sizes or {}).get(label), limit=limit)
+        for label, config in configs.items()
+    }

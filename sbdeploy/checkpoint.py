@@ -114,7 +114,7 @@ def sb_options(arch: str, sampling: str | None) -> dict[str, str]:
 
 def save_checkpoint(folder: str | Path, model: nn.Module, config: CheckpointConfig) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``folder`` (atomically, each)."""
-    from sbdeploy import __version__
+    from sbdeploy._version import __version__
 
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sbdeploy.nn.sb import SpatialBottleneck, sampled_positions
+from sbdeploy.nn.sampling import sampled_positions
+from sbdeploy.nn.sb import SpatialBottleneck
 
 
 @dataclass(frozen=True)

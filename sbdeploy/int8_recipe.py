@@ -3,15 +3,6 @@
 Pure data, below everything that quantizes: the deploy-target table
 (:mod:`sbdeploy.targets`) names each target's :class:`Int8Recipe`, and
 :func:`sbdeploy.passes.int8.quantize_int8` applies one (onnxruntime static quantization).
-
-* :data:`TRT_INT8` — what TensorRT's explicit quantization takes: QuantizeLinear /
-  DequantizeLinear (QDQ) pairs, signed int8 activations and weights, symmetric (zero
-  point 0, which TensorRT's Q/DQ need), per-channel weight scales, biases left in float
-  (TensorRT's DequantizeLinear takes int8, not the int32 of a quantized bias), Q/DQ only
-  around the compute ops (Conv, ConvTranspose, Gemm, MatMul) so every other op runs in float.
-* :data:`ORT_CPU_INT8` — what ran fastest on ONNX Runtime's CPU provider while passing
-  the int8 gate (``scripts/bench_int8.py``, measured log ``docs/int8_sweep.txt``,
-  ``docs/speedup.md``).
 """
 
 from __future__ import annotations
@@ -23,9 +14,9 @@ from sbdeploy.errors import ConfigError
 
 DEFAULT_INT8_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
-ORT_CPU_INT8_OPS: tuple[str, ...] = (
-    "Conv", "Gemm", "MatMul", "Add", "Relu", "MaxPool", "GlobalAveragePool", "Concat", "Reshape", "Unsqueeze", "Slice", "DepthToSpace",
-)  # fmt: skip
+ORT_CPU_INT8_OPS: tuple[str, ...] = tuple(
+    "Conv Gemm MatMul Add Relu MaxPool GlobalAveragePool Concat Reshape Unsqueeze Slice DepthToSpace".split()
+)
 """Ops quantized for ONNX Runtime CPU: its int8 kernels (QLinearConv, QGemm, QLinearAdd, QLinearConcat, uint8 MaxPool,
 QLinearGlobalAveragePool) and the data-movement ops between them, so the tensors stay uint8 from conv to conv; no
 ConvTranspose (the CPU provider has no int8 kernel for it: it would run in float between a DequantizeLinear and a
@@ -37,18 +28,13 @@ class Int8Recipe:
     """How a float model becomes int8 (onnxruntime static quantization, MinMax calibration).
 
     Attributes:
-        name: short name for reports.
         format: ``"qdq"`` (QuantizeLinear/DequantizeLinear pairs around float ops; engines
             fuse them) or ``"qoperator"`` (QLinearConv, QLinearMatMul... written out).
         per_channel: one weight scale per output channel (else one per tensor).
-        activation_type: ``"int8"`` or ``"uint8"`` activations.
-        weight_type: ``"int8"`` or ``"uint8"`` weights.
         activation_symmetric: zero point 0 for activations (int8) or 128 (uint8).
-        weight_symmetric: zero point 0 for weights.
         reduce_range: 7-bit weights, for CPUs without VNNI whose u8s8 multiply-add
             (``vpmaddubsw``) saturates in 16 bits.
         quantize_bias: int32 biases (scale = input scale x weight scale); else float.
-        op_types: op types quantized.
     """
 
     name: str
@@ -75,30 +61,23 @@ class Int8Recipe:
         """One line: ``qdq s8s8 per-channel symmetric, float bias, ops Conv/Gemm``."""
         types = f"{'s' if self.activation_type == 'int8' else 'u'}8{'s' if self.weight_type == 'int8' else 'u'}8"
         parts = [self.format, types, "per-channel" if self.per_channel else "per-tensor"]
-        parts.append(
-            "symmetric"
-            if self.activation_symmetric and self.weight_symmetric
-            else "symmetric weights"
-            if self.weight_symmetric
-            else "asymmetric"
-        )
+        symmetric = self.activation_symmetric and self.weight_symmetric
+        parts.append("symmetric" if symmetric else "symmetric weights" if self.weight_symmetric else "asymmetric")
         if self.reduce_range:
             parts.append("reduce_range")
         return f"{' '.join(parts)}, {'int32' if self.quantize_bias else 'float'} bias, ops {'/'.join(self.op_types)}"
 
 
 TRT_INT8 = Int8Recipe(name="trt")
-"""TensorRT explicit quantization: QDQ, symmetric s8s8, per-channel, float bias, the compute ops."""
+"""What TensorRT's explicit quantization takes: QDQ, symmetric s8s8 (zero point 0, which its Q/DQ need), per-channel,
+float bias (its DequantizeLinear takes int8, not int32), Q/DQ only around the compute ops: the rest runs in float."""
 
 ORT_CPU_INT8 = Int8Recipe(
-    name="ort-cpu",
-    activation_type="uint8",
-    activation_symmetric=False,
-    quantize_bias=True,
-    op_types=ORT_CPU_INT8_OPS,
+    name="ort-cpu", activation_type="uint8", activation_symmetric=False, quantize_bias=True, op_types=ORT_CPU_INT8_OPS
 )
 """ONNX Runtime CPU: QDQ, uint8 activations (asymmetric) x int8 weights (symmetric, per channel), int32 biases,
-:data:`ORT_CPU_INT8_OPS`: the form measured fastest while passing the int8 gate (``docs/speedup.md``)."""
+:data:`ORT_CPU_INT8_OPS`: the form measured fastest while passing the int8 gate (``scripts/bench_int8.py``,
+``docs/int8_sweep.txt``, ``docs/speedup.md``)."""
 
 INT8_RECIPES: dict[str, Int8Recipe] = {r.name: r for r in (TRT_INT8, ORT_CPU_INT8)}
 """Named recipes, for a deploy target to name."""

@@ -2,32 +2,23 @@
 
 One frozen :class:`Target` per deploy target. A target names
 
-* ``lowering``: the SB form outside phase runs, a key of the one lowering registry
-  (:data:`sbdeploy.nn.lowering.LOWERINGS`);
+* ``lowering``: the SB form outside phase runs, a key of :data:`sbdeploy.nn.lowering.LOWERINGS`;
 * ``layout``: whether runs of SB blocks go to phase layout, and when a run takes the
   stacked layout (:data:`STACKED_MAX_MACS`, an ONNX Runtime measurement);
 * ``passes``: every ONNX graph pass its export runs, in order (:mod:`sbdeploy.passes`);
 * ``backends``: the runners that run its artifacts (``trt`` runs an engine built from its ONNX);
-* ``per_batch``: whether the pipeline and bench make one artifact per batch size (the
-  layout depends on the batch) or one with a dynamic batch;
-* ``precisions``: the precisions it offers (fp32, fp16, int8), each made by the artifact
-  code path (:mod:`sbdeploy.artifacts`) and judged by its tolerance;
-* ``int8``: the :class:`~sbdeploy.int8_recipe.Int8Recipe` its int8 artifacts are quantized
-  by (ONNX Runtime CPU: the recipe measured fastest there; the GPU targets and the canonical
-  forms: TensorRT's explicit-quantization QDQ form, which ONNX Runtime runs too);
-* ``engine_options``: TensorRT build options per precision for engines built from its
-  ONNX (the fp32 parity engine without TF32);
-* ``tolerances``: the pass criteria its artifacts are judged by, per precision;
-* ``variants``: other exact forms of the same target (:class:`FormVariant`) that
-  ``export --tune`` times against the row's own form on the user's machine
-  (:mod:`sbdeploy.tune`); ``get_target("ort-cpu:stacked")`` is the target in one of them;
-* ``tunable``: whether ``--tune`` times its forms and ONNX Runtime session settings (a
-  fixed-batch target run by ONNX Runtime CPU, whose best form depends on the machine).
+* ``per_batch``: whether one artifact is made per batch size (the layout depends on the
+  batch) or one with a dynamic batch;
+* ``precisions``: the precisions it offers, and ``tolerances``: the pass criteria of each;
+* ``int8``: the :class:`~sbdeploy.int8_recipe.Int8Recipe` its int8 artifacts are quantized by;
+* ``engine_options``: TensorRT build options per precision (the fp32 parity engine without TF32);
+* ``variants``: other exact forms of the target (:class:`FormVariant`) that ``export --tune``
+  times against the row's own form (:mod:`sbdeploy.tune`); ``get_target("ort-cpu:stacked")``
+  is the target in one of them;
+* ``tunable``: whether ``--tune`` times its forms and ONNX Runtime session settings.
 
-Plus the backend -> target map (:data:`BACKEND_TARGETS`: what each backend times by
-default) and artifact file names (:func:`artifact_filename`). export, validate, bench,
-the pipeline and triton-repo read this table; nothing else names a target. The math
-lives in :mod:`sbdeploy.nn` (no target names there).
+Plus the backend -> target map (:data:`BACKEND_TARGETS`) and artifact file names
+(:func:`artifact_filename`). Every command reads this table; nothing else names a target.
 """
 
 from __future__ import annotations
@@ -80,11 +71,10 @@ ENGINE_BACKENDS: tuple[str, ...] = ("trt",)
 
 @dataclass(frozen=True)
 class Layout:
-    """How a target lays out runs of SB blocks.
+    """How a target lays out runs of SB blocks: the arguments of :func:`sbdeploy.nn.deploy.deploy_form`.
 
     Attributes:
-        phase_runs: consecutive SB blocks run on the four phases of their input
-            (:class:`sbdeploy.nn.phase.PhaseRun`); otherwise each SB runs the target's lowering.
+        phase_runs: consecutive SB blocks run on the four phases of their input (:class:`sbdeploy.nn.phase.PhaseRun`).
         stacked_max_macs: with phase runs and a fixed batch, a run of stackable blocks takes
             the stacked layout below this many MACs per tap conv (None: never).
     """
@@ -104,26 +94,22 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping))
 
 
+def _by_name(*rows: Any) -> Mapping[str, Any]:
+    return _frozen({row.name: row for row in rows})
+
+
 VARIANT_SEPARATOR = ":"
 """``TARGET:VARIANT`` names a target in one of its variant forms (``ort-cpu:stacked``)."""
 
 
 @dataclass(frozen=True)
 class FormVariant:
-    """Another exact form of a target: its own lowering and layout, the rest of the row kept.
-
-    Attributes:
-        name: the variant's name (``TARGET:NAME`` selects it; the form is recorded as
-            ``FORM:NAME`` in the metadata).
-        summary: one line for reports.
-        lowering: the SB form outside phase runs (a key of :data:`sbdeploy.nn.lowering.LOWERINGS`).
-        layout: how runs of SB blocks are laid out.
-    """
+    """Another exact form of a target, selected as ``TARGET:NAME``: its own lowering and layout, the rest kept."""
 
     name: str
     summary: str
     lowering: str
-    layout: Layout
+    layout: Layout = Layout()
 
 
 @dataclass(frozen=True)
@@ -133,9 +119,9 @@ class Target:
     name: str
     summary: str
     lowering: str
-    layout: Layout
     passes: tuple[str, ...]
     backends: tuple[str, ...]
+    layout: Layout = Layout()
     per_batch: bool = False
     precisions: tuple[str, ...] = PRECISIONS
     int8: Int8Recipe = TRT_INT8
@@ -179,8 +165,7 @@ class Target:
         """Eval-mode copy of ``model`` in this target's form (:func:`sbdeploy.nn.deploy.deploy_form`)."""
         from sbdeploy.nn.deploy import deploy_form
 
-        return deploy_form(model, lowering=self.lowering, phase_runs=self.layout.phase_runs,
-                           stacked_max_macs=self.layout.stacked_max_macs)  # fmt: skip
+        return deploy_form(model, lowering=self.lowering, **dataclasses.asdict(self.layout))
 
     def check_precision(self, precision: str) -> None:
         """ConfigError unless this target offers ``precision``."""
@@ -199,43 +184,84 @@ class Target:
         self.check_precision(precision)
         return {"precision": precision, **self.engine_options.get(precision, {})}
 
-    def check_backend(self, backend: str) -> None:
-        """ConfigError unless ``backend`` runs this target's artifacts."""
-        if backend not in self.backends:
-            raise ConfigError(f"target {self.name} is run by {', '.join(self.backends)}, not by {backend}")
 
-
-ORT_CPU_VARIANTS: Mapping[str, FormVariant] = _frozen({v.name: v for v in (
-    FormVariant("taps", "phase runs of exact tap convs at every batch (never stacked)",
-                lowering="subpixel", layout=Layout(phase_runs=True)),
-    FormVariant("stacked", "stacked layout for every run of regular blocks at a fixed batch (merged tap convs)",
-                lowering="subpixel", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_ALWAYS)),
-    FormVariant("masked", "as the rule, but SBs outside phase runs (odd stages, e.g. 7x7) as a dense masked Conv pair",
-                lowering="masked", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS)),
-    FormVariant("per-sb", "no phase runs: every SB in the sub-pixel form (strided convs, tap convs, one interleave each)",
-                lowering="subpixel", layout=Layout()),
-)})  # fmt: skip
+ORT_CPU_VARIANTS: Mapping[str, FormVariant] = _by_name(
+    FormVariant(
+        "taps",
+        "phase runs of exact tap convs at every batch (never stacked)",
+        lowering="subpixel",
+        layout=Layout(phase_runs=True),
+    ),
+    FormVariant(
+        "stacked",
+        "stacked layout for every run of regular blocks at a fixed batch (merged tap convs)",
+        lowering="subpixel",
+        layout=Layout(phase_runs=True, stacked_max_macs=STACKED_ALWAYS),
+    ),
+    FormVariant(
+        "masked",
+        "as the rule, but SBs outside phase runs (odd stages, e.g. 7x7) as a dense masked Conv pair",
+        lowering="masked",
+        layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
+    ),
+    FormVariant(
+        "per-sb",
+        "no phase runs: every SB in the sub-pixel form (strided convs, tap convs, one interleave each)",
+        lowering="subpixel",
+    ),
+)
 """The other exact forms of ``ort-cpu`` that ``export --tune`` times (see docs/speedup.md for when each wins)."""
 
 _ENGINES = _frozen({"fp32": _frozen({"tf32": False})})  # fp32 engines are parity engines: no TF32 rounding
 _EVERY_BACKEND = (*ONNX_BACKENDS, *ENGINE_BACKENDS)
+_DEPLOY = (*STRUCTURAL_PASSES, *DEPLOY_PASSES)
 
-TARGETS: Mapping[str, Target] = _frozen({t.name: t for t in (
-    Target("grouped", "canonical interchange form: one grouped Conv/ConvTranspose pair per SB, dynamic batch",
-           lowering="grouped", layout=Layout(), passes=STRUCTURAL_PASSES, backends=_EVERY_BACKEND, engine_options=_ENGINES),
-    Target("separate", "canonical form with one ungrouped Conv/ConvTranspose pair per subgroup (tools without grouped ConvTranspose)",
-           lowering="separate", layout=Layout(), passes=STRUCTURAL_PASSES, backends=_EVERY_BACKEND, engine_options=_ENGINES),
-    Target("ort-cpu", "ONNX Runtime CPU: phase runs of exact tap convs (stacked at small fixed batches), sub-pixel SBs elsewhere, "
-           "no ConvTranspose; one artifact per batch size",
-           lowering="subpixel", layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
-           passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cpu",), per_batch=True, int8=ORT_CPU_INT8,
-           variants=ORT_CPU_VARIANTS, tunable=True),
-    Target("ort-cuda", "ONNX Runtime CUDA: strided Conv + ConvTranspose per subgroup (a native GPU kernel), BN folded",
-           lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("ort-cuda",)),
-    Target("trt", "TensorRT: strided Conv + ConvTranspose per subgroup, BN folded; engines built from it (fp32 without TF32)",
-           lowering="strided", layout=Layout(), passes=(*STRUCTURAL_PASSES, *DEPLOY_PASSES), backends=("trt", "ort-trt"),
-           engine_options=_ENGINES),
-)})  # fmt: skip
+TARGETS: Mapping[str, Target] = _by_name(
+    Target(
+        "grouped",
+        "canonical interchange form: one grouped Conv/ConvTranspose pair per SB, dynamic batch",
+        lowering="grouped",
+        passes=STRUCTURAL_PASSES,
+        backends=_EVERY_BACKEND,
+        engine_options=_ENGINES,
+    ),
+    Target(
+        "separate",
+        "canonical form with one ungrouped Conv/ConvTranspose pair per subgroup (tools without grouped ConvTranspose)",
+        lowering="separate",
+        passes=STRUCTURAL_PASSES,
+        backends=_EVERY_BACKEND,
+        engine_options=_ENGINES,
+    ),
+    Target(
+        "ort-cpu",
+        "ONNX Runtime CPU: phase runs of exact tap convs (stacked at small fixed batches), sub-pixel SBs elsewhere, "
+        "no ConvTranspose; one artifact per batch size",
+        lowering="subpixel",
+        layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
+        passes=_DEPLOY,
+        backends=("ort-cpu",),
+        per_batch=True,
+        int8=ORT_CPU_INT8,
+        variants=ORT_CPU_VARIANTS,
+        tunable=True,
+    ),
+    Target(
+        "ort-cuda",
+        "ONNX Runtime CUDA: strided Conv + ConvTranspose per subgroup (a native GPU kernel), BN folded",
+        lowering="strided",
+        passes=_DEPLOY,
+        backends=("ort-cuda",),
+    ),
+    Target(
+        "trt",
+        "TensorRT: strided Conv + ConvTranspose per subgroup, BN folded; engines built from it (fp32 without TF32)",
+        lowering="strided",
+        passes=_DEPLOY,
+        backends=("trt", "ort-trt"),
+        engine_options=_ENGINES,
+    ),
+)
 """Every deploy target by name."""
 
 CANONICAL = "grouped"
@@ -262,7 +288,8 @@ def target_for(backend: str, override: str | None = None) -> Target:
             raise ConfigError(f"backend {backend} runs no deploy artifact; choose one of {', '.join(BACKEND_TARGETS)}")
         return TARGETS[BACKEND_TARGETS[backend]]
     target = get_target(override)
-    target.check_backend(backend)
+    if backend not in target.backends:
+        raise ConfigError(f"target {target.name} is run by {', '.join(target.backends)}, not by {backend}")
     return target
 
 
@@ -278,11 +305,7 @@ def artifact_filename(stem: str, target: str, precision: str, *, batch: int | No
 
 
 def target_option(target: str | None, lowering: str | None = None) -> str | None:
-    """The target of a command's ``--target`` and the old ``--lowering`` (its spelling before the table).
-
-    ``--lowering grouped`` / ``--lowering separate`` keep working as ``--target grouped`` /
-    ``--target separate``; any other value fails with the new spelling.
-    """
+    """The target of a command's ``--target`` and the old ``--lowering`` (only ``grouped``/``separate`` still work)."""
     if target is not None:
         get_target(target)
     if lowering is None:

@@ -15,8 +15,7 @@ class Tolerance:
     """Pass criteria of one check. ``None`` disables a criterion.
 
     Attributes:
-        atol: absolute tolerance of the element-wise test.
-        rtol: relative tolerance of the element-wise test (times ``|ref|``).
+        atol, rtol: the element-wise test ``|diff| <= atol + rtol * |ref|``.
         min_cosine: lowest accepted cosine similarity of the flattened outputs, per sample.
         min_top1: lowest accepted fraction of samples whose arg-max agrees.
     """

@@ -35,10 +35,6 @@ class ZooRow:
         return asdict(self)
 
 
-def _same(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
 def _skeleton(name: str, options: dict[str, str]) -> nn.Module:
     """``name`` on the meta device; its BatchNorms pass their input through.
 
@@ -49,7 +45,7 @@ def _skeleton(name: str, options: dict[str, str]) -> nn.Module:
         model = create_model(name, **options)
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.forward = _same  # type: ignore[method-assign]
+            module.forward = lambda x: x  # type: ignore[method-assign]
     return model
 
 

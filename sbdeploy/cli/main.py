@@ -51,7 +51,7 @@ app.command("sbify")(sbify_command)
 
 def _print_version(value: bool) -> None:
     if value:
-        from sbdeploy import __version__
+        from sbdeploy._version import __version__
 
         print(f"sbdeploy {__version__}")
         raise typer.Exit()

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbdeploy.nn.sb import sampling_mask
+from sbdeploy.nn.sampling import sampling_mask
 
 NOISE_BATCHES, NOISE_BATCH, NOISE_SIZE = 4, 16, 16  # data-free fit: 64 Gaussian 16x16 inputs per conv
 

@@ -22,7 +22,7 @@ from sbdeploy.convert.bottleneck import LinearSBInit, conv_as_deconv, fit_linear
 from sbdeploy.errors import ConfigError
 from sbdeploy.models import list_models, model_info
 from sbdeploy.nn import blocks as B
-from sbdeploy.nn.sb import resolve_sampling
+from sbdeploy.nn.sampling import resolve_sampling
 
 
 @dataclass(frozen=True)

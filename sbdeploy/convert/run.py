@@ -19,7 +19,7 @@ from sbdeploy.convert.mapping import BLOCK_MAPS, convert, sb_counterpart
 from sbdeploy.data import ImageData
 from sbdeploy.errors import ConfigError
 from sbdeploy.models import create_model
-from sbdeploy.nn.sb import resolve_sampling
+from sbdeploy.nn.sampling import resolve_sampling
 from sbdeploy.train.distributed import pick_device
 from sbdeploy.train.evaluate import measure_accuracy, normalize, open_fitting_source
 from sbdeploy.train.recalibrate import calibration_images, recalibrate_bn

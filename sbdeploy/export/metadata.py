@@ -38,15 +38,8 @@ def onnx_precision(model: onnx.ModelProto) -> str:
 
 
 def read_metadata(model_or_path: onnx.ModelProto | str | Path) -> dict[str, Any]:
-    """sbdeploy's metadata of an ONNX model or file; ``{}`` when it was not exported by sbdeploy.
-
-    Raises:
-        OnnxModelError: the file is missing or is not a readable ONNX model.
-    """
-    if isinstance(model_or_path, onnx.ModelProto):
-        model = model_or_path
-    else:
-        model = load_onnx(model_or_path)
+    """sbdeploy's metadata of an ONNX model or file (OnnxModelError if unreadable); ``{}`` when sbdeploy did not export it."""
+    model = model_or_path if isinstance(model_or_path, onnx.ModelProto) else load_onnx(model_or_path)
     out: dict[str, Any] = {}
     for prop in model.metadata_props:
         if prop.key.startswith(PREFIX):

@@ -1,17 +1,13 @@
 """Export a checkpoint or zoo network to ONNX in a deploy target's form, then run that target's graph passes.
 
 The target (:mod:`sbdeploy.targets`; default the canonical ``grouped`` interchange form)
-says everything: the network is replaced by its exact deploy copy for that target
-(:meth:`sbdeploy.targets.Target.deploy_form`: BN folded, every SB in the target's
-lowering, phase-layout runs for ``ort-cpu``) and traced by ``torch.onnx.export(dynamo=True)``
-(the maintained exporter: batch stays a symbolic dimension, no shape arithmetic is baked
-in); the target's passes run (constant folding, dead-node and identity elimination, BN
-folding, shape inference, then e.g. Pad folding); the precision conversion (fp16: fp32
-inputs and outputs kept; int8: the target's :class:`~sbdeploy.int8_recipe.Int8Recipe` on
-calibration data, :mod:`sbdeploy.calibration`) follows; metadata is written, the model is converted to an
-older target opset where asked (:mod:`.opset`), checked with ``onnx.checker`` (full
-check) and against TensorRT's parser support list, and the file is written atomically.
-The same source gives byte-identical files.
+says everything: the network's exact deploy copy for that target
+(:meth:`sbdeploy.targets.Target.deploy_form`) is traced by ``torch.onnx.export(dynamo=True)``
+(batch stays a symbolic dimension), the target's passes run, the precision conversion
+follows (fp16; int8 by the target's :class:`~sbdeploy.int8_recipe.Int8Recipe` on calibration
+data), then the metadata, an older opset where asked (:mod:`.opset`), ``onnx.checker`` and
+TensorRT's parser support list; the file is written atomically. The same source gives
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -31,6 +27,7 @@ import torch
 from torch import nn
 
 from sbdeploy._io import atomic_write_bytes
+from sbdeploy._version import __version__
 from sbdeploy.calibration import Calibration
 from sbdeploy.checkpoint import Checkpoint
 from sbdeploy.errors import ConfigError, OnnxModelError
@@ -38,7 +35,7 @@ from sbdeploy.export.metadata import write_metadata
 from sbdeploy.export.opset import downgrade_opset
 from sbdeploy.int8_recipe import Int8Recipe
 from sbdeploy.nn.sb import SpatialBottleneck
-from sbdeploy.passes import PassReport, op_counts, run_passes
+from sbdeploy.passes import PassReport, op_counts, quantize_int8, run_passes, to_fp16
 from sbdeploy.passes.trt_check import TrtCheckReport, check_trt_compat
 from sbdeploy.sources import resolve_source
 from sbdeploy.targets import CANONICAL, get_target
@@ -138,24 +135,16 @@ def export_module(
 def to_precision(
     proto: onnx.ModelProto, precision: str, *, int8: Int8Recipe | None = None, calibration: Calibration | None = None
 ) -> onnx.ModelProto:
-    """The fp32 export converted to ``precision``.
-
-    fp16: weights and activations, fp32 inputs and outputs kept. int8: quantized by the
-    ``int8`` recipe (the target's), calibrated on ``calibration``; fp32 inputs and outputs.
-    """
+    """The fp32 export converted to ``precision`` (fp32 inputs and outputs kept); int8 by the ``int8`` recipe."""
     if precision == "fp32":
         return proto
     if precision == "fp16":
-        from sbdeploy.passes import to_fp16
-
         return to_fp16(proto)
     if precision == "int8":
         if calibration is None or int8 is None:
             raise ConfigError(
                 "an int8 artifact needs calibration data (--calibration SRC: a data source or a .npy of inputs)"
             )
-        from sbdeploy.passes.int8 import quantize_int8
-
         return quantize_int8(proto, calibration.images, recipe=int8)
     raise ConfigError(f"unknown precision {precision!r}; sbdeploy makes fp32, fp16 and int8 artifacts")
 
@@ -178,18 +167,14 @@ def export_source(
     int8). Each file's metadata names the target, form, precision and batch; an int8 file's
     also its recipe and calibration source.
     """
-    from sbdeploy import __version__
-
     deploy = get_target(target)
     for precision in outputs:
         deploy.check_precision(precision)
     config = src.config
     size = (int(input_size[0]), int(input_size[1])) if input_size is not None else config.input_size
-    notes = []
+    notes: tuple[str, ...] = ()
     if src.kind == "zoo":
-        notes.append(
-            f"{config.arch} has random weights (a zoo name, not a checkpoint): fine for speed, not for accuracy"
-        )
+        notes = (f"{config.arch} has random weights (a zoo name, not a checkpoint): fine for speed, not for accuracy",)
     fp32, reports = export_module(
         src.model, in_chans=config.in_chans, input_size=size, batch=batch, opset=opset, target=target, passes=passes
     )
@@ -250,7 +235,7 @@ def export_source(
             trt_check=trt,
             ops=op_counts(proto),
             sha256=sha256(data).hexdigest(),
-            warnings=tuple(notes),
+            warnings=notes,
         )
     return results
 
@@ -268,20 +253,24 @@ def export_onnx(
     options: dict[str, Any] | None = None,
     calibration: Calibration | None = None,
 ) -> ExportResult:
-    """Export a checkpoint folder or a zoo name to ``out_path`` (ONNX).
+    """Export a checkpoint folder or a zoo name (random weights, with a warning) to ``out_path`` (ONNX).
 
     Args:
-        source: checkpoint folder, or a registered model name (random weights, with a warning).
-        out_path: the ``.onnx`` file to write (atomically).
         opset: target ONNX opset, 13 or newer.
         batch: ``"dynamic"`` or a fixed batch size.
         input_size: ``(H, W)``; default: the checkpoint's (the zoo default for a name).
-        target: the deploy target (:data:`sbdeploy.targets.TARGETS`); default the canonical ``grouped`` form.
-        precision: ``fp32``, ``fp16`` or ``int8`` (a precision the target offers).
         passes: graph passes to run, by name (default: the target's).
         options: builder options (``sampling``, ``num_classes``, ``in_chans``) for a zoo name.
         calibration: int8 calibration inputs (:func:`sbdeploy.calibration.load_calibration`).
     """
     src = resolve_source(source, options=options)
-    return export_source(src, {precision: out_path}, opset=opset, batch=batch, input_size=input_size, target=target,
-                         passes=passes, calibration=calibration)[precision]  # fmt: skip
+    return export_source(
+        src,
+        {precision: out_path},
+        opset=opset,
+        batch=batch,
+        input_size=input_size,
+        target=target,
+        passes=passes,
+        calibration=calibration,
+    )[precision]

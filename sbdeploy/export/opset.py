@@ -1,21 +1,11 @@
 """Down-conversion of an exported graph from opset 18 (the torch exporter's minimum) to 13-17.
 
-onnx's own version converter has no 18 -> 17 adapter for ``Pad`` or ``Split`` (it
-stops with "No Adapter ... for Pad"), and onnxscript's converter handles 18 and newer
-only. The ops sbdeploy's graphs use change little between 13 and 18, so this module
-converts exactly those, and refuses anything else with a clear error:
-
-* ``Pad`` 18 without an ``axes`` input is ``Pad`` 13;
-* ``Split`` 18 with ``num_outputs`` becomes ``Split`` 13 with constant ``split`` sizes
-  (with a ``split`` input it is already ``Split`` 13);
-* ``ReduceMean`` / ``ReduceMax`` / ``ReduceMin`` / ``ReduceProd`` 18 with constant ``axes``
-  input take ``axes`` as an attribute again;
-* ``Reshape`` 14 loses ``allowzero``: exact, since the shapes sbdeploy writes hold no
-  literal 0 (a computed batch is 0 only for an empty batch);
-* ``Shape`` 15 with ``start``/``end`` becomes ``Shape`` 13 followed by a constant ``Slice``;
-* ops whose later versions only widened their type lists (``Relu``, ``Add``, ...) are kept.
-
-The result is validated by ``onnx.checker`` against the target opset's schemas.
+onnx's own version converter has no 18 -> 17 adapter for ``Pad`` or ``Split``, and
+onnxscript's converter handles 18 and newer only. The ops sbdeploy's graphs use change
+little between 13 and 18, so this module converts exactly those (``Pad``, ``Split``,
+``Reduce*``, ``Reshape``'s ``allowzero``, ``Shape``'s ``start``/``end``; ops whose later
+versions only widened their type lists are kept), refuses anything else with a clear
+error, and validates the result with ``onnx.checker`` against the target opset's schemas.
 """
 
 from __future__ import annotations
@@ -25,7 +15,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from sbdeploy.errors import ConfigError
-from sbdeploy.passes.cleanup import drop_stale_value_info
+from sbdeploy.passes._base import drop_stale_value_info
 
 _TYPE_ONLY_CHANGES = frozenset(
     {"Add", "Sub", "Mul", "Div", "Relu", "Identity", "BatchNormalization", "Sum", "Max", "Min", "Clip"}

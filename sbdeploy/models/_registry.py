@@ -16,13 +16,15 @@ from torch import nn
 
 from sbdeploy.errors import UnknownModelError
 
+Builder = Callable[..., nn.Module]
+
 
 @dataclass(frozen=True)
 class ModelInfo:
     """What the registry knows about one network."""
 
     name: str
-    builder: Callable[..., nn.Module]
+    builder: Builder
     family: str  # "cifar" or "imagenet": decides the default input size
     baseline: str | None  # for an SB network, the name of its baseline; None for a baseline
 
@@ -44,12 +46,10 @@ class ModelInfo:
 _MODELS: dict[str, ModelInfo] = {}
 
 
-def register_model(
-    family: str, baseline: str | None = None
-) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(family: str, baseline: str | None = None) -> Callable[[Builder], Builder]:
     """Decorator adding a builder to the registry under its function name."""
 
-    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def add(builder: Builder) -> Builder:
         name = builder.__name__
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
@@ -76,13 +76,8 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def create_model(name: str, **options: object) -> nn.Module:
-    """Build the registered network ``name`` with fresh weights.
-
-    Args:
-        name: a registered name (``sbdeploy.list_models()``).
-        **options: builder options, e.g. ``num_classes``, ``in_chans``, and ``sampling``
-            for SB networks. Unknown options raise ValueError.
-    """
+    """Build the registered network ``name`` with fresh weights; ``options`` (``num_classes``, ``in_chans``, an SB
+    network's ``sampling``) are checked against the builder's."""
     info = model_info(name)
     unknown = sorted(set(options) - set(info.options))
     if unknown:

@@ -50,62 +50,54 @@ class CifarResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _basic(depth: int, num_classes: int, in_chans: int) -> CifarResNet:
-    return CifarResNet(PreActBasicBlock, depth, num_classes=num_classes, in_chans=in_chans)
-
-
-def _basic_sb(depth: int, num_classes: int, in_chans: int, sampling: str) -> CifarResNet:
-    return CifarResNet(SBPreActBasicBlock, depth, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
-
-
 @register_model("cifar")
 def cifar_resnet20(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return _basic(20, num_classes, in_chans)
+    return CifarResNet(PreActBasicBlock, 20, num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("cifar", baseline="cifar_resnet20")
 def cifar_resnet20_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return _basic_sb(20, num_classes, in_chans, sampling)
+    return CifarResNet(SBPreActBasicBlock, 20, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
 
 
 @register_model("cifar")
 def cifar_resnet32(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return _basic(32, num_classes, in_chans)
+    return CifarResNet(PreActBasicBlock, 32, num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("cifar", baseline="cifar_resnet32")
 def cifar_resnet32_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return _basic_sb(32, num_classes, in_chans, sampling)
+    return CifarResNet(SBPreActBasicBlock, 32, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
 
 
 @register_model("cifar")
 def cifar_resnet44(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return _basic(44, num_classes, in_chans)
+    return CifarResNet(PreActBasicBlock, 44, num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("cifar", baseline="cifar_resnet44")
 def cifar_resnet44_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return _basic_sb(44, num_classes, in_chans, sampling)
+    return CifarResNet(SBPreActBasicBlock, 44, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
 
 
 @register_model("cifar")
 def cifar_resnet56(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return _basic(56, num_classes, in_chans)
+    return CifarResNet(PreActBasicBlock, 56, num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("cifar", baseline="cifar_resnet56")
 def cifar_resnet56_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return _basic_sb(56, num_classes, in_chans, sampling)
+    return CifarResNet(SBPreActBasicBlock, 56, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
 
 
 @register_model("cifar")
 def cifar_resnet110(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return _basic(110, num_classes, in_chans)
+    return CifarResNet(PreActBasicBlock, 110, num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("cifar", baseline="cifar_resnet110")
 def cifar_resnet110_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return _basic_sb(110, num_classes, in_chans, sampling)
+    return CifarResNet(SBPreActBasicBlock, 110, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
 
 
 @register_model("cifar")

@@ -7,43 +7,13 @@ layout (:mod:`.phase`, :mod:`.stacked`), deploy copies (:mod:`.deploy`). Which f
 layout each engine gets is the deploy-target table, :mod:`sbdeploy.targets`.
 """
 
-from sbdeploy.nn.blocks import (
-    BasicBlock,
-    BlockDescription,
-    Bottleneck,
-    PreActBasicBlock,
-    PreActBottleneck,
-    PyramidBasicBlock,
-    PyramidBottleneck,
-    SBBasicBlock,
-    SBBottleneck,
-    SBPreActBasicBlock,
-    SBPreActBottleneck,
-    SBPyramidBasicBlock,
-    SBPyramidBottleneck,
-    Shortcut,
-)
-from sbdeploy.nn.lowering import LOWERINGS, get_lowering, register_lowering
+from sbdeploy.nn.lowering import LOWERINGS, get_lowering, register_lowering, sb_fast, sb_reference
 from sbdeploy.nn.sampling import SAMPLINGS, resolve_sampling, sampling_mask
-from sbdeploy.nn.sb import SpatialBottleneck, form_mode, reference_mode, sb_fast, sb_reference
+from sbdeploy.nn.sb import SpatialBottleneck, form_mode, reference_mode
 
 __all__ = [
     "LOWERINGS",
     "SAMPLINGS",
-    "BasicBlock",
-    "BlockDescription",
-    "Bottleneck",
-    "PreActBasicBlock",
-    "PreActBottleneck",
-    "PyramidBasicBlock",
-    "PyramidBottleneck",
-    "SBBasicBlock",
-    "SBBottleneck",
-    "SBPreActBasicBlock",
-    "SBPreActBottleneck",
-    "SBPyramidBasicBlock",
-    "SBPyramidBottleneck",
-    "Shortcut",
     "SpatialBottleneck",
     "form_mode",
     "get_lowering",

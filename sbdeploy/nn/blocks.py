@@ -6,16 +6,11 @@ Three families, each a basic (two 3x3 convs) and a bottleneck (1x1 -> 3x3 -> 1x1
 * post-activation (ImageNet ResNets, torchvision layout): ``ReLU(shortcut(x) + F(x))``;
 * PyramidNet (additive widening): ``shortcut(x) + BN(F(BN(x)))``, zero-padded channels.
 
-An SB basic block replaces both 3x3 convs by one :class:`SpatialBottleneck` whose
-``mid`` (BN + ReLU) runs on the sampled positions only; C_mid = C_out. An SB bottleneck
-block replaces the 3x3 conv by a *linear* SB with C_mid = C / 2.
-
-Every SB block also *describes itself* (``describe() -> BlockDescription``): the
-point-wise ops and 1x1 convs before and after its SB, the shortcut and the tensor it
-reads, the final activation. The deploy forms (:mod:`sbdeploy.nn.deploy`,
-:mod:`sbdeploy.nn.phase`, :mod:`sbdeploy.nn.stacked`) interpret that description instead
-of knowing block classes; :func:`run_description` runs it on a plain tensor, and the
-tests hold it equal to ``forward``.
+An SB basic block replaces both 3x3 convs by one :class:`SpatialBottleneck` whose ``mid``
+(BN + ReLU) runs on the sampled positions only; an SB bottleneck block replaces the 3x3
+conv by a *linear* SB with C_mid = C / 2. Every SB block also *describes itself*
+(:class:`BlockDescription`): the deploy forms (:mod:`sbdeploy.nn.deploy`, :mod:`.phase`,
+:mod:`.stacked`) interpret that description instead of knowing block classes.
 """
 
 from __future__ import annotations
@@ -35,15 +30,10 @@ class Shortcut:
     """The shortcut branch of a residual block.
 
     Attributes:
-        kind: ``identity``; ``projection`` (a 1x1 conv with the block's stride, then an
-            optional BN); ``pyramid`` (PyramidNet: 2x2 average pool when strided, then zero
-            channels up to ``out_channels``; no parameters).
+        kind: ``identity``; ``projection`` (a 1x1 conv with the block's stride, then ``bn``
+            unless folded); ``pyramid`` (:func:`pyramid_shortcut`, by ``stride`` up to ``out_channels``).
         reads: ``input`` (the block's input) or ``entry`` (the output of the block's entry
             ops: a pre-activation projection reads ``ReLU(BN(x))``).
-        conv: the projection's 1x1 conv.
-        bn: the projection's BN (torchvision), None once folded into ``conv``.
-        stride: the pyramid shortcut's pooling stride (1 or 2).
-        out_channels: the pyramid shortcut's output channels (the block's).
     """
 
     kind: Literal["identity", "projection", "pyramid"]
@@ -58,9 +48,8 @@ class Shortcut:
 class BlockDescription:
     """An SB block as data: ``final(after(SB(before(entry(x)))) + shortcut(x or entry(x)))``.
 
-    Every op in ``entry``, ``before``, ``after`` and ``final`` is point-wise (BatchNorm2d,
-    ReLU) or a stride-1 1x1 conv, so it commutes with splitting a tensor into its phases.
-    Identity modules (left where a BN was folded away) are not listed.
+    Every op listed is point-wise (BatchNorm2d, ReLU) or a stride-1 1x1 conv, so it commutes
+    with splitting a tensor into its phases; Identity modules (folded BNs) are not listed.
     """
 
     entry: tuple[nn.Module, ...]
@@ -84,24 +73,6 @@ def apply_ops(modules: Sequence[nn.Module], x: Tensor) -> Tensor:
     for m in modules:
         x = m(x)
     return x
-
-
-def run_shortcut(shortcut: Shortcut, x: Tensor) -> Tensor:
-    """The shortcut branch on a plain (normal layout) tensor."""
-    if shortcut.kind == "identity":
-        return x
-    if shortcut.kind == "projection":
-        assert shortcut.conv is not None
-        y = shortcut.conv(x)
-        return y if shortcut.bn is None else shortcut.bn(y)
-    return pyramid_shortcut(x, shortcut.out_channels, shortcut.stride)
-
-
-def run_description(desc: BlockDescription, x: Tensor) -> Tensor:
-    """What the described block computes, on a plain tensor (equals the block's ``forward``)."""
-    entry = apply_ops(desc.entry, x)
-    shortcut = run_shortcut(desc.shortcut, x if desc.shortcut.reads == "input" else entry)
-    return apply_ops(desc.final, apply_ops(desc.after, desc.sb(apply_ops(desc.before, entry))) + shortcut)
 
 
 def _preact_shortcut(conv: nn.Conv2d | None) -> Shortcut:
@@ -138,6 +109,17 @@ def sb_regular(in_planes: int, planes: int, stride: int, sampling: str) -> Spati
 def sb_linear(planes: int, stride: int, sampling: str) -> SpatialBottleneck:
     """Linear SB replacing one 3x3 conv, C_mid = C / 2 so the parameter count is kept."""
     return SpatialBottleneck(planes, max(1, planes // 2), planes, stride=stride, sampling=sampling)
+
+
+class _LinearSBSpatial:
+    """Mixin for a bottleneck block whose 3x3 conv (``_make_spatial``) is a linear SB."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, sampling: str = "chessboard") -> None:
+        self.sampling = sampling
+        super().__init__(in_planes, planes, stride)  # type: ignore[call-arg]
+
+    def _make_spatial(self, planes: int, stride: int) -> nn.Module:
+        return sb_linear(planes, stride, self.sampling)
 
 
 # --- pre-activation (CIFAR) -------------------------------------------------------------
@@ -211,26 +193,13 @@ class PreActBottleneck(nn.Module):
         return out + shortcut
 
 
-class SBPreActBottleneck(PreActBottleneck):
+class SBPreActBottleneck(_LinearSBSpatial, PreActBottleneck):
     """Pre-activation bottleneck whose 3x3 conv is a linear SB (C_mid = C / 2)."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, sampling: str = "chessboard") -> None:
-        self.sampling = sampling
-        super().__init__(in_planes, planes, stride)
-
-    def _make_spatial(self, planes: int, stride: int) -> nn.Module:
-        return sb_linear(planes, stride, self.sampling)
 
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
-        return BlockDescription(
-            ops(self.bn1, _RELU),
-            ops(self.conv1, self.bn2, _RELU),
-            self.conv2,
-            ops(self.bn3, _RELU, self.conv3),
-            _preact_shortcut(self.shortcut),
-            (),
-        )
+        before, after = ops(self.conv1, self.bn2, _RELU), ops(self.bn3, _RELU, self.conv3)
+        return BlockDescription(ops(self.bn1, _RELU), before, self.conv2, after, _preact_shortcut(self.shortcut), ())
 
 
 # --- post-activation (ImageNet, torchvision layout) -------------------------------------
@@ -307,37 +276,29 @@ class Bottleneck(nn.Module):
         return F.relu(self.bn3(self.conv3(out)) + identity)
 
 
-class SBBottleneck(Bottleneck):
+class SBBottleneck(_LinearSBSpatial, Bottleneck):
     """torchvision bottleneck whose 3x3 conv is a linear SB (C_mid = C / 2)."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, sampling: str = "chessboard") -> None:
-        self.sampling = sampling
-        super().__init__(in_planes, planes, stride)
-
-    def _make_spatial(self, planes: int, stride: int) -> nn.Module:
-        return sb_linear(planes, stride, self.sampling)
 
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
-        return BlockDescription(
-            (),
-            ops(self.conv1, self.bn1, _RELU),
-            self.conv2,
-            ops(self.bn2, _RELU, self.conv3, self.bn3),
-            _torchvision_shortcut(self.downsample),
-            (_RELU,),
-        )
+        before, after = ops(self.conv1, self.bn1, _RELU), ops(self.bn2, _RELU, self.conv3, self.bn3)
+        return BlockDescription((), before, self.conv2, after, _torchvision_shortcut(self.downsample), (_RELU,))
 
 
 # --- PyramidNet (additive widening) ----------------------------------------------------
+
+
+def pad_channels(x: Tensor, channels: int) -> Tensor:
+    """Zero channels (axis -3) appended up to ``channels``: PyramidNet's widening shortcut."""
+    missing = channels - int(x.shape[-3])
+    return F.pad(x, (0, 0, 0, 0, 0, missing)) if missing > 0 else x
 
 
 def pyramid_shortcut(x: Tensor, out_planes: int, stride: int) -> Tensor:
     """PyramidNet's parameter-free shortcut: 2x2 average pool when strided, zero channels."""
     if stride != 1:
         x = F.avg_pool2d(x, 2, stride=2, ceil_mode=True)
-    missing = out_planes - x.shape[1]
-    return F.pad(x, (0, 0, 0, 0, 0, missing)) if missing > 0 else x
+    return pad_channels(x, out_planes)
 
 
 class PyramidBasicBlock(nn.Module):
@@ -407,27 +368,14 @@ class PyramidBottleneck(nn.Module):
         return out + pyramid_shortcut(x, out.shape[1], self.stride)
 
 
-class SBPyramidBottleneck(PyramidBottleneck):
+class SBPyramidBottleneck(_LinearSBSpatial, PyramidBottleneck):
     """PyramidNet bottleneck whose 3x3 conv is a linear SB (C_mid = C / 2)."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, *, sampling: str = "chessboard") -> None:
-        self.sampling = sampling
-        super().__init__(in_planes, planes, stride)
-
-    def _make_spatial(self, planes: int, stride: int) -> nn.Module:
-        return sb_linear(planes, stride, self.sampling)
 
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
         shortcut = Shortcut("pyramid", stride=self.stride, out_channels=self.conv3.out_channels)
-        return BlockDescription(
-            (),
-            ops(self.bn1, self.conv1, self.bn2, _RELU),
-            self.conv2,
-            ops(self.bn3, _RELU, self.conv3, self.bn4),
-            shortcut,
-            (),
-        )
+        before, after = ops(self.bn1, self.conv1, self.bn2, _RELU), ops(self.bn3, _RELU, self.conv3, self.bn4)
+        return BlockDescription((), before, self.conv2, after, shortcut, ())
 
 
 def describe_block(module: nn.Module) -> BlockDescription | None:

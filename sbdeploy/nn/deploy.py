@@ -1,26 +1,19 @@
 """Deploy copies of networks: BN folded, every SB set to one lowering, runs of blocks in phase layout.
 
-:func:`deploy_form` returns an eval-mode copy of a network that computes the same
-function (the dense reference, up to float rounding) and shares no state with it:
-
-1. every BN that follows a convolution is folded into it (:func:`sbdeploy.nn.fold.fold_bn`),
-   found through each block's description (:meth:`describe`): the SB's mid BN into the SB
-   conv, a BN after the SB into its deconv, a 1x1 conv's BN into it, a projection's BN
-   into its 1x1 conv; the folded BN's place in the module tree becomes an Identity, so
-   the block's own ``forward`` stays right;
-2. every SB's :attr:`~sbdeploy.nn.sb.SpatialBottleneck.form` is set to ``lowering``;
-3. with ``phase_runs``, each run of two or more consecutive SB blocks becomes one
-   :class:`~sbdeploy.nn.phase.PhaseRun` (a network naming its ``sequential_stages`` gets
-   them merged first, so one run spans stages).
-
-Which lowering and layout an engine gets is not decided here: that is the deploy-target
-table, :mod:`sbdeploy.targets`.
+:func:`deploy_form` returns an eval-mode copy of a network that computes the same function
+(up to float rounding) and shares no state with it: every BN that follows a convolution is
+folded into it (found through each block's description; its place in the module tree
+becomes an Identity, so the block's own ``forward`` stays right), every SB's
+:attr:`~sbdeploy.nn.sb.SpatialBottleneck.form` is set to ``lowering``, and with
+``phase_runs`` each run of two or more consecutive SB blocks becomes one
+:class:`~sbdeploy.nn.phase.PhaseRun` (a network naming its ``sequential_stages`` gets them
+merged first, so one run spans stages).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import itertools
 
 import torch
 from torch import nn
@@ -71,48 +64,31 @@ def fold_block(block: nn.Module, desc: BlockDescription) -> None:
         _fold_sequence(block, desc.shortcut.conv, (desc.shortcut.bn,))
 
 
-def _replace_children(module: nn.Module, visit: Callable[[nn.Module], nn.Module | None]) -> None:
+def _group_runs(module: nn.Module, stacked_max_macs: int | None) -> None:
+    """In every Sequential inside ``module``, each maximal run of two or more described SB blocks as one PhaseRun."""
     for name, child in list(module.named_children()):
-        new = visit(child)
-        if new is not None:
-            setattr(module, name, new)
-        else:
-            _replace_children(child, visit)
-
-
-def _group_runs(seq: nn.Sequential, stacked_max_macs: int | None) -> nn.Sequential | None:
-    """Sequential with each maximal run of described SB blocks (two or more) as one PhaseRun."""
-    items: list[nn.Module] = []
-    run: list[nn.Module] = []
-    changed = False
-    for child in list(seq) + [None]:
-        if child is not None and describe_block(child) is not None:
-            run.append(child)
+        if not isinstance(child, nn.Sequential):
+            _group_runs(child, stacked_max_macs)
             continue
-        if len(run) >= 2:
-            items.append(PhaseRun(run, stacked_max_macs=stacked_max_macs))
-            changed = True
+        items: list[nn.Module] = []
+        for described, group in itertools.groupby(child, key=lambda m: describe_block(m) is not None):
+            run = list(group)
+            if described and len(run) >= 2:
+                items.append(PhaseRun(run, stacked_max_macs=stacked_max_macs))
+            else:
+                items.extend(run)
+        if len(items) < len(child):
+            setattr(module, name, nn.Sequential(*items))
         else:
-            items.extend(run)
-        run = []
-        if child is not None:
-            items.append(child)
-    return nn.Sequential(*items) if changed else None
+            _group_runs(child, stacked_max_macs)
 
 
 def deploy_form(
     model: nn.Module, *, lowering: str, phase_runs: bool = False, stacked_max_macs: int | None = None
 ) -> nn.Module:
-    """Eval-mode copy of ``model`` with BN folded, every SB running ``lowering``, and optional phase runs.
+    """Eval-mode copy of ``model`` (left untouched) with BN folded, every SB running ``lowering``, optional phase runs.
 
-    Args:
-        model: the network (any mode; the copy is in eval mode, ``model`` is untouched).
-        lowering: the SB form of every SB outside phase runs (a name in
-            :data:`~sbdeploy.nn.lowering.LOWERINGS`).
-        phase_runs: group consecutive SB blocks into :class:`~sbdeploy.nn.phase.PhaseRun` s.
-        stacked_max_macs: a phase run of stackable blocks takes the stacked layout when its
-            batch is fixed and a tap conv does fewer multiply-accumulates than this (None:
-            never; see :meth:`PhaseRun.layout_for`).
+    ``stacked_max_macs`` is the stacked-layout threshold of each phase run (:meth:`PhaseRun.layout_for`).
     """
     get_lowering(lowering)
     deployed = copy.deepcopy(model).eval()
@@ -131,7 +107,5 @@ def deploy_form(
             setattr(deployed, stages[0], nn.Sequential(*[b for name in stages for b in getattr(deployed, name)]))
             for name in stages[1:]:
                 setattr(deployed, name, nn.Identity())
-        _replace_children(
-            deployed, lambda m: _group_runs(m, stacked_max_macs) if isinstance(m, nn.Sequential) else None
-        )
+        _group_runs(deployed, stacked_max_macs)
     return deployed

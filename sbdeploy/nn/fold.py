@@ -2,11 +2,8 @@
 
 A BN after a convolution (or after an SB's transposed convolution) is an affine map per
 output channel: ``fold_bn(layer, bn)`` scales the layer's weight and sets its bias so that
-the layer alone computes ``bn(layer(x))``. :func:`sbdeploy.nn.deploy.deploy_form` uses it
-for every BN it can fold: the SB's mid BN into the SB conv, the BN after a linear SB or a
-torchvision SB into the deconv, a projection's BN into its 1x1 conv, a 1x1 conv's BN into
-it. A BN *before* a padded convolution cannot fold (the zero padding would see the shift)
-and stays a point-wise op (:func:`bn_affine` gives its scale and shift).
+the layer alone computes ``bn(layer(x))``. A BN *before* a padded convolution cannot fold
+(the zero padding would see the shift) and stays a point-wise op.
 """
 
 from __future__ import annotations
@@ -18,11 +15,7 @@ from sbdeploy.errors import ConfigError
 
 
 def bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    """``(scale, shift)`` of an eval-mode BN: ``bn(x) = scale * x + shift`` per channel.
-
-    Raises:
-        ConfigError: ``bn`` is in training mode or has no running statistics.
-    """
+    """``(scale, shift)`` of an eval-mode BN: ``bn(x) = scale * x + shift`` per channel."""
     if bn.training:
         raise ConfigError(
             "the deploy forms are for inference: call model.eval() first (BN folding needs running stats)"
@@ -39,11 +32,7 @@ def bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
 
 
 def fold_bn(layer: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> None:
-    """Fold the eval-mode ``bn`` that follows ``layer`` into ``layer``'s weight and bias, in place.
-
-    The output channels are axis 0 of a Conv2d weight and axis 1 of a ConvTranspose2d
-    weight (``groups`` = 1).
-    """
+    """Fold the eval-mode ``bn`` that follows ``layer`` into ``layer``'s weight and bias, in place."""
     transposed = isinstance(layer, nn.ConvTranspose2d)
     if transposed and layer.groups != 1:
         raise ConfigError("fold_bn folds into an ungrouped ConvTranspose2d only")
@@ -52,7 +41,7 @@ def fold_bn(layer: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> None:
             f"fold_bn: {type(layer).__name__} has {layer.out_channels} output channels, the BN {bn.num_features}"
         )
     scale, shift = bn_affine(bn)
-    shape = (1, -1, 1, 1) if transposed else (-1, 1, 1, 1)
+    shape = (1, -1, 1, 1) if transposed else (-1, 1, 1, 1)  # the output channels' axis of the weight
     with torch.no_grad():
         weight = layer.weight * scale.reshape(shape)
         bias = shift if layer.bias is None else layer.bias * scale + shift

@@ -1,40 +1,27 @@
 """Every form of the SB operator, in one registry: the reference, the training form, the ONNX lowerings.
 
-Each form is one function with the signature of :class:`Lowering`,
-``form(x, w1, w2, *, stride, sampling, mid=None, b1=None, b2=None)``, and computes
+Each form is one function with the signature of :class:`Lowering` and computes
 ``y = Deconv(W2) . Sample_S . mid . (Conv(W1) + b1) (x) + b2`` (``SB_SPEC.md`` section 1;
-``b1``/``b2`` are the biases an eval-mode BN folds into, :func:`sbdeploy.nn.fold.fold_bn`).
-:func:`register_lowering` adds one; :attr:`sbdeploy.nn.sb.SpatialBottleneck.form` names the
-one an SB runs. Adding a form = one function here + one entry in a target's row
-(:mod:`sbdeploy.targets`). Every form equals ``reference`` to float rounding
-(``tests/nn/test_lowering.py``).
+``b1``/``b2`` are the biases an eval-mode BN folds into). :func:`register_lowering` adds
+one; :attr:`sbdeploy.nn.sb.SpatialBottleneck.form` names the one an SB runs, a target's row
+(:mod:`sbdeploy.targets`) the one its artifacts take. Every form equals ``reference`` to
+float rounding (``tests/nn/test_lowering.py``):
 
-* ``reference``: the dense masked form: a full 3x3 convolution, a 0/1 mask of the sampled
-  parities, a full stride-1 transposed convolution. Obviously right, as expensive as the
-  dense convolutions.
-* ``separate``: the strided form, the training form: each sampled parity ``(a, b)`` is one
-  stride-``2s`` convolution of a shifted input and one stride-2 transposed convolution
-  placed back at offset ``(a, b)``; the subgroup outputs are summed.
-* ``grouped``: the same strided form with all subgroups in ONE grouped convolution
-  (``groups`` = number of subgroups) and ONE grouped transposed convolution, the shifts
-  written as pads and slices (the canonical ONNX interchange form); eval mode only.
-* ``subpixel``: strided convs, then the transposed convolution split into its sub-pixel
-  phases (:func:`sbdeploy.nn.taps.sb_phase_deconv`: small exact tap convs into the four
-  output phases) and one interleave. No ConvTranspose, whose CPU kernels (GEMM + col2im,
-  one image at a time) run several times slower per MAC than a Conv. Eval mode only.
-* ``strided``: one strided Conv and one stride-2 ConvTranspose per sampled parity, no
-  packing (for GPU engines, where ConvTranspose is a native kernel). Eval mode only.
-* ``masked``: the reference's dense masked form written for inference engines: one full
-  3x3 Conv, ``mid``, a Mul by the 0/1 sampling mask, and the transposed convolution as a
-  stride-1 Conv with the kernel flipped (no ConvTranspose). Twice the MACs of the exact
-  forms, but the fewest nodes and each weight read once: a candidate where a stage is
-  small and its weights large (batch 1, 7x7 maps), chosen by measurement. Eval mode only.
+* ``reference``: the dense masked form, obviously right and as expensive as dense convolutions;
+* ``separate``: the strided training form, one strided conv and transposed conv per subgroup;
+* ``grouped``: the same in ONE grouped conv and ONE grouped transposed conv (the canonical
+  ONNX interchange form);
+* ``subpixel``: strided convs, then the transposed conv as exact tap convs into the four
+  output phases (:mod:`sbdeploy.nn.taps`): no ConvTranspose, whose CPU kernels run several
+  times slower per MAC than a Conv;
+* ``strided``: strided Conv + ConvTranspose per subgroup, unpacked (GPU engines);
+* ``masked``: the reference written for engines: twice the MACs of the exact forms but the
+  fewest nodes (a candidate for small stages with large weights).
 
-``mid`` (BN + ReLU in the SB regular block) runs on the sampled positions only. In
-training mode the reference and training forms hand it the sampled values of all
-subgroups packed into one ``[N, C, 1, L]`` tensor, so a BatchNorm takes its statistics
-over all sampled positions together; in eval mode (and in the deploy forms, eval only)
-it runs on each subgroup alone, which is exact.
+The forms after ``separate`` are for inference (eval mode). ``mid`` (BN + ReLU in the SB
+regular block) runs on the sampled positions only: in training mode the reference and
+training forms hand it all subgroups packed into one ``[N, C, 1, L]`` tensor, so a
+BatchNorm takes its statistics over all sampled positions together.
 """
 
 from __future__ import annotations
@@ -47,15 +34,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbdeploy.errors import ConfigError, did_you_mean
-from sbdeploy.nn.sampling import (
-    SAMPLINGS,
-    conv_output_size,
-    kept_parities,
-    resolve_sampling,
-    sampling_mask,
-    subgroup_size,
-)
-from sbdeploy.nn.taps import conv_pads, from_phases, sb_phase_deconv
+from sbdeploy.nn.sampling import conv_output_size, kept_parities, sampling_mask, subgroup_size
+from sbdeploy.nn.taps import conv_pads, from_phases, sb_phase_deconv, summed
+
+Mid = nn.Module | None
+"""The optional point-wise module an SB runs between its convolutions."""
+Bias = Tensor | None
 
 
 class Lowering(Protocol):
@@ -69,9 +53,9 @@ class Lowering(Protocol):
         *,
         stride: int,
         sampling: str,
-        mid: nn.Module | None = None,
-        b1: Tensor | None = None,
-        b2: Tensor | None = None,
+        mid: Mid = None,
+        b1: Bias = None,
+        b2: Bias = None,
     ) -> Tensor: ...
 
 
@@ -100,18 +84,22 @@ def get_lowering(name: str) -> Lowering:
     return LOWERINGS[name]
 
 
-def _require_eval(mid: nn.Module | None, form: str) -> None:
+def _training_bn(mid: Mid) -> bool:
+    return mid is not None and any(isinstance(m, nn.BatchNorm2d) and m.training for m in mid.modules())
+
+
+def _require_eval(mid: Mid, form: str) -> None:
     """The deploy forms run ``mid`` per subgroup: exact for eval-mode BN only."""
-    if mid is not None and any(isinstance(m, nn.BatchNorm2d) and m.training for m in mid.modules()):
+    if _training_bn(mid):
         raise ConfigError(f"the {form} SB lowering is for inference: call model.eval() first (BN needs running stats)")
 
 
-def _apply_packed(mid: nn.Module | None, values: list[Tensor]) -> list[Tensor]:
+def _apply_packed(mid: Mid, values: list[Tensor]) -> list[Tensor]:
     """Run ``mid`` once over the sampled values of all subgroups, packed together (a training-mode BN's
     statistics then cover every sampled position); in eval mode, on each subgroup alone (the same values)."""
     if mid is None:
         return values
-    if not any(isinstance(m, nn.BatchNorm2d) and m.training for m in mid.modules()):
+    if not _training_bn(mid):
         return [mid(v) for v in values]
     shapes = [v.shape for v in values]
     packed = torch.cat([v.flatten(2) for v in values], dim=2).unsqueeze(2)
@@ -120,17 +108,20 @@ def _apply_packed(mid: nn.Module | None, values: list[Tensor]) -> list[Tensor]:
     return [o.reshape(s[0], o.shape[1], s[2], s[3]) for o, s in zip(out.split(sizes, dim=2), shapes)]
 
 
+def _deconv_strided(
+    z: list[Tensor], w2: Tensor, b2: Bias, parities: list[tuple[int, int]], size: tuple[int, int]
+) -> Tensor:
+    """Per subgroup a stride-2 transposed conv, placed back onto the grid at its parity's offset; summed."""
+    parts = []
+    for number, ((a, b), za) in enumerate(zip(parities, z)):
+        u = F.conv_transpose2d(za, w2, b2 if number == 0 else None, stride=2)  # grid rows a - 1 .. a - 1 + 2 * rows
+        parts.append(u[:, :, 1 - a : 1 - a + size[0], 1 - b : 1 - b + size[1]])
+    return summed(parts)
+
+
 @register_lowering("reference")
 def sb_reference(
-    x: Tensor,
-    w1: Tensor,
-    w2: Tensor,
-    *,
-    stride: int,
-    sampling: str,
-    mid: nn.Module | None = None,
-    b1: Tensor | None = None,
-    b2: Tensor | None = None,
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: Mid = None, b1: Bias = None, b2: Bias = None
 ) -> Tensor:
     """Dense masked form: ``conv_transpose(mask * mid(conv(x)))`` on the full grid."""
     z = F.conv2d(x, w1, b1, stride=stride, padding=1)
@@ -146,29 +137,14 @@ def sb_reference(
 
 @register_lowering("separate")
 def sb_fast(
-    x: Tensor,
-    w1: Tensor,
-    w2: Tensor,
-    *,
-    stride: int,
-    sampling: str,
-    mid: nn.Module | None = None,
-    b1: Tensor | None = None,
-    b2: Tensor | None = None,
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: Mid = None, b1: Bias = None, b2: Bias = None
 ) -> Tensor:
     """Strided form (the training form): per sampled parity a stride-2s conv and a stride-2 transposed conv."""
     out_h, out_w = conv_output_size(x.shape[2], stride), conv_output_size(x.shape[3], stride)
     parities = kept_parities(sampling, out_h, out_w)
     padded = F.pad(x, (1, 1, 1, 1))
     z = [F.conv2d(padded[:, :, stride * a :, stride * b :], w1, b1, stride=2 * stride) for a, b in parities]
-    z = _apply_packed(mid, z)
-    y = None
-    for number, ((a, b), za) in enumerate(zip(parities, z)):
-        u = F.conv_transpose2d(za, w2, b2 if number == 0 else None, stride=2)  # covers grid rows a-1 .. a-1+u_h-1
-        u = u[:, :, 1 - a : 1 - a + out_h, 1 - b : 1 - b + out_w]  # onto the grid; it always reaches its end
-        y = u if y is None else y + u
-    assert y is not None, "every sampling set keeps position (0, 0)"
-    return y
+    return _deconv_strided(_apply_packed(mid, z), w2, b2, parities, (out_h, out_w))
 
 
 def _apply_tiled(mid: nn.Module, z: Tensor, groups: int) -> Tensor:
@@ -195,15 +171,7 @@ def _apply_tiled(mid: nn.Module, z: Tensor, groups: int) -> Tensor:
 
 @register_lowering("grouped")
 def sb_grouped(
-    x: Tensor,
-    w1: Tensor,
-    w2: Tensor,
-    *,
-    stride: int,
-    sampling: str,
-    mid: nn.Module | None = None,
-    b1: Tensor | None = None,
-    b2: Tensor | None = None,
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: Mid = None, b1: Bias = None, b2: Bias = None
 ) -> Tensor:
     """Export form: one grouped stride-2s conv and one grouped stride-2 deconv for all subgroups.
 
@@ -219,10 +187,8 @@ def sb_grouped(
     channels at once.
     """
     out_h, out_w = conv_output_size(x.shape[2], stride), conv_output_size(x.shape[3], stride)
-    sizes = {
-        (a, b): (subgroup_size(out_h, a), subgroup_size(out_w, b)) for a, b in SAMPLINGS[resolve_sampling(sampling)]
-    }
-    parities = [p for p, (h, w) in sizes.items() if h > 0 and w > 0]
+    parities = kept_parities(sampling, out_h, out_w)
+    sizes = {(a, b): (subgroup_size(out_h, a), subgroup_size(out_w, b)) for a, b in parities}
     groups = len(parities)
     max_h, max_w = sizes[(0, 0)]  # parity 0 has the most rows and columns
     rows, cols = 2 * stride * (max_h - 1) + 3, 2 * stride * (max_w - 1) + 3  # input window of max_h x max_w
@@ -253,17 +219,14 @@ def sb_grouped(
         )
     bias = None if b2 is None else torch.cat([b2, b2.new_zeros((groups - 1) * b2.shape[0])])
     u = F.conv_transpose2d(z, w2.repeat(groups, 1, 1, 1), bias, stride=2, groups=groups)  # rows a-1 .. a-1+2*max_h
-    out_channels = w2.shape[1]
-    y = None
-    for g, (a, b) in enumerate(parities):
-        part = u[:, g * out_channels : (g + 1) * out_channels, 1 - a : 1 - a + out_h, 1 - b : 1 - b + out_w]
-        y = part if y is None else y + part
-    assert y is not None, "every sampling set keeps position (0, 0)"
-    return y
+    c = w2.shape[1]
+    return summed(
+        [u[:, g * c : (g + 1) * c, 1 - a : 1 - a + out_h, 1 - b : 1 - b + out_w] for g, (a, b) in enumerate(parities)]
+    )
 
 
 def sb_conv_strided(
-    x: Tensor, w1: Tensor, *, stride: int, parities: list[tuple[int, int]], b1: Tensor | None, mid: nn.Module | None
+    x: Tensor, w1: Tensor, *, stride: int, parities: list[tuple[int, int]], b1: Bias, mid: Mid
 ) -> list[Tensor]:
     """The conv half of the deploy forms on a normal-layout input: one stride-2s Conv per parity, then ``mid``.
 
@@ -287,15 +250,7 @@ def sb_conv_strided(
 
 @register_lowering("subpixel")
 def sb_subpixel(
-    x: Tensor,
-    w1: Tensor,
-    w2: Tensor,
-    *,
-    stride: int,
-    sampling: str,
-    mid: nn.Module | None = None,
-    b1: Tensor | None = None,
-    b2: Tensor | None = None,
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: Mid = None, b1: Bias = None, b2: Bias = None
 ) -> Tensor:
     """Strided convs, sub-pixel deconv into the four output phases, one interleave (eval mode)."""
     _require_eval(mid, "subpixel")
@@ -308,41 +263,19 @@ def sb_subpixel(
 
 @register_lowering("strided")
 def sb_strided(
-    x: Tensor,
-    w1: Tensor,
-    w2: Tensor,
-    *,
-    stride: int,
-    sampling: str,
-    mid: nn.Module | None = None,
-    b1: Tensor | None = None,
-    b2: Tensor | None = None,
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: Mid = None, b1: Bias = None, b2: Bias = None
 ) -> Tensor:
     """Per parity one strided Conv (then ``mid``) and one stride-2 ConvTranspose (eval mode)."""
     _require_eval(mid, "strided")
     out_h, out_w = conv_output_size(int(x.shape[2]), stride), conv_output_size(int(x.shape[3]), stride)
     parities = kept_parities(sampling, out_h, out_w)
     z = sb_conv_strided(x, w1, stride=stride, parities=parities, b1=b1, mid=mid)
-    y = None
-    for number, ((a, b), za) in enumerate(zip(parities, z)):
-        u = F.conv_transpose2d(za, w2, b2 if number == 0 else None, stride=2)  # grid rows a-1 .. a-1+2*rows
-        u = u[:, :, 1 - a : 1 - a + out_h, 1 - b : 1 - b + out_w]
-        y = u if y is None else y + u
-    assert y is not None, "every sampling set keeps position (0, 0)"
-    return y
+    return _deconv_strided(z, w2, b2, parities, (out_h, out_w))
 
 
 @register_lowering("masked")
 def sb_masked(
-    x: Tensor,
-    w1: Tensor,
-    w2: Tensor,
-    *,
-    stride: int,
-    sampling: str,
-    mid: nn.Module | None = None,
-    b1: Tensor | None = None,
-    b2: Tensor | None = None,
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: Mid = None, b1: Bias = None, b2: Bias = None
 ) -> Tensor:
     """Dense Conv, ``mid``, the sampling mask, dense Conv with the flipped deconv kernel (eval mode).
 

@@ -1,51 +1,31 @@
 """Phase runs: consecutive SB blocks computed on the four phases of their input, interleaved once.
 
-A run of consecutive SB blocks is computed on the phases ``x[:, :, p::2, q::2]`` of its
-input, each block read from its description (:class:`~sbdeploy.nn.blocks.BlockDescription`):
-
-* the SB's conv part reads the input phases through small exact convs
-  (:func:`~sbdeploy.nn.taps.sb_phase_conv`, stride 1 or 2) and its deconv part writes
-  the output phases (:func:`~sbdeploy.nn.taps.sb_phase_deconv`);
-* the entry/before/after/final ops are point-wise or stride-1 1x1 convs: they commute
-  with the phase split and run on each phase alike;
-* the shortcut: identity; a 1x1 projection (stride 1 on each phase; stride 2 reads
-  phase (0, 0) only, at stride 1, and splits the result); PyramidNet's (stride 2: its
-  2x2 average pool on an even input *is* the mean of the four phases, then split; the
-  zero channels padded on each phase).
-
-The interleave then happens once per run instead of once per block, and every op of the
-run is a Conv, an Add or a point-wise op that ONNX Runtime's blocked-layout (NCHWc)
-kernels fuse. A block whose input cannot be split into equal phases (odd sizes; a
-stride-2 block whose output would be odd) ends the phase part: the phases are
-interleaved there and the blocks that do not fit run their own forward (:meth:`PhaseRun.plan`).
-
-For small fixed batches a run of *stackable* blocks may take the stacked layout instead
-(:mod:`sbdeploy.nn.stacked`, :meth:`PhaseRun.layout_for`).
+Each block of a run is read from its description (:class:`~sbdeploy.nn.blocks.BlockDescription`):
+the SB's conv part reads the input phases through small exact convs and its deconv part
+writes the output phases (:mod:`sbdeploy.nn.taps`); the other ops are point-wise or 1x1
+and run on each phase alike; a shortcut is the identity, a 1x1 projection (at stride 2 it
+reads phase (0, 0) only) or PyramidNet's (at stride 2 its average pool *is* the mean of
+the four phases). The interleave then happens once per run instead of once per block, and
+every op of the run is one that ONNX Runtime's blocked-layout (NCHWc) kernels fuse. A
+block whose input or output cannot be split into equal phases (odd sizes) runs its own
+forward (:meth:`PhaseRun.plan`); for small fixed batches a run of *stackable* blocks may
+take the stacked layout instead (:mod:`sbdeploy.nn.stacked`, :meth:`PhaseRun.layout_for`).
 """
 
 from __future__ import annotations
+
+import functools
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbdeploy.errors import ConfigError
-from sbdeploy.nn.blocks import BlockDescription, Shortcut, apply_ops, describe_block
+from sbdeploy.nn.blocks import BlockDescription, Shortcut, apply_ops, describe_block, pad_channels
 from sbdeploy.nn.sampling import conv_output_size, kept_parities
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.nn.stacked import StackedBlock, from_stacked, stackable, to_stacked
 from sbdeploy.nn.taps import from_phases, sb_phase_conv, sb_phase_deconv, to_phases
-
-
-def _fits_phases(desc: BlockDescription, size: tuple[int, int]) -> bool:
-    """Whether the block can run on the phases of a ``size`` input: equal phases in and out."""
-    multiple = 2 * desc.sb.stride
-    return size[0] % multiple == 0 and size[1] % multiple == 0
-
-
-def pad_channels(x: Tensor, channels: int) -> Tensor:
-    """Zero channels appended up to ``channels`` (PyramidNet's shortcut)."""
-    missing = channels - int(x.shape[1])
-    return F.pad(x, (0, 0, 0, 0, 0, missing)) if missing > 0 else x
 
 
 def _shortcut_on_phases(shortcut: Shortcut, phases: list[Tensor], stride: int) -> list[Tensor]:
@@ -80,7 +60,7 @@ def _sb_on_phases(sb: SpatialBottleneck, phases: list[Tensor], residual: list[Te
 
 
 def block_on_phases(desc: BlockDescription, phases: list[Tensor]) -> list[Tensor]:
-    """One described block on phase-split input (see :func:`_fits_phases`); returns the output phases."""
+    """One described block on phase-split input (see :meth:`PhaseRun.plan`); returns the output phases."""
     entry = [apply_ops(desc.entry, p) for p in phases]
     main = [apply_ops(desc.before, p) for p in entry]
     shortcut = _shortcut_on_phases(desc.shortcut, phases if desc.shortcut.reads == "input" else entry, desc.sb.stride)
@@ -133,45 +113,33 @@ class PhaseRun(nn.Module):
     def plan(self, size: tuple[int, int]) -> list[bool]:
         """For each block, whether it runs on phases when the run's input is ``size``.
 
-        A block that fits alone between blocks that do not keeps its own lowering: a
-        split and an interleave for one block cost more than they save.
+        A block fits when its input and output split into equal phases; one that fits alone
+        between blocks that do not keeps its own lowering (a split and an interleave cost more).
         """
         fits = []
         for block in self.blocks:
             desc = self._describe(block)
-            fits.append(_fits_phases(desc, size))
+            fits.append(size[0] % (2 * desc.sb.stride) == 0 and size[1] % (2 * desc.sb.stride) == 0)
             size = (conv_output_size(size[0], desc.sb.stride), conv_output_size(size[1], desc.sb.stride))
         neighbours = [False, *fits, False]
         return [f and (neighbours[i] or neighbours[i + 2]) for i, f in enumerate(fits)]
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.layout_for(x) == "stacked":
-            return self._forward_stacked(x)
         size = (int(x.shape[2]), int(x.shape[3]))
-        phases: list[Tensor] | None = None
-        for block, on_phases in zip(self.blocks, self.plan(size)):
-            desc = self._describe(block)
+        if self.layout_for(x) == "stacked":
+            assert self.stacked is not None
+            steps, split, join = list(self.stacked), to_stacked, lambda s, _: from_stacked(s)
+        else:
+            steps = [functools.partial(block_on_phases, self._describe(b)) for b in self.blocks]
+            split, join = to_phases, from_phases
+        inner: Any = None  # the run's tensor in phase (or stacked) layout while blocks run on it
+        for block, step, on_phases in zip(self.blocks, steps, self.plan(size)):
             if on_phases:
-                if phases is None:
-                    phases = to_phases(x)
-                phases = block_on_phases(desc, phases)
+                inner = step(split(x) if inner is None else inner)
             else:
-                if phases is not None:
-                    x, phases = from_phases(phases, size), None
+                if inner is not None:
+                    x, inner = join(inner, size), None
                 x = block(x)
-            size = (conv_output_size(size[0], desc.sb.stride), conv_output_size(size[1], desc.sb.stride))
-        return x if phases is None else from_phases(phases, size)
-
-    def _forward_stacked(self, x: Tensor) -> Tensor:
-        assert self.stacked is not None
-        stacked: Tensor | None = None
-        for block, on_stacked, on_phases in zip(
-            self.blocks, self.stacked, self.plan((int(x.shape[2]), int(x.shape[3])))
-        ):
-            if on_phases:
-                stacked = on_stacked(to_stacked(x) if stacked is None else stacked)
-            else:
-                if stacked is not None:
-                    x, stacked = from_stacked(stacked), None
-                x = block(x)
-        return x if stacked is None else from_stacked(stacked)
+            stride = self._describe(block).sb.stride
+            size = (conv_output_size(size[0], stride), conv_output_size(size[1], stride))
+        return x if inner is None else join(inner, size)

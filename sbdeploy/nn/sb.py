@@ -1,15 +1,10 @@
 """The spatial bottleneck (SB) module: its parameters, and which of its forms it runs.
 
 ``y = Deconv(W2) . Sample_S . Conv(W1) (x)`` (``shared/docs/SB_SPEC.md`` section 1). The
-math of every form (the dense masked reference, the training form, the ONNX lowerings)
-lives in :mod:`sbdeploy.nn.lowering`; an SB runs the one its :attr:`~SpatialBottleneck.form`
-names. That attribute is the one switch: :func:`form_mode` sets it on every SB of a
-network for the length of a ``with`` block and then gives each SB back its previous
-form (so modes nest), :func:`reference_mode` is ``form_mode(module, "reference")``, and
+math of every form lives in :mod:`sbdeploy.nn.lowering`; an SB runs the one its
+:attr:`~SpatialBottleneck.form` names. That attribute is the one switch: :func:`form_mode`
+sets it on every SB of a network for the length of a ``with`` block (modes nest), and
 :func:`sbdeploy.nn.deploy.deploy_form` sets it for good on its copy.
-
-Between the two convolutions an optional point-wise ``mid`` module (BN + ReLU in the
-SB regular block) runs on the sampled positions only.
 """
 
 from __future__ import annotations
@@ -20,53 +15,24 @@ from collections.abc import Iterator
 from torch import Tensor, nn
 
 from sbdeploy.errors import ConfigError
-from sbdeploy.nn.lowering import LOWERINGS, get_lowering, sb_fast, sb_grouped, sb_reference
-from sbdeploy.nn.sampling import (
-    SAMPLING_ALIASES,
-    SAMPLINGS,
-    conv_output_size,
-    resolve_sampling,
-    sampled_positions,
-    sampling_mask,
-    subgroup_size,
-)
+from sbdeploy.nn.lowering import get_lowering
+from sbdeploy.nn.sampling import resolve_sampling
 
 TRAINING_FORM = "separate"
-"""The form an SB runs unless told otherwise: the strided training form (:func:`sb_fast`)."""
-
-__all__ = [
-    "LOWERINGS",
-    "SAMPLINGS",
-    "SAMPLING_ALIASES",
-    "TRAINING_FORM",
-    "SpatialBottleneck",
-    "conv_output_size",
-    "form_mode",
-    "reference_mode",
-    "resolve_sampling",
-    "sampled_positions",
-    "sampling_mask",
-    "sb_fast",
-    "sb_grouped",
-    "sb_reference",
-    "subgroup_size",
-]
+"""The form an SB runs unless told otherwise: the strided training form (:func:`~sbdeploy.nn.lowering.sb_fast`)."""
 
 
 class SpatialBottleneck(nn.Module):
     """Spatial bottleneck: a 3x3 conv computed at sampled positions, then a 3x3 deconv.
 
     Args:
-        in_channels: channels of the input.
         mid_channels: channels between the conv and the deconv (C_mid).
-        out_channels: channels of the output.
         stride: stride of the conv (1, or 2 in a downsampling block).
         sampling: ``single``, ``chessboard`` (default), ``three`` or ``dense``.
         mid: optional point-wise module (e.g. BN + ReLU) run on the sampled positions.
 
-    ``.conv`` holds W1 ``[mid, in, 3, 3]`` and ``.deconv`` holds W2 ``[mid, out, 3, 3]``
-    (and their biases once a BN is folded into them); they are parameter holders, called
-    through the form of :data:`~sbdeploy.nn.lowering.LOWERINGS` that :attr:`form` names.
+    ``.conv`` holds W1 ``[mid, in, 3, 3]`` and ``.deconv`` W2 ``[mid, out, 3, 3]`` (and their
+    biases once a BN is folded into them): parameter holders for the form :attr:`form` names.
     """
 
     def __init__(

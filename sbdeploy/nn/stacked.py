@@ -1,37 +1,32 @@
 """The stacked phase layout: the four phases of a tensor side by side in its channels.
 
 ``S = [x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]]``
-concatenated along channels (``[N, 4C, H/2, W/2]``, phase-major, :data:`PHASES` order).
-An SB then takes two convs per sampled parity: the conv part reads all four phases at
-once, the deconv part writes all four output phases at once, each with a kernel over the
-union of its phases' tap offsets (zero taps elsewhere). That costs more MACs than the
-exact tap convs of the list layout (:mod:`sbdeploy.nn.phase`; 64 instead of 36
-multiply-accumulates per 2x2 cell and C^2 for chessboard, the baseline takes 72) but
-about a quarter of the nodes: where every node is small (batch 1, CIFAR sizes) ONNX
-Runtime's per-node cost dominates and this layout is the faster one.
+concatenated along channels (``[N, 4C, H/2, W/2]``, :data:`PHASES` order). An SB then takes
+two convs per sampled parity, each with a kernel over the union of its phases' tap offsets
+(zero taps elsewhere): more MACs than the exact tap convs of :mod:`sbdeploy.nn.phase` (64
+instead of 36 per 2x2 cell and C^2 for chessboard, the baseline takes 72) but about a
+quarter of the nodes, so where every node is small (batch 1, CIFAR sizes), where ONNX
+Runtime's per-node cost dominates, this layout is the faster one.
 
 A block is *stackable* (:func:`stackable`) when every op of its description besides the
-SB is point-wise (BN, ReLU: tiled over the four phase blocks) and its shortcut is an
-identity, a 1x1 projection or PyramidNet's pool-and-pad: the regular (basic) blocks of
-all three families. Bottleneck blocks are not: their 1x1 convs would run either as
-block-diagonal ``4C x 4C`` kernels (four times their MACs, and 1x1 convs are most of a
-bottleneck's work) or as grouped convs; they stay on the exact taps.
-
-Kernels are built once from the block's weights (eval mode, BN folded) and kept as
-buffers, so an export holds them as constants.
+SB is point-wise (tiled over the four phase blocks) and its shortcut an identity, a 1x1
+projection or PyramidNet's: the basic blocks of all three families. Bottleneck blocks
+stay on the exact taps (their 1x1 convs would take four times their MACs). Kernels are
+built once from the block's weights (eval mode, BN folded) and kept as buffers.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbdeploy.nn.blocks import BlockDescription, apply_ops
+from sbdeploy.nn.blocks import BlockDescription, apply_ops, pad_channels
 from sbdeploy.nn.sampling import SAMPLINGS, resolve_sampling
-from sbdeploy.nn.taps import PHASES, Taps, conv_at, conv_taps, deconv_taps
+from sbdeploy.nn.taps import PHASES, Taps, conv_at, conv_taps, deconv_taps, summed
 
 
 def _merged_kernel(weight: Tensor, taps: dict[tuple[int, int], tuple[Taps, Taps]]) -> tuple[Tensor, tuple[int, int]]:
@@ -50,11 +45,9 @@ def _merged_kernel(weight: Tensor, taps: dict[tuple[int, int], tuple[Taps, Taps]
     out_ch, in_ch = weight.shape[:2]
     kernel = weight.new_zeros(n_out * out_ch, n_in * in_ch, row_hi - row_lo + 1, col_hi - col_lo + 1)
     for (o, i), (rows, cols) in taps.items():
-        for row, k in rows:
-            for col, kk in cols:
-                kernel[o * out_ch : (o + 1) * out_ch, i * in_ch : (i + 1) * in_ch, row - row_lo, col - col_lo] = weight[
-                    :, :, k, kk
-                ]
+        block = kernel[o * out_ch : (o + 1) * out_ch, i * in_ch : (i + 1) * in_ch]  # a view
+        for (row, k), (col, kk) in itertools.product(rows, cols):
+            block[:, :, row - row_lo, col - col_lo] = weight[:, :, k, kk]
     return kernel, (row_lo, col_lo)
 
 
@@ -115,12 +108,12 @@ class StackedBlock(nn.Module):
             out_bias = None if sb.deconv.bias is None else _tile(sb.deconv.bias)
             self.parts = nn.ModuleList()
             for number, (a, b) in enumerate(SAMPLINGS[resolve_sampling(sb.sampling)]):
-                conv, conv_start = _merged_kernel(w1, {
-                    (0, i): (conv_taps(p, a, stride), conv_taps(q, b, stride)) for i, (p, q) in enumerate(PHASES)
-                })  # fmt: skip
-                deconv, deconv_start = _merged_kernel(w2, {
-                    (o, 0): (deconv_taps(r, a), deconv_taps(c, b)) for o, (r, c) in enumerate(PHASES)
-                })  # fmt: skip
+                conv, conv_start = _merged_kernel(
+                    w1, {(0, i): (conv_taps(p, a, stride), conv_taps(q, b, stride)) for i, (p, q) in enumerate(PHASES)}
+                )
+                deconv, deconv_start = _merged_kernel(
+                    w2, {(o, 0): (deconv_taps(r, a), deconv_taps(c, b)) for o, (r, c) in enumerate(PHASES)}
+                )
                 part = nn.Module()
                 part.register_buffer("conv", conv)
                 part.register_buffer("conv_bias", sb.conv.bias)
@@ -147,26 +140,18 @@ class StackedBlock(nn.Module):
         in_ch = w.shape[1]  # the kernel reads the first in_ch channels (phase (0, 0)) of the stacked input
         return F.pad(kernel, (0, 0, 0, 0, 0, (len(PHASES) - 1) * in_ch))
 
-    def _pad_blocks(self, s: Tensor) -> Tensor:
-        """Zero channels appended to each phase block, up to ``out_channels`` per phase (PyramidNet)."""
-        channels = int(s.shape[1]) // len(PHASES)
-        missing = self.out_channels - channels
-        if missing <= 0:
-            return s
-        h, w = int(s.shape[2]), int(s.shape[3])
-        blocks = F.pad(s.reshape(-1, len(PHASES), channels, h, w), (0, 0, 0, 0, 0, missing))
-        return blocks.reshape(-1, len(PHASES) * self.out_channels, h, w)
-
     def _shortcut(self, s: Tensor) -> Tensor:
         if self.shortcut_kind == "identity":
             return s
-        if self.shortcut_kind == "pyramid":
-            if self.stride == 1:
-                return self._pad_blocks(s)
+        if self.shortcut_kind == "pyramid":  # on each phase block: the 2x2 average pool (stride 2), zero channels
             channels, h, w = int(s.shape[1]) // len(PHASES), int(s.shape[2]), int(s.shape[3])
-            pooled = s.reshape(-1, len(PHASES), channels, h, w).mean(dim=1)  # the 2x2 average pool, at the output grid
-            missing = self.out_channels - channels
-            return to_stacked(F.pad(pooled, (0, 0, 0, 0, 0, missing)) if missing > 0 else pooled)
+            if self.stride == 2:  # the pool's output grid is the phases' grid
+                pooled = s.reshape(-1, len(PHASES), channels, h, w).mean(dim=1)
+                return to_stacked(pad_channels(pooled, self.out_channels))
+            if channels >= self.out_channels:
+                return s
+            blocks = pad_channels(s.reshape(-1, len(PHASES), channels, h, w), self.out_channels)
+            return blocks.reshape(-1, len(PHASES) * self.out_channels, h, w)
         y = F.conv2d(s, self.shortcut, self.shortcut_bias, stride=self.stride)
         return y if self.shortcut_bn is None else self.shortcut_bn(y)
 
@@ -175,15 +160,14 @@ class StackedBlock(nn.Module):
         acc = self._shortcut(inner if self.reads_entry else s)
         main = self.before(inner)
         size = (int(s.shape[2]) // self.stride, int(s.shape[3]) // self.stride)
-        y = acc if len(self.after) == 0 else None  # with no op after the SB, the shortcut starts the sum
+        parts = []
         for part in self.parts:
             z = conv_at(main, part.conv, part.conv_start, size, stride=self.stride, bias=part.conv_bias)
             z = z if self.mid is None else self.mid(z)
-            u = conv_at(z, part.deconv, part.deconv_start, size, bias=part.deconv_bias)
-            y = u if y is None else y + u
-        assert y is not None
-        out = y if len(self.after) == 0 else apply_ops(self.after, y) + acc
-        return self.final(out)
+            parts.append(conv_at(z, part.deconv, part.deconv_start, size, bias=part.deconv_bias))
+        if len(self.after) == 0:  # with no op after the SB, the shortcut starts the sum
+            return self.final(summed([acc, *parts]))
+        return self.final(apply_ops(self.after, summed(parts)) + acc)
 
 
 def to_stacked(x: Tensor) -> Tensor:

@@ -3,18 +3,14 @@
 A tensor's four *phases* are ``x[:, :, p::2, q::2]`` (:data:`PHASES` order). On phases,
 the SB's sampled conv and its transposed conv become small dense convolutions whose
 kernels hold exactly the taps of W1 / W2 that connect a phase to a subgroup (1x1, 1x2,
-2x1 or 2x2): no zero taps, no ConvTranspose. :func:`sb_phase_conv` and
-:func:`sb_phase_deconv` are the two halves; :func:`to_phases` / :func:`from_phases`
-split and interleave. The per-SB ``subpixel`` lowering (:mod:`sbdeploy.nn.lowering`),
-the phase runs (:mod:`sbdeploy.nn.phase`) and the stacked layout
-(:mod:`sbdeploy.nn.stacked`) are built from them.
-
-Asymmetric padding is written as ``F.pad`` then ``conv2d``; the ONNX pass
-:func:`sbdeploy.passes.pad_fusion.fuse_pads` folds each such Pad into its Conv.
+2x1 or 2x2): no zero taps, no ConvTranspose. Asymmetric padding is written as ``F.pad``
+then ``conv2d``; the ONNX pass :mod:`sbdeploy.passes.pad_fusion` folds each such Pad into its Conv.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -26,6 +22,11 @@ PHASES: tuple[tuple[int, int], ...] = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 Taps = list[tuple[int, int]]
 """(offset, kernel index) pairs along one axis."""
+
+
+def summed(parts: Sequence[Tensor]) -> Tensor:
+    """``parts[0] + parts[1] + ...`` in order (one Add per term in an export)."""
+    return functools.reduce(operator.add, parts)
 
 
 def conv_pads(x: Tensor, weight: Tensor, pads: Sequence[int], *, stride: int = 1, bias: Tensor | None = None) -> Tensor:
@@ -94,12 +95,8 @@ def deconv_taps(out_parity: int, sub_parity: int) -> Taps:
     ``z[m]`` of subgroup parity ``a`` sits at grid position ``2m + a``; the deconv
     connects grid positions ``q -> p`` through kernel index ``p - q + 1``.
     """
-    taps = []
-    for k in range(3):
-        twice_offset = out_parity - sub_parity + 1 - k
-        if twice_offset % 2 == 0:
-            taps.append((twice_offset // 2, k))
-    return sorted(taps)
+    twice_offsets = ((out_parity - sub_parity + 1 - k, k) for k in range(3))
+    return sorted((twice // 2, k) for twice, k in twice_offsets if twice % 2 == 0)
 
 
 def conv_taps(in_parity: int, sub_parity: int, stride: int = 1) -> Taps:
@@ -109,12 +106,8 @@ def conv_taps(in_parity: int, sub_parity: int, stride: int = 1) -> Taps:
     ``x[stride * (2i + a) + d - 1]``, which is phase ``p`` row ``stride * i + offset`` when
     ``stride * a + d - 1 - p`` is even.
     """
-    taps = []
-    for d in range(3):
-        shift = stride * sub_parity + d - 1 - in_parity
-        if shift % 2 == 0:
-            taps.append((shift // 2, d))
-    return sorted(taps)
+    shifts = ((stride * sub_parity + d - 1 - in_parity, d) for d in range(3))
+    return sorted((shift // 2, d) for shift, d in shifts if shift % 2 == 0)
 
 
 def sb_phase_conv(
@@ -135,19 +128,14 @@ def sb_phase_conv(
     size = (int(phases[0].shape[2]) // stride, int(phases[0].shape[3]) // stride)
     z = []
     for a, b in parities:
-        acc = None
-        for (p, q), xp in zip(PHASES, phases):
-            part = tap_conv(
-                xp,
-                w1,
-                conv_taps(p, a, stride),
-                conv_taps(q, b, stride),
-                size,
-                bias=bias if acc is None else None,
-                stride=stride,
-            )
-            acc = part if acc is None else acc + part
-        assert acc is not None
+        acc = summed(
+            [
+                tap_conv(
+                    xp, w1, conv_taps(p, a, stride), conv_taps(q, b, stride), size, bias if i == 0 else None, stride
+                )
+                for i, ((p, q), xp) in enumerate(zip(PHASES, phases))
+            ]
+        )
         z.append(acc if mid is None else mid(acc))
     return z
 
@@ -165,15 +153,12 @@ def sb_phase_deconv(
     weight = w2.transpose(0, 1)  # ConvTranspose [in, out, k, k] -> Conv [out, in, k, k]
     phases = []
     for index, (r, c) in enumerate(PHASES):
+        parts = [
+            tap_conv(za, weight, deconv_taps(r, a), deconv_taps(c, b), out_size, bias=bias if number == 0 else None)
+            for number, ((a, b), za) in enumerate(zip(parities, z))
+        ]
         # residual first: ORT's NCHWc pass turns each ``acc + conv`` into a Conv with a sum input
-        acc = None if residual is None else residual[index]
-        for number, ((a, b), za) in enumerate(zip(parities, z)):
-            part = tap_conv(
-                za, weight, deconv_taps(r, a), deconv_taps(c, b), out_size, bias=bias if number == 0 else None
-            )
-            acc = part if acc is None else acc + part
-        assert acc is not None, "every sampling set keeps position (0, 0)"
-        phases.append(acc)
+        phases.append(summed(parts if residual is None else [residual[index], *parts]))
     return phases
 
 

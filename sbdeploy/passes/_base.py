@@ -1,4 +1,4 @@
-"""What every graph pass shares: the :class:`PassReport` and the op census it is built from."""
+"""What every graph pass shares: the :class:`PassReport`, the op census it is built from, stale shape entries dropped."""
 
 from __future__ import annotations
 
@@ -6,6 +6,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import onnx
+
+
+def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """The nodes that read each tensor, by tensor name."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return readers
 
 
 def op_counts(model: onnx.ModelProto) -> dict[str, int]:
@@ -48,3 +57,21 @@ class PassReport:
             "ops_after": self.ops_after,
             "notes": list(self.notes),
         }
+
+
+def drop_stale_value_info(model: onnx.ModelProto) -> int:
+    """Remove, in place, the ``value_info`` entries of tensors that no node produces or reads; return how many.
+
+    Graph inputs, outputs and initializers keep theirs. (A pass that removes a node leaves
+    its output's shape entry behind; ONNX tools ignore such entries, but they cost bytes
+    and mislead a reader of the graph.)
+    """
+    graph = model.graph
+    live = {v.name for v in (*graph.input, *graph.output)} | {t.name for t in graph.initializer}
+    live |= {name for node in graph.node for name in (*node.input, *node.output)}
+    kept = [v for v in graph.value_info if v.name in live]
+    dropped = len(graph.value_info) - len(kept)
+    if dropped:
+        del graph.value_info[:]
+        graph.value_info.extend(kept)
+    return dropped

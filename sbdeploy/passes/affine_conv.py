@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from sbdeploy.passes.cleanup import drop_stale_value_info
+from sbdeploy.passes._base import consumers
 
 
 def _rank(graph: onnx.GraphProto, name: str) -> int | None:
@@ -31,10 +31,7 @@ def affine_to_conv(model: onnx.ModelProto) -> onnx.ModelProto:
     out.CopyFrom(model)
     graph = out.graph
     inits = {t.name: t for t in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    readers = consumers(graph)
     outputs = {o.name for o in graph.output}
 
     def channel_const(name: str) -> np.ndarray | None:
@@ -50,7 +47,7 @@ def affine_to_conv(model: onnx.ModelProto) -> onnx.ModelProto:
         if id(node) in dropped:
             continue
         if node.op_type == "Mul" and node.output[0] not in outputs:
-            users = consumers.get(node.output[0], [])
+            users = readers.get(node.output[0], [])
             scale = channel_const(node.input[1])
             if scale is not None and len(users) == 1 and users[0].op_type == "Add" and _rank(graph, node.input[0]) == 4:
                 add = users[0]
@@ -82,5 +79,4 @@ def affine_to_conv(model: onnx.ModelProto) -> onnx.ModelProto:
     keep = [t for t in graph.initializer if t.name in used or t.name in {i.name for i in graph.input}]
     del graph.initializer[:]
     graph.initializer.extend(keep)
-    drop_stale_value_info(out)  # the Mul outputs it replaced
     return out

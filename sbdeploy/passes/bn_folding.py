@@ -15,11 +15,10 @@ import numpy as np
 import onnx
 
 
-def _bn_to_affine(model_ir) -> tuple[int, list[str]]:  # noqa: ANN001  (onnx_ir.Model)
-    """Rewrite inference BatchNormalization nodes with constant parameters as Mul + Add."""
+def _bn_to_affine(model_ir) -> None:  # noqa: ANN001  (onnx_ir.Model)
+    """Rewrite, in place, inference BatchNormalization nodes with constant parameters as Mul + Add."""
     import onnx_ir as ir
 
-    rewritten, skipped = 0, []
     graph = model_ir.graph
     for node in list(graph):
         if node.op_type != "BatchNormalization" or node.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
@@ -28,7 +27,6 @@ def _bn_to_affine(model_ir) -> tuple[int, list[str]]:  # noqa: ANN001  (onnx_ir.
         rank = node.inputs[0].shape.rank() if node.inputs[0].shape is not None else None
         training = node.attributes.get("training_mode")
         if any(p is None for p in params) or rank is None or (training is not None and training.as_int()):
-            skipped.append(node.name)
             continue
         gamma, beta, mean, var = (np.asarray(p, dtype=np.float64) for p in params)
         eps = node.attributes["epsilon"].as_float() if "epsilon" in node.attributes else 1e-5
@@ -36,13 +34,9 @@ def _bn_to_affine(model_ir) -> tuple[int, list[str]]:  # noqa: ANN001  (onnx_ir.
         shift = beta - mean * scale
         dtype = np.asarray(params[0]).dtype
         bshape = (-1,) + (1,) * (rank - 2)
-        s = ir.Value(
-            name=f"{node.name}_scale",
-            const_value=ir.tensor(scale.astype(dtype).reshape(bshape), name=f"{node.name}_scale"),
-        )
-        t = ir.Value(
-            name=f"{node.name}_shift",
-            const_value=ir.tensor(shift.astype(dtype).reshape(bshape), name=f"{node.name}_shift"),
+        s, t = (
+            ir.Value(name=name, const_value=ir.tensor(v.astype(dtype).reshape(bshape), name=name))
+            for name, v in ((f"{node.name}_scale", scale), (f"{node.name}_shift", shift))
         )
         graph.register_initializer(s)
         graph.register_initializer(t)
@@ -51,8 +45,6 @@ def _bn_to_affine(model_ir) -> tuple[int, list[str]]:  # noqa: ANN001  (onnx_ir.
         for v in (mul.outputs[0], add.outputs[0]):
             v.shape, v.type = node.outputs[0].shape, node.outputs[0].type
         ir.convenience.replace_nodes_and_values(graph, node, [node], [mul, add], [node.outputs[0]], [add.outputs[0]])
-        rewritten += 1
-    return rewritten, skipped
 
 
 def fold_batchnorm(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -1,13 +1,10 @@
-"""Dead-node and identity elimination, Slice clean-up, Constant nodes lifted to initializers, stale shape entries.
+"""Dead-node and identity elimination, Slice clean-up, Constant nodes lifted to initializers.
 
 Uses onnx-ir's common passes (``IdentityEliminationPass``, ``RemoveUnusedNodesPass``,
 ``RemoveUnusedOpsetsPass``) and onnxscript's rules that drop a ``Slice`` keeping its
 whole input. One small rewrite of our own: the torch exporter writes
 ``x[:, :, a:b, c:d]`` as one ``Slice`` per axis; two chained constant ``Slice`` nodes on
 different axes (the first read only by the second) become one ``Slice``.
-:func:`drop_stale_value_info` removes the ``value_info`` of tensors no node produces or
-reads any more; the passes that rewrite the proto after shape inference (``fuse_pads``,
-``affine_to_conv``) call it on what they return.
 """
 
 from __future__ import annotations
@@ -69,24 +66,6 @@ def merge_slices(model_ir) -> int:  # noqa: ANN001  (onnx_ir.Model)
     return merged
 
 
-def drop_stale_value_info(model: onnx.ModelProto) -> int:
-    """Remove, in place, the ``value_info`` entries of tensors that no node produces or reads; return how many.
-
-    Graph inputs, outputs and initializers keep theirs. (A pass that removes a node leaves
-    its output's shape entry behind; ONNX tools ignore such entries, but they cost bytes
-    and mislead a reader of the graph.)
-    """
-    graph = model.graph
-    live = {v.name for v in (*graph.input, *graph.output)} | {t.name for t in graph.initializer}
-    live |= {name for node in graph.node for name in (*node.input, *node.output)}
-    kept = [v for v in graph.value_info if v.name in live]
-    dropped = len(graph.value_info) - len(kept)
-    if dropped:
-        del graph.value_info[:]
-        graph.value_info.extend(kept)
-    return dropped
-
-
 def eliminate(model: onnx.ModelProto) -> onnx.ModelProto:
     """Remove Identity nodes, no-op Slices and nodes whose outputs nobody reads; merge Slices."""
     import onnx_ir as ir
@@ -106,6 +85,4 @@ def eliminate(model: onnx.ModelProto) -> onnx.ModelProto:
     LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model_ir)
     RemoveUnusedNodesPass()(model_ir)
     RemoveUnusedOpsetsPass()(model_ir)
-    out = ir.serde.serialize_model(model_ir)
-    drop_stale_value_info(out)
-    return out
+    return ir.serde.serialize_model(model_ir)

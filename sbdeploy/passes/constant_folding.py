@@ -16,6 +16,8 @@ and int8 quantization quantizes the folded weights. :func:`weight_views` names t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import onnx
 
 _NO_LIMIT = 1 << 40
@@ -54,40 +56,37 @@ def weight_views(model_ir) -> set:  # noqa: ANN001  (onnx_ir.Model -> set of onn
         if node not in cone or any(v in outputs for v in node.outputs):
             continue
         uses = [use for v in node.outputs for use in v.uses()]
-        if (
-            node.op_type in VIEW_OPS
-            and uses
-            and all(_WEIGHT_INPUTS.get(user.op_type) == index or user in views for user, index in uses)
-        ):
+        weights_only = all(_WEIGHT_INPUTS.get(user.op_type) == index or user in views for user, index in uses)
+        if node.op_type in VIEW_OPS and uses and weights_only:
             views.add(node)
     return views
+
+
+def _fold(model_ir, should_fold: Callable[[object], bool | None], **options: bool) -> onnx.ModelProto:  # noqa: ANN001
+    """onnxscript's constant folding of ``model_ir`` (an onnx_ir Model) without size limits, then unused nodes dropped."""
+    import onnx_ir as ir
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+    from onnxscript.optimizer import fold_constants as fold
+
+    fold(model_ir, input_size_limit=_NO_LIMIT, output_size_limit=_NO_LIMIT, should_fold=should_fold, **options)
+    RemoveUnusedNodesPass()(model_ir)
+    return ir.serde.serialize_model(model_ir)
 
 
 def fold_constants(model: onnx.ModelProto, *, keep_weight_views: bool = True) -> onnx.ModelProto:
     """Fold constant subgraphs into initializers and drop what became unused; weight views stay (see the module doc)."""
     import onnx_ir as ir
-    from onnx_ir.passes.common import RemoveUnusedNodesPass
-    from onnxscript.optimizer import fold_constants as _fold
 
     model_ir = ir.serde.deserialize_model(model)
     kept = weight_views(model_ir) if keep_weight_views else set()
-    _fold(model_ir, onnx_shape_inference=True, input_size_limit=_NO_LIMIT, output_size_limit=_NO_LIMIT,
-          should_fold=lambda node: False if node in kept else None)  # fmt: skip
-    RemoveUnusedNodesPass()(model_ir)
-    return ir.serde.serialize_model(model_ir)
+    return _fold(model_ir, lambda node: False if node in kept else None, onnx_shape_inference=True)
 
 
 def materialize_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model with its weight views folded, and nothing else: every Conv/ConvTranspose weight computed from
     stored weights becomes an initializer (what TensorRT's builder and weight quantization expect)."""
     import onnx_ir as ir
-    from onnx_ir.passes.common import RemoveUnusedNodesPass
-    from onnxscript.optimizer import fold_constants as _fold
 
     model_ir = ir.serde.deserialize_model(model)
     views = weight_views(model_ir)
-    if not views:
-        return model
-    _fold(model_ir, input_size_limit=_NO_LIMIT, output_size_limit=_NO_LIMIT, should_fold=lambda node: node in views)
-    RemoveUnusedNodesPass()(model_ir)
-    return ir.serde.serialize_model(model_ir)
+    return _fold(model_ir, lambda node: node in views) if views else model

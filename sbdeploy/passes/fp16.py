@@ -18,12 +18,7 @@ DEFAULT_FP32_OPS: tuple[str, ...] = ("ReduceMean", "GlobalAveragePool", "Softmax
 
 
 def to_fp16(model: onnx.ModelProto, *, keep_fp32_ops: Sequence[str] = DEFAULT_FP32_OPS) -> onnx.ModelProto:
-    """Return a float16 copy of ``model`` whose inputs and outputs stay float32.
-
-    Args:
-        model: a float32 model.
-        keep_fp32_ops: op types to leave in float32.
-    """
+    """Return a float16 copy of the float32 ``model`` whose inputs, outputs and ``keep_fp32_ops`` stay float32."""
     import onnx_ir as ir
     from onnx_ir.passes.common import TopologicalSortPass
     from onnxruntime.transformers.float16 import convert_float_to_float16

@@ -1,19 +1,13 @@
-"""int8 pass: a quantized model from calibration data, by a named recipe.
+"""int8 pass: a quantized model from calibration data, by a named :class:`Int8Recipe` (:mod:`sbdeploy.int8_recipe`).
 
-Uses onnxruntime's static quantization (``quantize_static``, MinMax calibration). A
-:class:`Int8Recipe` (:mod:`sbdeploy.int8_recipe`, re-exported here) names every choice:
-format, weight granularity, activation/weight types, symmetry, ``reduce_range``, bias
-quantization, the op types quantized; each deploy target names the recipe its int8
-artifacts take (:data:`TRT_INT8`, :data:`ORT_CPU_INT8`).
-
-Before quantizing, every bias shared by several nodes gets its own copy with a name no
-tensor of the graph has. onnxruntime's QDQ quantizer copies a shared bias itself, naming
-the copy after the largest numeric suffix among *initializers* only
-(``QDQQuantizer._dup_initializer``, onnxruntime issue 24705): in a torch export the copy
-of bias ``add_1`` becomes ``add_16`` when an initializer ``add_15`` exists, which is also
-the name of an Add's output, so the Conv reads that Add, the graph has a cycle and the
-quantizer asserts "Graph is not a DAG". Deploy forms share biases wherever two subgroups
-of an SB share their strided conv (chessboard sampling).
+Uses onnxruntime's static quantization (``quantize_static``, MinMax calibration). Before
+quantizing, every bias shared by several nodes gets its own copy with a name no tensor of
+the graph has. onnxruntime's QDQ quantizer copies a shared bias itself, naming the copy
+after the largest numeric suffix among *initializers* only (onnxruntime issue 24705): in a
+torch export the copy of bias ``add_1`` becomes ``add_16`` when an initializer ``add_15``
+exists, which is also the name of an Add's output, so the Conv reads that Add and the graph
+has a cycle. Deploy forms share biases wherever two subgroups of an SB share their strided
+conv (chessboard sampling).
 """
 
 from __future__ import annotations
@@ -28,14 +22,8 @@ import numpy as np
 import onnx
 
 from sbdeploy.errors import InputError, OnnxModelError
-from sbdeploy.int8_recipe import (  # noqa: F401  (re-exported: the pass and its recipes in one place)
-    DEFAULT_INT8_OPS,
-    INT8_RECIPES,
-    ORT_CPU_INT8,
-    ORT_CPU_INT8_OPS,
-    TRT_INT8,
-    Int8Recipe,
-)
+from sbdeploy.int8_recipe import ORT_CPU_INT8, ORT_CPU_INT8_OPS, TRT_INT8, Int8Recipe  # noqa: F401  (re-exported)
+from sbdeploy.passes.constant_folding import materialize_weights
 
 _BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}  # op type -> index of its bias input
 
@@ -49,13 +37,8 @@ def _input_name(model: onnx.ModelProto) -> str:
 
 
 def unshare_biases(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` in which no bias initializer feeds more than one node.
-
-    Each further consumer of a shared Conv/ConvTranspose/Gemm bias gets a copy named
-    ``<bias>.<n>``, unused by any tensor, initializer or value_info of the graph (see the
-    module docstring for why the quantizer's own copies are not safe). Numerically the
-    identity.
-    """
+    """A copy of ``model`` in which each further consumer of a shared Conv/ConvTranspose/Gemm bias gets its own copy,
+    named ``<bias>.<n>`` with a name no tensor, initializer or value_info of the graph has (see the module docstring)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -96,32 +79,19 @@ def _quiet_quantizer() -> Iterator[None]:
 
 
 def quantize_int8(
-    model: onnx.ModelProto,
-    calibration: np.ndarray,
-    *,
-    recipe: Int8Recipe = TRT_INT8,
-    batch_size: int = 32,
+    model: onnx.ModelProto, calibration: np.ndarray, *, recipe: Int8Recipe = TRT_INT8, batch_size: int = 32
 ) -> onnx.ModelProto:
-    """Quantize ``model`` to int8 by ``recipe``, calibrated on ``calibration``.
+    """Quantize ``model`` (float32, one NCHW input) to int8 by ``recipe``, calibrated on ``calibration``.
 
     Args:
-        model: a float32 model with one input (NCHW).
-        calibration: preprocessed (normalized) inputs ``[N, C, H, W]`` float32 from the
-            model's input distribution; a few hundred real images.
-        recipe: the quantized form (:data:`TRT_INT8`, :data:`ORT_CPU_INT8` or another).
+        calibration: normalized inputs ``[N, C, H, W]`` float32 from the model's input
+            distribution; a few hundred real images.
         batch_size: calibration batch size, at most (a fixed-batch model uses its own batch).
 
     Weights the graph computes from stored ones (the grouped form's ``Tile`` of W) are folded
-    first (:func:`sbdeploy.passes.constant_folding.materialize_weights`): each is quantized as
-    a weight, per channel, as the recipe reads it.
-
-    Raises:
-        InputError: calibration data of the wrong shape or too few images.
-        OnnxModelError: the quantized graph fails ``onnx.checker``.
+    first (:func:`~sbdeploy.passes.constant_folding.materialize_weights`), so each is quantized as a weight.
     """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from sbdeploy.passes.constant_folding import materialize_weights
 
     model = materialize_weights(model)
     name = _input_name(model)

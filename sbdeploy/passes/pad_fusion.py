@@ -14,7 +14,7 @@ from __future__ import annotations
 import onnx
 from onnx import numpy_helper
 
-from sbdeploy.passes.cleanup import drop_stale_value_info
+from sbdeploy.passes._base import consumers
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
@@ -48,23 +48,20 @@ def _pad_amounts(node: onnx.NodeProto, constants: dict[str, onnx.TensorProto]) -
     return [pads[2], pads[3], pads[6], pads[7]]
 
 
-def fuse_pads(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """Return a copy of ``model`` with foldable Pad -> Conv pairs merged, and how many Pads went."""
+def fuse_pads(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Return a copy of ``model`` with foldable Pad -> Conv pairs merged."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
     constants = _constants(graph)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    readers = consumers(graph)
     graph_outputs = {o.name for o in graph.output}
     removed = []
     for node in graph.node:
         if node.op_type != "Pad" or node.output[0] in graph_outputs:
             continue
         spatial = _pad_amounts(node, constants)
-        users = consumers.get(node.output[0], [])
+        users = readers.get(node.output[0], [])
         if spatial is None or not users:
             continue
         if not all(
@@ -87,10 +84,4 @@ def fuse_pads(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         removed.append(node)
     for node in removed:
         graph.node.remove(node)
-    drop_stale_value_info(out)  # the removed Pads' outputs
-    return out, len(removed)
-
-
-def fold_pads(model: onnx.ModelProto) -> onnx.ModelProto:
-    """:func:`fuse_pads` as a named pass (``fuse_pads``): the rewritten copy only."""
-    return fuse_pads(model)[0]
+    return out

@@ -3,15 +3,9 @@
 The support list is onnx-tensorrt's ``docs/operators.md`` as of the ONNX-TensorRT 10.1 GA
 release (github.com/onnx/onnx-tensorrt, commit 96e7811, June 2024: "TensorRT 10.0
 supports operators in the inclusive range of opset 9 to opset 20"), encoded below as a
-table of op names. Each node's op type, domain and the attributes/inputs that the list
-restricts are checked; the known traps are reported as warnings:
-
-* ``ConvTranspose`` with ``output_shape`` (TensorRT and recent onnxruntime disagree,
-  onnx-tensorrt #1042): use explicit pads;
-* ``Pad`` / ``Slice`` / ``Squeeze`` / ``Unsqueeze`` / ``Reduce*`` whose ``axes`` (or pads,
-  starts, ends) are computed at run time rather than initializers;
-* a grouped ``Conv``/``ConvTranspose`` in float16: TensorRT 11.2's strongly typed
-  builder may find no kernel (TensorRT #4838; 10.16 builds it).
+table of op names. Each node's op type, domain and the inputs and attributes the list
+restricts are checked; known traps (a ConvTranspose ``output_shape``, run-time axes, a
+grouped float16 convolution) are reported as warnings.
 """
 
 from __future__ import annotations
@@ -66,12 +60,7 @@ _CONSTANT_INPUTS: dict[str, dict[int, str]] = {
     "ConvTranspose": {1: "weights W"},
     "Pad": {1: "pads", 3: "axes"},
     "Slice": {1: "starts", 2: "ends", 3: "axes", 4: "steps"},
-    "Squeeze": {1: "axes"},
-    "Unsqueeze": {1: "axes"},
-    "ReduceMean": {1: "axes"},
-    "ReduceSum": {1: "axes"},
-    "ReduceMax": {1: "axes"},
-    "ReduceMin": {1: "axes"},
+    **{op: {1: "axes"} for op in ("Squeeze", "Unsqueeze", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")},
     "CumSum": {1: "axis"},
     "TopK": {1: "K"},
 }
@@ -117,18 +106,13 @@ class TrtCheckReport:
         }
 
 
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
 def _is_fp16_weight(name: str, initializers: dict[str, onnx.TensorProto], producers: dict[str, onnx.NodeProto]) -> bool:
     if name in initializers:
         return initializers[name].data_type == onnx.TensorProto.FLOAT16
-    node = producers.get(name)
-    if node is not None and node.op_type == "Cast":
-        to = next((a.i for a in node.attribute if a.name == "to"), None)
-        return to == onnx.TensorProto.FLOAT16
-    return False
+    cast = producers.get(name)
+    if cast is None or cast.op_type != "Cast":
+        return False
+    return any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in cast.attribute)
 
 
 def check_trt_compat(model: onnx.ModelProto | str | Path) -> TrtCheckReport:
@@ -145,78 +129,55 @@ def check_trt_compat(model: onnx.ModelProto | str | Path) -> TrtCheckReport:
             constants.update(n.output)
     producers = {o: n for n in graph.node for o in n.output}
     value_types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
-    opset = _opset(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     issues: list[TrtIssue] = []
     if not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
-        issues.append(
-            TrtIssue(
-                "warning",
-                "",
-                "",
-                f"opset {opset} is outside {OPSET_RANGE[0]}-{OPSET_RANGE[1]}, the range of the support list",
-            )
-        )
+        message = f"opset {opset} is outside {OPSET_RANGE[0]}-{OPSET_RANGE[1]}, the range of the support list"
+        issues.append(TrtIssue("warning", "", "", message))
+
+    def issue(node: onnx.NodeProto, severity: str, message: str) -> None:
+        issues.append(TrtIssue(severity, node.name or f"<{node.op_type}>", node.op_type, message))
+
     for node in graph.node:
-        name, op = node.name or f"<{node.op_type}>", node.op_type
+        op = node.op_type
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if node.domain not in ("", "ai.onnx"):
-            issues.append(
-                TrtIssue(
-                    "error", name, op, f"custom domain {node.domain!r}: TensorRT's ONNX parser has no importer for it"
-                )
-            )
+            issue(node, "error", f"custom domain {node.domain!r}: TensorRT's ONNX parser has no importer for it")
             continue
         if op in UNSUPPORTED_OPS or op not in SUPPORTED_OPS:
-            issues.append(TrtIssue("error", name, op, f"{op} is not supported by TensorRT's ONNX parser"))
+            issue(node, "error", f"{op} is not supported by TensorRT's ONNX parser")
             continue
+        conv = op in ("Conv", "ConvTranspose")
         for index, what in _CONSTANT_INPUTS.get(op, {}).items():
             if index < len(node.input) and node.input[index] and node.input[index] not in constants:
                 producer = producers.get(node.input[index])
-                if op in ("Conv", "ConvTranspose") and producer is not None and producer.op_type == "DequantizeLinear":
+                if conv and producer is not None and producer.op_type == "DequantizeLinear":
                     continue  # Q/DQ weights: DequantizeLinear of an initializer
-                severity = "error" if op in ("Conv", "ConvTranspose") else "warning"
-                issues.append(
-                    TrtIssue(severity, name, op, f"{what} is computed at run time; the parser needs an initializer")
-                )
+                severity = "error" if conv else "warning"
+                issue(node, severity, f"{what} is computed at run time; the parser needs an initializer")
         if op == "ConvTranspose" and "output_shape" in attrs:
-            issues.append(
-                TrtIssue(
-                    "warning",
-                    name,
-                    op,
-                    "output_shape attribute: TensorRT and recent onnxruntime disagree on it (onnx-tensorrt #1042); use explicit pads",
-                )
+            issue(
+                node,
+                "warning",
+                "output_shape attribute: TensorRT and recent onnxruntime disagree on it (onnx-tensorrt #1042); "
+                "use explicit pads",
             )
-        if op in ("Conv", "ConvTranspose") and int(attrs.get("group", 1)) > 1 and len(node.input) > 1:
-            if (
-                _is_fp16_weight(node.input[1], initializers, producers)
-                or value_types.get(node.input[0]) == onnx.TensorProto.FLOAT16
-            ):
-                issues.append(
-                    TrtIssue(
-                        "warning",
-                        name,
-                        op,
-                        f"grouped (group={attrs['group']}) float16 {op}: TensorRT 11.2 strongly typed may find no kernel (TensorRT #4838; 10.16 builds it)",
-                    )
+        if conv and int(attrs.get("group", 1)) > 1 and len(node.input) > 1:
+            fp16 = value_types.get(node.input[0]) == onnx.TensorProto.FLOAT16
+            if fp16 or _is_fp16_weight(node.input[1], initializers, producers):
+                issue(
+                    node,
+                    "warning",
+                    f"grouped (group={attrs['group']}) float16 {op}: TensorRT 11.2 strongly typed may find no kernel "
+                    "(TensorRT #4838; 10.16 builds it)",
                 )
         if op in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[2] in initializers:
-            zero = onnx.numpy_helper.to_array(initializers[node.input[2]])
-            if zero.any():
-                issues.append(TrtIssue("error", name, op, "non-zero zero point: TensorRT's Q/DQ must be symmetric"))
+            if onnx.numpy_helper.to_array(initializers[node.input[2]]).any():
+                issue(node, "error", "non-zero zero point: TensorRT's Q/DQ must be symmetric")
         if op == "DequantizeLinear" and node.input[0] in initializers:
             if initializers[node.input[0]].data_type not in _DQ_INPUT_TYPES:
                 kind = onnx.TensorProto.DataType.Name(initializers[node.input[0]].data_type)
-                issues.append(
-                    TrtIssue("error", name, op, f"DequantizeLinear of {kind}: TensorRT takes INT8, FP8 or INT4")
-                )
-        if op == "Pad" and attrs.get("mode", b"constant") not in (
-            b"constant",
-            "constant",
-            b"reflect",
-            "reflect",
-            b"edge",
-            "edge",
-        ):
-            issues.append(TrtIssue("warning", name, op, f"Pad mode {attrs['mode']!r} may be unsupported"))
+                issue(node, "error", f"DequantizeLinear of {kind}: TensorRT takes INT8, FP8 or INT4")
+        if op == "Pad" and attrs.get("mode", b"constant") not in (b"constant", b"reflect", b"edge"):
+            issue(node, "warning", f"Pad mode {attrs['mode']!r} may be unsupported")
     return TrtCheckReport(source=SUPPORT_LIST_SOURCE, opset=opset, nodes=len(graph.node), issues=tuple(issues))

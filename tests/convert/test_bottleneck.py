@@ -12,7 +12,7 @@ from sbdeploy.convert import convert
 from sbdeploy.convert.bottleneck import NOISE_BATCH, NOISE_BATCHES, NOISE_SIZE, fit_linear_sbs
 from sbdeploy.convert.mapping import map_bottleneck_block
 from sbdeploy.nn import blocks as B
-from sbdeploy.nn.sb import sb_reference
+from sbdeploy.nn.lowering import sb_reference
 from tests.export.families import randomize_bn
 
 BOTTLENECKS = [B.PreActBottleneck, B.Bottleneck, B.PyramidBottleneck]

@@ -12,19 +12,35 @@ import pytest
 import torch
 
 from sbdeploy.nn.blocks import (
+    BlockDescription,
     SBBasicBlock,
     SBBottleneck,
     SBPreActBasicBlock,
     SBPreActBottleneck,
     SBPyramidBasicBlock,
     SBPyramidBottleneck,
-    run_description,
+    apply_ops,
+    pyramid_shortcut,
 )
 from sbdeploy.nn.lowering import LOWERINGS
-from sbdeploy.nn.sb import SAMPLINGS, TRAINING_FORM, SpatialBottleneck, form_mode, reference_mode
+from sbdeploy.nn.sampling import SAMPLINGS
+from sbdeploy.nn.sb import TRAINING_FORM, SpatialBottleneck, form_mode, reference_mode
 from tests.nn.test_sb import randomize_bn
 
 TOL = 1e-10
+
+
+def run_description(desc: BlockDescription, x: torch.Tensor) -> torch.Tensor:
+    """What a block description computes on a plain tensor (the oracle the blocks' ``forward`` is held to)."""
+    entry = apply_ops(desc.entry, x)
+    shortcut, read = desc.shortcut, x if desc.shortcut.reads == "input" else entry
+    if shortcut.kind == "projection":
+        read = shortcut.conv(read) if shortcut.bn is None else shortcut.bn(shortcut.conv(read))
+    elif shortcut.kind == "pyramid":
+        read = pyramid_shortcut(read, shortcut.out_channels, shortcut.stride)
+    return apply_ops(desc.final, apply_ops(desc.after, desc.sb(apply_ops(desc.before, entry))) + read)
+
+
 SB_BLOCKS = [
     SBPreActBasicBlock,
     SBPreActBottleneck,

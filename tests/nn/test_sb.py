@@ -7,7 +7,8 @@ import torch
 
 from sbdeploy.errors import ConfigError
 from sbdeploy.nn.blocks import bn_relu
-from sbdeploy.nn.sb import SAMPLINGS, SpatialBottleneck, resolve_sampling, sampled_positions, sampling_mask
+from sbdeploy.nn.sampling import SAMPLINGS, resolve_sampling, sampled_positions, sampling_mask
+from sbdeploy.nn.sb import SpatialBottleneck
 
 TOL = 1e-10
 SIZES = [(1, 1), (2, 3), (3, 2), (4, 4), (5, 5), (7, 9), (8, 6)]

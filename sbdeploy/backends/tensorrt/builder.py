@@ -386,7 +386,7 @@ def build_engine(
     report("read back precisions", 1, 1)
 
     atomic_write_bytes(engine_path, plan)
-    from sbdeploy import __version__
+    from sbdeploy._version import __version__
 
     sidecar = EngineSidecar(
         built_on=machine,
