@@ -1,3 +1,3 @@
 """Serving sbdeploy artifacts: Triton model repositories (:mod:`.triton_repo`), and a live PyTriton server
-for tests and benchmarks (:mod:`.pytriton_server`, :mod:`.triton_bench`: optional packages, imported lazily).
+for tests and scripts/bench_triton.py (:mod:`.pytriton_server`: optional packages, imported lazily).
 """

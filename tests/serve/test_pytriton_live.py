@@ -8,6 +8,8 @@ throughput are recorded (printed with -s), never asserted.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 
 from sbdeploy.serve.pytriton_server import PyTritonServer, ServeOptions, find_pytriton_python
 from sbdeploy.serve.triton_repo import TritonOptions, write_triton_repo
+from tests.conftest import REPO
 from tests.serve._artifacts import export_resnet20
 
 pytest.importorskip("tritonclient.http", reason="tritonclient absent: pip install sbdeploy[serve]")
@@ -53,13 +56,22 @@ def direct(onnx_path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def test_concurrent_clients_get_direct_inference_results(server: PyTritonServer, onnx_path: Path) -> None:
-    from sbdeploy.serve.triton_bench import bench_triton
-
+    spec = importlib.util.spec_from_file_location("bench_triton", REPO / "scripts" / "bench_triton.py")
+    script = sys.modules["bench_triton"] = importlib.util.module_from_spec(spec)  # dataclasses look it up there
+    spec.loader.exec_module(script)  # the client benchmark is a script (scripts/bench_triton.py)
+    bench_triton = script.bench_triton
     images = np.random.default_rng(0).standard_normal((24, 3, 32, 32)).astype(np.float32)
     report = bench_triton(
-        server.http_url, "r20", images, direct(onnx_path, images),
-        concurrency=(1, 4, 16), requests_per_client=6, time_limit_s=30, atol=ATOL, rtol=RTOL,
-    )  # fmt: skip
+        server.http_url,
+        "r20",
+        images,
+        direct(onnx_path, images),
+        concurrency=(1, 4, 16),
+        requests_per_client=6,
+        time_limit_s=30,
+        atol=ATOL,
+        rtol=RTOL,
+    )
     for level in report.levels:
         print(
             f"c={level.concurrency:2d} n={level.requests:3d} p50={level.p50_ms:.1f}ms p90={level.p90_ms:.1f}ms "
