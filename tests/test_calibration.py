@@ -12,10 +12,23 @@ from sbdeploy.checkpoint import CheckpointConfig
 from sbdeploy.data import open_source, to_float
 from sbdeploy.errors import DataError, InputError
 
-CONFIG = CheckpointConfig(arch="cifar_resnet20_sb", options={"in_chans": 1, "num_classes": 10}, input_size=(16, 16), mean=(0.3,),
-                          std=(0.3,), class_names=tuple("0123456789"), dataset="digits")  # fmt: skip
-ZOO = CheckpointConfig(arch="cifar_resnet20", options={"in_chans": 1, "num_classes": 10}, input_size=(16, 16), mean=(0.5,), std=(0.5,),
-                       class_names=tuple("0123456789"))  # fmt: skip
+CONFIG = CheckpointConfig(
+    arch="cifar_resnet20_sb",
+    options={"in_chans": 1, "num_classes": 10},
+    input_size=(16, 16),
+    mean=(0.3,),
+    std=(0.3,),
+    class_names=tuple("0123456789"),
+    dataset="digits",
+)
+ZOO = CheckpointConfig(
+    arch="cifar_resnet20",
+    options={"in_chans": 1, "num_classes": 10},
+    input_size=(16, 16),
+    mean=(0.5,),
+    std=(0.5,),
+    class_names=tuple("0123456789"),
+)
 
 
 def test_the_checkpoints_dataset_by_default_training_images_normalized() -> None:
@@ -45,14 +58,25 @@ def test_a_run_calibrates_a_random_weight_baseline_on_its_checkpoints_data() -> 
         calibration_for({"baseline": ZOO}, None)
 
 
-@pytest.mark.parametrize(("make", "error", "message"), [
-    (lambda p: None, InputError, "does not exist"),
-    (lambda p: np.save(p, np.zeros((2, 3, 16, 16), np.float32)), InputError, r"shape \(2, 3, 16, 16\); this model takes N x 1 x 16 x 16"),
-    (lambda p: np.save(p, np.zeros((2, 16, 16), np.float32)), InputError, "shape"),
-    (lambda p: np.save(p, np.zeros((2, 1, 16, 16), np.int64)), InputError, "finite float inputs"),
-    (lambda p: np.save(p, np.full((2, 1, 16, 16), np.nan, np.float32)), InputError, "finite float inputs"),
-    (lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True), InputError, "pickled objects, which sbdeploy never loads"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda p: None, InputError, "does not exist"),
+        (
+            lambda p: np.save(p, np.zeros((2, 3, 16, 16), np.float32)),
+            InputError,
+            r"shape \(2, 3, 16, 16\); this model takes N x 1 x 16 x 16",
+        ),
+        (lambda p: np.save(p, np.zeros((2, 16, 16), np.float32)), InputError, "shape"),
+        (lambda p: np.save(p, np.zeros((2, 1, 16, 16), np.int64)), InputError, "finite float inputs"),
+        (lambda p: np.save(p, np.full((2, 1, 16, 16), np.nan, np.float32)), InputError, "finite float inputs"),
+        (
+            lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+            InputError,
+            "pickled objects, which sbdeploy never loads",
+        ),
+    ],
+)
 def test_bad_npy_is_one_clear_error(make, error: type, message: str, tmp_path: Path) -> None:  # noqa: ANN001
     path = tmp_path / "cal.npy"
     make(path)

@@ -127,8 +127,14 @@ def test_forms_with_one_graph_are_timed_once(tiny_onnx: Path, tmp_path: Path) ->
     path = tiny_onnx
     copy = shutil.copy(path, tmp_path / "b.onnx")
     options = TuneOptions(threads=1, plan=TINY_PLAN, settings=TWO_SETTINGS)
-    result = tune_files({"ort-cpu": path, "ort-cpu:taps": Path(copy)}, target=get_target("ort-cpu"), precision="fp32", batch=1,
-                        input_shape=(3, *SIZE), options=options)  # fmt: skip
+    result = tune_files(
+        {"ort-cpu": path, "ort-cpu:taps": Path(copy)},
+        target=get_target("ort-cpu"),
+        precision="fp32",
+        batch=1,
+        input_shape=(3, *SIZE),
+        options=options,
+    )
     forms = [t for t in result.times if t.stage == "forms"]
     assert [(t.candidate.form, t.same_graph_as, t.median_ms) for t in forms] == [("ort-cpu:taps", "ort-cpu", None)]
     assert [s.stage for s in result.stages] == ["settings"]  # one distinct form: only its settings are timed

@@ -187,12 +187,15 @@ def test_cuda_provider_runs_fp32_without_tf32(sb_onnx: Path, monkeypatch: pytest
     assert OrtRunner(sb_onnx).providers() == ["CPUExecutionProvider"]
 
 
-@pytest.mark.parametrize(("version", "fp16_model", "flag"), [
-    ("10.13.0.35", True, "True"),  # weakly typed: without the flag TensorRT 10 would compute the fp16 ONNX in fp32
-    ("10.13.0.35", False, "False"),
-    ("11.4.0.106", True, "False"),  # strongly typed: the model's types decide, and 11.x has no FP16 flag
-    (None, True, "False"),  # no TensorRT python package to tell the version: the flag is not guessed
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("version", "fp16_model", "flag"),
+    [
+        ("10.13.0.35", True, "True"),  # weakly typed: without the flag TensorRT 10 would compute the fp16 ONNX in fp32
+        ("10.13.0.35", False, "False"),
+        ("11.4.0.106", True, "False"),  # strongly typed: the model's types decide, and 11.x has no FP16 flag
+        (None, True, "False"),  # no TensorRT python package to tell the version: the flag is not guessed
+    ],
+)
 def test_tensorrt_provider_gets_the_fp16_flag_for_an_fp16_onnx_on_10x(
     sb_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str | None, fp16_model: bool, flag: str
 ) -> None:

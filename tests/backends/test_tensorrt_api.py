@@ -53,9 +53,23 @@ def _prepare(version: str, out: Path) -> Path:
 
 def _mypy(stubs: Path, *targets: str, cwd: Path = ROOT, extra: tuple[str, ...] = ()) -> list[tuple[str, int, str]]:
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "--follow-imports=silent", "--no-incremental", *extra, *targets],
-        cwd=cwd, env={**os.environ, "MYPYPATH": f"{stubs}:{ROOT / 'typings'}"}, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--follow-imports=silent",
+            "--no-incremental",
+            *extra,
+            *targets,
+        ],
+        cwd=cwd,
+        env={**os.environ, "MYPYPATH": f"{stubs}:{ROOT / 'typings'}"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     errors = [(m["file"], int(m["line"]), m["message"]) for m in map(ERROR.match, result.stdout.splitlines()) if m]
     assert errors or result.returncode == 0, result.stdout + result.stderr
     return errors

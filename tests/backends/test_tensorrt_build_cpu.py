@@ -120,9 +120,13 @@ def test_weights_stored_once_reach_the_parser_as_initializers(precision: str) ->
 
     w = numpy_helper.from_array(np.ones((2, 2, 3, 3), np.float32), "w")
     reps = numpy_helper.from_array(np.array([2, 1, 1, 1], np.int64), "reps")
-    graph = helper.make_graph([helper.make_node("Tile", ["w", "reps"], ["w2"]), helper.make_node("Conv", ["x", "w2"], ["y"], group=2)],
-                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 5, 5])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, reps])  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("Tile", ["w", "reps"], ["w2"]), helper.make_node("Conv", ["x", "w2"], ["y"], group=2)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [w, reps],
+    )
     prepared = prepare_model(
         helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), BuildOptions(precision=precision)
     )

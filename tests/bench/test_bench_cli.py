@@ -191,7 +191,9 @@ def test_fp16_and_cuda_graph_flags(tmp_path: Path) -> None:
     assert data["settings"]["notes"] == ["--cuda-graph applies to trt only"]  # said once, in the report and on screen
     assert "--cuda-graph applies to trt only" in result.stdout
     assert [(r["precision"], r["file"]) for r in data["rows"]] == [
-        ("fp32", "cifar_resnet20.ort-cpu.b1.fp32.onnx"), ("fp16", "cifar_resnet20.ort-cpu.b1.fp16.onnx")]  # fmt: skip
+        ("fp32", "cifar_resnet20.ort-cpu.b1.fp32.onnx"),
+        ("fp16", "cifar_resnet20.ort-cpu.b1.fp16.onnx"),
+    ]
     assert [r["compute_median_ms"] for r in data["rows"]] == [None, None]  # ORT on the CPU has no separate compute time
     markdown = (out / "bench.md").read_text()
     assert (
@@ -214,12 +216,30 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
         ("cifar_resnet20_sb", "ort-cpu", 1, "fp16"),
         ("cifar_resnet20_sb", "grouped", "dynamic", "fp32"),
     ]:
-        export_onnx(name, files / f"{name}.{target}.{precision}.onnx", input_size=(16, 16), target=target, batch=batch,
-                    precision=precision)  # fmt: skip
+        export_onnx(
+            name,
+            files / f"{name}.{target}.{precision}.onnx",
+            input_size=(16, 16),
+            target=target,
+            batch=batch,
+            precision=precision,
+        )
     before = {p.name: sha256_file(p) for p in files.iterdir()}
     out = tmp_path / "bench"
-    result = run_cli("bench", *[a for p in sorted(files.iterdir()) for a in ("-m", str(p))], "--batch", "1,2", "--warmup", "1",
-                     "--iters", "2", "--threads", "1", "--report", str(out))  # fmt: skip
+    result = run_cli(
+        "bench",
+        *[a for p in sorted(files.iterdir()) for a in ("-m", str(p))],
+        "--batch",
+        "1,2",
+        "--warmup",
+        "1",
+        "--iters",
+        "2",
+        "--threads",
+        "1",
+        "--report",
+        str(out),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "bench.json").read_text())
     rows = {(r["model"], r["batch"]): r for r in data["rows"]}

@@ -36,8 +36,13 @@ def conv_net(path: Path) -> Path:
         helper.make_node("Relu", ["a"], ["b"]),
         helper.make_node("Conv", ["b", "w2"], ["logits"], pads=[1, 1, 1, 1]),
     ]
-    graph = helper.make_graph(nodes, "conv_net", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 64, 64])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 32, 64, 64])], [w1, w2])  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "conv_net",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 64, 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 32, 64, 64])],
+        [w1, w2],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))

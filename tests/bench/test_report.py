@@ -26,8 +26,18 @@ def stats(ms: float, spread: float = 0.0, halfwidth: float | None = 0.01) -> Lat
 def group(load: float = 0.5, others: float = 0.05, backend: str = "ort-cpu", batch: int = 1) -> BenchGroup:
     state = MachineLoad((load, load, load), 2, 2)
     usage = MachineUsage(before=state, after=state, seconds=4.0, own_cpu=1.0, others_cpu=others)
-    return BenchGroup.of(backend, batch, GroupRecord(rounds=30, turn=10, seconds=4.0, stop="every interval within +-3.0% after 30 turns",
-                                                   confidence=0.95, machine=usage))  # fmt: skip
+    return BenchGroup.of(
+        backend,
+        batch,
+        GroupRecord(
+            rounds=30,
+            turn=10,
+            seconds=4.0,
+            stop="every interval within +-3.0% after 30 turns",
+            confidence=0.95,
+            machine=usage,
+        ),
+    )
 
 
 def rows(
@@ -61,17 +71,57 @@ def test_speedups_pair_rows_of_the_same_precision_and_rows_name_their_file() -> 
     def stats_ms(ms: float) -> LatencyStats:
         return LatencyStats.from_samples([ms / 1e3] * 3)
 
-    paired = with_speedups([
-        BenchRow(model="net", backend="ort-cpu", batch=1, macs=100, baseline=None, stats=stats_ms(2.0),
-                 target="ort-cpu", file="baseline.ort-cpu.b1.fp32.onnx", sha256="a" * 64),
-        BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats_ms(1.25),
-                 target="ort-cpu", file="model.ort-cpu.b1.fp32.onnx", sha256="b" * 64),
-        BenchRow(model="net", backend="ort-cpu", batch=1, macs=100, baseline=None, stats=stats_ms(4.0), precision="fp16",
-                 target="ort-cpu", file="baseline.ort-cpu.b1.fp16.onnx", sha256="c" * 64),
-        BenchRow(model="net_sb", backend="ort-cpu", batch=1, macs=50, baseline="net", stats=stats_ms(5.0), precision="fp16",
-                 target="ort-cpu", file="model.ort-cpu.b1.fp16.onnx", sha256="d" * 64),
-        BenchRow(model="net_sb", backend="torch", batch=1, macs=50, baseline="net", stats=stats_ms(1.0)),
-    ])  # fmt: skip
+    paired = with_speedups(
+        [
+            BenchRow(
+                model="net",
+                backend="ort-cpu",
+                batch=1,
+                macs=100,
+                baseline=None,
+                stats=stats_ms(2.0),
+                target="ort-cpu",
+                file="baseline.ort-cpu.b1.fp32.onnx",
+                sha256="a" * 64,
+            ),
+            BenchRow(
+                model="net_sb",
+                backend="ort-cpu",
+                batch=1,
+                macs=50,
+                baseline="net",
+                stats=stats_ms(1.25),
+                target="ort-cpu",
+                file="model.ort-cpu.b1.fp32.onnx",
+                sha256="b" * 64,
+            ),
+            BenchRow(
+                model="net",
+                backend="ort-cpu",
+                batch=1,
+                macs=100,
+                baseline=None,
+                stats=stats_ms(4.0),
+                precision="fp16",
+                target="ort-cpu",
+                file="baseline.ort-cpu.b1.fp16.onnx",
+                sha256="c" * 64,
+            ),
+            BenchRow(
+                model="net_sb",
+                backend="ort-cpu",
+                batch=1,
+                macs=50,
+                baseline="net",
+                stats=stats_ms(5.0),
+                precision="fp16",
+                target="ort-cpu",
+                file="model.ort-cpu.b1.fp16.onnx",
+                sha256="d" * 64,
+            ),
+            BenchRow(model="net_sb", backend="torch", batch=1, macs=50, baseline="net", stats=stats_ms(1.0)),
+        ]
+    )
     sb, sb16, torch_row = paired[1], paired[3], paired[4]
     assert sb.speedup == 1.6 and sb16.speedup == 0.8  # each against its own precision's baseline (2 ms, 4 ms)
     assert torch_row.speedup is None and torch_row.form == "training code"  # no torch baseline row
@@ -173,9 +223,11 @@ def test_the_warnings_say_each_reason_once_with_every_figure_and_its_numbers() -
     report = BenchReport(rows=judged(noisy, groups), environment=collect_environment(), groups=groups)
     summary = report.warning_summary()
     lines = [w.line() for _, summaries in summary for w in summaries]
-    assert lines[:2] == ["load average above the 2 CPUs available (every group): ort-cpu b1 4.3, ort-cpu b8 4.5",
-                         "other processes used more than 10% of the 2 CPUs while timed (every group): ort-cpu b1 1.50 CPUs, "
-                         "ort-cpu b8 1.52 CPUs"]  # fmt: skip
+    assert lines[:2] == [
+        "load average above the 2 CPUs available (every group): ort-cpu b1 4.3, ort-cpu b8 4.5",
+        "other processes used more than 10% of the 2 CPUs while timed (every group): ort-cpu b1 1.50 CPUs, "
+        "ort-cpu b8 1.52 CPUs",
+    ]
     spread = next(line for line in lines if line.startswith("runs vary"))
     assert (
         spread.startswith("runs vary by CV above 10% (4 of 4 figures): net: ort-cpu b1 ")
@@ -209,11 +261,25 @@ def test_the_gpu_column_is_shown_only_when_a_row_has_a_device_time() -> None:
 def test_settings_read_as_text_and_say_which_form_each_backend_timed() -> None:
     from sbdeploy.bench.report import settings_lines
 
-    lines = settings_lines({"models": ["net_sb", "net"], "iters": None, "target": None,
-                            "forms": {"torch": "training code", "ort-cpu": "ort-cpu"}, "engines": {},
-                            "files": [{"file": "model.ort-cpu.b1.fp32.onnx"}], "notes": []})  # fmt: skip
-    assert lines == ["- models: net_sb, net", "- iters: -", "- target: each backend its own (sbdeploy.targets.BACKEND_TARGETS)",
-                     "- form timed per backend: torch: training code; ort-cpu: ort-cpu", "- engines: -", "- notes: -"]  # fmt: skip
+    lines = settings_lines(
+        {
+            "models": ["net_sb", "net"],
+            "iters": None,
+            "target": None,
+            "forms": {"torch": "training code", "ort-cpu": "ort-cpu"},
+            "engines": {},
+            "files": [{"file": "model.ort-cpu.b1.fp32.onnx"}],
+            "notes": [],
+        }
+    )
+    assert lines == [
+        "- models: net_sb, net",
+        "- iters: -",
+        "- target: each backend its own (sbdeploy.targets.BACKEND_TARGETS)",
+        "- form timed per backend: torch: training code; ort-cpu: ort-cpu",
+        "- engines: -",
+        "- notes: -",
+    ]
     forced = settings_lines(
         {"target": "grouped", "engines": {"model.grouped.fp16.engine": {"profile": [1, 8, 8], "precision": "fp16"}}}
     )
@@ -224,8 +290,18 @@ def test_int8_rows_say_the_instruction_set_and_plainly_when_int8_does_not_pay() 
     from sbdeploy.bench.report import int8_lines, markdown_rows
 
     def int8_row(model: str, batch: int, vs_fp32: float, backend: str = "ort-cpu") -> BenchRow:
-        return BenchRow(model=model, backend=backend, batch=batch, macs=100, baseline=None, stats=stats(1.0), precision="int8",
-                        vs_fp32=vs_fp32, vs_fp32_low=vs_fp32 * 0.95, vs_fp32_high=vs_fp32 * 1.05)  # fmt: skip
+        return BenchRow(
+            model=model,
+            backend=backend,
+            batch=batch,
+            macs=100,
+            baseline=None,
+            stats=stats(1.0),
+            precision="int8",
+            vs_fp32=vs_fp32,
+            vs_fp32_low=vs_fp32 * 0.95,
+            vs_fp32_high=vs_fp32 * 1.05,
+        )
 
     table = [*rows(), int8_row("net", 1, 0.8), int8_row("net_sb", 1, 1.7), int8_row("net", 8, 0.5, backend="trt")]
     avx2 = dataclasses.replace(collect_environment(), cpu_int8="x86_64 AVX2, no VNNI: ...", cpu_int8_dot=False)

@@ -9,8 +9,17 @@ from sbdeploy.bench.timing import TimingPlan
 
 def test_gpu_onnx_backends_say_how_their_fp32_runs_computed() -> None:
     """ort-cuda is timed with TF32 off (use_tf32=0), as validate judges it; ort-trt with TF32 on, which it cannot clear."""
-    settings = bench_settings([], ["torch", "ort-cpu", "ort-cuda", "ort-trt"], [1], ["fp32", "fp16"], TimingPlan(), None, None, False,
-                              ["given note"])  # fmt: skip
+    settings = bench_settings(
+        [],
+        ["torch", "ort-cpu", "ort-cuda", "ort-trt"],
+        [1],
+        ["fp32", "fp16"],
+        TimingPlan(),
+        None,
+        None,
+        False,
+        ["given note"],
+    )
     assert settings["notes"] == ["given note", TF32_NOTES["ort-cuda"], TF32_NOTES["ort-trt"]]
     assert "use_tf32=0" in TF32_NOTES["ort-cuda"] and "TF32 tolerance" in TF32_NOTES["ort-trt"]
     assert (

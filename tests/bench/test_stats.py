@@ -11,8 +11,15 @@ from sbdeploy.bench.stats import MIN_ROUNDS_FOR_INTERVAL, Interval, bootstrap_ro
 TRUE_SPEEDUP = 1.5
 
 
-def paired_rounds(rng: np.random.Generator, rounds: int, runs: int = 10, *, machine_sd: float = 0.0, run_sd: float = 0.05,
-                  spikes: float = 0.0) -> dict[str, list[np.ndarray]]:  # fmt: skip
+def paired_rounds(
+    rng: np.random.Generator,
+    rounds: int,
+    runs: int = 10,
+    *,
+    machine_sd: float = 0.0,
+    run_sd: float = 0.05,
+    spikes: float = 0.0,
+) -> dict[str, list[np.ndarray]]:
     """Runs of a baseline TRUE_SPEEDUP times slower than its SB, per round.
 
     Each round has one machine factor (lognormal, ``machine_sd``) that scales both turns of
@@ -41,8 +48,10 @@ def speedup_interval(data: dict[str, list[np.ndarray]], seed: int = 0, resamples
 def test_the_speedup_interval_covers_the_true_ratio_at_about_its_nominal_rate(machine_sd: float, spikes: float) -> None:
     rng = np.random.default_rng(1)
     trials = 200
-    hits = sum(speedup_interval(paired_rounds(rng, 20, machine_sd=machine_sd, spikes=spikes), seed=i).contains(TRUE_SPEEDUP)
-               for i in range(trials))  # fmt: skip
+    hits = sum(
+        speedup_interval(paired_rounds(rng, 20, machine_sd=machine_sd, spikes=spikes), seed=i).contains(TRUE_SPEEDUP)
+        for i in range(trials)
+    )
     # 95% nominal; a percentile bootstrap of medians from 20 rounds runs a little under (iid runs, 0.93 here) or over it.
     assert 0.88 <= hits / trials <= 0.99, hits / trials
 

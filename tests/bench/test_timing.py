@@ -53,8 +53,11 @@ def test_turns_settle_untimed_and_the_last_turn_is_cut_to_iters() -> None:
         return float(len(calls))  # "device time": the call's position, to see which calls were timed
 
     progress: list[int] = []
-    stats = measure_interleaved({n: (lambda n=n: fn(n)) for n in "ab"}, TimingPlan(warmup_iters=0, iters=5, turn=3, settle=1),
-                                on_round=progress.append)  # fmt: skip
+    stats = measure_interleaved(
+        {n: (lambda n=n: fn(n)) for n in "ab"},
+        TimingPlan(warmup_iters=0, iters=5, turn=3, settle=1),
+        on_round=progress.append,
+    )
     assert calls == list("aaaabbbb" + "bbbaaa")  # round 2 rotated and cut to the 2 runs left
     assert progress == [3, 5]
     assert all(s.runs == 5 for s in stats.values())
@@ -224,8 +227,11 @@ def test_a_callable_outside_any_pair_stops_on_its_own_median_interval(clock: Fak
 
 
 def test_fixed_lengths_say_so_and_record_the_machine(clock: FakeClock) -> None:
-    result = measure_group({"a": fake_inference(clock, 1.0, 0.1, 9), "b": fake_inference(clock, 1.0, 0.1, 10)}, TimingPlan(iters=30, turn=3),
-                           pairs=[Pair("a", "b", 1.0)])  # fmt: skip
+    result = measure_group(
+        {"a": fake_inference(clock, 1.0, 0.1, 9), "b": fake_inference(clock, 1.0, 0.1, 10)},
+        TimingPlan(iters=30, turn=3),
+        pairs=[Pair("a", "b", 1.0)],
+    )
     assert (
         result.record.stop == "fixed length: 30 timed runs each"
         and result.record.rounds == 10

@@ -94,8 +94,24 @@ def test_the_old_lowering_flag_keeps_working_or_names_the_new_spelling(tmp_path:
 
 def test_tuned_export_validates_and_says_what_it_timed(tmp_path: Path) -> None:
     checkpoint, out = REPO / "models" / "digits_resnet20_sb", tmp_path / "tuned.onnx"
-    done = sbdeploy("export", str(checkpoint), "-o", str(out), "--target", "ort-cpu", "--batch", "1", "--tune", "--tune-forms", "taps",
-                    "--threads", "1", "--tune-budget", "0.3", "--json")  # fmt: skip
+    done = sbdeploy(
+        "export",
+        str(checkpoint),
+        "-o",
+        str(out),
+        "--target",
+        "ort-cpu",
+        "--batch",
+        "1",
+        "--tune",
+        "--tune-forms",
+        "taps",
+        "--threads",
+        "1",
+        "--tune-budget",
+        "0.3",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     tuning = json.loads(done.stdout)["tuning"]
     assert tuning["tuned"] is True and tuning["threads"] == 1 and tuning["decision"]

@@ -52,8 +52,13 @@ def test_bench_prints_model_and_file_names_as_text(monkeypatch: pytest.MonkeyPat
 
     screen = _screen(monkeypatch, bench_cli)
     stats = LatencyStats.from_samples([1e-3, 2e-3])
-    rows = judged([BenchRow("net[v1]", "ort-cpu", 1, 100, None, stats, file=FILE),
-                   BenchRow("net_sb[/v1]", "ort-cpu", 1, 50, "net[v1]", stats, file="model[b1].onnx")], [])  # fmt: skip
+    rows = judged(
+        [
+            BenchRow("net[v1]", "ort-cpu", 1, 100, None, stats, file=FILE),
+            BenchRow("net_sb[/v1]", "ort-cpu", 1, 50, "net[v1]", stats, file="model[b1].onnx"),
+        ],
+        [],
+    )
     bench_cli.render_bench(BenchReport(rows=rows, environment=collect_environment()))
     text = screen.export_text()
     assert FILE in text and "model[b1].onnx" in text and "net[v1]" in text and "net_sb[/v1]: ort-cpu b1" in text
@@ -74,12 +79,37 @@ def test_the_bench_table_fits_160_columns_without_breaking_a_number(
     s = LatencyStats.from_samples([1.234e-3 * (1 + 0.5 * (-1) ** i) for i in range(40)])
     s = dataclasses.replace(s, median_low_ms=1.1111, median_high_ms=18.8888)
     file = "digits_resnet20_sb.ort-cpu.b1.fp32.onnx"
-    rows = [BenchRow("cifar_resnet20", "ort-cpu", 1, 100, None, s, file="cifar_resnet20.ort-cpu.b1.fp32.onnx"),
-            BenchRow("digits_resnet20_sb", "ort-cpu", 1, 50, "cifar_resnet20", s, file=file, speedup_low=0.7777, speedup_high=1.3333),
-            BenchRow("digits_resnet20_sb", "torch", 1, 50, None, s)]  # fmt: skip
+    rows = [
+        BenchRow("cifar_resnet20", "ort-cpu", 1, 100, None, s, file="cifar_resnet20.ort-cpu.b1.fp32.onnx"),
+        BenchRow(
+            "digits_resnet20_sb",
+            "ort-cpu",
+            1,
+            50,
+            "cifar_resnet20",
+            s,
+            file=file,
+            speedup_low=0.7777,
+            speedup_high=1.3333,
+        ),
+        BenchRow("digits_resnet20_sb", "torch", 1, 50, None, s),
+    ]
     if reduced:
-        rows.append(BenchRow("digits_resnet20_sb", "ort-cpu", 1, 50, None, s, precision="int8", file="digits_resnet20_sb.ort-cpu.b1.int8.onnx",
-                             vs_fp32=1.6666, vs_fp32_low=1.5555, vs_fp32_high=1.7777))  # fmt: skip
+        rows.append(
+            BenchRow(
+                "digits_resnet20_sb",
+                "ort-cpu",
+                1,
+                50,
+                None,
+                s,
+                precision="int8",
+                file="digits_resnet20_sb.ort-cpu.b1.int8.onnx",
+                vs_fp32=1.6666,
+                vs_fp32_low=1.5555,
+                vs_fp32_high=1.7777,
+            )
+        )
     judged_rows = judged(rows, [])
     bench_cli.render_bench(BenchReport(rows=judged_rows, environment=collect_environment()))
     text = screen.export_text()

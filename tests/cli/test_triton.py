@@ -25,9 +25,19 @@ def test_writes_a_repository(tmp_path: Path) -> None:
     engine = fake_engine(tmp_path / "tiny_trt.engine", [(1, 4, 8)])
     out = tmp_path / "repo"
     result = sbdeploy(
-        "triton-repo", str(onnx_path), str(engine), "--out", str(out),
-        "--preferred-batch", "2", "--preferred-batch", "4", "--instances", "2", "--json",
-    )  # fmt: skip
+        "triton-repo",
+        str(onnx_path),
+        str(engine),
+        "--out",
+        str(out),
+        "--preferred-batch",
+        "2",
+        "--preferred-batch",
+        "4",
+        "--instances",
+        "2",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert [(m["name"], m["platform"], m["max_batch_size"]) for m in report["models"]] == [

@@ -174,8 +174,9 @@ def test_metadata_names_the_target_and_the_canonical_default(tmp_path) -> None: 
     from sbdeploy.export import export_onnx, read_metadata
 
     canonical = export_onnx("cifar_resnet20_sb", tmp_path / "c.onnx", input_size=(16, 16))
-    deployed = export_onnx("cifar_resnet20_sb", tmp_path / "d.onnx", input_size=(16, 16), target="ort-cpu", batch=2,
-                           precision="fp16")  # fmt: skip
+    deployed = export_onnx(
+        "cifar_resnet20_sb", tmp_path / "d.onnx", input_size=(16, 16), target="ort-cpu", batch=2, precision="fp16"
+    )
     assert canonical.metadata["target"] == "grouped" and canonical.metadata["lowering"] == "grouped"
     assert (
         canonical.metadata["passes"] == list(get_target("grouped").passes)

@@ -65,10 +65,13 @@ def test_a_run_leaves_phases_where_a_stage_would_be_odd() -> None:
     assert run.plan((12, 20)) == [True] * 3 + [True] + [True] * 2 + [False] * 3
 
 
-@pytest.mark.parametrize(("size", "plan"), [
-    ((40, 40), [True] * 2 + [False] * 6),  # stages 10, 5, 3, 2: the stride-2 block into 5x5 leaves phases
-    ((64, 64), [True] * 8),  # stages 16, 8, 4, 2: all on phases, downsample shortcuts read phase (0, 0)
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("size", "plan"),
+    [
+        ((40, 40), [True] * 2 + [False] * 6),  # stages 10, 5, 3, 2: the stride-2 block into 5x5 leaves phases
+        ((64, 64), [True] * 8),  # stages 16, 8, 4, 2: all on phases, downsample shortcuts read phase (0, 0)
+    ],
+)
 def test_resnet18_sb_is_one_run_across_stages(size: tuple[int, int], plan: list[bool]) -> None:
     torch.manual_seed(0)
     (run,) = _runs(_check(create_model("resnet18_sb", num_classes=10), size))
@@ -79,8 +82,14 @@ def test_pyramidnet_runs_on_phases_and_its_pooling_shortcut_reads_the_four_phase
     torch.manual_seed(0)
     (run,) = _runs(_check(create_model("cifar_pyramidnet110_a48_sb"), (16, 16)))
     assert len(run.blocks) == 54 and all(run.plan((16, 16))) and run.stacked is not None
-    (odd,) = _runs(_check(nn.Sequential(nn.Conv2d(3, 16, 1), nn.Sequential(
-        SBPyramidBasicBlock(16, 18), SBPyramidBasicBlock(18, 20, stride=2))), (10, 6)))  # fmt: skip
+    (odd,) = _runs(
+        _check(
+            nn.Sequential(
+                nn.Conv2d(3, 16, 1), nn.Sequential(SBPyramidBasicBlock(16, 18), SBPyramidBasicBlock(18, 20, stride=2))
+            ),
+            (10, 6),
+        )
+    )
     assert odd.plan((10, 6)) == [False, False]  # 10x6 -> 5x3: the stride-2 block's output is odd
 
 
@@ -93,10 +102,22 @@ def test_bottleneck_blocks_at_odd_sizes_keep_the_per_sb_lowering() -> None:
     assert run.plan((9, 12)) == [False, False] and run.stacked is None
 
 
-@pytest.mark.parametrize(("build", "size", "run_input"), [
-    (lambda: CifarResNet(SBPreActBottleneck, 20), (16, 16), (16, 16)),  # pre-activation, 1x1 shortcuts at stride 1 and 2
-    (lambda: ResNet(SBBottleneck, (2, 1, 1, 1), num_classes=10), (64, 64), (16, 16)),  # torchvision: 1x1 conv + BN downsample
-], ids=["cifar_preact_bottleneck", "imagenet_bottleneck"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("build", "size", "run_input"),
+    [
+        (
+            lambda: CifarResNet(SBPreActBottleneck, 20),
+            (16, 16),
+            (16, 16),
+        ),  # pre-activation, 1x1 shortcuts at stride 1 and 2
+        (
+            lambda: ResNet(SBBottleneck, (2, 1, 1, 1), num_classes=10),
+            (64, 64),
+            (16, 16),
+        ),  # torchvision: 1x1 conv + BN downsample
+    ],
+    ids=["cifar_preact_bottleneck", "imagenet_bottleneck"],
+)
 def test_bottleneck_nets_run_on_phases(build, size: tuple[int, int], run_input: tuple[int, int]) -> None:  # noqa: ANN001
     torch.manual_seed(0)
     deployed = _check(build(), size)

@@ -35,11 +35,12 @@ def shared_bias_model(collide: bool = True, batch: int | str = "batch") -> onnx.
     ]
     scales = numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), "scales")
     graph = helper.make_graph(
-        nodes, "shared_bias",
+        nodes,
+        "shared_bias",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4, 8, 8])],
         initializer=[w, b, scales],
-    )  # fmt: skip
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -118,8 +119,11 @@ def test_trt_recipe_writes_what_tensorrt_explicit_quantization_takes() -> None:
         n.input[2] for n in int8.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2
     ]
     assert zero_points and all(inits[z].dtype == np.int8 and not inits[z].any() for z in zero_points)  # symmetric s8
-    weight_scales = [inits[n.input[1]] for n in int8.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
-                     and inits[n.input[0]].ndim == 4]  # fmt: skip
+    weight_scales = [
+        inits[n.input[1]]
+        for n in int8.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].ndim == 4
+    ]
     assert weight_scales and all(s.shape == (4,) for s in weight_scales)  # per output channel
     assert all(inits[n.input[2]].dtype == np.float32 for n in int8.graph.node if n.op_type == "Conv")  # float bias
 
@@ -153,7 +157,7 @@ def test_recipe_options_are_checked_and_described() -> None:
         (np.ones((3, 8, 8), np.float32), "non-empty"),
         (np.ones((0, 3, 8, 8), np.float32), "non-empty"),
         (np.ones((4, 3, 8, 8), np.float32), "fixed batch is 8: give at least 8 calibration images, got 4"),
-    ],  # fmt: skip
+    ],
 )
 def test_bad_calibration_is_one_clear_error(calibration: np.ndarray, message: str) -> None:
     with pytest.raises(InputError, match=message):

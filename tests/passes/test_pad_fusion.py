@@ -147,10 +147,13 @@ def test_the_rewriting_passes_leave_no_value_info_of_removed_tensors() -> None:
     assert [v.name for v in padded.graph.value_info] == ["p"]
     assert _stale_value_info(run_pass(padded, "fuse_pads")[0]) == []
     rng = np.random.default_rng(2)
-    graph = helper.make_graph([helper.make_node("Mul", ["x", "s"], ["m"]), helper.make_node("Add", ["m", "t"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(rng.standard_normal((3, 1, 1)).astype(np.float32), n) for n in ("s", "t")])  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "s"], ["m"]), helper.make_node("Add", ["m", "t"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(rng.standard_normal((3, 1, 1)).astype(np.float32), n) for n in ("s", "t")],
+    )
     affine = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     assert "m" in [v.name for v in affine.graph.value_info]
     rewritten = run_pass(affine, "affine_to_conv")[0]

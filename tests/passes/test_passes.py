@@ -77,8 +77,11 @@ def test_fold_constants_removes_shape_arithmetic_and_stores_each_sb_weight_once(
             name = producers[name].input[0]
         return inits[name]
 
-    repeated = sum(stored_weight(t.input[0]).nbytes * (int(np.prod(inits[t.input[1]])) - 1)
-                   for t in cleaned.graph.node if t.op_type == "Tile")  # fmt: skip
+    repeated = sum(
+        stored_weight(t.input[0]).nbytes * (int(np.prod(inits[t.input[1]])) - 1)
+        for t in cleaned.graph.node
+        if t.op_type == "Tile"
+    )
     saved = _stored_bytes(materialize_weights(cleaned)) - _stored_bytes(cleaned)
     assert (
         repeated > 1e6 and repeated - 2048 < saved <= repeated
@@ -122,13 +125,20 @@ def test_only_repeats_and_slices_that_feed_weights_stay_unfolded() -> None:
     reps = numpy_helper.from_array(np.array([2, 1, 1, 1], np.int64), "reps")
     data_reps = numpy_helper.from_array(np.array([2, 2, 1, 1], np.int64), "data_reps")
     nodes = [
-        helper.make_node("Tile", ["w", "reps"], ["w2"]), helper.make_node("Conv", ["x", "w2"], ["c"], group=2, pads=[1, 1, 1, 1]),
-        helper.make_node("Tile", ["w", "data_reps"], ["w3"]), helper.make_node("Add", ["c", "w3"], ["y0"]),  # read as data
+        helper.make_node("Tile", ["w", "reps"], ["w2"]),
+        helper.make_node("Conv", ["x", "w2"], ["c"], group=2, pads=[1, 1, 1, 1]),
+        helper.make_node("Tile", ["w", "data_reps"], ["w3"]),
+        helper.make_node("Add", ["c", "w3"], ["y0"]),  # read as data
         helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0, 2, 3]),  # a weight, but not a repeat or slice of one
         helper.make_node("Conv", ["y0", "wt"], ["y"], group=2, pads=[1, 1, 1, 1]),
-    ]  # fmt: skip
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4, 3, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, reps, data_reps])  # fmt: skip
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [w, reps, data_reps],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     out = fold_constants(model)
     ops = [n.op_type for n in out.graph.node]

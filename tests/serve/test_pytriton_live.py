@@ -57,9 +57,16 @@ def test_concurrent_clients_get_direct_inference_results(server: PyTritonServer,
 
     images = np.random.default_rng(0).standard_normal((24, 3, 32, 32)).astype(np.float32)
     report = bench_triton(
-        server.http_url, "r20", images, direct(onnx_path, images),
-        concurrency=(1, 4, 16), requests_per_client=6, time_limit_s=30, atol=ATOL, rtol=RTOL,
-    )  # fmt: skip
+        server.http_url,
+        "r20",
+        images,
+        direct(onnx_path, images),
+        concurrency=(1, 4, 16),
+        requests_per_client=6,
+        time_limit_s=30,
+        atol=ATOL,
+        rtol=RTOL,
+    )
     for level in report.levels:
         print(
             f"c={level.concurrency:2d} n={level.requests:3d} p50={level.p50_ms:.1f}ms p90={level.p90_ms:.1f}ms "

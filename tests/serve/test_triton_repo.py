@@ -261,8 +261,10 @@ def test_a_run_folder_serves_an_engine_not_the_onnx_it_was_built_from(tmp_path: 
     )
     served, notes = served_artifacts(run)
     assert [(s.path.name, s.name) for s in served] == [
-        ("model.onnx", "model"), ("model.trt.fp32.engine", "model_trt_fp32"), ("model.trt.fp16.engine", "model_trt_fp16"),
-    ]  # fmt: skip
+        ("model.onnx", "model"),
+        ("model.trt.fp32.engine", "model_trt_fp32"),
+        ("model.trt.fp16.engine", "model_trt_fp16"),
+    ]
     assert notes == [
         "model.trt.fp32.onnx: not served, the engine built from it (model.trt.fp32.engine) is served as model_trt_fp32"
     ]

@@ -81,11 +81,19 @@ def test_tf32_output_fails_fp32_and_passes_the_tf32_tolerance() -> None:
 def _engine(tmp_path: Path, precision: str, tf32_on: bool) -> Path:
     engine = tmp_path / f"m_{precision}_{tf32_on}.engine"
     engine.write_bytes(b"plan")
-    write_sidecar(engine, EngineSidecar(
-        built_on=MachineInfo("10.13.0.35", "NVIDIA A100", "8.0"), requested_precision=precision, actual_precisions={precision: 20},
-        profiles=[{"input": {"min": [1, 1, 32, 32], "opt": [4, 1, 32, 32], "max": [8, 1, 32, 32]}}],
-        builder_options={"precision": precision, "tf32": tf32_on}, onnx_sha256="0" * 64, engine_sha256=sha256_file(engine), build_time_s=1.0,
-    ))  # fmt: skip
+    write_sidecar(
+        engine,
+        EngineSidecar(
+            built_on=MachineInfo("10.13.0.35", "NVIDIA A100", "8.0"),
+            requested_precision=precision,
+            actual_precisions={precision: 20},
+            profiles=[{"input": {"min": [1, 1, 32, 32], "opt": [4, 1, 32, 32], "max": [8, 1, 32, 32]}}],
+            builder_options={"precision": precision, "tf32": tf32_on},
+            onnx_sha256="0" * 64,
+            engine_sha256=sha256_file(engine),
+            build_time_s=1.0,
+        ),
+    )
     return engine
 
 

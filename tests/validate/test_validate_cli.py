@@ -129,16 +129,18 @@ def _refusal(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return captured.err.strip()
 
 
-def test_the_file_given_as_the_checkpoint_gets_the_right_command_line(tiny_onnx: Path, tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_the_file_given_as_the_checkpoint_gets_the_right_command_line(
+    tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     message = _refusal(["validate", str(tiny_onnx)], capsys)
     assert f"{tiny_onnx} is a model file" in message and f"`sbdeploy validate CHECKPOINT --onnx {tiny_onnx}`" in message
     engine = tmp_path / "r20.engine"
     assert f"`sbdeploy validate CHECKPOINT --engine {engine}`" in _refusal(["validate", str(engine)], capsys)
 
 
-def test_a_file_of_other_weights_is_refused_before_anything_runs(tiny_checkpoint: Path, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_a_file_of_other_weights_is_refused_before_anything_runs(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Same architecture, options and input, other weights (a zoo export): both named, no report written."""
     from sbdeploy.export import export_onnx
 
