@@ -75,5 +75,5 @@ def test_own_module_of_sbdeploy_blocks_then_export_module(tmp_path: Path, capsys
     with torch.no_grad():
         expected = net(x).numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
-    code, out, _ = _sbdeploy(capsys, "check", str(tmp_path / "mine.onnx"))
-    assert code == 0 and "0 error(s)" in out
+    code, out, _ = _sbdeploy(capsys, "check", str(tmp_path / "mine.onnx"), "--json")
+    assert code == 0 and json.loads(out)["ok"], out

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import onnx
 
 from sbdeploy.export import export_onnx
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def sbdeploy(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sbdeploy", *args], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
+from tests.conftest import REPO, run_cli
 
 
 def test_export_then_check_and_byte_identical_across_processes(tmp_path: Path) -> None:
     out = tmp_path / "new" / "folder" / "m.onnx"
-    done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(out), "--input-size", "33x35", "--batch", "2", "--json")
+    done = run_cli("export", "cifar_resnet20_sb", "-o", str(out), "--input-size", "33x35", "--batch", "2", "--json")
     assert done.returncode == 0, done.stderr
     assert f"created folder {out.parent}" in done.stderr  # a new folder is said, on stderr: stdout stays JSON
     report = json.loads(done.stdout)
@@ -30,25 +21,25 @@ def test_export_then_check_and_byte_identical_across_processes(tmp_path: Path) -
     assert [p["name"] for p in report["passes"]] == ["fold_constants", "eliminate", "fold_bn", "shape_inference"]
     in_process = export_onnx("cifar_resnet20_sb", tmp_path / "again.onnx", input_size=(33, 35), batch=2)
     assert in_process.path.read_bytes() == out.read_bytes()
-    checked = sbdeploy("check", str(out))
-    assert checked.returncode == 0 and "0 error(s)" in checked.stdout
+    checked = run_cli("check", str(out), "--json")
+    assert checked.returncode == 0 and json.loads(checked.stdout)["ok"], checked.stdout + checked.stderr
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00garbage")
-    done = sbdeploy("check", str(bad))
+    done = run_cli("check", str(bad))
     assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr
-    done = sbdeploy("export", "no_such_model", "-o", str(tmp_path / "x.onnx"))
+    done = run_cli("export", "no_such_model", "-o", str(tmp_path / "x.onnx"))
     assert done.returncode == 2 and "neither a checkpoint folder nor a zoo name" in done.stderr
-    done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), "--input-size", "3x")
+    done = run_cli("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), "--input-size", "3x")
     assert done.returncode == 2 and "--input-size" in done.stderr
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_export_target_of_the_shipped_checkpoint_validates_against_pytorch(tmp_path: Path) -> None:
     out = tmp_path / "digits.ort-cpu.onnx"
-    done = sbdeploy(
+    done = run_cli(
         "export", str(REPO / "models" / "digits_resnet20_sb"), "-o", str(out), "--target", "ort-cpu", "--json"
     )
     assert done.returncode == 0, done.stderr
@@ -58,20 +49,20 @@ def test_export_target_of_the_shipped_checkpoint_validates_against_pytorch(tmp_p
     graph = onnx.load(str(out)).graph  # no shape entry of a tensor the passes removed (there were 79)
     live = {name for node in graph.node for name in (*node.input, *node.output)}
     assert graph.value_info and all(v.name in live for v in graph.value_info)
-    checked = sbdeploy("validate", str(REPO / "models" / "digits_resnet20_sb"), "--onnx", str(out), "--limit", "32")
+    checked = run_cli("validate", str(REPO / "models" / "digits_resnet20_sb"), "--onnx", str(out), "--limit", "32")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "PASSED" in checked.stdout
 
 
 def test_unknown_target_is_a_one_line_error(tmp_path: Path) -> None:
-    done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), "--target", "npu")
+    done = run_cli("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), "--target", "npu")
     assert done.returncode == 2 and "unknown target" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_the_old_lowering_flag_keeps_working_or_names_the_new_spelling(tmp_path: Path) -> None:
     out = tmp_path / "sep.onnx"
-    done = sbdeploy(
+    done = run_cli(
         "export", "cifar_resnet20_sb", "-o", str(out), "--input-size", "16", "--lowering", "separate", "--json"
     )
     assert done.returncode == 0, done.stderr
@@ -84,7 +75,7 @@ def test_the_old_lowering_flag_keeps_working_or_names_the_new_spelling(tmp_path:
         ("bench", "-m", "cifar_resnet20", "--lowering", "strided"),
         ("pipeline", "cifar_resnet20_sb", "--lowering", "phases"),
     ):
-        done = sbdeploy(*args)
+        done = run_cli(*args)
         assert (
             done.returncode == 2 and "SB forms are chosen by deploy target, --target grouped | separate" in done.stderr
         ), args
@@ -94,7 +85,7 @@ def test_the_old_lowering_flag_keeps_working_or_names_the_new_spelling(tmp_path:
 
 def test_tuned_export_validates_and_says_what_it_timed(tmp_path: Path) -> None:
     checkpoint, out = REPO / "models" / "digits_resnet20_sb", tmp_path / "tuned.onnx"
-    done = sbdeploy(
+    done = run_cli(
         "export",
         str(checkpoint),
         "-o",
@@ -116,9 +107,9 @@ def test_tuned_export_validates_and_says_what_it_timed(tmp_path: Path) -> None:
     tuning = json.loads(done.stdout)["tuning"]
     assert tuning["tuned"] is True and tuning["threads"] == 1 and tuning["decision"]
     assert {c["form"] for c in tuning["candidates"]} == {"ort-cpu", "ort-cpu:taps"}
-    checked = sbdeploy("validate", str(checkpoint), "--onnx", str(out), "--limit", "16")
+    checked = run_cli("validate", str(checkpoint), "--onnx", str(out), "--limit", "16")
     assert checked.returncode == 0 and "PASSED" in checked.stdout, checked.stdout + checked.stderr
-    plain = sbdeploy(
+    plain = run_cli(
         "export", str(checkpoint), "-o", str(tmp_path / "plain.onnx"), "--target", "ort-cpu", "--batch", "1"
     )
     assert plain.returncode == 0 and "not tuned: --tune times every candidate" in " ".join(plain.stderr.split()), (
@@ -130,6 +121,6 @@ def test_tuned_export_validates_and_says_what_it_timed(tmp_path: Path) -> None:
         (("--tune", "--batch", "1", "--target", "trt"), "--tune applies to"),
         (("--tune", "--batch", "1", "--int8"), "--tune times fp32 and fp16 files"),
     ):
-        done = sbdeploy("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), *args)
+        done = run_cli("export", "cifar_resnet20_sb", "-o", str(tmp_path / "x.onnx"), *args)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "x.onnx").exists()

@@ -74,8 +74,6 @@ def test_tf32_output_fails_fp32_and_passes_the_tf32_tolerance() -> None:
     assert not np.array_equal(ref, out)
     assert not verdict(output_stats(ref, out, DEFAULT_TOLERANCES["fp32"]), DEFAULT_TOLERANCES["fp32"])[0]
     assert verdict(output_stats(ref, out, DEFAULT_TOLERANCES["tf32"]), DEFAULT_TOLERANCES["tf32"]) == (True, "")
-    # Stricter than fp16's: the TF32 tolerance is a separate, tighter criterion.
-    assert DEFAULT_TOLERANCES["tf32"].atol < DEFAULT_TOLERANCES["fp16"].atol  # type: ignore[operator]
 
 
 def _engine(tmp_path: Path, precision: str, tf32_on: bool) -> Path:
@@ -111,7 +109,6 @@ def test_validate_md_states_the_tf32_tolerance_and_why(tiny_checkpoint: Path) ->
     assert all(c.tolerance == DEFAULT_TOLERANCES["tf32"] for c in report.checks)
     text = to_markdown(report)
     assert f"- tf32: {DEFAULT_TOLERANCES['tf32'].describe()}" in text and TOLERANCE_REASONS["tf32"] in text
-    assert "--no-tf32" in TOLERANCE_REASONS["tf32"]
 
 
 def test_engines_record_their_tf32_choice(tmp_path: Path) -> None:
