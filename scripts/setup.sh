@@ -6,6 +6,8 @@
 #                                         serving tests (about 20 s and 370 MB; .ci/run asks for it)
 #
 # Each step prints one line; pip's own output goes to .venv/setup.log (shown when a step fails).
+# Every install takes the versions the suite passed with from requirements/constraints.txt (and
+# requirements/constraints-triton.txt for .venv-triton); their headers say how to update them.
 # torch is pinned to 2.13.0: on the project's machines that is the CPU build already on disk; an
 # unpinned `torch` would pull a multi-GB CUDA build.
 set -euo pipefail
@@ -33,7 +35,8 @@ run() {
   fi
   printf '    done in %d s\n' $((SECONDS - start))
 }
-pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
+# install ARGS...: pip install into .venv, held to the tested versions.
+install() { .venv/bin/python -m pip --disable-pip-version-check install -c requirements/constraints.txt "$@"; }
 
 if [ ! -x .venv/bin/python ]; then
   step "creating .venv with $("$PYTHON" --version 2>&1)"
@@ -41,14 +44,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 : >"$LOG"
 step "upgrading pip in .venv"
-run pip install --upgrade pip
+run install --upgrade pip
 step "installing torch 2.13.0 (the CPU build; about 200 MB when it is not cached)"
-run pip install "torch==2.13.0"
+run install "torch==2.13.0"
 step "installing sbdeploy (editable) with the dev and serve extras: onnx, onnxruntime, onnxscript, pytest, mypy, tritonclient..."
-run pip install -e ".[dev,serve]"
+run install -e ".[dev,serve]"
 # tensorrt-stubs names the real tensorrt wheel as a requirement, which needs a GPU index: --no-deps.
 step "installing tensorrt-stubs (TensorRT 10.13 type stubs for scripts/typecheck.sh)"
-run pip install --no-deps "tensorrt-stubs==10.13.0.35.1"
+run install --no-deps "tensorrt-stubs==10.13.0.35.1"
 
 # PyTriton's bundled Triton server, for the live serving tests and scripts/bench_triton.py. PyTriton
 # pins numpy<2 (pytriton#93), so it gets its own small venv that sees .venv's packages (torch,
@@ -60,7 +63,8 @@ if [ "$WITH_TRITON" = 1 ]; then
     run "$(.venv/bin/python -c 'import sys; print(sys._base_executable)')" -m venv .venv-triton
   fi
   step "installing nvidia-pytriton 0.7.0 in .venv-triton (about 370 MB)"
-  run .venv-triton/bin/python -m pip --disable-pip-version-check install "nvidia-pytriton==0.7.0"
+  run .venv-triton/bin/python -m pip --disable-pip-version-check install -c requirements/constraints-triton.txt \
+    "nvidia-pytriton==0.7.0"
   main_site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
   triton_site=$(.venv-triton/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
   echo "import site; site.addsitedir('$main_site')" >"$triton_site/sbdeploy_main_venv.pth"

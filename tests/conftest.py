@@ -1,11 +1,14 @@
-"""Shared fixtures: a tiny SB checkpoint on the built-in digits data and its ONNX export."""
+"""Shared fixtures and helpers: a tiny SB checkpoint and its ONNX export, the CLI in a subprocess, test matrices."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,6 +21,35 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "sbdeploy", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def cover(cases: Iterable[tuple[Any, ...]], ids: Iterable[str]) -> list[Any]:
+    """``cases`` (tuples of argument values) as ``pytest.param``s, each marked slow unless it brings a new value.
+
+    A case runs in the fast tier (``pytest -m "not slow"``) when it holds, at some position, a value that no
+    earlier case held there: every value of every axis still runs in the fast tier, the full suite runs all.
+    """
+    seen: set[tuple[int, str]] = set()
+    params = []
+    for case, case_id in zip(cases, ids, strict=True):
+        values = {(axis, repr(value)) for axis, value in enumerate(case)}
+        params.append(pytest.param(*case, id=case_id, marks=() if values - seen else pytest.mark.slow))
+        seen |= values
+    return params
+
+
+def cross(*axes: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
+    """Every combination of the axes' values, as :func:`cover` marks them (the full product in the slow tier).
+
+    An axis is a sequence of values (ids: their ``__name__`` or ``str``) or a mapping of id to value.
+    """
+    columns = [
+        list(a.items()) if isinstance(a, Mapping) else [(getattr(v, "__name__", str(v)), v) for v in a] for a in axes
+    ]
+    combinations = list(itertools.product(*columns))
+    return cover(
+        (tuple(value for _, value in c) for c in combinations), ("-".join(name for name, _ in c) for c in combinations)
     )
 
 

@@ -21,8 +21,12 @@ MODELS = (("net_sb", "model"), ("net", "baseline"))
 def test_one_engine_per_model_covers_every_batch_and_is_built_from_the_fp32_onnx() -> None:
     plans, uses = plan_artifacts(MODELS, ["trt"], [1, 8, 32], precisions=("fp32", "fp16"))
     engines = [p for p in plans if p.kind == "engine"]
-    assert [e.filename for e in engines] == ["model.trt.fp32.engine", "model.trt.fp16.engine", "baseline.trt.fp32.engine",
-                                             "baseline.trt.fp16.engine"]  # fmt: skip
+    assert [e.filename for e in engines] == [
+        "model.trt.fp32.engine",
+        "model.trt.fp16.engine",
+        "baseline.trt.fp32.engine",
+        "baseline.trt.fp16.engine",
+    ]
     assert all(e.profile == (1, 32, 32) and e.target == "trt" and e.backends == ("trt",) for e in engines)
     for e in engines:  # from its model's fp32 ONNX of the same target, which comes first
         source = next(i for i, p in enumerate(plans) if p.filename == e.source)
@@ -35,9 +39,16 @@ def test_each_backend_gets_its_targets_form_and_torch_needs_no_file() -> None:
     plans, uses = plan_artifacts(MODELS, ["torch", "ort-cpu", "ort-cuda", "ort-trt", "trt"], [1, 4])
     by_name = {p.filename: p for p in plans}
     assert set(by_name) == {
-        f"{stem}.{name}" for stem in ("model", "baseline")
-        for name in ("ort-cpu.b1.fp32.onnx", "ort-cpu.b4.fp32.onnx", "ort-cuda.fp32.onnx", "trt.fp32.onnx", "trt.fp32.engine")
-    }  # fmt: skip
+        f"{stem}.{name}"
+        for stem in ("model", "baseline")
+        for name in (
+            "ort-cpu.b1.fp32.onnx",
+            "ort-cpu.b4.fp32.onnx",
+            "ort-cuda.fp32.onnx",
+            "trt.fp32.onnx",
+            "trt.fp32.engine",
+        )
+    }
     assert (
         uses[("net_sb", "ort-cpu", 1, "fp32")] == "model.ort-cpu.b1.fp32.onnx" != uses[("net_sb", "ort-cpu", 4, "fp32")]
     )
@@ -73,8 +84,17 @@ def test_make_artifacts_writes_each_planned_file_once_with_its_metadata(tmp_path
     made = make_artifacts(
         [canonical_plan("net", "model"), *plans], {"net": src}, tmp_path, input_sizes={"net": (16, 16)}
     )
-    assert set(made) == {"model.onnx", "model.ort-cpu.b1.fp32.onnx", "model.ort-cpu.b1.fp16.onnx", "model.ort-cpu.b2.fp32.onnx",
-                         "model.ort-cpu.b2.fp16.onnx"} == {p.name for p in tmp_path.iterdir()}  # fmt: skip
+    assert (
+        set(made)
+        == {
+            "model.onnx",
+            "model.ort-cpu.b1.fp32.onnx",
+            "model.ort-cpu.b1.fp16.onnx",
+            "model.ort-cpu.b2.fp32.onnx",
+            "model.ort-cpu.b2.fp16.onnx",
+        }
+        == {p.name for p in tmp_path.iterdir()}
+    )
     b1 = made["model.ort-cpu.b1.fp16.onnx"]
     assert (b1.kind, b1.target, b1.precision, b1.batch, b1.arch, b1.input_shape) == (
         "onnx",
@@ -143,8 +163,14 @@ def test_int8_files_take_their_targets_recipe_and_an_int8_engine_is_built_from_t
 
     plans, uses = plan_artifacts([("net", "model")], ["ort-cpu", "trt"], [1], precisions=("fp32", "int8"))
     by_name = {p.filename: p for p in plans}
-    assert set(by_name) == {"model.ort-cpu.b1.fp32.onnx", "model.ort-cpu.b1.int8.onnx", "model.trt.fp32.onnx", "model.trt.int8.onnx",
-                            "model.trt.fp32.engine", "model.trt.int8.engine"}  # fmt: skip
+    assert set(by_name) == {
+        "model.ort-cpu.b1.fp32.onnx",
+        "model.ort-cpu.b1.int8.onnx",
+        "model.trt.fp32.onnx",
+        "model.trt.int8.onnx",
+        "model.trt.fp32.engine",
+        "model.trt.int8.engine",
+    }
     assert (
         by_name["model.trt.int8.engine"].source == "model.trt.int8.onnx"
         and by_name["model.trt.fp32.engine"].source == "model.trt.fp32.onnx"
@@ -172,14 +198,17 @@ def test_int8_files_take_their_targets_recipe_and_an_int8_engine_is_built_from_t
         and made["model.trt.int8.engine"].precision == "int8"
     )
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16), dtype=np.float32)
-    for name, recipe, zero_point in (("model.ort-cpu.b1.int8.onnx", ORT_CPU_INT8, onnx.TensorProto.UINT8),
-                                     ("model.trt.int8.onnx", TRT_INT8, onnx.TensorProto.INT8)):  # fmt: skip
+    for name, recipe, zero_point in (
+        ("model.ort-cpu.b1.int8.onnx", ORT_CPU_INT8, onnx.TensorProto.UINT8),
+        ("model.trt.int8.onnx", TRT_INT8, onnx.TensorProto.INT8),
+    ):
         file = made[name]
         assert (file.precision, file.target, file.batch) == ("int8", name.split(".")[1], 1 if "b1" in name else None)
         assert file.metadata["int8"] == {
-            "recipe": recipe.name, "form": recipe.describe(),
+            "recipe": recipe.name,
+            "form": recipe.describe(),
             "calibration": {"source": "synthetic", "kind": "data", "images": 16, "split": "train split"},
-        }  # fmt: skip
+        }
         model = onnx.load(str(file.path))
         inits = {i.name: i for i in model.graph.initializer}
         quantize = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]

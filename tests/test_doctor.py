@@ -19,8 +19,14 @@ def test_doctor_reads_a_cpu_torch_from_its_metadata() -> None:
     if not torch_version.endswith("+cpu"):
         pytest.skip(f"torch {torch_version} may be a CUDA build: doctor imports it to ask for the GPU")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "sbdeploy", "doctor", "--json"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "sbdeploy", "doctor", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "sbdeploy.doctor" in imported and "torch" not in imported

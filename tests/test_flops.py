@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -19,6 +17,7 @@ from sbdeploy.nn.blocks import (
     SBPreActBasicBlock,
     SBPreActBottleneck,
 )
+from tests.conftest import run_cli
 
 C = 16
 
@@ -61,13 +60,9 @@ def test_known_network_counts() -> None:
 
 
 def test_zoo_cli_json_reports_network_ratios() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "sbdeploy", "zoo", "cifar_resnet56*", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rows = {r["name"]: r for r in json.loads(out)}
+    out = run_cli("zoo", "cifar_resnet56*", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert set(rows) == {"cifar_resnet56", "cifar_resnet56_sb"}
     sb = rows["cifar_resnet56_sb"]
     assert sb["baseline"] == "cifar_resnet56"
@@ -76,7 +71,7 @@ def test_zoo_cli_json_reports_network_ratios() -> None:
 
 
 def test_zoo_cli_table_and_bad_pattern() -> None:
-    ok = subprocess.run([sys.executable, "-m", "sbdeploy", "zoo", "resnet18*"], capture_output=True, text=True)
+    ok = run_cli("zoo", "resnet18*")
     assert ok.returncode == 0 and "resnet18_sb" in ok.stdout and "0.540" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "sbdeploy", "zoo", "nonexistent"], capture_output=True, text=True)
+    bad = run_cli("zoo", "nonexistent")
     assert bad.returncode == 2 and "no model matches" in bad.stderr and "Traceback" not in bad.stderr

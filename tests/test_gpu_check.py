@@ -33,8 +33,14 @@ pytestmark = pytest.mark.slow
 def test_dry_run_without_a_gpu(tmp_path: Path) -> None:
     out = tmp_path / "check"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHON": sys.executable}
-    result = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), str(out)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_check.sh"), str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert {"doctor.json", "pytest-gpu.xml", "torch_cuda.json", "summary.txt"} <= {p.name for p in out.iterdir()}
     doctor = json.loads((out / "doctor.json").read_text())
@@ -64,7 +70,7 @@ def test_summary_reads_failures_skips_and_uncollected_modules(tmp_path: Path) ->
 <testcase classname="tests.test_pipeline_gpu" name="test_b"><skipped type="pytest.skip" message="needs TensorRT: TensorRT is not installed">x</skipped></testcase>
 <testcase classname="tests.backends.test_gpu_timing" name="test_torch_cuda_compute_time"/>
 <testcase classname="tests.backends.test_cudagraph" name="test_replay"><failure message="assert 1 == 2&#10;more">tb</failure></testcase>
-</testsuite></testsuites>"""  # fmt: skip
+</testsuite></testsuites>"""
     (tmp_path / "pytest-gpu.xml").write_text(junit)
     (tmp_path / "pytest-gpu.rc").write_text("124\n")
     result = subprocess.run(
@@ -126,8 +132,10 @@ def test_summary_prints_the_cuda_latency_rows_bench_speedup_writes(tmp_path: Pat
         [sys.executable, str(REPO / "scripts" / "gpu_check_summary.py"), str(tmp_path)], capture_output=True, text=True
     )
     lines = result_.stdout.splitlines()
-    header = lines.index("PyTorch CUDA latency, median ms (baseline / SB), speedup [95% interval], MAC ratio; "
-                         "float32 with TF32 convolutions (PyTorch's default):")  # fmt: skip
+    header = lines.index(
+        "PyTorch CUDA latency, median ms (baseline / SB), speedup [95% interval], MAC ratio; "
+        "float32 with TF32 convolutions (PyTorch's default):"
+    )
     figures = lines[header + 1].split()
     assert figures[:3] == ["cifar_resnet56", "b32", "float16"] and figures[4] == "/" and figures[-1] == "0.500", lines[
         header + 1

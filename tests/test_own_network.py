@@ -38,9 +38,13 @@ def test_zoo_architecture_trained_in_your_own_loop_then_save_checkpoint(
         loss.backward()
         optimizer.step()
     config = CheckpointConfig(
-        arch="cifar_resnet20_sb", options={"num_classes": 10, "in_chans": 1, "sampling": "chessboard"},
-        input_size=(32, 32), mean=(0.305,), std=(0.323,), class_names=tuple(str(i) for i in range(10)),
-    )  # fmt: skip
+        arch="cifar_resnet20_sb",
+        options={"num_classes": 10, "in_chans": 1, "sampling": "chessboard"},
+        input_size=(32, 32),
+        mean=(0.305,),
+        std=(0.323,),
+        class_names=tuple(str(i) for i in range(10)),
+    )
     save_checkpoint(tmp_path / "mine", model.eval(), config)
     code, out, err = _sbdeploy(
         capsys, "evaluate", str(tmp_path / "mine"), "--data", "digits", "--json"
@@ -71,5 +75,5 @@ def test_own_module_of_sbdeploy_blocks_then_export_module(tmp_path: Path, capsys
     with torch.no_grad():
         expected = net(x).numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
-    code, out, _ = _sbdeploy(capsys, "check", str(tmp_path / "mine.onnx"))
-    assert code == 0 and "0 error(s)" in out
+    code, out, _ = _sbdeploy(capsys, "check", str(tmp_path / "mine.onnx"), "--json")
+    assert code == 0 and json.loads(out)["ok"], out

@@ -19,11 +19,23 @@ from tests.conftest import REPO, run_cli
 SHIPPED_SB, SHIPPED_BASELINE = REPO / "models" / "digits_resnet20_sb", REPO / "models" / "digits_resnet20"
 
 ONNX_FILES = {
-    "model.onnx", "model.ort-cpu.b1.fp32.onnx", "model.ort-cpu.b1.fp16.onnx",
-    "baseline.ort-cpu.b1.fp32.onnx", "baseline.ort-cpu.b1.fp16.onnx",
-}  # fmt: skip
-REPORTS = {"validate.json", "validate.md", "bench.json", "bench.csv", "bench.md", "latency_vs_macs.png", "speedup.png", "summary.json",
-           "summary.md"}  # fmt: skip
+    "model.onnx",
+    "model.ort-cpu.b1.fp32.onnx",
+    "model.ort-cpu.b1.fp16.onnx",
+    "baseline.ort-cpu.b1.fp32.onnx",
+    "baseline.ort-cpu.b1.fp16.onnx",
+}
+REPORTS = {
+    "validate.json",
+    "validate.md",
+    "bench.json",
+    "bench.csv",
+    "bench.md",
+    "latency_vs_macs.png",
+    "speedup.png",
+    "summary.json",
+    "summary.md",
+}
 
 
 def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
@@ -129,8 +141,23 @@ def test_pipeline_int8_makes_validates_and_benches_the_int8_files(tmp_path: Path
     """``--int8``: each model's int8 file in the run folder, calibrated on the SB checkpoint's dataset (the registry baseline
     has random weights and none), judged by the int8 tolerance on the digits test split, timed beside fp32 with "vs fp32"."""
     out = tmp_path / "run"
-    result = run_cli("pipeline", str(SHIPPED_SB), "--out", str(out), "--int8", "--batch", "1", "--iters", "2", "--warmup", "1",
-                     "--limit", "64", "--threads", "1")  # fmt: skip
+    result = run_cli(
+        "pipeline",
+        str(SHIPPED_SB),
+        "--out",
+        str(out),
+        "--int8",
+        "--batch",
+        "1",
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--limit",
+        "64",
+        "--threads",
+        "1",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     int8_files = {"model.ort-cpu.b1.int8.onnx", "baseline.ort-cpu.b1.int8.onnx"}
     assert int8_files <= {p.name for p in out.iterdir()}
@@ -168,8 +195,11 @@ def test_pipeline_tune_validates_and_times_the_tuned_files(tmp_path: Path) -> No
     from sbdeploy.tune import TuneOptions
 
     tune = TuneOptions(variants=(), settings=(SessionSettings.default(1),))
-    result = run_pipeline("cifar_resnet20_sb", tmp_path, PipelineOptions(batches=(1,), iters=2, warmup_iters=1, threads=1, limit=8,
-                                                                         tune=tune))  # fmt: skip
+    result = run_pipeline(
+        "cifar_resnet20_sb",
+        tmp_path,
+        PipelineOptions(batches=(1,), iters=2, warmup_iters=1, threads=1, limit=8, tune=tune),
+    )
     assert result, [s.detail for s in result.steps]
     tuned = json.loads((tmp_path / "tuning.json").read_text())["files"]
     assert set(tuned) == {"model.ort-cpu.b1.fp32.onnx", "baseline.ort-cpu.b1.fp32.onnx"}

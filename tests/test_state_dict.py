@@ -85,8 +85,15 @@ def test_safetensors_without_bn_counters_and_fp16(tmp_path: Path) -> None:
     state = {k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
     state["fc.bias"] = state["fc.bias"].half()
     save_file(state, str(tmp_path / "w.safetensors"))
-    result = import_state_dict(tmp_path / "w.safetensors", "cifar_resnet20_sb", tmp_path / "ckpt", mean=[0.3], std=[0.3],
-                               class_names=list("abcdefg"), sampling="three")  # fmt: skip
+    result = import_state_dict(
+        tmp_path / "w.safetensors",
+        "cifar_resnet20_sb",
+        tmp_path / "ckpt",
+        mean=[0.3],
+        std=[0.3],
+        class_names=list("abcdefg"),
+        sampling="three",
+    )
     assert result.reader == "safetensors" and result.unwrapped == ()
     assert result.config.options == {"num_classes": 7, "in_chans": 1, "sampling": "three"}
     assert result.config.class_names == tuple("abcdefg") and result.config.mean == (0.3,)
@@ -99,8 +106,10 @@ def test_safetensors_without_bn_counters_and_fp16(tmp_path: Path) -> None:
 
 def test_a_pth_that_needs_more_than_weights_only_is_refused_and_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "executed"
-    for name, write in (("zip.pth", lambda p: torch.save({"conv1.weight": Payload(marker)}, p)),
-                        ("legacy.pth", lambda p: p.write_bytes(pickle.dumps({"conv1.weight": Payload(marker)}, protocol=2)))):  # fmt: skip
+    for name, write in (
+        ("zip.pth", lambda p: torch.save({"conv1.weight": Payload(marker)}, p)),
+        ("legacy.pth", lambda p: p.write_bytes(pickle.dumps({"conv1.weight": Payload(marker)}, protocol=2))),
+    ):
         write(tmp_path / name)
         with pytest.raises(CheckpointError, match=r"refused: it needs the Python object \S*open.*weights_only=True"):
             import_state_dict(tmp_path / name, "cifar_resnet20", tmp_path / "ckpt")

@@ -6,7 +6,8 @@ equal share one form: ``ort-cuda`` and ``trt``) x every SB block family (the sma
 members of ``tests/export/families.py``) x every sampling set, each at an even size (every
 block on phases) and an odd one (the per-SB lowering), in each layout a phase run has: the
 exact tap convs (a dynamic batch) and the stacked layout (a small fixed batch, stackable
-families). The exported forms on ONNX Runtime are ``tests/export/test_export_targets.py``.
+families); the fast tier runs a covering subset (``tests.conftest.cross``). The exported forms on ONNX
+Runtime are ``tests/export/test_export_targets.py``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sbdeploy.targets import (
     target_option,
 )
 from sbdeploy.tolerance import DEFAULT_TOLERANCES
+from tests.conftest import cross
 from tests.export.families import FAMILIES, build, distinct_forms
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -129,9 +131,9 @@ def test_the_old_lowering_flag_keeps_working_or_names_the_new_spelling() -> None
         target_option("trt", "grouped")
 
 
-@pytest.mark.parametrize("form", distinct_forms(with_passes=False))
-@pytest.mark.parametrize("sampling", list(SAMPLINGS))
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize(
+    ("family", "sampling", "form"), cross(list(FAMILIES), list(SAMPLINGS), distinct_forms(with_passes=False))
+)
 def test_every_target_form_equals_the_dense_reference(family: str, sampling: str, form: str) -> None:
     model = build(family, sampling).double()
     deployed = get_target(form).deploy_form(model)

@@ -9,6 +9,7 @@ so in ``notes`` and keeps enqueueing. Replay on a real GPU is in test_gpu_timing
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -29,8 +30,15 @@ def _driver_present() -> bool:
 needs_no_gpu = pytest.mark.skipif(cuda_python_available() and _driver_present(), reason="checks the no-driver path")
 
 
-def test_cuda_python_is_found() -> None:
-    assert cuda_python_available()
+def test_without_cuda_python_capture_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cuda_python_available()  # installed here (the importorskip above), and found without importing it
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime"):
+        monkeypatch.setitem(sys.modules, name, None)  # as when cuda-bindings is not installed
+    assert not cuda_python_available()
+    enqueued: list[int] = []
+    with pytest.raises(GraphCaptureError, match="pip install cuda-bindings"):
+        CapturedGraph.capture(0, lambda: enqueued.append(1) is None)
+    assert not enqueued
 
 
 @needs_no_gpu

@@ -18,10 +18,16 @@ from tests.backends import fake_tensorrt
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDS_FOR = {
-    "_Tensor": "ITensor", "_Network": "INetworkDefinition", "_ParserError": "ParserError", "_TimingCache": "ITimingCache",
-    "_Profile": "IOptimizationProfile", "_Config": "IBuilderConfig", "_Inspector": "EngineInspector",
-    "_Context": "IExecutionContext", "_Engine": "ICudaEngine",
-}  # fmt: skip
+    "_Tensor": "ITensor",
+    "_Network": "INetworkDefinition",
+    "_ParserError": "ParserError",
+    "_TimingCache": "ITimingCache",
+    "_Profile": "IOptimizationProfile",
+    "_Config": "IBuilderConfig",
+    "_Inspector": "EngineInspector",
+    "_Context": "IExecutionContext",
+    "_Engine": "ICudaEngine",
+}
 TEST_KNOBS = {"errors"}  # OnnxParser.errors: what a test makes parse() report, not an API
 ONLY_IN_10 = {("BuilderFlag", "FP16")}  # the 10.x-only route's flag (guarded by TENSORRT_10_API)
 

@@ -152,33 +152,54 @@ def _tensorrt_here(monkeypatch: pytest.MonkeyPatch, version: str | None) -> None
     monkeypatch.setattr(environment, "gpu_stack", lambda: stack)
 
 
-def test_cuda_provider_runs_fp32_without_tf32(sb_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.filterwarnings("ignore:Specified provider")  # this CPU build has no GPU provider
+@pytest.mark.parametrize("provider", ["cpu", "cuda", "tensorrt"])
+def test_sessions_are_opened_with_use_tf32_0_on_the_cuda_provider(
+    sb_onnx: Path, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
     """ONNX Runtime's CUDA provider defaults to use_tf32=1 (TF32 convolutions and GEMMs on Ampere+); sbdeploy's
-    ort-cuda files are judged by the strict fp32 tolerance, so every session it makes passes use_tf32=0, also to
-    the CUDA fallback of the TensorRT provider."""
-    from sbdeploy.backends.ort import CUDA_PROVIDER_OPTIONS
+    ort-cuda files are judged by the strict fp32 tolerance, so every session it opens passes use_tf32=0, also to
+    the CUDA fallback of the TensorRT provider. Checked on what the real session is asked for: this CPU build
+    cannot start a GPU provider, falls back to the CPU, and the runner refuses that fallback."""
+    from sbdeploy.backends.ort import PROVIDERS
 
-    assert CUDA_PROVIDER_OPTIONS == {"use_tf32": "0"}
-    assert OrtRunner(sb_onnx, provider="cuda").providers() == [
-        ("CUDAExecutionProvider", {"use_tf32": "0"}),
-        "CPUExecutionProvider",
-    ]
+    asked = []
+    real_session = onnxruntime.InferenceSession
+
+    def session(path: str, sess_options: object = None, providers: list | None = None) -> object:
+        asked.append(providers)
+        return real_session(path, sess_options=sess_options, providers=providers)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [PROVIDERS[provider], "CPUExecutionProvider"])
     _tensorrt_here(monkeypatch, "10.13.0.35")
-    trt, cuda, cpu = OrtRunner(sb_onnx, provider="tensorrt").providers()
-    assert (
-        trt[0] == "TensorrtExecutionProvider"
-        and cuda == ("CUDAExecutionProvider", {"use_tf32": "0"})
-        and cpu == "CPUExecutionProvider"
-    )
-    assert OrtRunner(sb_onnx).providers() == ["CPUExecutionProvider"]
+    if provider == "cpu":
+        with OrtRunner(sb_onnx, provider=provider):
+            pass
+    else:
+        with pytest.raises(BackendUnavailableError, match=f"could not start {PROVIDERS[provider]}"):
+            with OrtRunner(sb_onnx, provider=provider):
+                pass
+    (providers,) = asked
+    options = dict(p if isinstance(p, tuple) else (p, {}) for p in providers)
+    in_order = {
+        "cpu": ["CPUExecutionProvider"],
+        "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    }
+    assert list(options) == in_order[provider]
+    assert provider == "cpu" or options["CUDAExecutionProvider"] == {"use_tf32": "0"}
 
 
-@pytest.mark.parametrize(("version", "fp16_model", "flag"), [
-    ("10.13.0.35", True, "True"),  # weakly typed: without the flag TensorRT 10 would compute the fp16 ONNX in fp32
-    ("10.13.0.35", False, "False"),
-    ("11.4.0.106", True, "False"),  # strongly typed: the model's types decide, and 11.x has no FP16 flag
-    (None, True, "False"),  # no TensorRT python package to tell the version: the flag is not guessed
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("version", "fp16_model", "flag"),
+    [
+        ("10.13.0.35", True, "True"),  # weakly typed: without the flag TensorRT 10 would compute the fp16 ONNX in fp32
+        ("10.13.0.35", False, "False"),
+        ("11.4.0.106", True, "False"),  # strongly typed: the model's types decide, and 11.x has no FP16 flag
+        (None, True, "False"),  # no TensorRT python package to tell the version: the flag is not guessed
+    ],
+)
 def test_tensorrt_provider_gets_the_fp16_flag_for_an_fp16_onnx_on_10x(
     sb_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str | None, fp16_model: bool, flag: str
 ) -> None:

@@ -53,9 +53,23 @@ def _prepare(version: str, out: Path) -> Path:
 
 def _mypy(stubs: Path, *targets: str, cwd: Path = ROOT, extra: tuple[str, ...] = ()) -> list[tuple[str, int, str]]:
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "--follow-imports=silent", "--no-incremental", *extra, *targets],
-        cwd=cwd, env={**os.environ, "MYPYPATH": f"{stubs}:{ROOT / 'typings'}"}, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--follow-imports=silent",
+            "--no-incremental",
+            *extra,
+            *targets,
+        ],
+        cwd=cwd,
+        env={**os.environ, "MYPYPATH": f"{stubs}:{ROOT / 'typings'}"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     errors = [(m["file"], int(m["line"]), m["message"]) for m in map(ERROR.match, result.stdout.splitlines()) if m]
     assert errors or result.returncode == 0, result.stdout + result.stderr
     return errors
@@ -67,6 +81,7 @@ def stubs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {v: _prepare(v, root / v) for v in ("10", "11")}
 
 
+@pytest.mark.slow  # mypy runs
 def test_per_class_members_and_signatures(stubs: dict[str, Path], tmp_path: Path) -> None:
     (tmp_path / "probe.py").write_text(PROBE)
     assert _mypy(stubs["10"], "probe.py", cwd=tmp_path) == []
@@ -77,6 +92,7 @@ def test_per_class_members_and_signatures(stubs: dict[str, Path], tmp_path: Path
     assert '"IBuilderConfig" has no attribute "int8_calibrator"' in lines[12]
 
 
+@pytest.mark.slow  # mypy runs
 def test_the_10x_switch_guards_exactly_the_names_tensorrt_11_removed(stubs: dict[str, Path]) -> None:
     """Without --always-false TENSORRT_10_API, mypy against 11.4 flags the guarded 10.x lines, and only them."""
     errors = _mypy(stubs["11"], "sbdeploy/backends/tensorrt")

@@ -208,8 +208,11 @@ def test_version_compatible_engine_loads(sb_export: Path, sb_model: nn.Module, t
     from sbdeploy.backends.tensorrt.builder import BuildOptions, build_engine
     from sbdeploy.backends.tensorrt.runner import TrtRunner
 
-    result = build_engine(sb_export, tmp_path / "vc.engine", BuildOptions(min_batch=MIN, opt_batch=OPT, max_batch=MAX, tf32=False,
-                                                                       version_compatible=True, opt_level=QUICK))  # fmt: skip
+    result = build_engine(
+        sb_export,
+        tmp_path / "vc.engine",
+        BuildOptions(min_batch=MIN, opt_batch=OPT, max_batch=MAX, tf32=False, version_compatible=True, opt_level=QUICK),
+    )
     assert result.sidecar.version_compatible and result.sidecar.actual_precisions.get("fp32", 0) > 0
     x = np.random.default_rng(3).standard_normal((OPT, 3, 32, 32)).astype(np.float32)
     with TrtRunner(result.engine_path) as runner:

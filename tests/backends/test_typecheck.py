@@ -15,6 +15,7 @@ pytest.importorskip("tensorrt_stubs", reason="tensorrt-stubs is installed by scr
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # two mypy runs over the TensorRT backend
 def test_tensorrt_backend_typechecks() -> None:
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "typecheck.sh")],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from sbdeploy.bench.machine import MachineLoad, MachineUsage
 from sbdeploy.bench.stability import ADVICE, Limits, latency_flags, machine_flags, speedup_flags
@@ -62,7 +63,21 @@ def test_speedup_interval_and_efficiency_above_one() -> None:
     assert "efficiency 1.10 (interval 1.07-1.12) above 1" in flag.reason and "MAC count" in flag.advice
 
 
-def test_every_kind_says_what_to_do() -> None:
-    assert set(ADVICE) == {"spread", "interval", "few-turns", "load", "busy", "efficiency"}
-    assert all("--budget" in ADVICE[k] or "--iters" in ADVICE[k] or "taskset" in ADVICE[k] for k in ADVICE)
-    assert "taskset" in ADVICE["load"] and "--threads" in ADVICE["spread"] and "quiet machine" in ADVICE["busy"]
+def test_every_flag_the_rules_raise_has_advice_naming_real_bench_options() -> None:
+    import typer.main
+
+    from sbdeploy.cli.main import app
+
+    flags = [
+        *machine_flags(usage(3.4, 1.9)),
+        *latency_flags(stats(0.3)),
+        *latency_flags(stats(0.0, 0.08)),
+        *speedup_flags(4.68, None, 0.509),
+    ]
+    assert {f.kind for f in flags} == set(ADVICE)  # every kind is raised by a rule, and every raised kind is advised
+    bench = typer.main.get_command(app).commands["bench"]  # type: ignore[attr-defined]
+    options = {o for p in bench.params for o in p.opts}
+    for flag in flags:
+        advice = flag.to_dict()["advice"]
+        named = set(re.findall(r"--[a-z][a-z-]*", advice))
+        assert named and named <= options, (flag.kind, named - options)

@@ -85,7 +85,7 @@ ARGUMENTS = [
         "onnx",
         ".onnx",
         another=False,
-    ),  # fmt: skip
+    ),
     FileArgument(
         "triton-repo ONNX",
         lambda bad, out, s: ["triton-repo", str(bad), "--out", str(out / "repo")],
@@ -93,7 +93,7 @@ ARGUMENTS = [
         "onnx",
         ".onnx",
         another=False,
-    ),  # fmt: skip
+    ),
     FileArgument(
         "triton-repo ENGINE",
         lambda bad, out, s: ["triton-repo", str(bad), "--out", str(out / "repo")],
@@ -106,20 +106,20 @@ ARGUMENTS = [
         lambda bad, out, s: ["sbify", str(bad), "--out", str(out / "sb"), "--no-recalibrate"],
         "folder",
         "checkpoint",
-    ),  # fmt: skip
+    ),
     FileArgument(
         "import STATE_DICT",
         lambda bad, out, s: ["import", str(bad), "--arch", "cifar_resnet20", "--out", str(out / "ckpt")],
         "file",
         "pth",
         ".pth",
-    ),  # fmt: skip
+    ),
     FileArgument(
         "validate CHECKPOINT",
         lambda bad, out, s: ["validate", str(bad), "--report", str(out / "r"), "--artifacts", str(out / "a")],
         "folder",
         "checkpoint",
-    ),  # fmt: skip
+    ),
     FileArgument(
         "validate --onnx FILE",
         lambda bad, out, s: ["validate", str(s["checkpoint"]), "--onnx", str(bad), "--report", str(out / "r")],
@@ -127,20 +127,20 @@ ARGUMENTS = [
         "onnx",
         ".onnx",
         names=("tiny", "cifar_resnet20"),
-    ),  # fmt: skip
+    ),
     FileArgument(
         "validate --engine FILE",
         lambda bad, out, s: ["validate", str(s["checkpoint"]), "--engine", str(bad), "--report", str(out / "r")],
         "file",
         "engine",
         ".engine",
-    ),  # fmt: skip
+    ),
     FileArgument(
         "bench -m CHECKPOINT",
         lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r"), "--artifacts", str(out / "a")],
         "folder",
         "checkpoint",
-    ),  # fmt: skip
+    ),
     FileArgument(
         "bench -m ONNX",
         lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r")],
@@ -148,14 +148,14 @@ ARGUMENTS = [
         "onnx",
         ".onnx",
         another=False,
-    ),  # fmt: skip
+    ),
     FileArgument(
         "bench -m ENGINE",
         lambda bad, out, s: ["bench", "-m", str(bad), "--report", str(out / "r")],
         "file",
         "engine",
         ".engine",
-    ),  # fmt: skip
+    ),
     FileArgument(
         "pipeline SOURCE", lambda bad, out, s: ["pipeline", str(bad), "--out", str(out / "run")], "folder", "checkpoint"
     ),
@@ -164,7 +164,7 @@ ARGUMENTS = [
         lambda bad, out, s: ["pipeline", str(s["checkpoint"]), "--baseline", str(bad), "--out", str(out / "run")],
         "folder",
         "checkpoint",
-    ),  # fmt: skip
+    ),
 ]
 
 CALIBRATION_COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
@@ -202,7 +202,7 @@ CALIBRATION_COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
         "1",
         "--artifacts",
         str(out),
-    ],  # fmt: skip
+    ],
     "pipeline": lambda ckpt, cal, out: [
         "pipeline",
         str(ckpt),
@@ -228,15 +228,21 @@ ARGUMENTS += [
         "file",
         "npy",
         ".npy",
-    )  # fmt: skip
+    )
     for command in CALIBRATION_COMMANDS
 ]
 
 
 def _checkpoint(folder: Path, arch: str = "cifar_resnet20") -> Path:
     torch.manual_seed(0)
-    config = CheckpointConfig(arch=arch, options={"num_classes": 10, "in_chans": 3}, input_size=(32, 32), mean=(0.5,) * 3,
-                              std=(0.25,) * 3, class_names=tuple(str(i) for i in range(10)))  # fmt: skip
+    config = CheckpointConfig(
+        arch=arch,
+        options={"num_classes": 10, "in_chans": 3},
+        input_size=(32, 32),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        class_names=tuple(str(i) for i in range(10)),
+    )
     return save_checkpoint(folder, sbdeploy.create_model(arch, num_classes=10).eval(), config)
 
 
@@ -251,8 +257,13 @@ def _resume_folder(folder: Path) -> Path:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_training("cifar_resnet20", open_source("synthetic"), folder, TrainConfig(epochs=2, batch_size=16, max_steps_per_epoch=1),
-                     callbacks=Interrupt())  # fmt: skip
+        run_training(
+            "cifar_resnet20",
+            open_source("synthetic"),
+            folder,
+            TrainConfig(epochs=2, batch_size=16, max_steps_per_epoch=1),
+            callbacks=Interrupt(),
+        )
     assert (folder / "train_state.safetensors").is_file()
     return folder
 
@@ -272,13 +283,18 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     np.save(root / "calibration.npy", np.zeros((4, 3, 32, 32), np.float32))
     np.save(root / "other.npy", np.zeros((4, 1, 8, 8), np.float32))  # another model's inputs: the wrong shape here
     return {
-        "npy": root / "calibration.npy", "npy:other": root / "other.npy",
-        "checkpoint": _checkpoint(root / "ckpt"), "checkpoint:other": other,
+        "npy": root / "calibration.npy",
+        "npy:other": root / "other.npy",
+        "checkpoint": _checkpoint(root / "ckpt"),
+        "checkpoint:other": other,
         "resume": _resume_folder(root / "resume"),
-        "onnx": tiny_onnx(root / "model.onnx"), "onnx:other": tiny_onnx(root / "other.onnx", size=16, classes=5),
-        "engine": engine, "engine:other": root / "mismatched.engine",
-        "pth": root / "model.pth", "pth:other": root / "other.pth",
-    }  # fmt: skip
+        "onnx": tiny_onnx(root / "model.onnx"),
+        "onnx:other": tiny_onnx(root / "other.onnx", size=16, classes=5),
+        "engine": engine,
+        "engine:other": root / "mismatched.engine",
+        "pth": root / "model.pth",
+        "pth:other": root / "other.pth",
+    }
 
 
 def _make(kind: str, argument: FileArgument, samples: dict[str, Path], where: Path) -> Path:
@@ -336,8 +352,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("argument", "kind"), CASES)
-def test_bad_file_argument(argument: FileArgument, kind: str, samples: dict[str, Path], tmp_path: Path,
-                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_bad_file_argument(
+    argument: FileArgument, kind: str, samples: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = _make(kind, argument, samples, tmp_path)
     out = tmp_path / "out"
     if argument.sample == "npy":  # the int8 commands read a valid checkpoint; the bad file is the calibration
@@ -354,8 +371,9 @@ def test_bad_file_argument(argument: FileArgument, kind: str, samples: dict[str,
     assert _tree(tmp_path) == before, "something was written"
     message = lines[0]
     if kind == "wrong type":  # it exists: the message says what it is
-        assert "does not exist" not in message and ("folder" in message or "directory" in message if argument.takes == "file"
-                                                    else "file" in message), message  # fmt: skip
+        assert "does not exist" not in message and (
+            "folder" in message or "directory" in message if argument.takes == "file" else "file" in message
+        ), message
     if kind == "another model's":
         assert all(name in message for name in argument.names), message
 
@@ -369,12 +387,21 @@ def test_zoo_pattern_that_matches_nothing(capsys: pytest.CaptureFixture[str]) ->
 
 
 @pytest.mark.parametrize("command", list(CALIBRATION_COMMANDS))
-@pytest.mark.parametrize(("calibration", "message"), [
-    ("no_such_source", "error: unknown data source 'no_such_source'"),
-    ("-", "error: int8 needs calibration data and"),  # no --calibration, and the checkpoint names no dataset
-])  # fmt: skip
-def test_calibration_source_that_names_nothing(command: str, calibration: str, message: str, samples: dict[str, Path], tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("calibration", "message"),
+    [
+        ("no_such_source", "error: unknown data source 'no_such_source'"),
+        ("-", "error: int8 needs calibration data and"),  # no --calibration, and the checkpoint names no dataset
+    ],
+)
+def test_calibration_source_that_names_nothing(
+    command: str,
+    calibration: str,
+    message: str,
+    samples: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
         main(CALIBRATION_COMMANDS[command](samples["checkpoint"], Path(calibration), out))

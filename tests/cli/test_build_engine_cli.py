@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,14 +11,7 @@ from sbdeploy import environment
 from sbdeploy.backends.tensorrt._compat import tensorrt_available
 from sbdeploy.environment import NO_TENSORRT
 from tests.backends.conftest import export_for_tests
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sbdeploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +24,7 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.skipif(tensorrt_available(), reason="TensorRT is installed here")
 def test_without_tensorrt_one_sentence(onnx_file: Path, tmp_path: Path) -> None:
-    result = run("build-engine", str(onnx_file), "--fp16", "-o", str(tmp_path / "r20.engine"))
+    result = run_cli("build-engine", str(onnx_file), "--fp16", "-o", str(tmp_path / "r20.engine"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {NO_TENSORRT}"
     assert "Traceback" not in result.stderr and not list(tmp_path.iterdir())
@@ -48,21 +39,21 @@ def test_without_tensorrt_one_sentence(onnx_file: Path, tmp_path: Path) -> None:
     ],
 )
 def test_bad_options(onnx_file: Path, args: list[str], message: str) -> None:
-    result = run("build-engine", str(onnx_file), *args)
+    result = run_cli("build-engine", str(onnx_file), *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_corrupt_onnx(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00garbage")
-    result = run("build-engine", str(bad))
+    result = run_cli("build-engine", str(bad))
     assert result.returncode == 2 and "not a readable ONNX model" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_doctor_json_matches_this_machine() -> None:
     import onnxruntime
 
-    result = run("doctor", "--json")
+    result = run_cli("doctor", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["onnxruntime"] == onnxruntime.__version__
@@ -76,7 +67,7 @@ def test_doctor_json_matches_this_machine() -> None:
 
 
 def test_doctor_table() -> None:
-    result = run("doctor")
+    result = run_cli("doctor")
     assert result.returncode == 0, result.stderr
     for word in (
         "onnxruntime",

@@ -21,8 +21,8 @@ def test_export_then_check_and_byte_identical_across_processes(tmp_path: Path) -
     assert [p["name"] for p in report["passes"]] == ["fold_constants", "eliminate", "fold_bn", "shape_inference"]
     in_process = export_onnx("cifar_resnet20_sb", tmp_path / "again.onnx", input_size=(33, 35), batch=2)
     assert in_process.path.read_bytes() == out.read_bytes()
-    checked = run_cli("check", str(out))
-    assert checked.returncode == 0 and "0 error(s)" in checked.stdout
+    checked = run_cli("check", str(out), "--json")
+    assert checked.returncode == 0 and json.loads(checked.stdout)["ok"], checked.stdout + checked.stderr
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:

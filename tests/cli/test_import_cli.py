@@ -17,8 +17,21 @@ def test_import_then_evaluate(tmp_path: Path) -> None:
     torch.save({"model": source.state_dict(), "optimizer": {"lr": 0.1}}, tmp_path / "r20.pth")
     names = tmp_path / "classes.txt"
     names.write_text("".join(f"{i}\n" for i in range(10)))  # the digits data set names its classes 0..9
-    done = run_cli("import", str(tmp_path / "r20.pth"), "--arch", "cifar_resnet20", "--out", str(tmp_path / "ckpt"),
-                   "--mean", "0.305", "--std", "0.323", "--class-names", str(names), "--json")  # fmt: skip
+    done = run_cli(
+        "import",
+        str(tmp_path / "r20.pth"),
+        "--arch",
+        "cifar_resnet20",
+        "--out",
+        str(tmp_path / "ckpt"),
+        "--mean",
+        "0.305",
+        "--std",
+        "0.323",
+        "--class-names",
+        str(names),
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["options"] == {"num_classes": 10, "in_chans": 1} and report["unwrapped"] == ["['model']"]

@@ -39,15 +39,35 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 ROWS = {
-    "pipeline --tune --int8": (["pipeline", "{ckpt}", "--tune", "--int8", "--calibration", "{npy}", "--out", "{out}"], "--tune times fp32"),
-    "pipeline --tune-budget alone": (["pipeline", "{ckpt}", "--tune-budget", "3", "--out", "{out}"], "--tune-budget belongs to --tune"),
-    "pipeline --tune --target grouped": (["pipeline", "{ckpt}", "--tune", "--target", "grouped", "--out", "{out}"], "has one form"),
-    "pipeline --int8, no dataset": (["pipeline", "{ckpt}", "--int8", "--calibration", "{npy}", "--out", "{out}"], "judged on real images"),
-    "validate --int8, no dataset": (["validate", "{ckpt}", "--int8", "--calibration", "{npy}", "--artifacts", "{out}"],
-                                    "judged on real images"),
-    "bench --target variant": (["bench", "-m", "{ckpt}", "--target", "ort-cpu:taps", "--artifacts", "{out}"], "a form variant"),
-    "bench files --int8": (["bench", "-m", "{onnx}", "--int8", "--report", "{out}"], "timed in the precision they hold"),
-}  # fmt: skip
+    "pipeline --tune --int8": (
+        ["pipeline", "{ckpt}", "--tune", "--int8", "--calibration", "{npy}", "--out", "{out}"],
+        "--tune times fp32",
+    ),
+    "pipeline --tune-budget alone": (
+        ["pipeline", "{ckpt}", "--tune-budget", "3", "--out", "{out}"],
+        "--tune-budget belongs to --tune",
+    ),
+    "pipeline --tune --target grouped": (
+        ["pipeline", "{ckpt}", "--tune", "--target", "grouped", "--out", "{out}"],
+        "has one form",
+    ),
+    "pipeline --int8, no dataset": (
+        ["pipeline", "{ckpt}", "--int8", "--calibration", "{npy}", "--out", "{out}"],
+        "judged on real images",
+    ),
+    "validate --int8, no dataset": (
+        ["validate", "{ckpt}", "--int8", "--calibration", "{npy}", "--artifacts", "{out}"],
+        "judged on real images",
+    ),
+    "bench --target variant": (
+        ["bench", "-m", "{ckpt}", "--target", "ort-cpu:taps", "--artifacts", "{out}"],
+        "a form variant",
+    ),
+    "bench files --int8": (
+        ["bench", "-m", "{onnx}", "--int8", "--report", "{out}"],
+        "timed in the precision they hold",
+    ),
+}
 
 
 @pytest.mark.parametrize("name", list(ROWS))

@@ -9,25 +9,28 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO, run_cli
 from tests.serve._artifacts import fake_engine, tiny_onnx
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def sbdeploy(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sbdeploy", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
 
 
 def test_writes_a_repository(tmp_path: Path) -> None:
     onnx_path = tiny_onnx(tmp_path / "tiny.onnx")
     engine = fake_engine(tmp_path / "tiny_trt.engine", [(1, 4, 8)])
     out = tmp_path / "repo"
-    result = sbdeploy(
-        "triton-repo", str(onnx_path), str(engine), "--out", str(out),
-        "--preferred-batch", "2", "--preferred-batch", "4", "--instances", "2", "--json",
-    )  # fmt: skip
+    result = run_cli(
+        "triton-repo",
+        str(onnx_path),
+        str(engine),
+        "--out",
+        str(out),
+        "--preferred-batch",
+        "2",
+        "--preferred-batch",
+        "4",
+        "--instances",
+        "2",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert [(m["name"], m["platform"], m["max_batch_size"]) for m in report["models"]] == [
@@ -47,14 +50,14 @@ def test_check_with_triton(tmp_path: Path) -> None:
     if find_pytriton_python() is None:
         pytest.skip("no PyTriton interpreter: run `bash scripts/setup.sh --with-triton` (makes .venv-triton)")
     engine = fake_engine(tmp_path / "m.engine", [(1, 8, 16)])
-    result = sbdeploy("triton-repo", str(engine), "--out", str(tmp_path / "repo"), "--check-with-triton", "--json")
+    result = run_cli("triton-repo", str(engine), "--out", str(tmp_path / "repo"), "--check-with-triton", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["accepted_by_tritonserver"] == ["m"]
 
 
 def test_max_batch_beyond_the_profile_is_one_clear_error(tmp_path: Path) -> None:
     engine = fake_engine(tmp_path / "m.engine", [(1, 8, 16)])
-    result = sbdeploy("triton-repo", str(engine), "--out", str(tmp_path / "repo"), "--max-batch", "64")
+    result = run_cli("triton-repo", str(engine), "--out", str(tmp_path / "repo"), "--max-batch", "64")
     assert result.returncode == 2
     assert "--max-batch 64 is outside" in result.stderr and "1..16" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -64,7 +67,7 @@ def test_max_batch_beyond_the_profile_is_one_clear_error(tmp_path: Path) -> None
 def test_missing_sidecar_is_one_clear_error(tmp_path: Path) -> None:
     engine = fake_engine(tmp_path / "m.engine", [(1, 8, 16)])
     engine.with_name("m.engine.json").unlink()
-    result = sbdeploy("triton-repo", str(engine), "--out", str(tmp_path / "repo"))
+    result = run_cli("triton-repo", str(engine), "--out", str(tmp_path / "repo"))
     assert result.returncode == 2 and "sidecar m.engine.json is missing" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -72,14 +75,14 @@ def test_missing_sidecar_is_one_clear_error(tmp_path: Path) -> None:
 def _without(modules: list[str], *args: str) -> subprocess.CompletedProcess[str]:
     """`sbdeploy ARGS` in a process where importing ``modules`` fails as it does when they are not installed."""
     code = f"import sys\nfor m in {modules!r}: sys.modules[m] = None\nfrom sbdeploy.cli import main\nmain()"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
 def test_says_once_that_the_configs_were_checked(tmp_path: Path) -> None:
     pytest.importorskip(
         "tritonclient.grpc.model_config_pb2", reason="tritonclient absent: pip install 'sbdeploy[serve]'"
     )
-    result = sbdeploy("triton-repo", str(tiny_onnx(tmp_path / "tiny.onnx")), "--out", str(tmp_path / "repo"))
+    result = run_cli("triton-repo", str(tiny_onnx(tmp_path / "tiny.onnx")), "--out", str(tmp_path / "repo"))
     assert result.returncode == 0, result.stderr
     assert "configs checked against tritonclient" in result.stdout
     assert "not checked" not in result.stdout + result.stderr

@@ -11,7 +11,8 @@ sizes x 2 batch modes = 384 exports):
   set, and every other distinct form of the table (``grouped``, ``separate``, the strided
   form of ``ort-cuda`` and ``trt``, and the ``ort-cpu`` variants that tuning chooses among:
   ``ort-cpu:taps``, ``:stacked``, ``:masked``, ``:per-sb``) once, the combination and
-  sampling set rotating over the families: 66 exports. ``test_the_cases_cover_every_axis`` checks that coverage. Each
+  sampling set rotating over the families: 66 exports (the fast tier: the 16 that bring a value no earlier
+  case had, ``tests.conftest.cover``). ``test_the_cases_cover_every_axis`` checks that coverage. Each
   export runs at batch 1 and 3 (dynamic) or its fixed batch, against the PyTorch network
   in eval mode (the SB training code); its op census is checked against what the form
   promises (no ConvTranspose on the CPU, one grouped pair per SB, one strided pair per
@@ -38,6 +39,7 @@ from sbdeploy.nn.blocks import bn_relu
 from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.targets import get_target
+from tests.conftest import cover
 from tests.export.families import FAMILIES, build, distinct_forms, randomize_bn
 
 TOL = 1e-4
@@ -78,7 +80,7 @@ def _size(family: str, size: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize(
-    ("family", "form", "sampling", "size", "batch"), CASES, ids=["-".join(map(str, c)) for c in CASES]
+    ("family", "form", "sampling", "size", "batch"), cover(CASES, ["-".join(map(str, c)) for c in CASES])
 )
 def test_export_matches_torch_on_onnxruntime(
     family: str, form: str, sampling: str, size: str, batch: str | int

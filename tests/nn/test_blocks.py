@@ -25,6 +25,7 @@ from sbdeploy.nn.blocks import (
 from sbdeploy.nn.lowering import LOWERINGS
 from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import TRAINING_FORM, SpatialBottleneck, form_mode, reference_mode
+from tests.conftest import cross
 from tests.nn.test_sb import randomize_bn
 
 TOL = 1e-10
@@ -51,6 +52,9 @@ SB_BLOCKS = [
 ]
 
 
+BLOCK_MATRIX = cross(SB_BLOCKS, list(SAMPLINGS), [1, 2])
+
+
 def make(block: type[torch.nn.Module], stride: int, sampling: str) -> torch.nn.Module:
     torch.manual_seed(0)
     in_planes = 8
@@ -60,9 +64,7 @@ def make(block: type[torch.nn.Module], stride: int, sampling: str) -> torch.nn.M
     return module.double()
 
 
-@pytest.mark.parametrize("block", SB_BLOCKS, ids=lambda b: b.__name__)
-@pytest.mark.parametrize("sampling", list(SAMPLINGS))
-@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize(("block", "sampling", "stride"), BLOCK_MATRIX)
 def test_block_eval_matches_reference(block: type[torch.nn.Module], sampling: str, stride: int) -> None:
     module = make(block, stride, sampling).eval()
     for h, w in [(1, 1), (2, 3), (6, 6), (7, 5)]:
@@ -73,9 +75,7 @@ def test_block_eval_matches_reference(block: type[torch.nn.Module], sampling: st
         assert torch.allclose(fast, ref, atol=TOL, rtol=0), f"{h}x{w}: {(fast - ref).abs().max()}"
 
 
-@pytest.mark.parametrize("block", SB_BLOCKS, ids=lambda b: b.__name__)
-@pytest.mark.parametrize("sampling", list(SAMPLINGS))
-@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize(("block", "sampling", "stride"), BLOCK_MATRIX)
 def test_block_train_matches_reference(block: type[torch.nn.Module], sampling: str, stride: int) -> None:
     """Outputs, gradients and BN running statistics agree in training mode."""
     fast_block = make(block, stride, sampling).train()
@@ -93,9 +93,7 @@ def test_block_train_matches_reference(block: type[torch.nn.Module], sampling: s
         assert torch.allclose(b_fast.double(), b_ref.double(), atol=TOL, rtol=0), name
 
 
-@pytest.mark.parametrize("block", SB_BLOCKS, ids=lambda b: b.__name__)
-@pytest.mark.parametrize("sampling", list(SAMPLINGS))
-@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize(("block", "sampling", "stride"), BLOCK_MATRIX)
 def test_every_form_and_the_description_match_the_reference(
     block: type[torch.nn.Module], sampling: str, stride: int
 ) -> None:

@@ -20,6 +20,7 @@ from sbdeploy.nn.lowering import LOWERINGS, get_lowering, register_lowering, sb_
 from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.nn.taps import conv_taps, deconv_taps
+from tests.conftest import cross
 from tests.nn.test_sb import randomize_bn
 
 TOL = 1e-10
@@ -31,11 +32,10 @@ def test_the_registry_holds_every_form() -> None:
     assert set(LOWERINGS) == {"reference", "separate", "grouped", "subpixel", "strided", "masked"}
 
 
-@pytest.mark.parametrize("form", FORMS)
-@pytest.mark.parametrize("sampling", list(SAMPLINGS))
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("with_mid", [False, True], ids=["linear", "bn_relu"])
-@pytest.mark.parametrize("with_bias", [False, True], ids=["no_bias", "bias"])
+@pytest.mark.parametrize(
+    ("form", "sampling", "stride", "with_mid", "with_bias"),
+    cross(FORMS, list(SAMPLINGS), [1, 2], {"linear": False, "bn_relu": True}, {"no_bias": False, "bias": True}),
+)
 def test_form_equals_reference(form: str, sampling: str, stride: int, with_mid: bool, with_bias: bool) -> None:
     torch.manual_seed(0)
     sb = SpatialBottleneck(3, 5, 4, stride=stride, sampling=sampling, mid=bn_relu(5) if with_mid else None)

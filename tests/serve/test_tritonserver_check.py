@@ -27,8 +27,9 @@ def test_triton_accepts_every_kind_of_generated_config(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     write_triton_repo(
         [fake_engine(tmp_path / "engine.engine", [(1, 2, 4), (5, 8, 16)]), tiny_onnx(tmp_path / "dynamic.onnx")],
-        repo, options=TritonOptions(instances=2, preferred_batch=(2, 4)),
-    )  # fmt: skip
+        repo,
+        options=TritonOptions(instances=2, preferred_batch=(2, 4)),
+    )
     write_triton_repo([tiny_onnx(tmp_path / "fixed.onnx", batch=3)], repo)  # max_batch_size 0, no batching
     write_triton_repo(
         [tiny_onnx(tmp_path / "half.onnx", fp16=True)], repo, name="fp16", options=TritonOptions(onnx_trt_fp16=True)

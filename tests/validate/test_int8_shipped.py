@@ -52,8 +52,9 @@ def assert_int8_gate_and_top1(report: dict, case: str) -> None:
     """The int8 file passed validate on the test split, and its top-1 is within 1 point of PyTorch's fp32."""
     test = [c for c in report["checks"] if c["case"] == "digits test"]
     assert report["passed"] and test and all(c["passed"] and c["judged"] for c in test), [c["reason"] for c in test]
-    assert {c["precision"] for c in report["checks"]} == {"int8"} and all(c["tolerance"] == DEFAULT_TOLERANCES["int8"].describe()
-                                                                           for c in report["checks"])  # fmt: skip
+    assert {c["precision"] for c in report["checks"]} == {"int8"} and all(
+        c["tolerance"] == DEFAULT_TOLERANCES["int8"].describe() for c in report["checks"]
+    )
     assert all(not c["judged"] for c in report["checks"] if c["case"].startswith("random"))
     torch_top1, int8_top1 = (a["top1"] for a in report["accuracy"])
     assert torch_top1 > 0.95, "the shipped model is trained"
@@ -98,12 +99,26 @@ def test_ort_cpu_int8_through_the_cli(shipped, tmp_path: Path) -> None:  # noqa:
 def test_validate_int8_makes_and_judges_fp32_and_int8_side_by_side(shipped, tmp_path: Path) -> None:  # noqa: ANN001
     """``validate CKPT --int8`` without files: the fp32 and int8 files bench would time, int8 accuracy next to fp32's in validate.md."""
     report_dir = tmp_path / "report"
-    done = run_cli("validate", str(SHIPPED), "--int8", "--batch", "1", "--limit", "96", "--artifacts", str(tmp_path / "files"),
-                   "--report", str(report_dir), "--json")  # fmt: skip
+    done = run_cli(
+        "validate",
+        str(SHIPPED),
+        "--int8",
+        "--batch",
+        "1",
+        "--limit",
+        "96",
+        "--artifacts",
+        str(tmp_path / "files"),
+        "--report",
+        str(report_dir),
+        "--json",
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     report = json.loads(done.stdout)
-    assert {(c["file"], c["precision"]) for c in report["checks"]} == {("model.ort-cpu.b1.fp32.onnx", "fp32"),
-                                                                         ("model.ort-cpu.b1.int8.onnx", "int8")}  # fmt: skip
+    assert {(c["file"], c["precision"]) for c in report["checks"]} == {
+        ("model.ort-cpu.b1.fp32.onnx", "fp32"),
+        ("model.ort-cpu.b1.int8.onnx", "int8"),
+    }
     top1 = {a["file"]: a["top1"] for a in report["accuracy"]}
     assert abs(top1["model.ort-cpu.b1.int8.onnx"] - top1["model.ort-cpu.b1.fp32.onnx"]) <= 0.01 and top1[None] > 0.95
     rows = [line for line in (report_dir / "validate.md").read_text().splitlines() if "| digits test | 96 |" in line]
@@ -153,6 +168,10 @@ def test_the_tensorrt_int8_engine_of_the_shipped_model(shipped, tmp_path: Path) 
     made = make_artifacts(plans, {"sb": resolve_source(SHIPPED)}, tmp_path, calibration={"sb": calibration})
     engine = made["model.trt.int8.engine"]
     assert engine.kind == "engine" and engine.precision == "int8"
-    report = validate(shipped, [artifact_of(engine)], runner_factory=lambda a: get_runner(a.backend, a.path),
-                      dataset=dataset_case("digits", shipped.config))  # fmt: skip
+    report = validate(
+        shipped,
+        [artifact_of(engine)],
+        runner_factory=lambda a: get_runner(a.backend, a.path),
+        dataset=dataset_case("digits", shipped.config),
+    )
     assert_int8_gate_and_top1(report.to_dict(), "trt engine")
