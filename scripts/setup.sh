@@ -56,6 +56,11 @@ run install --no-deps "tensorrt-stubs==10.13.0.35.1"
 # PyTriton's bundled Triton server, for the live serving tests and scripts/bench_triton.py. PyTriton
 # pins numpy<2 (pytriton#93), so it gets its own small venv that sees .venv's packages (torch,
 # onnxruntime, sbdeploy) behind its own through a .pth file. Without it those tests skip, saying why.
+# The fused SB kernel library (issue 23): built where a compiler and ONNX Runtime's C API headers can be had;
+# elsewhere its one line says why, and the plain ONNX forms run (its tests then skip, saying so).
+step "building the fused SB kernel library (scripts/build_kernels.sh)"
+bash scripts/build_kernels.sh | sed 's/^/    /' || true
+
 if [ "$WITH_TRITON" = 1 ]; then
   if [ ! -x .venv-triton/bin/python ]; then
     # The same base interpreter as .venv: the .pth layering needs the same Python ABI.
