@@ -1,9 +1,6 @@
 """The zoo table: parameters and MACs of registered networks, SB beside its baseline.
 
-Each network is built as a skeleton on PyTorch's ``meta`` device: modules and tensor
-shapes, no memory and no random initialisation. :func:`sbdeploy.flops.complexity`
-counts it with the same hooks as on a real network (a test checks every registered
-name against its real CPU build), in milliseconds instead of seconds per network.
+Each network is counted as a skeleton on PyTorch's ``meta`` device (``docs/zoo.md``).
 """
 
 from __future__ import annotations
@@ -36,11 +33,7 @@ class ZooRow:
 
 
 def _skeleton(name: str, options: dict[str, str]) -> nn.Module:
-    """``name`` on the meta device; its BatchNorms pass their input through.
-
-    A BatchNorm keeps the shape and counts no MAC, and PyTorch computes its meta form with a
-    Python decomposition (two thirds of the counting time), so the skeleton skips it.
-    """
+    """``name`` on the meta device; its BatchNorms (no MACs, slow on meta) pass their input through."""
     with torch.device("meta"):
         model = create_model(name, **options)
     for module in model.modules():
@@ -55,12 +48,9 @@ def zoo_rows(
     sampling: str = "chessboard",
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> list[ZooRow]:
-    """Complexity of every registered network matching ``pattern``.
+    """Complexity of every registered network matching the shell-style ``pattern``, SB networks with ``sampling``.
 
-    Args:
-        pattern: shell-style filter on the names (``cifar_*``); all networks when None.
-        sampling: sampling set used for the SB networks.
-        on_progress: called with (name, networks counted, networks to count) after each one.
+    ``on_progress`` is called with (name, networks counted, networks to count) after each one.
     """
     names = list_models(pattern)
     to_count = sorted({*names, *(model_info(n).baseline for n in names if model_info(n).baseline)})

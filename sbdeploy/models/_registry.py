@@ -59,6 +59,22 @@ def register_model(family: str, baseline: str | None = None) -> Callable[[Builde
     return add
 
 
+def register_pair(family: str, name: str, baseline: Builder, sb: Builder) -> None:
+    """Register ``name`` and its SB twin ``name_sb``, built by ``baseline`` / ``sb`` with the checked options."""
+    classes = 10 if family == "cifar" else 1000
+
+    def build_baseline(*, num_classes: int = classes, in_chans: int = 3) -> nn.Module:
+        return baseline(num_classes=num_classes, in_chans=in_chans)
+
+    def build_sb(*, num_classes: int = classes, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
+        return sb(num_classes=num_classes, in_chans=in_chans, sampling=sampling)
+
+    build_baseline.__name__ = name
+    build_sb.__name__ = f"{name}_sb"
+    register_model(family)(build_baseline)
+    register_model(family, baseline=name)(build_sb)
+
+
 def model_info(name: str) -> ModelInfo:
     """Registry entry of ``name``; ValueError with close matches when it is unknown."""
     try:

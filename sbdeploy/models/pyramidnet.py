@@ -11,7 +11,7 @@ from functools import partial
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbdeploy.models._registry import register_model
+from sbdeploy.models._registry import register_pair
 from sbdeploy.nn.blocks import PyramidBasicBlock, PyramidBottleneck, SBPyramidBasicBlock, SBPyramidBottleneck
 
 
@@ -59,23 +59,15 @@ class PyramidNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model("cifar")
-def cifar_pyramidnet110_a48(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return PyramidNet(PyramidBasicBlock, 110, 48, num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("cifar", baseline="cifar_pyramidnet110_a48")
-def cifar_pyramidnet110_a48_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return PyramidNet(SBPyramidBasicBlock, 110, 48, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
-
-
-@register_model("cifar")
-def cifar_pyramidnet164_a48_bottleneck(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return PyramidNet(PyramidBottleneck, 164, 48, num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("cifar", baseline="cifar_pyramidnet164_a48_bottleneck")
-def cifar_pyramidnet164_a48_bottleneck_sb(
-    *, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard"
-) -> nn.Module:
-    return PyramidNet(SBPyramidBottleneck, 164, 48, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
+register_pair(
+    "cifar",
+    "cifar_pyramidnet110_a48",
+    partial(PyramidNet, PyramidBasicBlock, 110, 48),
+    partial(PyramidNet, SBPyramidBasicBlock, 110, 48),
+)
+register_pair(
+    "cifar",
+    "cifar_pyramidnet164_a48_bottleneck",
+    partial(PyramidNet, PyramidBottleneck, 164, 48),
+    partial(PyramidNet, SBPyramidBottleneck, 164, 48),
+)

@@ -11,7 +11,7 @@ from functools import partial
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbdeploy.models._registry import register_model
+from sbdeploy.models._registry import register_pair
 from sbdeploy.nn.blocks import PreActBasicBlock, PreActBottleneck, SBPreActBasicBlock, SBPreActBottleneck
 
 
@@ -50,61 +50,16 @@ class CifarResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model("cifar")
-def cifar_resnet20(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return CifarResNet(PreActBasicBlock, 20, num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("cifar", baseline="cifar_resnet20")
-def cifar_resnet20_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return CifarResNet(SBPreActBasicBlock, 20, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
-
-
-@register_model("cifar")
-def cifar_resnet32(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return CifarResNet(PreActBasicBlock, 32, num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("cifar", baseline="cifar_resnet32")
-def cifar_resnet32_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return CifarResNet(SBPreActBasicBlock, 32, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
-
-
-@register_model("cifar")
-def cifar_resnet44(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return CifarResNet(PreActBasicBlock, 44, num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("cifar", baseline="cifar_resnet44")
-def cifar_resnet44_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return CifarResNet(SBPreActBasicBlock, 44, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
-
-
-@register_model("cifar")
-def cifar_resnet56(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return CifarResNet(PreActBasicBlock, 56, num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("cifar", baseline="cifar_resnet56")
-def cifar_resnet56_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return CifarResNet(SBPreActBasicBlock, 56, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
-
-
-@register_model("cifar")
-def cifar_resnet110(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return CifarResNet(PreActBasicBlock, 110, num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("cifar", baseline="cifar_resnet110")
-def cifar_resnet110_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return CifarResNet(SBPreActBasicBlock, 110, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
-
-
-@register_model("cifar")
-def cifar_resnet164(*, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
-    return CifarResNet(PreActBottleneck, 164, num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("cifar", baseline="cifar_resnet164")
-def cifar_resnet164_sb(*, num_classes: int = 10, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return CifarResNet(SBPreActBottleneck, 164, num_classes=num_classes, in_chans=in_chans, sampling=sampling)
+for _depth in (20, 32, 44, 56, 110):
+    register_pair(
+        "cifar",
+        f"cifar_resnet{_depth}",
+        partial(CifarResNet, PreActBasicBlock, _depth),
+        partial(CifarResNet, SBPreActBasicBlock, _depth),
+    )
+register_pair(
+    "cifar",
+    "cifar_resnet164",
+    partial(CifarResNet, PreActBottleneck, 164),
+    partial(CifarResNet, SBPreActBottleneck, 164),
+)

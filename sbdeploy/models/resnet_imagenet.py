@@ -10,7 +10,7 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from sbdeploy.models._registry import register_model
+from sbdeploy.models._registry import register_pair
 from sbdeploy.nn.blocks import BasicBlock, Bottleneck, SBBasicBlock, SBBottleneck
 
 
@@ -60,41 +60,10 @@ class ResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@register_model("imagenet")
-def resnet18(*, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
-    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("imagenet", baseline="resnet18")
-def resnet18_sb(*, num_classes: int = 1000, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return ResNet(SBBasicBlock, (2, 2, 2, 2), num_classes=num_classes, in_chans=in_chans, sampling=sampling)
-
-
-@register_model("imagenet")
-def resnet34(*, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
-    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("imagenet", baseline="resnet34")
-def resnet34_sb(*, num_classes: int = 1000, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return ResNet(SBBasicBlock, (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans, sampling=sampling)
-
-
-@register_model("imagenet")
-def resnet50(*, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
-    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("imagenet", baseline="resnet50")
-def resnet50_sb(*, num_classes: int = 1000, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return ResNet(SBBottleneck, (3, 4, 6, 3), num_classes=num_classes, in_chans=in_chans, sampling=sampling)
-
-
-@register_model("imagenet")
-def resnet101(*, num_classes: int = 1000, in_chans: int = 3) -> nn.Module:
-    return ResNet(Bottleneck, (3, 4, 23, 3), num_classes=num_classes, in_chans=in_chans)
-
-
-@register_model("imagenet", baseline="resnet101")
-def resnet101_sb(*, num_classes: int = 1000, in_chans: int = 3, sampling: str = "chessboard") -> nn.Module:
-    return ResNet(SBBottleneck, (3, 4, 23, 3), num_classes=num_classes, in_chans=in_chans, sampling=sampling)
+for _name, _blocks, _sb_blocks, _layers in (
+    ("resnet18", BasicBlock, SBBasicBlock, (2, 2, 2, 2)),
+    ("resnet34", BasicBlock, SBBasicBlock, (3, 4, 6, 3)),
+    ("resnet50", Bottleneck, SBBottleneck, (3, 4, 6, 3)),
+    ("resnet101", Bottleneck, SBBottleneck, (3, 4, 23, 3)),
+):
+    register_pair("imagenet", _name, partial(ResNet, _blocks, _layers), partial(ResNet, _sb_blocks, _layers))

@@ -1,16 +1,9 @@
 """Residual blocks, each with its spatial-bottleneck (SB) twin (``SB_SPEC.md`` section 2).
 
-Three families, each a basic (two 3x3 convs) and a bottleneck (1x1 -> 3x3 -> 1x1) block:
-
-* pre-activation (CIFAR ResNets): ``x + F(ReLU(BN(x)))``;
-* post-activation (ImageNet ResNets, torchvision layout): ``ReLU(shortcut(x) + F(x))``;
-* PyramidNet (additive widening): ``shortcut(x) + BN(F(BN(x)))``, zero-padded channels.
-
-An SB basic block replaces both 3x3 convs by one :class:`SpatialBottleneck` whose ``mid``
-(BN + ReLU) runs on the sampled positions only; an SB bottleneck block replaces the 3x3
-conv by a *linear* SB with C_mid = C / 2. Every SB block also *describes itself*
-(:class:`BlockDescription`): the deploy forms (:mod:`sbdeploy.nn.deploy`, :mod:`.phase`,
-:mod:`.stacked`) interpret that description instead of knowing block classes.
+Pre-activation (CIFAR ResNets), post-activation (torchvision ImageNet ResNets) and PyramidNet
+blocks, basic and bottleneck. An SB basic block replaces both 3x3 convs by one SB with BN +
+ReLU inside; an SB bottleneck replaces its 3x3 conv by a linear SB with C_mid = C / 2. Every
+SB block describes itself (:class:`BlockDescription`) for the deploy forms.
 """
 
 from __future__ import annotations
@@ -27,13 +20,9 @@ from sbdeploy.nn.sb import SpatialBottleneck
 
 @dataclass(frozen=True)
 class Shortcut:
-    """The shortcut branch of a residual block.
+    """The shortcut branch of a residual block: ``identity``, ``projection`` (1x1 conv, ``bn`` unless folded), ``pyramid``.
 
-    Attributes:
-        kind: ``identity``; ``projection`` (a 1x1 conv with the block's stride, then ``bn``
-            unless folded); ``pyramid`` (:func:`pyramid_shortcut`, by ``stride`` up to ``out_channels``).
-        reads: ``input`` (the block's input) or ``entry`` (the output of the block's entry
-            ops: a pre-activation projection reads ``ReLU(BN(x))``).
+    ``reads`` ``entry``: the output of the block's entry ops (a pre-activation projection reads ``ReLU(BN(x))``).
     """
 
     kind: Literal["identity", "projection", "pyramid"]
@@ -46,11 +35,7 @@ class Shortcut:
 
 @dataclass(frozen=True)
 class BlockDescription:
-    """An SB block as data: ``final(after(SB(before(entry(x)))) + shortcut(x or entry(x)))``.
-
-    Every op listed is point-wise (BatchNorm2d, ReLU) or a stride-1 1x1 conv, so it commutes
-    with splitting a tensor into its phases; Identity modules (folded BNs) are not listed.
-    """
+    """An SB block as data: ``final(after(SB(before(entry(x)))) + shortcut(x or entry(x)))``, point-wise or 1x1 ops."""
 
     entry: tuple[nn.Module, ...]
     before: tuple[nn.Module, ...]

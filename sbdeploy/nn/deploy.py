@@ -1,13 +1,8 @@
 """Deploy copies of networks: BN folded, every SB set to one lowering, runs of blocks in phase layout.
 
-:func:`deploy_form` returns an eval-mode copy of a network that computes the same function
-(up to float rounding) and shares no state with it: every BN that follows a convolution is
-folded into it (found through each block's description; its place in the module tree
-becomes an Identity, so the block's own ``forward`` stays right), every SB's
-:attr:`~sbdeploy.nn.sb.SpatialBottleneck.form` is set to ``lowering``, and with
-``phase_runs`` each run of two or more consecutive SB blocks becomes one
-:class:`~sbdeploy.nn.phase.PhaseRun` (a network naming its ``sequential_stages`` gets them
-merged first, so one run spans stages).
+:func:`deploy_form` returns an eval-mode copy that computes the same function and shares no
+state with the original; a network naming its ``sequential_stages`` gets them merged first,
+so one phase run spans stages.
 """
 
 from __future__ import annotations

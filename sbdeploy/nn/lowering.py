@@ -2,26 +2,8 @@
 
 Each form is one function with the signature of :class:`Lowering` and computes
 ``y = Deconv(W2) . Sample_S . mid . (Conv(W1) + b1) (x) + b2`` (``SB_SPEC.md`` section 1;
-``b1``/``b2`` are the biases an eval-mode BN folds into). :func:`register_lowering` adds
-one; :attr:`sbdeploy.nn.sb.SpatialBottleneck.form` names the one an SB runs, a target's row
-(:mod:`sbdeploy.targets`) the one its artifacts take. Every form equals ``reference`` to
-float rounding (``tests/nn/test_lowering.py``):
-
-* ``reference``: the dense masked form, obviously right and as expensive as dense convolutions;
-* ``separate``: the strided training form, one strided conv and transposed conv per subgroup;
-* ``grouped``: the same in ONE grouped conv and ONE grouped transposed conv (the canonical
-  ONNX interchange form);
-* ``subpixel``: strided convs, then the transposed conv as exact tap convs into the four
-  output phases (:mod:`sbdeploy.nn.taps`): no ConvTranspose, whose CPU kernels run several
-  times slower per MAC than a Conv;
-* ``strided``: strided Conv + ConvTranspose per subgroup, unpacked (GPU engines);
-* ``masked``: the reference written for engines: twice the MACs of the exact forms but the
-  fewest nodes (a candidate for small stages with large weights).
-
-The forms after ``separate`` are for inference (eval mode). ``mid`` (BN + ReLU in the SB
-regular block) runs on the sampled positions only: in training mode the reference and
-training forms hand it all subgroups packed into one ``[N, C, 1, L]`` tensor, so a
-BatchNorm takes its statistics over all sampled positions together.
+``b1``/``b2`` are the biases an eval-mode BN folds into), equal to ``reference`` to float
+rounding. What each form is for: ``docs/deploy-forms.md``.
 """
 
 from __future__ import annotations
@@ -38,7 +20,6 @@ from sbdeploy.nn.sampling import conv_output_size, kept_parities, sampling_mask,
 from sbdeploy.nn.taps import conv_pads, from_phases, sb_phase_deconv, summed
 
 Mid = nn.Module | None
-"""The optional point-wise module an SB runs between its convolutions."""
 Bias = Tensor | None
 
 
@@ -60,7 +41,6 @@ class Lowering(Protocol):
 
 
 LOWERINGS: dict[str, Lowering] = {}
-"""Every form of the SB by name (filled by :func:`register_lowering`)."""
 
 
 def register_lowering(name: str) -> Callable[[Lowering], Lowering]:
@@ -95,8 +75,7 @@ def _require_eval(mid: Mid, form: str) -> None:
 
 
 def _apply_packed(mid: Mid, values: list[Tensor]) -> list[Tensor]:
-    """Run ``mid`` once over the sampled values of all subgroups, packed together (a training-mode BN's
-    statistics then cover every sampled position); in eval mode, on each subgroup alone (the same values)."""
+    """Run ``mid`` once over all subgroups packed together (a training BN's statistics cover them all)."""
     if mid is None:
         return values
     if not _training_bn(mid):
@@ -175,16 +154,9 @@ def sb_grouped(
 ) -> Tensor:
     """Export form: one grouped stride-2s conv and one grouped stride-2 deconv for all subgroups.
 
-    Subgroup ``(a, b)`` reads the zero-padded input shifted by ``(s*a, s*b)``; the shifted
-    views are cropped (or zero-padded) to one common size and stacked on the channel axis,
-    so ``Conv(groups=G)`` with W1 repeated G times computes every subgroup at once. A
-    subgroup with fewer rows or columns than the largest (odd grid sizes) gets spurious
-    outputs in its last row/column (their windows overlap real data, so they are not zero):
-    they are zeroed after ``mid`` and before the deconv. ``ConvTranspose(groups=G)`` with
-    W2 repeated undoes the sampling (``b2`` on the first group's channels only); subgroup
-    ``(a, b)``'s output is cropped by ``(1 - a, 1 - b)`` onto the grid and the subgroups
-    are summed. ``mid`` must be channel-wise (eval-mode BN, ReLU): it runs on all stacked
-    channels at once.
+    The shifted input views of the subgroups are stacked on the channel axis; a smaller
+    subgroup's spurious last row/column (odd grid sizes) is zeroed before the deconv.
+    ``mid`` must be channel-wise (eval-mode BN, ReLU).
     """
     out_h, out_w = conv_output_size(x.shape[2], stride), conv_output_size(x.shape[3], stride)
     parities = kept_parities(sampling, out_h, out_w)
@@ -228,11 +200,7 @@ def sb_grouped(
 def sb_conv_strided(
     x: Tensor, w1: Tensor, *, stride: int, parities: list[tuple[int, int]], b1: Bias, mid: Mid
 ) -> list[Tensor]:
-    """The conv half of the deploy forms on a normal-layout input: one stride-2s Conv per parity, then ``mid``.
-
-    Subgroup ``(a, b)`` holds the conv output at grid ``(2i + a, 2j + b)``, which reads
-    input rows ``s(2i + a) - 1 .. s(2i + a) + 1``.
-    """
+    """The conv half of the deploy forms on a normal-layout input: one stride-2s Conv per parity, then ``mid``."""
     height, width = int(x.shape[2]), int(x.shape[3])
     out_h, out_w = conv_output_size(height, stride), conv_output_size(width, stride)
     z = []
@@ -279,9 +247,7 @@ def sb_masked(
 ) -> Tensor:
     """Dense Conv, ``mid``, the sampling mask, dense Conv with the flipped deconv kernel (eval mode).
 
-    The mask follows ``mid`` (a BN's shift makes ``mid(0)`` non-zero), so every unsampled
-    position is exactly zero when the deconv reads it; a stride-1 transposed convolution
-    with padding 1 is the convolution with ``W2`` transposed in channels and flipped in space.
+    The mask follows ``mid``: a BN's shift makes ``mid(0)`` non-zero.
     """
     _require_eval(mid, "masked")
     z = F.conv2d(x, w1, b1, stride=stride, padding=1)

@@ -1,15 +1,10 @@
 """Phase runs: consecutive SB blocks computed on the four phases of their input, interleaved once.
 
-Each block of a run is read from its description (:class:`~sbdeploy.nn.blocks.BlockDescription`):
-the SB's conv part reads the input phases through small exact convs and its deconv part
-writes the output phases (:mod:`sbdeploy.nn.taps`); the other ops are point-wise or 1x1
-and run on each phase alike; a shortcut is the identity, a 1x1 projection (at stride 2 it
-reads phase (0, 0) only) or PyramidNet's (at stride 2 its average pool *is* the mean of
-the four phases). The interleave then happens once per run instead of once per block, and
-every op of the run is one that ONNX Runtime's blocked-layout (NCHWc) kernels fuse. A
-block whose input or output cannot be split into equal phases (odd sizes) runs its own
-forward (:meth:`PhaseRun.plan`); for small fixed batches a run of *stackable* blocks may
-take the stacked layout instead (:mod:`sbdeploy.nn.stacked`, :meth:`PhaseRun.layout_for`).
+Each block is read from its description (:class:`~sbdeploy.nn.blocks.BlockDescription`): the
+SB becomes small exact tap convs between phases (:mod:`sbdeploy.nn.taps`), the other ops run
+on each phase alike (``docs/deploy-forms.md``). A block that cannot be split into equal
+phases runs its own forward (:meth:`PhaseRun.plan`); small fixed batches may take the
+stacked layout (:mod:`sbdeploy.nn.stacked`, :meth:`PhaseRun.layout_for`).
 """
 
 from __future__ import annotations
@@ -72,12 +67,7 @@ def block_on_phases(desc: BlockDescription, phases: list[Tensor]) -> list[Tensor
 
 
 class PhaseRun(nn.Module):
-    """Consecutive SB blocks (modules with ``describe()``) computed in phase layout: one split, one interleave.
-
-    Args:
-        blocks: the blocks, in order (eval mode; :func:`sbdeploy.nn.deploy.deploy_form` folds their BNs first).
-        stacked_max_macs: the stacked-layout threshold of :meth:`layout_for` (None: never stacked).
-    """
+    """Consecutive SB blocks (eval mode, BN folded) computed in phase layout: one split, one interleave."""
 
     def __init__(self, blocks: list[nn.Module], *, stacked_max_macs: int | None = None) -> None:
         super().__init__()
@@ -88,9 +78,7 @@ class PhaseRun(nn.Module):
         every = all(stackable(d) for d in descriptions)
         self.stacked = nn.ModuleList([StackedBlock(d) for d in descriptions]) if every else None
         self.stacked_max_macs = stacked_max_macs
-        self.layout = "auto"
-        """``phases`` (exact tap convs), ``stacked`` (few merged convs, stackable blocks only) or
-        ``auto``: :meth:`layout_for` picks by the size of the work per node."""
+        self.layout = "auto"  # or "phases", "stacked"
 
     @staticmethod
     def _describe(block: nn.Module) -> BlockDescription:
@@ -99,9 +87,7 @@ class PhaseRun(nn.Module):
         return desc
 
     def layout_for(self, x: Tensor) -> str:
-        """``stacked`` for a run of stackable blocks whose every node is small: a fixed batch whose tap
-        convs at the run's input do fewer than ``stacked_max_macs`` multiply-accumulates (with a
-        symbolic batch, or no threshold, the exact ``phases``)."""
+        """``stacked`` for stackable blocks, a fixed batch and input tap convs under ``stacked_max_macs``; else ``phases``."""
         if self.layout != "auto":
             return self.layout
         if self.stacked is None or self.stacked_max_macs is None or not isinstance(x.shape[0], int):
@@ -111,11 +97,7 @@ class PhaseRun(nn.Module):
         return "stacked" if macs < self.stacked_max_macs else "phases"
 
     def plan(self, size: tuple[int, int]) -> list[bool]:
-        """For each block, whether it runs on phases when the run's input is ``size``.
-
-        A block fits when its input and output split into equal phases; one that fits alone
-        between blocks that do not keeps its own lowering (a split and an interleave cost more).
-        """
+        """For each block, whether it runs on phases (equal phases, and not alone) when the run's input is ``size``."""
         fits = []
         for block in self.blocks:
             desc = self._describe(block)

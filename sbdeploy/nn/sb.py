@@ -23,16 +23,9 @@ TRAINING_FORM = "separate"
 
 
 class SpatialBottleneck(nn.Module):
-    """Spatial bottleneck: a 3x3 conv computed at sampled positions, then a 3x3 deconv.
+    """Spatial bottleneck: a 3x3 conv computed at sampled positions, an optional point-wise ``mid``, a 3x3 deconv.
 
-    Args:
-        mid_channels: channels between the conv and the deconv (C_mid).
-        stride: stride of the conv (1, or 2 in a downsampling block).
-        sampling: ``single``, ``chessboard`` (default), ``three`` or ``dense``.
-        mid: optional point-wise module (e.g. BN + ReLU) run on the sampled positions.
-
-    ``.conv`` holds W1 ``[mid, in, 3, 3]`` and ``.deconv`` W2 ``[mid, out, 3, 3]`` (and their
-    biases once a BN is folded into them): parameter holders for the form :attr:`form` names.
+    ``.conv`` (W1) and ``.deconv`` (W2) hold the parameters of the form :attr:`form` names.
     """
 
     def __init__(

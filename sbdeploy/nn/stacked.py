@@ -1,18 +1,8 @@
-"""The stacked phase layout: the four phases of a tensor side by side in its channels.
+"""The stacked phase layout: the four phases of a tensor side by side in its channels (``[N, 4C, H/2, W/2]``).
 
-``S = [x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]]``
-concatenated along channels (``[N, 4C, H/2, W/2]``, :data:`PHASES` order). An SB then takes
-two convs per sampled parity, each with a kernel over the union of its phases' tap offsets
-(zero taps elsewhere): more MACs than the exact tap convs of :mod:`sbdeploy.nn.phase` (64
-instead of 36 per 2x2 cell and C^2 for chessboard, the baseline takes 72) but about a
-quarter of the nodes, so where every node is small (batch 1, CIFAR sizes), where ONNX
-Runtime's per-node cost dominates, this layout is the faster one.
-
-A block is *stackable* (:func:`stackable`) when every op of its description besides the
-SB is point-wise (tiled over the four phase blocks) and its shortcut an identity, a 1x1
-projection or PyramidNet's: the basic blocks of all three families. Bottleneck blocks
-stay on the exact taps (their 1x1 convs would take four times their MACs). Kernels are
-built once from the block's weights (eval mode, BN folded) and kept as buffers.
+An SB then takes two merged convs per sampled parity: more MACs than the exact tap convs
+of :mod:`sbdeploy.nn.phase` but a quarter of the nodes (``docs/deploy-forms.md``). Kernels
+are built once from the block's weights (eval mode, BN folded) and kept as buffers.
 """
 
 from __future__ import annotations
@@ -30,11 +20,9 @@ from sbdeploy.nn.taps import PHASES, Taps, conv_at, conv_taps, deconv_taps, summ
 
 
 def _merged_kernel(weight: Tensor, taps: dict[tuple[int, int], tuple[Taps, Taps]]) -> tuple[Tensor, tuple[int, int]]:
-    """One conv kernel for several (out block, in block) pairs of ``weight`` ([O, I, 3, 3]).
+    """One conv kernel over the union of the taps of several (out block, in block) pairs, and its first tap's offset.
 
-    ``taps[(o, i)]`` = (row taps, column taps) as (offset, kernel index) lists. Returns the
-    kernel ``[O * out blocks, I * in blocks, rows, cols]`` over the union of the offsets and
-    the (row, column) offset of its first tap.
+    ``taps[(o, i)]`` = (row taps, column taps) of ``weight`` ([O, I, 3, 3]) for that pair.
     """
     n_out = 1 + max(o for o, _ in taps)
     n_in = 1 + max(i for _, i in taps)
@@ -60,7 +48,7 @@ def _pointwise(module: nn.Module) -> bool:
 
 
 def stackable(desc: BlockDescription) -> bool:
-    """Whether a described block runs on the stacked layout (see the module docstring)."""
+    """Whether a described block runs on the stacked layout: point-wise ops only, a 1x1 projection at most."""
     if not all(_pointwise(m) for part in (desc.entry, desc.before, desc.after, desc.final) for m in part):
         return False
     shortcut = desc.shortcut

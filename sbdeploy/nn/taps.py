@@ -46,11 +46,7 @@ def conv_at(
     stride: int = 1,
     bias: Tensor | None = None,
 ) -> Tensor:
-    """Conv whose output ``(i, j)`` reads ``x[stride * i + start[0] + .., stride * j + start[1] + ..]``.
-
-    ``start`` is at most 0 on both axes (zero padding before ``x``); the padding after it
-    makes the output exactly ``out_size``.
-    """
+    """Conv whose output ``(i, j)``, of ``out_size``, reads ``x[stride * i + start[0] + .., stride * j + start[1] + ..]``."""
     top, left = -start[0], -start[1]
     assert top >= 0 and left >= 0, "the kernel's first tap must not start inside the input"
     bottom = max(0, stride * (out_size[0] - 1) + start[0] + int(kernel.shape[2]) - 1 - (int(x.shape[2]) - 1))
@@ -76,10 +72,8 @@ def tap_conv(
 ) -> Tensor:
     """Conv with the kernel taps ``weight[:, :, k_r, k_c]`` for the listed (offset, k) pairs.
 
-    Output position ``i`` reads ``x[stride * i + offset]``; offsets are consecutive, so the
-    taps form a small dense kernel. Offsets that all lie after 0 get zero taps down to 0
-    (a stride-2 conv cannot start inside its input without a Slice, which breaks ONNX
-    Runtime's blocked layout). The padding makes the output exactly ``out_size``.
+    Output position ``i`` reads ``x[stride * i + offset]``; zero taps fill the offsets from 0
+    to the first (a Slice would break ONNX Runtime's blocked layout).
     """
     row_taps, col_taps = _from_zero(rows), _from_zero(cols)
     padded = F.pad(weight, (0, 1, 0, 1))  # index 3 is a zero tap
@@ -90,22 +84,13 @@ def tap_conv(
 
 
 def deconv_taps(out_parity: int, sub_parity: int) -> Taps:
-    """Deconv taps along one axis: output ``2i + out_parity`` gets ``W2[k] z[i + offset]``.
-
-    ``z[m]`` of subgroup parity ``a`` sits at grid position ``2m + a``; the deconv
-    connects grid positions ``q -> p`` through kernel index ``p - q + 1``.
-    """
+    """Deconv taps along one axis: output ``2i + out_parity`` gets ``W2[k] z[i + offset]``."""
     twice_offsets = ((out_parity - sub_parity + 1 - k, k) for k in range(3))
     return sorted((twice // 2, k) for twice, k in twice_offsets if twice % 2 == 0)
 
 
 def conv_taps(in_parity: int, sub_parity: int, stride: int = 1) -> Taps:
-    """Conv taps along one axis on a phase input: ``z[i]`` reads ``W1[d] X_p[stride * i + offset]``.
-
-    ``z[i]`` of parity ``a`` sits at output grid ``2i + a`` and reads input
-    ``x[stride * (2i + a) + d - 1]``, which is phase ``p`` row ``stride * i + offset`` when
-    ``stride * a + d - 1 - p`` is even.
-    """
+    """Conv taps along one axis on a phase input: ``z[i]`` reads ``W1[d] X_p[stride * i + offset]``."""
     shifts = ((stride * sub_parity + d - 1 - in_parity, d) for d in range(3))
     return sorted((shift // 2, d) for shift, d in shifts if shift % 2 == 0)
 
@@ -119,12 +104,7 @@ def sb_phase_conv(
     bias: Tensor | None = None,
     mid: nn.Module | None = None,
 ) -> list[Tensor]:
-    """Conv part on a phase-split input: per parity a sum of tap convs, then ``bias`` and ``mid``.
-
-    The phases are ``P x Q`` each; the output subgroups are ``P x Q`` for stride 1 and
-    ``P/2 x Q/2`` for stride 2 (``P`` and ``Q`` even then). ``mid`` must be point-wise
-    and in eval mode (it runs on each subgroup alone).
-    """
+    """Conv part on a phase-split input: per parity a sum of tap convs, then ``bias`` and an eval-mode ``mid``."""
     size = (int(phases[0].shape[2]) // stride, int(phases[0].shape[3]) // stride)
     z = []
     for a, b in parities:
@@ -163,12 +143,7 @@ def sb_phase_deconv(
 
 
 def to_phases(x: Tensor) -> list[Tensor]:
-    """Split an even-sized ``[N, C, H, W]`` tensor into its phases ``x[:, :, p::2, q::2]``.
-
-    Written as depthwise stride-2 2x2 convolutions with one-hot kernels (exact: each
-    output is one input times 1.0) rather than strided slices, so that ONNX Runtime keeps
-    the phases in its blocked layout and fuses what follows.
-    """
+    """Split an even-sized ``[N, C, H, W]`` tensor into its phases, as one-hot depthwise convs (not slices)."""
     channels = int(x.shape[1])
     phases = []
     for p, q in PHASES:  # a constant kernel (no in-place writes: exporters trace those as scatters)

@@ -64,4 +64,4 @@ def test_unknown_option_is_refused() -> None:
 
 def test_duplicate_registration_is_refused() -> None:
     with pytest.raises(ValueError, match="registered twice"):
-        register_model("cifar")(sbdeploy.models.resnet_cifar.cifar_resnet20)
+        register_model("cifar")(sbdeploy.models.model_info("cifar_resnet20").builder)
