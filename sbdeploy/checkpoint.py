@@ -1,8 +1,6 @@
 """Checkpoints as a folder: ``model.safetensors`` (weights) + ``config.json`` (everything else).
 
-Loading never unpickles: weights are read with safetensors, the config is plain JSON, and
-the model is rebuilt from the registry. Every way a checkpoint can be broken raises
-:class:`CheckpointError` naming the file and the fix. Writes are atomic.
+Loading never unpickles; a broken checkpoint raises :class:`CheckpointError` naming the file and the fix.
 """
 
 from __future__ import annotations
