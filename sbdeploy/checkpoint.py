@@ -1,8 +1,6 @@
 """Checkpoints as a folder: ``model.safetensors`` (weights) + ``config.json`` (everything else).
 
-Loading never unpickles: weights are read with safetensors, the config is plain JSON, and
-the model is rebuilt from the registry. Every way a checkpoint can be broken raises
-:class:`CheckpointError` naming the file and the fix. Writes are atomic.
+Loading never unpickles; a broken checkpoint raises :class:`CheckpointError` naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -159,18 +157,13 @@ def read_config(folder: str | Path) -> CheckpointConfig:
 
 
 def is_safetensors(data: bytes) -> bool:
-    """True when ``data`` has the safetensors layout: a u64 little-endian header length N, then N bytes of JSON.
-
-    Recognised from the layout, as the length's first byte can be anything, 0x80 (a pickle's) included.
-    """
+    """True when ``data`` has the safetensors layout: a u64 little-endian header length N, then N bytes of JSON."""
     return len(data) > 8 and data[8:9] == b"{" and 8 + int.from_bytes(data[:8], "little") <= len(data)
 
 
 def pickle_kind(data: bytes) -> str | None:
-    """'pickle' (protocol 2-5) or 'torch.save archive' (zip) when ``data`` starts like one, else None.
-
-    A safetensors file cut short in its header may start like a pickle; its ninth byte (``{``) tells it apart.
-    """
+    """'pickle' (protocol 2-5) or 'torch.save archive' (zip) when ``data`` starts like one (a safetensors ``{`` at
+    byte 9 is not), else None."""
     if data[:4] == b"PK\x03\x04":
         return "torch.save archive"
     if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and data[8:9] != b"{":

@@ -1,11 +1,8 @@
 """Bring your own weights: a state_dict file of a zoo architecture -> an sbdeploy checkpoint folder.
 
-The file is safetensors, or a PyTorch ``.pth``/``.pt`` read with ``torch.load(weights_only=True)``
-(PyTorch's restricted unpickler: tensors and plain containers, no code runs). The common
-wrappers (``{"state_dict": ...}``, ``{"model": ...}``, ``{"model_state_dict": ...}``, the
-``module.`` and ``_orig_mod.`` prefixes) are unwrapped, then every key and shape must fit the
-architecture. The baseline ImageNet ResNets use torchvision's layout, so torchvision
-``resnet18/34/50/101`` state_dicts load as they are. Nothing is written until every check passed.
+Safetensors, or ``.pth`` read with ``torch.load(weights_only=True)`` (no code runs); common wrappers and
+prefixes are unwrapped, then every key and shape must fit. Nothing is written until every check passed
+(docs/own-network.md).
 """
 
 from __future__ import annotations
@@ -226,10 +223,7 @@ def import_state_dict(
 ) -> ImportResult:
     """Make the checkpoint folder ``out`` from the state_dict file ``path`` (safetensors or ``.pth``) of zoo ``arch``.
 
-    Defaults: ``num_classes`` and ``in_chans`` read from the file (``fc.weight``, ``conv1.weight``),
-    ``input_size`` the architecture's, ``mean``/``std`` ImageNet's (for 3 channels; 1 value or one per
-    channel), class names "0", "1", ..., ``sampling`` chessboard (SB architectures only). Nothing is
-    written unless every check passed (CheckpointError, ConfigError).
+    Defaults: classes and channels read from the file, the architecture's input size, ImageNet's mean/std.
     """
     path, out = Path(path), Path(out)
     info = model_info(arch)

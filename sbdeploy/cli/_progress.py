@@ -1,8 +1,6 @@
 """The CLI's live displays: one progress bar (``bench``, ``validate``) and the pipeline's one display of its steps.
 
-Both turn the library's ``(stage, done, total)`` calls (:data:`sbdeploy.bench.timing.ProgressFn`)
-into transient rich displays, on stderr and only on a terminal: piped or captured output
-(``--json``, CI logs) gets no live display, nor the blank line a stopped one leaves behind.
+Transient, on stderr and only on a terminal: piped output (``--json``, CI logs) gets no live display.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""The typer app: registers every command and gives every error one style, ``error: ...`` and exit 2.
+"""The typer app: registers every command and gives every error, click's usage errors included, one style.
 
-Each command imports the library (torch, onnx, ...) inside its function, so ``--help`` and ``--version`` are
-quick. With ``standalone_mode=False`` click's usage errors (a missing file, a value out of range, an unknown
-option) come back here as exceptions, printed as one line as :class:`~sbdeploy.errors.SbdeployError` is.
+Each command imports the library (torch, onnx, ...) inside its function, so ``--help`` and ``--version`` are quick.
 """
 
 from __future__ import annotations
@@ -82,8 +80,7 @@ def _usage_message(error: click_errors.UsageError, args: Sequence[str]) -> str:
     return f"{error.format_message().strip().rstrip('.')} (see `{command} --help`)"
 
 
-BUG_EXIT = 70
-"""Exit code of an unexpected exception, a bug in sbdeploy (EX_SOFTWARE)."""
+BUG_EXIT = 70  # exit code of an unexpected exception, a bug in sbdeploy (EX_SOFTWARE)
 
 
 def report_bug(error: BaseException) -> str:
@@ -97,13 +94,7 @@ def report_bug(error: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: run the app on ``argv`` (default: ``sys.argv[1:]``) and exit with its code.
-
-    SbdeployError, click's usage errors and OS errors (a file that cannot be read or
-    written) print one ``error:`` line and exit 2 (an SbdeployError its own ``exit_code``);
-    a command's ``typer.Exit(n)`` exits n. Any other exception is a bug: one line says so
-    and where its traceback was saved, exit 70; with ``SBDEPLOY_DEBUG=1`` it propagates.
-    """
+    """Console entry point: user errors print one ``error:`` line and exit 2; any other exception is a bug (exit 70)."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         code = app(args=args, prog_name="sbdeploy", standalone_mode=False)

@@ -1,8 +1,4 @@
-"""``sbdeploy train`` and ``sbdeploy evaluate``: the training recipe and checkpoint accuracy from the shell.
-
-Under ``torchrun --nproc_per_node=K`` the same ``train`` command runs DistributedDataParallel;
-only rank 0 draws progress bars and writes the checkpoint.
-"""
+"""``sbdeploy train`` and ``sbdeploy evaluate``; under torchrun only rank 0 draws progress bars and writes."""
 
 from __future__ import annotations
 

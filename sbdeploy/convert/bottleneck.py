@@ -1,24 +1,9 @@
 """Initialising the linear SB that replaces a channel-bottleneck block's 3x3 conv.
 
-The 3x3 conv ``K`` (C -> C) becomes ``y = Deconv(W2) . Sample_S . Conv(W1)`` with C/2
-mid channels: no exact map exists (rank C/2 < C, and the unsampled positions see only
-their sampled neighbours). Both factors are fitted in closed form to the conv's own
-responses ``y = K * x`` on inputs ``x`` that reach it:
-
-1. **W1: rank-C/2 projection of the responses.** ``P`` = the C/2 leading eigenvectors of
-   the second moment of ``y`` at the sampled positions; ``W1 = P^T K``, so the mid map
-   holds the best rank-C/2 reconstruction ``P^T y`` of the responses there (PCA of
-   responses, as in Zhang et al. 2015, *Accelerating very deep convolutional networks*).
-2. **W2: least squares over every position.** With W1 fixed the SB is linear in W2:
-   ``W2`` minimises ``sum over all positions of |Deconv(W2)(S(W1 * x)) - K * x|^2``, one
-   (C/2 * 9)-unknown normal-equation system shared by all output channels. It spreads
-   each sampled response over its 3x3 neighbourhood, so unsampled positions are
-   reconstructed from the sampled ones around them.
-
-The inputs are calibration images run through the baseline (the conv's real input
-statistics), or, without any, Gaussian noise fed to each conv (data-free: the fit then
-approximates K as an operator). Where K has rank <= C/2 and the sampling is dense the
-fit is exact. Sums are accumulated in float64, batch by batch, so no activations are kept.
+The 3x3 conv ``K`` (C -> C) becomes ``Deconv(W2) . Sample_S . Conv(W1)`` with C/2 mid channels,
+both factors fitted in closed form to K's own responses: W1 from the leading eigenvectors of the
+responses' second moment at the sampled positions, W2 by least squares over every position. The
+derivation and its measured effect: docs/sbify.md.
 """
 
 from __future__ import annotations
@@ -36,10 +21,7 @@ NOISE_BATCHES, NOISE_BATCH, NOISE_SIZE = 4, 16, 16  # data-free fit: 64 Gaussian
 
 
 def conv_as_deconv(weight: Tensor) -> Tensor:
-    """The ConvTranspose2d weight (stride 1, padding 1) that computes ``conv2d(., weight, padding=1)``.
-
-    ``W2[i, o, a, b] = weight[o, i, 2 - a, 2 - b]``: channels transposed, kernel flipped in space.
-    """
+    """The ConvTranspose2d weight (stride 1, padding 1) that computes ``conv2d(., weight, padding=1)``."""
     return weight.flip(2, 3).transpose(0, 1).contiguous()
 
 
@@ -81,9 +63,8 @@ class _ConvFit:
         padded = F.pad(z, (1, 1, 1, 1))
         height, width = z.shape[2], z.shape[3]
         shifts = [padded[:, :, a : a + height, b : b + width] for a in range(3) for b in range(3)]
-        patches = (
-            torch.stack(shifts, dim=2).permute(1, 2, 0, 3, 4).reshape(self.mid * 9, -1)
-        )  # [(channel, row, col), N*L]
+        # [(channel, row, col), N*L]
+        patches = torch.stack(shifts, dim=2).permute(1, 2, 0, 3, 4).reshape(self.mid * 9, -1)
         target = y.flatten(2).transpose(0, 1).reshape(self.channels, -1)  # [C, N*L]
         self.gram += (patches @ patches.T).double()
         self.cross += (patches @ target.T).double()
@@ -121,11 +102,7 @@ class _ConvFit:
 def fit_linear_sbs(
     model: nn.Module, convs: list[tuple[str, nn.Conv2d]], sampling: str, *, calibration: Iterable[Tensor] | None = None
 ) -> dict[str, LinearSBInit]:
-    """Fit a linear SB (C/2 mid channels) to each named 3x3 conv of ``model`` (keyed by name).
-
-    ``model`` runs in eval mode (restored afterwards) on the ``calibration`` batches of
-    normalized inputs, twice; without any, each conv is fed Gaussian noise (seed 0).
-    """
+    """Fit a linear SB to each named 3x3 conv of ``model``, on the ``calibration`` batches run through it, else on noise."""
     fits = {name: _ConvFit(conv, sampling) for name, conv in convs}
     if calibration is None:
         for name, conv in convs:

@@ -1,12 +1,8 @@
 """Baseline -> SB network: which SB block replaces which baseline block, and how its weights carry over.
 
-An SB regular block is the baseline's with the mid activation sampled (``SB_SPEC.md``
-section 2), so its weights map exactly: SB conv := conv1, the BN between the convs becomes
-the SB's ``mid`` BN, SB deconv := conv2 transposed and flipped (:func:`conv_as_deconv`),
-every other tensor is copied; with ``dense`` sampling the SB network computes the baseline.
-A channel-bottleneck block's 3x3 conv becomes a linear SB with C/2 mid channels, fitted by
-:mod:`sbdeploy.convert.bottleneck`. :func:`sbify` converts block by block, so it works on
-any network built from :mod:`sbdeploy.nn.blocks`.
+A regular block's weights map exactly (SB conv := conv1, SB deconv := conv2 transposed and
+flipped); a bottleneck block's 3x3 conv becomes a fitted linear SB (:mod:`sbdeploy.convert.bottleneck`).
+Conversion goes block by block, so any network built from :mod:`sbdeploy.nn.blocks` converts (docs/sbify.md).
 """
 
 from __future__ import annotations
@@ -27,16 +23,11 @@ from sbdeploy.nn.sampling import resolve_sampling
 
 @dataclass(frozen=True)
 class BlockMap:
-    """How one baseline block type becomes its SB twin.
-
-    ``renames`` maps a baseline state-dict prefix to the SB block's (``conv2.`` -> ``sb.deconv.``);
-    unlisted keys keep their names. ``deconv_from`` is the conv whose weight becomes the SB deconv
-    (regular blocks); ``None`` for bottleneck blocks, whose 3x3 ``conv2`` is fitted instead.
-    """
+    """How one baseline block type becomes its SB twin."""
 
     sb_block: type[nn.Module]
-    renames: dict[str, str]
-    deconv_from: str | None
+    renames: dict[str, str]  # baseline state-dict prefix -> the SB block's; unlisted keys keep their names
+    deconv_from: str | None  # the conv whose weight becomes the SB deconv; None: bottleneck, conv2 is fitted
 
 
 _PRE_MID = {"conv1.": "sb.conv.", "bn2.": "sb.mid.0.", "conv2.": "sb.deconv."}  # BN2 sits between the convs
@@ -54,10 +45,7 @@ BLOCK_MAPS: dict[type[nn.Module], BlockMap] = {
 
 
 def _twin(block: nn.Module, sampling: str) -> nn.Module:
-    """An SB twin of ``block``'s shape, on its device and in its dtype (so loading its tensors rounds nothing).
-
-    Every block's ``conv1`` maps in_planes to planes; the stride is ``conv1``'s (regular) or ``conv2``'s (bottleneck).
-    """
+    """An SB twin of ``block``'s shape, on its device and in its dtype (so loading its tensors rounds nothing)."""
     stride = max(block.conv1.stride[0], block.conv2.stride[0])
     sb = BLOCK_MAPS[type(block)].sb_block(block.conv1.in_channels, block.conv1.out_channels, stride, sampling=sampling)
     param = next(block.parameters())
@@ -104,12 +92,9 @@ class Conversion:
 def convert(
     model: nn.Module, sampling: str = "chessboard", *, calibration: Iterable[Tensor] | None = None
 ) -> Conversion:
-    """The SB network of a trained baseline (:func:`sbify`) and how well each bottleneck's linear SB fits its conv.
+    """The SB network of a trained baseline (in eval mode; ``model`` untouched) and its bottleneck fits.
 
-    Bottleneck blocks are fitted on ``calibration`` (batches of normalized images) or, without any, on
-    Gaussian noise. BN statistics stay the baseline's: recalibrate them for a sparse sampling set
-    (:func:`sbdeploy.train.recalibrate_bn`). ``model`` is not modified; the result is in eval mode on its
-    device and dtype.
+    BN statistics stay the baseline's: recalibrate them for a sparse sampling set (:func:`sbdeploy.train.recalibrate_bn`).
     """
     sampling = resolve_sampling(sampling)
     found = [(name, m) for name, m in model.named_modules() if type(m) in BLOCK_MAPS]

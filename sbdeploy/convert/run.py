@@ -1,9 +1,7 @@
 """``sbdeploy sbify`` as a library call: baseline checkpoint -> SB checkpoint folder.
 
-:func:`sbify_checkpoint` maps a baseline checkpoint's weights onto its registered SB twin
-(:func:`sbdeploy.convert.sbify`), recalibrates BN on training images, optionally fine-tunes
-(distilled from the baseline if asked), and writes a checkpoint folder. The test accuracy after
-each stage, with its wall and CPU time, is recorded in ``config.json`` (``training.sbify``).
+Map the weights, recalibrate BN, optionally fine-tune (distilled if asked), write the folder; the test
+accuracy, wall and CPU time after each stage go to ``config.json`` ``training.sbify`` (docs/sbify.md).
 """
 
 from __future__ import annotations
@@ -25,11 +23,8 @@ from sbdeploy.train.evaluate import measure_accuracy, normalize, open_fitting_so
 from sbdeploy.train.recalibrate import calibration_images, recalibrate_bn
 from sbdeploy.train.trainer import Distillation, TrainCallbacks, TrainConfig, TrainResult, train
 
-FIT_IMAGES = 512
-"""Calibration images the bottleneck fit uses at most: its sums settle long before (each image gives H*W positions)."""
-
-FINE_TUNE = TrainConfig(epochs=1, lr=0.01)
-"""The fine-tune's default recipe: the training recipe at a tenth of its learning rate (the weights are trained)."""
+FIT_IMAGES = 512  # calibration images the bottleneck fit uses at most: its sums settle long before
+FINE_TUNE = TrainConfig(epochs=1, lr=0.01)  # the training recipe at a tenth of its learning rate
 
 
 @dataclass(frozen=True)
@@ -108,14 +103,10 @@ def sbify_checkpoint(
     """Write the SB checkpoint of a baseline checkpoint folder to ``out``.
 
     Args:
-        data: training images for recalibration, the bottleneck fit and the fine-tune, and test
-            images for the accuracies (``open_fitting_source``); None: mapping only.
+        data: training and test images (``open_fitting_source``); None: mapping only.
         calibration_count: training images for recalibration and the bottleneck fit (None: all).
-        bottleneck_fit: fit bottleneck blocks' linear SBs on the ``calibration`` images run
-            through the baseline, or on Gaussian ``noise`` (data-free; always so without data).
-        fine_tune: the recipe of a fine-tune after the recalibration; None: none.
+        bottleneck_fit: ``calibration`` (images run through the baseline) or ``noise`` (data-free).
         distill: (alpha, temperature) to distil the fine-tune from the baseline's logits.
-        resume: continue an interrupted fine-tune in ``out`` (same options).
     """
     hooks = callbacks or SbifyCallbacks()
     sampling = resolve_sampling(sampling)

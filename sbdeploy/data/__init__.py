@@ -1,8 +1,6 @@
-"""Data sources for training, calibration and validation.
+"""Data sources for training, calibration and validation: ``open_source(SOURCE)`` -> :class:`ImageData`.
 
-``open_source("digits" | "synthetic" | "cifar10:PATH" | "cifar100:PATH" | "imagefolder:PATH" | PATH)``
-returns an :class:`ImageData` with train and test splits; one module per source. The
-names below are imported on first use (they need torch; :data:`SOURCE_HELP` does not).
+The names below are imported on first use (they need torch; :data:`SOURCE_HELP` does not).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """CIFAR-10 and CIFAR-100 from their standard "python version" folders.
 
-Their batch files are Python pickles of numpy arrays, read with a restricted unpickler that
-rebuilds numpy arrays and nothing else: any other global raises :class:`DataError` before
-anything runs.
+Their pickled batch files are read with an unpickler that rebuilds numpy arrays and refuses any other global.
 """
 
 from __future__ import annotations

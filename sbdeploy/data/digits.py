@@ -1,8 +1,6 @@
 """scikit-learn's handwritten digits: a small real image dataset that needs no download.
 
-1797 grayscale 8x8 images of the digits 0-9 (UCI ML hand-written digits), shipped inside
-scikit-learn. They are resized to ``size x size`` (bilinear) and split 80/20 into train
-and test with a fixed seed, stratified by class, so every machine sees the same split.
+1797 grayscale 8x8 images, resized (bilinear) and split 80/20 by class with a fixed seed: the same split everywhere.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Image folders: one sub-folder per class, read with Pillow.
 
-``ROOT/train/<class>/*`` with ``ROOT/test/<class>/*`` (or ``val/``) is used as given;
-``ROOT/<class>/*`` is split 80/20 per class with a fixed seed. Images become RGB (or one gray
-channel when all are grayscale), resized to ``size x size`` (bilinear), held as uint8.
+``ROOT/train/<class>`` + ``ROOT/test/<class>`` (or ``val/``) as given, or ``ROOT/<class>`` split 80/20 per class.
 """
 
 from __future__ import annotations

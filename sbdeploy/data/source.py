@@ -1,8 +1,6 @@
 """SOURCE strings (:data:`sbdeploy.data.SOURCE_HELP`) -> in-memory datasets with train/test splits and class names.
 
-A bare PATH is detected as CIFAR-10, CIFAR-100 or an image folder. Normalization statistics
-are the standard ones for CIFAR and are computed from the training split otherwise; they
-travel into the checkpoint's ``config.json``.
+Normalization statistics: CIFAR's standard ones, else computed from the training split.
 """
 
 from __future__ import annotations
@@ -66,11 +64,7 @@ def _with_stats(source: str, train: Split, test: Split, names: tuple[str, ...], 
 
 
 def open_source(source: str, *, size: int | None = None) -> ImageData:
-    """Load the dataset a SOURCE string names (see the module docstring).
-
-    ``size`` is the height and width of resized sources (digits, synthetic, image folders;
-    default 32); CIFAR is always 32x32 and refuses another size.
-    """
+    """Load the dataset a SOURCE string names; ``size``: the side of resized sources (default 32; CIFAR refuses others)."""
     kind, sep, rest = source.partition(":")
     if not sep and kind not in ("digits", "synthetic"):
         kind, rest = "auto", source

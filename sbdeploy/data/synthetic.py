@@ -1,8 +1,6 @@
 """Synthetic images for smoke tests: learnable, deterministic, no files.
 
-Each of the 10 classes has a fixed random template (smooth, upsampled from a 4x4 grid);
-an image is its class template plus Gaussian noise, clipped to [0, 1]. A small network
-learns it in a few steps, which is what a smoke test needs, and any seed gives the same data.
+An image is its class's fixed smooth random template plus Gaussian noise, clipped to [0, 1].
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """One Triton model's ``config.pbtxt``, worked out from the file it serves and the user's batching options.
 
-Names, dtypes and dims come from the file (:class:`~sbdeploy.files.DeployFile`), never from
-the user. Every batch size 1..max_batch_size must lie inside one of an engine's optimization
-profiles (Triton's dynamic batcher sends any of them): the mismatch of server#4445 and
-mmdeploy#472 is refused here, not at load time.
+Names, dtypes and dims come from the file, never from the user; a max_batch_size outside an
+engine's optimization profiles is refused here, not at load time (docs/serving.md).
 """
 
 from __future__ import annotations

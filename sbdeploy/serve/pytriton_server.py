@@ -1,8 +1,6 @@
 """A live Triton server on loopback: the sbdeploy ONNX Runtime runner (OrtRunner) behind PyTriton's bundled Triton.
 
-PyTriton pins ``numpy<2`` (pytriton#93), so the server runs in its own process with a
-*PyTriton interpreter* (``.venv-triton`` from ``scripts/setup.sh --with-triton``).
-:func:`check_with_tritonserver` lets the bundled tritonserver judge a model repository.
+PyTriton pins ``numpy<2``, so the server runs in its own process with a PyTriton interpreter (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -180,10 +178,7 @@ class PyTritonServer:
 
 
 def check_with_tritonserver(repository: str | Path, *, timeout_s: float = 60.0) -> dict[str, str | None]:
-    """Model folder name -> None when a real Triton (PyTriton's bundled server) accepts its config, else its error.
-
-    Triton validates each ``config.pbtxt`` before it looks for the backend (the server here has none).
-    """
+    """Model folder name -> None when PyTriton's bundled tritonserver (no backends) accepts its config, else its error."""
     repository = Path(repository).resolve()
     names = sorted(p.name for p in repository.iterdir() if p.is_dir() and not p.name.startswith("."))
     python = find_pytriton_python()
@@ -235,8 +230,7 @@ def check_with_tritonserver(repository: str | Path, *, timeout_s: float = 60.0) 
 
 
 def _use_matching_libpython() -> None:
-    """Let Triton's Python-backend stub load this interpreter's libpython, not the system's (a mismatch of
-    the two fails inside ``multiprocessing``)."""
+    """Let Triton's Python-backend stub load this interpreter's libpython, not the system's."""
     libdir, library = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY")
     if libdir and library and (Path(libdir) / library).exists():
         current = os.environ.get("LD_LIBRARY_PATH")

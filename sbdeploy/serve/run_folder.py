@@ -7,20 +7,12 @@ from pathlib import Path
 
 from sbdeploy.errors import ArtifactError
 
-SB_STEM = "model"
-"""The file-name stem of the SB model's files in a run folder (the baseline's: ``baseline``)."""
+SB_STEM = "model"  # the file-name stem of the SB model's files in a run folder (the baseline's: ``baseline``)
 
 
 def served_artifacts(folder: str | Path) -> tuple[dict[str, Path], list[str]]:
-    """Model name -> file of the validated SB artifacts of a pipeline run folder that Triton can serve, and notes on
-    those left out.
-
-    Not served: baseline files, files whose parity did not pass, fixed-batch files above batch 1
-    (Triton's dynamic batcher sends any batch of 1..max_batch_size), and the ONNX file an engine
-    was built from when that engine is served (``model.trt.fp32.onnx`` beside
-    ``model.trt.fp32.engine``: both would be model ``model_trt_fp32``). Model names are the
-    file names without the extension, dots as underscores (``model_ort-cpu_b1_fp32``).
-    """
+    """Model name (file name less extension, dots as underscores) -> the run folder's validated SB files that Triton
+    can serve (not a fixed batch above 1, nor the ONNX an engine served was built from), and notes on those left out."""
     folder = Path(folder)
     summary_path = folder / "summary.json"
     if not summary_path.is_file():

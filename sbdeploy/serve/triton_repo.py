@@ -1,10 +1,4 @@
-"""Triton model repositories from sbdeploy artifacts, correct by construction.
-
-Each ``.onnx`` file or TensorRT engine becomes one model folder ``REPO/NAME/`` holding
-``config.pbtxt`` (:mod:`.model_config`), the file as version ``1/`` and a ``README.md``.
-Every config is checked against Triton's load-time rules (:mod:`.config_check`) before
-anything is written, and each model folder appears by one rename.
-"""
+"""Triton model repositories from sbdeploy artifacts: one checked model folder per file, each appearing by one rename."""
 
 from __future__ import annotations
 

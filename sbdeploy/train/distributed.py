@@ -1,8 +1,4 @@
-"""Scale-out on PyTorch's own engine: process groups from torchrun's environment variables.
-
-:func:`setup` joins the job (NCCL when the process drives a GPU, gloo otherwise) when
-torchrun set ``WORLD_SIZE``; a plain ``sbdeploy train`` is a single process.
-"""
+"""Scale-out on PyTorch's own engine: process groups (NCCL on a GPU, else gloo) from torchrun's environment."""
 
 from __future__ import annotations
 
@@ -35,8 +31,7 @@ class DistContext:
             dist.barrier()
 
     def average_buffers(self, model: torch.nn.Module) -> None:
-        """Average floating-point buffers (BatchNorm running statistics) over the replicas: DDP keeps parameters
-        in step, not the statistics each replica gathers from its shard."""
+        """Average floating-point buffers (BatchNorm running statistics) over the replicas (DDP syncs parameters only)."""
         if not self.distributed:
             return
         for buffer in model.buffers():

@@ -1,11 +1,7 @@
 """BatchNorm recalibration: running statistics re-estimated on training images, no gradient.
 
-A network whose weights were changed after training (an sbified baseline: the SB's mid
-BN now sees sampled positions only, and every later BN sees the changed activations)
-keeps running statistics that no longer describe its activations. Recalibration resets
-them and runs the network in training mode over clean (unaugmented) training images with
-``momentum=None``, so each BN holds the plain average of its batch statistics, which is
-what ``torch.optim.swa_utils.update_bn`` does (used here). Weights are not touched.
+For a network whose weights changed after training (an sbified baseline): each BN ends with the
+plain average of its batch statistics (``torch.optim.swa_utils.update_bn``); weights are not touched.
 """
 
 from __future__ import annotations
@@ -53,10 +49,7 @@ def recalibrate_bn(
     device: torch.device | str = "cpu",
     on_batch: Callable[[int, int], None] | None = None,
 ) -> Recalibration:
-    """Re-estimate every BatchNorm's running statistics of ``model`` (in place) on raw training ``images``.
-
-    ``on_batch`` is called with (batches done, batches in all) after each batch; the model's mode is restored.
-    """
+    """Re-estimate every BatchNorm's running statistics of ``model`` (in place) on raw training ``images``."""
     layers = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if layers == 0:
         raise ConfigError(f"{type(model).__name__} has no BatchNorm layer to recalibrate")

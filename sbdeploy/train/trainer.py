@@ -1,11 +1,7 @@
 """Training: the recipe (:class:`TrainConfig`), distillation from a teacher, and the loop, one process or DDP.
 
-:func:`train` builds the model from the registry, trains it with SGD, a step schedule and
-CIFAR-style augmentation, and after every epoch evaluates the test split and writes the
-checkpoint folder (rank 0) with ``train_state.safetensors`` (momentum buffers, epoch), so
-an interrupted run resumes; that file is removed when training finishes. Under torchrun the
-model is wrapped in DistributedDataParallel and the global batch split over the processes.
-Shuffling and augmentation are seeded from (seed, epoch, rank): a CPU run repeats exactly.
+After every epoch rank 0 writes the checkpoint folder and ``train_state.safetensors`` (momentum,
+epoch), so an interrupted run resumes. Seeded from (seed, epoch, rank): a CPU run repeats exactly.
 """
 
 from __future__ import annotations
@@ -101,9 +97,7 @@ class TrainConfig:
 class Distillation:
     """Knowledge distillation from a teacher's logits (Hinton et al. 2015), for fine-tuning a converted network.
 
-    Loss ``(1 - alpha) * CE(student, labels) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))``;
-    ``T^2`` keeps the soft term's gradients on the scale of the hard one. The teacher runs in eval mode on the
-    same (augmented) batch as the student, without gradient.
+    Loss ``(1 - alpha) * CE + alpha * T^2 * KL(teacher / T || student / T)``; ``T^2`` keeps the soft gradients' scale.
     """
 
     teacher: nn.Module = field(compare=False)
@@ -277,10 +271,7 @@ def train(
 ) -> TrainResult:
     """Train ``arch`` on ``data`` and write the checkpoint folder ``out`` (alone or under torchrun; rank 0 writes).
 
-    Args:
-        resume: continue from ``out``'s last epoch (``overwrite``: replace a checkpoint there).
-        init_state: weights to start from (a fine-tune; unused on resume).
-        provenance: where the starting point came from (e.g. ``{"sbify": {...}}``), merged into the recipe.
+    ``init_state``: weights to start a fine-tune from; ``provenance``: merged into the recorded recipe.
     """
     out = Path(out)
     hooks = callbacks or TrainCallbacks()
