@@ -89,11 +89,9 @@ class Flow:
     ) -> Flow:
         """Plan the files; every refusal (a bad target, precision or calibration) comes here, before anything is made.
 
-        Args:
-            calibration: int8 calibration SOURCE (default: the dataset a checkpoint of the run names).
-            validate_data: the files will be validated on this data source (None: each checkpoint's
-                own dataset; False: not validated), so int8 without real images is refused now.
-            canonical: also make the first model's canonical interchange file (``STEM.onnx``).
+        ``validate_data``: the data the files will be validated on (None: each checkpoint's own;
+        False: not validated), so int8 without real images is refused now. ``canonical`` adds the
+        first model's canonical interchange file (``STEM.onnx``).
         """
         calibrations = None
         if "int8" in precisions:  # a bad --calibration is named first

@@ -134,14 +134,9 @@ def resolve_models(
     input_size: tuple[int, int] | None = None,
     stems: Sequence[str] | None = None,
 ) -> list[Model]:
-    """The models of a run: each spec, and (``add_baselines``) each SB network's baseline not given among them.
-
-    Args:
-        specs: checkpoint folders or zoo names.
-        baseline: the baseline of every SB network (default: its registry baseline, random weights).
-        add_baselines: add the baselines that are not among ``specs``.
-        input_size: H, W of every model (default: each one's own; an added baseline's: its SB network's).
-        stems: the file-name stems of the specs' files, then of the added baselines (default: their labels).
+    """The models of a run: each spec (checkpoint folder or zoo name) and, with ``add_baselines``, each SB network's
+    baseline not among them: ``baseline`` when given, else the registry's. ``input_size`` applies to every model (an
+    added baseline is timed at its SB network's size); ``stems`` name the specs' files, then the added baselines'.
     """
     sources = [resolve_source(spec) for spec in specs]
     baselines: dict[str, str] = {}  # label -> its baseline's label

@@ -105,18 +105,10 @@ def run_pipeline(
     """Run the whole chain on a checkpoint folder (or zoo name); write every artifact and report to ``out``.
 
     The models are read and every file planned before anything is written: a bad source,
-    baseline or option raises (CheckpointError, ConfigError) and leaves no run folder behind.
-    A step that fails with a user's error (:class:`~sbdeploy.errors.SbdeployError`) is
-    reported in the summary and the steps that need it are skipped; any other exception is
-    a bug and propagates.
-
-    Args:
-        source: checkpoint folder or zoo name.
-        out: the run folder.
-        options: what to make, validate and bench.
-        on_step: called with each step's name (one of :data:`STEPS`) as it starts.
-        on_progress: the running step's ``(stage, done, total)`` progress.
-        on_step_done: called with each step's result as it ends.
+    baseline or option raises and leaves no run folder behind. A step that fails with a
+    user's error (SbdeployError) is reported in the summary (a failed export ends the run);
+    any other exception is a bug and propagates. ``on_step``/``on_step_done`` get each step
+    (one of :data:`STEPS`) as it starts and ends, ``on_progress`` its ``(stage, done, total)``.
     """
     out = Path(out)
     backend, why = engine_backend()

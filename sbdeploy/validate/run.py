@@ -262,22 +262,12 @@ def run_validation(
     seed: int = 0,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> RunResults:
-    """Run PyTorch and each artifact on the same inputs; keep every output.
+    """Run the checkpoint's PyTorch code and each artifact on random batches and ``dataset``; keep every output.
 
-    Args:
-        checkpoint: checkpoint folder (or a loaded one); its model is the reference.
-        artifacts: what to run, each with its backend and precision.
-        runner_factory: builds the runner of an artifact (see ``sbdeploy.backends``).
-        dataset: labelled real images (normalized) for the accuracy rows and one more check.
-        input_size: H, W of the random batches; defaults to the checkpoint's.
-        seed: seed of the random batches.
-        on_progress: called as ``(what runs now, steps done, steps in all)`` before each run on an input case.
-
-    Raises:
-        ArtifactError: an artifact's metadata names another model than the checkpoint
-            (:func:`check_same_model`); checked for every artifact before anything runs.
+    A file made from another model than the checkpoint (:func:`check_same_model`) and int8
+    without real images are refused before anything runs. ``on_progress`` gets ``(what runs
+    now, steps done, steps in all)`` before each run.
     """
-
     if not artifacts:
         raise ConfigError("nothing to validate: give an ONNX file or an engine (or let validate export one)")
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
