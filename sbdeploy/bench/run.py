@@ -96,19 +96,11 @@ def subjects_from_made(
     models: Sequence[Model], made: Mapping[str, DeployFile], uses: Mapping[tuple[str, str, int, str], str]
 ) -> list[BenchSubject]:
     """One subject per model, its files the made artifacts each backend times."""
-    return [
-        BenchSubject(
-            m.label,
-            m.arch,
-            m.macs,
-            m.baseline,
-            m.in_chans,
-            m.input_size,
-            module=m.module,
-            files={(b, n, p): made[name] for (label, b, n, p), name in uses.items() if label == m.label},
-        )
-        for m in models
-    ]
+    subjects = []
+    for m in models:
+        files = {(b, n, p): made[name] for (label, b, n, p), name in uses.items() if label == m.label}
+        subjects.append(BenchSubject(m.label, m.arch, m.macs, m.baseline, m.in_chans, m.input_size, m.module, files))
+    return subjects
 
 
 def bench_subjects(
