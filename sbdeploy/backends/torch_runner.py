@@ -1,7 +1,6 @@
 """The PyTorch runner: the training code itself, in eval mode, on the CPU or a CUDA device.
 
-It is the reference every other backend is compared against. It takes an ``nn.Module``
-or a checkpoint folder and uses the ONNX export's names: input ``input``, output ``logits``.
+The reference every other backend is compared against, with the ONNX export's names (``input``, ``logits``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Timing subjects with one method, SB beside its baseline: what ``sbdeploy bench`` and the pipeline time.
 
-A subject is a model (its module on torch, the files :class:`sbdeploy.flow.Flow` made for it elsewhere)
-or a given ``.onnx`` file or engine; per backend and batch all files are timed interleaved
-(:func:`~sbdeploy.bench.timing.measure_group`), so SB and baseline see the same machine.
+A subject is a model (its module on torch, its made files elsewhere) or a given ``.onnx`` file or engine;
+per backend and batch all files are timed interleaved, so SB and baseline see the same machine.
 """
 
 from __future__ import annotations

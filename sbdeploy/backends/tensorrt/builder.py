@@ -1,8 +1,7 @@
 """ONNX -> TensorRT engine: model preparation, optimization profiles, the build, the sidecar.
 
-What needs no TensorRT (:func:`prepare_model`, :func:`compute_profiles`,
-:func:`precisions_from_layer_info`) is a plain function tested on the CPU; :func:`build_engine`
-strings them together around TensorRT and writes the plan and ``NAME.engine.json`` atomically.
+What needs no TensorRT is a plain function tested on the CPU; :func:`build_engine` strings them
+together around TensorRT and writes the plan and ``NAME.engine.json`` atomically.
 """
 
 from __future__ import annotations
