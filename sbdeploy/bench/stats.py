@@ -79,9 +79,8 @@ def bootstrap_rounds(
     resamples: int = 2000,
     seed: int = 0,
 ) -> RoundBootstrap | None:
-    """Percentile intervals of medians and of ``ratios`` of medians (e.g. ``(baseline, sb)``: a speedup), resampling
-    whole rounds; None with fewer than :data:`MIN_ROUNDS_FOR_INTERVAL` rounds. ``rounds[name][r]`` is that callable's
-    turn in round ``r``; every callable has the same number of rounds, none of them empty (ValueError otherwise)."""
+    """Percentile intervals of medians and of ``ratios`` of medians (``(baseline, sb)``: a speedup), resampling whole
+    rounds (``rounds[name][r]``: that callable's turn in round ``r``); None with too few rounds."""
     if not 0 < confidence < 1 or resamples < 1:
         raise ValueError(f"confidence must lie in (0, 1) and resamples be >= 1, got {confidence}, {resamples}")
     counts = {len(turns) for turns in rounds.values()}

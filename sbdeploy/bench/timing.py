@@ -272,10 +272,8 @@ def measure_group(
     ratios: Sequence[tuple[str, str]] = (),
     on_round: Callable[[RoundStatus], None] | None = None,
 ) -> GroupResult:
-    """Warm up every callable (each runs one inference), then time them in rotating turns until the plan says stop.
-
-    ``pairs``' speedups are bounded (and, adaptive, narrowed); ``ratios`` (numerator, denominator) are bounded
-    besides, e.g. a model's fp32 and int8 files, from the same resamples."""
+    """Warm up every callable (each runs one inference), then time them in rotating turns until the plan says stop;
+    ``pairs``' speedups and ``ratios`` (numerator, denominator) get intervals from the same resamples."""
     names = list(fns)
     if not names:
         raise ValueError("nothing to time: give at least one callable")

@@ -15,7 +15,6 @@ from typing import Any
 
 from sbdeploy import environment
 from sbdeploy._io import atomic_write_bytes, sha256_file, version_tuple
-from sbdeploy.backends.tensorrt import _compat
 from sbdeploy.errors import BackendUnavailableError, EngineMismatchError
 
 FORMAT = "sbdeploy-engine-sidecar"
@@ -183,11 +182,12 @@ def check_engine_hash(engine_path: str | Path, sidecar: EngineSidecar) -> None:
 
 def current_machine() -> MachineInfo:
     """This machine's TensorRT and GPU (:func:`sbdeploy.environment.gpu_stack`); BackendUnavailableError without them."""
-    tensorrt = _compat.require_tensorrt()
     stack = environment.gpu_stack()
+    if stack.tensorrt is None:
+        raise BackendUnavailableError(stack.tensorrt_problem or environment.NO_TENSORRT)
     if stack.gpu_name is None or stack.compute_capability is None:
         raise BackendUnavailableError(
             f"{environment.NO_GPU}; TensorRT engines need an NVIDIA GPU: to run on this machine use the ONNX Runtime backend: --backends ort-cpu"
         )
     cuda = (stack.cuda_runtime or "unknown", stack.cuda_driver or "unknown")
-    return MachineInfo(tensorrt, stack.gpu_name, stack.compute_capability, *cuda)
+    return MachineInfo(stack.tensorrt, stack.gpu_name, stack.compute_capability, *cuda)
