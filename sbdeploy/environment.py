@@ -1,8 +1,7 @@
 """What this machine is: CPU, threads, library versions, and the one GPU/TensorRT probe.
 
 :func:`gpu_stack` is the single answer to "is there an NVIDIA GPU, which TensorRT, can the ``trt`` backend
-run": doctor, the pipeline's engine choice, the engine sidecar and every report read it, so they cannot
-disagree. It probes once per process and never raises: each missing piece is recorded with the reason.
+run" (doctor, the engine choice, the sidecar and every report read it); it probes once and never raises.
 """
 
 from __future__ import annotations
@@ -136,8 +135,8 @@ def probe_cuda_python() -> tuple[str, str, str] | None:
 
 
 def probe_torch() -> tuple[str | None, tuple[str, str] | None]:
-    """(CUDA torch was built with, (gpu name, capability) when torch sees a device); a CPU build ("2.13.0+cpu") is
-    told from the package metadata without importing torch (seconds on a loaded machine)."""
+    """(CUDA torch was built with, (gpu name, capability) when torch sees a device); a CPU build is told without
+    importing torch."""
     version = package_version("torch")
     if version is None or version.endswith("+cpu"):
         return None, None
@@ -173,7 +172,7 @@ def combine_probes(
     tensorrt: tuple[str | None, str | None],
 ) -> GpuStack:
     """The probes' answers as one :class:`GpuStack`; the GPU comes from the first probe that sees one, in order of
-    trust: pycuda (what the ``trt`` runner uses), cuda-python, torch (a CPU build does not hide the GPU), nvidia-smi."""
+    trust (docs/backends.md)."""
     version, problem, pycuda_gpu = pycuda
     torch_cuda, torch_gpu = torch
     probes = ((pycuda_gpu, "pycuda"), (cuda_python, "cuda-python"), (torch_gpu, "torch"), (nvidia_smi, "nvidia-smi"))
@@ -247,12 +246,7 @@ def _cpuinfo_field(cpuinfo: str, *keys: str) -> str | None:
 
 @dataclass(frozen=True)
 class CpuInt8Support:
-    """The CPU's instructions for int8 dot products, which decide whether int8 inference can pay.
-
-    ONNX Runtime's u8s8 convolutions take one VNNI (``vpdpbusd``) or AMX-INT8 instruction per 4 products;
-    with AVX2 alone ``vpmaddubsw`` + ``vpmaddwd`` through 16 bits, so int8 gains far less over fp32 there.
-    On ARM the counterparts are ``dotprod`` (sdot/udot) and ``i8mm``.
-    """
+    """The CPU's instructions for int8 dot products, which decide whether int8 inference can pay (docs/backends.md)."""
 
     machine: str  # platform.machine(): x86_64, aarch64...
     avx2: bool = False

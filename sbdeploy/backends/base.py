@@ -1,7 +1,6 @@
 """The runner interface every backend implements (in the manner of Polygraphy's runners).
 
-A runner is a context manager: ``__enter__`` loads a session or engine, ``infer(feed)``
-runs one batch, ``__exit__`` frees it. The base class checks every feed against
+A runner is a context manager that loads a session or engine; the base class checks every feed against
 :meth:`Runner.input_specs`, so every backend refuses bad input with the same :class:`InputError`.
 """
 

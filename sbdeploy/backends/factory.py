@@ -1,8 +1,7 @@
 """``get_runner(kind, artifact)``: one name per backend, for validate, bench and the CLI.
 
-Runners are imported only when asked for, so the other backends never notice a missing
-TensorRT. Options are checked against the runner's signature before it is made: a wrong
-option is the user's error, a ``TypeError`` from inside the constructor is a bug.
+Runners are imported only when asked for, so the other backends never notice a missing TensorRT;
+options are checked against the runner's signature, so only a wrong option is the user's error.
 """
 
 from __future__ import annotations

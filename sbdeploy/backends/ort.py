@@ -1,11 +1,8 @@
 """The ONNX Runtime runner: the embedded default backend (CPU), and its CUDA and TensorRT providers.
 
-A missing GPU provider, or a silent fallback to the CPU, is refused with
-:class:`BackendUnavailableError` rather than measured. An ONNX file carrying tuned
-:class:`SessionSettings` (``sbdeploy export --tune``) runs with them on the CPU provider, so
-the file timed is the file validated and served. On the TensorRT provider, TensorRT 10.x
-builds weakly typed networks that ignore an fp16 ONNX's types (microsoft/onnxruntime#18707),
-so an fp16 ONNX gets ``trt_fp16_enable`` there; TensorRT 11 is strongly typed.
+A missing GPU provider, or a silent fallback to the CPU, is refused rather than measured. An ONNX
+file carrying tuned :class:`SessionSettings` (``sbdeploy export --tune``) runs with them on the CPU
+provider; an fp16 ONNX gets ``trt_fp16_enable`` on TensorRT 10.x (docs/backends.md says why).
 """
 
 from __future__ import annotations
@@ -180,11 +177,8 @@ def _has_fp16_weights(path: Path) -> bool:
 
 
 class OrtRunner(Runner):
-    """Runs an ONNX file with ONNX Runtime on ``provider`` (``cpu``, ``cuda`` or ``tensorrt``).
-
-    ``threads``: intra-op threads (None: the file's tuned settings, else ONNX Runtime's default);
-    ``session``: settings to run with whatever the file carries (``threads`` must then be None).
-    """
+    """Runs an ONNX file with ONNX Runtime on ``provider`` (``cpu``, ``cuda`` or ``tensorrt``); ``threads``: intra-op
+    threads (None: the file's tuned settings); ``session``: settings that override the file's (then no ``threads``)."""
 
     def __init__(
         self,

@@ -1,7 +1,6 @@
 """The PyTorch runner: the training code itself, in eval mode, on the CPU or a CUDA device.
 
-It is the reference every other backend is compared against. It takes an ``nn.Module``
-or a checkpoint folder and uses the ONNX export's names: input ``input``, output ``logits``.
+The reference every other backend is compared against, with the ONNX export's names (``input``, ``logits``).
 """
 
 from __future__ import annotations
@@ -47,14 +46,11 @@ class TorchRunner(Runner):
             )
         if isinstance(self._source, nn.Module):
             model = self._source
-            default_shape: tuple[int | None, ...] = (None, None, None, None)
         else:
             checkpoint = load_checkpoint(self._source)
             model = checkpoint.model
-            h, w = checkpoint.config.input_size
-            default_shape = (None, checkpoint.config.in_chans, h, w)
-        if self._input_shape is None:
-            self._input_shape = default_shape
+            if self._input_shape is None:
+                self._input_shape = (None, checkpoint.config.in_chans, *checkpoint.config.input_size)
         self._model = model.eval().to(self.device)
 
     def input_specs(self) -> list[TensorSpec]:

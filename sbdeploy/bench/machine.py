@@ -1,10 +1,7 @@
 """How busy the machine was while a group was timed: load average, CPUs, other processes' CPU use.
 
-Two signals, because each misses what the other sees: the 1-minute load average against the CPUs
-this process may run on (its affinity mask, which ``taskset`` and cpusets narrow), which lags by a
-minute and counts this process's threads too; and the CPU time other processes took on those CPUs
-*during* the group (their busy time in ``/proc/stat`` minus this process's own), which sees a
-competitor that started a second ago, and hypervisor steal (Linux only, None elsewhere).
+The 1-minute load average against the CPUs this process may run on, and the CPU time other
+processes took on those CPUs during the group (``/proc/stat``, Linux only); docs/bench.md says why both.
 """
 
 from __future__ import annotations

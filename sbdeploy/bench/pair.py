@@ -1,7 +1,6 @@
 """Time two given things as an SB/baseline pair: two callables, or two ONNX files on ONNX Runtime CPU.
 
-The same method and :class:`~sbdeploy.bench.report.BenchReport` as ``sbdeploy bench``, flags included;
-a file benched against a copy of itself (an A/A test) must give a speedup interval that holds 1.0.
+The same method and report as ``sbdeploy bench``; a file against a copy of itself gives an interval holding 1.0.
 """
 
 from __future__ import annotations
@@ -32,12 +31,8 @@ def bench_pair(
     plan: TimingPlan = TimingPlan(),
     on_round: Callable[[RoundStatus], None] | None = None,
 ) -> BenchReport:
-    """Time ``sb`` against ``baseline`` interleaved; one report with both rows, the speedup's interval and flags.
-
-    ``sb`` and ``baseline`` each run one inference to completion (and may return device ms); ``names`` label the
-    rows (SB first); ``backend`` and ``batch`` say what ran (the images per call give img/s). ConfigError: equal
-    names, or MAC counts that are not positive.
-    """
+    """Time ``sb`` against ``baseline`` (each runs one inference) interleaved; one report with both rows, the
+    speedup's interval and flags. ``names`` label the rows (SB first); ``backend`` and ``batch`` say what ran."""
     sb_name, base_name = names
     if sb_name == base_name:
         raise ConfigError(f"the two sides of a pair need different names, got {sb_name!r} twice")
@@ -76,10 +71,7 @@ def bench_onnx_pair(
     plan: TimingPlan = TimingPlan(),
     on_round: Callable[[RoundStatus], None] | None = None,
 ) -> BenchReport:
-    """:func:`bench_pair` on two ONNX files run by ONNX Runtime CPU (``ort-cpu``), each fed the same random input.
-
-    Rows are labelled by file name (by path when both names are equal).
-    """
+    """:func:`bench_pair` on two ONNX files on ``ort-cpu``, fed the same random input; rows labelled by file name."""
     sb, baseline = Path(sb), Path(baseline)
     names = (sb.name, baseline.name) if sb.name != baseline.name else (str(sb), str(baseline))
     options = {"threads": threads} if threads else {}

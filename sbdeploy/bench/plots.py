@@ -1,8 +1,6 @@
 """A bench report's two PNG plots: latency against MACs, and each SB speedup beside its ideal.
 
-matplotlib is imported when a plot is drawn (headless, the Agg backend), so a report's data and
-text need none. Unstable figures are drawn hollow or hatched and explained in the legend, which
-sits right of the axes, never over the data.
+matplotlib is imported when a plot is drawn (headless); unstable figures are drawn hollow or hatched.
 """
 
 from __future__ import annotations

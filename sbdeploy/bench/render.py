@@ -1,7 +1,4 @@
-"""A bench report as text and files: the Markdown table and page, the CSV, and :func:`write_report` writing them all.
-
-The table's cells (:func:`markdown_rows`) and legend are the ones ``sbdeploy bench`` prints too.
-"""
+"""A bench report as text and files: the Markdown table and page (its cells as the CLI prints them), the CSV."""
 
 from __future__ import annotations
 

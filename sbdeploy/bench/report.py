@@ -1,14 +1,11 @@
-"""Benchmark results as data, and their judgment: rows, speedups, intervals, flags and warnings.
-
-:func:`judged` fills each SB row's speedup from its baseline's row and every figure's flags
-(:mod:`sbdeploy.bench.stability`); :mod:`sbdeploy.bench.render` turns a report into files.
-"""
+"""Benchmark results as data, and their judgment: rows, speedups, intervals, flags and warnings."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from sbdeploy.bench.stability import Flag, Limits, latency_flags, machine_flags, speedup_flags
 from sbdeploy.bench.stats import Interval, bounds
@@ -143,8 +140,7 @@ def _precision(precision: str) -> str:
 
 @dataclass(frozen=True)
 class WarningSummary:
-    """One reason across a report (its flags' headline, without any figure's numbers), said once with every
-    figure (a machine flag: every group) it holds for, out of ``out_of`` figures (groups) of the report."""
+    """One reason (a flags' headline) said once with every figure (or group) it holds for, out of ``out_of``."""
 
     headline: str
     warnings: tuple[BenchWarning, ...]
@@ -201,8 +197,7 @@ class BenchReport:
         return out
 
     def warning_summary(self) -> list[tuple[str, list[WarningSummary]]]:
-        """:meth:`warnings` at a glance: one :class:`WarningSummary` per reason, grouped by what to do, in order of first
-        appearance; every warning is in exactly one summary, with its numbers."""
+        """:meth:`warnings` at a glance: one :class:`WarningSummary` per reason, grouped by what to do."""
         by_reason: dict[tuple[str, str], list[BenchWarning]] = {}
         for w in self.warnings():
             by_reason.setdefault((w.flag.kind, w.flag.headline), []).append(w)
@@ -233,23 +228,25 @@ def pairs_of(models: dict[str, tuple[int, str | None]]) -> list[Pair]:
     ]
 
 
+def measured_row(
+    result: GroupResult, key: str, model: str, backend: str, batch: int, macs: int, baseline: str | None, **fields: Any
+) -> BenchRow:
+    """Callable ``key``'s row of a measured group, with its speedup interval (the speedup comes from :func:`judged`)."""
+    low, high = bounds(result.speedups[key].interval if key in result.speedups else None)
+    stats = result.stats[key]
+    return BenchRow(model, backend, batch, macs, baseline, stats, speedup_low=low, speedup_high=high, **fields)
+
+
 def group_rows(
     result: GroupResult, *, backend: str, batch: int, models: dict[str, tuple[int, str | None]]
 ) -> list[BenchRow]:
-    """The rows of one measured group, each SB row with its speedup interval (the speedups come from :func:`judged`)."""
-    rows = []
-    for label, (macs, base) in models.items():
-        low, high = bounds(result.speedups[label].interval if label in result.speedups else None)
-        rows.append(
-            BenchRow(label, backend, batch, macs, base, result.stats[label], speedup_low=low, speedup_high=high)
-        )
-    return rows
+    """The rows of one measured group, labelled as its callables."""
+    return [measured_row(result, label, label, backend, batch, macs, base) for label, (macs, base) in models.items()]
 
 
 def judged(rows: list[BenchRow], groups: Sequence[BenchGroup], limits: Limits = Limits()) -> list[BenchRow]:
     """The rows as a report shows them: each SB row's speedup and MAC ratio from its baseline's row (same backend,
-    batch and precision), then each row's flags (its group's machine flags, its runs' spread, its headline interval,
-    its efficiency)."""
+    batch and precision), then each row's flags."""
     index = {r.key: r for r in rows}
     rows = [
         dataclasses.replace(r, mac_ratio=r.macs / base.macs, speedup=base.stats.median_ms / r.stats.median_ms)

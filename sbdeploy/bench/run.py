@@ -1,8 +1,7 @@
 """Timing subjects with one method, SB beside its baseline: what ``sbdeploy bench`` and the pipeline time.
 
-A subject is a model (its module on torch, the files :class:`sbdeploy.flow.Flow` made for it elsewhere)
-or a given ``.onnx`` file or engine; per backend and batch all files are timed interleaved
-(:func:`~sbdeploy.bench.timing.measure_group`), so SB and baseline see the same machine.
+A subject is a model (its module on torch, its made files elsewhere) or a given ``.onnx`` file or engine;
+per backend and batch all files are timed interleaved, so SB and baseline see the same machine.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import torch
 
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.ort import TF32_NOTES
-from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, pairs_of
+from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, measured_row, pairs_of
 from sbdeploy.bench.stability import Limits
 from sbdeploy.bench.stats import bounds
 from sbdeploy.bench.timing import ProgressFn, TimingPlan, measure_group, round_progress
@@ -96,19 +95,11 @@ def subjects_from_made(
     models: Sequence[Model], made: Mapping[str, DeployFile], uses: Mapping[tuple[str, str, int, str], str]
 ) -> list[BenchSubject]:
     """One subject per model, its files the made artifacts each backend times."""
-    return [
-        BenchSubject(
-            m.label,
-            m.arch,
-            m.macs,
-            m.baseline,
-            m.in_chans,
-            m.input_size,
-            module=m.module,
-            files={(b, n, p): made[name] for (label, b, n, p), name in uses.items() if label == m.label},
-        )
-        for m in models
-    ]
+    subjects = []
+    for m in models:
+        files = {(b, n, p): made[name] for (label, b, n, p), name in uses.items() if label == m.label}
+        subjects.append(BenchSubject(m.label, m.arch, m.macs, m.baseline, m.in_chans, m.input_size, m.module, files))
+    return subjects
 
 
 def bench_subjects(
@@ -167,28 +158,11 @@ def bench_subjects(
             groups.append(BenchGroup.of(backend, batch, result.record, limits))
             for s, precision, f in entries:
                 key = keys[(s.label, precision)]
-                speedup_low, speedup_high = bounds(result.speedups[key].interval if key in result.speedups else None)
                 vs_fp32, vs_fp32_interval = result.ratios.get((fp32[key], key), (None, None))
-                vs_fp32_low, vs_fp32_high = bounds(vs_fp32_interval)
-                rows.append(
-                    BenchRow(
-                        s.label,
-                        backend,
-                        batch,
-                        s.macs,
-                        s.baseline,
-                        result.stats[key],
-                        precision=precision,
-                        speedup_low=speedup_low,
-                        speedup_high=speedup_high,
-                        target=None if f is None else f.target,
-                        file=None if f is None else f.name,
-                        sha256=None if f is None else f.sha256,
-                        vs_fp32=vs_fp32,
-                        vs_fp32_low=vs_fp32_low,
-                        vs_fp32_high=vs_fp32_high,
-                    )
-                )
+                low, high = bounds(vs_fp32_interval)
+                file = {} if f is None else {"target": f.target, "file": f.name, "sha256": f.sha256}
+                fields = {"precision": precision, "vs_fp32": vs_fp32, "vs_fp32_low": low, "vs_fp32_high": high, **file}
+                rows.append(measured_row(result, key, s.label, backend, batch, s.macs, s.baseline, **fields))
     files = {f.name: f for s in subjects for f in s.files.values()}
     forms: dict[str, str] = {}  # what each backend timed: the deploy target of its files, or the training code
     for backend in backends:

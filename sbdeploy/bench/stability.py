@@ -1,9 +1,7 @@
 """When a bench figure is not to be trusted, and why: flags with reasons and what to do about them.
 
-A figure is *unstable* when any :class:`Flag` holds: its runs vary too much (``spread``, pyperf's CV
-above 10%), its headline interval is too wide or missing (``interval``, ``few-turns``), the machine
-was busy around its group (``load``, ``busy``), or its efficiency exceeds 1, which a MAC ratio
-forbids (``efficiency``: noise the interval missed, or a MAC count that does not match the graph).
+A figure is *unstable* when any :class:`Flag` holds: its runs vary too much, its headline interval is too
+wide or missing, the machine was busy around its group, or its efficiency exceeds 1 (which a MAC ratio forbids).
 """
 
 from __future__ import annotations

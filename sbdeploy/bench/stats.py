@@ -1,14 +1,8 @@
 """How sure a latency figure is: bootstrap intervals over the rounds of the interleaved schedule.
 
-:func:`~sbdeploy.bench.timing.measure_group` times its callables in *rounds*, one turn of each
-back to back, so the callables of one round saw the same machine state. Runs within a turn are
-not independent (a burst of load slows a whole turn), rounds nearly are: a resample here draws
-R of the R rounds with replacement and pools each callable's runs of the drawn rounds. Each
-resample's median per callable gives the interval of that median; the ratio of two medians in
-the same resample gives the interval of a speedup, which is therefore *paired*: load that slowed
-both callables of a round moves both medians and hardly the ratio. Percentile intervals from a
-seeded generator (the same runs give the same interval); none from fewer than
-:data:`MIN_ROUNDS_FOR_INTERVAL` rounds, which cannot show how much the machine varies.
+A resample draws whole rounds (one turn of every callable) with replacement; the ratio of two
+medians in one resample gives a *paired* speedup interval. Percentile intervals from a seeded
+generator; none from fewer than :data:`MIN_ROUNDS_FOR_INTERVAL` rounds (docs/bench.md says why).
 """
 
 from __future__ import annotations
@@ -18,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Fewest rounds an interval is computed from: on synthetic paired rounds of independent runs (tests/bench/test_stats.py)
-# a 95% interval from 8 rounds covers the true ratio 91% of the time, from 20 rounds 93%; adaptive runs take 20.
 MIN_ROUNDS_FOR_INTERVAL = 8
 
 _CHUNK_ELEMENTS = 4_000_000  # resamples x runs processed at once (at most 32 MB per int64 array)
@@ -87,9 +79,8 @@ def bootstrap_rounds(
     resamples: int = 2000,
     seed: int = 0,
 ) -> RoundBootstrap | None:
-    """Percentile intervals of medians and of ``ratios`` of medians (e.g. ``(baseline, sb)``: a speedup), resampling
-    whole rounds; None with fewer than :data:`MIN_ROUNDS_FOR_INTERVAL` rounds. ``rounds[name][r]`` is that callable's
-    turn in round ``r``; every callable has the same number of rounds, none of them empty (ValueError otherwise)."""
+    """Percentile intervals of medians and of ``ratios`` of medians (``(baseline, sb)``: a speedup), resampling whole
+    rounds (``rounds[name][r]``: that callable's turn in round ``r``); None with too few rounds."""
     if not 0 < confidence < 1 or resamples < 1:
         raise ValueError(f"confidence must lie in (0, 1) and resamples be >= 1, got {confidence}, {resamples}")
     counts = {len(turns) for turns in rounds.values()}
@@ -130,13 +121,8 @@ def bootstrap_rounds(
 
 
 def _weighted_medians(values: np.ndarray, owner: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Per resample (row of ``weights``, the times each round was drawn): the median of the pooled runs.
-
-    ``values`` are sorted, ``owner`` names the round of each; the result equals ``np.median`` of the drawn
-    rounds' runs, repeated as often as drawn. Only a band of ranks around the middle is scanned (the weight
-    below a rank varies by at most sqrt(sum of squared turn lengths)); rows whose median falls outside it
-    are done over all runs.
-    """
+    """Per resample (row of ``weights``, the times each round was drawn): the median of the sorted pooled
+    ``values`` (``owner``: the round of each), scanning a band of ranks around the middle first."""
     runs_per_round = np.bincount(owner, minlength=weights.shape[1])
     total = weights @ runs_per_round
     lower_rank, upper_rank = (total + 1) // 2, total // 2 + 1  # 1-based ranks of the two middle elements

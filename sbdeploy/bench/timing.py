@@ -1,19 +1,9 @@
 """One timing method for every backend: warm-up, then interleaved turns until the figures are sure.
 
-Callables take turns round-robin (A, B, C, then B, C, A, ...), so a noisy machine slows every
-candidate alike and their ratio stays honest; each full rotation starts from a shuffled (seeded)
-order, because an ONNX Runtime session whose pool threads keep spinning after its turn slows
-whichever session runs next (the same file up to 2.7x). A turn is ``settle`` untimed runs, then
-``turn`` timed runs of one callable: switching on every call penalised graphs of many small nodes
-(ORT CPU, cifar_resnet56 vs its SB twin at batch 1: 0.65x switching every call, 0.96x in turns of
-25). A *round* is one turn of every callable, so the intervals (:mod:`sbdeploy.bench.stats`)
-resample rounds. By default the length adapts: rounds go on until every interval (each pair's
-speedup, the median of each callable outside a pair) is within ``+-goal`` or ``budget_s`` is
-spent, after at least ``min_turns`` rounds and ``min_time_s``. Those minimums and the
-``noise_floor`` come from A/A runs (a 0.45 ms network against a copy of itself on this project's
-busy 2-core machine): stopping after 10 turns the interval missed 1.0 in 2 of 20 runs, after 20
-turns and 1 s in 1 of 60, and two sessions of one file differ by up to 1.3%, which resampling one
-run cannot see: so no interval is narrower than +-1% (criterion.rs's noise threshold).
+Callables take turns round-robin, each rotation from a shuffled (seeded) order; a *round* is one
+turn of every callable, and the intervals (:mod:`sbdeploy.bench.stats`) resample rounds. By default
+rounds go on until every interval (each pair's speedup, the median of each unpaired callable) is
+within ``+-goal`` or ``budget_s`` is spent. docs/bench.md says how these choices were measured.
 """
 
 from __future__ import annotations
@@ -235,8 +225,7 @@ def warm_up(fns: Mapping[K, TimedFn], runs: int, seconds: float | None = None) -
 def _fitted_turn(
     plan: TimingPlan, per_run_s: float, rounds_left: int, seconds_left: float, runs_left: int | None
 ) -> int:
-    """The plan's turn, shortened (to 1 at least) where the rounds still owed would not fit the time left,
-    or (``runs_left``: a fixed time capped at ``iters``) the timed runs left; ``per_run_s``: one run of every callable."""
+    """The plan's turn, shortened (to 1 at least) where the rounds owed would not fit the time (or runs) left."""
     if rounds_left <= 0 or not per_run_s > 0:
         return plan.turn
     fits = int(max(seconds_left, 0.0) / (rounds_left * per_run_s)) - plan.settle
@@ -283,10 +272,8 @@ def measure_group(
     ratios: Sequence[tuple[str, str]] = (),
     on_round: Callable[[RoundStatus], None] | None = None,
 ) -> GroupResult:
-    """Warm up every callable (each runs one inference), then time them in rotating turns until the plan says stop.
-
-    ``pairs``' speedups are bounded (and, adaptive, narrowed); ``ratios`` (numerator, denominator) are bounded
-    besides, e.g. a model's fp32 and int8 files, from the same resamples."""
+    """Warm up every callable (each runs one inference), then time them in rotating turns until the plan says stop;
+    ``pairs``' speedups and ``ratios`` (numerator, denominator) get intervals from the same resamples."""
     names = list(fns)
     if not names:
         raise ValueError("nothing to time: give at least one callable")

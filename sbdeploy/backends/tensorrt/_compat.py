@@ -1,8 +1,6 @@
 """The one place that knows TensorRT 10.x from 11.x, and the checked imports of tensorrt and pycuda.
 
-TensorRT 11 is always strongly typed (no ``BuilderFlag.FP16``/``INT8``); TensorRT 10 builds
-the same strongly typed networks when asked, so sbdeploy takes that route on both, and the
-deprecated FP16 flag is the only 10.x-only name, under ``if TENSORRT_10_API:``.
+sbdeploy builds strongly typed networks on both; the deprecated FP16 flag is the only 10.x-only name.
 """
 
 from __future__ import annotations
@@ -68,10 +66,7 @@ def deserialize_engine(
     plan: bytes, logger: trt.ILogger, *, host_code: bool
 ) -> tuple[trt.Runtime, trt.ICudaEngine | None]:
     """A Runtime (it must outlive the engine) and the engine of ``plan``; None when refused (the logger says why).
-
-    ``host_code`` (engine_host_code_allowed), which a version-compatible plan's lean runtime
-    needs, is set only for engines whose sidecar says they were built so: host code is code to trust.
-    """
+    ``host_code``: allow a version-compatible plan's embedded lean runtime (only where its sidecar says so)."""
     import tensorrt as trt
 
     runtime = trt.Runtime(logger)

@@ -1,8 +1,7 @@
 """ONNX -> TensorRT engine: model preparation, optimization profiles, the build, the sidecar.
 
-What needs no TensorRT (:func:`prepare_model`, :func:`compute_profiles`,
-:func:`precisions_from_layer_info`) is a plain function tested on the CPU; :func:`build_engine`
-strings them together around TensorRT and writes the plan and ``NAME.engine.json`` atomically.
+What needs no TensorRT is a plain function tested on the CPU; :func:`build_engine` strings them
+together around TensorRT and writes the plan and ``NAME.engine.json`` atomically.
 """
 
 from __future__ import annotations
@@ -147,12 +146,8 @@ def has_qdq(model: onnx.ModelProto) -> bool:
 def prepare_model(
     model: onnx.ModelProto, options: BuildOptions, calibration: np.ndarray | None = None
 ) -> PreparedModel:
-    """The ONNX model TensorRT should parse for ``options.precision``.
-
-    Strongly typed TensorRT takes the precision from the ONNX types: fp16 is
-    :func:`sbdeploy.passes.to_fp16`'s output, int8 a QDQ model (given, or made from
-    ``calibration``). Weights the graph computes are folded into initializers first.
-    """
+    """The ONNX model TensorRT should parse for ``options.precision`` (its types: fp16 from ``to_fp16``, int8 a QDQ
+    model, given or made from ``calibration``), the weights the graph computes folded into initializers first."""
     from sbdeploy.passes.constant_folding import materialize_weights
 
     model = materialize_weights(model)
@@ -185,25 +180,14 @@ def prepare_model(
     )
 
 
+_PRECISION_WORDS = ("int8", "fp8", "bf16", "bfloat16", "fp16", "half", "fp32", "float", "int32", "int64", "bool")
+_PRECISION_ALIASES = {"bfloat16": "bf16", "half": "fp16", "float": "fp32"}
+
+
 def _precision_of(datatype: str) -> str:
     """An inspector data type or format text -> fp32/fp16/bf16/fp8/int8/..., "unknown" when it names none."""
-    text = datatype.lower()
-    for keyword, precision in (
-        ("int8", "int8"),
-        ("fp8", "fp8"),
-        ("bf16", "bf16"),
-        ("bfloat16", "bf16"),
-        ("fp16", "fp16"),
-        ("half", "fp16"),
-        ("fp32", "fp32"),
-        ("float", "fp32"),
-        ("int32", "int32"),
-        ("int64", "int64"),
-        ("bool", "bool"),
-    ):
-        if keyword in text:
-            return precision
-    return "unknown"
+    word = next((w for w in _PRECISION_WORDS if w in datatype.lower()), None)
+    return "unknown" if word is None else _PRECISION_ALIASES.get(word, word)
 
 
 def _tensor_precision(tensor: dict[str, Any]) -> str:
@@ -215,11 +199,7 @@ def _tensor_precision(tensor: dict[str, Any]) -> str:
 
 
 def precisions_from_layer_info(info: dict[str, Any] | str) -> dict[str, int]:
-    """Layers per output precision, from ``EngineInspector.get_engine_information(JSON)`` of TensorRT 10.x or 11.x.
-
-    Without DETAILED profiling verbosity and input shapes set, TensorRT reports only layer
-    names and every layer counts as "unknown".
-    """
+    """Layers per output precision, from ``EngineInspector.get_engine_information(JSON)`` of TensorRT 10.x or 11.x."""
     data = json.loads(info) if isinstance(info, str) else info
     counts: Counter[str] = Counter()
     for layer in data.get("Layers", []) if isinstance(data, dict) else []:
@@ -309,10 +289,8 @@ def build_engine(
     calibration: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
 ) -> BuildResult:
-    """Build a TensorRT engine from an ONNX file and write it with its sidecar ``NAME.engine.json``.
-
-    ``calibration``: float32 inputs for the int8 pass (for ``precision="int8"`` on a model without QDQ).
-    """
+    """Build a TensorRT engine from an ONNX file and write it with its sidecar ``NAME.engine.json``;
+    ``calibration``: float32 inputs for the int8 pass (on a model without QDQ)."""
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     from sbdeploy.export.metadata import load_onnx, read_metadata  # lazily: importing the builder needs no onnx
 

@@ -1,8 +1,7 @@
 """CUDA graphs around TensorRT's ``execute_async_v3``, through cuda-python's runtime API.
 
-As TensorRT's guide ("CUDA Graphs") asks: after a shape change, one plain enqueue, then one
-captured into a graph that is launched instead. Released pycuda has no stream capture
-(inducer/pycuda#424), so the optional ``cuda-python`` captures on pycuda's stream handle.
+After a shape change, one plain enqueue, then one captured and launched instead (TensorRT's guide);
+pycuda has no stream capture (inducer/pycuda#424), so the optional ``cuda-python`` captures on its stream.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The TensorRT runner: a plan file -> ``infer(feed)``, with pycuda buffers and one CUDA stream.
 
-An engine whose sidecar names another TensorRT version or GPU is refused before it is
-deserialized. Buffers are sized once for the profile's largest shapes; each batch sets its
-input shapes and runs ``execute_async_v3``, or with ``cuda_graph=True`` replays it as a CUDA
-graph captured once per input shape (:mod:`.cudagraph`).
+Buffers are sized once for the profile's largest shapes; each batch sets its input shapes and runs
+``execute_async_v3``, or with ``cuda_graph=True`` replays a CUDA graph captured per input shape.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The engine sidecar ``NAME.engine.json``: what an engine was built with, checked before it is loaded.
 
-A TensorRT plan runs only on the TensorRT version and GPU compute capability it was built
-for (NVIDIA's "Engine Compatibility"), so the sidecar records the build machine, precisions,
-profiles, I/O, builder options and hashes, and a mismatched engine is refused up front with
-a message naming both machines and the fix. The engine file stays plain plan bytes.
+A plan runs only on the TensorRT version and compute capability it was built for, so a mismatched
+engine is refused up front with a message naming both machines and the fix (docs/backends.md).
 """
 
 from __future__ import annotations
