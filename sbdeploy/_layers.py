@@ -20,17 +20,3 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "__main__", ""),
 )
 """Module names relative to ``sbdeploy`` (``""``: the package itself, which re-exports the public API)."""
-
-
-def layer_of(module: str) -> int:
-    """The layer of a module (``sbdeploy.nn.sb`` -> 2), by the most specific name in :data:`LAYERS` that holds it."""
-    name = module.removeprefix("sbdeploy").removeprefix(".")
-    best, found = -1, None
-    for number, layer in enumerate(LAYERS):
-        for entry in layer:
-            holds = name == entry or (entry != "" and name.startswith(entry + "."))
-            if holds and len(entry) > best:
-                best, found = len(entry), number
-    if found is None:
-        raise KeyError(f"{module} is in no layer of sbdeploy._layers.LAYERS")
-    return found

@@ -7,10 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from sbdeploy._layers import LAYERS, layer_of
+from sbdeploy._layers import LAYERS
 from tests.conftest import REPO
 
 PACKAGE = REPO / "sbdeploy"
+
+
+def layer_of(module: str) -> int:
+    """The layer of a module (``sbdeploy.nn.sb`` -> 2): the most specific name in LAYERS that holds it."""
+    name = module.removeprefix("sbdeploy").removeprefix(".")
+    holding = [
+        (len(entry), number)
+        for number, layer in enumerate(LAYERS)
+        for entry in layer
+        if name == entry or (entry != "" and name.startswith(entry + "."))
+    ]
+    if not holding:
+        raise KeyError(f"{module} is in no layer of sbdeploy._layers.LAYERS")
+    return max(holding)[1]
 
 
 def module_name(path: Path) -> str:
