@@ -54,5 +54,9 @@ class DataError(SbdeployError):
     """A data source that cannot be found, parsed or used with the model (SOURCE strings, folders)."""
 
 
+class RunError(SbdeployError):
+    """A backend failed to run a file (its graph, its inputs or the machine), reported as the run's failure."""
+
+
 class ArtifactError(SbdeployError):
     """A model artifact (ONNX file, engine, engine sidecar) that is missing, unreadable or unusable here."""

@@ -59,6 +59,12 @@ from sbdeploy.validate.run import (
 Progress = Callable[[str, int, int], None]
 
 
+def check_calibration(precisions: Sequence[str], calibration: str | None) -> None:
+    """Calibration data is for int8 files: ConfigError when it is given without them."""
+    if calibration is not None and "int8" not in precisions:
+        raise ConfigError("--calibration is for int8 artifacts; add --int8")
+
+
 @dataclass
 class Flow:
     """The files some models need on some backends, batch sizes and precisions, and what was made of them."""
@@ -247,6 +253,7 @@ def run_bench(
         raise ConfigError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
     if not batches or any(b < 1 for b in batches):
         raise ConfigError(f"batch sizes must be >= 1, got {list(batches)}")
+    check_calibration(precisions, calibration)
     file_specs = [s for s in specs if is_artifact_file(s)]
     sources = [s for s in specs if not is_artifact_file(s)]
     notes: list[str] = []
@@ -308,8 +315,7 @@ class ValidateOptions:
             raise ConfigError(
                 f"--backends takes {', '.join(ONNX_BACKENDS)} (engines are given with --engine), got {unknown}"
             )
-        if self.calibration is not None and "int8" not in self.precisions:
-            raise ConfigError("--calibration is for int8 artifacts; add --int8")
+        check_calibration(self.precisions, self.calibration)
 
     @property
     def tolerances(self) -> dict[str, Tolerance] | None:
@@ -418,8 +424,7 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if "fp16" in self.precisions and "int8" in self.precisions:
             raise ConfigError("--fp16 and --int8 each write one artifact; give one of them")
-        if self.calibration is not None and "int8" not in self.precisions:
-            raise ConfigError("--calibration is for int8 artifacts; add --int8")
+        check_calibration(self.precisions, self.calibration)
         if self.tune and "int8" in self.precisions:
             raise ConfigError(
                 "--tune times fp32 and fp16 files; an int8 file keeps its target's rule form: drop --tune or --int8"

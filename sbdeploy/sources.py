@@ -141,18 +141,23 @@ def resolve_models(
     sources = [resolve_source(spec) for spec in specs]
     baselines: dict[str, str] = {}  # label -> its baseline's label
     sizes = {src.label: input_size or src.config.input_size for src in sources}  # an added baseline: its SB's
+    given = resolve_source(baseline) if baseline is not None else None
     for src in list(sources):
         registry = model_info(src.config.arch).baseline
-        if baseline is None and registry is None:
+        if given is None and registry is None:
             continue
-        known = next((s for s in sources if s.config.arch == registry), None) if baseline is None else None
+        known = given or next((s for s in sources if s.config.arch == registry), None)
         if known is None and add_baselines:
-            known = baseline_of(src, baseline)
-            if all(s.label != known.label for s in sources):
-                sources.append(known)
-                sizes[known.label] = sizes[src.label]
+            known = baseline_of(src)
+        if known is not None and all(s is not known for s in sources):
+            sources.append(known)
+            sizes.setdefault(known.label, sizes[src.label])
         if known is not None:
             baselines[src.label] = known.label
+    labels = [s.label for s in sources]
+    for label in sorted({x for x in labels if labels.count(x) > 1}):
+        paths = ", ".join(str(s.path) for s in sources if s.label == label)
+        raise ConfigError(f"two models are named {label} ({paths}); reports and files are named by it: rename a folder")
     models = []
     for number, src in enumerate(sources):
         size = sizes[src.label]

@@ -234,3 +234,27 @@ def test_readme_is_short_and_links_every_page() -> None:
     linked = {m.group(1).partition("#")[0] for m in LINK.finditer(readme)}
     unlinked = [p.name for p in DOCS[1:] if f"docs/{p.name}" not in linked]
     assert not unlinked, f"docs pages the README does not link: {unlinked}"
+
+
+def python_imports() -> list[tuple[str, int, str, str]]:
+    """(doc, line, module, name) of every `from sbdeploy... import ...` in a ```python block of README and docs."""
+    found = []
+    for doc in DOCS:
+        in_python = False
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            if line.startswith("```"):
+                in_python = line.strip() == "```python"
+                continue
+            match = re.match(r"\s*from (sbdeploy[\w.]*) import (.+)", line) if in_python else None
+            if match:
+                names = [n.strip().split(" as ")[0] for n in match.group(2).strip("()").split(",") if n.strip()]
+                found += [(doc.relative_to(REPO).as_posix(), number, match.group(1), n) for n in names]
+    return found
+
+
+@pytest.mark.parametrize(("doc", "line", "module", "name"), python_imports())
+def test_python_blocks_import_what_exists(doc: str, line: int, module: str, name: str) -> None:
+    import importlib
+
+    imported = importlib.import_module(module)
+    assert hasattr(imported, name) or importlib.util.find_spec(f"{module}.{name}"), f"{doc}:{line}: {module}.{name}"

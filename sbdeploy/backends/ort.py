@@ -20,7 +20,7 @@ import numpy as np
 from sbdeploy import environment
 from sbdeploy._io import version_tuple
 from sbdeploy.backends.base import Feed, Runner, TensorSpec, TimedCall
-from sbdeploy.errors import BackendUnavailableError, ConfigError, OnnxModelError
+from sbdeploy.errors import BackendUnavailableError, ConfigError, OnnxModelError, RunError
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -293,7 +293,12 @@ class OrtRunner(Runner):
 
     def _infer(self, feed: Feed) -> Feed:
         names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, feed)))
+        try:
+            return dict(zip(names, self.session.run(names, feed)))
+        except Exception as error:  # onnxruntime's own untyped exceptions: the file or its inputs
+            raise RunError(
+                f"ONNX Runtime failed to run {self.path}: {str(error).strip() or type(error).__name__}"
+            ) from error
 
     def bound_call(self, feed: Feed, device: str | None = None) -> tuple[TimedCall, Callable[[], Feed]]:
         """``(run, outputs)`` of an IOBinding run of ``feed``; ``run()`` returns the ms of the device-resident run alone."""

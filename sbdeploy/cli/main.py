@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         error_line(str(error))
         sys.exit(2)
     except Exception as error:
-        if os.environ.get("SBDEPLOY_DEBUG"):
+        if os.environ.get("SBDEPLOY_DEBUG", "").lower() in ("1", "true", "yes"):
             raise
         error_line(report_bug(error))
         sys.exit(BUG_EXIT)

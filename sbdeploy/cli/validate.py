@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -95,7 +96,7 @@ def validate(
     options = ValidateOptions(
         backends=tuple(opt.split_list(backends, "--backends")),
         target=opt.target_flags(target, lowering),
-        batches=opt.parse_ints(batch, "--batch"),
+        batches=tuple(opt.parse_ints(batch, "--batch")),
         precisions=requested_precisions(fp16, int8),
         calibration=calibration,
         data=data,
@@ -104,7 +105,8 @@ def validate(
         rtol=rtol,
     )
     if load_outputs is not None:
-        if checkpoint is not None or onnx or engine or save_outputs is not None:
+        made = checkpoint is not None or onnx or engine or save_outputs is not None or artifacts is not None
+        if made or dataclasses.replace(options, atol=None, rtol=None) != ValidateOptions():
             raise ConfigError(
                 "--load-outputs judges saved outputs: give it alone (with --atol/--rtol, --report, --json)"
             )

@@ -27,7 +27,7 @@ from sbdeploy.bench.defaults import DEFAULT_BUDGET_S
 from sbdeploy.bench.render import write_report
 from sbdeploy.bench.timing import TimingPlan
 from sbdeploy.errors import ConfigError, SbdeployError
-from sbdeploy.flow import Flow
+from sbdeploy.flow import Flow, check_calibration
 from sbdeploy.pipeline.summary import PipelineResult, StepResult, speedup_text, summarize_artifacts
 from sbdeploy.serve.run_folder import SB_STEM
 from sbdeploy.sources import resolve_models
@@ -63,8 +63,7 @@ class PipelineOptions:
     tune: TuneOptions | None = None  # time every ort-cpu file's candidate forms, keep the fastest (tuning.md)
 
     def __post_init__(self) -> None:
-        if self.calibration is not None and not self.int8:
-            raise ConfigError("--calibration is for int8 artifacts; add --int8")
+        check_calibration(requested_precisions(self.fp16, self.int8), self.calibration)
         if self.tune is not None and self.int8:
             raise ConfigError(
                 "--tune times fp32 and fp16 files; an int8 file keeps its target's rule form, so its 'vs fp32' would "
@@ -106,13 +105,13 @@ def run_pipeline(
 
     The models are read and every file planned before anything is written: a bad source,
     baseline or option raises and leaves no run folder behind. A step that fails with a
-    user's error (SbdeployError) is reported in the summary (a failed export ends the run);
+    user's or the machine's error (SbdeployError, OSError) is reported in the summary (a failed export ends the run);
     any other exception is a bug and propagates. ``on_step``/``on_step_done`` get each step
     (one of :data:`STEPS`) as it starts and ends, ``on_progress`` its ``(stage, done, total)``.
     """
     out = Path(out)
-    backend, why = engine_backend()
     models = resolve_models([source], baseline=options.baseline, stems=[SB_STEM, BASELINE_STEM])
+    backend, why = engine_backend()
     precisions = requested_precisions(options.fp16, options.int8)
     flow = Flow.plan(
         models,
@@ -133,7 +132,7 @@ def run_pipeline(
         start = time.perf_counter()
         try:
             ok, detail, files, skipped = fn()
-        except SbdeployError as error:  # reported in the summary; the steps that need this one are skipped
+        except (SbdeployError, OSError) as error:  # a user's or the machine's failure: reported in the summary
             ok, detail, files, skipped = False, f"{type(error).__name__}: {error}", (), False
         result.steps.append(StepResult(name, ok, round(time.perf_counter() - start, 2), detail, files, skipped))
         if on_step_done is not None:

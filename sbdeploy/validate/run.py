@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -193,7 +194,7 @@ def require_data(precisions: Sequence[str], dataset: object) -> None:
 class RunResults:
     """What one validation run produced: PyTorch's and every artifact's outputs per input case."""
 
-    checkpoint: str  # the reference's name (its folder, or zoo name)
+    checkpoint: str  # the reference: its folder as given, or its zoo name
     artifacts: list[Artifact]
     outputs: list[dict[str, np.ndarray]]  # per artifact (same order): case name -> its logits
     reference: dict[str, np.ndarray]  # case name -> PyTorch's logits
@@ -230,11 +231,11 @@ class RunResults:
         folder = Path(folder)
         try:
             manifest = json.loads((folder / "outputs.json").read_text())
-            if manifest.get("format") != RESULTS_FORMAT:
-                raise ValueError(f"format {manifest.get('format')!r}, not {RESULTS_FORMAT!r}")
+            if not isinstance(manifest, dict) or manifest.get("format") != RESULTS_FORMAT:
+                raise ValueError(f"not a manifest of format {RESULTS_FORMAT!r}")
             with np.load(folder / "outputs.npz", allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
-            return cls(
+            results = cls(
                 checkpoint=manifest["checkpoint"],
                 artifacts=[Artifact.from_dict(a) for a in manifest["artifacts"]],
                 outputs=[{case: arrays[f"{i} {case}"] for case in cases} for i, cases in enumerate(manifest["cases"])],
@@ -243,7 +244,14 @@ class RunResults:
                 labels=arrays.get("labels"),
                 environment=Environment(**manifest["environment"]),
             )
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            for outputs in results.outputs:
+                for case, out in outputs.items():
+                    if out.shape != results.reference[case].shape:
+                        raise ValueError(
+                            f"{case}: outputs of shape {out.shape}, PyTorch's {results.reference[case].shape}"
+                        )
+            return results
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as error:
             raise InputError(
                 f"{folder} does not hold outputs saved by `sbdeploy validate --save-outputs` ({error})"
             ) from None

@@ -22,7 +22,7 @@ from sbdeploy.backends.tensorrt.sidecar import (
     read_load_failure,
     read_sidecar,
 )
-from sbdeploy.errors import EngineMismatchError, InputError
+from sbdeploy.errors import EngineMismatchError, InputError, RunError
 
 if TYPE_CHECKING:
     import pycuda.driver as cuda
@@ -191,7 +191,7 @@ class TrtRunner(Runner):
             self._graph.launch(self._stream.handle)
             return
         if not self._enqueue():
-            raise RuntimeError(f"trt: execute_async_v3 failed for {self.engine_path}: {'; '.join(self._messages[-3:])}")
+            raise RunError(f"trt: execute_async_v3 failed for {self.engine_path}: {'; '.join(self._messages[-3:])}")
         if self.cuda_graph:  # after a plain enqueue at these shapes, as TensorRT asks
             self._drop_graph()
             try:
