@@ -18,6 +18,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from sbdeploy._io import atomic_write_bytes, sha256_file
+from sbdeploy._version import __version__
 from sbdeploy.errors import CheckpointError, ConfigError, SbdeployError
 from sbdeploy.models import create_model, model_info
 
@@ -112,8 +113,6 @@ def sb_options(arch: str, sampling: str | None) -> dict[str, str]:
 
 def save_checkpoint(folder: str | Path, model: nn.Module, config: CheckpointConfig) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``folder`` (atomically, each)."""
-    from sbdeploy._version import __version__
-
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if not config.sbdeploy_version:

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sbdeploy.cli._render import console, print_json, warn
+from sbdeploy.errors import ConfigError
 
 
 def triton_repo(
@@ -50,7 +51,6 @@ def triton_repo(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Write a Triton model repository: config.pbtxt, version 1 and a README per artifact."""
-    from sbdeploy.errors import ConfigError
     from sbdeploy.serve.triton_repo import TritonOptions, write_triton_repo
 
     options = TritonOptions(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, SupportsInt
 import numpy as np
 
 from sbdeploy._io import atomic_write_bytes, sha256_file
+from sbdeploy._version import __version__
 from sbdeploy.backends.tensorrt import _compat
 from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, current_machine, sidecar_path, write_sidecar
 from sbdeploy.errors import ConfigError, EngineBuildError, OnnxModelError
@@ -364,8 +365,6 @@ def build_engine(
     report("read back precisions", 1, 1)
 
     atomic_write_bytes(engine_path, plan)
-    from sbdeploy._version import __version__
-
     sidecar = EngineSidecar(
         built_on=machine,
         requested_precision=options.precision,
