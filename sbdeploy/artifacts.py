@@ -1,15 +1,9 @@
-"""Deploy artifacts: which files a run needs, and making each once.
+"""Deploy artifacts: which files a run needs (from the target table), each planned once, and making them.
 
-:func:`plan_artifacts` lists the files for some models, backends, batch sizes and
-precisions from the deploy-target table (:mod:`sbdeploy.targets`): per backend the target
-it runs (or a forced one), one file per batch size for a per-batch target
-(``model.ort-cpu.b1.fp32.onnx``), one dynamic-batch file otherwise, and for ``trt`` an
-engine built from the target's fp32 ONNX with one profile that serves every batch size.
-Equal file names are planned once. :func:`make_artifacts` writes them into one folder:
-one export (one trace) per (model, target, batch), every precision converted from it, a
-tunable target's fixed-batch files tuned on this machine where asked
-(:func:`sbdeploy.tune.tune_export`), each engine from its ONNX. :class:`sbdeploy.flow.Flow`
-is the one caller.
+:func:`plan_artifacts`: per backend its target's files (one per batch size for a per-batch
+target, one dynamic-batch file otherwise, an engine whose one profile serves every batch);
+:func:`make_artifacts`: one export per (model, target, batch), every precision from it, tuned
+where asked; each engine from its ONNX. :class:`sbdeploy.flow.Flow` is the one caller.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """The one flow every command runs: models -> their deploy files, each made once -> validated -> timed.
 
-``sbdeploy pipeline``, ``validate`` and ``bench`` all go through :class:`Flow`: the models come
-from :mod:`sbdeploy.sources` (with their baselines), :meth:`Flow.plan` decides the files from
-the deploy-target table and refuses what cannot be honoured before anything is made,
-:meth:`Flow.make` writes them into one folder, :meth:`Flow.validate` judges each file against
-its own model's PyTorch code, and :meth:`Flow.bench` times exactly those files. So the file
-validated is the file timed, byte for byte.
+:class:`Flow` plans (refusing what cannot be honoured before anything is made), makes,
+validates and times the files, so the file validated is the file timed, byte for byte;
+``run_bench``, ``run_validate`` and ``run_export`` are the commands' library functions.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""What a command runs: a checkpoint folder, a zoo name or a deploy file, and the baseline an SB network is timed against.
+"""What a command runs: a checkpoint folder or zoo name (fixed-seed random weights), its label, and its baseline.
 
-Every command resolves its models here, so each policy lives once: a checkpoint folder is
-loaded (never unpickled), a zoo name is built with fixed-seed random weights (latency
-does not depend on the weights' values), a label is the folder's name or the zoo name,
-and an SB network's baseline is the one given or the registry's baseline with the same
-options and random weights.
+An SB network's baseline is the one given, else the registry's with the same options.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
-"""``sbdeploy pipeline``: export -> passes -> engine -> validate -> bench, into one folder, each artifact made once.
+"""``sbdeploy pipeline``: export -> passes -> engine -> validate -> bench into one run folder, through the one flow.
 
-The run folder holds every artifact the run validates and times, made once by the one
-flow (:class:`sbdeploy.flow.Flow`) and kept: the canonical ``model.onnx``, and for the SB
-model (stem ``model``) and its baseline (stem ``baseline``) the deploy artifact of every
-backend and precision the run times (``model.ort-cpu.b1.fp32.onnx``,
-``baseline.ort-cpu.b8.fp16.onnx``, ``model.trt.fp32.engine`` + sidecar, ...). Validate
-judges every one of them against its own PyTorch training code (baseline files against
-the baseline), bench times exactly those files, and ``summary.md`` lists per file its
-sha256, parity verdict and latency. The engine is TensorRT where TensorRT and a GPU are
-present; elsewhere the engine step builds nothing and says so, and ONNX Runtime on the
-CPU (the embedded default) runs the model.
+The run folder keeps every file it validates and times (``model.onnx``; ``model.*`` and
+``baseline.*`` deploy files per backend and precision; engines and sidecars where TensorRT
+runs), each made once, and ``summary.md`` lists per file its sha256, verdict and latency.
 """
 
 from __future__ import annotations

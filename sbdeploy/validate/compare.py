@@ -1,12 +1,7 @@
-"""Comparing what was run: pure functions from outputs to statistics, verdicts and the validation report.
+"""Comparing what was run (Polygraphy's compare step): outputs -> statistics, verdicts, the validation report.
 
-Running the backends is separate (:mod:`sbdeploy.validate.run` keeps every output); this
-module only compares, in the manner of Polygraphy's ``compare_accuracy``: element-wise
-``|out - ref| <= atol + rtol * |ref|``, plus cosine similarity and top-k agreement of the
-class predictions. Any NaN or Inf in an output fails the check outright. :func:`judge`
-turns saved outputs into a :class:`ValidationReport` (``bool()`` is the verdict) with each
-file's target tolerance for its precision, so saved outputs can be judged again with
-other tolerances without running anything.
+Element-wise ``|out - ref| <= atol + rtol * |ref|``, cosine similarity and top-k agreement;
+any NaN or Inf fails. :func:`judge` applies each file's target tolerance (or overrides).
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""Running for validation: PyTorch and every artifact on the same inputs, every output kept (Polygraphy's run step).
+"""Running for validation (Polygraphy's run step): PyTorch and every artifact on the same inputs, every output kept.
 
-The inputs are random batches at the sizes each artifact takes and real images from a
-data source. :func:`run_validation` runs the checkpoint's PyTorch code once per input and
-each artifact on its backend, and returns the outputs as :class:`RunResults`, which
-:meth:`RunResults.save` writes to a folder (JSON + ``.npz``, never pickled) and
-:meth:`RunResults.load` reads back; :func:`sbdeploy.validate.compare.judge` compares them.
-:func:`validate` does both. Every artifact names the file it runs (and its sha256) and a
-file made from another model than the checkpoint is refused before anything runs.
+:func:`run_validation` returns :class:`RunResults` (saved as JSON + ``.npz``, never pickled);
+:func:`sbdeploy.validate.compare.judge` compares them; :func:`validate` does both.
 """
 
 from __future__ import annotations
