@@ -106,8 +106,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class CandidateTime:
-    """A candidate as one stage (``forms``: every form, default settings; ``settings``: the finalists, every
-    setting) measured it."""
+    """A candidate as one stage (``forms`` or ``settings``) measured it."""
 
     stage: str
     candidate: Candidate
@@ -289,8 +288,7 @@ def tune_files(
     options: TuneOptions = TuneOptions(),
     on_progress: ProgressFn | None = None,
 ) -> TuneResult:
-    """Time exported files of one model, one per form of ``target`` (spec -> file, the row's own first), and choose;
-    ``input_shape`` is (channels, H, W)."""
+    """Time exported files of one model, one per form of ``target`` (spec -> file, the row's own first), and choose."""
     from sbdeploy.export.onnx_export import INPUT_NAME
 
     specs = list(forms)

@@ -38,7 +38,7 @@ PASSES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
 """Every named pass, each usable alone (:func:`run_pass`)."""
 
 DEFAULT_PASSES: tuple[str, ...] = STRUCTURAL_PASSES
-"""The structural passes, in the order export runs them (a target's own list: :attr:`sbdeploy.targets.Target.passes`)."""
+"""The structural passes, in the order export runs them."""
 
 
 def run_pass(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, PassReport]:
