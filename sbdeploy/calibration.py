@@ -1,11 +1,8 @@
 """int8 calibration data: the inputs an int8 artifact's scales are measured on, and where they came from.
 
-A calibration SOURCE (``--int8 --calibration SRC``) is either a data source name (``digits``,
-``cifar10:PATH``..., :mod:`sbdeploy.data.source`): the first images of its *training* split,
-resized and normalized by the checkpoint's mean and std, so calibration never sees the test
-split validate scores on; or a ``.npy`` file (read without pickle) of float ``N x C x H x W``
-inputs exactly as the model takes them. Without one, the checkpoint's own dataset is used; a
-network without one (a zoo name, a checkpoint trained elsewhere) needs ``--calibration``.
+A calibration SOURCE (``--calibration SRC``) is a data source name (the first images of its *training* split,
+normalized by the checkpoint's mean and std) or a ``.npy`` of normalized float ``N x C x H x W`` inputs; the
+default is the checkpoint's own dataset (docs/int8.md).
 """
 
 from __future__ import annotations
@@ -33,10 +30,7 @@ HELP = (
 
 @dataclass(frozen=True)
 class Calibration:
-    """Calibration inputs (normalized float32 ``[N, C, H, W]``) and their provenance, recorded in the int8 metadata.
-
-    ``source`` is the SOURCE given; ``kind`` ``"data"`` (a data source's training split) or ``"npy"``.
-    """
+    """Calibration inputs (normalized float32 ``[N, C, H, W]``) and their SOURCE, of ``kind`` ``"data"`` or ``"npy"``."""
 
     images: np.ndarray
     source: str
@@ -117,11 +111,8 @@ def calibration_for(
     input_sizes: Mapping[str, tuple[int, int]] | None = None,
     limit: int = DEFAULT_CALIBRATION_IMAGES,
 ) -> dict[str, Calibration]:
-    """Calibration data per model label of one run: ``source``, else the first dataset any of them names.
-
-    A baseline built from the registry (random weights, no dataset) is calibrated on the
-    data its SB checkpoint names, so both are quantized from the same inputs.
-    """
+    """Calibration data per model label of one run: ``source``, else the first dataset any of them names (so a
+    random-weight baseline is calibrated on its SB checkpoint's data)."""
     default = source or next((c.dataset for c in configs.values() if c.dataset), None)
     if default is None:
         raise InputError(

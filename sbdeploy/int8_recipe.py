@@ -1,9 +1,5 @@
-"""int8 recipes: how a float model becomes int8, as named data a deploy target can name.
-
-Pure data, below everything that quantizes: the deploy-target table
-(:mod:`sbdeploy.targets`) names each target's :class:`Int8Recipe`, and
-:func:`sbdeploy.passes.int8.quantize_int8` applies one (onnxruntime static quantization).
-"""
+"""int8 recipes: how a float model becomes int8, as named data (:mod:`sbdeploy.targets` names one per target,
+:func:`sbdeploy.passes.int8.quantize_int8` applies it)."""
 
 from __future__ import annotations
 
@@ -17,35 +13,23 @@ DEFAULT_INT8_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 ORT_CPU_INT8_OPS: tuple[str, ...] = tuple(
     "Conv Gemm MatMul Add Relu MaxPool GlobalAveragePool Concat Reshape Unsqueeze Slice DepthToSpace".split()
 )
-"""Ops quantized for ONNX Runtime CPU: its int8 kernels (QLinearConv, QGemm, QLinearAdd, QLinearConcat, uint8 MaxPool,
-QLinearGlobalAveragePool) and the data-movement ops between them, so the tensors stay uint8 from conv to conv; no
-ConvTranspose (the CPU provider has no int8 kernel for it: it would run in float between a DequantizeLinear and a
-QuantizeLinear)."""
+"""Ops quantized for ONNX Runtime CPU: its int8 kernels and the data-movement ops between them; no ConvTranspose
+(no int8 kernel on the CPU provider: docs/int8.md)."""
 
 
 @dataclass(frozen=True)
 class Int8Recipe:
-    """How a float model becomes int8 (onnxruntime static quantization, MinMax calibration).
-
-    Attributes:
-        format: ``"qdq"`` (QuantizeLinear/DequantizeLinear pairs around float ops; engines
-            fuse them) or ``"qoperator"`` (QLinearConv, QLinearMatMul... written out).
-        per_channel: one weight scale per output channel (else one per tensor).
-        activation_symmetric: zero point 0 for activations (int8) or 128 (uint8).
-        reduce_range: 7-bit weights, for CPUs without VNNI whose u8s8 multiply-add
-            (``vpmaddubsw``) saturates in 16 bits.
-        quantize_bias: int32 biases (scale = input scale x weight scale); else float.
-    """
+    """How a float model becomes int8 (onnxruntime static quantization, MinMax calibration)."""
 
     name: str
-    format: Literal["qdq", "qoperator"] = "qdq"
-    per_channel: bool = True
+    format: Literal["qdq", "qoperator"] = "qdq"  # Q/DQ pairs around float ops, or QLinearConv... written out
+    per_channel: bool = True  # one weight scale per output channel (else one per tensor)
     activation_type: Literal["int8", "uint8"] = "int8"
     weight_type: Literal["int8", "uint8"] = "int8"
     activation_symmetric: bool = True
     weight_symmetric: bool = True
-    reduce_range: bool = False
-    quantize_bias: bool = False
+    reduce_range: bool = False  # 7-bit weights, for CPUs without VNNI (u8s8 multiply-add saturates in 16 bits)
+    quantize_bias: bool = False  # int32 biases (scale = input scale x weight scale); else float
     op_types: tuple[str, ...] = DEFAULT_INT8_OPS
 
     def __post_init__(self) -> None:
@@ -75,9 +59,8 @@ float bias (its DequantizeLinear takes int8, not int32), Q/DQ only around the co
 ORT_CPU_INT8 = Int8Recipe(
     name="ort-cpu", activation_type="uint8", activation_symmetric=False, quantize_bias=True, op_types=ORT_CPU_INT8_OPS
 )
-"""ONNX Runtime CPU: QDQ, uint8 activations (asymmetric) x int8 weights (symmetric, per channel), int32 biases,
-:data:`ORT_CPU_INT8_OPS`: the form measured fastest while passing the int8 gate (``scripts/bench_int8.py``,
-``docs/int8_sweep.txt``, ``docs/speedup.md``)."""
+"""ONNX Runtime CPU: QDQ, uint8 activations x int8 weights (per channel), int32 biases, :data:`ORT_CPU_INT8_OPS`: the
+form measured fastest while passing the int8 gate (docs/int8.md)."""
 
 INT8_RECIPES: dict[str, Int8Recipe] = {r.name: r for r in (TRT_INT8, ORT_CPU_INT8)}
 """Named recipes, for a deploy target to name."""

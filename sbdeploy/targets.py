@@ -1,24 +1,8 @@
 """The deploy-target table: for each engine, the SB form its artifacts take and how they are made, run and judged.
 
-One frozen :class:`Target` per deploy target. A target names
-
-* ``lowering``: the SB form outside phase runs, a key of :data:`sbdeploy.nn.lowering.LOWERINGS`;
-* ``layout``: whether runs of SB blocks go to phase layout, and when a run takes the
-  stacked layout (:data:`STACKED_MAX_MACS`, an ONNX Runtime measurement);
-* ``passes``: every ONNX graph pass its export runs, in order (:mod:`sbdeploy.passes`);
-* ``backends``: the runners that run its artifacts (``trt`` runs an engine built from its ONNX);
-* ``per_batch``: whether one artifact is made per batch size (the layout depends on the
-  batch) or one with a dynamic batch;
-* ``precisions``: the precisions it offers, and ``tolerances``: the pass criteria of each;
-* ``int8``: the :class:`~sbdeploy.int8_recipe.Int8Recipe` its int8 artifacts are quantized by;
-* ``engine_options``: TensorRT build options per precision (the fp32 parity engine without TF32);
-* ``variants``: other exact forms of the target (:class:`FormVariant`) that ``export --tune``
-  times against the row's own form (:mod:`sbdeploy.tune`); ``get_target("ort-cpu:stacked")``
-  is the target in one of them;
-* ``tunable``: whether ``--tune`` times its forms and ONNX Runtime session settings.
-
-Plus the backend -> target map (:data:`BACKEND_TARGETS`) and artifact file names
-(:func:`artifact_filename`). Every command reads this table; nothing else names a target.
+One frozen :class:`Target` per deploy target (its fields are commented there), the backend -> target map
+(:data:`BACKEND_TARGETS`) and artifact file names (:func:`artifact_filename`). Every command reads this table;
+nothing else names a target.
 """
 
 from __future__ import annotations
@@ -53,11 +37,8 @@ DEPLOY_PASSES: tuple[str, ...] = ("fuse_pads", "affine_to_conv")
 affines (Mul + Add) as depthwise 1x1 Convs that ONNX Runtime's NCHWc kernels fuse."""
 
 STACKED_MAX_MACS = 1 << 18
-"""Below this many MACs per tap conv (batch x phase pixels x C_in x C_out) a run of stackable
-blocks takes the stacked layout (:mod:`sbdeploy.nn.stacked`). Measured on 2 cores, ORT CPU
-2 threads, cifar_resnet56_sb vs its baseline (65k MACs per tap conv per image): batch 1
-stacked 0.92-1.1x, exact taps 0.65-0.88x; batch 8 stacked 1.11x, taps 1.39x; batch 32
-stacked 1.09x, taps 1.5x."""
+"""Below this many MACs per tap conv (batch x phase pixels x C_in x C_out) a run of stackable blocks takes the stacked
+layout (:mod:`sbdeploy.nn.stacked`), as measured on ONNX Runtime CPU (docs/speedup.md)."""
 
 STACKED_ALWAYS = 1 << 62
 """A ``stacked_max_macs`` that every fixed batch is below: stackable runs always take the stacked layout."""
@@ -71,16 +52,10 @@ ENGINE_BACKENDS: tuple[str, ...] = ("trt",)
 
 @dataclass(frozen=True)
 class Layout:
-    """How a target lays out runs of SB blocks: the arguments of :func:`sbdeploy.nn.deploy.deploy_form`.
+    """How a target lays out runs of SB blocks: the arguments of :func:`sbdeploy.nn.deploy.deploy_form`."""
 
-    Attributes:
-        phase_runs: consecutive SB blocks run on the four phases of their input (:class:`sbdeploy.nn.phase.PhaseRun`).
-        stacked_max_macs: with phase runs and a fixed batch, a run of stackable blocks takes
-            the stacked layout below this many MACs per tap conv (None: never).
-    """
-
-    phase_runs: bool = False
-    stacked_max_macs: int | None = None
+    phase_runs: bool = False  # consecutive SB blocks run on the four phases of their input
+    stacked_max_macs: int | None = None  # with phase runs and a fixed batch: stacked below this (None: never)
 
     def describe(self) -> str:
         if not self.phase_runs:
@@ -114,23 +89,22 @@ class FormVariant:
 
 @dataclass(frozen=True)
 class Target:
-    """One deploy target: see the module docstring for each field."""
+    """One deploy target: how its artifacts are made, run and judged."""
 
     name: str
     summary: str
-    lowering: str
-    passes: tuple[str, ...]
-    backends: tuple[str, ...]
+    lowering: str  # the SB form outside phase runs, a key of sbdeploy.nn.lowering.LOWERINGS
+    passes: tuple[str, ...]  # every ONNX graph pass its export runs, in order
+    backends: tuple[str, ...]  # the runners of its artifacts (trt: an engine built from its ONNX)
     layout: Layout = Layout()
-    per_batch: bool = False
+    per_batch: bool = False  # one artifact per batch size (the layout depends on it), else one with a dynamic batch
     precisions: tuple[str, ...] = PRECISIONS
     int8: Int8Recipe = TRT_INT8
-    engine_options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen({}))
+    engine_options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen({}))  # TensorRT's
     tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: _frozen(DEFAULT_TOLERANCES))
-    variants: Mapping[str, FormVariant] = field(default_factory=lambda: _frozen({}))
-    tunable: bool = False
-    variant: str | None = None
-    """Which of :attr:`variants` this object is in (None: the row's own form)."""
+    variants: Mapping[str, FormVariant] = field(default_factory=lambda: _frozen({}))  # other exact forms --tune times
+    tunable: bool = False  # whether --tune times its forms and ONNX Runtime session settings
+    variant: str | None = None  # which of variants this object is in (None: the row's own form)
 
     @property
     def form(self) -> str:

@@ -1,9 +1,5 @@
-"""Pass criteria of a parity check (:class:`Tolerance`) and the defaults per precision.
-
-Pure data, below everything that judges an artifact: the deploy-target table
-(:mod:`sbdeploy.targets`) names the tolerance policy of each target's artifacts from
-these, and :mod:`sbdeploy.validate.compare` applies them.
-"""
+"""Pass criteria of a parity check (:class:`Tolerance`) and the defaults per precision, applied by
+:mod:`sbdeploy.validate.compare`."""
 
 from __future__ import annotations
 
@@ -12,13 +8,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass criteria of one check. ``None`` disables a criterion.
-
-    Attributes:
-        atol, rtol: the element-wise test ``|diff| <= atol + rtol * |ref|``.
-        min_cosine: lowest accepted cosine similarity of the flattened outputs, per sample.
-        min_top1: lowest accepted fraction of samples whose arg-max agrees.
-    """
+    """Pass criteria of one check: ``|diff| <= atol + rtol * |ref|``, per-sample cosine and top-1 agreement; ``None``
+    disables a criterion."""
 
     atol: float | None
     rtol: float | None

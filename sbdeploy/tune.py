@@ -1,12 +1,7 @@
 """Tuning by measurement: the fastest exact form and ONNX Runtime session settings of one file, on this machine.
 
-As TensorRT's builder times its tactics, ``export --tune`` times the candidates for *this* model, batch and
-thread budget on *this* machine, each stage one interleaved group of the bench's method: the target row's own
-form (the untuned default) and its variants, then the ``finalists`` fastest forms with every session setting.
-The fastest wins only when its speedup over the untuned default is sure (its whole interval above 1,
-:func:`choose`). The winner is written with its settings (``sbdeploy.ort_session``, which the ort-cpu runner
-applies wherever the file runs) and the table of candidates, times, intervals and machine load
-(``sbdeploy.tuning``) in its metadata.
+Each stage is one interleaved group of the bench's method: the target's forms, then the fastest forms with every
+session setting; the fastest wins only when surely faster than the untuned default (docs/export.md, Tuning).
 """
 
 from __future__ import annotations
@@ -111,8 +106,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class CandidateTime:
-    """A candidate as one stage (``forms``: every form, default settings; ``settings``: the finalists, every
-    setting) measured it."""
+    """A candidate as one stage (``forms`` or ``settings``) measured it."""
 
     stage: str
     candidate: Candidate
@@ -294,8 +288,7 @@ def tune_files(
     options: TuneOptions = TuneOptions(),
     on_progress: ProgressFn | None = None,
 ) -> TuneResult:
-    """Time exported files of one model, one per form of ``target`` (spec -> file, the row's own first), and choose;
-    ``input_shape`` is (channels, H, W)."""
+    """Time exported files of one model, one per form of ``target`` (spec -> file, the row's own first), and choose."""
     from sbdeploy.export.onnx_export import INPUT_NAME
 
     specs = list(forms)

@@ -1,13 +1,8 @@
 """Export a checkpoint or zoo network to ONNX in a deploy target's form, then run that target's graph passes.
 
-The target (:mod:`sbdeploy.targets`; default the canonical ``grouped`` interchange form)
-says everything: the network's exact deploy copy for that target
-(:meth:`sbdeploy.targets.Target.deploy_form`) is traced by ``torch.onnx.export(dynamo=True)``
-(batch stays a symbolic dimension), the target's passes run, the precision conversion
-follows (fp16; int8 by the target's :class:`~sbdeploy.int8_recipe.Int8Recipe` on calibration
-data), then the metadata, an older opset where asked (:mod:`.opset`), ``onnx.checker`` and
-TensorRT's parser support list; the file is written atomically. The same source gives
-byte-identical files.
+The target's deploy copy is traced by ``torch.onnx.export(dynamo=True)``, its passes run, then the precision
+conversion, the metadata, an older opset where asked, ``onnx.checker`` and the TensorRT check; the same source gives
+byte-identical files (docs/export.md).
 """
 
 from __future__ import annotations
@@ -94,12 +89,8 @@ def export_module(
     target: str = CANONICAL,
     passes: Sequence[str] | None = None,
 ) -> tuple[onnx.ModelProto, list[PassReport]]:
-    """Trace ``model`` (eval mode) to ONNX in ``target``'s deploy form, then run ``passes``.
-
-    ``passes`` default to the target's (:attr:`sbdeploy.targets.Target.passes`). Input
-    ``input`` ``[batch, in_chans, H, W]`` float32 (batch symbolic when ``"dynamic"``),
-    output ``logits``, fp32. No metadata, nothing written.
-    """
+    """Trace ``model`` (eval mode) to fp32 ONNX in ``target``'s deploy form, then run ``passes`` (default: the
+    target's); no metadata, nothing written."""
     deploy = get_target(target)
     _check_options(opset, batch, input_size)
     if model.training:
@@ -160,13 +151,8 @@ def export_source(
     passes: Sequence[str] | None = None,
     calibration: Calibration | None = None,
 ) -> dict[str, ExportResult]:
-    """Export ``src`` once in ``target``'s form and write it in each precision of ``outputs`` (precision -> path).
-
-    One trace serves every precision: the fp16 file is the fp32 graph converted, the int8
-    file the fp32 graph quantized by the target's recipe on ``calibration`` (required for
-    int8). Each file's metadata names the target, form, precision and batch; an int8 file's
-    also its recipe and calibration source.
-    """
+    """Export ``src`` once in ``target``'s form and write it in each precision of ``outputs`` (precision -> path);
+    int8 is quantized by the target's recipe on ``calibration``."""
     deploy = get_target(target)
     for precision in outputs:
         deploy.check_precision(precision)
@@ -253,16 +239,8 @@ def export_onnx(
     options: dict[str, Any] | None = None,
     calibration: Calibration | None = None,
 ) -> ExportResult:
-    """Export a checkpoint folder or a zoo name (random weights, with a warning) to ``out_path`` (ONNX).
-
-    Args:
-        opset: target ONNX opset, 13 or newer.
-        batch: ``"dynamic"`` or a fixed batch size.
-        input_size: ``(H, W)``; default: the checkpoint's (the zoo default for a name).
-        passes: graph passes to run, by name (default: the target's).
-        options: builder options (``sampling``, ``num_classes``, ``in_chans``) for a zoo name.
-        calibration: int8 calibration inputs (:func:`sbdeploy.calibration.load_calibration`).
-    """
+    """Export a checkpoint folder or a zoo name (random weights, with a warning; ``options``: its builder options) to
+    ``out_path`` (ONNX); ``input_size`` (H, W) defaults to the checkpoint's."""
     src = resolve_source(source, options=options)
     return export_source(
         src,

@@ -1,11 +1,7 @@
 """Down-conversion of an exported graph from opset 18 (the torch exporter's minimum) to 13-17.
 
-onnx's own version converter has no 18 -> 17 adapter for ``Pad`` or ``Split``, and
-onnxscript's converter handles 18 and newer only. The ops sbdeploy's graphs use change
-little between 13 and 18, so this module converts exactly those (``Pad``, ``Split``,
-``Reduce*``, ``Reshape``'s ``allowzero``, ``Shape``'s ``start``/``end``; ops whose later
-versions only widened their type lists are kept), refuses anything else with a clear
-error, and validates the result with ``onnx.checker`` against the target opset's schemas.
+onnx's own converter lacks the 18 -> 17 ``Pad``/``Split`` adapters, so the ops sbdeploy's graphs use are converted
+here; anything else is refused, and the result is checked by ``onnx.checker`` against the target opset.
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
 """ONNX graph passes, each usable alone, and :func:`run_passes` that applies a list with reports.
 
-Passes take and return an ``onnx.ModelProto`` (never modified in place):
-
-* ``fold_constants`` (:mod:`.constant_folding`), ``eliminate`` (:mod:`.cleanup`: dead
-  nodes, identities, redundant and chained Slices), ``fold_bn`` (:mod:`.bn_folding`),
-  ``shape_inference`` — the structural passes every export runs first;
-* ``fuse_pads`` (:mod:`.pad_fusion`) and ``affine_to_conv`` (:mod:`.affine_conv`) — run after
-  them by the deploy targets that list them (:mod:`sbdeploy.targets`);
-* :func:`to_fp16` and :func:`quantize_int8` — precision passes with their own options;
-* :mod:`.trt_check` — not a pass: TensorRT-parser compatibility of a graph.
+Passes take and return an ``onnx.ModelProto`` (never modified in place): the structural and deploy passes of
+:data:`PASSES`, the precision passes :func:`to_fp16` and :func:`quantize_int8`; :mod:`.trt_check` is not a pass.
 """
 
 from __future__ import annotations
@@ -45,7 +38,7 @@ PASSES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
 """Every named pass, each usable alone (:func:`run_pass`)."""
 
 DEFAULT_PASSES: tuple[str, ...] = STRUCTURAL_PASSES
-"""The structural passes, in the order export runs them (a target's own list: :attr:`sbdeploy.targets.Target.passes`)."""
+"""The structural passes, in the order export runs them."""
 
 
 def run_pass(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, PassReport]:

@@ -60,12 +60,8 @@ class PassReport:
 
 
 def drop_stale_value_info(model: onnx.ModelProto) -> int:
-    """Remove, in place, the ``value_info`` entries of tensors that no node produces or reads; return how many.
-
-    Graph inputs, outputs and initializers keep theirs. (A pass that removes a node leaves
-    its output's shape entry behind; ONNX tools ignore such entries, but they cost bytes
-    and mislead a reader of the graph.)
-    """
+    """Remove, in place, the ``value_info`` entries of tensors that no node produces or reads (graph inputs, outputs
+    and initializers keep theirs); return how many."""
     graph = model.graph
     live = {v.name for v in (*graph.input, *graph.output)} | {t.name for t in graph.initializer}
     live |= {name for node in graph.node for name in (*node.input, *node.output)}

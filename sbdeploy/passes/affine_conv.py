@@ -1,12 +1,7 @@
 """ONNX pass: per-channel affine maps (``Mul`` by then ``Add`` of ``[C, 1, 1]`` constants) as depthwise 1x1 Convs.
 
-:func:`~sbdeploy.passes.bn_folding.fold_batchnorm` writes a BatchNormalization it cannot
-fold into a producer (the pre-activation BN after a residual add) as ``Mul + Add``.
-ONNX Runtime's CPU blocked-layout (NCHWc) transformer turns the ``Mul`` into a
-convolution but leaves the ``Add``, which then breaks the chain with layout reorders
-around it. A depthwise 1x1 ``Conv`` with the scale as weight and the shift as bias
-computes the same ``x * scale + shift`` per element, and ONNX Runtime fuses it (and
-the ReLU after it) like any other Conv. Only 4-D inputs of known rank are rewritten.
+The BN that ``fold_bn`` cannot fold becomes ``Mul + Add``, whose ``Add`` breaks ONNX Runtime's NCHWc chains; the
+same map as a depthwise 1x1 ``Conv`` is fused like any other Conv (docs/speedup.md). Only 4-D inputs are rewritten.
 """
 
 from __future__ import annotations

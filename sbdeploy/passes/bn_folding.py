@@ -1,12 +1,7 @@
 """BatchNorm folding: into the preceding Conv / ConvTranspose / Gemm where exact, else to Mul + Add.
 
-A BatchNormalization whose input is produced by a Conv, ConvTranspose or Gemm read by
-nothing else is folded into that node's weights and bias (onnxscript's
-``fuse_batchnorm`` rules); in the SB regular block this is the BN between the
-(grouped) sampled conv and the ReLU. Every other BatchNormalization (the pre-activation
-BN after a residual add, the BN after the sum of the subgroup deconvolutions) is an
-affine map per channel and is rewritten as ``Mul(x, scale) + shift`` with constant
-``[C, 1, 1]`` tensors, so no BatchNormalization is left.
+Folding uses onnxscript's ``fuse_batchnorm`` rules; every other BatchNormalization (e.g. the pre-activation BN after
+a residual add) becomes ``Mul(x, scale) + shift`` with constant ``[C, 1, 1]`` tensors, so none is left.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """Dead-node and identity elimination, Slice clean-up, Constant nodes lifted to initializers.
 
-Uses onnx-ir's common passes (``IdentityEliminationPass``, ``RemoveUnusedNodesPass``,
-``RemoveUnusedOpsetsPass``) and onnxscript's rules that drop a ``Slice`` keeping its
-whole input. One small rewrite of our own: the torch exporter writes
-``x[:, :, a:b, c:d]`` as one ``Slice`` per axis; two chained constant ``Slice`` nodes on
-different axes (the first read only by the second) become one ``Slice``.
+onnx-ir's common passes and onnxscript's no-op ``Slice`` rules, plus one rewrite of our own: the torch exporter writes
+``x[:, :, a:b, c:d]`` as one ``Slice`` per axis, and two chained constant Slices on different axes become one.
 """
 
 from __future__ import annotations

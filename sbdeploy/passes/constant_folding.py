@@ -1,17 +1,8 @@
 """Constant folding: every subgraph whose inputs are constants becomes one initializer, except weight views.
 
-Uses onnxscript's optimizer (``fold_constants``), with ONNX shape inference so that
-``Shape -> Gather -> ...`` chains on static dimensions fold too; the size limits are
-lifted so that any constant subgraph can fold.
-
-*Weight views* stay in the graph (``keep_weight_views``, the default): the ``Tile``, ``Expand``,
-``Concat`` and ``Slice`` nodes that only turn stored weights into the weights of Conv/ConvTranspose
-nodes (the grouped SB form's ``Tile`` of W1 and W2, one copy per subgroup). Folded, each view would be one more stored
-copy of the weight (the grouped ``resnet18_sb`` file was 2x its weights); kept, the file
-stores each weight once and ONNX Runtime folds the views when it loads the session (its
-basic graph optimizations), before its layout transformations. TensorRT builds from a
-folded copy (:func:`materialize_weights`, as ``polygraphy surgeon sanitize --fold-constants``),
-and int8 quantization quantizes the folded weights. :func:`weight_views` names the nodes.
+Uses onnxscript's optimizer with ONNX shape inference and no size limits. *Weight views* (nodes that only turn stored
+weights into Conv/ConvTranspose weights, :func:`weight_views`) stay, so the file stores each weight once; ONNX Runtime
+folds them when it loads the session, TensorRT and int8 get them folded (:func:`materialize_weights`; docs/export.md).
 """
 
 from __future__ import annotations
@@ -24,19 +15,13 @@ _NO_LIMIT = 1 << 40
 _WEIGHT_INPUTS = {"Conv": 1, "ConvTranspose": 1}
 """The input of each op type that holds its weights."""
 VIEW_OPS = frozenset({"Tile", "Expand", "Concat", "Slice"})
-"""The op types a weight view is made of: repeats, concatenations and slices of stored weights, which hold no more
-bytes than the weights they read. Other constant subgraphs fold (a GatherND of padded weights, as the ort-cpu form's
-exact taps are traced, would keep index tensors larger than the taps it computes)."""
+"""The op types a weight view is made of: no more bytes than the weights they read (a GatherND's index tensors can be
+larger than the taps it computes, so it folds)."""
 
 
 def weight_views(model_ir) -> set:  # noqa: ANN001  (onnx_ir.Model -> set of onnx_ir.Node)
-    """The nodes that compute nothing but Conv/ConvTranspose weights from constants.
-
-    A node is one when its op is one of :data:`VIEW_OPS`, every input is a constant (an
-    initializer, a ``Constant`` node or the output of a node whose inputs are all constants)
-    and every use of its outputs is the weight input of a Conv or ConvTranspose, or another
-    such node; graph outputs never are.
-    """
+    """The :data:`VIEW_OPS` nodes of constant inputs whose every use is a Conv/ConvTranspose weight input or another
+    such node (graph outputs never are)."""
     graph = model_ir.graph
     outputs = set(graph.outputs)
 

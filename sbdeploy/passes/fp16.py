@@ -1,10 +1,7 @@
 """fp16 pass: weights and compute in float16, graph inputs and outputs kept float32.
 
-Uses onnxruntime's float16 converter (``onnxruntime.transformers.float16``, the
-maintained copy of onnxconverter-common's) with ``keep_io_types=True``: Cast nodes at
-the graph boundary, so callers still feed and read float32. Op types listed in
-``keep_fp32_ops`` stay in float32 (Casts around them). The converter appends its input Casts after the nodes that read
-them, so the graph is topologically sorted again (onnx-ir's ``TopologicalSortPass``).
+Uses onnxruntime's float16 converter with ``keep_io_types=True`` (Casts at the graph boundary), then sorts the graph
+again: the converter appends its input Casts after the nodes that read them.
 """
 
 from __future__ import annotations
@@ -30,5 +27,5 @@ def to_fp16(model: onnx.ModelProto, *, keep_fp32_ops: Sequence[str] = DEFAULT_FP
         disable_shape_infer=False,
     )
     model_ir = ir.serde.deserialize_model(converted)
-    TopologicalSortPass()(model_ir)  # the converter appends the input Casts at the end
+    TopologicalSortPass()(model_ir)
     return ir.serde.serialize_model(model_ir)

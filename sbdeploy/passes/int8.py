@@ -1,13 +1,7 @@
 """int8 pass: a quantized model from calibration data, by a named :class:`Int8Recipe` (:mod:`sbdeploy.int8_recipe`).
 
-Uses onnxruntime's static quantization (``quantize_static``, MinMax calibration). Before
-quantizing, every bias shared by several nodes gets its own copy with a name no tensor of
-the graph has. onnxruntime's QDQ quantizer copies a shared bias itself, naming the copy
-after the largest numeric suffix among *initializers* only (onnxruntime issue 24705): in a
-torch export the copy of bias ``add_1`` becomes ``add_16`` when an initializer ``add_15``
-exists, which is also the name of an Add's output, so the Conv reads that Add and the graph
-has a cycle. Deploy forms share biases wherever two subgroups of an SB share their strided
-conv (chessboard sampling).
+Uses onnxruntime's static quantization (``quantize_static``, MinMax calibration), each shared bias unshared first
+(onnxruntime issue 24705: its own copy can make a cycle, docs/int8.md).
 """
 
 from __future__ import annotations
@@ -38,7 +32,7 @@ def _input_name(model: onnx.ModelProto) -> str:
 
 def unshare_biases(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` in which each further consumer of a shared Conv/ConvTranspose/Gemm bias gets its own copy,
-    named ``<bias>.<n>`` with a name no tensor, initializer or value_info of the graph has (see the module docstring)."""
+    named ``<bias>.<n>`` with a name no tensor, initializer or value_info of the graph has."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -81,16 +75,8 @@ def _quiet_quantizer() -> Iterator[None]:
 def quantize_int8(
     model: onnx.ModelProto, calibration: np.ndarray, *, recipe: Int8Recipe = TRT_INT8, batch_size: int = 32
 ) -> onnx.ModelProto:
-    """Quantize ``model`` (float32, one NCHW input) to int8 by ``recipe``, calibrated on ``calibration``.
-
-    Args:
-        calibration: normalized inputs ``[N, C, H, W]`` float32 from the model's input
-            distribution; a few hundred real images.
-        batch_size: calibration batch size, at most (a fixed-batch model uses its own batch).
-
-    Weights the graph computes from stored ones (the grouped form's ``Tile`` of W) are folded
-    first (:func:`~sbdeploy.passes.constant_folding.materialize_weights`), so each is quantized as a weight.
-    """
+    """Quantize ``model`` (float32, one NCHW input) to int8 by ``recipe``, calibrated on ``calibration`` (normalized
+    ``[N, C, H, W]`` inputs) in batches of at most ``batch_size`` (a fixed-batch model: its own); weight views folded first."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     model = materialize_weights(model)

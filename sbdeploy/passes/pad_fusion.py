@@ -1,12 +1,8 @@
 """ONNX pass: fold zero-padding ``Pad`` nodes into the ``pads`` of the Conv nodes they feed.
 
-The deploy lowerings (:mod:`sbdeploy.nn.taps`, :mod:`sbdeploy.nn.lowering`) write each small tap convolution as
-``F.pad`` (asymmetric) then ``conv2d``; exporters emit ``Pad -> Conv``. ONNX Runtime's
-own pad fusion leaves many of these in place, and every unfused Pad breaks its
-blocked-layout (NCHWc) chains. A Pad is folded when its mode is ``constant`` with
-value 0, its pads are constant, non-negative and touch only the spatial axes, and
-every consumer uses it as the data input of a Conv without ``auto_pad``. The result
-is the same function; the pass only rewrites attributes and removes nodes.
+The deploy lowerings write each tap convolution as ``F.pad`` then ``conv2d``, and every Pad ONNX Runtime leaves breaks
+its NCHWc chains. A constant zero Pad of the spatial axes only, read only as the data input of Convs without
+``auto_pad``, is folded.
 """
 
 from __future__ import annotations

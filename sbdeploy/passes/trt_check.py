@@ -1,11 +1,6 @@
-"""TensorRT compatibility check of an ONNX graph, against the ONNX parser's support list.
+"""TensorRT compatibility check of an ONNX graph, against the ONNX parser's support list (docs/export.md).
 
-The support list is onnx-tensorrt's ``docs/operators.md`` as of the ONNX-TensorRT 10.1 GA
-release (github.com/onnx/onnx-tensorrt, commit 96e7811, June 2024: "TensorRT 10.0
-supports operators in the inclusive range of opset 9 to opset 20"), encoded below as a
-table of op names. Each node's op type, domain and the inputs and attributes the list
-restricts are checked; known traps (a ConvTranspose ``output_shape``, run-time axes, a
-grouped float16 convolution) are reported as warnings.
+Each node's op type, domain and the inputs and attributes the list restricts are checked; known traps are warnings.
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ import onnx
 SUPPORT_LIST_SOURCE = "onnx/onnx-tensorrt docs/operators.md @ 96e7811 (ONNX-TensorRT 10.1 GA)"
 OPSET_RANGE = (9, 20)
 
-# Op types marked "Y" in the support matrix.
+# Op types marked "Y" in the support matrix (those marked "N" or absent are errors).
 SUPPORTED_OPS = frozenset(
     """
     Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike
@@ -34,19 +29,6 @@ SUPPORTED_OPS = frozenset(
     ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice
     Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK
     Transpose Trilu Unsqueeze Upsample Where Xor
-    """.split()
-)
-
-# Op types the matrix marks "N" (listed to give a precise message).
-UNSUPPORTED_OPS = frozenset(
-    """
-    AffineGrid Bernoulli BitShift BitwiseAnd BitwiseNot BitwiseOr BitwiseXor BlackmanWindow Col2Im
-    CenterCropPad Compress ConcatFromSequence ConvInteger DFT Det DynamicQuantizeLinear HammingWindow
-    HannWindow ImageDecoder MatMulInteger MaxRoiPool MaxUnpool MelWeightMatrix Multinomial
-    NegativeLogLikelihoodLoss Optional OptionalGetElement OptionalHasElement QLinearConv QLinearMatMul
-    RegexFullMatch STFT SequenceAt SequenceConstruct SequenceEmpty SequenceErase SequenceInsert
-    SequenceLength SequenceMap SoftmaxCrossEntropyLoss SplitToSequence StringConcat StringNormalizer
-    StringSplit TfIdfVectorizer Unique
     """.split()
 )
 
@@ -144,7 +126,7 @@ def check_trt_compat(model: onnx.ModelProto | str | Path) -> TrtCheckReport:
         if node.domain not in ("", "ai.onnx"):
             issue(node, "error", f"custom domain {node.domain!r}: TensorRT's ONNX parser has no importer for it")
             continue
-        if op in UNSUPPORTED_OPS or op not in SUPPORTED_OPS:
+        if op not in SUPPORTED_OPS:
             issue(node, "error", f"{op} is not supported by TensorRT's ONNX parser")
             continue
         conv = op in ("Conv", "ConvTranspose")
