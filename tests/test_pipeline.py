@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from sbdeploy import environment
 from sbdeploy._io import sha256_file
 from tests.conftest import REPO, run_cli
@@ -137,6 +139,7 @@ def test_pipeline_validates_exactly_the_files_it_times(tmp_path: Path) -> None:
     assert names == {"model", "model_ort-cpu_b1_fp32", "model_ort-cpu_b1_fp16"} | served_engines
 
 
+@pytest.mark.slow
 def test_pipeline_int8_makes_validates_and_benches_the_int8_files(tmp_path: Path) -> None:
     """``--int8``: each model's int8 file in the run folder, calibrated on the SB checkpoint's dataset (the registry baseline
     has random weights and none), judged by the int8 tolerance on the digits test split, timed beside fp32 with "vs fp32"."""
@@ -188,6 +191,7 @@ def test_pipeline_int8_makes_validates_and_benches_the_int8_files(tmp_path: Path
     assert "## int8" in markdown and f"int8 on this CPU: {environment.cpu_int8_support().describe()}" in markdown
 
 
+@pytest.mark.slow
 def test_pipeline_tune_validates_and_times_the_tuned_files(tmp_path: Path) -> None:
     """The wiring of ``pipeline --tune`` (one candidate, so nothing is timed twice): the ort-cpu files are the tuned ones."""
     from sbdeploy.backends.ort import SessionSettings

@@ -149,6 +149,7 @@ def test_forms_with_one_graph_are_timed_once(tiny_onnx: Path, tmp_path: Path) ->
         )
 
 
+@pytest.mark.slow
 def test_tuned_export_writes_the_chosen_form_its_settings_and_the_table(tiny_sb, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "tuned.onnx"
     options = TuneOptions(

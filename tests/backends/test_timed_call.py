@@ -21,6 +21,7 @@ def _x(batch: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, 3, 32, 32), dtype=np.float32)
 
 
+@pytest.mark.slow
 def test_cpu_runners_time_end_to_end_without_compute_time(sb_model: nn.Module, sb_onnx: Path) -> None:
     with get_runner("torch", sb_model) as torch_runner, get_runner("ort-cpu", sb_onnx, threads=1) as ort_runner:
         calls = {"torch": torch_runner.timed_call({"input": _x(2)}), "ort-cpu": ort_runner.timed_call({"input": _x(2)})}

@@ -16,6 +16,7 @@ from tests.conftest import run_cli
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_bench_writes_every_report_and_keeps_the_files_it_timed(tmp_path: Path) -> None:
     out, kept = tmp_path / "bench", tmp_path / "artifacts"
     options = "--backends torch,ort-cpu --batch 1,2 --warmup 1 --budget 1 --threads 1 --input-size 16"
@@ -64,6 +65,7 @@ def test_bench_writes_every_report_and_keeps_the_files_it_timed(tmp_path: Path) 
     assert "turns of" in result.stdout and "load" in result.stdout  # each group's length and load, on screen
 
 
+@pytest.mark.slow
 def test_iters_2_on_a_pair_never_reports_an_efficiency_above_1_without_the_unstable_flag(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     options = "--backends ort-cpu --batch 1 --warmup 1 --iters 2 --threads 1 --input-size 16"
@@ -121,6 +123,7 @@ def test_bench_refuses_bad_options() -> None:
         assert needle in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(environment.gpu_stack().tensorrt is not None, reason="TensorRT is installed here")
 def test_trt_backend_without_tensorrt_is_one_clear_line() -> None:
     result = run_cli("bench", "-m", "cifar_resnet20", "--backends", "trt", "--batch", "1", "--iters", "1")
@@ -128,6 +131,7 @@ def test_trt_backend_without_tensorrt_is_one_clear_line() -> None:
     assert "TensorRT is not installed" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_fp16_and_cuda_graph_flags(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     options = "--no-baselines --backends ort-cpu --batch 1 --warmup 1 --iters 2 --threads 1 --input-size 16"
@@ -150,6 +154,7 @@ def test_fp16_and_cuda_graph_flags(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
     """ONNX files as models: described by their metadata, paired by architecture, timed without any export."""
     from sbdeploy.export.onnx_export import export_onnx
@@ -193,6 +198,7 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
 @pytest.mark.skipif(
     environment.gpu_stack().tensorrt is not None, reason="TensorRT is installed here: the fake plan would reach it"
 )
+@pytest.mark.slow
 def test_an_engine_on_a_machine_without_tensorrt_is_one_clear_line(tmp_path: Path) -> None:
     from sbdeploy.export.onnx_export import export_onnx
     from tests.serve._artifacts import fake_engine

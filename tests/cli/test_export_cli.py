@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import onnx
+import pytest
 
 from sbdeploy.export.onnx_export import export_onnx
 from tests.conftest import REPO, run_cli
 
 
+@pytest.mark.slow
 def test_export_then_check_and_byte_identical_across_processes(tmp_path: Path) -> None:
     out = tmp_path / "new" / "folder" / "m.onnx"
     done = run_cli("export", "cifar_resnet20_sb", "-o", str(out), "--input-size", "33x35", "--batch", "2", "--json")
@@ -37,6 +39,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.slow
 def test_export_target_of_the_shipped_checkpoint_validates_against_pytorch(tmp_path: Path) -> None:
     out = tmp_path / "digits.ort-cpu.onnx"
     done = run_cli(
@@ -60,6 +63,7 @@ def test_unknown_target_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.slow
 def test_the_old_lowering_flag_keeps_working_or_names_the_new_spelling(tmp_path: Path) -> None:
     out = tmp_path / "sep.onnx"
     done = run_cli(
@@ -83,6 +87,7 @@ def test_the_old_lowering_flag_keeps_working_or_names_the_new_spelling(tmp_path:
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.slow
 def test_tuned_export_validates_and_says_what_it_timed(tmp_path: Path) -> None:
     checkpoint, out = REPO / "models" / "digits_resnet20_sb", tmp_path / "tuned.onnx"
     tuning_options = "--target ort-cpu --batch 1 --tune --tune-forms taps --threads 1 --tune-budget 0.3 --json"

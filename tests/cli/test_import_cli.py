@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 import sbdeploy
 from tests.conftest import run_cli
 
 
+@pytest.mark.slow
 def test_import_then_evaluate(tmp_path: Path) -> None:
     torch.manual_seed(0)
     source = sbdeploy.create_model("cifar_resnet20", num_classes=10, in_chans=1)

@@ -22,6 +22,7 @@ def sbified(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:  # t
     return out, json.loads(run.stdout)
 
 
+@pytest.mark.slow
 def test_sbify_maps_recalibrates_and_records_its_source(sbified: tuple[Path, dict]) -> None:  # type: ignore[type-arg]
     out, summary = sbified
     stages = {s["name"]: s["test_accuracy"] for s in summary["stages"]}
@@ -38,6 +39,7 @@ def test_sbify_maps_recalibrates_and_records_its_source(sbified: tuple[Path, dic
     assert ckpt.config.metrics["test_accuracy"] == pytest.approx(stages["recalibrated"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_sbified_checkpoint_goes_through_the_pipeline(sbified: tuple[Path, dict], tmp_path: Path) -> None:  # type: ignore[type-arg]
     out, _ = sbified
     run = run_cli(
@@ -64,6 +66,7 @@ def test_sbified_checkpoint_goes_through_the_pipeline(sbified: tuple[Path, dict]
     assert validation["passed"] and {a["backend"] for a in validation["accuracy"]} >= {"torch", "ort-cpu fp32"}
 
 
+@pytest.mark.slow
 def test_dense_sampling_keeps_the_baselines_accuracy(tmp_path: Path) -> None:
     run = run_cli(
         "sbify",

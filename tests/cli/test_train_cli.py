@@ -67,6 +67,7 @@ def test_evaluate_matches_the_recorded_accuracy(trained: Path) -> None:
     assert "[test]" in table.stdout  # the split, not swallowed as a style tag
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_and_resumes_nothing_when_finished(trained: Path) -> None:
     run = run_cli("train", "cifar_resnet20_sb", "--data", "synthetic", "--size", "8", "--out", str(trained))
     assert run.returncode == 2 and "--overwrite" in run.stderr and "Traceback" not in run.stderr
@@ -81,6 +82,7 @@ def _assert_clean_failure(run: subprocess.CompletedProcess[str], needle: str) ->
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], run.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_mismatched_checkpoint(trained: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(trained, bad)
@@ -90,6 +92,7 @@ def test_evaluate_mismatched_checkpoint(trained: Path, tmp_path: Path) -> None:
     _assert_clean_failure(run_cli("evaluate", str(bad), "--data", "synthetic"), "does not match")
 
 
+@pytest.mark.slow
 def test_evaluate_truncated_checkpoint(trained: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(trained, bad)
@@ -98,6 +101,7 @@ def test_evaluate_truncated_checkpoint(trained: Path, tmp_path: Path) -> None:
     _assert_clean_failure(run_cli("evaluate", str(bad), "--data", "synthetic"), "truncated")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["2", "torch.save"])
 def test_evaluate_pickle_checkpoint_executes_nothing(tmp_path: Path, how: str) -> None:
     marker = tmp_path / "executed"
@@ -106,10 +110,12 @@ def test_evaluate_pickle_checkpoint_executes_nothing(tmp_path: Path, how: str) -
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_evaluate_with_data_that_does_not_fit(trained: Path) -> None:
     _assert_clean_failure(run_cli("evaluate", str(trained), "--data", "digits"), "expects 3-channel")
 
 
+@pytest.mark.slow
 def test_bad_source_and_model() -> None:
     _assert_clean_failure(
         run_cli("train", "cifar_resnet20", "--data", "nope", "--out", "/tmp/x"), "unknown data source"

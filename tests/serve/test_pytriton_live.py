@@ -55,6 +55,7 @@ def direct(onnx_path: Path, images: np.ndarray) -> np.ndarray:
         return np.concatenate([runner.infer({"input": images[i : i + 1]})["logits"] for i in range(len(images))])
 
 
+@pytest.mark.slow
 def test_concurrent_clients_get_direct_inference_results(server: PyTritonServer, onnx_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("bench_triton", REPO / "scripts" / "bench_triton.py")
     script = sys.modules["bench_triton"] = importlib.util.module_from_spec(spec)  # dataclasses look it up there
@@ -86,6 +87,7 @@ def test_concurrent_clients_get_direct_inference_results(server: PyTritonServer,
     assert max(report.levels[-1].batches) > 1, report.levels[-1]
 
 
+@pytest.mark.slow
 def test_wrong_input_shape_is_refused_by_triton(server: PyTritonServer) -> None:
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException

@@ -39,6 +39,7 @@ def test_correct_export_passes_and_writes_reports_that_name_the_file(
     assert "| `tiny_sb.onnx` | ort-cpu | fp32 | digits test |" in markdown and sha256_file(tiny_onnx)[:16] in markdown
 
 
+@pytest.mark.slow
 def test_without_files_it_checks_the_deploy_artifacts_bench_times(tiny_checkpoint: Path, tmp_path: Path) -> None:
     kept = tmp_path / "artifacts"
     result = run_cli(
@@ -92,6 +93,7 @@ def test_too_tight_tolerance_fails(tiny_checkpoint: Path, tiny_onnx: Path, tmp_p
     assert failed and all("beyond atol=0" in c["reason"] for c in failed)
 
 
+@pytest.mark.slow
 def test_fp16_artifact_uses_fp16_tolerance(tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path) -> None:
     from sbdeploy.passes import to_fp16
 
@@ -104,6 +106,7 @@ def test_fp16_artifact_uses_fp16_tolerance(tiny_checkpoint: Path, tiny_onnx: Pat
     assert max(c["stats"]["max_abs"] for c in report["checks"]) > 1e-5  # really ran in half precision
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_one_line_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"this is not onnx")
@@ -117,6 +120,7 @@ def test_bad_inputs_give_one_line_errors(tiny_checkpoint: Path, tmp_path: Path) 
         assert needle in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_fixed_batch_file_beside_a_dynamic_one_is_judged_on_its_own_inputs(
     tiny_checkpoint: Path, tiny_onnx: Path, tmp_path: Path
 ) -> None:
@@ -154,6 +158,7 @@ def test_the_file_given_as_the_checkpoint_gets_the_right_command_line(
     assert f"`sbdeploy validate CHECKPOINT --engine {engine}`" in _refusal(["validate", str(engine)], capsys)
 
 
+@pytest.mark.slow
 def test_a_file_of_other_weights_is_refused_before_anything_runs(
     tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
