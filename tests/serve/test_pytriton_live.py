@@ -52,7 +52,6 @@ def direct(onnx_path: Path, images: np.ndarray) -> np.ndarray:
         return np.concatenate([runner.infer({"input": images[i : i + 1]})["logits"] for i in range(len(images))])
 
 
-@pytest.mark.slow
 def test_concurrent_clients_get_direct_inference_results(server: PyTritonServer, onnx_path: Path) -> None:
     from sbdeploy.serve.triton_bench import bench_triton
 
