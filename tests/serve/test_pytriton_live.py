@@ -55,7 +55,6 @@ def direct(onnx_path: Path, images: np.ndarray) -> np.ndarray:
         return np.concatenate([runner.infer({"input": images[i : i + 1]})["logits"] for i in range(len(images))])
 
 
-@pytest.mark.slow
 def test_concurrent_clients_get_direct_inference_results(server: PyTritonServer, onnx_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("bench_triton", REPO / "scripts" / "bench_triton.py")
     script = sys.modules["bench_triton"] = importlib.util.module_from_spec(spec)  # dataclasses look it up there
