@@ -198,10 +198,11 @@ class Flow:
         threads: int | None = None,
         cuda_graph: bool = False,
         files: Sequence[BenchSubject] = (),
+        precisions: Sequence[str] = (),
         notes: Sequence[str] = (),
         on_progress: Progress | None = None,
     ) -> BenchReport:
-        """Time the made files (and ``files`` given as they are), per backend and batch, interleaved."""
+        """Time the made files (and ``files`` given as they are, in ``precisions`` too), per backend and batch."""
         subjects = self.subjects() + list(files)
         timed = {b for s in subjects for b, _, _ in s.files}
         backends = [b for b in self.backends if b.startswith("torch") or b in timed]
@@ -209,7 +210,7 @@ class Flow:
             subjects,
             backends=backends,
             batches=self.batches,
-            precisions=self.precisions,
+            precisions=tuple(precisions) or self.precisions,
             plan=plan,
             threads=threads,
             target=self.target,
@@ -282,13 +283,18 @@ def run_bench(
     flow = Flow.plan(
         models, backends=backends, batches=batches, precisions=precisions, target=target, calibration=calibration
     )
-    flow.precisions = tuple(timed_precisions)
     with contextlib.ExitStack() as stack:
         if workdir is None:  # the artifacts live as long as the run
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="sbdeploy-bench-"))
         flow.make(workdir, on_progress=on_progress)
         return flow.bench(
-            plan, threads=threads, cuda_graph=cuda_graph, files=files, notes=notes, on_progress=on_progress
+            plan,
+            threads=threads,
+            cuda_graph=cuda_graph,
+            files=files,
+            precisions=timed_precisions,
+            notes=notes,
+            on_progress=on_progress,
         )
 
 
