@@ -6,14 +6,14 @@ README's layout line is this list.
 """
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_version", "errors", "_io", "_lazy", "_layers", "tolerance"),
+    ("_version", "errors", "_io", "_lazy", "_layers", "tolerance", "kernels"),
     ("environment", "bench.stats", "bench.machine", "bench.timing", "bench.stability", "bench.defaults"),
     ("nn",),
     ("models", "flops", "zoo", "data"),
     ("checkpoint", "state_dict", "int8_recipe", "targets", "calibration", "backends.tensorrt.sidecar"),
     ("train", "convert"),
     ("passes", "export", "files", "sources"),
-    ("kernels", "backends"),
+    ("backends",),
     ("tune", "artifacts"),
     ("validate", "bench"),
     ("flow", "pipeline", "serve", "doctor"),

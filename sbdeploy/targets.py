@@ -36,6 +36,9 @@ DEPLOY_PASSES: tuple[str, ...] = ("fuse_pads", "affine_to_conv")
 """After the structural passes on the deploy forms: zero Pads into their Convs, unfoldable BN
 affines (Mul + Add) as depthwise 1x1 Convs that ONNX Runtime's NCHWc kernels fuse."""
 
+ORT_CPU_PASSES: tuple[str, ...] = (*STRUCTURAL_PASSES, "fuse_pads", "fuse_sb", "affine_to_conv")
+"""ONNX Runtime CPU's: the deploy passes, and residual Adds and ReLUs into the fused SB nodes that feed them."""
+
 STACKED_MAX_MACS = 1 << 18
 """Below this many MACs per tap conv (batch x phase pixels x C_in x C_out) a run of stackable blocks takes the stacked
 layout (:mod:`sbdeploy.nn.stacked`), as measured on ONNX Runtime CPU (docs/speedup.md)."""
@@ -104,6 +107,7 @@ class Target:
     tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: _frozen(DEFAULT_TOLERANCES))
     variants: Mapping[str, FormVariant] = field(default_factory=lambda: _frozen({}))  # other exact forms --tune times
     tunable: bool = False  # whether --tune times its forms and ONNX Runtime session settings
+    fused: str | None = None  # the variant the rule takes for fp32 files where sbdeploy's kernel library is built
     variant: str | None = None  # which of variants this object is in (None: the row's own form)
 
     @property
@@ -130,10 +134,21 @@ class Target:
         chosen = row.variants[variant]
         return dataclasses.replace(row, lowering=chosen.lowering, layout=chosen.layout, variant=variant)
 
-    def candidates(self) -> list[Target]:
-        """The row's own form first (the untuned default), then each variant: what tuning times."""
+    def candidates(self, kernels_built: bool = False) -> list[Target]:
+        """The row's own form first, then each variant (a fused one where the kernel library is built): what tuning times."""
         row = self.with_variant(None)
-        return [row, *(row.with_variant(name) for name in row.variants)]
+        forms = [row, *(row.with_variant(name) for name in row.variants)]
+        return [form for form in forms if kernels_built or form.lowering != "fused"]
+
+    def by_rule(self, precision: str, kernels_built: bool) -> Target:
+        """The form a ``precision`` file of this target takes untuned: the row's fused variant for fp32 where the kernel
+        library is built. The fused op is fp32 only: fp16 and int8 files take the row's own form (ONNX Runtime's int8
+        calibrator opens its own session, which knows no custom op)."""
+        if precision != "fp32":
+            return self.with_variant(None) if self.lowering == "fused" else self
+        if self.variant is None and self.fused is not None and kernels_built:
+            return self.with_variant(self.fused)
+        return self
 
     def deploy_form(self, model: nn.Module) -> nn.Module:
         """Eval-mode copy of ``model`` in this target's form (:func:`sbdeploy.nn.deploy.deploy_form`)."""
@@ -179,6 +194,11 @@ ORT_CPU_VARIANTS: Mapping[str, FormVariant] = _by_name(
         layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
     ),
     FormVariant(
+        "fused",
+        "one SBConv node per SB, run by sbdeploy's kernel library (exact MACs; needs the library built)",
+        lowering="fused",
+    ),
+    FormVariant(
         "per-sb",
         "no phase runs: every SB in the sub-pixel form (strided convs, tap convs, one interleave each)",
         lowering="subpixel",
@@ -213,12 +233,13 @@ TARGETS: Mapping[str, Target] = _by_name(
         "no ConvTranspose; one artifact per batch size",
         lowering="subpixel",
         layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
-        passes=_DEPLOY,
+        passes=ORT_CPU_PASSES,
         backends=("ort-cpu",),
         per_batch=True,
         int8=ORT_CPU_INT8,
         variants=ORT_CPU_VARIANTS,
         tunable=True,
+        fused="fused",
     ),
     Target(
         "ort-cuda",

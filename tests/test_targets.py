@@ -83,11 +83,15 @@ def test_every_target_offers_int8_by_a_named_recipe() -> None:
 
 def test_variants_are_exact_forms_of_their_row() -> None:
     row = get_target("ort-cpu")
-    candidates = row.candidates()
+    candidates = row.candidates(kernels_built=True)
     assert candidates[0] is row and [c.variant for c in candidates] == [
         None,
         *row.variants,
     ]  # the untuned default first
+    assert [c.variant for c in row.candidates(kernels_built=False)] == [
+        None,
+        *(v for v in row.variants if v != "fused"),
+    ]
     assert len({c.form for c in candidates}) == len(candidates)  # every form has its own name in the metadata
     for form in candidates:
         assert form.lowering in LOWERINGS and form.name == "ort-cpu" and form.passes == row.passes
@@ -102,6 +106,17 @@ def test_variants_are_exact_forms_of_their_row() -> None:
         get_target("ort-cpu:stacke")
     with pytest.raises(ConfigError, match="target trt has no form 'taps'.*its variants: none"):
         get_target("trt:taps")
+
+
+def test_the_rule_fuses_fp32_only_where_the_kernel_library_is_built() -> None:
+    row, fused = get_target("ort-cpu"), get_target("ort-cpu:fused")
+    assert row.by_rule("fp32", kernels_built=True) == fused and fused.lowering == "fused"
+    assert row.by_rule("fp32", kernels_built=False) is row
+    for precision in ("fp16", "int8"):  # the fused op is fp32 only: these keep the row's own form
+        assert row.by_rule(precision, kernels_built=True) is row and fused.by_rule(precision, True) is row
+    taps = get_target("ort-cpu:taps")
+    assert taps.by_rule("fp32", kernels_built=True) is taps  # a named variant is never replaced
+    assert get_target("trt").by_rule("fp32", kernels_built=True) is get_target("trt")
 
 
 def test_names_and_refusals() -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from sbdeploy import environment
+from sbdeploy import environment, kernels
 from sbdeploy._io import version_tuple
 from sbdeploy.backends.base import Feed, Runner, TensorSpec, TimedCall
 from sbdeploy.errors import BackendUnavailableError, ConfigError, OnnxModelError, RunError
@@ -176,6 +176,16 @@ def _has_fp16_weights(path: Path) -> bool:
         return False
 
 
+def _uses_kernels(path: Path) -> bool:
+    """Whether the ONNX file has fused SB nodes (sbdeploy's op domain); False when unreadable (the session says why)."""
+    from sbdeploy.export.metadata import load_onnx
+
+    try:
+        return kernels.uses_kernels(load_onnx(path, external_data=False))
+    except OnnxModelError:
+        return False
+
+
 class OrtRunner(Runner):
     """Runs an ONNX file with ONNX Runtime on ``provider`` (``cpu``, ``cuda`` or ``tensorrt``); ``threads``: intra-op
     threads (None: the file's tuned settings); ``session``: settings that override the file's (then no ``threads``)."""
@@ -261,10 +271,23 @@ class OrtRunner(Runner):
     def _open(self, settings: SessionSettings) -> onnxruntime.InferenceSession:
         import onnxruntime as ort
 
+        options = settings.session_options()
+        if _uses_kernels(self.path):  # the package's own library, never a path from the file
+            if not kernels.is_built():
+                raise BackendUnavailableError(
+                    f"{self.path.name} uses sbdeploy's fused SB operator and its kernel library is not built: build it "
+                    "with `bash scripts/build_kernels.sh` (or export a form without it: --target ort-cpu:taps)"
+                )
+            library = kernels.library_path()
+            try:
+                options.register_custom_ops_library(str(library))
+            except Exception as error:  # onnxruntime's untyped error: the library's own status message
+                raise BackendUnavailableError(
+                    f"{self.path.name} uses sbdeploy's fused SB operator, but ONNX Runtime {ort.__version__} cannot "
+                    f"load {library.name} ({str(error).strip()}); rebuild it with `bash scripts/build_kernels.sh`"
+                ) from None
         try:
-            return ort.InferenceSession(
-                str(self.path), sess_options=settings.session_options(), providers=self.providers()
-            )
+            return ort.InferenceSession(str(self.path), sess_options=options, providers=self.providers())
         except Exception as error:  # onnxruntime raises its own untyped exceptions for bad files
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise OnnxModelError(

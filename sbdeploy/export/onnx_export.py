@@ -21,6 +21,7 @@ import onnx
 import torch
 from torch import nn
 
+from sbdeploy import kernels
 from sbdeploy._io import atomic_write_bytes
 from sbdeploy._version import __version__
 from sbdeploy.calibration import Calibration
@@ -28,6 +29,7 @@ from sbdeploy.checkpoint import Checkpoint
 from sbdeploy.errors import ConfigError, OnnxModelError
 from sbdeploy.export.metadata import write_metadata
 from sbdeploy.export.opset import downgrade_opset
+from sbdeploy.export.sbconv import TRANSLATIONS
 from sbdeploy.int8_recipe import Int8Recipe
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.passes import PassReport, op_counts, quantize_int8, run_passes, to_fp16
@@ -103,6 +105,7 @@ def export_module(
             deployed,
             (example,),
             dynamo=True,
+            custom_translation_table=TRANSLATIONS,
             opset_version=max(opset, TORCH_MIN_OPSET),
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
@@ -150,9 +153,11 @@ def export_source(
     target: str = CANONICAL,
     passes: Sequence[str] | None = None,
     calibration: Calibration | None = None,
+    rule: bool = True,
 ) -> dict[str, ExportResult]:
-    """Export ``src`` once in ``target``'s form and write it in each precision of ``outputs`` (precision -> path);
-    int8 is quantized by the target's recipe on ``calibration``."""
+    """Export ``src`` in ``target``'s form and write it in each precision of ``outputs`` (precision -> path); int8 is
+    quantized by the target's recipe on ``calibration``. ``rule``: each precision takes :meth:`Target.by_rule`'s form
+    (fused where the kernel library is built), else exactly ``target``'s."""
     deploy = get_target(target)
     for precision in outputs:
         deploy.check_precision(precision)
@@ -161,13 +166,27 @@ def export_source(
     notes: tuple[str, ...] = ()
     if src.kind == "zoo":
         notes = (f"{config.arch} has random weights (a zoo name, not a checkpoint): fine for speed, not for accuracy",)
-    fp32, reports = export_module(
-        src.model, in_chans=config.in_chans, input_size=size, batch=batch, opset=opset, target=target, passes=passes
-    )
-    ran = [r.name for r in reports]
     has_sb = any(isinstance(m, SpatialBottleneck) for m in src.model.modules())
+    built = kernels.is_built()
+    fallback = (f"the fused SB operator is fp32 only: fp16 and int8 files take {deploy.name}'s own form",)
+    forms = {p: deploy.by_rule(p, built) if rule and has_sb else deploy for p in outputs}
+    exported = {
+        form.spec: export_module(
+            src.model,
+            in_chans=config.in_chans,
+            input_size=size,
+            batch=batch,
+            opset=opset,
+            target=form.spec,
+            passes=passes,
+        )
+        for form in forms.values()
+    }
     results = {}
     for precision, out_path in outputs.items():
+        form = forms[precision]
+        fp32, reports = exported[form.spec]
+        ran = [r.name for r in reports]
         proto = to_precision(fp32, precision, int8=deploy.int8, calibration=calibration)
         metadata = {
             "version": __version__,
@@ -184,15 +203,18 @@ def export_source(
             "class_names": list(config.class_names),
             "weights_sha256": src.weights_sha256,
             "target": deploy.name,
-            "lowering": deploy.form if has_sb else "none",
+            "lowering": form.form if has_sb else "none",
             "precision": precision,
             "passes": ran,
             "opset": opset,
         }
         if deploy.tunable:  # the report says the form was chosen by the rule, not timed
+            rule_text = form.layout.describe() if form.variant is None else f"variant {form.variant}"
+            if deploy.variant is None and form.lowering == "fused":
+                rule_text = "fused SB operator: sbdeploy's kernel library is built"
             metadata["tuning"] = {
                 "tuned": False,
-                "rule": deploy.layout.describe() if deploy.variant is None else f"variant {deploy.variant}",
+                "rule": rule_text,
                 "note": "form chosen without timing; `sbdeploy export --tune` times the candidates on this machine",
             }
         if precision == "int8":
@@ -201,6 +223,13 @@ def export_source(
                 "recipe": deploy.int8.name,
                 "form": deploy.int8.describe(),
                 "calibration": calibration.to_dict(),
+            }
+        if kernels.uses_kernels(proto):  # runners register the package's own library for it, never a path from here
+            metadata["kernels"] = {
+                "domain": kernels.DOMAIN,
+                "ops": [kernels.OP_TYPE],
+                "needs": "sbdeploy's kernel library (sbdeploy.kernels.library_path()), onnxruntime >= "
+                + kernels.MIN_ONNXRUNTIME,
             }
         proto.producer_name, proto.producer_version = "sbdeploy", __version__
         write_metadata(proto, metadata)
@@ -221,7 +250,7 @@ def export_source(
             trt_check=trt,
             ops=op_counts(proto),
             sha256=sha256(data).hexdigest(),
-            warnings=notes,
+            warnings=notes + fallback if form.spec != deploy.spec and deploy.lowering == "fused" else notes,
         )
     return results
 

@@ -19,6 +19,7 @@ from sbdeploy.passes.constant_folding import fold_constants
 from sbdeploy.passes.fp16 import to_fp16
 from sbdeploy.passes.int8 import quantize_int8
 from sbdeploy.passes.pad_fusion import fuse_pads
+from sbdeploy.passes.sb_fusion import fuse_sb
 from sbdeploy.targets import STRUCTURAL_PASSES
 
 
@@ -33,6 +34,7 @@ PASSES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
     "fold_bn": fold_batchnorm,
     "shape_inference": infer_shapes,
     "fuse_pads": fuse_pads,
+    "fuse_sb": fuse_sb,
     "affine_to_conv": affine_to_conv,
 }
 """Every named pass, each usable alone (:func:`run_pass`)."""

@@ -29,7 +29,7 @@ FORMS = [name for name in LOWERINGS if name != "reference"]
 
 
 def test_the_registry_holds_every_form() -> None:
-    assert set(LOWERINGS) == {"reference", "separate", "grouped", "subpixel", "strided", "masked"}
+    assert set(LOWERINGS) == {"reference", "separate", "grouped", "subpixel", "strided", "masked", "fused"}
 
 
 @pytest.mark.parametrize(
