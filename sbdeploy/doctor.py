@@ -10,7 +10,7 @@ import importlib.util
 import platform
 from dataclasses import asdict, dataclass, field
 
-from sbdeploy import environment
+from sbdeploy import environment, kernels
 from sbdeploy.environment import package_version
 
 
@@ -40,6 +40,7 @@ class DoctorReport:
     compute_capability: str | None
     driver: str | None
     gpu_found_by: str | None = None  # which probe saw the GPU: pycuda, cuda-python, torch or nvidia-smi
+    kernels: str = ""  # the fused SB kernel library: built and its instruction set, or why not
     backends: list[BackendStatus] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
@@ -106,5 +107,6 @@ def diagnose() -> DoctorReport:
         compute_capability=stack.compute_capability,
         driver=stack.driver,
         gpu_found_by=stack.gpu_found_by,
+        kernels=kernels.status(),
         backends=backends,
     )

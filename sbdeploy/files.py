@@ -16,6 +16,7 @@ import numpy as np
 from onnx import helper
 from onnx.external_data_helper import uses_external_data
 
+from sbdeploy import kernels
 from sbdeploy._io import sha256_file
 from sbdeploy.backends.tensorrt.sidecar import MachineInfo, check_engine_hash, read_sidecar, sidecar_path
 from sbdeploy.errors import ArtifactError
@@ -60,6 +61,11 @@ class DeployFile:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def uses_kernels(self) -> bool:
+        """Whether the file has fused SB nodes: it runs only with sbdeploy's kernel library registered."""
+        return any(part.rpartition(":")[0] == kernels.DOMAIN for part in self.opset.split(","))
 
     @property
     def arch(self) -> str | None:

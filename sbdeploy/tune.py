@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sbdeploy import kernels
 from sbdeploy._io import atomic_write_bytes
 from sbdeploy.backends.ort import SESSION_METADATA_KEY, OrtRunner, SessionSettings
 from sbdeploy.bench.machine import MachineUsage
@@ -235,6 +236,13 @@ def choose(times: Sequence[CandidateTime], default: Candidate) -> tuple[Candidat
     return best.candidate, f"{label}: {best.speedup:.3f}x the untuned default ({interval})"
 
 
+def _lowering(path: Path) -> str:
+    """The form an exported file is in, from its metadata."""
+    from sbdeploy.export.metadata import load_onnx, read_metadata
+
+    return str(read_metadata(load_onnx(path, external_data=False)).get("lowering", "none"))
+
+
 def _graph_key(path: Path) -> str:
     """The graph's identity, whatever its metadata says (forms that lower to the same graph are one candidate)."""
     import onnx
@@ -296,7 +304,7 @@ def tune_files(
     if not specs or specs[0] != row.spec:
         raise ConfigError(f"tuning needs the row's own form {row.spec} first, got {specs}")
     settings = options.session_settings()
-    lowering = {spec: get_target(spec).form for spec in specs}
+    lowering = {spec: _lowering(path) for spec, path in forms.items()}  # the rule's form may be fused
     default = Candidate(row.spec, lowering[row.spec], settings[0])
     feed = {INPUT_NAME: np.random.default_rng(0).standard_normal((batch, *input_shape), dtype=np.float32)}
     times: list[CandidateTime] = []
@@ -367,7 +375,8 @@ def tune_export(
     if unknown:
         raise ConfigError(f"target {deploy.name} has no forms {unknown}; its variants: {', '.join(deploy.variants)}")
     wanted = options.variants
-    candidates = [c for c in deploy.candidates() if c.variant is None or wanted is None or c.variant in wanted]
+    forms = deploy.candidates(kernels_built=kernels.is_built())
+    candidates = [c for c in forms if c.variant is None or wanted is None or c.variant in wanted]
     results: dict[str, tuple[ExportResult, TuneResult]] = {}
     with tempfile.TemporaryDirectory(prefix="sbdeploy-tune-") as tmp:
         exported: dict[str, dict[str, ExportResult]] = {}
@@ -376,7 +385,14 @@ def tune_export(
                 on_progress(f"tuning: exporting {form.form}", number, len(candidates))
             paths = {p: Path(tmp) / f"{number}.{p}.onnx" for p in outputs}
             exported[form.spec] = export_source(
-                src, paths, opset=opset, batch=batch, input_size=input_size, target=form.spec, passes=passes
+                src,
+                paths,
+                opset=opset,
+                batch=batch,
+                input_size=input_size,
+                target=form.spec,
+                passes=passes,
+                rule=form.variant is None,  # the untuned default: the rule's form (fused where the library is built)
             )
         for precision, out_path in outputs.items():
             files = {spec: by_precision[precision].path for spec, by_precision in exported.items()}

@@ -15,9 +15,15 @@ OBJ=${SBDEPLOY_KERNEL_OBJ:-build/kernels}
 CACHE=$PWD/.cache/ortdev
 start=$(date +%s)
 
+# The one line, also kept beside the package's library for `sbdeploy doctor`.
+say() {
+    echo "$1"
+    if [ -z "${SBDEPLOY_KERNEL_OUT:-}" ]; then echo "$1" >sbdeploy/kernels/build.txt; fi
+}
+
 fail() {
     rm -f "$OUT"
-    echo "kernels: not built: $*; the portable ONNX forms run instead"
+    say "kernels: not built: $*; the portable ONNX forms run instead"
     exit 1
 }
 
@@ -116,4 +122,4 @@ for unit in "${units[@]}"; do
 done
 "$CXX" -shared -o "$OUT.tmp" "$OBJ"/*.o -lpthread 2>"$OBJ/link.log" || fail "linking failed (see $OBJ/link.log)"
 mv "$OUT.tmp" "$OUT"
-echo "kernels: built $OUT (ONNX Runtime API $api, onnxruntime $ort; $paths) in $(($(date +%s) - start))s"
+say "kernels: built $OUT (ONNX Runtime API $api, onnxruntime $ort; $paths) in $(($(date +%s) - start))s"

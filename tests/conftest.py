@@ -16,6 +16,20 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+def kernel_library() -> Path:
+    """The built kernel library; skips the test when it is not built, fails it under ``SBDEPLOY_REQUIRE_KERNEL=1``
+    (CI sets it: there a skipped kernel test would hide a broken build)."""
+    from sbdeploy.errors import BackendUnavailableError
+    from sbdeploy.kernels import library_path
+
+    try:
+        return library_path()
+    except BackendUnavailableError as exc:
+        if os.environ.get("SBDEPLOY_REQUIRE_KERNEL") == "1":
+            pytest.fail(f"SBDEPLOY_REQUIRE_KERNEL=1 but {exc}")
+        pytest.skip(str(exc))
+
+
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run ``python -m sbdeploy ARGS`` from the repository root, capturing text output."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}

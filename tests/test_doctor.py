@@ -35,3 +35,22 @@ def test_doctor_reads_a_cpu_torch_from_its_metadata() -> None:
     backends = {b["name"]: b for b in report["backends"]}
     assert backends["torch"]["available"] and not backends["torch-cuda"]["available"]
     assert "CPU build" in backends["torch-cuda"]["reason"]
+
+
+def test_doctor_says_whether_the_kernel_library_is_built_and_why_not(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from sbdeploy import kernels
+    from sbdeploy.doctor import diagnose
+    from tests.conftest import kernel_library
+
+    kernel_library()
+    line = diagnose().kernels
+    assert line.startswith("built (libsbkernels.so), instruction set ") and line.split()[4] in ("avx512", "avx2")
+    monkeypatch.setenv("SBDEPLOY_KERNEL_ISA", "scalar")  # the cap the tests use to reach every path
+    assert "instruction set scalar here" in diagnose().kernels
+    monkeypatch.setattr(kernels, "LIBRARY", tmp_path / "libsbkernels.so")
+    monkeypatch.setattr(kernels, "BUILD_LOG", tmp_path / "build.txt")
+    (tmp_path / "build.txt").write_text(
+        "kernels: not built: no C++ compiler (g++); the portable ONNX forms run instead\n"
+    )
+    line = diagnose().kernels
+    assert line.startswith("not built (kernels: not built: no C++ compiler") and "scripts/build_kernels.sh" in line

@@ -35,6 +35,7 @@ def doctor(
         ("pycuda", report.pycuda),
         ("GPU", gpu if report.gpu_name else "none found"),
         ("driver", report.driver or "unknown"),
+        ("SB kernels", report.kernels),
     ):
         machine.add_row(label, escape(value) if value else missing)
     console.print(machine)

@@ -6,6 +6,7 @@ The library registers op ``SBConv`` in domain :data:`DOMAIN`; a plain ONNX Runti
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ OP_TYPE = "SBConv"
 OPSET_VERSION = 1
 MIN_ONNXRUNTIME = "1.21"  # the C API headers the library is built against (API version 21)
 LIBRARY = Path(__file__).with_name("libsbkernels.so")
+BUILD_LOG = Path(__file__).with_name("build.txt")  # the build script's one line: what it built, or why not
 
 
 def is_built() -> bool:
@@ -36,3 +38,16 @@ def library_path() -> Path:
 def uses_kernels(model: Any) -> bool:
     """Whether an ``onnx.ModelProto`` has nodes in :data:`DOMAIN` (it then runs only with the library registered)."""
     return any(o.domain == DOMAIN for o in model.opset_import)
+
+
+def status() -> str:
+    """One line for ``sbdeploy doctor``: built, and the instruction set it runs here; or why not. Never raises."""
+    if not is_built():
+        why = BUILD_LOG.read_text().strip() if BUILD_LOG.is_file() else "kernels: never built"
+        return f"not built ({why}); ort-cpu files take the exact ONNX forms: `bash scripts/build_kernels.sh` builds it"
+    try:
+        probe = ctypes.CDLL(str(LIBRARY)).sbdeploy_kernel_isa
+    except (OSError, AttributeError) as error:
+        return f"{LIBRARY} cannot be loaded ({error}): rebuild it with `bash scripts/build_kernels.sh`"
+    probe.restype = ctypes.c_char_p
+    return f"built ({LIBRARY.name}), instruction set {probe().decode()} here (SBDEPLOY_KERNEL_ISA caps it)"

@@ -16,13 +16,13 @@ from sbdeploy.passes._base import consumers
 _RESIDUAL = 5  # SBConv's inputs: X, W1, b1, W2, b2, R
 
 
-def _shapes(graph: onnx.GraphProto) -> dict[str, tuple[int, ...]]:
-    """Fully static shapes of the graph's typed tensors (shape inference ran before this pass)."""
+def _shapes(graph: onnx.GraphProto) -> dict[str, tuple[int | str, ...]]:
+    """Shapes of the graph's typed tensors whose every dim is a number or a named symbol (shape inference ran)."""
     shapes = {}
     for value in (*graph.input, *graph.value_info, *graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if dims and all(d.HasField("dim_value") for d in dims):
-            shapes[value.name] = tuple(d.dim_value for d in dims)
+        dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
+        if dims and all(d != "" for d in dims):
+            shapes[value.name] = tuple(dims)
     return shapes
 
 
@@ -40,7 +40,8 @@ def fuse_sb(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = out.graph
     shapes, readers = _shapes(graph), consumers(graph)
     outputs = {o.name for o in graph.output}
-    removed: list[onnx.NodeProto] = []
+    fused_at: dict[int, onnx.NodeProto] = {}  # id of the Add a node replaces -> the node (it moves there)
+    removed: set[int] = set()
     for node in graph.node:
         if node.op_type != OP_TYPE or node.domain != DOMAIN or len(node.input) > _RESIDUAL:
             continue
@@ -52,12 +53,14 @@ def fuse_sb(model: onnx.ModelProto) -> onnx.ModelProto:
             continue
         node.input.extend([""] * (_RESIDUAL - len(node.input)) + [residual])
         node.output[0] = add.output[0]
-        removed.append(add)
+        fused_at[id(add)] = node
+        removed.add(id(node))
         relu = _only_reader(add.output[0], readers, outputs, "Relu")
         if relu is not None:
             node.attribute.append(onnx.helper.make_attribute("relu", 1))
             node.output[0] = relu.output[0]
-            removed.append(relu)
-    for node in removed:
-        graph.node.remove(node)
+            removed.add(id(relu))
+    nodes = [fused_at.get(id(n), n) for n in graph.node if id(n) not in removed]  # R is computed before the Add
+    del graph.node[:]
+    graph.node.extend(nodes)
     return out

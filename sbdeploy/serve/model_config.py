@@ -7,10 +7,12 @@ engine's optimization profiles is refused here, not at load time (docs/serving.m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sbdeploy import kernels
 from sbdeploy.errors import ArtifactError, ConfigError
 from sbdeploy.files import DeployFile, IOTensor
 from sbdeploy.serve.pbtxt import Enum, pbtxt
@@ -111,8 +113,11 @@ def _triton_dtype(tensor: IOTensor, file: DeployFile) -> Enum:
     return Enum(name)
 
 
-def build_model_config(file: DeployFile, name: str, options: TritonOptions) -> tuple[str, int, list[str]]:
-    """The ``config.pbtxt`` text of one model, its ``max_batch_size`` and notes for its README."""
+def build_model_config(
+    file: DeployFile, name: str, options: TritonOptions, op_library: Path | None = None
+) -> tuple[str, int, list[str]]:
+    """The ``config.pbtxt`` text of one model, its ``max_batch_size`` and notes for its README; ``op_library``: where
+    the model's copy of sbdeploy's kernel library will be (a file with fused SB nodes needs one)."""
     max_batch = resolve_max_batch(file, options.max_batch)
     notes: list[str] = []
     drop = 1 if max_batch > 0 else 0  # with batching, Triton's dims exclude the batch dimension
@@ -166,6 +171,17 @@ def build_model_config(file: DeployFile, name: str, options: TritonOptions) -> t
         )
         accelerator = {"name": "tensorrt", "parameters": [{"key": "precision_mode", "value": "FP16"}]}
         config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [accelerator]}}
+    if file.uses_kernels:
+        if op_library is None:
+            raise ConfigError(
+                f"{file.name} uses sbdeploy's fused SB operator: its model config needs the kernel library"
+            )
+        config["model_operations"] = {"op_library_filename": [str(op_library)]}
+        notes.append(
+            f"fused SB operator: the folder carries {op_library.name}, which model_operations names by its absolute "
+            f"path; where the repository is mounted elsewhere (docker -v REPO:/models) write /models/{name}/"
+            f"{op_library.name} there. Triton's ONNX Runtime must be {kernels.MIN_ONNXRUNTIME} or newer, on x86-64"
+        )
     warmup = _warmup(file, config["input"], max_batch, drop)
     if warmup:
         config["model_warmup"] = warmup

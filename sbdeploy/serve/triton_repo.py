@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sbdeploy import kernels
 from sbdeploy.errors import ConfigError
 from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.serve.config_check import NAME_RE, check_model_config, validator
@@ -69,8 +70,10 @@ def write_triton_repo(
 
     validated_with, not_validated = validator()
     planned: list[tuple[DeployFile, TritonModel]] = []
+    library = kernels.library_path() if any(f.uses_kernels for f in files) else None  # refused here when not built
     for file, model_name in zip(files, names):
-        text, max_batch, notes = build_model_config(file, model_name, options)
+        op_library = (root / model_name).resolve() / library.name if library and file.uses_kernels else None
+        text, max_batch, notes = build_model_config(file, model_name, options, op_library)
         if validated_with:
             check_model_config(text)
         model = TritonModel(model_name, PLATFORMS[file.kind], root / model_name, max_batch, text, tuple(notes))
@@ -83,6 +86,8 @@ def write_triton_repo(
             for source, copy in ((file.name, MODEL_FILES[file.kind]), *((f, f) for f in file.external_data)):
                 (tmp / "1" / copy).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(file.path.parent / source, tmp / "1" / copy)
+            if library is not None and file.uses_kernels:
+                shutil.copyfile(library, tmp / library.name)
             (tmp / "config.pbtxt").write_text(model.config_text)
             (tmp / "README.md").write_text(model_readme(file, model, validated_with, not_validated))
             os.chmod(tmp, 0o755)

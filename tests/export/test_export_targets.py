@@ -10,7 +10,7 @@ sizes x 2 batch modes = 384 exports):
   (even / odd size) x (dynamic / fixed batch 1) combinations, each with another sampling
   set, and every other distinct form of the table (``grouped``, ``separate``, the strided
   form of ``ort-cuda`` and ``trt``, and the ``ort-cpu`` variants that tuning chooses among:
-  ``ort-cpu:taps``, ``:stacked``, ``:masked``, ``:per-sb``) once, the combination and
+  ``ort-cpu:taps``, ``:stacked``, ``:masked``, ``:per-sb``, ``:fused`` at 1 and 2 threads) once, the combination and
   sampling set rotating over the families: 66 exports (the fast tier: the 16 that bring a value no earlier
   case had, ``tests.conftest.cover``). ``test_the_cases_cover_every_axis`` checks that coverage. Each
   export runs at batch 1 and 3 (dynamic) or its fixed batch, against the PyTorch network
@@ -27,6 +27,7 @@ sizes x 2 batch modes = 384 exports):
 from __future__ import annotations
 
 import collections
+import itertools
 
 import numpy as np
 import onnx
@@ -39,7 +40,7 @@ from sbdeploy.nn.blocks import bn_relu
 from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.targets import get_target
-from tests.conftest import cover
+from tests.conftest import cover, kernel_library
 from tests.export.families import FAMILIES, build, distinct_forms, randomize_bn
 
 TOL = 1e-4
@@ -91,9 +92,16 @@ def test_export_matches_torch_on_onnxruntime(
     assert [r.name for r in reports] == list(get_target(form).passes)
     dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
     assert (dim.dim_param == "batch") if batch == "dynamic" else (dim.dim_value == batch)
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    fused = get_target(form).lowering == "fused"
+    sessions = []
+    for threads in (1, 2) if fused else (0,):  # the kernel splits its work over the session's intra-op threads
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        if fused:
+            options.register_custom_ops_library(str(kernel_library()))
+        sessions.append(ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"]))
     generator = torch.Generator().manual_seed(1)
-    for n in (1, 3) if batch == "dynamic" else (int(batch),):
+    for n, session in itertools.product((1, 3) if batch == "dynamic" else (int(batch),), sessions):
         x = torch.randn(n, 3, *hw, generator=generator)
         with torch.no_grad():
             expected = model(x).numpy()
@@ -119,7 +127,11 @@ def _check_census(proto: onnx.ModelProto, family: str, form: str, sampling: str,
         if n.op_type == "ConvTranspose"
     ]
     assert ops.get("BatchNormalization", 0) == 0  # folded, or (before a padded conv) written as an affine
-    if form.startswith("ort-cpu"):  # the row's own form and its variants
+    if get_target(form).lowering == "fused":  # one node per SB; its block's residual Add and ReLU fused into it
+        assert ops["SBConv"] == sbs and ops.get("ConvTranspose", 0) == 0, ops
+        if family in ("imagenet_basic", "cifar_preact_basic"):  # the SB ends the block: every residual Add fused
+            assert ops.get("Add", 0) == 0, ops
+    elif form.startswith("ort-cpu"):  # the row's own form and its variants
         variant = get_target(form).variant
         masked = sbs if variant == "masked" and size == "odd" else 0  # one sampling-mask Mul per SB outside phase runs
         assert ops.get("ConvTranspose", 0) == 0, ops

@@ -20,12 +20,12 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from sbdeploy.errors import BackendUnavailableError
 from sbdeploy.flops import count_macs
 from sbdeploy.kernels import DOMAIN, library_path
 from sbdeploy.nn.lowering import sb_reference
 from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import SpatialBottleneck
+from tests.conftest import kernel_library
 
 # fp32 against float64: |diff| <= TOL * (1 + max |reference|); sums here have at most 9 * 48 terms.
 TOL = 2e-5
@@ -34,13 +34,7 @@ ISAS = ("scalar", "avx2", "avx512")
 
 @pytest.fixture(scope="module")
 def library() -> ctypes.CDLL:
-    try:
-        path = library_path()
-    except BackendUnavailableError as exc:
-        if os.environ.get("SBDEPLOY_REQUIRE_KERNEL") == "1":
-            pytest.fail(f"SBDEPLOY_REQUIRE_KERNEL=1 but {exc}")
-        pytest.skip(str(exc))
-    lib = ctypes.CDLL(str(path))  # the same loaded object ONNX Runtime registers: counters are shared
+    lib = ctypes.CDLL(str(kernel_library()))  # the same loaded object ONNX Runtime registers: counters are shared
     lib.sbdeploy_kernel_macs.restype = ctypes.c_uint64
     lib.sbdeploy_kernel_last_isa.restype = ctypes.c_char_p
     lib.sbdeploy_kernel_isa.restype = ctypes.c_char_p
