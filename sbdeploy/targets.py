@@ -203,6 +203,11 @@ ORT_CPU_VARIANTS: Mapping[str, FormVariant] = _by_name(
         "no phase runs: every SB in the sub-pixel form (strided convs, tap convs, one interleave each)",
         lowering="subpixel",
     ),
+    FormVariant(
+        "gather",
+        "no phase runs: every SB as row gathers at the sampled positions + MatMuls (exact MACs, few nodes)",
+        lowering="gather",
+    ),
 )
 """The other exact forms of ``ort-cpu`` that ``export --tune`` times (see docs/speedup.md for when each wins)."""
 

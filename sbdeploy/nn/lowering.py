@@ -8,15 +8,24 @@ rounding. What each form is for: ``docs/deploy-forms.md``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbdeploy.errors import ConfigError, did_you_mean
-from sbdeploy.nn.sampling import conv_output_size, kept_parities, sampling_mask, subgroup_size
+from sbdeploy.nn.sampling import (
+    SAMPLINGS,
+    conv_output_size,
+    kept_parities,
+    resolve_sampling,
+    sampling_mask,
+    subgroup_size,
+)
 from sbdeploy.nn.taps import conv_pads, from_phases, sb_phase_deconv, summed
 
 Mid = nn.Module | None
@@ -255,3 +264,92 @@ def sb_masked(
         z = mid(z)
     z = z * sampling_mask(int(z.shape[2]), int(z.shape[3]), sampling, device=z.device, dtype=z.dtype)
     return F.conv2d(z, w2.transpose(0, 1).flip(2, 3), b2, padding=1)
+
+
+class GatherPlan(NamedTuple):
+    """Index tables of the ``gather`` form for one input size (numpy): source rows, one past the last is the zero row."""
+
+    conv: np.ndarray  # [L, T]: input rows (raster) each sampled position's conv reads, tap by tap
+    conv_taps: list[int]  # W1's taps (ky * 3 + kx) in table order
+    deconv: list[tuple[np.ndarray, list[tuple[int, int]]]]  # per tap set: [P, T] sampled rows, W2's (ky, kx) taps
+    unpermute: np.ndarray | None  # the raster order of the tap sets' concatenated outputs (None: already raster)
+    out_size: tuple[int, int]
+
+
+def _read_taps(table: np.ndarray, zero: int) -> np.ndarray:
+    """The columns (taps) of ``table`` that read some row other than the zero row."""
+    return np.flatnonzero((table != zero).any(axis=0))
+
+
+@functools.lru_cache(maxsize=256)
+def gather_plan(height: int, width: int, stride: int, sampling: str) -> GatherPlan:
+    """The tables of :func:`sb_gather` on a ``height x width`` input: taps that read only zero rows are left out."""
+    out_h, out_w = conv_output_size(height, stride), conv_output_size(width, stride)
+    offsets = np.array([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    parity = (np.arange(out_h)[:, None] % 2) * 2 + np.arange(out_w)[None, :] % 2  # 2a + b of each grid position
+    si, sj = np.nonzero(np.isin(parity, [2 * a + b for a, b in SAMPLINGS[sampling]]))  # sampled, raster order
+    sampled = len(si)
+    rows, cols = stride * si[:, None] + offsets[:, 0], stride * sj[:, None] + offsets[:, 1]
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    conv = np.where(inside, rows * width + cols, height * width)
+    conv_taps = _read_taps(conv, height * width)
+    row_of = np.full((out_h + 2, out_w + 2), sampled)  # sampled row of each grid position, a zero border
+    row_of[si + 1, sj + 1] = np.arange(sampled)
+    tap_sets: dict[tuple[int, ...], list[int]] = {}
+    for a, b in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        kept = tuple(t for t, (dy, dx) in enumerate(offsets) if ((a + dy) % 2, (b + dx) % 2) in SAMPLINGS[sampling])
+        tap_sets.setdefault(kept, []).append(2 * a + b)
+    deconv, order = [], []
+    for kept, parities in tap_sets.items():
+        where = np.flatnonzero(np.isin(parity, parities))
+        if not len(where):
+            continue
+        pi, pj = where // out_w + 1, where % out_w + 1
+        table = np.stack([row_of[pi + offsets[t, 0], pj + offsets[t, 1]] for t in kept], axis=1)
+        read = _read_taps(table, sampled)
+        deconv.append((table[:, read], [(1 - offsets[kept[t], 0], 1 - offsets[kept[t], 1]) for t in read]))
+        order.append(where)
+    raster = np.concatenate(order)
+    unpermute = None if np.array_equal(raster, np.arange(out_h * out_w)) else np.argsort(raster)
+    return GatherPlan(conv[:, conv_taps], [int(t) for t in conv_taps], deconv, unpermute, (out_h, out_w))
+
+
+def _rows_mid(mid: Mid, z: Tensor) -> Tensor:
+    """A channel-wise eval-mode ``mid`` on ``[M, C]`` rows (an element-wise one runs as is)."""
+    if mid is None:
+        return z
+    if all(isinstance(m, (nn.ReLU, nn.Identity, nn.Sequential)) for m in mid.modules()):
+        return mid(z)
+    return mid(z.t()[None, :, :, None])[0, :, :, 0].t()
+
+
+@register_lowering("gather")
+def sb_gather(
+    x: Tensor, w1: Tensor, w2: Tensor, *, stride: int, sampling: str, mid: Mid = None, b1: Bias = None, b2: Bias = None
+) -> Tensor:
+    """Rows ``[N, HW, C]``: im2col of the sampled positions by one Gather + MatMul, the deconv per tap set (eval mode).
+
+    The index tables (:func:`gather_plan`) come from the static spatial size (any batch); a zero row appended to
+    the input and to the sampled rows stands for the padding. Output positions whose parities have the same sampled
+    3x3 neighbours (a tap set) share one Gather + MatMul with those taps of W2; one Gather restores raster order.
+    """
+    _require_eval(mid, "gather")
+    plan = gather_plan(int(x.shape[2]), int(x.shape[3]), stride, resolve_sampling(sampling))
+    sampled, mid_channels, out_channels = len(plan.conv), int(w1.shape[0]), int(w2.shape[1])
+
+    def gather(rows: Tensor, table: np.ndarray) -> Tensor:  # [N, M, C] rows -> [N * len(table), taps * C]
+        picked = rows.index_select(1, torch.from_numpy(table.flatten()).to(rows.device))
+        return picked.reshape(-1, table.shape[1] * int(rows.shape[2]))
+
+    weight1 = w1.permute(0, 2, 3, 1).flatten(1, 2)[:, plan.conv_taps].flatten(1)  # [C_mid, T * C]
+    rows = F.pad(x.flatten(2).transpose(1, 2), (0, 0, 0, 1))  # [N, HW + 1, C]
+    z = _rows_mid(mid, F.linear(gather(rows, plan.conv), weight1, b1)).reshape(-1, sampled, mid_channels)
+    z = F.pad(z, (0, 0, 0, 1))  # [N, L + 1, C_mid]
+    parts = []
+    for table, taps in plan.deconv:
+        weight2 = torch.cat([w2[:, :, ky, kx].t() for ky, kx in taps], dim=1)  # [C_out, T * C_mid]
+        parts.append(F.linear(gather(z, table), weight2, b2).reshape(-1, len(table), out_channels))
+    y = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+    if plan.unpermute is not None:
+        y = y.index_select(1, torch.from_numpy(plan.unpermute).to(y.device))
+    return y.reshape(-1, *plan.out_size, out_channels).permute(0, 3, 1, 2)

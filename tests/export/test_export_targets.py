@@ -10,14 +10,16 @@ sizes x 2 batch modes = 384 exports):
   (even / odd size) x (dynamic / fixed batch 1) combinations, each with another sampling
   set, and every other distinct form of the table (``grouped``, ``separate``, the strided
   form of ``ort-cuda`` and ``trt``, and the ``ort-cpu`` variants that tuning chooses among:
-  ``ort-cpu:taps``, ``:stacked``, ``:masked``, ``:per-sb``, ``:fused`` at 1 and 2 threads) once, the combination and
-  sampling set rotating over the families: 66 exports (the fast tier: the 16 that bring a value no earlier
+  ``ort-cpu:taps``, ``:stacked``, ``:masked``, ``:per-sb``, ``:gather``, ``:fused`` at 1 and 2 threads) once, the
+  combination and sampling set rotating over the families: 78 exports (the fast tier: the 18 that bring a value no earlier
   case had, ``tests.conftest.cover``). ``test_the_cases_cover_every_axis`` checks that coverage. Each
   export runs at batch 1 and 3 (dynamic) or its fixed batch, against the PyTorch network
   in eval mode (the SB training code); its op census is checked against what the form
   promises (no ConvTranspose on the CPU, one grouped pair per SB, one strided pair per
   subgroup, no Pad left after Pad folding, the stacked layout at a fixed small batch),
   and the ``separate`` exports also run through ``onnx.reference.ReferenceEvaluator``.
+* ``test_gather_form_does_the_exact_macs``: the Gemms of one SB in the ``ort-cpu:gather`` form do the MACs
+  ``count_macs`` counts, for every sampling set and stride.
 * ``test_grouped_sb_reference_evaluator``: the grouped lowering of one SB through the
   ONNX reference (a known limit of onnx's reference ConvTranspose, see there).
 * The same forms in torch, float64 against the dense reference at 1e-10, every family x
@@ -40,7 +42,7 @@ from sbdeploy.nn.blocks import bn_relu
 from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.targets import get_target
-from tests.conftest import cover, kernel_library
+from tests.conftest import cover, cross, kernel_library
 from tests.export.families import FAMILIES, build, distinct_forms, randomize_bn
 
 TOL = 1e-4
@@ -131,7 +133,11 @@ def _check_census(proto: onnx.ModelProto, family: str, form: str, sampling: str,
         assert ops["SBConv"] == sbs and ops.get("ConvTranspose", 0) == 0, ops
         if family in ("imagenet_basic", "cifar_preact_basic"):  # the SB ends the block: every residual Add fused
             assert ops.get("Add", 0) == 0, ops
-    elif form.startswith("ort-cpu"):  # the row's own form and its variants
+    elif form == "ort-cpu:gather":  # two zero-row Pads per SB, no convolution inside an SB
+        assert ops.get("ConvTranspose", 0) == 0 and ops.get("DepthToSpace", 0) == 0, ops
+        assert ops["Gather"] >= 2 * sbs and ops["Gemm"] >= 2 * sbs and ops.get("MatMul", 0) == 0, ops
+        assert ops["Pad"] == 2 * sbs if not family.startswith("pyramid") else ops["Pad"] >= 2 * sbs, ops
+    elif form.startswith("ort-cpu"):  # the row's own form and its other variants
         variant = get_target(form).variant
         masked = sbs if variant == "masked" and size == "odd" else 0  # one sampling-mask Mul per SB outside phase runs
         assert ops.get("ConvTranspose", 0) == 0, ops
@@ -204,3 +210,25 @@ def test_metadata_names_the_target_and_the_canonical_default(tmp_path) -> None: 
     fp16, fp32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
     assert any(init.data_type == fp16 for init in proto.graph.initializer)
     assert [v.type.tensor_type.elem_type for v in (*proto.graph.input, *proto.graph.output)] == [fp32, fp32]
+
+
+@pytest.mark.parametrize(("sampling", "stride"), cross(SAMPLING_SETS, [1, 2]))
+def test_gather_form_does_the_exact_macs(sampling: str, stride: int) -> None:
+    """The Gemms' MACs (rows x inner size x outputs, from the exported graph's shapes) equal ``count_macs`` on an
+    even grid (8x6); a dense conv or deconv anywhere would do up to twice as many."""
+    from sbdeploy.flops import count_macs
+    from sbdeploy.passes import infer_shapes
+
+    sb = SpatialBottleneck(3, 5, 4, stride=stride, sampling=sampling).eval()
+    size = (8 * stride, 6 * stride)
+    proto, _ = export_module(sb, in_chans=3, input_size=size, batch=1, target="ort-cpu:gather")
+    proto = infer_shapes(proto)
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in (*proto.graph.value_info, *proto.graph.input, *proto.graph.output)
+    }
+    shapes |= {i.name: list(i.dims) for i in proto.graph.initializer}
+    gemms = [n for n in proto.graph.node if n.op_type == "Gemm"]
+    assert {n.op_type for n in proto.graph.node}.isdisjoint({"Conv", "ConvTranspose", "MatMul"})
+    macs = sum(shapes[n.input[0]][0] * shapes[n.input[0]][1] * shapes[n.output[0]][1] for n in gemms)
+    assert macs == count_macs(sb, size, in_chans=3)

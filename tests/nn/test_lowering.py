@@ -3,21 +3,22 @@
 Covers, in torch: every registered form (``LOWERINGS``) for every sampling set, stride 1
 and 2, linear and with the BN-ReLU ``mid``, with and without the biases a folded BN puts
 on the conv and the deconv, at sizes from 1x1 and 2x3 to odd/even mixes; the grouped
-form really grouping; the registry refusing duplicates and unknown names; the deploy
+form really grouping; the gather form's index tables reading each sampled neighbour once; the registry refusing duplicates and unknown names; the deploy
 forms refusing a training-mode BN. Blocks and whole networks: ``test_blocks.py``,
 ``test_deploy.py`` and ``tests/test_targets.py``; the ONNX side in ``tests/export``.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from sbdeploy.errors import ConfigError
 from sbdeploy.nn.blocks import bn_relu
-from sbdeploy.nn.lowering import LOWERINGS, get_lowering, register_lowering, sb_grouped
-from sbdeploy.nn.sampling import SAMPLINGS
+from sbdeploy.nn.lowering import LOWERINGS, gather_plan, get_lowering, register_lowering, sb_grouped
+from sbdeploy.nn.sampling import SAMPLINGS, sampling_mask
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.nn.taps import conv_taps, deconv_taps
 from tests.conftest import cross
@@ -29,7 +30,7 @@ FORMS = [name for name in LOWERINGS if name != "reference"]
 
 
 def test_the_registry_holds_every_form() -> None:
-    assert set(LOWERINGS) == {"reference", "separate", "grouped", "subpixel", "strided", "masked", "fused"}
+    assert set(LOWERINGS) == {"reference", "separate", "grouped", "subpixel", "strided", "masked", "fused", "gather"}
 
 
 @pytest.mark.parametrize(
@@ -91,8 +92,39 @@ def test_registry_refuses_duplicates_and_names_the_choices() -> None:
         SpatialBottleneck(2, 2, 2).form = "magic"
 
 
-@pytest.mark.parametrize("form", ["grouped", "subpixel", "strided", "masked"])
+@pytest.mark.parametrize("form", ["grouped", "subpixel", "strided", "masked", "gather"])
 def test_deploy_forms_refuse_training_mode_bn(form: str) -> None:
     sb = SpatialBottleneck(2, 3, 2, mid=bn_relu(3)).train()
     with pytest.raises(ConfigError, match="eval"):
         sb.run(form, torch.randn(1, 2, 4, 4))
+
+
+@pytest.mark.parametrize("sampling", list(SAMPLINGS))
+def test_gather_tables_read_each_sampled_neighbour_once(sampling: str) -> None:
+    """On a 6x5 grid (stride 1) and a 9x8 input (stride 2, a 5x4 grid), as the definition says: the conv reads each
+    sampled position's 3x3 input neighbours, the deconv gives each output its sampled neighbours q through W2's tap
+    p - q + 1, each once, and every output is made once (the zero row only stands for what lies outside)."""
+    for (height, width), stride in (((6, 5), 1), ((9, 8), 2)):
+        plan = gather_plan(height, width, stride, sampling)
+        out_h, out_w = plan.out_size
+        mask = sampling_mask(out_h, out_w, sampling)
+        sampled = [(i, j) for i in range(out_h) for j in range(out_w) if mask[i, j]]
+        assert len(plan.conv) == len(sampled) and len(plan.conv_taps) == 9
+        for (i, j), reads in zip(sampled, plan.conv):
+            want = [
+                (stride * i + t // 3 - 1) * width + stride * j + t % 3 - 1
+                if 0 <= stride * i + t // 3 - 1 < height and 0 <= stride * j + t % 3 - 1 < width
+                else height * width
+                for t in plan.conv_taps
+            ]
+            assert reads.tolist() == want
+        order = np.arange(out_h * out_w) if plan.unpermute is None else np.argsort(plan.unpermute)
+        rows = [(table_row, taps) for table, taps in plan.deconv for table_row in table]
+        assert sorted(order.tolist()) == list(range(out_h * out_w)) and len(rows) == len(order)
+        for p, (table_row, taps) in zip(order.tolist(), rows):
+            pi, pj = divmod(p, out_w)
+            got = {(sampled[r], tap) for r, tap in zip(table_row.tolist(), taps) if r != len(sampled)}
+            want = {
+                ((qi, qj), (pi - qi + 1, pj - qj + 1)) for qi, qj in sampled if max(abs(pi - qi), abs(pj - qj)) <= 1
+            }
+            assert got == want, (p, got, want)

@@ -2,8 +2,8 @@
 
 Forms: the canonical ``grouped`` export, ``ort-cpu`` with a dynamic batch (phase layout)
 and at fixed batch 1 (stacked layout, for the families whose runs of regular blocks take
-it: at batch 1 the others export the phase form again), and the ``strided`` form of
-``ort-cuda``/``trt``, each quantized by the recipe its target names (:attr:`Target.int8`:
+it: at batch 1 the others export the phase form again), the portable ``ort-cpu:gather``
+form at batch 1 (Gather + Gemm), and the ``strided`` form of ``ort-cuda``/``trt``, each quantized by the recipe its target names (:attr:`Target.int8`:
 :data:`~sbdeploy.int8_recipe.ORT_CPU_INT8` for ``ort-cpu``, :data:`~sbdeploy.int8_recipe.TRT_INT8` for the others, whose QDQ model runs
 on ONNX Runtime too; both recipes on one graph: ``tests/passes/test_int8.py``). Before the shared-bias fix the pyramid families' ``ort-cpu``
 forms crashed onnxruntime's quantizer ("Graph is not a DAG").
@@ -37,6 +37,7 @@ FORMS: dict[str, tuple[str, str | int]] = {
     "ort-cpu": ("ort-cpu", "dynamic"),
     "ort-cpu-b1": ("ort-cpu", 1),
     "strided": ("trt", "dynamic"),
+    "ort-cpu-gather": ("ort-cpu:gather", 1),
 }
 """Form -> (export target, batch)."""
 

@@ -5,6 +5,8 @@
 * int8: explicit QuantizeLinear/DequantizeLinear nodes, symmetric (zero point 0, as
   TensorRT needs), calibrated on 256 training images; accuracy within 1 point of fp32.
   Both run in onnxruntime and pass the TensorRT support-list check.
+* The ``ort-cpu:gather`` form (Gather + Gemm, no Conv in an SB): fp16 agrees with fp32 on 99% of
+  the test images, the ONNX Runtime CPU int8 recipe quantizes every Gemm and keeps the accuracy.
 The figures are printed (``pytest -s``) for the report.
 """
 
@@ -98,3 +100,25 @@ def test_int8_qdq_accuracy_within_one_point(exported) -> None:  # noqa: ANN001
     assert acc32 > 0.9, "the fixture network is not trained"
     assert acc8 >= acc32 - 0.01
     assert check_trt_compat(int8)
+
+
+def test_gather_form_converts_to_fp16_and_int8(digits_checkpoint: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from sbdeploy.passes.int8 import ORT_CPU_INT8
+    from tests.passes.test_int8_forms import check_quantized
+
+    def top1(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:  # the file's fixed batch 1
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return np.array([session.run(None, {"input": x[i : i + 1]})[0].argmax() for i in range(len(x))])
+
+    config = read_config(digits_checkpoint)
+    fp32 = onnx.load(export_onnx(digits_checkpoint, tmp_path / "g.onnx", target="ort-cpu:gather", batch=1).path)
+    x, y = digits_inputs(config, "test")
+    x_train, _ = digits_inputs(config, "train")
+    top32 = top1(fp32, x)
+    assert float((top1(to_fp16(fp32), x) == top32).mean()) >= 0.99
+    int8 = quantize_int8(fp32, x_train[:128], recipe=ORT_CPU_INT8)
+    check_quantized(fp32, int8, ORT_CPU_INT8)
+    acc32, acc8 = float((top32 == y).mean()), float((top1(int8, x) == y).mean())
+    assert acc32 > 0.9 and acc8 >= acc32 - 0.01, (acc32, acc8)
