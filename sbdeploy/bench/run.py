@@ -112,11 +112,13 @@ def bench_subjects(
     threads: int | None = None,
     target: str | None = None,
     cuda_graph: bool = False,
+    baseline: str | None = None,
     notes: Sequence[str] = (),
     on_progress: ProgressFn | None = None,
 ) -> BenchReport:
     """Time every subject's file (or module, on torch) per backend and batch, all files of a (backend, batch)
-    interleaved, each SB file paired with its baseline's of the same precision, each fp16/int8 file with its fp32."""
+    interleaved, each SB file paired with its baseline's of the same precision, each fp16/int8 file with its fp32;
+    ``baseline``: the label of the one subject every other one is paired with (the report says which got no pair)."""
     if threads is not None:
         torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -163,6 +165,14 @@ def bench_subjects(
                 file = {} if f is None else {"target": f.target, "file": f.name, "sha256": f.sha256}
                 fields = {"precision": precision, "vs_fp32": vs_fp32, "vs_fp32_low": low, "vs_fp32_high": high, **file}
                 rows.append(measured_row(result, key, s.label, backend, batch, s.macs, s.baseline, **fields))
+    rows = judged(rows, groups, limits)
+    if baseline is not None:
+        compared = {r.model for r in rows if r.speedup is not None}
+        run_notes += [
+            f"{s.label}: no speedup over {baseline}: no backend, batch size and precision timed both"
+            for s in subjects
+            if s.label != baseline and s.label not in compared
+        ]
     files = {f.name: f for s in subjects for f in s.files.values()}
     forms: dict[str, str] = {}  # what each backend timed: the deploy target of its files, or the training code
     for backend in backends:
@@ -170,6 +180,7 @@ def bench_subjects(
         forms[backend] = "training code" if backend.startswith("torch") else ", ".join(sorted(timed)) or "-"
     settings = {
         "models": [s.label for s in subjects],
+        "baseline": baseline,
         "backends": list(backends),
         "batches": list(batches),
         "precisions": list(precisions),
@@ -188,5 +199,4 @@ def bench_subjects(
         # how the fp32 files computed, as validate judges them
         "notes": run_notes + [TF32_NOTES[b] for b in backends if b in TF32_NOTES and "fp32" in precisions],
     }
-    rows = judged(rows, groups, limits)
     return BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)
