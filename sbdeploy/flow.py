@@ -267,7 +267,7 @@ def run_bench(
         raise ConfigError("give at least one model (zoo name, checkpoint folder, .onnx file or engine)")
     if baseline is not None and not add_baselines:
         raise ConfigError("--baseline names the one baseline every model is timed against: drop --no-baselines")
-    if baseline is not None and any(Path(s) == Path(baseline) for s in specs):
+    if baseline is not None and any(Path(s).resolve() == Path(baseline).resolve() for s in specs):
         raise ConfigError(
             f"{baseline} is both a model (-m) and the --baseline; to time a file against itself (an A/A check), "
             "give a byte copy of it as the baseline"

@@ -76,7 +76,10 @@ def baseline_lines(report: BenchReport) -> list[str]:
         text += with_interval(r.speedup, ".3f", r.speedup_interval)
         if r.mac_ratio != 1:
             text += f", efficiency {with_interval(r.efficiency, '.2f', r.efficiency_interval)}"
-        sums = [f"{f} sha256 {h}" for f, h in ((r.file, r.sha256), (r.baseline_file, r.baseline_sha256)) if f]
+        named = (r.model, r.baseline) if r.file == r.baseline_file else (r.file, r.baseline_file)  # alike: by label
+        sums = [
+            f"{n} sha256 {h}" for n, f, h in zip(named, (r.file, r.baseline_file), (r.sha256, r.baseline_sha256)) if f
+        ]
         lines.append(text + "".join(f"; {s}" for s in sums))
     return lines
 
@@ -126,9 +129,9 @@ def to_markdown(report: BenchReport) -> str:
     sections = (("Against the baseline", baseline_lines(report)), ("fp16", fp16_lines(report)))
     for title, items in (*sections, ("int8", int8_lines(report))):
         lines += [f"## {title}", "", *(f"- {line}" for line in items), ""] if items else []
-    files = {r.file: r.sha256 for r in report.rows if r.file}
+    files = dict.fromkeys((r.file, r.sha256) for r in report.rows if r.file)  # two files may share a name
     if files:
-        sums = [[f"`{f}`", f"`{h}`"] for f, h in files.items()]
+        sums = [[f"`{f}`", f"`{h}`"] for f, h in files]
         lines += ["## Files timed", "", *_table(["file", "sha256"], sums), ""]
     grouped = report.warning_summary()
     if grouped:

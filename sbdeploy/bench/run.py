@@ -52,11 +52,14 @@ def subjects_from_files(
 ) -> list[BenchSubject]:
     """One subject per given file, timed on the requested backends that run it (default: its own) at the batch sizes
     it takes; an SB file's baseline is a given file of the baseline's architecture and precision (same target first).
+    Subjects are labelled by file name, or by path where two names are alike (two run folders' files).
     """
     files = [describe_file(p) for p in paths]
-    names = [f.name for f in files]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"two of the given files share a name ({names}); rows are labelled by file name")
+    if len({f.path.resolve() for f in files}) != len(files):
+        raise ConfigError(f"a file is given twice ({', '.join(map(str, paths))}); give each once")
+    labels = {str(f.path): f.name for f in files}
+    if len(set(labels.values())) != len(files):  # two names alike: labelled by path
+        labels = {path: path for path in labels}
     macs: dict[str, int] = {}
     subjects = []
     for f in files:
@@ -86,8 +89,8 @@ def subjects_from_files(
         arch = model_info(f.arch).baseline
         candidates = [o for o in files if arch is not None and o.arch == arch and o.precision == f.precision]
         base = next((o for o in candidates if o.target == f.target), candidates[0] if candidates else None)
-        label = base.name if base else None
-        subjects.append(BenchSubject(f.name, f.arch, macs[key], label, in_chans, (h, w), files=timed))
+        label, base_label = labels[str(f.path)], labels[str(base.path)] if base else None
+        subjects.append(BenchSubject(label, f.arch, macs[key], base_label, in_chans, (h, w), files=timed))
     return subjects
 
 
@@ -173,7 +176,7 @@ def bench_subjects(
             for s in subjects
             if s.label != baseline and s.label not in compared
         ]
-    files = {f.name: f for s in subjects for f in s.files.values()}
+    files = {f.path: f for s in subjects for f in s.files.values()}
     forms: dict[str, str] = {}  # what each backend timed: the deploy target of its files, or the training code
     for backend in backends:
         timed = {f.target or "foreign file" for s in subjects for (b, _, _), f in s.files.items() if b == backend}

@@ -120,7 +120,6 @@ def test_bench_refuses_bad_options() -> None:
         (("bench", "-m", "cifar_resnet20", "--backends", "tensorflow"), "unknown backend"),
         (("bench", "-m", "cifar_resnet20", "--batch", "0"), "--batch"),
         (("bench", "-m", "nope_net"), "neither a checkpoint folder nor a zoo name"),
-        (("bench", "-m", "cifar_resnet20", "--baseline", "cifar_resnet20"), "give a byte copy of it as the baseline"),
     ]:
         result = run_cli(*args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
@@ -224,31 +223,53 @@ def file_and_copy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     return original, Path(shutil.copy(original, folder / "net_copy.onnx"))
 
 
+@pytest.mark.parametrize("alike", [False, True], ids=["copy", "same-name-in-another-folder"])
 def test_a_file_against_its_byte_copy_through_the_command_holds_1(
-    file_and_copy: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    file_and_copy: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alike: bool
 ) -> None:
     """`sbdeploy bench -m COPY --baseline FILE` in process (typer's CliRunner), on the fake clock: every timed run of
     either file takes a seeded draw of one distribution, so the command's speedup interval must hold 1.0, both
-    files named with their sha256, and no figure flagged but by the real machine's load."""
+    files named with their sha256, and no figure flagged but by the real machine's load. Two files of one name
+    (two run folders') are labelled by their paths."""
     from typer.testing import CliRunner
 
     from sbdeploy.cli.main import app
 
     original, copy = file_and_copy
+    if alike:
+        (tmp_path / "other").mkdir()
+        copy = Path(shutil.copy(copy, tmp_path / "other" / original.name))
+    new_label, base_label = (str(copy), str(original)) if alike else ("net_copy.onnx", "net.onnx")
     monkeypatch.setattr(timing, "time", FakeClock(tick_ms=0.5, noise=0.1, seed=0))
     out = tmp_path / "bench"
     args = ["bench", "-m", str(copy), "--baseline", str(original), "--threads", "1", "--report", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
     data = json.loads((out / "bench.json").read_text())
-    assert data["settings"]["baseline"] == "net.onnx" and data["settings"]["models"] == ["net_copy.onnx", "net.onnx"]
+    assert data["settings"]["baseline"] == base_label and data["settings"]["models"] == [new_label, base_label]
     new, base = data["rows"]
     digest = sha256_file(original)
-    assert (new["model"], new["baseline"], base["baseline"]) == ("net_copy.onnx", "net.onnx", None)
+    assert (new["model"], new["baseline"], base["baseline"]) == (new_label, base_label, None)
     assert new["sha256"] == new["baseline_sha256"] == base["sha256"] == digest and new["baseline_file"] == "net.onnx"
     assert new["speedup_low"] <= 1.0 <= new["speedup_high"] and new["mac_ratio"] == 1.0
     assert new["median_ms"] == pytest.approx(0.5, rel=0.05)  # the fake clock's time: one tick per timed run
     assert {f["kind"] for r in data["rows"] for f in r["flags"]} <= {"load", "busy"}  # the real machine only
-    said = f"net_copy.onnx over net.onnx (ort-cpu b1 fp32): speedup {new['speedup']:.3f}"
-    assert said in result.output and f"net.onnx sha256 {digest}" in result.output
+    said = f"{new_label} over {base_label} (ort-cpu b1 fp32): speedup {new['speedup']:.3f}"
+    assert said in result.output.replace("\n", "") and f"{base_label} sha256 {digest}" in result.output.replace(
+        "\n", ""
+    )
     assert "efficiency" not in said.split(";")[0]  # equal MACs: the speedup is all there is
+
+
+def test_baseline_refusals(file_and_copy: tuple[Path, Path]) -> None:
+    from sbdeploy.errors import ConfigError
+    from sbdeploy.flow import run_bench
+
+    original, _ = file_and_copy
+    for specs, options, needle in [
+        ([original], {"baseline": original.parent / ".." / original.parent.name / original.name}, "a byte copy of it"),
+        (["cifar_resnet20"], {"baseline": "cifar_resnet20_sb", "add_baselines": False}, "drop --no-baselines"),
+        ([original, original.parent / ".." / original.parent.name / original.name], {}, "a file is given twice"),
+    ]:
+        with pytest.raises(ConfigError, match=needle):
+            run_bench(specs, **options)
