@@ -74,7 +74,7 @@ def baseline_lines(report: BenchReport) -> list[str]:
     for r in (r for r in report.rows if r.speedup is not None):
         text = f"{r.model} over {r.baseline} ({r.backend} b{r.batch} {r.precision}): speedup "
         text += with_interval(r.speedup, ".3f", r.speedup_interval)
-        if r.mac_ratio != 1:
+        if r.efficiency is not None:
             text += f", efficiency {with_interval(r.efficiency, '.2f', r.efficiency_interval)}"
         named = (r.model, r.baseline) if r.file == r.baseline_file else (r.file, r.baseline_file)  # alike: by label
         sums = [

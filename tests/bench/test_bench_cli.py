@@ -258,7 +258,6 @@ def test_a_file_against_its_byte_copy_through_the_command_holds_1(
     assert said in result.output.replace("\n", "") and f"{base_label} sha256 {digest}" in result.output.replace(
         "\n", ""
     )
-    assert "efficiency" not in said.split(";")[0]  # equal MACs: the speedup is all there is
 
 
 def test_baseline_refusals(file_and_copy: tuple[Path, Path]) -> None:

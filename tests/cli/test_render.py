@@ -76,10 +76,9 @@ def test_the_bench_table_fits_160_columns_without_breaking_a_number(
     import dataclasses
 
     from sbdeploy.bench.report import BenchReport, BenchRow, judged
+    from sbdeploy.bench.stats import Halves, Interval
     from sbdeploy.bench.timing import LatencyStats
     from sbdeploy.cli import bench as bench_cli
-
-    from sbdeploy.bench.stats import Halves, Interval
 
     screen = _screen(monkeypatch, bench_cli, width=160)
     s = LatencyStats.from_samples([1.234e-3 * (1 + 0.5 * (-1) ** i) for i in range(40)])
