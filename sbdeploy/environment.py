@@ -291,6 +291,11 @@ def cpu_int8_support(cpuinfo: str | None = None) -> CpuInt8Support:
     )
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which taskset and cpusets narrow; else the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def package_version(name: str) -> str | None:
     """Installed version of a distribution, or None."""
     try:

@@ -199,10 +199,12 @@ class Flow:
         cuda_graph: bool = False,
         files: Sequence[BenchSubject] = (),
         precisions: Sequence[str] = (),
+        baseline: str | None = None,
         notes: Sequence[str] = (),
         on_progress: Progress | None = None,
     ) -> BenchReport:
-        """Time the made files (and ``files`` given as they are, in ``precisions`` too), per backend and batch."""
+        """Time the made files (and ``files`` given as they are, in ``precisions`` too), per backend and batch;
+        ``baseline``: the label every other subject is timed against (run_bench's ``baseline``)."""
         subjects = self.subjects() + list(files)
         timed = {b for s in subjects for b, _, _ in s.files}
         backends = [b for b in self.backends if b.startswith("torch") or b in timed]
@@ -215,9 +217,24 @@ class Flow:
             threads=threads,
             target=self.target,
             cuda_graph=cuda_graph,
+            baseline=baseline,
             notes=list(notes),
             on_progress=on_progress,
         )
+
+
+def against(
+    baseline: str, models: Sequence[Model], files: Sequence[BenchSubject]
+) -> tuple[list[Model], list[BenchSubject]]:
+    """The models and files with ``baseline`` (the label of one of them) as the baseline of every other one."""
+
+    def base(label: str) -> str | None:
+        return None if label == baseline else baseline
+
+    return (
+        [dataclasses.replace(m, baseline=base(m.label)) for m in models],
+        [dataclasses.replace(s, baseline=base(s.label)) for s in files],
+    )
 
 
 def run_bench(
@@ -230,6 +247,7 @@ def run_bench(
     input_size: tuple[int, int] | None = None,
     target: str | None = None,
     add_baselines: bool = True,
+    baseline: str | Path | None = None,
     precisions: Sequence[str] = ("fp32",),
     calibration: str | None = None,
     cuda_graph: bool = False,
@@ -241,17 +259,26 @@ def run_bench(
     Checkpoints and zoo names get their files made (into ``workdir``, else a temporary folder)
     for ``backends`` (default :data:`DEFAULT_BACKENDS`), each SB network beside its baseline
     (``add_baselines``); a given file is timed as it is, on its own backend unless told, at
-    its own batch when fixed. ``on_progress`` gets ``(stage, done, total)`` while files are
-    made and after each timed round (done of 1000).
+    its own batch when fixed. ``baseline`` (any of those kinds) is timed beside them instead of
+    their own baselines, and every spec against it: one speedup each. ``on_progress`` gets
+    ``(stage, done, total)`` while files are made and after each timed round (done of 1000).
     """
     if not specs:
         raise ConfigError("give at least one model (zoo name, checkpoint folder, .onnx file or engine)")
+    if baseline is not None and not add_baselines:
+        raise ConfigError("--baseline names the one baseline every model is timed against: drop --no-baselines")
+    if baseline is not None and any(Path(s).resolve() == Path(baseline).resolve() for s in specs):
+        raise ConfigError(
+            f"{baseline} is both a model (-m) and the --baseline; to time a file against itself (an A/A check), "
+            "give a byte copy of it as the baseline"
+        )
     unknown = [b for b in backends or () if b not in BACKENDS]
     if unknown:
         raise ConfigError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
     if not batches or any(b < 1 for b in batches):
         raise ConfigError(f"batch sizes must be >= 1, got {list(batches)}")
     check_calibration(precisions, calibration)
+    specs = [*specs, baseline] if baseline is not None else list(specs)  # the baseline last: the last of its kind
     file_specs = [s for s in specs if is_artifact_file(s)]
     sources = [s for s in specs if not is_artifact_file(s)]
     notes: list[str] = []
@@ -279,7 +306,11 @@ def run_bench(
         notes.append(f"{'/'.join(reduced)} applies to ort-* and trt; the torch backends ran in fp32")
     if cuda_graph and "trt" not in backends:
         notes.append("--cuda-graph applies to trt only")
-    models = resolve_models(sources, add_baselines=add_baselines, input_size=input_size)
+    models = resolve_models(sources, add_baselines=add_baselines and baseline is None, input_size=input_size)
+    label = None
+    if baseline is not None:
+        label = (files if is_artifact_file(baseline) else models)[-1].label
+        models, files = against(label, models, files)
     flow = Flow.plan(
         models, backends=backends, batches=batches, precisions=precisions, target=target, calibration=calibration
     )
@@ -293,6 +324,7 @@ def run_bench(
             cuda_graph=cuda_graph,
             files=files,
             precisions=timed_precisions,
+            baseline=label,
             notes=notes,
             on_progress=on_progress,
         )

@@ -154,7 +154,7 @@ def _parse(args: tuple[str, ...]) -> None:
 def test_the_docs_show_commands() -> None:
     """The extraction finds what the README shows (else every check below would pass on nothing)."""
     readme = [c.args for c in ALL_COMMANDS if c.doc.name == "README.md"]
-    main_job = "pipeline models/digits_resnet20_sb --baseline models/digits_resnet20 --fp16 --out runs/digits"
+    main_job = "pipeline models/digits_resnet20_sb --baseline models/digits_resnet20 --out runs/digits"
     assert tuple(main_job.split()) in readme
     assert ("zoo", "resnet*") in readme
     shown = {c.args[0] for c in ALL_COMMANDS if c.args and not c.args[0].startswith("-")}

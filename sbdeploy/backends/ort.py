@@ -84,6 +84,14 @@ class SessionSettings:
         if not isinstance(self.spinning, bool):
             raise ConfigError(f"session setting spinning must be true or false, got {self.spinning!r}")
 
+    def bounded(self, cpus: int) -> tuple[SessionSettings, list[str]]:
+        """These settings with no more intra- or inter-op threads than ``cpus``, and what was lowered (``4 intra-op``)."""
+        asked = {
+            n: v for n in ("intra_op_threads", "inter_op_threads") if (v := getattr(self, n)) is not None and v > cpus
+        }
+        lowered = [f"{v} {n.removesuffix('_threads').replace('_', '-')} threads" for n, v in asked.items()]
+        return dataclasses.replace(self, **dict.fromkeys(asked, cpus)), lowered
+
     @classmethod
     def default(cls, threads: int | None = None) -> SessionSettings:
         """What a runner uses without tuned settings: ``threads`` intra-op threads, the rest ONNX Runtime's defaults."""
@@ -133,17 +141,31 @@ class SessionSettings:
         return options
 
 
-def file_session_settings(metadata: dict[str, str], path: str | Path) -> SessionSettings | None:
-    """The :class:`SessionSettings` in an ONNX file's raw ``metadata``, or None; OnnxModelError when unreadable."""
+def file_session_settings(
+    metadata: dict[str, str], path: str | Path, notes: list[str] | None = None
+) -> SessionSettings | None:
+    """The :class:`SessionSettings` in an ONNX file's raw ``metadata``, or None; OnnxModelError when unreadable.
+
+    A file is untrusted input: only known keys and types pass, and thread counts above the CPUs this process may
+    use are lowered to them (a file tuned on a larger machine still runs; more threads than CPUs only contend),
+    with a sentence saying so appended to ``notes``.
+    """
     raw = metadata.get(f"sbdeploy.{SESSION_METADATA_KEY}")
     if raw is None:
         return None
     try:
-        return SessionSettings.from_dict(json.loads(raw))
+        settings = SessionSettings.from_dict(json.loads(raw))
     except (json.JSONDecodeError, ConfigError) as error:
         raise OnnxModelError(
             f"{path}: its sbdeploy.{SESSION_METADATA_KEY} metadata is not valid ({error}); re-export it"
         ) from None
+    cpus = environment.available_cpus()
+    settings, lowered = settings.bounded(cpus)
+    if lowered and notes is not None:
+        notes.append(
+            f"{Path(path).name} asks for {' and '.join(lowered)}; this process may use {cpus} CPUs, so it ran with {cpus}"
+        )
+    return settings
 
 
 @dataclass(frozen=True)
@@ -251,7 +273,7 @@ class OrtRunner(Runner):
         session = self._open(settings)
         carried = None
         if self.requested_session is None and self.provider == "cpu":  # settings tuned on the CPU provider, for it
-            carried = file_session_settings(session.get_modelmeta().custom_metadata_map, self.path)
+            carried = file_session_settings(session.get_modelmeta().custom_metadata_map, self.path, self.notes)
         if carried is not None and carried != settings:
             if self.threads is None or self.threads == carried.threads:
                 settings, session = carried, self._open(carried)

@@ -66,14 +66,53 @@ def int8_lines(report: BenchReport) -> list[str]:
     return lines
 
 
+def baseline_lines(report: BenchReport) -> list[str]:
+    """With a ``--baseline``: one line per speedup over it, naming both files with their sha256."""
+    if not report.settings.get("baseline"):
+        return []
+    lines = []
+    for r in (r for r in report.rows if r.speedup is not None):
+        text = f"{r.model} over {r.baseline} ({r.backend} b{r.batch} {r.precision}): speedup "
+        text += with_interval(r.speedup, ".3f", r.speedup_interval)
+        if r.efficiency is not None:
+            text += f", efficiency {with_interval(r.efficiency, '.2f', r.efficiency_interval)}"
+        named = (r.model, r.baseline) if r.file == r.baseline_file else (r.file, r.baseline_file)  # alike: by label
+        sums = [
+            f"{n} sha256 {h}" for n, f, h in zip(named, (r.file, r.baseline_file), (r.sha256, r.baseline_sha256)) if f
+        ]
+        lines.append(text + "".join(f"; {s}" for s in sums))
+    return lines
+
+
+def fp16_lines(report: BenchReport) -> list[str]:
+    """One line for ``ort-cpu``'s fp16 rows: why fp16 does not pay there, and what it cost each row here."""
+    rows = [
+        (r, v) for r in report.rows if (v := r.vs_fp32) is not None and (r.backend, r.precision) == ("ort-cpu", "fp16")
+    ]
+    if not rows:
+        return []
+    costs = ", ".join(f"{r.model} b{r.batch} {1 / vs_fp32:.2f}x" for r, vs_fp32 in rows)
+    if any(arch in report.environment.platform for arch in ("x86_64", "AMD64")):
+        return [
+            "fp16 does not pay on ort-cpu: ONNX Runtime's CPU provider has no fp16 convolution on x86-64, so it runs "
+            f"fp16 files in fp32 through casts (Cast -> fp32 Conv -> Cast); fp16's time over fp32's here: {costs}. "
+            "Ship fp32 for ort-cpu, fp16 where a GPU runs it (trt, ort-cuda)."
+        ]
+    if all(vs_fp32 <= 1 for _, vs_fp32 in rows):
+        return [f"fp16 is not faster than fp32 on ort-cpu here (fp16's time over fp32's: {costs}); ship fp32 for it."]
+    return []
+
+
 def legend_lines(report: BenchReport) -> list[str]:
     """What the table's figures mean (under the table, in the CLI and in Markdown)."""
     return [
         f"CI = {report.confidence:.0%} bootstrap interval over the turns of the interleaved schedule "
         "(for speedup: paired turns, ratio of medians).",
-        "speedup = baseline median / SB median (same backend, batch and precision); efficiency = speedup x MAC ratio "
+        "speedup = baseline median / this row's (same backend, batch and precision; the baseline: an SB model's, or "
+        "--baseline); efficiency = speedup x MAC ratio "
         "(1 = the MAC ratio's ideal); vs fp32 = the same model's fp32 median / this fp16 or int8 row's (paired turns).",
-        "CV = standard deviation / mean of the runs; stable = no flag (see the warnings).",
+        "CV = standard deviation / mean of single runs (with p90, p99: how they vary, not how sure a median is); "
+        "stable = no flag (see the warnings).",
     ]
 
 
@@ -87,12 +126,12 @@ def to_markdown(report: BenchReport) -> str:
     lines = ["# sbdeploy bench", ""]
     lines += _table([MARKDOWN_COLUMNS[i] for i in shown], [[c[i] for i in shown] for c in markdown_rows(report.rows)])
     lines += ["", *(f"{line}  " for line in legend_lines(report)), ""]
-    int8 = int8_lines(report)
-    if int8:
-        lines += ["## int8", "", *(f"- {line}" for line in int8), ""]
-    files = {r.file: r.sha256 for r in report.rows if r.file}
+    sections = (("Against the baseline", baseline_lines(report)), ("fp16", fp16_lines(report)))
+    for title, items in (*sections, ("int8", int8_lines(report))):
+        lines += [f"## {title}", "", *(f"- {line}" for line in items), ""] if items else []
+    files = dict.fromkeys((r.file, r.sha256) for r in report.rows if r.file)  # two files may share a name
     if files:
-        sums = [[f"`{f}`", f"`{h}`"] for f, h in files.items()]
+        sums = [[f"`{f}`", f"`{h}`"] for f, h in files]
         lines += ["## Files timed", "", *_table(["file", "sha256"], sums), ""]
     grouped = report.warning_summary()
     if grouped:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sbdeploy.bench.stability import Flag, Limits, latency_flags, machine_flags, speedup_flags
-from sbdeploy.bench.stats import Interval, bounds
+from sbdeploy.bench.stats import Halves, Interval, bounds
 from sbdeploy.bench.timing import GroupRecord, GroupResult, LatencyStats, Pair
 from sbdeploy.environment import Environment
 
@@ -29,6 +29,7 @@ class BenchRow:
     speedup: float | None = None  # baseline median latency / this row's median latency
     speedup_low: float | None = None  # the speedup's interval (paired bootstrap over turns)
     speedup_high: float | None = None
+    speedup_halves: Halves | None = None  # the speedup of the first and of the second half of the turns
     flags: tuple[Flag, ...] = ()  # why this figure is not to be trusted (none: stable)
     precision: str = "fp32"
     target: str | None = None  # the deploy target of the file's form (None: the torch module, or a foreign file)
@@ -37,6 +38,8 @@ class BenchRow:
     vs_fp32: float | None = None  # fp16/int8 rows: the same model's fp32 median / this row's (timed in the same group)
     vs_fp32_low: float | None = None  # its interval (paired bootstrap over turns)
     vs_fp32_high: float | None = None
+    baseline_file: str | None = None  # SB rows: the file of the baseline's row, and its sha256
+    baseline_sha256: str | None = None
 
     @property
     def form(self) -> str:
@@ -79,11 +82,14 @@ class BenchRow:
         return bool(self.flags)
 
     def flat(self) -> dict[str, object]:
-        row = {k: v for k, v in asdict(self).items() if k not in ("stats", "flags")}
+        row = {k: v for k, v in asdict(self).items() if k not in ("stats", "flags", "speedup_halves")}
+        stats = {k: v for k, v in self.stats.to_dict().items() if k != "halves"}
         low, high = bounds(self.efficiency_interval)
+        halves = {"median_ms": self.stats.halves, "speedup": self.speedup_halves}
         return {
             **row,
-            **self.stats.to_dict(),
+            **stats,
+            **{f"{name}_halves": None if h is None else [h.first, h.second] for name, h in halves.items()},
             "form": self.form,
             "throughput_img_s": self.throughput,
             "efficiency": self.efficiency,
@@ -232,9 +238,22 @@ def measured_row(
     result: GroupResult, key: str, model: str, backend: str, batch: int, macs: int, baseline: str | None, **fields: Any
 ) -> BenchRow:
     """Callable ``key``'s row of a measured group, with its speedup interval (the speedup comes from :func:`judged`)."""
-    low, high = bounds(result.speedups[key].interval if key in result.speedups else None)
+    speedup = result.speedups.get(key)
+    low, high = bounds(speedup.interval if speedup else None)
+    halves = speedup.halves if speedup else None
     stats = result.stats[key]
-    return BenchRow(model, backend, batch, macs, baseline, stats, speedup_low=low, speedup_high=high, **fields)
+    return BenchRow(
+        model,
+        backend,
+        batch,
+        macs,
+        baseline,
+        stats,
+        speedup_low=low,
+        speedup_high=high,
+        speedup_halves=halves,
+        **fields,
+    )
 
 
 def group_rows(
@@ -245,11 +264,17 @@ def group_rows(
 
 
 def judged(rows: list[BenchRow], groups: Sequence[BenchGroup], limits: Limits = Limits()) -> list[BenchRow]:
-    """The rows as a report shows them: each SB row's speedup and MAC ratio from its baseline's row (same backend,
-    batch and precision), then each row's flags."""
+    """The rows as a report shows them: each SB row's speedup, MAC ratio and baseline file from its baseline's row
+    (same backend, batch and precision), then each row's flags."""
     index = {r.key: r for r in rows}
     rows = [
-        dataclasses.replace(r, mac_ratio=r.macs / base.macs, speedup=base.stats.median_ms / r.stats.median_ms)
+        dataclasses.replace(
+            r,
+            mac_ratio=r.macs / base.macs,
+            speedup=base.stats.median_ms / r.stats.median_ms,
+            baseline_file=base.file,
+            baseline_sha256=base.sha256,
+        )
         if r.baseline and (base := index.get(r.baseline_key)) is not None
         else r
         for r in rows
@@ -261,6 +286,6 @@ def judged(rows: list[BenchRow], groups: Sequence[BenchGroup], limits: Limits = 
         flags = list(machine.get((r.backend, r.batch), ()))
         flags += latency_flags(r.stats, limits, paired=r.key in paired)
         if r.speedup is not None:
-            flags += speedup_flags(r.speedup, r.speedup_interval, r.mac_ratio, limits)
+            flags += speedup_flags(r.speedup, r.speedup_interval, r.mac_ratio, limits, r.speedup_halves)
         out.append(dataclasses.replace(r, flags=tuple(flags)))
     return out

@@ -52,11 +52,14 @@ def subjects_from_files(
 ) -> list[BenchSubject]:
     """One subject per given file, timed on the requested backends that run it (default: its own) at the batch sizes
     it takes; an SB file's baseline is a given file of the baseline's architecture and precision (same target first).
+    Subjects are labelled by file name, or by path where two names are alike (two run folders' files).
     """
     files = [describe_file(p) for p in paths]
-    names = [f.name for f in files]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"two of the given files share a name ({names}); rows are labelled by file name")
+    if len({f.path.resolve() for f in files}) != len(files):
+        raise ConfigError(f"a file is given twice ({', '.join(map(str, paths))}); give each once")
+    labels = {str(f.path): f.name for f in files}
+    if len(set(labels.values())) != len(files):  # two names alike: labelled by path
+        labels = {path: path for path in labels}
     macs: dict[str, int] = {}
     subjects = []
     for f in files:
@@ -86,8 +89,8 @@ def subjects_from_files(
         arch = model_info(f.arch).baseline
         candidates = [o for o in files if arch is not None and o.arch == arch and o.precision == f.precision]
         base = next((o for o in candidates if o.target == f.target), candidates[0] if candidates else None)
-        label = base.name if base else None
-        subjects.append(BenchSubject(f.name, f.arch, macs[key], label, in_chans, (h, w), files=timed))
+        label, base_label = labels[str(f.path)], labels[str(base.path)] if base else None
+        subjects.append(BenchSubject(label, f.arch, macs[key], base_label, in_chans, (h, w), files=timed))
     return subjects
 
 
@@ -112,11 +115,13 @@ def bench_subjects(
     threads: int | None = None,
     target: str | None = None,
     cuda_graph: bool = False,
+    baseline: str | None = None,
     notes: Sequence[str] = (),
     on_progress: ProgressFn | None = None,
 ) -> BenchReport:
     """Time every subject's file (or module, on torch) per backend and batch, all files of a (backend, batch)
-    interleaved, each SB file paired with its baseline's of the same precision, each fp16/int8 file with its fp32."""
+    interleaved, each SB file paired with its baseline's of the same precision, each fp16/int8 file with its fp32;
+    ``baseline``: the label of the one subject every other one is paired with (the report says which got no pair)."""
     if threads is not None:
         torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -163,13 +168,22 @@ def bench_subjects(
                 file = {} if f is None else {"target": f.target, "file": f.name, "sha256": f.sha256}
                 fields = {"precision": precision, "vs_fp32": vs_fp32, "vs_fp32_low": low, "vs_fp32_high": high, **file}
                 rows.append(measured_row(result, key, s.label, backend, batch, s.macs, s.baseline, **fields))
-    files = {f.name: f for s in subjects for f in s.files.values()}
+    rows = judged(rows, groups, limits)
+    if baseline is not None:
+        compared = {r.model for r in rows if r.speedup is not None}
+        run_notes += [
+            f"{s.label}: no speedup over {baseline}: no backend, batch size and precision timed both"
+            for s in subjects
+            if s.label != baseline and s.label not in compared
+        ]
+    files = {f.path: f for s in subjects for f in s.files.values()}
     forms: dict[str, str] = {}  # what each backend timed: the deploy target of its files, or the training code
     for backend in backends:
         timed = {f.target or "foreign file" for s in subjects for (b, _, _), f in s.files.items() if b == backend}
         forms[backend] = "training code" if backend.startswith("torch") else ", ".join(sorted(timed)) or "-"
     settings = {
         "models": [s.label for s in subjects],
+        "baseline": baseline,
         "backends": list(backends),
         "batches": list(batches),
         "precisions": list(precisions),
@@ -188,5 +202,4 @@ def bench_subjects(
         # how the fp32 files computed, as validate judges them
         "notes": run_notes + [TF32_NOTES[b] for b in backends if b in TF32_NOTES and "fp32" in precisions],
     }
-    rows = judged(rows, groups, limits)
     return BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)

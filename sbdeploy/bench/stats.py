@@ -44,6 +44,28 @@ class Interval:
 
 
 @dataclass(frozen=True)
+class Halves:
+    """A figure measured on the first and on the second half of a run's rounds, each with its interval."""
+
+    first: float
+    second: float
+    first_interval: Interval
+    second_interval: Interval
+
+    @property
+    def change(self) -> float:
+        """The second half's figure relative to the first's, minus 1 (0.05: 5% higher)."""
+        return self.second / self.first - 1 if self.first > 0 else float("inf")
+
+    @property
+    def apart(self) -> bool:
+        """Whether the two halves' intervals do not overlap."""
+        return (
+            self.first_interval.high < self.second_interval.low or self.second_interval.high < self.first_interval.low
+        )
+
+
+@dataclass(frozen=True)
 class RoundBootstrap:
     """Intervals of each callable's median and of ratios of medians (numerator, denominator), from the same resamples."""
 

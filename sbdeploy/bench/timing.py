@@ -18,7 +18,14 @@ import numpy as np
 
 from sbdeploy.bench import machine
 from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
-from sbdeploy.bench.stats import MIN_ROUNDS_FOR_INTERVAL, Interval, bootstrap_rounds, bounds, coefficient_of_variation
+from sbdeploy.bench.stats import (
+    MIN_ROUNDS_FOR_INTERVAL,
+    Halves,
+    Interval,
+    bootstrap_rounds,
+    bounds,
+    coefficient_of_variation,
+)
 
 TimedFn = Callable[[], "float | None"]
 K = TypeVar("K")
@@ -43,12 +50,17 @@ class LatencyStats:
     compute_median_ms: float | None = None  # device compute time, where the backend reports it
     median_low_ms: float | None = None  # the median's interval at the group's confidence (None: too few rounds)
     median_high_ms: float | None = None
+    halves: Halves | None = None  # the median of the first and of the second half of the rounds (None: too few)
 
     @classmethod
     def from_samples(
-        cls, seconds: Sequence[float], compute_ms: Sequence[float] | None = None, median: Interval | None = None
+        cls,
+        seconds: Sequence[float],
+        compute_ms: Sequence[float] | None = None,
+        median: Interval | None = None,
+        halves: Halves | None = None,
     ) -> LatencyStats:
-        """The statistics of timed runs (seconds); ``median``: the interval of their median."""
+        """The statistics of timed runs (seconds); ``median``: the interval of their median, ``halves``: its halves'."""
         ms = np.asarray(seconds, dtype=np.float64) * 1e3
         low, high = bounds(median)
         return cls(
@@ -63,6 +75,7 @@ class LatencyStats:
             compute_median_ms=float(np.median(compute_ms)) if compute_ms else None,
             median_low_ms=low,
             median_high_ms=high,
+            halves=halves,
         )
 
     @property
@@ -157,6 +170,7 @@ class Speedup(Pair):
 
     value: float
     interval: Interval | None
+    halves: Halves | None = None  # the speedup of the first and of the second half of the rounds (None: too few)
 
     @property
     def efficiency(self) -> float:
@@ -251,6 +265,24 @@ def _intervals(
     medians = {n: _floored(boot.medians[n], median[n], plan.noise_floor) for n in rounds}
     ratio = {(a, b): _floored(boot.ratios[(a, b)], median[a] / median[b], plan.noise_floor) for a, b in ratios}
     return median, medians, ratio
+
+
+def _halves(
+    rounds: Rounds, ratios: Sequence[tuple[str, str]], plan: TimingPlan
+) -> tuple[dict[str, Halves], dict[tuple[str, str], Halves]]:
+    """Each callable's median and each ratio on the first and on the second half of the rounds, with their intervals
+    (empty with too few rounds for an interval of each half): what tells a drifting run."""
+    count = min(len(r) for r in rounds.values())
+    if count < 2 * MIN_ROUNDS_FOR_INTERVAL:
+        return {}, {}
+    first, second = (
+        _intervals({n: r[part] for n, r in rounds.items()}, ratios, plan, plan.resamples)
+        for part in (slice(0, count // 2), slice(count // 2, count))
+    )
+    (m1, i1, r1), (m2, i2, r2) = first, second
+    medians = {n: Halves(m1[n], m2[n], i1[n], i2[n]) for n in rounds}
+    ratio = {(a, b): Halves(m1[a] / m1[b], m2[a] / m2[b], r1[(a, b)], r2[(a, b)]) for a, b in ratios}
+    return medians, ratio
 
 
 def _widest(rounds: Rounds, pairs: Sequence[Pair], plan: TimingPlan, resamples: int) -> float:
@@ -350,14 +382,18 @@ def measure_group(
     usage = machine.usage_between(before, machine.snapshot())
     asked = list(dict.fromkeys([(p.baseline, p.sb) for p in pairs] + list(ratios)))
     median, medians, intervals = _intervals(rounds, asked, plan, plan.resamples)
+    half_medians, half_ratios = _halves(rounds, asked, plan)
     stats = {
-        n: LatencyStats.from_samples([t / 1e3 for runs in rounds[n] for t in runs], compute[n] or None, medians.get(n))
+        n: LatencyStats.from_samples(
+            [t / 1e3 for runs in rounds[n] for t in runs], compute[n] or None, medians.get(n), half_medians.get(n)
+        )
         for n in names
     }
     speedups = {}
     for p in pairs:
         value = stats[p.baseline].median_ms / stats[p.sb].median_ms
-        speedups[p.sb] = Speedup(p.sb, p.baseline, p.mac_ratio, value, intervals.get((p.baseline, p.sb)))
+        ratio = (p.baseline, p.sb)
+        speedups[p.sb] = Speedup(p.sb, p.baseline, p.mac_ratio, value, intervals.get(ratio), half_ratios.get(ratio))
     longest = max((len(t) for r in rounds.values() for t in r), default=turn)
     record = GroupRecord(count, longest, usage.seconds, stop, plan.confidence, usage)
     runs_per_round = {n: tuple(map(tuple, r)) for n, r in rounds.items()}

@@ -47,10 +47,18 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
     """The latency table and its legend, each group's length and load, int8's verdicts, notes and warnings."""
     from rich import box
 
-    from sbdeploy.bench.render import MARKDOWN_COLUMNS, int8_lines, legend_lines, markdown_rows, shown_columns
+    from sbdeploy.bench.render import (
+        MARKDOWN_COLUMNS,
+        baseline_lines,
+        fp16_lines,
+        int8_lines,
+        legend_lines,
+        markdown_rows,
+        shown_columns,
+    )
 
     shown = [i for i in shown_columns(report.rows) if MARKDOWN_COLUMNS[i] not in SCREEN_OMITS]
-    if "vs fp32 (CI)" in (MARKDOWN_COLUMNS[i] for i in shown):  # its room: the CV (the stable column says "spread")
+    if "vs fp32 (CI)" in (MARKDOWN_COLUMNS[i] for i in shown):  # its room: the CV (bench.md keeps it)
         shown = [i for i in shown if MARKDOWN_COLUMNS[i] != "CV"]
     columns = [MARKDOWN_COLUMNS[i] for i in shown]
     text, no_wrap = ("model", "file", "backend", "stable"), set(columns) - {"stable"}
@@ -71,8 +79,10 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
             f"load {m.loads()} on {m.cpus_available} CPUs{others}",
             style="dim",
         )
-    for int8_line in int8_lines(report):
-        line(int8_line, style="bold" if "does not pay" in int8_line else None)
+    for comparison in baseline_lines(report):
+        line(comparison, style="bold", soft_wrap=True)
+    for verdict in fp16_lines(report) + int8_lines(report):
+        line(verdict, style="bold" if "does not pay" in verdict else None)
     for note in report.settings.get("notes") or []:
         line(f"note: {note}", style="yellow")
     render_warnings(report)
@@ -105,6 +115,13 @@ def bench(
     input_size: opt.InputSize = None,
     target: opt.Target = None,
     lowering: opt.OldLowering = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Time every -m against this one (zoo name, checkpoint folder, .onnx file or engine): "
+            "one speedup each, with its interval."
+        ),
+    ] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Do not add the SB models' baselines.")] = False,
     fp16: opt.Fp16 = False,
     int8: opt.Int8 = False,
@@ -118,7 +135,8 @@ def bench(
 ) -> None:
     """Time every model or file on every backend and batch size, in rotating turns, with one method.
 
-    SB checkpoints and zoo names are timed beside their baselines; files are paired among themselves.
+    SB checkpoints and zoo names are timed beside their baselines; files are paired among themselves;
+    with --baseline, every model and file against that one.
     """
     from sbdeploy.bench.render import write_report
     from sbdeploy.bench.timing import TimingPlan
@@ -144,6 +162,7 @@ def bench(
             input_size=opt.parse_size(input_size),
             target=opt.target_flags(target, lowering),
             add_baselines=not no_baselines,
+            baseline=baseline,
             precisions=requested_precisions(fp16, int8),
             calibration=calibration,
             cuda_graph=cuda_graph,

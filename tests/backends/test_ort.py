@@ -11,8 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from sbdeploy.backends.ort import OrtRunner, OrtTensorrtOptions, SessionSettings
+from sbdeploy import environment
+from sbdeploy.backends.ort import OrtRunner, OrtTensorrtOptions, SessionSettings, file_session_settings
 from sbdeploy.errors import BackendUnavailableError, ConfigError, InputError, OnnxModelError
+from tests.conftest import run_cli
 
 
 @pytest.mark.parametrize("batch", [1, 5])
@@ -112,6 +114,56 @@ def test_unreadable_session_settings_are_an_onnx_error(sb_onnx: Path, tmp_path: 
     with pytest.raises(OnnxModelError, match="sbdeploy.ort_session metadata is not valid.*re-export it"):
         with OrtRunner(path):
             pass
+
+
+def test_thread_counts_from_a_file_are_lowered_to_the_cpus_this_process_may_use() -> None:
+    asked = SessionSettings(intra_op_threads=64, execution_mode="parallel", inter_op_threads=3, threads=64)
+    assert asked.bounded(2) == (
+        SessionSettings(intra_op_threads=2, execution_mode="parallel", inter_op_threads=2, threads=64),
+        ["64 intra-op threads", "3 inter-op threads"],
+    )  # the budget it was tuned for stays as it was: it is a record, never applied
+    assert SessionSettings(intra_op_threads=2).bounded(2) == (SessionSettings(intra_op_threads=2), [])
+    cpus, notes = environment.available_cpus(), []
+    raw = {"sbdeploy.ort_session": json.dumps({"intra_op_threads": 10**6})}
+    assert file_session_settings(raw, "big.onnx", notes) == SessionSettings(intra_op_threads=cpus)
+    assert notes == [
+        f"big.onnx asks for 1000000 intra-op threads; this process may use {cpus} CPUs, so it ran with {cpus}"
+    ]
+
+
+@pytest.fixture(scope="module")
+def bench_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small ONNX file that ``sbdeploy bench`` takes (sbdeploy metadata, batch 1)."""
+    from sbdeploy.export.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("bench") / "net.onnx"
+    export_onnx("cifar_resnet20", path, input_size=(16, 16), target="ort-cpu", batch=1)
+    return path
+
+
+@pytest.mark.parametrize(
+    "settings, exit_code, said",
+    [
+        ('{"intra_op_threads": 1000000}', 0, "net.onnx asks for 1000000 intra-op threads; this process may use"),
+        ('{"intra_op_threads": "4"}', 2, "intra_op_threads must be a positive integer or None, got '4'"),
+        ("{not json", 2, "sbdeploy.ort_session metadata is not valid (Expecting property name"),
+    ],
+    ids=["a-million-threads", "threads-as-text", "not-json"],
+)
+def test_bench_of_a_file_with_untrusted_session_settings(
+    bench_file: Path, tmp_path: Path, settings: str, exit_code: int, said: str
+) -> None:
+    """Issue 24: such a file stalled the machine. A run with the threads lowered and a note, or one error line, in
+    seconds (the subprocess's timeout is the hang check)."""
+    path = _with_metadata(bench_file, tmp_path / "net.onnx", ort_session=settings)
+    result = run_cli("bench", "-m", str(path), *"--warmup 1 --iters 20 --json".split(), timeout=120)
+    assert result.returncode == exit_code, result.stdout + result.stderr
+    if exit_code == 0:
+        notes = json.loads(result.stdout)["settings"]["notes"]
+        assert any(said in note for note in notes), notes
+    else:
+        assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert said in result.stderr and "re-export it" in result.stderr
 
 
 def test_option_checks() -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from sbdeploy import environment
 from sbdeploy._io import sha256_file
+from sbdeploy.bench import timing
+from tests.bench.conftest import FakeClock
 from tests.conftest import run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -207,3 +210,65 @@ def test_an_engine_on_a_machine_without_tensorrt_is_one_clear_line(tmp_path: Pat
     engine = fake_engine(tmp_path / "model.trt.fp16.engine", [(1, 8, 8)], size=16, onnx_metadata=meta)
     result = run_cli("bench", "-m", str(engine), "--batch", "1", "--iters", "1")
     assert result.returncode == 2 and "TensorRT is not installed" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def file_and_copy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small exported ONNX file (sbdeploy metadata, batch 1) and a byte copy of it."""
+    from sbdeploy.export.onnx_export import export_onnx
+
+    folder = tmp_path_factory.mktemp("aa")
+    original = folder / "net.onnx"
+    export_onnx("cifar_resnet20", original, input_size=(16, 16), target="ort-cpu", batch=1)
+    return original, Path(shutil.copy(original, folder / "net_copy.onnx"))
+
+
+@pytest.mark.parametrize("alike", [False, True], ids=["copy", "same-name-in-another-folder"])
+def test_a_file_against_its_byte_copy_through_the_command_holds_1(
+    file_and_copy: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alike: bool
+) -> None:
+    """`sbdeploy bench -m COPY --baseline FILE` in process (typer's CliRunner), on the fake clock: every timed run of
+    either file takes a seeded draw of one distribution, so the command's speedup interval must hold 1.0, both
+    files named with their sha256, and no figure flagged but by the real machine's load. Two files of one name
+    (two run folders') are labelled by their paths."""
+    from typer.testing import CliRunner
+
+    from sbdeploy.cli.main import app
+
+    original, copy = file_and_copy
+    if alike:
+        (tmp_path / "other").mkdir()
+        copy = Path(shutil.copy(copy, tmp_path / "other" / original.name))
+    new_label, base_label = (str(copy), str(original)) if alike else ("net_copy.onnx", "net.onnx")
+    monkeypatch.setattr(timing, "time", FakeClock(tick_ms=0.5, noise=0.1, seed=0))
+    out = tmp_path / "bench"
+    args = ["bench", "-m", str(copy), "--baseline", str(original), "--threads", "1", "--report", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    data = json.loads((out / "bench.json").read_text())
+    assert data["settings"]["baseline"] == base_label and data["settings"]["models"] == [new_label, base_label]
+    new, base = data["rows"]
+    digest = sha256_file(original)
+    assert (new["model"], new["baseline"], base["baseline"]) == (new_label, base_label, None)
+    assert new["sha256"] == new["baseline_sha256"] == base["sha256"] == digest and new["baseline_file"] == "net.onnx"
+    assert new["speedup_low"] <= 1.0 <= new["speedup_high"] and new["mac_ratio"] == 1.0
+    assert new["median_ms"] == pytest.approx(0.5, rel=0.05)  # the fake clock's time: one tick per timed run
+    assert {f["kind"] for r in data["rows"] for f in r["flags"]} <= {"load", "busy"}  # the real machine only
+    said = f"{new_label} over {base_label} (ort-cpu b1 fp32): speedup {new['speedup']:.3f}"
+    assert said in result.output.replace("\n", "") and f"{base_label} sha256 {digest}" in result.output.replace(
+        "\n", ""
+    )
+
+
+def test_baseline_refusals(file_and_copy: tuple[Path, Path]) -> None:
+    from sbdeploy.errors import ConfigError
+    from sbdeploy.flow import run_bench
+
+    original, _ = file_and_copy
+    for specs, options, needle in [
+        ([original], {"baseline": original.parent / ".." / original.parent.name / original.name}, "a byte copy of it"),
+        (["cifar_resnet20"], {"baseline": "cifar_resnet20_sb", "add_baselines": False}, "drop --no-baselines"),
+        ([original, original.parent / ".." / original.parent.name / original.name], {}, "a file is given twice"),
+    ]:
+        with pytest.raises(ConfigError, match=needle):
+            run_bench(specs, **options)

@@ -14,6 +14,7 @@ import pytest
 
 from sbdeploy.bench import timing
 from sbdeploy.bench.timing import LatencyStats, Pair, RoundStatus, TimingPlan, measure_group, measure_interleaved
+from tests.bench.conftest import FakeClock, fake_inference
 
 
 def test_rounds_warmup_and_order() -> None:
@@ -97,33 +98,6 @@ def test_timed_runs_can_be_kept_for_intervals() -> None:
     samples = [t for turn in result.rounds["a"] for t in turn]
     assert len(samples) == result.stats["a"].runs == 7 and all(t >= 0 for t in samples)
     assert calls["a"] == 3 + 7 + 3  # warm-up, timed runs, one settle run per turn: only the timed ones are kept
-
-
-class FakeClock:
-    """``time`` for the timing module: perf_counter moves only when a fake inference runs."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(timing, "time", fake)
-    return fake
-
-
-def fake_inference(clock: FakeClock, ms: float, noise: float, seed: int):  # noqa: ANN201
-    """A callable that takes ``ms`` x lognormal(0, noise) milliseconds of fake time."""
-    rng = np.random.default_rng(seed)
-
-    def run() -> None:
-        clock.now += ms * rng.lognormal(0, noise) / 1e3
-
-    return run
 
 
 def test_adaptive_run_stops_once_the_speedup_interval_is_narrow(clock: FakeClock) -> None:
