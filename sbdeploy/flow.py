@@ -208,10 +208,11 @@ class Flow:
         subjects = self.subjects() + list(files)
         timed = {b for s in subjects for b, _, _ in s.files}
         backends = [b for b in self.backends if b.startswith("torch") or b in timed]
+        batches = sorted({*self.batches, *(n for s in files for _, n, _ in s.files)})  # a fixed-batch file's own
         return bench_subjects(
             subjects,
             backends=backends,
-            batches=self.batches,
+            batches=batches,
             precisions=tuple(precisions) or self.precisions,
             plan=plan,
             threads=threads,

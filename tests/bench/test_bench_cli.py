@@ -168,6 +168,7 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
         ("cifar_resnet20", "ort-cpu", 1, "fp32"),
         ("cifar_resnet20_sb", "ort-cpu", 1, "fp16"),
         ("cifar_resnet20_sb", "grouped", "dynamic", "fp32"),
+        ("cifar_resnet20", "separate", 3, "fp32"),  # a fixed batch none of --batch names: timed at its own
     ]:
         path = files / f"{name}.{target}.{precision}.onnx"
         export_onnx(name, path, input_size=(16, 16), target=target, batch=batch, precision=precision)
@@ -184,7 +185,8 @@ def test_bench_times_the_files_it_is_given_as_they_are(tmp_path: Path) -> None:
         ("cifar_resnet20_sb.ort-cpu.fp16.onnx", 1),
         ("cifar_resnet20_sb.grouped.fp32.onnx", 1),
         ("cifar_resnet20_sb.grouped.fp32.onnx", 2),
-    }  # a fixed-batch file at its batch, a dynamic one at both
+        ("cifar_resnet20.separate.fp32.onnx", 3),
+    }  # a fixed-batch file at its batch, a dynamic one at every --batch
     assert all(r["backend"] == "ort-cpu" and r["sha256"] == before[r["file"]] for r in rows.values())
     sb = rows[("cifar_resnet20_sb.ort-cpu.fp32.onnx", 1)]
     assert sb["baseline"] == "cifar_resnet20.ort-cpu.fp32.onnx" and 0.45 < sb["mac_ratio"] < 0.55  # MACs from the arch
