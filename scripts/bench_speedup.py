@@ -59,6 +59,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sbdeploy import kernels  # noqa: E402
 from sbdeploy.backends.ort import OrtRunner, SessionSettings  # noqa: E402
 from sbdeploy.bench.timing import GroupResult, Pair, TimingPlan, measure_group  # noqa: E402
 from sbdeploy.environment import cpu_int8_support  # noqa: E402
@@ -72,8 +73,12 @@ PAIRS = {
     "cifar_resnet56": ((1, 32), (32, 32)),
     "resnet18": ((1, 8), (224, 224)),
     "resnet50": ((1, 8), (224, 224)),
+    "digits": ((1, 8), (32, 32)),
 }
 """Baseline name -> (default batch sizes, input size)."""
+
+CHECKPOINTS = {"digits": ("models/digits_resnet20", "models/digits_resnet20_sb")}
+"""Pairs that are the repository's shipped checkpoints (trained weights, their own input channels), not zoo names."""
 
 
 def _randomize_bn(model: torch.nn.Module) -> None:
@@ -85,10 +90,35 @@ def _randomize_bn(model: torch.nn.Module) -> None:
             m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
 
 
-def export(model: torch.nn.Module, batch: int, size: tuple[int, int], target: str) -> onnx.ModelProto:
-    """``sbdeploy export --target``: deploy form, structural passes, Pad folding; static batch."""
-    proto, _ = export_module(model, in_chans=3, input_size=size, batch=batch, target=target)
+def export(model: torch.nn.Module, batch: int, size: tuple[int, int], target: str, in_chans: int) -> onnx.ModelProto:
+    """``sbdeploy export --target``: the target's (or variant's) deploy form and passes; static batch."""
+    proto, _ = export_module(model, in_chans=in_chans, input_size=size, batch=batch, target=target)
     return proto
+
+
+def load_pair(base_name: str, sampling: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The baseline and SB networks of a pair: a shipped checkpoint pair, or zoo networks with random BN statistics."""
+    if base_name in CHECKPOINTS:
+        from sbdeploy.sources import resolve_source
+
+        repo = Path(__file__).resolve().parents[1]
+        return tuple(resolve_source(repo / path).model.eval() for path in CHECKPOINTS[base_name])  # type: ignore[return-value]
+    torch.manual_seed(0)
+    base = create_model(base_name).eval()
+    sb = create_model(f"{base_name}_sb", sampling=sampling).eval()
+    for m in (base, sb):
+        _randomize_bn(m)
+    return base, sb
+
+
+def sb_forms(args: argparse.Namespace) -> list[str]:
+    """The SB's forms to time: ``--sb-forms``, else the target's own and, for ort-cpu, the fused (where the kernel
+    library is built) and the portable gather form."""
+    if args.sb_forms:
+        return args.sb_forms
+    if args.target != "ort-cpu":
+        return [args.target]
+    return ["ort-cpu", *(["ort-cpu:fused"] if kernels.is_built() else []), "ort-cpu:gather"]
 
 
 def ort_session(
@@ -204,48 +234,49 @@ def _row(
 
 
 def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Path) -> list[dict]:
-    sb_name = f"{base_name}_sb"
     size = PAIRS[base_name][1] if base_name in PAIRS else model_info(base_name).input_size
-    torch.manual_seed(0)
-    base = create_model(base_name).eval()
-    sb = create_model(sb_name, sampling=args.sampling).eval()
-    for m in (base, sb):
-        _randomize_bn(m)
-    mac_ratio = count_macs(sb, size) / count_macs(base, size)  # SB / baseline, as in sbdeploy bench
-    x = torch.randn(batch, 3, *size)
+    base, sb = load_pair(base_name, args.sampling)
+    in_chans = next(m for m in base.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+    mac_ratio = count_macs(sb, size, in_chans) / count_macs(base, size, in_chans)  # SB / baseline, as in sbdeploy bench
+    x = torch.randn(batch, in_chans, *size)
     if args.cuda_only:
         return _bench_cuda(base, sb, x, base_name, batch, mac_ratio, args) if torch.cuda.is_available() else []
     deployed = get_target(args.target).deploy_form(sb)
     with torch.no_grad():
         err = (deployed(x) - sb(x)).abs().max().item()
     rows = []
-    paths = {"base": workdir / "base.onnx", "sb": workdir / "sb.onnx"}
-    for key, model in (("base", base), ("sb", sb)):
-        paths[key].write_bytes(export(model, batch, size, args.target).SerializeToString())
+    forms = sb_forms(args)
+    names = {form: "sb" if i == 0 else f"sb {form}" for i, form in enumerate(forms)}  # the first: the rows' "sb"
+    paths = {"base": workdir / "base.onnx", **{name: workdir / f"sb{i}.onnx" for i, name in enumerate(names.values())}}
+    paths["base"].write_bytes(export(base, batch, size, args.target, in_chans).SerializeToString())
+    for form, name in names.items():
+        paths[name].write_bytes(export(sb, batch, size, form, in_chans).SerializeToString())
     feed = {"input": x.numpy()}
     if args.tune:
         rows += _bench_tuned(base_name, batch, args, workdir, paths, feed, mac_ratio, base, sb, size, err)
     else:
-        with (
-            OrtRunner(paths["base"], threads=args.threads) as base_run,
-            OrtRunner(paths["sb"], threads=args.threads) as sb_run,
-        ):
+        with contextlib.ExitStack() as stack:
+            runners = {k: stack.enter_context(OrtRunner(p, threads=args.threads)) for k, p in paths.items()}
             with torch.no_grad():
-                ort_err = float(np.abs(sb_run.session.run(None, feed)[0] - sb(x).numpy()).max())
+                expected = sb(x).numpy()
+            errors = {k: float(np.abs(r.session.run(None, feed)[0] - expected).max()) for k, r in runners.items()}
             result = measure(
-                {"base": base_run.timed_call(feed), "sb": sb_run.timed_call(feed)}, plan(args), ["sb"], mac_ratio
+                {k: r.timed_call(feed) for k, r in runners.items()}, plan(args), list(names.values()), mac_ratio
             )
-        rows.append(
-            _row(
-                base_name,
-                batch,
-                f"ort-cpu-{args.threads}t",
-                result,
-                max_abs_err_ort_vs_torch=ort_err,
-                max_abs_err_deploy_vs_train_form=err,
-                _files={k: (paths[k], None) for k in ("base", "sb")},
+        for form, name in names.items():
+            rows.append(
+                _row(
+                    base_name,
+                    batch,
+                    f"ort-cpu-{args.threads}t" + ("" if name == "sb" else f" {form}"),
+                    result,
+                    sb_name=name,
+                    sb_form=form,
+                    max_abs_err_ort_vs_torch=errors[name],
+                    max_abs_err_deploy_vs_train_form=err,
+                    _files={"base": (paths["base"], None), "sb": (paths[name], None)},
+                )
             )
-        )
     runs = max(3, min(20, args.reps // 10))
     for row in rows:
         files = row.pop("_files")  # (path, session settings) of the two files of the row
@@ -433,6 +464,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds of timing per (pair, batch, backend)")
     parser.add_argument(
         "--target", default="ort-cpu", choices=list(TARGETS), help="deploy form (sbdeploy export --target)"
+    )
+    parser.add_argument(
+        "--sb-forms",
+        nargs="+",
+        help="the SB's forms, timed in one group with the baseline (default for ort-cpu: ort-cpu, ort-cpu:fused "
+        "where the kernel library is built, ort-cpu:gather)",
     )
     parser.add_argument("--sampling", default="chessboard")
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip PyTorch eager timings")
