@@ -1,14 +1,17 @@
-"""ONNX pass: a block's residual Add and final ReLU into the fused SB node (``SBConv``) that feeds them.
+"""ONNX pass: what a block does around its fused SB node (``SBConv``) into the node.
 
-An ``SBConv`` output read only by an ``Add`` whose other operand has the output's own shape (no
-broadcasting) takes that operand as its residual input ``R``; when the sum is read only by a ``Relu``,
-the node's ``relu`` attribute replaces it. The kernel applies both in registers before it stores the
-output: two nodes, and two passes over the activations, fewer per block.
+Before it, a pre-activation: ``Mul`` and ``Add`` by per-channel constants (a BN that no convolution
+precedes) and a ``Relu``, each read only by the next, become ``in_scale``/``in_shift``/``in_relu``, applied
+as the kernel copies its input. After it, an ``Add`` whose other operand has the output's own shape (no
+broadcasting) becomes the residual input ``R``, and a ``Relu`` reading only that sum the ``relu``
+attribute, applied before the store. A pre-activation block becomes one node instead of five.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from sbdeploy.kernels import DOMAIN, OP_TYPE
 from sbdeploy.passes._base import consumers
@@ -33,13 +36,67 @@ def _only_reader(name: str, readers: dict[str, list[onnx.NodeProto]], outputs: s
     return users[0]
 
 
+def _per_channel(node: onnx.NodeProto, data: str, constants: dict[str, np.ndarray], channels: int):
+    """The per-channel operand of a Mul/Add whose other input is ``data``, as ``channels`` floats; None otherwise."""
+    other = node.input[1] if node.input[0] == data else node.input[0]
+    value = constants.get(other)
+    if value is None or value.dtype != np.float32 or value.size != channels:
+        return None
+    if value.shape not in ((channels, 1, 1), (1, channels, 1, 1)):
+        return None
+    return [float(v) for v in value.reshape(-1)]
+
+
+def _fuse_prologue(node: onnx.NodeProto, graph: onnx.GraphProto, readers, constants, outputs) -> list[onnx.NodeProto]:
+    """Fold the ``[Mul] [Add] [Relu]`` chain feeding ``node``'s X into its ``in_*`` attributes; the nodes it replaces."""
+    producers = {o: n for n in graph.node for o in n.output}
+    channels = int(constants[node.input[1]].shape[1]) if node.input[1] in constants else 0
+    attributes, taken = {}, []
+    for op_type, attribute in (("Relu", "in_relu"), ("Add", "in_shift"), ("Mul", "in_scale")):
+        source = producers.get(node.input[0])
+        if source is None or source.op_type != op_type or source.domain not in ("", "ai.onnx"):
+            continue
+        users = readers.get(source.output[0], [])
+        if source.output[0] in outputs or len(users) != 1 or users[0] is not (taken[-1] if taken else node):
+            break
+        if op_type == "Relu":
+            attributes[attribute], data = 1, source.input[0]
+        else:
+            data = next((i for i in source.input if i not in constants), None)
+            values = None if data is None else _per_channel(source, data, constants, channels)
+            if values is None:
+                break
+            attributes[attribute] = values
+        taken.append(source)
+        node.input[0] = data
+    if "in_scale" in attributes and "in_shift" not in attributes:
+        attributes["in_shift"] = [0.0] * channels
+    if "in_shift" in attributes and "in_scale" not in attributes:
+        attributes["in_scale"] = [1.0] * channels
+    node.attribute.extend(onnx.helper.make_attribute(k, v) for k, v in attributes.items())
+    return taken
+
+
 def fuse_sb(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Return a copy of ``model`` with each ``SBConv -> Add [-> Relu]`` chain as one ``SBConv``."""
+    """Return a copy of ``model`` with each ``[Mul] [Add] [Relu] -> SBConv -> [Add [-> Relu]]`` chain as one ``SBConv``."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
     shapes, readers = _shapes(graph), consumers(graph)
     outputs = {o.name for o in graph.output}
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    prologue: set[int] = set()
+    for node in graph.node:
+        if (
+            node.op_type == OP_TYPE
+            and node.domain == DOMAIN
+            and not any(a.name.startswith("in_") for a in node.attribute)
+        ):
+            prologue |= {id(n) for n in _fuse_prologue(node, graph, readers, constants, outputs)}
+    graph_nodes = [n for n in graph.node if id(n) not in prologue]
+    del graph.node[:]
+    graph.node.extend(graph_nodes)
+    readers = consumers(graph)
     fused_at: dict[int, onnx.NodeProto] = {}  # id of the Add a node replaces -> the node (it moves there)
     removed: set[int] = set()
     for node in graph.node:

@@ -93,3 +93,56 @@ def test_graph_outputs_are_never_renamed(bad: str) -> None:
     fused = fuse_sb(model)
     names = {o for n in fused.graph.node for o in n.output}
     assert {o.name for o in fused.graph.output} <= names
+
+
+def _preact(*, shortcut_reads_the_activation: bool = False) -> onnx.ModelProto:
+    """x -> Mul, Add (a BN no conv precedes) -> Relu -> SBConv, then + x: a pre-activation block."""
+    rng = np.random.default_rng(2)
+    weights = {
+        "scale": rng.uniform(0.5, 1.5, (C, 1, 1)),
+        "shift": rng.uniform(-0.5, 0.5, (C, 1, 1)),
+        "w1": rng.standard_normal((C, C, 3, 3)),
+        "w2": rng.standard_normal((C, C, 3, 3)),
+    }
+    nodes = [
+        helper.make_node("Mul", ["x", "scale"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "shift"], ["shifted"]),
+        helper.make_node("Relu", ["shifted"], ["act"]),
+        helper.make_node("SBConv", ["act", "w1", "", "w2"], ["y"], domain=DOMAIN, stride=1, sampling="three"),
+        helper.make_node("Add", ["y", "act" if shortcut_reads_the_activation else "x"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "preact",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", C, 7, 6])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", C, 7, 6])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()],
+    )
+    graph.value_info.extend(
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", C, 7, 6]) for n in ("act", "y")
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
+
+
+def test_a_pre_activation_block_becomes_one_node() -> None:
+    fused = fuse_sb(_preact())
+    assert _ops(fused) == ["SBConv"]
+    node = fused.graph.node[0]
+    assert list(node.input) == ["x", "w1", "", "w2", "", "x"] and node.output[0] == "out"
+    attributes = {a.name: a for a in node.attribute}
+    assert attributes["in_relu"].i == 1
+    scale = numpy_helper.to_array(next(t for t in fused.graph.initializer if t.name == "scale")).reshape(-1)
+    assert np.allclose(attributes["in_scale"].floats, scale) and len(attributes["in_shift"].floats) == C
+    kept = fuse_sb(_preact(shortcut_reads_the_activation=True))  # the activation is read twice: it stays a tensor
+    assert _ops(kept) == ["Mul", "Add", "Relu", "SBConv"]
+
+
+def test_the_fused_pre_activation_computes_the_same() -> None:
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(str(kernel_library()))
+    x = np.random.default_rng(3).standard_normal((2, C, 7, 6)).astype(np.float32)
+    results = [
+        ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        for m in (_preact(), fuse_sb(_preact()))
+    ]
+    assert np.abs(results[0] - results[1]).max() <= 1e-5 * max(1.0, float(np.abs(results[0]).max()))
