@@ -6,7 +6,8 @@
 // (ConvTranspose layout), b2 [Cout] (optional), R [N, Cout, Ho, Wo] (optional residual).
 // Attributes: stride (1|2), sampling (a name: single, chessboard, three, dense, sb1..sb4; or a flat
 // list of parity pairs, e.g. [0,0, 1,1]), mid_scale/mid_shift (per-Cmid affine, e.g. a folded BN) and
-// mid_relu applied to the sampled conv outputs, relu (on the output, after the residual).
+// mid_relu applied to the sampled conv outputs, relu (on the output, after the residual); in_scale/in_shift
+// (per-Cin affine) and in_relu: a pre-activation applied to X as it is copied in (the zero padding stays zero).
 //
 // The conv runs only at the sampled positions and the transposed conv gathers only from them, each
 // output parity class with its fixed tap list. Inputs are read through pointer tables (indirect
@@ -145,7 +146,20 @@ struct Kernel {
     int stride = 1, cin = 0, cmid = 0, cout = 0;
     bool sampled[2][2] = {};
     bool mid_relu = false, out_relu = false, count = false;
+    bool in_relu = false;                 // the pre-activation on X: relu(in_scale * x + in_shift), per Cin
+    std::vector<float> in_scale, in_shift;  // empty: none
     const char* isa = "";
+
+    bool activates() const { return in_relu || !in_scale.empty(); }
+    // The pre-activation on `count` NHWC rows of Cin values, as they are copied in (never on the zero row).
+    void activate(float* rows, size_t count) const {
+        const bool affine = !in_scale.empty();
+        for (size_t p = 0; p < count; ++p, rows += cin)
+            for (int c = 0; c < cin; ++c) {
+                const float v = affine ? rows[c] * in_scale[c] + in_shift[c] : rows[c];
+                rows[c] = in_relu && v < 0.f ? 0.f : v;
+            }
+    }
     Gemm conv, deconv;
     mutable std::mutex mutex;
     mutable std::shared_ptr<const struct Plan> plan;  // of the last input size
@@ -264,6 +278,13 @@ Kernel* create(const OrtKernelInfo* info) {
     expect(scale.empty() || (scale.size() == size_t(k.cmid) && shift.size() == size_t(k.cmid)),
            "mid_scale and mid_shift need Cmid=" + std::to_string(k.cmid) + " values each");
 
+    k.in_scale = float_list(info, "in_scale");
+    k.in_shift = float_list(info, "in_shift");
+    k.in_relu = int_attribute(info, "in_relu", 0) != 0;
+    expect(k.in_scale.empty() == k.in_shift.empty(), "in_scale and in_shift come together");
+    expect(k.in_scale.empty() || (k.in_scale.size() == size_t(k.cin) && k.in_shift.size() == size_t(k.cin)),
+           "in_scale and in_shift need Cin=" + std::to_string(k.cin) + " values each");
+
     const sbk::Isa isa = pick_isa();
     k.isa = isa.name;
     k.count = counting();
@@ -356,6 +377,7 @@ struct Run {
         float* dst = xt.get() + image * xt_image + static_cast<size_t>(row) * p->w * k->cin;
         for (int c = 0; c < k->cin; ++c)
             for (int j = 0; j < p->w; ++j) dst[static_cast<size_t>(j) * k->cin + c] = src[c * plane + j];
+        if (k->activates()) k->activate(dst, static_cast<size_t>(p->w));
     }
 
     void conv(size_t task) {

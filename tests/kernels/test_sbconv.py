@@ -58,7 +58,7 @@ class Affine(torch.nn.Module):
         return torch.relu(x * self.scale + self.shift)
 
 
-def make_case(cin=5, cmid=6, cout=7, *, bias=True, mid=False, seed=0) -> dict:
+def make_case(cin=5, cmid=6, cout=7, *, bias=True, mid=False, pre=False, seed=0) -> dict:
     rng = np.random.default_rng(seed)
     case = {
         "w1": (rng.standard_normal((cmid, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32),
@@ -69,6 +69,9 @@ def make_case(cin=5, cmid=6, cout=7, *, bias=True, mid=False, seed=0) -> dict:
     if mid:
         case["mid_scale"] = rng.uniform(0.5, 1.5, cmid).astype(np.float32)
         case["mid_shift"] = rng.uniform(-0.5, 0.5, cmid).astype(np.float32)
+    if pre:  # a pre-activation on X: a BN no conv precedes, then ReLU
+        case["in_scale"] = rng.uniform(0.5, 1.5, cin).astype(np.float32)
+        case["in_shift"] = rng.uniform(-0.5, 0.5, cin).astype(np.float32)
     return case
 
 
@@ -81,11 +84,13 @@ def sbconv_model(case: dict, *, stride: int, sampling, residual: bool = False, r
     if residual:
         inputs.append("r")
         graph_inputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
-    for key in ("mid_scale", "mid_shift"):
+    for key in ("mid_scale", "mid_shift", "in_scale", "in_shift"):
         if key in case:
             attrs.setdefault(key, case[key].tolist())
     if "mid_scale" in case:
         attrs.setdefault("mid_relu", 1)
+    if "in_scale" in case:
+        attrs.setdefault("in_relu", 1)
     node = helper.make_node(
         "SBConv", inputs, ["y"], domain=DOMAIN, stride=stride, sampling=sampling, relu=int(relu), **attrs
     )
@@ -108,8 +113,9 @@ def reference(case: dict, x: np.ndarray, *, stride: int, sampling: str, r=None, 
         return None if a is None else torch.from_numpy(a).double()
 
     mid = Affine(case["mid_scale"], case["mid_shift"]) if "mid_scale" in case else None
+    pre = Affine(case["in_scale"], case["in_shift"]) if "in_scale" in case else torch.nn.Identity()
     y = sb_reference(
-        t(x),
+        pre(t(x)),
         t(case["w1"]),
         t(case["w2"]),
         stride=stride,
@@ -149,7 +155,7 @@ def test_each_instruction_set(library, monkeypatch, isa):
         pytest.skip(f"this CPU has no {isa}")
     monkeypatch.setenv("SBDEPLOY_KERNEL_ISA", isa)
     # Cmid and Cout of 40 take the wide tiles of every path, and leave a part panel.
-    case = make_case(cin=3, cmid=40, cout=40, mid=True)
+    case = make_case(cin=3, cmid=40, cout=40, mid=True, pre=True)
     check(library, case, stride=2, sampling="chessboard", batch=3, size=(9, 8), threads=2, residual=True, relu=True)
     assert library.sbdeploy_kernel_last_isa().decode() == isa
 
@@ -157,6 +163,7 @@ def test_each_instruction_set(library, monkeypatch, isa):
 def test_fused_mid_residual_relu_and_no_biases(library):
     check(library, make_case(mid=True), stride=1, sampling="three", batch=2, size=(5, 8), residual=True, relu=True)
     check(library, make_case(bias=False), stride=1, sampling="single", batch=1, size=(4, 4))
+    check(library, make_case(pre=True), stride=2, sampling="chessboard", batch=2, size=(7, 6), threads=2, residual=True)
 
 
 def test_sampling_as_parity_pairs(library):
@@ -203,6 +210,8 @@ def test_bad_attributes_are_refused_at_session_creation(library):
         ({"stride": 1, "sampling": [1, 1, 1, 1]}, "twice"),
         ({"stride": 1, "sampling": "dense", "mid_scale": [1.0] * 6}, "come together"),
         ({"stride": 1, "sampling": "dense", "mid_scale": [1.0] * 5, "mid_shift": [0.0] * 5}, "Cmid=6"),
+        ({"stride": 1, "sampling": "dense", "in_scale": [1.0] * 5}, "in_scale and in_shift come together"),
+        ({"stride": 1, "sampling": "dense", "in_scale": [1.0] * 6, "in_shift": [0.0] * 6}, "Cin=5"),
     ]
     for attrs, message in bad:
         with pytest.raises(Exception, match=message):
