@@ -46,7 +46,7 @@ layout (:mod:`sbdeploy.nn.stacked`), as measured on ONNX Runtime CPU (docs/speed
 STACKED_ALWAYS = 1 << 62
 """A ``stacked_max_macs`` that every fixed batch is below: stackable runs always take the stacked layout."""
 
-ONNX_BACKENDS: tuple[str, ...] = ("ort-cpu", "ort-cuda", "ort-trt")
+ONNX_BACKENDS: tuple[str, ...] = ("ort-cpu", "ort-cuda", "ort-trt", "ov-cpu")
 """Backends whose artifact is the ONNX file itself."""
 
 ENGINE_BACKENDS: tuple[str, ...] = ("trt",)
@@ -261,6 +261,18 @@ TARGETS: Mapping[str, Target] = _by_name(
         backends=("trt", "ort-trt"),
         engine_options=_ENGINES,
     ),
+    Target(
+        "ov-cpu",
+        "OpenVINO CPU: ort-cpu's plain rule form (phase runs of exact tap convs, stacked at small fixed batches), never "
+        "the fused op (OpenVINO cannot run it); one artifact per batch size",
+        lowering="subpixel",
+        layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
+        passes=ORT_CPU_PASSES,
+        backends=("ov-cpu",),
+        per_batch=True,
+        precisions=("fp32", "int8"),
+        int8=ORT_CPU_INT8,  # OpenVINO reads ONNX Runtime's QDQ files
+    ),
 )
 """Every deploy target by name."""
 
@@ -268,7 +280,7 @@ CANONICAL = "grouped"
 """The target of the canonical interchange file (``export`` without ``--target``, the pipeline's ``model.onnx``)."""
 
 BACKEND_TARGETS: Mapping[str, str] = _frozen(
-    {"ort-cpu": "ort-cpu", "ort-cuda": "ort-cuda", "ort-trt": "trt", "trt": "trt"}
+    {"ort-cpu": "ort-cpu", "ort-cuda": "ort-cuda", "ort-trt": "trt", "trt": "trt", "ov-cpu": "ov-cpu"}
 )
 """The target whose artifacts each backend times by default (bench, pipeline, validate)."""
 

@@ -45,7 +45,7 @@ odd one (the per-SB lowering). One image: torch's float64 depthwise convs (the p
 
 
 def test_every_row_names_real_things() -> None:
-    assert set(TARGETS) == {"grouped", "separate", "ort-cpu", "ort-cuda", "trt"} and CANONICAL in TARGETS
+    assert set(TARGETS) == {"grouped", "separate", "ort-cpu", "ov-cpu", "ort-cuda", "trt"} and CANONICAL in TARGETS
     for target in TARGETS.values():
         assert target.lowering in LOWERINGS, target.name
         assert set(target.passes) <= set(PASSES) and target.passes[: len(DEFAULT_PASSES)] == DEFAULT_PASSES, target.name

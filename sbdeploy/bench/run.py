@@ -27,7 +27,7 @@ from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
 from sbdeploy.sources import Model
 
-BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu")
 DEFAULT_BACKENDS = ("torch", "ort-cpu")
 """What a checkpoint or zoo name is timed on unless told otherwise (a file: the backend that runs it)."""
 
@@ -130,7 +130,7 @@ def bench_subjects(
     run_notes = list(notes)
     limits = Limits.of(plan)
     for backend in backends:
-        opts: dict[str, object] = {"threads": threads} if backend == "ort-cpu" and threads else {}
+        opts: dict[str, object] = {"threads": threads} if backend in ("ort-cpu", "ov-cpu") and threads else {}
         if backend == "trt" and cuda_graph:
             opts["cuda_graph"] = True
         for batch in batches:
