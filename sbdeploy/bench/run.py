@@ -26,6 +26,7 @@ from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
 from sbdeploy.sources import Model
+from sbdeploy.targets import run_options
 
 BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu")
 DEFAULT_BACKENDS = ("torch", "ort-cpu")
@@ -151,7 +152,8 @@ def bench_subjects(
             with contextlib.ExitStack() as stack:
                 fns, runners = {}, []
                 for s, precision, f in entries:
-                    runner = stack.enter_context(get_runner(backend, s.module if f is None else f.path, **opts))
+                    run = run_options(backend, precision)  # bf16 on ov-cpu: the fp32 file with the bf16 hint
+                    runner = stack.enter_context(get_runner(backend, s.module if f is None else f.path, **opts, **run))
                     shape = (batch, s.in_chans, *s.input_size)
                     feed = {runner.input_specs()[0].name: rng.standard_normal(shape, dtype=np.float32)}
                     fns[keys[(s.label, precision)]] = runner.timed_call(feed)

@@ -45,6 +45,17 @@ def test_fp32_matches_torch_on_the_tiny_checkpoint(tiny_checkpoint: Path, tmp_pa
         assert runner.timed_call({"input": x})() is None
 
 
+def test_bf16_is_the_fp32_file_judged_by_the_bf16_tolerance(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    path = export_onnx(tiny_checkpoint, tmp_path / "tiny.b8.onnx", target="ov-cpu", batch=8).path
+    x = np.random.default_rng(0).standard_normal((8, 1, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        expected = load_checkpoint(tiny_checkpoint).model(torch.from_numpy(x)).numpy()
+    with get_runner("ov-cpu", path, precision="bf16") as runner:
+        got = runner.infer({"input": x})["logits"]
+    _close(got, expected, DEFAULT_TOLERANCES["bf16"])
+    assert np.abs(got - expected).max() > DEFAULT_TOLERANCES["fp32"].atol  # it did compute in bf16
+
+
 CASES = [(family, size, batch) for family in ("cifar_preact_basic", "imagenet_bottleneck") for size, batch in COMBOS]
 
 
