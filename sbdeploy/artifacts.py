@@ -21,6 +21,7 @@ from sbdeploy.targets import (
     CANONICAL,
     ENGINE_BACKENDS,
     artifact_filename,
+    file_precision,
     get_target,
     target_for,
 )
@@ -127,20 +128,22 @@ def plan_artifacts(
                     name = add(engine, backend)
                     uses.update({(label, backend, b, precision): name for b in batches})
                 elif deploy.per_batch:
+                    made = file_precision(backend, precision)  # a run-time precision runs the fp32 file
                     for b in batches:
                         plan = ArtifactPlan(
                             "onnx",
                             label,
                             stem,
-                            artifact_filename(stem, deploy.name, precision, batch=b),
+                            artifact_filename(stem, deploy.name, made, batch=b),
                             deploy.name,
-                            precision,
+                            made,
                             batch=b,
                         )
                         uses[(label, backend, b, precision)] = add(plan, backend)
                 else:
+                    made = file_precision(backend, precision)
                     plan = ArtifactPlan(
-                        "onnx", label, stem, artifact_filename(stem, deploy.name, precision), deploy.name, precision
+                        "onnx", label, stem, artifact_filename(stem, deploy.name, made), deploy.name, made
                     )
                     name = add(plan, backend)
                     uses.update({(label, backend, b, precision): name for b in batches})

@@ -11,6 +11,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 
 from sbdeploy import environment, kernels
+from sbdeploy.backends import openvino
 from sbdeploy.environment import package_version
 
 
@@ -41,6 +42,8 @@ class DoctorReport:
     driver: str | None
     gpu_found_by: str | None = None  # which probe saw the GPU: pycuda, cuda-python, torch or nvidia-smi
     kernels: str = ""  # the fused SB kernel library: built and its instruction set, or why not
+    openvino: str | None = None  # None: not installed or unusable (the ov-cpu backend row says why)
+    openvino_capabilities: list[str] = field(default_factory=list)  # the CPU plugin's OPTIMIZATION_CAPABILITIES
     backends: list[BackendStatus] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
@@ -92,6 +95,9 @@ def diagnose() -> DoctorReport:
     else:
         trt_reason = f"TensorRT {stack.tensorrt} is installed but {no_gpu}"
     backends.append(BackendStatus("trt", stack.trt_ready, trt_reason))
+    ov_version, capabilities, ov_problem = openvino.probe()
+    ov_reason = f"OpenVINO {ov_version} CPU plugin ({', '.join(capabilities)})" if ov_version else ov_problem
+    backends.append(BackendStatus("ov-cpu", ov_version is not None, ov_reason))
 
     return DoctorReport(
         python=platform.python_version(),
@@ -108,5 +114,7 @@ def diagnose() -> DoctorReport:
         driver=stack.driver,
         gpu_found_by=stack.gpu_found_by,
         kernels=kernels.status(),
+        openvino=ov_version,
+        openvino_capabilities=capabilities,
         backends=backends,
     )

@@ -22,7 +22,6 @@ from sbdeploy.artifacts import (
     make_artifacts,
     plan_artifacts,
 )
-from sbdeploy.backends import get_runner
 from sbdeploy.bench.report import BenchReport
 from sbdeploy.bench.run import (
     BACKENDS,
@@ -39,15 +38,17 @@ from sbdeploy.errors import ConfigError
 from sbdeploy.export.onnx_export import ExportResult, export_source
 from sbdeploy.files import ENGINE_SUFFIXES, DeployFile, describe_file
 from sbdeploy.sources import Model, is_artifact_file, resolve_models, resolve_source
-from sbdeploy.targets import CANONICAL, ONNX_BACKENDS
+from sbdeploy.targets import CANONICAL, ONNX_BACKENDS, RUN_PRECISIONS
 from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
 from sbdeploy.tune import TuneOptions, TuneResult, tune_budget_options, tune_export
 from sbdeploy.validate.compare import ValidationReport, judge, merge_reports
 from sbdeploy.validate.run import (
+    Artifact,
     RunResults,
     artifact_of,
     check_same_model,
     dataset_case,
+    open_runner,
     require_data,
     run_validation,
     validate,
@@ -146,6 +147,14 @@ class Flow:
             built.append(plan.filename)
         return built
 
+    def artifacts(self, plan: ArtifactPlan, backends: Sequence[str]) -> list[Artifact]:
+        """What validating a made file on ``backends`` runs: the file as it is, and each precision a backend times it
+        in at run time (ov-cpu's bf16), so every (sha256, backend, precision) timed is one validated."""
+        file = self.made[plan.filename]
+        hinted = {(b, p) for (_, b, _, p), name in self.uses.items() if name == plan.filename and b in backends}
+        hinted = {(b, p) for b, p in hinted if p != file.precision}
+        return [artifact_of(file, b) for b in backends] + [artifact_of(file, b, p) for b, p in sorted(hinted)]
+
     def validate(
         self,
         *,
@@ -170,7 +179,7 @@ class Flow:
                 # a file no backend times (model.onnx, an engine's ONNX) runs on ONNX Runtime CPU, there on every machine
                 runners = [b for b in plan.backends if file.runs_on(b)]
                 runners = runners or [file.default_backend() if file.kind == "engine" else "ort-cpu"]
-                artifacts += [artifact_of(file, b) for b in runners]
+                artifacts += self.artifacts(plan, runners)
             if not artifacts:
                 continue
             source = data or model.source.config.dataset
@@ -179,7 +188,7 @@ class Flow:
                 validate(
                     model.source,
                     artifacts,
-                    runner_factory=lambda a: get_runner(a.backend, a.path),
+                    runner_factory=open_runner,
                     dataset=dataset_case(source, model.source.config, limit=limit) if source else None,
                     tolerances=tolerances,
                     on_progress=on_progress,
@@ -403,6 +412,13 @@ def run_validate(
         if onnx or engines:
             files = [describe_file(f) for f in onnx]  # each read and hashed once, whatever the backends
             artifacts = [artifact_of(f, b) for f in files for b in options.backends]
+            artifacts += [  # a run-time precision (ov-cpu's --bf16) of each fp32 file given
+                artifact_of(f, b, p)
+                for f in files
+                for b in options.backends
+                for p in options.precisions
+                if f.precision == "fp32" and p in RUN_PRECISIONS.get(b, ())
+            ]
             artifacts += [artifact_of(describe_file(e), "trt") for e in engines]
             for artifact in artifacts:  # a given file of another model: said before reading data or running anything
                 if artifact.file_info is not None:
@@ -419,11 +435,11 @@ def run_validate(
             )
             folder = workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="sbdeploy-validate-"))
             flow.make(folder, on_progress=on_progress)
-            artifacts = [artifact_of(flow.made[p.filename], b) for p in flow.plans for b in p.backends]
+            artifacts = [a for p in flow.plans for a in flow.artifacts(p, p.backends)]
         results = run_validation(
             ckpt,
             artifacts,
-            runner_factory=lambda a: get_runner(a.backend, a.path),
+            runner_factory=open_runner,
             dataset=dataset_case(data, ckpt.config, limit=options.limit) if data else None,
             on_progress=on_progress,
         )

@@ -20,13 +20,31 @@ from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
 if TYPE_CHECKING:
     from torch import nn
 
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+FILE_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+"""The precisions a deploy file holds in its bytes (a target's default offer)."""
+
+PRECISIONS: tuple[str, ...] = (*FILE_PRECISIONS, "bf16")
 """Every precision sbdeploy knows; each target offers a subset (:attr:`Target.precisions`)."""
 
+RUN_PRECISIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({"ov-cpu": ("bf16",)})
+"""Per backend, the precisions that are a run-time setting (OpenVINO's inference precision hint) on the fp32 file
+rather than a file of their own: such a run is validated and timed as (file sha256, backend, precision)."""
 
-def requested_precisions(fp16: bool, int8: bool) -> tuple[str, ...]:
-    """The precisions ``--fp16``/``--int8`` ask for, fp32 first (the reference every other one is judged against)."""
-    return ("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else []))
+
+def requested_precisions(fp16: bool, int8: bool, bf16: bool = False) -> tuple[str, ...]:
+    """The precisions ``--fp16``/``--int8``/``--bf16`` ask for, fp32 first (the reference every other one is judged
+    against)."""
+    return ("fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else []), *(["bf16"] if bf16 else []))
+
+
+def file_precision(backend: str, precision: str) -> str:
+    """The precision of the file ``backend`` runs for a ``precision`` run: fp32 for a run-time one (RUN_PRECISIONS)."""
+    return "fp32" if precision in RUN_PRECISIONS.get(backend, ()) else precision
+
+
+def run_options(backend: str, precision: str) -> dict[str, str]:
+    """The runner options of a ``precision`` run on ``backend``: ``precision`` itself where it is a run-time setting."""
+    return {"precision": precision} if precision in RUN_PRECISIONS.get(backend, ()) else {}
 
 
 STRUCTURAL_PASSES: tuple[str, ...] = ("fold_constants", "eliminate", "fold_bn", "shape_inference")
@@ -46,7 +64,7 @@ layout (:mod:`sbdeploy.nn.stacked`), as measured on ONNX Runtime CPU (docs/speed
 STACKED_ALWAYS = 1 << 62
 """A ``stacked_max_macs`` that every fixed batch is below: stackable runs always take the stacked layout."""
 
-ONNX_BACKENDS: tuple[str, ...] = ("ort-cpu", "ort-cuda", "ort-trt")
+ONNX_BACKENDS: tuple[str, ...] = ("ort-cpu", "ort-cuda", "ort-trt", "ov-cpu")
 """Backends whose artifact is the ONNX file itself."""
 
 ENGINE_BACKENDS: tuple[str, ...] = ("trt",)
@@ -101,7 +119,7 @@ class Target:
     backends: tuple[str, ...]  # the runners of its artifacts (trt: an engine built from its ONNX)
     layout: Layout = Layout()
     per_batch: bool = False  # one artifact per batch size (the layout depends on it), else one with a dynamic batch
-    precisions: tuple[str, ...] = PRECISIONS
+    precisions: tuple[str, ...] = FILE_PRECISIONS
     int8: Int8Recipe = TRT_INT8
     engine_options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen({}))  # TensorRT's
     tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: _frozen(DEFAULT_TOLERANCES))
@@ -261,6 +279,18 @@ TARGETS: Mapping[str, Target] = _by_name(
         backends=("trt", "ort-trt"),
         engine_options=_ENGINES,
     ),
+    Target(
+        "ov-cpu",
+        "OpenVINO CPU: ort-cpu's plain rule form (phase runs of exact tap convs, stacked at small fixed batches), never "
+        "the fused op (OpenVINO cannot run it); one artifact per batch size",
+        lowering="subpixel",
+        layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
+        passes=ORT_CPU_PASSES,
+        backends=("ov-cpu",),
+        per_batch=True,
+        precisions=("fp32", "bf16", "int8"),  # bf16: the fp32 file run with OpenVINO's bf16 hint (RUN_PRECISIONS)
+        int8=ORT_CPU_INT8,  # OpenVINO reads ONNX Runtime's QDQ files
+    ),
 )
 """Every deploy target by name."""
 
@@ -268,7 +298,7 @@ CANONICAL = "grouped"
 """The target of the canonical interchange file (``export`` without ``--target``, the pipeline's ``model.onnx``)."""
 
 BACKEND_TARGETS: Mapping[str, str] = _frozen(
-    {"ort-cpu": "ort-cpu", "ort-cuda": "ort-cuda", "ort-trt": "trt", "trt": "trt"}
+    {"ort-cpu": "ort-cpu", "ort-cuda": "ort-cuda", "ort-trt": "trt", "trt": "trt", "ov-cpu": "ov-cpu"}
 )
 """The target whose artifacts each backend times by default (bench, pipeline, validate)."""
 

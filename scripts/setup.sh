@@ -53,6 +53,14 @@ run install -e ".[dev,serve]"
 step "installing tensorrt-stubs (TensorRT 10.13 type stubs for scripts/typecheck.sh)"
 run install --no-deps "tensorrt-stubs==10.13.0.35.1"
 
+# OpenVINO (the ov-cpu backend, about 180 MB installed): best effort; without it ov-cpu says so in one line and its tests skip.
+step "installing the openvino extra (the ov-cpu backend)"
+if install -e ".[openvino]" >>"$LOG" 2>&1; then
+  echo "    OpenVINO $(.venv/bin/python -c 'import openvino; print(openvino.__version__.split("-")[0])')"
+else
+  echo "    not installed (see $LOG); the ov-cpu backend is unavailable, the rest works"
+fi
+
 # PyTriton's bundled Triton server, for the live serving tests and scripts/bench_triton.py. PyTriton
 # pins numpy<2 (pytriton#93), so it gets its own small venv that sees .venv's packages (torch,
 # onnxruntime, sbdeploy) behind its own through a .pth file. Without it those tests skip, saying why.

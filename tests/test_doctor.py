@@ -54,3 +54,14 @@ def test_doctor_says_whether_the_kernel_library_is_built_and_why_not(tmp_path, m
     )
     line = diagnose().kernels
     assert line.startswith("not built (kernels: not built: no C++ compiler") and "scripts/build_kernels.sh" in line
+
+
+def test_doctor_names_openvino_and_what_its_cpu_plugin_computes_in() -> None:
+    openvino = pytest.importorskip("openvino")
+    from sbdeploy.doctor import diagnose
+
+    report = diagnose()
+    assert report.openvino == openvino.__version__.split("-")[0]
+    assert {"FP32", "INT8"} <= set(report.openvino_capabilities)
+    (row,) = [b for b in report.backends if b.name == "ov-cpu"]
+    assert row.available and row.reason.startswith(f"OpenVINO {report.openvino} CPU plugin (")

@@ -45,7 +45,7 @@ odd one (the per-SB lowering). One image: torch's float64 depthwise convs (the p
 
 
 def test_every_row_names_real_things() -> None:
-    assert set(TARGETS) == {"grouped", "separate", "ort-cpu", "ort-cuda", "trt"} and CANONICAL in TARGETS
+    assert set(TARGETS) == {"grouped", "separate", "ort-cpu", "ov-cpu", "ort-cuda", "trt"} and CANONICAL in TARGETS
     for target in TARGETS.values():
         assert target.lowering in LOWERINGS, target.name
         assert set(target.passes) <= set(PASSES) and target.passes[: len(DEFAULT_PASSES)] == DEFAULT_PASSES, target.name
@@ -130,8 +130,12 @@ def test_names_and_refusals() -> None:
     ):
         get_target("ort-cp")
     assert artifact_filename("model", "ort-cpu", "int8", batch=1) == "model.ort-cpu.b1.int8.onnx"
-    with pytest.raises(ConfigError, match=r"offers fp32, fp16, int8, not 'bf16' \(sbdeploy knows fp32, fp16, int8\)"):
+    with pytest.raises(ConfigError, match=r"offers fp32, fp16, int8, not 'bf16'$"):  # ov-cpu's run-time precision
         get_target("ort-cpu").check_precision("bf16")
+    with pytest.raises(
+        ConfigError, match=r"offers fp32, fp16, int8, not 'fp8' \(sbdeploy knows fp32, fp16, int8, bf16\)"
+    ):
+        get_target("ort-cpu").check_precision("fp8")
     with pytest.raises(ConfigError, match="target ort-cpu is run by ort-cpu, not by trt"):
         target_for("trt", "ort-cpu")
     assert target_for("trt", "grouped").name == "grouped"  # the canonical form runs everywhere

@@ -18,14 +18,15 @@ if TYPE_CHECKING:
     from torch import nn
 
 _TORCH, _ORT = "sbdeploy.backends.torch_runner:TorchRunner", "sbdeploy.backends.ort:OrtRunner"
-# Backend name -> its runner class (module:Class; torch-* run an nn.Module or checkpoint folder, ort-* an .onnx
-# file, trt an .engine) and the options the name fixes.
+# Backend name -> its runner class (module:Class; torch-* run an nn.Module or checkpoint folder, ort-* and ov-cpu an
+# .onnx file, trt an .engine) and the options the name fixes.
 RUNNERS: dict[str, tuple[str, dict[str, str]]] = {
     "torch": (_TORCH, {}),
     "torch-cuda": (_TORCH, {"device": "cuda"}),
     "ort-cpu": (_ORT, {"provider": "cpu"}),
     "ort-cuda": (_ORT, {"provider": "cuda"}),
     "ort-trt": (_ORT, {"provider": "tensorrt"}),
+    "ov-cpu": ("sbdeploy.backends.openvino:OpenVinoRunner", {}),
     "trt": ("sbdeploy.backends.tensorrt.runner:TrtRunner", {}),
 }
 

@@ -26,8 +26,9 @@ from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.flops import count_macs
 from sbdeploy.models import create_model, model_info
 from sbdeploy.sources import Model
+from sbdeploy.targets import run_options
 
-BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu")
 DEFAULT_BACKENDS = ("torch", "ort-cpu")
 """What a checkpoint or zoo name is timed on unless told otherwise (a file: the backend that runs it)."""
 
@@ -130,7 +131,7 @@ def bench_subjects(
     run_notes = list(notes)
     limits = Limits.of(plan)
     for backend in backends:
-        opts: dict[str, object] = {"threads": threads} if backend == "ort-cpu" and threads else {}
+        opts: dict[str, object] = {"threads": threads} if backend in ("ort-cpu", "ov-cpu") and threads else {}
         if backend == "trt" and cuda_graph:
             opts["cuda_graph"] = True
         for batch in batches:
@@ -151,7 +152,8 @@ def bench_subjects(
             with contextlib.ExitStack() as stack:
                 fns, runners = {}, []
                 for s, precision, f in entries:
-                    runner = stack.enter_context(get_runner(backend, s.module if f is None else f.path, **opts))
+                    run = run_options(backend, precision)  # bf16 on ov-cpu: the fp32 file with the bf16 hint
+                    runner = stack.enter_context(get_runner(backend, s.module if f is None else f.path, **opts, **run))
                     shape = (batch, s.in_chans, *s.input_size)
                     feed = {runner.input_specs()[0].name: rng.standard_normal(shape, dtype=np.float32)}
                     fns[keys[(s.label, precision)]] = runner.timed_call(feed)

@@ -86,6 +86,7 @@ OldLowering = Annotated[str | None, typer.Option(hidden=True, help="Old spelling
 Batches = Annotated[str, typer.Option(help="Comma-separated batch sizes (a fixed-batch file runs at its own).")]
 Fp16 = Annotated[bool, typer.Option("--fp16", help="Also make and run fp16 artifacts (torch stays fp32).")]
 Int8 = Annotated[bool, typer.Option("--int8", help="Also make and run int8 artifacts, each target's recipe.")]
+Bf16 = Annotated[bool, typer.Option("--bf16", help="Also run the fp32 files in bf16 where the backend can (ov-cpu).")]
 Calibration = Annotated[
     str | None,
     typer.Option(

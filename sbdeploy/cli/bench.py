@@ -125,6 +125,7 @@ def bench(
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Do not add the SB models' baselines.")] = False,
     fp16: opt.Fp16 = False,
     int8: opt.Int8 = False,
+    bf16: opt.Bf16 = False,
     calibration: opt.Calibration = None,
     cuda_graph: Annotated[
         bool, typer.Option("--cuda-graph", help="trt: replay inference as a CUDA graph (needs cuda-python).")
@@ -163,7 +164,7 @@ def bench(
             target=opt.target_flags(target, lowering),
             add_baselines=not no_baselines,
             baseline=baseline,
-            precisions=requested_precisions(fp16, int8),
+            precisions=requested_precisions(fp16, int8, bf16),
             calibration=calibration,
             cuda_graph=cuda_graph,
             workdir=artifacts,

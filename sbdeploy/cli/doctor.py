@@ -36,6 +36,7 @@ def doctor(
         ("GPU", gpu if report.gpu_name else "none found"),
         ("driver", report.driver or "unknown"),
         ("SB kernels", report.kernels),
+        ("openvino", f"{report.openvino}: {', '.join(report.openvino_capabilities)}" if report.openvino else None),
     ):
         machine.add_row(label, escape(value) if value else missing)
     console.print(machine)

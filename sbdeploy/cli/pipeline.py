@@ -36,6 +36,10 @@ def pipeline(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/<name>).", file_okay=False)] = None,
     fp16: opt.Fp16 = False,
     int8: opt.Int8 = False,
+    bf16: opt.Bf16 = False,
+    backends: Annotated[
+        str | None, typer.Option(help="CPU backends of the deploy files (default ort-cpu): ort-cpu, ov-cpu.")
+    ] = None,
     calibration: opt.Calibration = None,
     batch: opt.Batches = "1,8",
     iters: opt.Iters = None,
@@ -62,6 +66,8 @@ def pipeline(
     options = PipelineOptions(
         fp16=fp16,
         int8=int8,
+        bf16=bf16,
+        backends=tuple(opt.split_list(backends, "--backends")) if backends else ("ort-cpu",),
         calibration=calibration,
         batches=opt.parse_ints(batch, "--batch"),
         iters=iters,

@@ -70,6 +70,7 @@ def validate(
     batch: opt.Batches = "1,8",
     fp16: opt.Fp16 = False,
     int8: opt.Int8 = False,
+    bf16: opt.Bf16 = False,
     calibration: opt.Calibration = None,
     artifacts: opt.Artifacts = None,
     data: Annotated[str | None, typer.Option(help="Data source of real images (default: the checkpoint's).")] = None,
@@ -87,7 +88,8 @@ def validate(
 
     Each file is judged by its deploy target's tolerance for its precision (default fp32
     |diff| <= 1e-4 + 1e-3*|ref|; fp16 5e-2 + 5e-2*|ref|; int8 cosine >= 0.98 and top-1
-    agreement >= 90%, on real images: its random-batch runs are shown, not judged). Any NaN/Inf fails.
+    agreement >= 90%, on real images: its random-batch runs are shown, not judged; bf16 on ov-cpu, the fp32
+    file run with OpenVINO's bf16 hint, 1e-1 + 1e-1*|ref|). Any NaN/Inf fails.
     Without --onnx/--engine, validate makes the artifacts bench would time for --backends and checks those.
     """
     from sbdeploy.flow import ValidateOptions, judge_saved, run_validate
@@ -97,7 +99,7 @@ def validate(
         backends=tuple(opt.split_list(backends, "--backends")),
         target=opt.target_flags(target, lowering),
         batches=tuple(opt.parse_ints(batch, "--batch")),
-        precisions=requested_precisions(fp16, int8),
+        precisions=requested_precisions(fp16, int8, bf16),
         calibration=calibration,
         data=data,
         limit=limit,

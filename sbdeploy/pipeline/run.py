@@ -31,6 +31,9 @@ from sbdeploy.validate.report import write_report as write_validation
 STEPS: tuple[str, ...] = ("export + passes", "engine", "validate", "bench")
 """The pipeline's steps, in order."""
 
+CPU_BACKENDS: tuple[str, ...] = ("ort-cpu", "ov-cpu")
+"""The backends ``--backends`` may name: the CPU ones (trt joins by itself where TensorRT runs)."""
+
 BASELINE_STEM = "baseline"
 """File-name stem of the baseline's artifacts in a run folder (the SB model's: :data:`SB_STEM`)."""
 
@@ -44,6 +47,8 @@ class PipelineOptions:
 
     fp16: bool = False  # also make, validate and bench fp16 files
     int8: bool = False  # also make, validate and bench int8 files (each target's recipe)
+    bf16: bool = False  # also validate and bench the fp32 files in bf16 where a backend sets it (ov-cpu)
+    backends: tuple[str, ...] = ("ort-cpu",)  # the CPU backends of the deploy files (trt joins where it runs)
     calibration: str | None = None  # int8 calibration SOURCE (data source or .npy); default: the checkpoint's dataset
     batches: tuple[int, ...] = (1, 8)  # bench batch sizes (the ort-cpu form is made once per batch)
     iters: int | None = None  # bench timed runs per model (None: adaptive, at most budget_s)
@@ -56,7 +61,10 @@ class PipelineOptions:
     tune: TuneOptions | None = None  # time every ort-cpu file's candidate forms, keep the fastest (tuning.md)
 
     def __post_init__(self) -> None:
-        check_calibration(requested_precisions(self.fp16, self.int8), self.calibration)
+        check_calibration(requested_precisions(self.fp16, self.int8, self.bf16), self.calibration)
+        unknown = [b for b in self.backends if b not in CPU_BACKENDS]
+        if not self.backends or unknown:
+            raise ConfigError(f"--backends takes {', '.join(CPU_BACKENDS)} (trt joins where it runs), got {unknown}")
         if self.tune is not None and self.int8:
             raise ConfigError(
                 "--tune times fp32 and fp16 files; an int8 file keeps its target's rule form, so its 'vs fp32' would "
@@ -105,10 +113,10 @@ def run_pipeline(
     out = Path(out)
     models = resolve_models([source], baseline=options.baseline, stems=[SB_STEM, BASELINE_STEM])
     backend, why = engine_backend()
-    precisions = requested_precisions(options.fp16, options.int8)
+    precisions = requested_precisions(options.fp16, options.int8, options.bf16)
     flow = Flow.plan(
         models,
-        backends=["torch", "ort-cpu"] + (["trt"] if backend == "trt" else []),
+        backends=["torch", *options.backends] + (["trt"] if backend == "trt" else []),
         batches=options.batches,
         precisions=precisions,
         target=options.target,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sbdeploy._io import atomic_write_bytes
+from sbdeploy.backends import get_runner
 from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import FP32_TF32
 from sbdeploy.backends.torch_runner import TorchRunner
@@ -25,6 +26,7 @@ from sbdeploy.data import open_source, to_float
 from sbdeploy.environment import Environment, collect_environment
 from sbdeploy.errors import ArtifactError, ConfigError, InputError
 from sbdeploy.files import DeployFile
+from sbdeploy.targets import RUN_PRECISIONS, run_options
 from sbdeploy.validate.compare import Tolerance, ValidationReport, judge
 
 
@@ -90,11 +92,17 @@ def run_batched(runner: Runner, images: np.ndarray, max_batch: int, fixed_batch:
 
 RunnerFactory = Callable[[Artifact], Runner]
 
+
+def open_runner(artifact: Artifact) -> Runner:
+    """The default :data:`RunnerFactory`: the artifact's backend on its file, at its run-time precision if any."""
+    return get_runner(artifact.backend, artifact.path, **run_options(artifact.backend, artifact.precision))
+
+
 DYNAMIC_BATCHES = (1, 2, 8)
 """Random-batch sizes tried on an ONNX model with a dynamic batch."""
 
 
-def artifact_of(file: DeployFile, backend: str | None = None) -> Artifact:
+def artifact_of(file: DeployFile, backend: str | None = None, run_precision: str | None = None) -> Artifact:
     """An artifact to validate: ``file`` on ``backend`` (default: the file's own), with the batch sizes it takes.
 
     A fixed batch is tried at that batch; a dynamic ONNX batch at :data:`DYNAMIC_BATCHES`
@@ -103,7 +111,8 @@ def artifact_of(file: DeployFile, backend: str | None = None) -> Artifact:
     An fp32 file run with TF32 is judged as ``tf32``, by the TF32 tolerance: an engine built
     with TF32 (its sidecar says so), or any fp32 ONNX on ``ort-trt`` (ONNX Runtime's TensorRT
     provider cannot clear TF32); on ``ort-cuda`` it runs without TF32 and is judged as fp32
-    (:data:`sbdeploy.backends.ort.FP32_TF32`). ``tf32`` records which.
+    (:data:`sbdeploy.backends.ort.FP32_TF32`). ``tf32`` records which. ``run_precision``: a precision the
+    backend sets at run time on the fp32 file (:data:`sbdeploy.targets.RUN_PRECISIONS`, ov-cpu's bf16), judged as such.
     """
     backend = backend or file.default_backend()
     if not file.runs_on(backend):
@@ -119,6 +128,13 @@ def artifact_of(file: DeployFile, backend: str | None = None) -> Artifact:
     else:
         sizes, max_batch = DYNAMIC_BATCHES, 32
     precision, tf32 = file.precision, None
+    if run_precision is not None and run_precision != precision:
+        if file.precision != "fp32" or run_precision not in RUN_PRECISIONS.get(backend, ()):
+            raise ConfigError(
+                f"{backend} runs {file.name} ({file.precision}) as it is; it sets "
+                f"{', '.join(RUN_PRECISIONS.get(backend, ())) or 'no precision'} at run time on fp32 files only"
+            )
+        precision = run_precision
     if file.kind == "engine" and precision in ("fp32", "tf32"):
         tf32 = precision == "tf32"  # from the sidecar (describe_file)
     elif precision == "fp32" and backend in FP32_TF32:

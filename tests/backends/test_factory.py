@@ -15,11 +15,12 @@ from sbdeploy.errors import ConfigError
 
 
 def test_names_map_to_runners(sb_model: nn.Module, sb_onnx: Path) -> None:
-    assert set(RUNNERS) == {"torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt"}
+    assert set(RUNNERS) == {"torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu"}
     assert isinstance(get_runner("torch", sb_model), TorchRunner)
     runner = get_runner("ort-cpu", sb_onnx, threads=1)
     assert isinstance(runner, OrtRunner) and runner.provider == "cpu"
     assert get_runner("ort-trt", sb_onnx).name == "ort-trt"
+    assert get_runner("ov-cpu", sb_onnx, threads=1).name == "ov-cpu"  # constructed without OpenVINO: opened lazily
     with runner:
         assert runner.infer({"input": np.zeros((2, 3, 32, 32), np.float32)})["logits"].shape == (2, 10)
 

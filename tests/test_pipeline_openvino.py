@@ -1,0 +1,63 @@
+"""ov-cpu through the one flow, by the CLI: the pipeline validates every (file sha256, backend, precision) it times,
+bf16 included (the fp32 file run with OpenVINO's bf16 hint), and bf16 is refused where a backend cannot set it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sbdeploy.artifacts import plan_artifacts
+from sbdeploy.errors import ConfigError
+from tests.conftest import REPO, run_cli
+
+pytest.importorskip("openvino")
+
+SHIPPED_SB, SHIPPED_BASELINE = REPO / "models" / "digits_resnet20_sb", REPO / "models" / "digits_resnet20"
+
+
+def test_bf16_on_ov_cpu_is_the_fp32_file_run_in_bf16() -> None:
+    plans, uses = plan_artifacts([("m", "model")], ["ov-cpu"], [1], precisions=("fp32", "bf16"))
+    assert [(p.filename, p.precision, p.backends) for p in plans] == [
+        ("model.ov-cpu.b1.fp32.onnx", "fp32", ("ov-cpu",))
+    ]
+    assert uses[("m", "ov-cpu", 1, "bf16")] == uses[("m", "ov-cpu", 1, "fp32")] == "model.ov-cpu.b1.fp32.onnx"
+    with pytest.raises(ConfigError, match="target ort-cpu offers fp32, fp16, int8, not 'bf16'"):
+        plan_artifacts([("m", "model")], ["ort-cpu"], [1], precisions=("fp32", "bf16"))
+
+
+def test_pipeline_on_ov_cpu_validates_every_precision_it_times(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["--baseline", str(SHIPPED_BASELINE), "--out", str(out), "--backends", "ort-cpu,ov-cpu", "--bf16"]
+    args += ["--batch", "1", "--iters", "2", "--warmup", "1", "--limit", "64", "--threads", "1"]
+    result = run_cli("pipeline", str(SHIPPED_SB), *args)
+    # ort-cpu cannot set bf16: refused in one line before anything is made
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: target ort-cpu offers fp32, fp16, int8, not 'bf16'"
+    ], result.stderr
+    assert not out.exists()
+    result = run_cli("pipeline", str(SHIPPED_SB), *args[:5], "ov-cpu", *args[6:])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((out / "summary.json").read_text())["passed"]
+    validation, bench = json.loads((out / "validate.json").read_text()), json.loads((out / "bench.json").read_text())
+    validated = {(c["file"], c["sha256"], c["backend"], c["precision"]) for c in validation["checks"] if c["passed"]}
+    timed = {(r["file"], r["sha256"], r["backend"], r["precision"]) for r in bench["rows"] if r["file"] is not None}
+    assert {(b, p) for _, _, b, p in timed} == {("ov-cpu", "fp32"), ("ov-cpu", "bf16")}
+    assert timed <= validated  # every (file, backend, precision) timed was validated, byte for byte
+    assert {f for f, *_ in timed} == {"model.ov-cpu.b1.fp32.onnx", "baseline.ov-cpu.b1.fp32.onnx"}
+    assert "bf16" in validation["tolerances"].get("ov-cpu bf16", "") or "ov-cpu bf16" in validation["tolerances"]
+
+
+def test_validate_and_bench_take_ov_cpu_files(tmp_path: Path) -> None:
+    onnx = tmp_path / "model.ov-cpu.b1.fp32.onnx"
+    done = run_cli("export", str(SHIPPED_SB), "--target", "ov-cpu", "--batch", "1", "-o", str(onnx))
+    assert done.returncode == 0, done.stderr
+    done = run_cli("validate", str(SHIPPED_SB), "--onnx", str(onnx), "--backends", "ov-cpu", "--bf16", "--limit", "32")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ov-cpu" in done.stdout and "bf16" in done.stdout and "PASSED: 4 checks of 1 files" in done.stdout
+    report = tmp_path / "bench"
+    done = run_cli("bench", "-m", str(onnx), "--iters", "3", "--warmup", "1", "--report", str(report))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads((report / "bench.json").read_text())["rows"]
+    assert [(r["backend"], r["precision"], r["file"]) for r in rows] == [("ov-cpu", "fp32", onnx.name)]
