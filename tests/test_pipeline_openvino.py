@@ -46,6 +46,8 @@ def test_pipeline_on_ov_cpu_validates_every_precision_it_times(tmp_path: Path) -
     assert {(b, p) for _, _, b, p in timed} == {("ov-cpu", "fp32"), ("ov-cpu", "bf16")}
     assert timed <= validated  # every (file, backend, precision) timed was validated, byte for byte
     assert {f for f, *_ in timed} == {"model.ov-cpu.b1.fp32.onnx", "baseline.ov-cpu.b1.fp32.onnx"}
+    summary = {a["file"]: a for a in json.loads((out / "summary.json").read_text())["artifacts"]}
+    assert set(summary["model.ov-cpu.b1.fp32.onnx"]["latency_ms"]) == {"ov-cpu", "ov-cpu bf16"}  # neither hides
     assert "bf16" in validation["tolerances"].get("ov-cpu bf16", "") or "ov-cpu bf16" in validation["tolerances"]
 
 

@@ -95,12 +95,14 @@ def summarize_artifacts(
         for row in bench.rows if bench is not None else ():
             if row.file != file.name:
                 continue
-            summary.latency_ms.setdefault(row.backend, {})[row.batch] = round(row.stats.median_ms, 4)
+            # a run-time precision (the fp32 file run in bf16 on ov-cpu) is a latency of its own
+            run = row.backend if row.precision == file.precision else f"{row.backend} {row.precision}"
+            summary.latency_ms.setdefault(run, {})[row.batch] = round(row.stats.median_ms, 4)
             if row.speedup is not None:
-                summary.speedup.setdefault(row.backend, {})[row.batch] = round(row.speedup, 3)
+                summary.speedup.setdefault(run, {})[row.batch] = round(row.speedup, 3)
             if row.speedup_low is not None and row.speedup_high is not None:
                 interval = (round(row.speedup_low, 3), round(row.speedup_high, 3))
-                summary.speedup_interval.setdefault(row.backend, {})[row.batch] = interval
+                summary.speedup_interval.setdefault(run, {})[row.batch] = interval
         summaries.append(summary)
     return summaries
 
