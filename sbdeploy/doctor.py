@@ -11,7 +11,6 @@ import platform
 from dataclasses import asdict, dataclass, field
 
 from sbdeploy import environment, kernels
-from sbdeploy.backends import openvino
 from sbdeploy.environment import package_version
 
 
@@ -95,6 +94,8 @@ def diagnose() -> DoctorReport:
     else:
         trt_reason = f"TensorRT {stack.tensorrt} is installed but {no_gpu}"
     backends.append(BackendStatus("trt", stack.trt_ready, trt_reason))
+    from sbdeploy.backends import openvino  # numpy and openvino stay out of a light command's import
+
     ov_version, capabilities, ov_problem = openvino.probe()
     ov_reason = f"OpenVINO {ov_version} CPU plugin ({', '.join(capabilities)})" if ov_version else ov_problem
     backends.append(BackendStatus("ov-cpu", ov_version is not None, ov_reason))

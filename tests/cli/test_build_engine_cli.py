@@ -59,8 +59,9 @@ def test_doctor_json_matches_this_machine() -> None:
     assert report["onnxruntime"] == onnxruntime.__version__
     assert report["ort_providers"] == onnxruntime.get_available_providers()
     backends = {b["name"]: b for b in report["backends"]}
-    assert set(backends) == {"torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt"}
+    assert set(backends) == {"torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu"}
     assert backends["ort-cpu"]["available"] and backends["torch"]["available"]
+    assert backends["ov-cpu"]["available"] == (report["openvino"] is not None)
     assert backends["trt"]["available"] == environment.gpu_stack().trt_ready
     if not tensorrt_available():
         assert report["tensorrt"] is None and backends["trt"]["reason"] == NO_TENSORRT

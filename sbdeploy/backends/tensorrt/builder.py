@@ -22,7 +22,7 @@ from sbdeploy._version import __version__
 from sbdeploy.backends.tensorrt import _compat
 from sbdeploy.backends.tensorrt.sidecar import EngineSidecar, current_machine, sidecar_path, write_sidecar
 from sbdeploy.errors import ConfigError, EngineBuildError, OnnxModelError
-from sbdeploy.targets import PRECISIONS
+from sbdeploy.targets import FILE_PRECISIONS
 
 if TYPE_CHECKING:
     import onnx
@@ -49,8 +49,8 @@ class BuildOptions:
     fp16_flag: bool = False  # TensorRT 10.x only: weakly typed network + BuilderFlag.FP16 instead of an fp16 ONNX
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in FILE_PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(FILE_PRECISIONS)}, got {self.precision!r}")
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
             raise ConfigError(
                 f"batch sizes must satisfy 1 <= min <= opt <= max, got min {self.min_batch}, opt {self.opt_batch}, max {self.max_batch}"
