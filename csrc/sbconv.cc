@@ -14,6 +14,8 @@
 // packed once when the kernel is created, and the work runs on the session's intra-op threads.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
@@ -435,6 +437,32 @@ std::shared_ptr<const Plan> Kernel::plan_for(int h, int w) const {
     return plan;
 }
 
+// A build with -DSBK_PROFILE adds up each phase's time (plan and buffers, transpose, conv, deconv) and
+// prints the totals to stderr at exit; otherwise this is empty.
+#ifdef SBK_PROFILE
+struct Phases {
+    static inline std::atomic<int64_t> total[4]{}, runs{0};
+    std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+    void lap(int phase) {
+        const auto now = std::chrono::steady_clock::now();
+        total[phase] += std::chrono::duration_cast<std::chrono::nanoseconds>(now - last).count();
+        last = now;
+        if (phase == 3) ++runs;
+    }
+    static void report() {
+        if (!runs) return;
+        const double us = 1e3 * runs;
+        std::fprintf(stderr, "SBConv us a run (%ld runs): plan+buffers %.1f transpose %.1f conv %.1f deconv %.1f\n",
+                     long(runs), total[0] / us, total[1] / us, total[2] / us, total[3] / us);
+    }
+};
+const int profile_report = std::atexit(Phases::report);
+#else
+struct Phases {
+    void lap(int) {}
+};
+#endif
+
 template <void (Run::*phase)(size_t)>
 void run_task(void* run, size_t task) {
     (static_cast<Run*>(run)->*phase)(task);
@@ -469,15 +497,20 @@ void compute(const Kernel& k, OrtKernelContext* context) {
     check(api->GetTensorMutableData(y_value, &y));
     run.y = static_cast<float*>(y);
     if (n == 0 || ho == 0 || wo == 0) return;
+    Phases phases;
     run.plan = k.plan_for(h, w);
     run.p = run.plan.get();
     run.allocate_buffers();
+    phases.lap(0);
     check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose>, size_t(n) * h, 0, &run));
+    phases.lap(1);
     if (run.p->m > 0)
         check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>,
                                              size_t(n) * run.conv_tiles() * k.conv.panels, 0, &run));
+    phases.lap(2);
     check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>,
                                          size_t(n) * run.p->blocks.size() * k.deconv.panels, 0, &run));
+    phases.lap(3);
 }
 
 OrtStatus* status_of(const Error& e) { return api->CreateStatus(ORT_INVALID_ARGUMENT, e.message.c_str()); }
