@@ -153,6 +153,7 @@ struct Kernel {
     mutable std::shared_ptr<const struct Plan> plan;  // of the last input size
 
     std::shared_ptr<const Plan> plan_for(int h, int w) const;
+    int ldz() const { return conv.panels * conv.shape.nr; }  // z's row stride: whole conv panels
 };
 
 std::vector<int64_t> sampling_pairs(const OrtKernelInfo* info) {
@@ -284,17 +285,20 @@ Kernel* create(const OrtKernelInfo* info) {
     return kernel.release();
 }
 
-// The pointer tables of one input size: built on the first run at that size, then reused.
+// The offset tables of one input size, built on the first run at that size and then reused, laid out as the
+// tiles read them: [tile][tap][mr], rows past a tile's end reading the zero row.
 struct Plan {
     int h, w, ho, wo, m;  // m sampled positions per image
-    std::vector<int> conv_at;  // [m][9]: offsets in an image's xt (the zero row's where padding)
+    int conv_tiles;
+    std::vector<int> conv_at;  // [conv_tiles][9][mr]: offsets in an image's xt
     struct Block {
         int parity, row0, rows;
+        size_t at;  // its [ntaps][mr] offsets in an image's z start at gather_at[at]
     };
     std::vector<Block> blocks;       // deconv row blocks, by output parity class
     std::vector<int> class_rows[4];  // output positions of each parity class
     std::vector<int> class_taps[4];  // the taps (0..8) each class gathers
-    std::vector<int> gather_at[4];   // [rows][taps]: row of z (m: the zero row)
+    std::vector<int> gather_at;
 
     Plan(const Kernel& kernel, int h_, int w_);
 };
@@ -304,18 +308,26 @@ Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
     ho = (h - 1) / k->stride + 1;
     wo = (w - 1) / k->stride + 1;
     m = 0;
-    std::vector<int> row_of(static_cast<size_t>(ho) * wo, -1);
+    std::vector<int> row_of(static_cast<size_t>(ho) * wo, -1), positions;
     for (int i = 0; i < ho; ++i)
         for (int j = 0; j < wo; ++j)
             if (k->sampled[i & 1][j & 1]) {
                 row_of[i * wo + j] = m++;
-                for (int t = 0; t < 9; ++t) {
-                    const int yi = i * k->stride + t / 3 - 1, xj = j * k->stride + t % 3 - 1;
-                    const bool inside = yi >= 0 && yi < h && xj >= 0 && xj < w;
-                    conv_at.push_back((inside ? yi * w + xj : h * w) * k->cin);
-                }
+                positions.push_back(i * wo + j);
             }
+    const int cmr = k->conv.shape.mr, xt_zero = h * w * k->cin;
+    conv_tiles = (m + cmr - 1) / cmr;
+    conv_at.assign(static_cast<size_t>(conv_tiles) * 9 * cmr, xt_zero);
+    for (int q = 0; q < m; ++q) {
+        const int i = positions[q] / wo, j = positions[q] % wo;
+        for (int t = 0; t < 9; ++t) {
+            const int yi = i * k->stride + t / 3 - 1, xj = j * k->stride + t % 3 - 1;
+            if (yi >= 0 && yi < h && xj >= 0 && xj < w)
+                conv_at[(static_cast<size_t>(q / cmr) * 9 + t) * cmr + q % cmr] = (yi * w + xj) * k->cin;
+        }
+    }
     // Output p gathers z[q] for q = p + d with q sampled, through W2's tap (1 - d): y = sum W2^T z.
+    const int dmr = k->deconv.shape.mr, ldz = k->ldz(), z_zero = m * ldz;
     for (int parity = 0; parity < 4; ++parity) {
         const int pi = parity >> 1, pj = parity & 1;
         std::vector<int>& taps = class_taps[parity];
@@ -323,19 +335,40 @@ Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
             const int di = 1 - t / 3, dj = 1 - t % 3;
             if (k->sampled[(pi + di) & 1][(pj + dj) & 1]) taps.push_back(t);
         }
+        std::vector<int>& rows = class_rows[parity];
         for (int i = pi; i < ho; i += 2)
-            for (int j = pj; j < wo; j += 2) {
-                class_rows[parity].push_back(i * wo + j);
-                for (int t : taps) {
-                    const int qi = i + 1 - t / 3, qj = j + 1 - t % 3;
-                    const bool inside = qi >= 0 && qi < ho && qj >= 0 && qj < wo;
-                    gather_at[parity].push_back(inside ? row_of[qi * wo + qj] : m);
+            for (int j = pj; j < wo; j += 2) rows.push_back(i * wo + j);
+        const int ntaps = static_cast<int>(taps.size());
+        for (int row0 = 0; row0 < static_cast<int>(rows.size()); row0 += dmr) {
+            const Block block{parity, row0, std::min(dmr, static_cast<int>(rows.size()) - row0), gather_at.size()};
+            gather_at.resize(gather_at.size() + static_cast<size_t>(ntaps) * dmr, z_zero);
+            for (int r = 0; r < block.rows; ++r)
+                for (int s = 0; s < ntaps; ++s) {
+                    const int i = rows[row0 + r] / wo, j = rows[row0 + r] % wo;
+                    const int qi = i + 1 - taps[s] / 3, qj = j + 1 - taps[s] % 3;
+                    if (qi >= 0 && qi < ho && qj >= 0 && qj < wo)
+                        gather_at[block.at + static_cast<size_t>(s) * dmr + r] = row_of[qi * wo + qj] * ldz;
                 }
-            }
-        const int rows = static_cast<int>(class_rows[parity].size()), mr = k->deconv.shape.mr;
-        for (int row0 = 0; row0 < rows; row0 += mr) blocks.push_back({parity, row0, std::min(mr, rows - row0)});
+            blocks.push_back(block);
+        }
     }
 }
+
+// A phase's work: `units` (image, tile) pairs for each weight panel. A task is a run of units of one panel, so
+// it reads the panel's weights once for all of them, and there are tasks enough to keep the threads busy.
+struct Split {
+    static constexpr size_t min_tasks = 16;
+    size_t units, per_task, chunks;
+
+    Split(size_t units_, int panels) : units(units_) {
+        const size_t wanted = std::max<size_t>(1, std::min(units, (min_tasks + panels - 1) / panels));
+        per_task = std::max<size_t>(1, (units + wanted - 1) / wanted);
+        chunks = (units + per_task - 1) / per_task;
+    }
+    size_t tasks(int panels) const { return chunks * panels; }
+    size_t first(size_t task) const { return task % chunks * per_task; }
+    size_t last(size_t task) const { return std::min(units, first(task) + per_task); }
+};
 
 // The geometry and buffers of one run; the three phases run on the session's thread pool.
 struct Run {
@@ -346,87 +379,75 @@ struct Run {
     const float* x;
     const float* residual;
     float* y;
-    Buffer xt, z;  // NHWC input and the sampled conv outputs [m][cmid], each image followed by a zero row
+    Buffer xt, z;  // NHWC input and the sampled conv outputs [m][ldz], each image followed by a zero row
     size_t xt_image, z_image;
+    Split conv_split{0, 1}, deconv_split{0, 1};
 
-    int conv_tiles() const { return (p->m + k->conv.shape.mr - 1) / k->conv.shape.mr; }
-
+    // Blocks of 16 pixels x 16 channels, so both sides of the copy stay in a few cache lines.
     void transpose(size_t task) {
-        const int image = static_cast<int>(task / p->h), row = static_cast<int>(task % p->h);
+        const int image = static_cast<int>(task / p->h), row = static_cast<int>(task % p->h), cin = k->cin;
         const size_t plane = static_cast<size_t>(p->h) * p->w;
-        const float* src = x + image * k->cin * plane + static_cast<size_t>(row) * p->w;
-        float* dst = xt.get() + image * xt_image + static_cast<size_t>(row) * p->w * k->cin;
-        for (int c = 0; c < k->cin; ++c)
-            for (int j = 0; j < p->w; ++j) dst[static_cast<size_t>(j) * k->cin + c] = src[c * plane + j];
+        const float* src = x + image * cin * plane + static_cast<size_t>(row) * p->w;
+        float* dst = xt.get() + image * xt_image + static_cast<size_t>(row) * p->w * cin;
+        for (int j0 = 0; j0 < p->w; j0 += 16)
+            for (int c0 = 0; c0 < cin; c0 += 16) {
+                const int j1 = std::min(p->w, j0 + 16), c1 = std::min(cin, c0 + 16);
+                for (int j = j0; j < j1; ++j)
+                    for (int c = c0; c < c1; ++c) dst[static_cast<size_t>(j) * cin + c] = src[c * plane + j];
+            }
     }
 
     void conv(size_t task) {
         const Gemm& g = k->conv;
-        const int mr = g.shape.mr, nr = g.shape.nr;
-        const int panel = static_cast<int>(task % g.panels);
-        const int tile = static_cast<int>(task / g.panels % conv_tiles());
-        const int image = static_cast<int>(task / g.panels / conv_tiles());
-        const int row0 = tile * mr, rows = std::min(mr, p->m - row0);
-        const float* base = xt.get() + image * xt_image;
-        const float* a[9 * 32];
-        for (int s = 0; s < 9; ++s)
-            for (int r = 0; r < mr; ++r)
-                a[s * mr + r] = base + (r < rows ? p->conv_at[(row0 + r) * 9 + s] : p->h * p->w * k->cin);
+        const int mr = g.shape.mr, nr = g.shape.nr, panel = static_cast<int>(task / conv_split.chunks);
+        const int cols = std::min(nr, g.n - panel * nr), ldz = k->ldz();
         static const int all_taps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
-        alignas(64) float c[32 * 32];
-        g.shape.fn({a, g.panel(panel), all_taps, 9, g.kc, c});
-        const int cols = std::min(nr, g.n - panel * nr);
-        float* out = z.get() + image * z_image + static_cast<size_t>(row0) * k->cmid + panel * nr;
-        const float* bias = g.bias.data() + panel * nr;
-        for (int r = 0; r < rows; ++r)
-            for (int j = 0; j < cols; ++j) {
-                const float v = c[r * nr + j] + bias[j];
-                out[static_cast<size_t>(r) * k->cmid + j] = k->mid_relu && v < 0.f ? 0.f : v;
-            }
-        if (k->count) mac_count.fetch_add(uint64_t(rows) * 9 * g.kc * cols, std::memory_order_relaxed);
+        for (size_t unit = conv_split.first(task); unit < conv_split.last(task); ++unit) {
+            const int image = static_cast<int>(unit / p->conv_tiles), tile = static_cast<int>(unit % p->conv_tiles);
+            const int rows = std::min(mr, p->m - tile * mr);
+            float* out = z.get() + image * z_image + static_cast<size_t>(tile) * mr * ldz + panel * nr;
+            g.shape.fn({xt.get() + image * xt_image, p->conv_at.data() + static_cast<size_t>(tile) * 9 * mr,
+                        g.panel(panel), all_taps, 9, g.kc, g.bias.data() + panel * nr, out, ldz, rows, k->mid_relu});
+            if (k->count) mac_count.fetch_add(uint64_t(rows) * 9 * g.kc * cols, std::memory_order_relaxed);
+        }
     }
 
     void deconv(size_t task) {
         const Gemm& g = k->deconv;
-        const int mr = g.shape.mr, nr = g.shape.nr;
-        const int panel = static_cast<int>(task % g.panels);
-        const Plan::Block& block = p->blocks[task / g.panels % p->blocks.size()];
-        const int image = static_cast<int>(task / g.panels / p->blocks.size());
-        const std::vector<int>& taps = p->class_taps[block.parity];
-        const int ntaps = static_cast<int>(taps.size());
-        const float* base = z.get() + image * z_image;
-        const float* a[9 * 32];
-        for (int s = 0; s < ntaps; ++s)
-            for (int r = 0; r < mr; ++r) {
-                const int row = r < block.rows ? p->gather_at[block.parity][(block.row0 + r) * ntaps + s] : p->m;
-                a[s * mr + r] = base + static_cast<size_t>(row) * k->cmid;
-            }
-        alignas(64) float c[32 * 32];
-        g.shape.fn({a, g.panel(panel), taps.data(), ntaps, g.kc, c});
+        const int nr = g.shape.nr, panel = static_cast<int>(task / deconv_split.chunks);
         const int cols = std::min(nr, g.n - panel * nr);
         const size_t plane = static_cast<size_t>(p->ho) * p->wo;
-        const size_t offset = (static_cast<size_t>(image) * k->cout + panel * nr) * plane;
-        const float* bias = g.bias.data() + panel * nr;
-        for (int r = 0; r < block.rows; ++r) {
-            const size_t at0 = p->class_rows[block.parity][block.row0 + r];
-            for (int j = 0; j < cols; ++j) {
-                const size_t at = offset + j * plane + at0;
-                float v = c[r * nr + j] + bias[j];
-                if (residual) v += residual[at];
-                y[at] = k->out_relu && v < 0.f ? 0.f : v;
-            }
+        alignas(64) float c[32 * 32];
+        for (size_t unit = deconv_split.first(task); unit < deconv_split.last(task); ++unit) {
+            const int image = static_cast<int>(unit / p->blocks.size());
+            const Plan::Block& block = p->blocks[unit % p->blocks.size()];
+            const std::vector<int>& taps = p->class_taps[block.parity];
+            const int ntaps = static_cast<int>(taps.size());
+            g.shape.fn({z.get() + image * z_image, p->gather_at.data() + block.at, g.panel(panel), taps.data(), ntaps,
+                        g.kc, g.bias.data() + panel * nr, c, nr, block.rows, false});
+            const size_t offset = (static_cast<size_t>(image) * k->cout + panel * nr) * plane;
+            const int* positions = p->class_rows[block.parity].data() + block.row0;
+            for (int r = 0; r < block.rows; ++r)
+                for (int j = 0; j < cols; ++j) {
+                    const size_t at = offset + j * plane + positions[r];
+                    float v = c[r * nr + j];
+                    if (residual) v += residual[at];
+                    y[at] = k->out_relu && v < 0.f ? 0.f : v;
+                }
+            if (k->count) mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
         }
-        if (k->count) mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
     }
 
-    void allocate_buffers() {
+    void prepare() {
+        conv_split = Split(size_t(n) * p->conv_tiles, k->conv.panels);
+        deconv_split = Split(size_t(n) * p->blocks.size(), k->deconv.panels);
         xt_image = static_cast<size_t>(p->h) * p->w * k->cin + k->cin;
-        z_image = static_cast<size_t>(p->m + 1) * k->cmid;
+        z_image = static_cast<size_t>(p->m + 1) * k->ldz();
         xt = allocate(n * xt_image);
         z = allocate(n * z_image);
         for (int image = 0; image < n; ++image) {
             std::fill_n(xt.get() + image * xt_image + xt_image - k->cin, k->cin, 0.f);
-            std::fill_n(z.get() + image * z_image + z_image - k->cmid, k->cmid, 0.f);
+            std::fill_n(z.get() + image * z_image + z_image - k->ldz(), k->ldz(), 0.f);
         }
     }
 };
@@ -500,16 +521,16 @@ void compute(const Kernel& k, OrtKernelContext* context) {
     Phases phases;
     run.plan = k.plan_for(h, w);
     run.p = run.plan.get();
-    run.allocate_buffers();
+    run.prepare();
     phases.lap(0);
     check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose>, size_t(n) * h, 0, &run));
     phases.lap(1);
     if (run.p->m > 0)
         check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>,
-                                             size_t(n) * run.conv_tiles() * k.conv.panels, 0, &run));
+                                             run.conv_split.tasks(k.conv.panels), 0, &run));
     phases.lap(2);
     check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>,
-                                         size_t(n) * run.p->blocks.size() * k.deconv.panels, 0, &run));
+                                         run.deconv_split.tasks(k.deconv.panels), 0, &run));
     phases.lap(3);
 }
 
