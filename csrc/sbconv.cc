@@ -148,12 +148,14 @@ struct Kernel {
     bool sampled[2][2] = {};
     bool mid_relu = false, out_relu = false, count = false;
     const char* isa = "";
+    sbk::TransposeFn transpose = nullptr;
     Gemm conv, deconv;
     mutable std::mutex mutex;
     mutable std::shared_ptr<const struct Plan> plan;  // of the last input size
 
     std::shared_ptr<const Plan> plan_for(int h, int w) const;
-    int ldz() const { return conv.panels * conv.shape.nr; }  // z's row stride: whole conv panels
+    int ldz() const { return conv.panels * conv.shape.nr; }    // z's row stride: whole conv panels
+    int ldy() const { return deconv.panels * deconv.shape.nr; }  // and the NHWC output's
 };
 
 std::vector<int64_t> sampling_pairs(const OrtKernelInfo* info) {
@@ -269,6 +271,7 @@ Kernel* create(const OrtKernelInfo* info) {
 
     const sbk::Isa isa = pick_isa();
     k.isa = isa.name;
+    k.transpose = isa.transpose;
     k.count = counting();
     // The mid affine is folded into W1's columns and the conv bias: scale * (W1 x + b1) + shift.
     std::vector<float> conv_bias(k.cmid);
@@ -379,22 +382,28 @@ struct Run {
     const float* x;
     const float* residual;
     float* y;
-    Buffer xt, z;  // NHWC input and the sampled conv outputs [m][ldz], each image followed by a zero row
-    size_t xt_image, z_image;
+    Buffer xt, z, yt;  // NHWC input (and a zero row), the sampled conv outputs [m][ldz] (and a zero row), NHWC output
+    size_t xt_image, z_image, yt_image;
     Split conv_split{0, 1}, deconv_split{0, 1};
 
-    // Blocks of 16 pixels x 16 channels, so both sides of the copy stay in a few cache lines.
-    void transpose(size_t task) {
-        const int image = static_cast<int>(task / p->h), row = static_cast<int>(task % p->h), cin = k->cin;
-        const size_t plane = static_cast<size_t>(p->h) * p->w;
-        const float* src = x + image * cin * plane + static_cast<size_t>(row) * p->w;
-        float* dst = xt.get() + image * xt_image + static_cast<size_t>(row) * p->w * cin;
-        for (int j0 = 0; j0 < p->w; j0 += 16)
-            for (int c0 = 0; c0 < cin; c0 += 16) {
-                const int j1 = std::min(p->w, j0 + 16), c1 = std::min(cin, c0 + 16);
-                for (int j = j0; j < j1; ++j)
-                    for (int c = c0; c < c1; ++c) dst[static_cast<size_t>(j) * cin + c] = src[c * plane + j];
-            }
+    static constexpr int chunk = 128;  // positions a transpose task copies
+    static size_t chunks(size_t plane) { return (plane + chunk - 1) / chunk; }
+
+    void transpose_in(size_t task) {
+        const size_t plane = static_cast<size_t>(p->h) * p->w, image = task / chunks(plane);
+        const size_t p0 = task % chunks(plane) * chunk;
+        const int cols = static_cast<int>(std::min<size_t>(chunk, plane - p0));
+        float* dst = xt.get() + image * xt_image + p0 * k->cin;
+        k->transpose({x + image * k->cin * plane + p0, static_cast<long>(plane), dst, k->cin, k->cin, cols, nullptr, false});
+    }
+
+    // With the residual added and the ReLU applied on the way.
+    void transpose_out(size_t task) {
+        const size_t plane = static_cast<size_t>(p->ho) * p->wo, image = task / chunks(plane);
+        const size_t p0 = task % chunks(plane) * chunk, at = image * k->cout * plane + p0;
+        const int rows = static_cast<int>(std::min<size_t>(chunk, plane - p0));
+        k->transpose({yt.get() + image * yt_image + p0 * k->ldy(), k->ldy(), y + at, static_cast<long>(plane), rows,
+                      k->cout, residual ? residual + at : nullptr, k->out_relu});
     }
 
     void conv(size_t task) {
@@ -407,7 +416,8 @@ struct Run {
             const int rows = std::min(mr, p->m - tile * mr);
             float* out = z.get() + image * z_image + static_cast<size_t>(tile) * mr * ldz + panel * nr;
             g.shape.fn({xt.get() + image * xt_image, p->conv_at.data() + static_cast<size_t>(tile) * 9 * mr,
-                        g.panel(panel), all_taps, 9, g.kc, g.bias.data() + panel * nr, out, ldz, rows, k->mid_relu});
+                        g.panel(panel), all_taps, 9, g.kc, g.bias.data() + panel * nr, out, nullptr, ldz, rows,
+                        k->mid_relu});
             if (k->count) mac_count.fetch_add(uint64_t(rows) * 9 * g.kc * cols, std::memory_order_relaxed);
         }
     }
@@ -416,24 +426,14 @@ struct Run {
         const Gemm& g = k->deconv;
         const int nr = g.shape.nr, panel = static_cast<int>(task / deconv_split.chunks);
         const int cols = std::min(nr, g.n - panel * nr);
-        const size_t plane = static_cast<size_t>(p->ho) * p->wo;
-        alignas(64) float c[32 * 32];
         for (size_t unit = deconv_split.first(task); unit < deconv_split.last(task); ++unit) {
             const int image = static_cast<int>(unit / p->blocks.size());
             const Plan::Block& block = p->blocks[unit % p->blocks.size()];
             const std::vector<int>& taps = p->class_taps[block.parity];
             const int ntaps = static_cast<int>(taps.size());
             g.shape.fn({z.get() + image * z_image, p->gather_at.data() + block.at, g.panel(panel), taps.data(), ntaps,
-                        g.kc, g.bias.data() + panel * nr, c, nr, block.rows, false});
-            const size_t offset = (static_cast<size_t>(image) * k->cout + panel * nr) * plane;
-            const int* positions = p->class_rows[block.parity].data() + block.row0;
-            for (int r = 0; r < block.rows; ++r)
-                for (int j = 0; j < cols; ++j) {
-                    const size_t at = offset + j * plane + positions[r];
-                    float v = c[r * nr + j];
-                    if (residual) v += residual[at];
-                    y[at] = k->out_relu && v < 0.f ? 0.f : v;
-                }
+                        g.kc, g.bias.data() + panel * nr, yt.get() + image * yt_image + panel * nr,
+                        p->class_rows[block.parity].data() + block.row0, k->ldy(), block.rows, false});
             if (k->count) mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
         }
     }
@@ -445,6 +445,8 @@ struct Run {
         z_image = static_cast<size_t>(p->m + 1) * k->ldz();
         xt = allocate(n * xt_image);
         z = allocate(n * z_image);
+        yt_image = static_cast<size_t>(p->ho) * p->wo * k->ldy();
+        yt = allocate(n * yt_image);
         for (int image = 0; image < n; ++image) {
             std::fill_n(xt.get() + image * xt_image + xt_image - k->cin, k->cin, 0.f);
             std::fill_n(z.get() + image * z_image + z_image - k->ldz(), k->ldz(), 0.f);
@@ -458,23 +460,23 @@ std::shared_ptr<const Plan> Kernel::plan_for(int h, int w) const {
     return plan;
 }
 
-// A build with -DSBK_PROFILE adds up each phase's time (plan and buffers, transpose, conv, deconv) and
+// A build with -DSBK_PROFILE adds up each phase's time (plan and buffers, transpose in, conv, deconv, out) and
 // prints the totals to stderr at exit; otherwise this is empty.
 #ifdef SBK_PROFILE
 struct Phases {
-    static inline std::atomic<int64_t> total[4]{}, runs{0};
+    static inline std::atomic<int64_t> total[5]{}, runs{0};
     std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
     void lap(int phase) {
         const auto now = std::chrono::steady_clock::now();
         total[phase] += std::chrono::duration_cast<std::chrono::nanoseconds>(now - last).count();
         last = now;
-        if (phase == 3) ++runs;
+        if (phase == 4) ++runs;
     }
     static void report() {
         if (!runs) return;
         const double us = 1e3 * runs;
-        std::fprintf(stderr, "SBConv us a run (%ld runs): plan+buffers %.1f transpose %.1f conv %.1f deconv %.1f\n",
-                     long(runs), total[0] / us, total[1] / us, total[2] / us, total[3] / us);
+        std::fprintf(stderr, "SBConv us a run (%ld runs): plan+buffers %.1f in %.1f conv %.1f deconv %.1f out %.1f\n",
+                     long(runs), total[0] / us, total[1] / us, total[2] / us, total[3] / us, total[4] / us);
     }
 };
 const int profile_report = std::atexit(Phases::report);
@@ -523,15 +525,18 @@ void compute(const Kernel& k, OrtKernelContext* context) {
     run.p = run.plan.get();
     run.prepare();
     phases.lap(0);
-    check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose>, size_t(n) * h, 0, &run));
+    const size_t in_tasks = n * run.chunks(size_t(h) * w), out_tasks = n * run.chunks(size_t(ho) * wo);
+    check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_in>, in_tasks, 0, &run));
     phases.lap(1);
     if (run.p->m > 0)
-        check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>,
-                                             run.conv_split.tasks(k.conv.panels), 0, &run));
+        check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>, run.conv_split.tasks(k.conv.panels), 0,
+                                             &run));
     phases.lap(2);
-    check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>,
-                                         run.deconv_split.tasks(k.deconv.panels), 0, &run));
+    check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>, run.deconv_split.tasks(k.deconv.panels), 0,
+                                         &run));
     phases.lap(3);
+    check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_out>, out_tasks, 0, &run));
+    phases.lap(4);
 }
 
 OrtStatus* status_of(const Error& e) { return api->CreateStatus(ORT_INVALID_ARGUMENT, e.message.c_str()); }

@@ -15,11 +15,26 @@ struct Tile {
     int ntaps, kc;
     const float* bias;  // nr values
     float* c;
+    const int* c_rows;  // row r is stored at c + c_rows[r] * ldc (c + r * ldc when null)
     long ldc;
     int rows;
     bool relu;
 };
 using TileFn = void (*)(const Tile&);
+
+// dst[j * ldd + i] = src[i * lds + j] (+ add[j * ldd + i], ReLU'd if asked) for i < rows, j < cols: the
+// NCHW <-> NHWC copies, in register blocks.
+struct Transpose {
+    const float* src;
+    long lds;
+    float* dst;
+    long ldd;
+    int rows, cols;
+    const float* add;  // or null
+    bool relu;
+};
+
+using TransposeFn = void (*)(const Transpose&);
 
 // A tile shape and its kernel; `narrow` is for layers with few output channels.
 struct Shape {
@@ -30,6 +45,7 @@ struct Shape {
 struct Isa {
     const char* name;
     Shape wide, narrow;
+    TransposeFn transpose;
 };
 
 Isa isa_avx512();
@@ -80,9 +96,68 @@ void tile(const sbk::Tile& t) {
         for (int j = 0; j < NV; ++j) {
             vec v = acc[r][j];
             if (t.relu) v = v > zero ? v : zero;
-            __builtin_memcpy(t.c + r * t.ldc + j * SBK_TILE_V, &v, sizeof v);
+            __builtin_memcpy(t.c + (t.c_rows ? t.c_rows[r] : r) * t.ldc + j * SBK_TILE_V, &v, sizeof v);
         }
     }
+}
+
+typedef int ivec __attribute__((vector_size(SBK_TILE_V * 4)));
+template <int... L>
+struct lanes {};
+template <int N, int... L>
+struct all_lanes : all_lanes<N - 1, N - 1, L...> {};
+template <int... L>
+struct all_lanes<0, L...> {
+    using type = lanes<L...>;
+};
+
+// One butterfly stage of a V x V register transpose: rows i and i + B swap their off-diagonal B-blocks.
+template <int B, int... L>
+void swap_blocks(vec* r, lanes<L...>) {
+    constexpr int V = SBK_TILE_V;
+    constexpr ivec lo{(L % (2 * B) < B ? L : V + L - B)...}, hi{(L % (2 * B) < B ? L + B : V + L)...};
+#pragma GCC unroll 16
+    for (int i = 0; i < V; ++i)
+        if (i / B % 2 == 0) {
+            const vec a = r[i], b = r[i + B];
+            r[i] = __builtin_shuffle(a, b, lo);
+            r[i + B] = __builtin_shuffle(a, b, hi);
+        }
+    if constexpr (B > 1) swap_blocks<B / 2>(r, lanes<L...>{});
+}
+
+inline float finish(float v, const float* add, long at, bool relu) {
+    if (add) v += add[at];
+    return relu && v < 0.f ? 0.f : v;
+}
+
+void transpose(const sbk::Transpose& t) {
+    constexpr int V = SBK_TILE_V;
+    const vec zero{};
+    for (int i0 = 0; i0 < t.rows; i0 += V)
+        for (int j0 = 0; j0 < t.cols; j0 += V) {
+            if (i0 + V > t.rows || j0 + V > t.cols) {  // an edge block, element by element
+                for (int j = j0; j < j0 + V && j < t.cols; ++j)
+                    for (int i = i0; i < i0 + V && i < t.rows; ++i)
+                        t.dst[j * t.ldd + i] = finish(t.src[i * t.lds + j], t.add, j * t.ldd + i, t.relu);
+                continue;
+            }
+            vec r[V];
+#pragma GCC unroll 16
+            for (int i = 0; i < V; ++i) __builtin_memcpy(&r[i], t.src + (i0 + i) * t.lds + j0, sizeof(vec));
+            swap_blocks<V / 2>(r, typename all_lanes<V>::type{});
+#pragma GCC unroll 16
+            for (int j = 0; j < V; ++j) {
+                const long at = (j0 + j) * t.ldd + i0;
+                if (t.add) {
+                    vec a;
+                    __builtin_memcpy(&a, t.add + at, sizeof a);
+                    r[j] += a;
+                }
+                if (t.relu) r[j] = r[j] > zero ? r[j] : zero;
+                __builtin_memcpy(t.dst + at, &r[j], sizeof(vec));
+            }
+        }
 }
 
 }  // namespace SBK_TILE_NS
