@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "onnxruntime_c_api.h"
@@ -288,20 +289,33 @@ Kernel* create(const OrtKernelInfo* info) {
     return kernel.release();
 }
 
+// `count` rows in blocks of at most `most`, as even as can be: (first row, rows) of each.
+std::vector<std::pair<int, int>> blocks_of(int count, int most) {
+    const int blocks = (count + most - 1) / most;
+    std::vector<std::pair<int, int>> out;
+    for (int b = 0, row0 = 0; b < blocks; ++b) {
+        const int rows = count / blocks + (b < count % blocks);
+        out.emplace_back(row0, rows);
+        row0 += rows;
+    }
+    return out;
+}
+
 // The offset tables of one input size, built on the first run at that size and then reused, laid out as the
-// tiles read them: [tile][tap][mr], rows past a tile's end reading the zero row.
+// tiles read them: each tile's [tap][rows]. Tiles split their rows evenly (a 25-row conv takes 9 + 8 + 8 rows,
+// not 12 + 12 + 1).
 struct Plan {
     int h, w, ho, wo, m;  // m sampled positions per image
-    int conv_tiles;
-    std::vector<int> conv_at;  // [conv_tiles][9][mr]: offsets in an image's xt
     struct Block {
-        int parity, row0, rows;
-        size_t at;  // its [ntaps][mr] offsets in an image's z start at gather_at[at]
+        int parity, row0, rows;  // parity: the deconv's output class (0 for the conv)
+        size_t at;               // its [taps][rows] offsets start at conv_at[at] or gather_at[at]
     };
-    std::vector<Block> blocks;       // deconv row blocks, by output parity class
+    std::vector<Block> tiles;        // the conv's, over the sampled positions
+    std::vector<int> conv_at;        // offsets in an image's xt
+    std::vector<Block> blocks;       // the deconv's, by output parity class
     std::vector<int> class_rows[4];  // output positions of each parity class
     std::vector<int> class_taps[4];  // the taps (0..8) each class gathers
-    std::vector<int> gather_at;
+    std::vector<int> gather_at;      // offsets in an image's z
 
     Plan(const Kernel& kernel, int h_, int w_);
 };
@@ -318,19 +332,21 @@ Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
                 row_of[i * wo + j] = m++;
                 positions.push_back(i * wo + j);
             }
-    const int cmr = k->conv.shape.mr, xt_zero = h * w * k->cin;
-    conv_tiles = (m + cmr - 1) / cmr;
-    conv_at.assign(static_cast<size_t>(conv_tiles) * 9 * cmr, xt_zero);
-    for (int q = 0; q < m; ++q) {
-        const int i = positions[q] / wo, j = positions[q] % wo;
-        for (int t = 0; t < 9; ++t) {
-            const int yi = i * k->stride + t / 3 - 1, xj = j * k->stride + t % 3 - 1;
-            if (yi >= 0 && yi < h && xj >= 0 && xj < w)
-                conv_at[(static_cast<size_t>(q / cmr) * 9 + t) * cmr + q % cmr] = (yi * w + xj) * k->cin;
+    const int xt_zero = h * w * k->cin;
+    for (auto [row0, rows] : blocks_of(m, k->conv.shape.mr)) {
+        tiles.push_back({0, row0, rows, conv_at.size()});
+        conv_at.resize(conv_at.size() + 9 * rows, xt_zero);
+        for (int r = 0; r < rows; ++r) {
+            const int i = positions[row0 + r] / wo, j = positions[row0 + r] % wo;
+            for (int t = 0; t < 9; ++t) {
+                const int yi = i * k->stride + t / 3 - 1, xj = j * k->stride + t % 3 - 1;
+                if (yi >= 0 && yi < h && xj >= 0 && xj < w)
+                    conv_at[tiles.back().at + t * rows + r] = (yi * w + xj) * k->cin;
+            }
         }
     }
     // Output p gathers z[q] for q = p + d with q sampled, through W2's tap (1 - d): y = sum W2^T z.
-    const int dmr = k->deconv.shape.mr, ldz = k->ldz(), z_zero = m * ldz;
+    const int ldz = k->ldz(), z_zero = m * ldz;
     for (int parity = 0; parity < 4; ++parity) {
         const int pi = parity >> 1, pj = parity & 1;
         std::vector<int>& taps = class_taps[parity];
@@ -338,21 +354,20 @@ Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
             const int di = 1 - t / 3, dj = 1 - t % 3;
             if (k->sampled[(pi + di) & 1][(pj + dj) & 1]) taps.push_back(t);
         }
-        std::vector<int>& rows = class_rows[parity];
+        std::vector<int>& outputs = class_rows[parity];
         for (int i = pi; i < ho; i += 2)
-            for (int j = pj; j < wo; j += 2) rows.push_back(i * wo + j);
+            for (int j = pj; j < wo; j += 2) outputs.push_back(i * wo + j);
         const int ntaps = static_cast<int>(taps.size());
-        for (int row0 = 0; row0 < static_cast<int>(rows.size()); row0 += dmr) {
-            const Block block{parity, row0, std::min(dmr, static_cast<int>(rows.size()) - row0), gather_at.size()};
-            gather_at.resize(gather_at.size() + static_cast<size_t>(ntaps) * dmr, z_zero);
-            for (int r = 0; r < block.rows; ++r)
+        for (auto [row0, rows] : blocks_of(static_cast<int>(outputs.size()), k->deconv.shape.mr)) {
+            blocks.push_back({parity, row0, rows, gather_at.size()});
+            gather_at.resize(gather_at.size() + static_cast<size_t>(ntaps) * rows, z_zero);
+            for (int r = 0; r < rows; ++r)
                 for (int s = 0; s < ntaps; ++s) {
-                    const int i = rows[row0 + r] / wo, j = rows[row0 + r] % wo;
+                    const int i = outputs[row0 + r] / wo, j = outputs[row0 + r] % wo;
                     const int qi = i + 1 - taps[s] / 3, qj = j + 1 - taps[s] % 3;
                     if (qi >= 0 && qi < ho && qj >= 0 && qj < wo)
-                        gather_at[block.at + static_cast<size_t>(s) * dmr + r] = row_of[qi * wo + qj] * ldz;
+                        gather_at[blocks.back().at + s * rows + r] = row_of[qi * wo + qj] * ldz;
                 }
-            blocks.push_back(block);
         }
     }
 }
@@ -394,7 +409,8 @@ struct Run {
         const size_t p0 = task % chunks(plane) * chunk;
         const int cols = static_cast<int>(std::min<size_t>(chunk, plane - p0));
         float* dst = xt.get() + image * xt_image + p0 * k->cin;
-        k->transpose({x + image * k->cin * plane + p0, static_cast<long>(plane), dst, k->cin, k->cin, cols, nullptr, false});
+        k->transpose({x + image * k->cin * plane + p0, static_cast<long>(plane), dst, k->cin, k->cin, cols, nullptr,
+                      false});
     }
 
     // With the residual added and the ReLU applied on the way.
@@ -408,17 +424,16 @@ struct Run {
 
     void conv(size_t task) {
         const Gemm& g = k->conv;
-        const int mr = g.shape.mr, nr = g.shape.nr, panel = static_cast<int>(task / conv_split.chunks);
+        const int nr = g.shape.nr, panel = static_cast<int>(task / conv_split.chunks);
         const int cols = std::min(nr, g.n - panel * nr), ldz = k->ldz();
         static const int all_taps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
         for (size_t unit = conv_split.first(task); unit < conv_split.last(task); ++unit) {
-            const int image = static_cast<int>(unit / p->conv_tiles), tile = static_cast<int>(unit % p->conv_tiles);
-            const int rows = std::min(mr, p->m - tile * mr);
-            float* out = z.get() + image * z_image + static_cast<size_t>(tile) * mr * ldz + panel * nr;
-            g.shape.fn({xt.get() + image * xt_image, p->conv_at.data() + static_cast<size_t>(tile) * 9 * mr,
-                        g.panel(panel), all_taps, 9, g.kc, g.bias.data() + panel * nr, out, nullptr, ldz, rows,
-                        k->mid_relu});
-            if (k->count) mac_count.fetch_add(uint64_t(rows) * 9 * g.kc * cols, std::memory_order_relaxed);
+            const int image = static_cast<int>(unit / p->tiles.size());
+            const Plan::Block& tile = p->tiles[unit % p->tiles.size()];
+            float* out = z.get() + image * z_image + static_cast<size_t>(tile.row0) * ldz + panel * nr;
+            g.shape.fn[tile.rows]({xt.get() + image * xt_image, p->conv_at.data() + tile.at, g.panel(panel), all_taps,
+                                   9, g.kc, g.bias.data() + panel * nr, out, nullptr, ldz, k->mid_relu});
+            if (k->count) mac_count.fetch_add(uint64_t(tile.rows) * 9 * g.kc * cols, std::memory_order_relaxed);
         }
     }
 
@@ -431,15 +446,16 @@ struct Run {
             const Plan::Block& block = p->blocks[unit % p->blocks.size()];
             const std::vector<int>& taps = p->class_taps[block.parity];
             const int ntaps = static_cast<int>(taps.size());
-            g.shape.fn({z.get() + image * z_image, p->gather_at.data() + block.at, g.panel(panel), taps.data(), ntaps,
-                        g.kc, g.bias.data() + panel * nr, yt.get() + image * yt_image + panel * nr,
-                        p->class_rows[block.parity].data() + block.row0, k->ldy(), block.rows, false});
+            g.shape.fn[block.rows]({z.get() + image * z_image, p->gather_at.data() + block.at, g.panel(panel),
+                                    taps.data(), ntaps, g.kc, g.bias.data() + panel * nr,
+                                    yt.get() + image * yt_image + panel * nr,
+                                    p->class_rows[block.parity].data() + block.row0, k->ldy(), false});
             if (k->count) mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
         }
     }
 
     void prepare() {
-        conv_split = Split(size_t(n) * p->conv_tiles, k->conv.panels);
+        conv_split = Split(size_t(n) * p->tiles.size(), k->conv.panels);
         deconv_split = Split(size_t(n) * p->blocks.size(), k->deconv.panels);
         xt_image = static_cast<size_t>(p->h) * p->w * k->cin + k->cin;
         z_image = static_cast<size_t>(p->m + 1) * k->ldz();

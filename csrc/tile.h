@@ -5,11 +5,11 @@
 
 namespace sbk {
 
-// One mr x nr output tile: rows read their inputs through offsets (indirection, no im2col copy), the
-// accumulators start from the bias, and the first `rows` rows are stored (ReLU'd if asked) at c + r * ldc.
+// One rows x nr output tile: rows read their inputs through offsets (indirection, no im2col copy), the
+// accumulators start from the bias, and the rows are stored (ReLU'd if asked) at c + r * ldc.
 struct Tile {
     const float* base;  // the image's inputs
-    const int* at;      // at[s * mr + r]: where row r's kc inputs for its s-th tap start (a zero row at borders)
+    const int* at;      // at[s * rows + r]: where row r's kc inputs for its s-th tap start (a zero row at borders)
     const float* b;     // packed weight panel: tap k's kc x nr block starts at b + k * kc * nr
     const int* taps;    // the tap numbers (0..8) the rows gather, ntaps of them
     int ntaps, kc;
@@ -17,7 +17,6 @@ struct Tile {
     float* c;
     const int* c_rows;  // row r is stored at c + c_rows[r] * ldc (c + r * ldc when null)
     long ldc;
-    int rows;
     bool relu;
 };
 using TileFn = void (*)(const Tile&);
@@ -36,10 +35,11 @@ struct Transpose {
 
 using TransposeFn = void (*)(const Transpose&);
 
-// A tile shape and its kernel; `narrow` is for layers with few output channels.
+// A tile shape, up to mr rows: fn[rows] computes that many (1 <= rows <= mr); `narrow` is for layers with few
+// output channels.
 struct Shape {
     int mr, nr;
-    TileFn fn;
+    const TileFn* fn;
 };
 
 struct Isa {
@@ -91,7 +91,6 @@ void tile(const sbk::Tile& t) {
     const vec zero{};
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-        if (r >= t.rows) break;
 #pragma GCC unroll 4
         for (int j = 0; j < NV; ++j) {
             vec v = acc[r][j];
@@ -103,17 +102,17 @@ void tile(const sbk::Tile& t) {
 
 typedef int ivec __attribute__((vector_size(SBK_TILE_V * 4)));
 template <int... L>
-struct lanes {};
+struct seq {};
 template <int N, int... L>
-struct all_lanes : all_lanes<N - 1, N - 1, L...> {};
+struct make_seq : make_seq<N - 1, N - 1, L...> {};
 template <int... L>
-struct all_lanes<0, L...> {
-    using type = lanes<L...>;
+struct make_seq<0, L...> {
+    using type = seq<L...>;
 };
 
 // One butterfly stage of a V x V register transpose: rows i and i + B swap their off-diagonal B-blocks.
 template <int B, int... L>
-void swap_blocks(vec* r, lanes<L...>) {
+void swap_blocks(vec* r, seq<L...>) {
     constexpr int V = SBK_TILE_V;
     constexpr ivec lo{(L % (2 * B) < B ? L : V + L - B)...}, hi{(L % (2 * B) < B ? L + B : V + L)...};
 #pragma GCC unroll 16
@@ -123,7 +122,7 @@ void swap_blocks(vec* r, lanes<L...>) {
             r[i] = __builtin_shuffle(a, b, lo);
             r[i + B] = __builtin_shuffle(a, b, hi);
         }
-    if constexpr (B > 1) swap_blocks<B / 2>(r, lanes<L...>{});
+    if constexpr (B > 1) swap_blocks<B / 2>(r, seq<L...>{});
 }
 
 inline float finish(float v, const float* add, long at, bool relu) {
@@ -145,7 +144,7 @@ void transpose(const sbk::Transpose& t) {
             vec r[V];
 #pragma GCC unroll 16
             for (int i = 0; i < V; ++i) __builtin_memcpy(&r[i], t.src + (i0 + i) * t.lds + j0, sizeof(vec));
-            swap_blocks<V / 2>(r, typename all_lanes<V>::type{});
+            swap_blocks<V / 2>(r, typename make_seq<V>::type{});
 #pragma GCC unroll 16
             for (int j = 0; j < V; ++j) {
                 const long at = (j0 + j) * t.ldd + i0;
@@ -158,6 +157,19 @@ void transpose(const sbk::Transpose& t) {
                 __builtin_memcpy(t.dst + at, &r[j], sizeof(vec));
             }
         }
+}
+
+// fn[rows]: the tile of that many rows, 1..MR (fn[0] is null).
+template <int NV, class Rows>
+struct TileTable;
+template <int NV, int... R>
+struct TileTable<NV, seq<R...>> {
+    static constexpr sbk::TileFn fn[] = {nullptr, tile<R + 1, NV>...};
+};
+
+template <int MR, int NV>
+sbk::Shape shape() {
+    return {MR, NV * SBK_TILE_V, TileTable<NV, typename make_seq<MR>::type>::fn};
 }
 
 }  // namespace SBK_TILE_NS
