@@ -154,8 +154,9 @@ def test_each_instruction_set(library, monkeypatch, isa):
     if ISAS.index(isa) > ISAS.index(best_isa(library, monkeypatch)):
         pytest.skip(f"this CPU has no {isa}")
     monkeypatch.setenv("SBDEPLOY_KERNEL_ISA", isa)
-    # Cmid and Cout of 40 take the wide tiles of every path, and leave a part panel.
-    case = make_case(cin=3, cmid=40, cout=40, mid=True)
+    # Cmid and Cout of 40 take the wide tiles of every path, and leave a part panel; Cin of 19 and 72 positions
+    # take the transposes' register blocks and their edges.
+    case = make_case(cin=19, cmid=40, cout=40, mid=True)
     check(library, case, stride=2, sampling="chessboard", batch=3, size=(9, 8), threads=2, residual=True, relu=True)
     assert library.sbdeploy_kernel_last_isa().decode() == isa
 
@@ -169,7 +170,10 @@ def test_sampling_as_parity_pairs(library):
     check(library, make_case(), stride=1, sampling="chessboard", batch=1, size=(6, 5), attr=[1, 1, 0, 0])
 
 
-@pytest.mark.parametrize(("size", "stride"), [((8, 8), 1), ((16, 12), 2), ((7, 7), 1), ((9, 5), 2)])
+# The zoo's odd grids among them: 7x7 (resnet18/50's last stage), 14 -> 7 and 7 -> 4 at stride 2.
+@pytest.mark.parametrize(
+    ("size", "stride"), [((8, 8), 1), ((16, 12), 2), ((7, 7), 1), ((9, 5), 2), ((14, 14), 2), ((7, 7), 2)]
+)
 def test_mac_count_is_the_sb_rule(library, monkeypatch, size, stride):
     """Even output grids: the count is sbdeploy.flops' rule. Odd ones: the gather's border terms differ."""
     monkeypatch.setenv("SBDEPLOY_KERNEL_COUNT_MACS", "1")
