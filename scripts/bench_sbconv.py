@@ -5,10 +5,12 @@ two Conv nodes with a Relu between them. A linear SB (resnet50's bottlenecks, Cm
 Both run with the product's timing method (:func:`sbdeploy.bench.timing.measure_group`: interleaved turns,
 a bootstrap 95% interval of the speedup), intra-op spinning off. One line per shape: each median, the speedup
 (baseline / SBConv) with its interval, each achieved MAC rate (MACs by :func:`sbdeploy.flops.count_macs`) and
-their ratio (the issue's goal: SBConv's rate >= 0.9x the baseline's). Needs the kernel library
-(``bash scripts/build_kernels.sh``).
+their ratio (the issue's goal: SBConv's rate >= 0.9x the baseline's). ``--against LIB`` also times the
+SBConv node with another build of the library (e.g. main's) in the same group and prints this build's speedup
+over it. Needs the kernel library (``bash scripts/build_kernels.sh``).
 
     python scripts/bench_sbconv.py --families cifar --batches 1 8 --threads 1 2 --seconds 2
+    python scripts/bench_sbconv.py --families resnet18 --batches 1 --against /tmp/libsbkernels-main.so
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from sbdeploy.bench.timing import Pair, TimingPlan, measure_group
+from sbdeploy.bench.stats import Interval
+from sbdeploy.bench.timing import GroupResult, Pair, TimingPlan, measure_group
 from sbdeploy.flops import count_macs
 from sbdeploy.kernels import DOMAIN, library_path
 from sbdeploy.nn.sampling import SAMPLINGS
@@ -70,11 +73,11 @@ def models(cin: int, cmid: int, cout: int, stride: int, linear: bool, sampling: 
     return sb_model.SerializeToString(), base.SerializeToString()
 
 
-def session(model: bytes, threads: int) -> ort.InferenceSession:
+def session(model: bytes, threads: int, library: str | None = None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.register_custom_ops_library(str(library_path()))
+    options.register_custom_ops_library(library or str(library_path()))
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
@@ -85,6 +88,18 @@ def macs(cin: int, cmid: int, cout: int, size: int, stride: int, linear: bool, s
     return sb, out * out * 9 * (cin * cout if linear else cin * cmid + cmid * cout)
 
 
+def interval(bounds: Interval | None) -> str:
+    return f"({bounds.low:.2f}-{bounds.high:.2f})" if bounds else "(-)"
+
+
+def against(result: GroupResult) -> str:
+    """The other build's median and this build's speedup over it, when one was timed."""
+    if "other" not in result.stats:
+        return ""
+    value, bounds = result.ratios[("other", "sb")]
+    return f"  {result.stats['other'].median_ms * 1e3:8.1f}  {value:5.2f}x {interval(bounds)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
@@ -92,29 +107,37 @@ def main() -> None:
     parser.add_argument("--threads", nargs="+", type=int, default=[2])
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per shape (both models)")
     parser.add_argument("--sampling", default="chessboard", choices=list(SAMPLINGS))
+    parser.add_argument("--against", metavar="LIB", help="another build of the library, timed in the same groups")
     args = parser.parse_args()
     plan = TimingPlan(duration_s=args.seconds, turn=5)
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
     print(f"sampling {args.sampling}, {args.seconds:g} s per shape, load {load} at start")
-    print("shape                          b  thr   SBConv us     base us  speedup (95%)         SB GMAC/s  base  rate")
+    other = "  other us  vs other (95%)" if args.against else ""
+    print(
+        f"shape                          b  thr   SBConv us     base us  speedup (95%)         SB GMAC/s  base  rate{other}"
+    )
     for family in args.families:
         linear = family in LINEAR
         for (cin, cmid, cout, size, stride), threads in itertools.product(FAMILIES[family], args.threads):
-            sb, base = (session(m, threads) for m in models(cin, cmid, cout, stride, linear, args.sampling))
+            sb_model, base_model = models(cin, cmid, cout, stride, linear, args.sampling)
+            sessions = {"sb": session(sb_model, threads), "base": session(base_model, threads)}
+            if args.against:
+                sessions["other"] = session(sb_model, threads, args.against)
             sb_macs, base_macs = macs(cin, cmid, cout, size, stride, linear, args.sampling)
             for batch in args.batches or BATCHES[family]:
                 x = {"x": np.random.default_rng(1).standard_normal((batch, cin, size, size)).astype(np.float32)}
-                fns = {"sb": lambda s=sb: s.run(None, x) and None, "base": lambda s=base: s.run(None, x) and None}
-                result = measure_group(fns, plan, pairs=[Pair("sb", "base", sb_macs / base_macs)])
+                fns = {name: lambda s=s: s.run(None, x) and None for name, s in sessions.items()}
+                ratios = [("other", "sb")] if args.against else []
+                result = measure_group(fns, plan, pairs=[Pair("sb", "base", sb_macs / base_macs)], ratios=ratios)
                 sb_s, base_s = (result.stats[k].median_ms / 1e3 for k in ("sb", "base"))
                 speedup = result.speedups["sb"]
-                ci = f"({speedup.interval.low:.2f}-{speedup.interval.high:.2f})" if speedup.interval else "(-)"
                 sb_rate, base_rate = batch * sb_macs / sb_s / 1e9, batch * base_macs / base_s / 1e9
                 name = f"{family} {cin}-{cmid}-{cout} @{size} s{stride}"
                 print(
                     f"{name:30s} {batch:2d}  {threads:2d}  {sb_s * 1e6:10.1f}  {base_s * 1e6:10.1f}  "
-                    f"{speedup.value:5.2f}x {ci:13s}  {sb_rate:7.1f}  {base_rate:5.1f}  {sb_rate / base_rate:4.2f}",
+                    f"{speedup.value:5.2f}x {interval(speedup.interval):13s}  {sb_rate:7.1f}  {base_rate:5.1f}  "
+                    f"{sb_rate / base_rate:4.2f}{against(result)}",
                     flush=True,
                 )
     with open("/proc/loadavg") as f:
