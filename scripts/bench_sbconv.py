@@ -1,7 +1,8 @@
 """Time one SBConv node against its baseline's dense 3x3 Conv nodes in ONNX Runtime (CPU), on the zoo's SB shapes.
 
 A regular SB (cifar_resnet56/20 and the digits pair, resnet18) replaces conv, BN + ReLU, conv: its baseline is
-two Conv nodes with a Relu between them. A linear SB (resnet50's bottlenecks, Cmid = C / 2) replaces one Conv.
+two Conv nodes with a Relu between them. A linear SB (resnet50's bottlenecks, Cmid = C / 2) replaces one Conv,
+followed by BN + ReLU in the network: its baseline is Conv + Relu, and the SBConv node applies the ReLU.
 Both run with the product's timing method (:func:`sbdeploy.bench.timing.measure_group`: interleaved turns,
 a bootstrap 95% interval of the speedup), intra-op spinning off. One line per shape: each median, the speedup
 (baseline / SBConv) with its interval, each achieved MAC rate (MACs by :func:`sbdeploy.flops.count_macs`) and
@@ -50,7 +51,7 @@ def models(cin: int, cmid: int, cout: int, stride: int, linear: bool, sampling: 
     b1, b2 = rng.standard_normal(cmid).astype(np.float32), rng.standard_normal(cout).astype(np.float32)
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "y")]
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)]
-    mid = {} if linear else {"mid_relu": 1, "mid_scale": [1.0] * cmid, "mid_shift": b1.tolist()}
+    mid = {"relu": 1} if linear else {"mid_relu": 1, "mid_scale": [1.0] * cmid, "mid_shift": b1.tolist()}
     sb = helper.make_node(
         "SBConv", ["x", "w1", "", "w2", "b2"], ["y"], domain=DOMAIN, stride=stride, sampling=sampling, **mid
     )
@@ -59,7 +60,7 @@ def models(cin: int, cmid: int, cout: int, stride: int, linear: bool, sampling: 
     conv = {"pads": [1, 1, 1, 1], "strides": [stride, stride]}
     if linear:
         w = (rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
-        nodes = [helper.make_node("Conv", ["x", "w", "b2"], ["y"], **conv)]
+        nodes = [helper.make_node("Conv", ["x", "w", "b2"], ["h"], **conv), helper.make_node("Relu", ["h"], ["y"])]
         inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b2, "b2")]
     else:
         w = (rng.standard_normal((cout, cmid, 3, 3)) / np.sqrt(9 * cmid)).astype(np.float32)
