@@ -9,9 +9,11 @@
 // mid_relu applied to the sampled conv outputs, relu (on the output, after the residual).
 //
 // The conv runs only at the sampled positions and the transposed conv gathers only from them, each
-// output parity class with its fixed tap list. Inputs are read through pointer tables (indirect
-// convolution: NHWC copies of X and of the sampled map, a zero row for the borders), weights are
-// packed once when the kernel is created, and the work runs on the session's intra-op threads.
+// output parity class with its fixed tap list. Inputs are read through offset tables (indirect
+// convolution: NHWC copies of X and of the sampled map, a zero row for the borders; the tables are built
+// once per input size), weights are packed once when the kernel is created, and the work runs on the
+// session's intra-op threads in four phases: X to NHWC, the conv (bias, mid and ReLU applied in
+// registers), the transposed conv into an NHWC buffer, and that buffer to NCHW with R and the ReLU.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
