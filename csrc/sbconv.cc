@@ -374,20 +374,29 @@ Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
     }
 }
 
-// A phase's work: `units` (image, tile) pairs for each weight panel. A task is a run of units of one panel, so
-// it reads the panel's weights once for all of them, and there are tasks enough to keep the threads busy.
+// A phase's work: `units` (image, tile) pairs for each weight panel, in tasks enough to keep the threads busy.
+// Large weights go panel by panel (a task is a run of units of one panel: each panel read once for all of
+// them); weights that stay in the L2 cache go unit by unit (a task runs all panels of its units while their
+// inputs are in cache), so large activations are read once.
 struct Split {
-    static constexpr size_t min_tasks = 16;
-    size_t units, per_task, chunks;
+    static constexpr size_t min_tasks = 16, cached_weights = size_t(1) << 20;  // bytes
+    size_t units = 0, per_task = 1, chunks = 0;
+    int panels = 1;
+    bool by_panel = false;
 
-    Split(size_t units_, int panels) : units(units_) {
-        const size_t wanted = std::max<size_t>(1, std::min(units, (min_tasks + panels - 1) / panels));
+    Split() = default;
+    Split(size_t units_, const Gemm& g) : units(units_), panels(g.panels) {
+        by_panel = size_t(9) * g.kc * g.panels * g.shape.nr * sizeof(float) > cached_weights;
+        const size_t per_panel = by_panel ? (min_tasks + panels - 1) / panels : min_tasks;
+        const size_t wanted = std::max<size_t>(1, std::min(units, per_panel));
         per_task = std::max<size_t>(1, (units + wanted - 1) / wanted);
         chunks = (units + per_task - 1) / per_task;
     }
-    size_t tasks(int panels) const { return chunks * panels; }
+    size_t tasks() const { return by_panel ? chunks * panels : chunks; }
     size_t first(size_t task) const { return task % chunks * per_task; }
     size_t last(size_t task) const { return std::min(units, first(task) + per_task); }
+    int first_panel(size_t task) const { return by_panel ? static_cast<int>(task / chunks) : 0; }
+    int last_panel(size_t task) const { return by_panel ? first_panel(task) + 1 : panels; }
 };
 
 // The geometry and buffers of one run; the three phases run on the session's thread pool.
@@ -401,7 +410,7 @@ struct Run {
     float* y;
     Buffer xt, z, yt;  // NHWC input (and a zero row), the sampled conv outputs [m][ldz] (and a zero row), NHWC output
     size_t xt_image, z_image, yt_image;
-    Split conv_split{0, 1}, deconv_split{0, 1};
+    Split conv_split, deconv_split;
 
     static constexpr int chunk = 128;  // positions a transpose task copies
     static size_t chunks(size_t plane) { return (plane + chunk - 1) / chunk; }
@@ -426,39 +435,45 @@ struct Run {
 
     void conv(size_t task) {
         const Gemm& g = k->conv;
-        const int nr = g.shape.nr, panel = static_cast<int>(task / conv_split.chunks);
-        const int cols = std::min(nr, g.n - panel * nr), ldz = k->ldz();
+        const int nr = g.shape.nr, ldz = k->ldz();
         static const int all_taps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
-        for (size_t unit = conv_split.first(task); unit < conv_split.last(task); ++unit) {
-            const int image = static_cast<int>(unit / p->tiles.size());
-            const Plan::Block& tile = p->tiles[unit % p->tiles.size()];
-            float* out = z.get() + image * z_image + static_cast<size_t>(tile.row0) * ldz + panel * nr;
-            g.shape.fn[tile.rows]({xt.get() + image * xt_image, p->conv_at.data() + tile.at, g.panel(panel), all_taps,
-                                   9, g.kc, g.bias.data() + panel * nr, out, nullptr, ldz, k->mid_relu});
-            if (k->count) mac_count.fetch_add(uint64_t(tile.rows) * 9 * g.kc * cols, std::memory_order_relaxed);
-        }
+        for (size_t unit = conv_split.first(task); unit < conv_split.last(task); ++unit)
+            for (int panel = conv_split.first_panel(task); panel < conv_split.last_panel(task); ++panel) {
+                const int image = static_cast<int>(unit / p->tiles.size());
+                const Plan::Block& tile = p->tiles[unit % p->tiles.size()];
+                float* out = z.get() + image * z_image + static_cast<size_t>(tile.row0) * ldz + panel * nr;
+                g.shape.fn[tile.rows]({xt.get() + image * xt_image, p->conv_at.data() + tile.at, g.panel(panel),
+                                       all_taps, 9, g.kc, g.bias.data() + panel * nr, out, nullptr, ldz, k->mid_relu});
+                if (k->count) {
+                    const int cols = std::min(nr, g.n - panel * nr);
+                    mac_count.fetch_add(uint64_t(tile.rows) * 9 * g.kc * cols, std::memory_order_relaxed);
+                }
+            }
     }
 
     void deconv(size_t task) {
         const Gemm& g = k->deconv;
-        const int nr = g.shape.nr, panel = static_cast<int>(task / deconv_split.chunks);
-        const int cols = std::min(nr, g.n - panel * nr);
-        for (size_t unit = deconv_split.first(task); unit < deconv_split.last(task); ++unit) {
-            const int image = static_cast<int>(unit / p->blocks.size());
-            const Plan::Block& block = p->blocks[unit % p->blocks.size()];
-            const std::vector<int>& taps = p->class_taps[block.parity];
-            const int ntaps = static_cast<int>(taps.size());
-            g.shape.fn[block.rows]({z.get() + image * z_image, p->gather_at.data() + block.at, g.panel(panel),
-                                    taps.data(), ntaps, g.kc, g.bias.data() + panel * nr,
-                                    yt.get() + image * yt_image + panel * nr,
-                                    p->class_rows[block.parity].data() + block.row0, k->ldy(), false});
-            if (k->count) mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
-        }
+        const int nr = g.shape.nr;
+        for (size_t unit = deconv_split.first(task); unit < deconv_split.last(task); ++unit)
+            for (int panel = deconv_split.first_panel(task); panel < deconv_split.last_panel(task); ++panel) {
+                const int image = static_cast<int>(unit / p->blocks.size());
+                const Plan::Block& block = p->blocks[unit % p->blocks.size()];
+                const std::vector<int>& taps = p->class_taps[block.parity];
+                const int ntaps = static_cast<int>(taps.size());
+                g.shape.fn[block.rows]({z.get() + image * z_image, p->gather_at.data() + block.at, g.panel(panel),
+                                        taps.data(), ntaps, g.kc, g.bias.data() + panel * nr,
+                                        yt.get() + image * yt_image + panel * nr,
+                                        p->class_rows[block.parity].data() + block.row0, k->ldy(), false});
+                if (k->count) {
+                    const int cols = std::min(nr, g.n - panel * nr);
+                    mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
+                }
+            }
     }
 
     void prepare() {
-        conv_split = Split(size_t(n) * p->tiles.size(), k->conv.panels);
-        deconv_split = Split(size_t(n) * p->blocks.size(), k->deconv.panels);
+        conv_split = Split(size_t(n) * p->tiles.size(), k->conv);
+        deconv_split = Split(size_t(n) * p->blocks.size(), k->deconv);
         xt_image = static_cast<size_t>(p->h) * p->w * k->cin + k->cin;
         z_image = static_cast<size_t>(p->m + 1) * k->ldz();
         xt = allocate(n * xt_image);
@@ -547,10 +562,10 @@ void compute(const Kernel& k, OrtKernelContext* context) {
     check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_in>, in_tasks, 0, &run));
     phases.lap(1);
     if (run.p->m > 0)
-        check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>, run.conv_split.tasks(k.conv.panels), 0,
+        check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>, run.conv_split.tasks(), 0,
                                              &run));
     phases.lap(2);
-    check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>, run.deconv_split.tasks(k.deconv.panels), 0,
+    check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>, run.deconv_split.tasks(), 0,
                                          &run));
     phases.lap(3);
     check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_out>, out_tasks, 0, &run));
