@@ -399,7 +399,37 @@ struct Split {
     int last_panel(size_t task) const { return by_panel ? first_panel(task) + 1 : panels; }
 };
 
-// The geometry and buffers of one run; the three phases run on the session's thread pool.
+// A build with -DSBK_PROFILE adds up each phase's time (plan and buffers, transpose in, conv, deconv, out) and
+// prints the totals to stderr at exit; otherwise this is empty.
+#ifdef SBK_PROFILE
+struct Phases {
+    static inline std::atomic<int64_t> total[5]{}, runs{0};
+    std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+    void lap(int phase) {
+        const auto now = std::chrono::steady_clock::now();
+        total[phase] += std::chrono::duration_cast<std::chrono::nanoseconds>(now - last).count();
+        last = now;
+        if (phase == 4) ++runs;
+    }
+    static void report() {
+        if (!runs) return;
+        const double us = 1e3 * runs;
+        std::fprintf(stderr, "SBConv us a run (%ld runs): plan+buffers %.1f in %.1f conv %.1f deconv %.1f out %.1f\n",
+                     long(runs), total[0] / us, total[1] / us, total[2] / us, total[3] / us, total[4] / us);
+    }
+};
+const int profile_report = std::atexit(Phases::report);
+#else
+struct Phases {
+    void lap(int) {}
+};
+#endif
+
+struct Run;
+template <void (Run::*phase)(size_t)>
+void run_task(void* run, size_t task);
+
+// The geometry and buffers of one run; the four phases run on the session's thread pool.
 struct Run {
     const Kernel* k;
     std::shared_ptr<const Plan> plan;
@@ -471,19 +501,45 @@ struct Run {
             }
     }
 
-    void prepare() {
-        conv_split = Split(size_t(n) * p->tiles.size(), k->conv);
-        deconv_split = Split(size_t(n) * p->blocks.size(), k->deconv);
+    // Buffers for `images` at a time: as many as keep them within the L2 cache (or within the weights' size,
+    // when the weights are the larger), so each image's data stays in cache from phase to phase.
+    int prepare() {
         xt_image = static_cast<size_t>(p->h) * p->w * k->cin + k->cin;
         z_image = static_cast<size_t>(p->m + 1) * k->ldz();
-        xt = allocate(n * xt_image);
-        z = allocate(n * z_image);
         yt_image = static_cast<size_t>(p->ho) * p->wo * k->ldy();
-        yt = allocate(n * yt_image);
-        for (int image = 0; image < n; ++image) {
+        const size_t weights = size_t(9) * (k->conv.kc * k->ldz() + k->deconv.kc * k->ldy());
+        const size_t budget = std::max<size_t>(size_t(1) << 18, weights);  // floats: 1 MB at least
+        const int images = static_cast<int>(std::clamp<size_t>(budget / (xt_image + z_image + yt_image), 1, n));
+        xt = allocate(images * xt_image);
+        z = allocate(images * z_image);
+        yt = allocate(images * yt_image);
+        for (int image = 0; image < images; ++image) {
             std::fill_n(xt.get() + image * xt_image + xt_image - k->cin, k->cin, 0.f);
             std::fill_n(z.get() + image * z_image + z_image - k->ldz(), k->ldz(), 0.f);
         }
+        return images;
+    }
+
+    // Runs the four phases on `count` images of X (R, Y), from image `first`.
+    void images(OrtKernelContext* context, const float* x_all, const float* r_all, float* y_all, int first, int count) {
+        Phases phases;
+        n = count;
+        x = x_all + size_t(first) * k->cin * p->h * p->w;
+        const size_t out = size_t(first) * k->cout * p->ho * p->wo;
+        y = y_all + out;
+        residual = r_all ? r_all + out : nullptr;
+        conv_split = Split(size_t(n) * p->tiles.size(), k->conv);
+        deconv_split = Split(size_t(n) * p->blocks.size(), k->deconv);
+        phases.lap(0);
+        const size_t in_tasks = n * chunks(size_t(p->h) * p->w), out_tasks = n * chunks(size_t(p->ho) * p->wo);
+        check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_in>, in_tasks, 0, this));
+        phases.lap(1);
+        if (p->m > 0) check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>, conv_split.tasks(), 0, this));
+        phases.lap(2);
+        check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>, deconv_split.tasks(), 0, this));
+        phases.lap(3);
+        check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_out>, out_tasks, 0, this));
+        phases.lap(4);
     }
 };
 
@@ -492,32 +548,6 @@ std::shared_ptr<const Plan> Kernel::plan_for(int h, int w) const {
     if (!plan || plan->h != h || plan->w != w) plan = std::make_shared<const Plan>(*this, h, w);
     return plan;
 }
-
-// A build with -DSBK_PROFILE adds up each phase's time (plan and buffers, transpose in, conv, deconv, out) and
-// prints the totals to stderr at exit; otherwise this is empty.
-#ifdef SBK_PROFILE
-struct Phases {
-    static inline std::atomic<int64_t> total[5]{}, runs{0};
-    std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
-    void lap(int phase) {
-        const auto now = std::chrono::steady_clock::now();
-        total[phase] += std::chrono::duration_cast<std::chrono::nanoseconds>(now - last).count();
-        last = now;
-        if (phase == 4) ++runs;
-    }
-    static void report() {
-        if (!runs) return;
-        const double us = 1e3 * runs;
-        std::fprintf(stderr, "SBConv us a run (%ld runs): plan+buffers %.1f in %.1f conv %.1f deconv %.1f out %.1f\n",
-                     long(runs), total[0] / us, total[1] / us, total[2] / us, total[3] / us, total[4] / us);
-    }
-};
-const int profile_report = std::atexit(Phases::report);
-#else
-struct Phases {
-    void lap(int) {}
-};
-#endif
 
 template <void (Run::*phase)(size_t)>
 void run_task(void* run, size_t task) {
@@ -553,23 +583,13 @@ void compute(const Kernel& k, OrtKernelContext* context) {
     check(api->GetTensorMutableData(y_value, &y));
     run.y = static_cast<float*>(y);
     if (n == 0 || ho == 0 || wo == 0) return;
-    Phases phases;
     run.plan = k.plan_for(h, w);
     run.p = run.plan.get();
-    run.prepare();
-    phases.lap(0);
-    const size_t in_tasks = n * run.chunks(size_t(h) * w), out_tasks = n * run.chunks(size_t(ho) * wo);
-    check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_in>, in_tasks, 0, &run));
-    phases.lap(1);
-    if (run.p->m > 0)
-        check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>, run.conv_split.tasks(), 0,
-                                             &run));
-    phases.lap(2);
-    check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>, run.deconv_split.tasks(), 0,
-                                         &run));
-    phases.lap(3);
-    check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_out>, out_tasks, 0, &run));
-    phases.lap(4);
+    const int group = run.prepare();
+    const float *x_all = run.x, *r_all = run.residual;
+    float* y_all = run.y;
+    for (int first = 0; first < n; first += group)
+        run.images(context, x_all, r_all, y_all, first, std::min(group, n - first));
 }
 
 OrtStatus* status_of(const Error& e) { return api->CreateStatus(ORT_INVALID_ARGUMENT, e.message.c_str()); }

@@ -161,6 +161,12 @@ def test_each_instruction_set(library, monkeypatch, isa):
     assert library.sbdeploy_kernel_last_isa().decode() == isa
 
 
+def test_batch_runs_in_groups(library):
+    """A batch whose buffers outgrow the cache runs a few images at a time (here 2 + 1 on the wide tiles)."""
+    case = make_case(cin=3, cmid=40, cout=40, mid=True)
+    check(library, case, stride=1, sampling="chessboard", batch=3, size=(32, 40), threads=2, residual=True, relu=True)
+
+
 def test_fused_mid_residual_relu_and_no_biases(library):
     check(library, make_case(mid=True), stride=1, sampling="three", batch=2, size=(5, 8), residual=True, relu=True)
     check(library, make_case(bias=False), stride=1, sampling="single", batch=1, size=(4, 4))
