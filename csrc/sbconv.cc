@@ -144,6 +144,8 @@ struct Gemm {
         if (bias_) std::copy(bias_, bias_ + n, bias.begin());
     }
     const float* panel(int p) const { return w.get() + static_cast<size_t>(p) * 9 * kc * shape.nr; }
+    // Whether all panels stay in the L2 cache (1 MB or less).
+    bool cached() const { return size_t(9) * kc * panels * shape.nr * sizeof(float) <= size_t(1) << 20; }
 };
 
 struct Kernel {
@@ -314,7 +316,13 @@ struct Plan {
     };
     std::vector<Block> tiles;        // the conv's, over the sampled positions
     std::vector<int> conv_at;        // offsets in an image's xt
-    std::vector<Block> blocks;       // the deconv's, by output parity class
+    struct Band {
+        size_t first, last;  // its blocks
+        int p0, p1;          // its output positions
+    };
+    std::vector<Band> bands;         // the deconv's bands of output rows, or one band a block (positions unset)
+    bool fused;                      // whether a deconv task also copies its bands' outputs to NCHW
+    std::vector<Block> blocks;       // the deconv's, by band, then output parity class
     std::vector<int> class_rows[4];  // output positions of each parity class
     std::vector<int> class_taps[4];  // the taps (0..8) each class gathers
     std::vector<int> gather_at;      // offsets in an image's z
@@ -359,34 +367,53 @@ Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
         std::vector<int>& outputs = class_rows[parity];
         for (int i = pi; i < ho; i += 2)
             for (int j = pj; j < wo; j += 2) outputs.push_back(i * wo + j);
-        const int ntaps = static_cast<int>(taps.size());
-        for (auto [row0, rows] : blocks_of(static_cast<int>(outputs.size()), k->deconv.shape.mr)) {
-            blocks.push_back({parity, row0, rows, gather_at.size()});
-            gather_at.resize(gather_at.size() + static_cast<size_t>(ntaps) * rows, z_zero);
-            for (int r = 0; r < rows; ++r)
-                for (int s = 0; s < ntaps; ++s) {
-                    const int i = outputs[row0 + r] / wo, j = outputs[row0 + r] % wo;
-                    const int qi = i + 1 - taps[s] / 3, qj = j + 1 - taps[s] % 3;
-                    if (qi >= 0 && qi < ho && qj >= 0 && qj < wo)
-                        gather_at[blocks.back().at + s * rows + r] = row_of[qi * wo + qj] * ldz;
-                }
-        }
     }
+    // With cached weights and 4 bands or more (of an even number of rows, 16 bands at most, each class's rows
+    // in a band filling two tiles), a deconv task also copies its bands' outputs to NCHW. Otherwise blocks span
+    // the image, and the copy is a phase of its own.
+    const int band_rows = 2 * std::max((ho + 31) / 32, (4 * k->deconv.shape.mr + wo - 1) / wo);
+    fused = k->deconv.cached() && ho >= 4 * band_rows;
+    for (int i0 = 0; i0 < ho; i0 += fused ? band_rows : ho) {
+        const int p0 = i0 * wo, p1 = std::min(ho, fused ? i0 + band_rows : ho) * wo;
+        const size_t first = blocks.size();
+        for (int parity = 0; parity < 4; ++parity) {
+            const std::vector<int>& outputs = class_rows[parity];
+            const std::vector<int>& taps = class_taps[parity];
+            const int ntaps = static_cast<int>(taps.size());
+            const int lo = static_cast<int>(std::lower_bound(outputs.begin(), outputs.end(), p0) - outputs.begin());
+            const int hi = static_cast<int>(std::lower_bound(outputs.begin(), outputs.end(), p1) - outputs.begin());
+            for (auto [row0, rows] : blocks_of(hi - lo, k->deconv.shape.mr)) {
+                blocks.push_back({parity, lo + row0, rows, gather_at.size()});
+                gather_at.resize(gather_at.size() + static_cast<size_t>(ntaps) * rows, z_zero);
+                for (int r = 0; r < rows; ++r)
+                    for (int s = 0; s < ntaps; ++s) {
+                        const int i = outputs[lo + row0 + r] / wo, j = outputs[lo + row0 + r] % wo;
+                        const int qi = i + 1 - taps[s] / 3, qj = j + 1 - taps[s] % 3;
+                        if (qi >= 0 && qi < ho && qj >= 0 && qj < wo)
+                            gather_at[blocks.back().at + s * rows + r] = row_of[qi * wo + qj] * ldz;
+                    }
+            }
+        }
+        if (fused) bands.push_back({first, blocks.size(), p0, p1});
+    }
+    if (!fused)
+        for (size_t b = 0; b < blocks.size(); ++b) bands.push_back({b, b + 1, 0, 0});
 }
 
-// A phase's work: `units` (image, tile) pairs for each weight panel, in tasks enough to keep the threads busy.
+// A phase's work: `units` (image, tile or band) pairs for each weight panel, in tasks enough to keep the threads
+// busy.
 // Large weights go panel by panel (a task is a run of units of one panel: each panel read once for all of
 // them); weights that stay in the L2 cache go unit by unit (a task runs all panels of its units while their
 // inputs are in cache), so large activations are read once.
 struct Split {
-    static constexpr size_t min_tasks = 16, cached_weights = size_t(1) << 20;  // bytes
+    static constexpr size_t min_tasks = 16;
     size_t units = 0, per_task = 1, chunks = 0;
     int panels = 1;
     bool by_panel = false;
 
     Split() = default;
     Split(size_t units_, const Gemm& g) : units(units_), panels(g.panels) {
-        by_panel = size_t(9) * g.kc * g.panels * g.shape.nr * sizeof(float) > cached_weights;
+        by_panel = !g.cached();
         const size_t per_panel = by_panel ? (min_tasks + panels - 1) / panels : min_tasks;
         const size_t wanted = std::max<size_t>(1, std::min(units, per_panel));
         per_task = std::max<size_t>(1, (units + wanted - 1) / wanted);
@@ -454,13 +481,17 @@ struct Run {
                       false});
     }
 
-    // With the residual added and the ReLU applied on the way.
+    // Output positions [p0, p1) of an image to NCHW, with the residual added and the ReLU applied on the way.
+    void output(size_t image, int p0, int p1) {
+        const size_t at = image * k->cout * p->ho * p->wo + p0;
+        k->transpose({yt.get() + image * yt_image + size_t(p0) * k->ldy(), k->ldy(), y + at,
+                      static_cast<long>(p->ho) * p->wo, p1 - p0, k->cout, residual ? residual + at : nullptr,
+                      k->out_relu});
+    }
+
     void transpose_out(size_t task) {
-        const size_t plane = static_cast<size_t>(p->ho) * p->wo, image = task / chunks(plane);
-        const size_t p0 = task % chunks(plane) * chunk, at = image * k->cout * plane + p0;
-        const int rows = static_cast<int>(std::min<size_t>(chunk, plane - p0));
-        k->transpose({yt.get() + image * yt_image + p0 * k->ldy(), k->ldy(), y + at, static_cast<long>(plane), rows,
-                      k->cout, residual ? residual + at : nullptr, k->out_relu});
+        const size_t plane = static_cast<size_t>(p->ho) * p->wo, p0 = task % chunks(plane) * chunk;
+        output(task / chunks(plane), static_cast<int>(p0), static_cast<int>(std::min(plane, p0 + chunk)));
     }
 
     void conv(size_t task) {
@@ -481,24 +512,29 @@ struct Run {
             }
     }
 
+    // When the plan fuses them, a task also copies its bands' outputs to NCHW.
     void deconv(size_t task) {
         const Gemm& g = k->deconv;
         const int nr = g.shape.nr;
-        for (size_t unit = deconv_split.first(task); unit < deconv_split.last(task); ++unit)
-            for (int panel = deconv_split.first_panel(task); panel < deconv_split.last_panel(task); ++panel) {
-                const int image = static_cast<int>(unit / p->blocks.size());
-                const Plan::Block& block = p->blocks[unit % p->blocks.size()];
-                const std::vector<int>& taps = p->class_taps[block.parity];
-                const int ntaps = static_cast<int>(taps.size());
-                g.shape.fn[block.rows]({z.get() + image * z_image, p->gather_at.data() + block.at, g.panel(panel),
-                                        taps.data(), ntaps, g.kc, g.bias.data() + panel * nr,
-                                        yt.get() + image * yt_image + panel * nr,
-                                        p->class_rows[block.parity].data() + block.row0, k->ldy(), false});
-                if (k->count) {
-                    const int cols = std::min(nr, g.n - panel * nr);
-                    mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
+        for (size_t unit = deconv_split.first(task); unit < deconv_split.last(task); ++unit) {
+            const int image = static_cast<int>(unit / p->bands.size());
+            const Plan::Band& band = p->bands[unit % p->bands.size()];
+            for (int panel = deconv_split.first_panel(task); panel < deconv_split.last_panel(task); ++panel)
+                for (size_t b = band.first; b < band.last; ++b) {
+                    const Plan::Block& block = p->blocks[b];
+                    const std::vector<int>& taps = p->class_taps[block.parity];
+                    const int ntaps = static_cast<int>(taps.size());
+                    g.shape.fn[block.rows]({z.get() + image * z_image, p->gather_at.data() + block.at,
+                                            g.panel(panel), taps.data(), ntaps, g.kc, g.bias.data() + panel * nr,
+                                            yt.get() + image * yt_image + panel * nr,
+                                            p->class_rows[block.parity].data() + block.row0, k->ldy(), false});
+                    if (k->count) {
+                        const int cols = std::min(nr, g.n - panel * nr);
+                        mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
+                    }
                 }
-            }
+            if (p->fused) output(image, band.p0, band.p1);
+        }
     }
 
     // Buffers for `images` at a time: as many as keep them within the L2 cache (or within the weights' size,
@@ -529,7 +565,7 @@ struct Run {
         y = y_all + out;
         residual = r_all ? r_all + out : nullptr;
         conv_split = Split(size_t(n) * p->tiles.size(), k->conv);
-        deconv_split = Split(size_t(n) * p->blocks.size(), k->deconv);
+        deconv_split = Split(size_t(n) * p->bands.size(), k->deconv);
         phases.lap(0);
         const size_t in_tasks = n * chunks(size_t(p->h) * p->w), out_tasks = n * chunks(size_t(p->ho) * p->wo);
         check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_in>, in_tasks, 0, this));
@@ -538,7 +574,8 @@ struct Run {
         phases.lap(2);
         check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>, deconv_split.tasks(), 0, this));
         phases.lap(3);
-        check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_out>, out_tasks, 0, this));
+        if (!p->fused)
+            check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_out>, out_tasks, 0, this));
         phases.lap(4);
     }
 };

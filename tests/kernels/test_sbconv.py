@@ -27,7 +27,7 @@ from sbdeploy.nn.lowering import sb_reference
 from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import SpatialBottleneck
 
-# fp32 against float64: |diff| <= TOL * (1 + max |reference|); sums here have at most 9 * 48 terms.
+# fp32 against float64: |diff| <= TOL * (1 + max |reference|); sums here have at most 9 * 176 terms.
 TOL = 2e-5
 ISAS = ("scalar", "avx2", "avx512")
 
@@ -154,10 +154,14 @@ def test_each_instruction_set(library, monkeypatch, isa):
     if ISAS.index(isa) > ISAS.index(best_isa(library, monkeypatch)):
         pytest.skip(f"this CPU has no {isa}")
     monkeypatch.setenv("SBDEPLOY_KERNEL_ISA", isa)
-    # Cmid and Cout of 40 take the wide tiles of every path, and leave a part panel; Cin of 19 and 72 positions
-    # take the transposes' register blocks and their edges.
+    # Cmid and Cout of 40 take the wide tiles of every path, and leave a part panel; Cin of 19 takes the
+    # transposes' register blocks and their edges; a 34 x 30 output, the deconv's bands of rows (and a short one).
     case = make_case(cin=19, cmid=40, cout=40, mid=True)
-    check(library, case, stride=2, sampling="chessboard", batch=3, size=(9, 8), threads=2, residual=True, relu=True)
+    check(library, case, stride=2, sampling="chessboard", batch=3, size=(67, 60), threads=2, residual=True, relu=True)
+    assert library.sbdeploy_kernel_last_isa().decode() == isa
+    # Weights past the L2 cache (1 MB) are worked through panel by panel, with the output copy a phase of its own.
+    big = make_case(cin=176, cmid=176, cout=176, mid=True)
+    check(library, big, stride=1, sampling="three", batch=2, size=(7, 6), threads=2, residual=True, relu=True)
     assert library.sbdeploy_kernel_last_isa().decode() == isa
 
 
