@@ -426,8 +426,8 @@ struct Split {
     int last_panel(size_t task) const { return by_panel ? first_panel(task) + 1 : panels; }
 };
 
-// A build with -DSBK_PROFILE adds up each phase's time (plan and buffers, transpose in, conv, deconv, out) and
-// prints the totals to stderr at exit; otherwise this is empty.
+// A build with -DSBK_PROFILE adds up each phase's time (set-up, transpose in, conv, deconv, transpose out: part
+// of the deconv when the plan fuses them) and prints the totals to stderr at exit; otherwise this is empty.
 #ifdef SBK_PROFILE
 struct Phases {
     static inline std::atomic<int64_t> total[5]{}, runs{0};
@@ -441,7 +441,7 @@ struct Phases {
     static void report() {
         if (!runs) return;
         const double us = 1e3 * runs;
-        std::fprintf(stderr, "SBConv us a run (%ld runs): plan+buffers %.1f in %.1f conv %.1f deconv %.1f out %.1f\n",
+        std::fprintf(stderr, "SBConv us a run (%ld runs): set-up %.1f in %.1f conv %.1f deconv %.1f out %.1f\n",
                      long(runs), total[0] / us, total[1] / us, total[2] / us, total[3] / us, total[4] / us);
     }
 };
