@@ -10,11 +10,15 @@
 // (per-Cin affine) and in_relu: a pre-activation applied to X as it is copied in (the zero padding stays zero).
 //
 // The conv runs only at the sampled positions and the transposed conv gathers only from them, each
-// output parity class with its fixed tap list. Inputs are read through pointer tables (indirect
-// convolution: NHWC copies of X and of the sampled map, a zero row for the borders), weights are
-// packed once when the kernel is created, and the work runs on the session's intra-op threads.
+// output parity class with its fixed tap list. Inputs are read through offset tables (indirect
+// convolution: NHWC copies of X and of the sampled map, a zero row for the borders; the tables are built
+// once per input size), weights are packed once when the kernel is created, and the work runs on the
+// session's intra-op threads in four phases: X to NHWC, the conv (bias, mid and ReLU applied in
+// registers), the transposed conv into an NHWC buffer, and that buffer to NCHW with R and the ReLU.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
@@ -22,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "onnxruntime_c_api.h"
@@ -140,6 +145,8 @@ struct Gemm {
         if (bias_) std::copy(bias_, bias_ + n, bias.begin());
     }
     const float* panel(int p) const { return w.get() + static_cast<size_t>(p) * 9 * kc * shape.nr; }
+    // Whether all panels stay in the L2 cache (1 MB or less).
+    bool cached() const { return size_t(9) * kc * panels * shape.nr * sizeof(float) <= size_t(1) << 20; }
 };
 
 struct Kernel {
@@ -149,6 +156,7 @@ struct Kernel {
     bool in_relu = false;                 // the pre-activation on X: relu(in_scale * x + in_shift), per Cin
     std::vector<float> in_scale, in_shift;  // empty: none
     const char* isa = "";
+    sbk::TransposeFn transpose = nullptr;
 
     bool activates() const { return in_relu || !in_scale.empty(); }
     // The pre-activation on `count` NHWC rows of Cin values, as they are copied in (never on the zero row).
@@ -165,6 +173,8 @@ struct Kernel {
     mutable std::shared_ptr<const struct Plan> plan;  // of the last input size
 
     std::shared_ptr<const Plan> plan_for(int h, int w) const;
+    int ldz() const { return conv.panels * conv.shape.nr; }    // z's row stride: whole conv panels
+    int ldy() const { return deconv.panels * deconv.shape.nr; }  // and the NHWC output's
 };
 
 std::vector<int64_t> sampling_pairs(const OrtKernelInfo* info) {
@@ -287,6 +297,7 @@ Kernel* create(const OrtKernelInfo* info) {
 
     const sbk::Isa isa = pick_isa();
     k.isa = isa.name;
+    k.transpose = isa.transpose;
     k.count = counting();
     // The mid affine is folded into W1's columns and the conv bias: scale * (W1 x + b1) + shift.
     std::vector<float> conv_bias(k.cmid);
@@ -303,17 +314,39 @@ Kernel* create(const OrtKernelInfo* info) {
     return kernel.release();
 }
 
-// The pointer tables of one input size: built on the first run at that size, then reused.
+// `count` rows in blocks of at most `most`, as even as can be: (first row, rows) of each.
+std::vector<std::pair<int, int>> blocks_of(int count, int most) {
+    const int blocks = (count + most - 1) / most;
+    std::vector<std::pair<int, int>> out;
+    for (int b = 0, row0 = 0; b < blocks; ++b) {
+        const int rows = count / blocks + (b < count % blocks);
+        out.emplace_back(row0, rows);
+        row0 += rows;
+    }
+    return out;
+}
+
+// The offset tables of one input size, built on the first run at that size and then reused, laid out as the
+// tiles read them: each tile's [tap][rows]. Tiles split their rows evenly (a 25-row conv takes 9 + 8 + 8 rows,
+// not 12 + 12 + 1).
 struct Plan {
     int h, w, ho, wo, m;  // m sampled positions per image
-    std::vector<int> conv_at;  // [m][9]: offsets in an image's xt (the zero row's where padding)
     struct Block {
-        int parity, row0, rows;
+        int parity, row0, rows;  // parity: the deconv's output class (0 for the conv)
+        size_t at;               // its [taps][rows] offsets start at conv_at[at] or gather_at[at]
     };
-    std::vector<Block> blocks;       // deconv row blocks, by output parity class
+    std::vector<Block> tiles;        // the conv's, over the sampled positions
+    std::vector<int> conv_at;        // offsets in an image's xt
+    struct Band {
+        size_t first, last;  // its blocks
+        int p0, p1;          // its output positions
+    };
+    std::vector<Band> bands;         // the deconv's bands of output rows, or one band a block (positions unset)
+    bool fused;                      // whether a deconv task also copies its bands' outputs to NCHW
+    std::vector<Block> blocks;       // the deconv's, by band, then output parity class
     std::vector<int> class_rows[4];  // output positions of each parity class
     std::vector<int> class_taps[4];  // the taps (0..8) each class gathers
-    std::vector<int> gather_at[4];   // [rows][taps]: row of z (m: the zero row)
+    std::vector<int> gather_at;      // offsets in an image's z
 
     Plan(const Kernel& kernel, int h_, int w_);
 };
@@ -323,18 +356,28 @@ Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
     ho = (h - 1) / k->stride + 1;
     wo = (w - 1) / k->stride + 1;
     m = 0;
-    std::vector<int> row_of(static_cast<size_t>(ho) * wo, -1);
+    std::vector<int> row_of(static_cast<size_t>(ho) * wo, -1), positions;
     for (int i = 0; i < ho; ++i)
         for (int j = 0; j < wo; ++j)
             if (k->sampled[i & 1][j & 1]) {
                 row_of[i * wo + j] = m++;
-                for (int t = 0; t < 9; ++t) {
-                    const int yi = i * k->stride + t / 3 - 1, xj = j * k->stride + t % 3 - 1;
-                    const bool inside = yi >= 0 && yi < h && xj >= 0 && xj < w;
-                    conv_at.push_back((inside ? yi * w + xj : h * w) * k->cin);
-                }
+                positions.push_back(i * wo + j);
             }
+    const int xt_zero = h * w * k->cin;
+    for (auto [row0, rows] : blocks_of(m, k->conv.shape.mr)) {
+        tiles.push_back({0, row0, rows, conv_at.size()});
+        conv_at.resize(conv_at.size() + 9 * rows, xt_zero);
+        for (int r = 0; r < rows; ++r) {
+            const int i = positions[row0 + r] / wo, j = positions[row0 + r] % wo;
+            for (int t = 0; t < 9; ++t) {
+                const int yi = i * k->stride + t / 3 - 1, xj = j * k->stride + t % 3 - 1;
+                if (yi >= 0 && yi < h && xj >= 0 && xj < w)
+                    conv_at[tiles.back().at + t * rows + r] = (yi * w + xj) * k->cin;
+            }
+        }
+    }
     // Output p gathers z[q] for q = p + d with q sampled, through W2's tap (1 - d): y = sum W2^T z.
+    const int ldz = k->ldz(), z_zero = m * ldz;
     for (int parity = 0; parity < 4; ++parity) {
         const int pi = parity >> 1, pj = parity & 1;
         std::vector<int>& taps = class_taps[parity];
@@ -342,21 +385,99 @@ Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
             const int di = 1 - t / 3, dj = 1 - t % 3;
             if (k->sampled[(pi + di) & 1][(pj + dj) & 1]) taps.push_back(t);
         }
+        std::vector<int>& outputs = class_rows[parity];
         for (int i = pi; i < ho; i += 2)
-            for (int j = pj; j < wo; j += 2) {
-                class_rows[parity].push_back(i * wo + j);
-                for (int t : taps) {
-                    const int qi = i + 1 - t / 3, qj = j + 1 - t % 3;
-                    const bool inside = qi >= 0 && qi < ho && qj >= 0 && qj < wo;
-                    gather_at[parity].push_back(inside ? row_of[qi * wo + qj] : m);
-                }
-            }
-        const int rows = static_cast<int>(class_rows[parity].size()), mr = k->deconv.shape.mr;
-        for (int row0 = 0; row0 < rows; row0 += mr) blocks.push_back({parity, row0, std::min(mr, rows - row0)});
+            for (int j = pj; j < wo; j += 2) outputs.push_back(i * wo + j);
     }
+    // With cached weights and 4 bands or more (of an even number of rows, 16 bands at most, each class's rows
+    // in a band filling two tiles), a deconv task also copies its bands' outputs to NCHW. Otherwise blocks span
+    // the image, and the copy is a phase of its own.
+    const int band_rows = 2 * std::max((ho + 31) / 32, (4 * k->deconv.shape.mr + wo - 1) / wo);
+    fused = k->deconv.cached() && ho >= 4 * band_rows;
+    for (int i0 = 0; i0 < ho; i0 += fused ? band_rows : ho) {
+        const int p0 = i0 * wo, p1 = std::min(ho, fused ? i0 + band_rows : ho) * wo;
+        const size_t first = blocks.size();
+        for (int parity = 0; parity < 4; ++parity) {
+            const std::vector<int>& outputs = class_rows[parity];
+            const std::vector<int>& taps = class_taps[parity];
+            const int ntaps = static_cast<int>(taps.size());
+            const int lo = static_cast<int>(std::lower_bound(outputs.begin(), outputs.end(), p0) - outputs.begin());
+            const int hi = static_cast<int>(std::lower_bound(outputs.begin(), outputs.end(), p1) - outputs.begin());
+            for (auto [row0, rows] : blocks_of(hi - lo, k->deconv.shape.mr)) {
+                blocks.push_back({parity, lo + row0, rows, gather_at.size()});
+                gather_at.resize(gather_at.size() + static_cast<size_t>(ntaps) * rows, z_zero);
+                for (int r = 0; r < rows; ++r)
+                    for (int s = 0; s < ntaps; ++s) {
+                        const int i = outputs[lo + row0 + r] / wo, j = outputs[lo + row0 + r] % wo;
+                        const int qi = i + 1 - taps[s] / 3, qj = j + 1 - taps[s] % 3;
+                        if (qi >= 0 && qi < ho && qj >= 0 && qj < wo)
+                            gather_at[blocks.back().at + s * rows + r] = row_of[qi * wo + qj] * ldz;
+                    }
+            }
+        }
+        if (fused) bands.push_back({first, blocks.size(), p0, p1});
+    }
+    if (!fused)
+        for (size_t b = 0; b < blocks.size(); ++b) bands.push_back({b, b + 1, 0, 0});
 }
 
-// The geometry and buffers of one run; the three phases run on the session's thread pool.
+// A phase's work: `units` (image, tile or band) pairs for each weight panel, in tasks enough to keep the threads
+// busy.
+// Large weights go panel by panel (a task is a run of units of one panel: each panel read once for all of
+// them); weights that stay in the L2 cache go unit by unit (a task runs all panels of its units while their
+// inputs are in cache), so large activations are read once.
+struct Split {
+    static constexpr size_t min_tasks = 16;
+    size_t units = 0, per_task = 1, chunks = 0;
+    int panels = 1;
+    bool by_panel = false;
+
+    Split() = default;
+    Split(size_t units_, const Gemm& g) : units(units_), panels(g.panels) {
+        by_panel = !g.cached();
+        const size_t per_panel = by_panel ? (min_tasks + panels - 1) / panels : min_tasks;
+        const size_t wanted = std::max<size_t>(1, std::min(units, per_panel));
+        per_task = std::max<size_t>(1, (units + wanted - 1) / wanted);
+        chunks = (units + per_task - 1) / per_task;
+    }
+    size_t tasks() const { return by_panel ? chunks * panels : chunks; }
+    size_t first(size_t task) const { return task % chunks * per_task; }
+    size_t last(size_t task) const { return std::min(units, first(task) + per_task); }
+    int first_panel(size_t task) const { return by_panel ? static_cast<int>(task / chunks) : 0; }
+    int last_panel(size_t task) const { return by_panel ? first_panel(task) + 1 : panels; }
+};
+
+// A build with -DSBK_PROFILE adds up each phase's time (set-up, transpose in, conv, deconv, transpose out: part
+// of the deconv when the plan fuses them) and prints the totals to stderr at exit; otherwise this is empty.
+#ifdef SBK_PROFILE
+struct Phases {
+    static inline std::atomic<int64_t> total[5]{}, runs{0};
+    std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+    void lap(int phase) {
+        const auto now = std::chrono::steady_clock::now();
+        total[phase] += std::chrono::duration_cast<std::chrono::nanoseconds>(now - last).count();
+        last = now;
+        if (phase == 4) ++runs;
+    }
+    static void report() {
+        if (!runs) return;
+        const double us = 1e3 * runs;
+        std::fprintf(stderr, "SBConv us a run (%ld runs): set-up %.1f in %.1f conv %.1f deconv %.1f out %.1f\n",
+                     long(runs), total[0] / us, total[1] / us, total[2] / us, total[3] / us, total[4] / us);
+    }
+};
+const int profile_report = std::atexit(Phases::report);
+#else
+struct Phases {
+    void lap(int) {}
+};
+#endif
+
+struct Run;
+template <void (Run::*phase)(size_t)>
+void run_task(void* run, size_t task);
+
+// The geometry and buffers of one run; the four phases run on the session's thread pool.
 struct Run {
     const Kernel* k;
     std::shared_ptr<const Plan> plan;
@@ -365,89 +486,119 @@ struct Run {
     const float* x;
     const float* residual;
     float* y;
-    Buffer xt, z;  // NHWC input and the sampled conv outputs [m][cmid], each image followed by a zero row
-    size_t xt_image, z_image;
+    Buffer xt, z, yt;  // NHWC input (and a zero row), the sampled conv outputs [m][ldz] (and a zero row), NHWC output
+    size_t xt_image, z_image, yt_image;
+    Split conv_split, deconv_split;
 
-    int conv_tiles() const { return (p->m + k->conv.shape.mr - 1) / k->conv.shape.mr; }
+    static constexpr int chunk = 128;  // positions a transpose task copies
+    static size_t chunks(size_t plane) { return (plane + chunk - 1) / chunk; }
 
-    void transpose(size_t task) {
-        const int image = static_cast<int>(task / p->h), row = static_cast<int>(task % p->h);
-        const size_t plane = static_cast<size_t>(p->h) * p->w;
-        const float* src = x + image * k->cin * plane + static_cast<size_t>(row) * p->w;
-        float* dst = xt.get() + image * xt_image + static_cast<size_t>(row) * p->w * k->cin;
-        for (int c = 0; c < k->cin; ++c)
-            for (int j = 0; j < p->w; ++j) dst[static_cast<size_t>(j) * k->cin + c] = src[c * plane + j];
-        if (k->activates()) k->activate(dst, static_cast<size_t>(p->w));
+    void transpose_in(size_t task) {
+        const size_t plane = static_cast<size_t>(p->h) * p->w, image = task / chunks(plane);
+        const size_t p0 = task % chunks(plane) * chunk;
+        const int cols = static_cast<int>(std::min<size_t>(chunk, plane - p0));
+        float* dst = xt.get() + image * xt_image + p0 * k->cin;
+        k->transpose({x + image * k->cin * plane + p0, static_cast<long>(plane), dst, k->cin, k->cin, cols, nullptr,
+                      false});
+        if (k->activates()) k->activate(dst, static_cast<size_t>(cols));
+    }
+
+    // Output positions [p0, p1) of an image to NCHW, with the residual added and the ReLU applied on the way.
+    void output(size_t image, int p0, int p1) {
+        const size_t at = image * k->cout * p->ho * p->wo + p0;
+        k->transpose({yt.get() + image * yt_image + size_t(p0) * k->ldy(), k->ldy(), y + at,
+                      static_cast<long>(p->ho) * p->wo, p1 - p0, k->cout, residual ? residual + at : nullptr,
+                      k->out_relu});
+    }
+
+    void transpose_out(size_t task) {
+        const size_t plane = static_cast<size_t>(p->ho) * p->wo, p0 = task % chunks(plane) * chunk;
+        output(task / chunks(plane), static_cast<int>(p0), static_cast<int>(std::min(plane, p0 + chunk)));
     }
 
     void conv(size_t task) {
         const Gemm& g = k->conv;
-        const int mr = g.shape.mr, nr = g.shape.nr;
-        const int panel = static_cast<int>(task % g.panels);
-        const int tile = static_cast<int>(task / g.panels % conv_tiles());
-        const int image = static_cast<int>(task / g.panels / conv_tiles());
-        const int row0 = tile * mr, rows = std::min(mr, p->m - row0);
-        const float* base = xt.get() + image * xt_image;
-        const float* a[9 * 32];
-        for (int s = 0; s < 9; ++s)
-            for (int r = 0; r < mr; ++r)
-                a[s * mr + r] = base + (r < rows ? p->conv_at[(row0 + r) * 9 + s] : p->h * p->w * k->cin);
+        const int nr = g.shape.nr, ldz = k->ldz();
         static const int all_taps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
-        alignas(64) float c[32 * 32];
-        g.shape.fn({a, g.panel(panel), all_taps, 9, g.kc, c});
-        const int cols = std::min(nr, g.n - panel * nr);
-        float* out = z.get() + image * z_image + static_cast<size_t>(row0) * k->cmid + panel * nr;
-        const float* bias = g.bias.data() + panel * nr;
-        for (int r = 0; r < rows; ++r)
-            for (int j = 0; j < cols; ++j) {
-                const float v = c[r * nr + j] + bias[j];
-                out[static_cast<size_t>(r) * k->cmid + j] = k->mid_relu && v < 0.f ? 0.f : v;
+        for (size_t unit = conv_split.first(task); unit < conv_split.last(task); ++unit)
+            for (int panel = conv_split.first_panel(task); panel < conv_split.last_panel(task); ++panel) {
+                const int image = static_cast<int>(unit / p->tiles.size());
+                const Plan::Block& tile = p->tiles[unit % p->tiles.size()];
+                float* out = z.get() + image * z_image + static_cast<size_t>(tile.row0) * ldz + panel * nr;
+                g.shape.fn[tile.rows]({xt.get() + image * xt_image, p->conv_at.data() + tile.at, g.panel(panel),
+                                       all_taps, 9, g.kc, g.bias.data() + panel * nr, out, nullptr, ldz, k->mid_relu});
+                if (k->count) {
+                    const int cols = std::min(nr, g.n - panel * nr);
+                    mac_count.fetch_add(uint64_t(tile.rows) * 9 * g.kc * cols, std::memory_order_relaxed);
+                }
             }
-        if (k->count) mac_count.fetch_add(uint64_t(rows) * 9 * g.kc * cols, std::memory_order_relaxed);
     }
 
+    // When the plan fuses them, a task also copies its bands' outputs to NCHW.
     void deconv(size_t task) {
         const Gemm& g = k->deconv;
-        const int mr = g.shape.mr, nr = g.shape.nr;
-        const int panel = static_cast<int>(task % g.panels);
-        const Plan::Block& block = p->blocks[task / g.panels % p->blocks.size()];
-        const int image = static_cast<int>(task / g.panels / p->blocks.size());
-        const std::vector<int>& taps = p->class_taps[block.parity];
-        const int ntaps = static_cast<int>(taps.size());
-        const float* base = z.get() + image * z_image;
-        const float* a[9 * 32];
-        for (int s = 0; s < ntaps; ++s)
-            for (int r = 0; r < mr; ++r) {
-                const int row = r < block.rows ? p->gather_at[block.parity][(block.row0 + r) * ntaps + s] : p->m;
-                a[s * mr + r] = base + static_cast<size_t>(row) * k->cmid;
-            }
-        alignas(64) float c[32 * 32];
-        g.shape.fn({a, g.panel(panel), taps.data(), ntaps, g.kc, c});
-        const int cols = std::min(nr, g.n - panel * nr);
-        const size_t plane = static_cast<size_t>(p->ho) * p->wo;
-        const size_t offset = (static_cast<size_t>(image) * k->cout + panel * nr) * plane;
-        const float* bias = g.bias.data() + panel * nr;
-        for (int r = 0; r < block.rows; ++r) {
-            const size_t at0 = p->class_rows[block.parity][block.row0 + r];
-            for (int j = 0; j < cols; ++j) {
-                const size_t at = offset + j * plane + at0;
-                float v = c[r * nr + j] + bias[j];
-                if (residual) v += residual[at];
-                y[at] = k->out_relu && v < 0.f ? 0.f : v;
-            }
+        const int nr = g.shape.nr;
+        for (size_t unit = deconv_split.first(task); unit < deconv_split.last(task); ++unit) {
+            const int image = static_cast<int>(unit / p->bands.size());
+            const Plan::Band& band = p->bands[unit % p->bands.size()];
+            for (int panel = deconv_split.first_panel(task); panel < deconv_split.last_panel(task); ++panel)
+                for (size_t b = band.first; b < band.last; ++b) {
+                    const Plan::Block& block = p->blocks[b];
+                    const std::vector<int>& taps = p->class_taps[block.parity];
+                    const int ntaps = static_cast<int>(taps.size());
+                    g.shape.fn[block.rows]({z.get() + image * z_image, p->gather_at.data() + block.at,
+                                            g.panel(panel), taps.data(), ntaps, g.kc, g.bias.data() + panel * nr,
+                                            yt.get() + image * yt_image + panel * nr,
+                                            p->class_rows[block.parity].data() + block.row0, k->ldy(), false});
+                    if (k->count) {
+                        const int cols = std::min(nr, g.n - panel * nr);
+                        mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
+                    }
+                }
+            if (p->fused) output(image, band.p0, band.p1);
         }
-        if (k->count) mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
     }
 
-    void allocate_buffers() {
+    // Buffers for `images` at a time: as many as keep them within the L2 cache (or within the weights' size,
+    // when the weights are the larger), so each image's data stays in cache from phase to phase.
+    int prepare() {
         xt_image = static_cast<size_t>(p->h) * p->w * k->cin + k->cin;
-        z_image = static_cast<size_t>(p->m + 1) * k->cmid;
-        xt = allocate(n * xt_image);
-        z = allocate(n * z_image);
-        for (int image = 0; image < n; ++image) {
+        z_image = static_cast<size_t>(p->m + 1) * k->ldz();
+        yt_image = static_cast<size_t>(p->ho) * p->wo * k->ldy();
+        const size_t weights = size_t(9) * (k->conv.kc * k->ldz() + k->deconv.kc * k->ldy());
+        const size_t budget = std::max<size_t>(size_t(1) << 18, weights);  // floats: 1 MB at least
+        const int images = static_cast<int>(std::clamp<size_t>(budget / (xt_image + z_image + yt_image), 1, n));
+        xt = allocate(images * xt_image);
+        z = allocate(images * z_image);
+        yt = allocate(images * yt_image);
+        for (int image = 0; image < images; ++image) {
             std::fill_n(xt.get() + image * xt_image + xt_image - k->cin, k->cin, 0.f);
-            std::fill_n(z.get() + image * z_image + z_image - k->cmid, k->cmid, 0.f);
+            std::fill_n(z.get() + image * z_image + z_image - k->ldz(), k->ldz(), 0.f);
         }
+        return images;
+    }
+
+    // Runs the four phases on `count` images of X (R, Y), from image `first`.
+    void images(OrtKernelContext* context, const float* x_all, const float* r_all, float* y_all, int first, int count) {
+        Phases phases;
+        n = count;
+        x = x_all + size_t(first) * k->cin * p->h * p->w;
+        const size_t out = size_t(first) * k->cout * p->ho * p->wo;
+        y = y_all + out;
+        residual = r_all ? r_all + out : nullptr;
+        conv_split = Split(size_t(n) * p->tiles.size(), k->conv);
+        deconv_split = Split(size_t(n) * p->bands.size(), k->deconv);
+        phases.lap(0);
+        const size_t in_tasks = n * chunks(size_t(p->h) * p->w), out_tasks = n * chunks(size_t(p->ho) * p->wo);
+        check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_in>, in_tasks, 0, this));
+        phases.lap(1);
+        if (p->m > 0) check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>, conv_split.tasks(), 0, this));
+        phases.lap(2);
+        check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>, deconv_split.tasks(), 0, this));
+        phases.lap(3);
+        if (!p->fused)
+            check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose_out>, out_tasks, 0, this));
+        phases.lap(4);
     }
 };
 
@@ -493,13 +644,11 @@ void compute(const Kernel& k, OrtKernelContext* context) {
     if (n == 0 || ho == 0 || wo == 0) return;
     run.plan = k.plan_for(h, w);
     run.p = run.plan.get();
-    run.allocate_buffers();
-    check(api->KernelContext_ParallelFor(context, run_task<&Run::transpose>, size_t(n) * h, 0, &run));
-    if (run.p->m > 0)
-        check(api->KernelContext_ParallelFor(context, run_task<&Run::conv>,
-                                             size_t(n) * run.conv_tiles() * k.conv.panels, 0, &run));
-    check(api->KernelContext_ParallelFor(context, run_task<&Run::deconv>,
-                                         size_t(n) * run.p->blocks.size() * k.deconv.panels, 0, &run));
+    const int group = run.prepare();
+    const float *x_all = run.x, *r_all = run.residual;
+    float* y_all = run.y;
+    for (int first = 0; first < n; first += group)
+        run.images(context, x_all, r_all, y_all, first, std::min(group, n - first));
 }
 
 OrtStatus* status_of(const Error& e) { return api->CreateStatus(ORT_INVALID_ARGUMENT, e.message.c_str()); }

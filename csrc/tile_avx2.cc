@@ -4,5 +4,5 @@
 #include "tile.h"
 
 sbk::Isa sbk::isa_avx2() {
-    return {"avx2", {6, 16, sbk_avx2::tile<6, 2>}, {12, 8, sbk_avx2::tile<12, 1>}};
+    return {"avx2", sbk_avx2::shape<6, 2>(), sbk_avx2::shape<12, 1>(), sbk_avx2::transpose};
 }

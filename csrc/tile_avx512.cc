@@ -4,5 +4,5 @@
 #include "tile.h"
 
 sbk::Isa sbk::isa_avx512() {
-    return {"avx512", {12, 32, sbk_avx512::tile<12, 2>}, {24, 16, sbk_avx512::tile<24, 1>}};
+    return {"avx512", sbk_avx512::shape<12, 2>(), sbk_avx512::shape<24, 1>(), sbk_avx512::transpose};
 }

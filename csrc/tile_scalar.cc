@@ -4,5 +4,5 @@
 #include "tile.h"
 
 sbk::Isa sbk::isa_scalar() {
-    return {"scalar", {4, 8, sbk_scalar::tile<4, 2>}, {8, 4, sbk_scalar::tile<8, 1>}};
+    return {"scalar", sbk_scalar::shape<4, 2>(), sbk_scalar::shape<8, 1>(), sbk_scalar::transpose};
 }

@@ -1,91 +1,148 @@
-"""Time one SBConv node against the baseline block's two dense 3x3 Conv nodes in ONNX Runtime (CPU).
+"""Time one SBConv node against its baseline's dense 3x3 Conv nodes in ONNX Runtime (CPU), on the zoo's SB shapes.
 
-Both models are one regular residual block's convolutions (conv, bias + ReLU, conv) at batch 1; runs are
-interleaved, intra-op spinning is off, and the script prints medians, the baseline/SB ratio and the
-achieved MAC rates. Needs the kernel library (``bash scripts/build_kernels.sh``).
+A regular SB (cifar_resnet56/20 and the digits pair, resnet18) replaces conv, BN + ReLU, conv: its baseline is
+two Conv nodes with a Relu between them. A linear SB (resnet50's bottlenecks, Cmid = C / 2) replaces one Conv,
+followed by BN + ReLU in the network: its baseline is Conv + Relu, and the SBConv node applies the ReLU.
+Both run with the product's timing method (:func:`sbdeploy.bench.timing.measure_group`: interleaved turns,
+a bootstrap 95% interval of the speedup), intra-op spinning off. One line per shape: each median, the speedup
+(baseline / SBConv) with its interval, each achieved MAC rate (MACs by :func:`sbdeploy.flops.count_macs`) and
+their ratio (the issue's goal: SBConv's rate >= 0.9x the baseline's). ``--against LIB`` also times the
+SBConv node with another build of the library (e.g. main's) in the same group and prints this build's speedup
+over it. Needs the kernel library (``bash scripts/build_kernels.sh``).
 
-    python scripts/bench_sbconv.py [--threads 1] [--runs 300] [--sampling chessboard]
+    python scripts/bench_sbconv.py --families cifar --batches 1 8 --threads 1 2 --seconds 2
+    python scripts/bench_sbconv.py --families resnet18 --batches 1 --against /tmp/libsbkernels-main.so
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import itertools
 
 import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from sbdeploy.bench.stats import Interval
+from sbdeploy.bench.timing import GroupResult, Pair, TimingPlan, measure_group
+from sbdeploy.flops import count_macs
 from sbdeploy.kernels import DOMAIN, library_path
-from sbdeploy.nn.sampling import SAMPLINGS, sampled_positions
+from sbdeploy.nn.sampling import SAMPLINGS
+from sbdeploy.nn.sb import SpatialBottleneck
 
-SHAPES = [(16, 32), (32, 16), (64, 8)]  # channels, H = W
+# (cin, cmid, cout, size, stride) per family; linear SBs (no mid) replace one conv, regular ones two.
+# The digits pair is cifar_resnet20: the cifar shapes.
+FAMILIES = {
+    "cifar": [(16, 16, 16, 32, 1), (16, 32, 32, 32, 2), (32, 32, 32, 16, 1), (32, 64, 64, 16, 2), (64, 64, 64, 8, 1)],
+    "resnet18": [(64, 64, 64, 56, 1), (64, 128, 128, 56, 2), (128, 128, 128, 28, 1), (128, 256, 256, 28, 2)]
+    + [(256, 256, 256, 14, 1), (256, 512, 512, 14, 2), (512, 512, 512, 7, 1)],
+    "resnet50": [(64, 32, 64, 56, 1), (128, 64, 128, 56, 2), (128, 64, 128, 28, 1), (256, 128, 256, 28, 2)]
+    + [(256, 128, 256, 14, 1), (512, 256, 512, 14, 2), (512, 256, 512, 7, 1)],
+}
+LINEAR = {"resnet50"}
+BATCHES = {"cifar": (1, 8, 32), "resnet18": (1, 8), "resnet50": (1, 8)}
 
 
-def models(channels: int, sampling: str) -> tuple[bytes, bytes]:
+def models(cin: int, cmid: int, cout: int, stride: int, linear: bool, sampling: str) -> tuple[bytes, bytes]:
+    """The SBConv model and its baseline's, with the same random weights."""
     rng = np.random.default_rng(0)
-    w1 = (rng.standard_normal((channels, channels, 3, 3)) / np.sqrt(9 * channels)).astype(np.float32)
-    w2 = (rng.standard_normal((channels, channels, 3, 3)) / np.sqrt(9 * channels)).astype(np.float32)
-    b1, b2 = rng.standard_normal((2, channels)).astype(np.float32)
+    w1 = (rng.standard_normal((cmid, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
+    w2 = (rng.standard_normal((cmid, cout, 3, 3)) / np.sqrt(9 * cmid)).astype(np.float32)
+    b1, b2 = rng.standard_normal(cmid).astype(np.float32), rng.standard_normal(cout).astype(np.float32)
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "y")]
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)]
+    mid = {"relu": 1} if linear else {"mid_relu": 1, "mid_scale": [1.0] * cmid, "mid_shift": b1.tolist()}
     sb = helper.make_node(
-        "SBConv",
-        ["x", "w1", "", "w2", "b2"],
-        ["y"],
-        domain=DOMAIN,
-        sampling=sampling,
-        mid_relu=1,
-        mid_scale=[1.0] * channels,
-        mid_shift=b1.tolist(),
+        "SBConv", ["x", "w1", "", "w2", "b2"], ["y"], domain=DOMAIN, stride=stride, sampling=sampling, **mid
     )
     inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (w2, "w2"), (b2, "b2"))]
     sb_model = helper.make_model(helper.make_graph([sb], "sb", io[:1], io[1:], inits), opset_imports=opsets)
-    # The baseline's second conv is the transposed conv's dense twin: same MACs, same weights' count.
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["h"], ["r"]),
-        helper.make_node("Conv", ["r", "w2", "b2"], ["y"], pads=[1, 1, 1, 1]),
-    ]
-    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))]
+    conv = {"pads": [1, 1, 1, 1], "strides": [stride, stride]}
+    if linear:
+        w = (rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
+        nodes = [helper.make_node("Conv", ["x", "w", "b2"], ["h"], **conv), helper.make_node("Relu", ["h"], ["y"])]
+        inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b2, "b2")]
+    else:
+        w = (rng.standard_normal((cout, cmid, 3, 3)) / np.sqrt(9 * cmid)).astype(np.float32)
+        nodes = [
+            helper.make_node("Conv", ["x", "w1", "b1"], ["h"], **conv),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("Conv", ["r", "w", "b2"], ["y"], pads=[1, 1, 1, 1]),
+        ]
+        inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w, "w"), (b2, "b2"))]
     base = helper.make_model(helper.make_graph(nodes, "base", io[:1], io[1:], inits), opset_imports=opsets[:1])
     return sb_model.SerializeToString(), base.SerializeToString()
 
 
-def session(model: bytes, threads: int) -> ort.InferenceSession:
+def session(model: bytes, threads: int, library: str | None = None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.register_custom_ops_library(str(library_path()))
+    options.register_custom_ops_library(library or str(library_path()))
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def macs(cin: int, cmid: int, cout: int, size: int, stride: int, linear: bool, sampling: str) -> tuple[int, int]:
+    """(SB MACs, baseline MACs) of one image."""
+    sb = count_macs(SpatialBottleneck(cin, cmid, cout, stride=stride, sampling=sampling), (size, size), in_chans=cin)
+    out = (size - 1) // stride + 1
+    return sb, out * out * 9 * (cin * cout if linear else cin * cmid + cmid * cout)
+
+
+def interval(bounds: Interval | None) -> str:
+    return f"({bounds.low:.2f}-{bounds.high:.2f})" if bounds else "(-)"
+
+
+def against(result: GroupResult) -> str:
+    """The other build's median and this build's speedup over it, when one was timed."""
+    if "other" not in result.stats:
+        return ""
+    value, bounds = result.ratios[("other", "sb")]
+    return f"  {result.stats['other'].median_ms * 1e3:8.1f}  {value:5.2f}x {interval(bounds)}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--batches", nargs="+", type=int, help="default: each family's (cifar 1 8 32, others 1 8)")
+    parser.add_argument("--threads", nargs="+", type=int, default=[2])
+    parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per shape (both models)")
     parser.add_argument("--sampling", default="chessboard", choices=list(SAMPLINGS))
+    parser.add_argument("--against", metavar="LIB", help="another build of the library, timed in the same groups")
     args = parser.parse_args()
-    print(f"threads {args.threads}, {args.runs} interleaved runs, sampling {args.sampling}, batch 1")
-    for channels, size in SHAPES:
-        sb, base = (session(m, args.threads) for m in models(channels, args.sampling))
-        x = {"x": np.random.default_rng(1).standard_normal((1, channels, size, size)).astype(np.float32)}
-        times: dict[str, list[float]] = {"sb": [], "base": []}
-        for i in range(args.runs + 20):
-            for name, sess in (("sb", sb), ("base", base)) if i % 2 else (("base", base), ("sb", sb)):
-                start = time.perf_counter()
-                sess.run(None, x)
-                if i >= 20:
-                    times[name].append(time.perf_counter() - start)
-        sb_s, base_s = (statistics.median(times[k]) for k in ("sb", "base"))
-        base_macs = 2 * size * size * 9 * channels * channels
-        sb_macs = 2 * sampled_positions(size, size, args.sampling) * 9 * channels * channels
-        print(
-            f"C={channels:3d} @{size}x{size}: SBConv {sb_s * 1e6:7.1f} us ({sb_macs / sb_s / 1e9:5.1f} GMAC/s), "
-            f"2 Conv {base_s * 1e6:7.1f} us ({base_macs / base_s / 1e9:5.1f} GMAC/s), "
-            f"ratio {base_s / sb_s:.2f}x (ideal {base_macs / sb_macs:.2f}x)"
-        )
+    plan = TimingPlan(duration_s=args.seconds, turn=5)
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    print(f"sampling {args.sampling}, {args.seconds:g} s per shape, load {load} at start")
+    other = "  other us  vs other (95%)" if args.against else ""
+    print(
+        f"shape                          b  thr   SBConv us     base us  speedup (95%)         SB GMAC/s  base  rate{other}"
+    )
+    for family in args.families:
+        linear = family in LINEAR
+        for (cin, cmid, cout, size, stride), threads in itertools.product(FAMILIES[family], args.threads):
+            sb_model, base_model = models(cin, cmid, cout, stride, linear, args.sampling)
+            sessions = {"sb": session(sb_model, threads), "base": session(base_model, threads)}
+            if args.against:
+                sessions["other"] = session(sb_model, threads, args.against)
+            sb_macs, base_macs = macs(cin, cmid, cout, size, stride, linear, args.sampling)
+            for batch in args.batches or BATCHES[family]:
+                x = {"x": np.random.default_rng(1).standard_normal((batch, cin, size, size)).astype(np.float32)}
+                fns = {name: lambda s=s: s.run(None, x) and None for name, s in sessions.items()}
+                ratios = [("other", "sb")] if args.against else []
+                result = measure_group(fns, plan, pairs=[Pair("sb", "base", sb_macs / base_macs)], ratios=ratios)
+                sb_s, base_s = (result.stats[k].median_ms / 1e3 for k in ("sb", "base"))
+                speedup = result.speedups["sb"]
+                sb_rate, base_rate = batch * sb_macs / sb_s / 1e9, batch * base_macs / base_s / 1e9
+                name = f"{family} {cin}-{cmid}-{cout} @{size} s{stride}"
+                print(
+                    f"{name:30s} {batch:2d}  {threads:2d}  {sb_s * 1e6:10.1f}  {base_s * 1e6:10.1f}  "
+                    f"{speedup.value:5.2f}x {interval(speedup.interval):13s}  {sb_rate:7.1f}  {base_rate:5.1f}  "
+                    f"{sb_rate / base_rate:4.2f}{against(result)}",
+                    flush=True,
+                )
+    with open("/proc/loadavg") as f:
+        print(f"load {f.read().split()[0]} at end")
 
 
 if __name__ == "__main__":
