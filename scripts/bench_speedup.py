@@ -128,6 +128,8 @@ def ort_session(
     so = (settings or SessionSettings.default(threads)).session_options()
     so.enable_profiling = True
     so.profile_file_prefix = profile_prefix
+    if kernels.uses_kernels(onnx.load(str(path), load_external_data=False)):  # the fused form: as OrtRunner does
+        so.register_custom_ops_library(str(kernels.library_path()))
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
