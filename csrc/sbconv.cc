@@ -623,6 +623,10 @@ void compute(const Kernel& k, OrtKernelContext* context) {
     const Tensor x = describe(x_value);
     expect(x.dims.size() == 4 && x.dims[1] == k.cin,
            "X must be [N, Cin=" + std::to_string(k.cin) + ", H, W], got " + shape_text(x.dims));
+    // The offset tables are 32-bit: one image's NHWC copies (and their zero rows) must stay below 2^31 floats.
+    const int64_t widest = std::max<int64_t>({k.cin, k.cmid, k.cout}) + 64;
+    expect(x.dims[0] < INT_MAX && (x.dims[2] + 1) * (x.dims[3] + 1) * widest < INT_MAX,
+           "X " + shape_text(x.dims) + " is too large for SBConv (one image's activations must stay below 2^31 values)");
     const int n = static_cast<int>(x.dims[0]), h = static_cast<int>(x.dims[2]), w = static_cast<int>(x.dims[3]);
     const int ho = h > 0 ? (h - 1) / k.stride + 1 : 0, wo = w > 0 ? (w - 1) / k.stride + 1 : 0;
     const std::vector<int64_t> out_dims = {n, k.cout, ho, wo};

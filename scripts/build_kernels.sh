@@ -21,8 +21,8 @@ say() {
     if [ -z "${SBDEPLOY_KERNEL_OUT:-}" ]; then echo "$1" >sbdeploy/kernels/build.txt; fi
 }
 
-fail() {
-    rm -f "$OUT"
+fail() {  # a library of older sources is removed once a build of these ones has started, never before
+    if [ -n "${building:-}" ]; then rm -f "$OUT"; fi
     say "kernels: not built: $*; the portable ONNX forms run instead"
     exit 1
 }
@@ -95,6 +95,7 @@ ort_minor=$(echo "$ort" | cut -d. -f2)
 
 mkdir -p "$OBJ"
 rm -f "$OBJ"/*.o
+building=1
 FLAGS=(-std=c++17 -O3 -fPIC -fvisibility=hidden -Wall -Wextra -I "$HDR" ${SBDEPLOY_KERNEL_CXXFLAGS:-})
 compile() { # unit, extra flags...
     local unit=$1

@@ -43,6 +43,7 @@ from sbdeploy.tune import (
     tune_files,
     tuning_markdown,
 )
+from tests.conftest import kernel_library
 
 TINY_PLAN = TimingPlan(warmup_iters=1, iters=16, turn=2, settle=1)
 """8 rounds of 2 runs: the fewest that give intervals, a fraction of a second on a tiny network."""
@@ -247,3 +248,13 @@ def test_the_artifact_path_tunes_fixed_batch_cpu_files_only(tiny_sb, tmp_path: P
         TuneOptions(threads=2), plan=dataclasses.replace(TuneOptions().plan, budget_s=3.0)
     )
     assert tune_options(PipelineOptions(tune=TuneOptions(threads=1), threads=2)) == TuneOptions(threads=1)
+
+
+def test_tuning_fp16_with_the_fused_form_times_the_rows_form_for_it(tiny_sb, tmp_path: Path) -> None:  # noqa: ANN001
+    """The fused op is fp32 only: tuned together, the fp16 file of the fused candidate takes the row's own form."""
+    kernel_library()
+    options = TuneOptions(threads=1, plan=TINY_PLAN, variants=("fused",), settings=TWO_SETTINGS[:1])
+    outputs = {"fp32": tmp_path / "m.fp32.onnx", "fp16": tmp_path / "m.fp16.onnx"}
+    results = tune_export(tiny_sb, outputs, target="ort-cpu", batch=1, input_size=SIZE, options=options)
+    assert results["fp32"][0].metadata["lowering"].startswith("fused") and results["fp32"][0].ops["SBConv"] == 9
+    assert "SBConv" not in results["fp16"][0].ops and results["fp16"][0].metadata["lowering"].startswith("subpixel")

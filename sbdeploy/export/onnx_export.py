@@ -169,7 +169,8 @@ def export_source(
     has_sb = any(isinstance(m, SpatialBottleneck) for m in src.model.modules())
     built = kernels.is_built()
     fallback = (f"the fused SB operator is fp32 only: fp16 and int8 files take {deploy.name}'s own form",)
-    forms = {p: deploy.by_rule(p, built) if rule and has_sb else deploy for p in outputs}
+    # without the rule a fused form stays fused for fp32 only (tuning exports every form in every precision)
+    forms = {p: deploy.by_rule(p, built and rule) if has_sb else deploy for p in outputs}
     exported = {
         form.spec: export_module(
             src.model,

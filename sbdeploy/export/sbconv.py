@@ -1,8 +1,10 @@
 """How the exporter writes the fused SB (``torch.ops.sbdeploy.sbconv``): one ``SBConv`` node in sbdeploy's op domain.
 
 The node's contract is the kernel library's (``csrc/sbconv.cc``): inputs X, W1, b1, W2 (ConvTranspose
-layout), b2 and an optional residual R; attributes ``stride``, ``sampling`` (a name), ``mid_relu`` and
-``relu``. :data:`TRANSLATIONS` is the exporter's ``custom_translation_table``.
+layout), b2 and an optional residual R; attributes ``stride``, ``sampling`` (a name) and ``mid_relu`` as the
+exporter writes them; the ``fuse_sb`` pass then adds R, ``relu`` and the pre-activation ``in_scale``,
+``in_shift``, ``in_relu`` (the kernel also takes ``mid_scale``/``mid_shift``, which export never needs: a mid BN
+is folded into W1 and b1). :data:`TRANSLATIONS` is the exporter's ``custom_translation_table``.
 """
 
 from __future__ import annotations

@@ -43,11 +43,16 @@ def uses_kernels(model: Any) -> bool:
 def status() -> str:
     """One line for ``sbdeploy doctor``: built, and the instruction set it runs here; or why not. Never raises."""
     if not is_built():
-        why = BUILD_LOG.read_text().strip() if BUILD_LOG.is_file() else "kernels: never built"
+        try:
+            why = BUILD_LOG.read_text().strip()
+        except OSError:
+            why = ""
+        why = why if "not built" in why else "kernels: not built here"  # a success line outlives a deleted library
         return f"not built ({why}); ort-cpu files take the exact ONNX forms: `bash scripts/build_kernels.sh` builds it"
     try:
         probe = ctypes.CDLL(str(LIBRARY)).sbdeploy_kernel_isa
     except (OSError, AttributeError) as error:
         return f"{LIBRARY} cannot be loaded ({error}): rebuild it with `bash scripts/build_kernels.sh`"
     probe.restype = ctypes.c_char_p
-    return f"built ({LIBRARY.name}), instruction set {probe().decode()} here (SBDEPLOY_KERNEL_ISA caps it)"
+    isa = (probe() or b"?").decode(errors="replace")
+    return f"built ({LIBRARY.name}), instruction set {isa} here (SBDEPLOY_KERNEL_ISA caps it)"

@@ -47,7 +47,9 @@ def _per_channel(node: onnx.NodeProto, data: str, constants: dict[str, np.ndarra
     return [float(v) for v in value.reshape(-1)]
 
 
-def _fuse_prologue(node: onnx.NodeProto, graph: onnx.GraphProto, readers, constants, outputs) -> list[onnx.NodeProto]:
+def _fuse_prologue(
+    node: onnx.NodeProto, graph: onnx.GraphProto, readers, constants, outputs, shapes
+) -> list[onnx.NodeProto]:
     """Fold the ``[Mul] [Add] [Relu]`` chain feeding ``node``'s X into its ``in_*`` attributes; the nodes it replaces."""
     producers = {o: n for n in graph.node for o in n.output}
     channels = int(constants[node.input[1]].shape[1]) if node.input[1] in constants else 0
@@ -64,8 +66,8 @@ def _fuse_prologue(node: onnx.NodeProto, graph: onnx.GraphProto, readers, consta
         else:
             data = next((i for i in source.input if i not in constants), None)
             values = None if data is None else _per_channel(source, data, constants, channels)
-            if values is None:
-                break
+            if values is None or shapes.get(data) is None or shapes.get(data) != shapes.get(source.output[0]):
+                break  # not a per-channel affine of X's own shape (a broadcasting operand would change X)
             attributes[attribute] = values
         taken.append(source)
         node.input[0] = data
@@ -92,7 +94,7 @@ def fuse_sb(model: onnx.ModelProto) -> onnx.ModelProto:
             and node.domain == DOMAIN
             and not any(a.name.startswith("in_") for a in node.attribute)
         ):
-            prologue |= {id(n) for n in _fuse_prologue(node, graph, readers, constants, outputs)}
+            prologue |= {id(n) for n in _fuse_prologue(node, graph, readers, constants, outputs, shapes)}
     graph_nodes = [n for n in graph.node if id(n) not in prologue]
     del graph.node[:]
     graph.node.extend(graph_nodes)
@@ -103,7 +105,9 @@ def fuse_sb(model: onnx.ModelProto) -> onnx.ModelProto:
         if node.op_type != OP_TYPE or node.domain != DOMAIN or len(node.input) > _RESIDUAL:
             continue
         add = _only_reader(node.output[0], readers, outputs, "Add")
-        if add is None or add.input[0] == add.input[1]:
+        if add is None or add.input[0] == add.input[1] or id(add) in fused_at:  # an Add of two SBs: one takes it
+            continue
+        if any(a.name == "relu" for a in node.attribute):  # relu(SB) + R is not relu(SB + R)
             continue
         residual = add.input[1] if add.input[0] == node.output[0] else add.input[0]
         if node.output[0] not in shapes or shapes.get(residual) != shapes[node.output[0]]:

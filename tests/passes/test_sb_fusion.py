@@ -119,7 +119,8 @@ def _preact(*, shortcut_reads_the_activation: bool = False) -> onnx.ModelProto:
         [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()],
     )
     graph.value_info.extend(
-        helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", C, 7, 6]) for n in ("act", "y")
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", C, 7, 6])
+        for n in ("scaled", "shifted", "act", "y")
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
 
@@ -146,3 +147,27 @@ def test_the_fused_pre_activation_computes_the_same() -> None:
         for m in (_preact(), fuse_sb(_preact()))
     ]
     assert np.abs(results[0] - results[1]).max() <= 1e-5 * max(1.0, float(np.abs(results[0]).max()))
+
+
+def test_two_sbs_summed_keep_both_nodes() -> None:
+    """Add(SB_A(x), SB_B(x)): one node takes the Add (the other's output as R), the other stays."""
+    model = _model(["batch", C, 6, 5], relu=False)
+    graph = model.graph
+    graph.node[1].CopyFrom(
+        helper.make_node("SBConv", ["x", "w1", "b1", "w2"], ["r"], domain=DOMAIN, stride=1, sampling="single")
+    )
+    fused = fuse_sb(model)
+    assert _ops(fused) == ["SBConv", "SBConv"]
+    produced = [o for n in fused.graph.node for o in n.output]
+    assert sorted(produced) == ["r", "sum"] or sorted(produced) == ["sum", "y"], produced
+    for node in fused.graph.node:  # every input is produced before it is read
+        assert all(
+            i in ("x", "w1", "b1", "w2", "") or i in produced[: produced.index(node.output[0])] for i in node.input
+        )
+
+
+def test_a_broadcasting_pre_activation_stays() -> None:
+    model = _preact()
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 7, 6]))
+    fused = fuse_sb(model)  # the broadcasting Mul stays (X must not become the [N, 1, H, W] tensor), the rest fuses
+    assert _ops(fused) == ["Mul", "SBConv", "Add"] and fused.graph.node[1].input[0] == "scaled"
