@@ -258,7 +258,8 @@ def bench_pair(base_name: str, batch: int, args: argparse.Namespace, workdir: Pa
         rows += _bench_tuned(base_name, batch, args, workdir, paths, feed, mac_ratio, base, sb, size, err)
     else:
         with contextlib.ExitStack() as stack:
-            runners = {k: stack.enter_context(OrtRunner(p, threads=args.threads)) for k, p in paths.items()}
+            settings = SessionSettings(intra_op_threads=args.threads, threads=args.threads, spinning=args.spinning)
+            runners = {k: stack.enter_context(OrtRunner(p, session=settings)) for k, p in paths.items()}
             with torch.no_grad():
                 expected = sb(x).numpy()
             errors = {k: float(np.abs(r.session.run(None, feed)[0] - expected).max()) for k, r in runners.items()}
@@ -473,6 +474,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the SB's forms, timed in one group with the baseline (default for ort-cpu: ort-cpu, ort-cpu:fused "
         "where the kernel library is built, ort-cpu:gather)",
     )
+    parser.add_argument(
+        "--no-spinning",
+        dest="spinning",
+        action="store_false",
+        help="ONNX Runtime's idle pool threads sleep: interleaved sessions each keep a spinning worker otherwise, "
+        "which takes the other sessions' cores between turns (the heavy tail on 2 cores)",
+    )
     parser.add_argument("--sampling", default="chessboard")
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip PyTorch eager timings")
     parser.add_argument(
@@ -512,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_at_start": load_start,
         "loadavg_at_end": os.getloadavg(),
         "target": args.target,
+        "spinning": args.spinning,
         "definitions": "speedup = base median / SB median; mac_ratio = SB MACs / base MACs; "
         "ideal_speedup = 1 / mac_ratio; efficiency = speedup x mac_ratio",
         "rows": rows,
