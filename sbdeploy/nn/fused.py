@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from sbdeploy.errors import ConfigError
+from sbdeploy.nn.fold import bn_affine
 from sbdeploy.nn.lowering import Bias, Mid, register_lowering, sb_fast
 from sbdeploy.nn.sampling import conv_output_size
 
@@ -37,13 +38,7 @@ def _folded_mid(mid: Mid, w1: Tensor, b1: Bias) -> tuple[Tensor, Bias, bool]:
     parts = [m for m in (mid if isinstance(mid, nn.Sequential) else [mid]) if m is not None]
     parts = [m for m in parts if not isinstance(m, nn.Identity)]
     if parts and isinstance(parts[0], nn.BatchNorm2d):
-        bn = parts.pop(0)
-        if bn.training or bn.running_mean is None or bn.running_var is None:
-            raise ConfigError(
-                "the fused SB operator is for inference: call model.eval() first (BN needs running stats)"
-            )
-        scale = torch.rsqrt(bn.running_var + bn.eps) * (1 if bn.weight is None else bn.weight)
-        shift = (0 if bn.bias is None else bn.bias) - bn.running_mean * scale
+        scale, shift = bn_affine(parts.pop(0))  # refuses a training-mode BN
         w1, b1 = w1 * scale[:, None, None, None], shift if b1 is None else b1 * scale + shift
     if parts and not (len(parts) == 1 and isinstance(parts[0], nn.ReLU)):
         raise ConfigError(
