@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sbdeploy import kernels
+from sbdeploy import environment, kernels
 from sbdeploy._io import atomic_write_bytes
 from sbdeploy.backends.ort import SESSION_METADATA_KEY, OrtRunner, SessionSettings
 from sbdeploy.bench.machine import MachineUsage
@@ -75,7 +74,7 @@ class TuneOptions:
         """The thread budget: ``threads``, else the CPUs this process may use."""
         if self.threads is not None:
             return self.threads
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return environment.available_cpus()
 
     def session_settings(self) -> list[SessionSettings]:
         """The settings to try, the default for the budget first (added when not listed)."""
@@ -236,18 +235,14 @@ def choose(times: Sequence[CandidateTime], default: Candidate) -> tuple[Candidat
     return best.candidate, f"{label}: {best.speedup:.3f}x the untuned default ({interval})"
 
 
-def _lowering(path: Path) -> str:
-    """The form an exported file is in, from its metadata."""
+def _describe_form(path: Path) -> tuple[str, str]:
+    """An exported file's graph identity (forms that lower to the same graph are one candidate, whatever their
+    metadata says) and the form its metadata names (the rule's may be fused); one read of the file."""
     from sbdeploy.export.metadata import load_onnx, read_metadata
 
-    return str(read_metadata(load_onnx(path, external_data=False)).get("lowering", "none"))
-
-
-def _graph_key(path: Path) -> str:
-    """The graph's identity, whatever its metadata says (forms that lower to the same graph are one candidate)."""
-    import onnx
-
-    return sha256(onnx.load(str(path)).graph.SerializeToString(deterministic=True)).hexdigest()
+    model = load_onnx(path)
+    key = sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
+    return key, str(read_metadata(model).get("lowering", "none"))
 
 
 def _time_stage(
@@ -304,7 +299,8 @@ def tune_files(
     if not specs or specs[0] != row.spec:
         raise ConfigError(f"tuning needs the row's own form {row.spec} first, got {specs}")
     settings = options.session_settings()
-    lowering = {spec: _lowering(path) for spec, path in forms.items()}  # the rule's form may be fused
+    described = {spec: _describe_form(path) for spec, path in forms.items()}
+    lowering = {spec: form for spec, (_, form) in described.items()}
     default = Candidate(row.spec, lowering[row.spec], settings[0])
     feed = {INPUT_NAME: np.random.default_rng(0).standard_normal((batch, *input_shape), dtype=np.float32)}
     times: list[CandidateTime] = []
@@ -312,7 +308,7 @@ def tune_files(
     distinct: dict[str, str] = {}  # graph key -> the first form with it
     timed_forms: dict[Candidate, Path] = {}
     for spec in specs:
-        key = _graph_key(forms[spec])
+        key = described[spec][0]
         candidate = Candidate(spec, lowering[spec], settings[0])
         if key in distinct:
             times.append(CandidateTime("forms", candidate, None, same_graph_as=distinct[key]))
