@@ -47,11 +47,8 @@ def _per_channel(node: onnx.NodeProto, data: str, constants: dict[str, np.ndarra
     return [float(v) for v in value.reshape(-1)]
 
 
-def _fuse_prologue(
-    node: onnx.NodeProto, graph: onnx.GraphProto, readers, constants, outputs, shapes
-) -> list[onnx.NodeProto]:
+def _fuse_prologue(node: onnx.NodeProto, producers, readers, constants, outputs, shapes) -> list[onnx.NodeProto]:
     """Fold the ``[Mul] [Add] [Relu]`` chain feeding ``node``'s X into its ``in_*`` attributes; the nodes it replaces."""
-    producers = {o: n for n in graph.node for o in n.output}
     channels = int(constants[node.input[1]].shape[1]) if node.input[1] in constants else 0
     attributes, taken = {}, []
     for op_type, attribute in (("Relu", "in_relu"), ("Add", "in_shift"), ("Mul", "in_scale")):
@@ -87,6 +84,7 @@ def fuse_sb(model: onnx.ModelProto) -> onnx.ModelProto:
     shapes, readers = _shapes(graph), consumers(graph)
     outputs = {o.name for o in graph.output}
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}  # the nodes stay until every chain is taken
     prologue: set[int] = set()
     for node in graph.node:
         if (
@@ -94,7 +92,7 @@ def fuse_sb(model: onnx.ModelProto) -> onnx.ModelProto:
             and node.domain == DOMAIN
             and not any(a.name.startswith("in_") for a in node.attribute)
         ):
-            prologue |= {id(n) for n in _fuse_prologue(node, graph, readers, constants, outputs, shapes)}
+            prologue |= {id(n) for n in _fuse_prologue(node, producers, readers, constants, outputs, shapes)}
     graph_nodes = [n for n in graph.node if id(n) not in prologue]
     del graph.node[:]
     graph.node.extend(graph_nodes)
