@@ -236,6 +236,7 @@ class OrtRunner(Runner):
         self.requested_session = session
         self.session_settings = session or SessionSettings.default(threads)  # set again on activation
         self._session: onnxruntime.InferenceSession | None = None
+        self._uses_kernels: bool | None = None  # whether the file has fused SB nodes (read when first opened)
 
     def providers(self) -> list[str | tuple[str, dict[str, str]]]:
         """The execution providers, with their options, that the session is made with (in priority order)."""
@@ -294,7 +295,9 @@ class OrtRunner(Runner):
         import onnxruntime as ort
 
         options = settings.session_options()
-        if _uses_kernels(self.path):  # the package's own library, never a path from the file
+        if self._uses_kernels is None:  # read once per runner, not at every session it opens
+            self._uses_kernels = _uses_kernels(self.path)
+        if self._uses_kernels:  # the package's own library, never a path from the file
             if not kernels.is_built():
                 raise BackendUnavailableError(
                     f"{self.path.name} uses sbdeploy's fused SB operator and its kernel library is not built: build it "
