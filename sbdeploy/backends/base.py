@@ -37,6 +37,12 @@ class Runner(abc.ABC):
 
     name: str = "runner"
 
+    @property
+    def idle_spin_s(self) -> float:
+        """How long this runner's idle worker threads keep a core busy after a run (valid once active): a timer
+        interleaving it with others lets that long pass before timing the next callable."""
+        return 0.0
+
     def __init__(self) -> None:
         self.is_active = False
         self.notes: list[str] = []  # what a report should say about this run (e.g. a CUDA-graph fallback)

@@ -32,6 +32,9 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "te
 CUDA_PROVIDER_OPTIONS: Mapping[str, str] = {"use_tf32": "0"}
 
 MIN_GPU_RELEASE = (1, 18)  # the first release with the CUDA provider's use_tf32 option
+SPIN_S = 0.06
+"""How long an idle intra-op worker of a spinning CPU session keeps its core after a run: ONNX Runtime's pool
+spins 2**20 pause instructions before it sleeps, 40-55 ms measured on this project's machine (docs/bench.md)."""
 
 # Per GPU ONNX backend, whether an fp32 file's convolutions and matrix products run on TF32 tensor cores.
 FP32_TF32: Mapping[str, bool] = {"ort-cuda": False, "ort-trt": True}
@@ -290,6 +293,12 @@ class OrtRunner(Runner):
                 "check the CUDA/cuDNN/TensorRT libraries, or use --backends ort-cpu"
             )
         self._session = session
+
+    @property
+    def idle_spin_s(self) -> float:
+        """:data:`SPIN_S` where the CPU provider's intra-op pool spins (it has a worker: not one thread), else 0."""
+        settings = self.session_settings
+        return SPIN_S if self.provider == "cpu" and settings.spinning and settings.intra_op_threads != 1 else 0.0
 
     def _open(self, settings: SessionSettings) -> onnxruntime.InferenceSession:
         import onnxruntime as ort

@@ -145,16 +145,30 @@ def to_markdown(report: BenchReport) -> str:
             lines += [f"- **{w.headline}** ({w.count()}): {w.items()}" for w in summaries]
             lines += ["", f"  What to do: {advice}.", ""]
     if report.groups:
-        header = ["backend", "batch", "turns", "runs per turn", "seconds", "stopped", "load 1 min (before, after)"]
+        header = ["backend", "batch", "turns", "runs per turn", "settle ms", "seconds", "stopped"]
+        header += ["load 1 min (before, after)"]
         header += ["others' CPU", "CPUs (available / machine)"]
         cells = []
         for g in report.groups:
             r, m = g.record, g.record.machine
-            row = [g.backend, g.batch, r.rounds, r.turn, f"{r.seconds:.1f}", r.stop, m.loads(", ")]
+            row = [
+                g.backend,
+                g.batch,
+                r.rounds,
+                r.turn,
+                f"{r.settle_s * 1e3:.0f}",
+                f"{r.seconds:.1f}",
+                r.stop,
+                m.loads(", "),
+            ]
             cells.append(
                 [*row, with_interval(m.others_cpu, ".2f"), f"{m.cpus_available} / {m.before.cpu_count or '-'}"]
             )
-        note = "others' CPU = cores' worth of CPU time that other processes took on the available CPUs while the group was timed."
+        note = (
+            "settle ms = untimed runs that open each turn: ONNX Runtime's idle workers spin for up to 60 ms after a "
+            "run, so the next callable is timed only once the last one's have gone to sleep; "
+            "others' CPU = cores' worth of CPU time that other processes took on the available CPUs while the group was timed."
+        )
         lines += ["## Measurement", "", *_table(header, cells), "", note, ""]
     env = report.environment
     lines += ["## Settings", "", *settings_lines(report.settings), "", "## Environment", ""]

@@ -7,6 +7,7 @@ per backend and batch all files are timed interleaved, so SB and baseline see th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from sbdeploy.backends import get_runner
+from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import TF32_NOTES
 from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, measured_row, pairs_of
 from sbdeploy.bench.stability import Limits
@@ -106,6 +108,13 @@ def subjects_from_made(
     return subjects
 
 
+def fair_plan(plan: TimingPlan, runners: Sequence[Runner]) -> TimingPlan:
+    """``plan`` for these runners interleaved: each turn starts after the longest idle spin of any of them (ONNX
+    Runtime's spinning workers), so no callable's timed runs share the cores with the one timed before it."""
+    spin = max((r.idle_spin_s for r in runners), default=0.0) if len(runners) > 1 else 0.0
+    return dataclasses.replace(plan, settle_s=max(plan.settle_s, spin))
+
+
 def bench_subjects(
     subjects: Sequence[BenchSubject],
     *,
@@ -159,7 +168,8 @@ def bench_subjects(
                     fns[keys[(s.label, precision)]] = runner.timed_call(feed)
                     runners.append((s.label, runner))
                 progress = round_progress(f"{backend} batch {batch}", on_progress)
-                result = measure_group(fns, plan, pairs=pairs_of(described), ratios=reduced, on_round=progress)
+                fair = fair_plan(plan, [r for _, r in runners])
+                result = measure_group(fns, fair, pairs=pairs_of(described), ratios=reduced, on_round=progress)
                 for label, runner in runners:  # after the runs: a CUDA graph's capture may have failed
                     run_notes += [n for n in (f"{label}: {n}" for n in runner.notes) if n not in run_notes]
             groups.append(BenchGroup.of(backend, batch, result.record, limits))

@@ -109,14 +109,15 @@ class TimingPlan:
     min_iters: int = 5  # fewest timed runs per callable of a duration_s run
     turn: int = 10  # timed runs of one callable in a row (fewer, down to 1, where the rounds owed would not fit)
     settle: int = 2  # untimed runs at the start of each turn
+    settle_s: float = 0.0  # and untimed runs until this many seconds of the turn have passed (idle workers' spin)
     confidence: float = 0.95
     resamples: int = 2000  # of the final intervals' bootstrap
     seed: int = 0
 
     def __post_init__(self) -> None:
         counts = (1 if self.iters is None else self.iters, self.min_iters, self.turn, self.min_turns)
-        if min(counts) < 1 or self.settle < 0:
-            raise ValueError("iters, min_iters, min_turns and turn must be >= 1, settle >= 0")
+        if min(counts) < 1 or self.settle < 0 or not self.settle_s >= 0:
+            raise ValueError("iters, min_iters, min_turns and turn must be >= 1, settle and settle_s >= 0")
         valid = min(self.budget_s, self.goal) > 0 and 0 < self.confidence < 1 and self.resamples >= 1
         if not valid or self.noise_floor < 0:
             raise ValueError("budget_s and goal must be > 0, confidence in (0, 1), resamples >= 1, noise_floor >= 0")
@@ -151,7 +152,11 @@ class TimingPlan:
             "iters": self.iters,
             "duration_s": self.duration_s,
             **{key: getattr(self, key) if self.adaptive else None for key in adaptive},
-            **{key: getattr(self, key) for key in ("noise_floor", "turn", "settle", "confidence", "resamples", "seed")},
+            **{
+                key: getattr(self, key)
+                for key in ("noise_floor", "turn", "settle", "settle_s", "confidence", "resamples")
+            },
+            "seed": self.seed,
         }
 
 
@@ -206,6 +211,7 @@ class GroupRecord:
     stop: str
     confidence: float
     machine: machine.MachineUsage
+    settle_s: float = 0.0  # untimed seconds at the start of each turn (the plan's, for idle workers' spin)
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "machine": self.machine.to_dict()}
@@ -320,7 +326,8 @@ def measure_group(
     if plan.duration_s is not None:
         owed = (MIN_ROUNDS_FOR_INTERVAL, plan.duration_s)
     capped = plan.iters if plan.duration_s is not None else None  # a fixed time that may end on iters first
-    turn = plan.turn if owed is None else _fitted_turn(plan, per_run_s, *owed, capped)
+    settle_s = len(names) * plan.settle_s  # a round's seconds of timed settling, not the runs'
+    turn = plan.turn if owed is None else _fitted_turn(plan, per_run_s, owed[0], owed[1] - owed[0] * settle_s, capped)
     rounds: dict[str, list[list[float]]] = {n: [] for n in names}
     compute: dict[str, list[float]] = {n: [] for n in names}
     before = machine.snapshot()
@@ -358,14 +365,19 @@ def measure_group(
                 break
         if owed is not None and count < owed[0] and executed:  # re-fit the turn to the runs' measured time
             runs_left = None if capped is None else capped - done
-            turn = _fitted_turn(plan, elapsed / executed, owed[0] - count, owed[1] - elapsed, runs_left)
+            rounds_left = owed[0] - count
+            per_run_s = max(elapsed - count * settle_s, 0.0) / executed
+            turn = _fitted_turn(plan, per_run_s, rounds_left, owed[1] - elapsed - rounds_left * settle_s, runs_left)
         runs = turn if plan.iters is None else min(turn, plan.iters - done)
         shift = count % len(names)
         if shift == 0 and count:  # a full rotation done: the next one starts from a shuffled order
             order = [order[i] for i in order_rng.permutation(len(order))]
         for name in order[shift:] + order[:shift]:
             fn, turn_runs = fns[name], []
+            settled = time.perf_counter() + plan.settle_s
             for _ in range(plan.settle):
+                fn()
+            while time.perf_counter() < settled:
                 fn()
             for _ in range(runs):
                 tick = time.perf_counter()
@@ -395,7 +407,7 @@ def measure_group(
         ratio = (p.baseline, p.sb)
         speedups[p.sb] = Speedup(p.sb, p.baseline, p.mac_ratio, value, intervals.get(ratio), half_ratios.get(ratio))
     longest = max((len(t) for r in rounds.values() for t in r), default=turn)
-    record = GroupRecord(count, longest, usage.seconds, stop, plan.confidence, usage)
+    record = GroupRecord(count, longest, usage.seconds, stop, plan.confidence, usage, plan.settle_s)
     runs_per_round = {n: tuple(map(tuple, r)) for n, r in rounds.items()}
     asked_ratios = {(a, b): (median[a] / median[b], intervals.get((a, b))) for a, b in ratios}
     return GroupResult(stats, speedups, record, runs_per_round, asked_ratios)

@@ -7,7 +7,9 @@ exact and repeatable, whatever the machine is doing.
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -218,3 +220,40 @@ def test_pairs_must_name_timed_callables() -> None:
         measure_group({}, TimingPlan(iters=1))
     with pytest.raises(ValueError, match="not timed"):
         measure_group({"a": lambda: None}, TimingPlan(iters=1), pairs=[Pair("a", "b", 0.5)])
+
+
+def spinning_pair(clock: FakeClock, spin_s: float) -> dict[str, Callable[[], None]]:
+    """Two 1 ms callables whose runs take twice as long while the other one's idle worker still spins (for
+    ``spin_s`` after its last run), as interleaved ONNX Runtime sessions do on a 2-core machine."""
+    last_end = {"a": -math.inf, "b": -math.inf}
+
+    def callable_(name: str) -> Callable[[], None]:
+        other = "b" if name == "a" else "a"
+
+        def run() -> None:
+            clock.now += (2e-3 if clock.now - last_end[other] < spin_s else 1e-3) * (1 + 0.01 * (clock.now % 1))
+            last_end[name] = clock.now
+
+        return run
+
+    return {"a": callable_("a"), "b": callable_("b")}
+
+
+@pytest.mark.parametrize("settle_s", [0.0, 0.06])
+def test_settle_time_keeps_the_last_callables_spin_out_of_the_timed_runs(clock: FakeClock, settle_s: float) -> None:
+    plan = TimingPlan(warmup_iters=2, budget_s=4.0, min_time_s=1.0, settle_s=settle_s)
+    result = measure_group(spinning_pair(clock, spin_s=0.05), plan, pairs=[Pair("a", "b", 1.0)])
+    medians = [result.stats[n].median_ms for n in "ab"]
+    # timed after the other's spin: each alone's 1 ms; without the settle time every timed run shares the cores
+    assert medians == pytest.approx([1.0, 1.0] if settle_s else [2.0, 2.0], rel=0.02)
+    assert result.record.settle_s == settle_s and result.speedups["a"].interval.contains(1.0)
+    assert result.record.rounds >= plan.min_turns
+
+
+def test_settle_time_counts_against_the_budget_when_turns_are_fitted(clock: FakeClock) -> None:
+    fns = {"a": fake_inference(clock, 1.0, 0.01, 21), "b": fake_inference(clock, 1.0, 0.01, 22)}
+    plan = TimingPlan(warmup_iters=2, budget_s=3.0, min_turns=20, settle_s=0.07, goal=0.01, noise_floor=0.01)
+    statuses: list[RoundStatus] = []
+    measure_group(fns, plan, on_round=statuses.append)
+    # 20 rounds owed, each 2 x 70 ms of settling: 2.8 s of the 3 s (turns of 10 runs would take 3.2 s), so they shrink
+    assert statuses[19].elapsed_s <= 3.0 * 1.05
