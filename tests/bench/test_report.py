@@ -208,7 +208,7 @@ def test_write_report_produces_every_file_with_intervals_machine_and_flags(tmp_p
     )
     assert "What to do:" in md and md.count("What to do:") == 1
     assert (
-        "| ort-cpu | 1 | 30 | 10 | 4.0 | every interval within +-3.0% after 30 turns | 3.50, 3.50 | 1.60 | 2 / 2 |"
+        "| ort-cpu | 1 | 30 | 10 | 0 | 4.0 | every interval within +-3.0% after 30 turns | 3.50, 3.50 | 1.60 | 2 / 2 |"
         in md
     )
     for png in ("latency_vs_macs.png", "speedup.png"):
