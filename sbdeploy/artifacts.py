@@ -98,18 +98,18 @@ def plan_artifacts(
         plans[plan.filename] = known
         return plan.filename
 
+    deploys = {b: target_for(b, target) for b in backends if not b.startswith("torch")}
+    for precision in precisions:  # one backend offering a precision (ov-cpu's bf16) is enough: the others skip it
+        if deploys and not any(precision in d.precisions for d in deploys.values()):
+            next(iter(deploys.values())).check_precision(precision)
     for label, stem in models:
-        for backend in backends:
-            if backend.startswith("torch"):
-                continue
-            deploy = target_for(backend, target)
+        for backend, deploy in deploys.items():
             if deploy.variant is not None:  # a variant is a tuning candidate: its file would carry the row's name
                 raise ConfigError(
                     f"--target {deploy.spec}: a form variant is written by `sbdeploy export --target {deploy.spec}` "
                     f"only; here give --target {deploy.name} (and --tune to let the measured fastest form win)"
                 )
-            for precision in precisions:
-                deploy.check_precision(precision)
+            for precision in (p for p in precisions if p in deploy.precisions):
                 if backend in ENGINE_BACKENDS:
                     # the builder converts fp32 for fp16; an int8 engine is built from the target's QDQ file
                     source = "int8" if precision == "int8" else "fp32"

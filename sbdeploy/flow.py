@@ -218,11 +218,20 @@ class Flow:
         timed = {b for s in subjects for b, _, _ in s.files}
         backends = [b for b in self.backends if b.startswith("torch") or b in timed]
         batches = sorted({*self.batches, *(n for s in files for _, n, _ in s.files)})  # a fixed-batch file's own
+        precisions = tuple(precisions) or self.precisions
+        made = {(b, p) for s in subjects for b, _, p in s.files}
+        for precision in (
+            p for p in precisions if p != "fp32"
+        ):  # what a backend cannot run (torch: fp32 only; ort-cpu: no bf16) it skips
+            runs = [b for b in backends if (b, precision) in made]
+            if runs and len(runs) < len(backends):
+                without = ", ".join(b for b in backends if b not in runs)
+                notes = [*notes, f"{precision} runs on {', '.join(runs)}; {without} timed without it"]
         return bench_subjects(
             subjects,
             backends=backends,
             batches=batches,
-            precisions=tuple(precisions) or self.precisions,
+            precisions=precisions,
             plan=plan,
             threads=threads,
             target=self.target,
@@ -311,9 +320,6 @@ def run_bench(
             "torch backends time the modules of checkpoints and zoo names; the given files are not timed there"
         )
     timed_precisions = list(precisions) + sorted({p for s in files for _, _, p in s.files} - set(precisions))
-    reduced = [p for p in ("fp16", "int8") if p in timed_precisions]
-    if reduced and any(b.startswith("torch") for b in backends):
-        notes.append(f"{'/'.join(reduced)} applies to ort-* and trt; the torch backends ran in fp32")
     if cuda_graph and "trt" not in backends:
         notes.append("--cuda-graph applies to trt only")
     models = resolve_models(sources, add_baselines=add_baselines and baseline is None, input_size=input_size)

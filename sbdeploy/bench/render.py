@@ -84,6 +84,26 @@ def baseline_lines(report: BenchReport) -> list[str]:
     return lines
 
 
+def fastest_lines(report: BenchReport) -> list[str]:
+    """Per network and batch, its fastest file (timed again beside the others'), and an SB network's against its
+    baseline's fastest: which file to ship, whichever engine and precision run them."""
+    fastest = {(r.model, r.batch): r for r in report.fastest}
+    lines = []
+    for r in report.fastest:
+        median = with_interval(r.stats.median_ms, ".3f", Interval.of(r.stats.median_low_ms, r.stats.median_high_ms))
+        text = f"batch {r.batch}: {r.model}'s fastest file is {r.file} on {r.backend} {r.precision}, {median} ms"
+        base = fastest.get((r.baseline, r.batch)) if r.baseline else None
+        if r.speedup is not None and base is not None:
+            low, high = (r.speedup_low, r.speedup_high) if r.speedup_interval else (r.speedup, r.speedup)
+            verdict = (
+                f"ship {r.model}'s" if low > 1 else f"ship {base.model}'s" if high < 1 else "neither is surely faster"
+            )
+            speedup = with_interval(r.speedup, ".2f", r.speedup_interval)
+            text += f"; {speedup}x the speed of {base.model}'s fastest ({base.backend} {base.precision}): {verdict}"
+        lines.append(text + (" (flagged: see the warnings)" if r.flags else ""))
+    return lines
+
+
 def fp16_lines(report: BenchReport) -> list[str]:
     """One line for ``ort-cpu``'s fp16 rows: why fp16 does not pay there, and what it cost each row here."""
     rows = [
@@ -126,7 +146,11 @@ def to_markdown(report: BenchReport) -> str:
     lines = ["# sbdeploy bench", ""]
     lines += _table([MARKDOWN_COLUMNS[i] for i in shown], [[c[i] for i in shown] for c in markdown_rows(report.rows)])
     lines += ["", *(f"{line}  " for line in legend_lines(report)), ""]
-    sections = (("Against the baseline", baseline_lines(report)), ("fp16", fp16_lines(report)))
+    sections = (
+        ("Fastest file per network", fastest_lines(report)),
+        ("Against the baseline", baseline_lines(report)),
+        ("fp16", fp16_lines(report)),
+    )
     for title, items in (*sections, ("int8", int8_lines(report))):
         lines += [f"## {title}", "", *(f"- {line}" for line in items), ""] if items else []
     files = dict.fromkeys((r.file, r.sha256) for r in report.rows if r.file)  # two files may share a name

@@ -13,6 +13,8 @@ from sbdeploy.bench.timing import GroupRecord, GroupResult, LatencyStats, Pair
 from sbdeploy.environment import Environment
 
 MACHINE_FLAG_KINDS = ("load", "busy")
+FASTEST = "fastest files"
+"""The backend label of the groups that time each network's fastest file against its baseline's fastest."""
 
 
 @dataclass(frozen=True)
@@ -180,11 +182,14 @@ class BenchReport:
     environment: Environment
     settings: dict[str, object] = field(default_factory=dict)
     groups: list[BenchGroup] = field(default_factory=list)
+    # each network's fastest file per batch (where it had a choice), timed again with the others', SB against its
+    # baseline's fastest, whatever engine and precision ran either
+    fastest: list[BenchRow] = field(default_factory=list)
 
     @property
     def unstable(self) -> bool:
         """Whether any figure is flagged (``--strict`` exits 1 then)."""
-        return any(r.unstable for r in self.rows)
+        return any(r.unstable for r in (*self.rows, *self.fastest))
 
     @property
     def confidence(self) -> float:
@@ -200,6 +205,8 @@ class BenchReport:
                 for f in r.flags
                 if f.kind not in MACHINE_FLAG_KINDS
             ]
+        for r in self.fastest:
+            out += [BenchWarning(f, FASTEST, r.batch, r.model) for f in r.flags if f.kind not in MACHINE_FLAG_KINDS]
         return out
 
     def warning_summary(self) -> list[tuple[str, list[WarningSummary]]]:
@@ -210,7 +217,8 @@ class BenchReport:
         by_advice: dict[str, list[WarningSummary]] = {}
         for (kind, headline), warnings in by_reason.items():
             machine = kind in MACHINE_FLAG_KINDS
-            summary = WarningSummary(headline, tuple(warnings), len(self.groups if machine else self.rows), machine)
+            figures = len(self.rows) + len(self.fastest)
+            summary = WarningSummary(headline, tuple(warnings), len(self.groups) if machine else figures, machine)
             by_advice.setdefault(warnings[0].flag.advice, []).append(summary)
         return list(by_advice.items())
 
@@ -221,6 +229,7 @@ class BenchReport:
             "unstable": self.unstable,
             "groups": [g.to_dict() for g in self.groups],
             "rows": [r.flat() for r in self.rows],
+            "fastest": [r.flat() for r in self.fastest],
             "warnings": [{"subject": w.subject, **w.flag.to_dict()} for w in self.warnings()],
         }
 
@@ -263,10 +272,17 @@ def group_rows(
     return [measured_row(result, label, label, backend, batch, macs, base) for label, (macs, base) in models.items()]
 
 
-def judged(rows: list[BenchRow], groups: Sequence[BenchGroup], limits: Limits = Limits()) -> list[BenchRow]:
+def judged(
+    rows: list[BenchRow], groups: Sequence[BenchGroup], limits: Limits = Limits(), *, fastest: bool = False
+) -> list[BenchRow]:
     """The rows as a report shows them: each SB row's speedup, MAC ratio and baseline file from its baseline's row
-    (same backend, batch and precision), then each row's flags."""
-    index = {r.key: r for r in rows}
+    (same backend, batch and precision; among ``fastest`` rows: the baseline's at that batch, whatever ran it), then
+    each row's flags (its group's machine flags among them)."""
+
+    def pairing(r: BenchRow, model: str | None) -> tuple[object, ...]:
+        return (model, r.batch) if fastest else (model, r.backend, r.batch, r.precision)
+
+    index = {pairing(r, r.model): r for r in rows}
     rows = [
         dataclasses.replace(
             r,
@@ -275,16 +291,16 @@ def judged(rows: list[BenchRow], groups: Sequence[BenchGroup], limits: Limits = 
             baseline_file=base.file,
             baseline_sha256=base.sha256,
         )
-        if r.baseline and (base := index.get(r.baseline_key)) is not None
+        if r.baseline and (base := index.get(pairing(r, r.baseline))) is not None
         else r
         for r in rows
     ]
     machine = {(g.backend, g.batch): g.flags for g in groups}
-    paired = {key for r in rows if r.speedup is not None for key in (r.key, r.baseline_key)}
+    paired = {pairing(r, m) for r in rows if r.speedup is not None for m in (r.model, r.baseline)}
     out = []
     for r in rows:
-        flags = list(machine.get((r.backend, r.batch), ()))
-        flags += latency_flags(r.stats, limits, paired=r.key in paired)
+        flags = list(machine.get((FASTEST if fastest else r.backend, r.batch), ()))
+        flags += latency_flags(r.stats, limits, paired=pairing(r, r.model) in paired)
         if r.speedup is not None:
             flags += speedup_flags(r.speedup, r.speedup_interval, r.mac_ratio, limits, r.speedup_halves)
         out.append(dataclasses.replace(r, flags=tuple(flags)))

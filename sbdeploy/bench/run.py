@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,10 +19,10 @@ import torch
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import TF32_NOTES
-from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged, measured_row, pairs_of
+from sbdeploy.bench.report import FASTEST, BenchGroup, BenchReport, BenchRow, judged, measured_row, pairs_of
 from sbdeploy.bench.stability import Limits
 from sbdeploy.bench.stats import bounds
-from sbdeploy.bench.timing import ProgressFn, TimingPlan, measure_group, round_progress
+from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, measure_group, round_progress
 from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.files import DeployFile, describe_file
@@ -33,6 +34,8 @@ from sbdeploy.targets import run_options
 BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu")
 DEFAULT_BACKENDS = ("torch", "ort-cpu")
 """What a checkpoint or zoo name is timed on unless told otherwise (a file: the backend that runs it)."""
+CPU_ENGINES = ("ort-cpu", "ov-cpu")
+"""The backends whose runners take a thread count."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,97 @@ def subjects_from_made(
     return subjects
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One callable of a group: a subject's file (None: its module, on torch) on a backend in a precision."""
+
+    subject: BenchSubject
+    backend: str
+    precision: str
+    file: DeployFile | None
+
+    @property
+    def key(self) -> str:
+        """Its name in a backend's group: ``digits_resnet20_sb fp32``."""
+        return f"{self.subject.label} {self.precision}"
+
+    @property
+    def fastest_key(self) -> str:
+        """Its name among the fastest files, where backends mix: ``digits_resnet20_sb ov-cpu bf16``."""
+        return f"{self.subject.label} {self.backend} {self.precision}"
+
+
+@dataclass
+class _GroupTimer:
+    """Opens a group's runners (each backend's options, a precision's run-time setting), times them interleaved
+    under :func:`fair_plan`, and keeps the runners' notes."""
+
+    plan: TimingPlan
+    threads: int | None
+    cuda_graph: bool
+    notes: list[str]
+    on_progress: ProgressFn | None
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+    def __call__(
+        self,
+        stage: str,
+        named: Mapping[str, _Entry],
+        batch: int,
+        pairs: Sequence[Pair],
+        ratios: Sequence[tuple[str, str]],
+    ) -> GroupResult:
+        with contextlib.ExitStack() as stack:
+            fns, runners = {}, []
+            for key, e in named.items():
+                opts: dict[str, object] = {"threads": self.threads} if e.backend in CPU_ENGINES and self.threads else {}
+                if e.backend == "trt" and self.cuda_graph:
+                    opts["cuda_graph"] = True
+                opts |= run_options(e.backend, e.precision)  # bf16 on ov-cpu: the fp32 file with the bf16 hint
+                artifact = e.subject.module if e.file is None else e.file.path
+                runner = stack.enter_context(get_runner(e.backend, artifact, **opts))
+                shape = (batch, e.subject.in_chans, *e.subject.input_size)
+                feed = {runner.input_specs()[0].name: self.rng.standard_normal(shape, dtype=np.float32)}
+                fns[key] = runner.timed_call(feed)
+                runners.append((e.subject.label, runner))
+            progress = round_progress(stage, self.on_progress)
+            plan = fair_plan(self.plan, [r for _, r in runners])
+            result = measure_group(fns, plan, pairs=pairs, ratios=ratios, on_round=progress)
+            for label, runner in runners:  # after the runs: a CUDA graph's capture may have failed
+                self.notes += [n for n in (f"{label}: {n}" for n in runner.notes) if n not in self.notes]
+        return result
+
+
+def _row(result: GroupResult, e: _Entry, batch: int, key: str | None = None, **fields: Any) -> BenchRow:
+    file = {} if e.file is None else {"target": e.file.target, "file": e.file.name, "sha256": e.file.sha256}
+    s = e.subject
+    return measured_row(result, key or e.key, s.label, e.backend, batch, s.macs, s.baseline, **file, **fields)
+
+
+def fastest_entries(rows: Sequence[BenchRow], subjects: Sequence[BenchSubject], batch: int) -> list[_Entry]:
+    """Each subject's fastest file at ``batch`` among ``rows`` (torch's modules are no deploy file), where some
+    subject had a choice of files or its baseline's fastest was timed in another group; none otherwise."""
+    by_label = {s.label: s for s in subjects}
+    best: dict[str, BenchRow] = {}
+    choices: dict[str, int] = {}
+    for r in rows:
+        if r.batch == batch and r.file is not None and r.model in by_label:
+            choices[r.model] = choices.get(r.model, 0) + 1
+            if r.model not in best or r.stats.median_ms < best[r.model].stats.median_ms:
+                best[r.model] = r
+    apart = any(
+        (base := best.get(by_label[m].baseline or "")) is not None
+        and (base.backend, base.precision) != (r.backend, r.precision)
+        for m, r in best.items()
+    )
+    if not apart and all(n == 1 for n in choices.values()):
+        return []
+    return [
+        _Entry(by_label[m], r.backend, r.precision, by_label[m].files[(r.backend, batch, r.precision)])
+        for m, r in best.items()
+    ]
+
+
 def fair_plan(plan: TimingPlan, runners: Sequence[Runner]) -> TimingPlan:
     """``plan`` for these runners interleaved: each turn starts after the longest idle spin of any of them (ONNX
     Runtime's spinning workers), so no callable's timed runs share the cores with the one timed before it."""
@@ -134,53 +228,47 @@ def bench_subjects(
     ``baseline``: the label of the one subject every other one is paired with (the report says which got no pair)."""
     if threads is not None:
         torch.set_num_threads(threads)
-    rng = np.random.default_rng(0)
     rows: list[BenchRow] = []
     groups: list[BenchGroup] = []
     run_notes = list(notes)
     limits = Limits.of(plan)
+    group = _GroupTimer(plan, threads, cuda_graph, run_notes, on_progress)
     for backend in backends:
-        opts: dict[str, object] = {"threads": threads} if backend in ("ort-cpu", "ov-cpu") and threads else {}
-        if backend == "trt" and cuda_graph:
-            opts["cuda_graph"] = True
         for batch in batches:
-            entries: list[tuple[BenchSubject, str, DeployFile | None]] = []
+            entries: list[_Entry] = []
             for s in subjects:
                 if backend.startswith("torch"):
-                    entries += [(s, "fp32", None)] if s.module is not None else []
+                    entries += [_Entry(s, backend, "fp32", None)] if s.module is not None else []
                 else:
                     entries += [
-                        (s, p, s.files[(backend, batch, p)]) for p in precisions if (backend, batch, p) in s.files
+                        _Entry(s, backend, p, s.files[(backend, batch, p)])
+                        for p in precisions
+                        if (backend, batch, p) in s.files
                     ]
             if not entries:
                 continue
-            keys = {(s.label, precision): f"{s.label} {precision}" for s, precision, _ in entries}
-            described = {keys[(s.label, p)]: (s.macs, keys.get((s.baseline or "", p))) for s, p, _ in entries}
+            keys = {(e.subject.label, e.precision): e.key for e in entries}
+            described = {e.key: (e.subject.macs, keys.get((e.subject.baseline or "", e.precision))) for e in entries}
             fp32 = {key: keys.get((label, "fp32"), "") for (label, _), key in keys.items()}
             reduced = [(fp32[key], key) for key in keys.values() if fp32[key] not in ("", key)]
-            with contextlib.ExitStack() as stack:
-                fns, runners = {}, []
-                for s, precision, f in entries:
-                    run = run_options(backend, precision)  # bf16 on ov-cpu: the fp32 file with the bf16 hint
-                    runner = stack.enter_context(get_runner(backend, s.module if f is None else f.path, **opts, **run))
-                    shape = (batch, s.in_chans, *s.input_size)
-                    feed = {runner.input_specs()[0].name: rng.standard_normal(shape, dtype=np.float32)}
-                    fns[keys[(s.label, precision)]] = runner.timed_call(feed)
-                    runners.append((s.label, runner))
-                progress = round_progress(f"{backend} batch {batch}", on_progress)
-                fair = fair_plan(plan, [r for _, r in runners])
-                result = measure_group(fns, fair, pairs=pairs_of(described), ratios=reduced, on_round=progress)
-                for label, runner in runners:  # after the runs: a CUDA graph's capture may have failed
-                    run_notes += [n for n in (f"{label}: {n}" for n in runner.notes) if n not in run_notes]
+            result = group(f"{backend} batch {batch}", {e.key: e for e in entries}, batch, pairs_of(described), reduced)
             groups.append(BenchGroup.of(backend, batch, result.record, limits))
-            for s, precision, f in entries:
-                key = keys[(s.label, precision)]
-                vs_fp32, vs_fp32_interval = result.ratios.get((fp32[key], key), (None, None))
+            for e in entries:
+                vs_fp32, vs_fp32_interval = result.ratios.get((fp32[e.key], e.key), (None, None))
                 low, high = bounds(vs_fp32_interval)
-                file = {} if f is None else {"target": f.target, "file": f.name, "sha256": f.sha256}
-                fields = {"precision": precision, "vs_fp32": vs_fp32, "vs_fp32_low": low, "vs_fp32_high": high, **file}
-                rows.append(measured_row(result, key, s.label, backend, batch, s.macs, s.baseline, **fields))
+                fields = {"precision": e.precision, "vs_fp32": vs_fp32, "vs_fp32_low": low, "vs_fp32_high": high}
+                rows.append(_row(result, e, batch, **fields))
     rows = judged(rows, groups, limits)
+    fastest = []
+    for batch in batches:  # each network's fastest file, where it had a choice, against its baseline's
+        entries = fastest_entries(rows, subjects, batch)
+        if entries:
+            keys = {e.subject.label: e.fastest_key for e in entries}
+            described = {e.fastest_key: (e.subject.macs, keys.get(e.subject.baseline or "")) for e in entries}
+            named = {e.fastest_key: e for e in entries}
+            result = group(f"fastest files batch {batch}", named, batch, pairs_of(described), [])
+            groups.append(BenchGroup.of(FASTEST, batch, result.record, limits))
+            fastest += [_row(result, e, batch, key=e.fastest_key, precision=e.precision) for e in entries]
     if baseline is not None:
         compared = {r.model for r in rows if r.speedup is not None}
         run_notes += [
@@ -214,4 +302,5 @@ def bench_subjects(
         # how the fp32 files computed, as validate judges them
         "notes": run_notes + [TF32_NOTES[b] for b in backends if b in TF32_NOTES and "fp32" in precisions],
     }
-    return BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)
+    report = BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)
+    return dataclasses.replace(report, fastest=judged(fastest, groups, limits, fastest=True))

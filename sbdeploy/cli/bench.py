@@ -50,6 +50,7 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
     from sbdeploy.bench.render import (
         MARKDOWN_COLUMNS,
         baseline_lines,
+        fastest_lines,
         fp16_lines,
         int8_lines,
         legend_lines,
@@ -74,12 +75,13 @@ def render_bench(report) -> None:  # noqa: ANN001  (BenchReport)
     for g in report.groups:
         m, rec = g.record.machine, g.record
         others = "" if m.others_cpu is None else f", other processes {m.others_cpu:.2f} CPUs"
+        settle = f", each after {rec.settle_s * 1e3:.0f} ms of untimed runs" if rec.settle_s else ""
         line(
-            f"{g.backend} batch {g.batch}: {rec.rounds} turns of {rec.turn} runs in {rec.seconds:.1f} s ({rec.stop}); "
+            f"{g.backend} batch {g.batch}: {rec.rounds} turns of {rec.turn} runs{settle} in {rec.seconds:.1f} s ({rec.stop}); "
             f"load {m.loads()} on {m.cpus_available} CPUs{others}",
             style="dim",
         )
-    for comparison in baseline_lines(report):
+    for comparison in fastest_lines(report) + baseline_lines(report):
         line(comparison, style="bold", soft_wrap=True)
     for verdict in fp16_lines(report) + int8_lines(report):
         line(verdict, style="bold" if "does not pay" in verdict else None)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sbdeploy._io import atomic_write_bytes
 from sbdeploy.artifacts import ArtifactPlan
+from sbdeploy.bench.render import fastest_lines
 from sbdeploy.bench.report import BenchReport, BenchRow
 from sbdeploy.files import DeployFile
 from sbdeploy.validate.compare import ValidationReport
@@ -152,4 +153,7 @@ def summary_markdown(result: PipelineResult) -> str:
             f"| [{a.file}]({a.file}) | {a.model} | {a.target or '-'} | {a.precision} | `{a.sha256[:16]}` | {parity} | "
             f"{latency or '-'} | {'; '.join(speedups) or '-'} |"
         )
+    fastest = fastest_lines(result.bench) if result.bench is not None else []
+    if fastest:  # every file timed was validated (the proof), so these are the fastest validated files
+        lines += ["", "## Which file to ship", "", *(f"- {line}" for line in fastest)]
     return "\n".join(lines) + "\n"

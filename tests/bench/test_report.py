@@ -9,6 +9,7 @@ import json
 from sbdeploy.bench.machine import MachineLoad, MachineUsage
 from sbdeploy.bench.render import (
     baseline_lines,
+    fastest_lines,
     fp16_lines,
     int8_lines,
     markdown_rows,
@@ -16,7 +17,7 @@ from sbdeploy.bench.render import (
     to_markdown,
     write_report,
 )
-from sbdeploy.bench.report import BenchGroup, BenchReport, BenchRow, judged
+from sbdeploy.bench.report import FASTEST, BenchGroup, BenchReport, BenchRow, judged
 from sbdeploy.bench.timing import GroupRecord, LatencyStats
 from sbdeploy.environment import collect_environment
 
@@ -370,3 +371,32 @@ def test_against_a_baseline_each_speedup_names_both_files_and_their_sha256() -> 
     assert (flat["baseline_file"], flat["baseline_sha256"], flat["sha256"]) == ("base.onnx", "a" * 64, "b" * 64)
     assert "## Against the baseline" in to_markdown(report)
     assert baseline_lines(dataclasses.replace(report, settings={})) == []  # without --baseline: the table says it
+
+
+def test_fastest_files_pair_across_engines_and_say_which_file_to_ship() -> None:
+    base = dataclasses.replace(rows()[0], backend="ov-cpu", precision="bf16", file="net.onnx", sha256="a" * 64)
+    sb = dataclasses.replace(rows()[1], backend="ort-cpu", file="net_sb.onnx", sha256="b" * 64)
+    fast = group(backend=FASTEST)
+    fastest = judged([base, sb], [group(), fast], fastest=True)  # paired by model and batch, whatever ran them
+    assert fastest[1].speedup == 2.0 / 1.25 and fastest[1].baseline_sha256 == "a" * 64
+    assert judged([base, sb], [group()])[1].speedup is None  # the backends' own groups pair same-backend rows only
+    report = BenchReport(rows=[], environment=collect_environment(), groups=[fast], fastest=fastest)
+    lines = fastest_lines(report)
+    assert lines == [
+        "batch 1: net's fastest file is net.onnx on ov-cpu bf16, 2.000 (1.980-2.020) ms",
+        "batch 1: net_sb's fastest file is net_sb.onnx on ort-cpu fp32, 1.250 (1.238-1.262) ms; 1.60 (1.58-1.62)x "
+        "the speed of net's fastest (ov-cpu bf16): ship net_sb's",
+    ]
+    markdown = to_markdown(report)
+    assert "## Fastest file per network" in markdown and lines[1] in markdown
+    assert report.to_dict()["fastest"][1]["speedup"] == 1.6
+    slower = judged(
+        [base, dataclasses.replace(sb, stats=stats(2.5), speedup_low=0.79, speedup_high=0.81)], [fast], fastest=True
+    )
+    unsure = judged([base, dataclasses.replace(sb, speedup_low=0.9, speedup_high=1.7)], [fast], fastest=True)
+    assert fastest_lines(dataclasses.replace(report, fastest=slower))[1].endswith("ship net's")
+    assert fastest_lines(dataclasses.replace(report, fastest=unsure))[1].endswith(
+        "neither is surely faster (flagged: see the warnings)"
+    )
+    busy = judged([base, sb], [group(load=6.0, backend=FASTEST)], fastest=True)  # its own group's machine flags
+    assert all(any(f.kind == "load" for f in r.flags) for r in busy)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.ort import SPIN_S, TF32_NOTES, SessionSettings
-from sbdeploy.bench.run import bench_subjects, fair_plan
-from sbdeploy.bench.timing import TimingPlan
+from sbdeploy.bench.report import BenchRow
+from sbdeploy.bench.run import BenchSubject, bench_subjects, fair_plan, fastest_entries
+from sbdeploy.bench.timing import LatencyStats, TimingPlan
+from sbdeploy.files import describe_file
 
 
 def _notes(backends: list[str], precisions: list[str], notes: tuple[str, ...] = ()) -> object:
@@ -33,3 +35,24 @@ def test_interleaved_spinning_ort_sessions_settle_for_their_spin(tiny_onnx: Path
         assert fair_plan(TimingPlan(), [b, b]).settle_s == 0.0
     with get_runner("ort-cpu", tiny_onnx, session=SessionSettings(intra_op_threads=1, threads=1)) as one:
         assert one.idle_spin_s == 0.0  # one thread: no pool worker to spin
+
+
+def test_fastest_files_are_timed_again_only_where_a_network_had_a_choice(tiny_onnx: Path) -> None:
+    f = describe_file(tiny_onnx)
+    stats = {ms: LatencyStats.from_samples([ms / 1e3] * 10) for ms in (1.0, 2.0, 3.0)}
+
+    def row(model: str, backend: str, precision: str, ms: float) -> BenchRow:
+        return BenchRow(model, backend, 1, 1, None, stats[ms], precision=precision, file=f.name)
+
+    def subject(label: str, baseline: str | None, *keys: tuple[str, str]) -> BenchSubject:
+        files = {(b, 1, p): f for b, p in keys}
+        return BenchSubject(label, "net", 1, baseline, 1, (8, 8), files=files)
+
+    one = [row("net", "ort-cpu", "fp32", 2.0), row("net_sb", "ort-cpu", "fp32", 1.0)]
+    subjects = [subject("net", None, ("ort-cpu", "fp32")), subject("net_sb", "net", ("ort-cpu", "fp32"))]
+    assert fastest_entries(one, subjects, 1) == []  # one file each, already paired in their group
+    both = [*one, row("net", "ov-cpu", "bf16", 1.0), row("net_sb", "ov-cpu", "bf16", 3.0)]
+    subjects = [subject(s.label, s.baseline, ("ort-cpu", "fp32"), ("ov-cpu", "bf16")) for s in subjects]
+    picked = {(e.subject.label, e.backend, e.precision) for e in fastest_entries(both, subjects, 1)}
+    assert picked == {("net", "ov-cpu", "bf16"), ("net_sb", "ort-cpu", "fp32")}
+    assert fastest_entries(both, subjects, 8) == []  # nothing timed at that batch
