@@ -9,7 +9,7 @@ where asked; each engine from its ONNX. :class:`sbdeploy.flow.Flow` is the one c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -20,6 +20,8 @@ from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.targets import (
     CANONICAL,
     ENGINE_BACKENDS,
+    FUSED_PRECISIONS,
+    RUN_PRECISIONS,
     artifact_filename,
     file_precision,
     get_target,
@@ -80,10 +82,12 @@ def plan_artifacts(
     *,
     precisions: Sequence[str] = ("fp32",),
     target: str | None = None,
+    plain: Collection[str] = (),
 ) -> tuple[list[ArtifactPlan], Uses]:
     """Which files ``models`` ((label, file stem) pairs) need on ``backends`` (torch needs none), each planned once.
 
-    ``target`` forces one target for every backend (it must run on each). Returns the plans
+    ``target`` forces one target for every backend (it must run on each); ``plain``: the labels of networks without SB
+    blocks, which have no file of a precision only fused SB nodes compute in (FUSED_PRECISIONS). Returns the plans
     in build order (an engine after its ONNX) and which file each (model, backend, batch,
     precision) runs.
     """
@@ -110,6 +114,12 @@ def plan_artifacts(
                     f"only; here give --target {deploy.name} (and --tune to let the measured fastest form win)"
                 )
             for precision in (p for p in precisions if p in deploy.precisions):
+                if (
+                    label in plain
+                    and precision in FUSED_PRECISIONS
+                    and precision not in RUN_PRECISIONS.get(backend, ())
+                ):
+                    continue
                 if backend in ENGINE_BACKENDS:
                     # the builder converts fp32 for fp16; an int8 engine is built from the target's QDQ file
                     source = "int8" if precision == "int8" else "fp32"

@@ -37,6 +37,7 @@ from sbdeploy.checkpoint import require_folder
 from sbdeploy.errors import ConfigError
 from sbdeploy.export.onnx_export import ExportResult, export_source
 from sbdeploy.files import ENGINE_SUFFIXES, DeployFile, describe_file
+from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.sources import Model, is_artifact_file, resolve_models, resolve_source
 from sbdeploy.targets import CANONICAL, ONNX_BACKENDS, RUN_PRECISIONS
 from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
@@ -103,8 +104,9 @@ class Flow:
             calibrations = calibration_for({m.label: m.source.config for m in models}, calibration, input_sizes=sizes)
         if validate_data is not False:
             require_data(precisions, validate_data or any(m.source.config.dataset for m in models))
+        plain = [m.label for m in models if not any(isinstance(x, SpatialBottleneck) for x in m.module.modules())]
         plans, uses = plan_artifacts(
-            [(m.label, m.stem) for m in models], backends, batches, precisions=precisions, target=target
+            [(m.label, m.stem) for m in models], backends, batches, precisions=precisions, target=target, plain=plain
         )
         if canonical:
             extra = canonical_plan(models[0].label, models[0].stem)

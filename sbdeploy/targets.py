@@ -26,6 +26,14 @@ FILE_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 PRECISIONS: tuple[str, ...] = (*FILE_PRECISIONS, "bf16")
 """Every precision sbdeploy knows; each target offers a subset (:attr:`Target.precisions`)."""
 
+FUSED_COMPUTES: tuple[str, ...] = ("fp32", "bf16", "int8")
+"""What the fused SB operator's nodes compute in (its ``precision`` attribute; inputs, outputs, weights stay fp32)."""
+
+FUSED_PRECISIONS: tuple[str, ...] = ("bf16",)
+"""Precisions that only the fused SB kernel computes in (ONNX Runtime's CPU provider has no bf16 convolution): a
+target offering one writes it as its fused form with those nodes in it, so a network without SB blocks has no such
+file."""
+
 RUN_PRECISIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({"ov-cpu": ("bf16",)})
 """Per backend, the precisions that are a run-time setting (OpenVINO's inference precision hint) on the fp32 file
 rather than a file of their own: such a run is validated and timed as (file sha256, backend, precision)."""
@@ -159,13 +167,20 @@ class Target:
         return [form for form in forms if kernels_built or form.lowering != "fused"]
 
     def by_rule(self, precision: str, kernels_built: bool) -> Target:
-        """The form a ``precision`` file of this target takes untuned: the row's fused variant for fp32 where the kernel
-        library is built. The fused op is fp32 only: fp16 and int8 files take the row's own form (ONNX Runtime's int8
-        calibrator opens its own session, which knows no custom op)."""
-        if precision != "fp32":
-            return self.with_variant(None) if self.lowering == "fused" else self
-        if self.variant is None and self.fused is not None and kernels_built:
+        """The form a ``precision`` file of this target takes untuned: the row's fused variant for fp32 and
+        :data:`FUSED_PRECISIONS` where the kernel library is built, the row's own form for the rest (ONNX Runtime's
+        fp16 and QDQ int8 kernels run the whole graph). The fused variant asked for keeps what its nodes compute in
+        (fp32, bf16, int8: :data:`FUSED_COMPUTES`); an fp16 file of it takes the row's own form."""
+        if self.lowering == "fused":
+            return self if precision in FUSED_COMPUTES else self.with_variant(None)
+        if self.variant is None and self.fused is not None and kernels_built and precision in FUSED_COMPUTES[:2]:
             return self.with_variant(self.fused)
+        if precision in FUSED_PRECISIONS and precision in self.precisions:
+            raise ConfigError(
+                f"{precision} on {self.name} is computed by the fused SB kernel: its form is --target "
+                f"{self.name}:{self.fused}, the rule's where sbdeploy's kernel library is built (bash scripts/build_kernels.sh; "
+                "sbdeploy doctor says why it is not)"
+            )
         return self
 
     def deploy_form(self, model: nn.Module) -> nn.Module:
@@ -260,6 +275,7 @@ TARGETS: Mapping[str, Target] = _by_name(
         backends=("ort-cpu",),
         per_batch=True,
         int8=ORT_CPU_INT8,
+        precisions=(*FILE_PRECISIONS, "bf16"),  # bf16: the fused SB nodes compute in it (FUSED_PRECISIONS)
         variants=ORT_CPU_VARIANTS,
         tunable=True,
         fused="fused",

@@ -37,7 +37,8 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     # An fp32 file run with TF32: a TensorRT engine built with it (TensorRT's and trtexec's default on Ampere
     # and newer), or an fp32 ONNX on ONNX Runtime's TensorRT provider.
     "tf32": Tolerance(atol=2e-2, rtol=2e-2, min_cosine=0.9999, min_top1=0.99),
-    # An fp32 file run in bf16 (OpenVINO's CPU hint): 8-bit mantissas, fp32 accumulation.
+    # bf16 compute (OpenVINO's CPU hint on an fp32 file; the fused SB nodes of an ort-cpu bf16 file): 8-bit
+    # mantissas, fp32 accumulation.
     "bf16": Tolerance(atol=1e-1, rtol=1e-1, min_cosine=0.998, min_top1=0.95),
 }
 """Default pass criteria per precision of the artifact under test (overridable)."""
@@ -56,8 +57,8 @@ TOLERANCE_REASONS: dict[str, str] = {
         "Build the engine with --no-tf32 to be judged by the fp32 tolerance"
     ),
     "bf16": (
-        "an fp32 file run with OpenVINO's bf16 inference precision hint: activations and weights rounded to bf16's "
-        "8-bit mantissa (3 bits fewer than fp16's), products accumulated in fp32; so twice fp16's atol and rtol and "
+        "bf16 compute (an fp32 file run with OpenVINO's bf16 inference precision hint, or an ort-cpu file whose fused SB "
+        "nodes compute in bf16): activations and weights rounded to bf16's 8-bit mantissa (3 bits fewer than fp16's), products accumulated in fp32; so twice fp16's atol and rtol and "
         "a looser cosine, and top-1 >= 95%: bf16 flips near-tied samples (the digits SB model: 1 of 32 test images, cosine "
         "0.99996), which at small limits would fail a stricter bound. The proof keys on the file's sha256, the backend and this precision"
     ),

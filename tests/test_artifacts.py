@@ -67,7 +67,7 @@ def test_a_forced_target_means_one_form_for_every_backend_or_a_refusal() -> None
     with pytest.raises(ConfigError, match="target ort-cpu is run by ort-cpu, not by ort-cuda"):
         plan_artifacts([("net", "model")], ["ort-cuda"], [1], target="ort-cpu")
     with pytest.raises(ConfigError, match="offers fp32, fp16, int8, not 'bf16'"):
-        plan_artifacts([("net", "model")], ["ort-cpu"], [1], precisions=("bf16",))
+        plan_artifacts([("net", "model")], ["ort-cuda"], [1], precisions=("bf16",))
     assert canonical_plan("net", "model").filename == "model.onnx"
 
 

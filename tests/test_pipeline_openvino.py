@@ -24,11 +24,19 @@ def test_bf16_on_ov_cpu_is_the_fp32_file_run_in_bf16() -> None:
         ("model.ov-cpu.b1.fp32.onnx", "fp32", ("ov-cpu",))
     ]
     assert uses[("m", "ov-cpu", 1, "bf16")] == uses[("m", "ov-cpu", 1, "fp32")] == "model.ov-cpu.b1.fp32.onnx"
-    with pytest.raises(ConfigError, match="target ort-cpu offers fp32, fp16, int8, not 'bf16'"):
-        plan_artifacts([("m", "model")], ["ort-cpu"], [1], precisions=("fp32", "bf16"))
-    # with a backend that sets it, the others skip it
-    plans, uses = plan_artifacts([("m", "model")], ["ort-cpu", "ov-cpu"], [1], precisions=("fp32", "bf16"))
-    assert ("m", "ort-cpu", 1, "bf16") not in uses and ("m", "ov-cpu", 1, "bf16") in uses
+    with pytest.raises(ConfigError, match="target trt offers fp32, fp16, int8, not 'bf16'"):
+        plan_artifacts([("m", "model")], ["trt"], [1], precisions=("fp32", "bf16"))
+    # with a backend that computes in it, the others skip it; on ort-cpu only SB networks have a bf16 file (their
+    # fused nodes compute in it), on ov-cpu every network (the fp32 file with the bf16 hint)
+    plans, uses = plan_artifacts([("m", "model")], ["trt", "ov-cpu"], [1], precisions=("fp32", "bf16"))
+    assert ("m", "trt", 1, "bf16") not in uses and ("m", "ov-cpu", 1, "bf16") in uses
+    models = [("sb", "model"), ("base", "baseline")]
+    plans, uses = plan_artifacts(models, ["ort-cpu", "ov-cpu"], [1], precisions=("fp32", "bf16"), plain=["base"])
+    assert (
+        uses[("sb", "ort-cpu", 1, "bf16")] == "model.ort-cpu.b1.bf16.onnx"
+        and ("base", "ort-cpu", 1, "bf16") not in uses
+    )
+    assert uses[("base", "ov-cpu", 1, "bf16")] == "baseline.ov-cpu.b1.fp32.onnx"
 
 
 def test_pipeline_on_ov_cpu_validates_every_precision_it_times_and_names_the_fastest_file(tmp_path: Path) -> None:

@@ -108,12 +108,18 @@ def test_variants_are_exact_forms_of_their_row() -> None:
         get_target("trt:taps")
 
 
-def test_the_rule_fuses_fp32_only_where_the_kernel_library_is_built() -> None:
+def test_the_rule_fuses_fp32_and_bf16_where_the_kernel_library_is_built() -> None:
     row, fused = get_target("ort-cpu"), get_target("ort-cpu:fused")
-    assert row.by_rule("fp32", kernels_built=True) == fused and fused.lowering == "fused"
+    for precision in ("fp32", "bf16"):
+        assert row.by_rule(precision, kernels_built=True) == fused and fused.lowering == "fused"
     assert row.by_rule("fp32", kernels_built=False) is row
-    for precision in ("fp16", "int8"):  # the fused op is fp32 only: these keep the row's own form
-        assert row.by_rule(precision, kernels_built=True) is row and fused.by_rule(precision, True) is row
+    with pytest.raises(
+        ConfigError, match="bf16 on ort-cpu is computed by the fused SB kernel: its form is --target ort-cpu:fused"
+    ):
+        row.by_rule("bf16", kernels_built=False)
+    for precision in ("fp16", "int8"):  # ONNX Runtime's own fp16 and QDQ kernels run the whole row's form
+        assert row.by_rule(precision, kernels_built=True) is row
+    assert fused.by_rule("int8", True) is fused and fused.by_rule("fp16", True) is row  # no fp16 in the fused op
     taps = get_target("ort-cpu:taps")
     assert taps.by_rule("fp32", kernels_built=True) is taps  # a named variant is never replaced
     assert get_target("trt").by_rule("fp32", kernels_built=True) is get_target("trt")
@@ -130,10 +136,10 @@ def test_names_and_refusals() -> None:
     ):
         get_target("ort-cp")
     assert artifact_filename("model", "ort-cpu", "int8", batch=1) == "model.ort-cpu.b1.int8.onnx"
-    with pytest.raises(ConfigError, match=r"offers fp32, fp16, int8, not 'bf16'$"):  # ov-cpu's run-time precision
-        get_target("ort-cpu").check_precision("bf16")
+    with pytest.raises(ConfigError, match=r"offers fp32, fp16, int8, not 'bf16'$"):  # ort-cpu's: its fused nodes'
+        get_target("trt").check_precision("bf16")
     with pytest.raises(
-        ConfigError, match=r"offers fp32, fp16, int8, not 'fp8' \(sbdeploy knows fp32, fp16, int8, bf16\)"
+        ConfigError, match=r"offers fp32, fp16, int8, bf16, not 'fp8' \(sbdeploy knows fp32, fp16, int8, bf16\)"
     ):
         get_target("ort-cpu").check_precision("fp8")
     with pytest.raises(ConfigError, match="target ort-cpu is run by ort-cpu, not by trt"):

@@ -252,7 +252,7 @@ def test_the_artifact_path_tunes_fixed_batch_cpu_files_only(tiny_sb, tmp_path: P
 
 
 def test_tuning_fp16_with_the_fused_form_times_the_rows_form_for_it(tiny_sb, tmp_path: Path) -> None:  # noqa: ANN001
-    """The fused op is fp32 only: tuned together, the fp16 file of the fused candidate takes the row's own form."""
+    """The fused op has no fp16: tuned together, the fp16 file of the fused candidate takes the row's own form."""
     kernel_library()
     options = TuneOptions(threads=1, plan=TINY_PLAN, variants=("fused",), settings=TWO_SETTINGS[:1])
     outputs = {"fp32": tmp_path / "m.fp32.onnx", "fp16": tmp_path / "m.fp16.onnx"}

@@ -33,9 +33,10 @@ from sbdeploy.export.sbconv import TRANSLATIONS
 from sbdeploy.int8_recipe import Int8Recipe
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.passes import PassReport, op_counts, quantize_int8, run_passes, to_fp16
+from sbdeploy.passes.sb_precision import sbconv_precision
 from sbdeploy.passes.trt_check import TrtCheckReport, check_trt_compat
 from sbdeploy.sources import resolve_source
-from sbdeploy.targets import CANONICAL, get_target
+from sbdeploy.targets import CANONICAL, FUSED_PRECISIONS, get_target
 
 MIN_OPSET = 13
 TORCH_MIN_OPSET = 18  # the dynamo exporter's own minimum
@@ -167,9 +168,15 @@ def export_source(
     if src.kind == "zoo":
         notes = (f"{config.arch} has random weights (a zoo name, not a checkpoint): fine for speed, not for accuracy",)
     has_sb = any(isinstance(m, SpatialBottleneck) for m in src.model.modules())
+    plain = [p for p in outputs if p in FUSED_PRECISIONS and not has_sb]
+    if plain:
+        raise ConfigError(
+            f"{plain[0]} on {deploy.name} is computed by the fused SB kernel, and {config.arch} has no SB block: "
+            "its fp32 file is what this target runs"
+        )
     built = kernels.is_built()
-    fallback = (f"the fused SB operator is fp32 only: fp16 and int8 files take {deploy.name}'s own form",)
-    # without the rule a fused form stays fused for fp32 only (tuning exports every form in every precision)
+    fallback = (f"the fused SB operator has no fp16: fp16 files take {deploy.name}'s own form",)
+    # without the rule a form stays what it is, a fused one where its nodes compute in the precision
     forms = {p: deploy.by_rule(p, built and rule) if has_sb else deploy for p in outputs}
     exported = {
         form.spec: export_module(
@@ -188,7 +195,10 @@ def export_source(
         form = forms[precision]
         fp32, reports = exported[form.spec]
         ran = [r.name for r in reports]
-        proto = to_precision(fp32, precision, int8=deploy.int8, calibration=calibration)
+        if form.lowering == "fused" and precision != "fp32":  # the fused SB nodes compute in it, the rest stays fp32
+            proto = sbconv_precision(fp32, precision, None if calibration is None else calibration.images)
+        else:
+            proto = to_precision(fp32, precision, int8=deploy.int8, calibration=calibration)
         metadata = {
             "version": __version__,
             "arch": config.arch,
