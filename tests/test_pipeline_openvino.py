@@ -85,3 +85,12 @@ def test_validate_and_bench_take_ov_cpu_files(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     rows = json.loads((report / "bench.json").read_text())["rows"]
     assert [(r["backend"], r["precision"], r["file"]) for r in rows] == [("ov-cpu", "fp32", onnx.name)]
+
+
+def test_an_int8_ov_cpu_file_passes_the_int8_gate_on_the_shipped_model(tmp_path: Path) -> None:
+    onnx = tmp_path / "model.ov-cpu.b1.int8.onnx"  # ONNX Runtime's QDQ recipe, which OpenVINO reads
+    done = run_cli("export", str(SHIPPED_SB), "--target", "ov-cpu", "--batch", "1", "--int8", "-o", str(onnx))
+    assert done.returncode == 0, done.stderr
+    done = run_cli("validate", str(SHIPPED_SB), "--onnx", str(onnx), "--backends", "ov-cpu", "--limit", "64")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ov-cpu int8" in done.stdout and "PASSED: 2 checks of 1 files" in done.stdout
