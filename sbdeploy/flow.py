@@ -482,12 +482,18 @@ class ExportOptions:
     variants: tuple[str, ...] | None = None  # the variants tuning tries besides the target's form (None: all)
 
     def __post_init__(self) -> None:
-        if "fp16" in self.precisions and "int8" in self.precisions:
-            raise ConfigError("--fp16 and --int8 each write one artifact; give one of them")
-        check_calibration(self.precisions, self.calibration)
-        if self.tune and "int8" in self.precisions:
+        if len(self.precisions) > 2:
+            raise ConfigError("--fp16, --int8 and --bf16 each write one artifact; give one of them")
+        if "bf16" in self.precisions and "bf16" in RUN_PRECISIONS.get(self.deploy_target.partition(":")[0], ()):
             raise ConfigError(
-                "--tune times fp32 and fp16 files; an int8 file keeps its target's rule form: drop --tune or --int8"
+                f"bf16 on {self.deploy_target} is a run-time setting of its fp32 file: export without --bf16, then "
+                "validate, bench or serve that file with --bf16"
+            )
+        check_calibration(self.precisions, self.calibration)
+        if self.tune and ("int8" in self.precisions or "bf16" in self.precisions):
+            raise ConfigError(
+                "--tune times fp32 and fp16 files; an int8 or bf16 file keeps its target's rule form: drop --tune or "
+                f"--{self.precisions[-1]}"
             )
         if not self.tune and (self.threads is not None or self.variants is not None):
             raise ConfigError(

@@ -167,13 +167,13 @@ class Target:
         return [form for form in forms if kernels_built or form.lowering != "fused"]
 
     def by_rule(self, precision: str, kernels_built: bool) -> Target:
-        """The form a ``precision`` file of this target takes untuned: the row's fused variant for fp32 and
-        :data:`FUSED_PRECISIONS` where the kernel library is built, the row's own form for the rest (ONNX Runtime's
-        fp16 and QDQ int8 kernels run the whole graph). The fused variant asked for keeps what its nodes compute in
-        (fp32, bf16, int8: :data:`FUSED_COMPUTES`); an fp16 file of it takes the row's own form."""
+        """The form a ``precision`` file of this target takes untuned: the row's fused variant for what its nodes
+        compute in (fp32, bf16, int8: :data:`FUSED_COMPUTES`) where the kernel library is built, the row's own form
+        for fp16 (ONNX Runtime's fp16 kernels, through casts on a CPU). A fused variant asked for keeps its form but
+        for fp16. An int8 fused file quantizes only its SB nodes, the rest stays fp32 (measured in docs/int8.md)."""
         if self.lowering == "fused":
             return self if precision in FUSED_COMPUTES else self.with_variant(None)
-        if self.variant is None and self.fused is not None and kernels_built and precision in FUSED_COMPUTES[:2]:
+        if self.variant is None and self.fused is not None and kernels_built and precision in FUSED_COMPUTES:
             return self.with_variant(self.fused)
         if precision in FUSED_PRECISIONS and precision in self.precisions:
             raise ConfigError(

@@ -108,18 +108,18 @@ def test_variants_are_exact_forms_of_their_row() -> None:
         get_target("trt:taps")
 
 
-def test_the_rule_fuses_fp32_and_bf16_where_the_kernel_library_is_built() -> None:
+def test_the_rule_fuses_what_the_fused_nodes_compute_in_where_the_kernel_library_is_built() -> None:
     row, fused = get_target("ort-cpu"), get_target("ort-cpu:fused")
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "bf16", "int8"):
         assert row.by_rule(precision, kernels_built=True) == fused and fused.lowering == "fused"
     assert row.by_rule("fp32", kernels_built=False) is row
     with pytest.raises(
         ConfigError, match="bf16 on ort-cpu is computed by the fused SB kernel: its form is --target ort-cpu:fused"
     ):
         row.by_rule("bf16", kernels_built=False)
-    for precision in ("fp16", "int8"):  # ONNX Runtime's own fp16 and QDQ kernels run the whole row's form
-        assert row.by_rule(precision, kernels_built=True) is row
-    assert fused.by_rule("int8", True) is fused and fused.by_rule("fp16", True) is row  # no fp16 in the fused op
+    assert row.by_rule("int8", kernels_built=False) is row  # ONNX Runtime's QDQ kernels run the row's own form
+    assert row.by_rule("fp16", kernels_built=True) is row  # no fp16 in the fused op
+    assert fused.by_rule("int8", True) is fused and fused.by_rule("fp16", True) is row
     taps = get_target("ort-cpu:taps")
     assert taps.by_rule("fp32", kernels_built=True) is taps  # a named variant is never replaced
     assert get_target("trt").by_rule("fp32", kernels_built=True) is get_target("trt")

@@ -86,7 +86,14 @@ OldLowering = Annotated[str | None, typer.Option(hidden=True, help="Old spelling
 Batches = Annotated[str, typer.Option(help="Comma-separated batch sizes (a fixed-batch file runs at its own).")]
 Fp16 = Annotated[bool, typer.Option("--fp16", help="Also make and run fp16 artifacts (torch stays fp32).")]
 Int8 = Annotated[bool, typer.Option("--int8", help="Also make and run int8 artifacts, each target's recipe.")]
-Bf16 = Annotated[bool, typer.Option("--bf16", help="Also run the fp32 files in bf16 where the backend can (ov-cpu).")]
+Bf16 = Annotated[
+    bool,
+    typer.Option(
+        "--bf16",
+        help="Also make and run bf16: ov-cpu runs the fp32 files with OpenVINO's bf16 hint, ort-cpu the SB networks' "
+        "files whose fused SB nodes compute in bf16.",
+    ),
+]
 Calibration = Annotated[
     str | None,
     typer.Option(

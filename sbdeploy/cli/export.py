@@ -91,12 +91,22 @@ def export(
     input_size: opt.InputSize = None,
     target: Annotated[
         str | None,
-        typer.Option(help="Deploy target: grouped (the canonical form, default), separate, ort-cpu, ort-cuda or trt."),
+        typer.Option(
+            help="Deploy target: grouped (the canonical form, default), separate, ort-cpu, ort-cuda, trt or ov-cpu."
+        ),
     ] = None,
     lowering: opt.OldLowering = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Write the fp16 artifact (fp32 inputs and outputs).")] = False,
     int8: Annotated[
         bool, typer.Option("--int8", help="Write the int8 artifact, the target's recipe (fp32 inputs and outputs).")
+    ] = False,
+    bf16: Annotated[
+        bool,
+        typer.Option(
+            "--bf16",
+            help="Write the bf16 artifact: the fused SB nodes compute in bf16, the rest in fp32 (ort-cpu, where "
+            "sbdeploy's kernel library is built; on ov-cpu bf16 is a run-time setting of the fp32 file).",
+        ),
     ] = False,
     calibration: opt.Calibration = None,
     passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: the target's.")] = None,
@@ -126,7 +136,7 @@ def export(
 
     options = ExportOptions(
         target=opt.target_flags(target, lowering),
-        precisions=requested_precisions(fp16, int8),
+        precisions=requested_precisions(fp16, int8, bf16),
         batch=opt.parse_batch(batch),
         input_size=opt.parse_size(input_size),
         opset=opset,

@@ -13,6 +13,7 @@ from typing import Any
 
 import onnx
 
+from sbdeploy import kernels
 from sbdeploy.errors import OnnxModelError
 
 PREFIX = "sbdeploy."
@@ -29,9 +30,15 @@ def write_metadata(model: onnx.ModelProto, metadata: Mapping[str, Any]) -> None:
 
 
 def onnx_precision(model: onnx.ModelProto) -> str:
-    """``int8`` with Q/DQ nodes, ``fp16`` with float16 weights, else ``fp32``: what the graph computes in."""
+    """``int8`` with Q/DQ nodes, ``fp16`` with float16 weights, what its fused SB nodes compute in (their
+    ``precision``: bf16, int8), else ``fp32``: what the graph computes in."""
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
         return "int8"
+    for node in model.graph.node:
+        if node.domain == kernels.DOMAIN and node.op_type == kernels.OP_TYPE:
+            for attribute in node.attribute:
+                if attribute.name == "precision" and attribute.s.decode() != "fp32":
+                    return attribute.s.decode()
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
         return "fp16"
     return "fp32"

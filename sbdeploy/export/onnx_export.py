@@ -144,6 +144,13 @@ def to_precision(
     raise ConfigError(f"unknown precision {precision!r}; sbdeploy makes fp32, fp16 and int8 artifacts")
 
 
+FUSED_INT8 = (
+    "fused SB nodes in int8: u8 activations (MinMax per node, on the fused graph), s8 per-channel weights, s32 "
+    "accumulation, fp32 rescale and epilogue; the rest of the graph fp32"
+)
+"""What an int8 file of the fused form computes, as its metadata says (sbdeploy.passes.sb_precision)."""
+
+
 def export_source(
     src: Checkpoint,
     outputs: Mapping[str, str | Path],
@@ -230,9 +237,10 @@ def export_source(
             }
         if precision == "int8":
             assert calibration is not None  # to_precision refused int8 without it
+            fused = form.lowering == "fused"
             metadata["int8"] = {
-                "recipe": deploy.int8.name,
-                "form": deploy.int8.describe(),
+                "recipe": "fused" if fused else deploy.int8.name,
+                "form": FUSED_INT8 if fused else deploy.int8.describe(),
                 "calibration": calibration.to_dict(),
             }
         if kernels.uses_kernels(proto):  # runners register the package's own library for it, never a path from here

@@ -75,8 +75,8 @@ def _ranges(node: onnx.NodeProto, x: np.ndarray, constants: dict[str, np.ndarray
         x = x + np.asarray(a["in_shift"], np.float32).reshape(1, channels, 1, 1)
     if a.get("in_relu"):
         x = np.maximum(x, 0)
-    w1 = torch.from_numpy(constants[node.input[1]])
-    b1 = torch.from_numpy(constants[node.input[2]]) if len(node.input) > 2 and node.input[2] else None
+    w1 = torch.tensor(constants[node.input[1]])
+    b1 = torch.tensor(constants[node.input[2]]) if len(node.input) > 2 and node.input[2] else None
     stride = int(a.get("stride", 1))
     mid = torch.nn.functional.conv2d(torch.from_numpy(np.ascontiguousarray(x)), w1, b1, stride=stride, padding=1)
     mid_channels = mid.shape[1]
