@@ -302,5 +302,5 @@ def bench_subjects(
         # how the fp32 files computed, as validate judges them
         "notes": run_notes + [TF32_NOTES[b] for b in backends if b in TF32_NOTES and "fp32" in precisions],
     }
-    report = BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups)
-    return dataclasses.replace(report, fastest=judged(fastest, groups, limits, fastest=True))
+    fastest = judged(fastest, groups, limits, fastest=True)
+    return BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups, fastest=fastest)
