@@ -234,23 +234,47 @@ void tile(const sbk::Tile& t) {
     }
 }
 
-void convert(const sbk::Convert& c) {
-    constexpr int V = SBK_TILE_V;
+// One vector of a Convert row: src's n values (0 past them) to dst's m elements.
+template <int Kind>
+inline void convert_vec(const sbk::Convert& c, const float* src, int n, void* dst, int m) {
+    vec v{};
+    if (n == SBK_TILE_V)
+        __builtin_memcpy(&v, src, sizeof v);
+    else
+        for (int i = 0; i < n; ++i) v[i] = src[i];
+    if constexpr (Kind == sbk::bf16) {
+        const hvec h = to_bf16(v);
+        if (m == SBK_TILE_V)
+            __builtin_memcpy(dst, &h, sizeof h);
+        else
+            for (int i = 0; i < m; ++i) static_cast<unsigned short*>(dst)[i] = h[i];
+    } else {
+        const bvec q = to_u8(v, c.scale, c.zero);
+        if (m == SBK_TILE_V)
+            __builtin_memcpy(dst, &q, sizeof q);
+        else
+            for (int i = 0; i < m; ++i) static_cast<unsigned char*>(dst)[i] = q[i];
+    }
+}
+
+template <int Kind>
+void convert_rows(const sbk::Convert& c) {
+    constexpr int V = SBK_TILE_V, size = Kind == sbk::bf16 ? 2 : 1;
     for (long i = 0; i < c.rows; ++i) {
         const float* src = c.src + i * c.cols;
+        char* dst = static_cast<char*>(c.dst) + i * c.ldd * size;
         for (int j = 0; j < c.ldd; j += V) {
-            vec v{};
-            __builtin_memcpy(&v, src + j, sizeof(float) * (j + V <= c.cols ? V : j < c.cols ? c.cols - j : 0));
-            const int n = j + V <= c.ldd ? V : c.ldd - j;
-            if (c.kind == 1) {
-                const hvec h = to_bf16(v);
-                __builtin_memcpy(static_cast<unsigned short*>(c.dst) + i * c.ldd + j, &h, 2 * n);
-            } else {
-                const bvec q = to_u8(v, c.scale, c.zero);
-                __builtin_memcpy(static_cast<unsigned char*>(c.dst) + i * c.ldd + j, &q, n);
-            }
+            const int n = j + V <= c.cols ? V : j < c.cols ? c.cols - j : 0;
+            convert_vec<Kind>(c, src + j, n, dst + j * size, j + V <= c.ldd ? V : c.ldd - j);
         }
     }
+}
+
+void convert(const sbk::Convert& c) {
+    if (c.kind == sbk::bf16)
+        convert_rows<sbk::bf16>(c);
+    else
+        convert_rows<sbk::int8>(c);
 }
 
 template <int... L>
