@@ -15,6 +15,20 @@
 // once per input size), weights are packed once when the kernel is created, and the work runs on the
 // session's intra-op threads in four phases: X to NHWC, the conv (bias, mid and ReLU applied in
 // registers), the transposed conv into an NHWC buffer, and that buffer to NCHW with R and the ReLU.
+//
+// Precision (attribute `precision`: fp32, bf16 or int8; inputs, outputs and weight initializers are fp32 in all):
+// - bf16: X after the prologue, the mid map after mid/mid_relu and both weights (W1 with the mid scale folded in)
+//   are rounded to bf16 (nearest even) and kept as channel pairs; products are summed in fp32 from the bias.
+// - int8: X after the prologue is quantized to u8 by x_scale / x_zero_point, the mid map after mid/mid_relu by
+//   m_scale / m_zero_point (q = clamp(nearbyint(v / scale) + zero, 0, 255)), the weights per output channel to
+//   symmetric s8 here (Gemm::pack); channel quads are summed in s32, starting from -zero x the column's weights
+//   (the zero rows hold the zero point, so borders add 0); then out = fma(acc, scale x weight scale, bias), the
+//   mid affine in fp32 (fma again), ReLU, and the requantization of the mid map.
+// Paths (sbdeploy_kernel_last_isa names the one a kernel took): fp32 on scalar, avx2 or avx512 tiles; bf16 with
+// vdpbf16ps (avx512_bf16) and int8 with vpdpbusd (avx512_vnni) where the CPU has them, and otherwise on the same
+// level's fp32-register tiles (bf16 as exact products summed in the same order, int8 in exact s32 multiplies):
+// every path gives the same numbers. SBDEPLOY_KERNEL_ISA caps the level: avx512_bf16 > avx512_vnni > avx512 >
+// avx2 > scalar.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
