@@ -27,8 +27,8 @@
 // Paths (sbdeploy_kernel_last_isa names the one a kernel took): fp32 on scalar, avx2 or avx512 tiles; bf16 with
 // vdpbf16ps (avx512_bf16) and int8 with vpdpbusd (avx512_vnni) where the CPU has them, and otherwise on the same
 // level's fp32-register tiles (bf16 as exact products summed in the same order, int8 in exact s32 multiplies):
-// every path gives the same numbers. SBDEPLOY_KERNEL_ISA caps the level: avx512_bf16 > avx512_vnni > avx512 >
-// avx2 > scalar.
+// every path gives the same numbers (bf16 products of subnormal size aside: vdpbf16ps flushes them to zero).
+// SBDEPLOY_KERNEL_ISA caps the level: avx512_bf16 > avx512_vnni > avx512 > avx2 > scalar.
 #include <algorithm>
 #include <atomic>
 #include <chrono>

@@ -293,6 +293,21 @@ def test_every_path_gives_the_same_numbers(library, monkeypatch, precision):
         np.testing.assert_array_equal(b, first[1], err_msg=level)
 
 
+def test_mac_count_is_the_same_in_every_precision(library, monkeypatch):
+    """bf16 pairs and int8 quads pad the channels; the count is of the node's MACs, as in fp32."""
+    monkeypatch.setenv("SBDEPLOY_KERNEL_COUNT_MACS", "1")
+    case = make_case(cin=5, cmid=6, cout=7)
+    x = np.zeros((2, 5, 7, 6), np.float32)
+    counts = {}
+    for precision in ("fp32", "bf16", "int8"):
+        q = {"x_scale": 0.1, "x_zero_point": 128, "m_scale": 0.1, "m_zero_point": 0} if precision == "int8" else {}
+        sess = session(library, sbconv_model(case, stride=1, sampling="three", precision=precision, **q))
+        library.sbdeploy_kernel_reset_macs()
+        sess.run(None, {"x": x})
+        counts[precision] = library.sbdeploy_kernel_macs()
+    assert counts["fp32"] > 0 and counts["bf16"] == counts["fp32"] == counts["int8"]
+
+
 def test_fp32_names_its_path(library, monkeypatch):
     for level in levels_here(library, monkeypatch):
         monkeypatch.setenv("SBDEPLOY_KERNEL_ISA", level)
