@@ -293,6 +293,22 @@ def test_every_path_gives_the_same_numbers(library, monkeypatch, precision):
         np.testing.assert_array_equal(b, first[1], err_msg=level)
 
 
+def test_int8_quantizes_as_a_division_at_the_ties(library, monkeypatch):
+    """Inputs at and one ulp around each half step of x_scale: the kernel's quotient (a division, or a product
+    corrected by FMA) rounds as numpy's division on every path."""
+    scale = np.float32(0.1)
+    halves = (np.arange(-140, 140, dtype=np.float32) + np.float32(0.5)) * scale
+    x = np.concatenate([halves, np.nextafter(halves, np.inf), np.nextafter(halves, -np.inf)])
+    x = np.resize(x, (2, 5, 9, 10)).astype(np.float32)
+    case = make_case()
+    q = {"x_scale": float(scale), "x_zero_point": 120, "m_scale": 0.01, "m_zero_point": 100}
+    ref = int8_reference(case, x, stride=1, sampling="dense", q=q)
+    for level in levels_here(library, monkeypatch):
+        monkeypatch.setenv("SBDEPLOY_KERNEL_ISA", level)
+        model = sbconv_model(case, stride=1, sampling="dense", precision="int8", **q)
+        np.testing.assert_array_equal(session(library, model).run(None, {"x": x})[0], ref, err_msg=level)
+
+
 def test_mac_count_is_the_same_in_every_precision(library, monkeypatch):
     """bf16 pairs and int8 quads pad the channels; the count is of the node's MACs, as in fp32."""
     monkeypatch.setenv("SBDEPLOY_KERNEL_COUNT_MACS", "1")
