@@ -168,6 +168,7 @@ struct Gemm {
     std::vector<float> scale;  // int8: the input's scale x each column's weight scale, panels * nr
     std::vector<int> start[4];  // int8: the accumulators' start, -zero point x the column's weights over the taps
                                 // gathered (the conv: [0]; the deconv: by output parity class)
+    std::vector<int> tap_sums;  // int8: [tap][col] sums of the s8 weights over k
 
     template <class Weight>
     void pack(const sbk::Tiles& tiles, sbk::Precision precision, int k_, int n_, Weight weight, const float* bias_,
@@ -205,7 +206,8 @@ struct Gemm {
                             } else if (precision == sbk::bf16) {
                                 word |= bf16_bits(v) << (16 * e);
                             } else {
-                                const int q = static_cast<int>(std::clamp(std::nearbyint(v / w_scale[col]), -127.f, 127.f));
+                                const float q_w = std::nearbyint(v / w_scale[col]);
+                                const int q = static_cast<int>(std::clamp(q_w, -127.f, 127.f));
                                 word |= uint32_t(uint8_t(q)) << (8 * e);
                                 tap_sums[t * cols + col] += q;
                             }
@@ -230,7 +232,6 @@ struct Gemm {
         return out;
     }
     const float* panel(int p) const { return w.get() + static_cast<size_t>(p) * 9 * kc * shape.nr; }
-    std::vector<int> tap_sums;  // int8: [tap][col] sums of the s8 weights over k
     // Whether all panels stay in the L2 cache (1 MB or less).
     bool cached() const { return size_t(9) * kc * panels * shape.nr * sizeof(float) <= size_t(1) << 20; }
 };
@@ -463,9 +464,8 @@ Kernel* create(const OrtKernelInfo* info) {
         tiles, k.precision, k.cin, k.cmid,
         [&](int t, int c, int m) { return w1.data[(size_t(m) * cin + c) * 9 + t] * (fold ? scale[m] : 1.f); },
         conv_bias.data(), k.x_scale);
-    k.deconv.pack(
-        tiles, k.precision, k.cmid, k.cout, [&](int t, int m, int o) { return w2.data[(size_t(m) * cout + o) * 9 + t]; },
-        b2, k.m_scale);
+    const auto w2_at = [&](int t, int m, int o) { return w2.data[(size_t(m) * cout + o) * 9 + t]; };
+    k.deconv.pack(tiles, k.precision, k.cmid, k.cout, w2_at, b2, k.m_scale);
     if (k.precision == sbk::int8) {
         if (!scale.empty()) {
             k.post_scale.assign(k.ldz(), 0.f);
