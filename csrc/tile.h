@@ -135,27 +135,11 @@ inline hvec to_bf16(vec v) {
     return in_register(__builtin_convertvector(u, hvec));
 }
 
-// v / scale, rounded as a division: with FMA, q = v * inv (inv = 1 / scale rounded) is within an ulp, and
-// q + (v - scale q) inv, the remainder exact by FMA, is the rounded quotient (Markstein); a third of vdivps's time.
-// |v| is capped at 512 scale first (the quotient then stays finite; the u8 clamp takes anything past 256).
-inline vec divide(vec v, float scale, float inv) {
-#if defined(__FMA__)
-    const float most = 512.f * scale;
-    v = v < -most ? -most : v;
-    v = v > most ? most : v;
-    const vec q = v * inv, s = vec{} + scale, i = vec{} + inv;
-    return fmadd(fmadd(-q, s, v), i, q);
-#else
-    (void)inv;
-    return v / scale;
-#endif
-}
-
 // clamp(nearbyint(v / scale) + zero, 0, 255): clamped to a whole range first, then rounded half to even by
 // adding and subtracting 1.5 * 2^23.
-inline bvec to_u8(vec v, float scale, float inv, int zero) {
+inline bvec to_u8(vec v, float scale, int zero) {
     const float lo = -zero - 1.f, hi = 256.f - zero, magic = 12582912.f;
-    vec t = divide(v, scale, inv);
+    vec t = v / scale;
     t = t < lo ? lo : t;
     t = t > hi ? hi : t;
     t = (t + magic) - magic;
@@ -234,7 +218,7 @@ void tile(const sbk::Tile& t) {
         }
     }
     const vec zero{};
-    const float q_scale = t.q_scale, q_inv = 1.f / q_scale;  // locals: the stores below cannot change them
+    const float q_scale = t.q_scale;  // locals: the stores below cannot change them
     const int q_zero = t.q_zero;
     const bool relu = t.relu;
     vec scale[NV], bias[NV], post_scale[NV], post_shift[NV];
@@ -263,7 +247,7 @@ void tile(const sbk::Tile& t) {
             if constexpr (!Q) {
                 __builtin_memcpy(static_cast<float*>(t.c) + row + j * V, &v, sizeof v);
             } else if constexpr (integer) {
-                const bvec q = to_u8(v, q_scale, q_inv, q_zero);
+                const bvec q = to_u8(v, q_scale, q_zero);
                 __builtin_memcpy(static_cast<unsigned char*>(t.c) + row + j * V, &q, sizeof q);
             } else {
                 const hvec h = to_bf16(v);
@@ -276,13 +260,13 @@ void tile(const sbk::Tile& t) {
 template <int Kind>
 void convert_rows(const sbk::Convert& c) {
     constexpr int V = SBK_TILE_V;
-    const float scale = c.scale, inv = 1.f / scale;  // locals: the stores below cannot change them
+    const float scale = c.scale;  // locals: the stores below cannot change them
     const int zero = c.zero;
-    const auto convert_vec = [scale, inv, zero](vec v) {
+    const auto convert_vec = [scale, zero](vec v) {
         if constexpr (Kind == sbk::bf16)
             return to_bf16(v);
         else
-            return to_u8(v, scale, inv, zero);
+            return to_u8(v, scale, zero);
     };
     using out = decltype(convert_vec(vec{}));
     constexpr int size = sizeof(out) / V;

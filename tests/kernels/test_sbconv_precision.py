@@ -294,8 +294,8 @@ def test_every_path_gives_the_same_numbers(library, monkeypatch, precision):
 
 
 def test_int8_quantizes_as_a_division_at_the_ties(library, monkeypatch):
-    """Inputs at and one ulp around each half step of x_scale: the kernel's quotient (a division, or a product
-    corrected by FMA) rounds as numpy's division on every path."""
+    """Inputs at and one ulp around each half step of x_scale: the kernel's quotient and its rounding (half to
+    even, by adding and subtracting 1.5 * 2^23) are numpy's division and rint on every path."""
     scale = np.float32(0.1)
     halves = (np.arange(-140, 140, dtype=np.float32) + np.float32(0.5)) * scale
     x = np.concatenate([halves, np.nextafter(halves, np.inf), np.nextafter(halves, -np.inf)])
