@@ -238,6 +238,11 @@ FAMILIES = {
         dict(sampling="dense", stride=2, size=(7, 7), batch=3, threads=2, residual=True, relu=True),
     ),
     "no biases": (dict(bias=False), dict(sampling="chessboard", stride=1, size=(5, 8), batch=1, mid_relu=True)),
+    # A batch whose buffers outgrow the cache runs an image at a time (the output alone is past 1 MB).
+    "batch in groups": (
+        dict(cin=3, cmid=40, cout=40, mid=True),
+        dict(sampling="chessboard", stride=1, size=(48, 64), batch=3, threads=2, residual=True, relu=True),
+    ),
 }
 
 
