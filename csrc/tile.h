@@ -270,6 +270,7 @@ void convert_rows(const sbk::Convert& c) {
     };
     using out = decltype(convert_vec(vec{}));
     constexpr int size = sizeof(out) / V;
+    if (c.rows <= 0) return;
     // Rows without padding are one long row.
     const long rows = c.cols == c.ldd ? 1 : c.rows, cols = c.cols * (c.rows / rows), ldd = c.ldd * (c.rows / rows);
     const long whole = cols / V * V;  // whole vectors of a row (dst rows are as long or longer)
