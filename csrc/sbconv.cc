@@ -447,6 +447,11 @@ Kernel* create(const OrtKernelInfo* info) {
            "in_scale and in_shift need Cin=" + std::to_string(k.cin) + " values each");
 
     read_precision(info, k);
+    // int8 sums up to 9 x C products of 255 x 127 (and its compensation as much) in s32.
+    const int64_t widest_sum = int64_t(9) * 255 * 127 * std::max(k.cin, k.cmid);
+    expect(k.precision != sbk::int8 || widest_sum < INT_MAX,
+           "int8 takes at most " + std::to_string(INT_MAX / (9 * 255 * 127)) +
+               " input channels a GEMM (s32 sums), got " + std::to_string(std::max(k.cin, k.cmid)));
     const sbk::Isa isa = pick_isa();
     const sbk::Tiles& tiles = isa.tiles[k.precision];
     k.isa = tiles.name;

@@ -353,6 +353,9 @@ def test_bad_precision_attributes_are_refused(library):
     for attrs, message in bad:
         with pytest.raises(Exception, match=message):
             session(library, sbconv_model(case, stride=1, sampling="chessboard", **attrs))
+    wide = dict(case, w1=np.zeros((6, 7400, 3, 3), np.float32))  # 9 x 7400 x 255 x 127 is past 2^31
+    with pytest.raises(Exception, match="int8 takes at most 7367 input channels a GEMM"):
+        session(library, sbconv_model(wide, stride=1, sampling="chessboard", precision="int8", **good))
 
 
 @pytest.mark.slow
