@@ -15,11 +15,26 @@
 // once per input size), weights are packed once when the kernel is created, and the work runs on the
 // session's intra-op threads in four phases: X to NHWC, the conv (bias, mid and ReLU applied in
 // registers), the transposed conv into an NHWC buffer, and that buffer to NCHW with R and the ReLU.
+//
+// Precision (attribute `precision`: fp32, bf16 or int8; inputs, outputs and weight initializers are fp32 in all):
+// - bf16: X after the prologue, the mid map after mid/mid_relu and both weights (W1 with the mid scale folded in)
+//   are rounded to bf16 (nearest even) and kept as channel pairs; products are summed in fp32 from the bias.
+// - int8: X after the prologue is quantized to u8 by x_scale / x_zero_point, the mid map after mid/mid_relu by
+//   m_scale / m_zero_point (q = clamp(nearbyint(v / scale) + zero, 0, 255)), the weights per output channel to
+//   symmetric s8 here (Gemm::pack); channel quads are summed in s32, starting from -zero x the column's weights
+//   (the zero rows hold the zero point, so borders add 0); then out = fma(acc, scale x weight scale, bias), the
+//   mid affine in fp32 (fma again), ReLU, and the requantization of the mid map.
+// Paths (sbdeploy_kernel_last_isa names the one a kernel took): fp32 on scalar, avx2 or avx512 tiles; bf16 with
+// vdpbf16ps (avx512_bf16) and int8 with vpdpbusd (avx512_vnni) where the CPU has them, and otherwise on the same
+// level's fp32-register tiles (bf16 as exact products summed in the same order, int8 in exact s32 multiplies):
+// every path gives the same numbers (bf16 products of subnormal size aside: vdpbf16ps flushes them to zero).
+// SBDEPLOY_KERNEL_ISA caps the level: avx512_bf16 > avx512_vnni > avx512 > avx2 > scalar.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -58,6 +73,9 @@ void check(OrtStatus* status) {
     }
 }
 
+// The instruction-set levels, each a superset of the one before: SBDEPLOY_KERNEL_ISA names one to cap at.
+const char* const levels[] = {"scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16"};
+
 // The best instruction set this CPU has, capped by SBDEPLOY_KERNEL_ISA.
 sbk::Isa pick_isa() {
     int level = 0;
@@ -65,14 +83,20 @@ sbk::Isa pick_isa() {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = 1;
     if (level == 1 && __builtin_cpu_supports("avx512f")) level = 2;
+    if (level == 2 && __builtin_cpu_supports("avx512vnni")) level = 3;
+    if (level == 3 && __builtin_cpu_supports("avx512bf16")) level = 4;
 #endif
     if (const char* cap = std::getenv("SBDEPLOY_KERNEL_ISA"); cap && *cap) {
-        const std::string name = cap;
-        const int asked = name == "avx512" ? 2 : name == "avx2" ? 1 : name == "scalar" ? 0 : -1;
-        if (asked < 0) throw Error{"SBDEPLOY_KERNEL_ISA must be avx512, avx2 or scalar, not '" + name + "'"};
-        level = std::min(level, asked);
+        const auto asked = std::find(std::begin(levels), std::end(levels), std::string(cap));
+        if (asked == std::end(levels))
+            throw Error{std::string("SBDEPLOY_KERNEL_ISA must be avx512_bf16, avx512_vnni, avx512, avx2 or scalar, "
+                                    "not '") +
+                        cap + "'"};
+        level = std::min(level, static_cast<int>(asked - std::begin(levels)));
     }
 #ifndef SBK_SCALAR_ONLY
+    if (level == 4) return sbk::isa_avx512_bf16();
+    if (level == 3) return sbk::isa_avx512_vnni();
     if (level == 2) return sbk::isa_avx512();
     if (level == 1) return sbk::isa_avx2();
 #endif
@@ -120,30 +144,92 @@ Buffer allocate(size_t floats) {
     return Buffer(static_cast<float*>(p));
 }
 
-// One of the two GEMMs: weights packed as [panel][tap 0..8][kc][nr], zero-padded to whole panels.
+// fp32 to bf16, round to nearest even (as the tiles' to_bf16).
+uint32_t bf16_bits(float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    return (u + 0x7fff + ((u >> 16) & 1)) >> 16;
+}
+
+// Whether the deconv's output parity class (2 * row parity + column parity) gathers through W2's tap t: its
+// neighbour at offset (1 - t / 3, 1 - t % 3) is a sampled position.
+bool gathers(const bool sampled[2][2], int parity, int t) {
+    return sampled[((parity >> 1) + 1 - t / 3) & 1][((parity & 1) + 1 - t % 3) & 1];
+}
+
+// One of the two GEMMs: weights packed as [panel][tap 0..8][kc][nr] words (sbk::Tile), zero-padded to whole
+// panels and words. int8 weights are quantized here: per column, symmetric s8, scale max |w| / 127 (1 where all
+// are zero), w_q = clamp(nearbyint(w / scale), -127, 127).
 struct Gemm {
-    int kc = 0, n = 0, panels = 0;
+    int k = 0, kc = 0, n = 0, panels = 0;  // k input channels in kc words, n output channels
     sbk::Shape shape{};
     Buffer w;
-    std::vector<float> bias;  // panels * nr
+    std::vector<float> bias;   // panels * nr
+    std::vector<float> scale;  // int8: the input's scale x each column's weight scale, panels * nr
+    std::vector<int> start[4];  // int8: the accumulators' start, -zero point x the column's weights over the taps
+                                // gathered (the conv: [0]; the deconv: by output parity class)
+    std::vector<int> tap_sums;  // int8: [tap][col] sums of the s8 weights over k
 
     template <class Weight>
-    void pack(const sbk::Isa& isa, int kc_, int n_, Weight weight, const float* bias_) {
-        kc = kc_;
+    void pack(const sbk::Tiles& tiles, sbk::Precision precision, int k_, int n_, Weight weight, const float* bias_,
+              float in_scale) {
+        k = k_;
         n = n_;
-        shape = n <= isa.narrow.nr ? isa.narrow : isa.wide;
+        const int per = sbk::per_word[precision];
+        kc = (k + per - 1) / per;
+        shape = n <= tiles.narrow.nr ? tiles.narrow : tiles.wide;
         const int nr = shape.nr;
         panels = (n + nr - 1) / nr;
-        w = allocate(static_cast<size_t>(panels) * 9 * kc * nr);
+        const size_t cols = static_cast<size_t>(panels) * nr;
+        std::vector<float> w_scale(cols, 1.f);
+        if (precision == sbk::int8)
+            for (int col = 0; col < n; ++col) {
+                float most = 0.f;
+                for (int t = 0; t < 9; ++t)
+                    for (int c = 0; c < k; ++c) most = std::max(most, std::fabs(weight(t, c, col)));
+                if (most > 0.f) w_scale[col] = most / 127.f;
+            }
+        w = allocate(cols * 9 * kc);
+        uint32_t* words = reinterpret_cast<uint32_t*>(w.get());
+        tap_sums.assign(9 * cols, 0);
         for (int p = 0; p < panels; ++p)
             for (int t = 0; t < 9; ++t)
-                for (int k = 0; k < kc; ++k)
+                for (int kw = 0; kw < kc; ++kw)
                     for (int j = 0; j < nr; ++j) {
                         const int col = p * nr + j;
-                        w[((static_cast<size_t>(p) * 9 + t) * kc + k) * nr + j] = col < n ? weight(t, k, col) : 0.f;
+                        uint32_t word = 0;
+                        for (int e = 0; e < per; ++e) {
+                            const int c = kw * per + e;
+                            const float v = col < n && c < k ? weight(t, c, col) : 0.f;
+                            if (precision == sbk::fp32) {
+                                std::memcpy(&word, &v, 4);
+                            } else if (precision == sbk::bf16) {
+                                word |= bf16_bits(v) << (16 * e);
+                            } else {
+                                const float q_w = std::nearbyint(v / w_scale[col]);
+                                const int q = static_cast<int>(std::clamp(q_w, -127.f, 127.f));
+                                word |= uint32_t(uint8_t(q)) << (8 * e);
+                                tap_sums[t * cols + col] += q;
+                            }
+                        }
+                        words[((static_cast<size_t>(p) * 9 + t) * kc + kw) * nr + j] = word;
                     }
-        bias.assign(static_cast<size_t>(panels) * nr, 0.f);
+        bias.assign(cols, 0.f);
         if (bias_) std::copy(bias_, bias_ + n, bias.begin());
+        if (precision == sbk::int8) {
+            scale.assign(cols, 0.f);
+            for (int col = 0; col < n; ++col) scale[col] = in_scale * w_scale[col];
+        }
+    }
+    // int8: the accumulators' start for a zero point `zero` gathered through the taps `uses(t)` says.
+    template <class Uses>
+    std::vector<int> compensation(int zero, Uses uses) const {
+        const size_t cols = bias.size();
+        std::vector<int> out(cols, 0);
+        for (int t = 0; t < 9; ++t)
+            if (uses(t))
+                for (size_t col = 0; col < cols; ++col) out[col] -= zero * tap_sums[t * cols + col];
+        return out;
     }
     const float* panel(int p) const { return w.get() + static_cast<size_t>(p) * 9 * kc * shape.nr; }
     // Whether all panels stay in the L2 cache (1 MB or less).
@@ -152,12 +238,18 @@ struct Gemm {
 
 struct Kernel {
     int stride = 1, cin = 0, cmid = 0, cout = 0;
+    sbk::Precision precision = sbk::fp32;
+    float x_scale = 1.f, m_scale = 1.f;  // int8: the u8 quantization of the conv's and the deconv's inputs
+    int x_zero = 0, m_zero = 0;
+    int xg = 0;                                   // words an xt row holds: Cin padded to whole words
+    std::vector<float> post_scale, post_shift;    // int8: the mid affine after the rescale (ldz each), or empty
     bool sampled[2][2] = {};
     bool mid_relu = false, out_relu = false, count = false;
     bool in_relu = false;                 // the pre-activation on X: relu(in_scale * x + in_shift), per Cin
     std::vector<float> in_scale, in_shift;  // empty: none
     const char* isa = "";
     sbk::TransposeFn transpose = nullptr;
+    sbk::ConvertFn convert = nullptr;
 
     bool activates() const { return in_relu || !in_scale.empty(); }
     // The pre-activation on `count` NHWC rows of Cin values, as they are copied in (never on the zero row):
@@ -176,15 +268,27 @@ struct Kernel {
 
     std::shared_ptr<const Plan> plan_for(int h, int w) const;
     int ldz() const { return conv.panels * conv.shape.nr; }    // z's row stride: whole conv panels
+    int zg() const { return ldz() / sbk::per_word[precision]; }  // in words
     int ldy() const { return deconv.panels * deconv.shape.nr; }  // and the NHWC output's
 };
 
+// Whether the string attribute `key` is there (then in `out`).
+bool string_attribute(const OrtKernelInfo* info, const char* key, std::string& out) {
+    size_t size = 0;
+    if (OrtStatus* status = api->KernelInfoGetAttribute_string(info, key, nullptr, &size)) {
+        api->ReleaseStatus(status);
+        return false;
+    }
+    if (size == 0) return false;
+    out.assign(size, '\0');
+    check(api->KernelInfoGetAttribute_string(info, key, out.data(), &size));
+    out.resize(std::strlen(out.c_str()));
+    return true;
+}
+
 std::vector<int64_t> sampling_pairs(const OrtKernelInfo* info) {
     size_t size = 0;
-    if (api->KernelInfoGetAttribute_string(info, "sampling", nullptr, &size) == nullptr && size > 0) {
-        std::string name(size, '\0');
-        check(api->KernelInfoGetAttribute_string(info, "sampling", name.data(), &size));
-        name.resize(std::strlen(name.c_str()));
+    if (std::string name; string_attribute(info, "sampling", name)) {
         if (name == "single" || name == "sb1") return {0, 0};
         if (name == "chessboard" || name == "sb2") return {0, 0, 1, 1};
         if (name == "three" || name == "sb3") return {0, 0, 1, 1, 0, 1};
@@ -200,6 +304,15 @@ std::vector<int64_t> sampling_pairs(const OrtKernelInfo* info) {
     std::vector<int64_t> pairs(size);
     check(api->KernelInfoGetAttributeArray_int64(info, "sampling", pairs.data(), &size));
     return pairs;
+}
+
+// Whether the float attribute `name` is there (then in `out`).
+bool float_attribute(const OrtKernelInfo* info, const char* name, float& out) {
+    if (OrtStatus* status = api->KernelInfoGetAttribute_float(info, name, &out)) {
+        api->ReleaseStatus(status);
+        return false;
+    }
+    return true;
 }
 
 int64_t int_attribute(const OrtKernelInfo* info, const char* name, int64_t fallback) {
@@ -239,6 +352,40 @@ const OrtValue* constant_input(const OrtKernelInfo* info, size_t index, const ch
 
 void expect(bool ok, const std::string& message) {
     if (!ok) throw Error{"SBConv: " + message};
+}
+
+// The precision attribute, and int8's quantization of the two GEMMs' inputs (only with int8, and then all four).
+void read_precision(const OrtKernelInfo* info, Kernel& k) {
+    std::string name = "fp32";
+    string_attribute(info, "precision", name);
+    const char* const names[] = {"fp32", "bf16", "int8"};
+    const auto found = std::find(std::begin(names), std::end(names), name);
+    expect(found != std::end(names), "precision must be fp32, bf16 or int8, not '" + name + "'");
+    k.precision = static_cast<sbk::Precision>(found - std::begin(names));
+    const char* const keys[] = {"x_scale", "x_zero_point", "m_scale", "m_zero_point"};
+    float scales[2];
+    int64_t zeros[2];
+    int given = 0;
+    for (int i = 0; i < 2; ++i) {
+        given += float_attribute(info, keys[2 * i], scales[i]);
+        zeros[i] = int_attribute(info, keys[2 * i + 1], INT64_MIN);
+        given += zeros[i] != INT64_MIN;
+    }
+    if (k.precision != sbk::int8) {
+        expect(given == 0, "x_scale, x_zero_point, m_scale and m_zero_point are for precision int8 only, not " + name);
+        return;
+    }
+    expect(given == 4, "precision int8 needs x_scale, x_zero_point, m_scale and m_zero_point");
+    for (int i = 0; i < 2; ++i) {
+        expect(std::isfinite(scales[i]) && scales[i] > 0.f,
+               std::string(keys[2 * i]) + " must be a positive finite number, got " + std::to_string(scales[i]));
+        expect(zeros[i] >= 0 && zeros[i] <= 255,
+               std::string(keys[2 * i + 1]) + " must be in 0..255, got " + std::to_string(zeros[i]));
+    }
+    k.x_scale = scales[0];
+    k.m_scale = scales[1];
+    k.x_zero = static_cast<int>(zeros[0]);
+    k.m_zero = static_cast<int>(zeros[1]);
 }
 
 Kernel* create(const OrtKernelInfo* info) {
@@ -299,21 +446,43 @@ Kernel* create(const OrtKernelInfo* info) {
     expect(k.in_scale.empty() || (k.in_scale.size() == size_t(k.cin) && k.in_shift.size() == size_t(k.cin)),
            "in_scale and in_shift need Cin=" + std::to_string(k.cin) + " values each");
 
+    read_precision(info, k);
+    // int8 sums up to 9 x C products of 255 x 127 (and its compensation as much) in s32.
+    const int64_t widest_sum = int64_t(9) * 255 * 127 * std::max(k.cin, k.cmid);
+    expect(k.precision != sbk::int8 || widest_sum < INT_MAX,
+           "int8 takes at most " + std::to_string(INT_MAX / (9 * 255 * 127)) +
+               " input channels a GEMM (s32 sums), got " + std::to_string(std::max(k.cin, k.cmid)));
     const sbk::Isa isa = pick_isa();
-    k.isa = isa.name;
+    const sbk::Tiles& tiles = isa.tiles[k.precision];
+    k.isa = tiles.name;
     k.transpose = isa.transpose;
+    k.convert = isa.convert;
     k.count = counting();
-    // The mid affine is folded into W1's columns and the conv bias: scale * (W1 x + b1) + shift.
+    k.xg = (k.cin + sbk::per_word[k.precision] - 1) / sbk::per_word[k.precision];
+    // The mid affine is folded into W1's columns and the conv bias: scale * (W1 x + b1) + shift; int8 quantizes
+    // W1 as it is and applies the affine after its rescale.
+    const bool fold = !scale.empty() && k.precision != sbk::int8;
     std::vector<float> conv_bias(k.cmid);
-    for (int m = 0; m < k.cmid; ++m)
-        conv_bias[m] = scale.empty() ? (b1 ? b1[m] : 0.f) : scale[m] * (b1 ? b1[m] : 0.f) + shift[m];
+    for (int m = 0; m < k.cmid; ++m) conv_bias[m] = fold ? scale[m] * (b1 ? b1[m] : 0.f) + shift[m] : b1 ? b1[m] : 0.f;
     const int cin = k.cin, cout = k.cout;
     k.conv.pack(
-        isa, k.cin, k.cmid,
-        [&](int t, int c, int m) { return w1.data[(size_t(m) * cin + c) * 9 + t] * (scale.empty() ? 1.f : scale[m]); },
-        conv_bias.data());
-    k.deconv.pack(
-        isa, k.cmid, k.cout, [&](int t, int m, int o) { return w2.data[(size_t(m) * cout + o) * 9 + t]; }, b2);
+        tiles, k.precision, k.cin, k.cmid,
+        [&](int t, int c, int m) { return w1.data[(size_t(m) * cin + c) * 9 + t] * (fold ? scale[m] : 1.f); },
+        conv_bias.data(), k.x_scale);
+    const auto w2_at = [&](int t, int m, int o) { return w2.data[(size_t(m) * cout + o) * 9 + t]; };
+    k.deconv.pack(tiles, k.precision, k.cmid, k.cout, w2_at, b2, k.m_scale);
+    if (k.precision == sbk::int8) {
+        if (!scale.empty()) {
+            k.post_scale.assign(k.ldz(), 0.f);
+            k.post_shift.assign(k.ldz(), 0.f);
+            std::copy(scale.begin(), scale.end(), k.post_scale.begin());
+            std::copy(shift.begin(), shift.end(), k.post_shift.begin());
+        }
+        k.conv.start[0] = k.conv.compensation(k.x_zero, [](int) { return true; });
+        for (int parity = 0; parity < 4; ++parity)
+            k.deconv.start[parity] =
+                k.deconv.compensation(k.m_zero, [&](int t) { return gathers(k.sampled, parity, t); });
+    }
     last_isa = k.isa;
     return kernel.release();
 }
@@ -340,7 +509,7 @@ struct Plan {
         size_t at;               // its [taps][rows] offsets start at conv_at[at] or gather_at[at]
     };
     std::vector<Block> tiles;        // the conv's, over the sampled positions
-    std::vector<int> conv_at;        // offsets in an image's xt
+    std::vector<int> conv_at;        // offsets in an image's xt (words)
     struct Band {
         size_t first, last;  // its blocks
         int p0, p1;          // its output positions
@@ -350,7 +519,7 @@ struct Plan {
     std::vector<Block> blocks;       // the deconv's, by band, then output parity class
     std::vector<int> class_rows[4];  // output positions of each parity class
     std::vector<int> class_taps[4];  // the taps (0..8) each class gathers
-    std::vector<int> gather_at;      // offsets in an image's z
+    std::vector<int> gather_at;      // offsets in an image's z (words)
 
     Plan(const Kernel& kernel, int h_, int w_);
 };
@@ -367,7 +536,7 @@ Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
                 row_of[i * wo + j] = m++;
                 positions.push_back(i * wo + j);
             }
-    const int xt_zero = h * w * k->cin;
+    const int xt_zero = h * w * k->xg;
     for (auto [row0, rows] : blocks_of(m, k->conv.shape.mr)) {
         tiles.push_back({0, row0, rows, conv_at.size()});
         conv_at.resize(conv_at.size() + 9 * rows, xt_zero);
@@ -376,19 +545,16 @@ Plan::Plan(const Kernel& kernel, int h_, int w_) : h(h_), w(w_) {
             for (int t = 0; t < 9; ++t) {
                 const int yi = i * k->stride + t / 3 - 1, xj = j * k->stride + t % 3 - 1;
                 if (yi >= 0 && yi < h && xj >= 0 && xj < w)
-                    conv_at[tiles.back().at + t * rows + r] = (yi * w + xj) * k->cin;
+                    conv_at[tiles.back().at + t * rows + r] = (yi * w + xj) * k->xg;
             }
         }
     }
     // Output p gathers z[q] for q = p + d with q sampled, through W2's tap (1 - d): y = sum W2^T z.
-    const int ldz = k->ldz(), z_zero = m * ldz;
+    const int ldz = k->zg(), z_zero = m * ldz;
     for (int parity = 0; parity < 4; ++parity) {
         const int pi = parity >> 1, pj = parity & 1;
-        std::vector<int>& taps = class_taps[parity];
-        for (int t = 0; t < 9; ++t) {
-            const int di = 1 - t / 3, dj = 1 - t % 3;
-            if (k->sampled[(pi + di) & 1][(pj + dj) & 1]) taps.push_back(t);
-        }
+        for (int t = 0; t < 9; ++t)
+            if (gathers(k->sampled, parity, t)) class_taps[parity].push_back(t);
         std::vector<int>& outputs = class_rows[parity];
         for (int i = pi; i < ho; i += 2)
             for (int j = pj; j < wo; j += 2) outputs.push_back(i * wo + j);
@@ -490,7 +656,9 @@ struct Run {
     const float* x;
     const float* residual;
     float* y;
-    Buffer xt, z, yt;  // NHWC input (and a zero row), the sampled conv outputs [m][ldz] (and a zero row), NHWC output
+    // NHWC input (and a zero row) and the sampled conv outputs [m][ldz] (and a zero row), in the kernel's
+    // precision; the NHWC output in fp32. Sizes in words.
+    Buffer xt, z, yt;
     size_t xt_image, z_image, yt_image;
     Split conv_split, deconv_split;
 
@@ -501,10 +669,16 @@ struct Run {
         const size_t plane = static_cast<size_t>(p->h) * p->w, image = task / chunks(plane);
         const size_t p0 = task % chunks(plane) * chunk;
         const int cols = static_cast<int>(std::min<size_t>(chunk, plane - p0));
-        float* dst = xt.get() + image * xt_image + p0 * k->cin;
+        thread_local std::vector<float> staging;  // bf16 and int8: the fp32 rows before their conversion
+        if (k->precision != sbk::fp32) staging.resize(static_cast<size_t>(cols) * k->cin);
+        float* words = xt.get() + image * xt_image + p0 * k->xg;
+        float* dst = k->precision == sbk::fp32 ? words : staging.data();
         k->transpose({x + image * k->cin * plane + p0, static_cast<long>(plane), dst, k->cin, k->cin, cols, nullptr,
                       false});
         if (k->activates()) k->activate(dst, static_cast<size_t>(cols));
+        if (k->precision != sbk::fp32)
+            k->convert({dst, cols, k->cin, words, k->xg * sbk::per_word[k->precision], k->precision, k->x_scale,
+                        k->x_zero});
     }
 
     // Output positions [p0, p1) of an image to NCHW, with the residual added and the ReLU applied on the way.
@@ -520,20 +694,33 @@ struct Run {
         output(task / chunks(plane), static_cast<int>(p0), static_cast<int>(std::min(plane, p0 + chunk)));
     }
 
+    // A tile's arguments for panel `panel` of g, inputs from `base`, output to `c` (ldc elements a row).
+    sbk::Tile tile_of(const Gemm& g, int panel, const float* base, const int* at, const int* taps, int ntaps,
+                      int parity, void* c, const int* c_rows, long ldc, bool relu, bool post) const {
+        const size_t col = static_cast<size_t>(panel) * g.shape.nr;
+        const bool int8 = k->precision == sbk::int8;
+        post = post && !k->post_scale.empty();
+        return {base, at, g.panel(panel), taps, ntaps, g.kc, g.bias.data() + col,
+                int8 ? g.start[parity].data() + col : nullptr, int8 ? g.scale.data() + col : nullptr,
+                post ? k->post_scale.data() + col : nullptr, post ? k->post_shift.data() + col : nullptr,
+                c, c_rows, ldc, relu, k->m_scale, k->m_zero};
+    }
+
     void conv(size_t task) {
         const Gemm& g = k->conv;
-        const int nr = g.shape.nr, ldz = k->ldz();
+        const int nr = g.shape.nr, ldz = k->ldz(), bytes = 4 / sbk::per_word[k->precision];  // of a z element
         static const int all_taps[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
         for (size_t unit = conv_split.first(task); unit < conv_split.last(task); ++unit)
             for (int panel = conv_split.first_panel(task); panel < conv_split.last_panel(task); ++panel) {
                 const int image = static_cast<int>(unit / p->tiles.size());
                 const Plan::Block& tile = p->tiles[unit % p->tiles.size()];
-                float* out = z.get() + image * z_image + static_cast<size_t>(tile.row0) * ldz + panel * nr;
-                g.shape.fn[tile.rows]({xt.get() + image * xt_image, p->conv_at.data() + tile.at, g.panel(panel),
-                                       all_taps, 9, g.kc, g.bias.data() + panel * nr, out, nullptr, ldz, k->mid_relu});
+                char* out = reinterpret_cast<char*>(z.get() + image * z_image) +
+                            (static_cast<size_t>(tile.row0) * ldz + panel * nr) * bytes;
+                g.shape.fn_q[tile.rows](tile_of(g, panel, xt.get() + image * xt_image, p->conv_at.data() + tile.at,
+                                                all_taps, 9, 0, out, nullptr, ldz, k->mid_relu, true));
                 if (k->count) {
                     const int cols = std::min(nr, g.n - panel * nr);
-                    mac_count.fetch_add(uint64_t(tile.rows) * 9 * g.kc * cols, std::memory_order_relaxed);
+                    mac_count.fetch_add(uint64_t(tile.rows) * 9 * g.k * cols, std::memory_order_relaxed);
                 }
             }
     }
@@ -550,13 +737,14 @@ struct Run {
                     const Plan::Block& block = p->blocks[b];
                     const std::vector<int>& taps = p->class_taps[block.parity];
                     const int ntaps = static_cast<int>(taps.size());
-                    g.shape.fn[block.rows]({z.get() + image * z_image, p->gather_at.data() + block.at,
-                                            g.panel(panel), taps.data(), ntaps, g.kc, g.bias.data() + panel * nr,
-                                            yt.get() + image * yt_image + panel * nr,
-                                            p->class_rows[block.parity].data() + block.row0, k->ldy(), false});
+                    g.shape.fn[block.rows](tile_of(g, panel, z.get() + image * z_image, p->gather_at.data() + block.at,
+                                                   taps.data(), ntaps, block.parity,
+                                                   yt.get() + image * yt_image + panel * nr,
+                                                   p->class_rows[block.parity].data() + block.row0, k->ldy(), false,
+                                                   false));
                     if (k->count) {
                         const int cols = std::min(nr, g.n - panel * nr);
-                        mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.kc * cols, std::memory_order_relaxed);
+                        mac_count.fetch_add(uint64_t(block.rows) * ntaps * g.k * cols, std::memory_order_relaxed);
                     }
                 }
             if (p->fused) output(image, band.p0, band.p1);
@@ -566,8 +754,8 @@ struct Run {
     // Buffers for `images` at a time: as many as keep them within the L2 cache (or within the weights' size,
     // when the weights are the larger), so each image's data stays in cache from phase to phase.
     int prepare() {
-        xt_image = static_cast<size_t>(p->h) * p->w * k->cin + k->cin;
-        z_image = static_cast<size_t>(p->m + 1) * k->ldz();
+        xt_image = static_cast<size_t>(p->h) * p->w * k->xg + k->xg;
+        z_image = static_cast<size_t>(p->m + 1) * k->zg();
         yt_image = static_cast<size_t>(p->ho) * p->wo * k->ldy();
         const size_t weights = size_t(9) * (k->conv.kc * k->ldz() + k->deconv.kc * k->ldy());
         const size_t budget = std::max<size_t>(size_t(1) << 18, weights);  // floats: 1 MB at least
@@ -575,9 +763,11 @@ struct Run {
         xt = allocate(images * xt_image);
         z = allocate(images * z_image);
         yt = allocate(images * yt_image);
+        // The zero rows hold 0 (fp32, bf16) or the zero point (int8: u8 values that stand for 0).
+        const bool int8 = k->precision == sbk::int8;
         for (int image = 0; image < images; ++image) {
-            std::fill_n(xt.get() + image * xt_image + xt_image - k->cin, k->cin, 0.f);
-            std::fill_n(z.get() + image * z_image + z_image - k->ldz(), k->ldz(), 0.f);
+            std::memset(xt.get() + image * xt_image + xt_image - k->xg, int8 ? k->x_zero : 0, 4 * k->xg);
+            std::memset(z.get() + image * z_image + z_image - k->zg(), int8 ? k->m_zero : 0, 4 * k->zg());
         }
         return images;
     }

@@ -4,5 +4,11 @@
 #include "tile.h"
 
 sbk::Isa sbk::isa_scalar() {
-    return {"scalar", sbk_scalar::shape<4, 2>(), sbk_scalar::shape<8, 1>(), sbk_scalar::transpose};
+    using namespace sbk_scalar;
+    return {"scalar",
+            {{"scalar", shape<F32, 4, 2>(), shape<F32, 8, 1>()},
+             {"scalar", shape<BF16, 4, 2>(), shape<BF16, 8, 1>()},
+             {"scalar", shape<I8, 4, 2>(), shape<I8, 8, 1>()}},
+            transpose,
+            convert};
 }

@@ -103,13 +103,14 @@ compile() { # unit, extra flags...
     "$CXX" "${FLAGS[@]}" "$@" -c "csrc/$unit.cc" -o "$OBJ/$unit.o" 2>"$OBJ/$unit.log"
 }
 if [ "$(uname -m)" = x86_64 ]; then
-    units=(sbconv tile_scalar tile_avx2 tile_avx512)
-    paths="avx512, avx2 and scalar paths"
+    units=(sbconv tile_scalar tile_avx2 tile_avx512 tile_avx512_vnni tile_avx512_bf16)
+    paths="avx512_bf16, avx512_vnni, avx512, avx2 and scalar paths"
     compile sbconv &
     compile tile_scalar &
-    wait
     compile tile_avx2 -mavx2 -mfma &
     compile tile_avx512 -mavx512f -mfma &
+    compile tile_avx512_vnni -mavx512f -mfma -mavx512vnni &
+    compile tile_avx512_bf16 -mavx512f -mfma -mavx512bf16 &
     wait
 else
     units=(sbconv tile_scalar)

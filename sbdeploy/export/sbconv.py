@@ -4,7 +4,8 @@ The node's contract is the kernel library's (``csrc/sbconv.cc``): inputs X, W1, 
 layout), b2 and an optional residual R; attributes ``stride``, ``sampling`` (a name) and ``mid_relu`` as the
 exporter writes them; the ``fuse_sb`` pass then adds R, ``relu`` and the pre-activation ``in_scale``,
 ``in_shift``, ``in_relu`` (the kernel also takes ``mid_scale``/``mid_shift``, which export never needs: a mid BN
-is folded into W1 and b1). :data:`TRANSLATIONS` is the exporter's ``custom_translation_table``.
+is folded into W1 and b1). ``precision`` (fp32, bf16, int8) and int8's ``x_scale``, ``x_zero_point``, ``m_scale``,
+``m_zero_point`` choose the kernel's arithmetic; inputs, outputs and initializers stay fp32. :data:`TRANSLATIONS` is the exporter's ``custom_translation_table``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ SCHEMA = OpSchema(
         OpSchema.Attribute("sampling", OpSchema.AttrType.STRING, "the sampling set's name"),
         OpSchema.Attribute("mid_relu", OpSchema.AttrType.INT, "ReLU between conv and deconv"),
         OpSchema.Attribute("relu", OpSchema.AttrType.INT, "ReLU on the output (after R)"),
+        OpSchema.Attribute("precision", OpSchema.AttrType.STRING, "fp32 (default), bf16 or int8", required=False),
+        OpSchema.Attribute("x_scale", OpSchema.AttrType.FLOAT, "int8: conv input's u8 scale", required=False),
+        OpSchema.Attribute("x_zero_point", OpSchema.AttrType.INT, "int8: its zero point, 0..255", required=False),
+        OpSchema.Attribute("m_scale", OpSchema.AttrType.FLOAT, "int8: the sampled mid map's u8 scale", required=False),
+        OpSchema.Attribute("m_zero_point", OpSchema.AttrType.INT, "int8: its zero point, 0..255", required=False),
     ],
 )
 """The node as onnxscript writes it (the library checks every node again when a session is made)."""

@@ -25,20 +25,11 @@ from sbdeploy.kernels import DOMAIN, library_path
 from sbdeploy.nn.lowering import sb_reference
 from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import SpatialBottleneck
-from tests.conftest import kernel_library
 
 # fp32 against float64: |diff| <= TOL * (1 + max |reference|); sums here have at most 9 * 176 terms.
 TOL = 2e-5
-ISAS = ("scalar", "avx2", "avx512")
-
-
-@pytest.fixture(scope="module")
-def library() -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(kernel_library()))  # the same loaded object ONNX Runtime registers: counters are shared
-    lib.sbdeploy_kernel_macs.restype = ctypes.c_uint64
-    lib.sbdeploy_kernel_last_isa.restype = ctypes.c_char_p
-    lib.sbdeploy_kernel_isa.restype = ctypes.c_char_p
-    return lib
+LEVELS = ("scalar", "avx2", "avx512", "avx512_vnni", "avx512_bf16")  # SBDEPLOY_KERNEL_ISA's caps, lowest first
+ISAS = LEVELS[:3]  # the fp32 paths (the levels above add native bf16 and int8 tiles)
 
 
 def best_isa(lib: ctypes.CDLL, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -151,7 +142,7 @@ def test_matches_reference(library, sampling, stride):
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_each_instruction_set(library, monkeypatch, isa):
-    if ISAS.index(isa) > ISAS.index(best_isa(library, monkeypatch)):
+    if LEVELS.index(isa) > LEVELS.index(best_isa(library, monkeypatch)):
         pytest.skip(f"this CPU has no {isa}")
     monkeypatch.setenv("SBDEPLOY_KERNEL_ISA", isa)
     # Cmid and Cout of 40 take the wide tiles of every path, and leave a part panel; Cin of 19 takes the
@@ -259,7 +250,7 @@ def test_weights_must_be_constant(library):
 @pytest.mark.parametrize("isa", ISAS)
 def test_cross_product(library, monkeypatch, isa):
     """Every sampling set, stride, even and odd size, batch 1 and 3, threads 1 and 2, on one path."""
-    if ISAS.index(isa) > ISAS.index(best_isa(library, monkeypatch)):
+    if LEVELS.index(isa) > LEVELS.index(best_isa(library, monkeypatch)):
         pytest.skip(f"this CPU has no {isa}")
     monkeypatch.setenv("SBDEPLOY_KERNEL_ISA", isa)
     for (cin, cmid, cout), mid in [((4, 16, 16), True), ((3, 33, 20), False)]:
