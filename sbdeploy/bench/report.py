@@ -302,6 +302,10 @@ def judged(
         flags = list(machine.get((FASTEST if fastest else r.backend, r.batch), ()))
         flags += latency_flags(r.stats, limits, paired=pairing(r, r.model) in paired)
         if r.speedup is not None:
-            flags += speedup_flags(r.speedup, r.speedup_interval, r.mac_ratio, limits, r.speedup_halves)
+            base = index[pairing(r, r.baseline)]
+            # the MAC ratio bounds a speedup only between files one engine runs in one precision
+            alike = (base.backend, base.precision) == (r.backend, r.precision)
+            ratio = r.mac_ratio if alike else None
+            flags += speedup_flags(r.speedup, r.speedup_interval, ratio, limits, r.speedup_halves)
         out.append(dataclasses.replace(r, flags=tuple(flags)))
     return out

@@ -400,3 +400,14 @@ def test_fastest_files_pair_across_engines_and_say_which_file_to_ship() -> None:
     )
     busy = judged([base, sb], [group(load=6.0, backend=FASTEST)], fastest=True)  # its own group's machine flags
     assert all(any(f.kind == "load" for f in r.flags) for r in busy)
+
+
+def test_across_engines_a_speedup_beyond_the_mac_ratio_is_not_flagged_impossible() -> None:
+    base = dataclasses.replace(rows()[0], backend="ov-cpu", precision="bf16")
+    sb = dataclasses.replace(rows()[1], stats=stats(0.8), speedup_low=2.45, speedup_high=2.55)  # 2.5x at MAC ratio 0.5
+    across = judged([base, sb], [group(backend=FASTEST)], fastest=True)[1]
+    assert across.speedup == 2.5 and not any(f.kind == "efficiency" for f in across.flags)
+    alike = judged(
+        [dataclasses.replace(base, backend="ort-cpu", precision="fp32"), sb], [group(backend=FASTEST)], fastest=True
+    )[1]
+    assert any(f.kind == "efficiency" for f in alike.flags)  # one engine, one precision: the MAC ratio bounds it
