@@ -175,7 +175,7 @@ class Target:
             return self if precision in FUSED_COMPUTES else self.with_variant(None)
         if self.variant is None and self.fused is not None and kernels_built and precision in FUSED_COMPUTES:
             return self.with_variant(self.fused)
-        if precision in FUSED_PRECISIONS and precision in self.precisions:
+        if precision in FUSED_PRECISIONS and precision in self.precisions and self.fused is not None:
             raise ConfigError(
                 f"{precision} on {self.name} is computed by the fused SB kernel: its form is --target "
                 f"{self.name}:{self.fused}, the rule's where sbdeploy's kernel library is built (bash scripts/build_kernels.sh; "
