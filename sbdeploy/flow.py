@@ -474,8 +474,13 @@ class ExportOptions:
     variants: tuple[str, ...] | None = None  # the variants tuning tries besides the target's form (None: all)
 
     def __post_init__(self) -> None:
-        if "fp16" in self.precisions and "int8" in self.precisions:
-            raise ConfigError("--fp16 and --int8 each write one artifact; give one of them")
+        if len(self.precisions) > 2:
+            raise ConfigError("--fp16, --int8 and --bf16 each ask for one artifact; give one of them")
+        if "bf16" in self.precisions and not self.tune:
+            raise ConfigError(
+                "--bf16 is OpenVINO's run-time hint on the fp32 file: export without it, or add --tune --target ov-cpu "
+                "to choose the file's form by bf16 timings"
+            )
         check_calibration(self.precisions, self.calibration)
         if self.tune and "int8" in self.precisions:
             raise ConfigError(

@@ -74,7 +74,7 @@ def _render_tuning(tuning) -> None:  # noqa: ANN001  (TuneResult)
     table = new_table(title, columns, ("stage", "form", "session settings"))
     for t in tuning.times:
         form = f"[bold]{t.candidate.lowering} (chosen)[/]" if tuning.is_chosen(t) else t.candidate.lowering
-        table.add_row(t.stage, form, t.candidate.settings.describe(), *t.cells())
+        table.add_row(t.stage, form, t.candidate.describe_settings(), *t.cells())
     console.print(table)
     for stage in tuning.stages:
         line(stage.describe())
@@ -91,12 +91,20 @@ def export(
     input_size: opt.InputSize = None,
     target: Annotated[
         str | None,
-        typer.Option(help="Deploy target: grouped (the canonical form, default), separate, ort-cpu, ort-cuda or trt."),
+        typer.Option(
+            help="Deploy target: grouped (the canonical form, default), separate, ort-cpu, ov-cpu, ort-cuda or trt."
+        ),
     ] = None,
     lowering: opt.OldLowering = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Write the fp16 artifact (fp32 inputs and outputs).")] = False,
     int8: Annotated[
         bool, typer.Option("--int8", help="Write the int8 artifact, the target's recipe (fp32 inputs and outputs).")
+    ] = False,
+    bf16: Annotated[
+        bool,
+        typer.Option(
+            "--bf16", help="--tune on ov-cpu: time the forms in bf16 (OpenVINO's hint); writes the fp32 file."
+        ),
     ] = False,
     calibration: opt.Calibration = None,
     passes: Annotated[str | None, typer.Option(help="Comma-separated passes; default: the target's.")] = None,
@@ -108,8 +116,8 @@ def export(
         bool,
         typer.Option(
             "--tune",
-            help="Time every candidate form and ONNX Runtime session setting of the target (default with --tune: "
-            "ort-cpu) for this model, batch and thread count on this machine; write the fastest.",
+            help="Time every candidate form (and ONNX Runtime session setting) of the target (default with --tune: "
+            "ort-cpu; or ov-cpu) for this model, batch and thread count on this machine; write the fastest.",
         ),
     ] = False,
     threads: Annotated[
@@ -126,7 +134,7 @@ def export(
 
     options = ExportOptions(
         target=opt.target_flags(target, lowering),
-        precisions=requested_precisions(fp16, int8),
+        precisions=requested_precisions(fp16, int8, bf16),
         batch=opt.parse_batch(batch),
         input_size=opt.parse_size(input_size),
         opset=opset,
