@@ -43,8 +43,8 @@ class TritonOptions:
     onnx_device: str = "cpu"  # instance kind of ONNX models, cpu or gpu (engines always run on GPU)
     onnx_trt_fp16: bool = False  # fp16 ONNX models: TensorRT accelerator in FP16 (implies GPU instances)
     onnx_backend: str | None = None  # onnxruntime or openvino (None: openvino for ov-cpu files, else onnxruntime)
-    threads: int | None = None  # openvino: INFERENCE_NUM_THREADS per instance (None: the CPUs this process may use)
-    bf16: bool = False  # openvino: the fp32 file run with OpenVINO's bf16 hint (HINT_BF16), as ov-cpu's bf16 rows
+    threads: int | None = None  # openvino models: INFERENCE_NUM_THREADS per instance (None: the CPUs here)
+    bf16: bool = False  # openvino models: the fp32 file run with OpenVINO's bf16 hint (HINT_BF16), as ov-cpu's bf16
 
     def __post_init__(self) -> None:
         if self.max_batch is not None and self.max_batch < 0:
@@ -72,13 +72,7 @@ def serving_backend(file: DeployFile, options: TritonOptions) -> str:
     if file.kind != "onnx":
         return PLATFORMS[file.kind]
     backend = options.onnx_backend or (OPENVINO if file.target == "ov-cpu" else "onnxruntime")
-    if backend == OPENVINO:
-        return OPENVINO
-    if options.bf16 or options.threads is not None:
-        raise ConfigError(
-            f"{file.name}: --bf16 and --threads set Triton's openvino backend: add --onnx-backend openvino"
-        )
-    return PLATFORMS["onnx"]
+    return OPENVINO if backend == OPENVINO else PLATFORMS["onnx"]
 
 
 def openvino_parameters(file: DeployFile, options: TritonOptions, max_batch: int) -> tuple[dict[str, str], list[str]]:

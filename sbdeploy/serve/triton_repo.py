@@ -71,6 +71,10 @@ def write_triton_repo(
     validated_with, not_validated = validator()
     planned: list[tuple[DeployFile, TritonModel]] = []
     backends = [serving_backend(f, options) for f in files]
+    if (options.bf16 or options.threads is not None) and OPENVINO not in backends:
+        raise ConfigError(
+            "--bf16 and --threads set Triton's openvino backend, which serves none of these: add --onnx-backend openvino"
+        )
     fused = [f.uses_kernels and b != OPENVINO for f, b in zip(files, backends)]  # openvino refuses them, in one line
     library = kernels.library_path() if any(fused) else None  # refused here when not built
     for file, backend, model_name, needs_library in zip(files, backends, names, fused):

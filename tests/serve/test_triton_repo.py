@@ -332,6 +332,14 @@ def config_text(model) -> str:
     return (model.folder / "config.pbtxt").read_text()
 
 
+def test_a_mixed_repository_sets_openvino_options_on_its_openvino_models_only(ov_file: Path, tmp_path: Path) -> None:
+    plain = tiny_onnx(tmp_path / "plain.onnx")  # no target: ONNX Runtime
+    repo = write_triton_repo([plain, ov_file], tmp_path / "repo", names=["ort", "ov"], options=TritonOptions(bf16=True))
+    ort, ov = (parse(m.folder) for m in repo.models)
+    assert (ort.platform, ort.backend, dict(ort.parameters)) == ("onnxruntime_onnx", "", {})
+    assert ov.backend == "openvino" and _parameters(ov)["HINT_BF16"] == "YES"
+
+
 def test_the_openvino_backend_reads_the_copied_file(ov_file: Path, tmp_path: Path) -> None:
     pytest.importorskip("openvino", reason="OpenVINO absent: pip install sbdeploy[openvino]")
     from sbdeploy.backends.openvino import OpenVinoRunner
@@ -378,7 +386,7 @@ def test_what_the_openvino_backend_cannot_serve_is_refused(tmp_path: Path) -> No
             tmp_path / "repo",
             options=TritonOptions(onnx_backend="openvino", bf16=True),
         )
-    with pytest.raises(ConfigError, match="add --onnx-backend openvino"):
+    with pytest.raises(ConfigError, match="serves none of these: add --onnx-backend openvino"):
         write_triton_repo([plain], tmp_path / "repo", options=TritonOptions(bf16=True))
     for bad, match in (
         ({"onnx_backend": "openvino", "onnx_device": "gpu"}, "CPU instances only"),
