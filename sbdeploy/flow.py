@@ -475,11 +475,12 @@ class ExportOptions:
 
     def __post_init__(self) -> None:
         if len(self.precisions) > 2:
-            raise ConfigError("--fp16, --int8 and --bf16 each ask for one artifact; give one of them")
-        if "bf16" in self.precisions and not self.tune:
+            raise ConfigError("--fp16, --int8 and --bf16 each write one artifact; give one of them")
+        run_time = "bf16" in self.precisions and "bf16" in RUN_PRECISIONS.get(self.deploy_target.partition(":")[0], ())
+        if run_time and not self.tune:  # with --tune: the fp32 file, its form chosen by bf16 runs
             raise ConfigError(
-                "--bf16 is OpenVINO's run-time hint on the fp32 file: export without it, or add --tune --target ov-cpu "
-                "to choose the file's form by bf16 timings"
+                f"bf16 on {self.deploy_target} is a run-time setting of its fp32 file: export without --bf16, then "
+                "validate, bench or serve that file with --bf16 (or add --tune to choose its form by bf16 timings)"
             )
         check_calibration(self.precisions, self.calibration)
         if self.tune and "int8" in self.precisions:

@@ -303,10 +303,11 @@ def test_ov_cpu_refusals(tiny_sb, tmp_path: Path) -> None:  # noqa: ANN001
     out = {"fp32": tmp_path / "x.onnx"}
     with pytest.raises(ConfigError, match="has no forms \\['fused'\\]"):  # OpenVINO cannot run the fused op
         tune_export(tiny_sb, out, target="ov-cpu", batch=1, options=TuneOptions(variants=("fused",)))
-    with pytest.raises(ConfigError, match="offers fp32, fp16, int8, not 'bf16'"):
-        tune_export(tiny_sb, {"bf16": out["fp32"]}, target="ort-cpu", batch=1)
-    with pytest.raises(ConfigError, match="run-time hint on the fp32 file"):
+    with pytest.raises(ConfigError, match="target ov-cpu offers fp32, bf16, int8, not 'fp16'"):
+        tune_export(tiny_sb, {"fp16": out["fp32"]}, target="ov-cpu", batch=1)
+    with pytest.raises(ConfigError, match="run-time setting of its fp32 file"):
         ExportOptions(target="ov-cpu", precisions=("fp32", "bf16"), batch=1)
+    assert ExportOptions(target="ov-cpu", precisions=("fp32", "bf16"), batch=1, tune=True).precisions[-1] == "bf16"
     with pytest.raises(ConfigError, match="give one of them"):
         ExportOptions(target="ov-cpu", precisions=("fp32", "int8", "bf16"), batch=1, tune=True)
     assert not out["fp32"].exists()

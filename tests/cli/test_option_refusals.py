@@ -3,8 +3,8 @@
 Each row is a command line whose options cannot all be honoured (a tuned pipeline whose int8
 file would keep the rule's form; ``--tune-budget`` without ``--tune``; ``--tune`` on a target
 with one form; a form variant where only ``export`` writes one; ``--int8`` on given files, or on
-a checkpoint with no dataset to judge int8 on; ``export --bf16``, a run-time hint, without ``--tune`` or on a
-target without bf16), each said in one sentence naming what to do.
+a checkpoint with no dataset to judge int8 on; ``export --bf16`` on ov-cpu, a run-time hint, without ``--tune``;
+a precision ov-cpu does not offer), each said in one sentence naming what to do.
 """
 
 from __future__ import annotations
@@ -66,11 +66,11 @@ ROWS = {
     ),
     "export --bf16 without --tune": (
         ["export", "{ckpt}", "-o", "{out}/m.onnx", "--target", "ov-cpu", "--batch", "1", "--bf16"],
-        "run-time hint on the fp32 file",
+        "run-time setting of its fp32 file",
     ),
-    "export --tune --bf16 on ort-cpu": (
-        ["export", "{ckpt}", "-o", "{out}/m.onnx", "--target", "ort-cpu", "--batch", "1", "--tune", "--bf16"],
-        "offers fp32, fp16, int8, not 'bf16'",
+    "export --tune --fp16 on ov-cpu": (
+        ["export", "{ckpt}", "-o", "{out}/m.onnx", "--target", "ov-cpu", "--batch", "1", "--tune", "--fp16"],
+        "offers fp32, bf16, int8, not 'fp16'",
     ),
     "bench files --int8": (
         ["bench", "-m", "{onnx}", "--int8", "--report", "{out}"],
