@@ -484,16 +484,17 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if len(self.precisions) > 2:
             raise ConfigError("--fp16, --int8 and --bf16 each write one artifact; give one of them")
-        if "bf16" in self.precisions and "bf16" in RUN_PRECISIONS.get(self.deploy_target.partition(":")[0], ()):
+        run_time = "bf16" in self.precisions and "bf16" in RUN_PRECISIONS.get(self.deploy_target.partition(":")[0], ())
+        if run_time and not self.tune:  # with --tune: the fp32 file, its form chosen by bf16 runs
             raise ConfigError(
                 f"bf16 on {self.deploy_target} is a run-time setting of its fp32 file: export without --bf16, then "
-                "validate, bench or serve that file with --bf16"
+                "validate, bench or serve that file with --bf16 (or add --tune to choose its form by bf16 timings)"
             )
         check_calibration(self.precisions, self.calibration)
-        if self.tune and ("int8" in self.precisions or "bf16" in self.precisions):
+        if self.tune and ("int8" in self.precisions or ("bf16" in self.precisions and not run_time)):
             raise ConfigError(
-                "--tune times fp32 and fp16 files; an int8 or bf16 file keeps its target's rule form: drop --tune or "
-                f"--{self.precisions[-1]}"
+                "--tune times fp32 and fp16 files (and ov-cpu's bf16 runs); an int8 or bf16 file keeps its target's "
+                f"rule form: drop --tune or --{self.precisions[-1]}"
             )
         if not self.tune and (self.threads is not None or self.variants is not None):
             raise ConfigError(

@@ -132,7 +132,7 @@ class Target:
     engine_options: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen({}))  # TensorRT's
     tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: _frozen(DEFAULT_TOLERANCES))
     variants: Mapping[str, FormVariant] = field(default_factory=lambda: _frozen({}))  # other exact forms --tune times
-    tunable: bool = False  # whether --tune times its forms and ONNX Runtime session settings
+    tunable: bool = False  # whether --tune times its forms (and, on ONNX Runtime, its session settings)
     fused: str | None = None  # the variant the rule takes for fp32 files where sbdeploy's kernel library is built
     variant: str | None = None  # which of variants this object is in (None: the row's own form)
 
@@ -244,6 +244,9 @@ ORT_CPU_VARIANTS: Mapping[str, FormVariant] = _by_name(
 )
 """The other exact forms of ``ort-cpu`` that ``export --tune`` times (see docs/speedup.md for when each wins)."""
 
+OV_CPU_VARIANTS: Mapping[str, FormVariant] = _frozen({k: v for k, v in ORT_CPU_VARIANTS.items() if k != "fused"})
+"""``ov-cpu``'s: ort-cpu's portable forms (OpenVINO cannot run the fused op), timed by ``export --tune`` on OpenVINO."""
+
 _ENGINES = _frozen({"fp32": _frozen({"tf32": False})})  # fp32 engines are parity engines: no TF32 rounding
 _EVERY_BACKEND = (*ONNX_BACKENDS, *ENGINE_BACKENDS)
 _DEPLOY = (*STRUCTURAL_PASSES, *DEPLOY_PASSES)
@@ -297,8 +300,9 @@ TARGETS: Mapping[str, Target] = _by_name(
     ),
     Target(
         "ov-cpu",
-        "OpenVINO CPU: ort-cpu's plain rule form (phase runs of exact tap convs, stacked at small fixed batches), never "
-        "the fused op (OpenVINO cannot run it); one artifact per batch size",
+        "OpenVINO CPU: ort-cpu's plain rule form (phase runs of exact tap convs, stacked at small fixed batches: the "
+        "fastest fp32 form on OpenVINO too, docs/speedup.md), never the fused op (OpenVINO cannot run it); one "
+        "artifact per batch size",
         lowering="subpixel",
         layout=Layout(phase_runs=True, stacked_max_macs=STACKED_MAX_MACS),
         passes=ORT_CPU_PASSES,
@@ -306,6 +310,8 @@ TARGETS: Mapping[str, Target] = _by_name(
         per_batch=True,
         precisions=("fp32", "bf16", "int8"),  # bf16: the fp32 file run with OpenVINO's bf16 hint (RUN_PRECISIONS)
         int8=ORT_CPU_INT8,  # OpenVINO reads ONNX Runtime's QDQ files
+        variants=OV_CPU_VARIANTS,
+        tunable=True,
     ),
 )
 """Every deploy target by name."""

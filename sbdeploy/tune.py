@@ -1,7 +1,9 @@
 """Tuning by measurement: the fastest exact form and ONNX Runtime session settings of one file, on this machine.
 
 Each stage is one interleaved group of the bench's method: the target's forms, then the fastest forms with every
-session setting; the fastest wins only when surely faster than the untuned default (docs/export.md, Tuning).
+session setting; the fastest wins only when surely faster than the untuned default (docs/export.md, Tuning). A
+target run by OpenVINO (``ov-cpu``) has its forms timed on OpenVINO's runner in the precision asked for (bf16: its
+hint on the fp32 file), and no settings stage: that runner's properties are fixed.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import numpy as np
 
 from sbdeploy import environment, kernels
 from sbdeploy._io import atomic_write_bytes
+from sbdeploy.backends.base import Runner
+from sbdeploy.backends.openvino import OpenVinoRunner
 from sbdeploy.backends.ort import SESSION_METADATA_KEY, OrtRunner, SessionSettings
 from sbdeploy.bench.machine import MachineUsage
 from sbdeploy.bench.stability import machine_flags
 from sbdeploy.bench.stats import Interval, bounds, with_interval
 from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, measure_group, round_progress, warm_up
 from sbdeploy.errors import ConfigError
-from sbdeploy.targets import TARGETS, Target, get_target
+from sbdeploy.targets import TARGETS, Target, file_precision, get_target
 
 if TYPE_CHECKING:
     from sbdeploy.checkpoint import Checkpoint
@@ -90,18 +94,22 @@ def tune_budget_options(budget_s: float, **fields: Any) -> TuneOptions:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One thing tuning times: a form (a target spec) run with some session settings."""
+    """One thing tuning times: a form (a target spec) run with some session settings (None: on OpenVINO)."""
 
     form: str
     lowering: str
-    settings: SessionSettings
+    settings: SessionSettings | None
 
     @property
     def label(self) -> str:
-        return f"{self.lowering} | {self.settings.describe()}"
+        return f"{self.lowering} | {self.describe_settings()}"
+
+    def describe_settings(self) -> str:
+        return "OpenVINO" if self.settings is None else self.settings.describe()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"form": self.form, "lowering": self.lowering, "settings": self.settings.to_dict()}
+        settings = None if self.settings is None else self.settings.to_dict()
+        return {"form": self.form, "lowering": self.lowering, "settings": settings}
 
 
 @dataclass(frozen=True)
@@ -245,12 +253,20 @@ def _describe_form(path: Path) -> tuple[str, str]:
     return key, str(read_metadata(model).get("lowering", "none"))
 
 
+def _runner(candidate: Candidate, path: Path, threads: int, precision: str) -> Runner:
+    """The runner of one candidate: ONNX Runtime with its settings, or OpenVINO in the run ``precision``."""
+    if candidate.settings is None:
+        return OpenVinoRunner(path, threads=threads, precision=precision)
+    return OrtRunner(path, session=candidate.settings)
+
+
 def _time_stage(
     stage: str,
     files: Mapping[Candidate, Path],
     default: Candidate,
     feed: dict[str, np.ndarray],
     options: TuneOptions,
+    precision: str,
     on_progress: ProgressFn | None,
 ) -> tuple[list[CandidateTime], StageRecord]:
     """One interleaved group of ``files`` (each run with its candidate's settings), each paired with ``default``;
@@ -258,7 +274,8 @@ def _time_stage(
     names = {c: f"{i}: {c.label}" for i, c in enumerate(files)}
     times: dict[Candidate, CandidateTime] = {}
     with contextlib.ExitStack() as stack:
-        fns = {c: stack.enter_context(OrtRunner(p, session=c.settings)).timed_call(feed) for c, p in files.items()}
+        runners = {c: stack.enter_context(_runner(c, p, options.budget(), precision)) for c, p in files.items()}
+        fns = {c: runner.timed_call(feed) for c, runner in runners.items()}
         # at least 2 runs each, the first (with its one-off costs) dropped
         warm = {c: [t * 1e3 for t in times[1:]] for c, times in warm_up(fns, max(2, options.plan.warmup_iters)).items()}
         for c in files:
@@ -291,14 +308,15 @@ def tune_files(
     options: TuneOptions = TuneOptions(),
     on_progress: ProgressFn | None = None,
 ) -> TuneResult:
-    """Time exported files of one model, one per form of ``target`` (spec -> file, the row's own first), and choose."""
+    """Time exported files of one model, one per form of ``target`` (spec -> file, the row's own first), and choose;
+    ``precision``: the run's (on OpenVINO, bf16 is its hint on the fp32 files)."""
     from sbdeploy.export.onnx_export import INPUT_NAME
 
     specs = list(forms)
     row = target.with_variant(None)
     if not specs or specs[0] != row.spec:
         raise ConfigError(f"tuning needs the row's own form {row.spec} first, got {specs}")
-    settings = options.session_settings()
+    settings: list[SessionSettings | None] = [None] if "ov-cpu" in target.backends else [*options.session_settings()]
     described = {spec: _describe_form(path) for spec, path in forms.items()}
     lowering = {spec: form for spec, (_, form) in described.items()}
     default = Candidate(row.spec, lowering[row.spec], settings[0])
@@ -316,19 +334,22 @@ def tune_files(
             distinct[key] = spec
             timed_forms[candidate] = forms[spec]
     finalists = [row.spec]
+    chosen, decision = default, "a single candidate: nothing to choose"
     if len(timed_forms) > 1:
-        form_times, record = _time_stage("forms", timed_forms, default, feed, options, on_progress)
+        form_times, record = _time_stage("forms", timed_forms, default, feed, options, precision, on_progress)
         times += form_times
         stages.append(record)
         ranked = sorted((t for t in form_times if not t.screened), key=lambda t: t.median_ms or float("inf"))
         finalists = [t.candidate.form for t in ranked[: options.finalists]]
+        if len(settings) == 1:  # no settings to try: the forms stage chooses
+            finalists = []
+            chosen, decision = choose(form_times, default)
     final: dict[Candidate, Path] = {default: forms[row.spec]}
     for spec in finalists:
         for s in settings:
             final.setdefault(Candidate(spec, lowering[spec], s), forms[spec])
-    chosen, decision = default, "a single candidate: nothing to choose"
     if len(final) > 1:
-        final_times, record = _time_stage("settings", final, default, feed, options, on_progress)
+        final_times, record = _time_stage("settings", final, default, feed, options, precision, on_progress)
         times += final_times
         stages.append(record)
         chosen, decision = choose(final_times, default)
@@ -351,7 +372,8 @@ def tune_export(
     on_progress: ProgressFn | None = None,
 ) -> dict[str, tuple[ExportResult, TuneResult]]:
     """Export ``src`` in every candidate form of ``target`` (once, every precision), tune each precision of
-    ``outputs`` (:func:`tune_files`) and write the winners, with ``sbdeploy.ort_session`` and ``sbdeploy.tuning``."""
+    ``outputs`` (:func:`tune_files`) and write the winners, with ``sbdeploy.ort_session`` and ``sbdeploy.tuning``; a
+    run-time precision (ov-cpu's bf16) writes the fp32 file, its form chosen by bf16 runs."""
     from sbdeploy.export.metadata import load_onnx, read_metadata, write_metadata
     from sbdeploy.export.onnx_export import export_source
 
@@ -367,6 +389,8 @@ def tune_export(
         )
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ConfigError(f"--tune times the file at a fixed batch: give --batch N (got {batch!r})")
+    for precision in outputs:
+        deploy.check_precision(precision)
     unknown = sorted(set(options.variants or ()) - set(deploy.variants))
     if unknown:
         raise ConfigError(f"target {deploy.name} has no forms {unknown}; its variants: {', '.join(deploy.variants)}")
@@ -374,12 +398,13 @@ def tune_export(
     forms = deploy.candidates(kernels_built=kernels.is_built())
     candidates = [c for c in forms if c.variant is None or wanted is None or c.variant in wanted]
     results: dict[str, tuple[ExportResult, TuneResult]] = {}
+    stored = {p: file_precision(deploy.backends[0], p) for p in outputs}  # the precision of each file's bytes
     with tempfile.TemporaryDirectory(prefix="sbdeploy-tune-") as tmp:
         exported: dict[str, dict[str, ExportResult]] = {}
         for number, form in enumerate(candidates):
             if on_progress:
                 on_progress(f"tuning: exporting {form.form}", number, len(candidates))
-            paths = {p: Path(tmp) / f"{number}.{p}.onnx" for p in outputs}
+            paths = {p: Path(tmp) / f"{number}.{p}.onnx" for p in set(stored.values())}
             exported[form.spec] = export_source(
                 src,
                 paths,
@@ -391,8 +416,8 @@ def tune_export(
                 rule=form.variant is None,  # the untuned default: the rule's form (fused where the library is built)
             )
         for precision, out_path in outputs.items():
-            files = {spec: by_precision[precision].path for spec, by_precision in exported.items()}
-            shape = tuple(exported[deploy.spec][precision].metadata["input_shape"][1:4])
+            files = {spec: by_precision[stored[precision]].path for spec, by_precision in exported.items()}
+            shape = tuple(exported[deploy.spec][stored[precision]].metadata["input_shape"][1:4])
             tuning = tune_files(
                 files,
                 target=deploy,
@@ -402,9 +427,11 @@ def tune_export(
                 options=options,
                 on_progress=on_progress,
             )
-            chosen = exported[tuning.chosen.form][precision]
+            chosen = exported[tuning.chosen.form][stored[precision]]
             proto = load_onnx(chosen.path)
-            tuned = {SESSION_METADATA_KEY: tuning.chosen.settings.to_dict(), TUNING_METADATA_KEY: tuning.to_metadata()}
+            tuned: dict[str, Any] = {TUNING_METADATA_KEY: tuning.to_metadata()}
+            if tuning.chosen.settings is not None:
+                tuned[SESSION_METADATA_KEY] = tuning.chosen.settings.to_dict()
             metadata = {**read_metadata(proto), **tuned}
             write_metadata(proto, metadata)
             data = proto.SerializeToString(deterministic=True)
@@ -445,7 +472,7 @@ def tuning_markdown(results: Sequence[tuple[str, TuneResult]]) -> str:
         for t in result.times:
             mark = " **(chosen)**" if result.is_chosen(t) else ""
             lines.append(
-                f"| {t.stage} | {t.candidate.lowering}{mark} | {t.candidate.settings.describe()} | {' | '.join(t.cells())} |"
+                f"| {t.stage} | {t.candidate.lowering}{mark} | {t.candidate.describe_settings()} | {' | '.join(t.cells())} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -119,7 +119,7 @@ def test_far_slower_candidates_are_dropped_before_the_turns(tiny_onnx: Path) -> 
     tune.OrtRunner = Slowed  # type: ignore[misc]
     try:
         times, record = tune._time_stage(
-            "settings", {default: path, slow: path}, default, feed, TuneOptions(plan=TINY_PLAN), None
+            "settings", {default: path, slow: path}, default, feed, TuneOptions(plan=TINY_PLAN), "fp32", None
         )
     finally:
         tune.OrtRunner = original  # type: ignore[misc]
@@ -259,3 +259,55 @@ def test_tuning_fp16_with_the_fused_form_times_the_rows_form_for_it(tiny_sb, tmp
     results = tune_export(tiny_sb, outputs, target="ort-cpu", batch=1, input_size=SIZE, options=options)
     assert results["fp32"][0].metadata["lowering"].startswith("fused") and results["fp32"][0].ops["SBConv"] == 9
     assert "SBConv" not in results["fp16"][0].ops and results["fp16"][0].metadata["lowering"].startswith("subpixel")
+
+
+def test_ov_cpu_tunes_its_portable_forms_on_openvino_in_the_precision_asked(tiny_sb, tmp_path: Path) -> None:  # noqa: ANN001
+    pytest.importorskip("openvino", reason="OpenVINO absent: pip install sbdeploy[openvino]")
+    from sbdeploy.backends.openvino import OpenVinoRunner, cpu_capabilities, load_openvino
+    from sbdeploy.tune import _runner
+
+    if "BF16" not in cpu_capabilities(load_openvino().Core()):
+        pytest.skip("this CPU's OpenVINO plugin offers no BF16")
+    out = tmp_path / "ov.onnx"
+    options = TuneOptions(threads=1, plan=TINY_PLAN, variants=("gather",), screen=float("inf"))
+    ((result, tuning),) = tune_export(
+        tiny_sb, {"bf16": out}, target="ov-cpu", batch=1, input_size=SIZE, options=options
+    ).values()
+    default = Candidate("ov-cpu", "subpixel+phase-runs", None)  # no session settings: OpenVINO's runner
+    assert tuning.default == default and tuning.precision == "bf16"
+    assert [t.candidate.form for t in tuning.times] == ["ov-cpu", "ov-cpu:gather"]
+    assert [s.stage for s in tuning.stages] == ["forms"]  # no settings stage: the forms stage chooses
+    assert tuning.chosen in {t.candidate for t in tuning.times}
+    assert tuning.chosen == default or next(t for t in tuning.times if t.candidate == tuning.chosen).speedup_low > 1
+    candidate_runner = _runner(tuning.chosen, out, 1, tuning.precision)  # what timed each candidate
+    assert (
+        isinstance(candidate_runner, OpenVinoRunner)
+        and candidate_runner.properties()["INFERENCE_PRECISION_HINT"] == "bf16"
+    )
+    metadata = read_metadata(out)
+    assert metadata["precision"] == "fp32" and metadata["target"] == "ov-cpu"  # bf16 is a hint on the fp32 file
+    assert "ort_session" not in metadata and metadata["tuning"]["precision"] == "bf16"
+    assert metadata["lowering"] == tuning.chosen.lowering and result.sha256
+    x = np.random.default_rng(0).standard_normal((1, 3, *SIZE)).astype(np.float32)
+    with OpenVinoRunner(out, threads=1) as runner:  # the written file in f32 is exact
+        got = runner.infer({"input": x})["logits"]
+    with torch.no_grad():
+        expected = tiny_sb.model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert "| OpenVINO |" in tuning_markdown([(out.name, tuning)])
+
+
+def test_ov_cpu_refusals(tiny_sb, tmp_path: Path) -> None:  # noqa: ANN001
+    from sbdeploy.flow import ExportOptions
+
+    out = {"fp32": tmp_path / "x.onnx"}
+    with pytest.raises(ConfigError, match="has no forms \\['fused'\\]"):  # OpenVINO cannot run the fused op
+        tune_export(tiny_sb, out, target="ov-cpu", batch=1, options=TuneOptions(variants=("fused",)))
+    with pytest.raises(ConfigError, match="target ov-cpu offers fp32, bf16, int8, not 'fp16'"):
+        tune_export(tiny_sb, {"fp16": out["fp32"]}, target="ov-cpu", batch=1)
+    with pytest.raises(ConfigError, match="run-time setting of its fp32 file"):
+        ExportOptions(target="ov-cpu", precisions=("fp32", "bf16"), batch=1)
+    assert ExportOptions(target="ov-cpu", precisions=("fp32", "bf16"), batch=1, tune=True).precisions[-1] == "bf16"
+    with pytest.raises(ConfigError, match="give one of them"):
+        ExportOptions(target="ov-cpu", precisions=("fp32", "int8", "bf16"), batch=1, tune=True)
+    assert not out["fp32"].exists()

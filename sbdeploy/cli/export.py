@@ -74,7 +74,7 @@ def _render_tuning(tuning) -> None:  # noqa: ANN001  (TuneResult)
     table = new_table(title, columns, ("stage", "form", "session settings"))
     for t in tuning.times:
         form = f"[bold]{t.candidate.lowering} (chosen)[/]" if tuning.is_chosen(t) else t.candidate.lowering
-        table.add_row(t.stage, form, t.candidate.settings.describe(), *t.cells())
+        table.add_row(t.stage, form, t.candidate.describe_settings(), *t.cells())
     console.print(table)
     for stage in tuning.stages:
         line(stage.describe())
@@ -92,7 +92,7 @@ def export(
     target: Annotated[
         str | None,
         typer.Option(
-            help="Deploy target: grouped (the canonical form, default), separate, ort-cpu, ort-cuda, trt or ov-cpu."
+            help="Deploy target: grouped (the canonical form, default), separate, ort-cpu, ov-cpu, ort-cuda or trt."
         ),
     ] = None,
     lowering: opt.OldLowering = None,
@@ -105,7 +105,8 @@ def export(
         typer.Option(
             "--bf16",
             help="Write the bf16 artifact: the fused SB nodes compute in bf16, the rest in fp32 (ort-cpu, where "
-            "sbdeploy's kernel library is built; on ov-cpu bf16 is a run-time setting of the fp32 file).",
+            "sbdeploy's kernel library is built). On ov-cpu bf16 is a run-time setting of the fp32 file: with --tune "
+            "the forms are timed in bf16 and the fp32 file is written.",
         ),
     ] = False,
     calibration: opt.Calibration = None,
@@ -118,8 +119,8 @@ def export(
         bool,
         typer.Option(
             "--tune",
-            help="Time every candidate form and ONNX Runtime session setting of the target (default with --tune: "
-            "ort-cpu) for this model, batch and thread count on this machine; write the fastest.",
+            help="Time every candidate form (and ONNX Runtime session setting) of the target (default with --tune: "
+            "ort-cpu; or ov-cpu) for this model, batch and thread count on this machine; write the fastest.",
         ),
     ] = False,
     threads: Annotated[

@@ -52,7 +52,11 @@ def pipeline(
     target: opt.Target = None,
     lowering: opt.OldLowering = None,
     tune: Annotated[
-        bool, typer.Option("--tune", help="Tune each fp32/fp16 ort-cpu file's form and session settings (tuning.md).")
+        bool,
+        typer.Option(
+            "--tune",
+            help="Tune each fp32/fp16 ort-cpu and ov-cpu file's form (and ort-cpu session settings; tuning.md).",
+        ),
     ] = False,
     tune_budget: opt.TuneBudget = None,
     as_json: opt.AsJson = False,

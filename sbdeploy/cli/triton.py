@@ -40,6 +40,21 @@ def triton_repo(
             help="fp16 ONNX models: TensorRT accelerator in fp16 (GPU instances); fp32 ONNX refused (TensorRT 11 has no fp16 flag).",
         ),
     ] = False,
+    onnx_backend: Annotated[
+        str | None,
+        typer.Option(
+            help="Triton backend of ONNX models: onnxruntime, or openvino (Intel CPUs) [default: openvino for "
+            "--target ov-cpu files, onnxruntime otherwise]."
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="openvino: inference threads per instance [default: the CPUs this process may use].", min=1),
+    ] = None,
+    bf16: Annotated[
+        bool,
+        typer.Option("--bf16", help="openvino: run the fp32 file in bf16 (OpenVINO's hint), as ov-cpu's bf16 rows."),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace model folders that already exist.")] = False,
     check_with_triton: Annotated[
         bool,
@@ -50,7 +65,10 @@ def triton_repo(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Write a Triton model repository: config.pbtxt, version 1 and a README per artifact."""
+    """Write a Triton model repository: config.pbtxt, version 1 and a README per artifact.
+
+    Triton itself does not run here: the configs are checked with its ModelConfig protobuf and its load-time rules.
+    """
     from sbdeploy.serve.triton_repo import TritonOptions, write_triton_repo
 
     options = TritonOptions(
@@ -60,6 +78,9 @@ def triton_repo(
         queue_delay_us=queue_delay_us,
         onnx_device=onnx_device,
         onnx_trt_fp16=onnx_trt_fp16,
+        onnx_backend=onnx_backend,
+        threads=threads,
+        bf16=bf16,
     )
     files, names, skipped = [], [], []
     for artifact in artifacts:

@@ -72,7 +72,7 @@ class PipelineOptions:
             )
         if self.tune is not None and self.target is not None and not get_target(self.target).tunable:
             raise ConfigError(
-                f"--tune times the forms of a tunable target (ort-cpu); --target {self.target} has one form: drop --tune"
+                f"--tune times the forms of a tunable target (ort-cpu, ov-cpu); --target {self.target} has one form: drop --tune"
             )
         if not self.batches or min(self.batches) < 1:
             raise ConfigError(f"batch sizes must be >= 1, got {list(self.batches)}")
@@ -157,7 +157,7 @@ def run_pipeline(
                 False,
             )
         untuned = any(get_target(p.target).tunable for p in onnx_plans)
-        rule = " (ort-cpu forms chosen by the target's rule, not tuned: --tune times them)" if untuned else ""
+        rule = " (CPU forms chosen by the target's rule, not tuned: --tune times them)" if untuned else ""
         return True, f"{len(files)} ONNX files: {forms}{rule}", files, False
 
     def do_engine() -> Outcome:

@@ -7,9 +7,27 @@ import re
 from typing import Any
 
 from sbdeploy.errors import ConfigError
-from sbdeploy.serve.model_config import PLATFORMS
+from sbdeploy.serve.model_config import OPENVINO, PLATFORMS
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+OPENVINO_PARAMETERS = {
+    key: re.compile(pattern, re.IGNORECASE)
+    for key, pattern in {
+        "INFERENCE_NUM_THREADS": r"\d+",
+        "COMPILATION_NUM_THREADS": r"\d+",
+        "NUM_STREAMS": r"auto|numa|\d+",
+        "PERFORMANCE_HINT": r"latency|throughput|cumulative_throughput",
+        "HINT_BF16": r"yes",
+        "ENABLE_BATCH_PADDING": r"yes|no",
+        "SKIP_OV_DYNAMIC_BATCHSIZE": r"yes|no",
+        "RESHAPE_IO_LAYERS": r"yes|no",
+        "TARGET_DEVICE": r".+",
+        "CPU_EXTENSION_PATH": r"/.+",
+    }.items()
+}
+"""The parameters Triton's openvino backend reads and the values it accepts (its README and source); it ignores any
+other key without a word, so an ``INFERENCE_PRECISION_HINT`` there would silently do nothing."""
+OPENVINO_MODEL_FILES = (".xml", ".onnx", ".pdmodel", ".saved_model", ".tflite")
 NO_TRITONCLIENT = "tritonclient is not installed (pip install 'sbdeploy[serve]')"
 NO_GRPC = (
     "tritonclient is installed without its grpc part, which holds Triton's model_config.proto "
@@ -53,8 +71,10 @@ def check_model_config(text: str) -> Any:
     problems = []
     if not config.name or not NAME_RE.match(config.name):
         problems.append(f"model name {config.name!r} is empty or not a folder-safe name")
-    if config.platform not in PLATFORMS.values():
-        problems.append(f"platform {config.platform!r} is not one sbdeploy writes")
+    if config.backend == OPENVINO:
+        problems += _openvino_problems(config, pb2)
+    elif config.backend or config.platform not in PLATFORMS.values():
+        problems.append(f"platform {config.platform!r} / backend {config.backend!r} is not one sbdeploy writes")
     if config.max_batch_size < 0:
         problems.append("max_batch_size is negative")
     for kind, tensors in (("input", config.input), ("output", config.output)):
@@ -100,3 +120,27 @@ def check_model_config(text: str) -> Any:
     if problems:
         raise ConfigError(f"config.pbtxt of {config.name!r} breaks Triton's rules: " + "; ".join(problems))
     return config
+
+
+def _openvino_problems(config: Any, pb2: Any) -> list[str]:
+    """What Triton's openvino backend refuses at load time, or reads otherwise than the config means."""
+    problems = []
+    if config.platform:
+        problems.append(f"an openvino model names a backend, not a platform ({config.platform!r})")
+    if not config.default_model_filename.endswith(OPENVINO_MODEL_FILES):
+        problems.append(
+            f"default_model_filename {config.default_model_filename!r}: the openvino backend reads a file ending "
+            f"{', '.join(OPENVINO_MODEL_FILES)} (model.xml when unset)"
+        )
+    for key, value in sorted(config.parameters.items()):
+        pattern = OPENVINO_PARAMETERS.get(key)
+        if pattern is None:
+            problems.append(f"parameter {key!r} is not one the openvino backend reads (it ignores it)")
+        elif not pattern.fullmatch(value.string_value):
+            problems.append(f"parameter {key} = {value.string_value!r} is not a value the openvino backend accepts")
+    cpu = (pb2.ModelInstanceGroup.KIND_AUTO, pb2.ModelInstanceGroup.KIND_CPU)
+    if any(group.kind not in cpu for group in config.instance_group):
+        problems.append("the openvino backend runs KIND_CPU instances only")
+    if config.HasField("model_operations"):
+        problems.append("model_operations is an ONNX Runtime setting: OpenVINO loads extensions by CPU_EXTENSION_PATH")
+    return problems

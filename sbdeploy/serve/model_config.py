@@ -1,7 +1,9 @@
 """One Triton model's ``config.pbtxt``, worked out from the file it serves and the user's batching options.
 
 Names, dtypes and dims come from the file, never from the user; a max_batch_size outside an
-engine's optimization profiles is refused here, not at load time (docs/serving.md).
+engine's optimization profiles is refused here, not at load time (docs/serving.md). An ONNX file runs on
+Triton's ONNX Runtime platform, or on its ``openvino`` backend (an ``ov-cpu`` file by default), whose
+parameters name what sbdeploy's ov-cpu runner sets (threads, latency hint, one stream, bf16).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sbdeploy import kernels
+from sbdeploy import environment, kernels
 from sbdeploy.errors import ArtifactError, ConfigError
 from sbdeploy.files import DeployFile, IOTensor
 from sbdeploy.serve.pbtxt import Enum, pbtxt
@@ -21,6 +23,8 @@ from sbdeploy.targets import TARGETS
 PLATFORMS = {"onnx": "onnxruntime_onnx", "engine": "tensorrt_plan"}
 MODEL_FILES = {"onnx": "model.onnx", "engine": "model.plan"}
 DEFAULT_MAX_BATCH = 32  # for files with an unbounded batch dimension (dynamic ONNX)
+OPENVINO = "openvino"  # Triton's OpenVINO backend (a ``backend``, not a ``platform``), for ONNX files
+ONNX_BACKENDS = ("onnxruntime", OPENVINO)  # --onnx-backend's choices
 
 # numpy dtype -> Triton's DataType enum (model_config.proto).
 TRITON_DTYPES = {np.dtype(n): f"TYPE_{n.upper()}" for n in ("bool", "uint8", "int8", "int16", "int32", "int64")} | {
@@ -38,6 +42,9 @@ class TritonOptions:
     queue_delay_us: int = 100  # dynamic_batching max_queue_delay_microseconds
     onnx_device: str = "cpu"  # instance kind of ONNX models, cpu or gpu (engines always run on GPU)
     onnx_trt_fp16: bool = False  # fp16 ONNX models: TensorRT accelerator in FP16 (implies GPU instances)
+    onnx_backend: str | None = None  # onnxruntime or openvino (None: openvino for ov-cpu files, else onnxruntime)
+    threads: int | None = None  # openvino models: INFERENCE_NUM_THREADS per instance (None: the CPUs here)
+    bf16: bool = False  # openvino models: the fp32 file run with OpenVINO's bf16 hint (HINT_BF16), as ov-cpu's bf16
 
     def __post_init__(self) -> None:
         if self.max_batch is not None and self.max_batch < 0:
@@ -48,6 +55,57 @@ class TritonOptions:
             raise ConfigError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
         if self.onnx_device not in ("cpu", "gpu"):
             raise ConfigError(f"--onnx-device must be cpu or gpu, got {self.onnx_device!r}")
+        if self.onnx_backend not in (None, *ONNX_BACKENDS):
+            raise ConfigError(f"--onnx-backend must be {' or '.join(ONNX_BACKENDS)}, got {self.onnx_backend!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.onnx_backend == OPENVINO and (self.onnx_device == "gpu" or self.onnx_trt_fp16):
+            raise ConfigError(
+                "Triton's openvino backend runs CPU instances only: drop --onnx-device gpu / --onnx-trt-fp16"
+            )
+        if self.onnx_backend == "onnxruntime" and (self.bf16 or self.threads is not None):
+            raise ConfigError("--bf16 and --threads set Triton's openvino backend: drop them or --onnx-backend")
+
+
+def serving_backend(file: DeployFile, options: TritonOptions) -> str:
+    """What runs ``file`` in Triton: its ``platform`` (onnxruntime_onnx, tensorrt_plan) or the ``openvino`` backend."""
+    if file.kind != "onnx":
+        return PLATFORMS[file.kind]
+    backend = options.onnx_backend or (OPENVINO if file.target == "ov-cpu" else "onnxruntime")
+    return OPENVINO if backend == OPENVINO else PLATFORMS["onnx"]
+
+
+def openvino_parameters(file: DeployFile, options: TritonOptions, max_batch: int) -> tuple[dict[str, str], list[str]]:
+    """The openvino backend's ``parameters`` of ``file`` (what sbdeploy's ov-cpu runner sets) and README notes."""
+    if file.uses_kernels:
+        raise ConfigError(
+            f"{file.name} uses sbdeploy's fused SB operator, which OpenVINO cannot run: export it with --target ov-cpu, "
+            "or serve it with --onnx-backend onnxruntime"
+        )
+    if options.bf16 and file.precision != "fp32":
+        raise ConfigError(f"{file.name} is {file.precision}: --bf16 runs an fp32 file with OpenVINO's bf16 hint")
+    threads = options.threads or environment.available_cpus()
+    parameters = {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+    notes = [
+        f"OpenVINO: {threads} inference threads per instance (--threads), latency hint, one stream, as sbdeploy's "
+        "ov-cpu runner"
+    ]
+    if options.bf16:
+        parameters["HINT_BF16"] = "YES"
+        notes.append("bf16: OpenVINO's bf16 inference precision (HINT_BF16); the server's CPU needs AVX512_BF16 or AMX")
+    else:
+        notes.append(
+            "precision: the openvino backend has no key for f32 (HINT_BF16 is its only precision key), and OpenVINO's "
+            "CPU plugin computes in bf16 by default on CPUs with AMX: there this fp32 model runs in bf16, which "
+            "sbdeploy validates as the bf16 run (--bf16), not the fp32 one"
+        )
+    if max_batch > 1:
+        parameters["ENABLE_BATCH_PADDING"] = "YES"
+        notes.append(
+            f"batching: the openvino backend compiles the model at batch {max_batch} (max_batch_size) and pads smaller "
+            "batches (ENABLE_BATCH_PADDING): every execution costs a full batch"
+        )
+    return parameters, notes
 
 
 def batch_dimension(file: DeployFile) -> int | None:
@@ -119,6 +177,7 @@ def build_model_config(
     """The ``config.pbtxt`` text of one model, its ``max_batch_size`` and notes for its README; ``op_library``: where
     the model's copy of sbdeploy's kernel library will be (a file with fused SB nodes needs one)."""
     max_batch = resolve_max_batch(file, options.max_batch)
+    backend = serving_backend(file, options)
     notes: list[str] = []
     drop = 1 if max_batch > 0 else 0  # with batching, Triton's dims exclude the batch dimension
 
@@ -135,7 +194,7 @@ def build_model_config(
 
     config: dict[str, Any] = {
         "name": name,
-        "platform": PLATFORMS[file.kind],
+        **({"backend": OPENVINO} if backend == OPENVINO else {"platform": backend}),
         "max_batch_size": max_batch,
         "default_model_filename": MODEL_FILES[file.kind],
         "input": tensors(file.inputs),
@@ -153,10 +212,19 @@ def build_model_config(
     else:
         notes.append("no dynamic batching: max_batch_size is 0 (the artifact cannot take batches of 1..N)")
     target = TARGETS.get(file.target) if file.kind == "onnx" and file.target else None
-    gpu_form = target is not None and "ort-cpu" not in target.backends
+    gpu_form = target is not None and not {"ort-cpu", "ov-cpu"} & set(target.backends)
     if gpu_form:
         notes.append(f"GPU instances: the file holds the {file.target} target's form, which only GPU backends run")
     gpu = file.kind == "engine" or options.onnx_device == "gpu" or options.onnx_trt_fp16 or gpu_form
+    if backend == OPENVINO:
+        if gpu_form:
+            raise ConfigError(
+                f"{file.name} holds the {file.target} target's GPU form: serve it with --onnx-backend onnxruntime"
+            )
+        gpu = False
+        parameters, openvino_notes = openvino_parameters(file, options, max_batch)
+        config["parameters"] = [{"key": k, "value": {"string_value": v}} for k, v in parameters.items()]
+        notes += openvino_notes
     config["instance_group"] = [{"count": options.instances, "kind": Enum("KIND_GPU" if gpu else "KIND_CPU")}]
     if file.kind == "onnx" and options.onnx_trt_fp16:
         if file.precision != "fp16":

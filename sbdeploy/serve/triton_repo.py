@@ -13,7 +13,7 @@ from sbdeploy import kernels
 from sbdeploy.errors import ConfigError
 from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.serve.config_check import NAME_RE, check_model_config, validator
-from sbdeploy.serve.model_config import MODEL_FILES, PLATFORMS, TritonOptions, build_model_config
+from sbdeploy.serve.model_config import MODEL_FILES, OPENVINO, TritonOptions, build_model_config, serving_backend
 from sbdeploy.serve.readme import model_readme
 
 
@@ -22,7 +22,7 @@ class TritonModel:
     """One generated model folder."""
 
     name: str
-    platform: str
+    platform: str  # the config's platform, or its backend where it names one (openvino)
     folder: Path
     max_batch_size: int
     config_text: str
@@ -70,13 +70,19 @@ def write_triton_repo(
 
     validated_with, not_validated = validator()
     planned: list[tuple[DeployFile, TritonModel]] = []
-    library = kernels.library_path() if any(f.uses_kernels for f in files) else None  # refused here when not built
-    for file, model_name in zip(files, names):
-        op_library = (root / model_name).resolve() / library.name if library and file.uses_kernels else None
+    backends = [serving_backend(f, options) for f in files]
+    if (options.bf16 or options.threads is not None) and OPENVINO not in backends:
+        raise ConfigError(
+            "--bf16 and --threads set Triton's openvino backend, which serves none of these: add --onnx-backend openvino"
+        )
+    fused = [f.uses_kernels and b != OPENVINO for f, b in zip(files, backends)]  # openvino refuses them, in one line
+    library = kernels.library_path() if any(fused) else None  # refused here when not built
+    for file, backend, model_name, needs_library in zip(files, backends, names, fused):
+        op_library = (root / model_name).resolve() / library.name if library and needs_library else None
         text, max_batch, notes = build_model_config(file, model_name, options, op_library)
         if validated_with:
             check_model_config(text)
-        model = TritonModel(model_name, PLATFORMS[file.kind], root / model_name, max_batch, text, tuple(notes))
+        model = TritonModel(model_name, backend, root / model_name, max_batch, text, tuple(notes))
         planned.append((file, model))
 
     root.mkdir(parents=True, exist_ok=True)

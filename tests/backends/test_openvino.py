@@ -56,14 +56,23 @@ def test_bf16_is_the_fp32_file_judged_by_the_bf16_tolerance(tiny_checkpoint: Pat
     assert np.abs(got - expected).max() > DEFAULT_TOLERANCES["fp32"].atol  # it did compute in bf16
 
 
-CASES = [(family, size, batch) for family in ("cifar_preact_basic", "imagenet_bottleneck") for size, batch in COMBOS]
+OV_FORMS = [form.spec for form in get_target("ov-cpu").candidates()]  # the row's form and the variants --tune times
+CASES = [
+    (family, "ov-cpu", size, batch)
+    for family in ("cifar_preact_basic", "imagenet_bottleneck")
+    for size, batch in COMBOS
+] + [
+    (family, form, *COMBOS[(i + j) % 4])
+    for i, family in enumerate(("cifar_preact_basic", "imagenet_bottleneck"))
+    for j, form in enumerate(OV_FORMS[1:])
+]
 
 
-@pytest.mark.parametrize(("family", "size", "batch"), cover(CASES, ["-".join(map(str, c)) for c in CASES]))
-def test_the_ov_cpu_form_matches_torch(family: str, size: str, batch: str | int, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("family", "form", "size", "batch"), cover(CASES, ["-".join(map(str, c)) for c in CASES]))
+def test_the_ov_cpu_forms_match_torch(family: str, form: str, size: str, batch: str | int, tmp_path: Path) -> None:
     model = build(family, "chessboard")
     hw = (64, 64) if family.startswith("imagenet") and size == "even" else FAMILIES[family][1 if size == "even" else 2]
-    proto, _ = export_module(model, in_chans=3, input_size=hw, batch=batch, target="ov-cpu")
+    proto, _ = export_module(model, in_chans=3, input_size=hw, batch=batch, target=form)
     path = tmp_path / "model.onnx"
     path.write_bytes(proto.SerializeToString())
     with get_runner("ov-cpu", path) as runner:
@@ -80,6 +89,11 @@ def test_the_ov_cpu_row_never_takes_the_fused_form() -> None:
     target = get_target("ov-cpu")
     assert target.fused is None and target.lowering != "fused"
     assert all(target.by_rule(p, kernels_built=True).lowering != "fused" for p in target.precisions)
+    assert [f.variant for f in target.candidates(kernels_built=True)] == [
+        None,
+        *(v for v in get_target("ort-cpu").variants if v != "fused"),  # ort-cpu's portable forms, each tested above
+    ]
+    assert {c[1] for c in CASES} == set(OV_FORMS)
 
 
 def test_a_fused_file_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -84,3 +84,11 @@ def test_triton_repo_carries_the_library(fused_file: Path, tmp_path, capsys) -> 
     config = (folder / "config.pbtxt").read_text()
     assert f'op_library_filename: [ "{folder.resolve() / "libsbkernels.so"}" ]' in config
     assert "KIND_CPU" in config
+
+
+def test_triton_repo_refuses_a_fused_file_for_openvino(fused_file: Path, tmp_path, capsys) -> None:  # noqa: ANN001
+    code, out, err = _run(
+        capsys, "triton-repo", str(fused_file), "--out", str(tmp_path / "repo"), "--onnx-backend", "openvino"
+    )
+    assert code == 2 and err.startswith("error:") and err.count("\n") == 1, err
+    assert "OpenVINO cannot run" in err and "--target ov-cpu" in err and not (tmp_path / "repo").exists()

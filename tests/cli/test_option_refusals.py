@@ -3,7 +3,8 @@
 Each row is a command line whose options cannot all be honoured (a tuned pipeline whose int8
 file would keep the rule's form; ``--tune-budget`` without ``--tune``; ``--tune`` on a target
 with one form; a form variant where only ``export`` writes one; ``--int8`` on given files, or on
-a checkpoint with no dataset to judge int8 on), each said in one sentence naming what to do.
+a checkpoint with no dataset to judge int8 on; ``export --bf16`` on ov-cpu, a run-time hint, without ``--tune``;
+a precision ov-cpu does not offer), each said in one sentence naming what to do.
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ ROWS = {
     "bench --target variant": (
         ["bench", "-m", "{ckpt}", "--target", "ort-cpu:taps", "--artifacts", "{out}"],
         "a form variant",
+    ),
+    "export --bf16 without --tune": (
+        ["export", "{ckpt}", "-o", "{out}/m.onnx", "--target", "ov-cpu", "--batch", "1", "--bf16"],
+        "run-time setting of its fp32 file",
+    ),
+    "export --tune --fp16 on ov-cpu": (
+        ["export", "{ckpt}", "-o", "{out}/m.onnx", "--target", "ov-cpu", "--batch", "1", "--tune", "--fp16"],
+        "offers fp32, bf16, int8, not 'fp16'",
     ),
     "bench files --int8": (
         ["bench", "-m", "{onnx}", "--int8", "--report", "{out}"],

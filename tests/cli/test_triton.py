@@ -102,3 +102,29 @@ def test_without_tritonclient_grpc_one_line_says_what_to_install(tmp_path: Path,
     assert len(lines) == 1 and lines[0].startswith("warning: configs not checked") and hint in lines[0], result.stderr
     assert "configs checked" not in result.stdout
     assert hint in (out / "tiny" / "README.md").read_text()  # the model folder says it too
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--onnx-backend", "tvm"], "--onnx-backend must be onnxruntime or openvino"),
+        (["--bf16"], "serves none of these: add --onnx-backend openvino"),
+        (["--onnx-backend", "openvino", "--onnx-device", "gpu"], "CPU instances only"),
+    ],
+    ids=["unknown backend", "bf16 without openvino", "openvino on gpu"],
+)
+def test_openvino_options_refused_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run_cli("triton-repo", str(tiny_onnx(tmp_path / "tiny.onnx")), "--out", str(tmp_path / "repo"), *args)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    assert not (tmp_path / "repo").exists()
+
+
+def test_openvino_json_names_the_backend(tmp_path: Path) -> None:
+    onnx_path = tiny_onnx(tmp_path / "tiny.onnx", batch=1)
+    result = run_cli(
+        "triton-repo", str(onnx_path), "--out", str(tmp_path / "repo"), "--onnx-backend", "openvino", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    (model,) = json.loads(result.stdout)["models"]
+    assert model["platform"] == "openvino" and any("inference threads" in n for n in model["notes"])

@@ -287,3 +287,141 @@ def test_an_onnx_file_in_a_gpu_only_form_gets_gpu_instances(tmp_path: Path) -> N
     kinds = {m.name: "KIND_GPU" in m.config_text for m in repo.models}
     assert kinds == {"cuda_form": True, "cpu_form": False}
     assert any("ort-cuda target's form" in n for n in repo.models[0].notes)
+
+
+# Triton's openvino backend: Triton cannot run here, so its configs are checked with Triton's ModelConfig protobuf and
+# the keys and values the backend's source reads, and the copied file is compiled by this machine's OpenVINO.
+
+
+@pytest.fixture(scope="module")
+def ov_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sbdeploy.export.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("ov") / "r20.ov-cpu.b1.fp32.onnx"
+    return export_onnx("cifar_resnet20_sb", path, input_size=(16, 16), target="ov-cpu", batch=1).path
+
+
+def _parameters(config) -> dict[str, str]:
+    return {k: v.string_value for k, v in config.parameters.items()}
+
+
+def test_an_ov_cpu_file_is_served_by_the_openvino_backend(ov_file: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    from sbdeploy import environment
+
+    repo = write_triton_repo([ov_file], tmp_path / "repo", name="r20", options=TritonOptions(instances=2))
+    (model,) = repo.models
+    config = parse(model.folder)
+    assert model.platform == config.backend == "openvino" and config.platform == ""
+    assert config.default_model_filename == "model.onnx" and config.max_batch_size == 1
+    assert _parameters(config) == {
+        "INFERENCE_NUM_THREADS": str(environment.available_cpus()),
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": "1",
+    }
+    assert [(g.count, g.kind) for g in config.instance_group] == [(2, pb2.ModelInstanceGroup.KIND_CPU)]
+    assert [list(t.dims) for t in config.input] == [[3, 16, 16]] and [list(t.dims) for t in config.output] == [[10]]
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    assert digest(model.folder / "1" / "model.onnx") == digest(ov_file)  # the validated file's bytes
+    readme = (model.folder / "README.md").read_text()
+    assert "- backend: `openvino`" in readme and "no key for f32" in readme and "HINT_BF16" not in config_text(model)
+
+
+def config_text(model) -> str:
+    return (model.folder / "config.pbtxt").read_text()
+
+
+def test_a_mixed_repository_sets_openvino_options_on_its_openvino_models_only(ov_file: Path, tmp_path: Path) -> None:
+    plain = tiny_onnx(tmp_path / "plain.onnx")  # no target: ONNX Runtime
+    repo = write_triton_repo([plain, ov_file], tmp_path / "repo", names=["ort", "ov"], options=TritonOptions(bf16=True))
+    ort, ov = (parse(m.folder) for m in repo.models)
+    assert (ort.platform, ort.backend, dict(ort.parameters)) == ("onnxruntime_onnx", "", {})
+    assert ov.backend == "openvino" and _parameters(ov)["HINT_BF16"] == "YES"
+
+
+def test_the_openvino_backend_reads_the_copied_file(ov_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino", reason="OpenVINO absent: pip install sbdeploy[openvino]")
+    from sbdeploy.backends.openvino import OpenVinoRunner
+
+    model = write_triton_repo([ov_file], tmp_path / "repo", options=TritonOptions(bf16=True, threads=1)).models[0]
+    x = {"input": np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32)}
+    with OpenVinoRunner(ov_file, threads=1) as original, OpenVinoRunner(model.folder / "1" / "model.onnx") as copy:
+        np.testing.assert_array_equal(original.infer(x)["logits"], copy.infer(x)["logits"])
+
+
+def test_bf16_threads_and_batches_on_the_openvino_backend(tmp_path: Path) -> None:
+    fixed = tiny_onnx(tmp_path / "fixed.onnx", batch=4)
+    options = TritonOptions(onnx_backend="openvino", bf16=True, threads=3)
+    config = parse(write_triton_repo([fixed], tmp_path / "repo", options=options).models[0].folder)
+    assert _parameters(config) == {
+        "INFERENCE_NUM_THREADS": "3",
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": "1",
+        "HINT_BF16": "YES",
+    }
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [4, 3, 8, 8]  # fixed batch: no batching
+    dynamic = tiny_onnx(tmp_path / "dynamic.onnx")
+    options = TritonOptions(onnx_backend="openvino", max_batch=8)
+    model = write_triton_repo([dynamic], tmp_path / "repo", options=options).models[0]
+    config = parse(model.folder)
+    # the backend compiles at batch max_batch_size and refuses smaller batches unless it pads them
+    assert config.max_batch_size == 8 and _parameters(config)["ENABLE_BATCH_PADDING"] == "YES"
+    assert any("pads smaller batches" in n for n in model.notes)
+
+
+def test_what_the_openvino_backend_cannot_serve_is_refused(tmp_path: Path) -> None:
+    from onnx import helper
+
+    plain = tiny_onnx(tmp_path / "plain.onnx")
+    fused = onnx.load(plain)  # a file with a node of sbdeploy's domain, as a fused export has
+    fused.opset_import.append(helper.make_opsetid("sbdeploy.ai", 1))
+    onnx.save(fused, tmp_path / "fused.onnx")
+    openvino = TritonOptions(onnx_backend="openvino")
+    with pytest.raises(ConfigError, match="fused SB operator, which OpenVINO cannot run"):
+        write_triton_repo([tmp_path / "fused.onnx"], tmp_path / "repo", options=openvino)
+    with pytest.raises(ConfigError, match="bf16 hint"):
+        write_triton_repo(
+            [tiny_onnx(tmp_path / "half.onnx", fp16=True)],
+            tmp_path / "repo",
+            options=TritonOptions(onnx_backend="openvino", bf16=True),
+        )
+    with pytest.raises(ConfigError, match="serves none of these: add --onnx-backend openvino"):
+        write_triton_repo([plain], tmp_path / "repo", options=TritonOptions(bf16=True))
+    for bad, match in (
+        ({"onnx_backend": "openvino", "onnx_device": "gpu"}, "CPU instances only"),
+        ({"onnx_backend": "onnxruntime", "threads": 2}, "drop them"),
+        ({"onnx_backend": "tvm"}, "onnxruntime or openvino"),
+        ({"threads": 0}, ">= 1"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            TritonOptions(**bad)
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda t: t.replace('"NUM_STREAMS"', '"INFERENCE_PRECISION_HINT"'), "not one the openvino backend reads"),
+        (lambda t: t.replace('string_value: "LATENCY"', 'string_value: "FAST"'), "not a value"),
+        (lambda t: t.replace('string_value: "1"', 'string_value: "one"'), "not a value"),
+        (lambda t: t.replace("KIND_CPU", "KIND_GPU"), "KIND_CPU instances only"),
+        (lambda t: t.replace('default_model_filename: "model.onnx"\n', ""), "model.xml when unset"),
+        (
+            lambda t: t.replace('backend: "openvino"', 'backend: "openvino"\nplatform: "onnxruntime_onnx"'),
+            "not a platform",
+        ),
+        (lambda t: t.replace('backend: "openvino"', 'backend: "pytorch"'), "not one sbdeploy writes"),
+    ],
+)
+def test_check_model_config_knows_the_openvino_backend(tmp_path: Path, edit, problem: str) -> None:
+    onnx_path = tiny_onnx(tmp_path / "tiny.onnx", batch=1)
+    text = (
+        write_triton_repo([onnx_path], tmp_path / "repo", options=TritonOptions(onnx_backend="openvino"))
+        .models[0]
+        .config_text
+    )
+    edited = edit(text)
+    assert edited != text
+    with pytest.raises(ConfigError, match=problem):
+        check_model_config(edited)

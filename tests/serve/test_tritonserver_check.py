@@ -35,11 +35,14 @@ def test_triton_accepts_every_kind_of_generated_config(tmp_path: Path) -> None:
         [tiny_onnx(tmp_path / "half.onnx", fp16=True)], repo, name="fp16", options=TritonOptions(onnx_trt_fp16=True)
     )
     write_triton_repo([tmp_path / "engine.engine"], repo, name="unbatched", options=TritonOptions(max_batch=0))
+    openvino = TritonOptions(onnx_backend="openvino", bf16=True, threads=2, max_batch=4)
+    write_triton_repo([tmp_path / "dynamic.onnx"], repo, name="openvino", options=openvino)
     assert check_with_tritonserver(repo) == {
         "dynamic": None,
         "engine": None,
         "fixed": None,
         "fp16": None,
+        "openvino": None,
         "unbatched": None,
     }
 
