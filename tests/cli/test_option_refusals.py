@@ -67,6 +67,14 @@ ROWS = {
         ["bench", "-m", "{onnx}", "--int8", "--report", "{out}"],
         "timed in the precision they hold",
     ),
+    "sbify --stages beyond the network": (
+        ["sbify", "{ckpt}", "--stages", "2,4", "--no-recalibrate", "--out", "{out}"],
+        "distinct stage numbers 1..3, got [2, 4]",
+    ),
+    "sbify --stages not numbers": (
+        ["sbify", "{ckpt}", "--stages", "two", "--no-recalibrate", "--out", "{out}"],
+        "--stages takes comma-separated integers",
+    ),
 }
 
 
