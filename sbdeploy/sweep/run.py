@@ -284,6 +284,7 @@ def _sbify(
     baseline: Path, folder: Path, candidate: Candidate, data: Any, options: SweepOptions, count: int
 ) -> tuple[float, float]:
     """sbify ``candidate`` into ``folder`` (going on with an interrupted fine-tune); its top-1 and the baseline's."""
+    assert candidate.sampling is not None  # the baseline is not sbified
     fine_tune = None
     if options.epochs:
         fine_tune = dataclasses.replace(FINE_TUNE, epochs=options.epochs, max_steps_per_epoch=options.max_steps)
@@ -292,7 +293,7 @@ def _sbify(
         baseline,
         folder,
         data=data,
-        sampling=candidate.sampling or "dense",
+        sampling=candidate.sampling,
         sb_stages=None if len(candidate.stages) == count else candidate.stages,
         calibration_count=options.calibration_images,
         fine_tune=fine_tune,
@@ -329,21 +330,20 @@ def run_sweep(
         if on_progress is not None:
             on_progress(stage, done, total)
 
-    probes = {
-        f"probe-{s}-stage{k}": (s, k) for s in options.samplings for k in range(1, count + 1)
-    }  # one stage's SB blocks among dense ones: what the stage pays, timed
+    # networks with one stage's SB blocks among dense ones: what each stage pays here, timed
+    probes = {f"probe-{s}-stage{k}": (s, k) for s in options.samplings for k in range(1, count + 1)}
     load: dict[str, list[float]] = {}
     if state.data["stage_timing"] is None:
         for number, (name, (sampling, stage)) in enumerate(probes.items()):
             progress(f"mapping {name}", number, len(probes))
+            folder = out / "probes" / name
             sbify_checkpoint(
-                baseline, out / "probes" / name, data=None, sampling=sampling, sb_stages=(stage,), recalibrate=False,
-                overwrite=True,
-            )  # fmt: skip
+                baseline, folder, data=None, sampling=sampling, sb_stages=(stage,), recalibrate=False, overwrite=True
+            )
+        folders = [out / "probes" / n for n in probes]
         report, _, load["stage_timing"] = _time(
-            [out / "probes" / n for n in probes], baseline, out / "files" / "probes", options, tune=False,
-            on_progress=on_progress,
-        )  # fmt: skip
+            folders, baseline, out / "files" / "probes", options, tune=False, on_progress=on_progress
+        )
         state.data["stage_timing"] = [dataclasses.asdict(t) for t in _stage_timing(report, probes)]
         state.data["load_stage_timing"] = load["stage_timing"]
         state.save()

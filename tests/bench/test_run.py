@@ -1,6 +1,9 @@
-"""The settings block of a bench report (sbdeploy.bench.run.bench_subjects): what it says about how each backend computed."""
+"""The settings block of a bench report (sbdeploy.bench.run.bench_subjects): what it says about how each backend computed;
+the MACs of a given file (subjects_from_files), by its metadata."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from sbdeploy.backends.ort import TF32_NOTES
 from sbdeploy.bench.run import bench_subjects
@@ -19,3 +22,18 @@ def test_gpu_onnx_backends_say_how_their_fp32_runs_computed() -> None:
     assert "use_tf32=0" in TF32_NOTES["ort-cuda"] and "TF32 tolerance" in TF32_NOTES["ort-trt"]
     assert _notes(["ort-cuda"], ["fp16"]) == []  # no fp32 run
     assert _notes(["ort-cpu"], ["fp32"]) == []
+
+
+def test_a_mixed_networks_file_is_counted_with_its_placement(tmp_path: Path) -> None:
+    from sbdeploy.bench.run import subjects_from_files
+    from sbdeploy.export.onnx_export import export_onnx
+    from sbdeploy.flops import count_macs
+    from sbdeploy.models import create_model
+
+    options = {"sampling": "single", "sb_stages": [2]}
+    export_onnx("cifar_resnet20_sb", tmp_path / "mixed.onnx", input_size=(16, 16), options=options)
+    (subject,) = subjects_from_files([tmp_path / "mixed.onnx"], ["ort-cpu"], [1])
+    mixed, every = (
+        count_macs(create_model("cifar_resnet20_sb", **o), (16, 16)) for o in (options, {"sampling": "single"})
+    )
+    assert subject.macs == mixed > every  # the file's metadata carries the placement into the MAC count
