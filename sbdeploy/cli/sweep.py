@@ -54,6 +54,7 @@ def sweep(
     tune: Annotated[bool, typer.Option("--tune", help="Tune each candidate's ort-cpu file (tuning.md).")] = False,
     target: opt.Target = None,
     budget: opt.Budget = DEFAULT_BUDGET_S,
+    threads: opt.Threads = None,
     calibration_images: Annotated[int, typer.Option(min=1, help="Training images for BN recalibration.")] = 2048,
     max_steps: Annotated[
         int | None, typer.Option(min=1, help="Cut each fine-tune epoch to this many steps (smoke tests).")
@@ -72,6 +73,7 @@ def sweep(
         tune=tune,
         target=target,
         budget_s=budget,
+        threads=threads,
         calibration_images=calibration_images,
         max_steps=max_steps,
     )

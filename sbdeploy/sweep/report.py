@@ -76,7 +76,7 @@ def plot_front(result: SweepResult, path: object) -> None:
     """Top-1 against median latency, one panel per batch size: error bars the 95% intervals, the front joined."""
     plt = _pyplot()
     batches = result.batches
-    fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches) + 2.2, 4.5), squeeze=False)
     names = sorted({r.name for r in result.rows}, key=lambda n: (n != "baseline", n))
     for ax, batch in zip(axes[0], batches):
         rows = [r for r in result.rows if r.batch == batch]
@@ -89,18 +89,21 @@ def plot_front(result: SweepResult, path: object) -> None:
                 xerr=[[low], [high]],
                 yerr=[[(r.top1 - r.top1_low) * 100], [(r.top1_high - r.top1) * 100]],
                 fmt=MARKERS[names.index(r.name) % len(MARKERS)],
-                label=r.name,
+                color=plt.get_cmap("tab20")(names.index(r.name) % 20),
+                label=r.name if batch == batches[0] else None,
                 capsize=3,
                 markerfacecolor="none" if not r.front else None,
             )
         front = sorted((r for r in rows if r.front), key=lambda r: r.median_ms)
-        ax.plot([r.median_ms for r in front], [r.top1 * 100 for r in front], "k--", lw=1, label="Pareto front")
+        joined = "Pareto front (filled)" if batch == batches[0] else None
+        ax.plot([r.median_ms for r in front], [r.top1 * 100 for r in front], "k--", lw=1, label=joined)
         ax.set_title(f"batch {batch}")
         ax.set_xlabel("median latency (ms)")
         ax.set_ylabel("top-1 (%)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    share = 6 * len(batches) / (6 * len(batches) + 2.2)  # the panels' part of the width; the legend to their right
+    fig.tight_layout(rect=(0, 0, share, 1))
+    fig.legend(fontsize=7, loc="center left", bbox_to_anchor=(share, 0.5))
     _save(fig, path)  # type: ignore[arg-type]
 
 

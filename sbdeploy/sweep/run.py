@@ -60,6 +60,7 @@ class SweepOptions:
     samplings: tuple[str, ...] = SAMPLING_SETS
     calibration_images: int = 2048
     budget_s: float = DEFAULT_BUDGET_S  # seconds of timed turns per batch size, at most
+    threads: int | None = None  # intra-op threads of ONNX Runtime CPU while timing (None: its default)
     validate_limit: int = 256  # real test images each deploy file is validated on
     max_steps: int | None = None  # cut each fine-tune epoch to this many steps (smoke tests)
 
@@ -207,12 +208,17 @@ class _State:
         self.path = out / STATE
         self.data: dict[str, Any] = {"settings": settings, "stage_timing": None, "accuracy": {}}
         if self.path.is_file():
-            saved = json.loads(self.path.read_text())
-            if saved.get("settings") != settings:
+            try:
+                saved = json.loads(self.path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise ConfigError(f"{self.path} is not valid JSON; delete it to start the sweep over") from None
+            differences = _differences(saved.get("settings", {}), settings)
+            if differences:
                 raise ConfigError(
-                    f"{out} holds a sweep with other settings ({_differences(saved.get('settings', {}), settings)}); "
+                    f"{out} holds a sweep with other settings ({differences}); "
                     "give another --out, or the same options to go on with it"
                 )
+            saved["settings"] = settings
             self.data = saved
 
     def save(self) -> None:
@@ -220,6 +226,7 @@ class _State:
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The settings that differ, named (one absent from a folder of an older sbdeploy: its default, None)."""
     keys = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
     return ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
 
@@ -243,13 +250,15 @@ def _time(
     models = resolve_models([baseline, *folders], add_baselines=False)
     models, _ = against(models[0].label, models, [])
     flow = Flow.plan(models, backends=(BACKEND,), batches=options.batches, target=options.target)
-    flow.make(files, tune=tune_budget_options(options.tune_budget_s) if tune else None, on_progress=on_progress)
+    tuning = tune_budget_options(options.tune_budget_s, threads=options.threads) if tune else None
+    flow.make(files, tune=tuning, on_progress=on_progress)
     verdicts: dict[str, bool] = {}
     if validate_data is not None:
         report = flow.validate(data=validate_data, limit=options.validate_limit, on_progress=on_progress)
         verdicts = report.file_verdicts()
     load = [_load()]
-    bench = flow.bench(TimingPlan(budget_s=options.budget_s), baseline=models[0].label, on_progress=on_progress)
+    plan = TimingPlan(budget_s=options.budget_s)
+    bench = flow.bench(plan, threads=options.threads, baseline=models[0].label, on_progress=on_progress)
     return bench, verdicts, [*load, _load()]
 
 
@@ -429,9 +438,15 @@ def pick(rows: Sequence[SweepRow], max_drop: float) -> list[Pick]:
         if row is base or row.sampling is None:
             message = f"batch {batch}: no SB candidate within {max_drop:g} points is faster than the baseline: ship it"
         else:
+            change = (
+                "the same top-1"
+                if abs(drop) < 1e-9
+                else f"{abs(drop):.2f} points of top-1 {'lost' if drop > 0 else 'gained'}"
+            )
+            if noise and abs(drop) >= 1e-9:
+                change += " (inside the baseline's 95% interval: may be noise)"
             message = (
-                f"batch {batch}: {row.name}, {row.speedup:.2f}x the baseline's speed, {drop:+.2f} points of top-1"
-                f" lost{' (within the accuracy interval: may be noise)' if noise else ''}: "
+                f"batch {batch}: {row.name}, {row.speedup:.2f}x the baseline's speed, {change}: "
                 f"sbdeploy pipeline {row.checkpoint}"
             )
         picks.append(Pick(batch, row.name, row.checkpoint, round(drop, 4), row.speedup, noise, message))

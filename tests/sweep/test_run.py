@@ -154,3 +154,10 @@ def test_a_sweep_with_other_settings_is_refused_in_the_same_folder(swept) -> Non
 def test_options_that_cannot_be_honoured_are_refused(options: dict, says: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError, match=says):
         SweepOptions(**options)
+
+
+def test_a_mangled_state_file_is_one_error(swept, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, report, _ = swept
+    (tmp_path / "sweep_state.json").write_text("{ half")
+    with pytest.raises(ConfigError, match="sweep_state.json is not valid JSON; delete it"):
+        run_sweep(Path(report["baseline"]), "synthetic", tmp_path, OPTIONS)
