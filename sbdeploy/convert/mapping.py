@@ -148,7 +148,9 @@ def sb_counterpart(arch: str) -> str:
     """The registered SB twin of a baseline (``cifar_resnet20`` -> ``cifar_resnet20_sb``); else ConfigError."""
     info = model_info(arch)
     if info.is_sb:
-        raise ConfigError(f"{arch} is an SB network already (its baseline is {info.baseline}); sbify takes a baseline")
+        raise ConfigError(
+            f"{arch} is an SB network already (its baseline is {info.baseline}); sbify and sweep take a baseline"
+        )
     twins = [name for name in list_models() if model_info(name).baseline == arch]
     if not twins:
         raise ConfigError(f"no registered SB network has {arch} as its baseline; see `sbdeploy zoo`")
