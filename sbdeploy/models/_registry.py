@@ -105,11 +105,12 @@ def stage_block(
 ) -> Callable[..., nn.Module]:
     """The constructor of stage ``stage``'s blocks: ``block`` with ``options`` where the stage is in ``sb_stages``
     (None: every stage), else the baseline block an SB block replaces."""
+    make: Callable[..., nn.Module] = block
     if sb_stages is None or stage in sb_stages:
-        return partial(block, **options)
+        return partial(make, **options)
     if not hasattr(block, "dense"):
         raise ConfigError(f"{block.__name__} is not an SB block; sb_stages places SB blocks")
-    return block.dense  # type: ignore[attr-defined]
+    return block.dense
 
 
 def model_info(name: str) -> ModelInfo:

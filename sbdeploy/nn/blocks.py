@@ -375,7 +375,8 @@ class SBPyramidBottleneck(_LinearSBSpatial, PyramidBottleneck):
 def block_stages(model: nn.Module) -> dict[str, int]:
     """The stage (numbered from 1) of each residual block of a zoo network, by module name: a strided block starts
     the next stage (torchvision's first stage follows a pooling, CIFAR's the stem: neither is strided)."""
-    stages, stage = {}, 1
+    stages: dict[str, int] = {}
+    stage = 1
     for name, module in model.named_modules():
         if hasattr(type(module), "expansion"):
             strided = any(m.stride[0] > 1 for m in module.modules() if isinstance(m, nn.Conv2d))
