@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("backends",),
     ("tune", "artifacts"),
     ("validate", "bench"),
-    ("flow", "pipeline", "serve", "doctor"),
+    ("flow", "pipeline", "serve", "doctor", "sweep"),
     ("cli", "__main__", ""),
 )
 """Module names relative to ``sbdeploy`` (``""``: the package itself, which re-exports the public API)."""

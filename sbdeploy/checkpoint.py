@@ -6,7 +6,7 @@ Loading never unpickles; a broken checkpoint raises :class:`CheckpointError` nam
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,12 @@ class CheckpointConfig:
     def sampling(self) -> str | None:
         return self.options.get("sampling")
 
+    @property
+    def sb_stages(self) -> tuple[int, ...] | None:
+        """The stages holding SB blocks (None: every stage of an SB network; old checkpoints record none)."""
+        stages = self.options.get("sb_stages")
+        return None if stages is None else tuple(int(s) for s in stages)
+
     def to_json(self) -> dict[str, Any]:
         data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         return {"format": FORMAT, "format_version": FORMAT_VERSION, **data}
@@ -102,12 +108,14 @@ class Checkpoint:
         return self.path.name if self.kind == "checkpoint" else str(self.path)
 
 
-def sb_options(arch: str, sampling: str | None) -> dict[str, str]:
-    """The ``sampling`` builder option of an SB network (default chessboard); none for a baseline, which refuses one."""
+def sb_options(arch: str, sampling: str | None, sb_stages: Sequence[int] | None = None) -> dict[str, Any]:
+    """The ``sampling`` (default chessboard) and ``sb_stages`` (where given) builder options of an SB network; none
+    for a baseline, which refuses them."""
     if model_info(arch).is_sb:
-        return {"sampling": sampling or "chessboard"}
-    if sampling is not None:
-        raise ConfigError(f"{arch} is a baseline without SB blocks; --sampling applies to SB networks only")
+        return {"sampling": sampling or "chessboard", **({} if sb_stages is None else {"sb_stages": list(sb_stages)})}
+    if sampling is not None or sb_stages is not None:
+        given = "--sampling" if sampling is not None else "--stages"
+        raise ConfigError(f"{arch} is a baseline without SB blocks; {given} applies to SB networks only")
     return {}
 
 

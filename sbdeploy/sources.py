@@ -18,7 +18,7 @@ from sbdeploy.checkpoint import CONFIG_FILE, Checkpoint, CheckpointConfig, load_
 from sbdeploy.errors import CheckpointError, ConfigError, UnknownModelError
 from sbdeploy.files import ENGINE_SUFFIXES
 from sbdeploy.flops import count_macs
-from sbdeploy.models import create_model, model_info
+from sbdeploy.models import SB_OPTIONS, create_model, model_info
 
 ZOO_NORMALIZATION = {
     "cifar": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -95,7 +95,7 @@ def baseline_of(source: Checkpoint, baseline: str | Path | None = None) -> Check
     name = model_info(source.config.arch).baseline
     if name is None:
         return None
-    return resolve_source(name, options={k: v for k, v in source.config.options.items() if k != "sampling"})
+    return resolve_source(name, options={k: v for k, v in source.config.options.items() if k not in SB_OPTIONS})
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from sbdeploy.checkpoint import (
     state_mismatches,
 )
 from sbdeploy.errors import CheckpointError, ConfigError
-from sbdeploy.models import create_model, list_models, model_info
+from sbdeploy.models import SB_OPTIONS, create_model, list_models, model_info
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -179,7 +179,7 @@ def _hint(arch: str, options: dict[str, Any], state: Mapping[str, torch.Tensor])
     """Names the baseline or SB twin of ``arch`` when the file fits that one instead."""
     baseline = model_info(arch).baseline
     twins = [baseline] if baseline else [n for n in list_models() if model_info(n).baseline == arch]
-    base_options = {k: v for k, v in options.items() if k != "sampling"}
+    base_options = {k: v for k, v in options.items() if k not in SB_OPTIONS}
     for twin in twins:
         with torch.device("meta"):
             model = create_model(twin, **base_options)

@@ -27,7 +27,7 @@ from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.files import DeployFile, describe_file
 from sbdeploy.flops import count_macs
-from sbdeploy.models import create_model, model_info
+from sbdeploy.models import SB_OPTIONS, create_model, model_info
 from sbdeploy.sources import Model
 from sbdeploy.targets import run_options
 
@@ -77,7 +77,7 @@ def subjects_from_files(
         in_chans, h, w = f.input_shape
         key = repr((f.arch, sorted(f.options.items()), f.input_shape))
         if key not in macs:
-            options = {k: v for k, v in f.options.items() if k in ("num_classes", "in_chans", "sampling")}
+            options = {k: v for k, v in f.options.items() if k in ("num_classes", "in_chans", *SB_OPTIONS)}
             macs[key] = count_macs(create_model(f.arch, **options).eval(), (h, w), in_chans)
         runs_on = [b for b in (backends or [f.default_backend()]) if f.runs_on(b)]
         timed = {(b, n, f.precision): f for b in runs_on for n in f.batch_sizes(batches)}

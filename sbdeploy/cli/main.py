@@ -14,7 +14,19 @@ from typing import Annotated
 
 import typer
 
-from sbdeploy.cli import bench, build_engine, doctor, export, import_weights, pipeline, train, triton, validate, zoo
+from sbdeploy.cli import (
+    bench,
+    build_engine,
+    doctor,
+    export,
+    import_weights,
+    pipeline,
+    sweep,
+    train,
+    triton,
+    validate,
+    zoo,
+)
 from sbdeploy.cli._render import err_console, stderr_line
 from sbdeploy.cli.sbify import sbify as sbify_command
 from sbdeploy.errors import SbdeployError
@@ -45,6 +57,7 @@ app.command("build-engine")(build_engine.build_engine)
 app.command("doctor")(doctor.doctor)
 app.command("triton-repo")(triton.triton_repo)
 app.command("sbify")(sbify_command)
+app.command("sweep")(sweep.sweep)
 
 
 def _print_version(value: bool) -> None:

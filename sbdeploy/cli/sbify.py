@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from sbdeploy.cli._options import parse_ints
 from sbdeploy.cli._render import console, print_json
 from sbdeploy.cli.train import SOURCE_OPTION_HELP, EpochBars, epoch_progress, parse_floats
 
@@ -44,6 +45,12 @@ def sbify(
         Path, typer.Option("--out", help="SB checkpoint folder to write (model.safetensors + config.json).")
     ],
     sampling: Annotated[str, typer.Option(help="SB sampling set: single, chessboard, three or dense.")] = "chessboard",
+    stages: Annotated[
+        str | None,
+        typer.Option(
+            help="Map only the blocks of these stages, e.g. 2,3 (numbered from 1; the rest copied). Default: all."
+        ),
+    ] = None,
     data: Annotated[
         str | None, typer.Option("--data", help=f"{SOURCE_OPTION_HELP} Default: the baseline's recorded data set.")
     ] = None,
@@ -118,6 +125,7 @@ def sbify(
             out,
             data=dataset,
             sampling=sampling,
+            sb_stages=None if stages is None else parse_ints(stages, "--stages"),
             recalibrate=recalibrate,
             calibration_count=calibration_images,
             bottleneck_fit=bottleneck_fit,
@@ -138,13 +146,15 @@ def sbify(
         "baseline_model": result.baseline_arch,
         "baseline_sha256": result.source_sha256,
         "sampling": result.sampling,
+        "sb_stages": None if result.sb_stages is None else list(result.sb_stages),
         "bottleneck_fit_error": result.bottleneck_error,
         "stages": [s.to_dict() for s in result.stages],
     }
     if as_json:
         print_json(summary)
         return
-    table = Table(title=escape(f"sbdeploy sbify: {result.baseline_arch} -> {result.arch} ({result.sampling})"))
+    placed = "" if result.sb_stages is None else f", stages {','.join(map(str, result.sb_stages))}"
+    table = Table(title=escape(f"sbdeploy sbify: {result.baseline_arch} -> {result.arch} ({result.sampling}{placed})"))
     for column in ("stage", "test accuracy", "wall s", "CPU s"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for s in result.stages:

@@ -8,7 +8,7 @@ Conversion goes block by block, so any network built from :mod:`sbdeploy.nn.bloc
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -90,15 +90,30 @@ class Conversion:
 
 
 def convert(
-    model: nn.Module, sampling: str = "chessboard", *, calibration: Iterable[Tensor] | None = None
+    model: nn.Module,
+    sampling: str = "chessboard",
+    *,
+    calibration: Iterable[Tensor] | None = None,
+    stages: Sequence[int] | None = None,
 ) -> Conversion:
     """The SB network of a trained baseline (in eval mode; ``model`` untouched) and its bottleneck fits.
 
-    BN statistics stay the baseline's: recalibrate them for a sparse sampling set (:func:`sbdeploy.train.recalibrate_bn`).
+    ``stages``: convert only the blocks of these stages (numbered from 1; the others are copied exactly), the zoo
+    network's ``sb_stages``; None: every block. BN statistics stay the baseline's: recalibrate them for a sparse
+    sampling set (:func:`sbdeploy.train.recalibrate_bn`).
     """
     sampling = resolve_sampling(sampling)
-    found = [(name, m) for name, m in model.named_modules() if type(m) in BLOCK_MAPS]
-    if not found:
+    stage_of = B.block_stages(model)
+    if stages is not None and not set(stages) <= set(stage_of.values()):
+        raise ConfigError(
+            f"{type(model).__name__} has stages {sorted(set(stage_of.values()))}, not {sorted(set(stages) - set(stage_of.values()))}"
+        )
+    found = [
+        (name, m)
+        for name, m in model.named_modules()
+        if type(m) in BLOCK_MAPS and (stages is None or stage_of[name] in stages)
+    ]
+    if not found and stages is None:
         raise ConfigError(
             f"{type(model).__name__} holds no baseline residual block sbify can convert "
             f"({', '.join(t.__name__ for t in BLOCK_MAPS)}); is it an SB network already?"
@@ -117,16 +132,25 @@ def convert(
     return Conversion(converted.eval(), inits)
 
 
-def sbify(model: nn.Module, sampling: str = "chessboard", *, calibration: Iterable[Tensor] | None = None) -> nn.Module:
-    """The SB network of a trained baseline: every residual block replaced by its SB twin (see :func:`convert`)."""
-    return convert(model, sampling, calibration=calibration).model
+def sbify(
+    model: nn.Module,
+    sampling: str = "chessboard",
+    *,
+    calibration: Iterable[Tensor] | None = None,
+    stages: Sequence[int] | None = None,
+) -> nn.Module:
+    """The SB network of a trained baseline: its residual blocks (of ``stages``; None: all) replaced by their SB twins
+    (see :func:`convert`)."""
+    return convert(model, sampling, calibration=calibration, stages=stages).model
 
 
 def sb_counterpart(arch: str) -> str:
     """The registered SB twin of a baseline (``cifar_resnet20`` -> ``cifar_resnet20_sb``); else ConfigError."""
     info = model_info(arch)
     if info.is_sb:
-        raise ConfigError(f"{arch} is an SB network already (its baseline is {info.baseline}); sbify takes a baseline")
+        raise ConfigError(
+            f"{arch} is an SB network already (its baseline is {info.baseline}); sbify and sweep take a baseline"
+        )
     twins = [name for name in list_models() if model_info(name).baseline == arch]
     if not twins:
         raise ConfigError(f"no registered SB network has {arch} as its baseline; see `sbdeploy zoo`")

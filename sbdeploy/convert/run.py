@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sbdeploy.checkpoint import WEIGHTS_FILE, load_checkpoint, read_config, save_checkpoint
+from sbdeploy.checkpoint import WEIGHTS_FILE, load_checkpoint, read_config, save_checkpoint, sb_options
 from sbdeploy.convert.mapping import BLOCK_MAPS, convert, sb_counterpart
 from sbdeploy.data import ImageData
 from sbdeploy.errors import ConfigError
-from sbdeploy.models import create_model
+from sbdeploy.models import check_sb_stages, create_model, model_info
 from sbdeploy.nn.sampling import resolve_sampling
 from sbdeploy.train.distributed import pick_device
 from sbdeploy.train.evaluate import measure_accuracy, normalize, open_fitting_source
@@ -50,6 +51,7 @@ class SbifyResult:
     arch: str  # the SB network written
     baseline_arch: str
     sampling: str
+    sb_stages: tuple[int, ...] | None  # the stages mapped (None: every stage)
     stages: tuple[Stage, ...]
     bottleneck_error: float | None  # mean relative error of the linear SB fits (Conversion.bottleneck_error)
     fine_tune: TrainResult | None
@@ -90,6 +92,7 @@ def sbify_checkpoint(
     *,
     data: ImageData | None,
     sampling: str = "chessboard",
+    sb_stages: Sequence[int] | None = None,
     recalibrate: bool = True,
     calibration_count: int | None = 2048,
     bottleneck_fit: str = "calibration",
@@ -104,6 +107,8 @@ def sbify_checkpoint(
 
     Args:
         data: training and test images (``open_fitting_source``); None: mapping only.
+        sb_stages: map only the blocks of these stages (numbered from 1; the others copied exactly): the SB network's
+            ``sb_stages``; None: every block.
         calibration_count: training images for recalibration and the bottleneck fit (None: all).
         bottleneck_fit: ``calibration`` (images run through the baseline) or ``noise`` (data-free).
         distill: (alpha, temperature) to distil the fine-tune from the baseline's logits.
@@ -132,12 +137,15 @@ def sbify_checkpoint(
     if data is not None:
         data = dataclasses.replace(data, mean=cfg.mean, std=cfg.std)  # the baseline's weights expect its normalization
     calibration = calibration_images(data, calibration_count) if data is not None else None
+    sb_stages = check_sb_stages(sb_stages, model_info(arch).stages)
+    options = {**cfg.options, **sb_options(arch, sampling, sb_stages)}
     has_bottleneck = any(BLOCK_MAPS[type(m)].deconv_from is None for m in ckpt.model.modules() if type(m) in BLOCK_MAPS)
     settings: dict[str, Any] = {
         "source": str(source),
         "source_sha256": ckpt.weights_sha256,
         "source_arch": cfg.arch,
         "sampling": sampling,
+        "sb_stages": None if sb_stages is None else list(sb_stages),
         "bottleneck_init": None if not has_bottleneck else ("noise" if calibration is None else bottleneck_fit),
         "recalibration_images": len(calibration) if recalibrate and calibration is not None else None,
     }
@@ -160,7 +168,7 @@ def sbify_checkpoint(
         batches = None
         if settings["bottleneck_init"] == "calibration" and calibration is not None:
             batches = [normalize(b.to(dev), cfg.mean, cfg.std) for b in calibration[:FIT_IMAGES].split(128)]
-        conversion = convert(ckpt.model, sampling, calibration=batches)
+        conversion = convert(ckpt.model, sampling, calibration=batches, stages=sb_stages)
         sb_model, bottleneck_error = conversion.model, conversion.bottleneck_error
         mapped = clock.stage("mapped", None)
         stages.append(dataclasses.replace(mapped, test_accuracy=accuracy(sb_model)))
@@ -174,7 +182,6 @@ def sbify_checkpoint(
         state = sb_model.state_dict()
     settings["bottleneck_fit_error"] = None if bottleneck_error is None else round(bottleneck_error, 5)
     settings["stages"] = [s.to_dict() for s in stages]
-    options = {**cfg.options, "sampling": sampling}
     if fine_tune is None:
         assert state is not None
         model = create_model(arch, **options)
@@ -202,6 +209,7 @@ def sbify_checkpoint(
             out,
             fine_tune,
             sampling=sampling,
+            sb_stages=sb_stages,
             resume=resume,
             overwrite=overwrite,
             device=dev.type,
@@ -212,5 +220,5 @@ def sbify_checkpoint(
         )
         stages.append(clock.stage("fine-tuned", result.test_accuracy))
     return SbifyResult(
-        out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, tuple(stages), bottleneck_error, result
+        out, source, ckpt.weights_sha256, arch, cfg.arch, sampling, sb_stages, tuple(stages), bottleneck_error, result
     )

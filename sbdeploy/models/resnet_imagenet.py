@@ -6,11 +6,12 @@ State-dict keys of the baselines match torchvision's ``resnetNN``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 from torch import Tensor, nn
 
-from sbdeploy.models._registry import register_pair
+from sbdeploy.models._registry import check_sb_stages, register_pair, stage_block
 from sbdeploy.nn.blocks import BasicBlock, Bottleneck, SBBasicBlock, SBBottleneck
 
 
@@ -28,16 +29,19 @@ class ResNet(nn.Module):
         *,
         num_classes: int = 1000,
         in_chans: int = 3,
+        sb_stages: Sequence[int] | None = None,
         **block_options: str,
     ) -> None:
+        """``sb_stages``: the stages (1-4) of an SB network that hold SB blocks, the others baseline ones (None: all)."""
         super().__init__()
+        stages = check_sb_stages(sb_stages, 4)
         self.conv1 = nn.Conv2d(in_chans, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        make_block = partial(block, **block_options)
         in_planes = 64
         for index, (planes, count) in enumerate(zip((64, 128, 256, 512), layers), start=1):
+            make_block = stage_block(block, index, stages, block_options)
             blocks = []
             for i in range(count):
                 blocks.append(make_block(in_planes, planes, 2 if index > 1 and i == 0 else 1))

@@ -134,6 +134,7 @@ class SBPreActBasicBlock(nn.Module):
     """``x + Deconv(S(ReLU(BN2(S(Conv(ReLU(BN1(x))))))))``."""
 
     expansion = 1
+    dense = PreActBasicBlock  # the baseline block it replaces (in a mixed network's other stages)
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, sampling: str = "chessboard") -> None:
         super().__init__()
@@ -181,6 +182,8 @@ class PreActBottleneck(nn.Module):
 class SBPreActBottleneck(_LinearSBSpatial, PreActBottleneck):
     """Pre-activation bottleneck whose 3x3 conv is a linear SB (C_mid = C / 2)."""
 
+    dense = PreActBottleneck
+
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
         before, after = ops(self.conv1, self.bn2, _RELU), ops(self.bn3, _RELU, self.conv3)
@@ -220,6 +223,7 @@ class SBBasicBlock(nn.Module):
     """``ReLU(shortcut(x) + BN2(Deconv(S(ReLU(BN1(S(Conv(x))))))))``."""
 
     expansion = 1
+    dense = BasicBlock  # the baseline block it replaces (in a mixed network's other stages)
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, sampling: str = "chessboard") -> None:
         super().__init__()
@@ -263,6 +267,8 @@ class Bottleneck(nn.Module):
 
 class SBBottleneck(_LinearSBSpatial, Bottleneck):
     """torchvision bottleneck whose 3x3 conv is a linear SB (C_mid = C / 2)."""
+
+    dense = Bottleneck
 
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
@@ -310,6 +316,7 @@ class SBPyramidBasicBlock(nn.Module):
     """``shortcut(x) + BN3(Deconv(S(ReLU(BN2(S(Conv(BN1(x))))))))``."""
 
     expansion = 1
+    dense = PyramidBasicBlock  # the baseline block it replaces (in a mixed network's other stages)
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, *, sampling: str = "chessboard") -> None:
         super().__init__()
@@ -356,11 +363,26 @@ class PyramidBottleneck(nn.Module):
 class SBPyramidBottleneck(_LinearSBSpatial, PyramidBottleneck):
     """PyramidNet bottleneck whose 3x3 conv is a linear SB (C_mid = C / 2)."""
 
+    dense = PyramidBottleneck
+
     def describe(self) -> BlockDescription:
         assert isinstance(self.conv2, SpatialBottleneck)
         shortcut = Shortcut("pyramid", stride=self.stride, out_channels=self.conv3.out_channels)
         before, after = ops(self.bn1, self.conv1, self.bn2, _RELU), ops(self.bn3, _RELU, self.conv3, self.bn4)
         return BlockDescription((), before, self.conv2, after, shortcut, ())
+
+
+def block_stages(model: nn.Module) -> dict[str, int]:
+    """The stage (numbered from 1) of each residual block of a zoo network, by module name: a strided block starts
+    the next stage (torchvision's first stage follows a pooling, CIFAR's the stem: neither is strided)."""
+    stages: dict[str, int] = {}
+    stage = 1
+    for name, module in model.named_modules():
+        if hasattr(type(module), "expansion"):
+            strided = any(m.stride[0] > 1 for m in module.modules() if isinstance(m, nn.Conv2d))
+            stage += bool(stages) and strided
+            stages[name] = stage
+    return stages
 
 
 def describe_block(module: nn.Module) -> BlockDescription | None:

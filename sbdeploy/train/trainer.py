@@ -10,7 +10,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,6 +261,7 @@ def train(
     config: TrainConfig = TrainConfig(),
     *,
     sampling: str | None = None,
+    sb_stages: Sequence[int] | None = None,
     resume: bool = False,
     overwrite: bool = False,
     device: str = "auto",
@@ -275,7 +276,7 @@ def train(
     """
     out = Path(out)
     hooks = callbacks or TrainCallbacks()
-    options = {"num_classes": data.num_classes, "in_chans": data.in_chans, **sb_options(arch, sampling)}
+    options = {"num_classes": data.num_classes, "in_chans": data.in_chans, **sb_options(arch, sampling, sb_stages)}
     pad = data.pad if config.pad is None else config.pad
     flip = data.flip if config.flip is None else config.flip
     if pad >= min(data.input_size):

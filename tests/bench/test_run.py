@@ -1,4 +1,5 @@
-"""The settings block of a bench report (sbdeploy.bench.run.bench_subjects): what it says about how each backend computed."""
+"""The settings block of a bench report (sbdeploy.bench.run.bench_subjects): what it says about how each backend computed;
+the MACs of a given file (subjects_from_files), by its metadata."""
 
 from __future__ import annotations
 
@@ -56,3 +57,18 @@ def test_fastest_files_are_timed_again_only_where_a_network_had_a_choice(tiny_on
     picked = {(e.subject.label, e.backend, e.precision) for e in fastest_entries(both, subjects, 1)}
     assert picked == {("net", "ov-cpu", "bf16"), ("net_sb", "ort-cpu", "fp32")}
     assert fastest_entries(both, subjects, 8) == []  # nothing timed at that batch
+
+
+def test_a_mixed_networks_file_is_counted_with_its_placement(tmp_path: Path) -> None:
+    from sbdeploy.bench.run import subjects_from_files
+    from sbdeploy.export.onnx_export import export_onnx
+    from sbdeploy.flops import count_macs
+    from sbdeploy.models import create_model
+
+    options = {"sampling": "single", "sb_stages": [2]}
+    export_onnx("cifar_resnet20_sb", tmp_path / "mixed.onnx", input_size=(16, 16), options=options)
+    (subject,) = subjects_from_files([tmp_path / "mixed.onnx"], ["ort-cpu"], [1])
+    mixed, every = (
+        count_macs(create_model("cifar_resnet20_sb", **o), (16, 16)) for o in (options, {"sampling": "single"})
+    )
+    assert subject.macs == mixed > every  # the file's metadata carries the placement into the MAC count

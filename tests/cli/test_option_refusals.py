@@ -9,6 +9,7 @@ a precision ov-cpu does not offer), each said in one sentence naming what to do.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     np.save(root / "calibration.npy", np.zeros((4, 3, 32, 32), np.float32))
     model = sbdeploy.create_model("cifar_resnet20", num_classes=10).eval()
     ckpt = save_checkpoint(root / "ckpt", model, config)
-    return {"ckpt": ckpt, "onnx": tiny_onnx(root / "model.onnx"), "npy": root / "calibration.npy"}
+    sb_config = dataclasses.replace(config, arch="cifar_resnet20_sb", options={**config.options, "sampling": "single"})
+    sb = save_checkpoint(root / "sb", sbdeploy.create_model("cifar_resnet20_sb", num_classes=10).eval(), sb_config)
+    return {"ckpt": ckpt, "sb": sb, "onnx": tiny_onnx(root / "model.onnx"), "npy": root / "calibration.npy"}
 
 
 ROWS = {
@@ -75,6 +78,30 @@ ROWS = {
     "bench files --int8": (
         ["bench", "-m", "{onnx}", "--int8", "--report", "{out}"],
         "timed in the precision they hold",
+    ),
+    "sweep --distill without --epochs": (
+        ["sweep", "{ckpt}", "--data", "synthetic", "--distill", "--out", "{out}"],
+        "--distill applies to the fine-tune",
+    ),
+    "sweep --target trt": (
+        ["sweep", "{ckpt}", "--data", "synthetic", "--target", "trt", "--out", "{out}"],
+        "a sweep times on ort-cpu, which does not run --target trt",
+    ),
+    "sweep --data of other images": (
+        ["sweep", "{ckpt}", "--data", "digits", "--out", "{out}"],
+        "the checkpoint expects 3-channel 32x32",
+    ),
+    "sweep of an SB checkpoint": (
+        ["sweep", "{sb}", "--data", "synthetic", "--out", "{out}"],
+        "is an SB network already",
+    ),
+    "sbify --stages beyond the network": (
+        ["sbify", "{ckpt}", "--stages", "2,4", "--no-recalibrate", "--out", "{out}"],
+        "distinct stage numbers 1..3, got [2, 4]",
+    ),
+    "sbify --stages not numbers": (
+        ["sbify", "{ckpt}", "--stages", "two", "--no-recalibrate", "--out", "{out}"],
+        "--stages takes comma-separated integers",
     ),
 }
 

@@ -100,3 +100,13 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str, t
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.startswith("error:") and message in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_stages_map_only_those_stages(tmp_path: Path) -> None:
+    out = tmp_path / "mixed"
+    run = run_cli("sbify", str(BASELINE), "--out", str(out), "--stages", "3,2", "--no-recalibrate", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["sb_stages"] == [2, 3]
+    ckpt = load_checkpoint(out)
+    assert ckpt.config.sb_stages == (2, 3) and ckpt.config.options["sb_stages"] == [2, 3]
+    assert sum(hasattr(m, "describe") for m in ckpt.model.modules()) == 6  # stages 2 and 3 of cifar_resnet20's 3x3

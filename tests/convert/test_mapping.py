@@ -9,7 +9,7 @@ from torch import nn
 
 from sbdeploy import create_model, list_models, sbify
 from sbdeploy.convert.bottleneck import conv_as_deconv
-from sbdeploy.convert.mapping import BLOCK_MAPS, map_regular_block, sb_counterpart
+from sbdeploy.convert.mapping import BLOCK_MAPS, convert, map_regular_block, sb_counterpart
 from sbdeploy.errors import ConfigError
 from sbdeploy.models._registry import model_info
 from sbdeploy.models.pyramidnet import PyramidNet
@@ -116,6 +116,49 @@ def test_dense_network_equals_the_baseline(family: str, size: tuple[int, int]) -
 
 
 PreActBasicBlock, BasicBlock, PyramidBasicBlock = B.PreActBasicBlock, B.BasicBlock, B.PyramidBasicBlock
+
+
+@pytest.mark.parametrize("placement", [(), (1,), (2,), (1, 3), None], ids=["none", "s1", "s2", "s1+3", "all"])
+@pytest.mark.parametrize("family", list(NETWORKS))
+def test_dense_mixed_network_equals_the_baseline(family: str, placement: tuple[int, ...] | None) -> None:
+    build, chans = NETWORKS[family]
+    torch.manual_seed(0)
+    base = randomize_bn(build()).double().eval()
+    mixed = sbify(base, sampling="dense", stages=placement)
+    stage_of = B.block_stages(mixed)
+    for name, stage in stage_of.items():  # SB blocks exactly where placed, the other blocks the baseline's own
+        is_sb = type(mixed.get_submodule(name)) not in BLOCK_MAPS
+        assert is_sb == (placement is None or stage in placement), name
+        if not is_sb:
+            block, original = mixed.get_submodule(name), base.get_submodule(name)
+            assert all(torch.equal(a, b) for a, b in zip(block.state_dict().values(), original.state_dict().values()))
+    x = torch.randn(2, chans, 33, 35, dtype=torch.float64)
+    with torch.no_grad():
+        assert (mixed(x) - base(x)).abs().max() < TOL
+
+
+def test_a_mixed_bottleneck_network_fits_only_its_placed_blocks() -> None:
+    torch.manual_seed(0)
+    base = randomize_bn(CifarResNet(B.PreActBottleneck, 20, num_classes=7)).double().eval()
+    every, one = convert(base, "chessboard"), convert(base, "chessboard", stages=(2,))
+    assert set(one.bottleneck_fits) == {n for n, s in B.block_stages(base).items() if s == 2}
+    for name in one.bottleneck_fits:  # the same fit as in the all-SB network, so the same stated error
+        assert one.bottleneck_fits[name].relative_error == pytest.approx(every.bottleneck_fits[name].relative_error)
+    dense = convert(base, "dense", stages=(2,))
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():  # rank C/2 cannot be exact: the error is the fit's, bounded by it block by block
+        assert 0 < dense.bottleneck_error < 1 and (dense.model(x) - base(x)).abs().max() > 0
+
+
+@pytest.mark.parametrize(("name", "stages"), [("cifar_resnet20", (2, 3)), ("resnet18", (1,)), ("resnet50", (4,))])
+def test_sbified_stages_are_the_registered_mixed_network(name: str, stages: tuple[int, ...]) -> None:
+    base = create_model(name, num_classes=10)
+    sb = sbify(base, sampling="single", stages=stages)
+    twin = create_model(sb_counterpart(name), num_classes=10, sampling="single", sb_stages=stages)
+    assert list(sb.state_dict()) == list(twin.state_dict())
+    twin.load_state_dict(sb.state_dict(), strict=True)
+    with pytest.raises(ConfigError, match="has stages"):
+        sbify(base, stages=(5,))
 
 
 @pytest.mark.parametrize("name", ["cifar_resnet20", "resnet18", "cifar_pyramidnet110_a48"])

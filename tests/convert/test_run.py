@@ -49,6 +49,17 @@ def test_dense_mapping_without_data_writes_the_baselines_function(baseline: Path
         assert torch.allclose(sb.model(x), base.model(x), atol=1e-5)
 
 
+def test_stages_map_only_their_blocks_and_the_checkpoint_records_them(baseline: Path, data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = sbify_checkpoint(baseline, tmp_path / "sb", data=data, sampling="dense", sb_stages=[3, 2], device="cpu")
+    sb, base = load_checkpoint(tmp_path / "sb"), load_checkpoint(baseline)
+    assert result.sb_stages == sb.config.sb_stages == (2, 3) and sb.config.training["sbify"]["sb_stages"] == [2, 3]
+    assert [type(b).__name__ for b in sb.model.layers] == ["PreActBasicBlock"] * 3 + ["SBPreActBasicBlock"] * 6
+    assert torch.equal(sb.model.layers[0].conv1.weight, base.model.layers[0].conv1.weight)  # copied, BN recalibrated
+    assert load_checkpoint(baseline).config.sb_stages is None  # a checkpoint without it: every block (as before)
+    with pytest.raises(ConfigError, match="distinct stage numbers 1..3"):
+        sbify_checkpoint(baseline, tmp_path / "bad", data=None, recalibrate=False, sb_stages=(0,))
+
+
 class _Crash(SbifyCallbacks):
     def on_epoch_end(self, stats) -> None:  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt

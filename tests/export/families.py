@@ -27,19 +27,43 @@ from sbdeploy.nn.blocks import (
 )
 from sbdeploy.targets import TARGETS
 
-# name -> (builder(sampling), default size, odd size)
-FAMILIES: dict[str, tuple[Callable[[str], nn.Module], tuple[int, int], tuple[int, int]]] = {
-    "cifar_preact_basic": (lambda s: CifarResNet(SBPreActBasicBlock, 8, sampling=s), (32, 32), (33, 35)),
-    "cifar_preact_bottleneck": (lambda s: CifarResNet(SBPreActBottleneck, 11, sampling=s), (32, 32), (33, 35)),
-    "imagenet_basic": (lambda s: ResNet(SBBasicBlock, (1, 1, 1, 1), num_classes=10, sampling=s), (224, 224), (97, 75)),
-    "imagenet_bottleneck": (
-        lambda s: ResNet(SBBottleneck, (1, 1, 1, 1), num_classes=10, sampling=s),
+# name -> (builder(sampling, sb_stages=None), default size, odd size)
+FAMILIES: dict[str, tuple[Callable[..., nn.Module], tuple[int, int], tuple[int, int]]] = {
+    "cifar_preact_basic": (
+        lambda s, st=None: CifarResNet(SBPreActBasicBlock, 8, sampling=s, sb_stages=st),
+        (32, 32),
+        (33, 35),
+    ),
+    "cifar_preact_bottleneck": (
+        lambda s, st=None: CifarResNet(SBPreActBottleneck, 11, sampling=s, sb_stages=st),
+        (32, 32),
+        (33, 35),
+    ),
+    "imagenet_basic": (
+        lambda s, st=None: ResNet(SBBasicBlock, (1, 1, 1, 1), num_classes=10, sampling=s, sb_stages=st),
         (224, 224),
         (97, 75),
     ),
-    "pyramid_basic": (lambda s: PyramidNet(SBPyramidBasicBlock, 8, 12, sampling=s), (32, 32), (33, 35)),
-    "pyramid_bottleneck": (lambda s: PyramidNet(SBPyramidBottleneck, 11, 12, sampling=s), (32, 32), (33, 35)),
+    "imagenet_bottleneck": (
+        lambda s, st=None: ResNet(SBBottleneck, (1, 1, 1, 1), num_classes=10, sampling=s, sb_stages=st),
+        (224, 224),
+        (97, 75),
+    ),
+    "pyramid_basic": (
+        lambda s, st=None: PyramidNet(SBPyramidBasicBlock, 8, 12, sampling=s, sb_stages=st),
+        (32, 32),
+        (33, 35),
+    ),
+    "pyramid_bottleneck": (
+        lambda s, st=None: PyramidNet(SBPyramidBottleneck, 11, 12, sampling=s, sb_stages=st),
+        (32, 32),
+        (33, 35),
+    ),
 }
+
+PLACEMENTS: dict[str, tuple[int, ...] | None] = {"all": None, "none": (), "one": (2,)}
+"""Where a mixed network's SB blocks are (``sb_stages``): every stage (the paper's networks), none (the baseline's
+blocks in an SB network), one stage between dense ones."""
 
 
 def randomize_bn(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -55,10 +79,11 @@ def randomize_bn(module: nn.Module, seed: int = 0) -> nn.Module:
     return module
 
 
-def build(family: str, sampling: str, seed: int = 0) -> nn.Module:
-    """The family's small member with fixed-seed weights and randomized BN, in eval mode."""
+def build(family: str, sampling: str, seed: int = 0, placement: str = "all") -> nn.Module:
+    """The family's small member (its SB blocks where ``placement`` says) with fixed-seed weights and randomized BN,
+    in eval mode."""
     torch.manual_seed(seed)
-    return randomize_bn(FAMILIES[family][0](sampling), seed).eval()
+    return randomize_bn(FAMILIES[family][0](sampling, PLACEMENTS[placement]), seed).eval()
 
 
 def distinct_forms(*, with_passes: bool = True) -> list[str]:

@@ -11,7 +11,8 @@ sizes x 2 batch modes = 384 exports):
   set, and every other distinct form of the table (``grouped``, ``separate``, the strided
   form of ``ort-cuda`` and ``trt``, and the ``ort-cpu`` variants that tuning chooses among:
   ``ort-cpu:taps``, ``:stacked``, ``:masked``, ``:per-sb``, ``:gather``, ``:fused`` at 1 and 2 threads) once, the
-  combination and sampling set rotating over the families: 78 exports (the fast tier: the 18 that bring a value no earlier
+  combination and sampling set rotating over the families, and each form once more per mixed placement (SB blocks
+  in no stage, in one stage between dense ones: ``families.PLACEMENTS``): 78 + 20 exports (the fast tier: the 20 that bring a value no earlier
   case had, ``tests.conftest.cover``). ``test_the_cases_cover_every_axis`` checks that coverage. Each
   export runs at batch 1 and 3 (dynamic) or its fixed batch, against the PyTorch network
   in eval mode (the SB training code); its op census is checked against what the form
@@ -43,7 +44,7 @@ from sbdeploy.nn.sampling import SAMPLINGS
 from sbdeploy.nn.sb import SpatialBottleneck
 from sbdeploy.targets import get_target
 from tests.conftest import cover, cross, kernel_library
-from tests.export.families import FAMILIES, build, distinct_forms, randomize_bn
+from tests.export.families import FAMILIES, PLACEMENTS, build, distinct_forms, randomize_bn
 
 TOL = 1e-4
 SAMPLING_SETS = list(SAMPLINGS)
@@ -52,15 +53,19 @@ OTHER_FORMS = [f for f in distinct_forms() if f != "ort-cpu"]
 IMAGENET_SIZES = {"even": (64, 64), "odd": (49, 37)}  # every stage even; an odd stem output (quick to export)
 
 
-def _cases() -> list[tuple[str, str, str, str, str | int]]:
-    """(family, form, sampling, size, batch): see the module docstring."""
+def _cases() -> list[tuple[str, str, str, str, str | int, str]]:
+    """(family, form, sampling, size, batch, placement): see the module docstring."""
     cases = []
     for i, family in enumerate(FAMILIES):
         for k, (size, batch) in enumerate(COMBOS):
-            cases.append((family, "ort-cpu", SAMPLING_SETS[(i + k) % 4], size, batch))
+            cases.append((family, "ort-cpu", SAMPLING_SETS[(i + k) % 4], size, batch, "all"))
         for j, form in enumerate(OTHER_FORMS):
             size, batch = COMBOS[(i + j) % 4]
-            cases.append((family, form, SAMPLING_SETS[(i + j + 2) % 4], size, batch))
+            cases.append((family, form, SAMPLING_SETS[(i + j + 2) % 4], size, batch, "all"))
+    for j, form in enumerate(distinct_forms()):  # mixed networks: each form once per other placement
+        for k, placement in enumerate(p for p in PLACEMENTS if p != "all"):
+            family = list(FAMILIES)[(2 * j + k) % len(FAMILIES)]
+            cases.append((family, form, SAMPLING_SETS[(j + k) % 4], *COMBOS[(j + k) % 4], placement))
     return cases
 
 
@@ -68,14 +73,15 @@ CASES = _cases()
 
 
 def test_the_cases_cover_every_axis() -> None:
-    assert len(CASES) == len(FAMILIES) * (4 + len(OTHER_FORMS))
+    assert len(CASES) == len(FAMILIES) * (4 + len(OTHER_FORMS)) + 2 * len(distinct_forms())
     for family in FAMILIES:
-        mine = [c for c in CASES if c[0] == family]
+        mine = [c for c in CASES if c[0] == family and c[5] == "all"]
         for axis, values in ((1, distinct_forms()), (2, SAMPLING_SETS), (3, ["even", "odd"]), (4, ["dynamic", 1])):
             assert {c[axis] for c in mine} == set(values), (family, axis)
     for form in distinct_forms():
         assert {c[2] for c in CASES if c[1] == form} == set(SAMPLING_SETS), form
         assert {(c[3], c[4]) for c in CASES if c[1] == form} == set(COMBOS), form
+        assert {c[5] for c in CASES if c[1] == form} == set(PLACEMENTS), form
 
 
 def _size(family: str, size: str) -> tuple[int, int]:
@@ -83,12 +89,13 @@ def _size(family: str, size: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize(
-    ("family", "form", "sampling", "size", "batch"), cover(CASES, ["-".join(map(str, c)) for c in CASES])
+    ("family", "form", "sampling", "size", "batch", "placement"),
+    cover(CASES, ["-".join(map(str, c)) for c in CASES]),
 )
 def test_export_matches_torch_on_onnxruntime(
-    family: str, form: str, sampling: str, size: str, batch: str | int
+    family: str, form: str, sampling: str, size: str, batch: str | int, placement: str
 ) -> None:
-    model = build(family, sampling)
+    model = build(family, sampling, placement=placement)
     hw = _size(family, size)
     proto, reports = export_module(model, in_chans=3, input_size=hw, batch=batch, target=form)
     assert [r.name for r in reports] == list(get_target(form).passes)
@@ -116,13 +123,16 @@ def test_export_matches_torch_on_onnxruntime(
 
             reference = ReferenceEvaluator(proto).run(["logits"], {"input": x.numpy()})[0]
             assert float(np.abs(reference - expected).max()) <= TOL * scale
-    _check_census(proto, family, form, sampling, size, batch)
+    _check_census(proto, family, form, sampling, size, batch, placement)
 
 
-def _check_census(proto: onnx.ModelProto, family: str, form: str, sampling: str, size: str, batch: str | int) -> None:
-    """The op census each form promises."""
+def _check_census(
+    proto: onnx.ModelProto, family: str, form: str, sampling: str, size: str, batch: str | int, placement: str
+) -> None:
+    """The op census each form promises (where only some stages hold SB blocks: of the SB blocks)."""
     ops = collections.Counter(node.op_type for node in proto.graph.node)
-    sbs = sum(isinstance(m, SpatialBottleneck) for m in FAMILIES[family][0](sampling).modules())
+    sbs = sum(isinstance(m, SpatialBottleneck) for m in FAMILIES[family][0](sampling, PLACEMENTS[placement]).modules())
+    every = placement == "all"
     groups = [
         next((a.i for a in n.attribute if a.name == "group"), 1)
         for n in proto.graph.node
@@ -131,7 +141,7 @@ def _check_census(proto: onnx.ModelProto, family: str, form: str, sampling: str,
     assert ops.get("BatchNormalization", 0) == 0  # folded, or (before a padded conv) written as an affine
     if get_target(form).lowering == "fused":  # one node per SB; its block's residual Add and ReLU fused into it
         assert ops["SBConv"] == sbs and ops.get("ConvTranspose", 0) == 0, ops
-        if family in ("imagenet_basic", "cifar_preact_basic"):  # the SB ends the block: every residual Add fused
+        if every and family in ("imagenet_basic", "cifar_preact_basic"):  # the SB ends the block: each Add fused
             assert ops.get("Add", 0) == 0, ops
     elif form == "ort-cpu:gather":  # two zero-row Pads per SB, no convolution inside an SB
         assert ops.get("ConvTranspose", 0) == 0 and ops.get("DepthToSpace", 0) == 0, ops
@@ -150,10 +160,10 @@ def _check_census(proto: onnx.ModelProto, family: str, form: str, sampling: str,
         # the stacked variant takes it for every basic family at a fixed batch, the taps and per-SB variants never
         small = family in ("cifar_preact_basic", "pyramid_basic") or (variant == "stacked" and family.endswith("basic"))
         stacked = size == "even" and batch == 1 and small and variant not in ("taps", "per-sb")
-        if size == "even":
+        if size == "even" and every:
             assert (ops.get("DepthToSpace", 0) == 0) == stacked, ops
     elif form == "grouped":
-        assert ops["ConvTranspose"] == sbs and (max(groups) > 1) == (sampling != "single"), ops
+        assert ops.get("ConvTranspose", 0) == sbs and (max(groups, default=1) > 1) == (sampling != "single" and sbs > 0)
     else:  # one ungrouped pair per present subgroup
         assert ops["ConvTranspose"] == sbs * len(SAMPLINGS[sampling]) and set(groups) <= {1}, ops
 

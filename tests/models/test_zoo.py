@@ -6,9 +6,11 @@ import pytest
 import torch
 
 import sbdeploy
-from sbdeploy.errors import UnknownModelError
+from sbdeploy.errors import ConfigError, UnknownModelError
+from sbdeploy.flops import count_macs
 from sbdeploy.models import model_info
 from sbdeploy.models._registry import register_model
+from sbdeploy.nn.blocks import block_stages
 
 ALL = sbdeploy.list_models()
 
@@ -65,3 +67,29 @@ def test_unknown_option_is_refused() -> None:
 def test_duplicate_registration_is_refused() -> None:
     with pytest.raises(ValueError, match="registered twice"):
         register_model("cifar")(sbdeploy.models.model_info("cifar_resnet20").builder)
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet20_sb", "resnet18_sb", "cifar_pyramidnet110_a48_sb", "resnet50_sb"])
+def test_sb_stages_place_the_sb_blocks_and_count_their_macs(name: str) -> None:
+    info = model_info(name)
+    size = info.input_size if info.family == "cifar" else (64, 64)
+
+    def macs(**options: object) -> int:
+        return count_macs(sbdeploy.create_model(name, **options), size)
+
+    everywhere, baseline = macs(), count_macs(sbdeploy.create_model(info.baseline), size)
+    assert macs(sb_stages=None) == everywhere and macs(sb_stages=()) == baseline  # the paper's network, the baseline's
+    saved = {s: baseline - macs(sb_stages=(s,)) for s in range(1, info.stages + 1)}
+    assert all(v > 0 for v in saved.values()) and sum(saved.values()) == baseline - everywhere  # stage by stage
+    model = sbdeploy.create_model(name, sb_stages=[2])
+    sbs = {n for n, m in model.named_modules() if hasattr(m, "describe")}
+    assert sbs == {n for n, s in block_stages(model).items() if s == 2}
+
+
+def test_sb_stages_are_refused_where_they_do_not_fit() -> None:
+    with pytest.raises(ConfigError, match="distinct stage numbers 1..3, got \\[4\\]"):
+        sbdeploy.create_model("cifar_resnet20_sb", sb_stages=(4,))
+    with pytest.raises(ConfigError, match="distinct stage numbers 1..4, got \\[2, 2\\]"):
+        sbdeploy.create_model("resnet18_sb", sb_stages=(2, 2))
+    with pytest.raises(UnknownModelError, match="takes no option sb_stages"):
+        sbdeploy.create_model("cifar_resnet20", sb_stages=(1,))

@@ -177,3 +177,19 @@ def test_deploy_form_leaves_the_model_alone_and_refuses_unknown_lowerings() -> N
         deploy_form(model, lowering="tpu")
     with pytest.raises(ConfigError, match="SB blocks that describe themselves"):
         PhaseRun([nn.Conv2d(3, 3, 1)])
+
+
+@pytest.mark.parametrize(
+    ("name", "stages", "size", "run_lengths"),
+    [
+        ("cifar_resnet20_sb", (2,), (16, 16), [3]),  # one run between dense stages
+        ("cifar_resnet20_sb", (1, 3), (16, 16), [3, 3]),  # a dense stage splits the runs
+        ("resnet18_sb", (2, 3), (64, 64), [4]),  # torchvision's stages merged into one Sequential, then grouped
+    ],
+)
+def test_a_mixed_network_runs_its_sb_stages_on_phases_and_its_dense_blocks_as_they_are(
+    name: str, stages: tuple[int, ...], size: tuple[int, int], run_lengths: list[int]
+) -> None:
+    torch.manual_seed(0)
+    deployed = _check(create_model(name, num_classes=10, sb_stages=stages), size)
+    assert [len(run.blocks) for run in _runs(deployed)] == run_lengths
