@@ -19,7 +19,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 _BAR_LABEL = {"xytext": (0, 3), "textcoords": "offset points", "ha": "center", "va": "bottom", "fontsize": 8}
 
 
-def _pyplot():  # noqa: ANN202  (matplotlib.pyplot, headless)
+def pyplot():  # noqa: ANN202  (matplotlib.pyplot, headless)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,17 +45,17 @@ def _series(row: BenchRow) -> str:
     return row.model if row.precision == "fp32" else f"{row.model} ({row.precision})"
 
 
-def _save(fig: object, path: Path) -> None:
+def save_figure(fig: object, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")  # type: ignore[attr-defined]
-    _pyplot().close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
     """Median latency per image against GMACs per image, log-log, one panel per backend: colours are batch sizes,
     marker shapes models (no text labels that could overlap), error bars the medians' intervals."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     rows = report.rows
@@ -94,13 +94,13 @@ def plot_latency_vs_macs(report: BenchReport, path: Path) -> None:
     ]
     fig.suptitle("Latency vs MACs (error bars: interval of the median)")
     fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_speedups(report: BenchReport, path: Path) -> None:
     """Per SB row: the measured speedup with its interval as error bars, and the ideal (1 / MAC ratio) beside it;
     hatched bars marked ``!`` are unstable figures."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     rows = [r for r in report.rows if r.speedup is not None]
@@ -108,7 +108,7 @@ def plot_speedups(report: BenchReport, path: Path) -> None:
     if not rows:
         ax.text(0.5, 0.5, "no SB/baseline pair was timed", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
-        _save(fig, path)
+        save_figure(fig, path)
         return
     xs = range(len(rows))
     measured = [r.speedup or 0.0 for r in rows]
@@ -143,4 +143,4 @@ def plot_speedups(report: BenchReport, path: Path) -> None:
         names.append("unstable (!):\nsee the warnings")
     ax.set_title("SB speedup vs its baseline")
     fig.legend(handles, names, fontsize=8, loc="outside right center", frameon=False)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 from sbdeploy._io import atomic_write_bytes
-from sbdeploy.bench.plots import MARKERS, _pyplot, _save
+from sbdeploy.bench.plots import MARKERS, pyplot, save_figure
 from sbdeploy.bench.render import write_report
 from sbdeploy.bench.stats import Interval, with_interval
 
@@ -74,7 +74,7 @@ def to_markdown(result: SweepResult) -> str:
 
 def plot_front(result: SweepResult, path: object) -> None:
     """Top-1 against median latency, one panel per batch size: error bars the 95% intervals, the front joined."""
-    plt = _pyplot()
+    plt = pyplot()
     batches = result.batches
     fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches) + 2.2, 4.5), squeeze=False)
     names = sorted({r.name for r in result.rows}, key=lambda n: (n != "baseline", n))
@@ -104,7 +104,7 @@ def plot_front(result: SweepResult, path: object) -> None:
     share = 6 * len(batches) / (6 * len(batches) + 2.2)  # the panels' part of the width; the legend to their right
     fig.tight_layout(rect=(0, 0, share, 1))
     fig.legend(fontsize=7, loc="center left", bbox_to_anchor=(share, 0.5))
-    _save(fig, path)  # type: ignore[arg-type]
+    save_figure(fig, path)  # type: ignore[arg-type]
 
 
 def write_sweep(result: SweepResult) -> None:
