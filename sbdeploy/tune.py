@@ -27,7 +27,16 @@ from sbdeploy.backends.ort import SESSION_METADATA_KEY, OrtRunner, SessionSettin
 from sbdeploy.bench.machine import MachineUsage
 from sbdeploy.bench.stability import machine_flags
 from sbdeploy.bench.stats import Interval, bounds, with_interval
-from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, measure_group, round_progress, warm_up
+from sbdeploy.bench.timing import (
+    GroupResult,
+    Pair,
+    ProgressFn,
+    TimingPlan,
+    fair_plan,
+    measure_group,
+    round_progress,
+    warm_up,
+)
 from sbdeploy.errors import ConfigError
 from sbdeploy.targets import TARGETS, Target, file_precision, get_target
 
@@ -285,8 +294,9 @@ def _time_stage(
                 times[c] = CandidateTime(stage, c, median, runs=len(warm[c]), speedup=speedup, screened=True)
         kept = [c for c in files if c not in times]
         pairs = [Pair(sb=names[c], baseline=names[default], mac_ratio=1.0) for c in kept if c != default]
-        # warmed up above: one run fits the turns
+        # warmed up above: one run fits the turns; interleaved spinning sessions settle as in bench
         plan = dataclasses.replace(options.plan, warmup_iters=1, warmup_s=None)
+        plan = fair_plan(plan, [runners[c].idle_spin_s for c in kept])
         progress = round_progress(f"tuning: {stage}", on_progress)
         result = measure_group({names[c]: fns[c] for c in kept}, plan, pairs=pairs, on_round=progress)
     for c in kept:

@@ -4,7 +4,7 @@ The bench interleaves ONNX Runtime and OpenVINO sessions in its "fastest files" 
 Runtime worker spins for ~50 ms after its session's run and takes a core from whatever is timed next. This times
 the shipped digits SB file (ort-cpu form, with spinning, as deployed) and the ov-cpu file, each beside its byte
 copy, in one group, twice: with the bench's fair plan (each turn opens with untimed runs for the longest idle spin
-of the group, :func:`sbdeploy.bench.run.fair_plan`) and without it. Prints each A/A ratio with its 95% interval
+of the group, :func:`sbdeploy.bench.timing.fair_plan`) and without it. Prints each A/A ratio with its 95% interval
 (it should hold 1.0), each median beside the file's latency alone (the same session timed back to back for a
 second, as one deployed process sees it) and the machine's load.
 
@@ -27,8 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sbdeploy.backends import get_runner  # noqa: E402
-from sbdeploy.bench.run import fair_plan  # noqa: E402
-from sbdeploy.bench.timing import Pair, TimingPlan, measure_group  # noqa: E402
+from sbdeploy.bench.timing import Pair, TimingPlan, fair_plan, measure_group  # noqa: E402
 from sbdeploy.export.onnx_export import export_source  # noqa: E402
 from sbdeploy.sources import resolve_source  # noqa: E402
 
@@ -65,7 +64,10 @@ def main() -> int:
         fns = {name: r.timed_call(feed) for name, r in runners.items()}
         pairs = [Pair(sb=f"{b} copy", baseline=b, mac_ratio=1.0) for b in ("ort-cpu", "ov-cpu")]
         plain = TimingPlan(budget_s=args.budget, goal=0.01)
-        for label, plan in (("fair plan", fair_plan(plain, list(runners.values()))), ("no settle", plain)):
+        for label, plan in (
+            ("fair plan", fair_plan(plain, [r.idle_spin_s for r in runners.values()])),
+            ("no settle", plain),
+        ):
             result = measure_group(fns, plan, pairs=pairs)
             machine = result.record.machine
             print(

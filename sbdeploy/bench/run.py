@@ -7,7 +7,6 @@ per backend and batch all files are timed interleaved, so SB and baseline see th
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +16,11 @@ import numpy as np
 import torch
 
 from sbdeploy.backends import get_runner
-from sbdeploy.backends.base import Runner
 from sbdeploy.backends.ort import TF32_NOTES
 from sbdeploy.bench.report import FASTEST, BenchGroup, BenchReport, BenchRow, judged, measured_row, pairs_of
 from sbdeploy.bench.stability import Limits
 from sbdeploy.bench.stats import bounds
-from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, measure_group, round_progress
+from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, fair_plan, measure_group, round_progress
 from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.files import DeployFile, describe_file
@@ -165,7 +163,7 @@ class _GroupTimer:
                 fns[key] = runner.timed_call(feed)
                 runners.append((e.subject.label, runner))
             progress = round_progress(stage, self.on_progress)
-            plan = fair_plan(self.plan, [r for _, r in runners])
+            plan = fair_plan(self.plan, [r.idle_spin_s for _, r in runners])
             result = measure_group(fns, plan, pairs=pairs, ratios=ratios, on_round=progress)
             for label, runner in runners:  # after the runs: a CUDA graph's capture may have failed
                 self.notes += [n for n in (f"{label}: {n}" for n in runner.notes) if n not in self.notes]
@@ -200,13 +198,6 @@ def fastest_entries(rows: Sequence[BenchRow], subjects: Sequence[BenchSubject], 
         _Entry(by_label[m], r.backend, r.precision, by_label[m].files[(r.backend, batch, r.precision)])
         for m, r in best.items()
     ]
-
-
-def fair_plan(plan: TimingPlan, runners: Sequence[Runner]) -> TimingPlan:
-    """``plan`` for these runners interleaved: each turn starts after the longest idle spin of any of them (ONNX
-    Runtime's spinning workers), so no callable's timed runs share the cores with the one timed before it."""
-    spin = max((r.idle_spin_s for r in runners), default=0.0) if len(runners) > 1 else 0.0
-    return dataclasses.replace(plan, settle_s=max(plan.settle_s, spin))
 
 
 def bench_subjects(

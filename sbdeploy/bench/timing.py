@@ -8,6 +8,7 @@ within ``+-goal`` or ``budget_s`` is spent. docs/bench.md says how these choices
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -227,6 +228,14 @@ class GroupResult:
     rounds: Mapping[str, tuple[tuple[float, ...], ...]]  # per callable, its timed runs (ms) per round
     # (numerator, denominator) -> their medians' ratio and its interval (None: too few rounds), per ratio asked
     ratios: Mapping[tuple[str, str], tuple[float, Interval | None]] = field(default_factory=dict)
+
+
+def fair_plan(plan: TimingPlan, spins: Sequence[float]) -> TimingPlan:
+    """``plan`` for callables interleaved whose runners' idle workers spin ``spins`` seconds after a run (ONNX
+    Runtime's: ``Runner.idle_spin_s``): each turn opens with untimed runs for the longest of them, so no timed run
+    shares the cores with the previous callable's workers. One callable alone keeps its own spin, as deployed."""
+    spin = max(spins, default=0.0) if len(spins) > 1 else 0.0
+    return dataclasses.replace(plan, settle_s=max(plan.settle_s, spin))
 
 
 def warm_up(fns: Mapping[K, TimedFn], runs: int, seconds: float | None = None) -> dict[K, list[float]]:

@@ -8,8 +8,8 @@ from pathlib import Path
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.ort import SPIN_S, TF32_NOTES, SessionSettings
 from sbdeploy.bench.report import BenchRow
-from sbdeploy.bench.run import BenchSubject, bench_subjects, fair_plan, fastest_entries
-from sbdeploy.bench.timing import LatencyStats, TimingPlan
+from sbdeploy.bench.run import BenchSubject, bench_subjects, fastest_entries
+from sbdeploy.bench.timing import LatencyStats, TimingPlan, fair_plan
 from sbdeploy.files import describe_file
 
 
@@ -31,9 +31,10 @@ def test_interleaved_spinning_ort_sessions_settle_for_their_spin(tiny_onnx: Path
     spinning, quiet = (SessionSettings(intra_op_threads=2, threads=2, spinning=s) for s in (True, False))
     with get_runner("ort-cpu", tiny_onnx, session=spinning) as a, get_runner("ort-cpu", tiny_onnx, session=quiet) as b:
         assert (a.idle_spin_s, b.idle_spin_s) == (SPIN_S, 0.0)
-        assert fair_plan(TimingPlan(), [a, b]).settle_s == SPIN_S  # the longest spin of the group
-        assert fair_plan(TimingPlan(), [a]).settle_s == 0.0  # alone: its own spin is what it costs deployed
-        assert fair_plan(TimingPlan(), [b, b]).settle_s == 0.0
+        spins = [r.idle_spin_s for r in (a, b)]
+        assert fair_plan(TimingPlan(), spins).settle_s == SPIN_S  # the longest spin of the group
+        assert fair_plan(TimingPlan(), spins[:1]).settle_s == 0.0  # alone: its own spin is what it costs deployed
+        assert fair_plan(TimingPlan(), [0.0, 0.0]).settle_s == 0.0
     with get_runner("ort-cpu", tiny_onnx, session=SessionSettings(intra_op_threads=1, threads=1)) as one:
         assert one.idle_spin_s == 0.0  # one thread: no pool worker to spin
 
