@@ -7,7 +7,7 @@ per backend and batch all files are timed interleaved, so SB and baseline see th
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ from sbdeploy.targets import run_options
 BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu")
 DEFAULT_BACKENDS = ("torch", "ort-cpu")
 """What a checkpoint or zoo name is timed on unless told otherwise (a file: the backend that runs it)."""
+Proof = tuple[str | None, str, str]
+"""(file sha256, backend, precision): what one validation verdict and one timed row are about."""
 CPU_ENGINES = ("ort-cpu", "ov-cpu")
 """The backends whose runners take a thread count."""
 
@@ -176,14 +178,18 @@ def _row(result: GroupResult, e: _Entry, batch: int, key: str | None = None, **f
     return measured_row(result, key or e.key, s.label, e.backend, batch, s.macs, s.baseline, **file, **fields)
 
 
-def fastest_entries(rows: Sequence[BenchRow], subjects: Sequence[BenchSubject], batch: int) -> list[_Entry]:
-    """Each subject's fastest file at ``batch`` among ``rows`` (torch's modules are no deploy file), where some
-    subject had a choice of files or its baseline's fastest was timed in another group; none otherwise."""
+def fastest_entries(
+    rows: Sequence[BenchRow], subjects: Sequence[BenchSubject], batch: int, passed: Collection[Proof] | None = None
+) -> list[_Entry]:
+    """Each subject's fastest file at ``batch`` among ``rows`` (torch's modules are no deploy file; with ``passed``,
+    only the (sha256, backend, precision) that passed validation), where an SB subject and its baseline are both
+    there and some subject had a choice of files or its baseline's fastest was timed in another group."""
     by_label = {s.label: s for s in subjects}
     best: dict[str, BenchRow] = {}
     choices: dict[str, int] = {}
     for r in rows:
-        if r.batch == batch and r.file is not None and r.model in by_label:
+        fit = passed is None or (r.sha256, r.backend, r.precision) in passed
+        if fit and r.batch == batch and r.file is not None and r.model in by_label:
             choices[r.model] = choices.get(r.model, 0) + 1
             if r.model not in best or r.stats.median_ms < best[r.model].stats.median_ms:
                 best[r.model] = r
@@ -192,7 +198,8 @@ def fastest_entries(rows: Sequence[BenchRow], subjects: Sequence[BenchSubject], 
         and (base.backend, base.precision) != (r.backend, r.precision)
         for m, r in best.items()
     )
-    if not apart and all(n == 1 for n in choices.values()):
+    paired = any(by_label[m].baseline in best for m in best)
+    if not paired or (not apart and all(n == 1 for n in choices.values())):
         return []
     return [
         _Entry(by_label[m], r.backend, r.precision, by_label[m].files[(r.backend, batch, r.precision)])
@@ -213,10 +220,12 @@ def bench_subjects(
     baseline: str | None = None,
     notes: Sequence[str] = (),
     on_progress: ProgressFn | None = None,
+    passed: Collection[Proof] | None = None,
 ) -> BenchReport:
     """Time every subject's file (or module, on torch) per backend and batch, all files of a (backend, batch)
     interleaved, each SB file paired with its baseline's of the same precision, each fp16/int8 file with its fp32;
-    ``baseline``: the label of the one subject every other one is paired with (the report says which got no pair)."""
+    ``baseline``: the label of the one subject every other one is paired with (the report says which got no pair);
+    ``passed``: the (sha256, backend, precision) that passed validation, the only ones a fastest file is chosen from."""
     if threads is not None:
         torch.set_num_threads(threads)
     rows: list[BenchRow] = []
@@ -252,7 +261,7 @@ def bench_subjects(
     rows = judged(rows, groups, limits)
     fastest = []
     for batch in batches:  # each network's fastest file, where it had a choice, against its baseline's
-        entries = fastest_entries(rows, subjects, batch)
+        entries = fastest_entries(rows, subjects, batch, passed)
         if entries:
             keys = {e.subject.label: e.fastest_key for e in entries}
             described = {e.fastest_key: (e.subject.macs, keys.get(e.subject.baseline or "")) for e in entries}

@@ -181,13 +181,17 @@ def run_pipeline(
 
     def do_bench() -> Outcome:
         plan = TimingPlan(warmup_iters=options.warmup_iters, iters=options.iters, budget_s=options.budget_s)
-        report = result.bench = flow.bench(plan, threads=options.threads, on_progress=on_progress)
+        checks = result.validation.checks if result.validation is not None else ()
+        failed = {(c.sha256, c.backend, c.precision) for c in checks if c.judged and not c.passed}
+        passed = {(c.sha256, c.backend, c.precision) for c in checks} - failed  # a fastest file must have passed
+        report = result.bench = flow.bench(plan, threads=options.threads, on_progress=on_progress, passed=passed)
         files = write_report(report, out)
         speedups = "; ".join(
             f"{r.backend} {r.precision} b{r.batch} {speedup_text(r)}" for r in report.rows if r.speedup is not None
         )
-        unstable = sum(r.unstable for r in report.rows)
-        flags = f"; {unstable} of {len(report.rows)} figures unstable (bench.md)" if report.unstable else ""
+        figures = (*report.rows, *report.fastest)
+        unstable = sum(r.unstable for r in figures)
+        flags = f"; {unstable} of {len(figures)} figures unstable (bench.md)" if report.unstable else ""
         return True, f"SB vs baseline: {speedups or 'no baseline pair'}{flags}", tuple(p.name for p in files), False
 
     if step("export + passes", do_export):
