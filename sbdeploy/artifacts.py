@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from sbdeploy import kernels
 from sbdeploy.errors import ConfigError
 from sbdeploy.export.onnx_export import export_source
 from sbdeploy.files import DeployFile, describe_file
@@ -22,6 +23,7 @@ from sbdeploy.targets import (
     ENGINE_BACKENDS,
     FUSED_PRECISIONS,
     RUN_PRECISIONS,
+    Target,
     artifact_filename,
     file_precision,
     get_target,
@@ -103,9 +105,17 @@ def plan_artifacts(
         return plan.filename
 
     deploys = {b: target_for(b, target) for b in backends if not b.startswith("torch")}
+    built = kernels.is_built()
+
+    def offers(deploy: Target, precision: str) -> bool:  # a fused-only precision needs the kernel library
+        fused_only = precision in FUSED_PRECISIONS and deploy.fused is not None
+        return precision in deploy.precisions and (built or not fused_only)
+
     for precision in precisions:  # one backend offering a precision (ov-cpu's bf16) is enough: the others skip it
-        if deploys and not any(precision in d.precisions for d in deploys.values()):
-            next(iter(deploys.values())).check_precision(precision)
+        if deploys and not any(offers(d, precision) for d in deploys.values()):
+            first = next(iter(deploys.values()))
+            first.check_precision(precision)
+            first.by_rule(precision, kernels_built=built)  # refuses: the fused form's, and no library here
     for label, stem in models:
         for backend, deploy in deploys.items():
             if deploy.variant is not None:  # a variant is a tuning candidate: its file would carry the row's name
@@ -113,7 +123,7 @@ def plan_artifacts(
                     f"--target {deploy.spec}: a form variant is written by `sbdeploy export --target {deploy.spec}` "
                     f"only; here give --target {deploy.name} (and --tune to let the measured fastest form win)"
                 )
-            for precision in (p for p in precisions if p in deploy.precisions):
+            for precision in (p for p in precisions if offers(deploy, p)):
                 if (
                     label in plain
                     and precision in FUSED_PRECISIONS

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from sbdeploy.bench.run import (
     BACKENDS,
     DEFAULT_BACKENDS,
     BenchSubject,
+    Proof,
     bench_subjects,
     subjects_from_files,
     subjects_from_made,
@@ -37,9 +38,9 @@ from sbdeploy.checkpoint import require_folder
 from sbdeploy.errors import ConfigError
 from sbdeploy.export.onnx_export import ExportResult, export_source
 from sbdeploy.files import ENGINE_SUFFIXES, DeployFile, describe_file
-from sbdeploy.nn.sb import SpatialBottleneck
+from sbdeploy.nn.sb import has_sb
 from sbdeploy.sources import Model, is_artifact_file, resolve_models, resolve_source
-from sbdeploy.targets import CANONICAL, ONNX_BACKENDS, RUN_PRECISIONS
+from sbdeploy.targets import CANONICAL, FUSED_PRECISIONS, ONNX_BACKENDS, RUN_PRECISIONS, target_for
 from sbdeploy.tolerance import DEFAULT_TOLERANCES, Tolerance
 from sbdeploy.tune import TuneOptions, TuneResult, tune_budget_options, tune_export
 from sbdeploy.validate.compare import ValidationReport, judge, merge_reports
@@ -104,7 +105,7 @@ class Flow:
             calibrations = calibration_for({m.label: m.source.config for m in models}, calibration, input_sizes=sizes)
         if validate_data is not False:
             require_data(precisions, validate_data or any(m.source.config.dataset for m in models))
-        plain = [m.label for m in models if not any(isinstance(x, SpatialBottleneck) for x in m.module.modules())]
+        plain = [m.label for m in models if not has_sb(m.module)]
         plans, uses = plan_artifacts(
             [(m.label, m.stem) for m in models], backends, batches, precisions=precisions, target=target, plain=plain
         )
@@ -213,22 +214,26 @@ class Flow:
         baseline: str | None = None,
         notes: Sequence[str] = (),
         on_progress: Progress | None = None,
+        passed: Collection[Proof] | None = None,
     ) -> BenchReport:
         """Time the made files (and ``files`` given as they are, in ``precisions`` too), per backend and batch;
-        ``baseline``: the label every other subject is timed against (run_bench's ``baseline``)."""
+        ``baseline``: the label every other subject is timed against (run_bench's ``baseline``); ``passed``: the
+        (sha256, backend, precision) that passed validation, the only ones a network's fastest file is chosen from."""
         subjects = self.subjects() + list(files)
         timed = {b for s in subjects for b, _, _ in s.files}
         backends = [b for b in self.backends if b.startswith("torch") or b in timed]
         batches = sorted({*self.batches, *(n for s in files for _, n, _ in s.files)})  # a fixed-batch file's own
         precisions = tuple(precisions) or self.precisions
         made = {(b, p) for s in subjects for b, _, p in s.files}
-        for precision in (
-            p for p in precisions if p != "fp32"
-        ):  # what a backend cannot run (torch: fp32 only; ort-cpu: no bf16) it skips
+        for precision in (p for p in precisions if p != "fp32"):  # what a backend cannot run it skips
             runs = [b for b in backends if (b, precision) in made]
             if runs and len(runs) < len(backends):
                 without = ", ".join(b for b in backends if b not in runs)
                 notes = [*notes, f"{precision} runs on {', '.join(runs)}; {without} timed without it"]
+            plain = ", ".join(m.label for m in self.models if not has_sb(m.module))
+            fused = [b for b in runs if precision in FUSED_PRECISIONS and target_for(b, self.target).fused]
+            if plain and fused:  # e.g. bf16 on ort-cpu: a network without SB blocks has no such file
+                notes = [*notes, f"{precision} on {', '.join(fused)} is the fused SB kernel's: {plain} has no SB block"]
         return bench_subjects(
             subjects,
             backends=backends,
@@ -241,6 +246,7 @@ class Flow:
             baseline=baseline,
             notes=list(notes),
             on_progress=on_progress,
+            passed=passed,
         )
 
 

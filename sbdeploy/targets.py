@@ -176,10 +176,14 @@ class Target:
         if self.variant is None and self.fused is not None and kernels_built and precision in FUSED_COMPUTES:
             return self.with_variant(self.fused)
         if precision in FUSED_PRECISIONS and precision in self.precisions and self.fused is not None:
+            if self.variant is not None:
+                raise ConfigError(
+                    f"{precision} files of {self.name} are its fused form: give --target {self.name} (or "
+                    f"{self.name}:{self.fused}), not {self.spec}"
+                )
             raise ConfigError(
-                f"{precision} on {self.name} is computed by the fused SB kernel: its form is --target "
-                f"{self.name}:{self.fused}, the rule's where sbdeploy's kernel library is built (bash scripts/build_kernels.sh; "
-                "sbdeploy doctor says why it is not)"
+                f"{precision} on {self.name} is computed by the fused SB kernel, and sbdeploy's kernel library is not "
+                "built here: bash scripts/build_kernels.sh (sbdeploy doctor says why it is not)"
             )
         return self
 

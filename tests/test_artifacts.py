@@ -158,8 +158,10 @@ def test_int8_files_take_their_targets_recipe_and_an_int8_engine_is_built_from_t
     import numpy as np
     import onnxruntime as ort
 
+    from sbdeploy import kernels
     from sbdeploy.backends.tensorrt import builder
-    from sbdeploy.export.metadata import read_metadata
+    from sbdeploy.export.metadata import onnx_precision, read_metadata
+    from sbdeploy.export.onnx_export import FUSED_INT8
 
     plans, uses = plan_artifacts([("net", "model")], ["ort-cpu", "trt"], [1], precisions=("fp32", "int8"))
     by_name = {p.filename: p for p in plans}
@@ -204,16 +206,25 @@ def test_int8_files_take_their_targets_recipe_and_an_int8_engine_is_built_from_t
     ):
         file = made[name]
         assert (file.precision, file.target, file.batch) == ("int8", name.split(".")[1], 1 if "b1" in name else None)
-        assert file.metadata["int8"] == {
-            "recipe": recipe.name,
-            "form": recipe.describe(),
-            "calibration": {"source": "synthetic", "kind": "data", "images": 16, "split": "train split"},
-        }
+        calibration_record = {"source": "synthetic", "kind": "data", "images": 16, "split": "train split"}
         model = onnx.load(str(file.path))
-        inits = {i.name: i for i in model.graph.initializer}
-        quantize = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
-        assert quantize and all(
-            inits[n.input[2]].data_type == zero_point for n in quantize if len(n.input) > 2 and n.input[2] in inits
-        )
-        out = ort.InferenceSession(str(file.path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        options = ort.SessionOptions()
+        if file.uses_kernels:  # an SB network's ort-cpu int8 file where the kernel library is built: its SB nodes
+            assert file.metadata["int8"] == {"recipe": "fused", "form": FUSED_INT8, "calibration": calibration_record}
+            assert {n.op_type for n in model.graph.node} >= {"SBConv"} and onnx_precision(model) == "int8"
+            options.register_custom_ops_library(str(kernels.library_path()))
+        else:
+            assert file.metadata["int8"] == {
+                "recipe": recipe.name,
+                "form": recipe.describe(),
+                "calibration": calibration_record,
+            }
+            inits = {i.name: i for i in model.graph.initializer}
+            quantize = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+            assert quantize and all(
+                inits[n.input[2]].data_type == zero_point for n in quantize if len(n.input) > 2 and n.input[2] in inits
+            )
+        out = ort.InferenceSession(str(file.path), options, providers=["CPUExecutionProvider"]).run(None, {"input": x})[
+            0
+        ]
         assert out.shape == (1, 10) and np.isfinite(out).all()

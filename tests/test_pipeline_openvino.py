@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sbdeploy import kernels
 from sbdeploy.artifacts import plan_artifacts
 from sbdeploy.errors import ConfigError
 from tests.conftest import REPO, kernel_library, run_cli
@@ -38,6 +39,16 @@ def test_bf16_on_ov_cpu_is_the_fp32_file_run_in_bf16() -> None:
         and ("base", "ort-cpu", 1, "bf16") not in uses
     )
     assert uses[("base", "ov-cpu", 1, "bf16")] == "baseline.ov-cpu.b1.fp32.onnx"
+
+
+def test_without_the_kernel_library_ort_cpu_bf16_is_refused_or_skipped_before_anything_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kernels, "is_built", lambda: False)
+    with pytest.raises(ConfigError, match="bf16 on ort-cpu is computed by the fused SB kernel, and sbdeploy's kernel"):
+        plan_artifacts([("sb", "model")], ["ort-cpu"], [1], precisions=("fp32", "bf16"))
+    _, uses = plan_artifacts([("sb", "model")], ["ort-cpu", "ov-cpu"], [1], precisions=("fp32", "bf16"))
+    assert ("sb", "ort-cpu", 1, "bf16") not in uses and ("sb", "ov-cpu", 1, "bf16") in uses
 
 
 def test_pipeline_on_ov_cpu_validates_every_precision_it_times_and_names_the_fastest_file(tmp_path: Path) -> None:

@@ -114,10 +114,10 @@ def test_the_rule_fuses_what_the_fused_nodes_compute_in_where_the_kernel_library
     for precision in ("fp32", "bf16", "int8"):
         assert row.by_rule(precision, kernels_built=True) == fused and fused.lowering == "fused"
     assert row.by_rule("fp32", kernels_built=False) is row
-    with pytest.raises(
-        ConfigError, match="bf16 on ort-cpu is computed by the fused SB kernel: its form is --target ort-cpu:fused"
-    ):
+    with pytest.raises(ConfigError, match="bf16 on ort-cpu is computed by the fused SB kernel, and sbdeploy's kernel"):
         row.by_rule("bf16", kernels_built=False)
+    with pytest.raises(ConfigError, match="bf16 files of ort-cpu are its fused form: give --target ort-cpu"):
+        get_target("ort-cpu:taps").by_rule("bf16", kernels_built=True)
     assert row.by_rule("int8", kernels_built=False) is row  # ONNX Runtime's QDQ kernels run the row's own form
     assert row.by_rule("fp16", kernels_built=True) is row  # no fp16 in the fused op
     assert fused.by_rule("int8", True) is fused and fused.by_rule("fp16", True) is row

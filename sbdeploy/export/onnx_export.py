@@ -31,7 +31,7 @@ from sbdeploy.export.metadata import write_metadata
 from sbdeploy.export.opset import downgrade_opset
 from sbdeploy.export.sbconv import TRANSLATIONS
 from sbdeploy.int8_recipe import Int8Recipe
-from sbdeploy.nn.sb import SpatialBottleneck
+from sbdeploy.nn.sb import has_sb
 from sbdeploy.passes import PassReport, op_counts, quantize_int8, run_passes, to_fp16
 from sbdeploy.passes.sb_precision import sbconv_precision
 from sbdeploy.passes.trt_check import TrtCheckReport, check_trt_compat
@@ -174,8 +174,8 @@ def export_source(
     notes: tuple[str, ...] = ()
     if src.kind == "zoo":
         notes = (f"{config.arch} has random weights (a zoo name, not a checkpoint): fine for speed, not for accuracy",)
-    has_sb = any(isinstance(m, SpatialBottleneck) for m in src.model.modules())
-    plain = [p for p in outputs if p in FUSED_PRECISIONS and not has_sb]
+    sb = has_sb(src.model)
+    plain = [p for p in outputs if p in FUSED_PRECISIONS and not sb and deploy.fused is not None]
     if plain:
         raise ConfigError(
             f"{plain[0]} on {deploy.name} is computed by the fused SB kernel, and {config.arch} has no SB block: "
@@ -184,7 +184,7 @@ def export_source(
     built = kernels.is_built()
     fallback = (f"the fused SB operator has no fp16: fp16 files take {deploy.name}'s own form",)
     # without the rule a form stays what it is, a fused one where its nodes compute in the precision
-    forms = {p: deploy.by_rule(p, built and rule) if has_sb else deploy for p in outputs}
+    forms = {p: deploy.by_rule(p, built and rule) if sb else deploy for p in outputs}
     exported = {
         form.spec: export_module(
             src.model,
@@ -221,7 +221,7 @@ def export_source(
             "class_names": list(config.class_names),
             "weights_sha256": src.weights_sha256,
             "target": deploy.name,
-            "lowering": form.form if has_sb else "none",
+            "lowering": form.form if sb else "none",
             "precision": precision,
             "passes": ran,
             "opset": opset,

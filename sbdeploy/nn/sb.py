@@ -82,6 +82,11 @@ class SpatialBottleneck(nn.Module):
         return f"stride={self.stride}, sampling={self.sampling!r}, form={self.form!r}"
 
 
+def has_sb(module: nn.Module) -> bool:
+    """Whether ``module`` holds an SB block (a network without one is its baseline's kind)."""
+    return any(isinstance(m, SpatialBottleneck) for m in module.modules())
+
+
 @contextlib.contextmanager
 def form_mode(module: nn.Module, form: str) -> Iterator[nn.Module]:
     """Within the block, every SB inside ``module`` runs ``form``; afterwards each SB runs its previous form."""
