@@ -94,10 +94,17 @@ def fastest_lines(report: BenchReport) -> list[str]:
         text = f"batch {r.batch}: {r.model}'s fastest file is {r.file} on {r.backend} {r.precision}, {median} ms"
         base = fastest.get((r.baseline, r.batch)) if r.baseline else None
         if r.speedup is not None and base is not None:
-            low, high = (r.speedup_low, r.speedup_high) if r.speedup_interval else (r.speedup, r.speedup)
-            verdict = (
-                f"ship {r.model}'s" if low > 1 else f"ship {base.model}'s" if high < 1 else "neither is surely faster"
-            )
+            low, high = r.speedup_low, r.speedup_high
+            if low is None or high is None:
+                verdict = "no interval (too few turns): time it longer"
+            else:
+                verdict = (
+                    f"ship {r.model}'s"
+                    if low > 1
+                    else f"ship {base.model}'s"
+                    if high < 1
+                    else "neither is surely faster"
+                )
             speedup = with_interval(r.speedup, ".2f", r.speedup_interval)
             text += f"; {speedup}x the speed of {base.model}'s fastest ({base.backend} {base.precision}): {verdict}"
         lines.append(text + (" (flagged: see the warnings)" if r.flags else ""))

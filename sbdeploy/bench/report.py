@@ -54,10 +54,6 @@ class BenchRow:
         return (self.model, self.backend, self.batch, self.precision)
 
     @property
-    def baseline_key(self) -> tuple[str | None, str, int, str]:
-        return (self.baseline, self.backend, self.batch, self.precision)
-
-    @property
     def throughput(self) -> float:
         return self.stats.throughput(self.batch)
 
@@ -280,7 +276,7 @@ def judged(
     each row's flags (its group's machine flags among them)."""
 
     def pairing(r: BenchRow, model: str | None) -> tuple[object, ...]:
-        return (model, r.batch) if fastest else (model, r.backend, r.batch, r.precision)
+        return (model, r.batch) if fastest else (model, *r.key[1:])
 
     index = {pairing(r, r.model): r for r in rows}
     rows = [

@@ -37,7 +37,11 @@ def onnx_precision(model: onnx.ModelProto) -> str:
     for node in model.graph.node:
         if node.domain == kernels.DOMAIN and node.op_type == kernels.OP_TYPE:
             for attribute in node.attribute:
-                if attribute.name == "precision" and attribute.s.decode() != "fp32":
+                if attribute.name == "precision" and attribute.s not in (b"fp32", b"bf16", b"int8"):
+                    raise OnnxModelError(
+                        f"{node.name or node.op_type}: precision {attribute.s!r} is not fp32, bf16 or int8"
+                    )
+                if attribute.name == "precision" and attribute.s != b"fp32":
                     return attribute.s.decode()
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
         return "fp16"
