@@ -22,7 +22,6 @@ from sbdeploy.targets import (
     CANONICAL,
     ENGINE_BACKENDS,
     FUSED_PRECISIONS,
-    RUN_PRECISIONS,
     Target,
     artifact_filename,
     file_precision,
@@ -124,12 +123,8 @@ def plan_artifacts(
                     f"only; here give --target {deploy.name} (and --tune to let the measured fastest form win)"
                 )
             for precision in (p for p in precisions if offers(deploy, p)):
-                if (
-                    label in plain
-                    and precision in FUSED_PRECISIONS
-                    and precision not in RUN_PRECISIONS.get(backend, ())
-                ):
-                    continue
+                if label in plain and precision in FUSED_PRECISIONS and deploy.fused is not None:
+                    continue  # computed by fused SB nodes: a network without any has no such file
                 if backend in ENGINE_BACKENDS:
                     # the builder converts fp32 for fp16; an int8 engine is built from the target's QDQ file
                     source = "int8" if precision == "int8" else "fp32"
