@@ -12,7 +12,7 @@ from sbdeploy.bench.defaults import DEFAULT_BUDGET_S, DEFAULT_GOAL
 from sbdeploy.cli import _options as opt
 from sbdeploy.cli._progress import progress_bar
 from sbdeploy.cli._render import console, line, new_table, show
-from sbdeploy.targets import requested_precisions
+from sbdeploy.targets import file_precision, requested_precisions
 
 
 def render_warnings(report) -> None:  # noqa: ANN001  (BenchReport)
@@ -32,12 +32,14 @@ def fail_if_unstable(report, figures: str = "figures") -> None:  # noqa: ANN001 
 
 SCREEN_OMITS = ("form", "precision", "GMACs/img", "p90 ms", "p99 ms", "img/s", "MAC ratio")
 """Columns of bench.md the terminal table leaves out, so no number is broken on 160 columns (the file name
-says the form and precision; bench.md, .csv and .json hold every column)."""
+says the form and precision, a run-time precision is said under it; bench.md, .csv and .json hold every column)."""
 
 
 def _screen_cell(column: str, cell: str, row) -> str:  # noqa: ANN001  (BenchRow)
     if column == "file" and row.file is None:
         return f"{row.form}, {row.precision}"  # a torch row: the training code, no file
+    if column == "file" and file_precision(row.backend, row.precision) != row.precision:
+        return f"{cell}\n(run in {row.precision})"  # OpenVINO's bf16: a hint on the fp32 file, not in its name
     if column == "stable":
         return cell.replace(", ", ",\n")  # one flag a line
     return cell.replace(" (", "\n(", 1) if column.endswith("(CI)") else cell  # the interval under its figure

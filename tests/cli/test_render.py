@@ -69,6 +69,29 @@ def test_bench_prints_model_and_file_names_as_text(monkeypatch: pytest.MonkeyPat
     assert FILE in text and "model[b1].onnx" in text and "net[v1]" in text and "net_sb[/v1]: ort-cpu b1" in text
 
 
+def test_the_bench_table_says_a_run_time_precision_under_the_file_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenVINO's bf16 runs the fp32 file with a hint: the file name alone would say fp32 (the screen has no
+    precision column), so the row says what it ran in; a file whose bytes are its precision says nothing more."""
+    from sbdeploy.bench.report import BenchReport, BenchRow, judged
+    from sbdeploy.bench.timing import LatencyStats
+    from sbdeploy.cli import bench as bench_cli
+
+    screen = _screen(monkeypatch, bench_cli, width=160)
+    stats = LatencyStats.from_samples([1e-3, 2e-3])
+    fp32, int8 = "net.ov-cpu.b1.fp32.onnx", "net.ov-cpu.b1.int8.onnx"
+    rows = [
+        BenchRow("net", "ov-cpu", 1, 100, None, stats, file=fp32),
+        BenchRow("net", "ov-cpu", 1, 100, None, stats, precision="bf16", file=fp32),
+        BenchRow("net", "ov-cpu", 1, 100, None, stats, precision="int8", file=int8),
+    ]
+    bench_cli.render_bench(BenchReport(rows=judged(rows, []), environment=collect_environment()))
+    table = screen.export_text().split("CI = ")[0]
+    assert table.count("(run in bf16)") == 1 and "(run in fp32)" not in table and "(run in int8)" not in table
+    lines = table.splitlines()
+    at = next(i for i, line in enumerate(lines) if "(run in bf16)" in line)
+    assert fp32 in lines[at - 1]  # under the file it ran
+
+
 @pytest.mark.parametrize("reduced", [False, True], ids=["fp32", "with int8 rows"])
 def test_the_bench_table_fits_160_columns_without_breaking_a_number(
     monkeypatch: pytest.MonkeyPatch, reduced: bool
