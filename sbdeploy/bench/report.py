@@ -15,6 +15,9 @@ from sbdeploy.environment import Environment
 MACHINE_FLAG_KINDS = ("load", "busy")
 FASTEST = "fastest files"
 """The backend label of the groups that time each network's fastest file against its baseline's fastest."""
+FINALISTS = "fastest-file finalists"
+"""The backend label of the groups that time each network's fastest file of every backend together, to choose its
+fastest (the backends' own groups ran apart: the machine's state can differ between them)."""
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,19 @@ import torch
 
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.ort import TF32_NOTES
-from sbdeploy.bench.report import FASTEST, BenchGroup, BenchReport, BenchRow, judged, measured_row, pairs_of
+from sbdeploy.bench.report import FASTEST, FINALISTS, BenchGroup, BenchReport, BenchRow, judged, measured_row, pairs_of
 from sbdeploy.bench.stability import Limits
 from sbdeploy.bench.stats import bounds
-from sbdeploy.bench.timing import GroupResult, Pair, ProgressFn, TimingPlan, fair_plan, measure_group, round_progress
+from sbdeploy.bench.timing import (
+    GroupResult,
+    LatencyStats,
+    Pair,
+    ProgressFn,
+    TimingPlan,
+    fair_plan,
+    measure_group,
+    round_progress,
+)
 from sbdeploy.environment import collect_environment
 from sbdeploy.errors import ConfigError
 from sbdeploy.files import DeployFile, describe_file
@@ -181,18 +190,25 @@ def _row(result: GroupResult, e: _Entry, batch: int, key: str | None = None, **f
 def fastest_entries(
     rows: Sequence[BenchRow], subjects: Sequence[BenchSubject], batch: int, passed: Collection[Proof] | None = None
 ) -> list[_Entry]:
-    """Each subject's fastest file at ``batch`` among ``rows`` (torch's modules are no deploy file; with ``passed``,
-    only the (sha256, backend, precision) that passed validation), where an SB subject and its baseline are both
-    there and some subject had a choice of files or its baseline's fastest was timed in another group."""
+    """The finalists for each subject's fastest file at ``batch`` among ``rows``: its fastest on each backend (torch's
+    modules are no deploy file; with ``passed``, only the (sha256, backend, precision) that passed validation), where
+    an SB subject and its baseline are both there and some subject had a choice of files or its baseline's fastest was
+    timed in another group. Backends were timed in groups of their own, so which backend's is the fastest is for a
+    group of the finalists together to say (:func:`fastest_of`)."""
     by_label = {s.label: s for s in subjects}
-    best: dict[str, BenchRow] = {}
+    finalists: dict[tuple[str, str], BenchRow] = {}  # (subject, backend) -> its fastest row there
     choices: dict[str, int] = {}
     for r in rows:
         fit = passed is None or (r.sha256, r.backend, r.precision) in passed
         if fit and r.batch == batch and r.file is not None and r.model in by_label:
             choices[r.model] = choices.get(r.model, 0) + 1
-            if r.model not in best or r.stats.median_ms < best[r.model].stats.median_ms:
-                best[r.model] = r
+            at = finalists.get((r.model, r.backend))
+            if at is None or r.stats.median_ms < at.stats.median_ms:
+                finalists[(r.model, r.backend)] = r
+    best: dict[str, BenchRow] = {}
+    for (m, _), r in finalists.items():
+        if m not in best or r.stats.median_ms < best[m].stats.median_ms:
+            best[m] = r
     apart = any(
         (base := best.get(by_label[m].baseline or "")) is not None
         and (base.backend, base.precision) != (r.backend, r.precision)
@@ -203,8 +219,19 @@ def fastest_entries(
         return []
     return [
         _Entry(by_label[m], r.backend, r.precision, by_label[m].files[(r.backend, batch, r.precision)])
-        for m, r in best.items()
+        for (m, _), r in finalists.items()
     ]
+
+
+def fastest_of(entries: Sequence[_Entry], stats: Mapping[str, LatencyStats]) -> list[_Entry]:
+    """Each subject's fastest among ``entries``, by ``stats`` (by :attr:`_Entry.fastest_key`) of one group that timed
+    them together."""
+    best: dict[str, _Entry] = {}
+    for e in entries:
+        at = best.get(e.subject.label)
+        if at is None or stats[e.fastest_key].median_ms < stats[at.fastest_key].median_ms:
+            best[e.subject.label] = e
+    return list(best.values())
 
 
 def bench_subjects(
@@ -262,6 +289,11 @@ def bench_subjects(
     fastest = []
     for batch in batches:  # each network's fastest file, where it had a choice, against its baseline's
         entries = fastest_entries(rows, subjects, batch, passed)
+        if len(entries) > len({e.subject.label for e in entries}):  # a network's finalists on several engines
+            named = {e.fastest_key: e for e in entries}
+            result = group(f"fastest-file finalists batch {batch}", named, batch, [], [])
+            groups.append(BenchGroup.of(FINALISTS, batch, result.record, limits))
+            entries = fastest_of(entries, result.stats)
         if entries:
             keys = {e.subject.label: e.fastest_key for e in entries}
             described = {e.fastest_key: (e.subject.macs, keys.get(e.subject.baseline or "")) for e in entries}

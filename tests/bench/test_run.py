@@ -8,7 +8,7 @@ from pathlib import Path
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.ort import SPIN_S, TF32_NOTES, SessionSettings
 from sbdeploy.bench.report import BenchRow
-from sbdeploy.bench.run import BenchSubject, bench_subjects, fastest_entries
+from sbdeploy.bench.run import BenchSubject, _Entry, bench_subjects, fastest_entries, fastest_of
 from sbdeploy.bench.timing import LatencyStats, TimingPlan, fair_plan
 from sbdeploy.files import describe_file
 
@@ -56,8 +56,41 @@ def test_fastest_files_are_timed_again_only_where_a_network_had_a_choice(tiny_on
     both = [*one, row("net", "ov-cpu", "bf16", 1.0), row("net_sb", "ov-cpu", "bf16", 3.0)]
     subjects = [subject(s.label, s.baseline, ("ort-cpu", "fp32"), ("ov-cpu", "bf16")) for s in subjects]
     picked = {(e.subject.label, e.backend, e.precision) for e in fastest_entries(both, subjects, 1)}
-    assert picked == {("net", "ov-cpu", "bf16"), ("net_sb", "ort-cpu", "fp32")}
+    # the finalists: each network's fastest on each engine (their own groups ran apart)
+    assert picked == {(m, b, p) for m in ("net", "net_sb") for b, p in [("ort-cpu", "fp32"), ("ov-cpu", "bf16")]}
     assert fastest_entries(both, subjects, 8) == []  # nothing timed at that batch
+    # a slower precision on an engine is no finalist; the engines' best are, even where the other engine's is faster
+    three = [*both, row("net_sb", "ort-cpu", "int8", 3.0), row("net_sb", "ov-cpu", "int8", 2.0)]
+    keys = [("ort-cpu", "fp32"), ("ov-cpu", "bf16"), ("ort-cpu", "int8"), ("ov-cpu", "int8")]
+    subjects = [subject("net", None, *keys), subject("net_sb", "net", *keys)]
+    picked = {(e.subject.label, e.backend, e.precision) for e in fastest_entries(three, subjects, 1)}
+    assert picked == {("net", "ort-cpu", "fp32"), ("net", "ov-cpu", "bf16")} | {
+        ("net_sb", "ort-cpu", "fp32"),
+        ("net_sb", "ov-cpu", "int8"),
+    }
+
+
+def test_the_fastest_file_is_the_one_the_finalists_group_timed_fastest(tiny_onnx: Path) -> None:
+    """Which engine's finalist ships is decided by the group that timed them together, not by their own groups'
+    medians (a machine whose speed changes between groups would otherwise choose by luck)."""
+    f = describe_file(tiny_onnx)
+    files = {(b, 1, p): f for b, p in [("ort-cpu", "int8"), ("ov-cpu", "int8"), ("ov-cpu", "bf16")]}
+    sb, base = (
+        BenchSubject(label, "net", 1, baseline, 1, (8, 8), files=files)
+        for label, baseline in [("net_sb", "net"), ("net", None)]
+    )
+    entries = [_Entry(s, b, p, f) for s in (sb, base) for b, p in [("ort-cpu", "int8"), ("ov-cpu", "int8")]]
+    entries.append(_Entry(base, "ov-cpu", "bf16", f))
+    medians = {"net_sb ort-cpu int8": 2.0, "net_sb ov-cpu int8": 1.0, "net ort-cpu int8": 1.0}
+    medians |= {"net ov-cpu int8": 3.0, "net ov-cpu bf16": 0.5}
+    stats = {k: LatencyStats.from_samples([ms / 1e3] * 10) for k, ms in medians.items()}
+    chosen = {(e.subject.label, e.backend, e.precision) for e in fastest_of(entries, stats)}
+    assert chosen == {("net_sb", "ov-cpu", "int8"), ("net", "ov-cpu", "bf16")}
+    medians["net_sb ort-cpu int8"] = 0.9  # the same finalists timed otherwise: the other engine's
+    stats = {k: LatencyStats.from_samples([ms / 1e3] * 10) for k, ms in medians.items()}
+    assert ("net_sb", "ort-cpu", "int8") in {
+        (e.subject.label, e.backend, e.precision) for e in fastest_of(entries, stats)
+    }
 
 
 def test_a_mixed_networks_file_is_counted_with_its_placement(tmp_path: Path) -> None:
