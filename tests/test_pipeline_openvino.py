@@ -11,6 +11,7 @@ import pytest
 
 from sbdeploy import kernels
 from sbdeploy.artifacts import plan_artifacts
+from sbdeploy.bench.report import FINALISTS
 from sbdeploy.errors import ConfigError
 from tests.conftest import REPO, kernel_library, run_cli
 
@@ -81,8 +82,13 @@ def test_pipeline_on_ov_cpu_validates_every_precision_it_times_and_names_the_fas
         engine = [x for x in bench["rows"] if x["model"] == m and x["backend"] == r["backend"]]
         best = min(engine, key=lambda x: x["median_ms"])
         assert (r["precision"], r["file"]) == (best["precision"], best["file"])
-    finalists = [g for g in bench["groups"] if g["backend"] == "fastest-file finalists" and g["batch"] == 1]
-    assert len(finalists) == 1  # both networks had files on two engines
+    assert len([g for g in bench["groups"] if g["backend"] == FINALISTS and g["batch"] == 1]) == 1
+    # both networks had files on two engines: their finalists, timed together, chose the picks
+    for m, r in rows.items():
+        finalists = [x for x in bench["finalists"] if x["model"] == m]
+        assert {x["backend"] for x in finalists} == {"ort-cpu", "ov-cpu"}
+        chosen = min(finalists, key=lambda x: x["median_ms"])
+        assert (r["backend"], r["precision"], r["file"]) == (chosen["backend"], chosen["precision"], chosen["file"])
     sb = next(r for r in bench["fastest"] if r["speedup"] is not None)
     base = rows[sb["baseline"]]
     assert sb["speedup"] == base["median_ms"] / sb["median_ms"] and sb["baseline_sha256"] == base["sha256"]

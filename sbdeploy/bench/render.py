@@ -108,6 +108,16 @@ def fastest_lines(report: BenchReport) -> list[str]:
             speedup = with_interval(r.speedup, ".2f", r.speedup_interval)
             text += f"; {speedup}x the speed of {base.model}'s fastest ({base.backend} {base.precision}): {verdict}"
         lines.append(text + (" (flagged: see the warnings)" if r.flags else ""))
+    for batch in dict.fromkeys(r.batch for r in report.finalists):  # what chose them, where engines competed
+        timed = [r for r in report.finalists if r.batch == batch]
+        figures = ", ".join(
+            f"{r.model} {r.backend} {r.precision} "
+            + with_interval(r.stats.median_ms, ".3f", Interval.of(r.stats.median_low_ms, r.stats.median_high_ms))
+            for r in timed
+        )
+        lines.append(
+            f"batch {batch}: chosen among each network's fastest on each engine, timed together (ms): {figures}"
+        )
     return lines
 
 

@@ -184,6 +184,8 @@ class BenchReport:
     # each network's fastest file per batch (where it had a choice), timed again with the others', SB against its
     # baseline's fastest, whatever engine and precision ran either
     fastest: list[BenchRow] = field(default_factory=list)
+    # where a network had files on several backends: its fastest on each, timed together to choose its fastest
+    finalists: list[BenchRow] = field(default_factory=list)
 
     @property
     def unstable(self) -> bool:
@@ -229,6 +231,7 @@ class BenchReport:
             "groups": [g.to_dict() for g in self.groups],
             "rows": [r.flat() for r in self.rows],
             "fastest": [r.flat() for r in self.fastest],
+            "finalists": [r.flat() for r in self.finalists],
             "warnings": [{"subject": w.subject, **w.flag.to_dict()} for w in self.warnings()],
         }
 
@@ -298,7 +301,9 @@ def judged(
     paired = {pairing(r, m) for r in rows if r.speedup is not None for m in (r.model, r.baseline)}
     out = []
     for r in rows:
-        flags = list(machine.get((FASTEST if fastest else r.backend, r.batch), ()))
+        # a fastest file's figures come from its group, its pick from the finalists' group: a flag of either is its
+        sources = ((FINALISTS, r.batch), (FASTEST, r.batch)) if fastest else ((r.backend, r.batch),)
+        flags = list(dict.fromkeys(f for source in sources for f in machine.get(source, ())))
         flags += latency_flags(r.stats, limits, paired=pairing(r, r.model) in paired)
         if r.speedup is not None:
             base = index[pairing(r, r.baseline)]

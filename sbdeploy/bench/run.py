@@ -7,6 +7,7 @@ per backend and batch all files are timed interleaved, so SB and baseline see th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,13 +287,20 @@ def bench_subjects(
                 fields = {"precision": e.precision, "vs_fp32": vs_fp32, "vs_fp32_low": low, "vs_fp32_high": high}
                 rows.append(_row(result, e, batch, **fields))
     rows = judged(rows, groups, limits)
-    fastest = []
+    fastest, finalists = [], []
     for batch in batches:  # each network's fastest file, where it had a choice, against its baseline's
         entries = fastest_entries(rows, subjects, batch, passed)
         if len(entries) > len({e.subject.label for e in entries}):  # a network's finalists on several engines
             named = {e.fastest_key: e for e in entries}
             result = group(f"fastest-file finalists batch {batch}", named, batch, [], [])
-            groups.append(BenchGroup.of(FINALISTS, batch, result.record, limits))
+            chosen_by = BenchGroup.of(FINALISTS, batch, result.record, limits)
+            groups.append(chosen_by)
+            finalists += [  # unpaired figures, flagged as their group is (its flags count against the picks too)
+                dataclasses.replace(
+                    _row(result, e, batch, key=e.fastest_key, precision=e.precision), flags=chosen_by.flags
+                )
+                for e in entries
+            ]
             entries = fastest_of(entries, result.stats)
         if entries:
             keys = {e.subject.label: e.fastest_key for e in entries}
@@ -335,4 +343,11 @@ def bench_subjects(
         "notes": run_notes + [TF32_NOTES[b] for b in backends if b in TF32_NOTES and "fp32" in precisions],
     }
     fastest = judged(fastest, groups, limits, fastest=True)
-    return BenchReport(rows=rows, environment=collect_environment(), settings=settings, groups=groups, fastest=fastest)
+    return BenchReport(
+        rows=rows,
+        environment=collect_environment(),
+        settings=settings,
+        groups=groups,
+        fastest=fastest,
+        finalists=finalists,
+    )

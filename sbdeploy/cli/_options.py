@@ -109,7 +109,11 @@ Iters = Annotated[
 ]
 Budget = Annotated[
     float,
-    typer.Option(help="Adaptive length: at most this many seconds of timed turns per backend and batch.", min=0.01),
+    typer.Option(
+        help="Adaptive length: at most this many seconds of timed turns per backend and batch (and per batch for "
+        "the fastest files across backends).",
+        min=0.01,
+    ),
 ]
 Strict = Annotated[bool, typer.Option("--strict", help="Exit 1 when a bench figure is unstable (for CI gates).")]
 

@@ -17,7 +17,7 @@ from sbdeploy.bench.render import (
     to_markdown,
     write_report,
 )
-from sbdeploy.bench.report import FASTEST, BenchGroup, BenchReport, BenchRow, judged
+from sbdeploy.bench.report import FASTEST, FINALISTS, BenchGroup, BenchReport, BenchRow, judged
 from sbdeploy.bench.timing import GroupRecord, LatencyStats
 from sbdeploy.environment import collect_environment
 
@@ -400,6 +400,25 @@ def test_fastest_files_pair_across_engines_and_say_which_file_to_ship() -> None:
     )
     busy = judged([base, sb], [group(load=6.0, backend=FASTEST)], fastest=True)  # its own group's machine flags
     assert all(any(f.kind == "load" for f in r.flags) for r in busy)
+    # a pick made by a busy finalists group is flagged too (so --strict and the verdict's "flagged" see it)
+    picked_busy = judged([base, sb], [group(load=6.0, backend=FINALISTS), fast], fastest=True)
+    assert all(any(f.kind == "load" for f in r.flags) for r in picked_busy)
+    assert BenchReport(rows=[], environment=collect_environment(), fastest=picked_busy).unstable
+    assert not judged([base, sb], [group(backend=FINALISTS), fast], fastest=True)[1].flags
+
+
+def test_the_finalists_that_chose_the_fastest_files_are_reported() -> None:
+    base, sb = rows()
+    finalists = [
+        dataclasses.replace(sb, backend=b, precision=p, file=f"net_sb.{b}.{p}.onnx", stats=stats(ms))
+        for b, p, ms in [("ort-cpu", "int8", 1.0), ("ov-cpu", "int8", 1.5)]
+    ]
+    report = BenchReport(rows=[], environment=collect_environment(), fastest=[base, sb], finalists=finalists)
+    assert [r["backend"] for r in report.to_dict()["finalists"]] == ["ort-cpu", "ov-cpu"]
+    last = fastest_lines(report)[-1]
+    assert last.startswith("batch 1: chosen among each network's fastest on each engine, timed together (ms): ")
+    assert "net_sb ort-cpu int8 1.000 (0.990-1.010), net_sb ov-cpu int8 1.500 (1.485-1.515)" in last
+    assert len(fastest_lines(dataclasses.replace(report, finalists=[]))) == len(fastest_lines(report)) - 1
 
 
 def test_across_engines_a_speedup_beyond_the_mac_ratio_is_not_flagged_impossible() -> None:

@@ -3,12 +3,13 @@ the MACs of a given file (subjects_from_files), by its metadata."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from sbdeploy.backends import get_runner
 from sbdeploy.backends.ort import SPIN_S, TF32_NOTES, SessionSettings
 from sbdeploy.bench.report import BenchRow
-from sbdeploy.bench.run import BenchSubject, _Entry, bench_subjects, fastest_entries, fastest_of
+from sbdeploy.bench.run import BenchSubject, bench_subjects, fastest_entries, fastest_of
 from sbdeploy.bench.timing import LatencyStats, TimingPlan, fair_plan
 from sbdeploy.files import describe_file
 
@@ -39,58 +40,75 @@ def test_interleaved_spinning_ort_sessions_settle_for_their_spin(tiny_onnx: Path
         assert one.idle_spin_s == 0.0  # one thread: no pool worker to spin
 
 
-def test_fastest_files_are_timed_again_only_where_a_network_had_a_choice(tiny_onnx: Path) -> None:
+FASTEST_PAIR = [("net", None), ("net_sb", "net")]  # (label, baseline) of the fastest-file cases
+
+
+def _stats(ms: float) -> LatencyStats:
+    return LatencyStats.from_samples([ms / 1e3] * 10)
+
+
+def _fastest_case(tiny_onnx: Path, *keys: tuple[str, str]) -> tuple[list[BenchSubject], Callable[..., BenchRow]]:
+    """A network and its SB form, each with a file for every (backend, precision) of ``keys`` at batch 1; and
+    ``row(model, backend, precision, ms)``, a row of one of them timed at ``ms``."""
     f = describe_file(tiny_onnx)
-    stats = {ms: LatencyStats.from_samples([ms / 1e3] * 10) for ms in (1.0, 2.0, 3.0)}
 
     def row(model: str, backend: str, precision: str, ms: float) -> BenchRow:
-        return BenchRow(model, backend, 1, 1, None, stats[ms], precision=precision, file=f.name)
+        return BenchRow(model, backend, 1, 1, None, _stats(ms), precision=precision, file=f.name)
 
-    def subject(label: str, baseline: str | None, *keys: tuple[str, str]) -> BenchSubject:
-        files = {(b, 1, p): f for b, p in keys}
-        return BenchSubject(label, "net", 1, baseline, 1, (8, 8), files=files)
+    files = {(b, 1, p): f for b, p in keys}
+    subjects = [BenchSubject(label, "net", 1, base, 1, (8, 8), files=files) for label, base in FASTEST_PAIR]
+    return subjects, row
 
+
+def _picked(entries: list) -> set[tuple[str, str, str]]:  # entries of bench.run: (network, backend, precision)
+    return {(e.subject.label, e.backend, e.precision) for e in entries}
+
+
+def test_fastest_files_are_timed_again_only_where_a_network_had_a_choice(tiny_onnx: Path) -> None:
+    subjects, row = _fastest_case(tiny_onnx, ("ort-cpu", "fp32"))
     one = [row("net", "ort-cpu", "fp32", 2.0), row("net_sb", "ort-cpu", "fp32", 1.0)]
-    subjects = [subject("net", None, ("ort-cpu", "fp32")), subject("net_sb", "net", ("ort-cpu", "fp32"))]
     assert fastest_entries(one, subjects, 1) == []  # one file each, already paired in their group
+    subjects, row = _fastest_case(tiny_onnx, ("ort-cpu", "fp32"), ("ov-cpu", "bf16"))
     both = [*one, row("net", "ov-cpu", "bf16", 1.0), row("net_sb", "ov-cpu", "bf16", 3.0)]
-    subjects = [subject(s.label, s.baseline, ("ort-cpu", "fp32"), ("ov-cpu", "bf16")) for s in subjects]
-    picked = {(e.subject.label, e.backend, e.precision) for e in fastest_entries(both, subjects, 1)}
     # the finalists: each network's fastest on each engine (their own groups ran apart)
-    assert picked == {(m, b, p) for m in ("net", "net_sb") for b, p in [("ort-cpu", "fp32"), ("ov-cpu", "bf16")]}
+    assert _picked(fastest_entries(both, subjects, 1)) == {
+        (m, b, p) for m in ("net", "net_sb") for b, p in [("ort-cpu", "fp32"), ("ov-cpu", "bf16")]
+    }
     assert fastest_entries(both, subjects, 8) == []  # nothing timed at that batch
     # a slower precision on an engine is no finalist; the engines' best are, even where the other engine's is faster
-    three = [*both, row("net_sb", "ort-cpu", "int8", 3.0), row("net_sb", "ov-cpu", "int8", 2.0)]
     keys = [("ort-cpu", "fp32"), ("ov-cpu", "bf16"), ("ort-cpu", "int8"), ("ov-cpu", "int8")]
-    subjects = [subject("net", None, *keys), subject("net_sb", "net", *keys)]
-    picked = {(e.subject.label, e.backend, e.precision) for e in fastest_entries(three, subjects, 1)}
-    assert picked == {("net", "ort-cpu", "fp32"), ("net", "ov-cpu", "bf16")} | {
+    subjects, row = _fastest_case(tiny_onnx, *keys)
+    three = [*both, row("net_sb", "ort-cpu", "int8", 3.0), row("net_sb", "ov-cpu", "int8", 2.0)]
+    assert _picked(fastest_entries(three, subjects, 1)) == {("net", "ort-cpu", "fp32"), ("net", "ov-cpu", "bf16")} | {
         ("net_sb", "ort-cpu", "fp32"),
         ("net_sb", "ov-cpu", "int8"),
     }
 
 
+def test_a_choice_of_precisions_on_one_engine_has_one_finalist_a_network(tiny_onnx: Path) -> None:
+    """Its fastest precision was timed beside the others in its engine's group: no finalists group is needed
+    (``bench_subjects`` runs one only where a network has more finalists than one)."""
+    subjects, row = _fastest_case(tiny_onnx, ("ort-cpu", "fp32"), ("ort-cpu", "int8"))
+    rows = [row(m, "ort-cpu", p, ms) for m, p, ms in [("net", "fp32", 2.0), ("net", "int8", 1.0)]]
+    rows += [row("net_sb", "ort-cpu", p, ms) for p, ms in [("fp32", 1.0), ("int8", 3.0)]]
+    entries = fastest_entries(rows, subjects, 1)
+    assert _picked(entries) == {("net", "ort-cpu", "int8"), ("net_sb", "ort-cpu", "fp32")}
+    assert len(entries) == len({e.subject.label for e in entries})
+
+
 def test_the_fastest_file_is_the_one_the_finalists_group_timed_fastest(tiny_onnx: Path) -> None:
     """Which engine's finalist ships is decided by the group that timed them together, not by their own groups'
     medians (a machine whose speed changes between groups would otherwise choose by luck)."""
-    f = describe_file(tiny_onnx)
-    files = {(b, 1, p): f for b, p in [("ort-cpu", "int8"), ("ov-cpu", "int8"), ("ov-cpu", "bf16")]}
-    sb, base = (
-        BenchSubject(label, "net", 1, baseline, 1, (8, 8), files=files)
-        for label, baseline in [("net_sb", "net"), ("net", None)]
-    )
-    entries = [_Entry(s, b, p, f) for s in (sb, base) for b, p in [("ort-cpu", "int8"), ("ov-cpu", "int8")]]
-    entries.append(_Entry(base, "ov-cpu", "bf16", f))
-    medians = {"net_sb ort-cpu int8": 2.0, "net_sb ov-cpu int8": 1.0, "net ort-cpu int8": 1.0}
-    medians |= {"net ov-cpu int8": 3.0, "net ov-cpu bf16": 0.5}
-    stats = {k: LatencyStats.from_samples([ms / 1e3] * 10) for k, ms in medians.items()}
-    chosen = {(e.subject.label, e.backend, e.precision) for e in fastest_of(entries, stats)}
-    assert chosen == {("net_sb", "ov-cpu", "int8"), ("net", "ov-cpu", "bf16")}
+    subjects, row = _fastest_case(tiny_onnx, ("ort-cpu", "int8"), ("ov-cpu", "int8"))
+    rows = [row(m, b, "int8", ms) for m, b, ms in [("net", "ort-cpu", 1.0), ("net", "ov-cpu", 3.0)]]
+    rows += [row("net_sb", b, "int8", ms) for b, ms in [("ort-cpu", 1.0), ("ov-cpu", 2.0)]]  # ort-cpu by its rows
+    entries = fastest_entries(rows, subjects, 1)
+    medians = {"net ort-cpu int8": 1.0, "net ov-cpu int8": 3.0, "net_sb ort-cpu int8": 2.0, "net_sb ov-cpu int8": 1.0}
+    timed_together = {k: _stats(ms) for k, ms in medians.items()}
+    assert _picked(fastest_of(entries, timed_together)) == {("net", "ort-cpu", "int8"), ("net_sb", "ov-cpu", "int8")}
     medians["net_sb ort-cpu int8"] = 0.9  # the same finalists timed otherwise: the other engine's
-    stats = {k: LatencyStats.from_samples([ms / 1e3] * 10) for k, ms in medians.items()}
-    assert ("net_sb", "ort-cpu", "int8") in {
-        (e.subject.label, e.backend, e.precision) for e in fastest_of(entries, stats)
-    }
+    timed_together = {k: _stats(ms) for k, ms in medians.items()}
+    assert ("net_sb", "ort-cpu", "int8") in _picked(fastest_of(entries, timed_together))
 
 
 def test_a_mixed_networks_file_is_counted_with_its_placement(tmp_path: Path) -> None:
