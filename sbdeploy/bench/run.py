@@ -1,7 +1,9 @@
 """Timing subjects with one method, SB beside its baseline: what ``sbdeploy bench`` and the pipeline time.
 
 A subject is a model (its module on torch, its made files elsewhere) or a given ``.onnx`` file or engine;
-per backend and batch all files are timed interleaved, so SB and baseline see the same machine.
+per backend and batch all files are timed interleaved, so SB and baseline see the same machine; then, where a
+network had a choice of files, its fastest file (chosen by a group of each backend's fastest where backends
+compete) is timed again beside its baseline's fastest.
 """
 
 from __future__ import annotations
@@ -253,7 +255,8 @@ def bench_subjects(
     """Time every subject's file (or module, on torch) per backend and batch, all files of a (backend, batch)
     interleaved, each SB file paired with its baseline's of the same precision, each fp16/int8 file with its fp32;
     ``baseline``: the label of the one subject every other one is paired with (the report says which got no pair);
-    ``passed``: the (sha256, backend, precision) that passed validation, the only ones a fastest file is chosen from."""
+    ``passed``: the (sha256, backend, precision) that passed validation, the only ones a fastest file is chosen from;
+    then per batch the fastest-file groups (:func:`fastest_entries`, :func:`fastest_of`)."""
     if threads is not None:
         torch.set_num_threads(threads)
     rows: list[BenchRow] = []
