@@ -12,6 +12,7 @@ from sbdeploy._io import atomic_write_bytes
 from sbdeploy.bench.plots import plot_latency_vs_macs, plot_speedups
 from sbdeploy.bench.report import BenchReport, BenchRow
 from sbdeploy.bench.stats import Interval, with_interval
+from sbdeploy.bench.timing import LatencyStats
 
 MARKDOWN_COLUMNS = (
     *("model", "file", "form", "backend", "precision", "batch", "GMACs/img", "median ms (CI)", "GPU ms", "p90 ms"),
@@ -26,12 +27,17 @@ def shown_columns(rows: Sequence[BenchRow]) -> list[int]:
     return [i for i, c in enumerate(MARKDOWN_COLUMNS) if (gpu or c != "GPU ms") and (reduced or c != "vs fp32 (CI)")]
 
 
+def _median(s: LatencyStats) -> str:
+    """A median in ms with its interval: ``1.250 (1.238-1.262)``."""
+    return with_interval(s.median_ms, ".3f", Interval.of(s.median_low_ms, s.median_high_ms))
+
+
 def markdown_rows(rows: list[BenchRow]) -> list[list[str]]:
     """Table cells of the rows, as printed by the CLI and written to Markdown."""
     cells = []
     for r in rows:
         s = r.stats
-        median = with_interval(s.median_ms, ".3f", Interval.of(s.median_low_ms, s.median_high_ms))
+        median = _median(s)
         stable = "yes" if not r.flags else "no: " + ", ".join(dict.fromkeys(f.kind for f in r.flags))
         head = [r.model, r.file or "-", r.form, r.backend, r.precision, str(r.batch), f"{r.macs / 1e9:.3f}", median]
         times = [with_interval(s.compute_median_ms, ".3f"), f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.cv:.1%}"]
@@ -90,7 +96,7 @@ def fastest_lines(report: BenchReport) -> list[str]:
     fastest = {(r.model, r.batch): r for r in report.fastest}
     lines = []
     for r in report.fastest:
-        median = with_interval(r.stats.median_ms, ".3f", Interval.of(r.stats.median_low_ms, r.stats.median_high_ms))
+        median = _median(r.stats)
         text = f"batch {r.batch}: {r.model}'s fastest file is {r.file} on {r.backend} {r.precision}, {median} ms"
         base = fastest.get((r.baseline, r.batch)) if r.baseline else None
         if r.speedup is not None and base is not None:
@@ -110,11 +116,7 @@ def fastest_lines(report: BenchReport) -> list[str]:
         lines.append(text + (" (flagged: see the warnings)" if r.flags else ""))
     for batch in dict.fromkeys(r.batch for r in report.finalists):  # what chose them, where engines competed
         timed = [r for r in report.finalists if r.batch == batch]
-        figures = ", ".join(
-            f"{r.model} {r.backend} {r.precision} "
-            + with_interval(r.stats.median_ms, ".3f", Interval.of(r.stats.median_low_ms, r.stats.median_high_ms))
-            for r in timed
-        )
+        figures = ", ".join(f"{r.model} {r.backend} {r.precision} {_median(r.stats)}" for r in timed)
         lines.append(
             f"batch {batch}: chosen among each network's fastest on each engine, timed together (ms): {figures}"
         )
