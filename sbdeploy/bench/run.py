@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -190,6 +191,20 @@ def _row(result: GroupResult, e: _Entry, batch: int, key: str | None = None, **f
     return measured_row(result, key or e.key, s.label, e.backend, batch, s.macs, s.baseline, **file, **fields)
 
 
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+
+def _fastest_by(items: Iterable[T], key: Callable[[T], K], ms: Callable[[T], float]) -> dict[K, T]:
+    """Per ``key``, the item of least ``ms`` (the first among equals), in the order the keys first appear."""
+    best: dict[K, T] = {}
+    for item in items:
+        k = key(item)
+        if k not in best or ms(item) < ms(best[k]):
+            best[k] = item
+    return best
+
+
 def fastest_entries(
     rows: Sequence[BenchRow], subjects: Sequence[BenchSubject], batch: int, passed: Collection[Proof] | None = None
 ) -> list[_Entry]:
@@ -199,19 +214,18 @@ def fastest_entries(
     timed in another group. Backends were timed in groups of their own, so which backend's is the fastest is for a
     group of the finalists together to say (:func:`fastest_of`)."""
     by_label = {s.label: s for s in subjects}
-    finalists: dict[tuple[str, str], BenchRow] = {}  # (subject, backend) -> its fastest row there
-    choices: dict[str, int] = {}
-    for r in rows:
-        fit = passed is None or (r.sha256, r.backend, r.precision) in passed
-        if fit and r.batch == batch and r.file is not None and r.model in by_label:
-            choices[r.model] = choices.get(r.model, 0) + 1
-            at = finalists.get((r.model, r.backend))
-            if at is None or r.stats.median_ms < at.stats.median_ms:
-                finalists[(r.model, r.backend)] = r
-    best: dict[str, BenchRow] = {}
-    for (m, _), r in finalists.items():
-        if m not in best or r.stats.median_ms < best[m].stats.median_ms:
-            best[m] = r
+    timed = [
+        r
+        for r in rows
+        if (passed is None or (r.sha256, r.backend, r.precision) in passed)
+        and r.batch == batch
+        and r.file is not None
+        and r.model in by_label
+    ]
+    choices = Counter(r.model for r in timed)
+    # (subject, backend) -> its fastest row there; then subject -> its fastest of those
+    finalists = _fastest_by(timed, lambda r: (r.model, r.backend), lambda r: r.stats.median_ms)
+    best = _fastest_by(finalists.values(), lambda r: r.model, lambda r: r.stats.median_ms)
     apart = any(
         (base := best.get(by_label[m].baseline or "")) is not None
         and (base.backend, base.precision) != (r.backend, r.precision)
@@ -229,12 +243,7 @@ def fastest_entries(
 def fastest_of(entries: Sequence[_Entry], stats: Mapping[str, LatencyStats]) -> list[_Entry]:
     """Each subject's fastest among ``entries``, by ``stats`` (by :attr:`_Entry.fastest_key`) of one group that timed
     them together."""
-    best: dict[str, _Entry] = {}
-    for e in entries:
-        at = best.get(e.subject.label)
-        if at is None or stats[e.fastest_key].median_ms < stats[at.fastest_key].median_ms:
-            best[e.subject.label] = e
-    return list(best.values())
+    return list(_fastest_by(entries, lambda e: e.subject.label, lambda e: stats[e.fastest_key].median_ms).values())
 
 
 def bench_subjects(
